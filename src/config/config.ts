@@ -1,0 +1,115 @@
+import { isAbsolute, join, resolve } from 'node:path';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Limits {
+  maxNameLength: number;
+  maxValueBytes: number;
+  maxBodyBytes: number;
+}
+
+/** Server configuration: parsed once from the environment and flags, validated, frozen, passed down. */
+export interface Config {
+  dataDir: string;
+  databaseUrl: string;
+  host: string;
+  port: number;
+  tls: { certFile: string; keyFile: string } | null;
+  dev: boolean;
+  logLevel: LogLevel;
+  limits: Limits;
+  rollbackWindowMs: number;
+  retentionSweepMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(setting: string, problem: string) {
+    super(`invalid configuration: ${setting} ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const LOG_LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const DURATION = /^(\d+)(ms|s|m|h|d)$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses "7d", "90m", "500ms" into milliseconds. */
+export function parseDuration(setting: string, text: string): number {
+  const m = DURATION.exec(text.trim());
+  if (!m) throw new ConfigError(setting, `must be a duration like 30s, 15m, 7d (got "${text}")`);
+  return Number(m[1]) * UNIT_MS[m[2]!]!;
+}
+
+function int(setting: string, text: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text)) throw new ConfigError(setting, `must be a whole number (got "${text}")`);
+  const n = Number(text);
+  if (n < min || n > max) throw new ConfigError(setting, `must be between ${min} and ${max} (got ${n})`);
+  return n;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.has(host) || host.startsWith('127.');
+}
+
+/**
+ * Reads KEYHOLD_* settings. Unknown KEYHOLD_* variables are rejected so a typo never silently
+ * falls back to a default.
+ */
+export function loadConfig(env: Record<string, string | undefined>, flags: { dev?: boolean } = {}): Readonly<Config> {
+  const known = new Set([
+    'KEYHOLD_DATA_DIR', 'KEYHOLD_DATABASE_URL', 'KEYHOLD_HOST', 'KEYHOLD_PORT', 'KEYHOLD_TLS_CERT', 'KEYHOLD_TLS_KEY',
+    'KEYHOLD_DEV', 'KEYHOLD_LOG_LEVEL', 'KEYHOLD_MAX_VALUE_BYTES', 'KEYHOLD_ROLLBACK_WINDOW', 'KEYHOLD_RETENTION_SWEEP',
+    // client-side settings read by the CLI, not the server:
+    'KEYHOLD_ADDR', 'KEYHOLD_TOKEN', 'KEYHOLD_TENANT',
+  ]);
+  for (const key of Object.keys(env)) {
+    if (key.startsWith('KEYHOLD_') && !known.has(key)) throw new ConfigError(key, 'is not a known setting');
+  }
+
+  const dataDir = resolve(env.KEYHOLD_DATA_DIR ?? '.keyhold-data');
+  const databaseUrl = env.KEYHOLD_DATABASE_URL ?? `sqlite:${join(dataDir, 'keyhold.db')}`;
+  if (!/^(sqlite:|postgres(ql)?:\/\/)/.test(databaseUrl)) {
+    throw new ConfigError('KEYHOLD_DATABASE_URL', 'must start with sqlite: or postgres://');
+  }
+  if (databaseUrl.startsWith('sqlite:') && !isAbsolute(databaseUrl.slice(7)) && databaseUrl !== 'sqlite::memory:') {
+    throw new ConfigError('KEYHOLD_DATABASE_URL', 'sqlite: paths must be absolute');
+  }
+
+  const host = env.KEYHOLD_HOST ?? '127.0.0.1';
+  const port = int('KEYHOLD_PORT', env.KEYHOLD_PORT ?? '8200', 0, 65535);
+  const cert = env.KEYHOLD_TLS_CERT;
+  const key = env.KEYHOLD_TLS_KEY;
+  if (Boolean(cert) !== Boolean(key)) throw new ConfigError('KEYHOLD_TLS_CERT/KEYHOLD_TLS_KEY', 'must be set together');
+  const tls = cert && key ? { certFile: cert, keyFile: key } : null;
+  if (!tls && !isLoopback(host)) {
+    throw new ConfigError('KEYHOLD_HOST', `is ${host}: plain HTTP is only allowed on loopback; set KEYHOLD_TLS_CERT and KEYHOLD_TLS_KEY`);
+  }
+
+  const logLevel = (env.KEYHOLD_LOG_LEVEL ?? 'info') as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('KEYHOLD_LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`);
+
+  const devEnv = env.KEYHOLD_DEV;
+  if (devEnv !== undefined && devEnv !== 'true' && devEnv !== 'false') throw new ConfigError('KEYHOLD_DEV', 'must be true or false');
+
+  const maxValueBytes = int('KEYHOLD_MAX_VALUE_BYTES', env.KEYHOLD_MAX_VALUE_BYTES ?? '65536', 1, 1_048_576);
+
+  return Object.freeze({
+    dataDir,
+    databaseUrl,
+    host,
+    port,
+    tls,
+    dev: flags.dev ?? devEnv === 'true',
+    logLevel,
+    limits: Object.freeze({
+      maxNameLength: 128,
+      maxValueBytes,
+      // JSON escaping can grow a value up to 6x (\u00XX); leave room for metadata.
+      maxBodyBytes: maxValueBytes * 6 + 64 * 1024,
+    }),
+    rollbackWindowMs: parseDuration('KEYHOLD_ROLLBACK_WINDOW', env.KEYHOLD_ROLLBACK_WINDOW ?? '7d'),
+    retentionSweepMs: parseDuration('KEYHOLD_RETENTION_SWEEP', env.KEYHOLD_RETENTION_SWEEP ?? '1h'),
+  });
+}

@@ -1,0 +1,36 @@
+import type { KeyObject } from 'node:crypto';
+import { aeadOpen, aeadSeal } from '../aead.ts';
+import { bindFields } from '../bytes.ts';
+
+const CHECK_PLAINTEXT = Buffer.from('keyhold root key check v1');
+const CHECK_AAD = bindFields('keyhold/root-check/v1');
+
+/**
+ * A key check value for the root key: an AES-GCM blob that only the right key opens.
+ * Needed because Shamir reconstruction from a wrong or tampered share silently yields a wrong key.
+ */
+export function makeRootCheck(root: KeyObject): Buffer {
+  return aeadSeal(root, CHECK_PLAINTEXT, CHECK_AAD);
+}
+
+/** True when `candidate` is the root key that produced `check`. */
+export function verifyRootCheck(candidate: KeyObject, check: Uint8Array): boolean {
+  try {
+    return aeadOpen(candidate, check, CHECK_AAD).equals(CHECK_PLAINTEXT);
+  } catch {
+    return false;
+  }
+}
+
+function kekAad(tenantId: string, version: number): Buffer {
+  return bindFields('keyhold/kek/v1', tenantId, version);
+}
+
+/** Wraps a tenant KEK under the root key, bound to its tenant and version. */
+export function wrapKek(root: KeyObject, tenantId: string, version: number, kek: Uint8Array): Buffer {
+  return aeadSeal(root, kek, kekAad(tenantId, version));
+}
+
+export function unwrapKek(root: KeyObject, tenantId: string, version: number, wrapped: Uint8Array): Buffer {
+  return aeadOpen(root, wrapped, kekAad(tenantId, version));
+}

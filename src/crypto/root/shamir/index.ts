@@ -1,0 +1,29 @@
+import { combine, split } from 'shamir-secret-sharing';
+import { fail } from '../../../errors/index.ts';
+
+/** Share text format: "khs1." + base64url(share bytes). The prefix lets us reject pasted junk early. */
+const PREFIX = 'khs1.';
+const SHARE_BYTES = 33; // 32 key bytes + the x coordinate
+
+/** Splits the root key into `shares` shares, any `threshold` of which reconstruct it. */
+export async function splitRootKey(rootKey: Uint8Array, shares: number, threshold: number): Promise<string[]> {
+  const parts = await split(rootKey, shares, threshold);
+  return parts.map((p) => PREFIX + Buffer.from(p).toString('base64url'));
+}
+
+/** Parses a share's text; a malformed share is INVALID_SHARE (it never reaches reconstruction). */
+export function parseShare(text: string): Buffer {
+  const trimmed = text.trim();
+  if (!trimmed.startsWith(PREFIX)) fail('INVALID_SHARE', 'an unseal share starts with "khs1."');
+  const bytes = Buffer.from(trimmed.slice(PREFIX.length), 'base64url');
+  if (bytes.byteLength !== SHARE_BYTES) fail('INVALID_SHARE', 'an unseal share decodes to 33 bytes');
+  return bytes;
+}
+
+/**
+ * Reconstructs a candidate root key. The result is NOT verified here: the library returns a wrong
+ * key from a tampered share, so the caller must check it against the stored key check value.
+ */
+export async function combineShares(shares: Buffer[]): Promise<Buffer> {
+  return Buffer.from(await combine(shares));
+}

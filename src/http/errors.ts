@@ -1,0 +1,54 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { errorCatalogue, isKeyholdError, type ErrorCode } from '../errors/index.ts';
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; requestId: string };
+}
+
+interface ValidationIssue {
+  keyword?: string;
+  instancePath?: string;
+  message?: string;
+  params?: Record<string, unknown>;
+}
+
+function describeValidation(err: FastifyError & { validation?: ValidationIssue[]; validationContext?: string }): { code: ErrorCode; message: string } {
+  const issues = err.validation ?? [];
+  const context = err.validationContext ?? 'request';
+  const path = (p: string | undefined) => `${context}${p ?? ''}`.replace(/\//g, '.');
+  // TypeBox reports an unknown field twice: as the parent's additionalProperties and as "schema is false" at the field.
+  const unknown = issues.find((i) => i.keyword === 'additionalProperties');
+  if (unknown) {
+    const fields = unknown.params?.additionalProperties;
+    const list = Array.isArray(fields) ? fields.map(String) : [String(fields ?? '')];
+    return { code: 'UNKNOWN_FIELD', message: `${path(unknown.instancePath)} has unknown field(s): ${list.join(', ')}` };
+  }
+  const issue = issues[0] ?? {};
+  return { code: 'VALIDATION_FAILED', message: `${path(issue.instancePath)} ${issue.message ?? 'is invalid'}` };
+}
+
+/** Maps anything thrown in a request to a catalogued code. Unknown errors become INTERNAL and are logged in full. */
+export function toErrorBody(err: unknown, request: FastifyRequest): { status: number; body: ErrorBody } {
+  const requestId = request.id;
+  if (isKeyholdError(err)) {
+    return { status: err.status, body: { error: { code: err.code, message: err.message, requestId } } };
+  }
+  const fe = err as FastifyError & { validation?: ValidationIssue[]; validationContext?: string };
+  let mapped: { code: ErrorCode; message: string } | null = null;
+  if (fe.validation) mapped = describeValidation(fe);
+  else if (fe.statusCode === 413) mapped = { code: 'BODY_TOO_LARGE', message: 'the request body is too large' };
+  else if (fe.statusCode === 415) mapped = { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'send the body as application/json' };
+  else if (fe.statusCode === 400 && (fe.code?.startsWith('FST_ERR_CTP_') || fe instanceof SyntaxError)) {
+    mapped = { code: 'MALFORMED_JSON', message: 'the body is not valid JSON' };
+  } else if (fe.statusCode !== undefined && fe.statusCode >= 400 && fe.statusCode < 500) {
+    mapped = { code: 'VALIDATION_FAILED', message: 'the request is malformed' };
+  }
+  if (mapped) return { status: errorCatalogue[mapped.code].status, body: { error: { ...mapped, requestId } } };
+  request.log.error({ err }, 'unhandled error');
+  return { status: 500, body: { error: { code: 'INTERNAL', message: `internal error; quote request id ${requestId}`, requestId } } };
+}
+
+export function sendError(reply: FastifyReply, err: unknown): FastifyReply {
+  const { status, body } = toErrorBody(err, reply.request);
+  return reply.code(status).header('cache-control', 'no-store').send(body);
+}

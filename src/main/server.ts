@@ -1,0 +1,94 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, type Config } from '../config/config.ts';
+import { createLogger } from '../platform/logger.ts';
+import { systemClock } from '../platform/clock.ts';
+import { openStorage } from '../storage/database.ts';
+import { DEV_KEY_FILE } from '../crypto/root/dev/index.ts';
+import { DEV_ROOT_TOKEN_FILE } from '../modules/system/system-service.ts';
+import { createHttpApp, createServices } from './compose.ts';
+
+function devBanner(config: Config, address: string, created: boolean): string {
+  const bar = '!'.repeat(78);
+  return [
+    bar,
+    '!!  KEYHOLD IS RUNNING IN DEV MODE. DO NOT USE THIS FOR REAL SECRETS.',
+    `!!  The unseal key is stored IN THE CLEAR at ${join(config.dataDir, DEV_KEY_FILE)}`,
+    `!!  The root token is stored IN THE CLEAR at ${join(config.dataDir, DEV_ROOT_TOKEN_FILE)}`,
+    created ? '!!  A new dev server was initialised (default tenant, development/staging/production).' : '!!  Unsealed from the dev key.',
+    bar,
+    '',
+    'Log in from another terminal:',
+    `  export KEYHOLD_ADDR=${address}`,
+    `  export KEYHOLD_TOKEN=$(cat ${join(config.dataDir, DEV_ROOT_TOKEN_FILE)})`,
+    '  ./bin/keyhold status',
+    '  echo -n "s3cr3t" | ./bin/keyhold secrets set DEMO_API_KEY --env development --owner you@example.com',
+    '  ./bin/keyhold secrets get DEMO_API_KEY --env development',
+    '',
+  ].join('\n');
+}
+
+/** Composition root of the server process: config, storage, services, HTTP, background jobs. */
+export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const { values: flags } = parseArgs({ args: argv, options: { dev: { type: 'boolean' } }, strict: true });
+  let config: Readonly<Config>;
+  try {
+    config = loadConfig(env, flags.dev ? { dev: true } : {});
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger({ level: config.logLevel });
+  const storage = await openStorage({ url: config.databaseUrl });
+  const services = createServices({ config, storage, clock: systemClock });
+  const https = config.tls ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } : null;
+  const app = await createHttpApp(services, { logger, bodyLimit: config.limits.maxBodyBytes, https });
+
+  let created = false;
+  if (config.dev) {
+    const status = await services.system.status();
+    if (!status.initialized) {
+      await services.system.initialize({ type: 'dev', shares: 1, threshold: 1 });
+      created = true;
+    } else if (!(await services.seal.unsealFromDevKey())) {
+      throw new Error(`dev mode: this data directory was not initialised in dev mode (or ${DEV_KEY_FILE} is missing)`);
+    }
+  }
+
+  const address = await app.listen({ host: config.host, port: config.port });
+  if (!config.tls) logger.warn({ address }, 'serving plain HTTP on loopback only; configure KEYHOLD_TLS_CERT/KEY for anything else');
+  if (config.dev) process.stderr.write(devBanner(config, address, created) + '\n');
+  const status = await services.system.status();
+  logger.info({ address, initialized: status.initialized, sealed: status.sealed, database: storage.dialect }, 'keyhold listening');
+
+  const sweep = setInterval(() => {
+    if (services.seal.isSealed()) return;
+    services.retention.sweep().then(
+      (n) => n > 0 && logger.info({ destroyed: n }, 'retention: destroyed versions past the rollback window'),
+      (err) => logger.error({ err }, 'retention sweep failed'),
+    );
+  }, config.retentionSweepMs);
+  sweep.unref();
+
+  const shutdown = async (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    clearInterval(sweep);
+    services.seal.seal();
+    await app.close();
+    await storage.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+}
+
+if (import.meta.main) {
+  main(process.argv.slice(2), process.env).catch((err) => {
+    process.stderr.write(`keyhold server failed to start: ${(err as Error).message}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,102 @@
+import type { Kysely } from 'kysely';
+import type { Keyring } from '../../crypto/keyring.ts';
+import { fail } from '../../errors/index.ts';
+import type { Clock } from '../../platform/clock.ts';
+import type { Database } from '../../storage/schema.ts';
+import type { TenantContext } from '../shared/context.ts';
+import { createKekRepository } from './kek-repository.ts';
+
+export interface KeyStatus {
+  currentVersion: number;
+  minDecryptionVersion: number;
+  versions: Array<{ version: number; createdAt: string; retiredAt: string | null; dataKeys: number }>;
+}
+
+/**
+ * Tenant KEK lifecycle: rotate (new version for new wraps), rewrap (every DEK moves to the current
+ * version; values are not touched), then the minimum decryption version rises and old KEK
+ * material is deleted.
+ */
+export function createKeyService(deps: { db: Kysely<Database>; keyring: Keyring; clock: Clock }) {
+  const { db, keyring, clock } = deps;
+
+  async function status(ctx: TenantContext): Promise<KeyStatus> {
+    const repo = createKekRepository(db);
+    const state = (await repo.loadState(ctx.tenantId)) ?? fail('TENANT_NOT_FOUND', 'tenant not found');
+    const counts = new Map((await repo.countDeksByVersion(ctx.tenantId)).map((r) => [r.kek_version, Number(r.count)]));
+    const keks = await repo.listKeks(ctx.tenantId);
+    return {
+      currentVersion: state.current,
+      minDecryptionVersion: state.min,
+      versions: keks.map((k) => ({
+        version: k.version,
+        createdAt: new Date(k.created_at).toISOString(),
+        retiredAt: k.retired_at === null ? null : new Date(k.retired_at).toISOString(),
+        dataKeys: counts.get(k.version) ?? 0,
+      })),
+    };
+  }
+
+  return {
+    status,
+
+    /** Creates KEK version n+1 and makes it the one new data keys are wrapped with. */
+    async rotate(ctx: TenantContext): Promise<KeyStatus> {
+      await db.transaction().execute(async (trx) => {
+        const bumped = await trx.updateTable('tenants').set((eb) => ({ kek_version: eb('kek_version', '+', 1) }))
+          .where('id', '=', ctx.tenantId).returning('kek_version').executeTakeFirst();
+        if (!bumped) fail('TENANT_NOT_FOUND', 'tenant not found');
+        const wrapped = keyring.newWrappedKek(ctx.tenantId, bumped.kek_version);
+        await createKekRepository(trx).insertKek(ctx.tenantId, bumped.kek_version, wrapped, clock.now());
+      });
+      keyring.invalidate(ctx.tenantId);
+      return status(ctx);
+    },
+
+    /**
+     * Rewraps every live DEK of the tenant under the current KEK, in batches, each row guarded by
+     * its old key version (a concurrent writer or rewrap simply wins that row). When none remain
+     * below the current version, raises the minimum decryption version and retires older KEKs.
+     */
+    async rewrap(ctx: TenantContext, opts: { batchSize?: number } = {}): Promise<KeyStatus & { rewrapped: number }> {
+      const batchSize = opts.batchSize ?? 500;
+      keyring.invalidate(ctx.tenantId);
+      const repo = createKekRepository(db);
+      const state = (await repo.loadState(ctx.tenantId)) ?? fail('TENANT_NOT_FOUND', 'tenant not found');
+      let rewrapped = 0;
+      for (;;) {
+        const rows = await db.selectFrom('secret_versions')
+          .select(['id', 'secret_id', 'environment_id', 'version', 'wrapped_dek', 'kek_version'])
+          .where('tenant_id', '=', ctx.tenantId).where('kek_version', '<', state.current).where('wrapped_dek', 'is not', null)
+          .limit(batchSize).execute();
+        if (rows.length === 0) break;
+        const rewrap = await keyring.rewrapperFor(ctx.tenantId);
+        await db.transaction().execute(async (trx) => {
+          for (const row of rows) {
+            const binding = { tenantId: ctx.tenantId, environmentId: row.environment_id, secretId: row.secret_id, version: row.version };
+            const next = rewrap(binding, row.wrapped_dek!);
+            if (!next) continue;
+            const res = await trx.updateTable('secret_versions').set({ wrapped_dek: next.wrappedDek, kek_version: next.kekVersion })
+              .where('id', '=', row.id).where('kek_version', '=', row.kek_version).where('wrapped_dek', 'is not', null)
+              .executeTakeFirst();
+            rewrapped += Number(res.numUpdatedRows);
+          }
+        });
+      }
+      const now = clock.now();
+      await db.transaction().execute(async (trx) => {
+        const stragglers = await trx.selectFrom('secret_versions').select('id')
+          .where('tenant_id', '=', ctx.tenantId).where('kek_version', '<', state.current).where('wrapped_dek', 'is not', null)
+          .limit(1).execute();
+        if (stragglers.length > 0) fail('KEY_OPERATION_CONFLICT', 'data keys were written under an old key version during the rewrap; run it again');
+        await trx.updateTable('tenants').set({ kek_min_version: state.current }).where('id', '=', ctx.tenantId).execute();
+        await trx.updateTable('tenant_keks').set({ wrapped_key: null, retired_at: now })
+          .where('tenant_id', '=', ctx.tenantId).where('version', '<', state.current).where('retired_at', 'is', null).execute();
+      });
+      keyring.invalidate(ctx.tenantId);
+      return { ...(await status(ctx)), rewrapped };
+    },
+  };
+}
+
+export type KeyService = ReturnType<typeof createKeyService>;

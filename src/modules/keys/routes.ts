@@ -1,0 +1,24 @@
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { tenantContextOf } from '../../http/auth.ts';
+import { KeyStatusSchema, errorResponses } from '../../http/schemas.ts';
+import type { KeyService } from './key-service.ts';
+
+/** Tenant key-encryption keys: status, rotate, rewrap. */
+export function keyRoutes(deps: { keys: KeyService }) {
+  return async function register(app: FastifyInstance): Promise<void> {
+    const r = app.withTypeProvider<TypeBoxTypeProvider>();
+    r.get('/v1/keys', {
+      config: { auth: 'tenant' },
+      schema: { tags: ['keys'], summary: 'KEK versions, minimum decryption version, data keys per version', response: { 200: KeyStatusSchema, ...errorResponses } },
+    }, (req) => deps.keys.status(tenantContextOf(req)));
+    r.post('/v1/keys/rotate', {
+      config: { auth: 'tenant' },
+      schema: { tags: ['keys'], summary: 'Create a new KEK version for new data keys', response: { 200: KeyStatusSchema, ...errorResponses } },
+    }, (req) => deps.keys.rotate(tenantContextOf(req)));
+    r.post('/v1/keys/rewrap', {
+      config: { auth: 'tenant' },
+      schema: { tags: ['keys'], summary: 'Rewrap every data key under the current KEK, then retire older KEKs', response: { 200: KeyStatusSchema, ...errorResponses } },
+    }, (req) => deps.keys.rewrap(tenantContextOf(req)));
+  };
+}

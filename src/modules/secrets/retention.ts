@@ -1,0 +1,31 @@
+import type { Kysely } from 'kysely';
+import type { Clock } from '../../platform/clock.ts';
+import type { Database } from '../../storage/schema.ts';
+import { createSecretRepository } from './secret-repository.ts';
+
+/**
+ * Crypto-shreds versions superseded longer ago than the rollback window: their data key is
+ * deleted, so the ciphertext (and any backup of it) can never be opened again. Never the current one.
+ */
+export function createRetentionJob(deps: { db: Kysely<Database>; clock: Clock; rollbackWindowMs: number }) {
+  const { db, clock, rollbackWindowMs } = deps;
+  return {
+    async sweep(batchSize = 500): Promise<number> {
+      let destroyed = 0;
+      for (;;) {
+        const now = clock.now();
+        const rows = await createSecretRepository(db).expiredSuperseded(now - rollbackWindowMs, batchSize);
+        const victims = rows.filter((r) => r.current_version !== r.version);
+        if (victims.length === 0) return destroyed;
+        await db.transaction().execute(async (trx) => {
+          const r = createSecretRepository(trx);
+          for (const v of victims) {
+            await r.clearDestroyedLabels(v.secret_id, v.environment_id, v.version);
+            destroyed += await r.destroyVersions(v.tenant_id, v.secret_id, [v.id], now);
+          }
+        });
+        if (victims.length < rows.length || rows.length < batchSize) return destroyed;
+      }
+    },
+  };
+}

@@ -1,0 +1,156 @@
+import type { Executor } from '../../storage/database.ts';
+import type { SecretsTable } from '../../storage/schema.ts';
+
+/** Queries over secrets, their per-environment label pointers and versions. Every query is tenant-scoped. */
+export function createSecretRepository(db: Executor) {
+  return {
+    findSecret(tenantId: string, name: string) {
+      return db.selectFrom('secrets').selectAll().where('tenant_id', '=', tenantId).where('name', '=', name).executeTakeFirst();
+    },
+
+    async insertSecret(row: SecretsTable) {
+      await db.insertInto('secrets').values(row).execute();
+    },
+
+    async updateSecret(tenantId: string, id: string, patch: Partial<SecretsTable>, expectedRevision?: number) {
+      let q = db.updateTable('secrets').set((eb) => ({ ...patch, revision: eb('revision', '+', 1) }))
+        .where('tenant_id', '=', tenantId).where('id', '=', id);
+      if (expectedRevision !== undefined) q = q.where('revision', '=', expectedRevision);
+      const res = await q.executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
+    },
+
+    listSecrets(tenantId: string, opts: { includeDeleted: boolean; after?: string; prefix?: string; limit: number }) {
+      let q = db.selectFrom('secrets').selectAll().where('tenant_id', '=', tenantId);
+      if (!opts.includeDeleted) q = q.where('deleted_at', 'is', null);
+      if (opts.after) q = q.where('name', '>', opts.after);
+      if (opts.prefix) q = q.where('name', '>=', opts.prefix).where('name', '<', opts.prefix + '\uffff');
+      return q.orderBy('name').limit(opts.limit).execute();
+    },
+
+    listStates(tenantId: string, secretId: string) {
+      return db.selectFrom('secret_states').innerJoin('environments', 'environments.id', 'secret_states.environment_id')
+        .select(['environments.name as environment', 'current_version', 'pending_version', 'previous_version', 'updated_at'])
+        .where('secret_states.tenant_id', '=', tenantId).where('secret_states.secret_id', '=', secretId)
+        .orderBy('environments.name').execute();
+    },
+
+    findState(secretId: string, environmentId: string) {
+      return db.selectFrom('secret_states').selectAll()
+        .where('secret_id', '=', secretId).where('environment_id', '=', environmentId).executeTakeFirst();
+    },
+
+    /** Creates the label row for a secret in an environment if it is not there yet (idempotent). */
+    async ensureState(tenantId: string, secretId: string, environmentId: string, now: number) {
+      await db.insertInto('secret_states').values({
+        secret_id: secretId, environment_id: environmentId, tenant_id: tenantId,
+        current_version: null, pending_version: null, previous_version: null, latest_version: 0, updated_at: now,
+      }).onConflict((oc) => oc.columns(['secret_id', 'environment_id']).doNothing()).execute();
+    },
+
+    /**
+     * Allocates the next version number and moves the labels in one guarded UPDATE: the row lock
+     * serialises writers on PostgreSQL, and the check-and-set condition makes a stale writer match
+     * no row. Returns the new version and the one it superseded, or null on CAS mismatch.
+     */
+    async advanceCurrent(secretId: string, environmentId: string, cas: number | undefined, now: number) {
+      let q = db.updateTable('secret_states')
+        .set((eb) => ({
+          latest_version: eb('latest_version', '+', 1),
+          previous_version: eb.ref('current_version'),
+          current_version: eb('latest_version', '+', 1),
+          updated_at: now,
+        }))
+        .where('secret_id', '=', secretId).where('environment_id', '=', environmentId);
+      if (cas !== undefined) q = cas === 0 ? q.where('current_version', 'is', null) : q.where('current_version', '=', cas);
+      const row = await q.returning(['current_version', 'previous_version']).executeTakeFirst();
+      return row ? { version: row.current_version!, superseded: row.previous_version } : null;
+    },
+
+    /** Swaps current and previous (rollback), guarded by the expected current version. */
+    async swapCurrentWithPrevious(secretId: string, environmentId: string, current: number, previous: number, now: number) {
+      const res = await db.updateTable('secret_states')
+        .set({ current_version: previous, previous_version: current, updated_at: now })
+        .where('secret_id', '=', secretId).where('environment_id', '=', environmentId)
+        .where('current_version', '=', current).where('previous_version', '=', previous)
+        .executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
+    },
+
+    async insertVersion(row: {
+      id: string; tenant_id: string; secret_id: string; environment_id: string; version: number;
+      ciphertext: Uint8Array; wrapped_dek: Uint8Array; kek_version: number; created_at: number; created_by: string; reason: string;
+    }) {
+      await db.insertInto('secret_versions').values({ ...row, superseded_at: null, destroyed_at: null }).execute();
+    },
+
+    async setSuperseded(secretId: string, environmentId: string, version: number, at: number | null) {
+      await db.updateTable('secret_versions').set({ superseded_at: at })
+        .where('secret_id', '=', secretId).where('environment_id', '=', environmentId).where('version', '=', version).execute();
+    },
+
+    /**
+     * The hot read: secret + environment + label pointer + version in one indexed query.
+     * Joins on tenant id at every step so a row of another tenant can never match.
+     */
+    readLabelled(tenantId: string, name: string, environmentId: string, label: 'current_version' | 'pending_version' | 'previous_version') {
+      return db.selectFrom('secrets')
+        .innerJoin('secret_states', (j) => j.onRef('secret_states.secret_id', '=', 'secrets.id')
+          .on('secret_states.environment_id', '=', environmentId).on('secret_states.tenant_id', '=', tenantId))
+        .innerJoin('secret_versions', (j) => j.onRef('secret_versions.secret_id', '=', 'secrets.id')
+          .on('secret_versions.environment_id', '=', environmentId).onRef('secret_versions.version', '=', `secret_states.${label}`))
+        .select(['secrets.id as secret_id', 'secret_versions.version', 'secret_versions.ciphertext', 'secret_versions.wrapped_dek',
+          'secret_versions.created_at', 'secret_versions.destroyed_at'])
+        .where('secrets.tenant_id', '=', tenantId).where('secrets.name', '=', name).where('secrets.deleted_at', 'is', null)
+        .executeTakeFirst();
+    },
+
+    findVersion(tenantId: string, secretId: string, environmentId: string, version: number) {
+      return db.selectFrom('secret_versions').selectAll()
+        .where('tenant_id', '=', tenantId).where('secret_id', '=', secretId)
+        .where('environment_id', '=', environmentId).where('version', '=', version).executeTakeFirst();
+    },
+
+    listVersions(tenantId: string, secretId: string, environmentId: string) {
+      return db.selectFrom('secret_versions')
+        .select(['version', 'created_at', 'created_by', 'reason', 'superseded_at', 'destroyed_at'])
+        .where('tenant_id', '=', tenantId).where('secret_id', '=', secretId).where('environment_id', '=', environmentId)
+        .orderBy('version', 'desc').execute();
+    },
+
+    /** Crypto-shreds versions: the data key (and ciphertext) are deleted, the metadata stays as history. */
+    async destroyVersions(tenantId: string, secretId: string, versionIds: string[], now: number) {
+      if (versionIds.length === 0) return 0;
+      const res = await db.updateTable('secret_versions').set({ wrapped_dek: null, ciphertext: null, destroyed_at: now })
+        .where('tenant_id', '=', tenantId).where('secret_id', '=', secretId).where('id', 'in', versionIds)
+        .where('destroyed_at', 'is', null).executeTakeFirst();
+      return Number(res.numUpdatedRows);
+    },
+
+    async clearDestroyedLabels(secretId: string, environmentId: string, version: number) {
+      await db.updateTable('secret_states').set({ previous_version: null })
+        .where('secret_id', '=', secretId).where('environment_id', '=', environmentId).where('previous_version', '=', version).execute();
+      await db.updateTable('secret_states').set({ pending_version: null })
+        .where('secret_id', '=', secretId).where('environment_id', '=', environmentId).where('pending_version', '=', version).execute();
+    },
+
+    /** Versions superseded before `cutoff` that are not current, across all tenants (retention sweep). */
+    expiredSuperseded(cutoff: number, limit: number) {
+      return db.selectFrom('secret_versions')
+        .innerJoin('secret_states', (j) => j.onRef('secret_states.secret_id', '=', 'secret_versions.secret_id')
+          .onRef('secret_states.environment_id', '=', 'secret_versions.environment_id'))
+        .select(['secret_versions.id', 'secret_versions.tenant_id', 'secret_versions.secret_id', 'secret_versions.environment_id',
+          'secret_versions.version', 'secret_states.current_version'])
+        .where('secret_versions.superseded_at', '<=', cutoff).where('secret_versions.destroyed_at', 'is', null)
+        .limit(limit).execute();
+    },
+
+    async deleteSecret(tenantId: string, secretId: string) {
+      await db.deleteFrom('secret_versions').where('tenant_id', '=', tenantId).where('secret_id', '=', secretId).execute();
+      await db.deleteFrom('secret_states').where('tenant_id', '=', tenantId).where('secret_id', '=', secretId).execute();
+      await db.deleteFrom('secrets').where('tenant_id', '=', tenantId).where('id', '=', secretId).execute();
+    },
+  };
+}
+
+export type SecretRepository = ReturnType<typeof createSecretRepository>;

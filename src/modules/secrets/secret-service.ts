@@ -1,0 +1,173 @@
+import type { Kysely } from 'kysely';
+import { fail } from '../../errors/index.ts';
+import type { Clock } from '../../platform/clock.ts';
+import { newId } from '../../platform/ids.ts';
+import { isUniqueViolation } from '../../storage/database.ts';
+import type { Database, SecretsTable } from '../../storage/schema.ts';
+import type { TenantContext } from '../shared/context.ts';
+import { assertSecretName } from '../shared/names.ts';
+import type { TenantService } from '../tenants/tenant-service.ts';
+import { createSecretRepository } from './secret-repository.ts';
+import type { CreateSecretInput, SecretDetail, SecretMeta, UpdateSecretInput, Classification } from './types.ts';
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function toSecretMeta(row: SecretsTable): SecretMeta {
+  return {
+    id: row.id,
+    name: row.name,
+    label: row.label,
+    owner: row.owner,
+    purpose: row.purpose,
+    classification: row.classification as Classification,
+    tags: JSON.parse(row.tags) as string[],
+    expiresAt: iso(row.expires_at),
+    createdAt: iso(row.created_at)!,
+    createdBy: row.created_by,
+    updatedAt: iso(row.updated_at)!,
+    deletedAt: iso(row.deleted_at),
+    revision: row.revision,
+  };
+}
+
+function parseExpiry(value: string | null | undefined): number | null {
+  if (value === undefined || value === null) return null;
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) fail('VALIDATION_FAILED', 'expiresAt must be an ISO 8601 date-time');
+  return ms;
+}
+
+/**
+ * Secret inventory and lifecycle: create, describe, list, update metadata, soft delete, restore,
+ * destroy. Values live in the value service; this one never touches plaintext.
+ */
+export function createSecretService(deps: { db: Kysely<Database>; tenants: TenantService; clock: Clock; maxNameLength: number }) {
+  const { db, tenants, clock, maxNameLength } = deps;
+  const repo = createSecretRepository(db);
+
+  async function load(ctx: TenantContext, name: string, opts: { allowDeleted?: boolean } = {}) {
+    assertSecretName(name, maxNameLength);
+    const row = await repo.findSecret(ctx.tenantId, name);
+    if (!row) fail('SECRET_NOT_FOUND', `secret "${name}" does not exist`);
+    if (row.deleted_at !== null && !opts.allowDeleted) fail('SECRET_NOT_FOUND', `secret "${name}" does not exist`);
+    return row;
+  }
+
+  return {
+    load,
+
+    async create(ctx: TenantContext, input: CreateSecretInput): Promise<SecretMeta> {
+      assertSecretName(input.name, maxNameLength);
+      const now = clock.now();
+      const row: SecretsTable = {
+        id: newId(),
+        tenant_id: ctx.tenantId,
+        name: input.name,
+        label: input.label ?? input.name,
+        owner: input.owner,
+        purpose: input.purpose ?? '',
+        classification: input.classification ?? 'internal',
+        tags: JSON.stringify([...new Set(input.tags ?? [])]),
+        expires_at: parseExpiry(input.expiresAt),
+        created_at: now,
+        created_by: ctx.actor.id,
+        updated_at: now,
+        deleted_at: null,
+        revision: 1,
+      };
+      try {
+        await repo.insertSecret(row);
+      } catch (err) {
+        if (isUniqueViolation(err)) fail('SECRET_EXISTS', `secret "${input.name}" already exists (it may be soft-deleted)`);
+        throw err;
+      }
+      return toSecretMeta(row);
+    },
+
+    async describe(ctx: TenantContext, name: string): Promise<SecretDetail> {
+      const row = await load(ctx, name);
+      const states = await repo.listStates(ctx.tenantId, row.id);
+      return {
+        ...toSecretMeta(row),
+        environments: states.map((s) => ({
+          environment: s.environment,
+          currentVersion: s.current_version,
+          pendingVersion: s.pending_version,
+          previousVersion: s.previous_version,
+          updatedAt: iso(s.updated_at)!,
+        })),
+      };
+    },
+
+    async list(ctx: TenantContext, opts: { includeDeleted?: boolean; after?: string; prefix?: string; limit?: number } = {}) {
+      const limit = Math.min(Math.max(opts.limit ?? 100, 1), 1000);
+      const rows = await repo.listSecrets(ctx.tenantId, {
+        includeDeleted: opts.includeDeleted ?? false,
+        limit,
+        ...(opts.after ? { after: opts.after } : {}),
+        ...(opts.prefix ? { prefix: opts.prefix } : {}),
+      });
+      const items = rows.map(toSecretMeta);
+      return { items, next: items.length === limit ? items[items.length - 1]!.name : null };
+    },
+
+    async update(ctx: TenantContext, name: string, patch: UpdateSecretInput): Promise<SecretMeta> {
+      const row = await load(ctx, name);
+      const changes: Partial<SecretsTable> = { updated_at: clock.now() };
+      if (patch.label !== undefined) changes.label = patch.label;
+      if (patch.owner !== undefined) changes.owner = patch.owner;
+      if (patch.purpose !== undefined) changes.purpose = patch.purpose;
+      if (patch.classification !== undefined) changes.classification = patch.classification;
+      if (patch.tags !== undefined) changes.tags = JSON.stringify([...new Set(patch.tags)]);
+      if (patch.expiresAt !== undefined) changes.expires_at = parseExpiry(patch.expiresAt);
+      const ok = await repo.updateSecret(ctx.tenantId, row.id, changes, patch.revision);
+      if (!ok) fail('CAS_MISMATCH', `secret "${name}" was changed by someone else (revision is no longer ${patch.revision})`);
+      return toSecretMeta((await repo.findSecret(ctx.tenantId, name))!);
+    },
+
+    /** Soft delete: the secret stops resolving but keeps every version until restored or destroyed. */
+    async remove(ctx: TenantContext, name: string): Promise<SecretMeta> {
+      const row = await load(ctx, name);
+      await repo.updateSecret(ctx.tenantId, row.id, { deleted_at: clock.now(), updated_at: clock.now() });
+      return toSecretMeta((await repo.findSecret(ctx.tenantId, name))!);
+    },
+
+    async restore(ctx: TenantContext, name: string): Promise<SecretMeta> {
+      const row = await load(ctx, name, { allowDeleted: true });
+      if (row.deleted_at === null) return toSecretMeta(row);
+      await repo.updateSecret(ctx.tenantId, row.id, { deleted_at: null, updated_at: clock.now() });
+      return toSecretMeta((await repo.findSecret(ctx.tenantId, name))!);
+    },
+
+    /**
+     * Destroys for good. With an environment and versions: crypto-shreds those versions (never the
+     * current one). Without: the secret must be soft-deleted first, and everything goes, name included.
+     */
+    async destroy(ctx: TenantContext, name: string, opts: { environment?: string; versions?: number[] } = {}) {
+      const row = await load(ctx, name, { allowDeleted: true });
+      const now = clock.now();
+      if (opts.versions && opts.versions.length > 0) {
+        if (!opts.environment) fail('VALIDATION_FAILED', 'destroying versions needs an environment');
+        const env = await tenants.environment(ctx.tenantId, opts.environment);
+        return db.transaction().execute(async (trx) => {
+          const r = createSecretRepository(trx);
+          const state = await r.findState(row.id, env.id);
+          const ids: string[] = [];
+          for (const v of opts.versions!) {
+            if (state?.current_version === v) fail('VALIDATION_FAILED', `version ${v} is current; write a new value or roll back first`);
+            const version = await r.findVersion(ctx.tenantId, row.id, env.id, v);
+            if (!version) fail('VERSION_NOT_FOUND', `version ${v} does not exist`);
+            ids.push(version.id);
+            await r.clearDestroyedLabels(row.id, env.id, v);
+          }
+          return { destroyed: await r.destroyVersions(ctx.tenantId, row.id, ids, now) };
+        });
+      }
+      if (row.deleted_at === null) fail('SECRET_NOT_DELETED', `delete secret "${name}" before destroying it`);
+      await db.transaction().execute((trx) => createSecretRepository(trx).deleteSecret(ctx.tenantId, row.id));
+      return { destroyed: 'all' as const };
+    },
+  };
+}
+
+export type SecretService = ReturnType<typeof createSecretService>;

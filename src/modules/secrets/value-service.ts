@@ -1,0 +1,139 @@
+import type { Kysely } from 'kysely';
+import type { Keyring } from '../../crypto/keyring.ts';
+import { fail } from '../../errors/index.ts';
+import type { Clock } from '../../platform/clock.ts';
+import { newId } from '../../platform/ids.ts';
+import type { Database } from '../../storage/schema.ts';
+import type { TenantContext } from '../shared/context.ts';
+import type { TenantService } from '../tenants/tenant-service.ts';
+import { createSecretRepository } from './secret-repository.ts';
+import type { SecretService } from './secret-service.ts';
+import type { RevealedValue, VersionInfo, VersionLabel } from './types.ts';
+
+const LABEL_COLUMN = { current: 'current_version', pending: 'pending_version', previous: 'previous_version' } as const;
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/**
+ * Secret values: immutable versions per environment, labelled current/previous, written with
+ * optional check-and-set, read (decrypted) by label or number, rolled back within the window.
+ * A version row and its label move commit together or not at all.
+ */
+export function createValueService(deps: {
+  db: Kysely<Database>;
+  keyring: Keyring;
+  tenants: TenantService;
+  secrets: SecretService;
+  clock: Clock;
+  maxValueBytes: number;
+  rollbackWindowMs: number;
+}) {
+  const { db, keyring, tenants, secrets, clock, maxValueBytes, rollbackWindowMs } = deps;
+  const repo = createSecretRepository(db);
+
+  async function decrypt(ctx: TenantContext, secretId: string, environmentId: string, row: {
+    version: number; ciphertext: Uint8Array | null; wrapped_dek: Uint8Array | null; destroyed_at: number | null;
+  }): Promise<string> {
+    if (row.destroyed_at !== null || !row.ciphertext || !row.wrapped_dek) {
+      fail('VERSION_DESTROYED', `version ${row.version} was destroyed`);
+    }
+    const binding = { tenantId: ctx.tenantId, environmentId, secretId, version: row.version };
+    return (await keyring.openValue(binding, row.ciphertext, row.wrapped_dek)).toString('utf8');
+  }
+
+  return {
+    /** Writes a new version and makes it current. `cas`: the expected current version (0 = none yet). */
+    async write(ctx: TenantContext, name: string, environment: string, input: { value: string; cas?: number; reason?: string }) {
+      const plaintext = Buffer.from(input.value, 'utf8');
+      if (plaintext.byteLength > maxValueBytes) fail('VALUE_TOO_LARGE', `values are at most ${maxValueBytes} bytes`);
+      if (plaintext.byteLength === 0) fail('VALIDATION_FAILED', 'value must not be empty');
+      const secret = await secrets.load(ctx, name);
+      const env = await tenants.environment(ctx.tenantId, environment);
+      const seal = await keyring.sealerFor(ctx.tenantId);
+      const now = clock.now();
+      const result = await db.transaction().execute(async (trx) => {
+        const r = createSecretRepository(trx);
+        await r.ensureState(ctx.tenantId, secret.id, env.id, now);
+        const moved = await r.advanceCurrent(secret.id, env.id, input.cas, now);
+        if (!moved) fail('CAS_MISMATCH', `the current version of "${name}" in ${environment} is not ${input.cas}`);
+        const sealed = seal({ tenantId: ctx.tenantId, environmentId: env.id, secretId: secret.id, version: moved.version }, plaintext);
+        await r.insertVersion({
+          id: newId(), tenant_id: ctx.tenantId, secret_id: secret.id, environment_id: env.id, version: moved.version,
+          ciphertext: sealed.ciphertext, wrapped_dek: sealed.wrappedDek, kek_version: sealed.kekVersion,
+          created_at: now, created_by: ctx.actor.id, reason: input.reason ?? '',
+        });
+        if (moved.superseded !== null) await r.setSuperseded(secret.id, env.id, moved.superseded, now);
+        return moved;
+      });
+      plaintext.fill(0);
+      return { name, environment, version: result.version, previousVersion: result.superseded };
+    },
+
+    /** Decrypts the value at a label (default current) or a version number. */
+    async read(ctx: TenantContext, name: string, environment: string, opts: { version?: number; label?: VersionLabel } = {}): Promise<RevealedValue> {
+      const env = await tenants.environment(ctx.tenantId, environment);
+      if (opts.version === undefined) {
+        const label = opts.label ?? 'current';
+        const row = await repo.readLabelled(ctx.tenantId, name, env.id, LABEL_COLUMN[label]);
+        if (row) {
+          const value = await decrypt(ctx, row.secret_id, env.id, row);
+          return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
+        }
+        // Slow path only on a miss: say precisely what is missing.
+        await secrets.load(ctx, name); // SECRET_NOT_FOUND if that is what is missing
+        if (label === 'current') fail('VALUE_NOT_SET', `secret "${name}" has no value in ${environment}`);
+        fail('VERSION_NOT_FOUND', `secret "${name}" has no ${label} version in ${environment}`);
+      }
+      const secret = await secrets.load(ctx, name);
+      const row = await repo.findVersion(ctx.tenantId, secret.id, env.id, opts.version);
+      if (!row) fail('VERSION_NOT_FOUND', `secret "${name}" has no version ${opts.version} in ${environment}`);
+      const value = await decrypt(ctx, secret.id, env.id, row);
+      return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
+    },
+
+    async history(ctx: TenantContext, name: string, environment: string): Promise<VersionInfo[]> {
+      const secret = await secrets.load(ctx, name);
+      const env = await tenants.environment(ctx.tenantId, environment);
+      const state = await repo.findState(secret.id, env.id);
+      const rows = await repo.listVersions(ctx.tenantId, secret.id, env.id);
+      return rows.map((r) => ({
+        version: r.version,
+        labels: ([
+          state?.current_version === r.version ? 'current' : null,
+          state?.pending_version === r.version ? 'pending' : null,
+          state?.previous_version === r.version ? 'previous' : null,
+        ].filter(Boolean) as VersionLabel[]),
+        createdAt: iso(r.created_at)!,
+        createdBy: r.created_by,
+        reason: r.reason,
+        supersededAt: iso(r.superseded_at),
+        destroyedAt: iso(r.destroyed_at),
+      }));
+    },
+
+    /** Makes `previous` current again (the old current becomes previous), within the rollback window. */
+    async rollback(ctx: TenantContext, name: string, environment: string, opts: { cas?: number } = {}) {
+      const secret = await secrets.load(ctx, name);
+      const env = await tenants.environment(ctx.tenantId, environment);
+      const now = clock.now();
+      return db.transaction().execute(async (trx) => {
+        const r = createSecretRepository(trx);
+        const state = await r.findState(secret.id, env.id);
+        if (!state || state.current_version === null) fail('VALUE_NOT_SET', `secret "${name}" has no value in ${environment}`);
+        if (opts.cas !== undefined && state.current_version !== opts.cas) {
+          fail('CAS_MISMATCH', `the current version of "${name}" in ${environment} is not ${opts.cas}`);
+        }
+        const previous = state.previous_version === null ? undefined : await r.findVersion(ctx.tenantId, secret.id, env.id, state.previous_version);
+        if (!previous || previous.destroyed_at !== null || (previous.superseded_at ?? now) < now - rollbackWindowMs) {
+          fail('NO_PREVIOUS_VERSION', `secret "${name}" has no previous version within the rollback window in ${environment}`);
+        }
+        const swapped = await r.swapCurrentWithPrevious(secret.id, env.id, state.current_version, previous.version, now);
+        if (!swapped) fail('CAS_MISMATCH', `secret "${name}" changed during the rollback; try again`);
+        await r.setSuperseded(secret.id, env.id, previous.version, null);
+        await r.setSuperseded(secret.id, env.id, state.current_version, now);
+        return { name, environment, version: previous.version, previousVersion: state.current_version };
+      });
+    },
+  };
+}
+
+export type ValueService = ReturnType<typeof createValueService>;

@@ -1,0 +1,53 @@
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { errorResponses } from '../../http/schemas.ts';
+import type { SystemService } from './system-service.ts';
+
+const Status = Type.Object({
+  initialized: Type.Boolean(), sealed: Type.Boolean(), type: Type.Union([Type.String(), Type.Null()]),
+  threshold: Type.Integer(), shares: Type.Integer(), progress: Type.Integer(),
+});
+
+/** Init, unseal, seal, status, health: the only routes a sealed server answers. */
+export function systemRoutes(deps: { system: SystemService }) {
+  return async function register(app: FastifyInstance): Promise<void> {
+    const r = app.withTypeProvider<TypeBoxTypeProvider>();
+
+    r.get('/v1/health', { schema: { tags: ['sys'], summary: 'Liveness (200 even when sealed)' } }, async () => ({ ok: true }));
+
+    r.get('/v1/sys/status', {
+      schema: { tags: ['sys'], summary: 'Initialised? Sealed? Unseal progress', response: { 200: Status } },
+    }, () => deps.system.status());
+
+    r.post('/v1/sys/init', {
+      schema: {
+        tags: ['sys'], summary: 'Generate the root key, split it into shares, create the root token (all shown once)',
+        body: Type.Object({
+          shares: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 })),
+          threshold: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 })),
+        }, { additionalProperties: false }),
+        response: { 200: Type.Object({ shares: Type.Array(Type.String()), threshold: Type.Integer(), rootToken: Type.String() }), ...errorResponses },
+      },
+    }, async (req, reply) => {
+      const result = await deps.system.initialize({ type: 'shamir', shares: req.body.shares ?? 5, threshold: req.body.threshold ?? 3 });
+      return reply.header('cache-control', 'no-store').send(result);
+    });
+
+    r.post('/v1/sys/unseal', {
+      schema: {
+        tags: ['sys'], summary: 'Submit one unseal share',
+        body: Type.Object({ share: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
+        response: { 200: Status, ...errorResponses },
+      },
+    }, (req) => deps.system.unseal(req.body.share));
+
+    r.post('/v1/sys/seal', {
+      config: { auth: 'root' },
+      schema: { tags: ['sys'], summary: 'Seal: drop the root key and every cached key from memory', response: { 200: Status, ...errorResponses } },
+    }, async () => {
+      deps.system.seal();
+      return deps.system.status();
+    });
+  };
+}

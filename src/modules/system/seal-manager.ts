@@ -1,0 +1,143 @@
+import type { KeyObject } from 'node:crypto';
+import { toKeyObject } from '../../crypto/aead.ts';
+import { randomKey, wipe } from '../../crypto/bytes.ts';
+import type { RootKeyHolder } from '../../crypto/keyring.ts';
+import { makeRootCheck, verifyRootCheck } from '../../crypto/root/root-key.ts';
+import { combineShares, parseShare, splitRootKey } from '../../crypto/root/shamir/index.ts';
+import { readDevRootKey, writeDevRootKey } from '../../crypto/root/dev/index.ts';
+import { fail } from '../../errors/index.ts';
+import type { SealConfig, SystemMetaRepository } from './system-meta-repository.ts';
+
+export interface SealStatus {
+  initialized: boolean;
+  sealed: boolean;
+  type: 'shamir' | 'dev' | null;
+  threshold: number;
+  shares: number;
+  progress: number;
+}
+
+export interface SealManager extends RootKeyHolder {
+  status(): Promise<SealStatus>;
+  /** Generates the root key. Returns the key (unsealed) so the caller can finish bootstrapping, and the shares to show once. */
+  initialize(opts: { type: 'shamir' | 'dev'; shares: number; threshold: number }): Promise<{ shares: string[] }>;
+  submitShare(text: string): Promise<SealStatus>;
+  /** Dev mode: unseal from the key file in the data directory. */
+  unsealFromDevKey(): Promise<boolean>;
+  seal(): void;
+  isSealed(): boolean;
+}
+
+/**
+ * The root of trust. The server starts sealed; the root key exists only in memory between unseal
+ * and seal. Shamir reconstruction is verified against a stored key check value because the
+ * library returns a wrong key, silently, from a tampered share.
+ */
+export function createSealManager(deps: { meta: SystemMetaRepository; dataDir: string }): SealManager {
+  const { meta, dataDir } = deps;
+  let root: KeyObject | null = null;
+  let pending: Buffer[] = [];
+  const sealListeners: Array<() => void> = [];
+  let configCache: SealConfig | null = null;
+
+  async function config(): Promise<SealConfig | null> {
+    configCache ??= await meta.getSealConfig();
+    return configCache;
+  }
+
+  function adopt(candidate: Buffer, check: Uint8Array): boolean {
+    const key = toKeyObject(candidate);
+    wipe(candidate);
+    if (!verifyRootCheck(key, check)) return false;
+    root = key;
+    pending = [];
+    return true;
+  }
+
+  const manager: SealManager = {
+    rootKey() {
+      return root ?? fail('SEALED', 'the server is sealed; unseal it with the key shares');
+    },
+
+    onSeal(listener) {
+      sealListeners.push(listener);
+    },
+
+    isSealed: () => root === null,
+
+    async status() {
+      const c = await config();
+      return {
+        initialized: c !== null,
+        sealed: root === null,
+        type: c?.type ?? null,
+        threshold: c?.threshold ?? 0,
+        shares: c?.shares ?? 0,
+        progress: pending.length,
+      };
+    },
+
+    async initialize(opts) {
+      if (await config()) fail('ALREADY_INITIALIZED', 'the server is already initialised');
+      if (opts.threshold < 1 || opts.shares < opts.threshold || opts.shares > 16) {
+        fail('VALIDATION_FAILED', 'need 1 <= threshold <= shares <= 16');
+      }
+      if (opts.type === 'shamir' && opts.threshold < 2 && opts.shares > 1) {
+        fail('VALIDATION_FAILED', 'a threshold of 1 with several shares gives each holder the whole key; use threshold >= 2');
+      }
+      const raw = randomKey(32);
+      const key = toKeyObject(raw);
+      const shares = opts.type === 'shamir' ? await splitRootKey(raw, opts.shares, opts.threshold) : [];
+      const cfg: SealConfig = {
+        type: opts.type,
+        shares: opts.type === 'shamir' ? opts.shares : 1,
+        threshold: opts.type === 'shamir' ? opts.threshold : 1,
+        check: makeRootCheck(key).toString('base64'),
+      };
+      const claimed = await meta.claimSealConfig(cfg);
+      if (!claimed) {
+        wipe(raw);
+        fail('ALREADY_INITIALIZED', 'the server is already initialised');
+      }
+      if (opts.type === 'dev') await writeDevRootKey(dataDir, raw);
+      wipe(raw);
+      configCache = cfg;
+      root = key;
+      return { shares };
+    },
+
+    async submitShare(text) {
+      const c = (await config()) ?? fail('NOT_INITIALIZED', 'the server has not been initialised');
+      if (root) return manager.status();
+      if (c.type !== 'shamir') fail('VALIDATION_FAILED', 'this server is not sealed with Shamir shares');
+      const share = parseShare(text);
+      if (pending.some((p) => p[p.length - 1] === share[share.length - 1])) {
+        fail('INVALID_SHARE', 'this share (or another with the same index) was already given');
+      }
+      pending.push(share);
+      if (pending.length >= c.threshold) {
+        const candidate = await combineShares(pending);
+        const ok = adopt(candidate, Buffer.from(c.check, 'base64'));
+        pending = [];
+        if (!ok) fail('UNSEAL_FAILED', 'the shares do not reconstruct the root key (one is wrong or tampered); start again');
+      }
+      return manager.status();
+    },
+
+    async unsealFromDevKey() {
+      const c = await config();
+      if (!c || c.type !== 'dev') return false;
+      const raw = await readDevRootKey(dataDir);
+      if (!raw) return false;
+      if (!adopt(raw, Buffer.from(c.check, 'base64'))) fail('UNSEAL_FAILED', 'the dev unseal key does not match this database');
+      return true;
+    },
+
+    seal() {
+      root = null;
+      pending = [];
+      for (const listener of sealListeners) listener();
+    },
+  };
+  return manager;
+}

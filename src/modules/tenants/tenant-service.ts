@@ -1,0 +1,114 @@
+import type { Kysely } from 'kysely';
+import type { Keyring } from '../../crypto/keyring.ts';
+import { fail } from '../../errors/index.ts';
+import type { Clock } from '../../platform/clock.ts';
+import { newId } from '../../platform/ids.ts';
+import type { Database } from '../../storage/schema.ts';
+import { isUniqueViolation } from '../../storage/database.ts';
+import { createKekRepository } from '../keys/kek-repository.ts';
+import { assertSlug } from '../shared/names.ts';
+
+export const DEFAULT_ENVIRONMENTS = ['development', 'staging', 'production'] as const;
+
+export interface Tenant {
+  id: string;
+  name: string;
+  createdAt: string;
+}
+
+export interface Environment {
+  id: string;
+  name: string;
+  createdAt: string;
+}
+
+/**
+ * Tenants (the isolation boundary) and their environments. A tenant is born with its own KEK
+ * (version 1, wrapped by the root key) and the default environments, in one transaction.
+ * Name lookups are cached: they sit on every request's path and names never change.
+ */
+export function createTenantService(deps: { db: Kysely<Database>; keyring: Keyring; clock: Clock }) {
+  const { db, keyring, clock } = deps;
+  const byName = new Map<string, Tenant>();
+  const envByName = new Map<string, Environment>();
+
+  function toTenant(row: { id: string; name: string; created_at: number }): Tenant {
+    return { id: row.id, name: row.name, createdAt: new Date(row.created_at).toISOString() };
+  }
+
+  return {
+    async create(name: string): Promise<Tenant> {
+      assertSlug('tenant', name);
+      const now = clock.now();
+      const id = newId();
+      const wrapped = keyring.newWrappedKek(id, 1);
+      try {
+        await db.transaction().execute(async (trx) => {
+          await trx.insertInto('tenants').values({ id, name, created_at: now, kek_version: 1, kek_min_version: 1 }).execute();
+          await createKekRepository(trx).insertKek(id, 1, wrapped, now);
+          await trx.insertInto('environments')
+            .values(DEFAULT_ENVIRONMENTS.map((env) => ({ id: newId(), tenant_id: id, name: env, created_at: now })))
+            .execute();
+        });
+      } catch (err) {
+        if (isUniqueViolation(err)) fail('TENANT_EXISTS', `tenant "${name}" already exists`);
+        throw err;
+      }
+      return toTenant({ id, name, created_at: now });
+    },
+
+    async list(): Promise<Tenant[]> {
+      const rows = await db.selectFrom('tenants').select(['id', 'name', 'created_at']).orderBy('name').execute();
+      return rows.map(toTenant);
+    },
+
+    /** Resolves a tenant by name; null when it does not exist. */
+    async findByName(name: string): Promise<Tenant | null> {
+      const cached = byName.get(name);
+      if (cached) return cached;
+      const row = await db.selectFrom('tenants').select(['id', 'name', 'created_at']).where('name', '=', name).executeTakeFirst();
+      if (!row) return null;
+      const tenant = toTenant(row);
+      byName.set(name, tenant);
+      return tenant;
+    },
+
+    async findById(id: string): Promise<Tenant | null> {
+      const row = await db.selectFrom('tenants').select(['id', 'name', 'created_at']).where('id', '=', id).executeTakeFirst();
+      return row ? toTenant(row) : null;
+    },
+
+    async listEnvironments(tenantId: string): Promise<Environment[]> {
+      const rows = await db.selectFrom('environments').select(['id', 'name', 'created_at'])
+        .where('tenant_id', '=', tenantId).orderBy('created_at').orderBy('name').execute();
+      return rows.map(toTenant);
+    },
+
+    async createEnvironment(tenantId: string, name: string): Promise<Environment> {
+      assertSlug('environment', name);
+      const row = { id: newId(), tenant_id: tenantId, name, created_at: clock.now() };
+      try {
+        await db.insertInto('environments').values(row).execute();
+      } catch (err) {
+        if (isUniqueViolation(err)) fail('ENVIRONMENT_EXISTS', `environment "${name}" already exists`);
+        throw err;
+      }
+      return toTenant(row);
+    },
+
+    /** Resolves an environment of a tenant by name; ENVIRONMENT_NOT_FOUND otherwise. */
+    async environment(tenantId: string, name: string): Promise<Environment> {
+      const key = `${tenantId}\u0000${name}`;
+      const cached = envByName.get(key);
+      if (cached) return cached;
+      const row = await db.selectFrom('environments').select(['id', 'name', 'created_at'])
+        .where('tenant_id', '=', tenantId).where('name', '=', name).executeTakeFirst();
+      if (!row) fail('ENVIRONMENT_NOT_FOUND', `environment "${name}" does not exist in this tenant`);
+      const env = toTenant(row);
+      envByName.set(key, env);
+      return env;
+    },
+  };
+}
+
+export type TenantService = ReturnType<typeof createTenantService>;

@@ -1,0 +1,29 @@
+import pg from 'pg';
+import { PostgresDialect } from 'kysely';
+
+const INT8_OID = 20;
+const NUMERIC_OID = 1700;
+
+/**
+ * A pg Pool as a Kysely dialect. Our bigints are epoch milliseconds and counters, well inside
+ * 2^53, so int8 is parsed to a number here (per pool: no global type-parser mutation).
+ */
+export function createPostgresDialect(options: { connectionString: string; schema?: string; max?: number }): {
+  dialect: PostgresDialect;
+  pool: pg.Pool;
+} {
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.max ?? 10,
+    ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
+        if (oid === INT8_OID || oid === NUMERIC_OID) return (v: string) => Number(v);
+        return pg.types.getTypeParser(oid, format as 'text');
+      }) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle client losing its connection must not crash the process; the next query reconnects.
+  pool.on('error', () => {});
+  return { dialect: new PostgresDialect({ pool }), pool };
+}

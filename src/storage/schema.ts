@@ -1,0 +1,107 @@
+/**
+ * The one schema, as Kysely sees it. Times are epoch milliseconds (bigint columns, read back as
+ * numbers on both dialects); booleans are not used (SQLite has none); JSON is text.
+ */
+export interface Database {
+  system_meta: SystemMetaTable;
+  tenants: TenantsTable;
+  tenant_keks: TenantKeksTable;
+  environments: EnvironmentsTable;
+  secrets: SecretsTable;
+  secret_states: SecretStatesTable;
+  secret_versions: SecretVersionsTable;
+  tokens: TokensTable;
+}
+
+export interface SystemMetaTable {
+  key: string;
+  value: string;
+}
+
+export interface TenantsTable {
+  id: string;
+  name: string;
+  created_at: number;
+  /** KEK version used for new wraps. */
+  kek_version: number;
+  /** Lowest KEK version still allowed to decrypt (raised after a rewrap). */
+  kek_min_version: number;
+}
+
+export interface TenantKeksTable {
+  tenant_id: string;
+  version: number;
+  /** KEK wrapped by the root key; null once retired (below the minimum decryption version). */
+  wrapped_key: Uint8Array | null;
+  created_at: number;
+  retired_at: number | null;
+}
+
+export interface EnvironmentsTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  created_at: number;
+}
+
+export interface SecretsTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  label: string;
+  owner: string;
+  purpose: string;
+  classification: string;
+  tags: string;
+  expires_at: number | null;
+  created_at: number;
+  created_by: string;
+  updated_at: number;
+  deleted_at: number | null;
+  /** Bumped on every metadata change (optimistic concurrency for PATCH). */
+  revision: number;
+}
+
+/** Label pointers for one secret in one environment: one version per label, by construction. */
+export interface SecretStatesTable {
+  secret_id: string;
+  environment_id: string;
+  tenant_id: string;
+  current_version: number | null;
+  pending_version: number | null;
+  previous_version: number | null;
+  latest_version: number;
+  updated_at: number;
+}
+
+export interface SecretVersionsTable {
+  id: string;
+  tenant_id: string;
+  secret_id: string;
+  environment_id: string;
+  version: number;
+  /** AES-256-GCM blob of the value; null once destroyed. */
+  ciphertext: Uint8Array | null;
+  /** The version's DEK wrapped by the tenant KEK; null once destroyed (crypto-shredded). */
+  wrapped_dek: Uint8Array | null;
+  kek_version: number;
+  created_at: number;
+  created_by: string;
+  reason: string;
+  /** When this version stopped being current; the rollback window counts from here. */
+  superseded_at: number | null;
+  destroyed_at: number | null;
+}
+
+export interface TokensTable {
+  id: string;
+  /** Null for system (root) tokens, which may act in any tenant. */
+  tenant_id: string | null;
+  /** SHA-256 of the token; the token itself is shown once and never stored. */
+  token_hash: string;
+  name: string;
+  kind: string;
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+}

@@ -1,0 +1,66 @@
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
+
+/**
+ * Adapts node:sqlite's DatabaseSync to the better-sqlite3-like surface Kysely's SqliteDialect
+ * expects. Prepared statements are cached by SQL text: Kysely prepares on every query, and
+ * preparing dominates the cost of a point read.
+ */
+class NodeSqliteDatabase implements SqliteDatabase {
+  readonly #db: DatabaseSync;
+  readonly #cache = new Map<string, NodeSqliteStatement>();
+  readonly #maxCached: number;
+
+  constructor(db: DatabaseSync, maxCached = 500) {
+    this.#db = db;
+    this.#maxCached = maxCached;
+  }
+
+  close(): void {
+    this.#cache.clear();
+    this.#db.close();
+  }
+
+  prepare(sql: string): SqliteStatement {
+    let stmt = this.#cache.get(sql);
+    if (!stmt) {
+      stmt = new NodeSqliteStatement(this.#db.prepare(sql));
+      if (this.#cache.size >= this.#maxCached) this.#cache.delete(this.#cache.keys().next().value!);
+      this.#cache.set(sql, stmt);
+    }
+    return stmt;
+  }
+}
+
+type Param = null | number | bigint | string | Uint8Array;
+
+class NodeSqliteStatement implements SqliteStatement {
+  readonly reader: boolean;
+  readonly #stmt: StatementSync;
+
+  constructor(stmt: StatementSync) {
+    this.#stmt = stmt;
+    this.reader = stmt.columns().length > 0;
+  }
+
+  all(parameters: ReadonlyArray<unknown>): unknown[] {
+    return this.#stmt.all(...(parameters as Param[]));
+  }
+
+  run(parameters: ReadonlyArray<unknown>): { changes: number | bigint; lastInsertRowid: number | bigint } {
+    return this.#stmt.run(...(parameters as Param[]));
+  }
+
+  iterate(parameters: ReadonlyArray<unknown>): IterableIterator<unknown> {
+    return this.#stmt.iterate(...(parameters as Param[]));
+  }
+}
+
+/** Opens a SQLite file (WAL, foreign keys on, a busy timeout for other processes) as a Kysely dialect. */
+export function createNodeSqliteDialect(path: string): { dialect: SqliteDialect; raw: DatabaseSync } {
+  const raw = new DatabaseSync(path, { timeout: 5000 });
+  raw.exec('PRAGMA journal_mode = WAL');
+  raw.exec('PRAGMA synchronous = FULL');
+  raw.exec('PRAGMA foreign_keys = ON');
+  return { dialect: new SqliteDialect({ database: new NodeSqliteDatabase(raw) }), raw };
+}
