@@ -23,7 +23,7 @@ function describeValidation(err: FastifyError & { validation?: ValidationIssue[]
     const list = Array.isArray(fields) ? fields.map(String) : [String(fields ?? '')];
     return { code: 'UNKNOWN_FIELD', message: `${path(unknown.instancePath)} has unknown field(s): ${list.join(', ')}` };
   }
-  const issue = issues[0] ?? {};
+  const issue: ValidationIssue = issues[0] ?? {};
   return { code: 'VALIDATION_FAILED', message: `${path(issue.instancePath)} ${issue.message ?? 'is invalid'}` };
 }
 
