@@ -7,8 +7,14 @@ const SHARE_BYTES = 33; // 32 key bytes + the x coordinate
 
 /** Splits the root key into `shares` shares, any `threshold` of which reconstruct it. */
 export async function splitRootKey(rootKey: Uint8Array, shares: number, threshold: number): Promise<string[]> {
-  const parts = await split(rootKey, shares, threshold);
-  return parts.map((p) => PREFIX + Buffer.from(p).toString('base64url'));
+  // The library checks for exactly Uint8Array (a Buffer subclass is refused), so copy, then wipe the copy.
+  const bytes = new Uint8Array(rootKey);
+  try {
+    const parts = await split(bytes, shares, threshold);
+    return parts.map((p) => PREFIX + Buffer.from(p).toString('base64url'));
+  } finally {
+    bytes.fill(0);
+  }
 }
 
 /** Parses a share's text; a malformed share is INVALID_SHARE (it never reaches reconstruction). */
@@ -25,5 +31,10 @@ export function parseShare(text: string): Buffer {
  * key from a tampered share, so the caller must check it against the stored key check value.
  */
 export async function combineShares(shares: Buffer[]): Promise<Buffer> {
-  return Buffer.from(await combine(shares));
+  const parts = shares.map((s) => new Uint8Array(s));
+  try {
+    return Buffer.from(await combine(parts));
+  } finally {
+    for (const p of parts) p.fill(0);
+  }
 }

@@ -1,0 +1,161 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, ROLLBACK_WINDOW_MS, type Harness } from '../../../test/helpers/harness.ts';
+import type { TenantContext } from '../shared/context.ts';
+
+const rejects = (p: Promise<unknown>, code: string) => assert.rejects(p, (err: { code?: string }) => {
+  assert.equal(err.code, code);
+  return true;
+});
+
+describeEachDialect('secrets and versions', (dialect) => {
+  let h: Harness;
+  let ctx: TenantContext;
+  before(async () => {
+    h = await createHarness(dialect);
+    ctx = h.ctx;
+  });
+  after(() => h.close());
+
+  test('a secret needs a valid name and an owner, and names are unique per tenant', async () => {
+    const meta = await h.services.secrets.create(ctx, { name: 'PAYMENT_API_KEY', owner: 'payments-team', tags: ['stripe', 'stripe'] });
+    assert.equal(meta.classification, 'internal');
+    assert.deepEqual(meta.tags, ['stripe']);
+    await rejects(h.services.secrets.create(ctx, { name: 'PAYMENT_API_KEY', owner: 'x' }), 'SECRET_EXISTS');
+    for (const bad of ['', '1ABC', 'has space', 'a/b', 'x'.repeat(129), "quote'"]) {
+      await rejects(h.services.secrets.create(ctx, { name: bad, owner: 'x' }), 'INVALID_NAME');
+    }
+  });
+
+  test('writes create immutable versions; current and previous move together', async () => {
+    await h.services.secrets.create(ctx, { name: 'DB_PASSWORD', owner: 'data' });
+    const v1 = await h.services.values.write(ctx, 'DB_PASSWORD', 'production', { value: 'pw-one', reason: 'initial' });
+    const v2 = await h.services.values.write(ctx, 'DB_PASSWORD', 'production', { value: 'pw-two' });
+    assert.deepEqual([v1.version, v2.version, v2.previousVersion], [1, 2, 1]);
+    assert.equal((await h.services.values.read(ctx, 'DB_PASSWORD', 'production')).value, 'pw-two');
+    assert.equal((await h.services.values.read(ctx, 'DB_PASSWORD', 'production', { label: 'previous' })).value, 'pw-one');
+    assert.equal((await h.services.values.read(ctx, 'DB_PASSWORD', 'production', { version: 1 })).value, 'pw-one');
+    const history = await h.services.values.history(ctx, 'DB_PASSWORD', 'production');
+    assert.deepEqual(history.map((v) => [v.version, v.labels]), [[2, ['current']], [1, ['previous']]]);
+    assert.equal(history[1]!.reason, 'initial');
+  });
+
+  test('the same name resolves to a different value in each environment, and never across', async () => {
+    await h.services.secrets.create(ctx, { name: 'ENV_SCOPED', owner: 'ops' });
+    await h.services.values.write(ctx, 'ENV_SCOPED', 'production', { value: 'prod-value' });
+    await h.services.values.write(ctx, 'ENV_SCOPED', 'staging', { value: 'staging-value' });
+    assert.equal((await h.services.values.read(ctx, 'ENV_SCOPED', 'staging')).value, 'staging-value');
+    assert.equal((await h.services.values.read(ctx, 'ENV_SCOPED', 'production')).value, 'prod-value');
+    await rejects(h.services.values.read(ctx, 'ENV_SCOPED', 'development'), 'VALUE_NOT_SET');
+    await rejects(h.services.values.read(ctx, 'ENV_SCOPED', 'prod'), 'ENVIRONMENT_NOT_FOUND');
+  });
+
+  test('check-and-set: a stale expected version is refused and nothing is written', async () => {
+    await h.services.secrets.create(ctx, { name: 'CAS_KEY', owner: 'ops' });
+    await h.services.values.write(ctx, 'CAS_KEY', 'production', { value: 'a', cas: 0 });
+    await rejects(h.services.values.write(ctx, 'CAS_KEY', 'production', { value: 'b', cas: 0 }), 'CAS_MISMATCH');
+    await rejects(h.services.values.write(ctx, 'CAS_KEY', 'production', { value: 'b', cas: 7 }), 'CAS_MISMATCH');
+    const ok = await h.services.values.write(ctx, 'CAS_KEY', 'production', { value: 'b', cas: 1 });
+    assert.equal(ok.version, 2);
+    assert.equal((await h.services.values.history(ctx, 'CAS_KEY', 'production')).length, 2);
+  });
+
+  test('two writers racing with the same CAS version: exactly one wins', async () => {
+    await h.services.secrets.create(ctx, { name: 'RACE_KEY', owner: 'ops' });
+    await h.services.values.write(ctx, 'RACE_KEY', 'production', { value: 'base' });
+    for (let round = 0; round < 5; round++) {
+      const current = (await h.services.values.read(ctx, 'RACE_KEY', 'production')).version;
+      const results = await Promise.allSettled(
+        Array.from({ length: 6 }, (_, i) => h.services.values.write(ctx, 'RACE_KEY', 'production', { value: `w${round}-${i}`, cas: current })),
+      );
+      const won = results.filter((r) => r.status === 'fulfilled');
+      const lost = results.filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
+      assert.equal(won.length, 1, `round ${round}: exactly one writer wins`);
+      for (const l of lost) assert.equal((l.reason as { code: string }).code, 'CAS_MISMATCH');
+    }
+  });
+
+  test('concurrent writers without CAS each get their own version, none lost', async () => {
+    await h.services.secrets.create(ctx, { name: 'BURST_KEY', owner: 'ops' });
+    const writes = await Promise.all(Array.from({ length: 20 }, (_, i) => h.services.values.write(ctx, 'BURST_KEY', 'staging', { value: `v-${i}` })));
+    assert.deepEqual(writes.map((w) => w.version).sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i + 1));
+    for (const w of writes) {
+      const sent = `v-${writes.indexOf(w)}`;
+      assert.equal((await h.services.values.read(ctx, 'BURST_KEY', 'staging', { version: w.version })).value, sent);
+    }
+  });
+
+  test('rollback makes previous current again, only within the rollback window', async () => {
+    await h.services.secrets.create(ctx, { name: 'ROLL_KEY', owner: 'ops' });
+    await h.services.values.write(ctx, 'ROLL_KEY', 'production', { value: 'old' });
+    await h.services.values.write(ctx, 'ROLL_KEY', 'production', { value: 'new' });
+    const rolled = await h.services.values.rollback(ctx, 'ROLL_KEY', 'production', { cas: 2 });
+    assert.deepEqual([rolled.version, rolled.previousVersion], [1, 2]);
+    assert.equal((await h.services.values.read(ctx, 'ROLL_KEY', 'production')).value, 'old');
+    await rejects(h.services.values.rollback(ctx, 'ROLL_KEY', 'production', { cas: 2 }), 'CAS_MISMATCH');
+    h.clock.advance(ROLLBACK_WINDOW_MS + 1000);
+    await rejects(h.services.values.rollback(ctx, 'ROLL_KEY', 'production'), 'NO_PREVIOUS_VERSION');
+    await rejects(h.services.values.rollback(ctx, 'ROLL_KEY', 'staging'), 'VALUE_NOT_SET');
+  });
+
+  test('superseded versions are crypto-shredded after the rollback window; current never is', async () => {
+    await h.services.retention.sweep(); // earlier tests moved the clock; start from a clean slate
+    await h.services.secrets.create(ctx, { name: 'SHRED_KEY', owner: 'ops' });
+    for (const v of ['s1', 's2', 's3']) await h.services.values.write(ctx, 'SHRED_KEY', 'production', { value: v });
+    assert.equal(await h.services.retention.sweep(), 0, 'nothing is past the window yet');
+    h.clock.advance(ROLLBACK_WINDOW_MS + 1);
+    assert.ok((await h.services.retention.sweep()) >= 2);
+    await rejects(h.services.values.read(ctx, 'SHRED_KEY', 'production', { version: 1 }), 'VERSION_DESTROYED');
+    await rejects(h.services.values.read(ctx, 'SHRED_KEY', 'production', { label: 'previous' }), 'VERSION_NOT_FOUND');
+    assert.equal((await h.services.values.read(ctx, 'SHRED_KEY', 'production')).value, 's3');
+    const rows = await h.storage.db.selectFrom('secret_versions').innerJoin('secrets', 'secrets.id', 'secret_versions.secret_id')
+      .select(['secret_versions.version', 'secret_versions.wrapped_dek', 'secret_versions.destroyed_at'])
+      .where('secrets.name', '=', 'SHRED_KEY').orderBy('version').execute();
+    assert.deepEqual(rows.map((r) => [r.version, r.wrapped_dek === null, r.destroyed_at !== null]), [[1, true, true], [2, true, true], [3, false, false]]);
+  });
+
+  test('soft delete hides a secret, restore brings it back with its values, destroy removes it for good', async () => {
+    await h.services.secrets.create(ctx, { name: 'DEL_KEY', owner: 'ops' });
+    await h.services.values.write(ctx, 'DEL_KEY', 'production', { value: 'keep-me' });
+    await h.services.secrets.remove(ctx, 'DEL_KEY');
+    await rejects(h.services.values.read(ctx, 'DEL_KEY', 'production'), 'SECRET_NOT_FOUND');
+    await rejects(h.services.values.write(ctx, 'DEL_KEY', 'production', { value: 'x' }), 'SECRET_NOT_FOUND');
+    assert.equal((await h.services.secrets.list(ctx)).items.some((s) => s.name === 'DEL_KEY'), false);
+    assert.equal((await h.services.secrets.list(ctx, { includeDeleted: true })).items.some((s) => s.name === 'DEL_KEY'), true);
+    await h.services.secrets.restore(ctx, 'DEL_KEY');
+    assert.equal((await h.services.values.read(ctx, 'DEL_KEY', 'production')).value, 'keep-me');
+    await rejects(h.services.secrets.destroy(ctx, 'DEL_KEY'), 'SECRET_NOT_DELETED');
+    await h.services.secrets.remove(ctx, 'DEL_KEY');
+    await h.services.secrets.destroy(ctx, 'DEL_KEY');
+    await rejects(h.services.secrets.restore(ctx, 'DEL_KEY'), 'SECRET_NOT_FOUND');
+    await h.services.secrets.create(ctx, { name: 'DEL_KEY', owner: 'ops' });
+    await rejects(h.services.values.read(ctx, 'DEL_KEY', 'production'), 'VALUE_NOT_SET');
+  });
+
+  test('destroying chosen versions shreds them but never the current one', async () => {
+    await h.services.secrets.create(ctx, { name: 'PICK_KEY', owner: 'ops' });
+    for (const v of ['p1', 'p2', 'p3']) await h.services.values.write(ctx, 'PICK_KEY', 'production', { value: v });
+    await rejects(h.services.secrets.destroy(ctx, 'PICK_KEY', { environment: 'production', versions: [3] }), 'VALIDATION_FAILED');
+    assert.deepEqual(await h.services.secrets.destroy(ctx, 'PICK_KEY', { environment: 'production', versions: [2] }), { destroyed: 1 });
+    await rejects(h.services.values.read(ctx, 'PICK_KEY', 'production', { version: 2 }), 'VERSION_DESTROYED');
+    await rejects(h.services.values.rollback(ctx, 'PICK_KEY', 'production'), 'NO_PREVIOUS_VERSION');
+    assert.equal((await h.services.values.read(ctx, 'PICK_KEY', 'production', { version: 1 })).value, 'p1');
+  });
+
+  test('values are bounded in size', async () => {
+    await h.services.secrets.create(ctx, { name: 'BIG_KEY', owner: 'ops' });
+    await h.services.values.write(ctx, 'BIG_KEY', 'production', { value: 'x'.repeat(65_536) });
+    await rejects(h.services.values.write(ctx, 'BIG_KEY', 'production', { value: 'x'.repeat(65_537) }), 'VALUE_TOO_LARGE');
+    await rejects(h.services.values.write(ctx, 'BIG_KEY', 'production', { value: 'é'.repeat(32_769) }), 'VALUE_TOO_LARGE');
+    await rejects(h.services.values.write(ctx, 'BIG_KEY', 'production', { value: '' }), 'VALIDATION_FAILED');
+    assert.equal((await h.services.values.history(ctx, 'BIG_KEY', 'production')).length, 1);
+  });
+
+  test('metadata updates are guarded by revision', async () => {
+    const m = await h.services.secrets.create(ctx, { name: 'META_KEY', owner: 'ops' });
+    const u = await h.services.secrets.update(ctx, 'META_KEY', { owner: 'security', classification: 'restricted', revision: m.revision });
+    assert.deepEqual([u.owner, u.classification, u.revision], ['security', 'restricted', 2]);
+    await rejects(h.services.secrets.update(ctx, 'META_KEY', { owner: 'x', revision: 1 }), 'CAS_MISMATCH');
+  });
+});
