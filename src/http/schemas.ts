@@ -1,8 +1,9 @@
 import { Type } from 'typebox';
 
 /** Shared schema pieces: names, the error body, and params every module uses. */
-export const SecretName = Type.String({ minLength: 1, maxLength: 128, description: 'Secret name, e.g. PAYMENT_PROCESSOR_API_KEY' });
-export const Slug = Type.String({ minLength: 1, maxLength: 63 });
+/** Names are checked by the services (one rule, one INVALID_NAME code); the schema only documents them. */
+export const SecretName = Type.String({ description: 'Letters, digits, _ . -; starts with a letter or _; at most 128 characters' });
+export const Slug = Type.String({ description: 'Lower-case letters, digits and -; starts with a letter; at most 63 characters' });
 
 export const ErrorResponse = Type.Object({
   error: Type.Object({

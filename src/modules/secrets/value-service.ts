@@ -43,6 +43,8 @@ export function createValueService(deps: {
   return {
     /** Writes a new version and makes it current. `cas`: the expected current version (0 = none yet). */
     async write(ctx: TenantContext, name: string, environment: string, input: { value: string; cas?: number; reason?: string }) {
+      // A lone surrogate would be stored as U+FFFD: the value read back would differ from the one written.
+      if (!input.value.isWellFormed()) fail('VALIDATION_FAILED', 'value must be well-formed Unicode (no lone surrogates)');
       const plaintext = Buffer.from(input.value, 'utf8');
       if (plaintext.byteLength > maxValueBytes) fail('VALUE_TOO_LARGE', `values are at most ${maxValueBytes} bytes`);
       if (plaintext.byteLength === 0) fail('VALIDATION_FAILED', 'value must not be empty');

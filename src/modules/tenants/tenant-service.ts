@@ -101,6 +101,7 @@ export function createTenantService(deps: { db: Kysely<Database>; keyring: Keyri
       const key = `${tenantId}\u0000${name}`;
       const cached = envByName.get(key);
       if (cached) return cached;
+      assertSlug('environment', name);
       const row = await db.selectFrom('environments').select(['id', 'name', 'created_at'])
         .where('tenant_id', '=', tenantId).where('name', '=', name).executeTakeFirst();
       if (!row) fail('ENVIRONMENT_NOT_FOUND', `environment "${name}" does not exist in this tenant`);

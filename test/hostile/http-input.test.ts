@@ -1,0 +1,157 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { errorCodes } from '../../src/errors/index.ts';
+import { describeEachDialect } from '../helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../helpers/harness.ts';
+
+const CANARY = `canary-${randomBytes(8).toString('hex')}`;
+
+describeEachDialect('HTTP: bad input is a clear 4xx with a stable code, never a 500, never a partial write', (dialect) => {
+  let h: Harness;
+  let auth: Record<string, string>;
+  before(async () => {
+    h = await createHarness(dialect);
+    auth = { authorization: `Bearer ${h.rootToken}` };
+    await h.app.inject({ method: 'POST', url: '/v1/secrets', headers: auth, payload: { name: 'API_KEY', owner: 'ops' } });
+    await h.app.inject({ method: 'PUT', url: '/v1/secrets/API_KEY/values/production', headers: auth, payload: { value: 'good-value' } });
+  });
+  after(() => h.close());
+
+  const countRows = async () => ({
+    secrets: (await h.storage.db.selectFrom('secrets').select('id').execute()).length,
+    versions: (await h.storage.db.selectFrom('secret_versions').select('id').execute()).length,
+  });
+
+  type Case = { name: string; method: 'POST' | 'PUT' | 'PATCH' | 'GET'; url: string; body?: string; contentType?: string; status: number; code: string };
+  const json = (v: unknown) => JSON.stringify(v);
+  const cases: Case[] = [
+    { name: 'malformed JSON', method: 'PUT', url: '/v1/secrets/API_KEY/values/production', body: `{"value": "${CANARY}"`, status: 400, code: 'MALFORMED_JSON' },
+    { name: 'empty JSON body', method: 'POST', url: '/v1/secrets', body: '', status: 400, code: 'MALFORMED_JSON' },
+    { name: 'JSON that is not an object', method: 'POST', url: '/v1/secrets', body: '[1,2]', status: 400, code: 'VALIDATION_FAILED' },
+    { name: 'an unknown field next to the value', method: 'PUT', url: '/v1/secrets/API_KEY/values/production', body: json({ value: CANARY, valu: 'x' }), status: 400, code: 'UNKNOWN_FIELD' },
+    { name: 'an unknown field on create', method: 'POST', url: '/v1/secrets', body: json({ name: 'NEW_ONE', owner: 'x', admin: true }), status: 400, code: 'UNKNOWN_FIELD' },
+    { name: 'a prototype-pollution key', method: 'POST', url: '/v1/secrets', body: '{"name":"PP","owner":"x","__proto__":{"admin":true}}', status: 400, code: 'MALFORMED_JSON' },
+    { name: 'a number where a string belongs (no coercion)', method: 'PUT', url: '/v1/secrets/API_KEY/values/production', body: json({ value: 12345 }), status: 400, code: 'VALIDATION_FAILED' },
+    { name: 'a missing owner', method: 'POST', url: '/v1/secrets', body: json({ name: 'NO_OWNER' }), status: 400, code: 'VALIDATION_FAILED' },
+    { name: 'an unknown classification', method: 'POST', url: '/v1/secrets', body: json({ name: 'CLS', owner: 'x', classification: 'secret' }), status: 400, code: 'VALIDATION_FAILED' },
+    { name: 'a negative CAS', method: 'PUT', url: '/v1/secrets/API_KEY/values/production', body: json({ value: 'v', cas: -1 }), status: 400, code: 'VALIDATION_FAILED' },
+    { name: 'a fractional CAS', method: 'PUT', url: '/v1/secrets/API_KEY/values/production', body: json({ value: 'v', cas: 1.5 }), status: 400, code: 'VALIDATION_FAILED' },
+    { name: 'a string CAS', method: 'PUT', url: '/v1/secrets/API_KEY/values/production', body: json({ value: 'v', cas: '1' }), status: 400, code: 'VALIDATION_FAILED' },
+    { name: 'a value over the size limit', method: 'PUT', url: '/v1/secrets/API_KEY/values/production', body: json({ value: CANARY + 'x'.repeat(70_000) }), status: 413, code: 'VALUE_TOO_LARGE' },
+    { name: 'a body over the body limit', method: 'PUT', url: '/v1/secrets/API_KEY/values/production', body: json({ value: CANARY + 'x'.repeat(600_000) }), status: 413, code: 'BODY_TOO_LARGE' },
+    { name: 'a non-JSON content type', method: 'PUT', url: '/v1/secrets/API_KEY/values/production', body: `value=${CANARY}`, contentType: 'application/x-www-form-urlencoded', status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' },
+    { name: 'a name with a slash-like character', method: 'POST', url: '/v1/secrets', body: json({ name: 'a b', owner: 'x' }), status: 400, code: 'INVALID_NAME' },
+    { name: 'a name that is too long', method: 'POST', url: '/v1/secrets', body: json({ name: 'N'.repeat(129), owner: 'x' }), status: 400, code: 'INVALID_NAME' },
+    { name: 'a name starting with a digit', method: 'PUT', url: '/v1/secrets/9LIVES/values/production', body: json({ value: 'v' }), status: 400, code: 'INVALID_NAME' },
+    { name: 'a bad environment name', method: 'PUT', url: '/v1/secrets/API_KEY/values/PRODUCTION!', body: json({ value: 'v' }), status: 400, code: 'INVALID_NAME' },
+    { name: 'an unknown environment', method: 'PUT', url: '/v1/secrets/API_KEY/values/qa', body: json({ value: CANARY }), status: 404, code: 'ENVIRONMENT_NOT_FOUND' },
+    { name: 'a value for a secret that does not exist', method: 'PUT', url: '/v1/secrets/NOPE/values/production', body: json({ value: CANARY }), status: 404, code: 'SECRET_NOT_FOUND' },
+    { name: 'an unknown query parameter', method: 'GET', url: '/v1/secrets/API_KEY/values/production?versoin=1', status: 400, code: 'UNKNOWN_FIELD' },
+    { name: 'a non-numeric version', method: 'GET', url: '/v1/secrets/API_KEY/values/production?version=abc', status: 400, code: 'VALIDATION_FAILED' },
+    { name: 'an unknown label', method: 'GET', url: '/v1/secrets/API_KEY/values/production?label=latest', status: 400, code: 'VALIDATION_FAILED' },
+    { name: 'an unknown route', method: 'GET', url: '/v1/secretz', status: 404, code: 'ROUTE_NOT_FOUND' },
+    { name: 'an invalid expiry date', method: 'POST', url: '/v1/secrets', body: json({ name: 'EXP', owner: 'x', expiresAt: 'tomorrow' }), status: 400, code: 'VALIDATION_FAILED' },
+  ];
+
+  for (const c of cases) {
+    test(`${c.name} → ${c.status} ${c.code}, nothing written, the value not echoed`, async () => {
+      const before = await countRows();
+      const res = await h.app.inject({
+        method: c.method, url: c.url, headers: { ...auth, ...(c.body !== undefined ? { 'content-type': c.contentType ?? 'application/json' } : {}) },
+        ...(c.body !== undefined ? { payload: c.body } : {}),
+      });
+      assert.equal(res.statusCode, c.status, res.body);
+      const body = res.json() as { error: { code: string; message: string; requestId: string } };
+      assert.equal(body.error.code, c.code);
+      assert.ok(errorCodes.includes(body.error.code as never), 'the code is catalogued');
+      assert.ok(body.error.requestId.length > 0 && body.error.message.length > 0);
+      assert.equal(res.body.includes(CANARY), false, 'the error body never echoes the value');
+      assert.deepEqual(await countRows(), before);
+    });
+  }
+
+  test('random junk bodies never produce a 500', async () => {
+    const junk = ['null', 'true', '"str"', '{"value":{}}', '{"value":[]}', '{"value":null}', '{"name":null,"owner":null}', '{"a":'.repeat(50), '\u0000', '{"value":"\\ud800"}', '1e999'];
+    for (const body of junk) {
+      for (const url of ['/v1/secrets', '/v1/secrets/API_KEY/values/production', '/v1/secrets/API_KEY/values/production/rollback']) {
+        const res = await h.app.inject({ method: url.endsWith('production') ? 'PUT' : 'POST', url, headers: { ...auth, 'content-type': 'application/json' }, payload: body });
+        assert.ok(res.statusCode >= 400 && res.statusCode < 500, `${url} ${JSON.stringify(body)} → ${res.statusCode} ${res.body}`);
+      }
+    }
+    assert.equal((await h.app.inject({ method: 'GET', url: '/v1/secrets/API_KEY/values/production', headers: auth })).json().value, 'good-value');
+  });
+
+  test('no token, a junk token or a revoked token are all the same 401', async () => {
+    const bodies = new Set<string>();
+    const issued = await h.services.tokens.issue({ tenantId: null, kind: 'root', name: 'temp' });
+    await h.services.tokens.revoke(issued.id, null);
+    for (const headers of [{}, { authorization: 'Bearer kh_nope' }, { authorization: 'Basic abc' }, { authorization: `Bearer ${issued.token}` }]) {
+      const res = await h.app.inject({ method: 'GET', url: '/v1/secrets', headers });
+      assert.equal(res.statusCode, 401);
+      const { code, message } = res.json().error;
+      bodies.add(`${code}:${message}`);
+    }
+    assert.equal(bodies.size, 1);
+  });
+
+  test('the OpenAPI document is served and lists the secret endpoints', async () => {
+    const res = await h.app.inject({ method: 'GET', url: '/v1/openapi.json' });
+    assert.equal(res.statusCode, 200);
+    const doc = res.json() as { openapi: string; paths: Record<string, unknown> };
+    assert.equal(doc.openapi, '3.1.0');
+    for (const path of ['/v1/secrets', '/v1/secrets/{name}/values/{env}', '/v1/sys/unseal', '/v1/keys/rewrap']) assert.ok(doc.paths[path], path);
+  });
+});
+
+describeEachDialect('HTTP: tenancy and the seal', (dialect) => {
+  let h: Harness;
+  let root: Record<string, string>;
+  let acme: Record<string, string>;
+  before(async () => {
+    h = await createHarness(dialect);
+    root = { authorization: `Bearer ${h.rootToken}` };
+    await h.app.inject({ method: 'POST', url: '/v1/tenants', headers: root, payload: { name: 'acme' } });
+    const issued = await h.app.inject({ method: 'POST', url: '/v1/tenants/acme/tokens', headers: root, payload: { name: 'acme-admin' } });
+    acme = { authorization: `Bearer ${issued.json().token}` };
+    await h.app.inject({ method: 'POST', url: '/v1/secrets', headers: root, payload: { name: 'DEFAULT_ONLY', owner: 'ops' } });
+    await h.app.inject({ method: 'PUT', url: '/v1/secrets/DEFAULT_ONLY/values/production', headers: root, payload: { value: 'default-value' } });
+  });
+  after(() => h.close());
+
+  test("a tenant token reading another tenant's secret gets 404, not 403", async () => {
+    const res = await h.app.inject({ method: 'GET', url: '/v1/secrets/DEFAULT_ONLY/values/production', headers: acme });
+    assert.equal(res.statusCode, 404);
+    assert.equal(res.json().error.code, 'SECRET_NOT_FOUND');
+  });
+
+  test('a tenant token naming another tenant in the header gets the same 404 as a tenant that does not exist', async () => {
+    const other = await h.app.inject({ method: 'GET', url: '/v1/secrets', headers: { ...acme, 'x-keyhold-tenant': 'default' } });
+    const none = await h.app.inject({ method: 'GET', url: '/v1/secrets', headers: { ...acme, 'x-keyhold-tenant': 'no-such-tenant' } });
+    assert.equal(other.statusCode, 404);
+    assert.equal(other.json().error.code, 'TENANT_NOT_FOUND');
+    assert.equal(other.json().error.message, none.json().error.message);
+  });
+
+  test('a tenant token cannot create tenants or mint tokens', async () => {
+    const res = await h.app.inject({ method: 'POST', url: '/v1/tenants', headers: acme, payload: { name: 'evil' } });
+    assert.equal(res.statusCode, 403);
+    assert.equal(res.json().error.code, 'FORBIDDEN');
+    const mint = await h.app.inject({ method: 'POST', url: '/v1/tenants/default/tokens', headers: acme, payload: { name: 'x' } });
+    assert.equal(mint.statusCode, 403);
+  });
+
+  test('a sealed server answers status but refuses every secret route with 503 SEALED', async () => {
+    const sealed = await h.app.inject({ method: 'POST', url: '/v1/sys/seal', headers: root });
+    assert.equal(sealed.json().sealed, true);
+    for (const [method, url] of [['GET', '/v1/secrets'], ['GET', '/v1/secrets/DEFAULT_ONLY/values/production'], ['POST', '/v1/keys/rotate']] as const) {
+      const res = await h.app.inject({ method, url, headers: root });
+      assert.equal(res.statusCode, 503);
+      assert.equal(res.json().error.code, 'SEALED');
+    }
+    assert.equal((await h.app.inject({ method: 'GET', url: '/v1/sys/status' })).json().sealed, true);
+    for (const share of h.shares.slice(1)) await h.app.inject({ method: 'POST', url: '/v1/sys/unseal', payload: { share } });
+    const res = await h.app.inject({ method: 'GET', url: '/v1/secrets/DEFAULT_ONLY/values/production', headers: root });
+    assert.equal(res.json().value, 'default-value');
+  });
+});
