@@ -67,7 +67,7 @@ export function createTokenService(deps: { db: Kysely<Database>; clock: Clock })
       let q = db.updateTable('tokens').set({ revoked_at: clock.now() }).where('id', '=', tokenId).where('revoked_at', 'is', null);
       q = tenantId === null ? q : q.where('tenant_id', '=', tenantId);
       const res = await q.executeTakeFirst();
-      if (Number(res.numUpdatedRows) === 0) fail('VALIDATION_FAILED', 'no live token with that id');
+      if (Number(res.numUpdatedRows) === 0) fail('TOKEN_NOT_FOUND', 'no live token with that id');
       for (const [hash, entry] of cache) if (entry.principal.tokenId === tokenId) cache.delete(hash);
     },
   };
