@@ -12,6 +12,8 @@ export class ApiError extends Error {
   readonly code: string;
   readonly status: number;
   readonly requestId: string;
+  /** What to do about it, when the CLI knows better than the bare code. */
+  hint: string | null = null;
   constructor(status: number, body: ApiErrorBody) {
     super(body.message);
     this.name = 'ApiError';

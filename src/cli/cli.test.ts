@@ -1,0 +1,166 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { entries } from './commands/index.ts';
+import { createCli } from './run.ts';
+
+/** The CLI in-process over a fake fetch: what it sends, what it prints, how it exits. */
+
+interface Sent {
+  method: string;
+  url: URL;
+  headers: Record<string, string>;
+  body: unknown;
+}
+
+type Reply = { status: number; body: unknown };
+
+function harness(reply: (req: Sent) => Reply, opts: { stdin?: string | Buffer; env?: Record<string, string> } = {}) {
+  const sent: Sent[] = [];
+  let stdout = '';
+  let stderr = '';
+  const fakeFetch = (async (input: URL, init: RequestInit) => {
+    const req: Sent = {
+      method: init.method ?? 'GET', url: input, headers: init.headers as Record<string, string>,
+      body: init.body === undefined ? undefined : JSON.parse(init.body as string),
+    };
+    sent.push(req);
+    const { status, body } = reply(req);
+    return new Response(status === 204 ? null : JSON.stringify(body), { status });
+  }) as typeof fetch;
+  const cli = createCli({
+    entries,
+    fetch: fakeFetch,
+    stdin: Readable.from(opts.stdin === undefined ? [] : [Buffer.from(opts.stdin)]),
+    stdout: { write: (s: string) => (stdout += s) },
+    stderr: { write: (s: string) => (stderr += s) },
+    env: opts.env ?? {},
+  });
+  return { sent, run: async (...argv: string[]) => ({ code: await cli.run(argv), stdout, stderr }) };
+}
+
+const wrote = { status: 200, body: { name: 'A', environment: 'dev', version: 3, previousVersion: 2 } };
+const notFound = { status: 404, body: { error: { code: 'SECRET_NOT_FOUND', message: 'secret "A" does not exist', requestId: 'r1' } } };
+
+test('global options are accepted before, between and after the command words, and flags beat the environment', async () => {
+  const h = harness(() => ({ status: 200, body: { value: 'v' } }), { env: { KEYHOLD_ADDR: 'http://env:1', KEYHOLD_TOKEN: 'env-token', KEYHOLD_TENANT: 'acme' } });
+  const r = await h.run('--addr', 'http://flag:2/', 'secrets', '--token', 'flag-token', 'get', 'A', '--env', 'dev', '--label', 'previous');
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout, 'v\n');
+  const req = h.sent[0]!;
+  assert.equal(req.url.href, 'http://flag:2/v1/secrets/A/values/dev?label=previous');
+  assert.equal(req.headers.authorization, 'Bearer flag-token');
+  assert.equal(req.headers['x-keyhold-tenant'], 'acme');
+});
+
+test('a value from stdin loses exactly one trailing newline; a value from --file is sent byte for byte', async () => {
+  const piped = harness(() => wrote, { stdin: 'line one\nline two\n\n' });
+  assert.equal((await piped.run('secrets', 'set', 'A', '--env', 'dev')).code, 0);
+  assert.deepEqual(piped.sent[0]!.body, { value: 'line one\nline two\n' });
+
+  const dir = await mkdtemp(join(tmpdir(), 'keyhold-cli-'));
+  try {
+    await writeFile(join(dir, 'pem'), '-----BEGIN KEY-----\nabc\n');
+    const file = harness(() => wrote);
+    assert.equal((await file.run('secrets', 'set', 'A', '--env', 'dev', '--file', join(dir, 'pem'), '--cas', '2')).code, 0);
+    assert.deepEqual(file.sent[0]!.body, { value: '-----BEGIN KEY-----\nabc\n', cas: 2 });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('set creates a missing secret when an owner is given, with the metadata flags, then writes', async () => {
+  const h = harness((req) => {
+    if (req.method === 'POST') return { status: 201, body: { name: 'A', owner: 'team' } };
+    return h.sent.filter((s) => s.method === 'PUT').length === 1 ? notFound : wrote;
+  }, { stdin: 'v' });
+  const r = await h.run('secrets', 'set', 'A', '--env', 'dev', '--owner', 'team', '--tag', 'x', '--tag', 'y', '--classification', 'restricted', '--json');
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(h.sent.map((s) => s.method), ['PUT', 'POST', 'PUT']);
+  assert.deepEqual(h.sent[1]!.body, { name: 'A', owner: 'team', classification: 'restricted', tags: ['x', 'y'] });
+  assert.deepEqual(JSON.parse(r.stdout), { ...wrote.body, created: true });
+});
+
+test('server errors print "error: CODE: message" on stderr and exit 1, with a hint where one helps', async () => {
+  const h = harness(() => notFound, { stdin: 'v' });
+  const r = await h.run('secrets', 'set', 'A', '--env', 'dev', '--json');
+  assert.equal(r.code, 1);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /^error: SECRET_NOT_FOUND: secret "A" does not exist\nhint: .*--owner/);
+  assert.equal(h.sent.length, 1, 'no creation without an owner');
+});
+
+test('usage errors exit 2 before any request is sent', async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['secrets', 'get', 'A'], /--env is required/],
+    [['secrets', 'get', 'A', '--env', 'dev', '--version', '2', '--label', 'current'], /not both/],
+    [['secrets', 'get', 'A', '--env', 'dev', '--label', 'latest'], /--label must be one of/],
+    [['secrets', 'destroy', 'A', '--env', 'dev'], /--env and --versions go together/],
+    [['secrets', 'destroy', 'A', '--env', 'dev', '--versions', '1,x'], /whole number/],
+    [['secrets', 'set', 'A', 'value', '--env', 'dev'], /not taken as an argument/],
+    [['secrets', 'set', 'A', '--env', 'dev'], /the value is empty/],
+    [['secrets', 'describe', '..'], /not a valid name/],
+    [['unseal', 'khs1.abc'], /not taken as an argument/],
+    [['init', '--shares', '2', '--threshold', '3'], /cannot exceed/],
+    [['tenants', 'token', 'acme'], /--name is required/],
+    [['status', '--addr', 'ftp://x'], /http:\/\/ or https:\/\//],
+    [['status', '--frobnicate'], /unknown option --frobnicate/],
+    [['secrets', 'get', 'A', '--env', 'dev', '--file', 'x'], /Unknown option '--file'/],
+    [['launch'], /unknown command "launch"/],
+  ];
+  for (const [argv, message] of cases) {
+    const h = harness(() => wrote);
+    const r = await h.run(...argv);
+    assert.equal(r.code, 2, `${argv.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message, argv.join(' '));
+    assert.match(r.stderr, /\nhint: /);
+    assert.equal(h.sent.length, 0, argv.join(' '));
+  }
+});
+
+test('unseal sends exactly one share from stdin and refuses several at once', async () => {
+  const one = harness(() => ({ status: 200, body: { sealed: true, progress: 1, threshold: 2 } }), { stdin: '  khs1.AAAA\n' });
+  const r = await one.run('unseal');
+  assert.equal(r.code, 0);
+  assert.deepEqual(one.sent[0]!.body, { share: 'khs1.AAAA' });
+  assert.match(r.stdout, /progress: 1\/2/);
+  const two = harness(() => ({ status: 200, body: {} }), { stdin: 'khs1.AAAA\nkhs1.BBBB\n' });
+  assert.equal((await two.run('unseal')).code, 2);
+  assert.equal(two.sent.length, 0);
+});
+
+test('a value that is not UTF-8 is refused rather than stored mangled', async () => {
+  const h = harness(() => wrote, { stdin: Buffer.from([0xff, 0xfe, 0x00]) });
+  const r = await h.run('secrets', 'set', 'A', '--env', 'dev');
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /not valid UTF-8/);
+  assert.equal(h.sent.length, 0);
+});
+
+test('help is printed for the CLI, a group and a command, and exits 0 when asked for', async () => {
+  const h = harness(() => wrote);
+  for (const argv of [['help'], ['--help'], ['secrets', 'help'], ['help', 'secrets'], ['secrets', 'set', '--help'], ['status', '-h']]) {
+    const r = await h.run(...argv);
+    assert.equal(r.code, 0, argv.join(' '));
+  }
+  const set = await harness(() => wrote).run('secrets', 'set', '--help');
+  assert.match(set.stdout, /ONE trailing newline/);
+  assert.equal((await harness(() => wrote).run('secrets')).code, 2, 'a group without a verb is a usage error');
+});
+
+test('an answer that is not from Keyhold is reported as such, not parsed as a result', async () => {
+  let stderr = '';
+  const cli = createCli({
+    entries,
+    fetch: (async () => new Response('<html>proxy</html>', { status: 502 })) as typeof fetch,
+    stdin: Readable.from([]),
+    stdout: { write: () => true },
+    stderr: { write: (s: string) => (stderr += s) },
+    env: {},
+  });
+  assert.equal(await cli.run(['status']), 1);
+  assert.match(stderr, /unexpected answer from http:\/\/127\.0\.0\.1:8200: HTTP 502, not JSON/);
+});

@@ -1,0 +1,51 @@
+import { positionals } from '../args.ts';
+import type { Command, Group } from '../command.ts';
+import { table, time } from '../output.ts';
+
+/** The `keys` group: the tenant's key-encryption keys (KEKs). */
+
+interface KeyStatus {
+  currentVersion: number;
+  minDecryptionVersion: number;
+  rewrapped?: number;
+  versions: Array<{ version: number; createdAt: string; retiredAt: string | null; dataKeys: number }>;
+}
+
+function describeKeys(k: KeyStatus): string {
+  return [
+    `Current key version: ${k.currentVersion}; minimum decryption version: ${k.minDecryptionVersion}`,
+    table(['VERSION', 'CREATED', 'RETIRED', 'DATA KEYS'], k.versions.map((v) => [v.version, time(v.createdAt), time(v.retiredAt), v.dataKeys])),
+  ].join('\n');
+}
+
+function keyCommand(name: string, summary: string, method: 'GET' | 'POST', path: string, lead: (k: KeyStatus) => string | null): Command {
+  const command: Command = {
+    name,
+    summary,
+    usage: `keys ${name}`,
+    options: {},
+    async run({ args, api, out }) {
+      positionals(args, [], command.usage);
+      const res = await api.call<KeyStatus>(method, path);
+      out.result(res, () => [lead(res), describeKeys(res)].filter((l) => l !== null).join('\n'));
+    },
+  };
+  return command;
+}
+
+const stale = (k: KeyStatus) => k.versions.filter((v) => v.version < k.currentVersion).reduce((n, v) => n + v.dataKeys, 0);
+
+export const keysGroup: Group = {
+  name: 'keys',
+  summary: "The tenant's key-encryption keys: status, rotate, rewrap",
+  commands: [
+    keyCommand('status', 'Show key versions and how many data keys each wraps', 'GET', '/v1/keys', () => null),
+    keyCommand('rotate', 'Create a new key version for new data keys', 'POST', '/v1/keys/rotate', (k) => (
+      `Rotated: new data keys are wrapped under version ${k.currentVersion}.` +
+      (stale(k) > 0 ? ` ${stale(k)} data key(s) are still under older versions; run 'keyhold keys rewrap'.` : '')
+    )),
+    keyCommand('rewrap', 'Rewrap every data key under the current key version, then retire older versions', 'POST', '/v1/keys/rewrap', (k) => (
+      `Rewrapped ${k.rewrapped ?? 0} data key(s) under version ${k.currentVersion}; older versions are retired.`
+    )),
+  ],
+};
