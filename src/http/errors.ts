@@ -12,6 +12,11 @@ interface ValidationIssue {
   params?: Record<string, unknown>;
 }
 
+/** Echo a field name only when it looks like one: a caller could put anything (a value, 100 KB) in a key. */
+function printableField(name: string): string {
+  return /^[A-Za-z0-9_.-]{1,40}$/.test(name) ? name : '(an unprintable or overlong name)';
+}
+
 function describeValidation(err: FastifyError & { validation?: ValidationIssue[]; validationContext?: string }): { code: ErrorCode; message: string } {
   const issues = err.validation ?? [];
   const context = err.validationContext ?? 'request';
@@ -20,8 +25,9 @@ function describeValidation(err: FastifyError & { validation?: ValidationIssue[]
   const unknown = issues.find((i) => i.keyword === 'additionalProperties');
   if (unknown) {
     const fields = unknown.params?.additionalProperties;
-    const list = Array.isArray(fields) ? fields.map(String) : [String(fields ?? '')];
-    return { code: 'UNKNOWN_FIELD', message: `${path(unknown.instancePath)} has unknown field(s): ${list.join(', ')}` };
+    const list = (Array.isArray(fields) ? fields.map(String) : [String(fields ?? '')]).map(printableField);
+    const shown = list.slice(0, 5).join(', ') + (list.length > 5 ? `, and ${list.length - 5} more` : '');
+    return { code: 'UNKNOWN_FIELD', message: `${path(unknown.instancePath)} has unknown field(s): ${shown}` };
   }
   const issue: ValidationIssue = issues[0] ?? {};
   return { code: 'VALIDATION_FAILED', message: `${path(issue.instancePath)} ${issue.message ?? 'is invalid'}` };

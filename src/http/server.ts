@@ -1,9 +1,11 @@
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import type { Logger } from '../platform/logger.ts';
 import { sendError } from './errors.ts';
+import { KeyholdError } from '../errors/index.ts';
 
 export interface HttpOptions {
   logger: Logger;
@@ -36,6 +38,14 @@ export function serverOptions(opts: HttpOptions): FastifyServerOptions {
 export async function buildHttpServer(opts: HttpOptions, modules: Array<(app: FastifyInstance) => Promise<void>>, beforeRoutes?: (app: FastifyInstance) => void): Promise<FastifyInstance> {
   const app = Fastify(serverOptions(opts));
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  // Fastify would decode invalid UTF-8 to U+FFFD and store a value the client never sent: refuse it.
+  // Parsing itself stays fastify's (prototype-poisoning keys are errors).
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    if (!isUtf8(body as Buffer)) return done(new KeyholdError('MALFORMED_JSON', 'the body is not valid UTF-8'), undefined);
+    parseJson(request, (body as Buffer).toString('utf8'), done);
+  });
   app.setErrorHandler((err, _request, reply) => sendError(reply, err));
   app.setNotFoundHandler((request, reply) => {
     reply.code(404).send({ error: { code: 'ROUTE_NOT_FOUND', message: `no endpoint ${request.method} ${request.url.split('?')[0]}`, requestId: request.id } });

@@ -36,7 +36,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     db, keyring, tenants, secrets, clock, maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
   });
   const keys = createKeyService({ db, keyring, clock });
-  const system = createSystemService({ seal, tenants, tokens, dataDir: config.dataDir });
+  const system = createSystemService({ db, seal, tenants, tokens, dataDir: config.dataDir });
   const retention = createRetentionJob({ db, clock, rollbackWindowMs: config.rollbackWindowMs });
   return { seal, keyring, tenants, tokens, secrets, values, keys, system, retention };
 }

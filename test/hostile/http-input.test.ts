@@ -82,6 +82,27 @@ describeEachDialect('HTTP: bad input is a clear 4xx with a stable code, never a 
     assert.equal((await h.app.inject({ method: 'GET', url: '/v1/secrets/API_KEY/values/production', headers: auth })).json().value, 'good-value');
   });
 
+  test('invalid UTF-8 bytes in a body are refused, not silently replaced', async () => {
+    const before = await countRows();
+    const payload = Buffer.concat([Buffer.from('{"value":"ab'), Buffer.from([0xff, 0xc3]), Buffer.from('cd"}')]);
+    const res = await h.app.inject({ method: 'PUT', url: '/v1/secrets/API_KEY/values/production', headers: { ...auth, 'content-type': 'application/json' }, payload });
+    assert.equal(res.statusCode, 400);
+    assert.equal(res.json().error.code, 'MALFORMED_JSON');
+    assert.deepEqual(await countRows(), before);
+  });
+
+  test('unknown field names are echoed only when short and plain, so an error body never carries a value or 100 KB', async () => {
+    const res = await h.app.inject({
+      method: 'POST', url: '/v1/secrets', headers: { ...auth, 'content-type': 'application/json' },
+      payload: JSON.stringify({ name: 'ECHO', owner: 'x', [CANARY + ' spaced']: 1, ['k'.repeat(100_000)]: 2, ok_name: 3 }),
+    });
+    assert.equal(res.statusCode, 400);
+    assert.equal(res.json().error.code, 'UNKNOWN_FIELD');
+    assert.match(res.json().error.message, /ok_name/);
+    assert.equal(res.body.includes(CANARY), false);
+    assert.ok(res.body.length < 1000, `error body is ${res.body.length} bytes`);
+  });
+
   test('no token, a junk token or a revoked token are all the same 401', async () => {
     const bodies = new Set<string>();
     const issued = await h.services.tokens.issue({ tenantId: null, kind: 'root', name: 'temp' });

@@ -5,6 +5,7 @@ import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import type { Database } from '../../storage/schema.ts';
+import type { Executor } from '../../storage/database.ts';
 
 /** Who a token speaks for. Root tokens (tenantId null) may act in any tenant. */
 export interface Principal {
@@ -33,11 +34,11 @@ export function createTokenService(deps: { db: Kysely<Database>; clock: Clock })
   const cache = new Map<string, { principal: Principal; until: number }>();
 
   return {
-    async issue(opts: { tenantId: string | null; kind: Principal['kind']; name: string; ttlMs?: number }) {
+    async issue(opts: { tenantId: string | null; kind: Principal['kind']; name: string; ttlMs?: number }, executor: Executor = db) {
       const token = TOKEN_PREFIX + randomToken(32);
       const now = clock.now();
       const id = newId();
-      await db.insertInto('tokens').values({
+      await executor.insertInto('tokens').values({
         id, tenant_id: opts.tenantId, token_hash: hashToken(token), name: opts.name, kind: opts.kind,
         created_at: now, expires_at: opts.ttlMs ? now + opts.ttlMs : null, revoked_at: null,
       }).execute();

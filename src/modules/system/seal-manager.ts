@@ -19,8 +19,11 @@ export interface SealStatus {
 
 export interface SealManager extends RootKeyHolder {
   status(): Promise<SealStatus>;
-  /** Generates the root key. Returns the key (unsealed) so the caller can finish bootstrapping, and the shares to show once. */
-  initialize(opts: { type: 'shamir' | 'dev'; shares: number; threshold: number }): Promise<{ shares: string[] }>;
+  /**
+   * Generates the root key and keeps it live while `persist` stores the seal config and everything
+   * bootstrapped under the key, atomically. Returns the shares, to be shown once.
+   */
+  initialize(opts: { type: 'shamir' | 'dev'; shares: number; threshold: number }, persist: (config: SealConfig) => Promise<void>): Promise<{ shares: string[] }>;
   submitShare(text: string): Promise<SealStatus>;
   /** Dev mode: unseal from the key file in the data directory. */
   unsealFromDevKey(): Promise<boolean>;
@@ -33,7 +36,7 @@ export interface SealManager extends RootKeyHolder {
  * and seal. Shamir reconstruction is verified against a stored key check value because the
  * library returns a wrong key, silently, from a tampered share.
  */
-export function createSealManager(deps: { meta: SystemMetaRepository; dataDir: string }): SealManager {
+export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getSealConfig'>; dataDir: string }): SealManager {
   const { meta, dataDir } = deps;
   let root: KeyObject | null = null;
   let pending: Buffer[] = [];
@@ -77,7 +80,7 @@ export function createSealManager(deps: { meta: SystemMetaRepository; dataDir: s
       };
     },
 
-    async initialize(opts) {
+    async initialize(opts, persist) {
       if (await config()) fail('ALREADY_INITIALIZED', 'the server is already initialised');
       if (opts.threshold < 1 || opts.shares < opts.threshold || opts.shares > 16) {
         fail('VALIDATION_FAILED', 'need 1 <= threshold <= shares <= 16');
@@ -86,24 +89,30 @@ export function createSealManager(deps: { meta: SystemMetaRepository; dataDir: s
         fail('VALIDATION_FAILED', 'a threshold of 1 with several shares gives each holder the whole key; use threshold >= 2');
       }
       const raw = randomKey(32);
-      const key = toKeyObject(raw);
-      const shares = opts.type === 'shamir' ? await splitRootKey(raw, opts.shares, opts.threshold) : [];
-      const cfg: SealConfig = {
-        type: opts.type,
-        shares: opts.type === 'shamir' ? opts.shares : 1,
-        threshold: opts.type === 'shamir' ? opts.threshold : 1,
-        check: makeRootCheck(key).toString('base64'),
-      };
-      const claimed = await meta.claimSealConfig(cfg);
-      if (!claimed) {
+      try {
+        const key = toKeyObject(raw);
+        const shares = opts.type === 'shamir' ? await splitRootKey(raw, opts.shares, opts.threshold) : [];
+        const cfg: SealConfig = {
+          type: opts.type,
+          shares: opts.type === 'shamir' ? opts.shares : 1,
+          threshold: opts.type === 'shamir' ? opts.threshold : 1,
+          check: makeRootCheck(key).toString('base64'),
+        };
+        // The key is live while the caller persists everything that needs it (one transaction);
+        // if that fails, it is dropped again and nothing of this init remains.
+        root = key;
+        try {
+          await persist(cfg);
+        } catch (err) {
+          manager.seal();
+          throw err;
+        }
+        configCache = cfg;
+        if (opts.type === 'dev') await writeDevRootKey(dataDir, raw);
+        return { shares };
+      } finally {
         wipe(raw);
-        fail('ALREADY_INITIALIZED', 'the server is already initialised');
       }
-      if (opts.type === 'dev') await writeDevRootKey(dataDir, raw);
-      wipe(raw);
-      configCache = cfg;
-      root = key;
-      return { shares };
     },
 
     async submitShare(text) {

@@ -1,31 +1,39 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Kysely } from 'kysely';
+import { fail } from '../../errors/index.ts';
+import type { Database } from '../../storage/schema.ts';
 import type { TokenService } from '../auth/token-service.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
 import type { SealManager } from './seal-manager.ts';
+import { createSystemMetaRepository } from './system-meta-repository.ts';
 
 export const DEV_ROOT_TOKEN_FILE = 'dev-root-token';
 
 /**
  * Initialisation: root key (shown as shares once), the default tenant with its KEK, and the root
- * token (shown once). Shamir mode ends sealed; dev mode stays unsealed and keeps its key and root
- * token in the data directory.
+ * token (shown once), committed in one transaction with the seal config: a crash leaves either a
+ * fully initialised server or an uninitialised one. Shamir mode ends sealed; dev mode stays
+ * unsealed and keeps its key and root token in the data directory.
  */
-export function createSystemService(deps: { seal: SealManager; tenants: TenantService; tokens: TokenService; dataDir: string }) {
-  const { seal, tenants, tokens, dataDir } = deps;
+export function createSystemService(deps: { db: Kysely<Database>; seal: SealManager; tenants: TenantService; tokens: TokenService; dataDir: string }) {
+  const { db, seal, tenants, tokens, dataDir } = deps;
   return {
     status: () => seal.status(),
 
     async initialize(opts: { type: 'shamir' | 'dev'; shares: number; threshold: number }) {
-      const { shares } = await seal.initialize(opts);
-      await tenants.create('default');
-      const root = await tokens.issue({ tenantId: null, kind: 'root', name: 'root' });
+      let rootToken = '';
+      const { shares } = await seal.initialize(opts, (config) => db.transaction().execute(async (trx) => {
+        if (!(await createSystemMetaRepository(trx).claimSealConfig(config))) fail('ALREADY_INITIALIZED', 'the server is already initialised');
+        await tenants.create('default', trx);
+        rootToken = (await tokens.issue({ tenantId: null, kind: 'root', name: 'root' }, trx)).token;
+      }));
       if (opts.type === 'dev') {
-        await writeFile(join(dataDir, DEV_ROOT_TOKEN_FILE), root.token + '\n', { mode: 0o600 });
+        await writeFile(join(dataDir, DEV_ROOT_TOKEN_FILE), rootToken + '\n', { mode: 0o600 });
       } else {
         seal.seal();
       }
-      return { shares, threshold: opts.threshold, rootToken: root.token };
+      return { shares, threshold: opts.threshold, rootToken };
     },
 
     unseal: (share: string) => seal.submitShare(share),

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Keyring } from '../../crypto/keyring.ts';
 import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
@@ -37,13 +37,15 @@ export function createTenantService(deps: { db: Kysely<Database>; keyring: Keyri
   }
 
   return {
-    async create(name: string): Promise<Tenant> {
+    /** Creates a tenant with its KEK and default environments; inside `trx` when given, else in its own transaction. */
+    async create(name: string, trx?: Transaction<Database>): Promise<Tenant> {
       assertSlug('tenant', name);
       const now = clock.now();
       const id = newId();
       const wrapped = keyring.newWrappedKek(id, 1);
+      const run = <T>(fn: (t: Transaction<Database>) => Promise<T>) => (trx ? fn(trx) : db.transaction().execute(fn));
       try {
-        await db.transaction().execute(async (trx) => {
+        await run(async (trx) => {
           await trx.insertInto('tenants').values({ id, name, created_at: now, kek_version: 1, kek_min_version: 1 }).execute();
           await createKekRepository(trx).insertKek(id, 1, wrapped, now);
           await trx.insertInto('environments')

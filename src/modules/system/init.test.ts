@@ -1,0 +1,39 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { sql } from 'kysely';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createTestDatabase } from '../../../test/helpers/databases.ts';
+import { ROLLBACK_WINDOW_MS, TEST_LIMITS } from '../../../test/helpers/harness.ts';
+import { createServices } from '../../main/compose.ts';
+import { createManualClock } from '../../platform/clock.ts';
+
+describeEachDialect('initialisation is all or nothing', (dialect) => {
+  test('an init that fails at its last step leaves no seal config, tenant or token behind, and can be retried', async () => {
+    const database = await createTestDatabase(dialect);
+    const storage = await database.open();
+    try {
+      const services = createServices({
+        config: { dataDir: database.dataDir, limits: TEST_LIMITS, rollbackWindowMs: ROLLBACK_WINDOW_MS },
+        storage, clock: createManualClock(),
+      });
+      await sql`alter table tokens rename to tokens_broken`.execute(storage.db);
+      await assert.rejects(services.system.initialize({ type: 'shamir', shares: 3, threshold: 2 }));
+      const status = await services.system.status();
+      assert.deepEqual([status.initialized, status.sealed], [false, true]);
+      assert.equal((await storage.db.selectFrom('tenants').select('id').execute()).length, 0);
+      assert.equal((await storage.db.selectFrom('system_meta').select('key').execute()).length, 0);
+
+      await sql`alter table tokens_broken rename to tokens`.execute(storage.db);
+      const init = await services.system.initialize({ type: 'shamir', shares: 3, threshold: 2 });
+      assert.equal(init.shares.length, 3);
+      assert.equal((await services.system.status()).sealed, true);
+      await services.system.unseal(init.shares[0]!);
+      assert.equal((await services.system.unseal(init.shares[2]!)).sealed, false);
+      assert.ok(await services.tokens.authenticate(init.rootToken));
+      await assert.rejects(services.system.initialize({ type: 'shamir', shares: 3, threshold: 2 }), { code: 'ALREADY_INITIALIZED' });
+    } finally {
+      await storage.close();
+      await database.cleanup();
+    }
+  });
+});
