@@ -105,7 +105,7 @@ test('usage errors exit 2 before any request is sent', async () => {
     [['secrets', 'describe', '..'], /not a valid name/],
     [['unseal', 'khs1.abc'], /not taken as an argument/],
     [['init', '--shares', '2', '--threshold', '3'], /cannot exceed/],
-    [['tenants', 'token', 'acme'], /--name is required/],
+    [['tenants', 'token', 'acme'], /unknown command/],
     [['status', '--addr', 'ftp://x'], /http:\/\/ or https:\/\//],
     [['status', '--frobnicate'], /unknown option --frobnicate/],
     [['secrets', 'get', 'A', '--env', 'dev', '--file', 'x'], /Unknown option '--file'/],

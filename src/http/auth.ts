@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { fail } from '../errors/index.ts';
-import type { TokenService, Principal } from '../modules/auth/token-service.ts';
+import type { Authenticator, Principal } from '../modules/identity/principal.ts';
 import type { TenantContext } from '../modules/shared/context.ts';
 import type { TenantService } from '../modules/tenants/tenant-service.ts';
 import type { SealManager } from '../modules/system/seal-manager.ts';
@@ -37,7 +37,7 @@ export function tenantContextOf(request: FastifyRequest): TenantContext {
  * refuses everything but the sys endpoints. A tenant-scoped token naming another tenant gets
  * TENANT_NOT_FOUND: it must not learn whether that tenant exists.
  */
-export function registerAuth(app: FastifyInstance, deps: { tokens: TokenService; tenants: TenantService; seal: SealManager }): void {
+export function registerAuth(app: FastifyInstance, deps: { authenticator: Authenticator; tenants: TenantService; seal: SealManager }): void {
   app.decorateRequest('principal', null);
   app.decorateRequest('tenantContext', null);
   app.addHook('onRequest', async (request) => {
@@ -45,11 +45,11 @@ export function registerAuth(app: FastifyInstance, deps: { tokens: TokenService;
     if (auth === 'none') return;
     if (deps.seal.isSealed()) fail('SEALED', 'the server is sealed; unseal it with the key shares');
     const token = bearer(request);
-    const principal = token ? await deps.tokens.authenticate(token) : null;
+    const principal = token ? await deps.authenticator.authenticate(token) : null;
     if (!principal) fail('UNAUTHENTICATED', 'a valid token is required (Authorization: Bearer ...)');
     request.principal = principal;
     if (auth === 'root') {
-      if (principal.kind !== 'root') fail('FORBIDDEN', 'this operation needs the root token');
+      if (principal.type !== 'root') fail('FORBIDDEN', 'this operation needs the root token');
       return;
     }
     const header = request.headers[TENANT_HEADER];
@@ -68,8 +68,10 @@ export function registerAuth(app: FastifyInstance, deps: { tokens: TokenService;
     }
     request.tenantContext = {
       tenantId,
-      actor: { type: principal.kind === 'root' ? 'root' : 'token', id: principal.tokenId, name: principal.name },
+      actor: { type: principal.type, id: principal.id, name: principal.name, mfaAt: principal.mfaAt, credentialId: principal.credentialId },
       requestId: request.id,
+      sourceIp: request.ip,
+      ...(request.headers['user-agent'] ? { userAgent: String(request.headers['user-agent']).slice(0, 200) } : {}),
     };
   });
 }

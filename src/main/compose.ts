@@ -4,6 +4,7 @@ import { createKeyring } from '../crypto/keyring.ts';
 import { registerAuth } from '../http/auth.ts';
 import { buildHttpServer } from '../http/server.ts';
 import { createTokenService } from '../modules/auth/token-service.ts';
+import { createAuthenticator } from '../modules/identity/principal.ts';
 import { createKekRepository } from '../modules/keys/kek-repository.ts';
 import { createKeyService } from '../modules/keys/key-service.ts';
 import { keyRoutes } from '../modules/keys/routes.ts';
@@ -31,6 +32,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const keyring = createKeyring({ store: createKekRepository(db), root: seal });
   const tenants = createTenantService({ db, keyring, clock });
   const tokens = createTokenService({ db, clock });
+  const authenticator = createAuthenticator([tokens]);
   const secrets = createSecretService({ db, tenants, clock, maxNameLength: config.limits.maxNameLength });
   const values = createValueService({
     db, keyring, tenants, secrets, clock, maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
@@ -38,7 +40,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const keys = createKeyService({ db, keyring, clock });
   const system = createSystemService({ db, seal, tenants, tokens, dataDir: config.dataDir });
   const retention = createRetentionJob({ db, clock, rollbackWindowMs: config.rollbackWindowMs });
-  return { seal, keyring, tenants, tokens, secrets, values, keys, system, retention };
+  return { seal, keyring, tenants, tokens, authenticator, secrets, values, keys, system, retention };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -53,6 +55,6 @@ export async function createHttpApp(services: Services, opts: { logger: Logger; 
       secretRoutes({ secrets: services.secrets, values: services.values }),
       keyRoutes({ keys: services.keys }),
     ],
-    (app) => registerAuth(app, { tokens: services.tokens, tenants: services.tenants, seal: services.seal }),
+    (app) => registerAuth(app, { authenticator: services.authenticator, tenants: services.tenants, seal: services.seal }),
   );
 }

@@ -11,6 +11,11 @@ export interface Database {
   secret_states: SecretStatesTable;
   secret_versions: SecretVersionsTable;
   tokens: TokensTable;
+  users: UsersTable;
+  sessions: SessionsTable;
+  machine_identities: MachineIdentitiesTable;
+  grants: GrantsTable;
+  tenant_policies: TenantPoliciesTable;
 }
 
 export interface SystemMetaTable {
@@ -26,6 +31,10 @@ export interface TenantsTable {
   kek_version: number;
   /** Lowest KEK version still allowed to decrypt (raised after a rewrap). */
   kek_min_version: number;
+  /** Tenant policy version in force (0 = built-in policies only). */
+  policy_version: number;
+  /** Bumped on every grant, identity or policy change; authorization caches key on it. */
+  authz_generation: number;
 }
 
 export interface TenantKeksTable {
@@ -101,7 +110,75 @@ export interface TokensTable {
   token_hash: string;
   name: string;
   kind: string;
+  /** For machine tokens: the machine identity. */
+  principal_id: string | null;
   created_at: number;
   expires_at: number | null;
   revoked_at: number | null;
+}
+
+export interface UsersTable {
+  id: string;
+  tenant_id: string;
+  username: string;
+  password_hash: string;
+  totp_secret: Uint8Array | null;
+  totp_enabled: number;
+  totp_last_step: number | null;
+  created_at: number;
+  password_changed_at: number;
+  disabled_at: number | null;
+}
+
+export interface SessionsTable {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  token_hash: string;
+  created_at: number;
+  last_seen_at: number;
+  expires_at: number;
+  mfa_at: number | null;
+  revoked_at: number | null;
+}
+
+export interface MachineIdentitiesTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  kind: string;
+  client_id: string;
+  client_secret_hash: string | null;
+  oidc_issuer: string | null;
+  oidc_jwks_url: string | null;
+  oidc_audience: string | null;
+  oidc_subject: string | null;
+  oidc_claims: string | null;
+  token_ttl_ms: number;
+  owner_user_id: string | null;
+  created_at: number;
+  disabled_at: number | null;
+}
+
+export interface GrantsTable {
+  id: string;
+  tenant_id: string;
+  principal_type: string;
+  principal_id: string;
+  role: string;
+  environments: string | null;
+  name_patterns: string | null;
+  expires_at: number | null;
+  created_at: number;
+  created_by: string;
+  revoked_at: number | null;
+}
+
+export interface TenantPoliciesTable {
+  tenant_id: string;
+  version: number;
+  text: string;
+  comment: string;
+  created_at: number;
+  created_by: string;
 }

@@ -6,17 +6,10 @@ import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { Executor } from '../../storage/database.ts';
+import type { CredentialSource, Principal } from '../identity/principal.ts';
 
-/** Who a token speaks for. Root tokens (tenantId null) may act in any tenant. */
-export interface Principal {
-  tokenId: string;
-  kind: 'root' | 'tenant-admin';
-  tenantId: string | null;
-  name: string;
-  expiresAt: number | null;
-}
-
-const TOKEN_PREFIX = 'kh_';
+/** Root and machine access tokens share this prefix; user sessions have their own. */
+export const TOKEN_PREFIX = 'kh_';
 /** How long a positive lookup is trusted before the database is asked again (revocation on other nodes). */
 const CACHE_TTL_MS = 5_000;
 
@@ -25,24 +18,41 @@ export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('base64url');
 }
 
+export interface IssueTokenOptions {
+  tenantId: string | null;
+  kind: 'root' | 'machine';
+  /** Machine tokens: the machine identity they speak for. */
+  principalId?: string;
+  name: string;
+  ttlMs?: number;
+}
+
 /**
- * Bearer tokens: issued once (only the hash is stored), looked up per request through a short
- * cache, revoked by id. The identity issue builds users and machine identities on top of this.
+ * Bearer tokens for root and machine identities: issued once (only the hash is stored), looked up
+ * per request through a short cache, revoked one by one or all at once for an identity. Revocation
+ * in this process takes effect at once; other nodes see it within CACHE_TTL_MS.
  */
 export function createTokenService(deps: { db: Kysely<Database>; clock: Clock }) {
   const { db, clock } = deps;
   const cache = new Map<string, { principal: Principal; until: number }>();
 
-  return {
-    async issue(opts: { tenantId: string | null; kind: Principal['kind']; name: string; ttlMs?: number }, executor: Executor = db) {
+  function forget(predicate: (p: Principal) => boolean): void {
+    for (const [hash, entry] of cache) if (predicate(entry.principal)) cache.delete(hash);
+  }
+
+  const service = {
+    prefix: TOKEN_PREFIX,
+
+    async issue(opts: IssueTokenOptions, executor: Executor = db) {
       const token = TOKEN_PREFIX + randomToken(32);
       const now = clock.now();
       const id = newId();
+      const expiresAt = opts.ttlMs ? now + opts.ttlMs : null;
       await executor.insertInto('tokens').values({
         id, tenant_id: opts.tenantId, token_hash: hashToken(token), name: opts.name, kind: opts.kind,
-        created_at: now, expires_at: opts.ttlMs ? now + opts.ttlMs : null, revoked_at: null,
+        principal_id: opts.principalId ?? null, created_at: now, expires_at: expiresAt, revoked_at: null,
       }).execute();
-      return { id, token };
+      return { id, token, expiresAt };
     },
 
     /** Resolves a presented token; null for unknown, expired or revoked (the caller answers one way for all). */
@@ -53,25 +63,40 @@ export function createTokenService(deps: { db: Kysely<Database>; clock: Clock })
       const hit = cache.get(hash);
       if (hit && hit.until > now && (hit.principal.expiresAt === null || hit.principal.expiresAt > now)) return hit.principal;
       cache.delete(hash);
-      const row = await db.selectFrom('tokens').select(['id', 'tenant_id', 'kind', 'name', 'expires_at', 'revoked_at'])
+      const row = await db.selectFrom('tokens').select(['id', 'tenant_id', 'kind', 'name', 'principal_id', 'expires_at', 'revoked_at'])
         .where('token_hash', '=', hash).executeTakeFirst();
       if (!row || row.revoked_at !== null || (row.expires_at !== null && row.expires_at <= now)) return null;
       const principal: Principal = {
-        tokenId: row.id, kind: row.kind as Principal['kind'], tenantId: row.tenant_id, name: row.name, expiresAt: row.expires_at,
+        type: row.kind === 'root' ? 'root' : 'machine',
+        id: row.kind === 'root' ? row.id : row.principal_id!,
+        tenantId: row.tenant_id,
+        name: row.name,
+        credentialId: row.id,
+        mfaAt: null,
+        expiresAt: row.expires_at,
       };
       if (cache.size > 10_000) cache.clear();
       cache.set(hash, { principal, until: now + CACHE_TTL_MS });
       return principal;
     },
 
+    /** Revokes one token. `tenantId` scopes the lookup (null: root may revoke any). */
     async revoke(tokenId: string, tenantId: string | null) {
       let q = db.updateTable('tokens').set({ revoked_at: clock.now() }).where('id', '=', tokenId).where('revoked_at', 'is', null);
-      q = tenantId === null ? q : q.where('tenant_id', '=', tenantId);
+      if (tenantId !== null) q = q.where('tenant_id', '=', tenantId);
       const res = await q.executeTakeFirst();
       if (Number(res.numUpdatedRows) === 0) fail('TOKEN_NOT_FOUND', 'no live token with that id');
-      for (const [hash, entry] of cache) if (entry.principal.tokenId === tokenId) cache.delete(hash);
+      forget((p) => p.credentialId === tokenId);
     },
-  };
+
+    /** Revokes every live token of a machine identity (disabling it must kill its tokens at once). */
+    async revokeAllFor(principalId: string, executor: Executor = db) {
+      await executor.updateTable('tokens').set({ revoked_at: clock.now() })
+        .where('principal_id', '=', principalId).where('revoked_at', 'is', null).execute();
+      forget((p) => p.id === principalId);
+    },
+  } satisfies CredentialSource & Record<string, unknown>;
+  return service;
 }
 
 export type TokenService = ReturnType<typeof createTokenService>;

@@ -1,8 +1,12 @@
 /** Who is acting. Every service call carries one, so audit and authorization never guess. */
 export interface Actor {
-  type: 'root' | 'token' | 'system';
+  type: 'root' | 'user' | 'machine' | 'system';
   id: string;
   name: string;
+  /** Users: when a second factor was last verified in this session (step-up); null otherwise. */
+  mfaAt?: number | null;
+  /** The session or token behind the request, for audit and revocation. */
+  credentialId?: string;
 }
 
 /** The tenant-scoped context every tenant operation runs in; the HTTP and CLI layers build it. */
@@ -10,6 +14,9 @@ export interface TenantContext {
   tenantId: string;
   actor: Actor;
   requestId: string;
+  /** Caller's address (policies may test it); loopback for in-process callers. */
+  sourceIp?: string;
+  userAgent?: string;
 }
 
 /** The actor for work the server does on its own (retention sweeps, scheduled jobs). */

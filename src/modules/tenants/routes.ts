@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { fail } from '../../errors/index.ts';
 import { tenantContextOf } from '../../http/auth.ts';
 import { EnvironmentSchema, Slug, errorResponses } from '../../http/schemas.ts';
 import type { TokenService } from '../auth/token-service.ts';
@@ -9,7 +8,7 @@ import type { TenantService } from './tenant-service.ts';
 
 const TenantSchema = Type.Object({ id: Type.String(), name: Type.String(), createdAt: Type.String() });
 
-/** Tenants (root only), tenant-scoped admin tokens, and environments of the caller's tenant. */
+/** Tenants and token revocation (root only), and environments of the caller's tenant. */
 export function tenantRoutes(deps: { tenants: TenantService; tokens: TokenService }) {
   return async function register(app: FastifyInstance): Promise<void> {
     const r = app.withTypeProvider<TypeBoxTypeProvider>();
@@ -27,26 +26,6 @@ export function tenantRoutes(deps: { tenants: TenantService; tokens: TokenServic
         response: { 201: TenantSchema, ...errorResponses },
       },
     }, async (req, reply) => reply.code(201).send(await deps.tenants.create(req.body.name)));
-
-    r.post('/v1/tenants/:tenant/tokens', {
-      config: { auth: 'root' },
-      schema: {
-        tags: ['tenants'], summary: 'Issue a tenant-admin token (shown once)',
-        params: Type.Object({ tenant: Slug }, { additionalProperties: false }),
-        body: Type.Object({
-          name: Type.String({ minLength: 1, maxLength: 100 }),
-          ttlSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 31_536_000 })),
-        }, { additionalProperties: false }),
-        response: { 201: Type.Object({ id: Type.String(), token: Type.String(), tenant: Type.String() }), ...errorResponses },
-      },
-    }, async (req, reply) => {
-      const tenant = (await deps.tenants.findByName(req.params.tenant)) ?? fail('TENANT_NOT_FOUND', 'tenant not found');
-      const issued = await deps.tokens.issue({
-        tenantId: tenant.id, kind: 'tenant-admin', name: req.body.name,
-        ...(req.body.ttlSeconds ? { ttlMs: req.body.ttlSeconds * 1000 } : {}),
-      });
-      return reply.code(201).header('cache-control', 'no-store').send({ ...issued, tenant: tenant.name });
-    });
 
     r.delete('/v1/tokens/:id', {
       config: { auth: 'root' },

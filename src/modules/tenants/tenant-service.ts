@@ -46,7 +46,7 @@ export function createTenantService(deps: { db: Kysely<Database>; keyring: Keyri
       const run = <T>(fn: (t: Transaction<Database>) => Promise<T>) => (trx ? fn(trx) : db.transaction().execute(fn));
       try {
         await run(async (trx) => {
-          await trx.insertInto('tenants').values({ id, name, created_at: now, kek_version: 1, kek_min_version: 1 }).execute();
+          await trx.insertInto('tenants').values({ id, name, created_at: now, kek_version: 1, kek_min_version: 1, policy_version: 0, authz_generation: 0 }).execute();
           await createKekRepository(trx).insertKek(id, 1, wrapped, now);
           await trx.insertInto('environments')
             .values(DEFAULT_ENVIRONMENTS.map((env) => ({ id: newId(), tenant_id: id, name: env, created_at: now })))

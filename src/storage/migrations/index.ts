@@ -2,12 +2,14 @@ import type { Kysely } from 'kysely';
 import { Migrator, type Migration, type MigrationProvider } from 'kysely/migration';
 import type { DialectName } from '../database.ts';
 import * as m001 from './001-core.ts';
+import * as m002 from './002-identity.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
 /** Ordered migrations; names sort lexically, so keep the numeric prefix. */
 const migrations: Record<string, DialectMigration> = {
   '001-core': m001,
+  '002-identity': m002,
 };
 
 function provider(dialect: DialectName): MigrationProvider {

@@ -1,0 +1,19 @@
+import type { TenantContext } from '../shared/context.ts';
+import type { Action } from './actions.ts';
+
+/** What an action is about: one secret (with the metadata policies may read), or the tenant itself. */
+export type AuthzResource =
+  | { type: 'secret'; id: string; name: string; classification: string; owner: string; tags: string[] }
+  | { type: 'tenant' };
+
+/**
+ * The one gate every service calls before it acts. Throws FORBIDDEN, or STEP_UP_REQUIRED when only
+ * a fresh second factor is missing. `environment` is the environment the action touches, if any.
+ */
+export interface Authorizer {
+  require(ctx: TenantContext, action: Action, resource: AuthzResource, environment?: string): Promise<void>;
+  /** Like require, but answers instead of throwing (used to filter lists). */
+  allowed(ctx: TenantContext, action: Action, resource: AuthzResource, environment?: string): Promise<boolean>;
+  /** Forget cached decisions and grants of a tenant after a grant, identity or policy change. */
+  invalidate(tenantId: string): Promise<void>;
+}

@@ -1,0 +1,43 @@
+import type { Clock } from './clock.ts';
+
+export interface RateLimiter {
+  /** Records one attempt for `key`; refused once `limit` attempts fall inside the window. */
+  hit(key: string): { allowed: boolean; retryAfterMs: number };
+  /** Forgets a key (e.g. after a successful login). */
+  reset(key: string): void;
+}
+
+/**
+ * Sliding-window attempt counter in memory, per process. Keys are caller-chosen
+ * ("login:acct:<tenant>:<user>", "login:ip:<addr>"). Bounded: old keys are pruned as they expire.
+ */
+export function createRateLimiter(opts: { limit: number; windowMs: number; clock: Clock; maxKeys?: number }): RateLimiter {
+  const { limit, windowMs, clock } = opts;
+  const maxKeys = opts.maxKeys ?? 100_000;
+  const attempts = new Map<string, number[]>();
+
+  function prune(now: number): void {
+    for (const [key, times] of attempts) {
+      if (times[times.length - 1]! <= now - windowMs) attempts.delete(key);
+      if (attempts.size < maxKeys / 2) break;
+    }
+  }
+
+  return {
+    hit(key) {
+      const now = clock.now();
+      const recent = (attempts.get(key) ?? []).filter((t) => t > now - windowMs);
+      if (recent.length >= limit) {
+        attempts.set(key, recent);
+        return { allowed: false, retryAfterMs: recent[0]! + windowMs - now };
+      }
+      recent.push(now);
+      attempts.set(key, recent);
+      if (attempts.size > maxKeys) prune(now);
+      return { allowed: true, retryAfterMs: 0 };
+    },
+    reset(key) {
+      attempts.delete(key);
+    },
+  };
+}
