@@ -20,6 +20,18 @@ export interface Config {
   limits: Limits;
   rollbackWindowMs: number;
   retentionSweepMs: number;
+  identity: IdentitySettings;
+}
+
+export interface IdentitySettings {
+  /** How recent a second factor must be for reveal, approve, rotate and admin actions. */
+  stepUpWindowMs: number;
+  /** A session unused this long expires. */
+  sessionIdleMs: number;
+  /** A session expires this long after login, however active. */
+  sessionAbsoluteMs: number;
+  /** Lifetime of machine access tokens from a client-secret or JWT exchange. */
+  machineTokenTtlMs: number;
 }
 
 export class ConfigError extends Error {
@@ -61,6 +73,7 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
   const known = new Set([
     'KEYHOLD_DATA_DIR', 'KEYHOLD_DATABASE_URL', 'KEYHOLD_HOST', 'KEYHOLD_PORT', 'KEYHOLD_TLS_CERT', 'KEYHOLD_TLS_KEY',
     'KEYHOLD_DEV', 'KEYHOLD_LOG_LEVEL', 'KEYHOLD_MAX_VALUE_BYTES', 'KEYHOLD_ROLLBACK_WINDOW', 'KEYHOLD_RETENTION_SWEEP',
+    'KEYHOLD_STEP_UP_WINDOW', 'KEYHOLD_SESSION_IDLE', 'KEYHOLD_SESSION_MAX', 'KEYHOLD_MACHINE_TOKEN_TTL',
     // client-side settings read by the CLI, not the server:
     'KEYHOLD_ADDR', 'KEYHOLD_TOKEN', 'KEYHOLD_TENANT',
   ]);
@@ -111,5 +124,16 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
     }),
     rollbackWindowMs: parseDuration('KEYHOLD_ROLLBACK_WINDOW', env.KEYHOLD_ROLLBACK_WINDOW ?? '7d'),
     retentionSweepMs: parseDuration('KEYHOLD_RETENTION_SWEEP', env.KEYHOLD_RETENTION_SWEEP ?? '1h'),
+    identity: Object.freeze(identitySettings(env)),
   });
+}
+
+/** Identity defaults: step-up within 10 minutes, sessions idle 30 min / absolute 12 h, machine tokens 15 min. */
+export function identitySettings(env: Record<string, string | undefined> = {}): IdentitySettings {
+  return {
+    stepUpWindowMs: parseDuration('KEYHOLD_STEP_UP_WINDOW', env.KEYHOLD_STEP_UP_WINDOW ?? '10m'),
+    sessionIdleMs: parseDuration('KEYHOLD_SESSION_IDLE', env.KEYHOLD_SESSION_IDLE ?? '30m'),
+    sessionAbsoluteMs: parseDuration('KEYHOLD_SESSION_MAX', env.KEYHOLD_SESSION_MAX ?? '12h'),
+    machineTokenTtlMs: parseDuration('KEYHOLD_MACHINE_TOKEN_TTL', env.KEYHOLD_MACHINE_TOKEN_TTL ?? '15m'),
+  };
 }

@@ -22,7 +22,7 @@ import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Storage } from '../storage/database.ts';
 
-export type KeyholdConfig = Pick<Config, 'dataDir' | 'limits' | 'rollbackWindowMs'>;
+export type KeyholdConfig = Pick<Config, 'dataDir' | 'limits' | 'rollbackWindowMs' | 'identity'>;
 
 /** Wires every service from its module factory. No I/O beyond what the factories do lazily. */
 export function createServices(deps: { config: KeyholdConfig; storage: Storage; clock: Clock }) {

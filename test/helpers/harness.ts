@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Writable } from 'node:stream';
 import { createServices, createHttpApp, type Services } from '../../src/main/compose.ts';
+import { identitySettings } from '../../src/config/config.ts';
 import { createManualClock } from '../../src/platform/clock.ts';
 import { createLogger } from '../../src/platform/logger.ts';
 import type { TenantContext } from '../../src/modules/shared/context.ts';
@@ -43,7 +44,7 @@ export async function createHarness(dialect: DialectName): Promise<Harness> {
   const storage = await database.open();
   const clock = createManualClock(Date.UTC(2026, 5, 1));
   const services = createServices({
-    config: { dataDir: database.dataDir, limits: TEST_LIMITS, rollbackWindowMs: ROLLBACK_WINDOW_MS },
+    config: { dataDir: database.dataDir, limits: TEST_LIMITS, rollbackWindowMs: ROLLBACK_WINDOW_MS, identity: identitySettings() },
     storage,
     clock,
   });

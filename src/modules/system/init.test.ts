@@ -6,6 +6,7 @@ import { createTestDatabase } from '../../../test/helpers/databases.ts';
 import { ROLLBACK_WINDOW_MS, TEST_LIMITS } from '../../../test/helpers/harness.ts';
 import { createServices } from '../../main/compose.ts';
 import { createManualClock } from '../../platform/clock.ts';
+import { identitySettings } from '../../config/config.ts';
 
 describeEachDialect('initialisation is all or nothing', (dialect) => {
   test('an init that fails at its last step leaves no seal config, tenant or token behind, and can be retried', async () => {
@@ -13,7 +14,7 @@ describeEachDialect('initialisation is all or nothing', (dialect) => {
     const storage = await database.open();
     try {
       const services = createServices({
-        config: { dataDir: database.dataDir, limits: TEST_LIMITS, rollbackWindowMs: ROLLBACK_WINDOW_MS },
+        config: { dataDir: database.dataDir, limits: TEST_LIMITS, rollbackWindowMs: ROLLBACK_WINDOW_MS, identity: identitySettings() },
         storage, clock: createManualClock(),
       });
       await sql`alter table tokens rename to tokens_broken`.execute(storage.db);
