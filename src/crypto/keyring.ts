@@ -2,7 +2,8 @@ import type { KeyObject } from 'node:crypto';
 import { fail } from '../errors/index.ts';
 import { randomKey, wipe } from './bytes.ts';
 import { toKeyObject } from './aead.ts';
-import { kekVersionOf, openValue, rewrapDek, sealValue, type SealedValue, type VersionBinding } from './envelope.ts';
+import { aeadOpen } from './aead.ts';
+import { kekVersionOf, rewrapDek, sealValue, unwrapDek, valueAad, type SealedValue, type VersionBinding } from './envelope.ts';
 import { unwrapKek, wrapKek } from './root/root-key.ts';
 
 /** Where tenant KEKs are stored (wrapped by the root key). */
@@ -28,24 +29,53 @@ export interface Keyring {
   openValue(binding: VersionBinding, ciphertext: Uint8Array, wrappedDek: Uint8Array): Promise<Buffer>;
   /** Loads every usable KEK of the tenant; the rewrapper moves a DEK to the current KEK, or returns null if it is there. */
   rewrapperFor(tenantId: string): Promise<(binding: VersionBinding, wrappedDek: Uint8Array) => { wrappedDek: Buffer; kekVersion: number } | null>;
+  /** Drops a tenant's cached data keys (after versions are destroyed: a shredded key must not linger). */
+  forgetDeks(tenantId: string): void;
   /** Forgets cached state for a tenant (after rotate/rewrap, or a change seen from another node). */
   invalidate(tenantId: string): void;
   /** Drops every cached key: called on seal. */
   purge(): void;
 }
 
+/** Bounds of the unwrapped-DEK cache (SPEC §2: memory only, bounded lifetime, purged on seal). */
+export interface DekCacheOptions {
+  ttlMs: number;
+  maxEntries: number;
+  now: () => number;
+}
+
 /**
- * Tenant KEKs, unwrapped lazily and cached as KeyObjects for the life of the unseal.
- * Data keys are never cached: each is unwrapped, used once and wiped.
+ * Tenant KEKs, unwrapped lazily and cached as KeyObjects for the life of the unseal. Unwrapped
+ * data keys are cached as KeyObjects for a bounded time, keyed by their binding and the exact
+ * wrapped bytes: a tampered or moved blob never matches an entry and is authenticated afresh.
  */
-export function createKeyring(deps: { store: KekStore; root: RootKeyHolder }): Keyring {
+export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekCache?: DekCacheOptions }): Keyring {
   const { store, root } = deps;
   const keks = new Map<string, KeyObject>();
   const states = new Map<string, { current: number; min: number }>();
+  const dekCache = deps.dekCache ?? { ttlMs: 60_000, maxEntries: 10_000, now: () => Date.now() };
+  const deks = new Map<string, { key: KeyObject; until: number }>();
 
   function purge(): void {
     keks.clear();
     states.clear();
+    deks.clear();
+  }
+
+  function dekFor(kekKey: KeyObject, binding: VersionBinding, wrappedDek: Uint8Array): KeyObject {
+    const cacheKey = `${binding.tenantId}\u0000${binding.environmentId}\u0000${binding.secretId}\u0000${binding.version}\u0000${Buffer.from(wrappedDek.buffer, wrappedDek.byteOffset, wrappedDek.byteLength).toString('base64')}`;
+    const now = dekCache.now();
+    const hit = deks.get(cacheKey);
+    if (hit && hit.until > now) return hit.key;
+    const raw = unwrapDek(kekKey, binding, wrappedDek);
+    try {
+      const key = toKeyObject(raw);
+      if (deks.size >= dekCache.maxEntries) deks.delete(deks.keys().next().value!);
+      deks.set(cacheKey, { key, until: now + dekCache.ttlMs });
+      return key;
+    } finally {
+      wipe(raw);
+    }
   }
   root.onSeal(purge);
 
@@ -99,7 +129,7 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder }): K
       const version = kekVersionOf(wrappedDek);
       const { min } = await state(binding.tenantId);
       if (version < min) fail('KEY_VERSION_RETIRED', `value is wrapped under retired key version ${version}`);
-      return openValue(await kek(binding.tenantId, version), binding, ciphertext, wrappedDek);
+      return aeadOpen(dekFor(await kek(binding.tenantId, version), binding, wrappedDek), ciphertext, valueAad(binding));
     },
 
     async rewrapperFor(tenantId) {
@@ -115,8 +145,13 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder }): K
       };
     },
 
+    forgetDeks(tenantId) {
+      for (const key of deks.keys()) if (key.startsWith(`${tenantId}\u0000`)) deks.delete(key);
+    },
+
     invalidate(tenantId) {
       states.delete(tenantId);
+      for (const key of deks.keys()) if (key.startsWith(`${tenantId}\u0000`)) deks.delete(key);
       for (const key of keks.keys()) if (key.startsWith(`${tenantId}\u0000`)) keks.delete(key);
     },
 

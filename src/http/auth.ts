@@ -68,7 +68,10 @@ export function registerAuth(app: FastifyInstance, deps: { authenticator: Authen
     }
     request.tenantContext = {
       tenantId,
-      actor: { type: principal.type, id: principal.id, name: principal.name, mfaAt: principal.mfaAt, credentialId: principal.credentialId },
+      actor: {
+        type: principal.type, id: principal.id, name: principal.name, mfaAt: principal.mfaAt,
+        credentialId: principal.credentialId, homeTenantId: principal.tenantId,
+      },
       requestId: request.id,
       sourceIp: request.ip,
       ...(request.headers['user-agent'] ? { userAgent: String(request.headers['user-agent']).slice(0, 200) } : {}),

@@ -56,5 +56,8 @@ export function toErrorBody(err: unknown, request: FastifyRequest): { status: nu
 
 export function sendError(reply: FastifyReply, err: unknown): FastifyReply {
   const { status, body } = toErrorBody(err, reply.request);
+  // RATE_LIMITED says when to come back (seconds), for clients that honour Retry-After.
+  const retryAfter = isKeyholdError(err) && err.code === 'RATE_LIMITED' ? err.details?.retryAfterSeconds : undefined;
+  if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
   return reply.code(status).header('cache-control', 'no-store').send(body);
 }

@@ -18,6 +18,19 @@ import { createSystemMetaRepository } from '../modules/system/system-meta-reposi
 import { createSystemService } from '../modules/system/system-service.ts';
 import { tenantRoutes } from '../modules/tenants/routes.ts';
 import { createTenantService } from '../modules/tenants/tenant-service.ts';
+import { createJwksCache } from '../modules/identity/machines/jwks-cache.ts';
+import { createMachineRepository } from '../modules/identity/machines/machine-repository.ts';
+import { createMachineService } from '../modules/identity/machines/machine-service.ts';
+import { createOidcVerifier } from '../modules/identity/machines/oidc-verifier.ts';
+import { machineRoutes } from '../modules/identity/machines/routes.ts';
+import { createTokenExchange } from '../modules/identity/machines/token-exchange.ts';
+import { createUserModule, userRoutes } from '../modules/identity/users/index.ts';
+import { createPolicyEngine } from '../modules/policy/engine.ts';
+import { createCedarAuthorizer } from '../modules/policy/cedar-authorizer.ts';
+import { createPolicyService } from '../modules/policy/policy-service.ts';
+import { policyRoutes } from '../modules/policy/routes.ts';
+import { createGrantService } from '../modules/grants/grant-service.ts';
+import { grantRoutes } from '../modules/grants/routes.ts';
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Storage } from '../storage/database.ts';
@@ -29,18 +42,28 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const { config, storage, clock } = deps;
   const db = storage.db;
   const seal = createSealManager({ meta: createSystemMetaRepository(db), dataDir: config.dataDir });
-  const keyring = createKeyring({ store: createKekRepository(db), root: seal });
-  const tenants = createTenantService({ db, keyring, clock });
+  const keyring = createKeyring({ store: createKekRepository(db), root: seal, dekCache: { ttlMs: 60_000, maxEntries: 10_000, now: () => clock.now() } });
+  const engine = createPolicyEngine();
+  const authz = createCedarAuthorizer({ db, engine, clock, stepUpWindowMs: config.identity.stepUpWindowMs });
+  const tenants = createTenantService({ db, keyring, authz, clock });
   const tokens = createTokenService({ db, clock });
-  const authenticator = createAuthenticator([tokens]);
-  const secrets = createSecretService({ db, tenants, clock, maxNameLength: config.limits.maxNameLength });
+  const people = createUserModule({ db, keyring, tenants, authz, clock, identity: config.identity });
+  const authenticator = createAuthenticator([tokens, people.sessions]);
+  const grants = createGrantService({ db, authz, tenants, clock });
+  const policies = createPolicyService({ db, engine, authz, clock });
+  const secrets = createSecretService({ db, tenants, authz, clock, keyring, maxNameLength: config.limits.maxNameLength });
   const values = createValueService({
-    db, keyring, tenants, secrets, clock, maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
+    db, keyring, tenants, secrets, authz, clock, maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
   });
-  const keys = createKeyService({ db, keyring, clock });
+  const keys = createKeyService({ db, keyring, authz, clock });
   const system = createSystemService({ db, seal, tenants, tokens, dataDir: config.dataDir });
-  const retention = createRetentionJob({ db, clock, rollbackWindowMs: config.rollbackWindowMs });
-  return { seal, keyring, tenants, tokens, authenticator, secrets, values, keys, system, retention };
+  const retention = createRetentionJob({ db, clock, keyring, rollbackWindowMs: config.rollbackWindowMs });
+  const machineRepo = createMachineRepository(db, storage.dialect);
+  const machines = createMachineService({ db, repo: machineRepo, clock, authz, tokens, defaultTokenTtlMs: config.identity.machineTokenTtlMs });
+  const tokenExchange = createTokenExchange({
+    db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
+  });
+  return { seal, keyring, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -54,6 +77,10 @@ export async function createHttpApp(services: Services, opts: { logger: Logger; 
       tenantRoutes({ tenants: services.tenants, tokens: services.tokens }),
       secretRoutes({ secrets: services.secrets, values: services.values }),
       keyRoutes({ keys: services.keys }),
+      machineRoutes({ machines: services.machines, exchange: services.tokenExchange, seal: services.seal }),
+      grantRoutes({ grants: services.grants }),
+      policyRoutes({ policies: services.policies }),
+      userRoutes({ users: services.users, totp: services.totp, logins: services.logins, tenants: services.tenants }),
     ],
     (app) => registerAuth(app, { authenticator: services.authenticator, tenants: services.tenants, seal: services.seal }),
   );

@@ -5,6 +5,12 @@ import { secretsGroup } from './secrets.ts';
 import { serverCommand } from './server.ts';
 import { systemCommands } from './system.ts';
 import { tenantsGroup } from './tenants.ts';
+import { machinesGroup } from './machines.ts';
+import { tokenGroup } from './token.ts';
+import { grantsGroup } from './grants.ts';
+import { policyGroup } from './policy.ts';
+import { authCommands, totpGroup } from './auth.ts';
+import { usersGroup } from './users.ts';
 
 /** Every top-level command and verb group, in the order help lists them. */
-export const entries: Entry[] = [...systemCommands, serverCommand, secretsGroup, keysGroup, tenantsGroup, environmentsGroup];
+export const entries: Entry[] = [...systemCommands, serverCommand, secretsGroup, keysGroup, tenantsGroup, environmentsGroup, machinesGroup, tokenGroup, grantsGroup, policyGroup, ...authCommands, totpGroup, usersGroup];

@@ -5,6 +5,8 @@ import type { Clock } from '../../platform/clock.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { createKekRepository } from './kek-repository.ts';
+import type { Authorizer } from '../policy/authorizer.ts';
+import { rewrapTotpSecrets } from '../identity/users/totp-rewrap.ts';
 
 export interface KeyStatus {
   currentVersion: number;
@@ -17,8 +19,8 @@ export interface KeyStatus {
  * version; values are not touched), then the minimum decryption version rises and old KEK
  * material is deleted.
  */
-export function createKeyService(deps: { db: Kysely<Database>; keyring: Keyring; clock: Clock }) {
-  const { db, keyring, clock } = deps;
+export function createKeyService(deps: { db: Kysely<Database>; keyring: Keyring; authz: Authorizer; clock: Clock }) {
+  const { db, keyring, authz, clock } = deps;
 
   async function status(ctx: TenantContext): Promise<KeyStatus> {
     const repo = createKekRepository(db);
@@ -38,10 +40,14 @@ export function createKeyService(deps: { db: Kysely<Database>; keyring: Keyring;
   }
 
   return {
-    status,
+    async status(ctx: TenantContext): Promise<KeyStatus> {
+      await authz.require(ctx, 'admin', { type: 'tenant' });
+      return status(ctx);
+    },
 
     /** Creates KEK version n+1 and makes it the one new data keys are wrapped with. */
     async rotate(ctx: TenantContext): Promise<KeyStatus> {
+      await authz.require(ctx, 'admin', { type: 'tenant' });
       await db.transaction().execute(async (trx) => {
         const bumped = await trx.updateTable('tenants').set((eb) => ({ kek_version: eb('kek_version', '+', 1) }))
           .where('id', '=', ctx.tenantId).returning('kek_version').executeTakeFirst();
@@ -59,6 +65,7 @@ export function createKeyService(deps: { db: Kysely<Database>; keyring: Keyring;
      * below the current version, raises the minimum decryption version and retires older KEKs.
      */
     async rewrap(ctx: TenantContext, opts: { batchSize?: number } = {}): Promise<KeyStatus & { rewrapped: number }> {
+      await authz.require(ctx, 'admin', { type: 'tenant' });
       const batchSize = opts.batchSize ?? 500;
       keyring.invalidate(ctx.tenantId);
       const repo = createKekRepository(db);
@@ -83,6 +90,8 @@ export function createKeyService(deps: { db: Kysely<Database>; keyring: Keyring;
           }
         });
       }
+      // Users' sealed TOTP secrets hang off the same KEKs: move them too, before the old KEKs go.
+      rewrapped += await rewrapTotpSecrets(db, ctx.tenantId, await keyring.rewrapperFor(ctx.tenantId));
       const now = clock.now();
       await db.transaction().execute(async (trx) => {
         const stragglers = await trx.selectFrom('secret_versions').select('id')

@@ -2,13 +2,14 @@ import type { Kysely } from 'kysely';
 import type { Clock } from '../../platform/clock.ts';
 import type { Database } from '../../storage/schema.ts';
 import { createSecretRepository } from './secret-repository.ts';
+import type { Keyring } from '../../crypto/keyring.ts';
 
 /**
  * Crypto-shreds versions superseded longer ago than the rollback window: their data key is
  * deleted, so the ciphertext (and any backup of it) can never be opened again. Never the current one.
  */
-export function createRetentionJob(deps: { db: Kysely<Database>; clock: Clock; rollbackWindowMs: number }) {
-  const { db, clock, rollbackWindowMs } = deps;
+export function createRetentionJob(deps: { db: Kysely<Database>; clock: Clock; rollbackWindowMs: number; keyring: Pick<Keyring, 'forgetDeks'> }) {
+  const { db, clock, rollbackWindowMs, keyring } = deps;
   return {
     async sweep(batchSize = 500): Promise<number> {
       let destroyed = 0;
@@ -24,6 +25,7 @@ export function createRetentionJob(deps: { db: Kysely<Database>; clock: Clock; r
             destroyed += await r.destroyVersions(v.tenant_id, v.secret_id, [v.id], now);
           }
         });
+        for (const tenantId of new Set(victims.map((v) => v.tenant_id))) keyring.forgetDeks(tenantId);
         if (victims.length < rows.length || rows.length < batchSize) return destroyed;
       }
     },

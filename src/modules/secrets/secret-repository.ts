@@ -1,8 +1,41 @@
+import { CompiledQuery } from 'kysely';
 import type { Executor } from '../../storage/database.ts';
 import type { SecretsTable } from '../../storage/schema.ts';
 
+type LabelColumn = 'current_version' | 'pending_version' | 'previous_version';
+
 /** Queries over secrets, their per-environment label pointers and versions. Every query is tenant-scoped. */
 export function createSecretRepository(db: Executor) {
+  function labelledQuery(tenantId: string, name: string, environmentId: string, label: LabelColumn) {
+    return db.selectFrom('secrets')
+      .innerJoin('secret_states', (j) => j.onRef('secret_states.secret_id', '=', 'secrets.id')
+        .on('secret_states.environment_id', '=', environmentId).on('secret_states.tenant_id', '=', tenantId))
+      .innerJoin('secret_versions', (j) => j.onRef('secret_versions.secret_id', '=', 'secrets.id')
+        .on('secret_versions.environment_id', '=', environmentId).onRef('secret_versions.version', '=', `secret_states.${label}`))
+      .select(['secrets.id as secret_id', 'secrets.name', 'secrets.classification', 'secrets.owner', 'secrets.tags',
+        'secret_versions.version', 'secret_versions.ciphertext', 'secret_versions.wrapped_dek',
+        'secret_versions.created_at', 'secret_versions.destroyed_at'])
+      .where('secrets.tenant_id', '=', tenantId).where('secrets.name', '=', name).where('secrets.deleted_at', 'is', null);
+  }
+  type LabelledRow = NonNullable<Awaited<ReturnType<ReturnType<typeof labelledQuery>['executeTakeFirst']>>>;
+
+  /**
+   * The hot read is compiled once per label: Kysely's builder costs more than the SQLite lookup itself.
+   * Sentinel values locate each parameter, so the order never has to be assumed.
+   */
+  const compiled = new Map<LabelColumn, { sql: string; order: Array<'t' | 'n' | 'e'> }>();
+  function compiledLabelled(label: LabelColumn) {
+    let c = compiled.get(label);
+    if (!c) {
+      const q = labelledQuery('\u0000t', '\u0000n', '\u0000e', label).compile();
+      const order = q.parameters.map((p) => ({ '\u0000t': 't', '\u0000n': 'n', '\u0000e': 'e' } as const)[p as string]!);
+      if (order.some((o) => o === undefined)) throw new Error('unexpected parameter in the labelled read');
+      c = { sql: q.sql, order };
+      compiled.set(label, c);
+    }
+    return c;
+  }
+
   return {
     findSecret(tenantId: string, name: string) {
       return db.selectFrom('secrets').selectAll().where('tenant_id', '=', tenantId).where('name', '=', name).executeTakeFirst();
@@ -93,16 +126,11 @@ export function createSecretRepository(db: Executor) {
      * The hot read: secret + environment + label pointer + version in one indexed query.
      * Joins on tenant id at every step so a row of another tenant can never match.
      */
-    readLabelled(tenantId: string, name: string, environmentId: string, label: 'current_version' | 'pending_version' | 'previous_version') {
-      return db.selectFrom('secrets')
-        .innerJoin('secret_states', (j) => j.onRef('secret_states.secret_id', '=', 'secrets.id')
-          .on('secret_states.environment_id', '=', environmentId).on('secret_states.tenant_id', '=', tenantId))
-        .innerJoin('secret_versions', (j) => j.onRef('secret_versions.secret_id', '=', 'secrets.id')
-          .on('secret_versions.environment_id', '=', environmentId).onRef('secret_versions.version', '=', `secret_states.${label}`))
-        .select(['secrets.id as secret_id', 'secret_versions.version', 'secret_versions.ciphertext', 'secret_versions.wrapped_dek',
-          'secret_versions.created_at', 'secret_versions.destroyed_at'])
-        .where('secrets.tenant_id', '=', tenantId).where('secrets.name', '=', name).where('secrets.deleted_at', 'is', null)
-        .executeTakeFirst();
+    async readLabelled(tenantId: string, name: string, environmentId: string, label: LabelColumn): Promise<LabelledRow | undefined> {
+      const c = compiledLabelled(label);
+      const values = { t: tenantId, n: name, e: environmentId };
+      const result = await db.executeQuery<LabelledRow>(CompiledQuery.raw(c.sql, c.order.map((o) => values[o])));
+      return result.rows[0];
     },
 
     findVersion(tenantId: string, secretId: string, environmentId: string, version: number) {

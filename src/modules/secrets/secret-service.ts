@@ -7,6 +7,8 @@ import type { Database, SecretsTable } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { assertSecretName } from '../shared/names.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
+import type { Authorizer, AuthzResource } from '../policy/authorizer.ts';
+import type { Keyring } from '../../crypto/keyring.ts';
 import { createSecretRepository } from './secret-repository.ts';
 import type { CreateSecretInput, SecretDetail, SecretMeta, UpdateSecretInput, Classification } from './types.ts';
 
@@ -41,8 +43,17 @@ function parseExpiry(value: string | null | undefined): number | null {
  * Secret inventory and lifecycle: create, describe, list, update metadata, soft delete, restore,
  * destroy. Values live in the value service; this one never touches plaintext.
  */
-export function createSecretService(deps: { db: Kysely<Database>; tenants: TenantService; clock: Clock; maxNameLength: number }) {
-  const { db, tenants, clock, maxNameLength } = deps;
+/** The policy view of a secret row: metadata only. */
+export function secretResource(row: Pick<SecretsTable, 'id' | 'name' | 'classification' | 'owner' | 'tags'>): AuthzResource {
+  return { type: 'secret', id: row.id, name: row.name, classification: row.classification, owner: row.owner, tags: JSON.parse(row.tags) as string[] };
+}
+
+export function createSecretService(deps: {
+  db: Kysely<Database>; tenants: TenantService; authz: Authorizer; clock: Clock; maxNameLength: number;
+  /** Destroyed versions' data keys must not outlive them in the keyring's cache. */
+  keyring: Pick<Keyring, 'forgetDeks'>;
+}) {
+  const { db, tenants, authz, clock, maxNameLength, keyring } = deps;
   const repo = createSecretRepository(db);
 
   async function load(ctx: TenantContext, name: string, opts: { allowDeleted?: boolean } = {}) {
@@ -75,6 +86,7 @@ export function createSecretService(deps: { db: Kysely<Database>; tenants: Tenan
         deleted_at: null,
         revision: 1,
       };
+      await authz.require(ctx, 'write', secretResource(row));
       try {
         await repo.insertSecret(row);
       } catch (err) {
@@ -86,6 +98,7 @@ export function createSecretService(deps: { db: Kysely<Database>; tenants: Tenan
 
     async describe(ctx: TenantContext, name: string): Promise<SecretDetail> {
       const row = await load(ctx, name);
+      await authz.require(ctx, 'list', secretResource(row));
       const states = await repo.listStates(ctx.tenantId, row.id);
       return {
         ...toSecretMeta(row),
@@ -107,12 +120,17 @@ export function createSecretService(deps: { db: Kysely<Database>; tenants: Tenan
         ...(opts.after ? { after: opts.after } : {}),
         ...(opts.prefix ? { prefix: opts.prefix } : {}),
       });
-      const items = rows.map(toSecretMeta);
-      return { items, next: items.length === limit ? items[items.length - 1]!.name : null };
+      // The page cursor follows the unfiltered rows, so filtering never hides the next page.
+      const visible: SecretsTable[] = [];
+      for (const row of rows) if (await authz.allowed(ctx, 'list', secretResource(row))) visible.push(row);
+      return { items: visible.map(toSecretMeta), next: rows.length === limit ? rows[rows.length - 1]!.name : null };
     },
 
     async update(ctx: TenantContext, name: string, patch: UpdateSecretInput): Promise<SecretMeta> {
       const row = await load(ctx, name);
+      await authz.require(ctx, 'write', secretResource(row));
+      // Reclassifying is judged on the new metadata too, so nobody can move a secret out of their own reach.
+      if (patch.classification !== undefined) await authz.require(ctx, 'write', secretResource({ ...row, classification: patch.classification }));
       const changes: Partial<SecretsTable> = { updated_at: clock.now() };
       if (patch.label !== undefined) changes.label = patch.label;
       if (patch.owner !== undefined) changes.owner = patch.owner;
@@ -128,12 +146,14 @@ export function createSecretService(deps: { db: Kysely<Database>; tenants: Tenan
     /** Soft delete: the secret stops resolving but keeps every version until restored or destroyed. */
     async remove(ctx: TenantContext, name: string): Promise<SecretMeta> {
       const row = await load(ctx, name);
+      await authz.require(ctx, 'delete', secretResource(row));
       await repo.updateSecret(ctx.tenantId, row.id, { deleted_at: clock.now(), updated_at: clock.now() });
       return toSecretMeta((await repo.findSecret(ctx.tenantId, name))!);
     },
 
     async restore(ctx: TenantContext, name: string): Promise<SecretMeta> {
       const row = await load(ctx, name, { allowDeleted: true });
+      await authz.require(ctx, 'delete', secretResource(row));
       if (row.deleted_at === null) return toSecretMeta(row);
       await repo.updateSecret(ctx.tenantId, row.id, { deleted_at: null, updated_at: clock.now() });
       return toSecretMeta((await repo.findSecret(ctx.tenantId, name))!);
@@ -145,11 +165,12 @@ export function createSecretService(deps: { db: Kysely<Database>; tenants: Tenan
      */
     async destroy(ctx: TenantContext, name: string, opts: { environment?: string; versions?: number[] } = {}) {
       const row = await load(ctx, name, { allowDeleted: true });
+      await authz.require(ctx, 'delete', secretResource(row), opts.versions?.length ? opts.environment : undefined);
       const now = clock.now();
       if (opts.versions && opts.versions.length > 0) {
         if (!opts.environment) fail('VALIDATION_FAILED', 'destroying versions needs an environment');
         const env = await tenants.environment(ctx.tenantId, opts.environment);
-        return db.transaction().execute(async (trx) => {
+        const result = await db.transaction().execute(async (trx) => {
           const r = createSecretRepository(trx);
           const state = await r.findState(row.id, env.id);
           const ids: string[] = [];
@@ -162,9 +183,12 @@ export function createSecretService(deps: { db: Kysely<Database>; tenants: Tenan
           }
           return { destroyed: await r.destroyVersions(ctx.tenantId, row.id, ids, now) };
         });
+        keyring.forgetDeks(ctx.tenantId);
+        return result;
       }
       if (row.deleted_at === null) fail('SECRET_NOT_DELETED', `delete secret "${name}" before destroying it`);
       await db.transaction().execute((trx) => createSecretRepository(trx).deleteSecret(ctx.tenantId, row.id));
+      keyring.forgetDeks(ctx.tenantId);
       return { destroyed: 'all' as const };
     },
   };

@@ -7,7 +7,8 @@ import type { Database } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
 import { createSecretRepository } from './secret-repository.ts';
-import type { SecretService } from './secret-service.ts';
+import { secretResource, type SecretService } from './secret-service.ts';
+import type { Authorizer } from '../policy/authorizer.ts';
 import type { RevealedValue, VersionInfo, VersionLabel } from './types.ts';
 
 const LABEL_COLUMN = { current: 'current_version', pending: 'pending_version', previous: 'previous_version' } as const;
@@ -23,11 +24,15 @@ export function createValueService(deps: {
   keyring: Keyring;
   tenants: TenantService;
   secrets: SecretService;
+  authz: Authorizer;
   clock: Clock;
   maxValueBytes: number;
   rollbackWindowMs: number;
 }) {
-  const { db, keyring, tenants, secrets, clock, maxValueBytes, rollbackWindowMs } = deps;
+  const { db, keyring, tenants, secrets, authz, clock, maxValueBytes, rollbackWindowMs } = deps;
+
+  /** Reading a value is `use` for a machine (run time, no person sees it) and `reveal` for a person. */
+  const readAction = (ctx: TenantContext) => (ctx.actor.type === 'machine' ? 'use' as const : 'reveal' as const);
   const repo = createSecretRepository(db);
 
   async function decrypt(ctx: TenantContext, secretId: string, environmentId: string, row: {
@@ -50,6 +55,7 @@ export function createValueService(deps: {
       if (plaintext.byteLength === 0) fail('VALIDATION_FAILED', 'value must not be empty');
       const secret = await secrets.load(ctx, name);
       const env = await tenants.environment(ctx.tenantId, environment);
+      await authz.require(ctx, 'write', secretResource(secret), environment);
       const seal = await keyring.sealerFor(ctx.tenantId);
       const now = clock.now();
       const result = await db.transaction().execute(async (trx) => {
@@ -77,6 +83,7 @@ export function createValueService(deps: {
         const label = opts.label ?? 'current';
         const row = await repo.readLabelled(ctx.tenantId, name, env.id, LABEL_COLUMN[label]);
         if (row) {
+          await authz.require(ctx, readAction(ctx), secretResource({ ...row, id: row.secret_id }), environment);
           const value = await decrypt(ctx, row.secret_id, env.id, row);
           return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
         }
@@ -86,6 +93,7 @@ export function createValueService(deps: {
         fail('VERSION_NOT_FOUND', `secret "${name}" has no ${label} version in ${environment}`);
       }
       const secret = await secrets.load(ctx, name);
+      await authz.require(ctx, readAction(ctx), secretResource(secret), environment);
       const row = await repo.findVersion(ctx.tenantId, secret.id, env.id, opts.version);
       if (!row) fail('VERSION_NOT_FOUND', `secret "${name}" has no version ${opts.version} in ${environment}`);
       const value = await decrypt(ctx, secret.id, env.id, row);
@@ -95,6 +103,7 @@ export function createValueService(deps: {
     async history(ctx: TenantContext, name: string, environment: string): Promise<VersionInfo[]> {
       const secret = await secrets.load(ctx, name);
       const env = await tenants.environment(ctx.tenantId, environment);
+      await authz.require(ctx, 'list', secretResource(secret), environment);
       const state = await repo.findState(secret.id, env.id);
       const rows = await repo.listVersions(ctx.tenantId, secret.id, env.id);
       return rows.map((r) => ({
@@ -116,6 +125,7 @@ export function createValueService(deps: {
     async rollback(ctx: TenantContext, name: string, environment: string, opts: { cas?: number } = {}) {
       const secret = await secrets.load(ctx, name);
       const env = await tenants.environment(ctx.tenantId, environment);
+      await authz.require(ctx, 'rotate', secretResource(secret), environment);
       const now = clock.now();
       return db.transaction().execute(async (trx) => {
         const r = createSecretRepository(trx);

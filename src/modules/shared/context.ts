@@ -7,6 +7,8 @@ export interface Actor {
   mfaAt?: number | null;
   /** The session or token behind the request, for audit and revocation. */
   credentialId?: string;
+  /** The tenant the identity belongs to (null for root). Policies compare it with the resource's tenant. */
+  homeTenantId?: string | null;
 }
 
 /** The tenant-scoped context every tenant operation runs in; the HTTP and CLI layers build it. */

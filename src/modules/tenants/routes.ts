@@ -47,6 +47,6 @@ export function tenantRoutes(deps: { tenants: TenantService; tokens: TokenServic
         body: Type.Object({ name: Slug }, { additionalProperties: false }),
         response: { 201: EnvironmentSchema, ...errorResponses },
       },
-    }, async (req, reply) => reply.code(201).send(await deps.tenants.createEnvironment(tenantContextOf(req).tenantId, req.body.name)));
+    }, async (req, reply) => reply.code(201).send(await deps.tenants.createEnvironment(tenantContextOf(req), req.body.name)));
   };
 }

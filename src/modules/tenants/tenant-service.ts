@@ -7,6 +7,8 @@ import type { Database } from '../../storage/schema.ts';
 import { isUniqueViolation } from '../../storage/database.ts';
 import { createKekRepository } from '../keys/kek-repository.ts';
 import { assertSlug } from '../shared/names.ts';
+import type { Authorizer } from '../policy/authorizer.ts';
+import type { TenantContext } from '../shared/context.ts';
 
 export const DEFAULT_ENVIRONMENTS = ['development', 'staging', 'production'] as const;
 
@@ -27,8 +29,8 @@ export interface Environment {
  * (version 1, wrapped by the root key) and the default environments, in one transaction.
  * Name lookups are cached: they sit on every request's path and names never change.
  */
-export function createTenantService(deps: { db: Kysely<Database>; keyring: Keyring; clock: Clock }) {
-  const { db, keyring, clock } = deps;
+export function createTenantService(deps: { db: Kysely<Database>; keyring: Keyring; authz: Authorizer; clock: Clock }) {
+  const { db, keyring, authz, clock } = deps;
   const byName = new Map<string, Tenant>();
   const envByName = new Map<string, Environment>();
 
@@ -86,9 +88,10 @@ export function createTenantService(deps: { db: Kysely<Database>; keyring: Keyri
       return rows.map(toTenant);
     },
 
-    async createEnvironment(tenantId: string, name: string): Promise<Environment> {
+    async createEnvironment(ctx: TenantContext, name: string): Promise<Environment> {
       assertSlug('environment', name);
-      const row = { id: newId(), tenant_id: tenantId, name, created_at: clock.now() };
+      await authz.require(ctx, 'admin', { type: 'tenant' });
+      const row = { id: newId(), tenant_id: ctx.tenantId, name, created_at: clock.now() };
       try {
         await db.insertInto('environments').values(row).execute();
       } catch (err) {

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { Migrator, type Migration, type MigrationProvider } from 'kysely/migration';
 import type { DialectName } from '../database.ts';
 import * as m001 from './001-core.ts';
@@ -24,7 +24,10 @@ function provider(dialect: DialectName): MigrationProvider {
 
 /** Applies pending migrations; Kysely's migrator takes a lock so concurrent starts are safe. */
 export async function migrateToLatest(db: Kysely<unknown>, dialect: DialectName): Promise<void> {
-  const migrator = new Migrator({ db, provider: provider(dialect) });
+  // Kysely looks for its migration tables in EVERY schema unless told which one: a database holding
+  // another schema with them (a second Keyhold, a parallel test) would make it skip creating ours.
+  const schema = dialect === 'postgres' ? (await sql<{ name: string }>`select current_schema() as name`.execute(db)).rows[0]?.name : undefined;
+  const migrator = new Migrator({ db, provider: provider(dialect), ...(schema ? { migrationTableSchema: schema } : {}) });
   const { error, results } = await migrator.migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {

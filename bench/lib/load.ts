@@ -1,0 +1,45 @@
+import autocannon, { type Result } from 'autocannon';
+import { cpuSeconds } from './cpu.ts';
+
+/** One setting for every HTTP measurement, so the bare baseline and Keyhold are loaded alike. */
+export const LOAD = { connections: 32, warmupSeconds: 1, durationSeconds: 5 } as const;
+
+export interface LoadResult {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  requests: number;
+  /** Server CPU (user + system) per request in the measured run, in microseconds; null without /proc. */
+  serverCpuUs: number | null;
+}
+
+/**
+ * Loads one GET endpoint with autocannon: a warm-up run, then the measured run. Requests per
+ * second is autocannon's average of its per-second samples. Any non-2xx answer, socket error or
+ * timeout (in the warm-up too) fails the run: a benchmark that measures errors measures the wrong thing.
+ */
+export async function loadGet(label: string, url: string, opts: { headers?: Record<string, string>; serverPid?: number } = {}): Promise<LoadResult> {
+  const base = { url, method: 'GET', headers: opts.headers ?? {}, connections: LOAD.connections };
+  assertClean(label, await autocannon({ ...base, duration: LOAD.warmupSeconds }), 'warm-up');
+  const cpuBefore = opts.serverPid === undefined ? null : cpuSeconds(opts.serverPid);
+  const result = await autocannon({ ...base, duration: LOAD.durationSeconds });
+  const cpuAfter = opts.serverPid === undefined ? null : cpuSeconds(opts.serverPid);
+  assertClean(label, result, 'measured run');
+  return {
+    rps: result.requests.average,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    requests: result.requests.total,
+    serverCpuUs: cpuBefore === null || cpuAfter === null ? null : ((cpuAfter - cpuBefore) * 1e6) / result.requests.total,
+  };
+}
+
+function assertClean(label: string, r: Result, phase: string): void {
+  const bad = r.non2xx + r.errors + r.timeouts;
+  if (bad === 0 && r.requests.total > 0) return;
+  const codes = Object.entries(r.statusCodeStats).map(([code, s]) => `${code}: ${s.count}`).join(', ');
+  throw new Error(
+    `${label} ${phase}: ${r.requests.total} requests, non-2xx ${r.non2xx}, errors ${r.errors}, timeouts ${r.timeouts}` +
+    ` (status codes: ${codes || 'none'}); refusing to report a throughput that includes failures`,
+  );
+}

@@ -1,0 +1,117 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { codeAt, nextStep } from '../../../test/helpers/users.ts';
+import { createCli } from '../run.ts';
+import { entries } from './index.ts';
+
+/** The login, totp and users commands in-process, against the real HTTP app (fetch is routed to app.inject). */
+
+let h: Harness;
+before(async () => {
+  h = await createHarness('sqlite');
+});
+after(() => h.close());
+
+async function keyhold(argv: string[], opts: { stdin?: string; token?: string } = {}) {
+  let stdout = '';
+  let stderr = '';
+  let requests = 0;
+  const fetchToApp = (async (input: URL, init: RequestInit) => {
+    requests++;
+    const res = await h.app.inject({
+      method: (init.method ?? 'GET') as 'GET',
+      url: input.pathname + input.search,
+      headers: init.headers as Record<string, string>,
+      ...(init.body !== undefined ? { payload: init.body as string } : {}),
+    });
+    return new Response(res.statusCode === 204 ? null : res.body, { status: res.statusCode });
+  }) as typeof fetch;
+  const cli = createCli({
+    entries,
+    fetch: fetchToApp,
+    stdin: Readable.from(opts.stdin === undefined ? [] : [Buffer.from(opts.stdin)]),
+    stdout: { write: (s: string) => (stdout += s) },
+    stderr: { write: (s: string) => (stderr += s) },
+    env: { KEYHOLD_ADDR: 'http://keyhold.test', ...(opts.token ? { KEYHOLD_TOKEN: opts.token } : {}) },
+  });
+  const code = await cli.run(argv);
+  return { code, stdout, stderr, requests };
+}
+
+const PASSWORD = 'ochre-lantern-summit-4';
+
+test('a person is created, signs in, enrols TOTP, steps up, and is disabled, all from the CLI', async () => {
+  const root = h.rootToken;
+  const created = await keyhold(['users', 'create', 'grace'], { stdin: `${PASSWORD}\n`, token: root });
+  assert.equal(created.code, 0, created.stderr);
+  assert.match(created.stdout, /^Created user grace \(/);
+
+  const signedIn = await keyhold(['login', '--username', 'grace'], { stdin: `${PASSWORD}\n` });
+  assert.equal(signedIn.code, 0, signedIn.stderr);
+  const token = signedIn.stdout.trim();
+  assert.match(token, /^khs_/);
+  assert.match(signedIn.stderr, /Signed in as grace in default/);
+
+  const me = await keyhold(['whoami', '--json'], { token });
+  assert.deepEqual([JSON.parse(me.stdout).type, JSON.parse(me.stdout).name], ['user', 'grace']);
+
+  const enrolled = await keyhold(['totp', 'enroll', '--json'], { token });
+  const { secret } = JSON.parse(enrolled.stdout) as { secret: string };
+  assert.equal((await keyhold(['totp', 'confirm'], { token, stdin: `${codeAt(secret, h.clock.now())}\n` })).code, 0);
+  nextStep(h);
+
+  const noCode = await keyhold(['login', '--username', 'grace'], { stdin: `${PASSWORD}\n` });
+  assert.equal(noCode.code, 1);
+  assert.match(noCode.stderr, /^error: INVALID_CREDENTIALS: /);
+  const withCode = await keyhold(['login', '--username', 'grace', '--tenant', 'default', '--json'], { stdin: `${PASSWORD}\n${codeAt(secret, h.clock.now())}\n` });
+  assert.equal(withCode.code, 0, withCode.stderr);
+  const session = JSON.parse(withCode.stdout) as { token: string; mfaAt: string | null };
+  assert.ok(session.mfaAt);
+
+  nextStep(h);
+  const code = codeAt(secret, h.clock.now());
+  assert.equal((await keyhold(['step-up'], { token: session.token, stdin: code })).code, 0);
+  const replay = await keyhold(['step-up'], { token: session.token, stdin: code });
+  assert.equal(replay.code, 1);
+  assert.match(replay.stderr, /TOTP_INVALID/);
+
+  const listed = await keyhold(['users', 'list', '--json'], { token: root });
+  const grace = (JSON.parse(listed.stdout) as { items: Array<{ id: string; username: string; totpEnabled: boolean }> }).items.find((u) => u.username === 'grace')!;
+  assert.equal(grace.totpEnabled, true);
+  assert.equal((await keyhold(['users', 'disable', grace.id], { token: root })).code, 0);
+  const gone = await keyhold(['whoami'], { token: session.token });
+  assert.equal(gone.code, 1);
+  assert.match(gone.stderr, /UNAUTHENTICATED/);
+});
+
+test('password change and logout from the CLI', async () => {
+  assert.equal((await keyhold(['users', 'create', 'linus'], { stdin: PASSWORD, token: h.rootToken })).code, 0);
+  const token = (await keyhold(['login', '--username', 'linus'], { stdin: PASSWORD })).stdout.trim();
+  const other = (await keyhold(['login', '--username', 'linus'], { stdin: PASSWORD })).stdout.trim();
+  const changed = await keyhold(['password'], { token, stdin: `${PASSWORD}\nslate-meadow-copper-9\n` });
+  assert.equal(changed.code, 0, changed.stderr);
+  assert.match(changed.stdout, /1 other session\(s\) ended/);
+  assert.equal((await keyhold(['whoami'], { token: other })).code, 1);
+  assert.equal((await keyhold(['logout'], { token })).code, 0);
+  assert.equal((await keyhold(['whoami'], { token })).code, 1);
+});
+
+test('secrets are never taken as arguments, and nothing is sent', async () => {
+  const cases: string[][] = [
+    ['login', '--username', 'grace', PASSWORD],
+    ['users', 'create', 'someone', PASSWORD],
+    ['step-up', '123456'],
+    ['totp', 'confirm', '123456'],
+    ['login'],
+  ];
+  for (const argv of cases) {
+    const r = await keyhold(argv, { stdin: '' });
+    assert.equal(r.code, 2, argv.join(' '));
+    assert.equal(r.requests, 0, argv.join(' '));
+  }
+  const empty = await keyhold(['login', '--username', 'grace'], { stdin: '' });
+  assert.deepEqual([empty.code, empty.requests], [2, 0]);
+  assert.match(empty.stderr, /no password given/);
+});

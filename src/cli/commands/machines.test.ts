@@ -1,0 +1,106 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { createCli } from '../run.ts';
+import { entries } from './index.ts';
+
+/** The machines and token commands in-process against a real Keyhold app (fetch answered by fastify's inject). */
+
+let h: Harness;
+const sent: Array<{ method: string; path: string; body: unknown }> = [];
+
+before(async () => {
+  h = await createHarness('sqlite');
+});
+after(() => h.close());
+
+const injectFetch = (async (input: URL, init: RequestInit) => {
+  const body = init.body === undefined ? undefined : (init.body as string);
+  sent.push({ method: init.method ?? 'GET', path: input.pathname, body: body === undefined ? undefined : JSON.parse(body) });
+  const res = await h.app.inject({
+    method: (init.method ?? 'GET') as 'GET', url: input.pathname + input.search, headers: init.headers as Record<string, string>,
+    ...(body !== undefined ? { payload: body } : {}),
+  });
+  return new Response(res.statusCode === 204 ? null : res.body, { status: res.statusCode });
+}) as typeof fetch;
+
+async function run(argv: string[], opts: { stdin?: string; token?: string } = {}) {
+  let stdout = '';
+  let stderr = '';
+  const cli = createCli({
+    entries,
+    fetch: injectFetch,
+    stdin: Readable.from(opts.stdin === undefined ? [] : [Buffer.from(opts.stdin)]),
+    stdout: { write: (s: string) => (stdout += s) },
+    stderr: { write: (s: string) => (stderr += s) },
+    env: { KEYHOLD_TOKEN: opts.token ?? h.rootToken },
+  });
+  return { code: await cli.run(argv), stdout, stderr };
+}
+
+test('create prints the client secret once; token exchange reads it from stdin and prints a working token', async () => {
+  const created = await run(['machines', 'create', 'ci-runner', '--ttl', '300', '--json']);
+  assert.equal(created.code, 0, created.stderr);
+  const m = JSON.parse(created.stdout) as { id: string; clientId: string; clientSecret: string; tokenTtlSeconds: number };
+  assert.equal(m.tokenTtlSeconds, 300);
+  const human = await run(['machines', 'create', 'ci-runner-2']);
+  assert.match(human.stdout, /Client secret: khcs_\S+\n/);
+  assert.match(human.stdout, /shown ONCE/);
+
+  const exchanged = await run(['token', 'exchange', '--client-id', m.clientId], { stdin: `${m.clientSecret}\n`, token: '' });
+  assert.equal(exchanged.code, 0, exchanged.stderr);
+  assert.match(exchanged.stdout, /^kh_\S+\n$/, 'just the token on stdout, for $(...)');
+  assert.match(exchanged.stderr, /valid for 300s/);
+  await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: m.id, role: 'viewer' });
+  assert.equal((await run(['secrets', 'list'], { token: exchanged.stdout.trim() })).code, 0);
+
+  const wrong = await run(['token', 'exchange', '--client-id', m.clientId], { stdin: 'khcs_wrong', token: '' });
+  assert.equal(wrong.code, 1);
+  assert.match(wrong.stderr, /INVALID_CREDENTIALS/);
+  const asArgument = await run(['token', 'exchange', '--client-id', m.clientId, m.clientSecret]);
+  assert.equal(asArgument.code, 2, 'a secret as an argument is refused before anything is sent');
+});
+
+test('an OIDC identity is created from flags, with string and JSON claims', async () => {
+  sent.length = 0;
+  const res = await run([
+    'machines', 'create', 'gh-deploy', '--oidc-issuer', 'https://token.actions.githubusercontent.com',
+    '--jwks-url', 'https://token.actions.githubusercontent.com/.well-known/jwks', '--audience', 'keyhold',
+    '--subject', 'repo:acme/app:ref:refs/heads/main', '--claim', 'repository=acme/app', '--claim', 'run_attempt:=1', '--owner', 'nobody',
+  ]);
+  assert.equal(res.code, 1, 'the owner must be a user of the tenant');
+  assert.match(res.stderr, /USER_NOT_FOUND/);
+  assert.deepEqual(sent[0]!.body, {
+    name: 'gh-deploy', kind: 'oidc', ownerUserId: 'nobody',
+    oidc: {
+      issuer: 'https://token.actions.githubusercontent.com', jwksUrl: 'https://token.actions.githubusercontent.com/.well-known/jwks',
+      audience: 'keyhold', subject: 'repo:acme/app:ref:refs/heads/main', claims: { repository: 'acme/app', run_attempt: 1 },
+    },
+  });
+  for (const argv of [
+    ['machines', 'create', 'x', '--claim', 'a=b'],
+    ['machines', 'create', 'x', '--oidc-issuer', 'https://i'],
+    ['machines', 'create', 'x', '--oidc-issuer', 'https://i', '--jwks-url', 'https://i/j', '--audience', 'a', '--claim', 'novalue'],
+    ['machines', 'create', 'x', '--ttl', '5'],
+  ]) {
+    assert.equal((await run(argv)).code, 2, argv.join(' '));
+  }
+});
+
+test('list, describe, tokens, revoke, rotate-secret and disable', async () => {
+  const m = JSON.parse((await run(['machines', 'create', 'lifecycle', '--json'])).stdout) as { id: string; clientId: string; clientSecret: string };
+  const token = (await run(['token', 'exchange', '--client-id', m.clientId], { stdin: m.clientSecret, token: '' })).stdout.trim();
+  const tokenId = (await h.services.authenticator.authenticate(token))!.credentialId;
+  assert.match((await run(['machines', 'list'])).stdout, /lifecycle\s+\S+\s+client_secret\s+khc_\S+\s+900s\s+active/);
+  assert.match((await run(['machines', 'describe', m.id])).stdout, /Client ID:\s+khc_/);
+  assert.match((await run(['machines', 'tokens', m.id])).stdout, new RegExp(tokenId));
+  assert.equal((await run(['token', 'revoke', tokenId])).code, 0);
+  assert.match((await run(['machines', 'tokens', m.id])).stdout, /No live tokens/);
+  const rotated = await run(['machines', 'rotate-secret', m.id]);
+  assert.match(rotated.stdout, /Client secret: khcs_/);
+  assert.doesNotMatch(rotated.stdout, new RegExp(m.clientSecret));
+  assert.match((await run(['machines', 'disable', m.id])).stdout, /Disabled machine identity lifecycle/);
+  assert.match((await run(['machines', 'list'])).stdout, /lifecycle.*disabled/);
+  assert.match((await run(['machines', 'describe', 'no-such-id'])).stderr, /MACHINE_NOT_FOUND/);
+});

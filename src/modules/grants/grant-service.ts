@@ -1,0 +1,101 @@
+import type { Kysely } from 'kysely';
+import { fail } from '../../errors/index.ts';
+import type { Clock } from '../../platform/clock.ts';
+import { newId } from '../../platform/ids.ts';
+import type { Database, GrantsTable } from '../../storage/schema.ts';
+import { isRole, type Role } from '../policy/actions.ts';
+import type { Authorizer } from '../policy/authorizer.ts';
+import type { TenantContext } from '../shared/context.ts';
+import type { TenantService } from '../tenants/tenant-service.ts';
+import { NAME_PATTERN } from './matching.ts';
+
+export interface Grant {
+  id: string;
+  principalType: 'user' | 'machine';
+  principalId: string;
+  role: Role;
+  environments: string[] | null;
+  namePatterns: string[] | null;
+  expiresAt: string | null;
+  createdAt: string;
+  createdBy: string;
+  revokedAt: string | null;
+}
+
+export interface CreateGrantInput {
+  principalType: 'user' | 'machine';
+  principalId: string;
+  role: string;
+  environments?: string[];
+  namePatterns?: string[];
+  expiresAt?: string;
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+function toGrant(row: GrantsTable): Grant {
+  return {
+    id: row.id,
+    principalType: row.principal_type as Grant['principalType'],
+    principalId: row.principal_id,
+    role: row.role as Role,
+    environments: row.environments === null ? null : JSON.parse(row.environments),
+    namePatterns: row.name_patterns === null ? null : JSON.parse(row.name_patterns),
+    expiresAt: iso(row.expires_at),
+    createdAt: iso(row.created_at)!,
+    createdBy: row.created_by,
+    revokedAt: iso(row.revoked_at),
+  };
+}
+
+/** Role grants: a built-in role bound to a user or machine of the tenant, optionally narrowed and expiring. */
+export function createGrantService(deps: { db: Kysely<Database>; authz: Authorizer; tenants: TenantService; clock: Clock }) {
+  const { db, authz, tenants, clock } = deps;
+
+  async function assertPrincipal(tenantId: string, type: 'user' | 'machine', id: string): Promise<void> {
+    const row = type === 'user'
+      ? await db.selectFrom('users').select('id').where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst()
+      : await db.selectFrom('machine_identities').select('id').where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();
+    if (!row) fail(type === 'user' ? 'USER_NOT_FOUND' : 'MACHINE_NOT_FOUND', `no such ${type} in this tenant`);
+  }
+
+  return {
+    async create(ctx: TenantContext, input: CreateGrantInput): Promise<Grant> {
+      await authz.require(ctx, 'admin', { type: 'tenant' });
+      if (!isRole(input.role)) fail('VALIDATION_FAILED', `unknown role "${input.role}"`);
+      await assertPrincipal(ctx.tenantId, input.principalType, input.principalId);
+      for (const env of input.environments ?? []) await tenants.environment(ctx.tenantId, env);
+      for (const p of input.namePatterns ?? []) if (!NAME_PATTERN.test(p)) fail('VALIDATION_FAILED', `bad name pattern "${p}" (letters, digits, _ . - and *)`);
+      const expiresAt = input.expiresAt === undefined ? null : Date.parse(input.expiresAt);
+      if (expiresAt !== null && (Number.isNaN(expiresAt) || expiresAt <= clock.now())) fail('VALIDATION_FAILED', 'expiresAt must be a future ISO 8601 time');
+      const row: GrantsTable = {
+        id: newId(), tenant_id: ctx.tenantId, principal_type: input.principalType, principal_id: input.principalId, role: input.role,
+        environments: input.environments?.length ? JSON.stringify([...new Set(input.environments)]) : null,
+        name_patterns: input.namePatterns?.length ? JSON.stringify([...new Set(input.namePatterns)]) : null,
+        expires_at: expiresAt, created_at: clock.now(), created_by: ctx.actor.id, revoked_at: null,
+      };
+      await db.insertInto('grants').values(row).execute();
+      await authz.invalidate(ctx.tenantId);
+      return toGrant(row);
+    },
+
+    async list(ctx: TenantContext, opts: { principalId?: string; includeRevoked?: boolean } = {}): Promise<Grant[]> {
+      await authz.require(ctx, 'admin', { type: 'tenant' });
+      let q = db.selectFrom('grants').selectAll().where('tenant_id', '=', ctx.tenantId);
+      if (opts.principalId) q = q.where('principal_id', '=', opts.principalId);
+      if (!opts.includeRevoked) q = q.where('revoked_at', 'is', null);
+      return (await q.orderBy('created_at').execute()).map(toGrant);
+    },
+
+    async revoke(ctx: TenantContext, id: string): Promise<Grant> {
+      await authz.require(ctx, 'admin', { type: 'tenant' });
+      const res = await db.updateTable('grants').set({ revoked_at: clock.now() })
+        .where('tenant_id', '=', ctx.tenantId).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
+      if (Number(res.numUpdatedRows) === 0) fail('GRANT_NOT_FOUND', 'no live grant with that id in this tenant');
+      await authz.invalidate(ctx.tenantId);
+      return toGrant((await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst())!);
+    },
+  };
+}
+
+export type GrantService = ReturnType<typeof createGrantService>;

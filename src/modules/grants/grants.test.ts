@@ -1,0 +1,83 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { userContext } from '../../../test/helpers/identities.ts';
+
+const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+
+describeEachDialect('grants: narrowed by environment and name, expiring, revocable', (dialect) => {
+  let h: Harness;
+  before(async () => {
+    h = await createHarness(dialect);
+    for (const name of ['STRIPE_LIVE_KEY', 'STRIPE_TEST_KEY', 'DB_PASSWORD']) {
+      await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+      for (const env of ['staging', 'production']) await h.services.values.write(h.ctx, name, env, { value: `${name}-${env}` });
+    }
+  });
+  after(() => h.close());
+
+  test('a revealer outside its environments is denied', async () => {
+    const ann = await userContext(h, h.ctx.tenantId, 'ann');
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: ann.id, role: 'revealer', environments: ['staging'] });
+    assert.equal((await h.services.values.read(ann.ctx(), 'DB_PASSWORD', 'staging')).value, 'DB_PASSWORD-staging');
+    assert.equal(await code(h.services.values.read(ann.ctx(), 'DB_PASSWORD', 'production')), 'FORBIDDEN');
+  });
+
+  test('name patterns narrow a grant to matching secrets; listing shows only those', async () => {
+    const bob = await userContext(h, h.ctx.tenantId, 'bob');
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: bob.id, role: 'revealer', namePatterns: ['STRIPE_*'] });
+    assert.equal((await h.services.values.read(bob.ctx(), 'STRIPE_TEST_KEY', 'production')).value, 'STRIPE_TEST_KEY-production');
+    assert.equal(await code(h.services.values.read(bob.ctx(), 'DB_PASSWORD', 'production')), 'FORBIDDEN');
+    assert.deepEqual((await h.services.secrets.list(bob.ctx())).items.map((s) => s.name), ['STRIPE_LIVE_KEY', 'STRIPE_TEST_KEY']);
+  });
+
+  test('an expired grant stops working at its expiry (fake clock), without any sweeper', async () => {
+    const cy = await userContext(h, h.ctx.tenantId, 'cy');
+    const expiresAt = new Date(h.clock.now() + 3_600_000).toISOString();
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: cy.id, role: 'revealer', expiresAt });
+    assert.equal(await code(h.services.values.read(cy.ctx(), 'DB_PASSWORD', 'staging')), 'ok');
+    h.clock.advance(3_600_000 - 1000);
+    assert.equal(await code(h.services.values.read(cy.ctx(), 'DB_PASSWORD', 'staging')), 'ok');
+    h.clock.advance(2000);
+    assert.equal(await code(h.services.values.read(cy.ctx(), 'DB_PASSWORD', 'staging')), 'FORBIDDEN');
+  });
+
+  test('revoking a grant takes effect on the very next request (the decision cache is invalidated)', async () => {
+    const di = await userContext(h, h.ctx.tenantId, 'di');
+    const grant = await h.services.grants.create(h.ctx, { principalType: 'user', principalId: di.id, role: 'builder' });
+    assert.equal(await h.services.authz.allowed(di.ctx(), 'admin', { type: 'tenant' }), false, 'a builder does not administer');
+    assert.equal((await h.services.secrets.list(di.ctx())).items.length, 3);
+    await h.services.grants.revoke(h.ctx, grant.id);
+    assert.equal((await h.services.secrets.list(di.ctx())).items.length, 0);
+  });
+
+  test('a person needs a fresh second factor to reveal: STEP_UP_REQUIRED, then allowed after step-up', async () => {
+    const ed = await userContext(h, h.ctx.tenantId, 'ed', { mfaAgoMs: 11 * 60_000 });
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: ed.id, role: 'revealer' });
+    assert.equal(await code(h.services.values.read(ed.ctx(), 'DB_PASSWORD', 'staging')), 'STEP_UP_REQUIRED');
+    const fresh = await userContext(h, h.ctx.tenantId, 'ed2', { mfaAgoMs: 9 * 60_000 });
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: fresh.id, role: 'revealer' });
+    assert.equal(await code(h.services.values.read(fresh.ctx(), 'DB_PASSWORD', 'staging')), 'ok');
+    const never = await userContext(h, h.ctx.tenantId, 'ed3', { mfaAgoMs: null });
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: never.id, role: 'builder' });
+    assert.equal(await code(h.services.values.read(never.ctx(), 'DB_PASSWORD', 'staging')), 'FORBIDDEN', 'no step-up hint for what a factor would not allow');
+  });
+
+  test('grants refuse unknown roles, principals of another tenant, unknown environments, bad patterns and past expiry', async () => {
+    const other = await h.services.tenants.create('grant-other');
+    const stranger = await userContext(h, other.id, 'stranger');
+    const fi = await userContext(h, h.ctx.tenantId, 'fi');
+    assert.equal(await code(h.services.grants.create(h.ctx, { principalType: 'user', principalId: stranger.id, role: 'viewer' })), 'USER_NOT_FOUND');
+    assert.equal(await code(h.services.grants.create(h.ctx, { principalType: 'user', principalId: fi.id, role: 'god' })), 'VALIDATION_FAILED');
+    assert.equal(await code(h.services.grants.create(h.ctx, { principalType: 'user', principalId: fi.id, role: 'viewer', environments: ['qa'] })), 'ENVIRONMENT_NOT_FOUND');
+    assert.equal(await code(h.services.grants.create(h.ctx, { principalType: 'user', principalId: fi.id, role: 'viewer', namePatterns: ['a b'] })), 'VALIDATION_FAILED');
+    assert.equal(await code(h.services.grants.create(h.ctx, { principalType: 'user', principalId: fi.id, role: 'viewer', expiresAt: new Date(h.clock.now() - 1).toISOString() })), 'VALIDATION_FAILED');
+  });
+
+  test('only an administrator may grant: a revealer cannot grant itself more', async () => {
+    const gus = await userContext(h, h.ctx.tenantId, 'gus');
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: gus.id, role: 'revealer' });
+    assert.equal(await code(h.services.grants.create(gus.ctx(), { principalType: 'user', principalId: gus.id, role: 'tenant-admin' })), 'FORBIDDEN');
+  });
+});

@@ -1,0 +1,64 @@
+import { createRemoteJWKSet, customFetch } from 'jose';
+
+export interface JwksCacheOptions {
+  /** After a fetch, an unknown `kid` waits this long before it may trigger another (protects the IdP). */
+  cooldownMs: number;
+  /** Keys are refetched once they are this old, even when every `kid` is known. */
+  cacheMaxAgeMs: number;
+  /** A JWKS fetch that takes longer fails (and so does the exchange). */
+  timeoutMs: number;
+}
+
+export const DEFAULT_JWKS_OPTIONS: JwksCacheOptions = { cooldownMs: 30_000, cacheMaxAgeMs: 10 * 60_000, timeoutMs: 5_000 };
+
+const MAX_JWKS_BYTES = 256 * 1024;
+const MAX_SETS = 1_000;
+
+export type KeySet = ReturnType<typeof createRemoteJWKSet>;
+
+/** Reads a JWKS response with a size cap: the URL is tenant-supplied and must not exhaust memory. */
+const boundedFetch = async (url: string, init: RequestInit): Promise<Response> => {
+  const res = await fetch(url, init);
+  if (!res.body) return res;
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > MAX_JWKS_BYTES) {
+      await reader.cancel();
+      throw new Error(`JWKS response larger than ${MAX_JWKS_BYTES} bytes`);
+    }
+    chunks.push(value);
+  }
+  return new Response(Buffer.concat(chunks), { status: res.status, headers: res.headers });
+};
+
+/**
+ * One remote key set per JWKS URL, kept across requests so keys are fetched once, not per token.
+ * jose refetches when the cache is stale or when a token names a `kid` the set lacks (key
+ * rotation at the IdP), at most once per cooldown.
+ */
+export function createJwksCache(options: JwksCacheOptions = DEFAULT_JWKS_OPTIONS) {
+  const sets = new Map<string, KeySet>();
+  return {
+    get(jwksUrl: string): KeySet {
+      let set = sets.get(jwksUrl);
+      if (!set) {
+        if (sets.size >= MAX_SETS) sets.clear();
+        set = createRemoteJWKSet(new URL(jwksUrl), {
+          cooldownDuration: options.cooldownMs,
+          cacheMaxAge: options.cacheMaxAgeMs,
+          timeoutDuration: options.timeoutMs,
+          [customFetch]: boundedFetch,
+        });
+        sets.set(jwksUrl, set);
+      }
+      return set;
+    },
+  };
+}
+
+export type JwksCache = ReturnType<typeof createJwksCache>;

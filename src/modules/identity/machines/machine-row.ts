@@ -1,0 +1,33 @@
+import type { MachineIdentitiesTable } from '../../../storage/schema.ts';
+import type { MachineIdentity, MachineKind, OidcBinding } from './types.ts';
+
+/** Rows of machine_identities to the shapes the services hand out. */
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** The stored OIDC binding of a row, or null for a client-secret identity. */
+export function bindingOf(row: MachineIdentitiesTable): OidcBinding | null {
+  if (row.kind !== 'oidc' || row.oidc_issuer === null || row.oidc_jwks_url === null || row.oidc_audience === null) return null;
+  return {
+    issuer: row.oidc_issuer,
+    jwksUrl: row.oidc_jwks_url,
+    audience: row.oidc_audience,
+    subject: row.oidc_subject,
+    claims: row.oidc_claims === null ? {} : (JSON.parse(row.oidc_claims) as Record<string, unknown>),
+  };
+}
+
+/** An identity as admins see it: never the secret hash. */
+export function toMachineIdentity(row: MachineIdentitiesTable): MachineIdentity {
+  return {
+    id: row.id,
+    name: row.name,
+    kind: row.kind as MachineKind,
+    clientId: row.client_id,
+    tokenTtlSeconds: Math.round(row.token_ttl_ms / 1000),
+    ownerUserId: row.owner_user_id,
+    oidc: bindingOf(row),
+    createdAt: iso(row.created_at)!,
+    disabledAt: iso(row.disabled_at),
+  };
+}

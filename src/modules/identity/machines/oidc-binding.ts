@@ -1,0 +1,53 @@
+import { isIPv4, isIPv6 } from 'node:net';
+import { fail } from '../../../errors/index.ts';
+import type { CreateMachineInput, OidcBinding } from './types.ts';
+
+const MAX_CLAIMS = 32;
+const MAX_CLAIMS_JSON_BYTES = 4096;
+
+/** Loopback by address, not by spelling: "127.evil.example" is a DNS name, not 127.0.0.0/8. */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
+  if (host.toLowerCase() === 'localhost') return true;
+  if (isIPv4(host)) return host.split('.')[0] === '127';
+  // WHATWG URL parsing already compresses IPv6, so ::1 has one spelling here.
+  return isIPv6(host) && host === '::1';
+}
+
+/**
+ * A JWKS URL Keyhold may fetch keys from: https, or plain http only on loopback (a local IdP or a
+ * test). Keys fetched over plain http from elsewhere could be swapped by anyone on the path.
+ */
+export function assertJwksUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return fail('VALIDATION_FAILED', 'oidc.jwksUrl must be an absolute URL');
+  }
+  if (url.username !== '' || url.password !== '') fail('VALIDATION_FAILED', 'oidc.jwksUrl must not carry credentials');
+  if (url.protocol === 'https:') return url.href;
+  if (url.protocol === 'http:' && isLoopbackHost(url.hostname)) return url.href;
+  return fail('VALIDATION_FAILED', 'oidc.jwksUrl must be https (plain http is allowed only on loopback)');
+}
+
+/** Checks an OIDC binding as given by an admin and returns it in stored form. */
+export function parseOidcBinding(input: CreateMachineInput['oidc']): OidcBinding {
+  if (!input) return fail('VALIDATION_FAILED', 'an oidc identity needs oidc: { issuer, jwksUrl, audience }');
+  const claims = input.claims ?? {};
+  if (typeof claims !== 'object' || claims === null || Array.isArray(claims)) fail('VALIDATION_FAILED', 'oidc.claims must be a JSON object');
+  const keys = Object.keys(claims);
+  if (keys.length > MAX_CLAIMS) fail('VALIDATION_FAILED', `oidc.claims may bind at most ${MAX_CLAIMS} claims`);
+  for (const key of keys) {
+    if (key.length === 0 || key.length > 100) fail('VALIDATION_FAILED', 'oidc.claims names are 1 to 100 characters');
+    if (claims[key] === undefined) fail('VALIDATION_FAILED', 'oidc.claims values must be JSON values');
+  }
+  if (Buffer.byteLength(JSON.stringify(claims)) > MAX_CLAIMS_JSON_BYTES) fail('VALIDATION_FAILED', `oidc.claims is larger than ${MAX_CLAIMS_JSON_BYTES} bytes`);
+  return {
+    issuer: input.issuer,
+    jwksUrl: assertJwksUrl(input.jwksUrl),
+    audience: input.audience,
+    subject: input.subject ?? null,
+    claims,
+  };
+}

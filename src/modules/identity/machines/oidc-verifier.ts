@@ -1,0 +1,58 @@
+import { isDeepStrictEqual } from 'node:util';
+import { errors, jwtVerify } from 'jose';
+import type { Clock } from '../../../platform/clock.ts';
+import type { JwksCache } from './jwks-cache.ts';
+import type { OidcBinding } from './types.ts';
+
+/**
+ * Asymmetric algorithms only: with a symmetric one (HS256) a token "signed" with the IdP's public
+ * key would verify (algorithm confusion), and `none` is no signature at all.
+ */
+export const ALLOWED_ALGORITHMS = ['RS256', 'ES256', 'EdDSA', 'PS256'];
+/** Skew allowed between the IdP's clock and ours when checking exp, nbf and iat. */
+const CLOCK_TOLERANCE_SECONDS = 30;
+
+export type AssertionCheck = { ok: true; subject: string | null } | { ok: false; reason: string };
+
+/** A reason for the operator's log: the kind of failure, never the token or its claims. */
+function reasonOf(err: unknown): string {
+  if (err instanceof errors.JWTClaimValidationFailed) return `${err.code} (${err.claim}: ${err.reason})`;
+  if (err instanceof errors.JOSEError) return err.code;
+  return `jwks fetch failed (${(err as Error)?.name ?? 'error'})`;
+}
+
+/**
+ * Verifies a JWT from an identity provider against an OIDC identity's binding: signature by a key
+ * from its JWKS, issuer, audience, time claims (by Keyhold's clock, so the whole server agrees on
+ * "now"), then the bound subject and every bound claim, exactly.
+ */
+export function createOidcVerifier(deps: { clock: Clock; jwks: JwksCache }) {
+  return {
+    async verify(binding: OidcBinding, assertion: string): Promise<AssertionCheck> {
+      let payload: Record<string, unknown>;
+      try {
+        ({ payload } = await jwtVerify(assertion, deps.jwks.get(binding.jwksUrl), {
+          issuer: binding.issuer,
+          audience: binding.audience,
+          algorithms: ALLOWED_ALGORITHMS,
+          clockTolerance: CLOCK_TOLERANCE_SECONDS,
+          currentDate: new Date(deps.clock.now()),
+          // A token without an expiry would be good forever.
+          requiredClaims: ['exp'],
+        }));
+      } catch (err) {
+        return { ok: false, reason: reasonOf(err) };
+      }
+      const subject = typeof payload.sub === 'string' ? payload.sub : null;
+      if (binding.subject !== null && subject !== binding.subject) return { ok: false, reason: 'bound subject mismatch' };
+      for (const [claim, expected] of Object.entries(binding.claims)) {
+        if (!Object.hasOwn(payload, claim) || !isDeepStrictEqual(payload[claim], expected)) {
+          return { ok: false, reason: `bound claim mismatch (${claim})` };
+        }
+      }
+      return { ok: true, subject };
+    },
+  };
+}
+
+export type OidcVerifier = ReturnType<typeof createOidcVerifier>;

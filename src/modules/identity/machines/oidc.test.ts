@@ -1,0 +1,151 @@
+import { after, before, mock, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createPublicKey, type JsonWebKey } from 'node:crypto';
+import { SignJWT, type JWTPayload } from 'jose';
+import { describeEachDialect } from '../../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../../test/helpers/harness.ts';
+import { startOidcProvider, type OidcProvider } from '../../../../test/fixtures/oidc-provider.ts';
+import { JWT_BEARER_GRANT } from './types.ts';
+
+interface Reply { status: number; body: any }
+
+const AUDIENCE = 'https://keyhold.example';
+const SUBJECT = 'repo:acme/app:ref:refs/heads/main';
+const BOUND = { repository: 'acme/app', ref: 'refs/heads/main', run_attempt: 1 };
+const REFUSED = { status: 401, code: 'INVALID_CREDENTIALS', message: 'invalid client credentials' };
+const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+
+describeEachDialect('machine identities federated with an OIDC provider', (dialect) => {
+  let h: Harness;
+  let idp: OidcProvider;
+  let clientId: string;
+
+  async function call(method: string, url: string, opts: { token?: string; body?: unknown } = {}): Promise<Reply> {
+    const token = opts.token ?? h.rootToken;
+    const res = await h.app.inject({
+      method: method as 'GET', url, headers: token === '' ? {} : { authorization: `Bearer ${token}` },
+      ...(opts.body !== undefined ? { payload: opts.body as object } : {}),
+    });
+    return { status: res.statusCode, body: res.body === '' ? null : res.json() };
+  }
+
+  /** Each refusal case gets a fresh rate-limit window, so the table can be as long as it needs to be. */
+  async function exchange(assertion: string, id = clientId): Promise<Reply> {
+    h.clock.advance(60_001);
+    return call('POST', '/v1/auth/token', { token: '', body: { grant_type: JWT_BEARER_GRANT, client_id: id, assertion } });
+  }
+
+  /** A JWT that satisfies every binding, signed now (by Keyhold's clock), with `overrides` applied. */
+  const valid = (overrides: JWTPayload = {}) => idp.sign({ aud: AUDIENCE, sub: SUBJECT, ...BOUND, ...overrides }, h.clock.now());
+  const refusal = (r: Reply) => ({ status: r.status, code: r.body?.error?.code, message: r.body?.error?.message });
+
+  async function createOidcMachine(name: string, oidc: Record<string, unknown>): Promise<{ id: string; clientId: string }> {
+    const res = await call('POST', '/v1/machines', { body: { name, kind: 'oidc', oidc } });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    assert.equal(res.body.clientSecret, undefined, 'an OIDC identity has no secret');
+    await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: res.body.id, role: 'viewer' });
+    return res.body;
+  }
+
+  before(async () => {
+    h = await createHarness(dialect);
+    idp = await startOidcProvider();
+    ({ clientId } = await createOidcMachine('github-deploy', { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, subject: SUBJECT, claims: BOUND }));
+  });
+  after(async () => {
+    await idp.close();
+    await h.close();
+  });
+
+  test('a JWT from the trusted provider that carries every bound claim exchanges for a working token', async () => {
+    const res = await exchange(await valid());
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.expires_in, 900);
+    assert.equal((await call('GET', '/v1/secrets', { token: res.body.access_token })).status, 200);
+    const described = await call('GET', '/v1/machines');
+    const m = described.body.items.find((x: { clientId: string }) => x.clientId === clientId);
+    assert.deepEqual(m.oidc, { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, subject: SUBJECT, claims: BOUND });
+  });
+
+  test('an expiry just inside the allowed clock skew is accepted', async () => {
+    const at = h.clock.now() + 60_001;
+    const jwt = await idp.sign({ aud: AUDIENCE, sub: SUBJECT, ...BOUND, exp: Math.floor(at / 1000) - 10 }, at);
+    assert.equal((await exchange(jwt)).status, 200);
+  });
+
+  test('every way a JWT can be wrong gets the same 401', async () => {
+    const now = () => Math.floor((h.clock.now() + 60_001) / 1000);
+    const key = idp.current;
+    const pem = createPublicKey({ key: key.publicJwk as JsonWebKey, format: 'jwk' }).export({ type: 'spki', format: 'pem' }) as string;
+    const claims = { iss: idp.issuer, aud: AUDIENCE, sub: SUBJECT, ...BOUND };
+    const forger = await idp.unpublishedKey();
+    // [case, why the server's log says it was refused (so no case passes for the wrong reason), the JWT]
+    const cases: Array<[string, string, () => Promise<string>]> = [
+      ['wrong audience', 'aud: check_failed', () => valid({ aud: 'https://other.example' })],
+      ['no audience', 'aud: missing', () => valid({ aud: undefined })],
+      ['wrong issuer', 'iss: check_failed', () => valid({ iss: 'https://evil.example' })],
+      ['wrong subject', 'bound subject mismatch', () => valid({ sub: 'repo:acme/app:ref:refs/heads/feature' })],
+      ['missing bound claim', 'bound claim mismatch (repository)', () => valid({ repository: undefined })],
+      ['wrong bound claim', 'bound claim mismatch (repository)', () => valid({ repository: 'acme/other' })],
+      ['bound claim of the wrong JSON type', 'bound claim mismatch (run_attempt)', () => valid({ run_attempt: '1' })],
+      ['expired', 'ERR_JWT_EXPIRED', () => idp.sign({ ...claims, exp: now() - 120 }, h.clock.now())],
+      ['not yet valid', 'nbf: check_failed', () => idp.sign({ ...claims, nbf: now() + 120 }, h.clock.now())],
+      ['no expiry', 'exp: missing', () => new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: key.kid }).sign(key.privateKey)],
+      ['alg none', 'ERR_JOSE_ALG_NOT_ALLOWED', async () => `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ ...claims, iat: now(), exp: now() + 600 })}.`],
+      ['HS256 keyed with the public key (algorithm confusion)', 'ERR_JOSE_ALG_NOT_ALLOWED', () =>
+        new SignJWT({ ...claims, iat: now(), exp: now() + 600 }).setProtectedHeader({ alg: 'HS256', kid: key.kid }).sign(new TextEncoder().encode(pem))],
+      ['signed by an unknown key', 'ERR_JWKS_NO_MATCHING_KEY', () => idp.sign(claims, h.clock.now(), forger)],
+      ['signed by an unknown key under a published kid', 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED', () => idp.sign(claims, h.clock.now(), forger, { kid: key.kid })],
+      ['signature bytes altered', 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED', async () => {
+        const jwt = await valid();
+        return jwt.slice(0, -4) + (jwt.endsWith('AAAA') ? 'BBBB' : 'AAAA');
+      }],
+      ['payload swapped under a valid signature', 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED', async () => {
+        const [head, , sig] = (await valid()).split('.');
+        return `${head}.${b64({ ...claims, sub: 'repo:acme/app:ref:refs/heads/evil', iat: now(), exp: now() + 600 })}.${sig}`;
+      }],
+      ['not a JWT', 'ERR_JWS_INVALID', async () => 'not-a-jwt'],
+    ];
+    for (const [what, reason, make] of cases) {
+      const res = await exchange(await make());
+      assert.deepEqual(refusal(res), REFUSED, what);
+      assert.ok(h.logs.lines.at(-1)?.includes(reason), `${what}: refused for the wrong reason: ${h.logs.lines.at(-1)}`);
+    }
+    assert.equal((await exchange(await valid())).status, 200, 'and the binding still works');
+  });
+
+  test('a valid JWT is refused for a client-secret identity, an unknown client and a disabled identity', async () => {
+    const secretKind = await call('POST', '/v1/machines', { body: { name: 'secret-kind', kind: 'client_secret' } });
+    const disabled = await createOidcMachine('oidc-disabled', { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE });
+    assert.equal((await call('POST', `/v1/machines/${disabled.id}/disable`)).status, 200);
+    for (const id of [secretKind.body.clientId, 'khc_' + 'C'.repeat(22), disabled.clientId]) {
+      assert.deepEqual(refusal(await exchange(await valid(), id)), REFUSED, id);
+    }
+  });
+
+  test('an unreachable JWKS is a refusal, not a server error', async () => {
+    const down = await createOidcMachine('idp-down', { issuer: idp.issuer, jwksUrl: 'http://127.0.0.1:9/jwks.json', audience: AUDIENCE });
+    assert.deepEqual(refusal(await exchange(await valid(), down.clientId)), REFUSED);
+  });
+
+  test('when the provider rolls its key, a JWT under the new kid is accepted once the keys are refetched', async () => {
+    assert.equal((await exchange(await valid())).status, 200);
+    const oldJwt = await valid();
+    const fetched = idp.fetches;
+    await idp.rotate();
+    const newJwt = await valid();
+    // Within the cooldown after a fetch, unknown kids do not make Keyhold hammer the provider.
+    for (let i = 0; i < 5; i++) assert.deepEqual(refusal(await exchange(newJwt)), REFUSED);
+    assert.equal(idp.fetches, fetched, 'no refetch inside the cooldown');
+    // jose times its cooldown with Date.now(); move only that past it (Keyhold's clock is separate).
+    mock.timers.enable({ apis: ['Date'], now: Date.now() + 31_000 });
+    try {
+      const res = await exchange(newJwt);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(idp.fetches, fetched + 1, 'the key set was fetched again, once');
+      assert.deepEqual(refusal(await exchange(oldJwt)), REFUSED, 'the retired key no longer verifies');
+    } finally {
+      mock.timers.reset();
+    }
+  });
+});

@@ -1,0 +1,141 @@
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { fail } from '../../../errors/index.ts';
+import { tenantContextOf } from '../../../http/auth.ts';
+import { errorResponses } from '../../../http/schemas.ts';
+import type { MachineService } from './machine-service.ts';
+import type { TokenExchange } from './token-exchange.ts';
+import { CLIENT_CREDENTIALS_GRANT, JWT_BEARER_GRANT, MACHINE_KINDS, MAX_TOKEN_TTL_SECONDS, MIN_TOKEN_TTL_SECONDS } from './types.ts';
+
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+const Text = (max: number) => Type.String({ minLength: 1, maxLength: max });
+const Claims = Type.Record(Type.String(), Type.Unknown(), {
+  maxProperties: 32, description: 'Claims the token must carry, each with exactly this JSON value',
+});
+
+const MachineSchema = Type.Object({
+  id: Type.String(), name: Type.String(), kind: Type.String(), clientId: Type.String(), tokenTtlSeconds: Type.Integer(),
+  ownerUserId: Nullable(Type.String()),
+  oidc: Nullable(Type.Object({
+    issuer: Type.String(), jwksUrl: Type.String(), audience: Type.String(), subject: Nullable(Type.String()), claims: Claims,
+  })),
+  createdAt: Type.String(), disabledAt: Nullable(Type.String()),
+});
+const MachineWithSecretSchema = Type.Object({
+  ...MachineSchema.properties,
+  clientSecret: Type.Optional(Type.String({ description: 'Shown once: only its hash is stored' })),
+});
+const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) }, { additionalProperties: false });
+
+/** Client ids are logged only when they look like one: a caller may paste anything (even the secret) there. */
+const CLIENT_ID_SHAPE = /^khc_[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * Machine identities under /v1/machines (tenant admins), the token exchange (POST /v1/auth/token,
+ * no auth: the body is the credential) and token revocation (DELETE /v1/auth/tokens/:id).
+ */
+export function machineRoutes(deps: { machines: MachineService; exchange: TokenExchange; seal: { isSealed(): boolean } }) {
+  return async function register(app: FastifyInstance): Promise<void> {
+    const r = app.withTypeProvider<TypeBoxTypeProvider>();
+    const tenant = { auth: 'tenant' as const };
+
+    r.post('/v1/machines', {
+      config: tenant,
+      schema: {
+        tags: ['machines'], summary: 'Create a machine identity (a client secret is returned once)',
+        body: Type.Object({
+          name: Type.String({ maxLength: 128 }),
+          kind: Type.Enum([...MACHINE_KINDS]),
+          tokenTtlSeconds: Type.Optional(Type.Integer({ minimum: MIN_TOKEN_TTL_SECONDS, maximum: MAX_TOKEN_TTL_SECONDS })),
+          ownerUserId: Type.Optional(Text(64)),
+          oidc: Type.Optional(Type.Object({
+            issuer: Text(500),
+            jwksUrl: Type.String({ minLength: 1, maxLength: 2000, description: 'https, or http on loopback only' }),
+            audience: Text(500),
+            subject: Type.Optional(Text(500)),
+            claims: Type.Optional(Claims),
+          }, { additionalProperties: false })),
+        }, { additionalProperties: false }),
+        response: { 201: MachineWithSecretSchema, ...errorResponses },
+      },
+    }, async (req, reply) => {
+      const created = await deps.machines.create(tenantContextOf(req), req.body);
+      return reply.code(201).header('cache-control', 'no-store').send(created);
+    });
+
+    r.get('/v1/machines', {
+      config: tenant,
+      schema: { tags: ['machines'], summary: 'List machine identities', response: { 200: Type.Object({ items: Type.Array(MachineSchema) }), ...errorResponses } },
+    }, (req) => deps.machines.list(tenantContextOf(req)));
+
+    r.get('/v1/machines/:id', {
+      config: tenant,
+      schema: { tags: ['machines'], summary: 'Describe a machine identity', params: IdParams, response: { 200: MachineSchema, ...errorResponses } },
+    }, (req) => deps.machines.get(tenantContextOf(req), req.params.id));
+
+    r.post('/v1/machines/:id/disable', {
+      config: tenant,
+      schema: {
+        tags: ['machines'], summary: 'Disable a machine identity and revoke its live tokens at once', params: IdParams,
+        response: { 200: MachineSchema, ...errorResponses },
+      },
+    }, (req) => deps.machines.disable(tenantContextOf(req), req.params.id));
+
+    r.post('/v1/machines/:id/rotate-secret', {
+      config: tenant,
+      schema: {
+        tags: ['machines'], summary: 'Issue a new client secret (returned once); the old one stops working, live tokens stay valid',
+        params: IdParams, response: { 200: MachineWithSecretSchema, ...errorResponses },
+      },
+    }, async (req, reply) => reply.header('cache-control', 'no-store').send(await deps.machines.rotateSecret(tenantContextOf(req), req.params.id)));
+
+    r.get('/v1/machines/:id/tokens', {
+      config: tenant,
+      schema: {
+        tags: ['machines'], summary: 'List the live access tokens of a machine identity (ids and times only)', params: IdParams,
+        response: {
+          200: Type.Object({ items: Type.Array(Type.Object({ id: Type.String(), createdAt: Type.String(), expiresAt: Nullable(Type.String()) })) }),
+          ...errorResponses,
+        },
+      },
+    }, (req) => deps.machines.liveTokens(tenantContextOf(req), req.params.id));
+
+    r.post('/v1/auth/token', {
+      config: { auth: 'none' },
+      schema: {
+        tags: ['auth'], summary: 'Exchange a client secret or an identity provider\'s JWT for a short-lived access token',
+        security: [],
+        body: Type.Object({
+          grant_type: Type.Enum([CLIENT_CREDENTIALS_GRANT, JWT_BEARER_GRANT]),
+          client_id: Text(128),
+          client_secret: Type.Optional(Type.String({ maxLength: 256 })),
+          assertion: Type.Optional(Type.String({ maxLength: 16_384, description: 'A JWT from the identity provider the identity trusts' })),
+        }, { additionalProperties: false }),
+        response: {
+          200: Type.Object({ access_token: Type.String(), token_type: Type.Literal('Bearer'), expires_in: Type.Integer() }),
+          ...errorResponses,
+        },
+      },
+    }, async (req, reply) => {
+      if (deps.seal.isSealed()) fail('SEALED', 'the server is sealed; unseal it with the key shares');
+      const result = await deps.exchange.exchange(req.body, { ip: req.ip });
+      if (result.ok) return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send(result.token);
+      if (result.reason === 'rate_limited') {
+        reply.header('retry-after', String(Math.max(1, Math.ceil(result.retryAfterMs / 1000))));
+        return fail('RATE_LIMITED', 'too many token requests; retry after the Retry-After header');
+      }
+      const clientId = CLIENT_ID_SHAPE.test(req.body.client_id) ? req.body.client_id : '(malformed)';
+      req.log.info({ clientId, reason: result.detail }, 'token exchange refused');
+      return fail('INVALID_CREDENTIALS', 'invalid client credentials');
+    });
+
+    r.delete('/v1/auth/tokens/:id', {
+      config: tenant,
+      schema: { tags: ['auth'], summary: 'Revoke one access token of this tenant', params: IdParams, response: { 204: Type.Null(), ...errorResponses } },
+    }, async (req, reply) => {
+      await deps.machines.revokeToken(tenantContextOf(req), req.params.id);
+      return reply.code(204).send(null);
+    });
+  };
+}

@@ -1,0 +1,112 @@
+import type { Kysely } from 'kysely';
+import { fail } from '../../../errors/index.ts';
+import type { Clock } from '../../../platform/clock.ts';
+import { createRateLimiter } from '../../../platform/rate-limiter.ts';
+import type { Database, MachineIdentitiesTable } from '../../../storage/schema.ts';
+import type { Executor } from '../../../storage/database.ts';
+import type { IssueTokenOptions } from '../../auth/token-service.ts';
+import { clientSecretMatches } from './client-secret.ts';
+import type { MachineRepository } from './machine-repository.ts';
+import { bindingOf } from './machine-row.ts';
+import type { OidcVerifier } from './oidc-verifier.ts';
+import { CLIENT_CREDENTIALS_GRANT, JWT_BEARER_GRANT, type TokenRequest, type TokenResponse } from './types.ts';
+
+export interface ExchangeLimits {
+  /** Attempts per client id per window; a successful exchange clears the count. */
+  perClient: number;
+  /** Attempts per source address per window, successful or not. */
+  perIp: number;
+  windowMs: number;
+}
+
+export const DEFAULT_EXCHANGE_LIMITS: ExchangeLimits = { perClient: 10, perIp: 100, windowMs: 60_000 };
+
+/**
+ * An exchange either yields a token or is refused. The refusal's `detail` is for the operator's
+ * log only: the caller gets the same INVALID_CREDENTIALS whatever went wrong.
+ */
+export type ExchangeResult =
+  | { ok: true; token: TokenResponse }
+  | { ok: false; reason: 'rate_limited'; retryAfterMs: number }
+  | { ok: false; reason: 'invalid'; detail: string };
+
+type Check = { ok: true } | { ok: false; reason: string };
+
+function assertShape(request: TokenRequest): void {
+  if (request.grant_type === CLIENT_CREDENTIALS_GRANT) {
+    if (request.client_secret === undefined) fail('VALIDATION_FAILED', 'grant_type client_credentials needs client_secret');
+    if (request.assertion !== undefined) fail('VALIDATION_FAILED', 'assertion belongs to the jwt-bearer grant');
+  } else if (request.grant_type === JWT_BEARER_GRANT) {
+    if (request.assertion === undefined) fail('VALIDATION_FAILED', `grant_type ${JWT_BEARER_GRANT} needs assertion`);
+    if (request.client_secret !== undefined) fail('VALIDATION_FAILED', 'client_secret belongs to the client_credentials grant');
+  } else {
+    fail('VALIDATION_FAILED', `grant_type must be ${CLIENT_CREDENTIALS_GRANT} or ${JWT_BEARER_GRANT}`);
+  }
+}
+
+/**
+ * POST /v1/auth/token: a machine proves itself with its client secret or with a JWT from the
+ * identity provider its identity trusts, and gets a short-lived access token. Rate limited per
+ * client id and per source address; every failure looks the same to the caller.
+ */
+export function createTokenExchange(deps: {
+  db: Kysely<Database>;
+  repo: MachineRepository;
+  tokens: { issue(opts: IssueTokenOptions, executor?: Executor): Promise<{ id: string; token: string; expiresAt: number | null }> };
+  oidc: OidcVerifier;
+  clock: Clock;
+  limits?: ExchangeLimits;
+}) {
+  const { db, repo, tokens, oidc, clock } = deps;
+  const limits = deps.limits ?? DEFAULT_EXCHANGE_LIMITS;
+  const byClient = createRateLimiter({ limit: limits.perClient, windowMs: limits.windowMs, clock });
+  const byIp = createRateLimiter({ limit: limits.perIp, windowMs: limits.windowMs, clock });
+
+  function checkSecret(row: MachineIdentitiesTable | undefined, secret: string): Check {
+    // Compared even for an unknown client, so that answer takes the same work as a wrong secret.
+    const matches = clientSecretMatches(secret, row?.kind === 'client_secret' ? row.client_secret_hash : null);
+    if (!row) return { ok: false, reason: 'unknown client' };
+    if (row.kind !== 'client_secret') return { ok: false, reason: 'client secret presented for an oidc identity' };
+    if (row.disabled_at !== null) return { ok: false, reason: 'identity disabled' };
+    return matches ? { ok: true } : { ok: false, reason: 'wrong client secret' };
+  }
+
+  async function checkAssertion(row: MachineIdentitiesTable | undefined, assertion: string): Promise<Check> {
+    if (!row) return { ok: false, reason: 'unknown client' };
+    const binding = bindingOf(row);
+    if (!binding) return { ok: false, reason: 'assertion presented for a client-secret identity' };
+    if (row.disabled_at !== null) return { ok: false, reason: 'identity disabled' };
+    const verified = await oidc.verify(binding, assertion);
+    return verified.ok ? { ok: true } : { ok: false, reason: `assertion refused: ${verified.reason}` };
+  }
+
+  return {
+    async exchange(request: TokenRequest, source: { ip: string }): Promise<ExchangeResult> {
+      assertShape(request);
+      const ip = byIp.hit(`token:ip:${source.ip}`);
+      if (!ip.allowed) return { ok: false, reason: 'rate_limited', retryAfterMs: ip.retryAfterMs };
+      const clientKey = `token:client:${request.client_id}`;
+      const client = byClient.hit(clientKey);
+      if (!client.allowed) return { ok: false, reason: 'rate_limited', retryAfterMs: client.retryAfterMs };
+
+      const row = await repo.findByClientId(request.client_id);
+      const check = request.grant_type === CLIENT_CREDENTIALS_GRANT
+        ? checkSecret(row, request.client_secret!)
+        : await checkAssertion(row, request.assertion!);
+      if (!check.ok || !row) return { ok: false, reason: 'invalid', detail: check.ok ? 'unknown client' : check.reason };
+
+      // Issue only if the identity is still live and its secret unchanged, under a lock a concurrent
+      // disable or rotation must wait for (so a token can never outlive the disable that raced it).
+      const issued = await db.transaction().execute(async (trx) => {
+        const live = await repo.lockLive(trx, row.id, row.kind === 'client_secret' ? row.client_secret_hash : null);
+        if (!live) return null;
+        return tokens.issue({ tenantId: row.tenant_id, kind: 'machine', principalId: row.id, name: row.name, ttlMs: row.token_ttl_ms }, trx);
+      });
+      if (!issued) return { ok: false, reason: 'invalid', detail: 'identity disabled or secret rotated during the exchange' };
+      byClient.reset(clientKey);
+      return { ok: true, token: { access_token: issued.token, token_type: 'Bearer', expires_in: Math.floor(row.token_ttl_ms / 1000) } };
+    },
+  };
+}
+
+export type TokenExchange = ReturnType<typeof createTokenExchange>;

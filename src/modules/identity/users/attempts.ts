@@ -1,0 +1,53 @@
+import { fail } from '../../../errors/index.ts';
+import type { Clock } from '../../../platform/clock.ts';
+import { createRateLimiter, type RateLimiter } from '../../../platform/rate-limiter.ts';
+
+interface Budget {
+  limit: number;
+  windowMs: number;
+}
+
+/**
+ * Attempt budgets. Each key counts attempts, not just failures, and is charged before any check
+ * runs, so a burst of concurrent guesses cannot outrun it; a success forgives the key.
+ */
+export interface AttemptLimits {
+  /** Logins per tenant + username (known or not, so the answer says nothing about existence). */
+  account: Budget;
+  /** Logins per source address. */
+  ip: Budget;
+  /** Second-factor codes and current-password checks per signed-in user (step-up, TOTP confirm, password change). */
+  factor: Budget;
+}
+
+export const DEFAULT_ATTEMPT_LIMITS: AttemptLimits = {
+  account: { limit: 5, windowMs: 15 * 60_000 },
+  ip: { limit: 30, windowMs: 15 * 60_000 },
+  factor: { limit: 5, windowMs: 15 * 60_000 },
+};
+
+export interface AttemptGuard {
+  /** Charges one attempt to `key`, or throws RATE_LIMITED (with the seconds to wait for Retry-After). */
+  spend(key: string): void;
+  forgive(key: string): void;
+}
+
+function guard(limiter: RateLimiter): AttemptGuard {
+  return {
+    spend(key) {
+      const { allowed, retryAfterMs } = limiter.hit(key);
+      if (!allowed) {
+        fail('RATE_LIMITED', 'too many attempts; wait before trying again', { retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)) });
+      }
+    },
+    forgive: (key) => limiter.reset(key),
+  };
+}
+
+export function createAttemptGuards(limits: AttemptLimits, clock: Clock): Record<keyof AttemptLimits, AttemptGuard> {
+  return {
+    account: guard(createRateLimiter({ ...limits.account, clock })),
+    ip: guard(createRateLimiter({ ...limits.ip, clock })),
+    factor: guard(createRateLimiter({ ...limits.factor, clock })),
+  };
+}

@@ -1,0 +1,96 @@
+import type { Kysely } from 'kysely';
+import type { IdentitySettings } from '../../../config/config.ts';
+import { randomToken } from '../../../crypto/bytes.ts';
+import type { Clock } from '../../../platform/clock.ts';
+import { newId } from '../../../platform/ids.ts';
+import type { Executor } from '../../../storage/database.ts';
+import type { Database } from '../../../storage/schema.ts';
+import { hashToken } from '../../auth/token-service.ts';
+import type { CredentialSource, Principal } from '../principal.ts';
+
+/** User session tokens; root and machine tokens use `kh_`. */
+export const SESSION_PREFIX = 'khs_';
+/**
+ * last_seen_at is written at most this often, so a busy session costs one write a minute, not one
+ * per request. The idle clock therefore runs up to this much early, never late.
+ */
+export const TOUCH_INTERVAL_MS = 60_000;
+
+export interface IssuedSession {
+  id: string;
+  token: string;
+  expiresAt: number;
+  mfaAt: number | null;
+}
+
+/**
+ * Sessions of human users: a random bearer token shown once (only its SHA-256 is stored), an idle
+ * expiry that slides with use, an absolute expiry from login, and the time a second factor was
+ * last verified in it. Every request asks the database (no cache), so revocation and disabling
+ * take effect at once on every node.
+ */
+export function createSessionService(deps: { db: Kysely<Database>; clock: Clock; settings: Pick<IdentitySettings, 'sessionIdleMs' | 'sessionAbsoluteMs'> }) {
+  const { db, clock, settings } = deps;
+
+  const service = {
+    prefix: SESSION_PREFIX,
+
+    /** Starts a session for a user; `mfaAt` is set when the login verified a second factor. */
+    async issue(user: { id: string; tenantId: string }, mfaAt: number | null, executor: Executor = db): Promise<IssuedSession> {
+      const token = SESSION_PREFIX + randomToken(32);
+      const now = clock.now();
+      const id = newId();
+      const expiresAt = now + settings.sessionAbsoluteMs;
+      await executor.insertInto('sessions').values({
+        id, tenant_id: user.tenantId, user_id: user.id, token_hash: hashToken(token),
+        created_at: now, last_seen_at: now, expires_at: expiresAt, mfa_at: mfaAt, revoked_at: null,
+      }).execute();
+      return { id, token, expiresAt, mfaAt };
+    },
+
+    /** Resolves a session token; null when unknown, revoked, idle too long, past its absolute expiry, or its user is disabled. */
+    async authenticate(token: string): Promise<Principal | null> {
+      if (!token.startsWith(SESSION_PREFIX) || token.length > 100) return null;
+      const now = clock.now();
+      const row = await db.selectFrom('sessions')
+        .innerJoin('users', (j) => j.onRef('users.id', '=', 'sessions.user_id').onRef('users.tenant_id', '=', 'sessions.tenant_id'))
+        .select(['sessions.id', 'sessions.tenant_id', 'sessions.user_id', 'sessions.last_seen_at', 'sessions.expires_at',
+          'sessions.mfa_at', 'sessions.revoked_at', 'users.username', 'users.disabled_at'])
+        .where('sessions.token_hash', '=', hashToken(token))
+        .executeTakeFirst();
+      if (!row || row.revoked_at !== null || row.disabled_at !== null) return null;
+      if (row.expires_at <= now || row.last_seen_at + settings.sessionIdleMs <= now) return null;
+      if (now - row.last_seen_at >= TOUCH_INTERVAL_MS) {
+        await db.updateTable('sessions').set({ last_seen_at: now })
+          .where('id', '=', row.id).where('revoked_at', 'is', null).where('last_seen_at', '<', now).execute();
+      }
+      return {
+        type: 'user', id: row.user_id, tenantId: row.tenant_id, name: row.username,
+        credentialId: row.id, mfaAt: row.mfa_at, expiresAt: row.expires_at,
+      };
+    },
+
+    /** Ends one session of a user (logout). Returns whether a live session was ended. */
+    async revoke(sessionId: string, userId: string, executor: Executor = db): Promise<boolean> {
+      const res = await executor.updateTable('sessions').set({ revoked_at: clock.now() })
+        .where('id', '=', sessionId).where('user_id', '=', userId).where('revoked_at', 'is', null).executeTakeFirst();
+      return Number(res.numUpdatedRows) > 0;
+    },
+
+    /** Ends every live session of a user, except `keep` (the session changing its own password). */
+    async revokeAllFor(userId: string, keep: string | null, executor: Executor = db): Promise<number> {
+      let q = executor.updateTable('sessions').set({ revoked_at: clock.now() }).where('user_id', '=', userId).where('revoked_at', 'is', null);
+      if (keep !== null) q = q.where('id', '!=', keep);
+      return Number((await q.executeTakeFirst()).numUpdatedRows);
+    },
+
+    /** Records a second factor verified just now in this session (login with a code, step-up, TOTP confirmation). */
+    async markMfa(sessionId: string, userId: string, at: number, executor: Executor = db): Promise<void> {
+      await executor.updateTable('sessions').set({ mfa_at: at })
+        .where('id', '=', sessionId).where('user_id', '=', userId).where('revoked_at', 'is', null).execute();
+    },
+  } satisfies CredentialSource & Record<string, unknown>;
+  return service;
+}
+
+export type SessionService = ReturnType<typeof createSessionService>;

@@ -1,0 +1,79 @@
+import type { Kysely } from 'kysely';
+import type { Executor } from '../../../storage/database.ts';
+import type { Database, UsersTable } from '../../../storage/schema.ts';
+import { USER_COLUMNS, type UserRow } from './types.ts';
+
+/** A user row with what login and second-factor checks need (never leaves the module). */
+export interface UserCredentials extends UserRow {
+  password_hash: string;
+  totp_secret: Uint8Array | null;
+  totp_last_step: number | null;
+}
+
+const CREDENTIAL_COLUMNS = [...USER_COLUMNS, 'password_hash', 'totp_secret', 'totp_last_step'] as const;
+
+/** Queries on `users`. Every one is scoped by tenant id: an id from another tenant finds nothing. */
+export function createUserRepository(db: Kysely<Database>) {
+  return {
+    async insert(row: UsersTable): Promise<void> {
+      await db.insertInto('users').values(row).execute();
+    },
+
+    list(tenantId: string): Promise<UserRow[]> {
+      return db.selectFrom('users').select(USER_COLUMNS).where('tenant_id', '=', tenantId).orderBy('username').execute();
+    },
+
+    byId(tenantId: string, id: string): Promise<UserRow | undefined> {
+      return db.selectFrom('users').select(USER_COLUMNS).where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();
+    },
+
+    credentialsByName(tenantId: string, username: string): Promise<UserCredentials | undefined> {
+      return db.selectFrom('users').select(CREDENTIAL_COLUMNS).where('tenant_id', '=', tenantId).where('username', '=', username).executeTakeFirst();
+    },
+
+    credentialsById(tenantId: string, id: string): Promise<UserCredentials | undefined> {
+      return db.selectFrom('users').select(CREDENTIAL_COLUMNS).where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();
+    },
+
+    /** Marks a live user disabled; false when there is no such live user. */
+    async disable(tenantId: string, id: string, at: number, executor: Executor = db): Promise<boolean> {
+      const res = await executor.updateTable('users').set({ disabled_at: at })
+        .where('tenant_id', '=', tenantId).where('id', '=', id).where('disabled_at', 'is', null).executeTakeFirst();
+      return Number(res.numUpdatedRows) > 0;
+    },
+
+    /**
+     * Replaces the password hash only if it is still the one the caller verified, so two concurrent
+     * changes cannot both pass with the same current password.
+     */
+    async replacePassword(tenantId: string, id: string, expectedHash: string, newHash: string, at: number, executor: Executor = db): Promise<boolean> {
+      const res = await executor.updateTable('users').set({ password_hash: newHash, password_changed_at: at })
+        .where('tenant_id', '=', tenantId).where('id', '=', id).where('password_hash', '=', expectedHash).executeTakeFirst();
+      return Number(res.numUpdatedRows) > 0;
+    },
+
+    /** Starts (or restarts) enrolment: a new sealed secret, not yet enabled, no step used. */
+    async setPendingTotp(tenantId: string, id: string, sealed: Uint8Array): Promise<void> {
+      await db.updateTable('users').set({ totp_secret: sealed, totp_enabled: 0, totp_last_step: null })
+        .where('tenant_id', '=', tenantId).where('id', '=', id).execute();
+    },
+
+    async enableTotp(tenantId: string, id: string): Promise<void> {
+      await db.updateTable('users').set({ totp_enabled: 1 }).where('tenant_id', '=', tenantId).where('id', '=', id).execute();
+    },
+
+    /**
+     * Records `step` as the last TOTP step used, only if it is later than the last one. The one
+     * guarded UPDATE is the arbiter: of two concurrent uses of one code, exactly one matches a row.
+     */
+    async claimTotpStep(tenantId: string, id: string, step: number): Promise<boolean> {
+      const res = await db.updateTable('users').set({ totp_last_step: step })
+        .where('tenant_id', '=', tenantId).where('id', '=', id)
+        .where((eb) => eb.or([eb('totp_last_step', 'is', null), eb('totp_last_step', '<', step)]))
+        .executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
+    },
+  };
+}
+
+export type UserRepository = ReturnType<typeof createUserRepository>;

@@ -1,0 +1,98 @@
+import type { Kysely } from 'kysely';
+import { fail } from '../../../errors/index.ts';
+import type { Clock } from '../../../platform/clock.ts';
+import { newId } from '../../../platform/ids.ts';
+import { isUniqueViolation } from '../../../storage/database.ts';
+import type { Database } from '../../../storage/schema.ts';
+import type { Authorizer } from '../../policy/authorizer.ts';
+import type { TenantContext } from '../../shared/context.ts';
+import type { AttemptGuard } from './attempts.ts';
+import { assertStrongPassword, type PasswordHasher } from './passwords.ts';
+import type { SessionService } from './session-service.ts';
+import { assertUsername, sessionActorOf, toUser, type User } from './types.ts';
+import type { UserRepository } from './user-repository.ts';
+
+const TENANT = { type: 'tenant' } as const;
+
+/**
+ * People in a tenant: created, listed and disabled by tenant admins (each call asks the authorizer
+ * for `admin`), and their own password change. Disabling a user ends their sessions in the same
+ * transaction; a password change ends every other session of theirs.
+ */
+export function createUserService(deps: {
+  db: Kysely<Database>;
+  repo: UserRepository;
+  sessions: Pick<SessionService, 'revokeAllFor'>;
+  passwords: PasswordHasher;
+  authz: Pick<Authorizer, 'require' | 'invalidate'>;
+  guard: AttemptGuard;
+  clock: Clock;
+}) {
+  const { db, repo, sessions, passwords, authz, guard, clock } = deps;
+
+  async function find(ctx: TenantContext, id: string) {
+    return (await repo.byId(ctx.tenantId, id)) ?? fail('USER_NOT_FOUND', 'no such user in this tenant');
+  }
+
+  return {
+    async create(ctx: TenantContext, input: { username: string; password: string }): Promise<User> {
+      await authz.require(ctx, 'admin', TENANT);
+      assertUsername(input.username);
+      assertStrongPassword(input.password, input.username);
+      const now = clock.now();
+      const row = {
+        id: newId(), tenant_id: ctx.tenantId, username: input.username, password_hash: await passwords.hash(input.password),
+        totp_secret: null, totp_enabled: 0, totp_last_step: null, created_at: now, password_changed_at: now, disabled_at: null,
+      };
+      try {
+        await repo.insert(row);
+      } catch (err) {
+        if (isUniqueViolation(err)) fail('USER_EXISTS', `a user named "${input.username}" already exists in this tenant`);
+        throw err;
+      }
+      await authz.invalidate(ctx.tenantId);
+      return toUser(row);
+    },
+
+    async list(ctx: TenantContext): Promise<User[]> {
+      await authz.require(ctx, 'admin', TENANT);
+      return (await repo.list(ctx.tenantId)).map(toUser);
+    },
+
+    async get(ctx: TenantContext, id: string): Promise<User> {
+      await authz.require(ctx, 'admin', TENANT);
+      return toUser(await find(ctx, id));
+    },
+
+    /** Disables a user and ends every session of theirs at once. Disabling a disabled user changes nothing. */
+    async disable(ctx: TenantContext, id: string): Promise<User> {
+      await authz.require(ctx, 'admin', TENANT);
+      await find(ctx, id);
+      await db.transaction().execute(async (trx) => {
+        if (await repo.disable(ctx.tenantId, id, clock.now(), trx)) await sessions.revokeAllFor(id, null, trx);
+      });
+      await authz.invalidate(ctx.tenantId);
+      return toUser(await find(ctx, id));
+    },
+
+    /** Changes the signed-in user's own password (the current one is required); every other session of theirs ends. */
+    async changePassword(ctx: TenantContext, input: { current: string; new: string }): Promise<{ revokedSessions: number }> {
+      const actor = sessionActorOf(ctx);
+      const user = (await repo.credentialsById(actor.tenantId, actor.userId)) ?? fail('UNAUTHENTICATED', 'the session has ended');
+      guard.spend(`factor:${actor.userId}`);
+      if (!(await passwords.verify(user.password_hash, input.current))) fail('INVALID_CREDENTIALS', 'the current password is wrong');
+      guard.forgive(`factor:${actor.userId}`);
+      assertStrongPassword(input.new, user.username);
+      const newHash = await passwords.hash(input.new);
+      const revoked = await db.transaction().execute(async (trx) => {
+        if (!(await repo.replacePassword(actor.tenantId, actor.userId, user.password_hash, newHash, clock.now(), trx))) {
+          fail('INVALID_CREDENTIALS', 'the password was changed meanwhile; sign in again');
+        }
+        return sessions.revokeAllFor(actor.userId, actor.sessionId, trx);
+      });
+      return { revokedSessions: revoked };
+    },
+  };
+}
+
+export type UserService = ReturnType<typeof createUserService>;

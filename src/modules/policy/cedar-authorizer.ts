@@ -1,0 +1,125 @@
+import type { Kysely } from 'kysely';
+import { fail } from '../../errors/index.ts';
+import type { Clock } from '../../platform/clock.ts';
+import type { Database, GrantsTable } from '../../storage/schema.ts';
+import { rolesFor } from '../grants/matching.ts';
+import type { TenantContext } from '../shared/context.ts';
+import type { Action } from './actions.ts';
+import type { Authorizer, AuthzResource } from './authorizer.ts';
+import type { DecisionRequest, PolicyEngine } from './engine.ts';
+
+type LiveGrant = Pick<GrantsTable, 'role' | 'environments' | 'name_patterns' | 'expires_at' | 'revoked_at'>;
+
+/** How long a node trusts its copy of a tenant's authorization generation before re-reading it (other nodes' changes). */
+const GENERATION_TTL_MS = 2_000;
+
+/**
+ * Every authorization decision: grants → roles for this environment and secret → Cedar (built-in
+ * role policies + the tenant's own) → allow, FORBIDDEN, or STEP_UP_REQUIRED. Grants and the
+ * tenant's installed policy set are cached per tenant and dropped on `invalidate` (this process,
+ * at once) or when the tenant's generation in the database moves (other processes, within 2 s).
+ */
+export function createCedarAuthorizer(deps: { db: Kysely<Database>; engine: PolicyEngine; clock: Clock; stepUpWindowMs: number }): Authorizer & {
+  loadTenant(tenantId: string): Promise<void>;
+} {
+  const { db, engine, clock, stepUpWindowMs } = deps;
+  const tenants = new Map<string, { generation: number; checkedAt: number; grants: Map<string, LiveGrant[]> }>();
+
+  async function tenantState(tenantId: string) {
+    const now = clock.now();
+    let state = tenants.get(tenantId);
+    if (state && now - state.checkedAt < GENERATION_TTL_MS) return state;
+    const row = await db.selectFrom('tenants').select(['authz_generation', 'policy_version']).where('id', '=', tenantId).executeTakeFirst();
+    if (!row) fail('TENANT_NOT_FOUND', 'tenant not found');
+    if (!state || state.generation !== row.authz_generation || engine.installedGeneration(tenantId) !== row.authz_generation) {
+      let policies: Record<string, string> = {};
+      if (row.policy_version > 0) {
+        const p = await db.selectFrom('tenant_policies').select('text').where('tenant_id', '=', tenantId).where('version', '=', row.policy_version).executeTakeFirst();
+        const checked = engine.validate(p?.text ?? '');
+        // A stored set was validated before it took effect; if it no longer validates, fail closed.
+        if (!checked.ok) fail('INTERNAL', 'the tenant policy set in force does not validate');
+        policies = checked.policies;
+      }
+      engine.install(tenantId, row.authz_generation, policies);
+      state = { generation: row.authz_generation, checkedAt: now, grants: new Map() };
+      tenants.set(tenantId, state);
+    } else {
+      state.checkedAt = now;
+    }
+    return state;
+  }
+
+  async function grantsOf(tenantId: string, principalId: string): Promise<LiveGrant[]> {
+    const state = await tenantState(tenantId);
+    let grants = state.grants.get(principalId);
+    if (!grants) {
+      grants = await db.selectFrom('grants').select(['role', 'environments', 'name_patterns', 'expires_at', 'revoked_at'])
+        .where('tenant_id', '=', tenantId).where('principal_id', '=', principalId).where('revoked_at', 'is', null).execute();
+      state.grants.set(principalId, grants);
+    }
+    return grants;
+  }
+
+  async function buildRequest(ctx: TenantContext, action: Action, resource: AuthzResource, environment: string | undefined, mfaOverride?: boolean): Promise<DecisionRequest> {
+    const now = clock.now();
+    const actor = ctx.actor;
+    const type = actor.type === 'system' ? 'root' : actor.type;
+    const roles = type === 'root' ? [] : rolesFor(await grantsOf(ctx.tenantId, actor.id), {
+      now,
+      ...(environment !== undefined ? { environment } : {}),
+      ...(resource.type === 'secret' ? { secretName: resource.name } : {}),
+      listOnly: action === 'list',
+    });
+    if (type !== 'root') await tenantState(ctx.tenantId);
+    const mfaAt = actor.mfaAt ?? null;
+    const fresh = mfaOverride ?? (type === 'user' && mfaAt !== null && now - mfaAt <= stepUpWindowMs);
+    const date = new Date(now);
+    return {
+      tenantId: ctx.tenantId,
+      // A principal without a known home tenant is treated as belonging to none: the boundary forbids everything.
+      principal: { type, id: actor.id, name: actor.name, tenantId: type === 'root' ? ctx.tenantId : (actor.homeTenantId ?? '(none)') },
+      action,
+      resource,
+      context: {
+        environment: environment ?? '',
+        classification: resource.type === 'secret' ? resource.classification : '',
+        identityType: type,
+        roles,
+        mfaFresh: fresh,
+        mfaAgeSeconds: mfaAt === null ? -1 : Math.max(0, Math.floor((now - mfaAt) / 1000)),
+        hour: date.getUTCHours(),
+        weekday: date.getUTCDay(),
+        sourceIp: ctx.sourceIp ?? '127.0.0.1',
+      },
+    };
+  }
+
+  async function allowed(ctx: TenantContext, action: Action, resource: AuthzResource, environment?: string): Promise<boolean> {
+    return engine.decide(await buildRequest(ctx, action, resource, environment)).allowed;
+  }
+
+  return {
+    allowed,
+
+    async require(ctx, action, resource, environment) {
+      const request = await buildRequest(ctx, action, resource, environment);
+      const decision = engine.decide(request);
+      if (decision.allowed) return;
+      // Only say "step up" when a fresh second factor would actually make it allowed.
+      if (decision.reasons.includes('builtin:step-up') && engine.decide({ ...request, context: { ...request.context, mfaFresh: true } }).allowed) {
+        fail('STEP_UP_REQUIRED', `${action} needs a second factor within the step-up window: POST /v1/auth/step-up`);
+      }
+      const what = resource.type === 'secret' ? `secret "${resource.name}"${environment ? ` in ${environment}` : ''}` : 'this tenant';
+      fail('FORBIDDEN', `not allowed to ${action} ${what}`);
+    },
+
+    async invalidate(tenantId) {
+      await db.updateTable('tenants').set((eb) => ({ authz_generation: eb('authz_generation', '+', 1) })).where('id', '=', tenantId).execute();
+      tenants.delete(tenantId);
+    },
+
+    async loadTenant(tenantId) {
+      await tenantState(tenantId);
+    },
+  };
+}

@@ -1,0 +1,174 @@
+import { readFileSync } from 'node:fs';
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import type { Action } from './actions.ts';
+
+const SCHEMA_TEXT = readFileSync(new URL('./schema.cedarschema', import.meta.url), 'utf8');
+const BUILTIN_TEXT = readFileSync(new URL('./builtin.cedar', import.meta.url), 'utf8');
+const SCHEMA_NAME = 'keyhold-v1';
+const NS = 'Keyhold';
+
+export interface DecisionRequest {
+  /** The tenant the request acts in (the resource's tenant). */
+  tenantId: string;
+  /** `tenantId` here is the principal's own tenant, which may differ from the request's. */
+  principal: { type: 'user' | 'machine' | 'root'; id: string; name: string; tenantId: string };
+  action: Action;
+  resource: { type: 'secret'; id: string; name: string; classification: string; owner: string; tags: string[] } | { type: 'tenant' };
+  context: {
+    environment: string;
+    classification: string;
+    identityType: 'user' | 'machine' | 'root';
+    roles: string[];
+    mfaFresh: boolean;
+    mfaAgeSeconds: number;
+    hour: number;
+    weekday: number;
+    sourceIp: string;
+  };
+}
+
+export interface Decision {
+  allowed: boolean;
+  /** Ids of the policies that determined the decision (permits when allowed, forbids when denied). */
+  reasons: string[];
+}
+
+export type ValidationResult = { ok: true; policies: Record<string, string> } | { ok: false; errors: string[] };
+
+/** Splits a policy file into id → text; ids come from @id("...") annotations, else tenant:<n>. */
+export function splitPolicies(text: string, idPrefix: string): { ok: true; policies: Record<string, string> } | { ok: false; errors: string[] } {
+  const parts = cedar.policySetTextToParts(text);
+  if (parts.type === 'failure') return { ok: false, errors: parts.errors.map((e) => e.message) };
+  const policies: Record<string, string> = {};
+  parts.policies.forEach((policy, i) => {
+    const id = /@id\("([^"]{1,100})"\)/.exec(policy)?.[1] ?? String(i + 1);
+    policies[`${idPrefix}${id}`] = policy;
+  });
+  return { ok: true, policies };
+}
+
+const BUILTIN = (() => {
+  const split = splitPolicies(BUILTIN_TEXT, '');
+  if (!split.ok) throw new Error(`built-in policies do not parse: ${split.errors.join('; ')}`);
+  return split.policies;
+})();
+
+/** Normalises an address for Cedar's ip(): IPv4-mapped IPv6 becomes plain IPv4; junk becomes 0.0.0.0. */
+export function cedarIp(address: string | undefined): string {
+  const a = (address ?? '').replace(/^::ffff:/, '');
+  return /^[0-9a-fA-F:.]{2,45}$/.test(a) ? a : '0.0.0.0';
+}
+
+/**
+ * Cedar, with the schema and each tenant's policy set pre-parsed once, and a decision cache. The
+ * cache key holds every input of a decision (principal, action, resource with its metadata,
+ * context, and the tenant's policy generation), so a change of grants, identity or policy, which
+ * bumps the generation, can never be answered from a stale entry.
+ */
+export function createPolicyEngine(opts: { cacheSize?: number } = {}) {
+  const cacheSize = opts.cacheSize ?? 50_000;
+  const cache = new Map<string, Decision>();
+  /** tenant id → { set id in the wasm store, generation } */
+  const sets = new Map<string, { setId: string; generation: number }>();
+
+  const schemaCheck = cedar.preparseSchema(SCHEMA_NAME, SCHEMA_TEXT);
+  if (schemaCheck.type === 'failure') throw new Error(`Cedar schema does not parse: ${schemaCheck.errors.map((e) => e.message).join('; ')}`);
+  const builtinCheck = cedar.preparsePolicySet('builtin', { staticPolicies: BUILTIN });
+  if (builtinCheck.type === 'failure') throw new Error('built-in policies do not parse');
+  const builtinValidation = validateSet(BUILTIN);
+  if (builtinValidation.length > 0) throw new Error(`built-in policies do not validate: ${builtinValidation.join('; ')}`);
+
+  function validateSet(policies: Record<string, string>): string[] {
+    const answer = cedar.validate({ schema: SCHEMA_TEXT, policies: { staticPolicies: policies }, validationSettings: { mode: 'strict' } });
+    if (answer.type === 'failure') return answer.errors.map((e) => e.message);
+    return answer.validationErrors.map((e) => `${e.policyId}: ${e.error.message}`);
+  }
+
+  function uid(type: string, id: string) {
+    return { type: `${NS}::${type}`, id };
+  }
+
+  function entities(req: DecisionRequest) {
+    const tenant = uid('Tenant', req.tenantId);
+    const home = uid('Tenant', req.principal.tenantId);
+    const list: cedar.EntityJson[] = [{ uid: tenant, attrs: {}, parents: [] }];
+    if (req.principal.tenantId !== req.tenantId) list.push({ uid: home, attrs: {}, parents: [] });
+    if (req.principal.type === 'root') {
+      list.push({ uid: uid('Root', req.principal.id), attrs: {}, parents: [] });
+    } else {
+      const type = req.principal.type === 'user' ? 'User' : 'Machine';
+      list.push({ uid: uid(type, req.principal.id), attrs: { tenant: { __entity: home }, name: req.principal.name }, parents: [home] });
+    }
+    if (req.resource.type === 'secret') {
+      const r = req.resource;
+      list.push({ uid: uid('Secret', r.id), attrs: { name: r.name, classification: r.classification, owner: r.owner, tags: r.tags }, parents: [tenant] });
+    }
+    return list;
+  }
+
+  function principalUid(req: DecisionRequest) {
+    return uid(req.principal.type === 'root' ? 'Root' : req.principal.type === 'user' ? 'User' : 'Machine', req.principal.id);
+  }
+
+  return {
+    /** Checks a tenant policy file: it must parse and type-check against the schema, beside the built-ins. */
+    validate(text: string): ValidationResult {
+      if (text.trim() === '') return { ok: true, policies: {} };
+      const split = splitPolicies(text, 'tenant:');
+      if (!split.ok) return split;
+      const errors = validateSet(split.policies);
+      return errors.length > 0 ? { ok: false, errors } : split;
+    },
+
+    /** Installs a tenant's (already validated) policies at a generation; an empty set means built-ins only. */
+    install(tenantId: string, generation: number, tenantPolicies: Record<string, string>): void {
+      let setId = 'builtin';
+      if (Object.keys(tenantPolicies).length > 0) {
+        setId = `tenant:${tenantId}`;
+        const res = cedar.preparsePolicySet(setId, { staticPolicies: { ...BUILTIN, ...tenantPolicies } });
+        if (res.type === 'failure') throw new Error(`tenant policies failed to load: ${res.errors.map((e) => e.message).join('; ')}`);
+      }
+      sets.set(tenantId, { setId, generation });
+    },
+
+    installedGeneration(tenantId: string): number | null {
+      return sets.get(tenantId)?.generation ?? null;
+    },
+
+    /** Decides one request. Default deny; a forbid wins. Cached by every input. */
+    decide(req: DecisionRequest): Decision {
+      const set = sets.get(req.tenantId) ?? { setId: 'builtin', generation: -1 };
+      const r = req.resource;
+      const key = `${set.setId}|${set.generation}|${req.tenantId}|${req.principal.type}:${req.principal.id}@${req.principal.tenantId}|${req.action}|${
+        r.type === 'secret' ? `s:${r.id}:${r.name}:${r.classification}:${r.owner}:${r.tags.join(',')}` : 't'}|${JSON.stringify(req.context)}`;
+      const hit = cache.get(key);
+      if (hit) return hit;
+      const answer = cedar.statefulIsAuthorized({
+        principal: principalUid(req),
+        action: uid('Action', req.action),
+        resource: r.type === 'secret' ? uid('Secret', r.id) : uid('Tenant', req.tenantId),
+        context: { ...req.context, sourceIp: { __extn: { fn: 'ip', arg: cedarIp(req.context.sourceIp) } } },
+        preparsedSchemaName: SCHEMA_NAME,
+        preparsedPolicySetId: set.setId,
+        entities: entities(req),
+      });
+      // An evaluation failure is a deny, never an allow.
+      const decision: Decision = answer.type === 'success'
+        ? { allowed: answer.response.decision === 'allow', reasons: answer.response.diagnostics.reason }
+        : { allowed: false, reasons: ['error'] };
+      if (cache.size >= cacheSize) cache.delete(cache.keys().next().value!);
+      cache.set(key, decision);
+      return decision;
+    },
+
+    /** Drops cached decisions (e.g. when the cache must shrink); correctness never depends on it. */
+    clearCache(): void {
+      cache.clear();
+    },
+
+    cacheSize: () => cache.size,
+  };
+}
+
+export type PolicyEngine = ReturnType<typeof createPolicyEngine>;
+export { SCHEMA_TEXT, BUILTIN_TEXT };

@@ -1,0 +1,71 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { userContext } from '../../../test/helpers/identities.ts';
+
+const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+const EXAMPLE = readFileSync(new URL('../../../docs/examples/tenant-policies.cedar', import.meta.url), 'utf8');
+
+describeEachDialect('tenant policies: validated before they take effect, versioned, diffable, rolled back', (dialect) => {
+  let h: Harness;
+  let revealer: Awaited<ReturnType<typeof userContext>>;
+  before(async () => {
+    h = await createHarness(dialect);
+    await h.services.secrets.create(h.ctx, { name: 'PROD_KEY', owner: 'ops' });
+    await h.services.values.write(h.ctx, 'PROD_KEY', 'production', { value: 'prod-value' });
+    revealer = await userContext(h, h.ctx.tenantId, 'rita', { mfaAgoMs: 7 * 60_000 });
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: revealer.id, role: 'revealer' });
+  });
+  after(() => h.close());
+
+  test('a tenant policy takes effect on the next request', async () => {
+    assert.equal(await code(h.services.values.read(revealer.ctx(), 'PROD_KEY', 'production')), 'ok');
+    const v1 = await h.services.policies.put(h.ctx, { text: EXAMPLE, comment: 'stricter production reveals' });
+    assert.equal(v1.version, 1);
+    assert.equal(await code(h.services.values.read(revealer.ctx(), 'PROD_KEY', 'production')), 'FORBIDDEN', 'MFA 7 minutes old is too old for this tenant');
+  });
+
+  test('a policy that fails validation never takes effect, and the version in force stays', async () => {
+    for (const bad of ['permit (principal, action, resource) when { context.nosuch == 1 };', 'permit (principal, action', 'permit (principal, action == Keyhold::Action::"fly", resource);']) {
+      assert.equal(await code(h.services.policies.put(h.ctx, { text: bad })), 'POLICY_INVALID');
+    }
+    assert.equal((await h.services.policies.current(h.ctx)).version, 1);
+    assert.equal((await h.services.policies.history(h.ctx)).length, 1);
+    assert.deepEqual((await h.services.policies.validate(h.ctx, 'permit (principal, action')).valid, false);
+  });
+
+  test('a tenant policy can never widen access past the tenant boundary or the built-in forbids', async () => {
+    const v = await h.services.policies.put(h.ctx, { text: '@id("everything") permit (principal, action, resource);', comment: 'too broad' });
+    assert.equal(v.version, 2);
+    const other = await h.services.tenants.create('policy-other');
+    await h.services.secrets.create(h.contextFor(other.id), { name: 'THEIRS', owner: 'x' });
+    await h.services.values.write(h.contextFor(other.id), 'THEIRS', 'production', { value: 'theirs' });
+    const forged = { ...revealer.ctx(), tenantId: other.id };
+    assert.equal(await code(h.services.values.read(forged, 'THEIRS', 'production')), 'FORBIDDEN');
+    const stale = await userContext(h, h.ctx.tenantId, 'stale', { mfaAgoMs: 3_600_000 });
+    assert.equal(await code(h.services.values.read(stale.ctx(), 'PROD_KEY', 'production')), 'STEP_UP_REQUIRED');
+  });
+
+  test('versions are diffable and a rollback re-applies an older text as a new version', async () => {
+    const diff = await h.services.policies.diff(h.ctx, 1, 2);
+    assert.match(diff.diff, /^\+ @id\("everything"\)/m);
+    assert.match(diff.diff, /^- @id\("prod-reveal-needs-recent-mfa"\)/m);
+    const back = await h.services.policies.rollback(h.ctx, 1);
+    assert.deepEqual([back.version, back.comment, back.active], [3, 'rollback to version 1', true]);
+    assert.equal((await h.services.policies.get(h.ctx, 3)).text, EXAMPLE);
+    assert.equal(await code(h.services.values.read(revealer.ctx(), 'PROD_KEY', 'production')), 'FORBIDDEN');
+    const none = await h.services.policies.rollback(h.ctx, 0);
+    assert.equal(none.text, '');
+    assert.equal(await code(h.services.values.read(revealer.ctx(), 'PROD_KEY', 'production')), 'ok');
+    assert.equal(await code(h.services.policies.get(h.ctx, 99)), 'POLICY_VERSION_NOT_FOUND');
+  });
+
+  test('only administrators with a fresh factor manage policies', async () => {
+    assert.equal(await code(h.services.policies.put(revealer.ctx(), { text: '' })), 'FORBIDDEN');
+    const admin = await userContext(h, h.ctx.tenantId, 'adm', { mfaAgoMs: 3_600_000 });
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: admin.id, role: 'tenant-admin' });
+    assert.equal(await code(h.services.policies.put(admin.ctx(), { text: '' })), 'STEP_UP_REQUIRED');
+  });
+});

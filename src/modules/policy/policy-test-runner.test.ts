@@ -1,0 +1,34 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createPolicyEngine } from './engine.ts';
+import { parsePolicyTestCases, runPolicyTests } from './policy-test-runner.ts';
+
+const policies = readFileSync(new URL('../../../docs/examples/tenant-policies.cedar', import.meta.url), 'utf8');
+const cases = parsePolicyTestCases(JSON.parse(readFileSync(new URL('../../../docs/examples/tenant-policies.test.json', import.meta.url), 'utf8')));
+
+test('the documented example tenant policies validate and pass their own test file', () => {
+  const results = runPolicyTests(createPolicyEngine(), policies, cases);
+  for (const r of results) assert.equal(r.pass, true, `${r.name}: expected ${r.expected}, got ${r.actual} (${r.reasons.join(', ')})`);
+});
+
+test('the same cases fail where the tenant policies are absent (the tests really exercise them)', () => {
+  const results = runPolicyTests(createPolicyEngine(), '', cases);
+  const failed = results.filter((r) => !r.pass).map((r) => r.name);
+  assert.deepEqual(failed, [
+    'the same reveal in production needs a factor from the last 5 minutes',
+    'but not from anywhere else',
+    'production use at 03:00 on a Tuesday is refused',
+  ]);
+});
+
+test('a policy file that does not validate is reported, never evaluated', () => {
+  assert.throws(() => runPolicyTests(createPolicyEngine(), 'permit (principal, action, resource) when { context.nosuch };', cases), /does not validate/);
+  assert.throws(() => runPolicyTests(createPolicyEngine(), 'permit (principal, action, resource', cases), /does not validate/);
+});
+
+test('malformed test cases are refused with the case named', () => {
+  assert.throws(() => parsePolicyTestCases({ cases: [] }), /non-empty/);
+  assert.throws(() => parsePolicyTestCases({ cases: [{ name: 'x', principal: { type: 'user' }, action: 'fly', expect: 'allow' }] }), /case 1 \("x"\): unknown action/);
+  assert.throws(() => parsePolicyTestCases({ cases: [{ name: 'x', principal: { type: 'user' }, action: 'reveal', expect: 'allow' }] }), /needs a "secret"/);
+});
