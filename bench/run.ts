@@ -1,6 +1,7 @@
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { createCleanup, cleanupOnSignals, type Cleanup } from './lib/cleanup.ts';
 import { benchDecrypt } from './lib/decrypt.ts';
+import { benchAuthz } from './lib/authz.ts';
 import { startKeyhold } from './lib/keyhold.ts';
 import { LOAD, loadGet, type LoadResult } from './lib/load.ts';
 import { createBenchSchema } from './lib/postgres.ts';
@@ -55,6 +56,11 @@ async function main(): Promise<void> {
     bench('decrypt_64b_ops', decrypt.keyObjectOps, 'ops/s');
     bench('decrypt_64b_raw_buffer_ops', decrypt.rawBufferOps, 'ops/s');
     note(`cached KeyObjects open values ${(decrypt.keyObjectOps / decrypt.rawBufferOps).toFixed(2)}x as fast as raw Buffer keys`);
+
+    const authz = benchAuthz({ rounds: ROUNDS, msPerRound: 1000 });
+    bench('authz_decisions_per_s_cached', authz.cached, 'decisions/s');
+    bench('authz_decisions_per_s_uncached', authz.uncached, 'decisions/s');
+    note(`the decision cache answers ${(authz.cached / authz.uncached).toFixed(1)}x as fast as a Cedar evaluation`);
 
     const bare = await spawnServer({ label: 'bare server', script: 'bench/servers/bare.ts', env: process.env, readyMsg: 'bare listening', cleanup });
     const sqlite = await startKeyhold({ label: 'keyhold server (sqlite)', cleanup });
