@@ -81,3 +81,19 @@ describeEachDialect('grants: narrowed by environment and name, expiring, revocab
     assert.equal(await code(h.services.grants.create(gus.ctx(), { principalType: 'user', principalId: gus.id, role: 'tenant-admin' })), 'FORBIDDEN');
   });
 });
+
+describeEachDialect('a caller without rights in an environment learns nothing about values there', (dialect) => {
+  test('a production-only revealer asking for an unset staging value gets FORBIDDEN, not VALUE_NOT_SET', async () => {
+    const h = await createHarness(dialect);
+    try {
+      await h.services.secrets.create(h.ctx, { name: 'ONLY_PROD', owner: 'ops' });
+      await h.services.values.write(h.ctx, 'ONLY_PROD', 'production', { value: 'p' });
+      const ann = await userContext(h, h.ctx.tenantId, 'ann');
+      await h.services.grants.create(h.ctx, { principalType: 'user', principalId: ann.id, role: 'revealer', environments: ['production'] });
+      assert.equal(await code(h.services.values.read(ann.ctx(), 'ONLY_PROD', 'staging')), 'FORBIDDEN');
+      assert.equal(await code(h.services.values.read(h.ctx, 'ONLY_PROD', 'staging')), 'VALUE_NOT_SET');
+    } finally {
+      await h.close();
+    }
+  });
+});

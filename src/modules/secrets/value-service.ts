@@ -87,8 +87,9 @@ export function createValueService(deps: {
           const value = await decrypt(ctx, row.secret_id, env.id, row);
           return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
         }
-        // Slow path only on a miss: say precisely what is missing.
-        await secrets.load(ctx, name); // SECRET_NOT_FOUND if that is what is missing
+        // Slow path: say precisely what is missing, but only to a caller allowed to read here.
+        const secret = await secrets.load(ctx, name); // SECRET_NOT_FOUND if that is what is missing
+        await authz.require(ctx, readAction(ctx), secretResource(secret), environment);
         if (label === 'current') fail('VALUE_NOT_SET', `secret "${name}" has no value in ${environment}`);
         fail('VERSION_NOT_FOUND', `secret "${name}" has no ${label} version in ${environment}`);
       }
