@@ -60,6 +60,13 @@ export function str(flags: Flags, name: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+/** Every value of a repeatable string flag (`multiple: true`), in order; empty when absent. */
+export function strings(flags: Flags, name: string): string[] {
+  const v = flags[name];
+  if (v === undefined) return [];
+  return (Array.isArray(v) ? v : [v]).filter((x): x is string => typeof x === 'string');
+}
+
 /** A string flag that the command cannot do without. */
 export function required(flags: Flags, name: string, example: string): string {
   const v = str(flags, name);

@@ -1,7 +1,6 @@
-import { positionals, str } from '../args.ts';
-import { UsageError } from '../args.ts';
+import { positionals, str, strings, UsageError } from '../args.ts';
 import { route } from '../client.ts';
-import type { Command, Flags, Group } from '../command.ts';
+import type { Command, Group } from '../command.ts';
 import { table, time } from '../output.ts';
 
 /** The `grants` group: bind built-in roles to users and machines (tenant admin, with a fresh second factor). */
@@ -9,13 +8,6 @@ import { table, time } from '../output.ts';
 interface Grant {
   id: string; principalType: string; principalId: string; role: string;
   environments: string[] | null; namePatterns: string[] | null; expiresAt: string | null;
-}
-
-/** Every value of a repeatable string flag. */
-function many(flags: Flags, name: string): string[] {
-  const v = flags[name];
-  if (v === undefined) return [];
-  return (Array.isArray(v) ? v : [v]).filter((x): x is string => typeof x === 'string');
 }
 
 const add: Command = {
@@ -34,8 +26,8 @@ const add: Command = {
     if (Boolean(user) === Boolean(machine)) throw new UsageError('give exactly one of --user ID or --machine ID', `usage: keyhold ${add.usage}`);
     const role = str(flags, 'role');
     if (!role) throw new UsageError('--role is required', 'e.g. --role revealer');
-    const environments = many(flags, 'env');
-    const namePatterns = many(flags, 'pattern');
+    const environments = strings(flags, 'env');
+    const namePatterns = strings(flags, 'pattern');
     const expiresAt = str(flags, 'expires');
     const res = await api.call<Grant>('POST', '/v1/grants', {
       body: {

@@ -1,4 +1,4 @@
-import { int, positionals, str, UsageError } from '../args.ts';
+import { int, positionals, str, strings, UsageError } from '../args.ts';
 import { route } from '../client.ts';
 import type { Command, Flags, Group } from '../command.ts';
 import { fields, table, time } from '../output.ts';
@@ -45,7 +45,7 @@ function oidcBinding(flags: Flags) {
   const audience = str(flags, 'audience');
   if (!jwksUrl || !audience) throw new UsageError('an OIDC identity needs --oidc-issuer, --jwks-url and --audience together');
   const subject = str(flags, 'subject');
-  const claims = parseClaims((flags.claim as string[] | undefined) ?? []);
+  const claims = parseClaims(strings(flags, 'claim'));
   return { issuer, jwksUrl, audience, ...(subject !== undefined ? { subject } : {}), ...(Object.keys(claims).length > 0 ? { claims } : {}) };
 }
 

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { int, positionals, required, str, UsageError } from '../args.ts';
+import { int, positionals, required, str, strings, UsageError } from '../args.ts';
 import { route, type ApiClient } from '../client.ts';
 import type { Command, CommandContext, Flags } from '../command.ts';
 import { decodeUtf8, readSecretInput } from '../input.ts';
@@ -31,7 +31,7 @@ async function readValue(ctx: CommandContext, name: string): Promise<string> {
 }
 
 function creation(name: string, flags: Flags) {
-  const tags = (flags.tag as string[] | undefined) ?? [];
+  const tags = strings(flags, 'tag');
   return {
     name,
     owner: str(flags, 'owner')!,
