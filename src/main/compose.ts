@@ -12,6 +12,7 @@ import { createRetentionJob } from '../modules/secrets/retention.ts';
 import { secretRoutes } from '../modules/secrets/routes.ts';
 import { createSecretService } from '../modules/secrets/secret-service.ts';
 import { createValueService } from '../modules/secrets/value-service.ts';
+import { createSealedRowCache } from '../modules/secrets/sealed-row-cache.ts';
 import { systemRoutes } from '../modules/system/routes.ts';
 import { createSealManager } from '../modules/system/seal-manager.ts';
 import { createSystemMetaRepository } from '../modules/system/system-meta-repository.ts';
@@ -43,6 +44,9 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const db = storage.db;
   const seal = createSealManager({ meta: createSystemMetaRepository(db), dataDir: config.dataDir });
   const keyring = createKeyring({ store: createKekRepository(db), root: seal, dekCache: { ttlMs: 60_000, maxEntries: 10_000, now: () => clock.now() } });
+  // Sealed rows only (never plaintext); other nodes' changes are seen within ttlMs (SPEC §13 adds push invalidation).
+  const rows = createSealedRowCache({ clock, ttlMs: 1_000, maxEntries: 50_000 });
+  seal.onSeal(() => rows.clear());
   const engine = createPolicyEngine();
   const authz = createCedarAuthorizer({ db, engine, clock, stepUpWindowMs: config.identity.stepUpWindowMs });
   const tenants = createTenantService({ db, keyring, authz, clock });
@@ -51,13 +55,13 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const authenticator = createAuthenticator([tokens, people.sessions]);
   const grants = createGrantService({ db, authz, tenants, clock });
   const policies = createPolicyService({ db, engine, authz, clock });
-  const secrets = createSecretService({ db, tenants, authz, clock, keyring, maxNameLength: config.limits.maxNameLength });
+  const secrets = createSecretService({ db, tenants, authz, clock, keyring, rows, maxNameLength: config.limits.maxNameLength });
   const values = createValueService({
-    db, keyring, tenants, secrets, authz, clock, maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
+    db, keyring, tenants, secrets, authz, rows, clock, maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
   });
-  const keys = createKeyService({ db, keyring, authz, clock });
+  const keys = createKeyService({ db, keyring, authz, clock, rows });
   const system = createSystemService({ db, seal, tenants, tokens, dataDir: config.dataDir });
-  const retention = createRetentionJob({ db, clock, keyring, rollbackWindowMs: config.rollbackWindowMs });
+  const retention = createRetentionJob({ db, clock, keyring, rows, rollbackWindowMs: config.rollbackWindowMs });
   const machineRepo = createMachineRepository(db, storage.dialect);
   const machines = createMachineService({ db, repo: machineRepo, clock, authz, tokens, defaultTokenTtlMs: config.identity.machineTokenTtlMs });
   const tokenExchange = createTokenExchange({

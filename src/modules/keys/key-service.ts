@@ -6,6 +6,7 @@ import type { Database } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { createKekRepository } from './kek-repository.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
+import type { SealedRowCache } from '../secrets/sealed-row-cache.ts';
 import { rewrapTotpSecrets } from '../identity/users/totp-rewrap.ts';
 
 export interface KeyStatus {
@@ -19,8 +20,8 @@ export interface KeyStatus {
  * version; values are not touched), then the minimum decryption version rises and old KEK
  * material is deleted.
  */
-export function createKeyService(deps: { db: Kysely<Database>; keyring: Keyring; authz: Authorizer; clock: Clock }) {
-  const { db, keyring, authz, clock } = deps;
+export function createKeyService(deps: { db: Kysely<Database>; keyring: Keyring; authz: Authorizer; clock: Clock; rows: Pick<SealedRowCache, 'forgetTenant'> }) {
+  const { db, keyring, authz, clock, rows } = deps;
 
   async function status(ctx: TenantContext): Promise<KeyStatus> {
     const repo = createKekRepository(db);
@@ -103,6 +104,7 @@ export function createKeyService(deps: { db: Kysely<Database>; keyring: Keyring;
           .where('tenant_id', '=', ctx.tenantId).where('version', '<', state.current).where('retired_at', 'is', null).execute();
       });
       keyring.invalidate(ctx.tenantId);
+      rows.forgetTenant(ctx.tenantId);
       return { ...(await status(ctx)), rewrapped };
     },
   };

@@ -3,20 +3,23 @@ import type { Clock } from '../../platform/clock.ts';
 import type { Database } from '../../storage/schema.ts';
 import { createSecretRepository } from './secret-repository.ts';
 import type { Keyring } from '../../crypto/keyring.ts';
+import type { SealedRowCache } from './sealed-row-cache.ts';
 
 /**
  * Crypto-shreds versions superseded longer ago than the rollback window: their data key is
  * deleted, so the ciphertext (and any backup of it) can never be opened again. Never the current one.
  */
-export function createRetentionJob(deps: { db: Kysely<Database>; clock: Clock; rollbackWindowMs: number; keyring: Pick<Keyring, 'forgetDeks'> }) {
-  const { db, clock, rollbackWindowMs, keyring } = deps;
+export function createRetentionJob(deps: {
+  db: Kysely<Database>; clock: Clock; rollbackWindowMs: number; keyring: Pick<Keyring, 'forgetDeks'>; rows: Pick<SealedRowCache, 'forgetTenant'>;
+}) {
+  const { db, clock, rollbackWindowMs, keyring, rows } = deps;
   return {
     async sweep(batchSize = 500): Promise<number> {
       let destroyed = 0;
       for (;;) {
         const now = clock.now();
-        const rows = await createSecretRepository(db).expiredSuperseded(now - rollbackWindowMs, batchSize);
-        const victims = rows.filter((r) => r.current_version !== r.version);
+        const candidates = await createSecretRepository(db).expiredSuperseded(now - rollbackWindowMs, batchSize);
+        const victims = candidates.filter((r) => r.current_version !== r.version);
         if (victims.length === 0) return destroyed;
         await db.transaction().execute(async (trx) => {
           const r = createSecretRepository(trx);
@@ -25,8 +28,11 @@ export function createRetentionJob(deps: { db: Kysely<Database>; clock: Clock; r
             destroyed += await r.destroyVersions(v.tenant_id, v.secret_id, [v.id], now);
           }
         });
-        for (const tenantId of new Set(victims.map((v) => v.tenant_id))) keyring.forgetDeks(tenantId);
-        if (victims.length < rows.length || rows.length < batchSize) return destroyed;
+        for (const tenantId of new Set(victims.map((v) => v.tenant_id))) {
+          keyring.forgetDeks(tenantId);
+          rows.forgetTenant(tenantId);
+        }
+        if (victims.length < candidates.length || candidates.length < batchSize) return destroyed;
       }
     },
   };

@@ -9,6 +9,7 @@ import { assertSecretName } from '../shared/names.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
 import type { Authorizer, AuthzResource } from '../policy/authorizer.ts';
 import type { Keyring } from '../../crypto/keyring.ts';
+import type { SealedRowCache } from './sealed-row-cache.ts';
 import { createSecretRepository } from './secret-repository.ts';
 import type { CreateSecretInput, SecretDetail, SecretMeta, UpdateSecretInput, Classification } from './types.ts';
 
@@ -52,8 +53,10 @@ export function createSecretService(deps: {
   db: Kysely<Database>; tenants: TenantService; authz: Authorizer; clock: Clock; maxNameLength: number;
   /** Destroyed versions' data keys must not outlive them in the keyring's cache. */
   keyring: Pick<Keyring, 'forgetDeks'>;
+  /** Cached sealed rows of a secret are forgotten whenever its metadata, labels or existence change. */
+  rows: Pick<SealedRowCache, 'forgetSecret'>;
 }) {
-  const { db, tenants, authz, clock, maxNameLength, keyring } = deps;
+  const { db, tenants, authz, clock, maxNameLength, keyring, rows } = deps;
   const repo = createSecretRepository(db);
 
   async function load(ctx: TenantContext, name: string, opts: { allowDeleted?: boolean } = {}) {
@@ -139,6 +142,7 @@ export function createSecretService(deps: {
       if (patch.tags !== undefined) changes.tags = JSON.stringify([...new Set(patch.tags)]);
       if (patch.expiresAt !== undefined) changes.expires_at = parseExpiry(patch.expiresAt);
       const ok = await repo.updateSecret(ctx.tenantId, row.id, changes, patch.revision);
+      rows.forgetSecret(ctx.tenantId, name);
       if (!ok) fail('CAS_MISMATCH', `secret "${name}" was changed by someone else (revision is no longer ${patch.revision})`);
       return toSecretMeta((await repo.findSecret(ctx.tenantId, name))!);
     },
@@ -148,6 +152,7 @@ export function createSecretService(deps: {
       const row = await load(ctx, name);
       await authz.require(ctx, 'delete', secretResource(row));
       await repo.updateSecret(ctx.tenantId, row.id, { deleted_at: clock.now(), updated_at: clock.now() });
+      rows.forgetSecret(ctx.tenantId, name);
       return toSecretMeta((await repo.findSecret(ctx.tenantId, name))!);
     },
 
@@ -156,6 +161,7 @@ export function createSecretService(deps: {
       await authz.require(ctx, 'delete', secretResource(row));
       if (row.deleted_at === null) return toSecretMeta(row);
       await repo.updateSecret(ctx.tenantId, row.id, { deleted_at: null, updated_at: clock.now() });
+      rows.forgetSecret(ctx.tenantId, name);
       return toSecretMeta((await repo.findSecret(ctx.tenantId, name))!);
     },
 
@@ -184,11 +190,13 @@ export function createSecretService(deps: {
           return { destroyed: await r.destroyVersions(ctx.tenantId, row.id, ids, now) };
         });
         keyring.forgetDeks(ctx.tenantId);
+        rows.forgetSecret(ctx.tenantId, name);
         return result;
       }
       if (row.deleted_at === null) fail('SECRET_NOT_DELETED', `delete secret "${name}" before destroying it`);
       await db.transaction().execute((trx) => createSecretRepository(trx).deleteSecret(ctx.tenantId, row.id));
       keyring.forgetDeks(ctx.tenantId);
+      rows.forgetSecret(ctx.tenantId, name);
       return { destroyed: 'all' as const };
     },
   };

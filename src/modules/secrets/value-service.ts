@@ -9,6 +9,7 @@ import type { TenantService } from '../tenants/tenant-service.ts';
 import { createSecretRepository } from './secret-repository.ts';
 import { secretResource, type SecretService } from './secret-service.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
+import type { SealedRowCache } from './sealed-row-cache.ts';
 import type { RevealedValue, VersionInfo, VersionLabel } from './types.ts';
 
 const LABEL_COLUMN = { current: 'current_version', pending: 'pending_version', previous: 'previous_version' } as const;
@@ -25,11 +26,13 @@ export function createValueService(deps: {
   tenants: TenantService;
   secrets: SecretService;
   authz: Authorizer;
+  /** Sealed rows of labelled reads; this service forgets a secret's rows whenever it changes them. */
+  rows: SealedRowCache;
   clock: Clock;
   maxValueBytes: number;
   rollbackWindowMs: number;
 }) {
-  const { db, keyring, tenants, secrets, authz, clock, maxValueBytes, rollbackWindowMs } = deps;
+  const { db, keyring, tenants, secrets, authz, rows, clock, maxValueBytes, rollbackWindowMs } = deps;
 
   /** Reading a value is `use` for a machine (run time, no person sees it) and `reveal` for a person. */
   const readAction = (ctx: TenantContext) => (ctx.actor.type === 'machine' ? 'use' as const : 'reveal' as const);
@@ -72,6 +75,7 @@ export function createValueService(deps: {
         if (moved.superseded !== null) await r.setSuperseded(secret.id, env.id, moved.superseded, now);
         return moved;
       });
+      rows.forgetSecret(ctx.tenantId, name);
       plaintext.fill(0);
       return { name, environment, version: result.version, previousVersion: result.superseded };
     },
@@ -81,7 +85,12 @@ export function createValueService(deps: {
       const env = await tenants.environment(ctx.tenantId, environment);
       if (opts.version === undefined) {
         const label = opts.label ?? 'current';
-        const row = await repo.readLabelled(ctx.tenantId, name, env.id, LABEL_COLUMN[label]);
+        let row = rows.get(ctx.tenantId, env.id, name, label);
+        if (!row) {
+          const stamp = rows.stamp(ctx.tenantId, name);
+          row = await repo.readLabelled(ctx.tenantId, name, env.id, LABEL_COLUMN[label]);
+          if (row) rows.set(ctx.tenantId, env.id, name, label, row, stamp);
+        }
         if (row) {
           await authz.require(ctx, readAction(ctx), secretResource({ ...row, id: row.secret_id }), environment);
           const value = await decrypt(ctx, row.secret_id, env.id, row);
@@ -128,7 +137,7 @@ export function createValueService(deps: {
       const env = await tenants.environment(ctx.tenantId, environment);
       await authz.require(ctx, 'rotate', secretResource(secret), environment);
       const now = clock.now();
-      return db.transaction().execute(async (trx) => {
+      const result = await db.transaction().execute(async (trx) => {
         const r = createSecretRepository(trx);
         const state = await r.findState(secret.id, env.id);
         if (!state || state.current_version === null) fail('VALUE_NOT_SET', `secret "${name}" has no value in ${environment}`);
@@ -145,6 +154,8 @@ export function createValueService(deps: {
         await r.setSuperseded(secret.id, env.id, state.current_version, now);
         return { name, environment, version: previous.version, previousVersion: state.current_version };
       });
+      rows.forgetSecret(ctx.tenantId, name);
+      return result;
     },
   };
 }
