@@ -46,6 +46,7 @@ export const errorCatalogue = {
   NOT_INITIALIZED: { status: 409, meaning: 'The server has not been initialised yet; run init first.' },
   UNSEAL_FAILED: { status: 400, meaning: 'The shares given do not reconstruct the root key (a wrong or tampered share); progress was reset.' },
   INVALID_SHARE: { status: 400, meaning: 'An unseal share is not well formed.' },
+  AUDIT_UNAVAILABLE: { status: 503, meaning: 'The audit log could not durably record the action, so the action was refused (fail closed).' },
   SEALED: { status: 503, meaning: 'The server is sealed; no secret operation is possible until it is unsealed.' },
   INTEGRITY_FAILURE: { status: 500, meaning: 'Stored ciphertext failed authentication (tampered, moved or corrupted); nothing was returned.' },
   KEY_VERSION_RETIRED: { status: 500, meaning: 'A value is wrapped under a key version below the minimum decryption version.' },

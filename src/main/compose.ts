@@ -13,6 +13,7 @@ import { secretRoutes } from '../modules/secrets/routes.ts';
 import { createSecretService } from '../modules/secrets/secret-service.ts';
 import { createValueService } from '../modules/secrets/value-service.ts';
 import { createSealedRowCache } from '../modules/secrets/sealed-row-cache.ts';
+import { createAuditLog } from '../modules/audit/audit-log.ts';
 import { systemRoutes } from '../modules/system/routes.ts';
 import { createSealManager } from '../modules/system/seal-manager.ts';
 import { createSystemMetaRepository } from '../modules/system/system-meta-repository.ts';
@@ -47,8 +48,9 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   // Sealed rows only (never plaintext); other nodes' changes are seen within ttlMs (SPEC §13 adds push invalidation).
   const rows = createSealedRowCache({ clock, ttlMs: 1_000, maxEntries: 50_000 });
   seal.onSeal(() => rows.clear());
+  const audit = createAuditLog({ db, clock });
   const engine = createPolicyEngine();
-  const authz = createCedarAuthorizer({ db, engine, clock, stepUpWindowMs: config.identity.stepUpWindowMs });
+  const authz = createCedarAuthorizer({ db, engine, clock, audit, stepUpWindowMs: config.identity.stepUpWindowMs });
   const tenants = createTenantService({ db, keyring, authz, clock });
   const tokens = createTokenService({ db, clock });
   const people = createUserModule({ db, keyring, tenants, authz, clock, identity: config.identity });
@@ -57,7 +59,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const policies = createPolicyService({ db, engine, authz, clock });
   const secrets = createSecretService({ db, tenants, authz, clock, keyring, rows, maxNameLength: config.limits.maxNameLength });
   const values = createValueService({
-    db, keyring, tenants, secrets, authz, rows, clock, maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
+    db, keyring, tenants, secrets, authz, rows, audit, clock, maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
   });
   const keys = createKeyService({ db, keyring, authz, clock, rows });
   const system = createSystemService({ db, seal, tenants, tokens, dataDir: config.dataDir });
@@ -67,7 +69,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const tokenExchange = createTokenExchange({
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
   });
-  return { seal, keyring, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people };
+  return { seal, keyring, audit, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -16,6 +16,41 @@ export interface Database {
   machine_identities: MachineIdentitiesTable;
   grants: GrantsTable;
   tenant_policies: TenantPoliciesTable;
+  audit_events: AuditEventsTable;
+  audit_head: AuditHeadTable;
+  audit_cursors: AuditCursorsTable;
+}
+
+export interface AuditEventsTable {
+  seq: number;
+  id: string;
+  time: number;
+  tenant_id: string | null;
+  actor_type: string;
+  actor_id: string;
+  action: string;
+  resource_type: string;
+  resource_id: string | null;
+  resource_name: string | null;
+  environment: string | null;
+  secret_version: number | null;
+  outcome: string;
+  reason: string | null;
+  /** JSON object of strings. */
+  context: string;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface AuditHeadTable {
+  id: number;
+  seq: number;
+  hash: string;
+}
+
+export interface AuditCursorsTable {
+  sink: string;
+  seq: number;
 }
 
 export interface SystemMetaTable {

@@ -7,6 +7,7 @@ import type { TenantContext } from '../shared/context.ts';
 import type { Action } from './actions.ts';
 import type { Authorizer, AuthzResource } from './authorizer.ts';
 import type { DecisionRequest, PolicyEngine } from './engine.ts';
+import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 
 type LiveGrant = Pick<GrantsTable, 'role' | 'environments' | 'name_patterns' | 'expires_at' | 'revoked_at'>;
 
@@ -19,10 +20,14 @@ const GENERATION_TTL_MS = 2_000;
  * tenant's installed policy set are cached per tenant and dropped on `invalidate` (this process,
  * at once) or when the tenant's generation in the database moves (other processes, within 2 s).
  */
-export function createCedarAuthorizer(deps: { db: Kysely<Database>; engine: PolicyEngine; clock: Clock; stepUpWindowMs: number }): Authorizer & {
+export function createCedarAuthorizer(deps: {
+  db: Kysely<Database>; engine: PolicyEngine; clock: Clock; stepUpWindowMs: number;
+  /** Denials are audit events too (SPEC §7). */
+  audit: Pick<AuditLog, 'record'>;
+}): Authorizer & {
   loadTenant(tenantId: string): Promise<void>;
 } {
-  const { db, engine, clock, stepUpWindowMs } = deps;
+  const { db, engine, clock, stepUpWindowMs, audit } = deps;
   const tenants = new Map<string, { generation: number; checkedAt: number; grants: Map<string, LiveGrant[]> }>();
 
   async function tenantState(tenantId: string) {
@@ -106,9 +111,14 @@ export function createCedarAuthorizer(deps: { db: Kysely<Database>; engine: Poli
       const decision = engine.decide(request);
       if (decision.allowed) return;
       // Only say "step up" when a fresh second factor would actually make it allowed.
-      if (decision.reasons.includes('builtin:step-up') && engine.decide({ ...request, context: { ...request.context, mfaFresh: true } }).allowed) {
-        fail('STEP_UP_REQUIRED', `${action} needs a second factor within the step-up window: POST /v1/auth/step-up`);
-      }
+      const stepUp = decision.reasons.includes('builtin:step-up') && engine.decide({ ...request, context: { ...request.context, mfaFresh: true } }).allowed;
+      await audit.record([{
+        ...auditFrom(ctx), action: `authz.${action}`, outcome: 'denied', reason: stepUp ? 'STEP_UP_REQUIRED' : 'FORBIDDEN',
+        resource: resource.type === 'secret' ? { type: 'secret', id: resource.id, name: resource.name } : { type: 'tenant', id: ctx.tenantId, name: null },
+        environment: environment ?? null,
+        context: { ...auditFrom(ctx).context, policies: decision.reasons.join(',') },
+      }]);
+      if (stepUp) fail('STEP_UP_REQUIRED', `${action} needs a second factor within the step-up window: POST /v1/auth/step-up`);
       const what = resource.type === 'secret' ? `secret "${resource.name}"${environment ? ` in ${environment}` : ''}` : 'this tenant';
       fail('FORBIDDEN', `not allowed to ${action} ${what}`);
     },

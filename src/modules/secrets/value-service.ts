@@ -10,6 +10,7 @@ import { createSecretRepository } from './secret-repository.ts';
 import { secretResource, type SecretService } from './secret-service.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
 import type { SealedRowCache } from './sealed-row-cache.ts';
+import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { RevealedValue, VersionInfo, VersionLabel } from './types.ts';
 
 const LABEL_COLUMN = { current: 'current_version', pending: 'pending_version', previous: 'previous_version' } as const;
@@ -28,11 +29,12 @@ export function createValueService(deps: {
   authz: Authorizer;
   /** Sealed rows of labelled reads; this service forgets a secret's rows whenever it changes them. */
   rows: SealedRowCache;
+  audit: Pick<AuditLog, 'appendInTx' | 'record'>;
   clock: Clock;
   maxValueBytes: number;
   rollbackWindowMs: number;
 }) {
-  const { db, keyring, tenants, secrets, authz, rows, clock, maxValueBytes, rollbackWindowMs } = deps;
+  const { db, keyring, tenants, secrets, authz, rows, audit, clock, maxValueBytes, rollbackWindowMs } = deps;
 
   /** Reading a value is `use` for a machine (run time, no person sees it) and `reveal` for a person. */
   const readAction = (ctx: TenantContext) => (ctx.actor.type === 'machine' ? 'use' as const : 'reveal' as const);
@@ -46,6 +48,14 @@ export function createValueService(deps: {
     }
     const binding = { tenantId: ctx.tenantId, environmentId, secretId, version: row.version };
     return (await keyring.openValue(binding, row.ciphertext, row.wrapped_dek)).toString('utf8');
+  }
+
+  /** The value leaves only once its use/reveal event is durable (fail closed). */
+  function recordRead(ctx: TenantContext, secretId: string, name: string, environment: string, version: number): Promise<void> {
+    return audit.record([{
+      ...auditFrom(ctx), action: `secret.${readAction(ctx)}`, resource: { type: 'secret', id: secretId, name },
+      environment, secretVersion: version, outcome: 'allowed',
+    }]);
   }
 
   return {
@@ -73,6 +83,11 @@ export function createValueService(deps: {
           created_at: now, created_by: ctx.actor.id, reason: input.reason ?? '',
         });
         if (moved.superseded !== null) await r.setSuperseded(secret.id, env.id, moved.superseded, now);
+        await audit.appendInTx(trx, [{
+          ...auditFrom(ctx), action: 'secret.write', resource: { type: 'secret', id: secret.id, name },
+          environment, secretVersion: moved.version, outcome: 'allowed',
+          ...(input.reason ? { context: { ...auditFrom(ctx).context, reason: input.reason } } : {}),
+        }]);
         return moved;
       });
       rows.forgetSecret(ctx.tenantId, name);
@@ -94,6 +109,7 @@ export function createValueService(deps: {
         if (row) {
           await authz.require(ctx, readAction(ctx), secretResource({ ...row, id: row.secret_id }), environment);
           const value = await decrypt(ctx, row.secret_id, env.id, row);
+          await recordRead(ctx, row.secret_id, name, environment, row.version);
           return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
         }
         // Slow path: say precisely what is missing, but only to a caller allowed to read here.
@@ -107,6 +123,7 @@ export function createValueService(deps: {
       const row = await repo.findVersion(ctx.tenantId, secret.id, env.id, opts.version);
       if (!row) fail('VERSION_NOT_FOUND', `secret "${name}" has no version ${opts.version} in ${environment}`);
       const value = await decrypt(ctx, secret.id, env.id, row);
+      await recordRead(ctx, secret.id, name, environment, row.version);
       return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
     },
 
@@ -152,6 +169,10 @@ export function createValueService(deps: {
         if (!swapped) fail('CAS_MISMATCH', `secret "${name}" changed during the rollback; try again`);
         await r.setSuperseded(secret.id, env.id, previous.version, null);
         await r.setSuperseded(secret.id, env.id, state.current_version, now);
+        await audit.appendInTx(trx, [{
+          ...auditFrom(ctx), action: 'secret.rollback', resource: { type: 'secret', id: secret.id, name },
+          environment, secretVersion: previous.version, outcome: 'allowed',
+        }]);
         return { name, environment, version: previous.version, previousVersion: state.current_version };
       });
       rows.forgetSecret(ctx.tenantId, name);

@@ -3,6 +3,7 @@ import { Migrator, type Migration, type MigrationProvider } from 'kysely/migrati
 import type { DialectName } from '../database.ts';
 import * as m001 from './001-core.ts';
 import * as m002 from './002-identity.ts';
+import * as m003 from './003-audit.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -10,6 +11,7 @@ type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise
 const migrations: Record<string, DialectMigration> = {
   '001-core': m001,
   '002-identity': m002,
+  '003-audit': m003,
 };
 
 function provider(dialect: DialectName): MigrationProvider {

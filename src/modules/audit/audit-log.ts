@@ -1,0 +1,158 @@
+import type { Kysely, Transaction } from 'kysely';
+import { KeyholdError } from '../../errors/index.ts';
+import type { Clock } from '../../platform/clock.ts';
+import { newId } from '../../platform/ids.ts';
+import type { AuditEventsTable, Database } from '../../storage/schema.ts';
+import type { TenantContext } from '../shared/context.ts';
+import { chainHash, createChainVerifier, type VerifyResult } from './chain.ts';
+import type { AuditEvent } from './event.ts';
+
+/** What a service says happened; the log adds sequence, time, id and the chain. */
+export interface AuditInput {
+  tenantId: string | null;
+  actor: AuditEvent['actor'];
+  action: string;
+  resource: AuditEvent['resource'];
+  environment?: string | null;
+  secretVersion?: number | null;
+  outcome: AuditEvent['outcome'];
+  reason?: string | null;
+  context?: Record<string, string>;
+}
+
+/** The actor and request context of a tenant operation, as audit fields. */
+export function auditFrom(ctx: TenantContext): Pick<AuditInput, 'tenantId' | 'actor' | 'context'> {
+  const context: Record<string, string> = { requestId: ctx.requestId };
+  if (ctx.sourceIp) context.sourceIp = ctx.sourceIp;
+  if (ctx.userAgent) context.userAgent = ctx.userAgent;
+  return { tenantId: ctx.tenantId, actor: { type: ctx.actor.type, id: ctx.actor.id }, context };
+}
+
+function toRow(e: AuditEvent): AuditEventsTable {
+  return {
+    seq: e.seq, id: e.id, time: e.time, tenant_id: e.tenantId, actor_type: e.actor.type, actor_id: e.actor.id, action: e.action,
+    resource_type: e.resource.type, resource_id: e.resource.id, resource_name: e.resource.name, environment: e.environment,
+    secret_version: e.secretVersion, outcome: e.outcome, reason: e.reason, context: JSON.stringify(e.context),
+    prev_hash: e.prevHash, hash: e.hash,
+  };
+}
+
+export function fromRow(r: AuditEventsTable): AuditEvent {
+  return {
+    seq: r.seq, id: r.id, time: r.time, tenantId: r.tenant_id, actor: { type: r.actor_type as AuditEvent['actor']['type'], id: r.actor_id },
+    action: r.action, resource: { type: r.resource_type, id: r.resource_id, name: r.resource_name }, environment: r.environment,
+    secretVersion: r.secret_version, outcome: r.outcome as AuditEvent['outcome'], reason: r.reason,
+    context: JSON.parse(r.context) as Record<string, string>, prevHash: r.prev_hash, hash: r.hash,
+  };
+}
+
+const unavailable = (err: unknown) =>
+  new KeyholdError('AUDIT_UNAVAILABLE', 'the audit log cannot record this action, so it was refused', { cause: String((err as Error)?.message ?? err) });
+
+/**
+ * The durable, hash-chained audit log (SPEC §7). Actions that write append their event in their
+ * own transaction (`appendInTx`), so both commit or neither. Actions that only read call `record`,
+ * which group-commits: concurrent events share one transaction and one fsync, and each caller
+ * resumes only once its event is durable. If the log cannot be written the action is refused
+ * (AUDIT_UNAVAILABLE): fail closed.
+ */
+export function createAuditLog(deps: { db: Kysely<Database>; clock: Clock; maxBatch?: number; onAppended?: () => void }) {
+  const { db, clock } = deps;
+  const maxBatch = deps.maxBatch ?? 1000;
+  let queue: Array<{ inputs: AuditInput[]; resolve: () => void; reject: (err: unknown) => void }> = [];
+  let flushing = false;
+
+  async function appendInTx(trx: Transaction<Database>, inputs: AuditInput[]): Promise<AuditEvent[]> {
+    if (inputs.length === 0) return [];
+    // Moving the head first takes its row lock (PostgreSQL), so concurrent appenders form one chain.
+    const head = await trx.updateTable('audit_head').set((eb) => ({ seq: eb('seq', '+', inputs.length) }))
+      .where('id', '=', 1).returning(['seq', 'hash']).executeTakeFirstOrThrow();
+    let prevHash = head.hash;
+    let seq = head.seq - inputs.length;
+    const now = clock.now();
+    const events: AuditEvent[] = inputs.map((input) => {
+      const base = {
+        seq: ++seq, id: newId(), time: now, tenantId: input.tenantId, actor: input.actor, action: input.action, resource: input.resource,
+        environment: input.environment ?? null, secretVersion: input.secretVersion ?? null, outcome: input.outcome,
+        reason: input.reason ?? null, context: input.context ?? {},
+      };
+      const hash = chainHash(prevHash, base);
+      const event: AuditEvent = { ...base, prevHash, hash };
+      prevHash = hash;
+      return event;
+    });
+    await trx.insertInto('audit_events').values(events.map(toRow)).execute();
+    await trx.updateTable('audit_head').set({ hash: prevHash }).where('id', '=', 1).execute();
+    return events;
+  }
+
+  async function flush(): Promise<void> {
+    flushing = true;
+    try {
+      while (queue.length > 0) {
+        const batch: typeof queue = [];
+        let count = 0;
+        while (queue.length > 0 && count < maxBatch) {
+          const item = queue.shift()!;
+          batch.push(item);
+          count += item.inputs.length;
+        }
+        try {
+          await db.transaction().execute((trx) => appendInTx(trx, batch.flatMap((b) => b.inputs)));
+          for (const b of batch) b.resolve();
+          deps.onAppended?.();
+        } catch (err) {
+          for (const b of batch) b.reject(unavailable(err));
+        }
+      }
+    } finally {
+      flushing = false;
+    }
+  }
+
+  return {
+    /** Appends inside the caller's transaction; a failure aborts the caller's action with it. */
+    async appendInTx(trx: Transaction<Database>, inputs: AuditInput[]): Promise<AuditEvent[]> {
+      try {
+        return await appendInTx(trx, inputs);
+      } catch (err) {
+        throw unavailable(err);
+      }
+    },
+
+    /** Durably records events outside any transaction (group commit). Never call it inside a transaction. */
+    record(inputs: AuditInput[]): Promise<void> {
+      return new Promise<void>((resolve, reject) => {
+        queue.push({ inputs, resolve, reject });
+        // Let the requests of this turn of the event loop join the same batch.
+        if (!flushing) setImmediate(() => void (flushing ? undefined : flush()));
+      });
+    },
+
+    async readAfter(seq: number, limit: number): Promise<AuditEvent[]> {
+      const rows = await db.selectFrom('audit_events').selectAll().where('seq', '>', seq).orderBy('seq').limit(limit).execute();
+      return rows.map(fromRow);
+    },
+
+    /** Proves the whole chain, then that it reaches the recorded head (a cut tail shows here). */
+    async verify(batch = 2000): Promise<VerifyResult & { headSeq: number }> {
+      const verifier = createChainVerifier();
+      let after = 0;
+      for (;;) {
+        const rows = await db.selectFrom('audit_events').selectAll().where('seq', '>', after).orderBy('seq').limit(batch).execute();
+        for (const row of rows) if (!verifier.push(fromRow(row))) break;
+        const r = verifier.result();
+        if (!r.ok || rows.length < batch) break;
+        after = rows[rows.length - 1]!.seq;
+      }
+      const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+      const result = verifier.result();
+      if (result.ok && (result.lastSeq !== head.seq || result.lastHash !== head.hash)) {
+        return { ok: false, events: result.events, firstBadSeq: result.lastSeq + 1, problem: `the log ends at ${result.lastSeq} but its head says ${head.seq}: events were removed from the end`, headSeq: head.seq };
+      }
+      return { ...result, headSeq: head.seq };
+    },
+  };
+}
+
+export type AuditLog = ReturnType<typeof createAuditLog>;

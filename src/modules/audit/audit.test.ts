@@ -1,0 +1,121 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { sql } from 'kysely';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { userContext } from '../../../test/helpers/identities.ts';
+
+const VALUE = 'audit-canary-7f3a9c21';
+const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+
+describeEachDialect('audit log: chained, append-only, fail-closed, never holding a value', (dialect) => {
+  let h: Harness;
+  before(async () => {
+    h = await createHarness(dialect);
+    await h.services.secrets.create(h.ctx, { name: 'AUDITED', owner: 'ops' });
+    await h.services.values.write(h.ctx, 'AUDITED', 'production', { value: VALUE, reason: 'initial load' });
+    await h.services.values.write(h.ctx, 'AUDITED', 'production', { value: `${VALUE}-2` });
+    await h.services.values.read(h.ctx, 'AUDITED', 'production');
+    await h.services.values.rollback(h.ctx, 'AUDITED', 'production');
+  });
+  after(() => h.close());
+
+  const events = () => h.storage.db.selectFrom('audit_events').selectAll().orderBy('seq').execute();
+  const dropGuards = async () => {
+    if (dialect === 'sqlite') {
+      await sql`drop trigger if exists audit_events_no_update`.execute(h.storage.db);
+      await sql`drop trigger if exists audit_events_no_delete`.execute(h.storage.db);
+    } else {
+      await sql`drop trigger if exists audit_events_append_only on audit_events`.execute(h.storage.db);
+    }
+  };
+
+  test('writes, reads, rollbacks and denials are events with actor, resource, environment, version and outcome', async () => {
+    const ann = await userContext(h, h.ctx.tenantId, 'ann');
+    assert.equal(await code(h.services.values.read(ann.ctx(), 'AUDITED', 'production')), 'FORBIDDEN');
+    const all = await events();
+    assert.deepEqual(all.map((e) => [e.action, e.outcome, e.secret_version]), [
+      ['secret.write', 'allowed', 1], ['secret.write', 'allowed', 2], ['secret.reveal', 'allowed', 2], ['secret.rollback', 'allowed', 1],
+      ['authz.reveal', 'denied', null],
+    ]);
+    const denied = all[4]!;
+    assert.deepEqual([denied.actor_type, denied.actor_id, denied.reason, denied.environment, denied.resource_name], ['user', ann.id, 'FORBIDDEN', 'production', 'AUDITED']);
+    assert.equal(JSON.parse(all[0]!.context).reason, 'initial load');
+    assert.equal(JSON.parse(all[0]!.context).requestId, 'test');
+  });
+
+  test('no event holds a value, in any column or encoding', async () => {
+    const text = JSON.stringify(await events());
+    for (const form of [VALUE, Buffer.from(VALUE).toString('base64'), Buffer.from(VALUE).toString('hex')]) assert.equal(text.includes(form), false, form);
+  });
+
+  test('concurrent reads are group-committed: every read has its event and the chain stays whole', async () => {
+    const before = (await events()).length;
+    await Promise.all(Array.from({ length: 40 }, () => h.services.values.read(h.ctx, 'AUDITED', 'production')));
+    assert.equal((await events()).length, before + 40);
+    const verified = await h.services.audit.verify();
+    assert.equal(verified.ok, true, JSON.stringify(verified));
+  });
+
+  test('the database itself refuses to update or delete audit events', async () => {
+    await assert.rejects(sql`update audit_events set outcome = 'denied' where seq = 1`.execute(h.storage.db), /append-only/);
+    await assert.rejects(sql`delete from audit_events where seq = 1`.execute(h.storage.db), /append-only/);
+    assert.equal((await h.services.audit.verify()).ok, true);
+  });
+
+  test('with the audit table unwritable, reads and writes fail closed and nothing is written', async () => {
+    await sql`alter table audit_events rename to audit_events_gone`.execute(h.storage.db);
+    try {
+      h.clock.advance(5_000); // past the sealed-row cache: the read goes the whole way
+      assert.equal(await code(h.services.values.read(h.ctx, 'AUDITED', 'production')), 'AUDIT_UNAVAILABLE');
+      assert.equal(await code(h.services.values.write(h.ctx, 'AUDITED', 'production', { value: 'unaudited' })), 'AUDIT_UNAVAILABLE');
+    } finally {
+      await sql`alter table audit_events_gone rename to audit_events`.execute(h.storage.db);
+    }
+    const history = await h.services.values.history(h.ctx, 'AUDITED', 'production');
+    assert.equal(history.length, 2, 'the unaudited write left no version behind');
+  });
+
+  // Tampering needs the guards gone, as an attacker with the database owner's rights would have them.
+  test('verify names the first altered, removed, inserted or reordered event, and a cut tail', async () => {
+    await dropGuards();
+    const all = await events();
+    const target = all[2]!;
+    const restore = async () => {
+      await sql`delete from audit_events`.execute(h.storage.db);
+      await h.storage.db.insertInto('audit_events').values(all).execute();
+    };
+
+    await sql`update audit_events set outcome = 'denied' where seq = ${target.seq}`.execute(h.storage.db);
+    let r = await h.services.audit.verify();
+    assert.equal(r.ok, false);
+    assert.equal(!r.ok && r.firstBadSeq, target.seq);
+    assert.match(!r.ok ? r.problem : '', /altered/);
+    await restore();
+
+    await sql`delete from audit_events where seq = ${target.seq}`.execute(h.storage.db);
+    r = await h.services.audit.verify();
+    assert.equal(!r.ok && r.firstBadSeq, target.seq + 1);
+    await restore();
+
+    await sql`update audit_events set seq = seq + 1000000 where seq = ${all[1]!.seq}`.execute(h.storage.db);
+    await sql`update audit_events set seq = ${all[1]!.seq} where seq = ${all[3]!.seq}`.execute(h.storage.db);
+    await sql`update audit_events set seq = ${all[3]!.seq} where seq = ${all[1]!.seq + 1000000}`.execute(h.storage.db);
+    r = await h.services.audit.verify();
+    assert.equal(!r.ok && r.firstBadSeq, all[1]!.seq, 'swapped events');
+    await restore();
+
+    const forged = { ...all[1]!, seq: 9_999, id: 'forged' };
+    await h.storage.db.insertInto('audit_events').values(forged).execute();
+    r = await h.services.audit.verify();
+    assert.equal(r.ok, false, 'an inserted event');
+    await restore();
+
+    await sql`delete from audit_events where seq > ${all[all.length - 3]!.seq}`.execute(h.storage.db);
+    r = await h.services.audit.verify();
+    assert.equal(r.ok, false);
+    assert.match(!r.ok ? r.problem : '', /removed from the end/);
+    await restore();
+    assert.equal((await h.services.audit.verify()).ok, true);
+  });
+});

@@ -1,0 +1,39 @@
+/**
+ * One audit event (SPEC §7). Values, tokens, passwords and key material never enter an event;
+ * an identifier that could itself be sensitive (a requested name that does not exist) is stored
+ * as a keyed HMAC.
+ */
+export interface AuditEvent {
+  /** Position in the log: 1, 2, 3, ... with no gaps. */
+  seq: number;
+  id: string;
+  /** Epoch milliseconds. */
+  time: number;
+  /** Null for system-wide events (init, seal, unseal). */
+  tenantId: string | null;
+  actor: { type: 'root' | 'user' | 'machine' | 'system' | 'anonymous'; id: string };
+  /** e.g. secret.read, secret.write, auth.login, policy.update, key.rotate, system.unseal. */
+  action: string;
+  resource: { type: string; id: string | null; name: string | null };
+  environment: string | null;
+  secretVersion: number | null;
+  outcome: 'allowed' | 'denied' | 'failed';
+  /** Error code for denied/failed outcomes, null when allowed. */
+  reason: string | null;
+  /** Source IP, user agent, request id, automation/run/connector id, justification. */
+  context: Record<string, string>;
+  /** Hash chain: SHA-256 over the previous hash and this event's canonical form (hex). */
+  prevHash: string;
+  hash: string;
+}
+
+/** A destination events are streamed to from the durable log (file, syslog, webhook). */
+export interface AuditSink {
+  readonly name: string;
+  /**
+   * Delivers a batch in order. Resolves once the sink has accepted every event; rejects (or times
+   * out) otherwise, and the same batch is offered again later: delivery is at least once.
+   */
+  deliver(events: readonly AuditEvent[], signal: AbortSignal): Promise<void>;
+  close?(): Promise<void>;
+}
