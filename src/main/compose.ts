@@ -14,6 +14,7 @@ import { createSecretService } from '../modules/secrets/secret-service.ts';
 import { createValueService } from '../modules/secrets/value-service.ts';
 import { createSealedRowCache } from '../modules/secrets/sealed-row-cache.ts';
 import { createAuditLog } from '../modules/audit/audit-log.ts';
+import { createCheckpointer } from '../modules/audit/checkpoints.ts';
 import { systemRoutes } from '../modules/system/routes.ts';
 import { createSealManager } from '../modules/system/seal-manager.ts';
 import { createSystemMetaRepository } from '../modules/system/system-meta-repository.ts';
@@ -49,6 +50,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const rows = createSealedRowCache({ clock, ttlMs: 1_000, maxEntries: 50_000 });
   seal.onSeal(() => rows.clear());
   const audit = createAuditLog({ db, clock });
+  const checkpoints = createCheckpointer({ db, root: seal, clock });
   const engine = createPolicyEngine();
   const authz = createCedarAuthorizer({ db, engine, clock, audit, stepUpWindowMs: config.identity.stepUpWindowMs });
   const tenants = createTenantService({ db, keyring, authz, clock });
@@ -69,7 +71,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const tokenExchange = createTokenExchange({
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
   });
-  return { seal, keyring, audit, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people };
+  return { seal, keyring, audit, checkpoints, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people };
 }
 
 export type Services = ReturnType<typeof createServices>;

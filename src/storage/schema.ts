@@ -19,6 +19,17 @@ export interface Database {
   audit_events: AuditEventsTable;
   audit_head: AuditHeadTable;
   audit_cursors: AuditCursorsTable;
+  audit_checkpoints: AuditCheckpointsTable;
+}
+
+export interface AuditCheckpointsTable {
+  seq: number;
+  hash: string;
+  time: number;
+  /** Ed25519 signature (base64) over checkpointMessage(seq, hash, time). */
+  signature: string;
+  /** The signing public key (SPKI DER, base64); verifiers compare it with the key they trust. */
+  public_key: string;
 }
 
 export interface AuditEventsTable {

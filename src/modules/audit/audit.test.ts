@@ -4,6 +4,11 @@ import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
+import { chainHash } from './chain.ts';
+import { fromRow } from './audit-log.ts';
+import { deriveSigningKey, publicKeyText } from './checkpoints.ts';
+import { toKeyObject } from '../../crypto/aead.ts';
+import { randomKey } from '../../crypto/bytes.ts';
 
 const VALUE = 'audit-canary-7f3a9c21';
 const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
@@ -117,5 +122,51 @@ describeEachDialect('audit log: chained, append-only, fail-closed, never holding
     assert.match(!r.ok ? r.problem : '', /removed from the end/);
     await restore();
     assert.equal((await h.services.audit.verify()).ok, true);
+  });
+
+  test('signed checkpoints catch what a rewritten chain hides: a re-hashed history, a cut tail, a forged checkpoint', async () => {
+    // (runs after the tamper test: the guards are already dropped, as a database owner could)
+    const key = h.services.checkpoints.publicKey();
+    assert.ok(await h.services.checkpoints.checkpoint());
+    assert.equal((await h.services.audit.verify({ trustedPublicKey: key })).ok, true);
+    const original = await events();
+
+    // Alter event 2 and recompute every hash after it and the head: the chain alone looks whole.
+    const rehash = async (rows: typeof original) => {
+      let prev = rows[0]!.prev_hash;
+      const out = rows.map((r) => {
+        const e = fromRow(r);
+        const hash = chainHash(prev, e);
+        const row = { ...r, prev_hash: prev, hash };
+        prev = hash;
+        return row;
+      });
+      await sql`delete from audit_events`.execute(h.storage.db);
+      await h.storage.db.insertInto('audit_events').values(out).execute();
+      await h.storage.db.updateTable('audit_head').set({ seq: out[out.length - 1]!.seq, hash: prev }).where('id', '=', 1).execute();
+    };
+    await rehash(original.map((r) => (r.seq === 2 ? { ...r, outcome: 'denied' } : r)));
+    let r = await h.services.audit.verify({ trustedPublicKey: key });
+    assert.equal(r.ok, false);
+    assert.match(!r.ok ? r.problem : '', /does not match the signed checkpoint/);
+
+    // Cut the tail and rewrite the head to match: the last checkpoint still covers the missing events.
+    await rehash(original.slice(0, original.length - 2));
+    r = await h.services.audit.verify({ trustedPublicKey: key });
+    assert.equal(r.ok, false);
+    assert.match(!r.ok ? r.problem : '', /signed checkpoint covers/);
+    await rehash(original);
+    assert.equal((await h.services.audit.verify({ trustedPublicKey: key })).ok, true);
+
+    // A checkpoint signed by any other key (an attacker's) is refused against the pinned key.
+    const other = deriveSigningKey(toKeyObject(randomKey()));
+    const cp = await h.storage.db.selectFrom('audit_checkpoints').selectAll().orderBy('seq', 'desc').executeTakeFirstOrThrow();
+    if (dialect === 'sqlite') await sql`drop trigger if exists audit_checkpoints_no_delete`.execute(h.storage.db);
+    else await sql`drop trigger if exists audit_checkpoints_append_only on audit_checkpoints`.execute(h.storage.db);
+    await sql`delete from audit_checkpoints where seq = ${cp.seq}`.execute(h.storage.db);
+    await h.storage.db.insertInto('audit_checkpoints').values({ ...cp, public_key: publicKeyText(other.publicKey) }).execute();
+    r = await h.services.audit.verify({ trustedPublicKey: key });
+    assert.equal(r.ok, false);
+    assert.match(!r.ok ? r.problem : '', /not signed by this server/);
   });
 });

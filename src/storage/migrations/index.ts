@@ -4,6 +4,7 @@ import type { DialectName } from '../database.ts';
 import * as m001 from './001-core.ts';
 import * as m002 from './002-identity.ts';
 import * as m003 from './003-audit.ts';
+import * as m004 from './004-audit-checkpoints.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -12,6 +13,7 @@ const migrations: Record<string, DialectMigration> = {
   '001-core': m001,
   '002-identity': m002,
   '003-audit': m003,
+  '004-audit-checkpoints': m004,
 };
 
 function provider(dialect: DialectName): MigrationProvider {
