@@ -57,14 +57,14 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const tokens = createTokenService({ db, clock });
   const people = createUserModule({ db, keyring, tenants, authz, clock, identity: config.identity });
   const authenticator = createAuthenticator([tokens, people.sessions]);
-  const grants = createGrantService({ db, authz, tenants, clock });
-  const policies = createPolicyService({ db, engine, authz, clock });
-  const secrets = createSecretService({ db, tenants, authz, clock, keyring, rows, maxNameLength: config.limits.maxNameLength });
+  const grants = createGrantService({ db, authz, tenants, clock, audit });
+  const policies = createPolicyService({ db, engine, authz, clock, audit });
+  const secrets = createSecretService({ db, tenants, authz, clock, keyring, rows, audit, maxNameLength: config.limits.maxNameLength });
   const values = createValueService({
     db, keyring, tenants, secrets, authz, rows, audit, clock, maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
   });
-  const keys = createKeyService({ db, keyring, authz, clock, rows });
-  const system = createSystemService({ db, seal, tenants, tokens, dataDir: config.dataDir });
+  const keys = createKeyService({ db, keyring, authz, clock, rows, audit });
+  const system = createSystemService({ db, seal, tenants, tokens, audit, dataDir: config.dataDir });
   const retention = createRetentionJob({ db, clock, keyring, rows, rollbackWindowMs: config.rollbackWindowMs });
   const machineRepo = createMachineRepository(db, storage.dialect);
   const machines = createMachineService({ db, repo: machineRepo, clock, authz, tokens, defaultTokenTtlMs: config.identity.machineTokenTtlMs });

@@ -40,18 +40,22 @@ describeEachDialect('audit log: chained, append-only, fail-closed, never holding
     assert.equal(await code(h.services.values.read(ann.ctx(), 'AUDITED', 'production')), 'FORBIDDEN');
     const all = await events();
     assert.deepEqual(all.map((e) => [e.action, e.outcome, e.secret_version]), [
-      ['secret.write', 'allowed', 1], ['secret.write', 'allowed', 2], ['secret.reveal', 'allowed', 2], ['secret.rollback', 'allowed', 1],
-      ['authz.reveal', 'denied', null],
+      ['system.init', 'allowed', null], ['system.unseal', 'allowed', null], ['system.unseal', 'allowed', null],
+      ['secret.create', 'allowed', null], ['secret.write', 'allowed', 1], ['secret.write', 'allowed', 2],
+      ['secret.reveal', 'allowed', 2], ['secret.rollback', 'allowed', 1], ['authz.reveal', 'denied', null],
     ]);
-    const denied = all[4]!;
+    assert.deepEqual(all.slice(1, 3).map((e) => JSON.parse(e.context).sealed), ['true', 'false'], 'unseal progress, never the share');
+    const denied = all[8]!;
     assert.deepEqual([denied.actor_type, denied.actor_id, denied.reason, denied.environment, denied.resource_name], ['user', ann.id, 'FORBIDDEN', 'production', 'AUDITED']);
-    assert.equal(JSON.parse(all[0]!.context).reason, 'initial load');
-    assert.equal(JSON.parse(all[0]!.context).requestId, 'test');
+    assert.equal(JSON.parse(all[4]!.context).reason, 'initial load');
+    assert.equal(JSON.parse(all[4]!.context).requestId, 'test');
   });
 
-  test('no event holds a value, in any column or encoding', async () => {
+  test('no event holds a value, a share or a token, in any column or encoding', async () => {
     const text = JSON.stringify(await events());
     for (const form of [VALUE, Buffer.from(VALUE).toString('base64'), Buffer.from(VALUE).toString('hex')]) assert.equal(text.includes(form), false, form);
+    for (const share of h.shares) assert.equal(text.includes(share.slice(5, 30)), false, 'an unseal share');
+    assert.equal(text.includes(h.rootToken.slice(3, 30)), false, 'the root token');
   });
 
   test('concurrent reads are group-committed: every read has its event and the chain stays whole', async () => {

@@ -8,6 +8,7 @@ import type { Authorizer } from '../policy/authorizer.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
 import { NAME_PATTERN } from './matching.ts';
+import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 
 export interface Grant {
   id: string;
@@ -49,8 +50,15 @@ function toGrant(row: GrantsTable): Grant {
 }
 
 /** Role grants: a built-in role bound to a user or machine of the tenant, optionally narrowed and expiring. */
-export function createGrantService(deps: { db: Kysely<Database>; authz: Authorizer; tenants: TenantService; clock: Clock }) {
-  const { db, authz, tenants, clock } = deps;
+export function createGrantService(deps: { db: Kysely<Database>; authz: Authorizer; tenants: TenantService; clock: Clock; audit: Pick<AuditLog, 'appendInTx'> }) {
+  const { db, authz, tenants, clock, audit } = deps;
+  const grantEvent = (ctx: TenantContext, action: string, g: GrantsTable) => {
+    const base = auditFrom(ctx);
+    return [{
+      ...base, action, resource: { type: 'grant', id: g.id, name: g.role }, outcome: 'allowed' as const,
+      context: { ...base.context, principal: `${g.principal_type}:${g.principal_id}`, role: g.role, environments: g.environments ?? '*', namePatterns: g.name_patterns ?? '*', expiresAt: g.expires_at === null ? '' : new Date(g.expires_at).toISOString() },
+    }];
+  };
 
   async function assertPrincipal(tenantId: string, type: 'user' | 'machine', id: string): Promise<void> {
     const row = type === 'user'
@@ -74,7 +82,10 @@ export function createGrantService(deps: { db: Kysely<Database>; authz: Authoriz
         name_patterns: input.namePatterns?.length ? JSON.stringify([...new Set(input.namePatterns)]) : null,
         expires_at: expiresAt, created_at: clock.now(), created_by: ctx.actor.id, revoked_at: null,
       };
-      await db.insertInto('grants').values(row).execute();
+      await db.transaction().execute(async (trx) => {
+        await trx.insertInto('grants').values(row).execute();
+        await audit.appendInTx(trx, grantEvent(ctx, 'grant.create', row));
+      });
       await authz.invalidate(ctx.tenantId);
       return toGrant(row);
     },
@@ -89,9 +100,13 @@ export function createGrantService(deps: { db: Kysely<Database>; authz: Authoriz
 
     async revoke(ctx: TenantContext, id: string): Promise<Grant> {
       await authz.require(ctx, 'admin', { type: 'tenant' });
-      const res = await db.updateTable('grants').set({ revoked_at: clock.now() })
-        .where('tenant_id', '=', ctx.tenantId).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
-      if (Number(res.numUpdatedRows) === 0) fail('GRANT_NOT_FOUND', 'no live grant with that id in this tenant');
+      await db.transaction().execute(async (trx) => {
+        const res = await trx.updateTable('grants').set({ revoked_at: clock.now() })
+          .where('tenant_id', '=', ctx.tenantId).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
+        if (Number(res.numUpdatedRows) === 0) fail('GRANT_NOT_FOUND', 'no live grant with that id in this tenant');
+        const g = await trx.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+        await audit.appendInTx(trx, grantEvent(ctx, 'grant.revoke', g));
+      });
       await authz.invalidate(ctx.tenantId);
       return toGrant((await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst())!);
     },

@@ -7,6 +7,7 @@ import type { TenantContext } from '../shared/context.ts';
 import { createKekRepository } from './kek-repository.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
 import type { SealedRowCache } from '../secrets/sealed-row-cache.ts';
+import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import { rewrapTotpSecrets } from '../identity/users/totp-rewrap.ts';
 
 export interface KeyStatus {
@@ -20,8 +21,14 @@ export interface KeyStatus {
  * version; values are not touched), then the minimum decryption version rises and old KEK
  * material is deleted.
  */
-export function createKeyService(deps: { db: Kysely<Database>; keyring: Keyring; authz: Authorizer; clock: Clock; rows: Pick<SealedRowCache, 'forgetTenant'> }) {
-  const { db, keyring, authz, clock, rows } = deps;
+export function createKeyService(deps: {
+  db: Kysely<Database>; keyring: Keyring; authz: Authorizer; clock: Clock; rows: Pick<SealedRowCache, 'forgetTenant'>; audit: Pick<AuditLog, 'appendInTx'>;
+}) {
+  const { db, keyring, authz, clock, rows, audit } = deps;
+  const keyEvent = (ctx: TenantContext, action: string, context: Record<string, string>) => {
+    const base = auditFrom(ctx);
+    return [{ ...base, action, resource: { type: 'tenant-key', id: ctx.tenantId, name: null }, outcome: 'allowed' as const, context: { ...base.context, ...context } }];
+  };
 
   async function status(ctx: TenantContext): Promise<KeyStatus> {
     const repo = createKekRepository(db);
@@ -55,6 +62,7 @@ export function createKeyService(deps: { db: Kysely<Database>; keyring: Keyring;
         if (!bumped) fail('TENANT_NOT_FOUND', 'tenant not found');
         const wrapped = keyring.newWrappedKek(ctx.tenantId, bumped.kek_version);
         await createKekRepository(trx).insertKek(ctx.tenantId, bumped.kek_version, wrapped, clock.now());
+        await audit.appendInTx(trx, keyEvent(ctx, 'key.rotate', { kekVersion: String(bumped.kek_version) }));
       });
       keyring.invalidate(ctx.tenantId);
       return status(ctx);
@@ -102,6 +110,7 @@ export function createKeyService(deps: { db: Kysely<Database>; keyring: Keyring;
         await trx.updateTable('tenants').set({ kek_min_version: state.current }).where('id', '=', ctx.tenantId).execute();
         await trx.updateTable('tenant_keks').set({ wrapped_key: null, retired_at: now })
           .where('tenant_id', '=', ctx.tenantId).where('version', '<', state.current).where('retired_at', 'is', null).execute();
+        await audit.appendInTx(trx, keyEvent(ctx, 'key.rewrap', { rewrapped: String(rewrapped), minDecryptionVersion: String(state.current) }));
       });
       keyring.invalidate(ctx.tenantId);
       rows.forgetTenant(ctx.tenantId);

@@ -57,7 +57,7 @@ describeEachDialect('KEK rotation and rewrap', (dialect) => {
   });
 
   test('rewrap survives a seal and unseal cycle (keys reload from storage)', async () => {
-    h.services.system.seal();
+    await h.services.system.seal({ type: 'root', id: 'test-root' });
     await h.services.system.unseal(h.shares[1]!);
     await h.services.system.unseal(h.shares[2]!);
     assert.equal((await h.services.values.read(h.ctx, 'ROTATED', 'production')).value, 'value-4');

@@ -6,6 +6,7 @@ import type { Database } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { Authorizer } from './authorizer.ts';
 import { lineDiff } from './diff.ts';
+import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { PolicyEngine } from './engine.ts';
 
 export interface PolicyVersion {
@@ -25,8 +26,8 @@ const MAX_POLICY_BYTES = 64 * 1024;
  * schema (beside the built-ins) before it is stored; only then does it take effect. Rollback
  * re-applies an older text as a new version, so history only grows.
  */
-export function createPolicyService(deps: { db: Kysely<Database>; engine: PolicyEngine; authz: Authorizer; clock: Clock }) {
-  const { db, engine, authz, clock } = deps;
+export function createPolicyService(deps: { db: Kysely<Database>; engine: PolicyEngine; authz: Authorizer; clock: Clock; audit: Pick<AuditLog, 'appendInTx'> }) {
+  const { db, engine, authz, clock, audit } = deps;
 
   async function activeVersion(tenantId: string): Promise<number> {
     return (await db.selectFrom('tenants').select('policy_version').where('id', '=', tenantId).executeTakeFirstOrThrow()).policy_version;
@@ -56,6 +57,11 @@ export function createPolicyService(deps: { db: Kysely<Database>; engine: Policy
         version = Number(last?.v ?? 0) + 1;
         await trx.insertInto('tenant_policies').values({ tenant_id: ctx.tenantId, version, text, comment, created_at: now, created_by: ctx.actor.id }).execute();
         await trx.updateTable('tenants').set({ policy_version: version }).where('id', '=', ctx.tenantId).execute();
+        const base = auditFrom(ctx);
+        await audit.appendInTx(trx, [{
+          ...base, action: 'policy.update', resource: { type: 'policy', id: ctx.tenantId, name: `version ${version}` }, outcome: 'allowed',
+          context: { ...base.context, version: String(version), comment },
+        }]);
       });
     } catch (err) {
       if (isUniqueViolation(err)) fail('CAS_MISMATCH', 'another policy change landed first; fetch and try again');

@@ -10,7 +10,8 @@ import type { TenantService } from '../tenants/tenant-service.ts';
 import type { Authorizer, AuthzResource } from '../policy/authorizer.ts';
 import type { Keyring } from '../../crypto/keyring.ts';
 import type { SealedRowCache } from './sealed-row-cache.ts';
-import { createSecretRepository } from './secret-repository.ts';
+import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
+import { createSecretRepository, type SecretRepository } from './secret-repository.ts';
 import type { CreateSecretInput, SecretDetail, SecretMeta, UpdateSecretInput, Classification } from './types.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -55,9 +56,23 @@ export function createSecretService(deps: {
   keyring: Pick<Keyring, 'forgetDeks'>;
   /** Cached sealed rows of a secret are forgotten whenever its metadata, labels or existence change. */
   rows: Pick<SealedRowCache, 'forgetSecret'>;
+  audit: Pick<AuditLog, 'appendInTx'>;
 }) {
-  const { db, tenants, authz, clock, maxNameLength, keyring, rows } = deps;
+  const { db, tenants, authz, clock, maxNameLength, keyring, rows, audit } = deps;
   const repo = createSecretRepository(db);
+
+  /** Runs a change and its audit event in one transaction: both commit or neither. */
+  function audited<T>(ctx: TenantContext, action: string, secret: { id: string; name: string }, change: (r: SecretRepository) => Promise<T>, extra: { environment?: string; context?: Record<string, string> } = {}): Promise<T> {
+    return db.transaction().execute(async (trx) => {
+      const result = await change(createSecretRepository(trx));
+      const base = auditFrom(ctx);
+      await audit.appendInTx(trx, [{
+        ...base, action, resource: { type: 'secret', id: secret.id, name: secret.name }, outcome: 'allowed',
+        environment: extra.environment ?? null, context: { ...base.context, ...extra.context },
+      }]);
+      return result;
+    });
+  }
 
   async function load(ctx: TenantContext, name: string, opts: { allowDeleted?: boolean } = {}) {
     assertSecretName(name, maxNameLength);
@@ -91,7 +106,7 @@ export function createSecretService(deps: {
       };
       await authz.require(ctx, 'write', secretResource(row));
       try {
-        await repo.insertSecret(row);
+        await audited(ctx, 'secret.create', row, (r) => r.insertSecret(row), { context: { owner: row.owner, classification: row.classification } });
       } catch (err) {
         if (isUniqueViolation(err)) fail('SECRET_EXISTS', `secret "${input.name}" already exists (it may be soft-deleted)`);
         throw err;
@@ -141,9 +156,12 @@ export function createSecretService(deps: {
       if (patch.classification !== undefined) changes.classification = patch.classification;
       if (patch.tags !== undefined) changes.tags = JSON.stringify([...new Set(patch.tags)]);
       if (patch.expiresAt !== undefined) changes.expires_at = parseExpiry(patch.expiresAt);
-      const ok = await repo.updateSecret(ctx.tenantId, row.id, changes, patch.revision);
+      await audited(ctx, 'secret.update', row, async (r) => {
+        const updated = await r.updateSecret(ctx.tenantId, row.id, changes, patch.revision);
+        if (!updated) fail('CAS_MISMATCH', `secret "${name}" was changed by someone else (revision is no longer ${patch.revision})`);
+        return updated;
+      }, { context: { fields: Object.keys(changes).filter((k) => k !== 'updated_at').join(',') } });
       rows.forgetSecret(ctx.tenantId, name);
-      if (!ok) fail('CAS_MISMATCH', `secret "${name}" was changed by someone else (revision is no longer ${patch.revision})`);
       return toSecretMeta((await repo.findSecret(ctx.tenantId, name))!);
     },
 
@@ -151,7 +169,7 @@ export function createSecretService(deps: {
     async remove(ctx: TenantContext, name: string): Promise<SecretMeta> {
       const row = await load(ctx, name);
       await authz.require(ctx, 'delete', secretResource(row));
-      await repo.updateSecret(ctx.tenantId, row.id, { deleted_at: clock.now(), updated_at: clock.now() });
+      await audited(ctx, 'secret.delete', row, (r) => r.updateSecret(ctx.tenantId, row.id, { deleted_at: clock.now(), updated_at: clock.now() }));
       rows.forgetSecret(ctx.tenantId, name);
       return toSecretMeta((await repo.findSecret(ctx.tenantId, name))!);
     },
@@ -160,7 +178,7 @@ export function createSecretService(deps: {
       const row = await load(ctx, name, { allowDeleted: true });
       await authz.require(ctx, 'delete', secretResource(row));
       if (row.deleted_at === null) return toSecretMeta(row);
-      await repo.updateSecret(ctx.tenantId, row.id, { deleted_at: null, updated_at: clock.now() });
+      await audited(ctx, 'secret.restore', row, (r) => r.updateSecret(ctx.tenantId, row.id, { deleted_at: null, updated_at: clock.now() }));
       rows.forgetSecret(ctx.tenantId, name);
       return toSecretMeta((await repo.findSecret(ctx.tenantId, name))!);
     },
@@ -176,8 +194,7 @@ export function createSecretService(deps: {
       if (opts.versions && opts.versions.length > 0) {
         if (!opts.environment) fail('VALIDATION_FAILED', 'destroying versions needs an environment');
         const env = await tenants.environment(ctx.tenantId, opts.environment);
-        const result = await db.transaction().execute(async (trx) => {
-          const r = createSecretRepository(trx);
+        const result = await audited(ctx, 'secret.destroy-versions', row, async (r) => {
           const state = await r.findState(row.id, env.id);
           const ids: string[] = [];
           for (const v of opts.versions!) {
@@ -188,13 +205,13 @@ export function createSecretService(deps: {
             await r.clearDestroyedLabels(row.id, env.id, v);
           }
           return { destroyed: await r.destroyVersions(ctx.tenantId, row.id, ids, now) };
-        });
+        }, { environment: opts.environment, context: { versions: opts.versions.join(',') } });
         keyring.forgetDeks(ctx.tenantId);
         rows.forgetSecret(ctx.tenantId, name);
         return result;
       }
       if (row.deleted_at === null) fail('SECRET_NOT_DELETED', `delete secret "${name}" before destroying it`);
-      await db.transaction().execute((trx) => createSecretRepository(trx).deleteSecret(ctx.tenantId, row.id));
+      await audited(ctx, 'secret.destroy', row, (r) => r.deleteSecret(ctx.tenantId, row.id));
       keyring.forgetDeks(ctx.tenantId);
       rows.forgetSecret(ctx.tenantId, name);
       return { destroyed: 'all' as const };

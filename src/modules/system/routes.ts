@@ -45,8 +45,8 @@ export function systemRoutes(deps: { system: SystemService }) {
     r.post('/v1/sys/seal', {
       config: { auth: 'root' },
       schema: { tags: ['sys'], summary: 'Seal: drop the root key and every cached key from memory', response: { 200: Status, ...errorResponses } },
-    }, async () => {
-      deps.system.seal();
+    }, async (req) => {
+      await deps.system.seal({ type: 'root', id: req.principal?.id ?? 'unknown' });
       return deps.system.status();
     });
   };

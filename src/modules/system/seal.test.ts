@@ -23,7 +23,7 @@ describeEachDialect('seal and unseal', (dialect) => {
   });
 
   test('a sealed server refuses every secret operation with SEALED and reports progress', async () => {
-    h.services.system.seal();
+    await h.services.system.seal({ type: 'root', id: 'test-root' });
     await rejects(h.services.values.read(h.ctx, 'SEALED_KEY', 'production'), 'SEALED');
     await rejects(h.services.values.write(h.ctx, 'SEALED_KEY', 'production', { value: 'x' }), 'SEALED');
     await rejects(h.services.tenants.create('while-sealed'), 'SEALED');

@@ -7,6 +7,7 @@ import type { TokenService } from '../auth/token-service.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
 import type { SealManager } from './seal-manager.ts';
 import { createSystemMetaRepository } from './system-meta-repository.ts';
+import type { AuditInput, AuditLog } from '../audit/audit-log.ts';
 
 export const DEV_ROOT_TOKEN_FILE = 'dev-root-token';
 
@@ -16,8 +17,14 @@ export const DEV_ROOT_TOKEN_FILE = 'dev-root-token';
  * fully initialised server or an uninitialised one. Shamir mode ends sealed; dev mode stays
  * unsealed and keeps its key and root token in the data directory.
  */
-export function createSystemService(deps: { db: Kysely<Database>; seal: SealManager; tenants: TenantService; tokens: TokenService; dataDir: string }) {
-  const { db, seal, tenants, tokens, dataDir } = deps;
+export function createSystemService(deps: {
+  db: Kysely<Database>; seal: SealManager; tenants: TenantService; tokens: TokenService; dataDir: string;
+  audit: Pick<AuditLog, 'appendInTx' | 'record'>;
+}) {
+  const { db, seal, tenants, tokens, dataDir, audit } = deps;
+  const systemEvent = (action: string, outcome: 'allowed' | 'denied' | 'failed', context: Record<string, string>, actor: AuditInput['actor'] = { type: 'system', id: 'keyhold' }): AuditInput => ({
+    tenantId: null, actor, action, resource: { type: 'system', id: null, name: null }, outcome, context,
+  });
   return {
     status: () => seal.status(),
 
@@ -27,6 +34,7 @@ export function createSystemService(deps: { db: Kysely<Database>; seal: SealMana
         if (!(await createSystemMetaRepository(trx).claimSealConfig(config))) fail('ALREADY_INITIALIZED', 'the server is already initialised');
         await tenants.create('default', trx);
         rootToken = (await tokens.issue({ tenantId: null, kind: 'root', name: 'root' }, trx)).token;
+        await audit.appendInTx(trx, [systemEvent('system.init', 'allowed', { sealType: opts.type, shares: String(opts.shares), threshold: String(opts.threshold) })]);
       }));
       if (opts.type === 'dev') {
         await writeFile(join(dataDir, DEV_ROOT_TOKEN_FILE), rootToken + '\n', { mode: 0o600 });
@@ -36,8 +44,24 @@ export function createSystemService(deps: { db: Kysely<Database>; seal: SealMana
       return { shares, threshold: opts.threshold, rootToken };
     },
 
-    unseal: (share: string) => seal.submitShare(share),
-    seal: () => seal.seal(),
+    /** One share; the outcome (progress, unsealed, or a failed reconstruction) is an event. Never the share. */
+    async unseal(share: string) {
+      try {
+        const status = await seal.submitShare(share);
+        await audit.record([systemEvent('system.unseal', 'allowed', { progress: String(status.progress), sealed: String(status.sealed) })]);
+        return status;
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? 'INTERNAL';
+        await audit.record([systemEvent('system.unseal', code === 'UNSEAL_FAILED' ? 'denied' : 'failed', { reason: code })]).catch(() => {});
+        throw err;
+      }
+    },
+
+    /** Seals; the event names who sealed (the caller's token id). */
+    async seal(actor: AuditInput['actor']) {
+      await audit.record([systemEvent('system.seal', 'allowed', {}, actor)]);
+      seal.seal();
+    },
   };
 }
 

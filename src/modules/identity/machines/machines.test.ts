@@ -259,7 +259,7 @@ describeEachDialect('machine identities with client secrets', (dialect) => {
 
   test('a sealed server issues no tokens', async () => {
     const m = await createMachine('sealed-out');
-    await h.services.system.seal();
+    await h.services.system.seal({ type: 'root', id: 'test-root' });
     try {
       const res = await exchange(m.clientId, m.clientSecret!);
       assert.deepEqual([res.status, res.body.error.code], [503, 'SEALED']);
