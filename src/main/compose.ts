@@ -15,6 +15,7 @@ import { createValueService } from '../modules/secrets/value-service.ts';
 import { createSealedRowCache } from '../modules/secrets/sealed-row-cache.ts';
 import { createAuditLog } from '../modules/audit/audit-log.ts';
 import { createCheckpointer } from '../modules/audit/checkpoints.ts';
+import { createIdentifierHasher } from '../modules/audit/identifiers.ts';
 import { systemRoutes } from '../modules/system/routes.ts';
 import { createSealManager } from '../modules/system/seal-manager.ts';
 import { createSystemMetaRepository } from '../modules/system/system-meta-repository.ts';
@@ -51,11 +52,12 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   seal.onSeal(() => rows.clear());
   const audit = createAuditLog({ db, clock });
   const checkpoints = createCheckpointer({ db, root: seal, clock });
+  const identifiers = createIdentifierHasher(seal);
   const engine = createPolicyEngine();
   const authz = createCedarAuthorizer({ db, engine, clock, audit, stepUpWindowMs: config.identity.stepUpWindowMs });
   const tenants = createTenantService({ db, keyring, authz, clock });
   const tokens = createTokenService({ db, clock });
-  const people = createUserModule({ db, keyring, tenants, authz, clock, identity: config.identity });
+  const people = createUserModule({ db, keyring, tenants, authz, clock, audit, identifiers, identity: config.identity });
   const authenticator = createAuthenticator([tokens, people.sessions]);
   const grants = createGrantService({ db, authz, tenants, clock, audit });
   const policies = createPolicyService({ db, engine, authz, clock, audit });
@@ -69,9 +71,10 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const machineRepo = createMachineRepository(db, storage.dialect);
   const machines = createMachineService({ db, repo: machineRepo, clock, authz, tokens, defaultTokenTtlMs: config.identity.machineTokenTtlMs });
   const tokenExchange = createTokenExchange({
+    audit, identifiers,
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
   });
-  return { seal, keyring, audit, checkpoints, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people };
+  return { seal, keyring, audit, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -4,6 +4,8 @@ import type { Clock } from '../../../platform/clock.ts';
 import { createRateLimiter } from '../../../platform/rate-limiter.ts';
 import type { Database, MachineIdentitiesTable } from '../../../storage/schema.ts';
 import type { Executor } from '../../../storage/database.ts';
+import type { AuditLog } from '../../audit/audit-log.ts';
+import type { IdentifierHasher } from '../../audit/identifiers.ts';
 import type { IssueTokenOptions } from '../../auth/token-service.ts';
 import { clientSecretMatches } from './client-secret.ts';
 import type { MachineRepository } from './machine-repository.ts';
@@ -56,8 +58,19 @@ export function createTokenExchange(deps: {
   oidc: OidcVerifier;
   clock: Clock;
   limits?: ExchangeLimits;
+  audit: Pick<AuditLog, 'appendInTx' | 'record'>;
+  identifiers: IdentifierHasher;
 }) {
-  const { db, repo, tokens, oidc, clock } = deps;
+  const { db, repo, tokens, oidc, clock, audit, identifiers } = deps;
+
+  /** A refused exchange is an event; a client id that matches no identity is stored only as a keyed hash. */
+  async function refused(request: TokenRequest, row: MachineIdentitiesTable | undefined, reason: string, source: { ip: string }): Promise<void> {
+    await audit.record([{
+      tenantId: row?.tenant_id ?? null, actor: { type: 'anonymous', id: row ? row.id : identifiers.hash(request.client_id) },
+      action: 'auth.token', resource: { type: 'machine', id: row?.id ?? null, name: row?.name ?? null },
+      outcome: 'denied', reason, context: { sourceIp: source.ip, grantType: request.grant_type },
+    }]);
+  }
   const limits = deps.limits ?? DEFAULT_EXCHANGE_LIMITS;
   const byClient = createRateLimiter({ limit: limits.perClient, windowMs: limits.windowMs, clock });
   const byIp = createRateLimiter({ limit: limits.perIp, windowMs: limits.windowMs, clock });
@@ -83,26 +96,44 @@ export function createTokenExchange(deps: {
   return {
     async exchange(request: TokenRequest, source: { ip: string }): Promise<ExchangeResult> {
       assertShape(request);
+      identifiers.hash(''); // refuses with SEALED before any work: a sealed server issues nothing
       const ip = byIp.hit(`token:ip:${source.ip}`);
-      if (!ip.allowed) return { ok: false, reason: 'rate_limited', retryAfterMs: ip.retryAfterMs };
+      if (!ip.allowed) {
+        await refused(request, undefined, 'RATE_LIMITED', source);
+        return { ok: false, reason: 'rate_limited', retryAfterMs: ip.retryAfterMs };
+      }
       const clientKey = `token:client:${request.client_id}`;
       const client = byClient.hit(clientKey);
-      if (!client.allowed) return { ok: false, reason: 'rate_limited', retryAfterMs: client.retryAfterMs };
+      if (!client.allowed) {
+        await refused(request, undefined, 'RATE_LIMITED', source);
+        return { ok: false, reason: 'rate_limited', retryAfterMs: client.retryAfterMs };
+      }
 
       const row = await repo.findByClientId(request.client_id);
       const check = request.grant_type === CLIENT_CREDENTIALS_GRANT
         ? checkSecret(row, request.client_secret!)
         : await checkAssertion(row, request.assertion!);
-      if (!check.ok || !row) return { ok: false, reason: 'invalid', detail: check.ok ? 'unknown client' : check.reason };
+      if (!check.ok || !row) {
+        await refused(request, row, 'INVALID_CREDENTIALS', source);
+        return { ok: false, reason: 'invalid', detail: check.ok ? 'unknown client' : check.reason };
+      }
 
       // Issue only if the identity is still live and its secret unchanged, under a lock a concurrent
       // disable or rotation must wait for (so a token can never outlive the disable that raced it).
       const issued = await db.transaction().execute(async (trx) => {
         const live = await repo.lockLive(trx, row.id, row.kind === 'client_secret' ? row.client_secret_hash : null);
         if (!live) return null;
-        return tokens.issue({ tenantId: row.tenant_id, kind: 'machine', principalId: row.id, name: row.name, ttlMs: row.token_ttl_ms }, trx);
+        const token = await tokens.issue({ tenantId: row.tenant_id, kind: 'machine', principalId: row.id, name: row.name, ttlMs: row.token_ttl_ms }, trx);
+        await audit.appendInTx(trx, [{
+          tenantId: row.tenant_id, actor: { type: 'machine', id: row.id }, action: 'auth.token', resource: { type: 'machine', id: row.id, name: row.name },
+          outcome: 'allowed', context: { sourceIp: source.ip, grantType: request.grant_type, tokenId: token.id },
+        }]);
+        return token;
       });
-      if (!issued) return { ok: false, reason: 'invalid', detail: 'identity disabled or secret rotated during the exchange' };
+      if (!issued) {
+        await refused(request, row, 'INVALID_CREDENTIALS', source);
+        return { ok: false, reason: 'invalid', detail: 'identity disabled or secret rotated during the exchange' };
+      }
       byClient.reset(clientKey);
       return { ok: true, token: { access_token: issued.token, token_type: 'Bearer', expires_in: Math.floor(row.token_ttl_ms / 1000) } };
     },

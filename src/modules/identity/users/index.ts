@@ -11,6 +11,8 @@ import { createSessionService } from './session-service.ts';
 import { createTotpService } from './totp-service.ts';
 import { createUserRepository } from './user-repository.ts';
 import { createUserService } from './user-service.ts';
+import type { AuditLog } from '../../audit/audit-log.ts';
+import type { IdentifierHasher } from '../../audit/identifiers.ts';
 
 export { userRoutes } from './routes.ts';
 export { SESSION_PREFIX } from './session-service.ts';
@@ -30,6 +32,8 @@ export function createUserModule(deps: {
   identity: IdentitySettings;
   hashParams?: PasswordHashParams;
   limits?: AttemptLimits;
+  audit: Pick<AuditLog, 'record'>;
+  identifiers: IdentifierHasher;
 }) {
   const { db, clock } = deps;
   const repo = createUserRepository(db);
@@ -40,7 +44,7 @@ export function createUserModule(deps: {
     repo, keyring: deps.keyring, tenants: deps.tenants, sessions, guard: guards.factor, clock, stepUpWindowMs: deps.identity.stepUpWindowMs,
   });
   const users = createUserService({ db, repo, sessions, passwords, authz: deps.authz, guard: guards.factor, clock });
-  const logins = createLoginService({ repo, tenants: deps.tenants, sessions, totp, passwords, guards, clock });
+  const logins = createLoginService({ repo, tenants: deps.tenants, sessions, totp, passwords, guards, clock, audit: deps.audit, identifiers: deps.identifiers });
   return { users, sessions, totp, logins };
 }
 

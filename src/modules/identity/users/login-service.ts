@@ -1,3 +1,5 @@
+import { auditFrom, type AuditLog } from '../../audit/audit-log.ts';
+import type { IdentifierHasher } from '../../audit/identifiers.ts';
 import { fail } from '../../../errors/index.ts';
 import type { Clock } from '../../../platform/clock.ts';
 import type { TenantContext } from '../../shared/context.ts';
@@ -42,8 +44,19 @@ export function createLoginService(deps: {
   passwords: PasswordHasher;
   guards: { account: AttemptGuard; ip: AttemptGuard };
   clock: Clock;
+  audit: Pick<AuditLog, 'record'>;
+  identifiers: IdentifierHasher;
 }) {
-  const { repo, tenants, sessions, totp, passwords, guards, clock } = deps;
+  const { repo, tenants, sessions, totp, passwords, guards, clock, audit, identifiers } = deps;
+
+  /** A failed login is an event; the attempted username is kept only as a keyed hash (it may be a typed password). */
+  async function refused(input: LoginInput, reason: string, source: { ip: string }): Promise<void> {
+    const tenant = await tenants.findByName(input.tenant);
+    await audit.record([{
+      tenantId: tenant?.id ?? null, actor: { type: 'anonymous', id: identifiers.hash(`${input.tenant}\u0000${input.username.toLowerCase()}`) },
+      action: 'auth.login', resource: { type: 'user', id: null, name: null }, outcome: 'denied', reason, context: { sourceIp: source.ip },
+    }]);
+  }
 
   async function check(input: LoginInput): Promise<{ user: UserCredentials; tenantName: string; mfaAt: number | null } | null> {
     const tenant = await tenants.findByName(input.tenant);
@@ -65,12 +78,30 @@ export function createLoginService(deps: {
     async login(input: LoginInput, source: { ip: string }): Promise<LoginResult> {
       const username = input.username.toLowerCase();
       const accountKey = `login:acct:${input.tenant}\u0000${username}`;
-      guards.ip.spend(`login:ip:${source.ip}`);
-      guards.account.spend(accountKey);
+      identifiers.hash(''); // refuses with SEALED before any work: a sealed server signs no one in
+      try {
+        guards.ip.spend(`login:ip:${source.ip}`);
+        guards.account.spend(accountKey);
+      } catch (err) {
+        await refused(input, (err as { code?: string }).code ?? 'RATE_LIMITED', source);
+        throw err;
+      }
       const ok = await check({ ...input, username });
-      if (!ok) fail('INVALID_CREDENTIALS', INVALID);
+      if (!ok) {
+        await refused(input, 'INVALID_CREDENTIALS', source);
+        fail('INVALID_CREDENTIALS', INVALID);
+      }
       guards.account.forgive(accountKey);
       const session = await sessions.issue({ id: ok.user.id, tenantId: ok.user.tenant_id }, ok.mfaAt);
+      try {
+        await audit.record([{
+          tenantId: ok.user.tenant_id, actor: { type: 'user', id: ok.user.id }, action: 'auth.login', resource: { type: 'user', id: ok.user.id, name: ok.user.username },
+          outcome: 'allowed', context: { sourceIp: source.ip, sessionId: session.id, secondFactor: ok.mfaAt === null ? 'none' : 'totp' },
+        }]);
+      } catch (err) {
+        await sessions.revoke(session.id, ok.user.id); // fail closed: no unaudited session survives
+        throw err;
+      }
       return {
         token: session.token,
         sessionId: session.id,
@@ -86,6 +117,7 @@ export function createLoginService(deps: {
     async logout(ctx: TenantContext): Promise<void> {
       const actor = sessionActorOf(ctx);
       await sessions.revoke(actor.sessionId, actor.userId);
+      await audit.record([{ ...auditFrom(ctx), action: 'auth.logout', resource: { type: 'user', id: actor.userId, name: ctx.actor.name }, outcome: 'allowed' }]);
     },
   };
 }

@@ -78,7 +78,7 @@ describeEachDialect('human users and their sessions', (dialect) => {
     };
     const denied = createUserModule({
       db: h.storage.db, keyring: h.services.keyring, tenants: h.services.tenants, authz: deny, clock: h.clock,
-      identity: identitySettings(),
+      identity: identitySettings(), audit: h.services.audit, identifiers: h.services.identifiers,
     });
     await rejects(denied.users.create(h.ctx, { username: 'never-made', password: PASSWORD }), 'FORBIDDEN');
     await rejects(denied.users.list(h.ctx), 'FORBIDDEN');
