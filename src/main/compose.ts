@@ -69,7 +69,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const system = createSystemService({ db, seal, tenants, tokens, audit, dataDir: config.dataDir });
   const retention = createRetentionJob({ db, clock, keyring, rows, rollbackWindowMs: config.rollbackWindowMs });
   const machineRepo = createMachineRepository(db, storage.dialect);
-  const machines = createMachineService({ db, repo: machineRepo, clock, authz, tokens, defaultTokenTtlMs: config.identity.machineTokenTtlMs });
+  const machines = createMachineService({ db, repo: machineRepo, clock, authz, tokens, audit, defaultTokenTtlMs: config.identity.machineTokenTtlMs });
   const tokenExchange = createTokenExchange({
     audit, identifiers,
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),

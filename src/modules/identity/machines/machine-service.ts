@@ -1,3 +1,4 @@
+import { auditFrom, type AuditLog } from '../../audit/audit-log.ts';
 import type { Kysely } from 'kysely';
 import { fail } from '../../../errors/index.ts';
 import type { Clock } from '../../../platform/clock.ts';
@@ -44,8 +45,13 @@ export function createMachineService(deps: {
   authz: Authorizer;
   tokens: { revoke(tokenId: string, tenantId: string | null): Promise<void>; revokeAllFor(principalId: string, executor?: Executor): Promise<void> };
   defaultTokenTtlMs: number;
+  audit: Pick<AuditLog, 'appendInTx' | 'record'>;
 }) {
-  const { db, repo, clock, authz, tokens } = deps;
+  const { db, repo, clock, authz, tokens, audit } = deps;
+  const machineEvent = (ctx: TenantContext, action: string, m: { id: string; name: string }, context: Record<string, string> = {}) => {
+    const base = auditFrom(ctx);
+    return [{ ...base, action, resource: { type: 'machine', id: m.id, name: m.name }, outcome: 'allowed' as const, context: { ...base.context, ...context } }];
+  };
   const admin = (ctx: TenantContext) => authz.require(ctx, 'admin', { type: 'tenant' });
 
   async function load(ctx: TenantContext, id: string): Promise<MachineIdentitiesTable> {
@@ -83,7 +89,10 @@ export function createMachineService(deps: {
         disabled_at: null,
       };
       try {
-        await repo.insert(row);
+        await db.transaction().execute(async (trx) => {
+          await trx.insertInto('machine_identities').values(row).execute();
+          await audit.appendInTx(trx, machineEvent(ctx, 'machine.create', row, { kind: row.kind }));
+        });
       } catch (err) {
         if (isUniqueViolation(err)) fail('MACHINE_EXISTS', `a machine identity named "${input.name}" already exists`);
         throw err;
@@ -105,10 +114,13 @@ export function createMachineService(deps: {
     /** Disables an identity and revokes its live tokens in the same transaction. Disabling twice is a no-op. */
     async disable(ctx: TenantContext, id: string): Promise<MachineIdentity> {
       await admin(ctx);
-      await load(ctx, id);
+      const target = await load(ctx, id);
       const changed = await db.transaction().execute(async (trx) => {
         const done = await repo.disable(ctx.tenantId, id, clock.now(), trx);
-        if (done) await tokens.revokeAllFor(id, trx);
+        if (done) {
+          await tokens.revokeAllFor(id, trx);
+          await audit.appendInTx(trx, machineEvent(ctx, 'machine.disable', target));
+        }
         return done;
       });
       if (changed) {
@@ -127,6 +139,7 @@ export function createMachineService(deps: {
       if (row.disabled_at !== null) fail('MACHINE_DISABLED', 'this machine identity is disabled');
       const clientSecret = newClientSecret();
       if (!(await repo.setSecretHash(ctx.tenantId, id, hashClientSecret(clientSecret)))) fail('MACHINE_DISABLED', 'this machine identity is disabled');
+      await audit.record(machineEvent(ctx, 'machine.rotate-secret', row));
       return { ...toMachineIdentity(row), clientSecret };
     },
 
@@ -142,6 +155,8 @@ export function createMachineService(deps: {
     async revokeToken(ctx: TenantContext, tokenId: string): Promise<void> {
       await admin(ctx);
       await tokens.revoke(tokenId, ctx.tenantId);
+      const base = auditFrom(ctx);
+      await audit.record([{ ...base, action: 'auth.token-revoke', resource: { type: 'token', id: tokenId, name: null }, outcome: 'allowed' }]);
     },
   };
 }

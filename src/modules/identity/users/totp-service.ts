@@ -1,3 +1,4 @@
+import { auditFrom, type AuditLog } from '../../audit/audit-log.ts';
 import type { Keyring } from '../../../crypto/keyring.ts';
 import { wipe } from '../../../crypto/bytes.ts';
 import { fail } from '../../../errors/index.ts';
@@ -28,8 +29,10 @@ export function createTotpService(deps: {
   guard: AttemptGuard;
   clock: Clock;
   stepUpWindowMs: number;
+  audit: Pick<AuditLog, 'record'>;
 }) {
-  const { repo, keyring, sessions, guard, clock } = deps;
+  const { repo, keyring, sessions, guard, clock, audit } = deps;
+  const factorEvent = (ctx: TenantContext, action: string) => [{ ...auditFrom(ctx), action, resource: { type: 'user', id: ctx.actor.id, name: ctx.actor.name }, outcome: 'allowed' as const }];
 
   async function openSecret(user: UserCredentials): Promise<string> {
     const parts = decodeSealedTotp(user.totp_secret!) ?? fail('INTEGRITY_FAILURE', 'the stored second-factor secret is corrupted');
@@ -94,12 +97,14 @@ export function createTotpService(deps: {
     async confirm(ctx: TenantContext, code: string): Promise<{ totpEnabled: true; mfaAt: string }> {
       const { actor, now } = await verifyForSession(ctx, code, 'pending');
       await repo.enableTotp(actor.tenantId, actor.userId);
+      await audit.record(factorEvent(ctx, 'auth.totp-confirm'));
       return { totpEnabled: true, mfaAt: new Date(now).toISOString() };
     },
 
     /** Step-up: a fresh code sets this session's mfa time to now. */
     async stepUp(ctx: TenantContext, code: string): Promise<{ mfaAt: string }> {
       const { now } = await verifyForSession(ctx, code, 'enabled');
+      await audit.record(factorEvent(ctx, 'auth.step-up'));
       return { mfaAt: new Date(now).toISOString() };
     },
   };

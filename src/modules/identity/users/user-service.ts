@@ -1,3 +1,4 @@
+import { auditFrom, type AuditLog } from '../../audit/audit-log.ts';
 import type { Kysely } from 'kysely';
 import { fail } from '../../../errors/index.ts';
 import type { Clock } from '../../../platform/clock.ts';
@@ -27,8 +28,12 @@ export function createUserService(deps: {
   authz: Pick<Authorizer, 'require' | 'invalidate'>;
   guard: AttemptGuard;
   clock: Clock;
+  audit: Pick<AuditLog, 'appendInTx'>;
 }) {
-  const { db, repo, sessions, passwords, authz, guard, clock } = deps;
+  const { db, repo, sessions, passwords, authz, guard, clock, audit } = deps;
+  const userEvent = (ctx: TenantContext, action: string, user: { id: string; username: string }, outcome: 'allowed' | 'denied' = 'allowed', reason?: string) => [{
+    ...auditFrom(ctx), action, resource: { type: 'user', id: user.id, name: user.username }, outcome, ...(reason ? { reason } : {}),
+  }];
 
   async function find(ctx: TenantContext, id: string) {
     return (await repo.byId(ctx.tenantId, id)) ?? fail('USER_NOT_FOUND', 'no such user in this tenant');
@@ -45,7 +50,10 @@ export function createUserService(deps: {
         totp_secret: null, totp_enabled: 0, totp_last_step: null, created_at: now, password_changed_at: now, disabled_at: null,
       };
       try {
-        await repo.insert(row);
+        await db.transaction().execute(async (trx) => {
+          await trx.insertInto('users').values(row).execute();
+          await audit.appendInTx(trx, userEvent(ctx, 'user.create', row));
+        });
       } catch (err) {
         if (isUniqueViolation(err)) fail('USER_EXISTS', `a user named "${input.username}" already exists in this tenant`);
         throw err;
@@ -67,9 +75,12 @@ export function createUserService(deps: {
     /** Disables a user and ends every session of theirs at once. Disabling a disabled user changes nothing. */
     async disable(ctx: TenantContext, id: string): Promise<User> {
       await authz.require(ctx, 'admin', TENANT);
-      await find(ctx, id);
+      const target = await find(ctx, id);
       await db.transaction().execute(async (trx) => {
-        if (await repo.disable(ctx.tenantId, id, clock.now(), trx)) await sessions.revokeAllFor(id, null, trx);
+        if (await repo.disable(ctx.tenantId, id, clock.now(), trx)) {
+          await sessions.revokeAllFor(id, null, trx);
+          await audit.appendInTx(trx, userEvent(ctx, 'user.disable', target));
+        }
       });
       await authz.invalidate(ctx.tenantId);
       return toUser(await find(ctx, id));
@@ -88,7 +99,9 @@ export function createUserService(deps: {
         if (!(await repo.replacePassword(actor.tenantId, actor.userId, user.password_hash, newHash, clock.now(), trx))) {
           fail('INVALID_CREDENTIALS', 'the password was changed meanwhile; sign in again');
         }
-        return sessions.revokeAllFor(actor.userId, actor.sessionId, trx);
+        const count = await sessions.revokeAllFor(actor.userId, actor.sessionId, trx);
+        await audit.appendInTx(trx, userEvent(ctx, 'auth.password-change', { id: actor.userId, username: user.username }));
+        return count;
       });
       return { revokedSessions: revoked };
     },
