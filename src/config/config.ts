@@ -21,6 +21,15 @@ export interface Config {
   rollbackWindowMs: number;
   retentionSweepMs: number;
   identity: IdentitySettings;
+  audit: AuditSettings;
+}
+
+/** Where the durable audit log is streamed to, and how often the chain head is signed. */
+export interface AuditSettings {
+  file: string | null;
+  syslog: { transport: 'udp' | 'tcp'; host: string; port: number } | null;
+  webhook: { url: string; secret: string | null } | null;
+  checkpointIntervalMs: number;
 }
 
 export interface IdentitySettings {
@@ -74,6 +83,7 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
     'KEYHOLD_DATA_DIR', 'KEYHOLD_DATABASE_URL', 'KEYHOLD_HOST', 'KEYHOLD_PORT', 'KEYHOLD_TLS_CERT', 'KEYHOLD_TLS_KEY',
     'KEYHOLD_DEV', 'KEYHOLD_LOG_LEVEL', 'KEYHOLD_MAX_VALUE_BYTES', 'KEYHOLD_ROLLBACK_WINDOW', 'KEYHOLD_RETENTION_SWEEP',
     'KEYHOLD_STEP_UP_WINDOW', 'KEYHOLD_SESSION_IDLE', 'KEYHOLD_SESSION_MAX', 'KEYHOLD_MACHINE_TOKEN_TTL',
+    'KEYHOLD_AUDIT_FILE', 'KEYHOLD_AUDIT_SYSLOG', 'KEYHOLD_AUDIT_WEBHOOK', 'KEYHOLD_AUDIT_WEBHOOK_SECRET', 'KEYHOLD_AUDIT_CHECKPOINT_INTERVAL',
     // client-side settings read by the CLI, not the server:
     'KEYHOLD_ADDR', 'KEYHOLD_TOKEN', 'KEYHOLD_TENANT',
   ]);
@@ -125,6 +135,7 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
     rollbackWindowMs: parseDuration('KEYHOLD_ROLLBACK_WINDOW', env.KEYHOLD_ROLLBACK_WINDOW ?? '7d'),
     retentionSweepMs: parseDuration('KEYHOLD_RETENTION_SWEEP', env.KEYHOLD_RETENTION_SWEEP ?? '1h'),
     identity: Object.freeze(identitySettings(env)),
+    audit: Object.freeze(auditSettings(env)),
   });
 }
 
@@ -135,5 +146,22 @@ export function identitySettings(env: Record<string, string | undefined> = {}): 
     sessionIdleMs: parseDuration('KEYHOLD_SESSION_IDLE', env.KEYHOLD_SESSION_IDLE ?? '30m'),
     sessionAbsoluteMs: parseDuration('KEYHOLD_SESSION_MAX', env.KEYHOLD_SESSION_MAX ?? '12h'),
     machineTokenTtlMs: parseDuration('KEYHOLD_MACHINE_TOKEN_TTL', env.KEYHOLD_MACHINE_TOKEN_TTL ?? '15m'),
+  };
+}
+
+/** Audit streaming: KEYHOLD_AUDIT_FILE=/abs/path.jsonl, KEYHOLD_AUDIT_SYSLOG=udp://host:port|tcp://host:port, KEYHOLD_AUDIT_WEBHOOK=url. */
+export function auditSettings(env: Record<string, string | undefined> = {}): AuditSettings {
+  const file = env.KEYHOLD_AUDIT_FILE ?? null;
+  if (file !== null && !isAbsolute(file)) throw new ConfigError('KEYHOLD_AUDIT_FILE', 'must be an absolute path');
+  let syslog: AuditSettings['syslog'] = null;
+  if (env.KEYHOLD_AUDIT_SYSLOG) {
+    const m = /^(udp|tcp):\/\/([^:/]+):(\d{1,5})$/.exec(env.KEYHOLD_AUDIT_SYSLOG);
+    if (!m) throw new ConfigError('KEYHOLD_AUDIT_SYSLOG', 'must look like udp://127.0.0.1:514 or tcp://127.0.0.1:601');
+    syslog = { transport: m[1] as 'udp' | 'tcp', host: m[2]!, port: int('KEYHOLD_AUDIT_SYSLOG port', m[3]!, 1, 65535) };
+  }
+  const webhook = env.KEYHOLD_AUDIT_WEBHOOK ? { url: env.KEYHOLD_AUDIT_WEBHOOK, secret: env.KEYHOLD_AUDIT_WEBHOOK_SECRET ?? null } : null;
+  return {
+    file, syslog, webhook,
+    checkpointIntervalMs: parseDuration('KEYHOLD_AUDIT_CHECKPOINT_INTERVAL', env.KEYHOLD_AUDIT_CHECKPOINT_INTERVAL ?? '1m'),
   };
 }

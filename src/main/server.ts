@@ -8,6 +8,7 @@ import { openStorage } from '../storage/database.ts';
 import { DEV_KEY_FILE } from '../crypto/root/dev/index.ts';
 import { DEV_ROOT_TOKEN_FILE } from '../modules/system/system-service.ts';
 import { createHttpApp, createServices } from './compose.ts';
+import { startAuditStreaming } from '../modules/audit/streaming.ts';
 
 function devBanner(config: Config, address: string, created: boolean): string {
   const bar = '!'.repeat(78);
@@ -74,9 +75,20 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   }, config.retentionSweepMs);
   sweep.unref();
 
+  const streaming = startAuditStreaming({ db: storage.db, log: services.audit, settings: config.audit, clock: systemClock, logger });
+  // Sign the chain head periodically while unsealed, so a cut tail or rewritten history shows.
+  const checkpointTimer = setInterval(() => {
+    if (services.seal.isSealed()) return;
+    services.checkpoints.checkpoint().catch((err) => logger.error({ err }, 'audit checkpoint failed'));
+  }, config.audit.checkpointIntervalMs);
+  checkpointTimer.unref();
+
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
     clearInterval(sweep);
+    clearInterval(checkpointTimer);
+    if (!services.seal.isSealed()) await services.checkpoints.checkpoint().catch(() => null);
+    await streaming?.stop();
     services.seal.seal();
     await app.close();
     await storage.close();

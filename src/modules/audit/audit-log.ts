@@ -57,11 +57,12 @@ const unavailable = (err: unknown) =>
  * resumes only once its event is durable. If the log cannot be written the action is refused
  * (AUDIT_UNAVAILABLE): fail closed.
  */
-export function createAuditLog(deps: { db: Kysely<Database>; clock: Clock; maxBatch?: number; onAppended?: () => void }) {
+export function createAuditLog(deps: { db: Kysely<Database>; clock: Clock; maxBatch?: number }) {
   const { db, clock } = deps;
   const maxBatch = deps.maxBatch ?? 1000;
   let queue: Array<{ inputs: AuditInput[]; resolve: () => void; reject: (err: unknown) => void }> = [];
   let flushing = false;
+  const appendedListeners: Array<(lastSeq: number) => void> = [];
 
   async function appendInTx(trx: Transaction<Database>, inputs: AuditInput[]): Promise<AuditEvent[]> {
     if (inputs.length === 0) return [];
@@ -99,9 +100,9 @@ export function createAuditLog(deps: { db: Kysely<Database>; clock: Clock; maxBa
           count += item.inputs.length;
         }
         try {
-          await db.transaction().execute((trx) => appendInTx(trx, batch.flatMap((b) => b.inputs)));
+          const events = await db.transaction().execute((trx) => appendInTx(trx, batch.flatMap((b) => b.inputs)));
           for (const b of batch) b.resolve();
-          deps.onAppended?.();
+          for (const listener of appendedListeners) listener(events[events.length - 1]!.seq);
         } catch (err) {
           for (const b of batch) b.reject(unavailable(err));
         }
@@ -112,6 +113,11 @@ export function createAuditLog(deps: { db: Kysely<Database>; clock: Clock; maxBa
   }
 
   return {
+    /** Called after each group commit with the new last seq (streaming delivery wakes on it). */
+    onAppended(listener: (lastSeq: number) => void): void {
+      appendedListeners.push(listener);
+    },
+
     /** Appends inside the caller's transaction; a failure aborts the caller's action with it. */
     async appendInTx(trx: Transaction<Database>, inputs: AuditInput[]): Promise<AuditEvent[]> {
       try {

@@ -1,0 +1,345 @@
+import type { Clock } from '../../platform/clock.ts';
+import type { AuditEvent, AuditSink } from './event.ts';
+
+/** The durable audit log as the delivery loops read it. */
+export interface AuditEventSource {
+  /** Events with `seq > afterSeq`, ascending, at most `limit` of them (fewer or none at the head). */
+  readAfter(afterSeq: number, limit: number): Promise<AuditEvent[]>;
+}
+
+/** Each sink's last acknowledged seq, persisted so a restart resumes where delivery stopped. */
+export interface SinkCursorStore {
+  /** 0 when the sink has never acknowledged anything. */
+  get(sink: string): Promise<number>;
+  set(sink: string, seq: number): Promise<void>;
+}
+
+export interface BackoffSettings {
+  /** Delay after the first failure; doubles per consecutive failure up to `maxMs`. */
+  baseMs: number;
+  maxMs: number;
+  /** Fraction of the delay that is randomised away (0 = none, 1 = full jitter). Default 0.5. */
+  jitter?: number;
+  /** Source of randomness in [0, 1); injectable so tests are deterministic. */
+  random?: () => number;
+}
+
+export type SinkState = 'stopped' | 'starting' | 'idle' | 'reading' | 'delivering' | 'backoff';
+
+export interface SinkStatus {
+  sink: string;
+  state: SinkState;
+  /** Last seq the sink acknowledged. */
+  cursor: number;
+  /** Highest seq this process knows exists (from reads and `poke(seq)`). */
+  headSeq: number;
+  /** Events known to exist that the sink has not acknowledged. */
+  lag: number;
+  consecutiveFailures: number;
+  lastError: string | null;
+  lastErrorAt: number | null;
+  lastDeliveredAt: number | null;
+  /** Events acknowledged since this delivery was created. */
+  delivered: number;
+}
+
+export interface AuditDelivery {
+  /** Starts one loop per sink; a no-op while running. */
+  start(): void;
+  /** Lets an in-flight batch finish (bounded by the timeout), ends the loops, closes the sinks. */
+  stop(): Promise<void>;
+  /** New events exist (optionally up to `headSeq`): wakes idle loops. Synchronous and cheap. */
+  poke(headSeq?: number): void;
+  status(): SinkStatus[];
+}
+
+/** What the loops report; a narrow slice of the pino logger. */
+export interface DeliveryLogger {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+export interface AuditDeliveryOptions {
+  source: AuditEventSource;
+  sinks: readonly AuditSink[];
+  cursors: SinkCursorStore;
+  clock: Clock;
+  /** A batch not acknowledged within this time is aborted and counts as a failure. */
+  timeoutMs: number;
+  batchSize: number;
+  backoff: BackoffSettings;
+  /** An idle loop re-reads the log this often even without a poke (events written by other nodes). Default 5000. */
+  pollMs?: number;
+  logger?: DeliveryLogger;
+}
+
+const MAX_ERROR_LENGTH = 300;
+
+/** The wait before retry number `failures` (1-based): exponential, capped, jittered. */
+export function backoffDelay(failures: number, settings: BackoffSettings): number {
+  const exp = settings.baseMs * 2 ** Math.min(Math.max(failures - 1, 0), 30);
+  const capped = Math.min(settings.maxMs, exp);
+  const jitter = Math.min(Math.max(settings.jitter ?? 0.5, 0), 1);
+  const random = (settings.random ?? Math.random)();
+  return Math.max(0, Math.round(capped * (1 - jitter * random)));
+}
+
+/** Cursors kept in memory: for tests and single-process tools; production backs them with the database. */
+export function createMemoryCursorStore(initial: Record<string, number> = {}): SinkCursorStore & { snapshot(): Record<string, number> } {
+  const cursors = new Map(Object.entries(initial));
+  return {
+    get: async (sink) => cursors.get(sink) ?? 0,
+    set: async (sink, seq) => {
+      cursors.set(sink, seq);
+    },
+    snapshot: () => Object.fromEntries(cursors),
+  };
+}
+
+interface Loop {
+  sink: AuditSink;
+  status: SinkStatus;
+  /** The cursor value last written to the store; differs from status.cursor after a failed write. */
+  persisted: number;
+  /** Set by poke; an empty read that raced a poke reads again instead of sleeping. */
+  poked: boolean;
+  wake: (() => void) | null;
+  wakeOnPoke: boolean;
+  done: Promise<void> | null;
+}
+
+/**
+ * Streams the durable audit log to every sink, each through its own loop and cursor: read a batch
+ * after the cursor, deliver it within `timeoutMs`, then advance and persist the cursor. A failed or
+ * timed-out batch is retried with backoff and never skipped, so delivery is at least once: only a
+ * batch that was not acknowledged can arrive twice. Nothing here blocks or throws into callers.
+ *
+ * @example
+ * const delivery = createAuditDelivery({ source, sinks, cursors, clock, timeoutMs: 10_000, batchSize: 200, backoff: { baseMs: 500, maxMs: 60_000 } });
+ * delivery.start();
+ * // after each append to the log:
+ * delivery.poke(event.seq);
+ */
+export function createAuditDelivery(opts: AuditDeliveryOptions): AuditDelivery {
+  const { source, cursors, clock, timeoutMs, batchSize, backoff, logger } = opts;
+  const pollMs = opts.pollMs ?? 5000;
+  if (!(timeoutMs > 0) || !(batchSize >= 1) || !(backoff.baseMs >= 0) || !(backoff.maxMs >= backoff.baseMs) || !(pollMs > 0)) {
+    throw new Error('audit delivery needs timeoutMs > 0, batchSize >= 1, 0 <= backoff.baseMs <= backoff.maxMs and pollMs > 0');
+  }
+  const names = new Set<string>();
+  const loops: Loop[] = opts.sinks.map((sink) => {
+    // The name is the cursor key: two sinks sharing one would skip each other's events.
+    if (names.has(sink.name)) throw new Error(`two audit sinks are named "${sink.name}"; names must be unique`);
+    names.add(sink.name);
+    return {
+      sink,
+      status: {
+        sink: sink.name,
+        state: 'stopped',
+        cursor: 0,
+        headSeq: 0,
+        lag: 0,
+        consecutiveFailures: 0,
+        lastError: null,
+        lastErrorAt: null,
+        lastDeliveredAt: null,
+        delivered: 0,
+      },
+      persisted: 0,
+      poked: false,
+      wake: null,
+      wakeOnPoke: false,
+      done: null,
+    };
+  });
+  let phase: 'stopped' | 'running' | 'stopping' = 'stopped';
+
+  const running = () => phase === 'running';
+
+  // Idle and backoff waits are unref'd: a background stream must not keep a process alive.
+  function wait(loop: Loop, ms: number, wakeOnPoke: boolean): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => finish(), ms);
+      timer.unref();
+      const finish = () => {
+        clearTimeout(timer);
+        loop.wake = null;
+        loop.wakeOnPoke = false;
+        resolve();
+      };
+      loop.wake = finish;
+      loop.wakeOnPoke = wakeOnPoke;
+    });
+  }
+
+  async function deliverWithTimeout(sink: AuditSink, batch: AuditEvent[]): Promise<void> {
+    const controller = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // The race means even a sink that ignores its signal cannot hold the loop past the timeout.
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new Error(`delivery timed out after ${timeoutMs} ms`);
+        controller.abort(err);
+        reject(err);
+      }, timeoutMs);
+    });
+    try {
+      await Promise.race([Promise.resolve().then(() => sink.deliver(batch, controller.signal)), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  function normalise(batch: AuditEvent[], cursor: number): AuditEvent[] {
+    const fresh = batch.filter((e) => e.seq > cursor);
+    for (let i = 1; i < fresh.length; i++) {
+      if (fresh[i]!.seq <= fresh[i - 1]!.seq) throw new Error('the audit log returned events out of order');
+    }
+    return fresh;
+  }
+
+  /** One unit of work; resolves only when it fully succeeded, throws with context otherwise. */
+  async function step(loop: Loop): Promise<void> {
+    const s = loop.status;
+    if (loop.persisted !== s.cursor) await persist(loop);
+    loop.poked = false;
+    s.state = 'reading';
+    let batch: AuditEvent[];
+    try {
+      batch = normalise(await source.readAfter(s.cursor, batchSize), s.cursor);
+    } catch (err) {
+      throw new Error(`reading the audit log failed: ${describe(err)}`);
+    }
+    if (batch.length === 0) {
+      if (s.headSeq < s.cursor) s.headSeq = s.cursor;
+      s.lag = Math.max(0, s.headSeq - s.cursor);
+      recovered(loop);
+      if (!loop.poked && running()) {
+        s.state = 'idle';
+        await wait(loop, pollMs, true);
+      }
+      return;
+    }
+    const last = batch[batch.length - 1]!.seq;
+    if (s.headSeq < last) s.headSeq = last;
+    s.lag = s.headSeq - s.cursor;
+    s.state = 'delivering';
+    await deliverWithTimeout(loop.sink, batch);
+    s.cursor = last;
+    s.lag = Math.max(0, s.headSeq - last);
+    s.delivered += batch.length;
+    s.lastDeliveredAt = clock.now();
+    await persist(loop);
+    recovered(loop);
+  }
+
+  async function persist(loop: Loop): Promise<void> {
+    const seq = loop.status.cursor;
+    try {
+      await cursors.set(loop.sink.name, seq);
+    } catch (err) {
+      throw new Error(`saving the delivery cursor failed: ${describe(err)}`);
+    }
+    loop.persisted = seq;
+  }
+
+  function recovered(loop: Loop) {
+    const s = loop.status;
+    if (s.consecutiveFailures === 0) return;
+    logger?.info({ sink: s.sink, failures: s.consecutiveFailures, cursor: s.cursor }, 'audit sink recovered');
+    s.consecutiveFailures = 0;
+  }
+
+  function failed(loop: Loop, err: unknown) {
+    const s = loop.status;
+    s.consecutiveFailures++;
+    s.lastError = describe(err);
+    s.lastErrorAt = clock.now();
+    // Logged on the first failure of a streak only; status() carries the rest.
+    if (s.consecutiveFailures === 1) logger?.warn({ sink: s.sink, cursor: s.cursor, error: s.lastError }, 'audit sink delivery failing');
+  }
+
+  async function run(loop: Loop): Promise<void> {
+    const s = loop.status;
+    s.state = 'starting';
+    while (running()) {
+      try {
+        const seq = await cursors.get(loop.sink.name);
+        s.cursor = seq;
+        loop.persisted = seq;
+        if (s.headSeq < seq) s.headSeq = seq;
+        break;
+      } catch (err) {
+        failed(loop, new Error(`reading the delivery cursor failed: ${describe(err)}`));
+        s.state = 'backoff';
+        await wait(loop, backoffDelay(s.consecutiveFailures, backoff), false);
+      }
+    }
+    while (running()) {
+      try {
+        await step(loop);
+      } catch (err) {
+        failed(loop, err);
+        if (!running()) break;
+        s.state = 'backoff';
+        await wait(loop, backoffDelay(s.consecutiveFailures, backoff), false);
+      }
+    }
+    s.state = 'stopped';
+  }
+
+  return {
+    start() {
+      if (phase === 'running') return;
+      if (phase === 'stopping') throw new Error('audit delivery is stopping; await stop() before starting it again');
+      phase = 'running';
+      for (const loop of loops) {
+        loop.done = run(loop).catch((err: unknown) => {
+          // Unreachable by design; kept so a bug surfaces in the status instead of as an unhandled rejection.
+          failed(loop, err);
+          loop.status.state = 'stopped';
+        });
+      }
+    },
+    async stop() {
+      if (phase !== 'running') return;
+      phase = 'stopping';
+      for (const loop of loops) loop.wake?.();
+      await Promise.all(loops.map((loop) => loop.done));
+      await Promise.all(
+        loops.map(async (loop) => {
+          loop.done = null;
+          if (!loop.sink.close) return;
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          try {
+            await Promise.race([loop.sink.close(), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+          } catch (err) {
+            logger?.warn({ sink: loop.sink.name, error: describe(err) }, 'closing audit sink failed');
+          } finally {
+            clearTimeout(timer);
+          }
+        }),
+      );
+      phase = 'stopped';
+    },
+    poke(headSeq) {
+      for (const loop of loops) {
+        const s = loop.status;
+        if (headSeq !== undefined && headSeq > s.headSeq) {
+          s.headSeq = headSeq;
+          s.lag = headSeq - s.cursor;
+        }
+        loop.poked = true;
+        if (loop.wake && loop.wakeOnPoke) loop.wake();
+      }
+    },
+    status() {
+      return loops.map((loop) => ({ ...loop.status }));
+    },
+  };
+}
+
+function describe(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.length > MAX_ERROR_LENGTH ? `${text.slice(0, MAX_ERROR_LENGTH)}…` : text;
+}
