@@ -1,0 +1,74 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describeEachDialect } from '../helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../helpers/harness.ts';
+import { createLogger } from '../../src/platform/logger.ts';
+import { systemClock } from '../../src/platform/clock.ts';
+import { startAuditStreaming } from '../../src/modules/audit/streaming.ts';
+import { auditSettings } from '../../src/config/config.ts';
+
+describeEachDialect('a hung or failing audit sink never slows requests and catches up when it returns', (dialect) => {
+  let h: Harness;
+  let mode: 'hang' | 'fail' | 'ok' = 'hang';
+  const received: number[] = [];
+  const hanging: ServerResponse[] = [];
+  const sink = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (mode === 'hang') return void hanging.push(res);
+      if (mode === 'fail') return void res.writeHead(500).end();
+      for (const e of JSON.parse(Buffer.concat(chunks).toString('utf8')) as Array<{ seq: number }>) received.push(e.seq);
+      res.writeHead(204).end();
+    });
+  });
+
+  before(async () => {
+    h = await createHarness(dialect);
+    await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
+    await h.services.secrets.create(h.ctx, { name: 'STREAMED', owner: 'ops' });
+    await h.services.values.write(h.ctx, 'STREAMED', 'production', { value: 'v' });
+  });
+  after(async () => {
+    for (const res of hanging) res.destroy();
+    sink.closeAllConnections();
+    sink.close();
+    await h.close();
+  });
+
+  const reads = async (n: number) => {
+    const start = performance.now();
+    for (let i = 0; i < n; i++) await h.services.values.read(h.ctx, 'STREAMED', 'production');
+    return performance.now() - start;
+  };
+
+  test('reads take about as long with a sink that hangs forever, then one that answers 500, and every event arrives once it is healthy', async () => {
+    await reads(50); // warm up
+    const baseline = await reads(200);
+    const url = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/audit`;
+    const delivery = startAuditStreaming({
+      db: h.storage.db, log: h.services.audit, clock: systemClock, logger: createLogger({ level: 'silent' }),
+      settings: { ...auditSettings(), webhook: { url, secret: null } },
+    })!;
+    try {
+      const withHung = await reads(200);
+      mode = 'fail';
+      const withFailing = await reads(200);
+      // A generous bound: the point is that requests never wait on the sink (they would take seconds).
+      assert.ok(withHung < baseline * 3 + 200, `reads with a hung sink took ${withHung.toFixed(0)} ms vs ${baseline.toFixed(0)} ms`);
+      assert.ok(withFailing < baseline * 3 + 200, `reads with a failing sink took ${withFailing.toFixed(0)} ms vs ${baseline.toFixed(0)} ms`);
+
+      mode = 'ok';
+      for (const res of hanging.splice(0)) res.destroy();
+      const head = (await h.storage.db.selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
+      const deadline = Date.now() + 20_000;
+      while (new Set(received).size < head && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(new Set(received).size, head, 'every event up to the head was delivered');
+      assert.deepEqual([...new Set(received)].sort((a, b) => a - b), Array.from({ length: head }, (_, i) => i + 1));
+    } finally {
+      await delivery.stop();
+    }
+  });
+});
