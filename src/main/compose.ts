@@ -16,6 +16,8 @@ import { createSealedRowCache } from '../modules/secrets/sealed-row-cache.ts';
 import { createAuditLog } from '../modules/audit/audit-log.ts';
 import { createCheckpointer } from '../modules/audit/checkpoints.ts';
 import { createIdentifierHasher } from '../modules/audit/identifiers.ts';
+import { createAuditQueries } from '../modules/audit/queries.ts';
+import { auditRoutes } from '../modules/audit/query-routes.ts';
 import { systemRoutes } from '../modules/system/routes.ts';
 import { createSealManager } from '../modules/system/seal-manager.ts';
 import { createSystemMetaRepository } from '../modules/system/system-meta-repository.ts';
@@ -59,6 +61,9 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const tokens = createTokenService({ db, clock });
   const people = createUserModule({ db, keyring, tenants, authz, clock, audit, identifiers, identity: config.identity });
   const authenticator = createAuthenticator([tokens, people.sessions]);
+  const auditQueries = createAuditQueries({
+    db, authz, log: audit, trustedPublicKey: () => (seal.isSealed() ? null : checkpoints.publicKey()),
+  });
   const grants = createGrantService({ db, authz, tenants, clock, audit });
   const policies = createPolicyService({ db, engine, authz, clock, audit });
   const secrets = createSecretService({ db, tenants, authz, clock, keyring, rows, audit, maxNameLength: config.limits.maxNameLength });
@@ -74,7 +79,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     audit, identifiers,
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
   });
-  return { seal, keyring, audit, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people };
+  return { seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -91,6 +96,7 @@ export async function createHttpApp(services: Services, opts: { logger: Logger; 
       machineRoutes({ machines: services.machines, exchange: services.tokenExchange, seal: services.seal }),
       grantRoutes({ grants: services.grants }),
       policyRoutes({ policies: services.policies }),
+      auditRoutes({ queries: services.auditQueries }),
       userRoutes({ users: services.users, totp: services.totp, logins: services.logins, tenants: services.tenants }),
     ],
     (app) => registerAuth(app, { authenticator: services.authenticator, tenants: services.tenants, seal: services.seal }),

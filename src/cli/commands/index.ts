@@ -9,8 +9,9 @@ import { machinesGroup } from './machines.ts';
 import { tokenGroup } from './token.ts';
 import { grantsGroup } from './grants.ts';
 import { policyGroup } from './policy.ts';
+import { auditGroup } from './audit.ts';
 import { authCommands, totpGroup } from './auth.ts';
 import { usersGroup } from './users.ts';
 
 /** Every top-level command and verb group, in the order help lists them. */
-export const entries: Entry[] = [...systemCommands, serverCommand, secretsGroup, keysGroup, tenantsGroup, environmentsGroup, machinesGroup, tokenGroup, grantsGroup, policyGroup, ...authCommands, totpGroup, usersGroup];
+export const entries: Entry[] = [...systemCommands, serverCommand, secretsGroup, keysGroup, tenantsGroup, environmentsGroup, machinesGroup, tokenGroup, grantsGroup, policyGroup, auditGroup, ...authCommands, totpGroup, usersGroup];
