@@ -41,6 +41,8 @@ export interface ApiClient {
   send<T>(method: string, path: string, opts?: { body?: unknown; query?: Query }): Promise<Outcome<T>>;
   /** One request; an API error is thrown. */
   call<T>(method: string, path: string, opts?: { body?: unknown; query?: Query }): Promise<T>;
+  /** A GET whose answer is not JSON (an export): the response, to stream from; an API error is thrown. */
+  download(path: string, opts?: { query?: Query }): Promise<Response>;
 }
 
 /**
@@ -65,19 +67,25 @@ function describeCause(err: unknown): string {
 export function createApiClient(deps: { fetch: typeof fetch; addr: string; token: string | null; tenant: string | null }): ApiClient {
   const { addr, token, tenant } = deps;
 
-  async function send<T>(method: string, route: string, opts: { body?: unknown; query?: Query } = {}): Promise<Outcome<T>> {
+  async function request(method: string, route: string, opts: { body?: unknown; query?: Query }, accept: string): Promise<Response> {
     const url = new URL(addr + route);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const headers: Record<string, string> = { accept };
     if (token) headers.authorization = `Bearer ${token}`;
     if (tenant) headers['x-keyhold-tenant'] = tenant;
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
-    let res: Response;
     try {
-      res = await deps.fetch(url, { method, headers, ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}) });
+      return await deps.fetch(url, { method, headers, ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}) });
     } catch (err) {
       throw new UnreachableError(`cannot reach Keyhold at ${addr} (${describeCause(err)}); is the server running? Set --addr or KEYHOLD_ADDR`);
     }
+  }
+
+  async function send<T>(method: string, route: string, opts: { body?: unknown; query?: Query } = {}): Promise<Outcome<T>> {
+    return outcomeOf<T>(await request(method, route, opts, 'application/json'));
+  }
+
+  async function outcomeOf<T>(res: Response): Promise<Outcome<T>> {
     const text = await res.text();
     if (res.status === 204) return { ok: true, data: null as T };
     let parsed: unknown;
@@ -102,6 +110,13 @@ export function createApiClient(deps: { fetch: typeof fetch; addr: string; token
       const outcome = await send<T>(method, route, opts);
       if (!outcome.ok) throw outcome.error;
       return outcome.data;
+    },
+    async download(route: string, opts: { query?: Query } = {}): Promise<Response> {
+      const res = await request('GET', route, opts, '*/*');
+      if (res.ok) return res;
+      const outcome = await outcomeOf<never>(res);
+      if (!outcome.ok) throw outcome.error;
+      throw new UnreachableError(`unexpected answer from ${addr}: HTTP ${res.status}`);
     },
   };
 }

@@ -13,6 +13,8 @@ export interface CliDeps {
   env: Record<string, string | undefined>;
   /** Runs the server in this process (`keyhold server`); resolves once it listens. */
   serve?: (argv: string[], env: Record<string, string | undefined>) => Promise<void>;
+  /** Ends commands that run until interrupted (`audit tail --follow`); without it they end with the process (Ctrl-C). */
+  signal?: AbortSignal;
 }
 
 export type Flags = Record<string, string | boolean | Array<string | boolean> | undefined>;

@@ -16,8 +16,8 @@ import { createSealedRowCache } from '../modules/secrets/sealed-row-cache.ts';
 import { createAuditLog } from '../modules/audit/audit-log.ts';
 import { createCheckpointer } from '../modules/audit/checkpoints.ts';
 import { createIdentifierHasher } from '../modules/audit/identifiers.ts';
-import { createAuditQueries } from '../modules/audit/queries.ts';
-import { auditRoutes } from '../modules/audit/query-routes.ts';
+import { createAuditQueryService } from '../modules/audit/query-service.ts';
+import { auditRoutes } from '../modules/audit/routes.ts';
 import { systemRoutes } from '../modules/system/routes.ts';
 import { createSealManager } from '../modules/system/seal-manager.ts';
 import { createSystemMetaRepository } from '../modules/system/system-meta-repository.ts';
@@ -61,7 +61,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const tokens = createTokenService({ db, clock });
   const people = createUserModule({ db, keyring, tenants, authz, clock, audit, identifiers, identity: config.identity });
   const authenticator = createAuthenticator([tokens, people.sessions]);
-  const auditQueries = createAuditQueries({
+  const auditQueries = createAuditQueryService({
     db, authz, log: audit, trustedPublicKey: () => (seal.isSealed() ? null : checkpoints.publicKey()),
   });
   const grants = createGrantService({ db, authz, tenants, clock, audit });

@@ -1,106 +1,200 @@
-import { writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { int, positionals, str, UsageError } from '../args.ts';
-import type { Command, Group } from '../command.ts';
-import { table } from '../output.ts';
-import { CSV_HEADER, toCsvRow, type ListedEvent } from '../../modules/audit/queries.ts';
-import type { AuditEvent } from '../../modules/audit/event.ts';
+import type { Query } from '../client.ts';
+import type { Command, Flags, Group } from '../command.ts';
+import { table, time } from '../output.ts';
 
-/** The `audit` group (needs audit:read): list, tail, export, usage, verify. */
+/** The `audit` group: reading the trail needs audit:read (the auditor role, or root). */
 
-const line = (e: ListedEvent) => [
-  e.seq, new Date(e.time).toISOString().replace(/\.\d+Z$/, 'Z'), `${e.actor.type}:${e.actor.id.slice(0, 12)}`, e.action,
-  e.resource.name ?? e.resource.type, e.environment ?? '-', e.secretVersion ?? '-', e.repeat ? `${e.outcome} x${e.repeat}` : e.outcome, e.reason ?? '',
+interface AuditEvent {
+  seq: number; time: number; tenantId: string | null; actor: { type: string; id: string }; action: string;
+  resource: { type: string; id: string | null; name: string | null }; environment: string | null; secretVersion: number | null;
+  outcome: string; reason: string | null; context: Record<string, string>;
+}
+type ListItem = AuditEvent & { repeat: number; lastSeq: number; lastTime: number };
+interface UsageSpan { first: string; last: string; count: number }
+interface Usage { secret: string; actors: Array<{ actor: { type: string; id: string }; first: string; last: string; count: number; use: UsageSpan | null; reveal: UsageSpan | null }> }
+interface VerifyResult { ok: boolean; events: number; headSeq: number; checkpoints: number; lastSeq: number | null; firstBadSeq: number | null; problem: string | null }
+
+const POLL_MS = 1000;
+const TAIL_PAGE = 1000;
+const OUTCOMES = ['allowed', 'denied', 'failed'];
+
+const filterOptions = {
+  action: { type: 'string' }, actor: { type: 'string' }, secret: { type: 'string' }, outcome: { type: 'string' },
+  from: { type: 'string' }, to: { type: 'string' }, 'all-tenants': { type: 'boolean' },
+} as const;
+const filterHelp = [
+  '--action A      an action (secret.reveal), or a prefix ending in "." (secret.)',
+  '--actor ID      a user, machine or root id',
+  '--secret NAME   events about one secret',
+  '--outcome O     allowed, denied or failed',
+  '--from/--to T   a time range (ISO 8601, e.g. 2026-06-01 or 2026-06-01T12:00:00Z; --to is exclusive)',
+  '--all-tenants   every tenant and the system events (root only)',
 ];
-const HEADERS = ['SEQ', 'TIME', 'ACTOR', 'ACTION', 'RESOURCE', 'ENV', 'VERSION', 'OUTCOME', 'REASON'];
+
+/** An ISO 8601 flag normalised to a full UTC date-time, or a usage error naming it. */
+function isoFlag(flags: Flags, name: string): string | undefined {
+  const v = str(flags, name);
+  if (v === undefined) return undefined;
+  const ms = Date.parse(v);
+  if (Number.isNaN(ms)) throw new UsageError(`--${name} must be an ISO 8601 time (got "${v}")`, `e.g. --${name} 2026-06-01T12:00:00Z`);
+  return new Date(ms).toISOString();
+}
+
+function filterQuery(flags: Flags): Query {
+  const outcome = str(flags, 'outcome');
+  if (outcome !== undefined && !OUTCOMES.includes(outcome)) throw new UsageError(`--outcome must be one of ${OUTCOMES.join(', ')} (got "${outcome}")`);
+  return {
+    action: str(flags, 'action'), actor: str(flags, 'actor'), secret: str(flags, 'secret'), outcome,
+    from: isoFlag(flags, 'from'), to: isoFlag(flags, 'to'), allTenants: flags['all-tenants'] === true ? true : undefined,
+  };
+}
+
+const at = (ms: number) => time(new Date(ms).toISOString());
+const who = (e: AuditEvent) => `${e.actor.type}:${e.actor.id}`;
+const what = (e: AuditEvent) => (e.resource.type === 'secret' ? e.resource.name : [e.resource.type, e.resource.name ?? e.resource.id].filter(Boolean).join(':'));
+const outcome = (e: AuditEvent & { repeat?: number }) => (e.repeat !== undefined && e.repeat > 1 ? `${e.outcome} x${e.repeat}` : e.outcome);
+
+/** One event as one line, for streams where a table cannot be aligned in advance. */
+function eventLine(e: AuditEvent): string {
+  const where = e.environment ? `@${e.environment}` : '';
+  const version = e.secretVersion !== null ? ` v${e.secretVersion}` : '';
+  const reason = e.reason ? ` (${e.reason})` : '';
+  return `${at(e.time)}  #${e.seq}  ${e.outcome.padEnd(7)}  ${e.action}  ${who(e)}  ${what(e) ?? '-'}${where}${version}${reason}`;
+}
 
 const list: Command = {
   name: 'list',
-  summary: 'List events, newest first; identical denials within a minute collapse with a count',
-  usage: 'audit list [--action A | --action secret.] [--actor ID] [--secret NAME] [--outcome allowed|denied|failed] [--from ISO] [--to ISO] [--limit N]',
-  options: { action: { type: 'string' }, actor: { type: 'string' }, secret: { type: 'string' }, outcome: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, limit: { type: 'string' } },
+  summary: 'List events, newest first; identical denials within a minute show once with a count',
+  usage: 'audit list [--action A] [--actor ID] [--secret NAME] [--outcome O] [--from T] [--to T] [--limit N] [--after SEQ] [--oldest-first]',
+  help: [...filterHelp, '--limit N       items per page (1-1000, default 100); the next page is named on stderr', 'With --json: {"items": [...], "next": SEQ | null}.'],
+  options: { ...filterOptions, limit: { type: 'string' }, after: { type: 'string' }, 'oldest-first': { type: 'boolean' } },
   async run({ args, flags, api, out }) {
     positionals(args, [], list.usage);
-    const query: Record<string, string | number | undefined> = { order: 'desc', limit: int(flags, 'limit', 1, 1000) ?? 50 };
-    for (const k of ['action', 'actor', 'secret', 'outcome', 'from', 'to']) query[k] = str(flags, k);
-    const res = await api.call<{ items: ListedEvent[] }>('GET', '/v1/audit/events', { query });
-    out.result(res, () => table(HEADERS, res.items.map(line)));
+    const after = int(flags, 'after', 0, Number.MAX_SAFE_INTEGER);
+    const query = { ...filterQuery(flags), limit: int(flags, 'limit', 1, 1000), after, order: flags['oldest-first'] === true ? 'asc' : undefined };
+    const page = await api.call<{ items: ListItem[]; next: number | null }>('GET', '/v1/audit/events', { query });
+    out.result(page, () => (page.items.length === 0 ? 'No events.' : table(
+      ['SEQ', 'TIME', 'OUTCOME', 'ACTION', 'ACTOR', 'RESOURCE', 'ENV', 'VERSION', 'REASON'],
+      page.items.map((e) => [e.seq, at(e.time), outcome(e), e.action, who(e), what(e), e.environment, e.secretVersion, e.reason]),
+    )));
+    if (page.next !== null && !out.json) out.note(`More: add --after ${page.next}`);
   },
 };
 
 const tail: Command = {
   name: 'tail',
-  summary: 'Print events after a sequence number (default: the last 20); --follow keeps polling',
-  usage: 'audit tail [--after N] [--follow]',
-  options: { after: { type: 'string' }, follow: { type: 'boolean' } },
-  async run({ args, flags, api, out }) {
+  summary: 'Print the latest events, or those after a sequence number; --follow keeps printing new ones',
+  usage: 'audit tail [--after SEQ] [--follow] [--all-tenants]',
+  help: [
+    'Without --after: the last 20 events. --follow polls every second until Ctrl-C.',
+    'With --json: one event per line (JSON lines), as it arrives.',
+  ],
+  options: { after: { type: 'string' }, follow: { type: 'boolean' }, 'all-tenants': { type: 'boolean' } },
+  async run({ args, flags, api, out, deps }) {
     positionals(args, [], tail.usage);
+    const allTenants = flags['all-tenants'] === true ? true : undefined;
     let after = int(flags, 'after', 0, Number.MAX_SAFE_INTEGER);
-    if (after === undefined) {
-      const recent = await api.call<{ items: ListedEvent[] }>('GET', '/v1/audit/events', { query: { order: 'desc', limit: 20 } });
-      after = Math.max(0, (recent.items[recent.items.length - 1]?.seq ?? 1) - 1);
-    }
+    const signal = deps.signal;
     for (;;) {
-      const page: { items: AuditEvent[] } = await api.call<{ items: AuditEvent[] }>('GET', '/v1/audit/tail', { query: { after } });
-      for (const e of page.items) out.line(out.json ? JSON.stringify(e) : line(e).join('  '));
-      if (page.items.length > 0) after = page.items[page.items.length - 1]!.seq;
-      if (flags.follow !== true) return;
-      if (page.items.length < 500) await new Promise((resolve) => setTimeout(resolve, 1000));
+      const limit = after === undefined ? 20 : TAIL_PAGE;
+      const page = await api.call<{ items: AuditEvent[]; next: number }>('GET', '/v1/audit/tail', { query: { after, limit, allTenants } });
+      for (const e of page.items) out.line(out.json ? JSON.stringify(e) : eventLine(e));
+      const behind = after !== undefined && page.items.length === limit;
+      after = page.next;
+      if (behind) continue;
+      if (flags.follow !== true || signal?.aborted) return;
+      try {
+        await sleep(POLL_MS, undefined, signal ? { signal } : {});
+      } catch {
+        return; // interrupted while waiting: stop quietly, as Ctrl-C does
+      }
     }
   },
 };
 
 const exportCommand: Command = {
   name: 'export',
-  summary: "Every event of the tenant, uncollapsed, as JSON lines or CSV",
-  usage: 'audit export [--format json|csv] [--out FILE]',
-  options: { format: { type: 'string' }, out: { type: 'string' } },
-  async run({ args, flags, api, out }) {
+  summary: 'Every matching event, oldest first and uncollapsed, as JSON lines or CSV',
+  usage: 'audit export [--format json|csv] [--out FILE] [filters as for list]',
+  help: [
+    '--format F      json (JSON lines, the stored events: a whole-log export verifies offline) or csv (RFC 4180, header row)',
+    '--out FILE      write to FILE (mode 600, in place only once complete) instead of stdout',
+    ...filterHelp,
+  ],
+  options: { ...filterOptions, format: { type: 'string' }, out: { type: 'string' } },
+  async run({ args, flags, api, out, deps }) {
     positionals(args, [], exportCommand.usage);
     const format = str(flags, 'format') ?? 'json';
-    if (format !== 'json' && format !== 'csv') throw new UsageError('--format is json or csv');
-    const parts: string[] = format === 'csv' ? [CSV_HEADER + '\r\n'] : [];
-    let after = 0;
-    for (;;) {
-      const page = await api.call<{ items: AuditEvent[] }>('GET', '/v1/audit/tail', { query: { after } });
-      for (const e of page.items) parts.push(format === 'csv' ? toCsvRow(e) + '\r\n' : JSON.stringify(e) + '\n');
-      if (page.items.length < 500) break;
-      after = page.items[page.items.length - 1]!.seq;
-    }
+    if (format !== 'json' && format !== 'csv') throw new UsageError(`--format must be json or csv (got "${format}")`);
     const file = str(flags, 'out');
-    if (file) {
-      await writeFile(file, parts.join(''), { mode: 0o600 });
-      out.note(`Wrote ${parts.length - (format === 'csv' ? 1 : 0)} event(s) to ${file}.`);
-    } else {
-      for (const p of parts) out.line(p.replace(/\r?\n$/, ''));
+    const res = await api.download('/v1/audit/export', { query: { ...filterQuery(flags), format } });
+    const body = res.body ? Readable.fromWeb(res.body as WebReadableStream<Uint8Array>) : Readable.from([]);
+    if (file === undefined) {
+      const decoder = new TextDecoder();
+      await pipeline(body, new Writable({
+        write(chunk: Buffer, _enc, done) {
+          deps.stdout.write(decoder.decode(chunk, { stream: true }));
+          done();
+        },
+        final(done) {
+          deps.stdout.write(decoder.decode());
+          done();
+        },
+      }));
+      return;
     }
+    // A cut-off download must not pass for a complete export: write aside, move into place when whole.
+    const partial = `${file}.partial`;
+    try {
+      await pipeline(body, createWriteStream(partial, { mode: 0o600 }));
+      await rename(partial, file);
+    } catch (err) {
+      await rm(partial, { force: true });
+      throw err;
+    }
+    out.note(`Wrote the ${format === 'csv' ? 'CSV' : 'JSON lines'} export to ${file}.`);
   },
 };
 
 const usage: Command = {
   name: 'usage',
-  summary: 'First and last use/reveal of a secret, per actor',
+  summary: 'Who used or revealed a secret, first and last time and how often (dormancy, forensics)',
   usage: 'audit usage NAME',
   options: {},
   async run({ args, api, out }) {
     const [name] = positionals(args, ['NAME'], usage.usage) as [string];
-    const res = await api.call<{ actors: Array<{ actorType: string; actorId: string; action: string; count: number; firstAt: string; lastAt: string }> }>('GET', '/v1/audit/usage', { query: { secret: name } });
-    out.result(res, () => table(['ACTOR', 'ACTION', 'COUNT', 'FIRST', 'LAST'], res.actors.map((a) => [`${a.actorType}:${a.actorId}`, a.action, a.count, a.firstAt, a.lastAt])));
+    const res = await api.call<Usage>('GET', '/v1/audit/usage', { query: { secret: name } });
+    out.result(res, () => (res.actors.length === 0 ? `No use or reveal of ${name} is recorded.` : table(
+      ['ACTOR', 'FIRST', 'LAST', 'USES', 'REVEALS'],
+      res.actors.map((a) => [`${a.actor.type}:${a.actor.id}`, time(a.first), time(a.last), a.use?.count ?? 0, a.reveal?.count ?? 0]),
+    )));
   },
 };
 
 const verify: Command = {
   name: 'verify',
-  summary: 'Prove the chain and its signed checkpoints; exit 1 naming the first bad event',
+  summary: 'Prove the audit chain and its signed checkpoints; exit 1 naming the first bad event',
   usage: 'audit verify',
   options: {},
   async run({ args, api, out }) {
     positionals(args, [], verify.usage);
-    const res = await api.call<{ ok: boolean; events: number; lastSeq: number | null; checkpoints: number; firstBadSeq: number | null; problem: string | null }>('GET', '/v1/audit/verify');
-    out.result(res, () => (res.ok
-      ? `Verified: ${res.events} events, chain intact up to ${res.lastSeq}, ${res.checkpoints} signed checkpoint(s) match.`
-      : `BROKEN at event ${res.firstBadSeq}: ${res.problem}`));
-    return res.ok ? 0 : 1;
+    const r = await api.call<VerifyResult>('GET', '/v1/audit/verify');
+    out.result(r, () => (r.ok
+      ? `Audit log intact: ${r.events} events through #${r.lastSeq}, ${r.checkpoints} signed checkpoint(s) match.`
+      : `Audit log BROKEN at event #${r.firstBadSeq}: ${r.problem}`));
+    return r.ok ? 0 : 1;
   },
 };
 
-export const auditGroup: Group = { name: 'audit', summary: 'The audit trail (audit:read)', commands: [list, tail, exportCommand, usage, verify] };
+export const auditGroup: Group = {
+  name: 'audit',
+  summary: 'The audit trail: list, tail, export, per-secret usage, verify (audit:read)',
+  commands: [list, tail, exportCommand, usage, verify],
+};

@@ -1,0 +1,163 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { sql } from 'kysely';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { userContext } from '../../../test/helpers/identities.ts';
+import { newUser, sessionFor } from '../../../test/helpers/users.ts';
+import { createCli } from '../run.ts';
+import { entries } from './index.ts';
+
+/** The audit commands in-process against a real Keyhold app (fetch answered by fastify's inject). */
+
+let h: Harness;
+let dir: string;
+const paths: string[] = [];
+let onRequest: (path: string) => void = () => {};
+
+before(async () => {
+  h = await createHarness('sqlite');
+  dir = mkdtempSync(join(tmpdir(), 'keyhold-audit-cli-'));
+  await h.services.secrets.create(h.ctx, { name: 'PAY_KEY', owner: 'ops' });
+  await h.services.values.write(h.ctx, 'PAY_KEY', 'production', { value: 'cli-canary-93', reason: 'first, "initial" load' });
+  await h.services.values.read(h.ctx, 'PAY_KEY', 'production');
+  const nobody = await userContext(h, h.ctx.tenantId, 'nobody');
+  for (let i = 0; i < 3; i++) await h.services.values.read(nobody.ctx(), 'PAY_KEY', 'production').catch(() => {});
+});
+after(async () => {
+  rmSync(dir, { recursive: true, force: true });
+  await h.close();
+});
+
+const injectFetch = (async (input: URL, init: RequestInit) => {
+  paths.push(input.pathname + input.search);
+  const res = await h.app.inject({ method: (init.method ?? 'GET') as 'GET', url: input.pathname + input.search, headers: init.headers as Record<string, string> });
+  onRequest(input.pathname);
+  const headers = Object.fromEntries(Object.entries(res.headers).map(([k, v]) => [k, String(v)]));
+  return new Response(res.statusCode === 204 ? null : res.rawPayload, { status: res.statusCode, headers });
+}) as typeof fetch;
+
+async function run(argv: string[], opts: { token?: string; signal?: AbortSignal } = {}) {
+  let stdout = '';
+  let stderr = '';
+  const cli = createCli({
+    entries,
+    fetch: injectFetch,
+    stdin: Readable.from([]),
+    stdout: { write: (s: string) => (stdout += s) },
+    stderr: { write: (s: string) => (stderr += s) },
+    env: { KEYHOLD_TOKEN: opts.token ?? h.rootToken },
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
+  return { code: await cli.run(argv), stdout, stderr };
+}
+
+test('list shows a table with repeated denials counted once, filters by flags, and names the next page', async () => {
+  const res = await run(['audit', 'list', '--secret', 'PAY_KEY']);
+  assert.equal(res.code, 0, res.stderr);
+  const lines = res.stdout.trim().split('\n');
+  assert.match(lines[0]!, /^SEQ\s+TIME\s+OUTCOME\s+ACTION\s+ACTOR/);
+  assert.match(lines[1]!, /denied x3\s+authz\.reveal\s+user:\S+\s+PAY_KEY\s+production/, 'newest first, three denials in one row');
+  assert.equal(lines.length, 5);
+
+  const page = await run(['audit', 'list', '--action', 'secret.', '--oldest-first', '--limit', '1', '--json']);
+  const body = JSON.parse(page.stdout) as { items: Array<{ action: string }>; next: number | null };
+  assert.deepEqual([body.items.map((e) => e.action), typeof body.next], [['secret.create'], 'number']);
+  const human = await run(['audit', 'list', '--limit', '1']);
+  assert.match(human.stderr, /More: add --after \d+/);
+
+  const bad = await run(['audit', 'list', '--from', 'last tuesday']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--from must be an ISO 8601 time/);
+  assert.equal((await run(['audit', 'list', '--outcome', 'maybe'])).code, 2);
+  assert.equal((await run(['audit', 'list', '--from', '2026-06-01', '--to', '2026-06-02', '--json'])).code, 0, 'a bare date is a time');
+});
+
+test('tail prints the latest events, or those after a sequence number, one per line', async () => {
+  const latest = await run(['audit', 'tail', '--json']);
+  assert.equal(latest.code, 0, latest.stderr);
+  const events = latest.stdout.trim().split('\n').map((l) => JSON.parse(l) as { seq: number; action: string });
+  assert.ok(events.length > 0 && events.length <= 20);
+  assert.deepEqual(events.map((e) => e.seq), [...events.map((e) => e.seq)].sort((a, b) => a - b), 'oldest first');
+
+  const from = events[events.length - 3]!.seq;
+  const after = await run(['audit', 'tail', '--after', String(from)]);
+  const lines = after.stdout.trim().split('\n');
+  assert.equal(lines.length, 2);
+  assert.match(lines[1]!, /^\d{4}-\d\d-\d\dT\S+Z {2}#\d+ {2}denied {3}authz\.reveal {2}user:\S+ {2}PAY_KEY@production \(FORBIDDEN\)$/);
+});
+
+test('tail --follow polls for new events until interrupted', async () => {
+  const stop = new AbortController();
+  let tails = 0;
+  onRequest = (path) => {
+    if (path !== '/v1/audit/tail') return;
+    tails++;
+    if (tails === 1) void h.services.values.write(h.ctx, 'PAY_KEY', 'production', { value: 'cli-canary-94' });
+    if (tails === 2) stop.abort();
+  };
+  const started = Date.now();
+  try {
+    const res = await run(['audit', 'tail', '--follow'], { signal: stop.signal });
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(tails, 2);
+    assert.ok(Date.now() - started >= 900, 'it waited about a second between polls');
+    assert.match(res.stdout.trim().split('\n').pop()!, /allowed\s+secret\.write\s+root:test-root\s+PAY_KEY@production v2$/);
+    assert.ok(paths.at(-1)!.includes('after='), 'later polls continue from the last event seen');
+  } finally {
+    onRequest = () => {};
+  }
+});
+
+test('export writes CSV to a file only once complete, or JSON lines to stdout', async () => {
+  const file = join(dir, 'audit.csv');
+  const res = await run(['audit', 'export', '--format', 'csv', '--out', file]);
+  assert.equal(res.code, 0, res.stderr);
+  assert.match(res.stderr, /Wrote the CSV export to/);
+  assert.equal(statSync(file).mode & 0o777, 0o600);
+  const csv = readFileSync(file, 'utf8');
+  assert.ok(csv.startsWith('seq,id,time,tenant_id,'));
+  assert.ok(csv.includes('"{""requestId"":""test"",""reason"":""first, \\""initial\\"" load""}"'), 'the context column, quoted per RFC 4180');
+  assert.equal(csv.includes('cli-canary'), false, 'no value');
+  assert.equal(existsSync(`${file}.partial`), false);
+
+  const jsonl = await run(['audit', 'export', '--secret', 'PAY_KEY', '--outcome', 'denied']);
+  assert.equal(jsonl.code, 0, jsonl.stderr);
+  assert.deepEqual(jsonl.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { outcome: string }).outcome), ['denied', 'denied', 'denied'], 'uncollapsed');
+  assert.ok(paths.at(-1)!.startsWith('/v1/audit/export?'));
+
+  const person = await newUser(h, 'no-audit');
+  const refusedFile = join(dir, 'refused.csv');
+  const refused = await run(['audit', 'export', '--format', 'csv', '--out', refusedFile], { token: await sessionFor(h, person.username) });
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /FORBIDDEN/);
+  assert.equal(existsSync(refusedFile) || existsSync(`${refusedFile}.partial`), false, 'nothing written');
+  assert.equal((await run(['audit', 'export', '--format', 'xml'])).code, 2);
+});
+
+test('usage lists first and last use or reveal per actor', async () => {
+  const res = await run(['audit', 'usage', 'PAY_KEY']);
+  assert.equal(res.code, 0, res.stderr);
+  assert.match(res.stdout, /^ACTOR\s+FIRST\s+LAST\s+USES\s+REVEALS\nroot:test-root\s+\S+Z\s+\S+Z\s+0\s+1\n$/);
+  assert.match((await run(['audit', 'usage', 'UNUSED'])).stdout, /No use or reveal of UNUSED is recorded/);
+  assert.equal((await run(['audit', 'usage'])).code, 2);
+});
+
+// Last: it tampers with the log (as a database owner could, with the guard dropped).
+test('verify exits 0 on an intact chain and 1 naming the first bad event', async () => {
+  const ok = await run(['audit', 'verify']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /^Audit log intact: \d+ events through #\d+, 0 signed checkpoint\(s\) match\.\n$/);
+
+  const { seq } = await h.storage.db.selectFrom('audit_events').select('seq').where('outcome', '=', 'denied').orderBy('seq').executeTakeFirstOrThrow();
+  await sql`drop trigger if exists audit_events_no_update`.execute(h.storage.db);
+  await sql`update audit_events set outcome = 'allowed' where seq = ${seq}`.execute(h.storage.db);
+  const broken = await run(['audit', 'verify']);
+  assert.equal(broken.code, 1);
+  assert.equal(broken.stdout, `Audit log BROKEN at event #${seq}: event ${seq} was altered (its hash does not match its content)\n`);
+  const json = JSON.parse((await run(['audit', 'verify', '--json'])).stdout) as { ok: boolean; firstBadSeq: number };
+  assert.deepEqual([json.ok, json.firstBadSeq], [false, seq]);
+});

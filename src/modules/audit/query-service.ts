@@ -1,0 +1,288 @@
+import { sql, type Kysely } from 'kysely';
+import { fail } from '../../errors/index.ts';
+import type { AuditEventsTable, Database } from '../../storage/schema.ts';
+import type { Authorizer } from '../policy/authorizer.ts';
+import type { TenantContext } from '../shared/context.ts';
+import { fromRow, type AuditLog } from './audit-log.ts';
+import { AUDIT_CSV_HEADER, auditCsvRecord } from './csv.ts';
+import type { AuditEvent } from './event.ts';
+
+/** Which events a query covers. Every field narrows; none widens beyond the caller's tenant but `allTenants`. */
+export interface AuditFilter {
+  /** ISO 8601: events at or after this time. */
+  from?: string;
+  /** ISO 8601: events before this time (exclusive). */
+  to?: string;
+  /** Actor id, exact. */
+  actor?: string;
+  /** Exact action, or a prefix when it ends in "." ("secret." matches secret.write, secret.reveal, ...). */
+  action?: string;
+  /** Secret name (the event's resource name, for secret resources). */
+  secret?: string;
+  outcome?: AuditEvent['outcome'];
+  /** Root only: every tenant, and the system events that belong to none. */
+  allTenants?: boolean;
+}
+
+export interface ListOptions extends AuditFilter {
+  /** The `next` of the previous page: continue past this sequence number in the listing order. */
+  after?: number;
+  /** Items per page (a collapsed run of denials is one item); 1..1000, default 100. */
+  limit?: number;
+  /** Newest first (default) or oldest first. */
+  order?: 'asc' | 'desc';
+}
+
+/**
+ * A listed event; `repeat` > 1 when identical denials were collapsed into it (it is then the earliest
+ * of them, and `lastSeq`/`lastTime` are the latest). Events keep their stored form (time in epoch
+ * milliseconds), so what the API returns can be fed to the chain verifier as it is.
+ */
+export type AuditListItem = AuditEvent & { repeat: number; lastSeq: number; lastTime: number };
+
+/** Who used or revealed a secret, and when first and last: for dormancy and forensics. */
+export interface SecretUsage {
+  secret: string;
+  actors: Array<{
+    actor: AuditEvent['actor'];
+    first: string;
+    last: string;
+    count: number;
+    use: UsageSpan | null;
+    reveal: UsageSpan | null;
+  }>;
+}
+export interface UsageSpan { first: string; last: string; count: number }
+
+/** What `verify` proves: `ok`, or the first bad event and what is wrong with it. */
+export interface AuditVerifyResult {
+  ok: boolean;
+  /** Events checked (up to and including the first bad one). */
+  events: number;
+  headSeq: number;
+  checkpoints: number;
+  lastSeq: number | null;
+  firstBadSeq: number | null;
+  problem: string | null;
+}
+
+/** Identical denials at most this far from the first of their run are listed as one item. */
+export const COLLAPSE_WINDOW_MS = 60_000;
+const MAX_PAGE = 1000;
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+function sameDenial(a: AuditEvent, b: AuditEvent): boolean {
+  return a.outcome === 'denied' && b.outcome === 'denied' && a.tenantId === b.tenantId
+    && a.actor.type === b.actor.type && a.actor.id === b.actor.id && a.action === b.action
+    && a.resource.type === b.resource.type && a.resource.id === b.resource.id && a.resource.name === b.resource.name
+    && a.environment === b.environment && a.reason === b.reason;
+}
+
+/**
+ * Folds events, in listing order, into list items: consecutive identical denials (same actor,
+ * action, resource, environment, reason) within a minute of the first of them seen become one item
+ * with `repeat: N`. Allowed and failed events are never collapsed.
+ * @example
+ * const c = createCollapser();
+ * for (const e of events) { const done = c.push(e); if (done) items.push(done); }
+ * const last = c.flush(); if (last) items.push(last);
+ */
+export function createCollapser() {
+  let run: { anchor: AuditEvent; earliest: AuditEvent; latest: AuditEvent; count: number } | null = null;
+  const close = (): AuditListItem | null => {
+    if (!run) return null;
+    const item = { ...run.earliest, repeat: run.count, lastSeq: run.latest.seq, lastTime: run.latest.time };
+    run = null;
+    return item;
+  };
+  return {
+    /** Takes the next event; returns the item this event closed, if it closed one. */
+    push(e: AuditEvent): AuditListItem | null {
+      if (run && sameDenial(run.anchor, e) && Math.abs(e.time - run.anchor.time) <= COLLAPSE_WINDOW_MS) {
+        run.count++;
+        if (e.seq < run.earliest.seq) run.earliest = e;
+        if (e.seq > run.latest.seq) run.latest = e;
+        return null;
+      }
+      const closed = close();
+      run = { anchor: e, earliest: e, latest: e, count: 1 };
+      return closed;
+    },
+    /** Closes the open item, if any. */
+    flush: close,
+  };
+}
+
+function pageSize(limit: number | undefined, fallback: number): number {
+  const n = limit ?? fallback;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PAGE) fail('VALIDATION_FAILED', `limit must be a whole number from 1 to ${MAX_PAGE}`);
+  return n;
+}
+
+function timeOf(text: string, field: string): number {
+  const ms = Date.parse(text);
+  if (Number.isNaN(ms)) fail('VALIDATION_FAILED', `${field} must be an ISO 8601 date-time`);
+  return ms;
+}
+
+/**
+ * Reading the audit trail (SPEC §7). Every call needs `audit:read` on the tenant and sees only that
+ * tenant's events; the root principal may ask for every tenant. Reads page through the database
+ * by sequence number, so no call holds more than a page of events at once.
+ */
+export function createAuditQueryService(deps: {
+  db: Kysely<Database>;
+  authz: Pick<Authorizer, 'require'>;
+  log: Pick<AuditLog, 'verify'>;
+  /** The checkpoint key to trust (this server's, while unsealed); null verifies the chain without it. */
+  trustedPublicKey?: () => string | null;
+}) {
+  const { db, authz, log } = deps;
+
+  async function authorize(ctx: TenantContext, allTenants: boolean | undefined): Promise<void> {
+    await authz.require(ctx, 'audit:read', { type: 'tenant' });
+    if (allTenants && ctx.actor.type !== 'root') fail('FORBIDDEN', 'only the root principal may read every tenant (allTenants)');
+  }
+
+  /** The filtered query; validates the filter at once, so an export fails before its first byte. */
+  function selection(ctx: TenantContext, f: AuditFilter) {
+    const from = f.from === undefined ? undefined : timeOf(f.from, 'from');
+    const to = f.to === undefined ? undefined : timeOf(f.to, 'to');
+    return () => {
+      let q = db.selectFrom('audit_events').selectAll();
+      if (!f.allTenants) q = q.where('tenant_id', '=', ctx.tenantId);
+      if (from !== undefined) q = q.where('time', '>=', from);
+      if (to !== undefined) q = q.where('time', '<', to);
+      if (f.actor !== undefined) q = q.where('actor_id', '=', f.actor);
+      if (f.action !== undefined && f.action.endsWith('.')) {
+        // substr, not LIKE: SQLite's LIKE ignores case and both treat _ and % as wildcards.
+        q = q.where(sql<string>`substr(action, 1, ${sql.lit(Array.from(f.action).length)})`, '=', f.action);
+      } else if (f.action !== undefined) {
+        q = q.where('action', '=', f.action);
+      }
+      if (f.secret !== undefined) q = q.where('resource_type', '=', 'secret').where('resource_name', '=', f.secret);
+      if (f.outcome !== undefined) q = q.where('outcome', '=', f.outcome);
+      return q;
+    };
+  }
+
+  /** Pages of matching rows past `after` in `order`; the first page sized for the caller, later ones full. */
+  async function* pages(query: ReturnType<typeof selection>, order: 'asc' | 'desc', after: number | undefined, first: number): AsyncGenerator<AuditEventsTable[]> {
+    let cursor = after;
+    let size = first;
+    for (;;) {
+      let q = query();
+      if (cursor !== undefined) q = q.where('seq', order === 'asc' ? '>' : '<', cursor);
+      const rows = await q.orderBy('seq', order).limit(size).execute();
+      if (rows.length > 0) yield rows;
+      if (rows.length < size) return;
+      cursor = rows[rows.length - 1]!.seq;
+      size = MAX_PAGE;
+    }
+  }
+
+  return {
+    /**
+     * One page of events, identical denials collapsed. `next` is null on the last page, else the
+     * `after` of the next one. A run of denials is never split across pages.
+     */
+    async list(ctx: TenantContext, opts: ListOptions = {}): Promise<{ items: AuditListItem[]; next: number | null }> {
+      await authorize(ctx, opts.allTenants);
+      const limit = pageSize(opts.limit, 100);
+      const order = opts.order ?? 'desc';
+      const items: AuditListItem[] = [];
+      const collapser = createCollapser();
+      let consumed: number | null = null;
+      for await (const rows of pages(selection(ctx, opts), order, opts.after, limit + 1)) {
+        for (const row of rows) {
+          const closed = collapser.push(fromRow(row));
+          if (closed) {
+            items.push(closed);
+            // The row that closed it starts the next page.
+            if (items.length === limit) return { items, next: consumed };
+          }
+          consumed = row.seq;
+        }
+      }
+      const last = collapser.flush();
+      if (last) items.push(last);
+      return { items, next: null };
+    },
+
+    /**
+     * Events after `after`, oldest first, uncollapsed: poll with the returned `next` to follow the
+     * log. Without `after`, the latest `limit` events.
+     */
+    async tail(ctx: TenantContext, opts: { after?: number; limit?: number; allTenants?: boolean } = {}): Promise<{ items: AuditEvent[]; next: number }> {
+      await authorize(ctx, opts.allTenants);
+      const limit = pageSize(opts.limit, 100);
+      let q = selection(ctx, { allTenants: opts.allTenants })();
+      q = opts.after === undefined ? q.orderBy('seq', 'desc') : q.where('seq', '>', opts.after).orderBy('seq', 'asc');
+      const rows = await q.limit(limit).execute();
+      if (opts.after === undefined) rows.reverse();
+      const items = rows.map(fromRow);
+      return { items, next: items.length > 0 ? items[items.length - 1]!.seq : (opts.after ?? 0) };
+    },
+
+    /**
+     * Every matching event, oldest first and uncollapsed, as JSON lines (each the stored event, so
+     * a whole-log export verifies offline) or CSV (a header record, then one record per event; time
+     * in ISO 8601, context as JSON). Authorizes and validates before it returns; the stream then
+     * reads the database a page at a time as it is consumed.
+     */
+    async export(ctx: TenantContext, filter: AuditFilter, format: 'json' | 'csv'): Promise<AsyncIterable<string>> {
+      await authorize(ctx, filter.allTenants);
+      const query = selection(ctx, filter);
+      return (async function* () {
+        if (format === 'csv') yield AUDIT_CSV_HEADER;
+        for await (const rows of pages(query, 'asc', undefined, MAX_PAGE)) {
+          const events = rows.map(fromRow);
+          yield format === 'csv' ? events.map(auditCsvRecord).join('') : events.map((e) => JSON.stringify(e) + '\n').join('');
+        }
+      })();
+    },
+
+    /** Per actor: first and last allowed use and reveal of a secret in this tenant, with counts; most recent first. */
+    async usage(ctx: TenantContext, secretName: string): Promise<SecretUsage> {
+      await authorize(ctx, false);
+      const rows = await db.selectFrom('audit_events')
+        .select((eb) => ['actor_type', 'actor_id', 'action', eb.fn.min('time').as('first'), eb.fn.max('time').as('last'), eb.fn.countAll().as('count')])
+        .where('tenant_id', '=', ctx.tenantId).where('resource_type', '=', 'secret').where('resource_name', '=', secretName)
+        .where('action', 'in', ['secret.use', 'secret.reveal']).where('outcome', '=', 'allowed')
+        .groupBy(['actor_type', 'actor_id', 'action'])
+        .execute();
+      const byActor = new Map<string, SecretUsage['actors'][number] & { firstMs: number; lastMs: number }>();
+      for (const r of rows) {
+        const first = Number(r.first);
+        const last = Number(r.last);
+        const count = Number(r.count);
+        const key = `${r.actor_type}:${r.actor_id}`;
+        let a = byActor.get(key);
+        if (!a) {
+          a = { actor: { type: r.actor_type as AuditEvent['actor']['type'], id: r.actor_id }, first: '', last: '', count: 0, use: null, reveal: null, firstMs: first, lastMs: last };
+          byActor.set(key, a);
+        }
+        a.firstMs = Math.min(a.firstMs, first);
+        a.lastMs = Math.max(a.lastMs, last);
+        a.count += count;
+        a[r.action === 'secret.use' ? 'use' : 'reveal'] = { first: iso(first), last: iso(last), count };
+      }
+      const actors = [...byActor.values()].sort((x, y) => y.lastMs - x.lastMs)
+        .map(({ firstMs, lastMs, ...a }) => ({ ...a, first: iso(firstMs), last: iso(lastMs) }));
+      return { secret: secretName, actors };
+    },
+
+    /** Proves the whole chain and its signed checkpoints; answers with the result only, never events. */
+    async verify(ctx: TenantContext): Promise<AuditVerifyResult> {
+      await authorize(ctx, false);
+      const r = await log.verify({ trustedPublicKey: deps.trustedPublicKey?.() ?? null });
+      const base = { events: r.events, headSeq: r.headSeq, checkpoints: r.checkpoints };
+      return r.ok
+        ? { ok: true, ...base, lastSeq: r.lastSeq, firstBadSeq: null, problem: null }
+        : { ok: false, ...base, lastSeq: null, firstBadSeq: r.firstBadSeq, problem: r.problem };
+    },
+  };
+}
+
+export type AuditQueryService = ReturnType<typeof createAuditQueryService>;
