@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { DialectName } from '../database.ts';
+import { makeAppendOnly } from './append-only.ts';
 
 /** The audit log: append-only events in one hash chain, its head, and each sink's delivery cursor. */
 export async function up(db: Kysely<unknown>, dialect: DialectName): Promise<void> {
@@ -38,15 +39,9 @@ export async function up(db: Kysely<unknown>, dialect: DialectName): Promise<voi
     .execute();
 
   // Append-only in the database itself, whatever the application does.
-  if (dialect === 'sqlite') {
-    await sql`create trigger audit_events_no_update before update on audit_events
-      begin select raise(abort, 'audit events are append-only'); end`.execute(db);
-    await sql`create trigger audit_events_no_delete before delete on audit_events
-      begin select raise(abort, 'audit events are append-only'); end`.execute(db);
-  } else {
+  if (dialect === 'postgres') {
     await sql`create function keyhold_audit_append_only() returns trigger language plpgsql as $$
       begin raise exception 'audit events are append-only'; end $$`.execute(db);
-    await sql`create trigger audit_events_append_only before update or delete or truncate on audit_events
-      for each statement execute function keyhold_audit_append_only()`.execute(db);
   }
+  await makeAppendOnly(db, dialect, 'audit_events', 'audit events');
 }
