@@ -42,4 +42,20 @@ describeEachDialect('audit of sign-in and token exchange', (dialect) => {
     const text = JSON.stringify(await h.storage.db.selectFrom('audit_events').selectAll().execute());
     for (const secret of [bogus, machine.clientSecret, ok.json().access_token]) assert.equal(text.includes(secret), false);
   });
+
+  test('rotating a client secret and revoking a token commit with their events', async () => {
+    const root = { authorization: `Bearer ${h.rootToken}` };
+    const machine = (await h.app.inject({ method: 'POST', url: '/v1/machines', headers: root, payload: { name: 'rotating', kind: 'client_secret' } })).json();
+    const token = (await h.app.inject({ method: 'POST', url: '/v1/auth/token', payload: { grant_type: 'client_credentials', client_id: machine.clientId, client_secret: machine.clientSecret } })).json();
+    const rotated = await h.app.inject({ method: 'POST', url: `/v1/machines/${machine.id}/rotate-secret`, headers: root });
+    assert.equal(rotated.statusCode, 200);
+    const tokenId = (await events('auth.token')).at(-1)!.context;
+    const revoke = await h.app.inject({ method: 'DELETE', url: `/v1/auth/tokens/${JSON.parse(tokenId).tokenId}`, headers: root });
+    assert.equal(revoke.statusCode, 204);
+    assert.equal((await events('machine.rotate-secret')).length, 1);
+    assert.equal((await events('auth.token-revoke')).length, 1);
+    const after = await h.app.inject({ method: 'GET', url: '/v1/secrets', headers: { authorization: `Bearer ${token.access_token}` } });
+    assert.equal(after.statusCode, 401, 'the revoked token is refused at once');
+    assert.equal(JSON.stringify(await h.storage.db.selectFrom('audit_events').selectAll().execute()).includes(rotated.json().clientSecret), false);
+  });
 });

@@ -81,11 +81,16 @@ export function createTokenService(deps: { db: Kysely<Database>; clock: Clock })
     },
 
     /** Revokes one token. `tenantId` scopes the lookup (null: root may revoke any). */
-    async revoke(tokenId: string, tenantId: string | null) {
-      let q = db.updateTable('tokens').set({ revoked_at: clock.now() }).where('id', '=', tokenId).where('revoked_at', 'is', null);
+    async revoke(tokenId: string, tenantId: string | null, executor: Executor = db) {
+      let q = executor.updateTable('tokens').set({ revoked_at: clock.now() }).where('id', '=', tokenId).where('revoked_at', 'is', null);
       if (tenantId !== null) q = q.where('tenant_id', '=', tenantId);
       const res = await q.executeTakeFirst();
       if (Number(res.numUpdatedRows) === 0) fail('TOKEN_NOT_FOUND', 'no live token with that id');
+      forget((p) => p.credentialId === tokenId);
+    },
+
+    /** Drops a token from the lookup cache; call after the transaction that revoked it commits. */
+    forgetToken(tokenId: string): void {
       forget((p) => p.credentialId === tokenId);
     },
 

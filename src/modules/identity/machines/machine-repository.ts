@@ -29,8 +29,8 @@ export function createMachineRepository(db: Kysely<Database>, dialect: DialectNa
       return Number(res.numUpdatedRows) > 0;
     },
 
-    async setSecretHash(tenantId: string, id: string, hash: string): Promise<boolean> {
-      const res = await db.updateTable('machine_identities').set({ client_secret_hash: hash })
+    async setSecretHash(tenantId: string, id: string, hash: string, executor: Executor = db): Promise<boolean> {
+      const res = await executor.updateTable('machine_identities').set({ client_secret_hash: hash })
         .where('tenant_id', '=', tenantId).where('id', '=', id).where('disabled_at', 'is', null).executeTakeFirst();
       return Number(res.numUpdatedRows) > 0;
     },

@@ -43,9 +43,9 @@ export function createMachineService(deps: {
   repo: MachineRepository;
   clock: Clock;
   authz: Authorizer;
-  tokens: { revoke(tokenId: string, tenantId: string | null): Promise<void>; revokeAllFor(principalId: string, executor?: Executor): Promise<void> };
+  tokens: { revoke(tokenId: string, tenantId: string | null, executor?: Executor): Promise<void>; revokeAllFor(principalId: string, executor?: Executor): Promise<void>; forgetToken(tokenId: string): void };
   defaultTokenTtlMs: number;
-  audit: Pick<AuditLog, 'appendInTx' | 'record'>;
+  audit: Pick<AuditLog, 'appendInTx'>;
 }) {
   const { db, repo, clock, authz, tokens, audit } = deps;
   const machineEvent = (ctx: TenantContext, action: string, m: { id: string; name: string }, context: Record<string, string> = {}) => {
@@ -138,8 +138,10 @@ export function createMachineService(deps: {
       if (row.kind !== 'client_secret') fail('VALIDATION_FAILED', 'this machine identity trusts an identity provider; it has no client secret to rotate');
       if (row.disabled_at !== null) fail('MACHINE_DISABLED', 'this machine identity is disabled');
       const clientSecret = newClientSecret();
-      if (!(await repo.setSecretHash(ctx.tenantId, id, hashClientSecret(clientSecret)))) fail('MACHINE_DISABLED', 'this machine identity is disabled');
-      await audit.record(machineEvent(ctx, 'machine.rotate-secret', row));
+      await db.transaction().execute(async (trx) => {
+        if (!(await repo.setSecretHash(ctx.tenantId, id, hashClientSecret(clientSecret), trx))) fail('MACHINE_DISABLED', 'this machine identity is disabled');
+        await audit.appendInTx(trx, machineEvent(ctx, 'machine.rotate-secret', row));
+      });
       return { ...toMachineIdentity(row), clientSecret };
     },
 
@@ -154,9 +156,12 @@ export function createMachineService(deps: {
     /** Revokes one access token of this tenant (root tokens are not tenant tokens and are not reachable here). */
     async revokeToken(ctx: TenantContext, tokenId: string): Promise<void> {
       await admin(ctx);
-      await tokens.revoke(tokenId, ctx.tenantId);
-      const base = auditFrom(ctx);
-      await audit.record([{ ...base, action: 'auth.token-revoke', resource: { type: 'token', id: tokenId, name: null }, outcome: 'allowed' }]);
+      await db.transaction().execute(async (trx) => {
+        await tokens.revoke(tokenId, ctx.tenantId, trx);
+        await audit.appendInTx(trx, [{ ...auditFrom(ctx), action: 'auth.token-revoke', resource: { type: 'token', id: tokenId, name: null }, outcome: 'allowed' }]);
+      });
+      // Again after commit: a lookup between the revoke and the commit may have cached the token as live.
+      tokens.forgetToken(tokenId);
     },
   };
 }
