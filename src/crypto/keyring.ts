@@ -37,6 +37,11 @@ export interface Keyring {
   purge(): void;
 }
 
+/** Drops every entry of one tenant from a cache keyed "tenantId\0...". */
+function forgetTenantKeys(cache: Map<string, unknown>, tenantId: string): void {
+  for (const key of cache.keys()) if (key.startsWith(`${tenantId}\u0000`)) cache.delete(key);
+}
+
 /** Bounds of the unwrapped-DEK cache (SPEC §2: memory only, bounded lifetime, purged on seal). */
 export interface DekCacheOptions {
   ttlMs: number;
@@ -146,13 +151,13 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
     },
 
     forgetDeks(tenantId) {
-      for (const key of deks.keys()) if (key.startsWith(`${tenantId}\u0000`)) deks.delete(key);
+      forgetTenantKeys(deks, tenantId);
     },
 
     invalidate(tenantId) {
       states.delete(tenantId);
-      for (const key of deks.keys()) if (key.startsWith(`${tenantId}\u0000`)) deks.delete(key);
-      for (const key of keks.keys()) if (key.startsWith(`${tenantId}\u0000`)) keks.delete(key);
+      forgetTenantKeys(deks, tenantId);
+      forgetTenantKeys(keks, tenantId);
     },
 
     purge,

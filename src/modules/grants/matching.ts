@@ -3,6 +3,25 @@ import type { GrantsTable } from '../../storage/schema.ts';
 /** A name pattern: letters, digits, _ . - and * (any run of characters). */
 export const NAME_PATTERN = /^[A-Za-z0-9_.*-]{1,128}$/;
 
+/** A grant as decisions use it: its JSON lists parsed once, when the grant is loaded. */
+export interface LiveGrant {
+  role: string;
+  environments: string[] | null;
+  namePatterns: string[] | null;
+  expiresAt: number | null;
+  revokedAt: number | null;
+}
+
+export function toLiveGrant(row: Pick<GrantsTable, 'role' | 'environments' | 'name_patterns' | 'expires_at' | 'revoked_at'>): LiveGrant {
+  return {
+    role: row.role,
+    environments: row.environments === null ? null : (JSON.parse(row.environments) as string[]),
+    namePatterns: row.name_patterns === null ? null : (JSON.parse(row.name_patterns) as string[]),
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+  };
+}
+
 const compiled = new Map<string, RegExp>();
 
 /** Glob match where `*` is any run of characters; everything else is literal. */
@@ -26,14 +45,13 @@ export function matchesPattern(pattern: string, name: string): boolean {
  *   grants narrowed neither by environment nor by name count.
  */
 export function rolesFor(
-  grants: readonly Pick<GrantsTable, 'role' | 'environments' | 'name_patterns' | 'expires_at' | 'revoked_at'>[],
+  grants: readonly LiveGrant[],
   request: { now: number; environment?: string; secretName?: string; listOnly?: boolean },
 ): string[] {
   const roles = new Set<string>();
   for (const g of grants) {
-    if (g.revoked_at !== null || (g.expires_at !== null && g.expires_at <= request.now)) continue;
-    const envs = g.environments === null ? null : (JSON.parse(g.environments) as string[]);
-    const patterns = g.name_patterns === null ? null : (JSON.parse(g.name_patterns) as string[]);
+    if (g.revokedAt !== null || (g.expiresAt !== null && g.expiresAt <= request.now)) continue;
+    const { environments: envs, namePatterns: patterns } = g;
     if (request.environment !== undefined) {
       if (envs !== null && !envs.includes(request.environment)) continue;
     } else if (!request.listOnly && envs !== null) continue;

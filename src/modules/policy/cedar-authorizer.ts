@@ -1,15 +1,14 @@
 import type { Kysely } from 'kysely';
 import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
-import type { Database, GrantsTable } from '../../storage/schema.ts';
-import { rolesFor } from '../grants/matching.ts';
+import type { Database } from '../../storage/schema.ts';
+import { rolesFor, toLiveGrant, type LiveGrant } from '../grants/matching.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { Action } from './actions.ts';
 import type { Authorizer, AuthzResource } from './authorizer.ts';
 import type { DecisionRequest, PolicyEngine } from './engine.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 
-type LiveGrant = Pick<GrantsTable, 'role' | 'environments' | 'name_patterns' | 'expires_at' | 'revoked_at'>;
 
 /** How long a node trusts its copy of a tenant's authorization generation before re-reading it (other nodes' changes). */
 const GENERATION_TTL_MS = 2_000;
@@ -58,8 +57,8 @@ export function createCedarAuthorizer(deps: {
     const state = await tenantState(tenantId);
     let grants = state.grants.get(principalId);
     if (!grants) {
-      grants = await db.selectFrom('grants').select(['role', 'environments', 'name_patterns', 'expires_at', 'revoked_at'])
-        .where('tenant_id', '=', tenantId).where('principal_id', '=', principalId).where('revoked_at', 'is', null).execute();
+      grants = (await db.selectFrom('grants').select(['role', 'environments', 'name_patterns', 'expires_at', 'revoked_at'])
+        .where('tenant_id', '=', tenantId).where('principal_id', '=', principalId).where('revoked_at', 'is', null).execute()).map(toLiveGrant);
       state.grants.set(principalId, grants);
     }
     return grants;
@@ -75,7 +74,6 @@ export function createCedarAuthorizer(deps: {
       ...(resource.type === 'secret' ? { secretName: resource.name } : {}),
       listOnly: action === 'list',
     });
-    if (type !== 'root') await tenantState(ctx.tenantId);
     const mfaAt = actor.mfaAt ?? null;
     const fresh = mfaOverride ?? (type === 'user' && mfaAt !== null && now - mfaAt <= stepUpWindowMs);
     const date = new Date(now);
@@ -112,11 +110,12 @@ export function createCedarAuthorizer(deps: {
       if (decision.allowed) return;
       // Only say "step up" when a fresh second factor would actually make it allowed.
       const stepUp = decision.reasons.includes('builtin:step-up') && engine.decide({ ...request, context: { ...request.context, mfaFresh: true } }).allowed;
+      const base = auditFrom(ctx);
       await audit.record([{
-        ...auditFrom(ctx), action: `authz.${action}`, outcome: 'denied', reason: stepUp ? 'STEP_UP_REQUIRED' : 'FORBIDDEN',
+        ...base, action: `authz.${action}`, outcome: 'denied', reason: stepUp ? 'STEP_UP_REQUIRED' : 'FORBIDDEN',
         resource: resource.type === 'secret' ? { type: 'secret', id: resource.id, name: resource.name } : { type: 'tenant', id: ctx.tenantId, name: null },
         environment: environment ?? null,
-        context: { ...auditFrom(ctx).context, policies: decision.reasons.join(',') },
+        context: { ...base.context, policies: decision.reasons.join(',') },
       }]);
       if (stepUp) fail('STEP_UP_REQUIRED', `${action} needs a second factor within the step-up window: POST /v1/auth/step-up`);
       const what = resource.type === 'secret' ? `secret "${resource.name}"${environment ? ` in ${environment}` : ''}` : 'this tenant';

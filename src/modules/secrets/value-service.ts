@@ -83,10 +83,11 @@ export function createValueService(deps: {
           created_at: now, created_by: ctx.actor.id, reason: input.reason ?? '',
         });
         if (moved.superseded !== null) await r.setSuperseded(secret.id, env.id, moved.superseded, now);
+        const base = auditFrom(ctx);
         await audit.appendInTx(trx, [{
-          ...auditFrom(ctx), action: 'secret.write', resource: { type: 'secret', id: secret.id, name },
+          ...base, action: 'secret.write', resource: { type: 'secret', id: secret.id, name },
           environment, secretVersion: moved.version, outcome: 'allowed',
-          ...(input.reason ? { context: { ...auditFrom(ctx).context, reason: input.reason } } : {}),
+          ...(input.reason ? { context: { ...base.context, reason: input.reason } } : {}),
         }]);
         return moved;
       });
