@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { parseWhole, positionals, str, UsageError } from '../args.ts';
 import type { Command, Group } from '../command.ts';
+import { readText } from '../files.ts';
 import { table, time } from '../output.ts';
 import { createPolicyEngine } from '../../modules/policy/engine.ts';
 import { parsePolicyTestCases, runPolicyTests } from '../../modules/policy/policy-test-runner.ts';
@@ -8,14 +8,6 @@ import { parsePolicyTestCases, runPolicyTests } from '../../modules/policy/polic
 /** The `policy` group: the tenant's own Cedar policies, and an offline test runner for them. */
 
 interface Version { version: number; text: string; comment: string; createdAt: string; createdBy: string; active: boolean }
-
-async function readText(path: string, what: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    throw new UsageError(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-}
 
 const show: Command = {
   name: 'show',
