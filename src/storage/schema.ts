@@ -20,6 +20,8 @@ export interface Database {
   audit_head: AuditHeadTable;
   audit_cursors: AuditCursorsTable;
   audit_checkpoints: AuditCheckpointsTable;
+  automations: AutomationsTable;
+  automation_runs: AutomationRunsTable;
 }
 
 export interface AuditCheckpointsTable {
@@ -227,4 +229,36 @@ export interface TenantPoliciesTable {
   comment: string;
   created_at: number;
   created_by: string;
+}
+
+export interface AutomationsTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  /** The definition as JSON: references only, never values. */
+  definition: string;
+  revision: number;
+  /** SHA-256 of the webhook trigger token; the token is shown once. */
+  webhook_token_hash: string | null;
+  created_at: number;
+  created_by: string;
+  updated_at: number;
+}
+
+export interface AutomationRunsTable {
+  id: string;
+  tenant_id: string;
+  automation_id: string;
+  automation_name: string;
+  environment: string;
+  trigger: string;
+  status: string;
+  revision: number;
+  actor_type: string;
+  actor_id: string;
+  started_at: number;
+  finished_at: number | null;
+  /** Step records as JSON, redacted before they are stored. */
+  steps: string;
+  error: string | null;
 }

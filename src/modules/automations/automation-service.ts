@@ -1,0 +1,199 @@
+import type { Kysely } from 'kysely';
+import { constantTimeEqual, randomToken } from '../../crypto/bytes.ts';
+import { fail } from '../../errors/index.ts';
+import type { Clock } from '../../platform/clock.ts';
+import { newId } from '../../platform/ids.ts';
+import type { AutomationsTable, Database } from '../../storage/schema.ts';
+import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
+import { hashToken } from '../auth/token-service.ts';
+import type { Authorizer } from '../policy/authorizer.ts';
+import { secretResource, type SecretService } from '../secrets/secret-service.ts';
+import type { TenantContext } from '../shared/context.ts';
+import { createAutomationRepository } from './automation-repository.ts';
+import type { Automation, AutomationDefinition } from './types.ts';
+import { checkDefinition, connectorsReferenced, secretsReferenced, type CredentialDetector } from './validate.ts';
+
+export const WEBHOOK_TOKEN_PREFIX = 'whk_';
+const TENANT = { type: 'tenant' } as const;
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export function toAutomation(row: AutomationsTable): Automation {
+  return {
+    id: row.id, definition: JSON.parse(row.definition) as AutomationDefinition, revision: row.revision,
+    createdAt: iso(row.created_at), createdBy: row.created_by, updatedAt: iso(row.updated_at),
+  };
+}
+
+/** A connector as automations see it: where it lives and which secrets power it. */
+export interface ConnectorSummary {
+  name: string;
+  environment: string;
+  type: string;
+  slots: Record<string, string>;
+  personal: boolean;
+}
+
+/** What automations need of connectors (src/modules/connectors): the tenant's connectors. */
+export interface ConnectorDirectory {
+  list(ctx: TenantContext): Promise<ConnectorSummary[]>;
+}
+
+/** Told after every change, so triggers (schedules) follow the stored definitions. */
+export type AutomationListener = (tenantId: string, automation: Automation | null, name: string) => void;
+
+/**
+ * Automation definitions: saved only when every reference resolves and no literal credential is in
+ * them; versioned by revision (check-and-set); each change audited in its transaction.
+ *
+ * Authoring (save, delete, run by hand) needs `use` on every secret the definition references and on
+ * the secrets behind its connectors, in every environment it may run in; a definition with script
+ * steps also needs environment-wide `use` (a script can ask for any name its run identity may use).
+ */
+export function createAutomationService(deps: {
+  db: Kysely<Database>;
+  authz: Authorizer;
+  secrets: Pick<SecretService, 'load'>;
+  connectors: ConnectorDirectory;
+  detectCredentials: CredentialDetector;
+  audit: Pick<AuditLog, 'appendInTx'>;
+  clock: Clock;
+}) {
+  const { db, authz, secrets, connectors, detectCredentials, audit, clock } = deps;
+  const repo = createAutomationRepository(db);
+  const listeners: AutomationListener[] = [];
+
+  async function load(ctx: TenantContext, name: string): Promise<AutomationsTable> {
+    const row = await repo.find(ctx.tenantId, name);
+    if (!row) fail('AUTOMATION_NOT_FOUND', `automation "${name.slice(0, 64)}" does not exist`);
+    return row;
+  }
+
+  /** The permission check behind save, delete and manual runs (see the service comment). */
+  async function requireAuthoring(ctx: TenantContext, def: AutomationDefinition, environments: readonly string[]): Promise<void> {
+    const names = new Set(secretsReferenced(def));
+    const used = new Set(connectorsReferenced(def));
+    for (const c of await connectors.list(ctx)) {
+      if (used.has(c.name) && environments.includes(c.environment)) for (const n of Object.values(c.slots)) names.add(n);
+    }
+    const resources = await Promise.all([...names].map(async (n) => secretResource(await secrets.load(ctx, n))));
+    for (const env of environments) {
+      for (const resource of resources) await authz.require(ctx, 'use', resource, env);
+      if (def.steps.some((s) => s.type === 'script')) await authz.require(ctx, 'use', TENANT, env);
+    }
+  }
+
+  /** Every save-time check; `alsoConnectors` are names an import is about to create. */
+  async function validated(ctx: TenantContext, def: AutomationDefinition, alsoConnectors: readonly string[] = []): Promise<void> {
+    const catalog = await repo.catalog(ctx.tenantId);
+    const names = new Set([...(await connectors.list(ctx)).map((c) => c.name), ...alsoConnectors]);
+    checkDefinition(def, { ...catalog, connectors: names }, detectCredentials);
+    await requireAuthoring(ctx, def, def.environments);
+  }
+
+  const event = (ctx: TenantContext, action: string, row: Pick<AutomationsTable, 'id' | 'name' | 'revision'>) => [{
+    ...auditFrom(ctx), action, resource: { type: 'automation', id: row.id, name: row.name }, outcome: 'allowed' as const,
+    context: { ...auditFrom(ctx).context, revision: String(row.revision) },
+  }];
+
+  const notify = (tenantId: string, automation: Automation | null, name: string) => {
+    for (const l of listeners) l(tenantId, automation, name);
+  };
+
+  const service = {
+    load,
+    requireAuthoring,
+    validate: validated,
+
+    onChange(listener: AutomationListener): void {
+      listeners.push(listener);
+    },
+
+    /** Saves a new automation; a webhook trigger gets its token, shown this once. */
+    async create(ctx: TenantContext, def: AutomationDefinition): Promise<{ automation: Automation; webhookToken: string | null }> {
+      await validated(ctx, def);
+      const now = clock.now();
+      const webhookToken = def.trigger.type === 'webhook' ? WEBHOOK_TOKEN_PREFIX + randomToken(32) : null;
+      const row: AutomationsTable = {
+        id: newId(), tenant_id: ctx.tenantId, name: def.name, definition: JSON.stringify(def), revision: 1,
+        webhook_token_hash: webhookToken ? hashToken(webhookToken) : null, created_at: now, created_by: ctx.actor.id, updated_at: now,
+      };
+      await db.transaction().execute(async (trx) => {
+        if (await repo.find(ctx.tenantId, def.name, trx)) fail('AUTOMATION_EXISTS', `automation "${def.name}" already exists`);
+        await repo.insert(row, trx);
+        await audit.appendInTx(trx, event(ctx, 'automation.create', row));
+      });
+      const automation = toAutomation(row);
+      notify(ctx.tenantId, automation, def.name);
+      return { automation, webhookToken };
+    },
+
+    /** Replaces a definition (same name) if `revision` is still current. */
+    async update(ctx: TenantContext, name: string, def: AutomationDefinition, revision: number): Promise<{ automation: Automation; webhookToken: string | null }> {
+      if (def.name !== name) fail('VALIDATION_FAILED', 'name: an automation cannot be renamed; create a new one');
+      const current = await load(ctx, name);
+      await requireAuthoring(ctx, toAutomation(current).definition, toAutomation(current).definition.environments);
+      await validated(ctx, def);
+      const now = clock.now();
+      const becameWebhook = def.trigger.type === 'webhook' && current.webhook_token_hash === null;
+      const webhookToken = becameWebhook ? WEBHOOK_TOKEN_PREFIX + randomToken(32) : null;
+      const hash = def.trigger.type !== 'webhook' ? null : webhookToken ? hashToken(webhookToken) : current.webhook_token_hash;
+      await db.transaction().execute(async (trx) => {
+        const ok = await repo.update(ctx.tenantId, current.id, revision, { definition: JSON.stringify(def), updated_at: now, webhook_token_hash: hash }, trx);
+        if (!ok) fail('CAS_MISMATCH', `automation "${name}" is not at revision ${revision}; reload it and try again`);
+        await audit.appendInTx(trx, event(ctx, 'automation.update', { ...current, revision: revision + 1 }));
+      });
+      const automation = toAutomation((await repo.find(ctx.tenantId, name))!);
+      notify(ctx.tenantId, automation, name);
+      return { automation, webhookToken };
+    },
+
+    async get(ctx: TenantContext, name: string): Promise<Automation> {
+      const row = await load(ctx, name);
+      await authz.require(ctx, 'list', TENANT);
+      return toAutomation(row);
+    },
+
+    async list(ctx: TenantContext): Promise<Automation[]> {
+      await authz.require(ctx, 'list', TENANT);
+      return (await repo.list(ctx.tenantId)).map(toAutomation);
+    },
+
+    async remove(ctx: TenantContext, name: string): Promise<void> {
+      const row = await load(ctx, name);
+      const def = toAutomation(row).definition;
+      await requireAuthoring(ctx, def, def.environments);
+      await db.transaction().execute(async (trx) => {
+        if (!(await repo.remove(ctx.tenantId, row.id, trx))) fail('AUTOMATION_NOT_FOUND', `automation "${name}" does not exist`);
+        await audit.appendInTx(trx, event(ctx, 'automation.delete', row));
+      });
+      notify(ctx.tenantId, null, name);
+    },
+
+    /** A new webhook token (the old one stops working at once). */
+    async rotateWebhookToken(ctx: TenantContext, name: string): Promise<{ automation: Automation; webhookToken: string }> {
+      const row = await load(ctx, name);
+      const def = toAutomation(row).definition;
+      if (def.trigger.type !== 'webhook') fail('VALIDATION_FAILED', `automation "${name}" has no webhook trigger`);
+      await requireAuthoring(ctx, def, def.environments);
+      const webhookToken = WEBHOOK_TOKEN_PREFIX + randomToken(32);
+      await db.transaction().execute(async (trx) => {
+        const ok = await repo.update(ctx.tenantId, row.id, row.revision, { definition: row.definition, updated_at: clock.now(), webhook_token_hash: hashToken(webhookToken) }, trx);
+        if (!ok) fail('CAS_MISMATCH', `automation "${name}" changed meanwhile; try again`);
+        await audit.appendInTx(trx, event(ctx, 'automation.webhook_token', { ...row, revision: row.revision + 1 }));
+      });
+      return { automation: toAutomation((await repo.find(ctx.tenantId, name))!), webhookToken };
+    },
+
+    /** The automation a webhook call is for, if the token matches (constant time); null otherwise. */
+    async byWebhook(automationId: string, token: string): Promise<AutomationsTable | null> {
+      if (!token.startsWith(WEBHOOK_TOKEN_PREFIX) || token.length > 100 || automationId.length > 64) return null;
+      const row = await db.selectFrom('automations').selectAll().where('id', '=', automationId).executeTakeFirst();
+      const given = Buffer.from(hashToken(token));
+      const stored = Buffer.from(row?.webhook_token_hash ?? '-'.repeat(given.length));
+      return constantTimeEqual(given, stored) && row?.webhook_token_hash ? row : null;
+    },
+  };
+  return service;
+}
+
+export type AutomationService = ReturnType<typeof createAutomationService>;

@@ -1,0 +1,90 @@
+import { Type, type Static } from 'typebox';
+import { Value } from 'typebox/value';
+import { fail } from '../../errors/index.ts';
+import type { Clock } from '../../platform/clock.ts';
+import type { TenantContext } from '../shared/context.ts';
+import type { AutomationService } from './automation-service.ts';
+import { DefinitionSchema, EXPORT_FORMAT, EXPORT_VERSION, type AutomationDefinition } from './types.ts';
+import { connectorsReferenced } from './validate.ts';
+
+/** A connector as exported: its configuration and slot references, never a value. */
+export const ExportedConnectorSchema = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 128 }),
+  type: Type.String({ minLength: 1, maxLength: 32 }),
+  settings: Type.Record(Type.String({ maxLength: 128 }), Type.Unknown()),
+  slots: Type.Record(Type.String({ maxLength: 64 }), Type.String({ maxLength: 128 })),
+}, { additionalProperties: false });
+
+export const ExportDocumentSchema = Type.Object({
+  format: Type.Literal(EXPORT_FORMAT),
+  version: Type.Literal(EXPORT_VERSION),
+  exportedAt: Type.String({ maxLength: 64 }),
+  /** The environment the connectors were exported from (null when none were). */
+  environment: Type.Union([Type.String({ maxLength: 63 }), Type.Null()]),
+  automations: Type.Array(DefinitionSchema, { maxItems: 500 }),
+  connectors: Type.Array(ExportedConnectorSchema, { maxItems: 500 }),
+}, { additionalProperties: false });
+
+export type ExportDocument = Static<typeof ExportDocumentSchema>;
+export type ExportedConnector = Static<typeof ExportedConnectorSchema>;
+
+/** What export/import needs of connectors: read them out of one environment, write them into another. */
+export interface ConnectorExchange {
+  exportFrom(ctx: TenantContext, environment: string, names: string[]): Promise<ExportedConnector[]>;
+  importInto(ctx: TenantContext, environment: string, connectors: ExportedConnector[], opts: { overwrite: boolean }): Promise<string[]>;
+}
+
+/**
+ * Versioned JSON exports of automations (and, with an environment, the connectors they use) that
+ * carry references only. Importing into another tenant or environment resolves the same names
+ * there: every definition is checked against the target exactly as a save would be.
+ */
+export function createAutomationExchange(deps: { automations: AutomationService; connectors: ConnectorExchange; clock: Clock }) {
+  const { automations, connectors, clock } = deps;
+  return {
+    async export(ctx: TenantContext, opts: { names?: string[]; environment?: string }): Promise<ExportDocument> {
+      const all = await automations.list(ctx);
+      const chosen = opts.names?.length ? opts.names.map((n) => all.find((a) => a.definition.name === n) ?? fail('AUTOMATION_NOT_FOUND', `automation "${n.slice(0, 64)}" does not exist`)) : all;
+      const definitions = chosen.map((a) => a.definition);
+      const names = [...new Set(definitions.flatMap(connectorsReferenced))];
+      const exported = opts.environment ? await connectors.exportFrom(ctx, opts.environment, names) : [];
+      return {
+        format: EXPORT_FORMAT, version: EXPORT_VERSION, exportedAt: new Date(clock.now()).toISOString(),
+        environment: opts.environment ?? null, automations: definitions, connectors: exported,
+      };
+    },
+
+    /**
+     * Imports a document: connectors first (into `environment`, default the document's), then each
+     * automation, created or (with `overwrite`) replaced. Checked up front so a bad document writes nothing.
+     */
+    async import(ctx: TenantContext, doc: unknown, opts: { overwrite?: boolean; environment?: string }): Promise<{ automations: string[]; connectors: string[] }> {
+      if (!Value.Check(ExportDocumentSchema, doc)) {
+        const first = [...Value.Errors(ExportDocumentSchema, doc)][0];
+        fail('VALIDATION_FAILED', `not a ${EXPORT_FORMAT} v${EXPORT_VERSION} document${first ? `: ${first.instancePath || '/'} ${first.message}` : ''}`);
+      }
+      const names = doc.automations.map((a) => a.name);
+      if (new Set(names).size !== names.length) fail('VALIDATION_FAILED', 'the document names an automation twice');
+      const existing = new Map((await automations.list(ctx)).map((a) => [a.definition.name, a]));
+      if (!opts.overwrite) {
+        const clash = names.find((n) => existing.has(n));
+        if (clash) fail('AUTOMATION_EXISTS', `automation "${clash}" already exists (import with overwrite to replace it)`);
+      }
+      const target = opts.environment ?? doc.environment;
+      for (const def of doc.automations) await automations.validate(ctx, def, doc.connectors.map((c) => c.name));
+      const importedConnectors = doc.connectors.length > 0
+        ? (target ? await connectors.importInto(ctx, target, doc.connectors, { overwrite: opts.overwrite ?? false }) : fail('VALIDATION_FAILED', 'the document carries connectors: name the environment to import them into'))
+        : [];
+      const imported: string[] = [];
+      for (const def of doc.automations as AutomationDefinition[]) {
+        const current = existing.get(def.name);
+        if (current) await automations.update(ctx, def.name, def, current.revision);
+        else await automations.create(ctx, def);
+        imported.push(def.name);
+      }
+      return { automations: imported, connectors: importedConnectors };
+    },
+  };
+}
+
+export type AutomationExchange = ReturnType<typeof createAutomationExchange>;

@@ -1,0 +1,134 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import type { TenantContext } from '../shared/context.ts';
+import { createAutomationService } from './automation-service.ts';
+import { createRunner, type ProxyPort, type ScriptPort } from './runner.ts';
+import { createRunQueries } from './runs.ts';
+import type { AutomationDefinition } from './types.ts';
+
+/**
+ * The runner against fake proxy and script ports: what it hands them, as whom, in which
+ * environment, and what it stores. The real proxy and sandbox have their own suites, and the
+ * end-to-end suite runs all of them together.
+ */
+const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+
+describeEachDialect('the automation runner', (dialect) => {
+  let h: Harness;
+  let ctx: TenantContext;
+  const calls: Array<{ ctx: TenantContext; input: Parameters<ProxyPort['call']>[1] }> = [];
+  const scriptCalls: Array<Parameters<ScriptPort['run']>[0]> = [];
+  let upstream: (input: Parameters<ProxyPort['call']>[1]) => Awaited<ReturnType<ProxyPort['call']>>;
+  const VALUE = 'sk_test_runner_canary_value_42';
+  let runner: ReturnType<typeof createRunner>;
+  let automations: ReturnType<typeof createAutomationService>;
+
+  before(async () => {
+    h = await createHarness(dialect);
+    ctx = h.ctx;
+    await h.services.machines.create(ctx, { name: 'runner-bot', kind: 'client_secret' });
+    await h.services.secrets.create(ctx, { name: 'API_KEY', owner: 'team' });
+    await h.services.values.write(ctx, 'API_KEY', 'staging', { value: VALUE });
+    automations = createAutomationService({
+      db: h.storage.db, authz: h.services.authz, secrets: h.services.secrets, audit: h.services.audit, clock: h.clock,
+      connectors: { list: async () => [{ name: 'api', environment: 'staging', type: 'http', slots: { token: 'API_KEY' }, personal: false }] },
+      detectCredentials: () => [],
+    });
+    runner = createRunner({
+      db: h.storage.db, automations, tenants: h.services.tenants, tokens: h.services.tokens, audit: h.services.audit, clock: h.clock,
+      proxy: { call: async (c, input) => { calls.push({ ctx: c, input }); return upstream(input); } },
+      scripts: { run: async (opts) => { scriptCalls.push(opts); return { ok: true, output: { seen: opts.env.KEYHOLD_ENVIRONMENT }, stdout: `printed ${VALUE}`, stderr: '', timedOut: false }; } },
+      redactors: { forTenant: async () => ({ redact: (t: string) => t.split(VALUE).join('[REDACTED]') }) },
+      keyholdAddress: () => 'http://127.0.0.1:1',
+    });
+    upstream = (input) => ({ status: 200, headers: {}, body: { id: `ch_${input.run.step}`, echo: VALUE }, truncated: false });
+  });
+  after(async () => {
+    await runner.drain();
+    await h.close();
+  });
+
+  const def = (over: Partial<AutomationDefinition> = {}): AutomationDefinition => ({
+    name: 'flow', runAs: 'runner-bot', environments: ['staging'], trigger: { type: 'manual' },
+    steps: [
+      { id: 'first', type: 'http', connector: '{{ connectors.api }}', method: 'POST', path: '/charges', headers: { Authorization: 'Bearer {{ secrets.API_KEY }}' }, body: { amount: '{{ input.amount }}' } },
+      { id: 'second', type: 'http', connector: '{{ connectors.api }}', method: 'GET', path: '/receipts/{{ steps.first.output.body.id }}' },
+      { id: 'third', type: 'script', source: 'export default async (input) => input' },
+    ],
+    ...over,
+  });
+
+  test('a run acts as the automation machine identity, in the run environment, and passes data between steps', async () => {
+    await automations.create(ctx, def());
+    const run = await runner.start(ctx, 'flow', { environment: 'staging', input: { amount: 1200 }, trigger: 'manual', wait: true });
+    assert.equal(run.status, 'succeeded', JSON.stringify(run));
+    const [first, second] = calls.slice(-2);
+    assert.equal(first!.ctx.actor.type, 'machine');
+    assert.equal(first!.ctx.actor.name, 'runner-bot');
+    assert.equal(first!.input.environment, 'staging');
+    assert.deepEqual(first!.input.request.body, { amount: 1200 }, 'a whole-string reference keeps its JSON type');
+    assert.equal(first!.input.request.headers!.Authorization, 'Bearer {{ secrets.API_KEY }}', 'secret references are left for the proxy');
+    assert.equal(second!.input.request.path, '/receipts/ch_first');
+    assert.deepEqual(first!.input.run, { runId: run.id, automation: 'flow', step: 'first' });
+    assert.equal(scriptCalls.at(-1)!.env.KEYHOLD_ENVIRONMENT, 'staging');
+  });
+
+  test('stored outputs and logs are redacted, and the run token stops working when the run ends', async () => {
+    const run = (await createRunQueries({ db: h.storage.db, authz: h.services.authz }).list(ctx, { automation: 'flow' }))[0]!;
+    const stored = JSON.stringify(await h.storage.db.selectFrom('automation_runs').selectAll().execute());
+    assert.ok(!stored.includes(VALUE), 'no value in any stored run');
+    assert.equal((run.steps[0]!.output as { body: { echo: string } }).body.echo, '[REDACTED]');
+    assert.match(run.steps[2]!.log, /printed \[REDACTED\]/);
+    const token = scriptCalls.at(-1)!.env.KEYHOLD_TOKEN;
+    assert.equal(await h.services.tokens.authenticate(token), null, 'the run token was revoked');
+  });
+
+  test('upstream data containing a template is never spliced into the next request', async () => {
+    upstream = (input) => ({ status: 200, headers: {}, body: { id: input.run.step === 'first' ? '{{ secrets.API_KEY }}' : 'x' }, truncated: false });
+    const before = calls.length;
+    const run = await runner.start(ctx, 'flow', { environment: 'staging', input: { amount: 1 }, trigger: 'manual', wait: true });
+    assert.equal(run.status, 'failed');
+    assert.match(run.steps[1]!.error!, /^TEMPLATE_INJECTION/);
+    assert.equal(run.steps[2]!.status, 'skipped');
+    assert.equal(calls.length - before, 1, 'the second request was never made');
+    upstream = (input) => ({ status: 200, headers: {}, body: { id: `ch_${input.run.step}` }, truncated: false });
+  });
+
+  test('a failing upstream fails the step and skips the rest, unless the step continues on error', async () => {
+    upstream = () => ({ status: 502, headers: {}, body: 'bad gateway', truncated: false });
+    const run = await runner.start(ctx, 'flow', { environment: 'staging', input: {}, trigger: 'manual', wait: true });
+    assert.equal(run.status, 'failed');
+    assert.deepEqual(run.steps.map((s) => s.status), ['failed', 'skipped', 'skipped']);
+    assert.match(run.error!, /step "first" failed: UPSTREAM_STATUS/);
+    const [first, ...rest] = def().steps;
+    await automations.create(ctx, def({ name: 'tolerant', steps: [{ ...first!, continueOnError: true }, ...rest.slice(1)] }));
+    const tolerant = await runner.start(ctx, 'tolerant', { environment: 'staging', input: {}, trigger: 'manual', wait: true });
+    assert.deepEqual(tolerant.steps.map((s) => s.status), ['failed', 'succeeded']);
+    assert.equal(tolerant.status, 'succeeded');
+    upstream = (input) => ({ status: 200, headers: {}, body: { id: `ch_${input.run.step}` }, truncated: false });
+  });
+
+  test('a run outside the automation environments is refused before anything runs', async () => {
+    await h.services.tenants.createEnvironment(ctx, 'qa');
+    assert.equal(await code(runner.start(ctx, 'flow', { environment: 'qa', trigger: 'manual', wait: true })), 'ENVIRONMENT_NOT_ALLOWED');
+    assert.equal(await code(runner.start(ctx, 'flow', { environment: 'nowhere', trigger: 'manual', wait: true })), 'ENVIRONMENT_NOT_FOUND');
+  });
+
+  test('a disabled run identity fails the run clearly and issues no token', async () => {
+    const bot = await h.services.machines.create(ctx, { name: 'short-lived-bot', kind: 'client_secret' });
+    await automations.create(ctx, def({ name: 'orphan', runAs: 'short-lived-bot' }));
+    await h.services.machines.disable(ctx, bot.id);
+    const run = await runner.start(ctx, 'orphan', { environment: 'staging', trigger: 'manual', wait: true });
+    assert.equal(run.status, 'failed');
+    assert.match(run.error!, /^MACHINE_DISABLED/);
+  });
+
+  test('runs start and finish as audit events carrying the run id', async () => {
+    const rows = await h.storage.db.selectFrom('audit_events').select(['action', 'context', 'outcome']).where('action', 'like', 'automation.run.%').execute();
+    assert.ok(rows.some((r) => r.action === 'automation.run.start'));
+    assert.ok(rows.some((r) => r.action === 'automation.run.finish' && r.outcome === 'failed'));
+    assert.ok(rows.every((r) => typeof (JSON.parse(r.context) as { runId?: string }).runId === 'string'));
+  });
+});

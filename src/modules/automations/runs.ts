@@ -1,0 +1,39 @@
+import type { Kysely } from 'kysely';
+import { fail } from '../../errors/index.ts';
+import type { AutomationRunsTable, Database } from '../../storage/schema.ts';
+import type { Authorizer } from '../policy/authorizer.ts';
+import type { TenantContext } from '../shared/context.ts';
+import { createAutomationRepository } from './automation-repository.ts';
+import type { Run, RunStatus, RunTrigger, StepRecord } from './types.ts';
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function toRun(row: AutomationRunsTable): Run {
+  return {
+    id: row.id, automation: row.automation_name, environment: row.environment, trigger: row.trigger as RunTrigger,
+    status: row.status as RunStatus, startedAt: iso(row.started_at)!, finishedAt: iso(row.finished_at),
+    actor: { type: row.actor_type, id: row.actor_id }, revision: row.revision,
+    steps: JSON.parse(row.steps) as StepRecord[], error: row.error,
+  };
+}
+
+/** Run history: what each run did, as stored (already redacted). Reading it needs `list` on the tenant. */
+export function createRunQueries(deps: { db: Kysely<Database>; authz: Authorizer }) {
+  const repo = createAutomationRepository(deps.db);
+  const TENANT = { type: 'tenant' } as const;
+  return {
+    async get(ctx: TenantContext, id: string): Promise<Run> {
+      await deps.authz.require(ctx, 'list', TENANT);
+      const row = id.length <= 64 ? await repo.findRun(ctx.tenantId, id) : undefined;
+      if (!row) fail('RUN_NOT_FOUND', 'no such run in this tenant');
+      return toRun(row);
+    },
+
+    async list(ctx: TenantContext, opts: { automation?: string; limit?: number }): Promise<Run[]> {
+      await deps.authz.require(ctx, 'list', TENANT);
+      return (await repo.listRuns(ctx.tenantId, { ...(opts.automation ? { automation: opts.automation } : {}), limit: opts.limit ?? 50 })).map(toRun);
+    },
+  };
+}
+
+export type RunQueries = ReturnType<typeof createRunQueries>;
