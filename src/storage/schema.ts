@@ -20,6 +20,7 @@ export interface Database {
   audit_head: AuditHeadTable;
   audit_cursors: AuditCursorsTable;
   audit_checkpoints: AuditCheckpointsTable;
+  connectors: ConnectorsTable;
   automations: AutomationsTable;
   automation_runs: AutomationRunsTable;
 }
@@ -261,4 +262,21 @@ export interface AutomationRunsTable {
   /** Step records as JSON, redacted before they are stored. */
   steps: string;
   error: string | null;
+}
+
+export interface ConnectorsTable {
+  id: string;
+  tenant_id: string;
+  environment_id: string;
+  name: string;
+  type: string;
+  /** Non-secret settings as JSON. */
+  settings: string;
+  /** Slot name -> secret name, as JSON. */
+  slots: string;
+  owner: string;
+  revision: number;
+  created_at: number;
+  created_by: string;
+  updated_at: number;
 }

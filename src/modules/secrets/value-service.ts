@@ -13,6 +13,14 @@ import type { SealedRowCache } from './sealed-row-cache.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { RevealedValue, VersionInfo, VersionLabel } from './types.ts';
 
+type ReadAction = 'use' | 'reveal';
+export interface ReadOptions {
+  version?: number;
+  label?: VersionLabel;
+  purpose?: 'use';
+  auditContext?: Record<string, string>;
+}
+
 const LABEL_COLUMN = { current: 'current_version', pending: 'pending_version', previous: 'previous_version' } as const;
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -51,10 +59,11 @@ export function createValueService(deps: {
   }
 
   /** The value leaves only once its use/reveal event is durable (fail closed). */
-  function recordRead(ctx: TenantContext, secretId: string, name: string, environment: string, version: number): Promise<void> {
+  function recordRead(ctx: TenantContext, action: ReadAction, secretId: string, name: string, environment: string, version: number, extra?: Record<string, string>): Promise<void> {
+    const base = auditFrom(ctx);
     return audit.record([{
-      ...auditFrom(ctx), action: `secret.${readAction(ctx)}`, resource: { type: 'secret', id: secretId, name },
-      environment, secretVersion: version, outcome: 'allowed',
+      ...base, action: `secret.${action}`, resource: { type: 'secret', id: secretId, name },
+      environment, secretVersion: version, outcome: 'allowed', ...(extra ? { context: { ...base.context, ...extra } } : {}),
     }]);
   }
 
@@ -96,8 +105,13 @@ export function createValueService(deps: {
       return { name, environment, version: result.version, previousVersion: result.superseded };
     },
 
-    /** Decrypts the value at a label (default current) or a version number. */
-    async read(ctx: TenantContext, name: string, environment: string, opts: { version?: number; label?: VersionLabel } = {}): Promise<RevealedValue> {
+    /**
+     * Decrypts the value at a label (default current) or a version number. `purpose: 'use'` is for
+     * values that go on without anyone seeing them (the credential proxy injects them): it needs
+     * `use`, even for a person; `auditContext` adds fields (connector, run, step) to the use event.
+     */
+    async read(ctx: TenantContext, name: string, environment: string, opts: ReadOptions = {}): Promise<RevealedValue> {
+      const action = opts.purpose ?? readAction(ctx);
       const env = await tenants.environment(ctx.tenantId, environment);
       if (opts.version === undefined) {
         const label = opts.label ?? 'current';
@@ -108,23 +122,23 @@ export function createValueService(deps: {
           if (row) rows.set(ctx.tenantId, env.id, name, label, row, stamp);
         }
         if (row) {
-          await authz.require(ctx, readAction(ctx), secretResource({ ...row, id: row.secret_id }), environment);
+          await authz.require(ctx, action, secretResource({ ...row, id: row.secret_id }), environment);
           const value = await decrypt(ctx, row.secret_id, env.id, row);
-          await recordRead(ctx, row.secret_id, name, environment, row.version);
+          await recordRead(ctx, action, row.secret_id, name, environment, row.version, opts.auditContext);
           return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
         }
         // Slow path: say precisely what is missing, but only to a caller allowed to read here.
         const secret = await secrets.load(ctx, name); // SECRET_NOT_FOUND if that is what is missing
-        await authz.require(ctx, readAction(ctx), secretResource(secret), environment);
+        await authz.require(ctx, action, secretResource(secret), environment);
         if (label === 'current') fail('VALUE_NOT_SET', `secret "${name}" has no value in ${environment}`);
         fail('VERSION_NOT_FOUND', `secret "${name}" has no ${label} version in ${environment}`);
       }
       const secret = await secrets.load(ctx, name);
-      await authz.require(ctx, readAction(ctx), secretResource(secret), environment);
+      await authz.require(ctx, action, secretResource(secret), environment);
       const row = await repo.findVersion(ctx.tenantId, secret.id, env.id, opts.version);
       if (!row) fail('VERSION_NOT_FOUND', `secret "${name}" has no version ${opts.version} in ${environment}`);
       const value = await decrypt(ctx, secret.id, env.id, row);
-      await recordRead(ctx, secret.id, name, environment, row.version);
+      await recordRead(ctx, action, secret.id, name, environment, row.version, opts.auditContext);
       return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
     },
 
