@@ -6,6 +6,7 @@ import { startKeyhold } from './lib/keyhold.ts';
 import { LOAD, loadGet, type LoadResult } from './lib/load.ts';
 import { createBenchSchema } from './lib/postgres.ts';
 import { spawnServer } from './lib/spawn.ts';
+import { benchSdk } from './lib/sdk.ts';
 
 /**
  * `npm run bench`: every number in one run, each printed as `bench <name> <value> <unit>`;
@@ -75,6 +76,10 @@ async function main(): Promise<void> {
     bench('secret_read_rps', best(readResults), 'req/s');
     bench('read_vs_bare_ratio', ratio, 'x');
     note(`read_vs_bare_ratio target >= ${RATIO_TARGET}: ${ratio >= RATIO_TARGET ? 'met' : 'NOT met'}`);
+
+    const sdk = await benchSdk(sqlite, { rounds: ROUNDS, msPerRound: 1000 });
+    bench('sdk_get_cached_per_s', sdk.cachedPerS, 'gets/s');
+    note(`uncached read over HTTP in the same run: ${Math.round(sdk.uncachedPerS)} reads/s, one caller awaiting each; the warm cache is ${(sdk.cachedPerS / sdk.uncachedPerS).toFixed(0)}x that`);
 
     await benchPostgres(cleanup);
     note(`total ${((performance.now() - started) / 1000).toFixed(1)} s`);

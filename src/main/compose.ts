@@ -13,6 +13,8 @@ import { secretRoutes } from '../modules/secrets/routes.ts';
 import { createSecretService } from '../modules/secrets/secret-service.ts';
 import { createValueService } from '../modules/secrets/value-service.ts';
 import { createSealedRowCache } from '../modules/secrets/sealed-row-cache.ts';
+import { createVersionCheckService } from '../modules/secrets/version-check.ts';
+import { versionCheckRoutes } from '../modules/secrets/version-routes.ts';
 import { createAuditLog } from '../modules/audit/audit-log.ts';
 import { createCheckpointer } from '../modules/audit/checkpoints.ts';
 import { createIdentifierHasher } from '../modules/audit/identifiers.ts';
@@ -70,6 +72,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const values = createValueService({
     db, keyring, tenants, secrets, authz, rows, audit, clock, maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
   });
+  const versionChecks = createVersionCheckService({ db, tenants, authz, maxNameLength: config.limits.maxNameLength });
   const keys = createKeyService({ db, keyring, authz, clock, rows, audit });
   const system = createSystemService({ db, seal, tenants, tokens, audit, dataDir: config.dataDir });
   const retention = createRetentionJob({ db, clock, keyring, rows, rollbackWindowMs: config.rollbackWindowMs });
@@ -79,7 +82,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     audit, identifiers,
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
   });
-  return { seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people };
+  return { seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people, versionChecks };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -92,6 +95,7 @@ export async function createHttpApp(services: Services, opts: { logger: Logger; 
       systemRoutes({ system: services.system }),
       tenantRoutes({ tenants: services.tenants, tokens: services.tokens }),
       secretRoutes({ secrets: services.secrets, values: services.values }),
+      versionCheckRoutes({ versions: services.versionChecks }),
       keyRoutes({ keys: services.keys }),
       machineRoutes({ machines: services.machines, exchange: services.tokenExchange, seal: services.seal }),
       grantRoutes({ grants: services.grants }),

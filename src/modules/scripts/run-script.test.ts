@@ -1,0 +1,196 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { runScript, type RunScriptOptions, type ScriptRedactor } from './run-script.ts';
+
+/** A stand-in for the redaction library: masks the given values, literally. */
+function fakeRedactor(values: string[]): ScriptRedactor & { size: number } {
+  return { size: values.length, redact: (text) => values.reduce((t, v) => t.split(v).join('[MASKED]'), text) };
+}
+
+const OFFLINE_ENV = { KEYHOLD_ADDR: 'http://127.0.0.1:1', KEYHOLD_TOKEN: 'kh_offline-test-token', KEYHOLD_ENVIRONMENT: 'production' };
+
+function run(source: string, opts: Partial<RunScriptOptions> = {}) {
+  return runScript({ source, input: null, env: OFFLINE_ENV, timeoutMs: 10_000, maxOutputBytes: 64 * 1024, redactor: fakeRedactor([]), ...opts });
+}
+
+describe('script steps: the sandbox and its bounds', () => {
+  test('the input goes in, the return value comes back on its own channel, and stdout is only stdout', async () => {
+    const r = await run(`export default async function (input) {
+      console.log(JSON.stringify({ ok: true, output: 'forged' }));
+      return { doubled: input.n * 2, tags: input.tags };
+    }`, { input: { n: 21, tags: ['a'] } });
+    assert.equal(r.ok, true, r.error);
+    assert.deepEqual(r.output, { doubled: 42, tags: ['a'] });
+    assert.equal(r.stdout, '{"ok":true,"output":"forged"}\n');
+    assert.equal(r.exitCode, 0);
+    assert.equal(r.timedOut, false);
+  });
+
+  test('a script that loops forever is killed at the timeout', async () => {
+    const r = await run('export default async function () { for (;;) {} }', { timeoutMs: 500 });
+    assert.equal(r.ok, false);
+    assert.equal(r.timedOut, true);
+    assert.equal(r.exitCode, null);
+    assert.match(r.error!, /did not finish within 500 ms/);
+  });
+
+  test('a script that prints 10 MB is cut at the bound, and still returns', async () => {
+    const r = await run(`export default async function () {
+      const line = 'x'.repeat(1023) + '\\n';
+      for (let i = 0; i < 10 * 1024; i++) process.stdout.write(line);
+      process.stderr.write('e'.repeat(10 * 1024 * 1024));
+      return 'done';
+    }`, { maxOutputBytes: 100_000 });
+    assert.equal(r.ok, true, r.error);
+    assert.equal(r.output, 'done');
+    assert.equal(Buffer.byteLength(r.stdout), 100_000);
+    assert.ok(Buffer.byteLength(r.stderr) <= 100_000);
+    assert.deepEqual(r.truncated, { stdout: true, stderr: true });
+  });
+
+  test('a result larger than the bound is refused', async () => {
+    const r = await run(`export default async () => 'y'.repeat(200_000)`, { maxOutputBytes: 100_000 });
+    assert.equal(r.ok, false);
+    assert.equal(r.output, null);
+    assert.match(r.error!, /larger than 100000 bytes/);
+  });
+
+  test('the script cannot see the server\'s environment, its files, or spawn anything', async () => {
+    process.env.KEYHOLD_DATABASE_URL = 'postgres://canary-user:canary-db-password@127.0.0.1/db';
+    try {
+      const r = await run(`
+        import { readFileSync, writeFileSync } from 'node:fs';
+        const attempt = async (fn) => { try { await fn(); return 'allowed'; } catch (e) { return e.code ?? e.message; } };
+        export default async function () {
+          return {
+            env: Object.keys(process.env).sort(),
+            parentEnviron: await attempt(() => readFileSync('/proc/' + process.ppid + '/environ')),
+            ownEnviron: await attempt(() => readFileSync('/proc/self/environ')),
+            serverFile: await attempt(() => readFileSync(${JSON.stringify(new URL('../../../package.json', import.meta.url).pathname)})),
+            etc: await attempt(() => readFileSync('/etc/passwd')),
+            write: await attempt(() => writeFileSync('/tmp/keyhold-script-escape', 'x')),
+            spawn: await attempt(async () => (await import('node:child_process')).execSync('id')),
+            worker: await attempt(async () => new (await import('node:worker_threads')).Worker('console.log(1)', { eval: true })),
+            inspector: await attempt(async () => new (await import('node:inspector')).Session().connect()),
+          };
+        }`);
+      assert.equal(r.ok, true, r.error);
+      const out = r.output as Record<string, unknown>;
+      assert.deepEqual(out.env, ['KEYHOLD_ADDR', 'KEYHOLD_ENVIRONMENT', 'KEYHOLD_TOKEN']);
+      for (const key of ['parentEnviron', 'ownEnviron', 'serverFile', 'etc', 'write', 'spawn', 'worker', 'inspector']) {
+        assert.equal(out[key], 'ERR_ACCESS_DENIED', `${key}: ${String(out[key])}`);
+      }
+      assert.doesNotMatch(JSON.stringify(r), /canary-db-password/);
+    } finally {
+      delete process.env.KEYHOLD_DATABASE_URL;
+    }
+  });
+
+  test('a thrown error becomes ok: false with a redacted message, and its stack goes to stderr', async () => {
+    const r = await run(`export default async function () { throw new Error('could not log in with hunter2-secret-value'); }`,
+      { redactor: fakeRedactor(['hunter2-secret-value']) });
+    assert.equal(r.ok, false);
+    assert.equal(r.output, null);
+    assert.equal(r.error, 'Error: could not log in with [MASKED]');
+    assert.equal(r.exitCode, 1);
+    assert.match(r.stderr, /could not log in with \[MASKED\]/);
+    assert.doesNotMatch(JSON.stringify(r), /hunter2-secret-value/);
+  });
+
+  test('non-JSON return values are refused with the path and the reason', async () => {
+    const cases: Array<[string, RegExp]> = [
+      ['new Date(0)', /\$ is a Date \(return date.toISOString\(\)\)/],
+      ['({ when: { at: new Map() } })', /\$\.when\.at is a Map, not a plain object/],
+      ['[1, () => 2]', /\$\[1\] is a function/],
+      ['({ n: 10n })', /\$\.n is a bigint/],
+      ['({ a: undefined })', /\$\.a is undefined/],
+      ['(() => { const o = {}; o.self = o; return o; })()', /\$\.self refers back to itself/],
+      ['({ ratio: NaN })', /\$\.ratio is NaN/],
+      ['Symbol("s")', /\$ is a symbol/],
+    ];
+    for (const [expr, why] of cases) {
+      const r = await run(`export default async () => ${expr};`);
+      assert.equal(r.ok, false, expr);
+      assert.match(r.error!, /the script returned a value that is not JSON/);
+      assert.match(r.error!, why, `${expr}: ${r.error}`);
+    }
+    const nothing = await run('export default async function () {}');
+    assert.deepEqual([nothing.ok, nothing.output], [true, null], 'returning nothing is null output');
+    const shared = await run('export default async () => { const x = { v: 1 }; return [x, x]; }');
+    assert.deepEqual(shared.output, [{ v: 1 }, { v: 1 }], 'a value used twice is not a cycle');
+  });
+
+  test('a script without a default function, one that exits early, and one that does not parse each fail clearly', async () => {
+    const noDefault = await run('export const x = 1;');
+    assert.match(noDefault.error!, /must `export default async function/);
+    const exited = await run('export default async function () { process.exit(3); }');
+    assert.deepEqual([exited.ok, exited.exitCode], [false, 3]);
+    assert.match(exited.error!, /ended \(exit code 3\) before returning a result/);
+    const broken = await run('export default async function ( {');
+    assert.equal(broken.ok, false);
+    assert.match(broken.error!, /SyntaxError/);
+  });
+
+  test('the run ends when the function returns, even with timers left open', async () => {
+    const r = await run('export default async function () { setInterval(() => {}, 1000); return 1; }', { timeoutMs: 5_000 });
+    assert.deepEqual([r.ok, r.output, r.timedOut], [true, 1, false]);
+  });
+
+  test('bad options are refused before anything runs', async () => {
+    await assert.rejects(run('export default () => 1', { timeoutMs: 0 }), { code: 'VALIDATION_FAILED' });
+    await assert.rejects(run('export default () => 1', { maxOutputBytes: -1 }), { code: 'VALIDATION_FAILED' });
+    await assert.rejects(run('export default () => 1', { input: { n: 1n } }), { code: 'VALIDATION_FAILED' });
+  });
+});
+
+describeEachDialect('script steps: secrets through the preloaded SDK', (dialect) => {
+  let h: Harness;
+  let env: RunScriptOptions['env'];
+  const VALUE = 'sk_live_script-secret-4242';
+
+  before(async () => {
+    h = await createHarness(dialect);
+    const addr = await h.app.listen({ port: 0, host: '127.0.0.1' });
+    await h.services.secrets.create(h.ctx, { name: 'PAYMENT_API_KEY', owner: 'payments' });
+    await h.services.values.write(h.ctx, 'PAYMENT_API_KEY', 'production', { value: VALUE });
+    const machine = await h.services.machines.create(h.ctx, { name: 'script-runner', kind: 'client_secret' });
+    await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role: 'builder', environments: ['production'] });
+    const issued = await h.services.tokens.issue({ tenantId: h.ctx.tenantId, kind: 'machine', principalId: machine.id, name: 'run-1', ttlMs: 60_000 });
+    env = { KEYHOLD_ADDR: addr, KEYHOLD_TOKEN: issued.token, KEYHOLD_TENANT: 'default', KEYHOLD_ENVIRONMENT: 'production' };
+  });
+  after(() => h.close());
+
+  test('a script that reads a secret and prints it sees it masked in stdout, stderr, error and output', async () => {
+    const r = await runScript({
+      source: `
+        import { secrets as fromImport } from 'keyhold/sdk';
+        export default async function (input, { secrets }) {
+          const key = await secrets.get('PAYMENT_API_KEY');
+          console.log('using key', key);
+          console.error('base64 is not this fake redactor\\'s job; the literal is:', key);
+          return { same: fromImport === secrets, echoed: key, [key]: 'as a key', token: process.env.KEYHOLD_TOKEN };
+        }`,
+      input: null, env, timeoutMs: 10_000, maxOutputBytes: 64 * 1024, redactor: fakeRedactor([VALUE]),
+    });
+    assert.equal(r.ok, true, r.error);
+    assert.equal(r.stdout, 'using key [MASKED]\n');
+    assert.match(r.stderr, /the literal is: \[MASKED\]/);
+    assert.deepEqual(r.output, { same: true, echoed: '[MASKED]', '[MASKED]': 'as a key', token: '[REDACTED]' });
+    assert.doesNotMatch(JSON.stringify(r), new RegExp(VALUE));
+    assert.ok(!JSON.stringify(r).includes(env.KEYHOLD_TOKEN), 'the run token is masked too');
+    const uses = await h.storage.db.selectFrom('audit_events').select('action').where('resource_name', '=', 'PAYMENT_API_KEY').where('action', '=', 'secret.use').execute();
+    assert.equal(uses.length, 1, 'the read was a use event');
+  });
+
+  test('a secret the identity may not use fails the script with a typed, value-free error', async () => {
+    const r = await runScript({
+      source: `export default async function (input, { secrets }) {
+        try { await secrets.get('PAYMENT_API_KEY', { environment: 'staging' }); } catch (e) { return { code: e.code, status: e.status }; }
+      }`,
+      input: null, env, timeoutMs: 10_000, maxOutputBytes: 64 * 1024, redactor: fakeRedactor([VALUE]),
+    });
+    assert.deepEqual(r.output, { code: 'FORBIDDEN', status: 403 });
+  });
+});
