@@ -8,7 +8,7 @@ import type { TenantContext } from '../shared/context.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
 import { createSecretRepository } from './secret-repository.ts';
 import { secretResource, type SecretService } from './secret-service.ts';
-import type { Authorizer } from '../policy/authorizer.ts';
+import type { Authorizer, AuthzPermit } from '../policy/authorizer.ts';
 import type { SealedRowCache } from './sealed-row-cache.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { RevealedValue, VersionInfo, VersionLabel } from './types.ts';
@@ -51,10 +51,13 @@ export function createValueService(deps: {
   }
 
   /** The value leaves only once its use/reveal event is durable (fail closed). */
-  function recordRead(ctx: TenantContext, secretId: string, name: string, environment: string, version: number): Promise<void> {
+  function recordRead(ctx: TenantContext, secretId: string, name: string, environment: string, version: number, permit: AuthzPermit | void): Promise<void> {
+    const base = auditFrom(ctx);
     return audit.record([{
-      ...auditFrom(ctx), action: `secret.${readAction(ctx)}`, resource: { type: 'secret', id: secretId, name },
+      ...base, action: `secret.${readAction(ctx)}`, resource: { type: 'secret', id: secretId, name },
       environment, secretVersion: version, outcome: 'allowed',
+      // A read under an approved access request names it (escrow).
+      ...(permit ? { context: { ...base.context, accessRequestId: permit.accessRequestId } } : {}),
     }]);
   }
 
@@ -108,9 +111,9 @@ export function createValueService(deps: {
           if (row) rows.set(ctx.tenantId, env.id, name, label, row, stamp);
         }
         if (row) {
-          await authz.require(ctx, readAction(ctx), secretResource({ ...row, id: row.secret_id }), environment);
+          const permit = await authz.require(ctx, readAction(ctx), secretResource({ ...row, id: row.secret_id }), environment);
           const value = await decrypt(ctx, row.secret_id, env.id, row);
-          await recordRead(ctx, row.secret_id, name, environment, row.version);
+          await recordRead(ctx, row.secret_id, name, environment, row.version, permit);
           return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
         }
         // Slow path: say precisely what is missing, but only to a caller allowed to read here.
@@ -120,11 +123,11 @@ export function createValueService(deps: {
         fail('VERSION_NOT_FOUND', `secret "${name}" has no ${label} version in ${environment}`);
       }
       const secret = await secrets.load(ctx, name);
-      await authz.require(ctx, readAction(ctx), secretResource(secret), environment);
+      const permit = await authz.require(ctx, readAction(ctx), secretResource(secret), environment);
       const row = await repo.findVersion(ctx.tenantId, secret.id, env.id, opts.version);
       if (!row) fail('VERSION_NOT_FOUND', `secret "${name}" has no version ${opts.version} in ${environment}`);
       const value = await decrypt(ctx, secret.id, env.id, row);
-      await recordRead(ctx, secret.id, name, environment, row.version);
+      await recordRead(ctx, secret.id, name, environment, row.version, permit);
       return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
     },
 
