@@ -63,6 +63,21 @@ export const errorCatalogue = {
   INTEGRITY_FAILURE: { status: 500, meaning: 'Stored ciphertext failed authentication (tampered, moved or corrupted); nothing was returned.' },
   KEY_VERSION_RETIRED: { status: 500, meaning: 'A value is wrapped under a key version below the minimum decryption version.' },
   INTERNAL: { status: 500, meaning: 'An unexpected error; the body carries a request id to find the full (redacted) log entry.' },
+  APPROVAL_REQUIRED: { status: 403, meaning: 'An access policy puts this action on this secret behind approval; file a request (POST /v1/requests) and use it once approved.' },
+  SELF_APPROVAL: { status: 403, meaning: 'A requester cannot approve, deny or review their own request, also not one filed by a machine identity they own.' },
+  SEPARATION_OF_DUTIES: { status: 403, meaning: 'The caller approved a live request for this action (e.g. a rotation) and so cannot carry it out.' },
+  NOT_AN_APPROVER: { status: 403, meaning: 'The caller is not in an approver group of the step this request is waiting for.' },
+  ALREADY_DECIDED: { status: 409, meaning: 'The caller already approved or denied this request; one person counts once, however many groups they are in.' },
+  REQUEST_NOT_FOUND: { status: 404, meaning: 'No such access request in this tenant.' },
+  REQUEST_NOT_PENDING: { status: 409, meaning: 'The request was already approved, denied or cancelled; only a pending request can be decided or cancelled.' },
+  REQUEST_EXPIRED: { status: 409, meaning: 'The request was not answered in time and expired; file a new one.' },
+  REQUEST_NOT_ACTIVE: { status: 409, meaning: 'The request has no live grant to revoke (never approved, already expired or revoked).' },
+  NO_APPROVAL_RULE: { status: 409, meaning: 'No access policy rule puts this action behind approval here, so there is nothing to request: the roles of the caller decide.' },
+  BREAK_GLASS_NOT_ALLOWED: { status: 403, meaning: 'The caller is not listed for break-glass by the access policy rule that covers this secret, environment and action.' },
+  REVIEW_NOT_FOUND: { status: 404, meaning: 'No such break-glass review in this tenant.' },
+  REVIEW_ALREADY_DONE: { status: 409, meaning: 'The break-glass review was already completed.' },
+  ACCESS_POLICY_INVALID: { status: 400, meaning: 'The access policy document is malformed, names unknown groups, users or environments, or has a step no group can satisfy; it did not take effect.' },
+  ACCESS_POLICY_VERSION_NOT_FOUND: { status: 404, meaning: 'No access policy with that version.' },
 } as const satisfies Record<string, { status: number; meaning: string }>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

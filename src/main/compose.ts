@@ -42,11 +42,15 @@ import { grantRoutes } from '../modules/grants/routes.ts';
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Storage } from '../storage/database.ts';
+import { createEscrowModule, escrowRoutes } from '../modules/escrow/index.ts';
+import type { Notifier } from '../modules/notifications/notifier.ts';
+import { createLogNotifier } from '../modules/notifications/log/index.ts';
+import { createLogger } from '../platform/logger.ts';
 
 export type KeyholdConfig = Pick<Config, 'dataDir' | 'limits' | 'rollbackWindowMs' | 'identity'>;
 
 /** Wires every service from its module factory. No I/O beyond what the factories do lazily. */
-export function createServices(deps: { config: KeyholdConfig; storage: Storage; clock: Clock }) {
+export function createServices(deps: { config: KeyholdConfig; storage: Storage; clock: Clock; notifier?: Notifier }) {
   const { config, storage, clock } = deps;
   const db = storage.db;
   const seal = createSealManager({ meta: createSystemMetaRepository(db), dataDir: config.dataDir });
@@ -74,6 +78,9 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   });
   const versionChecks = createVersionCheckService({ db, tenants, authz, maxNameLength: config.limits.maxNameLength });
   const keys = createKeyService({ db, keyring, authz, clock, rows, audit });
+  // Until the webhook/SMTP channels land, notifications are log lines (server.ts passes its own logger's notifier).
+  const notifier = deps.notifier ?? createLogNotifier({ logger: createLogger({ level: 'info' }) });
+  const escrow = createEscrowModule({ db, authz, clock, tenants, secrets, audit, notifier });
   const system = createSystemService({ db, seal, tenants, tokens, audit, dataDir: config.dataDir });
   const retention = createRetentionJob({ db, clock, keyring, rows, rollbackWindowMs: config.rollbackWindowMs });
   const machineRepo = createMachineRepository(db, storage.dialect);
@@ -82,7 +89,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     audit, identifiers,
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
   });
-  return { seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people, versionChecks };
+  return { seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people, versionChecks, escrow, notifier };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -102,6 +109,7 @@ export async function createHttpApp(services: Services, opts: { logger: Logger; 
       policyRoutes({ policies: services.policies }),
       auditRoutes({ queries: services.auditQueries }),
       userRoutes({ users: services.users, totp: services.totp, logins: services.logins, tenants: services.tenants }),
+      escrowRoutes({ escrow: services.escrow }),
     ],
     (app) => registerAuth(app, { authenticator: services.authenticator, tenants: services.tenants, seal: services.seal }),
   );

@@ -9,6 +9,7 @@ import { DEV_KEY_FILE } from '../crypto/root/dev/index.ts';
 import { DEV_ROOT_TOKEN_FILE } from '../modules/system/system-service.ts';
 import { createHttpApp, createServices } from './compose.ts';
 import { startAuditStreaming } from '../modules/audit/streaming.ts';
+import { createLogNotifier } from '../modules/notifications/log/index.ts';
 
 function devBanner(config: Config, address: string, created: boolean): string {
   const bar = '!'.repeat(78);
@@ -45,7 +46,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   }
   const logger = createLogger({ level: config.logLevel });
   const storage = await openStorage({ url: config.databaseUrl });
-  const services = createServices({ config, storage, clock: systemClock });
+  const services = createServices({ config, storage, clock: systemClock, notifier: createLogNotifier({ logger }) });
   const https = config.tls ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } : null;
   const app = await createHttpApp(services, { logger, bodyLimit: config.limits.maxBodyBytes, https });
 

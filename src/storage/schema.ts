@@ -23,6 +23,11 @@ export interface Database {
   connectors: ConnectorsTable;
   automations: AutomationsTable;
   automation_runs: AutomationRunsTable;
+  access_policies: AccessPoliciesTable;
+  access_requests: AccessRequestsTable;
+  access_approvals: AccessApprovalsTable;
+  access_grants: AccessGrantsTable;
+  access_reviews: AccessReviewsTable;
 }
 
 export interface AuditCheckpointsTable {
@@ -279,4 +284,79 @@ export interface ConnectorsTable {
   created_at: number;
   created_by: string;
   updated_at: number;
+}
+
+/** Escrow: one version of a tenant's access policy document (groups + approval rules, JSON). */
+export interface AccessPoliciesTable {
+  tenant_id: string;
+  version: number;
+  document: string;
+  comment: string;
+  created_at: number;
+  created_by: string;
+}
+
+export interface AccessRequestsTable {
+  id: string;
+  tenant_id: string;
+  requester_type: string;
+  requester_id: string;
+  requester_owner_id: string | null;
+  action: string;
+  environment: string;
+  /** JSON array of { id, name }. */
+  secrets: string;
+  justification: string;
+  duration_ms: number;
+  state: string;
+  /** JSON snapshot of the rule the request was filed under. */
+  rule: string;
+  policy_version: number;
+  break_glass: number;
+  created_at: number;
+  expires_at: number;
+  decided_at: number | null;
+  decided_by: string | null;
+  revision: number;
+}
+
+export interface AccessApprovalsTable {
+  request_id: string;
+  tenant_id: string;
+  approver_id: string;
+  decision: string;
+  step: number;
+  comment: string;
+  duration_ms: number | null;
+  created_at: number;
+}
+
+export interface AccessGrantsTable {
+  id: string;
+  tenant_id: string;
+  request_id: string;
+  principal_type: string;
+  principal_id: string;
+  secret_id: string;
+  secret_name: string;
+  environment: string;
+  action: string;
+  /** JSON array of approver user ids. */
+  approvers: string;
+  created_at: number;
+  expires_at: number;
+  revoked_at: number | null;
+  revoked_by: string | null;
+  expired_at: number | null;
+}
+
+export interface AccessReviewsTable {
+  id: string;
+  tenant_id: string;
+  request_id: string;
+  opened_at: number;
+  reviewed_at: number | null;
+  reviewed_by: string | null;
+  outcome: string | null;
+  comment: string | null;
 }

@@ -7,6 +7,7 @@ import { createLogger } from '../../src/platform/logger.ts';
 import type { TenantContext } from '../../src/modules/shared/context.ts';
 import type { Storage, DialectName } from '../../src/storage/database.ts';
 import { createTestDatabase, type TestDatabase } from './databases.ts';
+import { createMemoryNotifier } from './notifications.ts';
 
 export const TEST_LIMITS = { maxNameLength: 128, maxValueBytes: 65_536, maxBodyBytes: 65_536 * 6 + 65_536 };
 export const ROLLBACK_WINDOW_MS = 7 * 24 * 3600 * 1000;
@@ -35,6 +36,8 @@ export interface Harness {
   contextFor(tenantId: string): TenantContext;
   app: FastifyInstance;
   logs: LogCapture;
+  /** Every notification the services sent (escrow). */
+  notifications: ReturnType<typeof createMemoryNotifier>;
   close(): Promise<void>;
 }
 
@@ -43,10 +46,12 @@ export async function createHarness(dialect: DialectName): Promise<Harness> {
   const database = await createTestDatabase(dialect);
   const storage = await database.open();
   const clock = createManualClock(Date.UTC(2026, 5, 1));
+  const notifications = createMemoryNotifier();
   const services = createServices({
     config: { dataDir: database.dataDir, limits: TEST_LIMITS, rollbackWindowMs: ROLLBACK_WINDOW_MS, identity: identitySettings() },
     storage,
     clock,
+    notifier: notifications,
   });
   const init = await services.system.initialize({ type: 'shamir', shares: 3, threshold: 2 });
   for (const share of init.shares.slice(0, 2)) await services.system.unseal(share);
@@ -56,7 +61,7 @@ export async function createHarness(dialect: DialectName): Promise<Harness> {
   const contextFor = (tenantId: string): TenantContext => ({ tenantId, actor: { type: 'root', id: 'test-root', name: 'root' }, requestId: 'test' });
   return {
     database, storage, services, clock, shares: init.shares, rootToken: init.rootToken,
-    ctx: contextFor(tenant.id), contextFor, app, logs,
+    ctx: contextFor(tenant.id), contextFor, app, logs, notifications,
     async close() {
       await assertNoValueLeaked(services, storage, logs);
       await app.close();

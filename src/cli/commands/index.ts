@@ -13,6 +13,8 @@ import { auditGroup } from './audit.ts';
 import { authCommands, totpGroup } from './auth.ts';
 import { usersGroup } from './users.ts';
 import { automationsGroup, runsGroup } from './automations.ts';
+import { breakGlassCommand, requestsGroup } from './requests.ts';
+import { accessPolicyGroup, reviewsGroup } from './escrow-admin.ts';
 
 /** Every top-level command and verb group, in the order help lists them. */
-export const entries: Entry[] = [...systemCommands, serverCommand, secretsGroup, keysGroup, tenantsGroup, environmentsGroup, machinesGroup, tokenGroup, grantsGroup, policyGroup, auditGroup, ...authCommands, totpGroup, usersGroup, automationsGroup, runsGroup];
+export const entries: Entry[] = [...systemCommands, serverCommand, secretsGroup, keysGroup, tenantsGroup, environmentsGroup, machinesGroup, tokenGroup, grantsGroup, policyGroup, auditGroup, ...authCommands, totpGroup, usersGroup, requestsGroup, breakGlassCommand, reviewsGroup, accessPolicyGroup, automationsGroup, runsGroup];

@@ -6,12 +6,17 @@ export type AuthzResource =
   | { type: 'secret'; id: string; name: string; classification: string; owner: string; tags: string[] }
   | { type: 'tenant' };
 
+/** What `require` says when an approved access request's grant, not a role, is what allows the action (audited with its id). */
+export interface AuthzPermit {
+  accessRequestId: string;
+}
+
 /**
  * The one gate every service calls before it acts. Throws FORBIDDEN, or STEP_UP_REQUIRED when only
  * a fresh second factor is missing. `environment` is the environment the action touches, if any.
  */
 export interface Authorizer {
-  require(ctx: TenantContext, action: Action, resource: AuthzResource, environment?: string): Promise<void>;
+  require(ctx: TenantContext, action: Action, resource: AuthzResource, environment?: string): Promise<AuthzPermit | void>;
   /** Like require, but answers instead of throwing (used to filter lists). */
   allowed(ctx: TenantContext, action: Action, resource: AuthzResource, environment?: string): Promise<boolean>;
   /** Forget cached decisions and grants of a tenant after a grant, identity or policy change. */

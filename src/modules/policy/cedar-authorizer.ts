@@ -5,9 +5,10 @@ import type { Database } from '../../storage/schema.ts';
 import { rolesFor, toLiveGrant, type LiveGrant } from '../grants/matching.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { Action } from './actions.ts';
-import type { Authorizer, AuthzResource } from './authorizer.ts';
+import type { Authorizer, AuthzPermit, AuthzResource } from './authorizer.ts';
 import type { DecisionRequest, PolicyEngine } from './engine.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
+import { escrowContext, loadEscrowState, type EscrowAuthzState } from '../escrow/escrow-authz.ts';
 
 
 /** How long a node trusts its copy of a tenant's authorization generation before re-reading it (other nodes' changes). */
@@ -27,7 +28,7 @@ export function createCedarAuthorizer(deps: {
   loadTenant(tenantId: string): Promise<void>;
 } {
   const { db, engine, clock, stepUpWindowMs, audit } = deps;
-  const tenants = new Map<string, { generation: number; checkedAt: number; grants: Map<string, LiveGrant[]> }>();
+  const tenants = new Map<string, { generation: number; checkedAt: number; grants: Map<string, LiveGrant[]>; escrow: EscrowAuthzState }>();
 
   async function tenantState(tenantId: string) {
     const now = clock.now();
@@ -45,7 +46,8 @@ export function createCedarAuthorizer(deps: {
         policies = checked.policies;
       }
       engine.install(tenantId, row.authz_generation, policies);
-      state = { generation: row.authz_generation, checkedAt: now, grants: new Map() };
+      // Access rules and live escrow grants change only with the generation: loaded here, never per decision.
+      state = { generation: row.authz_generation, checkedAt: now, grants: new Map(), escrow: await loadEscrowState(db, tenantId, now) };
       tenants.set(tenantId, state);
     } else {
       state.checkedAt = now;
@@ -64,7 +66,7 @@ export function createCedarAuthorizer(deps: {
     return grants;
   }
 
-  async function buildRequest(ctx: TenantContext, action: Action, resource: AuthzResource, environment: string | undefined, mfaOverride?: boolean): Promise<DecisionRequest> {
+  async function buildRequest(ctx: TenantContext, action: Action, resource: AuthzResource, environment: string | undefined, mfaOverride?: boolean): Promise<DecisionRequest & { accessRequestId: string | null }> {
     const now = clock.now();
     const actor = ctx.actor;
     const type = actor.type === 'system' ? 'root' : actor.type;
@@ -77,7 +79,11 @@ export function createCedarAuthorizer(deps: {
     const mfaAt = actor.mfaAt ?? null;
     const fresh = mfaOverride ?? (type === 'user' && mfaAt !== null && now - mfaAt <= stepUpWindowMs);
     const date = new Date(now);
+    const { requestId: accessRequestId, ...escrow } = escrowContext(type === 'root' ? null : (await tenantState(ctx.tenantId)).escrow, {
+      now, principalType: type, principalId: actor.id, action, resource, environment,
+    });
     return {
+      accessRequestId,
       tenantId: ctx.tenantId,
       // A principal without a known home tenant is treated as belonging to none: the boundary forbids everything.
       principal: { type, id: actor.id, name: actor.name, tenantId: type === 'root' ? ctx.tenantId : (actor.homeTenantId ?? '(none)') },
@@ -93,6 +99,7 @@ export function createCedarAuthorizer(deps: {
         hour: date.getUTCHours(),
         weekday: date.getUTCDay(),
         sourceIp: ctx.sourceIp ?? '127.0.0.1',
+        ...escrow,
       },
     };
   }
@@ -104,21 +111,27 @@ export function createCedarAuthorizer(deps: {
   return {
     allowed,
 
-    async require(ctx, action, resource, environment) {
-      const request = await buildRequest(ctx, action, resource, environment);
+    async require(ctx, action, resource, environment): Promise<AuthzPermit | void> {
+      const { accessRequestId, ...request } = await buildRequest(ctx, action, resource, environment);
       const decision = engine.decide(request);
-      if (decision.allowed) return;
+      if (decision.allowed) return accessRequestId === null ? undefined : { accessRequestId };
       // Only say "step up" when a fresh second factor would actually make it allowed.
       const stepUp = decision.reasons.includes('builtin:step-up') && engine.decide({ ...request, context: { ...request.context, mfaFresh: true } }).allowed;
+      // Escrow's forbids have codes of their own, so the caller knows to file a request (or that duties are separated).
+      const code = stepUp ? 'STEP_UP_REQUIRED'
+        : decision.reasons.includes('builtin:approver-cannot-rotate') ? 'SEPARATION_OF_DUTIES'
+          : decision.reasons.includes('builtin:approval-required') ? 'APPROVAL_REQUIRED' : 'FORBIDDEN';
       const base = auditFrom(ctx);
       await audit.record([{
-        ...base, action: `authz.${action}`, outcome: 'denied', reason: stepUp ? 'STEP_UP_REQUIRED' : 'FORBIDDEN',
+        ...base, action: `authz.${action}`, outcome: 'denied', reason: code,
         resource: resource.type === 'secret' ? { type: 'secret', id: resource.id, name: resource.name } : { type: 'tenant', id: ctx.tenantId, name: null },
         environment: environment ?? null,
         context: { ...base.context, policies: decision.reasons.join(',') },
       }]);
       if (stepUp) fail('STEP_UP_REQUIRED', `${action} needs a second factor within the step-up window: POST /v1/auth/step-up`);
       const what = resource.type === 'secret' ? `secret "${resource.name}"${environment ? ` in ${environment}` : ''}` : 'this tenant';
+      if (code === 'SEPARATION_OF_DUTIES') fail(code, `you approved a live request to ${action} ${what}; someone else must carry it out`);
+      if (code === 'APPROVAL_REQUIRED') fail(code, `an access policy requires an approved request to ${action} ${what}: file one (POST /v1/requests)`);
       fail('FORBIDDEN', `not allowed to ${action} ${what}`);
     },
 

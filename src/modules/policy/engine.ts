@@ -24,8 +24,15 @@ export interface DecisionRequest {
     hour: number;
     weekday: number;
     sourceIp: string;
+    /** Escrow (modules/escrow/escrow-authz.ts); false when omitted. */
+    approvalRequired?: boolean;
+    viaRequest?: boolean;
+    approvedRequest?: boolean;
   };
 }
+
+/** Escrow's context fields for callers that know nothing of escrow (policy tests, benchmarks). */
+const NO_ESCROW = { approvalRequired: false, viaRequest: false, approvedRequest: false };
 
 export interface Decision {
   allowed: boolean;
@@ -147,7 +154,7 @@ export function createPolicyEngine(opts: { cacheSize?: number } = {}) {
         principal: principalUid(req),
         action: uid('Action', req.action),
         resource: r.type === 'secret' ? uid('Secret', r.id) : uid('Tenant', req.tenantId),
-        context: { ...req.context, sourceIp: { __extn: { fn: 'ip', arg: cedarIp(req.context.sourceIp) } } },
+        context: { ...NO_ESCROW, ...req.context, sourceIp: { __extn: { fn: 'ip', arg: cedarIp(req.context.sourceIp) } } },
         preparsedSchemaName: SCHEMA_NAME,
         preparsedPolicySetId: set.setId,
         entities: entities(req),

@@ -90,6 +90,31 @@ describeEachDialect('authorization matrix: role × action × tenant × environme
     });
   }
 
+  test('escrow: where an access policy requires approval, every role gets APPROVAL_REQUIRED for those actions there, and nothing else changes', async () => {
+    const escrowActions: Action[] = ['reveal', 'use', 'write', 'rotate'];
+    await h.services.escrow.accessPolicies.put(h.ctx, {
+      document: { groups: { approvers: ['user-approver'] }, rules: [{ id: 'prod', environments: ['production'], actions: ['reveal', 'use', 'write', 'rotate'], steps: [{ groups: ['approvers'], approvals: 1 }] }] },
+    });
+    try {
+      for (const role of ROLES) {
+        for (const action of SECRET_ACTIONS) {
+          for (const environment of ['development', 'production']) {
+            const cell = EXPECTED[role][action];
+            const expected = environment === 'production' && escrowActions.includes(action) ? 'APPROVAL_REQUIRED' : cell === 'deny' ? 'FORBIDDEN' : 'allowed';
+            const outcome = await h.services.authz.require(ctxFor(role, h.ctx.tenantId, true), action, secretOf.get('own')!, environment)
+              .then(() => 'allowed', (err: { code?: string }) => err.code ?? String(err));
+            assert.equal(outcome, expected, `${role} ${action} ${environment}`);
+          }
+        }
+      }
+      assert.equal(await h.services.authz.allowed(h.ctx, 'reveal', secretOf.get('own')!, 'production'), true, 'root stays outside escrow');
+      const other = await h.services.authz.require(ctxFor('revealer', otherTenant, true), 'reveal', secretOf.get('other')!, 'production').catch((e: { code: string }) => e.code);
+      assert.equal(other, 'FORBIDDEN', 'another tenant is still just forbidden');
+    } finally {
+      await h.services.escrow.accessPolicies.put(h.ctx, { document: { groups: {}, rules: [] } });
+    }
+  });
+
   test('a builder machine can use but never reveal; a revealer machine cannot reveal either (machines use, people reveal)', async () => {
     const machineId = newId();
     await h.storage.db.insertInto('machine_identities').values({

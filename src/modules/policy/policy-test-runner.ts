@@ -15,6 +15,10 @@ export interface PolicyTestCase {
   hour?: number;
   weekday?: number;
   sourceIp?: string;
+  /** Escrow context (docs/escrow.md); false when omitted. */
+  approvalRequired?: boolean;
+  viaRequest?: boolean;
+  approvedRequest?: boolean;
   expect: 'allow' | 'deny';
 }
 
@@ -70,6 +74,9 @@ export function runPolicyTests(engine: PolicyEngine, tenantPolicyText: string, c
         hour: tc.hour ?? 12,
         weekday: tc.weekday ?? 2,
         sourceIp: tc.sourceIp ?? '127.0.0.1',
+        approvalRequired: tc.approvalRequired ?? false,
+        viaRequest: tc.viaRequest ?? false,
+        approvedRequest: tc.approvedRequest ?? false,
       },
     };
     const decision = engine.decide(request);

@@ -8,7 +8,7 @@ import type { TenantContext } from '../shared/context.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
 import { createSecretRepository } from './secret-repository.ts';
 import { secretResource, type SecretService } from './secret-service.ts';
-import type { Authorizer } from '../policy/authorizer.ts';
+import type { Authorizer, AuthzPermit } from '../policy/authorizer.ts';
 import type { SealedRowCache } from './sealed-row-cache.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { RevealedValue, VersionInfo, VersionLabel } from './types.ts';
@@ -59,11 +59,13 @@ export function createValueService(deps: {
   }
 
   /** The value leaves only once its use/reveal event is durable (fail closed). */
-  function recordRead(ctx: TenantContext, action: ReadAction, secretId: string, name: string, environment: string, version: number, extra?: Record<string, string>): Promise<void> {
+  function recordRead(ctx: TenantContext, action: ReadAction, secretId: string, name: string, environment: string, version: number, permit: AuthzPermit | void, extra?: Record<string, string>): Promise<void> {
     const base = auditFrom(ctx);
+    // A read under an approved access request names it (escrow); the proxy adds its connector and run.
+    const context = permit || extra ? { ...base.context, ...(permit ? { accessRequestId: permit.accessRequestId } : {}), ...extra } : undefined;
     return audit.record([{
       ...base, action: `secret.${action}`, resource: { type: 'secret', id: secretId, name },
-      environment, secretVersion: version, outcome: 'allowed', ...(extra ? { context: { ...base.context, ...extra } } : {}),
+      environment, secretVersion: version, outcome: 'allowed', ...(context ? { context } : {}),
     }]);
   }
 
@@ -122,9 +124,9 @@ export function createValueService(deps: {
           if (row) rows.set(ctx.tenantId, env.id, name, label, row, stamp);
         }
         if (row) {
-          await authz.require(ctx, action, secretResource({ ...row, id: row.secret_id }), environment);
+          const permit = await authz.require(ctx, action, secretResource({ ...row, id: row.secret_id }), environment);
           const value = await decrypt(ctx, row.secret_id, env.id, row);
-          await recordRead(ctx, action, row.secret_id, name, environment, row.version, opts.auditContext);
+          await recordRead(ctx, action, row.secret_id, name, environment, row.version, permit, opts.auditContext);
           return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
         }
         // Slow path: say precisely what is missing, but only to a caller allowed to read here.
@@ -134,11 +136,11 @@ export function createValueService(deps: {
         fail('VERSION_NOT_FOUND', `secret "${name}" has no ${label} version in ${environment}`);
       }
       const secret = await secrets.load(ctx, name);
-      await authz.require(ctx, action, secretResource(secret), environment);
+      const permit = await authz.require(ctx, action, secretResource(secret), environment);
       const row = await repo.findVersion(ctx.tenantId, secret.id, env.id, opts.version);
       if (!row) fail('VERSION_NOT_FOUND', `secret "${name}" has no version ${opts.version} in ${environment}`);
       const value = await decrypt(ctx, secret.id, env.id, row);
-      await recordRead(ctx, action, secret.id, name, environment, row.version, opts.auditContext);
+      await recordRead(ctx, action, secret.id, name, environment, row.version, permit, opts.auditContext);
       return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
     },
 

@@ -7,6 +7,7 @@ import * as m003 from './003-audit.ts';
 import * as m004 from './004-audit-checkpoints.ts';
 import * as m005 from './005-connectors.ts';
 import * as m006 from './006-automations.ts';
+import * as m007 from './007-escrow.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -18,6 +19,7 @@ const migrations: Record<string, DialectMigration> = {
   '004-audit-checkpoints': m004,
   '005-connectors': m005,
   '006-automations': m006,
+  '007-escrow': m007,
 };
 
 function provider(dialect: DialectName): MigrationProvider {

@@ -1,0 +1,110 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { codeOf, ESCROW_POLICY, setUpEscrow, type EscrowCast } from '../../../test/helpers/escrow.ts';
+
+const why = 'PAGE-99: payouts down, the provider asks us to re-send with the live key';
+
+describeEachDialect('escrow: break-glass, reviews, access policy versions, and the HTTP surface', (dialect) => {
+  let h: Harness;
+  let c: EscrowCast;
+  const breakGlass = (ctx: ReturnType<EscrowCast['oncall']['ctx']>, secrets = ['STRIPE_KEY']) =>
+    h.services.escrow.breakGlass.breakGlass(ctx, { secrets, environment: 'production', action: 'reveal', justification: why });
+
+  before(async () => {
+    h = await createHarness(dialect);
+    c = await setUpEscrow(h, ['STRIPE_KEY', 'VAULT_ROOT']);
+  });
+  after(() => h.close());
+
+  test('break-glass: a listed person reveals at once for one hour, with a high-severity event, an alert and an open review', async () => {
+    const taken = await breakGlass(c.oncall.ctx());
+    assert.deepEqual([taken.state, taken.breakGlass, taken.grant.state, taken.review?.state], ['approved', true, 'active', 'open']);
+    assert.equal(Date.parse(taken.grant.expiresAt!), h.clock.now() + 3600_000, 'default one hour');
+    assert.equal((await h.services.values.read(c.oncall.ctx(), 'STRIPE_KEY', 'production')).value, 'stripe_key-production-v2-value');
+
+    const event = (await h.services.audit.readAfter(0, 100_000)).find((e) => e.action === 'access-request.break-glass' && e.outcome === 'allowed')!;
+    assert.deepEqual([event.context.severity, event.context.justification, event.actor.id], ['high', why, c.oncall.id]);
+    const alert = h.notifications.ofType('escrow.break-glass').at(-1)!;
+    assert.equal(alert.severity, 'alert');
+    assert.deepEqual(alert.recipients.filter((r) => r.kind === 'group').map((r) => r.id).sort(), ['leads', 'security']);
+
+    const open = await h.services.escrow.breakGlass.listReviews(c.alice.ctx());
+    const review = open.items.find((r) => r.requestId === taken.id)!;
+    assert.equal(review.state, 'open');
+    assert.equal(await codeOf(h.services.escrow.breakGlass.review(c.oncall.ctx(), review.id, { outcome: 'justified', comment: 'it was me' })), 'SELF_APPROVAL');
+    assert.equal(await codeOf(h.services.escrow.breakGlass.review(c.alice.stale(), review.id, { outcome: 'justified', comment: 'ok' })), 'STEP_UP_REQUIRED');
+    const done = await h.services.escrow.breakGlass.review(c.alice.ctx(), review.id, { outcome: 'justified', comment: 'matches PAGE-99' });
+    assert.deepEqual([done.state, done.reviewedBy, done.outcome], ['done', c.alice.id, 'justified']);
+    assert.equal(await codeOf(h.services.escrow.breakGlass.review(c.bob.ctx(), review.id, { outcome: 'unjustified', comment: 'late' })), 'REVIEW_ALREADY_DONE');
+    assert.ok(!(await h.services.escrow.breakGlass.listReviews(c.alice.ctx())).items.some((r) => r.id === review.id), 'no longer open');
+
+    h.clock.advance(3600_000 + 1000);
+    assert.equal(await codeOf(h.services.values.read(c.oncall.ctx(), 'STRIPE_KEY', 'production')), 'APPROVAL_REQUIRED', 'the glass mends after an hour');
+  });
+
+  test('break-glass by someone the rule does not list is refused, and the refusal is audited', async () => {
+    assert.equal(await codeOf(breakGlass(c.builder.ctx())), 'BREAK_GLASS_NOT_ALLOWED');
+    assert.equal(await codeOf(breakGlass(c.oncall.ctx(), ['VAULT_ROOT'])), 'BREAK_GLASS_NOT_ALLOWED', 'listed on one rule, not on another');
+    assert.equal(await codeOf(breakGlass(c.runner.ctx())), 'VALIDATION_FAILED', 'machines do not reveal');
+    const refused = (await h.services.audit.readAfter(0, 100_000)).filter((e) => e.action === 'access-request.break-glass' && e.outcome === 'denied');
+    assert.equal(refused.length, 2);
+    assert.ok(refused.every((e) => e.context.justification === why && e.reason === 'BREAK_GLASS_NOT_ALLOWED'));
+    assert.equal(await codeOf(h.services.values.read(c.builder.ctx(), 'STRIPE_KEY', 'production')), 'APPROVAL_REQUIRED');
+  });
+
+  test('access policies are versioned: history, diff and rollback; a bad document never takes effect', async () => {
+    const policies = h.services.escrow.accessPolicies;
+    const before = await policies.current(h.ctx);
+    const bad = [
+      { ...ESCROW_POLICY, rules: [{ id: 'x', actions: ['reveal'], steps: [{ groups: ['nobody'], approvals: 1 }] }] },
+      { ...ESCROW_POLICY, rules: [{ id: 'x', actions: ['reveal'], steps: [{ groups: ['security'], approvals: 3 }] }] },
+      { ...ESCROW_POLICY, rules: [{ id: 'x', actions: ['reveal'], steps: [{ groups: ['security'], approvals: 2 }, { groups: ['security'], approvals: 1 }] }] },
+      { groups: { leads: ['ghost'] }, rules: [] },
+      { ...ESCROW_POLICY, rules: [{ id: 'x', environments: ['nowhere'], actions: ['reveal'], steps: [{ groups: ['leads'], approvals: 1 }] }] },
+      { ...ESCROW_POLICY, surprise: true },
+    ];
+    for (const document of bad) assert.equal(await codeOf(policies.put(h.ctx, { document })), 'ACCESS_POLICY_INVALID', JSON.stringify(document).slice(0, 80));
+    assert.equal((await policies.current(h.ctx)).version, before.version, 'nothing was stored');
+    assert.equal((await policies.validate(h.ctx, bad[0])).valid, false);
+    assert.equal(await codeOf(policies.put(c.alice.ctx(), { document: ESCROW_POLICY })), 'FORBIDDEN', 'only admins change access policies');
+
+    const relaxed = await policies.put(h.ctx, { document: { ...ESCROW_POLICY, rules: ESCROW_POLICY.rules.filter((r) => r.id !== 'staging-reveal') }, comment: 'no staging approvals' });
+    assert.equal(relaxed.version, before.version + 1);
+    assert.match((await policies.diff(h.ctx, before.version, relaxed.version)).diff, /^- .*"staging-reveal"/m);
+    // The rule is gone: a builder's staging reveal is their role's business again (a builder has none).
+    assert.equal(await codeOf(h.services.values.read(c.builder.ctx(), 'STRIPE_KEY', 'staging')), 'FORBIDDEN');
+    const back = await policies.rollback(h.ctx, before.version);
+    assert.deepEqual([back.version, back.active], [before.version + 2, true]);
+    assert.equal(await codeOf(h.services.values.read(c.builder.ctx(), 'STRIPE_KEY', 'staging')), 'APPROVAL_REQUIRED', 'the rollback took effect at once');
+    assert.deepEqual((await policies.history(h.ctx)).map((v) => v.version).slice(0, 3), [before.version + 2, before.version + 1, before.version]);
+    assert.equal(await codeOf(policies.get(h.ctx, 999)), 'ACCESS_POLICY_VERSION_NOT_FOUND');
+  });
+
+  test('over HTTP: an oversized justification is a 400 and writes nothing; another tenant gets 404 for a request id', async () => {
+    const count = async () => Number((await h.storage.db.selectFrom('access_requests').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+    const before = await count();
+    const inject = (method: 'GET' | 'POST', url: string, payload?: object, tenant?: string) => h.app.inject({
+      method, url, headers: { authorization: `Bearer ${h.rootToken}`, ...(tenant ? { 'x-keyhold-tenant': tenant } : {}) }, ...(payload ? { payload } : {}),
+    });
+    const big = await inject('POST', '/v1/requests', { secrets: ['STRIPE_KEY'], environment: 'production', action: 'reveal', justification: 'x'.repeat(5000) });
+    assert.equal(big.statusCode, 400);
+    assert.equal(big.json().error.code, 'VALIDATION_FAILED');
+    const extra = await inject('POST', '/v1/requests', { secrets: ['STRIPE_KEY'], environment: 'production', action: 'reveal', justification: why, approvedBy: 'me' });
+    assert.equal(extra.json().error.code, 'UNKNOWN_FIELD');
+    const huge = await inject('POST', '/v1/break-glass', { secrets: Array.from({ length: 50 }, (_, i) => `S${i}`), environment: 'production', action: 'reveal', justification: why });
+    assert.equal(huge.statusCode, 400);
+    assert.equal(await count(), before, 'nothing was written');
+
+    const req = await h.services.escrow.requests.file(c.builder.ctx(), { secrets: ['STRIPE_KEY'], environment: 'production', action: 'reveal', justification: why });
+    assert.equal((await inject('GET', `/v1/requests/${req.id}`)).statusCode, 200);
+    await h.services.tenants.create('elsewhere');
+    for (const [method, url, body] of [['GET', `/v1/requests/${req.id}`], ['POST', `/v1/requests/${req.id}/approve`, {}], ['POST', `/v1/requests/${req.id}/revoke`, {}]] as const) {
+      const res = await inject(method, url, body, 'elsewhere');
+      assert.deepEqual([res.statusCode, res.json().error.code], [404, 'REQUEST_NOT_FOUND'], `${method} ${url}`);
+    }
+    const openapi = (await inject('GET', '/v1/openapi.json')).json();
+    assert.ok(openapi.paths['/v1/requests/{id}/approve'] && openapi.paths['/v1/break-glass'] && openapi.paths['/v1/access-policies']);
+  });
+});
