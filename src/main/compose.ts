@@ -43,6 +43,13 @@ import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Storage } from '../storage/database.ts';
 import { createEscrowModule, escrowRoutes } from '../modules/escrow/index.ts';
+import { createConnectorService } from '../modules/connectors/connector-service.ts';
+import { connectorRoutes } from '../modules/connectors/routes.ts';
+import { createProxyService } from '../modules/proxy/proxy-service.ts';
+import { automationRoutes, createAutomationModule } from '../modules/automations/index.ts';
+import { createTenantRedactors } from '../modules/redaction/index.ts';
+import { findCredentials } from '../modules/leaks/detectors.ts';
+import { runScript } from '../modules/scripts/run-script.ts';
 import type { Notifier } from '../modules/notifications/notifier.ts';
 import { createLogNotifier } from '../modules/notifications/log/index.ts';
 import { createLogger } from '../platform/logger.ts';
@@ -50,7 +57,7 @@ import { createLogger } from '../platform/logger.ts';
 export type KeyholdConfig = Pick<Config, 'dataDir' | 'limits' | 'rollbackWindowMs' | 'identity'>;
 
 /** Wires every service from its module factory. No I/O beyond what the factories do lazily. */
-export function createServices(deps: { config: KeyholdConfig; storage: Storage; clock: Clock; notifier?: Notifier }) {
+export function createServices(deps: { config: KeyholdConfig; storage: Storage; clock: Clock; notifier?: Notifier; onBackgroundError?: (err: unknown) => void }) {
   const { config, storage, clock } = deps;
   const db = storage.db;
   const seal = createSealManager({ meta: createSystemMetaRepository(db), dataDir: config.dataDir });
@@ -89,7 +96,16 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     audit, identifiers,
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
   });
-  return { seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people, versionChecks, escrow, notifier };
+  const redactors = createTenantRedactors({ db, keyring, clock, seal });
+  const connectors = createConnectorService({ db, authz, tenants, secrets, values, audit, clock });
+  const proxy = createProxyService({ connectors, values, redactors, audit, clock });
+  // Where script steps reach this server: set by whoever makes it listen (server.ts, tests).
+  const self = { address: null as string | null };
+  const runtime = createAutomationModule({
+    db, authz, clock, audit, tenants, secrets, tokens, connectors, proxy, redactors, detectCredentials: findCredentials,
+    scripts: { run: runScript }, keyholdAddress: () => self.address, onBackgroundError: deps.onBackgroundError ?? (() => undefined),
+  });
+  return { self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people, versionChecks, escrow, notifier };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -110,6 +126,8 @@ export async function createHttpApp(services: Services, opts: { logger: Logger; 
       auditRoutes({ queries: services.auditQueries }),
       userRoutes({ users: services.users, totp: services.totp, logins: services.logins, tenants: services.tenants }),
       escrowRoutes({ escrow: services.escrow }),
+      connectorRoutes({ connectors: services.connectors, proxy: services.proxy }),
+      automationRoutes({ ...services, isSealed: () => services.seal.isSealed() }),
     ],
     (app) => registerAuth(app, { authenticator: services.authenticator, tenants: services.tenants, seal: services.seal }),
   );

@@ -11,6 +11,7 @@ import { connectorsReferenced } from './validate.ts';
 export const ExportedConnectorSchema = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 128 }),
   type: Type.String({ minLength: 1, maxLength: 32 }),
+  owner: Type.String({ minLength: 1, maxLength: 200 }),
   settings: Type.Record(Type.String({ maxLength: 128 }), Type.Unknown()),
   slots: Type.Record(Type.String({ maxLength: 64 }), Type.String({ maxLength: 128 })),
 }, { additionalProperties: false });

@@ -27,7 +27,7 @@ export interface ProxyPort {
 export interface ScriptPort {
   run(opts: {
     source: string; input: unknown; timeoutMs: number; maxOutputBytes: number; redactor: Redactor;
-    env: { KEYHOLD_ADDR: string; KEYHOLD_TOKEN: string; KEYHOLD_ENVIRONMENT: string; KEYHOLD_RUN?: string };
+    env: { KEYHOLD_ADDR: string; KEYHOLD_TOKEN: string; KEYHOLD_ENVIRONMENT: string };
   }): Promise<{ ok: boolean; output: unknown; stdout: string; stderr: string; error?: string; timedOut: boolean }>;
 }
 
@@ -95,13 +95,13 @@ export function createRunner(deps: {
     };
   }
 
-  async function scriptStep(step: ScriptStep, data: unknown, token: string, environment: string, runId: string, redactor: Redactor, remainingMs: number) {
+  async function scriptStep(step: ScriptStep, data: unknown, token: string, environment: string, redactor: Redactor, remainingMs: number) {
     const addr = keyholdAddress();
     if (!addr) return { ok: false, output: null, log: '', error: 'SCRIPT_UNAVAILABLE: script steps need the server to listen on an address' };
     const r = await scripts.run({
       source: step.source, input: data, redactor, maxOutputBytes: limits.maxScriptOutputBytes,
       timeoutMs: Math.min(step.timeoutMs ?? limits.scriptTimeoutMs, remainingMs),
-      env: { KEYHOLD_ADDR: addr, KEYHOLD_TOKEN: token, KEYHOLD_ENVIRONMENT: environment, KEYHOLD_RUN: `${runId}:${step.id}` },
+      env: { KEYHOLD_ADDR: addr, KEYHOLD_TOKEN: token, KEYHOLD_ENVIRONMENT: environment },
     });
     const log = [r.stdout, r.stderr].filter((s) => s.length > 0).join('\n');
     return { ok: r.ok, output: r.output, log, error: r.ok ? null : r.timedOut ? 'SCRIPT_TIMEOUT: the script ran past its time limit' : `SCRIPT_FAILED: ${r.error ?? 'the script failed'}` };
@@ -129,7 +129,7 @@ export function createRunner(deps: {
         if (startedAt >= deadline) throw new Error('deadline');
         result = step.type === 'http'
           ? await httpStep(machineCtx, step, data, { runId, automation: def.name, environment })
-          : await scriptStep(step, data, token.token, environment, runId, redactor, deadline - startedAt);
+          : await scriptStep(step, data, token.token, environment, redactor, deadline - startedAt);
       } catch (err) {
         const message = err instanceof Error && err.message === 'deadline' ? 'RUN_TIMEOUT: the run ran past its time limit' : describeError(err);
         result = { ok: false, output: null, log: '', error: message };

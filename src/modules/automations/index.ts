@@ -1,0 +1,77 @@
+import type { Kysely } from 'kysely';
+import { fail } from '../../errors/index.ts';
+import type { Clock } from '../../platform/clock.ts';
+import type { Database } from '../../storage/schema.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
+import type { TokenService } from '../auth/token-service.ts';
+import type { ConnectorService } from '../connectors/connector-service.ts';
+import type { Authorizer } from '../policy/authorizer.ts';
+import type { SecretService } from '../secrets/secret-service.ts';
+import type { TenantContext } from '../shared/context.ts';
+import type { TenantService } from '../tenants/tenant-service.ts';
+import { createAutomationService } from './automation-service.ts';
+import { createAutomationExchange, type ConnectorExchange, type ExportedConnector } from './exchange.ts';
+import { createInventory } from './inventory.ts';
+import { createRunner, type ProxyPort, type Redactor, type RunnerLimits, type ScriptPort } from './runner.ts';
+import { createRunQueries } from './runs.ts';
+import { createAutomationScheduler } from './scheduler.ts';
+import type { CredentialDetector } from './validate.ts';
+
+export { automationRoutes } from './routes.ts';
+
+/** Export/import of connectors through the connector service (its own checks apply to each). */
+function connectorExchange(connectors: ConnectorService): ConnectorExchange {
+  return {
+    async exportFrom(ctx, environment, names) {
+      return (await connectors.list(ctx, { environment })).filter((c) => names.includes(c.name))
+        .map((c): ExportedConnector => ({ name: c.name, type: c.type, owner: c.owner, settings: c.settings, slots: c.slots }));
+    },
+    async importInto(ctx: TenantContext, environment, list, opts) {
+      const existing = new Map((await connectors.list(ctx, { environment })).map((c) => [c.name, c]));
+      for (const c of list) if (existing.has(c.name) && !opts.overwrite) fail('CONNECTOR_EXISTS', `connector "${c.name}" already exists in ${environment} (import with overwrite to replace it)`);
+      for (const c of list) {
+        const current = existing.get(c.name);
+        if (current) await connectors.update(ctx, environment, c.name, { settings: c.settings, slots: c.slots, owner: c.owner, revision: current.revision });
+        else await connectors.create(ctx, { ...c, environment });
+      }
+      return list.map((c) => c.name);
+    },
+  };
+}
+
+/** The run-time side of SPEC §5: automations, their runner and triggers, runs, export/import, inventory. */
+export function createAutomationModule(deps: {
+  db: Kysely<Database>;
+  authz: Authorizer;
+  clock: Clock;
+  audit: Pick<AuditLog, 'appendInTx'>;
+  tenants: Pick<TenantService, 'environment'>;
+  secrets: Pick<SecretService, 'load'>;
+  tokens: Pick<TokenService, 'issue' | 'revoke' | 'forgetToken'>;
+  connectors: ConnectorService;
+  proxy: ProxyPort;
+  scripts: ScriptPort;
+  redactors: { forTenant(tenantId: string): Promise<Redactor> };
+  detectCredentials: CredentialDetector;
+  keyholdAddress: () => string | null;
+  limits?: Partial<RunnerLimits>;
+  onBackgroundError: (err: unknown) => void;
+}) {
+  const { db, authz, clock, audit, connectors } = deps;
+  const directory = { list: (ctx: TenantContext) => connectors.summaries(ctx.tenantId) };
+  const automations = createAutomationService({ db, authz, secrets: deps.secrets, connectors: directory, detectCredentials: deps.detectCredentials, audit, clock });
+  const runner = createRunner({
+    db, automations, tenants: deps.tenants, tokens: deps.tokens, proxy: deps.proxy, scripts: deps.scripts, redactors: deps.redactors,
+    keyholdAddress: deps.keyholdAddress, audit, clock, ...(deps.limits ? { limits: deps.limits } : {}), onBackgroundError: deps.onBackgroundError,
+  });
+  const scheduler = createAutomationScheduler({ db, runner, onError: deps.onBackgroundError });
+  automations.onChange(scheduler.listener);
+  return {
+    automations, runner, scheduler,
+    runs: createRunQueries({ db, authz }),
+    exchange: createAutomationExchange({ automations, connectors: connectorExchange(connectors), clock }),
+    inventory: createInventory({ automations, connectors: directory, secrets: deps.secrets, authz }),
+  };
+}
+
+export type AutomationModule = ReturnType<typeof createAutomationModule>;
