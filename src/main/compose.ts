@@ -40,11 +40,12 @@ import { grantRoutes } from '../modules/grants/routes.ts';
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Storage } from '../storage/database.ts';
+import { createKnownValues, createTenantRedactors, trackKnownValues, type KnownValues } from '../modules/redaction/index.ts';
 
 export type KeyholdConfig = Pick<Config, 'dataDir' | 'limits' | 'rollbackWindowMs' | 'identity'>;
 
 /** Wires every service from its module factory. No I/O beyond what the factories do lazily. */
-export function createServices(deps: { config: KeyholdConfig; storage: Storage; clock: Clock }) {
+export function createServices(deps: { config: KeyholdConfig; storage: Storage; clock: Clock; knownValues?: KnownValues }) {
   const { config, storage, clock } = deps;
   const db = storage.db;
   const seal = createSealManager({ meta: createSystemMetaRepository(db), dataDir: config.dataDir });
@@ -67,9 +68,13 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const grants = createGrantService({ db, authz, tenants, clock, audit });
   const policies = createPolicyService({ db, engine, authz, clock, audit });
   const secrets = createSecretService({ db, tenants, authz, clock, keyring, rows, audit, maxNameLength: config.limits.maxNameLength });
-  const values = createValueService({
+  // Values this process has seen, for masking its own log lines (the server's logger filters through it).
+  const knownValues = deps.knownValues ?? createKnownValues();
+  seal.onSeal(() => knownValues.clear());
+  const values = trackKnownValues(createValueService({
     db, keyring, tenants, secrets, authz, rows, audit, clock, maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
-  });
+  }), knownValues);
+  const redactors = createTenantRedactors({ db, keyring, clock, seal, known: knownValues });
   const keys = createKeyService({ db, keyring, authz, clock, rows, audit });
   const system = createSystemService({ db, seal, tenants, tokens, audit, dataDir: config.dataDir });
   const retention = createRetentionJob({ db, clock, keyring, rows, rollbackWindowMs: config.rollbackWindowMs });
@@ -79,7 +84,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     audit, identifiers,
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
   });
-  return { seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people };
+  return { seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, knownValues, redactors, ...people };
 }
 
 export type Services = ReturnType<typeof createServices>;
