@@ -47,7 +47,7 @@ import { createConnectorService } from '../modules/connectors/connector-service.
 import { connectorRoutes } from '../modules/connectors/routes.ts';
 import { createProxyService } from '../modules/proxy/proxy-service.ts';
 import { automationRoutes, createAutomationModule } from '../modules/automations/index.ts';
-import { createTenantRedactors } from '../modules/redaction/index.ts';
+import { createKnownValues, createTenantRedactors, trackKnownValues, type KnownValues } from '../modules/redaction/index.ts';
 import { findCredentials } from '../modules/leaks/detectors.ts';
 import { runScript } from '../modules/scripts/run-script.ts';
 import type { Notifier } from '../modules/notifications/notifier.ts';
@@ -57,7 +57,7 @@ import { createLogger } from '../platform/logger.ts';
 export type KeyholdConfig = Pick<Config, 'dataDir' | 'limits' | 'rollbackWindowMs' | 'identity'>;
 
 /** Wires every service from its module factory. No I/O beyond what the factories do lazily. */
-export function createServices(deps: { config: KeyholdConfig; storage: Storage; clock: Clock; notifier?: Notifier; onBackgroundError?: (err: unknown) => void }) {
+export function createServices(deps: { config: KeyholdConfig; storage: Storage; clock: Clock; notifier?: Notifier; onBackgroundError?: (err: unknown) => void; knownValues?: KnownValues }) {
   const { config, storage, clock } = deps;
   const db = storage.db;
   const seal = createSealManager({ meta: createSystemMetaRepository(db), dataDir: config.dataDir });
@@ -80,9 +80,12 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const grants = createGrantService({ db, authz, tenants, clock, audit });
   const policies = createPolicyService({ db, engine, authz, clock, audit });
   const secrets = createSecretService({ db, tenants, authz, clock, keyring, rows, audit, maxNameLength: config.limits.maxNameLength });
-  const values = createValueService({
+  // Values this process has seen, for masking its own log lines (the server's logger filters through it).
+  const knownValues = deps.knownValues ?? createKnownValues();
+  seal.onSeal(() => knownValues.clear());
+  const values = trackKnownValues(createValueService({
     db, keyring, tenants, secrets, authz, rows, audit, clock, maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
-  });
+  }), knownValues);
   const versionChecks = createVersionCheckService({ db, tenants, authz, maxNameLength: config.limits.maxNameLength });
   const keys = createKeyService({ db, keyring, authz, clock, rows, audit });
   // Until the webhook/SMTP channels land, notifications are log lines (server.ts passes its own logger's notifier).
@@ -96,7 +99,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     audit, identifiers,
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
   });
-  const redactors = createTenantRedactors({ db, keyring, clock, seal });
+  const redactors = createTenantRedactors({ db, keyring, clock, seal, known: knownValues });
   const connectors = createConnectorService({ db, authz, tenants, secrets, values, audit, clock });
   const proxy = createProxyService({ connectors, values, redactors, audit, clock });
   // Where script steps reach this server: set by whoever makes it listen (server.ts, tests).
@@ -105,7 +108,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     db, authz, clock, audit, tenants, secrets, tokens, connectors, proxy, redactors, detectCredentials: findCredentials,
     scripts: { run: runScript }, keyholdAddress: () => self.address, onBackgroundError: deps.onBackgroundError ?? (() => undefined),
   });
-  return { self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people, versionChecks, escrow, notifier };
+  return { self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people, versionChecks, escrow, notifier, knownValues };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -10,6 +10,7 @@ import { DEV_ROOT_TOKEN_FILE } from '../modules/system/system-service.ts';
 import { createHttpApp, createServices } from './compose.ts';
 import { startAuditStreaming } from '../modules/audit/streaming.ts';
 import { createLogNotifier } from '../modules/notifications/log/index.ts';
+import { createKnownValues, logLineRedactor } from '../modules/redaction/index.ts';
 
 function devBanner(config: Config, address: string, created: boolean): string {
   const bar = '!'.repeat(78);
@@ -44,9 +45,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     }
     throw err;
   }
-  const logger = createLogger({ level: config.logLevel });
+  const knownValues = createKnownValues();
+  const logger = createLogger({ level: config.logLevel, filterLine: logLineRedactor(knownValues) });
   const storage = await openStorage({ url: config.databaseUrl });
-  const services = createServices({ config, storage, clock: systemClock, notifier: createLogNotifier({ logger }) });
+  const services = createServices({ config, storage, clock: systemClock, notifier: createLogNotifier({ logger }), knownValues });
   const https = config.tls ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } : null;
   const app = await createHttpApp(services, { logger, bodyLimit: config.limits.maxBodyBytes, https });
 

@@ -19,13 +19,18 @@ export const REDACT_PATHS = [
 
 export type { Logger };
 
-/** Creates the process logger; pass a destination to capture output (tests scan it for canaries). */
-export function createLogger(options: { level: LevelWithSilent; destination?: DestinationStream }): Logger {
+/**
+ * Creates the process logger; pass a destination to capture output (tests scan it for canaries).
+ * `filterLine` sees every serialized line before it is written (the known-value redaction pass:
+ * pino's path redaction never looks inside message strings).
+ */
+export function createLogger(options: { level: LevelWithSilent; destination?: DestinationStream; filterLine?: (line: string) => string }): Logger {
   return pino(
     {
       level: options.level,
       redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
       base: { service: 'keyhold' },
+      ...(options.filterLine ? { hooks: { streamWrite: options.filterLine } } : {}),
     },
     options.destination,
   );

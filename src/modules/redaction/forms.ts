@@ -1,0 +1,57 @@
+/**
+ * The encoded forms a secret value takes on its way into a log, an HTTP message or a JSON document.
+ * Every form is masked; docs/redaction.md lists them and says why each is there.
+ */
+
+/** Base64 characters that depend only on the value's bytes when `offset` bytes (mod 3) precede it in a larger blob. */
+function innerBase64(bytes: Buffer, offset: number, url: boolean): string {
+  const padded = Buffer.concat([Buffer.alloc(offset), bytes, Buffer.alloc(3)]);
+  const encoded = padded.toString(url ? 'base64url' : 'base64');
+  const first = Math.ceil((8 * offset) / 6);
+  const last = Math.floor((8 * (offset + bytes.length)) / 6); // exclusive
+  return encoded.slice(first, last);
+}
+
+/** JSON escaping that also writes every non-ASCII code unit as \uXXXX (Python's json.dumps, many loggers). */
+function asciiJson(value: string, upper: boolean): string {
+  const escaped = JSON.stringify(value).slice(1, -1);
+  return escaped.replace(/[^\x00-\x7f]/g, (c) => {
+    const hex = c.charCodeAt(0).toString(16).padStart(4, '0');
+    return `\\u${upper ? hex.toUpperCase() : hex}`;
+  });
+}
+
+const lowerPercent = (s: string) => s.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase());
+
+/** Shortest embedded-base64 form worth masking: fewer stable characters would match random base64 by chance. */
+const MIN_INNER_FORM = 6;
+
+/**
+ * Every distinct form of `value`. `embedded` adds the base64 characters that survive when the value
+ * sits inside a larger base64 blob (HTTP Basic `user:pass`), at each of the three byte alignments.
+ */
+export function encodedForms(value: string, opts: { embedded: boolean }): string[] {
+  const forms = new Set<string>([value]);
+  const bytes = Buffer.from(value, 'utf8');
+  const b64 = bytes.toString('base64');
+  const b64url = bytes.toString('base64url');
+  forms.add(b64).add(b64.replace(/=+$/, ''));
+  forms.add(b64url).add(b64url + '='.repeat((4 - (b64url.length % 4)) % 4));
+  const hex = bytes.toString('hex');
+  forms.add(hex).add(hex.toUpperCase());
+  const uri = encodeURIComponent(value);
+  const form = new URLSearchParams([['', value]]).toString().slice(1);
+  forms.add(uri).add(lowerPercent(uri)).add(form).add(lowerPercent(form));
+  const json = JSON.stringify(value).slice(1, -1);
+  forms.add(json).add(JSON.stringify(json).slice(1, -1)).add(asciiJson(value, false)).add(asciiJson(value, true));
+  if (opts.embedded) {
+    for (const offset of [0, 1, 2]) {
+      for (const url of [false, true]) {
+        const inner = innerBase64(bytes, offset, url);
+        if (inner.length >= MIN_INNER_FORM) forms.add(inner);
+      }
+    }
+  }
+  forms.delete('');
+  return [...forms];
+}
