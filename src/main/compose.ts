@@ -43,9 +43,6 @@ import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Storage } from '../storage/database.ts';
 import { createEscrowModule, escrowRoutes } from '../modules/escrow/index.ts';
-import { createConnectorService } from '../modules/connectors/connector-service.ts';
-import { connectorRoutes } from '../modules/connectors/routes.ts';
-import { createProxyService } from '../modules/proxy/proxy-service.ts';
 import { automationRoutes, createAutomationModule } from '../modules/automations/index.ts';
 import { createKnownValues, createTenantRedactors, trackKnownValues, type KnownValues } from '../modules/redaction/index.ts';
 import { findCredentials } from '../modules/leaks/detectors.ts';
@@ -100,8 +97,6 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
   });
   const redactors = createTenantRedactors({ db, keyring, clock, seal, known: knownValues });
-  const connectors = createConnectorService({ db, authz, tenants, secrets, values, audit, clock });
-  const proxy = createProxyService({ connectors, values, redactors, audit, clock });
   // Where script steps reach this server: set by whoever makes it listen (server.ts, tests).
   const self = { address: null as string | null };
   const runtime = createAutomationModule({
@@ -129,7 +124,6 @@ export async function createHttpApp(services: Services, opts: { logger: Logger; 
       auditRoutes({ queries: services.auditQueries }),
       userRoutes({ users: services.users, totp: services.totp, logins: services.logins, tenants: services.tenants }),
       escrowRoutes({ escrow: services.escrow }),
-      connectorRoutes({ connectors: services.connectors, proxy: services.proxy }),
       automationRoutes({ ...services, isSealed: () => services.seal.isSealed() }),
     ],
     (app) => registerAuth(app, { authenticator: services.authenticator, tenants: services.tenants, seal: services.seal }),

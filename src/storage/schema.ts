@@ -20,7 +20,6 @@ export interface Database {
   audit_head: AuditHeadTable;
   audit_cursors: AuditCursorsTable;
   audit_checkpoints: AuditCheckpointsTable;
-  connectors: ConnectorsTable;
   automations: AutomationsTable;
   automation_runs: AutomationRunsTable;
   access_policies: AccessPoliciesTable;
@@ -269,22 +268,6 @@ export interface AutomationRunsTable {
   error: string | null;
 }
 
-export interface ConnectorsTable {
-  id: string;
-  tenant_id: string;
-  environment_id: string;
-  name: string;
-  type: string;
-  /** Non-secret settings as JSON. */
-  settings: string;
-  /** Slot name -> secret name, as JSON. */
-  slots: string;
-  owner: string;
-  revision: number;
-  created_at: number;
-  created_by: string;
-  updated_at: number;
-}
 
 /** Escrow: one version of a tenant's access policy document (groups + approval rules, JSON). */
 export interface AccessPoliciesTable {
