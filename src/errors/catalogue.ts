@@ -50,6 +50,15 @@ export const errorCatalogue = {
   SEALED: { status: 503, meaning: 'The server is sealed; no secret operation is possible until it is unsealed.' },
   INTEGRITY_FAILURE: { status: 500, meaning: 'Stored ciphertext failed authentication (tampered, moved or corrupted); nothing was returned.' },
   KEY_VERSION_RETIRED: { status: 500, meaning: 'A value is wrapped under a key version below the minimum decryption version.' },
+  CONNECTOR_NOT_FOUND: { status: 404, meaning: 'No connector with this name in this environment of the tenant.' },
+  CONNECTOR_EXISTS: { status: 409, meaning: 'A connector with this name already exists in this environment of the tenant.' },
+  SLOT_UNRESOLVED: { status: 400, meaning: 'A connector slot names a secret that does not exist in this tenant, or a slot the connector type does not have; the message names the slot.' },
+  CONNECTOR_TYPE_MISMATCH: { status: 409, meaning: 'The type of the connector cannot do this (e.g. an HTTP request through a PostgreSQL connector).' },
+  DESTINATION_NOT_ALLOWED: { status: 403, meaning: 'The proxied request would leave the allowlisted destination of the connector (scheme, host, port, path prefix); it was refused and audited.' },
+  PROXY_HEADER_NOT_ALLOWED: { status: 403, meaning: 'A proxied request header or query parameter is malformed (CR, LF, NUL), hop-by-hop, Host, or would override the injected credential; it was refused and audited.' },
+  TEMPLATE_NOT_ALLOWED: { status: 403, meaning: 'A {{ secrets.NAME }} template names a secret the connector does not allow in templates; it was refused and audited.' },
+  UPSTREAM_UNREACHABLE: { status: 502, meaning: 'The destination of the connector could not be reached (connection refused, reset, DNS); nothing came back.' },
+  UPSTREAM_TIMEOUT: { status: 504, meaning: 'The destination of the connector did not answer within the proxy timeouts.' },
   INTERNAL: { status: 500, meaning: 'An unexpected error; the body carries a request id to find the full (redacted) log entry.' },
 } as const satisfies Record<string, { status: number; meaning: string }>;
 

@@ -37,6 +37,8 @@ import { createPolicyService } from '../modules/policy/policy-service.ts';
 import { policyRoutes } from '../modules/policy/routes.ts';
 import { createGrantService } from '../modules/grants/grant-service.ts';
 import { grantRoutes } from '../modules/grants/routes.ts';
+import { connectorRoutes, createConnectorService } from '../modules/connectors/index.ts';
+import { callValuesOnlyRedaction, createProxyService, DEFAULT_PROXY_LIMITS, proxyRoutes, type TenantRedactorSource } from '../modules/proxy/index.ts';
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Storage } from '../storage/database.ts';
@@ -44,7 +46,7 @@ import type { Storage } from '../storage/database.ts';
 export type KeyholdConfig = Pick<Config, 'dataDir' | 'limits' | 'rollbackWindowMs' | 'identity'>;
 
 /** Wires every service from its module factory. No I/O beyond what the factories do lazily. */
-export function createServices(deps: { config: KeyholdConfig; storage: Storage; clock: Clock }) {
+export function createServices(deps: { config: KeyholdConfig; storage: Storage; clock: Clock; redactors?: TenantRedactorSource }) {
   const { config, storage, clock } = deps;
   const db = storage.db;
   const seal = createSealManager({ meta: createSystemMetaRepository(db), dataDir: config.dataDir });
@@ -79,7 +81,15 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     audit, identifiers,
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
   });
-  return { seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people };
+  const connectors = createConnectorService({
+    db, tenants, secrets, values, authz, audit, clock, fetch: globalThis.fetch, limits: DEFAULT_PROXY_LIMITS, maxNameLength: config.limits.maxNameLength,
+  });
+  // redactors: the redaction module's TenantRedactors once merged; until then only the call's own values are masked.
+  const proxy = createProxyService({
+    connectors, values, audit, clock, fetch: globalThis.fetch, redactors: deps.redactors ?? callValuesOnlyRedaction,
+    limits: { ...DEFAULT_PROXY_LIMITS, maxRequestBytes: config.limits.maxBodyBytes },
+  });
+  return { connectors, proxy, seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -98,6 +108,8 @@ export async function createHttpApp(services: Services, opts: { logger: Logger; 
       policyRoutes({ policies: services.policies }),
       auditRoutes({ queries: services.auditQueries }),
       userRoutes({ users: services.users, totp: services.totp, logins: services.logins, tenants: services.tenants }),
+      connectorRoutes({ connectors: services.connectors }),
+      proxyRoutes({ proxy: services.proxy }),
     ],
     (app) => registerAuth(app, { authenticator: services.authenticator, tenants: services.tenants, seal: services.seal }),
   );

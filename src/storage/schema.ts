@@ -20,6 +20,8 @@ export interface Database {
   audit_head: AuditHeadTable;
   audit_cursors: AuditCursorsTable;
   audit_checkpoints: AuditCheckpointsTable;
+  connectors: ConnectorsTable;
+  connector_slots: ConnectorSlotsTable;
 }
 
 export interface AuditCheckpointsTable {
@@ -227,4 +229,30 @@ export interface TenantPoliciesTable {
   comment: string;
   created_at: number;
   created_by: string;
+}
+
+export interface ConnectorsTable {
+  id: string;
+  tenant_id: string;
+  environment_id: string;
+  name: string;
+  type: string;
+  /** JSON object of non-secret settings. */
+  settings: string;
+  /** JSON object: slot → secret name. */
+  slots: string;
+  owner: string;
+  created_at: number;
+  created_by: string;
+  updated_at: number;
+  /** Bumped on every change (check-and-set for updates). */
+  revision: number;
+}
+
+/** One row per connector slot, so dependents of a secret are an indexed lookup. */
+export interface ConnectorSlotsTable {
+  connector_id: string;
+  tenant_id: string;
+  slot: string;
+  secret_name: string;
 }

@@ -13,6 +13,9 @@ import type { SealedRowCache } from './sealed-row-cache.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { RevealedValue, VersionInfo, VersionLabel } from './types.ts';
 
+/** In-process options of a read: `purpose: 'use'` when the value is injected and never shown; extra audit context (connector, run). */
+export interface ReadOptions { purpose?: 'use'; auditContext?: Record<string, string> }
+
 const LABEL_COLUMN = { current: 'current_version', pending: 'pending_version', previous: 'previous_version' } as const;
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -36,8 +39,11 @@ export function createValueService(deps: {
 }) {
   const { db, keyring, tenants, secrets, authz, rows, audit, clock, maxValueBytes, rollbackWindowMs } = deps;
 
-  /** Reading a value is `use` for a machine (run time, no person sees it) and `reveal` for a person. */
-  const readAction = (ctx: TenantContext) => (ctx.actor.type === 'machine' ? 'use' as const : 'reveal' as const);
+  /**
+   * Reading a value is `use` for a machine (run time, no person sees it) and `reveal` for a person,
+   * unless the in-process caller says the value never reaches the caller (`purpose: 'use'`: the proxy injects it).
+   */
+  const readAction = (ctx: TenantContext, purpose?: 'use') => (purpose === 'use' || ctx.actor.type === 'machine' ? 'use' as const : 'reveal' as const);
   const repo = createSecretRepository(db);
 
   async function decrypt(ctx: TenantContext, secretId: string, environmentId: string, row: {
@@ -51,10 +57,12 @@ export function createValueService(deps: {
   }
 
   /** The value leaves only once its use/reveal event is durable (fail closed). */
-  function recordRead(ctx: TenantContext, secretId: string, name: string, environment: string, version: number): Promise<void> {
+  function recordRead(ctx: TenantContext, secretId: string, name: string, environment: string, version: number, opts: ReadOptions = {}): Promise<void> {
+    const base = auditFrom(ctx);
     return audit.record([{
-      ...auditFrom(ctx), action: `secret.${readAction(ctx)}`, resource: { type: 'secret', id: secretId, name },
+      ...base, action: `secret.${readAction(ctx, opts.purpose)}`, resource: { type: 'secret', id: secretId, name },
       environment, secretVersion: version, outcome: 'allowed',
+      ...(opts.auditContext ? { context: { ...base.context, ...opts.auditContext } } : {}),
     }]);
   }
 
@@ -97,7 +105,7 @@ export function createValueService(deps: {
     },
 
     /** Decrypts the value at a label (default current) or a version number. */
-    async read(ctx: TenantContext, name: string, environment: string, opts: { version?: number; label?: VersionLabel } = {}): Promise<RevealedValue> {
+    async read(ctx: TenantContext, name: string, environment: string, opts: { version?: number; label?: VersionLabel } & ReadOptions = {}): Promise<RevealedValue> {
       const env = await tenants.environment(ctx.tenantId, environment);
       if (opts.version === undefined) {
         const label = opts.label ?? 'current';
@@ -108,23 +116,23 @@ export function createValueService(deps: {
           if (row) rows.set(ctx.tenantId, env.id, name, label, row, stamp);
         }
         if (row) {
-          await authz.require(ctx, readAction(ctx), secretResource({ ...row, id: row.secret_id }), environment);
+          await authz.require(ctx, readAction(ctx, opts.purpose), secretResource({ ...row, id: row.secret_id }), environment);
           const value = await decrypt(ctx, row.secret_id, env.id, row);
-          await recordRead(ctx, row.secret_id, name, environment, row.version);
+          await recordRead(ctx, row.secret_id, name, environment, row.version, opts);
           return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
         }
         // Slow path: say precisely what is missing, but only to a caller allowed to read here.
         const secret = await secrets.load(ctx, name); // SECRET_NOT_FOUND if that is what is missing
-        await authz.require(ctx, readAction(ctx), secretResource(secret), environment);
+        await authz.require(ctx, readAction(ctx, opts.purpose), secretResource(secret), environment);
         if (label === 'current') fail('VALUE_NOT_SET', `secret "${name}" has no value in ${environment}`);
         fail('VERSION_NOT_FOUND', `secret "${name}" has no ${label} version in ${environment}`);
       }
       const secret = await secrets.load(ctx, name);
-      await authz.require(ctx, readAction(ctx), secretResource(secret), environment);
+      await authz.require(ctx, readAction(ctx, opts.purpose), secretResource(secret), environment);
       const row = await repo.findVersion(ctx.tenantId, secret.id, env.id, opts.version);
       if (!row) fail('VERSION_NOT_FOUND', `secret "${name}" has no version ${opts.version} in ${environment}`);
       const value = await decrypt(ctx, secret.id, env.id, row);
-      await recordRead(ctx, secret.id, name, environment, row.version);
+      await recordRead(ctx, secret.id, name, environment, row.version, opts);
       return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
     },
 

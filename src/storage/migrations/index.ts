@@ -5,6 +5,7 @@ import * as m001 from './001-core.ts';
 import * as m002 from './002-identity.ts';
 import * as m003 from './003-audit.ts';
 import * as m004 from './004-audit-checkpoints.ts';
+import * as m005 from './005-connectors.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -14,6 +15,7 @@ const migrations: Record<string, DialectMigration> = {
   '002-identity': m002,
   '003-audit': m003,
   '004-audit-checkpoints': m004,
+  '005-connectors': m005,
 };
 
 function provider(dialect: DialectName): MigrationProvider {
