@@ -48,13 +48,14 @@ export function createConnectorRepository(db: Kysely<Database> | Transaction<Dat
     },
 
     /** Every (environment, connector, slot) naming a secret, across the tenant's environments. */
-    dependents(tenantId: string, secretName: string) {
-      return db.selectFrom('connector_slots')
+    async dependents(tenantId: string, secretName: string): Promise<Array<{ environment: string; connector: string; slot: string }>> {
+      const rows = await db.selectFrom('connector_slots')
         .innerJoin('connectors', 'connectors.id', 'connector_slots.connector_id')
         .innerJoin('environments', 'environments.id', 'connectors.environment_id')
         .select(['environments.name as environment', 'connectors.name as connector', 'connector_slots.slot as slot'])
         .where('connector_slots.tenant_id', '=', tenantId).where('connectors.tenant_id', '=', tenantId).where('connector_slots.secret_name', '=', secretName)
         .orderBy('environments.name').orderBy('connectors.name').orderBy('connector_slots.slot').execute();
+      return rows.map((r) => ({ environment: r.environment, connector: r.connector, slot: r.slot }));
     },
 
     /** Owners of the named secrets (deleted ones included: they still say whose credential it was). */

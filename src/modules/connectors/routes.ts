@@ -73,7 +73,7 @@ export function connectorRoutes(deps: { connectors: ConnectorService }) {
     // Overrides are in-process only (rotation): over HTTP they would make the health check a password-guessing oracle.
     r.post('/v1/connectors/:environment/:name/test', {
       config,
-      schema: { tags: ['connectors'], summary: 'Run the health check with the current values (needs use on the slot secrets)', params: NameParams, response: { 200: HealthSchema, ...errorResponses } },
+      schema: { tags: ['connectors'], summary: 'Run the health check with the current values (needs use on the slot secrets)', params: NameParams, body: Type.Optional(Type.Object({}, { additionalProperties: false })), response: { 200: HealthSchema, ...errorResponses } },
     }, (req) => deps.connectors.test(tenantContextOf(req), req.params.environment, req.params.name));
 
     r.get('/v1/secrets/:name/connectors', {
