@@ -12,6 +12,7 @@ import { policyGroup } from './policy.ts';
 import { auditGroup } from './audit.ts';
 import { authCommands, totpGroup } from './auth.ts';
 import { usersGroup } from './users.ts';
+import { connectorsGroup } from './connectors.ts';
 
 /** Every top-level command and verb group, in the order help lists them. */
-export const entries: Entry[] = [...systemCommands, serverCommand, secretsGroup, keysGroup, tenantsGroup, environmentsGroup, machinesGroup, tokenGroup, grantsGroup, policyGroup, auditGroup, ...authCommands, totpGroup, usersGroup];
+export const entries: Entry[] = [...systemCommands, serverCommand, secretsGroup, keysGroup, tenantsGroup, environmentsGroup, machinesGroup, tokenGroup, grantsGroup, policyGroup, auditGroup, ...authCommands, totpGroup, usersGroup, connectorsGroup];
