@@ -6,6 +6,7 @@ import { startKeyhold } from './lib/keyhold.ts';
 import { LOAD, loadGet, type LoadResult } from './lib/load.ts';
 import { createBenchSchema } from './lib/postgres.ts';
 import { spawnServer } from './lib/spawn.ts';
+import { benchProxyOverhead } from './lib/proxy.ts';
 
 /**
  * `npm run bench`: every number in one run, each printed as `bench <name> <value> <unit>`;
@@ -17,7 +18,7 @@ const ROUNDS = 2;
 const RATIO_TARGET = 0.5;
 
 function bench(name: string, value: number, unit: string): void {
-  const text = unit === 'x' ? value.toFixed(2) : String(Math.round(value));
+  const text = unit === 'x' || unit === 'ms' ? value.toFixed(2) : String(Math.round(value));
   process.stdout.write(`bench ${name} ${text} ${unit}\n`);
 }
 
@@ -77,6 +78,10 @@ async function main(): Promise<void> {
     note(`read_vs_bare_ratio target >= ${RATIO_TARGET}: ${ratio >= RATIO_TARGET ? 'met' : 'NOT met'}`);
 
     await benchPostgres(cleanup);
+
+    const proxy = await benchProxyOverhead({ cleanup });
+    bench('proxy_call_overhead_ms', proxy.overheadMs, 'ms');
+    note(`proxy median ${proxy.proxyMedianMs.toFixed(2)} ms, direct median ${proxy.directMedianMs.toFixed(2)} ms (${proxy.calls} sequential calls each, alternating, same endpoint)`);
     note(`total ${((performance.now() - started) / 1000).toFixed(1)} s`);
   } finally {
     await cleanup.run();
