@@ -7,6 +7,7 @@ import { LOAD, loadGet, type LoadResult } from './lib/load.ts';
 import { createBenchSchema } from './lib/postgres.ts';
 import { spawnServer } from './lib/spawn.ts';
 import { benchSdk } from './lib/sdk.ts';
+import { benchProxyOverhead } from './lib/proxy.ts';
 
 /**
  * `npm run bench`: every number in one run, each printed as `bench <name> <value> <unit>`;
@@ -18,7 +19,7 @@ const ROUNDS = 2;
 const RATIO_TARGET = 0.5;
 
 function bench(name: string, value: number, unit: string): void {
-  const text = unit === 'x' ? value.toFixed(2) : String(Math.round(value));
+  const text = unit === 'x' || unit === 'ms' ? value.toFixed(2) : String(Math.round(value));
   process.stdout.write(`bench ${name} ${text} ${unit}\n`);
 }
 
@@ -82,6 +83,10 @@ async function main(): Promise<void> {
     note(`uncached read over HTTP in the same run: ${Math.round(sdk.uncachedPerS)} reads/s, one caller awaiting each; the warm cache is ${(sdk.cachedPerS / sdk.uncachedPerS).toFixed(0)}x that`);
 
     await benchPostgres(cleanup);
+
+    const proxy = await benchProxyOverhead({ cleanup });
+    bench('proxy_call_overhead_ms', proxy.overheadMs, 'ms');
+    note(`proxy median ${proxy.proxyMedianMs.toFixed(2)} ms, direct median ${proxy.directMedianMs.toFixed(2)} ms (${proxy.calls} sequential calls each, alternating, same endpoint)`);
     note(`total ${((performance.now() - started) / 1000).toFixed(1)} s`);
   } finally {
     await cleanup.run();

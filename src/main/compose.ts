@@ -39,6 +39,8 @@ import { createPolicyService } from '../modules/policy/policy-service.ts';
 import { policyRoutes } from '../modules/policy/routes.ts';
 import { createGrantService } from '../modules/grants/grant-service.ts';
 import { grantRoutes } from '../modules/grants/routes.ts';
+import { connectorRoutes, createConnectorService } from '../modules/connectors/index.ts';
+import { callValuesOnlyRedaction, createProxyService, DEFAULT_PROXY_LIMITS, proxyRoutes, type TenantRedactorSource } from '../modules/proxy/index.ts';
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Storage } from '../storage/database.ts';
@@ -97,6 +99,13 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
   });
   const redactors = createTenantRedactors({ db, keyring, clock, seal, known: knownValues });
+  const connectors = createConnectorService({
+    db, tenants, secrets, values, authz, audit, clock, fetch: globalThis.fetch, limits: DEFAULT_PROXY_LIMITS, maxNameLength: config.limits.maxNameLength,
+  });
+  const proxy = createProxyService({
+    connectors, values, audit, clock, fetch: globalThis.fetch, redactors,
+    limits: { ...DEFAULT_PROXY_LIMITS, maxRequestBytes: config.limits.maxBodyBytes },
+  });
   // Where script steps reach this server: set by whoever makes it listen (server.ts, tests).
   const self = { address: null as string | null };
   const runtime = createAutomationModule({
@@ -125,6 +134,8 @@ export async function createHttpApp(services: Services, opts: { logger: Logger; 
       userRoutes({ users: services.users, totp: services.totp, logins: services.logins, tenants: services.tenants }),
       escrowRoutes({ escrow: services.escrow }),
       automationRoutes({ ...services, isSealed: () => services.seal.isSealed() }),
+      connectorRoutes({ connectors: services.connectors }),
+      proxyRoutes({ proxy: services.proxy }),
     ],
     (app) => registerAuth(app, { authenticator: services.authenticator, tenants: services.tenants, seal: services.seal }),
   );

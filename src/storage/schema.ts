@@ -27,6 +27,8 @@ export interface Database {
   access_approvals: AccessApprovalsTable;
   access_grants: AccessGrantsTable;
   access_reviews: AccessReviewsTable;
+  connectors: ConnectorsTable;
+  connector_slots: ConnectorSlotsTable;
 }
 
 export interface AuditCheckpointsTable {
@@ -342,4 +344,30 @@ export interface AccessReviewsTable {
   reviewed_by: string | null;
   outcome: string | null;
   comment: string | null;
+}
+
+export interface ConnectorsTable {
+  id: string;
+  tenant_id: string;
+  environment_id: string;
+  name: string;
+  type: string;
+  /** JSON object of non-secret settings. */
+  settings: string;
+  /** JSON object: slot → secret name. */
+  slots: string;
+  owner: string;
+  created_at: number;
+  created_by: string;
+  updated_at: number;
+  /** Bumped on every change (check-and-set for updates). */
+  revision: number;
+}
+
+/** One row per connector slot, so dependents of a secret are an indexed lookup. */
+export interface ConnectorSlotsTable {
+  connector_id: string;
+  tenant_id: string;
+  slot: string;
+  secret_name: string;
 }

@@ -15,6 +15,7 @@ import { usersGroup } from './users.ts';
 import { automationsGroup, runsGroup } from './automations.ts';
 import { breakGlassCommand, requestsGroup } from './requests.ts';
 import { accessPolicyGroup, reviewsGroup } from './escrow-admin.ts';
+import { connectorsGroup } from './connectors.ts';
 
 /** Every top-level command and verb group, in the order help lists them. */
-export const entries: Entry[] = [...systemCommands, serverCommand, secretsGroup, keysGroup, tenantsGroup, environmentsGroup, machinesGroup, tokenGroup, grantsGroup, policyGroup, auditGroup, ...authCommands, totpGroup, usersGroup, requestsGroup, breakGlassCommand, reviewsGroup, accessPolicyGroup, automationsGroup, runsGroup];
+export const entries: Entry[] = [...systemCommands, serverCommand, secretsGroup, keysGroup, tenantsGroup, environmentsGroup, machinesGroup, tokenGroup, grantsGroup, policyGroup, auditGroup, ...authCommands, totpGroup, usersGroup, requestsGroup, breakGlassCommand, reviewsGroup, accessPolicyGroup, automationsGroup, runsGroup, connectorsGroup];

@@ -23,16 +23,16 @@ export { automationRoutes } from './routes.ts';
 function connectorExchange(connectors: ConnectorService): ConnectorExchange {
   return {
     async exportFrom(ctx, environment, names) {
-      return (await connectors.list(ctx, { environment })).filter((c) => names.includes(c.name))
+      return (await connectors.list(ctx, environment)).filter((c) => names.includes(c.name))
         .map((c): ExportedConnector => ({ name: c.name, type: c.type, owner: c.owner, settings: c.settings, slots: c.slots }));
     },
     async importInto(ctx: TenantContext, environment, list, opts) {
-      const existing = new Map((await connectors.list(ctx, { environment })).map((c) => [c.name, c]));
+      const existing = new Map((await connectors.list(ctx, environment)).map((c) => [c.name, c]));
       for (const c of list) if (existing.has(c.name) && !opts.overwrite) fail('CONNECTOR_EXISTS', `connector "${c.name}" already exists in ${environment} (import with overwrite to replace it)`);
       for (const c of list) {
         const current = existing.get(c.name);
         if (current) await connectors.update(ctx, environment, c.name, { settings: c.settings, slots: c.slots, owner: c.owner, revision: current.revision });
-        else await connectors.create(ctx, { ...c, environment });
+        else await connectors.create(ctx, environment, c);
       }
       return list.map((c) => c.name);
     },
@@ -58,7 +58,8 @@ export function createAutomationModule(deps: {
   onBackgroundError: (err: unknown) => void;
 }) {
   const { db, authz, clock, audit, connectors } = deps;
-  const directory = { list: (ctx: TenantContext) => connectors.summaries(ctx.tenantId) };
+  // Connectors the caller may list: an author can reference only what they can see.
+  const directory = { list: (ctx: TenantContext) => connectors.list(ctx) };
   const automations = createAutomationService({ db, authz, secrets: deps.secrets, connectors: directory, detectCredentials: deps.detectCredentials, audit, clock });
   const runner = createRunner({
     db, automations, tenants: deps.tenants, tokens: deps.tokens, proxy: deps.proxy, scripts: deps.scripts, redactors: deps.redactors,

@@ -44,8 +44,11 @@ export function createValueService(deps: {
 }) {
   const { db, keyring, tenants, secrets, authz, rows, audit, clock, maxValueBytes, rollbackWindowMs } = deps;
 
-  /** Reading a value is `use` for a machine (run time, no person sees it) and `reveal` for a person. */
-  const readAction = (ctx: TenantContext) => (ctx.actor.type === 'machine' ? 'use' as const : 'reveal' as const);
+  /**
+   * Reading a value is `use` for a machine (run time, no person sees it) and `reveal` for a person,
+   * unless the in-process caller says the value never reaches the caller (`purpose: 'use'`: the proxy injects it).
+   */
+  const readAction = (ctx: TenantContext, purpose?: 'use') => (purpose === 'use' || ctx.actor.type === 'machine' ? 'use' as const : 'reveal' as const);
   const repo = createSecretRepository(db);
 
   async function decrypt(ctx: TenantContext, secretId: string, environmentId: string, row: {

@@ -5,6 +5,7 @@ import * as m001 from './001-core.ts';
 import * as m002 from './002-identity.ts';
 import * as m003 from './003-audit.ts';
 import * as m004 from './004-audit-checkpoints.ts';
+import * as m005 from './005-connectors.ts';
 import * as m006 from './006-automations.ts';
 import * as m007 from './007-escrow.ts';
 
@@ -16,6 +17,7 @@ const migrations: Record<string, DialectMigration> = {
   '002-identity': m002,
   '003-audit': m003,
   '004-audit-checkpoints': m004,
+  '005-connectors': m005,
   '006-automations': m006,
   '007-escrow': m007,
 };

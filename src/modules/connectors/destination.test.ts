@@ -1,0 +1,71 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseDestination, resolvePath } from './destination.ts';
+
+const dest = parseDestination('http://127.0.0.1:8080/api', 'baseUrl');
+
+test('a destination root keeps scheme, host, port and path prefix, and refuses credentials, queries and dot segments', () => {
+  assert.deepEqual(dest, { origin: 'http://127.0.0.1:8080', prefix: '/api' });
+  assert.deepEqual(parseDestination('https://pay.example.com/', 'baseUrl'), { origin: 'https://pay.example.com', prefix: '' });
+  for (const bad of ['ftp://x', 'http://user:pw@h', 'http://h/a?x=1', 'http://h/a#f', 'http://h/a/../b', 'http://h/%2e%2e/x', 'not a url', 'http://h\\x']) {
+    assert.throws(() => parseDestination(bad, 'baseUrl'), { code: 'VALIDATION_FAILED' }, bad);
+  }
+});
+
+test('plain paths under the prefix resolve to that exact URL', () => {
+  for (const [path, href] of [
+    ['/v1/charges', 'http://127.0.0.1:8080/api/v1/charges'],
+    ['', 'http://127.0.0.1:8080/api'],
+    ['/users/%40me', 'http://127.0.0.1:8080/api/users/%40me'],
+    ['/a%20b/c', 'http://127.0.0.1:8080/api/a%20b/c'],
+  ] as const) {
+    const r = resolvePath(dest, path);
+    assert.ok(r.ok, path);
+    assert.equal(r.url.href, href);
+  }
+});
+
+test('every path that could leave the destination is refused with a stable reason', () => {
+  const cases: Array<[string, string]> = [
+    ['http://evil.example/x', 'absolute_url'],
+    ['https://127.0.0.1:8081/api', 'absolute_url'],
+    ['http://localhost:8080/api/x', 'absolute_url'],
+    ['http://[::1]:8080/api', 'absolute_url'],
+    ['//evil.example/x', 'protocol_relative'],
+    ['//127.1:8080/api', 'protocol_relative'],
+    ['evil.example/x', 'relative_path'],
+    ['@evil.example/x', 'userinfo'],
+    ['/x@evil.example', 'userinfo'],
+    ['\\\\evil.example\\x', 'backslash'],
+    ['/\\evil.example', 'backslash'],
+    ['/..', 'dot_segment'],
+    ['/v1/../../admin', 'dot_segment'],
+    ['/./x', 'dot_segment'],
+    ['/%2e%2e/admin', 'encoded_separator'],
+    ['/%2E%2E%2Fadmin', 'encoded_separator'],
+    ['/%252e%252e/admin', 'encoded_separator'],
+    ['/a%2fb', 'encoded_separator'],
+    ['/a%5cb', 'encoded_separator'],
+    ['/a%00b', 'control_character'],
+    ['/a%0d%0aHost:%20evil', 'control_character'],
+    ['/a\r\nHost: evil', 'control_character'],
+    ['/a%zz', 'bad_percent_encoding'],
+    ['/a%c3', 'bad_percent_encoding'],
+    ['/a?x=1', 'forbidden_character'],
+    ['/a#frag', 'forbidden_character'],
+    ['/{{ secrets.X }}', 'forbidden_character'],
+    ['/ünicode', 'forbidden_character'],
+    ['/' + 'a'.repeat(3000), 'path_too_long'],
+  ];
+  for (const [path, reason] of cases) {
+    const r = resolvePath(dest, path);
+    assert.equal(r.ok, false, `${JSON.stringify(path)} must be refused`);
+    assert.equal(!r.ok && r.reason, reason, JSON.stringify(path));
+  }
+});
+
+test('a root destination accepts any plain path but never another origin', () => {
+  const root = parseDestination('http://127.0.0.1:8080', 'baseUrl');
+  assert.ok(resolvePath(root, '/anything').ok);
+  assert.equal(resolvePath(root, '//127.0.0.1:8081/x').ok, false);
+});

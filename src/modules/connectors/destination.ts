@@ -1,0 +1,84 @@
+import { fail } from '../../errors/index.ts';
+
+/** An allowlisted destination root: exact scheme, host and port, and a path prefix (no trailing slash; '' for the root). */
+export interface Destination {
+  origin: string;
+  prefix: string;
+}
+
+/** Why a path was refused; each is a stable reason code in the `proxy.refused` audit event. */
+export type PathRefusal =
+  | 'absolute_url' | 'relative_path' | 'protocol_relative' | 'backslash' | 'userinfo' | 'forbidden_character'
+  | 'dot_segment' | 'encoded_separator' | 'control_character' | 'bad_percent_encoding' | 'outside_prefix' | 'path_too_long';
+
+export type PathResult = { ok: true; url: URL } | { ok: false; reason: PathRefusal };
+
+// RFC 3986 pchar plus '/' and '%', minus '@' (a userinfo trick needs it; send %40 for a literal @).
+const PATH_CHARS = /^[A-Za-z0-9\-._~!$&'()*+,;=:/%]*$/;
+const MAX_PATH = 2048;
+
+/** Parses a configured destination root. Settings are trusted more than requests, but still get no userinfo, query or fragment. */
+export function parseDestination(raw: unknown, field: string): Destination {
+  if (typeof raw !== 'string' || raw.length === 0 || raw.length > 2048) fail('VALIDATION_FAILED', `settings.${field} must be an http(s) URL`);
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    fail('VALIDATION_FAILED', `settings.${field} is not a URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail('VALIDATION_FAILED', `settings.${field} must use http or https`);
+  if (url.username || url.password || raw.includes('@')) fail('VALIDATION_FAILED', `settings.${field} must not carry credentials: put them in a slot`);
+  if (url.search || url.hash || raw.includes('?') || raw.includes('#')) fail('VALIDATION_FAILED', `settings.${field} must not have a query or fragment`);
+  if (raw.includes('\\') || /%(2e|2f|5c)/i.test(raw) || /\/\.\.?(\/|$)/.test(raw)) fail('VALIDATION_FAILED', `settings.${field} must be a plain path without dot segments or encoded separators`);
+  return { origin: url.origin, prefix: url.pathname.replace(/\/+$/, '') };
+}
+
+/** The canonical text of a destination, as stored in settings. */
+export function destinationText(d: Destination): string {
+  return d.origin + (d.prefix === '' ? '' : d.prefix);
+}
+
+/**
+ * Resolves a caller's path under a destination, or says why not. The path is appended to the prefix
+ * ('' is the prefix itself); the host never comes from the caller. Anything a server or a URL parser
+ * might read differently from us (dot segments, encoded separators at any decoding depth, backslashes,
+ * '@', control characters) is refused rather than normalised, and the result must still sit under the prefix.
+ */
+export function resolvePath(dest: Destination, path: string): PathResult {
+  const no = (reason: PathRefusal): PathResult => ({ ok: false, reason });
+  if (path.length > MAX_PATH) return no('path_too_long');
+  if (path !== '' && !path.startsWith('/')) {
+    if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(path)) return no('absolute_url');
+    if (path.startsWith('\\')) return no('backslash');
+    return no(path.includes('@') ? 'userinfo' : 'relative_path');
+  }
+  if (path.startsWith('//')) return no('protocol_relative');
+  if (path.includes('\\')) return no('backslash');
+  if (path.includes('@')) return no('userinfo');
+  if (/[\u0000-\u001f\u007f]/.test(path)) return no('control_character');
+  if (!PATH_CHARS.test(path)) return no('forbidden_character');
+  let level = path;
+  for (let depth = 0; depth < 4 && level.includes('%'); depth++) {
+    if (/%(?![0-9A-Fa-f]{2})/.test(level)) return no('bad_percent_encoding');
+    if (/%(2e|2f|5c)/i.test(level)) return no('encoded_separator');
+    if (/%(0[0-9a-f]|1[0-9a-f]|7f)/i.test(level)) return no('control_character');
+    try {
+      level = decodeURIComponent(level);
+    } catch {
+      return no('bad_percent_encoding');
+    }
+    if (/[\u0000-\u001f\u007f\\]/.test(level)) return no('control_character');
+  }
+  if (path.split('/').some((segment) => segment === '.' || segment === '..')) return no('dot_segment');
+  const wanted = dest.prefix + path;
+  let url: URL;
+  try {
+    url = new URL(dest.origin + wanted);
+  } catch {
+    return no('forbidden_character');
+  }
+  // The URL parser must have changed nothing: same origin, same path, under the prefix.
+  if (url.origin !== dest.origin || url.pathname !== (wanted === '' ? '/' : wanted) || url.search !== '' || url.hash !== '') return no('outside_prefix');
+  if (dest.prefix !== '' && url.pathname !== dest.prefix && !url.pathname.startsWith(dest.prefix + '/')) return no('outside_prefix');
+  return { ok: true, url };
+}

@@ -1,0 +1,98 @@
+import { fail } from '../../errors/index.ts';
+import type { Clock } from '../../platform/clock.ts';
+import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
+import type { ConnectorService, PreparedConnector } from '../connectors/connector-service.ts';
+import { sendOutbound, type OutboundLimits, type OutgoingRequest } from '../connectors/outbound.ts';
+import type { ValueService } from '../secrets/value-service.ts';
+import type { TenantContext } from '../shared/context.ts';
+import { checkRequest } from './request-guard.ts';
+import { createCallMasker, shapeResponse } from './response.ts';
+import { fillTemplates } from './templates.ts';
+import type { ProxyRequest, ProxyResponse, Refusal, RunContext, TenantRedactorSource } from './types.ts';
+
+export interface ProxyLimits extends OutboundLimits {
+  /** Bytes of request body after templates are filled. */
+  maxRequestBytes: number;
+}
+
+const BODYLESS = ['GET', 'HEAD'];
+
+/**
+ * The credential proxy (SPEC §5): a caller with `use` on a connector's secrets sends a request through
+ * it; Keyhold checks it against the connector's destination allowlist, resolves the values in the
+ * connector's environment, injects the auth, forwards it once (no redirects), and answers with every
+ * known value masked. The caller never sees a credential.
+ */
+export function createProxyService(deps: {
+  connectors: Pick<ConnectorService, 'definition' | 'resolve'>;
+  values: Pick<ValueService, 'read'>;
+  redactors: TenantRedactorSource;
+  audit: Pick<AuditLog, 'record'>;
+  clock: Clock;
+  fetch: typeof fetch;
+  limits: ProxyLimits;
+}) {
+  const { connectors, values, redactors, audit, clock, limits } = deps;
+
+  async function refuse(ctx: TenantContext, c: PreparedConnector, req: ProxyRequest, refusal: Refusal, run?: RunContext): Promise<never> {
+    const redactor = await redactors.forTenant(ctx.tenantId);
+    const base = auditFrom(ctx);
+    await audit.record([{
+      ...base, action: 'proxy.refused', resource: { type: 'connector', id: c.id, name: c.name }, environment: c.environment,
+      outcome: 'denied', reason: refusal.code,
+      context: {
+        ...base.context, refusal: refusal.reason, method: req.method, path: redactor.redact(req.path.slice(0, 256)),
+        ...(req.destination ? { destination: req.destination.slice(0, 64) } : {}), ...(run ?? {}),
+      },
+    }]);
+    fail(refusal.code, refusal.message);
+  }
+
+  return {
+    /** Sends one request through a connector as the caller; `run` ties every `secret.use` event to an automation run. */
+    async call(ctx: TenantContext, input: { environment: string; connector: string; request: ProxyRequest; run?: RunContext }): Promise<ProxyResponse> {
+      const { request: req, run } = input;
+      const c = await connectors.definition(ctx, input.environment, input.connector);
+      if (!c.kind.http) fail('CONNECTOR_TYPE_MISMATCH', `connector "${c.name}" is a ${c.type} connector; only HTTP connectors carry proxied requests`);
+      const method = req.method.toUpperCase();
+      if (BODYLESS.includes(method) && req.body !== undefined) fail('VALIDATION_FAILED', `a ${method} request has no body`);
+      const checked = checkRequest(c, req);
+      if (!checked.ok) return refuse(ctx, c, req, checked.refusal, run);
+
+      const auditContext = { ...(run ?? {}), ...(req.destination ? { destination: req.destination } : {}) };
+      const [ready, templateValues] = await Promise.all([
+        connectors.resolve(ctx, c, { auditContext }),
+        Promise.all(checked.templates.map(async (name) => {
+          const read = await values.read(ctx, name, c.environment, { purpose: 'use', auditContext: { connector: c.name, template: 'true', ...auditContext } });
+          return [name, read.value] as const;
+        })),
+      ]);
+      const filled = new Map(templateValues);
+      const headers = fillTemplates(checked.headers, filled);
+      for (const [key, value] of checked.query) checked.url.searchParams.append(key, fillTemplates(value, filled));
+      let body: Uint8Array | undefined;
+      if (req.body !== undefined) {
+        const isText = typeof req.body === 'string';
+        body = Buffer.from(isText ? fillTemplates(req.body as string, filled) : JSON.stringify(fillTemplates(req.body, filled)), 'utf8');
+        headers['content-type'] ??= isText ? 'text/plain; charset=utf-8' : 'application/json';
+        if (body.byteLength > limits.maxRequestBytes) fail('BODY_TOO_LARGE', `the proxied body is larger than ${limits.maxRequestBytes} bytes`);
+      }
+      const out: OutgoingRequest = { method, url: checked.url, headers, body };
+      const injected = c.kind.http.authorize(out, ready.settings, ready.values, Math.floor(clock.now() / 1000));
+      const timeout = typeof ready.settings.timeoutMs === 'number' ? ready.settings.timeoutMs : limits.totalTimeoutMs;
+      const result = await sendOutbound(deps.fetch, out, {
+        ...limits, totalTimeoutMs: Math.min(limits.totalTimeoutMs, timeout), headersTimeoutMs: Math.min(limits.headersTimeoutMs, timeout),
+      });
+      if (!result.ok) {
+        if (result.reason === 'timeout') fail('UPSTREAM_TIMEOUT', `connector "${c.name}": the destination did not answer in time`);
+        fail('UPSTREAM_UNREACHABLE', `connector "${c.name}": the destination could not be reached`);
+      }
+      const callMask = createCallMasker([...Object.values(ready.values), ...filled.values(), ...injected]);
+      const tenantRedactor = await redactors.forTenant(ctx.tenantId);
+      const dest = c.kind.http.destinations(c.settings)[req.destination ?? '']!;
+      return shapeResponse(result, { url: checked.url, dest, mask: (text) => tenantRedactor.redact(callMask(text)) });
+    },
+  };
+}
+
+export type ProxyService = ReturnType<typeof createProxyService>;

@@ -1,0 +1,52 @@
+import type { PreparedConnector } from '../connectors/connector-service.ts';
+import { resolvePath } from '../connectors/destination.ts';
+import { HEADER_NAME, RESERVED_HEADERS } from '../connectors/types/connector-type.ts';
+import { templateNames } from './templates.ts';
+import type { ProxyRequest, Refusal } from './types.ts';
+
+export type Checked = { ok: true; url: URL; query: Array<[string, string]>; headers: Record<string, string>; templates: string[] } | { ok: false; refusal: Refusal };
+
+// Tab is allowed in header values (RFC 9110); every other control character, CR, LF and NUL are not.
+const BAD_VALUE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+
+/**
+ * Checks a proxied request against its connector before any value is resolved: the destination and
+ * path, every header and query parameter, and every template. The first problem refuses the whole request.
+ */
+export function checkRequest(c: PreparedConnector, req: ProxyRequest): Checked {
+  const http = c.kind.http!;
+  const refuse = (code: Refusal['code'], reason: string, message: string): Checked => ({ ok: false, refusal: { code, reason, message } });
+  const destinations = http.destinations(c.settings);
+  const dest = Object.hasOwn(destinations, req.destination ?? '') ? destinations[req.destination ?? ''] : undefined;
+  if (!dest) return refuse('DESTINATION_NOT_ALLOWED', 'unknown_destination', `connector "${c.name}" has no destination by that name`);
+  const resolved = resolvePath(dest, req.path);
+  if (!resolved.ok) {
+    return refuse('DESTINATION_NOT_ALLOWED', resolved.reason, `the path was refused (${resolved.reason}): it must be a plain path under ${dest.origin}${dest.prefix}, starting with /`);
+  }
+  const url = resolved.url;
+  const protectedQuery = http.protectedQuery(c.settings);
+  const query: Array<[string, string]> = [];
+  for (const [key, value] of Object.entries(req.query ?? {})) {
+    if (key.length === 0 || key.length > 256 || BAD_VALUE.test(key) || BAD_VALUE.test(value)) return refuse('PROXY_HEADER_NOT_ALLOWED', 'bad_query', 'query parameter names and values must not contain control characters');
+    if (protectedQuery.includes(key)) return refuse('PROXY_HEADER_NOT_ALLOWED', 'auth_override', 'a query parameter would override the injected credential');
+    query.push([key, value]);
+  }
+  const protectedHeaders = http.protectedHeaders(c.settings);
+  const headers: Record<string, string> = {};
+  for (const [rawName, value] of Object.entries(req.headers ?? {})) {
+    if (!HEADER_NAME.test(rawName)) return refuse('PROXY_HEADER_NOT_ALLOWED', 'bad_header_name', 'header names must be HTTP tokens (no spaces, CR, LF or NUL)');
+    if (typeof value !== 'string' || BAD_VALUE.test(value)) return refuse('PROXY_HEADER_NOT_ALLOWED', 'bad_header_value', `header "${rawName}" has a CR, LF, NUL or other control character`);
+    const name = rawName.toLowerCase();
+    if (RESERVED_HEADERS.includes(name)) return refuse('PROXY_HEADER_NOT_ALLOWED', 'hop_by_hop_header', `header "${name}" is set by the proxy, never by the caller`);
+    if (protectedHeaders.includes(name)) return refuse('PROXY_HEADER_NOT_ALLOWED', 'auth_override', `header "${name}" carries the injected credential; the caller cannot set it`);
+    if (Object.hasOwn(headers, name)) return refuse('PROXY_HEADER_NOT_ALLOWED', 'duplicate_header', `header "${name}" is given twice`);
+    headers[name] = value;
+  }
+  const names = templateNames([req.headers ?? {}, req.query ?? {}, req.body ?? null]);
+  for (const name of names) {
+    if (!c.templateSecrets.includes(name)) {
+      return refuse('TEMPLATE_NOT_ALLOWED', 'template_not_allowed', `connector "${c.name}" does not allow secret "${name}" in templates (settings.templateSecrets)`);
+    }
+  }
+  return { ok: true, url, query, headers, templates: [...names] };
+}

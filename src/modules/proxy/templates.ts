@@ -1,0 +1,20 @@
+/** `{{ secrets.NAME }}` references inside header values, query values and body strings. */
+const TEMPLATE = /\{\{\s*secrets\.([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}/g;
+
+/** Every secret name referenced by templates in the strings of a JSON-like value. */
+export function templateNames(value: unknown, into: Set<string> = new Set()): Set<string> {
+  if (typeof value === 'string') for (const m of value.matchAll(TEMPLATE)) into.add(m[1]!);
+  else if (Array.isArray(value)) for (const v of value) templateNames(v, into);
+  else if (value !== null && typeof value === 'object') for (const v of Object.values(value)) templateNames(v, into);
+  return into;
+}
+
+/** Replaces templates in every string of a JSON-like value (keys are left alone: they are not values). */
+export function fillTemplates<T>(value: T, values: ReadonlyMap<string, string>): T {
+  if (typeof value === 'string') return value.replace(TEMPLATE, (_, name: string) => values.get(name) ?? '') as T;
+  if (Array.isArray(value)) return value.map((v) => fillTemplates(v, values)) as T;
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, fillTemplates(v, values)])) as T;
+  }
+  return value;
+}
