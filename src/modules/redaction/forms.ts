@@ -39,7 +39,8 @@ export function encodedForms(value: string, opts: { embedded: boolean }): string
   forms.add(b64url).add(b64url + '='.repeat((4 - (b64url.length % 4)) % 4));
   const hex = bytes.toString('hex');
   forms.add(hex).add(hex.toUpperCase());
-  const uri = encodeURIComponent(value);
+  // A lone surrogate has no URI encoding (encodeURIComponent throws); encoders that accept one write U+FFFD.
+  const uri = encodeURIComponent(value.toWellFormed());
   const form = new URLSearchParams([['', value]]).toString().slice(1);
   forms.add(uri).add(lowerPercent(uri)).add(form).add(lowerPercent(form));
   const json = JSON.stringify(value).slice(1, -1);

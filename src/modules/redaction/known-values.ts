@@ -1,3 +1,4 @@
+import { isKeyholdError } from '../../errors/index.ts';
 import type { ValueService } from '../secrets/value-service.ts';
 import { createRedactor, redactDeep, unionRedactors, type Redactor } from './redactor.ts';
 
@@ -9,8 +10,10 @@ import { createRedactor, redactDeep, unionRedactors, type Redactor } from './red
 export interface KnownValues {
   /** Replaces a tenant's snapshot with the redactor built from all its live values. */
   setTenant(tenantId: string, redactor: Redactor, values: ReadonlySet<string>): void;
-  /** Adds a value seen outside a snapshot (written or read through the value service). */
-  add(value: string): void;
+  /** Adds a value seen outside a snapshot (written or read through the value service); true if it was new. */
+  add(value: string): boolean;
+  /** Removes a value added by `add` (a write that was refused). */
+  remove(value: string): void;
   /** Drops every value (seal). */
   clear(): void;
   /** A redactor over everything known right now. */
@@ -39,10 +42,14 @@ export function createKnownValues(opts: { maxRecent?: number } = {}): KnownValue
       cached = null;
     },
     add(value) {
-      if (typeof value !== 'string' || value.length === 0 || recent.has(value) || inSnapshot(value)) return;
+      if (typeof value !== 'string' || value.length === 0 || recent.has(value) || inSnapshot(value)) return false;
       recent.add(value);
       if (recent.size > maxRecent) recent.delete(recent.values().next().value!);
       cached = null;
+      return true;
+    },
+    remove(value) {
+      if (recent.delete(value)) cached = null;
     },
     clear() {
       snapshots.clear();
@@ -57,13 +64,22 @@ export function createKnownValues(opts: { maxRecent?: number } = {}): KnownValue
   };
 }
 
-/** Wraps a value service so every value it writes or reads joins the registry (before the write, so its own logs are covered). */
-export function trackKnownValues(service: ValueService, known: Pick<KnownValues, 'add'>): ValueService {
+/**
+ * Wraps a value service so every value it writes or reads joins the registry. A write registers its
+ * value before it runs, so anything logged meanwhile is covered; a write refused with a catalogued
+ * error (whose message never holds the value) takes it out again, so refused writes cannot fill memory.
+ */
+export function trackKnownValues(service: ValueService, known: Pick<KnownValues, 'add' | 'remove'>): ValueService {
   return {
     ...service,
-    write(ctx, name, environment, input) {
-      known.add(input.value);
-      return service.write(ctx, name, environment, input);
+    async write(ctx, name, environment, input) {
+      const added = known.add(input.value);
+      try {
+        return await service.write(ctx, name, environment, input);
+      } catch (err) {
+        if (added && isKeyholdError(err)) known.remove(input.value);
+        throw err;
+      }
     },
     async read(ctx, name, environment, opts) {
       const result = await service.read(ctx, name, environment, opts);
@@ -79,20 +95,22 @@ export function trackKnownValues(service: ValueService, known: Pick<KnownValues,
  * outside a string), the line is parsed, redacted value by value and written again.
  */
 export function logLineRedactor(known: Pick<KnownValues, 'redactor'>): (line: string) => string {
+  // Fail closed, and never throw: an exception here would escape from whatever called the logger.
+  const withheld = JSON.stringify({ level: 50, service: 'keyhold', msg: 'a log line was withheld: it could not be redacted' }) + '\n';
   return (line) => {
-    const r = known.redactor();
-    if (r.size === 0) return line;
-    const out = r.redact(line);
-    if (out === line) return line;
     try {
-      JSON.parse(out);
-      return out;
-    } catch {
+      const r = known.redactor();
+      if (r.size === 0) return line;
+      const out = r.redact(line);
+      if (out === line) return line;
       try {
-        return JSON.stringify(redactDeep(r, JSON.parse(line))) + '\n';
+        JSON.parse(out);
+        return out;
       } catch {
-        return JSON.stringify({ level: 50, msg: 'a log line was withheld: it could not be redacted' }) + '\n';
+        return JSON.stringify(redactDeep(r, JSON.parse(line))) + '\n';
       }
+    } catch {
+      return withheld;
     }
   };
 }

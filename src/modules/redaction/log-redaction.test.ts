@@ -58,6 +58,13 @@ describe("Keyhold's own log lines pass through known-value redaction", () => {
     assert.deepEqual([line.pin, line.count, line.msg], ['[REDACTED]', 48151, 'pin [REDACTED] used']);
   });
 
+  test('a known value that is not valid Unicode (a rejected write) neither crashes the logger nor leaks', () => {
+    const { known, logs, logger } = capturedLogger();
+    known.add('canary\ud800-lone-surrogate');
+    assert.doesNotThrow(() => logger.info('client error canary\ud800-lone-surrogate'));
+    assert.equal(JSON.parse(logs.lines[0]!).msg, 'client error [REDACTED]');
+  });
+
   test('nothing known: lines are written untouched; seal-style clear() forgets everything', () => {
     const { known, logs, logger } = capturedLogger();
     logger.info(`plain ${VALUE}`);
@@ -100,5 +107,11 @@ describeEachDialect('the server logger knows values the value service writes and
     for (const share of h.shares.slice(0, 2)) await h.services.system.unseal(share);
     await h.services.values.read(h.ctx, 'LOG_CANARY', 'staging');
     assert.equal(h.services.knownValues.redactor().redact(VALUE), '[REDACTED]', 'a read makes it known again');
+  });
+
+  test('a refused write does not leave its value in memory (refused writes cannot fill the registry)', async () => {
+    const refused = 'refused-write-value-Qx81';
+    await assert.rejects(h.services.values.write(h.ctx, 'NO_SUCH_SECRET', 'staging', { value: refused }), { code: 'SECRET_NOT_FOUND' });
+    assert.equal(h.services.knownValues.redactor().redact(refused), refused);
   });
 });

@@ -128,9 +128,11 @@ export function collectMatches(set: PatternSet, text: string, from: number, fina
   const n = text.length;
   const { k, bk } = set;
   if (set.buckets.length > 0 && n - from >= k) {
+    const { slots, shift } = set;
     let h = hashAt(text, from, k);
     for (let i = from; ; i++) {
-      const bucket = bucketAt(set, h);
+      // Most positions probe one empty slot; only then is the bucket looked up.
+      const bucket = slots[Math.imul(h, GOLDEN) >>> shift] === 0 ? null : bucketAt(set, h);
       if (bucket) {
         for (const p of bucket) {
           if (p.length <= n - i && text.startsWith(p, i)) {

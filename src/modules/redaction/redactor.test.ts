@@ -82,6 +82,11 @@ describe('redactor: overlaps, substrings and hostile sets', () => {
     assert.equal(createRedactor(['', 'abcdefg']).redact('abcdefg'), '[REDACTED]');
   });
 
+  test('a value with a lone surrogate (not valid Unicode) still compiles and is masked', () => {
+    const r = createRedactor(['bad\ud800value-xyz']);
+    assert.equal(r.redact('x bad\ud800value-xyz y'), 'x [REDACTED] y');
+  });
+
   test('size counts distinct values', () => {
     assert.equal(createRedactor([VALUE, VALUE, UNICODE]).size, 2);
   });

@@ -1,0 +1,118 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { findCredentials, isPlaceholder, shannonEntropy } from './detectors.ts';
+
+// Credential-shaped strings are assembled at run time so this file itself does not trip secret scanners.
+const rand = (n: number, alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789') =>
+  Array.from(randomBytes(n), (b) => alphabet[b % alphabet.length]).join('');
+const upperDigits = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+const hex = '0123456789abcdef';
+const b64url = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+const jwt = (() => {
+  const head = b64url({ alg: 'HS256', typ: 'JWT' });
+  const body = b64url({ sub: 'runner', iat: 1_700_000_000 });
+  return `${head}.${body}.${createHmac('sha256', 'k').update(`${head}.${body}`).digest('base64url')}`;
+})();
+const pem = ['-----BEGIN', 'RSA PRIVATE KEY-----'].join(' ') + `\nMIIEow${rand(60)}\n-----END RSA PRIVATE KEY-----`;
+const awsSecret = rand(38) + '/+';
+
+/** [detector, text, the credential inside it]. */
+const POSITIVES: Array<[string, string, string]> = [
+  ['aws-access-key-id', `"accessKeyId": "AKIA${rand(16, upperDigits)}"`, ''],
+  ['aws-access-key-id', `ASIA${rand(16, upperDigits)}`, ''],
+  ['aws-secret-access-key', `aws_secret_access_key = ${awsSecret}`, awsSecret],
+  ['aws-secret-access-key', `{"SecretAccessKey":"${awsSecret}"}`, awsSecret],
+  ['aws-secret-access-key', `export AWS_SECRET=${awsSecret}`, awsSecret],
+  ['stripe-key', `Authorization: Bearer ${'sk_' + 'live_' + rand(24)}`, ''],
+  ['stripe-key', `{"key":"${'sk_' + 'test_' + rand(24)}"}`, ''],
+  ['stripe-key', `restricted ${'rk_' + 'live_' + rand(24)}`, ''],
+  ['stripe-webhook-secret', `signing: ${'whsec_' + rand(32)}`, ''],
+  ['github-token', `token ${'ghp_' + rand(36)}`, ''],
+  ['github-token', `${'gho_' + rand(36)}`, ''],
+  ['github-token', `${'ghs_' + rand(36)}`, ''],
+  ['github-token', `${'github_' + 'pat_' + rand(22) + '_' + rand(59)}`, ''],
+  ['slack-token', `${'xoxb-' + '1234567890-' + rand(24)}`, ''],
+  ['slack-token', `${'xoxp-' + '98765432101-' + rand(30)}`, ''],
+  ['slack-webhook', `${'https://hooks.slack.com/services/'}T${rand(8, upperDigits)}/B${rand(8, upperDigits)}/${rand(24)}`, ''],
+  ['google-api-key', `?key=AIza${rand(35)}`, ''],
+  ['sendgrid-api-key', `SG.${rand(22)}.${rand(43)}`, ''],
+  ['twilio-key', `AC${rand(32, hex)}`, ''],
+  ['twilio-key', `"apiKey": "SK${rand(32, hex)}"`, ''],
+  ['pem-private-key', JSON.stringify({ key: pem }), ''],
+  ['pem-private-key', pem, ''],
+  ['jwt', `Authorization: Bearer ${jwt}`, jwt],
+  ['url-basic-auth', 'https://admin:S3cr3t-Pa55@api.example.com/v1', 'S3cr3t-Pa55'],
+  ['url-basic-auth', '"dsn": "postgres://app:q8Zr!2xLw@db.internal:5432/main"', 'q8Zr!2xLw'],
+  ['generic-secret-assignment', '{"password": "Tr0ub4dor&3x"}', 'Tr0ub4dor&3x'],
+  ['generic-secret-assignment', 'client_secret: 9f8e7d6cBA54xyz', '9f8e7d6cBA54xyz'],
+  ['generic-secret-assignment', 'API_KEY=q7W2e9R4t6Y1', 'q7W2e9R4t6Y1'],
+  ['generic-secret-assignment', 'headers: { authorization: "Bearer a8Fk2Lq9Zx7Pw3Nm" }', 'a8Fk2Lq9Zx7Pw3Nm'],
+  ['generic-secret-assignment', "{'apikey': 'Zq1-Xw2-Ec3-Rv4'}", 'Zq1-Xw2-Ec3-Rv4'],
+  ['generic-secret-assignment', 'access_token=mF_9.B5f-4.1JqM&type=bearer', 'mF_9.B5f-4.1JqM'],
+];
+
+describe('credential detectors find literal credentials', () => {
+  for (const [detector, text, credential] of POSITIVES) {
+    test(`${detector}: ${text.slice(0, 24).replace(/[A-Za-z0-9]{6,}/g, '…')}`, () => {
+      const findings = findCredentials(text);
+      assert.equal(findings.length, 1, JSON.stringify(findings));
+      const [f] = findings;
+      assert.equal(f!.detector, detector);
+      if (credential) assert.equal(text.slice(f!.index, f!.index + f!.length), credential, 'the span is exactly the credential');
+      assert.deepEqual(Object.keys(f!).sort(), ['detector', 'index', 'length'], 'a finding never carries the text');
+    });
+  }
+
+  test('several credentials in one definition are each found, in order, without overlaps', () => {
+    const text = JSON.stringify({ steps: [{ url: 'https://u:Pw-9x7Q2z@h.example' }, { headers: { Authorization: `Bearer ${jwt}` } }, { key: `AIza${rand(35)}` }] });
+    assert.deepEqual(findCredentials(text).map((f) => f.detector), ['url-basic-auth', 'jwt', 'google-api-key']);
+  });
+});
+
+/** Realistic text that must not be flagged. */
+const NEGATIVES: Array<[string, string]> = [
+  ['a UUID', `{"id": "${randomUUID()}", "requestId": "${randomUUID()}"}`],
+  ['git SHAs', `commit ${randomBytes(20).toString('hex')} (abbrev ${randomBytes(4).toString('hex')})`],
+  ['an AWS-ish hex digest next to the word secret', `secret digest ${randomBytes(20).toString('hex')}`],
+  ['ordinary English', 'Please send the password reset link; the token expires in one hour. The secret to success is practice.'],
+  ['a URL without credentials', 'https://api.example.com:8443/v1/charges?limit=10&starting_after=ch_123#top'],
+  ['a URL with a user but no password', 'ssh://git@github.com/org/repo.git'],
+  ['base64 of plain words', Buffer.from('the quick brown fox jumps over the lazy dog').toString('base64')],
+  ['template references', '{"password": "{{ secrets.DB_PASSWORD }}", "token": "{{secrets.API_TOKEN}}", "url": "https://u:{{ secrets.P }}@h"}'],
+  ['a reference in a URL without spaces', 'postgres://app:{{secrets.DB_PASSWORD}}@db:5432/x'],
+  ['env var references', 'API_KEY=$STRIPE_KEY\npassword: ${DB_PASSWORD}\nsecret = process.env.SECRET_VALUE'],
+  ['placeholders', '{"api_key": "xxxxxxxxxxxxxxxx", "password": "<your-password>", "secret": "changeme", "token": "YOUR_TOKEN_HERE", "apikey": "********"}'],
+  ['documentation-style keys', `AKIA${'X'.repeat(16)} and ${'sk_' + 'live_'}${'x'.repeat(24)}`],
+  ['keys that name a secret rather than hold one', '{"secret_name": "PAYMENT_API_KEY", "tokenUrl": "https://auth.example.com/token", "password_policy": "min12chars", "token_type": "Bearer", "secretRef": "STRIPE_LIVE"}'],
+  ['numbers and booleans under credential keys', 'token_ttl: 3600\npassword_required: true\napi_key_count = 12'],
+  ['short or low-variety values', '{"password": "hunter22", "token": "abcabcabcabc", "pin": "1234"}'],
+  ['a JWT-shaped string whose header is not a JWT header', `${b64url({ foo: 1 })}.${b64url({ bar: 2 })}.${rand(20)}`],
+  ['a dotted version or host', 'service.example.com.v1.2.3 and node-24.1.0'],
+  ['identifiers under credential keys', '{"token": "refreshToken", "secret": "clientSecret", "authorization": "required"}'],
+];
+
+describe('credential detectors stay quiet on realistic non-secrets', () => {
+  for (const [name, text] of NEGATIVES) {
+    test(name, () => assert.deepEqual(findCredentials(text), []));
+  }
+});
+
+describe('credential detector helpers and hostile input', () => {
+  test('placeholders, references and env vars are recognised', () => {
+    for (const v of ['{{ secrets.X }}', '$FOO', '${FOO}', '<your-key>', 'changeme', 'xxxxxxxx', '****', 'your-api-key', 'process.env.X', '%APPDATA%']) {
+      assert.equal(isPlaceholder(v), true, v);
+    }
+    assert.equal(isPlaceholder('Tr0ub4dor&3x'), false);
+  });
+
+  test('entropy: a repeated character is 0 bits, random base64 is well above 4', () => {
+    assert.equal(shannonEntropy('aaaaaaaa'), 0);
+    assert.ok(shannonEntropy(randomBytes(48).toString('base64')) > 4);
+  });
+
+  test('a megabyte of adversarial text is scanned without pathological backtracking', () => {
+    const texts = ['a'.repeat(1_000_000), 'a.'.repeat(500_000), `${'password'.repeat(50_000)}:`, `https://${'u'.repeat(200_000)}:${'p'.repeat(200_000)}`, 'eyJ'.repeat(300_000)];
+    for (const t of texts) assert.ok(Array.isArray(findCredentials(t)));
+  });
+});

@@ -1,0 +1,158 @@
+/**
+ * Detectors for literal credentials pasted where only references belong (automation definitions; later
+ * the leak scanner, SPEC §9). A finding names the detector and the span, never the text: an error
+ * built from it cannot echo the credential. Every pattern is linear (no nested quantifiers) so a
+ * hostile definition cannot make a save take seconds.
+ */
+
+/** One credential-looking span of the scanned text. */
+export interface CredentialFinding {
+  detector: string;
+  index: number;
+  length: number;
+}
+
+/** Shannon entropy in bits per character. */
+export function shannonEntropy(text: string): number {
+  const counts = new Map<string, number>();
+  let n = 0;
+  for (const c of text) {
+    counts.set(c, (counts.get(c) ?? 0) + 1);
+    n++;
+  }
+  let h = 0;
+  for (const k of counts.values()) h -= (k / n) * Math.log2(k / n);
+  return h;
+}
+
+/** Values that stand for a credential without being one: references, env vars, documentation placeholders. */
+export function isPlaceholder(value: string): boolean {
+  const v = value.trim();
+  if (v.length === 0) return true;
+  if (/\{\{|\$\{|%\{|<%|\[\[/.test(v)) return true; // template references: {{ secrets.X }}, ${X}, %{X}, <%= x %>
+  if (/^\$[A-Za-z_][A-Za-z0-9_]*$|^%[A-Za-z_][A-Za-z0-9_]*%$|^(?:process\.)?env[.:(\[]/i.test(v)) return true;
+  if (/^<[^>]*>$|^\[[^\]]*\]$|^\(.*\)$/.test(v)) return true; // <your-key>, [api key]
+  if (/(?:x{4,}|X{4,}|\*{3,}|\.{3}|#{4,}|0{8,})/.test(v)) return true; // sk_test_xxxxxxxx, ****
+  return /^(?:change[-_ ]?me|changeit|replace[-_ ]?me.*|your[-_ ].*|your[A-Z].*|example.*|sample.*|dummy.*|test|placeholder.*|redacted|todo|tbd|fixme|none|null|nil|undefined|true|false|secret|password|token|api[-_ ]?key|insert[-_ ].*)$/i.test(v);
+}
+
+/** Too little variety to be a generated credential (also catches aaaa… and 1234… placeholders). */
+const tooRegular = (s: string) => shannonEntropy(s) < 2.5;
+
+interface Detector {
+  name: string;
+  pattern: RegExp;
+  /** The span to report, from the match; null to drop it. */
+  accept?: (m: RegExpExecArray, text: string) => { index: number; length: number } | null;
+}
+
+const whole = (m: RegExpExecArray) => ({ index: m.index, length: m[0].length });
+const regularBody = (prefix: number) => (m: RegExpExecArray) =>
+  tooRegular(m[0].slice(prefix)) || isPlaceholder(m[0].slice(prefix)) ? null : whole(m);
+
+function jsonHeader(part: string): boolean {
+  try {
+    const header = JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as unknown;
+    return typeof header === 'object' && header !== null && typeof (header as { alg?: unknown }).alg === 'string';
+  } catch {
+    return false;
+  }
+}
+
+const mixed = (s: string) => /[a-z]/.test(s) && /[A-Z]/.test(s) && /[0-9/+]/.test(s);
+
+/** Format detectors, most specific first: a span claimed by one is not reported again by a later one. */
+const DETECTORS: Detector[] = [
+  { name: 'pem-private-key', pattern: /-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]{0,20000}?-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?/g },
+  { name: 'aws-access-key-id', pattern: /(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])/g, accept: regularBody(4) },
+  {
+    name: 'aws-secret-access-key',
+    pattern: /(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])/g,
+    accept: (m, text) => {
+      const before = text.slice(Math.max(0, m.index - 80), m.index);
+      return /aws|secret/i.test(before) && mixed(m[0]) && !tooRegular(m[0]) ? whole(m) : null;
+    },
+  },
+  { name: 'stripe-key', pattern: /(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,247}(?![A-Za-z0-9_])/g, accept: regularBody(8) },
+  { name: 'stripe-webhook-secret', pattern: /(?<![A-Za-z0-9_])whsec_[A-Za-z0-9+/=]{20,128}(?![A-Za-z0-9_])/g, accept: regularBody(6) },
+  { name: 'github-token', pattern: /(?<![A-Za-z0-9_])(?:gh[posur]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,244})(?![A-Za-z0-9_])/g, accept: regularBody(4) },
+  { name: 'slack-token', pattern: /(?<![A-Za-z0-9_])xox[abprs]-[A-Za-z0-9-]{10,250}/g, accept: (m) => (/\d/.test(m[0].slice(5)) ? regularBody(5)(m) : null) },
+  { name: 'slack-webhook', pattern: /https:\/\/hooks\.slack\.com\/services\/[A-Za-z0-9_]{6,20}\/[A-Za-z0-9_]{6,20}\/[A-Za-z0-9_]{16,64}/g, accept: regularBody(33) },
+  { name: 'google-api-key', pattern: /(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])/g, accept: regularBody(4) },
+  { name: 'sendgrid-api-key', pattern: /(?<![A-Za-z0-9_-])SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{30,64}(?![A-Za-z0-9_-])/g, accept: regularBody(3) },
+  { name: 'twilio-key', pattern: /(?<![A-Za-z0-9])(?:AC|SK)[0-9a-f]{32}(?![A-Za-z0-9])/g, accept: regularBody(2) },
+  {
+    name: 'jwt',
+    pattern: /(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{10,2000}\.[A-Za-z0-9_-]{10,8000}\.[A-Za-z0-9_-]{16,2000}(?![A-Za-z0-9_-])/g,
+    accept: (m) => (jsonHeader(m[0].slice(0, m[0].indexOf('.'))) ? whole(m) : null),
+  },
+  {
+    // scheme://user:password@host — the password span is reported; references and placeholders pass.
+    name: 'url-basic-auth',
+    pattern: /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,20}:\/\/[^\s:@/?#"'<>]{1,256}:([^\s@/?#"'<>]{1,256})@[A-Za-z0-9[\]._-]/g,
+    accept: (m) => {
+      const password = m[1]!;
+      if (isPlaceholder(password) || password.length < 3) return null;
+      return { index: m.index + m[0].lastIndexOf(password + '@'), length: password.length };
+    },
+  },
+];
+
+/** Key names that say their value is a credential (JSON, YAML, env files, headers, query strings). */
+const CREDENTIAL_KEY = /(?:passw(?:or)?d|^pwd$|_pwd$|secret|token|api[-_.]?key|apikey|client[-_.]?secret|authorization|auth[-_.]?key|access[-_.]?key|private[-_.]?key|credentials?$)/i;
+/** Keys that name, point at or describe a credential rather than hold one. */
+const DESCRIPTIVE_KEY = /(?:name|names|id|ids|ref|reference|url|uri|endpoint|path|file|type|ttl|expiry|expires(?:_?at|_?in)?|length|policy|field|header|env|count|hint|label|description|version|format|kind|location)$/i;
+const KEY_VALUE = /(?<![A-Za-z0-9_.-])(["']?)([A-Za-z_][A-Za-z0-9_.-]{0,63})\1[ \t]*[:=][ \t]*(?:"((?:[^"\\\n]|\\.){0,1024})"|'([^'\n]{0,1024})'|([^\s"',;&}{\]]{1,1024}(?:[ \t]+[^\s"',;&}{\]]{1,1024})?))/g;
+
+/** A value shaped like a word, a name or a number, not like a generated credential. */
+function looksLikeText(v: string): boolean {
+  return /^[a-z]+(?:[-_. ][a-z]+)*$/.test(v) || /^[A-Za-z]+$/.test(v) || /^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$/.test(v) ||
+    /^[a-z]+(?:[A-Z][a-z]+)+$/.test(v) || /^[0-9.:-]+$/.test(v) || /^[a-z][a-z0-9+.-]*:\/\//i.test(v) || /^(?:\/|\.\/|~\/)/.test(v);
+}
+
+/** The generic rule's thresholds (docs/redaction.md): long enough, varied enough, not a word or a reference. */
+export function looksLikeLiteralSecret(value: string): boolean {
+  if (value.length < 8 || value.length > 1024 || isPlaceholder(value) || looksLikeText(value)) return false;
+  const classes = [/[a-z]/, /[A-Z]/, /[0-9]/, /[^A-Za-z0-9]/].filter((r) => r.test(value)).length;
+  return classes >= 2 && shannonEntropy(value) >= 3;
+}
+
+function genericFindings(text: string): CredentialFinding[] {
+  const out: CredentialFinding[] = [];
+  for (const m of text.matchAll(KEY_VALUE)) {
+    const key = m[2]!;
+    if (!CREDENTIAL_KEY.test(key) || DESCRIPTIVE_KEY.test(key)) continue;
+    let value = m[3] ?? m[4] ?? m[5] ?? '';
+    let offset = m[0].length - (m[3] !== undefined || m[4] !== undefined ? value.length + 1 : value.length);
+    const scheme = /^(?:Bearer|Basic|Token|Bot|Digest)[ \t]+/i.exec(value);
+    if (scheme) {
+      value = value.slice(scheme[0].length);
+      offset += scheme[0].length;
+    } else if (m[5] !== undefined && /[ \t]/.test(value)) {
+      value = value.split(/[ \t]/)[0]!; // an unquoted value ends at a space unless a scheme precedes it
+    }
+    if (looksLikeLiteralSecret(value)) out.push({ detector: 'generic-secret-assignment', index: m.index + offset, length: value.length });
+  }
+  return out;
+}
+
+/** The credential detectors, by name (for docs and error messages). */
+export const CREDENTIAL_DETECTORS = [...DETECTORS.map((d) => d.name), 'generic-secret-assignment'] as const;
+
+/**
+ * Every span of `text` that looks like a literal credential, in text order, without overlaps.
+ * @example findCredentials('{"key": "sk_live_4eC39HqLyjWDarjtT1zdp7dc"}') // [{ detector: 'stripe-key', index: 9, length: 32 }]
+ */
+export function findCredentials(text: string): CredentialFinding[] {
+  const found: CredentialFinding[] = [];
+  const overlaps = (f: { index: number; length: number }) =>
+    found.some((g) => f.index < g.index + g.length && g.index < f.index + f.length);
+  for (const d of DETECTORS) {
+    for (const m of text.matchAll(d.pattern)) {
+      const span = d.accept ? d.accept(m, text) : whole(m);
+      if (span && !overlaps(span)) found.push({ detector: d.name, ...span });
+    }
+  }
+  for (const f of genericFindings(text)) if (!overlaps(f)) found.push(f);
+  return found.sort((a, b) => a.index - b.index);
+}
