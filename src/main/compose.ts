@@ -14,6 +14,7 @@ import { createSecretService } from '../modules/secrets/secret-service.ts';
 import { createValueService } from '../modules/secrets/value-service.ts';
 import { createSealedRowCache } from '../modules/secrets/sealed-row-cache.ts';
 import { createAuditLog } from '../modules/audit/audit-log.ts';
+import { createSqliteAppender } from '../modules/audit/sqlite-appender.ts';
 import { createCheckpointer } from '../modules/audit/checkpoints.ts';
 import { createIdentifierHasher } from '../modules/audit/identifiers.ts';
 import { createAuditQueryService } from '../modules/audit/query-service.ts';
@@ -52,7 +53,10 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   // Sealed rows only (never plaintext); other nodes' changes are seen within ttlMs (SPEC §13 adds push invalidation).
   const rows = createSealedRowCache({ clock, ttlMs: 1_000, maxEntries: 50_000 });
   seal.onSeal(() => rows.clear());
-  const audit = createAuditLog({ db, clock });
+  // On SQLite, group commits are written off the event loop (node:sqlite blocks while it commits).
+  const appender = storage.sqlitePath ? createSqliteAppender({ path: storage.sqlitePath }) : undefined;
+  if (appender) storage.onClose(() => appender.close());
+  const audit = createAuditLog({ db, clock, ...(appender ? { appender } : {}) });
   const checkpoints = createCheckpointer({ db, root: seal, clock });
   const identifiers = createIdentifierHasher(seal);
   const engine = createPolicyEngine();

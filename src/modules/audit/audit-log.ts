@@ -1,12 +1,13 @@
 import type { Kysely, Transaction } from 'kysely';
 import { KeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
-import { newId } from '../../platform/ids.ts';
+import { timeOrderedId } from '../../platform/ids.ts';
 import type { AuditEventsTable, Database } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { chainHash, createChainVerifier, type VerifyResult } from './chain.ts';
 import type { AuditEvent } from './event.ts';
 import { checkpointValid } from './checkpoints.ts';
+import type { AuditAppender, PendingEvent } from './sqlite-appender.ts';
 
 /** What a service says happened; the log adds sequence, time, id and the chain. */
 export interface AuditInput {
@@ -47,6 +48,14 @@ export function fromRow(r: AuditEventsTable): AuditEvent {
   };
 }
 
+function pending(input: AuditInput, now: number): PendingEvent {
+  return {
+    id: timeOrderedId(now), time: now, tenantId: input.tenantId, actor: input.actor, action: input.action, resource: input.resource,
+    environment: input.environment ?? null, secretVersion: input.secretVersion ?? null, outcome: input.outcome,
+    reason: input.reason ?? null, context: input.context ?? {},
+  };
+}
+
 const unavailable = (err: unknown) =>
   new KeyholdError('AUDIT_UNAVAILABLE', 'the audit log cannot record this action, so it was refused', { cause: String((err as Error)?.message ?? err) });
 
@@ -57,8 +66,12 @@ const unavailable = (err: unknown) =>
  * resumes only once its event is durable. If the log cannot be written the action is refused
  * (AUDIT_UNAVAILABLE): fail closed.
  */
-export function createAuditLog(deps: { db: Kysely<Database>; clock: Clock; maxBatch?: number }) {
-  const { db, clock } = deps;
+export function createAuditLog(deps: {
+  db: Kysely<Database>; clock: Clock; maxBatch?: number;
+  /** Writes `record` batches off the event loop (SQLite); without it they are written through `db`. */
+  appender?: AuditAppender;
+}) {
+  const { db, clock, appender } = deps;
   const maxBatch = deps.maxBatch ?? 1000;
   let queue: Array<{ inputs: AuditInput[]; resolve: () => void; reject: (err: unknown) => void }> = [];
   let flushing = false;
@@ -73,11 +86,7 @@ export function createAuditLog(deps: { db: Kysely<Database>; clock: Clock; maxBa
     let seq = head.seq - inputs.length;
     const now = clock.now();
     const events: AuditEvent[] = inputs.map((input) => {
-      const base = {
-        seq: ++seq, id: newId(), time: now, tenantId: input.tenantId, actor: input.actor, action: input.action, resource: input.resource,
-        environment: input.environment ?? null, secretVersion: input.secretVersion ?? null, outcome: input.outcome,
-        reason: input.reason ?? null, context: input.context ?? {},
-      };
+      const base = { ...pending(input, now), seq: ++seq };
       const hash = chainHash(prevHash, base);
       const event: AuditEvent = { ...base, prevHash, hash };
       prevHash = hash;
@@ -86,6 +95,16 @@ export function createAuditLog(deps: { db: Kysely<Database>; clock: Clock; maxBa
     await trx.insertInto('audit_events').values(events.map(toRow)).execute();
     await trx.updateTable('audit_head').set({ hash: prevHash }).where('id', '=', 1).execute();
     return events;
+  }
+
+  /** Appends a batch in its own durable transaction; returns the last sequence number. */
+  async function commitBatch(inputs: AuditInput[]): Promise<number> {
+    if (appender) {
+      const now = clock.now();
+      return appender.append(inputs.map((input) => pending(input, now)));
+    }
+    const events = await db.transaction().execute((trx) => appendInTx(trx, inputs));
+    return events[events.length - 1]!.seq;
   }
 
   async function flush(): Promise<void> {
@@ -100,9 +119,9 @@ export function createAuditLog(deps: { db: Kysely<Database>; clock: Clock; maxBa
           count += item.inputs.length;
         }
         try {
-          const events = await db.transaction().execute((trx) => appendInTx(trx, batch.flatMap((b) => b.inputs)));
+          const lastSeq = await commitBatch(batch.flatMap((b) => b.inputs));
           for (const b of batch) b.resolve();
-          for (const listener of appendedListeners) listener(events[events.length - 1]!.seq);
+          for (const listener of appendedListeners) listener(lastSeq);
         } catch (err) {
           for (const b of batch) b.reject(unavailable(err));
         }
