@@ -12,6 +12,8 @@ import type { Authorizer } from '../policy/authorizer.ts';
 import type { SealedRowCache } from './sealed-row-cache.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { RevealedValue, VersionInfo, VersionLabel } from './types.ts';
+import type { VersionBinding } from '../../crypto/envelope.ts';
+import { createReadViews } from './read-views.ts';
 
 const LABEL_COLUMN = { current: 'current_version', pending: 'pending_version', previous: 'previous_version' } as const;
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -39,14 +41,14 @@ export function createValueService(deps: {
   /** Reading a value is `use` for a machine (run time, no person sees it) and `reveal` for a person. */
   const readAction = (ctx: TenantContext) => (ctx.actor.type === 'machine' ? 'use' as const : 'reveal' as const);
   const repo = createSecretRepository(db);
+  const views = createReadViews();
 
-  async function decrypt(ctx: TenantContext, secretId: string, environmentId: string, row: {
+  async function decrypt(binding: VersionBinding, row: {
     version: number; ciphertext: Uint8Array | null; wrapped_dek: Uint8Array | null; destroyed_at: number | null;
   }): Promise<string> {
     if (row.destroyed_at !== null || !row.ciphertext || !row.wrapped_dek) {
       fail('VERSION_DESTROYED', `version ${row.version} was destroyed`);
     }
-    const binding = { tenantId: ctx.tenantId, environmentId, secretId, version: row.version };
     return (await keyring.openValue(binding, row.ciphertext, row.wrapped_dek)).toString('utf8');
   }
 
@@ -108,10 +110,11 @@ export function createValueService(deps: {
           if (row) rows.set(ctx.tenantId, env.id, name, label, row, stamp);
         }
         if (row) {
-          await authz.require(ctx, readAction(ctx), secretResource({ ...row, id: row.secret_id }), environment);
-          const value = await decrypt(ctx, row.secret_id, env.id, row);
+          const view = views.of(ctx.tenantId, env.id, row);
+          await authz.require(ctx, readAction(ctx), view.resource, environment);
+          const value = await decrypt(view.binding, row);
           await recordRead(ctx, row.secret_id, name, environment, row.version);
-          return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
+          return { name, environment, version: row.version, value, createdAt: view.createdAt };
         }
         // Slow path: say precisely what is missing, but only to a caller allowed to read here.
         const secret = await secrets.load(ctx, name); // SECRET_NOT_FOUND if that is what is missing
@@ -123,7 +126,7 @@ export function createValueService(deps: {
       await authz.require(ctx, readAction(ctx), secretResource(secret), environment);
       const row = await repo.findVersion(ctx.tenantId, secret.id, env.id, opts.version);
       if (!row) fail('VERSION_NOT_FOUND', `secret "${name}" has no version ${opts.version} in ${environment}`);
-      const value = await decrypt(ctx, secret.id, env.id, row);
+      const value = await decrypt({ tenantId: ctx.tenantId, environmentId: env.id, secretId: secret.id, version: row.version }, row);
       await recordRead(ctx, secret.id, name, environment, row.version);
       return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
     },
