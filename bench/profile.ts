@@ -88,6 +88,9 @@ function summarise(p: Profile, requests: number, from: number, to: number): void
   for (const [f, us] of [...fnSelf].sort((x, y) => y[1] - x[1]).slice(0, top)) console.log(line(us, f));
 }
 
+/** CPU.<date>.<time>.<pid>.<thread id>.<seq>.cpuprofile */
+const threadOf = (file: string) => Number(file.split('.')[4] ?? 0);
+
 const cleanup = createCleanup();
 cleanupOnSignals(cleanup);
 try {
@@ -106,10 +109,13 @@ try {
   const cpu1 = cpuSeconds(target.serverPid);
   console.log(`# ${Math.round(r.requests.average)} req/s, ${r.non2xx} non-2xx, server CPU ${cpu0 === null || cpu1 === null ? '?' : (((cpu1 - cpu0) * 1e6) / r.requests.total).toFixed(0)} us/req (profiler on)`);
   await target.stop();
-  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
-  if (!file) throw new Error('no profile written');
-  const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Profile;
-  summarise(profile, r.requests.total, from, to);
+  // One profile per thread: the main thread's first (lowest thread id), then any worker's.
+  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort((a, b) => threadOf(a) - threadOf(b));
+  if (files.length === 0) throw new Error('no profile written');
+  for (const file of files) {
+    console.log(`# thread ${threadOf(file)}${threadOf(file) === 0 ? ' (main)' : ' (worker)'}`);
+    summarise(JSON.parse(readFileSync(join(dir, file), 'utf8')) as Profile, r.requests.total, from, to);
+  }
 } finally {
   await cleanup.run();
 }

@@ -48,6 +48,9 @@ export function fromRow(r: AuditEventsTable): AuditEvent {
   };
 }
 
+/** Batches handed to the appender and not yet durable, at most. */
+const MAX_IN_FLIGHT = 2;
+
 function pending(input: AuditInput, now: number): PendingEvent {
   return {
     id: timeOrderedId(now), time: now, tenantId: input.tenantId, actor: input.actor, action: input.action, resource: input.resource,
@@ -73,8 +76,12 @@ export function createAuditLog(deps: {
 }) {
   const { db, clock, appender } = deps;
   const maxBatch = deps.maxBatch ?? 1000;
-  let queue: Array<{ inputs: AuditInput[]; resolve: () => void; reject: (err: unknown) => void }> = [];
-  let flushing = false;
+  const queue: Array<{ inputs: AuditInput[]; resolve: () => void; reject: (err: unknown) => void }> = [];
+  // The appender commits a batch while the one before it is still being fsynced; in-thread
+  // batches go one at a time (on PostgreSQL each is a transaction holding the chain head's lock).
+  const maxInFlight = appender ? MAX_IN_FLIGHT : 1;
+  let inFlight = 0;
+  let scheduled = false;
   const appendedListeners: Array<(lastSeq: number) => void> = [];
 
   async function appendInTx(trx: Transaction<Database>, inputs: AuditInput[]): Promise<AuditEvent[]> {
@@ -107,27 +114,42 @@ export function createAuditLog(deps: {
     return events[events.length - 1]!.seq;
   }
 
-  async function flush(): Promise<void> {
-    flushing = true;
-    try {
-      while (queue.length > 0) {
-        const batch: typeof queue = [];
-        let count = 0;
-        while (queue.length > 0 && count < maxBatch) {
-          const item = queue.shift()!;
-          batch.push(item);
-          count += item.inputs.length;
-        }
-        try {
-          const lastSeq = await commitBatch(batch.flatMap((b) => b.inputs));
+  /** Takes queued records up to maxBatch events: one group commit. */
+  function take(): typeof queue {
+    const batch: typeof queue = [];
+    let count = 0;
+    while (queue.length > 0 && count < maxBatch) {
+      const item = queue.shift()!;
+      batch.push(item);
+      count += item.inputs.length;
+    }
+    return batch;
+  }
+
+  /** Sends what is queued once this turn of the event loop is over, so its requests share a batch. */
+  function schedule(): void {
+    if (scheduled || queue.length === 0 || inFlight >= maxInFlight) return;
+    scheduled = true;
+    setImmediate(dispatch);
+  }
+
+  function dispatch(): void {
+    scheduled = false;
+    while (queue.length > 0 && inFlight < maxInFlight) {
+      const batch = take();
+      inFlight++;
+      commitBatch(batch.flatMap((b) => b.inputs)).then(
+        (lastSeq) => {
           for (const b of batch) b.resolve();
           for (const listener of appendedListeners) listener(lastSeq);
-        } catch (err) {
+        },
+        (err: unknown) => {
           for (const b of batch) b.reject(unavailable(err));
-        }
-      }
-    } finally {
-      flushing = false;
+        },
+      ).finally(() => {
+        inFlight--;
+        schedule();
+      });
     }
   }
 
@@ -150,8 +172,7 @@ export function createAuditLog(deps: {
     record(inputs: AuditInput[]): Promise<void> {
       return new Promise<void>((resolve, reject) => {
         queue.push({ inputs, resolve, reject });
-        // Let the requests of this turn of the event loop join the same batch.
-        if (!flushing) setImmediate(() => void (flushing ? undefined : flush()));
+        schedule();
       });
     },
 
