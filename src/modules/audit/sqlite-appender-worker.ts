@@ -17,7 +17,8 @@ import type { AppendReply, AppendRequest, PendingEvent } from './sqlite-appender
  * returned. That is the sync FULL does inside COMMIT (WAL mode syncs only the WAL on commit);
  * NORMAL still syncs the WAL before and the database after every checkpoint, so frames are never
  * dropped before they are durable in the database file. One fdatasync covers every batch committed
- * before it began (group fsync), and the next batch can commit while it runs.
+ * before it began, and the write lock is free while it runs: the server's own writers do not wait
+ * for the disk on the audit log's behalf.
  */
 const COLUMNS = ['seq', 'id', 'time', 'tenant_id', 'actor_type', 'actor_id', 'action', 'resource_type', 'resource_id',
   'resource_name', 'environment', 'secret_version', 'outcome', 'reason', 'context', 'prev_hash', 'hash'] as const;
