@@ -28,7 +28,8 @@ function note(text: string): void {
 }
 
 function describe(label: string, round: number, r: LoadResult): void {
-  const cpu = r.serverCpuUs === null ? '' : `, server CPU ${Math.round(r.serverCpuUs)} us/req`;
+  const main = r.mainThreadCpuUs === null ? '' : ` (main thread ${Math.round(r.mainThreadCpuUs)})`;
+  const cpu = r.serverCpuUs === null ? '' : `, server CPU ${Math.round(r.serverCpuUs)} us/req${main}`;
   note(`round ${round} ${label}: ${Math.round(r.rps)} req/s, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms${cpu}, ${r.requests} requests, all 2xx`);
 }
 

@@ -7,10 +7,11 @@ const TICKS_PER_SECOND = 100; // USER_HZ, 100 on every Linux the project runs on
  * CPU per request is steadier than throughput on a shared machine: other load steals time
  * from the server but barely changes what one request costs.
  */
-export function cpuSeconds(pid: number): number | null {
+export function cpuSeconds(pid: number, opts: { mainThreadOnly?: boolean } = {}): number | null {
   let stat: string;
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The main thread's task id is the process id; the process line sums every thread.
+    stat = readFileSync(opts.mainThreadOnly ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8');
   } catch {
     return null;
   }

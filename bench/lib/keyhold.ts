@@ -19,13 +19,14 @@ export interface KeyholdTarget {
  * Starts a real Keyhold server (`src/main/server.ts --dev`) on a fresh data directory and port 0,
  * writes one 64-byte secret value and checks it reads back. `databaseUrl` switches to PostgreSQL.
  */
-export async function startKeyhold(opts: { label: string; cleanup: Cleanup; databaseUrl?: string }): Promise<KeyholdTarget> {
+export async function startKeyhold(opts: { label: string; cleanup: Cleanup; databaseUrl?: string; nodeArgs?: string[] }): Promise<KeyholdTarget & { stop(): Promise<void> }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'keyhold-bench-'));
   opts.cleanup.add(`remove ${dataDir}`, () => rmSync(dataDir, { recursive: true, force: true }));
   const server = await spawnServer({
     label: opts.label,
     script: 'src/main/server.ts',
     args: ['--dev'],
+    ...(opts.nodeArgs ? { nodeArgs: opts.nodeArgs } : {}),
     env: {
       ...withoutKeyholdSettings(process.env),
       KEYHOLD_DATA_DIR: dataDir,
@@ -50,7 +51,7 @@ export async function startKeyhold(opts: { label: string; cleanup: Cleanup; data
   const url = `${server.address}/v1/secrets/${SECRET_NAME}/values/${ENVIRONMENT}`;
   const read = (await call(server.address, 'GET', new URL(url).pathname, headers, undefined, 200)) as { value?: unknown };
   if (read.value !== value) throw new Error(`${opts.label}: the value read back differs from the one written`);
-  return { url, headers, serverPid: server.pid };
+  return { url, headers, serverPid: server.pid, stop: server.stop };
 }
 
 /** The bench's own KEYHOLD_* variables must not leak in: the server rejects settings it does not know. */

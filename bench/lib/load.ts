@@ -11,6 +11,8 @@ export interface LoadResult {
   requests: number;
   /** Server CPU (user + system) per request in the measured run, in microseconds; null without /proc. */
   serverCpuUs: number | null;
+  /** The same for the server's main thread (the event loop) alone. */
+  mainThreadCpuUs: number | null;
 }
 
 /**
@@ -21,16 +23,21 @@ export interface LoadResult {
 export async function loadGet(label: string, url: string, opts: { headers?: Record<string, string>; serverPid?: number } = {}): Promise<LoadResult> {
   const base = { url, method: 'GET', headers: opts.headers ?? {}, connections: LOAD.connections };
   assertClean(label, await autocannon({ ...base, duration: LOAD.warmupSeconds }), 'warm-up');
-  const cpuBefore = opts.serverPid === undefined ? null : cpuSeconds(opts.serverPid);
+  const pid = opts.serverPid;
+  const cpuBefore = pid === undefined ? null : cpuSeconds(pid);
+  const mainBefore = pid === undefined ? null : cpuSeconds(pid, { mainThreadOnly: true });
   const result = await autocannon({ ...base, duration: LOAD.durationSeconds });
-  const cpuAfter = opts.serverPid === undefined ? null : cpuSeconds(opts.serverPid);
+  const cpuAfter = pid === undefined ? null : cpuSeconds(pid);
+  const mainAfter = pid === undefined ? null : cpuSeconds(pid, { mainThreadOnly: true });
+  const perRequest = (before: number | null, after: number | null) => (before === null || after === null ? null : ((after - before) * 1e6) / result.requests.total);
   assertClean(label, result, 'measured run');
   return {
     rps: result.requests.average,
     p50Ms: result.latency.p50,
     p99Ms: result.latency.p99,
     requests: result.requests.total,
-    serverCpuUs: cpuBefore === null || cpuAfter === null ? null : ((cpuAfter - cpuBefore) * 1e6) / result.requests.total,
+    serverCpuUs: perRequest(cpuBefore, cpuAfter),
+    mainThreadCpuUs: perRequest(mainBefore, mainAfter),
   };
 }
 

@@ -26,13 +26,15 @@ export async function spawnServer(opts: {
   label: string;
   script: string;
   args?: string[];
+  /** Extra flags for node itself (e.g. `--cpu-prof` when profiling). */
+  nodeArgs?: string[];
   env: NodeJS.ProcessEnv;
   readyMsg: string;
   cleanup: Cleanup;
   timeoutMs?: number;
 }): Promise<ServerChild> {
   if (!existsSync(NODE_BIN)) throw new Error(`${NODE_BIN} is missing: run npm install`);
-  const child = spawn(NODE_BIN, ['--disable-warning=ExperimentalWarning', opts.script, ...(opts.args ?? [])], {
+  const child = spawn(NODE_BIN, ['--disable-warning=ExperimentalWarning', ...(opts.nodeArgs ?? []), opts.script, ...(opts.args ?? [])], {
     cwd: REPO_ROOT,
     env: opts.env,
     stdio: ['ignore', 'pipe', 'pipe'],

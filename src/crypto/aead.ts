@@ -34,15 +34,36 @@ export function aeadOpen(key: KeyObject, blob: Uint8Array, aad: Uint8Array, head
     fail('INTEGRITY_FAILURE', 'stored ciphertext is malformed or uses an unknown algorithm');
   }
   const buf = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
-  const header = buf.subarray(0, headerBytes);
+  return open(key, buf, headerBytes, Buffer.concat([buf.subarray(0, headerBytes), aad]));
+}
+
+/**
+ * aeadOpen for a blob with the one-byte header (the algorithm byte), with its additional data
+ * prepared once by the caller: `ALG_AES_256_GCM` followed by the AAD (see `headerAndAad`).
+ */
+export function aeadOpenPrepared(key: KeyObject, blob: Uint8Array, headerAndAad: Buffer): Buffer {
+  if (blob.byteLength < 1 + NONCE_BYTES + TAG_BYTES || blob[0] !== ALG_AES_256_GCM) {
+    fail('INTEGRITY_FAILURE', 'stored ciphertext is malformed or uses an unknown algorithm');
+  }
+  return open(key, Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength), 1, headerAndAad);
+}
+
+/** The additional data aeadOpenPrepared authenticates: the one-byte header, then `aad`. */
+export function headerAndAad(aad: Uint8Array): Buffer {
+  return Buffer.concat([Buffer.of(ALG_AES_256_GCM), aad]);
+}
+
+function open(key: KeyObject, buf: Buffer, headerBytes: number, fullAad: Buffer): Buffer {
   const nonce = buf.subarray(headerBytes, headerBytes + NONCE_BYTES);
   const tag = buf.subarray(buf.byteLength - TAG_BYTES);
   const body = buf.subarray(headerBytes + NONCE_BYTES, buf.byteLength - TAG_BYTES);
   try {
     const decipher = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
-    decipher.setAAD(Buffer.concat([header, aad]));
+    decipher.setAAD(fullAad);
     decipher.setAuthTag(tag);
-    return Buffer.concat([decipher.update(body), decipher.final()]);
+    const plaintext = decipher.update(body);
+    const rest = decipher.final(); // throws when the tag does not match; GCM holds nothing back
+    return rest.byteLength === 0 ? plaintext : Buffer.concat([plaintext, rest]);
   } catch {
     fail('INTEGRITY_FAILURE', 'stored ciphertext failed authentication');
   }

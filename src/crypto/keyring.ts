@@ -1,8 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { fail } from '../errors/index.ts';
 import { randomKey, wipe } from './bytes.ts';
-import { toKeyObject } from './aead.ts';
-import { aeadOpen } from './aead.ts';
+import { aeadOpenPrepared, headerAndAad, toKeyObject } from './aead.ts';
 import { kekVersionOf, rewrapDek, sealValue, unwrapDek, valueAad, type SealedValue, type VersionBinding } from './envelope.ts';
 import { unwrapKek, wrapKek } from './root/root-key.ts';
 
@@ -60,28 +59,39 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
   const states = new Map<string, { current: number; min: number }>();
   const dekCache = deps.dekCache ?? { ttlMs: 60_000, maxEntries: 10_000, now: () => Date.now() };
   const deks = new Map<string, { key: KeyObject; until: number }>();
+  // The same entries again, found by the wrapped-DEK bytes object a cached sealed row hands in on
+  // every read, with the value's AAD prepared: no key string, base64 or AAD built per read. Any
+  // forget replaces the whole map; a miss falls back to `deks`, which decides exactly.
+  let opened = new WeakMap<Uint8Array, { key: KeyObject; until: number; binding: VersionBinding; aad: Buffer }>();
 
   function purge(): void {
     keks.clear();
     states.clear();
     deks.clear();
+    opened = new WeakMap();
   }
 
-  function dekFor(kekKey: KeyObject, binding: VersionBinding, wrappedDek: Uint8Array): KeyObject {
+  function dekFor(kekKey: KeyObject, binding: VersionBinding, wrappedDek: Uint8Array): { key: KeyObject; until: number } {
     const cacheKey = `${binding.tenantId}\u0000${binding.environmentId}\u0000${binding.secretId}\u0000${binding.version}\u0000${Buffer.from(wrappedDek.buffer, wrappedDek.byteOffset, wrappedDek.byteLength).toString('base64')}`;
     const now = dekCache.now();
     const hit = deks.get(cacheKey);
-    if (hit && hit.until > now) return hit.key;
+    if (hit && hit.until > now) return hit;
     const raw = unwrapDek(kekKey, binding, wrappedDek);
     try {
-      const key = toKeyObject(raw);
-      if (deks.size >= dekCache.maxEntries) deks.delete(deks.keys().next().value!);
-      deks.set(cacheKey, { key, until: now + dekCache.ttlMs });
-      return key;
+      const entry = { key: toKeyObject(raw), until: now + dekCache.ttlMs };
+      if (deks.size >= dekCache.maxEntries) {
+        deks.delete(deks.keys().next().value!);
+        opened = new WeakMap(); // it may hold the evicted key: the bound applies to both
+      }
+      deks.set(cacheKey, entry);
+      return entry;
     } finally {
       wipe(raw);
     }
   }
+
+  const sameBinding = (a: VersionBinding, b: VersionBinding) =>
+    a.version === b.version && a.secretId === b.secretId && a.environmentId === b.environmentId && a.tenantId === b.tenantId;
   root.onSeal(purge);
 
   async function state(tenantId: string): Promise<{ current: number; min: number }> {
@@ -132,9 +142,14 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
     async openValue(binding, ciphertext, wrappedDek) {
       root.rootKey();
       const version = kekVersionOf(wrappedDek);
-      const { min } = await state(binding.tenantId);
+      const { min } = states.get(binding.tenantId) ?? (await state(binding.tenantId));
       if (version < min) fail('KEY_VERSION_RETIRED', `value is wrapped under retired key version ${version}`);
-      return aeadOpen(dekFor(await kek(binding.tenantId, version), binding, wrappedDek), ciphertext, valueAad(binding));
+      const fast = opened.get(wrappedDek);
+      if (fast && fast.until > dekCache.now() && sameBinding(fast.binding, binding)) return aeadOpenPrepared(fast.key, ciphertext, fast.aad);
+      const dek = dekFor(await kek(binding.tenantId, version), binding, wrappedDek);
+      const aad = headerAndAad(valueAad(binding));
+      opened.set(wrappedDek, { ...dek, binding: { ...binding }, aad });
+      return aeadOpenPrepared(dek.key, ciphertext, aad);
     },
 
     async rewrapperFor(tenantId) {
@@ -152,12 +167,14 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
 
     forgetDeks(tenantId) {
       forgetTenantKeys(deks, tenantId);
+      opened = new WeakMap();
     },
 
     invalidate(tenantId) {
       states.delete(tenantId);
       forgetTenantKeys(deks, tenantId);
       forgetTenantKeys(keks, tenantId);
+      opened = new WeakMap();
     },
 
     purge,

@@ -2,9 +2,9 @@ import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
-import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import type { Logger } from '../platform/logger.ts';
 import { sendError } from './errors.ts';
+import { validatorCompiler } from './validator.ts';
 import { KeyholdError } from '../errors/index.ts';
 
 export interface HttpOptions {
@@ -37,7 +37,7 @@ export function serverOptions(opts: HttpOptions): FastifyServerOptions {
  */
 export async function buildHttpServer(opts: HttpOptions, modules: Array<(app: FastifyInstance) => Promise<void>>, beforeRoutes?: (app: FastifyInstance) => void): Promise<FastifyInstance> {
   const app = Fastify(serverOptions(opts));
-  app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  app.setValidatorCompiler(validatorCompiler);
   // Fastify would decode invalid UTF-8 to U+FFFD and store a value the client never sent: refuse it.
   // Parsing itself stays fastify's (prototype-poisoning keys are errors).
   const parseJson = app.getDefaultJsonParser('error', 'error');
@@ -50,8 +50,10 @@ export async function buildHttpServer(opts: HttpOptions, modules: Array<(app: Fa
   app.setNotFoundHandler((request, reply) => {
     reply.code(404).send({ error: { code: 'ROUTE_NOT_FOUND', message: `no endpoint ${request.method} ${request.url.split('?')[0]}`, requestId: request.id } });
   });
-  app.addHook('onSend', async (request, reply) => {
+  // Callback style: an async hook costs a promise on every response.
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
+    done(null, payload);
   });
   await app.register(swagger, {
     openapi: {

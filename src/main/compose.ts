@@ -16,6 +16,7 @@ import { createSealedRowCache } from '../modules/secrets/sealed-row-cache.ts';
 import { createVersionCheckService } from '../modules/secrets/version-check.ts';
 import { versionCheckRoutes } from '../modules/secrets/version-routes.ts';
 import { createAuditLog } from '../modules/audit/audit-log.ts';
+import { createSqliteAppender } from '../modules/audit/sqlite-appender.ts';
 import { createCheckpointer } from '../modules/audit/checkpoints.ts';
 import { createIdentifierHasher } from '../modules/audit/identifiers.ts';
 import { createAuditQueryService } from '../modules/audit/query-service.ts';
@@ -64,7 +65,10 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   // Sealed rows only (never plaintext); other nodes' changes are seen within ttlMs (SPEC §13 adds push invalidation).
   const rows = createSealedRowCache({ clock, ttlMs: 1_000, maxEntries: 50_000 });
   seal.onSeal(() => rows.clear());
-  const audit = createAuditLog({ db, clock });
+  // On SQLite, group commits are written off the event loop (node:sqlite blocks while it commits).
+  const appender = storage.sqlitePath ? createSqliteAppender({ path: storage.sqlitePath }) : undefined;
+  if (appender) storage.onClose(() => appender.close());
+  const audit = createAuditLog({ db, clock, ...(appender ? { appender } : {}) });
   const checkpoints = createCheckpointer({ db, root: seal, clock });
   const identifiers = createIdentifierHasher(seal);
   const engine = createPolicyEngine();

@@ -20,6 +20,10 @@ export interface StorageOptions {
 export interface Storage {
   db: Kysely<Database>;
   dialect: DialectName;
+  /** SQLite: the database file, for a second connection (the audit appender); null otherwise or in memory. */
+  sqlitePath: string | null;
+  /** Runs `task` when the storage closes, before the database connection does. */
+  onClose(task: () => Promise<void>): void;
   close(): Promise<void>;
 }
 
@@ -27,6 +31,7 @@ export interface Storage {
 export async function openStorage(options: StorageOptions): Promise<Storage> {
   const dialect: DialectName = /^postgres(ql)?:\/\//.test(options.url) ? 'postgres' : 'sqlite';
   let db: Kysely<Database>;
+  let sqlitePath: string | null = null;
   if (dialect === 'postgres') {
     const { dialect: d } = createPostgresDialect({
       connectionString: options.url,
@@ -36,11 +41,22 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     db = new Kysely<Database>({ dialect: d });
   } else {
     const path = options.url.replace(/^sqlite:/, '');
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    if (path !== ':memory:') {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      sqlitePath = path;
+    }
     db = new Kysely<Database>({ dialect: createNodeSqliteDialect(path).dialect });
   }
   await migrateToLatest(db as unknown as Kysely<unknown>, dialect);
-  return { db, dialect, close: () => db.destroy() };
+  const closing: Array<() => Promise<void>> = [];
+  return {
+    db, dialect, sqlitePath,
+    onClose: (task) => void closing.push(task),
+    async close() {
+      for (const task of closing.splice(0)) await task();
+      await db.destroy();
+    },
+  };
 }
 
 /** True when a driver error is a unique-constraint violation (both dialects). */

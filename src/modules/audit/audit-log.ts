@@ -1,12 +1,13 @@
 import type { Kysely, Transaction } from 'kysely';
 import { KeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
-import { newId } from '../../platform/ids.ts';
+import { timeOrderedId } from '../../platform/ids.ts';
 import type { AuditEventsTable, Database } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { chainHash, createChainVerifier, type VerifyResult } from './chain.ts';
 import type { AuditEvent } from './event.ts';
 import { checkpointValid } from './checkpoints.ts';
+import type { AuditAppender, PendingEvent } from './sqlite-appender.ts';
 
 /** What a service says happened; the log adds sequence, time, id and the chain. */
 export interface AuditInput {
@@ -47,6 +48,21 @@ export function fromRow(r: AuditEventsTable): AuditEvent {
   };
 }
 
+/**
+ * Batches committing at once. One: while a batch commits, the next one gathers every read that
+ * arrives meanwhile. Two were measured on the bench (SQLite appender): batches got smaller, and
+ * each costs a wake-up of the appender's thread that outweighed overlapping commit and fsync.
+ */
+const MAX_IN_FLIGHT = 1;
+
+function pending(input: AuditInput, now: number): PendingEvent {
+  return {
+    id: timeOrderedId(now), time: now, tenantId: input.tenantId, actor: input.actor, action: input.action, resource: input.resource,
+    environment: input.environment ?? null, secretVersion: input.secretVersion ?? null, outcome: input.outcome,
+    reason: input.reason ?? null, context: input.context ?? {},
+  };
+}
+
 const unavailable = (err: unknown) =>
   new KeyholdError('AUDIT_UNAVAILABLE', 'the audit log cannot record this action, so it was refused', { cause: String((err as Error)?.message ?? err) });
 
@@ -57,11 +73,17 @@ const unavailable = (err: unknown) =>
  * resumes only once its event is durable. If the log cannot be written the action is refused
  * (AUDIT_UNAVAILABLE): fail closed.
  */
-export function createAuditLog(deps: { db: Kysely<Database>; clock: Clock; maxBatch?: number }) {
-  const { db, clock } = deps;
+export function createAuditLog(deps: {
+  db: Kysely<Database>; clock: Clock; maxBatch?: number;
+  /** Writes `record` batches off the event loop (SQLite); without it they are written through `db`. */
+  appender?: AuditAppender;
+}) {
+  const { db, clock, appender } = deps;
   const maxBatch = deps.maxBatch ?? 1000;
-  let queue: Array<{ inputs: AuditInput[]; resolve: () => void; reject: (err: unknown) => void }> = [];
-  let flushing = false;
+  const queue: Array<{ inputs: AuditInput[]; resolve: () => void; reject: (err: unknown) => void }> = [];
+  const maxInFlight = MAX_IN_FLIGHT;
+  let inFlight = 0;
+  let scheduled = false;
   const appendedListeners: Array<(lastSeq: number) => void> = [];
 
   async function appendInTx(trx: Transaction<Database>, inputs: AuditInput[]): Promise<AuditEvent[]> {
@@ -73,11 +95,7 @@ export function createAuditLog(deps: { db: Kysely<Database>; clock: Clock; maxBa
     let seq = head.seq - inputs.length;
     const now = clock.now();
     const events: AuditEvent[] = inputs.map((input) => {
-      const base = {
-        seq: ++seq, id: newId(), time: now, tenantId: input.tenantId, actor: input.actor, action: input.action, resource: input.resource,
-        environment: input.environment ?? null, secretVersion: input.secretVersion ?? null, outcome: input.outcome,
-        reason: input.reason ?? null, context: input.context ?? {},
-      };
+      const base = { ...pending(input, now), seq: ++seq };
       const hash = chainHash(prevHash, base);
       const event: AuditEvent = { ...base, prevHash, hash };
       prevHash = hash;
@@ -88,27 +106,52 @@ export function createAuditLog(deps: { db: Kysely<Database>; clock: Clock; maxBa
     return events;
   }
 
-  async function flush(): Promise<void> {
-    flushing = true;
-    try {
-      while (queue.length > 0) {
-        const batch: typeof queue = [];
-        let count = 0;
-        while (queue.length > 0 && count < maxBatch) {
-          const item = queue.shift()!;
-          batch.push(item);
-          count += item.inputs.length;
-        }
-        try {
-          const events = await db.transaction().execute((trx) => appendInTx(trx, batch.flatMap((b) => b.inputs)));
+  /** Appends a batch in its own durable transaction; returns the last sequence number. */
+  async function commitBatch(inputs: AuditInput[]): Promise<number> {
+    if (appender) {
+      const now = clock.now();
+      return appender.append(inputs.map((input) => pending(input, now)));
+    }
+    const events = await db.transaction().execute((trx) => appendInTx(trx, inputs));
+    return events[events.length - 1]!.seq;
+  }
+
+  /** Takes queued records up to maxBatch events: one group commit. */
+  function take(): typeof queue {
+    const batch: typeof queue = [];
+    let count = 0;
+    while (queue.length > 0 && count < maxBatch) {
+      const item = queue.shift()!;
+      batch.push(item);
+      count += item.inputs.length;
+    }
+    return batch;
+  }
+
+  /** Sends what is queued once this turn of the event loop is over, so its requests share a batch. */
+  function schedule(): void {
+    if (scheduled || queue.length === 0 || inFlight >= maxInFlight) return;
+    scheduled = true;
+    setImmediate(dispatch);
+  }
+
+  function dispatch(): void {
+    scheduled = false;
+    while (queue.length > 0 && inFlight < maxInFlight) {
+      const batch = take();
+      inFlight++;
+      commitBatch(batch.flatMap((b) => b.inputs)).then(
+        (lastSeq) => {
           for (const b of batch) b.resolve();
-          for (const listener of appendedListeners) listener(events[events.length - 1]!.seq);
-        } catch (err) {
+          for (const listener of appendedListeners) listener(lastSeq);
+        },
+        (err: unknown) => {
           for (const b of batch) b.reject(unavailable(err));
-        }
-      }
-    } finally {
-      flushing = false;
+        },
+      ).finally(() => {
+        inFlight--;
+        schedule();
+      });
     }
   }
 
@@ -131,8 +174,7 @@ export function createAuditLog(deps: { db: Kysely<Database>; clock: Clock; maxBa
     record(inputs: AuditInput[]): Promise<void> {
       return new Promise<void>((resolve, reject) => {
         queue.push({ inputs, resolve, reject });
-        // Let the requests of this turn of the event loop join the same batch.
-        if (!flushing) setImmediate(() => void (flushing ? undefined : flush()));
+        schedule();
       });
     },
 

@@ -5,7 +5,7 @@ import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
 import { chainHash } from './chain.ts';
-import { fromRow } from './audit-log.ts';
+import { auditFrom, fromRow } from './audit-log.ts';
 import { deriveSigningKey, publicKeyText } from './checkpoints.ts';
 import { toKeyObject } from '../../crypto/aead.ts';
 import { randomKey } from '../../crypto/bytes.ts';
@@ -64,6 +64,51 @@ describeEachDialect('audit log: chained, append-only, fail-closed, never holding
     assert.equal((await events()).length, before + 40);
     const verified = await h.services.audit.verify();
     assert.equal(verified.ok, true, JSON.stringify(verified));
+  });
+
+  // On SQLite, read events are committed by a second connection: a transaction that reads before it
+  // writes (a rollback reads the labels first) must wait for that connection, never fail on it.
+  test('reads audited while writes and rollbacks run (transactions that read before writing) all succeed, chain whole', async () => {
+    await h.services.secrets.create(h.ctx, { name: 'RACED', owner: 'ops' });
+    await h.services.values.write(h.ctx, 'RACED', 'production', { value: `${VALUE}-raced-1` });
+    const before = (await events()).length;
+    let done = false;
+    let reads = 0;
+    const reader = async () => {
+      while (!done) {
+        await h.services.values.read(h.ctx, 'AUDITED', 'production');
+        reads++;
+      }
+    };
+    const rounds = 30;
+    const changes = (async () => {
+      try {
+        for (let i = 0; i < rounds; i++) {
+          await h.services.values.write(h.ctx, 'RACED', 'production', { value: `${VALUE}-raced-${i + 2}` });
+          await h.services.values.rollback(h.ctx, 'RACED', 'production');
+        }
+      } finally {
+        done = true;
+      }
+    })();
+    const outcomes = await Promise.allSettled([...Array.from({ length: 16 }, reader), changes]);
+    assert.deepEqual(outcomes.filter((o) => o.status === 'rejected'), []);
+    assert.equal((await events()).length, before + reads + rounds * 2);
+    const verified = await h.services.audit.verify();
+    assert.equal(verified.ok, true, JSON.stringify(verified));
+  });
+
+  test('a transaction that reads, then writes after an audit batch was committed meanwhile, still commits', async () => {
+    const recorded = await h.storage.db.transaction().execute(async (trx) => {
+      await trx.selectFrom('tenants').select('id').where('id', '=', h.ctx.tenantId).execute();
+      // A read's event, committed (on SQLite by the appender's own connection) while this transaction is open.
+      const event = h.services.audit.record([{ ...auditFrom(h.ctx), action: 'secret.reveal', resource: { type: 'secret', id: null, name: 'X' }, outcome: 'allowed' }]);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await trx.updateTable('tenants').set((eb) => ({ name: eb.ref('name') })).where('id', '=', h.ctx.tenantId).execute();
+      return { event }; // not the promise itself: the transaction would wait for it
+    });
+    await recorded.event;
+    assert.equal((await h.services.audit.verify()).ok, true);
   });
 
   test('the database itself refuses to update or delete audit events', async () => {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { AuditEvent } from './event.ts';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -14,7 +14,8 @@ export function canonical(e: Omit<AuditEvent, 'hash' | 'prevHash'>): string {
 
 /** hash(n) = SHA-256(hash(n-1) || "\n" || canonical(n)), hex. */
 export function chainHash(prevHash: string, e: Omit<AuditEvent, 'hash' | 'prevHash'>): string {
-  return createHash('sha256').update(prevHash).update('\n').update(canonical(e)).digest('hex');
+  // One-shot hash over the same bytes: no Hash object per event.
+  return hash('sha256', `${prevHash}\n${canonical(e)}`, 'hex');
 }
 
 export type VerifyResult =

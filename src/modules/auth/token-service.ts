@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { randomToken } from '../../crypto/bytes.ts';
 import { fail } from '../../errors/index.ts';
@@ -15,7 +15,8 @@ const CACHE_TTL_MS = 5_000;
 
 /** Tokens are 256-bit random strings; a plain SHA-256 is enough to store them (no guessing to slow down). */
 export function hashToken(token: string): string {
-  return createHash('sha256').update(token).digest('base64url');
+  // One-shot crypto.hash: the same digest as createHash().update().digest(), without a Hash object per request.
+  return hash('sha256', token, 'base64url');
 }
 
 export interface IssueTokenOptions {
@@ -58,13 +59,13 @@ export function createTokenService(deps: { db: Kysely<Database>; clock: Clock })
     /** Resolves a presented token; null for unknown, expired or revoked (the caller answers one way for all). */
     async authenticate(token: string): Promise<Principal | null> {
       if (!token.startsWith(TOKEN_PREFIX) || token.length > 100) return null;
-      const hash = hashToken(token);
+      const tokenHash = hashToken(token);
       const now = clock.now();
-      const hit = cache.get(hash);
+      const hit = cache.get(tokenHash);
       if (hit && hit.until > now && (hit.principal.expiresAt === null || hit.principal.expiresAt > now)) return hit.principal;
-      cache.delete(hash);
+      cache.delete(tokenHash);
       const row = await db.selectFrom('tokens').select(['id', 'tenant_id', 'kind', 'name', 'principal_id', 'expires_at', 'revoked_at'])
-        .where('token_hash', '=', hash).executeTakeFirst();
+        .where('token_hash', '=', tokenHash).executeTakeFirst();
       if (!row || row.revoked_at !== null || (row.expires_at !== null && row.expires_at <= now)) return null;
       const principal: Principal = {
         type: row.kind === 'root' ? 'root' : 'machine',
@@ -76,7 +77,7 @@ export function createTokenService(deps: { db: Kysely<Database>; clock: Clock })
         expiresAt: row.expires_at,
       };
       if (cache.size > 10_000) cache.clear();
-      cache.set(hash, { principal, until: now + CACHE_TTL_MS });
+      cache.set(tokenHash, { principal, until: now + CACHE_TTL_MS });
       return principal;
     },
 

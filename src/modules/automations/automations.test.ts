@@ -30,7 +30,7 @@ describeEachDialect('automations: definitions hold checked references only', (di
     await h.services.machines.create(ctx, { name: 'checkout-runner', kind: 'client_secret' });
     await h.services.secrets.create(ctx, { name: 'PAYMENT_API_KEY', owner: 'payments-team' });
     for (const env of ['staging', 'production']) {
-      await h.services.connectors.create(ctx, { name: 'payments', environment: env, type: 'http', settings: { baseUrl: 'http://127.0.0.1:9/api', auth: { kind: 'bearer' } }, slots: { token: 'PAYMENT_API_KEY' }, owner: 'payments-team' });
+      await h.services.connectors.create(ctx, env, { name: 'payments', type: 'http', settings: { baseUrl: 'http://127.0.0.1:9/api', auth: { kind: 'bearer' } }, slots: { token: 'PAYMENT_API_KEY' }, owner: 'payments-team' });
     }
   });
   after(() => h.close());

@@ -12,6 +12,8 @@ import type { Authorizer, AuthzPermit } from '../policy/authorizer.ts';
 import type { SealedRowCache } from './sealed-row-cache.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { RevealedValue, VersionInfo, VersionLabel } from './types.ts';
+import type { VersionBinding } from '../../crypto/envelope.ts';
+import { createReadViews } from './read-views.ts';
 
 type ReadAction = 'use' | 'reveal';
 export interface ReadOptions {
@@ -50,14 +52,14 @@ export function createValueService(deps: {
    */
   const readAction = (ctx: TenantContext, purpose?: 'use') => (purpose === 'use' || ctx.actor.type === 'machine' ? 'use' as const : 'reveal' as const);
   const repo = createSecretRepository(db);
+  const views = createReadViews();
 
-  async function decrypt(ctx: TenantContext, secretId: string, environmentId: string, row: {
+  async function decrypt(binding: VersionBinding, row: {
     version: number; ciphertext: Uint8Array | null; wrapped_dek: Uint8Array | null; destroyed_at: number | null;
   }): Promise<string> {
     if (row.destroyed_at !== null || !row.ciphertext || !row.wrapped_dek) {
       fail('VERSION_DESTROYED', `version ${row.version} was destroyed`);
     }
-    const binding = { tenantId: ctx.tenantId, environmentId, secretId, version: row.version };
     return (await keyring.openValue(binding, row.ciphertext, row.wrapped_dek)).toString('utf8');
   }
 
@@ -127,10 +129,11 @@ export function createValueService(deps: {
           if (row) rows.set(ctx.tenantId, env.id, name, label, row, stamp);
         }
         if (row) {
-          const permit = await authz.require(ctx, action, secretResource({ ...row, id: row.secret_id }), environment);
-          const value = await decrypt(ctx, row.secret_id, env.id, row);
+          const view = views.of(ctx.tenantId, env.id, row);
+          const permit = await authz.require(ctx, action, view.resource, environment);
+          const value = await decrypt(view.binding, row);
           await recordRead(ctx, action, row.secret_id, name, environment, row.version, permit, opts.auditContext);
-          return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
+          return { name, environment, version: row.version, value, createdAt: view.createdAt };
         }
         // Slow path: say precisely what is missing, but only to a caller allowed to read here.
         const secret = await secrets.load(ctx, name); // SECRET_NOT_FOUND if that is what is missing
@@ -142,7 +145,7 @@ export function createValueService(deps: {
       const permit = await authz.require(ctx, action, secretResource(secret), environment);
       const row = await repo.findVersion(ctx.tenantId, secret.id, env.id, opts.version);
       if (!row) fail('VERSION_NOT_FOUND', `secret "${name}" has no version ${opts.version} in ${environment}`);
-      const value = await decrypt(ctx, secret.id, env.id, row);
+      const value = await decrypt({ tenantId: ctx.tenantId, environmentId: env.id, secretId: secret.id, version: row.version }, row);
       await recordRead(ctx, action, secret.id, name, environment, row.version, permit, opts.auditContext);
       return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
     },

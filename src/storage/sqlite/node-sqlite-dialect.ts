@@ -22,6 +22,11 @@ class NodeSqliteDatabase implements SqliteDatabase {
   }
 
   prepare(sql: string): SqliteStatement {
+    // Kysely opens transactions with a deferred BEGIN. A second connection (the audit appender)
+    // may commit between such a transaction's first read and its first write, and SQLite then
+    // refuses the write at once (SQLITE_BUSY_SNAPSHOT, no busy wait). IMMEDIATE takes the write
+    // lock up front, waiting for the other connection's commit as any writer does.
+    if (sql === 'begin') sql = 'begin immediate';
     let stmt = this.#cache.get(sql);
     if (!stmt) {
       stmt = new NodeSqliteStatement(this.#db.prepare(sql));

@@ -1,0 +1,88 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { KeyObject } from 'node:crypto';
+import { toKeyObject } from './aead.ts';
+import { randomKey } from './bytes.ts';
+import type { VersionBinding } from './envelope.ts';
+import { createKeyring } from './keyring.ts';
+import { fail, KeyholdError } from '../errors/index.ts';
+
+const TENANT = 't1';
+const binding: VersionBinding = { tenantId: TENANT, environmentId: 'e-prod', secretId: 's1', version: 3 };
+const TTL = 60_000;
+
+/** A keyring over an in-memory KEK store and a root key that can be sealed, with a fake clock. */
+async function setup() {
+  let root: KeyObject | null = toKeyObject(randomKey());
+  const sealListeners: Array<() => void> = [];
+  const state = { current: 1, min: 1 };
+  const wrapped = new Map<number, Uint8Array>();
+  let now = 1_000_000;
+  const keyring = createKeyring({
+    store: { loadState: async () => ({ ...state }), loadWrappedKek: async (_t, v) => wrapped.get(v) ?? null },
+    root: { rootKey: () => root ?? fail('SEALED', 'sealed'), onSeal: (l) => void sealListeners.push(l) },
+    dekCache: { ttlMs: TTL, maxEntries: 100, now: () => now },
+  });
+  wrapped.set(1, keyring.newWrappedKek(TENANT, 1));
+  const sealed = (await keyring.sealerFor(TENANT))(binding, Buffer.from('sk_live_0123456789abcdef'));
+  const rootKey = root;
+  return {
+    keyring, state, sealed,
+    advance: (ms: number) => void (now += ms),
+    seal: () => { root = null; for (const l of sealListeners) l(); },
+    unseal: () => void (root = rootKey),
+  };
+}
+
+const code = async (p: Promise<unknown>) => {
+  try {
+    await p;
+    return 'ok';
+  } catch (err) {
+    return err instanceof KeyholdError ? err.code : String(err);
+  }
+};
+
+/** Flips a bit of the wrapped DEK in place: only an unwrap from the bytes (not a cached key) notices. */
+const tamperInPlace = (wrappedDek: Uint8Array) => void (wrappedDek[wrappedDek.byteLength - 1]! ^= 1);
+
+test('a cached data key opens its value again, and only for the binding it was unwrapped for', async () => {
+  const { keyring, sealed } = await setup();
+  assert.equal((await keyring.openValue(binding, sealed.ciphertext, sealed.wrappedDek)).toString(), 'sk_live_0123456789abcdef');
+  assert.equal((await keyring.openValue({ ...binding }, sealed.ciphertext, sealed.wrappedDek)).toString(), 'sk_live_0123456789abcdef');
+  for (const moved of [{ version: 4 }, { secretId: 's2' }, { environmentId: 'e-dev' }, { tenantId: 't2' }]) {
+    assert.notEqual(await code(keyring.openValue({ ...binding, ...moved }, sealed.ciphertext, sealed.wrappedDek)), 'ok', JSON.stringify(moved));
+  }
+});
+
+test('once the minimum key version passes a value\'s key, its cached data key no longer opens it', async () => {
+  const { keyring, state, sealed } = await setup();
+  await keyring.openValue(binding, sealed.ciphertext, sealed.wrappedDek);
+  state.min = 2;
+  keyring.invalidate(TENANT);
+  assert.equal(await code(keyring.openValue(binding, sealed.ciphertext, sealed.wrappedDek)), 'KEY_VERSION_RETIRED');
+});
+
+test('sealing drops cached data keys: reads are refused, and after unsealing the key is unwrapped again', async () => {
+  const { keyring, sealed, seal, unseal } = await setup();
+  await keyring.openValue(binding, sealed.ciphertext, sealed.wrappedDek);
+  seal();
+  assert.equal(await code(keyring.openValue(binding, sealed.ciphertext, sealed.wrappedDek)), 'SEALED');
+  unseal();
+  tamperInPlace(sealed.wrappedDek);
+  assert.equal(await code(keyring.openValue(binding, sealed.ciphertext, sealed.wrappedDek)), 'INTEGRITY_FAILURE');
+});
+
+test('a cached data key lives no longer than the cache lifetime, and forgetting a tenant\'s keys ends it at once', async () => {
+  const expiring = await setup();
+  await expiring.keyring.openValue(binding, expiring.sealed.ciphertext, expiring.sealed.wrappedDek);
+  expiring.advance(TTL + 1);
+  tamperInPlace(expiring.sealed.wrappedDek);
+  assert.equal(await code(expiring.keyring.openValue(binding, expiring.sealed.ciphertext, expiring.sealed.wrappedDek)), 'INTEGRITY_FAILURE');
+
+  const forgotten = await setup();
+  await forgotten.keyring.openValue(binding, forgotten.sealed.ciphertext, forgotten.sealed.wrappedDek);
+  forgotten.keyring.forgetDeks(TENANT);
+  tamperInPlace(forgotten.sealed.wrappedDek);
+  assert.equal(await code(forgotten.keyring.openValue(binding, forgotten.sealed.ciphertext, forgotten.sealed.wrappedDek)), 'INTEGRITY_FAILURE');
+});
