@@ -37,11 +37,13 @@ import { createPolicyService } from '../modules/policy/policy-service.ts';
 import { policyRoutes } from '../modules/policy/routes.ts';
 import { createGrantService } from '../modules/grants/grant-service.ts';
 import { grantRoutes } from '../modules/grants/routes.ts';
+import { createRotationModule, rotationRoutes } from '../modules/rotation/index.ts';
+import { notifierFromSettings } from '../modules/notifications/channels.ts';
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Storage } from '../storage/database.ts';
 
-export type KeyholdConfig = Pick<Config, 'dataDir' | 'limits' | 'rollbackWindowMs' | 'identity'>;
+export type KeyholdConfig = Pick<Config, 'dataDir' | 'limits' | 'rollbackWindowMs' | 'identity'> & Partial<Pick<Config, 'rotation' | 'notify'>>;
 
 /** Wires every service from its module factory. No I/O beyond what the factories do lazily. */
 export function createServices(deps: { config: KeyholdConfig; storage: Storage; clock: Clock }) {
@@ -79,7 +81,13 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     audit, identifiers,
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
   });
-  return { seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people };
+  const rotation = createRotationModule({
+    db, dialect: storage.dialect, clock, keyring, rows, audit, authz, secrets, tenants, values,
+    maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
+    ...(config.rotation ? { settings: config.rotation } : {}),
+    ...(config.notify ? { notifier: notifierFromSettings(config.notify, () => {}) } : {}),
+  });
+  return { rotation, rows, seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -98,6 +106,7 @@ export async function createHttpApp(services: Services, opts: { logger: Logger; 
       policyRoutes({ policies: services.policies }),
       auditRoutes({ queries: services.auditQueries }),
       userRoutes({ users: services.users, totp: services.totp, logins: services.logins, tenants: services.tenants }),
+      rotationRoutes({ rotation: services.rotation.service }),
     ],
     (app) => registerAuth(app, { authenticator: services.authenticator, tenants: services.tenants, seal: services.seal }),
   );

@@ -83,8 +83,17 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   }, config.audit.checkpointIntervalMs);
   checkpointTimer.unref();
 
+  // Rotation scheduler: due rotations, expiry, reminders, and recovery of rotations a crashed node left.
+  const rotationTimer = setInterval(() => {
+    if (services.seal.isSealed()) return;
+    services.rotation.scheduler.tick().catch((err) => logger.error({ err }, 'rotation scheduler pass failed'));
+  }, config.rotation.tickMs);
+  rotationTimer.unref();
+
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
+    clearInterval(rotationTimer);
+    await services.rotation.scheduler.stop();
     clearInterval(sweep);
     clearInterval(checkpointTimer);
     if (!services.seal.isSealed()) await services.checkpoints.checkpoint().catch(() => null);

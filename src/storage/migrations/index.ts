@@ -6,6 +6,7 @@ import * as m002 from './002-identity.ts';
 import * as m003 from './003-audit.ts';
 import * as m004 from './004-audit-checkpoints.ts';
 import * as m006 from './006-automations.ts';
+import * as m009 from './009-rotation.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -16,6 +17,7 @@ const migrations: Record<string, DialectMigration> = {
   '003-audit': m003,
   '004-audit-checkpoints': m004,
   '006-automations': m006,
+  '009-rotation': m009,
 };
 
 function provider(dialect: DialectName): MigrationProvider {
