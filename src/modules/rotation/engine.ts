@@ -104,7 +104,7 @@ export function createRotationEngine(deps: EngineDeps) {
     const open = async (v: number | null) => (v === null ? null : pending.open(systemCtx(r), t, v).catch(() => null));
     const stateOf = async (v: number | null) => (v === null ? {} : JSON.parse((await repo.rotationTo(r.tenant_id, r.secret_id, r.environment_id, v))?.rotator_state ?? '{}'));
     // After promotion the old value is `previous`; before it, `current`. Either way it is from_version.
-    const beforeVersion = r.from_version;
+    const beforeVersion = r.step === 'generate' ? labels.current : r.from_version;
     const olderVersion = r.state === 'promoted' ? null : labels.previous;
     return {
       tenantId: r.tenant_id, secretName: r.secret_name, environment: r.environment, rotationId: r.id,
