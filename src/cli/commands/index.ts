@@ -13,6 +13,7 @@ import { auditGroup } from './audit.ts';
 import { authCommands, totpGroup } from './auth.ts';
 import { usersGroup } from './users.ts';
 import { automationsGroup, runsGroup } from './automations.ts';
+import { rotateCommand, rotationGroup } from './rotation.ts';
 
 /** Every top-level command and verb group, in the order help lists them. */
-export const entries: Entry[] = [...systemCommands, serverCommand, secretsGroup, keysGroup, tenantsGroup, environmentsGroup, machinesGroup, tokenGroup, grantsGroup, policyGroup, auditGroup, ...authCommands, totpGroup, usersGroup, automationsGroup, runsGroup];
+export const entries: Entry[] = [...systemCommands, serverCommand, secretsGroup, keysGroup, tenantsGroup, environmentsGroup, machinesGroup, tokenGroup, grantsGroup, policyGroup, auditGroup, ...authCommands, totpGroup, usersGroup, automationsGroup, runsGroup, rotateCommand, rotationGroup];

@@ -86,7 +86,7 @@ test('webhook: 5xx is retried with backoff, a 4xx is not, and a failure is repor
   await n.notify(note);
   assert.equal(hook.received.length - start, 1, 'a 400 is not retried');
   assert.equal(errors.length, 1);
-  assert.doesNotMatch(errors[0]!.message, /127\.0\.0\.1/, 'the URL is not in the message');
+  assert.doesNotMatch(String((errors as Error[])[0]?.message), /127\.0\.0\.1/, 'the URL is not in the message');
   assert.throws(() => createWebhookNotifier({ url: 'http://example.com/hook', secret: 'a-webhook-secret-of-32-characters' }), /https/);
 });
 
