@@ -6,6 +6,7 @@ import { startKeyhold } from './lib/keyhold.ts';
 import { LOAD, loadGet, type LoadResult } from './lib/load.ts';
 import { createBenchSchema } from './lib/postgres.ts';
 import { spawnServer } from './lib/spawn.ts';
+import { benchRotationFanout } from './lib/rotation.ts';
 
 /**
  * `npm run bench`: every number in one run, each printed as `bench <name> <value> <unit>`;
@@ -77,6 +78,10 @@ async function main(): Promise<void> {
     note(`read_vs_bare_ratio target >= ${RATIO_TARGET}: ${ratio >= RATIO_TARGET ? 'met' : 'NOT met'}`);
 
     await benchPostgres(cleanup);
+
+    const fanout = await benchRotationFanout({ connectors: 1000, rounds: ROUNDS, cleanup });
+    process.stdout.write(`bench rotation_fanout_s ${fanout.bestSeconds.toFixed(2)} s\n`);
+    note(`rotation_fanout_s target < 5 s: ${fanout.bestSeconds < 5 ? 'met' : 'NOT met'} (${fanout.checks} health checks over HTTP, best of ${ROUNDS})`);
     note(`total ${((performance.now() - started) / 1000).toFixed(1)} s`);
   } finally {
     await cleanup.run();
