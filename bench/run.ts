@@ -8,6 +8,7 @@ import { createBenchSchema } from './lib/postgres.ts';
 import { spawnServer } from './lib/spawn.ts';
 import { benchSdk } from './lib/sdk.ts';
 import { benchProxyOverhead } from './lib/proxy.ts';
+import { benchRotationFanout } from './lib/rotation.ts';
 
 /**
  * `npm run bench`: every number in one run, each printed as `bench <name> <value> <unit>`;
@@ -88,6 +89,9 @@ async function main(): Promise<void> {
     const proxy = await benchProxyOverhead({ cleanup });
     bench('proxy_call_overhead_ms', proxy.overheadMs, 'ms');
     note(`proxy median ${proxy.proxyMedianMs.toFixed(2)} ms, direct median ${proxy.directMedianMs.toFixed(2)} ms (${proxy.calls} sequential calls each, alternating, same endpoint)`);
+    const fanout = await benchRotationFanout({ connectors: 1000, rounds: ROUNDS, cleanup });
+    process.stdout.write(`bench rotation_fanout_s ${fanout.bestSeconds.toFixed(2)} s\n`);
+    note(`rotation_fanout_s target < 5 s: ${fanout.bestSeconds < 5 ? 'met' : 'NOT met'} (${fanout.checks} health checks over HTTP, best of ${ROUNDS})`);
     note(`total ${((performance.now() - started) / 1000).toFixed(1)} s`);
   } finally {
     await cleanup.run();

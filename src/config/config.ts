@@ -22,6 +22,24 @@ export interface Config {
   retentionSweepMs: number;
   identity: IdentitySettings;
   audit: AuditSettings;
+  rotation: RotationSettings;
+  notify: NotifySettings;
+}
+
+/** How rotations hold their leases and how often the rotation scheduler looks (KEYHOLD_ROTATION_*). */
+export interface RotationSettings {
+  /** A node that stops renewing a rotation's lease for this long is presumed dead; another takes over. */
+  leaseMs: number;
+  /** Scheduler pass interval. */
+  tickMs: number;
+  /** Dependent connector health checks in flight at once. */
+  checkConcurrency: number;
+}
+
+/** Notification channels (KEYHOLD_NOTIFY_*): a signed webhook and/or SMTP e-mail. */
+export interface NotifySettings {
+  webhook: { url: string; secret: string } | null;
+  smtp: { host: string; port: number; username: string | null; password: string | null; from: string } | null;
 }
 
 /** Where the durable audit log is streamed to, and how often the chain head is signed. */
@@ -83,6 +101,8 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
     'KEYHOLD_DATA_DIR', 'KEYHOLD_DATABASE_URL', 'KEYHOLD_HOST', 'KEYHOLD_PORT', 'KEYHOLD_TLS_CERT', 'KEYHOLD_TLS_KEY',
     'KEYHOLD_DEV', 'KEYHOLD_LOG_LEVEL', 'KEYHOLD_MAX_VALUE_BYTES', 'KEYHOLD_ROLLBACK_WINDOW', 'KEYHOLD_RETENTION_SWEEP',
     'KEYHOLD_STEP_UP_WINDOW', 'KEYHOLD_SESSION_IDLE', 'KEYHOLD_SESSION_MAX', 'KEYHOLD_MACHINE_TOKEN_TTL',
+    'KEYHOLD_ROTATION_LEASE', 'KEYHOLD_ROTATION_TICK', 'KEYHOLD_ROTATION_CHECK_CONCURRENCY',
+    'KEYHOLD_NOTIFY_WEBHOOK', 'KEYHOLD_NOTIFY_WEBHOOK_SECRET', 'KEYHOLD_NOTIFY_SMTP', 'KEYHOLD_NOTIFY_SMTP_FROM',
     'KEYHOLD_AUDIT_FILE', 'KEYHOLD_AUDIT_SYSLOG', 'KEYHOLD_AUDIT_WEBHOOK', 'KEYHOLD_AUDIT_WEBHOOK_SECRET', 'KEYHOLD_AUDIT_CHECKPOINT_INTERVAL',
     // client-side settings read by the CLI, not the server:
     'KEYHOLD_ADDR', 'KEYHOLD_TOKEN', 'KEYHOLD_TENANT',
@@ -136,7 +156,47 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
     retentionSweepMs: parseDuration('KEYHOLD_RETENTION_SWEEP', env.KEYHOLD_RETENTION_SWEEP ?? '1h'),
     identity: Object.freeze(identitySettings(env)),
     audit: Object.freeze(auditSettings(env)),
+    rotation: Object.freeze(rotationSettings(env)),
+    notify: Object.freeze(notifySettings(env)),
   });
+}
+
+/** Rotation defaults: 30 s leases, a scheduler pass every 15 s, 32 health checks at once. */
+export function rotationSettings(env: Record<string, string | undefined> = {}): RotationSettings {
+  const leaseMs = parseDuration('KEYHOLD_ROTATION_LEASE', env.KEYHOLD_ROTATION_LEASE ?? '30s');
+  if (leaseMs < 1000) throw new ConfigError('KEYHOLD_ROTATION_LEASE', 'must be at least 1s');
+  return {
+    leaseMs,
+    tickMs: parseDuration('KEYHOLD_ROTATION_TICK', env.KEYHOLD_ROTATION_TICK ?? '15s'),
+    checkConcurrency: int('KEYHOLD_ROTATION_CHECK_CONCURRENCY', env.KEYHOLD_ROTATION_CHECK_CONCURRENCY ?? '32', 1, 512),
+  };
+}
+
+/** KEYHOLD_NOTIFY_WEBHOOK=url (+ _SECRET, required), KEYHOLD_NOTIFY_SMTP=smtp://[user:pass@]host:port (+ _FROM, required). */
+export function notifySettings(env: Record<string, string | undefined> = {}): NotifySettings {
+  let webhook: NotifySettings['webhook'] = null;
+  if (env.KEYHOLD_NOTIFY_WEBHOOK) {
+    const secret = env.KEYHOLD_NOTIFY_WEBHOOK_SECRET;
+    if (!secret || secret.length < 16) throw new ConfigError('KEYHOLD_NOTIFY_WEBHOOK_SECRET', 'must be set (at least 16 characters) when KEYHOLD_NOTIFY_WEBHOOK is');
+    webhook = { url: env.KEYHOLD_NOTIFY_WEBHOOK, secret };
+  }
+  let smtp: NotifySettings['smtp'] = null;
+  if (env.KEYHOLD_NOTIFY_SMTP) {
+    let url: URL;
+    try {
+      url = new URL(env.KEYHOLD_NOTIFY_SMTP);
+    } catch {
+      throw new ConfigError('KEYHOLD_NOTIFY_SMTP', 'must look like smtp://user:password@host:587');
+    }
+    if (url.protocol !== 'smtp:' || !url.hostname) throw new ConfigError('KEYHOLD_NOTIFY_SMTP', 'must look like smtp://user:password@host:587');
+    const from = env.KEYHOLD_NOTIFY_SMTP_FROM;
+    if (!from || !/^[^\s@<>]+@[^\s@<>]+$/.test(from)) throw new ConfigError('KEYHOLD_NOTIFY_SMTP_FROM', 'must be an e-mail address when KEYHOLD_NOTIFY_SMTP is set');
+    smtp = {
+      host: url.hostname, port: int('KEYHOLD_NOTIFY_SMTP port', url.port || '25', 1, 65535),
+      username: url.username ? decodeURIComponent(url.username) : null, password: url.password ? decodeURIComponent(url.password) : null, from,
+    };
+  }
+  return { webhook, smtp };
 }
 
 /** Identity defaults: step-up within 10 minutes, sessions idle 30 min / absolute 12 h, machine tokens 15 min. */

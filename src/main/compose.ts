@@ -42,6 +42,9 @@ import { createGrantService } from '../modules/grants/grant-service.ts';
 import { grantRoutes } from '../modules/grants/routes.ts';
 import { connectorRoutes, createConnectorService } from '../modules/connectors/index.ts';
 import { callValuesOnlyRedaction, createProxyService, DEFAULT_PROXY_LIMITS, proxyRoutes, type TenantRedactorSource } from '../modules/proxy/index.ts';
+import { createRotationModule, rotationRoutes } from '../modules/rotation/index.ts';
+import { dependentsFromConnectors } from '../modules/rotation/dependents.ts';
+import { notifierFromSettings } from '../modules/notifications/channels.ts';
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Storage } from '../storage/database.ts';
@@ -54,7 +57,7 @@ import type { Notifier } from '../modules/notifications/notifier.ts';
 import { createLogNotifier } from '../modules/notifications/log/index.ts';
 import { createLogger } from '../platform/logger.ts';
 
-export type KeyholdConfig = Pick<Config, 'dataDir' | 'limits' | 'rollbackWindowMs' | 'identity'>;
+export type KeyholdConfig = Pick<Config, 'dataDir' | 'limits' | 'rollbackWindowMs' | 'identity'> & Partial<Pick<Config, 'rotation' | 'notify'>>;
 
 /** Wires every service from its module factory. No I/O beyond what the factories do lazily. */
 export function createServices(deps: { config: KeyholdConfig; storage: Storage; clock: Clock; notifier?: Notifier; onBackgroundError?: (err: unknown) => void; knownValues?: KnownValues }) {
@@ -116,7 +119,14 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     db, authz, clock, audit, tenants, secrets, tokens, connectors, proxy, redactors, detectCredentials: findCredentials,
     scripts: { run: runScript }, keyholdAddress: () => self.address, onBackgroundError: deps.onBackgroundError ?? (() => undefined),
   });
-  return { self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people, versionChecks, escrow, notifier, knownValues };
+  const rotation = createRotationModule({
+    db, dialect: storage.dialect, clock, keyring, rows, audit, authz, secrets, tenants, values,
+    maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
+    ...(config.rotation ? { settings: config.rotation } : {}),
+    ...(config.notify ? { notifier: notifierFromSettings(config.notify, (err) => deps.onBackgroundError?.(err)) } : {}),
+  });
+  rotation.useDependents(dependentsFromConnectors(connectors));
+  return { self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -140,6 +150,7 @@ export async function createHttpApp(services: Services, opts: { logger: Logger; 
       automationRoutes({ ...services, isSealed: () => services.seal.isSealed() }),
       connectorRoutes({ connectors: services.connectors }),
       proxyRoutes({ proxy: services.proxy }),
+      rotationRoutes({ rotation: services.rotation.service }),
     ],
     (app) => registerAuth(app, { authenticator: services.authenticator, tenants: services.tenants, seal: services.seal }),
   );

@@ -48,7 +48,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   const knownValues = createKnownValues();
   const logger = createLogger({ level: config.logLevel, filterLine: logLineRedactor(knownValues) });
   const storage = await openStorage({ url: config.databaseUrl });
-  const services = createServices({ config, storage, clock: systemClock, notifier: createLogNotifier({ logger }), knownValues });
+  const services = createServices({
+    config, storage, clock: systemClock, notifier: createLogNotifier({ logger }), knownValues,
+    onBackgroundError: (err) => logger.error({ err }, 'background work failed'),
+  });
   const https = config.tls ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } : null;
   const app = await createHttpApp(services, { logger, bodyLimit: config.limits.maxBodyBytes, https });
 
@@ -64,6 +67,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   }
 
   const address = await app.listen({ host: config.host, port: config.port });
+  // Script steps reach this server over loopback with their run's token.
+  services.self.address = address;
+  const interrupted = await services.runner.recoverInterrupted();
+  if (interrupted > 0) logger.warn({ runs: interrupted }, 'automation runs cut off by a restart were marked failed');
+  await services.scheduler.start();
   if (!config.tls) logger.warn({ address }, 'serving plain HTTP on loopback only; configure KEYHOLD_TLS_CERT/KEY for anything else');
   if (config.dev) process.stderr.write(devBanner(config, address, created) + '\n');
   const status = await services.system.status();
@@ -86,9 +94,20 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   }, config.audit.checkpointIntervalMs);
   checkpointTimer.unref();
 
+  // Rotation scheduler: due rotations, expiry, reminders, and recovery of rotations a crashed node left.
+  const rotationTimer = setInterval(() => {
+    if (services.seal.isSealed()) return;
+    services.rotation.scheduler.tick().catch((err) => logger.error({ err }, 'rotation scheduler pass failed'));
+  }, config.rotation.tickMs);
+  rotationTimer.unref();
+
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
+    clearInterval(rotationTimer);
+    await services.rotation.scheduler.stop();
     clearInterval(sweep);
+    services.scheduler.stop();
+    await services.runner.drain();
     clearInterval(checkpointTimer);
     if (!services.seal.isSealed()) await services.checkpoints.checkpoint().catch(() => null);
     await streaming?.stop();

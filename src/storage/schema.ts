@@ -29,6 +29,9 @@ export interface Database {
   access_reviews: AccessReviewsTable;
   connectors: ConnectorsTable;
   connector_slots: ConnectorSlotsTable;
+  rotation_policies: RotationPoliciesTable;
+  rotations: RotationsTable;
+  leases: LeasesTable;
 }
 
 export interface AuditCheckpointsTable {
@@ -370,4 +373,77 @@ export interface ConnectorSlotsTable {
   tenant_id: string;
   slot: string;
   secret_name: string;
+}
+
+export interface RotationPoliciesTable {
+  id: string;
+  tenant_id: string;
+  secret_id: string;
+  secret_name: string;
+  environment_id: string;
+  environment: string;
+  rotator: string;
+  /** Rotator settings as JSON: never a value (credentials are referenced by secret name). */
+  settings: string;
+  schedule_kind: string;
+  schedule: string;
+  catch_up: string;
+  /** Recipients as JSON. */
+  notify: string;
+  rollback_window_ms: number;
+  expiry_lead_ms: number | null;
+  rotator_state: string;
+  next_run_at: number | null;
+  due_trigger: string | null;
+  last_run_at: number | null;
+  last_result: string | null;
+  last_error: string | null;
+  failures: number;
+  revision: number;
+  created_at: number;
+  created_by: string;
+  updated_at: number;
+}
+
+export interface RotationsTable {
+  id: string;
+  tenant_id: string;
+  secret_id: string;
+  secret_name: string;
+  environment_id: string;
+  environment: string;
+  rotator: string;
+  trigger: string;
+  rehearsal: number;
+  state: string;
+  step: string;
+  attempt: number;
+  /** Non-null while live: unique, so one rotation per secret and environment at a time. */
+  active_key: string | null;
+  lease_owner: string | null;
+  lease_until: number | null;
+  heartbeat_at: number | null;
+  from_version: number | null;
+  pending_version: number | null;
+  to_version: number | null;
+  rotator_state: string;
+  error_code: string | null;
+  error_step: string | null;
+  error_detail: string | null;
+  /** JSON array of { connector, slot, detail }. */
+  failed_connectors: string;
+  /** JSON array of every dependent's check result (no values). */
+  checks: string;
+  actor_type: string;
+  actor_id: string;
+  started_at: number;
+  updated_at: number;
+  finished_at: number | null;
+  reminded_at: number | null;
+}
+
+export interface LeasesTable {
+  name: string;
+  owner: string;
+  until: number;
 }

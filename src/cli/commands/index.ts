@@ -16,6 +16,7 @@ import { automationsGroup, runsGroup } from './automations.ts';
 import { breakGlassCommand, requestsGroup } from './requests.ts';
 import { accessPolicyGroup, reviewsGroup } from './escrow-admin.ts';
 import { connectorsGroup } from './connectors.ts';
+import { rotateCommand, rotationGroup } from './rotation.ts';
 
 /** Every top-level command and verb group, in the order help lists them. */
-export const entries: Entry[] = [...systemCommands, serverCommand, secretsGroup, keysGroup, tenantsGroup, environmentsGroup, machinesGroup, tokenGroup, grantsGroup, policyGroup, auditGroup, ...authCommands, totpGroup, usersGroup, requestsGroup, breakGlassCommand, reviewsGroup, accessPolicyGroup, automationsGroup, runsGroup, connectorsGroup];
+export const entries: Entry[] = [...systemCommands, serverCommand, secretsGroup, keysGroup, tenantsGroup, environmentsGroup, machinesGroup, tokenGroup, grantsGroup, policyGroup, auditGroup, ...authCommands, totpGroup, usersGroup, requestsGroup, breakGlassCommand, reviewsGroup, accessPolicyGroup, automationsGroup, runsGroup, connectorsGroup, rotateCommand, rotationGroup];

@@ -15,12 +15,17 @@ export type NotificationType =
   | 'escrow.approval-recorded'
   | 'escrow.grant-revoked'
   | 'escrow.break-glass'
-  | 'escrow.review-done';
+  | 'escrow.review-done'
+  | 'rotation.succeeded'
+  | 'rotation.failed'
+  | 'rotation.rolled-back'
+  | 'rotation.manual-due'
+  | 'rotation.manual-overdue';
 
 /** Who should hear it: an identity of the tenant (users are mailed, machines have webhooks), or a named approver group. */
 export interface Recipient {
-  kind: 'user' | 'machine' | 'group';
-  /** User or machine id, or the group name. */
+  kind: 'user' | 'machine' | 'group' | 'email';
+  /** User or machine id, the group name, or an e-mail address (`email`: rotation notify lists). */
   id: string;
 }
 

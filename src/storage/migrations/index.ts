@@ -8,6 +8,7 @@ import * as m004 from './004-audit-checkpoints.ts';
 import * as m005 from './005-connectors.ts';
 import * as m006 from './006-automations.ts';
 import * as m007 from './007-escrow.ts';
+import * as m009 from './009-rotation.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -20,6 +21,7 @@ const migrations: Record<string, DialectMigration> = {
   '005-connectors': m005,
   '006-automations': m006,
   '007-escrow': m007,
+  '009-rotation': m009,
 };
 
 function provider(dialect: DialectName): MigrationProvider {

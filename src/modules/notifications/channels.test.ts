@@ -1,0 +1,112 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { startSmtpServer } from '../../../test/fixtures/smtp-server.ts';
+import { createFanoutNotifier } from './fanout.ts';
+import type { Notification } from './notifier.ts';
+import { createSmtpNotifier, sendMail } from './smtp/index.ts';
+import { createWebhookNotifier, signNotification, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook/index.ts';
+
+const note: Notification = {
+  type: 'rotation.rolled-back', tenantId: 't1', severity: 'alert', recipients: [{ kind: 'email', id: 'ops@example.com' }, { kind: 'user', id: 'u1' }],
+  subject: 'Rotation of DB in production failed\r\nBcc: attacker@example.com', body: 'Failed step: verify\n.\nConnector b: HTTP 401', resource: { type: 'rotation', id: 'r1' },
+};
+
+let smtp: Awaited<ReturnType<typeof startSmtpServer>>;
+let hook: { url: string; received: Array<{ headers: IncomingHttpHeaders; body: string }>; status: number[]; close(): Promise<void> };
+before(async () => {
+  smtp = await startSmtpServer({ user: 'keyhold', pass: 'relay-pass' });
+  const received: Array<{ headers: IncomingHttpHeaders; body: string }> = [];
+  const status: number[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      received.push({ headers: req.headers, body });
+      res.writeHead(status.shift() ?? 204).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  hook = { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, received, status, close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+});
+after(async () => {
+  await smtp.close();
+  await hook.close();
+});
+
+test('SMTP: a notification is mailed to its e-mail recipients with AUTH PLAIN, and header injection and dot lines cannot escape', async () => {
+  const n = createSmtpNotifier({ host: '127.0.0.1', port: smtp.port, username: 'keyhold', password: 'relay-pass', from: 'keyhold@example.com' });
+  await n.notify(note);
+  const mail = smtp.received.at(-1)!;
+  assert.equal(mail.auth, 'keyhold');
+  assert.deepEqual(mail.to, ['ops@example.com'], 'only e-mail recipients; the smuggled Bcc is not a recipient');
+  assert.match(mail.data, /^Subject: \[Keyhold\] Rotation of DB in production failed Bcc: attacker@example\.com$/m);
+  assert.doesNotMatch(mail.data, /^Bcc:/m);
+  assert.match(mail.data, /Connector b: HTTP 401/, 'the body after a lone "." line arrived whole');
+});
+
+test('SMTP: wrong credentials and non-addresses fail with a message that names no credential', async () => {
+  await assert.rejects(sendMail({ host: '127.0.0.1', port: smtp.port, username: 'keyhold', password: 'wrong-pass' }, { from: 'a@example.com', to: ['b@example.com'], subject: 's', text: 't' }),
+    (err: Error) => /AUTH refused \(535\)/.test(err.message) && !err.message.includes('wrong-pass'));
+  await assert.rejects(sendMail({ host: '127.0.0.1', port: smtp.port }, { from: 'a@example.com', to: ['b@example.com>\r\nRCPT TO:<c@example.com'], subject: 's', text: 't' }), /not a plain e-mail address/);
+  await assert.rejects(sendMail({ host: 'smtp.example.com', port: 25, username: 'u', password: 'p' }, { from: 'a@example.com', to: ['b@example.com'], subject: 's', text: 't' }), /without TLS/);
+});
+
+test('SMTP: a temporary failure is retried', async () => {
+  const errors: Error[] = [];
+  const n = createSmtpNotifier({ host: '127.0.0.1', port: smtp.port, from: 'keyhold@example.com', baseDelayMs: 1, onError: (e) => errors.push(e) });
+  const before = smtp.received.length;
+  smtp.failNext(1);
+  await n.notify(note);
+  assert.equal(smtp.received.length, before + 1);
+  assert.deepEqual(errors, []);
+});
+
+test('webhook: each delivery carries a timestamped HMAC-SHA256 signature the receiver can verify', async () => {
+  const secret = 'a-webhook-secret-of-32-characters';
+  await createWebhookNotifier({ url: hook.url, secret }).notify(note);
+  const got = hook.received.at(-1)!;
+  const ts = got.headers[TIMESTAMP_HEADER] as string;
+  assert.equal(got.headers[SIGNATURE_HEADER], signNotification(secret, ts, got.body));
+  assert.notEqual(got.headers[SIGNATURE_HEADER], signNotification('another-secret-of-32-characters!!', ts, got.body));
+  assert.equal(JSON.parse(got.body).type, 'rotation.rolled-back');
+});
+
+test('webhook: 5xx is retried with backoff, a 4xx is not, and a failure is reported, never thrown', async () => {
+  const errors: Error[] = [];
+  const n = createWebhookNotifier({ url: hook.url, secret: 'a-webhook-secret-of-32-characters', baseDelayMs: 1, onError: (e) => errors.push(e) });
+  let start = hook.received.length;
+  hook.status.push(503, 502);
+  await n.notify(note);
+  assert.equal(hook.received.length - start, 3, 'two failures, then delivered');
+  assert.deepEqual(errors, []);
+  start = hook.received.length;
+  hook.status.push(400);
+  await n.notify(note);
+  assert.equal(hook.received.length - start, 1, 'a 400 is not retried');
+  assert.equal(errors.length, 1);
+  assert.doesNotMatch(String((errors as Error[])[0]?.message), /127\.0\.0\.1/, 'the URL is not in the message');
+  assert.throws(() => createWebhookNotifier({ url: 'http://example.com/hook', secret: 'a-webhook-secret-of-32-characters' }), /https/);
+});
+
+test('webhook: a receiver that never answers times out instead of hanging the caller', async () => {
+  const { createServer: create } = await import('node:net');
+  const sockets: import('node:net').Socket[] = [];
+  const silent = create((s) => void sockets.push(s));
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  const errors: Error[] = [];
+  const n = createWebhookNotifier({ url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/`, secret: 'a-webhook-secret-of-32-characters', timeoutMs: 100, attempts: 2, baseDelayMs: 1, onError: (e) => errors.push(e) });
+  await n.notify(note);
+  assert.equal(errors.length, 1);
+  assert.match(errors[0]!.message, /TimeoutError/);
+  for (const s of sockets) s.destroy();
+  await new Promise<void>((r) => silent.close(() => r()));
+});
+
+test('fan-out: one failing channel does not stop the others', async () => {
+  const got: string[] = [];
+  const fan = createFanoutNotifier([{ notify: async () => { throw new Error('down'); } }, { notify: async (n) => void got.push(n.type) }]);
+  await fan.notify(note);
+  assert.deepEqual(got, ['rotation.rolled-back']);
+});

@@ -1,0 +1,67 @@
+import { sql, type Kysely } from 'kysely';
+import type { DialectName } from '../../storage/database.ts';
+import type { Database } from '../../storage/schema.ts';
+
+/** Any 64-bit key, fixed: every Keyhold node asks for the same advisory lock. */
+const ADVISORY_KEY = 0x4b48_524f_54n; // "KHROT"
+
+export interface Leadership {
+  /** True while this node leads; renews (or tries to take) leadership first. */
+  acquire(): Promise<boolean>;
+  release(): Promise<void>;
+}
+
+/**
+ * One scheduler leader at a time (SPEC §13). A lease row taken and renewed with one guarded
+ * UPDATE works on both dialects; on PostgreSQL the leader also holds a session advisory lock on a
+ * connection of its own, which the server drops the moment that node dies.
+ */
+export function createLeadership(deps: { db: Kysely<Database>; dialect: DialectName; name: string; owner: string; leaseMs: number; now: () => number }): Leadership {
+  const { db, name, owner, leaseMs, now } = deps;
+  let held: { release: () => void; done: Promise<void> } | null = null;
+
+  async function lease(): Promise<boolean> {
+    const t = now();
+    await db.insertInto('leases').values({ name, owner, until: t + leaseMs }).onConflict((oc) => oc.column('name').doNothing()).execute();
+    const res = await db.updateTable('leases').set({ owner, until: t + leaseMs })
+      .where('name', '=', name).where((eb) => eb.or([eb('owner', '=', owner), eb('until', '<', t)])).executeTakeFirst();
+    return Number(res.numUpdatedRows) === 1;
+  }
+
+  /** Pins one pooled connection for as long as the lock is held; resolves false if the lock is taken. */
+  function advisory(): Promise<boolean> {
+    if (held) return Promise.resolve(true);
+    return new Promise<boolean>((resolve, reject) => {
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      const done: Promise<void> = db.connection().execute(async (conn) => {
+        const got = (await sql<{ ok: boolean }>`select pg_try_advisory_lock(${ADVISORY_KEY}) as ok`.execute(conn)).rows[0]?.ok === true;
+        if (!got) return resolve(false);
+        held = { release, done };
+        resolve(true);
+        await released;
+        await sql`select pg_advisory_unlock(${ADVISORY_KEY})`.execute(conn).catch(() => {});
+      }).catch((err: unknown) => {
+        // The pinned connection died: leadership is gone with it; the next tick asks again.
+        held = null;
+        reject(err);
+      });
+    });
+  }
+
+  return {
+    async acquire() {
+      if (deps.dialect === 'postgres' && !(await advisory())) return false;
+      return lease();
+    },
+    async release() {
+      if (held) {
+        const h = held;
+        held = null;
+        h.release();
+        await h.done;
+      }
+      await db.updateTable('leases').set({ until: 0 }).where('name', '=', name).where('owner', '=', owner).execute();
+    },
+  };
+}

@@ -1,0 +1,116 @@
+import type { Executor } from '../../storage/database.ts';
+import type { RotationPoliciesTable, RotationsTable } from '../../storage/schema.ts';
+import type { Recipient } from '../notifications/notifier.ts';
+import type { ConnectorCheck, Rotation, RotationPolicy, RotationState, RotationStep } from './types.ts';
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function toPolicy(r: RotationPoliciesTable): RotationPolicy {
+  return {
+    secret: r.secret_name, environment: r.environment, rotator: r.rotator, settings: JSON.parse(r.settings) as Record<string, unknown>,
+    intervalMs: r.schedule_kind === 'interval' ? Number(r.schedule) : null, cron: r.schedule_kind === 'cron' ? r.schedule : null,
+    catchUp: r.catch_up as RotationPolicy['catchUp'], notify: JSON.parse(r.notify) as Recipient[], rollbackWindowMs: r.rollback_window_ms,
+    expiryLeadMs: r.expiry_lead_ms, nextRunAt: iso(r.next_run_at), lastRunAt: iso(r.last_run_at), lastResult: r.last_result,
+    lastError: r.last_error, failures: r.failures, revision: r.revision, updatedAt: iso(r.updated_at)!,
+  };
+}
+
+export function toRotation(r: RotationsTable): Rotation {
+  return {
+    id: r.id, secret: r.secret_name, environment: r.environment, rotator: r.rotator, trigger: r.trigger, rehearsal: r.rehearsal === 1,
+    state: r.state as RotationState, step: r.step as RotationStep, attempt: r.attempt,
+    fromVersion: r.from_version, pendingVersion: r.pending_version, toVersion: r.to_version,
+    error: r.error_code ? { code: r.error_code, step: r.error_step ?? '', detail: r.error_detail ?? '' } : null,
+    failedConnectors: JSON.parse(r.failed_connectors) as ConnectorCheck[], checks: JSON.parse(r.checks) as ConnectorCheck[],
+    startedAt: iso(r.started_at)!, updatedAt: iso(r.updated_at)!, finishedAt: iso(r.finished_at),
+  };
+}
+
+/** Queries over rotation policies and rotations. Every tenant query filters by tenant. */
+export function createRotationRepository(db: Executor) {
+  return {
+    findPolicy(tenantId: string, secretId: string, environmentId: string) {
+      return db.selectFrom('rotation_policies').selectAll().where('tenant_id', '=', tenantId)
+        .where('secret_id', '=', secretId).where('environment_id', '=', environmentId).executeTakeFirst();
+    },
+    listPolicies(tenantId: string) {
+      return db.selectFrom('rotation_policies').selectAll().where('tenant_id', '=', tenantId).orderBy('secret_name').orderBy('environment').execute();
+    },
+    /** Policies whose next run is due, across tenants (the scheduler). */
+    duePolicies(now: number, limit: number) {
+      return db.selectFrom('rotation_policies').selectAll().where('next_run_at', '<=', now).orderBy('next_run_at').limit(limit).execute();
+    },
+    /** Policies with an expiry lead time, joined with their secret's expiry (the scheduler). */
+    expiringPolicies(now: number) {
+      return db.selectFrom('rotation_policies').innerJoin('secrets', 'secrets.id', 'rotation_policies.secret_id')
+        .selectAll('rotation_policies').select('secrets.expires_at')
+        .where('rotation_policies.expiry_lead_ms', 'is not', null).where('secrets.expires_at', 'is not', null)
+        .where('secrets.deleted_at', 'is', null).where('secrets.expires_at', '<=', now + 366 * 86_400_000).execute();
+    },
+    /**
+     * Moves a policy's next run from `expected` to `next`: of several schedulers reading the same
+     * due row, exactly one matches (the no-double-run guarantee, with or without a leader).
+     */
+    async claimRun(id: string, expected: number, next: number | null, now: number) {
+      const res = await db.updateTable('rotation_policies').set({ next_run_at: next, due_trigger: null, updated_at: now })
+        .where('id', '=', id).where('next_run_at', '=', expected).executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
+    },
+    async recordResult(tenantId: string, secretId: string, environmentId: string, patch: { result: string; error: string | null; at: number; rotatorState?: string }) {
+      await db.updateTable('rotation_policies')
+        .set((eb) => ({
+          last_result: patch.result, last_error: patch.error, last_run_at: patch.at,
+          failures: patch.result === 'succeeded' ? 0 : patch.result === 'skipped' ? eb.ref('failures') : eb('failures', '+', 1),
+          ...(patch.rotatorState !== undefined ? { rotator_state: patch.rotatorState } : {}),
+        }))
+        .where('tenant_id', '=', tenantId).where('secret_id', '=', secretId).where('environment_id', '=', environmentId).execute();
+    },
+    findRotation(tenantId: string, id: string) {
+      return db.selectFrom('rotations').selectAll().where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();
+    },
+    getRotation(id: string) {
+      return db.selectFrom('rotations').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    },
+    activeRotation(tenantId: string, secretId: string, environmentId: string) {
+      return db.selectFrom('rotations').selectAll().where('tenant_id', '=', tenantId).where('secret_id', '=', secretId)
+        .where('environment_id', '=', environmentId).where('active_key', 'is not', null).where('rehearsal', '=', 0).executeTakeFirst();
+    },
+    /** The rotation that made `version` current: its rotator state belongs to that value. */
+    rotationTo(tenantId: string, secretId: string, environmentId: string, version: number) {
+      return db.selectFrom('rotations').selectAll().where('tenant_id', '=', tenantId).where('secret_id', '=', secretId)
+        .where('environment_id', '=', environmentId).where('to_version', '=', version).where('rehearsal', '=', 0).executeTakeFirst();
+    },
+    listRotations(tenantId: string, opts: { secretId?: string; environmentId?: string; limit: number }) {
+      let q = db.selectFrom('rotations').selectAll().where('tenant_id', '=', tenantId);
+      if (opts.secretId) q = q.where('secret_id', '=', opts.secretId);
+      if (opts.environmentId) q = q.where('environment_id', '=', opts.environmentId);
+      return q.orderBy('started_at', 'desc').limit(opts.limit).execute();
+    },
+    /** Live rotations whose holder stopped renewing its lease (crashed or cut off), across tenants. */
+    orphaned(now: number, limit: number) {
+      return db.selectFrom('rotations').selectAll().where('state', 'in', ['running', 'promoted', 'rolling_back'])
+        .where('lease_until', '<', now).limit(limit).execute();
+    },
+    awaitingValue() {
+      return db.selectFrom('rotations').selectAll().where('state', '=', 'awaiting_value').execute();
+    },
+    /** Takes over an orphaned rotation: matches only if nobody renewed or took it since it was read. */
+    async takeOver(id: string, expectedUntil: number, owner: string, until: number, now: number) {
+      const res = await db.updateTable('rotations').set((eb) => ({ lease_owner: owner, lease_until: until, heartbeat_at: now, attempt: eb('attempt', '+', 1), updated_at: now }))
+        .where('id', '=', id).where('lease_until', '=', expectedUntil).executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
+    },
+    /** Changes a rotation this node holds; false when the lease was lost (another node took over). */
+    async update(id: string, owner: string, patch: Partial<RotationsTable>) {
+      const res = await db.updateTable('rotations').set(patch).where('id', '=', id).where('lease_owner', '=', owner).executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
+    },
+    async renew(id: string, owner: string, until: number, now: number) {
+      const res = await db.updateTable('rotations').set({ lease_until: until, heartbeat_at: now }).where('id', '=', id)
+        .where('lease_owner', '=', owner).where('active_key', 'is not', null).executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
+    },
+  };
+}
+
+export type RotationRepository = ReturnType<typeof createRotationRepository>;

@@ -1,0 +1,195 @@
+import type { Kysely } from 'kysely';
+import { fail } from '../../errors/index.ts';
+import type { Clock } from '../../platform/clock.ts';
+import { newId } from '../../platform/ids.ts';
+import type { Database, RotationPoliciesTable } from '../../storage/schema.ts';
+import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
+import type { Authorizer } from '../policy/authorizer.ts';
+import { secretResource, type SecretService } from '../secrets/secret-service.ts';
+import type { ValueService } from '../secrets/value-service.ts';
+import type { TenantContext } from '../shared/context.ts';
+import type { TenantService } from '../tenants/tenant-service.ts';
+import type { RotationEngine } from './engine.ts';
+import { createRotationRepository, toPolicy, toRotation } from './repository.ts';
+import type { RotatorRegistry } from './rotators/registry.ts';
+import { nextRun, parseSchedule } from './schedule.ts';
+import type { PolicyInput, Rotation, RotationPolicy, Trigger } from './types.ts';
+
+const MAX_NOTIFY = 32;
+const MAX_SETTINGS_BYTES = 8192;
+
+/** What `rotation status` shows per policy. */
+export interface PolicyStatus extends RotationPolicy {
+  active: Rotation | null;
+  last: Rotation | null;
+  /** A manual rotation waiting longer than its overdue limit. */
+  overdue: boolean;
+}
+
+/**
+ * Rotation policies and rotations of a tenant: every operation authorizes `rotate` (or `list` to
+ * look) on the secret in its environment, and audits inside its transaction.
+ */
+export function createRotationService(deps: {
+  db: Kysely<Database>;
+  clock: Clock;
+  authz: Authorizer;
+  secrets: Pick<SecretService, 'load'>;
+  tenants: Pick<TenantService, 'environment'>;
+  values: Pick<ValueService, 'rollback'>;
+  audit: Pick<AuditLog, 'appendInTx'>;
+  rotators: RotatorRegistry;
+  engine: RotationEngine;
+  defaultRollbackWindowMs: number;
+}) {
+  const { db, clock, authz, secrets, tenants, values, audit, rotators, engine } = deps;
+  const repo = createRotationRepository(db);
+
+  /** The secret and environment, after the caller is allowed `action` on them. */
+  async function target(ctx: TenantContext, name: string, environment: string, action: 'rotate' | 'list') {
+    const secret = await secrets.load(ctx, name);
+    const env = await tenants.environment(ctx.tenantId, environment);
+    await authz.require(ctx, action, secretResource(secret), environment);
+    return { tenantId: ctx.tenantId, secretId: secret.id, name, environmentId: env.id, environment };
+  }
+  async function policyRow(ctx: TenantContext, t: { secretId: string; environmentId: string; name: string; environment: string }) {
+    const p = await repo.findPolicy(ctx.tenantId, t.secretId, t.environmentId);
+    if (!p) fail('ROTATION_POLICY_NOT_FOUND', `secret "${t.name}" has no rotation policy in ${t.environment}`);
+    return p;
+  }
+  const policyEvent = (ctx: TenantContext, t: { secretId: string; name: string; environment: string }, action: string, context: Record<string, string> = {}) => {
+    const base = auditFrom(ctx);
+    return [{ ...base, action, resource: { type: 'secret', id: t.secretId, name: t.name }, environment: t.environment, outcome: 'allowed' as const, context: { ...base.context, ...context } }];
+  };
+
+  return {
+    /** Creates or replaces the policy. A changed rotator or settings is a trigger: the next run is due now. */
+    async setPolicy(ctx: TenantContext, name: string, environment: string, input: PolicyInput): Promise<RotationPolicy> {
+      const t = await target(ctx, name, environment, 'rotate');
+      const settings = input.settings ?? {};
+      if (Buffer.byteLength(JSON.stringify(settings)) > MAX_SETTINGS_BYTES) fail('VALIDATION_FAILED', `settings are at most ${MAX_SETTINGS_BYTES} bytes`);
+      rotators.get(input.rotator).validate(settings);
+      const schedule = parseSchedule(input);
+      if ((input.notify ?? []).length > MAX_NOTIFY) fail('VALIDATION_FAILED', `notify lists at most ${MAX_NOTIFY} recipients`);
+      const now = clock.now();
+      return db.transaction().execute(async (trx) => {
+        const r = createRotationRepository(trx);
+        const existing = await r.findPolicy(ctx.tenantId, t.secretId, t.environmentId);
+        if (input.revision !== undefined && existing?.revision !== input.revision) {
+          fail('CAS_MISMATCH', `the rotation policy of "${name}" in ${environment} is not at revision ${input.revision}`);
+        }
+        const changed = existing !== undefined && (existing.rotator !== input.rotator || existing.settings !== JSON.stringify(settings));
+        const row: RotationPoliciesTable = {
+          id: existing?.id ?? newId(), tenant_id: ctx.tenantId, secret_id: t.secretId, secret_name: name, environment_id: t.environmentId, environment,
+          rotator: input.rotator, settings: JSON.stringify(settings), schedule_kind: schedule.kind, schedule: schedule.schedule,
+          catch_up: input.catchUp ?? 'once', notify: JSON.stringify(input.notify ?? []),
+          rollback_window_ms: input.rollbackWindowMs ?? deps.defaultRollbackWindowMs, expiry_lead_ms: input.expiryLeadMs ?? null,
+          rotator_state: existing?.rotator_state ?? '{}',
+          next_run_at: changed ? now : nextRun(schedule.kind, schedule.schedule, now), due_trigger: changed ? 'policy-change' : null,
+          last_run_at: existing?.last_run_at ?? null, last_result: existing?.last_result ?? null, last_error: existing?.last_error ?? null,
+          failures: existing?.failures ?? 0, revision: (existing?.revision ?? 0) + 1,
+          created_at: existing?.created_at ?? now, created_by: existing?.created_by ?? ctx.actor.id, updated_at: now,
+        };
+        if (existing) await trx.updateTable('rotation_policies').set(row).where('id', '=', existing.id).where('revision', '=', existing.revision).execute();
+        else await trx.insertInto('rotation_policies').values(row).execute();
+        await audit.appendInTx(trx, policyEvent(ctx, t, 'rotation.policy.set', { rotator: row.rotator, schedule: `${row.schedule_kind}:${row.schedule}`, revision: String(row.revision) }));
+        return toPolicy(row);
+      });
+    },
+
+    async getPolicy(ctx: TenantContext, name: string, environment: string): Promise<RotationPolicy> {
+      const t = await target(ctx, name, environment, 'list');
+      return toPolicy(await policyRow(ctx, t));
+    },
+
+    async deletePolicy(ctx: TenantContext, name: string, environment: string): Promise<void> {
+      const t = await target(ctx, name, environment, 'rotate');
+      const p = await policyRow(ctx, t);
+      if (await repo.activeRotation(ctx.tenantId, t.secretId, t.environmentId)) fail('ROTATION_IN_PROGRESS', `a rotation of "${name}" in ${environment} is running; wait for it to end`);
+      await db.transaction().execute(async (trx) => {
+        await trx.deleteFrom('rotation_policies').where('id', '=', p.id).execute();
+        await audit.appendInTx(trx, policyEvent(ctx, t, 'rotation.policy.delete'));
+      });
+    },
+
+    /** Rotates now (manual or compromised trigger, or a rehearsal) and returns how it ended. */
+    async rotate(ctx: TenantContext, name: string, environment: string, opts: { trigger?: Trigger; rehearse?: boolean } = {}): Promise<Rotation> {
+      const t = await target(ctx, name, environment, 'rotate');
+      const p = await policyRow(ctx, t);
+      return engine.start(ctx, t, p, opts.trigger ?? 'manual', { rehearsal: opts.rehearse ?? false });
+    },
+
+    /** Runs a due rotation for the scheduler, as Keyhold itself. */
+    async runScheduled(ctx: TenantContext, p: RotationPoliciesTable, trigger: Trigger): Promise<Rotation> {
+      const t = { tenantId: p.tenant_id, secretId: p.secret_id, name: p.secret_name, environmentId: p.environment_id, environment: p.environment };
+      return engine.start(ctx, t, p, trigger, { rehearsal: false });
+    },
+
+    /**
+     * Makes `previous` current again within the policy's rollback window. The source is set back
+     * first (the previous value applied again), so the value Keyhold hands out always works there.
+     */
+    async rollback(ctx: TenantContext, name: string, environment: string) {
+      const t = await target(ctx, name, environment, 'rotate');
+      const p = await policyRow(ctx, t);
+      if (await repo.activeRotation(ctx.tenantId, t.secretId, t.environmentId)) fail('ROTATION_IN_PROGRESS', `a rotation of "${name}" in ${environment} is running`);
+      const states = await db.selectFrom('secret_states').selectAll().where('secret_id', '=', t.secretId).where('environment_id', '=', t.environmentId).executeTakeFirst();
+      const prev = states?.previous_version == null ? undefined
+        : await db.selectFrom('secret_versions').select(['superseded_at', 'destroyed_at']).where('secret_id', '=', t.secretId)
+          .where('environment_id', '=', t.environmentId).where('version', '=', states.previous_version).executeTakeFirst();
+      if (!prev || prev.destroyed_at !== null || (prev.superseded_at ?? 0) < clock.now() - p.rollback_window_ms) {
+        fail('NO_PREVIOUS_VERSION', `secret "${name}" has no previous version within the policy's rollback window in ${environment}`);
+      }
+      await engine.reapply(t, p, states!.previous_version!);
+      return values.rollback(ctx, name, environment, { cas: states!.current_version! });
+    },
+
+    /** A person supplies the value a manual rotation waits for. */
+    async supply(ctx: TenantContext, name: string, environment: string, value: string): Promise<Rotation> {
+      const t = await target(ctx, name, environment, 'rotate');
+      const active = await repo.activeRotation(ctx.tenantId, t.secretId, t.environmentId);
+      if (!active || active.state !== 'awaiting_value') fail('ROTATION_NOT_AWAITING_VALUE', `no rotation of "${name}" in ${environment} is waiting for a value`);
+      return engine.supply(ctx, active, value);
+    },
+
+    /** Gives up a rotation waiting for a value (nothing had changed). */
+    async cancel(ctx: TenantContext, name: string, environment: string): Promise<Rotation> {
+      const t = await target(ctx, name, environment, 'rotate');
+      const active = await repo.activeRotation(ctx.tenantId, t.secretId, t.environmentId);
+      if (!active || active.state !== 'awaiting_value') fail('ROTATION_NOT_AWAITING_VALUE', `no rotation of "${name}" in ${environment} is waiting for a value`);
+      await engine.abandon(ctx, active, 'cancelled');
+      return toRotation(await repo.getRotation(active.id));
+    },
+
+    async get(ctx: TenantContext, id: string): Promise<Rotation> {
+      const r = await repo.findRotation(ctx.tenantId, id);
+      if (!r) fail('ROTATION_NOT_FOUND', 'no such rotation');
+      await target(ctx, r.secret_name, r.environment, 'list');
+      return toRotation(r);
+    },
+
+    async history(ctx: TenantContext, name: string, environment: string, limit = 50): Promise<Rotation[]> {
+      const t = await target(ctx, name, environment, 'list');
+      return (await repo.listRotations(ctx.tenantId, { secretId: t.secretId, environmentId: t.environmentId, limit })).map(toRotation);
+    },
+
+    /** Every policy the caller may see: next run, last result, failures, the live rotation, overdue manual ones. */
+    async status(ctx: TenantContext): Promise<PolicyStatus[]> {
+      const out: PolicyStatus[] = [];
+      for (const p of await repo.listPolicies(ctx.tenantId)) {
+        const secret = await secrets.load(ctx, p.secret_name).catch(() => null);
+        if (!secret || !(await authz.allowed(ctx, 'list', secretResource(secret), p.environment))) continue;
+        const [latest] = await repo.listRotations(ctx.tenantId, { secretId: p.secret_id, environmentId: p.environment_id, limit: 1 });
+        const active = await repo.activeRotation(ctx.tenantId, p.secret_id, p.environment_id);
+        const overdueMs = Number((JSON.parse(p.settings) as { overdueMs?: number }).overdueMs ?? 7 * 86_400_000);
+        out.push({
+          ...toPolicy(p), active: active ? toRotation(active) : null, last: latest ? toRotation(latest) : null,
+          overdue: active?.state === 'awaiting_value' && active.started_at + overdueMs <= clock.now(),
+        });
+      }
+      return out;
+    },
+  };
+}
+
+export type RotationService = ReturnType<typeof createRotationService>;

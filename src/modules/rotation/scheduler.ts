@@ -1,0 +1,121 @@
+import type { Kysely } from 'kysely';
+import type { Clock } from '../../platform/clock.ts';
+import type { Database, RotationPoliciesTable } from '../../storage/schema.ts';
+import { SYSTEM_ACTOR, type TenantContext } from '../shared/context.ts';
+import type { RotationEngine } from './engine.ts';
+import type { Leadership } from './leadership.ts';
+import { createRotationRepository } from './repository.ts';
+import type { RotationService } from './rotation-service.ts';
+import { missedWholePeriod, nextRun } from './schedule.ts';
+import type { Trigger } from './types.ts';
+
+const DAY = 86_400_000;
+
+export interface TickReport {
+  leader: boolean;
+  recovered: number;
+  started: number;
+  skipped: number;
+  reminded: number;
+}
+
+/**
+ * The rotation scheduler (SPEC §6, §13). Next-run times are stored, so a restart loses nothing;
+ * each due run is claimed with a guarded UPDATE of its next-run time, so two schedulers never run
+ * it twice even without a leader; leadership (lease row, and an advisory lock on PostgreSQL) keeps
+ * the work on one node. Each tick also recovers rotations whose node died, starts rotations before
+ * a secret's expiry, and reminds people of manual rotations waiting for a value.
+ */
+export function createRotationScheduler(deps: {
+  db: Kysely<Database>;
+  clock: Clock;
+  leadership: Leadership;
+  service: Pick<RotationService, 'runScheduled'>;
+  engine: Pick<RotationEngine, 'recover' | 'remind'>;
+  onError(err: unknown): void;
+}) {
+  const { db, clock, leadership, service, engine } = deps;
+  const repo = createRotationRepository(db);
+  let busy: Promise<TickReport> | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  const ctxOf = (p: RotationPoliciesTable): TenantContext => ({ tenantId: p.tenant_id, actor: SYSTEM_ACTOR, requestId: `rotation-scheduler:${p.id}` });
+
+  async function run(p: RotationPoliciesTable, trigger: Trigger, report: TickReport): Promise<void> {
+    try {
+      await service.runScheduled(ctxOf(p), p, trigger);
+      report.started++;
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ROTATION_IN_PROGRESS') report.skipped++;
+      else {
+        deps.onError(err);
+        await repo.recordResult(p.tenant_id, p.secret_id, p.environment_id, { result: 'error', error: String((err as { code?: string }).code ?? 'INTERNAL'), at: clock.now() });
+      }
+    }
+  }
+
+  async function tick(): Promise<TickReport> {
+    const report: TickReport = { leader: false, recovered: 0, started: 0, skipped: 0, reminded: 0 };
+    if (!(await leadership.acquire())) return report;
+    report.leader = true;
+    report.recovered = await engine.recover();
+
+    for (const p of await repo.duePolicies(clock.now(), 50)) {
+      const now = clock.now();
+      const trigger = (p.due_trigger ?? 'schedule') as Trigger;
+      const next = nextRun(p.schedule_kind, p.schedule, Math.max(now, p.next_run_at!));
+      if (!(await repo.claimRun(p.id, p.next_run_at!, next, now))) continue;
+      if (trigger === 'schedule' && p.catch_up === 'skip' && missedWholePeriod(p.schedule_kind, p.schedule, p.next_run_at!, now)) {
+        await repo.recordResult(p.tenant_id, p.secret_id, p.environment_id, { result: 'skipped', error: 'missed while no scheduler ran (catch-up: skip)', at: now });
+        report.skipped++;
+        continue;
+      }
+      await run(p, trigger, report);
+    }
+
+    for (const p of await repo.expiringPolicies(clock.now())) {
+      const dueAt = p.expires_at! - p.expiry_lead_ms!;
+      if (clock.now() < dueAt || (p.last_run_at ?? 0) >= dueAt) continue;
+      if (await repo.activeRotation(p.tenant_id, p.secret_id, p.environment_id)) continue;
+      await run(p, 'expiry', report);
+    }
+
+    for (const r of await repo.awaitingValue()) {
+      const p = await repo.findPolicy(r.tenant_id, r.secret_id, r.environment_id);
+      const settings = JSON.parse(p?.settings ?? '{}') as { reminderMs?: number; overdueMs?: number };
+      const now = clock.now();
+      if (now - (r.reminded_at ?? r.started_at) < (settings.reminderMs ?? DAY)) continue;
+      const res = await db.updateTable('rotations').set({ reminded_at: now }).where('id', '=', r.id).where('reminded_at', r.reminded_at === null ? 'is' : '=', r.reminded_at).executeTakeFirst();
+      if (Number(res.numUpdatedRows) !== 1) continue;
+      engine.remind(r, p?.notify ?? '[]', now >= r.started_at + (settings.overdueMs ?? 7 * DAY));
+      report.reminded++;
+    }
+    return report;
+  }
+
+  /** Overlapping calls share the pass in flight. */
+  function once(): Promise<TickReport> {
+    busy ??= tick().finally(() => {
+      busy = null;
+    });
+    return busy;
+  }
+
+  return {
+    /** One pass (tests call it directly with a manual clock). */
+    tick: once,
+    start(intervalMs: number): void {
+      const fire = () => void once().catch(deps.onError);
+      timer = setInterval(fire, intervalMs);
+      timer.unref();
+      fire();
+    },
+    async stop(): Promise<void> {
+      if (timer) clearInterval(timer);
+      timer = null;
+      await busy?.catch(() => null);
+      await leadership.release().catch(deps.onError);
+    },
+  };
+}
+
+export type RotationScheduler = ReturnType<typeof createRotationScheduler>;

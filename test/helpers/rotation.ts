@@ -1,0 +1,72 @@
+import type { Notification, Notifier } from '../../src/modules/notifications/notifier.ts';
+import { createRotationModule } from '../../src/modules/rotation/index.ts';
+import type { DependentsPort } from '../../src/modules/rotation/dependents.ts';
+import { builtinRotators } from '../../src/modules/rotation/rotators/registry.ts';
+import type { Rotator } from '../../src/modules/rotation/rotators/types.ts';
+import type { TenantContext } from '../../src/modules/shared/context.ts';
+import type { Harness } from './harness.ts';
+
+/** A notifier that keeps what it was asked to send. */
+export function recordingNotifier(): Notifier & { sent: Notification[] } {
+  const sent: Notification[] = [];
+  return { sent, notify: async (n) => void sent.push(n) };
+}
+
+/**
+ * A fake connectors port: `connectors` maps connector → slot → secret name; `check` decides each
+ * health check from the connector and the values it was given (default: healthy).
+ */
+export function fakeDependents(opts: {
+  connectors: Record<string, Record<string, string>>;
+  check?: (connector: string, overrides: Record<string, string>) => Promise<{ ok: boolean; detail?: string }> | { ok: boolean; detail?: string };
+}): DependentsPort & { calls: Array<{ connector: string; overrides: Record<string, string> }> } {
+  const calls: Array<{ connector: string; overrides: Record<string, string> }> = [];
+  return {
+    calls,
+    async dependents(_ctx: TenantContext, secretName: string) {
+      return Object.entries(opts.connectors).flatMap(([connector, slots]) =>
+        Object.entries(slots).filter(([, s]) => s === secretName).map(([slot]) => ({ connector, slot })));
+    },
+    async healthCheck(_ctx, _env, connector, overrides) {
+      calls.push({ connector, overrides });
+      const r: { ok: boolean; detail?: string } = opts.check ? await opts.check(connector, overrides) : { ok: true };
+      return { ok: r.ok, latencyMs: 1, detail: r.detail ?? (r.ok ? 'healthy' : 'unhealthy') };
+    },
+  };
+}
+
+/** A rotation module over the harness's services, with test ports (a second call is "another node"). */
+export function rotationFor(h: Harness, opts: { dependents?: DependentsPort; notifier?: Notifier; rotators?: Rotator[]; leaseMs?: number } = {}) {
+  const s = h.services;
+  return createRotationModule({
+    db: h.storage.db, dialect: h.storage.dialect, clock: h.clock, keyring: s.keyring, rows: s.rows,
+    audit: s.audit, authz: s.authz, secrets: s.secrets, tenants: s.tenants, values: s.values,
+    maxValueBytes: 65_536, rollbackWindowMs: 7 * 86_400_000,
+    settings: { leaseMs: opts.leaseMs ?? 30_000, tickMs: 1000, checkConcurrency: 8 },
+    ...(opts.dependents ? { dependents: opts.dependents } : {}),
+    ...(opts.notifier ? { notifier: opts.notifier } : {}),
+    rotators: [...builtinRotators(), ...(opts.rotators ?? [])],
+  });
+}
+
+/** A rotator built from the random one with some calls replaced (a failing test step, a blocking apply...). */
+export function scriptedRotator(type: string, overrides: Partial<Rotator>): Rotator & { restored: string[]; applied: string[] } {
+  const restored: string[] = [];
+  const applied: string[] = [];
+  const base = builtinRotators().find((r) => r.type === 'random')!;
+  return {
+    ...base, type, restored, applied,
+    validate: () => {},
+    apply: async (rc, value) => {
+      applied.push(value);
+      await overrides.apply?.(rc, value);
+    },
+    restore: async (rc, value) => {
+      restored.push(value);
+      return overrides.restore ? overrides.restore(rc, value) : { ok: true, detail: 'restored' };
+    },
+    ...(overrides.test ? { test: overrides.test } : {}),
+    ...(overrides.generate ? { generate: overrides.generate } : {}),
+    ...(overrides.finalize ? { finalize: overrides.finalize } : {}),
+  };
+}
