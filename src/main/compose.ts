@@ -89,9 +89,11 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   // Values this process has seen, for masking its own log lines (the server's logger filters through it).
   const knownValues = deps.knownValues ?? createKnownValues();
   seal.onSeal(() => knownValues.clear());
+  const redactors = createTenantRedactors({ db, keyring, clock, seal, known: knownValues });
+  // A write here rebuilds the tenant's redactor on next use, so a new value is masked at once (other nodes: within its ttl).
   const values = trackKnownValues(createValueService({
     db, keyring, tenants, secrets, authz, rows, audit, clock, maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
-  }), knownValues);
+  }), knownValues, (tenantId) => redactors.forget(tenantId));
   const versionChecks = createVersionCheckService({ db, tenants, authz, maxNameLength: config.limits.maxNameLength });
   const keys = createKeyService({ db, keyring, authz, clock, rows, audit });
   // Until the webhook/SMTP channels land, notifications are log lines (server.ts passes its own logger's notifier).
@@ -105,7 +107,6 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     audit, identifiers,
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
   });
-  const redactors = createTenantRedactors({ db, keyring, clock, seal, known: knownValues });
   const connectors = createConnectorService({
     db, tenants, secrets, values, authz, audit, clock, fetch: globalThis.fetch, limits: DEFAULT_PROXY_LIMITS, maxNameLength: config.limits.maxNameLength,
   });

@@ -68,14 +68,17 @@ export function createKnownValues(opts: { maxRecent?: number } = {}): KnownValue
  * Wraps a value service so every value it writes or reads joins the registry. A write registers its
  * value before it runs, so anything logged meanwhile is covered; a write refused with a catalogued
  * error (whose message never holds the value) takes it out again, so refused writes cannot fill memory.
+ * `onWritten` hears of each stored write (the tenant redactors drop their copy).
  */
-export function trackKnownValues(service: ValueService, known: Pick<KnownValues, 'add' | 'remove'>): ValueService {
+export function trackKnownValues(service: ValueService, known: Pick<KnownValues, 'add' | 'remove'>, onWritten?: (tenantId: string) => void): ValueService {
   return {
     ...service,
     async write(ctx, name, environment, input) {
       const added = known.add(input.value);
       try {
-        return await service.write(ctx, name, environment, input);
+        const written = await service.write(ctx, name, environment, input);
+        onWritten?.(ctx.tenantId);
+        return written;
       } catch (err) {
         if (added && isKeyholdError(err)) known.remove(input.value);
         throw err;
