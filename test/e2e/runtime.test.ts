@@ -68,6 +68,12 @@ test('a production run charges through the connector; the script reads the key t
   assert.equal(api.requests.at(-1)!.headers.authorization, `Bearer ${FIRST}`);
   assert.match(r.steps[1].log, /using key \[REDACTED\]/);
   assert.deepEqual(r.steps[1].output, { charged: r.steps[0].output.body.id });
+  // Every use by the run carries it: the proxy's with the run id and step, the script's SDK read with the run's token.
+  const events = (await server.request('GET', '/v1/audit/tail?limit=1000')).json.items as Array<{ action: string; context: Record<string, string> }>;
+  const start = events.find((e) => e.action === 'automation.run.start' && e.context.runId === r.id)!;
+  const uses = events.filter((e) => e.action === 'secret.use');
+  assert.ok(uses.some((e) => e.context.runId === r.id && e.context.step === 'charge'), 'the proxied use names the run and step');
+  assert.ok(uses.some((e) => e.context.credentialId === start.context.runTokenId && e.context.userAgent?.startsWith('keyhold-sdk')), 'the SDK read is tied to the run token');
 });
 
 test('after the key is rotated at the provider and in Keyhold, the next run succeeds with no edit', async () => {

@@ -27,6 +27,8 @@ export function auditFrom(ctx: TenantContext): Pick<AuditInput, 'tenantId' | 'ac
   const context: Record<string, string> = { requestId: ctx.requestId };
   if (ctx.sourceIp) context.sourceIp = ctx.sourceIp;
   if (ctx.userAgent) context.userAgent = ctx.userAgent;
+  // Which session or token acted (its id, never the token): ties a script's SDK reads to its run's token.
+  if (ctx.actor.credentialId) context.credentialId = ctx.actor.credentialId;
   return { tenantId: ctx.tenantId, actor: { type: ctx.actor.type, id: ctx.actor.id }, context };
 }
 

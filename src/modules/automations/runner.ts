@@ -177,12 +177,14 @@ export function createRunner(deps: {
     };
     const token = await db.transaction().execute(async (trx) => {
       await repo.insertRun(runRow, trx);
+      const issued = !machine || machine.disabled_at !== null ? null
+        : await tokens.issue({ tenantId: ctx.tenantId, kind: 'machine', principalId: machine.id, name: `run:${runId}`, ttlMs: limits.runTimeoutMs + 60_000 }, trx);
+      // The run's token id: every use by the run (proxy or a script's SDK) carries it as credentialId.
       await audit.appendInTx(trx, [{
         ...auditFrom(ctx), action: 'automation.run.start', resource: { type: 'automation', id: row.id, name: def.name }, environment: opts.environment,
-        outcome: 'allowed', context: { ...auditFrom(ctx).context, runId, trigger: opts.trigger, runAs: def.runAs },
+        outcome: 'allowed', context: { ...auditFrom(ctx).context, runId, trigger: opts.trigger, runAs: def.runAs, ...(issued ? { runTokenId: issued.id } : {}) },
       }]);
-      if (!machine || machine.disabled_at !== null) return null;
-      return tokens.issue({ tenantId: ctx.tenantId, kind: 'machine', principalId: machine.id, name: `run:${runId}`, ttlMs: limits.runTimeoutMs + 60_000 }, trx);
+      return issued;
     });
     const work = (async () => {
       const outcome = token && machine
