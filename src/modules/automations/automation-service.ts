@@ -131,7 +131,8 @@ export function createAutomationService(deps: {
     async update(ctx: TenantContext, name: string, def: AutomationDefinition, revision: number): Promise<{ automation: Automation; webhookToken: string | null }> {
       if (def.name !== name) fail('VALIDATION_FAILED', 'name: an automation cannot be renamed; create a new one');
       const current = await load(ctx, name);
-      await requireAuthoring(ctx, toAutomation(current).definition, toAutomation(current).definition.environments);
+      const before = toAutomation(current).definition;
+      await requireAuthoring(ctx, before, before.environments);
       await validated(ctx, def);
       const now = clock.now();
       const becameWebhook = def.trigger.type === 'webhook' && current.webhook_token_hash === null;

@@ -4,6 +4,7 @@ import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import type { AutomationRunsTable, Database } from '../../storage/schema.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
+import { redactDeepWith } from '../redaction/redactor.ts';
 import type { TokenService } from '../auth/token-service.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
@@ -42,14 +43,6 @@ export interface RunnerLimits {
 }
 
 export const DEFAULT_RUNNER_LIMITS: RunnerLimits = { runTimeoutMs: 300_000, scriptTimeoutMs: 30_000, maxScriptOutputBytes: 1_048_576 };
-
-/** Redacts every string in a JSON value, keys included (values may hide in either). */
-function redactJson(r: Redactor, value: unknown): unknown {
-  if (typeof value === 'string') return r.redact(value);
-  if (Array.isArray(value)) return value.map((v) => redactJson(r, v));
-  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [r.redact(k), redactJson(r, v)]));
-  return value;
-}
 
 function describeError(err: unknown): string {
   if (isKeyholdError(err)) return `${err.code}: ${err.message}`;
@@ -136,7 +129,7 @@ export function createRunner(deps: {
       }
       const record: StepRecord = {
         id: step.id, type: step.type, status: result.ok ? 'succeeded' : 'failed', startedAt: new Date(startedAt).toISOString(),
-        durationMs: Math.round(performance.now() - t0), output: redactJson(redactor, result.output ?? null),
+        durationMs: Math.round(performance.now() - t0), output: redactDeepWith((text) => redactor.redact(text), result.output ?? null),
         log: redactor.redact(result.log), error: result.error === null ? null : redactor.redact(result.error),
       };
       records.push(record);

@@ -115,10 +115,14 @@ export function unionRedactors(redactors: readonly Redactor[], mask = DEFAULT_MA
 
 /** A copy of a JSON value with every string redacted, object keys included; the input is not touched. */
 export function redactDeep<T>(r: Redactor, value: T): T {
-  if (r.size === 0) return value;
+  return r.size === 0 ? value : redactDeepWith((text) => r.redact(text), value);
+}
+
+/** `redactDeep` with any masking function (e.g. a redactor plus a token only one caller knows). */
+export function redactDeepWith<T>(redact: (text: string) => string, value: T): T {
   const seen = new WeakSet<object>();
   const walk = (v: unknown): unknown => {
-    if (typeof v === 'string') return r.redact(v);
+    if (typeof v === 'string') return redact(v);
     if (v === null || typeof v !== 'object') return v;
     if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return walk((v as { toJSON(): unknown }).toJSON());
     if (seen.has(v)) return '[Circular]';
@@ -127,8 +131,8 @@ export function redactDeep<T>(r: Redactor, value: T): T {
       if (Array.isArray(v)) return v.map(walk);
       const out: Record<string, unknown> = {};
       for (const [key, child] of Object.entries(v)) {
-        let k = r.redact(key);
-        for (let n = 2; Object.hasOwn(out, k); n++) k = `${r.redact(key)}#${n}`;
+        let k = redact(key);
+        for (let n = 2; Object.hasOwn(out, k); n++) k = `${redact(key)}#${n}`;
         // defineProperty: a key "__proto__" must stay a key, not replace the copy's prototype.
         Object.defineProperty(out, k, { value: walk(child), enumerable: true, writable: true, configurable: true });
       }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { fail } from '../../errors/index.ts';
+import { redactDeepWith } from '../redaction/redactor.ts';
 import { createCapture, cutToBytes } from './capture.ts';
 
 /** What runScript needs of the redaction library (src/modules/redaction's Redactor satisfies it). */
@@ -56,18 +57,6 @@ const SDK_DIR = fileURLToPath(new URL('../../sdk/', import.meta.url));
 /** Kept past the cut so a value straddling it is still masked whole (values are at most 64 KiB; encodings grow ~4/3). */
 const REDACTION_LOOKAHEAD = 96 * 1024;
 const TOKEN_MASK = '[REDACTED]';
-
-/** Every string in a JSON value, keys included, passed through `redact`. */
-function redactDeep(value: unknown, redact: (text: string) => string): unknown {
-  if (typeof value === 'string') return redact(value);
-  if (Array.isArray(value)) return value.map((v) => redactDeep(v, redact));
-  if (value !== null && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) Object.defineProperty(out, redact(k), { value: redactDeep(v, redact), enumerable: true, writable: true, configurable: true });
-    return out;
-  }
-  return value;
-}
 
 /** Collects a stream up to `limit` bytes; `onOverflow` runs once if it carries more. */
 function collect(stream: Readable, limit: number, onOverflow: () => void): () => Buffer | null {
@@ -173,7 +162,7 @@ export async function runScript(opts: RunScriptOptions): Promise<ScriptResult> {
     } catch {
       return failed('the script wrote something other than its result to the result channel (fd 3)');
     }
-    if (message.ok === true && exitCode === 0) return { ok: true, output: redactDeep(message.output ?? null, redact), ...base };
+    if (message.ok === true && exitCode === 0) return { ok: true, output: redactDeepWith(redact, message.output ?? null), ...base };
     return failed(typeof message.error === 'string' ? message.error : `the script failed (exit code ${exitCode})`);
   } finally {
     await rm(dir, { recursive: true, force: true });
