@@ -7,7 +7,7 @@ import type { TenantContext } from '../shared/context.ts';
 import { chainHash, createChainVerifier, type VerifyResult } from './chain.ts';
 import type { AuditEvent } from './event.ts';
 import { checkpointValid } from './checkpoints.ts';
-import type { AuditAppender, PendingEvent } from './sqlite-appender.ts';
+import type { AuditAppender } from './sqlite-appender.ts';
 
 /** What a service says happened; the log adds sequence, time, id and the chain. */
 export interface AuditInput {
@@ -51,13 +51,31 @@ export function fromRow(r: AuditEventsTable): AuditEvent {
 }
 
 /**
- * Batches committing at once. One: while a batch commits, the next one gathers every read that
- * arrives meanwhile. Two were measured on the bench (SQLite appender): batches got smaller, and
- * each costs a wake-up of the appender's thread that outweighed overlapping commit and fsync.
+ * Batches committing at once through the database (PostgreSQL): one, so that while a batch commits
+ * the next one gathers every event that arrives meanwhile. The SQLite appender takes batches as
+ * they form and gathers them on its side (sqlite-appender.ts).
  */
 const MAX_IN_FLIGHT = 1;
 
-function pending(input: AuditInput, now: number): PendingEvent {
+/** Events gathered for one group commit, and the one promise every caller that added to it awaits. */
+interface Batch {
+  inputs: AuditInput[];
+  done: Promise<void>;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+function newBatch(): Batch {
+  const batch = { inputs: [] } as unknown as Batch;
+  batch.done = new Promise<void>((resolve, reject) => {
+    batch.resolve = resolve;
+    batch.reject = reject;
+  });
+  return batch;
+}
+
+/** An event with everything but its place in the chain. */
+function pending(input: AuditInput, now: number): Omit<AuditEvent, 'seq' | 'prevHash' | 'hash'> {
   return {
     id: timeOrderedId(now), time: now, tenantId: input.tenantId, actor: input.actor, action: input.action, resource: input.resource,
     environment: input.environment ?? null, secretVersion: input.secretVersion ?? null, outcome: input.outcome,
@@ -82,8 +100,8 @@ export function createAuditLog(deps: {
 }) {
   const { db, clock, appender } = deps;
   const maxBatch = deps.maxBatch ?? 1000;
-  const queue: Array<{ inputs: AuditInput[]; resolve: () => void; reject: (err: unknown) => void }> = [];
-  const maxInFlight = MAX_IN_FLIGHT;
+  /** Batches waiting for a commit, oldest first; only the last one still takes events. */
+  const queue: Batch[] = [];
   let inFlight = 0;
   let scheduled = false;
   const appendedListeners: Array<(lastSeq: number) => void> = [];
@@ -110,50 +128,43 @@ export function createAuditLog(deps: {
 
   /** Appends a batch in its own durable transaction; returns the last sequence number. */
   async function commitBatch(inputs: AuditInput[]): Promise<number> {
-    if (appender) {
-      const now = clock.now();
-      return appender.append(inputs.map((input) => pending(input, now)));
-    }
+    if (appender) return appender.append(clock.now(), inputs);
     const events = await db.transaction().execute((trx) => appendInTx(trx, inputs));
     return events[events.length - 1]!.seq;
   }
 
-  /** Takes queued records up to maxBatch events: one group commit. */
-  function take(): typeof queue {
-    const batch: typeof queue = [];
-    let count = 0;
-    while (queue.length > 0 && count < maxBatch) {
-      const item = queue.shift()!;
-      batch.push(item);
-      count += item.inputs.length;
-    }
-    return batch;
-  }
-
   /** Sends what is queued once this turn of the event loop is over, so its requests share a batch. */
   function schedule(): void {
-    if (scheduled || queue.length === 0 || inFlight >= maxInFlight) return;
+    if (scheduled || queue.length === 0 || (!appender && inFlight >= MAX_IN_FLIGHT)) return;
     scheduled = true;
     setImmediate(dispatch);
   }
 
   function dispatch(): void {
     scheduled = false;
-    while (queue.length > 0 && inFlight < maxInFlight) {
-      const batch = take();
+    while (queue.length > 0 && (appender || inFlight < MAX_IN_FLIGHT)) {
+      // Every queued batch up to maxBatch events (at least one): one group commit.
+      const batches = [queue.shift()!];
+      let count = batches[0]!.inputs.length;
+      while (queue.length > 0 && count + queue[0]!.inputs.length <= maxBatch) {
+        count += queue[0]!.inputs.length;
+        batches.push(queue.shift()!);
+      }
       inFlight++;
-      commitBatch(batch.flatMap((b) => b.inputs)).then(
+      commitBatch(batches.length === 1 ? batches[0]!.inputs : batches.flatMap((b) => b.inputs)).then(
         (lastSeq) => {
-          for (const b of batch) b.resolve();
+          inFlight--;
+          schedule();
+          for (const b of batches) b.resolve();
           for (const listener of appendedListeners) listener(lastSeq);
         },
         (err: unknown) => {
-          for (const b of batch) b.reject(unavailable(err));
+          inFlight--;
+          schedule();
+          const refused = unavailable(err);
+          for (const b of batches) b.reject(refused);
         },
-      ).finally(() => {
-        inFlight--;
-        schedule();
-      });
+      );
     }
   }
 
@@ -174,10 +185,15 @@ export function createAuditLog(deps: {
 
     /** Durably records events outside any transaction (group commit). Never call it inside a transaction. */
     record(inputs: AuditInput[]): Promise<void> {
-      return new Promise<void>((resolve, reject) => {
-        queue.push({ inputs, resolve, reject });
+      appender?.poll();
+      let batch = queue[queue.length - 1];
+      if (batch === undefined || batch.inputs.length + inputs.length > maxBatch) {
+        batch = newBatch();
+        queue.push(batch);
         schedule();
-      });
+      }
+      for (const input of inputs) batch.inputs.push(input);
+      return batch.done;
     },
 
     async readAfter(seq: number, limit: number): Promise<AuditEvent[]> {

@@ -1,31 +1,45 @@
-import { Worker } from 'node:worker_threads';
-import type { AuditEvent } from './event.ts';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import type { AuditInput } from './audit-log.ts';
+import { createWakeSignal, type AppendReply, type AppendRequest, type EventRow } from './sqlite-appender-protocol.ts';
 
-/** An event as the log hands it over: everything but its place in the chain. */
-export type PendingEvent = Omit<AuditEvent, 'seq' | 'prevHash' | 'hash'>;
-
-export interface AppendRequest {
-  id: number;
-  /** JSON of PendingEvent[]: a string crosses to the worker far cheaper than structured clone of the objects. */
-  events: string;
-}
-export type AppendReply = { id: number; lastSeq: number } | { id: number; error: string };
-
-/** Appends a batch of events to the chain in one durable transaction; resolves with the last seq. */
+/** Appends a batch of events recorded at `time` to the chain in one durable transaction; resolves with the last seq. */
 export interface AuditAppender {
-  append(events: PendingEvent[]): Promise<number>;
+  append(time: number, events: readonly AuditInput[]): Promise<number>;
+  /**
+   * Settles, at once, the appends whose replies have already arrived. A busy event loop would
+   * otherwise see them only after every socket that is ready, which holds whole batches of
+   * finished requests back; the log calls this each time it records.
+   */
+  poll(): void;
   close(): Promise<void>;
 }
 
+const NO_CONTEXT: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
+/** The wire form of a batch (see AppendRequest). */
+export function encodeBatch(time: number, events: readonly AuditInput[]): string {
+  const rows: EventRow[] = new Array(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i]!;
+    rows[i] = [e.tenantId, e.actor.type, e.actor.id, e.action, e.resource.type, e.resource.id, e.resource.name,
+      e.environment ?? null, e.secretVersion ?? null, e.outcome, e.reason ?? null, e.context ?? NO_CONTEXT];
+  }
+  return JSON.stringify([time, rows]);
+}
+
 /**
- * Group-commit batches on SQLite, written by a worker thread over its own connection to the same
- * file. node:sqlite is synchronous: inserting a batch and its fsync'ed COMMIT (synchronous=FULL)
- * would otherwise stop every request on the event loop for the whole commit. The caller's promise
- * resolves only once the worker's COMMIT returned, so an acknowledged event is as durable as one
- * written in-thread. The worker starts on the first append and is restarted after it fails.
+ * Group commits on SQLite, written by a worker thread over its own connection to the same file.
+ * node:sqlite is synchronous: inserting a batch and syncing it would otherwise stop every request
+ * on the event loop for the whole commit.
+ *
+ * Batches stream to the worker as they form (no waiting for the previous one); the worker takes
+ * every batch that has arrived into one transaction, syncs it, and replies (sqlite-appender-worker.ts).
+ * A caller's promise resolves only after the sync that covers its events, so an acknowledged event
+ * is as durable as one written in-thread. The worker starts on the first append and is restarted
+ * after it fails.
  */
 export function createSqliteAppender(opts: { path: string }): AuditAppender {
-  let worker: Worker | null = null;
+  let current: { worker: Worker; port: MessagePort; wake: ReturnType<typeof createWakeSignal> } | null = null;
   const waiting = new Map<number, { resolve: (seq: number) => void; reject: (err: Error) => void }>();
   let nextId = 1;
 
@@ -34,46 +48,68 @@ export function createSqliteAppender(opts: { path: string }): AuditAppender {
     waiting.clear();
   }
 
-  function start(): Worker {
-    const w = new Worker(new URL('./sqlite-appender-worker.ts', import.meta.url), { workerData: { path: opts.path } });
-    w.on('message', (reply: AppendReply) => {
-      const entry = waiting.get(reply.id);
-      if (!entry) return;
-      waiting.delete(reply.id);
-      if ('error' in reply) entry.reject(new Error(reply.error));
+  function settle(reply: AppendReply): void {
+    for (const id of reply.ids) {
+      const entry = waiting.get(id);
+      if (!entry) continue;
+      waiting.delete(id);
+      if (reply.error !== undefined) entry.reject(new Error(reply.error));
       else entry.resolve(reply.lastSeq);
-      // Idle, the worker must not keep the process alive.
-      if (waiting.size === 0) w.unref();
+    }
+    // Idle, the worker must not keep the process alive.
+    if (waiting.size === 0 && current) {
+      current.worker.unref();
+      current.port.unref();
+    }
+  }
+
+  function start(): NonNullable<typeof current> {
+    const { port1, port2 } = new MessageChannel();
+    const wake = createWakeSignal();
+    const worker = new Worker(new URL('./sqlite-appender-worker.ts', import.meta.url), {
+      workerData: { path: opts.path, port: port2, wake: wake.buffer },
+      transferList: [port2],
     });
-    w.on('error', (err) => {
-      if (worker === w) worker = null;
+    const started = { worker, port: port1, wake };
+    port1.on('message', settle);
+    const stopped = (err: Error) => {
+      if (current === started) current = null;
+      port1.close();
       failAll(err);
-    });
-    w.on('exit', () => {
-      if (worker === w) worker = null;
-      failAll(new Error('the audit writer stopped'));
-    });
-    return w;
+    };
+    worker.on('error', stopped);
+    worker.on('exit', () => stopped(new Error('the audit writer stopped')));
+    return started;
   }
 
   return {
-    append(events) {
+    append(time, events) {
       return new Promise<number>((resolve, reject) => {
-        worker ??= start();
+        current ??= start();
         const id = nextId++;
         waiting.set(id, { resolve, reject });
-        worker.ref();
-        worker.postMessage({ id, events: JSON.stringify(events) } satisfies AppendRequest);
+        current.worker.ref();
+        current.port.ref();
+        current.port.postMessage({ id, batch: encodeBatch(time, events) } satisfies AppendRequest);
+        current.wake.notify();
       });
     },
 
+    poll() {
+      if (!current || waiting.size === 0) return;
+      for (let m = receiveMessageOnPort(current.port); m !== undefined; m = receiveMessageOnPort(current.port)) {
+        settle(m.message as AppendReply);
+      }
+    },
+
     async close() {
-      const w = worker;
-      worker = null;
-      if (!w) return;
-      const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
-      w.postMessage({ close: true });
-      const timer = setTimeout(() => void w.terminate(), 5_000);
+      const c = current;
+      current = null;
+      if (!c) return;
+      const exited = new Promise<void>((resolve) => c.worker.once('exit', () => resolve()));
+      c.port.postMessage({ close: true } satisfies AppendRequest);
+      c.wake.notify();
+      const timer = setTimeout(() => void c.worker.terminate(), 5_000);
       await exited;
       clearTimeout(timer);
     },
