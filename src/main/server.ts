@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from '../config/config.ts';
 import { createLogger } from '../platform/logger.ts';
+import { warmUpNextTick } from '../platform/jit-warm-up.ts';
 import { systemClock } from '../platform/clock.ts';
 import { openStorage } from '../storage/database.ts';
 import { DEV_KEY_FILE } from '../crypto/root/dev/index.ts';
@@ -45,6 +46,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     }
     throw err;
   }
+  await warmUpNextTick();
   const knownValues = createKnownValues();
   const logger = createLogger({ level: config.logLevel, filterLine: logLineRedactor(knownValues) });
   const storage = await openStorage({ url: config.databaseUrl });
