@@ -91,7 +91,9 @@ try {
   const env = await services.tenants.environment(tenant.id, 'production');
   await measure('tenants.environment (cached)', N, () => services.tenants.environment(tenant.id, 'production'));
   const secret = await services.secrets.load(ctx, 'BENCH_KEY');
-  const resource = secretResource(secret);
+  // Frozen, as the read path's views are: the authorizer remembers allows only for frozen resources.
+  const plain = secretResource(secret);
+  const resource = Object.freeze({ ...plain, tags: Object.freeze([...plain.tags]) as string[] });
   await measure('authz.require use (decision cached)', N, () => services.authz.require(ctx, 'use', resource, 'production'));
   const row = (await storage.db.selectFrom('secret_versions').selectAll().where('secret_id', '=', secret.id).executeTakeFirst())!;
   const binding = { tenantId: tenant.id, environmentId: env.id, secretId: secret.id, version: row.version };

@@ -26,6 +26,11 @@ export interface Keyring {
    */
   sealerFor(tenantId: string): Promise<(binding: VersionBinding, plaintext: Uint8Array) => SealedValue>;
   openValue(binding: VersionBinding, ciphertext: Uint8Array, wrappedDek: Uint8Array): Promise<Buffer>;
+  /**
+   * openValue when its data key is cached with this exact wrapped-DEK object and binding (the hot
+   * read of a cached row): the plaintext without a promise, or undefined (then call openValue).
+   */
+  openCached(binding: VersionBinding, ciphertext: Uint8Array, wrappedDek: Uint8Array): Buffer | undefined;
   /** Loads every usable KEK of the tenant; the rewrapper moves a DEK to the current KEK, or returns null if it is there. */
   rewrapperFor(tenantId: string): Promise<(binding: VersionBinding, wrappedDek: Uint8Array) => { wrappedDek: Buffer; kekVersion: number } | null>;
   /** Drops a tenant's cached data keys (after versions are destroyed: a shredded key must not linger). */
@@ -137,6 +142,15 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
       const { current } = await state(tenantId);
       const key = await kek(tenantId, current);
       return (binding, plaintext) => sealValue(key, current, binding, plaintext);
+    },
+
+    openCached(binding, ciphertext, wrappedDek) {
+      root.rootKey();
+      const s = states.get(binding.tenantId);
+      if (!s || kekVersionOf(wrappedDek) < s.min) return undefined;
+      const fast = opened.get(wrappedDek);
+      if (fast && fast.until > dekCache.now() && sameBinding(fast.binding, binding)) return aeadOpenPrepared(fast.key, ciphertext, fast.aad);
+      return undefined;
     },
 
     async openValue(binding, ciphertext, wrappedDek) {

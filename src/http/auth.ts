@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fastify';
 import { fail } from '../errors/index.ts';
 import type { Authenticator, Principal } from '../modules/identity/principal.ts';
 import type { TenantContext } from '../modules/shared/context.ts';
@@ -36,17 +36,29 @@ export function tenantContextOf(request: FastifyRequest): TenantContext {
  * Authenticates every route whose config asks for it, before the body is parsed. A sealed server
  * refuses everything but the sys endpoints. A tenant-scoped token naming another tenant gets
  * TENANT_NOT_FOUND: it must not learn whether that tenant exists.
+ *
+ * A callback hook, finished synchronously when the credential and its tenant are known from
+ * memory (the steady state of a machine reading secrets): no promise per request for the answer
+ * every request of a busy client gets.
  */
 export function registerAuth(app: FastifyInstance, deps: { authenticator: Authenticator; tenants: TenantService; seal: SealManager }): void {
   app.decorateRequest('principal', null);
   app.decorateRequest('tenantContext', null);
-  app.addHook('onRequest', async (request) => {
-    const auth = request.routeOptions.config.auth ?? 'none';
-    if (auth === 'none') return;
+
+  /** Completes authentication; a promise only when something has to be looked up. */
+  function authenticate(request: FastifyRequest, auth: 'root' | 'tenant'): void | Promise<void> {
     if (deps.seal.isSealed()) fail('SEALED', 'the server is sealed; unseal it with the key shares');
     const token = bearer(request);
-    const principal = token ? await deps.authenticator.authenticate(token) : null;
-    if (!principal) fail('UNAUTHENTICATED', 'a valid token is required (Authorization: Bearer ...)');
+    if (!token) fail('UNAUTHENTICATED', 'a valid token is required (Authorization: Bearer ...)');
+    const known = deps.authenticator.cached(token);
+    if (known) return admit(request, auth, known);
+    return deps.authenticator.authenticate(token).then((principal) => {
+      if (!principal) fail('UNAUTHENTICATED', 'a valid token is required (Authorization: Bearer ...)');
+      return admit(request, auth, principal);
+    });
+  }
+
+  function admit(request: FastifyRequest, auth: 'root' | 'tenant', principal: Principal): void | Promise<void> {
     request.principal = principal;
     if (auth === 'root') {
       if (principal.type !== 'root') fail('FORBIDDEN', 'this operation needs the root token');
@@ -54,18 +66,23 @@ export function registerAuth(app: FastifyInstance, deps: { authenticator: Authen
     }
     const header = request.headers[TENANT_HEADER];
     const requested = typeof header === 'string' && header.length > 0 ? header : null;
-    let tenantId: string;
     if (principal.tenantId === null) {
-      const tenant = await deps.tenants.findByName(requested ?? 'default');
-      if (!tenant) fail('TENANT_NOT_FOUND', 'tenant not found');
-      tenantId = tenant.id;
-    } else {
-      if (requested !== null) {
-        const tenant = await deps.tenants.findByName(requested);
-        if (!tenant || tenant.id !== principal.tenantId) fail('TENANT_NOT_FOUND', 'tenant not found');
-      }
-      tenantId = principal.tenantId;
+      return deps.tenants.findByName(requested ?? 'default').then((tenant) => {
+        if (!tenant) fail('TENANT_NOT_FOUND', 'tenant not found');
+        enter(request, principal, tenant.id);
+      });
     }
+    if (requested !== null) {
+      return deps.tenants.findByName(requested).then((tenant) => {
+        if (!tenant || tenant.id !== principal.tenantId) fail('TENANT_NOT_FOUND', 'tenant not found');
+        enter(request, principal, tenant.id);
+      });
+    }
+    enter(request, principal, principal.tenantId);
+  }
+
+  function enter(request: FastifyRequest, principal: Principal, tenantId: string): void {
+    const userAgent = request.headers['user-agent'];
     request.tenantContext = {
       tenantId,
       actor: {
@@ -74,7 +91,27 @@ export function registerAuth(app: FastifyInstance, deps: { authenticator: Authen
       },
       requestId: request.id,
       sourceIp: request.ip,
-      ...(request.headers['user-agent'] ? { userAgent: String(request.headers['user-agent']).slice(0, 200) } : {}),
+      ...(userAgent ? { userAgent: String(userAgent).slice(0, 200) } : {}),
     };
+  }
+
+  // Each route that asks for authentication gets the hook of its own kind when it is registered,
+  // so a request neither reads its route options (fastify builds that object per access) nor
+  // runs a hook it does not need.
+  app.addHook('onRoute', (route) => {
+    const auth = (route.config as { auth?: RouteAuth } | undefined)?.auth ?? 'none';
+    if (auth === 'none') return;
+    const hook: onRequestHookHandler = (request, _reply, done) => {
+      let pending: void | Promise<void>;
+      try {
+        pending = authenticate(request, auth);
+      } catch (err) {
+        return done(err as Error);
+      }
+      if (pending) pending.then(() => done(), (err: Error) => done(err));
+      else done();
+    };
+    const existing = route.onRequest;
+    route.onRequest = existing === undefined ? [hook] : [hook, ...(Array.isArray(existing) ? existing : [existing])];
   });
 }

@@ -229,7 +229,8 @@ describeEachDialect('canary', (dialect) => {
     }
     for (const c of RAW_CASES) {
       const res = await rawHttp(server.address, c.payload);
-      assert.match(res, /^HTTP\/1\.1 400 /, `${c.name}: ${res.slice(0, 200)}`);
+      // These carry no credentials: the server may refuse them (401) before it reaches the malformed part (400).
+      assert.match(res, /^HTTP\/1\.1 40[01] /, `${c.name}: ${res.slice(0, 200)}`);
       assert.deepEqual(leaks(Buffer.from(res, 'latin1')), [], `${c.name}: the response must not carry the canary`);
     }
     // The failed writes wrote nothing: production still ends at the version the previous test left current.

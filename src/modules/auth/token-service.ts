@@ -56,6 +56,14 @@ export function createTokenService(deps: { db: Kysely<Database>; clock: Clock })
       return { id, token, expiresAt };
     },
 
+    /** A live token's principal from the lookup cache; undefined if the database must be asked. */
+    cached(token: string): Principal | undefined {
+      if (!token.startsWith(TOKEN_PREFIX) || token.length > 100) return undefined;
+      const hit = cache.get(hashToken(token));
+      const now = clock.now();
+      return hit && hit.until > now && (hit.principal.expiresAt === null || hit.principal.expiresAt > now) ? hit.principal : undefined;
+    },
+
     /** Resolves a presented token; null for unknown, expired or revoked (the caller answers one way for all). */
     async authenticate(token: string): Promise<Principal | null> {
       if (!token.startsWith(TOKEN_PREFIX) || token.length > 100) return null;

@@ -19,19 +19,29 @@ export interface Principal {
 export interface CredentialSource {
   prefix: string;
   authenticate(credential: string): Promise<Principal | null>;
+  /**
+   * The answer `authenticate` would give, if it can be had from memory without waiting: the
+   * principal of a live cached credential; undefined when only `authenticate` can tell.
+   */
+  cached?(credential: string): Principal | undefined;
 }
 
 export interface Authenticator {
   authenticate(credential: string): Promise<Principal | null>;
+  /** See CredentialSource.cached: a principal at once, or undefined (then call `authenticate`). */
+  cached(credential: string): Principal | undefined;
 }
 
 /** Dispatches a bearer credential to the source whose prefix it carries; unknown shapes are simply not authenticated. */
 export function createAuthenticator(sources: CredentialSource[]): Authenticator {
+  const sourceOf = (credential: string) => (credential.length > 512 ? undefined : sources.find((s) => credential.startsWith(s.prefix)));
   return {
     async authenticate(credential) {
-      if (credential.length > 512) return null;
-      const source = sources.find((s) => credential.startsWith(s.prefix));
+      const source = sourceOf(credential);
       return source ? source.authenticate(credential) : null;
+    },
+    cached(credential) {
+      return sourceOf(credential)?.cached?.(credential);
     },
   };
 }

@@ -6,6 +6,8 @@ export type AuthzResource =
   | { type: 'secret'; id: string; name: string; classification: string; owner: string; tags: string[] }
   | { type: 'tenant' };
 
+export type SecretResource = Extract<AuthzResource, { type: 'secret' }>;
+
 /** What `require` says when an approved access request's grant, not a role, is what allows the action (audited with its id). */
 export interface AuthzPermit {
   accessRequestId: string;
@@ -19,6 +21,11 @@ export interface Authorizer {
   require(ctx: TenantContext, action: Action, resource: AuthzResource, environment?: string): Promise<AuthzPermit | void>;
   /** Like require, but answers instead of throwing (used to filter lists). */
   allowed(ctx: TenantContext, action: Action, resource: AuthzResource, environment?: string): Promise<boolean>;
+  /**
+   * A remembered allow of exactly this request, if one still holds: what `require` would return,
+   * without a promise. Undefined means "ask require" (which also decides and audits denials).
+   */
+  cachedAllow?(ctx: TenantContext, action: Action, resource: AuthzResource, environment?: string): { permit: AuthzPermit | undefined } | undefined;
   /** Forget cached decisions and grants of a tenant after a grant, identity or policy change. */
   invalidate(tenantId: string): Promise<void>;
 }

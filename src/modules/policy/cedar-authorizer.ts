@@ -13,6 +13,24 @@ import { escrowContext, loadEscrowState, type EscrowAuthzState } from '../escrow
 
 /** How long a node trusts its copy of a tenant's authorization generation before re-reading it (other nodes' changes). */
 const GENERATION_TTL_MS = 2_000;
+const HOUR_MS = 3_600_000;
+/** Bound on remembered allows per resource object (principals x actions x environments x addresses). */
+const MAX_ALLOWS_PER_RESOURCE = 1_000;
+
+interface RememberedAllow {
+  permit: AuthzPermit | undefined;
+  /** The entry holds until then (exclusive). */
+  until: number;
+}
+
+/** What the authorizer holds per tenant, all of it valid for one authorization generation. */
+interface TenantAuthzState {
+  generation: number;
+  checkedAt: number;
+  grants: Map<string, LiveGrant[]>;
+  escrow: EscrowAuthzState;
+  allows: WeakMap<AuthzResource, Map<string, RememberedAllow>>;
+}
 
 /**
  * Every authorization decision: grants → roles for this environment and secret → Cedar (built-in
@@ -28,7 +46,7 @@ export function createCedarAuthorizer(deps: {
   loadTenant(tenantId: string): Promise<void>;
 } {
   const { db, engine, clock, stepUpWindowMs, audit } = deps;
-  const tenants = new Map<string, { generation: number; checkedAt: number; grants: Map<string, LiveGrant[]>; escrow: EscrowAuthzState }>();
+  const tenants = new Map<string, TenantAuthzState>();
 
   async function tenantState(tenantId: string) {
     const now = clock.now();
@@ -47,7 +65,7 @@ export function createCedarAuthorizer(deps: {
       }
       engine.install(tenantId, row.authz_generation, policies);
       // Access rules and live escrow grants change only with the generation: loaded here, never per decision.
-      state = { generation: row.authz_generation, checkedAt: now, grants: new Map(), escrow: await loadEscrowState(db, tenantId, now) };
+      state = { generation: row.authz_generation, checkedAt: now, grants: new Map(), escrow: await loadEscrowState(db, tenantId, now), allows: new WeakMap() };
       tenants.set(tenantId, state);
     } else {
       state.checkedAt = now;
@@ -104,6 +122,51 @@ export function createCedarAuthorizer(deps: {
     };
   }
 
+  /**
+   * Allows remembered per tenant state (so per authorization generation), per resource object
+   * (read paths pass the same frozen view of a cached row on every read) and per everything else a
+   * decision reads: principal, action, environment, source address. An entry ends before any
+   * input that moves with time can change the answer: the next UTC hour (policies may read hour
+   * and weekday), the principal's next grant expiry, the secret's next escrow grant expiry. People
+   * with a verified second factor are never remembered (their context carries its age in seconds),
+   * nor are resources that are not frozen (only those are known to stay the same object's meaning).
+   * Denials are never remembered: each one is decided, and audited, afresh.
+   */
+  function allowKey(ctx: TenantContext, action: Action, resource: AuthzResource, environment: string | undefined): string | null {
+    const a = ctx.actor;
+    // Only a frozen resource is known not to change under the same identity (tags included).
+    if ((a.mfaAt !== undefined && a.mfaAt !== null) || !Object.isFrozen(resource)) return null;
+    if (resource.type === 'secret' && !Object.isFrozen(resource.tags)) return null;
+    return `${action}\u0000${environment ?? ''}\u0000${a.type}\u0000${a.id}\u0000${a.homeTenantId ?? ''}\u0000${a.name}\u0000${ctx.sourceIp ?? ''}`;
+  }
+
+  function rememberedAllow(ctx: TenantContext, action: Action, resource: AuthzResource, environment: string | undefined): RememberedAllow | undefined {
+    const state = tenants.get(ctx.tenantId);
+    if (!state) return undefined;
+    const now = clock.now();
+    if (now - state.checkedAt >= GENERATION_TTL_MS) return undefined;
+    const key = allowKey(ctx, action, resource, environment);
+    if (key === null) return undefined;
+    const entry = state.allows.get(resource)?.get(key);
+    return entry && now < entry.until ? entry : undefined;
+  }
+
+  function rememberAllow(ctx: TenantContext, action: Action, resource: AuthzResource, environment: string | undefined, permit: AuthzPermit | undefined): void {
+    const state = tenants.get(ctx.tenantId);
+    const key = allowKey(ctx, action, resource, environment);
+    if (!state || key === null) return;
+    const now = clock.now();
+    let until = Math.floor(now / HOUR_MS) * HOUR_MS + HOUR_MS;
+    for (const g of state.grants.get(ctx.actor.id) ?? []) if (g.expiresAt !== null && g.expiresAt > now) until = Math.min(until, g.expiresAt);
+    if (resource.type === 'secret') {
+      for (const g of state.escrow.grantsBySecret.get(resource.id) ?? []) if (g.expiresAt > now) until = Math.min(until, g.expiresAt);
+    }
+    let byKey = state.allows.get(resource);
+    if (!byKey) state.allows.set(resource, (byKey = new Map()));
+    if (byKey.size >= MAX_ALLOWS_PER_RESOURCE) byKey.delete(byKey.keys().next().value!);
+    byKey.set(key, { permit, until });
+  }
+
   async function allowed(ctx: TenantContext, action: Action, resource: AuthzResource, environment?: string): Promise<boolean> {
     return engine.decide(await buildRequest(ctx, action, resource, environment)).allowed;
   }
@@ -111,10 +174,18 @@ export function createCedarAuthorizer(deps: {
   return {
     allowed,
 
+    cachedAllow: rememberedAllow,
+
     async require(ctx, action, resource, environment): Promise<AuthzPermit | void> {
+      const remembered = rememberedAllow(ctx, action, resource, environment);
+      if (remembered) return remembered.permit;
       const { accessRequestId, ...request } = await buildRequest(ctx, action, resource, environment);
       const decision = engine.decide(request);
-      if (decision.allowed) return accessRequestId === null ? undefined : { accessRequestId };
+      if (decision.allowed) {
+        const permit = accessRequestId === null ? undefined : { accessRequestId };
+        rememberAllow(ctx, action, resource, environment, permit);
+        return permit;
+      }
       // Only say "step up" when a fresh second factor would actually make it allowed.
       const stepUp = decision.reasons.includes('builtin:step-up') && engine.decide({ ...request, context: { ...request.context, mfaFresh: true } }).allowed;
       // Escrow's forbids have codes of their own, so the caller knows to file a request (or that duties are separated).

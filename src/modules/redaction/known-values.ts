@@ -84,10 +84,11 @@ export function trackKnownValues(service: ValueService, known: Pick<KnownValues,
         throw err;
       }
     },
-    async read(ctx, name, environment, opts) {
-      const result = await service.read(ctx, name, environment, opts);
-      known.add(result.value);
-      return result;
+    read(ctx, name, environment, opts) {
+      return service.read(ctx, name, environment, opts).then((result) => {
+        known.add(result.value);
+        return result;
+      });
     },
   };
 }

@@ -10,6 +10,12 @@ export interface ReadView {
   createdAt: string;
 }
 
+/** Frozen down to its tags, so the authorizer may remember decisions about it (cedar-authorizer.ts). */
+function deepFreeze(resource: AuthzResource): AuthzResource {
+  if (resource.type === 'secret') Object.freeze(resource.tags);
+  return Object.freeze(resource);
+}
+
 /**
  * Read views of cached sealed rows, computed once per row object (JSON.parse of the tags and
  * toISOString were a measurable part of a read). Held weakly: a view lives exactly as long as
@@ -22,7 +28,7 @@ export function createReadViews() {
       const cached = views.get(row);
       if (cached && cached.binding.tenantId === tenantId && cached.binding.environmentId === environmentId) return cached;
       const view: ReadView = Object.freeze({
-        resource: Object.freeze(secretResource({ ...row, id: row.secret_id })),
+        resource: deepFreeze(secretResource({ ...row, id: row.secret_id })),
         binding: Object.freeze({ tenantId, environmentId, secretId: row.secret_id, version: row.version }),
         createdAt: new Date(row.created_at).toISOString(),
       });

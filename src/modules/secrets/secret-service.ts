@@ -7,7 +7,7 @@ import type { Database, SecretsTable } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { assertSecretName } from '../shared/names.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
-import type { Authorizer, AuthzResource } from '../policy/authorizer.ts';
+import type { Authorizer, AuthzResource, SecretResource } from '../policy/authorizer.ts';
 import type { Keyring } from '../../crypto/keyring.ts';
 import type { SealedRowCache } from './sealed-row-cache.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
@@ -46,7 +46,7 @@ function parseExpiry(value: string | null | undefined): number | null {
  * destroy. Values live in the value service; this one never touches plaintext.
  */
 /** The policy view of a secret row: metadata only. */
-export function secretResource(row: Pick<SecretsTable, 'id' | 'name' | 'classification' | 'owner' | 'tags'>): AuthzResource {
+export function secretResource(row: Pick<SecretsTable, 'id' | 'name' | 'classification' | 'owner' | 'tags'>): SecretResource {
   return { type: 'secret', id: row.id, name: row.name, classification: row.classification, owner: row.owner, tags: JSON.parse(row.tags) as string[] };
 }
 

@@ -54,13 +54,22 @@ export function createValueService(deps: {
   const repo = createSecretRepository(db);
   const views = createReadViews();
 
-  async function decrypt(binding: VersionBinding, row: {
-    version: number; ciphertext: Uint8Array | null; wrapped_dek: Uint8Array | null; destroyed_at: number | null;
-  }): Promise<string> {
-    if (row.destroyed_at !== null || !row.ciphertext || !row.wrapped_dek) {
-      fail('VERSION_DESTROYED', `version ${row.version} was destroyed`);
-    }
-    return (await keyring.openValue(binding, row.ciphertext, row.wrapped_dek)).toString('utf8');
+  type SealedVersion = { version: number; ciphertext: Uint8Array | null; wrapped_dek: Uint8Array | null; destroyed_at: number | null };
+
+  function sealedParts(row: SealedVersion): { ciphertext: Uint8Array; wrappedDek: Uint8Array } {
+    if (row.destroyed_at !== null || !row.ciphertext || !row.wrapped_dek) fail('VERSION_DESTROYED', `version ${row.version} was destroyed`);
+    return { ciphertext: row.ciphertext, wrappedDek: row.wrapped_dek };
+  }
+
+  /** The plaintext at once when its data key is cached; undefined otherwise (then `decrypt`). */
+  function decryptCached(binding: VersionBinding, row: SealedVersion): string | undefined {
+    const { ciphertext, wrappedDek } = sealedParts(row);
+    return keyring.openCached(binding, ciphertext, wrappedDek)?.toString('utf8');
+  }
+
+  async function decrypt(binding: VersionBinding, row: SealedVersion): Promise<string> {
+    const { ciphertext, wrappedDek } = sealedParts(row);
+    return (await keyring.openValue(binding, ciphertext, wrappedDek)).toString('utf8');
   }
 
   /** The value leaves only once its use/reveal event is durable (fail closed). */
@@ -119,7 +128,8 @@ export function createValueService(deps: {
      */
     async read(ctx: TenantContext, name: string, environment: string, opts: ReadOptions = {}): Promise<RevealedValue> {
       const action = opts.purpose ?? readAction(ctx);
-      const env = await tenants.environment(ctx.tenantId, environment);
+      // Each lookup below is answered from memory when it can be, so the hot read awaits only its audit event.
+      const env = tenants.cachedEnvironment(ctx.tenantId, environment) ?? await tenants.environment(ctx.tenantId, environment);
       if (opts.version === undefined) {
         const label = opts.label ?? 'current';
         let row = rows.get(ctx.tenantId, env.id, name, label);
@@ -130,8 +140,9 @@ export function createValueService(deps: {
         }
         if (row) {
           const view = views.of(ctx.tenantId, env.id, row);
-          const permit = await authz.require(ctx, action, view.resource, environment);
-          const value = await decrypt(view.binding, row);
+          const remembered = authz.cachedAllow?.(ctx, action, view.resource, environment);
+          const permit = remembered ? remembered.permit : await authz.require(ctx, action, view.resource, environment);
+          const value = decryptCached(view.binding, row) ?? await decrypt(view.binding, row);
           await recordRead(ctx, action, row.secret_id, name, environment, row.version, permit, opts.auditContext);
           return { name, environment, version: row.version, value, createdAt: view.createdAt };
         }

@@ -101,6 +101,11 @@ export function createTenantService(deps: { db: Kysely<Database>; keyring: Keyri
       return toTenant(row);
     },
 
+    /** The environment if this process already resolved it (the hot read path skips a promise). */
+    cachedEnvironment(tenantId: string, name: string): Environment | undefined {
+      return envByName.get(`${tenantId}\u0000${name}`);
+    },
+
     /** Resolves an environment of a tenant by name; ENVIRONMENT_NOT_FOUND otherwise. */
     async environment(tenantId: string, name: string): Promise<Environment> {
       const key = `${tenantId}\u0000${name}`;

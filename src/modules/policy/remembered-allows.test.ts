@@ -1,0 +1,129 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import type { TenantContext } from '../shared/context.ts';
+import { userContext } from '../../../test/helpers/identities.ts';
+
+const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+const HOUR = 3_600_000;
+
+/**
+ * The authorizer remembers allows so the hot read path skips Cedar. A remembered allow must never
+ * outlive any input of the decision: each case below changes one input right after an allow was
+ * remembered and expects the very next read to be decided afresh.
+ */
+describeEachDialect('remembered allows end exactly when a decision input changes', (dialect) => {
+  let h: Harness;
+  let seq = 0;
+  before(async () => {
+    h = await createHarness(dialect);
+    await h.services.secrets.create(h.ctx, { name: 'MEMO', owner: 'ops' });
+    await h.services.values.write(h.ctx, 'MEMO', 'production', { value: 'remembered-allow-value' });
+  });
+  after(() => h.close());
+
+  /** A fresh machine with `builder` in production (optionally expiring), acting from `sourceIp`. */
+  async function reader(opts: { expiresAt?: number } = {}) {
+    const machine = await h.services.machines.create(h.ctx, { name: `memo-${++seq}`, kind: 'client_secret' });
+    const grant = await h.services.grants.create(h.ctx, {
+      principalType: 'machine', principalId: machine.id, role: 'builder', environments: ['production'],
+      ...(opts.expiresAt ? { expiresAt: new Date(opts.expiresAt).toISOString() } : {}),
+    });
+    const ctx = (sourceIp = '127.0.0.1'): TenantContext => ({
+      tenantId: h.ctx.tenantId, requestId: 'memo', sourceIp,
+      actor: { type: 'machine', id: machine.id, name: machine.name, homeTenantId: h.ctx.tenantId, credentialId: 'memo-token' },
+    });
+    return { machine, grant, ctx };
+  }
+  const read = (ctx: TenantContext) => code(h.services.values.read(ctx, 'MEMO', 'production'));
+  const view = async () => {
+    // The frozen policy view of the cached row: the object the read path hands the authorizer.
+    const secret = await h.services.secrets.load(h.ctx, 'MEMO');
+    return secret;
+  };
+
+  test('an allow is remembered for the read path, and only for it (frozen resource views)', async () => {
+    const r = await reader();
+    assert.equal(await read(r.ctx()), 'ok');
+    assert.equal(await read(r.ctx()), 'ok');
+    // A resource object a caller could still change is never remembered.
+    const plain = { type: 'secret' as const, ...(await view()), tags: [] as string[] };
+    await h.services.authz.require(r.ctx(), 'use', plain, 'production');
+    assert.equal(h.services.authz.cachedAllow?.(r.ctx(), 'use', plain, 'production'), undefined);
+  });
+
+  test('a grant that expires ends the remembered allow at that millisecond (fake clock)', async () => {
+    const r = await reader({ expiresAt: h.clock.now() + 5_000 });
+    assert.equal(await read(r.ctx()), 'ok');
+    h.clock.advance(4_999);
+    assert.equal(await read(r.ctx()), 'ok', 'one millisecond before expiry');
+    h.clock.advance(1);
+    assert.equal(await read(r.ctx()), 'FORBIDDEN', 'at expiry');
+  });
+
+  test('revoking the grant ends it at once', async () => {
+    const r = await reader();
+    assert.equal(await read(r.ctx()), 'ok');
+    await h.services.grants.revoke(h.ctx, r.grant.id);
+    assert.equal(await read(r.ctx()), 'FORBIDDEN');
+  });
+
+  test('a tenant policy that forbids it ends it at once, and rolling the policy back allows again', async () => {
+    const r = await reader();
+    assert.equal(await read(r.ctx()), 'ok');
+    const forbid = `@id("no-memo-use")\nforbid(principal == Keyhold::Machine::"${r.machine.id}", action == Keyhold::Action::"use", resource);`;
+    await h.services.policies.put(h.ctx, { text: forbid, comment: 'forbid one machine' });
+    assert.equal(await read(r.ctx()), 'FORBIDDEN');
+    await h.services.policies.put(h.ctx, { text: '', comment: 'lift it' });
+    assert.equal(await read(r.ctx()), 'ok');
+  });
+
+  test('the next UTC hour is decided afresh (policies may read the hour)', async () => {
+    const r = await reader();
+    // Forbid this machine's use during the hour after the current one only.
+    const next = new Date(Math.floor(h.clock.now() / HOUR) * HOUR + HOUR).getUTCHours();
+    const text = `@id("not-next-hour")\nforbid(principal == Keyhold::Machine::"${r.machine.id}", action, resource) when { context.hour == ${next} };`;
+    await h.services.policies.put(h.ctx, { text, comment: 'hour-bound' });
+    try {
+      assert.equal(await read(r.ctx()), 'ok');
+      h.clock.set(Math.floor(h.clock.now() / HOUR) * HOUR + HOUR - 1);
+      assert.equal(await read(r.ctx()), 'ok', 'the last millisecond of the allowed hour');
+      h.clock.advance(1);
+      assert.equal(await read(r.ctx()), 'FORBIDDEN', 'the first millisecond of the forbidden hour');
+    } finally {
+      await h.services.policies.put(h.ctx, { text: '', comment: 'lift it' });
+    }
+  });
+
+  test('another source address is decided afresh', async () => {
+    const r = await reader();
+    const text = `@id("office-only")\nforbid(principal == Keyhold::Machine::"${r.machine.id}", action, resource) unless { context.sourceIp.isInRange(ip("127.0.0.0/8")) };`;
+    await h.services.policies.put(h.ctx, { text, comment: 'loopback only' });
+    try {
+      assert.equal(await read(r.ctx('127.0.0.1')), 'ok');
+      assert.equal(await read(r.ctx('10.1.2.3')), 'FORBIDDEN');
+      assert.equal(await read(r.ctx('127.0.0.1')), 'ok');
+    } finally {
+      await h.services.policies.put(h.ctx, { text: '', comment: 'lift it' });
+    }
+  });
+
+  test('denials are never remembered: each one is decided and audited', async () => {
+    const stranger = await userContext(h, h.ctx.tenantId, `stranger-${++seq}`, { mfaAgoMs: null });
+    const denials = async () => (await h.storage.db.selectFrom('audit_events').select('seq')
+      .where('actor_id', '=', stranger.id).where('outcome', '=', 'denied').execute()).length;
+    for (let i = 0; i < 3; i++) assert.equal(await read(stranger.ctx()), 'FORBIDDEN');
+    assert.equal(await denials(), 3);
+  });
+
+  test('a person with a verified second factor is decided afresh each time (its age is in the context)', async () => {
+    const person = await userContext(h, h.ctx.tenantId, `revealer-${++seq}`, { mfaAgoMs: 1_000 });
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: person.id, role: 'revealer', environments: ['production'] });
+    assert.equal(await read(person.ctx()), 'ok');
+    const secret = await view();
+    const frozen = Object.freeze({ type: 'secret' as const, id: secret.id, name: secret.name, classification: secret.classification, owner: secret.owner, tags: Object.freeze([]) as unknown as string[] });
+    await h.services.authz.require(person.ctx(), 'reveal', frozen, 'production');
+    assert.equal(h.services.authz.cachedAllow?.(person.ctx(), 'reveal', frozen, 'production'), undefined);
+  });
+});
