@@ -9,6 +9,7 @@ import * as m005 from './005-connectors.ts';
 import * as m006 from './006-automations.ts';
 import * as m007 from './007-escrow.ts';
 import * as m009 from './009-rotation.ts';
+import * as m010 from './010-audit-rowid.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -22,9 +23,11 @@ const migrations: Record<string, DialectMigration> = {
   '006-automations': m006,
   '007-escrow': m007,
   '009-rotation': m009,
+  '010-audit-rowid': m010,
 };
 
-function provider(dialect: DialectName): MigrationProvider {
+/** Every migration of this version, for Kysely's migrator (tests upgrade from an older point with it). */
+export function migrationProvider(dialect: DialectName): MigrationProvider {
   return {
     async getMigrations() {
       const out: Record<string, Migration> = {};
@@ -39,7 +42,7 @@ export async function migrateToLatest(db: Kysely<unknown>, dialect: DialectName)
   // Kysely looks for its migration tables in EVERY schema unless told which one: a database holding
   // another schema with them (a second Keyhold, a parallel test) would make it skip creating ours.
   const schema = dialect === 'postgres' ? (await sql<{ name: string }>`select current_schema() as name`.execute(db)).rows[0]?.name : undefined;
-  const migrator = new Migrator({ db, provider: provider(dialect), ...(schema ? { migrationTableSchema: schema } : {}) });
+  const migrator = new Migrator({ db, provider: migrationProvider(dialect), ...(schema ? { migrationTableSchema: schema } : {}) });
   const { error, results } = await migrator.migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {

@@ -1,0 +1,61 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Kysely, sql } from 'kysely';
+import { Migrator } from 'kysely/migration';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createTestDatabase, PG_URL, type TestDatabase } from '../../../test/helpers/databases.ts';
+import { createNodeSqliteDialect } from '../sqlite/node-sqlite-dialect.ts';
+import { createPostgresDialect } from '../postgres/postgres-dialect.ts';
+import type { Database } from '../schema.ts';
+import { createAuditLog } from '../../modules/audit/audit-log.ts';
+import { migrationProvider } from './index.ts';
+
+/** Migration 010 rebuilds (SQLite) or alters (PostgreSQL) a table that already holds a chain. */
+describeEachDialect('upgrading the audit table to 010 keeps every event and the chain', (dialect) => {
+  let database: TestDatabase;
+  let db: Kysely<Database>;
+  before(async () => {
+    database = await createTestDatabase(dialect);
+    db = new Kysely<Database>({
+      dialect: dialect === 'sqlite'
+        ? createNodeSqliteDialect(database.url.replace(/^sqlite:/, '')).dialect
+        : createPostgresDialect({ connectionString: PG_URL, schema: database.schema! }).dialect,
+    });
+  });
+  after(async () => {
+    await db.destroy();
+    await database.cleanup();
+  });
+
+  test('events appended before the upgrade are all there after it, verify passes, and the table stays append-only', async () => {
+    const migrator = new Migrator({ db: db as unknown as Kysely<unknown>, provider: migrationProvider(dialect), ...(database.schema ? { migrationTableSchema: database.schema } : {}) });
+    assert.equal((await migrator.migrateTo('009-rotation')).error, undefined);
+    const log = createAuditLog({ db, clock: { now: () => Date.UTC(2026, 5, 1) } });
+    for (let i = 0; i < 5; i++) {
+      await db.transaction().execute((trx) => log.appendInTx(trx, Array.from({ length: 20 }, (_, j) => ({
+        tenantId: null, actor: { type: 'system' as const, id: 'upgrade-test' }, action: 'test.event',
+        resource: { type: 'tenant', id: null, name: `r${i}-${j}` }, outcome: 'allowed' as const, context: { n: String(j) },
+      }))));
+    }
+    const before = await db.selectFrom('audit_events').selectAll().orderBy('seq').execute();
+    assert.equal(before.length, 100);
+
+    assert.equal((await migrator.migrateToLatest()).error, undefined);
+    const afterRows = await db.selectFrom('audit_events').selectAll().orderBy('seq').execute();
+    assert.deepEqual(afterRows, before);
+    const verified = await log.verify();
+    assert.deepEqual([verified.ok, verified.events], [true, 100]);
+
+    // The id is no longer unique-indexed; seq still is (it is the primary key).
+    const ids = dialect === 'sqlite'
+      ? (await sql<{ name: string }>`select name from pragma_index_list('audit_events')`.execute(db)).rows.map((r) => r.name)
+      : (await sql<{ name: string }>`select indexname as name from pg_indexes where tablename = 'audit_events' and schemaname = ${database.schema!}`.execute(db)).rows.map((r) => r.name);
+    assert.deepEqual(ids.filter((n) => /id_key|autoindex/.test(n)), []);
+    await assert.rejects(sql`insert into audit_events select * from audit_events where seq = 1`.execute(db), /unique|constraint/i, 'seq is still the key');
+    await assert.rejects(sql`update audit_events set action = 'x' where seq = 1`.execute(db), /append-only/);
+    await assert.rejects(sql`delete from audit_events where seq = 1`.execute(db), /append-only/);
+    // And the log appends on after the upgrade, in the same chain.
+    await db.transaction().execute((trx) => log.appendInTx(trx, [{ tenantId: null, actor: { type: 'system', id: 'upgrade-test' }, action: 'test.after', resource: { type: 'tenant', id: null, name: null }, outcome: 'allowed' }]));
+    assert.deepEqual([(await log.verify()).ok, (await log.verify()).events], [true, 101]);
+  });
+});
