@@ -124,10 +124,11 @@ export function secretRoutes(deps: { secrets: SecretService; values: ValueServic
           ...errorResponses,
         },
       },
-    }, async (req, reply) => {
-      const revealed = await deps.values.read(tenantContextOf(req), req.params.name, req.params.env, req.query);
-      return reply.header('cache-control', 'no-store').send(revealed);
-    });
+    }, (req, reply) => deps.values.read(tenantContextOf(req), req.params.name, req.params.env, req.query)
+      .then((revealed) => {
+        reply.header('cache-control', 'no-store');
+        return revealed;
+      }));
 
     r.get('/v1/secrets/:name/values/:env/versions', {
       config: tenant,

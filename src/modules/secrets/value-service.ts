@@ -23,6 +23,7 @@ export interface ReadOptions {
   auditContext?: Record<string, string>;
 }
 
+const READ_EVENT = { use: 'secret.use', reveal: 'secret.reveal' } as const;
 const LABEL_COLUMN = { current: 'current_version', pending: 'pending_version', previous: 'previous_version' } as const;
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -76,11 +77,64 @@ export function createValueService(deps: {
   function recordRead(ctx: TenantContext, action: ReadAction, secretId: string, name: string, environment: string, version: number, permit: AuthzPermit | void, extra?: Record<string, string>): Promise<void> {
     const base = auditFrom(ctx);
     // A read under an approved access request names it (escrow); the proxy adds its connector and run.
-    const context = permit || extra ? { ...base.context, ...(permit ? { accessRequestId: permit.accessRequestId } : {}), ...extra } : undefined;
+    if (permit) base.context!.accessRequestId = permit.accessRequestId;
+    if (extra) Object.assign(base.context!, extra);
     return audit.record([{
-      ...base, action: `secret.${action}`, resource: { type: 'secret', id: secretId, name },
-      environment, secretVersion: version, outcome: 'allowed', ...(context ? { context } : {}),
+      tenantId: base.tenantId, actor: base.actor, context: base.context, action: READ_EVENT[action],
+      resource: { type: 'secret', id: secretId, name }, environment, secretVersion: version, outcome: 'allowed',
     }]);
+  }
+
+  /**
+   * A labelled read answered entirely from memory (environment, sealed row, remembered allow and
+   * data key all cached): it awaits nothing but its audit event. Undefined when anything is
+   * missing; `read` then takes the full path, which decides, loads and audits denials itself.
+   */
+  function readFromMemory(ctx: TenantContext, name: string, environment: string, opts: ReadOptions): Promise<RevealedValue> | undefined {
+    const env = tenants.cachedEnvironment(ctx.tenantId, environment);
+    const row = env && rows.get(ctx.tenantId, env.id, name, opts.label ?? 'current');
+    if (!env || !row) return undefined;
+    const action = opts.purpose ?? readAction(ctx);
+    const view = views.of(ctx.tenantId, env.id, row);
+    const remembered = authz.cachedAllow?.(ctx, action, view.resource, environment);
+    const value = remembered && decryptCached(view.binding, row);
+    if (!remembered || value === undefined) return undefined;
+    const revealed: RevealedValue = { name, environment, version: row.version, value, createdAt: view.createdAt };
+    return recordRead(ctx, action, row.secret_id, name, environment, row.version, remembered.permit, opts.auditContext).then(() => revealed);
+  }
+
+  /** Every read the memory cannot answer: looks up what is missing, decides (auditing a denial), decrypts. */
+  async function readFromStore(ctx: TenantContext, name: string, environment: string, opts: ReadOptions): Promise<RevealedValue> {
+    const action = opts.purpose ?? readAction(ctx);
+    const env = await tenants.environment(ctx.tenantId, environment);
+    if (opts.version === undefined) {
+      const label = opts.label ?? 'current';
+      let row = rows.get(ctx.tenantId, env.id, name, label);
+      if (!row) {
+        const stamp = rows.stamp(ctx.tenantId, name);
+        row = await repo.readLabelled(ctx.tenantId, name, env.id, LABEL_COLUMN[label]);
+        if (row) rows.set(ctx.tenantId, env.id, name, label, row, stamp);
+      }
+      if (row) {
+        const view = views.of(ctx.tenantId, env.id, row);
+        const permit = await authz.require(ctx, action, view.resource, environment);
+        const value = await decrypt(view.binding, row);
+        await recordRead(ctx, action, row.secret_id, name, environment, row.version, permit, opts.auditContext);
+        return { name, environment, version: row.version, value, createdAt: view.createdAt };
+      }
+      // Slow path: say precisely what is missing, but only to a caller allowed to read here.
+      const secret = await secrets.load(ctx, name); // SECRET_NOT_FOUND if that is what is missing
+      await authz.require(ctx, action, secretResource(secret), environment);
+      if (label === 'current') fail('VALUE_NOT_SET', `secret "${name}" has no value in ${environment}`);
+      fail('VERSION_NOT_FOUND', `secret "${name}" has no ${label} version in ${environment}`);
+    }
+    const secret = await secrets.load(ctx, name);
+    const permit = await authz.require(ctx, action, secretResource(secret), environment);
+    const row = await repo.findVersion(ctx.tenantId, secret.id, env.id, opts.version);
+    if (!row) fail('VERSION_NOT_FOUND', `secret "${name}" has no version ${opts.version} in ${environment}`);
+    const value = await decrypt({ tenantId: ctx.tenantId, environmentId: env.id, secretId: secret.id, version: row.version }, row);
+    await recordRead(ctx, action, secret.id, name, environment, row.version, permit, opts.auditContext);
+    return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
   }
 
   return {
@@ -126,39 +180,12 @@ export function createValueService(deps: {
      * values that go on without anyone seeing them (the credential proxy injects them): it needs
      * `use`, even for a person; `auditContext` adds fields (connector, run, step) to the use event.
      */
-    async read(ctx: TenantContext, name: string, environment: string, opts: ReadOptions = {}): Promise<RevealedValue> {
-      const action = opts.purpose ?? readAction(ctx);
-      // Each lookup below is answered from memory when it can be, so the hot read awaits only its audit event.
-      const env = tenants.cachedEnvironment(ctx.tenantId, environment) ?? await tenants.environment(ctx.tenantId, environment);
-      if (opts.version === undefined) {
-        const label = opts.label ?? 'current';
-        let row = rows.get(ctx.tenantId, env.id, name, label);
-        if (!row) {
-          const stamp = rows.stamp(ctx.tenantId, name);
-          row = await repo.readLabelled(ctx.tenantId, name, env.id, LABEL_COLUMN[label]);
-          if (row) rows.set(ctx.tenantId, env.id, name, label, row, stamp);
-        }
-        if (row) {
-          const view = views.of(ctx.tenantId, env.id, row);
-          const remembered = authz.cachedAllow?.(ctx, action, view.resource, environment);
-          const permit = remembered ? remembered.permit : await authz.require(ctx, action, view.resource, environment);
-          const value = decryptCached(view.binding, row) ?? await decrypt(view.binding, row);
-          await recordRead(ctx, action, row.secret_id, name, environment, row.version, permit, opts.auditContext);
-          return { name, environment, version: row.version, value, createdAt: view.createdAt };
-        }
-        // Slow path: say precisely what is missing, but only to a caller allowed to read here.
-        const secret = await secrets.load(ctx, name); // SECRET_NOT_FOUND if that is what is missing
-        await authz.require(ctx, action, secretResource(secret), environment);
-        if (label === 'current') fail('VALUE_NOT_SET', `secret "${name}" has no value in ${environment}`);
-        fail('VERSION_NOT_FOUND', `secret "${name}" has no ${label} version in ${environment}`);
+    read(ctx: TenantContext, name: string, environment: string, opts: ReadOptions = {}): Promise<RevealedValue> {
+      try {
+        return (opts.version === undefined ? readFromMemory(ctx, name, environment, opts) : undefined) ?? readFromStore(ctx, name, environment, opts);
+      } catch (err) {
+        return Promise.reject(err);
       }
-      const secret = await secrets.load(ctx, name);
-      const permit = await authz.require(ctx, action, secretResource(secret), environment);
-      const row = await repo.findVersion(ctx.tenantId, secret.id, env.id, opts.version);
-      if (!row) fail('VERSION_NOT_FOUND', `secret "${name}" has no version ${opts.version} in ${environment}`);
-      const value = await decrypt({ tenantId: ctx.tenantId, environmentId: env.id, secretId: secret.id, version: row.version }, row);
-      await recordRead(ctx, action, secret.id, name, environment, row.version, permit, opts.auditContext);
-      return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
     },
 
     async history(ctx: TenantContext, name: string, environment: string): Promise<VersionInfo[]> {
