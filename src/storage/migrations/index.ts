@@ -37,15 +37,27 @@ export function migrationProvider(dialect: DialectName): MigrationProvider {
   };
 }
 
+/** PostgreSQL's invalid_schema_name. */
+const SCHEMA_NOT_FOUND = '3F000';
+const MAX_ATTEMPTS = 20;
+
 /** Applies pending migrations; Kysely's migrator takes a lock so concurrent starts are safe. */
 export async function migrateToLatest(db: Kysely<unknown>, dialect: DialectName): Promise<void> {
   // Kysely looks for its migration tables in EVERY schema unless told which one: a database holding
   // another schema with them (a second Keyhold, a parallel test) would make it skip creating ours.
   const schema = dialect === 'postgres' ? (await sql<{ name: string }>`select current_schema() as name`.execute(db)).rows[0]?.name : undefined;
   const migrator = new Migrator({ db, provider: migrationProvider(dialect), ...(schema ? { migrationTableSchema: schema } : {}) });
-  const { error, results } = await migrator.migrateToLatest();
-  const failed = results?.find((r) => r.status === 'Error');
-  if (error || failed) {
-    throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String((error as Error)?.message ?? error)}`);
+  for (let attempt = 1; ; attempt++) {
+    const { error, results } = await migrator.migrateToLatest();
+    const failed = results?.find((r) => r.status === 'Error');
+    if (!error && !failed) return;
+    // Kysely's bookkeeping scans every schema's tables with functions that look schemas up by name:
+    // a schema someone else drops meanwhile (another deployment or test in the same database) fails
+    // that scan. Nothing of ours was touched then (no migration ran); the scan is simply run again.
+    const otherSchemaDropped = !failed && (error as { code?: string })?.code === SCHEMA_NOT_FOUND && !String((error as Error).message).includes(`"${schema}"`);
+    if (!otherSchemaDropped || attempt === MAX_ATTEMPTS) {
+      throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String((error as Error)?.message ?? error)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20));
   }
 }
