@@ -19,7 +19,7 @@ export interface KeyholdTarget {
  * Starts a real Keyhold server (`src/main/server.ts --dev`) on a fresh data directory and port 0,
  * writes one 64-byte secret value and checks it reads back. `databaseUrl` switches to PostgreSQL.
  */
-export async function startKeyhold(opts: { label: string; cleanup: Cleanup; databaseUrl?: string; nodeArgs?: string[] }): Promise<KeyholdTarget & { stop(): Promise<void> }> {
+export async function startKeyhold(opts: { label: string; cleanup: Cleanup; databaseUrl?: string; nodeArgs?: string[]; root?: string }): Promise<KeyholdTarget & { stop(): Promise<void> }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'keyhold-bench-'));
   opts.cleanup.add(`remove ${dataDir}`, () => rmSync(dataDir, { recursive: true, force: true }));
   const server = await spawnServer({
@@ -27,6 +27,7 @@ export async function startKeyhold(opts: { label: string; cleanup: Cleanup; data
     script: 'src/main/server.ts',
     args: ['--dev'],
     ...(opts.nodeArgs ? { nodeArgs: opts.nodeArgs } : {}),
+    ...(opts.root ? { root: opts.root } : {}),
     env: {
       ...withoutKeyholdSettings(process.env),
       KEYHOLD_DATA_DIR: dataDir,

@@ -32,10 +32,12 @@ export async function spawnServer(opts: {
   readyMsg: string;
   cleanup: Cleanup;
   timeoutMs?: number;
+  /** Another checkout to run `script` from (A/B comparisons); this one by default. Always this checkout's Node. */
+  root?: string;
 }): Promise<ServerChild> {
   if (!existsSync(NODE_BIN)) throw new Error(`${NODE_BIN} is missing: run npm install`);
   const child = spawn(NODE_BIN, ['--disable-warning=ExperimentalWarning', ...(opts.nodeArgs ?? []), opts.script, ...(opts.args ?? [])], {
-    cwd: REPO_ROOT,
+    cwd: opts.root ?? REPO_ROOT,
     env: opts.env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
