@@ -41,7 +41,7 @@ export function createUserModule(deps: {
   const guards = createAttemptGuards(deps.limits ?? DEFAULT_ATTEMPT_LIMITS, clock);
   const sessions = createSessionService({ db, clock, settings: deps.identity });
   const totp = createTotpService({
-    repo, keyring: deps.keyring, tenants: deps.tenants, sessions, guard: guards.factor, clock, stepUpWindowMs: deps.identity.stepUpWindowMs, audit: deps.audit,
+    db, repo, keyring: deps.keyring, tenants: deps.tenants, sessions, guard: guards.factor, clock, stepUpWindowMs: deps.identity.stepUpWindowMs, audit: deps.audit,
   });
   const users = createUserService({ db, repo, sessions, passwords, authz: deps.authz, guard: guards.factor, clock, audit: deps.audit });
   const logins = createLoginService({ repo, tenants: deps.tenants, sessions, totp, passwords, guards, clock, audit: deps.audit, identifiers: deps.identifiers });

@@ -1,4 +1,6 @@
+import type { Kysely, Transaction } from 'kysely';
 import { auditFrom, type AuditLog } from '../../audit/audit-log.ts';
+import type { Database } from '../../../storage/schema.ts';
 import type { Keyring } from '../../../crypto/keyring.ts';
 import { wipe } from '../../../crypto/bytes.ts';
 import { fail } from '../../../errors/index.ts';
@@ -22,6 +24,7 @@ export interface TotpEnrolment {
  * and only for a step later than the last one accepted, claimed by one guarded UPDATE.
  */
 export function createTotpService(deps: {
+  db: Kysely<Database>;
   repo: UserRepository;
   keyring: Pick<Keyring, 'sealerFor' | 'openValue'>;
   tenants: { findById(id: string): Promise<{ name: string } | null> };
@@ -29,9 +32,9 @@ export function createTotpService(deps: {
   guard: AttemptGuard;
   clock: Clock;
   stepUpWindowMs: number;
-  audit: Pick<AuditLog, 'record'>;
+  audit: Pick<AuditLog, 'appendInTx'>;
 }) {
-  const { repo, keyring, sessions, guard, clock, audit } = deps;
+  const { db, repo, keyring, sessions, guard, clock, audit } = deps;
   const factorEvent = (ctx: TenantContext, action: string) => [{ ...auditFrom(ctx), action, resource: { type: 'user', id: ctx.actor.id, name: ctx.actor.name }, outcome: 'allowed' as const }];
 
   async function openSecret(user: UserCredentials): Promise<string> {
@@ -58,8 +61,14 @@ export function createTotpService(deps: {
     return { actor, user };
   }
 
-  /** Checks a code for the signed-in user (charged to their attempt budget) and marks this session as just verified. */
-  async function verifyForSession(ctx: TenantContext, code: string, require: 'pending' | 'enabled') {
+  /**
+   * Checks a code for the signed-in user (charged to their attempt budget), then in one
+   * transaction marks this session as just verified, applies `alsoInTx` and appends `action`'s
+   * event: the session's new second-factor time exists only if its event does (fail closed).
+   * The code stays used even if that transaction fails: a refused step-up costs one code, never
+   * a replay.
+   */
+  async function verifyForSession(ctx: TenantContext, code: string, require: 'pending' | 'enabled', action: string, alsoInTx?: (trx: Transaction<Database>) => Promise<void>) {
     const { actor, user } = await signedInUser(ctx);
     guard.spend(`factor:${actor.userId}`);
     if (require === 'enabled' ? user.totp_enabled !== 1 : user.totp_secret === null) {
@@ -68,7 +77,11 @@ export function createTotpService(deps: {
     if (!(await useCode(user, code))) fail('TOTP_INVALID', 'the code is wrong, expired, or already used');
     guard.forgive(`factor:${actor.userId}`);
     const now = clock.now();
-    await sessions.markMfa(actor.sessionId, actor.userId, now);
+    await db.transaction().execute(async (trx) => {
+      await sessions.markMfa(actor.sessionId, actor.userId, now, trx);
+      await alsoInTx?.(trx);
+      await audit.appendInTx(trx, factorEvent(ctx, action));
+    });
     return { actor, now };
   }
 
@@ -95,16 +108,14 @@ export function createTotpService(deps: {
 
     /** Confirms enrolment with a code from the app; from now on login needs a code. */
     async confirm(ctx: TenantContext, code: string): Promise<{ totpEnabled: true; mfaAt: string }> {
-      const { actor, now } = await verifyForSession(ctx, code, 'pending');
-      await repo.enableTotp(actor.tenantId, actor.userId);
-      await audit.record(factorEvent(ctx, 'auth.totp-confirm'));
+      const actor = sessionActorOf(ctx);
+      const { now } = await verifyForSession(ctx, code, 'pending', 'auth.totp-confirm', (trx) => repo.enableTotp(actor.tenantId, actor.userId, trx));
       return { totpEnabled: true, mfaAt: new Date(now).toISOString() };
     },
 
     /** Step-up: a fresh code sets this session's mfa time to now. */
     async stepUp(ctx: TenantContext, code: string): Promise<{ mfaAt: string }> {
-      const { now } = await verifyForSession(ctx, code, 'enabled');
-      await audit.record(factorEvent(ctx, 'auth.step-up'));
+      const { now } = await verifyForSession(ctx, code, 'enabled', 'auth.step-up');
       return { mfaAt: new Date(now).toISOString() };
     },
   };

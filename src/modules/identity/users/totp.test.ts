@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../../test/helpers/harness.ts';
 import { call, codeAt, enrolTotp, login, newUser, nextStep, sessionFor } from '../../../../test/helpers/users.ts';
+import { sql } from 'kysely';
 import { decodeSealedTotp } from './totp.ts';
 
 /** Base32 (RFC 4648, no padding) to bytes, to look for the raw secret in stored rows. */
@@ -169,5 +170,40 @@ describeEachDialect('TOTP second factor and step-up', (dialect) => {
     const fresh = await call(h, 'POST', '/v1/auth/totp/enroll', { token });
     assert.equal(fresh.status, 200);
     assert.notEqual(fresh.body.secret, secret);
+  });
+
+  test('with the audit log unwritable, step-up and TOTP confirmation fail closed and change nothing', async () => {
+    const { id, username } = await newUser(h, 'unaudited');
+    const secret = await enrolTotp(h, await sessionFor(h, username));
+    nextStep(h);
+    const token = await sessionFor(h, username, { totp: codeAt(secret, h.clock.now()) });
+    h.clock.advance(11 * 60_000);
+    const session = () => h.storage.db.selectFrom('sessions').select('mfa_at').where('user_id', '=', id).where('revoked_at', 'is', null).orderBy('created_at', 'desc').executeTakeFirstOrThrow();
+    const mfaBefore = (await session()).mfa_at;
+    // A second user mid-enrolment, to confirm while the log is down.
+    const pending = await newUser(h, 'unconfirmed');
+    const pendingToken = await sessionFor(h, pending.username);
+    const pendingSecret = (await call(h, 'POST', '/v1/auth/totp/enroll', { token: pendingToken })).body.secret as string;
+
+    await sql`alter table audit_events rename to audit_events_gone`.execute(h.storage.db);
+    try {
+      const stepUp = await call(h, 'POST', '/v1/auth/step-up', { token, body: { code: codeAt(secret, h.clock.now()) } });
+      assert.deepEqual([stepUp.status, stepUp.body.error.code], [503, 'AUDIT_UNAVAILABLE']);
+      const confirm = await call(h, 'POST', '/v1/auth/totp/confirm', { token: pendingToken, body: { code: codeAt(pendingSecret, h.clock.now()) } });
+      assert.deepEqual([confirm.status, confirm.body.error.code], [503, 'AUDIT_UNAVAILABLE']);
+    } finally {
+      await sql`alter table audit_events_gone rename to audit_events`.execute(h.storage.db);
+    }
+    assert.equal((await session()).mfa_at, mfaBefore, 'the refused step-up left the session as it was');
+    const stillPending = await h.storage.db.selectFrom('users').select('totp_enabled').where('id', '=', pending.id).executeTakeFirstOrThrow();
+    assert.equal(stillPending.totp_enabled, 0, 'the refused confirmation left the factor unconfirmed');
+    const stale = await call(h, 'POST', '/v1/auth/totp/enroll', { token });
+    assert.deepEqual([stale.status, stale.body.error.code], [403, 'STEP_UP_REQUIRED'], 'the session gained no step-up');
+
+    nextStep(h);
+    const ok = await call(h, 'POST', '/v1/auth/step-up', { token, body: { code: codeAt(secret, h.clock.now()) } });
+    assert.equal(ok.status, 200, 'with the log back, the next code steps up');
+    const events = await h.storage.db.selectFrom('audit_events').select(['action', 'actor_id']).where('actor_id', '=', id).where('action', '=', 'auth.step-up').execute();
+    assert.equal(events.length, 1, 'one step-up happened, and it has its event');
   });
 });

@@ -58,8 +58,8 @@ export function createUserRepository(db: Kysely<Database>) {
         .where('tenant_id', '=', tenantId).where('id', '=', id).execute();
     },
 
-    async enableTotp(tenantId: string, id: string): Promise<void> {
-      await db.updateTable('users').set({ totp_enabled: 1 }).where('tenant_id', '=', tenantId).where('id', '=', id).execute();
+    async enableTotp(tenantId: string, id: string, executor: Executor = db): Promise<void> {
+      await executor.updateTable('users').set({ totp_enabled: 1 }).where('tenant_id', '=', tenantId).where('id', '=', id).execute();
     },
 
     /**
