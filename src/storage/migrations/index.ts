@@ -37,8 +37,12 @@ export function migrationProvider(dialect: DialectName): MigrationProvider {
   };
 }
 
-/** PostgreSQL's invalid_schema_name. */
-const SCHEMA_NOT_FOUND = '3F000';
+/**
+ * What PostgreSQL raises when a function looks up, by name or id, an object its catalog snapshot
+ * still lists but someone dropped meanwhile: invalid_schema_name, undefined_table, undefined_column,
+ * and internal_error ("could not open relation with OID ...").
+ */
+const CONCURRENTLY_DROPPED = new Set(['3F000', '42P01', '42703', 'XX000']);
 const MAX_ATTEMPTS = 20;
 
 /** Applies pending migrations; Kysely's migrator takes a lock so concurrent starts are safe. */
@@ -51,10 +55,12 @@ export async function migrateToLatest(db: Kysely<unknown>, dialect: DialectName)
     const { error, results } = await migrator.migrateToLatest();
     const failed = results?.find((r) => r.status === 'Error');
     if (!error && !failed) return;
-    // Kysely's bookkeeping scans every schema's tables with functions that look schemas up by name:
-    // a schema someone else drops meanwhile (another deployment or test in the same database) fails
-    // that scan. Nothing of ours was touched then (no migration ran); the scan is simply run again.
-    const otherSchemaDropped = !failed && (error as { code?: string })?.code === SCHEMA_NOT_FOUND && !String((error as Error).message).includes(`"${schema}"`);
+    // Kysely's bookkeeping scans every schema's tables with functions that look schemas, tables and
+    // columns up one by one: an object someone else drops meanwhile (another deployment or test in
+    // the same database) fails that scan. No migration ran then (none failed, and the error is not
+    // about our schema); the scan is simply run again.
+    const code = (error as { code?: string } | undefined)?.code;
+    const otherSchemaDropped = !failed && code !== undefined && CONCURRENTLY_DROPPED.has(code) && !String((error as Error).message).includes(`"${schema}"`);
     if (!otherSchemaDropped || attempt === MAX_ATTEMPTS) {
       throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String((error as Error)?.message ?? error)}`);
     }
