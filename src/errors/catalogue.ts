@@ -6,6 +6,8 @@ export const errorCatalogue = {
   VALIDATION_FAILED: { status: 400, meaning: 'The request did not match the schema; the message names the field.' },
   UNKNOWN_FIELD: { status: 400, meaning: 'The request carried a field the endpoint does not accept.' },
   MALFORMED_JSON: { status: 400, meaning: 'The request body is not valid JSON (or is empty where JSON is required).' },
+  MALFORMED_FORM: { status: 400, meaning: 'A form-encoded (application/x-www-form-urlencoded) body is not valid UTF-8 or has a broken percent-encoding.' },
+  DUPLICATE_PARAMETER: { status: 400, meaning: 'A form-encoded body names the same parameter more than once (RFC 6749 §3.2).' },
   INVALID_NAME: { status: 400, meaning: 'A secret, environment or tenant name breaks the naming rule or the length limit.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'The request body has a content type other than application/json.' },
   BODY_TOO_LARGE: { status: 413, meaning: 'The request body is larger than the server accepts.' },
