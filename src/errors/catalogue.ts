@@ -8,6 +8,8 @@ export const errorCatalogue = {
   MALFORMED_JSON: { status: 400, meaning: 'The request body is not valid JSON (or is empty where JSON is required).' },
   MALFORMED_FORM: { status: 400, meaning: 'A form-encoded (application/x-www-form-urlencoded) body is not valid UTF-8 or has a broken percent-encoding.' },
   DUPLICATE_PARAMETER: { status: 400, meaning: 'A form-encoded body names the same parameter more than once (RFC 6749 §3.2).' },
+  MALFORMED_BASIC_AUTH: { status: 400, meaning: 'The Authorization: Basic header of a token request is not base64 of urlencoded client_id ":" urlencoded client_secret (RFC 6749 §2.3.1).' },
+  MULTIPLE_CLIENT_AUTH: { status: 400, meaning: 'A token request carries client credentials both in an Authorization: Basic header and in the body (a client_secret, or a different client_id); use one.' },
   INVALID_NAME: { status: 400, meaning: 'A secret, environment or tenant name breaks the naming rule or the length limit.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'The request body has a content type other than application/json.' },
   BODY_TOO_LARGE: { status: 413, meaning: 'The request body is larger than the server accepts.' },
