@@ -11,7 +11,7 @@ export const errorCatalogue = {
   MALFORMED_BASIC_AUTH: { status: 400, meaning: 'The Authorization: Basic header of a token request is not base64 of urlencoded client_id ":" urlencoded client_secret (RFC 6749 §2.3.1).' },
   MULTIPLE_CLIENT_AUTH: { status: 400, meaning: 'A token request carries client credentials both in an Authorization: Basic header and in the body (a client_secret, or a different client_id); use one.' },
   INVALID_NAME: { status: 400, meaning: 'A secret, environment or tenant name breaks the naming rule or the length limit.' },
-  UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'The request body has a content type other than application/json.' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'The request body has a content type other than application/json (the token endpoint also takes UTF-8 application/x-www-form-urlencoded).' },
   BODY_TOO_LARGE: { status: 413, meaning: 'The request body is larger than the server accepts.' },
   VALUE_TOO_LARGE: { status: 413, meaning: 'The secret value is larger than the configured maximum value size.' },
   UNAUTHENTICATED: { status: 401, meaning: 'No valid token was presented, or it expired or was revoked.' },
