@@ -13,7 +13,7 @@ interface ValidationIssue {
 }
 
 /** Echo a field name only when it looks like one: a caller could put anything (a value, 100 KB) in a key. */
-function printableField(name: string): string {
+export function printableField(name: string): string {
   return /^[A-Za-z0-9_.-]{1,40}$/.test(name) ? name : '(an unprintable or overlong name)';
 }
 

@@ -59,7 +59,13 @@ export async function buildHttpServer(opts: HttpOptions, modules: Array<(app: Fa
     openapi: {
       openapi: '3.1.0',
       info: { title: 'Keyhold API', version: '1', description: 'Secrets service for low-code automation platforms' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer' },
+          // Only the token endpoint takes it: an OAuth client's client_id and client_secret (RFC 6749 §2.3.1).
+          clientBasic: { type: 'http', scheme: 'basic' },
+        },
+      },
       security: [{ bearer: [] }],
     },
   });

@@ -1,12 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { fail } from '../../../errors/index.ts';
 import { tenantContextOf } from '../../../http/auth.ts';
 import { errorResponses } from '../../../http/schemas.ts';
 import type { MachineService } from './machine-service.ts';
 import type { TokenExchange } from './token-exchange.ts';
-import { CLIENT_CREDENTIALS_GRANT, JWT_BEARER_GRANT, MACHINE_KINDS, MAX_TOKEN_TTL_SECONDS, MIN_TOKEN_TTL_SECONDS } from './types.ts';
+import { tokenRoute } from './token-route.ts';
+import { MACHINE_KINDS, MAX_TOKEN_TTL_SECONDS, MIN_TOKEN_TTL_SECONDS } from './types.ts';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 const Text = (max: number) => Type.String({ minLength: 1, maxLength: max });
@@ -28,12 +28,9 @@ const MachineWithSecretSchema = Type.Object({
 });
 const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) }, { additionalProperties: false });
 
-/** Client ids are logged only when they look like one: a caller may paste anything (even the secret) there. */
-const CLIENT_ID_SHAPE = /^khc_[A-Za-z0-9_-]{1,64}$/;
-
 /**
  * Machine identities under /v1/machines (tenant admins), the token exchange (POST /v1/auth/token,
- * no auth: the body is the credential) and token revocation (DELETE /v1/auth/tokens/:id).
+ * in its own scope: see token-route.ts) and token revocation (DELETE /v1/auth/tokens/:id).
  */
 export function machineRoutes(deps: { machines: MachineService; exchange: TokenExchange; seal: { isSealed(): boolean } }) {
   return async function register(app: FastifyInstance): Promise<void> {
@@ -101,34 +98,7 @@ export function machineRoutes(deps: { machines: MachineService; exchange: TokenE
       },
     }, (req) => deps.machines.liveTokens(tenantContextOf(req), req.params.id));
 
-    r.post('/v1/auth/token', {
-      config: { auth: 'none' },
-      schema: {
-        tags: ['auth'], summary: 'Exchange a client secret or an identity provider\'s JWT for a short-lived access token',
-        security: [],
-        body: Type.Object({
-          grant_type: Type.Enum([CLIENT_CREDENTIALS_GRANT, JWT_BEARER_GRANT]),
-          client_id: Text(128),
-          client_secret: Type.Optional(Type.String({ maxLength: 256 })),
-          assertion: Type.Optional(Type.String({ maxLength: 16_384, description: 'A JWT from the identity provider the identity trusts' })),
-        }, { additionalProperties: false }),
-        response: {
-          200: Type.Object({ access_token: Type.String(), token_type: Type.Literal('Bearer'), expires_in: Type.Integer() }),
-          ...errorResponses,
-        },
-      },
-    }, async (req, reply) => {
-      if (deps.seal.isSealed()) fail('SEALED', 'the server is sealed; unseal it with the key shares');
-      const result = await deps.exchange.exchange(req.body, { ip: req.ip });
-      if (result.ok) return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send(result.token);
-      if (result.reason === 'rate_limited') {
-        reply.header('retry-after', String(Math.max(1, Math.ceil(result.retryAfterMs / 1000))));
-        return fail('RATE_LIMITED', 'too many token requests; retry after the Retry-After header');
-      }
-      const clientId = CLIENT_ID_SHAPE.test(req.body.client_id) ? req.body.client_id : '(malformed)';
-      req.log.info({ clientId, reason: result.detail }, 'token exchange refused');
-      return fail('INVALID_CREDENTIALS', 'invalid client credentials');
-    });
+    await app.register(tokenRoute({ exchange: deps.exchange, seal: deps.seal }));
 
     r.delete('/v1/auth/tokens/:id', {
       config: tenant,
