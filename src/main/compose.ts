@@ -77,8 +77,8 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const engine = createPolicyEngine();
   const authz = createCedarAuthorizer({ db, engine, clock, audit, stepUpWindowMs: config.identity.stepUpWindowMs });
   const tenants = createTenantService({ db, keyring, authz, clock });
-  const tokens = createTokenService({ db, clock });
-  const people = createUserModule({ db, keyring, tenants, authz, clock, audit, identifiers, identity: config.identity });
+  const tokens = createTokenService({ db, dialect: storage.dialect, clock });
+  const people = createUserModule({ db, dialect: storage.dialect, keyring, tenants, authz, clock, audit, identifiers, identity: config.identity });
   const authenticator = createAuthenticator([tokens, people.sessions]);
   const auditQueries = createAuditQueryService({
     db, authz, log: audit, trustedPublicKey: () => (seal.isSealed() ? null : checkpoints.publicKey()),
