@@ -59,6 +59,11 @@ export interface IdentitySettings {
   sessionAbsoluteMs: number;
   /** Lifetime of machine access tokens from a client-secret or JWT exchange. */
   machineTokenTtlMs: number;
+  /**
+   * How long an expired or revoked session or machine token stays in the database before the
+   * sweep deletes it, so a recent logout or revocation can still be looked up by its id.
+   */
+  credentialGraceMs: number;
 }
 
 export class ConfigError extends Error {
@@ -100,7 +105,7 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
   const known = new Set([
     'KEYHOLD_DATA_DIR', 'KEYHOLD_DATABASE_URL', 'KEYHOLD_HOST', 'KEYHOLD_PORT', 'KEYHOLD_TLS_CERT', 'KEYHOLD_TLS_KEY',
     'KEYHOLD_DEV', 'KEYHOLD_LOG_LEVEL', 'KEYHOLD_MAX_VALUE_BYTES', 'KEYHOLD_ROLLBACK_WINDOW', 'KEYHOLD_RETENTION_SWEEP',
-    'KEYHOLD_STEP_UP_WINDOW', 'KEYHOLD_SESSION_IDLE', 'KEYHOLD_SESSION_MAX', 'KEYHOLD_MACHINE_TOKEN_TTL',
+    'KEYHOLD_STEP_UP_WINDOW', 'KEYHOLD_SESSION_IDLE', 'KEYHOLD_SESSION_MAX', 'KEYHOLD_MACHINE_TOKEN_TTL', 'KEYHOLD_CREDENTIAL_GRACE',
     'KEYHOLD_ROTATION_LEASE', 'KEYHOLD_ROTATION_TICK', 'KEYHOLD_ROTATION_CHECK_CONCURRENCY',
     'KEYHOLD_NOTIFY_WEBHOOK', 'KEYHOLD_NOTIFY_WEBHOOK_SECRET', 'KEYHOLD_NOTIFY_SMTP', 'KEYHOLD_NOTIFY_SMTP_FROM',
     'KEYHOLD_AUDIT_FILE', 'KEYHOLD_AUDIT_SYSLOG', 'KEYHOLD_AUDIT_WEBHOOK', 'KEYHOLD_AUDIT_WEBHOOK_SECRET', 'KEYHOLD_AUDIT_CHECKPOINT_INTERVAL',
@@ -199,13 +204,17 @@ export function notifySettings(env: Record<string, string | undefined> = {}): No
   return { webhook, smtp };
 }
 
-/** Identity defaults: step-up within 10 minutes, sessions idle 30 min / absolute 12 h, machine tokens 15 min. */
+/**
+ * Identity defaults: step-up within 10 minutes, sessions idle 30 min / absolute 12 h, machine tokens
+ * 15 min, dead credentials kept a day before the sweep deletes them.
+ */
 export function identitySettings(env: Record<string, string | undefined> = {}): IdentitySettings {
   return {
     stepUpWindowMs: parseDuration('KEYHOLD_STEP_UP_WINDOW', env.KEYHOLD_STEP_UP_WINDOW ?? '10m'),
     sessionIdleMs: parseDuration('KEYHOLD_SESSION_IDLE', env.KEYHOLD_SESSION_IDLE ?? '30m'),
     sessionAbsoluteMs: parseDuration('KEYHOLD_SESSION_MAX', env.KEYHOLD_SESSION_MAX ?? '12h'),
     machineTokenTtlMs: parseDuration('KEYHOLD_MACHINE_TOKEN_TTL', env.KEYHOLD_MACHINE_TOKEN_TTL ?? '15m'),
+    credentialGraceMs: parseDuration('KEYHOLD_CREDENTIAL_GRACE', env.KEYHOLD_CREDENTIAL_GRACE ?? '24h'),
   };
 }
 

@@ -5,6 +5,7 @@ import { registerAuth } from '../http/auth.ts';
 import { buildHttpServer } from '../http/server.ts';
 import { createTokenService } from '../modules/auth/token-service.ts';
 import { createAuthenticator } from '../modules/identity/principal.ts';
+import { createCredentialSweep } from '../modules/identity/credential-sweep.ts';
 import { createKekRepository } from '../modules/keys/kek-repository.ts';
 import { createKeyService } from '../modules/keys/key-service.ts';
 import { keyRoutes } from '../modules/keys/routes.ts';
@@ -77,9 +78,10 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const engine = createPolicyEngine();
   const authz = createCedarAuthorizer({ db, engine, clock, audit, stepUpWindowMs: config.identity.stepUpWindowMs });
   const tenants = createTenantService({ db, keyring, authz, clock });
-  const tokens = createTokenService({ db, clock });
-  const people = createUserModule({ db, keyring, tenants, authz, clock, audit, identifiers, identity: config.identity });
+  const tokens = createTokenService({ db, dialect: storage.dialect, clock });
+  const people = createUserModule({ db, dialect: storage.dialect, keyring, tenants, authz, clock, audit, identifiers, identity: config.identity });
   const authenticator = createAuthenticator([tokens, people.sessions]);
+  const credentialSweep = createCredentialSweep({ tables: { sessions: people.sessions, tokens }, clock, graceMs: config.identity.credentialGraceMs });
   const auditQueries = createAuditQueryService({
     db, authz, log: audit, trustedPublicKey: () => (seal.isSealed() ? null : checkpoints.publicKey()),
   });
@@ -127,7 +129,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     ...(config.notify ? { notifier: notifierFromSettings(config.notify, (err) => deps.onBackgroundError?.(err)) } : {}),
   });
   rotation.useDependents(dependentsFromConnectors(connectors));
-  return { self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
+  return { self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -85,6 +85,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       (n) => n > 0 && logger.info({ destroyed: n }, 'retention: destroyed versions past the rollback window'),
       (err) => logger.error({ err }, 'retention sweep failed'),
     );
+    // Sessions and machine tokens dead for longer than KEYHOLD_CREDENTIAL_GRACE; other nodes may sweep too.
+    services.credentialSweep.sweep().then(
+      (n) => n.sessions + n.tokens > 0 && logger.info({ deleted: n }, 'credential sweep: deleted expired and revoked sessions and tokens'),
+      (err) => logger.error({ err }, 'credential sweep failed'),
+    );
   }, config.retentionSweepMs);
   sweep.unref();
 

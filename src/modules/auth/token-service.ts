@@ -5,7 +5,7 @@ import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import type { Database } from '../../storage/schema.ts';
-import type { Executor } from '../../storage/database.ts';
+import type { DialectName, Executor } from '../../storage/database.ts';
 import type { CredentialSource, Principal } from '../identity/principal.ts';
 
 /** Root and machine access tokens share this prefix; user sessions have their own. */
@@ -31,10 +31,11 @@ export interface IssueTokenOptions {
 /**
  * Bearer tokens for root and machine identities: issued once (only the hash is stored), looked up
  * per request through a short cache, revoked one by one or all at once for an identity. Revocation
- * in this process takes effect at once; other nodes see it within CACHE_TTL_MS.
+ * in this process takes effect at once; other nodes see it within CACHE_TTL_MS. Dead machine
+ * tokens are deleted by the credential sweep; a deleted token answers like a revoked one.
  */
-export function createTokenService(deps: { db: Kysely<Database>; clock: Clock }) {
-  const { db, clock } = deps;
+export function createTokenService(deps: { db: Kysely<Database>; dialect: DialectName; clock: Clock }) {
+  const { db, dialect, clock } = deps;
   const cache = new Map<string, { principal: Principal; until: number }>();
 
   function forget(predicate: (p: Principal) => boolean): void {
@@ -108,6 +109,30 @@ export function createTokenService(deps: { db: Kysely<Database>; clock: Clock })
       await executor.updateTable('tokens').set({ revoked_at: clock.now() })
         .where('principal_id', '=', principalId).where('revoked_at', 'is', null).execute();
       forget((p) => p.id === principalId);
+    },
+
+    /**
+     * Deletes up to `limit` machine tokens that expired or were revoked at or before `deadBefore`
+     * (one statement, its own transaction) and returns how many. Root tokens are kept: they never
+     * expire, and a revoked one is a record of who held the keys to everything. A live token has
+     * neither time at or before a past cutoff, so it never matches. On PostgreSQL, rows another
+     * sweeper has already picked are skipped rather than waited for, so two nodes sweeping at
+     * once neither block nor deadlock each other.
+     */
+    async purgeDead(deadBefore: number, limit: number): Promise<number> {
+      let victims = db.selectFrom('tokens').select('id').where('kind', '=', 'machine')
+        .where((eb) => eb.or([eb('expires_at', '<=', deadBefore), eb('revoked_at', '<=', deadBefore)]))
+        .limit(limit);
+      if (dialect === 'postgres') victims = victims.forUpdate().skipLocked();
+      const gone = await db.deleteFrom('tokens').where('id', 'in', victims).returning('id').execute();
+      // A missing row already authenticates as nothing. The cache may still hold a token revoked on
+      // another node less than CACHE_TTL_MS ago (with a grace that short): dropping the swept ids
+      // ends those here at once, as a revocation in this process would, and frees expired entries.
+      if (gone.length > 0) {
+        const ids = new Set(gone.map((r) => r.id));
+        forget((p) => ids.has(p.credentialId));
+      }
+      return gone.length;
     },
   } satisfies CredentialSource & Record<string, unknown>;
   return service;

@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { IdentitySettings } from '../../../config/config.ts';
 import type { Keyring } from '../../../crypto/keyring.ts';
 import type { Clock } from '../../../platform/clock.ts';
+import type { DialectName } from '../../../storage/database.ts';
 import type { Database } from '../../../storage/schema.ts';
 import type { Authorizer } from '../../policy/authorizer.ts';
 import { createAttemptGuards, DEFAULT_ATTEMPT_LIMITS, type AttemptLimits } from './attempts.ts';
@@ -25,6 +26,7 @@ export { rewrapTotpSecrets } from './totp-rewrap.ts';
  */
 export function createUserModule(deps: {
   db: Kysely<Database>;
+  dialect: DialectName;
   keyring: Pick<Keyring, 'sealerFor' | 'openValue'>;
   tenants: { findByName(name: string): Promise<{ id: string; name: string } | null>; findById(id: string): Promise<{ id: string; name: string } | null> };
   authz: Pick<Authorizer, 'require' | 'invalidate'>;
@@ -35,11 +37,11 @@ export function createUserModule(deps: {
   audit: Pick<AuditLog, 'record' | 'appendInTx'>;
   identifiers: IdentifierHasher;
 }) {
-  const { db, clock } = deps;
+  const { db, dialect, clock } = deps;
   const repo = createUserRepository(db);
   const passwords = createPasswordHasher(deps.hashParams ?? DEFAULT_HASH_PARAMS);
   const guards = createAttemptGuards(deps.limits ?? DEFAULT_ATTEMPT_LIMITS, clock);
-  const sessions = createSessionService({ db, clock, settings: deps.identity });
+  const sessions = createSessionService({ db, dialect, clock, settings: deps.identity });
   const totp = createTotpService({
     db, repo, keyring: deps.keyring, tenants: deps.tenants, sessions, guard: guards.factor, clock, stepUpWindowMs: deps.identity.stepUpWindowMs, audit: deps.audit,
   });

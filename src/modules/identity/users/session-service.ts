@@ -3,7 +3,7 @@ import type { IdentitySettings } from '../../../config/config.ts';
 import { randomToken } from '../../../crypto/bytes.ts';
 import type { Clock } from '../../../platform/clock.ts';
 import { newId } from '../../../platform/ids.ts';
-import type { Executor } from '../../../storage/database.ts';
+import type { DialectName, Executor } from '../../../storage/database.ts';
 import type { Database } from '../../../storage/schema.ts';
 import { hashToken } from '../../auth/token-service.ts';
 import type { CredentialSource, Principal } from '../principal.ts';
@@ -29,8 +29,10 @@ export interface IssuedSession {
  * last verified in it. Every request asks the database (no cache), so revocation and disabling
  * take effect at once on every node.
  */
-export function createSessionService(deps: { db: Kysely<Database>; clock: Clock; settings: Pick<IdentitySettings, 'sessionIdleMs' | 'sessionAbsoluteMs'> }) {
-  const { db, clock, settings } = deps;
+export function createSessionService(deps: {
+  db: Kysely<Database>; dialect: DialectName; clock: Clock; settings: Pick<IdentitySettings, 'sessionIdleMs' | 'sessionAbsoluteMs'>;
+}) {
+  const { db, dialect, clock, settings } = deps;
 
   const service = {
     prefix: SESSION_PREFIX,
@@ -88,6 +90,21 @@ export function createSessionService(deps: { db: Kysely<Database>; clock: Clock;
     async markMfa(sessionId: string, userId: string, at: number, executor: Executor = db): Promise<void> {
       await executor.updateTable('sessions').set({ mfa_at: at })
         .where('id', '=', sessionId).where('user_id', '=', userId).where('revoked_at', 'is', null).execute();
+    },
+
+    /**
+     * Deletes up to `limit` sessions whose absolute expiry or revocation (logout, password change,
+     * disabled user) is at or before `deadBefore`, in one statement, and returns how many. A
+     * session that only went idle goes once its absolute expiry passes. On PostgreSQL, rows
+     * another sweeper has picked are skipped rather than waited for (no blocking, no deadlock).
+     */
+    async purgeDead(deadBefore: number, limit: number): Promise<number> {
+      let victims = db.selectFrom('sessions').select('id')
+        .where((eb) => eb.or([eb('expires_at', '<=', deadBefore), eb('revoked_at', '<=', deadBefore)]))
+        .limit(limit);
+      if (dialect === 'postgres') victims = victims.forUpdate().skipLocked();
+      const res = await db.deleteFrom('sessions').where('id', 'in', victims).executeTakeFirst();
+      return Number(res.numDeletedRows);
     },
   } satisfies CredentialSource & Record<string, unknown>;
   return service;

@@ -77,7 +77,7 @@ describeEachDialect('human users and their sessions', (dialect) => {
       invalidate: async () => {},
     };
     const denied = createUserModule({
-      db: h.storage.db, keyring: h.services.keyring, tenants: h.services.tenants, authz: deny, clock: h.clock,
+      db: h.storage.db, dialect, keyring: h.services.keyring, tenants: h.services.tenants, authz: deny, clock: h.clock,
       identity: identitySettings(), audit: h.services.audit, identifiers: h.services.identifiers,
     });
     await rejects(denied.users.create(h.ctx, { username: 'never-made', password: PASSWORD }), 'FORBIDDEN');
