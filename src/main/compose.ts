@@ -81,7 +81,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const people = createUserModule({ db, keyring, tenants, authz, clock, audit, identifiers, identity: config.identity });
   const authenticator = createAuthenticator([tokens, people.sessions]);
   const auditQueries = createAuditQueryService({
-    db, authz, log: audit, trustedPublicKey: () => (seal.isSealed() ? null : checkpoints.publicKey()),
+    db, authz, log: audit, clock, trustedPublicKey: () => (seal.isSealed() ? null : checkpoints.publicKey()),
   });
   const grants = createGrantService({ db, authz, tenants, clock, audit });
   const policies = createPolicyService({ db, engine, authz, clock, audit });
