@@ -183,6 +183,7 @@ const verify: Command = {
   name: 'verify',
   summary: 'Prove the audit chain and its signed checkpoints; exit 1 naming the first bad event',
   usage: 'audit verify',
+  help: ['The server shares walks: the answer comes from one that started less than 10 seconds before the call, or after it.'],
   options: {},
   async run({ args, api, out }) {
     positionals(args, [], verify.usage);

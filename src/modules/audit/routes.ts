@@ -116,6 +116,7 @@ export function auditRoutes(deps: { queries: AuditQueryService }) {
       config: tenant,
       schema: {
         tags: ['audit'], summary: 'Prove the hash chain and its signed checkpoints (the result only, no events)',
+        description: 'Walks are shared: the answer comes from a walk that started less than 10 seconds before the call, or after it (docs/audit.md).',
         response: {
           200: Type.Object({
             ok: Type.Boolean(), events: Type.Integer(), headSeq: Type.Integer(), checkpoints: Type.Integer(),
