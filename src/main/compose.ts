@@ -83,7 +83,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const authenticator = createAuthenticator([tokens, people.sessions]);
   const credentialSweep = createCredentialSweep({ tables: { sessions: people.sessions, tokens }, clock, graceMs: config.identity.credentialGraceMs });
   const auditQueries = createAuditQueryService({
-    db, authz, log: audit, trustedPublicKey: () => (seal.isSealed() ? null : checkpoints.publicKey()),
+    db, authz, log: audit, clock, trustedPublicKey: () => (seal.isSealed() ? null : checkpoints.publicKey()),
   });
   const grants = createGrantService({ db, authz, tenants, clock, audit });
   const policies = createPolicyService({ db, engine, authz, clock, audit });

@@ -125,6 +125,7 @@ const exportCommand: Command = {
   usage: 'audit export [--format json|csv] [--out FILE] [filters as for list]',
   help: [
     '--format F      json (JSON lines, the stored events: a whole-log export verifies offline) or csv (RFC 4180, header row)',
+    "                text in CSV that a spreadsheet would run (starting = + - @ TAB CR, or ') gets a leading ' (docs/audit.md)",
     '--out FILE      write to FILE (mode 600, in place only once complete) instead of stdout',
     ...filterHelp,
   ],
@@ -182,6 +183,7 @@ const verify: Command = {
   name: 'verify',
   summary: 'Prove the audit chain and its signed checkpoints; exit 1 naming the first bad event',
   usage: 'audit verify',
+  help: ['The server shares walks: the answer comes from one that started less than 10 seconds before the call, or after it.'],
   options: {},
   async run({ args, api, out }) {
     positionals(args, [], verify.usage);

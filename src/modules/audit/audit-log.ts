@@ -202,6 +202,18 @@ export function createAuditLog(deps: {
     },
 
     /**
+     * The head (seq and hash) and the number of signed checkpoints, as one short text: one row read,
+     * and it changes whenever the log is appended to, checkpointed, or its head rewritten. An event
+     * altered in place leaves it as it was; only a walk (`verify`) sees that.
+     */
+    async fingerprint(): Promise<string> {
+      const row = await db.selectFrom('audit_head')
+        .select((eb) => ['seq', 'hash', eb.selectFrom('audit_checkpoints').select(eb.fn.countAll().as('n')).as('checkpoints')])
+        .where('id', '=', 1).executeTakeFirstOrThrow();
+      return `${row.seq}:${row.hash}:${Number(row.checkpoints)}`;
+    },
+
+    /**
      * Proves the whole chain; then every signed checkpoint (signature under the trusted key, and the
      * event at its sequence carrying its hash); then that the log reaches its last checkpoint and
      * its recorded head. A tail cut off after a checkpoint fails here even if the head was rewritten.

@@ -7,6 +7,8 @@ import { userContext } from '../../../test/helpers/identities.ts';
 import { chainHash } from './chain.ts';
 import { auditFrom, fromRow } from './audit-log.ts';
 import { deriveSigningKey, publicKeyText } from './checkpoints.ts';
+import { createAuditQueryService } from './query-service.ts';
+import { VERIFY_MAX_AGE_MS } from './verify-gate.ts';
 import { toKeyObject } from '../../crypto/aead.ts';
 import { randomKey } from '../../crypto/bytes.ts';
 
@@ -171,6 +173,37 @@ describeEachDialect('audit log: chained, append-only, fail-closed, never holding
     assert.match(!r.ok ? r.problem : '', /removed from the end/);
     await restore();
     assert.equal((await h.services.audit.verify()).ok, true);
+  });
+
+  test("auditors' verify calls share one walk, and an edit in place under a kept answer is reported once the bound has passed", async () => {
+    // (runs after the tamper test: the guards are already dropped, as a database owner could)
+    let walks = 0;
+    const log = { verify: (opts: { trustedPublicKey: string | null }) => (walks++, h.services.audit.verify(opts)), fingerprint: () => h.services.audit.fingerprint() };
+    const queries = createAuditQueryService({ db: h.storage.db, authz: h.services.authz, log, clock: h.clock });
+    const other = await h.services.tenants.create('verify-other');
+    const auditors = [await userContext(h, h.ctx.tenantId, 'verify-a'), await userContext(h, other.id, 'verify-b')];
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: auditors[0]!.id, role: 'auditor' });
+    await h.services.grants.create(h.contextFor(other.id), { principalType: 'user', principalId: auditors[1]!.id, role: 'auditor' });
+
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => queries.verify(auditors[i % 2]!.ctx())));
+    assert.equal(walks, 1, 'twenty calls from two tenants, one walk');
+    assert.ok(answers.every((a) => a.ok && JSON.stringify(a) === JSON.stringify(answers[0])), JSON.stringify(answers[0]));
+
+    const target = (await events())[3]!;
+    await sql`update audit_events set outcome = 'denied' where seq = ${target.seq}`.execute(h.storage.db);
+    try {
+      h.clock.advance(VERIFY_MAX_AGE_MS - 1);
+      assert.equal((await queries.verify(auditors[0]!.ctx())).ok, true, 'inside the bound the kept answer stands: the head did not move');
+      assert.equal(walks, 1);
+      h.clock.advance(1);
+      const r = await queries.verify(auditors[1]!.ctx());
+      assert.deepEqual([r.ok, r.firstBadSeq, walks], [false, target.seq, 2], 'reported once the bound has passed');
+    } finally {
+      await sql`update audit_events set outcome = ${target.outcome} where seq = ${target.seq}`.execute(h.storage.db);
+    }
+    await h.services.values.read(h.ctx, 'AUDITED', 'production');
+    const r = await queries.verify(auditors[0]!.ctx());
+    assert.deepEqual([r.ok, r.headSeq, walks], [true, (await events()).length, 3], 'an append moves the head: walked again at once');
   });
 
   test('signed checkpoints catch what a rewritten chain hides: a re-hashed history, a cut tail, a forged checkpoint', async () => {

@@ -1,9 +1,26 @@
 import type { AuditEvent } from './event.ts';
 
-/** One CSV field per RFC 4180: quoted when it holds a comma, quote, CR or LF; inner quotes doubled. */
+/**
+ * Leading characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection"):
+ * = + - @, TAB and CR. A leading ' is in the set too, so that the ' this module adds can always be
+ * taken off again: every text field that starts with ' had one added.
+ */
+const FORMULA_START = /^[=+\-@\t\r']/;
+
+/**
+ * One CSV field per RFC 4180: quoted when it holds a comma, quote, CR or LF; inner quotes doubled.
+ * Text that a spreadsheet would run as a formula gets a leading ' and is quoted. Numbers are written
+ * as they are: a number cannot carry a formula.
+ * @example
+ * csvField('a,b');      // '"a,b"'
+ * csvField('=1+1');     // `"'=1+1"`
+ * csvField(-1);         // '-1'
+ */
 export function csvField(value: string | number | null): string {
-  const text = value === null ? '' : String(value);
-  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  if (value === null) return '';
+  if (typeof value === 'number') return String(value);
+  if (FORMULA_START.test(value)) return `"'${value.replaceAll('"', '""')}"`;
+  return /[",\r\n]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
 }
 
 /** The columns of an audit CSV export, in order; `context` is a JSON object of strings. */
@@ -15,10 +32,15 @@ export const AUDIT_CSV_COLUMNS = [
 /** The header record, CRLF-terminated as RFC 4180 asks. */
 export const AUDIT_CSV_HEADER = AUDIT_CSV_COLUMNS.join(',') + '\r\n';
 
-/** One event as one CSV record (CRLF-terminated); the time is ISO 8601 UTC. */
+/**
+ * One event as one CSV record (CRLF-terminated); the time is ISO 8601 UTC. `seq` and
+ * `secret_version` are numbers; every other column is text, neutralized by `csvField`. The context
+ * column is JSON and so starts with `{`: its values are written as stored.
+ */
 export function auditCsvRecord(e: AuditEvent): string {
   return [
     e.seq, e.id, new Date(e.time).toISOString(), e.tenantId, e.actor.type, e.actor.id, e.action, e.resource.type, e.resource.id,
-    e.resource.name, e.environment, e.secretVersion, e.outcome, e.reason, JSON.stringify(e.context), e.prevHash, e.hash,
+    e.resource.name, e.environment, e.secretVersion, e.outcome, e.reason, JSON.stringify(e.context),
+    e.prevHash, e.hash,
   ].map(csvField).join(',') + '\r\n';
 }

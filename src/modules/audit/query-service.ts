@@ -1,11 +1,13 @@
 import { sql, type Kysely } from 'kysely';
 import { fail } from '../../errors/index.ts';
+import type { Clock } from '../../platform/clock.ts';
 import type { AuditEventsTable, Database } from '../../storage/schema.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { fromRow, type AuditLog } from './audit-log.ts';
 import { AUDIT_CSV_HEADER, auditCsvRecord } from './csv.ts';
 import type { AuditEvent } from './event.ts';
+import { createVerifyGate } from './verify-gate.ts';
 
 /** Which events a query covers. Every field narrows; none widens beyond the caller's tenant but `allTenants`. */
 export interface AuditFilter {
@@ -134,11 +136,14 @@ function timeOf(text: string, field: string): number {
 export function createAuditQueryService(deps: {
   db: Kysely<Database>;
   authz: Pick<Authorizer, 'require'>;
-  log: Pick<AuditLog, 'verify'>;
+  log: Pick<AuditLog, 'verify' | 'fingerprint'>;
+  clock: Clock;
   /** The checkpoint key to trust (this server's, while unsealed); null verifies the chain without it. */
   trustedPublicKey?: () => string | null;
 }) {
   const { db, authz, log } = deps;
+  // Any tenant's auditor may ask to verify the one global chain: share walks rather than repeat them.
+  const verifier = createVerifyGate({ walk: (trustedPublicKey) => log.verify({ trustedPublicKey }), fingerprint: () => log.fingerprint(), clock: deps.clock });
 
   async function authorize(ctx: TenantContext, allTenants: boolean | undefined): Promise<void> {
     await authz.require(ctx, 'audit:read', { type: 'tenant' });
@@ -228,7 +233,7 @@ export function createAuditQueryService(deps: {
     /**
      * Every matching event, oldest first and uncollapsed, as JSON lines (each the stored event, so
      * a whole-log export verifies offline) or CSV (a header record, then one record per event; time
-     * in ISO 8601, context as JSON). Authorizes and validates before it returns; the stream then
+     * in ISO 8601, context as JSON, text a spreadsheet would run behind a leading '). Authorizes and validates before it returns; the stream then
      * reads the database a page at a time as it is consumed.
      */
     async export(ctx: TenantContext, filter: AuditFilter, format: 'json' | 'csv'): Promise<AsyncIterable<string>> {
@@ -273,10 +278,14 @@ export function createAuditQueryService(deps: {
       return { secret: secretName, actors };
     },
 
-    /** Proves the whole chain and its signed checkpoints; answers with the result only, never events. */
+    /**
+     * Proves the whole chain and its signed checkpoints; answers with the result only, never events.
+     * Walks are shared (verify-gate.ts): the answer comes from a walk that started less than
+     * VERIFY_MAX_AGE_MS before this call, or after it.
+     */
     async verify(ctx: TenantContext): Promise<AuditVerifyResult> {
       await authorize(ctx, false);
-      const r = await log.verify({ trustedPublicKey: deps.trustedPublicKey?.() ?? null });
+      const r = await verifier.verify(deps.trustedPublicKey?.() ?? null);
       const base = { events: r.events, headSeq: r.headSeq, checkpoints: r.checkpoints };
       return r.ok
         ? { ok: true, ...base, lastSeq: r.lastSeq, firstBadSeq: null, problem: null }

@@ -4,6 +4,7 @@ import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
 import { newUser, sessionFor } from '../../../test/helpers/users.ts';
+import { collect, parseCsv } from '../../../test/helpers/exports.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { AUDIT_CSV_COLUMNS, csvField } from './csv.ts';
 import { createChainVerifier } from './chain.ts';
@@ -13,49 +14,6 @@ import type { AuditQueryService } from './query-service.ts';
 const VALUE = 'query-canary-5b1e';
 const REASON = 'rotated, "by hand", after the incident';
 const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
-
-/** A strict RFC 4180 reader (CRLF records, quoted fields may hold commas, quotes and line breaks). */
-function parseCsv(text: string): string[][] {
-  const records: string[][] = [];
-  let record: string[] = [];
-  let field = '';
-  let i = 0;
-  while (i < text.length) {
-    if (text[i] === '"' && field === '') {
-      i++;
-      for (;;) {
-        const q = text.indexOf('"', i);
-        if (q < 0) throw new Error('unterminated quoted field');
-        field += text.slice(i, q);
-        i = q + 1;
-        if (text[i] !== '"') break;
-        field += '"';
-        i++;
-      }
-    } else if (text[i] === ',') {
-      record.push(field);
-      field = '';
-      i++;
-    } else if (text.startsWith('\r\n', i)) {
-      record.push(field);
-      records.push(record);
-      record = [];
-      field = '';
-      i += 2;
-    } else {
-      if (text[i] === '"' || text[i] === '\n' || text[i] === '\r') throw new Error(`bare ${JSON.stringify(text[i])} at ${i}`);
-      field += text[i++];
-    }
-  }
-  if (field !== '' || record.length > 0) throw new Error('last record not CRLF-terminated');
-  return records;
-}
-
-async function collect(stream: AsyncIterable<string>): Promise<string> {
-  let text = '';
-  for await (const chunk of stream) text += chunk;
-  return text;
-}
 
 describeEachDialect('audit queries: auditors read the trail of their own tenant, never values', (dialect) => {
   let h: Harness;

@@ -77,7 +77,7 @@ export function auditRoutes(deps: { queries: AuditQueryService }) {
         querystring: ExportQuery,
         response: {
           200: {
-            description: 'JSON lines (one stored event per line) or CSV (a header record, then one record per event; time ISO 8601, context as JSON)',
+            description: 'JSON lines (one stored event per line) or CSV (a header record, then one record per event; time ISO 8601, context as JSON; text starting = + - @ TAB CR or \' gets a leading \')',
             content: { 'application/x-ndjson': { schema: { type: 'string' } }, 'text/csv': { schema: { type: 'string' } } },
           },
           ...errorResponses,
@@ -116,6 +116,7 @@ export function auditRoutes(deps: { queries: AuditQueryService }) {
       config: tenant,
       schema: {
         tags: ['audit'], summary: 'Prove the hash chain and its signed checkpoints (the result only, no events)',
+        description: 'Walks are shared: the answer comes from a walk that started less than 10 seconds before the call, or after it (docs/audit.md).',
         response: {
           200: Type.Object({
             ok: Type.Boolean(), events: Type.Integer(), headSeq: Type.Integer(), checkpoints: Type.Integer(),

