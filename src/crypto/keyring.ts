@@ -97,6 +97,12 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
 
   const sameBinding = (a: VersionBinding, b: VersionBinding) =>
     a.version === b.version && a.secretId === b.secretId && a.environmentId === b.environmentId && a.tenantId === b.tenantId;
+
+  /** Opens the value if its data key is cached for this wrapped-DEK object and binding; undefined otherwise. */
+  function openWithCachedKey(binding: VersionBinding, ciphertext: Uint8Array, wrappedDek: Uint8Array): Buffer | undefined {
+    const fast = opened.get(wrappedDek);
+    return fast && fast.until > dekCache.now() && sameBinding(fast.binding, binding) ? aeadOpenPrepared(fast.key, ciphertext, fast.aad) : undefined;
+  }
   root.onSeal(purge);
 
   async function state(tenantId: string): Promise<{ current: number; min: number }> {
@@ -148,9 +154,7 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
       root.rootKey();
       const s = states.get(binding.tenantId);
       if (!s || kekVersionOf(wrappedDek) < s.min) return undefined;
-      const fast = opened.get(wrappedDek);
-      if (fast && fast.until > dekCache.now() && sameBinding(fast.binding, binding)) return aeadOpenPrepared(fast.key, ciphertext, fast.aad);
-      return undefined;
+      return openWithCachedKey(binding, ciphertext, wrappedDek);
     },
 
     async openValue(binding, ciphertext, wrappedDek) {
@@ -158,8 +162,8 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
       const version = kekVersionOf(wrappedDek);
       const { min } = states.get(binding.tenantId) ?? (await state(binding.tenantId));
       if (version < min) fail('KEY_VERSION_RETIRED', `value is wrapped under retired key version ${version}`);
-      const fast = opened.get(wrappedDek);
-      if (fast && fast.until > dekCache.now() && sameBinding(fast.binding, binding)) return aeadOpenPrepared(fast.key, ciphertext, fast.aad);
+      const cached = openWithCachedKey(binding, ciphertext, wrappedDek);
+      if (cached) return cached;
       const dek = dekFor(await kek(binding.tenantId, version), binding, wrappedDek);
       const aad = headerAndAad(valueAad(binding));
       opened.set(wrappedDek, { ...dek, binding: { ...binding }, aad });

@@ -5,14 +5,21 @@ import { printableField } from './errors.ts';
 
 const FORM = 'application/x-www-form-urlencoded';
 
-/** Decodes one name or value: `+` is a space, every `%XX` must be valid and the bytes valid UTF-8. */
-function decodeComponent(raw: string): string {
+/**
+ * Decodes one form-urlencoded name or value: `+` is a space, every `%XX` must be valid and the
+ * bytes valid UTF-8; undefined when they are not. Callers fail with their own code, never echoing
+ * the raw text (a value is often a secret).
+ */
+export function decodeFormComponent(raw: string): string | undefined {
   try {
     return decodeURIComponent(raw.replaceAll('+', ' '));
   } catch {
-    // Never echo the raw text: a value is often a secret.
-    return fail('MALFORMED_FORM', 'the body has a broken percent-encoding or percent-encodes bytes that are not UTF-8');
+    return undefined;
   }
+}
+
+function decodeComponent(raw: string): string {
+  return decodeFormComponent(raw) ?? fail('MALFORMED_FORM', 'the body has a broken percent-encoding or percent-encodes bytes that are not UTF-8');
 }
 
 /**

@@ -66,12 +66,8 @@ interface Batch {
 }
 
 function newBatch(): Batch {
-  const batch = { inputs: [] } as unknown as Batch;
-  batch.done = new Promise<void>((resolve, reject) => {
-    batch.resolve = resolve;
-    batch.reject = reject;
-  });
-  return batch;
+  const { promise: done, resolve, reject } = Promise.withResolvers<void>();
+  return { inputs: [], done, resolve, reject };
 }
 
 /** An event with everything but its place in the chain. */

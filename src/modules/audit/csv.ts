@@ -7,6 +7,8 @@ import type { AuditEvent } from './event.ts';
  */
 const FORMULA_START = /^[=+\-@\t\r']/;
 
+const quoted = (text: string) => `"${text.replaceAll('"', '""')}"`;
+
 /**
  * One CSV field per RFC 4180: quoted when it holds a comma, quote, CR or LF; inner quotes doubled.
  * Text that a spreadsheet would run as a formula gets a leading ' and is quoted. Numbers are written
@@ -19,8 +21,8 @@ const FORMULA_START = /^[=+\-@\t\r']/;
 export function csvField(value: string | number | null): string {
   if (value === null) return '';
   if (typeof value === 'number') return String(value);
-  if (FORMULA_START.test(value)) return `"'${value.replaceAll('"', '""')}"`;
-  return /[",\r\n]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
+  if (FORMULA_START.test(value)) return quoted(`'${value}`);
+  return /[",\r\n]/.test(value) ? quoted(value) : value;
 }
 
 /** The columns of an audit CSV export, in order; `context` is a JSON object of strings. */

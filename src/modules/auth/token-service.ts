@@ -38,6 +38,14 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
   const { db, dialect, clock } = deps;
   const cache = new Map<string, { principal: Principal; until: number }>();
 
+  const wellFormed = (token: string) => token.startsWith(TOKEN_PREFIX) && token.length <= 100;
+
+  /** The cached principal of a token hash, if its cache entry and the token itself are both still live at `now`. */
+  function liveCached(tokenHash: string, now: number): Principal | undefined {
+    const hit = cache.get(tokenHash);
+    return hit && hit.until > now && (hit.principal.expiresAt === null || hit.principal.expiresAt > now) ? hit.principal : undefined;
+  }
+
   function forget(predicate: (p: Principal) => boolean): void {
     for (const [hash, entry] of cache) if (predicate(entry.principal)) cache.delete(hash);
   }
@@ -59,19 +67,16 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
 
     /** A live token's principal from the lookup cache; undefined if the database must be asked. */
     cached(token: string): Principal | undefined {
-      if (!token.startsWith(TOKEN_PREFIX) || token.length > 100) return undefined;
-      const hit = cache.get(hashToken(token));
-      const now = clock.now();
-      return hit && hit.until > now && (hit.principal.expiresAt === null || hit.principal.expiresAt > now) ? hit.principal : undefined;
+      return wellFormed(token) ? liveCached(hashToken(token), clock.now()) : undefined;
     },
 
     /** Resolves a presented token; null for unknown, expired or revoked (the caller answers one way for all). */
     async authenticate(token: string): Promise<Principal | null> {
-      if (!token.startsWith(TOKEN_PREFIX) || token.length > 100) return null;
+      if (!wellFormed(token)) return null;
       const tokenHash = hashToken(token);
       const now = clock.now();
-      const hit = cache.get(tokenHash);
-      if (hit && hit.until > now && (hit.principal.expiresAt === null || hit.principal.expiresAt > now)) return hit.principal;
+      const hit = liveCached(tokenHash, now);
+      if (hit) return hit;
       cache.delete(tokenHash);
       const row = await db.selectFrom('tokens').select(['id', 'tenant_id', 'kind', 'name', 'principal_id', 'expires_at', 'revoked_at'])
         .where('token_hash', '=', tokenHash).executeTakeFirst();

@@ -37,18 +37,14 @@ describeEachDialect('remembered allows end exactly when a decision input changes
     return { machine, grant, ctx };
   }
   const read = (ctx: TenantContext) => code(h.services.values.read(ctx, 'MEMO', 'production'));
-  const view = async () => {
-    // The frozen policy view of the cached row: the object the read path hands the authorizer.
-    const secret = await h.services.secrets.load(h.ctx, 'MEMO');
-    return secret;
-  };
+  const loadSecret = () => h.services.secrets.load(h.ctx, 'MEMO');
 
   test('an allow is remembered for the read path, and only for it (frozen resource views)', async () => {
     const r = await reader();
     assert.equal(await read(r.ctx()), 'ok');
     assert.equal(await read(r.ctx()), 'ok');
     // A resource object a caller could still change is never remembered.
-    const plain = { type: 'secret' as const, ...(await view()), tags: [] as string[] };
+    const plain = { type: 'secret' as const, ...(await loadSecret()), tags: [] as string[] };
     await h.services.authz.require(r.ctx(), 'use', plain, 'production');
     assert.equal(h.services.authz.cachedAllow?.(r.ctx(), 'use', plain, 'production'), undefined);
   });
@@ -121,7 +117,7 @@ describeEachDialect('remembered allows end exactly when a decision input changes
     const person = await userContext(h, h.ctx.tenantId, `revealer-${++seq}`, { mfaAgoMs: 1_000 });
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: person.id, role: 'revealer', environments: ['production'] });
     assert.equal(await read(person.ctx()), 'ok');
-    const secret = await view();
+    const secret = await loadSecret();
     const frozen = Object.freeze({ type: 'secret' as const, id: secret.id, name: secret.name, classification: secret.classification, owner: secret.owner, tags: Object.freeze([]) as unknown as string[] });
     await h.services.authz.require(person.ctx(), 'reveal', frozen, 'production');
     assert.equal(h.services.authz.cachedAllow?.(person.ctx(), 'reveal', frozen, 'production'), undefined);

@@ -33,6 +33,7 @@ export function createTenantService(deps: { db: Kysely<Database>; keyring: Keyri
   const { db, keyring, authz, clock } = deps;
   const byName = new Map<string, Tenant>();
   const envByName = new Map<string, Environment>();
+  const envKey = (tenantId: string, name: string) => `${tenantId}\u0000${name}`;
 
   function toTenant(row: { id: string; name: string; created_at: number }): Tenant {
     return { id: row.id, name: row.name, createdAt: new Date(row.created_at).toISOString() };
@@ -103,12 +104,12 @@ export function createTenantService(deps: { db: Kysely<Database>; keyring: Keyri
 
     /** The environment if this process already resolved it (the hot read path skips a promise). */
     cachedEnvironment(tenantId: string, name: string): Environment | undefined {
-      return envByName.get(`${tenantId}\u0000${name}`);
+      return envByName.get(envKey(tenantId, name));
     },
 
     /** Resolves an environment of a tenant by name; ENVIRONMENT_NOT_FOUND otherwise. */
     async environment(tenantId: string, name: string): Promise<Environment> {
-      const key = `${tenantId}\u0000${name}`;
+      const key = envKey(tenantId, name);
       const cached = envByName.get(key);
       if (cached) return cached;
       assertSlug('environment', name);

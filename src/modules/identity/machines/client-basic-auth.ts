@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { fail } from '../../../errors/index.ts';
+import { decodeFormComponent } from '../../../http/form-body.ts';
 
 export interface BasicClientCredentials {
   clientId: string;
@@ -17,11 +18,7 @@ const MAX_CLIENT_SECRET = 256;
 const malformed = (why: string): never => fail('MALFORMED_BASIC_AUTH', `the Authorization: Basic header ${why}`);
 
 function formDecode(raw: string, what: string): string {
-  try {
-    return decodeURIComponent(raw.replaceAll('+', ' '));
-  } catch {
-    return malformed(`has a broken percent-encoding in the ${what}`);
-  }
+  return decodeFormComponent(raw) ?? malformed(`has a broken percent-encoding in the ${what}`);
 }
 
 /** Whether the request authenticates the client with HTTP Basic (the scheme name is case-insensitive). */
