@@ -93,6 +93,17 @@ test('server errors print "error: CODE: message" on stderr and exit 1, with a hi
   assert.equal(h.sent.length, 1, 'no creation without an owner');
 });
 
+test('the token endpoint\'s OAuth-shaped errors print their Keyhold code; an OAuth error without one is not taken for Keyhold\'s', async () => {
+  const refused = { error: 'invalid_client', error_description: 'invalid client credentials', code: 'INVALID_CREDENTIALS', request_id: 'r2' };
+  const h = harness(() => ({ status: 401, body: refused }), { stdin: 'khcs_wrong' });
+  const r = await h.run('token', 'exchange', '--client-id', 'khc_a');
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^error: INVALID_CREDENTIALS: invalid client credentials\n/);
+  assert.ok(!r.stderr.includes('khcs_wrong'), 'the secret is not echoed');
+  const foreign = harness(() => ({ status: 400, body: { error: 'invalid_request' } }), { stdin: 'khcs_x' });
+  assert.match((await foreign.run('token', 'exchange', '--client-id', 'khc_a')).stderr, /without a Keyhold error body/);
+});
+
 test('usage errors exit 2 before any request is sent', async () => {
   const cases: Array<[string[], RegExp]> = [
     [['secrets', 'get', 'A'], /--env is required/],

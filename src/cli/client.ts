@@ -95,11 +95,11 @@ export function createApiClient(deps: { fetch: typeof fetch; addr: string; token
       throw new UnreachableError(`unexpected answer from ${addr}: HTTP ${res.status}, not JSON; is --addr a Keyhold server?`);
     }
     if (res.ok) return { ok: true, data: parsed as T };
-    const body = (parsed as { error?: Partial<ApiErrorBody> }).error;
-    if (!body || typeof body.code !== 'string') {
+    const body = errorBodyOf(parsed);
+    if (!body) {
       throw new UnreachableError(`unexpected answer from ${addr}: HTTP ${res.status} without a Keyhold error body`);
     }
-    return { ok: false, error: new ApiError(res.status, { code: body.code, message: String(body.message ?? ''), requestId: String(body.requestId ?? '') }) };
+    return { ok: false, error: new ApiError(res.status, body) };
   }
 
   return {
@@ -119,4 +119,17 @@ export function createApiClient(deps: { fetch: typeof fetch; addr: string; token
       throw new UnreachableError(`unexpected answer from ${addr}: HTTP ${res.status}`);
     },
   };
+}
+
+/**
+ * The Keyhold error in an error response: `{ error: { code, message, requestId } }` everywhere,
+ * and from the OAuth token endpoint RFC 6749's `{ error, error_description, code, request_id }`.
+ */
+function errorBodyOf(parsed: unknown): ApiErrorBody | null {
+  const p = (parsed ?? {}) as { error?: unknown; error_description?: unknown; code?: unknown; request_id?: unknown };
+  if (typeof p.error === 'string') {
+    return typeof p.code === 'string' ? { code: p.code, message: String(p.error_description ?? p.error), requestId: String(p.request_id ?? '') } : null;
+  }
+  const e = p.error as Partial<ApiErrorBody> | undefined;
+  return e && typeof e.code === 'string' ? { code: e.code, message: String(e.message ?? ''), requestId: String(e.requestId ?? '') } : null;
 }

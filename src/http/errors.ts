@@ -54,10 +54,14 @@ export function toErrorBody(err: unknown, request: FastifyRequest): { status: nu
   return { status: 500, body: { error: { code: 'INTERNAL', message: `internal error; quote request id ${requestId}`, requestId } } };
 }
 
-export function sendError(reply: FastifyReply, err: unknown): FastifyReply {
+/**
+ * Sends the catalogued answer to any error: status, Retry-After, no-store. `format` reshapes the
+ * body for an endpoint that speaks another protocol's error format (the OAuth token endpoint).
+ */
+export function sendError(reply: FastifyReply, err: unknown, format: (body: ErrorBody, err: unknown) => unknown = (body) => body): FastifyReply {
   const { status, body } = toErrorBody(err, reply.request);
   // RATE_LIMITED says when to come back (seconds), for clients that honour Retry-After.
   const retryAfter = isKeyholdError(err) && err.code === 'RATE_LIMITED' ? err.details?.retryAfterSeconds : undefined;
   if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
-  return reply.code(status).header('cache-control', 'no-store').send(body);
+  return reply.code(status).header('cache-control', 'no-store').send(format(body, err));
 }

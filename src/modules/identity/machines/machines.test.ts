@@ -11,7 +11,8 @@ interface Machine {
 interface Reply { status: number; body: any; headers: Record<string, unknown> }
 
 /** The one answer every failed exchange gets, whatever the cause. */
-const REFUSED = { status: 401, code: 'INVALID_CREDENTIALS', message: 'invalid client credentials' };
+/** The token endpoint answers in RFC 6749 §5.2's shape, with the Keyhold code beside the OAuth one. */
+const REFUSED = { status: 401, error: 'invalid_client', code: 'INVALID_CREDENTIALS', message: 'invalid client credentials' };
 
 describeEachDialect('machine identities with client secrets', (dialect) => {
   let h: Harness;
@@ -34,7 +35,7 @@ describeEachDialect('machine identities with client secrets', (dialect) => {
   const exchange = (clientId: string, clientSecret: string, ip = nextIp()) =>
     call('POST', '/v1/auth/token', { token: '', ip, body: { grant_type: CLIENT_CREDENTIALS_GRANT, client_id: clientId, client_secret: clientSecret } });
 
-  const refusal = (r: Reply) => ({ status: r.status, code: r.body?.error?.code, message: r.body?.error?.message });
+  const refusal = (r: Reply) => ({ status: r.status, error: r.body?.error, code: r.body?.code, message: r.body?.error_description });
 
   async function createMachine(name: string, extra: Record<string, unknown> = {}): Promise<Machine> {
     const res = await call('POST', '/v1/machines', { body: { name, kind: 'client_secret', ...extra } });
@@ -227,15 +228,17 @@ describeEachDialect('machine identities with client secrets', (dialect) => {
     assert.equal((await call('POST', '/v1/machines', { body: { name: 'dup', kind: 'client_secret' } })).body.error.code, 'MACHINE_EXISTS');
     assert.equal((await call('GET', '/v1/machines/no-such-id')).body.error.code, 'MACHINE_NOT_FOUND');
 
-    const bad: Array<[unknown, string]> = [
-      [{ grant_type: 'client_credentials', client_id: 'khc_x' }, 'VALIDATION_FAILED'],
-      [{ grant_type: 'password', client_id: 'khc_x', client_secret: 's' }, 'VALIDATION_FAILED'],
-      [{ grant_type: 'client_credentials', client_id: 'khc_x', client_secret: 's', assertion: 'a' }, 'VALIDATION_FAILED'],
-      [{ grant_type: 'client_credentials', client_id: 'khc_x', client_secret: 's', scope: 'all' }, 'UNKNOWN_FIELD'],
+    const bad: Array<[unknown, string, string]> = [
+      [{ grant_type: 'client_credentials', client_id: 'khc_x' }, 'VALIDATION_FAILED', 'invalid_request'],
+      [{ client_id: 'khc_x', client_secret: 's' }, 'VALIDATION_FAILED', 'invalid_request'],
+      [{ grant_type: 'password', client_id: 'khc_x', client_secret: 's' }, 'VALIDATION_FAILED', 'unsupported_grant_type'],
+      [{ grant_type: 'client_credentials', client_id: 'khc_x', client_secret: 's', assertion: 'a' }, 'VALIDATION_FAILED', 'invalid_request'],
+      [{ grant_type: 'client_credentials', client_id: 'khc_x', client_secret: 's', scope: 'all' }, 'UNKNOWN_FIELD', 'invalid_request'],
     ];
-    for (const [body, code] of bad) {
+    for (const [body, code, oauth] of bad) {
       const res = await call('POST', '/v1/auth/token', { token: '', body, ip: nextIp() });
-      assert.deepEqual([res.status, res.body.error.code], [400, code], JSON.stringify(body));
+      assert.deepEqual([res.status, res.body.code, res.body.error], [400, code, oauth], JSON.stringify(body));
+      assert.match(res.body.request_id, /^[0-9a-f-]{36}$/);
     }
   });
 
@@ -243,7 +246,7 @@ describeEachDialect('machine identities with client secrets', (dialect) => {
     const m = await createMachine('hammered');
     for (let i = 0; i < 10; i++) assert.equal((await exchange(m.clientId, 'khcs_wrong')).status, 401);
     const limited = await exchange(m.clientId, m.clientSecret!);
-    assert.deepEqual([limited.status, limited.body.error.code], [429, 'RATE_LIMITED'], 'even the right secret waits, from any address');
+    assert.deepEqual([limited.status, limited.body.code, limited.body.error], [429, 'RATE_LIMITED', 'temporarily_unavailable'], 'even the right secret waits, from any address');
     assert.ok(Number(limited.headers['retry-after']) >= 1 && Number(limited.headers['retry-after']) <= 60);
     h.clock.advance(60_001);
     assert.equal((await exchange(m.clientId, m.clientSecret!)).status, 200);
@@ -262,7 +265,7 @@ describeEachDialect('machine identities with client secrets', (dialect) => {
     await h.services.system.seal({ type: 'root', id: 'test-root' });
     try {
       const res = await exchange(m.clientId, m.clientSecret!);
-      assert.deepEqual([res.status, res.body.error.code], [503, 'SEALED']);
+      assert.deepEqual([res.status, res.body.code, res.body.error], [503, 'SEALED', 'temporarily_unavailable']);
     } finally {
       for (const share of h.shares.slice(0, 2)) await h.services.system.unseal(share);
     }

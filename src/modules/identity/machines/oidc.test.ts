@@ -12,7 +12,8 @@ interface Reply { status: number; body: any }
 const AUDIENCE = 'https://keyhold.example';
 const SUBJECT = 'repo:acme/app:ref:refs/heads/main';
 const BOUND = { repository: 'acme/app', ref: 'refs/heads/main', run_attempt: 1 };
-const REFUSED = { status: 401, code: 'INVALID_CREDENTIALS', message: 'invalid client credentials' };
+/** RFC 7523 §3.1: an assertion that is not valid is invalid_grant. */
+const REFUSED = { status: 401, error: 'invalid_grant', code: 'INVALID_CREDENTIALS', message: 'invalid client credentials' };
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
 
 describeEachDialect('machine identities federated with an OIDC provider', (dialect) => {
@@ -37,7 +38,7 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
 
   /** A JWT that satisfies every binding, signed now (by Keyhold's clock), with `overrides` applied. */
   const valid = (overrides: JWTPayload = {}) => idp.sign({ aud: AUDIENCE, sub: SUBJECT, ...BOUND, ...overrides }, h.clock.now());
-  const refusal = (r: Reply) => ({ status: r.status, code: r.body?.error?.code, message: r.body?.error?.message });
+  const refusal = (r: Reply) => ({ status: r.status, error: r.body?.error, code: r.body?.code, message: r.body?.error_description });
 
   async function createOidcMachine(name: string, oidc: Record<string, unknown>): Promise<{ id: string; clientId: string }> {
     const res = await call('POST', '/v1/machines', { body: { name, kind: 'oidc', oidc } });

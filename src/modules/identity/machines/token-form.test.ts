@@ -10,7 +10,8 @@ interface Reply { status: number; body: any; headers: Record<string, unknown>; r
 
 const FORM = 'application/x-www-form-urlencoded';
 const AUDIENCE = 'https://keyhold.example';
-const REFUSED = { status: 401, code: 'INVALID_CREDENTIALS', message: 'invalid client credentials' };
+const REFUSED = { status: 401, error: 'invalid_client', code: 'INVALID_CREDENTIALS', message: 'invalid client credentials' };
+const REFUSED_ASSERTION = { ...REFUSED, error: 'invalid_grant' };
 const form = (fields: Record<string, string>) => new URLSearchParams(fields).toString();
 /** client_secret_basic as RFC 6749 §2.3.1 builds it: each part form-urlencoded, then base64. */
 const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${form({ x: id }).slice(2)}:${form({ x: secret }).slice(2)}`).toString('base64')}`;
@@ -31,7 +32,7 @@ describeEachDialect('the token endpoint for standard OAuth 2.0 clients (form bod
   }
   const postForm = (fields: Record<string, string>, headers: Record<string, string> = {}, ip?: string) =>
     post(form(fields), { 'content-type': FORM, ...headers }, ip);
-  const refusal = (r: Reply) => ({ status: r.status, code: r.body?.error?.code, message: r.body?.error?.message });
+  const refusal = (r: Reply) => ({ status: r.status, error: r.body?.error, code: r.body?.code, message: r.body?.error_description });
 
   async function createMachine(name: string): Promise<{ id: string; clientId: string; clientSecret: string }> {
     const res = await h.app.inject({ method: 'POST', url: '/v1/machines', headers: { authorization: `Bearer ${h.rootToken}` }, payload: { name, kind: 'client_secret' } });
@@ -87,7 +88,7 @@ describeEachDialect('the token endpoint for standard OAuth 2.0 clients (form bod
     const assertion = await idp.sign({ aud: AUDIENCE, sub: 'repo:acme/app' }, h.clock.now());
     await assertIssued(await postForm({ grant_type: JWT_BEARER_GRANT, client_id: created.json().clientId, assertion }));
     const forged = await idp.sign({ aud: 'https://other.example', sub: 'repo:acme/app' }, h.clock.now());
-    assert.deepEqual(refusal(await postForm({ grant_type: JWT_BEARER_GRANT, client_id: created.json().clientId, assertion: forged })), REFUSED);
+    assert.deepEqual(refusal(await postForm({ grant_type: JWT_BEARER_GRANT, client_id: created.json().clientId, assertion: forged })), REFUSED_ASSERTION);
   });
 
   test('unknown client and wrong secret get the one same 401 by form and by Basic, and Basic callers get a Basic challenge', async () => {
@@ -126,7 +127,7 @@ describeEachDialect('the token endpoint for standard OAuth 2.0 clients (form bod
     const ok = { grant_type: 'client_credentials', client_id: m.clientId, client_secret: s };
     const auth = basic(m.clientId, s);
     const formCt = { 'content-type': FORM };
-    type Case = [what: string, payload: string | Buffer | undefined, headers: Record<string, string>, status: number, code: string];
+    type Case = [what: string, payload: string | Buffer | undefined, headers: Record<string, string>, status: number, code: string, oauth?: string];
     const cases: Case[] = [
       ['a repeated grant_type', `${form(ok)}&grant_type=client_credentials`, formCt, 400, 'DUPLICATE_PARAMETER'],
       ['a repeated client_secret, same value', `${form(ok)}&client_secret=${s}`, formCt, 400, 'DUPLICATE_PARAMETER'],
@@ -134,7 +135,7 @@ describeEachDialect('the token endpoint for standard OAuth 2.0 clients (form bod
       ['an unknown parameter (scope)', `${form(ok)}&scope=all`, formCt, 400, 'UNKNOWN_FIELD'],
       ['a __proto__ parameter', `${form(ok)}&__proto__=x`, formCt, 400, 'UNKNOWN_FIELD'],
       ['a client_secret over 256 characters', form({ ...ok, client_secret: s + 'x'.repeat(256) }), formCt, 400, 'VALIDATION_FAILED'],
-      ['an unknown grant_type', form({ ...ok, grant_type: 'password' }), formCt, 400, 'VALIDATION_FAILED'],
+      ['an unknown grant_type', form({ ...ok, grant_type: 'password' }), formCt, 400, 'VALIDATION_FAILED', 'unsupported_grant_type'],
       ['client_credentials without a secret', form({ grant_type: 'client_credentials', client_id: m.clientId }), formCt, 400, 'VALIDATION_FAILED'],
       ['jwt-bearer without an assertion', form({ grant_type: JWT_BEARER_GRANT, client_id: m.clientId }), formCt, 400, 'VALIDATION_FAILED'],
       ['an empty form body', '', formCt, 400, 'VALIDATION_FAILED'],
@@ -157,9 +158,9 @@ describeEachDialect('the token endpoint for standard OAuth 2.0 clients (form bod
       ['a body without a content type', Buffer.from(form(ok)), { 'content-length': String(form(ok).length) }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
       ['JSON with a repeated field stays as it was (last one wins, then validated)', `{"grant_type":"client_credentials","client_id":"${m.clientId}","client_secret":"${s}","client_secret":{}}`, { 'content-type': 'application/json' }, 400, 'VALIDATION_FAILED'],
     ];
-    for (const [what, payload, headers, status, code] of cases) {
+    for (const [what, payload, headers, status, code, oauth = 'invalid_request'] of cases) {
       const res = await post(payload, headers);
-      assert.deepEqual([res.status, res.body?.error?.code], [status, code], `${what}: ${res.raw.slice(0, 300)}`);
+      assert.deepEqual([res.status, res.body?.code, res.body?.error], [status, code, oauth], `${what}: ${res.raw.slice(0, 300)}`);
       assert.ok(errorCodes.includes(code as never), `${what}: the code is catalogued`);
       assert.ok(!res.raw.includes(s) && !res.raw.includes(auth.slice(6, 30)), `${what}: the secret is not echoed`);
     }
@@ -192,7 +193,7 @@ describeEachDialect('the token endpoint for standard OAuth 2.0 clients (form bod
       assert.equal(res.status, 401);
     }
     const limited = await postForm({ grant_type: 'client_credentials' }, { authorization: basic(m.clientId, m.clientSecret) });
-    assert.deepEqual([limited.status, limited.body.error.code], [429, 'RATE_LIMITED']);
+    assert.deepEqual([limited.status, limited.body.code], [429, 'RATE_LIMITED']);
     assert.ok(Number(limited.headers['retry-after']) >= 1);
     h.clock.advance(60_001);
     await assertIssued(await postForm({ grant_type: 'client_credentials' }, { authorization: basic(m.clientId, m.clientSecret) }));

@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { fail } from '../../../errors/index.ts';
 import { acceptFormBodies } from '../../../http/form-body.ts';
-import { errorResponses } from '../../../http/schemas.ts';
+import { OAuthErrorResponse, sendOAuthError } from './oauth-errors.ts';
 import { basicClientCredentials, usesBasicScheme, withBasicCredentials } from './client-basic-auth.ts';
 import type { TokenExchange } from './token-exchange.ts';
 import { CLIENT_CREDENTIALS_GRANT, JWT_BEARER_GRANT, type TokenRequest } from './types.ts';
@@ -17,11 +17,14 @@ const BASIC_CHALLENGE = 'Basic realm="keyhold", charset="UTF-8"';
 /**
  * POST /v1/auth/token (no auth: the request is the credential), in a scope of its own: it alone
  * takes the form-encoded bodies and Basic client authentication that OAuth 2.0 clients send
- * (RFC 6749 §4.4, RFC 7523 §2.1), so no other route gets a second way in.
+ * (RFC 6749 §4.4, RFC 7523 §2.1), so no other route gets a second way in; and its errors take
+ * the RFC's shape (oauth-errors.ts).
  */
 export function tokenRoute(deps: { exchange: TokenExchange; seal: { isSealed(): boolean } }) {
   return async function register(app: FastifyInstance): Promise<void> {
     acceptFormBodies(app);
+    // Errors here answer in RFC 6749 §5.2's shape (`error` a string), which OAuth client libraries parse.
+    app.setErrorHandler((err, req, reply) => sendOAuthError(reply, err, (req.body as { grant_type?: unknown } | undefined)?.grant_type));
     const r = app.withTypeProvider<TypeBoxTypeProvider>();
 
     r.post('/v1/auth/token', {
@@ -40,7 +43,8 @@ export function tokenRoute(deps: { exchange: TokenExchange; seal: { isSealed(): 
         }, { additionalProperties: false }),
         response: {
           200: Type.Object({ access_token: Type.String(), token_type: Type.Literal('Bearer'), expires_in: Type.Integer() }),
-          ...errorResponses,
+          '4xx': OAuthErrorResponse,
+          '5xx': OAuthErrorResponse,
         },
       },
       // Before validation, so the credentials from the header meet the same schema as the body's.
