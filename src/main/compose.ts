@@ -21,6 +21,7 @@ import { createSqliteAppender } from '../modules/audit/sqlite-appender.ts';
 import { createCheckpointer } from '../modules/audit/checkpoints.ts';
 import { createIdentifierHasher } from '../modules/audit/identifiers.ts';
 import { createAuditQueryService } from '../modules/audit/query-service.ts';
+import { createUsageSummary } from '../modules/audit/usage-summary.ts';
 import { auditRoutes } from '../modules/audit/routes.ts';
 import { systemRoutes } from '../modules/system/routes.ts';
 import { createSealManager } from '../modules/system/seal-manager.ts';
@@ -82,8 +83,9 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const people = createUserModule({ db, dialect: storage.dialect, keyring, tenants, authz, clock, audit, identifiers, identity: config.identity });
   const authenticator = createAuthenticator([tokens, people.sessions]);
   const credentialSweep = createCredentialSweep({ tables: { sessions: people.sessions, tokens }, clock, graceMs: config.identity.credentialGraceMs });
+  const auditUsage = createUsageSummary({ db, dialect: storage.dialect });
   const auditQueries = createAuditQueryService({
-    db, authz, log: audit, clock, trustedPublicKey: () => (seal.isSealed() ? null : checkpoints.publicKey()),
+    db, authz, log: audit, usage: auditUsage, clock, trustedPublicKey: () => (seal.isSealed() ? null : checkpoints.publicKey()),
   });
   const grants = createGrantService({ db, authz, tenants, clock, audit });
   const policies = createPolicyService({ db, engine, authz, clock, audit });
@@ -129,7 +131,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     ...(config.notify ? { notifier: notifierFromSettings(config.notify, (err) => deps.onBackgroundError?.(err)) } : {}),
   });
   rotation.useDependents(dependentsFromConnectors(connectors));
-  return { self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, auditQueries, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
+  return { self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
 }
 
 export type Services = ReturnType<typeof createServices>;

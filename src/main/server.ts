@@ -13,6 +13,9 @@ import { startAuditStreaming } from '../modules/audit/streaming.ts';
 import { createLogNotifier } from '../modules/notifications/log/index.ts';
 import { createKnownValues, logLineRedactor } from '../modules/redaction/index.ts';
 
+/** How often new use and reveal events are folded into the usage summary (audit/usage-summary.ts). */
+const USAGE_FOLD_MS = 5_000;
+
 function devBanner(config: Config, address: string, created: boolean): string {
   const bar = '!'.repeat(78);
   return [
@@ -101,6 +104,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   }, config.audit.checkpointIntervalMs);
   checkpointTimer.unref();
 
+  // Fold new use/reveal events into the usage summary, so "first and last use" stays a short read.
+  // Answers are exact whenever this runs (the unfolded tail is read too); it only bounds that tail.
+  let folding: Promise<unknown> | null = null;
+  const usageTimer = setInterval(() => {
+    folding ??= services.auditUsage.foldAll()
+      .catch((err) => logger.error({ err }, 'audit usage fold failed'))
+      .finally(() => { folding = null; });
+  }, USAGE_FOLD_MS);
+  usageTimer.unref();
+
   // Rotation scheduler: due rotations, expiry, reminders, and recovery of rotations a crashed node left.
   const rotationTimer = setInterval(() => {
     if (services.seal.isSealed()) return;
@@ -116,6 +129,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     services.scheduler.stop();
     await services.runner.drain();
     clearInterval(checkpointTimer);
+    clearInterval(usageTimer);
+    await folding;
     if (!services.seal.isSealed()) await services.checkpoints.checkpoint().catch(() => null);
     await streaming?.stop();
     services.seal.seal();

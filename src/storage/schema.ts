@@ -18,6 +18,8 @@ export interface Database {
   tenant_policies: TenantPoliciesTable;
   audit_events: AuditEventsTable;
   audit_head: AuditHeadTable;
+  audit_usage: AuditUsageTable;
+  audit_usage_head: AuditUsageHeadTable;
   audit_cursors: AuditCursorsTable;
   audit_checkpoints: AuditCheckpointsTable;
   automations: AutomationsTable;
@@ -69,6 +71,24 @@ export interface AuditHeadTable {
   id: number;
   seq: number;
   hash: string;
+}
+
+/** Allowed uses and reveals of a secret by one actor, folded from audit_events (audit/usage-summary.ts). */
+export interface AuditUsageTable {
+  tenant_id: string;
+  resource_name: string;
+  actor_type: string;
+  actor_id: string;
+  action: string;
+  first_time: number;
+  last_time: number;
+  count: number;
+}
+
+export interface AuditUsageHeadTable {
+  id: number;
+  /** Every event up to this seq is folded into audit_usage. */
+  seq: number;
 }
 
 export interface AuditCursorsTable {

@@ -7,6 +7,7 @@ import type { TenantContext } from '../shared/context.ts';
 import { fromRow, type AuditLog } from './audit-log.ts';
 import { AUDIT_CSV_HEADER, auditCsvRecord } from './csv.ts';
 import type { AuditEvent } from './event.ts';
+import type { UsageSummary } from './usage-summary.ts';
 import { createVerifyGate } from './verify-gate.ts';
 
 /** Which events a query covers. Every field narrows; none widens beyond the caller's tenant but `allTenants`. */
@@ -137,6 +138,8 @@ export function createAuditQueryService(deps: {
   db: Kysely<Database>;
   authz: Pick<Authorizer, 'require'>;
   log: Pick<AuditLog, 'verify' | 'fingerprint'>;
+  /** First and last use, folded from the log (usage-summary.ts). */
+  usage: Pick<UsageSummary, 'usage'>;
   clock: Clock;
   /** The checkpoint key to trust (this server's, while unsealed); null verifies the chain without it. */
   trustedPublicKey?: () => string | null;
@@ -251,17 +254,10 @@ export function createAuditQueryService(deps: {
     /** Per actor: first and last allowed use and reveal of a secret in this tenant, with counts; most recent first. */
     async usage(ctx: TenantContext, secretName: string): Promise<SecretUsage> {
       await authorize(ctx, false);
-      const rows = await db.selectFrom('audit_events')
-        .select((eb) => ['actor_type', 'actor_id', 'action', eb.fn.min('time').as('first'), eb.fn.max('time').as('last'), eb.fn.countAll().as('count')])
-        .where('tenant_id', '=', ctx.tenantId).where('resource_type', '=', 'secret').where('resource_name', '=', secretName)
-        .where('action', 'in', ['secret.use', 'secret.reveal']).where('outcome', '=', 'allowed')
-        .groupBy(['actor_type', 'actor_id', 'action'])
-        .execute();
+      const rows = await deps.usage.usage(ctx.tenantId, secretName);
       const byActor = new Map<string, SecretUsage['actors'][number] & { firstMs: number; lastMs: number }>();
       for (const r of rows) {
-        const first = Number(r.first);
-        const last = Number(r.last);
-        const count = Number(r.count);
+        const { first, last, count } = r;
         const key = `${r.actor_type}:${r.actor_id}`;
         let a = byActor.get(key);
         if (!a) {

@@ -11,6 +11,7 @@ import * as m007 from './007-escrow.ts';
 import * as m009 from './009-rotation.ts';
 import * as m010 from './010-audit-rowid.ts';
 import * as m011 from './011-credential-sweep.ts';
+import * as m012 from './012-audit-usage.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -26,6 +27,7 @@ const migrations: Record<string, DialectMigration> = {
   '009-rotation': m009,
   '010-audit-rowid': m010,
   '011-credential-sweep': m011,
+  '012-audit-usage': m012,
 };
 
 /** Every migration of this version, for Kysely's migrator (tests upgrade from an older point with it). */
