@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fastify';
 import { fail } from '../errors/index.ts';
 import type { Authenticator, Principal } from '../modules/identity/principal.ts';
-import type { TenantContext } from '../modules/shared/context.ts';
+import type { RequestContext, TenantContext } from '../modules/shared/context.ts';
 import type { TenantService } from '../modules/tenants/tenant-service.ts';
 import type { SealManager } from '../modules/system/seal-manager.ts';
 
@@ -30,6 +30,27 @@ function bearer(request: FastifyRequest): string | null {
 /** The tenant context of a request, or the error that ends it. Only for routes with auth "tenant". */
 export function tenantContextOf(request: FastifyRequest): TenantContext {
   return request.tenantContext ?? fail('UNAUTHENTICATED', 'authentication required');
+}
+
+/** Who acts in a request and from where, for audit: a tenant context without the tenant. */
+function requestContext(request: FastifyRequest, principal: Principal): RequestContext {
+  const userAgent = request.headers['user-agent'];
+  return {
+    actor: {
+      type: principal.type, id: principal.id, name: principal.name, mfaAt: principal.mfaAt,
+      credentialId: principal.credentialId, homeTenantId: principal.tenantId,
+    },
+    requestId: request.id,
+    sourceIp: request.ip,
+    ...(userAgent ? { userAgent: String(userAgent).slice(0, 200) } : {}),
+  };
+}
+
+/** The root caller of a route with auth "root", for the events its operations record. */
+export function rootContextOf(request: FastifyRequest): RequestContext {
+  const principal = request.principal;
+  if (!principal || principal.type !== 'root') fail('FORBIDDEN', 'this operation needs the root token');
+  return requestContext(request, principal);
 }
 
 /**
@@ -82,17 +103,7 @@ export function registerAuth(app: FastifyInstance, deps: { authenticator: Authen
   }
 
   function enter(request: FastifyRequest, principal: Principal, tenantId: string): void {
-    const userAgent = request.headers['user-agent'];
-    request.tenantContext = {
-      tenantId,
-      actor: {
-        type: principal.type, id: principal.id, name: principal.name, mfaAt: principal.mfaAt,
-        credentialId: principal.credentialId, homeTenantId: principal.tenantId,
-      },
-      requestId: request.id,
-      sourceIp: request.ip,
-      ...(userAgent ? { userAgent: String(userAgent).slice(0, 200) } : {}),
-    };
+    request.tenantContext = { tenantId, ...requestContext(request, principal) };
   }
 
   // Each route that asks for authentication gets the hook of its own kind when it is registered,

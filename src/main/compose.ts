@@ -78,7 +78,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const identifiers = createIdentifierHasher(seal);
   const engine = createPolicyEngine();
   const authz = createCedarAuthorizer({ db, engine, clock, audit, stepUpWindowMs: config.identity.stepUpWindowMs });
-  const tenants = createTenantService({ db, keyring, authz, clock });
+  const tenants = createTenantService({ db, keyring, authz, clock, audit });
   const tokens = createTokenService({ db, dialect: storage.dialect, clock });
   const people = createUserModule({ db, dialect: storage.dialect, keyring, tenants, authz, clock, audit, identifiers, identity: config.identity });
   const authenticator = createAuthenticator([tokens, people.sessions]);
@@ -142,7 +142,7 @@ export async function createHttpApp(services: Services, opts: { logger: Logger; 
     opts,
     [
       systemRoutes({ system: services.system }),
-      tenantRoutes({ tenants: services.tenants, tokens: services.tokens }),
+      tenantRoutes({ tenants: services.tenants, system: services.system }),
       secretRoutes({ secrets: services.secrets, values: services.values }),
       versionCheckRoutes({ versions: services.versionChecks }),
       keyRoutes({ keys: services.keys }),

@@ -3,7 +3,7 @@ import { KeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { timeOrderedId } from '../../platform/ids.ts';
 import type { AuditEventsTable, Database } from '../../storage/schema.ts';
-import type { TenantContext } from '../shared/context.ts';
+import type { RequestContext } from '../shared/context.ts';
 import { chainHash, createChainVerifier, type VerifyResult } from './chain.ts';
 import type { AuditEvent } from './event.ts';
 import { checkpointValid } from './checkpoints.ts';
@@ -23,7 +23,7 @@ export interface AuditInput {
 }
 
 /** The actor and request context of a tenant operation, as audit fields. */
-export function auditFrom(ctx: TenantContext): Pick<AuditInput, 'tenantId' | 'actor' | 'context'> {
+export function auditFrom(ctx: RequestContext & { tenantId: string | null }): Pick<AuditInput, 'tenantId' | 'actor' | 'context'> {
   const context: Record<string, string> = { requestId: ctx.requestId };
   if (ctx.sourceIp) context.sourceIp = ctx.sourceIp;
   if (ctx.userAgent) context.userAgent = ctx.userAgent;

@@ -42,15 +42,15 @@ describeEachDialect('audit log: chained, append-only, fail-closed, never holding
     assert.equal(await code(h.services.values.read(ann.ctx(), 'AUDITED', 'production')), 'FORBIDDEN');
     const all = await events();
     assert.deepEqual(all.map((e) => [e.action, e.outcome, e.secret_version]), [
-      ['system.init', 'allowed', null], ['system.unseal', 'allowed', null], ['system.unseal', 'allowed', null],
+      ['tenant.create', 'allowed', null], ['system.init', 'allowed', null], ['system.unseal', 'allowed', null], ['system.unseal', 'allowed', null],
       ['secret.create', 'allowed', null], ['secret.write', 'allowed', 1], ['secret.write', 'allowed', 2],
       ['secret.reveal', 'allowed', 2], ['secret.rollback', 'allowed', 1], ['authz.reveal', 'denied', null],
     ]);
-    assert.deepEqual(all.slice(1, 3).map((e) => JSON.parse(e.context).sealed), ['true', 'false'], 'unseal progress, never the share');
-    const denied = all[8]!;
+    assert.deepEqual(all.slice(2, 4).map((e) => JSON.parse(e.context).sealed), ['true', 'false'], 'unseal progress, never the share');
+    const denied = all[9]!;
     assert.deepEqual([denied.actor_type, denied.actor_id, denied.reason, denied.environment, denied.resource_name], ['user', ann.id, 'FORBIDDEN', 'production', 'AUDITED']);
-    assert.equal(JSON.parse(all[4]!.context).reason, 'initial load');
-    assert.equal(JSON.parse(all[4]!.context).requestId, 'test');
+    assert.equal(JSON.parse(all[5]!.context).reason, 'initial load');
+    assert.equal(JSON.parse(all[5]!.context).requestId, 'test');
   });
 
   test('no event holds a value, a share or a token, in any column or encoding', async () => {

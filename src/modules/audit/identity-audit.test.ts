@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { sql } from 'kysely';
 
 describeEachDialect('audit of sign-in and token exchange', (dialect) => {
   let h: Harness;
@@ -57,5 +58,58 @@ describeEachDialect('audit of sign-in and token exchange', (dialect) => {
     const after = await h.app.inject({ method: 'GET', url: '/v1/secrets', headers: { authorization: `Bearer ${token.access_token}` } });
     assert.equal(after.statusCode, 401, 'the revoked token is refused at once');
     assert.equal(JSON.stringify(await h.storage.db.selectFrom('audit_events').selectAll().execute()).includes(rotated.json().clientSecret), false);
+  });
+
+  test('creating a tenant or an environment and root revoking a token are events, committed with the change', async () => {
+    const root = { authorization: `Bearer ${h.rootToken}`, 'user-agent': 'ops-console/1' };
+    const tenant = await h.app.inject({ method: 'POST', url: '/v1/tenants', headers: root, payload: { name: 'audited-born' } });
+    assert.equal(tenant.statusCode, 201);
+    const born = (await events('tenant.create')).at(-1); // after the default tenant's, which the server itself created
+    assert.deepEqual([born!.tenant_id, born!.actor_type, born!.resource_type, born!.resource_id, born!.resource_name, born!.outcome],
+      [tenant.json().id, 'root', 'tenant', tenant.json().id, 'audited-born', 'allowed'], 'the event belongs to the new tenant');
+    assert.deepEqual(JSON.parse(born!.context), { requestId: tenant.headers['x-request-id'], sourceIp: '127.0.0.1', userAgent: 'ops-console/1', credentialId: JSON.parse(born!.context).credentialId });
+    const first = (await events('tenant.create'))[0]!;
+    assert.deepEqual([first.actor_type, first.resource_name], ['system', 'default'], 'init records the default tenant as the server\'s own act');
+    const tenantEvents = (await events('tenant.create')).length;
+    assert.equal((await h.app.inject({ method: 'POST', url: '/v1/tenants', headers: root, payload: { name: 'audited-born' } })).json().error.code, 'TENANT_EXISTS');
+    assert.equal((await events('tenant.create')).length, tenantEvents, 'a refused creation records no creation');
+
+    const env = await h.app.inject({ method: 'POST', url: '/v1/environments', headers: { ...root, 'x-keyhold-tenant': 'audited-born' }, payload: { name: 'qa' } });
+    assert.equal(env.statusCode, 201);
+    const made = (await events('environment.create')).at(-1);
+    assert.deepEqual([made!.tenant_id, made!.resource_id, made!.resource_name, made!.environment], [tenant.json().id, env.json().id, 'qa', 'qa']);
+
+    const machine = (await h.app.inject({ method: 'POST', url: '/v1/machines', headers: root, payload: { name: 'root-revoked', kind: 'client_secret' } })).json();
+    const token = (await h.app.inject({ method: 'POST', url: '/v1/auth/token', payload: { grant_type: 'client_credentials', client_id: machine.clientId, client_secret: machine.clientSecret } })).json();
+    const tokenId = JSON.parse((await events('auth.token')).at(-1)!.context).tokenId as string;
+    const revokesBefore = (await events('auth.token-revoke')).length;
+    assert.equal((await h.app.inject({ method: 'DELETE', url: `/v1/tokens/${tokenId}`, headers: root })).statusCode, 204);
+    const revoked = (await events('auth.token-revoke')).at(-1)!;
+    assert.equal((await events('auth.token-revoke')).length, revokesBefore + 1);
+    assert.deepEqual([revoked.tenant_id, revoked.actor_type, revoked.resource_id], [h.ctx.tenantId, 'root', tokenId], "in the token's tenant, where its auditors look");
+    assert.equal((await h.app.inject({ method: 'GET', url: '/v1/secrets', headers: { authorization: `Bearer ${token.access_token}` } })).statusCode, 401);
+    assert.equal((await h.app.inject({ method: 'DELETE', url: `/v1/tokens/${tokenId}`, headers: root })).json().error.code, 'TOKEN_NOT_FOUND');
+    assert.equal((await events('auth.token-revoke')).length, revokesBefore + 1, 'revoking a dead token records nothing');
+  });
+
+  test('with the audit log unwritable, no tenant, environment or revocation happens', async () => {
+    const root = { authorization: `Bearer ${h.rootToken}` };
+    const machine = (await h.app.inject({ method: 'POST', url: '/v1/machines', headers: root, payload: { name: 'kept-alive', kind: 'client_secret' } })).json();
+    const token = (await h.app.inject({ method: 'POST', url: '/v1/auth/token', payload: { grant_type: 'client_credentials', client_id: machine.clientId, client_secret: machine.clientSecret } })).json();
+    const tokenId = JSON.parse((await events('auth.token')).at(-1)!.context).tokenId as string;
+    await sql`alter table audit_events rename to audit_events_gone`.execute(h.storage.db);
+    try {
+      const codes = [
+        await h.app.inject({ method: 'POST', url: '/v1/tenants', headers: root, payload: { name: 'never-born' } }),
+        await h.app.inject({ method: 'POST', url: '/v1/environments', headers: root, payload: { name: 'never-made' } }),
+        await h.app.inject({ method: 'DELETE', url: `/v1/tokens/${tokenId}`, headers: root }),
+      ].map((r) => [r.statusCode, r.json().error.code]);
+      assert.deepEqual(codes, Array(3).fill([503, 'AUDIT_UNAVAILABLE']));
+    } finally {
+      await sql`alter table audit_events_gone rename to audit_events`.execute(h.storage.db);
+    }
+    assert.equal(await h.services.tenants.findByName('never-born'), null);
+    assert.equal((await h.services.tenants.listEnvironments(h.ctx.tenantId)).some((e) => e.name === 'never-made'), false);
+    assert.equal((await h.app.inject({ method: 'GET', url: '/v1/secrets', headers: { authorization: `Bearer ${token.access_token}` } })).statusCode, 200, 'the token still works');
   });
 });

@@ -39,10 +39,10 @@ describeEachDialect('audit queries: auditors read the trail of their own tenant,
 
   test('an auditor reads the audit trail but no values', async () => {
     const page = await q.list(auditor.ctx(), { order: 'asc' });
-    assert.deepEqual(page.items.slice(0, 3).map((e) => [e.action, e.resource.name, e.secretVersion]), [
-      ['secret.create', 'PAY_KEY', null], ['secret.write', 'PAY_KEY', 1], ['secret.reveal', 'PAY_KEY', 1],
+    assert.deepEqual(page.items.slice(0, 4).map((e) => [e.action, e.resource.name, e.secretVersion]), [
+      ['tenant.create', 'default', null], ['secret.create', 'PAY_KEY', null], ['secret.write', 'PAY_KEY', 1], ['secret.reveal', 'PAY_KEY', 1],
     ]);
-    assert.equal(page.items[1]!.context.reason, REASON);
+    assert.equal(page.items[2]!.context.reason, REASON);
     assert.equal(await code(h.services.values.read(auditor.ctx(), 'PAY_KEY', 'production')), 'FORBIDDEN');
     const everything = JSON.stringify([page, await collect(await q.export(auditor.ctx(), {}, 'json')), await collect(await q.export(auditor.ctx(), {}, 'csv'))]);
     assert.equal(everything.includes(VALUE), false, 'no value in any listing or export');
@@ -60,7 +60,7 @@ describeEachDialect('audit queries: auditors read the trail of their own tenant,
     assert.equal(await code(q.list(auditor.ctx(), { allTenants: true })), 'FORBIDDEN');
     assert.equal(await code(q.tail(auditor.ctx(), { allTenants: true })), 'FORBIDDEN');
     const all = await q.list(h.ctx, { allTenants: true, order: 'asc', limit: 3 });
-    assert.deepEqual(all.items.map((e) => [e.action, e.tenantId]), [['system.init', null], ['system.unseal', null], ['system.unseal', null]]);
+    assert.deepEqual(all.items.map((e) => [e.action, e.tenantId]), [['tenant.create', tenantId], ['system.init', null], ['system.unseal', null]]);
     assert.ok((await q.list(h.ctx, {})).items.every((e) => e.tenantId === tenantId), 'root without allTenants sees the tenant it acts in');
   });
 

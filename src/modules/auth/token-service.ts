@@ -95,13 +95,14 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
       return principal;
     },
 
-    /** Revokes one token. `tenantId` scopes the lookup (null: root may revoke any). */
-    async revoke(tokenId: string, tenantId: string | null, executor: Executor = db) {
+    /** Revokes one token. `tenantId` scopes the lookup (null: root may revoke any). Returns the token's tenant. */
+    async revoke(tokenId: string, tenantId: string | null, executor: Executor = db): Promise<{ tenantId: string | null }> {
       let q = executor.updateTable('tokens').set({ revoked_at: clock.now() }).where('id', '=', tokenId).where('revoked_at', 'is', null);
       if (tenantId !== null) q = q.where('tenant_id', '=', tenantId);
-      const res = await q.executeTakeFirst();
-      if (Number(res.numUpdatedRows) === 0) fail('TOKEN_NOT_FOUND', 'no live token with that id');
+      const row = await q.returning('tenant_id').executeTakeFirst();
+      if (!row) fail('TOKEN_NOT_FOUND', 'no live token with that id');
       forget((p) => p.credentialId === tokenId);
+      return { tenantId: row.tenant_id };
     },
 
     /** Drops a token from the lookup cache; call after the transaction that revoked it commits. */

@@ -11,6 +11,9 @@ export interface Actor {
   homeTenantId?: string | null;
 }
 
+/** Who acts and from where: what every audited operation needs, tenant-scoped or not. */
+export type RequestContext = Omit<TenantContext, 'tenantId'>;
+
 /** The tenant-scoped context every tenant operation runs in; the HTTP and CLI layers build it. */
 export interface TenantContext {
   tenantId: string;

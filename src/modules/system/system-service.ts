@@ -7,7 +7,8 @@ import type { TokenService } from '../auth/token-service.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
 import type { SealManager } from './seal-manager.ts';
 import { createSystemMetaRepository } from './system-meta-repository.ts';
-import type { AuditInput, AuditLog } from '../audit/audit-log.ts';
+import { auditFrom, type AuditInput, type AuditLog } from '../audit/audit-log.ts';
+import type { RequestContext } from '../shared/context.ts';
 
 export const DEV_ROOT_TOKEN_FILE = 'dev-root-token';
 
@@ -32,7 +33,7 @@ export function createSystemService(deps: {
       let rootToken = '';
       const { shares } = await seal.initialize(opts, (config) => db.transaction().execute(async (trx) => {
         if (!(await createSystemMetaRepository(trx).claimSealConfig(config))) fail('ALREADY_INITIALIZED', 'the server is already initialised');
-        await tenants.create('default', trx);
+        await tenants.create('default', { trx });
         rootToken = (await tokens.issue({ tenantId: null, kind: 'root', name: 'root' }, trx)).token;
         await audit.appendInTx(trx, [systemEvent('system.init', 'allowed', { sealType: opts.type, shares: String(opts.shares), threshold: String(opts.threshold) })]);
       }));
@@ -55,6 +56,19 @@ export function createSystemService(deps: {
         await audit.record([systemEvent('system.unseal', code === 'UNSEAL_FAILED' ? 'denied' : 'failed', { reason: code })]).catch(() => {});
         throw err;
       }
+    },
+
+    /**
+     * Root revokes any live token, of any tenant or root's own; the event goes to the token's tenant
+     * (where its auditors look) in the same transaction as the revocation.
+     */
+    async revokeToken(by: RequestContext, tokenId: string): Promise<void> {
+      await db.transaction().execute(async (trx) => {
+        const { tenantId } = await tokens.revoke(tokenId, null, trx);
+        await audit.appendInTx(trx, [{ ...auditFrom({ ...by, tenantId }), action: 'auth.token-revoke', resource: { type: 'token', id: tokenId, name: null }, outcome: 'allowed' }]);
+      });
+      // Again after commit: a lookup between the revoke and the commit may have cached the token as live.
+      tokens.forgetToken(tokenId);
     },
 
     /** Seals; the event names who sealed (the caller's token id). */

@@ -1,15 +1,15 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { tenantContextOf } from '../../http/auth.ts';
+import { rootContextOf, tenantContextOf } from '../../http/auth.ts';
 import { EnvironmentSchema, Slug, errorResponses } from '../../http/schemas.ts';
-import type { TokenService } from '../auth/token-service.ts';
+import type { SystemService } from '../system/system-service.ts';
 import type { TenantService } from './tenant-service.ts';
 
 const TenantSchema = Type.Object({ id: Type.String(), name: Type.String(), createdAt: Type.String() });
 
 /** Tenants and token revocation (root only), and environments of the caller's tenant. */
-export function tenantRoutes(deps: { tenants: TenantService; tokens: TokenService }) {
+export function tenantRoutes(deps: { tenants: TenantService; system: Pick<SystemService, 'revokeToken'> }) {
   return async function register(app: FastifyInstance): Promise<void> {
     const r = app.withTypeProvider<TypeBoxTypeProvider>();
 
@@ -25,13 +25,13 @@ export function tenantRoutes(deps: { tenants: TenantService; tokens: TokenServic
         body: Type.Object({ name: Slug }, { additionalProperties: false }),
         response: { 201: TenantSchema, ...errorResponses },
       },
-    }, async (req, reply) => reply.code(201).send(await deps.tenants.create(req.body.name)));
+    }, async (req, reply) => reply.code(201).send(await deps.tenants.create(req.body.name, { by: rootContextOf(req) })));
 
     r.delete('/v1/tokens/:id', {
       config: { auth: 'root' },
       schema: { tags: ['tenants'], summary: 'Revoke a token', params: Type.Object({ id: Type.String({ maxLength: 64 }) }, { additionalProperties: false }), response: { 204: Type.Null(), ...errorResponses } },
     }, async (req, reply) => {
-      await deps.tokens.revoke(req.params.id, null);
+      await deps.system.revokeToken(rootContextOf(req), req.params.id);
       return reply.code(204).send(null);
     });
 

@@ -8,7 +8,8 @@ import { isUniqueViolation } from '../../storage/database.ts';
 import { createKekRepository } from '../keys/kek-repository.ts';
 import { assertSlug } from '../shared/names.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
-import type { TenantContext } from '../shared/context.ts';
+import { SYSTEM_ACTOR, type RequestContext, type TenantContext } from '../shared/context.ts';
+import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 
 export const DEFAULT_ENVIRONMENTS = ['development', 'staging', 'production'] as const;
 
@@ -29,8 +30,8 @@ export interface Environment {
  * (version 1, wrapped by the root key) and the default environments, in one transaction.
  * Name lookups are cached: they sit on every request's path and names never change.
  */
-export function createTenantService(deps: { db: Kysely<Database>; keyring: Keyring; authz: Authorizer; clock: Clock }) {
-  const { db, keyring, authz, clock } = deps;
+export function createTenantService(deps: { db: Kysely<Database>; keyring: Keyring; authz: Authorizer; clock: Clock; audit: Pick<AuditLog, 'appendInTx'> }) {
+  const { db, keyring, authz, clock, audit } = deps;
   const byName = new Map<string, Tenant>();
   const envByName = new Map<string, Environment>();
   const envKey = (tenantId: string, name: string) => `${tenantId}\u0000${name}`;
@@ -40,8 +41,13 @@ export function createTenantService(deps: { db: Kysely<Database>; keyring: Keyri
   }
 
   return {
-    /** Creates a tenant with its KEK and default environments; inside `trx` when given, else in its own transaction. */
-    async create(name: string, trx?: Transaction<Database>): Promise<Tenant> {
+    /**
+     * Creates a tenant with its KEK and default environments, and records who did (`by`; the server
+     * itself when absent): inside `trx` when given, else in its own transaction. The event belongs to
+     * the new tenant, so its auditors see its birth.
+     */
+    async create(name: string, opts: { trx?: Transaction<Database>; by?: RequestContext } = {}): Promise<Tenant> {
+      const { trx, by = { actor: SYSTEM_ACTOR, requestId: 'system' } } = opts;
       assertSlug('tenant', name);
       const now = clock.now();
       const id = newId();
@@ -54,6 +60,9 @@ export function createTenantService(deps: { db: Kysely<Database>; keyring: Keyri
           await trx.insertInto('environments')
             .values(DEFAULT_ENVIRONMENTS.map((env) => ({ id: newId(), tenant_id: id, name: env, created_at: now })))
             .execute();
+          await audit.appendInTx(trx, [{
+            ...auditFrom({ ...by, tenantId: id }), action: 'tenant.create', resource: { type: 'tenant', id, name }, outcome: 'allowed',
+          }]);
         });
       } catch (err) {
         if (isUniqueViolation(err)) fail('TENANT_EXISTS', `tenant "${name}" already exists`);
@@ -94,7 +103,12 @@ export function createTenantService(deps: { db: Kysely<Database>; keyring: Keyri
       await authz.require(ctx, 'admin', { type: 'tenant' });
       const row = { id: newId(), tenant_id: ctx.tenantId, name, created_at: clock.now() };
       try {
-        await db.insertInto('environments').values(row).execute();
+        await db.transaction().execute(async (trx) => {
+          await trx.insertInto('environments').values(row).execute();
+          await audit.appendInTx(trx, [{
+            ...auditFrom(ctx), action: 'environment.create', resource: { type: 'environment', id: row.id, name }, environment: name, outcome: 'allowed',
+          }]);
+        });
       } catch (err) {
         if (isUniqueViolation(err)) fail('ENVIRONMENT_EXISTS', `environment "${name}" already exists`);
         throw err;

@@ -43,7 +43,7 @@ export function createMachineService(deps: {
   repo: MachineRepository;
   clock: Clock;
   authz: Authorizer;
-  tokens: { revoke(tokenId: string, tenantId: string | null, executor?: Executor): Promise<void>; revokeAllFor(principalId: string, executor?: Executor): Promise<void>; forgetToken(tokenId: string): void };
+  tokens: { revoke(tokenId: string, tenantId: string | null, executor?: Executor): Promise<unknown>; revokeAllFor(principalId: string, executor?: Executor): Promise<void>; forgetToken(tokenId: string): void };
   defaultTokenTtlMs: number;
   audit: Pick<AuditLog, 'appendInTx'>;
 }) {
