@@ -9,7 +9,8 @@ import { openStorage } from '../storage/database.ts';
 import { DEV_KEY_FILE } from '../crypto/root/dev/index.ts';
 import { DEV_ROOT_TOKEN_FILE } from '../modules/system/system-service.ts';
 import { createHttpApp, createServices } from './compose.ts';
-import { startAuditStreaming } from '../modules/audit/streaming.ts';
+import { sinksFrom, startAuditStreaming } from '../modules/audit/streaming.ts';
+import type { AuditSink } from '../modules/audit/event.ts';
 import { createLogNotifier } from '../modules/notifications/log/index.ts';
 import { createKnownValues, logLineRedactor } from '../modules/redaction/index.ts';
 
@@ -40,8 +41,11 @@ function devBanner(config: Config, address: string, created: boolean): string {
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   const { values: flags } = parseArgs({ args: argv, options: { dev: { type: 'boolean' } }, strict: true });
   let config: Readonly<Config>;
+  let sinks: AuditSink[];
   try {
     config = loadConfig(env, flags.dev ? { dev: true } : {});
+    // Built now, so a refused sink URL or secret stops start-up like any other bad setting.
+    sinks = sinksFrom(config.audit);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
@@ -53,93 +57,103 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   const knownValues = createKnownValues();
   const logger = createLogger({ level: config.logLevel, filterLine: logLineRedactor(knownValues) });
   const storage = await openStorage({ url: config.databaseUrl });
-  const services = createServices({
-    config, storage, clock: systemClock, notifier: createLogNotifier({ logger }), knownValues,
-    onBackgroundError: (err) => logger.error({ err }, 'background work failed'),
-  });
-  const https = config.tls ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } : null;
-  const app = await createHttpApp(services, { logger, bodyLimit: config.limits.maxBodyBytes, https });
+  // Anything that fails from here on stops the process: a server half started (listening, but
+  // without its sinks, checkpoints or shutdown handling) must not keep serving.
+  let app: Awaited<ReturnType<typeof createHttpApp>> | null = null;
+  try {
+    const services = createServices({
+      config, storage, clock: systemClock, notifier: createLogNotifier({ logger }), knownValues,
+      onBackgroundError: (err) => logger.error({ err }, 'background work failed'),
+    });
+    const https = config.tls ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } : null;
+    app = await createHttpApp(services, { logger, bodyLimit: config.limits.maxBodyBytes, https });
+    const server = app;
 
-  let created = false;
-  if (config.dev) {
-    const status = await services.system.status();
-    if (!status.initialized) {
-      await services.system.initialize({ type: 'dev', shares: 1, threshold: 1 });
-      created = true;
-    } else if (!(await services.seal.unsealFromDevKey())) {
-      throw new Error(`dev mode: this data directory was not initialised in dev mode (or ${DEV_KEY_FILE} is missing)`);
+    let created = false;
+    if (config.dev) {
+      const status = await services.system.status();
+      if (!status.initialized) {
+        await services.system.initialize({ type: 'dev', shares: 1, threshold: 1 });
+        created = true;
+      } else if (!(await services.seal.unsealFromDevKey())) {
+        throw new Error(`dev mode: this data directory was not initialised in dev mode (or ${DEV_KEY_FILE} is missing)`);
+      }
     }
+
+    const address = await server.listen({ host: config.host, port: config.port });
+    // Script steps reach this server over loopback with their run's token.
+    services.self.address = address;
+    const interrupted = await services.runner.recoverInterrupted();
+    if (interrupted > 0) logger.warn({ runs: interrupted }, 'automation runs cut off by a restart were marked failed');
+    await services.scheduler.start();
+    if (!config.tls) logger.warn({ address }, 'serving plain HTTP on loopback only; configure KEYHOLD_TLS_CERT/KEY for anything else');
+    if (config.dev) process.stderr.write(devBanner(config, address, created) + '\n');
+    const status = await services.system.status();
+    logger.info({ address, initialized: status.initialized, sealed: status.sealed, database: storage.dialect }, 'keyhold listening');
+
+    const sweep = setInterval(() => {
+      if (services.seal.isSealed()) return;
+      services.retention.sweep().then(
+        (n) => n > 0 && logger.info({ destroyed: n }, 'retention: destroyed versions past the rollback window'),
+        (err) => logger.error({ err }, 'retention sweep failed'),
+      );
+      // Sessions and machine tokens dead for longer than KEYHOLD_CREDENTIAL_GRACE; other nodes may sweep too.
+      services.credentialSweep.sweep().then(
+        (n) => n.sessions + n.tokens > 0 && logger.info({ deleted: n }, 'credential sweep: deleted expired and revoked sessions and tokens'),
+        (err) => logger.error({ err }, 'credential sweep failed'),
+      );
+    }, config.retentionSweepMs);
+    sweep.unref();
+
+    const streaming = startAuditStreaming({ db: storage.db, log: services.audit, sinks, clock: systemClock, logger });
+    // Sign the chain head periodically while unsealed, so a cut tail or rewritten history shows.
+    const checkpointTimer = setInterval(() => {
+      if (services.seal.isSealed()) return;
+      services.checkpoints.checkpoint().catch((err) => logger.error({ err }, 'audit checkpoint failed'));
+    }, config.audit.checkpointIntervalMs);
+    checkpointTimer.unref();
+
+    // Fold new use/reveal events into the usage summary, so "first and last use" stays a short read.
+    // Answers are exact whenever this runs (the unfolded tail is read too); it only bounds that tail.
+    let folding: Promise<unknown> | null = null;
+    const usageTimer = setInterval(() => {
+      folding ??= services.auditUsage.foldAll()
+        .catch((err) => logger.error({ err }, 'audit usage fold failed'))
+        .finally(() => { folding = null; });
+    }, USAGE_FOLD_MS);
+    usageTimer.unref();
+
+    // Rotation scheduler: due rotations, expiry, reminders, and recovery of rotations a crashed node left.
+    const rotationTimer = setInterval(() => {
+      if (services.seal.isSealed()) return;
+      services.rotation.scheduler.tick().catch((err) => logger.error({ err }, 'rotation scheduler pass failed'));
+    }, config.rotation.tickMs);
+    rotationTimer.unref();
+
+    const shutdown = async (signal: string) => {
+      logger.info({ signal }, 'shutting down');
+      clearInterval(rotationTimer);
+      await services.rotation.scheduler.stop();
+      clearInterval(sweep);
+      services.scheduler.stop();
+      await services.runner.drain();
+      clearInterval(checkpointTimer);
+      clearInterval(usageTimer);
+      await folding;
+      if (!services.seal.isSealed()) await services.checkpoints.checkpoint().catch(() => null);
+      await streaming?.stop();
+      services.seal.seal();
+      await server.close();
+      await storage.close();
+      process.exit(0);
+    };
+    process.once('SIGINT', () => void shutdown('SIGINT'));
+    process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  } catch (err) {
+    await app?.close().catch(() => {});
+    await storage.close().catch(() => {});
+    throw err;
   }
-
-  const address = await app.listen({ host: config.host, port: config.port });
-  // Script steps reach this server over loopback with their run's token.
-  services.self.address = address;
-  const interrupted = await services.runner.recoverInterrupted();
-  if (interrupted > 0) logger.warn({ runs: interrupted }, 'automation runs cut off by a restart were marked failed');
-  await services.scheduler.start();
-  if (!config.tls) logger.warn({ address }, 'serving plain HTTP on loopback only; configure KEYHOLD_TLS_CERT/KEY for anything else');
-  if (config.dev) process.stderr.write(devBanner(config, address, created) + '\n');
-  const status = await services.system.status();
-  logger.info({ address, initialized: status.initialized, sealed: status.sealed, database: storage.dialect }, 'keyhold listening');
-
-  const sweep = setInterval(() => {
-    if (services.seal.isSealed()) return;
-    services.retention.sweep().then(
-      (n) => n > 0 && logger.info({ destroyed: n }, 'retention: destroyed versions past the rollback window'),
-      (err) => logger.error({ err }, 'retention sweep failed'),
-    );
-    // Sessions and machine tokens dead for longer than KEYHOLD_CREDENTIAL_GRACE; other nodes may sweep too.
-    services.credentialSweep.sweep().then(
-      (n) => n.sessions + n.tokens > 0 && logger.info({ deleted: n }, 'credential sweep: deleted expired and revoked sessions and tokens'),
-      (err) => logger.error({ err }, 'credential sweep failed'),
-    );
-  }, config.retentionSweepMs);
-  sweep.unref();
-
-  const streaming = startAuditStreaming({ db: storage.db, log: services.audit, settings: config.audit, clock: systemClock, logger });
-  // Sign the chain head periodically while unsealed, so a cut tail or rewritten history shows.
-  const checkpointTimer = setInterval(() => {
-    if (services.seal.isSealed()) return;
-    services.checkpoints.checkpoint().catch((err) => logger.error({ err }, 'audit checkpoint failed'));
-  }, config.audit.checkpointIntervalMs);
-  checkpointTimer.unref();
-
-  // Fold new use/reveal events into the usage summary, so "first and last use" stays a short read.
-  // Answers are exact whenever this runs (the unfolded tail is read too); it only bounds that tail.
-  let folding: Promise<unknown> | null = null;
-  const usageTimer = setInterval(() => {
-    folding ??= services.auditUsage.foldAll()
-      .catch((err) => logger.error({ err }, 'audit usage fold failed'))
-      .finally(() => { folding = null; });
-  }, USAGE_FOLD_MS);
-  usageTimer.unref();
-
-  // Rotation scheduler: due rotations, expiry, reminders, and recovery of rotations a crashed node left.
-  const rotationTimer = setInterval(() => {
-    if (services.seal.isSealed()) return;
-    services.rotation.scheduler.tick().catch((err) => logger.error({ err }, 'rotation scheduler pass failed'));
-  }, config.rotation.tickMs);
-  rotationTimer.unref();
-
-  const shutdown = async (signal: string) => {
-    logger.info({ signal }, 'shutting down');
-    clearInterval(rotationTimer);
-    await services.rotation.scheduler.stop();
-    clearInterval(sweep);
-    services.scheduler.stop();
-    await services.runner.drain();
-    clearInterval(checkpointTimer);
-    clearInterval(usageTimer);
-    await folding;
-    if (!services.seal.isSealed()) await services.checkpoints.checkpoint().catch(() => null);
-    await streaming?.stop();
-    services.seal.seal();
-    await app.close();
-    await storage.close();
-    process.exit(0);
-  };
-  process.once('SIGINT', () => void shutdown('SIGINT'));
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
 }
 
 if (import.meta.main) {

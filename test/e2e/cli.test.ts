@@ -196,3 +196,22 @@ test('a fresh server: init with 3 shares and threshold 2, unseal twice from stdi
   };
   assert.deepEqual([value.value, value.version], ['correct horse', 1]);
 });
+
+test('a refused audit sink setting stops `keyhold server` before it listens, as any bad setting does', { timeout: 40_000 }, async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'keyhold-cli-e2e-'));
+  try {
+    const cases: Array<[Record<string, string>, RegExp]> = [
+      // Never contacted: refused while the configuration is read.
+      [{ KEYHOLD_AUDIT_WEBHOOK: 'http://audit.example.com/in' }, /KEYHOLD_AUDIT_WEBHOOK.*https/],
+      [{ KEYHOLD_AUDIT_WEBHOOK: 'http://127.0.0.1:9/in', KEYHOLD_AUDIT_WEBHOOK_SECRET: 'short' }, /KEYHOLD_AUDIT_WEBHOOK_SECRET must be at least/],
+    ];
+    for (const [setting, message] of cases) {
+      const run = await keyhold(['server', '--dev'], { env: { KEYHOLD_DATA_DIR: dataDir, KEYHOLD_PORT: '0', ...setting } });
+      assert.equal(run.code, 2, `${JSON.stringify(setting)}: ${run.stderr}`);
+      assert.match(run.stderr, message);
+      assert.doesNotMatch(run.stdout, /keyhold listening/, 'it never listened');
+    }
+  } finally {
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});

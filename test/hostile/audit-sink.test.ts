@@ -6,7 +6,7 @@ import { describeEachDialect } from '../helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../helpers/harness.ts';
 import { createLogger } from '../../src/platform/logger.ts';
 import { systemClock } from '../../src/platform/clock.ts';
-import { startAuditStreaming } from '../../src/modules/audit/streaming.ts';
+import { sinksFrom, startAuditStreaming } from '../../src/modules/audit/streaming.ts';
 import { auditSettings } from '../../src/config/config.ts';
 
 describeEachDialect('a hung or failing audit sink never slows requests and catches up when it returns', (dialect) => {
@@ -50,7 +50,7 @@ describeEachDialect('a hung or failing audit sink never slows requests and catch
     const url = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/audit`;
     const delivery = startAuditStreaming({
       db: h.storage.db, log: h.services.audit, clock: systemClock, logger: createLogger({ level: 'silent' }),
-      settings: { ...auditSettings(), webhook: { url, secret: null } },
+      sinks: sinksFrom({ ...auditSettings(), webhook: { url, secret: null } }),
     })!;
     try {
       const withHung = await reads(200);

@@ -28,7 +28,12 @@ export function sinksFrom(settings: AuditSettings): AuditSink[] {
   const sinks: AuditSink[] = [];
   if (settings.file) sinks.push(createJsonlSink({ name: 'file', path: settings.file }));
   if (settings.syslog) sinks.push(createSyslogSink({ name: `syslog-${settings.syslog.transport}`, ...settings.syslog }));
-  if (settings.webhook) sinks.push(createWebhookSink({ name: 'webhook', url: settings.webhook.url, ...(settings.webhook.secret ? { secret: settings.webhook.secret } : {}) }));
+  if (settings.webhook) {
+    sinks.push(createWebhookSink({
+      name: 'webhook', url: settings.webhook.url, ...(settings.webhook.secret ? { secret: settings.webhook.secret } : {}),
+      settingNames: { url: 'KEYHOLD_AUDIT_WEBHOOK', secret: 'KEYHOLD_AUDIT_WEBHOOK_SECRET' },
+    }));
+  }
   return sinks;
 }
 
@@ -36,8 +41,8 @@ export function sinksFrom(settings: AuditSettings): AuditSink[] {
  * Streams the durable log to the configured sinks, one cursor each, at least once. Requests never
  * wait on a sink: they only poke the loops, which read from the database.
  */
-export function startAuditStreaming(deps: { db: Kysely<Database>; log: AuditLog; settings: AuditSettings; clock: Clock; logger: Logger }): AuditDelivery | null {
-  const sinks = sinksFrom(deps.settings);
+export function startAuditStreaming(deps: { db: Kysely<Database>; log: AuditLog; sinks: AuditSink[]; clock: Clock; logger: Logger }): AuditDelivery | null {
+  const { sinks } = deps;
   if (sinks.length === 0) return null;
   const delivery = createAuditDelivery({
     source: deps.log, sinks, cursors: createDbCursorStore(deps.db), clock: deps.clock,

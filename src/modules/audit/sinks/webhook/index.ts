@@ -25,6 +25,8 @@ export interface WebhookSinkOptions {
   headers?: Record<string, string>;
   /** Trusted CA certificate(s) for a collector with a private CA. */
   ca?: string | Buffer;
+  /** What a refused url or secret is called in the error: the setting the operator wrote (default: the sink's own words). */
+  settingNames?: { url: string; secret: string };
 }
 
 /** `sha256=<hex>` over the exact request body. */
@@ -37,10 +39,10 @@ export function signBody(secret: string | Uint8Array, body: Uint8Array): string 
  * none are followed) fails it. Error messages never include the URL, which may carry a token.
  */
 export function createWebhookSink(opts: WebhookSinkOptions): AuditSink {
-  const setting = `audit sink ${opts.name} url`;
-  const url = parseWebhookUrl(setting, opts.url);
+  const names = opts.settingNames ?? { url: `audit sink ${opts.name} url`, secret: `audit sink ${opts.name} secret` };
+  const url = parseWebhookUrl(names.url, opts.url);
   if (opts.secret !== undefined && Buffer.byteLength(opts.secret) < MIN_SECRET_BYTES) {
-    throw new ConfigError(`audit sink ${opts.name} secret`, `must be at least ${MIN_SECRET_BYTES} bytes`);
+    throw new ConfigError(names.secret, `must be at least ${MIN_SECRET_BYTES} bytes`);
   }
   const https = url.protocol === 'https:';
   const newAgent = () => (https ? new HttpsAgent({ keepAlive: true, ...(opts.ca ? { ca: opts.ca } : {}) }) : new HttpAgent({ keepAlive: true }));
