@@ -65,6 +65,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       config, storage, clock: systemClock, notifier: createLogNotifier({ logger }), knownValues,
       onBackgroundError: (err) => logger.error({ err }, 'background work failed'),
     });
+    // Operators learn of a failing audit log from the log, not only from clients' AUDIT_UNAVAILABLE.
+    services.audit.onHealthChange((health) => {
+      if (health.writable) logger.info('audit log writable again: audited actions are accepted');
+      else logger.error({ cause: health.cause }, 'audit log cannot be written: every audited action is refused (AUDIT_UNAVAILABLE) until it can');
+    });
+
     const https = config.tls ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } : null;
     app = await createHttpApp(services, { logger, bodyLimit: config.limits.maxBodyBytes, https });
     const server = app;

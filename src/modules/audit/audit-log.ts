@@ -79,8 +79,10 @@ function pending(input: AuditInput, now: number): Omit<AuditEvent, 'seq' | 'prev
   };
 }
 
-const unavailable = (err: unknown) =>
-  new KeyholdError('AUDIT_UNAVAILABLE', 'the audit log cannot record this action, so it was refused', { cause: String((err as Error)?.message ?? err) });
+/** Whether the log can be written, as an operator needs to know it: actions are refused while it cannot. */
+export type AuditHealth =
+  | { writable: true }
+  | { writable: false; failingSince: number; cause: string };
 
 /**
  * The durable, hash-chained audit log (SPEC §7). Actions that write append their event in their
@@ -101,6 +103,25 @@ export function createAuditLog(deps: {
   let inFlight = 0;
   let scheduled = false;
   const appendedListeners: Array<(lastSeq: number) => void> = [];
+  const healthListeners: Array<(health: AuditHealth) => void> = [];
+  let health: AuditHealth = { writable: true };
+
+  /** An append failed: the action is refused; the first failure of a streak is announced. */
+  function unavailable(err: unknown): KeyholdError {
+    const cause = String((err as Error)?.message ?? err);
+    if (health.writable) {
+      health = { writable: false, failingSince: clock.now(), cause };
+      for (const listener of healthListeners) listener(health);
+    }
+    return new KeyholdError('AUDIT_UNAVAILABLE', 'the audit log cannot record this action, so it was refused', { cause });
+  }
+
+  /** An append succeeded: if the log was failing, it has recovered. */
+  function appended(): void {
+    if (health.writable) return;
+    health = { writable: true };
+    for (const listener of healthListeners) listener(health);
+  }
 
   async function appendInTx(trx: Transaction<Database>, inputs: AuditInput[]): Promise<AuditEvent[]> {
     if (inputs.length === 0) return [];
@@ -150,6 +171,7 @@ export function createAuditLog(deps: {
       commitBatch(batches.length === 1 ? batches[0]!.inputs : batches.flatMap((b) => b.inputs)).then(
         (lastSeq) => {
           inFlight--;
+          appended();
           schedule();
           for (const b of batches) b.resolve();
           for (const listener of appendedListeners) listener(lastSeq);
@@ -165,6 +187,16 @@ export function createAuditLog(deps: {
   }
 
   return {
+    /** Whether the log can be written now (the last append succeeded), and since when it cannot. */
+    health(): AuditHealth {
+      return health;
+    },
+
+    /** Called when the log stops or starts again being writable (the server logs it). */
+    onHealthChange(listener: (health: AuditHealth) => void): void {
+      healthListeners.push(listener);
+    },
+
     /** Called after each group commit with the new last seq (streaming delivery wakes on it). */
     onAppended(listener: (lastSeq: number) => void): void {
       appendedListeners.push(listener);
@@ -173,7 +205,9 @@ export function createAuditLog(deps: {
     /** Appends inside the caller's transaction; a failure aborts the caller's action with it. */
     async appendInTx(trx: Transaction<Database>, inputs: AuditInput[]): Promise<AuditEvent[]> {
       try {
-        return await appendInTx(trx, inputs);
+        const events = await appendInTx(trx, inputs);
+        appended();
+        return events;
       } catch (err) {
         throw unavailable(err);
       }

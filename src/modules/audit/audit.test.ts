@@ -5,7 +5,7 @@ import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
 import { chainHash } from './chain.ts';
-import { auditFrom, fromRow } from './audit-log.ts';
+import { auditFrom, fromRow, type AuditHealth } from './audit-log.ts';
 import { deriveSigningKey, publicKeyText } from './checkpoints.ts';
 import { createAuditQueryService } from './query-service.ts';
 import { VERIFY_MAX_AGE_MS } from './verify-gate.ts';
@@ -119,17 +119,27 @@ describeEachDialect('audit log: chained, append-only, fail-closed, never holding
     assert.equal((await h.services.audit.verify()).ok, true);
   });
 
-  test('with the audit table unwritable, reads and writes fail closed and nothing is written', async () => {
+  test('with the audit table unwritable, reads and writes fail closed, nothing is written, and the operator is told once', async () => {
+    const changes: AuditHealth[] = [];
+    h.services.audit.onHealthChange((health) => changes.push(health));
+    assert.equal((await h.services.system.status()).auditWritable, true);
     await sql`alter table audit_events rename to audit_events_gone`.execute(h.storage.db);
     try {
       h.clock.advance(5_000); // past the sealed-row cache: the read goes the whole way
       assert.equal(await code(h.services.values.read(h.ctx, 'AUDITED', 'production')), 'AUDIT_UNAVAILABLE');
       assert.equal(await code(h.services.values.write(h.ctx, 'AUDITED', 'production', { value: 'unaudited' })), 'AUDIT_UNAVAILABLE');
+      const status = await h.services.system.status();
+      assert.equal(status.auditWritable, false, 'the status endpoint says so');
+      assert.deepEqual(changes.map((c) => c.writable), [false], 'two refusals, one announcement');
+      assert.match((changes[0] as { cause: string }).cause, /audit_events/);
     } finally {
       await sql`alter table audit_events_gone rename to audit_events`.execute(h.storage.db);
     }
     const history = await h.services.values.history(h.ctx, 'AUDITED', 'production');
     assert.equal(history.length, 2, 'the unaudited write left no version behind');
+    await h.services.values.read(h.ctx, 'AUDITED', 'production');
+    assert.deepEqual(changes.map((c) => c.writable), [false, true], 'the next event that lands announces the recovery');
+    assert.equal((await h.services.system.status()).auditWritable, true);
   });
 
   // Tampering needs the guards gone, as an attacker with the database owner's rights would have them.

@@ -7,6 +7,7 @@ import type { SystemService } from './system-service.ts';
 const Status = Type.Object({
   initialized: Type.Boolean(), sealed: Type.Boolean(), type: Type.Union([Type.String(), Type.Null()]),
   threshold: Type.Integer(), shares: Type.Integer(), progress: Type.Integer(),
+  auditWritable: Type.Boolean({ description: 'False while the audit log cannot be written: every audited action is then refused (AUDIT_UNAVAILABLE)' }),
 });
 
 /** Init, unseal, seal, status, health: the only routes a sealed server answers. */
@@ -17,7 +18,7 @@ export function systemRoutes(deps: { system: SystemService }) {
     r.get('/v1/health', { schema: { tags: ['sys'], summary: 'Liveness (200 even when sealed)' } }, async () => ({ ok: true }));
 
     r.get('/v1/sys/status', {
-      schema: { tags: ['sys'], summary: 'Initialised? Sealed? Unseal progress', response: { 200: Status } },
+      schema: { tags: ['sys'], summary: 'Initialised? Sealed? Unseal progress; is the audit log writable?', response: { 200: Status } },
     }, () => deps.system.status());
 
     r.post('/v1/sys/init', {

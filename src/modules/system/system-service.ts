@@ -20,14 +20,17 @@ export const DEV_ROOT_TOKEN_FILE = 'dev-root-token';
  */
 export function createSystemService(deps: {
   db: Kysely<Database>; seal: SealManager; tenants: TenantService; tokens: TokenService; dataDir: string;
-  audit: Pick<AuditLog, 'appendInTx' | 'record'>;
+  audit: Pick<AuditLog, 'appendInTx' | 'record' | 'health'>;
 }) {
   const { db, seal, tenants, tokens, dataDir, audit } = deps;
   const systemEvent = (action: string, outcome: 'allowed' | 'denied' | 'failed', context: Record<string, string>, actor: AuditInput['actor'] = { type: 'system', id: 'keyhold' }): AuditInput => ({
     tenantId: null, actor, action, resource: { type: 'system', id: null, name: null }, outcome, context,
   });
   return {
-    status: () => seal.status(),
+    /** Seal state, and whether the audit log takes events (while it does not, every audited action is refused). */
+    async status() {
+      return { ...(await seal.status()), auditWritable: audit.health().writable };
+    },
 
     async initialize(opts: { type: 'shamir' | 'dev'; shares: number; threshold: number }) {
       let rootToken = '';
@@ -50,7 +53,7 @@ export function createSystemService(deps: {
       try {
         const status = await seal.submitShare(share);
         await audit.record([systemEvent('system.unseal', 'allowed', { progress: String(status.progress), sealed: String(status.sealed) })]);
-        return status;
+        return { ...status, auditWritable: audit.health().writable };
       } catch (err) {
         const code = (err as { code?: string }).code ?? 'INTERNAL';
         await audit.record([systemEvent('system.unseal', code === 'UNSEAL_FAILED' ? 'denied' : 'failed', { reason: code })]).catch(() => {});
