@@ -4,7 +4,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { entries } from './commands/index.ts';
+import { chainHash, GENESIS_HASH } from '../modules/audit/chain.ts';
+import { checkpointMessage } from '../modules/audit/checkpoints.ts';
 import { createCli } from './run.ts';
 
 /** The CLI in-process over a fake fetch: what it sends, what it prints, how it exits. */
@@ -174,4 +177,43 @@ test('an answer that is not from Keyhold is reported as such, not parsed as a re
   });
   assert.equal(await cli.run(['status']), 1);
   assert.match(stderr, /unexpected answer from http:\/\/127\.0\.0\.1:8200: HTTP 502, not JSON/);
+});
+
+test('audit verify offline: proves files with no request, names damage, and wants all three inputs', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'keyhold-cli-offline-'));
+  try {
+    // A three-event log and one checkpoint at event 2, made from the format alone (docs/audit.md).
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const key = publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
+    let prevHash = GENESIS_HASH;
+    const events = [1, 2, 3].map((seq) => {
+      const e = {
+        seq, id: `e${seq}`, time: 1_780_000_000_000 + seq, tenantId: 't', actor: { type: 'machine' as const, id: 'm' }, action: 'secret.use',
+        resource: { type: 'secret', id: 's', name: 'A' }, environment: 'production', secretVersion: 1, outcome: 'allowed' as const, reason: null, context: {},
+      };
+      const hash = chainHash(prevHash, e);
+      const event = { ...e, prevHash, hash };
+      prevHash = hash;
+      return event;
+    });
+    const cp = { seq: 2, hash: events[1]!.hash, time: 1_780_000_000_100 };
+    const checkpoint = { ...cp, signature: sign(null, checkpointMessage(cp.seq, cp.hash, cp.time), privateKey).toString('base64'), public_key: key };
+    const [eventsFile, checkpointsFile, badFile] = ['events.jsonl', 'checkpoints.jsonl', 'bad.jsonl'].map((f) => join(dir, f)) as [string, string, string];
+    await writeFile(eventsFile, events.map((e) => JSON.stringify(e)).join('\n') + '\n');
+    await writeFile(checkpointsFile, JSON.stringify(checkpoint) + '\n');
+    await writeFile(badFile, events.map((e) => JSON.stringify(e.seq === 2 ? { ...e, action: 'secret.reveal' } : e)).join('\n') + '\n');
+
+    const h = harness(() => { throw new Error('offline verification must not call the server'); });
+    const good = await h.run('audit', 'verify', '--events', eventsFile, '--checkpoints', checkpointsFile, '--public-key', key);
+    assert.deepEqual([good.code, good.stdout.trim()], [0, 'Audit log intact: 3 events through #3, 1 signed checkpoint(s) match.']);
+    const bad = await harness(() => ({ status: 500, body: {} })).run('audit', 'verify', '--events', badFile, '--checkpoints', checkpointsFile, '--public-key', key, '--json');
+    assert.equal(bad.code, 1);
+    assert.deepEqual([JSON.parse(bad.stdout).firstBadSeq, JSON.parse(bad.stdout).problem], [2, 'event 2 was altered (its hash does not match its content)']);
+    const partial = await harness(() => ({ status: 500, body: {} })).run('audit', 'verify', '--events', eventsFile);
+    assert.equal(partial.code, 2);
+    assert.match(partial.stderr, /needs all three of --events, --checkpoints and --public-key/);
+    assert.equal(h.sent.length, 0);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

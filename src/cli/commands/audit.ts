@@ -8,6 +8,7 @@ import { int, positionals, str, UsageError } from '../args.ts';
 import type { Query } from '../client.ts';
 import type { Command, Flags, Group } from '../command.ts';
 import { table, time } from '../output.ts';
+import { verifyExportFiles } from './audit-offline.ts';
 
 /** The `audit` group: reading the trail needs audit:read (the auditor role, or root). */
 
@@ -19,7 +20,7 @@ interface AuditEvent {
 type ListItem = AuditEvent & { repeat: number; lastSeq: number; lastTime: number };
 interface UsageSpan { first: string; last: string; count: number }
 interface Usage { secret: string; actors: Array<{ actor: { type: string; id: string }; first: string; last: string; count: number; use: UsageSpan | null; reveal: UsageSpan | null }> }
-interface VerifyResult { ok: boolean; events: number; headSeq: number; checkpoints: number; lastSeq: number | null; firstBadSeq: number | null; problem: string | null }
+interface VerifyResult { ok: boolean; events: number; headSeq: number | null; checkpoints: number; lastSeq: number | null; firstBadSeq: number | null; problem: string | null }
 
 const POLL_MS = 1000;
 const TAIL_PAGE = 1000;
@@ -119,6 +120,37 @@ const tail: Command = {
   },
 };
 
+/**
+ * Writes a streamed download to stdout, or to `file` (mode 600, moved into place only once
+ * complete, so a cut-off download never passes for a whole one). Returns whether it wrote a file.
+ */
+async function saveDownload(res: Response, file: string | undefined, stdout: { write(s: string): unknown }): Promise<boolean> {
+  const body = res.body ? Readable.fromWeb(res.body as WebReadableStream<Uint8Array>) : Readable.from([]);
+  if (file === undefined) {
+    const decoder = new TextDecoder();
+    await pipeline(body, new Writable({
+      write(chunk: Buffer, _enc, done) {
+        stdout.write(decoder.decode(chunk, { stream: true }));
+        done();
+      },
+      final(done) {
+        stdout.write(decoder.decode());
+        done();
+      },
+    }));
+    return false;
+  }
+  const partial = `${file}.partial`;
+  try {
+    await pipeline(body, createWriteStream(partial, { mode: 0o600 }));
+    await rename(partial, file);
+  } catch (err) {
+    await rm(partial, { force: true });
+    throw err;
+  }
+  return true;
+}
+
 const exportCommand: Command = {
   name: 'export',
   summary: 'Every matching event, oldest first and uncollapsed, as JSON lines or CSV',
@@ -136,30 +168,7 @@ const exportCommand: Command = {
     if (format !== 'json' && format !== 'csv') throw new UsageError(`--format must be json or csv (got "${format}")`);
     const file = str(flags, 'out');
     const res = await api.download('/v1/audit/export', { query: { ...filterQuery(flags), format } });
-    const body = res.body ? Readable.fromWeb(res.body as WebReadableStream<Uint8Array>) : Readable.from([]);
-    if (file === undefined) {
-      const decoder = new TextDecoder();
-      await pipeline(body, new Writable({
-        write(chunk: Buffer, _enc, done) {
-          deps.stdout.write(decoder.decode(chunk, { stream: true }));
-          done();
-        },
-        final(done) {
-          deps.stdout.write(decoder.decode());
-          done();
-        },
-      }));
-      return;
-    }
-    // A cut-off download must not pass for a complete export: write aside, move into place when whole.
-    const partial = `${file}.partial`;
-    try {
-      await pipeline(body, createWriteStream(partial, { mode: 0o600 }));
-      await rename(partial, file);
-    } catch (err) {
-      await rm(partial, { force: true });
-      throw err;
-    }
+    if (!(await saveDownload(res, file, deps.stdout))) return;
     out.note(`Wrote the ${format === 'csv' ? 'CSV' : 'JSON lines'} export to ${file}.`);
   },
 };
@@ -179,15 +188,53 @@ const usage: Command = {
   },
 };
 
+const checkpointsCommand: Command = {
+  name: 'checkpoints',
+  summary: 'Every signed checkpoint, oldest first, as JSON lines (root; for verifying an export offline)',
+  usage: 'audit checkpoints [--out FILE]',
+  help: ['--out FILE      write to FILE (mode 600, in place only once complete) instead of stdout'],
+  options: { out: { type: 'string' } },
+  async run({ args, flags, api, out, deps }) {
+    positionals(args, [], checkpointsCommand.usage);
+    const file = str(flags, 'out');
+    if (await saveDownload(await api.download('/v1/audit/checkpoints'), file, deps.stdout)) out.note(`Wrote the checkpoints to ${file}.`);
+  },
+};
+
+const publicKey: Command = {
+  name: 'public-key',
+  summary: 'The key that signs checkpoints: record it once, out of band, to verify exports against it later',
+  usage: 'audit public-key',
+  options: {},
+  async run({ args, api, out }) {
+    positionals(args, [], publicKey.usage);
+    const res = await api.call<{ publicKey: string }>('GET', '/v1/audit/public-key');
+    out.result(res, () => res.publicKey);
+  },
+};
+
 const verify: Command = {
   name: 'verify',
   summary: 'Prove the audit chain and its signed checkpoints; exit 1 naming the first bad event',
-  usage: 'audit verify',
-  help: ['The server shares walks: the answer comes from one that started less than 10 seconds before the call, or after it.'],
-  options: {},
-  async run({ args, api, out }) {
+  usage: 'audit verify [--events FILE --checkpoints FILE --public-key KEY]',
+  help: [
+    'Without files: the server proves its own log. It shares walks: the answer comes from one that started less than',
+    '10 seconds before the call, or after it.',
+    'Offline, with no server: --events a whole-log export (audit export --all-tenants --format json), --checkpoints',
+    '(audit checkpoints), and --public-key the key you recorded earlier (audit public-key). A cut tail is caught up to',
+    'the last checkpoint in the file.',
+  ],
+  options: { events: { type: 'string' }, checkpoints: { type: 'string' }, 'public-key': { type: 'string' } },
+  async run({ args, flags, api, out }) {
     positionals(args, [], verify.usage);
-    const r = await api.call<VerifyResult>('GET', '/v1/audit/verify');
+    const files = { events: str(flags, 'events'), checkpoints: str(flags, 'checkpoints'), key: str(flags, 'public-key') };
+    const offline = Object.values(files).some((v) => v !== undefined);
+    if (offline && Object.values(files).some((v) => v === undefined)) {
+      throw new UsageError('offline verification needs all three of --events, --checkpoints and --public-key');
+    }
+    const r: VerifyResult = offline
+      ? await verifyExportFiles({ events: files.events!, checkpoints: files.checkpoints! }, files.key!)
+      : await api.call<VerifyResult>('GET', '/v1/audit/verify');
     out.result(r, () => (r.ok
       ? `Audit log intact: ${r.events} events through #${r.lastSeq}, ${r.checkpoints} signed checkpoint(s) match.`
       : `Audit log BROKEN at event #${r.firstBadSeq}: ${r.problem}`));
@@ -197,6 +244,6 @@ const verify: Command = {
 
 export const auditGroup: Group = {
   name: 'audit',
-  summary: 'The audit trail: list, tail, export, per-secret usage, verify (audit:read)',
-  commands: [list, tail, exportCommand, usage, verify],
+  summary: 'The audit trail: list, tail, export, per-secret usage, verify, checkpoints, public-key (audit:read)',
+  commands: [list, tail, exportCommand, usage, verify, checkpointsCommand, publicKey],
 };

@@ -10,6 +10,8 @@ interface SealStatus {
   threshold: number;
   shares: number;
   progress: number;
+  /** Absent from servers older than this CLI. */
+  auditWritable?: boolean;
 }
 
 function describeStatus(s: SealStatus, addr: string): string {
@@ -20,6 +22,7 @@ function describeStatus(s: SealStatus, addr: string): string {
     ['Seal type', s.type],
     ['Threshold', s.initialized ? `${s.threshold} of ${s.shares} shares` : null],
     ['Unseal progress', s.sealed && s.initialized ? `${s.progress}/${s.threshold}` : null],
+    ['Audit log', s.auditWritable === undefined ? null : s.auditWritable ? 'writable' : 'NOT WRITABLE: audited actions are refused (see the server log)'],
   ]);
 }
 

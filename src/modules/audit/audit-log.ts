@@ -4,9 +4,9 @@ import type { Clock } from '../../platform/clock.ts';
 import { timeOrderedId } from '../../platform/ids.ts';
 import type { AuditEventsTable, Database } from '../../storage/schema.ts';
 import type { RequestContext } from '../shared/context.ts';
-import { chainHash, createChainVerifier, type VerifyResult } from './chain.ts';
+import { chainHash, type VerifyResult } from './chain.ts';
+import { verifyLog } from './log-verifier.ts';
 import type { AuditEvent } from './event.ts';
-import { checkpointValid } from './checkpoints.ts';
 import type { AuditAppender } from './sqlite-appender.ts';
 
 /** What a service says happened; the log adds sequence, time, id and the chain. */
@@ -251,37 +251,17 @@ export function createAuditLog(deps: {
     async verify(opts: { trustedPublicKey?: string | null; batch?: number } = {}): Promise<VerifyResult & { headSeq: number; checkpoints: number }> {
       const batch = opts.batch ?? 2000;
       const checkpoints = await db.selectFrom('audit_checkpoints').selectAll().orderBy('seq').execute();
-      const expected = new Map(checkpoints.map((c) => [c.seq, c.hash]));
       const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
-      const bad = (firstBadSeq: number, problem: string, events: number) => ({ ok: false as const, events, firstBadSeq, problem, headSeq: head.seq, checkpoints: checkpoints.length });
-
-      if (opts.trustedPublicKey) {
-        const forged = checkpoints.find((c) => !checkpointValid(c, opts.trustedPublicKey!));
-        if (forged) return bad(forged.seq, `checkpoint at ${forged.seq} is not signed by this server's audit key`, 0);
-      }
-      const verifier = createChainVerifier();
-      let after = 0;
-      for (;;) {
-        const rows = await db.selectFrom('audit_events').selectAll().where('seq', '>', after).orderBy('seq').limit(batch).execute();
-        for (const row of rows) {
-          if (!verifier.push(fromRow(row))) break;
-          const cp = expected.get(row.seq);
-          if (cp !== undefined && cp !== row.hash) return bad(row.seq, `event ${row.seq} does not match the signed checkpoint at ${row.seq}`, verifier.result().events);
+      async function* events(): AsyncGenerator<AuditEvent> {
+        for (let after = 0; ;) {
+          const rows = await db.selectFrom('audit_events').selectAll().where('seq', '>', after).orderBy('seq').limit(batch).execute();
+          for (const row of rows) yield fromRow(row);
+          if (rows.length < batch) return;
+          after = rows[rows.length - 1]!.seq;
         }
-        const r = verifier.result();
-        if (!r.ok || rows.length < batch) break;
-        after = rows[rows.length - 1]!.seq;
       }
-      const result = verifier.result();
-      if (!result.ok) return { ...result, headSeq: head.seq, checkpoints: checkpoints.length };
-      const lastCheckpoint = checkpoints[checkpoints.length - 1];
-      if (lastCheckpoint && lastCheckpoint.seq > result.lastSeq) {
-        return bad(result.lastSeq + 1, `the log ends at ${result.lastSeq} but a signed checkpoint covers ${lastCheckpoint.seq}: events were removed from the end`, result.events);
-      }
-      if (result.lastSeq !== head.seq || result.lastHash !== head.hash) {
-        return bad(result.lastSeq + 1, `the log ends at ${result.lastSeq} but its head says ${head.seq}: events were removed from the end`, result.events);
-      }
-      return { ...result, headSeq: head.seq, checkpoints: checkpoints.length };
+      const result = await verifyLog({ events: events(), checkpoints, head, trustedPublicKey: opts.trustedPublicKey ?? null });
+      return { ...result, headSeq: head.seq };
     },
   };
 }

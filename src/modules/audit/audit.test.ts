@@ -259,6 +259,6 @@ describeEachDialect('audit log: chained, append-only, fail-closed, never holding
     await h.storage.db.insertInto('audit_checkpoints').values({ ...cp, public_key: publicKeyText(other.publicKey) }).execute();
     r = await h.services.audit.verify({ trustedPublicKey: key });
     assert.equal(r.ok, false);
-    assert.match(!r.ok ? r.problem : '', /not signed by this server/);
+    assert.match(!r.ok ? r.problem : '', /not signed by the trusted audit key/);
   });
 });

@@ -251,6 +251,31 @@ export function createAuditQueryService(deps: {
       })();
     },
 
+    /**
+     * Root only: every signed checkpoint, oldest first, one stored row per JSON line, for verifying
+     * a whole-log export offline (checkpoints cover the one global chain, not one tenant's part).
+     */
+    async checkpoints(ctx: TenantContext): Promise<AsyncIterable<string>> {
+      await authorize(ctx, false);
+      if (ctx.actor.type !== 'root') fail('FORBIDDEN', 'checkpoints cover every tenant: only the root principal may export them');
+      return (async function* () {
+        for (let after = 0; ;) {
+          const rows = await db.selectFrom('audit_checkpoints').selectAll().where('seq', '>', after).orderBy('seq').limit(MAX_PAGE).execute();
+          if (rows.length > 0) yield rows.map((r) => JSON.stringify(r) + '\n').join('');
+          if (rows.length < MAX_PAGE) return;
+          after = rows[rows.length - 1]!.seq;
+        }
+      })();
+    },
+
+    /** The key that signs checkpoints (SPKI DER, base64): pin it once, then verify exports offline against it. */
+    async publicKey(ctx: TenantContext): Promise<{ publicKey: string }> {
+      await authorize(ctx, false);
+      const publicKey = deps.trustedPublicKey?.() ?? null;
+      if (publicKey === null) fail('SEALED', 'the server is sealed; the audit key exists only while it is unsealed');
+      return { publicKey };
+    },
+
     /** Per actor: first and last allowed use and reveal of a secret in this tenant, with counts; most recent first. */
     async usage(ctx: TenantContext, secretName: string): Promise<SecretUsage> {
       await authorize(ctx, false);

@@ -126,5 +126,34 @@ export function auditRoutes(deps: { queries: AuditQueryService }) {
         },
       },
     }, (req) => deps.queries.verify(tenantContextOf(req)));
+
+    app.get('/v1/audit/checkpoints', {
+      config: tenant,
+      schema: {
+        tags: ['audit'], summary: 'Root only: every signed checkpoint, oldest first, as JSON lines (for offline verification)',
+        response: {
+          200: {
+            description: 'One stored checkpoint per line: {"seq","hash","time","signature","public_key"} (docs/audit.md)',
+            content: { 'application/x-ndjson': { schema: { type: 'string' } } },
+          },
+          ...errorResponses,
+        },
+      },
+    }, async (req, reply) => {
+      const body = await deps.queries.checkpoints(tenantContextOf(req));
+      return reply
+        .header('content-type', 'application/x-ndjson; charset=utf-8')
+        .header('content-disposition', 'attachment; filename="keyhold-audit-checkpoints.jsonl"')
+        .header('cache-control', 'no-store')
+        .send(Readable.from(body));
+    });
+
+    r.get('/v1/audit/public-key', {
+      config: tenant,
+      schema: {
+        tags: ['audit'], summary: 'The key that signs checkpoints (Ed25519, SPKI DER, base64): pin it for offline verification',
+        response: { 200: Type.Object({ publicKey: Type.String() }), ...errorResponses },
+      },
+    }, (req) => deps.queries.publicKey(tenantContextOf(req)));
   };
 }

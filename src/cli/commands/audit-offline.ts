@@ -1,0 +1,86 @@
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { UsageError } from '../args.ts';
+import type { AuditEvent } from '../../modules/audit/event.ts';
+import { verifyLog, type LogVerifyResult } from '../../modules/audit/log-verifier.ts';
+import type { AuditCheckpointsTable } from '../../storage/schema.ts';
+
+/** The parsed lines of a JSON lines file, with their line numbers; a line that is not JSON ends the proof. */
+async function* jsonLines<T>(path: string, what: string): AsyncGenerator<{ line: number; value: T }> {
+  const lines = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
+  let n = 0;
+  try {
+    for await (const text of lines) {
+      n++;
+      if (text === '') continue;
+      let value: T;
+      try {
+        value = JSON.parse(text) as T;
+      } catch {
+        throw new OfflineInputError(`${what} line ${n} is not JSON`);
+      }
+      yield { line: n, value };
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new UsageError(`${what}: no such file ${path}`);
+    throw err;
+  } finally {
+    lines.close();
+  }
+}
+
+/** Input that cannot even be read as an export: reported as a failed proof, never as an "ok". */
+class OfflineInputError extends Error {}
+
+const isEvent = (e: unknown): e is AuditEvent => {
+  const x = e as Partial<AuditEvent> | null;
+  return typeof x === 'object' && x !== null && Number.isSafeInteger(x.seq) && typeof x.hash === 'string' && typeof x.prevHash === 'string'
+    && typeof x.actor === 'object' && x.actor !== null && typeof x.resource === 'object' && x.resource !== null && typeof x.context === 'object';
+};
+
+const isCheckpoint = (c: unknown): c is AuditCheckpointsTable => {
+  const x = c as Partial<AuditCheckpointsTable> | null;
+  return typeof x === 'object' && x !== null && Number.isSafeInteger(x.seq) && typeof x.hash === 'string' && Number.isSafeInteger(x.time)
+    && typeof x.signature === 'string' && typeof x.public_key === 'string';
+};
+
+/** The answer in the shape `GET /v1/audit/verify` gives, so both modes print alike. */
+export interface OfflineVerifyAnswer {
+  ok: boolean; events: number; headSeq: number | null; checkpoints: number; lastSeq: number | null; firstBadSeq: number | null; problem: string | null;
+}
+
+function answer(r: LogVerifyResult): OfflineVerifyAnswer {
+  const base = { events: r.events, headSeq: r.headSeq, checkpoints: r.checkpoints };
+  return r.ok
+    ? { ok: true, ...base, lastSeq: r.lastSeq, firstBadSeq: null, problem: null }
+    : { ok: false, ...base, lastSeq: null, firstBadSeq: r.firstBadSeq, problem: r.problem };
+}
+
+/**
+ * `keyhold audit verify --events FILE --checkpoints FILE --public-key KEY`: the server's proof run
+ * over files, with no server: a whole-log JSON lines export, the checkpoints export, and the key
+ * pinned earlier (`keyhold audit public-key`). A line that is not an event is reported as the
+ * first bad one, by its line number, like any other damage.
+ */
+export async function verifyExportFiles(paths: { events: string; checkpoints: string }, publicKey: string): Promise<OfflineVerifyAnswer> {
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(publicKey)) throw new UsageError('--public-key must be the base64 key that `keyhold audit public-key` printed');
+  const checkpoints: AuditCheckpointsTable[] = [];
+  let lastSeq = 0;
+  try {
+    for await (const { line, value } of jsonLines<unknown>(paths.checkpoints, 'checkpoints')) {
+      if (!isCheckpoint(value)) throw new OfflineInputError(`checkpoints line ${line} is not a checkpoint`);
+      checkpoints.push(value);
+    }
+    async function* events(): AsyncGenerator<AuditEvent> {
+      for await (const { line, value } of jsonLines<unknown>(paths.events, 'events')) {
+        if (!isEvent(value)) throw new OfflineInputError(`events line ${line} (after event ${lastSeq}) is not an audit event`);
+        lastSeq = value.seq;
+        yield value;
+      }
+    }
+    return answer(await verifyLog({ events: events(), checkpoints, head: null, trustedPublicKey: publicKey }));
+  } catch (err) {
+    if (!(err instanceof OfflineInputError)) throw err;
+    return { ok: false, events: 0, headSeq: null, checkpoints: checkpoints.length, lastSeq: null, firstBadSeq: lastSeq + 1, problem: err.message };
+  }
+}
