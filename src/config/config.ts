@@ -111,6 +111,8 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
     'KEYHOLD_AUDIT_FILE', 'KEYHOLD_AUDIT_SYSLOG', 'KEYHOLD_AUDIT_WEBHOOK', 'KEYHOLD_AUDIT_WEBHOOK_SECRET', 'KEYHOLD_AUDIT_CHECKPOINT_INTERVAL',
     // client-side settings read by the CLI, not the server:
     'KEYHOLD_ADDR', 'KEYHOLD_TOKEN', 'KEYHOLD_TENANT',
+    // read by the SDK in scripts and services (keyhold/sdk), which may share a shell with a server:
+    'KEYHOLD_ENVIRONMENT',
   ]);
   for (const key of Object.keys(env)) {
     if (key.startsWith('KEYHOLD_') && !known.has(key)) throw new ConfigError(key, 'is not a known setting');

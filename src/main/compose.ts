@@ -47,6 +47,7 @@ import { callValuesOnlyRedaction, createProxyService, DEFAULT_PROXY_LIMITS, prox
 import { createRotationModule, rotationRoutes } from '../modules/rotation/index.ts';
 import { dependentsFromConnectors } from '../modules/rotation/dependents.ts';
 import { notifierFromSettings } from '../modules/notifications/channels.ts';
+import { createFanoutNotifier } from '../modules/notifications/fanout.ts';
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Storage } from '../storage/database.ts';
@@ -100,8 +101,13 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   }), knownValues, (tenantId) => redactors.forget(tenantId));
   const versionChecks = createVersionCheckService({ db, tenants, authz, maxNameLength: config.limits.maxNameLength });
   const keys = createKeyService({ db, keyring, authz, clock, rows, audit });
-  // Until the webhook/SMTP channels land, notifications are log lines (server.ts passes its own logger's notifier).
-  const notifier = deps.notifier ?? createLogNotifier({ logger: createLogger({ level: 'info' }) });
+  // One notifier for every module: always the log (server.ts passes its own logger's), and the
+  // KEYHOLD_NOTIFY_* channels when configured, so break-glass alerts and rotation news reach both.
+  const logNotifier = deps.notifier ?? createLogNotifier({ logger: createLogger({ level: 'info' }) });
+  const onNotifyError = (err: unknown) => deps.onBackgroundError?.(err);
+  const notifier = config.notify && (config.notify.webhook || config.notify.smtp)
+    ? createFanoutNotifier([logNotifier, notifierFromSettings(config.notify, onNotifyError)], onNotifyError)
+    : logNotifier;
   const escrow = createEscrowModule({ db, authz, clock, tenants, secrets, audit, notifier });
   const system = createSystemService({ db, seal, tenants, tokens, audit, dataDir: config.dataDir });
   const retention = createRetentionJob({ db, clock, keyring, rows, rollbackWindowMs: config.rollbackWindowMs });
@@ -128,7 +134,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     db, dialect: storage.dialect, clock, keyring, rows, audit, authz, secrets, tenants, values,
     maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
     ...(config.rotation ? { settings: config.rotation } : {}),
-    ...(config.notify ? { notifier: notifierFromSettings(config.notify, (err) => deps.onBackgroundError?.(err)) } : {}),
+    notifier,
   });
   rotation.useDependents(dependentsFromConnectors(connectors));
   return { self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Writable } from 'node:stream';
 import { createServices, createHttpApp, type Services } from '../../src/main/compose.ts';
-import { identitySettings } from '../../src/config/config.ts';
+import { identitySettings, type NotifySettings } from '../../src/config/config.ts';
 import { createManualClock } from '../../src/platform/clock.ts';
 import { createLogger } from '../../src/platform/logger.ts';
 import type { TenantContext } from '../../src/modules/shared/context.ts';
@@ -42,13 +42,14 @@ export interface Harness {
 }
 
 /** A fully initialised and unsealed Keyhold over a fresh database, with an in-process HTTP app. */
-export async function createHarness(dialect: DialectName): Promise<Harness> {
+/** `notify`: KEYHOLD_NOTIFY_* channels, beside the memory notifier that stands for the log. */
+export async function createHarness(dialect: DialectName, opts: { notify?: NotifySettings } = {}): Promise<Harness> {
   const database = await createTestDatabase(dialect);
   const storage = await database.open();
   const clock = createManualClock(Date.UTC(2026, 5, 1));
   const notifications = createMemoryNotifier();
   const services = createServices({
-    config: { dataDir: database.dataDir, limits: TEST_LIMITS, rollbackWindowMs: ROLLBACK_WINDOW_MS, identity: identitySettings() },
+    config: { dataDir: database.dataDir, limits: TEST_LIMITS, rollbackWindowMs: ROLLBACK_WINDOW_MS, identity: identitySettings(), ...(opts.notify ? { notify: opts.notify } : {}) },
     storage,
     clock,
     notifier: notifications,

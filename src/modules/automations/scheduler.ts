@@ -10,8 +10,9 @@ import type { Database } from '../../storage/schema.ts';
 /**
  * Schedule triggers: one croner job per automation with a `schedule` trigger, kept in step with
  * the stored definitions (loaded at start, then told of every change). A run that is still going
- * when the next tick comes is not started twice (`protect`). One process fires the schedules; a
- * durable, leader-elected scheduler across nodes comes with rotation scheduling (SPEC §6, §13).
+ * when the next tick comes is not started twice (`protect`). Every process that loads the
+ * definitions fires them, and learns only of its own changes: run scheduled automations on one node
+ * until they get a leader like the rotation scheduler's (SPEC §13; docs/operations.md, "Scale-out").
  */
 export function createAutomationScheduler(deps: { db: Kysely<Database>; runner: Pick<Runner, 'start'>; onError: (err: unknown) => void }) {
   const repo = createAutomationRepository(deps.db);

@@ -1,5 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { codeOf, ESCROW_POLICY, setUpEscrow, type EscrowCast } from '../../../test/helpers/escrow.ts';
@@ -107,4 +109,32 @@ describeEachDialect('escrow: break-glass, reviews, access policy versions, and t
     const openapi = (await inject('GET', '/v1/openapi.json')).json();
     assert.ok(openapi.paths['/v1/requests/{id}/approve'] && openapi.paths['/v1/break-glass'] && openapi.paths['/v1/access-policies']);
   });
+});
+
+test('with KEYHOLD_NOTIFY_* channels configured, a break-glass alert reaches them as well as the log', async () => {
+  const received: string[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      received.push(body);
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+  const h = await createHarness('sqlite', { notify: { webhook: { url, secret: 'a-webhook-secret-of-32-characters' }, smtp: null } });
+  try {
+    const c = await setUpEscrow(h, ['STRIPE_KEY']);
+    await h.services.escrow.breakGlass.breakGlass(c.oncall.ctx(), { secrets: ['STRIPE_KEY'], environment: 'production', action: 'reveal', justification: why });
+    assert.equal(h.notifications.ofType('escrow.break-glass').length, 1, 'the log');
+    // Notifications are sent after the action commits, not awaited by it.
+    for (let i = 0; i < 100 && received.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    const hooked = received.map((b) => JSON.parse(b) as { type: string; severity: string });
+    assert.deepEqual(hooked.filter((n) => n.type === 'escrow.break-glass').map((n) => n.severity), ['alert'], 'the webhook');
+    assert.ok(!received.join('').includes('stripe_key-production'), 'no value in what the webhook got');
+  } finally {
+    await h.close();
+    await new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); });
+  }
 });

@@ -7,7 +7,9 @@ import type { SealedRowCache } from './sealed-row-cache.ts';
 
 /**
  * Crypto-shreds versions superseded longer ago than the rollback window: their data key is
- * deleted, so the ciphertext (and any backup of it) can never be opened again. Never the current one.
+ * deleted, so the ciphertext in this database can never be opened again. Never the current one.
+ * A backup taken before the sweep still holds the wrapped key and opens with the unseal shares
+ * (docs/threat-model.md, "Backups").
  */
 export function createRetentionJob(deps: {
   db: Kysely<Database>; clock: Clock; rollbackWindowMs: number; keyring: Pick<Keyring, 'forgetDeks'>; rows: Pick<SealedRowCache, 'forgetTenant'>;
