@@ -24,7 +24,7 @@ export interface Keyring {
    * Loads the tenant's current KEK and returns a synchronous sealer. Callers get it before opening
    * a transaction (SQLite has one connection: loading a key inside a transaction would wait on itself).
    */
-  sealerFor(tenantId: string): Promise<(binding: VersionBinding, plaintext: Uint8Array) => SealedValue>;
+  sealerFor(tenantId: string): Promise<Sealer>;
   openValue(binding: VersionBinding, ciphertext: Uint8Array, wrappedDek: Uint8Array): Promise<Buffer>;
   /**
    * openValue when its data key is cached with this exact wrapped-DEK object and binding (the hot
@@ -40,6 +40,9 @@ export interface Keyring {
   /** Drops every cached key: called on seal. */
   purge(): void;
 }
+
+/** Seals values under one KEK version (the tenant's current one when it was made), which it names. */
+export type Sealer = ((binding: VersionBinding, plaintext: Uint8Array) => SealedValue) & { readonly kekVersion: number };
 
 /** Drops every entry of one tenant from a cache keyed "tenantId\0...". */
 function forgetTenantKeys(cache: Map<string, unknown>, tenantId: string): void {
@@ -147,7 +150,7 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
       root.rootKey(); // refuse with SEALED before touching anything
       const { current } = await state(tenantId);
       const key = await kek(tenantId, current);
-      return (binding, plaintext) => sealValue(key, current, binding, plaintext);
+      return Object.assign((binding: VersionBinding, plaintext: Uint8Array) => sealValue(key, current, binding, plaintext), { kekVersion: current });
     },
 
     openCached(binding, ciphertext, wrappedDek) {

@@ -103,11 +103,13 @@ export function createKeyService(deps: {
       rewrapped += await rewrapTotpSecrets(db, ctx.tenantId, await keyring.rewrapperFor(ctx.tenantId));
       const now = clock.now();
       await db.transaction().execute(async (trx) => {
+        // The tenant row first: its lock waits out every write still proving its KEK current
+        // (keys/current-kek.ts), so the check below sees what they wrote.
+        await trx.updateTable('tenants').set({ kek_min_version: state.current }).where('id', '=', ctx.tenantId).execute();
         const stragglers = await trx.selectFrom('secret_versions').select('id')
           .where('tenant_id', '=', ctx.tenantId).where('kek_version', '<', state.current).where('wrapped_dek', 'is not', null)
           .limit(1).execute();
         if (stragglers.length > 0) fail('KEY_OPERATION_CONFLICT', 'data keys were written under an old key version during the rewrap; run it again');
-        await trx.updateTable('tenants').set({ kek_min_version: state.current }).where('id', '=', ctx.tenantId).execute();
         await trx.updateTable('tenant_keks').set({ wrapped_key: null, retired_at: now })
           .where('tenant_id', '=', ctx.tenantId).where('version', '<', state.current).where('retired_at', 'is', null).execute();
         await audit.appendInTx(trx, keyEvent(ctx, 'key.rewrap', { rewrapped: String(rewrapped), minDecryptionVersion: String(state.current) }));

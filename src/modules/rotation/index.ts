@@ -35,7 +35,7 @@ export function createRotationModule(deps: {
   db: Kysely<Database>;
   dialect: DialectName;
   clock: Clock;
-  keyring: Pick<Keyring, 'sealerFor' | 'openValue' | 'forgetDeks'>;
+  keyring: Pick<Keyring, 'sealerFor' | 'openValue' | 'forgetDeks' | 'invalidate'>;
   rows: Pick<SealedRowCache, 'forgetSecret'>;
   audit: Pick<AuditLog, 'appendInTx'>;
   authz: Authorizer;

@@ -8,6 +8,7 @@ import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { SealedRowCache } from './sealed-row-cache.ts';
 import { createSecretRepository } from './secret-repository.ts';
+import { withCurrentKek } from '../keys/current-kek.ts';
 
 /** The secret and environment a pending version belongs to (already resolved and authorized by the caller). */
 export interface PendingTarget {
@@ -29,7 +30,7 @@ export type InTx = (trx: Transaction<Database>) => Promise<void>;
  */
 export function createPendingVersions(deps: {
   db: Kysely<Database>;
-  keyring: Pick<Keyring, 'sealerFor' | 'openValue' | 'forgetDeks'>;
+  keyring: Pick<Keyring, 'sealerFor' | 'openValue' | 'forgetDeks' | 'invalidate'>;
   rows: Pick<SealedRowCache, 'forgetSecret'>;
   audit: Pick<AuditLog, 'appendInTx'>;
   clock: Clock;
@@ -52,9 +53,9 @@ export function createPendingVersions(deps: {
       try {
         if (plaintext.byteLength > maxValueBytes) fail('VALUE_TOO_LARGE', `values are at most ${maxValueBytes} bytes`);
         if (plaintext.byteLength === 0) fail('VALIDATION_FAILED', 'value must not be empty');
-        const seal = await keyring.sealerFor(ctx.tenantId);
         const now = clock.now();
-        const result = await db.transaction().execute(async (trx) => {
+        const result = await withCurrentKek(keyring, ctx.tenantId, ({ seal, assertCurrent }) => db.transaction().execute(async (trx) => {
+          await assertCurrent(trx);
           const r = createSecretRepository(trx);
           await r.ensureState(ctx.tenantId, t.secretId, t.environmentId, now);
           const row = await trx.updateTable('secret_states')
@@ -72,7 +73,7 @@ export function createPendingVersions(deps: {
           await audit.appendInTx(trx, event(ctx, 'secret.pending.write', t, version, opts.context));
           await opts.inTx?.(trx);
           return { version, current: row.current_version };
-        });
+        }));
         rows.forgetSecret(ctx.tenantId, t.name);
         return result;
       } finally {

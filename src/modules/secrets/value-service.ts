@@ -14,6 +14,7 @@ import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { RevealedValue, VersionInfo, VersionLabel } from './types.ts';
 import type { VersionBinding } from '../../crypto/envelope.ts';
 import { createReadViews } from './read-views.ts';
+import { withCurrentKek } from '../keys/current-kek.ts';
 
 type ReadAction = 'use' | 'reveal';
 export interface ReadOptions {
@@ -148,9 +149,9 @@ export function createValueService(deps: {
       const secret = await secrets.load(ctx, name);
       const env = await tenants.environment(ctx.tenantId, environment);
       await authz.require(ctx, 'write', secretResource(secret), environment);
-      const seal = await keyring.sealerFor(ctx.tenantId);
       const now = clock.now();
-      const result = await db.transaction().execute(async (trx) => {
+      const result = await withCurrentKek(keyring, ctx.tenantId, ({ seal, assertCurrent }) => db.transaction().execute(async (trx) => {
+        await assertCurrent(trx);
         const r = createSecretRepository(trx);
         await r.ensureState(ctx.tenantId, secret.id, env.id, now);
         const moved = await r.advanceCurrent(secret.id, env.id, input.cas, now);
@@ -169,7 +170,7 @@ export function createValueService(deps: {
           ...(input.reason ? { context: { ...base.context, reason: input.reason } } : {}),
         }]);
         return moved;
-      });
+      }));
       rows.forgetSecret(ctx.tenantId, name);
       plaintext.fill(0);
       return { name, environment, version: result.version, previousVersion: result.superseded };

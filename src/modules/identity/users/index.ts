@@ -27,7 +27,7 @@ export { rewrapTotpSecrets } from './totp-rewrap.ts';
 export function createUserModule(deps: {
   db: Kysely<Database>;
   dialect: DialectName;
-  keyring: Pick<Keyring, 'sealerFor' | 'openValue'>;
+  keyring: Pick<Keyring, 'sealerFor' | 'openValue' | 'invalidate'>;
   tenants: { findByName(name: string): Promise<{ id: string; name: string } | null>; findById(id: string): Promise<{ id: string; name: string } | null> };
   authz: Pick<Authorizer, 'require' | 'invalidate'>;
   clock: Clock;

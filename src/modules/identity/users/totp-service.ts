@@ -11,6 +11,7 @@ import type { SessionService } from './session-service.ts';
 import { decodeSealedTotp, encodeSealedTotp, matchTotpStep, newTotpSecret, otpauthUri, totpBinding } from './totp.ts';
 import { sessionActorOf } from './types.ts';
 import type { UserCredentials, UserRepository } from './user-repository.ts';
+import { withCurrentKek } from '../../keys/current-kek.ts';
 
 export interface TotpEnrolment {
   /** Base32 secret and otpauth:// URI: shown once, never again. */
@@ -26,7 +27,7 @@ export interface TotpEnrolment {
 export function createTotpService(deps: {
   db: Kysely<Database>;
   repo: UserRepository;
-  keyring: Pick<Keyring, 'sealerFor' | 'openValue'>;
+  keyring: Pick<Keyring, 'sealerFor' | 'openValue' | 'invalidate'>;
   tenants: { findById(id: string): Promise<{ name: string } | null> };
   sessions: Pick<SessionService, 'markMfa'>;
   guard: AttemptGuard;
@@ -100,9 +101,12 @@ export function createTotpService(deps: {
       }
       const tenant = (await deps.tenants.findById(actor.tenantId)) ?? fail('TENANT_NOT_FOUND', 'tenant not found');
       const secret = newTotpSecret();
-      const seal = await keyring.sealerFor(actor.tenantId);
-      const sealed = seal(totpBinding(actor.tenantId, actor.userId), Buffer.from(secret, 'utf8'));
-      await repo.setPendingTotp(actor.tenantId, actor.userId, encodeSealedTotp(sealed.ciphertext, sealed.wrappedDek));
+      // Sealed under the KEK current in the same transaction, as every write is (keys/current-kek.ts).
+      await withCurrentKek(keyring, actor.tenantId, ({ seal, assertCurrent }) => db.transaction().execute(async (trx) => {
+        await assertCurrent(trx);
+        const sealed = seal(totpBinding(actor.tenantId, actor.userId), Buffer.from(secret, 'utf8'));
+        await repo.setPendingTotp(actor.tenantId, actor.userId, encodeSealedTotp(sealed.ciphertext, sealed.wrappedDek), trx);
+      }));
       return { secret, uri: otpauthUri(secret, tenant.name, user.username) };
     },
 

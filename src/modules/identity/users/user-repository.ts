@@ -53,8 +53,8 @@ export function createUserRepository(db: Kysely<Database>) {
     },
 
     /** Starts (or restarts) enrolment: a new sealed secret, not yet enabled, no step used. */
-    async setPendingTotp(tenantId: string, id: string, sealed: Uint8Array): Promise<void> {
-      await db.updateTable('users').set({ totp_secret: sealed, totp_enabled: 0, totp_last_step: null })
+    async setPendingTotp(tenantId: string, id: string, sealed: Uint8Array, executor: Executor = db): Promise<void> {
+      await executor.updateTable('users').set({ totp_secret: sealed, totp_enabled: 0, totp_last_step: null })
         .where('tenant_id', '=', tenantId).where('id', '=', id).execute();
     },
 
