@@ -48,6 +48,7 @@ import { createRotationModule, rotationRoutes } from '../modules/rotation/index.
 import { dependentsFromConnectors } from '../modules/rotation/dependents.ts';
 import { notifierFromSettings } from '../modules/notifications/channels.ts';
 import { createFanoutNotifier } from '../modules/notifications/fanout.ts';
+import { guardedFetch } from '../modules/connectors/address-guard.ts';
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Storage } from '../storage/database.ts';
@@ -117,11 +118,13 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     audit, identifiers,
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
   });
+  // Connector calls (proxy and health checks) never reach link-local or cloud metadata addresses.
+  const outboundFetch = guardedFetch(globalThis.fetch);
   const connectors = createConnectorService({
-    db, tenants, secrets, values, authz, audit, clock, fetch: globalThis.fetch, limits: DEFAULT_PROXY_LIMITS, maxNameLength: config.limits.maxNameLength,
+    db, tenants, secrets, values, authz, audit, clock, fetch: outboundFetch, limits: DEFAULT_PROXY_LIMITS, maxNameLength: config.limits.maxNameLength,
   });
   const proxy = createProxyService({
-    connectors, values, audit, clock, fetch: globalThis.fetch, redactors,
+    connectors, values, audit, clock, fetch: outboundFetch, redactors,
     limits: { ...DEFAULT_PROXY_LIMITS, maxRequestBytes: config.limits.maxBodyBytes },
   });
   // Where script steps reach this server: set by whoever makes it listen (server.ts, tests).

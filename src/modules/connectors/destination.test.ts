@@ -7,8 +7,25 @@ const dest = parseDestination('http://127.0.0.1:8080/api', 'baseUrl');
 test('a destination root keeps scheme, host, port and path prefix, and refuses credentials, queries and dot segments', () => {
   assert.deepEqual(dest, { origin: 'http://127.0.0.1:8080', prefix: '/api' });
   assert.deepEqual(parseDestination('https://pay.example.com/', 'baseUrl'), { origin: 'https://pay.example.com', prefix: '' });
-  for (const bad of ['ftp://x', 'http://user:pw@h', 'http://h/a?x=1', 'http://h/a#f', 'http://h/a/../b', 'http://h/%2e%2e/x', 'not a url', 'http://h\\x']) {
-    assert.throws(() => parseDestination(bad, 'baseUrl'), { code: 'VALIDATION_FAILED' }, bad);
+  for (const [bad, why] of [
+    ['ftp://x', /http or https/], ['https://user:pw@h', /credentials/], ['https://h/a?x=1', /query/], ['https://h/a#f', /fragment/],
+    ['https://h/a/../b', /dot segments/], ['https://h/%2e%2e/x', /encoded separators/], ['not a url', /not a URL/], ['https://h\\x', /plain path|not a URL/],
+  ] as const) {
+    assert.throws(() => parseDestination(bad, 'baseUrl'), (err: { code?: string; message?: string }) => err.code === 'VALIDATION_FAILED' && why.test(err.message ?? ''), bad);
+  }
+});
+
+test('credentials travel over https, or plain http to loopback only; metadata and link-local hosts are refused', () => {
+  for (const ok of ['http://127.0.0.1:9000', 'http://localhost:8080/x', 'http://[::1]:8080', 'https://10.0.0.5/api', 'https://api.example.com']) {
+    assert.doesNotThrow(() => parseDestination(ok, 'baseUrl'), ok);
+  }
+  assert.throws(() => parseDestination('http://api.example.com/v1', 'baseUrl'), /must use https \(plain http only to loopback\)/);
+  assert.throws(() => parseDestination('http://127.evil.example/v1', 'baseUrl'), /must use https/, 'loopback by address, not by spelling');
+  for (const metadata of [
+    'https://169.254.169.254/latest/meta-data', 'https://metadata.google.internal/computeMetadata/v1', 'https://METADATA.google.internal.',
+    'https://[fe80::1]/', 'https://[fd00:ec2::254]/', 'https://100.100.100.200/', 'https://[::ffff:169.254.169.254]/', 'https://0.0.0.0/',
+  ]) {
+    assert.throws(() => parseDestination(metadata, 'baseUrl'), /link-local or cloud metadata/, metadata);
   }
 });
 

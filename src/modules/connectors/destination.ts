@@ -1,4 +1,5 @@
 import { fail } from '../../errors/index.ts';
+import { isForbiddenHost, isLoopbackHost } from '../../platform/addresses.ts';
 
 /** An allowlisted destination root: exact scheme, host and port, and a path prefix (no trailing slash; '' for the root). */
 export interface Destination {
@@ -27,6 +28,9 @@ export function parseDestination(raw: unknown, field: string): Destination {
     fail('VALIDATION_FAILED', `settings.${field} is not a URL`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') fail('VALIDATION_FAILED', `settings.${field} must use http or https`);
+  // Credentials go in these requests: over plain http anyone on the path reads them.
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) fail('VALIDATION_FAILED', `settings.${field} must use https (plain http only to loopback)`);
+  if (isForbiddenHost(url.hostname)) fail('VALIDATION_FAILED', `settings.${field} is a link-local or cloud metadata address, which Keyhold never calls`);
   if (url.username || url.password || raw.includes('@')) fail('VALIDATION_FAILED', `settings.${field} must not carry credentials: put them in a slot`);
   if (url.search || url.hash || raw.includes('?') || raw.includes('#')) fail('VALIDATION_FAILED', `settings.${field} must not have a query or fragment`);
   if (raw.includes('\\') || /%(2e|2f|5c)/i.test(raw) || /\/\.\.?(\/|$)/.test(raw)) fail('VALIDATION_FAILED', `settings.${field} must be a plain path without dot segments or encoded separators`);

@@ -1,3 +1,5 @@
+import { ForbiddenDestinationError } from './address-guard.ts';
+
 /** A request about to leave Keyhold, after the destination check; connector types add their auth to it. */
 export interface OutgoingRequest {
   method: string;
@@ -18,7 +20,7 @@ export interface OutboundLimits {
 
 export type OutboundResult =
   | { ok: true; status: number; headers: Headers; body: Buffer; truncated: boolean }
-  | { ok: false; reason: 'timeout' | 'unreachable' };
+  | { ok: false; reason: 'timeout' | 'unreachable' | 'forbidden_address' };
 
 /**
  * Sends one request with fetch: redirects are never followed, both timeouts abort the request, and the
@@ -41,7 +43,8 @@ export async function sendOutbound(fetchImpl: typeof fetch, req: OutgoingRequest
         method: req.method, headers: req.headers, redirect: 'manual', signal: controller.signal,
         ...(req.body !== undefined ? { body: req.body } : {}),
       });
-    } catch {
+    } catch (err) {
+      if (err instanceof ForbiddenDestinationError) return { ok: false, reason: 'forbidden_address' };
       return { ok: false, reason: timedOut ? 'timeout' : 'unreachable' };
     } finally {
       clearTimeout(headersTimer);

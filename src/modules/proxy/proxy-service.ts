@@ -85,6 +85,7 @@ export function createProxyService(deps: {
       });
       if (!result.ok) {
         if (result.reason === 'timeout') fail('UPSTREAM_TIMEOUT', `connector "${c.name}": the destination did not answer in time`);
+        if (result.reason === 'forbidden_address') fail('DESTINATION_FORBIDDEN', `connector "${c.name}": the destination resolves to a link-local or cloud metadata address`);
         fail('UPSTREAM_UNREACHABLE', `connector "${c.name}": the destination could not be reached`);
       }
       const callMask = createCallMasker([...Object.values(ready.values), ...filled.values(), ...injected]);

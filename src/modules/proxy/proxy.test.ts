@@ -9,6 +9,7 @@ import { startFakePaymentApi, type FakePaymentApi } from '../../../test/fixtures
 import { signRequest } from '../connectors/types/http/signing.ts';
 import { signatureHeader } from '../connectors/types/webhook-signer/signature.ts';
 import type { ProxyService } from './proxy-service.ts';
+import { guardedFetch } from '../connectors/address-guard.ts';
 
 const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 const v = (label: string) => `${label}-${randomBytes(12).toString('hex')}`;
@@ -145,6 +146,19 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     await h.services.connectors.create(h.ctx, 'production', { name: 'closed', type: 'http', owner: 'ops', settings: { baseUrl: `http://127.0.0.1:${await closedPort()}`, auth: { kind: 'bearer' } }, slots: { token: 'PAY_TOKEN' } });
     const err = await small.call(h.ctx, { environment: 'production', connector: 'closed', request: { method: 'GET', path: '/x' } }).catch((e: Error) => e);
     assert.equal((err as { code?: string }).code, 'UPSTREAM_UNREACHABLE', String((err as Error).message));
+  });
+
+  test('a destination whose name resolves to the cloud metadata address gets DESTINATION_FORBIDDEN, and no request leaves', async () => {
+    const sent: string[] = [];
+    const recording = (async (input: URL | string) => {
+      sent.push(String(input));
+      return new Response('{}', { status: 200 });
+    }) as typeof fetch;
+    // The name passes the definition check (https, not a metadata name); only resolving it shows where it goes.
+    const guarded = proxyFor(h, () => [], {}, guardedFetch(recording, async (host) => [{ address: host === 'billing.rebind.test' ? '169.254.169.254' : '203.0.113.9' }]));
+    await h.services.connectors.create(h.ctx, 'production', { name: 'rebound', type: 'http', owner: 'ops', settings: { baseUrl: 'https://billing.rebind.test/v1', auth: { kind: 'bearer' } }, slots: { token: 'PAY_TOKEN' } });
+    assert.equal(await code(guarded.call(h.ctx, { environment: 'production', connector: 'rebound', request: { method: 'GET', path: '/latest/meta-data/iam' } })), 'DESTINATION_FORBIDDEN');
+    assert.deepEqual(sent, []);
   });
 
   test('a person with use (builder) can call through the proxy without reveal; a viewer cannot, and nothing is sent', async () => {

@@ -1,18 +1,10 @@
-import { isIPv4, isIPv6 } from 'node:net';
 import { fail } from '../../../errors/index.ts';
+import { isLoopbackHost } from '../../../platform/addresses.ts';
 import type { CreateMachineInput, OidcBinding } from './types.ts';
 
 const MAX_CLAIMS = 32;
 const MAX_CLAIMS_JSON_BYTES = 4096;
 
-/** Loopback by address, not by spelling: "127.evil.example" is a DNS name, not 127.0.0.0/8. */
-export function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
-  if (host.toLowerCase() === 'localhost') return true;
-  if (isIPv4(host)) return host.split('.')[0] === '127';
-  // WHATWG URL parsing already compresses IPv6, so ::1 has one spelling here.
-  return isIPv6(host) && host === '::1';
-}
 
 /**
  * A JWKS URL Keyhold may fetch keys from: https, or plain http only on loopback (a local IdP or a

@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { isLoopbackHost } from '../../audit/sinks/webhook/url.ts';
+import { isLoopbackHost } from '../../../platform/addresses.ts';
 import type { Notification, Notifier } from '../notifier.ts';
 
 export const SIGNATURE_HEADER = 'x-keyhold-signature';

@@ -5,7 +5,7 @@ import { ConfigError } from '../../../../config/config.ts';
 import type { AuditEvent, AuditSink } from '../../event.ts';
 import { parseWebhookUrl } from './url.ts';
 
-export { isLoopbackHost, parseWebhookUrl } from './url.ts';
+export { parseWebhookUrl } from './url.ts';
 
 export const SIGNATURE_HEADER = 'x-keyhold-signature';
 /** The response body is never needed; at most this much of it is read before the connection is dropped. */

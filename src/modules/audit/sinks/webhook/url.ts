@@ -1,4 +1,5 @@
 import { ConfigError } from '../../../../config/config.ts';
+import { isLoopbackHost } from '../../../../platform/addresses.ts';
 
 /** A webhook URL: https anywhere, plain http only to this machine (loopback). */
 export function parseWebhookUrl(setting: string, text: string): URL {
@@ -14,9 +15,3 @@ export function parseWebhookUrl(setting: string, text: string): URL {
   throw new ConfigError(setting, 'must be an http(s) URL');
 }
 
-export function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.toLowerCase();
-  if (host === 'localhost' || host === '[::1]') return true;
-  const v4 = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host);
-  return v4 !== null && v4.slice(1).every((part) => Number(part) <= 255);
-}

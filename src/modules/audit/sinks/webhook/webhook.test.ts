@@ -9,7 +9,8 @@ import { createManualClock } from '../../../../platform/clock.ts';
 import { createAuditDelivery, createMemoryCursorStore, type AuditDelivery } from '../../delivery.ts';
 import type { AuditEvent, AuditSink } from '../../event.ts';
 import { auditEvent, createMemoryAuditLog, seqs, waitFor } from '../testing.ts';
-import { createWebhookSink, isLoopbackHost, SIGNATURE_HEADER } from './index.ts';
+import { createWebhookSink, SIGNATURE_HEADER } from './index.ts';
+import { isLoopbackHost } from '../../../../platform/addresses.ts';
 
 const SECRET = 'whsec_0123456789abcdef';
 

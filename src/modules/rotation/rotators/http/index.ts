@@ -1,5 +1,5 @@
 import { fail } from '../../../../errors/index.ts';
-import { isLoopbackHost } from '../../../audit/sinks/webhook/url.ts';
+import { isLoopbackHost } from '../../../../platform/addresses.ts';
 import { setting, type Rotator, type RotatorContext } from '../types.ts';
 
 const FIELDS = ['url', 'sandboxUrl', 'tokenSecret', 'timeoutMs'];

@@ -1,0 +1,37 @@
+import { lookup as dnsLookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { isForbiddenAddress, isForbiddenHost } from '../../platform/addresses.ts';
+
+/** A destination Keyhold refuses to call: a metadata service or a link-local address (platform/addresses.ts). */
+export class ForbiddenDestinationError extends Error {
+  constructor() {
+    super('the destination resolves to an address Keyhold never calls (link-local or cloud metadata)');
+    this.name = 'ForbiddenDestinationError';
+  }
+}
+
+export type Lookup = (hostname: string) => Promise<Array<{ address: string }>>;
+
+const systemLookup: Lookup = (hostname) => dnsLookup(hostname, { all: true });
+
+/**
+ * Wraps fetch so a connector's request never reaches a cloud metadata service or a link-local
+ * address, whatever its host is called: literal addresses and metadata names are refused at once,
+ * other names are resolved first and refused if any address they resolve to is forbidden. A
+ * connector author could otherwise point a destination at the instance metadata endpoint and read
+ * the host's cloud credentials back through the proxy. (The connection resolves the name again;
+ * a DNS answer that changes between the two lookups is not caught here: the definition check and
+ * this one stop every plain spelling.)
+ */
+export function guardedFetch(inner: typeof fetch, lookup: Lookup = systemLookup): typeof fetch {
+  return (async (input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) => {
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    if (isForbiddenHost(url.hostname)) throw new ForbiddenDestinationError();
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    if (isIP(host) === 0) {
+      const addresses = await lookup(host);
+      if (addresses.some((a) => isForbiddenAddress(a.address))) throw new ForbiddenDestinationError();
+    }
+    return inner(input, init);
+  }) as typeof fetch;
+}

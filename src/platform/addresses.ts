@@ -1,0 +1,54 @@
+import { isIPv4, isIPv6 } from 'node:net';
+
+/** A URL hostname without the brackets an IPv6 literal carries in a URL. */
+function bare(hostname: string): string {
+  return hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
+}
+
+/**
+ * Loopback by address, not by spelling: "127.evil.example" is a DNS name, not 127.0.0.0/8.
+ * Plain http is allowed only to such hosts (JWKS, sinks, notifications, connectors, rotators).
+ */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = bare(hostname).toLowerCase();
+  if (host === 'localhost') return true;
+  if (isIPv4(host)) return host.split('.')[0] === '127';
+  // WHATWG URL parsing already compresses IPv6, so ::1 has one spelling here.
+  return isIPv6(host) && host === '::1';
+}
+
+/** Names the cloud providers give their instance metadata services. */
+const METADATA_NAMES = new Set(['metadata', 'metadata.google.internal', 'metadata.goog', 'instance-data', 'instance-data.ec2.internal']);
+
+/** The IPv4 address an IPv6 literal embeds (::ffff:a.b.c.d, or its hex spelling), if any. */
+function embeddedV4(ip: string): string | null {
+  const dotted = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(ip);
+  if (dotted) return dotted[1]!;
+  const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(ip);
+  if (!hex) return null;
+  const [hi, lo] = [parseInt(hex[1]!, 16), parseInt(hex[2]!, 16)];
+  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+}
+
+/**
+ * Addresses Keyhold never sends a request to on a caller's behalf: link-local ranges, where cloud
+ * instance metadata services answer with the host's own credentials (169.254.169.254,
+ * fd00:ec2::254, Alibaba's 100.100.100.200), and the unspecified addresses. Private networks are
+ * not refused: connectors legitimately reach internal APIs and databases.
+ */
+export function isForbiddenAddress(address: string): boolean {
+  const ip = bare(address).toLowerCase();
+  const v4 = isIPv4(ip) ? ip : isIPv6(ip) ? embeddedV4(ip) : null;
+  if (v4 !== null) {
+    const [a, b] = v4.split('.').map(Number) as [number, number];
+    return (a === 169 && b === 254) || a === 0 || v4 === '100.100.100.200';
+  }
+  if (!isIPv6(ip)) return false;
+  return /^fe[89ab][0-9a-f]:/.test(ip) || ip === '::' || ip === 'fd00:ec2::254';
+}
+
+/** A hostname that is, or names, a metadata service or a forbidden address (no DNS lookup: see connectors/address-guard.ts for that). */
+export function isForbiddenHost(hostname: string): boolean {
+  const host = bare(hostname).toLowerCase().replace(/\.$/, '');
+  return METADATA_NAMES.has(host) || isForbiddenAddress(host);
+}
