@@ -20,6 +20,7 @@ export interface Database {
   audit_head: AuditHeadTable;
   audit_usage: AuditUsageTable;
   audit_usage_head: AuditUsageHeadTable;
+  automation_fires: AutomationFiresTable;
   audit_cursors: AuditCursorsTable;
   audit_checkpoints: AuditCheckpointsTable;
   automations: AutomationsTable;
@@ -89,6 +90,16 @@ export interface AuditUsageHeadTable {
   id: number;
   /** Every event up to this seq is folded into audit_usage. */
   seq: number;
+}
+
+/** A scheduled fire of an automation, claimed by the node that starts its run (automations/scheduler.ts). */
+export interface AutomationFiresTable {
+  tenant_id: string;
+  automation: string;
+  /** The instant the schedule named (epoch ms), not when a node got to it. */
+  fire_at: number;
+  node: string;
+  claimed_at: number;
 }
 
 export interface AuditCursorsTable {

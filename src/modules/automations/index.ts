@@ -65,7 +65,7 @@ export function createAutomationModule(deps: {
     db, automations, tenants: deps.tenants, tokens: deps.tokens, proxy: deps.proxy, scripts: deps.scripts, redactors: deps.redactors,
     keyholdAddress: deps.keyholdAddress, audit, clock, ...(deps.limits ? { limits: deps.limits } : {}), onBackgroundError: deps.onBackgroundError,
   });
-  const scheduler = createAutomationScheduler({ db, runner, onError: deps.onBackgroundError });
+  const scheduler = createAutomationScheduler({ db, runner, clock, onError: deps.onBackgroundError });
   automations.onChange(scheduler.listener);
   return {
     automations, runner, scheduler,

@@ -1,34 +1,98 @@
+import { randomUUID } from 'node:crypto';
 import { Cron } from 'croner';
+import type { Kysely } from 'kysely';
+import type { Clock } from '../../platform/clock.ts';
+import type { Database } from '../../storage/schema.ts';
 import { SYSTEM_ACTOR } from '../shared/context.ts';
 import type { AutomationListener } from './automation-service.ts';
 import { createAutomationRepository } from './automation-repository.ts';
 import type { Runner } from './runner.ts';
 import type { AutomationDefinition } from './types.ts';
-import type { Kysely } from 'kysely';
-import type { Database } from '../../storage/schema.ts';
+
+/** How often every node reloads the schedules (changes made on another node reach this one within it). */
+export const SCHEDULE_RESYNC_MS = 60_000;
+/** Claims older than this are deleted at a resync: long past any clock skew between nodes. */
+const CLAIMS_KEPT_MS = 7 * 24 * 3600_000;
+
+type ScheduleTrigger = { cron: string; environment: string };
+
+function scheduleOf(def: AutomationDefinition | null): ScheduleTrigger | null {
+  return def && def.trigger.type === 'schedule' ? { cron: def.trigger.cron, environment: def.trigger.environment } : null;
+}
 
 /**
- * Schedule triggers: one croner job per automation with a `schedule` trigger, kept in step with
- * the stored definitions (loaded at start, then told of every change). A run that is still going
- * when the next tick comes is not started twice (`protect`). Every process that loads the
- * definitions fires them, and learns only of its own changes: run scheduled automations on one node
- * until they get a leader like the rotation scheduler's (SPEC §13; docs/operations.md, "Scale-out").
+ * Schedule triggers: one croner job per automation with a `schedule` trigger. Every node runs the
+ * jobs; a fire starts a run only on the node that claims it: one row per (tenant, automation,
+ * scheduled instant) in `automation_fires`, so N nodes on one database run each fire once. Before
+ * claiming, a fire re-reads its definition (a schedule changed or removed on another node does not
+ * fire here), and every node reloads all schedules every SCHEDULE_RESYNC_MS; changes on this node
+ * apply at once (the listener). A run still going when the next tick comes is not started twice on
+ * one node (`protect`); across nodes the claim decides.
+ *
+ * @example
+ * const scheduler = createAutomationScheduler({ db, runner, clock, onError });
+ * await scheduler.start(); // load every schedule and start the resync
  */
-export function createAutomationScheduler(deps: { db: Kysely<Database>; runner: Pick<Runner, 'start'>; onError: (err: unknown) => void }) {
-  const repo = createAutomationRepository(deps.db);
-  const jobs = new Map<string, Cron>();
+export function createAutomationScheduler(deps: {
+  db: Kysely<Database>; runner: Pick<Runner, 'start'>; clock: Clock; onError: (err: unknown) => void; nodeId?: string;
+}) {
+  const { db, runner, clock, onError } = deps;
+  const node = deps.nodeId ?? randomUUID();
+  const repo = createAutomationRepository(db);
+  const jobs = new Map<string, { job: Cron; trigger: ScheduleTrigger }>();
   const key = (tenantId: string, name: string) => `${tenantId}\u0000${name}`;
+  let resync: ReturnType<typeof setInterval> | null = null;
 
+  /** Starts, replaces or stops the job of one automation to match its definition. */
   function schedule(tenantId: string, def: AutomationDefinition | null, name: string): void {
-    jobs.get(key(tenantId, name))?.stop();
+    const trigger = scheduleOf(def);
+    const current = jobs.get(key(tenantId, name));
+    if (current && trigger && current.trigger.cron === trigger.cron && current.trigger.environment === trigger.environment) return;
+    current?.job.stop();
     jobs.delete(key(tenantId, name));
-    if (!def || def.trigger.type !== 'schedule') return;
-    const environment = def.trigger.environment;
-    const job = new Cron(def.trigger.cron, { timezone: 'UTC', protect: true, unref: true }, async () => {
-      const ctx = { tenantId, actor: SYSTEM_ACTOR, requestId: `schedule:${name}` };
-      await deps.runner.start(ctx, name, { environment, trigger: 'schedule', wait: true }).catch(deps.onError);
+    if (!trigger) return;
+    const job = new Cron(trigger.cron, { timezone: 'UTC', protect: true, unref: true }, async (self: Cron) => {
+      await fire(tenantId, name, trigger, self.currentRun()?.getTime() ?? clock.now()).catch(onError);
     });
-    jobs.set(key(tenantId, name), job);
+    jobs.set(key(tenantId, name), { job, trigger });
+  }
+
+  /**
+   * One scheduled instant of one automation: runs it if the schedule is still what this node
+   * holds and no node claimed that instant first. Returns whether this node started the run.
+   */
+  async function fire(tenantId: string, name: string, trigger: ScheduleTrigger, at: number): Promise<boolean> {
+    const row = await repo.find(tenantId, name);
+    const stored = scheduleOf(row ? (JSON.parse(row.definition) as AutomationDefinition) : null);
+    if (!stored || stored.cron !== trigger.cron || stored.environment !== trigger.environment) {
+      // Changed or removed on another node since this one loaded it.
+      schedule(tenantId, row ? (JSON.parse(row.definition) as AutomationDefinition) : null, name);
+      return false;
+    }
+    const claimed = await db.insertInto('automation_fires')
+      .values({ tenant_id: tenantId, automation: name, fire_at: at, node, claimed_at: clock.now() })
+      .onConflict((oc) => oc.columns(['tenant_id', 'automation', 'fire_at']).doNothing())
+      .executeTakeFirst();
+    if (Number(claimed.numInsertedOrUpdatedRows ?? 0) !== 1) return false;
+    const ctx = { tenantId, actor: SYSTEM_ACTOR, requestId: `schedule:${name}` };
+    await runner.start(ctx, name, { environment: trigger.environment, trigger: 'schedule', wait: true });
+    return true;
+  }
+
+  /** Makes the jobs match every stored definition, and forgets claims nobody needs any more. */
+  async function load(): Promise<void> {
+    const seen = new Set<string>();
+    for (const row of await repo.listAll()) {
+      seen.add(key(row.tenant_id, row.name));
+      schedule(row.tenant_id, JSON.parse(row.definition) as AutomationDefinition, row.name);
+    }
+    for (const [k, { job }] of jobs) {
+      if (!seen.has(k)) {
+        job.stop();
+        jobs.delete(k);
+      }
+    }
+    await db.deleteFrom('automation_fires').where('claimed_at', '<', clock.now() - CLAIMS_KEPT_MS).execute();
   }
 
   const listener: AutomationListener = (tenantId, automation, name) => schedule(tenantId, automation?.definition ?? null, name);
@@ -36,14 +100,25 @@ export function createAutomationScheduler(deps: { db: Kysely<Database>; runner: 
   return {
     listener,
     async start(): Promise<void> {
-      for (const row of await repo.listAll()) schedule(row.tenant_id, JSON.parse(row.definition) as AutomationDefinition, row.name);
+      await load();
+      resync ??= setInterval(() => void load().catch(onError), SCHEDULE_RESYNC_MS);
+      resync.unref();
+    },
+    /** Reloads every schedule now (the resync timer does this every SCHEDULE_RESYNC_MS). */
+    resync: load,
+    /** One fire, as the job would make it at `at` (tests, and a node catching up). */
+    fire(tenantId: string, name: string, at: number): Promise<boolean> {
+      const held = jobs.get(key(tenantId, name));
+      return held ? fire(tenantId, name, held.trigger, at) : Promise.resolve(false);
     },
     /** Next fire time of an automation's schedule, if it has one. */
     nextRun(tenantId: string, name: string): Date | null {
-      return jobs.get(key(tenantId, name))?.nextRun() ?? null;
+      return jobs.get(key(tenantId, name))?.job.nextRun() ?? null;
     },
     stop(): void {
-      for (const job of jobs.values()) job.stop();
+      if (resync) clearInterval(resync);
+      resync = null;
+      for (const { job } of jobs.values()) job.stop();
       jobs.clear();
     },
   };

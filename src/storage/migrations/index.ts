@@ -12,6 +12,7 @@ import * as m009 from './009-rotation.ts';
 import * as m010 from './010-audit-rowid.ts';
 import * as m011 from './011-credential-sweep.ts';
 import * as m012 from './012-audit-usage.ts';
+import * as m013 from './013-automation-fires.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -28,6 +29,7 @@ const migrations: Record<string, DialectMigration> = {
   '010-audit-rowid': m010,
   '011-credential-sweep': m011,
   '012-audit-usage': m012,
+  '013-automation-fires': m013,
 };
 
 /** Every migration of this version, for Kysely's migrator (tests upgrade from an older point with it). */
