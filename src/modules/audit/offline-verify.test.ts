@@ -61,9 +61,16 @@ describeEachDialect('audit export verified offline against the pinned key', (dia
   test('the exports as they are verify offline, and match what the server says', async () => {
     const offline = await verifyExportFiles(paths(), publicKey);
     const online = await h.services.auditQueries.verify(h.ctx);
+    const exported = (await readFile(paths().events, 'utf8')).trim().split('\n').length;
     assert.equal(offline.ok, true, JSON.stringify(offline));
-    assert.deepEqual([offline.events, offline.lastSeq, offline.checkpoints], [online.events, online.lastSeq, online.checkpoints]);
-    assert.equal(offline.checkpoints, 3);
+    assert.deepEqual([offline.events, offline.lastSeq, offline.checkpoints], [exported, exported, 3]);
+    assert.ok(online.ok && online.events > exported, 'the log has moved on since (the exports are events themselves)');
+
+    // Who took a copy of the trail, and of what: recorded before the first byte, so an export holds its own event.
+    const egress = (await h.services.audit.readAfter(offline.lastSeq! - 1, 100)).filter((e) => e.action.startsWith('audit.'));
+    assert.deepEqual(egress.map((e) => [e.seq, e.action, e.tenantId, e.actor.type, e.context.format ?? null, e.context.allTenants ?? null]), [
+      [offline.lastSeq, 'audit.export', null, 'root', 'json', 'true'], [offline.lastSeq! + 1, 'audit.checkpoints-export', null, 'root', null, null],
+    ]);
     const text = await readFile(paths().events, 'utf8') + await readFile(paths().checkpoints, 'utf8');
     assert.ok(!text.includes('offline-canary'), 'no value in either export');
   });

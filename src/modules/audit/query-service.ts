@@ -4,7 +4,7 @@ import type { Clock } from '../../platform/clock.ts';
 import type { AuditEventsTable, Database } from '../../storage/schema.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
 import type { TenantContext } from '../shared/context.ts';
-import { fromRow, type AuditLog } from './audit-log.ts';
+import { auditFrom, fromRow, type AuditLog } from './audit-log.ts';
 import { AUDIT_CSV_HEADER, auditCsvRecord } from './csv.ts';
 import type { AuditEvent } from './event.ts';
 import type { UsageSummary } from './usage-summary.ts';
@@ -117,6 +117,14 @@ export function createCollapser() {
   };
 }
 
+/** The filters of an export, as event context (strings; absent filters left out). */
+function filterContext(f: AuditFilter): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of ['from', 'to', 'actor', 'action', 'secret', 'outcome'] as const) if (f[k] !== undefined) out[k] = String(f[k]);
+  if (f.allTenants) out.allTenants = 'true';
+  return out;
+}
+
 function pageSize(limit: number | undefined, fallback: number): number {
   const n = limit ?? fallback;
   if (!Number.isInteger(n) || n < 1 || n > MAX_PAGE) fail('VALIDATION_FAILED', `limit must be a whole number from 1 to ${MAX_PAGE}`);
@@ -137,7 +145,7 @@ function timeOf(text: string, field: string): number {
 export function createAuditQueryService(deps: {
   db: Kysely<Database>;
   authz: Pick<Authorizer, 'require'>;
-  log: Pick<AuditLog, 'verify' | 'fingerprint'>;
+  log: Pick<AuditLog, 'verify' | 'fingerprint' | 'record'>;
   /** First and last use, folded from the log (usage-summary.ts). */
   usage: Pick<UsageSummary, 'usage'>;
   clock: Clock;
@@ -147,6 +155,19 @@ export function createAuditQueryService(deps: {
   const { db, authz, log } = deps;
   // Any tenant's auditor may ask to verify the one global chain: share walks rather than repeat them.
   const verifier = createVerifyGate({ walk: (trustedPublicKey) => log.verify({ trustedPublicKey }), fingerprint: () => log.fingerprint(), clock: deps.clock });
+
+  /**
+   * Bulk reads of the trail leave a trace in it (who took a copy, of what), as any other egress
+   * does; durable before the first byte, so an export the log cannot record is refused. Pages,
+   * tails and verify are not recorded: an auditor polling would drown the log in its own reads.
+   */
+  async function recordEgress(ctx: TenantContext, action: string, context: Record<string, string>, allTenants: boolean): Promise<void> {
+    const base = auditFrom(ctx);
+    await deps.log.record([{
+      ...base, tenantId: allTenants ? null : ctx.tenantId, action, resource: { type: 'audit', id: null, name: null }, outcome: 'allowed',
+      context: { ...base.context, ...context },
+    }]);
+  }
 
   async function authorize(ctx: TenantContext, allTenants: boolean | undefined): Promise<void> {
     await authz.require(ctx, 'audit:read', { type: 'tenant' });
@@ -242,6 +263,7 @@ export function createAuditQueryService(deps: {
     async export(ctx: TenantContext, filter: AuditFilter, format: 'json' | 'csv'): Promise<AsyncIterable<string>> {
       await authorize(ctx, filter.allTenants);
       const query = selection(ctx, filter);
+      await recordEgress(ctx, 'audit.export', { format, ...filterContext(filter) }, filter.allTenants === true);
       return (async function* () {
         if (format === 'csv') yield AUDIT_CSV_HEADER;
         for await (const rows of pages(query, 'asc', undefined, MAX_PAGE)) {
@@ -258,6 +280,7 @@ export function createAuditQueryService(deps: {
     async checkpoints(ctx: TenantContext): Promise<AsyncIterable<string>> {
       await authorize(ctx, false);
       if (ctx.actor.type !== 'root') fail('FORBIDDEN', 'checkpoints cover every tenant: only the root principal may export them');
+      await recordEgress(ctx, 'audit.checkpoints-export', {}, true);
       return (async function* () {
         for (let after = 0; ;) {
           const rows = await db.selectFrom('audit_checkpoints').selectAll().where('seq', '>', after).orderBy('seq').limit(MAX_PAGE).execute();
