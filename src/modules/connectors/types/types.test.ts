@@ -19,7 +19,7 @@ test('settings are normalised once: parsing stored settings again changes nothin
 });
 
 test('each auth kind names its slots', () => {
-  const slots = (auth: Record<string, unknown>) => connectorTypes.http.slots(connectorTypes.http.parseSettings({ baseUrl: 'http://h', auth })).required;
+  const slots = (auth: Record<string, unknown>) => connectorTypes.http.slots(connectorTypes.http.parseSettings({ baseUrl: 'https://h', auth })).required;
   assert.deepEqual(slots({ kind: 'bearer' }), ['token']);
   assert.deepEqual(slots({ kind: 'basic' }), ['username', 'password']);
   assert.deepEqual(slots({ kind: 'header', header: 'X-Key' }), ['value']);
