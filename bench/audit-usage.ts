@@ -5,6 +5,8 @@ import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
 import { openStorage, type Storage } from '../src/storage/database.ts';
 import { createUsageSummary } from '../src/modules/audit/usage-summary.ts';
+import { createAuditQueryService } from '../src/modules/audit/query-service.ts';
+import { systemClock } from '../src/platform/clock.ts';
 import { createCleanup } from './lib/cleanup.ts';
 import { createBenchSchema } from './lib/postgres.ts';
 
@@ -13,7 +15,7 @@ import { createBenchSchema } from './lib/postgres.ts';
  * (GET /v1/audit/usage) on a log of `--events` events (`--tenants` tenants, default 4; 400 secret names, 64 actors;
  * 90% of them allowed uses), answered by scanning the tenant's events (how it was answered before
  * the usage summary) and by the summary with `--tail` events not yet folded. Also the fold's own
- * speed. SQLite, and PostgreSQL when it answers. Not part of `npm run bench` (filling the log
+ * speed, and the newest page of `audit list` and a page of `audit tail` on the same log. SQLite, and PostgreSQL when it answers. Not part of `npm run bench` (filling the log
  * takes a while). Prints `bench` lines; the scan is the baseline measured in the same run.
  */
 const { values: flags } = parseArgs({ options: { events: { type: 'string' }, tail: { type: 'string' }, tenants: { type: 'string' } }, strict: true });
@@ -74,6 +76,17 @@ async function run(label: string, storage: Storage): Promise<void> {
   console.log(`bench audit_usage_summary_${label}_ms ${summaryMs.toFixed(2)} ms`);
   console.log(`# ${label}: the summary answers ${(scanMs / summaryMs).toFixed(0)}x as fast as the scan (${EVENTS} events, ${TAIL} unfolded)`);
   console.log(`bench audit_usage_fold_${label}_events_per_s ${Math.round(folded / foldS)} events/s`);
+
+  // The auditor's other everyday reads, through the query service itself: the newest page, and a tail page.
+  const queries = createAuditQueryService({
+    db: storage.db, authz: { require: async () => undefined }, clock: systemClock, usage: summary,
+    log: { verify: async () => { throw new Error('not measured'); }, fingerprint: async () => '', record: async () => undefined },
+  });
+  const ctx = { tenantId: QUERIED_TENANT, actor: { type: 'root' as const, id: 'bench', name: 'bench' }, requestId: 'bench' };
+  const listMs = await time(21, () => queries.list(ctx, {}));
+  const tailMs = await time(21, () => queries.tail(ctx, { after: EVENTS - 4_000 }));
+  console.log(`bench audit_list_page_${label}_ms ${listMs.toFixed(2)} ms`);
+  console.log(`bench audit_tail_page_${label}_ms ${tailMs.toFixed(2)} ms`);
 }
 
 const cleanup = createCleanup();

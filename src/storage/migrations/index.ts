@@ -13,6 +13,7 @@ import * as m010 from './010-audit-rowid.ts';
 import * as m011 from './011-credential-sweep.ts';
 import * as m012 from './012-audit-usage.ts';
 import * as m013 from './013-automation-fires.ts';
+import * as m014 from './014-audit-tenant-seq.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -30,6 +31,7 @@ const migrations: Record<string, DialectMigration> = {
   '011-credential-sweep': m011,
   '012-audit-usage': m012,
   '013-automation-fires': m013,
+  '014-audit-tenant-seq': m014,
 };
 
 /** Every migration of this version, for Kysely's migrator (tests upgrade from an older point with it). */
