@@ -1,5 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { CompiledQuery } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
@@ -134,6 +135,22 @@ describeEachDialect('audit queries: auditors read the trail of their own tenant,
     const next = await q.tail(ctx, { after: latest.next });
     assert.deepEqual(next.items.map((e) => e.action), ['secret.reveal']);
     assert.equal(next.next, next.items[0]!.seq);
+  });
+
+  test('the newest page and a tail page are read in seq order from an index, never by sorting the tenant\'s history', async () => {
+    // SQLite only: PostgreSQL walks the primary key (docs/benchmarks.md, "Audit pages and tails").
+    if (dialect !== 'sqlite') return;
+    const plan = (q: { compile(): { sql: string; parameters: readonly unknown[] } }) => {
+      const { sql: text, parameters } = q.compile();
+      return h.storage.db.executeQuery<{ detail: string }>(CompiledQuery.raw(`explain query plan ${text}`, [...parameters]));
+    };
+    const newest = h.storage.db.selectFrom('audit_events').selectAll().where('tenant_id', '=', tenantId).orderBy('seq', 'desc').limit(101);
+    const tail = h.storage.db.selectFrom('audit_events').selectAll().where('tenant_id', '=', tenantId).where('seq', '>', 10).orderBy('seq', 'asc').limit(1000);
+    for (const q of [newest, tail]) {
+      const details = (await plan(q)).rows.map((r) => r.detail).join(' | ');
+      assert.match(details, /audit_events_tenant_seq/, details);
+      assert.doesNotMatch(details, /TEMP B-TREE/, details);
+    }
   });
 
   test('5 identical denials within a minute are one item with repeat 5; a sixth 2 minutes later is its own', async () => {
