@@ -49,3 +49,21 @@ test('literal addresses and metadata names are refused without a lookup; a faile
   const local = await sendOutbound(r.fetch, get('http://127.0.0.1:9/x'), limits);
   assert.equal(local.ok, true, 'loopback literals go straight through');
 });
+
+test('an allowed name is remembered for 30 s (no DNS query per call), then asked again; a refused one never is', async () => {
+  let t = 0;
+  const table: Record<string, string[]> = { 'api.example': ['203.0.113.7'], 'meta.example': ['169.254.169.254'] };
+  const looked: string[] = [];
+  const inner = (async () => new Response('ok')) as typeof fetch;
+  const f = guardedFetch(inner, async (host) => {
+    looked.push(host);
+    return table[host]!.map((address) => ({ address }));
+  }, { now: () => t });
+  for (let i = 0; i < 3; i++) assert.equal((await sendOutbound(f, get('https://API.example/x'), limits)).ok, true);
+  assert.deepEqual(looked, ['api.example'], 'one lookup for three calls');
+  t += 30_001;
+  table['api.example'] = ['169.254.169.254']; // the name now points at the metadata service
+  assert.deepEqual(await sendOutbound(f, get('https://api.example/x'), limits), { ok: false, reason: 'forbidden_address' });
+  for (let i = 0; i < 2; i++) await sendOutbound(f, get('https://meta.example/x'), limits);
+  assert.deepEqual(looked, ['api.example', 'api.example', 'meta.example', 'meta.example']);
+});

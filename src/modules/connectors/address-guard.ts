@@ -14,24 +14,38 @@ export type Lookup = (hostname: string) => Promise<Array<{ address: string }>>;
 
 const systemLookup: Lookup = (hostname) => dnsLookup(hostname, { all: true });
 
+/** How long a name that resolved to allowed addresses is trusted without asking DNS again. */
+const ALLOWED_TTL_MS = 30_000;
+const MAX_ALLOWED = 1_000;
+
 /**
  * Wraps fetch so a connector's request never reaches a cloud metadata service or a link-local
  * address, whatever its host is called: literal addresses and metadata names are refused at once,
  * other names are resolved first and refused if any address they resolve to is forbidden. A
  * connector author could otherwise point a destination at the instance metadata endpoint and read
  * the host's cloud credentials back through the proxy. (The connection resolves the name again;
- * a DNS answer that changes between the two lookups is not caught here: the definition check and
- * this one stop every plain spelling.)
+ * a DNS answer that changes between the two lookups, or within the 30 s a name is remembered as
+ * allowed, is not caught here: the definition check and this one stop every plain spelling.)
  */
-export function guardedFetch(inner: typeof fetch, lookup: Lookup = systemLookup): typeof fetch {
+export function guardedFetch(inner: typeof fetch, lookup: Lookup = systemLookup, opts: { ttlMs?: number; now?: () => number } = {}): typeof fetch {
+  const ttlMs = opts.ttlMs ?? ALLOWED_TTL_MS;
+  const now = opts.now ?? Date.now;
+  // Names recently resolved to allowed addresses: a proxy call on a kept-alive connection should
+  // not wait for a DNS query each time. Refusals are not cached (they are rare and cheap to repeat).
+  const allowed = new Map<string, number>();
+  async function check(host: string): Promise<void> {
+    const until = allowed.get(host);
+    if (until !== undefined && until > now()) return;
+    const addresses = await lookup(host);
+    if (addresses.some((a) => isForbiddenAddress(a.address))) throw new ForbiddenDestinationError();
+    if (allowed.size >= MAX_ALLOWED) allowed.delete(allowed.keys().next().value!);
+    allowed.set(host, now() + ttlMs);
+  }
   return (async (input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) => {
     const url = new URL(input instanceof Request ? input.url : String(input));
     if (isForbiddenHost(url.hostname)) throw new ForbiddenDestinationError();
-    const host = url.hostname.replace(/^\[|\]$/g, '');
-    if (isIP(host) === 0) {
-      const addresses = await lookup(host);
-      if (addresses.some((a) => isForbiddenAddress(a.address))) throw new ForbiddenDestinationError();
-    }
+    const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+    if (isIP(host) === 0) await check(host);
     return inner(input, init);
   }) as typeof fetch;
 }
