@@ -1,10 +1,19 @@
 import { Readable } from 'node:stream';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type, type Static } from 'typebox';
 import { tenantContextOf } from '../../http/auth.ts';
 import { errorResponses } from '../../http/schemas.ts';
 import type { AuditQueryService } from './query-service.ts';
+
+/** Streams an export as an attachment that no cache keeps. */
+function sendDownload(reply: FastifyReply, body: AsyncIterable<string>, contentType: string, filename: string): FastifyReply {
+  return reply
+    .header('content-type', contentType)
+    .header('content-disposition', `attachment; filename="${filename}"`)
+    .header('cache-control', 'no-store')
+    .send(Readable.from(body));
+}
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 const Seq = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
@@ -87,11 +96,9 @@ export function auditRoutes(deps: { queries: AuditQueryService }) {
       const { format = 'json', ...filter } = req.query;
       // Authorized and validated before the first byte: a refusal is a clean error response, not a cut stream.
       const body = await deps.queries.export(tenantContextOf(req), filter, format);
-      return reply
-        .header('content-type', format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8')
-        .header('content-disposition', `attachment; filename="keyhold-audit.${format === 'csv' ? 'csv' : 'jsonl'}"`)
-        .header('cache-control', 'no-store')
-        .send(Readable.from(body));
+      return format === 'csv'
+        ? sendDownload(reply, body, 'text/csv; charset=utf-8', 'keyhold-audit.csv')
+        : sendDownload(reply, body, 'application/x-ndjson; charset=utf-8', 'keyhold-audit.jsonl');
     });
 
     r.get('/v1/audit/usage', {
@@ -141,11 +148,7 @@ export function auditRoutes(deps: { queries: AuditQueryService }) {
       },
     }, async (req, reply) => {
       const body = await deps.queries.checkpoints(tenantContextOf(req));
-      return reply
-        .header('content-type', 'application/x-ndjson; charset=utf-8')
-        .header('content-disposition', 'attachment; filename="keyhold-audit-checkpoints.jsonl"')
-        .header('cache-control', 'no-store')
-        .send(Readable.from(body));
+      return sendDownload(reply, body, 'application/x-ndjson; charset=utf-8', 'keyhold-audit-checkpoints.jsonl');
     });
 
     r.get('/v1/audit/public-key', {
