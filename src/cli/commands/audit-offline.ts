@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { UsageError } from '../args.ts';
 import type { AuditEvent } from '../../modules/audit/event.ts';
-import { verifyLog, type LogVerifyResult } from '../../modules/audit/log-verifier.ts';
+import { verifyAnswer, verifyLog, type VerifyAnswer } from '../../modules/audit/log-verifier.ts';
 import type { AuditCheckpointsTable } from '../../storage/schema.ts';
 
 /** The parsed lines of a JSON lines file, with their line numbers; a line that is not JSON ends the proof. */
@@ -44,25 +44,13 @@ const isCheckpoint = (c: unknown): c is AuditCheckpointsTable => {
     && typeof x.signature === 'string' && typeof x.public_key === 'string';
 };
 
-/** The answer in the shape `GET /v1/audit/verify` gives, so both modes print alike. */
-export interface OfflineVerifyAnswer {
-  ok: boolean; events: number; headSeq: number | null; checkpoints: number; lastSeq: number | null; firstBadSeq: number | null; problem: string | null;
-}
-
-function answer(r: LogVerifyResult): OfflineVerifyAnswer {
-  const base = { events: r.events, headSeq: r.headSeq, checkpoints: r.checkpoints };
-  return r.ok
-    ? { ok: true, ...base, lastSeq: r.lastSeq, firstBadSeq: null, problem: null }
-    : { ok: false, ...base, lastSeq: null, firstBadSeq: r.firstBadSeq, problem: r.problem };
-}
-
 /**
  * `keyhold audit verify --events FILE --checkpoints FILE --public-key KEY`: the server's proof run
  * over files, with no server: a whole-log JSON lines export, the checkpoints export, and the key
  * pinned earlier (`keyhold audit public-key`). A line that is not an event is reported as the
  * first bad one, by its line number, like any other damage.
  */
-export async function verifyExportFiles(paths: { events: string; checkpoints: string }, publicKey: string): Promise<OfflineVerifyAnswer> {
+export async function verifyExportFiles(paths: { events: string; checkpoints: string }, publicKey: string): Promise<VerifyAnswer> {
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(publicKey)) throw new UsageError('--public-key must be the base64 key that `keyhold audit public-key` printed');
   const checkpoints: AuditCheckpointsTable[] = [];
   let lastSeq = 0;
@@ -78,7 +66,7 @@ export async function verifyExportFiles(paths: { events: string; checkpoints: st
         yield value;
       }
     }
-    return answer(await verifyLog({ events: events(), checkpoints, head: null, trustedPublicKey: publicKey }));
+    return verifyAnswer(await verifyLog({ events: events(), checkpoints, head: null, trustedPublicKey: publicKey }));
   } catch (err) {
     if (!(err instanceof OfflineInputError)) throw err;
     return { ok: false, events: 0, headSeq: null, checkpoints: checkpoints.length, lastSeq: null, firstBadSeq: lastSeq + 1, problem: err.message };

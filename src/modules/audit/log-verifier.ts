@@ -46,3 +46,22 @@ export async function verifyLog(input: {
   }
   return { ...result, ...meta };
 }
+
+/** A proof's result as `GET /v1/audit/verify` and `keyhold audit verify --events` answer it: every field present, null where it does not apply. */
+export interface VerifyAnswer<Head extends number | null = number | null> {
+  ok: boolean;
+  /** Events checked (up to and including the first bad one). */
+  events: number;
+  headSeq: Head;
+  checkpoints: number;
+  lastSeq: number | null;
+  firstBadSeq: number | null;
+  problem: string | null;
+}
+
+export function verifyAnswer<Head extends number | null>(r: VerifyResult & { headSeq: Head; checkpoints: number }): VerifyAnswer<Head> {
+  const base = { events: r.events, headSeq: r.headSeq, checkpoints: r.checkpoints };
+  return r.ok
+    ? { ok: true, ...base, lastSeq: r.lastSeq, firstBadSeq: null, problem: null }
+    : { ok: false, ...base, lastSeq: null, firstBadSeq: r.firstBadSeq, problem: r.problem };
+}

@@ -9,6 +9,7 @@ import { AUDIT_CSV_HEADER, auditCsvRecord } from './csv.ts';
 import type { AuditEvent } from './event.ts';
 import type { UsageSummary } from './usage-summary.ts';
 import { createVerifyGate } from './verify-gate.ts';
+import { verifyAnswer, type VerifyAnswer } from './log-verifier.ts';
 import { createCollapser, type AuditListItem } from './collapse.ts';
 
 /** Which events a query covers. Every field narrows; none widens beyond the caller's tenant but `allTenants`. */
@@ -55,16 +56,7 @@ export interface SecretUsage {
 export interface UsageSpan { first: string; last: string; count: number }
 
 /** What `verify` proves: `ok`, or the first bad event and what is wrong with it. */
-export interface AuditVerifyResult {
-  ok: boolean;
-  /** Events checked (up to and including the first bad one). */
-  events: number;
-  headSeq: number;
-  checkpoints: number;
-  lastSeq: number | null;
-  firstBadSeq: number | null;
-  problem: string | null;
-}
+export type AuditVerifyResult = VerifyAnswer<number>;
 
 const MAX_PAGE = 1000;
 
@@ -282,11 +274,7 @@ export function createAuditQueryService(deps: {
      */
     async verify(ctx: TenantContext): Promise<AuditVerifyResult> {
       await authorize(ctx, false);
-      const r = await verifier.verify(deps.trustedPublicKey?.() ?? null);
-      const base = { events: r.events, headSeq: r.headSeq, checkpoints: r.checkpoints };
-      return r.ok
-        ? { ok: true, ...base, lastSeq: r.lastSeq, firstBadSeq: null, problem: null }
-        : { ok: false, ...base, lastSeq: null, firstBadSeq: r.firstBadSeq, problem: r.problem };
+      return verifyAnswer(await verifier.verify(deps.trustedPublicKey?.() ?? null));
     },
   };
 }
