@@ -63,10 +63,11 @@ export function createAutomationScheduler(deps: {
    */
   async function fire(tenantId: string, name: string, trigger: ScheduleTrigger, at: number): Promise<boolean> {
     const row = await repo.find(tenantId, name);
-    const stored = scheduleOf(row ? (JSON.parse(row.definition) as AutomationDefinition) : null);
+    const def = row ? (JSON.parse(row.definition) as AutomationDefinition) : null;
+    const stored = scheduleOf(def);
     if (!stored || stored.cron !== trigger.cron || stored.environment !== trigger.environment) {
       // Changed or removed on another node since this one loaded it.
-      schedule(tenantId, row ? (JSON.parse(row.definition) as AutomationDefinition) : null, name);
+      schedule(tenantId, def, name);
       return false;
     }
     const claimed = await db.insertInto('automation_fires')
