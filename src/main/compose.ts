@@ -43,7 +43,7 @@ import { policyRoutes } from '../modules/policy/routes.ts';
 import { createGrantService } from '../modules/grants/grant-service.ts';
 import { grantRoutes } from '../modules/grants/routes.ts';
 import { connectorRoutes, createConnectorService } from '../modules/connectors/index.ts';
-import { callValuesOnlyRedaction, createProxyService, DEFAULT_PROXY_LIMITS, proxyRoutes, type TenantRedactorSource } from '../modules/proxy/index.ts';
+import { createProxyService, DEFAULT_PROXY_LIMITS, proxyRoutes } from '../modules/proxy/index.ts';
 import { createRotationModule, rotationRoutes } from '../modules/rotation/index.ts';
 import { dependentsFromConnectors } from '../modules/rotation/dependents.ts';
 import { notifierFromSettings } from '../modules/notifications/channels.ts';

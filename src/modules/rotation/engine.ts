@@ -1,60 +1,24 @@
-import type { Kysely, Transaction } from 'kysely';
+import type { Kysely } from 'kysely';
 import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import { isUniqueViolation } from '../../storage/database.ts';
 import type { Database, RotationPoliciesTable, RotationsTable } from '../../storage/schema.ts';
-import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
-import type { Notifier } from '../notifications/notifier.ts';
-import type { PendingTarget, PendingVersions } from '../secrets/pending-versions.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
+import type { PendingTarget } from '../secrets/pending-versions.ts';
 import { SYSTEM_ACTOR, type TenantContext } from '../shared/context.ts';
-import { checkDependents, type DependentsPort } from './dependents.ts';
-import { rotationNotification } from './notify.ts';
+import { createRotationJournal, LeaseLost, systemCtx, targetOf } from './journal.ts';
 import { createRotationRepository, toRotation } from './repository.ts';
-import type { RotatorRegistry } from './rotators/registry.ts';
-import type { RotatorContext, Sandbox } from './rotators/types.ts';
-import type { ConnectorCheck, Rotation, RotationStep, Trigger } from './types.ts';
+import { createRotationSteps, type StepDeps } from './steps.ts';
+import type { Rotation, Trigger } from './types.ts';
 
-/** An expected failure of one step: the rotation rolls back and says why. Never carries a value. */
-class StepFailure extends Error {
-  readonly code: string;
-  readonly detail: string;
-  readonly failed: ConnectorCheck[];
-  constructor(code: string, detail: string, failed: ConnectorCheck[] = []) {
-    super(detail);
-    this.code = code;
-    this.detail = detail;
-    this.failed = failed;
-  }
-}
-/** This node no longer holds the rotation (another took it over): stop touching it. */
-class LeaseLost extends Error {}
-
-/** What lives only in the memory of the node running a rehearsal (nothing of it is stored). */
-interface Memo {
-  value?: string;
-  sandbox?: Sandbox;
-}
-
-const short = (text: string) => text.slice(0, 500);
-const NEXT: Record<string, RotationStep> = { generate: 'apply', apply: 'test', test: 'verify', verify: 'promote' };
-
-export interface EngineDeps {
+export interface EngineDeps extends Omit<StepDeps, 'journal'> {
   db: Kysely<Database>;
   clock: Clock;
-  pending: PendingVersions;
-  rotators: RotatorRegistry;
-  dependents: DependentsPort;
-  notifier: Notifier;
   audit: Pick<AuditLog, 'appendInTx'>;
-  /** Another secret's current value in an environment, read by Keyhold itself (a rotator's admin credential). */
-  resolve(ctx: TenantContext, name: string, environment: string): Promise<string>;
   /** This process, as the holder of rotation leases. */
   nodeId: string;
   leaseMs: number;
-  /** Dependent health checks in flight at once. */
-  checkConcurrency: number;
-  onError(err: unknown): void;
 }
 
 /**
@@ -65,191 +29,11 @@ export interface EngineDeps {
  * (or this one restarted) finds it and rolls back — or, once promoted, finishes it.
  */
 export function createRotationEngine(deps: EngineDeps) {
-  const { db, clock, pending, rotators, dependents, notifier, audit, nodeId, leaseMs } = deps;
+  const { db, clock, pending, rotators, audit, nodeId, leaseMs } = deps;
   const repo = createRotationRepository(db);
-  const memos = new Map<string, Memo>();
-
-  const targetOf = (r: RotationsTable): PendingTarget => ({ secretId: r.secret_id, name: r.secret_name, environmentId: r.environment_id, environment: r.environment });
-  const systemCtx = (r: RotationsTable): TenantContext => ({ tenantId: r.tenant_id, actor: SYSTEM_ACTOR, requestId: `rotation:${r.id}` });
-
-  function event(ctx: TenantContext, r: RotationsTable, action: string, extra: Record<string, string> = {}, outcome: 'allowed' | 'failed' = 'allowed') {
-    const base = auditFrom(ctx);
-    return [{
-      ...base, action, resource: { type: 'secret', id: r.secret_id, name: r.secret_name }, environment: r.environment,
-      secretVersion: r.pending_version, outcome, reason: outcome === 'failed' ? (extra.code ?? null) : null,
-      context: { ...base.context, rotation: r.id, trigger: r.trigger, attempt: String(r.attempt), ...(r.rehearsal ? { rehearsal: 'true' } : {}), ...extra },
-    }];
-  }
-
-  /** Changes the row (guarded by this node's lease) and records the audit event, in `trx`. */
-  async function change(trx: Transaction<Database>, ctx: TenantContext, r: RotationsTable, patch: Partial<RotationsTable>, action: string, extra: Record<string, string> = {}, outcome: 'allowed' | 'failed' = 'allowed') {
-    const ok = await createRotationRepository(trx).update(r.id, nodeId, { ...patch, updated_at: clock.now() });
-    if (!ok) throw new LeaseLost();
-    await audit.appendInTx(trx, event(ctx, { ...r, ...patch }, action, extra, outcome));
-  }
-  const transact = <T>(fn: (trx: Transaction<Database>) => Promise<T>) => db.transaction().execute(fn);
-
-  async function policyOf(r: RotationsTable): Promise<RotationPoliciesTable> {
-    const p = await repo.findPolicy(r.tenant_id, r.secret_id, r.environment_id);
-    if (!p) throw new StepFailure('POLICY_DELETED', 'the rotation policy was deleted during the rotation');
-    return p;
-  }
-
-  /** The rotator's view of the rotation, from durable state (plus the sandbox of a rehearsal). */
-  async function contextFor(r: RotationsTable, signal: AbortSignal): Promise<RotatorContext> {
-    const policy = await policyOf(r);
-    const t = targetOf(r);
-    const memo = memos.get(r.id) ?? {};
-    const labels = await pending.labels(t);
-    const open = async (v: number | null) => (v === null ? null : pending.open(systemCtx(r), t, v).catch(() => null));
-    const stateOf = async (v: number | null) => (v === null ? {} : JSON.parse((await repo.rotationTo(r.tenant_id, r.secret_id, r.environment_id, v))?.rotator_state ?? '{}'));
-    // After promotion the old value is `previous`; before it, `current`. Either way it is from_version.
-    const beforeVersion = r.step === 'generate' ? labels.current : r.from_version;
-    const olderVersion = r.state === 'promoted' ? null : labels.previous;
-    return {
-      tenantId: r.tenant_id, secretName: r.secret_name, environment: r.environment, rotationId: r.id,
-      settings: memo.sandbox?.settings ?? (JSON.parse(policy.settings) as Record<string, unknown>),
-      currentState: memo.sandbox?.currentState ?? await stateOf(beforeVersion),
-      state: JSON.parse(r.rotator_state) as Record<string, unknown>,
-      current: memo.sandbox ? memo.sandbox.current : await open(beforeVersion),
-      previous: memo.sandbox ? null : await open(olderVersion),
-      resolve: (name) => deps.resolve(systemCtx(r), name, r.environment),
-      rehearsal: r.rehearsal === 1, signal,
-    };
-  }
-
-  async function valueOf(r: RotationsTable): Promise<string> {
-    const v = memos.get(r.id)?.value ?? (r.pending_version !== null ? await pending.open(systemCtx(r), targetOf(r), r.pending_version) : undefined);
-    if (v === undefined) throw new StepFailure('INTERRUPTED', 'the pending value is gone');
-    return v;
-  }
-
-  function announce(r: RotationsTable, kind: 'succeeded' | 'rolled-back' | 'manual-due' | 'manual-overdue', notify: string): void {
-    void notifier.notify(rotationNotification(r.tenant_id, toRotation(r), kind, JSON.parse(notify))).catch(deps.onError);
-  }
-
-  /** One protocol step of a `running` rotation; its failure moves the rotation to rolling_back. */
-  async function step(ctx: TenantContext, r: RotationsTable, signal: AbortSignal): Promise<void> {
-    const rotator = rotators.get(r.rotator);
-    const memo = memos.get(r.id) ?? {};
-    memos.set(r.id, memo);
-    const rehearsal = r.rehearsal === 1;
-    try {
-      switch (r.step) {
-        case 'generate': {
-          if (rehearsal && !memo.sandbox) memo.sandbox = await rotator.sandbox(await contextFor(r, signal));
-          const rc = await contextFor(r, signal);
-          const labels = await pending.labels(targetOf(r));
-          const gen = await rotator.generate(rc);
-          const patch = { rotator_state: JSON.stringify(gen.state), from_version: labels.current };
-          if (gen.value === null) {
-            await transact((trx) => change(trx, ctx, r, { ...patch, state: 'awaiting_value', lease_owner: null, lease_until: null, reminded_at: clock.now() }, 'rotation.step', { step: 'awaiting-value' }));
-            announce({ ...r, ...patch }, 'manual-due', (await policyOf(r)).notify);
-            return;
-          }
-          if (rehearsal) {
-            memo.value = gen.value;
-            await transact((trx) => change(trx, ctx, r, { ...patch, step: 'apply' }, 'rotation.step', { step: 'generate' }));
-            return;
-          }
-          await pending.write(systemCtx(r), targetOf(r), gen.value, {
-            reason: `rotation ${r.id}`, context: { rotation: r.id },
-            inTx: async (trx) => {
-              const staged = await trx.selectFrom('secret_states').select('pending_version').where('secret_id', '=', r.secret_id).where('environment_id', '=', r.environment_id).executeTakeFirstOrThrow();
-              await change(trx, ctx, r, { ...patch, step: 'apply', pending_version: staged.pending_version }, 'rotation.step', { step: 'generate' });
-            },
-          });
-          return;
-        }
-        case 'apply':
-          await rotator.apply(await contextFor(r, signal), await valueOf(r));
-          break;
-        case 'test': {
-          const result = await rotator.test(await contextFor(r, signal), await valueOf(r));
-          if (!result.ok) throw new StepFailure('TEST_FAILED', short(result.detail));
-          break;
-        }
-        case 'verify': {
-          // A rehearsal's value only works in the sandbox, so dependents are checked with the value they use now.
-          const value = rehearsal && r.from_version !== null ? await pending.open(systemCtx(r), targetOf(r), r.from_version) : await valueOf(r);
-          const checks = await checkDependents(dependents, systemCtx(r), r.secret_name, r.environment, value, { concurrency: deps.checkConcurrency, signal });
-          const failed = checks.filter((c) => !c.ok);
-          await transact((trx) => createRotationRepository(trx).update(r.id, nodeId, { checks: JSON.stringify(checks) }).then((ok) => { if (!ok) throw new LeaseLost(); }));
-          if (failed.length > 0) throw new StepFailure('CONNECTOR_CHECK_FAILED', `${failed.length} of ${checks.length} dependent connectors failed their health check`, failed);
-          break;
-        }
-        case 'promote': {
-          if (rehearsal) {
-            await transact((trx) => change(trx, ctx, r, { state: 'promoted', step: 'finalize' }, 'rotation.step', { step: 'promote', skipped: 'rehearsal' }));
-            return;
-          }
-          const promoted = await pending.promote(systemCtx(r), targetOf(r), r.pending_version!, r.from_version, {
-            context: { rotation: r.id },
-            inTx: async (trx) => {
-              await change(trx, ctx, r, { state: 'promoted', step: 'finalize', to_version: r.pending_version }, 'rotation.step', { step: 'promote' });
-              await createRotationRepository(trx).recordResult(r.tenant_id, r.secret_id, r.environment_id, { result: 'succeeded', error: null, at: clock.now(), rotatorState: r.rotator_state });
-            },
-          });
-          if (!promoted) throw new StepFailure('CURRENT_CHANGED', 'the current version changed during the rotation (a write or rollback landed); nothing was promoted');
-          return;
-        }
-        default:
-          throw new Error(`unknown step ${r.step}`);
-      }
-      await transact((trx) => change(trx, ctx, r, { step: NEXT[r.step]! }, 'rotation.step', { step: r.step }));
-    } catch (err) {
-      if (err instanceof LeaseLost) throw err;
-      const f = err instanceof StepFailure ? err : new StepFailure('ROTATOR_ERROR', short((err as Error)?.message ?? String(err)));
-      await transact((trx) => change(trx, ctx, r, {
-        state: 'rolling_back', error_code: f.code, error_step: r.step, error_detail: f.detail, failed_connectors: JSON.stringify(f.failed),
-      }, 'rotation.failed', { step: r.step, code: f.code }, 'failed'));
-    }
-  }
-
-  /** Undoes a failed rotation: restore the source (if anything reached it), shred the pending version. Safe to repeat. */
-  async function undo(ctx: TenantContext, r: RotationsTable): Promise<void> {
-    const rotator = rotators.get(r.rotator);
-    let restored = { ok: true, detail: 'nothing had reached the source' };
-    const reached = r.error_step !== 'generate';
-    const value = reached ? await valueOf(r).catch(() => null) : null;
-    if (value !== null) {
-      const controller = new AbortController();
-      restored = await contextFor(r, controller.signal).then((rc) => rotator.restore(rc, value))
-        .catch((err: Error) => ({ ok: false, detail: short(`restore failed: ${err.message}`) }));
-    }
-    const finish = async (trx: Transaction<Database>) => {
-      await change(trx, ctx, r, { state: 'rolled_back', step: 'done', active_key: null, finished_at: clock.now() }, 'rotation.rolled_back', {
-        failedStep: r.error_step ?? '', code: r.error_code ?? '', sourceRestored: String(restored.ok), restore: short(restored.detail),
-      });
-      if (!r.rehearsal) {
-        await createRotationRepository(trx).recordResult(r.tenant_id, r.secret_id, r.environment_id, { result: 'rolled_back', error: `${r.error_step}: ${r.error_code}: ${r.error_detail}`, at: clock.now() });
-      }
-    };
-    if (r.pending_version !== null) await pending.discard(systemCtx(r), targetOf(r), r.pending_version, { context: { rotation: r.id }, inTx: finish });
-    else await transact(finish);
-    await cleanup(r);
-    announce(r, 'rolled-back', (await repo.findPolicy(r.tenant_id, r.secret_id, r.environment_id))?.notify ?? '[]');
-  }
-
-  /** After promotion: retire the old value at the source (a failure is reported, never undoes the promotion). */
-  async function finish(ctx: TenantContext, r: RotationsTable): Promise<void> {
-    let warning: string | null = null;
-    if (!r.rehearsal) {
-      const controller = new AbortController();
-      await contextFor(r, controller.signal).then((rc) => rotators.get(r.rotator).finalize(rc)).catch((err: Error) => {
-        warning = short(`finalize: ${err.message}`);
-      });
-    }
-    await transact((trx) => change(trx, ctx, r, { state: 'succeeded', step: 'done', active_key: null, finished_at: clock.now(), error_detail: warning }, 'rotation.succeeded', warning ? { warning } : {}));
-    await cleanup(r);
-    announce(r, 'succeeded', (await repo.findPolicy(r.tenant_id, r.secret_id, r.environment_id))?.notify ?? '[]');
-  }
-
-  async function cleanup(r: RotationsTable): Promise<void> {
-    const sandbox = memos.get(r.id)?.sandbox;
-    memos.delete(r.id);
-    await sandbox?.cleanup().catch(deps.onError);
-  }
+  const journal = createRotationJournal({ db, clock, audit, nodeId });
+  const { event, change, transact } = journal;
+  const { step, undo, finish, announce } = createRotationSteps({ ...deps, journal });
 
   /** Drives a rotation this node holds until it ends, waits for a value, or the lease is lost. */
   async function drive(ctx: TenantContext, id: string): Promise<void> {

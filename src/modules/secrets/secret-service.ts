@@ -7,7 +7,7 @@ import type { Database, SecretsTable } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { assertSecretName } from '../shared/names.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
-import type { Authorizer, AuthzResource, SecretResource } from '../policy/authorizer.ts';
+import type { Authorizer, SecretResource } from '../policy/authorizer.ts';
 import type { Keyring } from '../../crypto/keyring.ts';
 import type { SealedRowCache } from './sealed-row-cache.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
