@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createManualClock } from '../../platform/clock.ts';
-import { backoffDelay, createAuditDelivery, createMemoryCursorStore, type AuditDeliveryOptions, type AuditEventSource, type SinkCursorStore } from './delivery.ts';
+import { backoffDelay, createMemoryCursorStore, type AuditEventSource, type SinkCursorStore } from './delivery-ports.ts';
+import { createAuditDelivery, type AuditDeliveryOptions } from './delivery.ts';
 import type { AuditEvent, AuditSink } from './event.ts';
 import { createMemoryAuditLog, seqs, waitFor } from './sinks/testing.ts';
 

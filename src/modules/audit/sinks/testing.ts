@@ -1,5 +1,5 @@
 // Shared by the sink and delivery tests: event fixtures and an in-memory audit log. Not used by `src/`.
-import type { AuditEventSource } from '../delivery.ts';
+import type { AuditEventSource } from '../delivery-ports.ts';
 import type { AuditEvent } from '../event.ts';
 
 /** A plausible event at `seq`; hashes are placeholders (the sinks do not verify the chain). */
