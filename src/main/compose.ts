@@ -76,7 +76,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const appender = storage.sqlitePath ? createSqliteAppender({ path: storage.sqlitePath }) : undefined;
   if (appender) storage.onClose(() => appender.close());
   const audit = createAuditLog({ db, clock, ...(appender ? { appender } : {}) });
-  const checkpoints = createCheckpointer({ db, root: seal, clock });
+  const checkpoints = createCheckpointer({ db, root: seal, clock, audit });
   const identifiers = createIdentifierHasher(seal);
   const engine = createPolicyEngine();
   const authz = createCedarAuthorizer({ db, engine, clock, audit, stepUpWindowMs: config.identity.stepUpWindowMs });
@@ -88,6 +88,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const auditUsage = createUsageSummary({ db, dialect: storage.dialect });
   const auditQueries = createAuditQueryService({
     db, authz, log: audit, usage: auditUsage, clock, trustedPublicKey: () => (seal.isSealed() ? null : checkpoints.publicKey()),
+    checkpointFloor: () => checkpoints.highestSigned(),
   });
   const grants = createGrantService({ db, authz, tenants, clock, audit });
   const policies = createPolicyService({ db, engine, authz, clock, audit });

@@ -41,10 +41,12 @@ export interface AuditCheckpointsTable {
   seq: number;
   hash: string;
   time: number;
-  /** Ed25519 signature (base64) over checkpointMessage(seq, hash, time). */
+  /** Ed25519 signature (base64) over checkpointMessage(seq, hash, time, prev_seq). */
   signature: string;
   /** The signing public key (SPKI DER, base64); verifiers compare it with the key they trust. */
   public_key: string;
+  /** The checkpoint before this one (0 for the first); null on checkpoints signed before links existed. */
+  prev_seq: number | null;
 }
 
 export interface AuditEventsTable {

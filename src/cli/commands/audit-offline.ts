@@ -1,8 +1,9 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { UsageError } from '../args.ts';
+import { CHECKPOINT_ACTION } from '../../modules/audit/checkpoints.ts';
 import type { AuditEvent } from '../../modules/audit/event.ts';
-import { verifyAnswer, verifyLog, type VerifyAnswer } from '../../modules/audit/log-verifier.ts';
+import { mergeCheckpoints, verifyAnswer, verifyLog, type VerifyAnswer } from '../../modules/audit/log-verifier.ts';
 import type { AuditCheckpointsTable } from '../../storage/schema.ts';
 
 /** The parsed lines of a JSON lines file, with their line numbers; a line that is not JSON ends the proof. */
@@ -41,24 +42,39 @@ const isEvent = (e: unknown): e is AuditEvent => {
 const isCheckpoint = (c: unknown): c is AuditCheckpointsTable => {
   const x = c as Partial<AuditCheckpointsTable> | null;
   return typeof x === 'object' && x !== null && Number.isSafeInteger(x.seq) && typeof x.hash === 'string' && Number.isSafeInteger(x.time)
-    && typeof x.signature === 'string' && typeof x.public_key === 'string';
+    && typeof x.signature === 'string' && typeof x.public_key === 'string' && (x.prev_seq === undefined || x.prev_seq === null || Number.isSafeInteger(x.prev_seq));
 };
 
 /**
- * `keyhold audit verify --events FILE --checkpoints FILE --public-key KEY`: the server's proof run
- * over files, with no server: a whole-log JSON lines export, the checkpoints export, and the key
- * pinned earlier (`keyhold audit public-key`). A line that is not an event is reported as the
- * first bad one, by its line number, like any other damage.
+ * `keyhold audit verify --events FILE [--checkpoints FILE] --public-key KEY`: the server's proof run
+ * over files, with no server: a whole-log JSON lines export (or a sink's file), the checkpoints
+ * export if there is one, and the key pinned earlier (`keyhold audit public-key`). The log's own
+ * `audit.checkpoint` events count as checkpoints too (a first pass collects them). A line that is
+ * not an event is reported as the first bad one, by its line number, like any other damage.
  */
-export async function verifyExportFiles(paths: { events: string; checkpoints: string }, publicKey: string): Promise<VerifyAnswer> {
+export async function verifyExportFiles(paths: { events: string; checkpoints: string | null }, publicKey: string): Promise<VerifyAnswer> {
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(publicKey)) throw new UsageError('--public-key must be the base64 key that `keyhold audit public-key` printed');
-  const checkpoints: AuditCheckpointsTable[] = [];
+  const stored: AuditCheckpointsTable[] = [];
   let lastSeq = 0;
   try {
-    for await (const { line, value } of jsonLines<unknown>(paths.checkpoints, 'checkpoints')) {
-      if (!isCheckpoint(value)) throw new OfflineInputError(`checkpoints line ${line} is not a checkpoint`);
-      checkpoints.push(value);
+    if (paths.checkpoints !== null) {
+      for await (const { line, value } of jsonLines<unknown>(paths.checkpoints, 'checkpoints')) {
+        if (!isCheckpoint(value)) throw new OfflineInputError(`checkpoints line ${line} is not a checkpoint`);
+        stored.push({ ...value, prev_seq: value.prev_seq ?? null });
+      }
     }
+    const published: AuditEvent[] = [];
+    // First pass: the checkpoints the log publishes itself. Damage is reported by the second pass, with its position.
+    try {
+      for await (const { value } of jsonLines<unknown>(paths.events, 'events')) {
+        if (isEvent(value) && value.action === CHECKPOINT_ACTION) published.push(value);
+      }
+    } catch (err) {
+      if (!(err instanceof OfflineInputError)) throw err;
+    }
+    const merged = mergeCheckpoints(stored, published, publicKey);
+    if (!merged.ok) return { ok: false, events: 0, headSeq: null, checkpoints: stored.length, lastSeq: null, firstBadSeq: merged.seq, problem: merged.problem, unsigned: null };
+    const checkpoints = merged.checkpoints;
     async function* events(): AsyncGenerator<AuditEvent> {
       for await (const { line, value } of jsonLines<unknown>(paths.events, 'events')) {
         if (!isEvent(value)) throw new OfflineInputError(`events line ${line} (after event ${lastSeq}) is not an audit event`);
@@ -69,6 +85,6 @@ export async function verifyExportFiles(paths: { events: string; checkpoints: st
     return verifyAnswer(await verifyLog({ events: events(), checkpoints, head: null, trustedPublicKey: publicKey }));
   } catch (err) {
     if (!(err instanceof OfflineInputError)) throw err;
-    return { ok: false, events: 0, headSeq: null, checkpoints: checkpoints.length, lastSeq: null, firstBadSeq: lastSeq + 1, problem: err.message };
+    return { ok: false, events: 0, headSeq: null, checkpoints: stored.length, lastSeq: null, firstBadSeq: lastSeq + 1, problem: err.message, unsigned: null };
   }
 }

@@ -20,7 +20,7 @@ interface AuditEvent {
 type ListItem = AuditEvent & { repeat: number; lastSeq: number; lastTime: number };
 interface UsageSpan { first: string; last: string; count: number }
 interface Usage { secret: string; actors: Array<{ actor: { type: string; id: string }; first: string; last: string; count: number; use: UsageSpan | null; reveal: UsageSpan | null }> }
-interface VerifyResult { ok: boolean; events: number; headSeq: number | null; checkpoints: number; lastSeq: number | null; firstBadSeq: number | null; problem: string | null }
+interface VerifyResult { ok: boolean; events: number; headSeq: number | null; checkpoints: number; lastSeq: number | null; firstBadSeq: number | null; problem: string | null; unsigned?: number | null }
 
 const POLL_MS = 1000;
 const TAIL_PAGE = 1000;
@@ -216,27 +216,29 @@ const publicKey: Command = {
 const verify: Command = {
   name: 'verify',
   summary: 'Prove the audit chain and its signed checkpoints; exit 1 naming the first bad event',
-  usage: 'audit verify [--events FILE --checkpoints FILE --public-key KEY]',
+  usage: 'audit verify [--events FILE [--checkpoints FILE] --public-key KEY]',
   help: [
     'Without files: the server proves its own log. It shares walks: the answer comes from one that started less than',
     '10 seconds before the call, or after it.',
-    'Offline, with no server: --events a whole-log export (audit export --all-tenants --format json), --checkpoints',
-    '(audit checkpoints), and --public-key the key you recorded earlier (audit public-key). A cut tail is caught up to',
-    'the last checkpoint in the file.',
+    'Offline, with no server: --events a whole-log export (audit export --all-tenants --format json, or a sink\'s',
+    'JSON lines file), --public-key the key you recorded earlier (audit public-key), and optionally --checkpoints',
+    '(audit checkpoints): the audit.checkpoint events inside the log are used as well. A cut tail is caught up to',
+    'the last checkpoint known.',
   ],
   options: { events: { type: 'string' }, checkpoints: { type: 'string' }, 'public-key': { type: 'string' } },
   async run({ args, flags, api, out }) {
     positionals(args, [], verify.usage);
     const files = { events: str(flags, 'events'), checkpoints: str(flags, 'checkpoints'), key: str(flags, 'public-key') };
     const offline = Object.values(files).some((v) => v !== undefined);
-    if (offline && Object.values(files).some((v) => v === undefined)) {
-      throw new UsageError('offline verification needs all three of --events, --checkpoints and --public-key');
+    if (offline && (files.events === undefined || files.key === undefined)) {
+      throw new UsageError('offline verification needs --events and --public-key (and --checkpoints unless the events carry their audit.checkpoint events)');
     }
     const r: VerifyResult = offline
-      ? await verifyExportFiles({ events: files.events!, checkpoints: files.checkpoints! }, files.key!)
+      ? await verifyExportFiles({ events: files.events!, checkpoints: files.checkpoints ?? null }, files.key!)
       : await api.call<VerifyResult>('GET', '/v1/audit/verify');
+    const unsigned = r.unsigned ? ` ${r.unsigned} event(s) after the newest checkpoint are chained but not yet signed.` : '';
     out.result(r, () => (r.ok
-      ? `Audit log intact: ${r.events} events through #${r.lastSeq}, ${r.checkpoints} signed checkpoint(s) match.`
+      ? `Audit log intact: ${r.events} events through #${r.lastSeq}, ${r.checkpoints} signed checkpoint(s) match.${unsigned}`
       : `Audit log BROKEN at event #${r.firstBadSeq}: ${r.problem}`));
     return r.ok ? 0 : 1;
   },

@@ -5,7 +5,8 @@ import { timeOrderedId } from '../../platform/ids.ts';
 import type { AuditEventsTable, Database } from '../../storage/schema.ts';
 import type { RequestContext } from '../shared/context.ts';
 import { chainHash, type VerifyResult } from './chain.ts';
-import { verifyLog } from './log-verifier.ts';
+import { CHECKPOINT_ACTION } from './checkpoints.ts';
+import { mergeCheckpoints, verifyLog } from './log-verifier.ts';
 import type { AuditEvent } from './event.ts';
 import type { AuditAppender } from './sqlite-appender.ts';
 
@@ -105,6 +106,8 @@ export function createAuditLog(deps: {
   const appendedListeners: Array<(lastSeq: number) => void> = [];
   const healthListeners: Array<(health: AuditHealth) => void> = [];
   let health: AuditHealth = { writable: true };
+  /** The highest seq this process knows to be committed: verify refuses a log that ends before it. */
+  let committedFloor = 0;
 
   /** An append failed: the action is refused; the first failure of a streak is announced. */
   function unavailable(err: unknown): KeyholdError {
@@ -130,6 +133,8 @@ export function createAuditLog(deps: {
       .where('id', '=', 1).returning(['seq', 'hash']).executeTakeFirstOrThrow();
     let prevHash = head.hash;
     let seq = head.seq - inputs.length;
+    // What was there before this transaction is committed (read under the head's lock); what it adds may still roll back.
+    if (seq > committedFloor) committedFloor = seq;
     const now = clock.now();
     const events: AuditEvent[] = inputs.map((input) => {
       const base = { ...pending(input, now), seq: ++seq };
@@ -171,6 +176,7 @@ export function createAuditLog(deps: {
       commitBatch(batches.length === 1 ? batches[0]!.inputs : batches.flatMap((b) => b.inputs)).then(
         (lastSeq) => {
           inFlight--;
+          if (lastSeq > committedFloor) committedFloor = lastSeq;
           appended();
           schedule();
           for (const b of batches) b.resolve();
@@ -244,14 +250,19 @@ export function createAuditLog(deps: {
     },
 
     /**
-     * Proves the whole chain; then every signed checkpoint (signature under the trusted key, and the
-     * event at its sequence carrying its hash); then that the log reaches its last checkpoint and
-     * its recorded head. A tail cut off after a checkpoint fails here even if the head was rewritten.
+     * Proves the whole chain; then every signed checkpoint (stored, or published by an
+     * `audit.checkpoint` event; each under the trusted key, linked to the one before, and the event
+     * at its seq carrying its hash); then that the log reaches its last checkpoint, its recorded
+     * head, and everything this process committed or signed (`checkpointFloor`). A tail cut off
+     * after a checkpoint fails here even if the head was rewritten.
      */
-    async verify(opts: { trustedPublicKey?: string | null; batch?: number } = {}): Promise<VerifyResult & { headSeq: number; checkpoints: number }> {
+    async verify(opts: { trustedPublicKey?: string | null; batch?: number; checkpointFloor?: number } = {}): Promise<VerifyResult & { headSeq: number; checkpoints: number; unsigned?: number }> {
       const batch = opts.batch ?? 2000;
-      const checkpoints = await db.selectFrom('audit_checkpoints').selectAll().orderBy('seq').execute();
+      const stored = await db.selectFrom('audit_checkpoints').selectAll().orderBy('seq').execute();
+      const published = await db.selectFrom('audit_events').select(['action', 'context']).where('action', '=', CHECKPOINT_ACTION).execute();
       const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+      const merged = mergeCheckpoints(stored, published.map((e) => ({ action: e.action, context: JSON.parse(e.context) as Record<string, string> })), opts.trustedPublicKey ?? null);
+      if (!merged.ok) return { ok: false, events: 0, firstBadSeq: merged.seq, problem: merged.problem, headSeq: head.seq, checkpoints: stored.length };
       async function* events(): AsyncGenerator<AuditEvent> {
         for (let after = 0; ;) {
           const rows = await db.selectFrom('audit_events').selectAll().where('seq', '>', after).orderBy('seq').limit(batch).execute();
@@ -260,7 +271,8 @@ export function createAuditLog(deps: {
           after = rows[rows.length - 1]!.seq;
         }
       }
-      const result = await verifyLog({ events: events(), checkpoints, head, trustedPublicKey: opts.trustedPublicKey ?? null });
+      const floors = { headSeq: committedFloor, ...(opts.checkpointFloor ? { checkpointSeq: opts.checkpointFloor } : {}) };
+      const result = await verifyLog({ events: events(), checkpoints: merged.checkpoints, head, trustedPublicKey: opts.trustedPublicKey ?? null, floors });
       return { ...result, headSeq: head.seq };
     },
   };

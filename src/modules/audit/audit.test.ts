@@ -171,10 +171,14 @@ describeEachDialect('audit log: chained, append-only, fail-closed, never holding
     assert.equal(!r.ok && r.firstBadSeq, all[1]!.seq, 'swapped events');
     await restore();
 
-    const forged = { ...all[1]!, seq: 9_999, id: 'forged' };
-    await h.storage.db.insertInto('audit_events').values(forged).execute();
+    // An event slipped in after the third: everything after it moves up one, as an insertion would.
+    const at = all[2]!.seq + 1;
+    await sql`update audit_events set seq = seq + 1000000 where seq >= ${at}`.execute(h.storage.db);
+    await sql`update audit_events set seq = seq - 999999 where seq >= 1000000`.execute(h.storage.db);
+    await h.storage.db.insertInto('audit_events').values({ ...all[1]!, seq: at, id: 'forged' }).execute();
     r = await h.services.audit.verify();
-    assert.equal(r.ok, false, 'an inserted event');
+    assert.equal(!r.ok && r.firstBadSeq, at, 'an inserted event is named');
+    assert.match(!r.ok ? r.problem : '', /does not link/);
     await restore();
 
     await sql`delete from audit_events where seq > ${all[all.length - 3]!.seq}`.execute(h.storage.db);

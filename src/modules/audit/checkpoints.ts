@@ -3,13 +3,24 @@ import type { Kysely } from 'kysely';
 import type { Clock } from '../../platform/clock.ts';
 import type { RootKeyHolder } from '../../crypto/keyring.ts';
 import type { AuditCheckpointsTable, Database } from '../../storage/schema.ts';
+import { SYSTEM_ACTOR } from '../shared/context.ts';
+import type { AuditLog } from './audit-log.ts';
 
 /** PKCS#8 DER prefix of an Ed25519 private key; the 32-byte seed follows. */
 const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 
-/** The bytes a checkpoint signature covers. */
-export function checkpointMessage(seq: number, hash: string, time: number): Buffer {
-  return Buffer.from(`keyhold-audit-checkpoint-v1\n${seq}\n${hash}\n${time}`, 'utf8');
+/** The action of the event that carries each checkpoint into the chain and out to the sinks. */
+export const CHECKPOINT_ACTION = 'audit.checkpoint';
+
+/**
+ * The bytes a checkpoint signature covers. Since v2 they name the checkpoint before (0: none), so
+ * one removed from the middle is missed by the next; checkpoints signed as v1 have no link (null).
+ */
+export function checkpointMessage(seq: number, hash: string, time: number, prevSeq: number | null): Buffer {
+  const text = prevSeq === null
+    ? `keyhold-audit-checkpoint-v1\n${seq}\n${hash}\n${time}`
+    : `keyhold-audit-checkpoint-v2\n${seq}\n${hash}\n${time}\n${prevSeq}`;
+  return Buffer.from(text, 'utf8');
 }
 
 /**
@@ -34,13 +45,40 @@ export function publicKeyText(key: KeyObject): string {
 export function checkpointValid(cp: AuditCheckpointsTable, trustedPublicKey: string): boolean {
   if (cp.public_key !== trustedPublicKey) return false;
   const key = createPublicKey({ key: Buffer.from(trustedPublicKey, 'base64'), format: 'der', type: 'spki' });
-  return verify(null, checkpointMessage(cp.seq, cp.hash, cp.time), key, Buffer.from(cp.signature, 'base64'));
+  return verify(null, checkpointMessage(cp.seq, cp.hash, cp.time, cp.prev_seq ?? null), key, Buffer.from(cp.signature, 'base64'));
 }
 
-/** Writes signed checkpoints of the chain head: periodically, and on demand. */
-export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHolder; clock: Clock }) {
-  const { db, root, clock } = deps;
+/** The event that publishes a checkpoint: everything a verifier needs, so a sink's copy of the log carries its own proof. */
+export function checkpointEvent(cp: AuditCheckpointsTable) {
+  return {
+    tenantId: null, actor: { type: SYSTEM_ACTOR.type, id: SYSTEM_ACTOR.id }, action: CHECKPOINT_ACTION,
+    resource: { type: 'audit-log', id: String(cp.seq), name: null }, outcome: 'allowed' as const,
+    context: { seq: String(cp.seq), hash: cp.hash, time: String(cp.time), prevSeq: String(cp.prev_seq ?? ''), signature: cp.signature, publicKey: cp.public_key },
+  };
+}
+
+/** The checkpoint an `audit.checkpoint` event carries, or null if it is not one (or is malformed). */
+export function checkpointFromEvent(e: { action: string; context: Record<string, string> }): AuditCheckpointsTable | null {
+  if (e.action !== CHECKPOINT_ACTION) return null;
+  const c = e.context;
+  const seq = Number(c.seq);
+  const time = Number(c.time);
+  const prevSeq = c.prevSeq === undefined || c.prevSeq === '' ? null : Number(c.prevSeq);
+  if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(time) || (prevSeq !== null && !Number.isSafeInteger(prevSeq))) return null;
+  if (typeof c.hash !== 'string' || typeof c.signature !== 'string' || typeof c.publicKey !== 'string') return null;
+  return { seq, hash: c.hash, time, signature: c.signature, public_key: c.publicKey, prev_seq: prevSeq };
+}
+
+/**
+ * Writes signed checkpoints of the chain head, periodically and on demand. Each one is also
+ * recorded as an `audit.checkpoint` event, so it travels to every sink with the events it covers:
+ * a copy outside the database that a rewrite of the database cannot reach (docs/audit.md).
+ */
+export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHolder; clock: Clock; audit: Pick<AuditLog, 'record'> }) {
+  const { db, root, clock, audit } = deps;
   let keys: { privateKey: KeyObject; publicKey: KeyObject } | null = null;
+  /** The highest seq this process has signed: the stored checkpoints may never fall below it. */
+  let highestSigned = 0;
   root.onSeal(() => {
     keys = null;
   });
@@ -50,17 +88,29 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
     /** The public key to pin for offline verification (only while unsealed). */
     publicKey: (): string => publicKeyText(signingKeys().publicKey),
 
-    /** Signs the current head unless it is already checkpointed; returns the checkpoint or null. */
+    /** The highest checkpoint this process signed (0: none yet). */
+    highestSigned: (): number => highestSigned,
+
+    /**
+     * Signs the current head unless nothing but checkpoint events came after the last checkpoint;
+     * returns the checkpoint, or null when there was nothing to sign or another node signed first.
+     */
     async checkpoint(): Promise<AuditCheckpointsTable | null> {
       const { privateKey, publicKey } = signingKeys();
       const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
       if (head.seq === 0) return null;
       const last = await db.selectFrom('audit_checkpoints').select('seq').orderBy('seq', 'desc').limit(1).executeTakeFirst();
       if (last && last.seq >= head.seq) return null;
+      if (last) {
+        // Its own event must not make the next checkpoint due, or an idle log would grow by one event per interval.
+        const news = await db.selectFrom('audit_events').select('seq').where('seq', '>', last.seq).where('action', '<>', CHECKPOINT_ACTION).limit(1).executeTakeFirst();
+        if (!news) return null;
+      }
       const time = clock.now();
+      const prevSeq = last?.seq ?? 0;
       const row: AuditCheckpointsTable = {
-        seq: head.seq, hash: head.hash, time,
-        signature: sign(null, checkpointMessage(head.seq, head.hash, time), privateKey).toString('base64'),
+        seq: head.seq, hash: head.hash, time, prev_seq: prevSeq,
+        signature: sign(null, checkpointMessage(head.seq, head.hash, time, prevSeq), privateKey).toString('base64'),
         public_key: publicKeyText(publicKey),
       };
       try {
@@ -68,6 +118,8 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
       } catch {
         return null; // another process checkpointed the same head first
       }
+      highestSigned = Math.max(highestSigned, row.seq);
+      await audit.record([checkpointEvent(row)]);
       return row;
     },
   };

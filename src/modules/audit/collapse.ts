@@ -13,12 +13,14 @@ function sameDenial(a: AuditEvent, b: AuditEvent): boolean {
   return a.outcome === 'denied' && b.outcome === 'denied' && a.tenantId === b.tenantId
     && a.actor.type === b.actor.type && a.actor.id === b.actor.id && a.action === b.action
     && a.resource.type === b.resource.type && a.resource.id === b.resource.id && a.resource.name === b.resource.name
-    && a.environment === b.environment && a.reason === b.reason;
+    && a.environment === b.environment && a.reason === b.reason
+    // Failed logins from many addresses are the story, not noise: never fold them into the first one's address.
+    && a.context.sourceIp === b.context.sourceIp;
 }
 
 /**
  * Folds events, in listing order, into list items: consecutive identical denials (same actor,
- * action, resource, environment, reason) within a minute of the first of them seen become one item
+ * action, resource, environment, reason, source address) within a minute of the first of them seen become one item
  * with `repeat: N`. Allowed and failed events are never collapsed.
  * @example
  * const c = createCollapser();

@@ -1,9 +1,43 @@
 import type { AuditCheckpointsTable } from '../../storage/schema.ts';
 import { createChainVerifier, type VerifyResult } from './chain.ts';
-import { checkpointValid } from './checkpoints.ts';
+import { checkpointFromEvent, checkpointValid } from './checkpoints.ts';
 import type { AuditEvent } from './event.ts';
 
-export type LogVerifyResult = VerifyResult & { headSeq: number | null; checkpoints: number };
+/** `unsigned`: events after the last signed checkpoint, which only the chain (no signature) vouches for yet. */
+export type LogVerifyResult = VerifyResult & { headSeq: number | null; checkpoints: number; unsigned?: number };
+
+/**
+ * What the verifier may not see less of: the highest seq and checkpoint the running server itself
+ * appended and signed. Whoever can write the database can cut the tail and the checkpoints that
+ * cover it together; the server's memory (and every sink's copy) still knows better.
+ */
+export interface VerifyFloors {
+  headSeq?: number;
+  checkpointSeq?: number;
+}
+
+/**
+ * The checkpoints to prove: the stored ones and those the log's own `audit.checkpoint` events
+ * carry (so deleting checkpoint rows loses nothing while their events remain). The same seq with
+ * two different checkpoints is itself proof of tampering.
+ */
+export function mergeCheckpoints(stored: readonly AuditCheckpointsTable[], events: Iterable<{ action: string; context: Record<string, string> }>, trustedPublicKey: string | null):
+  { ok: true; checkpoints: AuditCheckpointsTable[] } | { ok: false; seq: number; problem: string } {
+  const bySeq = new Map<number, AuditCheckpointsTable>();
+  for (const cp of stored) bySeq.set(cp.seq, { ...cp, prev_seq: cp.prev_seq ?? null });
+  for (const e of events) {
+    const cp = checkpointFromEvent(e);
+    if (!cp) continue;
+    const known = bySeq.get(cp.seq);
+    if (!known) bySeq.set(cp.seq, cp);
+    else if (known.hash !== cp.hash || known.signature !== cp.signature || known.time !== cp.time || known.prev_seq !== cp.prev_seq) {
+      // Name the forgery when the key can tell which of the two it is.
+      const forged = trustedPublicKey !== null && (!checkpointValid(known, trustedPublicKey) || !checkpointValid(cp, trustedPublicKey));
+      return { ok: false, seq: cp.seq, problem: forged ? `checkpoint at ${cp.seq} is not signed by the trusted audit key` : `the checkpoint at ${cp.seq} differs from the one its audit.checkpoint event published` };
+    }
+  }
+  return { ok: true, checkpoints: [...bySeq.values()].sort((a, b) => a.seq - b.seq) };
+}
 
 /**
  * Proves a whole log: every checkpoint signed by the trusted key (when one is given), the chain
@@ -19,14 +53,23 @@ export async function verifyLog(input: {
   checkpoints: readonly AuditCheckpointsTable[];
   head: { seq: number; hash: string } | null;
   trustedPublicKey: string | null;
+  floors?: VerifyFloors;
 }): Promise<LogVerifyResult> {
-  const { checkpoints, head, trustedPublicKey } = input;
+  const { checkpoints, head, trustedPublicKey, floors = {} } = input;
   const meta = { headSeq: head?.seq ?? null, checkpoints: checkpoints.length };
   const bad = (firstBadSeq: number, problem: string, events: number): LogVerifyResult => ({ ok: false, events, firstBadSeq, problem, ...meta });
 
   if (trustedPublicKey) {
     const forged = checkpoints.find((c) => !checkpointValid(c, trustedPublicKey));
     if (forged) return bad(forged.seq, `checkpoint at ${forged.seq} is not signed by the trusted audit key`, 0);
+  }
+  // Each checkpoint since v2 names the one before it: a signed link to a missing checkpoint means it was removed.
+  const present = new Set(checkpoints.map((c) => c.seq));
+  const orphan = checkpoints.find((c) => c.prev_seq !== null && c.prev_seq > 0 && !present.has(c.prev_seq));
+  if (orphan) return bad(orphan.prev_seq!, `the checkpoint at ${orphan.prev_seq} (named by the signed checkpoint at ${orphan.seq}) was removed`, 0);
+  const newest = checkpoints.reduce((max, c) => Math.max(max, c.seq), 0);
+  if (floors.checkpointSeq !== undefined && newest < floors.checkpointSeq) {
+    return bad(newest + 1, `this server signed a checkpoint at ${floors.checkpointSeq}, but the newest stored is at ${newest}: checkpoints were removed`, 0);
   }
   const expected = new Map(checkpoints.map((c) => [c.seq, c.hash]));
   const verifier = createChainVerifier();
@@ -44,7 +87,10 @@ export async function verifyLog(input: {
   if (head && (result.lastSeq !== head.seq || result.lastHash !== head.hash)) {
     return bad(result.lastSeq + 1, `the log ends at ${result.lastSeq} but its head says ${head.seq}: events were removed from the end`, result.events);
   }
-  return { ...result, ...meta };
+  if (floors.headSeq !== undefined && result.lastSeq < floors.headSeq) {
+    return bad(result.lastSeq + 1, `the log ends at ${result.lastSeq} but this server has written up to ${floors.headSeq}: events were removed from the end`, result.events);
+  }
+  return { ...result, ...meta, unsigned: result.lastSeq - (lastCheckpoint?.seq ?? 0) };
 }
 
 /** A proof's result as `GET /v1/audit/verify` and `keyhold audit verify --events` answer it: every field present, null where it does not apply. */
@@ -57,11 +103,13 @@ export interface VerifyAnswer<Head extends number | null = number | null> {
   lastSeq: number | null;
   firstBadSeq: number | null;
   problem: string | null;
+  /** Events after the newest signed checkpoint (null when the proof failed): the chain holds them, no signature yet. */
+  unsigned: number | null;
 }
 
-export function verifyAnswer<Head extends number | null>(r: VerifyResult & { headSeq: Head; checkpoints: number }): VerifyAnswer<Head> {
+export function verifyAnswer<Head extends number | null>(r: VerifyResult & { headSeq: Head; checkpoints: number; unsigned?: number }): VerifyAnswer<Head> {
   const base = { events: r.events, headSeq: r.headSeq, checkpoints: r.checkpoints };
   return r.ok
-    ? { ok: true, ...base, lastSeq: r.lastSeq, firstBadSeq: null, problem: null }
-    : { ok: false, ...base, lastSeq: null, firstBadSeq: r.firstBadSeq, problem: r.problem };
+    ? { ok: true, ...base, lastSeq: r.lastSeq, firstBadSeq: null, problem: null, unsigned: r.unsigned ?? null }
+    : { ok: false, ...base, lastSeq: null, firstBadSeq: r.firstBadSeq, problem: r.problem, unsigned: null };
 }

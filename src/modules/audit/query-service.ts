@@ -96,10 +96,12 @@ export function createAuditQueryService(deps: {
   clock: Clock;
   /** The checkpoint key to trust (this server's, while unsealed); null verifies the chain without it. */
   trustedPublicKey?: () => string | null;
+  /** The highest checkpoint this process signed: verify refuses stored checkpoints that end before it. */
+  checkpointFloor?: () => number;
 }) {
   const { db, authz, log } = deps;
   // Any tenant's auditor may ask to verify the one global chain: share walks rather than repeat them.
-  const verifier = createVerifyGate({ walk: (trustedPublicKey) => log.verify({ trustedPublicKey }), fingerprint: () => log.fingerprint(), clock: deps.clock });
+  const verifier = createVerifyGate({ walk: (trustedPublicKey) => log.verify({ trustedPublicKey, checkpointFloor: deps.checkpointFloor?.() ?? 0 }), fingerprint: () => log.fingerprint(), clock: deps.clock });
 
   /**
    * Bulk reads of the trail leave a trace in it (who took a copy, of what), as any other egress
