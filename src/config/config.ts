@@ -109,8 +109,8 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
     'KEYHOLD_ROTATION_LEASE', 'KEYHOLD_ROTATION_TICK', 'KEYHOLD_ROTATION_CHECK_CONCURRENCY',
     'KEYHOLD_NOTIFY_WEBHOOK', 'KEYHOLD_NOTIFY_WEBHOOK_SECRET', 'KEYHOLD_NOTIFY_SMTP', 'KEYHOLD_NOTIFY_SMTP_FROM',
     'KEYHOLD_AUDIT_FILE', 'KEYHOLD_AUDIT_SYSLOG', 'KEYHOLD_AUDIT_WEBHOOK', 'KEYHOLD_AUDIT_WEBHOOK_SECRET', 'KEYHOLD_AUDIT_CHECKPOINT_INTERVAL',
-    // client-side settings read by the CLI, not the server:
-    'KEYHOLD_ADDR', 'KEYHOLD_TOKEN', 'KEYHOLD_TENANT',
+    // client-side settings read by the CLI, not the server (`keyhold migrate` reads the schema owner's URL):
+    'KEYHOLD_ADDR', 'KEYHOLD_TOKEN', 'KEYHOLD_TENANT', 'KEYHOLD_MIGRATE_DATABASE_URL',
     // read by the SDK in scripts and services (keyhold/sdk), which may share a shell with a server:
     'KEYHOLD_ENVIRONMENT',
   ]);

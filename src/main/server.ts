@@ -5,7 +5,7 @@ import { ConfigError, loadConfig, type Config } from '../config/config.ts';
 import { createLogger } from '../platform/logger.ts';
 import { warmUpNextTick } from '../platform/jit-warm-up.ts';
 import { systemClock } from '../platform/clock.ts';
-import { openStorage } from '../storage/database.ts';
+import { MigrationsPendingError, openStorage, type Storage } from '../storage/database.ts';
 import { DEV_KEY_FILE } from '../crypto/root/dev/index.ts';
 import { DEV_ROOT_TOKEN_FILE } from '../modules/system/system-service.ts';
 import { createHttpApp, createServices } from './compose.ts';
@@ -56,7 +56,22 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   await warmUpNextTick();
   const knownValues = createKnownValues();
   const logger = createLogger({ level: config.logLevel, filterLine: logLineRedactor(knownValues) });
-  const storage = await openStorage({ url: config.databaseUrl });
+  let storage: Storage;
+  try {
+    storage = await openStorage({ url: config.databaseUrl });
+  } catch (err) {
+    // Not a crash: the operator runs the migration as the schema owner, then starts again.
+    if (err instanceof MigrationsPendingError) {
+      process.stderr.write(`keyhold cannot start: KEYHOLD_DATABASE_URL: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (storage.migrationsApplied.length > 0) logger.info({ migrations: storage.migrationsApplied }, 'database migrations applied');
+  if (storage.dialect === 'postgres' && storage.auditAppendOnly.guarantee === 'trigger') {
+    logger.warn({ reasons: storage.auditAppendOnly.reasons },
+      "audit log is append-only by a trigger only, which KEYHOLD_DATABASE_URL's user can disable: run the server as a role that does not own the schema (keyhold migrate --grant-to, docs/operations.md \"PostgreSQL roles\")");
+  }
   // Anything that fails from here on stops the process: a server half started (listening, but
   // without its sinks, checkpoints or shutdown handling) must not keep serving.
   let app: Awaited<ReturnType<typeof createHttpApp>> | null = null;

@@ -4,7 +4,8 @@ import { Kysely, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
 import { createNodeSqliteDialect } from './sqlite/node-sqlite-dialect.ts';
 import { createPostgresDialect } from './postgres/postgres-dialect.ts';
-import { migrateToLatest } from './migrations/index.ts';
+import { migrateToLatest, pendingMigrations } from './migrations/index.ts';
+import { appendOnlyReport, canApplyMigrations, whoAndWhere, type AppendOnlyReport } from './postgres/privileges.ts';
 
 export type DialectName = 'sqlite' | 'postgres';
 export type Executor = Kysely<Database> | Transaction<Database>;
@@ -22,12 +23,52 @@ export interface Storage {
   dialect: DialectName;
   /** SQLite: the database file, for a second connection (the audit appender); null otherwise or in memory. */
   sqlitePath: string | null;
+  /** PostgreSQL: the migrations this start applied (none when the schema was up to date). SQLite: always empty. */
+  migrationsApplied: string[];
+  /** What keeps the audit tables append-only against this connection's user (SQLite: its triggers). */
+  auditAppendOnly: AppendOnlyReport;
   /** Runs `task` when the storage closes, before the database connection does. */
   onClose(task: () => Promise<void>): void;
   close(): Promise<void>;
 }
 
-/** Opens the database named by the URL and applies migrations. */
+/**
+ * The schema needs migrations that this connection's user cannot apply: it is not the owner of the
+ * schema's tables (the production set-up, see `keyhold migrate`).
+ */
+export class MigrationsPendingError extends Error {
+  readonly user: string;
+  readonly schema: string | null;
+  readonly pending: string[];
+  constructor(user: string, schema: string | null, pending: string[]) {
+    super(`${pending.length} database migration(s) are pending (${pending.join(', ')}) in schema "${schema ?? '(none)'}", `
+      + `and database user "${user}" cannot apply them (it does not own the schema's tables): `
+      + `run \`keyhold migrate --database-url <the schema owner's URL> --grant-to ${user}\` (or set KEYHOLD_MIGRATE_DATABASE_URL), then start again`);
+    this.name = 'MigrationsPendingError';
+    this.user = user;
+    this.schema = schema;
+    this.pending = pending;
+  }
+}
+
+/**
+ * PostgreSQL: applies pending migrations when this user can (the owner, as in development); starts
+ * without touching the schema when nothing is pending, so a runtime role without DDL rights can run
+ * the server; refuses when migrations are pending and this user cannot apply them.
+ */
+async function migratePostgres(db: Kysely<unknown>): Promise<string[]> {
+  const { pending, unknown } = await pendingMigrations(db);
+  if (unknown.length > 0) throw new Error(`the database was migrated by a newer Keyhold (migrations ${unknown.join(', ')} are unknown to this version)`);
+  if (pending.length === 0) return [];
+  if (!(await canApplyMigrations(db))) {
+    const { user, schema } = await whoAndWhere(db);
+    throw new MigrationsPendingError(user, schema, pending);
+  }
+  await migrateToLatest(db, 'postgres');
+  return pending;
+}
+
+/** Opens the database named by the URL and applies migrations (PostgreSQL: if this user can, see migratePostgres). */
 export async function openStorage(options: StorageOptions): Promise<Storage> {
   const dialect: DialectName = /^postgres(ql)?:\/\//.test(options.url) ? 'postgres' : 'sqlite';
   let db: Kysely<Database>;
@@ -47,10 +88,23 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     }
     db = new Kysely<Database>({ dialect: createNodeSqliteDialect(path).dialect });
   }
-  await migrateToLatest(db as unknown as Kysely<unknown>, dialect);
+  const raw = db as unknown as Kysely<unknown>;
+  let migrationsApplied: string[] = [];
+  let auditAppendOnly: AppendOnlyReport = { guarantee: 'trigger', reasons: ['SQLite has no privileges: whoever can write the file can drop the triggers'] };
+  try {
+    if (dialect === 'postgres') {
+      migrationsApplied = await migratePostgres(raw);
+      auditAppendOnly = await appendOnlyReport(raw);
+    } else {
+      await migrateToLatest(raw, dialect);
+    }
+  } catch (err) {
+    await db.destroy().catch(() => {});
+    throw err;
+  }
   const closing: Array<() => Promise<void>> = [];
   return {
-    db, dialect, sqlitePath,
+    db, dialect, sqlitePath, migrationsApplied, auditAppendOnly,
     onClose: (task) => void closing.push(task),
     async close() {
       for (const task of closing.splice(0)) await task();

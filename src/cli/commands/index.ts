@@ -3,6 +3,7 @@ import { environmentsGroup } from './environments.ts';
 import { keysGroup } from './keys.ts';
 import { secretsGroup } from './secrets.ts';
 import { serverCommand } from './server.ts';
+import { migrateCommand } from './migrate.ts';
 import { systemCommands } from './system.ts';
 import { tenantsGroup } from './tenants.ts';
 import { machinesGroup } from './machines.ts';
@@ -19,4 +20,4 @@ import { connectorsGroup } from './connectors.ts';
 import { rotateCommand, rotationGroup } from './rotation.ts';
 
 /** Every top-level command and verb group, in the order help lists them. */
-export const entries: Entry[] = [...systemCommands, serverCommand, secretsGroup, keysGroup, tenantsGroup, environmentsGroup, machinesGroup, tokenGroup, grantsGroup, policyGroup, auditGroup, ...authCommands, totpGroup, usersGroup, requestsGroup, breakGlassCommand, reviewsGroup, accessPolicyGroup, automationsGroup, runsGroup, connectorsGroup, rotateCommand, rotationGroup];
+export const entries: Entry[] = [...systemCommands, serverCommand, migrateCommand, secretsGroup, keysGroup, tenantsGroup, environmentsGroup, machinesGroup, tokenGroup, grantsGroup, policyGroup, auditGroup, ...authCommands, totpGroup, usersGroup, requestsGroup, breakGlassCommand, reviewsGroup, accessPolicyGroup, automationsGroup, runsGroup, connectorsGroup, rotateCommand, rotationGroup];

@@ -12,7 +12,14 @@ interface SealStatus {
   progress: number;
   /** Absent from servers older than this CLI. */
   auditWritable?: boolean;
+  /** Absent from servers older than this CLI. */
+  auditAppendOnly?: 'privileges' | 'trigger';
 }
+
+const APPEND_ONLY: Record<NonNullable<SealStatus['auditAppendOnly']>, string> = {
+  privileges: "by database privileges (the server's database user cannot change, remove or truncate events)",
+  trigger: "by a trigger only, which the server's database user could disable (see 'keyhold migrate --grant-to')",
+};
 
 function describeStatus(s: SealStatus, addr: string): string {
   return fields([
@@ -23,6 +30,7 @@ function describeStatus(s: SealStatus, addr: string): string {
     ['Threshold', s.initialized ? `${s.threshold} of ${s.shares} shares` : null],
     ['Unseal progress', s.sealed && s.initialized ? `${s.progress}/${s.threshold}` : null],
     ['Audit log', s.auditWritable === undefined ? null : s.auditWritable ? 'writable' : 'NOT WRITABLE: audited actions are refused (see the server log)'],
+    ['Append-only', s.auditAppendOnly === undefined ? null : APPEND_ONLY[s.auditAppendOnly]],
   ]);
 }
 

@@ -8,6 +8,9 @@ const Status = Type.Object({
   initialized: Type.Boolean(), sealed: Type.Boolean(), type: Type.Union([Type.String(), Type.Null()]),
   threshold: Type.Integer(), shares: Type.Integer(), progress: Type.Integer(),
   auditWritable: Type.Boolean({ description: 'False while the audit log cannot be written: every audited action is then refused (AUDIT_UNAVAILABLE)' }),
+  auditAppendOnly: Type.Union([Type.Literal('privileges'), Type.Literal('trigger')], {
+    description: "privileges: the server's database user cannot change, remove or truncate audit rows, nor disable the trigger; trigger: only a trigger that user could disable",
+  }),
 });
 
 /** Init, unseal, seal, status, health: the only routes a sealed server answers. */

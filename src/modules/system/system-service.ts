@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Kysely } from 'kysely';
 import { fail } from '../../errors/index.ts';
 import type { Database } from '../../storage/schema.ts';
+import type { AppendOnlyGuarantee } from '../../storage/postgres/privileges.ts';
 import type { TokenService } from '../auth/token-service.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
 import type { SealManager } from './seal-manager.ts';
@@ -21,15 +22,20 @@ export const DEV_ROOT_TOKEN_FILE = 'dev-root-token';
 export function createSystemService(deps: {
   db: Kysely<Database>; seal: SealManager; tenants: TenantService; tokens: TokenService; dataDir: string;
   audit: Pick<AuditLog, 'appendInTx' | 'record' | 'health'>;
+  /** What keeps the audit tables append-only against the server's database user (read once at start). */
+  auditAppendOnly: AppendOnlyGuarantee;
 }) {
-  const { db, seal, tenants, tokens, dataDir, audit } = deps;
+  const { db, seal, tenants, tokens, dataDir, audit, auditAppendOnly } = deps;
   const systemEvent = (action: string, outcome: 'allowed' | 'denied' | 'failed', context: Record<string, string>, actor: AuditInput['actor'] = { type: 'system', id: 'keyhold' }): AuditInput => ({
     tenantId: null, actor, action, resource: { type: 'system', id: null, name: null }, outcome, context,
   });
   return {
-    /** Seal state, and whether the audit log takes events (while it does not, every audited action is refused). */
+    /**
+     * Seal state, whether the audit log takes events (while it does not, every audited action is
+     * refused), and whether database privileges or only a trigger keep it append-only.
+     */
     async status() {
-      return { ...(await seal.status()), auditWritable: audit.health().writable };
+      return { ...(await seal.status()), auditWritable: audit.health().writable, auditAppendOnly };
     },
 
     async initialize(opts: { type: 'shamir' | 'dev'; shares: number; threshold: number }) {
@@ -53,7 +59,7 @@ export function createSystemService(deps: {
       try {
         const status = await seal.submitShare(share);
         await audit.record([systemEvent('system.unseal', 'allowed', { progress: String(status.progress), sealed: String(status.sealed) })]);
-        return { ...status, auditWritable: audit.health().writable };
+        return { ...status, auditWritable: audit.health().writable, auditAppendOnly };
       } catch (err) {
         const code = (err as { code?: string }).code ?? 'INTERNAL';
         await audit.record([systemEvent('system.unseal', code === 'UNSEAL_FAILED' ? 'denied' : 'failed', { reason: code })]).catch(() => {});

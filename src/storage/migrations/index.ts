@@ -55,6 +55,20 @@ export function migrationProvider(dialect: DialectName): MigrationProvider {
 const CONCURRENTLY_DROPPED = new Set(['3F000', '42P01', '42703', 'XX000']);
 const MAX_ATTEMPTS = 20;
 
+/**
+ * The migrations this version knows that the schema has not had, read without writing anything:
+ * Kysely's migrator creates its tables and takes a lock even when nothing is pending, which a
+ * runtime role without DDL rights cannot do. `unknown`: applied migrations this version does not
+ * know (the schema was migrated by a newer Keyhold).
+ */
+export async function pendingMigrations(db: Kysely<unknown>): Promise<{ pending: string[]; unknown: string[] }> {
+  const known = Object.keys(migrations).sort();
+  const table = (await sql<{ name: string | null }>`select to_regclass(format('%I.kysely_migration', current_schema()))::text as name`.execute(db)).rows[0]?.name;
+  if (!table) return { pending: known, unknown: [] };
+  const applied = new Set((await sql<{ name: string }>`select name from ${sql.raw(table)}`.execute(db)).rows.map((r) => r.name));
+  return { pending: known.filter((n) => !applied.has(n)), unknown: [...applied].filter((n) => !(n in migrations)).sort() };
+}
+
 /** Applies pending migrations; Kysely's migrator takes a lock so concurrent starts are safe. */
 export async function migrateToLatest(db: Kysely<unknown>, dialect: DialectName): Promise<void> {
   // Kysely looks for its migration tables in EVERY schema unless told which one: a database holding
