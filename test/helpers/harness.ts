@@ -8,6 +8,8 @@ import type { TenantContext } from '../../src/modules/shared/context.ts';
 import type { Storage, DialectName } from '../../src/storage/database.ts';
 import { createTestDatabase, type TestDatabase } from './databases.ts';
 import { createMemoryNotifier } from './notifications.ts';
+import { auditTexts, createCanaryRegistry, describeFindings, type CanaryRegistry } from './canaries.ts';
+import { recordingKnownValues, tapInject, tapServices } from './credential-taps.ts';
 
 export const TEST_LIMITS = { maxNameLength: 128, maxValueBytes: 65_536, maxBodyBytes: 65_536 * 6 + 65_536 };
 export const ROLLBACK_WINDOW_MS = 7 * 24 * 3600 * 1000;
@@ -38,6 +40,10 @@ export interface Harness {
   logs: LogCapture;
   /** Every notification the services sent (escrow). */
   notifications: ReturnType<typeof createMemoryNotifier>;
+  /** Every credential this harness saw; `close` fails if any is in the audit log, the log or an error body. Tests add their own. */
+  canaries: CanaryRegistry;
+  /** Every error body (status >= 400) the in-process app answered. */
+  errorBodies: Array<{ where: string; text: string }>;
   close(): Promise<void>;
 }
 
@@ -48,57 +54,66 @@ export async function createHarness(dialect: DialectName, opts: { notify?: Notif
   const storage = await database.open();
   const clock = createManualClock(Date.UTC(2026, 5, 1));
   const notifications = createMemoryNotifier();
+  const canaries = createCanaryRegistry();
+  canaries.add('webhook secret', opts.notify?.webhook?.secret);
+  canaries.add('password', opts.notify?.smtp?.password);
   const services = createServices({
     config: { dataDir: database.dataDir, limits: TEST_LIMITS, rollbackWindowMs: ROLLBACK_WINDOW_MS, identity: identitySettings(), ...(opts.notify ? { notify: opts.notify } : {}) },
     storage,
     clock,
     notifier: notifications,
+    knownValues: recordingKnownValues(canaries),
   });
+  tapServices(services, canaries);
   const init = await services.system.initialize({ type: 'shamir', shares: 3, threshold: 2 });
   for (const share of init.shares.slice(0, 2)) await services.system.unseal(share);
   const logs = new LogCapture();
   const app = await createHttpApp(services, { logger: createLogger({ level: 'info', destination: logs }), bodyLimit: TEST_LIMITS.maxBodyBytes });
+  const errorBodies: Harness['errorBodies'] = [];
+  tapInject(app, canaries, errorBodies);
   const tenant = (await services.tenants.findByName('default'))!;
   const contextFor = (tenantId: string): TenantContext => ({ tenantId, actor: { type: 'root', id: 'test-root', name: 'root' }, requestId: 'test' });
   return {
     database, storage, services, clock, shares: init.shares, rootToken: init.rootToken,
-    ctx: contextFor(tenant.id), contextFor, app, logs, notifications,
+    ctx: contextFor(tenant.id), contextFor, app, logs, notifications, canaries, errorBodies,
     async close() {
-      await assertNoValueLeaked(services, storage, logs);
-      await app.close();
-      await storage.close();
-      await database.cleanup();
+      try {
+        await assertNoCredentialLeaked({ services, storage, logs, canaries, errorBodies });
+      } finally {
+        await app.close();
+        await storage.close();
+        await database.cleanup();
+      }
     },
   };
 }
 
 /**
- * Run at the end of every harness-based suite, so the whole test suite's traffic is checked: every
- * value stored in this database (decrypted here, while unsealed) must be absent from every audit
- * event and every line the server logged. Values under 6 characters are skipped (they match by chance).
+ * Run when every harness closes, so the whole test suite's traffic is checked: no credential this
+ * harness saw (see canaries.ts), and no value still stored in the database (decrypted here, while
+ * unsealed: values written by paths the taps do not see, such as rotation), appears in any column of
+ * any audit event or checkpoint, any line the server logged, or any error body it sent.
  */
-async function assertNoValueLeaked(services: Services, storage: Storage, logs: LogCapture): Promise<void> {
-  if (services.seal.isSealed()) return;
-  const versions = await storage.db.selectFrom('secret_versions')
-    .select(['tenant_id', 'environment_id', 'secret_id', 'version', 'ciphertext', 'wrapped_dek'])
-    .where('ciphertext', 'is not', null).execute();
-  const values = new Set<string>();
-  for (const v of versions) {
-    try {
-      const plain = await services.keyring.openValue(
-        { tenantId: v.tenant_id, environmentId: v.environment_id, secretId: v.secret_id, version: v.version }, v.ciphertext!, v.wrapped_dek!);
-      const text = plain.toString('utf8');
-      if (text.length >= 6) values.add(text);
-    } catch {
-      // Rows a tamper test left broken cannot be opened; there is no value to look for.
+export async function assertNoCredentialLeaked(h: Pick<Harness, 'services' | 'storage' | 'logs' | 'canaries' | 'errorBodies'>): Promise<void> {
+  const { services, storage, canaries } = h;
+  if (!services.seal.isSealed()) {
+    const versions = await storage.db.selectFrom('secret_versions')
+      .select(['tenant_id', 'environment_id', 'secret_id', 'version', 'ciphertext', 'wrapped_dek'])
+      .where('ciphertext', 'is not', null).execute();
+    for (const v of versions) {
+      try {
+        const plain = await services.keyring.openValue(
+          { tenantId: v.tenant_id, environmentId: v.environment_id, secretId: v.secret_id, version: v.version }, v.ciphertext!, v.wrapped_dek!);
+        canaries.add('secret value', plain.toString('utf8'));
+      } catch {
+        // Rows a tamper test left broken cannot be opened; there is no value to look for.
+      }
     }
   }
-  const events = JSON.stringify(await storage.db.selectFrom('audit_events').selectAll().execute());
-  const logged = logs.text();
-  for (const value of values) {
-    for (const form of [value, Buffer.from(value).toString('base64'), encodeURIComponent(value)]) {
-      if (form.length >= 6 && events.includes(form)) throw new Error(`a secret value (or its encoding) appears in an audit event (${value.length} chars)`);
-      if (form.length >= 6 && logged.includes(form)) throw new Error(`a secret value (or its encoding) appears in the server log (${value.length} chars)`);
-    }
-  }
+  const findings = canaries.findIn([
+    ...(await auditTexts(storage)),
+    ...h.logs.lines.map((text, i) => ({ where: `the server log (line ${i + 1})`, text })),
+    ...h.errorBodies,
+  ]);
+  if (findings.length > 0) throw new Error(describeFindings(findings));
 }

@@ -9,6 +9,9 @@ import { promisify } from 'node:util';
 import { describeEachDialect } from '../helpers/each-dialect.ts';
 import { createTestDatabase, PG_URL, type TestDatabase } from '../helpers/databases.ts';
 import { startServer, type RequestOptions, type ServerProcess } from '../helpers/server-process.ts';
+import { assertNoCredentialLeaked, createHarness, type Harness } from '../helpers/harness.ts';
+import { auditTexts, createCanaryRegistry, describeFindings } from '../helpers/canaries.ts';
+import { call, codeAt, enrolTotp, login, newUser, nextStep } from '../helpers/users.ts';
 
 const CANARY = `canary-${randomBytes(16).toString('hex')}`;
 const SECRET = 'CANARY_SECRET';
@@ -267,5 +270,140 @@ describeEachDialect('canary', (dialect) => {
     assert.match(logs, /"msg":"keyhold listening"/);
     assert.match(logs, /"msg":"client error"/, 'the broken HTTP requests were logged at trace');
     assert.deepEqual(leaks(logs), []);
+  });
+
+  test('no raw audit event or checkpoint holds the canary or the root token, read column by column', async () => {
+    await server.stop();
+    const canaries = createCanaryRegistry();
+    canaries.add('secret value', CANARY);
+    canaries.add('root token', server.token);
+    const storage = await database.open();
+    try {
+      const texts = await auditTexts(storage);
+      assert.ok(texts.some((t) => t.text.includes(SECRET)), 'the events of this suite are there to be scanned');
+      const findings = canaries.findIn(texts);
+      assert.equal(findings.length, 0, describeFindings(findings));
+    } finally {
+      await storage.close();
+    }
+  });
+});
+
+/** Distinctive values that escaping would hide from a naive search: quotes, backslashes, unicode, newlines. */
+const tag = randomBytes(6).toString('hex');
+const HOSTILE_VALUES = [
+  `canary-plain-${tag}`,
+  `canary-"quoted"-${tag}`,
+  `canary-back\\slash\\${tag}`,
+  `canary-ünïcødé-✓-日本-${tag}`,
+  `canary-line1\nline2\r\n\t-${tag}`,
+  `canary-{"json":"in","a":"value\\"${tag}"}`,
+];
+const HOSTILE_PASSWORD = `pässword "quoted" \\ back\nline-${tag}`;
+
+/**
+ * The whole credential traffic of one tenant through the in-process app: users, sessions, TOTP,
+ * machines and their tokens, values written, read, rolled back and destroyed, refusals and errors,
+ * and the audit exports. The harness registers every credential as it passes; the last test scans
+ * every raw audit row, log line, error body and export for all of them.
+ */
+describeEachDialect('canaries across the whole traffic of a tenant', (dialect) => {
+  let h: Harness;
+  const exports: Array<{ where: string; text: string }> = [];
+  before(async () => {
+    h = await createHarness(dialect);
+  });
+  after(async () => {
+    await h?.close();
+  });
+
+  const put = (token: string, name: string, env: string, value: unknown) =>
+    h.app.inject({ method: 'PUT', url: `/v1/secrets/${name}/values/${env}`, headers: { authorization: `Bearer ${token}` }, payload: { value } as object });
+
+  test('secret values with quotes, backslashes, unicode and newlines are written, read, rolled back and destroyed', async () => {
+    const created = await call(h, 'POST', '/v1/secrets', { token: h.rootToken, body: { name: 'CANARY_HOSTILE', owner: 'leak-test' } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    for (const value of HOSTILE_VALUES) assert.equal((await put(h.rootToken, 'CANARY_HOSTILE', 'production', value)).statusCode, 200);
+    const read = await h.app.inject({ method: 'GET', url: '/v1/secrets/CANARY_HOSTILE/values/production?version=4', headers: { authorization: `Bearer ${h.rootToken}` } });
+    assert.equal(JSON.parse(read.body).value, HOSTILE_VALUES[3]);
+    const rolled = await call(h, 'POST', '/v1/secrets/CANARY_HOSTILE/values/production/rollback', { token: h.rootToken, body: {} });
+    assert.equal(rolled.status, 200, JSON.stringify(rolled.body));
+    // Destroyed versions can no longer be decrypted at close: only registration at write time keeps them canaries.
+    const destroyed = await call(h, 'POST', '/v1/secrets/CANARY_HOSTILE/destroy', { token: h.rootToken, body: { environment: 'production', versions: [1, 2, 3] } });
+    assert.equal(destroyed.status, 200, JSON.stringify(destroyed.body));
+    assert.equal((await h.storage.db.selectFrom('secret_versions').select('version').where('ciphertext', 'is', null).execute()).length, 3);
+  });
+
+  test('refused writes and reads carry the canaries without echoing them', async () => {
+    const cases = [
+      { name: 'an unknown secret', res: await put(h.rootToken, 'NO_SUCH_SECRET', 'production', HOSTILE_VALUES[1]), status: 404 },
+      { name: 'an unknown environment', res: await put(h.rootToken, 'CANARY_HOSTILE', 'qa', HOSTILE_VALUES[2]), status: 404 },
+      { name: 'a wrong bearer token', res: await put(`kh_${randomBytes(32).toString('base64url')}`, 'CANARY_HOSTILE', 'production', HOSTILE_VALUES[4]), status: 401 },
+      { name: 'a value of the wrong type', res: await put(h.rootToken, 'CANARY_HOSTILE', 'production', { inner: HOSTILE_VALUES[5] }), status: 400 },
+      { name: 'a destroyed version', res: await h.app.inject({ method: 'GET', url: '/v1/secrets/CANARY_HOSTILE/values/production?version=1', headers: { authorization: `Bearer ${h.rootToken}` } }), status: 410 },
+    ];
+    for (const c of cases) assert.ok(c.res.statusCode >= 400, `${c.name}: ${c.res.statusCode}`);
+    assert.deepEqual(cases.slice(0, 4).map((c) => c.res.statusCode), cases.slice(0, 4).map((c) => c.status));
+  });
+
+  test('users log in with a hostile password, enrol TOTP, step up, and fail with wrong passwords and codes', async () => {
+    const user = await newUser(h, 'canary', HOSTILE_PASSWORD);
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: user.id, role: 'viewer' });
+    const first = await login(h, { username: user.username, password: HOSTILE_PASSWORD });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    const secret = await enrolTotp(h, first.body.token);
+    const wrongPassword = await login(h, { username: user.username, password: `${HOSTILE_PASSWORD}-wrong` });
+    assert.equal(wrongPassword.status, 401);
+    const wrongCode = await login(h, { username: user.username, password: HOSTILE_PASSWORD, totp: codeAt(secret, h.clock.now() + 10 * 60_000) });
+    assert.equal(wrongCode.status, 401);
+    const second = await login(h, { username: user.username, password: HOSTILE_PASSWORD, totp: codeAt(secret, h.clock.now()) });
+    assert.equal(second.status, 200, JSON.stringify(second.body));
+    nextStep(h);
+    const stepUp = await call(h, 'POST', '/v1/auth/step-up', { token: second.body.token, body: { code: codeAt(secret, h.clock.now()) } });
+    assert.equal(stepUp.status, 200, JSON.stringify(stepUp.body));
+    const replay = await call(h, 'POST', '/v1/auth/step-up', { token: second.body.token, body: { code: codeAt(secret, h.clock.now()) } });
+    assert.deepEqual([replay.status, replay.body.error?.code], [400, 'TOTP_INVALID'], 'a used code is refused');
+    // A viewer may not read a value: a denial event, with the session token as credential.
+    const denied = await h.app.inject({ method: 'GET', url: '/v1/secrets/CANARY_HOSTILE/values/production', headers: { authorization: `Bearer ${second.body.token}` } });
+    assert.equal(denied.statusCode, 403, denied.body);
+    const changed = await call(h, 'POST', '/v1/auth/password', { token: second.body.token, body: { current: HOSTILE_PASSWORD, new: `${HOSTILE_PASSWORD}-new` } });
+    assert.equal(changed.status, 200, JSON.stringify(changed.body));
+  });
+
+  test('machines exchange their client secret for tokens, and wrong secrets are refused', async () => {
+    const machine = await call(h, 'POST', '/v1/machines', { token: h.rootToken, body: { name: 'canary-bot', kind: 'client_secret' } });
+    assert.equal(machine.status, 201, JSON.stringify(machine.body));
+    const exchange = (secret: string) => call(h, 'POST', '/v1/auth/token', { body: { grant_type: 'client_credentials', client_id: machine.body.clientId, client_secret: secret } });
+    const wrong = await exchange(`khcs_${randomBytes(32).toString('base64url')}`);
+    assert.equal(wrong.status, 401, JSON.stringify(wrong.body));
+    const ok = await exchange(machine.body.clientSecret);
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    const denied = await h.app.inject({ method: 'GET', url: '/v1/secrets/CANARY_HOSTILE/values/production', headers: { authorization: `Bearer ${ok.body.access_token}` } });
+    assert.equal(denied.statusCode, 403, denied.body);
+    const rotated = await call(h, 'POST', `/v1/machines/${machine.body.id}/rotate-secret`, { token: h.rootToken });
+    assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+    assert.equal((await exchange(machine.body.clientSecret)).status, 401, 'the old secret no longer works');
+  });
+
+  test('the audit exports (JSON, CSV, events, checkpoints) are taken', async () => {
+    await h.services.checkpoints.checkpoint();
+    for (const url of ['/v1/audit/export?format=json', '/v1/audit/export?format=csv', '/v1/audit/events?limit=1000', '/v1/audit/checkpoints']) {
+      const res = await h.app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${h.rootToken}` } });
+      assert.equal(res.statusCode, 200, `${url}: ${res.body.slice(0, 200)}`);
+      exports.push({ where: `the export ${url}`, text: res.body });
+    }
+    assert.match(exports[0]!.text, /auth\.login/, 'the export holds the traffic');
+  });
+
+  test('no canary of any kind is in any audit event or checkpoint, export, log line or error body', async () => {
+    const counts = h.canaries.counts();
+    for (const kind of ['secret value', 'password', 'session token', 'machine token', 'root token', 'client secret', 'TOTP secret', 'TOTP code', 'unseal share'] as const) {
+      assert.ok((counts[kind] ?? 0) > 0, `the traffic registered a ${kind}`);
+    }
+    assert.ok(h.errorBodies.length >= 8, `the error bodies were captured (${h.errorBodies.length})`);
+    assert.ok(h.logs.lines.length > 0, 'the server logged');
+    const findings = h.canaries.findIn(exports);
+    assert.equal(findings.length, 0, describeFindings(findings));
+    await assertNoCredentialLeaked(h);
   });
 });
