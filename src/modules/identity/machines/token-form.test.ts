@@ -121,6 +121,25 @@ describeEachDialect('the token endpoint for standard OAuth 2.0 clients (form bod
     assert.ok(events.every((e) => !JSON.stringify(e).includes(unknown)));
   });
 
+  test('token events carry the request id, source address and user agent like every other event; an issue names its token', async () => {
+    const m = await createMachine('event-context');
+    const agent = { 'user-agent': 'deploy-bot/1.0' };
+    const before = (await tokenEvents()).length;
+    const ok = await postForm({ grant_type: 'client_credentials', client_id: m.clientId, client_secret: m.clientSecret }, agent, '10.2.0.1');
+    await assertIssued(ok);
+    const bad = await postForm({ grant_type: 'client_credentials', client_id: m.clientId, client_secret: 'wrong' }, agent, '10.2.0.2');
+    assert.equal(bad.status, 401);
+    const events = (await tokenEvents()).slice(before).map((e) => ({ ...e, context: JSON.parse(e.context) as Record<string, string> }));
+    assert.deepEqual(events.map((e) => e.outcome), ['allowed', 'denied']);
+    for (const [e, reply, ip] of [[events[0]!, ok, '10.2.0.1'], [events[1]!, bad, '10.2.0.2']] as const) {
+      assert.deepEqual([e.context.sourceIp, e.context.userAgent, e.context.grantType], [ip, 'deploy-bot/1.0', 'client_credentials']);
+      assert.equal(e.context.requestId, reply.headers['x-request-id'], 'the id of the request that did it');
+    }
+    const issued = await h.storage.db.selectFrom('tokens').select('id').where('principal_id', '=', m.id).executeTakeFirstOrThrow();
+    assert.deepEqual([events[0]!.context.tokenId, events[0]!.context.credentialId], [issued.id, issued.id]);
+    assert.equal(events[1]!.context.credentialId, undefined);
+  });
+
   test('bad requests are a 4xx with a stable code, never a 500, and issue nothing', async () => {
     const m = await createMachine('hostile');
     const s = m.clientSecret;
