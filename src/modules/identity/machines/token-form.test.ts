@@ -81,7 +81,7 @@ describeEachDialect('the token endpoint for standard OAuth 2.0 clients (form bod
   test('a form-encoded jwt-bearer request with an assertion gets a token', async () => {
     const created = await h.app.inject({
       method: 'POST', url: '/v1/machines', headers: { authorization: `Bearer ${h.rootToken}` },
-      payload: { name: 'form-oidc', kind: 'oidc', oidc: { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE } },
+      payload: { name: 'form-oidc', kind: 'oidc', oidc: { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, subject: 'repo:acme/app' } },
     });
     assert.equal(created.statusCode, 201, created.body);
     await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: created.json().id, role: 'viewer' });
