@@ -74,7 +74,7 @@ export const errorCatalogue = {
   PROXY_HEADER_NOT_ALLOWED: { status: 403, meaning: 'A proxied request header or query parameter is malformed (CR, LF, NUL), hop-by-hop, Host, or would override the injected credential; it was refused and audited.' },
   TEMPLATE_NOT_ALLOWED: { status: 403, meaning: 'A {{ secrets.NAME }} template names a secret the connector does not allow in templates; it was refused and audited.' },
   UPSTREAM_UNREACHABLE: { status: 502, meaning: 'The destination of the connector could not be reached (connection refused, reset, DNS); nothing came back.' },
-  DESTINATION_FORBIDDEN: { status: 403, meaning: 'The destination of the connector is, or resolves to, a link-local or cloud metadata address (169.254.0.0/16, fe80::/10, metadata.google.internal, ...): Keyhold never calls those.' },
+  DESTINATION_FORBIDDEN: { status: 403, meaning: 'The destination of the connector, or the JWKS URL of an OIDC machine identity, is, or resolves to, a link-local or cloud metadata address (169.254.0.0/16, fe80::/10, metadata.google.internal, ...): Keyhold never calls those.' },
   UPSTREAM_TIMEOUT: { status: 504, meaning: 'The destination of the connector did not answer within the proxy timeouts.' },
   INTERNAL: { status: 500, meaning: 'An unexpected error; the body carries a request id to find the full (redacted) log entry.' },
   APPROVAL_REQUIRED: { status: 403, meaning: 'An access policy puts this action on this secret behind approval; file a request (POST /v1/requests) and use it once approved.' },

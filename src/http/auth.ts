@@ -32,17 +32,20 @@ export function tenantContextOf(request: FastifyRequest): TenantContext {
   return request.tenantContext ?? fail('UNAUTHENTICATED', 'authentication required');
 }
 
+/** Where a request comes from, for audit: also what login and token exchange, which have no actor yet, record. */
+export function requestSourceOf(request: FastifyRequest): Omit<RequestContext, 'actor' | 'sourceIp'> & { sourceIp: string } {
+  const userAgent = request.headers['user-agent'];
+  return { requestId: request.id, sourceIp: request.ip, ...(userAgent ? { userAgent: String(userAgent).slice(0, 200) } : {}) };
+}
+
 /** Who acts in a request and from where, for audit: a tenant context without the tenant. */
 function requestContext(request: FastifyRequest, principal: Principal): RequestContext {
-  const userAgent = request.headers['user-agent'];
   return {
     actor: {
       type: principal.type, id: principal.id, name: principal.name, mfaAt: principal.mfaAt,
       credentialId: principal.credentialId, homeTenantId: principal.tenantId,
     },
-    requestId: request.id,
-    sourceIp: request.ip,
-    ...(userAgent ? { userAgent: String(userAgent).slice(0, 200) } : {}),
+    ...requestSourceOf(request),
   };
 }
 

@@ -216,6 +216,8 @@ export interface UsersTable {
   totp_secret: Uint8Array | null;
   totp_enabled: number;
   totp_last_step: number | null;
+  /** A TOTP secret being enrolled (sealed like totp_secret); it replaces totp_secret only when confirmed. */
+  totp_pending_secret: Uint8Array | null;
   created_at: number;
   password_changed_at: number;
   disabled_at: number | null;

@@ -80,6 +80,15 @@ test('a person is created, signs in, enrols TOTP, steps up, and is disabled, all
   const listed = await keyhold(['users', 'list', '--json'], { token: root });
   const grace = (JSON.parse(listed.stdout) as { items: Array<{ id: string; username: string; totpEnabled: boolean }> }).items.find((u) => u.username === 'grace')!;
   assert.equal(grace.totpEnabled, true);
+  const described = await keyhold(['users', 'describe', grace.id], { token: root });
+  assert.equal(described.code, 0, described.stderr);
+  assert.match(described.stdout, /Username:\s+grace/);
+  assert.match(described.stdout, /TOTP:\s+enabled/);
+  assert.match(described.stdout, /Disabled:\s+-/);
+  assert.deepEqual(JSON.parse((await keyhold(['users', 'describe', grace.id, '--json'], { token: root })).stdout), grace);
+  const unknown = await keyhold(['users', 'describe', 'no-such-user'], { token: root });
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.stderr, /USER_NOT_FOUND/);
   assert.equal((await keyhold(['users', 'disable', grace.id], { token: root })).code, 0);
   const gone = await keyhold(['whoami'], { token: session.token });
   assert.equal(gone.code, 1);

@@ -1,7 +1,7 @@
 import { positionals, UsageError } from '../args.ts';
 import { route } from '../client.ts';
 import type { Command, Group } from '../command.ts';
-import { table, time } from '../output.ts';
+import { fields, table, time } from '../output.ts';
 import { readLines } from './auth.ts';
 
 /** The `users` group: people in the tenant (tenant admins). A user's own session verbs live in auth.ts. */
@@ -44,6 +44,21 @@ const list: Command = {
   },
 };
 
+const describe: Command = {
+  name: 'describe',
+  summary: 'Show one user: name, id, second factor, password age, disabled or not',
+  usage: 'users describe ID',
+  options: {},
+  async run({ args, api, out }) {
+    const [id] = positionals(args, ['ID'], describe.usage) as [string];
+    const u = await api.call<User>('GET', route`/v1/users/${id}`);
+    out.result(u, () => fields([
+      ['Username', u.username], ['ID', u.id], ['TOTP', u.totpEnabled ? 'enabled' : 'not enabled'], ['Created', time(u.createdAt)],
+      ['Password changed', time(u.passwordChangedAt)], ['Disabled', time(u.disabledAt)],
+    ]));
+  },
+};
+
 const disable: Command = {
   name: 'disable',
   summary: 'Disable a user and end their sessions at once',
@@ -59,5 +74,5 @@ const disable: Command = {
 export const usersGroup: Group = {
   name: 'users',
   summary: 'People in the tenant (tenant admins)',
-  commands: [create, list, disable],
+  commands: [create, list, describe, disable],
 };

@@ -67,7 +67,7 @@ describeEachDialect('KEK rotation with two nodes on one database', (dialect) => 
     } finally {
       await bApp.close();
     }
-    const row = await a.storage.db.selectFrom('users').select('totp_secret').where('username', '=', username).executeTakeFirstOrThrow();
-    assert.equal(kekVersionOf(decodeSealedTotp(row.totp_secret!)!.wrappedDek), 3);
+    const row = await a.storage.db.selectFrom('users').select('totp_pending_secret').where('username', '=', username).executeTakeFirstOrThrow();
+    assert.equal(kekVersionOf(decodeSealedTotp(row.totp_pending_secret!)!.wrappedDek), 3);
   });
 });

@@ -14,6 +14,7 @@ import * as m011 from './011-credential-sweep.ts';
 import * as m012 from './012-audit-usage.ts';
 import * as m013 from './013-automation-fires.ts';
 import * as m014 from './014-audit-tenant-seq.ts';
+import * as m015 from './015-totp-pending.ts';
 import * as m016 from './016-audit-checkpoint-links.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
@@ -33,6 +34,7 @@ const migrations: Record<string, DialectMigration> = {
   '012-audit-usage': m012,
   '013-automation-fires': m013,
   '014-audit-tenant-seq': m014,
+  '015-totp-pending': m015,
   '016-audit-checkpoint-links': m016,
 };
 

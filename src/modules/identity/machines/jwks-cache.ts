@@ -1,4 +1,5 @@
 import { createRemoteJWKSet, customFetch } from 'jose';
+import { guardedFetch } from '../../connectors/address-guard.ts';
 
 export interface JwksCacheOptions {
   /** After a fetch, an unknown `kid` waits this long before it may trigger another (protects the IdP). */
@@ -16,32 +17,40 @@ const MAX_SETS = 1_000;
 
 export type KeySet = ReturnType<typeof createRemoteJWKSet>;
 
-/** Reads a JWKS response with a size cap: the URL is tenant-supplied and must not exhaust memory. */
-const boundedFetch = async (url: string, init: RequestInit): Promise<Response> => {
-  const res = await fetch(url, init);
-  if (!res.body) return res;
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > MAX_JWKS_BYTES) {
-      await reader.cancel();
-      throw new Error(`JWKS response larger than ${MAX_JWKS_BYTES} bytes`);
+/**
+ * Fetches a JWKS through `outbound` with a size cap: the URL is tenant-supplied and must not
+ * exhaust memory. Redirects are refused: the address guard checked only the URL that was saved.
+ */
+function boundedFetch(outbound: typeof fetch) {
+  return async (url: string, init: RequestInit): Promise<Response> => {
+    const res = await outbound(url, { ...init, redirect: 'error' });
+    if (!res.body) return res;
+    const reader = res.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > MAX_JWKS_BYTES) {
+        await reader.cancel();
+        throw new Error(`JWKS response larger than ${MAX_JWKS_BYTES} bytes`);
+      }
+      chunks.push(value);
     }
-    chunks.push(value);
-  }
-  return new Response(Buffer.concat(chunks), { status: res.status, headers: res.headers });
-};
+    return new Response(Buffer.concat(chunks), { status: res.status, headers: res.headers });
+  };
+}
 
 /**
  * One remote key set per JWKS URL, kept across requests so keys are fetched once, not per token.
  * jose refetches when the cache is stale or when a token names a `kid` the set lacks (key
- * rotation at the IdP), at most once per cooldown.
+ * rotation at the IdP), at most once per cooldown. Keys are fetched through the connectors'
+ * outbound address guard by default: a JWKS URL that is, or resolves to, a link-local or cloud
+ * metadata address is never called, whatever it was saved as.
  */
-export function createJwksCache(options: JwksCacheOptions = DEFAULT_JWKS_OPTIONS) {
+export function createJwksCache(options: JwksCacheOptions = DEFAULT_JWKS_OPTIONS, deps: { fetch?: typeof fetch } = {}) {
+  const fetchKeys = boundedFetch(deps.fetch ?? guardedFetch(globalThis.fetch));
   const sets = new Map<string, KeySet>();
   return {
     get(jwksUrl: string): KeySet {
@@ -52,7 +61,7 @@ export function createJwksCache(options: JwksCacheOptions = DEFAULT_JWKS_OPTIONS
           cooldownDuration: options.cooldownMs,
           cacheMaxAge: options.cacheMaxAgeMs,
           timeoutDuration: options.timeoutMs,
-          [customFetch]: boundedFetch,
+          [customFetch]: fetchKeys,
         });
         sets.set(jwksUrl, set);
       }

@@ -100,7 +100,7 @@ describeEachDialect('machine identities with client secrets', (dialect) => {
     const disabled = await createMachine('refusals-disabled');
     assert.equal((await call('POST', `/v1/machines/${disabled.id}/disable`)).status, 200);
     const oidc = await call('POST', '/v1/machines', {
-      body: { name: 'refusals-oidc', kind: 'oidc', oidc: { issuer: 'https://idp.example', jwksUrl: 'https://idp.example/jwks', audience: 'keyhold' } },
+      body: { name: 'refusals-oidc', kind: 'oidc', oidc: { issuer: 'https://idp.example', jwksUrl: 'https://idp.example/jwks', audience: 'keyhold', subject: 'svc' } },
     });
     const cases: Array<[string, string, string]> = [
       ['wrong secret', m.clientId, 'khcs_' + 'A'.repeat(43)],

@@ -18,10 +18,29 @@ test('JWKS URLs must be https, except plain http on loopback addresses', () => {
   }
 });
 
+test('JWKS URLs on link-local or cloud metadata addresses are refused as connector destinations are', () => {
+  const metadata = [
+    'https://169.254.169.254/latest/meta-data/jwks', 'https://169.254.170.2/jwks', 'https://metadata.google.internal/jwks',
+    'https://METADATA.GOOGLE.INTERNAL./jwks', 'https://[fe80::1]/jwks', 'https://[fd00:ec2::254]/jwks', 'https://[::ffff:169.254.169.254]/jwks',
+    'https://100.100.100.200/jwks', 'https://0.0.0.0/jwks', 'http://169.254.169.254/jwks',
+  ];
+  for (const url of metadata) {
+    assert.throws(() => assertJwksUrl(url), (err: { code?: string }) => err.code === 'DESTINATION_FORBIDDEN', url);
+  }
+});
+
+test('a binding must name who may use it: a subject or at least one claim, not just issuer and audience', () => {
+  const base = { issuer: 'https://token.actions.githubusercontent.com', jwksUrl: 'https://token.actions.githubusercontent.com/.well-known/jwks', audience: 'keyhold' };
+  for (const unbound of [base, { ...base, claims: {} }]) {
+    assert.throws(() => parseOidcBinding(unbound), (err: { code?: string; message?: string }) => err.code === 'VALIDATION_FAILED' && /oidc\.subject/.test(err.message ?? ''));
+  }
+  assert.equal(parseOidcBinding({ ...base, subject: 'repo:acme/app:ref:refs/heads/main' }).subject, 'repo:acme/app:ref:refs/heads/main');
+  assert.deepEqual(parseOidcBinding({ ...base, claims: { repository: 'acme/app' } }).subject, null);
+});
+
 test('bound claims are a small JSON object of named values', () => {
-  const base = { issuer: 'https://idp.example', jwksUrl: 'https://idp.example/jwks', audience: 'keyhold' };
+  const base = { issuer: 'https://idp.example', jwksUrl: 'https://idp.example/jwks', audience: 'keyhold', subject: 'svc' };
   assert.deepEqual(parseOidcBinding({ ...base, claims: { ref: 'main', n: 1, ok: true, list: ['a'] } }).claims, { ref: 'main', n: 1, ok: true, list: ['a'] });
-  assert.equal(parseOidcBinding(base).subject, null);
   const tooMany = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`c${i}`, i]));
   for (const claims of [tooMany, { '': 'x' }, { big: 'x'.repeat(5000) }, ['a'] as unknown as Record<string, unknown>]) {
     assert.throws(() => parseOidcBinding({ ...base, claims }), (err: { code?: string }) => err.code === 'VALIDATION_FAILED');

@@ -1,14 +1,15 @@
 import { fail } from '../../../errors/index.ts';
-import { isLoopbackHost } from '../../../platform/addresses.ts';
+import { isForbiddenHost, isLoopbackHost } from '../../../platform/addresses.ts';
 import type { CreateMachineInput, OidcBinding } from './types.ts';
 
 const MAX_CLAIMS = 32;
 const MAX_CLAIMS_JSON_BYTES = 4096;
 
-
 /**
  * A JWKS URL Keyhold may fetch keys from: https, or plain http only on loopback (a local IdP or a
- * test). Keys fetched over plain http from elsewhere could be swapped by anyone on the path.
+ * test). Keys fetched over plain http from elsewhere could be swapped by anyone on the path. A
+ * link-local or cloud metadata host is refused as connector destinations are (DESTINATION_FORBIDDEN);
+ * a name that only resolves to one is refused when the keys are fetched (jwks-cache.ts).
  */
 export function assertJwksUrl(raw: string): string {
   let url: URL;
@@ -18,14 +19,21 @@ export function assertJwksUrl(raw: string): string {
     return fail('VALIDATION_FAILED', 'oidc.jwksUrl must be an absolute URL');
   }
   if (url.username !== '' || url.password !== '') fail('VALIDATION_FAILED', 'oidc.jwksUrl must not carry credentials');
+  if (isForbiddenHost(url.hostname)) fail('DESTINATION_FORBIDDEN', 'oidc.jwksUrl is a link-local or cloud metadata address, which Keyhold never calls');
   if (url.protocol === 'https:') return url.href;
   if (url.protocol === 'http:' && isLoopbackHost(url.hostname)) return url.href;
   return fail('VALIDATION_FAILED', 'oidc.jwksUrl must be https (plain http is allowed only on loopback)');
 }
 
+/** Whether a binding names who may use it (a subject or a claim), beyond issuer and audience. */
+export function bindsCaller(binding: Pick<OidcBinding, 'subject' | 'claims'>): boolean {
+  return (binding.subject !== null && binding.subject !== '') || Object.keys(binding.claims).length > 0;
+}
+
 /** Checks an OIDC binding as given by an admin and returns it in stored form. */
 export function parseOidcBinding(input: CreateMachineInput['oidc']): OidcBinding {
   if (!input) return fail('VALIDATION_FAILED', 'an oidc identity needs oidc: { issuer, jwksUrl, audience }');
+  const jwksUrl = assertJwksUrl(input.jwksUrl);
   const claims = input.claims ?? {};
   if (typeof claims !== 'object' || claims === null || Array.isArray(claims)) fail('VALIDATION_FAILED', 'oidc.claims must be a JSON object');
   const keys = Object.keys(claims);
@@ -35,11 +43,17 @@ export function parseOidcBinding(input: CreateMachineInput['oidc']): OidcBinding
     if (claims[key] === undefined) fail('VALIDATION_FAILED', 'oidc.claims values must be JSON values');
   }
   if (Buffer.byteLength(JSON.stringify(claims)) > MAX_CLAIMS_JSON_BYTES) fail('VALIDATION_FAILED', `oidc.claims is larger than ${MAX_CLAIMS_JSON_BYTES} bytes`);
+  const subject = input.subject ?? null;
+  // A shared issuer (GitHub Actions, a cloud's workload identity) signs tokens for everyone who uses
+  // it: issuer and audience alone would admit any of them.
+  if (!bindsCaller({ subject, claims })) {
+    fail('VALIDATION_FAILED', 'an oidc identity must bind oidc.subject or at least one oidc.claims entry (e.g. repository), or any caller of a shared identity provider could use it');
+  }
   return {
     issuer: input.issuer,
-    jwksUrl: assertJwksUrl(input.jwksUrl),
+    jwksUrl,
     audience: input.audience,
-    subject: input.subject ?? null,
+    subject,
     claims,
   };
 }

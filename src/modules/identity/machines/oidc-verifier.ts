@@ -2,6 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { errors, jwtVerify } from 'jose';
 import type { Clock } from '../../../platform/clock.ts';
 import type { JwksCache } from './jwks-cache.ts';
+import { bindsCaller } from './oidc-binding.ts';
 import type { OidcBinding } from './types.ts';
 
 /**
@@ -29,6 +30,8 @@ function reasonOf(err: unknown): string {
 export function createOidcVerifier(deps: { clock: Clock; jwks: JwksCache }) {
   return {
     async verify(binding: OidcBinding, assertion: string): Promise<AssertionCheck> {
+      // Saved before subjects or claims were required: it would admit every caller of the issuer.
+      if (!bindsCaller(binding)) return { ok: false, reason: 'binding names no subject or claim' };
       let payload: Record<string, unknown>;
       try {
         ({ payload } = await jwtVerify(assertion, deps.jwks.get(binding.jwksUrl), {
@@ -44,7 +47,7 @@ export function createOidcVerifier(deps: { clock: Clock; jwks: JwksCache }) {
         return { ok: false, reason: reasonOf(err) };
       }
       const subject = typeof payload.sub === 'string' ? payload.sub : null;
-      if (binding.subject !== null && subject !== binding.subject) return { ok: false, reason: 'bound subject mismatch' };
+      if (binding.subject !== null && binding.subject !== '' && subject !== binding.subject) return { ok: false, reason: 'bound subject mismatch' };
       for (const [claim, expected] of Object.entries(binding.claims)) {
         if (!Object.hasOwn(payload, claim) || !isDeepStrictEqual(payload[claim], expected)) {
           return { ok: false, reason: `bound claim mismatch (${claim})` };

@@ -117,7 +117,7 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
 
   test('a valid JWT is refused for a client-secret identity, an unknown client and a disabled identity', async () => {
     const secretKind = await call('POST', '/v1/machines', { body: { name: 'secret-kind', kind: 'client_secret' } });
-    const disabled = await createOidcMachine('oidc-disabled', { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE });
+    const disabled = await createOidcMachine('oidc-disabled', { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, subject: SUBJECT });
     assert.equal((await call('POST', `/v1/machines/${disabled.id}/disable`)).status, 200);
     for (const id of [secretKind.body.clientId, 'khc_' + 'C'.repeat(22), disabled.clientId]) {
       assert.deepEqual(refusal(await exchange(await valid(), id)), REFUSED, id);
@@ -125,8 +125,31 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
   });
 
   test('an unreachable JWKS is a refusal, not a server error', async () => {
-    const down = await createOidcMachine('idp-down', { issuer: idp.issuer, jwksUrl: 'http://127.0.0.1:9/jwks.json', audience: AUDIENCE });
+    const down = await createOidcMachine('idp-down', { issuer: idp.issuer, jwksUrl: 'http://127.0.0.1:9/jwks.json', audience: AUDIENCE, subject: SUBJECT });
     assert.deepEqual(refusal(await exchange(await valid(), down.clientId)), REFUSED);
+  });
+
+  test('an identity bound by issuer and audience alone is refused when saved, and one stored before that admits no one', async () => {
+    const unbound = await call('POST', '/v1/machines', { body: { name: 'any-repo', kind: 'oidc', oidc: { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE } } });
+    assert.deepEqual([unbound.status, unbound.body.error.code], [400, 'VALIDATION_FAILED']);
+    assert.match(unbound.body.error.message, /oidc\.subject or at least one oidc\.claims/);
+    // A row saved by an older version, when a binding could omit both.
+    const legacy = await createOidcMachine('legacy-unbound', { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, subject: SUBJECT });
+    await h.storage.db.updateTable('machine_identities').set({ oidc_subject: null, oidc_claims: null }).where('id', '=', legacy.id).execute();
+    const res = await exchange(await idp.sign({ aud: AUDIENCE, sub: 'repo:someone-else/any:ref:refs/heads/main' }, h.clock.now()), legacy.clientId);
+    assert.deepEqual(refusal(res), REFUSED);
+    assert.ok(h.logs.lines.at(-1)?.includes('binding names no subject or claim'), h.logs.lines.at(-1));
+  });
+
+  test('a JWKS URL on a cloud metadata address is refused when saved, and never fetched if one is stored', async () => {
+    for (const jwksUrl of ['https://169.254.169.254/latest/meta-data/jwks', 'https://metadata.google.internal/jwks', 'https://[fe80::1]/jwks']) {
+      const res = await call('POST', '/v1/machines', { body: { name: 'imds', kind: 'oidc', oidc: { issuer: idp.issuer, jwksUrl, audience: AUDIENCE, subject: SUBJECT } } });
+      assert.deepEqual([res.status, res.body.error.code], [403, 'DESTINATION_FORBIDDEN'], jwksUrl);
+    }
+    const stored = await createOidcMachine('imds-stored', { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, subject: SUBJECT });
+    await h.storage.db.updateTable('machine_identities').set({ oidc_jwks_url: 'https://169.254.169.254/jwks' }).where('id', '=', stored.id).execute();
+    assert.deepEqual(refusal(await exchange(await valid(), stored.clientId)), REFUSED);
+    assert.ok(h.logs.lines.at(-1)?.includes('jwks fetch failed (ForbiddenDestinationError)'), h.logs.lines.at(-1));
   });
 
   test('when the provider rolls its key, a JWT under the new kid is accepted once the keys are refetched', async () => {

@@ -11,6 +11,7 @@ import { clientSecretMatches } from './client-secret.ts';
 import type { MachineRepository } from './machine-repository.ts';
 import { bindingOf } from './machine-row.ts';
 import type { OidcVerifier } from './oidc-verifier.ts';
+import { signInContext, type RequestSource } from '../request-source.ts';
 import { CLIENT_CREDENTIALS_GRANT, JWT_BEARER_GRANT, type TokenRequest, type TokenResponse } from './types.ts';
 
 export interface ExchangeLimits {
@@ -64,11 +65,11 @@ export function createTokenExchange(deps: {
   const { db, repo, tokens, oidc, clock, audit, identifiers } = deps;
 
   /** A refused exchange is an event; a client id that matches no identity is stored only as a keyed hash. */
-  async function refused(request: TokenRequest, row: MachineIdentitiesTable | undefined, reason: string, source: { ip: string }): Promise<void> {
+  async function refused(request: TokenRequest, row: MachineIdentitiesTable | undefined, reason: string, source: RequestSource): Promise<void> {
     await audit.record([{
       tenantId: row?.tenant_id ?? null, actor: { type: 'anonymous', id: row ? row.id : identifiers.hash(request.client_id) },
       action: 'auth.token', resource: { type: 'machine', id: row?.id ?? null, name: row?.name ?? null },
-      outcome: 'denied', reason, context: { sourceIp: source.ip, grantType: request.grant_type },
+      outcome: 'denied', reason, context: signInContext(source, { grantType: request.grant_type }),
     }]);
   }
   const limits = deps.limits ?? DEFAULT_EXCHANGE_LIMITS;
@@ -94,10 +95,10 @@ export function createTokenExchange(deps: {
   }
 
   return {
-    async exchange(request: TokenRequest, source: { ip: string }): Promise<ExchangeResult> {
+    async exchange(request: TokenRequest, source: RequestSource): Promise<ExchangeResult> {
       assertShape(request);
       identifiers.hash(''); // refuses with SEALED before any work: a sealed server issues nothing
-      const ip = byIp.hit(`token:ip:${source.ip}`);
+      const ip = byIp.hit(`token:ip:${source.sourceIp}`);
       if (!ip.allowed) {
         await refused(request, undefined, 'RATE_LIMITED', source);
         return { ok: false, reason: 'rate_limited', retryAfterMs: ip.retryAfterMs };
@@ -126,7 +127,7 @@ export function createTokenExchange(deps: {
         const token = await tokens.issue({ tenantId: row.tenant_id, kind: 'machine', principalId: row.id, name: row.name, ttlMs: row.token_ttl_ms }, trx);
         await audit.appendInTx(trx, [{
           tenantId: row.tenant_id, actor: { type: 'machine', id: row.id }, action: 'auth.token', resource: { type: 'machine', id: row.id, name: row.name },
-          outcome: 'allowed', context: { sourceIp: source.ip, grantType: request.grant_type, tokenId: token.id },
+          outcome: 'allowed', context: signInContext(source, { grantType: request.grant_type, tokenId: token.id }, token.id),
         }]);
         return token;
       });

@@ -81,7 +81,7 @@ describeEachDialect('the token endpoint for standard OAuth 2.0 clients (form bod
   test('a form-encoded jwt-bearer request with an assertion gets a token', async () => {
     const created = await h.app.inject({
       method: 'POST', url: '/v1/machines', headers: { authorization: `Bearer ${h.rootToken}` },
-      payload: { name: 'form-oidc', kind: 'oidc', oidc: { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE } },
+      payload: { name: 'form-oidc', kind: 'oidc', oidc: { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, subject: 'repo:acme/app' } },
     });
     assert.equal(created.statusCode, 201, created.body);
     await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: created.json().id, role: 'viewer' });
@@ -119,6 +119,25 @@ describeEachDialect('the token endpoint for standard OAuth 2.0 clients (form bod
     assert.match(events[0]!.actor_id, /^hmac-sha256:[0-9a-f]{32}$/);
     assert.equal(new Set(events.map((e) => e.actor_id)).size, 1, 'the same client id hashes the same, however it was sent');
     assert.ok(events.every((e) => !JSON.stringify(e).includes(unknown)));
+  });
+
+  test('token events carry the request id, source address and user agent like every other event; an issue names its token', async () => {
+    const m = await createMachine('event-context');
+    const agent = { 'user-agent': 'deploy-bot/1.0' };
+    const before = (await tokenEvents()).length;
+    const ok = await postForm({ grant_type: 'client_credentials', client_id: m.clientId, client_secret: m.clientSecret }, agent, '10.2.0.1');
+    await assertIssued(ok);
+    const bad = await postForm({ grant_type: 'client_credentials', client_id: m.clientId, client_secret: 'wrong' }, agent, '10.2.0.2');
+    assert.equal(bad.status, 401);
+    const events = (await tokenEvents()).slice(before).map((e) => ({ ...e, context: JSON.parse(e.context) as Record<string, string> }));
+    assert.deepEqual(events.map((e) => e.outcome), ['allowed', 'denied']);
+    for (const [e, reply, ip] of [[events[0]!, ok, '10.2.0.1'], [events[1]!, bad, '10.2.0.2']] as const) {
+      assert.deepEqual([e.context.sourceIp, e.context.userAgent, e.context.grantType], [ip, 'deploy-bot/1.0', 'client_credentials']);
+      assert.equal(e.context.requestId, reply.headers['x-request-id'], 'the id of the request that did it');
+    }
+    const issued = await h.storage.db.selectFrom('tokens').select('id').where('principal_id', '=', m.id).executeTakeFirstOrThrow();
+    assert.deepEqual([events[0]!.context.tokenId, events[0]!.context.credentialId], [issued.id, issued.id]);
+    assert.equal(events[1]!.context.credentialId, undefined);
   });
 
   test('bad requests are a 4xx with a stable code, never a 500, and issue nothing', async () => {

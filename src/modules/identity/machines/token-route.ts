@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { fail } from '../../../errors/index.ts';
+import { requestSourceOf } from '../../../http/auth.ts';
 import { acceptFormBodies } from '../../../http/form-body.ts';
 import { OAuthErrorResponse, sendOAuthError } from './oauth-errors.ts';
 import { basicClientCredentials, usesBasicScheme, withBasicCredentials } from './client-basic-auth.ts';
@@ -54,7 +55,7 @@ export function tokenRoute(deps: { exchange: TokenExchange; seal: { isSealed(): 
       },
     }, async (req, reply) => {
       if (deps.seal.isSealed()) fail('SEALED', 'the server is sealed; unseal it with the key shares');
-      const result = await deps.exchange.exchange(req.body, { ip: req.ip });
+      const result = await deps.exchange.exchange(req.body, requestSourceOf(req));
       if (result.ok) return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send(result.token);
       if (result.reason === 'rate_limited') {
         reply.header('retry-after', String(Math.max(1, Math.ceil(result.retryAfterMs / 1000))));

@@ -9,6 +9,7 @@ import type { SessionService } from './session-service.ts';
 import type { TotpService } from './totp-service.ts';
 import { sessionActorOf } from './types.ts';
 import type { UserCredentials, UserRepository } from './user-repository.ts';
+import { signInContext, type RequestSource } from '../request-source.ts';
 
 export interface LoginInput {
   tenant: string;
@@ -50,11 +51,11 @@ export function createLoginService(deps: {
   const { repo, tenants, sessions, totp, passwords, guards, clock, audit, identifiers } = deps;
 
   /** A failed login is an event; the attempted username is kept only as a keyed hash (it may be a typed password). */
-  async function refused(input: LoginInput, reason: string, source: { ip: string }): Promise<void> {
+  async function refused(input: LoginInput, reason: string, source: RequestSource): Promise<void> {
     const tenant = await tenants.findByName(input.tenant);
     await audit.record([{
       tenantId: tenant?.id ?? null, actor: { type: 'anonymous', id: identifiers.hash(`${input.tenant}\u0000${input.username.toLowerCase()}`) },
-      action: 'auth.login', resource: { type: 'user', id: null, name: null }, outcome: 'denied', reason, context: { sourceIp: source.ip },
+      action: 'auth.login', resource: { type: 'user', id: null, name: null }, outcome: 'denied', reason, context: signInContext(source, {}),
     }]);
   }
 
@@ -75,12 +76,12 @@ export function createLoginService(deps: {
 
   return {
     /** Starts a session, or throws INVALID_CREDENTIALS (or RATE_LIMITED, with the seconds to wait). */
-    async login(input: LoginInput, source: { ip: string }): Promise<LoginResult> {
+    async login(input: LoginInput, source: RequestSource): Promise<LoginResult> {
       const username = input.username.toLowerCase();
       const accountKey = `login:acct:${input.tenant}\u0000${username}`;
       identifiers.hash(''); // refuses with SEALED before any work: a sealed server signs no one in
       try {
-        guards.ip.spend(`login:ip:${source.ip}`);
+        guards.ip.spend(`login:ip:${source.sourceIp}`);
         guards.account.spend(accountKey);
       } catch (err) {
         await refused(input, (err as { code?: string }).code ?? 'RATE_LIMITED', source);
@@ -96,7 +97,7 @@ export function createLoginService(deps: {
       try {
         await audit.record([{
           tenantId: ok.user.tenant_id, actor: { type: 'user', id: ok.user.id }, action: 'auth.login', resource: { type: 'user', id: ok.user.id, name: ok.user.username },
-          outcome: 'allowed', context: { sourceIp: source.ip, sessionId: session.id, secondFactor: ok.mfaAt === null ? 'none' : 'totp' },
+          outcome: 'allowed', context: signInContext(source, { sessionId: session.id, secondFactor: ok.mfaAt === null ? 'none' : 'totp' }, session.id),
         }]);
       } catch (err) {
         await sessions.revoke(session.id, ok.user.id); // fail closed: no unaudited session survives

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { tenantContextOf } from '../../../http/auth.ts';
+import { requestSourceOf, tenantContextOf } from '../../../http/auth.ts';
 import { errorResponses } from '../../../http/schemas.ts';
 import { fail } from '../../../errors/index.ts';
 import type { LoginService } from './login-service.ts';
@@ -50,7 +50,7 @@ export function userRoutes(deps: {
           ...errorResponses,
         },
       },
-    }, async (req, reply) => reply.header('cache-control', 'no-store').send(await logins.login(req.body, { ip: req.ip })));
+    }, async (req, reply) => reply.header('cache-control', 'no-store').send(await logins.login(req.body, requestSourceOf(req))));
 
     r.post('/v1/auth/logout', {
       config: tenant,

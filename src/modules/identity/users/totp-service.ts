@@ -3,7 +3,7 @@ import { auditFrom, type AuditLog } from '../../audit/audit-log.ts';
 import type { Database } from '../../../storage/schema.ts';
 import type { Keyring } from '../../../crypto/keyring.ts';
 import { wipe } from '../../../crypto/bytes.ts';
-import { fail } from '../../../errors/index.ts';
+import { fail, KeyholdError } from '../../../errors/index.ts';
 import type { Clock } from '../../../platform/clock.ts';
 import type { TenantContext } from '../../shared/context.ts';
 import type { AttemptGuard } from './attempts.ts';
@@ -19,10 +19,17 @@ export interface TotpEnrolment {
   uri: string;
 }
 
+/** Refusals of a second-factor action that are events (SPEC §7); other errors are not the user's attempt. */
+const AUDITED_REFUSALS = new Set(['TOTP_INVALID', 'TOTP_NOT_ENROLLED', 'RATE_LIMITED', 'STEP_UP_REQUIRED']);
+
 /**
  * TOTP second factor: enrolment (secret sealed under the tenant KEK), confirmation, step-up, and
  * the replay-safe check login uses. A code is accepted for the current step or one either side,
  * and only for a step later than the last one accepted, claimed by one guarded UPDATE.
+ *
+ * A secret being enrolled is kept apart from the confirmed one (`totp_pending_secret`): until a
+ * code from the new secret confirms it, login and step-up go on asking for the old factor's codes.
+ * Every attempt (allowed or refused) is an event; no event carries the secret or a code.
  */
 export function createTotpService(deps: {
   db: Kysely<Database>;
@@ -33,13 +40,28 @@ export function createTotpService(deps: {
   guard: AttemptGuard;
   clock: Clock;
   stepUpWindowMs: number;
-  audit: Pick<AuditLog, 'appendInTx'>;
+  audit: Pick<AuditLog, 'appendInTx' | 'record'>;
 }) {
   const { db, repo, keyring, sessions, guard, clock, audit } = deps;
-  const factorEvent = (ctx: TenantContext, action: string) => [{ ...auditFrom(ctx), action, resource: { type: 'user', id: ctx.actor.id, name: ctx.actor.name }, outcome: 'allowed' as const }];
+  const factorEvent = (ctx: TenantContext, action: string, context: Record<string, string> = {}) => {
+    const base = auditFrom(ctx);
+    return [{ ...base, action, resource: { type: 'user', id: ctx.actor.id, name: ctx.actor.name }, outcome: 'allowed' as const, context: { ...base.context, ...context } }];
+  };
 
-  async function openSecret(user: UserCredentials): Promise<string> {
-    const parts = decodeSealedTotp(user.totp_secret!) ?? fail('INTEGRITY_FAILURE', 'the stored second-factor secret is corrupted');
+  /** Runs a second-factor action; a refusal the user caused is recorded (denied, with its code) before it is thrown. */
+  async function audited<T>(ctx: TenantContext, action: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      if (err instanceof KeyholdError && AUDITED_REFUSALS.has(err.code) && ctx.actor.type === 'user') {
+        await audit.record([{ ...auditFrom(ctx), action, resource: { type: 'user', id: ctx.actor.id, name: ctx.actor.name }, outcome: 'denied', reason: err.code }]);
+      }
+      throw err;
+    }
+  }
+
+  async function openSecret(user: UserCredentials, blob: Uint8Array): Promise<string> {
+    const parts = decodeSealedTotp(blob) ?? fail('INTEGRITY_FAILURE', 'the stored second-factor secret is corrupted');
     const plain = await keyring.openValue(totpBinding(user.tenant_id, user.id), parts.ciphertext, parts.wrappedDek);
     try {
       return plain.toString('utf8');
@@ -48,10 +70,10 @@ export function createTotpService(deps: {
     }
   }
 
-  /** Whether `code` is a fresh, valid code for this user; a true answer has used the code up. */
+  /** Whether `code` is a fresh, valid code of the user's confirmed factor; a true answer has used the code up. */
   async function useCode(user: UserCredentials, code: string): Promise<boolean> {
-    if (user.totp_secret === null) return false;
-    const step = matchTotpStep(await openSecret(user), code, clock.now());
+    if (user.totp_secret === null || user.totp_enabled !== 1) return false;
+    const step = matchTotpStep(await openSecret(user, user.totp_secret), code, clock.now());
     if (step === null || (user.totp_last_step !== null && step <= user.totp_last_step)) return false;
     return repo.claimTotpStep(user.tenant_id, user.id, step);
   }
@@ -63,63 +85,87 @@ export function createTotpService(deps: {
   }
 
   /**
-   * Checks a code for the signed-in user (charged to their attempt budget), then in one
-   * transaction marks this session as just verified, applies `alsoInTx` and appends `action`'s
+   * Checks a code for the signed-in user (charged to their attempt budget) with `check`, then in
+   * one transaction applies `commit`, marks this session as just verified and appends `action`'s
    * event: the session's new second-factor time exists only if its event does (fail closed).
-   * The code stays used even if that transaction fails: a refused step-up costs one code, never
-   * a replay.
    */
-  async function verifyForSession(ctx: TenantContext, code: string, require: 'pending' | 'enabled', action: string, alsoInTx?: (trx: Transaction<Database>) => Promise<void>) {
-    const { actor, user } = await signedInUser(ctx);
-    guard.spend(`factor:${actor.userId}`);
-    if (require === 'enabled' ? user.totp_enabled !== 1 : user.totp_secret === null) {
-      fail('TOTP_NOT_ENROLLED', require === 'enabled' ? 'no second factor is enrolled; enrol one first (keyhold totp enroll)' : 'start enrolment first (keyhold totp enroll)');
-    }
-    if (!(await useCode(user, code))) fail('TOTP_INVALID', 'the code is wrong, expired, or already used');
-    guard.forgive(`factor:${actor.userId}`);
-    const now = clock.now();
-    await db.transaction().execute(async (trx) => {
-      await sessions.markMfa(actor.sessionId, actor.userId, now, trx);
-      await alsoInTx?.(trx);
-      await audit.appendInTx(trx, factorEvent(ctx, action));
+  async function verifyForSession<T>(
+    ctx: TenantContext, action: string,
+    check: (user: UserCredentials) => Promise<T | null>,
+    commit: (user: UserCredentials, found: T, trx: Transaction<Database>) => Promise<boolean>,
+    context?: (user: UserCredentials) => Record<string, string>,
+  ) {
+    return audited(ctx, action, async () => {
+      const { actor, user } = await signedInUser(ctx);
+      guard.spend(`factor:${actor.userId}`);
+      const found = await check(user);
+      if (found === null) fail('TOTP_INVALID', 'the code is wrong, expired, or already used');
+      guard.forgive(`factor:${actor.userId}`);
+      const now = clock.now();
+      await db.transaction().execute(async (trx) => {
+        if (!(await commit(user, found, trx))) fail('TOTP_INVALID', 'the code is wrong, expired, or already used');
+        await sessions.markMfa(actor.sessionId, actor.userId, now, trx);
+        await audit.appendInTx(trx, factorEvent(ctx, action, context?.(user)));
+      });
+      return { actor, now };
     });
-    return { actor, now };
   }
 
   return {
     useCode,
 
     /**
-     * Starts enrolment: a new secret, sealed under the tenant KEK and not yet enabled. Replacing a
-     * confirmed factor needs a fresh step-up (a session without one must not swap the factor out).
+     * Starts enrolment: a new secret, sealed under the tenant KEK and kept pending; a confirmed
+     * factor stays in force until the new one is confirmed. Replacing a confirmed factor needs a
+     * fresh step-up (a session without one must not swap the factor out).
      */
-    async enrol(ctx: TenantContext): Promise<TotpEnrolment> {
-      const { actor, user } = await signedInUser(ctx);
-      const mfaAt = ctx.actor.mfaAt ?? null;
-      if (user.totp_enabled === 1 && (mfaAt === null || mfaAt + deps.stepUpWindowMs < clock.now())) {
-        fail('STEP_UP_REQUIRED', 'replacing an enrolled second factor needs a fresh step-up (keyhold step-up)');
-      }
-      const tenant = (await deps.tenants.findById(actor.tenantId)) ?? fail('TENANT_NOT_FOUND', 'tenant not found');
-      const secret = newTotpSecret();
-      // Sealed under the KEK current in the same transaction, as every write is (keys/current-kek.ts).
-      await withCurrentKek(keyring, actor.tenantId, ({ seal, assertCurrent }) => db.transaction().execute(async (trx) => {
-        await assertCurrent(trx);
-        const sealed = seal(totpBinding(actor.tenantId, actor.userId), Buffer.from(secret, 'utf8'));
-        await repo.setPendingTotp(actor.tenantId, actor.userId, encodeSealedTotp(sealed.ciphertext, sealed.wrappedDek), trx);
-      }));
-      return { secret, uri: otpauthUri(secret, tenant.name, user.username) };
+    enrol(ctx: TenantContext): Promise<TotpEnrolment> {
+      return audited(ctx, 'auth.totp-enroll', async () => {
+        const { actor, user } = await signedInUser(ctx);
+        const mfaAt = ctx.actor.mfaAt ?? null;
+        const replacing = user.totp_enabled === 1;
+        if (replacing && (mfaAt === null || mfaAt + deps.stepUpWindowMs < clock.now())) {
+          fail('STEP_UP_REQUIRED', 'replacing an enrolled second factor needs a fresh step-up (keyhold step-up)');
+        }
+        const tenant = (await deps.tenants.findById(actor.tenantId)) ?? fail('TENANT_NOT_FOUND', 'tenant not found');
+        const secret = newTotpSecret();
+        // Sealed under the KEK current in the same transaction, as every write is (keys/current-kek.ts).
+        await withCurrentKek(keyring, actor.tenantId, ({ seal, assertCurrent }) => db.transaction().execute(async (trx) => {
+          await assertCurrent(trx);
+          const sealed = seal(totpBinding(actor.tenantId, actor.userId), Buffer.from(secret, 'utf8'));
+          await repo.setPendingTotp(actor.tenantId, actor.userId, encodeSealedTotp(sealed.ciphertext, sealed.wrappedDek), trx);
+          await audit.appendInTx(trx, factorEvent(ctx, 'auth.totp-enroll', { replacing: String(replacing) }));
+        }));
+        return { secret, uri: otpauthUri(secret, tenant.name, user.username) };
+      });
     },
 
-    /** Confirms enrolment with a code from the app; from now on login needs a code. */
+    /**
+     * Confirms enrolment with a code from the new secret: only then does it replace the old factor
+     * (if any), and from now on login needs its codes.
+     */
     async confirm(ctx: TenantContext, code: string): Promise<{ totpEnabled: true; mfaAt: string }> {
-      const actor = sessionActorOf(ctx);
-      const { now } = await verifyForSession(ctx, code, 'pending', 'auth.totp-confirm', (trx) => repo.enableTotp(actor.tenantId, actor.userId, trx));
+      const { now } = await verifyForSession(ctx, 'auth.totp-confirm',
+        async (user) => {
+          if (user.totp_pending_secret === null) fail('TOTP_NOT_ENROLLED', 'start enrolment first (keyhold totp enroll)');
+          return matchTotpStep(await openSecret(user, user.totp_pending_secret), code, clock.now());
+        },
+        (user, step, trx) => repo.promotePendingTotp(user.tenant_id, user.id, user.totp_pending_secret!, step, trx),
+        (user) => ({ replaced: String(user.totp_enabled === 1) }));
       return { totpEnabled: true, mfaAt: new Date(now).toISOString() };
     },
 
-    /** Step-up: a fresh code sets this session's mfa time to now. */
+    /**
+     * Step-up: a fresh code of the confirmed factor sets this session's mfa time to now. The code is
+     * used up before the transaction: a step-up refused after it costs one code, never a replay.
+     */
     async stepUp(ctx: TenantContext, code: string): Promise<{ mfaAt: string }> {
-      const { now } = await verifyForSession(ctx, code, 'enabled', 'auth.step-up');
+      const { now } = await verifyForSession(ctx, 'auth.step-up',
+        async (user) => {
+          if (user.totp_enabled !== 1) fail('TOTP_NOT_ENROLLED', 'no second factor is enrolled; enrol one first (keyhold totp enroll)');
+          return (await useCode(user, code)) || null;
+        },
+        async () => true);
       return { mfaAt: new Date(now).toISOString() };
     },
   };

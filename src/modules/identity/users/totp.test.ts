@@ -33,7 +33,8 @@ describeEachDialect('TOTP second factor and step-up', (dialect) => {
     assert.ok(enrol.body.uri.includes(`secret=${secret}`));
 
     const row = await h.storage.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
-    const stored = Buffer.from(row.totp_secret!);
+    assert.equal(row.totp_secret, null, 'nothing is in force until confirmed');
+    const stored = Buffer.from(row.totp_pending_secret!);
     for (const needle of [Buffer.from(secret), Buffer.from(secret.toLowerCase()), base32Bytes(secret)]) {
       assert.equal(stored.indexOf(needle), -1, 'the secret is not stored in the clear');
     }

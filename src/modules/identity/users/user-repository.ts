@@ -8,9 +8,10 @@ export interface UserCredentials extends UserRow {
   password_hash: string;
   totp_secret: Uint8Array | null;
   totp_last_step: number | null;
+  totp_pending_secret: Uint8Array | null;
 }
 
-const CREDENTIAL_COLUMNS = [...USER_COLUMNS, 'password_hash', 'totp_secret', 'totp_last_step'] as const;
+const CREDENTIAL_COLUMNS = [...USER_COLUMNS, 'password_hash', 'totp_secret', 'totp_last_step', 'totp_pending_secret'] as const;
 
 /** Queries on `users`. Every one is scoped by tenant id: an id from another tenant finds nothing. */
 export function createUserRepository(db: Kysely<Database>) {
@@ -52,14 +53,24 @@ export function createUserRepository(db: Kysely<Database>) {
       return Number(res.numUpdatedRows) > 0;
     },
 
-    /** Starts (or restarts) enrolment: a new sealed secret, not yet enabled, no step used. */
+    /**
+     * Starts (or restarts) enrolment: a new sealed secret, kept apart from the confirmed one. The
+     * confirmed factor (secret, enabled flag, last step) stays as it is until `promotePendingTotp`.
+     */
     async setPendingTotp(tenantId: string, id: string, sealed: Uint8Array, executor: Executor = db): Promise<void> {
-      await executor.updateTable('users').set({ totp_secret: sealed, totp_enabled: 0, totp_last_step: null })
+      await executor.updateTable('users').set({ totp_pending_secret: sealed })
         .where('tenant_id', '=', tenantId).where('id', '=', id).execute();
     },
 
-    async enableTotp(tenantId: string, id: string, executor: Executor = db): Promise<void> {
-      await executor.updateTable('users').set({ totp_enabled: 1 }).where('tenant_id', '=', tenantId).where('id', '=', id).execute();
+    /**
+     * Makes the pending secret the user's factor, with `step` (the confirming code's) as its last
+     * used step, only if the pending secret is still `pending`: of two confirmations of one
+     * enrolment, or a confirmation racing a restart, exactly one matches a row.
+     */
+    async promotePendingTotp(tenantId: string, id: string, pending: Uint8Array, step: number, executor: Executor = db): Promise<boolean> {
+      const res = await executor.updateTable('users').set({ totp_secret: pending, totp_pending_secret: null, totp_enabled: 1, totp_last_step: step })
+        .where('tenant_id', '=', tenantId).where('id', '=', id).where('totp_pending_secret', '=', pending).executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
     },
 
     /**
