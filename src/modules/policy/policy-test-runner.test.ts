@@ -32,3 +32,18 @@ test('malformed test cases are refused with the case named', () => {
   assert.throws(() => parsePolicyTestCases({ cases: [{ name: 'x', principal: { type: 'user' }, action: 'fly', expect: 'allow' }] }), /case 1 \("x"\): unknown action/);
   assert.throws(() => parsePolicyTestCases({ cases: [{ name: 'x', principal: { type: 'user' }, action: 'reveal', expect: 'allow' }] }), /needs a "secret"/);
 });
+
+test('a policy file that repeats an @id is refused by the test runner too, never evaluated with one of them dropped', () => {
+  const text = '@id("no-prod-reveal") forbid (principal, action == Keyhold::Action::"reveal", resource);\n'
+    + '@id("no-prod-reveal") permit (principal, action == Keyhold::Action::"list", resource);';
+  assert.throws(() => runPolicyTests(createPolicyEngine(), text, cases), /does not validate: .*duplicate @id\("no-prod-reveal"\)/);
+});
+
+test('every policy of a file takes part in decisions, named or not', () => {
+  const text = '@id("2") forbid (principal, action == Keyhold::Action::"use", resource);\npermit (principal, action == Keyhold::Action::"list", resource);';
+  const [use, list] = runPolicyTests(createPolicyEngine(), text, parsePolicyTestCases({ cases: [
+    { name: 'use', principal: { type: 'user' }, action: 'use', secret: { name: 'K' }, roles: ['builder'], expect: 'deny' },
+    { name: 'list', principal: { type: 'user' }, action: 'list', secret: { name: 'K' }, expect: 'allow' },
+  ] }));
+  assert.deepEqual([use!.pass, use!.reasons, list!.pass, list!.reasons], [true, ['tenant:2'], true, ['tenant:#2']]);
+});
