@@ -3,6 +3,9 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
+import { createCedarAuthorizer } from '../policy/cedar-authorizer.ts';
+import { createPolicyEngine } from '../policy/engine.ts';
+import { createGrantService } from './grant-service.ts';
 
 const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
@@ -50,6 +53,24 @@ describeEachDialect('grants: narrowed by environment and name, expiring, revocab
     assert.equal((await h.services.secrets.list(di.ctx())).items.length, 3);
     await h.services.grants.revoke(h.ctx, grant.id);
     assert.equal((await h.services.secrets.list(di.ctx())).items.length, 0);
+  });
+
+  test('a revoke stops the grant on another node even when this node fails right after the commit', async () => {
+    // Another node: its own authorizer and engine over the same database, with its own grants cache.
+    const otherNode = createCedarAuthorizer({ db: h.storage.db, engine: createPolicyEngine(), clock: h.clock, stepUpWindowMs: 600_000, audit: h.services.audit });
+    // This node dies (or its cache drop throws) between the commit and anything after it.
+    const crashing = createGrantService({
+      db: h.storage.db, tenants: h.services.tenants, clock: h.clock, audit: h.services.audit,
+      authz: { ...h.services.authz, invalidate: () => { throw new Error('process died after commit'); } },
+    });
+    const flo = await userContext(h, h.ctx.tenantId, 'flo');
+    const grant = await h.services.grants.create(h.ctx, { principalType: 'user', principalId: flo.id, role: 'builder' });
+    const secret = { type: 'tenant' } as const;
+    assert.equal(await otherNode.allowed(flo.ctx(), 'list', secret), true, 'the other node caches the live grant');
+    await assert.rejects(crashing.revoke(h.ctx, grant.id), /process died after commit/);
+    assert.notEqual((await h.services.grants.list(h.ctx, { includeRevoked: true })).find((g) => g.id === grant.id)?.revokedAt, null, 'the revoke committed');
+    h.clock.advance(2_001);
+    assert.equal(await otherNode.allowed(flo.ctx(), 'list', secret), false, 'the generation moved with the revoke');
   });
 
   test('a person needs a fresh second factor to reveal: STEP_UP_REQUIRED, then allowed after step-up', async () => {

@@ -37,6 +37,7 @@ interface TenantAuthzState {
  * role policies + the tenant's own) → allow, FORBIDDEN, or STEP_UP_REQUIRED. Grants and the
  * tenant's installed policy set are cached per tenant and dropped on `invalidate` (this process,
  * at once) or when the tenant's generation in the database moves (other processes, within 2 s).
+ * Every change moves the generation in its own transaction (`bumpInTx`).
  */
 export function createCedarAuthorizer(deps: {
   db: Kysely<Database>; engine: PolicyEngine; clock: Clock; stepUpWindowMs: number;
@@ -206,8 +207,11 @@ export function createCedarAuthorizer(deps: {
       fail('FORBIDDEN', `not allowed to ${action} ${what}`);
     },
 
-    async invalidate(tenantId) {
-      await db.updateTable('tenants').set((eb) => ({ authz_generation: eb('authz_generation', '+', 1) })).where('id', '=', tenantId).execute();
+    async bumpInTx(trx, tenantId) {
+      await trx.updateTable('tenants').set((eb) => ({ authz_generation: eb('authz_generation', '+', 1) })).where('id', '=', tenantId).execute();
+    },
+
+    invalidate(tenantId) {
       tenants.delete(tenantId);
     },
 
