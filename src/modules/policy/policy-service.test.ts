@@ -64,8 +64,16 @@ describeEachDialect('tenant policies: validated before they take effect, version
     const other = await h.services.tenants.create('policy-other');
     await h.services.secrets.create(h.contextFor(other.id), { name: 'THEIRS', owner: 'x' });
     await h.services.values.write(h.contextFor(other.id), 'THEIRS', 'production', { value: 'theirs' });
-    const forged = { ...revealer.ctx(), tenantId: other.id };
-    assert.equal(await code(h.services.values.read(forged, 'THEIRS', 'production')), 'FORBIDDEN');
+    // Decisions use the target tenant's policies: the victim tenant itself permits everything.
+    await h.services.policies.put(h.contextFor(other.id), { text: '@id("everything") permit (principal, action, resource);', comment: 'victim permits all' });
+    const fresh = await userContext(h, h.ctx.tenantId, 'fresh-outsider', { mfaAgoMs: 60_000 });
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: fresh.id, role: 'revealer' });
+    for (const outsider of [revealer, fresh]) {
+      const forged = { ...outsider.ctx(), tenantId: other.id };
+      assert.equal(await code(h.services.values.read(forged, 'THEIRS', 'production')), 'FORBIDDEN');
+      assert.equal(await code(h.services.secrets.list(forged)), 'ok');
+      assert.deepEqual((await h.services.secrets.list(forged)).items, [], 'not even listed');
+    }
     const stale = await userContext(h, h.ctx.tenantId, 'stale', { mfaAgoMs: 3_600_000 });
     assert.equal(await code(h.services.values.read(stale.ctx(), 'PROD_KEY', 'production')), 'STEP_UP_REQUIRED');
   });

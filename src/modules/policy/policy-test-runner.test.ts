@@ -47,3 +47,26 @@ test('every policy of a file takes part in decisions, named or not', () => {
   ] }));
   assert.deepEqual([use!.pass, use!.reasons, list!.pass, list!.reasons], [true, ['tenant:2'], true, ['tenant:#2']]);
 });
+
+test('a case with an unknown role or a wrongly typed field is an error, never a pass, even when it expects deny', () => {
+  const base = { principal: { type: 'user' }, action: 'reveal', secret: { name: 'K' }, environment: 'production', expect: 'deny' };
+  const bad = parsePolicyTestCases({ cases: [
+    { ...base, name: 'typo in a role', roles: ['revealr'] },
+    { ...base, name: 'hour as text', roles: ['revealer'], hour: '3' },
+    { ...base, name: 'mfaFresh as text', roles: ['revealer'], mfaFresh: 'yes' },
+    { ...base, name: 'tags as text', roles: ['revealer'], secret: { name: 'K', tags: 'pci' } },
+    { ...base, name: 'not an address', roles: ['revealer'], sourceIp: 'office' },
+    { ...base, name: 'a role that is not text', roles: [7] },
+  ] });
+  const results = runPolicyTests(createPolicyEngine(), policies, bad);
+  for (const r of results) {
+    assert.deepEqual([r.pass, r.actual], [false, 'error'], `${r.name}: ${JSON.stringify(r)}`);
+    assert.ok(r.error && r.error.length > 0, r.name);
+  }
+  assert.match(results[0]!.error!, /unknown role "revealr"/);
+  assert.match(results[1]!.error!, /hour must be a whole number 0-23, not "3"/);
+  const good = runPolicyTests(createPolicyEngine(), policies, parsePolicyTestCases({ cases: [
+    { ...base, name: 'well typed', roles: ['revealer'], hour: 3, mfaFresh: true, mfaAgeSeconds: 30, sourceIp: '::ffff:10.20.0.1', secret: { name: 'K', tags: ['pci'] }, expect: 'allow' },
+  ] }));
+  assert.deepEqual(good.map((r) => [r.actual, r.pass]), [['allow', true]]);
+});
