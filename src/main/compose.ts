@@ -79,7 +79,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const checkpoints = createCheckpointer({ db, root: seal, clock, audit });
   const identifiers = createIdentifierHasher(seal);
   const engine = createPolicyEngine();
-  const authz = createCedarAuthorizer({ db, engine, clock, audit, stepUpWindowMs: config.identity.stepUpWindowMs });
+  const authz = createCedarAuthorizer({ db, engine, clock, audit, identifiers, stepUpWindowMs: config.identity.stepUpWindowMs });
   const tenants = createTenantService({ db, keyring, authz, clock, audit });
   const tokens = createTokenService({ db, dialect: storage.dialect, clock });
   const people = createUserModule({ db, dialect: storage.dialect, keyring, tenants, authz, clock, audit, identifiers, identity: config.identity });

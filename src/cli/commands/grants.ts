@@ -7,7 +7,7 @@ import { table, time } from '../output.ts';
 
 interface Grant {
   id: string; principalType: string; principalId: string; role: string;
-  environments: string[] | null; namePatterns: string[] | null; expiresAt: string | null;
+  environments: string[] | null; namePatterns: string[] | null; expiresAt: string | null; revokedAt: string | null;
 }
 
 const add: Command = {
@@ -41,15 +41,18 @@ const add: Command = {
 
 const list: Command = {
   name: 'list',
-  summary: 'List live grants (optionally of one principal)',
-  usage: 'grants list [--principal ID]',
-  options: { principal: { type: 'string' } },
+  summary: 'List live grants (optionally of one principal; --include-revoked adds revoked ones)',
+  usage: 'grants list [--principal ID] [--include-revoked]',
+  options: { principal: { type: 'string' }, 'include-revoked': { type: 'boolean' } },
   async run({ args, flags, api, out }) {
     positionals(args, [], list.usage);
     const principal = str(flags, 'principal');
-    const res = await api.call<{ items: Grant[] }>('GET', principal ? `/v1/grants?principalId=${encodeURIComponent(principal)}` : '/v1/grants');
-    out.result(res, () => table(['ID', 'ROLE', 'PRINCIPAL', 'ENVIRONMENTS', 'PATTERNS', 'EXPIRES'], res.items.map((g) => [
+    const includeRevoked = flags['include-revoked'] === true;
+    const query = new URLSearchParams({ ...(principal ? { principalId: principal } : {}), ...(includeRevoked ? { includeRevoked: 'true' } : {}) }).toString();
+    const res = await api.call<{ items: Grant[] }>('GET', `/v1/grants${query ? `?${query}` : ''}`);
+    out.result(res, () => table(['ID', 'ROLE', 'PRINCIPAL', 'ENVIRONMENTS', 'PATTERNS', 'EXPIRES', ...(includeRevoked ? ['REVOKED'] : [])], res.items.map((g) => [
       g.id, g.role, `${g.principalType}:${g.principalId}`, g.environments?.join(',') ?? '*', g.namePatterns?.join(',') ?? '*', time(g.expiresAt) ?? '-',
+      ...(includeRevoked ? [time(g.revokedAt) ?? '-'] : []),
     ])));
   },
 };

@@ -110,7 +110,8 @@ const test: Command = {
     }
     const failed = results.filter((r) => !r.pass).length;
     out.result({ results, passed: results.length - failed, failed }, () => [
-      ...results.map((r) => `${r.pass ? 'ok  ' : 'FAIL'}  ${r.name}${r.pass ? '' : `  (expected ${r.expected}, got ${r.actual}; ${r.reasons.join(', ') || 'no policy matched'})`}`),
+      ...results.map((r) => `${r.pass ? 'ok  ' : r.error !== undefined ? 'ERR ' : 'FAIL'}  ${r.name}${r.pass ? ''
+        : r.error !== undefined ? `  (the case is wrong: ${r.error})` : `  (expected ${r.expected}, got ${r.actual}; ${r.reasons.join(', ') || 'no policy matched'})`}`),
       `${results.length - failed} passed, ${failed} failed`,
     ].join('\n'));
     return failed === 0 ? 0 : 1;

@@ -70,6 +70,7 @@ export function createAccessPolicyService(deps: {
           ...base, action: 'access-policy.update', resource: { type: 'access-policy', id: ctx.tenantId, name: `version ${version}` }, outcome: 'allowed',
           context: { ...base.context, version: String(version), comment, rules: doc.rules.map((r) => r.id).join(','), groups: Object.keys(doc.groups).join(',') },
         }]);
+        await authz.bumpInTx(trx, ctx.tenantId);
       });
     } catch (err) {
       if (isUniqueViolation(err)) fail('CAS_MISMATCH', 'another access policy change landed first; fetch and try again');

@@ -74,6 +74,7 @@ export function createBreakGlassService(deps: EscrowDeps & { requests: Pick<Requ
         await audit.appendInTx(trx, [requestEvent(ctx, 'access-request.break-glass', row, {
           severity: 'high', rule: target.rule.id, durationSeconds: String(durationMs / 1000), grantExpiresAt: new Date(now + durationMs).toISOString(),
         })]);
+        await authz.bumpInTx(trx, ctx.tenantId);
       });
       await authz.invalidate(ctx.tenantId);
       send(notifier, row, {

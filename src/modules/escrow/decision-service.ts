@@ -91,6 +91,7 @@ export function createDecisionService(deps: EscrowDeps & { requests: Pick<Reques
             created_at: now, expires_at: expiresAt, revoked_at: null, revoked_by: null, expired_at: null,
           }))).execute();
           events.push(requestEvent(ctx, 'access-request.approved', fresh, { approvers: approvers.join(','), grantExpiresAt: new Date(expiresAt).toISOString() }));
+          await authz.bumpInTx(trx, ctx.tenantId);
         } else if (durationMs !== fresh.duration_ms) {
           await store.setState(trx, id, 'pending', null, durationMs);
         }

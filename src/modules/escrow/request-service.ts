@@ -214,6 +214,7 @@ export function createRequestService(deps: EscrowDeps) {
           .where('tenant_id', '=', ctx.tenantId).where('request_id', '=', id).where('revoked_at', 'is', null).where('expires_at', '>', now).executeTakeFirst();
         if (Number(res.numUpdatedRows) === 0) fail('REQUEST_NOT_ACTIVE', 'this request has no live grant to revoke');
         await audit.appendInTx(trx, [requestEvent(ctx, 'access-grant.revoke', row, opts.comment ? { comment: opts.comment } : {})]);
+        await authz.bumpInTx(trx, ctx.tenantId);
       });
       await authz.invalidate(ctx.tenantId);
       send(notifier, row, { type: 'escrow.grant-revoked', recipients: requesterRecipients(row), subject: `The grant of access request ${id} was revoked` });

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
@@ -60,6 +60,18 @@ export function createGrantService(deps: { db: Kysely<Database>; authz: Authoriz
     }];
   };
 
+  /** Runs a grant change with the generation bump in the same transaction; drops this process's cache however it ends. */
+  async function changeAuthz(tenantId: string, change: (trx: Transaction<Database>) => Promise<void>): Promise<void> {
+    try {
+      await db.transaction().execute(async (trx) => {
+        await change(trx);
+        await authz.bumpInTx(trx, tenantId);
+      });
+    } finally {
+      authz.invalidate(tenantId);
+    }
+  }
+
   async function assertPrincipal(tenantId: string, type: 'user' | 'machine', id: string): Promise<void> {
     const row = type === 'user'
       ? await db.selectFrom('users').select('id').where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst()
@@ -82,11 +94,10 @@ export function createGrantService(deps: { db: Kysely<Database>; authz: Authoriz
         name_patterns: input.namePatterns?.length ? JSON.stringify([...new Set(input.namePatterns)]) : null,
         expires_at: expiresAt, created_at: clock.now(), created_by: ctx.actor.id, revoked_at: null,
       };
-      await db.transaction().execute(async (trx) => {
+      await changeAuthz(ctx.tenantId, async (trx) => {
         await trx.insertInto('grants').values(row).execute();
         await audit.appendInTx(trx, grantEvent(ctx, 'grant.create', row));
       });
-      await authz.invalidate(ctx.tenantId);
       return toGrant(row);
     },
 
@@ -100,14 +111,13 @@ export function createGrantService(deps: { db: Kysely<Database>; authz: Authoriz
 
     async revoke(ctx: TenantContext, id: string): Promise<Grant> {
       await authz.require(ctx, 'admin', { type: 'tenant' });
-      await db.transaction().execute(async (trx) => {
+      await changeAuthz(ctx.tenantId, async (trx) => {
         const res = await trx.updateTable('grants').set({ revoked_at: clock.now() })
           .where('tenant_id', '=', ctx.tenantId).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
         if (Number(res.numUpdatedRows) === 0) fail('GRANT_NOT_FOUND', 'no live grant with that id in this tenant');
         const g = await trx.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
         await audit.appendInTx(trx, grantEvent(ctx, 'grant.revoke', g));
       });
-      await authz.invalidate(ctx.tenantId);
       return toGrant((await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst())!);
     },
   };

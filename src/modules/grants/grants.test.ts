@@ -3,6 +3,9 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
+import { createCedarAuthorizer } from '../policy/cedar-authorizer.ts';
+import { createPolicyEngine } from '../policy/engine.ts';
+import { createGrantService } from './grant-service.ts';
 
 const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
@@ -52,6 +55,24 @@ describeEachDialect('grants: narrowed by environment and name, expiring, revocab
     assert.equal((await h.services.secrets.list(di.ctx())).items.length, 0);
   });
 
+  test('a revoke stops the grant on another node even when this node fails right after the commit', async () => {
+    // Another node: its own authorizer and engine over the same database, with its own grants cache.
+    const otherNode = createCedarAuthorizer({ db: h.storage.db, engine: createPolicyEngine(), clock: h.clock, stepUpWindowMs: 600_000, audit: h.services.audit, identifiers: h.services.identifiers });
+    // This node dies (or its cache drop throws) between the commit and anything after it.
+    const crashing = createGrantService({
+      db: h.storage.db, tenants: h.services.tenants, clock: h.clock, audit: h.services.audit,
+      authz: { ...h.services.authz, invalidate: () => { throw new Error('process died after commit'); } },
+    });
+    const flo = await userContext(h, h.ctx.tenantId, 'flo');
+    const grant = await h.services.grants.create(h.ctx, { principalType: 'user', principalId: flo.id, role: 'builder' });
+    const secret = { type: 'tenant' } as const;
+    assert.equal(await otherNode.allowed(flo.ctx(), 'list', secret), true, 'the other node caches the live grant');
+    await assert.rejects(crashing.revoke(h.ctx, grant.id), /process died after commit/);
+    assert.notEqual((await h.services.grants.list(h.ctx, { includeRevoked: true })).find((g) => g.id === grant.id)?.revokedAt, null, 'the revoke committed');
+    h.clock.advance(2_001);
+    assert.equal(await otherNode.allowed(flo.ctx(), 'list', secret), false, 'the generation moved with the revoke');
+  });
+
   test('a person needs a fresh second factor to reveal: STEP_UP_REQUIRED, then allowed after step-up', async () => {
     const ed = await userContext(h, h.ctx.tenantId, 'ed', { mfaAgoMs: 11 * 60_000 });
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: ed.id, role: 'revealer' });
@@ -73,6 +94,16 @@ describeEachDialect('grants: narrowed by environment and name, expiring, revocab
     assert.equal(await code(h.services.grants.create(h.ctx, { principalType: 'user', principalId: fi.id, role: 'viewer', environments: ['qa'] })), 'ENVIRONMENT_NOT_FOUND');
     assert.equal(await code(h.services.grants.create(h.ctx, { principalType: 'user', principalId: fi.id, role: 'viewer', namePatterns: ['a b'] })), 'VALIDATION_FAILED');
     assert.equal(await code(h.services.grants.create(h.ctx, { principalType: 'user', principalId: fi.id, role: 'viewer', expiresAt: new Date(h.clock.now() - 1).toISOString() })), 'VALIDATION_FAILED');
+  });
+
+  test('revoking another tenant\'s grant by its id over HTTP is 404 GRANT_NOT_FOUND, and that grant stays live', async () => {
+    const other = await h.services.tenants.create('grant-victim');
+    const victim = await userContext(h, other.id, 'victim');
+    const theirs = await h.services.grants.create(h.contextFor(other.id), { principalType: 'user', principalId: victim.id, role: 'viewer' });
+    const res = await h.app.inject({ method: 'DELETE', url: `/v1/grants/${theirs.id}`, headers: { authorization: `Bearer ${h.rootToken}` } });
+    assert.equal(res.statusCode, 404, res.body);
+    assert.equal(res.json().error.code, 'GRANT_NOT_FOUND');
+    assert.deepEqual((await h.services.grants.list(h.contextFor(other.id))).map((g) => [g.id, g.revokedAt]), [[theirs.id, null]]);
   });
 
   test('only an administrator may grant: a revealer cannot grant itself more', async () => {

@@ -1,3 +1,5 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { Action } from './actions.ts';
 
@@ -26,6 +28,12 @@ export interface Authorizer {
    * without a promise. Undefined means "ask require" (which also decides and audits denials).
    */
   cachedAllow?(ctx: TenantContext, action: Action, resource: AuthzResource, environment?: string): { permit: AuthzPermit | undefined } | undefined;
-  /** Forget cached decisions and grants of a tenant after a grant, identity or policy change. */
-  invalidate(tenantId: string): Promise<void>;
+  /**
+   * Moves the tenant's authorization generation, inside the transaction that changes its grants,
+   * identities or policies: the change and the signal that caches are stale commit together, so
+   * no crash or failed write in between can leave another node trusting a revoked grant.
+   */
+  bumpInTx(trx: Kysely<Database>, tenantId: string): Promise<void>;
+  /** Forgets this process's cached decisions and grants of a tenant; call once the change has committed (in a finally). */
+  invalidate(tenantId: string): void;
 }

@@ -5,9 +5,10 @@ import type { Database } from '../../storage/schema.ts';
 import { rolesFor, toLiveGrant, type LiveGrant } from '../grants/matching.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { Action } from './actions.ts';
-import type { Authorizer, AuthzPermit, AuthzResource } from './authorizer.ts';
+import type { Authorizer, AuthzPermit, AuthzResource, SecretResource } from './authorizer.ts';
 import type { DecisionRequest, PolicyEngine } from './engine.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
+import type { IdentifierHasher } from '../audit/identifiers.ts';
 import { escrowContext, loadEscrowState, type EscrowAuthzState } from '../escrow/escrow-authz.ts';
 
 
@@ -37,15 +38,18 @@ interface TenantAuthzState {
  * role policies + the tenant's own) → allow, FORBIDDEN, or STEP_UP_REQUIRED. Grants and the
  * tenant's installed policy set are cached per tenant and dropped on `invalidate` (this process,
  * at once) or when the tenant's generation in the database moves (other processes, within 2 s).
+ * Every change moves the generation in its own transaction (`bumpInTx`).
  */
 export function createCedarAuthorizer(deps: {
   db: Kysely<Database>; engine: PolicyEngine; clock: Clock; stepUpWindowMs: number;
   /** Denials are audit events too (SPEC §7). */
   audit: Pick<AuditLog, 'record'>;
+  /** A denied request for a secret that does not exist is audited with its name as a keyed HMAC (it may be sensitive). */
+  identifiers: Pick<IdentifierHasher, 'hash'>;
 }): Authorizer & {
   loadTenant(tenantId: string): Promise<void>;
 } {
-  const { db, engine, clock, stepUpWindowMs, audit } = deps;
+  const { db, engine, clock, stepUpWindowMs, audit, identifiers } = deps;
   const tenants = new Map<string, TenantAuthzState>();
 
   async function tenantState(tenantId: string) {
@@ -167,6 +171,15 @@ export function createCedarAuthorizer(deps: {
     byKey.set(key, { permit, until });
   }
 
+  /**
+   * How a denial names a secret: as it is when it exists; a requested name that exists nowhere
+   * (a refused create, a guess) may itself be sensitive, so only its keyed HMAC is kept.
+   */
+  async function deniedSecret(tenantId: string, resource: SecretResource): Promise<{ type: 'secret'; id: string | null; name: string }> {
+    const row = await db.selectFrom('secrets').select('id').where('tenant_id', '=', tenantId).where('id', '=', resource.id).executeTakeFirst();
+    return row ? { type: 'secret', id: resource.id, name: resource.name } : { type: 'secret', id: null, name: identifiers.hash(resource.name) };
+  }
+
   async function allowed(ctx: TenantContext, action: Action, resource: AuthzResource, environment?: string): Promise<boolean> {
     return engine.decide(await buildRequest(ctx, action, resource, environment)).allowed;
   }
@@ -195,7 +208,7 @@ export function createCedarAuthorizer(deps: {
       const base = auditFrom(ctx);
       await audit.record([{
         ...base, action: `authz.${action}`, outcome: 'denied', reason: code,
-        resource: resource.type === 'secret' ? { type: 'secret', id: resource.id, name: resource.name } : { type: 'tenant', id: ctx.tenantId, name: null },
+        resource: resource.type === 'secret' ? await deniedSecret(ctx.tenantId, resource) : { type: 'tenant', id: ctx.tenantId, name: null },
         environment: environment ?? null,
         context: { ...base.context, policies: decision.reasons.join(',') },
       }]);
@@ -206,8 +219,11 @@ export function createCedarAuthorizer(deps: {
       fail('FORBIDDEN', `not allowed to ${action} ${what}`);
     },
 
-    async invalidate(tenantId) {
-      await db.updateTable('tenants').set((eb) => ({ authz_generation: eb('authz_generation', '+', 1) })).where('id', '=', tenantId).execute();
+    async bumpInTx(trx, tenantId) {
+      await trx.updateTable('tenants').set((eb) => ({ authz_generation: eb('authz_generation', '+', 1) })).where('id', '=', tenantId).execute();
+    },
+
+    invalidate(tenantId) {
       tenants.delete(tenantId);
     },
 

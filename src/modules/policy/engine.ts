@@ -42,16 +42,39 @@ export interface Decision {
 
 export type ValidationResult = { ok: true; policies: Record<string, string> } | { ok: false; errors: string[] };
 
-/** Splits a policy file into id → text; ids come from @id("...") annotations, else tenant:<n>. */
+/** Longest `@id` a tenant may give a policy; ids appear in decisions and audit events. */
+const MAX_POLICY_ID_LENGTH = 100;
+
+/**
+ * Splits a policy file into id → text. Ids come from `@id("...")` annotations (read by Cedar's own
+ * parser, not a pattern over the text), else `#<n>` by position; explicit ids may not start with
+ * `#`, so the two never collide. A repeated id is an error: a record keyed by id would otherwise
+ * keep only the last of them, while the stored text shows both.
+ */
 export function splitPolicies(text: string, idPrefix: string): { ok: true; policies: Record<string, string> } | { ok: false; errors: string[] } {
   const parts = cedar.policySetTextToParts(text);
   if (parts.type === 'failure') return { ok: false, errors: parts.errors.map((e) => e.message) };
   const policies: Record<string, string> = {};
+  const errors: string[] = [];
   parts.policies.forEach((policy, i) => {
-    const id = /@id\("([^"]{1,100})"\)/.exec(policy)?.[1] ?? String(i + 1);
-    policies[`${idPrefix}${id}`] = policy;
+    const json = cedar.policyToJson(policy);
+    if (json.type === 'failure') {
+      errors.push(`policy ${i + 1}: ${json.errors.map((e) => e.message).join('; ')}`);
+      return;
+    }
+    const explicit = json.json.annotations?.['id'];
+    if (explicit !== undefined && (explicit === null || explicit.length === 0 || explicit.length > MAX_POLICY_ID_LENGTH || explicit.startsWith('#'))) {
+      errors.push(`policy ${i + 1}: @id must be 1-${MAX_POLICY_ID_LENGTH} characters and must not start with "#" (reserved for unnamed policies)`);
+      return;
+    }
+    const id = `${idPrefix}${explicit ?? `#${i + 1}`}`;
+    if (Object.hasOwn(policies, id)) {
+      errors.push(`policy ${i + 1}: duplicate @id("${explicit}"): every policy id must be unique`);
+      return;
+    }
+    policies[id] = policy;
   });
-  return { ok: true, policies };
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, policies };
 }
 
 const BUILTIN = (() => {
@@ -146,8 +169,11 @@ export function createPolicyEngine(opts: { cacheSize?: number } = {}) {
     decide(req: DecisionRequest): Decision {
       const set = sets.get(req.tenantId) ?? { setId: 'builtin', generation: -1 };
       const r = req.resource;
-      const key = `${set.setId}|${set.generation}|${req.tenantId}|${req.principal.type}:${req.principal.id}@${req.principal.tenantId}|${req.action}|${
-        r.type === 'secret' ? `s:${r.id}:${r.name}:${r.classification}:${r.owner}:${r.tags.join(',')}` : 't'}|${JSON.stringify(req.context)}`;
+      const p = req.principal;
+      // One JSON array: every part is quoted and escaped, so no tag with a comma, owner with a colon
+      // or name with a separator can make two different requests share a key.
+      const key = JSON.stringify([set.setId, set.generation, req.tenantId, p.type, p.id, p.name, p.tenantId, req.action,
+        r.type === 'secret' ? [r.id, r.name, r.classification, r.owner, r.tags] : null, req.context]);
       const hit = cache.get(key);
       if (hit) return hit;
       const answer = cedar.statefulIsAuthorized({

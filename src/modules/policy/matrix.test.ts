@@ -90,6 +90,27 @@ describeEachDialect('authorization matrix: role × action × tenant × environme
     });
   }
 
+  test('another tenant that permits everything still forbids every role of this tenant every action: the built-in boundary decides', async () => {
+    // Decisions read the target tenant's policy set, so the permit goes there, not in the caller's tenant.
+    await h.services.policies.put(h.contextFor(otherTenant), { text: 'permit (principal, action, resource);' });
+    try {
+      for (const role of ROLES) {
+        for (const action of ACTIONS) {
+          const resource: AuthzResource = SECRET_ACTIONS.includes(action) ? secretOf.get('other')! : { type: 'tenant' };
+          const env = SECRET_ACTIONS.includes(action) ? 'production' : undefined;
+          const outcome = await h.services.authz.require(ctxFor(role, otherTenant, true), action, resource, env)
+            .then(() => 'allowed', (err: { code?: string }) => err.code ?? String(err));
+          assert.equal(outcome, 'FORBIDDEN', `${role} ${action} in the other tenant`);
+        }
+      }
+      const machineOutcome = await h.services.authz.allowed(
+        { tenantId: otherTenant, requestId: 'm', actor: { type: 'machine', id: 'any-machine', name: 'runner', homeTenantId: h.ctx.tenantId } }, 'use', secretOf.get('other')!, 'production');
+      assert.equal(machineOutcome, false, 'machines of this tenant too');
+    } finally {
+      await h.services.policies.put(h.contextFor(otherTenant), { text: '' });
+    }
+  });
+
   test('escrow: where an access policy requires approval, every role gets APPROVAL_REQUIRED for those actions there, and nothing else changes', async () => {
     const escrowActions: Action[] = ['reveal', 'use', 'write', 'rotate'];
     await h.services.escrow.accessPolicies.put(h.ctx, {

@@ -36,14 +36,44 @@ describeEachDialect('tenant policies: validated before they take effect, version
     assert.deepEqual((await h.services.policies.validate(h.ctx, 'permit (principal, action')).valid, false);
   });
 
+  test('a policy file that repeats an @id is refused whole (POLICY_INVALID, over the service and HTTP), and the version in force stays', async () => {
+    const forbidReveal = 'forbid (principal, action == Keyhold::Action::"reveal", resource);';
+    const permitList = 'permit (principal, action == Keyhold::Action::"list", resource);';
+    const duplicates = [
+      `@id("no-prod-reveal") ${forbidReveal}\n@id("no-prod-reveal") ${permitList}`,
+      // An explicit id that looks like a position can no longer collide with an unnamed policy's id.
+      `@id("#2") ${forbidReveal}\n${permitList}`,
+      `@id("") ${forbidReveal}`,
+    ];
+    for (const text of duplicates) {
+      assert.equal(await code(h.services.policies.put(h.ctx, { text })), 'POLICY_INVALID', text);
+      assert.equal((await h.services.policies.validate(h.ctx, text)).valid, false);
+      const res = await h.app.inject({ method: 'PUT', url: '/v1/policies', headers: { authorization: `Bearer ${h.rootToken}` }, payload: { text } });
+      assert.equal(res.statusCode, 400, res.body);
+      assert.equal(res.json().error.code, 'POLICY_INVALID');
+    }
+    assert.equal((await h.services.policies.current(h.ctx)).version, 1);
+    assert.equal((await h.services.policies.history(h.ctx)).length, 1);
+    // Unnamed policies beside a named "2" are all kept: ids by position cannot collide with explicit ones.
+    assert.equal((await h.services.policies.validate(h.ctx, `@id("2") ${forbidReveal}\n${permitList}\n${permitList}`)).valid, true);
+  });
+
   test('a tenant policy can never widen access past the tenant boundary or the built-in forbids', async () => {
     const v = await h.services.policies.put(h.ctx, { text: '@id("everything") permit (principal, action, resource);', comment: 'too broad' });
     assert.equal(v.version, 2);
     const other = await h.services.tenants.create('policy-other');
     await h.services.secrets.create(h.contextFor(other.id), { name: 'THEIRS', owner: 'x' });
     await h.services.values.write(h.contextFor(other.id), 'THEIRS', 'production', { value: 'theirs' });
-    const forged = { ...revealer.ctx(), tenantId: other.id };
-    assert.equal(await code(h.services.values.read(forged, 'THEIRS', 'production')), 'FORBIDDEN');
+    // Decisions use the target tenant's policies: the victim tenant itself permits everything.
+    await h.services.policies.put(h.contextFor(other.id), { text: '@id("everything") permit (principal, action, resource);', comment: 'victim permits all' });
+    const fresh = await userContext(h, h.ctx.tenantId, 'fresh-outsider', { mfaAgoMs: 60_000 });
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: fresh.id, role: 'revealer' });
+    for (const outsider of [revealer, fresh]) {
+      const forged = { ...outsider.ctx(), tenantId: other.id };
+      assert.equal(await code(h.services.values.read(forged, 'THEIRS', 'production')), 'FORBIDDEN');
+      assert.equal(await code(h.services.secrets.list(forged)), 'ok');
+      assert.deepEqual((await h.services.secrets.list(forged)).items, [], 'not even listed');
+    }
     const stale = await userContext(h, h.ctx.tenantId, 'stale', { mfaAgoMs: 3_600_000 });
     assert.equal(await code(h.services.values.read(stale.ctx(), 'PROD_KEY', 'production')), 'STEP_UP_REQUIRED');
   });

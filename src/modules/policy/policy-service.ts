@@ -62,12 +62,14 @@ export function createPolicyService(deps: { db: Kysely<Database>; engine: Policy
           ...base, action: 'policy.update', resource: { type: 'policy', id: ctx.tenantId, name: `version ${version}` }, outcome: 'allowed',
           context: { ...base.context, version: String(version), comment },
         }]);
+        await authz.bumpInTx(trx, ctx.tenantId);
       });
     } catch (err) {
       if (isUniqueViolation(err)) fail('CAS_MISMATCH', 'another policy change landed first; fetch and try again');
       throw err;
+    } finally {
+      authz.invalidate(ctx.tenantId);
     }
-    await authz.invalidate(ctx.tenantId);
     return load(ctx.tenantId, version, version);
   }
 

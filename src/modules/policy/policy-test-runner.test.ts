@@ -32,3 +32,41 @@ test('malformed test cases are refused with the case named', () => {
   assert.throws(() => parsePolicyTestCases({ cases: [{ name: 'x', principal: { type: 'user' }, action: 'fly', expect: 'allow' }] }), /case 1 \("x"\): unknown action/);
   assert.throws(() => parsePolicyTestCases({ cases: [{ name: 'x', principal: { type: 'user' }, action: 'reveal', expect: 'allow' }] }), /needs a "secret"/);
 });
+
+test('a policy file that repeats an @id is refused by the test runner too, never evaluated with one of them dropped', () => {
+  const text = '@id("no-prod-reveal") forbid (principal, action == Keyhold::Action::"reveal", resource);\n'
+    + '@id("no-prod-reveal") permit (principal, action == Keyhold::Action::"list", resource);';
+  assert.throws(() => runPolicyTests(createPolicyEngine(), text, cases), /does not validate: .*duplicate @id\("no-prod-reveal"\)/);
+});
+
+test('every policy of a file takes part in decisions, named or not', () => {
+  const text = '@id("2") forbid (principal, action == Keyhold::Action::"use", resource);\npermit (principal, action == Keyhold::Action::"list", resource);';
+  const [use, list] = runPolicyTests(createPolicyEngine(), text, parsePolicyTestCases({ cases: [
+    { name: 'use', principal: { type: 'user' }, action: 'use', secret: { name: 'K' }, roles: ['builder'], expect: 'deny' },
+    { name: 'list', principal: { type: 'user' }, action: 'list', secret: { name: 'K' }, expect: 'allow' },
+  ] }));
+  assert.deepEqual([use!.pass, use!.reasons, list!.pass, list!.reasons], [true, ['tenant:2'], true, ['tenant:#2']]);
+});
+
+test('a case with an unknown role or a wrongly typed field is an error, never a pass, even when it expects deny', () => {
+  const base = { principal: { type: 'user' }, action: 'reveal', secret: { name: 'K' }, environment: 'production', expect: 'deny' };
+  const bad = parsePolicyTestCases({ cases: [
+    { ...base, name: 'typo in a role', roles: ['revealr'] },
+    { ...base, name: 'hour as text', roles: ['revealer'], hour: '3' },
+    { ...base, name: 'mfaFresh as text', roles: ['revealer'], mfaFresh: 'yes' },
+    { ...base, name: 'tags as text', roles: ['revealer'], secret: { name: 'K', tags: 'pci' } },
+    { ...base, name: 'not an address', roles: ['revealer'], sourceIp: 'office' },
+    { ...base, name: 'a role that is not text', roles: [7] },
+  ] });
+  const results = runPolicyTests(createPolicyEngine(), policies, bad);
+  for (const r of results) {
+    assert.deepEqual([r.pass, r.actual], [false, 'error'], `${r.name}: ${JSON.stringify(r)}`);
+    assert.ok(r.error && r.error.length > 0, r.name);
+  }
+  assert.match(results[0]!.error!, /unknown role "revealr"/);
+  assert.match(results[1]!.error!, /hour must be a whole number 0-23, not "3"/);
+  const good = runPolicyTests(createPolicyEngine(), policies, parsePolicyTestCases({ cases: [
+    { ...base, name: 'well typed', roles: ['revealer'], hour: 3, mfaFresh: true, mfaAgeSeconds: 30, sourceIp: '::ffff:10.20.0.1', secret: { name: 'K', tags: ['pci'] }, expect: 'allow' },
+  ] }));
+  assert.deepEqual(good.map((r) => [r.actual, r.pass]), [['allow', true]]);
+});

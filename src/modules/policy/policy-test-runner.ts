@@ -1,4 +1,5 @@
-import { ACTIONS, SECRET_ACTIONS, type Action } from './actions.ts';
+import { isIP } from 'node:net';
+import { ACTIONS, isRole, SECRET_ACTIONS, type Action } from './actions.ts';
 import type { DecisionRequest, PolicyEngine } from './engine.ts';
 
 /** One expected decision in a tenant's policy test file. Omitted context fields take safe defaults. */
@@ -25,9 +26,49 @@ export interface PolicyTestCase {
 export interface PolicyTestResult {
   name: string;
   expected: 'allow' | 'deny';
-  actual: 'allow' | 'deny';
+  /** 'error': the case itself is wrong (unknown role, a field of the wrong type) or Cedar could not evaluate it; never a pass. */
+  actual: 'allow' | 'deny' | 'error';
   reasons: string[];
   pass: boolean;
+  /** What is wrong with the case, when actual is 'error'. */
+  error?: string;
+}
+
+const isString = (v: unknown) => typeof v === 'string';
+const isBool = (v: unknown) => typeof v === 'boolean';
+const isIntIn = (lo: number, hi: number) => (v: unknown) => Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;
+const isIp = (v: unknown) => typeof v === 'string' && isIP(v.replace(/^::ffff:/, '')) !== 0;
+
+/** The optional fields of a case and what each must be, as the schema's context would type them. */
+const FIELD_CHECKS: [string, (tc: PolicyTestCase) => unknown, (v: unknown) => boolean, string][] = [
+  ['principal.id', (tc) => tc.principal.id, isString, 'a string'],
+  ['principal.name', (tc) => tc.principal.name, isString, 'a string'],
+  ['secret.name', (tc) => tc.secret?.name, isString, 'a string'],
+  ['secret.classification', (tc) => tc.secret?.classification, isString, 'a string'],
+  ['secret.owner', (tc) => tc.secret?.owner, isString, 'a string'],
+  ['secret.tags', (tc) => tc.secret?.tags, (v) => Array.isArray(v) && v.every(isString), 'an array of strings'],
+  ['environment', (tc) => tc.environment, isString, 'a string'],
+  ['roles', (tc) => tc.roles, (v) => Array.isArray(v) && v.every(isString), 'an array of role names'],
+  ['mfaFresh', (tc) => tc.mfaFresh, isBool, 'true or false'],
+  ['mfaAgeSeconds', (tc) => tc.mfaAgeSeconds, isIntIn(-1, Number.MAX_SAFE_INTEGER), 'a whole number of seconds (-1: none)'],
+  ['hour', (tc) => tc.hour, isIntIn(0, 23), 'a whole number 0-23'],
+  ['weekday', (tc) => tc.weekday, isIntIn(0, 6), 'a whole number 0 (Sunday) - 6'],
+  ['sourceIp', (tc) => tc.sourceIp, isIp, 'an IP address'],
+  ['approvalRequired', (tc) => tc.approvalRequired, isBool, 'true or false'],
+  ['viaRequest', (tc) => tc.viaRequest, isBool, 'true or false'],
+  ['approvedRequest', (tc) => tc.approvedRequest, isBool, 'true or false'],
+];
+
+/** What is wrong with a case's fields, if anything: a wrong type would make Cedar fail, which must not read as "deny". */
+function caseProblem(tc: PolicyTestCase): string | null {
+  if (tc.secret !== undefined && (typeof tc.secret !== 'object' || tc.secret === null)) return '"secret" must be an object';
+  for (const [field, get, ok, what] of FIELD_CHECKS) {
+    const value = get(tc);
+    if (value !== undefined && !ok(value)) return `${field} must be ${what}, not ${JSON.stringify(value)}`;
+  }
+  const unknown = (tc.roles ?? []).filter((r) => !isRole(r));
+  if (unknown.length > 0) return `unknown role${unknown.length > 1 ? 's' : ''} ${unknown.map((r) => `"${r}"`).join(', ')}`;
+  return null;
 }
 
 const TEST_TENANT = 'policy-test-tenant';
@@ -56,7 +97,9 @@ export function runPolicyTests(engine: PolicyEngine, tenantPolicyText: string, c
   const checked = engine.validate(tenantPolicyText);
   if (!checked.ok) throw new Error(`the policy file does not validate: ${checked.errors.join('; ')}`);
   engine.install(TEST_TENANT, Date.now(), checked.policies);
-  return cases.map((tc) => {
+  return cases.map((tc): PolicyTestResult => {
+    const problem = caseProblem(tc);
+    if (problem !== null) return { name: tc.name, expected: tc.expect, actual: 'error', reasons: [], pass: false, error: problem };
     const request: DecisionRequest = {
       tenantId: TEST_TENANT,
       principal: { type: tc.principal.type, id: tc.principal.id ?? 'p', name: tc.principal.name ?? 'p', tenantId: TEST_TENANT },
@@ -80,6 +123,9 @@ export function runPolicyTests(engine: PolicyEngine, tenantPolicyText: string, c
       },
     };
     const decision = engine.decide(request);
+    if (decision.reasons.includes('error')) {
+      return { name: tc.name, expected: tc.expect, actual: 'error', reasons: [], pass: false, error: 'Cedar could not evaluate this request' };
+    }
     const actual = decision.allowed ? 'allow' : 'deny';
     return { name: tc.name, expected: tc.expect, actual, reasons: decision.reasons, pass: actual === tc.expect };
   });

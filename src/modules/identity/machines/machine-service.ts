@@ -92,6 +92,7 @@ export function createMachineService(deps: {
         await db.transaction().execute(async (trx) => {
           await trx.insertInto('machine_identities').values(row).execute();
           await audit.appendInTx(trx, machineEvent(ctx, 'machine.create', row, { kind: row.kind }));
+          await authz.bumpInTx(trx, ctx.tenantId);
         });
       } catch (err) {
         if (isUniqueViolation(err)) fail('MACHINE_EXISTS', `a machine identity named "${input.name}" already exists`);
@@ -120,6 +121,7 @@ export function createMachineService(deps: {
         if (done) {
           await tokens.revokeAllFor(id, trx);
           await audit.appendInTx(trx, machineEvent(ctx, 'machine.disable', target));
+          await authz.bumpInTx(trx, ctx.tenantId);
         }
         return done;
       });

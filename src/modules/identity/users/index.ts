@@ -29,7 +29,7 @@ export function createUserModule(deps: {
   dialect: DialectName;
   keyring: Pick<Keyring, 'sealerFor' | 'openValue' | 'invalidate'>;
   tenants: { findByName(name: string): Promise<{ id: string; name: string } | null>; findById(id: string): Promise<{ id: string; name: string } | null> };
-  authz: Pick<Authorizer, 'require' | 'invalidate'>;
+  authz: Pick<Authorizer, 'require' | 'bumpInTx' | 'invalidate'>;
   clock: Clock;
   identity: IdentitySettings;
   hashParams?: PasswordHashParams;

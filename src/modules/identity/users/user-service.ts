@@ -25,7 +25,7 @@ export function createUserService(deps: {
   repo: UserRepository;
   sessions: Pick<SessionService, 'revokeAllFor'>;
   passwords: PasswordHasher;
-  authz: Pick<Authorizer, 'require' | 'invalidate'>;
+  authz: Pick<Authorizer, 'require' | 'bumpInTx' | 'invalidate'>;
   guard: AttemptGuard;
   clock: Clock;
   audit: Pick<AuditLog, 'appendInTx'>;
@@ -53,6 +53,7 @@ export function createUserService(deps: {
         await db.transaction().execute(async (trx) => {
           await trx.insertInto('users').values(row).execute();
           await audit.appendInTx(trx, userEvent(ctx, 'user.create', row));
+          await authz.bumpInTx(trx, ctx.tenantId);
         });
       } catch (err) {
         if (isUniqueViolation(err)) fail('USER_EXISTS', `a user named "${input.username}" already exists in this tenant`);
@@ -80,6 +81,7 @@ export function createUserService(deps: {
         if (await repo.disable(ctx.tenantId, id, clock.now(), trx)) {
           await sessions.revokeAllFor(id, null, trx);
           await audit.appendInTx(trx, userEvent(ctx, 'user.disable', target));
+          await authz.bumpInTx(trx, ctx.tenantId);
         }
       });
       await authz.invalidate(ctx.tenantId);

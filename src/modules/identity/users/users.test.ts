@@ -74,7 +74,8 @@ describeEachDialect('human users and their sessions', (dialect) => {
     const deny: Authorizer = {
       require: async () => fail('FORBIDDEN', 'denied'),
       allowed: async () => false,
-      invalidate: async () => {},
+      bumpInTx: async () => {},
+      invalidate: () => {},
     };
     const denied = createUserModule({
       db: h.storage.db, dialect, keyring: h.services.keyring, tenants: h.services.tenants, authz: deny, clock: h.clock,
