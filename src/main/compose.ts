@@ -91,7 +91,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   });
   const grants = createGrantService({ db, authz, tenants, clock, audit });
   const policies = createPolicyService({ db, engine, authz, clock, audit });
-  const secrets = createSecretService({ db, tenants, authz, clock, keyring, rows, audit, maxNameLength: config.limits.maxNameLength });
+  const secrets = createSecretService({ db, tenants, authz, clock, keyring, rows, audit, identifiers, maxNameLength: config.limits.maxNameLength });
   // Values this process has seen, for masking its own log lines (the server's logger filters through it).
   const knownValues = deps.knownValues ?? createKnownValues();
   seal.onSeal(() => knownValues.clear());
