@@ -166,6 +166,6 @@ export async function createHttpApp(services: Services, opts: { logger: Logger; 
       proxyRoutes({ proxy: services.proxy }),
       rotationRoutes({ rotation: services.rotation.service }),
     ],
-    (app) => registerAuth(app, { authenticator: services.authenticator, tenants: services.tenants, seal: services.seal }),
+    (app) => registerAuth(app, { authenticator: services.authenticator, tenants: services.tenants, seal: services.seal, audit: services.audit }),
   );
 }
