@@ -89,8 +89,10 @@ export function createValueService(deps: {
   /**
    * A read that was allowed but could not deliver (destroyed version, no value, a ciphertext that
    * does not open) is a `failed` event with the error's code; then the error goes to the caller.
+   * SEALED is the server's state, not this read's failure (HTTP refuses it before any service runs).
    */
   async function readFailed(ctx: TenantContext, action: ReadAction, at: { secretId: string; name: string; environment: string; version: number | null }, err: unknown, extra?: Record<string, string>): Promise<never> {
+    if (isKeyholdError(err) && err.code === 'SEALED') throw err;
     const base = auditFrom(ctx);
     if (extra) Object.assign(base.context!, extra);
     await audit.record([{
