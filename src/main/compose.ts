@@ -124,7 +124,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     db, tenants, secrets, values, authz, audit, clock, fetch: outboundFetch, limits: DEFAULT_PROXY_LIMITS, maxNameLength: config.limits.maxNameLength,
   });
   const proxy = createProxyService({
-    connectors, values, audit, clock, fetch: outboundFetch, redactors,
+    connectors, values, audit, identifiers, clock, fetch: outboundFetch, redactors,
     limits: { ...DEFAULT_PROXY_LIMITS, maxRequestBytes: config.limits.maxBodyBytes },
   });
   // Where script steps reach this server: set by whoever makes it listen (server.ts, tests).
