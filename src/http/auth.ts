@@ -4,6 +4,7 @@ import type { Authenticator, Principal } from '../modules/identity/principal.ts'
 import type { RequestContext, TenantContext } from '../modules/shared/context.ts';
 import type { TenantService } from '../modules/tenants/tenant-service.ts';
 import type { SealManager } from '../modules/system/seal-manager.ts';
+import type { AuditInput, AuditLog } from '../modules/audit/audit-log.ts';
 
 /** What a route needs: nothing, the root token, or a tenant context. */
 export type RouteAuth = 'none' | 'root' | 'tenant';
@@ -49,7 +50,10 @@ function requestContext(request: FastifyRequest, principal: Principal): RequestC
   };
 }
 
-/** The root caller of a route with auth "root", for the events its operations record. */
+/**
+ * The root caller of a route with auth "root", for the events its operations record. The route's
+ * hook has already refused (and recorded) any other caller; this only guards a misconfigured route.
+ */
 export function rootContextOf(request: FastifyRequest): RequestContext {
   const principal = request.principal;
   if (!principal || principal.type !== 'root') fail('FORBIDDEN', 'this operation needs the root token');
@@ -65,19 +69,47 @@ export function rootContextOf(request: FastifyRequest): RequestContext {
  * memory (the steady state of a machine reading secrets): no promise per request for the answer
  * every request of a busy client gets.
  */
-export function registerAuth(app: FastifyInstance, deps: { authenticator: Authenticator; tenants: TenantService; seal: SealManager }): void {
+export function registerAuth(app: FastifyInstance, deps: {
+  authenticator: Authenticator; tenants: TenantService; seal: SealManager;
+  /** Refused requests are events too (SPEC §7): one per request, never the token or any part of it. */
+  audit: Pick<AuditLog, 'record'>;
+}): void {
   app.decorateRequest('principal', null);
   app.decorateRequest('tenantContext', null);
+
+  /**
+   * Records the refusal, then refuses. The resource is the route's pattern, not the URL (a probed
+   * secret name stays out of the event). Exactly one event per refused request: a flood of bad
+   * tokens costs the log one row each, batched by the group commit, and nothing else.
+   */
+  function refuse(request: FastifyRequest, code: 'UNAUTHENTICATED' | 'FORBIDDEN', principal: Principal | null, context: Record<string, string>): Promise<never> {
+    const userAgent = request.headers['user-agent'];
+    const event: AuditInput = {
+      tenantId: principal?.tenantId ?? null,
+      actor: principal ? { type: principal.type, id: principal.id } : { type: 'anonymous', id: 'unknown' },
+      action: code === 'UNAUTHENTICATED' ? 'auth.refused' : 'authz.root',
+      resource: { type: 'route', id: null, name: `${request.method} ${request.routeOptions.url ?? ''}` },
+      outcome: 'denied', reason: code,
+      context: {
+        requestId: request.id, sourceIp: request.ip, ...(userAgent ? { userAgent: String(userAgent).slice(0, 200) } : {}),
+        ...(principal ? { credentialId: principal.credentialId } : {}), ...context,
+      },
+    };
+    return deps.audit.record([event]).then(() => code === 'UNAUTHENTICATED'
+      ? fail(code, 'a valid token is required (Authorization: Bearer ...)')
+      : fail(code, 'this operation needs the root token'));
+  }
 
   /** Completes authentication; a promise only when something has to be looked up. */
   function authenticate(request: FastifyRequest, auth: 'root' | 'tenant'): void | Promise<void> {
     if (deps.seal.isSealed()) fail('SEALED', 'the server is sealed; unseal it with the key shares');
     const token = bearer(request);
-    if (!token) fail('UNAUTHENTICATED', 'a valid token is required (Authorization: Bearer ...)');
+    if (!token) return refuse(request, 'UNAUTHENTICATED', null, { credential: 'missing' });
     const known = deps.authenticator.cached(token);
     if (known) return admit(request, auth, known);
     return deps.authenticator.authenticate(token).then((principal) => {
-      if (!principal) fail('UNAUTHENTICATED', 'a valid token is required (Authorization: Bearer ...)');
+      // Unknown, expired and revoked tokens look alike here, and the event says no more than that.
+      if (!principal) return refuse(request, 'UNAUTHENTICATED', null, { credential: 'invalid' });
       return admit(request, auth, principal);
     });
   }
@@ -85,7 +117,7 @@ export function registerAuth(app: FastifyInstance, deps: { authenticator: Authen
   function admit(request: FastifyRequest, auth: 'root' | 'tenant', principal: Principal): void | Promise<void> {
     request.principal = principal;
     if (auth === 'root') {
-      if (principal.type !== 'root') fail('FORBIDDEN', 'this operation needs the root token');
+      if (principal.type !== 'root') return refuse(request, 'FORBIDDEN', principal, {});
       return;
     }
     const header = request.headers[TENANT_HEADER];

@@ -92,7 +92,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   });
   const grants = createGrantService({ db, authz, tenants, clock, audit });
   const policies = createPolicyService({ db, engine, authz, clock, audit });
-  const secrets = createSecretService({ db, tenants, authz, clock, keyring, rows, audit, maxNameLength: config.limits.maxNameLength });
+  const secrets = createSecretService({ db, tenants, authz, clock, keyring, rows, audit, identifiers, maxNameLength: config.limits.maxNameLength });
   // Values this process has seen, for masking its own log lines (the server's logger filters through it).
   const knownValues = deps.knownValues ?? createKnownValues();
   seal.onSeal(() => knownValues.clear());
@@ -125,7 +125,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     db, tenants, secrets, values, authz, audit, clock, fetch: outboundFetch, limits: DEFAULT_PROXY_LIMITS, maxNameLength: config.limits.maxNameLength,
   });
   const proxy = createProxyService({
-    connectors, values, audit, clock, fetch: outboundFetch, redactors,
+    connectors, values, audit, identifiers, clock, fetch: outboundFetch, redactors,
     limits: { ...DEFAULT_PROXY_LIMITS, maxRequestBytes: config.limits.maxBodyBytes },
   });
   // Where script steps reach this server: set by whoever makes it listen (server.ts, tests).
@@ -167,6 +167,6 @@ export async function createHttpApp(services: Services, opts: { logger: Logger; 
       proxyRoutes({ proxy: services.proxy }),
       rotationRoutes({ rotation: services.rotation.service }),
     ],
-    (app) => registerAuth(app, { authenticator: services.authenticator, tenants: services.tenants, seal: services.seal }),
+    (app) => registerAuth(app, { authenticator: services.authenticator, tenants: services.tenants, seal: services.seal, audit: services.audit }),
   );
 }

@@ -18,7 +18,7 @@ export function fakeRedactors(known: () => Iterable<string>) {
 /** A proxy over the harness's services with a fake tenant redactor and, optionally, tighter limits. */
 export function proxyFor(h: Harness, known: () => Iterable<string>, limits: Partial<ProxyLimits> = {}, fetch: typeof globalThis.fetch = globalThis.fetch) {
   return createProxyService({
-    connectors: h.services.connectors, values: h.services.values, audit: h.services.audit, clock: h.clock, fetch,
+    connectors: h.services.connectors, values: h.services.values, audit: h.services.audit, identifiers: h.services.identifiers, clock: h.clock, fetch,
     redactors: fakeRedactors(known), limits: { ...DEFAULT_PROXY_LIMITS, ...limits },
   });
 }

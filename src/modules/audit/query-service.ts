@@ -118,7 +118,14 @@ export function createAuditQueryService(deps: {
 
   async function authorize(ctx: TenantContext, allTenants: boolean | undefined): Promise<void> {
     await authz.require(ctx, 'audit:read', { type: 'tenant' });
-    if (allTenants && ctx.actor.type !== 'root') fail('FORBIDDEN', 'only the root principal may read every tenant (allTenants)');
+    if (allTenants && ctx.actor.type !== 'root') await refuseNonRoot(ctx, 'allTenants', 'only the root principal may read every tenant (allTenants)');
+  }
+
+  /** A root-only read asked for by anyone else: a denial decided here, not by Cedar, so recorded here (SPEC §7). */
+  async function refuseNonRoot(ctx: TenantContext, what: string, message: string): Promise<never> {
+    const base = auditFrom(ctx);
+    await deps.log.record([{ ...base, action: 'authz.root', resource: { type: 'audit', id: null, name: what }, outcome: 'denied', reason: 'FORBIDDEN' }]);
+    return fail('FORBIDDEN', message);
   }
 
   /** The filtered query; validates the filter at once, so an export fails before its first byte. */
@@ -226,7 +233,7 @@ export function createAuditQueryService(deps: {
      */
     async checkpoints(ctx: TenantContext): Promise<AsyncIterable<string>> {
       await authorize(ctx, false);
-      if (ctx.actor.type !== 'root') fail('FORBIDDEN', 'checkpoints cover every tenant: only the root principal may export them');
+      if (ctx.actor.type !== 'root') await refuseNonRoot(ctx, 'checkpoints', 'checkpoints cover every tenant: only the root principal may export them');
       await recordEgress(ctx, 'audit.checkpoints-export', {}, true);
       return (async function* () {
         for (let after = 0; ;) {

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Keyring } from '../../crypto/keyring.ts';
-import { fail } from '../../errors/index.ts';
+import { fail, isKeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
@@ -22,12 +22,16 @@ export interface KeyStatus {
  * material is deleted.
  */
 export function createKeyService(deps: {
-  db: Kysely<Database>; keyring: Keyring; authz: Authorizer; clock: Clock; rows: Pick<SealedRowCache, 'forgetTenant'>; audit: Pick<AuditLog, 'appendInTx'>;
+  db: Kysely<Database>; keyring: Keyring; authz: Authorizer; clock: Clock; rows: Pick<SealedRowCache, 'forgetTenant'>; audit: Pick<AuditLog, 'appendInTx' | 'record'>;
 }) {
   const { db, keyring, authz, clock, rows, audit } = deps;
-  const keyEvent = (ctx: TenantContext, action: string, context: Record<string, string>) => {
+  /** A key event: versions and counts only, never key material. */
+  const keyEvent = (ctx: TenantContext, action: string, context: Record<string, string>, failure?: string) => {
     const base = auditFrom(ctx);
-    return [{ ...base, action, resource: { type: 'tenant-key', id: ctx.tenantId, name: null }, outcome: 'allowed' as const, context: { ...base.context, ...context } }];
+    return [{
+      ...base, action, resource: { type: 'tenant-key', id: ctx.tenantId, name: null }, context: { ...base.context, ...context },
+      ...(failure === undefined ? { outcome: 'allowed' as const } : { outcome: 'failed' as const, reason: failure }),
+    }];
   };
 
   async function status(ctx: TenantContext): Promise<KeyStatus> {
@@ -79,41 +83,57 @@ export function createKeyService(deps: {
       keyring.invalidate(ctx.tenantId);
       const repo = createKekRepository(db);
       const state = (await repo.loadState(ctx.tenantId)) ?? fail('TENANT_NOT_FOUND', 'tenant not found');
+      const toVersion = String(state.current);
+      // Durable before the first batch commits: a rewrap the log cannot record does not start.
+      await audit.record(keyEvent(ctx, 'key.rewrap-start', { toVersion }));
       let rewrapped = 0;
-      for (;;) {
-        const rows = await db.selectFrom('secret_versions')
-          .select(['id', 'secret_id', 'environment_id', 'version', 'wrapped_dek', 'kek_version'])
-          .where('tenant_id', '=', ctx.tenantId).where('kek_version', '<', state.current).where('wrapped_dek', 'is not', null)
-          .limit(batchSize).execute();
-        if (rows.length === 0) break;
-        const rewrap = await keyring.rewrapperFor(ctx.tenantId);
+      let batches = 0;
+      try {
+        for (;;) {
+          const rows = await db.selectFrom('secret_versions')
+            .select(['id', 'secret_id', 'environment_id', 'version', 'wrapped_dek', 'kek_version'])
+            .where('tenant_id', '=', ctx.tenantId).where('kek_version', '<', state.current).where('wrapped_dek', 'is not', null)
+            .limit(batchSize).execute();
+          if (rows.length === 0) break;
+          const rewrap = await keyring.rewrapperFor(ctx.tenantId);
+          // Each batch commits with its own event, so the log accounts for every data key that moved.
+          rewrapped += await db.transaction().execute(async (trx) => {
+            let moved = 0;
+            for (const row of rows) {
+              const binding = { tenantId: ctx.tenantId, environmentId: row.environment_id, secretId: row.secret_id, version: row.version };
+              const next = rewrap(binding, row.wrapped_dek!);
+              if (!next) continue;
+              const res = await trx.updateTable('secret_versions').set({ wrapped_dek: next.wrappedDek, kek_version: next.kekVersion })
+                .where('id', '=', row.id).where('kek_version', '=', row.kek_version).where('wrapped_dek', 'is not', null)
+                .executeTakeFirst();
+              moved += Number(res.numUpdatedRows);
+            }
+            await audit.appendInTx(trx, keyEvent(ctx, 'key.rewrap-batch', { toVersion, batch: String(++batches), rewrapped: String(moved) }));
+            return moved;
+          });
+        }
+        // Users' sealed TOTP secrets hang off the same KEKs: move them too, before the old KEKs go.
+        const totp = await rewrapTotpSecrets(db, ctx.tenantId, await keyring.rewrapperFor(ctx.tenantId));
+        rewrapped += totp;
+        const now = clock.now();
         await db.transaction().execute(async (trx) => {
-          for (const row of rows) {
-            const binding = { tenantId: ctx.tenantId, environmentId: row.environment_id, secretId: row.secret_id, version: row.version };
-            const next = rewrap(binding, row.wrapped_dek!);
-            if (!next) continue;
-            const res = await trx.updateTable('secret_versions').set({ wrapped_dek: next.wrappedDek, kek_version: next.kekVersion })
-              .where('id', '=', row.id).where('kek_version', '=', row.kek_version).where('wrapped_dek', 'is not', null)
-              .executeTakeFirst();
-            rewrapped += Number(res.numUpdatedRows);
-          }
+          // The tenant row first: its lock waits out every write still proving its KEK current
+          // (keys/current-kek.ts), so the check below sees what they wrote.
+          await trx.updateTable('tenants').set({ kek_min_version: state.current }).where('id', '=', ctx.tenantId).execute();
+          const stragglers = await trx.selectFrom('secret_versions').select('id')
+            .where('tenant_id', '=', ctx.tenantId).where('kek_version', '<', state.current).where('wrapped_dek', 'is not', null)
+            .limit(1).execute();
+          if (stragglers.length > 0) fail('KEY_OPERATION_CONFLICT', 'data keys were written under an old key version during the rewrap; run it again');
+          await trx.updateTable('tenant_keks').set({ wrapped_key: null, retired_at: now })
+            .where('tenant_id', '=', ctx.tenantId).where('version', '<', state.current).where('retired_at', 'is', null).execute();
+          await audit.appendInTx(trx, keyEvent(ctx, 'key.rewrap', { rewrapped: String(rewrapped), totpRewrapped: String(totp), batches: String(batches), minDecryptionVersion: toVersion }));
         });
+      } catch (err) {
+        // Batches that committed stay committed (each with its event); the failure says how far it got.
+        const reason = isKeyholdError(err) ? err.code : 'INTERNAL';
+        await audit.record(keyEvent(ctx, 'key.rewrap', { toVersion, rewrapped: String(rewrapped), batches: String(batches) }, reason)).catch(() => {});
+        throw err;
       }
-      // Users' sealed TOTP secrets hang off the same KEKs: move them too, before the old KEKs go.
-      rewrapped += await rewrapTotpSecrets(db, ctx.tenantId, await keyring.rewrapperFor(ctx.tenantId));
-      const now = clock.now();
-      await db.transaction().execute(async (trx) => {
-        // The tenant row first: its lock waits out every write still proving its KEK current
-        // (keys/current-kek.ts), so the check below sees what they wrote.
-        await trx.updateTable('tenants').set({ kek_min_version: state.current }).where('id', '=', ctx.tenantId).execute();
-        const stragglers = await trx.selectFrom('secret_versions').select('id')
-          .where('tenant_id', '=', ctx.tenantId).where('kek_version', '<', state.current).where('wrapped_dek', 'is not', null)
-          .limit(1).execute();
-        if (stragglers.length > 0) fail('KEY_OPERATION_CONFLICT', 'data keys were written under an old key version during the rewrap; run it again');
-        await trx.updateTable('tenant_keks').set({ wrapped_key: null, retired_at: now })
-          .where('tenant_id', '=', ctx.tenantId).where('version', '<', state.current).where('retired_at', 'is', null).execute();
-        await audit.appendInTx(trx, keyEvent(ctx, 'key.rewrap', { rewrapped: String(rewrapped), minDecryptionVersion: String(state.current) }));
-      });
       keyring.invalidate(ctx.tenantId);
       rows.forgetTenant(ctx.tenantId);
       return { ...(await status(ctx)), rewrapped };

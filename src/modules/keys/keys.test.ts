@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { eventsOf } from '../../../test/helpers/connectors.ts';
 
 describeEachDialect('KEK rotation and rewrap', (dialect) => {
   let h: Harness;
@@ -61,5 +62,47 @@ describeEachDialect('KEK rotation and rewrap', (dialect) => {
     await h.services.system.unseal(h.shares[1]!);
     await h.services.system.unseal(h.shares[2]!);
     assert.equal((await h.services.values.read(h.ctx, 'ROTATED', 'production')).value, 'value-4');
+  });
+
+  const seqAfter = async (action: string, seq: number) => (await eventsOf(h, action)).filter((e) => e.seq > seq);
+  const lastSeq = async () => (await h.storage.db.selectFrom('audit_events').select('seq').orderBy('seq', 'desc').limit(1).executeTakeFirstOrThrow()).seq;
+
+  test('a rewrap that fails part way records a failed event with its reason and how far it got; committed batches keep theirs', async () => {
+    await h.services.keys.rotate(h.ctx);
+    const from = await lastSeq();
+    const victim = (await snapshot()).find((r) => r.version === 3)!;
+    const broken = Buffer.from(victim.wrapped_dek!);
+    broken[broken.length - 1]! ^= 0x01;
+    await h.storage.db.updateTable('secret_versions').set({ wrapped_dek: broken }).where('id', '=', victim.id).execute();
+    try {
+      await assert.rejects(h.services.keys.rewrap(h.ctx, { batchSize: 1 }), { code: 'INTEGRITY_FAILURE' });
+    } finally {
+      await h.storage.db.updateTable('secret_versions').set({ wrapped_dek: victim.wrapped_dek }).where('id', '=', victim.id).execute();
+    }
+    const starts = await seqAfter('key.rewrap-start', from);
+    const batches = await seqAfter('key.rewrap-batch', from);
+    const ends = await seqAfter('key.rewrap', from);
+    assert.equal(starts.length, 1);
+    assert.deepEqual(ends.map((e) => [e.outcome, e.reason, e.context.batches, e.context.rewrapped]),
+      [['failed', 'INTEGRITY_FAILURE', String(batches.length), String(batches.reduce((n, b) => n + Number(b.context.rewrapped), 0))]]);
+  });
+
+  test('a rewrap records its start, each committed batch with its count, and its finish; versions and counts only', async () => {
+    const from = await lastSeq();
+    const result = await h.services.keys.rewrap(h.ctx, { batchSize: 2 });
+    const starts = await seqAfter('key.rewrap-start', from);
+    const batches = await seqAfter('key.rewrap-batch', from);
+    const ends = await seqAfter('key.rewrap', from);
+    assert.deepEqual(starts.map((e) => [e.outcome, e.context.toVersion]), [['allowed', '3']]);
+    assert.ok(batches.length >= 2, 'several batches of two');
+    assert.equal(batches.reduce((n, b) => n + Number(b.context.rewrapped), 0), result.rewrapped);
+    assert.deepEqual(ends.map((e) => [e.outcome, e.context.rewrapped, e.context.batches, e.context.minDecryptionVersion]),
+      [['allowed', String(result.rewrapped), String(batches.length), '3']]);
+    assert.ok(starts[0]!.seq < batches[0]!.seq && batches.at(-1)!.seq < ends[0]!.seq, 'in order');
+    for (const e of [...starts, ...batches, ...ends]) {
+      for (const [key, value] of Object.entries(e.context)) {
+        if (!['requestId', 'sourceIp', 'userAgent', 'credentialId'].includes(key)) assert.match(value, /^\d+$/, `${key} is a count or a version`);
+      }
+    }
   });
 });

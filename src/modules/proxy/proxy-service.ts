@@ -1,6 +1,7 @@
 import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
+import type { IdentifierHasher } from '../audit/identifiers.ts';
 import type { ConnectorService, PreparedConnector } from '../connectors/connector-service.ts';
 import { sendOutbound, type OutboundLimits, type OutgoingRequest } from '../connectors/outbound.ts';
 import type { ValueService } from '../secrets/value-service.ts';
@@ -28,11 +29,18 @@ export function createProxyService(deps: {
   values: Pick<ValueService, 'read'>;
   redactors: TenantRedactorSource;
   audit: Pick<AuditLog, 'record'>;
+  /** A destination the connector does not have is the caller's text (maybe a pasted value): recorded as its keyed HMAC. */
+  identifiers: Pick<IdentifierHasher, 'hash'>;
   clock: Clock;
   fetch: typeof fetch;
   limits: ProxyLimits;
 }) {
-  const { connectors, values, redactors, audit, clock, limits } = deps;
+  const { connectors, values, redactors, audit, identifiers, clock, limits } = deps;
+
+  /** The destination as recorded: its name when the connector has it, else the HMAC of what the caller sent. */
+  function recordedDestination(c: PreparedConnector, destination: string): string {
+    return Object.hasOwn(c.kind.http!.destinations(c.settings), destination) ? destination : identifiers.hash(destination);
+  }
 
   async function refuse(ctx: TenantContext, c: PreparedConnector, req: ProxyRequest, refusal: Refusal, run?: RunContext): Promise<never> {
     const redactor = await redactors.forTenant(ctx.tenantId);
@@ -42,7 +50,7 @@ export function createProxyService(deps: {
       outcome: 'denied', reason: refusal.code,
       context: {
         ...base.context, refusal: refusal.reason, method: req.method, path: redactor.redact(req.path.slice(0, 256)),
-        ...(req.destination ? { destination: req.destination.slice(0, 64) } : {}), ...(run ?? {}),
+        ...(req.destination ? { destination: recordedDestination(c, req.destination) } : {}), ...(run ?? {}),
       },
     }]);
     fail(refusal.code, refusal.message);

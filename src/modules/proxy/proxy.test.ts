@@ -120,6 +120,20 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     assert.equal((await eventsOf(h, 'proxy.refused')).at(-1)!.context.refusal, 'template_not_allowed');
   });
 
+  test('a refused call to a destination the connector does not have records its HMAC, never the caller\'s text; a known one by name', async () => {
+    await h.services.connectors.create(h.ctx, 'production', {
+      name: 'uploads', type: 'http', owner: 'ops', slots: { token: 'PAY_TOKEN' },
+      settings: { baseUrl: api.url, healthPath: '/health', auth: { kind: 'bearer' }, destinations: { files: `${api.url}/files` } },
+    });
+    const pasted = `sk_live_${randomBytes(12).toString('hex')}`;
+    assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'uploads', request: { method: 'GET', path: '/x', destination: pasted } })), 'DESTINATION_NOT_ALLOWED');
+    const unknown = (await eventsOf(h, 'proxy.refused')).at(-1)!;
+    assert.deepEqual([unknown.context.refusal, unknown.context.destination], ['unknown_destination', h.services.identifiers.hash(pasted)]);
+    assert.ok(!JSON.stringify(await h.storage.db.selectFrom('audit_events').selectAll().execute()).includes(pasted.slice(0, 16)), 'the text is in no event');
+    assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'uploads', request: { method: 'GET', path: '/../admin', destination: 'files' } })), 'DESTINATION_NOT_ALLOWED');
+    assert.equal((await eventsOf(h, 'proxy.refused')).at(-1)!.context.destination, 'files', 'a destination the connector has is named');
+  });
+
   test('a staging connector resolves the staging value, never the production one', async () => {
     const res = await proxy.call(h.ctx, { environment: 'staging', connector: 'payments', request: { method: 'POST', path: '/v1/charges', body: { amount: 1 } } });
     assert.equal(res.status, 401, 'the API only knows the production token');

@@ -1,18 +1,18 @@
 import type { VersionBinding } from '../../crypto/envelope.ts';
-import type { AuthzResource } from '../policy/authorizer.ts';
+import type { SecretResource } from '../policy/authorizer.ts';
 import type { SealedRow } from './sealed-row-cache.ts';
 import { secretResource } from './secret-service.ts';
 
 /** What every read of one sealed row derives from it: the policy view, the AAD binding, the ISO date. */
 export interface ReadView {
-  resource: AuthzResource;
+  resource: SecretResource;
   binding: VersionBinding;
   createdAt: string;
 }
 
 /** Frozen down to its tags, so the authorizer may remember decisions about it (cedar-authorizer.ts). */
-function deepFreeze(resource: AuthzResource): AuthzResource {
-  if (resource.type === 'secret') Object.freeze(resource.tags);
+function deepFreeze(resource: SecretResource): SecretResource {
+  Object.freeze(resource.tags);
   return Object.freeze(resource);
 }
 

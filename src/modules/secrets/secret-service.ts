@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { fail } from '../../errors/index.ts';
+import { fail, isKeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import { isUniqueViolation } from '../../storage/database.ts';
@@ -7,7 +7,9 @@ import type { Database, SecretsTable } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { assertSecretName } from '../shared/names.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
-import type { Authorizer, SecretResource } from '../policy/authorizer.ts';
+import type { Authorizer, AuthzPermit, SecretResource } from '../policy/authorizer.ts';
+import type { Action } from '../policy/actions.ts';
+import type { IdentifierHasher } from '../audit/identifiers.ts';
 import type { Keyring } from '../../crypto/keyring.ts';
 import type { SealedRowCache } from './sealed-row-cache.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
@@ -15,6 +17,8 @@ import { createSecretRepository, type SecretRepository } from './secret-reposito
 import type { CreateSecretInput, SecretDetail, SecretMeta, UpdateSecretInput, Classification } from './types.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+/** One answer for a secret that does not exist and one the caller may not know of. */
+const notFound = (name: string): never => fail('SECRET_NOT_FOUND', `secret "${name}" does not exist`);
 
 export function toSecretMeta(row: SecretsTable): SecretMeta {
   return {
@@ -56,9 +60,11 @@ export function createSecretService(deps: {
   keyring: Pick<Keyring, 'forgetDeks'>;
   /** Cached sealed rows of a secret are forgotten whenever its metadata, labels or existence change. */
   rows: Pick<SealedRowCache, 'forgetSecret'>;
-  audit: Pick<AuditLog, 'appendInTx'>;
+  audit: Pick<AuditLog, 'appendInTx' | 'record'>;
+  /** A requested name that does not exist is recorded as its keyed HMAC: it may be a pasted value. */
+  identifiers: Pick<IdentifierHasher, 'hash'>;
 }) {
-  const { db, tenants, authz, clock, maxNameLength, keyring, rows, audit } = deps;
+  const { db, tenants, authz, clock, maxNameLength, keyring, rows, audit, identifiers } = deps;
   const repo = createSecretRepository(db);
 
   /** Runs a change and its audit event in one transaction: both commit or neither. */
@@ -74,16 +80,47 @@ export function createSecretService(deps: {
     });
   }
 
-  async function load(ctx: TenantContext, name: string, opts: { allowDeleted?: boolean } = {}) {
+  /**
+   * The secret row, or SECRET_NOT_FOUND. With `auditAs` (the action the caller attempted), a miss is
+   * a failed event whose resource name is the HMAC of the requested name, never the name itself.
+   */
+  async function load(ctx: TenantContext, name: string, opts: { allowDeleted?: boolean; auditAs?: string; environment?: string } = {}) {
     assertSecretName(name, maxNameLength);
     const row = await repo.findSecret(ctx.tenantId, name);
-    if (!row) fail('SECRET_NOT_FOUND', `secret "${name}" does not exist`);
-    if (row.deleted_at !== null && !opts.allowDeleted) fail('SECRET_NOT_FOUND', `secret "${name}" does not exist`);
-    return row;
+    if (row && (row.deleted_at === null || opts.allowDeleted)) return row;
+    if (opts.auditAs) {
+      const base = auditFrom(ctx);
+      await audit.record([{
+        ...base, action: opts.auditAs, resource: { type: 'secret', id: null, name: identifiers.hash(name) },
+        environment: opts.environment ?? null, outcome: 'failed', reason: 'SECRET_NOT_FOUND',
+      }]);
+    }
+    return notFound(name);
+  }
+
+  /**
+   * `authz.require` that does not confirm a name to a caller with no rights on it: a FORBIDDEN for
+   * someone who may not even list the secret is answered exactly as a miss (the denial is still
+   * recorded by the authorizer), so probing names tells nothing. Allowed calls pay nothing extra.
+   */
+  async function authorize(ctx: TenantContext, action: Action, resource: SecretResource, environment?: string): Promise<AuthzPermit | void> {
+    try {
+      return await authz.require(ctx, action, resource, environment);
+    } catch (err) {
+      return refused(ctx, action, resource, err);
+    }
+  }
+
+  /** What a refusal of `authz.require` becomes (see `authorize`), for callers that await `require` themselves. */
+  async function refused(ctx: TenantContext, action: Action, resource: SecretResource, err: unknown): Promise<never> {
+    if (isKeyholdError(err) && err.code === 'FORBIDDEN' && (action === 'list' || !(await authz.allowed(ctx, 'list', resource)))) notFound(resource.name);
+    throw err;
   }
 
   return {
     load,
+    authorize,
+    refused,
 
     async create(ctx: TenantContext, input: CreateSecretInput): Promise<SecretMeta> {
       assertSecretName(input.name, maxNameLength);
@@ -115,8 +152,8 @@ export function createSecretService(deps: {
     },
 
     async describe(ctx: TenantContext, name: string): Promise<SecretDetail> {
-      const row = await load(ctx, name);
-      await authz.require(ctx, 'list', secretResource(row));
+      const row = await load(ctx, name, { auditAs: 'secret.describe' });
+      await authorize(ctx, 'list', secretResource(row));
       const states = await repo.listStates(ctx.tenantId, row.id);
       return {
         ...toSecretMeta(row),
@@ -145,8 +182,8 @@ export function createSecretService(deps: {
     },
 
     async update(ctx: TenantContext, name: string, patch: UpdateSecretInput): Promise<SecretMeta> {
-      const row = await load(ctx, name);
-      await authz.require(ctx, 'write', secretResource(row));
+      const row = await load(ctx, name, { auditAs: 'secret.update' });
+      await authorize(ctx, 'write', secretResource(row));
       // Reclassifying is judged on the new metadata too, so nobody can move a secret out of their own reach.
       if (patch.classification !== undefined) await authz.require(ctx, 'write', secretResource({ ...row, classification: patch.classification }));
       const changes: Partial<SecretsTable> = { updated_at: clock.now() };
@@ -167,16 +204,16 @@ export function createSecretService(deps: {
 
     /** Soft delete: the secret stops resolving but keeps every version until restored or destroyed. */
     async remove(ctx: TenantContext, name: string): Promise<SecretMeta> {
-      const row = await load(ctx, name);
-      await authz.require(ctx, 'delete', secretResource(row));
+      const row = await load(ctx, name, { auditAs: 'secret.delete' });
+      await authorize(ctx, 'delete', secretResource(row));
       await audited(ctx, 'secret.delete', row, (r) => r.updateSecret(ctx.tenantId, row.id, { deleted_at: clock.now(), updated_at: clock.now() }));
       rows.forgetSecret(ctx.tenantId, name);
       return toSecretMeta((await repo.findSecret(ctx.tenantId, name))!);
     },
 
     async restore(ctx: TenantContext, name: string): Promise<SecretMeta> {
-      const row = await load(ctx, name, { allowDeleted: true });
-      await authz.require(ctx, 'delete', secretResource(row));
+      const row = await load(ctx, name, { allowDeleted: true, auditAs: 'secret.restore' });
+      await authorize(ctx, 'delete', secretResource(row));
       if (row.deleted_at === null) return toSecretMeta(row);
       await audited(ctx, 'secret.restore', row, (r) => r.updateSecret(ctx.tenantId, row.id, { deleted_at: null, updated_at: clock.now() }));
       rows.forgetSecret(ctx.tenantId, name);
@@ -188,8 +225,8 @@ export function createSecretService(deps: {
      * current one). Without: the secret must be soft-deleted first, and everything goes, name included.
      */
     async destroy(ctx: TenantContext, name: string, opts: { environment?: string; versions?: number[] } = {}) {
-      const row = await load(ctx, name, { allowDeleted: true });
-      await authz.require(ctx, 'delete', secretResource(row), opts.versions?.length ? opts.environment : undefined);
+      const row = await load(ctx, name, { allowDeleted: true, auditAs: 'secret.destroy', ...(opts.environment ? { environment: opts.environment } : {}) });
+      await authorize(ctx, 'delete', secretResource(row), opts.versions?.length ? opts.environment : undefined);
       const now = clock.now();
       if (opts.versions && opts.versions.length > 0) {
         if (!opts.environment) fail('VALIDATION_FAILED', 'destroying versions needs an environment');

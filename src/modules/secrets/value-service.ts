@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Keyring } from '../../crypto/keyring.ts';
-import { fail } from '../../errors/index.ts';
+import { fail, isKeyholdError, KeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import type { Database } from '../../storage/schema.ts';
@@ -87,6 +87,22 @@ export function createValueService(deps: {
   }
 
   /**
+   * A read that was allowed but could not deliver (destroyed version, no value, a ciphertext that
+   * does not open) is a `failed` event with the error's code; then the error goes to the caller.
+   * SEALED is the server's state, not this read's failure (HTTP refuses it before any service runs).
+   */
+  async function readFailed(ctx: TenantContext, action: ReadAction, at: { secretId: string; name: string; environment: string; version: number | null }, err: unknown, extra?: Record<string, string>): Promise<never> {
+    if (isKeyholdError(err) && err.code === 'SEALED') throw err;
+    const base = auditFrom(ctx);
+    if (extra) Object.assign(base.context!, extra);
+    await audit.record([{
+      ...base, action: READ_EVENT[action], resource: { type: 'secret', id: at.secretId, name: at.name }, environment: at.environment,
+      secretVersion: at.version, outcome: 'failed', reason: isKeyholdError(err) ? err.code : 'INTERNAL',
+    }]);
+    throw err;
+  }
+
+  /**
    * A labelled read answered entirely from memory (environment, sealed row, remembered allow and
    * data key all cached): it awaits nothing but its audit event. Undefined when anything is
    * missing; `read` then takes the full path, which decides, loads and audits denials itself.
@@ -98,8 +114,14 @@ export function createValueService(deps: {
     const action = opts.purpose ?? readAction(ctx);
     const view = views.of(ctx.tenantId, env.id, row);
     const remembered = authz.cachedAllow?.(ctx, action, view.resource, environment);
-    const value = remembered && decryptCached(view.binding, row);
-    if (!remembered || value === undefined) return undefined;
+    if (!remembered) return undefined;
+    let value: string | undefined;
+    try {
+      value = decryptCached(view.binding, row);
+    } catch (err) {
+      return readFailed(ctx, action, { secretId: row.secret_id, name, environment, version: row.version }, err, opts.auditContext);
+    }
+    if (value === undefined) return undefined;
     const revealed: RevealedValue = { name, environment, version: row.version, value, createdAt: view.createdAt };
     return recordRead(ctx, action, row.secret_id, name, environment, row.version, remembered.permit, opts.auditContext).then(() => revealed);
   }
@@ -108,6 +130,8 @@ export function createValueService(deps: {
   async function readFromStore(ctx: TenantContext, name: string, environment: string, opts: ReadOptions): Promise<RevealedValue> {
     const action = opts.purpose ?? readAction(ctx);
     const env = await tenants.environment(ctx.tenantId, environment);
+    // A miss is audited under the HMAC of the name; a caller who may not list the secret gets the same miss.
+    const lookup = { auditAs: READ_EVENT[action], environment };
     if (opts.version === undefined) {
       const label = opts.label ?? 'current';
       let row = rows.get(ctx.tenantId, env.id, name, label);
@@ -118,22 +142,40 @@ export function createValueService(deps: {
       }
       if (row) {
         const view = views.of(ctx.tenantId, env.id, row);
-        const permit = await authz.require(ctx, action, view.resource, environment);
-        const value = await decrypt(view.binding, row);
+        let permit: AuthzPermit | void;
+        let value: string;
+        try {
+          permit = await authz.require(ctx, action, view.resource, environment);
+        } catch (err) {
+          return secrets.refused(ctx, action, view.resource, err);
+        }
+        try {
+          value = await decrypt(view.binding, row);
+        } catch (err) {
+          return readFailed(ctx, action, { secretId: row.secret_id, name, environment, version: row.version }, err, opts.auditContext);
+        }
         await recordRead(ctx, action, row.secret_id, name, environment, row.version, permit, opts.auditContext);
         return { name, environment, version: row.version, value, createdAt: view.createdAt };
       }
       // Slow path: say precisely what is missing, but only to a caller allowed to read here.
-      const secret = await secrets.load(ctx, name); // SECRET_NOT_FOUND if that is what is missing
-      await authz.require(ctx, action, secretResource(secret), environment);
-      if (label === 'current') fail('VALUE_NOT_SET', `secret "${name}" has no value in ${environment}`);
-      fail('VERSION_NOT_FOUND', `secret "${name}" has no ${label} version in ${environment}`);
+      const secret = await secrets.load(ctx, name, lookup); // SECRET_NOT_FOUND if that is what is missing
+      await secrets.authorize(ctx, action, secretResource(secret), environment);
+      const missing = label === 'current'
+        ? new KeyholdError('VALUE_NOT_SET', `secret "${name}" has no value in ${environment}`)
+        : new KeyholdError('VERSION_NOT_FOUND', `secret "${name}" has no ${label} version in ${environment}`);
+      return readFailed(ctx, action, { secretId: secret.id, name, environment, version: null }, missing, opts.auditContext);
     }
-    const secret = await secrets.load(ctx, name);
-    const permit = await authz.require(ctx, action, secretResource(secret), environment);
+    const secret = await secrets.load(ctx, name, lookup);
+    const permit = await secrets.authorize(ctx, action, secretResource(secret), environment);
+    const at = { secretId: secret.id, name, environment, version: opts.version };
     const row = await repo.findVersion(ctx.tenantId, secret.id, env.id, opts.version);
-    if (!row) fail('VERSION_NOT_FOUND', `secret "${name}" has no version ${opts.version} in ${environment}`);
-    const value = await decrypt({ tenantId: ctx.tenantId, environmentId: env.id, secretId: secret.id, version: row.version }, row);
+    if (!row) return readFailed(ctx, action, at, new KeyholdError('VERSION_NOT_FOUND', `secret "${name}" has no version ${opts.version} in ${environment}`), opts.auditContext);
+    let value: string;
+    try {
+      value = await decrypt({ tenantId: ctx.tenantId, environmentId: env.id, secretId: secret.id, version: row.version }, row);
+    } catch (err) {
+      return readFailed(ctx, action, at, err, opts.auditContext);
+    }
     await recordRead(ctx, action, secret.id, name, environment, row.version, permit, opts.auditContext);
     return { name, environment, version: row.version, value, createdAt: iso(row.created_at)! };
   }
@@ -146,9 +188,9 @@ export function createValueService(deps: {
       const plaintext = Buffer.from(input.value, 'utf8');
       if (plaintext.byteLength > maxValueBytes) fail('VALUE_TOO_LARGE', `values are at most ${maxValueBytes} bytes`);
       if (plaintext.byteLength === 0) fail('VALIDATION_FAILED', 'value must not be empty');
-      const secret = await secrets.load(ctx, name);
+      const secret = await secrets.load(ctx, name, { auditAs: 'secret.write', environment });
       const env = await tenants.environment(ctx.tenantId, environment);
-      await authz.require(ctx, 'write', secretResource(secret), environment);
+      await secrets.authorize(ctx, 'write', secretResource(secret), environment);
       const now = clock.now();
       const result = await withCurrentKek(keyring, ctx.tenantId, ({ seal, assertCurrent }) => db.transaction().execute(async (trx) => {
         await assertCurrent(trx);
@@ -190,9 +232,9 @@ export function createValueService(deps: {
     },
 
     async history(ctx: TenantContext, name: string, environment: string): Promise<VersionInfo[]> {
-      const secret = await secrets.load(ctx, name);
+      const secret = await secrets.load(ctx, name, { auditAs: 'secret.history', environment });
       const env = await tenants.environment(ctx.tenantId, environment);
-      await authz.require(ctx, 'list', secretResource(secret), environment);
+      await secrets.authorize(ctx, 'list', secretResource(secret), environment);
       const state = await repo.findState(secret.id, env.id);
       const rows = await repo.listVersions(ctx.tenantId, secret.id, env.id);
       return rows.map((r) => ({
@@ -212,9 +254,9 @@ export function createValueService(deps: {
 
     /** Makes `previous` current again (the old current becomes previous), within the rollback window. */
     async rollback(ctx: TenantContext, name: string, environment: string, opts: { cas?: number } = {}) {
-      const secret = await secrets.load(ctx, name);
+      const secret = await secrets.load(ctx, name, { auditAs: 'secret.rollback', environment });
       const env = await tenants.environment(ctx.tenantId, environment);
-      await authz.require(ctx, 'rotate', secretResource(secret), environment);
+      await secrets.authorize(ctx, 'rotate', secretResource(secret), environment);
       const now = clock.now();
       const result = await db.transaction().execute(async (trx) => {
         const r = createSecretRepository(trx);

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { errorResponses } from '../../http/schemas.ts';
+import { isKeyholdError } from '../../errors/index.ts';
 import type { SystemService } from './system-service.ts';
 
 const Status = Type.Object({
@@ -48,9 +49,15 @@ export function systemRoutes(deps: { system: SystemService }) {
 
     r.post('/v1/sys/seal', {
       config: { auth: 'root' },
-      schema: { tags: ['sys'], summary: 'Seal: drop the root key and every cached key from memory', response: { 200: Status, ...errorResponses } },
+      schema: { tags: ['sys'], summary: 'Seal: drop the root key and every cached key from memory (always; AUDIT_UNAVAILABLE then means sealed without its event)', response: { 200: Status, ...errorResponses } },
     }, async (req) => {
-      await deps.system.seal({ type: 'root', id: req.principal?.id ?? 'unknown' });
+      try {
+        await deps.system.seal({ type: 'root', id: req.principal?.id ?? 'unknown' });
+      } catch (err) {
+        // Sealed all the same: the operator must know the trail lacks this seal.
+        if (isKeyholdError(err) && err.code === 'AUDIT_UNAVAILABLE') req.log.error({ requestId: req.id }, 'sealed, but the seal event could not be recorded: the audit log is not writable');
+        throw err;
+      }
       return deps.system.status();
     });
   };

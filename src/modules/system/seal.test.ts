@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { sql } from 'kysely';
 import { parseShare } from '../../crypto/root/shamir/index.ts';
 
 const rejects = (p: Promise<unknown>, code: string) => assert.rejects(p, (err: { code?: string }) => {
@@ -63,5 +64,47 @@ describeEachDialect('seal and unseal', (dialect) => {
     const status = await h.services.system.unseal(h.shares[0]!);
     assert.equal(status.sealed, false);
     assert.equal((await h.services.values.read(h.ctx, 'SEALED_KEY', 'production')).value, 'behind-the-seal');
+  });
+
+  /** Runs `body` with the audit table gone, as the audit suite breaks it; restores it whatever happens. */
+  async function withAuditBroken(body: () => Promise<void>): Promise<void> {
+    await sql`alter table audit_events rename to audit_events_gone`.execute(h.storage.db);
+    try {
+      await body();
+    } finally {
+      await sql`alter table audit_events_gone rename to audit_events`.execute(h.storage.db);
+    }
+  }
+  const events = (action: string) => h.storage.db.selectFrom('audit_events').selectAll().where('action', '=', action).orderBy('seq').execute();
+
+  test('with the audit log broken, seal still seals, answers AUDIT_UNAVAILABLE saying so, and logs an error', async () => {
+    assert.equal((await h.services.system.status()).sealed, false);
+    const sealsBefore = (await events('system.seal')).length;
+    await withAuditBroken(async () => {
+      const res = await h.app.inject({ method: 'POST', url: '/v1/sys/seal', headers: { authorization: `Bearer ${h.rootToken}` } });
+      assert.deepEqual([res.statusCode, res.json().error.code], [503, 'AUDIT_UNAVAILABLE']);
+      assert.match(res.json().error.message, /the server is sealed/);
+      assert.equal(h.services.seal.isSealed(), true, 'sealed although the event was refused');
+      await rejects(h.services.values.read(h.ctx, 'SEALED_KEY', 'production'), 'SEALED');
+    });
+    assert.match(h.logs.text(), /"level":50[^\n]*sealed, but the seal event could not be recorded/);
+    assert.equal((await events('system.seal')).length, sealsBefore, 'no event was half written');
+  });
+
+  test('with the audit log broken, the share that would unseal is refused and the server stays sealed', async () => {
+    const unsealsBefore = (await events('system.unseal')).length;
+    assert.equal((await h.services.system.unseal(h.shares[0]!)).progress, 1);
+    await withAuditBroken(async () => {
+      await rejects(h.services.system.unseal(h.shares[1]!), 'AUDIT_UNAVAILABLE');
+      const status = await h.services.system.status();
+      assert.deepEqual([status.sealed, status.progress, h.services.seal.isSealed()], [true, 0, true], 'no root key, no progress left behind');
+      await rejects(h.services.system.unseal(h.shares[2]!), 'AUDIT_UNAVAILABLE');
+      assert.equal((await h.services.system.status()).progress, 0, 'an unrecorded share does not count');
+    });
+    assert.equal((await events('system.unseal')).length, unsealsBefore + 1, 'only the recorded share left an event');
+    await h.services.system.unseal(h.shares[1]!);
+    assert.equal((await h.services.system.unseal(h.shares[2]!)).sealed, false);
+    assert.equal((await h.services.values.read(h.ctx, 'SEALED_KEY', 'production')).value, 'behind-the-seal');
+    assert.deepEqual((await events('system.unseal')).at(-1)!.context.includes('"sealed":"false"'), true);
   });
 });

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Kysely } from 'kysely';
-import { fail } from '../../errors/index.ts';
+import { fail, KeyholdError } from '../../errors/index.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { AppendOnlyGuarantee } from '../../storage/postgres/privileges.ts';
 import type { TokenService } from '../auth/token-service.ts';
@@ -54,17 +54,29 @@ export function createSystemService(deps: {
       return { shares, threshold: opts.threshold, rootToken };
     },
 
-    /** One share; the outcome (progress, unsealed, or a failed reconstruction) is an event. Never the share. */
+    /**
+     * One share; the outcome (progress, unsealed, or a failed reconstruction) is an event. Never the
+     * share. A share whose event cannot be recorded does not count: the server seals again (dropping
+     * the progress, and the root key if this share completed it) and the caller gets AUDIT_UNAVAILABLE.
+     */
     async unseal(share: string) {
+      const wasSealed = seal.isSealed();
+      let status;
       try {
-        const status = await seal.submitShare(share);
-        await audit.record([systemEvent('system.unseal', 'allowed', { progress: String(status.progress), sealed: String(status.sealed) })]);
-        return { ...status, auditWritable: audit.health().writable, auditAppendOnly };
+        status = await seal.submitShare(share);
       } catch (err) {
         const code = (err as { code?: string }).code ?? 'INTERNAL';
         await audit.record([systemEvent('system.unseal', code === 'UNSEAL_FAILED' ? 'denied' : 'failed', { reason: code })]).catch(() => {});
         throw err;
       }
+      try {
+        await audit.record([systemEvent('system.unseal', 'allowed', { progress: String(status.progress), sealed: String(status.sealed) })]);
+      } catch (err) {
+        // Only undo what this call did: a share sent to a server that was already unsealed changed nothing.
+        if (wasSealed) seal.seal();
+        throw err;
+      }
+      return { ...status, auditWritable: audit.health().writable, auditAppendOnly };
     },
 
     /**
@@ -80,10 +92,18 @@ export function createSystemService(deps: {
       tokens.forgetToken(tokenId);
     },
 
-    /** Seals; the event names who sealed (the caller's token id). */
+    /**
+     * Seals, then records who sealed (the caller's token id). Sealing is the protective direction, so
+     * it never waits on the audit log: if the event cannot be recorded the server stays sealed and
+     * the caller gets AUDIT_UNAVAILABLE, whose message says the server is sealed.
+     */
     async seal(actor: AuditInput['actor']) {
-      await audit.record([systemEvent('system.seal', 'allowed', {}, actor)]);
       seal.seal();
+      try {
+        await audit.record([systemEvent('system.seal', 'allowed', {}, actor)]);
+      } catch (err) {
+        throw new KeyholdError('AUDIT_UNAVAILABLE', 'the server is sealed, but the audit log could not record the seal event', { cause: (err as Error).message });
+      }
     },
   };
 }

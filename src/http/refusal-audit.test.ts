@@ -1,0 +1,68 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeEachDialect } from '../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../test/helpers/harness.ts';
+import { eventsOf } from '../../test/helpers/connectors.ts';
+
+/**
+ * Refusals decided outside Cedar (no token, a bad one, a root-only route or audit read asked for by
+ * someone else) are denied events like any other: who (as far as known), from where, which route,
+ * why; never the token or any part of it.
+ */
+describeEachDialect('HTTP refusals are audited', (dialect) => {
+  let h: Harness;
+  let auditor: { token: string; id: string; machineId: string };
+  let revoked: string;
+  before(async () => {
+    h = await createHarness(dialect);
+    const machine = await h.services.machines.create(h.ctx, { name: 'auditor-bot', kind: 'client_secret' });
+    await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role: 'auditor' });
+    const issued = await h.services.tokens.issue({ tenantId: h.ctx.tenantId, kind: 'machine', principalId: machine.id, name: 'auditor', ttlMs: 3_600_000 });
+    auditor = { token: issued.token, id: issued.id, machineId: machine.id };
+    const gone = await h.services.tokens.issue({ tenantId: h.ctx.tenantId, kind: 'machine', principalId: machine.id, name: 'gone' });
+    await h.services.tokens.revoke(gone.id, h.ctx.tenantId);
+    revoked = gone.token;
+  });
+  after(() => h.close());
+
+  test('a missing, junk or revoked token is one denied event per request, anonymous, without the token', async () => {
+    const before = (await eventsOf(h, 'auth.refused')).length;
+    const junk = 'kh_' + 'j'.repeat(40);
+    const cases = [{}, { authorization: `Bearer ${junk}` }, { authorization: `Bearer ${revoked}` }];
+    for (const headers of cases) {
+      const res = await h.app.inject({ method: 'GET', url: '/v1/secrets/PROBED_NAME/values/production', headers: { ...headers, 'user-agent': 'probe/1.0' } });
+      assert.deepEqual([res.statusCode, res.json().error.code], [401, 'UNAUTHENTICATED']);
+    }
+    const events = (await eventsOf(h, 'auth.refused')).slice(before);
+    assert.equal(events.length, cases.length, 'exactly one event per refused request');
+    for (const e of events) {
+      assert.deepEqual([e.tenant_id, e.actor_type, e.actor_id, e.outcome, e.reason], [null, 'anonymous', 'unknown', 'denied', 'UNAUTHENTICATED']);
+      assert.equal(e.resource_name, 'GET /v1/secrets/:name/values/:env', 'the route, not the URL with the probed name');
+      assert.deepEqual([e.context.sourceIp, e.context.userAgent, typeof e.context.requestId], ['127.0.0.1', 'probe/1.0', 'string']);
+    }
+    assert.deepEqual(events.map((e) => e.context.credential), ['missing', 'invalid', 'invalid']);
+    const stored = JSON.stringify(await h.storage.db.selectFrom('audit_events').selectAll().execute());
+    for (const token of [junk, revoked, revoked.slice(-16), junk.slice(-16)]) assert.equal(stored.includes(token), false, 'no token, nor a piece of one');
+  });
+
+  test('a tenant token on a root-only route is a denied authz.root event naming the caller and the route', async () => {
+    const res = await h.app.inject({ method: 'POST', url: '/v1/tenants', headers: { authorization: `Bearer ${auditor.token}` }, payload: { name: 'evil' } });
+    assert.deepEqual([res.statusCode, res.json().error.code], [403, 'FORBIDDEN']);
+    const e = (await eventsOf(h, 'authz.root')).at(-1)!;
+    assert.deepEqual([e.tenant_id, e.actor_type, e.actor_id, e.outcome, e.reason, e.resource_name, e.context.credentialId],
+      [h.ctx.tenantId, 'machine', auditor.machineId, 'denied', 'FORBIDDEN', 'POST /v1/tenants', auditor.id]);
+  });
+
+  test('an auditor asking for every tenant, or for the checkpoint export, is refused and recorded', async () => {
+    const headers = { authorization: `Bearer ${auditor.token}` };
+    const before = (await eventsOf(h, 'authz.root')).length;
+    assert.equal((await h.app.inject({ method: 'GET', url: '/v1/audit/events', headers })).statusCode, 200, 'its own tenant is fine');
+    for (const url of ['/v1/audit/events?allTenants=true', '/v1/audit/checkpoints']) {
+      const res = await h.app.inject({ method: 'GET', url, headers });
+      assert.deepEqual([res.statusCode, res.json().error.code], [403, 'FORBIDDEN'], url);
+    }
+    const events = (await eventsOf(h, 'authz.root')).slice(before);
+    assert.deepEqual(events.map((e) => [e.resource_type, e.resource_name, e.outcome, e.reason, e.actor_id]),
+      [['audit', 'allTenants', 'denied', 'FORBIDDEN', auditor.machineId], ['audit', 'checkpoints', 'denied', 'FORBIDDEN', auditor.machineId]]);
+  });
+});
