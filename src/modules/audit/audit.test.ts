@@ -39,7 +39,7 @@ describeEachDialect('audit log: chained, append-only, fail-closed, never holding
 
   test('writes, reads, rollbacks and denials are events with actor, resource, environment, version and outcome', async () => {
     const ann = await userContext(h, h.ctx.tenantId, 'ann');
-    assert.equal(await code(h.services.values.read(ann.ctx(), 'AUDITED', 'production')), 'FORBIDDEN');
+    assert.equal(await code(h.services.values.read(ann.ctx(), 'AUDITED', 'production')), 'SECRET_NOT_FOUND');
     const all = await events();
     assert.deepEqual(all.map((e) => [e.action, e.outcome, e.secret_version]), [
       ['tenant.create', 'allowed', null], ['system.init', 'allowed', null], ['system.unseal', 'allowed', null], ['system.unseal', 'allowed', null],

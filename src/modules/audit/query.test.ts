@@ -158,11 +158,11 @@ describeEachDialect('audit queries: auditors read the trail of their own tenant,
     await h.services.values.write(h.ctx, 'LOCKED', 'production', { value: 'x' });
     const denied = () => h.services.values.read(nobody.ctx(), 'LOCKED', 'production');
     for (let i = 0; i < 5; i++) {
-      assert.equal(await code(denied()), 'FORBIDDEN');
+      assert.equal(await code(denied()), 'SECRET_NOT_FOUND');
       h.clock.advance(10_000);
     }
     h.clock.advance(120_000);
-    assert.equal(await code(denied()), 'FORBIDDEN');
+    assert.equal(await code(denied()), 'SECRET_NOT_FOUND');
     await h.services.values.read(h.ctx, 'LOCKED', 'production');
     await h.services.values.read(h.ctx, 'LOCKED', 'production');
 
@@ -223,7 +223,7 @@ describeEachDialect('audit queries: auditors read the trail of their own tenant,
     }
     h.clock.advance(86_400_000);
     await h.services.values.read(h.ctx, 'USED', 'production');
-    assert.equal(await code(h.services.values.read(nobody.ctx(), 'USED', 'production')), 'FORBIDDEN');
+    assert.equal(await code(h.services.values.read(nobody.ctx(), 'USED', 'production')), 'SECRET_NOT_FOUND');
 
     const usage = await q.usage(auditor.ctx(), 'USED');
     const at = (ms: number) => new Date(ms).toISOString();

@@ -31,7 +31,7 @@ describeEachDialect('grants: narrowed by environment and name, expiring, revocab
     const bob = await userContext(h, h.ctx.tenantId, 'bob');
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: bob.id, role: 'revealer', namePatterns: ['STRIPE_*'] });
     assert.equal((await h.services.values.read(bob.ctx(), 'STRIPE_TEST_KEY', 'production')).value, 'STRIPE_TEST_KEY-production');
-    assert.equal(await code(h.services.values.read(bob.ctx(), 'DB_PASSWORD', 'production')), 'FORBIDDEN');
+    assert.equal(await code(h.services.values.read(bob.ctx(), 'DB_PASSWORD', 'production')), 'SECRET_NOT_FOUND');
     assert.deepEqual((await h.services.secrets.list(bob.ctx())).items.map((s) => s.name), ['STRIPE_LIVE_KEY', 'STRIPE_TEST_KEY']);
   });
 
@@ -43,7 +43,7 @@ describeEachDialect('grants: narrowed by environment and name, expiring, revocab
     h.clock.advance(3_600_000 - 1000);
     assert.equal(await code(h.services.values.read(cy.ctx(), 'DB_PASSWORD', 'staging')), 'ok');
     h.clock.advance(2000);
-    assert.equal(await code(h.services.values.read(cy.ctx(), 'DB_PASSWORD', 'staging')), 'FORBIDDEN');
+    assert.equal(await code(h.services.values.read(cy.ctx(), 'DB_PASSWORD', 'staging')), 'SECRET_NOT_FOUND');
   });
 
   test('revoking a grant takes effect on the very next request (the decision cache is invalidated)', async () => {

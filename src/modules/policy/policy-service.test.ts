@@ -70,7 +70,7 @@ describeEachDialect('tenant policies: validated before they take effect, version
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: fresh.id, role: 'revealer' });
     for (const outsider of [revealer, fresh]) {
       const forged = { ...outsider.ctx(), tenantId: other.id };
-      assert.equal(await code(h.services.values.read(forged, 'THEIRS', 'production')), 'FORBIDDEN');
+      assert.equal(await code(h.services.values.read(forged, 'THEIRS', 'production')), 'SECRET_NOT_FOUND');
       assert.equal(await code(h.services.secrets.list(forged)), 'ok');
       assert.deepEqual((await h.services.secrets.list(forged)).items, [], 'not even listed');
     }

@@ -55,14 +55,14 @@ describeEachDialect('remembered allows end exactly when a decision input changes
     h.clock.advance(4_999);
     assert.equal(await read(r.ctx()), 'ok', 'one millisecond before expiry');
     h.clock.advance(1);
-    assert.equal(await read(r.ctx()), 'FORBIDDEN', 'at expiry');
+    assert.equal(await read(r.ctx()), 'SECRET_NOT_FOUND', 'at expiry');
   });
 
   test('revoking the grant ends it at once', async () => {
     const r = await reader();
     assert.equal(await read(r.ctx()), 'ok');
     await h.services.grants.revoke(h.ctx, r.grant.id);
-    assert.equal(await read(r.ctx()), 'FORBIDDEN');
+    assert.equal(await read(r.ctx()), 'SECRET_NOT_FOUND');
   });
 
   test('a tenant policy that forbids it ends it at once, and rolling the policy back allows again', async () => {
@@ -86,7 +86,7 @@ describeEachDialect('remembered allows end exactly when a decision input changes
       h.clock.set(Math.floor(h.clock.now() / HOUR) * HOUR + HOUR - 1);
       assert.equal(await read(r.ctx()), 'ok', 'the last millisecond of the allowed hour');
       h.clock.advance(1);
-      assert.equal(await read(r.ctx()), 'FORBIDDEN', 'the first millisecond of the forbidden hour');
+      assert.equal(await read(r.ctx()), 'SECRET_NOT_FOUND', 'the first millisecond of the forbidden hour');
     } finally {
       await h.services.policies.put(h.ctx, { text: '', comment: 'lift it' });
     }
@@ -98,7 +98,7 @@ describeEachDialect('remembered allows end exactly when a decision input changes
     await h.services.policies.put(h.ctx, { text, comment: 'loopback only' });
     try {
       assert.equal(await read(r.ctx('127.0.0.1')), 'ok');
-      assert.equal(await read(r.ctx('10.1.2.3')), 'FORBIDDEN');
+      assert.equal(await read(r.ctx('10.1.2.3')), 'SECRET_NOT_FOUND');
       assert.equal(await read(r.ctx('127.0.0.1')), 'ok');
     } finally {
       await h.services.policies.put(h.ctx, { text: '', comment: 'lift it' });
@@ -109,7 +109,7 @@ describeEachDialect('remembered allows end exactly when a decision input changes
     const stranger = await userContext(h, h.ctx.tenantId, `stranger-${++seq}`, { mfaAgoMs: null });
     const denials = async () => (await h.storage.db.selectFrom('audit_events').select('seq')
       .where('actor_id', '=', stranger.id).where('outcome', '=', 'denied').execute()).length;
-    for (let i = 0; i < 3; i++) assert.equal(await read(stranger.ctx()), 'FORBIDDEN');
+    for (let i = 0; i < 3; i++) assert.equal(await read(stranger.ctx()), 'SECRET_NOT_FOUND');
     assert.equal(await denials(), 3);
   });
 
