@@ -62,7 +62,7 @@ export function createCedarAuthorizer(deps: {
       let policies: Record<string, string> = {};
       if (row.policy_version > 0) {
         const p = await db.selectFrom('tenant_policies').select('text').where('tenant_id', '=', tenantId).where('version', '=', row.policy_version).executeTakeFirst();
-        const checked = engine.validate(p?.text ?? '');
+        const checked = engine.validate(p?.text ?? '', 'stored');
         // A stored set was validated before it took effect; if it no longer validates, fail closed.
         if (!checked.ok) fail('INTERNAL', 'the tenant policy set in force does not validate');
         policies = checked.policies;

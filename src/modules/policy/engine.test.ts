@@ -43,3 +43,18 @@ test('a cached decision is never reused across an owner and tags that print alik
   assert.equal(engine.decide(useRequest({ tags: [] }, 'runner')).allowed, true);
   assert.equal(engine.decide(useRequest({ tags: [] }, 'bot')).allowed, false, 'policies may read the principal name');
 });
+
+test('a set stored before ids had to be unique loads whole: both policies of a repeated id decide, the forbid included', () => {
+  const text = [
+    '@id("dup") forbid (principal, action == Keyhold::Action::"use", resource is Keyhold::Secret) when { resource.tags.contains("pci") };',
+    '@id("dup") permit (principal, action == Keyhold::Action::"list", resource);',
+  ].join('\n');
+  const engine = createPolicyEngine();
+  assert.equal(engine.validate(text).ok, false, 'refused as a new set');
+  const stored = engine.validate(text, 'stored');
+  assert.ok(stored.ok, JSON.stringify(stored));
+  assert.deepEqual(Object.keys(stored.policies), ['tenant:dup', 'tenant:dup~2']);
+  engine.install(TENANT, 1, stored.policies);
+  const d = engine.decide(useRequest({ tags: ['pci'] }));
+  assert.deepEqual([d.allowed, d.reasons], [false, ['tenant:dup']]);
+});

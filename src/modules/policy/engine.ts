@@ -49,9 +49,11 @@ const MAX_POLICY_ID_LENGTH = 100;
  * Splits a policy file into id → text. Ids come from `@id("...")` annotations (read by Cedar's own
  * parser, not a pattern over the text), else `#<n>` by position; explicit ids may not start with
  * `#`, so the two never collide. A repeated id is an error: a record keyed by id would otherwise
- * keep only the last of them, while the stored text shows both.
+ * keep only the last of them, while the stored text shows both. `stored`: a set saved before these
+ * rules existed is loaded whole instead (a clashing id gets a `~<n>` suffix), so none of its
+ * policies, forbids included, is dropped and the tenant is not locked out by a 500.
  */
-export function splitPolicies(text: string, idPrefix: string): { ok: true; policies: Record<string, string> } | { ok: false; errors: string[] } {
+export function splitPolicies(text: string, idPrefix: string, mode: 'new' | 'stored' = 'new'): { ok: true; policies: Record<string, string> } | { ok: false; errors: string[] } {
   const parts = cedar.policySetTextToParts(text);
   if (parts.type === 'failure') return { ok: false, errors: parts.errors.map((e) => e.message) };
   const policies: Record<string, string> = {};
@@ -63,14 +65,17 @@ export function splitPolicies(text: string, idPrefix: string): { ok: true; polic
       return;
     }
     const explicit = json.json.annotations?.['id'];
-    if (explicit !== undefined && (explicit === null || explicit.length === 0 || explicit.length > MAX_POLICY_ID_LENGTH || explicit.startsWith('#'))) {
+    if (mode === 'new' && explicit !== undefined && (explicit === null || explicit.length === 0 || explicit.length > MAX_POLICY_ID_LENGTH || explicit.startsWith('#'))) {
       errors.push(`policy ${i + 1}: @id must be 1-${MAX_POLICY_ID_LENGTH} characters and must not start with "#" (reserved for unnamed policies)`);
       return;
     }
-    const id = `${idPrefix}${explicit ?? `#${i + 1}`}`;
+    let id = `${idPrefix}${explicit ?? `#${i + 1}`}`;
     if (Object.hasOwn(policies, id)) {
-      errors.push(`policy ${i + 1}: duplicate @id("${explicit}"): every policy id must be unique`);
-      return;
+      if (mode === 'new') {
+        errors.push(`policy ${i + 1}: duplicate @id("${explicit}"): every policy id must be unique`);
+        return;
+      }
+      id = `${id}~${i + 1}`;
     }
     policies[id] = policy;
   });
@@ -142,9 +147,9 @@ export function createPolicyEngine(opts: { cacheSize?: number } = {}) {
 
   return {
     /** Checks a tenant policy file: it must parse and type-check against the schema, beside the built-ins. */
-    validate(text: string): ValidationResult {
+    validate(text: string, mode: 'new' | 'stored' = 'new'): ValidationResult {
       if (text.trim() === '') return { ok: true, policies: {} };
-      const split = splitPolicies(text, 'tenant:');
+      const split = splitPolicies(text, 'tenant:', mode);
       if (!split.ok) return split;
       const errors = validateSet(split.policies);
       return errors.length > 0 ? { ok: false, errors } : split;
