@@ -82,6 +82,7 @@ test('an OIDC identity is created from flags, with string and JSON claims', asyn
     ['machines', 'create', 'x', '--claim', 'a=b'],
     ['machines', 'create', 'x', '--oidc-issuer', 'https://i'],
     ['machines', 'create', 'x', '--oidc-issuer', 'https://i', '--jwks-url', 'https://i/j', '--audience', 'a', '--claim', 'novalue'],
+    ['machines', 'create', 'x', '--oidc-issuer', 'https://i', '--jwks-url', 'https://i/j', '--audience', 'a'],
     ['machines', 'create', 'x', '--ttl', '5'],
   ]) {
     assert.equal((await run(argv)).code, 2, argv.join(' '));

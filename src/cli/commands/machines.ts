@@ -46,6 +46,10 @@ function oidcBinding(flags: Flags) {
   if (!jwksUrl || !audience) throw new UsageError('an OIDC identity needs --oidc-issuer, --jwks-url and --audience together');
   const subject = str(flags, 'subject');
   const claims = parseClaims(strings(flags, 'claim'));
+  // The server refuses it too; said here before a round trip, and in the flags' own words.
+  if (subject === undefined && Object.keys(claims).length === 0) {
+    throw new UsageError('an OIDC identity must be bound to --subject or at least one --claim K=V: issuer and audience alone admit every workload of a shared issuer');
+  }
   return { issuer, jwksUrl, audience, ...(subject !== undefined ? { subject } : {}), ...(Object.keys(claims).length > 0 ? { claims } : {}) };
 }
 
@@ -76,7 +80,7 @@ function secretOnce(m: Machine, verb: string): string {
 const create: Command = {
   name: 'create',
   summary: 'Create a machine identity: a client secret (shown once), or trust in an OIDC provider',
-  usage: 'machines create NAME [--oidc-issuer URL --jwks-url URL --audience A [--subject S] [--claim K=V ...]] [--ttl SECONDS] [--owner USER_ID]',
+  usage: 'machines create NAME [--oidc-issuer URL --jwks-url URL --audience A (--subject S | --claim K=V ...)] [--ttl SECONDS] [--owner USER_ID]',
   help: [
     'Without --oidc-issuer: a client-secret identity; its secret is printed ONCE.',
     'With --oidc-issuer, --jwks-url and --audience: the identity accepts JWTs from that provider (e.g. a CI',
