@@ -25,6 +25,15 @@ const EXPECTED: Record<Role, Record<Action, Cell>> = {
   'tenant-admin': { list: 'allow', use: 'deny', reveal: 'deny', write: 'deny', rotate: 'deny', delete: 'deny', approve: 'deny', 'audit:read': 'allow', admin: 'step-up', export: 'allow' },
 };
 
+/**
+ * The same grants held by a machine: no second factor exists for it, so the step-up forbid (people
+ * only) does not apply, but no machine ever has a value revealed: machines use, people reveal.
+ */
+function machineCell(role: Role, action: Action): 'allow' | 'deny' {
+  if (action === 'reveal') return 'deny';
+  return EXPECTED[role][action] === 'deny' ? 'deny' : 'allow';
+}
+
 test('the matrix has a cell for every built-in role and every action', () => {
   assert.deepEqual(Object.keys(EXPECTED).sort(), [...ROLES].sort());
   for (const role of ROLES) assert.deepEqual(Object.keys(EXPECTED[role]).sort(), [...ACTIONS].sort(), `cells of ${role}`);
@@ -35,6 +44,18 @@ describeEachDialect('authorization matrix: role × action × tenant × environme
   let otherTenant: string;
   const users = new Map<Role, string>();
   const secretOf = new Map<string, AuthzResource>();
+
+  const machines = new Map<Role, string>();
+
+  async function addMachine(tenantId: string, name: string): Promise<string> {
+    const id = newId();
+    await h.storage.db.insertInto('machine_identities').values({
+      id, tenant_id: tenantId, name, kind: 'client_secret', client_id: `khc_${id}`, client_secret_hash: 'x',
+      oidc_issuer: null, oidc_jwks_url: null, oidc_audience: null, oidc_subject: null, oidc_claims: null, token_ttl_ms: 900_000,
+      owner_user_id: null, created_at: h.clock.now(), disabled_at: null,
+    }).execute();
+    return id;
+  }
 
   async function addUser(tenantId: string, username: string): Promise<string> {
     const id = newId();
@@ -56,6 +77,9 @@ describeEachDialect('authorization matrix: role × action × tenant × environme
       const id = await addUser(h.ctx.tenantId, `user-${role}`);
       users.set(role, id);
       await h.services.grants.create(h.ctx, { principalType: 'user', principalId: id, role });
+      const machineId = await addMachine(h.ctx.tenantId, `machine-${role}`);
+      machines.set(role, machineId);
+      await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machineId, role });
     }
   });
   after(() => h.close());
@@ -84,6 +108,27 @@ describeEachDialect('authorization matrix: role × action × tenant × environme
                 .then(() => 'allowed', (err: { code?: string }) => err.code ?? String(err));
               assert.equal(outcome, expected, `${role} ${action} ${tenant} ${environment} mfa=${fresh ? 'fresh' : 'stale'}`);
             }
+          }
+        }
+      }
+    });
+  }
+
+  for (const role of ROLES) {
+    test(`a machine holding ${role}: every action, own and other tenant, development and production`, async () => {
+      for (const action of ACTIONS) {
+        for (const tenant of ['own', 'other'] as const) {
+          for (const environment of ['development', 'production']) {
+            const actingTenant = tenant === 'own' ? h.ctx.tenantId : otherTenant;
+            const resource: AuthzResource = SECRET_ACTIONS.includes(action) ? secretOf.get(tenant)! : { type: 'tenant' };
+            const env = SECRET_ACTIONS.includes(action) ? environment : undefined;
+            const expected = tenant === 'other' || machineCell(role, action) === 'deny' ? 'FORBIDDEN' : 'allowed';
+            const ctx: TenantContext = {
+              tenantId: actingTenant, requestId: 'matrix', sourceIp: '127.0.0.1',
+              actor: { type: 'machine', id: machines.get(role)!, name: `machine-${role}`, homeTenantId: h.ctx.tenantId },
+            };
+            const outcome = await h.services.authz.require(ctx, action, resource, env).then(() => 'allowed', (err: { code?: string }) => err.code ?? String(err));
+            assert.equal(outcome, expected, `machine ${role} ${action} ${tenant} ${environment}`);
           }
         }
       }
