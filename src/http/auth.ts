@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fastify';
 import { fail } from '../errors/index.ts';
-import type { Authenticator, Principal } from '../modules/identity/principal.ts';
+import type { Authenticator, DeadCredential, Principal } from '../modules/identity/principal.ts';
 import type { RequestContext, TenantContext } from '../modules/shared/context.ts';
 import type { TenantService } from '../modules/tenants/tenant-service.ts';
 import type { SealManager } from '../modules/system/seal-manager.ts';
@@ -82,17 +82,19 @@ export function registerAuth(app: FastifyInstance, deps: {
    * secret name stays out of the event). Exactly one event per refused request: a flood of bad
    * tokens costs the log one row each, batched by the group commit, and nothing else.
    */
-  function refuse(request: FastifyRequest, code: 'UNAUTHENTICATED' | 'FORBIDDEN', principal: Principal | null, context: Record<string, string>): Promise<never> {
+  function refuse(request: FastifyRequest, code: 'UNAUTHENTICATED' | 'FORBIDDEN', principal: Principal | null, context: Record<string, string>, dead: DeadCredential | null = null): Promise<never> {
     const userAgent = request.headers['user-agent'];
     const event: AuditInput = {
-      tenantId: principal?.tenantId ?? null,
+      // A dead credential's refusal goes to its own tenant, where that tenant's auditors look.
+      tenantId: principal?.tenantId ?? dead?.tenantId ?? null,
       actor: principal ? { type: principal.type, id: principal.id } : { type: 'anonymous', id: 'unknown' },
       action: code === 'UNAUTHENTICATED' ? 'auth.refused' : 'authz.root',
       resource: { type: 'route', id: null, name: `${request.method} ${request.routeOptions.url ?? ''}` },
       outcome: 'denied', reason: code,
       context: {
         requestId: request.id, sourceIp: request.ip, ...(userAgent ? { userAgent: String(userAgent).slice(0, 200) } : {}),
-        ...(principal ? { credentialId: principal.credentialId } : {}), ...context,
+        ...(principal ? { credentialId: principal.credentialId } : {}),
+        ...(dead ? { credentialId: dead.credentialId, credentialState: dead.state } : {}), ...context,
       },
     };
     return deps.audit.record([event]).then(() => code === 'UNAUTHENTICATED'
@@ -108,8 +110,9 @@ export function registerAuth(app: FastifyInstance, deps: {
     const known = deps.authenticator.cached(token);
     if (known) return admit(request, auth, known);
     return deps.authenticator.authenticate(token).then((principal) => {
-      // Unknown, expired and revoked tokens look alike here, and the event says no more than that.
-      if (!principal) return refuse(request, 'UNAUTHENTICATED', null, { credential: 'invalid' });
+      // Unknown, expired and revoked tokens get one answer; the event also says which known credential
+      // it was and why, if its row is still there (a revoked token in use is a leak in progress).
+      if (!principal) return deps.authenticator.dead(token).catch(() => null).then((dead) => refuse(request, 'UNAUTHENTICATED', null, { credential: 'invalid' }, dead));
       return admit(request, auth, principal);
     });
   }

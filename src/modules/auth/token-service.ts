@@ -6,7 +6,7 @@ import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { DialectName, Executor } from '../../storage/database.ts';
-import type { CredentialSource, Principal } from '../identity/principal.ts';
+import type { CredentialSource, DeadCredential, Principal } from '../identity/principal.ts';
 
 /** Root and machine access tokens share this prefix; user sessions have their own. */
 export const TOKEN_PREFIX = 'kh_';
@@ -93,6 +93,16 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
       if (cache.size > 10_000) cache.clear();
       cache.set(tokenHash, { principal, until: now + CACHE_TTL_MS });
       return principal;
+    },
+
+    /** Why a refused token is refused, when its row is still there (revoked or expired; swept rows are simply unknown). */
+    async dead(token: string): Promise<DeadCredential | null> {
+      if (!wellFormed(token)) return null;
+      const row = await db.selectFrom('tokens').select(['id', 'tenant_id', 'expires_at', 'revoked_at']).where('token_hash', '=', hashToken(token)).executeTakeFirst();
+      if (!row) return null;
+      if (row.revoked_at !== null) return { credentialId: row.id, tenantId: row.tenant_id, state: 'revoked' };
+      if (row.expires_at !== null && row.expires_at <= clock.now()) return { credentialId: row.id, tenantId: row.tenant_id, state: 'expired' };
+      return null;
     },
 
     /** Revokes one token. `tenantId` scopes the lookup (null: root may revoke any). Returns the token's tenant. */

@@ -24,12 +24,27 @@ export interface CredentialSource {
    * principal of a live cached credential; undefined when only `authenticate` can tell.
    */
   cached?(credential: string): Principal | undefined;
+  /** For a refused credential only: which one it was and why, if it ever existed (see DeadCredential). */
+  dead?(credential: string): Promise<DeadCredential | null>;
+}
+
+/**
+ * A credential that exists but no longer admits anyone: its id and tenant (never the credential)
+ * so the refusal's audit event lands where that tenant's auditors look. A revoked token still in
+ * use is a leak in progress.
+ */
+export interface DeadCredential {
+  credentialId: string;
+  tenantId: string | null;
+  state: 'revoked' | 'expired' | 'disabled';
 }
 
 export interface Authenticator {
   authenticate(credential: string): Promise<Principal | null>;
   /** See CredentialSource.cached: a principal at once, or undefined (then call `authenticate`). */
   cached(credential: string): Principal | undefined;
+  /** See CredentialSource.dead; null for a credential that never existed (or whose row was swept). */
+  dead(credential: string): Promise<DeadCredential | null>;
 }
 
 /** Dispatches a bearer credential to the source whose prefix it carries; unknown shapes are simply not authenticated. */
@@ -42,6 +57,9 @@ export function createAuthenticator(sources: CredentialSource[]): Authenticator 
     },
     cached(credential) {
       return sourceOf(credential)?.cached?.(credential);
+    },
+    async dead(credential) {
+      return (await sourceOf(credential)?.dead?.(credential)) ?? null;
     },
   };
 }
