@@ -6,7 +6,7 @@ import type { Database, AccessRequestsTable, SecretsTable } from '../../storage/
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { Notifier } from '../notifications/notifier.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
-import { secretResource } from '../secrets/secret-service.ts';
+import { secretResource, type SecretService } from '../secrets/secret-service.ts';
 import { SYSTEM_ACTOR, type TenantContext } from '../shared/context.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
 import { ESCROW_ACTIONS, matchRule, membersOf, resolveRule, type EscrowAction, type ResolvedRule } from './access-policy.ts';
@@ -20,7 +20,7 @@ export interface EscrowDeps {
   authz: Authorizer;
   clock: Clock;
   tenants: Pick<TenantService, 'environment'>;
-  secrets: { load(ctx: TenantContext, name: string): Promise<SecretsTable> };
+  secrets: Pick<SecretService, 'load' | 'authorize'>;
   audit: Pick<AuditLog, 'appendInTx' | 'record'>;
   notifier: Notifier;
 }
@@ -56,8 +56,8 @@ export async function checkTarget(deps: EscrowDeps, ctx: TenantContext, input: F
   let rule: ResolvedRule | null = null;
   for (const name of names) {
     const secret = await deps.secrets.load(ctx, name);
-    // Only someone who may see a secret's name may ask for it.
-    await deps.authz.require(ctx, 'list', secretResource(secret));
+    // Only someone who may see a secret's name may ask for it; anyone else hears a miss.
+    await deps.secrets.authorize(ctx, 'list', secretResource(secret));
     const matched = matchRule(doc, { action, secretName: secret.name, classification: secret.classification, environment: input.environment });
     if (!matched) fail('NO_APPROVAL_RULE', `no access policy rule puts ${action} of "${name}" in ${input.environment} behind approval`);
     if (ruleId !== null && matched.id !== ruleId) fail('VALIDATION_FAILED', `"${name}" falls under rule "${matched.id}", the others under "${ruleId}": file one request per rule`);

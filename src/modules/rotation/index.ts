@@ -39,7 +39,7 @@ export function createRotationModule(deps: {
   rows: Pick<SealedRowCache, 'forgetSecret'>;
   audit: Pick<AuditLog, 'appendInTx'>;
   authz: Authorizer;
-  secrets: Pick<SecretService, 'load'>;
+  secrets: Pick<SecretService, 'load' | 'authorize'>;
   tenants: Pick<TenantService, 'environment'>;
   values: Pick<ValueService, 'rollback' | 'read'>;
   maxValueBytes: number;

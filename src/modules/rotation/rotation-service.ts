@@ -34,7 +34,7 @@ export function createRotationService(deps: {
   db: Kysely<Database>;
   clock: Clock;
   authz: Authorizer;
-  secrets: Pick<SecretService, 'load'>;
+  secrets: Pick<SecretService, 'load' | 'authorize'>;
   tenants: Pick<TenantService, 'environment'>;
   values: Pick<ValueService, 'rollback'>;
   audit: Pick<AuditLog, 'appendInTx'>;
@@ -47,9 +47,10 @@ export function createRotationService(deps: {
 
   /** The secret and environment, after the caller is allowed `action` on them. */
   async function target(ctx: TenantContext, name: string, environment: string, action: 'rotate' | 'list') {
-    const secret = await secrets.load(ctx, name);
+    // Environment first, and a caller who may not even list the secret hears a miss: no name is confirmed.
     const env = await tenants.environment(ctx.tenantId, environment);
-    await authz.require(ctx, action, secretResource(secret), environment);
+    const secret = await secrets.load(ctx, name);
+    await secrets.authorize(ctx, action, secretResource(secret), environment);
     return { tenantId: ctx.tenantId, secretId: secret.id, name, environmentId: env.id, environment };
   }
   async function policyRow(ctx: TenantContext, t: { secretId: string; environmentId: string; name: string; environment: string }) {

@@ -67,6 +67,25 @@ describeEachDialect('reads that fail or are refused are audited without confirmi
     for (const d of denials) assert.deepEqual([d.outcome, d.reason, d.resource_name], ['denied', 'FORBIDDEN', 'DB_PASSWORD']);
   });
 
+  test('no per-name entry point confirms a name to a caller without rights: not writes, history, rollback, rotation or access requests, not through an unknown environment', async () => {
+    const ctx = stripeRevealer();
+    const entries: Array<[string, (name: string) => Promise<unknown>]> = [
+      ['write in an unknown environment', (name) => h.services.values.write(ctx, name, 'no-such-env', { value: 'probe' })],
+      ['history in an unknown environment', (name) => h.services.values.history(ctx, name, 'no-such-env')],
+      ['rollback in an unknown environment', (name) => h.services.values.rollback(ctx, name, 'no-such-env')],
+      ['rollback', (name) => h.services.values.rollback(ctx, name, 'production')],
+      ['rotation policy', (name) => h.services.rotation.service.getPolicy(ctx, name, 'production')],
+      ['rotate', (name) => h.services.rotation.service.rotate(ctx, name, 'production')],
+      ['access request', (name) => h.services.escrow.requests.file(ctx, { secrets: [name], environment: 'production', action: 'reveal', justification: 'probing names, INC-1' })],
+    ];
+    for (const [what, call] of entries) {
+      const existing = await refusal(call('DB_PASSWORD'));
+      const absent = await refusal(call('DB_PASSWORD_OLD'));
+      assert.deepEqual([existing.code, existing.status], [absent.code, absent.status], `${what}: the same answer whether or not the name exists`);
+      assert.equal(existing.message?.replace('DB_PASSWORD', 'X'), absent.message?.replace('DB_PASSWORD_OLD', 'X'), `${what}: the same message`);
+    }
+  });
+
   test('a caller who may list a secret is still told FORBIDDEN, not a miss', async () => {
     assert.equal((await refusal(h.services.values.read(dbViewer(), 'DB_PASSWORD', 'production'))).code, 'FORBIDDEN');
     assert.equal((await refusal(h.services.values.write(dbViewer(), 'DB_PASSWORD', 'production', { value: 'viewer-write' }))).code, 'FORBIDDEN');

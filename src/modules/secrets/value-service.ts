@@ -188,8 +188,9 @@ export function createValueService(deps: {
       const plaintext = Buffer.from(input.value, 'utf8');
       if (plaintext.byteLength > maxValueBytes) fail('VALUE_TOO_LARGE', `values are at most ${maxValueBytes} bytes`);
       if (plaintext.byteLength === 0) fail('VALIDATION_FAILED', 'value must not be empty');
-      const secret = await secrets.load(ctx, name, { auditAs: 'secret.write', environment });
+      // The environment first: resolved after the secret, its miss would confirm the name to anyone.
       const env = await tenants.environment(ctx.tenantId, environment);
+      const secret = await secrets.load(ctx, name, { auditAs: 'secret.write', environment });
       await secrets.authorize(ctx, 'write', secretResource(secret), environment);
       const now = clock.now();
       const result = await withCurrentKek(keyring, ctx.tenantId, ({ seal, assertCurrent }) => db.transaction().execute(async (trx) => {
@@ -232,8 +233,8 @@ export function createValueService(deps: {
     },
 
     async history(ctx: TenantContext, name: string, environment: string): Promise<VersionInfo[]> {
-      const secret = await secrets.load(ctx, name, { auditAs: 'secret.history', environment });
       const env = await tenants.environment(ctx.tenantId, environment);
+      const secret = await secrets.load(ctx, name, { auditAs: 'secret.history', environment });
       await secrets.authorize(ctx, 'list', secretResource(secret), environment);
       const state = await repo.findState(secret.id, env.id);
       const rows = await repo.listVersions(ctx.tenantId, secret.id, env.id);
@@ -254,8 +255,8 @@ export function createValueService(deps: {
 
     /** Makes `previous` current again (the old current becomes previous), within the rollback window. */
     async rollback(ctx: TenantContext, name: string, environment: string, opts: { cas?: number } = {}) {
-      const secret = await secrets.load(ctx, name, { auditAs: 'secret.rollback', environment });
       const env = await tenants.environment(ctx.tenantId, environment);
+      const secret = await secrets.load(ctx, name, { auditAs: 'secret.rollback', environment });
       await secrets.authorize(ctx, 'rotate', secretResource(secret), environment);
       const now = clock.now();
       const result = await db.transaction().execute(async (trx) => {
