@@ -2,6 +2,7 @@ import { createHmac, createPrivateKey, createPublicKey, sign, verify, type KeyOb
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../platform/clock.ts';
 import type { RootKeyHolder } from '../../crypto/keyring.ts';
+import { isUniqueViolation } from '../../storage/database.ts';
 import type { AuditCheckpointsTable, Database } from '../../storage/schema.ts';
 import { SYSTEM_ACTOR } from '../shared/context.ts';
 import type { AuditLog } from './audit-log.ts';
@@ -115,8 +116,11 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
       };
       try {
         await db.insertInto('audit_checkpoints').values(row).execute();
-      } catch {
-        return null; // another process checkpointed the same head first
+      } catch (err) {
+        // Another process checkpointed the same head first (on SQLite the no-replace trigger says so
+        // before the key does); anything else is a real failure and is reported.
+        if (isUniqueViolation(err) || /append-only/.test(String((err as Error)?.message))) return null;
+        throw err;
       }
       highestSigned = Math.max(highestSigned, row.seq);
       await audit.record([checkpointEvent(row)]);

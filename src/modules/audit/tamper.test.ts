@@ -95,6 +95,14 @@ describeEachDialect('audit tamper evidence beyond the chain', (dialect) => {
     assert.equal(r.ok && r.unsigned, 1, 'the second checkpoint event is not signed yet');
   });
 
+  test('two checkpointers signing the same head at once: one checkpoint, one published event, no error', async () => {
+    await h.services.values.read(h.ctx, 'TAMPER', 'production');
+    const results = await Promise.all([h.services.checkpoints.checkpoint(), h.services.checkpoints.checkpoint()]);
+    assert.equal(results.filter((r) => r !== null).length, 1, JSON.stringify(results));
+    const published = (await rows()).filter((e) => e.action === CHECKPOINT_ACTION && JSON.parse(e.context).seq === String(results.find((r) => r)!.seq));
+    assert.equal(published.length, 1);
+  });
+
   test('the database refuses to replace, update, delete or truncate audit events and checkpoints', async () => {
     const cp = await db().selectFrom('audit_checkpoints').select('seq').orderBy('seq').executeTakeFirstOrThrow();
     const attempts = dialect === 'sqlite'

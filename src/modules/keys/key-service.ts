@@ -124,9 +124,14 @@ export function createKeyService(deps: {
             .where('tenant_id', '=', ctx.tenantId).where('kek_version', '<', state.current).where('wrapped_dek', 'is not', null)
             .limit(1).execute();
           if (stragglers.length > 0) fail('KEY_OPERATION_CONFLICT', 'data keys were written under an old key version during the rewrap; run it again');
+          // Again under the lock: a TOTP confirmation between the two column passes above can move a
+          // pending secret, still under the old KEK, into the column already done. Retiring that KEK
+          // would lock the user out; whatever is left moves here, in the same transaction.
+          const late = await rewrapTotpSecrets(trx, ctx.tenantId, await keyring.rewrapperFor(ctx.tenantId));
+          rewrapped += late;
           await trx.updateTable('tenant_keks').set({ wrapped_key: null, retired_at: now })
             .where('tenant_id', '=', ctx.tenantId).where('version', '<', state.current).where('retired_at', 'is', null).execute();
-          await audit.appendInTx(trx, keyEvent(ctx, 'key.rewrap', { rewrapped: String(rewrapped), totpRewrapped: String(totp), batches: String(batches), minDecryptionVersion: toVersion }));
+          await audit.appendInTx(trx, keyEvent(ctx, 'key.rewrap', { rewrapped: String(rewrapped), totpRewrapped: String(totp + late), batches: String(batches), minDecryptionVersion: toVersion }));
         });
       } catch (err) {
         // Batches that committed stay committed (each with its event); the failure says how far it got.

@@ -58,3 +58,15 @@ test('a set stored before ids had to be unique loads whole: both policies of a r
   const d = engine.decide(useRequest({ tags: ['pci'] }));
   assert.deepEqual([d.allowed, d.reasons], [false, ['tenant:dup']]);
 });
+
+test('a stored set keeps every policy even when a renamed duplicate meets an explicit id of that name', () => {
+  const text = [
+    '@id("a") permit (principal, action == Keyhold::Action::"list", resource);',
+    '@id("a~3") forbid (principal, action == Keyhold::Action::"use", resource is Keyhold::Secret) when { resource.tags.contains("pci") };',
+    '@id("a") permit (principal, action == Keyhold::Action::"list", resource);',
+  ].join('\n');
+  const stored = createPolicyEngine().validate(text, 'stored');
+  assert.ok(stored.ok, JSON.stringify(stored));
+  assert.equal(Object.keys(stored.policies).length, 3);
+  assert.ok(Object.values(stored.policies).some((p) => p.includes('forbid')), 'the forbid is kept');
+});

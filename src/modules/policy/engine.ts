@@ -75,7 +75,9 @@ export function splitPolicies(text: string, idPrefix: string, mode: 'new' | 'sto
         errors.push(`policy ${i + 1}: duplicate @id("${explicit}"): every policy id must be unique`);
         return;
       }
-      id = `${id}~${i + 1}`;
+      // A suffix that is itself taken (an explicit "a~3") gets another, never an overwrite.
+      const base = id;
+      for (let n = i + 1; Object.hasOwn(policies, id); n++) id = `${base}~${n}`;
     }
     policies[id] = policy;
   });
