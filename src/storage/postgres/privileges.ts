@@ -28,7 +28,8 @@ export async function appendOnlyReport<DB>(db: Kysely<DB>, role?: string): Promi
       pg_has_role(r.oid, n.nspowner, 'USAGE') as owns_schema,
       c.relname::text as relname,
       coalesce(pg_has_role(r.oid, c.relowner, 'USAGE'), false) as owner,
-      coalesce(has_table_privilege(r.oid, c.oid, 'UPDATE'), false) as can_update,
+      -- Column grants count: UPDATE on one column of an event is enough to rewrite it.
+      coalesce(has_table_privilege(r.oid, c.oid, 'UPDATE') or has_any_column_privilege(r.oid, c.oid, 'UPDATE'), false) as can_update,
       coalesce(has_table_privilege(r.oid, c.oid, 'DELETE'), false) as can_delete,
       coalesce(has_table_privilege(r.oid, c.oid, 'TRUNCATE'), false) as can_truncate
     from pg_roles r

@@ -199,10 +199,16 @@ test('migrate run again revokes what was granted by hand and covers tables added
     assert.deepEqual(report.applied, []);
     assert.deepEqual(report.grants.privileges.added_later, ['SELECT', 'INSERT', 'UPDATE', 'DELETE']);
     assert.deepEqual(await appendOnlyReport(owner.db, s.role), { guarantee: 'privileges', reasons: [] });
+    // UPDATE on a single column is enough to rewrite an event: it counts, and migrate takes it back.
+    await admin((c) => c.query(`grant update (outcome) on ${s.schema}.audit_events to ${s.role}`));
+    assert.deepEqual(await appendOnlyReport(owner.db, s.role), { guarantee: 'trigger', reasons: ['has UPDATE on audit_events'] });
+    assert.equal((await keyhold('migrate', '--database-url', s.ownerUrl, '--grant-to', s.role)).code, 0);
+    assert.deepEqual(await appendOnlyReport(owner.db, s.role), { guarantee: 'privileges', reasons: [] });
   } finally {
     await owner.close();
   }
   await asRole(s.roleUrl, async (c) => {
+    assert.equal(await outcome(c, "update audit_events set outcome = 'denied'"), '42501');
     assert.equal(await outcome(c, 'insert into added_later values (1)'), 'ok');
     assert.equal(await outcome(c, 'truncate audit_events'), '42501');
   });
