@@ -72,13 +72,18 @@ export async function pendingMigrations(db: Kysely<unknown>): Promise<{ pending:
 }
 
 /** Applies pending migrations; Kysely's migrator takes a lock so concurrent starts are safe. */
-export async function migrateToLatest(db: Kysely<unknown>, dialect: DialectName): Promise<void> {
+export function migrateToLatest(db: Kysely<unknown>, dialect: DialectName): Promise<void> {
+  return migrateTo(db, dialect, null);
+}
+
+/** Applies migrations up to and including `target` (null: all of them); upgrade tests start from an older point with it. */
+export async function migrateTo(db: Kysely<unknown>, dialect: DialectName, target: string | null): Promise<void> {
   // Kysely looks for its migration tables in EVERY schema unless told which one: a database holding
   // another schema with them (a second Keyhold, a parallel test) would make it skip creating ours.
   const schema = dialect === 'postgres' ? (await sql<{ name: string }>`select current_schema() as name`.execute(db)).rows[0]?.name : undefined;
   const migrator = new Migrator({ db, provider: migrationProvider(dialect), ...(schema ? { migrationTableSchema: schema } : {}) });
   for (let attempt = 1; ; attempt++) {
-    const { error, results } = await migrator.migrateToLatest();
+    const { error, results } = await (target === null ? migrator.migrateToLatest() : migrator.migrateTo(target));
     const failed = results?.find((r) => r.status === 'Error');
     if (!error && !failed) return;
     // Kysely's bookkeeping scans every schema's tables with functions that look schemas, tables and
