@@ -5,6 +5,7 @@ import type { RequestContext, TenantContext } from '../modules/shared/context.ts
 import type { TenantService } from '../modules/tenants/tenant-service.ts';
 import type { SealManager } from '../modules/system/seal-manager.ts';
 import type { AuditInput, AuditLog } from '../modules/audit/audit-log.ts';
+import type { RequestSource } from '../modules/identity/request-source.ts';
 
 /** What a route needs: nothing, the root token, or a tenant context. */
 export type RouteAuth = 'none' | 'root' | 'tenant';
@@ -34,7 +35,7 @@ export function tenantContextOf(request: FastifyRequest): TenantContext {
 }
 
 /** Where a request comes from, for audit: also what login and token exchange, which have no actor yet, record. */
-export function requestSourceOf(request: FastifyRequest): Omit<RequestContext, 'actor' | 'sourceIp'> & { sourceIp: string } {
+export function requestSourceOf(request: FastifyRequest): RequestSource {
   const userAgent = request.headers['user-agent'];
   return { requestId: request.id, sourceIp: request.ip, ...(userAgent ? { userAgent: String(userAgent).slice(0, 200) } : {}) };
 }
@@ -83,7 +84,6 @@ export function registerAuth(app: FastifyInstance, deps: {
    * tokens costs the log one row each, batched by the group commit, and nothing else.
    */
   function refuse(request: FastifyRequest, code: 'UNAUTHENTICATED' | 'FORBIDDEN', principal: Principal | null, context: Record<string, string>, dead: DeadCredential | null = null): Promise<never> {
-    const userAgent = request.headers['user-agent'];
     const event: AuditInput = {
       // A dead credential's refusal goes to its own tenant, where that tenant's auditors look.
       tenantId: principal?.tenantId ?? dead?.tenantId ?? null,
@@ -92,7 +92,7 @@ export function registerAuth(app: FastifyInstance, deps: {
       resource: { type: 'route', id: null, name: `${request.method} ${request.routeOptions.url ?? ''}` },
       outcome: 'denied', reason: code,
       context: {
-        requestId: request.id, sourceIp: request.ip, ...(userAgent ? { userAgent: String(userAgent).slice(0, 200) } : {}),
+        ...requestSourceOf(request),
         ...(principal ? { credentialId: principal.credentialId } : {}),
         ...(dead ? { credentialId: dead.credentialId, credentialState: dead.state } : {}), ...context,
       },
@@ -109,11 +109,11 @@ export function registerAuth(app: FastifyInstance, deps: {
     if (!token) return refuse(request, 'UNAUTHENTICATED', null, { credential: 'missing' });
     const known = deps.authenticator.cached(token);
     if (known) return admit(request, auth, known);
-    return deps.authenticator.authenticate(token).then((principal) => {
+    return deps.authenticator.lookup(token).then((found) => {
+      if (found !== null && 'principal' in found) return admit(request, auth, found.principal);
       // Unknown, expired and revoked tokens get one answer; the event also says which known credential
       // it was and why, if its row is still there (a revoked token in use is a leak in progress).
-      if (!principal) return deps.authenticator.dead(token).catch(() => null).then((dead) => refuse(request, 'UNAUTHENTICATED', null, { credential: 'invalid' }, dead));
-      return admit(request, auth, principal);
+      return refuse(request, 'UNAUTHENTICATED', null, { credential: 'invalid' }, found?.dead ?? null);
     });
   }
 

@@ -6,7 +6,7 @@ import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { DialectName, Executor } from '../../storage/database.ts';
-import type { CredentialSource, DeadCredential, Principal } from '../identity/principal.ts';
+import { principalOf, type CredentialLookup, type CredentialSource, type Principal } from '../identity/principal.ts';
 
 /** Root and machine access tokens share this prefix; user sessions have their own. */
 export const TOKEN_PREFIX = 'kh_';
@@ -70,17 +70,19 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
       return wellFormed(token) ? liveCached(hashToken(token), clock.now()) : undefined;
     },
 
-    /** Resolves a presented token; null for unknown, expired or revoked (the caller answers one way for all). */
-    async authenticate(token: string): Promise<Principal | null> {
+    /** A presented token: live (cached for CACHE_TTL_MS), revoked or expired (named, for the refusal's event), or unknown. */
+    async lookup(token: string): Promise<CredentialLookup> {
       if (!wellFormed(token)) return null;
       const tokenHash = hashToken(token);
       const now = clock.now();
       const hit = liveCached(tokenHash, now);
-      if (hit) return hit;
+      if (hit) return { principal: hit };
       cache.delete(tokenHash);
       const row = await db.selectFrom('tokens').select(['id', 'tenant_id', 'kind', 'name', 'principal_id', 'expires_at', 'revoked_at'])
         .where('token_hash', '=', tokenHash).executeTakeFirst();
-      if (!row || row.revoked_at !== null || (row.expires_at !== null && row.expires_at <= now)) return null;
+      if (!row) return null;
+      if (row.revoked_at !== null) return { dead: { credentialId: row.id, tenantId: row.tenant_id, state: 'revoked' } };
+      if (row.expires_at !== null && row.expires_at <= now) return { dead: { credentialId: row.id, tenantId: row.tenant_id, state: 'expired' } };
       const principal: Principal = {
         type: row.kind === 'root' ? 'root' : 'machine',
         id: row.kind === 'root' ? row.id : row.principal_id!,
@@ -92,17 +94,12 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
       };
       if (cache.size > 10_000) cache.clear();
       cache.set(tokenHash, { principal, until: now + CACHE_TTL_MS });
-      return principal;
+      return { principal };
     },
 
-    /** Why a refused token is refused, when its row is still there (revoked or expired; swept rows are simply unknown). */
-    async dead(token: string): Promise<DeadCredential | null> {
-      if (!wellFormed(token)) return null;
-      const row = await db.selectFrom('tokens').select(['id', 'tenant_id', 'expires_at', 'revoked_at']).where('token_hash', '=', hashToken(token)).executeTakeFirst();
-      if (!row) return null;
-      if (row.revoked_at !== null) return { credentialId: row.id, tenantId: row.tenant_id, state: 'revoked' };
-      if (row.expires_at !== null && row.expires_at <= clock.now()) return { credentialId: row.id, tenantId: row.tenant_id, state: 'expired' };
-      return null;
+    /** Resolves a presented token; null for unknown, expired or revoked (the caller answers one way for all). */
+    async authenticate(token: string): Promise<Principal | null> {
+      return principalOf(await service.lookup(token));
     },
 
     /** Revokes one token. `tenantId` scopes the lookup (null: root may revoke any). Returns the token's tenant. */

@@ -15,19 +15,6 @@ export interface Principal {
   expiresAt: number | null;
 }
 
-/** One kind of bearer credential (root token, user session, machine token), recognised by its prefix. */
-export interface CredentialSource {
-  prefix: string;
-  authenticate(credential: string): Promise<Principal | null>;
-  /**
-   * The answer `authenticate` would give, if it can be had from memory without waiting: the
-   * principal of a live cached credential; undefined when only `authenticate` can tell.
-   */
-  cached?(credential: string): Principal | undefined;
-  /** For a refused credential only: which one it was and why, if it ever existed (see DeadCredential). */
-  dead?(credential: string): Promise<DeadCredential | null>;
-}
-
 /**
  * A credential that exists but no longer admits anyone: its id and tenant (never the credential)
  * so the refusal's audit event lands where that tenant's auditors look. A revoked token still in
@@ -39,27 +26,48 @@ export interface DeadCredential {
   state: 'revoked' | 'expired' | 'disabled';
 }
 
+/** What a presented credential is: live (its principal), dead (which one and why), or nothing known (null). */
+export type CredentialLookup = { principal: Principal } | { dead: DeadCredential } | null;
+
+/** The principal of a lookup, or null for a dead or unknown credential (one answer for both). */
+export function principalOf(lookup: CredentialLookup): Principal | null {
+  return lookup !== null && 'principal' in lookup ? lookup.principal : null;
+}
+
+/** One kind of bearer credential (root token, user session, machine token), recognised by its prefix. */
+export interface CredentialSource {
+  prefix: string;
+  /** One read answers both whether the credential admits anyone and, when it does not, why. */
+  lookup(credential: string): Promise<CredentialLookup>;
+  /**
+   * The principal of a live credential, if it can be had from memory without waiting; undefined
+   * when only `lookup` can tell.
+   */
+  cached?(credential: string): Principal | undefined;
+}
+
 export interface Authenticator {
+  /** The principal, or null for unknown, expired, revoked or disabled alike. */
   authenticate(credential: string): Promise<Principal | null>;
-  /** See CredentialSource.cached: a principal at once, or undefined (then call `authenticate`). */
+  /** See CredentialSource.lookup; null for a credential of no known shape, that never existed, or whose row was swept. */
+  lookup(credential: string): Promise<CredentialLookup>;
+  /** See CredentialSource.cached: a principal at once, or undefined (then call `lookup`). */
   cached(credential: string): Principal | undefined;
-  /** See CredentialSource.dead; null for a credential that never existed (or whose row was swept). */
-  dead(credential: string): Promise<DeadCredential | null>;
 }
 
 /** Dispatches a bearer credential to the source whose prefix it carries; unknown shapes are simply not authenticated. */
 export function createAuthenticator(sources: CredentialSource[]): Authenticator {
   const sourceOf = (credential: string) => (credential.length > 512 ? undefined : sources.find((s) => credential.startsWith(s.prefix)));
+  async function lookup(credential: string): Promise<CredentialLookup> {
+    return (await sourceOf(credential)?.lookup(credential)) ?? null;
+  }
   return {
+    lookup,
     async authenticate(credential) {
-      const source = sourceOf(credential);
-      return source ? source.authenticate(credential) : null;
+      return principalOf(await lookup(credential));
     },
     cached(credential) {
       return sourceOf(credential)?.cached?.(credential);
-    },
-    async dead(credential) {
-      return (await sourceOf(credential)?.dead?.(credential)) ?? null;
     },
   };
 }

@@ -6,7 +6,7 @@ import { newId } from '../../../platform/ids.ts';
 import type { DialectName, Executor } from '../../../storage/database.ts';
 import type { Database } from '../../../storage/schema.ts';
 import { hashToken } from '../../auth/token-service.ts';
-import type { CredentialSource, DeadCredential, Principal } from '../principal.ts';
+import { principalOf, type CredentialLookup, type CredentialSource, type Principal } from '../principal.ts';
 
 /** User session tokens; root and machine tokens use `kh_`. */
 export const SESSION_PREFIX = 'khs_';
@@ -50,8 +50,8 @@ export function createSessionService(deps: {
       return { id, token, expiresAt, mfaAt };
     },
 
-    /** Resolves a session token; null when unknown, revoked, idle too long, past its absolute expiry, or its user is disabled. */
-    async authenticate(token: string): Promise<Principal | null> {
+    /** A presented session token: live (its last use noted), revoked, expired or idle too long, its user disabled, or unknown. */
+    async lookup(token: string): Promise<CredentialLookup> {
       if (!token.startsWith(SESSION_PREFIX) || token.length > 100) return null;
       const now = clock.now();
       const row = await db.selectFrom('sessions')
@@ -60,31 +60,25 @@ export function createSessionService(deps: {
           'sessions.mfa_at', 'sessions.revoked_at', 'users.username', 'users.disabled_at'])
         .where('sessions.token_hash', '=', hashToken(token))
         .executeTakeFirst();
-      if (!row || row.revoked_at !== null || row.disabled_at !== null) return null;
-      if (row.expires_at <= now || row.last_seen_at + settings.sessionIdleMs <= now) return null;
+      if (!row) return null;
+      const state = row.revoked_at !== null ? 'revoked' : row.disabled_at !== null ? 'disabled'
+        : row.expires_at <= now || row.last_seen_at + settings.sessionIdleMs <= now ? 'expired' : null;
+      if (state !== null) return { dead: { credentialId: row.id, tenantId: row.tenant_id, state } };
       if (now - row.last_seen_at >= TOUCH_INTERVAL_MS) {
         await db.updateTable('sessions').set({ last_seen_at: now })
           .where('id', '=', row.id).where('revoked_at', 'is', null).where('last_seen_at', '<', now).execute();
       }
       return {
-        type: 'user', id: row.user_id, tenantId: row.tenant_id, name: row.username,
-        credentialId: row.id, mfaAt: row.mfa_at, expiresAt: row.expires_at,
+        principal: {
+          type: 'user', id: row.user_id, tenantId: row.tenant_id, name: row.username,
+          credentialId: row.id, mfaAt: row.mfa_at, expiresAt: row.expires_at,
+        },
       };
     },
 
-    /** Why a refused session token is refused, while its row is still there. */
-    async dead(token: string): Promise<DeadCredential | null> {
-      if (!token.startsWith(SESSION_PREFIX) || token.length > 100) return null;
-      const row = await db.selectFrom('sessions')
-        .innerJoin('users', (j) => j.onRef('users.id', '=', 'sessions.user_id').onRef('users.tenant_id', '=', 'sessions.tenant_id'))
-        .select(['sessions.id', 'sessions.tenant_id', 'sessions.last_seen_at', 'sessions.expires_at', 'sessions.revoked_at', 'users.disabled_at'])
-        .where('sessions.token_hash', '=', hashToken(token))
-        .executeTakeFirst();
-      if (!row) return null;
-      const now = clock.now();
-      const state = row.revoked_at !== null ? 'revoked' : row.disabled_at !== null ? 'disabled'
-        : row.expires_at <= now || row.last_seen_at + settings.sessionIdleMs <= now ? 'expired' : null;
-      return state === null ? null : { credentialId: row.id, tenantId: row.tenant_id, state };
+    /** Resolves a session token; null when unknown, revoked, idle too long, past its absolute expiry, or its user is disabled. */
+    async authenticate(token: string): Promise<Principal | null> {
+      return principalOf(await service.lookup(token));
     },
 
     /** Ends one session of a user (logout). Returns whether a live session was ended. */
