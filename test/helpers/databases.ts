@@ -2,8 +2,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { Kysely } from 'kysely';
 import pg from 'pg';
 import { openStorage, type DialectName, type Storage } from '../../src/storage/database.ts';
+import { migrateTo } from '../../src/storage/migrations/index.ts';
+import { createPostgresDialect } from '../../src/storage/postgres/postgres-dialect.ts';
+import type { Database } from '../../src/storage/schema.ts';
+import { createNodeSqliteDialect } from '../../src/storage/sqlite/node-sqlite-dialect.ts';
 
 /** The PostgreSQL the dev and CI machines run; override with KEYHOLD_TEST_PG_URL. */
 export const PG_URL = process.env.KEYHOLD_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -70,6 +75,30 @@ export async function createTestDatabase(dialect: DialectName): Promise<TestData
       await c.query(`drop schema if exists ${schema} cascade`);
       await c.end();
       rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A fresh database with no migration applied, for upgrade tests: `upTo(name)` applies migrations
+ * up to that one (null: all), with the retry start-up has (Kysely's bookkeeping scans every schema,
+ * and a parallel test may drop one meanwhile).
+ */
+export async function createUnmigratedDatabase(dialect: DialectName): Promise<{
+  db: Kysely<Database>; upTo(target: string | null): Promise<void>; close(): Promise<void>;
+}> {
+  const database = await createTestDatabase(dialect);
+  const db = new Kysely<Database>({
+    dialect: dialect === 'sqlite'
+      ? createNodeSqliteDialect(database.url.replace(/^sqlite:/, '')).dialect
+      : createPostgresDialect({ connectionString: PG_URL, schema: database.schema! }).dialect,
+  });
+  return {
+    db,
+    upTo: (target) => migrateTo(db as unknown as Kysely<unknown>, dialect, target),
+    close: async () => {
+      await db.destroy();
+      await database.cleanup();
     },
   };
 }

@@ -2,33 +2,22 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Kysely, sql } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
-import { createTestDatabase, PG_URL, type TestDatabase } from '../../../test/helpers/databases.ts';
-import { createNodeSqliteDialect } from '../sqlite/node-sqlite-dialect.ts';
-import { createPostgresDialect } from '../postgres/postgres-dialect.ts';
+import { createUnmigratedDatabase } from '../../../test/helpers/databases.ts';
 import type { Database } from '../schema.ts';
 import { createAuditLog } from '../../modules/audit/audit-log.ts';
-import { migrateTo } from './index.ts';
 
 /** Migration 010 rebuilds (SQLite) or alters (PostgreSQL) a table that already holds a chain. */
 describeEachDialect('upgrading the audit table to 010 keeps every event and the chain', (dialect) => {
-  let database: TestDatabase;
+  let fresh: Awaited<ReturnType<typeof createUnmigratedDatabase>>;
   let db: Kysely<Database>;
   before(async () => {
-    database = await createTestDatabase(dialect);
-    db = new Kysely<Database>({
-      dialect: dialect === 'sqlite'
-        ? createNodeSqliteDialect(database.url.replace(/^sqlite:/, '')).dialect
-        : createPostgresDialect({ connectionString: PG_URL, schema: database.schema! }).dialect,
-    });
+    fresh = await createUnmigratedDatabase(dialect);
+    db = fresh.db;
   });
-  after(async () => {
-    await db.destroy();
-    await database.cleanup();
-  });
+  after(() => fresh.close());
 
   test('events appended before the upgrade are all there after it, verify passes, and the table stays append-only', async () => {
-    // Kysely's bookkeeping scans every schema: migrateTo retries when a parallel test drops one meanwhile.
-    const upTo = (target: string | null) => migrateTo(db as unknown as Kysely<unknown>, dialect, target);
+    const { upTo } = fresh;
     await upTo('009-rotation');
     const log = createAuditLog({ db, clock: { now: () => Date.UTC(2026, 5, 1) } });
     for (let i = 0; i < 5; i++) {
@@ -49,7 +38,7 @@ describeEachDialect('upgrading the audit table to 010 keeps every event and the 
     // The id is no longer unique-indexed; seq still is (it is the primary key).
     const ids = dialect === 'sqlite'
       ? (await sql<{ name: string }>`select name from pragma_index_list('audit_events')`.execute(db)).rows.map((r) => r.name)
-      : (await sql<{ name: string }>`select indexname as name from pg_indexes where tablename = 'audit_events' and schemaname = ${database.schema!}`.execute(db)).rows.map((r) => r.name);
+      : (await sql<{ name: string }>`select indexname as name from pg_indexes where tablename = 'audit_events' and schemaname = current_schema()`.execute(db)).rows.map((r) => r.name);
     assert.deepEqual(ids.filter((n) => /id_key|autoindex/.test(n)), []);
     await assert.rejects(sql`insert into audit_events select * from audit_events where seq = 1`.execute(db), /unique|constraint|append-only/i, 'seq is still the key');
     await assert.rejects(sql`update audit_events set action = 'x' where seq = 1`.execute(db), /append-only/);

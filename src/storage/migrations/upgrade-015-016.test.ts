@@ -3,39 +3,28 @@ import assert from 'node:assert/strict';
 import { sign } from 'node:crypto';
 import { Kysely, sql } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
-import { createTestDatabase, PG_URL, type TestDatabase } from '../../../test/helpers/databases.ts';
-import { createNodeSqliteDialect } from '../sqlite/node-sqlite-dialect.ts';
-import { createPostgresDialect } from '../postgres/postgres-dialect.ts';
+import { createUnmigratedDatabase } from '../../../test/helpers/databases.ts';
 import type { Database } from '../schema.ts';
 import { createAuditLog } from '../../modules/audit/audit-log.ts';
 import { checkpointMessage, deriveSigningKey, publicKeyText } from '../../modules/audit/checkpoints.ts';
 import { toKeyObject } from '../../crypto/aead.ts';
 import { randomKey } from '../../crypto/bytes.ts';
-import { migrateTo } from './index.ts';
 
 /**
  * 015 moves TOTP enrolments that were started and never confirmed to their own column; 016 links
  * checkpoints. Both run on databases that already hold users and signed checkpoints.
  */
 describeEachDialect('upgrading through 015 and 016 keeps factors and checkpoints as they were', (dialect) => {
-  let database: TestDatabase;
+  let fresh: Awaited<ReturnType<typeof createUnmigratedDatabase>>;
   let db: Kysely<Database>;
   before(async () => {
-    database = await createTestDatabase(dialect);
-    db = new Kysely<Database>({
-      dialect: dialect === 'sqlite'
-        ? createNodeSqliteDialect(database.url.replace(/^sqlite:/, '')).dialect
-        : createPostgresDialect({ connectionString: PG_URL, schema: database.schema! }).dialect,
-    });
+    fresh = await createUnmigratedDatabase(dialect);
+    db = fresh.db;
   });
-  after(async () => {
-    await db.destroy();
-    await database.cleanup();
-  });
+  after(() => fresh.close());
 
   test('an unconfirmed enrolment becomes pending, a confirmed factor stays, and an old checkpoint still verifies', async () => {
-    // Kysely's bookkeeping scans every schema: migrateTo retries when a parallel test drops one meanwhile.
-    const upTo = (target: string | null) => migrateTo(db as unknown as Kysely<unknown>, dialect, target);
+    const { upTo } = fresh;
     await upTo('014-audit-tenant-seq');
 
     const now = Date.UTC(2026, 5, 1);
