@@ -43,9 +43,11 @@ export function createTotpService(deps: {
   audit: Pick<AuditLog, 'appendInTx' | 'record'>;
 }) {
   const { db, repo, keyring, sessions, guard, clock, audit } = deps;
-  const factorEvent = (ctx: TenantContext, action: string, context: Record<string, string> = {}) => {
+  /** A second-factor event: allowed, or denied with the refusal's code (`refused`). */
+  const factorEvent = (ctx: TenantContext, action: string, context: Record<string, string> = {}, refused?: string) => {
     const base = auditFrom(ctx);
-    return [{ ...base, action, resource: { type: 'user', id: ctx.actor.id, name: ctx.actor.name }, outcome: 'allowed' as const, context: { ...base.context, ...context } }];
+    const outcome = refused === undefined ? { outcome: 'allowed' as const } : { outcome: 'denied' as const, reason: refused };
+    return [{ ...base, action, resource: { type: 'user', id: ctx.actor.id, name: ctx.actor.name }, ...outcome, context: { ...base.context, ...context } }];
   };
 
   /** Runs a second-factor action; a refusal the user caused is recorded (denied, with its code) before it is thrown. */
@@ -54,7 +56,7 @@ export function createTotpService(deps: {
       return await run();
     } catch (err) {
       if (err instanceof KeyholdError && AUDITED_REFUSALS.has(err.code) && ctx.actor.type === 'user') {
-        await audit.record([{ ...auditFrom(ctx), action, resource: { type: 'user', id: ctx.actor.id, name: ctx.actor.name }, outcome: 'denied', reason: err.code }]);
+        await audit.record(factorEvent(ctx, action, {}, err.code));
       }
       throw err;
     }
