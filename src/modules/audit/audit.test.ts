@@ -4,6 +4,7 @@ import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
+import { dropAuditGuards } from '../../../test/helpers/audit-guards.ts';
 import { chainHash } from './chain.ts';
 import { auditFrom, fromRow, type AuditHealth } from './audit-log.ts';
 import { deriveSigningKey, publicKeyText } from './checkpoints.ts';
@@ -28,14 +29,7 @@ describeEachDialect('audit log: chained, append-only, fail-closed, never holding
   after(() => h.close());
 
   const events = () => h.storage.db.selectFrom('audit_events').selectAll().orderBy('seq').execute();
-  const dropGuards = async () => {
-    if (dialect === 'sqlite') {
-      await sql`drop trigger if exists audit_events_no_update`.execute(h.storage.db);
-      await sql`drop trigger if exists audit_events_no_delete`.execute(h.storage.db);
-    } else {
-      await sql`drop trigger if exists audit_events_append_only on audit_events`.execute(h.storage.db);
-    }
-  };
+  const dropGuards = () => dropAuditGuards(h.storage.db, dialect);
 
   test('writes, reads, rollbacks and denials are events with actor, resource, environment, version and outcome', async () => {
     const ann = await userContext(h, h.ctx.tenantId, 'ann');
@@ -257,8 +251,7 @@ describeEachDialect('audit log: chained, append-only, fail-closed, never holding
     // A checkpoint signed by any other key (an attacker's) is refused against the pinned key.
     const other = deriveSigningKey(toKeyObject(randomKey()));
     const cp = await h.storage.db.selectFrom('audit_checkpoints').selectAll().orderBy('seq', 'desc').executeTakeFirstOrThrow();
-    if (dialect === 'sqlite') await sql`drop trigger if exists audit_checkpoints_no_delete`.execute(h.storage.db);
-    else await sql`drop trigger if exists audit_checkpoints_append_only on audit_checkpoints`.execute(h.storage.db);
+    await dropGuards();
     await sql`delete from audit_checkpoints where seq = ${cp.seq}`.execute(h.storage.db);
     await h.storage.db.insertInto('audit_checkpoints').values({ ...cp, public_key: publicKeyText(other.publicKey) }).execute();
     r = await h.services.audit.verify({ trustedPublicKey: key });

@@ -4,6 +4,7 @@ import { sign } from 'node:crypto';
 import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { dropAuditGuards } from '../../../test/helpers/audit-guards.ts';
 import type { AuditEventsTable } from '../../storage/schema.ts';
 import { fromRow } from './audit-log.ts';
 import { chainHash } from './chain.ts';
@@ -63,16 +64,7 @@ describeEachDialect('audit tamper evidence beyond the chain', (dialect) => {
     await db().updateTable('audit_head').set({ seq: out.at(-1)!.seq, hash: prev }).where('id', '=', 1).execute();
   }
 
-  async function dropGuards() {
-    const names = dialect === 'sqlite'
-      ? ['audit_events_no_update', 'audit_events_no_delete', 'audit_events_no_replace', 'audit_checkpoints_no_update', 'audit_checkpoints_no_delete', 'audit_checkpoints_no_replace']
-      : [];
-    for (const name of names) await sql.raw(`drop trigger if exists ${name}`).execute(db());
-    if (dialect === 'postgres') {
-      await sql`drop trigger if exists audit_events_append_only on audit_events`.execute(db());
-      await sql`drop trigger if exists audit_checkpoints_append_only on audit_checkpoints`.execute(db());
-    }
-  }
+  const dropGuards = () => dropAuditGuards(db(), dialect);
 
   test('each checkpoint names the one before it and is published as an event; an idle log signs nothing new', async () => {
     const first = await h.services.checkpoints.checkpoint();
