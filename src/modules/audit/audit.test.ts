@@ -4,9 +4,8 @@ import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
-import { dropAuditGuards } from '../../../test/helpers/audit-guards.ts';
-import { chainHash } from './chain.ts';
-import { auditFrom, fromRow, type AuditHealth } from './audit-log.ts';
+import { dropAuditGuards, rewriteChain } from '../../../test/helpers/audit-tampering.ts';
+import { auditFrom, type AuditHealth } from './audit-log.ts';
 import { deriveSigningKey, publicKeyText } from './checkpoints.ts';
 import { createAuditQueryService } from './query-service.ts';
 import { VERIFY_MAX_AGE_MS } from './verify-gate.ts';
@@ -222,19 +221,7 @@ describeEachDialect('audit log: chained, append-only, fail-closed, never holding
     const original = await events();
 
     // Alter event 2 and recompute every hash after it and the head: the chain alone looks whole.
-    const rehash = async (rows: typeof original) => {
-      let prev = rows[0]!.prev_hash;
-      const out = rows.map((r) => {
-        const e = fromRow(r);
-        const hash = chainHash(prev, e);
-        const row = { ...r, prev_hash: prev, hash };
-        prev = hash;
-        return row;
-      });
-      await sql`delete from audit_events`.execute(h.storage.db);
-      await h.storage.db.insertInto('audit_events').values(out).execute();
-      await h.storage.db.updateTable('audit_head').set({ seq: out[out.length - 1]!.seq, hash: prev }).where('id', '=', 1).execute();
-    };
+    const rehash = (rows: typeof original) => rewriteChain(h.storage.db, rows);
     await rehash(original.map((r) => (r.seq === 2 ? { ...r, outcome: 'denied' } : r)));
     let r = await h.services.audit.verify({ trustedPublicKey: key });
     assert.equal(r.ok, false);

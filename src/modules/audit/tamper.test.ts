@@ -4,7 +4,7 @@ import { sign } from 'node:crypto';
 import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
-import { dropAuditGuards } from '../../../test/helpers/audit-guards.ts';
+import { dropAuditGuards, rewriteChain } from '../../../test/helpers/audit-tampering.ts';
 import type { AuditEventsTable } from '../../storage/schema.ts';
 import { fromRow } from './audit-log.ts';
 import { chainHash } from './chain.ts';
@@ -50,19 +50,7 @@ describeEachDialect('audit tamper evidence beyond the chain', (dialect) => {
     };
   }
 
-  /** Writes `events` as the whole log with every hash recomputed and the head moved to match: the chain alone looks whole. */
-  async function rewrite(events: AuditEventsTable[]) {
-    let prev = events[0]!.prev_hash;
-    const out = events.map((r, i) => {
-      const row = { ...r, seq: events[0]!.seq + i, prev_hash: prev };
-      row.hash = chainHash(prev, fromRow(row));
-      prev = row.hash;
-      return row;
-    });
-    await sql`delete from audit_events`.execute(db());
-    await db().insertInto('audit_events').values(out).execute();
-    await db().updateTable('audit_head').set({ seq: out.at(-1)!.seq, hash: prev }).where('id', '=', 1).execute();
-  }
+  const rewrite = (events: AuditEventsTable[]) => rewriteChain(db(), events);
 
   const dropGuards = () => dropAuditGuards(db(), dialect);
 
