@@ -96,7 +96,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       if (!status.initialized) {
         await services.system.initialize({ type: 'dev', shares: 1, threshold: 1 });
         created = true;
-      } else if (!(await services.seal.unsealFromDevKey())) {
+      } else if (!(await services.system.unsealFromDevKey())) {
         throw new Error(`dev mode: this data directory was not initialised in dev mode (or ${DEV_KEY_FILE} is missing)`);
       }
     }

@@ -24,9 +24,17 @@ export interface SealManager extends RootKeyHolder {
    * bootstrapped under the key, atomically. Returns the shares, to be shown once.
    */
   initialize(opts: { type: 'shamir' | 'dev'; shares: number; threshold: number }, persist: (config: SealConfig) => Promise<void>): Promise<{ shares: string[] }>;
+  /**
+   * Counts one share. The share that completes the threshold leaves the verified root key staged,
+   * not live: the server stays sealed (`isSealed`) until `openStaged`, so nothing is served before
+   * the unseal event is durable. The returned status is the one the server will have then.
+   */
   submitShare(text: string): Promise<SealStatus>;
-  /** Dev mode: unseal from the key file in the data directory. */
+  /** Dev mode: stage the root key from the key file in the data directory; false if there is none. */
   unsealFromDevKey(): Promise<boolean>;
+  /** Makes the staged root key live; false if there is none (a seal dropped it meanwhile). */
+  openStaged(): boolean;
+  /** Seals: drops the live and any staged root key and the shares given so far. */
   seal(): void;
   isSealed(): boolean;
 }
@@ -39,6 +47,8 @@ export interface SealManager extends RootKeyHolder {
 export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getSealConfig'>; dataDir: string }): SealManager {
   const { meta, dataDir } = deps;
   let root: KeyObject | null = null;
+  /** Verified, waiting for its unseal event (see submitShare). */
+  let staged: KeyObject | null = null;
   let pending: Buffer[] = [];
   const sealListeners: Array<() => void> = [];
   let configCache: SealConfig | null = null;
@@ -48,11 +58,11 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
     return configCache;
   }
 
-  function adopt(candidate: Buffer, check: Uint8Array): boolean {
+  function stage(candidate: Buffer, check: Uint8Array): boolean {
     const key = toKeyObject(candidate);
     wipe(candidate);
     if (!verifyRootCheck(key, check)) return false;
-    root = key;
+    staged = key;
     pending = [];
     return true;
   }
@@ -117,7 +127,8 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
 
     async submitShare(text) {
       const c = (await config()) ?? fail('NOT_INITIALIZED', 'the server has not been initialised');
-      if (root) return manager.status();
+      // Unsealed, or unsealing (another share completed the threshold; its event is being recorded).
+      if (root || staged) return manager.status();
       if (c.type !== 'shamir') fail('VALIDATION_FAILED', 'this server is not sealed with Shamir shares');
       const share = parseShare(text);
       if (pending.some((p) => p[p.length - 1] === share[share.length - 1])) {
@@ -126,9 +137,10 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
       pending.push(share);
       if (pending.length >= c.threshold) {
         const candidate = await combineShares(pending);
-        const ok = adopt(candidate, Buffer.from(c.check, 'base64'));
+        const ok = stage(candidate, Buffer.from(c.check, 'base64'));
         pending = [];
         if (!ok) fail('UNSEAL_FAILED', 'the shares do not reconstruct the root key (one is wrong or tampered); start again');
+        return { ...(await manager.status()), sealed: false };
       }
       return manager.status();
     },
@@ -138,12 +150,20 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
       if (!c || c.type !== 'dev') return false;
       const raw = await readDevRootKey(dataDir);
       if (!raw) return false;
-      if (!adopt(raw, Buffer.from(c.check, 'base64'))) fail('UNSEAL_FAILED', 'the dev unseal key does not match this database');
+      if (!stage(raw, Buffer.from(c.check, 'base64'))) fail('UNSEAL_FAILED', 'the dev unseal key does not match this database');
+      return true;
+    },
+
+    openStaged() {
+      if (!staged) return false;
+      root = staged;
+      staged = null;
       return true;
     },
 
     seal() {
       root = null;
+      staged = null;
       pending = [];
       for (const listener of sealListeners) listener();
     },

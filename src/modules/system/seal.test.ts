@@ -60,6 +60,50 @@ describeEachDialect('seal and unseal', (dialect) => {
     assert.equal((await h.services.system.status()).progress, 1);
   });
 
+  test('the completing share opens the server only once its unseal event is durable', async () => {
+    await h.services.system.seal({ type: 'root', id: 'test-root' });
+    await h.services.system.unseal(h.shares[0]!);
+    const record = h.services.audit.record;
+    const seen: Array<[string, boolean]> = [];
+    h.services.audit.record = async (inputs) => {
+      seen.push(['before the event is written', h.services.seal.isSealed()]);
+      await record(inputs);
+      seen.push(['event durable, unseal not yet answered', h.services.seal.isSealed()]);
+      // A request arriving now is still refused.
+      await rejects(h.services.values.read(h.ctx, 'SEALED_KEY', 'production'), 'SEALED');
+    };
+    try {
+      const status = await h.services.system.unseal(h.shares[1]!);
+      assert.equal(status.sealed, false);
+    } finally {
+      h.services.audit.record = record;
+    }
+    assert.deepEqual(seen, [['before the event is written', true], ['event durable, unseal not yet answered', true]]);
+    assert.equal(h.services.seal.isSealed(), false);
+    assert.equal((await h.services.values.read(h.ctx, 'SEALED_KEY', 'production')).value, 'behind-the-seal');
+  });
+
+  test('a seal while the unseal event is being written wins: the server stays sealed', async () => {
+    await h.services.system.seal({ type: 'root', id: 'test-root' });
+    await h.services.system.unseal(h.shares[0]!);
+    const record = h.services.audit.record;
+    h.services.audit.record = async (inputs) => {
+      h.services.audit.record = record;
+      await record(inputs);
+      await h.services.system.seal({ type: 'root', id: 'test-root' });
+    };
+    try {
+      const status = await h.services.system.unseal(h.shares[2]!);
+      assert.equal(status.sealed, true, 'the answer is the state the server is in');
+    } finally {
+      h.services.audit.record = record;
+    }
+    assert.equal(h.services.seal.isSealed(), true);
+    await rejects(h.services.values.read(h.ctx, 'SEALED_KEY', 'production'), 'SEALED');
+    await h.services.system.unseal(h.shares[0]!);
+    assert.equal((await h.services.system.unseal(h.shares[1]!)).sealed, false);
+  });
+
   test('any threshold of valid shares unseals, and values decrypt again', async () => {
     const status = await h.services.system.unseal(h.shares[0]!);
     assert.equal(status.sealed, false);

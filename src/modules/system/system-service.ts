@@ -56,8 +56,9 @@ export function createSystemService(deps: {
 
     /**
      * One share; the outcome (progress, unsealed, or a failed reconstruction) is an event. Never the
-     * share. A share whose event cannot be recorded does not count: the server seals again (dropping
-     * the progress, and the root key if this share completed it) and the caller gets AUDIT_UNAVAILABLE.
+     * share. The share that completes the threshold opens the server only once its event is durable
+     * (the key waits staged meanwhile). A share whose event cannot be recorded does not count: the
+     * server seals again (dropping the progress and any staged key) and the caller gets AUDIT_UNAVAILABLE.
      */
     async unseal(share: string) {
       const wasSealed = seal.isSealed();
@@ -76,7 +77,24 @@ export function createSystemService(deps: {
         if (wasSealed) seal.seal();
         throw err;
       }
+      // A seal between the share and here dropped the staged key: the answer is the server's state.
+      if (!status.sealed && wasSealed && !seal.openStaged()) status = await seal.status();
       return { ...status, auditWritable: audit.health().writable, auditAppendOnly };
+    },
+
+    /**
+     * Dev mode at start-up: unseals from the key file, as an event like any other unseal. If the
+     * event cannot be recorded the server stays sealed and this throws. False if there is no key file.
+     */
+    async unsealFromDevKey(): Promise<boolean> {
+      if (!(await seal.unsealFromDevKey())) return false;
+      try {
+        await audit.record([systemEvent('system.unseal', 'allowed', { method: 'dev-key', sealed: 'false' })]);
+      } catch (err) {
+        seal.seal();
+        throw err;
+      }
+      return seal.openStaged();
     },
 
     /**

@@ -1,0 +1,63 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { sql } from 'kysely';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createTestDatabase, type TestDatabase } from '../../../test/helpers/databases.ts';
+import { identitySettings, loadConfig } from '../../config/config.ts';
+import { createServices, type Services } from '../../main/compose.ts';
+import { createManualClock } from '../../platform/clock.ts';
+import type { Storage } from '../../storage/database.ts';
+
+/** Dev mode unseals itself at start-up from its key file: an unseal like any other, so an event first. */
+describeEachDialect('dev-mode unseal at start-up', (dialect) => {
+  let database: TestDatabase;
+  let storage: Storage;
+  let services: Services;
+  before(async () => {
+    database = await createTestDatabase(dialect);
+    storage = await database.open();
+    services = createServices({
+      config: { dataDir: database.dataDir, limits: loadConfig({}).limits, rollbackWindowMs: 86_400_000, identity: identitySettings() },
+      storage, clock: createManualClock(Date.UTC(2026, 5, 1)),
+    });
+    await services.system.initialize({ type: 'dev', shares: 1, threshold: 1 });
+  });
+  after(async () => {
+    await storage.close();
+    await database.cleanup();
+  });
+  const unseals = () => storage.db.selectFrom('audit_events').select(['outcome', 'context']).where('action', '=', 'system.unseal').orderBy('seq').execute();
+
+  test('records system.unseal (method dev-key) and only then opens', async () => {
+    services.seal.seal();
+    const before = (await unseals()).length;
+    const record = services.audit.record;
+    let sealedWhileRecording: boolean | null = null;
+    services.audit.record = async (inputs) => {
+      await record(inputs);
+      sealedWhileRecording = services.seal.isSealed();
+    };
+    try {
+      assert.equal(await services.system.unsealFromDevKey(), true);
+    } finally {
+      services.audit.record = record;
+    }
+    assert.equal(sealedWhileRecording, true, 'not open before the event is durable');
+    assert.equal(services.seal.isSealed(), false);
+    const events = await unseals();
+    assert.equal(events.length, before + 1);
+    assert.deepEqual([events.at(-1)!.outcome, JSON.parse(events.at(-1)!.context)], ['allowed', { method: 'dev-key', sealed: 'false' }]);
+  });
+
+  test('with the audit log broken, start-up fails and the server stays sealed', async () => {
+    services.seal.seal();
+    await sql`alter table audit_events rename to audit_events_gone`.execute(storage.db);
+    try {
+      await assert.rejects(services.system.unsealFromDevKey(), (err: { code?: string }) => err.code === 'AUDIT_UNAVAILABLE');
+      assert.equal(services.seal.isSealed(), true);
+    } finally {
+      await sql`alter table audit_events_gone rename to audit_events`.execute(storage.db);
+    }
+    assert.equal(await services.system.unsealFromDevKey(), true);
+  });
+});
