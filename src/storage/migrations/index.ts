@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { Migrator, type Migration, type MigrationProvider } from 'kysely/migration';
 import type { DialectName } from '../database.ts';
+import { scopedToSchema } from './scoped-introspection.ts';
 import * as m001 from './001-core.ts';
 import * as m002 from './002-identity.ts';
 import * as m003 from './003-audit.ts';
@@ -50,14 +51,6 @@ export function migrationProvider(dialect: DialectName): MigrationProvider {
 }
 
 /**
- * What PostgreSQL raises when a function looks up, by name or id, an object its catalog snapshot
- * still lists but someone dropped meanwhile: invalid_schema_name, undefined_table, undefined_column,
- * and internal_error ("could not open relation with OID ...").
- */
-const CONCURRENTLY_DROPPED = new Set(['3F000', '42P01', '42703', 'XX000']);
-const MAX_ATTEMPTS = 20;
-
-/**
  * The migrations this version knows that the schema has not had, read without writing anything:
  * Kysely's migrator creates its tables and takes a lock even when nothing is pending, which a
  * runtime role without DDL rights cannot do. `unknown`: applied migrations this version does not
@@ -81,20 +74,8 @@ export async function migrateTo(db: Kysely<unknown>, dialect: DialectName, targe
   // Kysely looks for its migration tables in EVERY schema unless told which one: a database holding
   // another schema with them (a second Keyhold, a parallel test) would make it skip creating ours.
   const schema = dialect === 'postgres' ? (await sql<{ name: string }>`select current_schema() as name`.execute(db)).rows[0]?.name : undefined;
-  const migrator = new Migrator({ db, provider: migrationProvider(dialect), ...(schema ? { migrationTableSchema: schema } : {}) });
-  for (let attempt = 1; ; attempt++) {
-    const { error, results } = await (target === null ? migrator.migrateToLatest() : migrator.migrateTo(target));
-    const failed = results?.find((r) => r.status === 'Error');
-    if (!error && !failed) return;
-    // Kysely's bookkeeping scans every schema's tables with functions that look schemas, tables and
-    // columns up one by one: an object someone else drops meanwhile (another deployment or test in
-    // the same database) fails that scan. No migration ran then (none failed, and the error is not
-    // about our schema); the scan is simply run again.
-    const code = (error as { code?: string } | undefined)?.code;
-    const otherSchemaDropped = !failed && code !== undefined && CONCURRENTLY_DROPPED.has(code) && !String((error as Error).message).includes(`"${schema}"`);
-    if (!otherSchemaDropped || attempt === MAX_ATTEMPTS) {
-      throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String((error as Error)?.message ?? error)}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20));
-  }
+  const migrator = new Migrator({ db: schema ? scopedToSchema(db, schema) : db, provider: migrationProvider(dialect), ...(schema ? { migrationTableSchema: schema } : {}) });
+  const { error, results } = await (target === null ? migrator.migrateToLatest() : migrator.migrateTo(target));
+  const failed = results?.find((r) => r.status === 'Error');
+  if (error || failed) throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String((error as Error)?.message ?? error)}`);
 }
