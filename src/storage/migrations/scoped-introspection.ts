@@ -17,12 +17,9 @@ export function scopedToSchema(db: Kysely<unknown>, schema: string): Kysely<unkn
       const { rows } = await sql<{ name: string; kind: string }>`
         select c.relname as name, c.relkind as kind from pg_catalog.pg_class c
         join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-        where n.nspname = ${schema} and c.relkind in ('r', 'p', 'v', 'm')`.execute(db);
+        where n.nspname = ${schema} and c.relkind in ('r', 'p', 'v', 'm', 'f')`.execute(db);
       // The migrator reads names and schemas only; columns are not asked for.
-      return rows.map((r) => ({ name: r.name, schema, isView: r.kind === 'v' || r.kind === 'm', columns: [] }));
-    },
-    async getMetadata() {
-      return { tables: await this.getTables() };
+      return rows.map((r) => ({ name: r.name, schema, isView: r.kind === 'v' || r.kind === 'm', isForeign: r.kind === 'f', columns: [] }));
     },
   };
   return new Proxy(db, {
