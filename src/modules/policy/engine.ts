@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import type { Action } from './actions.ts';
+import { complexityErrors } from './complexity.ts';
 
 const SCHEMA_TEXT = readFileSync(new URL('./schema.cedarschema', import.meta.url), 'utf8');
 const BUILTIN_TEXT = readFileSync(new URL('./builtin.cedar', import.meta.url), 'utf8');
@@ -54,8 +55,13 @@ const MAX_POLICY_ID_LENGTH = 100;
  * policies, forbids included, is dropped and the tenant is not locked out by a 500.
  */
 export function splitPolicies(text: string, idPrefix: string, mode: 'new' | 'stored' = 'new'): { ok: true; policies: Record<string, string> } | { ok: false; errors: string[] } {
+  // Before Cedar parses anything: a text too deep or too long for it would break the process's one Cedar instance.
+  const shape = complexityErrors(text);
+  if (shape.length > 0) return { ok: false, errors: shape };
   const parts = cedar.policySetTextToParts(text);
   if (parts.type === 'failure') return { ok: false, errors: parts.errors.map((e) => e.message) };
+  // Templates only act once linked, and nothing links them: stored as active, they would never apply.
+  if (parts.policy_templates.length > 0) return { ok: false, errors: ['policy templates (?principal, ?resource) are not supported: write the principal or resource out'] };
   const policies: Record<string, string> = {};
   const errors: string[] = [];
   parts.policies.forEach((policy, i) => {
@@ -143,6 +149,33 @@ export function createPolicyEngine(opts: { cacheSize?: number } = {}) {
     return list;
   }
 
+  /**
+   * One Cedar evaluation; every failure is a deny. Cedar skips a policy whose evaluation errors (an
+   * overflow, a missing attribute) and decides without it: a tenant's forbid that errors would let
+   * the request through, so any erroring policy turns the answer into a deny naming it.
+   */
+  function evaluate(req: DecisionRequest, setId: string): Decision {
+    const r = req.resource;
+    let answer: ReturnType<typeof cedar.statefulIsAuthorized>;
+    try {
+      answer = cedar.statefulIsAuthorized({
+        principal: principalUid(req),
+        action: uid('Action', req.action),
+        resource: r.type === 'secret' ? uid('Secret', r.id) : uid('Tenant', req.tenantId),
+        context: { ...NO_ESCROW, ...req.context, sourceIp: { __extn: { fn: 'ip', arg: cedarIp(req.context.sourceIp) } } },
+        preparsedSchemaName: SCHEMA_NAME,
+        preparsedPolicySetId: setId,
+        entities: entities(req),
+      });
+    } catch {
+      return { allowed: false, reasons: ['error'] };
+    }
+    if (answer.type === 'failure') return { allowed: false, reasons: ['error'] };
+    const { decision, diagnostics } = answer.response;
+    if (diagnostics.errors.length > 0) return { allowed: false, reasons: diagnostics.errors.map((e) => `error:${e.policyId}`) };
+    return { allowed: decision === 'allow', reasons: diagnostics.reason };
+  }
+
   function principalUid(req: DecisionRequest) {
     return uid(req.principal.type === 'root' ? 'Root' : req.principal.type === 'user' ? 'User' : 'Machine', req.principal.id);
   }
@@ -183,19 +216,7 @@ export function createPolicyEngine(opts: { cacheSize?: number } = {}) {
         r.type === 'secret' ? [r.id, r.name, r.classification, r.owner, r.tags] : null, req.context]);
       const hit = cache.get(key);
       if (hit) return hit;
-      const answer = cedar.statefulIsAuthorized({
-        principal: principalUid(req),
-        action: uid('Action', req.action),
-        resource: r.type === 'secret' ? uid('Secret', r.id) : uid('Tenant', req.tenantId),
-        context: { ...NO_ESCROW, ...req.context, sourceIp: { __extn: { fn: 'ip', arg: cedarIp(req.context.sourceIp) } } },
-        preparsedSchemaName: SCHEMA_NAME,
-        preparsedPolicySetId: set.setId,
-        entities: entities(req),
-      });
-      // An evaluation failure is a deny, never an allow.
-      const decision: Decision = answer.type === 'success'
-        ? { allowed: answer.response.decision === 'allow', reasons: answer.response.diagnostics.reason }
-        : { allowed: false, reasons: ['error'] };
+      const decision = evaluate(req, set.setId);
       if (cache.size >= cacheSize) cache.delete(cache.keys().next().value!);
       cache.set(key, decision);
       return decision;
