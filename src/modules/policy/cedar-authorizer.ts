@@ -77,8 +77,7 @@ export function createCedarAuthorizer(deps: {
     return state;
   }
 
-  async function grantsOf(tenantId: string, principalId: string): Promise<LiveGrant[]> {
-    const state = await tenantState(tenantId);
+  async function grantsOf(state: TenantAuthzState, tenantId: string, principalId: string): Promise<LiveGrant[]> {
     let grants = state.grants.get(principalId);
     if (!grants) {
       grants = (await db.selectFrom('grants').select(['role', 'environments', 'name_patterns', 'expires_at', 'revoked_at'])
@@ -88,11 +87,16 @@ export function createCedarAuthorizer(deps: {
     return grants;
   }
 
-  async function buildRequest(ctx: TenantContext, action: Action, resource: AuthzResource, environment: string | undefined, mfaOverride?: boolean): Promise<DecisionRequest & { accessRequestId: string | null }> {
+  /**
+   * The decision's inputs, all read from one tenant state (`state`, null for root): grants and
+   * escrow of one generation, and the state an allow may be remembered in (see rememberAllow).
+   */
+  async function buildRequest(ctx: TenantContext, action: Action, resource: AuthzResource, environment: string | undefined, mfaOverride?: boolean): Promise<DecisionRequest & { accessRequestId: string | null; state: TenantAuthzState | null }> {
     const now = clock.now();
     const actor = ctx.actor;
     const type = actor.type === 'system' ? 'root' : actor.type;
-    const roles = type === 'root' ? [] : rolesFor(await grantsOf(ctx.tenantId, actor.id), {
+    const state = type === 'root' ? null : await tenantState(ctx.tenantId);
+    const roles = state === null ? [] : rolesFor(await grantsOf(state, ctx.tenantId, actor.id), {
       now,
       ...(environment !== undefined ? { environment } : {}),
       ...(resource.type === 'secret' ? { secretName: resource.name } : {}),
@@ -101,11 +105,12 @@ export function createCedarAuthorizer(deps: {
     const mfaAt = actor.mfaAt ?? null;
     const fresh = mfaOverride ?? (type === 'user' && mfaAt !== null && now - mfaAt <= stepUpWindowMs);
     const date = new Date(now);
-    const { requestId: accessRequestId, ...escrow } = escrowContext(type === 'root' ? null : (await tenantState(ctx.tenantId)).escrow, {
+    const { requestId: accessRequestId, ...escrow } = escrowContext(state?.escrow ?? null, {
       now, principalType: type, principalId: actor.id, action, resource, environment,
     });
     return {
       accessRequestId,
+      state,
       tenantId: ctx.tenantId,
       // A principal without a known home tenant is treated as belonging to none: the boundary forbids everything.
       principal: { type, id: actor.id, name: actor.name, tenantId: type === 'root' ? ctx.tenantId : (actor.homeTenantId ?? '(none)') },
@@ -155,10 +160,14 @@ export function createCedarAuthorizer(deps: {
     return entry && now < entry.until ? entry : undefined;
   }
 
-  function rememberAllow(ctx: TenantContext, action: Action, resource: AuthzResource, environment: string | undefined, permit: AuthzPermit | undefined): void {
-    const state = tenants.get(ctx.tenantId);
+  /**
+   * Remembers an allow in the state its inputs were read from, and only while that state is still
+   * the tenant's: a grant revoked while the decision was in flight has invalidated it (or a newer
+   * generation replaced it), and an allow decided from the old grants must not outlive them.
+   */
+  function rememberAllow(state: TenantAuthzState | null, ctx: TenantContext, action: Action, resource: AuthzResource, environment: string | undefined, permit: AuthzPermit | undefined): void {
     const key = allowKey(ctx, action, resource, environment);
-    if (!state || key === null) return;
+    if (state === null || tenants.get(ctx.tenantId) !== state || key === null) return;
     const now = clock.now();
     let until = Math.floor(now / HOUR_MS) * HOUR_MS + HOUR_MS;
     for (const g of state.grants.get(ctx.actor.id) ?? []) if (g.expiresAt !== null && g.expiresAt > now) until = Math.min(until, g.expiresAt);
@@ -181,7 +190,8 @@ export function createCedarAuthorizer(deps: {
   }
 
   async function allowed(ctx: TenantContext, action: Action, resource: AuthzResource, environment?: string): Promise<boolean> {
-    return engine.decide(await buildRequest(ctx, action, resource, environment)).allowed;
+    const { state: _state, accessRequestId: _id, ...request } = await buildRequest(ctx, action, resource, environment);
+    return engine.decide(request).allowed;
   }
 
   return {
@@ -192,11 +202,11 @@ export function createCedarAuthorizer(deps: {
     async require(ctx, action, resource, environment): Promise<AuthzPermit | void> {
       const remembered = rememberedAllow(ctx, action, resource, environment);
       if (remembered) return remembered.permit;
-      const { accessRequestId, ...request } = await buildRequest(ctx, action, resource, environment);
+      const { accessRequestId, state, ...request } = await buildRequest(ctx, action, resource, environment);
       const decision = engine.decide(request);
       if (decision.allowed) {
         const permit = accessRequestId === null ? undefined : { accessRequestId };
-        rememberAllow(ctx, action, resource, environment, permit);
+        rememberAllow(state, ctx, action, resource, environment, permit);
         return permit;
       }
       // Only say "step up" when a fresh second factor would actually make it allowed.

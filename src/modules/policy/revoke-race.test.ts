@@ -1,0 +1,87 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs, QueryResult, RootOperationNode, UnknownRow } from 'kysely';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { createCedarAuthorizer } from './cedar-authorizer.ts';
+import { createPolicyEngine } from './engine.ts';
+import type { TenantContext } from '../shared/context.ts';
+import type { SecretResource } from './authorizer.ts';
+
+const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+
+/** Holds the result of the next `select ... from grants` until released (an in-flight query, as on a busy PostgreSQL pool). */
+function grantsGate() {
+  const ids = new Set<unknown>();
+  let armed = false;
+  let release!: () => void;
+  let reached!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  const hit = new Promise<void>((r) => (reached = r));
+  const plugin: KyselyPlugin = {
+    transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
+      const n = args.node as { kind: string; from?: { froms: Array<{ table?: { identifier?: { name?: string } } }> } };
+      if (armed && n.kind === 'SelectQueryNode' && n.from?.froms[0]?.table?.identifier?.name === 'grants') ids.add(args.queryId);
+      return args.node;
+    },
+    async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+      if (ids.delete(args.queryId)) {
+        reached();
+        await released;
+      }
+      return args.result;
+    },
+  };
+  return { plugin, arm: () => (armed = true), release, hit };
+}
+
+/**
+ * A decision reads a principal's grants; a revoke commits and drops the cache while that read is
+ * still in flight. The in-flight decision may still allow (it raced the revoke), but its allow must
+ * not be remembered into the tenant's new state, where it would outlive the grant for up to an hour.
+ */
+describeEachDialect('a revoke racing an in-flight decision', (dialect) => {
+  let h: Harness;
+  before(async () => {
+    h = await createHarness(dialect);
+    await h.services.secrets.create(h.ctx, { name: 'RACE', owner: 'ops' });
+  });
+  after(() => h.close());
+
+  test('no later decision allows: the in-flight allow is not remembered in the new state', async () => {
+    const machine = await h.services.machines.create(h.ctx, { name: 'race-runner', kind: 'client_secret' });
+    const grant = await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role: 'builder', environments: ['production'] });
+    const ctx: TenantContext = {
+      tenantId: h.ctx.tenantId, requestId: 'race', sourceIp: '127.0.0.1',
+      actor: { type: 'machine', id: machine.id, name: machine.name, homeTenantId: h.ctx.tenantId, credentialId: 'race-token' },
+    };
+    const s = await h.services.secrets.load(h.ctx, 'RACE');
+    // The frozen view the read path uses (read-views.ts).
+    const resource: SecretResource = Object.freeze({ type: 'secret', id: s.id, name: s.name, classification: s.classification, owner: s.owner, tags: Object.freeze([]) as unknown as string[] });
+
+    // The process's authorizer, with its database handle able to hold one grants query in flight.
+    const gate = grantsGate();
+    const authz = createCedarAuthorizer({
+      db: h.storage.db.withPlugin(gate.plugin), engine: createPolicyEngine(), clock: h.clock, audit: h.services.audit,
+      identifiers: h.services.identifiers, stepUpWindowMs: 600_000,
+    });
+    gate.arm();
+    const inFlight = code(authz.require(ctx, 'use', resource, 'production'));
+    await gate.hit; // the grants row was read while still live
+    // The revoke commits; the grant service then drops this process's cache (its finally), as it does in production.
+    await h.services.grants.revoke(h.ctx, grant.id);
+    authz.invalidate(h.ctx.tenantId);
+    gate.release();
+    assert.equal(await inFlight, 'ok', 'the in-flight decision itself races the revoke (acceptable)');
+
+    // Every later decision comes after the revoke committed and after invalidate: it must be a deny.
+    h.clock.advance(1_000);
+    const decisions: string[] = [];
+    decisions.push(await code(authz.require(ctx, 'use', resource, 'production')));
+    // Half an hour later, still the same generation: a fresh decision refreshes the tenant state, and then...
+    h.clock.advance(30 * 60_000);
+    decisions.push(await code(authz.require(ctx, 'use', resource, 'production')));
+    decisions.push(await code(authz.require(ctx, 'use', resource, 'production')));
+    assert.deepEqual(decisions, ['FORBIDDEN', 'FORBIDDEN', 'FORBIDDEN'], 'a revoked grant must never allow again');
+  });
+});
