@@ -84,6 +84,9 @@ export function createGrantService(deps: { db: Kysely<Database>; authz: Authoriz
       await authz.require(ctx, 'admin', { type: 'tenant' });
       if (!isRole(input.role)) fail('VALIDATION_FAILED', `unknown role "${input.role}"`);
       await assertPrincipal(ctx.tenantId, input.principalType, input.principalId);
+      // Omitted means everywhere; an empty list would be read the same way, widening a grant meant to be narrow.
+      if (input.environments?.length === 0) fail('VALIDATION_FAILED', 'environments must name at least one environment, or be omitted for all of them');
+      if (input.namePatterns?.length === 0) fail('VALIDATION_FAILED', 'namePatterns must hold at least one pattern, or be omitted for every name');
       for (const env of input.environments ?? []) await tenants.environment(ctx.tenantId, env);
       for (const p of input.namePatterns ?? []) if (!NAME_PATTERN.test(p)) fail('VALIDATION_FAILED', `bad name pattern "${p}" (letters, digits, _ . - and *)`);
       const expiresAt = input.expiresAt === undefined ? null : Date.parse(input.expiresAt);

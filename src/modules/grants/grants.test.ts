@@ -27,6 +27,21 @@ describeEachDialect('grants: narrowed by environment and name, expiring, revocab
     assert.equal(await code(h.services.values.read(ann.ctx(), 'DB_PASSWORD', 'production')), 'FORBIDDEN');
   });
 
+  test('an empty list of environments or name patterns is refused, never stored as a grant on everything', async () => {
+    const m = await h.services.machines.create(h.ctx, { name: 'narrow-to-nothing', kind: 'client_secret' });
+    const before = await h.services.grants.list(h.ctx, { principalId: m.id });
+    for (const narrowing of [{ environments: [] }, { namePatterns: [] }]) {
+      const res = await h.app.inject({
+        method: 'POST', url: '/v1/grants', headers: { authorization: `Bearer ${h.rootToken}` },
+        payload: { principalType: 'machine', principalId: m.id, role: 'builder', ...narrowing },
+      });
+      assert.deepEqual([res.statusCode, res.json().error.code], [400, 'VALIDATION_FAILED'], JSON.stringify(narrowing));
+      // The service refuses it too, for callers that do not come through HTTP.
+      assert.equal(await code(h.services.grants.create(h.ctx, { principalType: 'machine', principalId: m.id, role: 'builder', ...narrowing })), 'VALIDATION_FAILED');
+    }
+    assert.deepEqual(await h.services.grants.list(h.ctx, { principalId: m.id }), before, 'nothing was stored');
+  });
+
   test('name patterns narrow a grant to matching secrets; listing shows only those', async () => {
     const bob = await userContext(h, h.ctx.tenantId, 'bob');
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: bob.id, role: 'revealer', namePatterns: ['STRIPE_*'] });
