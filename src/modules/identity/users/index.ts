@@ -46,7 +46,7 @@ export function createUserModule(deps: {
     db, repo, keyring: deps.keyring, tenants: deps.tenants, sessions, guard: guards.factor, clock, stepUpWindowMs: deps.identity.stepUpWindowMs, audit: deps.audit,
   });
   const users = createUserService({ db, repo, sessions, passwords, authz: deps.authz, guard: guards.factor, clock, audit: deps.audit });
-  const logins = createLoginService({ repo, tenants: deps.tenants, sessions, totp, passwords, guards, clock, audit: deps.audit, identifiers: deps.identifiers });
+  const logins = createLoginService({ db, repo, tenants: deps.tenants, sessions, totp, passwords, guards, clock, audit: deps.audit, identifiers: deps.identifiers });
   return { users, sessions, totp, logins };
 }
 

@@ -1,7 +1,9 @@
+import type { Kysely } from 'kysely';
 import { auditFrom, type AuditLog } from '../../audit/audit-log.ts';
 import type { IdentifierHasher } from '../../audit/identifiers.ts';
 import { fail } from '../../../errors/index.ts';
 import type { Clock } from '../../../platform/clock.ts';
+import type { Database } from '../../../storage/schema.ts';
 import type { TenantContext } from '../../shared/context.ts';
 import type { AttemptGuard } from './attempts.ts';
 import type { PasswordHasher } from './passwords.ts';
@@ -38,6 +40,7 @@ const INVALID = 'the tenant, username, password or one-time code is wrong';
  * whether the account exists. Attempts are charged per address and per account before any check.
  */
 export function createLoginService(deps: {
+  db: Pick<Kysely<Database>, 'transaction'>;
   repo: UserRepository;
   tenants: { findByName(name: string): Promise<{ id: string; name: string } | null> };
   sessions: Pick<SessionService, 'issue' | 'revoke'>;
@@ -45,10 +48,10 @@ export function createLoginService(deps: {
   passwords: PasswordHasher;
   guards: { account: AttemptGuard; ip: AttemptGuard };
   clock: Clock;
-  audit: Pick<AuditLog, 'record'>;
+  audit: Pick<AuditLog, 'record' | 'appendInTx'>;
   identifiers: IdentifierHasher;
 }) {
-  const { repo, tenants, sessions, totp, passwords, guards, clock, audit, identifiers } = deps;
+  const { db, repo, tenants, sessions, totp, passwords, guards, clock, audit, identifiers } = deps;
 
   /** A failed login is an event; the attempted username is kept only as a keyed hash (it may be a typed password). */
   async function refused(input: LoginInput, reason: string, source: RequestSource): Promise<void> {
@@ -114,11 +117,18 @@ export function createLoginService(deps: {
       };
     },
 
-    /** Ends the session the request came with. */
+    /**
+     * Ends the session the request came with. The revocation and its event commit in one
+     * transaction: if the event cannot be written (AUDIT_UNAVAILABLE) the session stays as it was,
+     * so no session ends without an event saying who ended it (fail closed). Session lookups are
+     * not cached, so unlike a token revocation there is nothing to forget after the commit.
+     */
     async logout(ctx: TenantContext): Promise<void> {
       const actor = sessionActorOf(ctx);
-      await sessions.revoke(actor.sessionId, actor.userId);
-      await audit.record([{ ...auditFrom(ctx), action: 'auth.logout', resource: { type: 'user', id: actor.userId, name: ctx.actor.name }, outcome: 'allowed' }]);
+      await db.transaction().execute(async (trx) => {
+        await sessions.revoke(actor.sessionId, actor.userId, trx);
+        await audit.appendInTx(trx, [{ ...auditFrom(ctx), action: 'auth.logout', resource: { type: 'user', id: actor.userId, name: ctx.actor.name }, outcome: 'allowed' }]);
+      });
     },
   };
 }

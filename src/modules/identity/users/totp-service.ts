@@ -3,10 +3,11 @@ import { auditFrom, type AuditLog } from '../../audit/audit-log.ts';
 import type { Database } from '../../../storage/schema.ts';
 import type { Keyring } from '../../../crypto/keyring.ts';
 import { wipe } from '../../../crypto/bytes.ts';
-import { fail, KeyholdError } from '../../../errors/index.ts';
+import { fail } from '../../../errors/index.ts';
 import type { Clock } from '../../../platform/clock.ts';
 import type { TenantContext } from '../../shared/context.ts';
 import type { AttemptGuard } from './attempts.ts';
+import { recordingRefusals } from './refusal-events.ts';
 import type { SessionService } from './session-service.ts';
 import { decodeSealedTotp, encodeSealedTotp, matchTotpStep, newTotpSecret, otpauthUri, totpBinding } from './totp.ts';
 import { sessionActorOf } from './types.ts';
@@ -51,15 +52,9 @@ export function createTotpService(deps: {
   };
 
   /** Runs a second-factor action; a refusal the user caused is recorded (denied, with its code) before it is thrown. */
-  async function audited<T>(ctx: TenantContext, action: string, run: () => Promise<T>): Promise<T> {
-    try {
-      return await run();
-    } catch (err) {
-      if (err instanceof KeyholdError && AUDITED_REFUSALS.has(err.code) && ctx.actor.type === 'user') {
-        await audit.record(factorEvent(ctx, action, {}, err.code));
-      }
-      throw err;
-    }
+  function audited<T>(ctx: TenantContext, action: string, run: () => Promise<T>): Promise<T> {
+    if (ctx.actor.type !== 'user') return run();
+    return recordingRefusals(audit, AUDITED_REFUSALS, (code) => factorEvent(ctx, action, {}, code), run);
   }
 
   async function openSecret(user: UserCredentials, blob: Uint8Array): Promise<string> {

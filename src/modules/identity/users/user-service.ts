@@ -8,12 +8,18 @@ import type { Database } from '../../../storage/schema.ts';
 import type { Authorizer } from '../../policy/authorizer.ts';
 import type { TenantContext } from '../../shared/context.ts';
 import type { AttemptGuard } from './attempts.ts';
+import { recordingRefusals } from './refusal-events.ts';
 import { assertStrongPassword, type PasswordHasher } from './passwords.ts';
 import type { SessionService } from './session-service.ts';
 import { assertUsername, sessionActorOf, toUser, type User } from './types.ts';
 import type { UserRepository } from './user-repository.ts';
 
 const TENANT = { type: 'tenant' } as const;
+/**
+ * Refusals of a password change that are events (SPEC §7): the attempt was the user's. A weak new
+ * password is input validation, like any other 400, and is not recorded.
+ */
+const PASSWORD_REFUSALS: ReadonlySet<string> = new Set(['INVALID_CREDENTIALS', 'RATE_LIMITED']);
 
 /**
  * People in a tenant: created, listed and disabled by tenant admins (each call asks the authorizer
@@ -28,7 +34,7 @@ export function createUserService(deps: {
   authz: Pick<Authorizer, 'require' | 'bumpInTx' | 'invalidate'>;
   guard: AttemptGuard;
   clock: Clock;
-  audit: Pick<AuditLog, 'appendInTx'>;
+  audit: Pick<AuditLog, 'appendInTx' | 'record'>;
 }) {
   const { db, repo, sessions, passwords, authz, guard, clock, audit } = deps;
   const userEvent = (ctx: TenantContext, action: string, user: { id: string; username: string }, outcome: 'allowed' | 'denied' = 'allowed', reason?: string) => [{
@@ -88,24 +94,32 @@ export function createUserService(deps: {
       return toUser(await find(ctx, id));
     },
 
-    /** Changes the signed-in user's own password (the current one is required); every other session of theirs ends. */
+    /**
+     * Changes the signed-in user's own password (the current one is required); every other session
+     * of theirs ends. A refusal the user's attempt caused (wrong current password, over the attempt
+     * budget, changed meanwhile) is a denied event with its code; never a password.
+     */
     async changePassword(ctx: TenantContext, input: { current: string; new: string }): Promise<{ revokedSessions: number }> {
       const actor = sessionActorOf(ctx);
       const user = (await repo.credentialsById(actor.tenantId, actor.userId)) ?? fail('UNAUTHENTICATED', 'the session has ended');
-      guard.spend(`factor:${actor.userId}`);
-      if (!(await passwords.verify(user.password_hash, input.current))) fail('INVALID_CREDENTIALS', 'the current password is wrong');
-      guard.forgive(`factor:${actor.userId}`);
-      assertStrongPassword(input.new, user.username);
-      const newHash = await passwords.hash(input.new);
-      const revoked = await db.transaction().execute(async (trx) => {
-        if (!(await repo.replacePassword(actor.tenantId, actor.userId, user.password_hash, newHash, clock.now(), trx))) {
-          fail('INVALID_CREDENTIALS', 'the password was changed meanwhile; sign in again');
-        }
-        const count = await sessions.revokeAllFor(actor.userId, actor.sessionId, trx);
-        await audit.appendInTx(trx, userEvent(ctx, 'auth.password-change', { id: actor.userId, username: user.username }));
-        return count;
+      const subject = { id: actor.userId, username: user.username };
+      const denied = (code: string) => userEvent(ctx, 'auth.password-change', subject, 'denied', code);
+      return recordingRefusals(audit, PASSWORD_REFUSALS, denied, async () => {
+        guard.spend(`factor:${actor.userId}`);
+        if (!(await passwords.verify(user.password_hash, input.current))) fail('INVALID_CREDENTIALS', 'the current password is wrong');
+        guard.forgive(`factor:${actor.userId}`);
+        assertStrongPassword(input.new, user.username);
+        const newHash = await passwords.hash(input.new);
+        const revoked = await db.transaction().execute(async (trx) => {
+          if (!(await repo.replacePassword(actor.tenantId, actor.userId, user.password_hash, newHash, clock.now(), trx))) {
+            fail('INVALID_CREDENTIALS', 'the password was changed meanwhile; sign in again');
+          }
+          const count = await sessions.revokeAllFor(actor.userId, actor.sessionId, trx);
+          await audit.appendInTx(trx, userEvent(ctx, 'auth.password-change', subject));
+          return count;
+        });
+        return { revokedSessions: revoked };
       });
-      return { revokedSessions: revoked };
     },
   };
 }
