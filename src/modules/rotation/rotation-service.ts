@@ -97,7 +97,7 @@ export function createRotationService(deps: {
           next_run_at: changed ? now : nextRun(schedule.kind, schedule.schedule, now), due_trigger: changed ? 'policy-change' : null,
           last_run_at: existing?.last_run_at ?? null, last_result: existing?.last_result ?? null, last_error: existing?.last_error ?? null,
           failures: existing?.failures ?? 0, revision: (existing?.revision ?? 0) + 1,
-          created_at: existing?.created_at ?? now, created_by: existing?.created_by ?? ctx.actor.id, updated_at: now,
+          created_at: existing?.created_at ?? now, created_by: existing?.created_by ?? ctx.actor.id, updated_at: now, updated_by: ctx.actor.id,
         };
         if (existing) await trx.updateTable('rotation_policies').set(row).where('id', '=', existing.id).where('revision', '=', existing.revision).execute();
         else await trx.insertInto('rotation_policies').values(row).execute();
