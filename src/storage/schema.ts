@@ -438,6 +438,8 @@ export interface RotationPoliciesTable {
   created_at: number;
   created_by: string;
   updated_at: number;
+  /** The actor who last set the policy (null: set before this was recorded). */
+  updated_by: string | null;
 }
 
 export interface RotationsTable {

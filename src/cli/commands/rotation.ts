@@ -77,7 +77,8 @@ const set: Command = {
   name: 'set',
   summary: 'Set the rotation policy of a secret in an environment from a JSON file',
   usage: 'rotation set NAME --env E --file POLICY.json',
-  help: ['POLICY.json: { "rotator": "random|postgres|hmac|http|manual", "settings": {...}, "intervalMs" | "cron", "notify": [...], "rollbackWindowMs", "expiryLeadMs", "catchUp": "skip|once" }'],
+  help: ['POLICY.json: { "rotator": "random|postgres|hmac|http|manual", "settings": {...}, "intervalMs" | "cron", "notify": [...], "rollbackWindowMs", "expiryLeadMs", "catchUp": "skip|once" }',
+    'Settings that name other secrets (http tokenSecret, postgres adminPasswordSecret) need `use` of them in --env.'],
   options: { env: { type: 'string' }, file: { type: 'string' } },
   async run(ctx) {
     const [name] = positionals(ctx.args, ['NAME'], set.usage) as [string];

@@ -11,7 +11,7 @@ export function toPolicy(r: RotationPoliciesTable): RotationPolicy {
     intervalMs: r.schedule_kind === 'interval' ? Number(r.schedule) : null, cron: r.schedule_kind === 'cron' ? r.schedule : null,
     catchUp: r.catch_up as RotationPolicy['catchUp'], notify: JSON.parse(r.notify) as Recipient[], rollbackWindowMs: r.rollback_window_ms,
     expiryLeadMs: r.expiry_lead_ms, nextRunAt: iso(r.next_run_at), lastRunAt: iso(r.last_run_at), lastResult: r.last_result,
-    lastError: r.last_error, failures: r.failures, revision: r.revision, updatedAt: iso(r.updated_at)!,
+    lastError: r.last_error, failures: r.failures, revision: r.revision, updatedAt: iso(r.updated_at)!, updatedBy: r.updated_by,
   };
 }
 

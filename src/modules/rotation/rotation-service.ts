@@ -12,6 +12,7 @@ import type { TenantService } from '../tenants/tenant-service.ts';
 import type { RotationEngine } from './engine.ts';
 import { createRotationRepository, toPolicy, toRotation } from './repository.ts';
 import type { RotatorRegistry } from './rotators/registry.ts';
+import { requireUseOfRefs } from './secret-refs.ts';
 import { nextRun, parseSchedule } from './schedule.ts';
 import type { PolicyInput, Rotation, RotationPolicy, Trigger } from './types.ts';
 
@@ -28,7 +29,8 @@ export interface PolicyStatus extends RotationPolicy {
 
 /**
  * Rotation policies and rotations of a tenant: every operation authorizes `rotate` (or `list` to
- * look) on the secret in its environment, and audits inside its transaction.
+ * look) on the secret in its environment, and audits inside its transaction. Setting a policy also
+ * needs `use` of every other secret its rotator's settings name (see `requireUseOfRefs`).
  */
 export function createRotationService(deps: {
   db: Kysely<Database>;
@@ -64,12 +66,18 @@ export function createRotationService(deps: {
   };
 
   return {
-    /** Creates or replaces the policy. A changed rotator or settings is a trigger: the next run is due now. */
+    /**
+     * Creates or replaces the policy. A changed rotator or settings is a trigger: the next run is due now.
+     * The caller must be allowed `use` of every secret the settings name, in this environment.
+     */
     async setPolicy(ctx: TenantContext, name: string, environment: string, input: PolicyInput): Promise<RotationPolicy> {
       const t = await target(ctx, name, environment, 'rotate');
       const settings = input.settings ?? {};
       if (Buffer.byteLength(JSON.stringify(settings)) > MAX_SETTINGS_BYTES) fail('VALIDATION_FAILED', `settings are at most ${MAX_SETTINGS_BYTES} bytes`);
-      rotators.get(input.rotator).validate(settings);
+      const rotator = rotators.get(input.rotator);
+      rotator.validate(settings);
+      const refs = rotator.secretRefs(settings);
+      await requireUseOfRefs(secrets, ctx, refs, environment);
       const schedule = parseSchedule(input);
       if ((input.notify ?? []).length > MAX_NOTIFY) fail('VALIDATION_FAILED', `notify lists at most ${MAX_NOTIFY} recipients`);
       const now = clock.now();
@@ -89,11 +97,14 @@ export function createRotationService(deps: {
           next_run_at: changed ? now : nextRun(schedule.kind, schedule.schedule, now), due_trigger: changed ? 'policy-change' : null,
           last_run_at: existing?.last_run_at ?? null, last_result: existing?.last_result ?? null, last_error: existing?.last_error ?? null,
           failures: existing?.failures ?? 0, revision: (existing?.revision ?? 0) + 1,
-          created_at: existing?.created_at ?? now, created_by: existing?.created_by ?? ctx.actor.id, updated_at: now,
+          created_at: existing?.created_at ?? now, created_by: existing?.created_by ?? ctx.actor.id, updated_at: now, updated_by: ctx.actor.id,
         };
         if (existing) await trx.updateTable('rotation_policies').set(row).where('id', '=', existing.id).where('revision', '=', existing.revision).execute();
         else await trx.insertInto('rotation_policies').values(row).execute();
-        await audit.appendInTx(trx, policyEvent(ctx, t, 'rotation.policy.set', { rotator: row.rotator, schedule: `${row.schedule_kind}:${row.schedule}`, revision: String(row.revision) }));
+        await audit.appendInTx(trx, policyEvent(ctx, t, 'rotation.policy.set', {
+          rotator: row.rotator, schedule: `${row.schedule_kind}:${row.schedule}`, revision: String(row.revision),
+          ...(refs.length > 0 ? { secretRefs: refs.map((r) => `${r.field}=${r.name}`).join(',') } : {}),
+        }));
         return toPolicy(row);
       });
     },

@@ -22,7 +22,7 @@ const policyFields = {
   secret: Type.String(), environment: Type.String(), rotator: Type.String(), settings: Type.Record(Type.String(), Type.Unknown()),
   intervalMs: Nullable(Type.Integer()), cron: Nullable(Type.String()), catchUp: Type.String(), notify: Type.Array(Recipient),
   rollbackWindowMs: Type.Integer(), expiryLeadMs: Nullable(Type.Integer()), nextRunAt: Nullable(Type.String()), lastRunAt: Nullable(Type.String()),
-  lastResult: Nullable(Type.String()), lastError: Nullable(Type.String()), failures: Type.Integer(), revision: Type.Integer(), updatedAt: Type.String(),
+  lastResult: Nullable(Type.String()), lastError: Nullable(Type.String()), failures: Type.Integer(), revision: Type.Integer(), updatedAt: Type.String(), updatedBy: Nullable(Type.String()),
 };
 const PolicySchema = Type.Object(policyFields);
 const StatusSchema = Type.Object({ ...policyFields, active: Nullable(RotationSchema), last: Nullable(RotationSchema), overdue: Type.Boolean() });

@@ -7,6 +7,7 @@ import type { TenantContext } from '../shared/context.ts';
 import { checkDependents, type DependentsPort } from './dependents.ts';
 import { LeaseLost, systemCtx, targetOf, type RotationJournal } from './journal.ts';
 import { rotationNotification } from './notify.ts';
+import { declaredResolver } from './secret-refs.ts';
 import { createRotationRepository, toRotation } from './repository.ts';
 import type { RotatorRegistry } from './rotators/registry.ts';
 import type { RotatorContext, Sandbox } from './rotators/types.ts';
@@ -79,14 +80,17 @@ export function createRotationSteps(deps: StepDeps) {
     // After promotion the old value is `previous`; before it, `current`. Either way it is from_version.
     const beforeVersion = r.step === 'generate' ? labels.current : r.from_version;
     const olderVersion = r.state === 'promoted' ? null : labels.previous;
+    const stored = JSON.parse(policy.settings) as Record<string, unknown>;
+    // Only what the stored settings declare, and only in the rotation's own tenant and environment (systemCtx(r), r.environment).
+    const refs = rotators.get(r.rotator).secretRefs(stored);
     return {
       tenantId: r.tenant_id, secretName: r.secret_name, environment: r.environment, rotationId: r.id,
-      settings: memo.sandbox?.settings ?? (JSON.parse(policy.settings) as Record<string, unknown>),
+      settings: memo.sandbox?.settings ?? stored,
       currentState: memo.sandbox?.currentState ?? await stateOf(beforeVersion),
       state: JSON.parse(r.rotator_state) as Record<string, unknown>,
       current: memo.sandbox ? memo.sandbox.current : await open(beforeVersion),
       previous: memo.sandbox ? null : await open(olderVersion),
-      resolve: (name) => deps.resolve(systemCtx(r), name, r.environment),
+      resolve: declaredResolver(refs, (name) => deps.resolve(systemCtx(r), name, r.environment)),
       rehearsal: r.rehearsal === 1, signal,
     };
   }

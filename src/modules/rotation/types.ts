@@ -47,6 +47,8 @@ export interface RotationPolicy {
   failures: number;
   revision: number;
   updatedAt: string;
+  /** Who last set the policy (whose `use` of the secrets its settings name it relies on); null if unknown. */
+  updatedBy: string | null;
 }
 
 export interface ConnectorCheck {

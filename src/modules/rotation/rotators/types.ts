@@ -15,7 +15,10 @@ export interface RotatorContext {
   /** The value now current, and the one before it (null when there is none). */
   current: string | null;
   previous: string | null;
-  /** Resolves another secret's current value in the same environment (an admin credential). */
+  /**
+   * Resolves another secret's current value in the same environment (an admin credential). Only
+   * names this rotator's `secretRefs` declares for the policy's settings resolve; any other is refused.
+   */
   resolve(name: string): Promise<string>;
   /** True in a rehearsal: the settings point at a sandbox copy, and nothing real may change. */
   rehearsal: boolean;
@@ -43,6 +46,12 @@ export interface Rotator {
   readonly type: string;
   /** Checks settings when a policy is saved; throws ROTATOR_UNAVAILABLE naming the field. */
   validate(settings: Record<string, unknown>): void;
+  /**
+   * Every other secret the (valid) settings name, and the field naming it. The policy's setter must
+   * be allowed to `use` each in the policy's environment, and `rc.resolve` resolves only these: a
+   * rotator that reads a secret it does not declare here fails, so none can forget.
+   */
+  secretRefs(settings: Record<string, unknown>): SecretRef[];
   /** Makes the next value (and, for sources that issue credentials, asks the source for it). */
   generate(rc: RotatorContext): Promise<Generated>;
   /** Sets `value` at the source, so it works there from now on. */
@@ -60,6 +69,15 @@ export interface Rotator {
    */
   sandbox(rc: RotatorContext): Promise<Sandbox>;
 }
+
+/** A setting that names another secret of the tenant (resolved at run time as Keyhold itself). */
+export interface SecretRef {
+  field: string;
+  name: string;
+}
+
+/** For rotators whose settings name no other secret. */
+export const noSecretRefs: Rotator['secretRefs'] = () => [];
 
 /** A throw-away copy of a source for rehearsals. */
 export interface Sandbox {

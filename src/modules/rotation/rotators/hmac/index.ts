@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { noSandbox, setting, type Rotator } from '../types.ts';
+import { noSandbox, noSecretRefs, setting, type Rotator } from '../types.ts';
 
 const FIELDS = ['bytes', 'overlapMs'];
 
@@ -44,6 +44,7 @@ export function createHmacRotator(): Rotator {
   return {
     type: 'hmac',
     validate: (s) => void parse(s),
+    secretRefs: noSecretRefs,
     async generate(rc) {
       const p = parse(rc.settings);
       return { value: `whsec_${randomBytes(p.bytes).toString('base64url')}`, state: { overlapMs: p.overlapMs } };

@@ -67,6 +67,10 @@ export function createHttpRotator(deps: { fetch?: typeof fetch } = {}): Rotator 
   return {
     type: 'http',
     validate: (s) => void parse(s),
+    secretRefs(s) {
+      const { tokenSecret } = parse(s);
+      return tokenSecret ? [{ field: 'tokenSecret', name: tokenSecret }] : [];
+    },
     async generate(rc) {
       const res = await call(rc, '/issue', { secret: rc.secretName, environment: rc.environment, rotation: rc.rotationId });
       const j = res.json as { id?: unknown; value?: unknown } | null;

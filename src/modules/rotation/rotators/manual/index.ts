@@ -1,4 +1,4 @@
-import { noSandbox, setting, type Rotator } from '../types.ts';
+import { noSandbox, noSecretRefs, setting, type Rotator } from '../types.ts';
 
 /**
  * A person supplies the value (a provider's console has no API). The rotation waits in
@@ -14,6 +14,7 @@ export function createManualRotator(): Rotator {
       if (settings.reminderMs !== undefined) setting.int(settings, 'reminderMs', 60_000, 30 * 86_400_000);
       if (settings.overdueMs !== undefined) setting.int(settings, 'overdueMs', 60_000, 365 * 86_400_000);
     },
+    secretRefs: noSecretRefs,
     async generate() {
       return { value: null, state: {} };
     },

@@ -77,6 +77,10 @@ export function createPostgresRotator(): Rotator {
   return {
     type: 'postgres',
     validate: (s) => void parse(s),
+    secretRefs(s) {
+      const { adminPasswordSecret } = parse(s);
+      return adminPasswordSecret ? [{ field: 'adminPasswordSecret', name: adminPasswordSecret }] : [];
+    },
     async generate(rc) {
       const s = parse(rc.settings);
       const password = randomValue({ length: s.passwordLength, alphabet: ALNUM });

@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { fail } from '../../../../errors/index.ts';
-import { noSandbox, setting, type Rotator } from '../types.ts';
+import { noSandbox, noSecretRefs, setting, type Rotator } from '../types.ts';
 
 const ALPHABETS: Record<string, string> = {
   alphanumeric: 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789',
@@ -42,6 +42,7 @@ export function createRandomRotator(): Rotator {
   return {
     type: 'random',
     validate: (settings) => void parse(settings),
+    secretRefs: noSecretRefs,
     async generate(rc) {
       const p = parse(rc.settings);
       return { value: p.prefix + randomValue(p), state: {} };
