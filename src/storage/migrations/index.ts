@@ -16,6 +16,7 @@ import * as m013 from './013-automation-fires.ts';
 import * as m014 from './014-audit-tenant-seq.ts';
 import * as m015 from './015-totp-pending.ts';
 import * as m016 from './016-audit-checkpoint-links.ts';
+import * as m017 from './017-run-token-environment.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -36,6 +37,7 @@ const migrations: Record<string, DialectMigration> = {
   '014-audit-tenant-seq': m014,
   '015-totp-pending': m015,
   '016-audit-checkpoint-links': m016,
+  '017-run-token-environment': m017,
 };
 
 /** Every migration of this version, for Kysely's migrator (tests upgrade from an older point with it). */
