@@ -46,6 +46,7 @@ function requestContext(request: FastifyRequest, principal: Principal): RequestC
     actor: {
       type: principal.type, id: principal.id, name: principal.name, mfaAt: principal.mfaAt,
       credentialId: principal.credentialId, homeTenantId: principal.tenantId,
+      ...(principal.boundEnvironment !== undefined ? { boundEnvironment: principal.boundEnvironment } : {}),
     },
     ...requestSourceOf(request),
   };

@@ -203,6 +203,8 @@ export interface TokensTable {
   kind: string;
   /** For machine tokens: the machine identity. */
   principal_id: string | null;
+  /** Bound tokens (automation runs): the one environment, by name, they may act in; null for unbound. */
+  environment: string | null;
   created_at: number;
   expires_at: number | null;
   revoked_at: number | null;

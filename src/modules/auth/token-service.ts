@@ -26,6 +26,8 @@ export interface IssueTokenOptions {
   principalId?: string;
   name: string;
   ttlMs?: number;
+  /** Binds the token to one environment of its tenant (automation runs): it admits nothing elsewhere. */
+  environment?: string;
 }
 
 /**
@@ -60,7 +62,7 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
       const expiresAt = opts.ttlMs ? now + opts.ttlMs : null;
       await executor.insertInto('tokens').values({
         id, tenant_id: opts.tenantId, token_hash: hashToken(token), name: opts.name, kind: opts.kind,
-        principal_id: opts.principalId ?? null, created_at: now, expires_at: expiresAt, revoked_at: null,
+        principal_id: opts.principalId ?? null, environment: opts.environment ?? null, created_at: now, expires_at: expiresAt, revoked_at: null,
       }).execute();
       return { id, token, expiresAt };
     },
@@ -78,7 +80,7 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
       const hit = liveCached(tokenHash, now);
       if (hit) return { principal: hit };
       cache.delete(tokenHash);
-      const row = await db.selectFrom('tokens').select(['id', 'tenant_id', 'kind', 'name', 'principal_id', 'expires_at', 'revoked_at'])
+      const row = await db.selectFrom('tokens').select(['id', 'tenant_id', 'kind', 'name', 'principal_id', 'environment', 'expires_at', 'revoked_at'])
         .where('token_hash', '=', tokenHash).executeTakeFirst();
       if (!row) return null;
       if (row.revoked_at !== null) return { dead: { credentialId: row.id, tenantId: row.tenant_id, state: 'revoked' } };
@@ -91,6 +93,7 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
         credentialId: row.id,
         mfaAt: null,
         expiresAt: row.expires_at,
+        ...(row.environment !== null ? { boundEnvironment: row.environment } : {}),
       };
       if (cache.size > 10_000) cache.clear();
       cache.set(tokenHash, { principal, until: now + CACHE_TTL_MS });

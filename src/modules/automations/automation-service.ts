@@ -10,6 +10,7 @@ import type { Authorizer } from '../policy/authorizer.ts';
 import { secretResource, type SecretService } from '../secrets/secret-service.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { createAutomationRepository } from './automation-repository.ts';
+import { createRunAsCheck } from './run-as.ts';
 import type { Automation, AutomationDefinition } from './types.ts';
 import { checkDefinition, connectorsReferenced, secretsReferenced, type CredentialDetector } from './validate.ts';
 
@@ -48,6 +49,9 @@ export type AutomationListener = (tenantId: string, automation: Automation | nul
  * Authoring (save, delete, run by hand) needs `use` on every secret the definition references and on
  * the secrets behind its connectors, in every environment it may run in; a definition with script
  * steps also needs environment-wide `use` (a script can ask for any name its run identity may use).
+ * It also needs the entitlement to act as the run identity (`runAs`): in every one of those
+ * environments, every permission that identity holds there (see run-as.ts), so no author borrows
+ * a machine's rights.
  */
 export function createAutomationService(deps: {
   db: Kysely<Database>;
@@ -60,6 +64,7 @@ export function createAutomationService(deps: {
 }) {
   const { db, authz, secrets, connectors, detectCredentials, audit, clock } = deps;
   const repo = createAutomationRepository(db);
+  const runAs = createRunAsCheck({ db, authz });
   const listeners: AutomationListener[] = [];
 
   async function load(ctx: TenantContext, name: string): Promise<AutomationsTable> {
@@ -80,6 +85,7 @@ export function createAutomationService(deps: {
       for (const resource of resources) await authz.require(ctx, 'use', resource, env);
       if (def.steps.some((s) => s.type === 'script')) await authz.require(ctx, 'use', TENANT, env);
     }
+    await runAs.require(ctx, def.runAs, environments);
   }
 
   /** Every save-time check; `alsoConnectors` are names an import is about to create. */

@@ -52,9 +52,10 @@ function describeError(err: unknown): string {
 
 /**
  * Runs automations: in the run's environment, as the automation's machine identity, with a
- * short-lived token issued for the run and revoked when it ends. `http` steps go through the
- * credential proxy (the runner never holds a credential); `script` steps run in a child process
- * with that token. Every output, log line and error is redacted with the tenant's known values
+ * short-lived token issued for the run, bound to the run's tenant and environment (the authorizer
+ * refuses it anywhere else, SPEC §1), and revoked when the run ends, however it ends. `http` steps
+ * go through the credential proxy (the runner never holds a credential); `script` steps run in a
+ * child process with that token. Every output, log line and error is redacted with the tenant's known values
  * before it is stored or returned.
  */
 export function createRunner(deps: {
@@ -103,7 +104,7 @@ export function createRunner(deps: {
   async function execute(tenantId: string, def: AutomationDefinition, runId: string, environment: string, input: unknown, machine: { id: string; name: string }, token: { id: string; token: string }) {
     const machineCtx: TenantContext = {
       tenantId, requestId: runId, sourceIp: '127.0.0.1', userAgent: `keyhold-runner run=${runId}`,
-      actor: { type: 'machine', id: machine.id, name: machine.name, homeTenantId: tenantId, credentialId: token.id },
+      actor: { type: 'machine', id: machine.id, name: machine.name, homeTenantId: tenantId, credentialId: token.id, boundEnvironment: environment },
     };
     const redactor = await redactors.forTenant(tenantId);
     const deadline = clock.now() + limits.runTimeoutMs;
@@ -141,16 +142,23 @@ export function createRunner(deps: {
 
   async function finish(tenantId: string, runId: string, automation: { id: string; name: string }, tokenId: string | null, actorCtx: TenantContext, outcome: { records: StepRecord[]; failure: string | null }) {
     const status = outcome.failure === null ? 'succeeded' : 'failed';
-    await db.transaction().execute(async (trx) => {
-      await repo.finishRun(tenantId, runId, { status, finished_at: clock.now(), steps: JSON.stringify(outcome.records), error: outcome.failure }, trx);
-      if (tokenId) await tokens.revoke(tokenId, tenantId, trx).catch(() => undefined);
-      await audit.appendInTx(trx, [{
-        ...auditFrom(actorCtx), action: 'automation.run.finish', resource: { type: 'automation', id: automation.id, name: automation.name },
-        outcome: status === 'succeeded' ? 'allowed' : 'failed', reason: status === 'succeeded' ? null : 'RUN_FAILED',
-        context: { ...auditFrom(actorCtx).context, runId },
-      }]);
-    });
-    if (tokenId) tokens.forgetToken(tokenId);
+    try {
+      await db.transaction().execute(async (trx) => {
+        await repo.finishRun(tenantId, runId, { status, finished_at: clock.now(), steps: JSON.stringify(outcome.records), error: outcome.failure }, trx);
+        if (tokenId) await tokens.revoke(tokenId, tenantId, trx).catch(() => undefined);
+        await audit.appendInTx(trx, [{
+          ...auditFrom(actorCtx), action: 'automation.run.finish', resource: { type: 'automation', id: automation.id, name: automation.name },
+          outcome: status === 'succeeded' ? 'allowed' : 'failed', reason: status === 'succeeded' ? null : 'RUN_FAILED',
+          context: { ...auditFrom(actorCtx).context, runId },
+        }]);
+      });
+    } catch (err) {
+      // The run's record could not be written: its token must still die with the run, not at its expiry.
+      if (tokenId) await tokens.revoke(tokenId, tenantId).catch(() => undefined);
+      throw err;
+    } finally {
+      if (tokenId) tokens.forgetToken(tokenId);
+    }
   }
 
   async function startRun(ctx: TenantContext, name: string, opts: { environment: string; input?: unknown; trigger: RunTrigger; wait: boolean }): Promise<Run> {
@@ -171,7 +179,7 @@ export function createRunner(deps: {
     const token = await db.transaction().execute(async (trx) => {
       await repo.insertRun(runRow, trx);
       const issued = !machine || machine.disabled_at !== null ? null
-        : await tokens.issue({ tenantId: ctx.tenantId, kind: 'machine', principalId: machine.id, name: `run:${runId}`, ttlMs: limits.runTimeoutMs + 60_000 }, trx);
+        : await tokens.issue({ tenantId: ctx.tenantId, kind: 'machine', principalId: machine.id, name: `run:${runId}`, environment: opts.environment, ttlMs: limits.runTimeoutMs + 60_000 }, trx);
       // The run's token id: every use by the run (proxy or a script's SDK) carries it as credentialId.
       await audit.appendInTx(trx, [{
         ...auditFrom(ctx), action: 'automation.run.start', resource: { type: 'automation', id: row.id, name: def.name }, environment: opts.environment,
@@ -180,9 +188,15 @@ export function createRunner(deps: {
       return issued;
     });
     const work = (async () => {
-      const outcome = token && machine
-        ? await execute(ctx.tenantId, def, runId, opts.environment, opts.input ?? {}, machine, token)
-        : { records: [], failure: `MACHINE_DISABLED: the run identity "${def.runAs}" does not exist or is disabled` };
+      let outcome: { records: StepRecord[]; failure: string | null };
+      try {
+        outcome = token && machine
+          ? await execute(ctx.tenantId, def, runId, opts.environment, opts.input ?? {}, machine, token)
+          : { records: [], failure: `MACHINE_DISABLED: the run identity "${def.runAs}" does not exist or is disabled` };
+      } catch (err) {
+        // Whatever broke outside a step (the redactor, the clock), the run still finishes and its token dies.
+        outcome = { records: [], failure: describeError(err) };
+      }
       await finish(ctx.tenantId, runId, { id: row.id, name: def.name }, token?.id ?? null, ctx, outcome);
     })();
     const tracked = work.finally(() => inFlight.delete(tracked));

@@ -58,6 +58,8 @@ export async function checkTarget(deps: EscrowDeps, ctx: TenantContext, input: F
     const secret = await deps.secrets.load(ctx, name);
     // Only someone who may see a secret's name may ask for it; anyone else hears a miss.
     await deps.secrets.authorize(ctx, 'list', secretResource(secret));
+    // A credential bound to one environment (a run's token) asks for nothing elsewhere: refused and audited as FORBIDDEN.
+    if (ctx.actor.boundEnvironment !== undefined) await deps.authz.require(ctx, 'list', secretResource(secret), input.environment);
     const matched = matchRule(doc, { action, secretName: secret.name, classification: secret.classification, environment: input.environment });
     if (!matched) fail('NO_APPROVAL_RULE', `no access policy rule puts ${action} of "${name}" in ${input.environment} behind approval`);
     if (ruleId !== null && matched.id !== ruleId) fail('VALIDATION_FAILED', `"${name}" falls under rule "${matched.id}", the others under "${ruleId}": file one request per rule`);

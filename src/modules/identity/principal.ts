@@ -13,6 +13,11 @@ export interface Principal {
   /** Users: when a second factor was last verified in this session; null otherwise. */
   mfaAt: number | null;
   expiresAt: number | null;
+  /**
+   * Set only for a credential bound to one environment of its tenant (an automation run's token):
+   * it admits the identity in that environment and nowhere else (see policy/environment-binding.ts).
+   */
+  boundEnvironment?: string;
 }
 
 /**

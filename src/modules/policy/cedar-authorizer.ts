@@ -10,6 +10,7 @@ import type { DecisionRequest, PolicyEngine } from './engine.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { IdentifierHasher } from '../audit/identifiers.ts';
 import { escrowContext, loadEscrowState, type EscrowAuthzState } from '../escrow/escrow-authz.ts';
+import { outsideBinding } from './environment-binding.ts';
 
 
 /** How long a node trusts its copy of a tenant's authorization generation before re-reading it (other nodes' changes). */
@@ -38,7 +39,8 @@ interface TenantAuthzState {
  * role policies + the tenant's own) → allow, FORBIDDEN, or STEP_UP_REQUIRED. Grants and the
  * tenant's installed policy set are cached per tenant and dropped on `invalidate` (this process,
  * at once) or when the tenant's generation in the database moves (other processes, within 2 s).
- * Every change moves the generation in its own transaction (`bumpInTx`).
+ * Every change moves the generation in its own transaction (`bumpInTx`). An actor bound to one
+ * environment (a run's token) is refused outside it before any of that is consulted.
  */
 export function createCedarAuthorizer(deps: {
   db: Kysely<Database>; engine: PolicyEngine; clock: Clock; stepUpWindowMs: number;
@@ -150,6 +152,8 @@ export function createCedarAuthorizer(deps: {
   }
 
   function rememberedAllow(ctx: TenantContext, action: Action, resource: AuthzResource, environment: string | undefined): RememberedAllow | undefined {
+    // Outside its binding nothing is remembered: `require` refuses and audits it.
+    if (outsideBinding(ctx.actor, action, environment)) return undefined;
     const state = tenants.get(ctx.tenantId);
     if (!state) return undefined;
     const now = clock.now();
@@ -180,6 +184,19 @@ export function createCedarAuthorizer(deps: {
     byKey.set(key, { permit, until });
   }
 
+  /** A bound actor outside its environment: audited like every denial, then FORBIDDEN (no role or policy is asked). */
+  async function refuseOutsideBinding(ctx: TenantContext, action: Action, resource: AuthzResource, environment: string | undefined): Promise<never> {
+    const base = auditFrom(ctx);
+    await audit.record([{
+      ...base, action: `authz.${action}`, outcome: 'denied', reason: 'FORBIDDEN',
+      resource: resource.type === 'secret' ? await deniedSecret(ctx.tenantId, resource) : { type: 'tenant', id: ctx.tenantId, name: null },
+      environment: environment ?? null,
+      context: { ...base.context, policies: 'builtin:environment-binding', boundEnvironment: ctx.actor.boundEnvironment ?? '' },
+    }]);
+    const where = environment === undefined ? 'outside any environment' : `in ${environment}`;
+    return fail('FORBIDDEN', `this credential is bound to environment ${ctx.actor.boundEnvironment}: it cannot ${action} ${where}`);
+  }
+
   /**
    * How a denial names a secret: as it is when it exists; a requested name that exists nowhere
    * (a refused create, a guess) may itself be sensitive, so only its keyed HMAC is kept.
@@ -190,6 +207,7 @@ export function createCedarAuthorizer(deps: {
   }
 
   async function allowed(ctx: TenantContext, action: Action, resource: AuthzResource, environment?: string): Promise<boolean> {
+    if (outsideBinding(ctx.actor, action, environment)) return false;
     const { state: _state, accessRequestId: _id, ...request } = await buildRequest(ctx, action, resource, environment);
     return engine.decide(request).allowed;
   }
@@ -202,6 +220,7 @@ export function createCedarAuthorizer(deps: {
     async require(ctx, action, resource, environment): Promise<AuthzPermit | void> {
       const remembered = rememberedAllow(ctx, action, resource, environment);
       if (remembered) return remembered.permit;
+      if (outsideBinding(ctx.actor, action, environment)) return refuseOutsideBinding(ctx, action, resource, environment);
       const { accessRequestId, state, ...request } = await buildRequest(ctx, action, resource, environment);
       const decision = engine.decide(request);
       if (decision.allowed) {

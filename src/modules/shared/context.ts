@@ -9,6 +9,11 @@ export interface Actor {
   credentialId?: string;
   /** The tenant the identity belongs to (null for root). Policies compare it with the resource's tenant. */
   homeTenantId?: string | null;
+  /**
+   * The one environment this actor may act in, when its credential is bound to one (an automation
+   * run's token, or the runner acting for a run); absent means unbound. Enforced by the authorizer.
+   */
+  boundEnvironment?: string;
 }
 
 /** Who acts and from where: what every audited operation needs, tenant-scoped or not. */

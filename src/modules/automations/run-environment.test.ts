@@ -1,0 +1,199 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { userContext } from '../../../test/helpers/identities.ts';
+import type { TenantContext } from '../shared/context.ts';
+import { createAutomationService } from './automation-service.ts';
+import { createRunner, type ProxyPort } from './runner.ts';
+import type { AutomationDefinition } from './types.ts';
+
+/**
+ * SPEC §1: an automation running in staging never resolves a production value, whatever it
+ * references. A run's token is bound to the run's environment, and an author cannot borrow the
+ * rights of a more capable run identity (review finding: a staging builder's script read
+ * production through a production-capable `runAs`).
+ */
+const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+
+interface Probe { name: string; method: 'GET' | 'PUT' | 'POST'; url: string; body?: unknown }
+type Seen = Record<string, { status: number; body: any }>;
+
+/** What a script with its KEYHOLD_TOKEN tries, each one a real request to the HTTP API. */
+const probes: Probe[] = [
+  { name: 'read staging', method: 'GET', url: '/v1/secrets/DB_PASSWORD/values/staging' },
+  { name: 'read production', method: 'GET', url: '/v1/secrets/DB_PASSWORD/values/production' },
+  { name: 'read production by version', method: 'GET', url: '/v1/secrets/DB_PASSWORD/values/production?version=1' },
+  { name: 'write production', method: 'PUT', url: '/v1/secrets/DB_PASSWORD/values/production', body: { value: 'planted-by-a-staging-run' } },
+  { name: 'list production versions', method: 'GET', url: '/v1/secrets/DB_PASSWORD/values/production/versions' },
+  { name: 'version check production', method: 'POST', url: '/v1/secrets/versions', body: { environment: 'production', names: ['DB_PASSWORD'] } },
+  { name: 'version check staging', method: 'POST', url: '/v1/secrets/versions', body: { environment: 'staging', names: ['DB_PASSWORD'] } },
+  { name: 'grant itself more', method: 'POST', url: '/v1/grants', body: { principalType: 'machine', principalId: 'x', role: 'builder' } },
+  { name: 'list secrets', method: 'GET', url: '/v1/secrets' },
+];
+
+const scriptAutomation = (over: Partial<AutomationDefinition> = {}): AutomationDefinition => ({
+  name: 'nightly-check', runAs: 'prod-bot', environments: ['staging'], trigger: { type: 'manual' },
+  steps: [{ id: 's', type: 'script', source: 'export default async () => null' }],
+  ...over,
+});
+
+describeEachDialect('automation runs are bound to their environment', (dialect) => {
+  let h: Harness;
+  let runner: ReturnType<typeof createRunner>;
+  let automations: ReturnType<typeof createAutomationService>;
+  const proxied: TenantContext[] = [];
+  let seen: Seen = {};
+  let runToken = '';
+
+  before(async () => {
+    h = await createHarness(dialect);
+    // A machine that may do nearly everything, everywhere.
+    const bot = await h.services.machines.create(h.ctx, { name: 'prod-bot', kind: 'client_secret' });
+    for (const role of ['builder', 'secret-admin', 'tenant-admin']) await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: bot.id, role });
+    for (const name of ['API_KEY', 'DB_PASSWORD']) await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+    await h.services.values.write(h.ctx, 'DB_PASSWORD', 'staging', { value: 'staging-db-password' });
+    await h.services.values.write(h.ctx, 'DB_PASSWORD', 'production', { value: 'prod-db-password-canary' });
+    automations = createAutomationService({
+      db: h.storage.db, authz: h.services.authz, secrets: h.services.secrets, audit: h.services.audit, clock: h.clock,
+      connectors: { list: async () => [{ name: 'api', environment: 'staging', type: 'http', slots: { token: 'API_KEY' }, personal: false }] },
+      detectCredentials: () => [],
+    });
+    const proxy: ProxyPort = { call: async (ctx) => { proxied.push(ctx); return { status: 200, headers: {}, body: null, truncated: false }; } };
+    runner = createRunner({
+      db: h.storage.db, automations, tenants: h.services.tenants, tokens: h.services.tokens, audit: h.services.audit, clock: h.clock, proxy,
+      scripts: {
+        run: async (opts) => {
+          runToken = opts.env.KEYHOLD_TOKEN;
+          seen = {};
+          for (const p of probes) {
+            const res = await h.app.inject({ method: p.method, url: p.url, headers: { authorization: `Bearer ${runToken}` }, ...(p.body ? { payload: p.body as object } : {}) });
+            seen[p.name] = { status: res.statusCode, body: res.json() };
+          }
+          return { ok: true, output: null, stdout: '', stderr: '', timedOut: false };
+        },
+      },
+      redactors: { forTenant: async () => ({ redact: (t: string) => t }) },
+      keyholdAddress: () => 'http://127.0.0.1:1',
+    });
+    await automations.create(h.ctx, scriptAutomation());
+  });
+  after(async () => {
+    await runner.drain();
+    await h.close();
+  });
+
+  test('a staging run reads staging, but its token is refused in production: read, write, versions, version checks', async () => {
+    const run = await runner.start(h.ctx, 'nightly-check', { environment: 'staging', input: {}, trigger: 'manual', wait: true });
+    assert.equal(run.status, 'succeeded', JSON.stringify(run));
+    assert.equal(seen['read staging']!.status, 200);
+    assert.equal(seen['read staging']!.body.value, 'staging-db-password');
+    for (const name of ['read production', 'read production by version', 'write production']) {
+      assert.equal(seen[name]!.status, 403, `${name}: ${JSON.stringify(seen[name])}`);
+      assert.equal(seen[name]!.body.error.code, 'FORBIDDEN', name);
+    }
+    // A refused list is answered as a miss, as for every caller (the denial is still audited, below).
+    assert.equal(seen['list production versions']!.body.error.code, 'SECRET_NOT_FOUND');
+    assert.ok(!JSON.stringify(seen).includes('prod-db-password-canary'), 'no production value reached the script');
+    assert.deepEqual(seen['version check production']!.body.versions, { DB_PASSWORD: null });
+    assert.deepEqual(seen['version check staging']!.body.versions, { DB_PASSWORD: 1 });
+    const current = await h.services.values.read(h.ctx, 'DB_PASSWORD', 'production');
+    assert.equal(current.value, 'prod-db-password-canary', 'the refused write wrote nothing');
+  });
+
+  test('outside any environment the run token may list, and nothing else (no tenant administration)', () => {
+    assert.equal(seen['list secrets']!.status, 200);
+    assert.equal(seen['grant itself more']!.status, 403);
+  });
+
+  test('each refusal is an audited denial naming the run token and the binding', async () => {
+    const events = await h.storage.db.selectFrom('audit_events').select(['action', 'environment', 'reason', 'context'])
+      .where('outcome', '=', 'denied').where('actor_type', '=', 'machine').execute();
+    const binding = events.filter((e) => JSON.parse(e.context).policies === 'builtin:environment-binding');
+    const actions = new Set(binding.map((e) => `${e.action}@${e.environment ?? ''}`));
+    for (const a of ['authz.use@production', 'authz.write@production', 'authz.list@production', 'authz.admin@']) assert.ok(actions.has(a), `${a} in ${[...actions].join(', ')}`);
+    for (const e of binding) {
+      assert.equal(e.reason, 'FORBIDDEN');
+      assert.equal(JSON.parse(e.context).boundEnvironment, 'staging');
+    }
+  });
+
+  test('the run token dies when the run ends', async () => {
+    const res = await h.app.inject({ method: 'GET', url: '/v1/secrets/DB_PASSWORD/values/staging', headers: { authorization: `Bearer ${runToken}` } });
+    assert.equal(res.statusCode, 401);
+  });
+
+  test('the runner acting in process (proxy steps) is bound too', async () => {
+    await automations.create(h.ctx, scriptAutomation({
+      name: 'proxied', steps: [{ id: 'call', type: 'http', connector: '{{ connectors.api }}', method: 'GET', path: '/x' }],
+    }));
+    await runner.start(h.ctx, 'proxied', { environment: 'staging', input: {}, trigger: 'manual', wait: true });
+    const ctx = proxied.at(-1)!;
+    assert.equal(ctx.actor.boundEnvironment, 'staging');
+    assert.equal(await code(h.services.values.read(ctx, 'DB_PASSWORD', 'production', { purpose: 'use' })), 'FORBIDDEN');
+    assert.equal((await h.services.values.read(ctx, 'DB_PASSWORD', 'staging', { purpose: 'use' })).value, 'staging-db-password');
+  });
+});
+
+describeEachDialect('authoring an automation needs the permissions of its run identity where it runs', (dialect) => {
+  let h: Harness;
+  let automations: ReturnType<typeof createAutomationService>;
+  before(async () => {
+    h = await createHarness(dialect);
+    const everywhere = await h.services.machines.create(h.ctx, { name: 'prod-bot', kind: 'client_secret' });
+    await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: everywhere.id, role: 'builder' });
+    const writer = await h.services.machines.create(h.ctx, { name: 'writer-bot', kind: 'client_secret' });
+    await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: writer.id, role: 'secret-admin', environments: ['staging'] });
+    await h.services.machines.create(h.ctx, { name: 'idle-bot', kind: 'client_secret' });
+    for (const name of ['API_KEY', 'DB_PASSWORD']) await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+    automations = createAutomationService({
+      db: h.storage.db, authz: h.services.authz, secrets: h.services.secrets, audit: h.services.audit, clock: h.clock,
+      connectors: { list: async () => [{ name: 'api', environment: 'staging', type: 'http', slots: { token: 'API_KEY' }, personal: false }] },
+      detectCredentials: () => [],
+    });
+  });
+  after(() => h.close());
+
+  test('a staging builder cannot make a staging automation run as a machine that may write there', async () => {
+    const sam = await userContext(h, h.ctx.tenantId, 'sam');
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: sam.id, role: 'builder', environments: ['staging'] });
+    assert.equal(await code(automations.create(sam.ctx(), scriptAutomation({ name: 'borrow', runAs: 'writer-bot' }))), 'FORBIDDEN');
+    // Nothing more than sam holds in staging: allowed (the run's token is bound to staging).
+    assert.equal(await code(automations.create(sam.ctx(), scriptAutomation({ name: 'fine', runAs: 'prod-bot' }))), 'ok');
+    assert.equal(await code(automations.create(sam.ctx(), scriptAutomation({ name: 'idle', runAs: 'idle-bot' }))), 'ok');
+    // Nor in an environment sam holds nothing in.
+    assert.equal(await code(automations.create(sam.ctx(), scriptAutomation({ name: 'wider', runAs: 'prod-bot', environments: ['staging', 'production'] }))), 'FORBIDDEN');
+    const names = (await automations.list(h.ctx)).map((a) => a.definition.name);
+    assert.ok(!names.includes('borrow') && !names.includes('wider'));
+  });
+
+  test('an update that points runAs at a more capable machine is refused, and the definition stays as it was', async () => {
+    const sam = await h.storage.db.selectFrom('users').select('id').where('username', '=', 'sam').executeTakeFirstOrThrow();
+    const ctx: TenantContext = { tenantId: h.ctx.tenantId, requestId: 't', actor: { type: 'user', id: sam.id, name: 'sam', homeTenantId: h.ctx.tenantId, mfaAt: h.clock.now() } };
+    assert.equal(await code(automations.update(ctx, 'fine', scriptAutomation({ name: 'fine', runAs: 'writer-bot' }), 1)), 'FORBIDDEN');
+    const after = await automations.get(h.ctx, 'fine');
+    assert.equal(after.revision, 1);
+    assert.equal(after.definition.runAs, 'prod-bot');
+    // Someone else's automation acting as a capable machine cannot be edited, deleted or run by hand by sam either.
+    await automations.create(h.ctx, scriptAutomation({ name: 'admins', runAs: 'writer-bot' }));
+    assert.equal(await code(automations.update(ctx, 'admins', scriptAutomation({ name: 'admins', runAs: 'prod-bot' }), 1)), 'FORBIDDEN');
+    assert.equal(await code(automations.remove(ctx, 'admins')), 'FORBIDDEN');
+  });
+
+  test('without a script, the machine’s use of secrets the author may not use is still refused (name patterns count)', async () => {
+    const pat = await userContext(h, h.ctx.tenantId, 'pat');
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: pat.id, role: 'builder', environments: ['staging'], namePatterns: ['API_*'] });
+    const def = scriptAutomation({ name: 'http-only', steps: [{ id: 'call', type: 'http', connector: '{{ connectors.api }}', method: 'GET', path: '/x' }] });
+    assert.equal(await code(automations.create(pat.ctx(), def)), 'FORBIDDEN', 'prod-bot may use DB_PASSWORD in staging; pat may not');
+    assert.equal(await code(automations.create(pat.ctx(), { ...def, runAs: 'idle-bot' })), 'ok');
+  });
+
+  test('an author granted what the machine holds may use it, and the refusals were audited', async () => {
+    const sam = await h.storage.db.selectFrom('users').select('id').where('username', '=', 'sam').executeTakeFirstOrThrow();
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: sam.id, role: 'secret-admin', environments: ['staging'] });
+    const ctx: TenantContext = { tenantId: h.ctx.tenantId, requestId: 't', actor: { type: 'user', id: sam.id, name: 'sam', homeTenantId: h.ctx.tenantId, mfaAt: h.clock.now() } };
+    assert.equal(await code(automations.create(ctx, scriptAutomation({ name: 'borrow', runAs: 'writer-bot' }))), 'ok');
+    const denied = await h.storage.db.selectFrom('audit_events').select(['action', 'reason']).where('actor_id', '=', sam.id).where('outcome', '=', 'denied').execute();
+    assert.ok(denied.some((e) => e.action === 'authz.write' && e.reason === 'FORBIDDEN'), JSON.stringify(denied));
+  });
+});
