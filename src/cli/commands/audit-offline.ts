@@ -46,16 +46,28 @@ const isCheckpoint = (c: unknown): c is AuditCheckpointsTable => {
 };
 
 /**
+ * The offline answer: the server's fields, and what only a file can have. `firstSeq` is the seq of
+ * the file's first event: 1 for a whole log, more for a file that starts mid-chain (a rotated sink
+ * file, or a cut head), whose events before it were not verified. `duplicates` counts lines skipped
+ * because they repeat an event exactly (an at-least-once sink may write one).
+ */
+export type OfflineVerifyAnswer = VerifyAnswer & { firstSeq: number | null; duplicates: number };
+
+/**
  * `keyhold audit verify --events FILE [--checkpoints FILE] --public-key KEY`: the server's proof run
  * over files, with no server: a whole-log JSON lines export (or a sink's file), the checkpoints
  * export if there is one, and the key pinned earlier (`keyhold audit public-key`). The log's own
  * `audit.checkpoint` events count as checkpoints too (a first pass collects them). A line that is
  * not an event is reported as the first bad one, by its line number, like any other damage.
  */
-export async function verifyExportFiles(paths: { events: string; checkpoints: string | null }, publicKey: string): Promise<VerifyAnswer> {
+export async function verifyExportFiles(paths: { events: string; checkpoints: string | null }, publicKey: string): Promise<OfflineVerifyAnswer> {
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(publicKey)) throw new UsageError('--public-key must be the base64 key that `keyhold audit public-key` printed');
   const stored: AuditCheckpointsTable[] = [];
   let lastSeq = 0;
+  let first: AuditEvent | null = null;
+  const failed = (firstBadSeq: number, problem: string): OfflineVerifyAnswer => ({
+    ok: false, events: 0, headSeq: null, checkpoints: stored.length, lastSeq: null, firstBadSeq, problem, unsigned: null, firstSeq: first?.seq ?? null, duplicates: 0,
+  });
   try {
     if (paths.checkpoints !== null) {
       for await (const { line, value } of jsonLines<unknown>(paths.checkpoints, 'checkpoints')) {
@@ -64,16 +76,18 @@ export async function verifyExportFiles(paths: { events: string; checkpoints: st
       }
     }
     const published: AuditEvent[] = [];
-    // First pass: the checkpoints the log publishes itself. Damage is reported by the second pass, with its position.
+    // First pass: the checkpoints the log publishes itself, and where the file starts. Damage is reported by the second pass, with its position.
     try {
       for await (const { value } of jsonLines<unknown>(paths.events, 'events')) {
-        if (isEvent(value) && value.action === CHECKPOINT_ACTION) published.push(value);
+        if (!isEvent(value)) continue;
+        first ??= value;
+        if (value.action === CHECKPOINT_ACTION) published.push(value);
       }
     } catch (err) {
       if (!(err instanceof OfflineInputError)) throw err;
     }
     const merged = mergeCheckpoints(stored, published, publicKey);
-    if (!merged.ok) return { ok: false, events: 0, headSeq: null, checkpoints: stored.length, lastSeq: null, firstBadSeq: merged.seq, problem: merged.problem, unsigned: null };
+    if (!merged.ok) return failed(merged.seq, merged.problem);
     const checkpoints = merged.checkpoints;
     async function* events(): AsyncGenerator<AuditEvent> {
       for await (const { line, value } of jsonLines<unknown>(paths.events, 'events')) {
@@ -82,9 +96,12 @@ export async function verifyExportFiles(paths: { events: string; checkpoints: st
         yield value;
       }
     }
-    return verifyAnswer(await verifyLog({ events: events(), checkpoints, head: null, trustedPublicKey: publicKey }));
+    // A file that starts past seq 1 (rotated, or its head cut) is walked from its first line's link; the answer says so.
+    const from = first && first.seq > 1 ? { seq: first.seq - 1, hash: first.prevHash } : undefined;
+    const r = await verifyLog({ events: events(), checkpoints, head: null, trustedPublicKey: publicKey, skipExactDuplicates: true, ...(from ? { from } : {}) });
+    return { ...verifyAnswer(r), firstSeq: first?.seq ?? null, duplicates: r.ok ? r.duplicates ?? 0 : 0 };
   } catch (err) {
     if (!(err instanceof OfflineInputError)) throw err;
-    return { ok: false, events: 0, headSeq: null, checkpoints: stored.length, lastSeq: null, firstBadSeq: lastSeq + 1, problem: err.message, unsigned: null };
+    return failed(lastSeq + 1, err.message);
   }
 }

@@ -20,7 +20,11 @@ interface AuditEvent {
 type ListItem = AuditEvent & { repeat: number; lastSeq: number; lastTime: number };
 interface UsageSpan { first: string; last: string; count: number }
 interface Usage { secret: string; actors: Array<{ actor: { type: string; id: string }; first: string; last: string; count: number; use: UsageSpan | null; reveal: UsageSpan | null }> }
-interface VerifyResult { ok: boolean; events: number; headSeq: number | null; checkpoints: number; lastSeq: number | null; firstBadSeq: number | null; problem: string | null; unsigned?: number | null }
+interface VerifyResult {
+  ok: boolean; events: number; headSeq: number | null; checkpoints: number; lastSeq: number | null; firstBadSeq: number | null; problem: string | null; unsigned?: number | null;
+  /** Offline only (audit-offline.ts). */
+  firstSeq?: number | null; duplicates?: number;
+}
 
 const POLL_MS = 1000;
 const TAIL_PAGE = 1000;
@@ -223,7 +227,8 @@ const verify: Command = {
     'Offline, with no server: --events a whole-log export (audit export --all-tenants --format json, or a sink\'s',
     'JSON lines file), --public-key the key you recorded earlier (audit public-key), and optionally --checkpoints',
     '(audit checkpoints): the audit.checkpoint events inside the log are used as well. A cut tail is caught up to',
-    'the last checkpoint known.',
+    'the last checkpoint known. A line repeating an event exactly is skipped; a file that starts past event 1 (a',
+    'rotated sink file) is proved from its first line, and the answer names where it starts.',
   ],
   options: { events: { type: 'string' }, checkpoints: { type: 'string' }, 'public-key': { type: 'string' } },
   async run({ args, flags, api, out }) {
@@ -237,8 +242,12 @@ const verify: Command = {
       ? await verifyExportFiles({ events: files.events!, checkpoints: files.checkpoints ?? null }, files.key!)
       : await api.call<VerifyResult>('GET', '/v1/audit/verify');
     const unsigned = r.unsigned ? ` ${r.unsigned} event(s) after the newest checkpoint are chained but not yet signed.` : '';
+    // A file that starts mid-chain proves only its own range: the operator must see that its head is not there.
+    const start = r.firstSeq != null && r.firstSeq > 1
+      ? ` The file starts at #${r.firstSeq}, not at #1: events before it are not in this file and were not verified.` : '';
+    const repeats = r.duplicates ? ` ${r.duplicates} line(s) repeating an event exactly were skipped.` : '';
     out.result(r, () => (r.ok
-      ? `Audit log intact: ${r.events} events through #${r.lastSeq}, ${r.checkpoints} signed checkpoint(s) match.${unsigned}`
+      ? `Audit log intact: ${r.events} events through #${r.lastSeq}, ${r.checkpoints} signed checkpoint(s) match.${unsigned}${start}${repeats}`
       : `Audit log BROKEN at event #${r.firstBadSeq}: ${r.problem}`));
     return r.ok ? 0 : 1;
   },

@@ -19,22 +19,52 @@ export function chainHash(prevHash: string, e: Omit<AuditEvent, 'hash' | 'prevHa
 }
 
 export type VerifyResult =
-  | { ok: true; events: number; lastSeq: number; lastHash: string }
+  | { ok: true; events: number; lastSeq: number; lastHash: string; duplicates?: number }
   | { ok: false; events: number; firstBadSeq: number; problem: string };
+
+/** How far back an exact repeat is still recognised: a redelivered batch is at most a few hundred events behind. */
+export const DUPLICATE_WINDOW = 65_536;
+
+export interface ChainVerifierOptions {
+  /**
+   * Skip a line that repeats an event already accepted exactly (same seq, same hash, and content that
+   * hashes to it), as an at-least-once sink may have written it; a repeat that differs is still
+   * refused. For files only: a database cannot hold two rows with one seq.
+   */
+  skipExactDuplicates?: boolean;
+}
 
 /**
  * Walks events in stored order and proves each one: its sequence number follows the last, it
  * links to the previous hash, and its own hash matches its content. Names the first bad event.
+ * `start` seeds the walk: genesis by default, or the event before a file that starts mid-chain.
  */
-export function createChainVerifier(start: { seq: number; hash: string } = { seq: 0, hash: GENESIS_HASH }) {
+export function createChainVerifier(start: { seq: number; hash: string } = { seq: 0, hash: GENESIS_HASH }, opts: ChainVerifierOptions = {}) {
   let lastSeq = start.seq;
   let lastHash = start.hash;
   let events = 0;
+  let duplicates = 0;
   let failure: { firstBadSeq: number; problem: string } | null = null;
+  // The hashes of the last DUPLICATE_WINDOW accepted events, oldest first, to recognise an exact repeat.
+  const recent = opts.skipExactDuplicates ? new Map<number, string>() : null;
+
+  function repeat(e: AuditEvent): boolean {
+    const accepted = recent?.get(e.seq);
+    if (accepted === undefined) return false;
+    if (accepted === e.hash && chainHash(e.prevHash, e) === e.hash) return true;
+    failure = { firstBadSeq: e.seq, problem: `event ${e.seq} appears twice with different content` };
+    return false;
+  }
+
   return {
     push(e: AuditEvent): boolean {
       if (failure) return false;
+      if (e.seq <= lastSeq && repeat(e)) {
+        duplicates++;
+        return true;
+      }
       events++;
+      if (failure) return false;
       if (e.seq !== lastSeq + 1) {
         failure = { firstBadSeq: e.seq, problem: e.seq <= lastSeq ? `event ${e.seq} is out of order or duplicated (after ${lastSeq})` : `events ${lastSeq + 1}..${e.seq - 1} are missing` };
       } else if (e.prevHash !== lastHash) {
@@ -45,10 +75,15 @@ export function createChainVerifier(start: { seq: number; hash: string } = { seq
       if (failure) return false;
       lastSeq = e.seq;
       lastHash = e.hash;
+      if (recent) {
+        recent.set(e.seq, e.hash);
+        if (recent.size > DUPLICATE_WINDOW) recent.delete(recent.keys().next().value!);
+      }
       return true;
     },
     result(): VerifyResult {
-      return failure ? { ok: false, events, ...failure } : { ok: true, events, lastSeq, lastHash };
+      if (failure) return { ok: false, events, ...failure };
+      return recent ? { ok: true, events, lastSeq, lastHash, duplicates } : { ok: true, events, lastSeq, lastHash };
     },
   };
 }

@@ -209,6 +209,28 @@ describe('audit delivery', () => {
   test('sinks must have distinct names, since the name keys the cursor', () => {
     const log = createMemoryAuditLog();
     assert.throws(() => createAuditDelivery(options({ source: log, sinks: [recordingSink('a').sink, recordingSink('a').sink] })), /two audit sinks are named "a"/);
+    const keyed = (key: string): AuditSink => ({ ...recordingSink('file').sink, cursorKey: key });
+    assert.throws(() => createAuditDelivery(options({ source: log, sinks: [keyed('file@n:/a'), keyed('file@n:/a')] })), /share the cursor "file@n:\/a"/);
+    assert.doesNotThrow(() => createAuditDelivery(options({ source: log, sinks: [keyed('file@n:/a'), keyed('file@n:/b')] })));
+  });
+
+  test('a sink that can read what it holds resumes after it, not from the stored cursor, and a failed read is retried', async () => {
+    const log = createMemoryAuditLog();
+    log.append(8);
+    const cursors = createMemoryCursorStore({ 'file@n:/a': 2 });
+    const rec = recordingSink('file');
+    let reads = 0;
+    const sink: AuditSink = { ...rec.sink, cursorKey: 'file@n:/a', resumePoint: async () => {
+      if (++reads === 1) throw new Error('EACCES');
+      return 5;
+    } };
+    const d = createAuditDelivery(options({ source: log, sinks: [sink], cursors }));
+    d.start();
+    await waitFor('caught up', () => d.status()[0]!.cursor === 8);
+    await d.stop();
+    assert.deepEqual(rec.offered.flat(), [6, 7, 8], 'nothing the sink already holds is offered again');
+    assert.match(d.status()[0]!.lastError!, /reading what the sink already holds failed: EACCES/);
+    assert.deepEqual(cursors.snapshot(), { 'file@n:/a': 8 });
   });
 
   test('backoff doubles per failure up to the cap, and jitter only shortens it', () => {

@@ -55,6 +55,8 @@ const MAX_ERROR_LENGTH = 300;
 
 interface Loop {
   sink: AuditSink;
+  /** Where this sink's cursor is stored (`sink.cursorKey`, else its name). */
+  key: string;
   status: SinkStatus;
   /** The cursor value last written to the store; differs from status.cursor after a failed write. */
   persisted: number;
@@ -69,7 +71,9 @@ interface Loop {
  * Streams the durable audit log to every sink, each through its own loop and cursor: read a batch
  * after the cursor, deliver it within `timeoutMs`, then advance and persist the cursor. A failed or
  * timed-out batch is retried with backoff and never skipped, so delivery is at least once: only a
- * batch that was not acknowledged can arrive twice. Nothing here blocks or throws into callers.
+ * batch that was not acknowledged can arrive twice. A sink that can read what it already holds
+ * (`resumePoint`, the JSON lines file) resumes from that instead of its stored cursor. Nothing here
+ * blocks or throws into callers.
  *
  * @example
  * const delivery = createAuditDelivery({ source, sinks, cursors, clock, timeoutMs: 10_000, batchSize: 200, backoff: { baseMs: 500, maxMs: 60_000 } });
@@ -83,13 +87,15 @@ export function createAuditDelivery(opts: AuditDeliveryOptions): AuditDelivery {
   if (!(timeoutMs > 0) || !(batchSize >= 1) || !(backoff.baseMs >= 0) || !(backoff.maxMs >= backoff.baseMs) || !(pollMs > 0)) {
     throw new Error('audit delivery needs timeoutMs > 0, batchSize >= 1, 0 <= backoff.baseMs <= backoff.maxMs and pollMs > 0');
   }
-  const names = new Set<string>();
+  const keys = new Set<string>();
   const loops: Loop[] = opts.sinks.map((sink) => {
-    // The name is the cursor key: two sinks sharing one would skip each other's events.
-    if (names.has(sink.name)) throw new Error(`two audit sinks are named "${sink.name}"; names must be unique`);
-    names.add(sink.name);
+    // Two sinks sharing a cursor would skip each other's events.
+    const key = sink.cursorKey ?? sink.name;
+    if (keys.has(key)) throw new Error(key === sink.name ? `two audit sinks are named "${key}"; names must be unique` : `two audit sinks share the cursor "${key}"`);
+    keys.add(key);
     return {
       sink,
+      key,
       status: {
         sink: sink.name,
         state: 'stopped',
@@ -193,7 +199,7 @@ export function createAuditDelivery(opts: AuditDeliveryOptions): AuditDelivery {
   async function persist(loop: Loop): Promise<void> {
     const seq = loop.status.cursor;
     try {
-      await cursors.set(loop.sink.name, seq);
+      await cursors.set(loop.key, seq);
     } catch (err) {
       throw new Error(`saving the delivery cursor failed: ${describe(err)}`);
     }
@@ -221,13 +227,20 @@ export function createAuditDelivery(opts: AuditDeliveryOptions): AuditDelivery {
     s.state = 'starting';
     while (running()) {
       try {
-        const seq = await cursors.get(loop.sink.name);
+        const stored = await cursors.get(loop.key).catch((err: unknown) => {
+          throw new Error(`reading the delivery cursor failed: ${describe(err)}`);
+        });
+        // A sink that can tell what it already holds is the truth; the stored cursor is the fallback.
+        const held = loop.sink.resumePoint ? await loop.sink.resumePoint().catch((err: unknown) => {
+          throw new Error(`reading what the sink already holds failed: ${describe(err)}`);
+        }) : null;
+        const seq = held ?? stored;
         s.cursor = seq;
-        loop.persisted = seq;
+        loop.persisted = stored;
         if (s.headSeq < seq) s.headSeq = seq;
         break;
       } catch (err) {
-        failed(loop, new Error(`reading the delivery cursor failed: ${describe(err)}`));
+        failed(loop, err);
         s.state = 'backoff';
         await wait(loop, backoffDelay(s.consecutiveFailures, backoff), false);
       }

@@ -29,7 +29,19 @@ export interface AuditEvent {
 
 /** A destination events are streamed to from the durable log (file, syslog, webhook). */
 export interface AuditSink {
+  /** Shown in status and logs; also the cursor key when `cursorKey` is absent. */
   readonly name: string;
+  /**
+   * Keys the sink's delivery cursor (default: `name`). A network sink (syslog, webhook) is one
+   * destination for every node, so its cursor is shared; a node-local sink (the JSON lines file)
+   * names its node and path here, so nodes sharing a database never resume from each other's cursor.
+   */
+  readonly cursorKey?: string;
+  /**
+   * The highest seq the sink's own storage already holds, read from that storage; null when it holds
+   * nothing or cannot tell (a network sink). Delivery resumes after it instead of the stored cursor.
+   */
+  resumePoint?(): Promise<number | null>;
   /**
    * Delivers a batch in order. Resolves once the sink has accepted every event; rejects (or times
    * out) otherwise, and the same batch is offered again later: delivery is at least once.

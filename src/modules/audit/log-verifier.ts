@@ -1,9 +1,13 @@
 import type { AuditCheckpointsTable } from '../../storage/schema.ts';
-import { createChainVerifier, type VerifyResult } from './chain.ts';
+import { createChainVerifier, GENESIS_HASH, type VerifyResult } from './chain.ts';
 import { checkpointFromEvent, checkpointValid } from './checkpoints.ts';
 import type { AuditEvent } from './event.ts';
 
-/** `unsigned`: events after the last signed checkpoint, which only the chain (no signature) vouches for yet. */
+/**
+ * `unsigned`: events after the last signed checkpoint, which only the chain (no signature) vouches for yet.
+ * `checkpoints`: those checked against the events (for a file that starts mid-chain, only those at or
+ * after the event before its first line; the ones before are checked for their signature alone).
+ */
 export type LogVerifyResult = VerifyResult & { headSeq: number | null; checkpoints: number; unsigned?: number };
 
 /**
@@ -54,25 +58,40 @@ export async function verifyLog(input: {
   head: { seq: number; hash: string } | null;
   trustedPublicKey: string | null;
   floors?: VerifyFloors;
+  /**
+   * Offline, for a file that starts mid-chain (a rotated sink file): the event just before its first
+   * line, taken from that line's `prevHash`. The walk starts there instead of at genesis; a signed
+   * checkpoint at that seq must match it, and links to checkpoints before it are not required.
+   */
+  from?: { seq: number; hash: string };
+  /** Offline: a line that repeats an accepted event exactly is skipped (chain.ts). */
+  skipExactDuplicates?: boolean;
 }): Promise<LogVerifyResult> {
-  const { checkpoints, head, trustedPublicKey, floors = {} } = input;
+  const { head, trustedPublicKey, floors = {} } = input;
+  const from = input.from ?? { seq: 0, hash: GENESIS_HASH };
+  // Checkpoints before the file's range are proved by their signature only: no event here to compare.
+  const checkpoints = input.checkpoints.filter((c) => c.seq >= from.seq);
   const meta = { headSeq: head?.seq ?? null, checkpoints: checkpoints.length };
   const bad = (firstBadSeq: number, problem: string, events: number): LogVerifyResult => ({ ok: false, events, firstBadSeq, problem, ...meta });
 
   if (trustedPublicKey) {
-    const forged = checkpoints.find((c) => !checkpointValid(c, trustedPublicKey));
+    const forged = input.checkpoints.find((c) => !checkpointValid(c, trustedPublicKey));
     if (forged) return bad(forged.seq, `checkpoint at ${forged.seq} is not signed by the trusted audit key`, 0);
   }
   // Each checkpoint since v2 names the one before it: a signed link to a missing checkpoint means it was removed.
   const present = new Set(checkpoints.map((c) => c.seq));
-  const orphan = checkpoints.find((c) => c.prev_seq !== null && c.prev_seq > 0 && !present.has(c.prev_seq));
+  const orphan = checkpoints.find((c) => c.prev_seq !== null && c.prev_seq > from.seq && !present.has(c.prev_seq));
   if (orphan) return bad(orphan.prev_seq!, `the checkpoint at ${orphan.prev_seq} (named by the signed checkpoint at ${orphan.seq}) was removed`, 0);
   const newest = checkpoints.reduce((max, c) => Math.max(max, c.seq), 0);
   if (floors.checkpointSeq !== undefined && newest < floors.checkpointSeq) {
     return bad(newest + 1, `this server signed a checkpoint at ${floors.checkpointSeq}, but the newest stored is at ${newest}: checkpoints were removed`, 0);
   }
   const expected = new Map(checkpoints.map((c) => [c.seq, c.hash]));
-  const verifier = createChainVerifier();
+  const seed = expected.get(from.seq);
+  if (from.seq > 0 && seed !== undefined && seed !== from.hash) {
+    return bad(from.seq + 1, `event ${from.seq + 1} does not link to the signed checkpoint at ${from.seq}`, 0);
+  }
+  const verifier = createChainVerifier(from, { skipExactDuplicates: input.skipExactDuplicates ?? false });
   for await (const event of input.events) {
     if (!verifier.push(event)) break;
     const cp = expected.get(event.seq);
@@ -90,7 +109,7 @@ export async function verifyLog(input: {
   if (floors.headSeq !== undefined && result.lastSeq < floors.headSeq) {
     return bad(result.lastSeq + 1, `the log ends at ${result.lastSeq} but this server has written up to ${floors.headSeq}: events were removed from the end`, result.events);
   }
-  return { ...result, ...meta, unsigned: result.lastSeq - (lastCheckpoint?.seq ?? 0) };
+  return { ...result, ...meta, unsigned: result.lastSeq - Math.max(lastCheckpoint?.seq ?? 0, from.seq) };
 }
 
 /** A proof's result as `GET /v1/audit/verify` and `keyhold audit verify --events` answer it: every field present, null where it does not apply. */

@@ -80,7 +80,9 @@ describeEachDialect('audit export verified offline against the pinned key', (dia
       ['altered outcome', withEvent(5, (e) => { e.outcome = 'denied'; }), /event 5 was altered/, 5],
       ['removed event', (l) => l.filter((x) => JSON.parse(x).seq !== 6), /events 6\.\.6 are missing/, 7],
       ['two swapped', (l) => [...l.slice(0, 3), l[4]!, l[3]!, ...l.slice(5)], /missing|out of order/, 5],
-      ['a duplicated line', (l) => [...l.slice(0, 4), l[3]!, ...l.slice(4)], /out of order or duplicated/, 4],
+      ['a line repeating seq 4 with other content', (l) => [...l.slice(0, 4), withEvent(4, (e) => { e.outcome = 'denied'; })([l[3]!])[0]!, ...l.slice(4)], /event 4 appears twice with different content/, 4],
+      ['a line repeating seq 4 with other content but its hash', (l) => [...l.slice(0, 4), withEvent(4, (e) => { e.resource = { ...(e.resource as object), name: 'OTHER' }; })([l[3]!])[0]!, ...l.slice(4)], /event 4 appears twice with different content/, 4],
+      ['an earlier event moved later', (l) => [...l.slice(0, 2), ...l.slice(3, 6), l[2]!, ...l.slice(6)], /events 3\.\.3 are missing/, 4],
       ['a garbage line', (l) => [...l.slice(0, 2), 'not json', ...l.slice(2)], /line 3 is not JSON/, 3],
     ];
     for (const [what, edit, problem, firstBad] of cases) {
@@ -95,6 +97,68 @@ describeEachDialect('audit export verified offline against the pinned key', (dia
     assert.match(cut.problem!, new RegExp(`covers ${lastSigned}: events were removed from the end`));
     const tailOnly = await verifyEdited((l) => l.filter((x) => JSON.parse(x).seq <= lastSigned));
     assert.equal(tailOnly.ok, true, 'the unsigned tail after the last checkpoint is all an export can lose unnoticed (docs/audit.md)');
+  });
+
+  test('an exact repeat of an event (at-least-once delivery) is skipped and counted, wherever it comes back', async () => {
+    const r = await verifyEdited((l) => [...l.slice(0, 6), ...l.slice(2, 6), l[5]!, ...l.slice(6)]);
+    assert.equal(r.ok, true, r.problem ?? '');
+    const exported = (await readFile(paths().events, 'utf8')).trim().split('\n').length;
+    assert.deepEqual([r.events, r.lastSeq, r.duplicates, r.firstSeq, r.checkpoints], [exported, exported, 5, 1, 3]);
+    const whole = await verifyExportFiles(paths(), publicKey);
+    assert.equal(whole.duplicates, 0);
+  });
+
+  test('a file that starts mid-chain verifies from its first line, says where it starts, and still proves the checkpoints it holds', async () => {
+    const [first, second, third] = (await readFile(paths().checkpoints, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { seq: number }) as [{ seq: number }, { seq: number }, { seq: number }];
+    // Each round wrote an event, then checkpointed it (the checkpoint's event follows it). The file starts at the
+    // second round's write, as a file rotated there would: the second checkpoint's link to the first points
+    // before the file and is not required; the second and third checkpoints, inside it, still prove its events.
+    const start = second.seq;
+    const headless = (l: string[]) => l.filter((x) => JSON.parse(x).seq >= start);
+    const noCheckpoints = (c: string[]) => c.filter(() => false);
+    const r = await verifyEdited(headless, noCheckpoints);
+    assert.equal(r.ok, true, r.problem ?? '');
+    assert.equal(r.firstSeq, start, 'the answer names where the file starts: its head is not there');
+    const exported = (await readFile(paths().events, 'utf8')).trim().split('\n').length;
+    assert.deepEqual([r.events, r.lastSeq, r.unsigned], [exported - start + 1, exported, exported - third.seq]);
+    assert.equal(r.checkpoints, 2, 'the checkpoints inside the file are the ones proved against it');
+
+    // Inside the file, a rewrite with recomputed hashes is still caught by the checkpoint it holds.
+    const { chainHash } = await import('./chain.ts');
+    const rehashed = (l: string[]) => {
+      let prev: string | null = null;
+      return headless(l).map((x) => {
+        const e = JSON.parse(x);
+        if (e.seq === start + 2) e.outcome = 'denied'; // the third round's write
+        if (prev !== null) e.prevHash = prev;
+        e.hash = chainHash(e.prevHash, e);
+        prev = e.hash;
+        return JSON.stringify(e);
+      });
+    };
+    const rewritten = await verifyEdited(rehashed, noCheckpoints);
+    assert.equal(rewritten.ok, false);
+    assert.match(rewritten.problem!, new RegExp(`does not match the signed checkpoint at ${third.seq}`));
+
+    // A checkpoint inside the file, named by the signed link of the next, removed with its event: still named.
+    const withoutSecond = await verifyEdited(
+      (l) => headless(l).filter((x) => { const e = JSON.parse(x); return !(e.action === 'audit.checkpoint' && Number(e.context.seq) === second.seq); }),
+      noCheckpoints,
+    );
+    assert.equal(withoutSecond.ok, false);
+    assert.match(withoutSecond.problem!, new RegExp(`the checkpoint at ${second.seq} \\(named by the signed checkpoint at ${third.seq}\\) was removed`));
+
+    // With the checkpoints export too: the one at the seq before the file must be the first line's link.
+    const relinked = await verifyEdited((l) => {
+      const kept = l.filter((x) => JSON.parse(x).seq > first.seq);
+      const e = JSON.parse(kept[0]!);
+      e.prevHash = 'a'.repeat(64);
+      e.hash = chainHash(e.prevHash, e);
+      return [JSON.stringify(e), ...kept.slice(1)];
+    });
+    assert.equal(relinked.ok, false);
+    assert.equal(relinked.firstBadSeq, first.seq + 1);
+    assert.match(relinked.problem!, new RegExp(`does not link to the signed checkpoint at ${first.seq}`));
   });
 
   test('a rewritten history with recomputed hashes is caught by the checkpoints; a forged checkpoint or another key by the signature', async () => {

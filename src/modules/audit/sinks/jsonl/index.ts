@@ -1,23 +1,37 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import type { AuditEvent, AuditSink } from '../../event.ts';
+import { readTail } from './tail.ts';
 
 export interface JsonlSinkOptions {
-  /** Stable name; it keys the delivery cursor. */
+  /** Shown in status and logs. */
   name: string;
   path: string;
+  /**
+   * This node, in the cursor key (default: the host name). The file is local to one node, so its
+   * cursor must be too: nodes sharing a database would otherwise resume from each other's position.
+   */
+  node?: string;
 }
 
 /**
  * Appends one JSON object per line to `path`, fsynced once per batch. The file is created 0600.
- * A file renamed or removed by log rotation is noticed on the next batch and a new one is created;
- * a line torn by a crash or a full disk is ended before the next batch, so every line that parses
- * is a whole event.
+ *
+ * The file is the truth for what it holds: on opening it (at start, and after log rotation) the sink
+ * reads the seq of its last complete line and never writes an event at or below it, so a batch
+ * offered again (delivery is at least once) adds no duplicate line, and `resumePoint` lets delivery
+ * resume from the file rather than from a cursor. A last line torn by a crash or a full disk was
+ * never acknowledged: it is cut off (truncated) before anything else is written, so every line is a
+ * whole event and the file verifies offline. A file renamed or removed by log rotation is noticed on
+ * the next batch and a new one is created; it starts where the old one ended.
  */
 export function createJsonlSink(opts: JsonlSinkOptions): AuditSink {
   const { name, path } = opts;
   let handle: FileHandle | null = null;
   let inode = -1;
+  // The highest seq the file holds, or after rotation to an empty file the highest the old one held.
+  let held: number | null = null;
   // Batches run one after another: a retry must not interleave with a write still finishing.
   let tail: Promise<unknown> = Promise.resolve();
 
@@ -32,6 +46,12 @@ export function createJsonlSink(opts: JsonlSinkOptions): AuditSink {
     try {
       inode = (await opened.stat()).ino;
       if (!existed) await syncDirectory(dirname(path));
+      const end = await readTail(opened, path);
+      if (end.completeBytes < end.size) {
+        await opened.truncate(end.completeBytes);
+        await opened.sync();
+      }
+      if (end.lastSeq !== null) held = end.lastSeq;
     } catch (err) {
       await opened.close().catch(() => {});
       throw err;
@@ -51,11 +71,12 @@ export function createJsonlSink(opts: JsonlSinkOptions): AuditSink {
     signal.throwIfAborted();
     const h = await current();
     try {
-      const lines = events.map((e) => JSON.stringify(e)).join('\n') + '\n';
-      const prefix = (await endsMidLine(h)) ? '\n' : '';
+      const fresh = held === null ? events : events.filter((e) => e.seq > held!);
       signal.throwIfAborted();
-      await h.appendFile(prefix + lines, 'utf8');
+      if (fresh.length > 0) await h.appendFile(fresh.map((e) => JSON.stringify(e)).join('\n') + '\n', 'utf8');
+      // Also when nothing was new: lines an earlier, failed attempt left behind are acknowledged now.
       await h.sync();
+      if (fresh.length > 0) held = fresh[fresh.length - 1]!.seq;
     } catch (err) {
       // Reopen next time: the handle may be the reason (file system gone, descriptor broken).
       await release();
@@ -63,26 +84,36 @@ export function createJsonlSink(opts: JsonlSinkOptions): AuditSink {
     }
   }
 
+  async function lastInFile(): Promise<number | null> {
+    const h = await open(path, 'r').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return null;
+      throw err;
+    });
+    if (!h) return null;
+    try {
+      return (await readTail(h, path)).lastSeq;
+    } finally {
+      await h.close();
+    }
+  }
+
+  /** Runs after every batch already queued, so a reader never sees a write half done. */
+  function queued<T>(work: () => Promise<T>): Promise<T> {
+    const run = tail.then(work);
+    tail = run.catch(() => {});
+    return run;
+  }
+
   return {
     name,
-    deliver(events, signal) {
-      const run = tail.then(() => write(events, signal));
-      tail = run.catch(() => {});
-      return run;
-    },
+    cursorKey: `${name}@${opts.node ?? hostname()}:${path}`,
+    deliver: (events, signal) => queued(() => write(events, signal)),
+    resumePoint: () => queued(lastInFile),
     async close() {
       await tail;
       await release();
     },
   };
-}
-
-async function endsMidLine(h: FileHandle): Promise<boolean> {
-  const { size } = await h.stat();
-  if (size === 0) return false;
-  const last = Buffer.alloc(1);
-  await h.read(last, 0, 1, size - 1);
-  return last[0] !== 0x0a;
 }
 
 /** Makes a newly created file's directory entry durable too. */

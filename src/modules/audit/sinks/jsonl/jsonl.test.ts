@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { appendFile, mkdir, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -29,7 +29,7 @@ describe('JSON-lines audit sink', () => {
     const path = join(dir, 'audit.jsonl');
     const log = createMemoryAuditLog();
     log.append(3);
-    const sink = createJsonlSink({ name: 'file', path });
+    const sink = createJsonlSink({ name: 'file', path, node: 'node-a' });
     const cursors = createMemoryCursorStore();
     const delivery = createAuditDelivery({ source: log, sinks: [sink], cursors, clock: createManualClock(), timeoutMs: 1000, batchSize: 4, backoff: { baseMs: 5, maxMs: 20 } });
     delivery.start();
@@ -43,27 +43,109 @@ describe('JSON-lines audit sink', () => {
     assert.deepEqual(events.map((e) => e.seq), seqs(17));
     assert.deepEqual(events[4], log.events[4]);
     assert.equal((await stat(path)).mode & 0o777, 0o600);
-    assert.deepEqual(cursors.snapshot(), { file: 17 });
+    assert.deepEqual(cursors.snapshot(), { [`file@node-a:${path}`]: 17 }, 'the cursor is keyed by node and path: the file is local to one node');
   });
 
-  test('a line torn by a crash is ended before the next batch, so every event still parses', async () => {
+  test('a line torn by a crash is cut off before the next batch, so every line is a whole event', async () => {
     const path = join(dir, 'torn.jsonl');
     const sink = createJsonlSink({ name: 'file', path });
     await sink.deliver([auditEvent(1)], signal());
-    await appendFile(path, '{"seq":2,"id":"evt_0000'); // a write cut short
-    await sink.deliver([auditEvent(2), auditEvent(3)], signal());
     await sink.close!();
+    await appendFile(path, '{"seq":2,"id":"evt_0000'); // a write cut short, never acknowledged
+    const restarted = createJsonlSink({ name: 'file', path });
+    assert.equal(await restarted.resumePoint!(), 1, 'the torn line does not count as held');
+    await restarted.deliver([auditEvent(2), auditEvent(3)], signal());
+    await restarted.close!();
 
-    const lines = await readLines(path);
-    assert.equal(lines.length, 4);
-    const parsed = lines.flatMap((l) => {
-      try {
-        return [JSON.parse(l) as AuditEvent];
-      } catch {
-        return [];
-      }
-    });
-    assert.deepEqual(parsed.map((e) => e.seq), [1, 2, 3]);
+    const text = await readFile(path, 'utf8');
+    assert.deepEqual(text.split('\n').slice(0, -1).map((l) => (JSON.parse(l) as AuditEvent).seq), [1, 2, 3]);
+    assert.ok(text.endsWith('\n'));
+  });
+
+  test('a file that is only a torn line holds nothing, and is emptied before the first write', async () => {
+    const path = join(dir, 'only-torn.jsonl');
+    await writeFile(path, '{"seq":1,"id":"evt');
+    const sink = createJsonlSink({ name: 'file', path });
+    assert.equal(await sink.resumePoint!(), null);
+    await sink.deliver([auditEvent(1)], signal());
+    await sink.close!();
+    assert.deepEqual((await readLines(path)).map((l) => (JSON.parse(l) as AuditEvent).seq), [1]);
+  });
+
+  test('a batch offered again (at least once) adds no line: the sink never writes a seq at or below the last in its file', async () => {
+    const path = join(dir, 'again.jsonl');
+    const sink = createJsonlSink({ name: 'file', path });
+    await sink.deliver([auditEvent(1), auditEvent(2), auditEvent(3)], signal());
+    await sink.deliver([auditEvent(2), auditEvent(3), auditEvent(4)], signal());
+    await sink.deliver([auditEvent(3)], signal());
+    await sink.close!();
+    // A new process knows nothing but the file.
+    const restarted = createJsonlSink({ name: 'file', path });
+    await restarted.deliver([auditEvent(1), auditEvent(4), auditEvent(5)], signal());
+    await restarted.close!();
+    assert.deepEqual((await readLines(path)).map((l) => (JSON.parse(l) as AuditEvent).seq), seqs(5));
+  });
+
+  test('a restarted delivery resumes from the file, not from a stale or shared cursor', async () => {
+    const path = join(dir, 'resume.jsonl');
+    const log = createMemoryAuditLog();
+    log.append(9);
+    const first = createJsonlSink({ name: 'file', path, node: 'n1' });
+    await first.deliver(log.events.slice(0, 6), signal());
+    await first.close!();
+    // The stored cursor may be behind the file (a crash before it was saved) or ahead of it (the cursor an older
+    // version shared between nodes): either way, the file decides.
+    for (const [stored, what] of [[2, 'behind'], [8, 'ahead']] as const) {
+      const cursors = createMemoryCursorStore({ [`file@n1:${path}`]: stored });
+      const delivery = createAuditDelivery({ source: log, sinks: [createJsonlSink({ name: 'file', path, node: 'n1' })], cursors, clock: createManualClock(), timeoutMs: 1000, batchSize: 4, backoff: { baseMs: 5, maxMs: 20 } });
+      delivery.start();
+      await waitFor(`caught up (cursor ${what})`, () => delivery.status()[0]!.cursor === 9);
+      await delivery.stop();
+      assert.deepEqual((await readLines(path)).map((l) => (JSON.parse(l) as AuditEvent).seq), seqs(9), `cursor ${what} the file`);
+      assert.equal(cursors.snapshot()[`file@n1:${path}`], 9);
+    }
+  });
+
+  test('an empty file resumes from its own stored cursor; two nodes with the same path keep two cursors', async () => {
+    const log = createMemoryAuditLog();
+    log.append(5);
+    const path = join(dir, 'shared-name.jsonl');
+    const cursors = createMemoryCursorStore({ [`file@node-a:${path}`]: 5, file: 5 });
+    const nodeB = createAuditDelivery({ source: log, sinks: [createJsonlSink({ name: 'file', path, node: 'node-b' })], cursors, clock: createManualClock(), timeoutMs: 1000, batchSize: 4, backoff: { baseMs: 5, maxMs: 20 } });
+    nodeB.start();
+    await waitFor('node B caught up', () => nodeB.status()[0]!.cursor === 5);
+    await nodeB.stop();
+    assert.deepEqual((await readLines(path)).map((l) => (JSON.parse(l) as AuditEvent).seq), seqs(5), "node A's cursor (or the old shared one) is not node B's");
+    assert.equal(cursors.snapshot()[`file@node-b:${path}`], 5);
+
+    // A file rotated away while the node was stopped: the new, empty file starts where the node's cursor says.
+    await rename(path, `${path}.1`);
+    log.append(2);
+    const again = createAuditDelivery({ source: log, sinks: [createJsonlSink({ name: 'file', path, node: 'node-b' })], cursors, clock: createManualClock(), timeoutMs: 1000, batchSize: 4, backoff: { baseMs: 5, maxMs: 20 } });
+    again.start();
+    await waitFor('node B caught up again', () => again.status()[0]!.cursor === 7);
+    await again.stop();
+    assert.deepEqual((await readLines(path)).map((l) => (JSON.parse(l) as AuditEvent).seq), [6, 7]);
+  });
+
+  test('a file whose last line is not an audit event is left alone: the sink refuses to guess what it holds', async () => {
+    const path = join(dir, 'foreign.jsonl');
+    await writeFile(path, 'someone else wrote this\n');
+    const sink = createJsonlSink({ name: 'file', path });
+    await assert.rejects(sink.resumePoint!(), /last complete line is not an audit event/);
+    await assert.rejects(sink.deliver([auditEvent(1)], signal()), /last complete line is not an audit event/);
+    await sink.close!();
+    assert.equal(await readFile(path, 'utf8'), 'someone else wrote this\n');
+  });
+
+  test('the last event is found behind lines longer than one read', async () => {
+    const path = join(dir, 'long.jsonl');
+    const big = (seq: number) => auditEvent(seq, { context: { userAgent: 'x'.repeat(150_000) } });
+    const sink = createJsonlSink({ name: 'file', path });
+    await sink.deliver([big(1), big(2)], signal());
+    await sink.close!();
+    await appendFile(path, JSON.stringify(big(3)).slice(0, 100_000));
+    assert.equal(await createJsonlSink({ name: 'file', path }).resumePoint!(), 2);
   });
 
   test('after log rotation renames the file, the next batch goes to a new file at the configured path', async () => {
@@ -71,11 +153,11 @@ describe('JSON-lines audit sink', () => {
     const sink = createJsonlSink({ name: 'file', path });
     await sink.deliver([auditEvent(1)], signal());
     await rename(path, `${path}.1`);
-    await sink.deliver([auditEvent(2)], signal());
+    await sink.deliver([auditEvent(1), auditEvent(2)], signal()); // a batch offered again spans the rotation
     await sink.close!();
 
     assert.deepEqual((await readLines(`${path}.1`)).map((l) => (JSON.parse(l) as AuditEvent).seq), [1]);
-    assert.deepEqual((await readLines(path)).map((l) => (JSON.parse(l) as AuditEvent).seq), [2]);
+    assert.deepEqual((await readLines(path)).map((l) => (JSON.parse(l) as AuditEvent).seq), [2], 'the new file starts where the old one ended');
     assert.equal((await stat(path)).mode & 0o777, 0o600);
   });
 
