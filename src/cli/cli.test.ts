@@ -209,10 +209,13 @@ test('audit verify offline: proves files with no request, names damage, and want
     const bad = await harness(() => ({ status: 500, body: {} })).run('audit', 'verify', '--events', badFile, '--checkpoints', checkpointsFile, '--public-key', key, '--json');
     assert.equal(bad.code, 1);
     assert.deepEqual([JSON.parse(bad.stdout).firstBadSeq, JSON.parse(bad.stdout).problem], [2, 'event 2 was altered (its hash does not match its content)']);
-    // A sink's file after rotation (starts at event 2) with a line written twice: proved, and both said.
+    // A sink's file after rotation (starts at event 2) with a line written twice: a missing head unless --partial
+    // says the file is a part; then proved, and both said.
     const rotatedFile = join(dir, 'rotated.jsonl');
     await writeFile(rotatedFile, [events[1], events[2], events[2]].map((e) => JSON.stringify(e)).join('\n') + '\n');
-    const rotated = await harness(() => ({ status: 500, body: {} })).run('audit', 'verify', '--events', rotatedFile, '--checkpoints', checkpointsFile, '--public-key', key);
+    const headless = await harness(() => ({ status: 500, body: {} })).run('audit', 'verify', '--events', rotatedFile, '--checkpoints', checkpointsFile, '--public-key', key);
+    assert.deepEqual([headless.code, headless.stdout.trim()], [1, 'Audit log BROKEN at event #1: events 1..1 are missing: the file starts at #2 (a rotated sink file? verify it with --partial)']);
+    const rotated = await harness(() => ({ status: 500, body: {} })).run('audit', 'verify', '--events', rotatedFile, '--checkpoints', checkpointsFile, '--public-key', key, '--partial');
     assert.deepEqual([rotated.code, rotated.stdout.trim()], [0, 'Audit log intact: 2 events through #3, 1 signed checkpoint(s) match. 1 event(s) after the newest checkpoint are chained but not yet signed. The file starts at #2, not at #1: events before it are not in this file and were not verified. 1 line(s) repeating an event exactly were skipped.']);
     const partial = await harness(() => ({ status: 500, body: {} })).run('audit', 'verify', '--events', eventsFile);
     assert.equal(partial.code, 2);

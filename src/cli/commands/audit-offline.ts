@@ -60,7 +60,7 @@ export type OfflineVerifyAnswer = VerifyAnswer & { firstSeq: number | null; dupl
  * `audit.checkpoint` events count as checkpoints too (a first pass collects them). A line that is
  * not an event is reported as the first bad one, by its line number, like any other damage.
  */
-export async function verifyExportFiles(paths: { events: string; checkpoints: string | null }, publicKey: string): Promise<OfflineVerifyAnswer> {
+export async function verifyExportFiles(paths: { events: string; checkpoints: string | null }, publicKey: string, opts: { partial?: boolean } = {}): Promise<OfflineVerifyAnswer> {
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(publicKey)) throw new UsageError('--public-key must be the base64 key that `keyhold audit public-key` printed');
   const stored: AuditCheckpointsTable[] = [];
   let lastSeq = 0;
@@ -99,6 +99,8 @@ export async function verifyExportFiles(paths: { events: string; checkpoints: st
     // A file that starts past seq 1 (rotated, or its head cut) is walked from its first line's link; the answer says so.
     const from = first && first.seq > 1 ? { seq: first.seq - 1, hash: first.prevHash } : undefined;
     const r = await verifyLog({ events: events(), checkpoints, head: null, trustedPublicKey: publicKey, skipExactDuplicates: true, ...(from ? { from } : {}) });
+    // Unless the caller says the file is a part (a rotated sink file), a missing head is a removal like any other.
+    if (r.ok && from && !opts.partial) return failed(1, `events 1..${from.seq} are missing: the file starts at #${from.seq + 1} (a rotated sink file? verify it with --partial)`);
     return { ...verifyAnswer(r), firstSeq: first?.seq ?? null, duplicates: r.ok ? r.duplicates ?? 0 : 0 };
   } catch (err) {
     if (!(err instanceof OfflineInputError)) throw err;

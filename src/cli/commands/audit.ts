@@ -220,17 +220,18 @@ const publicKey: Command = {
 const verify: Command = {
   name: 'verify',
   summary: 'Prove the audit chain and its signed checkpoints; exit 1 naming the first bad event',
-  usage: 'audit verify [--events FILE [--checkpoints FILE] --public-key KEY]',
+  usage: 'audit verify [--events FILE [--checkpoints FILE] --public-key KEY [--partial]]',
   help: [
     'Without files: the server proves its own log. It shares walks: the answer comes from one that started less than',
     '10 seconds before the call, or after it.',
     'Offline, with no server: --events a whole-log export (audit export --all-tenants --format json, or a sink\'s',
     'JSON lines file), --public-key the key you recorded earlier (audit public-key), and optionally --checkpoints',
     '(audit checkpoints): the audit.checkpoint events inside the log are used as well. A cut tail is caught up to',
-    'the last checkpoint known. A line repeating an event exactly is skipped; a file that starts past event 1 (a',
-    'rotated sink file) is proved from its first line, and the answer names where it starts.',
+    'the last checkpoint known. A line repeating an event exactly is skipped. A file that starts past event 1 fails',
+    '(its head was removed) unless --partial says it is a part, such as a rotated sink file: then it is proved from',
+    'its first line, and the answer names where it starts.',
   ],
-  options: { events: { type: 'string' }, checkpoints: { type: 'string' }, 'public-key': { type: 'string' } },
+  options: { events: { type: 'string' }, checkpoints: { type: 'string' }, 'public-key': { type: 'string' }, partial: { type: 'boolean' } },
   async run({ args, flags, api, out }) {
     positionals(args, [], verify.usage);
     const files = { events: str(flags, 'events'), checkpoints: str(flags, 'checkpoints'), key: str(flags, 'public-key') };
@@ -239,7 +240,7 @@ const verify: Command = {
       throw new UsageError('offline verification needs --events and --public-key (and --checkpoints unless the events carry their audit.checkpoint events)');
     }
     const r: VerifyResult = offline
-      ? await verifyExportFiles({ events: files.events!, checkpoints: files.checkpoints ?? null }, files.key!)
+      ? await verifyExportFiles({ events: files.events!, checkpoints: files.checkpoints ?? null }, files.key!, { partial: flags.partial === true })
       : await api.call<VerifyResult>('GET', '/v1/audit/verify');
     const unsigned = r.unsigned ? ` ${r.unsigned} event(s) after the newest checkpoint are chained but not yet signed.` : '';
     // A file that starts mid-chain proves only its own range: the operator must see that its head is not there.

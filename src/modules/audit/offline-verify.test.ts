@@ -45,12 +45,12 @@ describeEachDialect('audit export verified offline against the pinned key', (dia
   });
 
   /** Runs the offline proof on a copy of the files, the events file edited by `edit`. */
-  async function verifyEdited(edit: (lines: string[]) => string[], editCheckpoints: (lines: string[]) => string[] = (l) => l, key = publicKey) {
+  async function verifyEdited(edit: (lines: string[]) => string[], editCheckpoints: (lines: string[]) => string[] = (l) => l, key = publicKey, opts: { partial?: boolean } = {}) {
     const copy = { events: join(dir, 'e.jsonl'), checkpoints: join(dir, 'c.jsonl') };
     const lines = (text: string) => text.split('\n').filter((l) => l !== '');
     await writeFile(copy.events, edit(lines(await readFile(paths().events, 'utf8'))).join('\n') + '\n');
     await writeFile(copy.checkpoints, editCheckpoints(lines(await readFile(paths().checkpoints, 'utf8'))).join('\n') + '\n');
-    return verifyExportFiles(copy, key);
+    return verifyExportFiles(copy, key, opts);
   }
   const withEvent = (seq: number, change: (e: Record<string, unknown>) => void) => (lines: string[]) => lines.map((l) => {
     const e = JSON.parse(l) as Record<string, unknown>;
@@ -116,7 +116,11 @@ describeEachDialect('audit export verified offline against the pinned key', (dia
     const start = second.seq;
     const headless = (l: string[]) => l.filter((x) => JSON.parse(x).seq >= start);
     const noCheckpoints = (c: string[]) => c.filter(() => false);
-    const r = await verifyEdited(headless, noCheckpoints);
+    // Unless told the file is a part, a missing head is a removal.
+    const whole = await verifyEdited(headless, noCheckpoints);
+    assert.deepEqual([whole.ok, whole.firstBadSeq], [false, 1]);
+    assert.match(whole.problem!, new RegExp(`events 1\\.\\.${start - 1} are missing.*--partial`));
+    const r = await verifyEdited(headless, noCheckpoints, publicKey, { partial: true });
     assert.equal(r.ok, true, r.problem ?? '');
     assert.equal(r.firstSeq, start, 'the answer names where the file starts: its head is not there');
     const exported = (await readFile(paths().events, 'utf8')).trim().split('\n').length;
@@ -136,14 +140,14 @@ describeEachDialect('audit export verified offline against the pinned key', (dia
         return JSON.stringify(e);
       });
     };
-    const rewritten = await verifyEdited(rehashed, noCheckpoints);
+    const rewritten = await verifyEdited(rehashed, noCheckpoints, publicKey, { partial: true });
     assert.equal(rewritten.ok, false);
     assert.match(rewritten.problem!, new RegExp(`does not match the signed checkpoint at ${third.seq}`));
 
     // A checkpoint inside the file, named by the signed link of the next, removed with its event: still named.
     const withoutSecond = await verifyEdited(
       (l) => headless(l).filter((x) => { const e = JSON.parse(x); return !(e.action === 'audit.checkpoint' && Number(e.context.seq) === second.seq); }),
-      noCheckpoints,
+      noCheckpoints, publicKey, { partial: true },
     );
     assert.equal(withoutSecond.ok, false);
     assert.match(withoutSecond.problem!, new RegExp(`the checkpoint at ${second.seq} \\(named by the signed checkpoint at ${third.seq}\\) was removed`));
