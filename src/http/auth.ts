@@ -126,6 +126,8 @@ export function registerAuth(app: FastifyInstance, deps: {
     }
     const header = request.headers[TENANT_HEADER];
     const requested = typeof header === 'string' && header.length > 0 ? header : null;
+    // No tenant is named with a NUL (PostgreSQL could not even look one up).
+    if (requested?.includes('\u0000')) fail('TENANT_NOT_FOUND', 'tenant not found');
     if (principal.tenantId === null) {
       return deps.tenants.findByName(requested ?? 'default').then((tenant) => {
         if (!tenant) fail('TENANT_NOT_FOUND', 'tenant not found');

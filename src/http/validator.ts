@@ -21,12 +21,30 @@ function isEmpty(value: unknown): boolean {
  * interpreted Value.Convert where it cannot change anything: path parameters that are all strings,
  * and an empty query string. That conversion was a tenth of a secret read's CPU.
  */
+/**
+ * Where a string holds U+0000, as a validation issue. PostgreSQL cannot store NUL in text (SQLite
+ * can), so a name, id or filter with one would reach the database and fail there; it is refused
+ * here on every dialect alike. Secret values (a body's top-level `value`) are exempt: they are
+ * encrypted to bytes and may hold any character.
+ */
+function nulIssue(value: unknown, path: string, exempt: boolean): { instancePath: string; message: string } | null {
+  if (typeof value === 'string') return value.includes('\u0000') ? { instancePath: path, message: 'must not contain the NUL character (U+0000)' } : null;
+  if (typeof value !== 'object' || value === null) return null;
+  for (const [key, v] of Object.entries(value)) {
+    if (exempt && key === 'value') continue;
+    const issue = nulIssue(v, `${path}/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, false);
+    if (issue) return issue;
+  }
+  return null;
+}
+
 export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
   const check = Compile(schema);
   const convertible = httpPart !== 'body' && !stringsOnly(schema);
   return (value): { value: unknown } | { error: never } => {
     const converted = convertible && !isEmpty(value) ? Value.Convert(schema, value) : value;
-    if (check.Check(converted)) return { value: converted };
-    return { error: check.Errors(converted) as never };
+    if (!check.Check(converted)) return { error: check.Errors(converted) as never };
+    const nul = nulIssue(converted, '', httpPart === 'body');
+    return nul ? { error: [nul] as never } : { value: converted };
   };
 };

@@ -123,6 +123,37 @@ describeEachDialect('HTTP: bad input is a clear 4xx with a stable code, never a 
     assert.equal(doc.openapi, '3.1.0');
     for (const path of ['/v1/secrets', '/v1/secrets/{name}/values/{env}', '/v1/sys/unseal', '/v1/keys/rewrap']) assert.ok(doc.paths[path], path);
   });
+
+  test('a NUL character anywhere but a secret value is a 400 on every dialect (PostgreSQL cannot store it in text), before sign-in too', async () => {
+    const nul = '\u0000';
+    const tries: Array<{ name: string; method: 'GET' | 'POST' | 'PUT'; url: string; payload?: object; headers?: Record<string, string>; code: string }> = [
+      { name: 'login username', method: 'POST', url: '/v1/auth/login', payload: { tenant: 'default', username: `alice${nul}`, password: 'x'.repeat(12) }, code: 'VALIDATION_FAILED' },
+      { name: 'login tenant', method: 'POST', url: '/v1/auth/login', payload: { tenant: `default${nul}`, username: 'alice', password: 'x'.repeat(12) }, code: 'VALIDATION_FAILED' },
+      { name: 'token client_id', method: 'POST', url: '/v1/auth/token', payload: { grant_type: 'client_credentials', client_id: `khc_${nul}`, client_secret: 'x' }, code: 'VALIDATION_FAILED' },
+      { name: 'user id in the path', method: 'GET', url: '/v1/users/a%00b', headers: auth, code: 'VALIDATION_FAILED' },
+      { name: 'machine id in the path', method: 'GET', url: '/v1/machines/a%00b', headers: auth, code: 'VALIDATION_FAILED' },
+      { name: 'secret name in the path', method: 'GET', url: '/v1/secrets/A%00B/values/production', headers: auth, code: 'VALIDATION_FAILED' },
+      { name: 'tenant header', method: 'GET', url: '/v1/secrets', headers: { ...auth, 'x-keyhold-tenant': `default${nul}` }, code: 'TENANT_NOT_FOUND' },
+      { name: 'audit actor filter', method: 'GET', url: '/v1/audit/events?actor=%00', headers: auth, code: 'VALIDATION_FAILED' },
+      { name: 'audit export filter', method: 'GET', url: '/v1/audit/export?secret=A%00B', headers: auth, code: 'VALIDATION_FAILED' },
+      { name: 'audit usage secret', method: 'GET', url: '/v1/audit/usage?secret=A%00B', headers: auth, code: 'VALIDATION_FAILED' },
+      { name: 'audit page past bigint', method: 'GET', url: '/v1/audit/events?after=100000000000000000000', headers: auth, code: 'VALIDATION_FAILED' },
+      { name: 'secret owner in a body', method: 'POST', url: '/v1/secrets', payload: { name: 'NUL_OWNER', owner: `ops${nul}` }, headers: auth, code: 'VALIDATION_FAILED' },
+    ];
+    const before = await countRows();
+    for (const t of tries) {
+      const res = await h.app.inject({ method: t.method, url: t.url, ...(t.headers ? { headers: t.headers } : {}), ...(t.payload ? { payload: t.payload } : {}) });
+      assert.ok(res.statusCode >= 400 && res.statusCode < 500, `${t.name}: ${res.statusCode} ${res.body.slice(0, 200)}`);
+      // The token endpoint answers in OAuth's shape (RFC 6749 §5.2), Keyhold's code beside it.
+      const body = res.json();
+      assert.equal(typeof body.error === 'string' ? body.code : body.error.code, t.code, t.name);
+    }
+    assert.deepEqual(await countRows(), before, 'nothing was written');
+    // A secret value may hold any character: it is encrypted to bytes.
+    const value = `bin${nul}ary`;
+    assert.equal((await h.app.inject({ method: 'PUT', url: '/v1/secrets/API_KEY/values/staging', headers: auth, payload: { value } })).statusCode, 200);
+    assert.equal((await h.app.inject({ method: 'GET', url: '/v1/secrets/API_KEY/values/staging', headers: auth })).json().value, value);
+  });
 });
 
 describeEachDialect('HTTP: tenancy and the seal', (dialect) => {

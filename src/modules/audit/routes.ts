@@ -61,7 +61,7 @@ export function auditRoutes(deps: { queries: AuditQueryService }) {
         tags: ['audit'], summary: 'List events; identical denials within a minute are one item with a repeat count',
         querystring: Type.Object({
           ...Filter,
-          after: Type.Optional(Type.Integer({ minimum: 0, description: 'The next of the previous page' })),
+          after: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'The next of the previous page' })),
           limit: Type.Optional(Limit),
           order: Type.Optional(Type.Union([Type.Literal('desc'), Type.Literal('asc')], { description: 'desc (newest first, default) or asc' })),
         }, { additionalProperties: false }),
