@@ -39,6 +39,12 @@ export interface IssueTokenOptions {
 export function createTokenService(deps: { db: Kysely<Database>; dialect: DialectName; clock: Clock }) {
   const { db, dialect, clock } = deps;
   const cache = new Map<string, { principal: Principal; until: number }>();
+  /**
+   * Moves on every forget. A lookup caches what it read only if no forget ran while it read: a
+   * revoke that committed (and forgot) between the read and its answer must not leave the token
+   * cached as live for CACHE_TTL_MS.
+   */
+  let forgets = 0;
 
   const wellFormed = (token: string) => token.startsWith(TOKEN_PREFIX) && token.length <= 100;
 
@@ -49,6 +55,7 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
   }
 
   function forget(predicate: (p: Principal) => boolean): void {
+    forgets++;
     for (const [hash, entry] of cache) if (predicate(entry.principal)) cache.delete(hash);
   }
 
@@ -80,6 +87,7 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
       const hit = liveCached(tokenHash, now);
       if (hit) return { principal: hit };
       cache.delete(tokenHash);
+      const epoch = forgets;
       const row = await db.selectFrom('tokens').select(['id', 'tenant_id', 'kind', 'name', 'principal_id', 'environment', 'expires_at', 'revoked_at'])
         .where('token_hash', '=', tokenHash).executeTakeFirst();
       if (!row) return null;
@@ -95,8 +103,10 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
         expiresAt: row.expires_at,
         ...(row.environment !== null ? { boundEnvironment: row.environment } : {}),
       };
-      if (cache.size > 10_000) cache.clear();
-      cache.set(tokenHash, { principal, until: now + CACHE_TTL_MS });
+      if (epoch === forgets) {
+        if (cache.size > 10_000) cache.clear();
+        cache.set(tokenHash, { principal, until: now + CACHE_TTL_MS });
+      }
       return { principal };
     },
 
