@@ -25,7 +25,8 @@ function isEmpty(value: unknown): boolean {
  * Where a string holds U+0000, as a validation issue. PostgreSQL cannot store NUL in text (SQLite
  * can), so a name, id or filter with one would reach the database and fail there; it is refused
  * here on every dialect alike. Secret values (a body's top-level `value`) are exempt: they are
- * encrypted to bytes and may hold any character.
+ * encrypted to bytes and may hold any character. So is a body whose schema says `x-nul-allowed`:
+ * its handler refuses NUL where it matters, with a code and an event of its own (the proxy).
  */
 function nulIssue(value: unknown, path: string, exempt: boolean): { instancePath: string; message: string } | null {
   if (typeof value === 'string') return value.includes('\u0000') ? { instancePath: path, message: 'must not contain the NUL character (U+0000)' } : null;
@@ -41,10 +42,11 @@ function nulIssue(value: unknown, path: string, exempt: boolean): { instancePath
 export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
   const check = Compile(schema);
   const convertible = httpPart !== 'body' && !stringsOnly(schema);
+  const nulAllowed = (schema as { 'x-nul-allowed'?: unknown })['x-nul-allowed'] === true;
   return (value): { value: unknown } | { error: never } => {
     const converted = convertible && !isEmpty(value) ? Value.Convert(schema, value) : value;
     if (!check.Check(converted)) return { error: check.Errors(converted) as never };
-    const nul = nulIssue(converted, '', httpPart === 'body');
+    const nul = nulAllowed ? null : nulIssue(converted, '', httpPart === 'body');
     return nul ? { error: [nul] as never } : { value: converted };
   };
 };

@@ -25,7 +25,9 @@ export function proxyRoutes(deps: { proxy: ProxyService }) {
           body: Type.Optional(Type.Unknown({ description: 'A string is sent as is; anything else as JSON' })),
           destination: Type.Optional(Type.String({ maxLength: 63, description: 'A named extra destination of the connector' })),
           run: Type.Optional(Type.Object({ runId: RunLabel, automation: RunLabel, step: RunLabel }, { additionalProperties: false })),
-        }, { additionalProperties: false }),
+          // The proxy refuses NUL in a path, header or query itself, as an audited PROXY_HEADER_NOT_ALLOWED
+          // (an exfiltration attempt is worth an event); a proxied body may carry any characters.
+        }, { additionalProperties: false, 'x-nul-allowed': true }),
         response: {
           200: Type.Object({ status: Type.Integer(), headers: Type.Record(Type.String(), Type.String()), body: Type.Unknown(), truncated: Type.Boolean() }),
           ...errorResponses,
