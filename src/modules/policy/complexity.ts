@@ -7,15 +7,23 @@
  * 300 and chains of 3,000 `+` crash; the limits here are an order of magnitude below.
  */
 export const MAX_NESTING = 32;
+/**
+ * Operators, member accesses (`.`), index and call brackets: each one is a node of the expression
+ * tree, and a chain of any of them nests (`context.a.a.a...`, `["a"]["a"]...`, `.isIpv4().isIpv4()`).
+ */
 export const MAX_OPERATORS_PER_POLICY = 200;
 
 const WORD_OPERATORS = new Set(['if', 'in', 'has', 'like', 'is']);
-const SYMBOL_OPERATORS = ['&&', '||', '==', '!=', '<=', '>=', '<', '>', '+', '-', '*', '!'];
+const SYMBOL_OPERATORS = ['&&', '||', '==', '!=', '<=', '>=', '<', '>', '+', '-', '*', '!', '.'];
 const OPEN = new Set(['(', '[', '{']);
 const CLOSE = new Set([')', ']', '}']);
 
 /** Problems with the text's shape, one per policy at most; empty when within bounds. */
 export function complexityErrors(text: string): string[] {
+  // Control characters (but tab and line ends) have no place in a policy; refusing them keeps this
+  // scan and Cedar's lexer from reading comments and strings differently.
+  const control = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.exec(text);
+  if (control) return [`policy text holds a control character (U+${control[0].charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()}) at offset ${control.index}`];
   const errors: string[] = [];
   let depth = 0;
   let deepest = 0;
@@ -35,9 +43,12 @@ export function complexityErrors(text: string): string[] {
       for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
       i++;
     } else if (c === '/' && text[i + 1] === '/') {
-      while (i < text.length && text[i] !== '\n') i++;
+      // Cedar ends a comment at CR as well as LF.
+      while (i < text.length && text[i] !== '\n' && text[i] !== '\r') i++;
     } else if (OPEN.has(c)) {
       deepest = Math.max(deepest, ++depth);
+      // An index or call bracket is a node too: `x["a"]["a"]` nests without ever being deep.
+      if (c !== '{') operators++;
       i++;
     } else if (CLOSE.has(c)) {
       depth = Math.max(0, depth - 1);

@@ -15,6 +15,12 @@ const CRASHERS: Record<string, string> = {
   '5,000 conjuncts': when(Array(5000).fill('true').join(' && ')),
   '3,000 additions': when(`${Array(3000).fill('1').join(' + ')} > 0`),
   '1,000 nested ifs': when(`${'if true then '.repeat(1000)}true${' else false'.repeat(1000)}`),
+  // Chains that never go deep in brackets: each access is still a node of a nested tree.
+  '3,000 attribute accesses': when(`context${'.a'.repeat(3000)} == 1`),
+  '3,000 index accesses': when(`context${'["a"]'.repeat(3000)} == 1`),
+  '2,000 method calls': when(`context.sourceIp${'.isIpv4()'.repeat(2000)}`),
+  // Cedar ends a comment at CR: the policy after it is real, however deep.
+  'a policy behind a comment ended by CR': `// note\r${when(`${'('.repeat(300)}true${')'.repeat(300)}`)}\n`,
 };
 
 describeEachDialect('hostile tenant policies', (dialect) => {
@@ -37,7 +43,7 @@ describeEachDialect('hostile tenant policies', (dialect) => {
       assert.ok(Buffer.byteLength(text) < 64 * 1024, `${name} fits the size limit`);
       const dryRun = await h.services.policies.validate(mallory, text);
       assert.equal(dryRun.valid, false, name);
-      assert.match(dryRun.errors.join(), /at most (32 levels|200 are allowed)/, name);
+      assert.match(dryRun.errors.join(), /at most (32 levels|200 are allowed)|control character/, name);
       assert.equal(await code(h.services.policies.put(mallory, { text })), 'POLICY_INVALID', name);
       // A fresh decision (new source address: not from any cache) in the victim tenant still works.
       h.clock.advance(1_000);
@@ -71,13 +77,18 @@ test('the shape check counts operators per policy and brackets, not strings or c
   const deep = (n: number) => when(`${'('.repeat(n)}true${')'.repeat(n)}`);
   assert.deepEqual(complexityErrors(deep(MAX_NESTING - 2)), []); // the policy's own braces and parentheses count too
   assert.equal(complexityErrors(deep(MAX_NESTING + 1)).length, 1);
-  const chain = (n: number) => when(Array(n + 1).fill('true').join(' && '));
+  // n operators in all: the head's `(` is one (a bracket that is not a brace), the rest are `&&`.
+  const chain = (n: number) => when(Array(n).fill('true').join(' && '));
   assert.deepEqual(complexityErrors(chain(MAX_OPERATORS_PER_POLICY)), []);
   assert.match(complexityErrors(chain(MAX_OPERATORS_PER_POLICY + 1))[0]!, /^policy 1: 201 operators/);
+  assert.match(complexityErrors(when(`context${'.a'.repeat(MAX_OPERATORS_PER_POLICY)} == 1`))[0]!, /operators/, 'member accesses count');
   // Limits are per policy: many modest policies in one file are fine, the second of two bad ones is named.
   assert.deepEqual(complexityErrors(Array(50).fill(chain(150)).join('\n')), []);
   assert.match(complexityErrors(`${chain(10)}\n${chain(300)}`)[0]!, /^policy 2:/);
   // Brackets and operators inside strings and comments are text, not structure.
   assert.deepEqual(complexityErrors(when(`resource.name == "${'(('.repeat(100)}&&||"`) + `\n// ${'('.repeat(100)} && && &&`), []);
   assert.deepEqual(complexityErrors(when(`resource.name == "a\\"((((((((((((((((((((((((((((((((((((((((("`)), []);
+  // Control characters other than tab and line ends are refused outright; CRLF files are fine.
+  assert.match(complexityErrors(when('true\u000b'))[0]!, /control character \(U\+000B\)/);
+  assert.deepEqual(complexityErrors(`// a comment\r\n${when('context.hour < 9')}\r\n`), []);
 });
