@@ -73,6 +73,30 @@ export function createSecretRepository(db: Executor) {
         .where('secret_id', '=', secretId).where('environment_id', '=', environmentId).executeTakeFirst();
     },
 
+    /**
+     * The label row, locked until the transaction ends: a no-op write takes the row's lock on
+     * PostgreSQL and the write lock on SQLite, so no rollback or promotion can move a label between
+     * a check made on this row and what the transaction does next.
+     */
+    lockState(secretId: string, environmentId: string) {
+      return db.updateTable('secret_states').set((eb) => ({ current_version: eb.ref('current_version') }))
+        .where('secret_id', '=', secretId).where('environment_id', '=', environmentId).returningAll().executeTakeFirst();
+    },
+
+    /** Restores a soft-deleted secret; false if it is not deleted (any more) or gone. */
+    async restoreSecret(tenantId: string, id: string, now: number) {
+      const res = await db.updateTable('secrets').set((eb) => ({ deleted_at: null, updated_at: now, revision: eb('revision', '+', 1) }))
+        .where('tenant_id', '=', tenantId).where('id', '=', id).where('deleted_at', 'is not', null).executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
+    },
+
+    /** Locks a soft-deleted secret's row for its destruction; false if it is live (restored meanwhile) or gone. */
+    async lockDeletedSecret(tenantId: string, id: string) {
+      const res = await db.updateTable('secrets').set((eb) => ({ deleted_at: eb.ref('deleted_at') }))
+        .where('tenant_id', '=', tenantId).where('id', '=', id).where('deleted_at', 'is not', null).executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
+    },
+
     /** Creates the label row for a secret in an environment if it is not there yet (idempotent). */
     async ensureState(tenantId: string, secretId: string, environmentId: string, now: number) {
       await db.insertInto('secret_states').values({

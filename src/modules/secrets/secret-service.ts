@@ -199,7 +199,7 @@ export function createSecretService(deps: {
         return updated;
       }, { context: { fields: Object.keys(changes).filter((k) => k !== 'updated_at').join(',') } });
       rows.forgetSecret(ctx.tenantId, name);
-      return toSecretMeta((await repo.findSecret(ctx.tenantId, name))!);
+      return toSecretMeta((await repo.findSecret(ctx.tenantId, name)) ?? fail('SECRET_NOT_FOUND', `secret "${name}" not found`));
     },
 
     /** Soft delete: the secret stops resolving but keeps every version until restored or destroyed. */
@@ -208,16 +208,27 @@ export function createSecretService(deps: {
       await authorize(ctx, 'delete', secretResource(row));
       await audited(ctx, 'secret.delete', row, (r) => r.updateSecret(ctx.tenantId, row.id, { deleted_at: clock.now(), updated_at: clock.now() }));
       rows.forgetSecret(ctx.tenantId, name);
-      return toSecretMeta((await repo.findSecret(ctx.tenantId, name))!);
+      return toSecretMeta((await repo.findSecret(ctx.tenantId, name)) ?? fail('SECRET_NOT_FOUND', `secret "${name}" not found`));
     },
 
     async restore(ctx: TenantContext, name: string): Promise<SecretMeta> {
       const row = await load(ctx, name, { allowDeleted: true, auditAs: 'secret.restore' });
       await authorize(ctx, 'delete', secretResource(row));
       if (row.deleted_at === null) return toSecretMeta(row);
-      await audited(ctx, 'secret.restore', row, (r) => r.updateSecret(ctx.tenantId, row.id, { deleted_at: null, updated_at: clock.now() }));
+      // Guarded: another restore or a destroy may have won since the row was read. Then nothing
+      // changed here and no event is written (the transaction rolls back); the answer is what is there now.
+      const lost = new Error('restored or destroyed meanwhile');
+      try {
+        await audited(ctx, 'secret.restore', row, async (r) => {
+          if (!(await r.restoreSecret(ctx.tenantId, row.id, clock.now()))) throw lost;
+        });
+      } catch (err) {
+        if (err !== lost) throw err;
+      }
       rows.forgetSecret(ctx.tenantId, name);
-      return toSecretMeta((await repo.findSecret(ctx.tenantId, name))!);
+      const now = await repo.findSecret(ctx.tenantId, name);
+      if (!now || now.deleted_at !== null || now.id !== row.id) fail('SECRET_NOT_FOUND', `secret "${name}" not found`);
+      return toSecretMeta(now);
     },
 
     /**
@@ -232,7 +243,8 @@ export function createSecretService(deps: {
         if (!opts.environment) fail('VALIDATION_FAILED', 'destroying versions needs an environment');
         const env = await tenants.environment(ctx.tenantId, opts.environment);
         const result = await audited(ctx, 'secret.destroy-versions', row, async (r) => {
-          const state = await r.findState(row.id, env.id);
+          // Locked: a rollback or promotion committing meanwhile would otherwise make a version current after this check.
+          const state = await r.lockState(row.id, env.id);
           const ids: string[] = [];
           for (const v of opts.versions!) {
             if (state?.current_version === v) fail('VALIDATION_FAILED', `version ${v} is current; write a new value or roll back first`);
@@ -248,7 +260,11 @@ export function createSecretService(deps: {
         return result;
       }
       if (row.deleted_at === null) fail('SECRET_NOT_DELETED', `delete secret "${name}" before destroying it`);
-      await audited(ctx, 'secret.destroy', row, (r) => r.deleteSecret(ctx.tenantId, row.id));
+      await audited(ctx, 'secret.destroy', row, async (r) => {
+        // Checked again under the row's lock: a restore that committed since the read above wins.
+        if (!(await r.lockDeletedSecret(ctx.tenantId, row.id))) fail('SECRET_NOT_DELETED', `secret "${name}" was restored meanwhile; delete it again before destroying it`);
+        await r.deleteSecret(ctx.tenantId, row.id);
+      });
       keyring.forgetDeks(ctx.tenantId);
       rows.forgetSecret(ctx.tenantId, name);
       return { destroyed: 'all' as const };

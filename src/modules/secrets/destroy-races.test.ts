@@ -1,0 +1,69 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+
+const settle = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string; name?: string }) => e.code ?? `${e.name}: ${String(e)}`);
+
+/**
+ * Destroying is for good, so its checks must hold when it acts: "never the current version" against
+ * a rollback that commits meanwhile, and "only a soft-deleted secret" against a restore.
+ */
+describeEachDialect('destroy racing rollback and restore', (dialect) => {
+  let h: Harness;
+  before(async () => {
+    h = await createHarness(dialect);
+  });
+  after(() => h.close());
+
+  // PostgreSQL only: SQLite's one connection runs one transaction at a time, so the two cannot interleave there.
+  if (dialect === 'postgres') test('destroying a version never destroys the one a concurrent rollback made current', async () => {
+    const name = 'RACE_KEY';
+    const secret = await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+    await h.services.values.write(h.ctx, name, 'production', { value: 'value-one' });
+    await h.services.values.write(h.ctx, name, 'production', { value: 'value-two' });
+    // Hold the label row so both line up behind it: the rollback (to version 1) first, then the destroy of version 1.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => (locked = r));
+    const locker = h.storage.db.transaction().execute(async (trx) => {
+      await trx.selectFrom('secret_states').selectAll().where('secret_id', '=', secret.id).forUpdate().execute();
+      locked();
+      await held;
+    });
+    await isLocked;
+    const rollback = settle(h.services.values.rollback(h.ctx, name, 'production'));
+    await sleep(200);
+    const destroy = settle(h.services.secrets.destroy(h.ctx, name, { environment: 'production', versions: [1] }));
+    await sleep(200);
+    release();
+    await locker;
+    assert.deepEqual(await Promise.all([rollback, destroy]), ['ok', 'VALIDATION_FAILED'], 'the rollback won; the destroy saw version 1 current');
+    const history = await h.services.values.history(h.ctx, name, 'production');
+    const current = history.find((v) => v.labels.includes('current'))!;
+    assert.deepEqual([current.version, current.destroyedAt], [1, null]);
+    assert.equal((await h.services.values.read(h.ctx, name, 'production')).value, 'value-one');
+  });
+
+  test('a secret restored concurrently with its destruction is either live with its value or gone, and every answer is a Keyhold code', async () => {
+    for (let i = 0; i < 5; i++) {
+      const name = `RACE_RESTORE_${i}`;
+      await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+      await h.services.values.write(h.ctx, name, 'production', { value: `value-${i}` });
+      await h.services.secrets.remove(h.ctx, name);
+      const [destroyed, restored] = await Promise.all([settle(h.services.secrets.destroy(h.ctx, name)), settle(h.services.secrets.restore(h.ctx, name))]);
+      const value = await settle(h.services.values.read(h.ctx, name, 'production').then((r) => assert.equal(r.value, `value-${i}`)));
+      // Exactly one wins: destroyed (restore finds nothing), or restored (destroy finds it live); never both, never a TypeError.
+      assert.ok(
+        (destroyed === 'ok' && restored === 'SECRET_NOT_FOUND' && value === 'SECRET_NOT_FOUND')
+          || (restored === 'ok' && destroyed === 'SECRET_NOT_DELETED' && value === 'ok'),
+        `destroy ${destroyed}, restore ${restored}, read ${value}`,
+      );
+      const events = await h.storage.db.selectFrom('audit_events').select(['action']).where('resource_name', '=', name)
+        .where('action', 'in', ['secret.destroy', 'secret.restore']).where('outcome', '=', 'allowed').execute();
+      assert.equal(events.length, 1, 'one allowed event: the winner\'s');
+    }
+  });
+});
