@@ -9,6 +9,8 @@ import type { TenantContext } from '../shared/context.ts';
 /** What a run can do with its token in its environment: every per-environment action but reveal (machines never reveal). */
 const RUN_ACTIONS: readonly Action[] = SECRET_ACTIONS.filter((a) => a !== 'reveal');
 const TENANT = { type: 'tenant' } as const;
+/** Resources checked between two turns of the event loop. */
+const YIELD_EVERY = 10;
 
 /**
  * The entitlement to make an automation act as its run identity (`runAs`): whoever saves, deletes
@@ -38,7 +40,10 @@ export function createRunAsCheck(deps: { db: Kysely<Database>; authz: Pick<Autho
           tenantId: ctx.tenantId, requestId: ctx.requestId,
           actor: { type: 'machine', id: machine.id, name: machine.name, homeTenantId: ctx.tenantId, boundEnvironment: environment },
         };
-        for (const resource of resources) {
+        for (const [i, resource] of resources.entries()) {
+          // Uncached decisions are synchronous Cedar calls: let other requests in between (a save in a
+          // tenant with thousands of secrets takes seconds on a cold decision cache).
+          if (i % YIELD_EVERY === YIELD_EVERY - 1) await new Promise((resolve) => setImmediate(resolve));
           for (const action of RUN_ACTIONS) {
             if (!(await authz.allowed(asRun, action, resource, environment))) continue;
             try {
