@@ -3,14 +3,12 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { sql } from 'kysely';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { runCli } from '../../../test/helpers/cli.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
 import { newUser, sessionFor } from '../../../test/helpers/users.ts';
 import { VERIFY_MAX_AGE_MS } from '../../modules/audit/verify-gate.ts';
-import { createCli } from '../run.ts';
-import { entries } from './index.ts';
 
 /** The audit commands in-process against a real Keyhold app (fetch answered by fastify's inject). */
 
@@ -33,28 +31,13 @@ after(async () => {
   await h.close();
 });
 
-const injectFetch = (async (input: URL, init: RequestInit) => {
-  paths.push(input.pathname + input.search);
-  const res = await h.app.inject({ method: (init.method ?? 'GET') as 'GET', url: input.pathname + input.search, headers: init.headers as Record<string, string> });
-  onRequest(input.pathname);
-  const headers = Object.fromEntries(Object.entries(res.headers).map(([k, v]) => [k, String(v)]));
-  return new Response(res.statusCode === 204 ? null : res.rawPayload, { status: res.statusCode, headers });
-}) as typeof fetch;
-
-async function run(argv: string[], opts: { token?: string; signal?: AbortSignal } = {}) {
-  let stdout = '';
-  let stderr = '';
-  const cli = createCli({
-    entries,
-    fetch: injectFetch,
-    stdin: Readable.from([]),
-    stdout: { write: (s: string) => (stdout += s) },
-    stderr: { write: (s: string) => (stderr += s) },
-    env: { KEYHOLD_TOKEN: opts.token ?? h.rootToken },
-    ...(opts.signal ? { signal: opts.signal } : {}),
-  });
-  return { code: await cli.run(argv), stdout, stderr };
-}
+const run = (argv: string[], opts: { token?: string; signal?: AbortSignal } = {}) => runCli(h.app, argv, {
+  token: opts.token ?? h.rootToken, ...(opts.signal ? { signal: opts.signal } : {}),
+  onAnswered: (r) => {
+    paths.push(r.url);
+    onRequest(r.path);
+  },
+});
 
 test('list shows a table with repeated denials counted once, filters by flags, and names the next page', async () => {
   const res = await run(['audit', 'list', '--secret', 'PAY_KEY']);

@@ -1,10 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Readable } from 'node:stream';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { runCli } from '../../../test/helpers/cli.ts';
 import { codeAt, nextStep } from '../../../test/helpers/users.ts';
-import { createCli } from '../run.ts';
-import { entries } from './index.ts';
 
 /** The login, totp and users commands in-process, against the real HTTP app (fetch is routed to app.inject). */
 
@@ -15,29 +13,12 @@ before(async () => {
 after(() => h.close());
 
 async function keyhold(argv: string[], opts: { stdin?: string; token?: string } = {}) {
-  let stdout = '';
-  let stderr = '';
   let requests = 0;
-  const fetchToApp = (async (input: URL, init: RequestInit) => {
-    requests++;
-    const res = await h.app.inject({
-      method: (init.method ?? 'GET') as 'GET',
-      url: input.pathname + input.search,
-      headers: init.headers as Record<string, string>,
-      ...(init.body !== undefined ? { payload: init.body as string } : {}),
-    });
-    return new Response(res.statusCode === 204 ? null : res.body, { status: res.statusCode });
-  }) as typeof fetch;
-  const cli = createCli({
-    entries,
-    fetch: fetchToApp,
-    stdin: Readable.from(opts.stdin === undefined ? [] : [Buffer.from(opts.stdin)]),
-    stdout: { write: (s: string) => (stdout += s) },
-    stderr: { write: (s: string) => (stderr += s) },
-    env: { KEYHOLD_ADDR: 'http://keyhold.test', ...(opts.token ? { KEYHOLD_TOKEN: opts.token } : {}) },
+  const r = await runCli(h.app, argv, {
+    token: opts.token ?? null, env: { KEYHOLD_ADDR: 'http://keyhold.test' }, onAnswered: () => requests++,
+    ...(opts.stdin !== undefined ? { stdin: opts.stdin } : {}),
   });
-  const code = await cli.run(argv);
-  return { code, stdout, stderr, requests };
+  return { ...r, requests };
 }
 
 const PASSWORD = 'ochre-lantern-summit-4';

@@ -3,13 +3,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { seed } from '../../../test/helpers/connectors.ts';
+import { runCli } from '../../../test/helpers/cli.ts';
 import { startFakePaymentApi, type FakePaymentApi } from '../../../test/fixtures/fake-payment-api.ts';
-import { createCli } from '../run.ts';
 import { applySet } from './connectors.ts';
-import { entries } from './index.ts';
 
 /** The connectors commands in-process against a real Keyhold app, and a real fixture API for `test`. */
 
@@ -30,21 +28,7 @@ after(async () => {
   await h.close();
 });
 
-const injectFetch = (async (input: URL, init: RequestInit) => {
-  const body = init.body === undefined ? undefined : (init.body as string);
-  const res = await h.app.inject({ method: (init.method ?? 'GET') as 'GET', url: input.pathname + input.search, headers: init.headers as Record<string, string>, ...(body !== undefined ? { payload: body } : {}) });
-  return new Response(res.body, { status: res.statusCode });
-}) as typeof fetch;
-
-async function run(argv: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const cli = createCli({
-    entries, fetch: injectFetch, stdin: Readable.from([]),
-    stdout: { write: (s: string) => (stdout += s) }, stderr: { write: (s: string) => (stderr += s) }, env: { KEYHOLD_TOKEN: h.rootToken },
-  });
-  return { code: await cli.run(argv), stdout, stderr };
-}
+const run = (argv: string[]) => runCli(h.app, argv, { token: h.rootToken });
 
 test('--set builds nested settings and parses numbers, booleans and JSON', () => {
   const s: Record<string, unknown> = {};

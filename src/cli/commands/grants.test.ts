@@ -1,10 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Readable } from 'node:stream';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
-import { createCli } from '../run.ts';
-import { entries } from './index.ts';
+import { runCli } from '../../../test/helpers/cli.ts';
 
 /** The grants commands in-process against a real Keyhold app (fetch answered by fastify's inject). */
 
@@ -16,25 +14,7 @@ before(async () => {
 });
 after(() => h.close());
 
-const injectFetch = (async (input: URL, init: RequestInit) => {
-  urls.push(input.pathname + input.search);
-  const res = await h.app.inject({
-    method: (init.method ?? 'GET') as 'GET', url: input.pathname + input.search, headers: init.headers as Record<string, string>,
-    ...(init.body !== undefined ? { payload: init.body as string } : {}),
-  });
-  return new Response(res.statusCode === 204 ? null : res.body, { status: res.statusCode });
-}) as typeof fetch;
-
-async function run(argv: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const cli = createCli({
-    entries, fetch: injectFetch, stdin: Readable.from([]),
-    stdout: { write: (s: string) => (stdout += s) }, stderr: { write: (s: string) => (stderr += s) },
-    env: { KEYHOLD_TOKEN: h.rootToken },
-  });
-  return { code: await cli.run(argv), stdout, stderr };
-}
+const run = (argv: string[]) => runCli(h.app, argv, { token: h.rootToken, onAnswered: (sent) => urls.push(sent.url) });
 
 test('grants list shows revoked grants, with when they were revoked, only with --include-revoked', async () => {
   const ann = await userContext(h, h.ctx.tenantId, 'ann');

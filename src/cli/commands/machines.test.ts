@@ -1,9 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Readable } from 'node:stream';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
-import { createCli } from '../run.ts';
-import { entries } from './index.ts';
+import { runCli } from '../../../test/helpers/cli.ts';
 
 /** The machines and token commands in-process against a real Keyhold app (fetch answered by fastify's inject). */
 
@@ -15,29 +13,10 @@ before(async () => {
 });
 after(() => h.close());
 
-const injectFetch = (async (input: URL, init: RequestInit) => {
-  const body = init.body === undefined ? undefined : (init.body as string);
-  sent.push({ method: init.method ?? 'GET', path: input.pathname, body: body === undefined ? undefined : JSON.parse(body) });
-  const res = await h.app.inject({
-    method: (init.method ?? 'GET') as 'GET', url: input.pathname + input.search, headers: init.headers as Record<string, string>,
-    ...(body !== undefined ? { payload: body } : {}),
-  });
-  return new Response(res.statusCode === 204 ? null : res.body, { status: res.statusCode });
-}) as typeof fetch;
-
-async function run(argv: string[], opts: { stdin?: string; token?: string } = {}) {
-  let stdout = '';
-  let stderr = '';
-  const cli = createCli({
-    entries,
-    fetch: injectFetch,
-    stdin: Readable.from(opts.stdin === undefined ? [] : [Buffer.from(opts.stdin)]),
-    stdout: { write: (s: string) => (stdout += s) },
-    stderr: { write: (s: string) => (stderr += s) },
-    env: { KEYHOLD_TOKEN: opts.token ?? h.rootToken },
-  });
-  return { code: await cli.run(argv), stdout, stderr };
-}
+const run = (argv: string[], opts: { stdin?: string; token?: string } = {}) => runCli(h.app, argv, {
+  token: opts.token ?? h.rootToken, ...(opts.stdin !== undefined ? { stdin: opts.stdin } : {}),
+  onAnswered: (r) => sent.push({ method: r.method, path: r.path, body: r.body === undefined ? undefined : JSON.parse(r.body) }),
+});
 
 test('create prints the client secret once; token exchange reads it from stdin and prints a working token', async () => {
   const created = await run(['machines', 'create', 'ci-runner', '--ttl', '300', '--json']);

@@ -3,10 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
-import { createCli } from '../run.ts';
-import { entries } from './index.ts';
+import { runCli } from '../../../test/helpers/cli.ts';
 
 /** The rotation commands in-process against a real Keyhold app (fetch answered by fastify's inject). */
 
@@ -23,25 +21,7 @@ after(async () => {
   await h.close();
 });
 
-const injectFetch = (async (input: URL, init: RequestInit) => {
-  const res = await h.app.inject({
-    method: (init.method ?? 'GET') as 'GET', url: input.pathname + input.search, headers: init.headers as Record<string, string>,
-    ...(init.body ? { payload: init.body as string } : {}),
-  });
-  const headers = Object.fromEntries(Object.entries(res.headers).map(([k, v]) => [k, String(v)]));
-  return new Response(res.statusCode === 204 ? null : res.rawPayload, { status: res.statusCode, headers });
-}) as typeof fetch;
-
-async function run(argv: string[], stdin: string[] = []) {
-  let stdout = '';
-  let stderr = '';
-  const cli = createCli({
-    entries, fetch: injectFetch, stdin: Readable.from(stdin),
-    stdout: { write: (s: string) => (stdout += s) }, stderr: { write: (s: string) => (stderr += s) },
-    env: { KEYHOLD_TOKEN: h.rootToken },
-  });
-  return { code: await cli.run(argv), stdout, stderr };
-}
+const run = (argv: string[], stdin: string[] = []) => runCli(h.app, argv, { token: h.rootToken, stdin });
 
 test('set a policy from a file, rotate, see it in status, roll back', async () => {
   const file = join(dir, 'policy.json');
