@@ -184,15 +184,20 @@ export function createCedarAuthorizer(deps: {
     byKey.set(key, { permit, until });
   }
 
-  /** A bound actor outside its environment: audited like every denial, then FORBIDDEN (no role or policy is asked). */
-  async function refuseOutsideBinding(ctx: TenantContext, action: Action, resource: AuthzResource, environment: string | undefined): Promise<never> {
+  /** Every denial is one `authz.<action>` event, with the code it answers and why (`context`). */
+  async function recordDenial(ctx: TenantContext, action: Action, resource: AuthzResource, environment: string | undefined, code: string, context: Record<string, string>): Promise<void> {
     const base = auditFrom(ctx);
     await audit.record([{
-      ...base, action: `authz.${action}`, outcome: 'denied', reason: 'FORBIDDEN',
+      ...base, action: `authz.${action}`, outcome: 'denied', reason: code,
       resource: resource.type === 'secret' ? await deniedSecret(ctx.tenantId, resource) : { type: 'tenant', id: ctx.tenantId, name: null },
       environment: environment ?? null,
-      context: { ...base.context, policies: 'builtin:environment-binding', boundEnvironment: ctx.actor.boundEnvironment ?? '' },
+      context: { ...base.context, ...context },
     }]);
+  }
+
+  /** A bound actor outside its environment: audited like every denial, then FORBIDDEN (no role or policy is asked). */
+  async function refuseOutsideBinding(ctx: TenantContext, action: Action, resource: AuthzResource, environment: string | undefined): Promise<never> {
+    await recordDenial(ctx, action, resource, environment, 'FORBIDDEN', { policies: 'builtin:environment-binding', boundEnvironment: ctx.actor.boundEnvironment ?? '' });
     const where = environment === undefined ? 'outside any environment' : `in ${environment}`;
     return fail('FORBIDDEN', `this credential is bound to environment ${ctx.actor.boundEnvironment}: it cannot ${action} ${where}`);
   }
@@ -208,8 +213,7 @@ export function createCedarAuthorizer(deps: {
 
   async function allowed(ctx: TenantContext, action: Action, resource: AuthzResource, environment?: string): Promise<boolean> {
     if (outsideBinding(ctx.actor, action, environment)) return false;
-    const { state: _state, accessRequestId: _id, ...request } = await buildRequest(ctx, action, resource, environment);
-    return engine.decide(request).allowed;
+    return engine.decide(await buildRequest(ctx, action, resource, environment)).allowed;
   }
 
   return {
@@ -234,13 +238,7 @@ export function createCedarAuthorizer(deps: {
       const code = stepUp ? 'STEP_UP_REQUIRED'
         : decision.reasons.includes('builtin:approver-cannot-rotate') ? 'SEPARATION_OF_DUTIES'
           : decision.reasons.includes('builtin:approval-required') ? 'APPROVAL_REQUIRED' : 'FORBIDDEN';
-      const base = auditFrom(ctx);
-      await audit.record([{
-        ...base, action: `authz.${action}`, outcome: 'denied', reason: code,
-        resource: resource.type === 'secret' ? await deniedSecret(ctx.tenantId, resource) : { type: 'tenant', id: ctx.tenantId, name: null },
-        environment: environment ?? null,
-        context: { ...base.context, policies: decision.reasons.join(',') },
-      }]);
+      await recordDenial(ctx, action, resource, environment, code, { policies: decision.reasons.join(',') });
       if (stepUp) fail('STEP_UP_REQUIRED', `${action} needs a second factor within the step-up window: POST /v1/auth/step-up`);
       const what = resource.type === 'secret' ? `secret "${resource.name}"${environment ? ` in ${environment}` : ''}` : 'this tenant';
       if (code === 'SEPARATION_OF_DUTIES') fail(code, `you approved a live request to ${action} ${what}; someone else must carry it out`);
