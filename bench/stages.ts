@@ -3,14 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import Fastify from 'fastify';
-import { identitySettings, loadConfig } from '../src/config/config.ts';
+import { loadConfig } from '../src/config/config.ts';
 import { serverOptions } from '../src/http/server.ts';
-import { createHttpApp, createServices } from '../src/main/compose.ts';
-import { systemClock } from '../src/platform/clock.ts';
 import { createLogger } from '../src/platform/logger.ts';
-import { openStorage } from '../src/storage/database.ts';
 import type { TenantContext } from '../src/modules/shared/context.ts';
 import { secretResource } from '../src/modules/secrets/secret-service.ts';
+import { composeInProcess, seedReader } from './lib/in-process.ts';
 
 /**
  * `node bench/stages.ts`: the secret read taken apart, in process, on SQLite. Each stage runs on
@@ -50,24 +48,8 @@ async function measure(name: string, n: number, fn: (i: number) => Promise<unkno
 
 const dataDir = mkdtempSync(join(tmpdir(), 'keyhold-stages-'));
 try {
-  const storage = await openStorage({ url: `sqlite:${join(dataDir, 'keyhold.db')}` });
-  const services = createServices({
-    config: { dataDir, limits, rollbackWindowMs: 7 * 86_400_000, identity: identitySettings() },
-    storage, clock: systemClock,
-  });
-  const { rootToken } = await services.system.initialize({ type: 'dev', shares: 1, threshold: 1 });
-  const app = await createHttpApp(services, { logger: createLogger({ level: 'info', destination: silent }), bodyLimit: limits.maxBodyBytes });
-  const call = async (method: 'GET' | 'POST' | 'PUT', url: string, token: string, payload?: unknown) => {
-    const res = await app.inject({ method, url, headers: { authorization: `Bearer ${token}` }, ...(payload ? { payload: payload as object } : {}) });
-    if (res.statusCode >= 300) throw new Error(`${method} ${url}: ${res.statusCode} ${res.body}`);
-    return res.json() as Record<string, string>;
-  };
-  await call('POST', '/v1/secrets', rootToken, { name: 'BENCH_KEY', owner: 'bench' });
-  await call('PUT', '/v1/secrets/BENCH_KEY/values/production', rootToken, { value: 'x'.repeat(64) });
-  const machine = await call('POST', '/v1/machines', rootToken, { name: 'bench-runner', kind: 'client_secret' });
-  await call('POST', '/v1/grants', rootToken, { principalType: 'machine', principalId: machine.id!, role: 'builder', environments: ['production'] });
-  const res = await app.inject({ method: 'POST', url: '/v1/auth/token', payload: { grant_type: 'client_credentials', client_id: machine.clientId!, client_secret: machine.clientSecret! } });
-  const token = (res.json() as { access_token: string }).access_token;
+  const { storage, services, app, rootToken } = await composeInProcess(dataDir, createLogger({ level: 'info', destination: silent }));
+  const { token } = await seedReader(app, rootToken, 'x'.repeat(64));
   const headers = { authorization: `Bearer ${token}`, 'user-agent': 'autocannon' };
 
   const bare = Fastify(serverOptions({ logger: createLogger({ level: 'info', destination: silent }), bodyLimit: limits.maxBodyBytes }));
