@@ -29,6 +29,21 @@ export function createSystemService(deps: {
   const systemEvent = (action: string, outcome: 'allowed' | 'denied' | 'failed', context: Record<string, string>, actor: AuditInput['actor'] = { type: 'system', id: 'keyhold' }): AuditInput => ({
     tenantId: null, actor, action, resource: { type: 'system', id: null, name: null }, outcome, context,
   });
+
+  /**
+   * Records an allowed unseal; only once that event is durable does a staged root key go live
+   * (true if one did). If it cannot be recorded, `undo` seals the server again, and the error goes on.
+   */
+  async function recordUnseal(context: Record<string, string>, undo: boolean): Promise<boolean> {
+    try {
+      await audit.record([systemEvent('system.unseal', 'allowed', context)]);
+    } catch (err) {
+      if (undo) seal.seal();
+      throw err;
+    }
+    return seal.openStaged();
+  }
+
   return {
     /**
      * Seal state, whether the audit log takes events (while it does not, every audited action is
@@ -70,15 +85,10 @@ export function createSystemService(deps: {
         await audit.record([systemEvent('system.unseal', code === 'UNSEAL_FAILED' ? 'denied' : 'failed', { reason: code })]).catch(() => {});
         throw err;
       }
-      try {
-        await audit.record([systemEvent('system.unseal', 'allowed', { progress: String(status.progress), sealed: String(status.sealed) })]);
-      } catch (err) {
-        // Only undo what this call did: a share sent to a server that was already unsealed changed nothing.
-        if (wasSealed) seal.seal();
-        throw err;
-      }
+      // Only undo what this call did: a share sent to a server that was already unsealed changed nothing.
+      const opened = await recordUnseal({ progress: String(status.progress), sealed: String(status.sealed) }, wasSealed);
       // A seal between the share and here dropped the staged key: the answer is the server's state.
-      if (!status.sealed && wasSealed && !seal.openStaged()) status = await seal.status();
+      if (!status.sealed && wasSealed && !opened) status = await seal.status();
       return { ...status, auditWritable: audit.health().writable, auditAppendOnly };
     },
 
@@ -88,13 +98,7 @@ export function createSystemService(deps: {
      */
     async unsealFromDevKey(): Promise<boolean> {
       if (!(await seal.unsealFromDevKey())) return false;
-      try {
-        await audit.record([systemEvent('system.unseal', 'allowed', { method: 'dev-key', sealed: 'false' })]);
-      } catch (err) {
-        seal.seal();
-        throw err;
-      }
-      return seal.openStaged();
+      return recordUnseal({ method: 'dev-key', sealed: 'false' }, true);
     },
 
     /**
