@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID, createSecretKey } from 'node:crypto';
 import { DatabaseSync } from 'node:sqlite';
 import { parseArgs } from 'node:util';
 import { openStorage } from '../src/storage/database.ts';
@@ -30,6 +30,8 @@ try {
     tenantId: tenant, actor: { type: 'machine', id: machine }, action: 'secret.use', resource: { type: 'secret', id: secret, name: 'BENCH_KEY' },
     environment: 'production', secretVersion: 1, outcome: 'allowed', context: { requestId: randomUUID(), sourceIp: '127.0.0.1', credentialId: token },
   });
+  // Events are written under an event MAC key, as an unsealed server writes them.
+  const macKey = createSecretKey(randomBytes(32));
   const inputs = Array.from({ length: 64 }, () => Array.from({ length: BATCH }, event));
   const run = (rounds: number) => {
     let decode = 0n;
@@ -42,7 +44,7 @@ try {
       const t0 = process.hrtime.bigint();
       const batch = JSON.parse(encoded) as [number, EventRow[]];
       const t1 = process.hrtime.bigint();
-      writer.append([batch]);
+      writer.append([[...batch, macKey]]);
       const t2 = process.hrtime.bigint();
       writer.sync();
       sync += process.hrtime.bigint() - t2;

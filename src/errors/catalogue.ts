@@ -64,6 +64,7 @@ export const errorCatalogue = {
   ROTATOR_UNAVAILABLE: { status: 400, meaning: 'The rotation policy names a rotator type this server does not have, or settings it rejects; the message names the field.' },
   AUDIT_UNAVAILABLE: { status: 503, meaning: 'The audit log could not durably record the action, so the action was refused (fail closed).' },
   SEALED: { status: 503, meaning: 'The server is sealed; no secret operation is possible until it is unsealed.' },
+  AUDIT_TAMPERED: { status: 500, meaning: 'The audit log holds an event that a server holding the root key did not write (no MAC, a wrong one, or a broken link), so no checkpoint was signed over it; run audit verify.' },
   INTEGRITY_FAILURE: { status: 500, meaning: 'Stored ciphertext failed authentication (tampered, moved or corrupted); nothing was returned.' },
   KEY_VERSION_RETIRED: { status: 500, meaning: 'A value is wrapped under a key version below the minimum decryption version.' },
   CONNECTOR_NOT_FOUND: { status: 404, meaning: 'No connector with this name in this environment of the tenant.' },

@@ -20,6 +20,7 @@ import { createAuditLog } from '../modules/audit/audit-log.ts';
 import { createSqliteAppender } from '../modules/audit/sqlite-appender.ts';
 import { createCheckpointer } from '../modules/audit/checkpoints.ts';
 import { createIdentifierHasher } from '../modules/audit/identifiers.ts';
+import { createEventMacKeys } from '../modules/audit/event-mac.ts';
 import { createAuditQueryService } from '../modules/audit/query-service.ts';
 import { createUsageSummary } from '../modules/audit/usage-summary.ts';
 import { auditRoutes } from '../modules/audit/routes.ts';
@@ -75,8 +76,10 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   // On SQLite, group commits are written off the event loop (node:sqlite blocks while it commits).
   const appender = storage.sqlitePath ? createSqliteAppender({ path: storage.sqlitePath }) : undefined;
   if (appender) storage.onClose(() => appender.close());
-  const audit = createAuditLog({ db, clock, ...(appender ? { appender } : {}) });
-  const checkpoints = createCheckpointer({ db, root: seal, clock, audit });
+  // Every event written while unsealed carries a MAC under a root-derived key (audit/event-mac.ts).
+  const macKeys = createEventMacKeys(seal);
+  const audit = createAuditLog({ db, clock, macKeys, ...(appender ? { appender } : {}) });
+  const checkpoints = createCheckpointer({ db, root: seal, clock, audit, macKeys });
   const identifiers = createIdentifierHasher(seal);
   const engine = createPolicyEngine();
   const authz = createCedarAuthorizer({ db, engine, clock, audit, identifiers, stepUpWindowMs: config.identity.stepUpWindowMs });
@@ -89,6 +92,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const auditQueries = createAuditQueryService({
     db, authz, log: audit, usage: auditUsage, clock, trustedPublicKey: () => (seal.isSealed() ? null : checkpoints.publicKey()),
     checkpointFloor: () => checkpoints.highestSigned(),
+    macKey: () => macKeys.current()?.key ?? null,
   });
   const grants = createGrantService({ db, authz, tenants, clock, audit });
   const policies = createPolicyService({ db, engine, authz, clock, audit });
@@ -141,7 +145,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     notifier,
   });
   rotation.useDependents(dependentsFromConnectors(connectors));
-  return { self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
+  return { self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, macKeys, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -23,6 +23,7 @@ export interface Database {
   automation_fires: AutomationFiresTable;
   audit_cursors: AuditCursorsTable;
   audit_checkpoints: AuditCheckpointsTable;
+  audit_keyed_from: AuditKeyedFromTable;
   automations: AutomationsTable;
   automation_runs: AutomationRunsTable;
   access_policies: AccessPoliciesTable;
@@ -68,6 +69,14 @@ export interface AuditEventsTable {
   context: string;
   prev_hash: string;
   hash: string;
+  /** HMAC of `hash` under the root-derived event key (audit/event-mac.ts); null for events recorded while sealed, and before migration 019. */
+  mac: string | null;
+}
+
+/** One row: events after `seq` must carry a MAC (migration 019). */
+export interface AuditKeyedFromTable {
+  id: number;
+  seq: number;
 }
 
 export interface AuditHeadTable {

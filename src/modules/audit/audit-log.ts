@@ -1,10 +1,13 @@
+import type { KeyObject } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import { KeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { timeOrderedId } from '../../platform/ids.ts';
 import type { AuditEventsTable, Database } from '../../storage/schema.ts';
 import type { RequestContext } from '../shared/context.ts';
-import { chainHash, type VerifyResult } from './chain.ts';
+import { chainHash, type ChainSegment, type StoredEvent, type VerifyResult } from './chain.ts';
+import { commitMac, type EventMacKeys } from './event-mac.ts';
+import { KEYED_FROM_MISSING, keyedFrom } from './signing-check.ts';
 import { CHECKPOINT_ACTION } from './checkpoints.ts';
 import { mergeCheckpoints, verifyLog } from './log-verifier.ts';
 import type { AuditEvent } from './event.ts';
@@ -33,12 +36,14 @@ export function auditFrom(ctx: RequestContext & { tenantId: string | null }): Pi
   return { tenantId: ctx.tenantId, actor: { type: ctx.actor.type, id: ctx.actor.id }, context };
 }
 
-function toRow(e: AuditEvent): AuditEventsTable {
+function toRow(e: AuditEvent, mac: string | null): Omit<AuditEventsTable, 'mac'> & { mac?: string } {
   return {
     seq: e.seq, id: e.id, time: e.time, tenant_id: e.tenantId, actor_type: e.actor.type, actor_id: e.actor.id, action: e.action,
     resource_type: e.resource.type, resource_id: e.resource.id, resource_name: e.resource.name, environment: e.environment,
     secret_version: e.secretVersion, outcome: e.outcome, reason: e.reason, context: JSON.stringify(e.context),
     prev_hash: e.prevHash, hash: e.hash,
+    // Omitted, not null, when unkeyed: a log opened on a database migrated before 019 (upgrade tests) has no such column.
+    ...(mac === null ? {} : { mac }),
   };
 }
 
@@ -96,14 +101,17 @@ export function createAuditLog(deps: {
   db: Kysely<Database>; clock: Clock; maxBatch?: number;
   /** Writes `record` batches off the event loop (SQLite); without it they are written through `db`. */
   appender?: AuditAppender;
+  /** The event MAC key while unsealed (event-mac.ts); without it (tests of the log alone) events go unkeyed. */
+  macKeys?: Pick<EventMacKeys, 'current'>;
 }) {
-  const { db, clock, appender } = deps;
+  const { db, clock, appender, macKeys } = deps;
   const maxBatch = deps.maxBatch ?? 1000;
   /** Batches waiting for a commit, oldest first; only the last one still takes events. */
   const queue: Batch[] = [];
   let inFlight = 0;
   let scheduled = false;
   const appendedListeners: Array<(lastSeq: number) => void> = [];
+  const segmentListeners: Array<(segment: ChainSegment) => void> = [];
   const healthListeners: Array<(health: AuditHealth) => void> = [];
   let health: AuditHealth = { writable: true };
   /** The highest seq this process knows to be committed: verify refuses a log that ends before it. */
@@ -143,16 +151,21 @@ export function createAuditLog(deps: {
       prevHash = hash;
       return event;
     });
-    await trx.insertInto('audit_events').values(events.map(toRow)).execute();
+    // One MAC for the run, on its last event (event-mac.ts).
+    const key = macKeys?.current()?.key ?? null;
+    const last = events.length - 1;
+    const mac = key ? commitMac(key, events[0]!.seq, events[last]!.seq, events[last]!.hash) : null;
+    await trx.insertInto('audit_events').values(events.map((e, i) => toRow(e, i === last ? mac : null))).execute();
     await trx.updateTable('audit_head').set({ hash: prevHash }).where('id', '=', 1).execute();
     return events;
   }
 
-  /** Appends a batch in its own durable transaction; returns the last sequence number. */
-  async function commitBatch(inputs: AuditInput[]): Promise<number> {
-    if (appender) return appender.append(clock.now(), inputs);
+  /** Appends a batch in its own durable transaction; returns what the commit appended. */
+  async function commitBatch(inputs: AuditInput[]): Promise<ChainSegment> {
+    if (appender) return appender.append(clock.now(), inputs, macKeys?.current() ?? null);
     const events = await db.transaction().execute((trx) => appendInTx(trx, inputs));
-    return events[events.length - 1]!.seq;
+    const last = events[events.length - 1]!;
+    return { first: events[0]!.seq, prevHash: events[0]!.prevHash, last: last.seq, lastHash: last.hash };
   }
 
   /** Sends what is queued once this turn of the event loop is over, so its requests share a batch. */
@@ -174,12 +187,14 @@ export function createAuditLog(deps: {
       }
       inFlight++;
       commitBatch(batches.length === 1 ? batches[0]!.inputs : batches.flatMap((b) => b.inputs)).then(
-        (lastSeq) => {
+        (segment) => {
+          const lastSeq = segment.last;
           inFlight--;
           if (lastSeq > committedFloor) committedFloor = lastSeq;
           appended();
           schedule();
           for (const b of batches) b.resolve();
+          for (const listener of segmentListeners) listener(segment);
           for (const listener of appendedListeners) listener(lastSeq);
         },
         (err: unknown) => {
@@ -201,6 +216,14 @@ export function createAuditLog(deps: {
     /** Called when the log stops or starts again being writable (the server logs it). */
     onHealthChange(listener: (health: AuditHealth) => void): void {
       healthListeners.push(listener);
+    },
+
+    /**
+     * Called after each group commit with what it appended (several batches of one commit report it
+     * once each): the checkpointer need not read back what this process itself wrote.
+     */
+    onCommitted(listener: (segment: ChainSegment) => void): void {
+      segmentListeners.push(listener);
     },
 
     /** Called after each group commit with the new last seq (streaming delivery wakes on it). */
@@ -256,23 +279,29 @@ export function createAuditLog(deps: {
      * head, and everything this process committed or signed (`checkpointFloor`). A tail cut off
      * after a checkpoint fails here even if the head was rewritten.
      */
-    async verify(opts: { trustedPublicKey?: string | null; batch?: number; checkpointFloor?: number } = {}): Promise<VerifyResult & { headSeq: number; checkpoints: number; unsigned?: number }> {
+    async verify(opts: { trustedPublicKey?: string | null; batch?: number; checkpointFloor?: number; macKey?: KeyObject | null } = {}): Promise<VerifyResult & { headSeq: number; checkpoints: number; unsigned?: number }> {
       const batch = opts.batch ?? 2000;
       const stored = await db.selectFrom('audit_checkpoints').selectAll().orderBy('seq').execute();
       const published = await db.selectFrom('audit_events').select(['action', 'context']).where('action', '=', CHECKPOINT_ACTION).execute();
       const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
       const merged = mergeCheckpoints(stored, published.map((e) => ({ action: e.action, context: JSON.parse(e.context) as Record<string, string> })), opts.trustedPublicKey ?? null);
       if (!merged.ok) return { ok: false, events: 0, firstBadSeq: merged.seq, problem: merged.problem, headSeq: head.seq, checkpoints: stored.length };
-      async function* events(): AsyncGenerator<AuditEvent> {
+      async function* events(): AsyncGenerator<StoredEvent> {
         for (let after = 0; ;) {
           const rows = await db.selectFrom('audit_events').selectAll().where('seq', '>', after).orderBy('seq').limit(batch).execute();
-          for (const row of rows) yield fromRow(row);
+          for (const row of rows) yield { ...fromRow(row), mac: row.mac };
           if (rows.length < batch) return;
           after = rows[rows.length - 1]!.seq;
         }
       }
       const floors = { headSeq: committedFloor, ...(opts.checkpointFloor ? { checkpointSeq: opts.checkpointFloor } : {}) };
-      const result = await verifyLog({ events: events(), checkpoints: merged.checkpoints, head, trustedPublicKey: opts.trustedPublicKey ?? null, floors });
+      let macs: { key: KeyObject; keyedFrom: number } | undefined;
+      if (opts.macKey) {
+        const from = await keyedFrom(db);
+        if (from === null) return { ok: false, events: 0, firstBadSeq: 1, problem: KEYED_FROM_MISSING, headSeq: head.seq, checkpoints: stored.length };
+        macs = { key: opts.macKey, keyedFrom: from };
+      }
+      const result = await verifyLog({ events: events(), checkpoints: merged.checkpoints, head, trustedPublicKey: opts.trustedPublicKey ?? null, floors, ...(macs ? { macs } : {}) });
       return { ...result, headSeq: head.seq };
     },
   };

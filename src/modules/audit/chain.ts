@@ -1,7 +1,19 @@
-import { hash } from 'node:crypto';
+import { hash, type KeyObject } from 'node:crypto';
 import type { AuditEvent } from './event.ts';
+import { createMacWalk } from './event-mac.ts';
 
 export const GENESIS_HASH = '0'.repeat(64);
+
+/**
+ * A run of events one commit appended: `first`..`last`, linked to `prevHash` (the head it read under
+ * the write lock) and ending in `lastHash`.
+ */
+export interface ChainSegment {
+  first: number;
+  prevHash: string;
+  last: number;
+  lastHash: string;
+}
 
 /** The exact bytes an event's hash covers: every field but the hashes, in a fixed order. */
 export function canonical(e: Omit<AuditEvent, 'hash' | 'prevHash'>): string {
@@ -32,7 +44,15 @@ export interface ChainVerifierOptions {
    * refused. For files only: a database cannot hold two rows with one seq.
    */
   skipExactDuplicates?: boolean;
+  /**
+   * Also prove the commit MACs (event-mac.ts) with the server's key: every event after `keyedFrom`
+   * must be covered by a correct one, or be of an action recorded while sealed. Only the server has the key.
+   */
+  macs?: { key: KeyObject; keyedFrom: number };
 }
+
+/** An event as the database holds it: with its MAC (null when recorded while sealed). */
+export type StoredEvent = AuditEvent & { mac?: string | null };
 
 /**
  * Walks events in stored order and proves each one: its sequence number follows the last, it
@@ -45,6 +65,7 @@ export function createChainVerifier(start: { seq: number; hash: string } = { seq
   let events = 0;
   let duplicates = 0;
   let failure: { firstBadSeq: number; problem: string } | null = null;
+  const macs = opts.macs ? createMacWalk(opts.macs.key, opts.macs.keyedFrom) : null;
   // The hashes of the last DUPLICATE_WINDOW accepted events, oldest first, to recognise an exact repeat.
   const recent = opts.skipExactDuplicates ? new Map<number, string>() : null;
 
@@ -57,7 +78,7 @@ export function createChainVerifier(start: { seq: number; hash: string } = { seq
   }
 
   return {
-    push(e: AuditEvent): boolean {
+    push(e: StoredEvent): boolean {
       if (failure) return false;
       if (e.seq <= lastSeq && repeat(e)) {
         duplicates++;
@@ -71,6 +92,9 @@ export function createChainVerifier(start: { seq: number; hash: string } = { seq
         failure = { firstBadSeq: e.seq, problem: `event ${e.seq} does not link to the event before it` };
       } else if (chainHash(e.prevHash, e) !== e.hash) {
         failure = { firstBadSeq: e.seq, problem: `event ${e.seq} was altered (its hash does not match its content)` };
+      } else if (macs) {
+        const finding = macs.push(e);
+        if (finding) failure = { firstBadSeq: finding.seq, problem: finding.problem };
       }
       if (failure) return false;
       lastSeq = e.seq;
@@ -81,8 +105,11 @@ export function createChainVerifier(start: { seq: number; hash: string } = { seq
       }
       return true;
     },
+    /** The verdict so far; at the end of the log, an event no commit MAC covered fails it. */
     result(): VerifyResult {
       if (failure) return { ok: false, events, ...failure };
+      const uncovered = macs?.end();
+      if (uncovered) return { ok: false, events, firstBadSeq: uncovered.seq, problem: uncovered.problem };
       return recent ? { ok: true, events, lastSeq, lastHash, duplicates } : { ok: true, events, lastSeq, lastHash };
     },
   };

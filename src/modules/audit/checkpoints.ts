@@ -2,10 +2,14 @@ import { createHmac, createPrivateKey, createPublicKey, sign, verify, type KeyOb
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../platform/clock.ts';
 import type { RootKeyHolder } from '../../crypto/keyring.ts';
+import { fail, KeyholdError } from '../../errors/index.ts';
 import { isUniqueViolation } from '../../storage/database.ts';
 import type { AuditCheckpointsTable, Database } from '../../storage/schema.ts';
 import { SYSTEM_ACTOR } from '../shared/context.ts';
 import type { AuditLog } from './audit-log.ts';
+import { GENESIS_HASH } from './chain.ts';
+import type { EventMacKeys } from './event-mac.ts';
+import { createSigningCheck } from './signing-check.ts';
 
 /** PKCS#8 DER prefix of an Ed25519 private key; the 32-byte seed follows. */
 const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
@@ -75,11 +79,15 @@ export function checkpointFromEvent(e: { action: string; context: Record<string,
  * recorded as an `audit.checkpoint` event, so it travels to every sink with the events it covers:
  * a copy outside the database that a rewrite of the database cannot reach (docs/audit.md).
  */
-export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHolder; clock: Clock; audit: Pick<AuditLog, 'record'> }) {
-  const { db, root, clock, audit } = deps;
+export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHolder; clock: Clock; audit: Pick<AuditLog, 'record' | 'onCommitted'>; macKeys: Pick<EventMacKeys, 'current'> }) {
+  const { db, root, clock, audit, macKeys } = deps;
+  const signingCheck = createSigningCheck(db);
+  audit.onCommitted((segment) => signingCheck.owned(segment));
   let keys: { privateKey: KeyObject; publicKey: KeyObject } | null = null;
   /** The highest seq this process has signed: the stored checkpoints may never fall below it. */
   let highestSigned = 0;
+  /** How many events the last proof before signing read back (its own group commits it does not). */
+  let lastProofReads = 0;
   root.onSeal(() => {
     keys = null;
   });
@@ -89,24 +97,35 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
     /** The public key to pin for offline verification (only while unsealed). */
     publicKey: (): string => publicKeyText(signingKeys().publicKey),
 
+    /** Events the last proof before signing had to read back from the database (signing-check.ts). */
+    lastProofReads: (): number => lastProofReads,
+
     /** The highest checkpoint this process signed (0: none yet). */
     highestSigned: (): number => highestSigned,
 
     /**
      * Signs the current head unless nothing but checkpoint events came after the last checkpoint;
      * returns the checkpoint, or null when there was nothing to sign or another node signed first.
+     * Every event it would sign must be the server's own (signing-check.ts): otherwise AUDIT_TAMPERED.
      */
     async checkpoint(): Promise<AuditCheckpointsTable | null> {
       const { privateKey, publicKey } = signingKeys();
       const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
       if (head.seq === 0) return null;
-      const last = await db.selectFrom('audit_checkpoints').select('seq').orderBy('seq', 'desc').limit(1).executeTakeFirst();
+      const last = await db.selectFrom('audit_checkpoints').selectAll().orderBy('seq', 'desc').limit(1).executeTakeFirst();
       if (last && last.seq >= head.seq) return null;
       if (last) {
         // Its own event must not make the next checkpoint due, or an idle log would grow by one event per interval.
         const news = await db.selectFrom('audit_events').select('seq').where('seq', '>', last.seq).where('action', '<>', CHECKPOINT_ACTION).limit(1).executeTakeFirst();
         if (!news) return null;
+        // The proof starts from the last checkpoint: it must be one this key signed.
+        if (!checkpointValid({ ...last, prev_seq: last.prev_seq ?? null }, publicKeyText(publicKey))) {
+          throw new KeyholdError('AUDIT_TAMPERED', `no checkpoint signed: the checkpoint at ${last.seq} is not signed by this server's audit key`);
+        }
       }
+      const macKey = macKeys.current() ?? fail('SEALED', 'the server is sealed');
+      const proof = await signingCheck.prove(macKey.key, last ? { seq: last.seq, hash: last.hash } : { seq: 0, hash: GENESIS_HASH }, head);
+      lastProofReads = proof.read;
       const time = clock.now();
       const prevSeq = last?.seq ?? 0;
       const row: AuditCheckpointsTable = {

@@ -1,7 +1,6 @@
 import type { AuditCheckpointsTable } from '../../storage/schema.ts';
-import { createChainVerifier, GENESIS_HASH, type VerifyResult } from './chain.ts';
+import { createChainVerifier, GENESIS_HASH, type ChainVerifierOptions, type StoredEvent, type VerifyResult } from './chain.ts';
 import { checkpointFromEvent, checkpointValid } from './checkpoints.ts';
-import type { AuditEvent } from './event.ts';
 
 /**
  * `unsigned`: events after the last signed checkpoint, which only the chain (no signature) vouches for yet.
@@ -53,7 +52,7 @@ export function mergeCheckpoints(stored: readonly AuditCheckpointsTable[], event
  * last signed checkpoint, which is what a signature can vouch for.
  */
 export async function verifyLog(input: {
-  events: AsyncIterable<AuditEvent> | Iterable<AuditEvent>;
+  events: AsyncIterable<StoredEvent> | Iterable<StoredEvent>;
   checkpoints: readonly AuditCheckpointsTable[];
   head: { seq: number; hash: string } | null;
   trustedPublicKey: string | null;
@@ -66,6 +65,8 @@ export async function verifyLog(input: {
   from?: { seq: number; hash: string };
   /** Offline: a line that repeats an accepted event exactly is skipped (chain.ts). */
   skipExactDuplicates?: boolean;
+  /** The server only: prove every event's MAC too (chain.ts). Offline there is no key. */
+  macs?: ChainVerifierOptions['macs'];
 }): Promise<LogVerifyResult> {
   const { head, trustedPublicKey, floors = {} } = input;
   const from = input.from ?? { seq: 0, hash: GENESIS_HASH };
@@ -91,7 +92,7 @@ export async function verifyLog(input: {
   if (from.seq > 0 && seed !== undefined && seed !== from.hash) {
     return bad(from.seq + 1, `event ${from.seq + 1} does not link to the signed checkpoint at ${from.seq}`, 0);
   }
-  const verifier = createChainVerifier(from, { skipExactDuplicates: input.skipExactDuplicates ?? false });
+  const verifier = createChainVerifier(from, { skipExactDuplicates: input.skipExactDuplicates ?? false, ...(input.macs ? { macs: input.macs } : {}) });
   for await (const event of input.events) {
     if (!verifier.push(event)) break;
     const cp = expected.get(event.seq);

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
@@ -98,10 +99,12 @@ export function createAuditQueryService(deps: {
   trustedPublicKey?: () => string | null;
   /** The highest checkpoint this process signed: verify refuses stored checkpoints that end before it. */
   checkpointFloor?: () => number;
+  /** The event MAC key while unsealed: verify then proves every event's MAC too (event-mac.ts). */
+  macKey?: () => KeyObject | null;
 }) {
   const { db, authz, log } = deps;
   // Any tenant's auditor may ask to verify the one global chain: share walks rather than repeat them.
-  const verifier = createVerifyGate({ walk: (trustedPublicKey) => log.verify({ trustedPublicKey, checkpointFloor: deps.checkpointFloor?.() ?? 0 }), fingerprint: () => log.fingerprint(), clock: deps.clock });
+  const verifier = createVerifyGate({ walk: (trustedPublicKey) => log.verify({ trustedPublicKey, checkpointFloor: deps.checkpointFloor?.() ?? 0, macKey: deps.macKey?.() ?? null }), fingerprint: () => log.fingerprint(), clock: deps.clock });
 
   /**
    * Bulk reads of the trail leave a trace in it (who took a copy, of what), as any other egress

@@ -1,3 +1,4 @@
+import type { ChainSegment } from './chain.ts';
 import type { AuditEvent } from './event.ts';
 
 /**
@@ -23,10 +24,15 @@ export type AppendRequest =
      */
     batch: string;
   }
+  /**
+   * The event MAC key (event-mac.ts) for the batches after this message, as raw bytes; null while
+   * sealed. Sent when it changes, in order with the batches.
+   */
+  | { macKey: Uint8Array | null }
   | { close: true };
 
-/** The appends `ids` are durable up to `lastSeq`, or all failed with `error`. */
-export type AppendReply = { ids: number[]; lastSeq: number; error?: undefined } | { ids: number[]; error: string };
+/** The appends `ids` are durable, written as `segment` (one transaction), or all failed with `error`. */
+export type AppendReply = { ids: number[]; segment: ChainSegment; error?: undefined } | { ids: number[]; error: string };
 
 const WAKE = 0;
 const SLEEPING = 1;

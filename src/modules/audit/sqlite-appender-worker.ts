@@ -1,7 +1,8 @@
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import { DatabaseSync } from 'node:sqlite';
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { createWakeSignal, type AppendReply, type AppendRequest, type EventRow } from './sqlite-appender-protocol.ts';
-import { createSqliteAuditWriter } from './sqlite-audit-writer.ts';
+import { createSqliteAuditWriter, type KeyedBatch } from './sqlite-audit-writer.ts';
 
 /**
  * The SQLite audit appender's thread: its own connection to the database file. It runs one loop,
@@ -24,26 +25,29 @@ const wake = createWakeSignal(wakeBuffer);
 const writer = createSqliteAuditWriter(new DatabaseSync(path, { timeout: 5000 }), path);
 const CHECKPOINT_EVERY = 100; // transactions
 let sinceCheckpoint = 0;
+/** The event MAC key for the batches that follow (the event loop sends it when it changes). */
+let macKey: KeyObject | null = null;
 
 /** One round: every batch that has arrived, appended, synced and acknowledged. False once asked to close. */
 function round(requests: AppendRequest[]): boolean {
   const ids: number[] = [];
-  const encoded: string[] = [];
+  const batches: Array<{ batch: string; key: KeyObject | null }> = [];
   let closing = false;
   for (const r of requests) {
     if ('close' in r) closing = true;
+    else if ('macKey' in r) macKey = r.macKey ? createSecretKey(r.macKey) : null;
     else {
       ids.push(r.id);
-      encoded.push(r.batch);
+      batches.push({ batch: r.batch, key: macKey });
     }
   }
   if (ids.length > 0) {
     let reply: AppendReply;
     try {
-      const lastSeq = writer.append(encoded.map((batch) => JSON.parse(batch) as [number, EventRow[]]));
+      const segment = writer.append(batches.map(({ batch, key }): KeyedBatch => [...(JSON.parse(batch) as [number, EventRow[]]), key]));
       try {
         writer.sync();
-        reply = { ids, lastSeq };
+        reply = { ids, segment };
       } catch (err) {
         reply = { ids, error: `fdatasync of the WAL failed: ${(err as Error).message}` };
       }

@@ -1,10 +1,12 @@
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { AuditInput } from './audit-log.ts';
+import type { ChainSegment } from './chain.ts';
+import type { EventMacKey } from './event-mac.ts';
 import { createWakeSignal, type AppendReply, type AppendRequest, type EventRow } from './sqlite-appender-protocol.ts';
 
-/** Appends a batch of events recorded at `time` to the chain in one durable transaction; resolves with the last seq. */
+/** Appends a batch of events recorded at `time` to the chain in one durable transaction; resolves with the commit's segment (it may hold other batches too). */
 export interface AuditAppender {
-  append(time: number, events: readonly AuditInput[]): Promise<number>;
+  append(time: number, events: readonly AuditInput[], macKey: EventMacKey | null): Promise<ChainSegment>;
   /**
    * Settles, at once, the appends whose replies have already arrived. A busy event loop would
    * otherwise see them only after every socket that is ready, which holds whole batches of
@@ -39,8 +41,9 @@ export function encodeBatch(time: number, events: readonly AuditInput[]): string
  * after it fails.
  */
 export function createSqliteAppender(opts: { path: string }): AuditAppender {
-  let current: { worker: Worker; port: MessagePort; wake: ReturnType<typeof createWakeSignal> } | null = null;
-  const waiting = new Map<number, { resolve: (seq: number) => void; reject: (err: Error) => void }>();
+  /** `macGeneration`: the MAC key the worker holds (0: none). */
+  let current: { worker: Worker; port: MessagePort; wake: ReturnType<typeof createWakeSignal>; macGeneration: number } | null = null;
+  const waiting = new Map<number, { resolve: (segment: ChainSegment) => void; reject: (err: Error) => void }>();
   let nextId = 1;
 
   function failAll(err: Error): void {
@@ -54,7 +57,7 @@ export function createSqliteAppender(opts: { path: string }): AuditAppender {
       if (!entry) continue;
       waiting.delete(id);
       if (reply.error !== undefined) entry.reject(new Error(reply.error));
-      else entry.resolve(reply.lastSeq);
+      else entry.resolve(reply.segment);
     }
     // Idle, the worker must not keep the process alive.
     if (waiting.size === 0 && current) {
@@ -70,7 +73,7 @@ export function createSqliteAppender(opts: { path: string }): AuditAppender {
       workerData: { path: opts.path, port: port2, wake: wake.buffer },
       transferList: [port2],
     });
-    const started = { worker, port: port1, wake };
+    const started = { worker, port: port1, wake, macGeneration: 0 };
     port1.on('message', settle);
     const stopped = (err: Error) => {
       if (current === started) current = null;
@@ -83,13 +86,18 @@ export function createSqliteAppender(opts: { path: string }): AuditAppender {
   }
 
   return {
-    append(time, events) {
-      return new Promise<number>((resolve, reject) => {
+    append(time, events, macKey) {
+      return new Promise<ChainSegment>((resolve, reject) => {
         current ??= start();
         const id = nextId++;
         waiting.set(id, { resolve, reject });
         current.worker.ref();
         current.port.ref();
+        const generation = macKey?.generation ?? 0;
+        if (generation !== current.macGeneration) {
+          current.port.postMessage({ macKey: macKey ? macKey.key.export() : null } satisfies AppendRequest);
+          current.macGeneration = generation;
+        }
         current.port.postMessage({ id, batch: encodeBatch(time, events) } satisfies AppendRequest);
         current.wake.notify();
       });

@@ -1,16 +1,22 @@
 import { closeSync, fdatasyncSync, fstatSync, openSync, statSync } from 'node:fs';
+import type { KeyObject } from 'node:crypto';
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { chainHash } from './chain.ts';
+import { chainHash, type ChainSegment } from './chain.ts';
+import { commitMac } from './event-mac.ts';
 import type { AuditEvent } from './event.ts';
 import { timeOrderedId } from '../../platform/ids.ts';
 import type { EventRow } from './sqlite-appender-protocol.ts';
 
 const COLUMNS = ['seq', 'id', 'time', 'tenant_id', 'actor_type', 'actor_id', 'action', 'resource_type', 'resource_id',
-  'resource_name', 'environment', 'secret_version', 'outcome', 'reason', 'context', 'prev_hash', 'hash'] as const;
-/** Rows per INSERT statement: 17 columns x 64 rows stays far below SQLite's variable limit. */
+  'resource_name', 'environment', 'secret_version', 'outcome', 'reason', 'context', 'prev_hash', 'hash', 'mac'] as const;
+const MAC = COLUMNS.indexOf('mac');
+/** Rows per INSERT statement: 18 columns x 64 rows stays far below SQLite's variable limit. */
 const CHUNK = 64;
 
 type Param = string | number | null;
+
+/** A batch as the worker received it (time, rows) and the event MAC key it is written under (null while sealed). */
+export type KeyedBatch = [number, EventRow[], KeyObject | null];
 
 /**
  * Appends audit batches to the chain over a connection of its own (the appender's worker thread
@@ -32,34 +38,44 @@ export function createSqliteAuditWriter(db: DatabaseSync, path: string) {
   const insertFor = (rows: number) => statement(rows, () =>
     `insert into audit_events (${COLUMNS.join(', ')}) values ${Array.from({ length: rows }, () => `(${COLUMNS.map(() => '?').join(', ')})`).join(', ')}`);
 
-  /** Appends the batches in one transaction; returns the last seq. */
-  function append(batches: Array<[number, EventRow[]]>): number {
+  /** Appends the batches in one transaction; returns what it appended. */
+  function append(batches: KeyedBatch[]): ChainSegment {
     statement('begin', () => 'begin immediate').run();
     try {
       const head = statement('head', () => 'select seq, hash from audit_head where id = 1').get() as { seq: number; hash: string } | undefined;
       if (!head) throw new Error('the audit head row is missing');
       let seq = head.seq;
       let prevHash = head.hash;
-      for (const [time, rows] of batches) {
-        for (let start = 0; start < rows.length; start += CHUNK) {
-          const chunk = rows.slice(start, start + CHUNK);
-          const params: Param[] = [];
-          for (const [tenantId, actorType, actorId, action, resourceType, resourceId, resourceName, environment, secretVersion, outcome, reason, context] of chunk) {
-            const event: Omit<AuditEvent, 'hash' | 'prevHash'> = {
-              seq: ++seq, id: timeOrderedId(time), time, tenantId, actor: { type: actorType, id: actorId }, action,
-              resource: { type: resourceType, id: resourceId, name: resourceName }, environment, secretVersion, outcome, reason, context,
-            };
-            const hash = chainHash(prevHash, event);
-            params.push(seq, event.id, time, tenantId, actorType, actorId, action, resourceType, resourceId,
-              resourceName, environment, secretVersion, outcome, reason, JSON.stringify(context), prevHash, hash);
-            prevHash = hash;
-          }
-          insertFor(chunk.length).run(...params);
+      const values: Param[][] = [];
+      // Batches written under one key form a run; its last event carries the run's MAC (event-mac.ts).
+      let run: { key: KeyObject | null; first: number } = { key: null, first: seq + 1 };
+      const closeRun = () => {
+        if (run.key && seq >= run.first) values[values.length - 1]![MAC] = commitMac(run.key, run.first, seq, prevHash);
+      };
+      for (const [time, rows, key] of batches) {
+        if (key !== run.key) {
+          closeRun();
+          run = { key, first: seq + 1 };
         }
+        for (const [tenantId, actorType, actorId, action, resourceType, resourceId, resourceName, environment, secretVersion, outcome, reason, context] of rows) {
+          const event: Omit<AuditEvent, 'hash' | 'prevHash'> = {
+            seq: ++seq, id: timeOrderedId(time), time, tenantId, actor: { type: actorType, id: actorId }, action,
+            resource: { type: resourceType, id: resourceId, name: resourceName }, environment, secretVersion, outcome, reason, context,
+          };
+          const hash = chainHash(prevHash, event);
+          values.push([seq, event.id, time, tenantId, actorType, actorId, action, resourceType, resourceId,
+            resourceName, environment, secretVersion, outcome, reason, JSON.stringify(context), prevHash, hash, null]);
+          prevHash = hash;
+        }
+      }
+      closeRun();
+      for (let start = 0; start < values.length; start += CHUNK) {
+        const chunk = values.slice(start, start + CHUNK);
+        insertFor(chunk.length).run(...chunk.flat());
       }
       statement('move', () => 'update audit_head set seq = ?, hash = ? where id = 1').run(seq, prevHash);
       statement('commit', () => 'commit').run();
-      return seq;
+      return { first: head.seq + 1, prevHash: head.hash, last: seq, lastHash: prevHash };
     } catch (err) {
       if (db.isTransaction) db.exec('rollback');
       // A statement may have been invalidated (table renamed, schema changed): prepare afresh next time.

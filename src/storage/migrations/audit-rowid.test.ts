@@ -31,7 +31,8 @@ describeEachDialect('upgrading the audit table to 010 keeps every event and the 
 
     await upTo(null);
     const afterRows = await db.selectFrom('audit_events').selectAll().orderBy('seq').execute();
-    assert.deepEqual(afterRows, before);
+    // 019 adds `mac`, null on every event written before it (they are proved by the chain alone).
+    assert.deepEqual(afterRows.map((r) => ({ ...r })), before.map((r) => ({ ...r, mac: null })));
     const verified = await log.verify();
     assert.deepEqual([verified.ok, verified.events], [true, 100]);
 

@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 
 /** The tables whose rows are never changed or removed once written. */
-export const APPEND_ONLY_TABLES = ['audit_events', 'audit_checkpoints'] as const;
+export const APPEND_ONLY_TABLES = ['audit_events', 'audit_checkpoints', 'audit_keyed_from'] as const;
 
 /**
  * What keeps the audit tables append-only against the database user the server runs as:

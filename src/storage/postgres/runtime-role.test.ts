@@ -124,6 +124,12 @@ test('the role keyhold migrate grants cannot update, delete, truncate or un-trig
     assert.equal(await outcome(c, 'drop table audit_events'), DENIED);
     assert.equal(await outcome(c, 'create table smuggled (id int)'), DENIED);
     assert.equal(await outcome(c, `insert into kysely_migration (name, timestamp) values ('999-fake', 'x')`), DENIED);
+    // Where event MACs start (migration 019): moving it would exempt forged events from the MAC rule.
+    assert.equal(await outcome(c, 'update audit_keyed_from set seq = 1000000'), DENIED);
+    assert.equal(await outcome(c, 'delete from audit_keyed_from'), DENIED);
+    assert.equal(await outcome(c, 'truncate audit_keyed_from'), DENIED);
+    assert.equal(await outcome(c, 'insert into audit_keyed_from (id, seq) values (1, 1000000) on conflict (id) do update set seq = excluded.seq'), DENIED);
+    assert.equal(Number((await c.query('select seq from audit_keyed_from')).rows[0]?.seq), 0);
     assert.equal((await c.query('select action from audit_events')).rows[0]?.action, 'test');
   });
 });

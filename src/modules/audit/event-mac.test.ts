@@ -1,0 +1,228 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { sql, type Kysely } from 'kysely';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createUnmigratedDatabase } from '../../../test/helpers/databases.ts';
+import { dropAuditGuards } from '../../../test/helpers/audit-tampering.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { KeyholdError } from '../../errors/index.ts';
+import type { Database } from '../../storage/schema.ts';
+import { createAuditLog, fromRow } from './audit-log.ts';
+import { chainHash } from './chain.ts';
+import { commitMac, createEventMacKeys, createMacWalk } from './event-mac.ts';
+import { toKeyObject } from '../../crypto/aead.ts';
+import { randomKey } from '../../crypto/bytes.ts';
+
+/**
+ * Appends by someone who holds the server's database credentials but not the root key: with the
+ * rights the runtime role has (insert an event, move the head) they can write a well-formed event
+ * with a correct chain hash. Only its MAC gives it away, and the checkpointer must not sign it.
+ */
+type Forgery = 'no MAC' | 'a made-up MAC' | 'the MAC of the server\'s last commit';
+
+/** Appends one event after the head, as the runtime role could, with the MAC `forgery` says. */
+async function forgeAppend(db: Kysely<Database>, forgery: Forgery, action = 'secret.reveal'): Promise<number> {
+  const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+  const last = await db.selectFrom('audit_events').select('mac').where('mac', 'is not', null).orderBy('seq', 'desc').limit(1).executeTakeFirstOrThrow();
+  const row = {
+    seq: head.seq + 1, id: 'forged-event', time: Date.UTC(2026, 5, 1), tenant_id: null, actor_type: 'root', actor_id: 'root',
+    action, resource_type: 'secret', resource_id: null, resource_name: 'PAYMENTS_KEY', environment: 'production',
+    secret_version: 1, outcome: 'allowed', reason: null, context: '{}', prev_hash: head.hash, hash: '', mac: null as string | null,
+  };
+  row.hash = chainHash(head.hash, fromRow(row));
+  const foreignKey = toKeyObject(randomKey());
+  row.mac = {
+    'no MAC': null,
+    'a made-up MAC': commitMac(foreignKey, row.seq, row.seq, row.hash),
+    'the MAC of the server\'s last commit': last.mac,
+  }[forgery];
+  await db.insertInto('audit_events').values(row).execute();
+  await db.updateTable('audit_head').set({ seq: row.seq, hash: row.hash }).where('id', '=', 1).execute();
+  return row.seq;
+}
+
+describeEachDialect('event MACs: the log holds only what a server with the root key wrote', (dialect) => {
+  let h: Harness;
+  let publicKey: string;
+  before(async () => {
+    h = await createHarness(dialect);
+    publicKey = h.services.checkpoints.publicKey();
+    await h.services.secrets.create(h.ctx, { name: 'PAYMENTS_KEY', owner: 'ops' });
+    await h.services.values.write(h.ctx, 'PAYMENTS_KEY', 'production', { value: 'mac-canary-1' });
+  });
+  after(() => h.close());
+
+  const db = () => h.storage.db;
+  const macKey = () => h.services.macKeys.current()!.key;
+  const verify = (withKey = true) => h.services.audit.verify({ trustedPublicKey: publicKey, ...(withKey ? { macKey: macKey() } : {}) });
+
+  /** Removes what a test forged after `seq` (guards dropped, as only the owner could) and puts the head back. */
+  async function removeAfter(on: Kysely<Database>, seq: number): Promise<void> {
+    await dropAuditGuards(on, dialect);
+    await sql`delete from audit_events where seq > ${seq}`.execute(on);
+    const last = await on.selectFrom('audit_events').select(['seq', 'hash']).where('seq', '=', seq).executeTakeFirstOrThrow();
+    await on.updateTable('audit_head').set({ seq: last.seq, hash: last.hash }).where('id', '=', 1).execute();
+  }
+
+  test('the last event of every commit carries the MAC of its range, whether written in a transaction or by group commit', async () => {
+    await h.services.values.write(h.ctx, 'PAYMENTS_KEY', 'production', { value: 'mac-canary-2' }); // in the write's transaction
+    await Promise.all(Array.from({ length: 10 }, () => h.services.values.read(h.ctx, 'PAYMENTS_KEY', 'production'))); // group commit
+    const rows = await db().selectFrom('audit_events').select(['seq', 'action', 'hash', 'mac']).orderBy('seq').execute();
+    const reads = rows.filter((r) => r.action === 'secret.reveal').slice(-10);
+    assert.equal(reads.length, 10, 'the reads were recorded');
+    // Concurrent reads share commits (on PostgreSQL the first commits alone while the others gather):
+    // one MAC per commit, on its last event, covering its range.
+    assert.ok(reads.at(-1)!.mac !== null, 'the last read ends a commit');
+    const shared = reads.find((r) => r.mac !== null && Number(r.mac.split(':')[0]) < r.seq);
+    assert.ok(shared, 'some commit holds more than one read');
+    assert.equal(shared.mac, commitMac(macKey(), Number(shared.mac!.split(':')[0]), shared.seq, shared.hash));
+    assert.equal(rows.find((r) => r.seq === shared.seq - 1)!.mac, null, 'the event before it is covered by that MAC');
+    // The harness unsealed its server with shares: those events were recorded before the key existed.
+    assert.deepEqual([...new Set(rows.filter((r) => r.action === 'system.unseal').map((r) => r.mac))], [null]);
+    assert.ok(rows.some((r) => r.mac !== null && r.action === 'system.init'), 'init is written with the key it creates');
+    const walk = createMacWalk(macKey(), 0);
+    assert.deepEqual([...rows.map((r) => walk.push(r)).filter(Boolean), walk.end()], [null], 'every event is covered');
+    const r = await verify();
+    assert.equal(r.ok, true, r.ok ? '' : r.problem);
+    assert.ok(await h.services.checkpoints.checkpoint(), 'the checkpointer signs the server\'s own events');
+  });
+
+  for (const forgery of ['no MAC', 'a made-up MAC', 'the MAC of the server\'s last commit'] as const) {
+    test(`a well-formed event appended with the database's rights and ${forgery} is never signed, and verify names it`, async () => {
+      // A server of its own: removing the forgery afterwards removes events this server committed, which is itself tampering.
+      const own = await createHarness(dialect);
+      const odb = own.storage.db;
+      try {
+        await own.services.secrets.create(own.ctx, { name: 'PAYMENTS_KEY', owner: 'ops' });
+        await own.services.values.write(own.ctx, 'PAYMENTS_KEY', 'production', { value: 'mac-canary-3' });
+        await own.services.values.read(own.ctx, 'PAYMENTS_KEY', 'production');
+        const genuine = (await odb.selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
+        const forged = await forgeAppend(odb, forgery);
+        const signed = async () => (await odb.selectFrom('audit_checkpoints').select('seq').execute()).length;
+        const signedBefore = await signed();
+
+        await assert.rejects(own.services.checkpoints.checkpoint(), (err: unknown) => {
+          assert.ok(err instanceof KeyholdError);
+          assert.equal(err.code, 'AUDIT_TAMPERED');
+          assert.match(err.message, new RegExp(`event ${forged} carries (no|a wrong) MAC`));
+          return true;
+        });
+        assert.equal(await signed(), signedBefore, 'no checkpoint was written');
+
+        const key = own.services.macKeys.current()!.key;
+        const ownKey = own.services.checkpoints.publicKey();
+        const r = await own.services.audit.verify({ trustedPublicKey: ownKey, macKey: key });
+        assert.equal(r.ok, false);
+        assert.equal(!r.ok && r.firstBadSeq, forged);
+        assert.match(!r.ok ? r.problem : '', /a server holding the root key did not write it/);
+        // Without the key (as offline) the chain alone cannot tell: this is the gap the MAC closes.
+        assert.equal((await own.services.audit.verify({ trustedPublicKey: ownKey })).ok, true);
+
+        // The server's own events appended after the forgery do not launder it.
+        await own.services.values.read(own.ctx, 'PAYMENTS_KEY', 'production');
+        await assert.rejects(own.services.checkpoints.checkpoint(), new RegExp(`event ${forged} carries`));
+        await removeAfter(odb, genuine);
+      } finally {
+        await own.close();
+      }
+    });
+  }
+
+  test('unseal attempts and the seal itself, recorded with no key, are the only unkeyed events that verify', async () => {
+    const before = (await db().selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
+    await h.services.system.seal({ type: 'root', id: 'test-root' });
+    await assert.rejects(h.services.system.unseal('not-a-share'));
+    for (const share of h.shares.slice(0, 2)) await h.services.system.unseal(share);
+    const sealedTime = await db().selectFrom('audit_events').select(['seq', 'action', 'mac']).where('seq', '>', before).orderBy('seq').execute();
+    assert.deepEqual(sealedTime.map((e) => [e.action, e.mac]), [['system.seal', null], ['system.unseal', null], ['system.unseal', null], ['system.unseal', null]]);
+    assert.equal((await verify()).ok, true);
+    assert.ok(await h.services.checkpoints.checkpoint());
+
+    // The same allowance does not stretch to any other action.
+    const head = (await db().selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
+    const forged = await forgeAppend(db(), 'no MAC', 'system.unseal');
+    assert.ok(forged > head);
+    assert.equal((await verify()).ok, true, 'a forged unseal attempt is indistinguishable from one anyone can make at the unauthenticated endpoint');
+    await removeAfter(db(), head);
+  });
+
+  test('a checkpoint row forged as the starting point, or a head moved by hand, stops signing', async () => {
+    await h.services.values.read(h.ctx, 'PAYMENTS_KEY', 'production');
+    assert.ok(await h.services.checkpoints.checkpoint());
+    const start = (await db().selectFrom('audit_head').select(['seq', 'hash']).executeTakeFirstOrThrow());
+
+    // The head row is the runtime role's to move: pointing it at another hash is caught before signing.
+    await h.services.values.read(h.ctx, 'PAYMENTS_KEY', 'production');
+    const head = await db().selectFrom('audit_head').select(['seq', 'hash']).executeTakeFirstOrThrow();
+    await db().updateTable('audit_head').set({ hash: 'f'.repeat(64) }).where('id', '=', 1).execute();
+    await assert.rejects(h.services.checkpoints.checkpoint(), /AUDIT_TAMPERED|with another hash/);
+    await db().updateTable('audit_head').set({ hash: head.hash }).where('id', '=', 1).execute();
+
+    // A checkpoint row is the runtime role's to insert: an unsigned one must not become the proof's start.
+    await db().insertInto('audit_checkpoints').values({ seq: head.seq, hash: head.hash, time: 1, signature: 'AAAA', public_key: publicKey, prev_seq: start.seq }).execute();
+    await h.services.values.read(h.ctx, 'PAYMENTS_KEY', 'production');
+    await assert.rejects(h.services.checkpoints.checkpoint(), /is not signed by this server's audit key/);
+    await dropAuditGuards(db(), dialect);
+    await sql`delete from audit_checkpoints where seq = ${head.seq}`.execute(db());
+    assert.ok(await h.services.checkpoints.checkpoint(), 'signs again once the forged row is gone');
+  });
+
+  test('the checkpointer reads back only what its own group commits did not write, also after commits landed during a proof', async () => {
+    await h.services.values.read(h.ctx, 'PAYMENTS_KEY', 'production');
+    assert.ok(await h.services.checkpoints.checkpoint());
+    // Reads are group commits of this process; a write appends in its own transaction.
+    await Promise.all(Array.from({ length: 20 }, () => h.services.values.read(h.ctx, 'PAYMENTS_KEY', 'production')));
+    await h.services.values.write(h.ctx, 'PAYMENTS_KEY', 'production', { value: 'mac-canary-4' });
+    await Promise.all(Array.from({ length: 20 }, () => h.services.values.read(h.ctx, 'PAYMENTS_KEY', 'production')));
+    // Reads land while the checkpoint is proving and signing: the next proof starts inside them.
+    const reads = Promise.all(Array.from({ length: 20 }, () => h.services.values.read(h.ctx, 'PAYMENTS_KEY', 'production')));
+    assert.ok(await h.services.checkpoints.checkpoint());
+    const written = await db().selectFrom('audit_events').select('seq').where('action', '=', 'secret.write').orderBy('seq', 'desc').limit(1).executeTakeFirstOrThrow();
+    assert.ok(written.seq > 0);
+    const readBack = h.services.checkpoints.lastProofReads();
+    assert.ok(readBack >= 1 && readBack <= 3, `read back the write's events only (and the last checkpoint's), not 40 reads: ${readBack}`);
+    await reads;
+    await Promise.all(Array.from({ length: 20 }, () => h.services.values.read(h.ctx, 'PAYMENTS_KEY', 'production')));
+    assert.ok(await h.services.checkpoints.checkpoint());
+    assert.ok(h.services.checkpoints.lastProofReads() <= 1, `nothing but the previous checkpoint's event, if that: ${h.services.checkpoints.lastProofReads()}`);
+  });
+
+  test('the record of where MACs start can be neither moved nor removed by the server\'s own connection', async () => {
+    if (dialect === 'postgres') return; // privileges, not triggers: storage/postgres/runtime-role.test.ts
+    await assert.rejects(sql`update audit_keyed_from set seq = 1000000`.execute(db()), /append-only/);
+    await assert.rejects(sql`delete from audit_keyed_from`.execute(db()), /append-only/);
+    await assert.rejects(sql`insert or replace into audit_keyed_from (id, seq) values (1, 1000000)`.execute(db()), /written once/);
+    assert.equal((await db().selectFrom('audit_keyed_from').select('seq').executeTakeFirstOrThrow()).seq, 0);
+  });
+});
+
+describeEachDialect('event MACs after an upgrade: the events before migration 019 are proved by the chain alone', (dialect) => {
+  let fresh: Awaited<ReturnType<typeof createUnmigratedDatabase>>;
+  before(async () => {
+    fresh = await createUnmigratedDatabase(dialect);
+  });
+  after(() => fresh.close());
+
+  test('old unkeyed events verify; an unkeyed event after the upgrade does not', async () => {
+    const { db, upTo } = fresh;
+    await upTo('018-run-token-environment');
+    const clock = { now: () => Date.UTC(2026, 5, 1) };
+    const event = { tenantId: null, actor: { type: 'system' as const, id: 'upgrade-test' }, action: 'test.event', resource: { type: 'tenant', id: null, name: null }, outcome: 'allowed' as const };
+    const old = createAuditLog({ db, clock });
+    await db.transaction().execute((trx) => old.appendInTx(trx, [event, event, event]));
+    await upTo(null);
+    assert.equal((await db.selectFrom('audit_keyed_from').select('seq').executeTakeFirstOrThrow()).seq, 3);
+
+    const root = toKeyObject(randomKey());
+    const macKeys = createEventMacKeys({ rootKey: () => root, isSealed: () => false, onSeal: () => undefined });
+    const log = createAuditLog({ db, clock, macKeys });
+    await db.transaction().execute((trx) => log.appendInTx(trx, [event]));
+    const key = macKeys.current()!.key;
+    const r = await log.verify({ macKey: key });
+    assert.equal(r.ok, true, r.ok ? '' : r.problem);
+
+    await db.transaction().execute((trx) => old.appendInTx(trx, [event]));
+    const after = await log.verify({ macKey: key });
+    assert.equal(!after.ok && after.firstBadSeq, 5);
+  });
+});

@@ -1,0 +1,111 @@
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
+
+/**
+ * Commit MACs: what makes appended events provably the server's own. The chain hash is unkeyed, so
+ * anyone with the server's database credentials could append events with correct hashes; a MAC
+ * needs a key derived from the root key, which never leaves the unsealed server's memory.
+ *
+ * One MAC per commit, on its last event: `<first seq>:<hex>`, the HMAC of the commit's range and
+ * its last hash. The hash commits to every event of the range (and the chain before it), and the
+ * range says which events this commit vouches for, so an event appended by anyone else before it
+ * is not covered. One HMAC per commit rather than per event: the audit appender's round time is
+ * what every read waits on.
+ */
+
+/**
+ * The only actions recorded while sealed, when no key exists: a share given to the unauthenticated
+ * unseal endpoint, and the seal itself (recorded after the key is dropped). They need no MAC, and
+ * so prove nothing about who wrote them; an uncovered event of any other action was not written by
+ * the server.
+ */
+export const UNKEYED_ACTIONS: ReadonlySet<string> = new Set(['system.unseal', 'system.seal']);
+
+/** The event MAC key while unsealed; `generation` changes whenever the key does (unseal after seal). */
+export interface EventMacKey {
+  readonly key: KeyObject;
+  readonly generation: number;
+}
+
+export function deriveEventMacKey(root: KeyObject): KeyObject {
+  const raw = createHmac('sha256', root).update('keyhold/audit-event-mac/v1').digest();
+  try {
+    return createSecretKey(raw);
+  } finally {
+    raw.fill(0);
+  }
+}
+
+function commitDigest(key: KeyObject, first: number, last: number, lastHash: string): Buffer {
+  return createHmac('sha256', key).update(`keyhold-audit-commit-v1\n${first}\n${last}\n${lastHash}`).digest();
+}
+
+/** The MAC the last event (`last`, hash `lastHash`) of a commit of events `first`..`last` carries. */
+export function commitMac(key: KeyObject, first: number, last: number, lastHash: string): string {
+  return `${first}:${commitDigest(key, first, last, lastHash).toString('hex')}`;
+}
+
+export interface MacFinding {
+  seq: number;
+  problem: string;
+}
+
+const uncoveredAt = (seq: number): MacFinding => ({ seq, problem: `event ${seq} carries no MAC: a server holding the root key did not write it` });
+
+/**
+ * Proves, event by event in seq order, that every event after `keyedFrom` is covered by a correct
+ * commit MAC or is of an action recorded while sealed. `push` returns the first problem it can
+ * already name; `end` (the walk reached a commit boundary: the head, or where another proof takes
+ * over) names an event left uncovered.
+ */
+export function createMacWalk(key: KeyObject, keyedFrom: number) {
+  /** The first event since the last MAC that needs one. */
+  let uncovered: number | null = null;
+  return {
+    push(e: { seq: number; action: string; hash: string; mac?: string | null }): MacFinding | null {
+      if (e.seq <= keyedFrom) return null;
+      if (e.mac === null || e.mac === undefined) {
+        if (uncovered === null && !UNKEYED_ACTIONS.has(e.action)) uncovered = e.seq;
+        return null;
+      }
+      const colon = e.mac.indexOf(':');
+      const first = Number(e.mac.slice(0, colon));
+      const stored = Buffer.from(e.mac.slice(colon + 1), 'hex');
+      const expected = colon > 0 && Number.isSafeInteger(first) && first <= e.seq ? commitDigest(key, first, e.seq, e.hash) : null;
+      if (!expected || stored.length !== expected.length || !timingSafeEqual(stored, expected)) {
+        return { seq: e.seq, problem: `event ${e.seq} carries a wrong MAC: a server holding the root key did not write it` };
+      }
+      if (uncovered !== null && uncovered < first) return uncoveredAt(uncovered);
+      uncovered = null;
+      return null;
+    },
+    end(): MacFinding | null {
+      return uncovered === null ? null : uncoveredAt(uncovered);
+    },
+  };
+}
+
+/** The root of trust, as the MAC key needs it. */
+export interface MacRoot {
+  rootKey(): KeyObject;
+  isSealed(): boolean;
+  onSeal(listener: () => void): void;
+}
+
+/** Derives the key once per unseal and forgets it on seal. */
+export function createEventMacKeys(root: MacRoot) {
+  let current: EventMacKey | null = null;
+  let generation = 0;
+  root.onSeal(() => {
+    current = null;
+  });
+  return {
+    /** The key, or null while sealed (events then go unkeyed: only UNKEYED_ACTIONS may). */
+    current(): EventMacKey | null {
+      if (root.isSealed()) return null;
+      current ??= { key: deriveEventMacKey(root.rootKey()), generation: ++generation };
+      return current;
+    },
+  };
+}
+
+export type EventMacKeys = ReturnType<typeof createEventMacKeys>;

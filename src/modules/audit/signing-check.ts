@@ -1,0 +1,117 @@
+import type { KeyObject } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import { KeyholdError } from '../../errors/index.ts';
+import type { Database } from '../../storage/schema.ts';
+import type { ChainSegment } from './chain.ts';
+import { createMacWalk } from './event-mac.ts';
+
+const PAGE = 2000;
+/** Commits remembered at most: past it the oldest are forgotten and read back instead (e.g. while signing keeps failing). */
+const MAX_COMMITS = 200_000;
+
+/** Events after this seq must carry a MAC (migration 019); the events before it were written before MACs existed. */
+export async function keyedFrom(db: Kysely<Database>): Promise<number | null> {
+  // Written by the migration, never changed or removed: null means the audit tables were tampered with.
+  const row = await db.selectFrom('audit_keyed_from').select('seq').where('id', '=', 1).executeTakeFirst();
+  return row?.seq ?? null;
+}
+
+export const KEYED_FROM_MISSING = 'the record of where event MACs start (audit_keyed_from) was removed';
+
+type Link = { seq: number; hash: string };
+
+/**
+ * What a checkpoint must know before it signs the head: that the chain it signs holds only the
+ * server's own events. From the last signed checkpoint to the head, each event must link to the
+ * one before it and carry a correct MAC (or be an action recorded while sealed). Otherwise someone
+ * holding the database credentials, not the root key, appended it, and a signature would vouch
+ * for it: AUDIT_TAMPERED, nothing signed. (A MAC is on the last event of each commit and vouches for
+ * its range: event-mac.ts.)
+ *
+ * What this process committed by group commit (`owned`) it need not read back: the commit read its
+ * head under the write lock and computed every hash, so a run that starts where the proof stands
+ * (same seq, same hash) is proved by its last hash alone. Everything else (writes committed in
+ * their callers' transactions, other nodes' events, anything forged) is read, seq, action, hashes
+ * and MAC only, page by page. It does not recompute content hashes: an event altered in place is
+ * verify's to find, with or without a checkpoint.
+ */
+export function createSigningCheck(db: Kysely<Database>) {
+  /** Proved through here by this process. */
+  let proved: Link | null = null;
+  /**
+   * This process's group commits not yet proved, in commit (= seq) order. Kept one per commit, not
+   * merged: a proof may start at any commit boundary (the last checkpoint, or where the last proof
+   * ended while later commits were landing).
+   */
+  let commits: ChainSegment[] = [];
+
+  const tampered = (problem: string) => new KeyholdError('AUDIT_TAMPERED', `no checkpoint signed: ${problem}`);
+
+  /** Reads and proves the events after `from` up to `to` (a commit boundary); returns the last one. */
+  async function readThrough(key: KeyObject, macsFrom: number, from: Link, to: number): Promise<Link> {
+    let last = from;
+    const macs = createMacWalk(key, macsFrom);
+    while (last.seq < to) {
+      const rows = await db.selectFrom('audit_events').select(['seq', 'action', 'prev_hash', 'hash', 'mac'])
+        .where('seq', '>', last.seq).where('seq', '<=', to).orderBy('seq').limit(PAGE).execute();
+      if (rows.length === 0) break;
+      for (const row of rows) {
+        if (row.seq !== last.seq + 1) throw tampered(`events ${last.seq + 1}..${row.seq - 1} are missing`);
+        if (row.prev_hash !== last.hash) throw tampered(`event ${row.seq} does not link to the event before it`);
+        const finding = macs.push(row);
+        if (finding) throw tampered(finding.problem);
+        last = { seq: row.seq, hash: row.hash };
+      }
+    }
+    const uncovered = macs.end();
+    if (uncovered) throw tampered(uncovered.problem);
+    return last;
+  }
+
+  return {
+    /** A group commit of this process is durable: `segment` is its own. */
+    owned(segment: ChainSegment): void {
+      const tail = commits[commits.length - 1];
+      if (tail && segment.last <= tail.last) return; // the same commit, reported for another of its batches
+      commits.push(segment);
+      if (commits.length > MAX_COMMITS) commits = commits.slice(-MAX_COMMITS / 2);
+    },
+
+    /**
+     * Proves the events after `from` (the last signed checkpoint, or genesis) up to `head`. Throws
+     * AUDIT_TAMPERED naming the first event that is not the server's own; returns how many events it
+     * had to read back.
+     */
+    async prove(key: KeyObject, from: Link, head: Link): Promise<{ read: number }> {
+      const macsFrom = await keyedFrom(db);
+      if (macsFrom === null) throw tampered(KEYED_FROM_MISSING);
+      let at = proved && proved.seq >= from.seq && proved.seq <= head.seq ? proved : from;
+      const mine = commits;
+      let i = 0;
+      let read = 0;
+      while (at.seq < head.seq) {
+        while (i < mine.length && mine[i]!.first <= at.seq) i++;
+        const next = mine[i];
+        if (next && next.first === at.seq + 1 && next.last <= head.seq) {
+          // Its own commit: it read this head under the write lock, so the link is all there is to check.
+          if (next.prevHash !== at.hash) throw tampered(`event ${at.seq} is not the one this server's commit of ${next.first}..${next.last} followed`);
+          at = { seq: next.last, hash: next.lastHash };
+          i++;
+          continue;
+        }
+        // Not its own (a write's transaction, another node, a forgery): read up to its next commit.
+        const to = next && next.last <= head.seq ? next.first - 1 : head.seq;
+        const reached = await readThrough(key, macsFrom, at, to);
+        if (reached.seq === at.seq) break; // rows missing: the check below names it
+        read += reached.seq - at.seq;
+        at = reached;
+      }
+      if (at.seq !== head.seq || at.hash !== head.hash) {
+        throw tampered(`the head says event ${head.seq}, but the proved log ends at ${at.seq}${at.seq === head.seq ? ' with another hash' : ''}`);
+      }
+      proved = at;
+      commits = commits.filter((c) => c.last > at.seq);
+      return { read };
+    },
+  };
+}
