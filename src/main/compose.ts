@@ -75,7 +75,10 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   seal.onSeal(() => rows.clear());
   // On SQLite, group commits are written off the event loop (node:sqlite blocks while it commits).
   const appender = storage.sqlitePath ? createSqliteAppender({ path: storage.sqlitePath }) : undefined;
-  if (appender) storage.onClose(() => appender.close());
+  if (appender) {
+    storage.onClose(() => appender.close());
+    seal.onSeal(() => appender.dropKey());
+  }
   // Every event written while unsealed carries a MAC under a root-derived key (audit/event-mac.ts).
   const macKeys = createEventMacKeys(seal);
   const audit = createAuditLog({ db, clock, macKeys, ...(appender ? { appender } : {}) });
@@ -137,6 +140,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const runtime = createAutomationModule({
     db, authz, clock, audit, tenants, secrets, tokens, connectors, proxy, redactors, detectCredentials: findCredentials,
     scripts: { run: runScript }, keyholdAddress: () => self.address, onBackgroundError: deps.onBackgroundError ?? (() => undefined),
+    isSealed: () => seal.isSealed(),
   });
   const rotation = createRotationModule({
     db, dialect: storage.dialect, clock, keyring, rows, audit, authz, secrets, tenants, values,

@@ -11,7 +11,8 @@ import { createMemoryNotifier } from './notifications.ts';
 import { auditTexts, createCanaryRegistry, describeFindings, type CanaryRegistry } from './canaries.ts';
 import { recordingKnownValues, tapInject, tapServices } from './credential-taps.ts';
 import { createMacWalk, type MacFinding } from '../../src/modules/audit/event-mac.ts';
-import { keyedFrom } from '../../src/modules/audit/signing-check.ts';
+import { keyedFrom } from '../../src/modules/audit/keyed-from.ts';
+import { fromRow } from '../../src/modules/audit/audit-log.ts';
 
 export const TEST_LIMITS = { maxNameLength: 128, maxValueBytes: 65_536, maxBodyBytes: 65_536 * 6 + 65_536 };
 export const ROLLBACK_WINDOW_MS = 7 * 24 * 3600 * 1000;
@@ -81,7 +82,7 @@ export async function createHarness(dialect: DialectName, opts: { notify?: Notif
     async close() {
       try {
         await assertNoCredentialLeaked({ services, storage, logs, canaries, errorBodies });
-        await assertEveryEventKeyed({ services, storage });
+        await assertEveryEventKeyed({ services, storage, shares: init.shares });
       } finally {
         await app.close();
         await storage.close();
@@ -94,16 +95,17 @@ export async function createHarness(dialect: DialectName, opts: { notify?: Notif
 /**
  * Run when every harness closes, so every path that records an event is checked: each event after
  * the MAC start is covered by a correct commit MAC, or is an action recorded while sealed (audit/event-mac.ts).
- * A path that wrote an unkeyed event would make the log fail verify. Tests that forge events say so
- * by sealing the server or removing their forgeries; a sealed server has no key to check with.
+ * A path that wrote an unkeyed event would make the log fail verify. Tests that forge events remove
+ * their forgeries before closing.
  */
-export async function assertEveryEventKeyed(h: Pick<Harness, 'services' | 'storage'>): Promise<void> {
-  const key = h.services.macKeys.current()?.key;
-  if (!key) return;
+export async function assertEveryEventKeyed(h: Pick<Harness, 'services' | 'storage' | 'shares'>): Promise<void> {
+  // A suite that left its server sealed: unseal it to get the key (every event must be checked).
+  if (h.services.seal.isSealed()) for (const share of h.shares.slice(0, 2)) await h.services.system.unseal(share);
+  const key = h.services.macKeys.current()!.key;
   const from = await keyedFrom(h.storage.db);
-  const rows = await h.storage.db.selectFrom('audit_events').select(['seq', 'action', 'hash', 'mac']).orderBy('seq').execute();
+  const rows = await h.storage.db.selectFrom('audit_events').selectAll().orderBy('seq').execute();
   const walk = createMacWalk(key, from ?? 0);
-  const finding = rows.reduce<MacFinding | null>((found, r) => found ?? walk.push(r), null) ?? walk.end();
+  const finding = rows.reduce<MacFinding | null>((found, r) => found ?? walk.push({ ...fromRow(r), mac: r.mac }), null) ?? walk.end();
   if (finding) throw new Error(`an audit event is not the server's own: ${finding.problem}`);
 }
 

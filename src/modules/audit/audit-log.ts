@@ -6,8 +6,8 @@ import { timeOrderedId } from '../../platform/ids.ts';
 import type { AuditEventsTable, Database } from '../../storage/schema.ts';
 import type { RequestContext } from '../shared/context.ts';
 import { chainHash, type ChainSegment, type StoredEvent, type VerifyResult } from './chain.ts';
-import { commitMac, type EventMacKeys } from './event-mac.ts';
-import { KEYED_FROM_MISSING, keyedFrom } from './signing-check.ts';
+import { commitMac, writtenWhileSealed, type EventMacKey, type EventMacKeys } from './event-mac.ts';
+import { KEYED_FROM_MISSING, keyedFrom } from './keyed-from.ts';
 import { CHECKPOINT_ACTION } from './checkpoints.ts';
 import { mergeCheckpoints, verifyLog } from './log-verifier.ts';
 import type { AuditEvent } from './event.ts';
@@ -66,14 +66,21 @@ const MAX_IN_FLIGHT = 1;
 /** Events gathered for one group commit, and the one promise every caller that added to it awaits. */
 interface Batch {
   inputs: AuditInput[];
+  /** The MAC key when its events were recorded (null: sealed), not when they are written. */
+  macKey: EventMacKey | null;
   done: Promise<void>;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
 
-function newBatch(): Batch {
+function newBatch(macKey: EventMacKey | null): Batch {
   const { promise: done, resolve, reject } = Promise.withResolvers<void>();
-  return { inputs: [], done, resolve, reject };
+  return { inputs: [], macKey, done, resolve, reject };
+}
+
+/** A sealed server writes nothing but unseal attempts: the rest has no MAC key, and is refused. */
+function sealedRefusal(inputs: readonly AuditInput[]): KeyholdError | null {
+  return inputs.every(writtenWhileSealed) ? null : new KeyholdError('SEALED', 'the server is sealed: the action cannot be recorded, so it was refused');
 }
 
 /** An event with everything but its place in the chain. */
@@ -134,8 +141,17 @@ export function createAuditLog(deps: {
     for (const listener of healthListeners) listener(health);
   }
 
-  async function appendInTx(trx: Transaction<Database>, inputs: AuditInput[]): Promise<AuditEvent[]> {
-    if (inputs.length === 0) return [];
+  /** The key to record `inputs` under now; throws SEALED if there is none and they need one. */
+  function keyFor(inputs: readonly AuditInput[]): EventMacKey | null {
+    if (!macKeys) return null;
+    const key = macKeys.current();
+    const refused = key ? null : sealedRefusal(inputs);
+    if (refused) throw refused;
+    return key;
+  }
+
+  /** Appends `inputs` in `trx`, the last one carrying the run's MAC under `key` (event-mac.ts). */
+  async function appendRows(trx: Transaction<Database>, inputs: AuditInput[], key: KeyObject | null): Promise<AuditEvent[]> {
     // Moving the head first takes its row lock (PostgreSQL), so concurrent appenders form one chain.
     const head = await trx.updateTable('audit_head').set((eb) => ({ seq: eb('seq', '+', inputs.length) }))
       .where('id', '=', 1).returning(['seq', 'hash']).executeTakeFirstOrThrow();
@@ -152,7 +168,6 @@ export function createAuditLog(deps: {
       return event;
     });
     // One MAC for the run, on its last event (event-mac.ts).
-    const key = macKeys?.current()?.key ?? null;
     const last = events.length - 1;
     const mac = key ? commitMac(key, events[0]!.seq, events[last]!.seq, events[last]!.hash) : null;
     await trx.insertInto('audit_events').values(events.map((e, i) => toRow(e, i === last ? mac : null))).execute();
@@ -160,10 +175,11 @@ export function createAuditLog(deps: {
     return events;
   }
 
-  /** Appends a batch in its own durable transaction; returns what the commit appended. */
-  async function commitBatch(inputs: AuditInput[]): Promise<ChainSegment> {
-    if (appender) return appender.append(clock.now(), inputs, macKeys?.current() ?? null);
-    const events = await db.transaction().execute((trx) => appendInTx(trx, inputs));
+  /** Appends a batch in its own durable transaction, under the key it was recorded with; returns what the commit appended. */
+  async function commitBatch(inputs: AuditInput[], macKey: EventMacKey | null): Promise<ChainSegment> {
+    // Recorded before a seal, written after it: the worker uses the key for this batch and forgets it.
+    if (appender) return appender.append(clock.now(), inputs, macKey, macKey === null || macKeys?.current() === macKey);
+    const events = await db.transaction().execute((trx) => appendRows(trx, inputs, macKey?.key ?? null));
     const last = events[events.length - 1]!;
     return { first: events[0]!.seq, prevHash: events[0]!.prevHash, last: last.seq, lastHash: last.hash };
   }
@@ -178,15 +194,16 @@ export function createAuditLog(deps: {
   function dispatch(): void {
     scheduled = false;
     while (queue.length > 0 && (appender || inFlight < MAX_IN_FLIGHT)) {
-      // Every queued batch up to maxBatch events (at least one): one group commit.
+      // Every queued batch up to maxBatch events (at least one) recorded under the same key: one group commit.
       const batches = [queue.shift()!];
+      const macKey = batches[0]!.macKey;
       let count = batches[0]!.inputs.length;
-      while (queue.length > 0 && count + queue[0]!.inputs.length <= maxBatch) {
+      while (queue.length > 0 && count + queue[0]!.inputs.length <= maxBatch && queue[0]!.macKey === macKey) {
         count += queue[0]!.inputs.length;
         batches.push(queue.shift()!);
       }
       inFlight++;
-      commitBatch(batches.length === 1 ? batches[0]!.inputs : batches.flatMap((b) => b.inputs)).then(
+      commitBatch(batches.length === 1 ? batches[0]!.inputs : batches.flatMap((b) => b.inputs), macKey).then(
         (segment) => {
           const lastSeq = segment.last;
           inFlight--;
@@ -233,8 +250,11 @@ export function createAuditLog(deps: {
 
     /** Appends inside the caller's transaction; a failure aborts the caller's action with it. */
     async appendInTx(trx: Transaction<Database>, inputs: AuditInput[]): Promise<AuditEvent[]> {
+      if (inputs.length === 0) return [];
+      // Sealed meanwhile: the action is refused (SEALED), the log itself is fine.
+      const key = keyFor(inputs)?.key ?? null;
       try {
-        const events = await appendInTx(trx, inputs);
+        const events = await appendRows(trx, inputs, key);
         appended();
         return events;
       } catch (err) {
@@ -244,10 +264,16 @@ export function createAuditLog(deps: {
 
     /** Durably records events outside any transaction (group commit). Never call it inside a transaction. */
     record(inputs: AuditInput[]): Promise<void> {
+      let macKey: EventMacKey | null;
+      try {
+        macKey = keyFor(inputs);
+      } catch (err) {
+        return Promise.reject(err);
+      }
       appender?.poll();
       let batch = queue[queue.length - 1];
-      if (batch === undefined || batch.inputs.length + inputs.length > maxBatch) {
-        batch = newBatch();
+      if (batch === undefined || batch.inputs.length + inputs.length > maxBatch || batch.macKey !== macKey) {
+        batch = newBatch(macKey);
         queue.push(batch);
         schedule();
       }
@@ -299,6 +325,7 @@ export function createAuditLog(deps: {
       if (opts.macKey) {
         const from = await keyedFrom(db);
         if (from === null) return { ok: false, events: 0, firstBadSeq: 1, problem: KEYED_FROM_MISSING, headSeq: head.seq, checkpoints: stored.length };
+        if (from > head.seq) return { ok: false, events: 0, firstBadSeq: head.seq + 1, problem: `event MACs start after event ${from}, past the end of the log (${head.seq})`, headSeq: head.seq, checkpoints: stored.length };
         macs = { key: opts.macKey, keyedFrom: from };
       }
       const result = await verifyLog({ events: events(), checkpoints: merged.checkpoints, head, trustedPublicKey: opts.trustedPublicKey ?? null, floors, ...(macs ? { macs } : {}) });

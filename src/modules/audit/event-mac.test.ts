@@ -6,7 +6,7 @@ import { createUnmigratedDatabase } from '../../../test/helpers/databases.ts';
 import { dropAuditGuards } from '../../../test/helpers/audit-tampering.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { KeyholdError } from '../../errors/index.ts';
-import type { Database } from '../../storage/schema.ts';
+import type { AuditEventsTable, Database } from '../../storage/schema.ts';
 import { createAuditLog, fromRow } from './audit-log.ts';
 import { chainHash } from './chain.ts';
 import { commitMac, createEventMacKeys, createMacWalk } from './event-mac.ts';
@@ -20,15 +20,36 @@ import { randomKey } from '../../crypto/bytes.ts';
  */
 type Forgery = 'no MAC' | 'a made-up MAC' | 'the MAC of the server\'s last commit';
 
-/** Appends one event after the head, as the runtime role could, with the MAC `forgery` says. */
-async function forgeAppend(db: Kysely<Database>, forgery: Forgery, action = 'secret.reveal'): Promise<number> {
+/** A reveal of PAYMENTS_KEY by root, as a row; `shape` overrides columns. */
+function revealRow(seq: number, prevHash: string, shape: Partial<AuditEventsTable> = {}): AuditEventsTable {
+  return {
+    seq, id: 'forged-event', time: Date.UTC(2026, 5, 1), tenant_id: null, actor_type: 'root', actor_id: 'root',
+    action: 'secret.reveal', resource_type: 'secret', resource_id: null, resource_name: 'PAYMENTS_KEY', environment: 'production',
+    secret_version: 1, outcome: 'allowed', reason: null, context: '{}', prev_hash: prevHash, hash: '', mac: null, ...shape,
+  };
+}
+
+/** An unseal attempt exactly as a sealed server records one (system-service.ts). */
+const UNSEAL_SHAPE: Partial<AuditEventsTable> = {
+  action: 'system.unseal', actor_type: 'system', actor_id: 'keyhold', resource_type: 'system', resource_name: null,
+  environment: null, secret_version: null, outcome: 'denied', reason: 'UNSEAL_FAILED', context: '{"reason":"UNSEAL_FAILED"}',
+};
+
+/** Appends `row` after the head, as the runtime role could: the hash over `hashedAs` (default: the row itself), the head moved to it. */
+async function appendRow(db: Kysely<Database>, make: (seq: number, prevHash: string) => AuditEventsTable, hashedAs?: AuditEventsTable): Promise<number> {
+  const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+  const row = make(head.seq + 1, head.hash);
+  row.hash = chainHash(head.hash, fromRow(hashedAs ?? row));
+  await db.insertInto('audit_events').values(row).execute();
+  await db.updateTable('audit_head').set({ seq: row.seq, hash: row.hash }).where('id', '=', 1).execute();
+  return row.seq;
+}
+
+/** Appends one reveal after the head, as the runtime role could, with the MAC `forgery` says. */
+async function forgeAppend(db: Kysely<Database>, forgery: Forgery): Promise<number> {
   const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
   const last = await db.selectFrom('audit_events').select('mac').where('mac', 'is not', null).orderBy('seq', 'desc').limit(1).executeTakeFirstOrThrow();
-  const row = {
-    seq: head.seq + 1, id: 'forged-event', time: Date.UTC(2026, 5, 1), tenant_id: null, actor_type: 'root', actor_id: 'root',
-    action, resource_type: 'secret', resource_id: null, resource_name: 'PAYMENTS_KEY', environment: 'production',
-    secret_version: 1, outcome: 'allowed', reason: null, context: '{}', prev_hash: head.hash, hash: '', mac: null as string | null,
-  };
+  const row = revealRow(head.seq + 1, head.hash);
   row.hash = chainHash(head.hash, fromRow(row));
   const foreignKey = toKeyObject(randomKey());
   row.mac = {
@@ -67,7 +88,7 @@ describeEachDialect('event MACs: the log holds only what a server with the root 
   test('the last event of every commit carries the MAC of its range, whether written in a transaction or by group commit', async () => {
     await h.services.values.write(h.ctx, 'PAYMENTS_KEY', 'production', { value: 'mac-canary-2' }); // in the write's transaction
     await Promise.all(Array.from({ length: 10 }, () => h.services.values.read(h.ctx, 'PAYMENTS_KEY', 'production'))); // group commit
-    const rows = await db().selectFrom('audit_events').select(['seq', 'action', 'hash', 'mac']).orderBy('seq').execute();
+    const rows = await db().selectFrom('audit_events').selectAll().orderBy('seq').execute();
     const reads = rows.filter((r) => r.action === 'secret.reveal').slice(-10);
     assert.equal(reads.length, 10, 'the reads were recorded');
     // Concurrent reads share commits (on PostgreSQL the first commits alone while the others gather):
@@ -81,7 +102,7 @@ describeEachDialect('event MACs: the log holds only what a server with the root 
     assert.deepEqual([...new Set(rows.filter((r) => r.action === 'system.unseal').map((r) => r.mac))], [null]);
     assert.ok(rows.some((r) => r.mac !== null && r.action === 'system.init'), 'init is written with the key it creates');
     const walk = createMacWalk(macKey(), 0);
-    assert.deepEqual([...rows.map((r) => walk.push(r)).filter(Boolean), walk.end()], [null], 'every event is covered');
+    assert.deepEqual([...rows.map((r) => walk.push({ ...fromRow(r), mac: r.mac })).filter(Boolean), walk.end()], [null], 'every event is covered');
     const r = await verify();
     assert.equal(r.ok, true, r.ok ? '' : r.problem);
     assert.ok(await h.services.checkpoints.checkpoint(), 'the checkpointer signs the server\'s own events');
@@ -128,22 +149,63 @@ describeEachDialect('event MACs: the log holds only what a server with the root 
     });
   }
 
-  test('unseal attempts and the seal itself, recorded with no key, are the only unkeyed events that verify', async () => {
+  test('unseal attempts, recorded with no key, are the only unkeyed events; the seal is MACed with the key it drops', async () => {
     const before = (await db().selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
     await h.services.system.seal({ type: 'root', id: 'test-root' });
     await assert.rejects(h.services.system.unseal('not-a-share'));
     for (const share of h.shares.slice(0, 2)) await h.services.system.unseal(share);
     const sealedTime = await db().selectFrom('audit_events').select(['seq', 'action', 'mac']).where('seq', '>', before).orderBy('seq').execute();
-    assert.deepEqual(sealedTime.map((e) => [e.action, e.mac]), [['system.seal', null], ['system.unseal', null], ['system.unseal', null], ['system.unseal', null]]);
+    assert.deepEqual(sealedTime.map((e) => [e.action, e.mac === null]), [['system.seal', false], ['system.unseal', true], ['system.unseal', true], ['system.unseal', true]]);
     assert.equal((await verify()).ok, true);
     assert.ok(await h.services.checkpoints.checkpoint());
+  });
 
-    // The same allowance does not stretch to any other action.
-    const head = (await db().selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
-    const forged = await forgeAppend(db(), 'no MAC', 'system.unseal');
-    assert.ok(forged > head);
-    assert.equal((await verify()).ok, true, 'a forged unseal attempt is indistinguishable from one anyone can make at the unauthenticated endpoint');
-    await removeAfter(db(), head);
+  test('an unkeyed event passes only as an unseal attempt in the exact shape the server writes, and only with the content its hash covers', async () => {
+    const own = await createHarness(dialect);
+    const odb = own.storage.db;
+    const ownVerify = () => own.services.audit.verify({ trustedPublicKey: own.services.checkpoints.publicKey(), macKey: own.services.macKeys.current()!.key });
+    try {
+      const head = (await odb.selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
+      // The documented limit: an unseal attempt in the server's own shape (anyone can cause one at the endpoint).
+      await appendRow(odb, (seq, prev) => revealRow(seq, prev, UNSEAL_SHAPE));
+      assert.equal((await ownVerify()).ok, true);
+      assert.ok(await own.services.checkpoints.checkpoint());
+      // The same action with another actor, tenant or resource is not one the server writes unkeyed.
+      for (const shape of [{ actor_type: 'root', actor_id: 'root' }, { tenant_id: own.ctx.tenantId }, { resource_type: 'secret' }]) {
+        const at = (await odb.selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
+        const forged = await appendRow(odb, (seq, prev) => revealRow(seq, prev, { ...UNSEAL_SHAPE, ...shape }));
+        await assert.rejects(own.services.checkpoints.checkpoint(), new RegExp(`event ${forged} carries no MAC`), JSON.stringify(shape));
+        assert.equal((await ownVerify()).ok, false);
+        await removeAfter(odb, at);
+      }
+      // A row that says "unseal attempt" but whose hash covers a reveal: never signed, whatever its columns say.
+      const at = (await odb.selectFrom('audit_head').select(['seq', 'hash']).executeTakeFirstOrThrow());
+      const disguised = await appendRow(odb, (seq, prev) => revealRow(seq, prev, UNSEAL_SHAPE), revealRow(at.seq + 1, at.hash));
+      await assert.rejects(own.services.checkpoints.checkpoint(), new RegExp(`event ${disguised} was altered`));
+      await removeAfter(odb, head);
+    } finally {
+      await own.close();
+    }
+  });
+
+  test('an event recorded just before a seal is written with the key it was recorded under; after the seal, actions are refused, not written unkeyed', async () => {
+    const before = (await db().selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
+    const reveal = { tenantId: h.ctx.tenantId, actor: { type: 'root' as const, id: 'test-root' }, action: 'secret.reveal', resource: { type: 'secret', id: null, name: 'PAYMENTS_KEY' }, outcome: 'allowed' as const };
+    const recorded = h.services.audit.record([reveal]);
+    const sealed = h.services.system.seal({ type: 'root', id: 'test-root' });
+    await recorded;
+    await sealed;
+    // Sealed: the group commit and a write's transaction both refuse rather than write an event without a MAC.
+    await assert.rejects(h.services.audit.record([reveal]), /SEALED|sealed/);
+    await assert.rejects(db().transaction().execute((trx) => h.services.audit.appendInTx(trx, [reveal])), /sealed/);
+    assert.equal(h.services.audit.health().writable, true, 'a sealed refusal is not an audit failure');
+    for (const share of h.shares.slice(0, 2)) await h.services.system.unseal(share);
+    const rows = await db().selectFrom('audit_events').select(['seq', 'action', 'mac']).where('seq', '>', before).orderBy('seq').execute();
+    // Recorded in one turn under one key: one commit, whose MAC (on the seal event) covers the reveal too.
+    assert.deepEqual(rows.map((r) => [r.action, r.mac === null]), [['secret.reveal', true], ['system.seal', false], ['system.unseal', true], ['system.unseal', true]]);
+    assert.equal(rows[1]!.mac!.split(':')[0], String(rows[0]!.seq));
+    assert.equal((await verify()).ok, true);
+    assert.ok(await h.services.checkpoints.checkpoint());
   });
 
   test('a checkpoint row forged as the starting point, or a head moved by hand, stops signing', async () => {
@@ -224,5 +286,24 @@ describeEachDialect('event MACs after an upgrade: the events before migration 01
     await db.transaction().execute((trx) => old.appendInTx(trx, [event]));
     const after = await log.verify({ macKey: key });
     assert.equal(!after.ok && after.firstBadSeq, 5);
+  });
+
+  test('the MAC start comes from the events, not the head the server\'s role can move: a moved head stops the upgrade', async () => {
+    const other = await createUnmigratedDatabase(dialect);
+    try {
+      await other.upTo('018-run-token-environment');
+      const old = createAuditLog({ db: other.db, clock: { now: () => Date.UTC(2026, 5, 1) } });
+      const event = { tenantId: null, actor: { type: 'system' as const, id: 'upgrade-test' }, action: 'test.event', resource: { type: 'tenant', id: null, name: null }, outcome: 'allowed' as const };
+      await other.db.transaction().execute((trx) => old.appendInTx(trx, [event, event]));
+      const head = await other.db.selectFrom('audit_head').select(['seq', 'hash']).executeTakeFirstOrThrow();
+      // Whoever holds the runtime role's credentials pushes the head far ahead, hoping the MAC rule starts there.
+      await other.db.updateTable('audit_head').set({ seq: 1_000_000_000 }).where('id', '=', 1).execute();
+      await assert.rejects(other.upTo(null), /audit log is inconsistent/);
+      await other.db.updateTable('audit_head').set({ seq: head.seq }).where('id', '=', 1).execute();
+      await other.upTo(null);
+      assert.equal((await other.db.selectFrom('audit_keyed_from').select('seq').executeTakeFirstOrThrow()).seq, 2);
+    } finally {
+      await other.close();
+    }
   });
 });

@@ -12,13 +12,27 @@ import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'no
  * what every read waits on.
  */
 
+/** What the rule below looks at in an event. */
+export interface MacSubject {
+  seq: number;
+  action: string;
+  hash: string;
+  mac?: string | null;
+  tenantId: string | null;
+  actor: { type: string; id: string };
+  resource: { type: string };
+}
+
 /**
- * The only actions recorded while sealed, when no key exists: a share given to the unauthenticated
- * unseal endpoint, and the seal itself (recorded after the key is dropped). They need no MAC, and
- * so prove nothing about who wrote them; an uncovered event of any other action was not written by
- * the server.
+ * The only event written with no key: an unseal attempt (a share given to the unauthenticated
+ * unseal endpoint, or the dev key at start-up), recorded by the server itself while sealed, in
+ * exactly this shape. It proves nothing about who wrote it, and anyone can cause one anyway. Any
+ * other event the server writes carries a MAC; with no key it is refused (SEALED) rather than
+ * written (audit-log.ts), and the seal event is recorded with the key taken before it was dropped.
  */
-export const UNKEYED_ACTIONS: ReadonlySet<string> = new Set(['system.unseal', 'system.seal']);
+export function writtenWhileSealed(e: Omit<MacSubject, 'seq' | 'hash' | 'mac'>): boolean {
+  return e.action === 'system.unseal' && e.tenantId === null && e.actor.type === 'system' && e.actor.id === 'keyhold' && e.resource.type === 'system';
+}
 
 /** The event MAC key while unsealed; `generation` changes whenever the key does (unseal after seal). */
 export interface EventMacKey {
@@ -53,18 +67,19 @@ const uncoveredAt = (seq: number): MacFinding => ({ seq, problem: `event ${seq} 
 
 /**
  * Proves, event by event in seq order, that every event after `keyedFrom` is covered by a correct
- * commit MAC or is of an action recorded while sealed. `push` returns the first problem it can
+ * commit MAC or is an unseal attempt written while sealed. `push` returns the first problem it can
  * already name; `end` (the walk reached a commit boundary: the head, or where another proof takes
- * over) names an event left uncovered.
+ * over) names an event left uncovered. The events must be proved against their hashes too (the
+ * chain): the rule reads their content.
  */
 export function createMacWalk(key: KeyObject, keyedFrom: number) {
   /** The first event since the last MAC that needs one. */
   let uncovered: number | null = null;
   return {
-    push(e: { seq: number; action: string; hash: string; mac?: string | null }): MacFinding | null {
+    push(e: MacSubject): MacFinding | null {
       if (e.seq <= keyedFrom) return null;
       if (e.mac === null || e.mac === undefined) {
-        if (uncovered === null && !UNKEYED_ACTIONS.has(e.action)) uncovered = e.seq;
+        if (uncovered === null && !writtenWhileSealed(e)) uncovered = e.seq;
         return null;
       }
       const colon = e.mac.indexOf(':');
@@ -99,7 +114,7 @@ export function createEventMacKeys(root: MacRoot) {
     current = null;
   });
   return {
-    /** The key, or null while sealed (events then go unkeyed: only UNKEYED_ACTIONS may). */
+    /** The key, or null while sealed (then only `writtenWhileSealed` events may be written). */
     current(): EventMacKey | null {
       if (root.isSealed()) return null;
       current ??= { key: deriveEventMacKey(root.rootKey()), generation: ++generation };

@@ -2,21 +2,15 @@ import type { KeyObject } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { KeyholdError } from '../../errors/index.ts';
 import type { Database } from '../../storage/schema.ts';
-import type { ChainSegment } from './chain.ts';
+import { fromRow } from './audit-log.ts';
+import { chainHash, type ChainSegment } from './chain.ts';
 import { createMacWalk } from './event-mac.ts';
+import { KEYED_FROM_MISSING, keyedFrom } from './keyed-from.ts';
 
 const PAGE = 2000;
 /** Commits remembered at most: past it the oldest are forgotten and read back instead (e.g. while signing keeps failing). */
 const MAX_COMMITS = 200_000;
 
-/** Events after this seq must carry a MAC (migration 019); the events before it were written before MACs existed. */
-export async function keyedFrom(db: Kysely<Database>): Promise<number | null> {
-  // Written by the migration, never changed or removed: null means the audit tables were tampered with.
-  const row = await db.selectFrom('audit_keyed_from').select('seq').where('id', '=', 1).executeTakeFirst();
-  return row?.seq ?? null;
-}
-
-export const KEYED_FROM_MISSING = 'the record of where event MACs start (audit_keyed_from) was removed';
 
 type Link = { seq: number; hash: string };
 
@@ -32,8 +26,8 @@ type Link = { seq: number; hash: string };
  * head under the write lock and computed every hash, so a run that starts where the proof stands
  * (same seq, same hash) is proved by its last hash alone. Everything else (writes committed in
  * their callers' transactions, other nodes' events, anything forged) is read, seq, action, hashes
- * and MAC only, page by page. It does not recompute content hashes: an event altered in place is
- * verify's to find, with or without a checkpoint.
+ * and content, page by page, each proved against its hash. (Its own commits' rows are not re-read: an
+ * owner who rewrites them in place, triggers dropped, is verify's to find, with or without a checkpoint.)
  */
 export function createSigningCheck(db: Kysely<Database>) {
   /** Proved through here by this process. */
@@ -52,13 +46,16 @@ export function createSigningCheck(db: Kysely<Database>) {
     let last = from;
     const macs = createMacWalk(key, macsFrom);
     while (last.seq < to) {
-      const rows = await db.selectFrom('audit_events').select(['seq', 'action', 'prev_hash', 'hash', 'mac'])
+      const rows = await db.selectFrom('audit_events').selectAll()
         .where('seq', '>', last.seq).where('seq', '<=', to).orderBy('seq').limit(PAGE).execute();
       if (rows.length === 0) break;
       for (const row of rows) {
         if (row.seq !== last.seq + 1) throw tampered(`events ${last.seq + 1}..${row.seq - 1} are missing`);
         if (row.prev_hash !== last.hash) throw tampered(`event ${row.seq} does not link to the event before it`);
-        const finding = macs.push(row);
+        // The rule reads the event's content (an unseal attempt needs no MAC): it must be what the hash covers.
+        const event = fromRow(row);
+        if (chainHash(row.prev_hash, event) !== row.hash) throw tampered(`event ${row.seq} was altered (its hash does not match its content)`);
+        const finding = macs.push({ ...event, mac: row.mac });
         if (finding) throw tampered(finding.problem);
         last = { seq: row.seq, hash: row.hash };
       }
@@ -85,6 +82,7 @@ export function createSigningCheck(db: Kysely<Database>) {
     async prove(key: KeyObject, from: Link, head: Link): Promise<{ read: number }> {
       const macsFrom = await keyedFrom(db);
       if (macsFrom === null) throw tampered(KEYED_FROM_MISSING);
+      if (macsFrom > head.seq) throw tampered(`event MACs start after event ${macsFrom}, past the end of the log (${head.seq})`);
       let at = proved && proved.seq >= from.seq && proved.seq <= head.seq ? proved : from;
       const mine = commits;
       let i = 0;

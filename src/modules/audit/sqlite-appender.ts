@@ -6,7 +6,10 @@ import { createWakeSignal, type AppendReply, type AppendRequest, type EventRow }
 
 /** Appends a batch of events recorded at `time` to the chain in one durable transaction; resolves with the commit's segment (it may hold other batches too). */
 export interface AuditAppender {
-  append(time: number, events: readonly AuditInput[], macKey: EventMacKey | null): Promise<ChainSegment>;
+  /** `macKey` is the key the events were recorded under; `keepKey` false (sealed since) makes the worker forget it after this batch. */
+  append(time: number, events: readonly AuditInput[], macKey: EventMacKey | null, keepKey?: boolean): Promise<ChainSegment>;
+  /** Sealed: the worker forgets the MAC key now. */
+  dropKey(): void;
   /**
    * Settles, at once, the appends whose replies have already arrived. A busy event loop would
    * otherwise see them only after every socket that is ready, which holds whole batches of
@@ -86,7 +89,7 @@ export function createSqliteAppender(opts: { path: string }): AuditAppender {
   }
 
   return {
-    append(time, events, macKey) {
+    append(time, events, macKey, keepKey = true) {
       return new Promise<ChainSegment>((resolve, reject) => {
         current ??= start();
         const id = nextId++;
@@ -99,8 +102,19 @@ export function createSqliteAppender(opts: { path: string }): AuditAppender {
           current.macGeneration = generation;
         }
         current.port.postMessage({ id, batch: encodeBatch(time, events) } satisfies AppendRequest);
+        if (!keepKey && current.macGeneration !== 0) {
+          current.port.postMessage({ macKey: null } satisfies AppendRequest);
+          current.macGeneration = 0;
+        }
         current.wake.notify();
       });
+    },
+
+    dropKey() {
+      if (!current || current.macGeneration === 0) return;
+      current.port.postMessage({ macKey: null } satisfies AppendRequest);
+      current.macGeneration = 0;
+      current.wake.notify();
     },
 
     poll() {

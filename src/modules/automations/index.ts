@@ -56,6 +56,8 @@ export function createAutomationModule(deps: {
   keyholdAddress: () => string | null;
   limits?: Partial<RunnerLimits>;
   onBackgroundError: (err: unknown) => void;
+  /** A sealed node claims no scheduled fire (an unsealed node runs it). */
+  isSealed: () => boolean;
 }) {
   const { db, authz, clock, audit, connectors } = deps;
   // Connectors the caller may list: an author can reference only what they can see.
@@ -65,7 +67,7 @@ export function createAutomationModule(deps: {
     db, automations, tenants: deps.tenants, tokens: deps.tokens, proxy: deps.proxy, scripts: deps.scripts, redactors: deps.redactors,
     keyholdAddress: deps.keyholdAddress, audit, clock, ...(deps.limits ? { limits: deps.limits } : {}), onBackgroundError: deps.onBackgroundError,
   });
-  const scheduler = createAutomationScheduler({ db, runner, clock, onError: deps.onBackgroundError });
+  const scheduler = createAutomationScheduler({ db, runner, clock, onError: deps.onBackgroundError, isSealed: deps.isSealed });
   automations.onChange(scheduler.listener);
   return {
     automations, runner, scheduler,

@@ -18,9 +18,9 @@ describeEachDialect('automation schedules across nodes: each fire runs once', (d
   let h: Harness;
   const runs: Array<{ node: string; name: string }> = [];
   const nodes: AutomationScheduler[] = [];
-  const node = (id: string) => {
+  const node = (id: string, isSealed = () => false) => {
     const s = createAutomationScheduler({
-      db: h.storage.db, clock: h.clock, nodeId: id, onError: (err) => { throw err; },
+      db: h.storage.db, clock: h.clock, nodeId: id, onError: (err) => { throw err; }, isSealed,
       runner: { start: async (_ctx, name) => { runs.push({ node: id, name }); return {} as never; } },
     });
     nodes.push(s);
@@ -38,6 +38,18 @@ describeEachDialect('automation schedules across nodes: each fire runs once', (d
   after(async () => {
     for (const s of nodes) s.stop();
     await h.close();
+  });
+
+  test('a sealed node claims no fire (it could neither run nor record it); an unsealed node then runs it', async () => {
+    const sealed = node('sealed', () => true);
+    const open = node('open');
+    await Promise.all([sealed.start(), open.start()]);
+    const instant = Date.UTC(2026, 5, 9, 3, 0, 0);
+    assert.equal(await sealed.fire(h.ctx.tenantId, 'nightly-report', instant), false);
+    assert.equal(runs.filter((r) => r.node === 'sealed').length, 0);
+    assert.equal(await open.fire(h.ctx.tenantId, 'nightly-report', instant), true);
+    assert.equal(runs.filter((r) => r.node === 'open').length, 1);
+    runs.length = 0;
   });
 
   test('three nodes firing the same instant start one run; the next instant, one more', async () => {

@@ -35,6 +35,8 @@ function scheduleOf(def: AutomationDefinition | null): ScheduleTrigger | null {
  */
 export function createAutomationScheduler(deps: {
   db: Kysely<Database>; runner: Pick<Runner, 'start'>; clock: Clock; onError: (err: unknown) => void; nodeId?: string;
+  /** While sealed this node claims nothing: it could not run or record the run, and another node may. */
+  isSealed?: () => boolean;
 }) {
   const { db, runner, clock, onError } = deps;
   const node = deps.nodeId ?? randomUUID();
@@ -62,6 +64,7 @@ export function createAutomationScheduler(deps: {
    * holds and no node claimed that instant first. Returns whether this node started the run.
    */
   async function fire(tenantId: string, name: string, trigger: ScheduleTrigger, at: number): Promise<boolean> {
+    if (deps.isSealed?.()) return false;
     const row = await repo.find(tenantId, name);
     const def = row ? (JSON.parse(row.definition) as AutomationDefinition) : null;
     const stored = scheduleOf(def);

@@ -115,14 +115,22 @@ export function createSystemService(deps: {
     },
 
     /**
-     * Seals, then records who sealed (the caller's token id). Sealing is the protective direction, so
-     * it never waits on the audit log: if the event cannot be recorded the server stays sealed and
-     * the caller gets AUDIT_UNAVAILABLE, whose message says the server is sealed.
+     * Seals, and records who sealed (the caller's token id). The event is recorded under the key the
+     * seal drops (so it carries a MAC like any other), but sealing is the protective direction and
+     * never waits on the audit log: if the event cannot be recorded the server stays sealed and the
+     * caller gets AUDIT_UNAVAILABLE, whose message says the server is sealed. A server already sealed
+     * (or still between its last share and opening) drops its staged key and shares given so far, and
+     * records nothing: it has no key to record under.
      */
     async seal(actor: AuditInput['actor']) {
+      if (seal.isSealed()) {
+        seal.seal();
+        return;
+      }
+      const recorded = audit.record([systemEvent('system.seal', 'allowed', {}, actor)]);
       seal.seal();
       try {
-        await audit.record([systemEvent('system.seal', 'allowed', {}, actor)]);
+        await recorded;
       } catch (err) {
         throw new KeyholdError('AUDIT_UNAVAILABLE', 'the server is sealed, but the audit log could not record the seal event', { cause: (err as Error).message });
       }
