@@ -21,6 +21,7 @@ export const errorCatalogue = {
   RATE_LIMITED: { status: 429, meaning: 'Too many attempts for this account or address; retry after the Retry-After header.' },
   TOTP_INVALID: { status: 400, meaning: 'The one-time code is wrong, expired, or was already used (replay).' },
   TOTP_NOT_ENROLLED: { status: 409, meaning: 'The user has no confirmed second factor; enrol one first.' },
+  TOTP_TICKET_INVALID: { status: 403, meaning: 'A first second factor needs a valid enrolment ticket from a tenant admin; the one given is missing, wrong, expired, already used or another user\'s (one answer for all).' },
   WEAK_PASSWORD: { status: 400, meaning: 'The new password is too short or too common.' },
   USER_NOT_FOUND: { status: 404, meaning: 'No such user in this tenant.' },
   USER_EXISTS: { status: 409, meaning: 'A user with this username already exists in the tenant.' },

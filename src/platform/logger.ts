@@ -14,6 +14,7 @@ export const REDACT_PATHS = [
   'shares', '*.shares',
   'share', '*.share',
   'password', '*.password',
+  'ticket', '*.ticket',
   'body', '*.body',
 ];
 

@@ -229,6 +229,9 @@ export interface UsersTable {
   totp_last_step: number | null;
   /** A TOTP secret being enrolled (sealed like totp_secret); it replaces totp_secret only when confirmed. */
   totp_pending_secret: Uint8Array | null;
+  /** SHA-256 of the outstanding enrolment ticket (base64url), which a first factor needs; null when none. */
+  totp_ticket_hash: string | null;
+  totp_ticket_expires_at: number | null;
   created_at: number;
   password_changed_at: number;
   disabled_at: number | null;

@@ -43,12 +43,13 @@ async function ok(token: string, args: string[], stdin?: string): Promise<string
   return run.stdout;
 }
 
-/** Creates a user as root, signs them in, and enrols TOTP; the confirming session counts as a fresh second factor. */
+/** Creates a user as root, signs them in, and enrols TOTP with a ticket root issued; the confirming session counts as a fresh second factor. */
 async function person(username: string, role: string): Promise<{ id: string; token: string }> {
   const created = JSON.parse(await ok(server.token, ['users', 'create', username, '--json'], `${PASSWORD}\n`)) as { id: string };
   await ok(server.token, ['grants', 'add', '--user', created.id, '--role', role]);
   const token = JSON.parse(await ok('', ['login', '--username', username, '--json'], `${PASSWORD}\n\n`)).token as string;
-  const { secret } = JSON.parse(await ok(token, ['totp', 'enroll', '--json'])) as { secret: string };
+  const ticket = (await ok(server.token, ['users', 'totp-ticket', username])).trim();
+  const { secret } = JSON.parse(await ok(token, ['totp', 'enroll', '--json'], `${ticket}\n`)) as { secret: string };
   await ok(token, ['totp', 'confirm'], generateSync({ secret, epoch: Math.floor(Date.now() / 1000) }) + '\n');
   return { id: created.id, token };
 }

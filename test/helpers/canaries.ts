@@ -8,16 +8,16 @@ import type { Storage } from '../../src/storage/database.ts';
 
 export type CanaryKind =
   | 'secret value' | 'password' | 'client secret' | 'session token' | 'machine token' | 'run token' | 'root token'
-  | 'webhook token' | 'TOTP secret' | 'TOTP code' | 'unseal share' | 'webhook secret';
+  | 'webhook token' | 'TOTP secret' | 'TOTP code' | 'unseal share' | 'webhook secret' | 'TOTP enrolment ticket';
 
 /** Kinds whose values are random strings: a fragment of them is as telling as the whole (see `needlesOf`). */
-const RANDOM_KINDS = new Set<CanaryKind>(['client secret', 'session token', 'machine token', 'run token', 'root token', 'webhook token', 'TOTP secret', 'unseal share']);
+const RANDOM_KINDS = new Set<CanaryKind>(['client secret', 'session token', 'machine token', 'run token', 'root token', 'webhook token', 'TOTP secret', 'unseal share', 'TOTP enrolment ticket']);
 /** Shorter values are skipped: they would match by chance (a secret value `prod`, a password `x`). */
 const MIN_LENGTH = 6;
 /** The fragment of a random credential that is looked for on its own, at its head and at its tail. */
 export const FRAGMENT_LENGTH = 12;
 /** Credential prefixes, stripped before fragments are taken (they are public and shared by every token). */
-const PREFIXES = /^(?:khcs_|khs_|kh_|whk_)/;
+const PREFIXES = /^(?:khcs_|khs_|khe_|kh_|whk_)/;
 
 export interface Finding {
   kind: CanaryKind;

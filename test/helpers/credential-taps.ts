@@ -59,16 +59,19 @@ export function tapServices(services: Services, canaries: CanaryRegistry): void 
   tap(services.users, 'create', { before: ([, input]) => add('password', input.password) });
   tap(services.users, 'changePassword', { before: ([, input]) => (add('password', input.current), add('password', input.new)) });
   tap(services.logins, 'login', { before: ([input]) => (add('password', input.password), add('TOTP code', input.totp)) });
-  tap(services.totp, 'enrol', { after: (r) => add('TOTP secret', r.secret) });
+  tap(services.totp, 'enrol', { before: ([, input]) => add('TOTP enrolment ticket', input?.ticket), after: (r) => add('TOTP secret', r.secret) });
+  tap(services.users, 'issueTotpTicket', { after: (r) => add('TOTP enrolment ticket', r.ticket) });
   for (const m of ['confirm', 'stepUp']) tap(services.totp, m, { before: ([, code]) => add('TOTP code', code) });
   tap(services.system, 'initialize', { after: (r) => r.shares.forEach((s: string) => add('unseal share', s)) });
   tap(services.system, 'unseal', { before: ([share]) => add('unseal share', share) });
   for (const m of ['create', 'update', 'rotateWebhookToken']) tap(services.automations, m, { after: (r) => add('webhook token', r.webhookToken) });
 }
 
-const KIND_OF_PREFIX: Array<[string, CanaryKind]> = [['khcs_', 'client secret'], ['khs_', 'session token'], ['whk_', 'webhook token'], ['kh_', 'machine token']];
+const KIND_OF_PREFIX: Array<[string, CanaryKind]> = [
+  ['khcs_', 'client secret'], ['khs_', 'session token'], ['khe_', 'TOTP enrolment ticket'], ['whk_', 'webhook token'], ['kh_', 'machine token'],
+];
 /** A credential-shaped string anywhere in a URL or header: prefix, then enough random characters. */
-const CREDENTIAL_SHAPE = /(?:khcs_|khs_|whk_|kh_)[A-Za-z0-9_-]{20,}/g;
+const CREDENTIAL_SHAPE = /(?:khcs_|khs_|khe_|whk_|kh_)[A-Za-z0-9_-]{20,}/g;
 
 function addShaped(canaries: CanaryRegistry, text: string): void {
   for (const [match] of text.matchAll(CREDENTIAL_SHAPE)) canaries.add(KIND_OF_PREFIX.find(([p]) => match.startsWith(p))![1], match);
@@ -93,6 +96,7 @@ function registerPayload(canaries: CanaryRegistry, url: string, payload: unknown
   if (url.includes('/values/')) canaries.add('secret value', b.value);
   if (url.startsWith('/v1/auth/')) {
     canaries.add('TOTP code', b.code);
+    canaries.add('TOTP enrolment ticket', b.ticket);
     canaries.add('password', b.current);
     canaries.add('password', b.new);
   }

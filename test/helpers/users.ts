@@ -19,10 +19,11 @@ export function freshIp(): string {
   return `10.${(ipCounter >> 16) & 255}.${(ipCounter >> 8) & 255}.${ipCounter & 255}`;
 }
 
-export async function call(h: Harness, method: 'GET' | 'POST', url: string, opts: { token?: string; body?: unknown; ip?: string } = {}): Promise<Reply> {
+/** `tenant`: the tenant a root token acts in (x-keyhold-tenant); other credentials carry their own. */
+export async function call(h: Harness, method: 'GET' | 'POST', url: string, opts: { token?: string; body?: unknown; ip?: string; tenant?: string } = {}): Promise<Reply> {
   const res = await h.app.inject({
     method, url,
-    headers: opts.token ? { authorization: `Bearer ${opts.token}` } : {},
+    headers: { ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}), ...(opts.tenant ? { 'x-keyhold-tenant': opts.tenant } : {}) },
     ...(opts.body !== undefined ? { payload: opts.body as object } : {}),
     remoteAddress: opts.ip ?? freshIp(),
   });
@@ -54,9 +55,23 @@ export function codeAt(secret: string, atMs: number): string {
   return generateSync({ secret, epoch: Math.floor(atMs / 1000) });
 }
 
-/** Enrols and confirms TOTP for the session's user; returns the base32 secret. Leaves the clock one step later. */
+/** A TOTP enrolment ticket for a user (of the default tenant unless named), issued by root through the API (for their first factor). */
+export async function ticketFor(h: Harness, userId: string, opts: { ttlSeconds?: number; tenant?: string } = {}): Promise<string> {
+  const body = opts.ttlSeconds !== undefined ? { body: { ttlSeconds: opts.ttlSeconds } } : {};
+  const res = await call(h, 'POST', `/v1/users/${userId}/totp-ticket`, { token: h.rootToken, ...body, ...(opts.tenant ? { tenant: opts.tenant } : {}) });
+  if (res.status !== 200) throw new Error(`issuing a ticket for ${userId} failed: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body.ticket as string;
+}
+
+/**
+ * Enrols and confirms TOTP for the session's user (a first factor: root issues the ticket it needs
+ * first); returns the base32 secret. Leaves the clock one step later.
+ */
 export async function enrolTotp(h: Harness, token: string): Promise<string> {
-  const enrol = await call(h, 'POST', '/v1/auth/totp/enroll', { token });
+  const me = await call(h, 'GET', '/v1/auth/whoami', { token });
+  if (me.status !== 200) throw new Error(`whoami failed: ${me.status} ${JSON.stringify(me.body)}`);
+  const ticket = await ticketFor(h, me.body.id as string, { tenant: me.body.tenant as string });
+  const enrol = await call(h, 'POST', '/v1/auth/totp/enroll', { token, body: { ticket } });
   if (enrol.status !== 200) throw new Error(`enrol failed: ${enrol.status} ${JSON.stringify(enrol.body)}`);
   const secret = enrol.body.secret as string;
   const confirm = await call(h, 'POST', '/v1/auth/totp/confirm', { token, body: { code: codeAt(secret, h.clock.now()) } });

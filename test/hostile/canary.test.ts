@@ -346,11 +346,13 @@ describeEachDialect('canaries across the whole traffic of a tenant', (dialect) =
     assert.deepEqual(cases.slice(0, 4).map((c) => c.res.statusCode), cases.slice(0, 4).map((c) => c.status));
   });
 
-  test('users log in with a hostile password, enrol TOTP, step up, and fail with wrong passwords and codes', async () => {
+  test('users log in with a hostile password, enrol TOTP with a ticket, step up, and fail with wrong tickets, passwords and codes', async () => {
     const user = await newUser(h, 'canary', HOSTILE_PASSWORD);
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: user.id, role: 'viewer' });
     const first = await login(h, { username: user.username, password: HOSTILE_PASSWORD });
     assert.equal(first.status, 200, JSON.stringify(first.body));
+    const noTicket = await call(h, 'POST', '/v1/auth/totp/enroll', { token: first.body.token, body: { ticket: `khe_${randomBytes(32).toString('base64url')}` } });
+    assert.deepEqual([noTicket.status, noTicket.body.error?.code], [403, 'TOTP_TICKET_INVALID'], 'a wrong enrolment ticket is refused');
     const secret = await enrolTotp(h, first.body.token);
     const wrongPassword = await login(h, { username: user.username, password: `${HOSTILE_PASSWORD}-wrong` });
     assert.equal(wrongPassword.status, 401);
@@ -398,7 +400,7 @@ describeEachDialect('canaries across the whole traffic of a tenant', (dialect) =
 
   test('no canary of any kind is in any audit event or checkpoint, export, log line or error body', async () => {
     const counts = h.canaries.counts();
-    for (const kind of ['secret value', 'password', 'session token', 'machine token', 'root token', 'client secret', 'TOTP secret', 'TOTP code', 'unseal share'] as const) {
+    for (const kind of ['secret value', 'password', 'session token', 'machine token', 'root token', 'client secret', 'TOTP secret', 'TOTP code', 'unseal share', 'TOTP enrolment ticket'] as const) {
       assert.ok((counts[kind] ?? 0) > 0, `the traffic registered a ${kind}`);
     }
     assert.ok(h.errorBodies.length >= 8, `the error bodies were captured (${h.errorBodies.length})`);

@@ -1,5 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { runCli } from '../../../test/helpers/cli.ts';
 import { codeAt, nextStep } from '../../../test/helpers/users.ts';
@@ -38,7 +41,16 @@ test('a person is created, signs in, enrols TOTP, steps up, and is disabled, all
   const me = await keyhold(['whoami', '--json'], { token });
   assert.deepEqual([JSON.parse(me.stdout).type, JSON.parse(me.stdout).name], ['user', 'grace']);
 
-  const enrolled = await keyhold(['totp', 'enroll', '--json'], { token });
+  const refused = await keyhold(['totp', 'enroll'], { token, stdin: '\n' });
+  assert.equal(refused.code, 1, 'a password alone does not enrol a first factor');
+  assert.match(refused.stderr, /^error: TOTP_TICKET_INVALID: /);
+  const issued = await keyhold(['users', 'totp-ticket', 'grace'], { token: root });
+  assert.equal(issued.code, 0, issued.stderr);
+  const ticket = issued.stdout.trim();
+  assert.match(ticket, /^khe_[A-Za-z0-9_-]{43}$/, 'only the ticket on stdout');
+  assert.match(issued.stderr, /Enrolment ticket for grace, shown ONCE, valid until /);
+  const enrolled = await keyhold(['totp', 'enroll', '--json'], { token, stdin: `${ticket}\n` });
+  assert.equal(enrolled.code, 0, enrolled.stderr);
   const { secret } = JSON.parse(enrolled.stdout) as { secret: string };
   assert.equal((await keyhold(['totp', 'confirm'], { token, stdin: `${codeAt(secret, h.clock.now())}\n` })).code, 0);
   nextStep(h);
@@ -88,12 +100,50 @@ test('password change and logout from the CLI', async () => {
   assert.equal((await keyhold(['whoami'], { token })).code, 1);
 });
 
+test('an admin issues a ticket by name or id, with a lifetime, and the user enrols with it from a file', async () => {
+  const created = await keyhold(['users', 'create', 'hedy', '--json'], { stdin: `${PASSWORD}\n`, token: h.rootToken });
+  const { id } = JSON.parse(created.stdout) as { id: string };
+  const byId = await keyhold(['users', 'totp-ticket', id, '--ttl', '2h', '--json'], { token: h.rootToken });
+  assert.equal(byId.code, 0, byId.stderr);
+  const answer = JSON.parse(byId.stdout) as { userId: string; ticket: string; expiresAt: string };
+  assert.equal(answer.userId, id);
+  assert.equal(answer.expiresAt, new Date(h.clock.now() + 2 * 3600_000).toISOString());
+  for (const [argv, code, pattern] of [
+    [['users', 'totp-ticket', 'hedy', '--ttl', 'soon'], 2, /--ttl must be like/],
+    [['users', 'totp-ticket', 'hedy', '--ttl', '1m'], 1, /VALIDATION_FAILED/],
+    [['users', 'totp-ticket', 'nobody-by-that-name'], 1, /USER_NOT_FOUND/],
+    [['users', 'totp-ticket'], 2, /USER/],
+  ] as const) {
+    const r = await keyhold([...argv], { token: h.rootToken });
+    assert.equal(r.code, code, argv.join(' '));
+    assert.match(r.stderr, pattern, argv.join(' '));
+  }
+
+  const token = (await keyhold(['login', '--username', 'hedy'], { stdin: `${PASSWORD}\n` })).stdout.trim();
+  const dir = await mkdtemp(join(tmpdir(), 'keyhold-ticket-'));
+  try {
+    const file = join(dir, 'hedy.ticket');
+    await writeFile(file, `${answer.ticket}\n`, { mode: 0o600 });
+    const enrolled = await keyhold(['totp', 'enroll', '--ticket-file', file], { token });
+    assert.equal(enrolled.code, 0, enrolled.stderr);
+    assert.match(enrolled.stdout, /shown ONCE/);
+    const again = await keyhold(['totp', 'enroll', '--ticket-file', file], { token });
+    assert.equal(again.code, 1, 'the ticket is used up');
+    assert.match(again.stderr, /TOTP_TICKET_INVALID/);
+    const missing = await keyhold(['totp', 'enroll', '--ticket-file', join(dir, 'none')], { token });
+    assert.deepEqual([missing.code, missing.requests], [2, 0]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('secrets are never taken as arguments, and nothing is sent', async () => {
   const cases: string[][] = [
     ['login', '--username', 'grace', PASSWORD],
     ['users', 'create', 'someone', PASSWORD],
     ['step-up', '123456'],
     ['totp', 'confirm', '123456'],
+    ['totp', 'enroll', 'khe_not-an-argument'],
     ['login'],
   ];
   for (const argv of cases) {

@@ -1,4 +1,5 @@
-import { positionals, required, UsageError } from '../args.ts';
+import { positionals, required, str, UsageError } from '../args.ts';
+import { readText } from '../files.ts';
 import type { CliDeps, Command, Group } from '../command.ts';
 import { decodeUtf8, readAll, readHiddenLine } from '../input.ts';
 import { fields, time } from '../output.ts';
@@ -116,15 +117,35 @@ const password: Command = {
   },
 };
 
+/**
+ * The enrolment ticket a first factor needs: from --ticket-file, else the first line of stdin or a
+ * hidden prompt; never an argument (shell history). Empty when none is given (replacing a factor).
+ */
+async function readTicket(deps: Pick<CliDeps, 'stdin' | 'stderr'>, file: string | undefined): Promise<string> {
+  if (file !== undefined) {
+    const ticket = (await readText(file, 'ticket file')).trim();
+    if (ticket === '') throw new UsageError(`the ticket file ${file} is empty`);
+    return ticket;
+  }
+  const [ticket] = await readLines(deps, ['Enrolment ticket from your admin (Enter if replacing a factor): ']);
+  return ticket!.trim();
+}
+
 const enroll: Command = {
   name: 'enroll',
   summary: 'Start TOTP enrolment: shows the secret and otpauth URI once',
-  usage: 'totp enroll',
-  help: ['Add the URI (or the secret) to an authenticator app, then run `keyhold totp confirm` with a code from it.'],
-  options: {},
-  async run({ args, api, out }) {
-    positionals(args, [], enroll.usage);
-    const res = await api.call<{ secret: string; uri: string }>('POST', '/v1/auth/totp/enroll');
+  usage: 'totp enroll [--ticket-file FILE]',
+  help: [
+    'A first factor needs the one-time ticket an admin issued (keyhold users totp-ticket): read from',
+    '--ticket-file, else the first line of stdin or a hidden prompt, never an argument. Replacing an',
+    'enrolled factor needs no ticket but a fresh step-up (keyhold step-up): give an empty line.',
+    'Add the URI (or the secret) to an authenticator app, then run `keyhold totp confirm` with a code from it.',
+  ],
+  options: { 'ticket-file': { type: 'string' } },
+  async run({ args, flags, api, out, deps }) {
+    noSecretArguments(args, 'ticket');
+    const ticket = await readTicket(deps, str(flags, 'ticket-file'));
+    const res = await api.call<{ secret: string; uri: string }>('POST', '/v1/auth/totp/enroll', { body: ticket === '' ? {} : { ticket } });
     out.result(res, () => [
       'Add this to your authenticator app (shown ONCE):',
       '',

@@ -16,10 +16,10 @@ export interface AccessRequest {
 
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
 
-/** "90s", "15m", "2h", "1d" or plain seconds. */
-export function parseDurationFlag(text: string): number {
+/** "90s", "15m", "2h", "1d" or plain seconds; `flag` names the option in the error. */
+export function parseDurationFlag(text: string, flag = 'duration'): number {
   const m = /^(\d+)([smhd]?)$/.exec(text.trim());
-  if (!m || Number(m[1]) === 0) throw new UsageError(`--duration must be like 90s, 15m, 2h or 1d (got "${text}")`);
+  if (!m || Number(m[1]) === 0) throw new UsageError(`--${flag} must be like 90s, 15m, 2h or 1d (got "${text}")`);
   return Number(m[1]) * UNIT_SECONDS[m[2] || 's']!;
 }
 

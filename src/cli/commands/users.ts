@@ -1,8 +1,9 @@
-import { positionals, UsageError } from '../args.ts';
+import { positionals, str, UsageError } from '../args.ts';
 import { route } from '../client.ts';
 import type { Command, Group } from '../command.ts';
 import { fields, table, time } from '../output.ts';
 import { readLines } from './auth.ts';
+import { parseDurationFlag } from './requests.ts';
 
 /** The `users` group: people in the tenant (tenant admins). A user's own session verbs live in auth.ts. */
 
@@ -71,8 +72,35 @@ const disable: Command = {
   },
 };
 
+const totpTicket: Command = {
+  name: 'totp-ticket',
+  summary: "Issue a one-time ticket for a user's first TOTP enrolment (printed once)",
+  usage: 'users totp-ticket USER [--ttl 24h]',
+  help: [
+    'USER: a username or a user id. A user with no second factor can enrol one only with this ticket,',
+    'so a password alone never gives one. Prints only the ticket (details on stderr), so',
+    '`keyhold users totp-ticket ann > ann.ticket` works; hand it over privately. A new ticket replaces',
+    'the earlier one; it is used up by one enrolment. --ttl: 5m to 7d (default 24h).',
+  ],
+  options: { ttl: { type: 'string' } },
+  async run({ args, flags, api, out }) {
+    const [who] = positionals(args, ['USER'], totpTicket.usage) as [string];
+    const ttl = str(flags, 'ttl');
+    const ttlSeconds = ttl === undefined ? undefined : parseDurationFlag(ttl, 'ttl');
+    // A username is looked up among the tenant's users; anything else is taken as an id (the server says if there is none).
+    const user = (await api.call<{ items: User[] }>('GET', '/v1/users')).items.find((u) => u.username === who || u.id === who);
+    const id = user?.id ?? who;
+    const res = await api.call<{ ticket: string; expiresAt: string }>('POST', route`/v1/users/${id}/totp-ticket`, { body: ttlSeconds === undefined ? {} : { ttlSeconds } });
+    if (!out.json) {
+      out.note(`Enrolment ticket for ${user?.username ?? id}, shown ONCE, valid until ${time(res.expiresAt)}.`);
+      out.note(`They run 'keyhold totp enroll' and give it at the prompt, on stdin or with --ticket-file.`);
+    }
+    out.result({ userId: id, ...res }, () => res.ticket);
+  },
+};
+
 export const usersGroup: Group = {
   name: 'users',
   summary: 'People in the tenant (tenant admins)',
-  commands: [create, list, describe, disable],
+  commands: [create, list, describe, disable, totpTicket],
 };

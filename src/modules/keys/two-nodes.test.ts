@@ -8,7 +8,7 @@ import { decodeSealedTotp } from '../identity/users/totp.ts';
 import type { Storage } from '../../storage/database.ts';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, ROLLBACK_WINDOW_MS, TEST_LIMITS, type Harness } from '../../../test/helpers/harness.ts';
-import { newUser, sessionFor } from '../../../test/helpers/users.ts';
+import { newUser, sessionFor, ticketFor } from '../../../test/helpers/users.ts';
 
 /**
  * Two servers on one database, each with its own caches: a KEK rotation and rewrap on one must
@@ -55,14 +55,15 @@ describeEachDialect('KEK rotation with two nodes on one database', (dialect) => 
 
   test("after a rotation alone (no rewrap yet), the other node's next write and TOTP enrolment use the new KEK", async () => {
     await b.values.write(a.ctx, 'SHARED', 'production', { value: 'b-caches-version-2' });
-    const { username } = await newUser(a, 'two-nodes');
+    const { id, username } = await newUser(a, 'two-nodes');
     const token = await sessionFor(a, username); // sessions live in the database: node B honours it
+    const ticket = await ticketFor(a, id);
     await a.services.keys.rotate(a.ctx);
     await b.values.write(a.ctx, 'SHARED', 'production', { value: 'after-second-rotation' });
     assert.deepEqual((await kekVersions()).at(-1), [4, 3]);
     const bApp = await createHttpApp(b, { logger: createLogger({ level: 'silent' }), bodyLimit: TEST_LIMITS.maxBodyBytes });
     try {
-      const enrol = await bApp.inject({ method: 'POST', url: '/v1/auth/totp/enroll', headers: { authorization: `Bearer ${token}` } });
+      const enrol = await bApp.inject({ method: 'POST', url: '/v1/auth/totp/enroll', headers: { authorization: `Bearer ${token}` }, payload: { ticket } });
       assert.equal(enrol.statusCode, 200, enrol.body);
     } finally {
       await bApp.close();

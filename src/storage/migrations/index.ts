@@ -20,6 +20,7 @@ import * as m016 from './016-audit-checkpoint-links.ts';
 import * as m017 from './017-rotation-policy-setter.ts';
 import * as m018 from './018-run-token-environment.ts';
 import * as m019 from './019-audit-event-macs.ts';
+import * as m020 from './020-totp-enrolment-tickets.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -43,6 +44,7 @@ const migrations: Record<string, DialectMigration> = {
   '017-rotation-policy-setter': m017,
   '018-run-token-environment': m018,
   '019-audit-event-macs': m019,
+  '020-totp-enrolment-tickets': m020,
 };
 
 /** Every migration of this version, for Kysely's migrator (tests upgrade from an older point with it). */

@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../../test/helpers/harness.ts';
-import { codeAt, enrolTotp, login, newUser, nextStep, PASSWORD, sessionFor, type Reply } from '../../../../test/helpers/users.ts';
+import { codeAt, enrolTotp, login, newUser, nextStep, PASSWORD, sessionFor, ticketFor, type Reply } from '../../../../test/helpers/users.ts';
 
 const AGENT = 'keyhold-cli/9.9 (events test)';
 
@@ -62,7 +62,8 @@ describeEachDialect('sign-in and second-factor events', (dialect) => {
   test('starting and confirming an enrolment are events, and neither carries the secret or the code', async () => {
     const { id, username } = await newUser(h, 'enrol-events');
     const token = await sessionFor(h, username);
-    const started = await send('/v1/auth/totp/enroll', { token, ip: '10.9.0.2' });
+    const ticket = await ticketFor(h, id);
+    const started = await send('/v1/auth/totp/enroll', { token, body: { ticket }, ip: '10.9.0.2' });
     assert.equal(started.status, 200);
     const secret: string = started.body.secret;
     const wrong = await send('/v1/auth/totp/confirm', { token, body: { code: '222222' }, ip: '10.9.0.2' });
@@ -81,7 +82,7 @@ describeEachDialect('sign-in and second-factor events', (dialect) => {
     assertSource(confirms[0]!.context, wrong, '10.9.0.2', 'refused confirm');
     assertSource(confirms[1]!.context, confirmed, '10.9.0.2', 'confirm');
     const all = JSON.stringify([enrol, ...confirms]);
-    for (const needle of [secret, secret.toLowerCase(), code, '222222']) assert.ok(!all.includes(needle), 'no secret or code in the events');
+    for (const needle of [secret, secret.toLowerCase(), code, '222222', ticket]) assert.ok(!all.includes(needle), 'no secret, code or ticket in the events');
   });
 
   test('a re-enrolment refused for want of a fresh step-up is a denied event', async () => {

@@ -1,10 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type } from 'typebox';
+import { Type, type TSchema } from 'typebox';
 import { requestSourceOf, tenantContextOf } from '../../../http/auth.ts';
 import { errorResponses } from '../../../http/schemas.ts';
 import { fail } from '../../../errors/index.ts';
 import type { LoginService } from './login-service.ts';
+import { MAX_TICKET_LENGTH, MAX_TICKET_TTL_SECONDS, MIN_TICKET_TTL_SECONDS } from './enrolment-ticket.ts';
 import { MAX_PASSWORD_LENGTH } from './passwords.ts';
 import type { TotpService } from './totp-service.ts';
 import { MAX_USERNAME_LENGTH } from './types.ts';
@@ -17,6 +18,12 @@ const UserSchema = Type.Object({
   id: Type.String(), username: Type.String(), totpEnabled: Type.Boolean(),
   createdAt: Type.String(), passwordChangedAt: Type.String(), disabledAt: Nullable(Type.String()),
 });
+/**
+ * A body that may be left out: fastify validates a missing body as null, which Type.Optional does
+ * not admit. Enrolment was called without a body before tickets existed, and replacing a factor still is.
+ */
+const NoBodyOr = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const Ticket = Type.String({ minLength: 1, maxLength: MAX_TICKET_LENGTH, description: 'The enrolment ticket (khe_...) an admin issued' });
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false });
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -100,10 +107,11 @@ export function userRoutes(deps: {
     r.post('/v1/auth/totp/enroll', {
       config: tenant,
       schema: {
-        tags: ['auth'], summary: 'Start TOTP enrolment: the secret and otpauth URI are shown once',
+        tags: ['auth'], summary: 'Start TOTP enrolment: the secret and otpauth URI are shown once. A first factor needs the enrolment ticket from an admin; replacing one needs a fresh step-up',
+        body: NoBodyOr(Type.Object({ ticket: Type.Optional(Ticket) }, { additionalProperties: false })),
         response: { 200: Type.Object({ secret: Type.String(), uri: Type.String() }), ...errorResponses },
       },
-    }, async (req, reply) => reply.header('cache-control', 'no-store').send(await totp.enrol(tenantContextOf(req))));
+    }, async (req, reply) => reply.header('cache-control', 'no-store').send(await totp.enrol(tenantContextOf(req), req.body ?? {})));
 
     r.post('/v1/auth/totp/confirm', {
       config: tenant,
@@ -132,6 +140,18 @@ export function userRoutes(deps: {
       config: tenant,
       schema: { tags: ['users'], summary: 'Describe a user (tenant admin)', params: IdParams, response: { 200: UserSchema, ...errorResponses } },
     }, (req) => users.get(tenantContextOf(req), req.params.id));
+
+    r.post('/v1/users/:id/totp-ticket', {
+      config: tenant,
+      schema: {
+        tags: ['users'], summary: 'Issue a one-time TOTP enrolment ticket for the user\'s first factor, shown once; replaces any earlier one (tenant admin)',
+        params: IdParams,
+        body: NoBodyOr(Type.Object({
+          ttlSeconds: Type.Optional(Type.Integer({ minimum: MIN_TICKET_TTL_SECONDS, maximum: MAX_TICKET_TTL_SECONDS, description: 'Default 24 h' })),
+        }, { additionalProperties: false })),
+        response: { 200: Type.Object({ ticket: Type.String({ description: 'Shown once: only its hash is stored' }), expiresAt: Type.String() }), ...errorResponses },
+      },
+    }, async (req, reply) => reply.header('cache-control', 'no-store').send(await users.issueTotpTicket(tenantContextOf(req), req.params.id, req.body ?? {})));
 
     r.post('/v1/users/:id/disable', {
       config: tenant,

@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../../test/helpers/harness.ts';
-import { call, codeAt, enrolTotp, login, newUser, nextStep, sessionFor } from '../../../../test/helpers/users.ts';
+import { call, codeAt, enrolTotp, login, newUser, nextStep, sessionFor, ticketFor } from '../../../../test/helpers/users.ts';
 
 /** Re-enrolling a confirmed second factor: the old one stays in force until the new one is confirmed. */
 describeEachDialect('TOTP re-enrolment', (dialect) => {
@@ -67,19 +67,20 @@ describeEachDialect('TOTP re-enrolment', (dialect) => {
   });
 
   test('restarting an enrolment replaces the pending secret: only the latest one confirms', async () => {
-    const { username } = await newUser(h, 'restart');
+    const { id, username } = await newUser(h, 'restart');
     const token = await sessionFor(h, username);
-    const first: string = (await call(h, 'POST', '/v1/auth/totp/enroll', { token })).body.secret;
-    const second: string = (await call(h, 'POST', '/v1/auth/totp/enroll', { token })).body.secret;
+    // A first factor not yet confirmed: each start needs a ticket of its own (the first one is used up).
+    const first: string = (await call(h, 'POST', '/v1/auth/totp/enroll', { token, body: { ticket: await ticketFor(h, id) } })).body.secret;
+    const second: string = (await call(h, 'POST', '/v1/auth/totp/enroll', { token, body: { ticket: await ticketFor(h, id) } })).body.secret;
     const stale = await call(h, 'POST', '/v1/auth/totp/confirm', { token, body: { code: codeAt(first, h.clock.now()) } });
     assert.deepEqual([stale.status, stale.body.error.code], [400, 'TOTP_INVALID']);
     assert.equal((await call(h, 'POST', '/v1/auth/totp/confirm', { token, body: { code: codeAt(second, h.clock.now()) } })).status, 200);
   });
 
   test('two concurrent confirmations of one enrolment: exactly one succeeds', async () => {
-    const { username } = await newUser(h, 'confirm-race');
+    const { id, username } = await newUser(h, 'confirm-race');
     const tokens = [await sessionFor(h, username), await sessionFor(h, username)];
-    const secret: string = (await call(h, 'POST', '/v1/auth/totp/enroll', { token: tokens[0] })).body.secret;
+    const secret: string = (await call(h, 'POST', '/v1/auth/totp/enroll', { token: tokens[0], body: { ticket: await ticketFor(h, id) } })).body.secret;
     const code = codeAt(secret, h.clock.now());
     const results = await Promise.all(tokens.map((token) => call(h, 'POST', '/v1/auth/totp/confirm', { token, body: { code } })));
     const statuses = results.map((r) => r.status).sort();

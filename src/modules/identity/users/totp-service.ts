@@ -13,6 +13,7 @@ import { decodeSealedTotp, encodeSealedTotp, matchTotpStep, newTotpSecret, otpau
 import { sessionActorOf } from './types.ts';
 import type { UserCredentials, UserRepository } from './user-repository.ts';
 import { withCurrentKek } from '../../keys/current-kek.ts';
+import { hashTicket, ticketMatches } from './enrolment-ticket.ts';
 
 export interface TotpEnrolment {
   /** Base32 secret and otpauth:// URI: shown once, never again. */
@@ -21,7 +22,9 @@ export interface TotpEnrolment {
 }
 
 /** Refusals of a second-factor action that are events (SPEC §7); other errors are not the user's attempt. */
-const AUDITED_REFUSALS = new Set(['TOTP_INVALID', 'TOTP_NOT_ENROLLED', 'RATE_LIMITED', 'STEP_UP_REQUIRED']);
+const AUDITED_REFUSALS = new Set(['TOTP_INVALID', 'TOTP_NOT_ENROLLED', 'RATE_LIMITED', 'STEP_UP_REQUIRED', 'TOTP_TICKET_INVALID']);
+/** One answer for a missing, wrong, expired, used or another user's ticket: which one is no business of the caller. */
+const TICKET_REFUSAL = 'a first second factor needs a valid enrolment ticket from a tenant admin (keyhold users totp-ticket); it is missing, wrong, expired or already used';
 
 /**
  * TOTP second factor: enrolment (secret sealed under the tenant KEK), confirmation, step-up, and
@@ -113,10 +116,11 @@ export function createTotpService(deps: {
 
     /**
      * Starts enrolment: a new secret, sealed under the tenant KEK and kept pending; a confirmed
-     * factor stays in force until the new one is confirmed. Replacing a confirmed factor needs a
-     * fresh step-up (a session without one must not swap the factor out).
+     * factor stays in force until the new one is confirmed. A first factor needs the user's
+     * enrolment ticket from an admin, consumed here (a password alone must not yield a factor whose
+     * confirmation counts as a step-up); replacing a confirmed factor needs a fresh step-up instead.
      */
-    enrol(ctx: TenantContext): Promise<TotpEnrolment> {
+    enrol(ctx: TenantContext, input: { ticket?: string } = {}): Promise<TotpEnrolment> {
       return audited(ctx, 'auth.totp-enroll', async () => {
         const { actor, user } = await signedInUser(ctx);
         const mfaAt = ctx.actor.mfaAt ?? null;
@@ -124,13 +128,18 @@ export function createTotpService(deps: {
         if (replacing && (mfaAt === null || mfaAt + deps.stepUpWindowMs < clock.now())) {
           fail('STEP_UP_REQUIRED', 'replacing an enrolled second factor needs a fresh step-up (keyhold step-up)');
         }
+        const ticketRefused = () => fail('TOTP_TICKET_INVALID', TICKET_REFUSAL);
+        if (!replacing && !ticketMatches(input.ticket, user, clock.now())) ticketRefused();
         const tenant = (await deps.tenants.findById(actor.tenantId)) ?? fail('TENANT_NOT_FOUND', 'tenant not found');
         const secret = newTotpSecret();
         // Sealed under the KEK current in the same transaction, as every write is (keys/current-kek.ts).
         await withCurrentKek(keyring, actor.tenantId, ({ seal, assertCurrent }) => db.transaction().execute(async (trx) => {
           await assertCurrent(trx);
           const sealed = seal(totpBinding(actor.tenantId, actor.userId), Buffer.from(secret, 'utf8'));
-          await repo.setPendingTotp(actor.tenantId, actor.userId, encodeSealedTotp(sealed.ciphertext, sealed.wrappedDek), trx);
+          const blob = encodeSealedTotp(sealed.ciphertext, sealed.wrappedDek);
+          if (replacing) await repo.setPendingTotp(actor.tenantId, actor.userId, blob, trx);
+          // The guarded UPDATE consumes the ticket: of two enrolments with it, the second matches no row.
+          else if (!(await repo.setPendingTotpWithTicket(actor.tenantId, actor.userId, blob, hashTicket(input.ticket!), clock.now(), trx))) ticketRefused();
           await audit.appendInTx(trx, factorEvent(ctx, 'auth.totp-enroll', { replacing: String(replacing) }));
         }));
         return { secret, uri: otpauthUri(secret, tenant.name, user.username) };

@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../../test/helpers/harness.ts';
-import { call, codeAt, enrolTotp, login, newUser, nextStep, sessionFor } from '../../../../test/helpers/users.ts';
+import { call, codeAt, enrolTotp, login, newUser, nextStep, sessionFor, ticketFor } from '../../../../test/helpers/users.ts';
 import { sql } from 'kysely';
 import { decodeSealedTotp } from './totp.ts';
 
@@ -24,7 +24,7 @@ describeEachDialect('TOTP second factor and step-up', (dialect) => {
   test('enrolment shows the secret once, stores it sealed, and takes effect only when confirmed', async () => {
     const { id, username } = await newUser(h, 'enrol');
     const token = await sessionFor(h, username);
-    const enrol = await call(h, 'POST', '/v1/auth/totp/enroll', { token });
+    const enrol = await call(h, 'POST', '/v1/auth/totp/enroll', { token, body: { ticket: await ticketFor(h, id) } });
     assert.equal(enrol.status, 200);
     assert.equal(enrol.headers['cache-control'], 'no-store');
     const secret: string = enrol.body.secret;
@@ -184,7 +184,7 @@ describeEachDialect('TOTP second factor and step-up', (dialect) => {
     // A second user mid-enrolment, to confirm while the log is down.
     const pending = await newUser(h, 'unconfirmed');
     const pendingToken = await sessionFor(h, pending.username);
-    const pendingSecret = (await call(h, 'POST', '/v1/auth/totp/enroll', { token: pendingToken })).body.secret as string;
+    const pendingSecret = (await call(h, 'POST', '/v1/auth/totp/enroll', { token: pendingToken, body: { ticket: await ticketFor(h, pending.id) } })).body.secret as string;
 
     await sql`alter table audit_events rename to audit_events_gone`.execute(h.storage.db);
     try {

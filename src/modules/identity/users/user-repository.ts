@@ -9,9 +9,13 @@ export interface UserCredentials extends UserRow {
   totp_secret: Uint8Array | null;
   totp_last_step: number | null;
   totp_pending_secret: Uint8Array | null;
+  totp_ticket_hash: string | null;
+  totp_ticket_expires_at: number | null;
 }
 
-const CREDENTIAL_COLUMNS = [...USER_COLUMNS, 'password_hash', 'totp_secret', 'totp_last_step', 'totp_pending_secret'] as const;
+const CREDENTIAL_COLUMNS = [
+  ...USER_COLUMNS, 'password_hash', 'totp_secret', 'totp_last_step', 'totp_pending_secret', 'totp_ticket_hash', 'totp_ticket_expires_at',
+] as const;
 
 /** Queries on `users`. Every one is scoped by tenant id: an id from another tenant finds nothing. */
 export function createUserRepository(db: Kysely<Database>) {
@@ -60,6 +64,26 @@ export function createUserRepository(db: Kysely<Database>) {
     async setPendingTotp(tenantId: string, id: string, sealed: Uint8Array, executor: Executor = db): Promise<void> {
       await executor.updateTable('users').set({ totp_pending_secret: sealed })
         .where('tenant_id', '=', tenantId).where('id', '=', id).execute();
+    },
+
+    /** Stores a new enrolment ticket's hash and expiry, replacing any earlier ticket; false when there is no such user. */
+    async setTotpTicket(tenantId: string, id: string, ticketHash: string, expiresAt: number, executor: Executor = db): Promise<boolean> {
+      const res = await executor.updateTable('users').set({ totp_ticket_hash: ticketHash, totp_ticket_expires_at: expiresAt })
+        .where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();
+      return Number(res.numUpdatedRows) > 0;
+    },
+
+    /**
+     * Starts a first enrolment with a ticket: stores the pending secret and consumes the ticket in one
+     * guarded UPDATE, matching only while the user has no confirmed factor and the ticket is still
+     * theirs and live at `now`. Of two enrolments with one ticket, exactly one matches a row.
+     */
+    async setPendingTotpWithTicket(tenantId: string, id: string, sealed: Uint8Array, ticketHash: string, now: number, executor: Executor = db): Promise<boolean> {
+      const res = await executor.updateTable('users').set({ totp_pending_secret: sealed, totp_ticket_hash: null, totp_ticket_expires_at: null })
+        .where('tenant_id', '=', tenantId).where('id', '=', id).where('totp_enabled', '=', 0)
+        .where('totp_ticket_hash', '=', ticketHash).where('totp_ticket_expires_at', '>', now)
+        .executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
     },
 
     /**

@@ -13,6 +13,7 @@ import { assertStrongPassword, type PasswordHasher } from './passwords.ts';
 import type { SessionService } from './session-service.ts';
 import { assertUsername, sessionActorOf, toUser, type User } from './types.ts';
 import type { UserRepository } from './user-repository.ts';
+import { hashTicket, newTicket, ticketTtlMs } from './enrolment-ticket.ts';
 
 const TENANT = { type: 'tenant' } as const;
 /**
@@ -22,8 +23,8 @@ const TENANT = { type: 'tenant' } as const;
 const PASSWORD_REFUSALS: ReadonlySet<string> = new Set(['INVALID_CREDENTIALS', 'RATE_LIMITED']);
 
 /**
- * People in a tenant: created, listed and disabled by tenant admins (each call asks the authorizer
- * for `admin`), and their own password change. Disabling a user ends their sessions in the same
+ * People in a tenant: created, listed, disabled and given TOTP enrolment tickets by tenant admins
+ * (each call asks the authorizer for `admin`), and their own password change. Disabling a user ends their sessions in the same
  * transaction; a password change ends every other session of theirs.
  */
 export function createUserService(deps: {
@@ -37,9 +38,10 @@ export function createUserService(deps: {
   audit: Pick<AuditLog, 'appendInTx' | 'record'>;
 }) {
   const { db, repo, sessions, passwords, authz, guard, clock, audit } = deps;
-  const userEvent = (ctx: TenantContext, action: string, user: { id: string; username: string }, outcome: 'allowed' | 'denied' = 'allowed', reason?: string) => [{
-    ...auditFrom(ctx), action, resource: { type: 'user', id: user.id, name: user.username }, outcome, ...(reason ? { reason } : {}),
-  }];
+  const userEvent = (ctx: TenantContext, action: string, user: { id: string; username: string }, outcome: 'allowed' | 'denied' = 'allowed', reason?: string, context: Record<string, string> = {}) => {
+    const base = auditFrom(ctx);
+    return [{ ...base, action, resource: { type: 'user', id: user.id, name: user.username }, outcome, ...(reason ? { reason } : {}), context: { ...base.context, ...context } }];
+  };
 
   async function find(ctx: TenantContext, id: string) {
     return (await repo.byId(ctx.tenantId, id)) ?? fail('USER_NOT_FOUND', 'no such user in this tenant');
@@ -92,6 +94,25 @@ export function createUserService(deps: {
       });
       await authz.invalidate(ctx.tenantId);
       return toUser(await find(ctx, id));
+    },
+
+    /**
+     * Issues a one-time enrolment ticket for a user of the tenant (their first second factor needs
+     * one), replacing any earlier ticket. The ticket is returned once; only its hash is stored, and
+     * its event (written with it) carries the expiry, never the ticket.
+     */
+    async issueTotpTicket(ctx: TenantContext, id: string, input: { ttlSeconds?: number } = {}): Promise<{ ticket: string; expiresAt: string }> {
+      await authz.require(ctx, 'admin', TENANT);
+      const ttlMs = ticketTtlMs(input.ttlSeconds);
+      const target = await find(ctx, id);
+      const ticket = newTicket();
+      const expiresAt = clock.now() + ttlMs;
+      const shown = new Date(expiresAt).toISOString();
+      await db.transaction().execute(async (trx) => {
+        if (!(await repo.setTotpTicket(ctx.tenantId, id, hashTicket(ticket), expiresAt, trx))) fail('USER_NOT_FOUND', 'no such user in this tenant');
+        await audit.appendInTx(trx, userEvent(ctx, 'user.totp-ticket', target, 'allowed', undefined, { expiresAt: shown, factorEnrolled: String(target.totp_enabled === 1) }));
+      });
+      return { ticket, expiresAt: shown };
     },
 
     /**
