@@ -75,14 +75,16 @@ const disable: Command = {
 const totpTicket: Command = {
   name: 'totp-ticket',
   summary: "Issue a one-time ticket for a user's first TOTP enrolment (printed once)",
-  usage: 'users totp-ticket USER [--ttl 24h]',
+  usage: 'users totp-ticket USER [--ttl 24h] [--reset-factor]',
   help: [
     'USER: a username or a user id. A user with no second factor can enrol one only with this ticket,',
     'so a password alone never gives one. Prints only the ticket (details on stderr), so',
     '`keyhold users totp-ticket ann > ann.ticket` works; hand it over privately. A new ticket replaces',
     'the earlier one; it is used up by one enrolment. --ttl: 5m to 7d (default 24h).',
+    '--reset-factor: the user lost their authenticator. Their factor is removed and their sessions end;',
+    'they sign in with the password alone and enrol a new factor with this ticket.',
   ],
-  options: { ttl: { type: 'string' } },
+  options: { ttl: { type: 'string' }, 'reset-factor': { type: 'boolean' } },
   async run({ args, flags, api, out }) {
     const [who] = positionals(args, ['USER'], totpTicket.usage) as [string];
     const ttl = str(flags, 'ttl');
@@ -90,8 +92,10 @@ const totpTicket: Command = {
     // A username is looked up among the tenant's users; anything else is taken as an id (the server says if there is none).
     const user = (await api.call<{ items: User[] }>('GET', '/v1/users')).items.find((u) => u.username === who || u.id === who);
     const id = user?.id ?? who;
-    const res = await api.call<{ ticket: string; expiresAt: string }>('POST', route`/v1/users/${id}/totp-ticket`, { body: ttlSeconds === undefined ? {} : { ttlSeconds } });
+    const body = { ...(ttlSeconds === undefined ? {} : { ttlSeconds }), ...(flags['reset-factor'] === true ? { resetFactor: true } : {}) };
+    const res = await api.call<{ ticket: string; expiresAt: string }>('POST', route`/v1/users/${id}/totp-ticket`, { body });
     if (!out.json) {
+      if (body.resetFactor) out.note(`${user?.username ?? id}'s second factor is removed and their sessions have ended.`);
       out.note(`Enrolment ticket for ${user?.username ?? id}, shown ONCE, valid until ${time(res.expiresAt)}.`);
       out.note(`They run 'keyhold totp enroll' and give it at the prompt, on stdin or with --ticket-file.`);
     }

@@ -177,6 +177,43 @@ describeEachDialect('TOTP enrolment tickets', (dialect) => {
     assert.equal(own.status, 200);
   });
 
+  test('an admin resets a lost factor: the factor and every session end at once, and only the ticket enrols a new one', async () => {
+    const { id, username } = await newUser(h, 'lost-phone');
+    const lost = await enrolTotp(h, await sessionFor(h, username));
+    const session = await sessionFor(h, username, { totp: codeAt(lost, h.clock.now()) });
+    nextStep(h);
+    // Without a code of the lost factor the user cannot even sign in.
+    assert.equal((await call(h, 'POST', '/v1/auth/login', { body: { tenant: 'default', username, password: PASSWORD } })).status, 401);
+
+    const res = await call(h, 'POST', `/v1/users/${id}/totp-ticket`, { token: h.rootToken, body: { resetFactor: true } });
+    assert.equal(res.status, 200);
+    const ticket = h.canaries.add('TOTP enrolment ticket', res.body.ticket as string)!;
+    assert.equal((await userRow(id)).totp_enabled, 0, 'the factor is gone');
+    assert.equal((await call(h, 'GET', '/v1/auth/whoami', { token: session })).status, 401, 'the session that had the old factor has ended');
+    const [event] = (await eventsOf('user.totp-ticket', id)).slice(-1);
+    assert.deepEqual([event!.context.resetFactor, event!.context.revokedSessions, event!.context.factorEnrolled], ['true', '2', 'true'], 'both sessions (the one that enrolled, the one that signed in with the code) ended');
+
+    // The password alone signs in again, but reaches nothing that needs a step-up until the ticket enrols a factor.
+    const token = await sessionFor(h, username);
+    assert.equal((await call(h, 'POST', '/v1/auth/step-up', { token, body: { code: codeAt(lost, h.clock.now()) } })).body.error.code, 'TOTP_NOT_ENROLLED', 'the lost factor\'s codes are worthless');
+    assert.deepEqual([(await enrol(token)).body.error.code], ['TOTP_TICKET_INVALID']);
+    const enrolled = await enrol(token, ticket);
+    assert.equal(enrolled.status, 200);
+    const confirmed = await call(h, 'POST', '/v1/auth/totp/confirm', { token, body: { code: codeAt(enrolled.body.secret as string, h.clock.now()) } });
+    assert.equal(confirmed.status, 200);
+    nextStep(h);
+  });
+
+  test('a factor reset is an admin\'s: anyone else is refused and nothing changes', async () => {
+    const { id, username } = await newUser(h, 'keep-factor');
+    await enrolTotp(h, await sessionFor(h, username));
+    const other = await newUser(h, 'not-admin');
+    const token = await sessionFor(h, other.username);
+    const res = await call(h, 'POST', `/v1/users/${id}/totp-ticket`, { token, body: { resetFactor: true } });
+    assert.equal(res.status, 403);
+    assert.equal((await userRow(id)).totp_enabled, 1);
+  });
+
   test('replacing a confirmed factor still needs a fresh step-up, and a ticket does not stand in for it', async () => {
     const { id, username } = await newUser(h, 'ticket-replace');
     const secret = await enrolTotp(h, await sessionFor(h, username));

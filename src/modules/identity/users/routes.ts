@@ -148,6 +148,7 @@ export function userRoutes(deps: {
         params: IdParams,
         body: NoBodyOr(Type.Object({
           ttlSeconds: Type.Optional(Type.Integer({ minimum: MIN_TICKET_TTL_SECONDS, maximum: MAX_TICKET_TTL_SECONDS, description: 'Default 24 h' })),
+          resetFactor: Type.Optional(Type.Boolean({ description: 'The user lost their authenticator: remove their factor and end their sessions, so they sign in with the password and enrol anew with this ticket' })),
         }, { additionalProperties: false })),
         response: { 200: Type.Object({ ticket: Type.String({ description: 'Shown once: only its hash is stored' }), expiresAt: Type.String() }), ...errorResponses },
       },

@@ -66,6 +66,12 @@ export function createUserRepository(db: Kysely<Database>) {
         .where('tenant_id', '=', tenantId).where('id', '=', id).execute();
     },
 
+    /** Removes the user's second factor, confirmed and pending (an admin's reset: the next one needs a ticket). */
+    async clearTotp(tenantId: string, id: string, executor: Executor = db): Promise<void> {
+      await executor.updateTable('users').set({ totp_secret: null, totp_enabled: 0, totp_pending_secret: null, totp_last_step: null })
+        .where('tenant_id', '=', tenantId).where('id', '=', id).execute();
+    },
+
     /** Stores a new enrolment ticket's hash and expiry, replacing any earlier ticket; false when there is no such user. */
     async setTotpTicket(tenantId: string, id: string, ticketHash: string, expiresAt: number, executor: Executor = db): Promise<boolean> {
       const res = await executor.updateTable('users').set({ totp_ticket_hash: ticketHash, totp_ticket_expires_at: expiresAt })

@@ -100,8 +100,12 @@ export function createUserService(deps: {
      * Issues a one-time enrolment ticket for a user of the tenant (their first second factor needs
      * one), replacing any earlier ticket. The ticket is returned once; only its hash is stored, and
      * its event (written with it) carries the expiry, never the ticket.
+     *
+     * `resetFactor`: the user lost their authenticator. Their factor (confirmed and pending) is removed
+     * and every session of theirs ends, in the same transaction: they sign in with the password alone
+     * and enrol a new factor with this ticket; nothing that needs a step-up is reachable until then.
      */
-    async issueTotpTicket(ctx: TenantContext, id: string, input: { ttlSeconds?: number } = {}): Promise<{ ticket: string; expiresAt: string }> {
+    async issueTotpTicket(ctx: TenantContext, id: string, input: { ttlSeconds?: number; resetFactor?: boolean } = {}): Promise<{ ticket: string; expiresAt: string }> {
       await authz.require(ctx, 'admin', TENANT);
       const ttlMs = ticketTtlMs(input.ttlSeconds);
       const target = await find(ctx, id);
@@ -110,7 +114,13 @@ export function createUserService(deps: {
       const shown = new Date(expiresAt).toISOString();
       await db.transaction().execute(async (trx) => {
         if (!(await repo.setTotpTicket(ctx.tenantId, id, hashTicket(ticket), expiresAt, trx))) fail('USER_NOT_FOUND', 'no such user in this tenant');
-        await audit.appendInTx(trx, userEvent(ctx, 'user.totp-ticket', target, 'allowed', undefined, { expiresAt: shown, factorEnrolled: String(target.totp_enabled === 1) }));
+        const reset: Record<string, string> = {};
+        if (input.resetFactor) {
+          await repo.clearTotp(ctx.tenantId, id, trx);
+          reset.resetFactor = 'true';
+          reset.revokedSessions = String(await sessions.revokeAllFor(id, null, trx));
+        }
+        await audit.appendInTx(trx, userEvent(ctx, 'user.totp-ticket', target, 'allowed', undefined, { expiresAt: shown, factorEnrolled: String(target.totp_enabled === 1), ...reset }));
       });
       return { ticket, expiresAt: shown };
     },
