@@ -1,5 +1,5 @@
 import type { FastifySchemaCompiler } from 'fastify';
-import type { TSchema } from 'typebox';
+import { Type, type TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { Value } from 'typebox/value';
 
@@ -44,7 +44,11 @@ export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, http
   const check = Compile(schema);
   const convertible = httpPart !== 'body' && !stringsOnly(schema);
   const nulAllowed = (schema as { 'x-nul-allowed'?: unknown })['x-nul-allowed'] === true;
+  // `body: Type.Optional(...)`: a request with no body at all is valid (fastify hands a missing body
+  // to the validator as null, as it does a JSON `null`; the handler sees no body either way).
+  const bodyOptional = httpPart === 'body' && Type.IsOptional(schema);
   return (value): { value: unknown } | { error: never } => {
+    if (bodyOptional && (value === null || value === undefined)) return { value: undefined };
     const converted = convertible && !isEmpty(value) ? Value.Convert(schema, value) : value;
     if (!check.Check(converted)) return { error: check.Errors(converted) as never };
     const at = nulAllowed ? null : nulAt(converted, httpPart === 'body');

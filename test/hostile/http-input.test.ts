@@ -82,6 +82,21 @@ describeEachDialect('HTTP: bad input is a clear 4xx with a stable code, never a 
     assert.equal((await h.app.inject({ method: 'GET', url: '/v1/secrets/API_KEY/values/production', headers: auth })).json().value, 'good-value');
   });
 
+  test('a request with no body at all: fine where the body is optional, a 400 where it is required, and a JSON null is no body', async () => {
+    await h.app.inject({ method: 'PUT', url: '/v1/secrets/API_KEY/values/production', headers: auth, payload: { value: 'second-value' } });
+    const before = await countRows();
+    const missing = await h.app.inject({ method: 'PUT', url: '/v1/secrets/API_KEY/values/production', headers: auth });
+    assert.deepEqual([missing.statusCode, missing.json().error.code], [400, 'VALIDATION_FAILED'], 'a write needs its body');
+    assert.deepEqual(await countRows(), before);
+    // Rollback's body (a check-and-set) is optional: curl -X POST with nothing must work.
+    const rollback = await h.app.inject({ method: 'POST', url: '/v1/secrets/API_KEY/values/production/rollback', headers: auth });
+    assert.equal(rollback.statusCode, 200, rollback.body);
+    const nullBody = await h.app.inject({ method: 'POST', url: '/v1/secrets/API_KEY/values/production/rollback', headers: { ...auth, 'content-type': 'application/json' }, payload: 'null' });
+    assert.equal(nullBody.statusCode, 200, nullBody.body);
+    const wrong = await h.app.inject({ method: 'POST', url: '/v1/secrets/API_KEY/values/production/rollback', headers: auth, payload: { cas: 'x' } });
+    assert.deepEqual([wrong.statusCode, wrong.json().error.code], [400, 'VALIDATION_FAILED'], 'a body that is there is still checked');
+  });
+
   test('invalid UTF-8 bytes in a body are refused, not silently replaced', async () => {
     const before = await countRows();
     const payload = Buffer.concat([Buffer.from('{"value":"ab'), Buffer.from([0xff, 0xc3]), Buffer.from('cd"}')]);

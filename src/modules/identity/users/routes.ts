@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type, type TSchema } from 'typebox';
+import { Type } from 'typebox';
 import { requestSourceOf, tenantContextOf } from '../../../http/auth.ts';
 import { errorResponses } from '../../../http/schemas.ts';
 import { fail } from '../../../errors/index.ts';
@@ -18,11 +18,6 @@ const UserSchema = Type.Object({
   id: Type.String(), username: Type.String(), totpEnabled: Type.Boolean(),
   createdAt: Type.String(), passwordChangedAt: Type.String(), disabledAt: Nullable(Type.String()),
 });
-/**
- * A body that may be left out: fastify validates a missing body as null, which Type.Optional does
- * not admit. Enrolment was called without a body before tickets existed, and replacing a factor still is.
- */
-const NoBodyOr = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const Ticket = Type.String({ minLength: 1, maxLength: MAX_TICKET_LENGTH, description: 'The enrolment ticket (khe_...) an admin issued' });
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false });
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -108,7 +103,7 @@ export function userRoutes(deps: {
       config: tenant,
       schema: {
         tags: ['auth'], summary: 'Start TOTP enrolment: the secret and otpauth URI are shown once. A first factor needs the enrolment ticket from an admin; replacing one needs a fresh step-up',
-        body: NoBodyOr(Type.Object({ ticket: Type.Optional(Ticket) }, { additionalProperties: false })),
+        body: Type.Optional(Type.Object({ ticket: Type.Optional(Ticket) }, { additionalProperties: false })),
         response: { 200: Type.Object({ secret: Type.String(), uri: Type.String() }), ...errorResponses },
       },
     }, async (req, reply) => reply.header('cache-control', 'no-store').send(await totp.enrol(tenantContextOf(req), req.body ?? {})));
@@ -146,7 +141,7 @@ export function userRoutes(deps: {
       schema: {
         tags: ['users'], summary: 'Issue a one-time TOTP enrolment ticket for the user\'s first factor, shown once; replaces any earlier one (tenant admin)',
         params: IdParams,
-        body: NoBodyOr(Type.Object({
+        body: Type.Optional(Type.Object({
           ttlSeconds: Type.Optional(Type.Integer({ minimum: MIN_TICKET_TTL_SECONDS, maximum: MAX_TICKET_TTL_SECONDS, description: 'Default 24 h' })),
           resetFactor: Type.Optional(Type.Boolean({ description: 'The user lost their authenticator: remove their factor and end their sessions, so they sign in with the password and enrol anew with this ticket' })),
         }, { additionalProperties: false })),
