@@ -118,7 +118,9 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     ? createFanoutNotifier([logNotifier, notifierFromSettings(config.notify, onNotifyError)], onNotifyError)
     : logNotifier;
   const escrow = createEscrowModule({ db, authz, clock, tenants, secrets, audit, notifier });
-  const system = createSystemService({ db, seal, tenants, tokens, audit, dataDir: config.dataDir, auditAppendOnly: storage.auditAppendOnly.guarantee });
+  const system = createSystemService({
+    db, seal, tenants, tokens, audit, dataDir: config.dataDir, auditAppendOnly: storage.auditAppendOnly.guarantee, auditTampered: () => checkpoints.tampered(),
+  });
   const retention = createRetentionJob({ db, clock, keyring, rows, rollbackWindowMs: config.rollbackWindowMs });
   const machineRepo = createMachineRepository(db, storage.dialect);
   const machines = createMachineService({ db, repo: machineRepo, clock, authz, tokens, audit, defaultTokenTtlMs: config.identity.machineTokenTtlMs });

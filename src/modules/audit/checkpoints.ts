@@ -88,6 +88,8 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
   let highestSigned = 0;
   /** How many events the last proof before signing read back (its own group commits it does not). */
   let lastProofReads = 0;
+  /** The last proof found an event the server did not write (cleared by the next checkpoint signed). */
+  let tampered = false;
   root.onSeal(() => {
     keys = null;
   });
@@ -96,6 +98,9 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
   return {
     /** The public key to pin for offline verification (only while unsealed). */
     publicKey: (): string => publicKeyText(signingKeys().publicKey),
+
+    /** Whether the last attempt to sign found an event the server did not write (status shows it). */
+    tampered: (): boolean => tampered,
 
     /** Events the last proof before signing had to read back from the database (signing-check.ts). */
     lastProofReads: (): number => lastProofReads,
@@ -120,12 +125,17 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
         if (!news) return null;
         // The proof starts from the last checkpoint: it must be one this key signed.
         if (!checkpointValid({ ...last, prev_seq: last.prev_seq ?? null }, publicKeyText(publicKey))) {
+          tampered = true;
           throw new KeyholdError('AUDIT_TAMPERED', `no checkpoint signed: the checkpoint at ${last.seq} is not signed by this server's audit key`);
         }
       }
       const macKey = macKeys.current() ?? fail('SEALED', 'the server is sealed');
-      const proof = await signingCheck.prove(macKey.key, last ? { seq: last.seq, hash: last.hash } : { seq: 0, hash: GENESIS_HASH }, head);
-      lastProofReads = proof.read;
+      try {
+        lastProofReads = (await signingCheck.prove(macKey.key, last ? { seq: last.seq, hash: last.hash } : { seq: 0, hash: GENESIS_HASH }, head)).read;
+      } catch (err) {
+        if (err instanceof KeyholdError && err.code === 'AUDIT_TAMPERED') tampered = true;
+        throw err;
+      }
       const time = clock.now();
       const prevSeq = last?.seq ?? 0;
       const row: AuditCheckpointsTable = {
@@ -142,6 +152,7 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
         throw err;
       }
       highestSigned = Math.max(highestSigned, row.seq);
+      tampered = false;
       await audit.record([checkpointEvent(row)]);
       return row;
     },

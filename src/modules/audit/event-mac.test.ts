@@ -129,6 +129,8 @@ describeEachDialect('event MACs: the log holds only what a server with the root 
           return true;
         });
         assert.equal(await signed(), signedBefore, 'no checkpoint was written');
+        const status = await own.app.inject({ method: 'GET', url: '/v1/sys/status' });
+        assert.equal(status.json().auditTampered, true, 'the status says so');
 
         const key = own.services.macKeys.current()!.key;
         const ownKey = own.services.checkpoints.publicKey();
@@ -226,7 +228,9 @@ describeEachDialect('event MACs: the log holds only what a server with the root 
     await assert.rejects(h.services.checkpoints.checkpoint(), /is not signed by this server's audit key/);
     await dropAuditGuards(db(), dialect);
     await sql`delete from audit_checkpoints where seq = ${head.seq}`.execute(db());
+    assert.equal((await h.services.system.status()).auditTampered, true);
     assert.ok(await h.services.checkpoints.checkpoint(), 'signs again once the forged row is gone');
+    assert.equal((await h.services.system.status()).auditTampered, false, 'and the status clears');
   });
 
   test('the checkpointer reads back only what its own group commits did not write, also after commits landed during a proof', async () => {

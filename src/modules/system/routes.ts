@@ -12,6 +12,7 @@ const Status = Type.Object({
   auditAppendOnly: Type.Union([Type.Literal('privileges'), Type.Literal('trigger')], {
     description: "privileges: the server's database user cannot change, remove or truncate audit rows, nor disable the trigger; trigger: only a trigger that user could disable",
   }),
+  auditTampered: Type.Boolean({ description: 'True after this node\'s checkpointer refused to sign (AUDIT_TAMPERED: an event the server did not write), until it signs again; run audit verify' }),
 });
 
 /** Init, unseal, seal, status, health: the only routes a sealed server answers. */

@@ -24,8 +24,11 @@ export function createSystemService(deps: {
   audit: Pick<AuditLog, 'appendInTx' | 'record' | 'health'>;
   /** What keeps the audit tables append-only against the server's database user (read once at start). */
   auditAppendOnly: AppendOnlyGuarantee;
+  /** Whether the last checkpoint was refused because the log holds an event the server did not write. */
+  auditTampered?: () => boolean;
 }) {
   const { db, seal, tenants, tokens, dataDir, audit, auditAppendOnly } = deps;
+  const auditState = () => ({ auditWritable: audit.health().writable, auditAppendOnly, auditTampered: deps.auditTampered?.() ?? false });
   const systemEvent = (action: string, outcome: 'allowed' | 'denied' | 'failed', context: Record<string, string>, actor: AuditInput['actor'] = { type: 'system', id: 'keyhold' }): AuditInput => ({
     tenantId: null, actor, action, resource: { type: 'system', id: null, name: null }, outcome, context,
   });
@@ -47,10 +50,11 @@ export function createSystemService(deps: {
   return {
     /**
      * Seal state, whether the audit log takes events (while it does not, every audited action is
-     * refused), and whether database privileges or only a trigger keep it append-only.
+     * refused), whether database privileges or only a trigger keep it append-only, and whether the
+     * checkpointer found an event the server did not write (and so signs nothing until it is dealt with).
      */
     async status() {
-      return { ...(await seal.status()), auditWritable: audit.health().writable, auditAppendOnly };
+      return { ...(await seal.status()), ...auditState() };
     },
 
     async initialize(opts: { type: 'shamir' | 'dev'; shares: number; threshold: number }) {
@@ -89,7 +93,7 @@ export function createSystemService(deps: {
       const opened = await recordUnseal({ progress: String(status.progress), sealed: String(status.sealed) }, wasSealed);
       // A seal between the share and here dropped the staged key: the answer is the server's state.
       if (!status.sealed && wasSealed && !opened) status = await seal.status();
-      return { ...status, auditWritable: audit.health().writable, auditAppendOnly };
+      return { ...status, ...auditState() };
     },
 
     /**
