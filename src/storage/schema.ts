@@ -1,3 +1,4 @@
+import type { Generated } from 'kysely';
 /**
  * The one schema, as Kysely sees it. Times are epoch milliseconds (bigint columns, read back as
  * numbers on both dialects); booleans are not used (SQLite has none); JSON is text.
@@ -232,6 +233,8 @@ export interface UsersTable {
   /** SHA-256 of the outstanding enrolment ticket (base64url), which a first factor needs; null when none. */
   totp_ticket_hash: string | null;
   totp_ticket_expires_at: number | null;
+  /** Moves on at every reset of the user's factor: a session's second factor counts only under the epoch it was verified in (migration 021). */
+  factor_epoch: Generated<number>;
   created_at: number;
   password_changed_at: number;
   disabled_at: number | null;
@@ -246,6 +249,8 @@ export interface SessionsTable {
   last_seen_at: number;
   expires_at: number;
   mfa_at: number | null;
+  /** The user's factor_epoch when mfa_at was verified; null with no second factor. */
+  mfa_epoch: number | null;
   revoked_at: number | null;
 }
 

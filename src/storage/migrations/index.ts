@@ -21,6 +21,7 @@ import * as m017 from './017-rotation-policy-setter.ts';
 import * as m018 from './018-run-token-environment.ts';
 import * as m019 from './019-audit-event-macs.ts';
 import * as m020 from './020-totp-enrolment-tickets.ts';
+import * as m021 from './021-factor-epochs.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -45,6 +46,7 @@ const migrations: Record<string, DialectMigration> = {
   '018-run-token-environment': m018,
   '019-audit-event-macs': m019,
   '020-totp-enrolment-tickets': m020,
+  '021-factor-epochs': m021,
 };
 
 /** Every migration of this version, for Kysely's migrator (tests upgrade from an older point with it). */

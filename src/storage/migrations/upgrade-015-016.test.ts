@@ -48,7 +48,7 @@ describeEachDialect('upgrading through 015 and 016 keeps factors and checkpoints
     const v1 = { seq: head.seq, hash: head.hash, time: now, signature: sign(null, checkpointMessage(head.seq, head.hash, now, null), keys.privateKey).toString('base64'), public_key: publicKey };
     await (db as unknown as Kysely<Record<string, Record<string, unknown>>>).insertInto('audit_checkpoints').values(v1).execute();
 
-    await upTo(null);
+    await upTo('016-audit-checkpoint-links');
 
     const users = await db.selectFrom('users').select(['id', 'totp_secret', 'totp_enabled', 'totp_last_step', 'totp_pending_secret']).orderBy('id').execute();
     const bytes = (b: Uint8Array | null) => (b === null ? null : [...b]);
@@ -65,5 +65,12 @@ describeEachDialect('upgrading through 015 and 016 keeps factors and checkpoints
     if (dialect === 'sqlite') {
       await assert.rejects(sql`insert or replace into audit_checkpoints select * from audit_checkpoints`.execute(db), /append-only/);
     }
+
+    // 021: an enrolment started before tickets existed (020) is dropped: confirming it would give a first factor without one.
+    await upTo(null);
+    const after = await db.selectFrom('users').select(['id', 'totp_enabled', 'totp_pending_secret', 'factor_epoch']).orderBy('id').execute();
+    assert.deepEqual(after.map((u) => [u.id, u.totp_enabled, u.totp_pending_secret, Number(u.factor_epoch)]), [
+      ['confirmed', 1, null, 0], ['none', 0, null, 0], ['started', 0, null, 0],
+    ]);
   });
 });

@@ -214,6 +214,73 @@ describeEachDialect('TOTP enrolment tickets', (dialect) => {
     assert.equal((await userRow(id)).totp_enabled, 1);
   });
 
+  test('a reset fences work in flight for the old factor: a second factor verified under it counts for nothing', async () => {
+    const { id, username } = await newUser(h, 'in-flight');
+    const secret = await enrolTotp(h, await sessionFor(h, username));
+    const user = (await h.storage.db.selectFrom('users').select(['tenant_id', 'factor_epoch']).where('id', '=', id).executeTakeFirstOrThrow());
+    assert.equal((await call(h, 'POST', `/v1/users/${id}/totp-ticket`, { token: h.rootToken, body: { resetFactor: true } })).status, 200);
+    // A login that checked a code of the old factor before the reset, and issues its session after it.
+    const late = await h.services.sessions.issue({ id, tenantId: user.tenant_id }, { at: h.clock.now(), epoch: user.factor_epoch });
+    const me = await call(h, 'GET', '/v1/auth/whoami', { token: late.token });
+    assert.equal(me.status, 200);
+    assert.equal(me.body.mfaAt, null, 'signed in, but with no second factor');
+    // A code of the old factor claimed after the reset is refused outright.
+    nextStep(h);
+    const login = await call(h, 'POST', '/v1/auth/login', { body: { tenant: 'default', username, password: PASSWORD, totp: codeAt(secret, h.clock.now()) } });
+    assert.equal(login.status, 200, 'the password alone signs in (the factor is gone)');
+    assert.equal(login.body.mfaAt ?? null, null);
+  });
+
+  test('a replacement started before a reset does not survive it', async () => {
+    const { id, username } = await newUser(h, 'replace-race');
+    const secret = await enrolTotp(h, await sessionFor(h, username));
+    const token = await sessionFor(h, username, { totp: codeAt(secret, h.clock.now()) });
+    nextStep(h);
+    // The admin's reset commits while the replacement is between its checks and its write.
+    const tenants = h.services.tenants;
+    const findById = tenants.findById;
+    tenants.findById = async (tenantId: string) => {
+      tenants.findById = findById;
+      assert.equal((await call(h, 'POST', `/v1/users/${id}/totp-ticket`, { token: h.rootToken, body: { resetFactor: true } })).status, 200);
+      return findById(tenantId);
+    };
+    try {
+      const res = await enrol(token);
+      assert.deepEqual([res.status, res.body.error?.code], REFUSED);
+    } finally {
+      tenants.findById = findById;
+    }
+    const row = await userRow(id);
+    assert.deepEqual([row.totp_enabled, row.totp_pending_secret], [0, null], 'no factor, nothing pending: only the ticket enrols one');
+  });
+
+  test('a new ticket supersedes an enrolment started with an earlier one and not confirmed', async () => {
+    const { id, username } = await newUser(h, 'leaked-qr');
+    const token = await sessionFor(h, username);
+    const first = await enrol(token, await ticketFor(h, id));
+    assert.equal(first.status, 200);
+    await ticketFor(h, id);
+    const confirm = await call(h, 'POST', '/v1/auth/totp/confirm', { token, body: { code: codeAt(first.body.secret as string, h.clock.now()) } });
+    assert.deepEqual([confirm.status, confirm.body.error.code], [409, 'TOTP_NOT_ENROLLED']);
+    assert.equal((await userRow(id)).totp_enabled, 0);
+  });
+
+  test('a machine identity holding tenant-admin issues no ticket: it has no second factor to prove', async () => {
+    const { id } = await newUser(h, 'by-machine');
+    const machine = { tenantId: h.ctx.tenantId, requestId: 'test', actor: { type: 'machine' as const, id: 'm-1', name: 'robot', homeTenantId: h.ctx.tenantId } };
+    const authz = h.services.authz;
+    const require = authz.require;
+    authz.require = async () => undefined; // as if a grant of tenant-admin allowed it
+    try {
+      await assert.rejects(h.services.users.issueTotpTicket(machine, id, { resetFactor: true }), /FORBIDDEN|in person/);
+    } finally {
+      authz.require = require;
+    }
+    assert.equal((await userRow(id)).totp_ticket_hash, null);
+    const denied = await eventsOf('user.totp-ticket', id);
+    assert.deepEqual(denied.map((e) => [e.outcome, e.reason]), [['denied', 'FORBIDDEN']]);
+  });
+
   test('replacing a confirmed factor still needs a fresh step-up, and a ticket does not stand in for it', async () => {
     const { id, username } = await newUser(h, 'ticket-replace');
     const secret = await enrolTotp(h, await sessionFor(h, username));

@@ -62,7 +62,7 @@ export function createLoginService(deps: {
     }]);
   }
 
-  async function check(input: LoginInput): Promise<{ user: UserCredentials; tenantName: string; mfaAt: number | null } | null> {
+  async function check(input: LoginInput): Promise<{ user: UserCredentials; tenantName: string; mfa: { at: number; epoch: number } | null } | null> {
     const tenant = await tenants.findByName(input.tenant);
     const user = tenant ? await repo.credentialsByName(tenant.id, input.username) : undefined;
     if (!user) {
@@ -72,9 +72,9 @@ export function createLoginService(deps: {
     // Disabled users are verified too: refusing them early would answer faster than a wrong password.
     const passwordOk = await passwords.verify(user.password_hash, input.password);
     if (!passwordOk || user.disabled_at !== null) return null;
-    if (user.totp_enabled !== 1) return { user, tenantName: tenant!.name, mfaAt: null };
+    if (user.totp_enabled !== 1) return { user, tenantName: tenant!.name, mfa: null };
     if (input.totp === undefined || !(await totp.useCode(user, input.totp))) return null;
-    return { user, tenantName: tenant!.name, mfaAt: clock.now() };
+    return { user, tenantName: tenant!.name, mfa: { at: clock.now(), epoch: user.factor_epoch } };
   }
 
   return {
@@ -96,11 +96,11 @@ export function createLoginService(deps: {
         fail('INVALID_CREDENTIALS', INVALID);
       }
       guards.account.forgive(accountKey);
-      const session = await sessions.issue({ id: ok.user.id, tenantId: ok.user.tenant_id }, ok.mfaAt);
+      const session = await sessions.issue({ id: ok.user.id, tenantId: ok.user.tenant_id }, ok.mfa);
       try {
         await audit.record([{
           tenantId: ok.user.tenant_id, actor: { type: 'user', id: ok.user.id }, action: 'auth.login', resource: { type: 'user', id: ok.user.id, name: ok.user.username },
-          outcome: 'allowed', context: signInContext(source, { sessionId: session.id, secondFactor: ok.mfaAt === null ? 'none' : 'totp' }, session.id),
+          outcome: 'allowed', context: signInContext(source, { sessionId: session.id, secondFactor: ok.mfa === null ? 'none' : 'totp' }, session.id),
         }]);
       } catch (err) {
         await sessions.revoke(session.id, ok.user.id); // fail closed: no unaudited session survives

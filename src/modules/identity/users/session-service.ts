@@ -37,15 +37,19 @@ export function createSessionService(deps: {
   const service = {
     prefix: SESSION_PREFIX,
 
-    /** Starts a session for a user; `mfaAt` is set when the login verified a second factor. */
-    async issue(user: { id: string; tenantId: string }, mfaAt: number | null, executor: Executor = db): Promise<IssuedSession> {
+    /**
+     * Starts a session for a user; `mfa` is set when the login verified a second factor: when, and
+     * under which factor epoch (a reset of the factor meanwhile makes it count for nothing).
+     */
+    async issue(user: { id: string; tenantId: string }, mfa: { at: number; epoch: number } | null, executor: Executor = db): Promise<IssuedSession> {
+      const mfaAt = mfa?.at ?? null;
       const token = SESSION_PREFIX + randomToken(32);
       const now = clock.now();
       const id = newId();
       const expiresAt = now + settings.sessionAbsoluteMs;
       await executor.insertInto('sessions').values({
         id, tenant_id: user.tenantId, user_id: user.id, token_hash: hashToken(token),
-        created_at: now, last_seen_at: now, expires_at: expiresAt, mfa_at: mfaAt, revoked_at: null,
+        created_at: now, last_seen_at: now, expires_at: expiresAt, mfa_at: mfaAt, mfa_epoch: mfa?.epoch ?? null, revoked_at: null,
       }).execute();
       return { id, token, expiresAt, mfaAt };
     },
@@ -57,7 +61,7 @@ export function createSessionService(deps: {
       const row = await db.selectFrom('sessions')
         .innerJoin('users', (j) => j.onRef('users.id', '=', 'sessions.user_id').onRef('users.tenant_id', '=', 'sessions.tenant_id'))
         .select(['sessions.id', 'sessions.tenant_id', 'sessions.user_id', 'sessions.last_seen_at', 'sessions.expires_at',
-          'sessions.mfa_at', 'sessions.revoked_at', 'users.username', 'users.disabled_at'])
+          'sessions.mfa_at', 'sessions.mfa_epoch', 'sessions.revoked_at', 'users.username', 'users.disabled_at', 'users.factor_epoch'])
         .where('sessions.token_hash', '=', hashToken(token))
         .executeTakeFirst();
       if (!row) return null;
@@ -71,7 +75,8 @@ export function createSessionService(deps: {
       return {
         principal: {
           type: 'user', id: row.user_id, tenantId: row.tenant_id, name: row.username,
-          credentialId: row.id, mfaAt: row.mfa_at, expiresAt: row.expires_at,
+          // A second factor verified under a factor an admin has since reset counts for nothing.
+          credentialId: row.id, mfaAt: row.mfa_epoch === row.factor_epoch ? row.mfa_at : null, expiresAt: row.expires_at,
         },
       };
     },
@@ -95,9 +100,9 @@ export function createSessionService(deps: {
       return Number((await q.executeTakeFirst()).numUpdatedRows);
     },
 
-    /** Records a second factor verified just now in this session (login with a code, step-up, TOTP confirmation). */
-    async markMfa(sessionId: string, userId: string, at: number, executor: Executor = db): Promise<void> {
-      await executor.updateTable('sessions').set({ mfa_at: at })
+    /** Records a second factor verified just now, under factor epoch `epoch`, in this session (step-up, TOTP confirmation). */
+    async markMfa(sessionId: string, userId: string, at: number, epoch: number, executor: Executor = db): Promise<void> {
+      await executor.updateTable('sessions').set({ mfa_at: at, mfa_epoch: epoch })
         .where('id', '=', sessionId).where('user_id', '=', userId).where('revoked_at', 'is', null).execute();
     },
 

@@ -75,7 +75,7 @@ export function createTotpService(deps: {
     if (user.totp_secret === null || user.totp_enabled !== 1) return false;
     const step = matchTotpStep(await openSecret(user, user.totp_secret), code, clock.now());
     if (step === null || (user.totp_last_step !== null && step <= user.totp_last_step)) return false;
-    return repo.claimTotpStep(user.tenant_id, user.id, step);
+    return repo.claimTotpStep(user.tenant_id, user.id, step, user.factor_epoch);
   }
 
   async function signedInUser(ctx: TenantContext) {
@@ -104,7 +104,7 @@ export function createTotpService(deps: {
       const now = clock.now();
       await db.transaction().execute(async (trx) => {
         if (!(await commit(user, found, trx))) fail('TOTP_INVALID', 'the code is wrong, expired, or already used');
-        await sessions.markMfa(actor.sessionId, actor.userId, now, trx);
+        await sessions.markMfa(actor.sessionId, actor.userId, now, user.factor_epoch, trx);
         await audit.appendInTx(trx, factorEvent(ctx, action, context?.(user)));
       });
       return { actor, now };
@@ -137,7 +137,10 @@ export function createTotpService(deps: {
           await assertCurrent(trx);
           const sealed = seal(totpBinding(actor.tenantId, actor.userId), Buffer.from(secret, 'utf8'));
           const blob = encodeSealedTotp(sealed.ciphertext, sealed.wrappedDek);
-          if (replacing) await repo.setPendingTotp(actor.tenantId, actor.userId, blob, trx);
+          if (replacing) {
+            // Reset by an admin since the step-up was checked: the factor it vouched for is gone.
+            if (!(await repo.setPendingTotp(actor.tenantId, actor.userId, blob, user.factor_epoch, trx))) ticketRefused();
+          }
           // The guarded UPDATE consumes the ticket: of two enrolments with it, the second matches no row.
           else if (!(await repo.setPendingTotpWithTicket(actor.tenantId, actor.userId, blob, hashTicket(input.ticket!), clock.now(), trx))) ticketRefused();
           await audit.appendInTx(trx, factorEvent(ctx, 'auth.totp-enroll', { replacing: String(replacing) }));

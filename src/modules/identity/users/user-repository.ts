@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Insertable, type Kysely } from 'kysely';
 import type { Executor } from '../../../storage/database.ts';
 import type { Database, UsersTable } from '../../../storage/schema.ts';
 import { USER_COLUMNS, type UserRow } from './types.ts';
@@ -11,16 +11,17 @@ export interface UserCredentials extends UserRow {
   totp_pending_secret: Uint8Array | null;
   totp_ticket_hash: string | null;
   totp_ticket_expires_at: number | null;
+  factor_epoch: number;
 }
 
 const CREDENTIAL_COLUMNS = [
-  ...USER_COLUMNS, 'password_hash', 'totp_secret', 'totp_last_step', 'totp_pending_secret', 'totp_ticket_hash', 'totp_ticket_expires_at',
+  ...USER_COLUMNS, 'password_hash', 'totp_secret', 'totp_last_step', 'totp_pending_secret', 'totp_ticket_hash', 'totp_ticket_expires_at', 'factor_epoch',
 ] as const;
 
 /** Queries on `users`. Every one is scoped by tenant id: an id from another tenant finds nothing. */
 export function createUserRepository(db: Kysely<Database>) {
   return {
-    async insert(row: UsersTable): Promise<void> {
+    async insert(row: Insertable<UsersTable>): Promise<void> {
       await db.insertInto('users').values(row).execute();
     },
 
@@ -58,18 +59,30 @@ export function createUserRepository(db: Kysely<Database>) {
     },
 
     /**
-     * Starts (or restarts) enrolment: a new sealed secret, kept apart from the confirmed one. The
-     * confirmed factor (secret, enabled flag, last step) stays as it is until `promotePendingTotp`.
+     * Starts (or restarts) the replacement of a confirmed factor: a new sealed secret, kept apart from
+     * the confirmed one, which stays as it is until `promotePendingTotp`. Only while the factor the
+     * step-up verified is still there (same epoch): false after a reset meanwhile.
      */
-    async setPendingTotp(tenantId: string, id: string, sealed: Uint8Array, executor: Executor = db): Promise<void> {
-      await executor.updateTable('users').set({ totp_pending_secret: sealed })
+    async setPendingTotp(tenantId: string, id: string, sealed: Uint8Array, epoch: number, executor: Executor = db): Promise<boolean> {
+      const res = await executor.updateTable('users').set({ totp_pending_secret: sealed })
+        .where('tenant_id', '=', tenantId).where('id', '=', id).where('totp_enabled', '=', 1).where('factor_epoch', '=', epoch).executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
+    },
+
+    /**
+     * Removes the user's second factor, confirmed and pending (an admin's reset: the next one needs a
+     * ticket), and moves the factor epoch on, so nothing verified under the old factor counts any more.
+     */
+    async clearTotp(tenantId: string, id: string, executor: Executor = db): Promise<void> {
+      await executor.updateTable('users')
+        .set({ totp_secret: null, totp_enabled: 0, totp_pending_secret: null, totp_last_step: null, factor_epoch: sql`factor_epoch + 1` })
         .where('tenant_id', '=', tenantId).where('id', '=', id).execute();
     },
 
-    /** Removes the user's second factor, confirmed and pending (an admin's reset: the next one needs a ticket). */
-    async clearTotp(tenantId: string, id: string, executor: Executor = db): Promise<void> {
-      await executor.updateTable('users').set({ totp_secret: null, totp_enabled: 0, totp_pending_secret: null, totp_last_step: null })
-        .where('tenant_id', '=', tenantId).where('id', '=', id).execute();
+    /** Drops an enrolment started and not confirmed by a user with no factor (a new ticket supersedes it). */
+    async dropUnconfirmedEnrolment(tenantId: string, id: string, executor: Executor = db): Promise<void> {
+      await executor.updateTable('users').set({ totp_pending_secret: null })
+        .where('tenant_id', '=', tenantId).where('id', '=', id).where('totp_enabled', '=', 0).execute();
     },
 
     /** Stores a new enrolment ticket's hash and expiry, replacing any earlier ticket; false when there is no such user. */
@@ -107,9 +120,10 @@ export function createUserRepository(db: Kysely<Database>) {
      * Records `step` as the last TOTP step used, only if it is later than the last one. The one
      * guarded UPDATE is the arbiter: of two concurrent uses of one code, exactly one matches a row.
      */
-    async claimTotpStep(tenantId: string, id: string, step: number): Promise<boolean> {
+    async claimTotpStep(tenantId: string, id: string, step: number, epoch: number): Promise<boolean> {
+      // Only while the factor the code was checked against is still the user's (no reset meanwhile).
       const res = await db.updateTable('users').set({ totp_last_step: step })
-        .where('tenant_id', '=', tenantId).where('id', '=', id)
+        .where('tenant_id', '=', tenantId).where('id', '=', id).where('totp_enabled', '=', 1).where('factor_epoch', '=', epoch)
         .where((eb) => eb.or([eb('totp_last_step', 'is', null), eb('totp_last_step', '<', step)]))
         .executeTakeFirst();
       return Number(res.numUpdatedRows) === 1;

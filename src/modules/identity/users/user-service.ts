@@ -109,12 +109,20 @@ export function createUserService(deps: {
       await authz.require(ctx, 'admin', TENANT);
       const ttlMs = ticketTtlMs(input.ttlSeconds);
       const target = await find(ctx, id);
+      // A person's factor is given or reset by a person who proved their own second factor (step-up), or
+      // root: a machine identity holding tenant-admin has no second factor to prove.
+      if (ctx.actor.type !== 'user' && ctx.actor.type !== 'root') {
+        await audit.record(userEvent(ctx, 'user.totp-ticket', target, 'denied', 'FORBIDDEN'));
+        fail('FORBIDDEN', 'enrolment tickets are issued by a tenant admin in person (with a fresh second factor) or by root');
+      }
       const ticket = newTicket();
       const expiresAt = clock.now() + ttlMs;
       const shown = new Date(expiresAt).toISOString();
       await db.transaction().execute(async (trx) => {
         if (!(await repo.setTotpTicket(ctx.tenantId, id, hashTicket(ticket), expiresAt, trx))) fail('USER_NOT_FOUND', 'no such user in this tenant');
         const reset: Record<string, string> = {};
+        // A new ticket supersedes an enrolment started with an earlier one and not confirmed (its QR code may have leaked).
+        await repo.dropUnconfirmedEnrolment(ctx.tenantId, id, trx);
         if (input.resetFactor) {
           await repo.clearTotp(ctx.tenantId, id, trx);
           reset.resetFactor = 'true';
