@@ -1,9 +1,18 @@
-import type { KeyObject } from 'node:crypto';
+import { createHmac, type KeyObject } from 'node:crypto';
 import { aeadOpen, aeadSeal } from '../aead.ts';
 import { bindFields } from '../bytes.ts';
 
 const CHECK_PLAINTEXT = Buffer.from('keyhold root key check v1');
 const CHECK_AAD = bindFields('keyhold/root-check/v1');
+
+/**
+ * A key for one purpose, derived from the root key: HMAC-SHA256(root, "keyhold/<purpose>/v1"). It
+ * exists only while unsealed, is never stored, and no database writer can replace it. The caller
+ * wipes the bytes once it has made its key from them.
+ */
+export function deriveFromRoot(root: KeyObject, purpose: 'audit-event-mac' | 'audit-identifiers' | 'audit-checkpoint-signing'): Buffer {
+  return createHmac('sha256', root).update(`keyhold/${purpose}/v1`).digest();
+}
 
 /**
  * A key check value for the root key: an AES-GCM blob that only the right key opens.

@@ -7,7 +7,7 @@ import type { AuditEventsTable, Database } from '../../storage/schema.ts';
 import type { RequestContext } from '../shared/context.ts';
 import { chainHash, type ChainSegment, type StoredEvent, type VerifyResult } from './chain.ts';
 import { commitMac, writtenWhileSealed, type EventMacKey, type EventMacKeys } from './event-mac.ts';
-import { KEYED_FROM_MISSING, keyedFrom } from './keyed-from.ts';
+import { macStart } from './keyed-from.ts';
 import { CHECKPOINT_ACTION } from './checkpoints.ts';
 import { mergeCheckpoints, verifyLog } from './log-verifier.ts';
 import type { AuditEvent } from './event.ts';
@@ -323,10 +323,9 @@ export function createAuditLog(deps: {
       const floors = { headSeq: committedFloor, ...(opts.checkpointFloor ? { checkpointSeq: opts.checkpointFloor } : {}) };
       let macs: { key: KeyObject; keyedFrom: number } | undefined;
       if (opts.macKey) {
-        const from = await keyedFrom(db);
-        if (from === null) return { ok: false, events: 0, firstBadSeq: 1, problem: KEYED_FROM_MISSING, headSeq: head.seq, checkpoints: stored.length };
-        if (from > head.seq) return { ok: false, events: 0, firstBadSeq: head.seq + 1, problem: `event MACs start after event ${from}, past the end of the log (${head.seq})`, headSeq: head.seq, checkpoints: stored.length };
-        macs = { key: opts.macKey, keyedFrom: from };
+        const start = await macStart(db, head.seq);
+        if ('problem' in start) return { ok: false, events: 0, firstBadSeq: start.firstBadSeq, problem: start.problem, headSeq: head.seq, checkpoints: stored.length };
+        macs = { key: opts.macKey, keyedFrom: start.seq };
       }
       const result = await verifyLog({ events: events(), checkpoints: merged.checkpoints, head, trustedPublicKey: opts.trustedPublicKey ?? null, floors, ...(macs ? { macs } : {}) });
       return { ...result, headSeq: head.seq };

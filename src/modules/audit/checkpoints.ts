@@ -1,7 +1,8 @@
-import { createHmac, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../platform/clock.ts';
 import type { RootKeyHolder } from '../../crypto/keyring.ts';
+import { deriveFromRoot } from '../../crypto/root/root-key.ts';
 import { fail, KeyholdError } from '../../errors/index.ts';
 import { isUniqueViolation } from '../../storage/database.ts';
 import type { AuditCheckpointsTable, Database } from '../../storage/schema.ts';
@@ -33,7 +34,7 @@ export function checkpointMessage(seq: number, hash: string, time: number, prevS
  * unsealed, and cannot be replaced by anyone who can write the database.
  */
 export function deriveSigningKey(root: KeyObject): { privateKey: KeyObject; publicKey: KeyObject } {
-  const seed = createHmac('sha256', root).update('keyhold/audit-checkpoint-signing/v1').digest();
+  const seed = deriveFromRoot(root, 'audit-checkpoint-signing');
   try {
     const privateKey = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' });
     return { privateKey, publicKey: createPublicKey(privateKey) };
@@ -123,14 +124,13 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
         // Its own event must not make the next checkpoint due, or an idle log would grow by one event per interval.
         const news = await db.selectFrom('audit_events').select('seq').where('seq', '>', last.seq).where('action', '<>', CHECKPOINT_ACTION).limit(1).executeTakeFirst();
         if (!news) return null;
-        // The proof starts from the last checkpoint: it must be one this key signed.
-        if (!checkpointValid({ ...last, prev_seq: last.prev_seq ?? null }, publicKeyText(publicKey))) {
-          tampered = true;
-          throw new KeyholdError('AUDIT_TAMPERED', `no checkpoint signed: the checkpoint at ${last.seq} is not signed by this server's audit key`);
-        }
       }
       const macKey = macKeys.current() ?? fail('SEALED', 'the server is sealed');
       try {
+        // The proof starts from the last checkpoint: it must be one this key signed.
+        if (last && !checkpointValid({ ...last, prev_seq: last.prev_seq ?? null }, publicKeyText(publicKey))) {
+          throw new KeyholdError('AUDIT_TAMPERED', `no checkpoint signed: the checkpoint at ${last.seq} is not signed by this server's audit key`);
+        }
         lastProofReads = (await signingCheck.prove(macKey.key, last ? { seq: last.seq, hash: last.hash } : { seq: 0, hash: GENESIS_HASH }, head)).read;
       } catch (err) {
         if (err instanceof KeyholdError && err.code === 'AUDIT_TAMPERED') tampered = true;

@@ -1,4 +1,5 @@
 import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { deriveFromRoot } from '../../crypto/root/root-key.ts';
 
 /**
  * Commit MACs: what makes appended events provably the server's own. The chain hash is unkeyed, so
@@ -41,7 +42,7 @@ export interface EventMacKey {
 }
 
 export function deriveEventMacKey(root: KeyObject): KeyObject {
-  const raw = createHmac('sha256', root).update('keyhold/audit-event-mac/v1').digest();
+  const raw = deriveFromRoot(root, 'audit-event-mac');
   try {
     return createSecretKey(raw);
   } finally {

@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
 import type { RootKeyHolder } from '../../crypto/keyring.ts';
+import { deriveFromRoot } from '../../crypto/root/root-key.ts';
 
 /**
  * Keyed HMACs of identifiers that could themselves be sensitive (a username or client id that does
@@ -15,7 +16,7 @@ export function createIdentifierHasher(root: RootKeyHolder) {
   });
   return {
     hash(value: string): string {
-      key ??= createHmac('sha256', root.rootKey()).update('keyhold/audit-identifiers/v1').digest();
+      key ??= deriveFromRoot(root.rootKey(), 'audit-identifiers');
       return `hmac-sha256:${createHmac('sha256', key).update(value, 'utf8').digest('hex').slice(0, 32)}`;
     },
   };

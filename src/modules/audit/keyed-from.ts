@@ -8,4 +8,14 @@ export async function keyedFrom(db: Kysely<Database>): Promise<number | null> {
   return row?.seq ?? null;
 }
 
-export const KEYED_FROM_MISSING = 'the record of where event MACs start (audit_keyed_from) was removed';
+/**
+ * Where the MAC rule starts, for a proof of the log up to `headSeq`: the seq, or what is wrong with
+ * the record (removed, or moved past the end of the log: either is tampering). Verify and the
+ * checkpointer both start here.
+ */
+export async function macStart(db: Kysely<Database>, headSeq: number): Promise<{ seq: number } | { problem: string; firstBadSeq: number }> {
+  const seq = await keyedFrom(db);
+  if (seq === null) return { problem: 'the record of where event MACs start (audit_keyed_from) was removed', firstBadSeq: 1 };
+  if (seq > headSeq) return { problem: `event MACs start after event ${seq}, past the end of the log (${headSeq})`, firstBadSeq: headSeq + 1 };
+  return { seq };
+}

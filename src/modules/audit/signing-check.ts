@@ -3,9 +3,8 @@ import type { Kysely } from 'kysely';
 import { KeyholdError } from '../../errors/index.ts';
 import type { Database } from '../../storage/schema.ts';
 import { fromRow } from './audit-log.ts';
-import { chainHash, type ChainSegment } from './chain.ts';
-import { createMacWalk } from './event-mac.ts';
-import { KEYED_FROM_MISSING, keyedFrom } from './keyed-from.ts';
+import { createChainVerifier, type ChainSegment } from './chain.ts';
+import { macStart } from './keyed-from.ts';
 
 const PAGE = 2000;
 /** Commits remembered at most: past it the oldest are forgotten and read back instead (e.g. while signing keeps failing). */
@@ -41,28 +40,23 @@ export function createSigningCheck(db: Kysely<Database>) {
 
   const tampered = (problem: string) => new KeyholdError('AUDIT_TAMPERED', `no checkpoint signed: ${problem}`);
 
-  /** Reads and proves the events after `from` up to `to` (a commit boundary); returns the last one. */
+  /**
+   * Reads and proves the events after `from` up to `to` (a commit boundary) as verify does (chain.ts:
+   * order, links, content against its hash, commit MACs); returns the last one.
+   */
   async function readThrough(key: KeyObject, macsFrom: number, from: Link, to: number): Promise<Link> {
-    let last = from;
-    const macs = createMacWalk(key, macsFrom);
-    while (last.seq < to) {
+    const verifier = createChainVerifier(from, { macs: { key, keyedFrom: macsFrom } });
+    // Pages may end inside a commit: only the verdict at `to` (a commit boundary) counts an uncovered event.
+    for (let after = from.seq, proving = true; proving && after < to;) {
       const rows = await db.selectFrom('audit_events').selectAll()
-        .where('seq', '>', last.seq).where('seq', '<=', to).orderBy('seq').limit(PAGE).execute();
+        .where('seq', '>', after).where('seq', '<=', to).orderBy('seq').limit(PAGE).execute();
+      for (const row of rows) if (!(proving = verifier.push({ ...fromRow(row), mac: row.mac }))) break;
       if (rows.length === 0) break;
-      for (const row of rows) {
-        if (row.seq !== last.seq + 1) throw tampered(`events ${last.seq + 1}..${row.seq - 1} are missing`);
-        if (row.prev_hash !== last.hash) throw tampered(`event ${row.seq} does not link to the event before it`);
-        // The rule reads the event's content (an unseal attempt needs no MAC): it must be what the hash covers.
-        const event = fromRow(row);
-        if (chainHash(row.prev_hash, event) !== row.hash) throw tampered(`event ${row.seq} was altered (its hash does not match its content)`);
-        const finding = macs.push({ ...event, mac: row.mac });
-        if (finding) throw tampered(finding.problem);
-        last = { seq: row.seq, hash: row.hash };
-      }
+      after = rows[rows.length - 1]!.seq;
     }
-    const uncovered = macs.end();
-    if (uncovered) throw tampered(uncovered.problem);
-    return last;
+    const result = verifier.result();
+    if (!result.ok) throw tampered(result.problem);
+    return { seq: result.lastSeq, hash: result.lastHash };
   }
 
   return {
@@ -80,9 +74,9 @@ export function createSigningCheck(db: Kysely<Database>) {
      * had to read back.
      */
     async prove(key: KeyObject, from: Link, head: Link): Promise<{ read: number }> {
-      const macsFrom = await keyedFrom(db);
-      if (macsFrom === null) throw tampered(KEYED_FROM_MISSING);
-      if (macsFrom > head.seq) throw tampered(`event MACs start after event ${macsFrom}, past the end of the log (${head.seq})`);
+      const start = await macStart(db, head.seq);
+      if ('problem' in start) throw tampered(start.problem);
+      const macsFrom = start.seq;
       let at = proved && proved.seq >= from.seq && proved.seq <= head.seq ? proved : from;
       const mine = commits;
       let i = 0;

@@ -121,9 +121,10 @@ export function createUserService(deps: {
       await db.transaction().execute(async (trx) => {
         if (!(await repo.setTotpTicket(ctx.tenantId, id, hashTicket(ticket), expiresAt, trx))) fail('USER_NOT_FOUND', 'no such user in this tenant');
         const reset: Record<string, string> = {};
-        // A new ticket supersedes an enrolment started with an earlier one and not confirmed (its QR code may have leaked).
-        await repo.dropUnconfirmedEnrolment(ctx.tenantId, id, trx);
-        if (input.resetFactor) {
+        if (!input.resetFactor) {
+          // A new ticket supersedes an enrolment started with an earlier one and not confirmed (its QR code may have leaked).
+          await repo.dropUnconfirmedEnrolment(ctx.tenantId, id, trx);
+        } else {
           await repo.clearTotp(ctx.tenantId, id, trx);
           reset.resetFactor = 'true';
           reset.revokedSessions = String(await sessions.revokeAllFor(id, null, trx));
