@@ -140,7 +140,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   // Where script steps reach this server: set by whoever makes it listen (server.ts, tests).
   const self = { address: null as string | null };
   const runtime = createAutomationModule({
-    db, authz, clock, audit, tenants, secrets, tokens, connectors, proxy, redactors, detectCredentials: findCredentials,
+    db, authz, clock, audit, tenants, secrets, tokens, machines: machineRepo, connectors, proxy, redactors, detectCredentials: findCredentials,
     scripts: { run: runScript }, keyholdAddress: () => self.address, onBackgroundError: deps.onBackgroundError ?? (() => undefined),
     isSealed: () => seal.isSealed(),
   });

@@ -1,4 +1,6 @@
+import { createMachineRepository } from '../../src/modules/identity/machines/machine-repository.ts';
 import { newId } from '../../src/platform/ids.ts';
+import type { Executor } from '../../src/storage/database.ts';
 import type { TenantContext } from '../../src/modules/shared/context.ts';
 import type { Harness } from './harness.ts';
 
@@ -17,4 +19,10 @@ export async function userContext(h: Harness, tenantId: string, username: string
       actor: { type: 'user', id, name: username, homeTenantId: tenantId, mfaAt: mfaAgoMs === null ? null : h.clock.now() - mfaAgoMs },
     }),
   };
+}
+
+/** The runner's run-identity lock, as the server wires it (the machine repository's `lockLive`). */
+export function runAsLock(h: Harness): { lockLive(executor: Executor, machineId: string): Promise<boolean> } {
+  const repo = createMachineRepository(h.storage.db, h.storage.dialect);
+  return { lockLive: (executor, machineId) => repo.lockLive(executor, machineId, null) };
 }

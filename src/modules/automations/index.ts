@@ -4,6 +4,7 @@ import type { Clock } from '../../platform/clock.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { TokenService } from '../auth/token-service.ts';
+import type { MachineRepository } from '../identity/machines/machine-repository.ts';
 import type { ConnectorService } from '../connectors/connector-service.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
 import type { SecretService } from '../secrets/secret-service.ts';
@@ -47,7 +48,8 @@ export function createAutomationModule(deps: {
   audit: Pick<AuditLog, 'appendInTx'>;
   tenants: Pick<TenantService, 'environment'>;
   secrets: Pick<SecretService, 'load'>;
-  tokens: Pick<TokenService, 'issue' | 'revoke' | 'forgetToken'>;
+  tokens: Pick<TokenService, 'issue' | 'revoke' | 'forgetToken' | 'authenticate'>;
+  machines: Pick<MachineRepository, 'lockLive'>;
   connectors: ConnectorService;
   proxy: ProxyPort;
   scripts: ScriptPort;
@@ -64,7 +66,7 @@ export function createAutomationModule(deps: {
   const directory = { list: (ctx: TenantContext) => connectors.list(ctx) };
   const automations = createAutomationService({ db, authz, secrets: deps.secrets, connectors: directory, detectCredentials: deps.detectCredentials, audit, clock });
   const runner = createRunner({
-    db, automations, tenants: deps.tenants, tokens: deps.tokens, proxy: deps.proxy, scripts: deps.scripts, redactors: deps.redactors,
+    db, automations, tenants: deps.tenants, tokens: deps.tokens, machines: { lockLive: (trx, id) => deps.machines.lockLive(trx, id, null) }, proxy: deps.proxy, scripts: deps.scripts, redactors: deps.redactors,
     keyholdAddress: deps.keyholdAddress, audit, clock, ...(deps.limits ? { limits: deps.limits } : {}), onBackgroundError: deps.onBackgroundError,
   });
   const scheduler = createAutomationScheduler({ db, runner, clock, onError: deps.onBackgroundError, isSealed: deps.isSealed });

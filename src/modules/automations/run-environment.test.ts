@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
-import { userContext } from '../../../test/helpers/identities.ts';
+import { runAsLock, userContext } from '../../../test/helpers/identities.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { createAutomationService } from './automation-service.ts';
 import { createRunner, type ProxyPort } from './runner.ts';
@@ -61,7 +61,8 @@ describeEachDialect('automation runs are bound to their environment', (dialect) 
     });
     const proxy: ProxyPort = { call: async (ctx) => { proxied.push(ctx); return { status: 200, headers: {}, body: null, truncated: false }; } };
     runner = createRunner({
-      db: h.storage.db, automations, tenants: h.services.tenants, tokens: h.services.tokens, audit: h.services.audit, clock: h.clock, proxy,
+      db: h.storage.db, automations, tenants: h.services.tenants, tokens: h.services.tokens, audit: h.services.audit, clock: h.clock,
+      machines: runAsLock(h), proxy,
       scripts: {
         run: async (opts) => {
           runToken = opts.env.KEYHOLD_TOKEN;

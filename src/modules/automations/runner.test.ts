@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { runAsLock } from '../../../test/helpers/identities.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { createAutomationService } from './automation-service.ts';
 import { createRunner, type ProxyPort, type ScriptPort } from './runner.ts';
@@ -20,7 +21,7 @@ describeEachDialect('the automation runner', (dialect) => {
   let ctx: TenantContext;
   const calls: Array<{ ctx: TenantContext; input: Parameters<ProxyPort['call']>[1] }> = [];
   const scriptCalls: Array<Parameters<ScriptPort['run']>[0]> = [];
-  let upstream: (input: Parameters<ProxyPort['call']>[1]) => Awaited<ReturnType<ProxyPort['call']>>;
+  let upstream: (input: Parameters<ProxyPort['call']>[1]) => ReturnType<ProxyPort['call']> | Awaited<ReturnType<ProxyPort['call']>>;
   const VALUE = 'sk_test_runner_canary_value_42';
   let runner: ReturnType<typeof createRunner>;
   let automations: ReturnType<typeof createAutomationService>;
@@ -38,6 +39,7 @@ describeEachDialect('the automation runner', (dialect) => {
     });
     runner = createRunner({
       db: h.storage.db, automations, tenants: h.services.tenants, tokens: h.services.tokens, audit: h.services.audit, clock: h.clock,
+      machines: runAsLock(h),
       proxy: { call: async (c, input) => { calls.push({ ctx: c, input }); return upstream(input); } },
       scripts: { run: async (opts) => { scriptCalls.push(opts); return { ok: true, output: { seen: opts.env.KEYHOLD_ENVIRONMENT }, stdout: `printed ${VALUE}`, stderr: '', timedOut: false }; } },
       redactors: { forTenant: async () => ({ redact: (t: string) => t.split(VALUE).join('[REDACTED]') }) },
@@ -123,6 +125,58 @@ describeEachDialect('the automation runner', (dialect) => {
     const run = await runner.start(ctx, 'orphan', { environment: 'staging', trigger: 'manual', wait: true });
     assert.equal(run.status, 'failed');
     assert.match(run.error!, /^MACHINE_DISABLED/);
+  });
+
+  test('disabling the run identity mid-run stops the run before its next step', async () => {
+    const bot = await h.services.machines.create(ctx, { name: 'mid-run-bot', kind: 'client_secret' });
+    await automations.create(ctx, def({ name: 'interrupted', runAs: 'mid-run-bot' }));
+    const before = calls.length;
+    const scriptsBefore = scriptCalls.length;
+    // The first step's answer comes back only after the disable has committed.
+    upstream = async () => {
+      await h.services.machines.disable(ctx, bot.id);
+      return { status: 200, headers: {}, body: { id: 'ch_1' }, truncated: false };
+    };
+    const run = await runner.start(ctx, 'interrupted', { environment: 'staging', trigger: 'manual', wait: true });
+    assert.equal(run.status, 'failed');
+    assert.equal(calls.length - before, 1, 'no request was made after the disable');
+    assert.equal(scriptCalls.length, scriptsBefore, 'no script ran with the dead token');
+    assert.match(run.steps[1]!.error!, /^MACHINE_DISABLED/);
+    assert.equal(run.steps[2]!.status, 'skipped');
+    upstream = (input) => ({ status: 200, headers: {}, body: { id: `ch_${input.run.step}` }, truncated: false });
+  });
+
+  test('an admin revoking the run token mid-run stops the run too', async () => {
+    await automations.create(ctx, def({ name: 'revoked-mid-run' }));
+    const before = calls.length;
+    upstream = async () => {
+      await h.services.tokens.revoke(calls.at(-1)!.ctx.actor.credentialId!, ctx.tenantId);
+      return { status: 200, headers: {}, body: { id: 'ch_1' }, truncated: false };
+    };
+    const run = await runner.start(ctx, 'revoked-mid-run', { environment: 'staging', trigger: 'manual', wait: true });
+    assert.equal(run.status, 'failed');
+    assert.equal(calls.length - before, 1);
+    assert.match(run.steps[1]!.error!, /^MACHINE_DISABLED/);
+    upstream = (input) => ({ status: 200, headers: {}, body: { id: `ch_${input.run.step}` }, truncated: false });
+  });
+
+  test('a disable racing the start of a run leaves no live token for the disabled identity', { skip: dialect !== 'postgres' && 'SQLite runs one transaction at a time' }, async () => {
+    const bot = await h.services.machines.create(ctx, { name: 'racing-bot', kind: 'client_secret' });
+    await automations.create(ctx, def({ name: 'raced', runAs: 'racing-bot' }));
+    let started: Promise<unknown> = Promise.resolve();
+    // A disable in flight: the identity's row is locked, the run reads it (still live) meanwhile.
+    await h.storage.db.transaction().execute(async (trx) => {
+      await trx.selectFrom('machine_identities').select('id').where('id', '=', bot.id).forUpdate().execute();
+      started = runner.start(ctx, 'raced', { environment: 'staging', trigger: 'manual', wait: true });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await trx.updateTable('machine_identities').set({ disabled_at: h.clock.now() }).where('id', '=', bot.id).execute();
+      await h.services.tokens.revokeAllFor(bot.id, trx);
+    });
+    const run = await started as { status: string; error: string | null };
+    assert.equal(run.status, 'failed');
+    assert.match(run.error!, /^MACHINE_DISABLED/);
+    const live = await h.storage.db.selectFrom('tokens').select('id').where('principal_id', '=', bot.id).where('revoked_at', 'is', null).execute();
+    assert.deepEqual(live, [], 'no token outlived the disable');
   });
 
   test('runs start and finish as audit events carrying the run id', async () => {

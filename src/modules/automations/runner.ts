@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import { fail, isKeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
+import type { Executor } from '../../storage/database.ts';
 import type { AutomationRunsTable, Database } from '../../storage/schema.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import { redactDeepWith } from '../redaction/redactor.ts';
@@ -62,7 +63,13 @@ export function createRunner(deps: {
   db: Kysely<Database>;
   automations: Pick<AutomationService, 'load' | 'requireAuthoring'>;
   tenants: Pick<TenantService, 'environment'>;
-  tokens: Pick<TokenService, 'issue' | 'revoke' | 'forgetToken'>;
+  tokens: Pick<TokenService, 'issue' | 'revoke' | 'forgetToken' | 'authenticate'>;
+  /**
+   * Inside the transaction that issues a run's token: is the run identity still live? It must lock
+   * the identity's row where the database can (machine-repository.ts `lockLive`), so a disable
+   * either waits for the token and then revokes it, or commits first and no token is issued.
+   */
+  machines: { lockLive(executor: Executor, machineId: string): Promise<boolean> };
   proxy: ProxyPort;
   scripts: ScriptPort;
   redactors: { forTenant(tenantId: string): Promise<Redactor> };
@@ -73,7 +80,7 @@ export function createRunner(deps: {
   limits?: Partial<RunnerLimits>;
   onBackgroundError?: (err: unknown) => void;
 }) {
-  const { db, automations, tenants, tokens, proxy, scripts, redactors, keyholdAddress, audit, clock } = deps;
+  const { db, automations, tenants, tokens, machines, proxy, scripts, redactors, keyholdAddress, audit, clock } = deps;
   const limits = { ...DEFAULT_RUNNER_LIMITS, ...deps.limits };
   const repo = createAutomationRepository(db);
   const inFlight = new Set<Promise<unknown>>();
@@ -121,6 +128,10 @@ export function createRunner(deps: {
       let result: { ok: boolean; output: unknown; log: string; error: string | null };
       try {
         if (startedAt >= deadline) throw new Error('deadline');
+        // The identity may have been disabled, or the run's token revoked, since the last step:
+        // a step runs only with a credential that still authenticates (the proxy is called in
+        // process, with no token on the wire to refuse).
+        if ((await tokens.authenticate(token.token)) === null) fail('MACHINE_DISABLED', 'the run identity was disabled or the run token revoked during the run');
         result = step.type === 'http'
           ? await httpStep(machineCtx, step, data, { runId, automation: def.name, environment })
           : await scriptStep(step, data, token.token, environment, redactor, deadline - startedAt);
@@ -178,7 +189,7 @@ export function createRunner(deps: {
     };
     const token = await db.transaction().execute(async (trx) => {
       await repo.insertRun(runRow, trx);
-      const issued = !machine || machine.disabled_at !== null ? null
+      const issued = !machine || !(await machines.lockLive(trx, machine.id)) ? null
         : await tokens.issue({ tenantId: ctx.tenantId, kind: 'machine', principalId: machine.id, name: `run:${runId}`, environment: opts.environment, ttlMs: limits.runTimeoutMs + 60_000 }, trx);
       // The run's token id: every use by the run (proxy or a script's SDK) carries it as credentialId.
       await audit.appendInTx(trx, [{
