@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import { auditFrom, type AuditLog } from '../../audit/audit-log.ts';
 import type { IdentifierHasher } from '../../audit/identifiers.ts';
 import { fail } from '../../../errors/index.ts';
+import { addressBlock } from '../../../platform/addresses.ts';
 import type { Clock } from '../../../platform/clock.ts';
 import type { Database } from '../../../storage/schema.ts';
 import type { TenantContext } from '../../shared/context.ts';
@@ -84,7 +85,7 @@ export function createLoginService(deps: {
       const accountKey = `login:acct:${input.tenant}\u0000${username}`;
       identifiers.hash(''); // refuses with SEALED before any work: a sealed server signs no one in
       try {
-        guards.ip.spend(`login:ip:${source.sourceIp}`);
+        guards.ip.spend(`login:ip:${addressBlock(source.sourceIp)}`);
         guards.account.spend(accountKey);
       } catch (err) {
         await refused(input, (err as { code?: string }).code ?? 'RATE_LIMITED', source);
