@@ -92,12 +92,16 @@ export function createLoginService(deps: {
         throw err;
       }
       const ok = await check({ ...input, username });
-      if (!ok) {
+      // Started only while the account is as it was checked, under a lock a concurrent password change
+      // or disable must wait for: a session from a password changed meanwhile must not outlive the change.
+      const session = ok && await db.transaction().execute(async (trx) => (
+        await repo.lockSignIn(trx, ok.user.tenant_id, ok.user.id, ok.user.password_hash)
+          ? sessions.issue({ id: ok.user.id, tenantId: ok.user.tenant_id }, ok.mfa, trx) : null));
+      if (!ok || !session) {
         await refused(input, 'INVALID_CREDENTIALS', source);
         fail('INVALID_CREDENTIALS', INVALID);
       }
       guards.account.forgive(accountKey);
-      const session = await sessions.issue({ id: ok.user.id, tenantId: ok.user.tenant_id }, ok.mfa);
       try {
         await audit.record([{
           tenantId: ok.user.tenant_id, actor: { type: 'user', id: ok.user.id }, action: 'auth.login', resource: { type: 'user', id: ok.user.id, name: ok.user.username },
