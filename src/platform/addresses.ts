@@ -52,3 +52,30 @@ export function isForbiddenHost(hostname: string): boolean {
   const host = bare(hostname).toLowerCase().replace(/\.$/, '');
   return METADATA_NAMES.has(host) || isForbiddenAddress(host);
 }
+
+/** The eight 16-bit groups of a valid IPv6 literal (`::` expanded, a trailing dotted quad as two groups). */
+function ipv6Groups(ip: string): number[] {
+  const [head, tail] = ip.includes('::') ? ip.split('::') as [string, string] : [ip, null];
+  const parse = (part: string) => (part === '' ? [] : part.split(':').flatMap((g) => {
+    if (!g.includes('.')) return [parseInt(g, 16)];
+    const [a, b, c, d] = g.split('.').map(Number) as [number, number, number, number];
+    return [(a << 8) | b, (c << 8) | d];
+  }));
+  const front = parse(head);
+  if (tail === null) return front;
+  const back = parse(tail);
+  return [...front, ...Array<number>(8 - front.length - back.length).fill(0), ...back];
+}
+
+/**
+ * The network a per-address rate limit counts a client in: an IPv4 address itself (also when a
+ * dual-stack listener shows it IPv4-mapped), an IPv6 address's /64. One host on an ordinary IPv6
+ * link may send from any of the 2^64 addresses of its prefix, so a budget per IPv6 address would
+ * be no budget at all.
+ * @example addressBlock('2001:db8::7') // '2001:db8:0:0::/64'
+ */
+export function addressBlock(address: string): string {
+  const ip = bare(address).toLowerCase().replace(/%.*$/, '');
+  if (!isIPv6(ip)) return ip;
+  return embeddedV4(ip) ?? `${ipv6Groups(ip).slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`;
+}

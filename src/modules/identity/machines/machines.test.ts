@@ -260,6 +260,15 @@ describeEachDialect('machine identities with client secrets', (dialect) => {
     h.clock.advance(60_001);
   });
 
+  test('the token endpoint counts the addresses of one IPv6 /64 as one address', async () => {
+    const m = await createMachine('hammered-v6');
+    for (let i = 0; i < 100; i++) await exchange(`khc_probe6-${i}`, 'khcs_x', `2001:db8:42::${(i + 1).toString(16)}`);
+    const byNetwork = await exchange(m.clientId, m.clientSecret!, '2001:db8:42:0:ffff:ffff:ffff:fffe');
+    assert.deepEqual([byNetwork.status, byNetwork.body.code], [429, 'RATE_LIMITED'], 'another address of the same /64 waits too');
+    assert.equal((await exchange(m.clientId, m.clientSecret!, '2001:db8:42:1::1')).status, 200, 'the next /64 is another network');
+    h.clock.advance(60_001);
+  });
+
   test('a sealed server issues no tokens', async () => {
     const m = await createMachine('sealed-out');
     await h.services.system.seal({ type: 'root', id: 'test-root' });

@@ -46,6 +46,11 @@ export function createOidcVerifier(deps: { clock: Clock; jwks: JwksCache }) {
       } catch (err) {
         return { ok: false, reason: reasonOf(err) };
       }
+      // jose compares iat with now only under a maximum token age: a token issued in the future comes
+      // from a signer whose clock (or whose claims) cannot be trusted, as one not valid before then would.
+      if (typeof payload.iat === 'number' && payload.iat > Math.floor(deps.clock.now() / 1000) + CLOCK_TOLERANCE_SECONDS) {
+        return { ok: false, reason: 'iat in the future (iat: check_failed)' };
+      }
       const subject = typeof payload.sub === 'string' ? payload.sub : null;
       if (binding.subject !== null && binding.subject !== '' && subject !== binding.subject) return { ok: false, reason: 'bound subject mismatch' };
       for (const [claim, expected] of Object.entries(binding.claims)) {

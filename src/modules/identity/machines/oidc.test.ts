@@ -68,6 +68,12 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
     assert.deepEqual(m.oidc, { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, subject: SUBJECT, claims: BOUND });
   });
 
+  test('an issue time just inside the allowed clock skew is accepted', async () => {
+    const at = h.clock.now() + 60_001;
+    const jwt = await idp.sign({ aud: AUDIENCE, sub: SUBJECT, ...BOUND, iat: Math.floor(at / 1000) + 25 }, at);
+    assert.equal((await exchange(jwt)).status, 200);
+  });
+
   test('an expiry just inside the allowed clock skew is accepted', async () => {
     const at = h.clock.now() + 60_001;
     const jwt = await idp.sign({ aud: AUDIENCE, sub: SUBJECT, ...BOUND, exp: Math.floor(at / 1000) - 10 }, at);
@@ -91,6 +97,7 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
       ['bound claim of the wrong JSON type', 'bound claim mismatch (run_attempt)', () => valid({ run_attempt: '1' })],
       ['expired', 'ERR_JWT_EXPIRED', () => idp.sign({ ...claims, exp: now() - 120 }, h.clock.now())],
       ['not yet valid', 'nbf: check_failed', () => idp.sign({ ...claims, nbf: now() + 120 }, h.clock.now())],
+      ['issued in the future', 'iat: check_failed', () => idp.sign({ ...claims, iat: now() + 120, exp: now() + 600 }, h.clock.now())],
       ['no expiry', 'exp: missing', () => new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: key.kid }).sign(key.privateKey)],
       ['alg none', 'ERR_JOSE_ALG_NOT_ALLOWED', async () => `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ ...claims, iat: now(), exp: now() + 600 })}.`],
       ['HS256 keyed with the public key (algorithm confusion)', 'ERR_JOSE_ALG_NOT_ALLOWED', () =>

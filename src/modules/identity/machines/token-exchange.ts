@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import { fail } from '../../../errors/index.ts';
+import { addressBlock } from '../../../platform/addresses.ts';
 import type { Clock } from '../../../platform/clock.ts';
 import { createRateLimiter } from '../../../platform/rate-limiter.ts';
 import type { Database, MachineIdentitiesTable } from '../../../storage/schema.ts';
@@ -17,7 +18,7 @@ import { CLIENT_CREDENTIALS_GRANT, JWT_BEARER_GRANT, type TokenRequest, type Tok
 export interface ExchangeLimits {
   /** Attempts per client id per window; a successful exchange clears the count. */
   perClient: number;
-  /** Attempts per source address per window, successful or not. */
+  /** Attempts per source address (an IPv6 client's /64) per window, successful or not. */
   perIp: number;
   windowMs: number;
 }
@@ -98,7 +99,7 @@ export function createTokenExchange(deps: {
     async exchange(request: TokenRequest, source: RequestSource): Promise<ExchangeResult> {
       assertShape(request);
       identifiers.hash(''); // refuses with SEALED before any work: a sealed server issues nothing
-      const ip = byIp.hit(`token:ip:${source.sourceIp}`);
+      const ip = byIp.hit(`token:ip:${addressBlock(source.sourceIp)}`);
       if (!ip.allowed) {
         await refused(request, undefined, 'RATE_LIMITED', source);
         return { ok: false, reason: 'rate_limited', retryAfterMs: ip.retryAfterMs };

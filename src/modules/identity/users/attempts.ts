@@ -14,7 +14,7 @@ interface Budget {
 export interface AttemptLimits {
   /** Logins per tenant + username (known or not, so the answer says nothing about existence). */
   account: Budget;
-  /** Logins per source address. */
+  /** Logins per source address (an IPv6 client's /64: platform/addresses.ts `addressBlock`). */
   ip: Budget;
   /** Second-factor codes and current-password checks per signed-in user (step-up, TOTP confirm, password change). */
   factor: Budget;

@@ -38,7 +38,7 @@ export function createUserModule(deps: {
   identifiers: IdentifierHasher;
 }) {
   const { db, dialect, clock } = deps;
-  const repo = createUserRepository(db);
+  const repo = createUserRepository(db, dialect);
   const passwords = createPasswordHasher(deps.hashParams ?? DEFAULT_HASH_PARAMS);
   const guards = createAttemptGuards(deps.limits ?? DEFAULT_ATTEMPT_LIMITS, clock);
   const sessions = createSessionService({ db, dialect, clock, settings: deps.identity });

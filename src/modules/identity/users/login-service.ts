@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import { auditFrom, type AuditLog } from '../../audit/audit-log.ts';
 import type { IdentifierHasher } from '../../audit/identifiers.ts';
 import { fail } from '../../../errors/index.ts';
+import { addressBlock } from '../../../platform/addresses.ts';
 import type { Clock } from '../../../platform/clock.ts';
 import type { Database } from '../../../storage/schema.ts';
 import type { TenantContext } from '../../shared/context.ts';
@@ -84,19 +85,23 @@ export function createLoginService(deps: {
       const accountKey = `login:acct:${input.tenant}\u0000${username}`;
       identifiers.hash(''); // refuses with SEALED before any work: a sealed server signs no one in
       try {
-        guards.ip.spend(`login:ip:${source.sourceIp}`);
+        guards.ip.spend(`login:ip:${addressBlock(source.sourceIp)}`);
         guards.account.spend(accountKey);
       } catch (err) {
         await refused(input, (err as { code?: string }).code ?? 'RATE_LIMITED', source);
         throw err;
       }
       const ok = await check({ ...input, username });
-      if (!ok) {
+      // Started only while the account is as it was checked, under a lock a concurrent password change
+      // or disable must wait for: a session from a password changed meanwhile must not outlive the change.
+      const session = ok && await db.transaction().execute(async (trx) => (
+        await repo.lockSignIn(trx, ok.user.tenant_id, ok.user.id, ok.user.password_hash)
+          ? sessions.issue({ id: ok.user.id, tenantId: ok.user.tenant_id }, ok.mfa, trx) : null));
+      if (!ok || !session) {
         await refused(input, 'INVALID_CREDENTIALS', source);
         fail('INVALID_CREDENTIALS', INVALID);
       }
       guards.account.forgive(accountKey);
-      const session = await sessions.issue({ id: ok.user.id, tenantId: ok.user.tenant_id }, ok.mfa);
       try {
         await audit.record([{
           tenantId: ok.user.tenant_id, actor: { type: 'user', id: ok.user.id }, action: 'auth.login', resource: { type: 'user', id: ok.user.id, name: ok.user.username },

@@ -112,6 +112,24 @@ describeEachDialect('login', (dialect) => {
     assert.equal((await login(h, { username }, ip)).status, 200);
   });
 
+  test('the addresses of one IPv6 /64 share one per-address budget (a host holds the whole /64)', async () => {
+    const { username } = await newUser(h, 'v6-limited');
+    // One machine on an ordinary IPv6 link can use any of 2^64 source addresses: counting each apart would be no limit.
+    const within = (i: number) => `2001:db8:7:${(i % 2) === 0 ? '0' : '0000'}:${(i + 1).toString(16)}::1`;
+    for (let i = 0; i < DEFAULT_ATTEMPT_LIMITS.ip.limit; i++) {
+      assert.equal((await login(h, { username: `spray6-${i}` }, within(i))).status, 401, `attempt ${i}`);
+    }
+    const refused = await login(h, { username }, '2001:db8:7::ffff');
+    assert.deepEqual([refused.status, refused.body.error?.code], [429, 'RATE_LIMITED'], 'a new address in the same /64 is refused');
+    assert.equal((await login(h, { username }, '2001:db8:7:1::1')).status, 200, 'the next /64 is another network');
+    // IPv4 clients of a dual-stack listener arrive as IPv4-mapped addresses: each is its own IPv4 address, not one /64.
+    const v4 = freshIp();
+    for (let i = 0; i < DEFAULT_ATTEMPT_LIMITS.ip.limit; i++) await login(h, { username: `spray4-${i}` }, `::ffff:${v4}`);
+    assert.equal((await login(h, { username }, v4)).status, 429, 'a mapped address counts as the IPv4 address it carries');
+    assert.equal((await login(h, { username }, `::ffff:${freshIp()}`)).status, 200, 'another mapped IPv4 address is not affected');
+    h.clock.advance(DEFAULT_ATTEMPT_LIMITS.ip.windowMs);
+  });
+
   test('login bodies are strict and bounded', async () => {
     const cases: Array<[unknown, string]> = [
       [{ tenant: 'default', username: 'a', password: 'x', admin: true }, 'UNKNOWN_FIELD'],

@@ -1,5 +1,5 @@
 import { sql, type Insertable, type Kysely } from 'kysely';
-import type { Executor } from '../../../storage/database.ts';
+import type { DialectName, Executor } from '../../../storage/database.ts';
 import type { Database, UsersTable } from '../../../storage/schema.ts';
 import { USER_COLUMNS, type UserRow } from './types.ts';
 
@@ -19,7 +19,7 @@ const CREDENTIAL_COLUMNS = [
 ] as const;
 
 /** Queries on `users`. Every one is scoped by tenant id: an id from another tenant finds nothing. */
-export function createUserRepository(db: Kysely<Database>) {
+export function createUserRepository(db: Kysely<Database>, dialect: DialectName) {
   return {
     async insert(row: Insertable<UsersTable>): Promise<void> {
       await db.insertInto('users').values(row).execute();
@@ -39,6 +39,19 @@ export function createUserRepository(db: Kysely<Database>) {
 
     credentialsById(tenantId: string, id: string): Promise<UserCredentials | undefined> {
       return db.selectFrom('users').select(CREDENTIAL_COLUMNS).where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();
+    },
+
+    /**
+     * Inside the transaction that starts a session: is the user still live, with the password hash
+     * the login verified? On PostgreSQL the row is share-locked, so a concurrent password change or
+     * disable either waits for the session (and then ends it) or commits first (and no session
+     * starts). SQLite runs one transaction at a time anyway.
+     */
+    async lockSignIn(executor: Executor, tenantId: string, id: string, passwordHash: string): Promise<boolean> {
+      let q = executor.selectFrom('users').select('id').where('tenant_id', '=', tenantId).where('id', '=', id)
+        .where('password_hash', '=', passwordHash).where('disabled_at', 'is', null);
+      if (dialect === 'postgres') q = q.forShare();
+      return (await q.executeTakeFirst()) !== undefined;
     },
 
     /** Marks a live user disabled; false when there is no such live user. */
