@@ -214,7 +214,7 @@ export function createAuditQueryService(deps: {
     /**
      * Every matching event, oldest first and uncollapsed, as JSON lines (each the stored event, so
      * a whole-log export verifies offline) or CSV (a header record, then one record per event; time
-     * in ISO 8601, context as JSON, text a spreadsheet would run behind a leading '). Authorizes and validates before it returns; the stream then
+     * in ISO 8601, context as JSON, text a spreadsheet would run behind a ': csv.ts). Authorizes and validates before it returns; the stream then
      * reads the database a page at a time as it is consumed.
      */
     async export(ctx: TenantContext, filter: AuditFilter, format: 'json' | 'csv'): Promise<AsyncIterable<string>> {
