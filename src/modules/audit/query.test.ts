@@ -312,6 +312,19 @@ describeEachDialect('audit queries: auditors read the trail of their own tenant,
     assert.equal(everyTenant.json().error.code, 'FORBIDDEN');
   });
 
+  test('an export filtered by a name no secret has records its keyed HMAC, never the text: it may be a pasted value', async () => {
+    const exportEvent = async () => JSON.parse((await h.storage.db.selectFrom('audit_events').select('context').where('action', '=', 'audit.export')
+      .orderBy('seq', 'desc').executeTakeFirstOrThrow()).context) as Record<string, string>;
+    await collect(await q.export(auditor.ctx(), { secret: 'PAY_KEY' }, 'json'));
+    assert.equal((await exportEvent()).secret, 'PAY_KEY', 'a secret of the tenant is named as it is');
+    await collect(await q.export(auditor.ctx(), { secret: VALUE }, 'csv'));
+    assert.match((await exportEvent()).secret!, /^hmac-sha256:[0-9a-f]{32}$/);
+    await collect(await q.export(h.ctx, { secret: VALUE, allTenants: true }, 'json'));
+    assert.match((await exportEvent()).secret!, /^hmac-sha256:[0-9a-f]{32}$/, 'every tenant: still no such secret');
+    const everything = JSON.stringify(await h.storage.db.selectFrom('audit_events').selectAll().execute());
+    assert.equal(everything.includes(VALUE), false, 'the value is nowhere in the audit log');
+  });
+
   test('two revoked sessions tried from one address within a minute are two items in the list, not one', async () => {
     const victims = [await newUser(h, 'revoked-a'), await newUser(h, 'revoked-b')];
     const tokens = await Promise.all(victims.map((v) => sessionFor(h, v.username)));
