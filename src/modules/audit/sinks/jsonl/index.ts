@@ -104,7 +104,7 @@ export function createJsonlSink(opts: JsonlSinkOptions): AuditSink {
    * while one runs anything else is refused at once, and offered again after the backoff.
    */
   function alone<T>(work: () => Promise<T>): Promise<T> {
-    if (running) return Promise.reject(new Error(`${path}: an earlier write to the audit file has not finished (is its file system hanging?)`));
+    if (running) return Promise.reject(new Error(`${path}: an earlier write or read of the audit file has not finished (is its file system hanging?)`));
     // Cleared before the caller resumes, so its next call is not refused.
     const run = work().finally(() => {
       running = null;
