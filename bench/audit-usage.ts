@@ -81,6 +81,7 @@ async function run(label: string, storage: Storage): Promise<void> {
   const queries = createAuditQueryService({
     db: storage.db, authz: { require: async () => undefined }, clock: systemClock, usage: summary,
     log: { verify: async () => { throw new Error('not measured'); }, fingerprint: async () => '', record: async () => undefined },
+    identifiers: { hash: () => { throw new Error('not measured'); } },
   });
   const ctx = { tenantId: QUERIED_TENANT, actor: { type: 'root' as const, id: 'bench', name: 'bench' }, requestId: 'bench' };
   const listMs = await time(21, () => queries.list(ctx, {}));

@@ -95,7 +95,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const auditQueries = createAuditQueryService({
     db, authz, log: audit, usage: auditUsage, clock, trustedPublicKey: () => (seal.isSealed() ? null : checkpoints.publicKey()),
     checkpointFloor: () => checkpoints.highestSigned(),
-    macKey: () => macKeys.current()?.key ?? null,
+    macKey: () => macKeys.current()?.key ?? null, identifiers,
   });
   const grants = createGrantService({ db, authz, tenants, clock, audit });
   const policies = createPolicyService({ db, engine, authz, clock, audit });

@@ -161,7 +161,8 @@ const exportCommand: Command = {
   usage: 'audit export [--format json|csv] [--out FILE] [filters as for list]',
   help: [
     '--format F      json (JSON lines, the stored events: a whole-log export verifies offline) or csv (RFC 4180, header row)',
-    "                text in CSV that a spreadsheet would run (starting = + - @ TAB CR, or ') gets a leading ' (docs/audit.md)",
+    "                text in CSV that a spreadsheet would run (starting = + - @ TAB CR, or ', also after a ; or line break)",
+    "                gets a ' in front (docs/audit.md)",
     '--out FILE      write to FILE (mode 600, in place only once complete) instead of stdout',
     ...filterHelp,
   ],

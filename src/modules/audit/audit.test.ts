@@ -186,7 +186,7 @@ describeEachDialect('audit log: chained, append-only, fail-closed, never holding
     // (runs after the tamper test: the guards are already dropped, as a database owner could)
     let walks = 0;
     const log = { verify: (opts: { trustedPublicKey: string | null }) => (walks++, h.services.audit.verify(opts)), fingerprint: () => h.services.audit.fingerprint(), record: h.services.audit.record };
-    const queries = createAuditQueryService({ db: h.storage.db, authz: h.services.authz, log, usage: h.services.auditUsage, clock: h.clock });
+    const queries = createAuditQueryService({ db: h.storage.db, authz: h.services.authz, log, usage: h.services.auditUsage, clock: h.clock, identifiers: h.services.identifiers });
     const other = await h.services.tenants.create('verify-other');
     const auditors = [await userContext(h, h.ctx.tenantId, 'verify-a'), await userContext(h, other.id, 'verify-b')];
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: auditors[0]!.id, role: 'auditor' });

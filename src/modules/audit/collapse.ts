@@ -9,19 +9,31 @@ export type AuditListItem = AuditEvent & { repeat: number; lastSeq: number; last
 
 /** Identical denials at most this far from the first of their run are listed as one item. */
 export const COLLAPSE_WINDOW_MS = 60_000;
+
+/**
+ * Denials that differ only where every request differs (seq, id, time, chain hashes, request id).
+ * Anything else is a different story and must stay visible in a list: another address (failed logins
+ * from many places), another revoked or expired credential tried from the same one (a second leaked
+ * token), another user agent, another deciding policy.
+ */
 function sameDenial(a: AuditEvent, b: AuditEvent): boolean {
   return a.outcome === 'denied' && b.outcome === 'denied' && a.tenantId === b.tenantId
     && a.actor.type === b.actor.type && a.actor.id === b.actor.id && a.action === b.action
     && a.resource.type === b.resource.type && a.resource.id === b.resource.id && a.resource.name === b.resource.name
-    && a.environment === b.environment && a.reason === b.reason
-    // Failed logins from many addresses are the story, not noise: never fold them into the first one's address.
-    && a.context.sourceIp === b.context.sourceIp;
+    && a.environment === b.environment && a.secretVersion === b.secretVersion && a.reason === b.reason
+    && sameContext(a.context, b.context);
+}
+
+function sameContext(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a).filter((k) => k !== 'requestId');
+  if (keys.length !== Object.keys(b).filter((k) => k !== 'requestId').length) return false;
+  return keys.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
 }
 
 /**
- * Folds events, in listing order, into list items: consecutive identical denials (same actor,
- * action, resource, environment, reason, source address) within a minute of the first of them seen become one item
- * with `repeat: N`. Allowed and failed events are never collapsed.
+ * Folds events, in listing order, into list items: consecutive identical denials (the same but for
+ * their request id, see sameDenial) within a minute of the first of them seen become one item with
+ * `repeat: N`. Allowed and failed events are never collapsed.
  * @example
  * const c = createCollapser();
  * for (const e of events) { const done = c.push(e); if (done) items.push(done); }

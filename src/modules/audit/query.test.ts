@@ -4,7 +4,7 @@ import { CompiledQuery } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
-import { newUser, sessionFor } from '../../../test/helpers/users.ts';
+import { call, newUser, sessionFor } from '../../../test/helpers/users.ts';
 import { collect, parseCsv } from '../../../test/helpers/exports.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { AUDIT_CSV_COLUMNS, csvField } from './csv.ts';
@@ -310,5 +310,31 @@ describeEachDialect('audit queries: auditors read the trail of their own tenant,
     assert.equal(elsewhere.json().error.code, 'TENANT_NOT_FOUND');
     const everyTenant = await h.app.inject({ method: 'GET', url: '/v1/audit/events?allTenants=true', headers: session });
     assert.equal(everyTenant.json().error.code, 'FORBIDDEN');
+  });
+
+  test('an export filtered by a name no secret has records its keyed HMAC, never the text: it may be a pasted value', async () => {
+    const exportEvent = async () => JSON.parse((await h.storage.db.selectFrom('audit_events').select('context').where('action', '=', 'audit.export')
+      .orderBy('seq', 'desc').executeTakeFirstOrThrow()).context) as Record<string, string>;
+    await collect(await q.export(auditor.ctx(), { secret: 'PAY_KEY' }, 'json'));
+    assert.equal((await exportEvent()).secret, 'PAY_KEY', 'a secret of the tenant is named as it is');
+    await collect(await q.export(auditor.ctx(), { secret: VALUE }, 'csv'));
+    assert.match((await exportEvent()).secret!, /^hmac-sha256:[0-9a-f]{32}$/);
+    await collect(await q.export(h.ctx, { secret: VALUE, allTenants: true }, 'json'));
+    assert.match((await exportEvent()).secret!, /^hmac-sha256:[0-9a-f]{32}$/, 'every tenant: still no such secret');
+    const everything = JSON.stringify(await h.storage.db.selectFrom('audit_events').selectAll().execute());
+    assert.equal(everything.includes(VALUE), false, 'the value is nowhere in the audit log');
+  });
+
+  test('two revoked sessions tried from one address within a minute are two items in the list, not one', async () => {
+    const victims = [await newUser(h, 'revoked-a'), await newUser(h, 'revoked-b')];
+    const tokens = await Promise.all(victims.map((v) => sessionFor(h, v.username)));
+    for (const token of tokens) assert.equal((await call(h, 'POST', '/v1/auth/logout', { token })).status, 204);
+    for (const token of [...tokens, tokens[0]!]) assert.equal((await call(h, 'GET', '/v1/secrets', { token, ip: '203.0.113.9' })).status, 401);
+
+    const refused = (await q.list(auditor.ctx(), { action: 'auth.refused', order: 'asc' })).items.filter((e) => e.context.sourceIp === '203.0.113.9');
+    const sessions = await h.storage.db.selectFrom('sessions').select(['id', 'user_id']).where('user_id', 'in', victims.map((v) => v.id)).execute();
+    const sessionOf = (userId: string) => sessions.find((s) => s.user_id === userId)!.id;
+    assert.deepEqual(refused.map((e) => [e.context.credentialId, e.repeat]), [[sessionOf(victims[0]!.id), 1], [sessionOf(victims[1]!.id), 1], [sessionOf(victims[0]!.id), 1]],
+      "the second victim's session is an item of its own: a list must not fold it into the first one's");
   });
 });

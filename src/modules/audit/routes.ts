@@ -86,7 +86,7 @@ export function auditRoutes(deps: { queries: AuditQueryService }) {
         querystring: ExportQuery,
         response: {
           200: {
-            description: 'JSON lines (one stored event per line) or CSV (a header record, then one record per event; time ISO 8601, context as JSON; text starting = + - @ TAB CR or \' gets a leading \')',
+            description: 'JSON lines (one stored event per line) or CSV (a header record, then one record per event; time ISO 8601, context as JSON; a text field gets a \' before = + - @ TAB CR or \' at its start, and before those or " right after a ; or line break in it; docs/audit.md)',
             content: { 'application/x-ndjson': { schema: { type: 'string' } }, 'text/csv': { schema: { type: 'string' } } },
           },
           ...errorResponses,

@@ -32,8 +32,8 @@ export function createJsonlSink(opts: JsonlSinkOptions): AuditSink {
   let inode = -1;
   // The highest seq the file holds, or after rotation to an empty file the highest the old one held.
   let held: number | null = null;
-  // Batches run one after another: a retry must not interleave with a write still finishing.
-  let tail: Promise<unknown> = Promise.resolve();
+  // The write or read in progress, if any: a retry must not interleave with a write still finishing.
+  let running: Promise<unknown> | null = null;
 
   async function current(): Promise<FileHandle> {
     if (handle) {
@@ -97,20 +97,29 @@ export function createJsonlSink(opts: JsonlSinkOptions): AuditSink {
     }
   }
 
-  /** Runs after every batch already queued, so a reader never sees a write half done. */
-  function queued<T>(work: () => Promise<T>): Promise<T> {
-    const run = tail.then(work);
-    tail = run.catch(() => {});
+  /**
+   * Runs `work` alone, so a reader never sees a write half done. A write the file system does not
+   * answer (a hung mount) cannot be cancelled; delivery times it out and offers the batch again.
+   * Queued behind it, every retry would hold its batch in memory for as long as the hang lasts, so
+   * while one runs anything else is refused at once, and offered again after the backoff.
+   */
+  function alone<T>(work: () => Promise<T>): Promise<T> {
+    if (running) return Promise.reject(new Error(`${path}: an earlier write or read of the audit file has not finished (is its file system hanging?)`));
+    // Cleared before the caller resumes, so its next call is not refused.
+    const run = work().finally(() => {
+      running = null;
+    });
+    running = run.catch(() => {});
     return run;
   }
 
   return {
     name,
     cursorKey: `${name}@${opts.node ?? hostname()}:${path}`,
-    deliver: (events, signal) => queued(() => write(events, signal)),
-    resumePoint: () => queued(lastInFile),
+    deliver: (events, signal) => alone(() => write(events, signal)),
+    resumePoint: () => alone(lastInFile),
     async close() {
-      await tail;
+      await running;
       await release();
     },
   };

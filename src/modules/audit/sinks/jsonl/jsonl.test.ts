@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { appendFile, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { constants } from 'node:fs';
+import { appendFile, mkdir, mkdtemp, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -169,6 +171,32 @@ describe('JSON-lines audit sink', () => {
     await assert.rejects(sink.deliver([auditEvent(1)], controller.signal), /timed out/);
     await sink.close!();
     await assert.rejects(stat(path), { code: 'ENOENT' });
+  });
+
+  test('a write the file system never answers holds one batch: batches offered meanwhile are refused at once, not queued behind it', async () => {
+    // A FIFO nobody reads stands for a hung mount: the write blocks in the kernel, and no signal can cancel it.
+    const path = join(dir, 'hung.jsonl');
+    execFileSync('mkfifo', [path]);
+    const sink = createJsonlSink({ name: 'file', path });
+    const huge = (seq: number) => auditEvent(seq, { context: { pad: 'x'.repeat(2_000_000) } });
+    const settled = (p: Promise<unknown>, ms: number) => Promise.race([
+      p.then(() => 'delivered', (e: Error) => e.message), new Promise<string>((resolve) => setTimeout(() => resolve('still waiting'), ms)),
+    ]);
+    const stuck = sink.deliver([huge(1)], AbortSignal.timeout(50));
+    try {
+      assert.equal(await settled(stuck, 300), 'still waiting', 'the write hangs (delivery times it out from outside)');
+      // What delivery does after each timeout: offer the batch again. Each one queued would be held until the hang ends.
+      for (let retry = 0; retry < 3; retry++) {
+        assert.match(await settled(sink.deliver([huge(1)], AbortSignal.timeout(50)), 300), /an earlier write .* has not finished/);
+      }
+    } finally {
+      // End the hang: read the FIFO until the stuck write returns (its fsync then fails: a FIFO cannot be synced).
+      const reader = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+      const buffer = Buffer.alloc(1 << 16);
+      while (await settled(stuck, 5) === 'still waiting') await reader.read(buffer, 0, buffer.length, null).catch(() => null);
+      await reader.close();
+      await sink.close!();
+    }
   });
 
   test('a file in a directory that does not exist fails the batch, and it succeeds once the directory exists', async () => {
