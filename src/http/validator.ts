@@ -40,6 +40,29 @@ function nulAt(value: unknown, exempt: boolean): string | null {
   return null;
 }
 
+/**
+ * The spellings a query string or path parameter may use for a number or a boolean. TypeBox's
+ * conversion is lenient (`1.5` becomes the integer 1, `0x10` 16, an empty string 0, `yes` stays a
+ * string but `1` becomes true): a parameter in any other spelling stays a string and fails its check.
+ */
+const CANONICAL: Record<string, RegExp> = {
+  integer: /^-?(?:0|[1-9][0-9]*)$/,
+  number: /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?$/,
+  boolean: /^(?:true|false)$/,
+};
+
+/** The first top-level property whose string is not in its type's canonical spelling (null: none). */
+function looseSpelling(schema: TSchema, value: unknown): string | null {
+  const properties = (schema as { properties?: Record<string, { type?: unknown }> }).properties;
+  if (properties === undefined || typeof value !== 'object' || value === null) return null;
+  for (const key in value) {
+    const pattern = CANONICAL[properties[key]?.type as string];
+    const raw = (value as Record<string, unknown>)[key];
+    if (pattern !== undefined && typeof raw === 'string' && !pattern.test(raw)) return key;
+  }
+  return null;
+}
+
 export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
   const check = Compile(schema);
   const convertible = httpPart !== 'body' && !stringsOnly(schema);
@@ -49,7 +72,13 @@ export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, http
   const bodyOptional = httpPart === 'body' && Type.IsOptional(schema);
   return (value): { value: unknown } | { error: never } => {
     if (bodyOptional && (value === null || value === undefined)) return { value: undefined };
-    const converted = convertible && !isEmpty(value) ? Value.Convert(schema, value) : value;
+    const converting = convertible && !isEmpty(value);
+    const loose = converting ? looseSpelling(schema, value) : null;
+    if (loose !== null) {
+      const type = (schema as { properties: Record<string, { type: string }> }).properties[loose]!.type;
+      return { error: [{ instancePath: `/${loose}`, message: `must be ${type === 'boolean' ? 'true or false' : `a plain decimal ${type}`}` }] as never };
+    }
+    const converted = converting ? Value.Convert(schema, value) : value;
     if (!check.Check(converted)) return { error: check.Errors(converted) as never };
     const at = nulAllowed ? null : nulAt(converted, httpPart === 'body');
     return at === null ? { value: converted } : { error: [{ instancePath: at, message: 'must not contain the NUL character (U+0000)' }] as never };

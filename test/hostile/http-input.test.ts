@@ -97,6 +97,19 @@ describeEachDialect('HTTP: bad input is a clear 4xx with a stable code, never a 
     assert.deepEqual([wrong.statusCode, wrong.json().error.code], [400, 'VALIDATION_FAILED'], 'a body that is there is still checked');
   });
 
+  test('numbers and booleans in a query string are taken only in their plain spelling', async () => {
+    for (const query of ['after=1.5', 'after=0x10', 'after=', 'after=%207', 'after=1e3', 'after=01', 'limit=-0x1', 'allTenants=1', 'allTenants=yes']) {
+      const res = await h.app.inject({ method: 'GET', url: `/v1/audit/tail?${query}`, headers: auth });
+      assert.deepEqual([res.statusCode, res.json().error?.code], [400, 'VALIDATION_FAILED'], query);
+    }
+    for (const query of ['after=0', 'after=15', 'limit=5&allTenants=true', 'allTenants=false']) {
+      const res = await h.app.inject({ method: 'GET', url: `/v1/audit/tail?${query}`, headers: auth });
+      assert.equal(res.statusCode, 200, `${query}: ${res.body}`);
+    }
+    const versions = await h.app.inject({ method: 'GET', url: '/v1/secrets?includeDeleted=1', headers: auth });
+    assert.equal(versions.statusCode, 400);
+  });
+
   test('invalid UTF-8 bytes in a body are refused, not silently replaced', async () => {
     const before = await countRows();
     const payload = Buffer.concat([Buffer.from('{"value":"ab'), Buffer.from([0xff, 0xc3]), Buffer.from('cd"}')]);
