@@ -50,6 +50,27 @@ describeEachDialect('reads that fail or are refused are audited without confirmi
     assert.equal(all.includes(name), false, 'the requested name is in no event');
   });
 
+  test('a value operation naming an environment that does not exist is a failed event, both names as HMACs', async () => {
+    const environment = 'prod-typo-x9';
+    const notFound = { code: 'ENVIRONMENT_NOT_FOUND', status: 404, message: `environment "${environment}" does not exist in this tenant` };
+    const attempts: Array<[string, () => Promise<unknown>]> = [
+      ['secret.reveal', () => h.services.values.read(h.ctx, 'DB_PASSWORD', environment)],
+      ['secret.reveal', () => h.services.values.read(h.ctx, 'DB_PASSWORD', environment, { version: 1 })],
+      ['secret.write', () => h.services.values.write(h.ctx, 'DB_PASSWORD', environment, { value: 'never-stored' })],
+      ['secret.history', () => h.services.values.history(h.ctx, 'DB_PASSWORD', environment)],
+      ['secret.rollback', () => h.services.values.rollback(h.ctx, 'DB_PASSWORD', environment)],
+    ];
+    for (const [action, attempt] of attempts) {
+      assert.deepEqual(await refusal(attempt()), notFound, action);
+      const e = (await eventsOf(h, action)).at(-1)!;
+      assert.deepEqual([e.outcome, e.reason, e.resource_id], ['failed', 'ENVIRONMENT_NOT_FOUND', null], action);
+      assert.equal(e.resource_name, h.services.identifiers.hash('DB_PASSWORD'), 'the secret is not confirmed either');
+      assert.equal(e.environment, h.services.identifiers.hash(environment));
+    }
+    const all = JSON.stringify(await h.storage.db.selectFrom('audit_events').selectAll().execute());
+    assert.equal(all.includes(environment), false, 'the requested environment is in no event');
+  });
+
   test('a revealer limited to STRIPE_* cannot tell whether DB_PASSWORD exists', async () => {
     const ctx = stripeRevealer();
     assert.equal((await h.services.values.read(ctx, 'STRIPE_KEY', 'production')).value, 'stripe_key-value-2');

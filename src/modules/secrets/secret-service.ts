@@ -117,8 +117,28 @@ export function createSecretService(deps: {
     throw err;
   }
 
+  /**
+   * The environment a value operation names, or ENVIRONMENT_NOT_FOUND, audited as a failed `auditAs`
+   * event. Both names are recorded as HMACs: the secret's is not looked up (its existence must not be
+   * confirmed by a miss elsewhere), and a name that is no environment may be anything a caller typed.
+   */
+  async function environmentFor(ctx: TenantContext, environment: string, attempt: { auditAs: string; name: string }) {
+    try {
+      return await tenants.environment(ctx.tenantId, environment);
+    } catch (err) {
+      if (isKeyholdError(err) && err.code === 'ENVIRONMENT_NOT_FOUND') {
+        await audit.record([{
+          ...auditFrom(ctx), action: attempt.auditAs, resource: { type: 'secret', id: null, name: identifiers.hash(attempt.name) },
+          environment: identifiers.hash(environment), outcome: 'failed', reason: 'ENVIRONMENT_NOT_FOUND',
+        }]);
+      }
+      throw err;
+    }
+  }
+
   return {
     load,
+    environmentFor,
     authorize,
     refused,
 

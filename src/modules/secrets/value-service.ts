@@ -129,7 +129,7 @@ export function createValueService(deps: {
   /** Every read the memory cannot answer: looks up what is missing, decides (auditing a denial), decrypts. */
   async function readFromStore(ctx: TenantContext, name: string, environment: string, opts: ReadOptions): Promise<RevealedValue> {
     const action = opts.purpose ?? readAction(ctx);
-    const env = await tenants.environment(ctx.tenantId, environment);
+    const env = await secrets.environmentFor(ctx, environment, { auditAs: READ_EVENT[action], name });
     // A miss is audited under the HMAC of the name; a caller who may not list the secret gets the same miss.
     const lookup = { auditAs: READ_EVENT[action], environment };
     if (opts.version === undefined) {
@@ -189,7 +189,7 @@ export function createValueService(deps: {
       if (plaintext.byteLength > maxValueBytes) fail('VALUE_TOO_LARGE', `values are at most ${maxValueBytes} bytes`);
       if (plaintext.byteLength === 0) fail('VALIDATION_FAILED', 'value must not be empty');
       // The environment first: resolved after the secret, its miss would confirm the name to anyone.
-      const env = await tenants.environment(ctx.tenantId, environment);
+      const env = await secrets.environmentFor(ctx, environment, { auditAs: 'secret.write', name });
       const secret = await secrets.load(ctx, name, { auditAs: 'secret.write', environment });
       await secrets.authorize(ctx, 'write', secretResource(secret), environment);
       const now = clock.now();
@@ -233,7 +233,7 @@ export function createValueService(deps: {
     },
 
     async history(ctx: TenantContext, name: string, environment: string): Promise<VersionInfo[]> {
-      const env = await tenants.environment(ctx.tenantId, environment);
+      const env = await secrets.environmentFor(ctx, environment, { auditAs: 'secret.history', name });
       const secret = await secrets.load(ctx, name, { auditAs: 'secret.history', environment });
       await secrets.authorize(ctx, 'list', secretResource(secret), environment);
       const state = await repo.findState(secret.id, env.id);
@@ -255,7 +255,7 @@ export function createValueService(deps: {
 
     /** Makes `previous` current again (the old current becomes previous), within the rollback window. */
     async rollback(ctx: TenantContext, name: string, environment: string, opts: { cas?: number } = {}) {
-      const env = await tenants.environment(ctx.tenantId, environment);
+      const env = await secrets.environmentFor(ctx, environment, { auditAs: 'secret.rollback', name });
       const secret = await secrets.load(ctx, name, { auditAs: 'secret.rollback', environment });
       await secrets.authorize(ctx, 'rotate', secretResource(secret), environment);
       const now = clock.now();
