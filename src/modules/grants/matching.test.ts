@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { matchesPattern } from './matching.ts';
+import { matchesPattern, rolesFor, type LiveGrant } from './matching.ts';
 
 test('name patterns: `*` is any run of characters (none included), everything else is literal and case-sensitive', () => {
   const cases: [pattern: string, name: string, matches: boolean][] = [
@@ -39,4 +39,27 @@ test('a hostile pattern cannot stall the process: matching is linear in pattern 
   assert.equal(matchesPattern(`${'*A'.repeat(63)}*`, name), true);
   const ms = performance.now() - start;
   assert.ok(ms < 1_000, `took ${ms.toFixed(0)} ms`);
+});
+
+test('which grants count for a request: environment, name, secret-wide and tenant-level actions, expiry', () => {
+  const grant = (role: string, over: Partial<LiveGrant> = {}): LiveGrant => ({ role, environments: null, namePatterns: null, expiresAt: null, revokedAt: null, ...over });
+  const grants = [
+    grant('viewer'),
+    grant('builder', { environments: ['staging'] }),
+    grant('secret-admin', { namePatterns: ['STRIPE_*'] }),
+    grant('revealer', { expiresAt: 1_000 }),
+    grant('auditor', { revokedAt: 1 }),
+  ];
+  const cases: [what: string, request: Parameters<typeof rolesFor>[1], roles: string[]][] = [
+    ['a secret in staging', { now: 0, environment: 'staging', secretName: 'STRIPE_KEY' }, ['builder', 'revealer', 'secret-admin', 'viewer']],
+    ['a secret in production', { now: 0, environment: 'production', secretName: 'DB_PASSWORD' }, ['revealer', 'viewer']],
+    ['listing: the environment does not narrow', { now: 0, secretName: 'DB_PASSWORD', listOnly: true }, ['builder', 'revealer', 'viewer']],
+    // Secret-wide (metadata writes, deleting a whole secret): a matching name counts, an environment never does.
+    ['a whole secret the name patterns cover', { now: 0, secretName: 'STRIPE_KEY' }, ['revealer', 'secret-admin', 'viewer']],
+    ['a whole secret they do not', { now: 0, secretName: 'DB_PASSWORD' }, ['revealer', 'viewer']],
+    ['the tenant itself', { now: 0 }, ['revealer', 'viewer']],
+    ['at the expiry millisecond', { now: 1_000, environment: 'staging', secretName: 'X' }, ['builder', 'viewer']],
+    ['one millisecond before', { now: 999, environment: 'staging', secretName: 'X' }, ['builder', 'revealer', 'viewer']],
+  ];
+  for (const [what, request, roles] of cases) assert.deepEqual(rolesFor(grants, request), roles, what);
 });

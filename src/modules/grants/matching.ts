@@ -59,8 +59,10 @@ export function matchesPattern(pattern: string, name: string): boolean {
  * - on a secret in an environment: the environment is in the grant's list (or it has none) and the
  *   name matches one of its patterns (or it has none);
  * - `list` of secret metadata: only the name has to match (metadata is not per environment);
- * - any other action without an environment (tenant administration, deleting a whole secret): only
- *   grants narrowed neither by environment nor by name count.
+ * - a secret-wide action without an environment (creating, metadata, deleting the whole secret):
+ *   the name must match (or the grant has no patterns), and grants narrowed by environment never count;
+ * - an action on the tenant itself (administration, audit, export): only grants narrowed neither by
+ *   environment nor by name count.
  */
 export function rolesFor(
   grants: readonly LiveGrant[],
