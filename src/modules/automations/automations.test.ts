@@ -106,6 +106,15 @@ describeEachDialect('automations: definitions hold checked references only', (di
     assert.equal(await code(h.services.automations.create(vic.ctx(), payments({ name: 'vic' }))), 'FORBIDDEN');
   });
 
+  test('taking definitions out is the export permission: a viewer reads them but cannot export, a secret-admin can', async () => {
+    const vera = await userContext(h, ctx.tenantId, 'vera');
+    await h.services.grants.create(ctx, { principalType: 'user', principalId: vera.id, role: 'viewer' });
+    assert.equal(await code(h.services.exchange.export(vera.ctx(), { environment: 'production' })), 'FORBIDDEN');
+    const sam = await userContext(h, ctx.tenantId, 'sam');
+    await h.services.grants.create(ctx, { principalType: 'user', principalId: sam.id, role: 'secret-admin' });
+    assert.ok((await h.services.exchange.export(sam.ctx(), { environment: 'production' })).automations.some((a) => a.name === 'charge-customer'));
+  });
+
   test('a webhook trigger gets a token shown once; only that token finds the automation, and rotating it retires the old one', async () => {
     const { automation, webhookToken } = await h.services.automations.create(ctx, payments({ name: 'hooked', trigger: { type: 'webhook', environment: 'staging' } }));
     assert.ok(webhookToken?.startsWith('whk_'));

@@ -2,6 +2,7 @@ import { Type, type Static } from 'typebox';
 import { Value } from 'typebox/value';
 import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
+import type { Authorizer } from '../policy/authorizer.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { AutomationService } from './automation-service.ts';
 import { DefinitionSchema, EXPORT_FORMAT, EXPORT_VERSION, type AutomationDefinition } from './types.ts';
@@ -40,10 +41,12 @@ export interface ConnectorExchange {
  * carry references only. Importing into another tenant or environment resolves the same names
  * there: every definition is checked against the target exactly as a save would be.
  */
-export function createAutomationExchange(deps: { automations: AutomationService; connectors: ConnectorExchange; clock: Clock }) {
-  const { automations, connectors, clock } = deps;
+export function createAutomationExchange(deps: { automations: AutomationService; connectors: ConnectorExchange; authz: Pick<Authorizer, 'require'>; clock: Clock }) {
+  const { automations, connectors, authz, clock } = deps;
   return {
+    /** Takes definitions out of the tenant: the `export` permission (SPEC §3), beside seeing each definition and connector. */
     async export(ctx: TenantContext, opts: { names?: string[]; environment?: string }): Promise<ExportDocument> {
+      await authz.require(ctx, 'export', { type: 'tenant' });
       const all = await automations.list(ctx);
       const chosen = opts.names?.length ? opts.names.map((n) => all.find((a) => a.definition.name === n) ?? fail('AUTOMATION_NOT_FOUND', `automation "${n.slice(0, 64)}" does not exist`)) : all;
       const definitions = chosen.map((a) => a.definition);

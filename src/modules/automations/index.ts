@@ -74,7 +74,7 @@ export function createAutomationModule(deps: {
   return {
     automations, runner, scheduler,
     runs: createRunQueries({ db, authz }),
-    exchange: createAutomationExchange({ automations, connectors: connectorExchange(connectors), clock }),
+    exchange: createAutomationExchange({ automations, connectors: connectorExchange(connectors), authz, clock }),
     inventory: createInventory({ automations, connectors: directory, secrets: deps.secrets, authz }),
   };
 }

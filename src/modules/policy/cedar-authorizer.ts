@@ -18,6 +18,8 @@ const GENERATION_TTL_MS = 2_000;
 const HOUR_MS = 3_600_000;
 /** Bound on remembered allows per resource object (principals x actions x environments x addresses). */
 const MAX_ALLOWS_PER_RESOURCE = 1_000;
+/** Loads of a tenant's state that a change in this process may overtake before one is kept (then: fail closed). */
+const MAX_LOAD_ATTEMPTS = 5;
 
 interface RememberedAllow {
   permit: AuthzPermit | undefined;
@@ -54,29 +56,46 @@ export function createCedarAuthorizer(deps: {
   const { db, engine, clock, stepUpWindowMs, audit, identifiers } = deps;
   const tenants = new Map<string, TenantAuthzState>();
 
-  async function tenantState(tenantId: string) {
+  /**
+   * This process's `invalidate`s per tenant. A load that spans one may have read the generation
+   * before the change committed: it is neither installed nor kept, but loaded again.
+   */
+  const epochs = new Map<string, number>();
+
+  async function tenantState(tenantId: string): Promise<TenantAuthzState> {
     const now = clock.now();
-    let state = tenants.get(tenantId);
-    if (state && now - state.checkedAt < GENERATION_TTL_MS) return state;
-    const row = await db.selectFrom('tenants').select(['authz_generation', 'policy_version']).where('id', '=', tenantId).executeTakeFirst();
-    if (!row) fail('TENANT_NOT_FOUND', 'tenant not found');
-    if (!state || state.generation !== row.authz_generation || engine.installedGeneration(tenantId) !== row.authz_generation) {
-      let policies: Record<string, string> = {};
-      if (row.policy_version > 0) {
-        const p = await db.selectFrom('tenant_policies').select('text').where('tenant_id', '=', tenantId).where('version', '=', row.policy_version).executeTakeFirst();
-        const checked = engine.validate(p?.text ?? '', 'stored');
-        // A stored set was validated before it took effect; if it no longer validates, fail closed.
-        if (!checked.ok) fail('INTERNAL', 'the tenant policy set in force does not validate');
-        policies = checked.policies;
+    const cached = tenants.get(tenantId);
+    if (cached && now - cached.checkedAt < GENERATION_TTL_MS) return cached;
+    for (let attempt = 0; attempt < MAX_LOAD_ATTEMPTS; attempt++) {
+      const epoch = epochs.get(tenantId) ?? 0;
+      const row = await db.selectFrom('tenants').select(['authz_generation', 'policy_version']).where('id', '=', tenantId).executeTakeFirst();
+      if (!row) fail('TENANT_NOT_FOUND', 'tenant not found');
+      const state = tenants.get(tenantId);
+      if (state && state.generation === row.authz_generation && engine.installedGeneration(tenantId) === row.authz_generation) {
+        state.checkedAt = now;
+        return state;
       }
-      engine.install(tenantId, row.authz_generation, policies);
+      const policies = await storedPolicies(tenantId, row.policy_version);
       // Access rules and live escrow grants change only with the generation: loaded here, never per decision.
-      state = { generation: row.authz_generation, checkedAt: now, grants: new Map(), escrow: await loadEscrowState(db, tenantId, now), allows: new WeakMap() };
-      tenants.set(tenantId, state);
-    } else {
-      state.checkedAt = now;
+      const escrow = await loadEscrowState(db, tenantId, now);
+      if ((epochs.get(tenantId) ?? 0) !== epoch) continue;
+      // No await from the check on: nothing this process commits can slip between it and the install.
+      engine.install(tenantId, row.authz_generation, policies);
+      const loaded: TenantAuthzState = { generation: row.authz_generation, checkedAt: now, grants: new Map(), escrow, allows: new WeakMap() };
+      tenants.set(tenantId, loaded);
+      return loaded;
     }
-    return state;
+    return fail('INTERNAL', 'the tenant\'s authorization state kept changing while it loaded; try again');
+  }
+
+  /** The tenant policy set of a version (0: none), as it was validated before it took effect. */
+  async function storedPolicies(tenantId: string, version: number): Promise<Record<string, string>> {
+    if (version === 0) return {};
+    const p = await db.selectFrom('tenant_policies').select('text').where('tenant_id', '=', tenantId).where('version', '=', version).executeTakeFirst();
+    const checked = engine.validate(p?.text ?? '', 'stored');
+    // A stored set was validated before it took effect; if it no longer validates, fail closed.
+    if (!checked.ok) fail('INTERNAL', 'the tenant policy set in force does not validate');
+    return checked.policies;
   }
 
   async function grantsOf(state: TenantAuthzState, tenantId: string, principalId: string): Promise<LiveGrant[]> {
@@ -251,6 +270,7 @@ export function createCedarAuthorizer(deps: {
     },
 
     invalidate(tenantId) {
+      epochs.set(tenantId, (epochs.get(tenantId) ?? 0) + 1);
       tenants.delete(tenantId);
     },
 

@@ -96,6 +96,9 @@ const BUILTIN = (() => {
   return split.policies;
 })();
 
+/** The built-in policies alone: for tenants without policies of their own, and for root everywhere. */
+const BUILTIN_SET = Object.freeze({ setId: 'builtin', generation: -1 });
+
 /** Normalises an address for Cedar's ip(): IPv4-mapped IPv6 becomes plain IPv4; junk becomes 0.0.0.0. */
 export function cedarIp(address: string | undefined): string {
   const a = (address ?? '').replace(/^::ffff:/, '');
@@ -207,7 +210,9 @@ export function createPolicyEngine(opts: { cacheSize?: number } = {}) {
 
     /** Decides one request. Default deny; a forbid wins. Cached by every input. */
     decide(req: DecisionRequest): Decision {
-      const set = sets.get(req.tenantId) ?? { setId: 'builtin', generation: -1 };
+      // Root (and the server's own work) is the recovery credential: the built-ins alone decide for
+      // it, so no tenant policy can lock out the one principal able to repair that policy.
+      const set = (req.principal.type === 'root' ? undefined : sets.get(req.tenantId)) ?? BUILTIN_SET;
       const r = req.resource;
       const p = req.principal;
       // One JSON array: every part is quoted and escaped, so no tag with a comma, owner with a colon

@@ -70,3 +70,28 @@ test('a case with an unknown role or a wrongly typed field is an error, never a 
   ] }));
   assert.deepEqual(good.map((r) => [r.actual, r.pass]), [['allow', true]]);
 });
+
+test('a case the server can never decide is refused, never passed: tests must not vouch for requests that do not happen', () => {
+  // The server decides admin, audit:read and export on the tenant, with no secret, environment or
+  // classification. This forbid never fires there; a case that made it fire would be a false assurance.
+  const text = '@id("no-restricted-export") forbid (principal, action == Keyhold::Action::"export", resource) when { context.classification == "restricted" };';
+  assert.throws(() => runPolicyTests(createPolicyEngine(), text, parsePolicyTestCases({ cases: [
+    { name: 'export of a restricted secret', principal: { type: 'user' }, action: 'export', secret: { name: 'K', classification: 'restricted' }, roles: ['secret-admin'], expect: 'deny' },
+  ] })), /case 1 \("export of a restricted secret"\): export is decided on the tenant: it takes no "secret"/);
+  assert.throws(() => parsePolicyTestCases({ cases: [
+    { name: 'admin in production', principal: { type: 'user' }, action: 'admin', environment: 'production', roles: ['tenant-admin'], mfaFresh: true, expect: 'deny' },
+  ] }), /admin is decided on the tenant: it takes no "environment"/);
+  const base = { principal: { type: 'user' }, action: 'use', secret: { name: 'K' }, environment: 'production', roles: ['builder'], expect: 'deny' };
+  const impossible = parsePolicyTestCases({ cases: [
+    { ...base, name: 'a machine with a fresh factor', principal: { type: 'machine' }, mfaFresh: true },
+    { ...base, name: 'a machine with a factor age', principal: { type: 'machine' }, mfaAgeSeconds: 30 },
+    { ...base, name: 'fresh without any factor', mfaFresh: true, mfaAgeSeconds: -1 },
+    { ...base, name: 'escrow on an action escrow never covers', action: 'delete', roles: ['secret-admin'], viaRequest: true },
+    { ...base, name: 'escrow without an environment', environment: undefined, approvalRequired: true },
+  ] });
+  const results = runPolicyTests(createPolicyEngine(), '', impossible);
+  for (const r of results) assert.deepEqual([r.actual, r.pass], ['error', false], `${r.name}: ${JSON.stringify(r)}`);
+  assert.match(results[0]!.error!, /machines have no second factor/);
+  assert.match(results[2]!.error!, /mfaFresh/);
+  assert.match(results[3]!.error!, /escrow/);
+});

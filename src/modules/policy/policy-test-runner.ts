@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { ESCROW_ACTIONS } from '../escrow/access-policy.ts';
 import { ACTIONS, isRole, SECRET_ACTIONS, type Action } from './actions.ts';
 import type { DecisionRequest, PolicyEngine } from './engine.ts';
 
@@ -68,6 +69,22 @@ function caseProblem(tc: PolicyTestCase): string | null {
   }
   const unknown = (tc.roles ?? []).filter((r) => !isRole(r));
   if (unknown.length > 0) return `unknown role${unknown.length > 1 ? 's' : ''} ${unknown.map((r) => `"${r}"`).join(', ')}`;
+  return impossibleContext(tc);
+}
+
+/**
+ * A context the server never builds (cedar-authorizer.ts): a case evaluated on it could pass for a
+ * request that cannot happen, and vouch for a policy that never fires.
+ */
+function impossibleContext(tc: PolicyTestCase): string | null {
+  if (tc.principal.type === 'machine' && (tc.mfaFresh === true || (tc.mfaAgeSeconds ?? -1) !== -1)) {
+    return 'machines have no second factor: for them mfaFresh is always false and mfaAgeSeconds -1';
+  }
+  if (tc.mfaFresh === true && tc.mfaAgeSeconds === -1) return 'mfaFresh true needs a second factor: mfaAgeSeconds cannot be -1';
+  const escrow = tc.approvalRequired === true || tc.viaRequest === true || tc.approvedRequest === true;
+  if (escrow && (!(ESCROW_ACTIONS as readonly string[]).includes(tc.action) || !tc.secret || tc.environment === undefined)) {
+    return `escrow fields are set only for ${ESCROW_ACTIONS.join(', ')} of a secret in an environment`;
+  }
   return null;
 }
 
@@ -85,6 +102,10 @@ export function parsePolicyTestCases(json: unknown): PolicyTestCase[] {
     if (!(ACTIONS as readonly string[]).includes(tc.action)) throw new Error(`${where}: unknown action "${String(tc.action)}"`);
     if (tc.expect !== 'allow' && tc.expect !== 'deny') throw new Error(`${where}: expect must be "allow" or "deny"`);
     if (SECRET_ACTIONS.includes(tc.action) && !tc.secret) throw new Error(`${where}: action ${tc.action} needs a "secret"`);
+    // The server decides tenant-level actions on the tenant, with environment and classification "".
+    for (const field of ['secret', 'environment'] as const) {
+      if (!SECRET_ACTIONS.includes(tc.action) && tc[field] !== undefined) throw new Error(`${where}: ${tc.action} is decided on the tenant: it takes no "${field}"`);
+    }
     return tc;
   });
 }

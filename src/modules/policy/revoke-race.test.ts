@@ -10,8 +10,8 @@ import type { SecretResource } from './authorizer.ts';
 
 const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
-/** Holds the result of the next `select ... from grants` until released (an in-flight query, as on a busy PostgreSQL pool). */
-function grantsGate() {
+/** Holds the result of the next `select ... from <table>` until released (an in-flight query, as on a busy PostgreSQL pool). */
+function selectGate(table: string) {
   const ids = new Set<unknown>();
   let armed = false;
   let release!: () => void;
@@ -21,7 +21,7 @@ function grantsGate() {
   const plugin: KyselyPlugin = {
     transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
       const n = args.node as { kind: string; from?: { froms: Array<{ table?: { identifier?: { name?: string } } }> } };
-      if (armed && n.kind === 'SelectQueryNode' && n.from?.froms[0]?.table?.identifier?.name === 'grants') ids.add(args.queryId);
+      if (armed && n.kind === 'SelectQueryNode' && n.from?.froms[0]?.table?.identifier?.name === table) ids.add(args.queryId);
       return args.node;
     },
     async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
@@ -60,7 +60,7 @@ describeEachDialect('a revoke racing an in-flight decision', (dialect) => {
     const resource: SecretResource = Object.freeze({ type: 'secret', id: s.id, name: s.name, classification: s.classification, owner: s.owner, tags: Object.freeze([]) as unknown as string[] });
 
     // The process's authorizer, with its database handle able to hold one grants query in flight.
-    const gate = grantsGate();
+    const gate = selectGate('grants');
     const authz = createCedarAuthorizer({
       db: h.storage.db.withPlugin(gate.plugin), engine: createPolicyEngine(), clock: h.clock, audit: h.services.audit,
       identifiers: h.services.identifiers, stepUpWindowMs: 600_000,
@@ -83,5 +83,48 @@ describeEachDialect('a revoke racing an in-flight decision', (dialect) => {
     decisions.push(await code(authz.require(ctx, 'use', resource, 'production')));
     decisions.push(await code(authz.require(ctx, 'use', resource, 'production')));
     assert.deepEqual(decisions, ['FORBIDDEN', 'FORBIDDEN', 'FORBIDDEN'], 'a revoked grant must never allow again');
+  });
+});
+
+/**
+ * The same race one step earlier: the tenant's state (generation, policy set, escrow rules) is
+ * being loaded when a policy change commits and drops the cache. The load read the old generation;
+ * cached after the drop, it would serve the old policies (and remember allows under them) until
+ * the next generation check, though a change made on this node must take effect at once.
+ */
+describeEachDialect('a policy change racing an in-flight load of the tenant state', (dialect) => {
+  let h: Harness;
+  before(async () => {
+    h = await createHarness(dialect);
+    await h.services.secrets.create(h.ctx, { name: 'RACE', owner: 'ops' });
+  });
+  after(() => h.close());
+
+  test('the next decision after the change is decided under the new policies', async () => {
+    const machine = await h.services.machines.create(h.ctx, { name: 'load-race-runner', kind: 'client_secret' });
+    await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role: 'builder', environments: ['production'] });
+    const ctx: TenantContext = {
+      tenantId: h.ctx.tenantId, requestId: 'race', sourceIp: '127.0.0.1',
+      actor: { type: 'machine', id: machine.id, name: machine.name, homeTenantId: h.ctx.tenantId, credentialId: 'race-token' },
+    };
+    const s = await h.services.secrets.load(h.ctx, 'RACE');
+    const resource: SecretResource = Object.freeze({ type: 'secret', id: s.id, name: s.name, classification: s.classification, owner: s.owner, tags: Object.freeze([]) as unknown as string[] });
+
+    const gate = selectGate('tenants');
+    const authz = createCedarAuthorizer({
+      db: h.storage.db.withPlugin(gate.plugin), engine: createPolicyEngine(), clock: h.clock, audit: h.services.audit,
+      identifiers: h.services.identifiers, stepUpWindowMs: 600_000,
+    });
+    gate.arm();
+    const inFlight = code(authz.require(ctx, 'use', resource, 'production'));
+    await gate.hit; // the generation was read before the change
+    const forbid = `@id("no-race-use")\nforbid(principal == Keyhold::Machine::"${machine.id}", action == Keyhold::Action::"use", resource);`;
+    await h.services.policies.put(h.ctx, { text: forbid, comment: 'forbid the runner' });
+    authz.invalidate(h.ctx.tenantId);
+    gate.release();
+    await inFlight; // raced the change: either answer is acceptable for it
+
+    h.clock.advance(1_000);
+    assert.equal(await code(authz.require(ctx, 'use', resource, 'production')), 'FORBIDDEN');
   });
 });
