@@ -1,4 +1,4 @@
-import { parseWhole, positionals, str, UsageError } from '../args.ts';
+import { int, parseWhole, positionals, str, UsageError } from '../args.ts';
 import type { Command, Group } from '../command.ts';
 import { readText } from '../files.ts';
 import { table, time } from '../output.ts';
@@ -37,13 +37,14 @@ const history: Command = {
 const apply: Command = {
   name: 'apply',
   summary: 'Validate a Cedar file and make it the tenant policy set (a new version)',
-  usage: 'policy apply FILE [--comment TEXT]',
-  options: { comment: { type: 'string' } },
+  usage: 'policy apply FILE [--comment TEXT] [--cas VERSION]',
+  options: { comment: { type: 'string' }, cas: { type: 'string' } },
   async run({ args, flags, api, out }) {
     const [file] = positionals(args, ['FILE'], apply.usage) as [string];
     const text = await readText(file, 'policy file');
     const comment = str(flags, 'comment');
-    const res = await api.call<Version>('PUT', '/v1/policies', { body: { text, ...(comment ? { comment } : {}) } });
+    const cas = int(flags, 'cas', 0, 2_147_483_647);
+    const res = await api.call<Version>('PUT', '/v1/policies', { body: { text, ...(comment ? { comment } : {}), ...(cas !== undefined ? { cas } : {}) } });
     out.result(res, () => `Policy version ${res.version} is in force.`);
   },
 };
@@ -76,11 +77,12 @@ const diff: Command = {
 const rollback: Command = {
   name: 'rollback',
   summary: 'Re-apply an older version as a new version',
-  usage: 'policy rollback VERSION',
-  options: {},
-  async run({ args, api, out }) {
+  usage: 'policy rollback VERSION [--cas VERSION]',
+  options: { cas: { type: 'string' } },
+  async run({ args, flags, api, out }) {
     const [version] = positionals(args, ['VERSION'], rollback.usage) as [string];
-    const res = await api.call<Version>('POST', '/v1/policies/rollback', { body: { version: parseWhole('VERSION', version, 0, 2_147_483_647) } });
+    const cas = int(flags, 'cas', 0, 2_147_483_647);
+    const res = await api.call<Version>('POST', '/v1/policies/rollback', { body: { version: parseWhole('VERSION', version, 0, 2_147_483_647), ...(cas !== undefined ? { cas } : {}) } });
     out.result(res, () => `Policy version ${res.version} (${res.comment}) is in force.`);
   },
 };

@@ -92,6 +92,24 @@ describeEachDialect('tenant policies: validated before they take effect, version
     assert.equal(await code(h.services.policies.get(h.ctx, 99)), 'POLICY_VERSION_NOT_FOUND');
   });
 
+  test('an editor working from an old version cannot silently replace a newer one (cas), over the service and HTTP', async () => {
+    const inForce = (await h.services.policies.current(h.ctx)).version;
+    const versions = async () => (await h.services.policies.history(h.ctx)).length;
+    const before = await versions();
+    assert.equal(await code(h.services.policies.put(h.ctx, { text: EXAMPLE, cas: inForce - 1 })), 'CAS_MISMATCH');
+    assert.equal(await code(h.services.policies.rollback(h.ctx, 1, inForce + 1)), 'CAS_MISMATCH');
+    assert.equal(await versions(), before, 'no version was written');
+    assert.equal((await h.services.policies.current(h.ctx)).version, inForce);
+    const res = await h.app.inject({ method: 'PUT', url: '/v1/policies', headers: { authorization: `Bearer ${h.rootToken}` }, payload: { text: EXAMPLE, cas: inForce - 1 } });
+    assert.deepEqual([res.statusCode, res.json().error.code], [409, 'CAS_MISMATCH']);
+    const next = await h.services.policies.put(h.ctx, { text: EXAMPLE, comment: 'from the version in force', cas: inForce });
+    assert.equal(next.version, inForce + 1);
+    // Two editors from the same version: one lands, the other is told.
+    const raced = await Promise.all([1, 2].map((i) => code(h.services.policies.put(h.ctx, { text: `// editor ${i}\n${EXAMPLE}`, cas: next.version }))));
+    assert.deepEqual(raced.sort(), ['CAS_MISMATCH', 'ok']);
+    assert.equal(await versions(), before + 2);
+  });
+
   test('only administrators with a fresh factor manage policies', async () => {
     assert.equal(await code(h.services.policies.put(revealer.ctx(), { text: '' })), 'FORBIDDEN');
     const admin = await userContext(h, h.ctx.tenantId, 'adm', { mfaAgoMs: 3_600_000 });

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
-import { isUniqueViolation } from '../../storage/database.ts';
+import { isUniqueViolation, type Executor } from '../../storage/database.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { Authorizer } from './authorizer.ts';
@@ -29,8 +29,8 @@ const MAX_POLICY_BYTES = 64 * 1024;
 export function createPolicyService(deps: { db: Kysely<Database>; engine: PolicyEngine; authz: Authorizer; clock: Clock; audit: Pick<AuditLog, 'appendInTx'> }) {
   const { db, engine, authz, clock, audit } = deps;
 
-  async function activeVersion(tenantId: string): Promise<number> {
-    return (await db.selectFrom('tenants').select('policy_version').where('id', '=', tenantId).executeTakeFirstOrThrow()).policy_version;
+  async function activeVersion(tenantId: string, executor: Executor = db): Promise<number> {
+    return (await executor.selectFrom('tenants').select('policy_version').where('id', '=', tenantId).executeTakeFirstOrThrow()).policy_version;
   }
 
   async function load(tenantId: string, version: number, active: number): Promise<PolicyVersion> {
@@ -46,13 +46,15 @@ export function createPolicyService(deps: { db: Kysely<Database>; engine: Policy
     if (!result.ok) fail('POLICY_INVALID', `the policy set does not validate: ${result.errors.slice(0, 5).join('; ')}`);
   }
 
-  async function apply(ctx: TenantContext, text: string, comment: string): Promise<PolicyVersion> {
+  /** `cas`: the version the caller expects in force (0: built-ins only); another one there is CAS_MISMATCH. */
+  async function apply(ctx: TenantContext, text: string, comment: string, cas?: number): Promise<PolicyVersion> {
     await authz.require(ctx, 'admin', { type: 'tenant' });
     check(text);
     const now = clock.now();
     let version = 0;
     try {
       await db.transaction().execute(async (trx) => {
+        if (cas !== undefined && (await activeVersion(ctx.tenantId, trx)) !== cas) fail('CAS_MISMATCH', `the policy version in force is not ${cas}; fetch it and try again`);
         const last = await trx.selectFrom('tenant_policies').select((eb) => eb.fn.max('version').as('v')).where('tenant_id', '=', ctx.tenantId).executeTakeFirst();
         version = Number(last?.v ?? 0) + 1;
         await trx.insertInto('tenant_policies').values({ tenant_id: ctx.tenantId, version, text, comment, created_at: now, created_by: ctx.actor.id }).execute();
@@ -100,12 +102,12 @@ export function createPolicyService(deps: { db: Kysely<Database>; engine: Policy
       return rows.map((r) => ({ version: r.version, comment: r.comment, createdAt: new Date(r.created_at).toISOString(), createdBy: r.created_by, active: r.version === active }));
     },
 
-    put: (ctx: TenantContext, input: { text: string; comment?: string }) => apply(ctx, input.text, input.comment ?? ''),
+    put: (ctx: TenantContext, input: { text: string; comment?: string; cas?: number }) => apply(ctx, input.text, input.comment ?? '', input.cas),
 
-    async rollback(ctx: TenantContext, version: number): Promise<PolicyVersion> {
+    async rollback(ctx: TenantContext, version: number, cas?: number): Promise<PolicyVersion> {
       await authz.require(ctx, 'admin', { type: 'tenant' });
       const old = await load(ctx.tenantId, version, -1);
-      return apply(ctx, old.text, `rollback to version ${version}`);
+      return apply(ctx, old.text, `rollback to version ${version}`, cas);
     },
 
     async diff(ctx: TenantContext, from: number, to: number): Promise<{ from: number; to: number; diff: string }> {

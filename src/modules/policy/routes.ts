@@ -14,7 +14,9 @@ const VersionParam = Type.Object({ version: Type.Integer({ minimum: 0, maximum: 
 export function policyRoutes(deps: { policies: PolicyService }) {
   return async function register(app: FastifyInstance): Promise<void> {
     const r = app.withTypeProvider<TypeBoxTypeProvider>();
+    const Cas = Type.Integer({ minimum: 0, maximum: 2_147_483_647, description: 'The version you expect in force (0: built-ins only); another one there answers 409 CAS_MISMATCH' });
     const PolicyBody = Type.Object({ text: Type.String({ maxLength: 65_536 }), comment: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: false });
+    const PutBody = Type.Object({ ...PolicyBody.properties, cas: Type.Optional(Cas) }, { additionalProperties: false });
 
     r.get('/v1/policies', {
       config: { auth: 'tenant' },
@@ -23,7 +25,7 @@ export function policyRoutes(deps: { policies: PolicyService }) {
 
     r.put('/v1/policies', {
       config: { auth: 'tenant' },
-      schema: { tags: ['policies'], summary: 'Replace the tenant policy set (validated first; a new version)', body: PolicyBody, response: { 200: Version, ...errorResponses } },
+      schema: { tags: ['policies'], summary: 'Replace the tenant policy set (validated first; a new version)', body: PutBody, response: { 200: Version, ...errorResponses } },
     }, (req) => deps.policies.put(tenantContextOf(req), req.body));
 
     r.post('/v1/policies/validate', {
@@ -57,9 +59,9 @@ export function policyRoutes(deps: { policies: PolicyService }) {
       config: { auth: 'tenant' },
       schema: {
         tags: ['policies'], summary: 'Re-apply an older version as a new version',
-        body: Type.Object({ version: Type.Integer({ minimum: 0 }) }, { additionalProperties: false }),
+        body: Type.Object({ version: Type.Integer({ minimum: 0, maximum: 2_147_483_647 }), cas: Type.Optional(Cas) }, { additionalProperties: false }),
         response: { 200: Version, ...errorResponses },
       },
-    }, (req) => deps.policies.rollback(tenantContextOf(req), req.body.version));
+    }, (req) => deps.policies.rollback(tenantContextOf(req), req.body.version, req.body.cas));
   };
 }
