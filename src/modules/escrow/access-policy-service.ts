@@ -75,9 +75,11 @@ export function createAccessPolicyService(deps: {
     } catch (err) {
       if (isUniqueViolation(err)) fail('CAS_MISMATCH', 'another access policy change landed first; fetch and try again');
       throw err;
+    } finally {
+      // Decisions read the rules: drop every cached one of this tenant, however the commit ended
+      // (a commit whose answer was lost may still have landed; other nodes follow the generation).
+      await authz.invalidate(ctx.tenantId);
     }
-    // Decisions read the rules: drop every cached one of this tenant (other nodes follow the generation).
-    await authz.invalidate(ctx.tenantId);
     return load(ctx.tenantId, version, version);
   }
 

@@ -211,14 +211,18 @@ export function createRequestService(deps: EscrowDeps) {
         for (const s of await secretRowsOf(db, row)) await authz.require(ctx, 'approve', secretResource(s), row.environment);
       }
       const now = clock.now();
-      await db.transaction().execute(async (trx) => {
-        const res = await trx.updateTable('access_grants').set({ revoked_at: now, revoked_by: ctx.actor.id })
-          .where('tenant_id', '=', ctx.tenantId).where('request_id', '=', id).where('revoked_at', 'is', null).where('expires_at', '>', now).executeTakeFirst();
-        if (Number(res.numUpdatedRows) === 0) fail('REQUEST_NOT_ACTIVE', 'this request has no live grant to revoke');
-        await audit.appendInTx(trx, [requestEvent(ctx, 'access-grant.revoke', row, opts.comment ? { comment: opts.comment } : {})]);
-        await authz.bumpInTx(trx, ctx.tenantId);
-      });
-      await authz.invalidate(ctx.tenantId);
+      try {
+        await db.transaction().execute(async (trx) => {
+          const res = await trx.updateTable('access_grants').set({ revoked_at: now, revoked_by: ctx.actor.id })
+            .where('tenant_id', '=', ctx.tenantId).where('request_id', '=', id).where('revoked_at', 'is', null).where('expires_at', '>', now).executeTakeFirst();
+          if (Number(res.numUpdatedRows) === 0) fail('REQUEST_NOT_ACTIVE', 'this request has no live grant to revoke');
+          await audit.appendInTx(trx, [requestEvent(ctx, 'access-grant.revoke', row, opts.comment ? { comment: opts.comment } : {})]);
+          await authz.bumpInTx(trx, ctx.tenantId);
+        });
+      } finally {
+        // However the commit ended: one whose answer was lost may still have revoked the grant.
+        await authz.invalidate(ctx.tenantId);
+      }
       send(notifier, row, { type: 'escrow.grant-revoked', recipients: requesterRecipients(row), subject: `The grant of access request ${id} was revoked` });
       return store.view(db, row, now);
     },
