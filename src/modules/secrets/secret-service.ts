@@ -14,7 +14,7 @@ import type { Keyring } from '../../crypto/keyring.ts';
 import type { SealedRowCache } from './sealed-row-cache.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import { createSecretRepository, type SecretRepository } from './secret-repository.ts';
-import type { CreateSecretInput, SecretDetail, SecretMeta, UpdateSecretInput, Classification } from './types.ts';
+import { CLASSIFICATIONS, type CreateSecretInput, type SecretDetail, type SecretMeta, type UpdateSecretInput, type Classification } from './types.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 /** One answer for a secret that does not exist and one the caller may not know of. */
@@ -206,6 +206,11 @@ export function createSecretService(deps: {
       await authorize(ctx, 'write', secretResource(row));
       // Reclassifying is judged on the new metadata too, so nobody can move a secret out of their own reach.
       if (patch.classification !== undefined) await authz.require(ctx, 'write', secretResource({ ...row, classification: patch.classification }));
+      // Classification is what approval rules and tenant policies key on: lowering it takes a secret out
+      // of their protection, so it needs the tenant's administrator, not just a writer of the secret.
+      if (patch.classification !== undefined && CLASSIFICATIONS.indexOf(patch.classification) < CLASSIFICATIONS.indexOf(row.classification as Classification)) {
+        await authz.require(ctx, 'admin', { type: 'tenant' });
+      }
       const changes: Partial<SecretsTable> = { updated_at: clock.now() };
       if (patch.label !== undefined) changes.label = patch.label;
       if (patch.owner !== undefined) changes.owner = patch.owner;

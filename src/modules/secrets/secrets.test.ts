@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, ROLLBACK_WINDOW_MS, type Harness } from '../../../test/helpers/harness.ts';
+import { userContext } from '../../../test/helpers/identities.ts';
 import type { TenantContext } from '../shared/context.ts';
 
 const rejects = (p: Promise<unknown>, code: string) => assert.rejects(p, (err: { code?: string }) => {
@@ -157,5 +158,24 @@ describeEachDialect('secrets and versions', (dialect) => {
     const u = await h.services.secrets.update(ctx, 'META_KEY', { owner: 'security', classification: 'restricted', revision: m.revision });
     assert.deepEqual([u.owner, u.classification, u.revision], ['security', 'restricted', 2]);
     await rejects(h.services.secrets.update(ctx, 'META_KEY', { owner: 'x', revision: 1 }), 'CAS_MISMATCH');
+  });
+
+  test('a secret admin may raise a classification; lowering it also needs tenant admin (approval rules and policies key on it)', async () => {
+    const admin = await userContext(h, ctx.tenantId, 'sam-secret-admin');
+    await h.services.grants.create(ctx, { principalType: 'user', principalId: admin.id, role: 'secret-admin' });
+    const owner = await userContext(h, ctx.tenantId, 'tina-tenant-admin');
+    await h.services.grants.create(ctx, { principalType: 'user', principalId: owner.id, role: 'tenant-admin' });
+    await h.services.grants.create(ctx, { principalType: 'user', principalId: owner.id, role: 'secret-admin' });
+    const m = await h.services.secrets.create(ctx, { name: 'CLASSIFIED_KEY', owner: 'ops', classification: 'confidential' });
+    const up = await h.services.secrets.update(admin.ctx(), 'CLASSIFIED_KEY', { classification: 'restricted', revision: m.revision });
+    assert.equal(up.classification, 'restricted');
+    await rejects(h.services.secrets.update(admin.ctx(), 'CLASSIFIED_KEY', { classification: 'internal' }), 'FORBIDDEN');
+    await rejects(h.services.secrets.update(admin.ctx(), 'CLASSIFIED_KEY', { classification: 'public', owner: 'sneaky' }), 'FORBIDDEN');
+    const unchanged = await h.services.secrets.describe(ctx, 'CLASSIFIED_KEY');
+    assert.deepEqual([unchanged.classification, unchanged.owner, unchanged.revision], ['restricted', 'ops', up.revision], 'nothing of a refused update was written');
+    const down = await h.services.secrets.update(owner.ctx(), 'CLASSIFIED_KEY', { classification: 'internal' });
+    assert.equal(down.classification, 'internal');
+    const denials = await h.storage.db.selectFrom('audit_events').select(['actor_id', 'outcome']).where('action', '=', 'authz.admin').where('actor_id', '=', admin.id).execute();
+    assert.ok(denials.length >= 2 && denials.every((e) => e.outcome === 'denied'), 'each refusal is a recorded denial');
   });
 });
