@@ -182,7 +182,9 @@ describe('JSON-lines audit sink', () => {
     const settled = (p: Promise<unknown>, ms: number) => Promise.race([
       p.then(() => 'delivered', (e: Error) => e.message), new Promise<string>((resolve) => setTimeout(() => resolve('still waiting'), ms)),
     ]);
-    const stuck = sink.deliver([huge(1)], AbortSignal.timeout(50));
+    // No deadline on the first: on a loaded machine opening the file could outlast a short one, and the
+    // batch would be refused before its write began. The hang, not the signal, is what is under test.
+    const stuck = sink.deliver([huge(1)], new AbortController().signal);
     try {
       assert.equal(await settled(stuck, 300), 'still waiting', 'the write hangs (delivery times it out from outside)');
       // What delivery does after each timeout: offer the batch again. Each one queued would be held until the hang ends.
