@@ -179,6 +179,17 @@ export function createSecretRepository(db: Executor) {
       return Number(res.numUpdatedRows);
     },
 
+    /**
+     * Crypto-shreds one version if it is still superseded since `cutoff` or before (the retention
+     * sweep): a version made current again since has no `superseded_at`, one superseded again a newer one.
+     */
+    async shredSuperseded(tenantId: string, versionId: string, cutoff: number, now: number) {
+      const res = await db.updateTable('secret_versions').set({ wrapped_dek: null, ciphertext: null, destroyed_at: now })
+        .where('tenant_id', '=', tenantId).where('id', '=', versionId)
+        .where('superseded_at', '<=', cutoff).where('destroyed_at', 'is', null).executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
+    },
+
     async clearDestroyedLabels(secretId: string, environmentId: string, version: number) {
       await db.updateTable('secret_states').set({ previous_version: null })
         .where('secret_id', '=', secretId).where('environment_id', '=', environmentId).where('previous_version', '=', version).execute();
