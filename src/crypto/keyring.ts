@@ -71,15 +71,20 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
   // every read, with the value's AAD prepared: no key string, base64 or AAD built per read. Any
   // forget replaces the whole map; a miss falls back to `deks`, which decides exactly.
   let opened = new WeakMap<Uint8Array, { key: KeyObject; until: number; binding: VersionBinding; aad: Buffer }>();
+  // Moves on with every purge, invalidate and forget. A load that began before the move (a read
+  // awaiting the store while the server sealed, a key state read before a rotation) uses what it
+  // loaded once but caches nothing: what was dropped stays dropped.
+  let generation = 0;
 
   function purge(): void {
+    generation++;
     keks.clear();
     states.clear();
     deks.clear();
     opened = new WeakMap();
   }
 
-  function dekFor(kekKey: KeyObject, binding: VersionBinding, wrappedDek: Uint8Array): { key: KeyObject; until: number } {
+  function dekFor(kekKey: KeyObject, binding: VersionBinding, wrappedDek: Uint8Array, remember: boolean): { key: KeyObject; until: number } {
     const cacheKey = `${binding.tenantId}\u0000${binding.environmentId}\u0000${binding.secretId}\u0000${binding.version}\u0000${Buffer.from(wrappedDek.buffer, wrappedDek.byteOffset, wrappedDek.byteLength).toString('base64')}`;
     const now = dekCache.now();
     const hit = deks.get(cacheKey);
@@ -87,6 +92,7 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
     const raw = unwrapDek(kekKey, binding, wrappedDek);
     try {
       const entry = { key: toKeyObject(raw), until: now + dekCache.ttlMs };
+      if (!remember) return entry;
       if (deks.size >= dekCache.maxEntries) {
         deks.delete(deks.keys().next().value!);
         opened = new WeakMap(); // it may hold the evicted key: the bound applies to both
@@ -111,8 +117,9 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
   async function state(tenantId: string): Promise<{ current: number; min: number }> {
     let s = states.get(tenantId);
     if (!s) {
+      const fence = generation;
       s = (await store.loadState(tenantId)) ?? fail('TENANT_NOT_FOUND', 'tenant not found');
-      states.set(tenantId, s);
+      if (fence === generation) states.set(tenantId, s);
     }
     return s;
   }
@@ -121,13 +128,16 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
     const cacheKey = `${tenantId}\u0000${version}`;
     const cached = keks.get(cacheKey);
     if (cached) return cached;
-    const rootKey = root.rootKey();
+    root.rootKey();
+    const fence = generation;
     const wrapped = await store.loadWrappedKek(tenantId, version);
+    // Unsealed still? A seal while the store answered has dropped the root key: nothing is unwrapped after it.
+    const rootKey = root.rootKey();
     if (!wrapped) fail('KEY_VERSION_RETIRED', `key version ${version} is retired or missing`);
     const raw = unwrapKek(rootKey, tenantId, version, wrapped);
     try {
       const key = toKeyObject(raw);
-      keks.set(cacheKey, key);
+      if (fence === generation) keks.set(cacheKey, key);
       return key;
     } finally {
       wipe(raw);
@@ -162,14 +172,18 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
 
     async openValue(binding, ciphertext, wrappedDek) {
       root.rootKey();
+      const fence = generation;
       const version = kekVersionOf(wrappedDek);
       const { min } = states.get(binding.tenantId) ?? (await state(binding.tenantId));
       if (version < min) fail('KEY_VERSION_RETIRED', `value is wrapped under retired key version ${version}`);
       const cached = openWithCachedKey(binding, ciphertext, wrappedDek);
       if (cached) return cached;
-      const dek = dekFor(await kek(binding.tenantId, version), binding, wrappedDek);
+      const kekKey = await kek(binding.tenantId, version);
+      root.rootKey();
+      const remember = fence === generation;
+      const dek = dekFor(kekKey, binding, wrappedDek, remember);
       const aad = headerAndAad(valueAad(binding));
-      opened.set(wrappedDek, { ...dek, binding: { ...binding }, aad });
+      if (remember) opened.set(wrappedDek, { ...dek, binding: { ...binding }, aad });
       return aeadOpenPrepared(dek.key, ciphertext, aad);
     },
 
@@ -187,11 +201,13 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
     },
 
     forgetDeks(tenantId) {
+      generation++;
       forgetTenantKeys(deks, tenantId);
       opened = new WeakMap();
     },
 
     invalidate(tenantId) {
+      generation++;
       states.delete(tenantId);
       forgetTenantKeys(deks, tenantId);
       forgetTenantKeys(keks, tenantId);
