@@ -18,7 +18,11 @@ export interface RootKeyHolder {
 }
 
 export interface Keyring {
-  /** Generates KEK bytes for a tenant version and returns them wrapped by the root key. */
+  /**
+   * Generates KEK bytes for a tenant version and returns them wrapped by the root key. Caches
+   * nothing: the key is used once read back from the store, so a transaction that stores it and
+   * rolls back leaves no key that another node's KEK of the same version would be mistaken for.
+   */
   newWrappedKek(tenantId: string, version: number): Buffer;
   /**
    * Loads the tenant's current KEK and returns a synchronous sealer. Callers get it before opening
@@ -148,9 +152,7 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
     newWrappedKek(tenantId, version) {
       const raw = randomKey(32);
       try {
-        const wrapped = wrapKek(root.rootKey(), tenantId, version, raw);
-        keks.set(`${tenantId}\u0000${version}`, toKeyObject(raw));
-        return wrapped;
+        return wrapKek(root.rootKey(), tenantId, version, raw);
       } finally {
         wipe(raw);
       }
