@@ -196,7 +196,7 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
       const to = usable.get(current)!;
       return (binding, wrappedDek) => {
         const from = kekVersionOf(wrappedDek);
-        if (from === current) return null;
+        if (from >= current) return null; // there already, or under a version rotated to since (nothing to move)
         const fromKey = usable.get(from) ?? fail('KEY_VERSION_RETIRED', `value is wrapped under retired key version ${from}`);
         return { wrappedDek: rewrapDek(fromKey, to, current, binding, wrappedDek), kekVersion: current };
       };
