@@ -37,4 +37,23 @@ describeEachDialect('initialisation is all or nothing', (dialect) => {
       await database.cleanup();
     }
   });
+
+  test('a single share (1 of 1), as the docs and the CLI allow, initialises and unseals instead of failing with a 500', async () => {
+    const database = await createTestDatabase(dialect);
+    const storage = await database.open();
+    try {
+      const services = createServices({
+        config: { dataDir: database.dataDir, limits: TEST_LIMITS, rollbackWindowMs: ROLLBACK_WINDOW_MS, identity: identitySettings() },
+        storage, clock: createManualClock(),
+      });
+      const init = await services.system.initialize({ type: 'shamir', shares: 1, threshold: 1 });
+      assert.equal(init.shares.length, 1);
+      const status = await services.system.unseal(init.shares[0]!);
+      assert.deepEqual([status.sealed, status.threshold, status.shares], [false, 1, 1]);
+      assert.ok(await services.tokens.authenticate(init.rootToken));
+    } finally {
+      await storage.close();
+      await database.cleanup();
+    }
+  });
 });
