@@ -6,6 +6,8 @@ import { createHarness, ROLLBACK_WINDOW_MS, type Harness } from '../../../test/h
 import type { Kysely } from 'kysely';
 import type { Database } from '../../storage/schema.ts';
 import { createRetentionJob } from './retention.ts';
+import { createValueService } from './value-service.ts';
+import { createPendingVersions } from './pending-versions.ts';
 
 const settle = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string; name?: string }) => e.code ?? `${e.name}: ${String(e)}`);
 
@@ -86,6 +88,49 @@ describeEachDialect('destroy racing rollback and restore', (dialect) => {
         .where('action', 'in', ['secret.destroy', 'secret.restore']).where('outcome', '=', 'allowed').execute();
       assert.equal(events.length, 1, 'one allowed event: the winner\'s');
     }
+  });
+
+  /** A value service whose write meets `interleave` between its checks (secret live, allowed) and its transaction. */
+  const writeRacing = (interleave: () => Promise<unknown>) => createValueService({
+    ...h.services, db: beforeFirstTransaction(h.storage.db, async () => void (await interleave())),
+    maxValueBytes: 1024, rollbackWindowMs: ROLLBACK_WINDOW_MS, clock: h.clock,
+  });
+
+  test('a write racing the deletion of its secret is refused as SECRET_NOT_FOUND: no version lands in a deleted secret', async () => {
+    const name = 'WRITE_VS_DELETE';
+    await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+    await h.services.values.write(h.ctx, name, 'production', { value: 'before-delete' });
+    const values = writeRacing(() => h.services.secrets.remove(h.ctx, name));
+    assert.equal(await settle(values.write(h.ctx, name, 'production', { value: 'after-delete' })), 'SECRET_NOT_FOUND');
+    await h.services.secrets.restore(h.ctx, name);
+    assert.deepEqual((await h.services.values.history(h.ctx, name, 'production')).map((v) => v.version), [1]);
+    assert.equal((await h.services.values.read(h.ctx, name, 'production')).value, 'before-delete');
+  });
+
+  test('a write racing the destruction of its secret is refused as SECRET_NOT_FOUND, not a foreign-key error (a 500)', async () => {
+    const name = 'WRITE_VS_DESTROY';
+    await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+    const values = writeRacing(async () => {
+      await h.services.secrets.remove(h.ctx, name);
+      await h.services.secrets.destroy(h.ctx, name);
+    });
+    assert.equal(await settle(values.write(h.ctx, name, 'production', { value: 'into-the-void' })), 'SECRET_NOT_FOUND');
+    const orphans = await h.storage.db.selectFrom('secret_versions').select('id').where('tenant_id', '=', h.ctx.tenantId)
+      .where('secret_id', 'not in', h.storage.db.selectFrom('secrets').select('id')).execute();
+    assert.equal(orphans.length, 0);
+  });
+
+  test('a pending version (rotation) racing the deletion of its secret is refused the same way', async () => {
+    const name = 'PENDING_VS_DELETE';
+    const secret = await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+    const env = await h.services.tenants.environment(h.ctx.tenantId, 'production');
+    const pending = createPendingVersions({
+      ...h.services, db: beforeFirstTransaction(h.storage.db, () => h.services.secrets.remove(h.ctx, name).then(() => undefined)),
+      clock: h.clock, maxValueBytes: 1024,
+    });
+    const target = { secretId: secret.id, name, environmentId: env.id, environment: 'production' };
+    assert.equal(await settle(pending.write(h.ctx, target, 'staged-after-delete')), 'SECRET_NOT_FOUND');
+    assert.deepEqual(await pending.labels(target), { current: null, pending: null, previous: null });
   });
 
   // Last: they move the clock a whole rollback window on.
