@@ -45,6 +45,7 @@ async function setup() {
     advance: (ms: number) => void (now += ms),
     seal: () => { root = null; for (const l of sealListeners) l(); },
     unseal: () => void (root = rootKey),
+    forgetKek: (version: number) => void wrapped.delete(version),
     holdState: (hold: () => Promise<void>) => void (stateHold = hold),
     holdKek: (hold: () => Promise<void>) => void (kekHold = hold),
     rotate: () => {
@@ -142,4 +143,19 @@ test('a key state loaded before an invalidate is not kept after it: the next sea
   await early;
   assert.equal((await t.keyring.sealerFor(TENANT)).kekVersion, 2);
   assert.equal((await t.keyring.rewrapperFor(TENANT))(binding, t.sealed.wrappedDek)?.kekVersion, 2);
+});
+
+test('a minimum version raised elsewhere (another node\'s rewrap) is enforced here within the cache lifetime, and the retired KEK dropped', async () => {
+  const t = await setup();
+  await t.keyring.openValue(binding, t.sealed.ciphertext, t.sealed.wrappedDek); // state, KEK and data key all cached
+  t.state.current = 2;
+  t.state.min = 2; // committed by another process: nothing here is invalidated
+  t.advance(TTL + 1);
+  assert.equal(await code(t.keyring.openValue(binding, t.sealed.ciphertext, t.sealed.wrappedDek)), 'KEY_VERSION_RETIRED');
+  assert.equal(t.keyring.openCached(binding, t.sealed.ciphertext, t.sealed.wrappedDek), undefined);
+  // Were the minimum to fall back (a restored database), version 1 would have to be unwrapped again from the store.
+  t.state.min = 1;
+  t.forgetKek(1);
+  t.advance(TTL + 1);
+  assert.equal(await code(t.keyring.openValue(binding, t.sealed.ciphertext, t.sealed.wrappedDek)), 'KEY_VERSION_RETIRED');
 });

@@ -68,7 +68,9 @@ export interface DekCacheOptions {
 export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekCache?: DekCacheOptions }): Keyring {
   const { store, root } = deps;
   const keks = new Map<string, KeyObject>();
-  const states = new Map<string, { current: number; min: number }>();
+  // Read again once older than the data-key lifetime: a rewrap on another node raises the minimum
+  // there, and this process must enforce it (and drop the retired KEKs) within that bound too.
+  const states = new Map<string, { current: number; min: number; until: number }>();
   const dekCache = deps.dekCache ?? { ttlMs: 60_000, maxEntries: 10_000, now: () => Date.now() };
   const deks = new Map<string, { key: KeyObject; until: number }>();
   // The same entries again, found by the wrapped-DEK bytes object a cached sealed row hands in on
@@ -118,14 +120,25 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
   }
   root.onSeal(purge);
 
+  /** The tenant's key state if cached and fresh; undefined otherwise (then `state`). */
+  function freshState(tenantId: string): { current: number; min: number } | undefined {
+    const s = states.get(tenantId);
+    return s && s.until > dekCache.now() ? s : undefined;
+  }
+
   async function state(tenantId: string): Promise<{ current: number; min: number }> {
-    let s = states.get(tenantId);
-    if (!s) {
-      const fence = generation;
-      s = (await store.loadState(tenantId)) ?? fail('TENANT_NOT_FOUND', 'tenant not found');
-      if (fence === generation) states.set(tenantId, s);
+    const cached = freshState(tenantId);
+    if (cached) return cached;
+    const fence = generation;
+    const loaded = (await store.loadState(tenantId)) ?? fail('TENANT_NOT_FOUND', 'tenant not found');
+    if (fence !== generation) return loaded;
+    states.set(tenantId, { ...loaded, until: dekCache.now() + dekCache.ttlMs });
+    // KEKs below the minimum are retired: their material goes from memory as it went from the store.
+    for (const key of keks.keys()) {
+      const [t, v] = key.split('\u0000');
+      if (t === tenantId && Number(v) < loaded.min) keks.delete(key);
     }
-    return s;
+    return loaded;
   }
 
   async function kek(tenantId: string, version: number): Promise<KeyObject> {
@@ -167,7 +180,7 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
 
     openCached(binding, ciphertext, wrappedDek) {
       root.rootKey();
-      const s = states.get(binding.tenantId);
+      const s = freshState(binding.tenantId);
       if (!s || kekVersionOf(wrappedDek) < s.min) return undefined;
       return openWithCachedKey(binding, ciphertext, wrappedDek);
     },
@@ -176,7 +189,7 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
       root.rootKey();
       const fence = generation;
       const version = kekVersionOf(wrappedDek);
-      const { min } = states.get(binding.tenantId) ?? (await state(binding.tenantId));
+      const { min } = freshState(binding.tenantId) ?? (await state(binding.tenantId));
       if (version < min) fail('KEY_VERSION_RETIRED', `value is wrapped under retired key version ${version}`);
       const cached = openWithCachedKey(binding, ciphertext, wrappedDek);
       if (cached) return cached;
