@@ -18,8 +18,22 @@ async function setup() {
   const state = { current: 1, min: 1 };
   const wrapped = new Map<number, Uint8Array>();
   let now = 1_000_000;
+  // Each load reads the store when it starts, then waits on the test's hold (if any) before answering.
+  let stateHold = async () => {};
+  let kekHold = async () => {};
   const keyring = createKeyring({
-    store: { loadState: async () => ({ ...state }), loadWrappedKek: async (_t, v) => wrapped.get(v) ?? null },
+    store: {
+      loadState: async () => {
+        const snapshot = { ...state };
+        await stateHold();
+        return snapshot;
+      },
+      loadWrappedKek: async (_t, v) => {
+        const found = wrapped.get(v) ?? null;
+        await kekHold();
+        return found;
+      },
+    },
     root: { rootKey: () => root ?? fail('SEALED', 'sealed'), onSeal: (l) => void sealListeners.push(l) },
     dekCache: { ttlMs: TTL, maxEntries: 100, now: () => now },
   });
@@ -31,6 +45,14 @@ async function setup() {
     advance: (ms: number) => void (now += ms),
     seal: () => { root = null; for (const l of sealListeners) l(); },
     unseal: () => void (root = rootKey),
+    forgetKek: (version: number) => void wrapped.delete(version),
+    holdState: (hold: () => Promise<void>) => void (stateHold = hold),
+    holdKek: (hold: () => Promise<void>) => void (kekHold = hold),
+    rotate: () => {
+      wrapped.set(state.current + 1, keyring.newWrappedKek(TENANT, state.current + 1));
+      state.current++;
+      keyring.invalidate(TENANT);
+    },
   };
 }
 
@@ -85,4 +107,55 @@ test('a cached data key lives no longer than the cache lifetime, and forgetting 
   forgotten.keyring.forgetDeks(TENANT);
   tamperInPlace(forgotten.sealed.wrappedDek);
   assert.equal(await code(forgotten.keyring.openValue(binding, forgotten.sealed.ciphertext, forgotten.sealed.wrappedDek)), 'INTEGRITY_FAILURE');
+});
+
+/** A gate the fake store's loads wait on: the moment a load is in flight while something else happens. */
+function gate() {
+  let open!: () => void;
+  let entered!: () => void;
+  const opened = new Promise<void>((r) => (open = r));
+  const reached = new Promise<void>((r) => (entered = r));
+  return { wait: () => (entered(), opened), reached, open };
+}
+
+test('a read in flight across a seal does not put key material back: it is refused, and nothing opens while sealed', async () => {
+  const t = await setup();
+  t.keyring.invalidate(TENANT); // the KEK must be loaded from the store again
+  const held = gate();
+  t.holdKek(held.wait);
+  const read = code(t.keyring.openValue(binding, t.sealed.ciphertext, t.sealed.wrappedDek));
+  await held.reached;
+  t.seal();
+  held.open();
+  assert.equal(await read, 'SEALED');
+  assert.equal(await code(t.keyring.rewrapperFor(TENANT)), 'SEALED', 'no tenant KEK was cached after the seal');
+});
+
+test('a key state loaded before an invalidate is not kept after it: the next seal and rewrap use the new KEK version', async () => {
+  const t = await setup();
+  t.keyring.invalidate(TENANT);
+  const held = gate();
+  t.holdState(held.wait);
+  const early = t.keyring.sealerFor(TENANT); // reads the state as it is now (current 1), and is held there
+  await held.reached;
+  t.rotate(); // what keys.rotate does: version 2 committed, then this process's cache invalidated
+  held.open();
+  await early;
+  assert.equal((await t.keyring.sealerFor(TENANT)).kekVersion, 2);
+  assert.equal((await t.keyring.rewrapperFor(TENANT))(binding, t.sealed.wrappedDek)?.kekVersion, 2);
+});
+
+test('a minimum version raised elsewhere (another node\'s rewrap) is enforced here within the cache lifetime, and the retired KEK dropped', async () => {
+  const t = await setup();
+  await t.keyring.openValue(binding, t.sealed.ciphertext, t.sealed.wrappedDek); // state, KEK and data key all cached
+  t.state.current = 2;
+  t.state.min = 2; // committed by another process: nothing here is invalidated
+  t.advance(TTL + 1);
+  assert.equal(await code(t.keyring.openValue(binding, t.sealed.ciphertext, t.sealed.wrappedDek)), 'KEY_VERSION_RETIRED');
+  assert.equal(t.keyring.openCached(binding, t.sealed.ciphertext, t.sealed.wrappedDek), undefined);
+  // Were the minimum to fall back (a restored database), version 1 would have to be unwrapped again from the store.
+  t.state.min = 1;
+  t.forgetKek(1);
+  t.advance(TTL + 1);
+  assert.equal(await code(t.keyring.openValue(binding, t.sealed.ciphertext, t.sealed.wrappedDek)), 'KEY_VERSION_RETIRED');
 });

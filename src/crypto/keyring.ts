@@ -18,7 +18,11 @@ export interface RootKeyHolder {
 }
 
 export interface Keyring {
-  /** Generates KEK bytes for a tenant version and returns them wrapped by the root key. */
+  /**
+   * Generates KEK bytes for a tenant version and returns them wrapped by the root key. Caches
+   * nothing: the key is used once read back from the store, so a transaction that stores it and
+   * rolls back leaves no key that another node's KEK of the same version would be mistaken for.
+   */
   newWrappedKek(tenantId: string, version: number): Buffer;
   /**
    * Loads the tenant's current KEK and returns a synchronous sealer. Callers get it before opening
@@ -64,22 +68,29 @@ export interface DekCacheOptions {
 export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekCache?: DekCacheOptions }): Keyring {
   const { store, root } = deps;
   const keks = new Map<string, KeyObject>();
-  const states = new Map<string, { current: number; min: number }>();
+  // Read again once older than the data-key lifetime: a rewrap on another node raises the minimum
+  // there, and this process must enforce it (and drop the retired KEKs) within that bound too.
+  const states = new Map<string, { current: number; min: number; until: number }>();
   const dekCache = deps.dekCache ?? { ttlMs: 60_000, maxEntries: 10_000, now: () => Date.now() };
   const deks = new Map<string, { key: KeyObject; until: number }>();
   // The same entries again, found by the wrapped-DEK bytes object a cached sealed row hands in on
   // every read, with the value's AAD prepared: no key string, base64 or AAD built per read. Any
   // forget replaces the whole map; a miss falls back to `deks`, which decides exactly.
   let opened = new WeakMap<Uint8Array, { key: KeyObject; until: number; binding: VersionBinding; aad: Buffer }>();
+  // Moves on with every purge, invalidate and forget. A load that began before the move (a read
+  // awaiting the store while the server sealed, a key state read before a rotation) uses what it
+  // loaded once but caches nothing: what was dropped stays dropped.
+  let generation = 0;
 
   function purge(): void {
+    generation++;
     keks.clear();
     states.clear();
     deks.clear();
     opened = new WeakMap();
   }
 
-  function dekFor(kekKey: KeyObject, binding: VersionBinding, wrappedDek: Uint8Array): { key: KeyObject; until: number } {
+  function dekFor(kekKey: KeyObject, binding: VersionBinding, wrappedDek: Uint8Array, remember: boolean): { key: KeyObject; until: number } {
     const cacheKey = `${binding.tenantId}\u0000${binding.environmentId}\u0000${binding.secretId}\u0000${binding.version}\u0000${Buffer.from(wrappedDek.buffer, wrappedDek.byteOffset, wrappedDek.byteLength).toString('base64')}`;
     const now = dekCache.now();
     const hit = deks.get(cacheKey);
@@ -87,6 +98,7 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
     const raw = unwrapDek(kekKey, binding, wrappedDek);
     try {
       const entry = { key: toKeyObject(raw), until: now + dekCache.ttlMs };
+      if (!remember) return entry;
       if (deks.size >= dekCache.maxEntries) {
         deks.delete(deks.keys().next().value!);
         opened = new WeakMap(); // it may hold the evicted key: the bound applies to both
@@ -108,26 +120,41 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
   }
   root.onSeal(purge);
 
+  /** The tenant's key state if cached and fresh; undefined otherwise (then `state`). */
+  function freshState(tenantId: string): { current: number; min: number } | undefined {
+    const s = states.get(tenantId);
+    return s && s.until > dekCache.now() ? s : undefined;
+  }
+
   async function state(tenantId: string): Promise<{ current: number; min: number }> {
-    let s = states.get(tenantId);
-    if (!s) {
-      s = (await store.loadState(tenantId)) ?? fail('TENANT_NOT_FOUND', 'tenant not found');
-      states.set(tenantId, s);
+    const cached = freshState(tenantId);
+    if (cached) return cached;
+    const fence = generation;
+    const loaded = (await store.loadState(tenantId)) ?? fail('TENANT_NOT_FOUND', 'tenant not found');
+    if (fence !== generation) return loaded;
+    states.set(tenantId, { ...loaded, until: dekCache.now() + dekCache.ttlMs });
+    // KEKs below the minimum are retired: their material goes from memory as it went from the store.
+    for (const key of keks.keys()) {
+      const [t, v] = key.split('\u0000');
+      if (t === tenantId && Number(v) < loaded.min) keks.delete(key);
     }
-    return s;
+    return loaded;
   }
 
   async function kek(tenantId: string, version: number): Promise<KeyObject> {
     const cacheKey = `${tenantId}\u0000${version}`;
     const cached = keks.get(cacheKey);
     if (cached) return cached;
-    const rootKey = root.rootKey();
+    root.rootKey();
+    const fence = generation;
     const wrapped = await store.loadWrappedKek(tenantId, version);
+    // Unsealed still? A seal while the store answered has dropped the root key: nothing is unwrapped after it.
+    const rootKey = root.rootKey();
     if (!wrapped) fail('KEY_VERSION_RETIRED', `key version ${version} is retired or missing`);
     const raw = unwrapKek(rootKey, tenantId, version, wrapped);
     try {
       const key = toKeyObject(raw);
-      keks.set(cacheKey, key);
+      if (fence === generation) keks.set(cacheKey, key);
       return key;
     } finally {
       wipe(raw);
@@ -138,9 +165,7 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
     newWrappedKek(tenantId, version) {
       const raw = randomKey(32);
       try {
-        const wrapped = wrapKek(root.rootKey(), tenantId, version, raw);
-        keks.set(`${tenantId}\u0000${version}`, toKeyObject(raw));
-        return wrapped;
+        return wrapKek(root.rootKey(), tenantId, version, raw);
       } finally {
         wipe(raw);
       }
@@ -155,21 +180,25 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
 
     openCached(binding, ciphertext, wrappedDek) {
       root.rootKey();
-      const s = states.get(binding.tenantId);
+      const s = freshState(binding.tenantId);
       if (!s || kekVersionOf(wrappedDek) < s.min) return undefined;
       return openWithCachedKey(binding, ciphertext, wrappedDek);
     },
 
     async openValue(binding, ciphertext, wrappedDek) {
       root.rootKey();
+      const fence = generation;
       const version = kekVersionOf(wrappedDek);
-      const { min } = states.get(binding.tenantId) ?? (await state(binding.tenantId));
+      const { min } = freshState(binding.tenantId) ?? (await state(binding.tenantId));
       if (version < min) fail('KEY_VERSION_RETIRED', `value is wrapped under retired key version ${version}`);
       const cached = openWithCachedKey(binding, ciphertext, wrappedDek);
       if (cached) return cached;
-      const dek = dekFor(await kek(binding.tenantId, version), binding, wrappedDek);
+      const kekKey = await kek(binding.tenantId, version);
+      root.rootKey();
+      const remember = fence === generation;
+      const dek = dekFor(kekKey, binding, wrappedDek, remember);
       const aad = headerAndAad(valueAad(binding));
-      opened.set(wrappedDek, { ...dek, binding: { ...binding }, aad });
+      if (remember) opened.set(wrappedDek, { ...dek, binding: { ...binding }, aad });
       return aeadOpenPrepared(dek.key, ciphertext, aad);
     },
 
@@ -180,18 +209,20 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
       const to = usable.get(current)!;
       return (binding, wrappedDek) => {
         const from = kekVersionOf(wrappedDek);
-        if (from === current) return null;
+        if (from >= current) return null; // there already, or under a version rotated to since (nothing to move)
         const fromKey = usable.get(from) ?? fail('KEY_VERSION_RETIRED', `value is wrapped under retired key version ${from}`);
         return { wrappedDek: rewrapDek(fromKey, to, current, binding, wrappedDek), kekVersion: current };
       };
     },
 
     forgetDeks(tenantId) {
+      generation++;
       forgetTenantKeys(deks, tenantId);
       opened = new WeakMap();
     },
 
     invalidate(tenantId) {
+      generation++;
       states.delete(tenantId);
       forgetTenantKeys(deks, tenantId);
       forgetTenantKeys(keks, tenantId);

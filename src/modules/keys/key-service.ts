@@ -116,10 +116,15 @@ export function createKeyService(deps: {
         const totp = await rewrapTotpSecrets(db, ctx.tenantId, await keyring.rewrapperFor(ctx.tenantId));
         rewrapped += totp;
         const now = clock.now();
+        // Before the transaction: on SQLite's one connection, loading keys inside it would wait on itself.
+        const lateRewrap = await keyring.rewrapperFor(ctx.tenantId);
         await db.transaction().execute(async (trx) => {
           // The tenant row first: its lock waits out every write still proving its KEK current
-          // (keys/current-kek.ts), so the check below sees what they wrote.
-          await trx.updateTable('tenants').set({ kek_min_version: state.current }).where('id', '=', ctx.tenantId).execute();
+          // (keys/current-kek.ts), so the check below sees what they wrote. Never lowered: a rewrap
+          // to a later version may have finished while this one ran.
+          await trx.updateTable('tenants')
+            .set((eb) => ({ kek_min_version: eb.case().when('kek_min_version', '<', state.current).then(state.current).else(eb.ref('kek_min_version')).end() }))
+            .where('id', '=', ctx.tenantId).execute();
           const stragglers = await trx.selectFrom('secret_versions').select('id')
             .where('tenant_id', '=', ctx.tenantId).where('kek_version', '<', state.current).where('wrapped_dek', 'is not', null)
             .limit(1).execute();
@@ -127,7 +132,7 @@ export function createKeyService(deps: {
           // Again under the lock: a TOTP confirmation between the two column passes above can move a
           // pending secret, still under the old KEK, into the column already done. Retiring that KEK
           // would lock the user out; whatever is left moves here, in the same transaction.
-          const late = await rewrapTotpSecrets(trx, ctx.tenantId, await keyring.rewrapperFor(ctx.tenantId));
+          const late = await rewrapTotpSecrets(trx, ctx.tenantId, lateRewrap);
           rewrapped += late;
           await trx.updateTable('tenant_keks').set({ wrapped_key: null, retired_at: now })
             .where('tenant_id', '=', ctx.tenantId).where('version', '<', state.current).where('retired_at', 'is', null).execute();

@@ -1,5 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { sql } from 'kysely';
 import { identitySettings } from '../../config/config.ts';
 import { createHttpApp, createServices } from '../../main/compose.ts';
 import { kekVersionOf } from '../../crypto/envelope.ts';
@@ -70,5 +71,23 @@ describeEachDialect('KEK rotation with two nodes on one database', (dialect) => 
     }
     const row = await a.storage.db.selectFrom('users').select('totp_pending_secret').where('username', '=', username).executeTakeFirstOrThrow();
     assert.equal(kekVersionOf(decodeSealedTotp(row.totp_pending_secret!)!.wrappedDek), 3);
+  });
+
+  test('a rotation that fails on one node leaves no key behind there: what either node seals under that version, both open', async () => {
+    const ctx = a.contextFor((await a.services.tenants.create('rotating')).id);
+    await a.services.secrets.create(ctx, { name: 'LATER', owner: 'ops' });
+    // A's rotation makes its new KEK, then the audit log refuses the event: the transaction rolls back.
+    await sql`alter table audit_events rename to audit_events_gone`.execute(a.storage.db);
+    try {
+      await assert.rejects(a.services.keys.rotate(ctx), { code: 'AUDIT_UNAVAILABLE' });
+    } finally {
+      await sql`alter table audit_events_gone rename to audit_events`.execute(a.storage.db);
+    }
+    // B rotates to the very version number A's rotation had taken, with a KEK of its own.
+    assert.equal((await b.keys.rotate(ctx)).currentVersion, 2);
+    await a.services.values.write(ctx, 'LATER', 'production', { value: 'sealed-by-a' });
+    assert.equal((await b.values.read(ctx, 'LATER', 'production')).value, 'sealed-by-a', 'A sealed under the KEK in the database, not one only it had');
+    await b.values.write(ctx, 'LATER', 'production', { value: 'sealed-by-b' });
+    assert.equal((await a.services.values.read(ctx, 'LATER', 'production')).value, 'sealed-by-b');
   });
 });

@@ -2,9 +2,32 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
-import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { createHarness, ROLLBACK_WINDOW_MS, type Harness } from '../../../test/helpers/harness.ts';
+import type { Kysely } from 'kysely';
+import type { Database } from '../../storage/schema.ts';
+import { createRetentionJob } from './retention.ts';
+import { createValueService } from './value-service.ts';
+import { createPendingVersions } from './pending-versions.ts';
 
 const settle = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string; name?: string }) => e.code ?? `${e.name}: ${String(e)}`);
+
+/** A database whose first transaction lets `interleave` commit first: the moment between a sweep's choice and its act. */
+function beforeFirstTransaction(db: Kysely<Database>, interleave: () => Promise<void>): Kysely<Database> {
+  let pending = true;
+  return new Proxy(db, {
+    get(target, prop) {
+      if (prop === 'transaction' && pending) {
+        pending = false;
+        return () => ({ execute: async <T>(fn: Parameters<ReturnType<typeof target.transaction>['execute']>[0]) => {
+          await interleave();
+          return target.transaction().execute(fn) as Promise<T>;
+        } });
+      }
+      const value = Reflect.get(target, prop) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
 
 /**
  * Destroying is for good, so its checks must hold when it acts: "never the current version" against
@@ -65,5 +88,82 @@ describeEachDialect('destroy racing rollback and restore', (dialect) => {
         .where('action', 'in', ['secret.destroy', 'secret.restore']).where('outcome', '=', 'allowed').execute();
       assert.equal(events.length, 1, 'one allowed event: the winner\'s');
     }
+  });
+
+  /** A value service whose write meets `interleave` between its checks (secret live, allowed) and its transaction. */
+  const writeRacing = (interleave: () => Promise<unknown>) => createValueService({
+    ...h.services, db: beforeFirstTransaction(h.storage.db, async () => void (await interleave())),
+    maxValueBytes: 1024, rollbackWindowMs: ROLLBACK_WINDOW_MS, clock: h.clock,
+  });
+
+  test('a write racing the deletion of its secret is refused as SECRET_NOT_FOUND: no version lands in a deleted secret', async () => {
+    const name = 'WRITE_VS_DELETE';
+    await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+    await h.services.values.write(h.ctx, name, 'production', { value: 'before-delete' });
+    const values = writeRacing(() => h.services.secrets.remove(h.ctx, name));
+    assert.equal(await settle(values.write(h.ctx, name, 'production', { value: 'after-delete' })), 'SECRET_NOT_FOUND');
+    await h.services.secrets.restore(h.ctx, name);
+    assert.deepEqual((await h.services.values.history(h.ctx, name, 'production')).map((v) => v.version), [1]);
+    assert.equal((await h.services.values.read(h.ctx, name, 'production')).value, 'before-delete');
+  });
+
+  test('a write racing the destruction of its secret is refused as SECRET_NOT_FOUND, not a foreign-key error (a 500)', async () => {
+    const name = 'WRITE_VS_DESTROY';
+    await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+    const values = writeRacing(async () => {
+      await h.services.secrets.remove(h.ctx, name);
+      await h.services.secrets.destroy(h.ctx, name);
+    });
+    assert.equal(await settle(values.write(h.ctx, name, 'production', { value: 'into-the-void' })), 'SECRET_NOT_FOUND');
+    const orphans = await h.storage.db.selectFrom('secret_versions').select('id').where('tenant_id', '=', h.ctx.tenantId)
+      .where('secret_id', 'not in', h.storage.db.selectFrom('secrets').select('id')).execute();
+    assert.equal(orphans.length, 0);
+  });
+
+  test('a pending version (rotation) racing the deletion of its secret is refused the same way', async () => {
+    const name = 'PENDING_VS_DELETE';
+    const secret = await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+    const env = await h.services.tenants.environment(h.ctx.tenantId, 'production');
+    const pending = createPendingVersions({
+      ...h.services, db: beforeFirstTransaction(h.storage.db, () => h.services.secrets.remove(h.ctx, name).then(() => undefined)),
+      clock: h.clock, maxValueBytes: 1024,
+    });
+    const target = { secretId: secret.id, name, environmentId: env.id, environment: 'production' };
+    assert.equal(await settle(pending.write(h.ctx, target, 'staged-after-delete')), 'SECRET_NOT_FOUND');
+    assert.deepEqual(await pending.labels(target), { current: null, pending: null, previous: null });
+  });
+
+  // Last: they move the clock a whole rollback window on.
+  const sweepRacing = async (name: string, interleave: () => Promise<unknown>) => {
+    await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+    await h.services.values.write(h.ctx, name, 'production', { value: 'value-one' });
+    await h.services.values.write(h.ctx, name, 'production', { value: 'value-two' });
+    // Version 1 was superseded exactly one window ago: the rollback may still take it back, the sweep may shred it.
+    // (With two nodes, any clock skew between them widens this instant into a span.)
+    h.clock.advance(ROLLBACK_WINDOW_MS);
+    let interleaved = 'not run';
+    const sweep = createRetentionJob({
+      db: beforeFirstTransaction(h.storage.db, async () => void (interleaved = await settle(interleave()))),
+      clock: h.clock, rollbackWindowMs: ROLLBACK_WINDOW_MS, keyring: h.services.keyring, rows: h.services.rows,
+    });
+    await sweep.sweep();
+    assert.equal(interleaved, 'ok', 'the change landed between the sweep\'s choice and its transaction');
+    return (await h.services.values.history(h.ctx, name, 'production')).map((v) => [v.version, v.labels, v.destroyedAt === null]);
+  };
+
+  test('the retention sweep never shreds a version that a rollback made current after the sweep chose it', async () => {
+    const history = await sweepRacing('RETAINED_KEY', () => h.services.values.rollback(h.ctx, 'RETAINED_KEY', 'production'));
+    assert.deepEqual(history, [[2, ['previous'], true], [1, ['current'], true]], 'nothing shredded');
+    const read = await h.services.values.read(h.ctx, 'RETAINED_KEY', 'production').then((r) => `${r.version}:${r.value}`, (e: { code?: string }) => e.code);
+    assert.equal(read, '1:value-one', 'the current version is intact');
+  });
+
+  test('nor one that was made current and superseded again meanwhile: its rollback window starts anew', async () => {
+    const history = await sweepRacing('RETAINED_AGAIN', async () => {
+      await h.services.values.rollback(h.ctx, 'RETAINED_AGAIN', 'production');
+      await h.services.values.write(h.ctx, 'RETAINED_AGAIN', 'production', { value: 'value-three' });
+    });
+    assert.deepEqual(history, [[3, ['current'], true], [2, [], true], [1, ['previous'], true]], 'nothing shredded');
+    assert.equal((await h.services.values.rollback(h.ctx, 'RETAINED_AGAIN', 'production')).version, 1);
   });
 });

@@ -57,6 +57,7 @@ export function createPendingVersions(deps: {
         const result = await withCurrentKek(keyring, ctx.tenantId, ({ seal, assertCurrent }) => db.transaction().execute(async (trx) => {
           await assertCurrent(trx);
           const r = createSecretRepository(trx);
+          if (!(await r.lockLiveSecret(ctx.tenantId, t.secretId))) fail('SECRET_NOT_FOUND', `secret "${t.name}" does not exist`);
           await r.ensureState(ctx.tenantId, t.secretId, t.environmentId, now);
           const row = await trx.updateTable('secret_states')
             .set((eb) => ({ latest_version: eb('latest_version', '+', 1), pending_version: eb('latest_version', '+', 1), updated_at: now }))

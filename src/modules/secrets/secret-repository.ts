@@ -1,4 +1,4 @@
-import { CompiledQuery } from 'kysely';
+import { CompiledQuery, PostgresAdapter } from 'kysely';
 import type { Executor } from '../../storage/database.ts';
 import type { SecretsTable } from '../../storage/schema.ts';
 
@@ -81,6 +81,17 @@ export function createSecretRepository(db: Executor) {
     lockState(secretId: string, environmentId: string) {
       return db.updateTable('secret_states').set((eb) => ({ current_version: eb.ref('current_version') }))
         .where('secret_id', '=', secretId).where('environment_id', '=', environmentId).returningAll().executeTakeFirst();
+    },
+
+    /**
+     * Whether the secret is still live (not deleted, not destroyed), held so until the transaction
+     * ends: FOR SHARE on PostgreSQL makes a delete or destroy wait for the write that checked it;
+     * SQLite runs one write transaction at a time. A write checks this before it adds a version.
+     */
+    async lockLiveSecret(tenantId: string, id: string) {
+      let q = db.selectFrom('secrets').select('id').where('tenant_id', '=', tenantId).where('id', '=', id).where('deleted_at', 'is', null);
+      if (db.getExecutor().adapter instanceof PostgresAdapter) q = q.forShare();
+      return (await q.executeTakeFirst()) !== undefined;
     },
 
     /** Restores a soft-deleted secret; false if it is not deleted (any more) or gone. */
@@ -177,6 +188,17 @@ export function createSecretRepository(db: Executor) {
         .where('tenant_id', '=', tenantId).where('secret_id', '=', secretId).where('id', 'in', versionIds)
         .where('destroyed_at', 'is', null).executeTakeFirst();
       return Number(res.numUpdatedRows);
+    },
+
+    /**
+     * Crypto-shreds one version if it is still superseded since `cutoff` or before (the retention
+     * sweep): a version made current again since has no `superseded_at`, one superseded again a newer one.
+     */
+    async shredSuperseded(tenantId: string, versionId: string, cutoff: number, now: number) {
+      const res = await db.updateTable('secret_versions').set({ wrapped_dek: null, ciphertext: null, destroyed_at: now })
+        .where('tenant_id', '=', tenantId).where('id', '=', versionId)
+        .where('superseded_at', '<=', cutoff).where('destroyed_at', 'is', null).executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
     },
 
     async clearDestroyedLabels(secretId: string, environmentId: string, version: number) {

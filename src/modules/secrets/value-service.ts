@@ -196,6 +196,8 @@ export function createValueService(deps: {
       const result = await withCurrentKek(keyring, ctx.tenantId, ({ seal, assertCurrent }) => db.transaction().execute(async (trx) => {
         await assertCurrent(trx);
         const r = createSecretRepository(trx);
+        // Deleted or destroyed since it was loaded above: a version must not land in it.
+        if (!(await r.lockLiveSecret(ctx.tenantId, secret.id))) fail('SECRET_NOT_FOUND', `secret "${name}" does not exist`);
         await r.ensureState(ctx.tenantId, secret.id, env.id, now);
         const moved = await r.advanceCurrent(secret.id, env.id, input.cas, now);
         if (!moved) fail('CAS_MISMATCH', `the current version of "${name}" in ${environment} is not ${input.cas}`);

@@ -37,4 +37,47 @@ describeEachDialect('initialisation is all or nothing', (dialect) => {
       await database.cleanup();
     }
   });
+
+  test('a single share (1 of 1), as the docs and the CLI allow, initialises and unseals instead of failing with a 500', async () => {
+    const database = await createTestDatabase(dialect);
+    const storage = await database.open();
+    try {
+      const services = createServices({
+        config: { dataDir: database.dataDir, limits: TEST_LIMITS, rollbackWindowMs: ROLLBACK_WINDOW_MS, identity: identitySettings() },
+        storage, clock: createManualClock(),
+      });
+      const init = await services.system.initialize({ type: 'shamir', shares: 1, threshold: 1 });
+      assert.equal(init.shares.length, 1);
+      const status = await services.system.unseal(init.shares[0]!);
+      assert.deepEqual([status.sealed, status.threshold, status.shares], [false, 1, 1]);
+      assert.ok(await services.tokens.authenticate(init.rootToken));
+    } finally {
+      await storage.close();
+      await database.cleanup();
+    }
+  });
+
+  test('two inits at once on one server: one wins, and the key it hands out opens everything it created', async () => {
+    const database = await createTestDatabase(dialect);
+    const storage = await database.open();
+    try {
+      const services = createServices({
+        config: { dataDir: database.dataDir, limits: TEST_LIMITS, rollbackWindowMs: ROLLBACK_WINDOW_MS, identity: identitySettings() },
+        storage, clock: createManualClock(),
+      });
+      const results = await Promise.allSettled([1, 2].map(() => services.system.initialize({ type: 'shamir', shares: 3, threshold: 2 })));
+      const won = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      assert.equal(won.length, 1, 'exactly one init wins');
+      assert.deepEqual(results.flatMap((r) => (r.status === 'rejected' ? [(r.reason as { code?: string }).code] : [])), ['ALREADY_INITIALIZED']);
+      for (const share of won[0]!.shares.slice(0, 2)) await services.system.unseal(share);
+      const tenant = (await services.tenants.findByName('default'))!;
+      const ctx = { tenantId: tenant.id, actor: { type: 'root' as const, id: 'test-root', name: 'root' }, requestId: 'test' };
+      await services.secrets.create(ctx, { name: 'AFTER_INIT', owner: 'ops' });
+      await services.values.write(ctx, 'AFTER_INIT', 'production', { value: 'opens' });
+      assert.equal((await services.values.read(ctx, 'AFTER_INIT', 'production')).value, 'opens', "the default tenant's KEK is wrapped by the root key the shares give");
+    } finally {
+      await storage.close();
+      await database.cleanup();
+    }
+  });
 });

@@ -52,6 +52,8 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
   let pending: Buffer[] = [];
   const sealListeners: Array<() => void> = [];
   let configCache: SealConfig | null = null;
+  /** An init in progress: a second would make its own key live while the first stores things under the first's. */
+  let initializing = false;
 
   async function config(): Promise<SealConfig | null> {
     configCache ??= await meta.getSealConfig();
@@ -98,6 +100,9 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
       if (opts.type === 'shamir' && opts.threshold < 2 && opts.shares > 1) {
         fail('VALIDATION_FAILED', 'a threshold of 1 with several shares gives each holder the whole key; use threshold >= 2');
       }
+      // Checked and set with no await between (the config read above lets other requests run).
+      if (initializing) fail('ALREADY_INITIALIZED', 'the server is already being initialised');
+      initializing = true;
       const raw = randomKey(32);
       try {
         const key = toKeyObject(raw);
@@ -121,6 +126,7 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
         if (opts.type === 'dev') await writeDevRootKey(dataDir, raw);
         return { shares };
       } finally {
+        initializing = false;
         wipe(raw);
       }
     },

@@ -5,12 +5,15 @@ import { fail } from '../../../errors/index.ts';
 const PREFIX = 'khs1.';
 const SHARE_BYTES = 33; // 32 key bytes + the x coordinate
 
-/** Splits the root key into `shares` shares, any `threshold` of which reconstruct it. */
+/**
+ * Splits the root key into `shares` shares, any `threshold` of which reconstruct it. One share of
+ * one is the key itself (with x = 1): the library splits into two or more only.
+ */
 export async function splitRootKey(rootKey: Uint8Array, shares: number, threshold: number): Promise<string[]> {
   // The library checks for exactly Uint8Array (a Buffer subclass is refused), so copy, then wipe the copy.
   const bytes = new Uint8Array(rootKey);
   try {
-    const parts = await split(bytes, shares, threshold);
+    const parts = shares === 1 && threshold === 1 ? [Uint8Array.of(...bytes, 1)] : await split(bytes, shares, threshold);
     return parts.map((p) => PREFIX + Buffer.from(p).toString('base64url'));
   } finally {
     bytes.fill(0);
@@ -33,6 +36,7 @@ export function parseShare(text: string): Buffer {
 export async function combineShares(shares: Buffer[]): Promise<Buffer> {
   const parts = shares.map((s) => new Uint8Array(s));
   try {
+    if (parts.length === 1) return Buffer.from(parts[0]!.subarray(0, SHARE_BYTES - 1)); // one of one: the key itself
     return Buffer.from(await combine(parts));
   } finally {
     for (const p of parts) p.fill(0);

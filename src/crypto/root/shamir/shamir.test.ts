@@ -40,3 +40,14 @@ test('malformed shares are rejected before reconstruction', () => {
     assert.throws(() => parseShare(bad), { code: 'INVALID_SHARE' });
   }
 });
+
+test('one share of one (threshold 1) is the whole key: it reconstructs it alone, and a tampered one fails the check', async () => {
+  const root = randomKey();
+  const check = makeRootCheck(toKeyObject(root));
+  const [share] = await splitRootKey(root, 1, 1);
+  const key = await combineShares([parseShare(share!)]);
+  assert.deepEqual(key, root);
+  const tampered = parseShare(share!);
+  tampered[0]! ^= 0x01;
+  assert.equal(verifyRootCheck(toKeyObject(await combineShares([tampered])), check), false);
+});
