@@ -10,10 +10,12 @@ import { spawnServer } from './lib/spawn.ts';
  * quickly. Each `--against` adds the read of another checkout (e.g. a `git worktree` of the commit
  * before; it needs its own `node_modules`, a symlink to this one's will do), loaded in the same
  * rounds, right after this checkout's: medians over rounds are then comparable, where numbers
- * from separate runs on a shared machine are not.
+ * from separate runs on a shared machine are not. `--connections N` loads both with N connections
+ * instead of the bench's 32 (how the ratio depends on concurrency; `npm run bench` keeps 32).
  */
-const { values: flags } = parseArgs({ options: { rounds: { type: 'string' }, against: { type: 'string', multiple: true } }, strict: true });
+const { values: flags } = parseArgs({ options: { rounds: { type: 'string' }, against: { type: 'string', multiple: true }, connections: { type: 'string' } }, strict: true });
 const rounds = Number(flags.rounds ?? 3);
+const connections = flags.connections === undefined ? undefined : Number(flags.connections);
 const cleanup = createCleanup();
 cleanupOnSignals(cleanup);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -28,10 +30,10 @@ try {
   const ratios = checkouts.map(() => [] as number[]);
   const mains = checkouts.map(() => [] as number[]);
   for (let round = 1; round <= rounds; round++) {
-    const b = await loadGet('bare', `${bare.address}/bare`, { serverPid: bare.pid });
+    const b = await loadGet('bare', `${bare.address}/bare`, { serverPid: bare.pid, ...(connections ? { connections } : {}) });
     const parts = [`round ${round}: bare ${line(b)}`];
     for (const [i, read] of reads.entries()) {
-      const r = await loadGet(`read ${checkouts[i]}`, read.url, { headers: read.headers, serverPid: read.serverPid });
+      const r = await loadGet(`read ${checkouts[i]}`, read.url, { headers: read.headers, serverPid: read.serverPid, ...(connections ? { connections } : {}) });
       ratios[i]!.push(r.rps / b.rps);
       mains[i]!.push(r.mainThreadCpuUs ?? NaN);
       parts.push(`read ${checkouts[i]}: ${line(r)}, ratio ${(r.rps / b.rps).toFixed(2)}`);

@@ -20,8 +20,8 @@ export interface LoadResult {
  * second is autocannon's average of its per-second samples. Any non-2xx answer, socket error or
  * timeout (in the warm-up too) fails the run: a benchmark that measures errors measures the wrong thing.
  */
-export async function loadGet(label: string, url: string, opts: { headers?: Record<string, string>; serverPid?: number } = {}): Promise<LoadResult> {
-  const base = { url, method: 'GET', headers: opts.headers ?? {}, connections: LOAD.connections };
+export async function loadGet(label: string, url: string, opts: { headers?: Record<string, string>; serverPid?: number; connections?: number } = {}): Promise<LoadResult> {
+  const base = { url, method: 'GET', headers: opts.headers ?? {}, connections: opts.connections ?? LOAD.connections };
   assertClean(label, await autocannon({ ...base, duration: LOAD.warmupSeconds }), 'warm-up');
   const pid = opts.serverPid;
   const cpuBefore = pid === undefined ? null : cpuSeconds(pid);
