@@ -20,10 +20,13 @@ const FORMS: Array<[string, (v: string) => string]> = [
   ['JSON-escaped', (v) => JSON.stringify(v).slice(1, -1)],
   ['JSON-escaped twice', (v) => JSON.stringify(JSON.stringify(v)).slice(1, -1)],
   ['JSON with \\u escapes', (v) => JSON.stringify(v).slice(1, -1).replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)],
+  // PHP's json_encode writes "/" as "\/" (and non-ASCII as \uXXXX); Go's encoding/json writes < > & as \u003c \u003e \u0026.
+  ['JSON with escaped slashes (PHP)', (v) => JSON.stringify(v).slice(1, -1).replace(/\//g, '\\/').replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)],
+  ['HTML-safe JSON (Go)', (v) => JSON.stringify(v).slice(1, -1).replace(/[<>&]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)],
 ];
 
 describe('redactor: every form of a value is masked', () => {
-  const values = [VALUE, UNICODE, 'a "quoted" value with spaces & symbols/+=?'];
+  const values = [VALUE, UNICODE, 'a "quoted" value with spaces & symbols/+=?', 'wJalrXUtnFEMI/K7MDENG/<bPxRfiCY>'];
   const r = createRedactor(values);
   for (const value of values) {
     for (const [name, form] of FORMS) {
