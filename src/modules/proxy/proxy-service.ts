@@ -14,6 +14,11 @@ import type { ProxyRequest, ProxyResponse, Refusal, RunContext, TenantRedactorSo
 export interface ProxyLimits extends OutboundLimits {
   /** Bytes of request body after templates are filled. */
   maxRequestBytes: number;
+  /**
+   * Bytes read past `maxResponseBytes` and masked before the answer is cut there, so a value (or its
+   * longest form) that straddles the cut is masked whole: cut first, its head would come back unmasked.
+   */
+  maskLookaheadBytes: number;
 }
 
 const BODYLESS = ['GET', 'HEAD'];
@@ -89,7 +94,8 @@ export function createProxyService(deps: {
       const injected = c.kind.http.authorize(out, ready.settings, ready.values, Math.floor(clock.now() / 1000));
       const timeout = typeof ready.settings.timeoutMs === 'number' ? ready.settings.timeoutMs : limits.totalTimeoutMs;
       const result = await sendOutbound(deps.fetch, out, {
-        ...limits, totalTimeoutMs: Math.min(limits.totalTimeoutMs, timeout), headersTimeoutMs: Math.min(limits.headersTimeoutMs, timeout),
+        totalTimeoutMs: Math.min(limits.totalTimeoutMs, timeout), headersTimeoutMs: Math.min(limits.headersTimeoutMs, timeout),
+        maxResponseBytes: limits.maxResponseBytes + limits.maskLookaheadBytes,
       });
       if (!result.ok) {
         if (result.reason === 'timeout') fail('UPSTREAM_TIMEOUT', `connector "${c.name}": the destination did not answer in time`);
@@ -99,7 +105,7 @@ export function createProxyService(deps: {
       const callMask = createCallMasker([...Object.values(ready.values), ...filled.values(), ...injected]);
       const tenantRedactor = await redactors.forTenant(ctx.tenantId);
       const dest = c.kind.http.destinations(c.settings)[req.destination ?? '']!;
-      return shapeResponse(result, { url: checked.url, dest, mask: (text) => tenantRedactor.redact(callMask(text)) });
+      return shapeResponse(result, { url: checked.url, dest, mask: (text) => tenantRedactor.redact(callMask(text)), maxBytes: limits.maxResponseBytes });
     },
   };
 }
