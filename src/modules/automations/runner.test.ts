@@ -98,6 +98,23 @@ describeEachDialect('the automation runner', (dialect) => {
     upstream = (input) => ({ status: 200, headers: {}, body: { id: `ch_${input.run.step}` }, truncated: false });
   });
 
+  test('data that only forms a template next to other data or text is never spliced either', async () => {
+    // Each piece alone holds no "{{", but spliced into its place it completes {{ secrets.API_KEY }}.
+    const cases: Array<[string, Record<string, string>]> = [
+      ['{{ input.a }}{{ input.b }}', { a: 'x{', b: '{ secrets.API_KEY }}' }],
+      ['{{ input.a }}{ secrets.API_KEY }}', { a: '{' }],
+      ['note {{ {{ input.a }}', { a: 'secrets.API_KEY }}' }],
+    ];
+    for (const [i, [note, input]] of cases.entries()) {
+      await automations.create(ctx, def({ name: `spliced-${i}`, steps: [{ id: 'only', type: 'http', connector: '{{ connectors.api }}', method: 'POST', path: '/notes', headers: { 'X-Note': note } }] }));
+      const before = calls.length;
+      const run = await runner.start(ctx, `spliced-${i}`, { environment: 'staging', input, trigger: 'manual', wait: true });
+      assert.equal(run.status, 'failed', note);
+      assert.match(run.steps[0]!.error!, /^TEMPLATE_INJECTION/, note);
+      assert.equal(calls.length, before, `${note}: nothing reached the proxy`);
+    }
+  });
+
   test('a failing upstream fails the step and skips the rest, unless the step continues on error', async () => {
     upstream = () => ({ status: 502, headers: {}, body: 'bad gateway', truncated: false });
     const run = await runner.start(ctx, 'flow', { environment: 'staging', input: {}, trigger: 'manual', wait: true });

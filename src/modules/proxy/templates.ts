@@ -1,9 +1,14 @@
 /** `{{ secrets.NAME }}` references inside header values, query values and body strings. */
 const TEMPLATE = /\{\{\s*secrets\.([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}/g;
 
+/** The secret names a string's templates reference, in order, repeats included: exactly what the proxy would resolve. */
+export function templateReferences(text: string): string[] {
+  return [...text.matchAll(TEMPLATE)].map((m) => m[1]!);
+}
+
 /** Every secret name referenced by templates in the strings of a JSON-like value. */
 export function templateNames(value: unknown, into: Set<string> = new Set()): Set<string> {
-  if (typeof value === 'string') for (const m of value.matchAll(TEMPLATE)) into.add(m[1]!);
+  if (typeof value === 'string') for (const name of templateReferences(value)) into.add(name);
   else if (Array.isArray(value)) for (const v of value) templateNames(v, into);
   else if (value !== null && typeof value === 'object') for (const v of Object.values(value)) templateNames(v, into);
   return into;
