@@ -77,6 +77,29 @@ describeEachDialect('automations: definitions hold checked references only', (di
     assert.equal(await code(h.services.automations.create(ctx, inScript)), 'LITERAL_CREDENTIAL');
   });
 
+  test('a literal pasted as the value of a credential-named header, query parameter or body field is refused', async () => {
+    // The field's name is the key of the assignment: the value alone has no "password=" to give it away.
+    const step = (over: Record<string, unknown>, name = 'pasted-field') => payments({ name, steps: [{ id: 'charge', type: 'http', connector: '{{ connectors.payments }}', method: 'POST', path: '/v1/charges', ...over }] });
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ headers: { Authorization: 'Bearer a8Fk2Lq9Zx7Pw3Nm' } }, /headers\.Authorization/],
+      [{ headers: { 'X-Api-Key': 'q7W2e9R4t6Y1zZ' } }, /headers\.X-Api-Key/],
+      [{ query: { api_key: 'Zq1-Xw2-Ec3-Rv4' } }, /query\.api_key/],
+      [{ body: { password: 'Tr0ub4dor&3x' } }, /body\.password/],
+      [{ body: { auth: { client_secret: '9f8e7d6cBA54xyz' } } }, /body\.auth\.client_secret/],
+      [{ body: { tokens: ['mF_9.B5f-4.1JqM'] } }, /body\.tokens\[0\]/],
+    ];
+    for (const [over, field] of cases) {
+      const text = await message(h.services.automations.create(ctx, step(over)));
+      assert.match(text, /looks like a literal credential \(generic-secret-assignment\)/, JSON.stringify(over));
+      assert.match(text, field);
+    }
+    const fine = [
+      { headers: { 'X-Api-Key': '{{ secrets.PAYMENT_API_KEY }}', Authorization: 'Bearer {{ secrets.PAYMENT_API_KEY }}' } },
+      { body: { token_type: 'Bearer', password_policy: 'min-length-12', secret: 'changeme' }, query: { token: 'ch_3Nx' } },
+    ];
+    for (const [i, over] of fine.entries()) assert.equal(await code(h.services.automations.create(ctx, step(over, `field-ok-${i}`))), 'ok', JSON.stringify(over));
+  });
+
   test('two editors saving against the same revision: exactly one wins, the other gets CAS_MISMATCH', async () => {
     await h.services.automations.create(ctx, payments({ name: 'raced' }));
     const results = await Promise.all([1, 2].map((n) => code(h.services.automations.update(ctx, 'raced', payments({ name: 'raced', description: `editor ${n}` }), 1))));

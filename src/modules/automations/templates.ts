@@ -52,18 +52,20 @@ export function referencesIn(text: string): ParsedReference[] {
 export interface LocatedString {
   field: string;
   text: string;
+  /** The object key this string is the value of (inside an array: the array's key); absent for keys themselves. */
+  key?: string;
 }
 
 /** Walks a JSON value and yields every string (keys included) with its field path. */
-export function* stringsIn(value: unknown, field: string): Generator<LocatedString> {
+export function* stringsIn(value: unknown, field: string, key?: string): Generator<LocatedString> {
   if (typeof value === 'string') {
-    yield { field, text: value };
+    yield key === undefined ? { field, text: value } : { field, text: value, key };
   } else if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) yield* stringsIn(value[i], `${field}[${i}]`);
+    for (let i = 0; i < value.length; i++) yield* stringsIn(value[i], `${field}[${i}]`, key);
   } else if (value !== null && typeof value === 'object') {
     for (const [k, v] of Object.entries(value)) {
       yield { field: `${field}.${k}`, text: k };
-      yield* stringsIn(v, `${field}.${k}`);
+      yield* stringsIn(v, `${field}.${k}`, k);
     }
   }
 }

@@ -70,6 +70,28 @@ describe('credential detectors find literal credentials', () => {
   });
 });
 
+describe('a value whose key is given apart (a JSON field, a header) is judged as that key\'s assignment', () => {
+  const cases: Array<[string, string, boolean]> = [
+    ['Authorization', 'Bearer a8Fk2Lq9Zx7Pw3Nm', true],
+    ['X-Api-Key', 'q7W2e9R4t6Y1zZ', true],
+    ['password', 'Tr0ub4dor&3x', true],
+    ['client_secret', '9f8e7d6cBA54xyz', true],
+    ['password', '{{ secrets.DB_PASSWORD }}', false],
+    ['token_type', 'Bearer', false],
+    ['password_policy', 'min-length-12', false],
+    ['note', 'Tr0ub4dor&3x', false],
+    ['secret', 'changeme', false],
+  ];
+  for (const [key, value, found] of cases) {
+    test(`${key}: ${found ? 'found' : 'quiet'}`, () => {
+      const findings = findCredentials(value, { key });
+      assert.equal(findings.length, found ? 1 : 0, JSON.stringify(findings));
+      if (found) assert.equal(findings[0]!.detector, 'generic-secret-assignment');
+      assert.deepEqual(findCredentials(value).length, 0, 'without its key the value alone says nothing');
+    });
+  }
+});
+
 /** Realistic text that must not be flagged. */
 const NEGATIVES: Array<[string, string]> = [
   ['a UUID', `{"id": "${randomUUID()}", "requestId": "${randomUUID()}"}`],

@@ -117,21 +117,27 @@ export function looksLikeLiteralSecret(value: string): boolean {
   return classes >= 2 && shannonEntropy(value) >= 3;
 }
 
+/** The literal secret `key` is assigned, as [offset, length] within `value`, or null. */
+function assignedSecret(key: string, value: string, quoted: boolean): [number, number] | null {
+  if (!CREDENTIAL_KEY.test(key) || DESCRIPTIVE_KEY.test(key)) return null;
+  let offset = 0;
+  const scheme = /^(?:Bearer|Basic|Token|Bot|Digest)[ \t]+/i.exec(value);
+  if (scheme) {
+    value = value.slice(scheme[0].length);
+    offset = scheme[0].length;
+  } else if (!quoted && /[ \t]/.test(value)) {
+    value = value.split(/[ \t]/)[0]!; // an unquoted value ends at a space unless a scheme precedes it
+  }
+  return looksLikeLiteralSecret(value) ? [offset, value.length] : null;
+}
+
 function genericFindings(text: string): CredentialFinding[] {
   const out: CredentialFinding[] = [];
   for (const m of text.matchAll(KEY_VALUE)) {
-    const key = m[2]!;
-    if (!CREDENTIAL_KEY.test(key) || DESCRIPTIVE_KEY.test(key)) continue;
-    let value = m[3] ?? m[4] ?? m[5] ?? '';
-    let offset = m[0].length - (m[3] !== undefined || m[4] !== undefined ? value.length + 1 : value.length);
-    const scheme = /^(?:Bearer|Basic|Token|Bot|Digest)[ \t]+/i.exec(value);
-    if (scheme) {
-      value = value.slice(scheme[0].length);
-      offset += scheme[0].length;
-    } else if (m[5] !== undefined && /[ \t]/.test(value)) {
-      value = value.split(/[ \t]/)[0]!; // an unquoted value ends at a space unless a scheme precedes it
-    }
-    if (looksLikeLiteralSecret(value)) out.push({ detector: 'generic-secret-assignment', index: m.index + offset, length: value.length });
+    const value = m[3] ?? m[4] ?? m[5] ?? '';
+    const quoted = m[3] !== undefined || m[4] !== undefined;
+    const found = assignedSecret(m[2]!, value, quoted);
+    if (found) out.push({ detector: 'generic-secret-assignment', index: m.index + m[0].length - value.length - (quoted ? 1 : 0) + found[0], length: found[1] });
   }
   return out;
 }
@@ -140,10 +146,13 @@ function genericFindings(text: string): CredentialFinding[] {
 export const CREDENTIAL_DETECTORS = [...DETECTORS.map((d) => d.name), 'generic-secret-assignment'] as const;
 
 /**
- * Every span of `text` that looks like a literal credential, in text order, without overlaps.
+ * Every span of `text` that looks like a literal credential, in text order, without overlaps. With `key`, the text
+ * is the whole value of that key (a JSON field, a header, a query parameter), so the key-named rule judges it too:
+ * the value alone carries no "password=" to give it away.
  * @example findCredentials('{"key": "sk_live_4eC39HqLyjWDarjtT1zdp7dc"}') // [{ detector: 'stripe-key', index: 9, length: 32 }]
+ * @example findCredentials('Tr0ub4dor&3x', { key: 'password' }) // [{ detector: 'generic-secret-assignment', index: 0, length: 12 }]
  */
-export function findCredentials(text: string): CredentialFinding[] {
+export function findCredentials(text: string, opts: { key?: string } = {}): CredentialFinding[] {
   const found: CredentialFinding[] = [];
   const overlaps = (f: { index: number; length: number }) =>
     found.some((g) => f.index < g.index + g.length && g.index < f.index + f.length);
@@ -153,6 +162,9 @@ export function findCredentials(text: string): CredentialFinding[] {
       if (span && !overlaps(span)) found.push({ detector: d.name, ...span });
     }
   }
-  for (const f of genericFindings(text)) if (!overlaps(f)) found.push(f);
+  const assigned = opts.key === undefined ? null : assignedSecret(opts.key, text, true);
+  const generic = genericFindings(text);
+  if (assigned) generic.push({ detector: 'generic-secret-assignment', index: assigned[0], length: assigned[1] });
+  for (const f of generic) if (!overlaps(f)) found.push(f);
   return found.sort((a, b) => a.index - b.index);
 }
