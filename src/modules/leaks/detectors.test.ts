@@ -137,4 +137,27 @@ describe('credential detector helpers and hostile input', () => {
     const texts = ['a'.repeat(1_000_000), 'a.'.repeat(500_000), `${'password'.repeat(50_000)}:`, `https://${'u'.repeat(200_000)}:${'p'.repeat(200_000)}`, 'eyJ'.repeat(300_000)];
     for (const t of texts) assert.ok(Array.isArray(findCredentials(t)));
   });
+
+  test('a megabyte of private-key headers with no end line is scanned in linear time, and each is still found', () => {
+    // Each header used to start a lazy search of up to 20,000 characters for its END line: seconds per save.
+    const header = ['-----BEGIN', 'PRIVATE KEY-----'].join(' ');
+    const text = header.repeat(Math.floor(1_048_576 / header.length));
+    const started = performance.now();
+    const findings = findCredentials(text);
+    const ms = performance.now() - started;
+    assert.equal(findings.length, Math.floor(1_048_576 / header.length));
+    assert.ok(ms < 1_000, `took ${Math.round(ms)} ms`);
+    const pair = `${header}\nMIIE${rand(40)}\n${['-----END', 'PRIVATE KEY-----'].join(' ')}`;
+    assert.deepEqual(findCredentials(`${header} ${pair}`).map((f) => f.length), [header.length, pair.length], 'a key with its END line is one span');
+  });
+
+  test('a megabyte of access key ids (tens of thousands of findings) is scanned in linear time', () => {
+    // Each finding was checked against every earlier one: quadratic in the number of findings.
+    const ids = Array.from({ length: 48_000 }, () => `AKIA${rand(16, upperDigits)}`);
+    const started = performance.now();
+    const findings = findCredentials(ids.join(' '));
+    const ms = performance.now() - started;
+    assert.ok(findings.length > 47_000, String(findings.length));
+    assert.ok(ms < 1_000, `took ${Math.round(ms)} ms`);
+  });
 });

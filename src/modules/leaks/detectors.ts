@@ -39,12 +39,17 @@ export function isPlaceholder(value: string): boolean {
 /** Too little variety to be a generated credential (also catches aaaa… and 1234… placeholders). */
 const tooRegular = (s: string) => shannonEntropy(s) < 2.5;
 
-interface Detector {
-  name: string;
-  pattern: RegExp;
-  /** The span to report, from the match; null to drop it. */
-  accept?: (m: RegExpExecArray, text: string) => { index: number; length: number } | null;
-}
+type Span = { index: number; length: number };
+
+type Detector = { name: string } & (
+  | {
+    pattern: RegExp;
+    /** The span to report, from the match; null to drop it. */
+    accept?: (m: RegExpExecArray, text: string) => Span | null;
+  }
+  /** Candidate spans in text order, for what one linear regex cannot say. */
+  | { scan: (text: string) => Span[] }
+);
 
 const whole = (m: RegExpExecArray) => ({ index: m.index, length: m[0].length });
 const regularBody = (prefix: number) => (m: RegExpExecArray) =>
@@ -59,11 +64,36 @@ function jsonHeader(part: string): boolean {
   }
 }
 
+const PEM_BEGIN = /-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----/g;
+const PEM_END = /-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----/g;
+const PEM_MAX_BODY = 20_000;
+
+/**
+ * Private key blocks: from a BEGIN line to the first END line after it (within 20,000 characters, with no other
+ * BEGIN between), or the BEGIN line alone. Both lines are found once each and paired in one pass: a lazy regex
+ * searching ahead for the END from every BEGIN took seconds over a megabyte of BEGIN lines.
+ */
+function pemBlocks(text: string): Span[] {
+  const begins = [...text.matchAll(PEM_BEGIN)];
+  const ends = [...text.matchAll(PEM_END)];
+  const out: Span[] = [];
+  let j = 0;
+  for (let i = 0; i < begins.length; i++) {
+    const begin = begins[i]!;
+    const bodyStart = begin.index + begin[0].length;
+    while (j < ends.length && ends[j]!.index < bodyStart) j++;
+    const end = ends[j];
+    const closed = end !== undefined && end.index - bodyStart <= PEM_MAX_BODY && end.index < (begins[i + 1]?.index ?? Infinity);
+    out.push({ index: begin.index, length: closed ? end.index + end[0].length - begin.index : begin[0].length });
+  }
+  return out;
+}
+
 const mixed = (s: string) => /[a-z]/.test(s) && /[A-Z]/.test(s) && /[0-9/+]/.test(s);
 
 /** Format detectors, most specific first: a span claimed by one is not reported again by a later one. */
 const DETECTORS: Detector[] = [
-  { name: 'pem-private-key', pattern: /-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]{0,20000}?-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?/g },
+  { name: 'pem-private-key', scan: pemBlocks },
   { name: 'aws-access-key-id', pattern: /(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])/g, accept: regularBody(4) },
   {
     name: 'aws-secret-access-key',
@@ -131,13 +161,13 @@ function assignedSecret(key: string, value: string, quoted: boolean): [number, n
   return looksLikeLiteralSecret(value) ? [offset, value.length] : null;
 }
 
-function genericFindings(text: string): CredentialFinding[] {
-  const out: CredentialFinding[] = [];
+function genericFindings(text: string): Span[] {
+  const out: Span[] = [];
   for (const m of text.matchAll(KEY_VALUE)) {
     const value = m[3] ?? m[4] ?? m[5] ?? '';
     const quoted = m[3] !== undefined || m[4] !== undefined;
     const found = assignedSecret(m[2]!, value, quoted);
-    if (found) out.push({ detector: 'generic-secret-assignment', index: m.index + m[0].length - value.length - (quoted ? 1 : 0) + found[0], length: found[1] });
+    if (found) out.push({ index: m.index + m[0].length - value.length - (quoted ? 1 : 0) + found[0], length: found[1] });
   }
   return out;
 }
@@ -153,18 +183,33 @@ export const CREDENTIAL_DETECTORS = [...DETECTORS.map((d) => d.name), 'generic-s
  * @example findCredentials('Tr0ub4dor&3x', { key: 'password' }) // [{ detector: 'generic-secret-assignment', index: 0, length: 12 }]
  */
 export function findCredentials(text: string, opts: { key?: string } = {}): CredentialFinding[] {
-  const found: CredentialFinding[] = [];
-  const overlaps = (f: { index: number; length: number }) =>
-    found.some((g) => f.index < g.index + g.length && g.index < f.index + f.length);
-  for (const d of DETECTORS) {
-    for (const m of text.matchAll(d.pattern)) {
-      const span = d.accept ? d.accept(m, text) : whole(m);
-      if (span && !overlaps(span)) found.push({ detector: d.name, ...span });
+  let found: CredentialFinding[] = [];
+  // Each detector's spans come in text order, and `found` stays sorted without overlaps, so one pointer walk
+  // finds the claimed span a candidate may overlap: linear, however many findings (tens of thousands in 1 MB).
+  const claim = (detector: string, spans: Iterable<Span | null>) => {
+    const fresh: CredentialFinding[] = [];
+    let j = 0;
+    for (const span of spans) {
+      if (!span) continue;
+      while (j < found.length && found[j]!.index + found[j]!.length <= span.index) j++;
+      const last = fresh.at(-1);
+      if ((j < found.length && found[j]!.index < span.index + span.length) || (last && last.index + last.length > span.index)) continue;
+      fresh.push({ detector, ...span });
     }
-  }
+    found = mergeByIndex(found, fresh);
+  };
+  for (const d of DETECTORS) claim(d.name, 'scan' in d ? d.scan(text) : [...text.matchAll(d.pattern)].map((m) => (d.accept ? d.accept(m, text) : whole(m))));
+  claim('generic-secret-assignment', genericFindings(text));
   const assigned = opts.key === undefined ? null : assignedSecret(opts.key, text, true);
-  const generic = genericFindings(text);
-  if (assigned) generic.push({ detector: 'generic-secret-assignment', index: assigned[0], length: assigned[1] });
-  for (const f of generic) if (!overlaps(f)) found.push(f);
-  return found.sort((a, b) => a.index - b.index);
+  if (assigned) claim('generic-secret-assignment', [{ index: assigned[0], length: assigned[1] }]);
+  return found;
+}
+
+function mergeByIndex(a: CredentialFinding[], b: CredentialFinding[]): CredentialFinding[] {
+  if (b.length === 0) return a;
+  const out: CredentialFinding[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) out.push(j >= b.length || (i < a.length && a[i]!.index < b[j]!.index) ? a[i++]! : b[j++]!);
+  return out;
 }
