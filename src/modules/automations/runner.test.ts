@@ -196,6 +196,29 @@ describeEachDialect('the automation runner', (dialect) => {
     assert.deepEqual(live, [], 'no token outlived the disable');
   });
 
+  test('a value written while the run is under way (a rotation mid-run) is masked in what the run stores', async () => {
+    // The tenant's real redactor this time: it must know values that did not exist when the run started.
+    const rotated = `sk_test_rotated_mid_run_${Date.now()}`;
+    const live = createRunner({
+      db: h.storage.db, automations, tenants: h.services.tenants, tokens: h.services.tokens, audit: h.services.audit, clock: h.clock,
+      machines: runAsLock(h), redactors: h.services.redactors, keyholdAddress: () => 'http://127.0.0.1:1',
+      proxy: { call: async () => ({ status: 200, headers: {}, body: { echo: rotated }, truncated: false }) },
+      scripts: {
+        run: async () => {
+          await h.services.values.write(ctx, 'API_KEY', 'staging', { value: rotated });
+          return { ok: true, output: { read: rotated }, stdout: `read ${rotated}`, stderr: '', timedOut: false };
+        },
+      },
+    });
+    await automations.create(ctx, def({ name: 'rotated-mid-run', steps: [def().steps[2]!, { ...def().steps[0]!, id: 'after' }] }));
+    const run = await live.start(ctx, 'rotated-mid-run', { environment: 'staging', input: { amount: 1 }, trigger: 'manual', wait: true });
+    await live.drain();
+    assert.equal(run.status, 'succeeded', JSON.stringify(run));
+    const stored = JSON.stringify(await h.storage.db.selectFrom('automation_runs').selectAll().where('id', '=', run.id).execute());
+    assert.ok(!stored.includes(rotated), `the new value is stored in the clear: ${stored.slice(0, 400)}`);
+    assert.match(stored, /read \[REDACTED\]/);
+  });
+
   test('runs start and finish as audit events carrying the run id', async () => {
     const rows = await h.storage.db.selectFrom('audit_events').select(['action', 'context', 'outcome']).where('action', 'like', 'automation.run.%').execute();
     assert.ok(rows.some((r) => r.action === 'automation.run.start'));
