@@ -106,6 +106,19 @@ describe('redactor: overlaps, substrings and hostile sets', () => {
     assert.equal(r.redact(filler.repeat(1000)), filler.repeat(1000));
   });
 
+  test('thousands of values sharing a prefix (a tenant\'s Stripe keys) do not make text full of that prefix slow', () => {
+    // Every position where the shared prefix starts used to try each value in turn: seconds per megabyte.
+    const values = Array.from({ length: 3000 }, () => `sk_live_${randomBytes(12).toString('hex')}`);
+    const r = createRedactor(values);
+    const hostile = ['sk_live_'.repeat(131_072), Buffer.from('sk_live_').toString('hex').repeat(65_536)].join('\n');
+    const started = performance.now();
+    assert.equal(r.redact(hostile), hostile);
+    const ms = performance.now() - started;
+    assert.ok(ms < 1_500, `took ${Math.round(ms)} ms`);
+    const text = values.map((v, i) => `${i % 2 ? v : Buffer.from(v).toString('hex')} `).join('');
+    assert.equal(r.redact(text), '[REDACTED] '.repeat(values.length), 'each of them is still masked');
+  });
+
   test('unions of redactors mask the union, joining spans across them', () => {
     const u = unionRedactors([createRedactor(['abcdefgh']), createRedactor(['efghijkl'])]);
     assert.equal(u.size, 2);
