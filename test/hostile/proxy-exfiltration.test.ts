@@ -60,6 +60,9 @@ describeEachDialect('proxy exfiltration attempts are refused, audited, and reach
     { name: 'IPv6 loopback literal', body: () => ({ method: 'GET', path: `//[::1]:${E()}/` }), code: 'DESTINATION_NOT_ALLOWED', refusal: 'protocol_relative' },
     { name: 'dot segments out of the prefix', body: () => ({ method: 'GET', path: '/../admin' }), code: 'DESTINATION_NOT_ALLOWED', refusal: 'dot_segment' },
     { name: 'encoded dot segments', body: () => ({ method: 'GET', path: '/%2e%2e/admin' }), code: 'DESTINATION_NOT_ALLOWED', refusal: 'encoded_separator' },
+    // Tomcat and Spring drop a ;parameter before normalising, so /v1/..;/admin is /admin to them.
+    { name: 'a dot segment with a path parameter (/..;/)', body: () => ({ method: 'GET', path: '/..;/admin' }), code: 'DESTINATION_NOT_ALLOWED', refusal: 'dot_segment' },
+    { name: 'a dot segment with a named path parameter (/..;x=1/)', body: () => ({ method: 'GET', path: '/health/..;jsessionid=1/..;/admin' }), code: 'DESTINATION_NOT_ALLOWED', refusal: 'dot_segment' },
     { name: 'double-encoded dot segments', body: () => ({ method: 'GET', path: '/%252e%252e/admin' }), code: 'DESTINATION_NOT_ALLOWED', refusal: 'encoded_separator' },
     { name: 'an encoded slash', body: () => ({ method: 'GET', path: `/%2f%2f127.0.0.1:${E()}` }), code: 'DESTINATION_NOT_ALLOWED', refusal: 'encoded_separator' },
     { name: 'backslashes', body: () => ({ method: 'GET', path: `/\\\\127.0.0.1:${E()}\\steal` }), code: 'DESTINATION_NOT_ALLOWED', refusal: 'backslash' },
