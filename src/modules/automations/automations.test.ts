@@ -138,6 +138,25 @@ describeEachDialect('automations: definitions hold checked references only', (di
     assert.ok((await h.services.exchange.export(sam.ctx(), { environment: 'production' })).automations.some((a) => a.name === 'charge-customer'));
   });
 
+  test('an import that fails on a later connector or automation writes nothing at all', async () => {
+    const doc = { format: 'keyhold.automations', version: 1, exportedAt: new Date(0).toISOString(), environment: 'staging', automations: [payments({ name: 'imported-flow', environments: ['staging'] })], connectors: [] };
+    const connector = (name: string, baseUrl: string) => ({ name, type: 'http', owner: 'ops', settings: { baseUrl, auth: { kind: 'bearer' } }, slots: { token: 'PAYMENT_API_KEY' } });
+    await h.services.tenants.createEnvironment(ctx, 'import-target');
+    // The second connector points at the cloud metadata address: refused, but only when it is created.
+    const badConnector = { ...doc, connectors: [connector('payments', 'http://127.0.0.1:9/api'), connector('metadata', 'https://169.254.169.254/latest')] };
+    assert.equal(await code(h.services.exchange.import(ctx, badConnector, { environment: 'import-target' })), 'VALIDATION_FAILED');
+    // The automation overwrites one whose old definition this builder may not author (it runs in production).
+    const bob = await userContext(h, ctx.tenantId, 'bob-importer');
+    for (const role of ['builder', 'secret-admin']) await h.services.grants.create(ctx, { principalType: 'user', principalId: bob.id, role, environments: ['staging', 'import-target'] });
+    const prodRunner = await h.services.machines.create(ctx, { name: 'prod-runner', kind: 'client_secret' });
+    await h.services.grants.create(ctx, { principalType: 'machine', principalId: prodRunner.id, role: 'builder', environments: ['production'] });
+    await h.services.automations.create(ctx, payments({ name: 'prod-only-flow', runAs: 'prod-runner', environments: ['production'] }));
+    const overwrite = { ...doc, connectors: [connector('payments', 'http://127.0.0.1:9/api')], automations: [payments({ name: 'imported-flow', environments: ['staging'] }), payments({ name: 'prod-only-flow', environments: ['staging'] })] };
+    assert.equal(await code(h.services.exchange.import(bob.ctx(), overwrite, { environment: 'import-target', overwrite: true })), 'FORBIDDEN');
+    assert.deepEqual((await h.services.connectors.list(ctx, 'import-target')).map((c) => c.name), [], 'no connector was written');
+    assert.ok(!(await h.services.automations.list(ctx)).some((a) => a.definition.name === 'imported-flow'), 'no automation was written');
+  });
+
   test('a webhook trigger gets a token shown once; only that token finds the automation, and rotating it retires the old one', async () => {
     const { automation, webhookToken } = await h.services.automations.create(ctx, payments({ name: 'hooked', trigger: { type: 'webhook', environment: 'staging' } }));
     assert.ok(webhookToken?.startsWith('whk_'));
