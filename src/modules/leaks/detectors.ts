@@ -106,8 +106,14 @@ const DETECTORS: Detector[] = [
   { name: 'stripe-key', pattern: /(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,247}(?![A-Za-z0-9_])/g, accept: regularBody(8) },
   { name: 'stripe-webhook-secret', pattern: /(?<![A-Za-z0-9_])whsec_[A-Za-z0-9+/=]{20,128}(?![A-Za-z0-9_])/g, accept: regularBody(6) },
   { name: 'github-token', pattern: /(?<![A-Za-z0-9_])(?:gh[posur]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,244})(?![A-Za-z0-9_])/g, accept: regularBody(4) },
-  { name: 'slack-token', pattern: /(?<![A-Za-z0-9_])xox[abprs]-[A-Za-z0-9-]{10,250}/g, accept: (m) => (/\d/.test(m[0].slice(5)) ? regularBody(5)(m) : null) },
+  // Bot, user, app-level (xapp-), refresh (xoxe-) and legacy tokens.
+  { name: 'slack-token', pattern: /(?<![A-Za-z0-9_])(?:xox[abeprs]|xapp)-[A-Za-z0-9-]{10,250}/g, accept: (m) => (/\d/.test(m[0].slice(5)) ? regularBody(5)(m) : null) },
   { name: 'slack-webhook', pattern: /https:\/\/hooks\.slack\.com\/services\/[A-Za-z0-9_]{6,20}\/[A-Za-z0-9_]{6,20}\/[A-Za-z0-9_]{16,64}/g, accept: regularBody(33) },
+  { name: 'gitlab-token', pattern: /(?<![A-Za-z0-9_-])glpat-[A-Za-z0-9_-]{20,64}(?![A-Za-z0-9_-])/g, accept: regularBody(6) },
+  { name: 'npm-token', pattern: /(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])/g, accept: regularBody(4) },
+  { name: 'anthropic-api-key', pattern: /(?<![A-Za-z0-9_-])sk-ant-(?:api|admin)\d\d-[A-Za-z0-9_-]{80,250}(?![A-Za-z0-9_-])/g, accept: regularBody(14) },
+  // Project, service-account and admin keys; legacy keys carry "T3BlbkFJ" (base64 of "OpenAI") in the middle.
+  { name: 'openai-api-key', pattern: /(?<![A-Za-z0-9_-])sk-(?:(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,250}|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})(?![A-Za-z0-9_-])/g, accept: regularBody(8) },
   { name: 'google-api-key', pattern: /(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])/g, accept: regularBody(4) },
   { name: 'sendgrid-api-key', pattern: /(?<![A-Za-z0-9_-])SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{30,64}(?![A-Za-z0-9_-])/g, accept: regularBody(3) },
   { name: 'twilio-key', pattern: /(?<![A-Za-z0-9])(?:AC|SK)[0-9a-f]{32}(?![A-Za-z0-9])/g, accept: regularBody(2) },
