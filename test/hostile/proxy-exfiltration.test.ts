@@ -112,6 +112,16 @@ describeEachDialect('proxy exfiltration attempts are refused, audited, and reach
     assert.equal(evil.requests.length, 0);
   });
 
+  test('a caller who may not use the connector\'s secret learns nothing from a malformed request: not its destination, not a refusal event', async () => {
+    const outsider = await userContext(h, h.ctx.tenantId, 'outsider-2');
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: outsider.id, role: 'builder', namePatterns: ['OTHER_*'] });
+    const refused = (await eventsOf(h, 'proxy.refused')).length;
+    const err = await h.services.proxy.call(outsider.ctx(), { environment: 'production', connector: 'payments', request: { method: 'GET', path: 'x' } }).catch((e: Error & { code?: string }) => e);
+    assert.equal((err as { code?: string }).code, 'FORBIDDEN');
+    assert.ok(!(err as Error).message.includes(String(api.port)), 'the destination is not in the message');
+    assert.equal((await eventsOf(h, 'proxy.refused')).length, refused, 'the refusal is the authorizer\'s, not a proxy.refused');
+  });
+
   test('the same request, well formed, goes through: the refusals are not blanket', async () => {
     const res = await h.app.inject({ method: 'POST', url: '/v1/proxy/production/payments', headers: { authorization: `Bearer ${token}` }, payload: { method: 'GET', path: '/health' } });
     assert.equal(res.statusCode, 200, res.body);

@@ -185,6 +185,17 @@ export function createConnectorService(deps: {
     return def;
   }
 
+  /**
+   * `use` on the slot secrets `resolve` would read, without reading a value: the proxy asks it before it looks at
+   * a request, so a caller who may not use the connector learns nothing of it (its destination is in refusals).
+   * A slot secret that is gone is left to `resolve` to report.
+   */
+  async function requireUse(ctx: TenantContext, c: PreparedConnector): Promise<void> {
+    const wanted = c.kind.slots(c.settings).required.flatMap((s) => (c.slots[s] === undefined ? [] : [c.slots[s]]));
+    const rows = await secretRows(ctx.tenantId, [...new Set(wanted)]);
+    for (const row of rows.values()) await authz.require(ctx, 'use', secretResource(row), c.environment);
+  }
+
   /** Definition and values in one step (health checks, the rotation's privileged PostgreSQL session). */
   async function prepare(ctx: TenantContext, environment: string, name: string, opts: Parameters<typeof resolve>[2] = {}): Promise<PreparedConnector> {
     return resolve(ctx, await definition(ctx, environment, name), opts);
@@ -192,6 +203,7 @@ export function createConnectorService(deps: {
 
   return {
     definition,
+    requireUse,
     resolve,
     prepare,
 

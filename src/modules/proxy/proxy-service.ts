@@ -30,7 +30,7 @@ const BODYLESS = ['GET', 'HEAD'];
  * known value masked. The caller never sees a credential.
  */
 export function createProxyService(deps: {
-  connectors: Pick<ConnectorService, 'definition' | 'resolve'>;
+  connectors: Pick<ConnectorService, 'definition' | 'requireUse' | 'resolve'>;
   values: Pick<ValueService, 'read'>;
   redactors: TenantRedactorSource;
   audit: Pick<AuditLog, 'record'>;
@@ -69,6 +69,8 @@ export function createProxyService(deps: {
       if (!c.kind.http) fail('CONNECTOR_TYPE_MISMATCH', `connector "${c.name}" is a ${c.type} connector; only HTTP connectors carry proxied requests`);
       const method = req.method.toUpperCase();
       if (BODYLESS.includes(method) && req.body !== undefined) fail('VALIDATION_FAILED', `a ${method} request has no body`);
+      // Before the request is looked at: a refusal names the destination, which only a caller who may use it should see.
+      await connectors.requireUse(ctx, c);
       const checked = checkRequest(c, req);
       if (!checked.ok) return refuse(ctx, c, req, checked.refusal, run);
 
