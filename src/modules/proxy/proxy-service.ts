@@ -8,7 +8,7 @@ import type { ValueService } from '../secrets/value-service.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { checkRequest } from './request-guard.ts';
 import { createCallMasker, shapeResponse } from './response.ts';
-import { fillTemplates } from './templates.ts';
+import { filledBytes, fillTemplates } from './templates.ts';
 import type { ProxyRequest, ProxyResponse, Refusal, RunContext, TenantRedactorSource } from './types.ts';
 
 export interface ProxyLimits extends OutboundLimits {
@@ -83,6 +83,9 @@ export function createProxyService(deps: {
         })),
       ]);
       const filled = new Map(templateValues);
+      if (filledBytes([checked.headers, checked.query, req.body ?? null], filled) > limits.maxRequestBytes) {
+        fail('BODY_TOO_LARGE', `the proxied request is larger than ${limits.maxRequestBytes} bytes once its templates are filled`);
+      }
       const headers = fillTemplates(checked.headers, filled);
       for (const [key, value] of checked.query) checked.url.searchParams.append(key, fillTemplates(value, filled));
       let body: Uint8Array | undefined;

@@ -14,6 +14,21 @@ export function templateNames(value: unknown, into: Set<string> = new Set()): Se
   return into;
 }
 
+/**
+ * UTF-8 bytes of every string of a JSON-like value once its templates are filled, counted without filling them:
+ * a reference repeated thousands of times must be refused before it multiplies a value into memory.
+ */
+export function filledBytes(value: unknown, values: ReadonlyMap<string, string>): number {
+  if (typeof value === 'string') {
+    let bytes = Buffer.byteLength(value);
+    for (const m of value.matchAll(TEMPLATE)) bytes += Buffer.byteLength(values.get(m[1]!) ?? '') - Buffer.byteLength(m[0]);
+    return bytes;
+  }
+  if (Array.isArray(value)) return value.reduce((n: number, v) => n + filledBytes(v, values), 0);
+  if (value !== null && typeof value === 'object') return Object.values(value).reduce((n: number, v) => n + filledBytes(v, values), 0);
+  return 0;
+}
+
 /** Replaces templates in every string of a JSON-like value (keys are left alone: they are not values). */
 export function fillTemplates<T>(value: T, values: ReadonlyMap<string, string>): T {
   if (typeof value === 'string') return value.replace(TEMPLATE, (_, name: string) => values.get(name) ?? '') as T;
