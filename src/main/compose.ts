@@ -135,7 +135,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   });
   const proxy = createProxyService({
     connectors, values, audit, identifiers, clock, fetch: outboundFetch, redactors,
-    limits: { ...DEFAULT_PROXY_LIMITS, maxRequestBytes: config.limits.maxBodyBytes },
+    limits: { ...DEFAULT_PROXY_LIMITS, maxRequestBytes: config.limits.maxBodyBytes, maskLookaheadBytes: Math.max(DEFAULT_PROXY_LIMITS.maskLookaheadBytes, 2 * config.limits.maxValueBytes) },
   });
   // Where script steps reach this server: set by whoever makes it listen (server.ts, tests).
   const self = { address: null as string | null };

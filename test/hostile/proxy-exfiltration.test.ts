@@ -60,6 +60,9 @@ describeEachDialect('proxy exfiltration attempts are refused, audited, and reach
     { name: 'IPv6 loopback literal', body: () => ({ method: 'GET', path: `//[::1]:${E()}/` }), code: 'DESTINATION_NOT_ALLOWED', refusal: 'protocol_relative' },
     { name: 'dot segments out of the prefix', body: () => ({ method: 'GET', path: '/../admin' }), code: 'DESTINATION_NOT_ALLOWED', refusal: 'dot_segment' },
     { name: 'encoded dot segments', body: () => ({ method: 'GET', path: '/%2e%2e/admin' }), code: 'DESTINATION_NOT_ALLOWED', refusal: 'encoded_separator' },
+    // Tomcat and Spring drop a ;parameter before normalising, so /v1/..;/admin is /admin to them.
+    { name: 'a dot segment with a path parameter (/..;/)', body: () => ({ method: 'GET', path: '/..;/admin' }), code: 'DESTINATION_NOT_ALLOWED', refusal: 'dot_segment' },
+    { name: 'a dot segment with a named path parameter (/..;x=1/)', body: () => ({ method: 'GET', path: '/health/..;jsessionid=1/..;/admin' }), code: 'DESTINATION_NOT_ALLOWED', refusal: 'dot_segment' },
     { name: 'double-encoded dot segments', body: () => ({ method: 'GET', path: '/%252e%252e/admin' }), code: 'DESTINATION_NOT_ALLOWED', refusal: 'encoded_separator' },
     { name: 'an encoded slash', body: () => ({ method: 'GET', path: `/%2f%2f127.0.0.1:${E()}` }), code: 'DESTINATION_NOT_ALLOWED', refusal: 'encoded_separator' },
     { name: 'backslashes', body: () => ({ method: 'GET', path: `/\\\\127.0.0.1:${E()}\\steal` }), code: 'DESTINATION_NOT_ALLOWED', refusal: 'backslash' },
@@ -107,6 +110,16 @@ describeEachDialect('proxy exfiltration attempts are refused, audited, and reach
     await assert.rejects(create, { code: 'FORBIDDEN' });
     assert.equal((await h.services.connectors.get(h.ctx, 'production', 'payments')).revision, before.revision);
     assert.equal(evil.requests.length, 0);
+  });
+
+  test('a caller who may not use the connector\'s secret learns nothing from a malformed request: not its destination, not a refusal event', async () => {
+    const outsider = await userContext(h, h.ctx.tenantId, 'outsider-2');
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: outsider.id, role: 'builder', namePatterns: ['OTHER_*'] });
+    const refused = (await eventsOf(h, 'proxy.refused')).length;
+    const err = await h.services.proxy.call(outsider.ctx(), { environment: 'production', connector: 'payments', request: { method: 'GET', path: 'x' } }).catch((e: Error & { code?: string }) => e);
+    assert.equal((err as { code?: string }).code, 'FORBIDDEN');
+    assert.ok(!(err as Error).message.includes(String(api.port)), 'the destination is not in the message');
+    assert.equal((await eventsOf(h, 'proxy.refused')).length, refused, 'the refusal is the authorizer\'s, not a proxy.refused');
   });
 
   test('the same request, well formed, goes through: the refusals are not blanket', async () => {

@@ -77,6 +77,29 @@ describeEachDialect('automations: definitions hold checked references only', (di
     assert.equal(await code(h.services.automations.create(ctx, inScript)), 'LITERAL_CREDENTIAL');
   });
 
+  test('a literal pasted as the value of a credential-named header, query parameter or body field is refused', async () => {
+    // The field's name is the key of the assignment: the value alone has no "password=" to give it away.
+    const step = (over: Record<string, unknown>, name = 'pasted-field') => payments({ name, steps: [{ id: 'charge', type: 'http', connector: '{{ connectors.payments }}', method: 'POST', path: '/v1/charges', ...over }] });
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ headers: { Authorization: 'Bearer a8Fk2Lq9Zx7Pw3Nm' } }, /headers\.Authorization/],
+      [{ headers: { 'X-Api-Key': 'q7W2e9R4t6Y1zZ' } }, /headers\.X-Api-Key/],
+      [{ query: { api_key: 'Zq1-Xw2-Ec3-Rv4' } }, /query\.api_key/],
+      [{ body: { password: 'Tr0ub4dor&3x' } }, /body\.password/],
+      [{ body: { auth: { client_secret: '9f8e7d6cBA54xyz' } } }, /body\.auth\.client_secret/],
+      [{ body: { tokens: ['mF_9.B5f-4.1JqM'] } }, /body\.tokens\[0\]/],
+    ];
+    for (const [over, field] of cases) {
+      const text = await message(h.services.automations.create(ctx, step(over)));
+      assert.match(text, /looks like a literal credential \(generic-secret-assignment\)/, JSON.stringify(over));
+      assert.match(text, field);
+    }
+    const fine = [
+      { headers: { 'X-Api-Key': '{{ secrets.PAYMENT_API_KEY }}', Authorization: 'Bearer {{ secrets.PAYMENT_API_KEY }}' } },
+      { body: { token_type: 'Bearer', password_policy: 'min-length-12', secret: 'changeme' }, query: { token: 'ch_3Nx' } },
+    ];
+    for (const [i, over] of fine.entries()) assert.equal(await code(h.services.automations.create(ctx, step(over, `field-ok-${i}`))), 'ok', JSON.stringify(over));
+  });
+
   test('two editors saving against the same revision: exactly one wins, the other gets CAS_MISMATCH', async () => {
     await h.services.automations.create(ctx, payments({ name: 'raced' }));
     const results = await Promise.all([1, 2].map((n) => code(h.services.automations.update(ctx, 'raced', payments({ name: 'raced', description: `editor ${n}` }), 1))));
@@ -113,6 +136,25 @@ describeEachDialect('automations: definitions hold checked references only', (di
     const sam = await userContext(h, ctx.tenantId, 'sam');
     await h.services.grants.create(ctx, { principalType: 'user', principalId: sam.id, role: 'secret-admin' });
     assert.ok((await h.services.exchange.export(sam.ctx(), { environment: 'production' })).automations.some((a) => a.name === 'charge-customer'));
+  });
+
+  test('an import that fails on a later connector or automation writes nothing at all', async () => {
+    const doc = { format: 'keyhold.automations', version: 1, exportedAt: new Date(0).toISOString(), environment: 'staging', automations: [payments({ name: 'imported-flow', environments: ['staging'] })], connectors: [] };
+    const connector = (name: string, baseUrl: string) => ({ name, type: 'http', owner: 'ops', settings: { baseUrl, auth: { kind: 'bearer' } }, slots: { token: 'PAYMENT_API_KEY' } });
+    await h.services.tenants.createEnvironment(ctx, 'import-target');
+    // The second connector points at the cloud metadata address: refused, but only when it is created.
+    const badConnector = { ...doc, connectors: [connector('payments', 'http://127.0.0.1:9/api'), connector('metadata', 'https://169.254.169.254/latest')] };
+    assert.equal(await code(h.services.exchange.import(ctx, badConnector, { environment: 'import-target' })), 'VALIDATION_FAILED');
+    // The automation overwrites one whose old definition this builder may not author (it runs in production).
+    const bob = await userContext(h, ctx.tenantId, 'bob-importer');
+    for (const role of ['builder', 'secret-admin']) await h.services.grants.create(ctx, { principalType: 'user', principalId: bob.id, role, environments: ['staging', 'import-target'] });
+    const prodRunner = await h.services.machines.create(ctx, { name: 'prod-runner', kind: 'client_secret' });
+    await h.services.grants.create(ctx, { principalType: 'machine', principalId: prodRunner.id, role: 'builder', environments: ['production'] });
+    await h.services.automations.create(ctx, payments({ name: 'prod-only-flow', runAs: 'prod-runner', environments: ['production'] }));
+    const overwrite = { ...doc, connectors: [connector('payments', 'http://127.0.0.1:9/api')], automations: [payments({ name: 'imported-flow', environments: ['staging'] }), payments({ name: 'prod-only-flow', environments: ['staging'] })] };
+    assert.equal(await code(h.services.exchange.import(bob.ctx(), overwrite, { environment: 'import-target', overwrite: true })), 'FORBIDDEN');
+    assert.deepEqual((await h.services.connectors.list(ctx, 'import-target')).map((c) => c.name), [], 'no connector was written');
+    assert.ok(!(await h.services.automations.list(ctx)).some((a) => a.definition.name === 'imported-flow'), 'no automation was written');
   });
 
   test('a webhook trigger gets a token shown once; only that token finds the automation, and rotating it retires the old one', async () => {

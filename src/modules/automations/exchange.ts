@@ -33,6 +33,8 @@ export type ExportedConnector = Static<typeof ExportedConnectorSchema>;
 /** What export/import needs of connectors: read them out of one environment, write them into another. */
 export interface ConnectorExchange {
   exportFrom(ctx: TenantContext, environment: string, names: string[]): Promise<ExportedConnector[]>;
+  /** Every check importInto would make, without writing anything. */
+  checkImport(ctx: TenantContext, environment: string, connectors: ExportedConnector[], opts: { overwrite: boolean }): Promise<void>;
   importInto(ctx: TenantContext, environment: string, connectors: ExportedConnector[], opts: { overwrite: boolean }): Promise<string[]>;
 }
 
@@ -75,10 +77,15 @@ export function createAutomationExchange(deps: { automations: AutomationService;
         if (clash) fail('AUTOMATION_EXISTS', `automation "${clash}" already exists (import with overwrite to replace it)`);
       }
       const target = opts.environment ?? doc.environment;
-      for (const def of doc.automations) await automations.validate(ctx, def, doc.connectors.map((c) => c.name));
-      const importedConnectors = doc.connectors.length > 0
-        ? (target ? await connectors.importInto(ctx, target, doc.connectors, { overwrite: opts.overwrite ?? false }) : fail('VALIDATION_FAILED', 'the document carries connectors: name the environment to import them into'))
-        : [];
+      if (doc.connectors.length > 0 && !target) fail('VALIDATION_FAILED', 'the document carries connectors: name the environment to import them into');
+      // Everything a write below would check is checked first, so a document refused anywhere writes nothing.
+      for (const def of doc.automations) {
+        await automations.validate(ctx, def, doc.connectors.map((c) => c.name));
+        const replaced = existing.get(def.name)?.definition;
+        if (replaced) await automations.requireAuthoring(ctx, replaced, replaced.environments);
+      }
+      if (doc.connectors.length > 0) await connectors.checkImport(ctx, target!, doc.connectors, { overwrite: opts.overwrite ?? false });
+      const importedConnectors = doc.connectors.length > 0 ? await connectors.importInto(ctx, target!, doc.connectors, { overwrite: opts.overwrite ?? false }) : [];
       const imported: string[] = [];
       for (const def of doc.automations as AutomationDefinition[]) {
         const current = existing.get(def.name);

@@ -27,6 +27,10 @@ function connectorExchange(connectors: ConnectorService): ConnectorExchange {
       return (await connectors.list(ctx, environment)).filter((c) => names.includes(c.name))
         .map((c): ExportedConnector => ({ name: c.name, type: c.type, owner: c.owner, settings: c.settings, slots: c.slots }));
     },
+    async checkImport(ctx, environment, list, opts) {
+      if (new Set(list.map((c) => c.name)).size !== list.length) fail('VALIDATION_FAILED', 'the document names a connector twice');
+      for (const c of list) await connectors.checkSave(ctx, environment, c, opts);
+    },
     async importInto(ctx: TenantContext, environment, list, opts) {
       const existing = new Map((await connectors.list(ctx, environment)).map((c) => [c.name, c]));
       for (const c of list) if (existing.has(c.name) && !opts.overwrite) fail('CONNECTOR_EXISTS', `connector "${c.name}" already exists in ${environment} (import with overwrite to replace it)`);

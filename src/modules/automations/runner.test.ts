@@ -98,6 +98,23 @@ describeEachDialect('the automation runner', (dialect) => {
     upstream = (input) => ({ status: 200, headers: {}, body: { id: `ch_${input.run.step}` }, truncated: false });
   });
 
+  test('data that only forms a template next to other data or text is never spliced either', async () => {
+    // Each piece alone holds no "{{", but spliced into its place it completes {{ secrets.API_KEY }}.
+    const cases: Array<[string, Record<string, string>]> = [
+      ['{{ input.a }}{{ input.b }}', { a: 'x{', b: '{ secrets.API_KEY }}' }],
+      ['{{ input.a }}{ secrets.API_KEY }}', { a: '{' }],
+      ['note {{ {{ input.a }}', { a: 'secrets.API_KEY }}' }],
+    ];
+    for (const [i, [note, input]] of cases.entries()) {
+      await automations.create(ctx, def({ name: `spliced-${i}`, steps: [{ id: 'only', type: 'http', connector: '{{ connectors.api }}', method: 'POST', path: '/notes', headers: { 'X-Note': note } }] }));
+      const before = calls.length;
+      const run = await runner.start(ctx, `spliced-${i}`, { environment: 'staging', input, trigger: 'manual', wait: true });
+      assert.equal(run.status, 'failed', note);
+      assert.match(run.steps[0]!.error!, /^TEMPLATE_INJECTION/, note);
+      assert.equal(calls.length, before, `${note}: nothing reached the proxy`);
+    }
+  });
+
   test('a failing upstream fails the step and skips the rest, unless the step continues on error', async () => {
     upstream = () => ({ status: 502, headers: {}, body: 'bad gateway', truncated: false });
     const run = await runner.start(ctx, 'flow', { environment: 'staging', input: {}, trigger: 'manual', wait: true });
@@ -177,6 +194,29 @@ describeEachDialect('the automation runner', (dialect) => {
     assert.match(run.error!, /^MACHINE_DISABLED/);
     const live = await h.storage.db.selectFrom('tokens').select('id').where('principal_id', '=', bot.id).where('revoked_at', 'is', null).execute();
     assert.deepEqual(live, [], 'no token outlived the disable');
+  });
+
+  test('a value written while the run is under way (a rotation mid-run) is masked in what the run stores', async () => {
+    // The tenant's real redactor this time: it must know values that did not exist when the run started.
+    const rotated = `sk_test_rotated_mid_run_${Date.now()}`;
+    const live = createRunner({
+      db: h.storage.db, automations, tenants: h.services.tenants, tokens: h.services.tokens, audit: h.services.audit, clock: h.clock,
+      machines: runAsLock(h), redactors: h.services.redactors, keyholdAddress: () => 'http://127.0.0.1:1',
+      proxy: { call: async () => ({ status: 200, headers: {}, body: { echo: rotated }, truncated: false }) },
+      scripts: {
+        run: async () => {
+          await h.services.values.write(ctx, 'API_KEY', 'staging', { value: rotated });
+          return { ok: true, output: { read: rotated }, stdout: `read ${rotated}`, stderr: '', timedOut: false };
+        },
+      },
+    });
+    await automations.create(ctx, def({ name: 'rotated-mid-run', steps: [def().steps[2]!, { ...def().steps[0]!, id: 'after' }] }));
+    const run = await live.start(ctx, 'rotated-mid-run', { environment: 'staging', input: { amount: 1 }, trigger: 'manual', wait: true });
+    await live.drain();
+    assert.equal(run.status, 'succeeded', JSON.stringify(run));
+    const stored = JSON.stringify(await h.storage.db.selectFrom('automation_runs').selectAll().where('id', '=', run.id).execute());
+    assert.ok(!stored.includes(rotated), `the new value is stored in the clear: ${stored.slice(0, 400)}`);
+    assert.match(stored, /read \[REDACTED\]/);
   });
 
   test('runs start and finish as audit events carrying the run id', async () => {

@@ -113,7 +113,7 @@ export function createRunner(deps: {
       tenantId, requestId: runId, sourceIp: '127.0.0.1', userAgent: `keyhold-runner run=${runId}`,
       actor: { type: 'machine', id: machine.id, name: machine.name, homeTenantId: tenantId, credentialId: token.id, boundEnvironment: environment },
     };
-    const redactor = await redactors.forTenant(tenantId);
+    let redactor = await redactors.forTenant(tenantId);
     const deadline = clock.now() + limits.runTimeoutMs;
     const data = { input, steps: {} as Record<string, unknown> };
     const records: StepRecord[] = [];
@@ -139,6 +139,8 @@ export function createRunner(deps: {
         const message = err instanceof Error && err.message === 'deadline' ? 'RUN_TIMEOUT: the run ran past its time limit' : describeError(err);
         result = { ok: false, output: null, log: '', error: message };
       }
+      // A value written during the step (a rotation, a credential minted for the run) is known only to a redactor built since.
+      redactor = await redactors.forTenant(tenantId);
       const record: StepRecord = {
         id: step.id, type: step.type, status: result.ok ? 'succeeded' : 'failed', startedAt: new Date(startedAt).toISOString(),
         durationMs: Math.round(performance.now() - t0), output: redactDeepWith((text) => redactor.redact(text), result.output ?? null),

@@ -1,3 +1,4 @@
+import { templateReferences } from '../proxy/templates.ts';
 import { SECRET_NAME } from '../shared/names.ts';
 
 /**
@@ -51,18 +52,20 @@ export function referencesIn(text: string): ParsedReference[] {
 export interface LocatedString {
   field: string;
   text: string;
+  /** The object key this string is the value of (inside an array: the array's key); absent for keys themselves. */
+  key?: string;
 }
 
 /** Walks a JSON value and yields every string (keys included) with its field path. */
-export function* stringsIn(value: unknown, field: string): Generator<LocatedString> {
+export function* stringsIn(value: unknown, field: string, key?: string): Generator<LocatedString> {
   if (typeof value === 'string') {
-    yield { field, text: value };
+    yield key === undefined ? { field, text: value } : { field, text: value, key };
   } else if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) yield* stringsIn(value[i], `${field}[${i}]`);
+    for (let i = 0; i < value.length; i++) yield* stringsIn(value[i], `${field}[${i}]`, key);
   } else if (value !== null && typeof value === 'object') {
     for (const [k, v] of Object.entries(value)) {
       yield { field: `${field}.${k}`, text: k };
-      yield* stringsIn(v, `${field}.${k}`);
+      yield* stringsIn(v, `${field}.${k}`, k);
     }
   }
 }
@@ -83,8 +86,8 @@ function lookup(root: unknown, path: string[]): unknown {
  * Replaces `{{ steps... }}` and `{{ input... }}` with data from earlier steps and the trigger. A string
  * that is exactly one reference takes the referenced JSON value as is; inside longer text, values are
  * spliced in as text. Secret and connector references stay for the proxy. Data that itself contains
- * `{{` is refused: a response from an upstream API must never be able to make the proxy resolve a
- * secret the author did not write.
+ * `{{`, or that completes a secret reference where it is spliced, is refused: a response from an
+ * upstream API must never be able to make the proxy resolve a secret the author did not write.
  */
 export function substituteData(value: unknown, data: { input: unknown; steps: Record<string, unknown> }): unknown {
   const resolve = (ref: ParsedReference): unknown => {
@@ -104,13 +107,18 @@ export function substituteData(value: unknown, data: { input: unknown; steps: Re
         if (ref.kind === 'steps' || ref.kind === 'input') return checked(resolve(ref) ?? null);
         return v;
       }
-      return v.replace(TEMPLATE, (raw, inner: string) => {
+      const spliced = v.replace(TEMPLATE, (raw, inner: string) => {
         const ref = parseReference(inner, raw);
         if (ref.kind !== 'steps' && ref.kind !== 'input') return raw;
         const found = checked(resolve(ref));
         if (found === undefined || found === null) return '';
         return typeof found === 'string' ? found : JSON.stringify(found);
       });
+      // Pieces without "{{" can still complete one next to each other or to the author's text ("x{" + "{ secrets.X }}").
+      if (templateReferences(spliced).join('\n') !== templateReferences(v).join('\n')) {
+        throw new TemplateInjectionError('data from an earlier step or the trigger completes a secret reference where it is spliced; refusing to send it');
+      }
+      return spliced;
     }
     if (Array.isArray(v)) return v.map(walk);
     if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));

@@ -11,8 +11,8 @@ export interface ReferenceCatalog {
   machines: ReadonlySet<string>;
 }
 
-/** A credential detector: where a literal credential appears in a text (never the text itself). */
-export type CredentialDetector = (text: string) => Array<{ detector: string; index: number; length: number }>;
+/** A credential detector: where a literal credential appears in a text (never the text itself); `key` names the field the text is the value of. */
+export type CredentialDetector = (text: string, opts?: { key?: string }) => Array<{ detector: string; index: number; length: number }>;
 
 export const AUTOMATION_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
 const CONNECTOR_FIELD = /^\{\{\s*connectors\.([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}$/;
@@ -60,7 +60,7 @@ function checkReferences(located: LocatedString, index: number, step: Step, cata
 
 function checkLiteralCredentials(located: LocatedString, at: string, detect: CredentialDetector): void {
   if (ONLY_REFERENCES.test(located.text)) return;
-  const found = detect(located.text)[0];
+  const found = detect(located.text, located.key === undefined ? {} : { key: located.key })[0];
   if (found) {
     fail('LITERAL_CREDENTIAL', `${at} looks like a literal credential (${found.detector}); store it as a secret and reference it as {{ secrets.NAME }}`);
   }

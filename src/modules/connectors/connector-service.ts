@@ -165,6 +165,37 @@ export function createConnectorService(deps: {
     return { ...c, values: resolved };
   }
 
+  /** The checks of a create, without writing: the parsed definition for the environment. */
+  async function checkCreate(ctx: TenantContext, environment: string, input: CreateConnectorInput) {
+    assertConnectorName(input.name, maxNameLength);
+    const env = await tenants.environment(ctx.tenantId, environment);
+    const def = parseDefinition(input.type, input.settings, input.slots, maxNameLength);
+    await assertSecretsExist(ctx, def.slots, def.governed.filter((n) => !Object.values(def.slots).includes(n)));
+    await requireOnAll(ctx, 'write', def.governed, environment);
+    return { env, def };
+  }
+
+  /** The checks of an update of `row`, without writing: write on what it governs now and on what it will govern. */
+  async function checkUpdate(ctx: TenantContext, row: ConnectorRow, environment: string, patch: Pick<UpdateConnectorInput, 'settings' | 'slots'>) {
+    const before = governedBy(JSON.parse(row.settings), JSON.parse(row.slots));
+    await requireOnAll(ctx, 'write', before, environment);
+    const def = parseDefinition(row.type, patch.settings ?? JSON.parse(row.settings), patch.slots ?? JSON.parse(row.slots), maxNameLength);
+    await assertSecretsExist(ctx, def.slots, def.governed.filter((n) => !Object.values(def.slots).includes(n)));
+    await requireOnAll(ctx, 'write', def.governed.filter((n) => !before.includes(n)), environment);
+    return def;
+  }
+
+  /**
+   * `use` on the slot secrets `resolve` would read, without reading a value: the proxy asks it before it looks at
+   * a request, so a caller who may not use the connector learns nothing of it (its destination is in refusals).
+   * A slot secret that is gone is left to `resolve` to report.
+   */
+  async function requireUse(ctx: TenantContext, c: PreparedConnector): Promise<void> {
+    const wanted = c.kind.slots(c.settings).required.flatMap((s) => (c.slots[s] === undefined ? [] : [c.slots[s]]));
+    const rows = await secretRows(ctx.tenantId, [...new Set(wanted)]);
+    for (const row of rows.values()) await authz.require(ctx, 'use', secretResource(row), c.environment);
+  }
+
   /** Definition and values in one step (health checks, the rotation's privileged PostgreSQL session). */
   async function prepare(ctx: TenantContext, environment: string, name: string, opts: Parameters<typeof resolve>[2] = {}): Promise<PreparedConnector> {
     return resolve(ctx, await definition(ctx, environment, name), opts);
@@ -172,15 +203,12 @@ export function createConnectorService(deps: {
 
   return {
     definition,
+    requireUse,
     resolve,
     prepare,
 
     async create(ctx: TenantContext, environment: string, input: CreateConnectorInput): Promise<Connector> {
-      assertConnectorName(input.name, maxNameLength);
-      const env = await tenants.environment(ctx.tenantId, environment);
-      const def = parseDefinition(input.type, input.settings, input.slots, maxNameLength);
-      await assertSecretsExist(ctx, def.slots, def.governed.filter((n) => !Object.values(def.slots).includes(n)));
-      await requireOnAll(ctx, 'write', def.governed, environment);
+      const { env, def } = await checkCreate(ctx, environment, input);
       const now = clock.now();
       const row: ConnectorsTable = {
         id: newId(), tenant_id: ctx.tenantId, environment_id: env.id, name: input.name, type: def.type,
@@ -197,6 +225,22 @@ export function createConnectorService(deps: {
         throw err;
       }
       return (await toConnectors(ctx.tenantId, [{ ...row, environment }]))[0]!;
+    },
+
+    /**
+     * Every check saving `input` would make (as an update when a connector of that name exists, seen by the
+     * caller or not; `CONNECTOR_EXISTS` unless `overwrite`), and no write: an import checks its whole document first.
+     */
+    async checkSave(ctx: TenantContext, environment: string, input: CreateConnectorInput, opts: { overwrite: boolean }): Promise<void> {
+      assertConnectorName(input.name, maxNameLength);
+      const env = await tenants.environment(ctx.tenantId, environment);
+      const row = await repo.find(ctx.tenantId, env.id, input.name);
+      if (!row) {
+        await checkCreate(ctx, environment, input);
+        return;
+      }
+      if (!opts.overwrite) fail('CONNECTOR_EXISTS', `connector "${input.name}" already exists in ${environment} (import with overwrite to replace it)`);
+      await checkUpdate(ctx, row, environment, input);
     },
 
     async get(ctx: TenantContext, environment: string, name: string): Promise<Connector> {
@@ -219,11 +263,7 @@ export function createConnectorService(deps: {
     /** Replaces settings and/or slots (validated as on create); `revision` guards against a concurrent change. */
     async update(ctx: TenantContext, environment: string, name: string, patch: UpdateConnectorInput): Promise<Connector> {
       const row = await load(ctx, environment, name);
-      const before = governedBy(JSON.parse(row.settings), JSON.parse(row.slots));
-      await requireOnAll(ctx, 'write', before, environment);
-      const def = parseDefinition(row.type, patch.settings ?? JSON.parse(row.settings), patch.slots ?? JSON.parse(row.slots), maxNameLength);
-      await assertSecretsExist(ctx, def.slots, def.governed.filter((n) => !Object.values(def.slots).includes(n)));
-      await requireOnAll(ctx, 'write', def.governed.filter((n) => !before.includes(n)), environment);
+      const def = await checkUpdate(ctx, row, environment, patch);
       const expected = patch.revision ?? row.revision;
       const next: ConnectorsTable = {
         id: row.id, tenant_id: row.tenant_id, environment_id: row.environment_id, name: row.name, type: row.type,

@@ -73,7 +73,8 @@ export function resolvePath(dest: Destination, path: string): PathResult {
     }
     if (/[\u0000-\u001f\u007f\\]/.test(level)) return no('control_character');
   }
-  if (path.split('/').some((segment) => segment === '.' || segment === '..')) return no('dot_segment');
+  // A ";parameter" does not hide a dot segment: Tomcat and Spring drop it first, so "/..;/" is "/../" to them.
+  if (path.split('/').some((segment) => /^\.\.?(?:;|$)/.test(segment))) return no('dot_segment');
   const wanted = dest.prefix + path;
   let url: URL;
   try {

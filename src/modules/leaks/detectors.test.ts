@@ -34,6 +34,12 @@ const POSITIVES: Array<[string, string, string]> = [
   ['github-token', `${'github_' + 'pat_' + rand(22) + '_' + rand(59)}`, ''],
   ['slack-token', `${'xoxb-' + '1234567890-' + rand(24)}`, ''],
   ['slack-token', `${'xoxp-' + '98765432101-' + rand(30)}`, ''],
+  ['slack-token', `${'xapp-' + '1-A0' + rand(9, upperDigits) + '-' + '4711815012345-'}${rand(64, hex)}`, ''],
+  ['slack-token', `refresh: ${'xoxe-' + '1-'}${rand(140)}`, ''],
+  ['gitlab-token', `PRIVATE-TOKEN: ${'glpat-' + rand(20)}`, ''],
+  ['npm-token', `//registry.npmjs.org/:_authToken=${'npm_' + rand(36)}`, ''],
+  ['openai-api-key', `${'sk-' + 'proj-'}${rand(48)}_${rand(40)}`, ''],
+  ['anthropic-api-key', `x-api-key: ${'sk-ant-' + 'api03-'}${rand(93)}-${rand(6)}AA`, ''],
   ['slack-webhook', `${'https://hooks.slack.com/services/'}T${rand(8, upperDigits)}/B${rand(8, upperDigits)}/${rand(24)}`, ''],
   ['google-api-key', `?key=AIza${rand(35)}`, ''],
   ['sendgrid-api-key', `SG.${rand(22)}.${rand(43)}`, ''],
@@ -68,6 +74,28 @@ describe('credential detectors find literal credentials', () => {
     const text = JSON.stringify({ steps: [{ url: 'https://u:Pw-9x7Q2z@h.example' }, { headers: { Authorization: `Bearer ${jwt}` } }, { key: `AIza${rand(35)}` }] });
     assert.deepEqual(findCredentials(text).map((f) => f.detector), ['url-basic-auth', 'jwt', 'google-api-key']);
   });
+});
+
+describe('a value whose key is given apart (a JSON field, a header) is judged as that key\'s assignment', () => {
+  const cases: Array<[string, string, boolean]> = [
+    ['Authorization', 'Bearer a8Fk2Lq9Zx7Pw3Nm', true],
+    ['X-Api-Key', 'q7W2e9R4t6Y1zZ', true],
+    ['password', 'Tr0ub4dor&3x', true],
+    ['client_secret', '9f8e7d6cBA54xyz', true],
+    ['password', '{{ secrets.DB_PASSWORD }}', false],
+    ['token_type', 'Bearer', false],
+    ['password_policy', 'min-length-12', false],
+    ['note', 'Tr0ub4dor&3x', false],
+    ['secret', 'changeme', false],
+  ];
+  for (const [key, value, found] of cases) {
+    test(`${key}: ${found ? 'found' : 'quiet'}`, () => {
+      const findings = findCredentials(value, { key });
+      assert.equal(findings.length, found ? 1 : 0, JSON.stringify(findings));
+      if (found) assert.equal(findings[0]!.detector, 'generic-secret-assignment');
+      assert.deepEqual(findCredentials(value).length, 0, 'without its key the value alone says nothing');
+    });
+  }
 });
 
 /** Realistic text that must not be flagged. */
@@ -114,5 +142,28 @@ describe('credential detector helpers and hostile input', () => {
   test('a megabyte of adversarial text is scanned without pathological backtracking', () => {
     const texts = ['a'.repeat(1_000_000), 'a.'.repeat(500_000), `${'password'.repeat(50_000)}:`, `https://${'u'.repeat(200_000)}:${'p'.repeat(200_000)}`, 'eyJ'.repeat(300_000)];
     for (const t of texts) assert.ok(Array.isArray(findCredentials(t)));
+  });
+
+  test('a megabyte of private-key headers with no end line is scanned in linear time, and each is still found', () => {
+    // Each header used to start a lazy search of up to 20,000 characters for its END line: seconds per save.
+    const header = ['-----BEGIN', 'PRIVATE KEY-----'].join(' ');
+    const text = header.repeat(Math.floor(1_048_576 / header.length));
+    const started = performance.now();
+    const findings = findCredentials(text);
+    const ms = performance.now() - started;
+    assert.equal(findings.length, Math.floor(1_048_576 / header.length));
+    assert.ok(ms < 1_000, `took ${Math.round(ms)} ms`);
+    const pair = `${header}\nMIIE${rand(40)}\n${['-----END', 'PRIVATE KEY-----'].join(' ')}`;
+    assert.deepEqual(findCredentials(`${header} ${pair}`).map((f) => f.length), [header.length, pair.length], 'a key with its END line is one span');
+  });
+
+  test('a megabyte of access key ids (tens of thousands of findings) is scanned in linear time', () => {
+    // Each finding was checked against every earlier one: quadratic in the number of findings.
+    const ids = Array.from({ length: 48_000 }, () => `AKIA${rand(16, upperDigits)}`);
+    const started = performance.now();
+    const findings = findCredentials(ids.join(' '));
+    const ms = performance.now() - started;
+    assert.ok(findings.length > 47_000, String(findings.length));
+    assert.ok(ms < 1_000, `took ${Math.round(ms)} ms`);
   });
 });

@@ -39,12 +39,17 @@ export function isPlaceholder(value: string): boolean {
 /** Too little variety to be a generated credential (also catches aaaa… and 1234… placeholders). */
 const tooRegular = (s: string) => shannonEntropy(s) < 2.5;
 
-interface Detector {
-  name: string;
-  pattern: RegExp;
-  /** The span to report, from the match; null to drop it. */
-  accept?: (m: RegExpExecArray, text: string) => { index: number; length: number } | null;
-}
+type Span = { index: number; length: number };
+
+type Detector = { name: string } & (
+  | {
+    pattern: RegExp;
+    /** The span to report, from the match; null to drop it. */
+    accept?: (m: RegExpExecArray, text: string) => Span | null;
+  }
+  /** Candidate spans in text order, for what one linear regex cannot say. */
+  | { scan: (text: string) => Span[] }
+);
 
 const whole = (m: RegExpExecArray) => ({ index: m.index, length: m[0].length });
 const regularBody = (prefix: number) => (m: RegExpExecArray) =>
@@ -59,11 +64,36 @@ function jsonHeader(part: string): boolean {
   }
 }
 
+const PEM_BEGIN = /-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----/g;
+const PEM_END = /-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----/g;
+const PEM_MAX_BODY = 20_000;
+
+/**
+ * Private key blocks: from a BEGIN line to the first END line after it (within 20,000 characters, with no other
+ * BEGIN between), or the BEGIN line alone. Both lines are found once each and paired in one pass: a lazy regex
+ * searching ahead for the END from every BEGIN took seconds over a megabyte of BEGIN lines.
+ */
+function pemBlocks(text: string): Span[] {
+  const begins = [...text.matchAll(PEM_BEGIN)];
+  const ends = [...text.matchAll(PEM_END)];
+  const out: Span[] = [];
+  let j = 0;
+  for (let i = 0; i < begins.length; i++) {
+    const begin = begins[i]!;
+    const bodyStart = begin.index + begin[0].length;
+    while (j < ends.length && ends[j]!.index < bodyStart) j++;
+    const end = ends[j];
+    const closed = end !== undefined && end.index - bodyStart <= PEM_MAX_BODY && end.index < (begins[i + 1]?.index ?? Infinity);
+    out.push({ index: begin.index, length: closed ? end.index + end[0].length - begin.index : begin[0].length });
+  }
+  return out;
+}
+
 const mixed = (s: string) => /[a-z]/.test(s) && /[A-Z]/.test(s) && /[0-9/+]/.test(s);
 
 /** Format detectors, most specific first: a span claimed by one is not reported again by a later one. */
 const DETECTORS: Detector[] = [
-  { name: 'pem-private-key', pattern: /-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]{0,20000}?-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?/g },
+  { name: 'pem-private-key', scan: pemBlocks },
   { name: 'aws-access-key-id', pattern: /(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])/g, accept: regularBody(4) },
   {
     name: 'aws-secret-access-key',
@@ -76,8 +106,14 @@ const DETECTORS: Detector[] = [
   { name: 'stripe-key', pattern: /(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,247}(?![A-Za-z0-9_])/g, accept: regularBody(8) },
   { name: 'stripe-webhook-secret', pattern: /(?<![A-Za-z0-9_])whsec_[A-Za-z0-9+/=]{20,128}(?![A-Za-z0-9_])/g, accept: regularBody(6) },
   { name: 'github-token', pattern: /(?<![A-Za-z0-9_])(?:gh[posur]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,244})(?![A-Za-z0-9_])/g, accept: regularBody(4) },
-  { name: 'slack-token', pattern: /(?<![A-Za-z0-9_])xox[abprs]-[A-Za-z0-9-]{10,250}/g, accept: (m) => (/\d/.test(m[0].slice(5)) ? regularBody(5)(m) : null) },
+  // Bot, user, app-level (xapp-), refresh (xoxe-) and legacy tokens.
+  { name: 'slack-token', pattern: /(?<![A-Za-z0-9_])(?:xox[abeprs]|xapp)-[A-Za-z0-9-]{10,250}/g, accept: (m) => (/\d/.test(m[0].slice(5)) ? regularBody(5)(m) : null) },
   { name: 'slack-webhook', pattern: /https:\/\/hooks\.slack\.com\/services\/[A-Za-z0-9_]{6,20}\/[A-Za-z0-9_]{6,20}\/[A-Za-z0-9_]{16,64}/g, accept: regularBody(33) },
+  { name: 'gitlab-token', pattern: /(?<![A-Za-z0-9_-])glpat-[A-Za-z0-9_-]{20,64}(?![A-Za-z0-9_-])/g, accept: regularBody(6) },
+  { name: 'npm-token', pattern: /(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])/g, accept: regularBody(4) },
+  { name: 'anthropic-api-key', pattern: /(?<![A-Za-z0-9_-])sk-ant-(?:api|admin)\d\d-[A-Za-z0-9_-]{80,250}(?![A-Za-z0-9_-])/g, accept: regularBody(14) },
+  // Project, service-account and admin keys; legacy keys carry "T3BlbkFJ" (base64 of "OpenAI") in the middle.
+  { name: 'openai-api-key', pattern: /(?<![A-Za-z0-9_-])sk-(?:(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,250}|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})(?![A-Za-z0-9_-])/g, accept: regularBody(8) },
   { name: 'google-api-key', pattern: /(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])/g, accept: regularBody(4) },
   { name: 'sendgrid-api-key', pattern: /(?<![A-Za-z0-9_-])SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{30,64}(?![A-Za-z0-9_-])/g, accept: regularBody(3) },
   { name: 'twilio-key', pattern: /(?<![A-Za-z0-9])(?:AC|SK)[0-9a-f]{32}(?![A-Za-z0-9])/g, accept: regularBody(2) },
@@ -117,21 +153,27 @@ export function looksLikeLiteralSecret(value: string): boolean {
   return classes >= 2 && shannonEntropy(value) >= 3;
 }
 
-function genericFindings(text: string): CredentialFinding[] {
-  const out: CredentialFinding[] = [];
+/** The literal secret `key` is assigned, as [offset, length] within `value`, or null. */
+function assignedSecret(key: string, value: string, quoted: boolean): [number, number] | null {
+  if (!CREDENTIAL_KEY.test(key) || DESCRIPTIVE_KEY.test(key)) return null;
+  let offset = 0;
+  const scheme = /^(?:Bearer|Basic|Token|Bot|Digest)[ \t]+/i.exec(value);
+  if (scheme) {
+    value = value.slice(scheme[0].length);
+    offset = scheme[0].length;
+  } else if (!quoted && /[ \t]/.test(value)) {
+    value = value.split(/[ \t]/)[0]!; // an unquoted value ends at a space unless a scheme precedes it
+  }
+  return looksLikeLiteralSecret(value) ? [offset, value.length] : null;
+}
+
+function genericFindings(text: string): Span[] {
+  const out: Span[] = [];
   for (const m of text.matchAll(KEY_VALUE)) {
-    const key = m[2]!;
-    if (!CREDENTIAL_KEY.test(key) || DESCRIPTIVE_KEY.test(key)) continue;
-    let value = m[3] ?? m[4] ?? m[5] ?? '';
-    let offset = m[0].length - (m[3] !== undefined || m[4] !== undefined ? value.length + 1 : value.length);
-    const scheme = /^(?:Bearer|Basic|Token|Bot|Digest)[ \t]+/i.exec(value);
-    if (scheme) {
-      value = value.slice(scheme[0].length);
-      offset += scheme[0].length;
-    } else if (m[5] !== undefined && /[ \t]/.test(value)) {
-      value = value.split(/[ \t]/)[0]!; // an unquoted value ends at a space unless a scheme precedes it
-    }
-    if (looksLikeLiteralSecret(value)) out.push({ detector: 'generic-secret-assignment', index: m.index + offset, length: value.length });
+    const value = m[3] ?? m[4] ?? m[5] ?? '';
+    const quoted = m[3] !== undefined || m[4] !== undefined;
+    const found = assignedSecret(m[2]!, value, quoted);
+    if (found) out.push({ index: m.index + m[0].length - value.length - (quoted ? 1 : 0) + found[0], length: found[1] });
   }
   return out;
 }
@@ -140,19 +182,40 @@ function genericFindings(text: string): CredentialFinding[] {
 export const CREDENTIAL_DETECTORS = [...DETECTORS.map((d) => d.name), 'generic-secret-assignment'] as const;
 
 /**
- * Every span of `text` that looks like a literal credential, in text order, without overlaps.
+ * Every span of `text` that looks like a literal credential, in text order, without overlaps. With `key`, the text
+ * is the whole value of that key (a JSON field, a header, a query parameter), so the key-named rule judges it too:
+ * the value alone carries no "password=" to give it away.
  * @example findCredentials('{"key": "sk_live_4eC39HqLyjWDarjtT1zdp7dc"}') // [{ detector: 'stripe-key', index: 9, length: 32 }]
+ * @example findCredentials('Tr0ub4dor&3x', { key: 'password' }) // [{ detector: 'generic-secret-assignment', index: 0, length: 12 }]
  */
-export function findCredentials(text: string): CredentialFinding[] {
-  const found: CredentialFinding[] = [];
-  const overlaps = (f: { index: number; length: number }) =>
-    found.some((g) => f.index < g.index + g.length && g.index < f.index + f.length);
-  for (const d of DETECTORS) {
-    for (const m of text.matchAll(d.pattern)) {
-      const span = d.accept ? d.accept(m, text) : whole(m);
-      if (span && !overlaps(span)) found.push({ detector: d.name, ...span });
+export function findCredentials(text: string, opts: { key?: string } = {}): CredentialFinding[] {
+  let found: CredentialFinding[] = [];
+  // Each detector's spans come in text order, and `found` stays sorted without overlaps, so one pointer walk
+  // finds the claimed span a candidate may overlap: linear, however many findings (tens of thousands in 1 MB).
+  const claim = (detector: string, spans: Iterable<Span | null>) => {
+    const fresh: CredentialFinding[] = [];
+    let j = 0;
+    for (const span of spans) {
+      if (!span) continue;
+      while (j < found.length && found[j]!.index + found[j]!.length <= span.index) j++;
+      const last = fresh.at(-1);
+      if ((j < found.length && found[j]!.index < span.index + span.length) || (last && last.index + last.length > span.index)) continue;
+      fresh.push({ detector, ...span });
     }
-  }
-  for (const f of genericFindings(text)) if (!overlaps(f)) found.push(f);
-  return found.sort((a, b) => a.index - b.index);
+    found = mergeByIndex(found, fresh);
+  };
+  for (const d of DETECTORS) claim(d.name, 'scan' in d ? d.scan(text) : [...text.matchAll(d.pattern)].map((m) => (d.accept ? d.accept(m, text) : whole(m))));
+  claim('generic-secret-assignment', genericFindings(text));
+  const assigned = opts.key === undefined ? null : assignedSecret(opts.key, text, true);
+  if (assigned) claim('generic-secret-assignment', [{ index: assigned[0], length: assigned[1] }]);
+  return found;
+}
+
+function mergeByIndex(a: CredentialFinding[], b: CredentialFinding[]): CredentialFinding[] {
+  if (b.length === 0) return a;
+  const out: CredentialFinding[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) out.push(j >= b.length || (i < a.length && a[i]!.index < b[j]!.index) ? a[i++]! : b[j++]!);
+  return out;
 }

@@ -8,12 +8,17 @@ import type { ValueService } from '../secrets/value-service.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { checkRequest } from './request-guard.ts';
 import { createCallMasker, shapeResponse } from './response.ts';
-import { fillTemplates } from './templates.ts';
+import { filledBytes, fillTemplates } from './templates.ts';
 import type { ProxyRequest, ProxyResponse, Refusal, RunContext, TenantRedactorSource } from './types.ts';
 
 export interface ProxyLimits extends OutboundLimits {
   /** Bytes of request body after templates are filled. */
   maxRequestBytes: number;
+  /**
+   * Bytes read past `maxResponseBytes` and masked before the answer is cut there, so a value (or its
+   * longest form) that straddles the cut is masked whole: cut first, its head would come back unmasked.
+   */
+  maskLookaheadBytes: number;
 }
 
 const BODYLESS = ['GET', 'HEAD'];
@@ -25,7 +30,7 @@ const BODYLESS = ['GET', 'HEAD'];
  * known value masked. The caller never sees a credential.
  */
 export function createProxyService(deps: {
-  connectors: Pick<ConnectorService, 'definition' | 'resolve'>;
+  connectors: Pick<ConnectorService, 'definition' | 'requireUse' | 'resolve'>;
   values: Pick<ValueService, 'read'>;
   redactors: TenantRedactorSource;
   audit: Pick<AuditLog, 'record'>;
@@ -64,6 +69,8 @@ export function createProxyService(deps: {
       if (!c.kind.http) fail('CONNECTOR_TYPE_MISMATCH', `connector "${c.name}" is a ${c.type} connector; only HTTP connectors carry proxied requests`);
       const method = req.method.toUpperCase();
       if (BODYLESS.includes(method) && req.body !== undefined) fail('VALIDATION_FAILED', `a ${method} request has no body`);
+      // Before the request is looked at: a refusal names the destination, which only a caller who may use it should see.
+      await connectors.requireUse(ctx, c);
       const checked = checkRequest(c, req);
       if (!checked.ok) return refuse(ctx, c, req, checked.refusal, run);
 
@@ -76,6 +83,9 @@ export function createProxyService(deps: {
         })),
       ]);
       const filled = new Map(templateValues);
+      if (filledBytes([checked.headers, checked.query, req.body ?? null], filled) > limits.maxRequestBytes) {
+        fail('BODY_TOO_LARGE', `the proxied request is larger than ${limits.maxRequestBytes} bytes once its templates are filled`);
+      }
       const headers = fillTemplates(checked.headers, filled);
       for (const [key, value] of checked.query) checked.url.searchParams.append(key, fillTemplates(value, filled));
       let body: Uint8Array | undefined;
@@ -89,7 +99,8 @@ export function createProxyService(deps: {
       const injected = c.kind.http.authorize(out, ready.settings, ready.values, Math.floor(clock.now() / 1000));
       const timeout = typeof ready.settings.timeoutMs === 'number' ? ready.settings.timeoutMs : limits.totalTimeoutMs;
       const result = await sendOutbound(deps.fetch, out, {
-        ...limits, totalTimeoutMs: Math.min(limits.totalTimeoutMs, timeout), headersTimeoutMs: Math.min(limits.headersTimeoutMs, timeout),
+        totalTimeoutMs: Math.min(limits.totalTimeoutMs, timeout), headersTimeoutMs: Math.min(limits.headersTimeoutMs, timeout),
+        maxResponseBytes: limits.maxResponseBytes + limits.maskLookaheadBytes,
       });
       if (!result.ok) {
         if (result.reason === 'timeout') fail('UPSTREAM_TIMEOUT', `connector "${c.name}": the destination did not answer in time`);
@@ -99,7 +110,7 @@ export function createProxyService(deps: {
       const callMask = createCallMasker([...Object.values(ready.values), ...filled.values(), ...injected]);
       const tenantRedactor = await redactors.forTenant(ctx.tenantId);
       const dest = c.kind.http.destinations(c.settings)[req.destination ?? '']!;
-      return shapeResponse(result, { url: checked.url, dest, mask: (text) => tenantRedactor.redact(callMask(text)) });
+      return shapeResponse(result, { url: checked.url, dest, mask: (text) => tenantRedactor.redact(callMask(text)), maxBytes: limits.maxResponseBytes });
     },
   };
 }

@@ -120,6 +120,16 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     assert.equal((await eventsOf(h, 'proxy.refused')).at(-1)!.context.refusal, 'template_not_allowed');
   });
 
+  test('templates repeated until the request outgrows the body limit are refused before they are filled, in headers and the query too', async () => {
+    const small = proxyFor(h, () => Object.values(values), { maxRequestBytes: 4096 });
+    const many = '{{ secrets.EXTRA }}'.repeat(200); // 3,800 characters as sent, ~6,800 bytes once filled
+    const seen = api.requests.length;
+    for (const request of [{ headers: { 'X-Memo': many } }, { query: { memo: many } }, { body: { memo: many } }]) {
+      assert.equal(await code(small.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'POST', path: '/v1/charges', ...request } })), 'BODY_TOO_LARGE', JSON.stringify(Object.keys(request)));
+    }
+    assert.equal(api.requests.length, seen, 'nothing was sent');
+  });
+
   test('a refused call to a destination the connector does not have records its HMAC, never the caller\'s text; a known one by name', async () => {
     await h.services.connectors.create(h.ctx, 'production', {
       name: 'uploads', type: 'http', owner: 'ops', slots: { token: 'PAY_TOKEN' },

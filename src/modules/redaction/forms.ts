@@ -21,6 +21,12 @@ function asciiJson(value: string, upper: boolean): string {
   });
 }
 
+/** PHP's json_encode writes "/" as "\/" by default. */
+const slashEscaped = (json: string) => json.replaceAll('/', '\\/');
+
+/** Go's encoding/json (and other HTML-safe encoders) write < > & and U+2028/U+2029 as \u escapes. */
+const htmlSafe = (json: string) => json.replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
 const lowerPercent = (s: string) => s.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase());
 
 /** Shortest embedded-base64 form worth masking: fewer stable characters would match random base64 by chance. */
@@ -45,6 +51,7 @@ export function encodedForms(value: string, opts: { embedded: boolean }): string
   forms.add(uri).add(lowerPercent(uri)).add(form).add(lowerPercent(form));
   const json = JSON.stringify(value).slice(1, -1);
   forms.add(json).add(JSON.stringify(json).slice(1, -1)).add(asciiJson(value, false)).add(asciiJson(value, true));
+  forms.add(slashEscaped(json)).add(slashEscaped(asciiJson(value, false))).add(htmlSafe(json));
   if (opts.embedded) {
     for (const offset of [0, 1, 2]) {
       for (const url of [false, true]) {

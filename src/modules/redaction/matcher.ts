@@ -22,6 +22,12 @@ export interface PatternSet {
   readonly keys: Int32Array;
   readonly slots: Int32Array;
   readonly buckets: string[][];
+  /**
+   * For buckets larger than GROUP_ABOVE, the same patterns by length, longest first: one set lookup per
+   * length instead of one comparison per pattern, so values sharing a prefix (a tenant's thousands of
+   * `sk_live_` keys) cost per distinct length, not per value, wherever text repeats that prefix.
+   */
+  readonly byLength: Array<Array<[number, Set<string>]> | null>;
   /** Prefixes shorter than `k` of long patterns: a stream tail that is one may still become a match. */
   readonly shortPrefixes: Set<string>;
   readonly whole: Map<number, string[]>;
@@ -59,6 +65,18 @@ export function isWordAt(text: string, i: number): boolean {
 }
 
 const byLengthDesc = (a: string, b: string) => b.length - a.length;
+const GROUP_ABOVE = 8;
+
+function groupByLength(bucket: string[]): Array<[number, Set<string>]> | null {
+  if (bucket.length <= GROUP_ABOVE) return null;
+  const groups = new Map<number, Set<string>>();
+  for (const p of bucket) {
+    const group = groups.get(p.length);
+    if (group) group.add(p);
+    else groups.set(p.length, new Set([p]));
+  }
+  return [...groups].sort((a, b) => b[0] - a[0]);
+}
 
 /** Compiles patterns once; `values` is only reported (Redactor.size). */
 export function compilePatterns(long: Set<string>, whole: Set<string>, values: number): PatternSet {
@@ -85,11 +103,13 @@ export function compilePatterns(long: Set<string>, whole: Set<string>, values: n
   const slots = new Int32Array(size);
   const shift = 32 - Math.log2(size);
   const buckets: string[][] = [];
+  const byLength: Array<Array<[number, Set<string>]> | null> = [];
   for (const [h, list] of byHash) {
     let slot = Math.imul(h, GOLDEN) >>> shift;
     while (slots[slot] !== 0) slot = (slot + 1) & (size - 1);
     keys[slot] = h;
     buckets.push(list.sort(byLengthDesc));
+    byLength.push(groupByLength(list));
     slots[slot] = buckets.length;
   }
   const wholeMap = new Map<number, string[]>();
@@ -106,18 +126,36 @@ export function compilePatterns(long: Set<string>, whole: Set<string>, values: n
   for (const list of wholeMap.values()) list.sort(byLengthDesc);
   return {
     values, maxLength: Math.max(maxLength, maxWhole), k, bk: power(BASE, k - 1), shift, slotMask: size - 1,
-    keys, slots, buckets, shortPrefixes, whole: wholeMap, wholeFirst, maxWhole,
+    keys, slots, buckets, byLength, shortPrefixes, whole: wholeMap, wholeFirst, maxWhole,
   };
 }
 
-function bucketAt(set: PatternSet, h: number): string[] | null {
+/** The index of the bucket of patterns whose first k characters hash to `h`, or -1. */
+function bucketIndexAt(set: PatternSet, h: number): number {
   let slot = Math.imul(h, GOLDEN) >>> set.shift;
   let b: number;
   while ((b = set.slots[slot]!) !== 0) {
-    if (set.keys[slot] === h) return set.buckets[b - 1]!;
+    if (set.keys[slot] === h) return b - 1;
     slot = (slot + 1) & set.slotMask;
   }
-  return null;
+  return -1;
+}
+
+function bucketAt(set: PatternSet, h: number): string[] | null {
+  const b = bucketIndexAt(set, h);
+  return b < 0 ? null : set.buckets[b]!;
+}
+
+/** The length of the longest pattern of bucket `b` that starts at `i`, or 0. */
+function longestAt(set: PatternSet, b: number, text: string, i: number): number {
+  const rest = text.length - i;
+  const groups = set.byLength[b];
+  if (groups) {
+    for (const [length, patterns] of groups) if (length <= rest && patterns.has(text.slice(i, i + length))) return length;
+    return 0;
+  }
+  for (const p of set.buckets[b]!) if (p.length <= rest && text.startsWith(p, i)) return p.length;
+  return 0;
 }
 
 /**
@@ -132,14 +170,10 @@ export function collectMatches(set: PatternSet, text: string, from: number, fina
     let h = hashAt(text, from, k);
     for (let i = from; ; i++) {
       // Most positions probe one empty slot; only then is the bucket looked up.
-      const bucket = slots[Math.imul(h, GOLDEN) >>> shift] === 0 ? null : bucketAt(set, h);
-      if (bucket) {
-        for (const p of bucket) {
-          if (p.length <= n - i && text.startsWith(p, i)) {
-            out.push(i, i + p.length);
-            break;
-          }
-        }
+      const b = slots[Math.imul(h, GOLDEN) >>> shift] === 0 ? -1 : bucketIndexAt(set, h);
+      if (b >= 0) {
+        const length = longestAt(set, b, text, i);
+        if (length > 0) out.push(i, i + length);
       }
       if (i + k >= n) break;
       h = (Math.imul(h - Math.imul(text.charCodeAt(i), bk), BASE) + text.charCodeAt(i + k)) | 0;

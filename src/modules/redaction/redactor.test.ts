@@ -20,10 +20,13 @@ const FORMS: Array<[string, (v: string) => string]> = [
   ['JSON-escaped', (v) => JSON.stringify(v).slice(1, -1)],
   ['JSON-escaped twice', (v) => JSON.stringify(JSON.stringify(v)).slice(1, -1)],
   ['JSON with \\u escapes', (v) => JSON.stringify(v).slice(1, -1).replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)],
+  // PHP's json_encode writes "/" as "\/" (and non-ASCII as \uXXXX); Go's encoding/json writes < > & as \u003c \u003e \u0026.
+  ['JSON with escaped slashes (PHP)', (v) => JSON.stringify(v).slice(1, -1).replace(/\//g, '\\/').replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)],
+  ['HTML-safe JSON (Go)', (v) => JSON.stringify(v).slice(1, -1).replace(/[<>&]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)],
 ];
 
 describe('redactor: every form of a value is masked', () => {
-  const values = [VALUE, UNICODE, 'a "quoted" value with spaces & symbols/+=?'];
+  const values = [VALUE, UNICODE, 'a "quoted" value with spaces & symbols/+=?', 'wJalrXUtnFEMI/K7MDENG/<bPxRfiCY>'];
   const r = createRedactor(values);
   for (const value of values) {
     for (const [name, form] of FORMS) {
@@ -101,6 +104,19 @@ describe('redactor: overlaps, substrings and hostile sets', () => {
     assert.equal(out.split('[REDACTED]').length - 1, 5000);
     for (const v of values.slice(0, 200)) assert.ok(!out.includes(v) && !out.includes(b64(v)));
     assert.equal(r.redact(filler.repeat(1000)), filler.repeat(1000));
+  });
+
+  test('thousands of values sharing a prefix (a tenant\'s Stripe keys) do not make text full of that prefix slow', () => {
+    // Every position where the shared prefix starts used to try each value in turn: seconds per megabyte.
+    const values = Array.from({ length: 3000 }, () => `sk_live_${randomBytes(12).toString('hex')}`);
+    const r = createRedactor(values);
+    const hostile = ['sk_live_'.repeat(131_072), Buffer.from('sk_live_').toString('hex').repeat(65_536)].join('\n');
+    const started = performance.now();
+    assert.equal(r.redact(hostile), hostile);
+    const ms = performance.now() - started;
+    assert.ok(ms < 1_500, `took ${Math.round(ms)} ms`);
+    const text = values.map((v, i) => `${i % 2 ? v : Buffer.from(v).toString('hex')} `).join('');
+    assert.equal(r.redact(text), '[REDACTED] '.repeat(values.length), 'each of them is still masked');
   });
 
   test('unions of redactors mask the union, joining spans across them', () => {

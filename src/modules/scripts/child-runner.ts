@@ -5,7 +5,8 @@
  * It imports the SDK and nothing of the server, so the child holds no server code or state.
  */
 import { readFileSync, writeSync } from 'node:fs';
-import { registerHooks } from 'node:module';
+import { registerHooks, syncBuiltinESMExports } from 'node:module';
+import os from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { secrets } from '../../sdk/index.ts';
 
@@ -19,6 +20,23 @@ registerHooks({
     return nextResolve(specifier, context);
   },
 });
+
+/**
+ * Node's permission model has no say over signals or priorities, and the child runs as the server's
+ * user: a script could stop or kill the server (process.ppid) and every other run, or renice them.
+ * The only ways in are replaced before the script loads, and cannot be put back (not configurable;
+ * process.binding, which would reach the raw ones, is denied by the permission model).
+ */
+function denyProcessControl(): void {
+  const denied = (what: string) => () => {
+    throw Object.assign(new Error(`${what} is not available to scripts`), { code: 'ERR_ACCESS_DENIED' });
+  };
+  for (const name of ['kill', '_kill'] as const) Object.defineProperty(process, name, { value: denied(`process.${name}`), writable: false, configurable: false });
+  Object.defineProperty(os, 'setPriority', { value: denied('os.setPriority'), writable: false, configurable: false });
+  syncBuiltinESMExports(); // `import { kill } from 'node:process'` and `import { setPriority } from 'node:os'` too
+}
+
+denyProcessControl();
 
 type Message = { ok: true; output: unknown } | { ok: false; error: string };
 

@@ -1,5 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { getPriority } from 'node:os';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { runScript, type RunScriptOptions, type ScriptRedactor } from './run-script.ts';
@@ -85,6 +88,35 @@ describe('script steps: the sandbox and its bounds', () => {
       assert.doesNotMatch(JSON.stringify(r), /canary-db-password/);
     } finally {
       delete process.env.KEYHOLD_DATABASE_URL;
+    }
+  });
+
+  test('the script cannot signal or renice the server, or any other process of its user', async () => {
+    // Runs as the server's own user, so without a guard it could stop or kill the server (process.ppid) and
+    // every other run. A sleeping process of this user stands in for them.
+    const victim = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      const r = await run(`
+        import { kill } from 'node:process';
+        import os, { setPriority } from 'node:os';
+        const attempt = (fn) => { try { fn(); return 'allowed'; } catch (e) { return e.code ?? e.message; } };
+        export default async function ({ pid }) {
+          return {
+            kill: attempt(() => process.kill(pid, 'SIGSTOP')),
+            rawKill: attempt(() => process._kill(pid, 9)),
+            namedKill: attempt(() => kill(pid, 'SIGKILL')),
+            restored: attempt(() => { delete process.kill; process.kill(pid, 'SIGKILL'); }),
+            renice: attempt(() => os.setPriority(pid, 19)),
+            namedRenice: attempt(() => setPriority(pid, 19)),
+          };
+        }`, { input: { pid: victim.pid } });
+      assert.equal(r.ok, true, r.error);
+      for (const [what, outcome] of Object.entries(r.output as Record<string, string>)) assert.notEqual(outcome, 'allowed', what);
+      const state = readFileSync(`/proc/${victim.pid}/stat`, 'utf8').split(' ')[2];
+      assert.equal(state, 'S', 'the process is neither stopped nor killed');
+      assert.equal(getPriority(victim.pid), 0, 'nor reniced');
+    } finally {
+      victim.kill('SIGKILL');
     }
   });
 

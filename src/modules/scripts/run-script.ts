@@ -6,7 +6,8 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { fail } from '../../errors/index.ts';
 import { redactDeepWith } from '../redaction/redactor.ts';
-import { createCapture, cutToBytes } from './capture.ts';
+import { cutToBytes } from '../../platform/utf8.ts';
+import { createCapture } from './capture.ts';
 
 /** What runScript needs of the redaction library (src/modules/redaction's Redactor satisfies it). */
 export interface ScriptRedactor {

@@ -1,0 +1,59 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describeEachDialect } from '../helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../helpers/harness.ts';
+import { proxyFor, seed } from '../helpers/connectors.ts';
+import { startFakePaymentApi, type FakePaymentApi } from '../fixtures/fake-payment-api.ts';
+
+/**
+ * A builder who may `use` a token (never reveal it) calls an API that echoes the credential back,
+ * and shapes the call so the echo slips past masking: cut by the response size limit mid-value, or
+ * written with JSON escapes the proxy then decodes. The answer must never carry any of the value.
+ */
+describeEachDialect('proxy answers never reflect the injected credential, however the echo is shaped', (dialect) => {
+  let h: Harness;
+  let api: FakePaymentApi;
+  let token: string;
+  // Base64-style, as many API keys are: '+' and '/' are what JSON encoders like to escape.
+  const value = `tok+${randomBytes(12).toString('base64url')}/${randomBytes(12).toString('hex')}+k`;
+
+  before(async () => {
+    h = await createHarness(dialect);
+    api = await startFakePaymentApi({ token: value });
+    await seed(h, h.ctx, 'PAY_TOKEN', { production: value });
+    await h.services.connectors.create(h.ctx, 'production', { name: 'payments', type: 'http', owner: 'payments-team', settings: { baseUrl: api.url, auth: { kind: 'bearer' } }, slots: { token: 'PAY_TOKEN' } });
+    const root = { authorization: `Bearer ${h.rootToken}` };
+    const machine = (await h.app.inject({ method: 'POST', url: '/v1/machines', headers: root, payload: { name: 'echo-runner', kind: 'client_secret' } })).json() as { id: string; clientId: string; clientSecret: string };
+    await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role: 'builder', environments: ['production'] });
+    const exchanged = await h.app.inject({ method: 'POST', url: '/v1/auth/token', payload: { grant_type: 'client_credentials', client_id: machine.clientId, client_secret: machine.clientSecret } });
+    token = (exchanged.json() as { access_token: string }).access_token;
+  });
+  after(async () => {
+    await api.close();
+    await h.close();
+  });
+
+  test('an echo JSON-encoded with \\u escapes (.NET writes + as \\u002B) is masked, not decoded into the answer', async () => {
+    const res = await h.app.inject({ method: 'POST', url: '/v1/proxy/production/payments', headers: { authorization: `Bearer ${token}` }, payload: { method: 'GET', path: '/v1/echo-auth', query: { style: 'dotnet' } } });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.ok(api.requests.at(-1)!.headers.authorization === `Bearer ${value}`, 'the API got the credential');
+    assert.ok(!res.body.includes(value), 'the value is not in the answer');
+    assert.ok(!JSON.stringify((res.json() as { body: unknown }).body).includes(value.slice(4, 20)));
+    assert.equal((res.json() as { body: { authorization: string } }).body.authorization, 'Bearer [REDACTED]');
+  });
+
+  test('a credential straddling the response size cut is masked whole, not returned minus its tail', async () => {
+    // {"authorization":"Bearer <value>",... : the caller picks the limit's position inside the value (here by limit,
+    // against a 1 MiB limit by padding what the API echoes first).
+    const at = '{"authorization":"Bearer '.length;
+    for (const kept of [6, Math.floor(value.length / 2), value.length - 1]) {
+      const proxy = proxyFor(h, () => [value], { maxResponseBytes: at + kept });
+      const res = await proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/v1/echo-auth' } });
+      assert.equal(res.truncated, true);
+      const text = String(res.body);
+      assert.ok(Buffer.byteLength(text) <= at + kept, 'still cut at the limit');
+      assert.ok(!text.includes(value.slice(0, 6)), `${kept} characters of the value came back: ${text}`);
+    }
+  });
+});
