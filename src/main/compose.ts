@@ -50,6 +50,7 @@ import { dependentsFromConnectors } from '../modules/rotation/dependents.ts';
 import { notifierFromSettings } from '../modules/notifications/channels.ts';
 import { createFanoutNotifier } from '../modules/notifications/fanout.ts';
 import { guardedFetch } from '../modules/connectors/address-guard.ts';
+import { pinnedFetch } from '../modules/connectors/pinned-fetch.ts';
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Storage } from '../storage/database.ts';
@@ -129,7 +130,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
   });
   // Connector calls (proxy and health checks) never reach link-local or cloud metadata addresses.
-  const outboundFetch = guardedFetch(globalThis.fetch);
+  const outboundFetch = guardedFetch(pinnedFetch());
   const connectors = createConnectorService({
     db, tenants, secrets, values, authz, audit, clock, fetch: outboundFetch, limits: DEFAULT_PROXY_LIMITS, maxNameLength: config.limits.maxNameLength,
   });

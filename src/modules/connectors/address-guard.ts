@@ -12,7 +12,7 @@ export class ForbiddenDestinationError extends Error {
 
 export type Lookup = (hostname: string) => Promise<Array<{ address: string }>>;
 
-const systemLookup: Lookup = (hostname) => dnsLookup(hostname, { all: true });
+export const systemLookup: Lookup = (hostname) => dnsLookup(hostname, { all: true });
 
 /** How long a name that resolved to allowed addresses is trusted without asking DNS again. */
 const ALLOWED_TTL_MS = 30_000;
@@ -23,9 +23,10 @@ const MAX_ALLOWED = 1_000;
  * address, whatever its host is called: literal addresses and metadata names are refused at once,
  * other names are resolved first and refused if any address they resolve to is forbidden. A
  * connector author could otherwise point a destination at the instance metadata endpoint and read
- * the host's cloud credentials back through the proxy. (The connection resolves the name again;
- * a DNS answer that changes between the two lookups, or within the 30 s a name is remembered as
- * allowed, is not caught here: the definition check and this one stop every plain spelling.)
+ * the host's cloud credentials back through the proxy. This check answers early and clearly; the
+ * connection resolves the name again, and a DNS answer that changes in between (or within the 30 s
+ * a name is remembered as allowed) is caught by the fetch it wraps in production: `pinnedFetch`
+ * (pinned-fetch.ts) checks the very addresses it connects to.
  */
 export function guardedFetch(inner: typeof fetch, lookup: Lookup = systemLookup, opts: { ttlMs?: number; now?: () => number } = {}): typeof fetch {
   const ttlMs = opts.ttlMs ?? ALLOWED_TTL_MS;

@@ -1,4 +1,4 @@
-import { ForbiddenDestinationError } from './address-guard.ts';
+import { isForbiddenDestination } from './pinned-fetch.ts';
 
 /** A request about to leave Keyhold, after the destination check; connector types add their auth to it. */
 export interface OutgoingRequest {
@@ -44,7 +44,7 @@ export async function sendOutbound(fetchImpl: typeof fetch, req: OutgoingRequest
         ...(req.body !== undefined ? { body: req.body } : {}),
       });
     } catch (err) {
-      if (err instanceof ForbiddenDestinationError) return { ok: false, reason: 'forbidden_address' };
+      if (isForbiddenDestination(err)) return { ok: false, reason: 'forbidden_address' };
       return { ok: false, reason: timedOut ? 'timeout' : 'unreachable' };
     } finally {
       clearTimeout(headersTimer);

@@ -1,5 +1,6 @@
 import { createRemoteJWKSet, customFetch } from 'jose';
 import { guardedFetch } from '../../connectors/address-guard.ts';
+import { pinnedFetch } from '../../connectors/pinned-fetch.ts';
 
 export interface JwksCacheOptions {
   /** After a fetch, an unknown `kid` waits this long before it may trigger another (protects the IdP). */
@@ -50,7 +51,7 @@ function boundedFetch(outbound: typeof fetch) {
  * metadata address is never called, whatever it was saved as.
  */
 export function createJwksCache(options: JwksCacheOptions = DEFAULT_JWKS_OPTIONS, deps: { fetch?: typeof fetch } = {}) {
-  const fetchKeys = boundedFetch(deps.fetch ?? guardedFetch(globalThis.fetch));
+  const fetchKeys = boundedFetch(deps.fetch ?? guardedFetch(pinnedFetch()));
   const sets = new Map<string, KeySet>();
   return {
     get(jwksUrl: string): KeySet {
