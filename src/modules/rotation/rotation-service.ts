@@ -42,7 +42,11 @@ export function createRotationService(deps: {
   audit: Pick<AuditLog, 'appendInTx'>;
   rotators: RotatorRegistry;
   engine: RotationEngine;
-  defaultRollbackWindowMs: number;
+  /**
+   * The server's rollback window (KEYHOLD_ROLLBACK_WINDOW): superseded versions are crypto-shredded
+   * after it, so it is a policy's default and its ceiling.
+   */
+  serverRollbackWindowMs: number;
 }) {
   const { db, clock, authz, secrets, tenants, values, audit, rotators, engine } = deps;
   const repo = createRotationRepository(db);
@@ -79,6 +83,10 @@ export function createRotationService(deps: {
       const refs = rotator.secretRefs(settings);
       await requireUseOfRefs(secrets, ctx, refs, environment);
       const schedule = parseSchedule(input);
+      if (input.rollbackWindowMs !== undefined && input.rollbackWindowMs > deps.serverRollbackWindowMs) {
+        // Retention shreds superseded versions after the server's window: a longer one would be a promise nothing keeps.
+        fail('VALIDATION_FAILED', `rollbackWindowMs is at most the server's rollback window (KEYHOLD_ROLLBACK_WINDOW, ${deps.serverRollbackWindowMs} ms), after which superseded versions are destroyed`);
+      }
       if ((input.notify ?? []).length > MAX_NOTIFY) fail('VALIDATION_FAILED', `notify lists at most ${MAX_NOTIFY} recipients`);
       const now = clock.now();
       return db.transaction().execute(async (trx) => {
@@ -92,7 +100,7 @@ export function createRotationService(deps: {
           id: existing?.id ?? newId(), tenant_id: ctx.tenantId, secret_id: t.secretId, secret_name: name, environment_id: t.environmentId, environment,
           rotator: input.rotator, settings: JSON.stringify(settings), schedule_kind: schedule.kind, schedule: schedule.schedule,
           catch_up: input.catchUp ?? 'once', notify: JSON.stringify(input.notify ?? []),
-          rollback_window_ms: input.rollbackWindowMs ?? deps.defaultRollbackWindowMs, expiry_lead_ms: input.expiryLeadMs ?? null,
+          rollback_window_ms: input.rollbackWindowMs ?? deps.serverRollbackWindowMs, expiry_lead_ms: input.expiryLeadMs ?? null,
           rotator_state: existing?.rotator_state ?? '{}',
           next_run_at: changed ? now : nextRun(schedule.kind, schedule.schedule, now), due_trigger: changed ? 'policy-change' : null,
           last_run_at: existing?.last_run_at ?? null, last_result: existing?.last_result ?? null, last_error: existing?.last_error ?? null,
@@ -149,8 +157,10 @@ export function createRotationService(deps: {
       const prev = states?.previous_version == null ? undefined
         : await db.selectFrom('secret_versions').select(['superseded_at', 'destroyed_at']).where('secret_id', '=', t.secretId)
           .where('environment_id', '=', t.environmentId).where('version', '=', states.previous_version).executeTakeFirst();
-      if (!prev || prev.destroyed_at !== null || (prev.superseded_at ?? 0) < clock.now() - p.rollback_window_ms) {
-        fail('NO_PREVIOUS_VERSION', `secret "${name}" has no previous version within the policy's rollback window in ${environment}`);
+      // A policy set before longer windows were refused may hold one: the server's window is the ceiling (retention shreds after it).
+      const windowMs = Math.min(p.rollback_window_ms, deps.serverRollbackWindowMs);
+      if (!prev || prev.destroyed_at !== null || (prev.superseded_at ?? 0) < clock.now() - windowMs) {
+        fail('NO_PREVIOUS_VERSION', `secret "${name}" has no previous version within the rollback window (${windowMs} ms) in ${environment}`);
       }
       await engine.reapply(t, p, states!.previous_version!);
       return values.rollback(ctx, name, environment, { cas: states!.current_version! });

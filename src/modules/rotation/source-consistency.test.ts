@@ -1,0 +1,61 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { rotationFor, scriptedRotator } from '../../../test/helpers/rotation.ts';
+import { startRotationSource, type RotationSource } from '../../../test/fixtures/rotation-source.ts';
+
+const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+const ENV = 'staging';
+const DAY = 86_400_000;
+
+/**
+ * What Keyhold hands out must work at the source: whatever races a rotation or a rollback (a
+ * write, a rollback, a policy edit, a refused value), the source ends up holding the value that is
+ * current in Keyhold, and nothing the source issued is left behind.
+ */
+describeEachDialect('rotation: the source stays consistent with what Keyhold hands out', (dialect) => {
+  let h: Harness;
+  let source: RotationSource;
+  let n = 0;
+  async function secret(value = 'initial-value-000') {
+    const name = `SRC_${++n}`;
+    await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+    await h.services.values.write(h.ctx, name, ENV, { value });
+    return name;
+  }
+  const current = async (name: string) => (await h.services.values.read(h.ctx, name, ENV)).value;
+
+  before(async () => {
+    h = await createHarness(dialect);
+    source = await startRotationSource();
+  });
+  after(async () => {
+    await source.close();
+    await h.close();
+  });
+
+  test('a policy rollback window longer than the server\'s is refused, not silently capped', async () => {
+    const name = await secret();
+    const rot = rotationFor(h);
+    const refused = rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', rollbackWindowMs: 30 * DAY });
+    await assert.rejects(refused, (e: { code?: string; message?: string }) => e.code === 'VALIDATION_FAILED' && /rollbackWindowMs/.test(e.message ?? ''));
+    assert.equal(await code(rot.service.getPolicy(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND', 'nothing was stored');
+    assert.equal((await rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', rollbackWindowMs: 7 * DAY })).rollbackWindowMs, 7 * DAY);
+  });
+
+  test('a policy stored with a longer window than the server\'s: past the server\'s window, rollback is refused before the source is touched', async () => {
+    const name = await secret('the-old-value-01');
+    const src = scriptedRotator(`window-${n}`, {});
+    const rot = rotationFor(h, { rotators: [src] });
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type });
+    // As a policy set before longer windows were refused.
+    await h.storage.db.updateTable('rotation_policies').set({ rollback_window_ms: 30 * DAY }).where('secret_name', '=', name).execute();
+    assert.equal((await rot.service.rotate(h.ctx, name, ENV)).state, 'succeeded');
+    const rotated = await current(name);
+    h.clock.advance(8 * DAY);
+    assert.equal(await code(rot.service.rollback(h.ctx, name, ENV)), 'NO_PREVIOUS_VERSION');
+    assert.deepEqual(src.applied, [rotated], 'the previous value was never set at the source again');
+    assert.equal(await current(name), rotated);
+  });
+});
