@@ -1,11 +1,12 @@
 import type { Kysely } from 'kysely';
-import { fail } from '../../errors/index.ts';
+import { fail, isKeyholdError, KeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import type { Database, RotationPoliciesTable } from '../../storage/schema.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
 import { secretResource, type SecretService } from '../secrets/secret-service.ts';
+import type { PendingTarget } from '../secrets/pending-versions.ts';
 import type { ValueService } from '../secrets/value-service.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
@@ -18,6 +19,9 @@ import type { PolicyInput, Rotation, RotationPolicy, Trigger } from './types.ts'
 
 const MAX_NOTIFY = 32;
 const MAX_SETTINGS_BYTES = 8192;
+
+/** The secret and environment a call is about, once authorized. */
+type Target = PendingTarget & { tenantId: string };
 
 /** What `rotation status` shows per policy. */
 export interface PolicyStatus extends RotationPolicy {
@@ -52,7 +56,7 @@ export function createRotationService(deps: {
   const repo = createRotationRepository(db);
 
   /** The secret and environment, after the caller is allowed `action` on them. */
-  async function target(ctx: TenantContext, name: string, environment: string, action: 'rotate' | 'list') {
+  async function target(ctx: TenantContext, name: string, environment: string, action: 'rotate' | 'list'): Promise<Target> {
     // Environment first, and a caller who may not even list the secret hears a miss: no name is confirmed.
     const env = await tenants.environment(ctx.tenantId, environment);
     const secret = await secrets.load(ctx, name);
@@ -63,6 +67,18 @@ export function createRotationService(deps: {
     const p = await repo.findPolicy(ctx.tenantId, t.secretId, t.environmentId);
     if (!p) fail('ROTATION_POLICY_NOT_FOUND', `secret "${t.name}" has no rotation policy in ${t.environment}`);
     return p;
+  }
+  /** Sets the value current now at the source again; if that fails too, the caller is told the source needs a look. */
+  async function reapplyCurrent(t: Target, p: RotationPoliciesTable, cause: unknown): Promise<void> {
+    const now = await db.selectFrom('secret_states').select('current_version').where('secret_id', '=', t.secretId).where('environment_id', '=', t.environmentId).executeTakeFirst();
+    if (now?.current_version == null) return;
+    try {
+      await engine.reapply(t, p, now.current_version);
+    } catch {
+      // The rotator's own message stays out of the answer (it may name hosts); the stable code is the first failure's.
+      const why = isKeyholdError(cause) ? cause : new KeyholdError('INTERNAL', 'the rollback failed');
+      throw new KeyholdError(why.code, `${why.message}; setting the current version ${now.current_version} back at the source failed too: check the source`);
+    }
   }
   const policyEvent = (ctx: TenantContext, t: { secretId: string; name: string; environment: string }, action: string, context: Record<string, string> = {}) => {
     const base = auditFrom(ctx);
@@ -163,7 +179,14 @@ export function createRotationService(deps: {
         fail('NO_PREVIOUS_VERSION', `secret "${name}" has no previous version within the rollback window (${windowMs} ms) in ${environment}`);
       }
       await engine.reapply(t, p, states!.previous_version!);
-      return values.rollback(ctx, name, environment, { cas: states!.current_version! });
+      try {
+        return await values.rollback(ctx, name, environment, { cas: states!.current_version! });
+      } catch (err) {
+        // The labels did not move (a write or another rollback landed first, the window closed), but the
+        // source now holds the previous value: give it back the value Keyhold hands out before answering.
+        await reapplyCurrent(t, p, err);
+        throw err;
+      }
     },
 
     /** A person supplies the value a manual rotation waits for. */

@@ -58,4 +58,23 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
     assert.deepEqual(src.applied, [rotated], 'the previous value was never set at the source again');
     assert.equal(await current(name), rotated);
   });
+
+  test('a rollback whose label swap loses a race sets the source back to what Keyhold hands out', async () => {
+    const name = await secret('first-value-0001');
+    let race = false;
+    const src = scriptedRotator(`race-${n}`, {
+      apply: async (rc) => {
+        if (!race || rc.rotationId !== 'rollback') return;
+        race = false;
+        await h.services.values.write(h.ctx, name, ENV, { value: 'written-during-rollback' });
+      },
+    });
+    const rot = rotationFor(h, { rotators: [src] });
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type });
+    assert.equal((await rot.service.rotate(h.ctx, name, ENV)).state, 'succeeded');
+    race = true;
+    assert.equal(await code(rot.service.rollback(h.ctx, name, ENV)), 'CAS_MISMATCH');
+    assert.equal(await current(name), 'written-during-rollback');
+    assert.equal(src.applied.at(-1), 'written-during-rollback', 'the source was set back to the current value, not left at the previous one');
+  });
 });
