@@ -77,4 +77,29 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
     assert.equal(await current(name), 'written-during-rollback');
     assert.equal(src.applied.at(-1), 'written-during-rollback', 'the source was set back to the current value, not left at the previous one');
   });
+
+  for (const landing of ['write', 'rollback'] as const) {
+    test(`a ${landing} landing during a rotation wins, and the source is restored to the value Keyhold now hands out`, async () => {
+      const name = await secret('older-value-0001');
+      await h.services.values.write(h.ctx, name, ENV, { value: 'before-the-rotation' });
+      const restoredTo: Array<string | null> = [];
+      const src = scriptedRotator(`landing-${landing}-${n}`, {
+        apply: async () => {
+          if (landing === 'write') await h.services.values.write(h.ctx, name, ENV, { value: 'written-meanwhile' });
+          else await h.services.values.rollback(h.ctx, name, ENV);
+        },
+        restore: async (rc) => {
+          restoredTo.push(rc.current);
+          return { ok: true, detail: 'restored' };
+        },
+      });
+      const rot = rotationFor(h, { rotators: [src] });
+      await rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type });
+      const r = await rot.service.rotate(h.ctx, name, ENV);
+      assert.deepEqual([r.state, r.error?.code], ['rolled_back', 'CURRENT_CHANGED']);
+      const now = await current(name);
+      assert.equal(now, landing === 'write' ? 'written-meanwhile' : 'older-value-0001');
+      assert.deepEqual(restoredTo, [now], 'restore was asked to make the source hold the current value');
+    });
+  }
 });
