@@ -75,6 +75,19 @@ export function createRotationRepository(db: Executor) {
       return db.selectFrom('rotations').selectAll().where('tenant_id', '=', tenantId).where('secret_id', '=', secretId)
         .where('environment_id', '=', environmentId).where('active_key', 'is not', null).where('rehearsal', '=', 0).executeTakeFirst();
     },
+    /** Any live rotation (rehearsals too) of a secret in an environment: while one runs, its policy's source must not change. */
+    liveRotation(tenantId: string, secretId: string, environmentId: string) {
+      return db.selectFrom('rotations').select(['id', 'state']).where('tenant_id', '=', tenantId).where('secret_id', '=', secretId)
+        .where('environment_id', '=', environmentId).where('active_key', 'is not', null).executeTakeFirst();
+    },
+    /**
+     * Locks a policy's row until the transaction ends (a no-op write, so both dialects take it) and
+     * returns its rotator: a rotation starting and a policy change or delete serialise on it.
+     */
+    async holdPolicy(id: string) {
+      await db.updateTable('rotation_policies').set((eb) => ({ revision: eb.ref('revision') })).where('id', '=', id).execute();
+      return db.selectFrom('rotation_policies').select('rotator').where('id', '=', id).executeTakeFirst();
+    },
     /** The rotation that made `version` current: its rotator state belongs to that value. */
     rotationTo(tenantId: string, secretId: string, environmentId: string, version: number) {
       return db.selectFrom('rotations').selectAll().where('tenant_id', '=', tenantId).where('secret_id', '=', secretId)

@@ -125,6 +125,11 @@ export function createRotationService(deps: {
         };
         if (existing) await trx.updateTable('rotation_policies').set(row).where('id', '=', existing.id).where('revision', '=', existing.revision).execute();
         else await trx.insertInto('rotation_policies').values(row).execute();
+        // Checked after the write has locked the row, which a starting rotation also takes: a rotation applies,
+        // tests and restores at one source, so the source may not change under a live one (rehearsal or not).
+        if (changed && await r.liveRotation(ctx.tenantId, t.secretId, t.environmentId)) {
+          fail('ROTATION_IN_PROGRESS', `a rotation of "${name}" in ${environment} is running or waiting for a value; let it end (or cancel it) before changing the rotator or settings`);
+        }
         await audit.appendInTx(trx, policyEvent(ctx, t, 'rotation.policy.set', {
           rotator: row.rotator, schedule: `${row.schedule_kind}:${row.schedule}`, revision: String(row.revision),
           ...(refs.length > 0 ? { secretRefs: refs.map((r) => `${r.field}=${r.name}`).join(',') } : {}),
@@ -141,9 +146,12 @@ export function createRotationService(deps: {
     async deletePolicy(ctx: TenantContext, name: string, environment: string): Promise<void> {
       const t = await target(ctx, name, environment, 'rotate');
       const p = await policyRow(ctx, t);
-      if (await repo.activeRotation(ctx.tenantId, t.secretId, t.environmentId)) fail('ROTATION_IN_PROGRESS', `a rotation of "${name}" in ${environment} is running; wait for it to end`);
       await db.transaction().execute(async (trx) => {
         await trx.deleteFrom('rotation_policies').where('id', '=', p.id).execute();
+        // After the delete has locked the row (see setPolicy): a live rotation would lose the source it must restore.
+        if (await createRotationRepository(trx).liveRotation(ctx.tenantId, t.secretId, t.environmentId)) {
+          fail('ROTATION_IN_PROGRESS', `a rotation of "${name}" in ${environment} is running; wait for it to end`);
+        }
         await audit.appendInTx(trx, policyEvent(ctx, t, 'rotation.policy.delete'));
       });
     },

@@ -102,4 +102,40 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
       assert.deepEqual(restoredTo, [now], 'restore was asked to make the source hold the current value');
     });
   }
+
+  test('the rotator and settings of a policy cannot change while a rotation of it runs; the rotation keeps one source', async () => {
+    const name = await secret();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let entered!: () => void;
+    const inApply = new Promise<void>((r) => (entered = r));
+    const hosts: string[] = [];
+    const src = scriptedRotator(`hosts-${n}`, {
+      generate: async () => ({ value: `next-value-${n}`, state: {} }),
+      apply: async (rc) => {
+        hosts.push(`apply@${String(rc.settings.host)}`);
+        entered();
+        await gate;
+      },
+      test: async () => ({ ok: false, detail: 'login refused' }),
+      restore: async (rc) => {
+        hosts.push(`restore@${String(rc.settings.host)}`);
+        return { ok: true, detail: 'restored' };
+      },
+    });
+    const rot = rotationFor(h, { rotators: [src] });
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type, settings: { host: 'db-a' } });
+    const running = rot.service.rotate(h.ctx, name, ENV);
+    await Promise.race([inApply, running]);
+    const edits = [
+      await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type, settings: { host: 'db-b' } })),
+      await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random' })),
+      await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type, settings: { host: 'db-a' }, notify: [{ kind: 'email', id: 'ops@example.com' }] })),
+    ];
+    release();
+    assert.deepEqual(edits, ['ROTATION_IN_PROGRESS', 'ROTATION_IN_PROGRESS', 'ok'], 'only a change that leaves the source alone is taken');
+    assert.equal((await running).state, 'rolled_back');
+    assert.deepEqual(hosts, ['apply@db-a', 'restore@db-a'], 'restored where it was applied');
+    assert.equal((await rot.service.getPolicy(h.ctx, name, ENV)).settings.host, 'db-a');
+  });
 });
