@@ -75,7 +75,7 @@ export function createRotationEngine(deps: EngineDeps) {
         await transact(async (trx) => {
           // Serialised with policy changes on the policy's row: the rotation runs with the rotator and settings in
           // force now, and a change of either is refused from here until it ends (rotation-service setPolicy).
-          const held = await createRotationRepository(trx).holdPolicy(policy.id);
+          const held = await createRotationRepository(trx).holdPolicy(target.tenantId, target.secretId, target.environmentId);
           if (!held) fail('ROTATION_POLICY_NOT_FOUND', `secret "${target.name}" has no rotation policy in ${target.environment}`);
           row.rotator = rotators.get(held.rotator).type;
           await trx.insertInto('rotations').values(row).execute();

@@ -82,11 +82,13 @@ export function createRotationRepository(db: Executor) {
     },
     /**
      * Locks a policy's row until the transaction ends (a no-op write, so both dialects take it) and
-     * returns its rotator: a rotation starting and a policy change or delete serialise on it.
+     * returns it as it is then: rotation starts and policy changes or deletes serialise on it.
      */
-    async holdPolicy(id: string) {
-      await db.updateTable('rotation_policies').set((eb) => ({ revision: eb.ref('revision') })).where('id', '=', id).execute();
-      return db.selectFrom('rotation_policies').select('rotator').where('id', '=', id).executeTakeFirst();
+    async holdPolicy(tenantId: string, secretId: string, environmentId: string) {
+      await db.updateTable('rotation_policies').set((eb) => ({ revision: eb.ref('revision') })).where('tenant_id', '=', tenantId)
+        .where('secret_id', '=', secretId).where('environment_id', '=', environmentId).execute();
+      return db.selectFrom('rotation_policies').selectAll().where('tenant_id', '=', tenantId)
+        .where('secret_id', '=', secretId).where('environment_id', '=', environmentId).executeTakeFirst();
     },
     /** The rotation that made `version` current: its rotator state belongs to that value. */
     rotationTo(tenantId: string, secretId: string, environmentId: string, version: number) {

@@ -1,7 +1,8 @@
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { fail, isKeyholdError, KeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
+import { isUniqueViolation } from '../../storage/database.ts';
 import type { Database, RotationPoliciesTable } from '../../storage/schema.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
@@ -80,6 +81,15 @@ export function createRotationService(deps: {
       throw new KeyholdError(why.code, `${why.message}; setting the current version ${now.current_version} back at the source failed too: check the source`);
     }
   }
+  /** A first policy; two racing to be first: the loser hears CAS_MISMATCH (its transaction rolls back whole). */
+  async function insertPolicy(trx: Transaction<Database>, row: RotationPoliciesTable): Promise<void> {
+    try {
+      await trx.insertInto('rotation_policies').values(row).execute();
+    } catch (err) {
+      if (isUniqueViolation(err)) fail('CAS_MISMATCH', `another change of the rotation policy of "${row.secret_name}" in ${row.environment} landed first; try again`);
+      throw err;
+    }
+  }
   const policyEvent = (ctx: TenantContext, t: { secretId: string; name: string; environment: string }, action: string, context: Record<string, string> = {}) => {
     const base = auditFrom(ctx);
     return [{ ...base, action, resource: { type: 'secret', id: t.secretId, name: t.name }, environment: t.environment, outcome: 'allowed' as const, context: { ...base.context, ...context } }];
@@ -107,7 +117,9 @@ export function createRotationService(deps: {
       const now = clock.now();
       return db.transaction().execute(async (trx) => {
         const r = createRotationRepository(trx);
-        const existing = await r.findPolicy(ctx.tenantId, t.secretId, t.environmentId);
+        // Read under the row's lock: concurrent changes apply one on top of the other (each its own revision,
+        // none lost), and a rotation starting meanwhile is seen below.
+        const existing = await r.holdPolicy(ctx.tenantId, t.secretId, t.environmentId);
         if (input.revision !== undefined && existing?.revision !== input.revision) {
           fail('CAS_MISMATCH', `the rotation policy of "${name}" in ${environment} is not at revision ${input.revision}`);
         }
@@ -123,8 +135,8 @@ export function createRotationService(deps: {
           failures: existing?.failures ?? 0, revision: (existing?.revision ?? 0) + 1,
           created_at: existing?.created_at ?? now, created_by: existing?.created_by ?? ctx.actor.id, updated_at: now, updated_by: ctx.actor.id,
         };
-        if (existing) await trx.updateTable('rotation_policies').set(row).where('id', '=', existing.id).where('revision', '=', existing.revision).execute();
-        else await trx.insertInto('rotation_policies').values(row).execute();
+        if (existing) await trx.updateTable('rotation_policies').set(row).where('id', '=', existing.id).execute();
+        else await insertPolicy(trx, row);
         // Checked after the write has locked the row, which a starting rotation also takes: a rotation applies,
         // tests and restores at one source, so the source may not change under a live one (rehearsal or not).
         if (changed && await r.liveRotation(ctx.tenantId, t.secretId, t.environmentId)) {
