@@ -138,4 +138,23 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
     assert.deepEqual(hosts, ['apply@db-a', 'restore@db-a'], 'restored where it was applied');
     assert.equal((await rot.service.getPolicy(h.ctx, name, ENV)).settings.host, 'db-a');
   });
+
+  test('a generated value that cannot be staged is undone at the source: the credential it issued is revoked', async () => {
+    const name = await secret();
+    const revoked: unknown[] = [];
+    const src = scriptedRotator(`oversized-${n}`, {
+      generate: async () => ({ value: 'v'.repeat(70_000), state: { id: 'issued-1' } }),
+      restore: async (rc) => {
+        revoked.push(rc.state.id);
+        return { ok: true, detail: 'revoked' };
+      },
+    });
+    const rot = rotationFor(h, { rotators: [src] });
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type });
+    const r = await rot.service.rotate(h.ctx, name, ENV);
+    assert.deepEqual([r.state, r.error?.step], ['rolled_back', 'generate']);
+    assert.match(r.error!.detail, /at most/);
+    assert.deepEqual(revoked, ['issued-1']);
+    assert.equal(await current(name), 'initial-value-000');
+  });
 });

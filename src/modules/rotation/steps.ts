@@ -131,13 +131,21 @@ export function createRotationSteps(deps: StepDeps) {
             await transact((trx) => change(trx, ctx, r, { ...patch, step: 'apply' }, 'rotation.step', { step: 'generate' }));
             return;
           }
-          await pending.write(systemCtx(r), targetOf(r), gen.value, {
-            reason: `rotation ${r.id}`, context: { rotation: r.id },
-            inTx: async (trx) => {
-              const staged = await trx.selectFrom('secret_states').select('pending_version').where('secret_id', '=', r.secret_id).where('environment_id', '=', r.environment_id).executeTakeFirstOrThrow();
-              await change(trx, ctx, r, { ...patch, step: 'apply', pending_version: staged.pending_version }, 'rotation.step', { step: 'generate' });
-            },
-          });
+          try {
+            await pending.write(systemCtx(r), targetOf(r), gen.value, {
+              reason: `rotation ${r.id}`, context: { rotation: r.id },
+              inTx: async (trx) => {
+                const staged = await trx.selectFrom('secret_states').select('pending_version').where('secret_id', '=', r.secret_id).where('environment_id', '=', r.environment_id).executeTakeFirstOrThrow();
+                await change(trx, ctx, r, { ...patch, step: 'apply', pending_version: staged.pending_version }, 'rotation.step', { step: 'generate' });
+              },
+            });
+          } catch (err) {
+            // Nothing was staged (too large, the secret deleted, the lease lost), but a source that issues
+            // credentials already holds this one, and no row remembers it: undo it there now.
+            const undone = await rotator.restore({ ...rc, state: gen.state }, gen.value).catch((e: Error) => ({ ok: false, detail: `restore failed: ${e.message}` }));
+            if (err instanceof LeaseLost) throw err;
+            throw new StepFailure('ROTATOR_ERROR', short(`${(err as Error)?.message ?? String(err)} (source: ${undone.detail})`));
+          }
           return;
         }
         case 'apply':
