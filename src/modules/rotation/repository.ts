@@ -36,9 +36,15 @@ export function createRotationRepository(db: Executor) {
     listPolicies(tenantId: string) {
       return db.selectFrom('rotation_policies').selectAll().where('tenant_id', '=', tenantId).orderBy('secret_name').orderBy('environment').execute();
     },
-    /** Policies whose next run is due, across tenants (the scheduler). */
+    /**
+     * Policies whose next run is due, across tenants (the scheduler). A deleted secret's stay due
+     * untouched: nothing is generated or issued for it, and restored, it catches up.
+     */
     duePolicies(now: number, limit: number) {
-      return db.selectFrom('rotation_policies').selectAll().where('next_run_at', '<=', now).orderBy('next_run_at').limit(limit).execute();
+      return db.selectFrom('rotation_policies')
+        .innerJoin('secrets', (j) => j.onRef('secrets.id', '=', 'rotation_policies.secret_id').onRef('secrets.tenant_id', '=', 'rotation_policies.tenant_id'))
+        .selectAll('rotation_policies').where('secrets.deleted_at', 'is', null)
+        .where('rotation_policies.next_run_at', '<=', now).orderBy('rotation_policies.next_run_at').limit(limit).execute();
     },
     /** Policies with an expiry lead time, joined with their secret's expiry (the scheduler). */
     expiringPolicies(now: number) {

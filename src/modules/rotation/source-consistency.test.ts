@@ -157,4 +157,24 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
     assert.deepEqual(revoked, ['issued-1']);
     assert.equal(await current(name), 'initial-value-000');
   });
+
+  test('a deleted secret is not rotated on schedule (nothing is issued at the source); restored, it catches up', async () => {
+    const name = await secret();
+    const rot = rotationFor(h);
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'http', settings: { url: source.url }, intervalMs: 3_600_000 });
+    await h.services.secrets.remove(h.ctx, name);
+    const issuedBefore = source.credentials.size;
+    try {
+      h.clock.advance(3_600_000);
+      await rot.scheduler.tick();
+      assert.equal(source.credentials.size, issuedBefore, 'no credential was issued for a deleted secret');
+      await h.services.secrets.restore(h.ctx, name);
+      await rot.scheduler.tick();
+      assert.equal(source.credentials.size, issuedBefore + 1);
+      const fresh = source.byValue(await current(name));
+      assert.ok(fresh?.active && !fresh.revoked, 'the catch-up rotation ran');
+    } finally {
+      await rot.scheduler.stop();
+    }
+  });
 });
