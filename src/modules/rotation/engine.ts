@@ -9,6 +9,7 @@ import type { PendingTarget } from '../secrets/pending-versions.ts';
 import { SYSTEM_ACTOR, type TenantContext } from '../shared/context.ts';
 import { createRotationJournal, LeaseLost, systemCtx, targetOf } from './journal.ts';
 import { createRotationRepository, toRotation } from './repository.ts';
+import { declaredResolver } from './secret-refs.ts';
 import { createRotationSteps, type StepDeps } from './steps.ts';
 import type { Rotation, Trigger } from './types.ts';
 
@@ -158,10 +159,13 @@ export function createRotationEngine(deps: EngineDeps) {
       const value = await pending.open(ctx, t, version);
       const state = JSON.parse((await repo.rotationTo(t.tenantId, t.secretId, t.environmentId, version))?.rotator_state ?? '{}') as Record<string, unknown>;
       const controller = new AbortController();
-      await rotators.get(policy.rotator).apply({
+      const rotator = rotators.get(policy.rotator);
+      const settings = JSON.parse(policy.settings) as Record<string, unknown>;
+      await rotator.apply({
         tenantId: t.tenantId, secretName: t.name, environment: t.environment, rotationId: 'rollback',
-        settings: JSON.parse(policy.settings) as Record<string, unknown>, currentState: state, state, current: value, previous: null,
-        resolve: (name) => deps.resolve(ctx, name, t.environment), rehearsal: false, signal: controller.signal,
+        settings, currentState: state, state, current: value, previous: null,
+        // As in every step: only the names the rotator declares for the stored settings resolve.
+        resolve: declaredResolver(rotator.secretRefs(settings), (name) => deps.resolve(ctx, name, t.environment)), rehearsal: false, signal: controller.signal,
       }, value);
     },
 
