@@ -4,7 +4,7 @@ import { isUniqueViolation } from '../../storage/database.ts';
 import type { AccessRequestsTable } from '../../storage/schema.ts';
 import { secretResource } from '../secrets/secret-service.ts';
 import type { TenantContext } from '../shared/context.ts';
-import { membersOf } from './access-policy.ts';
+import { membersOf, type AccessPolicyDocument } from './access-policy.ts';
 import { currentAccessPolicy } from './access-policy-service.ts';
 import { groupRecipients, requestEvent, requesterRecipients, send } from './escrow-events.ts';
 import { createRequestStore, ruleOf, secretRowsOf, secretsOf, usernameOf, waitingStep } from './request-store.ts';
@@ -40,11 +40,34 @@ export function createDecisionService(deps: EscrowDeps & { requests: Pick<Reques
     return { row, username };
   }
 
+  /**
+   * The earlier approvers whose approval no longer counts: a quorum is of people who could approve
+   * now, so someone disabled, taken out of the step's groups (policy in force) or stripped of
+   * `approve` on the request's secrets since they approved stops counting (and counts again if
+   * that is undone). Their second factor was checked when they approved and is not asked again.
+   */
+  async function lapsedApprovers(ctx: TenantContext, row: AccessRequestsTable, doc: AccessPolicyDocument): Promise<Set<string>> {
+    const lapsed = new Set<string>();
+    const rule = ruleOf(row);
+    const secrets = await secretRowsOf(db, row);
+    for (const a of await store.approvals(db, row.id)) {
+      if (a.decision !== 'approve' || a.approver_id === ctx.actor.id) continue;
+      const name = await usernameOf(db, ctx.tenantId, { type: 'user', id: a.approver_id });
+      const as: TenantContext = { ...ctx, actor: { type: 'user', id: a.approver_id, name: name ?? '', homeTenantId: ctx.tenantId, mfaAt: clock.now() } };
+      const counts = name !== null && membersOf(doc, rule.steps[a.step]?.groups ?? []).has(name)
+        && (await Promise.all(secrets.map((s) => authz.allowed(as, 'approve', secretResource(s), row.environment)))).every(Boolean);
+      if (!counts) lapsed.add(a.approver_id);
+    }
+    return lapsed;
+  }
+
   async function decide(ctx: TenantContext, id: string, decision: 'approve' | 'deny', input: { comment: string; durationSeconds?: number }): Promise<AccessRequest> {
     const comment = input.comment.trim();
     const { row, username } = await precheck(ctx, id, comment);
     const doc = (await currentAccessPolicy(db, ctx.tenantId)).doc;
     const rule = ruleOf(row);
+    // Decided before the transaction, as precheck is (the authorizer reads outside it); an approval racing in meanwhile was checked as it was made.
+    const lapsed = await lapsedApprovers(ctx, row, doc);
     const now = clock.now();
     let outcome = 'recorded' as 'recorded' | 'approved' | 'denied';
     let durationMs = row.duration_ms;
@@ -56,8 +79,9 @@ export function createDecisionService(deps: EscrowDeps & { requests: Pick<Reques
         }
         const fresh = await store.find(trx, ctx.tenantId, id);
         if (fresh.expires_at <= now) fail('REQUEST_EXPIRED', 'the request expired unanswered; it can no longer be decided');
-        const decisions = await store.approvals(trx, id);
-        if (decisions.some((a) => a.approver_id === ctx.actor.id)) fail('ALREADY_DECIDED', 'you already decided this request; one person counts once');
+        const all = await store.approvals(trx, id);
+        if (all.some((a) => a.approver_id === ctx.actor.id)) fail('ALREADY_DECIDED', 'you already decided this request; one person counts once');
+        const decisions = all.filter((a) => !lapsed.has(a.approver_id));
         const step = waitingStep(rule, decisions);
         const stepRule = rule.steps[step]!;
         if (!membersOf(doc, stepRule.groups).has(username)) {
@@ -82,7 +106,8 @@ export function createDecisionService(deps: EscrowDeps & { requests: Pick<Reques
         } else if (waitingStep(rule, [...decisions, { decision, step }]) === -1) {
           outcome = 'approved';
           await store.setState(trx, id, 'approved', { at: now, by: ctx.actor.id }, durationMs);
-          const approvers = [...decisions.filter((a) => a.decision === 'approve').map((a) => a.approver_id), ctx.actor.id];
+          // Everyone who approved, lapsed or not, is kept from carrying out a rotation it allows (separation of duties).
+          const approvers = [...all.filter((a) => a.decision === 'approve').map((a) => a.approver_id), ctx.actor.id];
           const expiresAt = now + durationMs;
           // One grant per secret, exactly as narrow as the request; the unique (request, secret) key makes it once.
           await trx.insertInto('access_grants').values(secretsOf(fresh).map((s) => ({
@@ -107,7 +132,7 @@ export function createDecisionService(deps: EscrowDeps & { requests: Pick<Reques
     if (outcome === 'approved') send(notifier, row, { type: 'escrow.request-approved', recipients: requesterRecipients(row), subject: `Approved: ${row.action} of ${names} in ${row.environment}` });
     else if (outcome === 'denied') send(notifier, row, { type: 'escrow.request-denied', recipients: requesterRecipients(row), subject: `Denied: ${row.action} of ${names} in ${row.environment}`, body: `Denied by ${username}: ${comment}` });
     else {
-      const next = waitingStep(rule, await store.approvals(db, id));
+      const next = waitingStep(rule, (await store.approvals(db, id)).filter((a) => !lapsed.has(a.approver_id)));
       send(notifier, row, { type: 'escrow.approval-recorded', recipients: [...requesterRecipients(row), ...groupRecipients(row, next)], subject: `Approval recorded on ${row.action} of ${names}; waiting for step ${next + 1}` });
     }
     return store.view(db, await store.find(db, ctx.tenantId, id), clock.now());
