@@ -158,6 +158,26 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
     assert.equal(await current(name), 'initial-value-000');
   });
 
+  test('the pending version cannot be destroyed under a live rotation, so its rollback still restores the source', async () => {
+    const name = await secret('kept-value-0001');
+    let destroyed = '';
+    const src = scriptedRotator(`destroy-${n}`, {
+      generate: async () => ({ value: 'pending-value-01', state: {} }),
+      test: async () => {
+        // An admin tidying up versions while the rotation tests its value at the source.
+        destroyed = await code(h.services.secrets.destroy(h.ctx, name, { environment: ENV, versions: [2] }));
+        return { ok: false, detail: 'login refused' };
+      },
+    });
+    const rot = rotationFor(h, { rotators: [src] });
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type });
+    const r = await rot.service.rotate(h.ctx, name, ENV);
+    assert.equal(destroyed, 'VALIDATION_FAILED');
+    assert.deepEqual([r.state, r.error?.code], ['rolled_back', 'TEST_FAILED']);
+    assert.deepEqual(src.restored, ['pending-value-01'], 'the source was restored');
+    assert.equal(await current(name), 'kept-value-0001');
+  });
+
   test('a deleted secret is not rotated on schedule (nothing is issued at the source); restored, it catches up', async () => {
     const name = await secret();
     const rot = rotationFor(h);
