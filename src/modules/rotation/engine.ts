@@ -35,9 +35,17 @@ export function createRotationEngine(deps: EngineDeps) {
   const journal = createRotationJournal({ db, clock, audit, nodeId });
   const { event, change, transact } = journal;
   const { step, undo, finish, announce } = createRotationSteps({ ...deps, journal });
+  /**
+   * Rotations this process is driving now. Leases are held per node, so a rotation whose renewals
+   * failed for a while looks orphaned to this node's own recovery too, and the lease guard cannot
+   * tell two drivers of one node apart: recovery leaves these to the driver that is still alive.
+   */
+  const driving = new Set<string>();
 
   /** Drives a rotation this node holds until it ends, waits for a value, or the lease is lost. */
   async function drive(ctx: TenantContext, id: string): Promise<void> {
+    if (driving.has(id)) return;
+    driving.add(id);
     const controller = new AbortController();
     const beat = setInterval(() => {
       repo.renew(id, nodeId, clock.now() + leaseMs, clock.now()).then((ok) => { if (!ok) controller.abort(); }, deps.onError);
@@ -56,6 +64,7 @@ export function createRotationEngine(deps: EngineDeps) {
       if (!(err instanceof LeaseLost)) throw err;
     } finally {
       clearInterval(beat);
+      driving.delete(id);
     }
   }
 
@@ -132,6 +141,7 @@ export function createRotationEngine(deps: EngineDeps) {
     async recover(): Promise<number> {
       let n = 0;
       for (const orphan of await repo.orphaned(clock.now(), 100)) {
+        if (driving.has(orphan.id)) continue;
         if (!(await repo.takeOver(orphan.id, orphan.lease_until!, nodeId, clock.now() + leaseMs, clock.now()))) continue;
         n++;
         const r = await repo.getRotation(orphan.id);

@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
-import { rotationFor, scriptedRotator } from '../../../test/helpers/rotation.ts';
+import { fakeDependents, rotationFor, scriptedRotator } from '../../../test/helpers/rotation.ts';
 import { startRotationSource, type RotationSource } from '../../../test/fixtures/rotation-source.ts';
 
 const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
@@ -176,6 +176,30 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
     assert.deepEqual([r.state, r.error?.code], ['rolled_back', 'TEST_FAILED']);
     assert.deepEqual(src.restored, ['pending-value-01'], 'the source was restored');
     assert.equal(await current(name), 'kept-value-0001');
+  });
+
+  test('a node whose lease ran out while it still drives a rotation does not take it over from itself', async () => {
+    const name = await secret('stays-until-promoted');
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const deps = fakeDependents({ connectors: { db: { password: name } }, check: async () => { await gate; return { ok: true }; } });
+    const src = scriptedRotator(`alive-${n}`, {});
+    const rot = rotationFor(h, { dependents: deps, rotators: [src], leaseMs: 5000 });
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type });
+    const running = rot.service.rotate(h.ctx, name, ENV);
+    while (deps.calls.length === 0) await new Promise((r) => setTimeout(r, 5));
+    // Its renewals failed for longer than the lease (a database failover, a stalled event loop): the lease looks orphaned.
+    h.clock.advance(60_000);
+    let recovered = -1;
+    try {
+      recovered = await rot.engine.recover();
+    } finally {
+      release();
+    }
+    const r = await running;
+    assert.equal(recovered, 0, 'its own live rotation is not taken over (and rolled back) under it');
+    assert.deepEqual([r.state, r.attempt], ['succeeded', 1]);
+    assert.deepEqual(src.restored, [], 'nothing undid the source under the promotion');
   });
 
   test('a deleted secret is not rotated on schedule (nothing is issued at the source); restored, it catches up', async () => {
