@@ -4,11 +4,12 @@ import { isUniqueViolation } from '../../storage/database.ts';
 import type { AccessRequestsTable } from '../../storage/schema.ts';
 import { secretResource } from '../secrets/secret-service.ts';
 import type { TenantContext } from '../shared/context.ts';
-import { membersOf, type AccessPolicyDocument } from './access-policy.ts';
+import { membersOf } from './access-policy.ts';
 import { currentAccessPolicy } from './access-policy-service.ts';
 import { groupRecipients, requestEvent, requesterRecipients, send } from './escrow-events.ts';
 import { createRequestStore, ruleOf, secretRowsOf, secretsOf, usernameOf, waitingStep } from './request-store.ts';
 import type { EscrowDeps, RequestService } from './request-service.ts';
+import { createQuorum } from './quorum.ts';
 import { MAX_COMMENT, type AccessRequest } from './types.ts';
 
 /**
@@ -21,6 +22,7 @@ import { MAX_COMMENT, type AccessRequest } from './types.ts';
 export function createDecisionService(deps: EscrowDeps & { requests: Pick<RequestService, 'load'> }) {
   const { db, authz, clock, audit, notifier, requests } = deps;
   const store = createRequestStore();
+  const quorum = createQuorum(deps);
 
   /** Everything that can be checked before the transaction; the step is checked again inside it. */
   async function precheck(ctx: TenantContext, id: string, comment: string): Promise<{ row: AccessRequestsTable; username: string }> {
@@ -40,34 +42,13 @@ export function createDecisionService(deps: EscrowDeps & { requests: Pick<Reques
     return { row, username };
   }
 
-  /**
-   * The earlier approvers whose approval no longer counts: a quorum is of people who could approve
-   * now, so someone disabled, taken out of the step's groups (policy in force) or stripped of
-   * `approve` on the request's secrets since they approved stops counting (and counts again if
-   * that is undone). Their second factor was checked when they approved and is not asked again.
-   */
-  async function lapsedApprovers(ctx: TenantContext, row: AccessRequestsTable, doc: AccessPolicyDocument): Promise<Set<string>> {
-    const lapsed = new Set<string>();
-    const rule = ruleOf(row);
-    const secrets = await secretRowsOf(db, row);
-    for (const a of await store.approvals(db, row.id)) {
-      if (a.decision !== 'approve' || a.approver_id === ctx.actor.id) continue;
-      const name = await usernameOf(db, ctx.tenantId, { type: 'user', id: a.approver_id });
-      const as: TenantContext = { ...ctx, actor: { type: 'user', id: a.approver_id, name: name ?? '', homeTenantId: ctx.tenantId, mfaAt: clock.now() } };
-      const counts = name !== null && membersOf(doc, rule.steps[a.step]?.groups ?? []).has(name)
-        && (await Promise.all(secrets.map((s) => authz.allowed(as, 'approve', secretResource(s), row.environment)))).every(Boolean);
-      if (!counts) lapsed.add(a.approver_id);
-    }
-    return lapsed;
-  }
-
   async function decide(ctx: TenantContext, id: string, decision: 'approve' | 'deny', input: { comment: string; durationSeconds?: number }): Promise<AccessRequest> {
     const comment = input.comment.trim();
     const { row, username } = await precheck(ctx, id, comment);
     const doc = (await currentAccessPolicy(db, ctx.tenantId)).doc;
     const rule = ruleOf(row);
     // Decided before the transaction, as precheck is (the authorizer reads outside it); an approval racing in meanwhile was checked as it was made.
-    const lapsed = await lapsedApprovers(ctx, row, doc);
+    const lapsed = await quorum.lapsed(ctx, row, { doc, except: ctx.actor.id });
     const now = clock.now();
     let outcome = 'recorded' as 'recorded' | 'approved' | 'denied';
     let durationMs = row.duration_ms;
@@ -135,7 +116,7 @@ export function createDecisionService(deps: EscrowDeps & { requests: Pick<Reques
       const next = waitingStep(rule, (await store.approvals(db, id)).filter((a) => !lapsed.has(a.approver_id)));
       send(notifier, row, { type: 'escrow.approval-recorded', recipients: [...requesterRecipients(row), ...groupRecipients(row, next)], subject: `Approval recorded on ${row.action} of ${names}; waiting for step ${next + 1}` });
     }
-    return store.view(db, await store.find(db, ctx.tenantId, id), clock.now());
+    return store.view(db, await store.find(db, ctx.tenantId, id), clock.now(), lapsed);
   }
 
   return {

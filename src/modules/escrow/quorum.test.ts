@@ -39,6 +39,10 @@ describeEachDialect('escrow: the quorum counts only approvers who still may appr
         const second = await h.services.escrow.decisions.approve(c.bob.ctx(), req.id, { comment: 'ok' });
         assert.equal(second.state, 'pending', 'alice\'s approval no longer makes the second of two');
         assert.equal(second.grant.state, 'none');
+        assert.equal(second.waitingForStep, 1);
+        assert.deepEqual(Object.fromEntries(second.approvals.map((a) => [a.approverId, a.counts])), { [c.alice.id]: false, [c.bob.id]: true });
+        const queue = await h.services.escrow.requests.list(c.carol.ctx(), { scope: 'queue' });
+        assert.ok(queue.items.some((r) => r.id === req.id), 'it is in the queue of the approvers who may complete it');
         const third = await h.services.escrow.decisions.approve(c.carol.ctx(), req.id, { comment: 'ok' });
         assert.deepEqual([third.state, third.grant.state], ['approved', 'active'], 'two approvers who may approve now');
       } finally {
