@@ -139,12 +139,12 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
     assert.equal((await rot.service.getPolicy(h.ctx, name, ENV)).settings.host, 'db-a');
   });
 
-  test('a generated value that cannot be staged is undone at the source: the credential it issued is revoked', async () => {
+  test('a generated value that cannot be staged is undone at the source: the credential it issued is revoked, nothing else is touched', async () => {
     const name = await secret();
     const revoked: unknown[] = [];
     const src = scriptedRotator(`oversized-${n}`, {
       generate: async () => ({ value: 'v'.repeat(70_000), state: { id: 'issued-1' } }),
-      restore: async (rc) => {
+      discard: async (rc) => {
         revoked.push(rc.state.id);
         return { ok: true, detail: 'revoked' };
       },
@@ -153,9 +153,25 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
     await rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type });
     const r = await rot.service.rotate(h.ctx, name, ENV);
     assert.deepEqual([r.state, r.error?.step], ['rolled_back', 'generate']);
-    assert.match(r.error!.detail, /at most/);
+    assert.match(r.error!.detail, /at most .*\(source: revoked\)/);
     assert.deepEqual(revoked, ['issued-1']);
+    assert.deepEqual(src.restored, [], 'restore (which assumes apply ran, e.g. sets a password) is not called');
     assert.equal(await current(name), 'initial-value-000');
+  });
+
+  test('an external credential issued for a secret deleted meanwhile is revoked at the source', async () => {
+    const name = await secret();
+    const rot = rotationFor(h);
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'http', settings: { url: source.url } });
+    source.block('/issue');
+    const running = rot.service.rotate(h.ctx, name, ENV);
+    await source.reached();
+    await h.services.secrets.remove(h.ctx, name);
+    source.release();
+    const r = await running;
+    assert.deepEqual([r.state, r.error?.code, r.error?.step], ['rolled_back', 'ROTATOR_ERROR', 'generate']);
+    const issued = [...source.credentials.values()].at(-1)!;
+    assert.deepEqual([issued.active, issued.revoked], [false, true], 'issued, never activated, and revoked');
   });
 
   test('the pending version cannot be destroyed under a live rotation, so its rollback still restores the source', async () => {

@@ -142,9 +142,9 @@ export function createRotationSteps(deps: StepDeps) {
           } catch (err) {
             // Nothing was staged (too large, the secret deleted, the lease lost), but a source that issues
             // credentials already holds this one, and no row remembers it: undo it there now.
-            const undone = await rotator.restore({ ...rc, state: gen.state }, gen.value).catch((e: Error) => ({ ok: false, detail: `restore failed: ${e.message}` }));
+            const undone = await rotator.discard?.({ ...rc, state: gen.state }, gen.value).catch((e: Error) => ({ ok: false, detail: `discard failed: ${e.message}` }));
             if (err instanceof LeaseLost) throw err;
-            throw new StepFailure('ROTATOR_ERROR', short(`${(err as Error)?.message ?? String(err)} (source: ${undone.detail})`));
+            throw new StepFailure('ROTATOR_ERROR', short(`${(err as Error)?.message ?? String(err)}${undone ? ` (source: ${undone.detail})` : ''}`));
           }
           return;
         }
