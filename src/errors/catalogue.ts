@@ -82,7 +82,7 @@ export const errorCatalogue = {
   APPROVAL_REQUIRED: { status: 403, meaning: 'An access policy puts this action on this secret behind approval; file a request (POST /v1/requests) and use it once approved.' },
   SELF_APPROVAL: { status: 403, meaning: 'A requester cannot approve, deny or review their own request, also not one filed by a machine identity they own.' },
   SEPARATION_OF_DUTIES: { status: 403, meaning: 'The caller approved a live request for this action (e.g. a rotation) and so cannot carry it out.' },
-  NOT_AN_APPROVER: { status: 403, meaning: 'The caller is not in an approver group of the step this request is waiting for.' },
+  NOT_AN_APPROVER: { status: 403, meaning: 'The caller is not in an approver group of the step this request is waiting for, or is not a person (machines never decide requests or review a break-glass).' },
   ALREADY_DECIDED: { status: 409, meaning: 'The caller already approved or denied this request; one person counts once, however many groups they are in.' },
   REQUEST_NOT_FOUND: { status: 404, meaning: 'No such access request in this tenant.' },
   REQUEST_NOT_PENDING: { status: 409, meaning: 'The request was already approved, denied or cancelled; only a pending request can be decided or cancelled.' },

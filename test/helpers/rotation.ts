@@ -68,5 +68,6 @@ export function scriptedRotator(type: string, overrides: Partial<Rotator>): Rota
     ...(overrides.test ? { test: overrides.test } : {}),
     ...(overrides.generate ? { generate: overrides.generate } : {}),
     ...(overrides.finalize ? { finalize: overrides.finalize } : {}),
+    ...(overrides.discard ? { discard: overrides.discard } : {}),
   };
 }

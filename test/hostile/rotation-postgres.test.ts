@@ -113,6 +113,29 @@ describeEachDialect('rotating a real PostgreSQL role', (dialect) => {
     assert.equal((JSON.parse(event.context) as Record<string, string>).sourceRestored, 'true');
   });
 
+  test('a password set by hand and written to Keyhold during the rotation wins: the role ends with the password Keyhold hands out', async () => {
+    const { role, password } = await newRole();
+    await h.services.secrets.create(h.ctx, { name: 'PG_RACED', owner: 'dba' });
+    await h.services.values.write(h.ctx, 'PG_RACED', ENV, { value: password });
+    const byHand = randomBytes(18).toString('base64url');
+    const deps = fakeDependents({
+      connectors: { orders_db: { password: 'PG_RACED' } },
+      check: async () => {
+        // While the rotation verifies its dependents, a DBA changes the password and records it in Keyhold.
+        await admin.query(`alter role ${role} password '${scramVerifier(byHand)}'`);
+        await h.services.values.write(h.ctx, 'PG_RACED', ENV, { value: byHand });
+        return { ok: true };
+      },
+    });
+    const rot = rotationFor(h, { dependents: deps });
+    await rot.service.setPolicy(h.ctx, 'PG_RACED', ENV, { rotator: 'postgres', settings: settings({ role }) });
+    const r = await rot.service.rotate(h.ctx, 'PG_RACED', ENV);
+    assert.deepEqual([r.state, r.error?.code], ['rolled_back', 'CURRENT_CHANGED']);
+    assert.equal((await h.services.values.read(h.ctx, 'PG_RACED', ENV)).value, byHand, 'the write won');
+    assert.equal(await accepts(admin, role, byHand), true, 'the role accepts what Keyhold hands out');
+    assert.equal(await accepts(admin, role, password), false, 'not the password from before the rotation');
+  });
+
   test('a rehearsal rotates a scratch copy of the role and leaves the real role and every version alone', async () => {
     const { role, password } = await newRole();
     await h.services.secrets.create(h.ctx, { name: 'PG_REHEARSE', owner: 'dba' });

@@ -109,6 +109,9 @@ export function createBreakGlassService(deps: EscrowDeps & { requests: Pick<Requ
       if (comment === '' || comment.length > MAX_COMMENT) fail('VALIDATION_FAILED', `a review needs a comment of 1 to ${MAX_COMMENT} characters`);
       const { review, request } = await reviewPair(ctx, id);
       if (ctx.actor.id === request.requester_id) fail('SELF_APPROVAL', 'the person who broke the glass cannot review it');
+      // A review is a person's act with a second factor (the step-up policy binds people only): never a machine's,
+      // which could be one the taker runs.
+      if ((await usernameOf(db, ctx.tenantId, ctx.actor)) === null) fail('NOT_AN_APPROVER', 'only a person reviews a break-glass');
       for (const s of await secretRowsOf(db, request)) await authz.require(ctx, 'approve', secretResource(s), request.environment);
       const now = clock.now();
       await db.transaction().execute(async (trx) => {

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { codeOf, ESCROW_POLICY, setUpEscrow, type EscrowCast } from '../../../test/helpers/escrow.ts';
+import { newId } from '../../platform/ids.ts';
 
 const why = 'PAGE-99: payouts down, the provider asks us to re-send with the live key';
 
@@ -44,6 +45,22 @@ describeEachDialect('escrow: break-glass, reviews, access policy versions, and t
 
     h.clock.advance(3600_000 + 1000);
     assert.equal(await codeOf(h.services.values.read(c.oncall.ctx(), 'STRIPE_KEY', 'production')), 'APPROVAL_REQUIRED', 'the glass mends after an hour');
+  });
+
+  test('a break-glass review is a person\'s act: a machine identity cannot complete it, even with admin and approve', async () => {
+    const taken = await breakGlass(c.oncall.ctx());
+    // A CI identity of the person who broke the glass, with every role a review needs but no person behind it.
+    const ci = newId();
+    await h.storage.db.insertInto('machine_identities').values({
+      id: ci, tenant_id: h.ctx.tenantId, name: 'oncall-ci', kind: 'client_secret', client_id: `khc_${ci}`, client_secret_hash: 'x',
+      oidc_issuer: null, oidc_jwks_url: null, oidc_audience: null, oidc_subject: null, oidc_claims: null, token_ttl_ms: 900_000,
+      owner_user_id: c.oncall.id, created_at: h.clock.now(), disabled_at: null,
+    }).execute();
+    for (const role of ['tenant-admin', 'approver']) await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: ci, role });
+    const ciCtx = { tenantId: h.ctx.tenantId, requestId: 'test', actor: { type: 'machine' as const, id: ci, name: 'oncall-ci', homeTenantId: h.ctx.tenantId } };
+    const review = (await h.services.escrow.breakGlass.listReviews(c.alice.ctx())).items.find((r) => r.requestId === taken.id)!;
+    assert.equal(await codeOf(h.services.escrow.breakGlass.review(ciCtx, review.id, { outcome: 'justified', comment: 'all good' })), 'NOT_AN_APPROVER');
+    assert.equal((await h.services.escrow.breakGlass.showReview(c.alice.ctx(), review.id)).state, 'open', 'still waiting for a person');
   });
 
   test('break-glass by someone the rule does not list is refused, and the refusal is audited', async () => {

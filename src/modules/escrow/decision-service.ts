@@ -9,6 +9,7 @@ import { currentAccessPolicy } from './access-policy-service.ts';
 import { groupRecipients, requestEvent, requesterRecipients, send } from './escrow-events.ts';
 import { createRequestStore, ruleOf, secretRowsOf, secretsOf, usernameOf, waitingStep } from './request-store.ts';
 import type { EscrowDeps, RequestService } from './request-service.ts';
+import { createQuorum } from './quorum.ts';
 import { MAX_COMMENT, type AccessRequest } from './types.ts';
 
 /**
@@ -21,6 +22,7 @@ import { MAX_COMMENT, type AccessRequest } from './types.ts';
 export function createDecisionService(deps: EscrowDeps & { requests: Pick<RequestService, 'load'> }) {
   const { db, authz, clock, audit, notifier, requests } = deps;
   const store = createRequestStore();
+  const quorum = createQuorum(deps);
 
   /** Everything that can be checked before the transaction; the step is checked again inside it. */
   async function precheck(ctx: TenantContext, id: string, comment: string): Promise<{ row: AccessRequestsTable; username: string }> {
@@ -45,6 +47,8 @@ export function createDecisionService(deps: EscrowDeps & { requests: Pick<Reques
     const { row, username } = await precheck(ctx, id, comment);
     const doc = (await currentAccessPolicy(db, ctx.tenantId)).doc;
     const rule = ruleOf(row);
+    // Decided before the transaction, as precheck is (the authorizer reads outside it); an approval racing in meanwhile was checked as it was made.
+    const lapsed = await quorum.lapsed(ctx, row, { doc, except: ctx.actor.id });
     const now = clock.now();
     let outcome = 'recorded' as 'recorded' | 'approved' | 'denied';
     let durationMs = row.duration_ms;
@@ -56,8 +60,9 @@ export function createDecisionService(deps: EscrowDeps & { requests: Pick<Reques
         }
         const fresh = await store.find(trx, ctx.tenantId, id);
         if (fresh.expires_at <= now) fail('REQUEST_EXPIRED', 'the request expired unanswered; it can no longer be decided');
-        const decisions = await store.approvals(trx, id);
-        if (decisions.some((a) => a.approver_id === ctx.actor.id)) fail('ALREADY_DECIDED', 'you already decided this request; one person counts once');
+        const all = await store.approvals(trx, id);
+        if (all.some((a) => a.approver_id === ctx.actor.id)) fail('ALREADY_DECIDED', 'you already decided this request; one person counts once');
+        const decisions = all.filter((a) => !lapsed.has(a.approver_id));
         const step = waitingStep(rule, decisions);
         const stepRule = rule.steps[step]!;
         if (!membersOf(doc, stepRule.groups).has(username)) {
@@ -82,7 +87,8 @@ export function createDecisionService(deps: EscrowDeps & { requests: Pick<Reques
         } else if (waitingStep(rule, [...decisions, { decision, step }]) === -1) {
           outcome = 'approved';
           await store.setState(trx, id, 'approved', { at: now, by: ctx.actor.id }, durationMs);
-          const approvers = [...decisions.filter((a) => a.decision === 'approve').map((a) => a.approver_id), ctx.actor.id];
+          // Everyone who approved, lapsed or not, is kept from carrying out a rotation it allows (separation of duties).
+          const approvers = [...all.filter((a) => a.decision === 'approve').map((a) => a.approver_id), ctx.actor.id];
           const expiresAt = now + durationMs;
           // One grant per secret, exactly as narrow as the request; the unique (request, secret) key makes it once.
           await trx.insertInto('access_grants').values(secretsOf(fresh).map((s) => ({
@@ -107,10 +113,10 @@ export function createDecisionService(deps: EscrowDeps & { requests: Pick<Reques
     if (outcome === 'approved') send(notifier, row, { type: 'escrow.request-approved', recipients: requesterRecipients(row), subject: `Approved: ${row.action} of ${names} in ${row.environment}` });
     else if (outcome === 'denied') send(notifier, row, { type: 'escrow.request-denied', recipients: requesterRecipients(row), subject: `Denied: ${row.action} of ${names} in ${row.environment}`, body: `Denied by ${username}: ${comment}` });
     else {
-      const next = waitingStep(rule, await store.approvals(db, id));
+      const next = waitingStep(rule, (await store.approvals(db, id)).filter((a) => !lapsed.has(a.approver_id)));
       send(notifier, row, { type: 'escrow.approval-recorded', recipients: [...requesterRecipients(row), ...groupRecipients(row, next)], subject: `Approval recorded on ${row.action} of ${names}; waiting for step ${next + 1}` });
     }
-    return store.view(db, await store.find(db, ctx.tenantId, id), clock.now());
+    return store.view(db, await store.find(db, ctx.tenantId, id), clock.now(), lapsed);
   }
 
   return {

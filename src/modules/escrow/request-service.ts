@@ -12,6 +12,7 @@ import type { TenantService } from '../tenants/tenant-service.ts';
 import { ESCROW_ACTIONS, matchRule, membersOf, resolveRule, type EscrowAction, type ResolvedRule } from './access-policy.ts';
 import { currentAccessPolicy } from './access-policy-service.ts';
 import { groupRecipients, requestEvent, requesterRecipients, send } from './escrow-events.ts';
+import { createQuorum } from './quorum.ts';
 import { createRequestStore, ruleOf, secretRowsOf, usernameOf } from './request-store.ts';
 import { MAX_JUSTIFICATION, MAX_SECRETS_PER_REQUEST, MIN_JUSTIFICATION, type AccessRequest, type FileRequestInput } from './types.ts';
 
@@ -80,6 +81,9 @@ const systemContext = (ctx: TenantContext): TenantContext => ({ tenantId: ctx.te
 export function createRequestService(deps: EscrowDeps) {
   const { db, authz, clock, audit, notifier } = deps;
   const store = createRequestStore();
+  const quorum = createQuorum(deps);
+  /** The view of a request, its quorum judged as of now. */
+  const viewOf = async (ctx: TenantContext, row: AccessRequestsTable, now: number) => store.view(db, row, now, await quorum.lapsed(ctx, row));
 
   /** Moves every due pending request of the tenant to expired, and records grants that ran out. */
   async function expireDue(ctx: TenantContext): Promise<void> {
@@ -155,7 +159,7 @@ export function createRequestService(deps: EscrowDeps) {
     },
 
     async show(ctx: TenantContext, id: string): Promise<AccessRequest> {
-      return store.view(db, await load(ctx, id), clock.now());
+      return viewOf(ctx, await load(ctx, id), clock.now());
     },
 
     /**
@@ -177,13 +181,13 @@ export function createRequestService(deps: EscrowDeps) {
       for (const row of rows) {
         if (scope === 'queue') {
           if (username === null || row.requester_id === ctx.actor.id || row.requester_owner_id === ctx.actor.id) continue;
-          const view = await store.view(db, row, now);
+          const view = await viewOf(ctx, row, now);
           const step = view.waitingForStep;
           if (step === null || view.approvals.some((a) => a.approverId === ctx.actor.id)) continue;
           if (!membersOf(doc, view.rule.steps[step - 1]!.groups).has(username)) continue;
           items.push(view);
         } else if (scope === 'mine' || (await visible(ctx, row))) {
-          items.push(await store.view(db, row, now));
+          items.push(await viewOf(ctx, row, now));
         }
       }
       return { items };

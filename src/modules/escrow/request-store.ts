@@ -67,14 +67,14 @@ export function createRequestStore() {
       }).where('id', '=', id).execute();
     },
 
-    /** The request as callers see it, with its decisions, grant and review. */
-    async view(db: Executor, row: AccessRequestsTable, now: number): Promise<AccessRequest> {
+    /** The request as callers see it, with its decisions, grant and review; `lapsed` approvers (see quorum.ts) do not count. */
+    async view(db: Executor, row: AccessRequestsTable, now: number, lapsed: ReadonlySet<string> = new Set()): Promise<AccessRequest> {
       const [decisions, live, review] = await Promise.all([
         approvals(db, row.id), grants(db, row.id),
         db.selectFrom('access_reviews').select(['id', 'reviewed_at', 'outcome']).where('request_id', '=', row.id).executeTakeFirst(),
       ]);
       const rule = ruleOf(row);
-      const step = row.state === 'pending' ? waitingStep(rule, decisions) : -1;
+      const step = row.state === 'pending' ? waitingStep(rule, decisions.filter((a) => !lapsed.has(a.approver_id))) : -1;
       return {
         id: row.id,
         requester: { type: row.requester_type as 'user' | 'machine', id: row.requester_id, ownerId: row.requester_owner_id },
@@ -88,7 +88,7 @@ export function createRequestStore() {
         rule: { id: rule.id, policyVersion: row.policy_version, steps: rule.steps },
         waitingForStep: step >= 0 ? step + 1 : null,
         approvals: decisions.map((a) => ({
-          approverId: a.approver_id, decision: a.decision as 'approve' | 'deny', step: a.step + 1, comment: a.comment,
+          approverId: a.approver_id, decision: a.decision as 'approve' | 'deny', counts: a.decision === 'approve' && !lapsed.has(a.approver_id), step: a.step + 1, comment: a.comment,
           durationSeconds: a.duration_ms === null ? null : Math.round(a.duration_ms / 1000), createdAt: iso(a.created_at)!,
         })),
         grant: { state: grantState(live, now), expiresAt: iso(live[0]?.expires_at ?? null), revokedAt: iso(live[0]?.revoked_at ?? null) },

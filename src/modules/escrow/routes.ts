@@ -19,7 +19,7 @@ const RequestSchema = Type.Object({
   rule: Type.Object({ id: Type.String(), policyVersion: Type.Integer(), steps: Steps }),
   waitingForStep: Nullable(Type.Integer()),
   approvals: Type.Array(Type.Object({
-    approverId: Type.String(), decision: Type.String(), step: Type.Integer(), comment: Type.String(), durationSeconds: Nullable(Type.Integer()), createdAt: Type.String(),
+    approverId: Type.String(), decision: Type.String(), counts: Type.Boolean(), step: Type.Integer(), comment: Type.String(), durationSeconds: Nullable(Type.Integer()), createdAt: Type.String(),
   })),
   grant: Type.Object({ state: Type.String(), expiresAt: Nullable(Type.String()), revokedAt: Nullable(Type.String()) }),
   review: Nullable(Type.Object({ id: Type.String(), state: Type.String(), outcome: Nullable(Type.String()) })),

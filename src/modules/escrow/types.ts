@@ -14,6 +14,8 @@ export const MAX_SECRETS_PER_REQUEST = 20;
 export interface Approval {
   approverId: string;
   decision: 'approve' | 'deny';
+  /** Whether it counts towards the quorum now (an approval whose approver may no longer approve does not). */
+  counts: boolean;
   /** 1-based step this decision counted towards. */
   step: number;
   comment: string;

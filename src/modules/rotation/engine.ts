@@ -9,6 +9,7 @@ import type { PendingTarget } from '../secrets/pending-versions.ts';
 import { SYSTEM_ACTOR, type TenantContext } from '../shared/context.ts';
 import { createRotationJournal, LeaseLost, systemCtx, targetOf } from './journal.ts';
 import { createRotationRepository, toRotation } from './repository.ts';
+import { declaredResolver } from './secret-refs.ts';
 import { createRotationSteps, type StepDeps } from './steps.ts';
 import type { Rotation, Trigger } from './types.ts';
 
@@ -34,9 +35,17 @@ export function createRotationEngine(deps: EngineDeps) {
   const journal = createRotationJournal({ db, clock, audit, nodeId });
   const { event, change, transact } = journal;
   const { step, undo, finish, announce } = createRotationSteps({ ...deps, journal });
+  /**
+   * Rotations this process is driving now. Leases are held per node, so a rotation whose renewals
+   * failed for a while looks orphaned to this node's own recovery too, and the lease guard cannot
+   * tell two drivers of one node apart: recovery leaves these to the driver that is still alive.
+   */
+  const driving = new Set<string>();
 
   /** Drives a rotation this node holds until it ends, waits for a value, or the lease is lost. */
   async function drive(ctx: TenantContext, id: string): Promise<void> {
+    if (driving.has(id)) return;
+    driving.add(id);
     const controller = new AbortController();
     const beat = setInterval(() => {
       repo.renew(id, nodeId, clock.now() + leaseMs, clock.now()).then((ok) => { if (!ok) controller.abort(); }, deps.onError);
@@ -55,6 +64,7 @@ export function createRotationEngine(deps: EngineDeps) {
       if (!(err instanceof LeaseLost)) throw err;
     } finally {
       clearInterval(beat);
+      driving.delete(id);
     }
   }
 
@@ -73,6 +83,11 @@ export function createRotationEngine(deps: EngineDeps) {
       };
       try {
         await transact(async (trx) => {
+          // Serialised with policy changes on the policy's row: the rotation runs with the rotator and settings in
+          // force now, and a change of either is refused from here until it ends (rotation-service setPolicy).
+          const held = await createRotationRepository(trx).holdPolicy(target.tenantId, target.secretId, target.environmentId);
+          if (!held) fail('ROTATION_POLICY_NOT_FOUND', `secret "${target.name}" has no rotation policy in ${target.environment}`);
+          row.rotator = rotators.get(held.rotator).type;
           await trx.insertInto('rotations').values(row).execute();
           await audit.appendInTx(trx, event(ctx, row, 'rotation.started', { rotator: policy.rotator }));
         });
@@ -126,6 +141,7 @@ export function createRotationEngine(deps: EngineDeps) {
     async recover(): Promise<number> {
       let n = 0;
       for (const orphan of await repo.orphaned(clock.now(), 100)) {
+        if (driving.has(orphan.id)) continue;
         if (!(await repo.takeOver(orphan.id, orphan.lease_until!, nodeId, clock.now() + leaseMs, clock.now()))) continue;
         n++;
         const r = await repo.getRotation(orphan.id);
@@ -153,10 +169,13 @@ export function createRotationEngine(deps: EngineDeps) {
       const value = await pending.open(ctx, t, version);
       const state = JSON.parse((await repo.rotationTo(t.tenantId, t.secretId, t.environmentId, version))?.rotator_state ?? '{}') as Record<string, unknown>;
       const controller = new AbortController();
-      await rotators.get(policy.rotator).apply({
+      const rotator = rotators.get(policy.rotator);
+      const settings = JSON.parse(policy.settings) as Record<string, unknown>;
+      await rotator.apply({
         tenantId: t.tenantId, secretName: t.name, environment: t.environment, rotationId: 'rollback',
-        settings: JSON.parse(policy.settings) as Record<string, unknown>, currentState: state, state, current: value, previous: null,
-        resolve: (name) => deps.resolve(ctx, name, t.environment), rehearsal: false, signal: controller.signal,
+        settings, currentState: state, state, current: value, previous: null,
+        // As in every step: only the names the rotator declares for the stored settings resolve.
+        resolve: declaredResolver(rotator.secretRefs(settings), (name) => deps.resolve(ctx, name, t.environment)), rehearsal: false, signal: controller.signal,
       }, value);
     },
 

@@ -65,7 +65,7 @@ export function createRotationModule(deps: {
   });
   const service = createRotationService({
     db: deps.db, clock: deps.clock, authz: deps.authz, secrets: deps.secrets, tenants: deps.tenants, values: deps.values,
-    audit: deps.audit, rotators, engine, defaultRollbackWindowMs: deps.rollbackWindowMs,
+    audit: deps.audit, rotators, engine, serverRollbackWindowMs: deps.rollbackWindowMs,
   });
   const leadership = createLeadership({ db: deps.db, dialect: deps.dialect, name: 'rotation-scheduler', owner: nodeId, leaseMs: settings.leaseMs, now: () => deps.clock.now() });
   const scheduler = createRotationScheduler({ db: deps.db, clock: deps.clock, leadership, service, engine, onError });

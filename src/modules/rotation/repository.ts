@@ -36,9 +36,15 @@ export function createRotationRepository(db: Executor) {
     listPolicies(tenantId: string) {
       return db.selectFrom('rotation_policies').selectAll().where('tenant_id', '=', tenantId).orderBy('secret_name').orderBy('environment').execute();
     },
-    /** Policies whose next run is due, across tenants (the scheduler). */
+    /**
+     * Policies whose next run is due, across tenants (the scheduler). A deleted secret's stay due
+     * untouched: nothing is generated or issued for it, and restored, it catches up.
+     */
     duePolicies(now: number, limit: number) {
-      return db.selectFrom('rotation_policies').selectAll().where('next_run_at', '<=', now).orderBy('next_run_at').limit(limit).execute();
+      return db.selectFrom('rotation_policies')
+        .innerJoin('secrets', (j) => j.onRef('secrets.id', '=', 'rotation_policies.secret_id').onRef('secrets.tenant_id', '=', 'rotation_policies.tenant_id'))
+        .selectAll('rotation_policies').where('secrets.deleted_at', 'is', null)
+        .where('rotation_policies.next_run_at', '<=', now).orderBy('rotation_policies.next_run_at').limit(limit).execute();
     },
     /** Policies with an expiry lead time, joined with their secret's expiry (the scheduler). */
     expiringPolicies(now: number) {
@@ -74,6 +80,21 @@ export function createRotationRepository(db: Executor) {
     activeRotation(tenantId: string, secretId: string, environmentId: string) {
       return db.selectFrom('rotations').selectAll().where('tenant_id', '=', tenantId).where('secret_id', '=', secretId)
         .where('environment_id', '=', environmentId).where('active_key', 'is not', null).where('rehearsal', '=', 0).executeTakeFirst();
+    },
+    /** Any live rotation (rehearsals too) of a secret in an environment: while one runs, its policy's source must not change. */
+    liveRotation(tenantId: string, secretId: string, environmentId: string) {
+      return db.selectFrom('rotations').select(['id', 'state']).where('tenant_id', '=', tenantId).where('secret_id', '=', secretId)
+        .where('environment_id', '=', environmentId).where('active_key', 'is not', null).executeTakeFirst();
+    },
+    /**
+     * Locks a policy's row until the transaction ends (a no-op write, so both dialects take it) and
+     * returns it as it is then: rotation starts and policy changes or deletes serialise on it.
+     */
+    async holdPolicy(tenantId: string, secretId: string, environmentId: string) {
+      await db.updateTable('rotation_policies').set((eb) => ({ revision: eb.ref('revision') })).where('tenant_id', '=', tenantId)
+        .where('secret_id', '=', secretId).where('environment_id', '=', environmentId).execute();
+      return db.selectFrom('rotation_policies').selectAll().where('tenant_id', '=', tenantId)
+        .where('secret_id', '=', secretId).where('environment_id', '=', environmentId).executeTakeFirst();
     },
     /** The rotation that made `version` current: its rotator state belongs to that value. */
     rotationTo(tenantId: string, secretId: string, environmentId: string, version: number) {

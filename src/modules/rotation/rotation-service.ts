@@ -1,11 +1,13 @@
-import type { Kysely } from 'kysely';
-import { fail } from '../../errors/index.ts';
+import type { Kysely, Transaction } from 'kysely';
+import { fail, isKeyholdError, KeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
+import { isUniqueViolation } from '../../storage/database.ts';
 import type { Database, RotationPoliciesTable } from '../../storage/schema.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
 import { secretResource, type SecretService } from '../secrets/secret-service.ts';
+import type { PendingTarget } from '../secrets/pending-versions.ts';
 import type { ValueService } from '../secrets/value-service.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
@@ -18,6 +20,9 @@ import type { PolicyInput, Rotation, RotationPolicy, Trigger } from './types.ts'
 
 const MAX_NOTIFY = 32;
 const MAX_SETTINGS_BYTES = 8192;
+
+/** The secret and environment a call is about, once authorized. */
+type Target = PendingTarget & { tenantId: string };
 
 /** What `rotation status` shows per policy. */
 export interface PolicyStatus extends RotationPolicy {
@@ -42,13 +47,17 @@ export function createRotationService(deps: {
   audit: Pick<AuditLog, 'appendInTx'>;
   rotators: RotatorRegistry;
   engine: RotationEngine;
-  defaultRollbackWindowMs: number;
+  /**
+   * The server's rollback window (KEYHOLD_ROLLBACK_WINDOW): superseded versions are crypto-shredded
+   * after it, so it is a policy's default and its ceiling.
+   */
+  serverRollbackWindowMs: number;
 }) {
   const { db, clock, authz, secrets, tenants, values, audit, rotators, engine } = deps;
   const repo = createRotationRepository(db);
 
   /** The secret and environment, after the caller is allowed `action` on them. */
-  async function target(ctx: TenantContext, name: string, environment: string, action: 'rotate' | 'list') {
+  async function target(ctx: TenantContext, name: string, environment: string, action: 'rotate' | 'list'): Promise<Target> {
     // Environment first, and a caller who may not even list the secret hears a miss: no name is confirmed.
     const env = await tenants.environment(ctx.tenantId, environment);
     const secret = await secrets.load(ctx, name);
@@ -59,6 +68,27 @@ export function createRotationService(deps: {
     const p = await repo.findPolicy(ctx.tenantId, t.secretId, t.environmentId);
     if (!p) fail('ROTATION_POLICY_NOT_FOUND', `secret "${t.name}" has no rotation policy in ${t.environment}`);
     return p;
+  }
+  /** Sets the value current now at the source again; if that fails too, the caller is told the source needs a look. */
+  async function reapplyCurrent(t: Target, p: RotationPoliciesTable, cause: unknown): Promise<void> {
+    const now = await db.selectFrom('secret_states').select('current_version').where('secret_id', '=', t.secretId).where('environment_id', '=', t.environmentId).executeTakeFirst();
+    if (now?.current_version == null) return;
+    try {
+      await engine.reapply(t, p, now.current_version);
+    } catch {
+      // The rotator's own message stays out of the answer (it may name hosts); the stable code is the first failure's.
+      const why = isKeyholdError(cause) ? cause : new KeyholdError('INTERNAL', 'the rollback failed');
+      throw new KeyholdError(why.code, `${why.message}; setting the current version ${now.current_version} back at the source failed too: check the source`);
+    }
+  }
+  /** A first policy; two racing to be first: the loser hears CAS_MISMATCH (its transaction rolls back whole). */
+  async function insertPolicy(trx: Transaction<Database>, row: RotationPoliciesTable): Promise<void> {
+    try {
+      await trx.insertInto('rotation_policies').values(row).execute();
+    } catch (err) {
+      if (isUniqueViolation(err)) fail('CAS_MISMATCH', `another change of the rotation policy of "${row.secret_name}" in ${row.environment} landed first; try again`);
+      throw err;
+    }
   }
   const policyEvent = (ctx: TenantContext, t: { secretId: string; name: string; environment: string }, action: string, context: Record<string, string> = {}) => {
     const base = auditFrom(ctx);
@@ -79,11 +109,17 @@ export function createRotationService(deps: {
       const refs = rotator.secretRefs(settings);
       await requireUseOfRefs(secrets, ctx, refs, environment);
       const schedule = parseSchedule(input);
+      if (input.rollbackWindowMs !== undefined && input.rollbackWindowMs > deps.serverRollbackWindowMs) {
+        // Retention shreds superseded versions after the server's window: a longer one would be a promise nothing keeps.
+        fail('VALIDATION_FAILED', `rollbackWindowMs is at most the server's rollback window (KEYHOLD_ROLLBACK_WINDOW, ${deps.serverRollbackWindowMs} ms), after which superseded versions are destroyed`);
+      }
       if ((input.notify ?? []).length > MAX_NOTIFY) fail('VALIDATION_FAILED', `notify lists at most ${MAX_NOTIFY} recipients`);
       const now = clock.now();
       return db.transaction().execute(async (trx) => {
         const r = createRotationRepository(trx);
-        const existing = await r.findPolicy(ctx.tenantId, t.secretId, t.environmentId);
+        // Read under the row's lock: concurrent changes apply one on top of the other (each its own revision,
+        // none lost), and a rotation starting meanwhile is seen below.
+        const existing = await r.holdPolicy(ctx.tenantId, t.secretId, t.environmentId);
         if (input.revision !== undefined && existing?.revision !== input.revision) {
           fail('CAS_MISMATCH', `the rotation policy of "${name}" in ${environment} is not at revision ${input.revision}`);
         }
@@ -92,15 +128,20 @@ export function createRotationService(deps: {
           id: existing?.id ?? newId(), tenant_id: ctx.tenantId, secret_id: t.secretId, secret_name: name, environment_id: t.environmentId, environment,
           rotator: input.rotator, settings: JSON.stringify(settings), schedule_kind: schedule.kind, schedule: schedule.schedule,
           catch_up: input.catchUp ?? 'once', notify: JSON.stringify(input.notify ?? []),
-          rollback_window_ms: input.rollbackWindowMs ?? deps.defaultRollbackWindowMs, expiry_lead_ms: input.expiryLeadMs ?? null,
+          rollback_window_ms: input.rollbackWindowMs ?? deps.serverRollbackWindowMs, expiry_lead_ms: input.expiryLeadMs ?? null,
           rotator_state: existing?.rotator_state ?? '{}',
           next_run_at: changed ? now : nextRun(schedule.kind, schedule.schedule, now), due_trigger: changed ? 'policy-change' : null,
           last_run_at: existing?.last_run_at ?? null, last_result: existing?.last_result ?? null, last_error: existing?.last_error ?? null,
           failures: existing?.failures ?? 0, revision: (existing?.revision ?? 0) + 1,
           created_at: existing?.created_at ?? now, created_by: existing?.created_by ?? ctx.actor.id, updated_at: now, updated_by: ctx.actor.id,
         };
-        if (existing) await trx.updateTable('rotation_policies').set(row).where('id', '=', existing.id).where('revision', '=', existing.revision).execute();
-        else await trx.insertInto('rotation_policies').values(row).execute();
+        if (existing) await trx.updateTable('rotation_policies').set(row).where('id', '=', existing.id).execute();
+        else await insertPolicy(trx, row);
+        // Checked after the write has locked the row, which a starting rotation also takes: a rotation applies,
+        // tests and restores at one source, so the source may not change under a live one (rehearsal or not).
+        if (changed && await r.liveRotation(ctx.tenantId, t.secretId, t.environmentId)) {
+          fail('ROTATION_IN_PROGRESS', `a rotation of "${name}" in ${environment} is running or waiting for a value; let it end (or cancel it) before changing the rotator or settings`);
+        }
         await audit.appendInTx(trx, policyEvent(ctx, t, 'rotation.policy.set', {
           rotator: row.rotator, schedule: `${row.schedule_kind}:${row.schedule}`, revision: String(row.revision),
           ...(refs.length > 0 ? { secretRefs: refs.map((r) => `${r.field}=${r.name}`).join(',') } : {}),
@@ -117,9 +158,12 @@ export function createRotationService(deps: {
     async deletePolicy(ctx: TenantContext, name: string, environment: string): Promise<void> {
       const t = await target(ctx, name, environment, 'rotate');
       const p = await policyRow(ctx, t);
-      if (await repo.activeRotation(ctx.tenantId, t.secretId, t.environmentId)) fail('ROTATION_IN_PROGRESS', `a rotation of "${name}" in ${environment} is running; wait for it to end`);
       await db.transaction().execute(async (trx) => {
         await trx.deleteFrom('rotation_policies').where('id', '=', p.id).execute();
+        // After the delete has locked the row (see setPolicy): a live rotation would lose the source it must restore.
+        if (await createRotationRepository(trx).liveRotation(ctx.tenantId, t.secretId, t.environmentId)) {
+          fail('ROTATION_IN_PROGRESS', `a rotation of "${name}" in ${environment} is running; wait for it to end`);
+        }
         await audit.appendInTx(trx, policyEvent(ctx, t, 'rotation.policy.delete'));
       });
     },
@@ -149,11 +193,20 @@ export function createRotationService(deps: {
       const prev = states?.previous_version == null ? undefined
         : await db.selectFrom('secret_versions').select(['superseded_at', 'destroyed_at']).where('secret_id', '=', t.secretId)
           .where('environment_id', '=', t.environmentId).where('version', '=', states.previous_version).executeTakeFirst();
-      if (!prev || prev.destroyed_at !== null || (prev.superseded_at ?? 0) < clock.now() - p.rollback_window_ms) {
-        fail('NO_PREVIOUS_VERSION', `secret "${name}" has no previous version within the policy's rollback window in ${environment}`);
+      // A policy set before longer windows were refused may hold one: the server's window is the ceiling (retention shreds after it).
+      const windowMs = Math.min(p.rollback_window_ms, deps.serverRollbackWindowMs);
+      if (!prev || prev.destroyed_at !== null || (prev.superseded_at ?? 0) < clock.now() - windowMs) {
+        fail('NO_PREVIOUS_VERSION', `secret "${name}" has no previous version within the rollback window (${windowMs} ms) in ${environment}`);
       }
       await engine.reapply(t, p, states!.previous_version!);
-      return values.rollback(ctx, name, environment, { cas: states!.current_version! });
+      try {
+        return await values.rollback(ctx, name, environment, { cas: states!.current_version! });
+      } catch (err) {
+        // The labels did not move (a write or another rollback landed first, the window closed), but the
+        // source now holds the previous value: give it back the value Keyhold hands out before answering.
+        await reapplyCurrent(t, p, err);
+        throw err;
+      }
     },
 
     /** A person supplies the value a manual rotation waits for. */

@@ -255,6 +255,19 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     assert.equal(await code(rot.service.rotate(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND');
   });
 
+  test('policy changes racing from the same revision are each applied on top of the last: none is lost, each event names its own revision', async () => {
+    const name = await secret();
+    const rot = rotationFor(h);
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random' });
+    const results = await Promise.all([16, 20, 24, 28].map((length) => rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', settings: { length } })));
+    const revisions = results.map((p) => p.revision).sort();
+    assert.deepEqual(revisions, [2, 3, 4, 5], 'four changes, four revisions');
+    const last = results.find((p) => p.revision === 5)!;
+    assert.deepEqual((await rot.service.getPolicy(h.ctx, name, ENV)).settings, last.settings, 'what is stored is what the last change answered');
+    const events = await h.storage.db.selectFrom('audit_events').select('context').where('resource_name', '=', name).where('action', '=', 'rotation.policy.set').execute();
+    assert.deepEqual(events.map((e) => (JSON.parse(e.context) as { revision: string }).revision).sort(), ['1', '2', '3', '4', '5']);
+  });
+
   test('another tenant sees no policy or rotation, and a builder may not rotate', async () => {
     const name = await secret();
     const rot = rotationFor(h);

@@ -171,4 +171,20 @@ describeEachDialect('rotation: secrets named in rotator settings', (dialect) => 
     assert.deepEqual([r.state, r.error?.code, r.error?.step], ['rolled_back', 'ROTATOR_ERROR', 'generate']);
     assert.notEqual((await h.services.values.read(h.ctx, name, ENV)).value, CROWN_JEWEL);
   });
+
+  test('a rollback after the fact resolves only the secrets the rotator declares, too', async () => {
+    const leaked: string[] = [];
+    const sneaky = scriptedRotator('sneaky-rollback', {
+      apply: async (rc) => {
+        if (rc.rotationId === 'rollback') leaked.push(await rc.resolve('PAYMENT_PROCESSOR_API_KEY'));
+      },
+    });
+    const rot = rotationFor(h, { rotators: [sneaky] });
+    const name = await teamSecret();
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'sneaky-rollback' });
+    assert.equal((await rot.service.rotate(h.ctx, name, ENV)).state, 'succeeded');
+    await assert.rejects(rot.service.rollback(h.ctx, name, ENV));
+    assert.deepEqual(leaked, [], 'the undeclared secret was not handed to the rotator');
+    assert.equal((await h.services.values.history(h.ctx, name, ENV)).find((v) => v.labels.includes('current'))?.version, 2, 'no label moved');
+  });
 });

@@ -77,8 +77,10 @@ export function createRotationSteps(deps: StepDeps) {
     const labels = await pending.labels(t);
     const open = async (v: number | null) => (v === null ? null : pending.open(systemCtx(r), t, v).catch(() => null));
     const stateOf = async (v: number | null) => (v === null ? {} : JSON.parse((await repo.rotationTo(r.tenant_id, r.secret_id, r.environment_id, v))?.rotator_state ?? '{}'));
-    // After promotion the old value is `previous`; before it, `current`. Either way it is from_version.
-    const beforeVersion = r.step === 'generate' ? labels.current : r.from_version;
+    // After promotion the old value is `previous`; before it, `current`. Either way it is from_version. While
+    // rolling back, the source is restored to what is current now: a write or rollback that beat the promote
+    // (CURRENT_CHANGED) is what Keyhold hands out, so it is what must work at the source.
+    const beforeVersion = r.step === 'generate' || r.state === 'rolling_back' ? labels.current : r.from_version;
     const olderVersion = r.state === 'promoted' ? null : labels.previous;
     const stored = JSON.parse(policy.settings) as Record<string, unknown>;
     // Only what the stored settings declare, and only in the rotation's own tenant and environment (systemCtx(r), r.environment).
@@ -129,13 +131,21 @@ export function createRotationSteps(deps: StepDeps) {
             await transact((trx) => change(trx, ctx, r, { ...patch, step: 'apply' }, 'rotation.step', { step: 'generate' }));
             return;
           }
-          await pending.write(systemCtx(r), targetOf(r), gen.value, {
-            reason: `rotation ${r.id}`, context: { rotation: r.id },
-            inTx: async (trx) => {
-              const staged = await trx.selectFrom('secret_states').select('pending_version').where('secret_id', '=', r.secret_id).where('environment_id', '=', r.environment_id).executeTakeFirstOrThrow();
-              await change(trx, ctx, r, { ...patch, step: 'apply', pending_version: staged.pending_version }, 'rotation.step', { step: 'generate' });
-            },
-          });
+          try {
+            await pending.write(systemCtx(r), targetOf(r), gen.value, {
+              reason: `rotation ${r.id}`, context: { rotation: r.id },
+              inTx: async (trx) => {
+                const staged = await trx.selectFrom('secret_states').select('pending_version').where('secret_id', '=', r.secret_id).where('environment_id', '=', r.environment_id).executeTakeFirstOrThrow();
+                await change(trx, ctx, r, { ...patch, step: 'apply', pending_version: staged.pending_version }, 'rotation.step', { step: 'generate' });
+              },
+            });
+          } catch (err) {
+            // Nothing was staged (too large, the secret deleted, the lease lost), but a source that issues
+            // credentials already holds this one, and no row remembers it: undo it there now.
+            const undone = await rotator.discard?.({ ...rc, state: gen.state }, gen.value).catch((e: Error) => ({ ok: false, detail: `discard failed: ${e.message}` }));
+            if (err instanceof LeaseLost) throw err;
+            throw new StepFailure('ROTATOR_ERROR', short(`${(err as Error)?.message ?? String(err)}${undone ? ` (source: ${undone.detail})` : ''}`));
+          }
           return;
         }
         case 'apply':

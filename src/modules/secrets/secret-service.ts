@@ -273,6 +273,8 @@ export function createSecretService(deps: {
           const ids: string[] = [];
           for (const v of opts.versions!) {
             if (state?.current_version === v) fail('VALIDATION_FAILED', `version ${v} is current; write a new value or roll back first`);
+            // A rotation stages it, may have set it at the source, and needs it to undo that there: it ends with the rotation.
+            if (state?.pending_version === v) fail('VALIDATION_FAILED', `version ${v} is pending in a rotation; it is discarded (shredded) or promoted when the rotation ends`);
             const version = await r.findVersion(ctx.tenantId, row.id, env.id, v);
             if (!version) fail('VERSION_NOT_FOUND', `version ${v} does not exist`);
             ids.push(version.id);

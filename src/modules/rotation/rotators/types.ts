@@ -60,6 +60,12 @@ export interface Rotator {
   test(rc: RotatorContext, value: string): Promise<CheckResult>;
   /** Undoes apply (and generate) where the source allows: the current value works again. */
   restore(rc: RotatorContext, value: string): Promise<CheckResult>;
+  /**
+   * For sources whose generate already creates something there (an issued credential): undoes
+   * generate alone, for a value Keyhold could not stage (never applied). Omitted by rotators whose
+   * generate does not reach the source; restore is not a substitute (it assumes apply ran).
+   */
+  discard?(rc: RotatorContext, value: string): Promise<CheckResult>;
   /** After promotion: retire what the source still holds for the old value (`rc.current`, `rc.currentState`). */
   finalize(rc: RotatorContext): Promise<void>;
   /**

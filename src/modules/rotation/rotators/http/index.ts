@@ -64,7 +64,7 @@ export function createHttpRotator(deps: { fetch?: typeof fetch } = {}): Rotator 
   const ok2xx = (status: number) => status >= 200 && status < 300;
   const idOf = (state: Record<string, unknown>) => (typeof state.id === 'string' ? state.id : null);
 
-  return {
+  const rotator: Rotator = {
     type: 'http',
     validate: (s) => void parse(s),
     secretRefs(s) {
@@ -93,6 +93,8 @@ export function createHttpRotator(deps: { fetch?: typeof fetch } = {}): Rotator 
       const res = await call(rc, '/revoke', { id });
       return { ok: ok2xx(res.status), detail: `revoking the new credential: HTTP ${res.status}` };
     },
+    // Issue already created the credential: one Keyhold could not stage is revoked the same way.
+    discard: (rc, value) => rotator.restore(rc, value),
     async finalize(rc) {
       const id = idOf(rc.currentState);
       if (!id) return;
@@ -104,4 +106,5 @@ export function createHttpRotator(deps: { fetch?: typeof fetch } = {}): Rotator 
       return { settings: rc.settings, currentState: {}, current: null, cleanup: async () => {} };
     },
   };
+  return rotator;
 }

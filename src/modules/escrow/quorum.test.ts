@@ -1,0 +1,53 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { ESCROW_POLICY, setUpEscrow, type EscrowCast } from '../../../test/helpers/escrow.ts';
+
+const why = 'CHG-2211: rotate the payout webhook after the vendor migration';
+
+/**
+ * A quorum is of people who could approve now: an approval whose approver has since lost the
+ * standing to give it (out of the group, disabled, no longer holding `approve`) stops counting.
+ */
+describeEachDialect('escrow: the quorum counts only approvers who still may approve', (dialect) => {
+  const CASES: Array<{ what: string; lapse: (h: Harness, c: EscrowCast) => Promise<void> }> = [
+    {
+      what: 'taken out of the approver groups',
+      lapse: async (h) => {
+        const leads = ESCROW_POLICY.groups.leads!.filter((u) => u !== 'alice');
+        await h.services.escrow.accessPolicies.put(h.ctx, { document: { ...ESCROW_POLICY, groups: { ...ESCROW_POLICY.groups, leads } }, comment: 'alice moved teams' });
+      },
+    },
+    { what: 'disabled', lapse: async (h, c) => void (await h.services.users.disable(h.ctx, c.alice.id)) },
+    {
+      what: 'stripped of the approve permission',
+      lapse: async (h, c) => {
+        for (const g of await h.services.grants.list(h.ctx, { principalId: c.alice.id })) await h.services.grants.revoke(h.ctx, g.id);
+      },
+    },
+  ];
+
+  for (const { what, lapse } of CASES) {
+    test(`an approver ${what} after approving no longer counts towards the quorum`, async () => {
+      const h = await createHarness(dialect);
+      try {
+        const c = await setUpEscrow(h, ['STRIPE_KEY']);
+        const req = await h.services.escrow.requests.file(c.builder.ctx(), { secrets: ['STRIPE_KEY'], environment: 'production', action: 'reveal', justification: why });
+        assert.equal((await h.services.escrow.decisions.approve(c.alice.ctx(), req.id, { comment: 'ok' })).state, 'pending', 'one of two');
+        await lapse(h, c);
+        const second = await h.services.escrow.decisions.approve(c.bob.ctx(), req.id, { comment: 'ok' });
+        assert.equal(second.state, 'pending', 'alice\'s approval no longer makes the second of two');
+        assert.equal(second.grant.state, 'none');
+        assert.equal(second.waitingForStep, 1);
+        assert.deepEqual(Object.fromEntries(second.approvals.map((a) => [a.approverId, a.counts])), { [c.alice.id]: false, [c.bob.id]: true });
+        const queue = await h.services.escrow.requests.list(c.carol.ctx(), { scope: 'queue' });
+        assert.ok(queue.items.some((r) => r.id === req.id), 'it is in the queue of the approvers who may complete it');
+        const third = await h.services.escrow.decisions.approve(c.carol.ctx(), req.id, { comment: 'ok' });
+        assert.deepEqual([third.state, third.grant.state], ['approved', 'active'], 'two approvers who may approve now');
+      } finally {
+        await h.close();
+      }
+    });
+  }
+});

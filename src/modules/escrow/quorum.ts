@@ -1,0 +1,44 @@
+import type { Kysely } from 'kysely';
+import type { Clock } from '../../platform/clock.ts';
+import type { AccessRequestsTable, Database } from '../../storage/schema.ts';
+import type { Authorizer } from '../policy/authorizer.ts';
+import { secretResource } from '../secrets/secret-service.ts';
+import type { TenantContext } from '../shared/context.ts';
+import { membersOf, type AccessPolicyDocument } from './access-policy.ts';
+import { currentAccessPolicy } from './access-policy-service.ts';
+import { createRequestStore, ruleOf, secretRowsOf, usernameOf } from './request-store.ts';
+
+/**
+ * Who still counts towards a pending request's quorum. A quorum is of people who could approve
+ * now: an earlier approver who has since been disabled, taken out of the step's groups (in the
+ * policy in force) or stripped of `approve` on the request's secrets stops counting, and counts
+ * again if that is undone. Their second factor was checked when they approved and is not asked again.
+ */
+export function createQuorum(deps: { db: Kysely<Database>; authz: Pick<Authorizer, 'allowed'>; clock: Clock }) {
+  const { db, authz, clock } = deps;
+  const store = createRequestStore();
+
+  return {
+    /** The approvers of `row` whose approval no longer counts (empty unless it is pending). `except` is taken as counting. */
+    async lapsed(ctx: TenantContext, row: AccessRequestsTable, opts: { doc?: AccessPolicyDocument; except?: string } = {}): Promise<Set<string>> {
+      const lapsed = new Set<string>();
+      if (row.state !== 'pending') return lapsed;
+      const approvals = (await store.approvals(db, row.id)).filter((a) => a.decision === 'approve' && a.approver_id !== opts.except);
+      if (approvals.length === 0) return lapsed;
+      const doc = opts.doc ?? (await currentAccessPolicy(db, row.tenant_id)).doc;
+      const rule = ruleOf(row);
+      const secrets = await secretRowsOf(db, row);
+      for (const a of approvals) {
+        const name = await usernameOf(db, row.tenant_id, { type: 'user', id: a.approver_id });
+        // Decided as that person now, with the factor they gave when approving taken as fresh.
+        const as: TenantContext = { ...ctx, tenantId: row.tenant_id, actor: { type: 'user', id: a.approver_id, name: name ?? '', homeTenantId: row.tenant_id, mfaAt: clock.now() } };
+        const counts = name !== null && membersOf(doc, rule.steps[a.step]?.groups ?? []).has(name)
+          && (await Promise.all(secrets.map((s) => authz.allowed(as, 'approve', secretResource(s), row.environment)))).every(Boolean);
+        if (!counts) lapsed.add(a.approver_id);
+      }
+      return lapsed;
+    },
+  };
+}
+
+export type Quorum = ReturnType<typeof createQuorum>;
