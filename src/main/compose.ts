@@ -147,7 +147,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   });
   const rotation = createRotationModule({
     db, dialect: storage.dialect, clock, keyring, rows, audit, authz, secrets, tenants, values,
-    maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
+    maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs, fetch: outboundFetch,
     ...(config.rotation ? { settings: config.rotation } : {}),
     notifier,
   });

@@ -64,3 +64,15 @@ test('a name that does not resolve is unreachable, not forbidden', async () => {
   const f = pinnedFetch(table({}));
   assert.deepEqual(await sendOutbound(f, get(`http://nowhere.pinned.test:${port}/`), limits), { ok: false, reason: 'unreachable' });
 });
+
+test('the http rotator, given the guarded fetch, never reaches a provider name rebound to the metadata service', async () => {
+  const { createHttpRotator } = await import('../rotation/rotators/http/index.ts');
+  const lookup: Lookup = async () => [{ address: '169.254.169.254' }];
+  const rotator = createHttpRotator({ fetch: guardedFetch(pinnedFetch(lookup), lookup) });
+  const rc = {
+    settings: { url: 'https://provider.pinned.test/keys' }, rehearsal: false, secretName: 'API_KEY', environment: 'production', rotationId: 'r1',
+    signal: new AbortController().signal, resolve: async () => assert.fail('no secret is resolved'),
+  };
+  await assert.rejects(rotator.generate(rc as never), /rotation endpoint \/issue did not answer \(ForbiddenDestinationError\)/);
+  assert.deepEqual(seen, []);
+});

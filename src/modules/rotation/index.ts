@@ -48,13 +48,15 @@ export function createRotationModule(deps: {
   dependents?: DependentsPort;
   notifier?: Notifier;
   rotators?: Rotator[];
+  /** What the http rotator calls a tenant's provider with (the server passes its address-guarded fetch). */
+  fetch?: typeof fetch;
   onError?: (err: unknown) => void;
 }) {
   const settings = deps.settings ?? DEFAULT_ROTATION_SETTINGS;
   const onError = deps.onError ?? (() => {});
   const nodeId = randomUUID();
   const pending = createPendingVersions({ db: deps.db, keyring: deps.keyring, rows: deps.rows, audit: deps.audit, clock: deps.clock, maxValueBytes: deps.maxValueBytes });
-  const rotators = createRotatorRegistry(deps.rotators ?? builtinRotators());
+  const rotators = createRotatorRegistry(deps.rotators ?? builtinRotators(deps.fetch ? { fetch: deps.fetch } : {}));
   let dependents = deps.dependents ?? noDependents;
   const engine = createRotationEngine({
     db: deps.db, clock: deps.clock, pending, rotators, audit: deps.audit, nodeId, leaseMs: settings.leaseMs, checkConcurrency: settings.checkConcurrency,

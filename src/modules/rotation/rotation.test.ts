@@ -251,6 +251,9 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     assert.equal(await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', settings: { evil: true } })), 'ROTATOR_UNAVAILABLE');
     assert.equal(await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', cron: 'not a cron' })), 'VALIDATION_FAILED');
     assert.equal(await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'http', settings: { url: 'http://example.com/rotate' } })), 'ROTATOR_UNAVAILABLE');
+    for (const url of ['https://169.254.169.254/latest', 'https://metadata.google.internal/x', 'https://[fd00:ec2::254]/', 'https://[::ffff:169.254.169.254]/']) {
+      assert.equal(await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'http', settings: { url } })), 'ROTATOR_UNAVAILABLE', url);
+    }
     assert.equal(await code(rot.service.getPolicy(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND');
     assert.equal(await code(rot.service.rotate(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND');
   });

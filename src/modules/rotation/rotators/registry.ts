@@ -25,7 +25,7 @@ export function createRotatorRegistry(rotators: Rotator[]): RotatorRegistry {
   };
 }
 
-/** Every shipped rotator. */
-export function builtinRotators(): Rotator[] {
-  return [createRandomRotator(), createPostgresRotator(), createHmacRotator(), createHttpRotator(), createManualRotator()];
+/** Every shipped rotator; `fetch` is what the http rotator calls providers with. */
+export function builtinRotators(deps: { fetch?: typeof fetch } = {}): Rotator[] {
+  return [createRandomRotator(), createPostgresRotator(), createHmacRotator(), createHttpRotator(deps), createManualRotator()];
 }

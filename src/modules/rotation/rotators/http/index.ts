@@ -1,5 +1,5 @@
 import { fail } from '../../../../errors/index.ts';
-import { isLoopbackHost } from '../../../../platform/addresses.ts';
+import { isForbiddenHost, isLoopbackHost } from '../../../../platform/addresses.ts';
 import { setting, type Rotator, type RotatorContext } from '../types.ts';
 
 const FIELDS = ['url', 'sandboxUrl', 'tokenSecret', 'timeoutMs'];
@@ -14,6 +14,8 @@ function checkUrl(field: string, text: string): URL {
     fail('ROTATOR_UNAVAILABLE', `settings.${field} is not a URL`);
   }
   if (url.username || url.password) fail('ROTATOR_UNAVAILABLE', `settings.${field} must not carry credentials; use settings.tokenSecret`);
+  // Names are checked again at every call, on the addresses connected to (the server's guarded fetch).
+  if (isForbiddenHost(url.hostname)) fail('ROTATOR_UNAVAILABLE', `settings.${field} names a link-local or cloud metadata address, which Keyhold never calls`);
   if (url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname))) return url;
   fail('ROTATOR_UNAVAILABLE', `settings.${field} must be https (plain http only to loopback)`);
 }
