@@ -198,7 +198,13 @@ export function createRotationService(deps: {
       if (!prev || prev.destroyed_at !== null || (prev.superseded_at ?? 0) < clock.now() - windowMs) {
         fail('NO_PREVIOUS_VERSION', `secret "${name}" has no previous version within the rollback window (${windowMs} ms) in ${environment}`);
       }
-      await engine.reapply(t, p, states!.previous_version!);
+      try {
+        await engine.reapply(t, p, states!.previous_version!);
+      } catch (err) {
+        if (isKeyholdError(err)) throw err;
+        // The rotator's own message stays out of the answer (it may name hosts); nothing moved in Keyhold.
+        fail('ROTATION_SOURCE_FAILED', `the ${p.rotator} rotator could not set version ${states!.previous_version} at the source; nothing was rolled back`);
+      }
       try {
         return await values.rollback(ctx, name, environment, { cas: states!.current_version! });
       } catch (err) {

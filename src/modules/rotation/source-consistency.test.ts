@@ -78,6 +78,25 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
     assert.equal(src.applied.at(-1), 'written-during-rollback', 'the source was set back to the current value, not left at the previous one');
   });
 
+  test('a rollback the source refuses is a stable ROTATION_SOURCE_FAILED, with the rotator\'s own words kept out, and nothing moves', async () => {
+    const name = await secret('first-value-0002');
+    let refuse = false;
+    const src = scriptedRotator(`refusing-${n}`, {
+      apply: async (rc) => {
+        if (refuse && rc.rotationId === 'rollback') throw new Error('connect ECONNREFUSED db-7.internal.example:5432');
+      },
+    });
+    const rot = rotationFor(h, { rotators: [src] });
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type });
+    assert.equal((await rot.service.rotate(h.ctx, name, ENV)).state, 'succeeded');
+    const before = await current(name);
+    refuse = true;
+    const err = await rot.service.rollback(h.ctx, name, ENV).then(() => assert.fail('expected a refusal'), (e: { code?: string; status?: number; message?: string }) => e);
+    assert.deepEqual([err.code, err.status], ['ROTATION_SOURCE_FAILED', 502]);
+    assert.doesNotMatch(err.message ?? '', /db-7|ECONNREFUSED/);
+    assert.equal(await current(name), before, 'the labels did not move');
+  });
+
   for (const landing of ['write', 'rollback'] as const) {
     test(`a ${landing} landing during a rotation wins, and the source is restored to the value Keyhold now hands out`, async () => {
       const name = await secret('older-value-0001');
