@@ -27,8 +27,11 @@ export function pinnedFetch(lookup: Lookup = systemLookup): typeof fetch {
     }, (err: Error) => callback(err, []));
   };
   const dispatcher = new Agent({ connect: { lookup: resolve } });
-  return ((input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) =>
-    undiciFetch(input as never, { ...(init as object), dispatcher } as never)) as unknown as typeof fetch;
+  return (async (input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) => {
+    // A Request of Node's own fetch is not one of undici's: callers pass the URL and the init.
+    if (typeof input !== 'string' && !(input instanceof URL)) throw new TypeError('pinnedFetch takes a URL (string or URL) and an init');
+    return undiciFetch(input, { ...(init as object), dispatcher } as never);
+  }) as unknown as typeof fetch;
 }
 
 /** Whether a fetch failed because its destination was refused, here or at connect time (fetch wraps it as the cause). */
