@@ -4,6 +4,8 @@ import { readFileSync } from 'node:fs';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
+import { pauseAfterRead } from '../../../test/helpers/pause-after-read.ts';
+import { createPolicyService } from './policy-service.ts';
 
 const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 const EXAMPLE = readFileSync(new URL('../../../docs/examples/tenant-policies.cedar', import.meta.url), 'utf8');
@@ -108,6 +110,21 @@ describeEachDialect('tenant policies: validated before they take effect, version
     const raced = await Promise.all([1, 2].map((i) => code(h.services.policies.put(h.ctx, { text: `// editor ${i}\n${EXAMPLE}`, cas: next.version }))));
     assert.deepEqual(raced.sort(), ['CAS_MISMATCH', 'ok']);
     assert.equal(await versions(), before + 2);
+  });
+
+  test('cas holds when another editor commits between the check and the write (PostgreSQL, read committed)', { skip: dialect !== 'postgres' && 'SQLite runs one transaction at a time' }, async () => {
+    const inForce = (await h.services.policies.current(h.ctx)).version;
+    // The other editor lands right after this editor's transaction has read the version in force.
+    const pause = pauseAfterRead('tenants', async () => {
+      await h.services.policies.put(h.ctx, { text: `// the other editor\n${EXAMPLE}`, cas: inForce });
+    });
+    const { engine, authz, audit } = h.services;
+    const editor = createPolicyService({ db: h.storage.db.withPlugin(pause), engine, authz, clock: h.clock, audit });
+    assert.equal(await code(editor.put(h.ctx, { text: `// this editor, from ${inForce}\n${EXAMPLE}`, cas: inForce })), 'CAS_MISMATCH');
+    assert.ok(pause.fired());
+    const now = await h.services.policies.current(h.ctx);
+    assert.deepEqual([now.version, now.text.split('\n')[0]], [inForce + 1, '// the other editor'], 'the newer version stays in force');
+    assert.equal((await h.services.policies.history(h.ctx)).length, inForce + 1, 'nothing of the refused edit was written');
   });
 
   test('only administrators with a fresh factor manage policies', async () => {

@@ -58,7 +58,11 @@ export function createPolicyService(deps: { db: Kysely<Database>; engine: Policy
         const last = await trx.selectFrom('tenant_policies').select((eb) => eb.fn.max('version').as('v')).where('tenant_id', '=', ctx.tenantId).executeTakeFirst();
         version = Number(last?.v ?? 0) + 1;
         await trx.insertInto('tenant_policies').values({ tenant_id: ctx.tenantId, version, text, comment, created_at: now, created_by: ctx.actor.id }).execute();
-        await trx.updateTable('tenants').set({ policy_version: version }).where('id', '=', ctx.tenantId).execute();
+        // The check above read outside any lock: under PostgreSQL's read committed another editor can commit
+        // after it, and max() above already sees that version. The version in force moves only from `cas`.
+        const moved = await trx.updateTable('tenants').set({ policy_version: version }).where('id', '=', ctx.tenantId)
+          .$if(cas !== undefined, (q) => q.where('policy_version', '=', cas!)).executeTakeFirst();
+        if (Number(moved.numUpdatedRows) !== 1) fail('CAS_MISMATCH', `the policy version in force is not ${cas}; fetch it and try again`);
         const base = auditFrom(ctx);
         await audit.appendInTx(trx, [{
           ...base, action: 'policy.update', resource: { type: 'policy', id: ctx.tenantId, name: `version ${version}` }, outcome: 'allowed',

@@ -211,6 +211,10 @@ export function createSecretService(deps: {
       if (patch.classification !== undefined && CLASSIFICATIONS.indexOf(patch.classification) < CLASSIFICATIONS.indexOf(row.classification as Classification)) {
         await authz.require(ctx, 'admin', { type: 'tenant' });
       }
+      // Those checks judged this very row: a classification is written only onto it, never onto a
+      // newer one (a concurrent raise would otherwise be lowered by a caller who needed admin to lower it).
+      const expectedRevision = patch.classification !== undefined ? row.revision : patch.revision;
+      if (patch.revision !== undefined && patch.revision !== expectedRevision) fail('CAS_MISMATCH', `secret "${name}" was changed by someone else (revision is no longer ${patch.revision})`);
       const changes: Partial<SecretsTable> = { updated_at: clock.now() };
       if (patch.label !== undefined) changes.label = patch.label;
       if (patch.owner !== undefined) changes.owner = patch.owner;
@@ -219,8 +223,8 @@ export function createSecretService(deps: {
       if (patch.tags !== undefined) changes.tags = JSON.stringify([...new Set(patch.tags)]);
       if (patch.expiresAt !== undefined) changes.expires_at = parseExpiry(patch.expiresAt);
       await audited(ctx, 'secret.update', row, async (r) => {
-        const updated = await r.updateSecret(ctx.tenantId, row.id, changes, patch.revision);
-        if (!updated) fail('CAS_MISMATCH', `secret "${name}" was changed by someone else (revision is no longer ${patch.revision})`);
+        const updated = await r.updateSecret(ctx.tenantId, row.id, changes, expectedRevision);
+        if (!updated) fail('CAS_MISMATCH', `secret "${name}" was changed by someone else (revision is no longer ${expectedRevision}); read it and try again`);
         return updated;
       }, { context: { fields: Object.keys(changes).filter((k) => k !== 'updated_at').join(',') } });
       rows.forgetSecret(ctx.tenantId, name);

@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, ROLLBACK_WINDOW_MS, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
+import { pauseAfterRead } from '../../../test/helpers/pause-after-read.ts';
 import type { TenantContext } from '../shared/context.ts';
+import { createSecretService } from './secret-service.ts';
 
 const rejects = (p: Promise<unknown>, code: string) => assert.rejects(p, (err: { code?: string }) => {
   assert.equal(err.code, code);
@@ -177,5 +179,22 @@ describeEachDialect('secrets and versions', (dialect) => {
     assert.equal(down.classification, 'internal');
     const denials = await h.storage.db.selectFrom('audit_events').select(['actor_id', 'outcome']).where('action', '=', 'authz.admin').where('actor_id', '=', admin.id).execute();
     assert.ok(denials.length >= 2 && denials.every((e) => e.outcome === 'denied'), 'each refusal is a recorded denial');
+  });
+
+  test('a classification judged on a row that changed before the write is not written (a concurrent raise is not silently lowered)', async () => {
+    const writer = await userContext(h, ctx.tenantId, 'sid-secret-admin');
+    await h.services.grants.create(ctx, { principalType: 'user', principalId: writer.id, role: 'secret-admin' });
+    await h.services.secrets.create(ctx, { name: 'RACED_CLASS_KEY', owner: 'ops', classification: 'internal' });
+    // A tenant admin raises the classification right after the writer's update has read the secret.
+    const pause = pauseAfterRead('secrets', async () => {
+      await h.services.secrets.update(ctx, 'RACED_CLASS_KEY', { classification: 'restricted' });
+    });
+    const { tenants, authz, keyring, rows, audit, identifiers } = h.services;
+    const secrets = createSecretService({ db: h.storage.db.withPlugin(pause), tenants, authz, clock: h.clock, keyring, rows, audit, identifiers, maxNameLength: 128 });
+    // A form that sends the classification it showed, unchanged, beside the field it edits.
+    await rejects(secrets.update(writer.ctx(), 'RACED_CLASS_KEY', { owner: 'team-b', classification: 'internal' }), 'CAS_MISMATCH');
+    assert.ok(pause.fired());
+    const now = await h.services.secrets.describe(ctx, 'RACED_CLASS_KEY');
+    assert.deepEqual([now.classification, now.owner], ['restricted', 'ops'], 'a secret-admin did not lower it, and nothing of the refused update was written');
   });
 });
