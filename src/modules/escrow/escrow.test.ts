@@ -49,6 +49,9 @@ describeEachDialect('escrow: requests, approvals, separation of duties, expiring
     assert.equal(await reveal(c.builder.ctx(), 'STRIPE_KEY', 'production'), 'APPROVAL_REQUIRED', 'one second after the end');
     assert.equal((await h.services.escrow.requests.show(c.builder.ctx(), req.id)).grant.state, 'expired');
     assert.ok((await h.services.audit.readAfter(0, 100_000)).some((e) => e.action === 'access-grant.expire' && e.resource.id === req.id), 'the expiry is recorded when seen');
+    const told = h.notifications.ofType('escrow.grant-expired').filter((n) => n.resource.id === req.id);
+    assert.equal(told.length, 1, 'the requester hears of the expiry once');
+    assert.ok(told[0]!.recipients.some((r) => r.id === c.builder.id));
   });
 
   test('a grant for staging does not reveal production, nor another action', async () => {

@@ -103,12 +103,16 @@ export function createRequestService(deps: EscrowDeps) {
     const ended = await db.selectFrom('access_grants').select('request_id').distinct().where('tenant_id', '=', ctx.tenantId)
       .where('revoked_at', 'is', null).where('expired_at', 'is', null).where('expires_at', '<=', now).limit(500).execute();
     for (const { request_id } of ended) {
-      await db.transaction().execute(async (trx) => {
+      const expired = await db.transaction().execute(async (trx) => {
         const res = await trx.updateTable('access_grants').set({ expired_at: now }).where('request_id', '=', request_id)
           .where('expired_at', 'is', null).where('revoked_at', 'is', null).where('expires_at', '<=', now).executeTakeFirst();
-        if (Number(res.numUpdatedRows) === 0) return;
-        await audit.appendInTx(trx, [requestEvent(sys, 'access-grant.expire', await store.find(trx, ctx.tenantId, request_id))]);
+        if (Number(res.numUpdatedRows) === 0) return null;
+        const row = await store.find(trx, ctx.tenantId, request_id);
+        await audit.appendInTx(trx, [requestEvent(sys, 'access-grant.expire', row)]);
+        return row;
       });
+      // Every transition is an event and a notification (the requester learns the access ended).
+      if (expired) send(notifier, expired, { type: 'escrow.grant-expired', recipients: requesterRecipients(expired), subject: `The grant of access request ${request_id} expired` });
     }
   }
 

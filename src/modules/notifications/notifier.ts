@@ -14,6 +14,7 @@ export type NotificationType =
   | 'escrow.request-expired'
   | 'escrow.approval-recorded'
   | 'escrow.grant-revoked'
+  | 'escrow.grant-expired'
   | 'escrow.break-glass'
   | 'escrow.review-done'
   | 'rotation.succeeded'
