@@ -98,7 +98,7 @@ after(async () => {
   await Promise.all(servers.map((s) => s.stop()));
 });
 
-test('the README tour: write, read, check-and-set, roll back, delete, restore and re-key a secret', { timeout: 50_000 }, async () => {
+test('the README tour: write, read, check-and-set, roll back, delete, restore and re-key a secret', { timeout: 90_000 }, async () => {
   const rootToken = (await readFile(join(dev.dataDir, 'dev-root-token'), 'utf8')).trim();
   const env = { KEYHOLD_ADDR: dev.address, KEYHOLD_TOKEN: rootToken };
   const run = (args: string[], stdin?: string) => keyhold(args, { env, ...(stdin !== undefined ? { stdin } : {}) });

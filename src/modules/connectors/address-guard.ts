@@ -10,6 +10,17 @@ export class ForbiddenDestinationError extends Error {
   }
 }
 
+/**
+ * Whether a fetch failed because its destination was refused, before the request or at connect time
+ * (`pinnedFetch`: fetch wraps the refusal as the cause).
+ */
+export function isForbiddenDestination(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof ForbiddenDestinationError) return true;
+  }
+  return false;
+}
+
 export type Lookup = (hostname: string) => Promise<Array<{ address: string }>>;
 
 export const systemLookup: Lookup = (hostname) => dnsLookup(hostname, { all: true });

@@ -1,4 +1,4 @@
-import { isForbiddenDestination } from './pinned-fetch.ts';
+import { isForbiddenDestination } from './address-guard.ts';
 
 /** A request about to leave Keyhold, after the destination check; connector types add their auth to it. */
 export interface OutgoingRequest {

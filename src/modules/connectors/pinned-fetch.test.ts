@@ -2,9 +2,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { guardedFetch, type Lookup } from './address-guard.ts';
+import { guardedFetch, isForbiddenDestination, type Lookup } from './address-guard.ts';
 import { sendOutbound } from './outbound.ts';
-import { isForbiddenDestination, pinnedFetch } from './pinned-fetch.ts';
+import { pinnedFetch } from './pinned-fetch.ts';
 
 /**
  * The connection resolves names through the same check it connects with. Names are answered by a

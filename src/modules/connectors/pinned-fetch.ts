@@ -33,11 +33,3 @@ export function pinnedFetch(lookup: Lookup = systemLookup): typeof fetch {
     return undiciFetch(input, { ...(init as object), dispatcher } as never);
   }) as unknown as typeof fetch;
 }
-
-/** Whether a fetch failed because its destination was refused, here or at connect time (fetch wraps it as the cause). */
-export function isForbiddenDestination(err: unknown): boolean {
-  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
-    if (e instanceof ForbiddenDestinationError) return true;
-  }
-  return false;
-}

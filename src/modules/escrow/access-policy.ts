@@ -2,9 +2,9 @@ import { Type, type Static } from 'typebox';
 import { Value } from 'typebox/value';
 import { matchesPattern, NAME_PATTERN } from '../grants/matching.ts';
 
-/** The actions an access policy can put behind approval (SPEC §4): a person's reveal, rotation, writes, and use by an identity. */
-export const ESCROW_ACTIONS = ['reveal', 'rotate', 'write', 'use'] as const;
-export type EscrowAction = (typeof ESCROW_ACTIONS)[number];
+import { ESCROW_ACTIONS, type EscrowAction } from './actions.ts';
+
+export { ESCROW_ACTIONS, type EscrowAction };
 
 export const DEFAULT_MAX_DURATION_SECONDS = 8 * 3600;
 export const DEFAULT_REQUEST_EXPIRY_SECONDS = 24 * 3600;

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { ESCROW_ACTIONS } from '../escrow/access-policy.ts';
+import { ESCROW_ACTIONS } from '../escrow/actions.ts';
 import { ACTIONS, isRole, SECRET_ACTIONS, type Action } from './actions.ts';
 import type { DecisionRequest, PolicyEngine } from './engine.ts';
 
