@@ -1,8 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs, QueryResult, RootOperationNode, UnknownRow } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { pauseAfterRead } from '../../../test/helpers/pause-after-read.ts';
 import { createCedarAuthorizer } from './cedar-authorizer.ts';
 import { createPolicyEngine } from './engine.ts';
 import type { TenantContext } from '../shared/context.ts';
@@ -10,29 +10,33 @@ import type { SecretResource } from './authorizer.ts';
 
 const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
-/** Holds the result of the next `select ... from <table>` until released (an in-flight query, as on a busy PostgreSQL pool). */
-function selectGate(table: string) {
-  const ids = new Set<unknown>();
-  let armed = false;
+/**
+ * A machine of the tenant with `builder` in production, the frozen view of RACE the read path uses
+ * (read-views.ts), and an authorizer whose first `select ... from <table>` is held until released
+ * (an in-flight query, as on a busy PostgreSQL pool).
+ */
+async function raceRig(h: Harness, machineName: string, table: string) {
+  const machine = await h.services.machines.create(h.ctx, { name: machineName, kind: 'client_secret' });
+  const grant = await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role: 'builder', environments: ['production'] });
+  const ctx: TenantContext = {
+    tenantId: h.ctx.tenantId, requestId: 'race', sourceIp: '127.0.0.1',
+    actor: { type: 'machine', id: machine.id, name: machine.name, homeTenantId: h.ctx.tenantId, credentialId: 'race-token' },
+  };
+  const s = await h.services.secrets.load(h.ctx, 'RACE');
+  const resource: SecretResource = Object.freeze({ type: 'secret', id: s.id, name: s.name, classification: s.classification, owner: s.owner, tags: Object.freeze([]) as unknown as string[] });
   let release!: () => void;
   let reached!: () => void;
   const released = new Promise<void>((r) => (release = r));
   const hit = new Promise<void>((r) => (reached = r));
-  const plugin: KyselyPlugin = {
-    transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
-      const n = args.node as { kind: string; from?: { froms: Array<{ table?: { identifier?: { name?: string } } }> } };
-      if (armed && n.kind === 'SelectQueryNode' && n.from?.froms[0]?.table?.identifier?.name === table) ids.add(args.queryId);
-      return args.node;
-    },
-    async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
-      if (ids.delete(args.queryId)) {
-        reached();
-        await released;
-      }
-      return args.result;
-    },
-  };
-  return { plugin, arm: () => (armed = true), release, hit };
+  const held = pauseAfterRead(table, () => {
+    reached();
+    return released;
+  });
+  const authz = createCedarAuthorizer({
+    db: h.storage.db.withPlugin(held), engine: createPolicyEngine(), clock: h.clock, audit: h.services.audit,
+    identifiers: h.services.identifiers, stepUpWindowMs: 600_000,
+  });
+  return { machine, grant, ctx, resource, authz, hit, release };
 }
 
 /**
@@ -49,29 +53,13 @@ describeEachDialect('a revoke racing an in-flight decision', (dialect) => {
   after(() => h.close());
 
   test('no later decision allows: the in-flight allow is not remembered in the new state', async () => {
-    const machine = await h.services.machines.create(h.ctx, { name: 'race-runner', kind: 'client_secret' });
-    const grant = await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role: 'builder', environments: ['production'] });
-    const ctx: TenantContext = {
-      tenantId: h.ctx.tenantId, requestId: 'race', sourceIp: '127.0.0.1',
-      actor: { type: 'machine', id: machine.id, name: machine.name, homeTenantId: h.ctx.tenantId, credentialId: 'race-token' },
-    };
-    const s = await h.services.secrets.load(h.ctx, 'RACE');
-    // The frozen view the read path uses (read-views.ts).
-    const resource: SecretResource = Object.freeze({ type: 'secret', id: s.id, name: s.name, classification: s.classification, owner: s.owner, tags: Object.freeze([]) as unknown as string[] });
-
-    // The process's authorizer, with its database handle able to hold one grants query in flight.
-    const gate = selectGate('grants');
-    const authz = createCedarAuthorizer({
-      db: h.storage.db.withPlugin(gate.plugin), engine: createPolicyEngine(), clock: h.clock, audit: h.services.audit,
-      identifiers: h.services.identifiers, stepUpWindowMs: 600_000,
-    });
-    gate.arm();
+    const { grant, ctx, resource, authz, hit, release } = await raceRig(h, 'race-runner', 'grants');
     const inFlight = code(authz.require(ctx, 'use', resource, 'production'));
-    await gate.hit; // the grants row was read while still live
+    await hit; // the grants row was read while still live
     // The revoke commits; the grant service then drops this process's cache (its finally), as it does in production.
     await h.services.grants.revoke(h.ctx, grant.id);
     authz.invalidate(h.ctx.tenantId);
-    gate.release();
+    release();
     assert.equal(await inFlight, 'ok', 'the in-flight decision itself races the revoke (acceptable)');
 
     // Every later decision comes after the revoke committed and after invalidate: it must be a deny.
@@ -101,27 +89,13 @@ describeEachDialect('a policy change racing an in-flight load of the tenant stat
   after(() => h.close());
 
   test('the next decision after the change is decided under the new policies', async () => {
-    const machine = await h.services.machines.create(h.ctx, { name: 'load-race-runner', kind: 'client_secret' });
-    await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role: 'builder', environments: ['production'] });
-    const ctx: TenantContext = {
-      tenantId: h.ctx.tenantId, requestId: 'race', sourceIp: '127.0.0.1',
-      actor: { type: 'machine', id: machine.id, name: machine.name, homeTenantId: h.ctx.tenantId, credentialId: 'race-token' },
-    };
-    const s = await h.services.secrets.load(h.ctx, 'RACE');
-    const resource: SecretResource = Object.freeze({ type: 'secret', id: s.id, name: s.name, classification: s.classification, owner: s.owner, tags: Object.freeze([]) as unknown as string[] });
-
-    const gate = selectGate('tenants');
-    const authz = createCedarAuthorizer({
-      db: h.storage.db.withPlugin(gate.plugin), engine: createPolicyEngine(), clock: h.clock, audit: h.services.audit,
-      identifiers: h.services.identifiers, stepUpWindowMs: 600_000,
-    });
-    gate.arm();
+    const { machine, ctx, resource, authz, hit, release } = await raceRig(h, 'load-race-runner', 'tenants');
     const inFlight = code(authz.require(ctx, 'use', resource, 'production'));
-    await gate.hit; // the generation was read before the change
+    await hit; // the generation was read before the change
     const forbid = `@id("no-race-use")\nforbid(principal == Keyhold::Machine::"${machine.id}", action == Keyhold::Action::"use", resource);`;
     await h.services.policies.put(h.ctx, { text: forbid, comment: 'forbid the runner' });
     authz.invalidate(h.ctx.tenantId);
-    gate.release();
+    release();
     await inFlight; // raced the change: either answer is acceptable for it
 
     h.clock.advance(1_000);
