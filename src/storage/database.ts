@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { Kysely, type Transaction } from 'kysely';
+import { Kysely, PostgresAdapter, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
 import { createNodeSqliteDialect } from './sqlite/node-sqlite-dialect.ts';
 import { createPostgresDialect } from './postgres/postgres-dialect.ts';
@@ -9,6 +9,14 @@ import { appendOnlyReport, canApplyMigrations, whoAndWhere, type AppendOnlyRepor
 
 export type DialectName = 'sqlite' | 'postgres';
 export type Executor = Kysely<Database> | Transaction<Database>;
+
+/**
+ * Whether `executor` talks to PostgreSQL, for code that has a connection but no DialectName: row
+ * locks (`FOR SHARE`) exist there; SQLite runs one write transaction at a time and has none.
+ */
+export function onPostgres(executor: Executor): boolean {
+  return executor.getExecutor().adapter instanceof PostgresAdapter;
+}
 
 export interface StorageOptions {
   /** `sqlite:<path>` (embedded default) or a `postgres://` connection string. */

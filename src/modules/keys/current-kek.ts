@@ -1,6 +1,7 @@
-import { PostgresAdapter, type Transaction } from 'kysely';
+import type { Transaction } from 'kysely';
 import type { Keyring, Sealer } from '../../crypto/keyring.ts';
 import { fail } from '../../errors/index.ts';
+import { onPostgres } from '../../storage/database.ts';
 import type { Database } from '../../storage/schema.ts';
 
 /** The sealer of a write, and the proof, inside its transaction, that its KEK is still the tenant's current one. */
@@ -39,7 +40,7 @@ export async function withCurrentKek<T>(keyring: Pick<Keyring, 'sealerFor' | 'in
         seal,
         async assertCurrent(trx) {
           let query = trx.selectFrom('tenants').select('kek_version').where('id', '=', tenantId);
-          if (trx.getExecutor().adapter instanceof PostgresAdapter) query = query.forShare();
+          if (onPostgres(trx)) query = query.forShare();
           const row = await query.executeTakeFirst();
           if (row && Number(row.kek_version) !== seal.kekVersion) throw new KekChanged();
         },

@@ -1,5 +1,5 @@
-import { CompiledQuery, PostgresAdapter } from 'kysely';
-import type { Executor } from '../../storage/database.ts';
+import { CompiledQuery } from 'kysely';
+import { onPostgres, type Executor } from '../../storage/database.ts';
 import type { SecretsTable } from '../../storage/schema.ts';
 
 type LabelColumn = 'current_version' | 'pending_version' | 'previous_version';
@@ -90,7 +90,7 @@ export function createSecretRepository(db: Executor) {
      */
     async lockLiveSecret(tenantId: string, id: string) {
       let q = db.selectFrom('secrets').select('id').where('tenant_id', '=', tenantId).where('id', '=', id).where('deleted_at', 'is', null);
-      if (db.getExecutor().adapter instanceof PostgresAdapter) q = q.forShare();
+      if (onPostgres(db)) q = q.forShare();
       return (await q.executeTakeFirst()) !== undefined;
     },
 
