@@ -44,28 +44,55 @@ function boundedFetch(outbound: typeof fetch) {
 }
 
 /**
+ * A fetch that, after a failure (an error or any answer but 200), refuses to call the URL again
+ * until `cooldownMs` has passed. jose's own cooldown counts only from a successful fetch, so
+ * without this every exchange naming an unreachable or failing JWKS URL would call it again: a
+ * tenant could make Keyhold hammer a host, and time its answers, at the token endpoint's rate.
+ */
+function rememberingFailures(fetchKeys: ReturnType<typeof boundedFetch>, cooldownMs: number, now: () => number) {
+  let failedAt: number | null = null;
+  return async (url: string, init: RequestInit): Promise<Response> => {
+    if (failedAt !== null && now() - failedAt < cooldownMs) throw new Error('JWKS fetch failed recently; not retried before the cooldown');
+    try {
+      const res = await fetchKeys(url, init);
+      failedAt = res.status === 200 ? null : now();
+      return res;
+    } catch (err) {
+      failedAt = now();
+      throw err;
+    }
+  };
+}
+
+/**
  * One remote key set per JWKS URL, kept across requests so keys are fetched once, not per token.
  * jose refetches when the cache is stale or when a token names a `kid` the set lacks (key
- * rotation at the IdP), at most once per cooldown. Keys are fetched through the connectors'
- * outbound address guard by default: a JWKS URL that is, or resolves to, a link-local or cloud
- * metadata address is never called, whatever it was saved as.
+ * rotation at the IdP), at most once per cooldown; a failed fetch is not retried within the
+ * cooldown either. Keys are fetched through the connectors' outbound address guard by default: a
+ * JWKS URL that is, or resolves to, a link-local or cloud metadata address is never called,
+ * whatever it was saved as. At most `maxSets` sets are kept, the least recently used dropped
+ * first, so many tenants' URLs cannot push every busy issuer's keys out at once.
  */
-export function createJwksCache(options: JwksCacheOptions = DEFAULT_JWKS_OPTIONS, deps: { fetch?: typeof fetch } = {}) {
+export function createJwksCache(options: JwksCacheOptions = DEFAULT_JWKS_OPTIONS, deps: { fetch?: typeof fetch; now?: () => number; maxSets?: number } = {}) {
   const fetchKeys = boundedFetch(deps.fetch ?? guardedFetch(pinnedFetch()));
+  const now = deps.now ?? Date.now;
+  const maxSets = deps.maxSets ?? MAX_SETS;
   const sets = new Map<string, KeySet>();
   return {
     get(jwksUrl: string): KeySet {
       let set = sets.get(jwksUrl);
-      if (!set) {
-        if (sets.size >= MAX_SETS) sets.clear();
+      if (set) {
+        sets.delete(jwksUrl);
+      } else {
+        if (sets.size >= maxSets) sets.delete(sets.keys().next().value!);
         set = createRemoteJWKSet(new URL(jwksUrl), {
           cooldownDuration: options.cooldownMs,
           cacheMaxAge: options.cacheMaxAgeMs,
           timeoutDuration: options.timeoutMs,
-          [customFetch]: fetchKeys,
+          [customFetch]: rememberingFailures(fetchKeys, options.cooldownMs, now),
         });
-        sets.set(jwksUrl, set);
       }
+      sets.set(jwksUrl, set);
       return set;
     },
   };
