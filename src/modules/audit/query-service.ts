@@ -61,6 +61,10 @@ export interface UsageSpan { first: string; last: string; count: number }
 export type AuditVerifyResult = VerifyAnswer<number>;
 
 const MAX_PAGE = 1000;
+/** Actor ids of Keyhold's own events (the system actor, and the seal manager's). */
+const SYSTEM_ACTOR_IDS = new Set(['system', 'keyhold']);
+/** The form identifiers.ts gives a sensitive identifier. */
+const KEYED_IDENTIFIER = /^hmac-sha256:[0-9a-f]{32}$/;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -102,7 +106,7 @@ export function createAuditQueryService(deps: {
   checkpointFloor?: () => number;
   /** The event MAC key while unsealed: verify then proves every event's MAC too (event-mac.ts). */
   macKey?: () => KeyObject | null;
-  /** An export's `secret` filter that names no secret is recorded as its keyed HMAC (it may be a pasted value). */
+  /** An export's `secret` or `actor` filter that names no secret or actor is recorded as its keyed HMAC (it may be a pasted value). */
   identifiers: Pick<IdentifierHasher, 'hash'>;
 }) {
   const { db, authz, log } = deps;
@@ -129,11 +133,31 @@ export function createAuditQueryService(deps: {
    */
   async function recordedFilters(ctx: TenantContext, f: AuditFilter): Promise<Record<string, string>> {
     const out = filterContext(f);
-    if (f.secret === undefined) return out;
-    let q = db.selectFrom('secrets').select('id').where('name', '=', f.secret);
-    if (!f.allTenants) q = q.where('tenant_id', '=', ctx.tenantId);
-    if (!(await q.limit(1).executeTakeFirst())) out.secret = deps.identifiers.hash(f.secret);
+    if (f.secret !== undefined) {
+      let q = db.selectFrom('secrets').select('id').where('name', '=', f.secret);
+      if (!f.allTenants) q = q.where('tenant_id', '=', ctx.tenantId);
+      if (!(await q.limit(1).executeTakeFirst())) out.secret = deps.identifiers.hash(f.secret);
+    }
+    if (f.actor !== undefined && !(await isActorId(ctx, f.actor, f.allTenants === true))) out.actor = deps.identifiers.hash(f.actor);
     return out;
+  }
+
+  /**
+   * Whether an actor filter names an actor events can carry: a user, machine identity or root token
+   * (of this tenant unless every tenant is read), Keyhold itself, or an identifier already kept as
+   * a keyed HMAC. Anything else is free text that may be a pasted value, recorded only as its HMAC.
+   */
+  async function isActorId(ctx: TenantContext, id: string, allTenants: boolean): Promise<boolean> {
+    if (SYSTEM_ACTOR_IDS.has(id) || KEYED_IDENTIFIER.test(id)) return true;
+    let users = db.selectFrom('users').select('id').where('id', '=', id);
+    let machines = db.selectFrom('machine_identities').select('id').where('id', '=', id);
+    if (!allTenants) {
+      users = users.where('tenant_id', '=', ctx.tenantId);
+      machines = machines.where('tenant_id', '=', ctx.tenantId);
+    }
+    const roots = db.selectFrom('tokens').select('id').where('id', '=', id).where('kind', '=', 'root');
+    return (await users.executeTakeFirst()) !== undefined || (await machines.executeTakeFirst()) !== undefined
+      || (await roots.executeTakeFirst()) !== undefined;
   }
 
   async function authorize(ctx: TenantContext, allTenants: boolean | undefined): Promise<void> {

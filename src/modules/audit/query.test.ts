@@ -325,6 +325,20 @@ describeEachDialect('audit queries: auditors read the trail of their own tenant,
     assert.equal(everything.includes(VALUE), false, 'the value is nowhere in the audit log');
   });
 
+  test('an export filtered by an actor id no one has records its keyed HMAC; a real actor is named as it is', async () => {
+    const exportEvent = async () => JSON.parse((await h.storage.db.selectFrom('audit_events').select('context').where('action', '=', 'audit.export')
+      .orderBy('seq', 'desc').executeTakeFirstOrThrow()).context) as Record<string, string>;
+    await collect(await q.export(auditor.ctx(), { actor: VALUE }, 'json'));
+    assert.match((await exportEvent()).actor!, /^hmac-sha256:[0-9a-f]{32}$/);
+    const person = await newUser(h, 'actor-filter');
+    await collect(await q.export(auditor.ctx(), { actor: person.id }, 'csv'));
+    assert.equal((await exportEvent()).actor, person.id);
+    await collect(await q.export(auditor.ctx(), { actor: 'keyhold' }, 'json'));
+    assert.equal((await exportEvent()).actor, 'keyhold');
+    const everything = JSON.stringify(await h.storage.db.selectFrom('audit_events').selectAll().execute());
+    assert.equal(everything.includes(VALUE), false, 'the value is nowhere in the audit log');
+  });
+
   test('two revoked sessions tried from one address within a minute are two items in the list, not one', async () => {
     const victims = [await newUser(h, 'revoked-a'), await newUser(h, 'revoked-b')];
     const tokens = await Promise.all(victims.map((v) => sessionFor(h, v.username)));
