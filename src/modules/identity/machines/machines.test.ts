@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../../test/helpers/harness.ts';
+import { DEFAULT_EXCHANGE_LIMITS } from './token-exchange.ts';
 import { CLIENT_CREDENTIALS_GRANT } from './types.ts';
 
 interface Machine {
@@ -244,10 +245,18 @@ describeEachDialect('machine identities with client secrets', (dialect) => {
 
   test('the token endpoint is rate limited per client id and per address, with Retry-After', async () => {
     const m = await createMachine('hammered');
-    for (let i = 0; i < 10; i++) assert.equal((await exchange(m.clientId, 'khcs_wrong')).status, 401);
-    const limited = await exchange(m.clientId, m.clientSecret!);
-    assert.deepEqual([limited.status, limited.body.code, limited.body.error], [429, 'RATE_LIMITED', 'temporarily_unavailable'], 'even the right secret waits, from any address');
+    const guesser = nextIp();
+    for (let i = 0; i < 10; i++) assert.equal((await exchange(m.clientId, 'khcs_wrong', guesser)).status, 401);
+    const limited = await exchange(m.clientId, m.clientSecret!, guesser);
+    assert.deepEqual([limited.status, limited.body.code, limited.body.error], [429, 'RATE_LIMITED', 'temporarily_unavailable'], 'even the right secret waits');
     assert.ok(Number(limited.headers['retry-after']) >= 1 && Number(limited.headers['retry-after']) <= 60);
+    assert.equal((await exchange(m.clientId, m.clientSecret!)).status, 200, 'a guesser who knows the client id cannot stop the machine elsewhere');
+    h.clock.advance(60_001);
+    assert.equal((await exchange(m.clientId, m.clientSecret!, guesser)).status, 200);
+
+    // Spread over addresses, the client id's total budget still holds (successes count too).
+    for (let i = 0; i < DEFAULT_EXCHANGE_LIMITS.perClientTotal; i++) await exchange(m.clientId, 'khcs_wrong');
+    assert.equal((await exchange(m.clientId, m.clientSecret!)).status, 429, 'the total across addresses');
     h.clock.advance(60_001);
     assert.equal((await exchange(m.clientId, m.clientSecret!)).status, 200);
 

@@ -16,14 +16,20 @@ import { signInContext, type RequestSource } from '../request-source.ts';
 import { CLIENT_CREDENTIALS_GRANT, JWT_BEARER_GRANT, type TokenRequest, type TokenResponse } from './types.ts';
 
 export interface ExchangeLimits {
-  /** Attempts per client id per window; a successful exchange clears the count. */
+  /**
+   * Attempts per client id from one source address per window; a successful exchange there clears
+   * the count. Keyed by address too, so someone who knows a client id (it is not a secret) cannot,
+   * from elsewhere, stop the machine getting tokens.
+   */
   perClient: number;
+  /** Attempts per client id from every address together per window, successful or not: the ceiling on guessing spread over many addresses. */
+  perClientTotal: number;
   /** Attempts per source address (an IPv6 client's /64) per window, successful or not. */
   perIp: number;
   windowMs: number;
 }
 
-export const DEFAULT_EXCHANGE_LIMITS: ExchangeLimits = { perClient: 10, perIp: 100, windowMs: 60_000 };
+export const DEFAULT_EXCHANGE_LIMITS: ExchangeLimits = { perClient: 10, perClientTotal: 300, perIp: 100, windowMs: 60_000 };
 
 /**
  * An exchange either yields a token or is refused. The refusal's `detail` is for the operator's
@@ -75,6 +81,7 @@ export function createTokenExchange(deps: {
   }
   const limits = deps.limits ?? DEFAULT_EXCHANGE_LIMITS;
   const byClient = createRateLimiter({ limit: limits.perClient, windowMs: limits.windowMs, clock });
+  const byClientTotal = createRateLimiter({ limit: limits.perClientTotal, windowMs: limits.windowMs, clock });
   const byIp = createRateLimiter({ limit: limits.perIp, windowMs: limits.windowMs, clock });
 
   function checkSecret(row: MachineIdentitiesTable | undefined, secret: string): Check {
@@ -99,16 +106,15 @@ export function createTokenExchange(deps: {
     async exchange(request: TokenRequest, source: RequestSource): Promise<ExchangeResult> {
       assertShape(request);
       identifiers.hash(''); // refuses with SEALED before any work: a sealed server issues nothing
-      const ip = byIp.hit(`token:ip:${addressBlock(source.sourceIp)}`);
-      if (!ip.allowed) {
-        await refused(request, undefined, 'RATE_LIMITED', source);
-        return { ok: false, reason: 'rate_limited', retryAfterMs: ip.retryAfterMs };
-      }
-      const clientKey = `token:client:${request.client_id}`;
-      const client = byClient.hit(clientKey);
-      if (!client.allowed) {
-        await refused(request, undefined, 'RATE_LIMITED', source);
-        return { ok: false, reason: 'rate_limited', retryAfterMs: client.retryAfterMs };
+      const block = addressBlock(source.sourceIp);
+      const clientTotalKey = `token:client:${request.client_id}`;
+      const clientKey = `${clientTotalKey}\u0000${block}`;
+      for (const [limiter, key] of [[byIp, `token:ip:${block}`], [byClient, clientKey], [byClientTotal, clientTotalKey]] as const) {
+        const hit = limiter.hit(key);
+        if (!hit.allowed) {
+          await refused(request, undefined, 'RATE_LIMITED', source);
+          return { ok: false, reason: 'rate_limited', retryAfterMs: hit.retryAfterMs };
+        }
       }
 
       const row = await repo.findByClientId(request.client_id);

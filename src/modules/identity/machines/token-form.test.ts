@@ -203,19 +203,20 @@ describeEachDialect('the token endpoint for standard OAuth 2.0 clients (form bod
   test('form and Basic requests count towards the same rate limit as JSON ones', async () => {
     const m = await createMachine('hammered-by-form');
     const wrong = 'khcs_wrong';
+    const ip = nextIp();
     for (let i = 0; i < 10; i++) {
       const res = i % 3 === 0
-        ? await post(JSON.stringify({ grant_type: 'client_credentials', client_id: m.clientId, client_secret: wrong }), { 'content-type': 'application/json' })
+        ? await post(JSON.stringify({ grant_type: 'client_credentials', client_id: m.clientId, client_secret: wrong }), { 'content-type': 'application/json' }, ip)
         : i % 3 === 1
-          ? await postForm({ grant_type: 'client_credentials', client_id: m.clientId, client_secret: wrong })
-          : await postForm({ grant_type: 'client_credentials' }, { authorization: basic(m.clientId, wrong) });
+          ? await postForm({ grant_type: 'client_credentials', client_id: m.clientId, client_secret: wrong }, {}, ip)
+          : await postForm({ grant_type: 'client_credentials' }, { authorization: basic(m.clientId, wrong) }, ip);
       assert.equal(res.status, 401);
     }
-    const limited = await postForm({ grant_type: 'client_credentials' }, { authorization: basic(m.clientId, m.clientSecret) });
+    const limited = await postForm({ grant_type: 'client_credentials' }, { authorization: basic(m.clientId, m.clientSecret) }, ip);
     assert.deepEqual([limited.status, limited.body.code], [429, 'RATE_LIMITED']);
     assert.ok(Number(limited.headers['retry-after']) >= 1);
     h.clock.advance(60_001);
-    await assertIssued(await postForm({ grant_type: 'client_credentials' }, { authorization: basic(m.clientId, m.clientSecret) }));
+    await assertIssued(await postForm({ grant_type: 'client_credentials' }, { authorization: basic(m.clientId, m.clientSecret) }, ip));
   });
 
   test('the OpenAPI document lists both body types and Basic client authentication for the token endpoint', async () => {

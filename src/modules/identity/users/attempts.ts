@@ -12,8 +12,17 @@ interface Budget {
  * runs, so a burst of concurrent guesses cannot outrun it; a success forgives the key.
  */
 export interface AttemptLimits {
-  /** Logins per tenant + username (known or not, so the answer says nothing about existence). */
+  /**
+   * Logins per tenant + username from one source address (known or not, so the answer says nothing
+   * about existence). Keyed by address too, so guessing from one place cannot lock the account's
+   * owner out from another; a success there forgives it.
+   */
   account: Budget;
+  /**
+   * Logins per tenant + username from every address together: the ceiling on guessing spread over
+   * many addresses. Never forgiven by a success (one login must not buy a guesser more attempts).
+   */
+  accountTotal: Budget;
   /** Logins per source address (an IPv6 client's /64: platform/addresses.ts `addressBlock`). */
   ip: Budget;
   /** Second-factor codes and current-password checks per signed-in user (step-up, TOTP confirm, password change). */
@@ -22,6 +31,7 @@ export interface AttemptLimits {
 
 export const DEFAULT_ATTEMPT_LIMITS: AttemptLimits = {
   account: { limit: 5, windowMs: 15 * 60_000 },
+  accountTotal: { limit: 30, windowMs: 15 * 60_000 },
   ip: { limit: 30, windowMs: 15 * 60_000 },
   factor: { limit: 5, windowMs: 15 * 60_000 },
 };
@@ -47,6 +57,7 @@ function guard(limiter: RateLimiter): AttemptGuard {
 export function createAttemptGuards(limits: AttemptLimits, clock: Clock): Record<keyof AttemptLimits, AttemptGuard> {
   return {
     account: guard(createRateLimiter({ ...limits.account, clock })),
+    accountTotal: guard(createRateLimiter({ ...limits.accountTotal, clock })),
     ip: guard(createRateLimiter({ ...limits.ip, clock })),
     factor: guard(createRateLimiter({ ...limits.factor, clock })),
   };

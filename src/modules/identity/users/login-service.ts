@@ -47,7 +47,7 @@ export function createLoginService(deps: {
   sessions: Pick<SessionService, 'issue' | 'revoke'>;
   totp: Pick<TotpService, 'useCode'>;
   passwords: PasswordHasher;
-  guards: { account: AttemptGuard; ip: AttemptGuard };
+  guards: { account: AttemptGuard; accountTotal: AttemptGuard; ip: AttemptGuard };
   clock: Clock;
   audit: Pick<AuditLog, 'record' | 'appendInTx'>;
   identifiers: IdentifierHasher;
@@ -82,11 +82,14 @@ export function createLoginService(deps: {
     /** Starts a session, or throws INVALID_CREDENTIALS (or RATE_LIMITED, with the seconds to wait). */
     async login(input: LoginInput, source: RequestSource): Promise<LoginResult> {
       const username = input.username.toLowerCase();
-      const accountKey = `login:acct:${input.tenant}\u0000${username}`;
+      const block = addressBlock(source.sourceIp);
+      const accountTotalKey = `login:acct:${input.tenant}\u0000${username}`;
+      const accountKey = `${accountTotalKey}\u0000${block}`;
       identifiers.hash(''); // refuses with SEALED before any work: a sealed server signs no one in
       try {
-        guards.ip.spend(`login:ip:${addressBlock(source.sourceIp)}`);
+        guards.ip.spend(`login:ip:${block}`);
         guards.account.spend(accountKey);
+        guards.accountTotal.spend(accountTotalKey);
       } catch (err) {
         await refused(input, (err as { code?: string }).code ?? 'RATE_LIMITED', source);
         throw err;

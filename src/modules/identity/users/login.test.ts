@@ -78,17 +78,45 @@ describeEachDialect('login', (dialect) => {
     assert.ok(u > w / 3 && u < w * 3, `medians: wrong password ${w.toFixed(1)} ms, unknown user ${u.toFixed(1)} ms`);
   });
 
-  test('an account is rate limited after five attempts, with Retry-After, even for the right password, until the window passes', async () => {
+  test('an account is rate limited after five attempts from one address, with Retry-After, even for the right password, until the window passes', async () => {
     const { username } = await newUser(h, 'limited');
-    for (let i = 0; i < 5; i++) assert.equal((await login(h, { username, password: `wrong-password-${i}` })).status, 401);
-    const refused = await login(h, { username });
+    const ip = freshIp();
+    for (let i = 0; i < 5; i++) assert.equal((await login(h, { username, password: `wrong-password-${i}` }, ip)).status, 401);
+    const refused = await login(h, { username }, ip);
     assert.deepEqual([refused.status, refused.body.error.code], [429, 'RATE_LIMITED']);
     assert.equal(Number(refused.headers['retry-after']), WINDOW_MS / 1000);
     // An unknown account is limited the same way, so the limit says nothing about existence.
-    for (let i = 0; i < 5; i++) await login(h, { username: 'ghost-limited' });
-    assert.equal((await login(h, { username: 'ghost-limited' })).status, 429);
+    for (let i = 0; i < 5; i++) await login(h, { username: 'ghost-limited' }, ip);
+    assert.equal((await login(h, { username: 'ghost-limited' }, ip)).status, 429);
     h.clock.advance(WINDOW_MS);
-    assert.equal((await login(h, { username })).status, 200);
+    assert.equal((await login(h, { username }, ip)).status, 200);
+  });
+
+  test('guessing from one address cannot lock the account owner out from another', async () => {
+    const { username } = await newUser(h, 'not-locked-out');
+    const attacker = freshIp();
+    for (let i = 0; i < DEFAULT_ATTEMPT_LIMITS.account.limit; i++) {
+      assert.equal((await login(h, { username, password: `guess-${i}` }, attacker)).status, 401, `guess ${i}`);
+    }
+    assert.equal((await login(h, { username, password: 'guess-more' }, attacker)).status, 429, 'the guesser is stopped');
+    assert.equal((await login(h, { username }, freshIp())).status, 200, 'the owner, elsewhere, signs in');
+  });
+
+  test('guessing spread over many addresses meets the account total, which a success does not forgive', async () => {
+    const { username } = await newUser(h, 'spread-guesses');
+    const total = DEFAULT_ATTEMPT_LIMITS.accountTotal.limit;
+    let spent = 0;
+    for (let a = 0; spent < total - 1; a++) {
+      const ip = freshIp();
+      for (let i = 0; i < DEFAULT_ATTEMPT_LIMITS.account.limit - 1 && spent < total - 1; i++, spent++) {
+        assert.equal((await login(h, { username, password: `guess-${a}-${i}` }, ip)).status, 401);
+      }
+    }
+    assert.equal((await login(h, { username }, freshIp())).status, 200, 'the last attempt of the budget');
+    const refused = await login(h, { username }, freshIp());
+    assert.deepEqual([refused.status, refused.body.error.code], [429, 'RATE_LIMITED'], 'a success did not reset the total');
+    h.clock.advance(DEFAULT_ATTEMPT_LIMITS.accountTotal.windowMs);
+    assert.equal((await login(h, { username }, freshIp())).status, 200);
   });
 
   test('a successful login forgives the account its earlier failures', async () => {
