@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { constantTimeEqual, randomToken } from '../../crypto/bytes.ts';
-import { fail } from '../../errors/index.ts';
+import { fail, isKeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import type { AutomationsTable, Database } from '../../storage/schema.ts';
@@ -56,7 +56,7 @@ export type AutomationListener = (tenantId: string, automation: Automation | nul
 export function createAutomationService(deps: {
   db: Kysely<Database>;
   authz: Authorizer;
-  secrets: Pick<SecretService, 'load'>;
+  secrets: Pick<SecretService, 'load' | 'authorize'>;
   connectors: ConnectorDirectory;
   detectCredentials: CredentialDetector;
   audit: Pick<AuditLog, 'appendInTx'>;
@@ -88,11 +88,30 @@ export function createAutomationService(deps: {
     await runAs.require(ctx, def.runAs, environments);
   }
 
+  /**
+   * The tenant's secret names minus those the definition names that the caller may not even list:
+   * such a name is refused as unknown, exactly like one that does not exist, so saving a definition
+   * cannot probe which names exist (the authorizer audits each refusal).
+   */
+  async function secretsVisibleTo(ctx: TenantContext, def: AutomationDefinition, all: ReadonlySet<string>): Promise<Set<string>> {
+    const visible = new Set(all);
+    for (const name of secretsReferenced(def)) {
+      if (!visible.has(name)) continue;
+      try {
+        await secrets.authorize(ctx, 'list', secretResource(await secrets.load(ctx, name)));
+      } catch (err) {
+        if (!isKeyholdError(err) || err.code !== 'SECRET_NOT_FOUND') throw err;
+        visible.delete(name);
+      }
+    }
+    return visible;
+  }
+
   /** Every save-time check; `alsoConnectors` are names an import is about to create. */
   async function validated(ctx: TenantContext, def: AutomationDefinition, alsoConnectors: readonly string[] = []): Promise<void> {
     const catalog = await repo.catalog(ctx.tenantId);
     const names = new Set([...(await connectors.list(ctx)).map((c) => c.name), ...alsoConnectors]);
-    checkDefinition(def, { ...catalog, connectors: names }, detectCredentials);
+    checkDefinition(def, { ...catalog, secrets: await secretsVisibleTo(ctx, def, catalog.secrets), connectors: names }, detectCredentials);
     await requireAuthoring(ctx, def, def.environments);
   }
 

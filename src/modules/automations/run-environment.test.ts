@@ -7,6 +7,7 @@ import type { TenantContext } from '../shared/context.ts';
 import { createAutomationService } from './automation-service.ts';
 import { createRunner, type ProxyPort } from './runner.ts';
 import { createRunQueries } from './runs.ts';
+import { createInventory } from './inventory.ts';
 import type { AutomationDefinition } from './types.ts';
 
 /**
@@ -223,6 +224,21 @@ describeEachDialect('authoring an automation needs the permissions of its run id
     const def = scriptAutomation({ name: 'http-only', steps: [{ id: 'call', type: 'http', connector: '{{ connectors.api }}', method: 'GET', path: '/x' }] });
     assert.equal(await code(automations.create(pat.ctx(), def)), 'FORBIDDEN', 'prod-bot may use DB_PASSWORD in staging; pat may not');
     assert.equal(await code(automations.create(pat.ctx(), { ...def, runAs: 'idle-bot' })), 'ok');
+  });
+
+  test('a secret the author may not even list is answered exactly like one that does not exist (save, dependents)', async () => {
+    const pat = (await h.storage.db.selectFrom('users').select('id').where('username', '=', 'pat').executeTakeFirstOrThrow()).id;
+    const ctx: TenantContext = { tenantId: h.ctx.tenantId, requestId: 't', actor: { type: 'user', id: pat, name: 'pat', homeTenantId: h.ctx.tenantId, mfaAt: h.clock.now() } };
+    const answer = async (name: string) => {
+      const inHeader = scriptAutomation({ name: 'probe', runAs: 'idle-bot', steps: [{ id: 'call', type: 'http', connector: '{{ connectors.api }}', method: 'GET', path: '/x', headers: { 'X-Key': `{{ secrets.${name} }}` } }] });
+      const inScript = scriptAutomation({ name: 'probe', runAs: 'idle-bot', steps: [{ id: 's', type: 'script', source: `export default async (i, { secrets }) => secrets.get('${name}')` }] });
+      const inventory = createInventory({ automations, connectors: { list: async () => [] }, secrets: h.services.secrets });
+      return Promise.all([inHeader, inScript].map((d) => automations.create(ctx, d).then(() => 'ok', (e: Error & { code: string }) => `${e.code}: ${e.message.replace(name, 'NAME')}`))
+        .concat([inventory.dependentsOf(ctx, name).then(() => 'ok', (e: Error & { code: string }) => `${e.code}: ${e.message.replace(name, 'NAME')}`)]));
+    };
+    const missing = await answer('NO_SUCH_SECRET');
+    assert.match(missing[0]!, /^INVALID_REFERENCE/);
+    assert.deepEqual(await answer('DB_PASSWORD'), missing);
   });
 
   test('an author granted what the machine holds may use it, and the refusals were audited', async () => {
