@@ -33,8 +33,11 @@ export function createAutomationRepository(db: Kysely<Database>) {
       return Number(res.numUpdatedRows) > 0;
     },
 
-    async remove(tenantId: string, id: string, executor: Executor): Promise<boolean> {
-      const res = await executor.deleteFrom('automations').where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();
+    /** Deletes an automation (only at revision `expected`, when given); false when nothing was deleted. */
+    async remove(tenantId: string, id: string, executor: Executor, expected?: number): Promise<boolean> {
+      let q = executor.deleteFrom('automations').where('tenant_id', '=', tenantId).where('id', '=', id);
+      if (expected !== undefined) q = q.where('revision', '=', expected);
+      const res = await q.executeTakeFirst();
       return Number(res.numDeletedRows) > 0;
     },
 

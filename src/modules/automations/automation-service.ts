@@ -156,6 +156,8 @@ export function createAutomationService(deps: {
     async update(ctx: TenantContext, name: string, def: AutomationDefinition, revision: number): Promise<{ automation: Automation; webhookToken: string | null }> {
       if (def.name !== name) fail('VALIDATION_FAILED', 'name: an automation cannot be renamed; create a new one');
       const current = await load(ctx, name);
+      // The authoring check below is of this revision, so only this revision may be replaced.
+      if (current.revision !== revision) fail('CAS_MISMATCH', `automation "${name}" is not at revision ${revision}; reload it and try again`);
       const before = toAutomation(current).definition;
       await requireAuthoring(ctx, before, before.environments);
       await validated(ctx, def);
@@ -189,7 +191,11 @@ export function createAutomationService(deps: {
       const def = toAutomation(row).definition;
       await requireAuthoring(ctx, def, def.environments);
       await db.transaction().execute(async (trx) => {
-        if (!(await repo.remove(ctx.tenantId, row.id, trx))) fail('AUTOMATION_NOT_FOUND', `automation "${name}" does not exist`);
+        // Only the revision the authoring check saw: one saved meanwhile may act as a machine the caller could not.
+        if (!(await repo.remove(ctx.tenantId, row.id, trx, row.revision))) {
+          if (await repo.find(ctx.tenantId, name, trx)) fail('CAS_MISMATCH', `automation "${name}" changed meanwhile; try again`);
+          fail('AUTOMATION_NOT_FOUND', `automation "${name}" does not exist`);
+        }
         await audit.appendInTx(trx, event(ctx, 'automation.delete', row));
       });
       notify(ctx.tenantId, null, name);

@@ -241,6 +241,34 @@ describeEachDialect('authoring an automation needs the permissions of its run id
     assert.deepEqual(await answer('DB_PASSWORD'), missing);
   });
 
+  test('an edit or delete racing an admin\'s edit is checked against the revision it replaces, not the one it read', async () => {
+    const sam = (await h.storage.db.selectFrom('users').select('id').where('username', '=', 'sam').executeTakeFirstOrThrow()).id;
+    const ctx: TenantContext = { tenantId: h.ctx.tenantId, requestId: 't', actor: { type: 'user', id: sam, name: 'sam', homeTenantId: h.ctx.tenantId, mfaAt: h.clock.now() } };
+    // While sam's call is between its authoring check and its write, an admin points the automation at a capable machine.
+    let meanwhile: (() => Promise<unknown>) | null = null;
+    const racing = createAutomationService({
+      db: h.storage.db, authz: h.services.authz, secrets: h.services.secrets, audit: h.services.audit, clock: h.clock, detectCredentials: () => [],
+      connectors: {
+        list: async () => {
+          const run = meanwhile;
+          meanwhile = null;
+          await run?.();
+          return [{ name: 'api', environment: 'staging', type: 'http', slots: { token: 'API_KEY' }, personal: false }];
+        },
+      },
+    });
+    for (const name of ['raced-edit', 'raced-delete']) {
+      await automations.create(h.ctx, scriptAutomation({ name, runAs: 'idle-bot' }));
+      meanwhile = () => automations.update(h.ctx, name, scriptAutomation({ name, runAs: 'writer-bot' }), 1);
+      const attempt = name === 'raced-edit' ? racing.update(ctx, name, scriptAutomation({ name, runAs: 'idle-bot' }), 2) : racing.remove(ctx, name);
+      assert.notEqual(await code(attempt), 'ok', name);
+      await (meanwhile as (() => Promise<unknown>) | null)?.(); // refused before it got that far: the admin's edit lands now
+      const after = await automations.get(h.ctx, name);
+      assert.equal(after.definition.runAs, 'writer-bot', `${name}: the admin's revision stands`);
+      assert.equal(after.revision, 2);
+    }
+  });
+
   test('an author granted what the machine holds may use it, and the refusals were audited', async () => {
     const sam = await h.storage.db.selectFrom('users').select('id').where('username', '=', 'sam').executeTakeFirstOrThrow();
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: sam.id, role: 'secret-admin', environments: ['staging'] });
