@@ -12,7 +12,7 @@ import type { TenantContext } from '../shared/context.ts';
 import { createAutomationRepository } from './automation-repository.ts';
 import { createRunAsCheck } from './run-as.ts';
 import type { Automation, AutomationDefinition } from './types.ts';
-import { checkDefinition, connectorsReferenced, secretsReferenced, type CredentialDetector } from './validate.ts';
+import { checkDefinition, checkShape, connectorsReferenced, secretsReferenced, type CredentialDetector } from './validate.ts';
 
 export const WEBHOOK_TOKEN_PREFIX = 'whk_';
 const TENANT = { type: 'tenant' } as const;
@@ -109,6 +109,7 @@ export function createAutomationService(deps: {
 
   /** Every save-time check; `alsoConnectors` are names an import is about to create. */
   async function validated(ctx: TenantContext, def: AutomationDefinition, alsoConnectors: readonly string[] = []): Promise<void> {
+    checkShape(def);
     const catalog = await repo.catalog(ctx.tenantId);
     const names = new Set([...(await connectors.list(ctx)).map((c) => c.name), ...alsoConnectors]);
     checkDefinition(def, { ...catalog, secrets: await secretsVisibleTo(ctx, def, catalog.secrets), connectors: names }, detectCredentials);
