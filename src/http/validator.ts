@@ -40,6 +40,17 @@ function nulAt(value: unknown, exempt: boolean): string | null {
   return null;
 }
 
+/** How deep a request body may nest. JSON.parse takes any depth; every recursive walk after it (this file's NUL check included) would overflow the stack, a 500. */
+export const MAX_BODY_DEPTH = 64;
+
+/** Whether a JSON value nests more than `limit` levels (a scalar is 0); recursion stops at the limit. */
+function deeperThan(value: unknown, limit: number): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  if (limit === 0) return true;
+  for (const key in value) if (deeperThan((value as Record<string, unknown>)[key], limit - 1)) return true;
+  return false;
+}
+
 /**
  * The spellings a query string or path parameter may use for a number or a boolean. TypeBox's
  * conversion is lenient (`1.5` becomes the integer 1, `0x10` 16, an empty string 0, `yes` stays a
@@ -72,6 +83,7 @@ export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, http
   const bodyOptional = httpPart === 'body' && Type.IsOptional(schema);
   return (value): { value: unknown } | { error: never } => {
     if (bodyOptional && (value === null || value === undefined)) return { value: undefined };
+    if (httpPart === 'body' && deeperThan(value, MAX_BODY_DEPTH)) return { error: [{ instancePath: '', message: `must not nest deeper than ${MAX_BODY_DEPTH} levels` }] as never };
     const converting = convertible && !isEmpty(value);
     const loose = converting ? looseSpelling(schema, value) : null;
     if (loose !== null) {

@@ -33,8 +33,11 @@ export function createAutomationRepository(db: Kysely<Database>) {
       return Number(res.numUpdatedRows) > 0;
     },
 
-    async remove(tenantId: string, id: string, executor: Executor): Promise<boolean> {
-      const res = await executor.deleteFrom('automations').where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();
+    /** Deletes an automation (only at revision `expected`, when given); false when nothing was deleted. */
+    async remove(tenantId: string, id: string, executor: Executor, expected?: number): Promise<boolean> {
+      let q = executor.deleteFrom('automations').where('tenant_id', '=', tenantId).where('id', '=', id);
+      if (expected !== undefined) q = q.where('revision', '=', expected);
+      const res = await q.executeTakeFirst();
       return Number(res.numDeletedRows) > 0;
     },
 
@@ -50,8 +53,9 @@ export function createAutomationRepository(db: Kysely<Database>) {
       return db.selectFrom('automation_runs').selectAll().where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();
     },
 
-    listRuns(tenantId: string, opts: { automation?: string; limit: number }): Promise<AutomationRunsTable[]> {
-      let q = db.selectFrom('automation_runs').selectAll().where('tenant_id', '=', tenantId);
+    /** Newest first, only in `environments`. */
+    listRuns(tenantId: string, opts: { environments: readonly string[]; automation?: string; limit: number }): Promise<AutomationRunsTable[]> {
+      let q = db.selectFrom('automation_runs').selectAll().where('tenant_id', '=', tenantId).where('environment', 'in', opts.environments);
       if (opts.automation) q = q.where('automation_name', '=', opts.automation);
       return q.orderBy('started_at', 'desc').orderBy('id').limit(opts.limit).execute();
     },
@@ -68,6 +72,10 @@ export function createAutomationRepository(db: Kysely<Database>) {
         environments: new Set(environments.map((r) => r.name)),
         machines: new Set(machines.map((r) => r.name)),
       };
+    },
+
+    environments(tenantId: string): Promise<Array<{ name: string }>> {
+      return db.selectFrom('environments').select('name').where('tenant_id', '=', tenantId).orderBy('name').execute();
     },
 
     findMachineByName(tenantId: string, name: string) {

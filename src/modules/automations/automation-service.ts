@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { constantTimeEqual, randomToken } from '../../crypto/bytes.ts';
-import { fail } from '../../errors/index.ts';
+import { fail, isKeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import type { AutomationsTable, Database } from '../../storage/schema.ts';
@@ -12,7 +12,7 @@ import type { TenantContext } from '../shared/context.ts';
 import { createAutomationRepository } from './automation-repository.ts';
 import { createRunAsCheck } from './run-as.ts';
 import type { Automation, AutomationDefinition } from './types.ts';
-import { checkDefinition, connectorsReferenced, secretsReferenced, type CredentialDetector } from './validate.ts';
+import { checkDefinition, checkShape, connectorsReferenced, secretsReferenced, type CredentialDetector } from './validate.ts';
 
 export const WEBHOOK_TOKEN_PREFIX = 'whk_';
 const TENANT = { type: 'tenant' } as const;
@@ -56,7 +56,7 @@ export type AutomationListener = (tenantId: string, automation: Automation | nul
 export function createAutomationService(deps: {
   db: Kysely<Database>;
   authz: Authorizer;
-  secrets: Pick<SecretService, 'load'>;
+  secrets: Pick<SecretService, 'load' | 'authorize'>;
   connectors: ConnectorDirectory;
   detectCredentials: CredentialDetector;
   audit: Pick<AuditLog, 'appendInTx'>;
@@ -88,11 +88,31 @@ export function createAutomationService(deps: {
     await runAs.require(ctx, def.runAs, environments);
   }
 
+  /**
+   * The tenant's secret names minus those the definition names that the caller may not even list:
+   * such a name is refused as unknown, exactly like one that does not exist, so saving a definition
+   * cannot probe which names exist (the authorizer audits each refusal).
+   */
+  async function secretsVisibleTo(ctx: TenantContext, def: AutomationDefinition, all: ReadonlySet<string>): Promise<Set<string>> {
+    const visible = new Set(all);
+    for (const name of secretsReferenced(def)) {
+      if (!visible.has(name)) continue;
+      try {
+        await secrets.authorize(ctx, 'list', secretResource(await secrets.load(ctx, name)));
+      } catch (err) {
+        if (!isKeyholdError(err) || err.code !== 'SECRET_NOT_FOUND') throw err;
+        visible.delete(name);
+      }
+    }
+    return visible;
+  }
+
   /** Every save-time check; `alsoConnectors` are names an import is about to create. */
   async function validated(ctx: TenantContext, def: AutomationDefinition, alsoConnectors: readonly string[] = []): Promise<void> {
+    checkShape(def);
     const catalog = await repo.catalog(ctx.tenantId);
     const names = new Set([...(await connectors.list(ctx)).map((c) => c.name), ...alsoConnectors]);
-    checkDefinition(def, { ...catalog, connectors: names }, detectCredentials);
+    checkDefinition(def, { ...catalog, secrets: await secretsVisibleTo(ctx, def, catalog.secrets), connectors: names }, detectCredentials);
     await requireAuthoring(ctx, def, def.environments);
   }
 
@@ -137,6 +157,8 @@ export function createAutomationService(deps: {
     async update(ctx: TenantContext, name: string, def: AutomationDefinition, revision: number): Promise<{ automation: Automation; webhookToken: string | null }> {
       if (def.name !== name) fail('VALIDATION_FAILED', 'name: an automation cannot be renamed; create a new one');
       const current = await load(ctx, name);
+      // The authoring check below is of this revision, so only this revision may be replaced.
+      if (current.revision !== revision) fail('CAS_MISMATCH', `automation "${name}" is not at revision ${revision}; reload it and try again`);
       const before = toAutomation(current).definition;
       await requireAuthoring(ctx, before, before.environments);
       await validated(ctx, def);
@@ -170,7 +192,11 @@ export function createAutomationService(deps: {
       const def = toAutomation(row).definition;
       await requireAuthoring(ctx, def, def.environments);
       await db.transaction().execute(async (trx) => {
-        if (!(await repo.remove(ctx.tenantId, row.id, trx))) fail('AUTOMATION_NOT_FOUND', `automation "${name}" does not exist`);
+        // Only the revision the authoring check saw: one saved meanwhile may act as a machine the caller could not.
+        if (!(await repo.remove(ctx.tenantId, row.id, trx, row.revision))) {
+          if (await repo.find(ctx.tenantId, name, trx)) fail('CAS_MISMATCH', `automation "${name}" changed meanwhile; try again`);
+          fail('AUTOMATION_NOT_FOUND', `automation "${name}" does not exist`);
+        }
         await audit.appendInTx(trx, event(ctx, 'automation.delete', row));
       });
       notify(ctx.tenantId, null, name);

@@ -169,6 +169,26 @@ describeEachDialect('automations: definitions hold checked references only', (di
     assert.ok(!stored.includes(rotated.webhookToken), 'only the hash of the token is stored');
   });
 
+  test('a body nested past the limits is a 400 (never a stack overflow), over HTTP and in an import, and nothing is written', async () => {
+    const deep = (levels: number) => JSON.parse('['.repeat(levels) + ']'.repeat(levels)) as unknown;
+    const def = (body: unknown) => payments({ name: 'deep', steps: [{ id: 's', type: 'http', connector: '{{ connectors.payments }}', method: 'POST', path: '/x', body }] });
+    const post = (levels: number) => h.app.inject({
+      method: 'POST', url: '/v1/automations', headers: { authorization: `Bearer ${h.rootToken}`, 'content-type': 'application/json' },
+      payload: JSON.stringify(def('DEEP')).replace('"DEEP"', '['.repeat(levels) + ']'.repeat(levels)),
+    });
+    for (const [levels, expected] of [[5000, /nest deeper than 64 levels/], [40, /steps\[0\] \(s\)\.body nests deeper than 32 levels/]] as const) {
+      const res = await post(levels);
+      assert.equal(res.statusCode, 400, res.body);
+      assert.equal(res.json().error.code, 'VALIDATION_FAILED');
+      assert.match(res.json().error.message, expected);
+    }
+    const doc = { format: 'keyhold.automations', version: 1, exportedAt: new Date(0).toISOString(), environment: null, automations: [def(deep(5000))], connectors: [] };
+    assert.equal(await code(h.services.exchange.import(ctx, doc, {})), 'VALIDATION_FAILED');
+    assert.equal(await code(h.services.automations.get(ctx, 'deep')), 'AUTOMATION_NOT_FOUND');
+    assert.equal(await code(h.services.automations.create(ctx, def(deep(32)))), 'ok', 'the limit itself is allowed');
+    await h.services.automations.remove(ctx, 'deep');
+  });
+
   test('an invalid cron expression is refused', async () => {
     const def = payments({ name: 'bad-cron', trigger: { type: 'schedule', cron: 'every tuesday', environment: 'staging' } });
     assert.match(await message(h.services.automations.create(ctx, def)), /trigger\.cron/);

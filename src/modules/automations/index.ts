@@ -51,7 +51,7 @@ export function createAutomationModule(deps: {
   clock: Clock;
   audit: Pick<AuditLog, 'appendInTx'>;
   tenants: Pick<TenantService, 'environment'>;
-  secrets: Pick<SecretService, 'load'>;
+  secrets: Pick<SecretService, 'load' | 'authorize'>;
   tokens: Pick<TokenService, 'issue' | 'revoke' | 'forgetToken' | 'authenticate'>;
   machines: Pick<MachineRepository, 'lockLive'>;
   connectors: ConnectorService;
@@ -79,7 +79,7 @@ export function createAutomationModule(deps: {
     automations, runner, scheduler,
     runs: createRunQueries({ db, authz }),
     exchange: createAutomationExchange({ automations, connectors: connectorExchange(connectors), authz, clock }),
-    inventory: createInventory({ automations, connectors: directory, secrets: deps.secrets, authz }),
+    inventory: createInventory({ automations, connectors: directory, secrets: deps.secrets }),
   };
 }
 

@@ -1,4 +1,3 @@
-import type { Authorizer } from '../policy/authorizer.ts';
 import { secretResource, type SecretService } from '../secrets/secret-service.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { AutomationService, ConnectorDirectory } from './automation-service.ts';
@@ -25,11 +24,12 @@ export interface ConnectorUse {
  * that reference it directly or through one of those connectors — and which connectors run shared
  * automations on a personal credential.
  */
-export function createInventory(deps: { automations: Pick<AutomationService, 'list'>; connectors: ConnectorDirectory; secrets: Pick<SecretService, 'load'>; authz: Authorizer }) {
-  const { automations, connectors, secrets, authz } = deps;
+export function createInventory(deps: { automations: Pick<AutomationService, 'list'>; connectors: ConnectorDirectory; secrets: Pick<SecretService, 'load' | 'authorize'> }) {
+  const { automations, connectors, secrets } = deps;
   return {
     async dependentsOf(ctx: TenantContext, name: string): Promise<SecretDependents> {
-      await authz.require(ctx, 'list', secretResource(await secrets.load(ctx, name)));
+      // A secret the caller may not even list reads as a miss, like one that does not exist.
+      await secrets.authorize(ctx, 'list', secretResource(await secrets.load(ctx, name)));
       const all = await connectors.list(ctx);
       const powered = all.flatMap((c) => Object.entries(c.slots).filter(([, s]) => s === name).map(([slot]) => ({ environment: c.environment, connector: c.name, slot })));
       const out: SecretDependents['automations'] = [];

@@ -6,6 +6,8 @@ import { runAsLock, userContext } from '../../../test/helpers/identities.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { createAutomationService } from './automation-service.ts';
 import { createRunner, type ProxyPort } from './runner.ts';
+import { createRunQueries } from './runs.ts';
+import { createInventory } from './inventory.ts';
 import type { AutomationDefinition } from './types.ts';
 
 /**
@@ -45,6 +47,8 @@ describeEachDialect('automation runs are bound to their environment', (dialect) 
   const proxied: TenantContext[] = [];
   let seen: Seen = {};
   let runToken = '';
+  /** Probes a test adds for the next run (they may name earlier runs). */
+  let extraProbes: Probe[] = [];
 
   before(async () => {
     h = await createHarness(dialect);
@@ -67,11 +71,11 @@ describeEachDialect('automation runs are bound to their environment', (dialect) 
         run: async (opts) => {
           runToken = opts.env.KEYHOLD_TOKEN;
           seen = {};
-          for (const p of probes) {
+          for (const p of [...probes, ...extraProbes]) {
             const res = await h.app.inject({ method: p.method, url: p.url, headers: { authorization: `Bearer ${runToken}` }, ...(p.body ? { payload: p.body as object } : {}) });
             seen[p.name] = { status: res.statusCode, body: res.json() };
           }
-          return { ok: true, output: null, stdout: '', stderr: '', timedOut: false };
+          return { ok: true, output: { upstream: `answer-from-${opts.env.KEYHOLD_ENVIRONMENT}` }, stdout: '', stderr: '', timedOut: false };
         },
       },
       redactors: { forTenant: async () => ({ redact: (t: string) => t }) },
@@ -117,6 +121,39 @@ describeEachDialect('automation runs are bound to their environment', (dialect) 
       assert.equal(e.reason, 'FORBIDDEN');
       assert.equal(JSON.parse(e.context).boundEnvironment, 'staging');
     }
+  });
+
+  test('a staging run cannot read the record of a production run, nor find it in the run list', async () => {
+    await automations.create(h.ctx, scriptAutomation({ name: 'both', environments: ['staging', 'production'] }));
+    const prod = await runner.start(h.ctx, 'both', { environment: 'production', input: {}, trigger: 'manual', wait: true });
+    assert.equal(prod.steps[0]!.output && (prod.steps[0]!.output as { upstream: string }).upstream, 'answer-from-production');
+    extraProbes = [{ name: 'read production run', method: 'GET', url: `/v1/runs/${prod.id}` }, { name: 'list runs', method: 'GET', url: '/v1/runs?limit=500' }];
+    try {
+      await runner.start(h.ctx, 'both', { environment: 'staging', input: {}, trigger: 'manual', wait: true });
+    } finally {
+      extraProbes = [];
+    }
+    assert.equal(seen['read production run']!.status, 404, JSON.stringify(seen['read production run']));
+    assert.equal(seen['read production run']!.body.error.code, 'RUN_NOT_FOUND');
+    assert.equal(seen['list runs']!.status, 200);
+    const listed = seen['list runs']!.body.items as Array<{ environment: string }>;
+    assert.ok(listed.length > 0 && listed.every((r) => r.environment === 'staging'), JSON.stringify(listed.map((r) => r.environment)));
+    assert.ok(!JSON.stringify(seen).includes('answer-from-production'));
+  });
+
+  test('a person whose grants are narrowed to staging reads staging runs only', async () => {
+    const vic = await userContext(h, h.ctx.tenantId, 'vic');
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: vic.id, role: 'viewer', environments: ['staging'] });
+    const runs = createRunQueries({ db: h.storage.db, authz: h.services.authz });
+    const all = await runs.list(h.ctx, { limit: 500 });
+    const production = all.find((r) => r.environment === 'production')!;
+    const staging = all.find((r) => r.environment === 'staging')!;
+    assert.equal(await code(runs.get(vic.ctx(), production.id)), 'RUN_NOT_FOUND');
+    assert.equal((await runs.get(vic.ctx(), staging.id)).id, staging.id);
+    const listed = await runs.list(vic.ctx(), { limit: 500 });
+    assert.deepEqual([...new Set(listed.map((r) => r.environment))], ['staging']);
+    assert.equal(listed.length, all.filter((r) => r.environment === 'staging').length);
+    assert.equal((await runs.list(h.ctx, { limit: 500 })).length, all.length, 'root still reads every run');
   });
 
   test('the run token dies when the run ends', async () => {
@@ -187,6 +224,49 @@ describeEachDialect('authoring an automation needs the permissions of its run id
     const def = scriptAutomation({ name: 'http-only', steps: [{ id: 'call', type: 'http', connector: '{{ connectors.api }}', method: 'GET', path: '/x' }] });
     assert.equal(await code(automations.create(pat.ctx(), def)), 'FORBIDDEN', 'prod-bot may use DB_PASSWORD in staging; pat may not');
     assert.equal(await code(automations.create(pat.ctx(), { ...def, runAs: 'idle-bot' })), 'ok');
+  });
+
+  test('a secret the author may not even list is answered exactly like one that does not exist (save, dependents)', async () => {
+    const pat = (await h.storage.db.selectFrom('users').select('id').where('username', '=', 'pat').executeTakeFirstOrThrow()).id;
+    const ctx: TenantContext = { tenantId: h.ctx.tenantId, requestId: 't', actor: { type: 'user', id: pat, name: 'pat', homeTenantId: h.ctx.tenantId, mfaAt: h.clock.now() } };
+    const answer = async (name: string) => {
+      const inHeader = scriptAutomation({ name: 'probe', runAs: 'idle-bot', steps: [{ id: 'call', type: 'http', connector: '{{ connectors.api }}', method: 'GET', path: '/x', headers: { 'X-Key': `{{ secrets.${name} }}` } }] });
+      const inScript = scriptAutomation({ name: 'probe', runAs: 'idle-bot', steps: [{ id: 's', type: 'script', source: `export default async (i, { secrets }) => secrets.get('${name}')` }] });
+      const inventory = createInventory({ automations, connectors: { list: async () => [] }, secrets: h.services.secrets });
+      return Promise.all([inHeader, inScript].map((d) => automations.create(ctx, d).then(() => 'ok', (e: Error & { code: string }) => `${e.code}: ${e.message.replace(name, 'NAME')}`))
+        .concat([inventory.dependentsOf(ctx, name).then(() => 'ok', (e: Error & { code: string }) => `${e.code}: ${e.message.replace(name, 'NAME')}`)]));
+    };
+    const missing = await answer('NO_SUCH_SECRET');
+    assert.match(missing[0]!, /^INVALID_REFERENCE/);
+    assert.deepEqual(await answer('DB_PASSWORD'), missing);
+  });
+
+  test('an edit or delete racing an admin\'s edit is checked against the revision it replaces, not the one it read', async () => {
+    const sam = (await h.storage.db.selectFrom('users').select('id').where('username', '=', 'sam').executeTakeFirstOrThrow()).id;
+    const ctx: TenantContext = { tenantId: h.ctx.tenantId, requestId: 't', actor: { type: 'user', id: sam, name: 'sam', homeTenantId: h.ctx.tenantId, mfaAt: h.clock.now() } };
+    // While sam's call is between its authoring check and its write, an admin points the automation at a capable machine.
+    let meanwhile: (() => Promise<unknown>) | null = null;
+    const racing = createAutomationService({
+      db: h.storage.db, authz: h.services.authz, secrets: h.services.secrets, audit: h.services.audit, clock: h.clock, detectCredentials: () => [],
+      connectors: {
+        list: async () => {
+          const run = meanwhile;
+          meanwhile = null;
+          await run?.();
+          return [{ name: 'api', environment: 'staging', type: 'http', slots: { token: 'API_KEY' }, personal: false }];
+        },
+      },
+    });
+    for (const name of ['raced-edit', 'raced-delete']) {
+      await automations.create(h.ctx, scriptAutomation({ name, runAs: 'idle-bot' }));
+      meanwhile = () => automations.update(h.ctx, name, scriptAutomation({ name, runAs: 'writer-bot' }), 1);
+      const attempt = name === 'raced-edit' ? racing.update(ctx, name, scriptAutomation({ name, runAs: 'idle-bot' }), 2) : racing.remove(ctx, name);
+      assert.notEqual(await code(attempt), 'ok', name);
+      await (meanwhile as (() => Promise<unknown>) | null)?.(); // refused before it got that far: the admin's edit lands now
+      const after = await automations.get(h.ctx, name);
+      assert.equal(after.definition.runAs, 'writer-bot', `${name}: the admin's revision stands`);
+      assert.equal(after.revision, 2);
+    }
   });
 
   test('an author granted what the machine holds may use it, and the refusals were audited', async () => {

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { fail } from '../../errors/index.ts';
+import { fail, isKeyholdError } from '../../errors/index.ts';
 import type { AutomationRunsTable, Database } from '../../storage/schema.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
 import type { TenantContext } from '../shared/context.ts';
@@ -17,7 +17,12 @@ export function toRun(row: AutomationRunsTable): Run {
   };
 }
 
-/** Run history: what each run did, as stored (already redacted). Reading it needs `list` on the tenant. */
+/**
+ * Run history: what each run did, as stored (already redacted). Reading it needs `list` on the tenant
+ * and, for each run, `list` in the run's environment: a run's steps hold what that environment's
+ * upstreams answered, so a person narrowed to staging, or a staging run's token, sees staging runs
+ * only. A run the caller may not see is answered as a miss (the denial is audited by the authorizer).
+ */
 export function createRunQueries(deps: { db: Kysely<Database>; authz: Authorizer }) {
   const repo = createAutomationRepository(deps.db);
   const TENANT = { type: 'tenant' } as const;
@@ -26,12 +31,23 @@ export function createRunQueries(deps: { db: Kysely<Database>; authz: Authorizer
       await deps.authz.require(ctx, 'list', TENANT);
       const row = id.length <= 64 ? await repo.findRun(ctx.tenantId, id) : undefined;
       if (!row) fail('RUN_NOT_FOUND', 'no such run in this tenant');
+      try {
+        await deps.authz.require(ctx, 'list', TENANT, row.environment);
+      } catch (err) {
+        if (isKeyholdError(err) && err.code === 'FORBIDDEN') fail('RUN_NOT_FOUND', 'no such run in this tenant');
+        throw err;
+      }
       return toRun(row);
     },
 
     async list(ctx: TenantContext, opts: { automation?: string; limit?: number }): Promise<Run[]> {
       await deps.authz.require(ctx, 'list', TENANT);
-      return (await repo.listRuns(ctx.tenantId, { ...(opts.automation ? { automation: opts.automation } : {}), limit: opts.limit ?? 50 })).map(toRun);
+      const environments: string[] = [];
+      for (const { name } of await repo.environments(ctx.tenantId)) {
+        if (await deps.authz.allowed(ctx, 'list', TENANT, name)) environments.push(name);
+      }
+      if (environments.length === 0) return [];
+      return (await repo.listRuns(ctx.tenantId, { environments, ...(opts.automation ? { automation: opts.automation } : {}), limit: opts.limit ?? 50 })).map(toRun);
     },
   };
 }

@@ -64,6 +64,18 @@ describeEachDialect('automation schedules across nodes: each fire runs once', (d
     assert.equal(await b.fire(h.ctx.tenantId, 'nightly-report', at), false, 'an instant already run is not run again');
   });
 
+  test('a node whose timer fires late claims the instant the schedule named, not the moment it woke', async () => {
+    const [prompt, late] = [node('prompt'), node('late')];
+    await Promise.all([prompt.start(), late.start()]);
+    const instant = Date.UTC(2026, 5, 20, 3, 0, 0);
+    const before = runs.length;
+    assert.equal(await prompt.fire(h.ctx.tenantId, 'nightly-report', instant + 4), true);
+    // A busy event loop (or a paused VM) wakes the other node's job seconds after the instant.
+    assert.equal(await late.fire(h.ctx.tenantId, 'nightly-report', instant + 1_500), false);
+    assert.equal(await late.fire(h.ctx.tenantId, 'nightly-report', instant + 90_000), false);
+    assert.equal(runs.length, before + 1, 'one run for the instant');
+  });
+
   test('a schedule changed or removed on another node stops firing here, before any claim', async () => {
     const stale = node('stale');
     await stale.start();

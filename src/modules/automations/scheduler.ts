@@ -16,6 +16,15 @@ const CLAIMS_KEPT_MS = 7 * 24 * 3600_000;
 
 type ScheduleTrigger = { cron: string; environment: string };
 
+/**
+ * The instant a schedule named at or before `firedAt`: the key every node claims. croner hands its
+ * callback the moment the timer woke (`currentRun`), which a busy event loop or a paused VM puts
+ * seconds late on one node and not on another; claiming that would run the instant once per node.
+ */
+function scheduledInstant(cron: string, firedAt: number): number {
+  return new Cron(cron, { paused: true, timezone: 'UTC' }).previousRuns(1, new Date(firedAt + 1))[0]?.getTime() ?? firedAt;
+}
+
 function scheduleOf(def: AutomationDefinition | null): ScheduleTrigger | null {
   return def && def.trigger.type === 'schedule' ? { cron: def.trigger.cron, environment: def.trigger.environment } : null;
 }
@@ -63,8 +72,9 @@ export function createAutomationScheduler(deps: {
    * One scheduled instant of one automation: runs it if the schedule is still what this node
    * holds and no node claimed that instant first. Returns whether this node started the run.
    */
-  async function fire(tenantId: string, name: string, trigger: ScheduleTrigger, at: number): Promise<boolean> {
+  async function fire(tenantId: string, name: string, trigger: ScheduleTrigger, firedAt: number): Promise<boolean> {
     if (deps.isSealed?.()) return false;
+    const at = scheduledInstant(trigger.cron, firedAt);
     const row = await repo.find(tenantId, name);
     const def = row ? (JSON.parse(row.definition) as AutomationDefinition) : null;
     const stored = scheduleOf(def);
@@ -110,7 +120,7 @@ export function createAutomationScheduler(deps: {
     },
     /** Reloads every schedule now (the resync timer does this every SCHEDULE_RESYNC_MS). */
     resync: load,
-    /** One fire, as the job would make it at `at` (tests, and a node catching up). */
+    /** One fire, as the job would make it waking at `at` (tests, and a node catching up): it claims the instant the schedule named at or before `at`. */
     fire(tenantId: string, name: string, at: number): Promise<boolean> {
       const held = jobs.get(key(tenantId, name));
       return held ? fire(tenantId, name, held.trigger, at) : Promise.resolve(false);

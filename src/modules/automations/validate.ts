@@ -20,6 +20,35 @@ const ONLY_REFERENCES = /^(\s*\{\{[^{}]*\}\}\s*)+$/;
 
 const where = (index: number, step: Step) => `steps[${index}] (${step.id})`;
 
+/** How deep a step body may nest: every check and the runner walk it recursively. */
+export const MAX_BODY_DEPTH = 32;
+
+/** How deeply a JSON value nests (a scalar is 0), counted without recursion and giving up past `limit`. */
+function depthOf(value: unknown, limit: number): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (d + 1 > deepest) deepest = d + 1;
+    if (deepest > limit) return deepest;
+    for (const child of Object.values(v)) stack.push([child, d + 1]);
+  }
+  return deepest;
+}
+
+/**
+ * The shape checks the schema cannot express, made before anything walks the definition: a body
+ * nested thousands deep would overflow the stack of every recursive walk (a 500, not a 400).
+ */
+export function checkShape(def: AutomationDefinition): void {
+  def.steps.forEach((step, index) => {
+    if (step.type === 'http' && depthOf(step.body, MAX_BODY_DEPTH) > MAX_BODY_DEPTH) {
+      fail('VALIDATION_FAILED', `${where(index, step)}.body nests deeper than ${MAX_BODY_DEPTH} levels`);
+    }
+  });
+}
+
 /** The connector name of an http step (its `connector` field is exactly one `{{ connectors.NAME }}`). */
 export function connectorOf(step: { connector: string }): string | null {
   return CONNECTOR_FIELD.exec(step.connector)?.[1] ?? null;
