@@ -67,7 +67,9 @@ export function createAutomationService(deps: {
   const runAs = createRunAsCheck({ db, authz });
   const listeners: AutomationListener[] = [];
 
+  /** Checks `list` before looking: a caller who may not list the tenant learns nothing about which names exist. */
   async function load(ctx: TenantContext, name: string): Promise<AutomationsTable> {
+    await authz.require(ctx, 'list', TENANT);
     const row = await repo.find(ctx.tenantId, name);
     if (!row) fail('AUTOMATION_NOT_FOUND', `automation "${name.slice(0, 64)}" does not exist`);
     return row;
@@ -177,9 +179,7 @@ export function createAutomationService(deps: {
     },
 
     async get(ctx: TenantContext, name: string): Promise<Automation> {
-      const row = await load(ctx, name);
-      await authz.require(ctx, 'list', TENANT);
-      return toAutomation(row);
+      return toAutomation(await load(ctx, name));
     },
 
     async list(ctx: TenantContext): Promise<Automation[]> {

@@ -122,6 +122,17 @@ describeEachDialect('automations: definitions hold checked references only', (di
     assert.equal(await code(h.services.automations.create(bea.ctx(), payments({ name: 'bea-staging', environments: ['staging'] }))), 'ok');
   });
 
+  test('a caller who may not list the tenant is refused alike for an automation that exists and one that does not', async () => {
+    const nobody = await userContext(h, ctx.tenantId, 'no-grants');
+    await h.services.automations.create(ctx, payments({ name: 'probed' }));
+    for (const name of ['probed', 'never-was']) {
+      assert.equal(await code(h.services.automations.get(nobody.ctx(), name)), 'FORBIDDEN', name);
+      assert.equal(await code(h.services.automations.update(nobody.ctx(), name, payments({ name }), 1)), 'FORBIDDEN', name);
+      assert.equal(await code(h.services.automations.remove(nobody.ctx(), name)), 'FORBIDDEN', name);
+      assert.equal(await code(h.services.automations.rotateWebhookToken(nobody.ctx(), name)), 'FORBIDDEN', name);
+    }
+  });
+
   test('a viewer can read definitions but not save them', async () => {
     const vic = await userContext(h, ctx.tenantId, 'vic');
     await h.services.grants.create(ctx, { principalType: 'user', principalId: vic.id, role: 'viewer' });
