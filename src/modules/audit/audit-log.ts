@@ -47,6 +47,27 @@ function toRow(e: AuditEvent, mac: string | null): Omit<AuditEventsTable, 'mac'>
   };
 }
 
+/** A stored context, or null when it is not a JSON object (only a row written by hand can hold one). */
+function parseContext(text: string): Record<string, string> | null {
+  try {
+    const context: unknown = JSON.parse(text);
+    return typeof context === 'object' && context !== null && !Array.isArray(context) ? context as Record<string, string> : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A stored row as the proofs walk it (verify, the checkpointer): with its MAC, and marked
+ * `unreadable` when its context is not a JSON object, so the walk names the event as altered
+ * instead of failing on it.
+ */
+export function storedFromRow(r: AuditEventsTable): StoredEvent {
+  const context = parseContext(r.context);
+  const event = { ...fromRow({ ...r, context: context === null ? '{}' : r.context }), mac: r.mac };
+  return context === null ? { ...event, unreadable: 'its context is not a JSON object' } : event;
+}
+
 export function fromRow(r: AuditEventsTable): AuditEvent {
   return {
     seq: r.seq, id: r.id, time: r.time, tenantId: r.tenant_id, actor: { type: r.actor_type as AuditEvent['actor']['type'], id: r.actor_id },
@@ -310,12 +331,13 @@ export function createAuditLog(deps: {
       const stored = await db.selectFrom('audit_checkpoints').selectAll().orderBy('seq').execute();
       const published = await db.selectFrom('audit_events').select(['action', 'context']).where('action', '=', CHECKPOINT_ACTION).execute();
       const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
-      const merged = mergeCheckpoints(stored, published.map((e) => ({ action: e.action, context: JSON.parse(e.context) as Record<string, string> })), opts.trustedPublicKey ?? null);
+      // A published checkpoint whose context cannot be read carries none: the walk names that event.
+      const merged = mergeCheckpoints(stored, published.map((e) => ({ action: e.action, context: parseContext(e.context) ?? {} })), opts.trustedPublicKey ?? null);
       if (!merged.ok) return { ok: false, events: 0, firstBadSeq: merged.seq, problem: merged.problem, headSeq: head.seq, checkpoints: stored.length };
       async function* events(): AsyncGenerator<StoredEvent> {
         for (let after = 0; ;) {
           const rows = await db.selectFrom('audit_events').selectAll().where('seq', '>', after).orderBy('seq').limit(batch).execute();
-          for (const row of rows) yield { ...fromRow(row), mac: row.mac };
+          for (const row of rows) yield storedFromRow(row);
           if (rows.length < batch) return;
           after = rows[rows.length - 1]!.seq;
         }

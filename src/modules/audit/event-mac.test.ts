@@ -151,6 +151,32 @@ describeEachDialect('event MACs: the log holds only what a server with the root 
     });
   }
 
+  for (const context of ['not json', 'null']) {
+    test(`an event whose stored context is rewritten to ${JSON.stringify(context)} is named by verify and by the checkpointer, not a crash`, async () => {
+      // Written in the write's transaction, so the checkpointer reads it back.
+      await h.services.values.write(h.ctx, 'PAYMENTS_KEY', 'production', { value: 'mac-canary-5' });
+      const victim = await db().selectFrom('audit_events').selectAll().where('action', '=', 'secret.write').orderBy('seq', 'desc').limit(1).executeTakeFirstOrThrow();
+      await dropAuditGuards(db(), dialect);
+      await sql`update audit_events set context = ${context} where seq = ${victim.seq}`.execute(db());
+      try {
+        await assert.rejects(h.services.checkpoints.checkpoint(), (err: unknown) => {
+          assert.ok(err instanceof KeyholdError, String(err));
+          assert.equal(err.code, 'AUDIT_TAMPERED');
+          assert.match(err.message, new RegExp(`event ${victim.seq} was altered \\(its context is not a JSON object\\)`));
+          return true;
+        });
+        const res = await h.app.inject({ method: 'GET', url: '/v1/audit/verify', headers: { authorization: `Bearer ${h.rootToken}` } });
+        assert.equal(res.statusCode, 200, res.body);
+        assert.equal(res.json().firstBadSeq, victim.seq);
+        assert.match(res.json().problem, /its context is not a JSON object/);
+      } finally {
+        await sql`update audit_events set context = ${victim.context} where seq = ${victim.seq}`.execute(db());
+      }
+      assert.equal((await verify()).ok, true);
+      assert.ok(await h.services.checkpoints.checkpoint());
+    });
+  }
+
   test('unseal attempts, recorded with no key, are the only unkeyed events; the seal is MACed with the key it drops', async () => {
     const before = (await db().selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
     await h.services.system.seal({ type: 'root', id: 'test-root' });
