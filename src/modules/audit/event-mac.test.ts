@@ -259,6 +259,38 @@ describeEachDialect('event MACs: the log holds only what a server with the root 
     assert.equal((await h.services.system.status()).auditTampered, false, 'and the status clears');
   });
 
+  test('a checkpoint row forged past the head, or the head moved back behind a signed checkpoint, stops signing loudly, not silently', async () => {
+    await h.services.values.read(h.ctx, 'PAYMENTS_KEY', 'production');
+    assert.ok(await h.services.checkpoints.checkpoint());
+    const head = await db().selectFrom('audit_head').select(['seq', 'hash']).executeTakeFirstOrThrow();
+    const tampered = async (problem: RegExp) => {
+      await assert.rejects(h.services.checkpoints.checkpoint(), (err: unknown) => {
+        assert.ok(err instanceof KeyholdError && err.code === 'AUDIT_TAMPERED', String(err));
+        assert.match(err.message, problem);
+        return true;
+      });
+      assert.equal((await h.services.system.status()).auditTampered, true);
+    };
+
+    // An unsigned row far ahead of the head would otherwise look like "nothing new to sign" forever.
+    const far = head.seq + 1_000_000;
+    await db().insertInto('audit_checkpoints').values({ seq: far, hash: head.hash, time: 1, signature: 'AAAA', public_key: publicKey, prev_seq: 0 }).execute();
+    await h.services.values.read(h.ctx, 'PAYMENTS_KEY', 'production');
+    await tampered(new RegExp(`checkpoint at ${far} is not signed by this server's audit key`));
+    await dropAuditGuards(db(), dialect);
+    await sql`delete from audit_checkpoints where seq = ${far}`.execute(db());
+    assert.ok(await h.services.checkpoints.checkpoint(), 'signs again once the forged row is gone');
+
+    // The head (the runtime role's to write) moved back behind the newest signed checkpoint: the tail was cut.
+    const now = await db().selectFrom('audit_head').select(['seq', 'hash']).executeTakeFirstOrThrow();
+    await db().updateTable('audit_head').set({ seq: head.seq, hash: head.hash }).where('id', '=', 1).execute();
+    await tampered(/covers events past the head/);
+    await db().updateTable('audit_head').set({ seq: now.seq, hash: now.hash }).where('id', '=', 1).execute();
+    await h.services.values.read(h.ctx, 'PAYMENTS_KEY', 'production');
+    assert.ok(await h.services.checkpoints.checkpoint());
+    assert.equal((await h.services.system.status()).auditTampered, false);
+  });
+
   test('the checkpointer reads back only what its own group commits did not write, also after commits landed during a proof', async () => {
     await h.services.values.read(h.ctx, 'PAYMENTS_KEY', 'production');
     assert.ok(await h.services.checkpoints.checkpoint());
