@@ -329,10 +329,10 @@ export function createAuditLog(deps: {
     async verify(opts: { trustedPublicKey?: string | null; batch?: number; checkpointFloor?: number; macKey?: KeyObject | null } = {}): Promise<VerifyResult & { headSeq: number; checkpoints: number; unsigned?: number }> {
       const batch = opts.batch ?? 2000;
       const stored = await db.selectFrom('audit_checkpoints').selectAll().orderBy('seq').execute();
-      const published = await db.selectFrom('audit_events').select(['action', 'context']).where('action', '=', CHECKPOINT_ACTION).execute();
+      const published = await db.selectFrom('audit_events').select(['seq', 'action', 'context']).where('action', '=', CHECKPOINT_ACTION).execute();
       const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
       // A published checkpoint whose context cannot be read carries none: the walk names that event.
-      const merged = mergeCheckpoints(stored, published.map((e) => ({ action: e.action, context: parseContext(e.context) ?? {} })), opts.trustedPublicKey ?? null);
+      const merged = mergeCheckpoints(stored, published.map((e) => ({ seq: e.seq, action: e.action, context: parseContext(e.context) ?? {} })), opts.trustedPublicKey ?? null);
       if (!merged.ok) return { ok: false, events: 0, firstBadSeq: merged.seq, problem: merged.problem, headSeq: head.seq, checkpoints: stored.length };
       async function* events(): AsyncGenerator<StoredEvent> {
         for (let after = 0; ;) {
