@@ -177,6 +177,24 @@ describeEachDialect('event MACs: the log holds only what a server with the root 
     });
   }
 
+  test('a row inserted past the head, which no commit appended, is named by verify', async () => {
+    const own = await createHarness(dialect);
+    const odb = own.storage.db;
+    try {
+      const head = await odb.selectFrom('audit_head').select(['seq', 'hash']).executeTakeFirstOrThrow();
+      // The runtime role may insert a row without moving the head.
+      const row = revealRow(head.seq + 1, head.hash);
+      row.hash = chainHash(head.hash, fromRow(row));
+      await odb.insertInto('audit_events').values(row).execute();
+      const r = await own.services.audit.verify({ trustedPublicKey: own.services.checkpoints.publicKey(), macKey: own.services.macKeys.current()!.key });
+      assert.equal(!r.ok && r.firstBadSeq, row.seq, JSON.stringify(r));
+      assert.match(!r.ok ? r.problem : '', new RegExp(`event ${row.seq} lies past the head \\(event ${head.seq}\\)`));
+      await removeAfter(odb, head.seq);
+    } finally {
+      await own.close();
+    }
+  });
+
   test('unseal attempts, recorded with no key, are the only unkeyed events; the seal is MACed with the key it drops', async () => {
     const before = (await db().selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
     await h.services.system.seal({ type: 'root', id: 'test-root' });
