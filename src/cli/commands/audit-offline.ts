@@ -36,7 +36,8 @@ class OfflineInputError extends Error {}
 const isEvent = (e: unknown): e is AuditEvent => {
   const x = e as Partial<AuditEvent> | null;
   return typeof x === 'object' && x !== null && Number.isSafeInteger(x.seq) && typeof x.hash === 'string' && typeof x.prevHash === 'string'
-    && typeof x.actor === 'object' && x.actor !== null && typeof x.resource === 'object' && x.resource !== null && typeof x.context === 'object';
+    && typeof x.actor === 'object' && x.actor !== null && typeof x.resource === 'object' && x.resource !== null
+    && typeof x.context === 'object' && x.context !== null && !Array.isArray(x.context);
 };
 
 const isCheckpoint = (c: unknown): c is AuditCheckpointsTable => {

@@ -47,6 +47,27 @@ function toRow(e: AuditEvent, mac: string | null): Omit<AuditEventsTable, 'mac'>
   };
 }
 
+/** A stored context, or null when it is not a JSON object (only a row written by hand can hold one). */
+function parseContext(text: string): Record<string, string> | null {
+  try {
+    const context: unknown = JSON.parse(text);
+    return typeof context === 'object' && context !== null && !Array.isArray(context) ? context as Record<string, string> : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A stored row as the proofs walk it (verify, the checkpointer): with its MAC, and marked
+ * `unreadable` when its context is not a JSON object, so the walk names the event as altered
+ * instead of failing on it.
+ */
+export function storedFromRow(r: AuditEventsTable): StoredEvent {
+  const context = parseContext(r.context);
+  const event = { ...fromRow({ ...r, context: context === null ? '{}' : r.context }), mac: r.mac };
+  return context === null ? { ...event, unreadable: 'its context is not a JSON object' } : event;
+}
+
 export function fromRow(r: AuditEventsTable): AuditEvent {
   return {
     seq: r.seq, id: r.id, time: r.time, tenantId: r.tenant_id, actor: { type: r.actor_type as AuditEvent['actor']['type'], id: r.actor_id },
@@ -307,20 +328,23 @@ export function createAuditLog(deps: {
      */
     async verify(opts: { trustedPublicKey?: string | null; batch?: number; checkpointFloor?: number; macKey?: KeyObject | null } = {}): Promise<VerifyResult & { headSeq: number; checkpoints: number; unsigned?: number }> {
       const batch = opts.batch ?? 2000;
+      // Taken before the head is read, so the head is at or past it (a commit moves both at once).
+      const floors = { headSeq: committedFloor, ...(opts.checkpointFloor ? { checkpointSeq: opts.checkpointFloor } : {}) };
       const stored = await db.selectFrom('audit_checkpoints').selectAll().orderBy('seq').execute();
-      const published = await db.selectFrom('audit_events').select(['action', 'context']).where('action', '=', CHECKPOINT_ACTION).execute();
+      const published = await db.selectFrom('audit_events').select(['seq', 'action', 'context']).where('action', '=', CHECKPOINT_ACTION).execute();
       const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
-      const merged = mergeCheckpoints(stored, published.map((e) => ({ action: e.action, context: JSON.parse(e.context) as Record<string, string> })), opts.trustedPublicKey ?? null);
+      // A published checkpoint whose context cannot be read carries none: the walk names that event.
+      const merged = mergeCheckpoints(stored, published.map((e) => ({ seq: e.seq, action: e.action, context: parseContext(e.context) ?? {} })), opts.trustedPublicKey ?? null);
       if (!merged.ok) return { ok: false, events: 0, firstBadSeq: merged.seq, problem: merged.problem, headSeq: head.seq, checkpoints: stored.length };
+      // Up to the head read above: what is appended during the walk is the next walk's (it is not a cut tail).
       async function* events(): AsyncGenerator<StoredEvent> {
         for (let after = 0; ;) {
-          const rows = await db.selectFrom('audit_events').selectAll().where('seq', '>', after).orderBy('seq').limit(batch).execute();
-          for (const row of rows) yield { ...fromRow(row), mac: row.mac };
+          const rows = await db.selectFrom('audit_events').selectAll().where('seq', '>', after).where('seq', '<=', head.seq).orderBy('seq').limit(batch).execute();
+          for (const row of rows) yield storedFromRow(row);
           if (rows.length < batch) return;
           after = rows[rows.length - 1]!.seq;
         }
       }
-      const floors = { headSeq: committedFloor, ...(opts.checkpointFloor ? { checkpointSeq: opts.checkpointFloor } : {}) };
       let macs: { key: KeyObject; keyedFrom: number } | undefined;
       if (opts.macKey) {
         const start = await macStart(db, head.seq);
@@ -328,6 +352,15 @@ export function createAuditLog(deps: {
         macs = { key: opts.macKey, keyedFrom: start.seq };
       }
       const result = await verifyLog({ events: events(), checkpoints: merged.checkpoints, head, trustedPublicKey: opts.trustedPublicKey ?? null, floors, ...(macs ? { macs } : {}) });
+      if (!result.ok) return { ...result, headSeq: head.seq };
+      // Rows past the head are events no commit appended (a commit moves the head with them): the
+      // last row first, then the head, which by then is at or past every row committed before it.
+      const lastRow = await db.selectFrom('audit_events').select('seq').orderBy('seq', 'desc').limit(1).executeTakeFirst();
+      const now = await db.selectFrom('audit_head').select('seq').where('id', '=', 1).executeTakeFirstOrThrow();
+      if (lastRow && lastRow.seq > now.seq) {
+        const past = await db.selectFrom('audit_events').select('seq').where('seq', '>', now.seq).orderBy('seq').limit(1).executeTakeFirstOrThrow();
+        return { ok: false, events: result.events, firstBadSeq: past.seq, problem: `event ${past.seq} lies past the head (event ${now.seq}): it was not appended by a commit`, headSeq: head.seq, checkpoints: result.checkpoints };
+      }
       return { ...result, headSeq: head.seq };
     },
   };

@@ -51,8 +51,11 @@ export interface ChainVerifierOptions {
   macs?: { key: KeyObject; keyedFrom: number };
 }
 
-/** An event as the database holds it: with its MAC (null when recorded while sealed). */
-export type StoredEvent = AuditEvent & { mac?: string | null };
+/**
+ * An event as the database holds it: with its MAC (null when recorded while sealed), and
+ * `unreadable` saying why a stored row could not be read as an event (it was altered).
+ */
+export type StoredEvent = AuditEvent & { mac?: string | null; unreadable?: string };
 
 /**
  * Walks events in stored order and proves each one: its sequence number follows the last, it
@@ -88,6 +91,8 @@ export function createChainVerifier(start: { seq: number; hash: string } = { seq
       if (failure) return false;
       if (e.seq !== lastSeq + 1) {
         failure = { firstBadSeq: e.seq, problem: e.seq <= lastSeq ? `event ${e.seq} is out of order or duplicated (after ${lastSeq})` : `events ${lastSeq + 1}..${e.seq - 1} are missing` };
+      } else if (e.unreadable !== undefined) {
+        failure = { firstBadSeq: e.seq, problem: `event ${e.seq} was altered (${e.unreadable})` };
       } else if (e.prevHash !== lastHash) {
         failure = { firstBadSeq: e.seq, problem: `event ${e.seq} does not link to the event before it` };
       } else if (chainHash(e.prevHash, e) !== e.hash) {

@@ -116,10 +116,23 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
      */
     async checkpoint(): Promise<AuditCheckpointsTable | null> {
       const { privateKey, publicKey } = signingKeys();
-      const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
-      if (head.seq === 0) return null;
+      // The last checkpoint first, then the head: the head only moves forward, so it is never behind a checkpoint read before it.
       const last = await db.selectFrom('audit_checkpoints').selectAll().orderBy('seq', 'desc').limit(1).executeTakeFirst();
-      if (last && last.seq >= head.seq) return null;
+      const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+      try {
+        // The proof starts from the last checkpoint: it must be one this key signed. Checked before
+        // "nothing new", or a forged row past the head would stop every checkpoint without a word.
+        if (last && !checkpointValid({ ...last, prev_seq: last.prev_seq ?? null }, publicKeyText(publicKey))) {
+          throw new KeyholdError('AUDIT_TAMPERED', `no checkpoint signed: the checkpoint at ${last.seq} is not signed by this server's audit key`);
+        }
+        if (last && (last.seq > head.seq || (last.seq === head.seq && last.hash !== head.hash))) {
+          throw new KeyholdError('AUDIT_TAMPERED', `no checkpoint signed: the checkpoint at ${last.seq} covers events past the head (event ${head.seq}), or others: the end of the log was removed`);
+        }
+      } catch (err) {
+        tampered = true;
+        throw err;
+      }
+      if (head.seq === 0 || (last && last.seq === head.seq)) return null;
       if (last) {
         // Its own event must not make the next checkpoint due, or an idle log would grow by one event per interval.
         const news = await db.selectFrom('audit_events').select('seq').where('seq', '>', last.seq).where('action', '<>', CHECKPOINT_ACTION).limit(1).executeTakeFirst();
@@ -127,10 +140,6 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
       }
       const macKey = macKeys.current() ?? fail('SEALED', 'the server is sealed');
       try {
-        // The proof starts from the last checkpoint: it must be one this key signed.
-        if (last && !checkpointValid({ ...last, prev_seq: last.prev_seq ?? null }, publicKeyText(publicKey))) {
-          throw new KeyholdError('AUDIT_TAMPERED', `no checkpoint signed: the checkpoint at ${last.seq} is not signed by this server's audit key`);
-        }
         lastProofReads = (await signingCheck.prove(macKey.key, last ? { seq: last.seq, hash: last.hash } : { seq: 0, hash: GENESIS_HASH }, head)).read;
       } catch (err) {
         if (err instanceof KeyholdError && err.code === 'AUDIT_TAMPERED') tampered = true;

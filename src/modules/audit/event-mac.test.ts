@@ -151,6 +151,50 @@ describeEachDialect('event MACs: the log holds only what a server with the root 
     });
   }
 
+  for (const context of ['not json', 'null']) {
+    test(`an event whose stored context is rewritten to ${JSON.stringify(context)} is named by verify and by the checkpointer, not a crash`, async () => {
+      // Written in the write's transaction, so the checkpointer reads it back.
+      await h.services.values.write(h.ctx, 'PAYMENTS_KEY', 'production', { value: 'mac-canary-5' });
+      const victim = await db().selectFrom('audit_events').selectAll().where('action', '=', 'secret.write').orderBy('seq', 'desc').limit(1).executeTakeFirstOrThrow();
+      await dropAuditGuards(db(), dialect);
+      await sql`update audit_events set context = ${context} where seq = ${victim.seq}`.execute(db());
+      try {
+        await assert.rejects(h.services.checkpoints.checkpoint(), (err: unknown) => {
+          assert.ok(err instanceof KeyholdError, String(err));
+          assert.equal(err.code, 'AUDIT_TAMPERED');
+          assert.match(err.message, new RegExp(`event ${victim.seq} was altered \\(its context is not a JSON object\\)`));
+          return true;
+        });
+        const res = await h.app.inject({ method: 'GET', url: '/v1/audit/verify', headers: { authorization: `Bearer ${h.rootToken}` } });
+        assert.equal(res.statusCode, 200, res.body);
+        assert.equal(res.json().firstBadSeq, victim.seq);
+        assert.match(res.json().problem, /its context is not a JSON object/);
+      } finally {
+        await sql`update audit_events set context = ${victim.context} where seq = ${victim.seq}`.execute(db());
+      }
+      assert.equal((await verify()).ok, true);
+      assert.ok(await h.services.checkpoints.checkpoint());
+    });
+  }
+
+  test('a row inserted past the head, which no commit appended, is named by verify', async () => {
+    const own = await createHarness(dialect);
+    const odb = own.storage.db;
+    try {
+      const head = await odb.selectFrom('audit_head').select(['seq', 'hash']).executeTakeFirstOrThrow();
+      // The runtime role may insert a row without moving the head.
+      const row = revealRow(head.seq + 1, head.hash);
+      row.hash = chainHash(head.hash, fromRow(row));
+      await odb.insertInto('audit_events').values(row).execute();
+      const r = await own.services.audit.verify({ trustedPublicKey: own.services.checkpoints.publicKey(), macKey: own.services.macKeys.current()!.key });
+      assert.equal(!r.ok && r.firstBadSeq, row.seq, JSON.stringify(r));
+      assert.match(!r.ok ? r.problem : '', new RegExp(`event ${row.seq} lies past the head \\(event ${head.seq}\\)`));
+      await removeAfter(odb, head.seq);
+    } finally {
+      await own.close();
+    }
+  });
+
   test('unseal attempts, recorded with no key, are the only unkeyed events; the seal is MACed with the key it drops', async () => {
     const before = (await db().selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
     await h.services.system.seal({ type: 'root', id: 'test-root' });
@@ -231,6 +275,38 @@ describeEachDialect('event MACs: the log holds only what a server with the root 
     assert.equal((await h.services.system.status()).auditTampered, true);
     assert.ok(await h.services.checkpoints.checkpoint(), 'signs again once the forged row is gone');
     assert.equal((await h.services.system.status()).auditTampered, false, 'and the status clears');
+  });
+
+  test('a checkpoint row forged past the head, or the head moved back behind a signed checkpoint, stops signing loudly, not silently', async () => {
+    await h.services.values.read(h.ctx, 'PAYMENTS_KEY', 'production');
+    assert.ok(await h.services.checkpoints.checkpoint());
+    const head = await db().selectFrom('audit_head').select(['seq', 'hash']).executeTakeFirstOrThrow();
+    const tampered = async (problem: RegExp) => {
+      await assert.rejects(h.services.checkpoints.checkpoint(), (err: unknown) => {
+        assert.ok(err instanceof KeyholdError && err.code === 'AUDIT_TAMPERED', String(err));
+        assert.match(err.message, problem);
+        return true;
+      });
+      assert.equal((await h.services.system.status()).auditTampered, true);
+    };
+
+    // An unsigned row far ahead of the head would otherwise look like "nothing new to sign" forever.
+    const far = head.seq + 1_000_000;
+    await db().insertInto('audit_checkpoints').values({ seq: far, hash: head.hash, time: 1, signature: 'AAAA', public_key: publicKey, prev_seq: 0 }).execute();
+    await h.services.values.read(h.ctx, 'PAYMENTS_KEY', 'production');
+    await tampered(new RegExp(`checkpoint at ${far} is not signed by this server's audit key`));
+    await dropAuditGuards(db(), dialect);
+    await sql`delete from audit_checkpoints where seq = ${far}`.execute(db());
+    assert.ok(await h.services.checkpoints.checkpoint(), 'signs again once the forged row is gone');
+
+    // The head (the runtime role's to write) moved back behind the newest signed checkpoint: the tail was cut.
+    const now = await db().selectFrom('audit_head').select(['seq', 'hash']).executeTakeFirstOrThrow();
+    await db().updateTable('audit_head').set({ seq: head.seq, hash: head.hash }).where('id', '=', 1).execute();
+    await tampered(/covers events past the head/);
+    await db().updateTable('audit_head').set({ seq: now.seq, hash: now.hash }).where('id', '=', 1).execute();
+    await h.services.values.read(h.ctx, 'PAYMENTS_KEY', 'production');
+    assert.ok(await h.services.checkpoints.checkpoint());
+    assert.equal((await h.services.system.status()).auditTampered, false);
   });
 
   test('the checkpointer reads back only what its own group commits did not write, also after commits landed during a proof', async () => {

@@ -19,20 +19,23 @@ export interface VerifyFloors {
   checkpointSeq?: number;
 }
 
+/** A checkpoint to prove; `publishedBy` is the seq of the event that alone carries it (no stored row). */
+export type MergedCheckpoint = AuditCheckpointsTable & { publishedBy?: number };
+
 /**
  * The checkpoints to prove: the stored ones and those the log's own `audit.checkpoint` events
  * carry (so deleting checkpoint rows loses nothing while their events remain). The same seq with
  * two different checkpoints is itself proof of tampering.
  */
-export function mergeCheckpoints(stored: readonly AuditCheckpointsTable[], events: Iterable<{ action: string; context: Record<string, string> }>, trustedPublicKey: string | null):
-  { ok: true; checkpoints: AuditCheckpointsTable[] } | { ok: false; seq: number; problem: string } {
-  const bySeq = new Map<number, AuditCheckpointsTable>();
+export function mergeCheckpoints(stored: readonly AuditCheckpointsTable[], events: Iterable<{ seq?: number; action: string; context: Record<string, string> }>, trustedPublicKey: string | null):
+  { ok: true; checkpoints: MergedCheckpoint[] } | { ok: false; seq: number; problem: string } {
+  const bySeq = new Map<number, MergedCheckpoint>();
   for (const cp of stored) bySeq.set(cp.seq, { ...cp, prev_seq: cp.prev_seq ?? null });
   for (const e of events) {
     const cp = checkpointFromEvent(e);
     if (!cp) continue;
     const known = bySeq.get(cp.seq);
-    if (!known) bySeq.set(cp.seq, cp);
+    if (!known) bySeq.set(cp.seq, e.seq === undefined ? cp : { ...cp, publishedBy: e.seq });
     else if (known.hash !== cp.hash || known.signature !== cp.signature || known.time !== cp.time || known.prev_seq !== cp.prev_seq) {
       // Name the forgery when the key can tell which of the two it is.
       const forged = trustedPublicKey !== null && (!checkpointValid(known, trustedPublicKey) || !checkpointValid(cp, trustedPublicKey));
@@ -53,7 +56,7 @@ export function mergeCheckpoints(stored: readonly AuditCheckpointsTable[], event
  */
 export async function verifyLog(input: {
   events: AsyncIterable<StoredEvent> | Iterable<StoredEvent>;
-  checkpoints: readonly AuditCheckpointsTable[];
+  checkpoints: readonly MergedCheckpoint[];
   head: { seq: number; hash: string } | null;
   trustedPublicKey: string | null;
   floors?: VerifyFloors;
@@ -77,6 +80,8 @@ export async function verifyLog(input: {
 
   if (trustedPublicKey) {
     const forged = input.checkpoints.find((c) => !checkpointValid(c, trustedPublicKey));
+    // One only an event carries: that event is the bad one, not the event it claims to sign.
+    if (forged?.publishedBy !== undefined) return bad(forged.publishedBy, `event ${forged.publishedBy} publishes a checkpoint at ${forged.seq} that is not signed by the trusted audit key`, 0);
     if (forged) return bad(forged.seq, `checkpoint at ${forged.seq} is not signed by the trusted audit key`, 0);
   }
   // Each checkpoint since v2 names the one before it: a signed link to a missing checkpoint means it was removed.

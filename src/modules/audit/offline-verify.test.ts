@@ -84,6 +84,7 @@ describeEachDialect('audit export verified offline against the pinned key', (dia
       ['a line repeating seq 4 with other content but its hash', (l) => [...l.slice(0, 4), withEvent(4, (e) => { e.resource = { ...(e.resource as object), name: 'OTHER' }; })([l[3]!])[0]!, ...l.slice(4)], /event 4 appears twice with different content/, 4],
       ['an earlier event moved later', (l) => [...l.slice(0, 2), ...l.slice(3, 6), l[2]!, ...l.slice(6)], /events 3\.\.3 are missing/, 4],
       ['a garbage line', (l) => [...l.slice(0, 2), 'not json', ...l.slice(2)], /line 3 is not JSON/, 3],
+      ['an event whose context is null', withEvent(5, (e) => { e.context = null; }), /line 5 \(after event 4\) is not an audit event/, 5],
     ];
     for (const [what, edit, problem, firstBad] of cases) {
       const r = await verifyEdited(edit);

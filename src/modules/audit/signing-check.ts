@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { KeyholdError } from '../../errors/index.ts';
 import type { Database } from '../../storage/schema.ts';
-import { fromRow } from './audit-log.ts';
+import { storedFromRow } from './audit-log.ts';
 import { createChainVerifier, type ChainSegment } from './chain.ts';
 import { macStart } from './keyed-from.ts';
 
@@ -50,7 +50,7 @@ export function createSigningCheck(db: Kysely<Database>) {
     for (let after = from.seq, proving = true; proving && after < to;) {
       const rows = await db.selectFrom('audit_events').selectAll()
         .where('seq', '>', after).where('seq', '<=', to).orderBy('seq').limit(PAGE).execute();
-      for (const row of rows) if (!(proving = verifier.push({ ...fromRow(row), mac: row.mac }))) break;
+      for (const row of rows) if (!(proving = verifier.push(storedFromRow(row)))) break;
       if (rows.length === 0) break;
       after = rows[rows.length - 1]!.seq;
     }

@@ -154,6 +154,28 @@ describeEachDialect('audit tamper evidence beyond the chain', (dialect) => {
     assert.equal((await verify()).ok, true);
   });
 
+  test('an audit.checkpoint event carrying a checkpoint nobody signed is named by its own seq, not by the seq it claims', async () => {
+    await h.services.values.read(h.ctx, 'TAMPER', 'production');
+    assert.ok(await h.services.checkpoints.checkpoint());
+    const restore = await snapshot();
+    // Appended as the runtime role could (insert, move the head): it claims to sign event 1.
+    const head = await db().selectFrom('audit_head').select(['seq', 'hash']).executeTakeFirstOrThrow();
+    const genuine = (await rows()).findLast((e) => e.action === CHECKPOINT_ACTION)!;
+    const claimed = { ...JSON.parse(genuine.context), seq: '1', prevSeq: '0' };
+    const row: AuditEventsTable = { ...genuine, seq: head.seq + 1, prev_hash: head.hash, context: JSON.stringify(claimed), mac: null };
+    row.hash = chainHash(head.hash, fromRow(row));
+    await db().insertInto('audit_events').values(row).execute();
+    await db().updateTable('audit_head').set({ seq: row.seq, hash: row.hash }).where('id', '=', 1).execute();
+
+    const r = await verify();
+    assert.equal(r.ok, false);
+    assert.equal(!r.ok && r.firstBadSeq, row.seq, problem(r));
+    assert.match(problem(r), new RegExp(`event ${row.seq} publishes a checkpoint at 1 that is not signed by the trusted audit key`));
+    await dropGuards();
+    await restore();
+    assert.equal((await verify()).ok, true);
+  });
+
   test('a checkpoint removed from the middle is named by the signed link of the one after it', async () => {
     await h.services.values.read(h.ctx, 'TAMPER', 'production');
     await h.services.checkpoints.checkpoint();

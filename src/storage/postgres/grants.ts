@@ -44,12 +44,13 @@ export async function grantRuntimeRole<DB>(db: Kysely<DB>, role: string): Promis
     const schema = (await sql<{ schema: string | null }>`select current_schema()::text as schema`.execute(trx)).rows[0]?.schema;
     if (!schema) throw new GrantError('the connection has no current schema: set search_path to the schema Keyhold uses');
     const found = (await sql<{ super: boolean; is_me: boolean }>`
-      select rolsuper as super, rolname = current_user as is_me from pg_roles where rolname = ${role}`.execute(trx)).rows[0];
+      select r.rolsuper or exists (select 1 from pg_roles s where s.rolsuper and pg_has_role(r.oid, s.oid, 'MEMBER')) as super,
+        r.rolname = current_user as is_me from pg_roles r where r.rolname = ${role}`.execute(trx)).rows[0];
     if (!found) throw new GrantError(`there is no database role "${role}": create it first (CREATE ROLE ... LOGIN)`);
     if (found.is_me) throw new GrantError(`"${role}" is the user migrating (the owner); the server must run as a different role`);
-    if (found.super) throw new GrantError(`"${role}" is a superuser, which no privilege restrains; the server must run as an ordinary role`);
+    if (found.super) throw new GrantError(`"${role}" is (or may SET ROLE to) a superuser, which no privilege restrains; the server must run as an ordinary role`);
     const relations = (await sql<{ name: string; kind: string; owned: boolean }>`
-      select c.relname::text as name, c.relkind::text as kind, pg_has_role(${role}, c.relowner, 'USAGE') as owned
+      select c.relname::text as name, c.relkind::text as kind, pg_has_role(${role}, c.relowner, 'MEMBER') as owned
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
       where n.nspname = ${schema} and c.relkind in ('r', 'p', 'S', 'v', 'm') order by c.relname`.execute(trx)).rows;
     const owned = relations.filter((r) => r.owned).map((r) => r.name);
@@ -58,7 +59,7 @@ export async function grantRuntimeRole<DB>(db: Kysely<DB>, role: string): Promis
         + 'make the migrating user the owner (ALTER TABLE ... OWNER TO ...) and run again');
     }
     const ownsSchema = (await sql<{ owns: boolean }>`
-      select pg_has_role(${role}, nspowner, 'USAGE') as owns from pg_namespace where nspname = ${schema}`.execute(trx)).rows[0]?.owns;
+      select pg_has_role(${role}, nspowner, 'MEMBER') as owns from pg_namespace where nspname = ${schema}`.execute(trx)).rows[0]?.owns;
     if (ownsSchema) throw new GrantError(`"${role}" owns schema "${schema}" and could drop its tables: ALTER SCHEMA ... OWNER TO the migrating user`);
 
     await sql`revoke all on all tables in schema ${ident(schema)} from ${ident(role)}`.execute(trx);

@@ -6,7 +6,8 @@ export const APPEND_ONLY_TABLES = ['audit_events', 'audit_checkpoints', 'audit_k
 /**
  * What keeps the audit tables append-only against the database user the server runs as:
  * `privileges` when that user can neither change, remove nor truncate their rows nor disable the
- * trigger (not a superuser, no ownership of the tables or the schema, no UPDATE, DELETE or TRUNCATE);
+ * trigger (not a superuser, no ownership of the tables or the schema, no UPDATE, DELETE or TRUNCATE;
+ * membership of a role that has any of these counts, inherited or reached by SET ROLE);
  * `trigger` when only the trigger does, which that user can disable (`ALTER TABLE ... DISABLE TRIGGER`).
  */
 export type AppendOnlyGuarantee = 'privileges' | 'trigger';
@@ -24,19 +25,23 @@ export interface AppendOnlyReport {
 export async function appendOnlyReport<DB>(db: Kysely<DB>, role?: string): Promise<AppendOnlyReport> {
   const who = role === undefined ? sql`current_user` : sql`${role}`;
   const { rows } = await sql<{ superuser: boolean; owns_schema: boolean; relname: string | null; owner: boolean; can_update: boolean; can_delete: boolean; can_truncate: boolean }>`
-    select r.rolsuper as superuser,
-      pg_has_role(r.oid, n.nspowner, 'USAGE') as owns_schema,
+    -- MEMBER, not USAGE: a NOINHERIT member holds none of a role's rights until it runs SET ROLE, which it may.
+    select r.rolsuper or exists (select 1 from pg_roles s where s.rolsuper and pg_has_role(r.oid, s.oid, 'MEMBER')) as superuser,
+      pg_has_role(r.oid, n.nspowner, 'MEMBER') as owns_schema,
       c.relname::text as relname,
-      coalesce(pg_has_role(r.oid, c.relowner, 'USAGE'), false) as owner,
-      -- Column grants count: UPDATE on one column of an event is enough to rewrite it.
-      coalesce(has_table_privilege(r.oid, c.oid, 'UPDATE') or has_any_column_privilege(r.oid, c.oid, 'UPDATE'), false) as can_update,
-      coalesce(has_table_privilege(r.oid, c.oid, 'DELETE'), false) as can_delete,
-      coalesce(has_table_privilege(r.oid, c.oid, 'TRUNCATE'), false) as can_truncate
+      coalesce(pg_has_role(r.oid, c.relowner, 'MEMBER'), false) as owner,
+      -- Column grants count: UPDATE on one column of an event is enough to rewrite it. Each role it
+      -- is a member of (itself included) counts, whether its rights are inherited or reached by SET ROLE.
+      coalesce(bool_or(has_table_privilege(m.oid, c.oid, 'UPDATE') or has_any_column_privilege(m.oid, c.oid, 'UPDATE')), false) as can_update,
+      coalesce(bool_or(has_table_privilege(m.oid, c.oid, 'DELETE')), false) as can_delete,
+      coalesce(bool_or(has_table_privilege(m.oid, c.oid, 'TRUNCATE')), false) as can_truncate
     from pg_roles r
     join pg_namespace n on n.nspname = current_schema()
     left join pg_class c on c.relnamespace = n.oid and c.relkind in ('r', 'p')
       and c.relname in (${sql.join(APPEND_ONLY_TABLES.map((t) => sql`${t}`))})
-    where r.rolname = ${who}`.execute(db);
+    join pg_roles m on pg_has_role(r.oid, m.oid, 'MEMBER')
+    where r.rolname = ${who}
+    group by r.oid, r.rolsuper, n.nspowner, c.oid, c.relname, c.relowner`.execute(db);
   const first = rows[0];
   if (!first) return { guarantee: 'trigger', reasons: ['the role or the schema was not found'] };
   const reasons: string[] = [];

@@ -220,6 +220,45 @@ test('migrate run again revokes what was granted by hand and covers tables added
   });
 });
 
+test('a runtime role that can SET ROLE to the owner of the audit tables, without inheriting its rights, is not reported as restrained, and migrate refuses it', async (t) => {
+  const s = await setUp(t);
+  if (!s) return;
+  assert.equal((await keyhold('migrate', '--database-url', s.ownerUrl, '--grant-to', s.role)).code, 0);
+  const owner = `${s.role}_owner`;
+  await admin(async (c) => {
+    await c.query(`create role ${owner} nologin`);
+    await c.query(`grant usage on schema ${s.schema} to ${owner}`);
+    await c.query(`alter table ${s.schema}.audit_events owner to ${owner}`);
+    // NOINHERIT: none of the owner's rights by default, but SET ROLE to it is allowed.
+    await c.query(`alter role ${s.role} noinherit`);
+    await c.query(`grant ${owner} to ${s.role}`);
+    await c.query(`grant select, update on ${s.schema}.audit_checkpoints to ${owner}`);
+  });
+  t.after(() => admin(async (c) => {
+    await c.query(`reassign owned by ${owner} to postgres`);
+    await c.query(`drop role if exists ${owner}`);
+  }));
+  // What that membership is worth: the trigger, and the events, are the role's to remove.
+  await asRole(s.roleUrl, async (c) => {
+    assert.equal(await outcome(c, `set role ${owner}`), 'ok');
+    assert.equal(await outcome(c, 'alter table audit_events disable trigger all'), 'ok');
+    assert.equal(await outcome(c, 'alter table audit_events enable trigger all'), 'ok');
+    assert.equal(await outcome(c, 'select 1 from audit_checkpoints for update'), 'ok', 'holds UPDATE on it');
+  });
+  const storage = await openStorage({ url: s.ownerUrl, poolSize: 1 });
+  try {
+    const report = await appendOnlyReport(storage.db, s.role);
+    assert.equal(report.guarantee, 'trigger');
+    assert.ok(report.reasons.includes('owns audit_events'), report.reasons.join(', '));
+    assert.ok(report.reasons.includes('has UPDATE on audit_checkpoints'), report.reasons.join(', '));
+  } finally {
+    await storage.close();
+  }
+  const again = await keyhold('migrate', '--database-url', s.ownerUrl, '--grant-to', s.role);
+  assert.equal(again.code, 2, again.stdout);
+  assert.match(again.stderr, /owns \(or has the rights of the owner of\) audit_events/);
+});
+
 test('migrate refuses a runtime role that no privilege would restrain, or that does not exist', async (t) => {
   const s = await setUp(t);
   if (!s) return;
