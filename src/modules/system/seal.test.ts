@@ -109,6 +109,36 @@ describeEachDialect('seal and unseal', (dialect) => {
     assert.equal((await h.services.system.unseal(h.shares[1]!)).sealed, false);
   });
 
+  test("a stranger's call while the completing share's event is being written does not open the server early", async () => {
+    await h.services.system.seal({ type: 'root', id: 'test-root' });
+    await h.services.system.unseal(h.shares[0]!);
+    const record = h.services.audit.record;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let first = true;
+    h.services.audit.record = async (inputs) => {
+      if (first) {
+        first = false;
+        await gate; // the completing share's event, not yet durable
+      }
+      return record(inputs);
+    };
+    try {
+      const completing = h.services.system.unseal(h.shares[1]!);
+      await new Promise((resolve) => setImmediate(resolve));
+      const stranger = await h.services.system.unseal('junk');
+      assert.equal(stranger.sealed, true);
+      assert.equal(h.services.seal.isSealed(), true, 'still sealed: the unseal event is not durable yet');
+      await rejects(h.services.values.read(h.ctx, 'SEALED_KEY', 'production'), 'SEALED');
+      release();
+      assert.equal((await completing).sealed, false);
+    } finally {
+      release();
+      h.services.audit.record = record;
+    }
+    assert.equal(h.services.seal.isSealed(), false);
+  });
+
   test('any threshold of valid shares unseals, and values decrypt again', async () => {
     const status = await h.services.system.unseal(h.shares[0]!);
     assert.equal(status.sealed, false);
