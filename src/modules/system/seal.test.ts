@@ -145,6 +145,18 @@ describeEachDialect('seal and unseal', (dialect) => {
     assert.equal((await h.services.values.read(h.ctx, 'SEALED_KEY', 'production')).value, 'behind-the-seal');
   });
 
+  test("anyone's call to an unsealed server changes nothing, and its event says so: it cannot pass for the unseal", async () => {
+    await h.services.system.seal({ type: 'root', id: 'test-root' });
+    await h.services.system.unseal(h.shares[0]!);
+    await h.services.system.unseal(h.shares[1]!);
+    const opened = (await events('system.unseal')).at(-1)!;
+    assert.equal((await h.services.system.unseal('junk')).sealed, false);
+    const noop = (await events('system.unseal')).at(-1)!;
+    assert.notEqual(noop.seq, opened.seq);
+    assert.deepEqual(JSON.parse(opened.context), { progress: '0', sealed: 'false' });
+    assert.deepEqual(JSON.parse(noop.context), { progress: '0', sealed: 'false', counted: 'false' });
+  });
+
   /** Runs `body` with the audit table gone, as the audit suite breaks it; restores it whatever happens. */
   async function withAuditBroken(body: () => Promise<void>): Promise<void> {
     await sql`alter table audit_events rename to audit_events_gone`.execute(h.storage.db);

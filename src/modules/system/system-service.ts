@@ -94,7 +94,10 @@ export function createSystemService(deps: {
       // Only the share that completed the threshold opens, once its own event is durable: a call that
       // came while that event was still being written must not open the server ahead of it.
       const completed = wasSealed && !status.sealed;
-      const opened = await recordUnseal({ progress: String(status.progress), sealed: String(status.sealed) }, wasSealed, completed);
+      // A call to a server already unsealed (or unsealing) was not counted; its event must not read like the unseal.
+      const counted = completed || status.progress > 0;
+      const context = { progress: String(status.progress), sealed: String(status.sealed), ...(counted ? {} : { counted: 'false' }) };
+      const opened = await recordUnseal(context, wasSealed, completed);
       // A seal between the share and here dropped the staged key: the answer is the server's state.
       if (!status.sealed && wasSealed && !opened) status = await seal.status();
       return { ...status, ...auditState() };
