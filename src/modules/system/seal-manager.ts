@@ -4,7 +4,7 @@ import { randomKey, wipe } from '../../crypto/bytes.ts';
 import type { RootKeyHolder } from '../../crypto/keyring.ts';
 import { makeRootCheck, verifyRootCheck } from '../../crypto/root/root-key.ts';
 import { combineShares, isKnownShare, parseShare, shareDigest, splitRootKey } from '../../crypto/root/shamir/index.ts';
-import { readDevRootKey, writeDevRootKey } from '../../crypto/root/dev/index.ts';
+import { readDevRootKey, stageDevRootKey } from '../../crypto/root/dev/index.ts';
 import { fail } from '../../errors/index.ts';
 import type { SealConfig, SystemMetaRepository } from './system-meta-repository.ts';
 
@@ -120,6 +120,8 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
           check: makeRootCheck(key).toString('base64'),
           ...(opts.type === 'shamir' ? { shareDigests: shares.map((s) => shareDigest(parseShare(s))) } : {}),
         };
+        // Dev mode: the key file is written first; an init whose key cannot be kept must not commit.
+        const keyFile = opts.type === 'dev' ? await stageDevRootKey(dataDir, raw) : null;
         // The key is live while the caller persists everything that needs it (one transaction);
         // if that fails, it is dropped again and nothing of this init remains.
         root = key;
@@ -127,10 +129,11 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
           await persist(cfg);
         } catch (err) {
           manager.seal();
+          await keyFile?.discard();
           throw err;
         }
         configCache = cfg;
-        if (opts.type === 'dev') await writeDevRootKey(dataDir, raw);
+        await keyFile?.commit();
         return { shares };
       } finally {
         initializing = false;
