@@ -35,11 +35,14 @@ export function checkpointMessage(seq: number, hash: string, time: number, prevS
  */
 export function deriveSigningKey(root: KeyObject): { privateKey: KeyObject; publicKey: KeyObject } {
   const seed = deriveFromRoot(root, 'audit-checkpoint-signing');
+  // The DER copy holds the seed too (in Node's shared buffer pool, where nothing else would wipe it).
+  const der = Buffer.concat([ED25519_PKCS8_PREFIX, seed]);
   try {
-    const privateKey = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+    const privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
     return { privateKey, publicKey: createPublicKey(privateKey) };
   } finally {
     seed.fill(0);
+    der.fill(0);
   }
 }
 

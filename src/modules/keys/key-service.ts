@@ -101,8 +101,10 @@ export function createKeyService(deps: {
             let moved = 0;
             for (const row of rows) {
               const binding = { tenantId: ctx.tenantId, environmentId: row.environment_id, secretId: row.secret_id, version: row.version };
-              const next = rewrap(binding, row.wrapped_dek!);
-              if (!next) continue;
+              // Selected for naming an older version, yet its key names the current one or later: the
+              // row was altered. Skipping it would select it again on every pass, for ever.
+              const next = rewrap(binding, row.wrapped_dek!)
+                ?? fail('INTEGRITY_FAILURE', `a data key's row names key version ${row.kek_version}, but the key itself names another`);
               const res = await trx.updateTable('secret_versions').set({ wrapped_dek: next.wrappedDek, kek_version: next.kekVersion })
                 .where('id', '=', row.id).where('kek_version', '=', row.kek_version).where('wrapped_dek', 'is not', null)
                 .executeTakeFirst();

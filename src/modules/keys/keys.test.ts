@@ -105,4 +105,22 @@ describeEachDialect('KEK rotation and rewrap', (dialect) => {
       }
     }
   });
+
+  test('a data key whose row names an older KEK version than the key itself ends the rewrap with INTEGRITY_FAILURE instead of looping', async () => {
+    await h.services.keys.rotate(h.ctx);
+    const w = await h.services.values.write(h.ctx, 'ROTATED', 'development', { value: 'row-disagrees' });
+    const row = (await snapshot()).find((r) => r.version === w.version && r.kek_version === 4)!;
+    // The header says 4 (current), the column 3: every pass selects the row, and nothing moves it.
+    await h.storage.db.updateTable('secret_versions').set({ kek_version: 3 }).where('id', '=', row.id).execute();
+    try {
+      const outcome = await Promise.race([
+        h.services.keys.rewrap(h.ctx, { batchSize: 10 }).then(() => 'finished', (err: { code?: string }) => err.code),
+        new Promise((resolve) => setTimeout(resolve, 10_000, 'still looping after 10 s')),
+      ]);
+      assert.equal(outcome, 'INTEGRITY_FAILURE');
+    } finally {
+      await h.storage.db.updateTable('secret_versions').set({ kek_version: 4 }).where('id', '=', row.id).execute();
+    }
+    assert.equal((await h.services.keys.rewrap(h.ctx)).minDecryptionVersion, 4);
+  });
 });

@@ -1,6 +1,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
+import { readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DEV_KEY_FILE } from '../../crypto/root/dev/index.ts';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createTestDatabase, type TestDatabase } from '../../../test/helpers/databases.ts';
 import { identitySettings, loadConfig } from '../../config/config.ts';
@@ -59,5 +62,32 @@ describeEachDialect('dev-mode unseal at start-up', (dialect) => {
       await sql`alter table audit_events_gone rename to audit_events`.execute(storage.db);
     }
     assert.equal(await services.system.unsealFromDevKey(), true);
+  });
+});
+
+describeEachDialect('dev-mode init', (dialect) => {
+  test('an init whose key file cannot be written commits nothing (the key would be lost), and can be retried', async () => {
+    const database = await createTestDatabase(dialect);
+    const storage = await database.open();
+    // A file where the data directory should be: nothing can be written into it (even by root).
+    const dataDir = join(database.dataDir, 'dev-data');
+    await writeFile(dataDir, 'not a directory');
+    try {
+      const services = createServices({
+        config: { dataDir, limits: loadConfig({}).limits, rollbackWindowMs: 86_400_000, identity: identitySettings() },
+        storage, clock: createManualClock(Date.UTC(2026, 5, 1)),
+      });
+      await assert.rejects(services.system.initialize({ type: 'dev', shares: 1, threshold: 1 }));
+      assert.equal((await services.system.status()).initialized, false, 'not initialised with a key nobody has');
+      assert.equal((await storage.db.selectFrom('system_meta').select('key').execute()).length, 0);
+      await rm(dataDir);
+      await services.system.initialize({ type: 'dev', shares: 1, threshold: 1 });
+      assert.deepEqual((await readdir(dataDir)).sort(), ['dev-root-token', DEV_KEY_FILE], 'the key file under its name, nothing left beside it');
+      services.seal.seal();
+      assert.equal(await services.system.unsealFromDevKey(), true);
+    } finally {
+      await storage.close();
+      await database.cleanup();
+    }
   });
 });

@@ -3,8 +3,8 @@ import { toKeyObject } from '../../crypto/aead.ts';
 import { randomKey, wipe } from '../../crypto/bytes.ts';
 import type { RootKeyHolder } from '../../crypto/keyring.ts';
 import { makeRootCheck, verifyRootCheck } from '../../crypto/root/root-key.ts';
-import { combineShares, parseShare, splitRootKey } from '../../crypto/root/shamir/index.ts';
-import { readDevRootKey, writeDevRootKey } from '../../crypto/root/dev/index.ts';
+import { combineShares, isKnownShare, parseShare, shareDigest, splitRootKey } from '../../crypto/root/shamir/index.ts';
+import { readDevRootKey, stageDevRootKey } from '../../crypto/root/dev/index.ts';
 import { fail } from '../../errors/index.ts';
 import type { SealConfig, SystemMetaRepository } from './system-meta-repository.ts';
 
@@ -60,12 +60,18 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
     return configCache;
   }
 
+  /** Forgets the shares given so far, overwriting them: they are key material. */
+  function dropPending(): void {
+    for (const p of pending) wipe(p);
+    pending = [];
+  }
+
   function stage(candidate: Buffer, check: Uint8Array): boolean {
     const key = toKeyObject(candidate);
     wipe(candidate);
     if (!verifyRootCheck(key, check)) return false;
     staged = key;
-    pending = [];
+    dropPending();
     return true;
   }
 
@@ -112,7 +118,10 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
           shares: opts.type === 'shamir' ? opts.shares : 1,
           threshold: opts.type === 'shamir' ? opts.threshold : 1,
           check: makeRootCheck(key).toString('base64'),
+          ...(opts.type === 'shamir' ? { shareDigests: shares.map((s) => shareDigest(parseShare(s))) } : {}),
         };
+        // Dev mode: the key file is written first; an init whose key cannot be kept must not commit.
+        const keyFile = opts.type === 'dev' ? await stageDevRootKey(dataDir, raw) : null;
         // The key is live while the caller persists everything that needs it (one transaction);
         // if that fails, it is dropped again and nothing of this init remains.
         root = key;
@@ -120,10 +129,11 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
           await persist(cfg);
         } catch (err) {
           manager.seal();
+          await keyFile?.discard();
           throw err;
         }
         configCache = cfg;
-        if (opts.type === 'dev') await writeDevRootKey(dataDir, raw);
+        await keyFile?.commit();
         return { shares };
       } finally {
         initializing = false;
@@ -137,6 +147,10 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
       if (root || staged) return manager.status();
       if (c.type !== 'shamir') fail('VALIDATION_FAILED', 'this server is not sealed with Shamir shares');
       const share = parseShare(text);
+      if (c.shareDigests && !isKnownShare(share, c.shareDigests)) {
+        wipe(share);
+        fail('INVALID_SHARE', "this is not one of this server's unseal shares (mistyped, altered, or from another server); it did not count");
+      }
       if (pending.some((p) => p[p.length - 1] === share[share.length - 1])) {
         fail('INVALID_SHARE', 'this share (or another with the same index) was already given');
       }
@@ -144,7 +158,7 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
       if (pending.length >= c.threshold) {
         const candidate = await combineShares(pending);
         const ok = stage(candidate, Buffer.from(c.check, 'base64'));
-        pending = [];
+        dropPending();
         if (!ok) fail('UNSEAL_FAILED', 'the shares do not reconstruct the root key (one is wrong or tampered); start again');
         return { ...(await manager.status()), sealed: false };
       }
@@ -170,7 +184,7 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
     seal() {
       root = null;
       staged = null;
-      pending = [];
+      dropPending();
       for (const listener of sealListeners) listener();
     },
   };

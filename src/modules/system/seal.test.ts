@@ -33,27 +33,32 @@ describeEachDialect('seal and unseal', (dialect) => {
     assert.deepEqual([status.sealed, status.threshold, status.progress], [true, 2, 0]);
   });
 
-  test('a tampered share is detected after reconstruction and progress resets', async () => {
+  test('a tampered share is refused when given and does not count; the progress of the others stays', async () => {
+    await h.services.system.seal({ type: 'root', id: 'test-root' });
     const share = parseShare(h.shares[1]!);
     share[4]! ^= 0x01;
     const tampered = 'khs1.' + share.toString('base64url');
     const mid = await h.services.system.unseal(h.shares[0]!);
     assert.equal(mid.progress, 1);
-    await rejects(h.services.system.unseal(tampered), 'UNSEAL_FAILED');
-    assert.deepEqual([(await h.services.system.status()).sealed, (await h.services.system.status()).progress], [true, 0]);
+    await rejects(h.services.system.unseal(tampered), 'INVALID_SHARE');
+    const status = await h.services.system.status();
+    assert.deepEqual([status.sealed, status.progress], [true, 1]);
   });
 
-  test('a share from another server does not unseal this one', async () => {
+  test('a share from another server is refused when given and does not count', async () => {
+    await h.services.system.seal({ type: 'root', id: 'test-root' });
     const other = await createHarness('sqlite');
     try {
       await h.services.system.unseal(h.shares[0]!);
-      await rejects(h.services.system.unseal(other.shares[1]!), 'UNSEAL_FAILED');
+      await rejects(h.services.system.unseal(other.shares[1]!), 'INVALID_SHARE');
+      assert.equal((await h.services.system.status()).progress, 1);
     } finally {
       await other.close();
     }
   });
 
   test('the same share twice does not count twice; junk is refused before it counts', async () => {
+    await h.services.system.seal({ type: 'root', id: 'test-root' });
     await h.services.system.unseal(h.shares[2]!);
     await rejects(h.services.system.unseal(h.shares[2]!), 'INVALID_SHARE');
     await rejects(h.services.system.unseal('not-a-share'), 'INVALID_SHARE');
@@ -104,10 +109,52 @@ describeEachDialect('seal and unseal', (dialect) => {
     assert.equal((await h.services.system.unseal(h.shares[1]!)).sealed, false);
   });
 
+  test("a stranger's call while the completing share's event is being written does not open the server early", async () => {
+    await h.services.system.seal({ type: 'root', id: 'test-root' });
+    await h.services.system.unseal(h.shares[0]!);
+    const record = h.services.audit.record;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let first = true;
+    h.services.audit.record = async (inputs) => {
+      if (first) {
+        first = false;
+        await gate; // the completing share's event, not yet durable
+      }
+      return record(inputs);
+    };
+    try {
+      const completing = h.services.system.unseal(h.shares[1]!);
+      await new Promise((resolve) => setImmediate(resolve));
+      const stranger = await h.services.system.unseal('junk');
+      assert.equal(stranger.sealed, true);
+      assert.equal(h.services.seal.isSealed(), true, 'still sealed: the unseal event is not durable yet');
+      await rejects(h.services.values.read(h.ctx, 'SEALED_KEY', 'production'), 'SEALED');
+      release();
+      assert.equal((await completing).sealed, false);
+    } finally {
+      release();
+      h.services.audit.record = record;
+    }
+    assert.equal(h.services.seal.isSealed(), false);
+  });
+
   test('any threshold of valid shares unseals, and values decrypt again', async () => {
     const status = await h.services.system.unseal(h.shares[0]!);
     assert.equal(status.sealed, false);
     assert.equal((await h.services.values.read(h.ctx, 'SEALED_KEY', 'production')).value, 'behind-the-seal');
+  });
+
+  test("anyone's call to an unsealed server changes nothing, and its event says so: it cannot pass for the unseal", async () => {
+    await h.services.system.seal({ type: 'root', id: 'test-root' });
+    await h.services.system.unseal(h.shares[0]!);
+    await h.services.system.unseal(h.shares[1]!);
+    const opened = (await events('system.unseal')).at(-1)!;
+    assert.equal((await h.services.system.unseal('junk')).sealed, false);
+    const noop = (await events('system.unseal')).at(-1)!;
+    assert.notEqual(noop.seq, opened.seq);
+    assert.deepEqual(JSON.parse(opened.context), { progress: '0', sealed: 'false' });
+    assert.deepEqual(JSON.parse(noop.context), { progress: '0', sealed: 'false', counted: 'false' });
   });
 
   /** Runs `body` with the audit table gone, as the audit suite breaks it; restores it whatever happens. */

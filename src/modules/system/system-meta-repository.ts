@@ -7,6 +7,11 @@ export interface SealConfig {
   threshold: number;
   /** base64 key check value (an AES-GCM blob only the root key opens). */
   check: string;
+  /**
+   * Shamir mode: each share's digest (shamir/index.ts `shareDigest`), so a share is checked as it
+   * is given. Absent on servers initialised before: there only the reconstructed key is checked.
+   */
+  shareDigests?: string[];
 }
 
 export interface SystemMetaRepository {

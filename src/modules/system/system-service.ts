@@ -34,17 +34,18 @@ export function createSystemService(deps: {
   });
 
   /**
-   * Records an allowed unseal; only once that event is durable does a staged root key go live
-   * (true if one did). If it cannot be recorded, `undo` seals the server again, and the error goes on.
+   * Records an allowed unseal; only once that event is durable, and only if `open` (this call staged
+   * the key), does a staged root key go live (true if one did). If it cannot be recorded, `undo`
+   * seals the server again, and the error goes on.
    */
-  async function recordUnseal(context: Record<string, string>, undo: boolean): Promise<boolean> {
+  async function recordUnseal(context: Record<string, string>, undo: boolean, open: boolean): Promise<boolean> {
     try {
       await audit.record([systemEvent('system.unseal', 'allowed', context)]);
     } catch (err) {
       if (undo) seal.seal();
       throw err;
     }
-    return seal.openStaged();
+    return open && seal.openStaged();
   }
 
   return {
@@ -90,7 +91,13 @@ export function createSystemService(deps: {
         throw err;
       }
       // Only undo what this call did: a share sent to a server that was already unsealed changed nothing.
-      const opened = await recordUnseal({ progress: String(status.progress), sealed: String(status.sealed) }, wasSealed);
+      // Only the share that completed the threshold opens, once its own event is durable: a call that
+      // came while that event was still being written must not open the server ahead of it.
+      const completed = wasSealed && !status.sealed;
+      // A call to a server already unsealed (or unsealing) was not counted; its event must not read like the unseal.
+      const counted = completed || status.progress > 0;
+      const context = { progress: String(status.progress), sealed: String(status.sealed), ...(counted ? {} : { counted: 'false' }) };
+      const opened = await recordUnseal(context, wasSealed, completed);
       // A seal between the share and here dropped the staged key: the answer is the server's state.
       if (!status.sealed && wasSealed && !opened) status = await seal.status();
       return { ...status, ...auditState() };
@@ -102,7 +109,7 @@ export function createSystemService(deps: {
      */
     async unsealFromDevKey(): Promise<boolean> {
       if (!(await seal.unsealFromDevKey())) return false;
-      return recordUnseal({ method: 'dev-key', sealed: 'false' }, true);
+      return recordUnseal({ method: 'dev-key', sealed: 'false' }, true, true);
     },
 
     /**
