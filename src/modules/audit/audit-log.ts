@@ -68,12 +68,20 @@ export function storedFromRow(r: AuditEventsTable): StoredEvent {
   return context === null ? { ...event, unreadable: 'its context is not a JSON object' } : event;
 }
 
+/**
+ * What the read side (pages, exports, sinks) shows for a context that is not a JSON object: the
+ * row was written by someone other than Keyhold. Shown, not thrown: one such row must not stop an
+ * auditor's page or every sink's delivery for good; verify names it as altered.
+ */
+const UNREADABLE = 'the stored context is not a JSON object: run audit verify';
+
+/** A stored row as an event. */
 export function fromRow(r: AuditEventsTable): AuditEvent {
   return {
     seq: r.seq, id: r.id, time: r.time, tenantId: r.tenant_id, actor: { type: r.actor_type as AuditEvent['actor']['type'], id: r.actor_id },
     action: r.action, resource: { type: r.resource_type, id: r.resource_id, name: r.resource_name }, environment: r.environment,
     secretVersion: r.secret_version, outcome: r.outcome as AuditEvent['outcome'], reason: r.reason,
-    context: JSON.parse(r.context) as Record<string, string>, prevHash: r.prev_hash, hash: r.hash,
+    context: parseContext(r.context) ?? { unreadable: UNREADABLE }, prevHash: r.prev_hash, hash: r.hash,
   };
 }
 

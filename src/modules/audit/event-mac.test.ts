@@ -169,6 +169,15 @@ describeEachDialect('event MACs: the log holds only what a server with the root 
         assert.equal(res.statusCode, 200, res.body);
         assert.equal(res.json().firstBadSeq, victim.seq);
         assert.match(res.json().problem, /its context is not a JSON object/);
+        // The read side shows the row, marked, rather than failing: a page, an export, a sink's feed.
+        const [read] = await h.services.audit.readAfter(victim.seq - 1, 1);
+        assert.equal(read!.seq, victim.seq);
+        assert.match(read!.context.unreadable!, /not a JSON object/);
+        const page = await h.app.inject({ method: 'GET', url: `/v1/audit/events?action=secret.write&limit=5`, headers: { authorization: `Bearer ${h.rootToken}` } });
+        assert.equal(page.statusCode, 200, page.body);
+        const exported = await h.app.inject({ method: 'GET', url: '/v1/audit/export?format=csv', headers: { authorization: `Bearer ${h.rootToken}` } });
+        assert.equal(exported.statusCode, 200);
+        assert.ok(exported.body.includes('not a JSON object'), 'the export carries the mark');
       } finally {
         await sql`update audit_events set context = ${victim.context} where seq = ${victim.seq}`.execute(db());
       }
