@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { lstatSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -221,6 +222,28 @@ test('audit verify offline: proves files with no request, names damage, and want
     assert.equal(partial.code, 2);
     assert.match(partial.stderr, /needs --events and --public-key/);
     assert.equal(h.sent.length, 0);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('automations export --out replaces an existing file or link with a new mode 600 file, never writing through it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'keyhold-cli-'));
+  try {
+    const h = harness(() => ({ status: 200, body: { automations: [{ name: 'a' }], connectors: [] } }));
+    const loose = join(dir, 'loose.json');
+    await writeFile(loose, 'old', { mode: 0o644 });
+    assert.equal((await h.run('automations', 'export', '--out', loose)).code, 0);
+    assert.equal(statSync(loose).mode & 0o777, 0o600, 'an existing file keeps no looser mode');
+    assert.deepEqual(JSON.parse(readFileSync(loose, 'utf8')), { automations: [{ name: 'a' }], connectors: [] });
+
+    const victim = join(dir, 'victim');
+    await writeFile(victim, 'untouched');
+    const link = join(dir, 'link.json');
+    symlinkSync(victim, link);
+    assert.equal((await h.run('automations', 'export', '--out', link)).code, 0);
+    assert.equal(readFileSync(victim, 'utf8'), 'untouched', 'the link was replaced, not followed');
+    assert.equal(lstatSync(link).isSymbolicLink(), false);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
