@@ -50,12 +50,12 @@ const wrote = { status: 200, body: { name: 'A', environment: 'dev', version: 3, 
 const notFound = { status: 404, body: { error: { code: 'SECRET_NOT_FOUND', message: 'secret "A" does not exist', requestId: 'r1' } } };
 
 test('global options are accepted before, between and after the command words, and flags beat the environment', async () => {
-  const h = harness(() => ({ status: 200, body: { value: 'v' } }), { env: { KEYHOLD_ADDR: 'http://env:1', KEYHOLD_TOKEN: 'env-token', KEYHOLD_TENANT: 'acme' } });
-  const r = await h.run('--addr', 'http://flag:2/', 'secrets', '--token', 'flag-token', 'get', 'A', '--env', 'dev', '--label', 'previous');
+  const h = harness(() => ({ status: 200, body: { value: 'v' } }), { env: { KEYHOLD_ADDR: 'https://env:1', KEYHOLD_TOKEN: 'env-token', KEYHOLD_TENANT: 'acme' } });
+  const r = await h.run('--addr', 'https://flag:2/', 'secrets', '--token', 'flag-token', 'get', 'A', '--env', 'dev', '--label', 'previous');
   assert.equal(r.code, 0);
   assert.equal(r.stdout, 'v\n');
   const req = h.sent[0]!;
-  assert.equal(req.url.href, 'http://flag:2/v1/secrets/A/values/dev?label=previous');
+  assert.equal(req.url.href, 'https://flag:2/v1/secrets/A/values/dev?label=previous');
   assert.equal(req.headers.authorization, 'Bearer flag-token');
   assert.equal(req.headers['x-keyhold-tenant'], 'acme');
 });
@@ -133,6 +133,32 @@ test('usage errors exit 2 before any request is sent', async () => {
     assert.match(r.stderr, message, argv.join(' '));
     assert.match(r.stderr, /\nhint: /);
     assert.equal(h.sent.length, 0, argv.join(' '));
+  }
+});
+
+test('a server address in plain http is refused unless it is loopback, and one carrying credentials is refused without echoing them', async () => {
+  const refused: Array<[string, RegExp]> = [
+    ['http://keyhold.example.com:8200', /plain http only to loopback/],
+    ['http://10.0.0.5:8200', /plain http only to loopback/],
+    ['http://127.evil.example:8200', /plain http only to loopback/],
+    ['https://ops:hunter2-pw@keyhold.example.com', /must not carry a user name or password/],
+    ['https://keyhold.example.com/?tenant=x', /must not carry a query or fragment/],
+  ];
+  for (const [addr, message] of refused) {
+    for (const env of [{}, { KEYHOLD_ADDR: addr }] as Array<Record<string, string>>) {
+      const h = harness(() => ({ status: 200, body: { initialized: true, sealed: false } }), { stdin: 'khs1.AAAA', env: { KEYHOLD_TOKEN: 'kh_env-token', ...env } });
+      const r = await h.run(...(Object.keys(env).length ? [] : ['--addr', addr]), 'unseal');
+      assert.equal(r.code, 2, `${addr}: ${r.stderr}`);
+      assert.match(r.stderr, message, addr);
+      assert.equal(r.stderr.includes('hunter2-pw'), false, 'the password is not echoed');
+      assert.equal(h.sent.length, 0, `${addr}: nothing is sent, not the share nor the token`);
+    }
+  }
+  for (const addr of ['http://127.0.0.1:8200', 'http://127.1.2.3:8200', 'http://localhost:8200', 'http://[::1]:8200', 'https://keyhold.example.com', 'https://10.0.0.5:8200/keyhold']) {
+    const h = harness(() => ({ status: 200, body: { initialized: true, sealed: false } }));
+    const r = await h.run('status', '--addr', addr);
+    assert.equal(r.code, 0, `${addr}: ${r.stderr}`);
+    assert.equal(h.sent.length, 1);
   }
 });
 
