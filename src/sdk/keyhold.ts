@@ -1,3 +1,4 @@
+import { serverOrigin } from './address.ts';
 import { KeyholdError } from './errors.ts';
 import { createTransport, type Transport } from './transport.ts';
 
@@ -83,12 +84,12 @@ export function createKeyhold(opts: KeyholdOptions = {}): Keyhold {
   const token = setting(opts, env, 'token');
   if (!addr) throw new KeyholdError('NOT_CONFIGURED', 'no server address: pass addr or set KEYHOLD_ADDR');
   if (!token) throw new KeyholdError('NOT_CONFIGURED', 'no token: pass token or set KEYHOLD_TOKEN');
-  if (!/^https?:\/\/[^/]+\/?$/.test(addr)) throw new KeyholdError('NOT_CONFIGURED', 'addr must be http(s)://host[:port] with no path');
+  const origin = serverOrigin(addr);
   const defaultEnvironment = setting(opts, env, 'environment');
   const refreshMs = positive(opts.refreshMs, DEFAULT_REFRESH_MS, 'refreshMs');
   const clock = opts.clock ?? { now: () => Date.now() };
   const transport: Transport = createTransport({
-    addr: addr.replace(/\/$/, ''), token, tenant: setting(opts, env, 'tenant'),
+    addr: origin, token, tenant: setting(opts, env, 'tenant'),
     timeoutMs: positive(opts.timeoutMs, DEFAULT_TIMEOUT_MS, 'timeoutMs'),
     // Bound now: a script that later replaces globalThis.fetch must not see the token.
     fetch: opts.fetch ?? globalThis.fetch.bind(globalThis),
