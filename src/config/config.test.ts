@@ -37,6 +37,14 @@ test('bad values are refused naming the setting', () => {
 });
 
 test('TLS allows any address; --dev wins over KEYHOLD_DEV', () => {
-  const c = loadConfig({ KEYHOLD_HOST: '0.0.0.0', KEYHOLD_TLS_CERT: '/c.pem', KEYHOLD_TLS_KEY: '/k.pem', KEYHOLD_DEV: 'false' }, { dev: true });
-  assert.deepEqual([c.host, c.tls, c.dev], ['0.0.0.0', { certFile: '/c.pem', keyFile: '/k.pem' }, true]);
+  const c = loadConfig({ KEYHOLD_HOST: '0.0.0.0', KEYHOLD_TLS_CERT: '/c.pem', KEYHOLD_TLS_KEY: '/k.pem' });
+  assert.deepEqual([c.host, c.tls, c.dev], ['0.0.0.0', { certFile: '/c.pem', keyFile: '/k.pem' }, false]);
+  assert.equal(loadConfig({ KEYHOLD_DEV: 'false' }, { dev: true }).dev, true);
+  assert.equal(loadConfig({ KEYHOLD_HOST: '::1', KEYHOLD_DEV: 'true' }).dev, true);
 });
+
+test('loopback is an address, not a spelling: a DNS name starting with 127. needs TLS', () => {
+  refused({ KEYHOLD_HOST: '127.evil.example' }, /KEYHOLD_HOST is 127\.evil\.example: plain HTTP is only allowed on loopback/);
+  for (const host of ['127.0.0.1', '127.1.2.3', '::1', 'localhost']) assert.equal(loadConfig({ KEYHOLD_HOST: host }).host, host);
+});
+

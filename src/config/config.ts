@@ -1,4 +1,5 @@
 import { isAbsolute, join, resolve } from 'node:path';
+import { isLoopbackHost } from '../platform/addresses.ts';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -91,12 +92,6 @@ function int(setting: string, text: string, min: number, max: number): number {
   return n;
 }
 
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
-
-export function isLoopback(host: string): boolean {
-  return LOOPBACK.has(host) || host.startsWith('127.');
-}
-
 /**
  * Reads KEYHOLD_* settings. Unknown KEYHOLD_* variables are rejected so a typo never silently
  * falls back to a default.
@@ -133,7 +128,8 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
   const key = env.KEYHOLD_TLS_KEY;
   if (Boolean(cert) !== Boolean(key)) throw new ConfigError('KEYHOLD_TLS_CERT/KEYHOLD_TLS_KEY', 'must be set together');
   const tls = cert && key ? { certFile: cert, keyFile: key } : null;
-  if (!tls && !isLoopback(host)) {
+  // Loopback by address, not by spelling: "127.evil.example" is a DNS name that may resolve anywhere.
+  if (!tls && !isLoopbackHost(host)) {
     throw new ConfigError('KEYHOLD_HOST', `is ${host}: plain HTTP is only allowed on loopback; set KEYHOLD_TLS_CERT and KEYHOLD_TLS_KEY`);
   }
 
