@@ -48,3 +48,8 @@ test('loopback is an address, not a spelling: a DNS name starting with 127. need
   for (const host of ['127.0.0.1', '127.1.2.3', '::1', 'localhost']) assert.equal(loadConfig({ KEYHOLD_HOST: host }).host, host);
 });
 
+test('dev mode, with its unseal key and root token in the clear, never listens beyond loopback', () => {
+  const tls = { KEYHOLD_TLS_CERT: '/c.pem', KEYHOLD_TLS_KEY: '/k.pem' };
+  refused({ KEYHOLD_HOST: '0.0.0.0', ...tls, KEYHOLD_DEV: 'true' }, /KEYHOLD_DEV .*loopback/);
+  assert.throws(() => loadConfig({ KEYHOLD_HOST: '10.1.2.3', ...tls }, { dev: true }), (err: unknown) => err instanceof ConfigError && /--dev.*loopback/.test((err as Error).message));
+});

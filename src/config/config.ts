@@ -141,13 +141,19 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
 
   const maxValueBytes = int('KEYHOLD_MAX_VALUE_BYTES', env.KEYHOLD_MAX_VALUE_BYTES ?? '65536', 1, 1_048_576);
 
+  const dev = flags.dev ?? devEnv === 'true';
+  // Dev mode initialises and unseals itself from a key on disk and keeps a root token beside it: never for anyone else to reach.
+  if (dev && !isLoopbackHost(host)) {
+    throw new ConfigError(flags.dev ? '--dev' : 'KEYHOLD_DEV', `is refused with KEYHOLD_HOST ${host}: dev mode listens on loopback only (its unseal key and root token are on disk in the clear)`);
+  }
+
   return Object.freeze({
     dataDir,
     databaseUrl,
     host,
     port,
     tls,
-    dev: flags.dev ?? devEnv === 'true',
+    dev,
     logLevel,
     limits: Object.freeze({
       maxNameLength: 128,
