@@ -33,7 +33,7 @@ test('bad values are refused naming the setting', () => {
   refused({ KEYHOLD_ROLLBACK_WINDOW: 'a week' }, /KEYHOLD_ROLLBACK_WINDOW/);
   refused({ KEYHOLD_AUDIT_FILE: 'audit.jsonl' }, /KEYHOLD_AUDIT_FILE must be an absolute path/);
   refused({ KEYHOLD_AUDIT_SYSLOG: 'syslog.example:514' }, /KEYHOLD_AUDIT_SYSLOG must look like/);
-  refused({ KEYHOLD_ROTATION_LEASE: '500ms' }, /KEYHOLD_ROTATION_LEASE must be at least 1s/);
+  refused({ KEYHOLD_ROTATION_LEASE: '500ms' }, /KEYHOLD_ROTATION_LEASE must be between 1s and 1d/);
 });
 
 test('TLS allows any address; --dev wins over KEYHOLD_DEV', () => {
@@ -52,4 +52,21 @@ test('dev mode, with its unseal key and root token in the clear, never listens b
   const tls = { KEYHOLD_TLS_CERT: '/c.pem', KEYHOLD_TLS_KEY: '/k.pem' };
   refused({ KEYHOLD_HOST: '0.0.0.0', ...tls, KEYHOLD_DEV: 'true' }, /KEYHOLD_DEV .*loopback/);
   assert.throws(() => loadConfig({ KEYHOLD_HOST: '10.1.2.3', ...tls }, { dev: true }), (err: unknown) => err instanceof ConfigError && /--dev.*loopback/.test((err as Error).message));
+});
+
+test('durations are bounded: timers fire between 100ms and 24 days apart, lifetimes stay within ten years', () => {
+  for (const setting of ['KEYHOLD_RETENTION_SWEEP', 'KEYHOLD_AUDIT_CHECKPOINT_INTERVAL', 'KEYHOLD_ROTATION_TICK']) {
+    refused({ [setting]: '0s' }, new RegExp(`${setting} must be between 100ms and 24d`));
+    refused({ [setting]: '25d' }, new RegExp(`${setting} must be between 100ms and 24d`));
+    assert.doesNotThrow(() => loadConfig({ [setting]: '24d' }), setting);
+  }
+  refused({ KEYHOLD_ROTATION_LEASE: '2d' }, /KEYHOLD_ROTATION_LEASE must be between 1s and 1d/);
+  for (const setting of ['KEYHOLD_STEP_UP_WINDOW', 'KEYHOLD_SESSION_IDLE', 'KEYHOLD_SESSION_MAX', 'KEYHOLD_MACHINE_TOKEN_TTL']) {
+    refused({ [setting]: '0ms' }, new RegExp(`${setting} must be between 1s and 3650d`));
+    refused({ [setting]: '99999999999999999999d' }, new RegExp(`${setting} must be between 1s and 3650d`));
+  }
+  for (const setting of ['KEYHOLD_ROLLBACK_WINDOW', 'KEYHOLD_CREDENTIAL_GRACE']) {
+    refused({ [setting]: '3651d' }, new RegExp(`${setting} must be between 0ms and 3650d`));
+    assert.doesNotThrow(() => loadConfig({ [setting]: '0s' }), setting);
+  }
 });
