@@ -274,3 +274,20 @@ test('automations export --out replaces an existing file or link with a new mode
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('audit verify offline fails on an events file with no event in it: an emptied sink file proves nothing', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'keyhold-cli-offline-'));
+  try {
+    const key = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
+    for (const [name, text] of [['empty.jsonl', ''], ['blank.jsonl', '\n\n']] as const) {
+      const file = join(dir, name);
+      await writeFile(file, text);
+      for (const partial of [[], ['--partial']]) {
+        const r = await harness(() => ({ status: 500, body: {} })).run('audit', 'verify', '--events', file, '--public-key', key, ...partial);
+        assert.deepEqual([r.code, r.stdout.trim()], [1, 'Audit log BROKEN at event #1: the events file holds no audit event'], `${name} ${partial.join(' ')}`);
+      }
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
