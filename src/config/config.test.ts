@@ -70,3 +70,16 @@ test('durations are bounded: timers fire between 100ms and 24 days apart, lifeti
     assert.doesNotThrow(() => loadConfig({ [setting]: '0s' }), setting);
   }
 });
+
+test('a notification channel that could never deliver stops start-up naming its setting', () => {
+  const secret = { KEYHOLD_NOTIFY_WEBHOOK_SECRET: '0123456789abcdef0123' };
+  refused({ KEYHOLD_NOTIFY_WEBHOOK: 'not a url', ...secret }, /KEYHOLD_NOTIFY_WEBHOOK is not a URL/);
+  refused({ KEYHOLD_NOTIFY_WEBHOOK: 'http://hooks.example.com/keyhold', ...secret }, /KEYHOLD_NOTIFY_WEBHOOK must use https unless it points at loopback/);
+  refused({ KEYHOLD_NOTIFY_WEBHOOK: 'ftp://hooks.example.com/', ...secret }, /KEYHOLD_NOTIFY_WEBHOOK must be an http\(s\) URL/);
+  assert.equal(loadConfig({ KEYHOLD_NOTIFY_WEBHOOK: 'http://127.0.0.1:9/hook', ...secret }).notify.webhook?.url, 'http://127.0.0.1:9/hook');
+  // The SMTP client has no TLS setting: a password would cross the network in the clear, so it refuses every send.
+  const from = { KEYHOLD_NOTIFY_SMTP_FROM: 'keyhold@example.com' };
+  refused({ KEYHOLD_NOTIFY_SMTP: 'smtp://mailer:hunter2@mail.example.com:587', ...from }, /KEYHOLD_NOTIFY_SMTP .*loopback/);
+  assert.doesNotThrow(() => loadConfig({ KEYHOLD_NOTIFY_SMTP: 'smtp://mail.example.com:25', ...from }));
+  assert.equal(loadConfig({ KEYHOLD_NOTIFY_SMTP: 'smtp://mailer:pw@127.0.0.1:2525', ...from }).notify.smtp?.password, 'pw');
+});

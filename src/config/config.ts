@@ -201,6 +201,16 @@ export function notifySettings(env: Record<string, string | undefined> = {}): No
   if (env.KEYHOLD_NOTIFY_WEBHOOK) {
     const secret = env.KEYHOLD_NOTIFY_WEBHOOK_SECRET;
     if (!secret || secret.length < 16) throw new ConfigError('KEYHOLD_NOTIFY_WEBHOOK_SECRET', 'must be set (at least 16 characters) when KEYHOLD_NOTIFY_WEBHOOK is');
+    let url: URL;
+    try {
+      url = new URL(env.KEYHOLD_NOTIFY_WEBHOOK);
+    } catch {
+      throw new ConfigError('KEYHOLD_NOTIFY_WEBHOOK', 'is not a URL');
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError('KEYHOLD_NOTIFY_WEBHOOK', 'must be an http(s) URL');
+    if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+      throw new ConfigError('KEYHOLD_NOTIFY_WEBHOOK', 'must use https unless it points at loopback (127.0.0.0/8, ::1, localhost)');
+    }
     webhook = { url: env.KEYHOLD_NOTIFY_WEBHOOK, secret };
   }
   let smtp: NotifySettings['smtp'] = null;
@@ -212,6 +222,10 @@ export function notifySettings(env: Record<string, string | undefined> = {}): No
       throw new ConfigError('KEYHOLD_NOTIFY_SMTP', 'must look like smtp://user:password@host:587');
     }
     if (url.protocol !== 'smtp:' || !url.hostname) throw new ConfigError('KEYHOLD_NOTIFY_SMTP', 'must look like smtp://user:password@host:587');
+    // The SMTP client speaks no TLS of its own configuring, and refuses to send a password in the clear beyond loopback.
+    if ((url.username || url.password) && !isLoopbackHost(url.hostname)) {
+      throw new ConfigError('KEYHOLD_NOTIFY_SMTP', `carries credentials for ${url.hostname}: they are sent only to a relay on loopback (no TLS to a remote relay); use a local relay`);
+    }
     const from = env.KEYHOLD_NOTIFY_SMTP_FROM;
     if (!from || !/^[^\s@<>]+@[^\s@<>]+$/.test(from)) throw new ConfigError('KEYHOLD_NOTIFY_SMTP_FROM', 'must be an e-mail address when KEYHOLD_NOTIFY_SMTP is set');
     smtp = {
