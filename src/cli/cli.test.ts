@@ -58,6 +58,10 @@ test('global options are accepted before, between and after the command words, a
   assert.equal(req.url.href, 'https://flag:2/v1/secrets/A/values/dev?label=previous');
   assert.equal(req.headers.authorization, 'Bearer flag-token');
   assert.equal(req.headers['x-keyhold-tenant'], 'acme');
+  assert.match(r.stderr, /^warning: --token is visible to every user of this machine \(ps\) and kept in shell history; prefer KEYHOLD_TOKEN\n$/);
+  assert.equal(r.stderr.includes('flag-token'), false);
+  const quiet = await harness(() => ({ status: 200, body: { value: 'v' } }), { env: { KEYHOLD_TOKEN: 'env-token' } }).run('secrets', 'get', 'A', '--env', 'dev');
+  assert.equal(quiet.stderr, '', 'no warning for the variable');
 });
 
 test('a value from stdin loses exactly one trailing newline; a value from --file is sent byte for byte', async () => {
