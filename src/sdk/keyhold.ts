@@ -62,9 +62,14 @@ function setting(opts: KeyholdOptions, env: Record<string, string | undefined>, 
   return value === undefined || value === '' ? null : value;
 }
 
+/** The longest delay a Node timer holds; a longer one fires after 1 ms (every request would time out, the refresh timer spin). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 function positive(value: number | undefined, fallback: number, what: string): number {
   if (value === undefined) return fallback;
-  if (!Number.isFinite(value) || value <= 0) throw new KeyholdError('NOT_CONFIGURED', `${what} must be a positive number of milliseconds`);
+  if (!Number.isFinite(value) || value <= 0 || value > MAX_TIMER_MS) {
+    throw new KeyholdError('NOT_CONFIGURED', `${what} must be a positive number of milliseconds, at most ${MAX_TIMER_MS}`);
+  }
   return value;
 }
 

@@ -36,6 +36,14 @@ test('an address in plain http is refused unless it is loopback, and one carryin
   }
 });
 
+test('refreshMs and timeoutMs beyond what a timer holds are refused, not turned into 1 ms by Node', () => {
+  for (const opt of ['refreshMs', 'timeoutMs'] as const) {
+    assert.throws(() => createKeyhold({ addr: 'http://127.0.0.1:1', token: 'kh_x', env: {}, [opt]: 2 ** 31 }),
+      (err: KeyholdError) => err.code === 'NOT_CONFIGURED' && err.message.includes(opt), opt);
+    assert.doesNotThrow(() => createKeyhold({ addr: 'http://127.0.0.1:1', token: 'kh_x', env: {}, [opt]: 2 ** 31 - 1 }).close(), opt);
+  }
+});
+
 describeEachDialect('keyhold/sdk against a real server on loopback', (dialect) => {
   let h: Harness;
   let addr: string;
