@@ -295,3 +295,15 @@ test('audit verify offline fails on an events file with no event in it: an empti
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('migrate warns when the owner\'s password is on the command line, and never prints it', async () => {
+  const h = harness(() => { throw new Error('migrate talks to the database, not to a server'); });
+  const r = await h.run('migrate', '--database-url', 'postgres://owner:owner-pw-93@127.0.0.1:1/test');
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^warning: --database-url carries a password, visible to every user of this machine \(ps\) and kept in shell history; prefer KEYHOLD_MIGRATE_DATABASE_URL\n/);
+  assert.equal(r.stderr.includes('owner-pw-93') || r.stdout.includes('owner-pw-93'), false);
+  const quiet = await harness(() => ({ status: 500, body: {} }), { env: { KEYHOLD_MIGRATE_DATABASE_URL: 'postgres://owner:owner-pw-93@127.0.0.1:1/test' } }).run('migrate');
+  assert.equal(quiet.code, 1);
+  assert.doesNotMatch(quiet.stderr, /warning/);
+  assert.equal(quiet.stderr.includes('owner-pw-93'), false);
+});
