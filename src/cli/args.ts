@@ -1,4 +1,5 @@
 import type { ParseArgsOptionsConfig } from 'node:util';
+import { isLoopbackHost } from '../platform/addresses.ts';
 
 /** A mistake in how the CLI was called: exit code 2 and a hint, never a request. */
 export class UsageError extends Error {
@@ -41,6 +42,15 @@ export function globalSettings(flags: Flags, env: Record<string, string | undefi
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new UsageError(`--addr/KEYHOLD_ADDR must be an http:// or https:// URL (got "${raw}")`);
+  }
+  // Not echoed: whatever sits before the @ is a credential.
+  if (url.username !== '' || url.password !== '') {
+    throw new UsageError('--addr/KEYHOLD_ADDR must not carry a user name or password', 'give the token in KEYHOLD_TOKEN');
+  }
+  if (url.search !== '' || url.hash !== '') throw new UsageError(`--addr/KEYHOLD_ADDR must not carry a query or fragment (got "${raw}")`);
+  // Tokens, shares and values would cross the network in the clear (the server itself serves plain HTTP only on loopback).
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+    throw new UsageError(`--addr/KEYHOLD_ADDR is ${url.origin}: plain http only to loopback (127.0.0.0/8, ::1, localhost)`, `use https://${url.host}`);
   }
   return {
     addr: url.href.replace(/\/+$/, ''),

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { lstatSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,14 +50,18 @@ const wrote = { status: 200, body: { name: 'A', environment: 'dev', version: 3, 
 const notFound = { status: 404, body: { error: { code: 'SECRET_NOT_FOUND', message: 'secret "A" does not exist', requestId: 'r1' } } };
 
 test('global options are accepted before, between and after the command words, and flags beat the environment', async () => {
-  const h = harness(() => ({ status: 200, body: { value: 'v' } }), { env: { KEYHOLD_ADDR: 'http://env:1', KEYHOLD_TOKEN: 'env-token', KEYHOLD_TENANT: 'acme' } });
-  const r = await h.run('--addr', 'http://flag:2/', 'secrets', '--token', 'flag-token', 'get', 'A', '--env', 'dev', '--label', 'previous');
+  const h = harness(() => ({ status: 200, body: { value: 'v' } }), { env: { KEYHOLD_ADDR: 'https://env:1', KEYHOLD_TOKEN: 'env-token', KEYHOLD_TENANT: 'acme' } });
+  const r = await h.run('--addr', 'https://flag:2/', 'secrets', '--token', 'flag-token', 'get', 'A', '--env', 'dev', '--label', 'previous');
   assert.equal(r.code, 0);
   assert.equal(r.stdout, 'v\n');
   const req = h.sent[0]!;
-  assert.equal(req.url.href, 'http://flag:2/v1/secrets/A/values/dev?label=previous');
+  assert.equal(req.url.href, 'https://flag:2/v1/secrets/A/values/dev?label=previous');
   assert.equal(req.headers.authorization, 'Bearer flag-token');
   assert.equal(req.headers['x-keyhold-tenant'], 'acme');
+  assert.match(r.stderr, /^warning: --token is visible to every user of this machine \(ps\) and kept in shell history; prefer KEYHOLD_TOKEN\n$/);
+  assert.equal(r.stderr.includes('flag-token'), false);
+  const quiet = await harness(() => ({ status: 200, body: { value: 'v' } }), { env: { KEYHOLD_TOKEN: 'env-token' } }).run('secrets', 'get', 'A', '--env', 'dev');
+  assert.equal(quiet.stderr, '', 'no warning for the variable');
 });
 
 test('a value from stdin loses exactly one trailing newline; a value from --file is sent byte for byte', async () => {
@@ -132,6 +137,32 @@ test('usage errors exit 2 before any request is sent', async () => {
     assert.match(r.stderr, message, argv.join(' '));
     assert.match(r.stderr, /\nhint: /);
     assert.equal(h.sent.length, 0, argv.join(' '));
+  }
+});
+
+test('a server address in plain http is refused unless it is loopback, and one carrying credentials is refused without echoing them', async () => {
+  const refused: Array<[string, RegExp]> = [
+    ['http://keyhold.example.com:8200', /plain http only to loopback/],
+    ['http://10.0.0.5:8200', /plain http only to loopback/],
+    ['http://127.evil.example:8200', /plain http only to loopback/],
+    ['https://ops:hunter2-pw@keyhold.example.com', /must not carry a user name or password/],
+    ['https://keyhold.example.com/?tenant=x', /must not carry a query or fragment/],
+  ];
+  for (const [addr, message] of refused) {
+    for (const env of [{}, { KEYHOLD_ADDR: addr }] as Array<Record<string, string>>) {
+      const h = harness(() => ({ status: 200, body: { initialized: true, sealed: false } }), { stdin: 'khs1.AAAA', env: { KEYHOLD_TOKEN: 'kh_env-token', ...env } });
+      const r = await h.run(...(Object.keys(env).length ? [] : ['--addr', addr]), 'unseal');
+      assert.equal(r.code, 2, `${addr}: ${r.stderr}`);
+      assert.match(r.stderr, message, addr);
+      assert.equal(r.stderr.includes('hunter2-pw'), false, 'the password is not echoed');
+      assert.equal(h.sent.length, 0, `${addr}: nothing is sent, not the share nor the token`);
+    }
+  }
+  for (const addr of ['http://127.0.0.1:8200', 'http://127.1.2.3:8200', 'http://localhost:8200', 'http://[::1]:8200', 'https://keyhold.example.com', 'https://10.0.0.5:8200/keyhold']) {
+    const h = harness(() => ({ status: 200, body: { initialized: true, sealed: false } }));
+    const r = await h.run('status', '--addr', addr);
+    assert.equal(r.code, 0, `${addr}: ${r.stderr}`);
+    assert.equal(h.sent.length, 1);
   }
 });
 
@@ -224,4 +255,55 @@ test('audit verify offline: proves files with no request, names damage, and want
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('automations export --out replaces an existing file or link with a new mode 600 file, never writing through it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'keyhold-cli-'));
+  try {
+    const h = harness(() => ({ status: 200, body: { automations: [{ name: 'a' }], connectors: [] } }));
+    const loose = join(dir, 'loose.json');
+    await writeFile(loose, 'old', { mode: 0o644 });
+    assert.equal((await h.run('automations', 'export', '--out', loose)).code, 0);
+    assert.equal(statSync(loose).mode & 0o777, 0o600, 'an existing file keeps no looser mode');
+    assert.deepEqual(JSON.parse(readFileSync(loose, 'utf8')), { automations: [{ name: 'a' }], connectors: [] });
+
+    const victim = join(dir, 'victim');
+    await writeFile(victim, 'untouched');
+    const link = join(dir, 'link.json');
+    symlinkSync(victim, link);
+    assert.equal((await h.run('automations', 'export', '--out', link)).code, 0);
+    assert.equal(readFileSync(victim, 'utf8'), 'untouched', 'the link was replaced, not followed');
+    assert.equal(lstatSync(link).isSymbolicLink(), false);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('audit verify offline fails on an events file with no event in it: an emptied sink file proves nothing', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'keyhold-cli-offline-'));
+  try {
+    const key = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
+    for (const [name, text] of [['empty.jsonl', ''], ['blank.jsonl', '\n\n']] as const) {
+      const file = join(dir, name);
+      await writeFile(file, text);
+      for (const partial of [[], ['--partial']]) {
+        const r = await harness(() => ({ status: 500, body: {} })).run('audit', 'verify', '--events', file, '--public-key', key, ...partial);
+        assert.deepEqual([r.code, r.stdout.trim()], [1, 'Audit log BROKEN at event #1: the events file holds no audit event'], `${name} ${partial.join(' ')}`);
+      }
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('migrate warns when the owner\'s password is on the command line, and never prints it', async () => {
+  const h = harness(() => { throw new Error('migrate talks to the database, not to a server'); });
+  const r = await h.run('migrate', '--database-url', 'postgres://owner:owner-pw-93@127.0.0.1:1/test');
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^warning: --database-url carries a password, visible to every user of this machine \(ps\) and kept in shell history; prefer KEYHOLD_MIGRATE_DATABASE_URL\n/);
+  assert.equal(r.stderr.includes('owner-pw-93') || r.stdout.includes('owner-pw-93'), false);
+  const quiet = await harness(() => ({ status: 500, body: {} }), { env: { KEYHOLD_MIGRATE_DATABASE_URL: 'postgres://owner:owner-pw-93@127.0.0.1:1/test' } }).run('migrate');
+  assert.equal(quiet.code, 1);
+  assert.doesNotMatch(quiet.stderr, /warning/);
+  assert.equal(quiet.stderr.includes('owner-pw-93'), false);
 });

@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open, readFile, rename, rm } from 'node:fs/promises';
 import { UsageError } from './args.ts';
 
 /** Reads a text file named on the command line; a missing or unreadable file is a usage error naming it. */
@@ -17,5 +18,29 @@ export async function readJson(path: string, what: string): Promise<unknown> {
     return JSON.parse(text) as unknown;
   } catch (err) {
     throw new UsageError(`${what} ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Writes a file the CLI produces (an export) readable by its owner only. The content goes to a
+ * new file beside it, created exclusively under an unguessable name (so neither a file nor a link
+ * planted there is written through, nor an older file's looser mode kept), and is renamed over
+ * `path` only once complete: a cut-off write never passes for a whole one, and a link at `path`
+ * is replaced, not followed.
+ */
+export async function writePrivateFile(path: string, content: string | AsyncIterable<Uint8Array>): Promise<void> {
+  const partial = `${path}.${randomBytes(6).toString('hex')}.partial`;
+  const handle = await open(partial, 'wx', 0o600);
+  try {
+    try {
+      await handle.writeFile(content);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(partial, path);
+  } catch (err) {
+    await rm(partial, { force: true });
+    throw err;
   }
 }

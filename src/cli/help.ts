@@ -3,7 +3,7 @@ import { isGroup, type Command, type Entry, type Group } from './command.ts';
 
 const GLOBAL_HELP = [
   'Global options (accepted anywhere on the line, by every command):',
-  `  --addr URL      server address (env KEYHOLD_ADDR; default ${DEFAULT_ADDR})`,
+  `  --addr URL      server address (env KEYHOLD_ADDR; default ${DEFAULT_ADDR}); https, or http to loopback only`,
   '  --token T       API token (env KEYHOLD_TOKEN; prefer the variable: arguments show in ps and history)',
   '  --tenant NAME   tenant to act in (env KEYHOLD_TENANT; root tokens default to "default")',
   '  --json          machine-readable output: the JSON the server returned',

@@ -61,7 +61,7 @@ function hintFor(err: ApiError, hasToken: boolean): string | null {
   if (err.hint) return err.hint;
   if (err.code === 'SEALED') return "unseal it: 'keyhold unseal', once per share";
   if (err.code === 'NOT_INITIALIZED') return "initialise it: 'keyhold init'";
-  if (err.code === 'UNAUTHENTICATED' && !hasToken) return 'set KEYHOLD_TOKEN (or pass --token)';
+  if (err.code === 'UNAUTHENTICATED' && !hasToken) return 'set KEYHOLD_TOKEN';
   return null;
 }
 
@@ -89,6 +89,8 @@ export function createCli(deps: CliDeps & { entries: Entry[] }) {
         const { values, positionals } = strictParse(argv, command);
         const settings = globalSettings(values as Flags, deps.env);
         hasToken = settings.token !== null;
+        // The flag stays for compatibility, but nobody should learn from a silent success that it is safe.
+        if (typeof values.token === 'string') stderr.write('warning: --token is visible to every user of this machine (ps) and kept in shell history; prefer KEYHOLD_TOKEN\n');
         const api = createApiClient({ fetch: deps.fetch, addr: settings.addr, token: settings.token, tenant: settings.tenant });
         const out = createOutput({ stdout, stderr, json: settings.json });
         const code = await command.run({ args: positionals.slice(words), flags: values as Flags, settings, api, out, deps });

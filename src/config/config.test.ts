@@ -33,10 +33,53 @@ test('bad values are refused naming the setting', () => {
   refused({ KEYHOLD_ROLLBACK_WINDOW: 'a week' }, /KEYHOLD_ROLLBACK_WINDOW/);
   refused({ KEYHOLD_AUDIT_FILE: 'audit.jsonl' }, /KEYHOLD_AUDIT_FILE must be an absolute path/);
   refused({ KEYHOLD_AUDIT_SYSLOG: 'syslog.example:514' }, /KEYHOLD_AUDIT_SYSLOG must look like/);
-  refused({ KEYHOLD_ROTATION_LEASE: '500ms' }, /KEYHOLD_ROTATION_LEASE must be at least 1s/);
+  refused({ KEYHOLD_ROTATION_LEASE: '500ms' }, /KEYHOLD_ROTATION_LEASE must be between 1s and 1d/);
 });
 
 test('TLS allows any address; --dev wins over KEYHOLD_DEV', () => {
-  const c = loadConfig({ KEYHOLD_HOST: '0.0.0.0', KEYHOLD_TLS_CERT: '/c.pem', KEYHOLD_TLS_KEY: '/k.pem', KEYHOLD_DEV: 'false' }, { dev: true });
-  assert.deepEqual([c.host, c.tls, c.dev], ['0.0.0.0', { certFile: '/c.pem', keyFile: '/k.pem' }, true]);
+  const c = loadConfig({ KEYHOLD_HOST: '0.0.0.0', KEYHOLD_TLS_CERT: '/c.pem', KEYHOLD_TLS_KEY: '/k.pem' });
+  assert.deepEqual([c.host, c.tls, c.dev], ['0.0.0.0', { certFile: '/c.pem', keyFile: '/k.pem' }, false]);
+  assert.equal(loadConfig({ KEYHOLD_DEV: 'false' }, { dev: true }).dev, true);
+  assert.equal(loadConfig({ KEYHOLD_HOST: '::1', KEYHOLD_DEV: 'true' }).dev, true);
+});
+
+test('loopback is an address, not a spelling: a DNS name starting with 127. needs TLS', () => {
+  refused({ KEYHOLD_HOST: '127.evil.example' }, /KEYHOLD_HOST is 127\.evil\.example: plain HTTP is only allowed on loopback/);
+  for (const host of ['127.0.0.1', '127.1.2.3', '::1', 'localhost']) assert.equal(loadConfig({ KEYHOLD_HOST: host }).host, host);
+});
+
+test('dev mode, with its unseal key and root token in the clear, never listens beyond loopback', () => {
+  const tls = { KEYHOLD_TLS_CERT: '/c.pem', KEYHOLD_TLS_KEY: '/k.pem' };
+  refused({ KEYHOLD_HOST: '0.0.0.0', ...tls, KEYHOLD_DEV: 'true' }, /KEYHOLD_DEV .*loopback/);
+  assert.throws(() => loadConfig({ KEYHOLD_HOST: '10.1.2.3', ...tls }, { dev: true }), (err: unknown) => err instanceof ConfigError && /--dev.*loopback/.test((err as Error).message));
+});
+
+test('durations are bounded: timers fire between 100ms and 24 days apart, lifetimes stay within ten years', () => {
+  for (const setting of ['KEYHOLD_RETENTION_SWEEP', 'KEYHOLD_AUDIT_CHECKPOINT_INTERVAL', 'KEYHOLD_ROTATION_TICK']) {
+    refused({ [setting]: '0s' }, new RegExp(`${setting} must be between 100ms and 24d`));
+    refused({ [setting]: '25d' }, new RegExp(`${setting} must be between 100ms and 24d`));
+    assert.doesNotThrow(() => loadConfig({ [setting]: '24d' }), setting);
+  }
+  refused({ KEYHOLD_ROTATION_LEASE: '2d' }, /KEYHOLD_ROTATION_LEASE must be between 1s and 1d/);
+  for (const setting of ['KEYHOLD_STEP_UP_WINDOW', 'KEYHOLD_SESSION_IDLE', 'KEYHOLD_SESSION_MAX', 'KEYHOLD_MACHINE_TOKEN_TTL']) {
+    refused({ [setting]: '0ms' }, new RegExp(`${setting} must be between 1s and 3650d`));
+    refused({ [setting]: '99999999999999999999d' }, new RegExp(`${setting} must be between 1s and 3650d`));
+  }
+  for (const setting of ['KEYHOLD_ROLLBACK_WINDOW', 'KEYHOLD_CREDENTIAL_GRACE']) {
+    refused({ [setting]: '3651d' }, new RegExp(`${setting} must be between 0ms and 3650d`));
+    assert.doesNotThrow(() => loadConfig({ [setting]: '0s' }), setting);
+  }
+});
+
+test('a notification channel that could never deliver stops start-up naming its setting', () => {
+  const secret = { KEYHOLD_NOTIFY_WEBHOOK_SECRET: '0123456789abcdef0123' };
+  refused({ KEYHOLD_NOTIFY_WEBHOOK: 'not a url', ...secret }, /KEYHOLD_NOTIFY_WEBHOOK is not a URL/);
+  refused({ KEYHOLD_NOTIFY_WEBHOOK: 'http://hooks.example.com/keyhold', ...secret }, /KEYHOLD_NOTIFY_WEBHOOK must use https unless it points at loopback/);
+  refused({ KEYHOLD_NOTIFY_WEBHOOK: 'ftp://hooks.example.com/', ...secret }, /KEYHOLD_NOTIFY_WEBHOOK must be an http\(s\) URL/);
+  assert.equal(loadConfig({ KEYHOLD_NOTIFY_WEBHOOK: 'http://127.0.0.1:9/hook', ...secret }).notify.webhook?.url, 'http://127.0.0.1:9/hook');
+  // The SMTP client has no TLS setting: a password would cross the network in the clear, so it refuses every send.
+  const from = { KEYHOLD_NOTIFY_SMTP_FROM: 'keyhold@example.com' };
+  refused({ KEYHOLD_NOTIFY_SMTP: 'smtp://mailer:hunter2@mail.example.com:587', ...from }, /KEYHOLD_NOTIFY_SMTP .*loopback/);
+  assert.doesNotThrow(() => loadConfig({ KEYHOLD_NOTIFY_SMTP: 'smtp://mail.example.com:25', ...from }));
+  assert.equal(loadConfig({ KEYHOLD_NOTIFY_SMTP: 'smtp://mailer:pw@127.0.0.1:2525', ...from }).notify.smtp?.password, 'pw');
 });

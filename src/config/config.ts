@@ -1,4 +1,5 @@
 import { isAbsolute, join, resolve } from 'node:path';
+import { isLoopbackHost } from '../platform/addresses.ts';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -77,11 +78,25 @@ const LOG_LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trac
 const DURATION = /^(\d+)(ms|s|m|h|d)$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Parses "7d", "90m", "500ms" into milliseconds. */
-export function parseDuration(setting: string, text: string): number {
+/** Bounds of a duration setting, in milliseconds, with how they read in an error. */
+interface DurationBounds { min: number; max: number; text: string }
+
+const SECOND = 1000;
+const DAY = 86_400_000;
+/** Intervals of timers: Node fires a timer longer than 2^31-1 ms (24.8 days) or shorter than 1 ms after 1 ms, in a loop. */
+const TIMER: DurationBounds = { min: 100, max: 24 * DAY, text: 'between 100ms and 24d' };
+/** Lifetimes and windows: beyond ten years, dates computed from them stop being dates. */
+const LIFETIME: DurationBounds = { min: SECOND, max: 3650 * DAY, text: 'between 1s and 3650d' };
+/** Lifetimes where zero means "not at all" (no rollback, no grace). */
+const RETENTION: DurationBounds = { min: 0, max: 3650 * DAY, text: 'between 0ms and 3650d' };
+
+/** Parses "7d", "90m", "500ms" into milliseconds, within `bounds` when given. */
+export function parseDuration(setting: string, text: string, bounds?: DurationBounds): number {
   const m = DURATION.exec(text.trim());
   if (!m) throw new ConfigError(setting, `must be a duration like 30s, 15m, 7d (got "${text}")`);
-  return Number(m[1]) * UNIT_MS[m[2]!]!;
+  const ms = Number(m[1]) * UNIT_MS[m[2]!]!;
+  if (bounds && !(ms >= bounds.min && ms <= bounds.max)) throw new ConfigError(setting, `must be ${bounds.text} (got "${text}")`);
+  return ms;
 }
 
 function int(setting: string, text: string, min: number, max: number): number {
@@ -89,12 +104,6 @@ function int(setting: string, text: string, min: number, max: number): number {
   const n = Number(text);
   if (n < min || n > max) throw new ConfigError(setting, `must be between ${min} and ${max} (got ${n})`);
   return n;
-}
-
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
-
-export function isLoopback(host: string): boolean {
-  return LOOPBACK.has(host) || host.startsWith('127.');
 }
 
 /**
@@ -133,7 +142,8 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
   const key = env.KEYHOLD_TLS_KEY;
   if (Boolean(cert) !== Boolean(key)) throw new ConfigError('KEYHOLD_TLS_CERT/KEYHOLD_TLS_KEY', 'must be set together');
   const tls = cert && key ? { certFile: cert, keyFile: key } : null;
-  if (!tls && !isLoopback(host)) {
+  // Loopback by address, not by spelling: "127.evil.example" is a DNS name that may resolve anywhere.
+  if (!tls && !isLoopbackHost(host)) {
     throw new ConfigError('KEYHOLD_HOST', `is ${host}: plain HTTP is only allowed on loopback; set KEYHOLD_TLS_CERT and KEYHOLD_TLS_KEY`);
   }
 
@@ -145,13 +155,19 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
 
   const maxValueBytes = int('KEYHOLD_MAX_VALUE_BYTES', env.KEYHOLD_MAX_VALUE_BYTES ?? '65536', 1, 1_048_576);
 
+  const dev = flags.dev ?? devEnv === 'true';
+  // Dev mode initialises and unseals itself from a key on disk and keeps a root token beside it: never for anyone else to reach.
+  if (dev && !isLoopbackHost(host)) {
+    throw new ConfigError(flags.dev ? '--dev' : 'KEYHOLD_DEV', `is refused with KEYHOLD_HOST ${host}: dev mode listens on loopback only (its unseal key and root token are on disk in the clear)`);
+  }
+
   return Object.freeze({
     dataDir,
     databaseUrl,
     host,
     port,
     tls,
-    dev: flags.dev ?? devEnv === 'true',
+    dev,
     logLevel,
     limits: Object.freeze({
       maxNameLength: 128,
@@ -159,8 +175,8 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
       // JSON escaping can grow a value up to 6x (\u00XX); leave room for metadata.
       maxBodyBytes: maxValueBytes * 6 + 64 * 1024,
     }),
-    rollbackWindowMs: parseDuration('KEYHOLD_ROLLBACK_WINDOW', env.KEYHOLD_ROLLBACK_WINDOW ?? '7d'),
-    retentionSweepMs: parseDuration('KEYHOLD_RETENTION_SWEEP', env.KEYHOLD_RETENTION_SWEEP ?? '1h'),
+    rollbackWindowMs: parseDuration('KEYHOLD_ROLLBACK_WINDOW', env.KEYHOLD_ROLLBACK_WINDOW ?? '7d', RETENTION),
+    retentionSweepMs: parseDuration('KEYHOLD_RETENTION_SWEEP', env.KEYHOLD_RETENTION_SWEEP ?? '1h', TIMER),
     identity: Object.freeze(identitySettings(env)),
     audit: Object.freeze(auditSettings(env)),
     rotation: Object.freeze(rotationSettings(env)),
@@ -170,11 +186,11 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
 
 /** Rotation defaults: 30 s leases, a scheduler pass every 15 s, 32 health checks at once. */
 export function rotationSettings(env: Record<string, string | undefined> = {}): RotationSettings {
-  const leaseMs = parseDuration('KEYHOLD_ROTATION_LEASE', env.KEYHOLD_ROTATION_LEASE ?? '30s');
-  if (leaseMs < 1000) throw new ConfigError('KEYHOLD_ROTATION_LEASE', 'must be at least 1s');
+  // Renewed every third of it, so a day keeps that timer far inside Node's limit.
+  const leaseMs = parseDuration('KEYHOLD_ROTATION_LEASE', env.KEYHOLD_ROTATION_LEASE ?? '30s', { min: SECOND, max: DAY, text: 'between 1s and 1d' });
   return {
     leaseMs,
-    tickMs: parseDuration('KEYHOLD_ROTATION_TICK', env.KEYHOLD_ROTATION_TICK ?? '15s'),
+    tickMs: parseDuration('KEYHOLD_ROTATION_TICK', env.KEYHOLD_ROTATION_TICK ?? '15s', TIMER),
     checkConcurrency: int('KEYHOLD_ROTATION_CHECK_CONCURRENCY', env.KEYHOLD_ROTATION_CHECK_CONCURRENCY ?? '32', 1, 512),
   };
 }
@@ -185,6 +201,16 @@ export function notifySettings(env: Record<string, string | undefined> = {}): No
   if (env.KEYHOLD_NOTIFY_WEBHOOK) {
     const secret = env.KEYHOLD_NOTIFY_WEBHOOK_SECRET;
     if (!secret || secret.length < 16) throw new ConfigError('KEYHOLD_NOTIFY_WEBHOOK_SECRET', 'must be set (at least 16 characters) when KEYHOLD_NOTIFY_WEBHOOK is');
+    let url: URL;
+    try {
+      url = new URL(env.KEYHOLD_NOTIFY_WEBHOOK);
+    } catch {
+      throw new ConfigError('KEYHOLD_NOTIFY_WEBHOOK', 'is not a URL');
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError('KEYHOLD_NOTIFY_WEBHOOK', 'must be an http(s) URL');
+    if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+      throw new ConfigError('KEYHOLD_NOTIFY_WEBHOOK', 'must use https unless it points at loopback (127.0.0.0/8, ::1, localhost)');
+    }
     webhook = { url: env.KEYHOLD_NOTIFY_WEBHOOK, secret };
   }
   let smtp: NotifySettings['smtp'] = null;
@@ -196,6 +222,10 @@ export function notifySettings(env: Record<string, string | undefined> = {}): No
       throw new ConfigError('KEYHOLD_NOTIFY_SMTP', 'must look like smtp://user:password@host:587');
     }
     if (url.protocol !== 'smtp:' || !url.hostname) throw new ConfigError('KEYHOLD_NOTIFY_SMTP', 'must look like smtp://user:password@host:587');
+    // The SMTP client speaks no TLS of its own configuring, and refuses to send a password in the clear beyond loopback.
+    if ((url.username || url.password) && !isLoopbackHost(url.hostname)) {
+      throw new ConfigError('KEYHOLD_NOTIFY_SMTP', `carries credentials for ${url.hostname}: they are sent only to a relay on loopback (no TLS to a remote relay); use a local relay`);
+    }
     const from = env.KEYHOLD_NOTIFY_SMTP_FROM;
     if (!from || !/^[^\s@<>]+@[^\s@<>]+$/.test(from)) throw new ConfigError('KEYHOLD_NOTIFY_SMTP_FROM', 'must be an e-mail address when KEYHOLD_NOTIFY_SMTP is set');
     smtp = {
@@ -212,11 +242,11 @@ export function notifySettings(env: Record<string, string | undefined> = {}): No
  */
 export function identitySettings(env: Record<string, string | undefined> = {}): IdentitySettings {
   return {
-    stepUpWindowMs: parseDuration('KEYHOLD_STEP_UP_WINDOW', env.KEYHOLD_STEP_UP_WINDOW ?? '10m'),
-    sessionIdleMs: parseDuration('KEYHOLD_SESSION_IDLE', env.KEYHOLD_SESSION_IDLE ?? '30m'),
-    sessionAbsoluteMs: parseDuration('KEYHOLD_SESSION_MAX', env.KEYHOLD_SESSION_MAX ?? '12h'),
-    machineTokenTtlMs: parseDuration('KEYHOLD_MACHINE_TOKEN_TTL', env.KEYHOLD_MACHINE_TOKEN_TTL ?? '15m'),
-    credentialGraceMs: parseDuration('KEYHOLD_CREDENTIAL_GRACE', env.KEYHOLD_CREDENTIAL_GRACE ?? '24h'),
+    stepUpWindowMs: parseDuration('KEYHOLD_STEP_UP_WINDOW', env.KEYHOLD_STEP_UP_WINDOW ?? '10m', LIFETIME),
+    sessionIdleMs: parseDuration('KEYHOLD_SESSION_IDLE', env.KEYHOLD_SESSION_IDLE ?? '30m', LIFETIME),
+    sessionAbsoluteMs: parseDuration('KEYHOLD_SESSION_MAX', env.KEYHOLD_SESSION_MAX ?? '12h', LIFETIME),
+    machineTokenTtlMs: parseDuration('KEYHOLD_MACHINE_TOKEN_TTL', env.KEYHOLD_MACHINE_TOKEN_TTL ?? '15m', LIFETIME),
+    credentialGraceMs: parseDuration('KEYHOLD_CREDENTIAL_GRACE', env.KEYHOLD_CREDENTIAL_GRACE ?? '24h', RETENTION),
   };
 }
 
@@ -233,6 +263,6 @@ export function auditSettings(env: Record<string, string | undefined> = {}): Aud
   const webhook = env.KEYHOLD_AUDIT_WEBHOOK ? { url: env.KEYHOLD_AUDIT_WEBHOOK, secret: env.KEYHOLD_AUDIT_WEBHOOK_SECRET ?? null } : null;
   return {
     file, syslog, webhook,
-    checkpointIntervalMs: parseDuration('KEYHOLD_AUDIT_CHECKPOINT_INTERVAL', env.KEYHOLD_AUDIT_CHECKPOINT_INTERVAL ?? '1m'),
+    checkpointIntervalMs: parseDuration('KEYHOLD_AUDIT_CHECKPOINT_INTERVAL', env.KEYHOLD_AUDIT_CHECKPOINT_INTERVAL ?? '1m', TIMER),
   };
 }

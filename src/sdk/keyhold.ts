@@ -1,3 +1,4 @@
+import { serverOrigin } from './address.ts';
 import { KeyholdError } from './errors.ts';
 import { createTransport, type Transport } from './transport.ts';
 
@@ -61,9 +62,14 @@ function setting(opts: KeyholdOptions, env: Record<string, string | undefined>, 
   return value === undefined || value === '' ? null : value;
 }
 
+/** The longest delay a Node timer holds; a longer one fires after 1 ms (every request would time out, the refresh timer spin). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 function positive(value: number | undefined, fallback: number, what: string): number {
   if (value === undefined) return fallback;
-  if (!Number.isFinite(value) || value <= 0) throw new KeyholdError('NOT_CONFIGURED', `${what} must be a positive number of milliseconds`);
+  if (!Number.isFinite(value) || value <= 0 || value > MAX_TIMER_MS) {
+    throw new KeyholdError('NOT_CONFIGURED', `${what} must be a positive number of milliseconds, at most ${MAX_TIMER_MS}`);
+  }
   return value;
 }
 
@@ -83,12 +89,12 @@ export function createKeyhold(opts: KeyholdOptions = {}): Keyhold {
   const token = setting(opts, env, 'token');
   if (!addr) throw new KeyholdError('NOT_CONFIGURED', 'no server address: pass addr or set KEYHOLD_ADDR');
   if (!token) throw new KeyholdError('NOT_CONFIGURED', 'no token: pass token or set KEYHOLD_TOKEN');
-  if (!/^https?:\/\/[^/]+\/?$/.test(addr)) throw new KeyholdError('NOT_CONFIGURED', 'addr must be http(s)://host[:port] with no path');
+  const origin = serverOrigin(addr);
   const defaultEnvironment = setting(opts, env, 'environment');
   const refreshMs = positive(opts.refreshMs, DEFAULT_REFRESH_MS, 'refreshMs');
   const clock = opts.clock ?? { now: () => Date.now() };
   const transport: Transport = createTransport({
-    addr: addr.replace(/\/$/, ''), token, tenant: setting(opts, env, 'tenant'),
+    addr: origin, token, tenant: setting(opts, env, 'tenant'),
     timeoutMs: positive(opts.timeoutMs, DEFAULT_TIMEOUT_MS, 'timeoutMs'),
     // Bound now: a script that later replaces globalThis.fetch must not see the token.
     fetch: opts.fetch ?? globalThis.fetch.bind(globalThis),

@@ -22,6 +22,28 @@ async function rejectsWith(p: Promise<unknown>, code: string, secrets: string[] 
   return caught;
 }
 
+test('an address in plain http is refused unless it is loopback, and one carrying credentials without echoing them', () => {
+  const refused = (addr: string, message: RegExp) => assert.throws(() => createKeyhold({ addr, token: 'kh_sdk-token', environment: 'production', env: {} }),
+    (err: KeyholdError) => err.code === 'NOT_CONFIGURED' && message.test(err.message) && !err.message.includes('hunter2-pw') && !err.message.includes('kh_sdk-token'), addr);
+  refused('http://keyhold.example.com:8200', /plain http only to loopback/);
+  refused('http://10.0.0.5', /plain http only to loopback/);
+  refused('http://127.evil.example', /plain http only to loopback/);
+  refused('https://ops:hunter2-pw@keyhold.example.com', /user name or password/);
+  refused('https://keyhold.example.com/path', /no path/);
+  refused('keyhold.example.com', /http\(s\)/);
+  for (const addr of ['http://127.0.0.1:8200', 'http://127.9.9.9:1/', 'http://localhost:8200', 'http://[::1]:8200', 'https://keyhold.example.com', 'https://10.0.0.5:8200/']) {
+    assert.doesNotThrow(() => createKeyhold({ addr, token: 'kh_sdk-token', environment: 'production', env: {} }).close(), addr);
+  }
+});
+
+test('refreshMs and timeoutMs beyond what a timer holds are refused, not turned into 1 ms by Node', () => {
+  for (const opt of ['refreshMs', 'timeoutMs'] as const) {
+    assert.throws(() => createKeyhold({ addr: 'http://127.0.0.1:1', token: 'kh_x', env: {}, [opt]: 2 ** 31 }),
+      (err: KeyholdError) => err.code === 'NOT_CONFIGURED' && err.message.includes(opt), opt);
+    assert.doesNotThrow(() => createKeyhold({ addr: 'http://127.0.0.1:1', token: 'kh_x', env: {}, [opt]: 2 ** 31 - 1 }).close(), opt);
+  }
+});
+
 describeEachDialect('keyhold/sdk against a real server on loopback', (dialect) => {
   let h: Harness;
   let addr: string;

@@ -100,6 +100,8 @@ export async function verifyExportFiles(paths: { events: string; checkpoints: st
     // A file that starts past seq 1 (rotated, or its head cut) is walked from its first line's link; the answer says so.
     const from = first && first.seq > 1 ? { seq: first.seq - 1, hash: first.prevHash } : undefined;
     const r = await verifyLog({ events: events(), checkpoints, head: null, trustedPublicKey: publicKey, skipExactDuplicates: true, ...(from ? { from } : {}) });
+    // An emptied file proves nothing: every event of it was removed, however little a checkpoint covers.
+    if (r.ok && first === null) return failed(1, 'the events file holds no audit event');
     // Unless the caller says the file is a part (a rotated sink file), a missing head is a removal like any other.
     if (r.ok && from && !opts.partial) return failed(1, `events 1..${from.seq} are missing: the file starts at #${from.seq + 1} (a rotated sink file? verify it with --partial)`);
     return { ...verifyAnswer(r), firstSeq: first?.seq ?? null, duplicates: r.ok ? r.duplicates ?? 0 : 0 };

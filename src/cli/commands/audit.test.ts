@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
@@ -120,6 +120,19 @@ test('export writes CSV to a file only once complete, or JSON lines to stdout', 
   assert.match(refused.stderr, /FORBIDDEN/);
   assert.equal(existsSync(refusedFile) || existsSync(`${refusedFile}.partial`), false, 'nothing written');
   assert.equal((await run(['audit', 'export', '--format', 'xml'])).code, 2);
+});
+
+test('an export never writes through a file planted beside --out, and replaces an existing file with a mode 600 one', async () => {
+  const file = join(dir, 'planted.jsonl');
+  const victim = join(dir, 'victim.txt');
+  writeFileSync(victim, 'untouched');
+  symlinkSync(victim, `${file}.partial`);
+  writeFileSync(file, 'old export', { mode: 0o644 });
+  const res = await run(['audit', 'export', '--out', file]);
+  assert.equal(res.code, 0, res.stderr);
+  assert.equal(readFileSync(victim, 'utf8'), 'untouched', 'the planted link was not followed');
+  assert.equal(statSync(file).mode & 0o777, 0o600);
+  assert.match(readFileSync(file, 'utf8'), /"action":"secret\.create"/);
 });
 
 test('usage lists first and last use or reveal per actor', async () => {

@@ -1,5 +1,3 @@
-import { createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -7,6 +5,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { int, positionals, str, UsageError } from '../args.ts';
 import type { Query } from '../client.ts';
 import type { Command, Flags, Group } from '../command.ts';
+import { writePrivateFile } from '../files.ts';
 import { table, time } from '../output.ts';
 import { verifyExportFiles } from './audit-offline.ts';
 
@@ -144,14 +143,7 @@ async function saveDownload(res: Response, file: string | undefined, stdout: { w
     }));
     return false;
   }
-  const partial = `${file}.partial`;
-  try {
-    await pipeline(body, createWriteStream(partial, { mode: 0o600 }));
-    await rename(partial, file);
-  } catch (err) {
-    await rm(partial, { force: true });
-    throw err;
-  }
+  await writePrivateFile(file, body);
   return true;
 }
 

@@ -18,7 +18,7 @@ after(() => h.close());
 async function keyhold(argv: string[], opts: { stdin?: string; token?: string } = {}) {
   let requests = 0;
   const r = await runCli(h.app, argv, {
-    token: opts.token ?? null, env: { KEYHOLD_ADDR: 'http://keyhold.test' }, onAnswered: () => requests++,
+    token: opts.token ?? null, env: { KEYHOLD_ADDR: 'https://keyhold.test' }, onAnswered: () => requests++,
     ...(opts.stdin !== undefined ? { stdin: opts.stdin } : {}),
   });
   return { ...r, requests };

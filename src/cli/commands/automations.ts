@@ -1,8 +1,7 @@
-import { writeFile } from 'node:fs/promises';
 import { int, positionals, required, str, UsageError } from '../args.ts';
 import { route } from '../client.ts';
 import type { Command, Group } from '../command.ts';
-import { readJson } from '../files.ts';
+import { readJson, writePrivateFile } from '../files.ts';
 import { fields, table, time } from '../output.ts';
 
 /** The `automations` and `runs` groups: definitions that reference secrets by name, and what their runs did. */
@@ -127,7 +126,7 @@ const exportCmd: Command = {
     const doc = await api.call<{ automations: unknown[]; connectors: unknown[] }>('GET', '/v1/automations/export', { query: { names, environment: env } });
     const path = str(flags, 'out');
     if (path) {
-      await writeFile(path, JSON.stringify(doc, null, 2) + '\n', { mode: 0o600 });
+      await writePrivateFile(path, JSON.stringify(doc, null, 2) + '\n');
       out.note(`Wrote ${doc.automations.length} automation(s) and ${doc.connectors.length} connector(s) to ${path}.`);
     } else {
       out.line(JSON.stringify(doc, null, 2));

@@ -29,6 +29,9 @@ export const migrateCommand: Command = {
     const url = str(flags, 'database-url') ?? deps.env.KEYHOLD_MIGRATE_DATABASE_URL;
     if (!url) throw new UsageError('no database given', 'pass --database-url (the schema owner\'s connection) or set KEYHOLD_MIGRATE_DATABASE_URL');
     if (!POSTGRES_URL.test(url)) throw new UsageError('--database-url/KEYHOLD_MIGRATE_DATABASE_URL must be a postgres:// URL', 'SQLite migrates when the server starts');
+    if (str(flags, 'database-url') !== undefined && URL.canParse(url) && new URL(url).password !== '') {
+      out.note('warning: --database-url carries a password, visible to every user of this machine (ps) and kept in shell history; prefer KEYHOLD_MIGRATE_DATABASE_URL');
+    }
     const role = str(flags, 'grant-to');
     if (role !== undefined && role.trim() === '') throw new UsageError('--grant-to needs a role name');
     // Imported here: every other command stays free of the database drivers.

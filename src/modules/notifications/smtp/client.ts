@@ -1,5 +1,6 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import { isLoopbackHost } from '../../../platform/addresses.ts';
 
 export interface SmtpOptions {
   host: string;
@@ -74,7 +75,7 @@ function replies(socket: Socket) {
 export async function sendMail(opts: SmtpOptions, mail: Mail): Promise<void> {
   for (const a of [mail.from, ...mail.to]) if (!ADDRESS.test(a)) throw new Error('SMTP: an address is not a plain e-mail address');
   if (mail.to.length === 0) throw new Error('SMTP: no recipients');
-  const loopback = opts.host === '127.0.0.1' || opts.host === '::1' || opts.host === 'localhost';
+  const loopback = isLoopbackHost(opts.host);
   if (opts.username && !opts.secure && !loopback) throw new Error('SMTP: refusing to send credentials without TLS to a non-loopback relay');
   const socket: Socket = opts.secure
     ? tlsConnect({ host: opts.host, port: opts.port, servername: opts.host, ...(opts.ca ? { ca: opts.ca } : {}) })
