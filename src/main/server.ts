@@ -37,15 +37,26 @@ function devBanner(config: Config, address: string, created: boolean): string {
   ].join('\n');
 }
 
+/** A file a setting names, or a ConfigError naming the setting (a raw ENOENT names neither). */
+function readSetting(setting: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new ConfigError(setting, `names ${file}, which cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+}
+
 /** Composition root of the server process: config, storage, services, HTTP, background jobs. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   const { values: flags } = parseArgs({ args: argv, options: { dev: { type: 'boolean' } }, strict: true });
   let config: Readonly<Config>;
   let sinks: AuditSink[];
+  let https: { cert: Buffer; key: Buffer } | null;
   try {
     config = loadConfig(env, flags.dev ? { dev: true } : {});
     // Built now, so a refused sink URL or secret stops start-up like any other bad setting.
     sinks = sinksFrom(config.audit);
+    https = config.tls ? { cert: readSetting('KEYHOLD_TLS_CERT', config.tls.certFile), key: readSetting('KEYHOLD_TLS_KEY', config.tls.keyFile) } : null;
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
@@ -86,7 +97,6 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       else logger.error({ cause: health.cause }, 'audit log cannot be written: every audited action is refused (AUDIT_UNAVAILABLE) until it can');
     });
 
-    const https = config.tls ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } : null;
     app = await createHttpApp(services, { logger, bodyLimit: config.limits.maxBodyBytes, https });
     const server = app;
 

@@ -58,3 +58,18 @@ test('with a certificate the server speaks only TLS, and the CLI reaches it when
   assert.equal(JSON.parse(cli.stdout).sealed, false);
   assert.doesNotMatch(server.logs(), /serving plain HTTP/, 'no plain-HTTP warning when TLS is on');
 });
+
+test('a certificate file that cannot be read stops start-up naming the setting, not with a raw ENOENT', { timeout: 60_000 }, async () => {
+  const data = await mkdtemp(join(tmpdir(), 'keyhold-tls-missing-'));
+  try {
+    const node = join(REPO, 'node_modules', '.bin', 'node');
+    const failed = await run(node, ['--disable-warning=ExperimentalWarning', join(REPO, 'src', 'main', 'server.ts')], {
+      env: { PATH: process.env.PATH, KEYHOLD_DATA_DIR: data, KEYHOLD_TLS_CERT: join(data, 'missing-cert.pem'), KEYHOLD_TLS_KEY: join(data, 'missing-key.pem') },
+    }).then(() => null, (err: { code: number; stderr: string }) => err);
+    assert.ok(failed, 'the server must not start');
+    assert.equal(failed.code, 2);
+    assert.match(failed.stderr, /invalid configuration: KEYHOLD_TLS_CERT names .*missing-cert\.pem, which cannot be read \(ENOENT\)/);
+  } finally {
+    await rm(data, { recursive: true, force: true });
+  }
+});
