@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Kysely, PostgresAdapter, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
@@ -92,6 +92,9 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     const path = options.url.replace(/^sqlite:/, '');
     if (path !== ':memory:') {
       mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      // Created owner-only whatever the umask or the directory's mode: SQLite gives its -wal and -shm
+      // files the database file's permissions, and they hold the audit trail and token hashes too.
+      closeSync(openSync(path, 'a', 0o600));
       sqlitePath = path;
     }
     db = new Kysely<Database>({ dialect: createNodeSqliteDialect(path).dialect });
