@@ -110,6 +110,23 @@ describeEachDialect('HTTP: bad input is a clear 4xx with a stable code, never a 
     assert.equal(versions.statusCode, 400);
   });
 
+  test('JSON nested deeper than 64 levels is a 400 wherever a body takes any JSON, not a stack overflow', async () => {
+    const nest = (depth: number) => '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
+    const tries = [
+      { url: '/v1/access-policies/validate', body: `{"document":${nest(20_000)}}` },
+      { url: '/v1/hooks/no-such-hook/no-token', body: '['.repeat(100_000) + ']'.repeat(100_000) },
+      { url: '/v1/secrets/API_KEY/values/production/rollback', body: nest(65) },
+    ];
+    for (const t of tries) {
+      const res = await h.app.inject({ method: 'POST', url: t.url, headers: { ...auth, 'content-type': 'application/json' }, payload: t.body });
+      assert.deepEqual([res.statusCode, res.json().error.code], [400, 'VALIDATION_FAILED'], `${t.url}: ${res.body.slice(0, 200)}`);
+      assert.match(res.json().error.message, /nest/);
+    }
+    // 64 levels are still JSON the schema judges (here: an access policy it finds malformed).
+    const fine = await h.app.inject({ method: 'POST', url: '/v1/access-policies/validate', headers: auth, payload: { document: JSON.parse(nest(62)) } });
+    assert.ok(fine.statusCode < 500 && !/nest/.test(fine.body), fine.body.slice(0, 200));
+  });
+
   test('invalid UTF-8 bytes in a body are refused, not silently replaced', async () => {
     const before = await countRows();
     const payload = Buffer.concat([Buffer.from('{"value":"ab'), Buffer.from([0xff, 0xc3]), Buffer.from('cd"}')]);
