@@ -7,6 +7,8 @@ import { sendError } from './errors.ts';
 import { validatorCompiler } from './validator.ts';
 import { KeyholdError } from '../errors/index.ts';
 
+const SECURITY_CSP = "default-src 'none'; frame-ancestors 'none'";
+
 export interface HttpOptions {
   logger: Logger;
   bodyLimit: number;
@@ -47,12 +49,17 @@ export async function buildHttpServer(opts: HttpOptions, modules: Array<(app: Fa
     parseJson(request, (body as Buffer).toString('utf8'), done);
   });
   app.setErrorHandler((err, _request, reply) => sendError(reply, err));
-  app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send({ error: { code: 'ROUTE_NOT_FOUND', message: `no endpoint ${request.method} ${request.url.split('?')[0]}`, requestId: request.id } });
-  });
+  // The path is not echoed: a webhook's token is part of one.
+  app.setNotFoundHandler((request, reply) => sendError(reply, new KeyholdError('ROUTE_NOT_FOUND', `no endpoint for ${request.method} at this path; see /v1/openapi.json`)));
+  const hsts = opts.https ? 'max-age=31536000' : null;
   // Callback style: an async hook costs a promise on every response.
   app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
+    // An API's answers are data, never a page: no sniffing, framing, running or referring, whatever a browser is tricked into.
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('content-security-policy', SECURITY_CSP);
+    reply.header('referrer-policy', 'no-referrer');
+    if (hsts !== null) reply.header('strict-transport-security', hsts);
     done(null, payload);
   });
   await app.register(swagger, {

@@ -127,6 +127,24 @@ describeEachDialect('HTTP: bad input is a clear 4xx with a stable code, never a 
     assert.ok(fine.statusCode < 500 && !/nest/.test(fine.body), fine.body.slice(0, 200));
   });
 
+  test('every answer, errors of every kind included, carries the security headers; errors are never cached', async () => {
+    const answers = {
+      'no such route': await h.app.inject({ method: 'GET', url: '/v1/hooks/some-hook/kh-webhook-token-canary' }),
+      'malformed JSON': await h.app.inject({ method: 'POST', url: '/v1/secrets', headers: { ...auth, 'content-type': 'application/json' }, payload: '{' }),
+      'no token': await h.app.inject({ method: 'GET', url: '/v1/secrets' }),
+      'a body too large': await h.app.inject({ method: 'POST', url: '/v1/secrets', headers: { ...auth, 'content-type': 'application/json' }, payload: 'x'.repeat(600_000) }),
+      'a success': await h.app.inject({ method: 'GET', url: '/v1/secrets', headers: auth }),
+    };
+    for (const [what, res] of Object.entries(answers)) {
+      assert.equal(res.headers['x-content-type-options'], 'nosniff', what);
+      assert.equal(res.headers['content-security-policy'], "default-src 'none'; frame-ancestors 'none'", what);
+      assert.equal(res.headers['referrer-policy'], 'no-referrer', what);
+      if (res.statusCode >= 400) assert.equal(res.headers['cache-control'], 'no-store', what);
+    }
+    assert.equal(answers['no such route'].json().error.code, 'ROUTE_NOT_FOUND');
+    assert.equal(answers['no such route'].body.includes('kh-webhook-token-canary'), false, 'a path (a webhook token is one) is not echoed');
+  });
+
   test('invalid UTF-8 bytes in a body are refused, not silently replaced', async () => {
     const before = await countRows();
     const payload = Buffer.concat([Buffer.from('{"value":"ab'), Buffer.from([0xff, 0xc3]), Buffer.from('cd"}')]);
