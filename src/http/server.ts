@@ -5,7 +5,10 @@ import swagger from '@fastify/swagger';
 import type { Logger } from '../platform/logger.ts';
 import { sendError } from './errors.ts';
 import { validatorCompiler } from './validator.ts';
+import { clientErrorHandler, HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS } from './client-errors.ts';
 import { KeyholdError } from '../errors/index.ts';
+
+const connectionLimits = { headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 1_000 };
 
 const SECURITY_CSP = "default-src 'none'; frame-ancestors 'none'";
 
@@ -29,7 +32,10 @@ export function serverOptions(opts: HttpOptions): FastifyServerOptions {
     requestIdHeader: false,
     return503OnClosing: true,
     routerOptions: { maxParamLength: 200, ignoreTrailingSlash: false },
-    ...(opts.https ? { https: opts.https } : {}),
+    // Slowloris: fastify leaves the whole-request timeout off. Node checks the deadlines every second.
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    clientErrorHandler,
+    ...(opts.https ? { https: { ...opts.https, ...connectionLimits } } : { http: connectionLimits }),
   } as FastifyServerOptions;
 }
 
