@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
+import { Type } from 'typebox';
 import type { Logger } from '../platform/logger.ts';
 import { sendError } from './errors.ts';
 import { validatorCompiler } from './validator.ts';
@@ -39,6 +40,28 @@ export function serverOptions(opts: HttpOptions): FastifyServerOptions {
   } as FastifyServerOptions;
 }
 
+const NO_QUERY = Type.Object({}, { additionalProperties: false });
+const NO_BODY = Type.Optional(Type.Object({}, { additionalProperties: false }));
+const WITH_BODY = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+/**
+ * Unknown fields are rejected (SPEC §14), also where an endpoint takes none: a route without a
+ * query string or body schema gets an empty one, so `POST /v1/keys/rotate {"tenant":"acme"}` is
+ * UNKNOWN_FIELD rather than a rotation of the tenant the header named. No body, `{}` and JSON
+ * null are still fine. Registered before the OpenAPI plugin, which reads the schemas as amended.
+ */
+function refuseWhatIsNotDocumented(app: FastifyInstance): void {
+  app.addHook('onRoute', (route) => {
+    const schema = route.schema ?? {};
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    route.schema = {
+      ...schema,
+      querystring: schema.querystring ?? NO_QUERY,
+      ...(schema.body === undefined && methods.some((m) => WITH_BODY.has(m)) ? { body: NO_BODY } : {}),
+    };
+  });
+}
+
 /**
  * Assembles the HTTP server: strict validation (TypeBox; bodies are never coerced and unknown
  * fields are rejected), one error mapper, an OpenAPI document, then each module's routes.
@@ -54,6 +77,9 @@ export async function buildHttpServer(opts: HttpOptions, modules: Array<(app: Fa
     if (!isUtf8(body as Buffer)) return done(new KeyholdError('MALFORMED_JSON', 'the body is not valid UTF-8'), undefined);
     parseJson(request, (body as Buffer).toString('utf8'), done);
   });
+  // JSON only (the token endpoint's scope adds forms): fastify's text/plain parser would hand a string to every route.
+  app.removeContentTypeParser('text/plain');
+  refuseWhatIsNotDocumented(app);
   app.setErrorHandler((err, _request, reply) => sendError(reply, err));
   // The path is not echoed: a webhook's token is part of one.
   app.setNotFoundHandler((request, reply) => sendError(reply, new KeyholdError('ROUTE_NOT_FOUND', `no endpoint for ${request.method} at this path; see /v1/openapi.json`)));

@@ -145,6 +145,33 @@ describeEachDialect('HTTP: bad input is a clear 4xx with a stable code, never a 
     assert.equal(answers['no such route'].body.includes('kh-webhook-token-canary'), false, 'a path (a webhook token is one) is not echoed');
   });
 
+  test('an endpoint that takes no body or query string refuses one rather than ignoring it', async () => {
+    const kek = async () => (await h.services.keys.status(h.ctx)).currentVersion;
+    const before = await kek();
+    const refused = [
+      { payload: '{"tenant":"acme"}', url: '/v1/keys/rotate', code: 'UNKNOWN_FIELD' },
+      { payload: '[]', url: '/v1/keys/rotate', code: 'VALIDATION_FAILED' },
+      { payload: undefined, url: '/v1/keys/rotate?tenant=acme', code: 'UNKNOWN_FIELD' },
+    ];
+    for (const r of refused) {
+      const res = await h.app.inject({ method: 'POST', url: r.url, headers: { ...auth, ...(r.payload ? { 'content-type': 'application/json' } : {}) }, ...(r.payload ? { payload: r.payload } : {}) });
+      assert.deepEqual([res.statusCode, res.json().error.code], [400, r.code], `${r.url} ${r.payload}: ${res.body}`);
+    }
+    assert.equal(await kek(), before, 'no key was rotated');
+    for (const payload of [undefined, '{}', 'null']) {
+      const res = await h.app.inject({ method: 'POST', url: '/v1/keys/rotate', headers: { ...auth, ...(payload ? { 'content-type': 'application/json' } : {}) }, ...(payload ? { payload } : {}) });
+      assert.equal(res.statusCode, 200, `${payload}: ${res.body}`);
+    }
+    assert.equal((await h.app.inject({ method: 'GET', url: '/v1/secrets/API_KEY?zz=1', headers: auth })).json().error.code, 'UNKNOWN_FIELD');
+  });
+
+  test('a body in any content type but JSON is a 415, wherever it is sent', async () => {
+    for (const url of ['/v1/secrets', '/v1/keys/rotate', '/v1/hooks/no-such-hook/no-token']) {
+      const res = await h.app.inject({ method: 'POST', url, headers: { ...auth, 'content-type': 'text/plain' }, payload: '{"name":"PLAIN","owner":"x"}' });
+      assert.deepEqual([res.statusCode, res.json().error.code], [415, 'UNSUPPORTED_MEDIA_TYPE'], `${url}: ${res.body}`);
+    }
+  });
+
   test('invalid UTF-8 bytes in a body are refused, not silently replaced', async () => {
     const before = await countRows();
     const payload = Buffer.concat([Buffer.from('{"value":"ab'), Buffer.from([0xff, 0xc3]), Buffer.from('cd"}')]);
