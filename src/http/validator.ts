@@ -29,10 +29,16 @@ export const MAX_JSON_DEPTH = 64;
  * values (a body's top-level `value`) are exempt: they are encrypted to bytes and may hold any
  * character. So is a body whose schema says `x-nul-allowed` (`nul: false`): its handler refuses NUL
  * where it matters, with a code and an event of its own (the proxy).
+ *
+ * A lone surrogate (JSON's `"\ud800"`): UTF-8 cannot encode it, so the database would store U+FFFD
+ * and a read would return text the caller never sent. Secret values are checked by their service.
  */
 function unstorable(value: unknown, exempt: boolean, nul: boolean, depth: number): { at: string; message: string } | null {
   // Hot: every request's path parameters pass here. for...in, and a path built only when one is found.
-  if (typeof value === 'string') return nul && value.includes('\u0000') ? { at: '', message: 'must not contain the NUL character (U+0000)' } : null;
+  if (typeof value === 'string') {
+    if (nul && value.includes('\u0000')) return { at: '', message: 'must not contain the NUL character (U+0000)' };
+    return value.isWellFormed() ? null : { at: '', message: 'must be well-formed Unicode (no lone surrogates)' };
+  }
   if (typeof value !== 'object' || value === null) return null;
   if (depth === MAX_JSON_DEPTH) return { at: '', message: `must not nest deeper than ${MAX_JSON_DEPTH} levels` };
   for (const key in value) {

@@ -172,6 +172,25 @@ describeEachDialect('HTTP: bad input is a clear 4xx with a stable code, never a 
     }
   });
 
+  test('a lone surrogate in any string of a body is refused, not stored as U+FFFD', async () => {
+    const before = await countRows();
+    const tries = [
+      { method: 'PATCH' as const, url: '/v1/secrets/API_KEY', body: '{"owner":"ops\\ud800"}' },
+      { method: 'PUT' as const, url: '/v1/secrets/API_KEY/values/production', body: '{"value":"fine","reason":"\\udc00\\ud800"}' },
+      { method: 'POST' as const, url: '/v1/secrets', body: '{"name":"SURROGATE","owner":"x","tags":["a\\ud83d"]}' },
+    ];
+    for (const t of tries) {
+      const res = await h.app.inject({ method: t.method, url: t.url, headers: { ...auth, 'content-type': 'application/json' }, payload: t.body });
+      assert.deepEqual([res.statusCode, res.json().error.code], [400, 'VALIDATION_FAILED'], `${t.url}: ${res.body}`);
+      assert.match(res.json().error.message, /surrogate/);
+    }
+    assert.deepEqual(await countRows(), before);
+    assert.equal((await h.app.inject({ method: 'GET', url: '/v1/secrets/API_KEY', headers: auth })).json().owner, 'ops');
+    // A pair is a character like any other.
+    const emoji = await h.app.inject({ method: 'PATCH', url: '/v1/secrets/API_KEY', headers: { ...auth, 'content-type': 'application/json' }, payload: '{"purpose":"keys \\ud83d\\udd11"}' });
+    assert.equal(emoji.statusCode, 200, emoji.body);
+  });
+
   test('invalid UTF-8 bytes in a body are refused, not silently replaced', async () => {
     const before = await countRows();
     const payload = Buffer.concat([Buffer.from('{"value":"ab'), Buffer.from([0xff, 0xc3]), Buffer.from('cd"}')]);
