@@ -20,7 +20,8 @@ export function printableField(name: string): string {
 function describeValidation(err: FastifyError & { validation?: ValidationIssue[]; validationContext?: string }): { code: ErrorCode; message: string } {
   const issues = err.validation ?? [];
   const context = err.validationContext ?? 'request';
-  const path = (p: string | undefined) => `${context}${p ?? ''}`.replace(/\//g, '.');
+  // A JSON pointer's segments are the caller's keys (a record's, an unknown field's): each is echoed only when it looks like a name.
+  const path = (p: string | undefined) => context + (p ?? '').split('/').slice(1).map((segment) => `.${printableField(segment.replace(/~1/g, '/').replace(/~0/g, '~'))}`).join('');
   // TypeBox reports an unknown field twice: as the parent's additionalProperties and as "schema is false" at the field.
   const unknown = issues.find((i) => i.keyword === 'additionalProperties');
   if (unknown) {

@@ -212,6 +212,21 @@ describeEachDialect('HTTP: bad input is a clear 4xx with a stable code, never a 
     assert.ok(res.body.length < 1000, `error body is ${res.body.length} bytes`);
   });
 
+  test('a field name in any validation message is echoed only when short and plain', async () => {
+    const odd = `${CANARY} ${'k'.repeat(5_000)}`;
+    const tries = [
+      { url: '/v1/proxy/production/none', payload: { method: 'GET', path: '/', headers: { [odd]: 1 } } },
+      { url: '/v1/secrets', payload: { name: 'ODD', owner: 'x', nested: { [odd]: 'a\u0000' } } },
+      { url: '/v1/access-policies/validate', payload: { document: { [odd]: '\u0000' } } },
+    ];
+    for (const t of tries) {
+      const res = await h.app.inject({ method: 'POST', url: t.url, headers: auth, payload: t.payload });
+      assert.equal(res.statusCode, 400, res.body.slice(0, 200));
+      assert.equal(res.body.includes(CANARY), false, `${t.url} echoed the field name`);
+      assert.ok(res.body.length < 1000, `${t.url}: error body is ${res.body.length} bytes`);
+    }
+  });
+
   test('no token, a junk token or a revoked token are all the same 401', async () => {
     const bodies = new Set<string>();
     const issued = await h.services.tokens.issue({ tenantId: null, kind: 'root', name: 'temp' });
