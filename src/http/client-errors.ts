@@ -3,6 +3,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { errorCatalogue, type ErrorCode } from '../errors/index.ts';
+import { SECURITY_HEADERS } from './security-headers.ts';
 
 /** How long a client may take to send its headers, then its whole request: a slow client holds a socket no longer. */
 export const HEADERS_TIMEOUT_MS = 10_000;
@@ -28,9 +29,9 @@ export function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoExcep
   this.log.debug({ code, parserError: err.code }, 'refused a malformed or slow request');
   if (socket.writable) {
     const body = JSON.stringify({ error: { code, message, requestId } });
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n`
-      + `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nContent-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n`
-      + `Referrer-Policy: no-referrer\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`);
+    const headers = Object.entries({ ...SECURITY_HEADERS, 'cache-control': 'no-store', 'x-request-id': requestId }).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n`
+      + `${headers}connection: close\r\n\r\n${body}`);
   }
   socket.destroy();
 }

@@ -5,13 +5,12 @@ import swagger from '@fastify/swagger';
 import { Type } from 'typebox';
 import type { Logger } from '../platform/logger.ts';
 import { sendError } from './errors.ts';
+import { SECURITY_HEADERS } from './security-headers.ts';
 import { validatorCompiler } from './validator.ts';
 import { clientErrorHandler, HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS } from './client-errors.ts';
 import { KeyholdError } from '../errors/index.ts';
 
 const connectionLimits = { headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 1_000 };
-
-const SECURITY_CSP = "default-src 'none'; frame-ancestors 'none'";
 
 export interface HttpOptions {
   logger: Logger;
@@ -36,6 +35,8 @@ export function serverOptions(opts: HttpOptions): FastifyServerOptions {
     // Slowloris: fastify leaves the whole-request timeout off. Node checks the deadlines every second.
     requestTimeout: REQUEST_TIMEOUT_MS,
     clientErrorHandler,
+    // A path the router cannot decode or whose parameter is too long: fastify's own answer would echo the path (a webhook's token is part of one).
+    frameworkErrors: (err, _request, reply) => sendError(reply, err),
     ...(opts.https ? { https: { ...opts.https, ...connectionLimits } } : { http: connectionLimits }),
   } as FastifyServerOptions;
 }
@@ -87,10 +88,7 @@ export async function buildHttpServer(opts: HttpOptions, modules: Array<(app: Fa
   // Callback style: an async hook costs a promise on every response.
   app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
-    // An API's answers are data, never a page: no sniffing, framing, running or referring, whatever a browser is tricked into.
-    reply.header('x-content-type-options', 'nosniff');
-    reply.header('content-security-policy', SECURITY_CSP);
-    reply.header('referrer-policy', 'no-referrer');
+    reply.headers(SECURITY_HEADERS);
     if (hsts !== null) reply.header('strict-transport-security', hsts);
     done(null, payload);
   });

@@ -227,6 +227,16 @@ describeEachDialect('HTTP: bad input is a clear 4xx with a stable code, never a 
     }
   });
 
+  test('a path the router cannot decode, or with a parameter over 200 characters, is a catalogued 400 that does not echo it', async () => {
+    for (const url of [`/v1/secrets/a%zz${CANARY}`, `/v1/hooks/x/%ff${CANARY}`, '/v1/secrets/%ED%A0%80', `/v1/secrets/${CANARY}${'p'.repeat(10_000)}`]) {
+      const res = await h.app.inject({ method: 'GET', url, headers: auth });
+      assert.deepEqual([res.statusCode, res.json().error?.code], [400, 'VALIDATION_FAILED'], `${url.slice(0, 60)}: ${res.body.slice(0, 200)}`);
+      assert.equal(res.body.includes(CANARY), false, 'the path is not echoed');
+      assert.equal(res.headers['cache-control'], 'no-store');
+      assert.equal(res.headers['x-content-type-options'], 'nosniff');
+    }
+  });
+
   test('no token, a junk token or a revoked token are all the same 401', async () => {
     const bodies = new Set<string>();
     const issued = await h.services.tokens.issue({ tenantId: null, kind: 'root', name: 'temp' });
