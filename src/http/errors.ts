@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { errorCatalogue, isKeyholdError, type ErrorCode } from '../errors/index.ts';
+import { SECURITY_HEADERS } from './security-headers.ts';
 
 export interface ErrorBody {
   error: { code: ErrorCode; message: string; requestId: string };
@@ -20,7 +21,8 @@ export function printableField(name: string): string {
 function describeValidation(err: FastifyError & { validation?: ValidationIssue[]; validationContext?: string }): { code: ErrorCode; message: string } {
   const issues = err.validation ?? [];
   const context = err.validationContext ?? 'request';
-  const path = (p: string | undefined) => `${context}${p ?? ''}`.replace(/\//g, '.');
+  // A JSON pointer's segments are the caller's keys (a record's, an unknown field's): each is echoed only when it looks like a name.
+  const path = (p: string | undefined) => context + (p ?? '').split('/').slice(1).map((segment) => `.${printableField(segment.replace(/~1/g, '/').replace(/~0/g, '~'))}`).join('');
   // TypeBox reports an unknown field twice: as the parent's additionalProperties and as "schema is false" at the field.
   const unknown = issues.find((i) => i.keyword === 'additionalProperties');
   if (unknown) {
@@ -48,6 +50,8 @@ export function toErrorBody(err: unknown, request: FastifyRequest): { status: nu
   const fe = err as FastifyError & { validation?: ValidationIssue[]; validationContext?: string };
   let mapped: { code: ErrorCode; message: string } | null = null;
   if (fe.validation) mapped = describeValidation(fe);
+  else if (fe.code === 'FST_ERR_BAD_URL') mapped = { code: 'VALIDATION_FAILED', message: 'the path has a broken percent-encoding, or percent-encodes bytes that are not UTF-8' };
+  else if (fe.code === 'FST_ERR_MAX_PARAM_LENGTH') mapped = { code: 'VALIDATION_FAILED', message: 'a path parameter is longer than 200 characters' };
   else if (fe.statusCode === 413) mapped = { code: 'BODY_TOO_LARGE', message: 'the request body is too large' };
   else if (fe.statusCode === 415) mapped = { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'send the body as application/json' };
   else if (fe.statusCode === 400 && (fe.code?.startsWith('FST_ERR_CTP_') || fe instanceof SyntaxError)) {
@@ -72,5 +76,6 @@ export function sendError(reply: FastifyReply, err: unknown, format: (body: Erro
   // RATE_LIMITED says when to come back (seconds), for clients that honour Retry-After.
   const retryAfter = isKeyholdError(err) && err.code === 'RATE_LIMITED' ? err.details?.retryAfterSeconds : undefined;
   if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
-  return reply.code(status).header('cache-control', 'no-store').send(format(body, err));
+  // The security headers again: fastify answers some errors (an undecodable path) before any hook of the server runs.
+  return reply.code(status).headers(SECURITY_HEADERS).header('cache-control', 'no-store').send(format(body, err));
 }

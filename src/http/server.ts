@@ -2,10 +2,15 @@ import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
+import { Type } from 'typebox';
 import type { Logger } from '../platform/logger.ts';
 import { sendError } from './errors.ts';
+import { SECURITY_HEADERS } from './security-headers.ts';
 import { validatorCompiler } from './validator.ts';
+import { clientErrorHandler, HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS } from './client-errors.ts';
 import { KeyholdError } from '../errors/index.ts';
+
+const connectionLimits = { headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 1_000 };
 
 export interface HttpOptions {
   logger: Logger;
@@ -27,8 +32,35 @@ export function serverOptions(opts: HttpOptions): FastifyServerOptions {
     requestIdHeader: false,
     return503OnClosing: true,
     routerOptions: { maxParamLength: 200, ignoreTrailingSlash: false },
-    ...(opts.https ? { https: opts.https } : {}),
+    // Slowloris: fastify leaves the whole-request timeout off. Node checks the deadlines every second.
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    clientErrorHandler,
+    // A path the router cannot decode or whose parameter is too long: fastify's own answer would echo the path (a webhook's token is part of one).
+    frameworkErrors: (err, _request, reply) => sendError(reply, err),
+    ...(opts.https ? { https: { ...opts.https, ...connectionLimits } } : { http: connectionLimits }),
   } as FastifyServerOptions;
+}
+
+const NO_QUERY = Type.Object({}, { additionalProperties: false });
+const NO_BODY = Type.Optional(Type.Object({}, { additionalProperties: false }));
+const WITH_BODY = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+/**
+ * Unknown fields are rejected (SPEC §14), also where an endpoint takes none: a route without a
+ * query string or body schema gets an empty one, so `POST /v1/keys/rotate {"tenant":"acme"}` is
+ * UNKNOWN_FIELD rather than a rotation of the tenant the header named. No body, `{}` and JSON
+ * null are still fine. Registered before the OpenAPI plugin, which reads the schemas as amended.
+ */
+function refuseWhatIsNotDocumented(app: FastifyInstance): void {
+  app.addHook('onRoute', (route) => {
+    const schema = route.schema ?? {};
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    route.schema = {
+      ...schema,
+      querystring: schema.querystring ?? NO_QUERY,
+      ...(schema.body === undefined && methods.some((m) => WITH_BODY.has(m)) ? { body: NO_BODY } : {}),
+    };
+  });
 }
 
 /**
@@ -46,13 +78,18 @@ export async function buildHttpServer(opts: HttpOptions, modules: Array<(app: Fa
     if (!isUtf8(body as Buffer)) return done(new KeyholdError('MALFORMED_JSON', 'the body is not valid UTF-8'), undefined);
     parseJson(request, (body as Buffer).toString('utf8'), done);
   });
+  // JSON only (the token endpoint's scope adds forms): fastify's text/plain parser would hand a string to every route.
+  app.removeContentTypeParser('text/plain');
+  refuseWhatIsNotDocumented(app);
   app.setErrorHandler((err, _request, reply) => sendError(reply, err));
-  app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send({ error: { code: 'ROUTE_NOT_FOUND', message: `no endpoint ${request.method} ${request.url.split('?')[0]}`, requestId: request.id } });
-  });
+  // The path is not echoed: a webhook's token is part of one.
+  app.setNotFoundHandler((request, reply) => sendError(reply, new KeyholdError('ROUTE_NOT_FOUND', `no endpoint for ${request.method} at this path; see /v1/openapi.json`)));
+  const hsts = opts.https ? 'max-age=31536000' : null;
   // Callback style: an async hook costs a promise on every response.
   app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
+    reply.headers(SECURITY_HEADERS);
+    if (hsts !== null) reply.header('strict-transport-security', hsts);
     done(null, payload);
   });
   await app.register(swagger, {

@@ -15,40 +15,38 @@ function isEmpty(value: unknown): boolean {
   return true;
 }
 
+/** How deep a request's JSON may nest. Far past any real body; keeps every recursive walk (here, in Cedar, in the services) off the stack limit. */
+export const MAX_JSON_DEPTH = 64;
+
 /**
- * TypeBox validation as @fastify/type-provider-typebox's compiler does it (compiled checks; query
- * strings and path parameters converted from strings first, bodies never), without running the
- * interpreted Value.Convert where it cannot change anything: path parameters that are all strings,
- * and an empty query string. That conversion was a tenth of a secret read's CPU.
+ * The first thing in a request no schema can refuse, as a JSON pointer and what is wrong there (null: nothing).
+ *
+ * JSON nested deeper than MAX_JSON_DEPTH: a body may hold any JSON in places (a webhook's input, an
+ * access policy document), and 100 000 levels would overflow the stack of whatever walks it next.
+ *
+ * A string holding U+0000: PostgreSQL cannot store NUL in text (SQLite can), so a name, id or filter
+ * with one would reach the database and fail there; it is refused here on every dialect alike. Secret
+ * values (a body's top-level `value`) are exempt: they are encrypted to bytes and may hold any
+ * character. So is a body whose schema says `x-nul-allowed` (`nul: false`): its handler refuses NUL
+ * where it matters, with a code and an event of its own (the proxy).
+ *
+ * A lone surrogate (JSON's `"\ud800"`): UTF-8 cannot encode it, so the database would store U+FFFD
+ * and a read would return text the caller never sent. Secret values are checked by their service.
  */
-/**
- * Where a string holds U+0000, as a JSON pointer (null: nowhere). PostgreSQL cannot store NUL in text (SQLite
- * can), so a name, id or filter with one would reach the database and fail there; it is refused
- * here on every dialect alike. Secret values (a body's top-level `value`) are exempt: they are
- * encrypted to bytes and may hold any character. So is a body whose schema says `x-nul-allowed`:
- * its handler refuses NUL where it matters, with a code and an event of its own (the proxy).
- */
-function nulAt(value: unknown, exempt: boolean): string | null {
+function unstorable(value: unknown, exempt: boolean, nul: boolean, depth: number): { at: string; message: string } | null {
   // Hot: every request's path parameters pass here. for...in, and a path built only when one is found.
-  if (typeof value === 'string') return value.includes('\u0000') ? '' : null;
+  if (typeof value === 'string') {
+    if (nul && value.includes('\u0000')) return { at: '', message: 'must not contain the NUL character (U+0000)' };
+    return value.isWellFormed() ? null : { at: '', message: 'must be well-formed Unicode (no lone surrogates)' };
+  }
   if (typeof value !== 'object' || value === null) return null;
+  if (depth === MAX_JSON_DEPTH) return { at: '', message: `must not nest deeper than ${MAX_JSON_DEPTH} levels` };
   for (const key in value) {
     if (exempt && key === 'value') continue;
-    const below = nulAt((value as Record<string, unknown>)[key], false);
-    if (below !== null) return `/${key.replace(/~/g, '~0').replace(/\//g, '~1')}${below}`;
+    const below = unstorable((value as Record<string, unknown>)[key], false, nul, depth + 1);
+    if (below !== null) return { at: `/${key.replace(/~/g, '~0').replace(/\//g, '~1')}${below.at}`, message: below.message };
   }
   return null;
-}
-
-/** How deep a request body may nest. JSON.parse takes any depth; every recursive walk after it (this file's NUL check included) would overflow the stack, a 500. */
-export const MAX_BODY_DEPTH = 64;
-
-/** Whether a JSON value nests more than `limit` levels (a scalar is 0); recursion stops at the limit. */
-function deeperThan(value: unknown, limit: number): boolean {
-  if (typeof value !== 'object' || value === null) return false;
-  if (limit === 0) return true;
-  for (const key in value) if (deeperThan((value as Record<string, unknown>)[key], limit - 1)) return true;
-  return false;
 }
 
 /**
@@ -74,6 +72,12 @@ function looseSpelling(schema: TSchema, value: unknown): string | null {
   return null;
 }
 
+/**
+ * TypeBox validation as @fastify/type-provider-typebox's compiler does it (compiled checks; query
+ * strings and path parameters converted from strings first, bodies never), without running the
+ * interpreted Value.Convert where it cannot change anything: path parameters that are all strings,
+ * and an empty query string. That conversion was a tenth of a secret read's CPU.
+ */
 export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
   const check = Compile(schema);
   const convertible = httpPart !== 'body' && !stringsOnly(schema);
@@ -83,7 +87,6 @@ export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, http
   const bodyOptional = httpPart === 'body' && Type.IsOptional(schema);
   return (value): { value: unknown } | { error: never } => {
     if (bodyOptional && (value === null || value === undefined)) return { value: undefined };
-    if (httpPart === 'body' && deeperThan(value, MAX_BODY_DEPTH)) return { error: [{ instancePath: '', message: `must not nest deeper than ${MAX_BODY_DEPTH} levels` }] as never };
     const converting = convertible && !isEmpty(value);
     const loose = converting ? looseSpelling(schema, value) : null;
     if (loose !== null) {
@@ -91,8 +94,10 @@ export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, http
       return { error: [{ instancePath: `/${loose}`, message: `must be ${type === 'boolean' ? 'true or false' : `a plain decimal ${type}`}` }] as never };
     }
     const converted = converting ? Value.Convert(schema, value) : value;
+    // Before the schema's check, so nothing walks a body nested past the limit.
+    const bad = unstorable(converted, httpPart === 'body', !nulAllowed, 0);
+    if (bad !== null) return { error: [{ instancePath: bad.at, message: bad.message }] as never };
     if (!check.Check(converted)) return { error: check.Errors(converted) as never };
-    const at = nulAllowed ? null : nulAt(converted, httpPart === 'body');
-    return at === null ? { value: converted } : { error: [{ instancePath: at, message: 'must not contain the NUL character (U+0000)' }] as never };
+    return { value: converted };
   };
 };

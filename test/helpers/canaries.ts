@@ -60,8 +60,10 @@ function needlesOf(kind: CanaryKind, value: string): Needle[] {
   if (value.length < MIN_LENGTH) return [];
   const forms: Array<[string, string]> = [
     ['raw', value], ['json', jsonBody(value)], ['ascii-json', asciiJsonBody(value)], ['json-in-json', jsonBody(jsonBody(value))],
-    ['base64', Buffer.from(value).toString('base64')], ['url', encodeURIComponent(value)],
+    ['base64', Buffer.from(value).toString('base64')],
   ];
+  // A lone surrogate has no URL encoding (encodeURIComponent throws): such a canary cannot appear URL-encoded either.
+  if (value.isWellFormed()) forms.push(['url', encodeURIComponent(value)]);
   if (RANDOM_KINDS.has(kind)) {
     const random = value.replace(PREFIXES, '');
     if (random.length > FRAGMENT_LENGTH) forms.push(['head fragment', random.slice(0, FRAGMENT_LENGTH)], ['tail fragment', random.slice(-FRAGMENT_LENGTH)]);

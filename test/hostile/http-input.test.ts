@@ -110,6 +110,87 @@ describeEachDialect('HTTP: bad input is a clear 4xx with a stable code, never a 
     assert.equal(versions.statusCode, 400);
   });
 
+  test('JSON nested deeper than 64 levels is a 400 wherever a body takes any JSON, not a stack overflow', async () => {
+    const nest = (depth: number) => '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
+    const tries = [
+      { url: '/v1/access-policies/validate', body: `{"document":${nest(20_000)}}` },
+      { url: '/v1/hooks/no-such-hook/no-token', body: '['.repeat(100_000) + ']'.repeat(100_000) },
+      { url: '/v1/secrets/API_KEY/values/production/rollback', body: nest(65) },
+    ];
+    for (const t of tries) {
+      const res = await h.app.inject({ method: 'POST', url: t.url, headers: { ...auth, 'content-type': 'application/json' }, payload: t.body });
+      assert.deepEqual([res.statusCode, res.json().error.code], [400, 'VALIDATION_FAILED'], `${t.url}: ${res.body.slice(0, 200)}`);
+      assert.match(res.json().error.message, /nest/);
+    }
+    // 64 levels are still JSON the schema judges (here: an access policy it finds malformed).
+    const fine = await h.app.inject({ method: 'POST', url: '/v1/access-policies/validate', headers: auth, payload: { document: JSON.parse(nest(62)) } });
+    assert.ok(fine.statusCode < 500 && !/nest/.test(fine.body), fine.body.slice(0, 200));
+  });
+
+  test('every answer, errors of every kind included, carries the security headers; errors are never cached', async () => {
+    const answers = {
+      'no such route': await h.app.inject({ method: 'GET', url: '/v1/hooks/some-hook/kh-webhook-token-canary' }),
+      'malformed JSON': await h.app.inject({ method: 'POST', url: '/v1/secrets', headers: { ...auth, 'content-type': 'application/json' }, payload: '{' }),
+      'no token': await h.app.inject({ method: 'GET', url: '/v1/secrets' }),
+      'a body too large': await h.app.inject({ method: 'POST', url: '/v1/secrets', headers: { ...auth, 'content-type': 'application/json' }, payload: 'x'.repeat(600_000) }),
+      'a success': await h.app.inject({ method: 'GET', url: '/v1/secrets', headers: auth }),
+    };
+    for (const [what, res] of Object.entries(answers)) {
+      assert.equal(res.headers['x-content-type-options'], 'nosniff', what);
+      assert.equal(res.headers['content-security-policy'], "default-src 'none'; frame-ancestors 'none'", what);
+      assert.equal(res.headers['referrer-policy'], 'no-referrer', what);
+      if (res.statusCode >= 400) assert.equal(res.headers['cache-control'], 'no-store', what);
+    }
+    assert.equal(answers['no such route'].json().error.code, 'ROUTE_NOT_FOUND');
+    assert.equal(answers['no such route'].body.includes('kh-webhook-token-canary'), false, 'a path (a webhook token is one) is not echoed');
+  });
+
+  test('an endpoint that takes no body or query string refuses one rather than ignoring it', async () => {
+    const kek = async () => (await h.services.keys.status(h.ctx)).currentVersion;
+    const before = await kek();
+    const refused = [
+      { payload: '{"tenant":"acme"}', url: '/v1/keys/rotate', code: 'UNKNOWN_FIELD' },
+      { payload: '[]', url: '/v1/keys/rotate', code: 'VALIDATION_FAILED' },
+      { payload: undefined, url: '/v1/keys/rotate?tenant=acme', code: 'UNKNOWN_FIELD' },
+    ];
+    for (const r of refused) {
+      const res = await h.app.inject({ method: 'POST', url: r.url, headers: { ...auth, ...(r.payload ? { 'content-type': 'application/json' } : {}) }, ...(r.payload ? { payload: r.payload } : {}) });
+      assert.deepEqual([res.statusCode, res.json().error.code], [400, r.code], `${r.url} ${r.payload}: ${res.body}`);
+    }
+    assert.equal(await kek(), before, 'no key was rotated');
+    for (const payload of [undefined, '{}', 'null']) {
+      const res = await h.app.inject({ method: 'POST', url: '/v1/keys/rotate', headers: { ...auth, ...(payload ? { 'content-type': 'application/json' } : {}) }, ...(payload ? { payload } : {}) });
+      assert.equal(res.statusCode, 200, `${payload}: ${res.body}`);
+    }
+    assert.equal((await h.app.inject({ method: 'GET', url: '/v1/secrets/API_KEY?zz=1', headers: auth })).json().error.code, 'UNKNOWN_FIELD');
+  });
+
+  test('a body in any content type but JSON is a 415, wherever it is sent', async () => {
+    for (const url of ['/v1/secrets', '/v1/keys/rotate', '/v1/hooks/no-such-hook/no-token']) {
+      const res = await h.app.inject({ method: 'POST', url, headers: { ...auth, 'content-type': 'text/plain' }, payload: '{"name":"PLAIN","owner":"x"}' });
+      assert.deepEqual([res.statusCode, res.json().error.code], [415, 'UNSUPPORTED_MEDIA_TYPE'], `${url}: ${res.body}`);
+    }
+  });
+
+  test('a lone surrogate in any string of a body is refused, not stored as U+FFFD', async () => {
+    const before = await countRows();
+    const tries = [
+      { method: 'PATCH' as const, url: '/v1/secrets/API_KEY', body: '{"owner":"ops\\ud800"}' },
+      { method: 'PUT' as const, url: '/v1/secrets/API_KEY/values/production', body: '{"value":"fine","reason":"\\udc00\\ud800"}' },
+      { method: 'POST' as const, url: '/v1/secrets', body: '{"name":"SURROGATE","owner":"x","tags":["a\\ud83d"]}' },
+    ];
+    for (const t of tries) {
+      const res = await h.app.inject({ method: t.method, url: t.url, headers: { ...auth, 'content-type': 'application/json' }, payload: t.body });
+      assert.deepEqual([res.statusCode, res.json().error.code], [400, 'VALIDATION_FAILED'], `${t.url}: ${res.body}`);
+      assert.match(res.json().error.message, /surrogate/);
+    }
+    assert.deepEqual(await countRows(), before);
+    assert.equal((await h.app.inject({ method: 'GET', url: '/v1/secrets/API_KEY', headers: auth })).json().owner, 'ops');
+    // A pair is a character like any other.
+    const emoji = await h.app.inject({ method: 'PATCH', url: '/v1/secrets/API_KEY', headers: { ...auth, 'content-type': 'application/json' }, payload: '{"purpose":"keys \\ud83d\\udd11"}' });
+    assert.equal(emoji.statusCode, 200, emoji.body);
+  });
+
   test('invalid UTF-8 bytes in a body are refused, not silently replaced', async () => {
     const before = await countRows();
     const payload = Buffer.concat([Buffer.from('{"value":"ab'), Buffer.from([0xff, 0xc3]), Buffer.from('cd"}')]);
@@ -129,6 +210,31 @@ describeEachDialect('HTTP: bad input is a clear 4xx with a stable code, never a 
     assert.match(res.json().error.message, /ok_name/);
     assert.equal(res.body.includes(CANARY), false);
     assert.ok(res.body.length < 1000, `error body is ${res.body.length} bytes`);
+  });
+
+  test('a field name in any validation message is echoed only when short and plain', async () => {
+    const odd = `${CANARY} ${'k'.repeat(5_000)}`;
+    const tries = [
+      { url: '/v1/proxy/production/none', payload: { method: 'GET', path: '/', headers: { [odd]: 1 } } },
+      { url: '/v1/secrets', payload: { name: 'ODD', owner: 'x', nested: { [odd]: 'a\u0000' } } },
+      { url: '/v1/access-policies/validate', payload: { document: { [odd]: '\u0000' } } },
+    ];
+    for (const t of tries) {
+      const res = await h.app.inject({ method: 'POST', url: t.url, headers: auth, payload: t.payload });
+      assert.equal(res.statusCode, 400, res.body.slice(0, 200));
+      assert.equal(res.body.includes(CANARY), false, `${t.url} echoed the field name`);
+      assert.ok(res.body.length < 1000, `${t.url}: error body is ${res.body.length} bytes`);
+    }
+  });
+
+  test('a path the router cannot decode, or with a parameter over 200 characters, is a catalogued 400 that does not echo it', async () => {
+    for (const url of [`/v1/secrets/a%zz${CANARY}`, `/v1/hooks/x/%ff${CANARY}`, '/v1/secrets/%ED%A0%80', `/v1/secrets/${CANARY}${'p'.repeat(10_000)}`]) {
+      const res = await h.app.inject({ method: 'GET', url, headers: auth });
+      assert.deepEqual([res.statusCode, res.json().error?.code], [400, 'VALIDATION_FAILED'], `${url.slice(0, 60)}: ${res.body.slice(0, 200)}`);
+      assert.equal(res.body.includes(CANARY), false, 'the path is not echoed');
+      assert.equal(res.headers['cache-control'], 'no-store');
+      assert.equal(res.headers['x-content-type-options'], 'nosniff');
+    }
   });
 
   test('no token, a junk token or a revoked token are all the same 401', async () => {

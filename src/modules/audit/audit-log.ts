@@ -277,7 +277,12 @@ export function createAuditLog(deps: {
       appendedListeners.push(listener);
     },
 
-    /** Appends inside the caller's transaction; a failure aborts the caller's action with it. */
+    /**
+     * Appends inside the caller's transaction; a failure aborts the caller's action with it. Call it
+     * after the transaction's other locks (the tenant row's above all, which KEK rotation updates and
+     * secret writes read FOR SHARE): the head is every writer's lock, and a lock taken after it
+     * deadlocks on PostgreSQL against a writer that took that lock first.
+     */
     async appendInTx(trx: Transaction<Database>, inputs: AuditInput[]): Promise<AuditEvent[]> {
       if (inputs.length === 0) return [];
       // Sealed meanwhile: the action is refused (SEALED), the log itself is fine.

@@ -65,12 +65,12 @@ export function createAccessPolicyService(deps: {
         await trx.insertInto('access_policies').values({
           tenant_id: ctx.tenantId, version, document: JSON.stringify(doc), comment, created_at: clock.now(), created_by: ctx.actor.id,
         }).execute();
+        await authz.bumpInTx(trx, ctx.tenantId);
         const base = auditFrom(ctx);
         await audit.appendInTx(trx, [{
           ...base, action: 'access-policy.update', resource: { type: 'access-policy', id: ctx.tenantId, name: `version ${version}` }, outcome: 'allowed',
           context: { ...base.context, version: String(version), comment, rules: doc.rules.map((r) => r.id).join(','), groups: Object.keys(doc.groups).join(',') },
         }]);
-        await authz.bumpInTx(trx, ctx.tenantId);
       });
     } catch (err) {
       if (isUniqueViolation(err)) fail('CAS_MISMATCH', 'another access policy change landed first; fetch and try again');

@@ -71,10 +71,10 @@ export function createBreakGlassService(deps: EscrowDeps & { requests: Pick<Requ
           revoked_at: null, revoked_by: null, expired_at: null,
         }))).execute();
         await trx.insertInto('access_reviews').values({ id: newId(), tenant_id: ctx.tenantId, request_id: row.id, opened_at: now, reviewed_at: null, reviewed_by: null, outcome: null, comment: null }).execute();
+        await authz.bumpInTx(trx, ctx.tenantId);
         await audit.appendInTx(trx, [requestEvent(ctx, 'access-request.break-glass', row, {
           severity: 'high', rule: target.rule.id, durationSeconds: String(durationMs / 1000), grantExpiresAt: new Date(now + durationMs).toISOString(),
         })]);
-        await authz.bumpInTx(trx, ctx.tenantId);
       });
       await authz.invalidate(ctx.tenantId);
       send(notifier, row, {

@@ -224,8 +224,8 @@ export function createRequestService(deps: EscrowDeps) {
           const res = await trx.updateTable('access_grants').set({ revoked_at: now, revoked_by: ctx.actor.id })
             .where('tenant_id', '=', ctx.tenantId).where('request_id', '=', id).where('revoked_at', 'is', null).where('expires_at', '>', now).executeTakeFirst();
           if (Number(res.numUpdatedRows) === 0) fail('REQUEST_NOT_ACTIVE', 'this request has no live grant to revoke');
-          await audit.appendInTx(trx, [requestEvent(ctx, 'access-grant.revoke', row, opts.comment ? { comment: opts.comment } : {})]);
           await authz.bumpInTx(trx, ctx.tenantId);
+          await audit.appendInTx(trx, [requestEvent(ctx, 'access-grant.revoke', row, opts.comment ? { comment: opts.comment } : {})]);
         });
       } finally {
         // However the commit ended: one whose answer was lost may still have revoked the grant.

@@ -60,12 +60,15 @@ export function createGrantService(deps: { db: Kysely<Database>; authz: Authoriz
     }];
   };
 
-  /** Runs a grant change with the generation bump in the same transaction; drops this process's cache however it ends. */
+  /**
+   * Runs a grant change with the generation bump in the same transaction; drops this process's cache however it ends.
+   * The bump (the tenant row's lock) comes first: the change appends to the audit log, whose head must be the last lock taken.
+   */
   async function changeAuthz(tenantId: string, change: (trx: Transaction<Database>) => Promise<void>): Promise<void> {
     try {
       await db.transaction().execute(async (trx) => {
-        await change(trx);
         await authz.bumpInTx(trx, tenantId);
+        await change(trx);
       });
     } finally {
       authz.invalidate(tenantId);

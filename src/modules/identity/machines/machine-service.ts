@@ -91,8 +91,8 @@ export function createMachineService(deps: {
       try {
         await db.transaction().execute(async (trx) => {
           await trx.insertInto('machine_identities').values(row).execute();
-          await audit.appendInTx(trx, machineEvent(ctx, 'machine.create', row, { kind: row.kind }));
           await authz.bumpInTx(trx, ctx.tenantId);
+          await audit.appendInTx(trx, machineEvent(ctx, 'machine.create', row, { kind: row.kind }));
         });
       } catch (err) {
         if (isUniqueViolation(err)) fail('MACHINE_EXISTS', `a machine identity named "${input.name}" already exists`);
@@ -120,8 +120,8 @@ export function createMachineService(deps: {
         const done = await repo.disable(ctx.tenantId, id, clock.now(), trx);
         if (done) {
           await tokens.revokeAllFor(id, trx);
-          await audit.appendInTx(trx, machineEvent(ctx, 'machine.disable', target));
           await authz.bumpInTx(trx, ctx.tenantId);
+          await audit.appendInTx(trx, machineEvent(ctx, 'machine.disable', target));
         }
         return done;
       });

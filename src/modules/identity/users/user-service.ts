@@ -60,8 +60,8 @@ export function createUserService(deps: {
       try {
         await db.transaction().execute(async (trx) => {
           await trx.insertInto('users').values(row).execute();
-          await audit.appendInTx(trx, userEvent(ctx, 'user.create', row));
           await authz.bumpInTx(trx, ctx.tenantId);
+          await audit.appendInTx(trx, userEvent(ctx, 'user.create', row));
         });
       } catch (err) {
         if (isUniqueViolation(err)) fail('USER_EXISTS', `a user named "${input.username}" already exists in this tenant`);
@@ -88,8 +88,8 @@ export function createUserService(deps: {
       await db.transaction().execute(async (trx) => {
         if (await repo.disable(ctx.tenantId, id, clock.now(), trx)) {
           await sessions.revokeAllFor(id, null, trx);
-          await audit.appendInTx(trx, userEvent(ctx, 'user.disable', target));
           await authz.bumpInTx(trx, ctx.tenantId);
+          await audit.appendInTx(trx, userEvent(ctx, 'user.disable', target));
         }
       });
       await authz.invalidate(ctx.tenantId);
