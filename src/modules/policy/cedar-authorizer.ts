@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import type { Database } from '../../storage/schema.ts';
@@ -67,6 +68,8 @@ export function createCedarAuthorizer(deps: {
     const cached = tenants.get(tenantId);
     if (cached && now - cached.checkedAt < GENERATION_TTL_MS) return cached;
     for (let attempt = 0; attempt < MAX_LOAD_ATTEMPTS; attempt++) {
+      // A burst of changes invalidates load after load: wait a little longer each time (1, 2, 4, 8 ms).
+      if (attempt > 0) await sleep(2 ** (attempt - 1));
       const epoch = epochs.get(tenantId) ?? 0;
       const row = await db.selectFrom('tenants').select(['authz_generation', 'policy_version']).where('id', '=', tenantId).executeTakeFirst();
       if (!row) fail('TENANT_NOT_FOUND', 'tenant not found');
@@ -85,7 +88,7 @@ export function createCedarAuthorizer(deps: {
       tenants.set(tenantId, loaded);
       return loaded;
     }
-    return fail('INTERNAL', 'the tenant\'s authorization state kept changing while it loaded; try again');
+    return fail('AUTHZ_STATE_BUSY', 'the tenant\'s grants or policies kept changing while they loaded; try again', { retryAfterSeconds: 1 });
   }
 
   /** The tenant policy set of a version (0: none), as it was validated before it took effect. */

@@ -1,4 +1,5 @@
 import { after, before, test } from 'node:test';
+import type { KyselyPlugin } from 'kysely';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
@@ -100,5 +101,54 @@ describeEachDialect('a policy change racing an in-flight load of the tenant stat
 
     h.clock.advance(1_000);
     assert.equal(await code(authz.require(ctx, 'use', resource, 'production')), 'FORBIDDEN');
+  });
+});
+
+/**
+ * Changes landing during every load of the tenant state: a burst of a few rides out on the load's
+ * retries; a stream that never pauses ends the decision with a stable, retryable code, not a 500.
+ */
+describeEachDialect('grant and policy changes during every load of the tenant state', (dialect) => {
+  let h: Harness;
+  before(async () => {
+    h = await createHarness(dialect);
+    await h.services.secrets.create(h.ctx, { name: 'RACE', owner: 'ops' });
+  });
+  after(() => h.close());
+
+  async function churnRig(machineName: string, changes: number) {
+    const { ctx, resource } = await raceRig(h, machineName, 'no_such_table');
+    let left = changes;
+    let authz!: ReturnType<typeof createCedarAuthorizer>;
+    const churn: KyselyPlugin = {
+      transformQuery: ({ node }) => node,
+      async transformResult({ result }) {
+        // Any read during a load stands for "a change committed meanwhile" on this node.
+        if (left > 0) {
+          left--;
+          authz.invalidate(h.ctx.tenantId);
+        }
+        return result;
+      },
+    };
+    authz = createCedarAuthorizer({
+      db: h.storage.db.withPlugin(churn), engine: createPolicyEngine(), clock: h.clock, audit: h.services.audit,
+      identifiers: h.services.identifiers, stepUpWindowMs: 600_000,
+    });
+    return { ctx, resource, authz };
+  }
+
+  test('a short burst of changes is waited out: the decision is made', async () => {
+    const { ctx, resource, authz } = await churnRig('burst-runner', 6);
+    assert.equal(await code(authz.require(ctx, 'use', resource, 'production')), 'ok');
+  });
+
+  test('changes that never stop end the decision with AUTHZ_STATE_BUSY (503, retry), not INTERNAL', async () => {
+    const { ctx, resource, authz } = await churnRig('stream-runner', Number.POSITIVE_INFINITY);
+    await assert.rejects(authz.require(ctx, 'use', resource, 'production'), (err: { code?: string; details?: { retryAfterSeconds?: number } }) => {
+      assert.equal(err.code, 'AUTHZ_STATE_BUSY');
+      assert.equal(err.details?.retryAfterSeconds, 1);
+      return true;
+    });
   });
 });
