@@ -47,6 +47,7 @@ export const errorCatalogue = {
   SECRET_EXISTS: { status: 409, meaning: 'A secret with this name already exists in the tenant (possibly soft-deleted).' },
   SECRET_DELETED: { status: 409, meaning: 'The secret is soft-deleted; restore it first, or destroy it.' },
   SECRET_NOT_DELETED: { status: 409, meaning: 'Destroying a whole secret needs it to be soft-deleted first.' },
+  TRANSACTION_CONFLICT: { status: 409, meaning: 'A concurrent request changed the same data at the same moment (a database deadlock or lock timeout); nothing was done. Retry.' },
   CAS_MISMATCH: { status: 409, meaning: 'Check-and-set failed: the current version is not the one the caller expected.' },
   NO_PREVIOUS_VERSION: { status: 409, meaning: 'There is no previous version to roll back to (none, or past the rollback window).' },
   KEY_OPERATION_CONFLICT: { status: 409, meaning: 'A key operation cannot run now (e.g. a rewrap is still needed before retiring).' },

@@ -13,7 +13,19 @@ test("PostgreSQL's data exceptions (class 22) are the caller's input: 400 VALIDA
     assert.doesNotMatch(body.error.message, /0x00|UTF8/, 'the driver message is not passed on');
   }
   // Other database errors stay internal; so does a class-22 code on something that is not a driver error.
-  for (const err of [Object.assign(new Error('deadlock'), { code: '40P01', severity: 'ERROR' }), Object.assign(new Error('x'), { code: '22021' })]) {
+  for (const err of [Object.assign(new Error('disk full'), { code: '53100', severity: 'ERROR' }), Object.assign(new Error('x'), { code: '22021' })]) {
     assert.equal(toErrorBody(err, request).status, 500);
+  }
+});
+
+test('a transaction that lost to a concurrent one (a PostgreSQL deadlock or serialization failure, SQLite busy) is 409 TRANSACTION_CONFLICT: retry', () => {
+  for (const err of [
+    Object.assign(new Error('deadlock detected'), { code: '40P01', severity: 'ERROR' }),
+    Object.assign(new Error('could not serialize access'), { code: '40001', severity: 'ERROR' }),
+    Object.assign(new Error('database is locked'), { code: 'ERR_SQLITE_ERROR', errcode: 5 }),
+  ]) {
+    const { status, body } = toErrorBody(err, request);
+    assert.deepEqual([status, body.error.code], [409, 'TRANSACTION_CONFLICT'], err.message);
+    assert.doesNotMatch(body.error.message, /deadlock|serialize|locked/, 'the driver message is not passed on');
   }
 });

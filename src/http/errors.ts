@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { errorCatalogue, isKeyholdError, type ErrorCode } from '../errors/index.ts';
 import { SECURITY_HEADERS } from './security-headers.ts';
+import { isDataException, isTransactionConflict } from '../storage/db-errors.ts';
 
 export interface ErrorBody {
   error: { code: ErrorCode; message: string; requestId: string };
@@ -35,12 +36,6 @@ function describeValidation(err: FastifyError & { validation?: ValidationIssue[]
   return { code: 'VALIDATION_FAILED', message: `${path(issue.instancePath)} ${issue.message ?? 'is invalid'}` };
 }
 
-/** A PostgreSQL error of class 22, "data exception" (pg's DatabaseError carries the SQLSTATE and a severity). */
-function isDataException(err: unknown): boolean {
-  const e = err as { code?: unknown; severity?: unknown };
-  return typeof e?.severity === 'string' && typeof e.code === 'string' && /^22[0-9A-Z]{3}$/.test(e.code);
-}
-
 /** Maps anything thrown in a request to a catalogued code. Unknown errors become INTERNAL and are logged in full. */
 export function toErrorBody(err: unknown, request: FastifyRequest): { status: number; body: ErrorBody } {
   const requestId = request.id;
@@ -61,6 +56,8 @@ export function toErrorBody(err: unknown, request: FastifyRequest): { status: nu
   } else if (isDataException(err)) {
     // Input the validators let through but PostgreSQL cannot hold (a NUL in text, a number past bigint): the caller's, not ours.
     mapped = { code: 'VALIDATION_FAILED', message: 'the request holds a value the database cannot store (a NUL character, or a number out of range)' };
+  } else if (isTransactionConflict(err)) {
+    mapped = { code: 'TRANSACTION_CONFLICT', message: 'a concurrent request changed the same data; nothing was done, try again' };
   }
   if (mapped) return { status: errorCatalogue[mapped.code].status, body: { error: { ...mapped, requestId } } };
   request.log.error({ err }, 'unhandled error');

@@ -12,6 +12,7 @@ import { CHECKPOINT_ACTION } from './checkpoints.ts';
 import { mergeCheckpoints, verifyLog } from './log-verifier.ts';
 import type { AuditEvent } from './event.ts';
 import type { AuditAppender } from './sqlite-appender.ts';
+import { isTransactionConflict } from '../../storage/db-errors.ts';
 
 /** What a service says happened; the log adds sequence, time, id and the chain. */
 export interface AuditInput {
@@ -292,6 +293,8 @@ export function createAuditLog(deps: {
         appended();
         return events;
       } catch (err) {
+        // The caller's transaction lost to another (a deadlock, a lock timeout): nothing is wrong with the log.
+        if (isTransactionConflict(err)) throw err;
         throw unavailable(err);
       }
     },

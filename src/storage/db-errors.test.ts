@@ -1,0 +1,79 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { DatabaseSync } from 'node:sqlite';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { PG_URL, skipReason } from '../../test/helpers/databases.ts';
+import { createHarness, type Harness } from '../../test/helpers/harness.ts';
+import { isDataException, isTransactionConflict } from './db-errors.ts';
+
+const caught = (fn: () => unknown): unknown => {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  return assert.fail('expected a throw');
+};
+
+test('SQLite still locked by another writer is a transaction conflict; a constraint violation is not', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'keyhold-busy-'));
+  try {
+    const a = new DatabaseSync(join(dir, 'x.db'));
+    const b = new DatabaseSync(join(dir, 'x.db'), { timeout: 0 });
+    a.exec('create table t (id integer primary key)');
+    a.exec('begin immediate');
+    const busy = caught(() => b.exec('begin immediate'));
+    assert.equal(isTransactionConflict(busy), true, String(busy));
+    a.exec('insert into t values (1)');
+    const duplicate = caught(() => a.exec('insert into t values (1)'));
+    assert.equal(isTransactionConflict(duplicate), false);
+    a.exec('rollback');
+    a.close();
+    b.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+describe('PostgreSQL: a deadlock in an audited write', async () => {
+  const skip = await skipReason('postgres');
+  let h: Harness;
+  before(async () => {
+    if (!skip) h = await createHarness('postgres');
+  });
+  after(() => h?.close());
+
+  test('is a transaction conflict (409, retry) and leaves the audit log writable', { skip }, async () => {
+    const tenantId = h.ctx.tenantId;
+    const other = new pg.Client({ connectionString: PG_URL });
+    await other.connect();
+    try {
+      await other.query(`set search_path to ${h.database.schema}`);
+      await other.query('begin');
+      await other.query('select seq from audit_head where id = 1 for update');
+      // Keyhold's write: the tenant row first, then its event waits for the audit head `other` holds.
+      const write = h.storage.db.transaction().execute(async (trx) => {
+        await sql`update tenants set authz_generation = authz_generation + 1 where id = ${tenantId}`.execute(trx);
+        await h.services.audit.appendInTx(trx, [{
+          tenantId, actor: { type: 'system', id: 'system' }, action: 'test.deadlock', resource: { type: 'tenant', id: tenantId, name: null }, outcome: 'allowed',
+        }]);
+      }).then(() => null, (err: unknown) => err);
+      await new Promise((r) => setTimeout(r, 200));
+      // The other order: PostgreSQL finds the cycle and rolls back the transaction that waited first, Keyhold's.
+      const blocked = other.query('select id from tenants where id = $1 for update', [tenantId]).catch((err: unknown) => err);
+      const err = await write;
+      assert.ok(err, 'the write must have lost the deadlock');
+      assert.equal(isTransactionConflict(err), true, String(err));
+      assert.equal(isDataException(err), false);
+      await blocked;
+      assert.equal(h.services.audit.health().writable, true, 'a lost transaction is not a failing audit log');
+    } finally {
+      await other.query('rollback').catch(() => {});
+      await other.end();
+    }
+  });
+});

@@ -1,0 +1,21 @@
+/** What a database error means to the caller, for either dialect. */
+
+interface DriverError { code?: unknown; severity?: unknown; errcode?: unknown }
+
+/** A PostgreSQL error of class 22, "data exception" (pg's DatabaseError carries the SQLSTATE and a severity). */
+export function isDataException(err: unknown): boolean {
+  const e = err as DriverError | null;
+  return typeof e?.severity === 'string' && typeof e.code === 'string' && /^22[0-9A-Z]{3}$/.test(e.code);
+}
+
+/**
+ * The transaction lost to a concurrent one and was rolled back, and nothing is wrong with the
+ * database: PostgreSQL's class 40 (a deadlock, a serialization failure) or SQLite still busy or
+ * locked after its timeout. Retrying the request is the answer.
+ */
+export function isTransactionConflict(err: unknown): boolean {
+  const e = err as DriverError | null;
+  if (typeof e?.severity === 'string' && typeof e.code === 'string') return /^40[0-9A-Z]{3}$/.test(e.code);
+  // node:sqlite: SQLITE_BUSY (5) and SQLITE_LOCKED (6), extended codes included (the low byte).
+  return e?.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number' && [5, 6].includes(e.errcode & 0xff);
+}
