@@ -100,7 +100,10 @@ test('the README escrow walkthrough: request, two approvals, reveal in the windo
   }
   assert.ok(after, 'the grant expired within a minute');
   assert.match(after.stderr, /^error: APPROVAL_REQUIRED: /m);
-  assert.match(await ok(builder.token, ['requests', 'show', filed.id]), /Grant:\s+expired/);
+  const shown = await ok(builder.token, ['requests', 'show', filed.id]);
+  assert.match(shown, /Grant:\s+expired/);
+  assert.match(shown, /COUNTS/, 'each approval says whether it still counts');
+  assert.match(shown, new RegExp(`${alice.id}\\s+approve\\s+1\\s+yes`));
 
   const unlisted = await keyhold(builder.token, ['break-glass', 'STRIPE_LIVE_KEY', '--env', 'production', '--justification', WHY]);
   assert.match(unlisted.stderr, /^error: BREAK_GLASS_NOT_ALLOWED: /m);

@@ -9,7 +9,7 @@ export interface AccessRequest {
   id: string; requester: { type: string; id: string; ownerId: string | null }; action: string; environment: string;
   secrets: Array<{ id: string; name: string }>; justification: string; durationSeconds: number; state: string; breakGlass: boolean;
   rule: { id: string; policyVersion: number; steps: Array<{ groups: string[]; approvals: number }> }; waitingForStep: number | null;
-  approvals: Array<{ approverId: string; decision: string; step: number; comment: string; durationSeconds: number | null; createdAt: string }>;
+  approvals: Array<{ approverId: string; decision: string; step: number; comment: string; durationSeconds: number | null; createdAt: string; counts?: boolean }>;
   grant: { state: string; expiresAt: string | null; revokedAt: string | null }; review: { id: string; state: string; outcome: string | null } | null;
   createdAt: string; expiresAt: string; decidedAt: string | null; decidedBy: string | null;
 }
@@ -39,7 +39,7 @@ function details(r: AccessRequest): string {
       ['Review', r.review ? `${r.review.state}${r.review.outcome ? ` (${r.review.outcome})` : ''} ${r.review.id}` : null],
       ['Filed', time(r.createdAt)], ['Expires unanswered', r.state === 'pending' ? time(r.expiresAt) : null], ['Decided', r.decidedAt ? `${time(r.decidedAt)} by ${r.decidedBy}` : null],
     ]),
-    ...(r.approvals.length ? ['', table(['APPROVER', 'DECISION', 'STEP', 'WHEN', 'COMMENT'], r.approvals.map((a) => [a.approverId, a.decision, a.step, time(a.createdAt), a.comment]))] : []),
+    ...(r.approvals.length ? ['', table(['APPROVER', 'DECISION', 'STEP', 'COUNTS', 'WHEN', 'COMMENT'], r.approvals.map((a) => [a.approverId, a.decision, a.step, a.counts === false ? 'no (lapsed)' : 'yes', time(a.createdAt), a.comment]))] : []),
   ].join('\n');
 }
 
