@@ -46,6 +46,15 @@ test('SMTP: a notification is mailed to its e-mail recipients with AUTH PLAIN, a
   assert.match(mail.data, /Connector b: HTTP 401/, 'the body after a lone "." line arrived whole');
 });
 
+test('SMTP: a bare CR or LF in the body or a header never reaches the relay, so no "<CR>.<CR><LF>" can end the message early', async () => {
+  const n = createSmtpNotifier({ host: '127.0.0.1', port: smtp.port, from: 'keyhold@example.com' });
+  await n.notify({ ...note, subject: 'cr\ronly', body: 'Justification: x\r.\r\nMAIL FROM:<evil@example.com>\rsecond\nthird' });
+  const mail = smtp.received.at(-1)!;
+  assert.ok(!mail.data.includes('\r'), 'every line break went out as CRLF');
+  assert.match(mail.data, /^\.\nMAIL FROM:<evil@example\.com>\nsecond\nthird$/m, 'the lone dot was dot-stuffed (the relay un-stuffs it) and the rest is body');
+  assert.match(mail.data, /^Subject: \[Keyhold\] cr only$/m);
+});
+
 test('SMTP: wrong credentials and non-addresses fail with a message that names no credential', async () => {
   await assert.rejects(sendMail({ host: '127.0.0.1', port: smtp.port, username: 'keyhold', password: 'wrong-pass' }, { from: 'a@example.com', to: ['b@example.com'], subject: 's', text: 't' }),
     (err: Error) => /AUTH refused \(535\)/.test(err.message) && !err.message.includes('wrong-pass'));

@@ -109,8 +109,10 @@ export async function sendMail(opts: SmtpOptions, mail: Mail): Promise<void> {
       'Content-Transfer-Encoding': '8bit', ...mail.headers,
     };
     const head = Object.entries(headers).map(([k, v]) => `${oneLine(k)}: ${oneLine(v)}`).join('\r\n');
-    // Dot-stuffing: a line that starts with "." gets another, so the text can never end the message early.
-    const body = mail.text.replace(/\r?\n/g, '\r\n').split('\r\n').map((l) => (l.startsWith('.') ? `.${l}` : l)).join('\r\n');
+    // Every line break becomes CRLF (a bare CR or LF is one too: relays that read "<CR>.<CR><LF>" or
+    // "<LF>.<LF>" as the end of data would otherwise take the rest as a new message, SMTP smuggling),
+    // then dot-stuffing: a line that starts with "." gets another, so the text can never end the message early.
+    const body = mail.text.split(/\r\n|\r|\n/).map((l) => (l.startsWith('.') ? `.${l}` : l)).join('\r\n');
     socket.write(`${head}\r\n\r\n${body}\r\n.\r\n`);
     await expect('message', [250]);
     send('QUIT');
