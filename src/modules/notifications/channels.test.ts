@@ -6,7 +6,7 @@ import { startSmtpServer } from '../../../test/fixtures/smtp-server.ts';
 import { createFanoutNotifier } from './fanout.ts';
 import type { Notification } from './notifier.ts';
 import { createSmtpNotifier, sendMail } from './smtp/index.ts';
-import { createWebhookNotifier, signNotification, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook/index.ts';
+import { createWebhookNotifier, DELIVERY_HEADER, signNotification, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook/index.ts';
 
 const note: Notification = {
   type: 'rotation.rolled-back', tenantId: 't1', severity: 'alert', recipients: [{ kind: 'email', id: 'ops@example.com' }, { kind: 'user', id: 'u1' }],
@@ -97,6 +97,21 @@ test('webhook: 5xx is retried with backoff, a 4xx is not, and a failure is repor
   assert.equal(errors.length, 1);
   assert.doesNotMatch(String((errors as Error[])[0]?.message), /127\.0\.0\.1/, 'the URL is not in the message');
   assert.throws(() => createWebhookNotifier({ url: 'http://example.com/hook', secret: 'a-webhook-secret-of-32-characters' }), /https/);
+});
+
+test('webhook: every delivery has an id, the same on each retry and signed with the body, so a receiver can drop duplicates and replays', async () => {
+  const n = createWebhookNotifier({ url: hook.url, secret: 'a-webhook-secret-of-32-characters', baseDelayMs: 1 });
+  const start = hook.received.length;
+  hook.status.push(503);
+  await n.notify(note);
+  await n.notify(note);
+  const got = hook.received.slice(start);
+  assert.equal(got.length, 3);
+  const ids = got.map((g) => JSON.parse(g.body).id as string);
+  assert.match(ids[0]!, /^[0-9a-f-]{36}$/);
+  assert.deepEqual(got.map((g) => g.headers[DELIVERY_HEADER]), ids, 'the header repeats the signed id');
+  assert.equal(ids[0], ids[1], 'a retry is the same delivery');
+  assert.notEqual(ids[1], ids[2], 'another notification is another delivery');
 });
 
 test('webhook: a receiver that never answers times out instead of hanging the caller', async () => {

@@ -1,9 +1,11 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { isLoopbackHost } from '../../../platform/addresses.ts';
 import type { Notification, Notifier } from '../notifier.ts';
 
 export const SIGNATURE_HEADER = 'x-keyhold-signature';
 export const TIMESTAMP_HEADER = 'x-keyhold-timestamp';
+/** The delivery's id (also `id` in the signed body): the same on every retry, so receivers can drop duplicates and replays. */
+export const DELIVERY_HEADER = 'x-keyhold-delivery';
 
 export interface WebhookNotifierOptions {
   /** https, or http to loopback only. */
@@ -48,7 +50,9 @@ export function createWebhookNotifier(opts: WebhookNotifierOptions): Notifier {
 
   return {
     async notify(n: Notification): Promise<void> {
-      const body = JSON.stringify({ ...n, sentAt: new Date(now()).toISOString() });
+      // One id per notification, kept across retries: an attempt that timed out may still have been processed.
+      const id = randomUUID();
+      const body = JSON.stringify({ id, ...n, sentAt: new Date(now()).toISOString() });
       let last = 'not attempted';
       for (let i = 0; i < attempts; i++) {
         if (i > 0) await sleep(baseDelayMs * 4 ** (i - 1));
@@ -56,7 +60,7 @@ export function createWebhookNotifier(opts: WebhookNotifierOptions): Notifier {
         try {
           const res = await doFetch(url, {
             method: 'POST', body, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs),
-            headers: { 'content-type': 'application/json', 'user-agent': 'keyhold-notify', [TIMESTAMP_HEADER]: timestamp, [SIGNATURE_HEADER]: signNotification(opts.secret, timestamp, body) },
+            headers: { 'content-type': 'application/json', 'user-agent': 'keyhold-notify', [DELIVERY_HEADER]: id, [TIMESTAMP_HEADER]: timestamp, [SIGNATURE_HEADER]: signNotification(opts.secret, timestamp, body) },
           });
           await res.body?.cancel().catch(() => {});
           if (res.status >= 200 && res.status < 300) return;
