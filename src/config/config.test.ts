@@ -40,3 +40,16 @@ test('TLS allows any address; --dev wins over KEYHOLD_DEV', () => {
   const c = loadConfig({ KEYHOLD_HOST: '0.0.0.0', KEYHOLD_TLS_CERT: '/c.pem', KEYHOLD_TLS_KEY: '/k.pem', KEYHOLD_DEV: 'false' }, { dev: true });
   assert.deepEqual([c.host, c.tls, c.dev], ['0.0.0.0', { certFile: '/c.pem', keyFile: '/k.pem' }, true]);
 });
+
+test('SMTP notifications go over TLS: smtps:// is implicit TLS, smtp:// requires STARTTLS unless told ?tls=none, and credentials never go plain off loopback', () => {
+  const smtp = (url: string) => loadConfig({ KEYHOLD_NOTIFY_SMTP: url, KEYHOLD_NOTIFY_SMTP_FROM: 'keyhold@example.com' }).notify.smtp!;
+  const pick = (s: ReturnType<typeof smtp>) => [s.host, s.port, s.secure, s.starttls, s.username, s.password];
+  assert.deepEqual(pick(smtp('smtps://bot:p%40ss@smtp.example.com')), ['smtp.example.com', 465, true, 'off', 'bot', 'p@ss']);
+  assert.deepEqual(pick(smtp('smtp://bot:pass@smtp.example.com:587')), ['smtp.example.com', 587, false, 'required', 'bot', 'pass']);
+  assert.deepEqual(pick(smtp('smtp://relay.internal?tls=none')), ['relay.internal', 25, false, 'off', null, null]);
+  assert.deepEqual(pick(smtp('smtp://127.0.0.1:2525')), ['127.0.0.1', 2525, false, 'if-offered', null, null], 'a local MTA may not offer STARTTLS');
+  assert.deepEqual(pick(smtp('smtp://u:p@[::1]:25?tls=none')), ['::1', 25, false, 'off', 'u', 'p']);
+  refused({ KEYHOLD_NOTIFY_SMTP: 'smtp://bot:pass@smtp.example.com?tls=none', KEYHOLD_NOTIFY_SMTP_FROM: 'k@example.com' }, /KEYHOLD_NOTIFY_SMTP with \?tls=none may carry credentials only to a loopback relay/);
+  refused({ KEYHOLD_NOTIFY_SMTP: 'smtps://smtp.example.com?tls=none', KEYHOLD_NOTIFY_SMTP_FROM: 'k@example.com' }, /KEYHOLD_NOTIFY_SMTP takes only \?tls=none/);
+  refused({ KEYHOLD_NOTIFY_SMTP: 'smtp://smtp.example.com?tls=maybe', KEYHOLD_NOTIFY_SMTP_FROM: 'k@example.com' }, /KEYHOLD_NOTIFY_SMTP takes only \?tls=none/);
+});

@@ -1,5 +1,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startSmtpServer } from '../../../test/fixtures/smtp-server.ts';
@@ -14,9 +19,19 @@ const note: Notification = {
 };
 
 let smtp: Awaited<ReturnType<typeof startSmtpServer>>;
+/** A relay that offers STARTTLS with a certificate for 127.0.0.1 made for this run. */
+let tlsSmtp: Awaited<ReturnType<typeof startSmtpServer>>;
+let ca: Buffer;
+let certDir: string;
 let hook: { url: string; received: Array<{ headers: IncomingHttpHeaders; body: string }>; status: number[]; close(): Promise<void> };
 before(async () => {
   smtp = await startSmtpServer({ user: 'keyhold', pass: 'relay-pass' });
+  certDir = await mkdtemp(join(tmpdir(), 'keyhold-smtp-'));
+  const [cert, key] = [join(certDir, 'cert.pem'), join(certDir, 'key.pem')];
+  await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+    '-subj', '/CN=keyhold-smtp-test', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert]);
+  ca = await readFile(cert);
+  tlsSmtp = await startSmtpServer({ user: 'keyhold', pass: 'relay-pass', tls: { cert: ca, key: await readFile(key) } });
   const received: Array<{ headers: IncomingHttpHeaders; body: string }> = [];
   const status: number[] = [];
   const server = createServer((req, res) => {
@@ -32,6 +47,8 @@ before(async () => {
 });
 after(async () => {
   await smtp.close();
+  await tlsSmtp.close();
+  await rm(certDir, { recursive: true, force: true });
   await hook.close();
 });
 
@@ -59,7 +76,23 @@ test('SMTP: wrong credentials and non-addresses fail with a message that names n
   await assert.rejects(sendMail({ host: '127.0.0.1', port: smtp.port, username: 'keyhold', password: 'wrong-pass' }, { from: 'a@example.com', to: ['b@example.com'], subject: 's', text: 't' }),
     (err: Error) => /AUTH refused \(535\)/.test(err.message) && !err.message.includes('wrong-pass'));
   await assert.rejects(sendMail({ host: '127.0.0.1', port: smtp.port }, { from: 'a@example.com', to: ['b@example.com>\r\nRCPT TO:<c@example.com'], subject: 's', text: 't' }), /not a plain e-mail address/);
-  await assert.rejects(sendMail({ host: 'smtp.example.com', port: 25, username: 'u', password: 'p' }, { from: 'a@example.com', to: ['b@example.com'], subject: 's', text: 't' }), /without TLS/);
+  await assert.rejects(sendMail({ host: 'smtp.example.com', port: 25, starttls: 'off', username: 'u', password: 'p' }, { from: 'a@example.com', to: ['b@example.com'], subject: 's', text: 't' }), /without TLS/);
+});
+
+test('SMTP: a relay that offers STARTTLS gets the credentials and the message only over TLS', async () => {
+  const n = createSmtpNotifier({ host: '127.0.0.1', port: tlsSmtp.port, ca, username: 'keyhold', password: 'relay-pass', from: 'keyhold@example.com', starttls: 'required' });
+  await n.notify(note);
+  assert.deepEqual(tlsSmtp.auths, [{ user: 'keyhold', tls: true }]);
+  assert.deepEqual([tlsSmtp.received.at(-1)?.tls, tlsSmtp.received.at(-1)?.auth], [true, 'keyhold']);
+});
+
+test('SMTP: with STARTTLS required, a relay that does not offer it or whose certificate does not verify never sees the credentials', async () => {
+  const opts = { host: '127.0.0.1', username: 'keyhold', password: 'relay-pass', starttls: 'required' } as const;
+  const mail = { from: 'a@example.com', to: ['b@example.com'], subject: 's', text: 't' };
+  await assert.rejects(sendMail({ ...opts, port: smtp.port }, mail), /does not offer STARTTLS/);
+  const before = tlsSmtp.auths.length;
+  await assert.rejects(sendMail({ ...opts, port: tlsSmtp.port }, mail), /self-signed|certificate/i, 'no CA given: the relay is not trusted');
+  assert.equal(tlsSmtp.auths.length, before);
 });
 
 test('SMTP: a temporary failure is retried', async () => {
