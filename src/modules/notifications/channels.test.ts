@@ -8,6 +8,9 @@ import { promisify } from 'node:util';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startSmtpServer } from '../../../test/fixtures/smtp-server.ts';
+import { guardedFetch } from '../connectors/address-guard.ts';
+import { pinnedFetch } from '../connectors/pinned-fetch.ts';
+import { notifierFromSettings } from './channels.ts';
 import { createFanoutNotifier } from './fanout.ts';
 import type { Notification } from './notifier.ts';
 import { createSmtpNotifier, sendMail } from './smtp/index.ts';
@@ -130,6 +133,22 @@ test('webhook: 5xx is retried with backoff, a 4xx is not, and a failure is repor
   assert.equal(errors.length, 1);
   assert.doesNotMatch(String((errors as Error[])[0]?.message), /127\.0\.0\.1/, 'the URL is not in the message');
   assert.throws(() => createWebhookNotifier({ url: 'http://example.com/hook', secret: 'a-webhook-secret-of-32-characters' }), /https/);
+});
+
+test('webhook: a metadata or link-local address is refused, and the server sends through the guarded fetch that refuses names resolving to one', async () => {
+  for (const url of ['https://169.254.169.254/latest', 'https://[fe80::1]/', 'https://metadata.google.internal/x', 'https://[::ffff:169.254.169.254]/']) {
+    assert.throws(() => createWebhookNotifier({ url, secret: 'a-webhook-secret-of-32-characters' }), /link-local or cloud metadata/, url);
+  }
+  const used: string[] = [];
+  const errors: unknown[] = [];
+  const guarded = guardedFetch(pinnedFetch());
+  const n = notifierFromSettings({ webhook: { url: hook.url, secret: 'a-webhook-secret-of-32-characters' }, smtp: null }, (e) => errors.push(e), (async (input: string | URL, init?: RequestInit) => {
+    used.push(String(input));
+    return guarded(input, init);
+  }) as typeof fetch);
+  const start = hook.received.length;
+  await n.notify(note);
+  assert.deepEqual([used, errors, hook.received.length - start], [[hook.url], [], 1], 'delivered through the guarded fetch');
 });
 
 test('webhook: every delivery has an id, the same on each retry and signed with the body, so a receiver can drop duplicates and replays', async () => {

@@ -1,5 +1,5 @@
 import { createHmac, randomUUID } from 'node:crypto';
-import { isLoopbackHost } from '../../../platform/addresses.ts';
+import { isForbiddenHost, isLoopbackHost } from '../../../platform/addresses.ts';
 import type { Notification, Notifier } from '../notifier.ts';
 
 export const SIGNATURE_HEADER = 'x-keyhold-signature';
@@ -40,6 +40,7 @@ export function createWebhookNotifier(opts: WebhookNotifierOptions): Notifier {
   if (!(url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname)))) {
     throw new Error('notification webhook must be https (plain http only to loopback)');
   }
+  if (isForbiddenHost(url.hostname)) throw new Error('notification webhook must not be a link-local or cloud metadata address');
   if (Buffer.byteLength(opts.secret) < 16) throw new Error('notification webhook secret must be at least 16 bytes');
   const doFetch = opts.fetch ?? fetch;
   const attempts = opts.attempts ?? 4;
