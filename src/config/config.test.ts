@@ -77,9 +77,23 @@ test('a notification channel that could never deliver stops start-up naming its 
   refused({ KEYHOLD_NOTIFY_WEBHOOK: 'http://hooks.example.com/keyhold', ...secret }, /KEYHOLD_NOTIFY_WEBHOOK must use https unless it points at loopback/);
   refused({ KEYHOLD_NOTIFY_WEBHOOK: 'ftp://hooks.example.com/', ...secret }, /KEYHOLD_NOTIFY_WEBHOOK must be an http\(s\) URL/);
   assert.equal(loadConfig({ KEYHOLD_NOTIFY_WEBHOOK: 'http://127.0.0.1:9/hook', ...secret }).notify.webhook?.url, 'http://127.0.0.1:9/hook');
-  // The SMTP client has no TLS setting: a password would cross the network in the clear, so it refuses every send.
+  // Without TLS a password would cross the network in the clear: the client would refuse every send.
   const from = { KEYHOLD_NOTIFY_SMTP_FROM: 'keyhold@example.com' };
-  refused({ KEYHOLD_NOTIFY_SMTP: 'smtp://mailer:hunter2@mail.example.com:587', ...from }, /KEYHOLD_NOTIFY_SMTP .*loopback/);
+  refused({ KEYHOLD_NOTIFY_SMTP: 'smtp://mailer:hunter2@mail.example.com:587?tls=none', ...from }, /KEYHOLD_NOTIFY_SMTP .*loopback/);
+  refused({ KEYHOLD_NOTIFY_SMTP: 'not a url', ...from }, /KEYHOLD_NOTIFY_SMTP must look like/);
   assert.doesNotThrow(() => loadConfig({ KEYHOLD_NOTIFY_SMTP: 'smtp://mail.example.com:25', ...from }));
   assert.equal(loadConfig({ KEYHOLD_NOTIFY_SMTP: 'smtp://mailer:pw@127.0.0.1:2525', ...from }).notify.smtp?.password, 'pw');
+});
+
+test('SMTP notifications go over TLS: smtps:// is implicit TLS, smtp:// requires STARTTLS unless told ?tls=none, and credentials never go plain off loopback', () => {
+  const smtp = (url: string) => loadConfig({ KEYHOLD_NOTIFY_SMTP: url, KEYHOLD_NOTIFY_SMTP_FROM: 'keyhold@example.com' }).notify.smtp!;
+  const pick = (s: ReturnType<typeof smtp>) => [s.host, s.port, s.secure, s.starttls, s.username, s.password];
+  assert.deepEqual(pick(smtp('smtps://bot:p%40ss@smtp.example.com')), ['smtp.example.com', 465, true, 'off', 'bot', 'p@ss']);
+  assert.deepEqual(pick(smtp('smtp://bot:pass@smtp.example.com:587')), ['smtp.example.com', 587, false, 'required', 'bot', 'pass']);
+  assert.deepEqual(pick(smtp('smtp://relay.internal?tls=none')), ['relay.internal', 25, false, 'off', null, null]);
+  assert.deepEqual(pick(smtp('smtp://127.0.0.1:2525')), ['127.0.0.1', 2525, false, 'if-offered', null, null], 'a local MTA may not offer STARTTLS');
+  assert.deepEqual(pick(smtp('smtp://u:p@[::1]:25?tls=none')), ['::1', 25, false, 'off', 'u', 'p']);
+  refused({ KEYHOLD_NOTIFY_SMTP: 'smtp://bot:pass@smtp.example.com?tls=none', KEYHOLD_NOTIFY_SMTP_FROM: 'k@example.com' }, /KEYHOLD_NOTIFY_SMTP with \?tls=none may carry credentials only to a loopback relay/);
+  refused({ KEYHOLD_NOTIFY_SMTP: 'smtps://smtp.example.com?tls=none', KEYHOLD_NOTIFY_SMTP_FROM: 'k@example.com' }, /KEYHOLD_NOTIFY_SMTP takes only \?tls=none/);
+  refused({ KEYHOLD_NOTIFY_SMTP: 'smtp://smtp.example.com?tls=maybe', KEYHOLD_NOTIFY_SMTP_FROM: 'k@example.com' }, /KEYHOLD_NOTIFY_SMTP takes only \?tls=none/);
 });

@@ -40,7 +40,11 @@ export interface RotationSettings {
 /** Notification channels (KEYHOLD_NOTIFY_*): a signed webhook and/or SMTP e-mail. */
 export interface NotifySettings {
   webhook: { url: string; secret: string } | null;
-  smtp: { host: string; port: number; username: string | null; password: string | null; from: string } | null;
+  /**
+   * `secure`: implicit TLS (smtps://). Otherwise `starttls` (smtp://): `required`; `if-offered` to a loopback relay;
+   * `off` only when the URL says `?tls=none` (a relay reached in plain text: no credentials unless it is on loopback).
+   */
+  smtp: { host: string; port: number; secure: boolean; starttls: 'required' | 'if-offered' | 'off'; username: string | null; password: string | null; from: string } | null;
 }
 
 /** Where the durable audit log is streamed to, and how often the chain head is signed. */
@@ -195,7 +199,10 @@ export function rotationSettings(env: Record<string, string | undefined> = {}): 
   };
 }
 
-/** KEYHOLD_NOTIFY_WEBHOOK=url (+ _SECRET, required), KEYHOLD_NOTIFY_SMTP=smtp://[user:pass@]host:port (+ _FROM, required). */
+/**
+ * KEYHOLD_NOTIFY_WEBHOOK=url (+ _SECRET, required), KEYHOLD_NOTIFY_SMTP=smtps://[user:pass@]host[:465] (implicit TLS)
+ * or smtp://[user:pass@]host[:25] (STARTTLS required; `?tls=none` for a relay without TLS) (+ _FROM, required).
+ */
 export function notifySettings(env: Record<string, string | undefined> = {}): NotifySettings {
   let webhook: NotifySettings['webhook'] = null;
   if (env.KEYHOLD_NOTIFY_WEBHOOK) {
@@ -221,15 +228,19 @@ export function notifySettings(env: Record<string, string | undefined> = {}): No
     } catch {
       throw new ConfigError('KEYHOLD_NOTIFY_SMTP', 'must look like smtp://user:password@host:587');
     }
-    if (url.protocol !== 'smtp:' || !url.hostname) throw new ConfigError('KEYHOLD_NOTIFY_SMTP', 'must look like smtp://user:password@host:587');
-    // The SMTP client speaks no TLS of its own configuring, and refuses to send a password in the clear beyond loopback.
-    if ((url.username || url.password) && !isLoopbackHost(url.hostname)) {
-      throw new ConfigError('KEYHOLD_NOTIFY_SMTP', `carries credentials for ${url.hostname}: they are sent only to a relay on loopback (no TLS to a remote relay); use a local relay`);
+    if ((url.protocol !== 'smtp:' && url.protocol !== 'smtps:') || !url.hostname) throw new ConfigError('KEYHOLD_NOTIFY_SMTP', 'must look like smtp://user:password@host:587');
+    const secure = url.protocol === 'smtps:';
+    const tls = url.searchParams.get('tls');
+    if (tls !== null && (tls !== 'none' || secure)) throw new ConfigError('KEYHOLD_NOTIFY_SMTP', 'takes only ?tls=none, and only with smtp://');
+    // The relay check the client makes again at send time, here so a setting that can never work stops start-up.
+    if (tls === 'none' && url.username && !isLoopbackHost(url.hostname)) {
+      throw new ConfigError('KEYHOLD_NOTIFY_SMTP', 'with ?tls=none may carry credentials only to a loopback relay');
     }
     const from = env.KEYHOLD_NOTIFY_SMTP_FROM;
     if (!from || !/^[^\s@<>]+@[^\s@<>]+$/.test(from)) throw new ConfigError('KEYHOLD_NOTIFY_SMTP_FROM', 'must be an e-mail address when KEYHOLD_NOTIFY_SMTP is set');
     smtp = {
-      host: url.hostname, port: int('KEYHOLD_NOTIFY_SMTP port', url.port || '25', 1, 65535),
+      host: url.hostname.replace(/^\[|\]$/g, ''), port: int('KEYHOLD_NOTIFY_SMTP port', url.port || (secure ? '465' : '25'), 1, 65535),
+      secure, starttls: secure || tls === 'none' ? 'off' : isLoopbackHost(url.hostname) ? 'if-offered' : 'required',
       username: url.username ? decodeURIComponent(url.username) : null, password: url.password ? decodeURIComponent(url.password) : null, from,
     };
   }

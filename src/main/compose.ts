@@ -48,6 +48,7 @@ import { createProxyService, DEFAULT_PROXY_LIMITS, proxyRoutes } from '../module
 import { createRotationModule, rotationRoutes } from '../modules/rotation/index.ts';
 import { dependentsFromConnectors } from '../modules/rotation/dependents.ts';
 import { notifierFromSettings } from '../modules/notifications/channels.ts';
+import { createMaskingNotifier } from '../modules/notifications/masking.ts';
 import { createFanoutNotifier } from '../modules/notifications/fanout.ts';
 import { guardedFetch } from '../modules/connectors/address-guard.ts';
 import { pinnedFetch } from '../modules/connectors/pinned-fetch.ts';
@@ -115,8 +116,15 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   // KEYHOLD_NOTIFY_* channels when configured, so break-glass alerts and rotation news reach both.
   const logNotifier = deps.notifier ?? createLogNotifier({ logger: createLogger({ level: 'info' }) });
   const onNotifyError = (err: unknown) => deps.onBackgroundError?.(err);
+  // Connector calls (proxy and health checks) and notification webhooks never reach link-local or cloud metadata addresses.
+  const outboundFetch = guardedFetch(pinnedFetch());
+  // What leaves the process is masked with the tenant's values first (the log masks its own lines).
+  const maskFor = async (tenantId: string) => {
+    const redactor = await redactors.forTenant(tenantId);
+    return (text: string) => redactor.redact(text);
+  };
   const notifier = config.notify && (config.notify.webhook || config.notify.smtp)
-    ? createFanoutNotifier([logNotifier, notifierFromSettings(config.notify, onNotifyError)], onNotifyError)
+    ? createFanoutNotifier([logNotifier, createMaskingNotifier(notifierFromSettings(config.notify, onNotifyError, outboundFetch), maskFor, onNotifyError)], onNotifyError)
     : logNotifier;
   const escrow = createEscrowModule({ db, authz, clock, tenants, secrets, audit, notifier });
   const system = createSystemService({
@@ -129,8 +137,6 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     audit, identifiers,
     db, repo: machineRepo, tokens, clock, oidc: createOidcVerifier({ clock, jwks: createJwksCache() }),
   });
-  // Connector calls (proxy and health checks) never reach link-local or cloud metadata addresses.
-  const outboundFetch = guardedFetch(pinnedFetch());
   const connectors = createConnectorService({
     db, tenants, secrets, values, authz, audit, clock, fetch: outboundFetch, limits: DEFAULT_PROXY_LIMITS, maxNameLength: config.limits.maxNameLength,
   });

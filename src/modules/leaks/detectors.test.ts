@@ -16,6 +16,9 @@ const jwt = (() => {
 })();
 const pem = ['-----BEGIN', 'RSA PRIVATE KEY-----'].join(' ') + `\nMIIEow${rand(60)}\n-----END RSA PRIVATE KEY-----`;
 const awsSecret = rand(38) + '/+';
+const azureKey = `${rand(86)}==`;
+/** A base64 key that happens to start with "/": not a file path. */
+const slashKey = `/${rand(42)}=`;
 
 /** [detector, text, the credential inside it]. */
 const POSITIVES: Array<[string, string, string]> = [
@@ -36,6 +39,8 @@ const POSITIVES: Array<[string, string, string]> = [
   ['slack-token', `${'xoxp-' + '98765432101-' + rand(30)}`, ''],
   ['slack-token', `${'xapp-' + '1-A0' + rand(9, upperDigits) + '-' + '4711815012345-'}${rand(64, hex)}`, ''],
   ['slack-token', `refresh: ${'xoxe-' + '1-'}${rand(140)}`, ''],
+  ['slack-token', `${'xoxc-' + '1144308666012-6053440654281-5985127682476-'}${rand(64, hex)}`, ''],
+  ['slack-token', `cookie d=${'xoxd-' + rand(8) + '1' + rand(50)}`, ''],
   ['gitlab-token', `PRIVATE-TOKEN: ${'glpat-' + rand(20)}`, ''],
   ['npm-token', `//registry.npmjs.org/:_authToken=${'npm_' + rand(36)}`, ''],
   ['openai-api-key', `${'sk-' + 'proj-'}${rand(48)}_${rand(40)}`, ''],
@@ -50,6 +55,9 @@ const POSITIVES: Array<[string, string, string]> = [
   ['jwt', `Authorization: Bearer ${jwt}`, jwt],
   ['url-basic-auth', 'https://admin:S3cr3t-Pa55@api.example.com/v1', 'S3cr3t-Pa55'],
   ['url-basic-auth', '"dsn": "postgres://app:q8Zr!2xLw@db.internal:5432/main"', 'q8Zr!2xLw'],
+  ['url-basic-auth', 'REDIS_URL=redis://:r7Kq2Wz9xPl4@cache.internal:6379/0', 'r7Kq2Wz9xPl4'],
+  ['generic-secret-assignment', `DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=${azureKey};EndpointSuffix=core.windows.net`, azureKey],
+  ['generic-secret-assignment', `{"signing_secret": "${slashKey}"}`, slashKey],
   ['generic-secret-assignment', '{"password": "Tr0ub4dor&3x"}', 'Tr0ub4dor&3x'],
   ['generic-secret-assignment', 'client_secret: 9f8e7d6cBA54xyz', '9f8e7d6cBA54xyz'],
   ['generic-secret-assignment', 'API_KEY=q7W2e9R4t6Y1', 'q7W2e9R4t6Y1'],
@@ -118,6 +126,7 @@ const NEGATIVES: Array<[string, string]> = [
   ['a JWT-shaped string whose header is not a JWT header', `${b64url({ foo: 1 })}.${b64url({ bar: 2 })}.${rand(20)}`],
   ['a dotted version or host', 'service.example.com.v1.2.3 and node-24.1.0'],
   ['identifiers under credential keys', '{"token": "refreshToken", "secret": "clientSecret", "authorization": "required"}'],
+  ['file paths under credential keys', 'secret: /run/secrets/db_password\ntoken: ./config/token.txt\napi_key: ~/.keys/api'],
 ];
 
 describe('credential detectors stay quiet on realistic non-secrets', () => {

@@ -106,8 +106,8 @@ const DETECTORS: Detector[] = [
   { name: 'stripe-key', pattern: /(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,247}(?![A-Za-z0-9_])/g, accept: regularBody(8) },
   { name: 'stripe-webhook-secret', pattern: /(?<![A-Za-z0-9_])whsec_[A-Za-z0-9+/=]{20,128}(?![A-Za-z0-9_])/g, accept: regularBody(6) },
   { name: 'github-token', pattern: /(?<![A-Za-z0-9_])(?:gh[posur]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,244})(?![A-Za-z0-9_])/g, accept: regularBody(4) },
-  // Bot, user, app-level (xapp-), refresh (xoxe-) and legacy tokens.
-  { name: 'slack-token', pattern: /(?<![A-Za-z0-9_])(?:xox[abeprs]|xapp)-[A-Za-z0-9-]{10,250}/g, accept: (m) => (/\d/.test(m[0].slice(5)) ? regularBody(5)(m) : null) },
+  // Bot, user, app-level (xapp-), refresh (xoxe-), browser session (xoxc- with its xoxd- cookie) and legacy tokens.
+  { name: 'slack-token', pattern: /(?<![A-Za-z0-9_])(?:xox[abcdeprs]|xapp)-[A-Za-z0-9-]{10,250}/g, accept: (m) => (/\d/.test(m[0].slice(5)) ? regularBody(5)(m) : null) },
   { name: 'slack-webhook', pattern: /https:\/\/hooks\.slack\.com\/services\/[A-Za-z0-9_]{6,20}\/[A-Za-z0-9_]{6,20}\/[A-Za-z0-9_]{16,64}/g, accept: regularBody(33) },
   { name: 'gitlab-token', pattern: /(?<![A-Za-z0-9_-])glpat-[A-Za-z0-9_-]{20,64}(?![A-Za-z0-9_-])/g, accept: regularBody(6) },
   { name: 'npm-token', pattern: /(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])/g, accept: regularBody(4) },
@@ -123,9 +123,10 @@ const DETECTORS: Detector[] = [
     accept: (m) => (jsonHeader(m[0].slice(0, m[0].indexOf('.'))) ? whole(m) : null),
   },
   {
-    // scheme://user:password@host — the password span is reported; references and placeholders pass.
+    // scheme://user:password@host (the user may be empty: redis://:password@host) — the password span is
+    // reported; references and placeholders pass.
     name: 'url-basic-auth',
-    pattern: /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,20}:\/\/[^\s:@/?#"'<>]{1,256}:([^\s@/?#"'<>]{1,256})@[A-Za-z0-9[\]._-]/g,
+    pattern: /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,20}:\/\/[^\s:@/?#"'<>]{0,256}:([^\s@/?#"'<>]{1,256})@[A-Za-z0-9[\]._-]/g,
     accept: (m) => {
       const password = m[1]!;
       if (isPlaceholder(password) || password.length < 3) return null;
@@ -135,15 +136,18 @@ const DETECTORS: Detector[] = [
 ];
 
 /** Key names that say their value is a credential (JSON, YAML, env files, headers, query strings). */
-const CREDENTIAL_KEY = /(?:passw(?:or)?d|^pwd$|_pwd$|secret|token|api[-_.]?key|apikey|client[-_.]?secret|authorization|auth[-_.]?key|access[-_.]?key|private[-_.]?key|credentials?$)/i;
+const CREDENTIAL_KEY = /(?:passw(?:or)?d|^pwd$|_pwd$|secret|token|api[-_.]?key|apikey|client[-_.]?secret|authorization|auth[-_.]?key|access[-_.]?key|account[-_.]?key|private[-_.]?key|credentials?$)/i;
 /** Keys that name, point at or describe a credential rather than hold one. */
 const DESCRIPTIVE_KEY = /(?:name|names|id|ids|ref|reference|url|uri|endpoint|path|file|type|ttl|expiry|expires(?:_?at|_?in)?|length|policy|field|header|env|count|hint|label|description|version|format|kind|location)$/i;
 const KEY_VALUE = /(?<![A-Za-z0-9_.-])(["']?)([A-Za-z_][A-Za-z0-9_.-]{0,63})\1[ \t]*[:=][ \t]*(?:"((?:[^"\\\n]|\\.){0,1024})"|'([^'\n]{0,1024})'|([^\s"',;&}{\]]{1,1024}(?:[ \t]+[^\s"',;&}{\]]{1,1024})?))/g;
 
-/** A value shaped like a word, a name or a number, not like a generated credential. */
+/**
+ * A value shaped like a word, a name, a number, a URL or a file path, not like a generated credential. A path
+ * holds no "+" or "=": base64 keys start with "/" one time in 64 and mostly carry one of them.
+ */
 function looksLikeText(v: string): boolean {
   return /^[a-z]+(?:[-_. ][a-z]+)*$/.test(v) || /^[A-Za-z]+$/.test(v) || /^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$/.test(v) ||
-    /^[a-z]+(?:[A-Z][a-z]+)+$/.test(v) || /^[0-9.:-]+$/.test(v) || /^[a-z][a-z0-9+.-]*:\/\//i.test(v) || /^(?:\/|\.\/|~\/)/.test(v);
+    /^[a-z]+(?:[A-Z][a-z]+)+$/.test(v) || /^[0-9.:-]+$/.test(v) || /^[a-z][a-z0-9+.-]*:\/\//i.test(v) || /^(?:\/|\.\/|~\/)[^+=]*$/.test(v);
 }
 
 /** The generic rule's thresholds (docs/redaction.md): long enough, varied enough, not a word or a reference. */

@@ -1,12 +1,20 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startSmtpServer } from '../../../test/fixtures/smtp-server.ts';
+import { guardedFetch } from '../connectors/address-guard.ts';
+import { pinnedFetch } from '../connectors/pinned-fetch.ts';
+import { notifierFromSettings } from './channels.ts';
 import { createFanoutNotifier } from './fanout.ts';
 import type { Notification } from './notifier.ts';
 import { createSmtpNotifier, sendMail } from './smtp/index.ts';
-import { createWebhookNotifier, signNotification, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook/index.ts';
+import { createWebhookNotifier, DELIVERY_HEADER, signNotification, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook/index.ts';
 
 const note: Notification = {
   type: 'rotation.rolled-back', tenantId: 't1', severity: 'alert', recipients: [{ kind: 'email', id: 'ops@example.com' }, { kind: 'user', id: 'u1' }],
@@ -14,9 +22,19 @@ const note: Notification = {
 };
 
 let smtp: Awaited<ReturnType<typeof startSmtpServer>>;
+/** A relay that offers STARTTLS with a certificate for 127.0.0.1 made for this run. */
+let tlsSmtp: Awaited<ReturnType<typeof startSmtpServer>>;
+let ca: Buffer;
+let certDir: string;
 let hook: { url: string; received: Array<{ headers: IncomingHttpHeaders; body: string }>; status: number[]; close(): Promise<void> };
 before(async () => {
   smtp = await startSmtpServer({ user: 'keyhold', pass: 'relay-pass' });
+  certDir = await mkdtemp(join(tmpdir(), 'keyhold-smtp-'));
+  const [cert, key] = [join(certDir, 'cert.pem'), join(certDir, 'key.pem')];
+  await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+    '-subj', '/CN=keyhold-smtp-test', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert]);
+  ca = await readFile(cert);
+  tlsSmtp = await startSmtpServer({ user: 'keyhold', pass: 'relay-pass', tls: { cert: ca, key: await readFile(key) } });
   const received: Array<{ headers: IncomingHttpHeaders; body: string }> = [];
   const status: number[] = [];
   const server = createServer((req, res) => {
@@ -32,6 +50,8 @@ before(async () => {
 });
 after(async () => {
   await smtp.close();
+  await tlsSmtp.close();
+  await rm(certDir, { recursive: true, force: true });
   await hook.close();
 });
 
@@ -46,11 +66,36 @@ test('SMTP: a notification is mailed to its e-mail recipients with AUTH PLAIN, a
   assert.match(mail.data, /Connector b: HTTP 401/, 'the body after a lone "." line arrived whole');
 });
 
+test('SMTP: a bare CR or LF in the body or a header never reaches the relay, so no "<CR>.<CR><LF>" can end the message early', async () => {
+  const n = createSmtpNotifier({ host: '127.0.0.1', port: smtp.port, from: 'keyhold@example.com' });
+  await n.notify({ ...note, subject: 'cr\ronly', body: 'Justification: x\r.\r\nMAIL FROM:<evil@example.com>\rsecond\nthird' });
+  const mail = smtp.received.at(-1)!;
+  assert.ok(!mail.data.includes('\r'), 'every line break went out as CRLF');
+  assert.match(mail.data, /^\.\nMAIL FROM:<evil@example\.com>\nsecond\nthird$/m, 'the lone dot was dot-stuffed (the relay un-stuffs it) and the rest is body');
+  assert.match(mail.data, /^Subject: \[Keyhold\] cr only$/m);
+});
+
 test('SMTP: wrong credentials and non-addresses fail with a message that names no credential', async () => {
   await assert.rejects(sendMail({ host: '127.0.0.1', port: smtp.port, username: 'keyhold', password: 'wrong-pass' }, { from: 'a@example.com', to: ['b@example.com'], subject: 's', text: 't' }),
     (err: Error) => /AUTH refused \(535\)/.test(err.message) && !err.message.includes('wrong-pass'));
   await assert.rejects(sendMail({ host: '127.0.0.1', port: smtp.port }, { from: 'a@example.com', to: ['b@example.com>\r\nRCPT TO:<c@example.com'], subject: 's', text: 't' }), /not a plain e-mail address/);
-  await assert.rejects(sendMail({ host: 'smtp.example.com', port: 25, username: 'u', password: 'p' }, { from: 'a@example.com', to: ['b@example.com'], subject: 's', text: 't' }), /without TLS/);
+  await assert.rejects(sendMail({ host: 'smtp.example.com', port: 25, starttls: 'off', username: 'u', password: 'p' }, { from: 'a@example.com', to: ['b@example.com'], subject: 's', text: 't' }), /without TLS/);
+});
+
+test('SMTP: a relay that offers STARTTLS gets the credentials and the message only over TLS', async () => {
+  const n = createSmtpNotifier({ host: '127.0.0.1', port: tlsSmtp.port, ca, username: 'keyhold', password: 'relay-pass', from: 'keyhold@example.com', starttls: 'required' });
+  await n.notify(note);
+  assert.deepEqual(tlsSmtp.auths, [{ user: 'keyhold', tls: true }]);
+  assert.deepEqual([tlsSmtp.received.at(-1)?.tls, tlsSmtp.received.at(-1)?.auth], [true, 'keyhold']);
+});
+
+test('SMTP: with STARTTLS required, a relay that does not offer it or whose certificate does not verify never sees the credentials', async () => {
+  const opts = { host: '127.0.0.1', username: 'keyhold', password: 'relay-pass', starttls: 'required' } as const;
+  const mail = { from: 'a@example.com', to: ['b@example.com'], subject: 's', text: 't' };
+  await assert.rejects(sendMail({ ...opts, port: smtp.port }, mail), /does not offer STARTTLS/);
+  const before = tlsSmtp.auths.length;
+  await assert.rejects(sendMail({ ...opts, port: tlsSmtp.port }, mail), /self-signed|certificate/i, 'no CA given: the relay is not trusted');
+  assert.equal(tlsSmtp.auths.length, before);
 });
 
 test('SMTP: a temporary failure is retried', async () => {
@@ -88,6 +133,37 @@ test('webhook: 5xx is retried with backoff, a 4xx is not, and a failure is repor
   assert.equal(errors.length, 1);
   assert.doesNotMatch(String((errors as Error[])[0]?.message), /127\.0\.0\.1/, 'the URL is not in the message');
   assert.throws(() => createWebhookNotifier({ url: 'http://example.com/hook', secret: 'a-webhook-secret-of-32-characters' }), /https/);
+});
+
+test('webhook: a metadata or link-local address is refused, and the server sends through the guarded fetch that refuses names resolving to one', async () => {
+  for (const url of ['https://169.254.169.254/latest', 'https://[fe80::1]/', 'https://metadata.google.internal/x', 'https://[::ffff:169.254.169.254]/']) {
+    assert.throws(() => createWebhookNotifier({ url, secret: 'a-webhook-secret-of-32-characters' }), /link-local or cloud metadata/, url);
+  }
+  const used: string[] = [];
+  const errors: unknown[] = [];
+  const guarded = guardedFetch(pinnedFetch());
+  const n = notifierFromSettings({ webhook: { url: hook.url, secret: 'a-webhook-secret-of-32-characters' }, smtp: null }, (e) => errors.push(e), (async (input: string | URL, init?: RequestInit) => {
+    used.push(String(input));
+    return guarded(input, init);
+  }) as typeof fetch);
+  const start = hook.received.length;
+  await n.notify(note);
+  assert.deepEqual([used, errors, hook.received.length - start], [[hook.url], [], 1], 'delivered through the guarded fetch');
+});
+
+test('webhook: every delivery has an id, the same on each retry and signed with the body, so a receiver can drop duplicates and replays', async () => {
+  const n = createWebhookNotifier({ url: hook.url, secret: 'a-webhook-secret-of-32-characters', baseDelayMs: 1 });
+  const start = hook.received.length;
+  hook.status.push(503);
+  await n.notify(note);
+  await n.notify(note);
+  const got = hook.received.slice(start);
+  assert.equal(got.length, 3);
+  const ids = got.map((g) => JSON.parse(g.body).id as string);
+  assert.match(ids[0]!, /^[0-9a-f-]{36}$/);
+  assert.deepEqual(got.map((g) => g.headers[DELIVERY_HEADER]), ids, 'the header repeats the signed id');
+  assert.equal(ids[0], ids[1], 'a retry is the same delivery');
+  assert.notEqual(ids[1], ids[2], 'another notification is another delivery');
 });
 
 test('webhook: a receiver that never answers times out instead of hanging the caller', async () => {

@@ -1,12 +1,17 @@
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { isLoopbackHost } from '../../../platform/addresses.ts';
 
 export interface SmtpOptions {
   host: string;
   port: number;
-  /** Implicit TLS (port 465). */
+  /** Implicit TLS (smtps, port 465). */
   secure?: boolean;
+  /**
+   * STARTTLS on a plain connection: `required` (a relay that does not offer it, or whose certificate does
+   * not verify, gets nothing), `if-offered`, or `off`. Default: required, except to a loopback relay.
+   */
+  starttls?: 'required' | 'if-offered' | 'off';
   username?: string | null;
   password?: string | null;
   /** The name given in EHLO. */
@@ -29,7 +34,7 @@ const ADDRESS = /^[^\s@<>(),;:"]+@[^\s@<>(),;:"]+$/;
 /** A header value on one line: CR and LF would let text inject headers or end the message. */
 const oneLine = (s: string) => s.replace(/[\r\n]+/g, ' ');
 
-/** Reads SMTP replies (multi-line `250-...` then `250 ...`) from a socket, one at a time. */
+/** Reads SMTP replies (multi-line `250-...` then `250 ...`) from a socket, one at a time; `detach` stops it (before STARTTLS). */
 function replies(socket: Socket) {
   let buffer = '';
   let lines: string[] = [];
@@ -37,7 +42,7 @@ function replies(socket: Socket) {
   const waiting: Array<{ resolve: (r: { code: number; text: string }) => void; reject: (e: Error) => void }> = [];
   let failed: Error | null = null;
   socket.setEncoding('utf8');
-  socket.on('data', (chunk: string) => {
+  const onData = (chunk: string) => {
     buffer += chunk;
     for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
       const line = buffer.slice(0, nl).replace(/\r$/, '');
@@ -52,38 +57,51 @@ function replies(socket: Socket) {
       }
     }
     if (buffer.length > 65_536) socket.destroy(new Error('SMTP reply line too long'));
-  });
+  };
   const fail = (err: Error) => {
     failed = err;
     for (const w of waiting.splice(0)) w.reject(err);
   };
+  const onClose = () => fail(failed ?? new Error('SMTP connection closed'));
+  socket.on('data', onData);
   socket.on('error', fail);
-  socket.on('close', () => fail(failed ?? new Error('SMTP connection closed')));
-  return (): Promise<{ code: number; text: string }> => {
-    const r = ready.shift();
-    if (r) return Promise.resolve(r);
-    if (failed) return Promise.reject(failed);
-    return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+  socket.on('close', onClose);
+  return {
+    next(): Promise<{ code: number; text: string }> {
+      const r = ready.shift();
+      if (r) return Promise.resolve(r);
+      if (failed) return Promise.reject(failed);
+      return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+    },
+    /** Stops reading; true if the relay sent anything not yet read (text pipelined before a TLS upgrade is not trusted). */
+    detach(): boolean {
+      socket.off('data', onData);
+      socket.off('error', fail);
+      socket.off('close', onClose);
+      return buffer.length > 0 || ready.length > 0;
+    },
   };
 }
 
 /**
- * Sends one message: EHLO, AUTH PLAIN when credentials are given (only over TLS or to
- * loopback), MAIL FROM, RCPT TO per recipient, DATA (dot-stuffed), QUIT. No dependency beyond
- * node:net / node:tls. Throws with the failing command and reply code, never the credentials.
+ * Sends one message: EHLO, STARTTLS (see `starttls`) and EHLO again, AUTH PLAIN when credentials are
+ * given (only over TLS or to loopback), MAIL FROM, RCPT TO per recipient, DATA (dot-stuffed), QUIT.
+ * No dependency beyond node:net / node:tls. Throws with the failing command and reply code, never
+ * the credentials.
  */
 export async function sendMail(opts: SmtpOptions, mail: Mail): Promise<void> {
   for (const a of [mail.from, ...mail.to]) if (!ADDRESS.test(a)) throw new Error('SMTP: an address is not a plain e-mail address');
   if (mail.to.length === 0) throw new Error('SMTP: no recipients');
   const loopback = isLoopbackHost(opts.host);
-  if (opts.username && !opts.secure && !loopback) throw new Error('SMTP: refusing to send credentials without TLS to a non-loopback relay');
-  const socket: Socket = opts.secure
-    ? tlsConnect({ host: opts.host, port: opts.port, servername: opts.host, ...(opts.ca ? { ca: opts.ca } : {}) })
-    : netConnect({ host: opts.host, port: opts.port });
-  socket.setTimeout(opts.timeoutMs ?? 10_000, () => socket.destroy(new Error('SMTP timed out')));
-  const next = replies(socket);
+  const starttls = opts.secure ? 'off' : (opts.starttls ?? (loopback ? 'if-offered' : 'required'));
+  if (opts.username && !opts.secure && starttls === 'off' && !loopback) throw new Error('SMTP: refusing to send credentials without TLS to a non-loopback relay');
+  const tlsOptions = { host: opts.host, ...(isIP(opts.host) ? {} : { servername: opts.host }), ...(opts.ca ? { ca: opts.ca } : {}) };
+  let socket: Socket = opts.secure ? tlsConnect({ ...tlsOptions, port: opts.port }) : netConnect({ host: opts.host, port: opts.port });
+  const arm = (s: Socket) => s.setTimeout(opts.timeoutMs ?? 10_000, () => s.destroy(new Error('SMTP timed out')));
+  arm(socket);
+  let reader = replies(socket);
   const expect = async (what: string, ok: number[]) => {
-    const r = await next();
+    const r = await reader.next();
     if (!ok.includes(r.code)) throw new Error(`SMTP ${what} refused (${r.code})`);
     return r;
   };
@@ -91,8 +109,29 @@ export async function sendMail(opts: SmtpOptions, mail: Mail): Promise<void> {
   try {
     await expect('greeting', [220]);
     send(`EHLO ${opts.clientName ?? 'keyhold'}`);
-    await expect('EHLO', [250]);
+    const ehlo = await expect('EHLO', [250]);
+    let encrypted = opts.secure === true;
+    const offered = /^STARTTLS$/im.test(ehlo.text);
+    if (!encrypted && (starttls === 'required' || (starttls === 'if-offered' && offered))) {
+      if (!offered) throw new Error('SMTP: the relay does not offer STARTTLS (set tls=none to send in plain text)');
+      send('STARTTLS');
+      await expect('STARTTLS', [220]);
+      if (reader.detach()) throw new Error('SMTP: the relay sent data before the TLS handshake');
+      const plain = socket;
+      socket = await new Promise<Socket>((resolve, reject) => {
+        const secured = tlsConnect({ ...tlsOptions, socket: plain }, () => resolve(secured));
+        secured.once('error', reject);
+      });
+      plain.setTimeout(0);
+      arm(socket);
+      reader = replies(socket);
+      encrypted = true;
+      // What the relay said before the handshake is forgotten (RFC 3207 §4.2): greet it again.
+      send(`EHLO ${opts.clientName ?? 'keyhold'}`);
+      await expect('EHLO', [250]);
+    }
     if (opts.username) {
+      if (!encrypted && !loopback) throw new Error('SMTP: refusing to send credentials without TLS to a non-loopback relay');
       send(`AUTH PLAIN ${Buffer.from(`\u0000${opts.username}\u0000${opts.password ?? ''}`).toString('base64')}`);
       await expect('AUTH', [235]);
     }
@@ -110,12 +149,14 @@ export async function sendMail(opts: SmtpOptions, mail: Mail): Promise<void> {
       'Content-Transfer-Encoding': '8bit', ...mail.headers,
     };
     const head = Object.entries(headers).map(([k, v]) => `${oneLine(k)}: ${oneLine(v)}`).join('\r\n');
-    // Dot-stuffing: a line that starts with "." gets another, so the text can never end the message early.
-    const body = mail.text.replace(/\r?\n/g, '\r\n').split('\r\n').map((l) => (l.startsWith('.') ? `.${l}` : l)).join('\r\n');
+    // Every line break becomes CRLF (a bare CR or LF is one too: relays that read "<CR>.<CR><LF>" or
+    // "<LF>.<LF>" as the end of data would otherwise take the rest as a new message, SMTP smuggling),
+    // then dot-stuffing: a line that starts with "." gets another, so the text can never end the message early.
+    const body = mail.text.split(/\r\n|\r|\n/).map((l) => (l.startsWith('.') ? `.${l}` : l)).join('\r\n');
     socket.write(`${head}\r\n\r\n${body}\r\n.\r\n`);
     await expect('message', [250]);
     send('QUIT');
-    await next().catch(() => null);
+    await reader.next().catch(() => null);
   } finally {
     socket.end();
     socket.destroy();

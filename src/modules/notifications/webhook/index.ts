@@ -1,9 +1,11 @@
-import { createHmac } from 'node:crypto';
-import { isLoopbackHost } from '../../../platform/addresses.ts';
+import { createHmac, randomUUID } from 'node:crypto';
+import { isForbiddenHost, isLoopbackHost } from '../../../platform/addresses.ts';
 import type { Notification, Notifier } from '../notifier.ts';
 
 export const SIGNATURE_HEADER = 'x-keyhold-signature';
 export const TIMESTAMP_HEADER = 'x-keyhold-timestamp';
+/** The delivery's id (also `id` in the signed body): the same on every retry, so receivers can drop duplicates and replays. */
+export const DELIVERY_HEADER = 'x-keyhold-delivery';
 
 export interface WebhookNotifierOptions {
   /** https, or http to loopback only. */
@@ -38,6 +40,7 @@ export function createWebhookNotifier(opts: WebhookNotifierOptions): Notifier {
   if (!(url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname)))) {
     throw new Error('notification webhook must be https (plain http only to loopback)');
   }
+  if (isForbiddenHost(url.hostname)) throw new Error('notification webhook must not be a link-local or cloud metadata address');
   if (Buffer.byteLength(opts.secret) < 16) throw new Error('notification webhook secret must be at least 16 bytes');
   const doFetch = opts.fetch ?? fetch;
   const attempts = opts.attempts ?? 4;
@@ -48,7 +51,9 @@ export function createWebhookNotifier(opts: WebhookNotifierOptions): Notifier {
 
   return {
     async notify(n: Notification): Promise<void> {
-      const body = JSON.stringify({ ...n, sentAt: new Date(now()).toISOString() });
+      // One id per notification, kept across retries: an attempt that timed out may still have been processed.
+      const id = randomUUID();
+      const body = JSON.stringify({ id, ...n, sentAt: new Date(now()).toISOString() });
       let last = 'not attempted';
       for (let i = 0; i < attempts; i++) {
         if (i > 0) await sleep(baseDelayMs * 4 ** (i - 1));
@@ -56,7 +61,7 @@ export function createWebhookNotifier(opts: WebhookNotifierOptions): Notifier {
         try {
           const res = await doFetch(url, {
             method: 'POST', body, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs),
-            headers: { 'content-type': 'application/json', 'user-agent': 'keyhold-notify', [TIMESTAMP_HEADER]: timestamp, [SIGNATURE_HEADER]: signNotification(opts.secret, timestamp, body) },
+            headers: { 'content-type': 'application/json', 'user-agent': 'keyhold-notify', [DELIVERY_HEADER]: id, [TIMESTAMP_HEADER]: timestamp, [SIGNATURE_HEADER]: signNotification(opts.secret, timestamp, body) },
           });
           await res.body?.cancel().catch(() => {});
           if (res.status >= 200 && res.status < 300) return;
