@@ -159,3 +159,28 @@ test('a minimum version raised elsewhere (another node\'s rewrap) is enforced he
   t.advance(TTL + 1);
   assert.equal(await code(t.keyring.openValue(binding, t.sealed.ciphertext, t.sealed.wrappedDek)), 'KEY_VERSION_RETIRED');
 });
+
+test('a rewrapper whose KEK a concurrent rewrap retired after the key state was read goes on from the new state, not KEY_VERSION_RETIRED', async () => {
+  const t = await setup();
+  t.rotate(); // version 2 current, 1 still usable
+  const held = gate();
+  t.holdState(held.wait);
+  const loading = t.keyring.rewrapperFor(TENANT); // reads {current 2, min 1}, and is held there
+  await held.reached;
+  // Another node's rewrap commits: every data key at 2, the minimum raised, KEK 1 deleted. This process is not told.
+  t.state.min = 2;
+  t.forgetKek(1);
+  held.open();
+  const rewrap = await loading;
+  const at2 = (await t.keyring.sealerFor(TENANT))(binding, Buffer.from('sk_live_0123456789abcdef'));
+  assert.equal(rewrap(binding, at2.wrappedDek), null, 'a key at the current version stays');
+  // A data key still under the retired version has no newer copy to come from: that is still refused.
+  assert.throws(() => rewrap(binding, t.sealed.wrappedDek), { code: 'KEY_VERSION_RETIRED' });
+});
+
+test('a KEK missing although the minimum version never moved is not a race: the rewrapper is refused with KEY_VERSION_RETIRED', async () => {
+  const t = await setup();
+  t.rotate();
+  t.forgetKek(1);
+  assert.equal(await code(t.keyring.rewrapperFor(TENANT)), 'KEY_VERSION_RETIRED');
+});

@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { fail } from '../errors/index.ts';
+import { fail, isKeyholdError } from '../errors/index.ts';
 import { randomKey, wipe } from './bytes.ts';
 import { aeadOpenPrepared, headerAndAad, toKeyObject } from './aead.ts';
 import { kekVersionOf, rewrapDek, sealValue, unwrapDek, valueAad, type SealedValue, type VersionBinding } from './envelope.ts';
@@ -203,9 +203,24 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
     },
 
     async rewrapperFor(tenantId) {
-      const { current, min } = await state(tenantId);
-      const usable = new Map<number, KeyObject>();
-      for (let v = min; v <= current; v++) usable.set(v, await kek(tenantId, v));
+      let { current, min } = await state(tenantId);
+      let usable: Map<number, KeyObject>;
+      for (;;) {
+        try {
+          usable = new Map();
+          for (let v = min; v <= current; v++) usable.set(v, await kek(tenantId, v));
+          break;
+        } catch (err) {
+          if (!isKeyholdError(err) || err.code !== 'KEY_VERSION_RETIRED') throw err;
+          // Counted usable by the state read, yet gone: a rewrap (here or on another node) retired it
+          // since, raising the minimum in the same commit. Go on from the state as it is now. Gone while
+          // the minimum stayed put, it was not retired but lost: that stays an error.
+          const now = (await store.loadState(tenantId)) ?? fail('TENANT_NOT_FOUND', 'tenant not found');
+          if (now.min <= min) throw err;
+          states.delete(tenantId);
+          ({ current, min } = now);
+        }
+      }
       const to = usable.get(current)!;
       return (binding, wrappedDek) => {
         const from = kekVersionOf(wrappedDek);

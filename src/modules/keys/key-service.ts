@@ -90,12 +90,15 @@ export function createKeyService(deps: {
       let batches = 0;
       try {
         for (;;) {
+          // The keys before the rows: a row read first could be moved by a concurrent rewrap, which
+          // then retires the KEK it was under, so the keys loaded after it would no longer open it.
+          // Loaded first, they open every row the batch reads; a row that moved meanwhile fails its guard.
+          const rewrap = await keyring.rewrapperFor(ctx.tenantId);
           const rows = await db.selectFrom('secret_versions')
             .select(['id', 'secret_id', 'environment_id', 'version', 'wrapped_dek', 'kek_version'])
             .where('tenant_id', '=', ctx.tenantId).where('kek_version', '<', state.current).where('wrapped_dek', 'is not', null)
             .limit(batchSize).execute();
           if (rows.length === 0) break;
-          const rewrap = await keyring.rewrapperFor(ctx.tenantId);
           // Each batch commits with its own event, so the log accounts for every data key that moved.
           rewrapped += await db.transaction().execute(async (trx) => {
             let moved = 0;

@@ -9,6 +9,7 @@ import type { TenantContext } from '../shared/context.ts';
 import type { SealedRowCache } from './sealed-row-cache.ts';
 import { createSecretRepository } from './secret-repository.ts';
 import { withCurrentKek } from '../keys/current-kek.ts';
+import { openVersion } from './open-version.ts';
 
 /** The secret and environment a pending version belongs to (already resolved and authorized by the caller). */
 export interface PendingTarget {
@@ -84,11 +85,11 @@ export function createPendingVersions(deps: {
 
     /** Decrypts one version for the rotation's own use (the rotator restores or tests with it). */
     async open(ctx: TenantContext, t: PendingTarget, version: number): Promise<string> {
-      const row = await createSecretRepository(db).findVersion(ctx.tenantId, t.secretId, t.environmentId, version);
-      if (!row) fail('VERSION_NOT_FOUND', `secret "${t.name}" has no version ${version} in ${t.environment}`);
-      if (row.destroyed_at !== null || !row.ciphertext || !row.wrapped_dek) fail('VERSION_DESTROYED', `version ${version} was destroyed`);
+      const find = () => createSecretRepository(db).findVersion(ctx.tenantId, t.secretId, t.environmentId, version);
+      const row = (await find()) ?? fail('VERSION_NOT_FOUND', `secret "${t.name}" has no version ${version} in ${t.environment}`);
       const binding = { tenantId: ctx.tenantId, environmentId: t.environmentId, secretId: t.secretId, version };
-      return (await keyring.openValue(binding, row.ciphertext, row.wrapped_dek)).toString('utf8');
+      // Read again if a rewrap retired its KEK meanwhile (open-version.ts).
+      return (await openVersion(keyring, binding, row, find)).toString('utf8');
     },
 
     /** The label pointers now (null when the secret has never had a value here). */

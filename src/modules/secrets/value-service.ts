@@ -15,6 +15,7 @@ import type { RevealedValue, VersionInfo, VersionLabel } from './types.ts';
 import type { VersionBinding } from '../../crypto/envelope.ts';
 import { createReadViews } from './read-views.ts';
 import { withCurrentKek } from '../keys/current-kek.ts';
+import { openVersion, sealedParts, type SealedVersion } from './open-version.ts';
 
 type ReadAction = 'use' | 'reveal';
 export interface ReadOptions {
@@ -56,22 +57,22 @@ export function createValueService(deps: {
   const repo = createSecretRepository(db);
   const views = createReadViews();
 
-  type SealedVersion = { version: number; ciphertext: Uint8Array | null; wrapped_dek: Uint8Array | null; destroyed_at: number | null };
-
-  function sealedParts(row: SealedVersion): { ciphertext: Uint8Array; wrappedDek: Uint8Array } {
-    if (row.destroyed_at !== null || !row.ciphertext || !row.wrapped_dek) fail('VERSION_DESTROYED', `version ${row.version} was destroyed`);
-    return { ciphertext: row.ciphertext, wrappedDek: row.wrapped_dek };
-  }
-
   /** The plaintext at once when its data key is cached; undefined otherwise (then `decrypt`). */
   function decryptCached(binding: VersionBinding, row: SealedVersion): string | undefined {
     const { ciphertext, wrappedDek } = sealedParts(row);
     return keyring.openCached(binding, ciphertext, wrappedDek)?.toString('utf8');
   }
 
-  async function decrypt(binding: VersionBinding, row: SealedVersion): Promise<string> {
-    const { ciphertext, wrappedDek } = sealedParts(row);
-    return (await keyring.openValue(binding, ciphertext, wrappedDek)).toString('utf8');
+  /**
+   * Decrypts a version. If a rewrap retired the KEK of the copy in hand (open-version.ts), the row is
+   * read again and the secret's cached rows are forgotten: the cached copy would fail every read.
+   */
+  async function decrypt(binding: VersionBinding, name: string, row: SealedVersion): Promise<string> {
+    const reload = () => {
+      rows.forgetSecret(binding.tenantId, name);
+      return repo.findVersion(binding.tenantId, binding.secretId, binding.environmentId, binding.version);
+    };
+    return (await openVersion(keyring, binding, row, reload)).toString('utf8');
   }
 
   /** The value leaves only once its use/reveal event is durable (fail closed). */
@@ -150,7 +151,7 @@ export function createValueService(deps: {
           return secrets.refused(ctx, action, view.resource, err);
         }
         try {
-          value = await decrypt(view.binding, row);
+          value = await decrypt(view.binding, name, row);
         } catch (err) {
           return readFailed(ctx, action, { secretId: row.secret_id, name, environment, version: row.version }, err, opts.auditContext);
         }
@@ -172,7 +173,7 @@ export function createValueService(deps: {
     if (!row) return readFailed(ctx, action, at, new KeyholdError('VERSION_NOT_FOUND', `secret "${name}" has no version ${opts.version} in ${environment}`), opts.auditContext);
     let value: string;
     try {
-      value = await decrypt({ tenantId: ctx.tenantId, environmentId: env.id, secretId: secret.id, version: row.version }, row);
+      value = await decrypt({ tenantId: ctx.tenantId, environmentId: env.id, secretId: secret.id, version: row.version }, name, row);
     } catch (err) {
       return readFailed(ctx, action, at, err, opts.auditContext);
     }
