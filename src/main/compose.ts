@@ -100,12 +100,14 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     macKey: () => macKeys.current()?.key ?? null, identifiers,
   });
   const grants = createGrantService({ db, authz, tenants, clock, audit });
-  const policies = createPolicyService({ db, engine, authz, clock, audit });
   const secrets = createSecretService({ db, tenants, authz, clock, keyring, rows, audit, identifiers, maxNameLength: config.limits.maxNameLength });
   // Values this process has seen, for masking its own log lines (the server's logger filters through it).
   const knownValues = deps.knownValues ?? createKnownValues();
   seal.onSeal(() => knownValues.clear());
   const redactors = createTenantRedactors({ db, keyring, clock, seal, known: knownValues });
+  // Text people type (justifications, comments) is stored, audited and sent with the tenant's values masked out.
+  const maskText = async (tenantId: string, text: string) => (text === '' ? text : (await redactors.forTenant(tenantId)).redact(text));
+  const policies = createPolicyService({ db, engine, authz, clock, audit, maskText });
   // A write here rebuilds the tenant's redactor on next use, so a new value is masked at once (other nodes: within its ttl).
   const values = trackKnownValues(createValueService({
     db, keyring, tenants, secrets, authz, rows, audit, clock, maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
@@ -126,7 +128,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const notifier = config.notify && (config.notify.webhook || config.notify.smtp)
     ? createFanoutNotifier([logNotifier, createMaskingNotifier(notifierFromSettings(config.notify, onNotifyError, outboundFetch), maskFor, onNotifyError)], onNotifyError)
     : logNotifier;
-  const escrow = createEscrowModule({ db, authz, clock, tenants, secrets, audit, notifier });
+  const escrow = createEscrowModule({ db, authz, clock, tenants, secrets, audit, notifier, maskText });
   const system = createSystemService({
     db, seal, tenants, tokens, audit, dataDir: config.dataDir, auditAppendOnly: storage.auditAppendOnly.guarantee, auditTampered: () => checkpoints.tampered(),
   });

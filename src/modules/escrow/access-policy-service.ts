@@ -33,6 +33,7 @@ export async function currentAccessPolicy(db: Executor, tenantId: string): Promi
  */
 export function createAccessPolicyService(deps: {
   db: Kysely<Database>; authz: Authorizer; clock: Clock; tenants: Pick<TenantService, 'environment'>; audit: Pick<AuditLog, 'appendInTx'>;
+  maskText(tenantId: string, text: string): Promise<string>;
 }) {
   const { db, authz, clock, tenants, audit } = deps;
   const admin = (ctx: TenantContext) => authz.require(ctx, 'admin', { type: 'tenant' });
@@ -117,7 +118,7 @@ export function createAccessPolicyService(deps: {
 
     async put(ctx: TenantContext, input: { document: unknown; comment?: string }): Promise<AccessPolicyVersion> {
       await admin(ctx);
-      return apply(ctx, await check(ctx.tenantId, input.document), input.comment ?? '');
+      return apply(ctx, await check(ctx.tenantId, input.document), await deps.maskText(ctx.tenantId, input.comment ?? ''));
     },
 
     /** Re-applies an older version as a new one (checked again: its users or environments may be gone). */

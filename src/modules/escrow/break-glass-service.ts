@@ -105,8 +105,9 @@ export function createBreakGlassService(deps: EscrowDeps & { requests: Pick<Requ
 
     /** Completes a review: someone other than the person who broke the glass, allowed to approve its secrets (fresh factor). */
     async review(ctx: TenantContext, id: string, input: { outcome: 'justified' | 'unjustified'; comment: string }): Promise<BreakGlassReview> {
-      const comment = input.comment.trim();
-      if (comment === '' || comment.length > MAX_COMMENT) fail('VALIDATION_FAILED', `a review needs a comment of 1 to ${MAX_COMMENT} characters`);
+      const typed = input.comment.trim();
+      if (typed === '' || typed.length > MAX_COMMENT) fail('VALIDATION_FAILED', `a review needs a comment of 1 to ${MAX_COMMENT} characters`);
+      const comment = await deps.maskText(ctx.tenantId, typed);
       const { review, request } = await reviewPair(ctx, id);
       if (ctx.actor.id === request.requester_id) fail('SELF_APPROVAL', 'the person who broke the glass cannot review it');
       // A review is a person's act with a second factor (the step-up policy binds people only): never a machine's,

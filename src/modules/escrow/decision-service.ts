@@ -43,8 +43,9 @@ export function createDecisionService(deps: EscrowDeps & { requests: Pick<Reques
   }
 
   async function decide(ctx: TenantContext, id: string, decision: 'approve' | 'deny', input: { comment: string; durationSeconds?: number }): Promise<AccessRequest> {
-    const comment = input.comment.trim();
-    const { row, username } = await precheck(ctx, id, comment);
+    const typed = input.comment.trim();
+    const { row, username } = await precheck(ctx, id, typed);
+    const comment = await deps.maskText(ctx.tenantId, typed);
     const doc = (await currentAccessPolicy(db, ctx.tenantId)).doc;
     const rule = ruleOf(row);
     // Decided before the transaction, as precheck is (the authorizer reads outside it); an approval racing in meanwhile was checked as it was made.

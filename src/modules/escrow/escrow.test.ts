@@ -209,4 +209,33 @@ describeEachDialect('escrow: requests, approvals, separation of duties, expiring
     const verified = await h.services.audit.verify();
     assert.equal(verified.ok, true);
   });
+
+  test('a secret value pasted into a justification or comment is masked before it is stored, audited, shown or sent', async () => {
+    const pasted = 'stripe_webhook-production-v2-value';
+    assert.equal((await h.services.values.read(h.ctx, 'STRIPE_WEBHOOK', 'production')).value, pasted, 'a real value of the tenant');
+    const req = await h.services.escrow.requests.file(c.builder.ctx(), {
+      secrets: ['STRIPE_WEBHOOK'], environment: 'production', action: 'reveal', justification: `INC-9: the key is ${pasted}, rotate it`,
+    });
+    assert.doesNotMatch(req.justification, new RegExp(pasted));
+    await h.services.escrow.decisions.approve(c.alice.ctx(), req.id, { comment: `checked ${pasted}` });
+    await h.services.escrow.decisions.approve(c.bob.ctx(), req.id, { comment: 'ok' });
+    await h.services.escrow.requests.revoke(c.alice.ctx(), req.id, { comment: `done with ${pasted}` });
+    const glass = await h.services.escrow.breakGlass.breakGlass(c.oncall.ctx(), {
+      secrets: ['STRIPE_WEBHOOK'], environment: 'production', action: 'reveal', justification: `outage, value ${pasted} leaked`,
+    });
+    const review = (await h.services.escrow.breakGlass.listReviews(c.alice.ctx())).items.find((r) => r.requestId === glass.id)!;
+    await h.services.escrow.breakGlass.review(c.alice.ctx(), review.id, { outcome: 'justified', comment: `fine, ${pasted}` });
+    await h.services.policies.put(h.ctx, { text: '', comment: `cleanup after ${pasted}` });
+
+    const shown = JSON.stringify([await h.services.escrow.requests.show(h.ctx, req.id), await h.services.escrow.requests.show(h.ctx, glass.id)]);
+    assert.equal(shown.includes(pasted), false, 'the API shows masked text');
+    const db = h.storage.db;
+    const stored = JSON.stringify([
+      await db.selectFrom('access_requests').selectAll().execute(), await db.selectFrom('access_approvals').selectAll().execute(),
+      await db.selectFrom('access_reviews').selectAll().execute(), await db.selectFrom('tenant_policies').select(['comment']).execute(),
+      await db.selectFrom('audit_events').select(['context', 'reason', 'resource_name']).execute(),
+    ]);
+    assert.equal(stored.includes(pasted), false, 'no row and no audit event holds the value');
+    assert.equal(JSON.stringify(h.notifications.sent).includes(pasted), false, 'no notification carries it');
+  });
 });

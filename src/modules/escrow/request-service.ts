@@ -24,6 +24,11 @@ export interface EscrowDeps {
   secrets: Pick<SecretService, 'load' | 'authorize'>;
   audit: Pick<AuditLog, 'appendInTx' | 'record'>;
   notifier: Notifier;
+  /**
+   * The tenant's known values masked out of text people type (justifications, comments) before it is
+   * stored, audited or sent: a value pasted there must not reach the trail, the API or a notification.
+   */
+  maskText(tenantId: string, text: string): Promise<string>;
 }
 
 /** What a request is for, checked: the secrets exist and the caller may see them, and the one rule that covers them all. */
@@ -68,7 +73,7 @@ export async function checkTarget(deps: EscrowDeps, ctx: TenantContext, input: F
     rule = resolveRule(matched);
     secrets.push(secret);
   }
-  return { action, environment: input.environment, secrets, rule: rule!, policyVersion: version, justification };
+  return { action, environment: input.environment, secrets, rule: rule!, policyVersion: version, justification: await deps.maskText(ctx.tenantId, justification) };
 }
 
 /** The audit and notification context for transitions the server makes on its own (expiry). */
@@ -218,6 +223,7 @@ export function createRequestService(deps: EscrowDeps) {
       if (!own && !(await authz.allowed(ctx, 'admin', { type: 'tenant' }))) {
         for (const s of await secretRowsOf(db, row)) await authz.require(ctx, 'approve', secretResource(s), row.environment);
       }
+      const comment = opts.comment ? await deps.maskText(ctx.tenantId, opts.comment) : '';
       const now = clock.now();
       try {
         await db.transaction().execute(async (trx) => {
@@ -225,7 +231,7 @@ export function createRequestService(deps: EscrowDeps) {
             .where('tenant_id', '=', ctx.tenantId).where('request_id', '=', id).where('revoked_at', 'is', null).where('expires_at', '>', now).executeTakeFirst();
           if (Number(res.numUpdatedRows) === 0) fail('REQUEST_NOT_ACTIVE', 'this request has no live grant to revoke');
           await authz.bumpInTx(trx, ctx.tenantId);
-          await audit.appendInTx(trx, [requestEvent(ctx, 'access-grant.revoke', row, opts.comment ? { comment: opts.comment } : {})]);
+          await audit.appendInTx(trx, [requestEvent(ctx, 'access-grant.revoke', row, comment ? { comment } : {})]);
         });
       } finally {
         // However the commit ended: one whose answer was lost may still have revoked the grant.

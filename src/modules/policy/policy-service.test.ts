@@ -119,7 +119,7 @@ describeEachDialect('tenant policies: validated before they take effect, version
       await h.services.policies.put(h.ctx, { text: `// the other editor\n${EXAMPLE}`, cas: inForce });
     });
     const { engine, authz, audit } = h.services;
-    const editor = createPolicyService({ db: h.storage.db.withPlugin(pause), engine, authz, clock: h.clock, audit });
+    const editor = createPolicyService({ db: h.storage.db.withPlugin(pause), engine, authz, clock: h.clock, audit, maskText: async (_tenant, text) => text });
     assert.equal(await code(editor.put(h.ctx, { text: `// this editor, from ${inForce}\n${EXAMPLE}`, cas: inForce })), 'CAS_MISMATCH');
     assert.ok(pause.fired());
     const now = await h.services.policies.current(h.ctx);

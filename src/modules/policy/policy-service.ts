@@ -26,7 +26,11 @@ const MAX_POLICY_BYTES = 64 * 1024;
  * schema (beside the built-ins) before it is stored; only then does it take effect. Rollback
  * re-applies an older text as a new version, so history only grows.
  */
-export function createPolicyService(deps: { db: Kysely<Database>; engine: PolicyEngine; authz: Authorizer; clock: Clock; audit: Pick<AuditLog, 'appendInTx'> }) {
+export function createPolicyService(deps: {
+  db: Kysely<Database>; engine: PolicyEngine; authz: Authorizer; clock: Clock; audit: Pick<AuditLog, 'appendInTx'>;
+  /** The tenant's known values masked out of a version's comment (people type there; a pasted value must not be kept). */
+  maskText(tenantId: string, text: string): Promise<string>;
+}) {
   const { db, engine, authz, clock, audit } = deps;
 
   async function activeVersion(tenantId: string, executor: Executor = db): Promise<number> {
@@ -47,9 +51,10 @@ export function createPolicyService(deps: { db: Kysely<Database>; engine: Policy
   }
 
   /** `cas`: the version the caller expects in force (0: built-ins only); another one there is CAS_MISMATCH. */
-  async function apply(ctx: TenantContext, text: string, comment: string, cas?: number): Promise<PolicyVersion> {
+  async function apply(ctx: TenantContext, text: string, typed: string, cas?: number): Promise<PolicyVersion> {
     await authz.require(ctx, 'admin', { type: 'tenant' });
     check(text);
+    const comment = await deps.maskText(ctx.tenantId, typed);
     const now = clock.now();
     let version = 0;
     try {
