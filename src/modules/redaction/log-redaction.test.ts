@@ -50,12 +50,12 @@ describe("Keyhold's own log lines pass through known-value redaction", () => {
     });
   }
 
-  test('a short value matching a bare JSON number is masked without breaking the line', () => {
+  test('a short value is masked where it appears as a string or as a bare JSON number, and the line stays JSON', () => {
     const { known, logs, logger } = capturedLogger();
     known.add('48151');
-    logger.info({ pin: '48151', count: 48151 }, 'pin 48151 used');
+    logger.info({ pin: '48151', count: 48151, other: 4815 }, 'pin 48151 used');
     const line = JSON.parse(logs.lines[0]!);
-    assert.deepEqual([line.pin, line.count, line.msg], ['[REDACTED]', 48151, 'pin [REDACTED] used']);
+    assert.deepEqual([line.pin, line.count, line.other, line.msg], ['[REDACTED]', '[REDACTED]', 4815, 'pin [REDACTED] used']);
   });
 
   test('a known value that is not valid Unicode (a rejected write) neither crashes the logger nor leaks', () => {

@@ -172,6 +172,12 @@ describe('redactDeep', () => {
     assert.deepEqual(Object.values(out).sort(), [1, 2]);
   });
 
+  test('a value that is a number is masked where it comes back as a JSON number; other numbers stay numbers', () => {
+    const pin = createRedactor(['84721963']);
+    const echoed = JSON.parse('{"pin": 84721963, "digits": [84721963, 5], "amount": 12.5, "big": 1e21}');
+    assert.deepEqual(redactDeep(pin, echoed), { pin: '[REDACTED]', digits: ['[REDACTED]', 5], amount: 12.5, big: 1e21 });
+  });
+
   test('cycles do not hang; toJSON is honoured', () => {
     const a: Record<string, unknown> = { v: VALUE, when: new Date(0) };
     a.self = a;

@@ -123,6 +123,12 @@ export function redactDeepWith<T>(redact: (text: string) => string, value: T): T
   const seen = new WeakSet<object>();
   const walk = (v: unknown): unknown => {
     if (typeof v === 'string') return redact(v);
+    // A numeric value (a PIN, an account number) echoed back as a JSON number is still the value.
+    if (typeof v === 'number' || typeof v === 'bigint') {
+      const text = String(v);
+      const masked = redact(text);
+      return masked === text ? v : masked;
+    }
     if (v === null || typeof v !== 'object') return v;
     if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return walk((v as { toJSON(): unknown }).toJSON());
     if (seen.has(v)) return '[Circular]';
