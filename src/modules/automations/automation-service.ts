@@ -3,8 +3,10 @@ import { constantTimeEqual, randomToken } from '../../crypto/bytes.ts';
 import { fail, isKeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
+import { isUniqueViolation } from '../../storage/database.ts';
 import type { AutomationsTable, Database } from '../../storage/schema.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
+import { commitStaged, type StagedWrite } from '../audit/staged-write.ts';
 import { hashToken } from '../auth/token-service.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
 import { secretResource, type SecretService } from '../secrets/secret-service.ts';
@@ -39,7 +41,16 @@ export interface ConnectorDirectory {
   list(ctx: TenantContext): Promise<ConnectorSummary[]>;
 }
 
-/** Told after every change, so triggers (schedules) follow the stored definitions. */
+/** A connector an import is about to write (into `environment`): checked as if it were already there. */
+export type IncomingConnector = Pick<ConnectorSummary, 'name' | 'environment' | 'slots'>;
+
+/** What a save made: the automation and, for a new webhook trigger, its token (shown this once). */
+export interface SavedAutomation {
+  automation: Automation;
+  webhookToken: string | null;
+}
+
+/** Told after every change (once it has committed), so triggers (schedules) follow the stored definitions. */
 export type AutomationListener = (tenantId: string, automation: Automation | null, name: string) => void;
 
 /**
@@ -76,10 +87,10 @@ export function createAutomationService(deps: {
   }
 
   /** The permission check behind save, delete and manual runs (see the service comment). */
-  async function requireAuthoring(ctx: TenantContext, def: AutomationDefinition, environments: readonly string[]): Promise<void> {
+  async function requireAuthoring(ctx: TenantContext, def: AutomationDefinition, environments: readonly string[], incoming: readonly IncomingConnector[] = []): Promise<void> {
     const names = new Set(secretsReferenced(def));
     const used = new Set(connectorsReferenced(def));
-    for (const c of await connectors.list(ctx)) {
+    for (const c of await connectorsWith(ctx, incoming)) {
       if (used.has(c.name) && environments.includes(c.environment)) for (const n of Object.values(c.slots)) names.add(n);
     }
     const resources = await Promise.all([...names].map(async (n) => secretResource(await secrets.load(ctx, n))));
@@ -88,6 +99,12 @@ export function createAutomationService(deps: {
       if (def.steps.some((s) => s.type === 'script')) await authz.require(ctx, 'use', TENANT, env);
     }
     await runAs.require(ctx, def.runAs, environments);
+  }
+
+  /** The connectors the caller sees, as they will be once `incoming` (an import's) replace those of the same environment and name. */
+  async function connectorsWith(ctx: TenantContext, incoming: readonly IncomingConnector[]): Promise<IncomingConnector[]> {
+    const replaced = (c: IncomingConnector) => incoming.some((i) => i.name === c.name && i.environment === c.environment);
+    return [...(await connectors.list(ctx)).filter((c) => !replaced(c)), ...incoming];
   }
 
   /**
@@ -109,13 +126,13 @@ export function createAutomationService(deps: {
     return visible;
   }
 
-  /** Every save-time check; `alsoConnectors` are names an import is about to create. */
-  async function validated(ctx: TenantContext, def: AutomationDefinition, alsoConnectors: readonly string[] = []): Promise<void> {
+  /** Every save-time check; `incoming` are connectors an import is about to write with it. */
+  async function validated(ctx: TenantContext, def: AutomationDefinition, incoming: readonly IncomingConnector[] = []): Promise<void> {
     checkShape(def);
     const catalog = await repo.catalog(ctx.tenantId);
-    const names = new Set([...(await connectors.list(ctx)).map((c) => c.name), ...alsoConnectors]);
+    const names = new Set((await connectorsWith(ctx, incoming)).map((c) => c.name));
     checkDefinition(def, { ...catalog, secrets: await secretsVisibleTo(ctx, def, catalog.secrets), connectors: names }, detectCredentials);
-    await requireAuthoring(ctx, def, def.environments);
+    await requireAuthoring(ctx, def, def.environments, incoming);
   }
 
   const event = (ctx: TenantContext, action: string, row: Pick<AutomationsTable, 'id' | 'name' | 'revision'>) => [{
@@ -127,55 +144,85 @@ export function createAutomationService(deps: {
     for (const l of listeners) l(tenantId, automation, name);
   };
 
+  /** Every check of a create, then the create itself, staged for the caller's transaction (see StagedWrite). */
+  async function prepareCreate(ctx: TenantContext, def: AutomationDefinition, opts: { incoming?: readonly IncomingConnector[] } = {}): Promise<StagedWrite<SavedAutomation>> {
+    await validated(ctx, def, opts.incoming);
+    const now = clock.now();
+    const webhookToken = def.trigger.type === 'webhook' ? WEBHOOK_TOKEN_PREFIX + randomToken(32) : null;
+    const row: AutomationsTable = {
+      id: newId(), tenant_id: ctx.tenantId, name: def.name, definition: JSON.stringify(def), revision: 1,
+      webhook_token_hash: webhookToken ? hashToken(webhookToken) : null, created_at: now, created_by: ctx.actor.id, updated_at: now,
+    };
+    const exists = () => fail('AUTOMATION_EXISTS', `automation "${def.name}" already exists`);
+    return {
+      async write(trx) {
+        if (await repo.find(ctx.tenantId, def.name, trx)) exists();
+        try {
+          await repo.insert(row, trx);
+        } catch (err) {
+          // Created by a writer whose transaction committed after this one's read (PostgreSQL).
+          if (isUniqueViolation(err)) exists();
+          throw err;
+        }
+        return event(ctx, 'automation.create', row);
+      },
+      committed() {
+        const automation = toAutomation(row);
+        notify(ctx.tenantId, automation, def.name);
+        return { automation, webhookToken };
+      },
+    };
+  }
+
+  /** Every check of an update (`revision` must still be current), then the update itself, staged for the caller's transaction. */
+  async function prepareUpdate(ctx: TenantContext, name: string, def: AutomationDefinition, revision: number, opts: { incoming?: readonly IncomingConnector[] } = {}): Promise<StagedWrite<SavedAutomation>> {
+    if (def.name !== name) fail('VALIDATION_FAILED', 'name: an automation cannot be renamed; create a new one');
+    const current = await load(ctx, name);
+    const stale = () => fail('CAS_MISMATCH', `automation "${name}" is not at revision ${revision}; reload it and try again`);
+    // The authoring check below is of this revision, so only this revision may be replaced.
+    if (current.revision !== revision) stale();
+    const before = toAutomation(current).definition;
+    await requireAuthoring(ctx, before, before.environments);
+    await validated(ctx, def, opts.incoming);
+    const now = clock.now();
+    const becameWebhook = def.trigger.type === 'webhook' && current.webhook_token_hash === null;
+    const webhookToken = becameWebhook ? WEBHOOK_TOKEN_PREFIX + randomToken(32) : null;
+    const patch = { definition: JSON.stringify(def), updated_at: now, webhook_token_hash: def.trigger.type !== 'webhook' ? null : webhookToken ? hashToken(webhookToken) : current.webhook_token_hash };
+    const next: AutomationsTable = { ...current, ...patch, revision: revision + 1 };
+    return {
+      async write(trx) {
+        if (!(await repo.update(ctx.tenantId, current.id, revision, patch, trx))) stale();
+        return event(ctx, 'automation.update', next);
+      },
+      committed() {
+        // The row as this write left it: read back, it might already be a later writer's.
+        const automation = toAutomation(next);
+        notify(ctx.tenantId, automation, name);
+        return { automation, webhookToken };
+      },
+    };
+  }
+
   const service = {
     load,
     requireAuthoring,
-    validate: validated,
+    prepareCreate,
+    prepareUpdate,
 
     onChange(listener: AutomationListener): void {
       listeners.push(listener);
     },
 
     /** Saves a new automation; a webhook trigger gets its token, shown this once. */
-    async create(ctx: TenantContext, def: AutomationDefinition): Promise<{ automation: Automation; webhookToken: string | null }> {
-      await validated(ctx, def);
-      const now = clock.now();
-      const webhookToken = def.trigger.type === 'webhook' ? WEBHOOK_TOKEN_PREFIX + randomToken(32) : null;
-      const row: AutomationsTable = {
-        id: newId(), tenant_id: ctx.tenantId, name: def.name, definition: JSON.stringify(def), revision: 1,
-        webhook_token_hash: webhookToken ? hashToken(webhookToken) : null, created_at: now, created_by: ctx.actor.id, updated_at: now,
-      };
-      await db.transaction().execute(async (trx) => {
-        if (await repo.find(ctx.tenantId, def.name, trx)) fail('AUTOMATION_EXISTS', `automation "${def.name}" already exists`);
-        await repo.insert(row, trx);
-        await audit.appendInTx(trx, event(ctx, 'automation.create', row));
-      });
-      const automation = toAutomation(row);
-      notify(ctx.tenantId, automation, def.name);
-      return { automation, webhookToken };
+    async create(ctx: TenantContext, def: AutomationDefinition): Promise<SavedAutomation> {
+      const [saved] = await commitStaged(db, audit, [await prepareCreate(ctx, def)]);
+      return saved!;
     },
 
     /** Replaces a definition (same name) if `revision` is still current. */
-    async update(ctx: TenantContext, name: string, def: AutomationDefinition, revision: number): Promise<{ automation: Automation; webhookToken: string | null }> {
-      if (def.name !== name) fail('VALIDATION_FAILED', 'name: an automation cannot be renamed; create a new one');
-      const current = await load(ctx, name);
-      // The authoring check below is of this revision, so only this revision may be replaced.
-      if (current.revision !== revision) fail('CAS_MISMATCH', `automation "${name}" is not at revision ${revision}; reload it and try again`);
-      const before = toAutomation(current).definition;
-      await requireAuthoring(ctx, before, before.environments);
-      await validated(ctx, def);
-      const now = clock.now();
-      const becameWebhook = def.trigger.type === 'webhook' && current.webhook_token_hash === null;
-      const webhookToken = becameWebhook ? WEBHOOK_TOKEN_PREFIX + randomToken(32) : null;
-      const hash = def.trigger.type !== 'webhook' ? null : webhookToken ? hashToken(webhookToken) : current.webhook_token_hash;
-      await db.transaction().execute(async (trx) => {
-        const ok = await repo.update(ctx.tenantId, current.id, revision, { definition: JSON.stringify(def), updated_at: now, webhook_token_hash: hash }, trx);
-        if (!ok) fail('CAS_MISMATCH', `automation "${name}" is not at revision ${revision}; reload it and try again`);
-        await audit.appendInTx(trx, event(ctx, 'automation.update', { ...current, revision: revision + 1 }));
-      });
-      const automation = toAutomation((await repo.find(ctx.tenantId, name))!);
-      notify(ctx.tenantId, automation, name);
-      return { automation, webhookToken };
+    async update(ctx: TenantContext, name: string, def: AutomationDefinition, revision: number): Promise<SavedAutomation> {
+      const [saved] = await commitStaged(db, audit, [await prepareUpdate(ctx, name, def, revision)]);
+      return saved!;
     },
 
     async get(ctx: TenantContext, name: string): Promise<Automation> {

@@ -1,10 +1,14 @@
+import type { Kysely } from 'kysely';
 import { Type, type Static } from 'typebox';
 import { Value } from 'typebox/value';
 import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
+import type { Database } from '../../storage/schema.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
+import { commitStaged, type StagedWrite } from '../audit/staged-write.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
 import type { TenantContext } from '../shared/context.ts';
-import type { AutomationService } from './automation-service.ts';
+import type { AutomationService, IncomingConnector } from './automation-service.ts';
 import { DefinitionSchema, EXPORT_FORMAT, EXPORT_VERSION, type AutomationDefinition } from './types.ts';
 import { connectorsReferenced } from './validate.ts';
 
@@ -33,9 +37,8 @@ export type ExportedConnector = Static<typeof ExportedConnectorSchema>;
 /** What export/import needs of connectors: read them out of one environment, write them into another. */
 export interface ConnectorExchange {
   exportFrom(ctx: TenantContext, environment: string, names: string[]): Promise<ExportedConnector[]>;
-  /** Every check importInto would make, without writing anything. */
-  checkImport(ctx: TenantContext, environment: string, connectors: ExportedConnector[], opts: { overwrite: boolean }): Promise<void>;
-  importInto(ctx: TenantContext, environment: string, connectors: ExportedConnector[], opts: { overwrite: boolean }): Promise<string[]>;
+  /** Every check of writing `connectors` into `environment`, then those writes, staged for the import's one transaction. */
+  prepareImport(ctx: TenantContext, environment: string, connectors: ExportedConnector[], opts: { overwrite: boolean }): Promise<Array<StagedWrite<unknown>>>;
 }
 
 /**
@@ -43,8 +46,15 @@ export interface ConnectorExchange {
  * carry references only. Importing into another tenant or environment resolves the same names
  * there: every definition is checked against the target exactly as a save would be.
  */
-export function createAutomationExchange(deps: { automations: AutomationService; connectors: ConnectorExchange; authz: Pick<Authorizer, 'require'>; clock: Clock }) {
-  const { automations, connectors, authz, clock } = deps;
+export function createAutomationExchange(deps: {
+  automations: Pick<AutomationService, 'list' | 'prepareCreate' | 'prepareUpdate'>;
+  connectors: ConnectorExchange;
+  authz: Pick<Authorizer, 'require'>;
+  clock: Clock;
+  db: Kysely<Database>;
+  audit: Pick<AuditLog, 'appendInTx'>;
+}) {
+  const { automations, connectors, authz, clock, db, audit } = deps;
   return {
     /** Takes definitions out of the tenant: the `export` permission (SPEC §3), beside seeing each definition and connector. */
     async export(ctx: TenantContext, opts: { names?: string[]; environment?: string }): Promise<ExportDocument> {
@@ -61,8 +71,10 @@ export function createAutomationExchange(deps: { automations: AutomationService;
     },
 
     /**
-     * Imports a document: connectors first (into `environment`, default the document's), then each
-     * automation, created or (with `overwrite`) replaced. Checked up front so a bad document writes nothing.
+     * Imports a document: connectors (into `environment`, default the document's) and automations, created or
+     * (with `overwrite`) replaced. Every write is checked first, then all are made in one transaction with their
+     * audit events: a document refused anywhere, or a write that fails (a concurrent change, the audit log),
+     * writes nothing. Listeners (the scheduler) hear of the automations once it has committed.
      */
     async import(ctx: TenantContext, doc: unknown, opts: { overwrite?: boolean; environment?: string }): Promise<{ automations: string[]; connectors: string[] }> {
       if (!Value.Check(ExportDocumentSchema, doc)) {
@@ -78,22 +90,17 @@ export function createAutomationExchange(deps: { automations: AutomationService;
       }
       const target = opts.environment ?? doc.environment;
       if (doc.connectors.length > 0 && !target) fail('VALIDATION_FAILED', 'the document carries connectors: name the environment to import them into');
-      // Everything a write below would check is checked first, so a document refused anywhere writes nothing.
-      for (const def of doc.automations) {
-        await automations.validate(ctx, def, doc.connectors.map((c) => c.name));
-        const replaced = existing.get(def.name)?.definition;
-        if (replaced) await automations.requireAuthoring(ctx, replaced, replaced.environments);
-      }
-      if (doc.connectors.length > 0) await connectors.checkImport(ctx, target!, doc.connectors, { overwrite: opts.overwrite ?? false });
-      const importedConnectors = doc.connectors.length > 0 ? await connectors.importInto(ctx, target!, doc.connectors, { overwrite: opts.overwrite ?? false }) : [];
-      const imported: string[] = [];
+      // Each definition is checked as it will be saved: beside the document's connectors, as they will be in the target.
+      const incoming: IncomingConnector[] = doc.connectors.map((c) => ({ name: c.name, environment: target!, slots: c.slots }));
+      const staged: Array<StagedWrite<unknown>> = [];
       for (const def of doc.automations as AutomationDefinition[]) {
         const current = existing.get(def.name);
-        if (current) await automations.update(ctx, def.name, def, current.revision);
-        else await automations.create(ctx, def);
-        imported.push(def.name);
+        staged.push(current ? await automations.prepareUpdate(ctx, def.name, def, current.revision, { incoming }) : await automations.prepareCreate(ctx, def, { incoming }));
       }
-      return { automations: imported, connectors: importedConnectors };
+      // Connectors are written first, so the automations that use them never stand without them.
+      if (doc.connectors.length > 0) staged.unshift(...(await connectors.prepareImport(ctx, target!, doc.connectors, { overwrite: opts.overwrite ?? false })));
+      await commitStaged(db, audit, staged);
+      return { automations: names, connectors: doc.connectors.map((c) => c.name) };
     },
   };
 }

@@ -1,5 +1,4 @@
 import type { Kysely } from 'kysely';
-import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
@@ -11,7 +10,8 @@ import type { SecretService } from '../secrets/secret-service.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
 import { createAutomationService } from './automation-service.ts';
-import { createAutomationExchange, type ConnectorExchange, type ExportedConnector } from './exchange.ts';
+import { createConnectorExchange } from './connector-exchange.ts';
+import { createAutomationExchange } from './exchange.ts';
 import { createInventory } from './inventory.ts';
 import { createRunner, type ProxyPort, type Redactor, type RunnerLimits, type ScriptPort } from './runner.ts';
 import { createRunQueries } from './runs.ts';
@@ -19,30 +19,6 @@ import { createAutomationScheduler } from './scheduler.ts';
 import type { CredentialDetector } from './validate.ts';
 
 export { automationRoutes } from './routes.ts';
-
-/** Export/import of connectors through the connector service (its own checks apply to each). */
-function connectorExchange(connectors: ConnectorService): ConnectorExchange {
-  return {
-    async exportFrom(ctx, environment, names) {
-      return (await connectors.list(ctx, environment)).filter((c) => names.includes(c.name))
-        .map((c): ExportedConnector => ({ name: c.name, type: c.type, owner: c.owner, settings: c.settings, slots: c.slots }));
-    },
-    async checkImport(ctx, environment, list, opts) {
-      if (new Set(list.map((c) => c.name)).size !== list.length) fail('VALIDATION_FAILED', 'the document names a connector twice');
-      for (const c of list) await connectors.checkSave(ctx, environment, c, opts);
-    },
-    async importInto(ctx: TenantContext, environment, list, opts) {
-      const existing = new Map((await connectors.list(ctx, environment)).map((c) => [c.name, c]));
-      for (const c of list) if (existing.has(c.name) && !opts.overwrite) fail('CONNECTOR_EXISTS', `connector "${c.name}" already exists in ${environment} (import with overwrite to replace it)`);
-      for (const c of list) {
-        const current = existing.get(c.name);
-        if (current) await connectors.update(ctx, environment, c.name, { settings: c.settings, slots: c.slots, owner: c.owner, revision: current.revision });
-        else await connectors.create(ctx, environment, c);
-      }
-      return list.map((c) => c.name);
-    },
-  };
-}
 
 /** The run-time side of SPEC §5: automations, their runner and triggers, runs, export/import, inventory. */
 export function createAutomationModule(deps: {
@@ -78,7 +54,7 @@ export function createAutomationModule(deps: {
   return {
     automations, runner, scheduler,
     runs: createRunQueries({ db, authz }),
-    exchange: createAutomationExchange({ automations, connectors: connectorExchange(connectors), authz, clock }),
+    exchange: createAutomationExchange({ automations, connectors: createConnectorExchange(connectors), authz, clock, db, audit }),
     inventory: createInventory({ automations, connectors: directory, secrets: deps.secrets }),
   };
 }

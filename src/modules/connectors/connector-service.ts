@@ -5,6 +5,7 @@ import { newId } from '../../platform/ids.ts';
 import { isUniqueViolation } from '../../storage/database.ts';
 import type { ConnectorsTable, Database, SecretsTable } from '../../storage/schema.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
+import { commitStaged, type StagedWrite } from '../audit/staged-write.ts';
 import type { Action } from '../policy/actions.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
 import { secretResource, type SecretService } from '../secrets/secret-service.ts';
@@ -185,6 +186,54 @@ export function createConnectorService(deps: {
     return def;
   }
 
+  /** A create, every check done, staged for the caller's transaction (see StagedWrite). */
+  async function prepareCreate(ctx: TenantContext, environment: string, input: CreateConnectorInput): Promise<StagedWrite<Connector>> {
+    const { env, def } = await checkCreate(ctx, environment, input);
+    const now = clock.now();
+    const row: ConnectorsTable = {
+      id: newId(), tenant_id: ctx.tenantId, environment_id: env.id, name: input.name, type: def.type,
+      settings: JSON.stringify(def.settings), slots: JSON.stringify(def.slots), owner: input.owner,
+      created_at: now, created_by: ctx.actor.id, updated_at: now, revision: 1,
+    };
+    return {
+      async write(trx) {
+        try {
+          await createConnectorRepository(trx).insert(row);
+        } catch (err) {
+          if (isUniqueViolation(err)) fail('CONNECTOR_EXISTS', `connector "${input.name}" already exists in ${environment}`);
+          throw err;
+        }
+        return event(ctx, 'connector.create', row, environment);
+      },
+      async committed() {
+        return (await toConnectors(ctx.tenantId, [{ ...row, environment }]))[0]!;
+      },
+    };
+  }
+
+  /** An update of `row` (at `patch.revision`, default the row's), every check done, staged for the caller's transaction. */
+  async function prepareUpdate(ctx: TenantContext, row: ConnectorRow, environment: string, patch: UpdateConnectorInput): Promise<StagedWrite<Connector>> {
+    const def = await checkUpdate(ctx, row, environment, patch);
+    const expected = patch.revision ?? row.revision;
+    const next: ConnectorsTable = {
+      id: row.id, tenant_id: row.tenant_id, environment_id: row.environment_id, name: row.name, type: row.type,
+      settings: JSON.stringify(def.settings), slots: JSON.stringify(def.slots), owner: patch.owner ?? row.owner,
+      created_at: row.created_at, created_by: row.created_by, updated_at: clock.now(), revision: expected + 1,
+    };
+    const fields = (['settings', 'slots', 'owner'] as const).filter((f) => patch[f] !== undefined).join(',');
+    return {
+      async write(trx) {
+        if (!(await createConnectorRepository(trx).update(next, expected))) {
+          fail('CAS_MISMATCH', `connector "${row.name}" was changed by someone else (revision is no longer ${expected})`);
+        }
+        return event(ctx, 'connector.update', next, environment, { fields, revision: String(next.revision) });
+      },
+      async committed() {
+        return (await toConnectors(ctx.tenantId, [{ ...next, environment: row.environment }]))[0]!;
+      },
+    };
+  }
+
   /**
    * `use` on the slot secrets `resolve` would read, without reading a value: the proxy asks it before it looks at
    * a request, so a caller who may not use the connector learns nothing of it (its destination is in refusals).
@@ -208,39 +257,22 @@ export function createConnectorService(deps: {
     prepare,
 
     async create(ctx: TenantContext, environment: string, input: CreateConnectorInput): Promise<Connector> {
-      const { env, def } = await checkCreate(ctx, environment, input);
-      const now = clock.now();
-      const row: ConnectorsTable = {
-        id: newId(), tenant_id: ctx.tenantId, environment_id: env.id, name: input.name, type: def.type,
-        settings: JSON.stringify(def.settings), slots: JSON.stringify(def.slots), owner: input.owner,
-        created_at: now, created_by: ctx.actor.id, updated_at: now, revision: 1,
-      };
-      try {
-        await db.transaction().execute(async (trx) => {
-          await createConnectorRepository(trx).insert(row);
-          await audit.appendInTx(trx, event(ctx, 'connector.create', row, environment));
-        });
-      } catch (err) {
-        if (isUniqueViolation(err)) fail('CONNECTOR_EXISTS', `connector "${input.name}" already exists in ${environment}`);
-        throw err;
-      }
-      return (await toConnectors(ctx.tenantId, [{ ...row, environment }]))[0]!;
+      const [created] = await commitStaged(db, audit, [await prepareCreate(ctx, environment, input)]);
+      return created!;
     },
 
     /**
-     * Every check saving `input` would make (as an update when a connector of that name exists, seen by the
-     * caller or not; `CONNECTOR_EXISTS` unless `overwrite`), and no write: an import checks its whole document first.
+     * Saving `input` staged for the caller's transaction, after every check its create or update would make (an
+     * update when a connector of that name exists, seen by the caller or not; `CONNECTOR_EXISTS` unless `overwrite`):
+     * an import checks its whole document first, then writes it in one transaction.
      */
-    async checkSave(ctx: TenantContext, environment: string, input: CreateConnectorInput, opts: { overwrite: boolean }): Promise<void> {
+    async prepareSave(ctx: TenantContext, environment: string, input: CreateConnectorInput, opts: { overwrite: boolean }): Promise<StagedWrite<Connector>> {
       assertConnectorName(input.name, maxNameLength);
       const env = await tenants.environment(ctx.tenantId, environment);
       const row = await repo.find(ctx.tenantId, env.id, input.name);
-      if (!row) {
-        await checkCreate(ctx, environment, input);
-        return;
-      }
+      if (!row) return prepareCreate(ctx, environment, input);
       if (!opts.overwrite) fail('CONNECTOR_EXISTS', `connector "${input.name}" already exists in ${environment} (import with overwrite to replace it)`);
-      await checkUpdate(ctx, row, environment, input);
+      return prepareUpdate(ctx, row, environment, { settings: input.settings, slots: input.slots, owner: input.owner, revision: row.revision });
     },
 
     async get(ctx: TenantContext, environment: string, name: string): Promise<Connector> {
@@ -263,21 +295,8 @@ export function createConnectorService(deps: {
     /** Replaces settings and/or slots (validated as on create); `revision` guards against a concurrent change. */
     async update(ctx: TenantContext, environment: string, name: string, patch: UpdateConnectorInput): Promise<Connector> {
       const row = await load(ctx, environment, name);
-      const def = await checkUpdate(ctx, row, environment, patch);
-      const expected = patch.revision ?? row.revision;
-      const next: ConnectorsTable = {
-        id: row.id, tenant_id: row.tenant_id, environment_id: row.environment_id, name: row.name, type: row.type,
-        settings: JSON.stringify(def.settings), slots: JSON.stringify(def.slots), owner: patch.owner ?? row.owner,
-        created_at: row.created_at, created_by: row.created_by, updated_at: clock.now(), revision: expected + 1,
-      };
-      const fields = (['settings', 'slots', 'owner'] as const).filter((f) => patch[f] !== undefined).join(',');
-      await db.transaction().execute(async (trx) => {
-        if (!(await createConnectorRepository(trx).update(next, expected))) {
-          fail('CAS_MISMATCH', `connector "${name}" was changed by someone else (revision is no longer ${expected})`);
-        }
-        await audit.appendInTx(trx, event(ctx, 'connector.update', next, environment, { fields, revision: String(next.revision) }));
-      });
-      return (await toConnectors(ctx.tenantId, [{ ...next, environment: row.environment }]))[0]!;
+      const [updated] = await commitStaged(db, audit, [await prepareUpdate(ctx, row, environment, patch)]);
+      return updated!;
     },
 
     async remove(ctx: TenantContext, environment: string, name: string, opts: { revision?: number } = {}): Promise<Connector> {
