@@ -1,32 +1,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { KyselyPlugin, QueryResult, UnknownRow } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { pauseAfterColumn } from '../../../test/helpers/pause-after-column.ts';
 import { createHarness, ROLLBACK_WINDOW_MS, TEST_LIMITS, type Harness } from '../../../test/helpers/harness.ts';
 import { createValueService } from '../secrets/value-service.ts';
 import { createSealedRowCache } from '../secrets/sealed-row-cache.ts';
 import { createPendingVersions } from '../secrets/pending-versions.ts';
 import { createKeyService } from './key-service.ts';
-
-/**
- * Once, runs `meanwhile` after the first query whose rows carry a wrapped data key has answered, before
- * its caller sees them (raw SQL included, which pauseAfterRead cannot see): a rewrap commits between
- * a read's load of a sealed row and its decryption.
- */
-function afterSealedRowRead(meanwhile: () => Promise<void>): KyselyPlugin & { fired: () => boolean } {
-  let done = false;
-  return {
-    fired: () => done,
-    transformQuery: ({ node }) => node,
-    async transformResult({ result }): Promise<QueryResult<UnknownRow>> {
-      if (!done && result.rows.some((r) => 'wrapped_dek' in r)) {
-        done = true;
-        await meanwhile();
-      }
-      return result;
-    },
-  };
-}
 
 /**
  * A read holds a sealed row (just loaded, or from the sealed-row cache) whose data key is wrapped
@@ -54,7 +34,7 @@ describeEachDialect('a read racing a rotate and rewrap', (dialect) => {
   };
   /** A value service of its own (empty row cache) whose first sealed-row load lets a rotate and rewrap commit. */
   const racedValues = () => {
-    const pause = afterSealedRowRead(rotateAndRewrap);
+    const pause = pauseAfterColumn('wrapped_dek', rotateAndRewrap);
     const { keyring, tenants, secrets, authz, audit } = h.services;
     const values = createValueService({
       db: h.storage.db.withPlugin(pause), keyring, tenants, secrets, authz, audit, clock: h.clock,
@@ -106,7 +86,7 @@ describeEachDialect('a read racing a rotate and rewrap', (dialect) => {
     const target = { secretId: secret.id, name: 'READ_RACED', environmentId: env.id, environment: 'production' };
     const deps = { keyring: h.services.keyring, rows: h.services.rows, audit: h.services.audit, clock: h.clock, maxValueBytes: TEST_LIMITS.maxValueBytes };
     const { version } = await createPendingVersions({ ...deps, db: h.storage.db }).write(h.ctx, target, 'pending-raced');
-    const pause = afterSealedRowRead(rotateAndRewrap);
+    const pause = pauseAfterColumn('wrapped_dek', rotateAndRewrap);
     const pending = createPendingVersions({ ...deps, db: h.storage.db.withPlugin(pause) });
     assert.equal(await pending.open(h.ctx, target, version), 'pending-raced');
     assert.ok(pause.fired());

@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, ROLLBACK_WINDOW_MS, type Harness } from '../../../test/helpers/harness.ts';
+import { pauseAfterColumn } from '../../../test/helpers/pause-after-column.ts';
 import { createTenantRedactors } from './index.ts';
 
 const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
@@ -82,6 +83,38 @@ describeEachDialect('tenant redactors: every live value of the tenant, fresh aft
     assert.equal(await code(redactors.forTenant(h.ctx.tenantId)), 'SEALED');
     for (const share of h.shares.slice(0, 2)) await h.services.system.unseal(share);
     assert.equal((await redactors.forTenant(h.ctx.tenantId)).redact('pay-production-333333'), '[REDACTED]');
+  });
+
+  const rotateAndRewrap = async () => {
+    await h.services.keys.rotate(h.ctx);
+    await h.services.keys.rewrap(h.ctx);
+  };
+
+  test('a build that read the versions just before a rewrap retired their KEK reads the moved rows again and masks every value', async () => {
+    const pause = pauseAfterColumn('wrapped_dek', rotateAndRewrap);
+    const redactors = createTenantRedactors({ db: h.storage.db.withPlugin(pause), keyring: h.services.keyring, clock: h.clock, seal: h.services.seal });
+    const r = await redactors.forTenant(h.ctx.tenantId);
+    assert.ok(pause.fired(), 'the rewrap ran between the read and the decryption');
+    assert.equal(r.redact('a pay-staging-new-222222 b pay-production-333333 c kept-current-999999'), 'a [REDACTED] b [REDACTED] c [REDACTED]');
+  });
+
+  test('a version really left under a retired KEK still fails the build: corruption is not masked away', async () => {
+    await h.services.secrets.create(h.ctx, { name: 'LEFT_BEHIND', owner: 'ops' });
+    await h.services.values.write(h.ctx, 'LEFT_BEHIND', 'staging', { value: 'left-behind-121212' });
+    const row = () => h.storage.db.selectFrom('secret_versions').select(['id', 'wrapped_dek', 'kek_version'])
+      .where('tenant_id', '=', h.ctx.tenantId).where('secret_id', '=', h.storage.db.selectFrom('secrets').select('id').where('tenant_id', '=', h.ctx.tenantId).where('name', '=', 'LEFT_BEHIND'))
+      .executeTakeFirstOrThrow();
+    const old = await row();
+    await rotateAndRewrap();
+    const moved = await row();
+    const put = (r: typeof old) => h.storage.db.updateTable('secret_versions').set({ wrapped_dek: r.wrapped_dek, kek_version: r.kek_version }).where('id', '=', r.id).execute();
+    await put(old);
+    try {
+      assert.equal(await code(make().forTenant(h.ctx.tenantId)), 'KEY_VERSION_RETIRED');
+    } finally {
+      await put(moved);
+    }
+    assert.equal((await make().forTenant(h.ctx.tenantId)).redact('left-behind-121212'), '[REDACTED]');
   });
 
   test('a tenant with no values gets an empty redactor', async () => {

@@ -1,7 +1,9 @@
 import { sql, type Kysely } from 'kysely';
 import type { Keyring } from '../../crypto/keyring.ts';
+import { isKeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import type { Database } from '../../storage/schema.ts';
+import { openVersion } from '../secrets/open-version.ts';
 import type { KnownValues } from './known-values.ts';
 import { createRedactor, type Redactor, type RedactorOptions } from './redactor.ts';
 
@@ -67,14 +69,21 @@ export function createTenantRedactors(deps: {
     const startedEpoch = epoch;
     const startedGeneration = generations.get(tenantId) ?? 0;
     const stamp = await stampOf(tenantId);
-    const rows = await db.selectFrom('secret_versions')
-      .select(['environment_id', 'secret_id', 'version', 'ciphertext', 'wrapped_dek'])
+    const columns = ['id', 'environment_id', 'secret_id', 'version', 'ciphertext', 'wrapped_dek', 'destroyed_at'] as const;
+    const rows = await db.selectFrom('secret_versions').select(columns)
       .where('tenant_id', '=', tenantId).where('destroyed_at', 'is', null).where('ciphertext', 'is not', null)
       .execute();
     const values = new Set<string>();
     for (const row of rows) {
       const binding = { tenantId, environmentId: row.environment_id, secretId: row.secret_id, version: row.version };
-      const plain = await keyring.openValue(binding, row.ciphertext!, row.wrapped_dek!);
+      // A rewrap that committed since the rows were read has moved this one under a newer KEK: read it
+      // again (open-version.ts). Destroyed or deleted meanwhile, it has no value left to mask.
+      const reload = async () => (await db.selectFrom('secret_versions').select(columns).where('id', '=', row.id).executeTakeFirst()) ?? { ...row, destroyed_at: clock.now() };
+      const plain = await openVersion(keyring, binding, row, reload).catch((err: unknown) => {
+        if (isKeyholdError(err) && err.code === 'VERSION_DESTROYED') return null;
+        throw err;
+      });
+      if (!plain) continue;
       values.add(plain.toString('utf8'));
       plain.fill(0);
     }

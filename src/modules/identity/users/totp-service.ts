@@ -3,13 +3,13 @@ import { auditFrom, type AuditLog } from '../../audit/audit-log.ts';
 import type { Database } from '../../../storage/schema.ts';
 import type { Keyring } from '../../../crypto/keyring.ts';
 import { wipe } from '../../../crypto/bytes.ts';
-import { fail } from '../../../errors/index.ts';
+import { fail, isKeyholdError } from '../../../errors/index.ts';
 import type { Clock } from '../../../platform/clock.ts';
 import type { TenantContext } from '../../shared/context.ts';
 import type { AttemptGuard } from './attempts.ts';
 import { recordingRefusals } from './refusal-events.ts';
 import type { SessionService } from './session-service.ts';
-import { decodeSealedTotp, encodeSealedTotp, matchTotpStep, newTotpSecret, otpauthUri, totpBinding } from './totp.ts';
+import { decodeSealedTotp, encodeSealedTotp, matchTotpStep, newTotpSecret, otpauthUri, sameSealedSecret, totpBinding } from './totp.ts';
 import { sessionActorOf } from './types.ts';
 import type { UserCredentials, UserRepository } from './user-repository.ts';
 import { withCurrentKek } from '../../keys/current-kek.ts';
@@ -20,6 +20,9 @@ export interface TotpEnrolment {
   secret: string;
   uri: string;
 }
+
+/** The columns of a user's row that hold a sealed secret: the confirmed factor, and one being enrolled. */
+type SealedColumn = 'totp_secret' | 'totp_pending_secret';
 
 /** Refusals of a second-factor action that are events (SPEC §7); other errors are not the user's attempt. */
 const AUDITED_REFUSALS = new Set(['TOTP_INVALID', 'TOTP_NOT_ENROLLED', 'RATE_LIMITED', 'STEP_UP_REQUIRED', 'TOTP_TICKET_INVALID']);
@@ -70,10 +73,32 @@ export function createTotpService(deps: {
     }
   }
 
+  /**
+   * Opens the secret in `column` of the loaded row, and says which stored blob it came from. Under a
+   * retired KEK, the column is read once more: a rewrap that committed since the row was loaded has
+   * moved the same secret under a newer KEK, and that blob opens (a guard on the column must compare
+   * with it, not the stale one). Another secret, or none, means the factor was replaced or reset
+   * meanwhile: null, no code of it counts. The same wrapped key was really left under the retired
+   * version, and KEY_VERSION_RETIRED stands.
+   */
+  async function openSealed(user: UserCredentials, column: SealedColumn): Promise<{ secret: string; blob: Uint8Array } | null> {
+    const blob = user[column] ?? fail('TOTP_NOT_ENROLLED', 'no second factor is enrolled');
+    try {
+      return { secret: await openSecret(user, blob), blob };
+    } catch (err) {
+      if (!isKeyholdError(err) || err.code !== 'KEY_VERSION_RETIRED') throw err;
+      const again = await repo.sealedTotp(user.tenant_id, user.id, column);
+      if (again === null || !sameSealedSecret(again, blob)) return null;
+      if (Buffer.compare(again, blob) === 0) throw err;
+      return { secret: await openSecret(user, again), blob: again };
+    }
+  }
+
   /** Whether `code` is a fresh, valid code of the user's confirmed factor; a true answer has used the code up. */
   async function useCode(user: UserCredentials, code: string): Promise<boolean> {
     if (user.totp_secret === null || user.totp_enabled !== 1) return false;
-    const step = matchTotpStep(await openSecret(user, user.totp_secret), code, clock.now());
+    const opened = await openSealed(user, 'totp_secret');
+    const step = opened && matchTotpStep(opened.secret, code, clock.now());
     if (step === null || (user.totp_last_step !== null && step <= user.totp_last_step)) return false;
     return repo.claimTotpStep(user.tenant_id, user.id, step, user.factor_epoch);
   }
@@ -157,9 +182,18 @@ export function createTotpService(deps: {
       const { now } = await verifyForSession(ctx, 'auth.totp-confirm',
         async (user) => {
           if (user.totp_pending_secret === null) fail('TOTP_NOT_ENROLLED', 'start enrolment first (keyhold totp enroll)');
-          return matchTotpStep(await openSecret(user, user.totp_pending_secret), code, clock.now());
+          const opened = await openSealed(user, 'totp_pending_secret');
+          const step = opened && matchTotpStep(opened.secret, code, clock.now());
+          return step === null ? null : { step, pending: opened!.blob };
         },
-        (user, step, trx) => repo.promotePendingTotp(user.tenant_id, user.id, user.totp_pending_secret!, step, trx),
+        async (user, { step, pending }, trx) => {
+          if (await repo.promotePendingTotp(user.tenant_id, user.id, pending, step, trx)) return true;
+          // A rewrap may have moved the pending secret since it was opened: the same secret under a newer
+          // KEK is still the one the code confirmed. Another one (a restart) or none (confirmed, reset) is not.
+          const now = await repo.sealedTotp(user.tenant_id, user.id, 'totp_pending_secret', trx, true);
+          return now !== null && Buffer.compare(now, pending) !== 0 && sameSealedSecret(now, pending)
+            && repo.promotePendingTotp(user.tenant_id, user.id, now, step, trx);
+        },
         (user) => ({ replaced: String(user.totp_enabled === 1) }));
       return { totpEnabled: true, mfaAt: new Date(now).toISOString() };
     },

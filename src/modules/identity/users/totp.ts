@@ -55,3 +55,13 @@ export function decodeSealedTotp(blob: Uint8Array): { ciphertext: Buffer; wrappe
   if (5 + length >= buf.byteLength) return null;
   return { ciphertext: buf.subarray(5, 5 + length), wrappedDek: buf.subarray(5 + length) };
 }
+
+/**
+ * Whether two stored blobs seal the same secret: the same ciphertext, its data key wrapped under the
+ * same KEK or another (a rewrap changes only the wrapped key). A re-enrolment seals a new one.
+ */
+export function sameSealedSecret(a: Uint8Array, b: Uint8Array): boolean {
+  const x = decodeSealedTotp(a);
+  const y = decodeSealedTotp(b);
+  return x !== null && y !== null && x.ciphertext.equals(y.ciphertext);
+}

@@ -119,6 +119,18 @@ export function createUserRepository(db: Kysely<Database>, dialect: DialectName)
     },
 
     /**
+     * The sealed secret in `column` of the user's row as it is now (null: none, or no such user). With
+     * `forUpdate` (inside a transaction) the row stays as read until it ends: on PostgreSQL it is
+     * locked; SQLite runs one transaction at a time anyway.
+     */
+    async sealedTotp(tenantId: string, id: string, column: 'totp_secret' | 'totp_pending_secret', executor: Executor = db, forUpdate = false): Promise<Uint8Array | null> {
+      let q = executor.selectFrom('users').select(column).where('tenant_id', '=', tenantId).where('id', '=', id);
+      if (forUpdate && dialect === 'postgres') q = q.forUpdate();
+      const row = await q.executeTakeFirst();
+      return (row as Record<typeof column, Uint8Array | null> | undefined)?.[column] ?? null;
+    },
+
+    /**
      * Makes the pending secret the user's factor, with `step` (the confirming code's) as its last
      * used step, only if the pending secret is still `pending`: of two confirmations of one
      * enrolment, or a confirmation racing a restart, exactly one matches a row.
