@@ -110,7 +110,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const policies = createPolicyService({ db, engine, authz, clock, audit, maskText });
   // A write here rebuilds the tenant's redactor on next use, so a new value is masked at once (other nodes: within its ttl).
   const values = trackKnownValues(createValueService({
-    db, keyring, tenants, secrets, authz, rows, audit, clock, maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs,
+    db, keyring, tenants, secrets, authz, rows, audit, clock, maxValueBytes: config.limits.maxValueBytes, rollbackWindowMs: config.rollbackWindowMs, maskText,
   }), knownValues, (tenantId) => redactors.forget(tenantId));
   const versionChecks = createVersionCheckService({ db, tenants, authz, maxNameLength: config.limits.maxNameLength });
   const keys = createKeyService({ db, keyring, authz, clock, rows, audit });

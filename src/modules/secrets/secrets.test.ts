@@ -44,6 +44,24 @@ describeEachDialect('secrets and versions', (dialect) => {
     assert.equal(history[1]!.reason, 'initial');
   });
 
+  test('a value pasted into a write\'s reason, the tenant\'s or the one being written, is masked before it is stored, audited or shown', async () => {
+    await h.services.secrets.create(ctx, { name: 'REASON_OTHER', owner: 'ops' });
+    await h.services.secrets.create(ctx, { name: 'REASON_NEW', owner: 'ops' });
+    const other = 'other-secret-value-8f2k1';
+    const written = 'brand-new-value-q7x9z';
+    await h.services.values.write(ctx, 'REASON_OTHER', 'production', { value: other });
+    await h.services.values.write(ctx, 'REASON_NEW', 'production', { value: written, reason: `copied ${other}, set to ${written}` });
+    const [shown] = await h.services.values.history(ctx, 'REASON_NEW', 'production');
+    assert.equal(shown!.reason.includes(other) || shown!.reason.includes(written), false, shown!.reason);
+    assert.match(shown!.reason, /^copied \[REDACTED\], set to \[REDACTED\]$/);
+    const db = h.storage.db;
+    const stored = JSON.stringify([
+      await db.selectFrom('secret_versions').select('reason').execute(),
+      await db.selectFrom('audit_events').select(['context', 'reason', 'resource_name']).execute(),
+    ]);
+    assert.equal(stored.includes(other) || stored.includes(written), false, 'no row and no audit event holds a value');
+  });
+
   test('the same name resolves to a different value in each environment, and never across', async () => {
     await h.services.secrets.create(ctx, { name: 'ENV_SCOPED', owner: 'ops' });
     await h.services.values.write(ctx, 'ENV_SCOPED', 'production', { value: 'prod-value' });

@@ -16,6 +16,7 @@ import type { VersionBinding } from '../../crypto/envelope.ts';
 import { createReadViews } from './read-views.ts';
 import { withCurrentKek } from '../keys/current-kek.ts';
 import { openVersion, sealedParts, type SealedVersion } from './open-version.ts';
+import { createRedactor } from '../redaction/redactor.ts';
 
 type ReadAction = 'use' | 'reveal';
 export interface ReadOptions {
@@ -46,8 +47,17 @@ export function createValueService(deps: {
   clock: Clock;
   maxValueBytes: number;
   rollbackWindowMs: number;
+  /** The tenant's known values masked out of text people type (a write's reason), before it is stored or audited. */
+  maskText?: (tenantId: string, text: string) => Promise<string>;
 }) {
   const { db, keyring, tenants, secrets, authz, rows, audit, clock, maxValueBytes, rollbackWindowMs } = deps;
+
+  /** A write's reason as kept: the tenant's values and the value being written (not known to any redactor yet) masked out. */
+  async function maskedReason(tenantId: string, reason: string | undefined, value: string): Promise<string> {
+    if (!reason) return '';
+    const masked = deps.maskText ? await deps.maskText(tenantId, reason) : reason;
+    return createRedactor([value]).redact(masked);
+  }
 
   /**
    * Reading a value is `use` for a machine (run time, no person sees it) and `reveal` for a person,
@@ -193,6 +203,7 @@ export function createValueService(deps: {
       const env = await secrets.environmentFor(ctx, environment, { auditAs: 'secret.write', name });
       const secret = await secrets.load(ctx, name, { auditAs: 'secret.write', environment });
       await secrets.authorize(ctx, 'write', secretResource(secret), environment);
+      const reason = await maskedReason(ctx.tenantId, input.reason, input.value);
       const now = clock.now();
       const result = await withCurrentKek(keyring, ctx.tenantId, ({ seal, assertCurrent }) => db.transaction().execute(async (trx) => {
         await assertCurrent(trx);
@@ -206,14 +217,14 @@ export function createValueService(deps: {
         await r.insertVersion({
           id: newId(), tenant_id: ctx.tenantId, secret_id: secret.id, environment_id: env.id, version: moved.version,
           ciphertext: sealed.ciphertext, wrapped_dek: sealed.wrappedDek, kek_version: sealed.kekVersion,
-          created_at: now, created_by: ctx.actor.id, reason: input.reason ?? '',
+          created_at: now, created_by: ctx.actor.id, reason,
         });
         if (moved.superseded !== null) await r.setSuperseded(secret.id, env.id, moved.superseded, now);
         const base = auditFrom(ctx);
         await audit.appendInTx(trx, [{
           ...base, action: 'secret.write', resource: { type: 'secret', id: secret.id, name },
           environment, secretVersion: moved.version, outcome: 'allowed',
-          ...(input.reason ? { context: { ...base.context, reason: input.reason } } : {}),
+          ...(reason ? { context: { ...base.context, reason } } : {}),
         }]);
         return moved;
       }));
