@@ -89,6 +89,8 @@ export async function buildHttpServer(opts: HttpOptions, modules: Array<(app: Fa
   app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
     reply.headers(SECURITY_HEADERS);
+    // Secure by default: an answer may carry a token or value, and no route's answer is meant to be cached.
+    if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
     if (hsts !== null) reply.header('strict-transport-security', hsts);
     done(null, payload);
   });

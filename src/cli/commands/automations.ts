@@ -143,10 +143,13 @@ const importCmd: Command = {
     const [file] = positionals(args, ['FILE'], importCmd.usage) as [string];
     const document = await readJson(file, 'export file');
     const env = str(flags, 'env');
-    const res = await api.call<{ automations: string[]; connectors: string[] }>('POST', '/v1/automations/import', {
+    const res = await api.call<{ automations: string[]; connectors: string[]; webhooks: Saved[] }>('POST', '/v1/automations/import', {
       body: { document, ...(env ? { environment: env } : {}), ...(flags.overwrite === true ? { overwrite: true } : {}) },
     });
-    out.result(res, () => `Imported automations: ${res.automations.join(', ') || '-'}; connectors: ${res.connectors.join(', ') || '-'}.`);
+    out.result(res, () => [
+      `Imported automations: ${res.automations.join(', ') || '-'}; connectors: ${res.connectors.join(', ') || '-'}.`,
+      ...res.webhooks.map((w) => savedText('Webhook trigger of', w)),
+    ].join('\n'));
   },
 };
 

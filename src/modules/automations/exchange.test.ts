@@ -125,7 +125,7 @@ describeEachDialect('automations: an import commits everything or nothing', (dia
   test('a good import writes every connector and automation with its events, and the scheduler and listeners learn of them', async () => {
     notified.length = 0;
     const doc = document('good', { first: { trigger: { type: 'schedule', cron: '0 3 * * *', environment: 'import-target' } } });
-    assert.deepEqual(await h.services.exchange.import(ctx, doc, {}), { automations: ['good-first', 'good-second'], connectors: ['goodpay'] });
+    assert.deepEqual(await h.services.exchange.import(ctx, doc, {}), { automations: ['good-first', 'good-second'], connectors: ['goodpay'], webhooks: [] });
     const left = await leftBy('good');
     assert.deepEqual(left.connectors, ['goodpay']);
     assert.deepEqual(left.automations, ['good-first', 'good-second']);
@@ -139,10 +139,22 @@ describeEachDialect('automations: an import commits everything or nothing', (dia
     const doc = document('good');
     notified.length = 0;
     const result = await h.services.exchange.import(ctx, doc, { overwrite: true });
-    assert.deepEqual(result, { automations: ['good-first', 'good-second'], connectors: ['goodpay'] });
+    assert.deepEqual(result, { automations: ['good-first', 'good-second'], connectors: ['goodpay'], webhooks: [] });
     assert.deepEqual(notified, ['good-first@2', 'good-second@2']);
     assert.equal(h.services.scheduler.nextRun(ctx.tenantId, 'good-first'), null, 'the schedule the import removed is disarmed');
     const updates = (await leftBy('good')).events.filter((e) => e.includes('.update')).sort();
     assert.deepEqual(updates, ['automation.update good-first', 'automation.update good-second', 'connector.update goodpay']);
+  });
+
+  test('an imported webhook trigger gets its token in the import\'s answer, once, and only that token finds it', async () => {
+    const doc = document('hook', { first: { trigger: { type: 'webhook', environment: 'import-target' } } });
+    const result = await h.services.exchange.import(ctx, doc, {});
+    assert.deepEqual(result.webhooks.map((w) => w.automation.definition.name), ['hook-first']);
+    const [hook] = result.webhooks;
+    assert.ok(hook!.webhookToken?.startsWith('whk_'));
+    assert.equal((await h.services.automations.byWebhook(hook!.automation.id, hook!.webhookToken!))?.name, 'hook-first');
+    const again = await h.services.exchange.import(ctx, doc, { overwrite: true });
+    assert.deepEqual(again.webhooks, [], 'an overwrite keeps the token it had, and shows none');
+    assert.equal((await h.services.automations.byWebhook(hook!.automation.id, hook!.webhookToken!))?.name, 'hook-first');
   });
 });

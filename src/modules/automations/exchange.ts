@@ -8,7 +8,7 @@ import type { AuditLog } from '../audit/audit-log.ts';
 import { commitStaged, type StagedWrite } from '../audit/staged-write.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
 import type { TenantContext } from '../shared/context.ts';
-import type { AutomationService, IncomingConnector } from './automation-service.ts';
+import type { AutomationService, IncomingConnector, SavedAutomation } from './automation-service.ts';
 import { DefinitionSchema, EXPORT_FORMAT, EXPORT_VERSION, type AutomationDefinition } from './types.ts';
 import { connectorsReferenced } from './validate.ts';
 
@@ -46,6 +46,15 @@ export interface ConnectorExchange {
  * carry references only. Importing into another tenant or environment resolves the same names
  * there: every definition is checked against the target exactly as a save would be.
  */
+/** What an import wrote; `webhooks`: the tokens of the webhook triggers it saved, shown this once. */
+export interface ImportResult {
+  automations: string[];
+  connectors: string[];
+  webhooks: SavedAutomation[];
+}
+
+const isSaved = (r: unknown): r is SavedAutomation => typeof r === 'object' && r !== null && 'automation' in r && 'webhookToken' in r;
+
 export function createAutomationExchange(deps: {
   automations: Pick<AutomationService, 'list' | 'prepareCreate' | 'prepareUpdate'>;
   connectors: ConnectorExchange;
@@ -76,7 +85,7 @@ export function createAutomationExchange(deps: {
      * audit events: a document refused anywhere, or a write that fails (a concurrent change, the audit log),
      * writes nothing. Listeners (the scheduler) hear of the automations once it has committed.
      */
-    async import(ctx: TenantContext, doc: unknown, opts: { overwrite?: boolean; environment?: string }): Promise<{ automations: string[]; connectors: string[] }> {
+    async import(ctx: TenantContext, doc: unknown, opts: { overwrite?: boolean; environment?: string }): Promise<ImportResult> {
       if (!Value.Check(ExportDocumentSchema, doc)) {
         const first = [...Value.Errors(ExportDocumentSchema, doc)][0];
         fail('VALIDATION_FAILED', `not a ${EXPORT_FORMAT} v${EXPORT_VERSION} document${first ? `: ${first.instancePath || '/'} ${first.message}` : ''}`);
@@ -99,8 +108,10 @@ export function createAutomationExchange(deps: {
       }
       // Connectors are written first, so the automations that use them never stand without them.
       if (doc.connectors.length > 0) staged.unshift(...(await connectors.prepareImport(ctx, target!, doc.connectors, { overwrite: opts.overwrite ?? false })));
-      await commitStaged(db, audit, staged);
-      return { automations: names, connectors: doc.connectors.map((c) => c.name) };
+      const results = await commitStaged(db, audit, staged);
+      // A webhook trigger saved by the import got a new token: shown now, as a create shows it, or it is lost.
+      const webhooks = results.filter(isSaved).flatMap((r) => (r.webhookToken ? [{ automation: r.automation, webhookToken: r.webhookToken }] : []));
+      return { automations: names, connectors: doc.connectors.map((c) => c.name), webhooks };
     },
   };
 }

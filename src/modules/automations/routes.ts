@@ -67,11 +67,20 @@ export function automationRoutes(deps: { automations: AutomationService; runner:
       schema: {
         tags: ['automations'], summary: 'Import an export document into this tenant (names resolve here)',
         body: Type.Object({ document: Type.Unknown(), overwrite: Type.Optional(Type.Boolean()), environment: Type.Optional(Type.String({ maxLength: 63 })) }, { additionalProperties: false }),
-        response: { 200: Type.Object({ automations: Type.Array(Type.String()), connectors: Type.Array(Type.String()) }), ...errorResponses },
+        response: {
+          200: Type.Object({
+            automations: Type.Array(Type.String()), connectors: Type.Array(Type.String()),
+            webhooks: Type.Array(Saved, { description: 'The webhook triggers the import saved with a new token, each shown this once' }),
+          }),
+          ...errorResponses,
+        },
       },
-    }, (req) => exchange.import(tenantContextOf(req), req.body.document, {
-      ...(req.body.overwrite !== undefined ? { overwrite: req.body.overwrite } : {}), ...(req.body.environment ? { environment: req.body.environment } : {}),
-    }));
+    }, async (req) => {
+      const result = await exchange.import(tenantContextOf(req), req.body.document, {
+        ...(req.body.overwrite !== undefined ? { overwrite: req.body.overwrite } : {}), ...(req.body.environment ? { environment: req.body.environment } : {}),
+      });
+      return { ...result, webhooks: result.webhooks.map(saved) };
+    });
 
     r.get('/v1/automations/:name', {
       config: tenant,
