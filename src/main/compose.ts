@@ -160,7 +160,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     notifier,
   });
   rotation.useDependents(dependentsFromConnectors(connectors));
-  return { self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, macKeys, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
+  return { clock, self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, macKeys, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -170,7 +170,7 @@ export async function createHttpApp(services: Services, opts: { logger: Logger; 
   return buildHttpServer(
     opts,
     [
-      systemRoutes({ system: services.system }),
+      systemRoutes({ system: services.system, clock: services.clock }),
       tenantRoutes({ tenants: services.tenants, system: services.system }),
       secretRoutes({ secrets: services.secrets, values: services.values }),
       versionCheckRoutes({ versions: services.versionChecks }),

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { errorCodes } from '../../src/errors/index.ts';
 import { describeEachDialect } from '../helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../helpers/harness.ts';
+import { UNSEAL_ATTEMPTS_PER_MINUTE } from '../../src/modules/system/routes.ts';
 
 const CANARY = `canary-${randomBytes(8).toString('hex')}`;
 
@@ -339,5 +340,19 @@ describeEachDialect('HTTP: tenancy and the seal', (dialect) => {
     for (const share of h.shares.slice(1)) await h.app.inject({ method: 'POST', url: '/v1/sys/unseal', payload: { share } });
     const res = await h.app.inject({ method: 'GET', url: '/v1/secrets/DEFAULT_ONLY/values/production', headers: root });
     assert.equal(res.json().value, 'default-value');
+  });
+
+  test('unseal submissions are bounded per address, so no one can grow the audit trail at will through them', async () => {
+    const unseal = (remoteAddress: string) => h.app.inject({ method: 'POST', url: '/v1/sys/unseal', remoteAddress, payload: { share: h.shares[0]! } });
+    const events = async () => (await h.storage.db.selectFrom('audit_events').select('seq').where('action', '=', 'system.unseal').execute()).length;
+    const before = await events();
+    for (let i = 0; i < UNSEAL_ATTEMPTS_PER_MINUTE; i++) assert.equal((await unseal('198.51.100.7')).statusCode, 200, `submission ${i}`);
+    const refused = await unseal('198.51.100.7');
+    assert.deepEqual([refused.statusCode, refused.json().error.code], [429, 'RATE_LIMITED']);
+    assert.ok(Number(refused.headers['retry-after']) >= 1);
+    assert.equal(await events(), before + UNSEAL_ATTEMPTS_PER_MINUTE, 'a refused submission is not recorded');
+    assert.equal((await unseal('198.51.100.8')).statusCode, 200, 'another address is not affected');
+    h.clock.advance(60_001);
+    assert.equal((await unseal('198.51.100.7')).statusCode, 200, 'the window passes');
   });
 });

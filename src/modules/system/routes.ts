@@ -2,7 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { errorResponses } from '../../http/schemas.ts';
-import { isKeyholdError } from '../../errors/index.ts';
+import { fail, isKeyholdError } from '../../errors/index.ts';
+import { addressBlock } from '../../platform/addresses.ts';
+import type { Clock } from '../../platform/clock.ts';
+import { createRateLimiter } from '../../platform/rate-limiter.ts';
 import type { SystemService } from './system-service.ts';
 
 const Status = Type.Object({
@@ -15,8 +18,16 @@ const Status = Type.Object({
   auditTampered: Type.Boolean({ description: 'True after this node\'s checkpointer refused to sign (AUDIT_TAMPERED: an event the server did not write), until it signs again; run audit verify' }),
 });
 
+/**
+ * Unseal submissions per source address (an IPv6 client's /64) per minute. Operators submit a few shares;
+ * the route needs no credential, and each submission is an audit event, so without a bound anyone who
+ * reaches the port could grow the trail at will. Refusals past the bound are not recorded, which is the point.
+ */
+export const UNSEAL_ATTEMPTS_PER_MINUTE = 30;
+
 /** Init, unseal, seal, status, health: the only routes a sealed server answers. */
-export function systemRoutes(deps: { system: SystemService }) {
+export function systemRoutes(deps: { system: SystemService; clock: Clock }) {
+  const unsealAttempts = createRateLimiter({ limit: UNSEAL_ATTEMPTS_PER_MINUTE, windowMs: 60_000, clock: deps.clock });
   return async function register(app: FastifyInstance): Promise<void> {
     const r = app.withTypeProvider<TypeBoxTypeProvider>();
 
@@ -46,7 +57,11 @@ export function systemRoutes(deps: { system: SystemService }) {
         body: Type.Object({ share: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
         response: { 200: Status, ...errorResponses },
       },
-    }, (req) => deps.system.unseal(req.body.share));
+    }, (req) => {
+      const { allowed, retryAfterMs } = unsealAttempts.hit(`unseal:ip:${addressBlock(req.ip)}`);
+      if (!allowed) fail('RATE_LIMITED', 'too many unseal submissions from this address; wait before trying again', { retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)) });
+      return deps.system.unseal(req.body.share);
+    });
 
     r.post('/v1/sys/seal', {
       config: { auth: 'root' },
