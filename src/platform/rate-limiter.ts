@@ -9,7 +9,14 @@ export interface RateLimiter {
 
 /**
  * Sliding-window attempt counter in memory, per process. Keys are caller-chosen
- * ("login:acct:<tenant>:<user>", "login:ip:<addr>"). Bounded: old keys are pruned as they expire.
+ * ("login:acct:<tenant>:<user>", "login:ip:<addr>"). Keys whose attempts have all left the window
+ * are pruned; a live key is never evicted (that would reset its budget), so memory follows the
+ * keys attempted within one window.
+ *
+ * The map is kept in the order of each key's latest attempt (a key is moved to the end when it
+ * records one), so the expired keys are always at its front: pruning looks at those alone, and a
+ * hit costs O(1) amortized however many keys are live (a full scan per hit once `maxKeys` live keys
+ * were reached let a flood of addresses stall every request).
  */
 export function createRateLimiter(opts: { limit: number; windowMs: number; clock: Clock; maxKeys?: number }): RateLimiter {
   const { limit, windowMs, clock } = opts;
@@ -18,8 +25,8 @@ export function createRateLimiter(opts: { limit: number; windowMs: number; clock
 
   function prune(now: number): void {
     for (const [key, times] of attempts) {
-      if (times[times.length - 1]! <= now - windowMs) attempts.delete(key);
-      if (attempts.size < maxKeys / 2) break;
+      if (times[times.length - 1]! > now - windowMs) break;
+      attempts.delete(key);
     }
   }
 
@@ -32,6 +39,7 @@ export function createRateLimiter(opts: { limit: number; windowMs: number; clock
         return { allowed: false, retryAfterMs: recent[0]! + windowMs - now };
       }
       recent.push(now);
+      attempts.delete(key);
       attempts.set(key, recent);
       if (attempts.size > maxKeys) prune(now);
       return { allowed: true, retryAfterMs: 0 };
