@@ -1,5 +1,5 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
+import { SqliteAdapter, SqliteDialect, type DialectAdapter, type SqliteDatabase, type SqliteStatement } from 'kysely';
 
 /**
  * Adapts node:sqlite's DatabaseSync to the better-sqlite3-like surface Kysely's SqliteDialect
@@ -61,11 +61,30 @@ class NodeSqliteStatement implements SqliteStatement {
   }
 }
 
+/**
+ * SQLite runs DDL inside transactions, but Kysely's adapter says it cannot, so its migrator ran each
+ * migration statement by statement with no lock: a crash or a failed statement part-way left half a
+ * migration that the next start failed on ("table ... already exists"), and two processes starting
+ * on one new file ran the same migrations at once. Saying so makes the migrator run all pending
+ * migrations in one transaction, whose `begin immediate` (above) also makes a second process wait.
+ */
+class TransactionalDdlSqliteAdapter extends SqliteAdapter {
+  override get supportsTransactionalDdl(): boolean {
+    return true;
+  }
+}
+
+class NodeSqliteDialect extends SqliteDialect {
+  override createAdapter(): DialectAdapter {
+    return new TransactionalDdlSqliteAdapter();
+  }
+}
+
 /** Opens a SQLite file (WAL, foreign keys on, a busy timeout for other processes) as a Kysely dialect. */
 export function createNodeSqliteDialect(path: string): { dialect: SqliteDialect; raw: DatabaseSync } {
   const raw = new DatabaseSync(path, { timeout: 5000 });
   raw.exec('PRAGMA journal_mode = WAL');
   raw.exec('PRAGMA synchronous = FULL');
   raw.exec('PRAGMA foreign_keys = ON');
-  return { dialect: new SqliteDialect({ database: new NodeSqliteDatabase(raw) }), raw };
+  return { dialect: new NodeSqliteDialect({ database: new NodeSqliteDatabase(raw) }), raw };
 }
