@@ -47,6 +47,11 @@ describe('PostgreSQL: a deadlock in an audited write', async () => {
   });
   after(() => h?.close());
 
+  test('a transaction left open cannot hold its locks for ever: the pool ends idle transactions after a minute', { skip }, async () => {
+    const { rows } = await sql<{ idle_in_transaction_session_timeout: string }>`show idle_in_transaction_session_timeout`.execute(h.storage.db);
+    assert.equal(rows[0]!.idle_in_transaction_session_timeout, '1min');
+  });
+
   test('is a transaction conflict (409, retry) and leaves the audit log writable', { skip }, async () => {
     const tenantId = h.ctx.tenantId;
     const other = new pg.Client({ connectionString: PG_URL });

@@ -3,6 +3,8 @@ import { PostgresDialect } from 'kysely';
 
 const INT8_OID = 20;
 const NUMERIC_OID = 1700;
+/** How long a session may sit idle inside an open transaction before PostgreSQL ends it. */
+export const IDLE_IN_TRANSACTION_MS = 60_000;
 
 /**
  * A pg Pool as a Kysely dialect. Our bigints are epoch milliseconds and counters, well inside
@@ -15,6 +17,9 @@ export function createPostgresDialect(options: { connectionString: string; schem
   const pool = new pg.Pool({
     connectionString: options.connectionString,
     max: options.max ?? 10,
+    // A transaction left open (a request that hung inside one) would hold its row locks, the audit
+    // head's among them, for ever: PostgreSQL ends such a session after a minute, and its locks with it.
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
     ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
     types: {
       getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
