@@ -27,6 +27,10 @@ class NodeSqliteDatabase implements SqliteDatabase {
     // refuses the write at once (SQLITE_BUSY_SNAPSHOT, no busy wait). IMMEDIATE takes the write
     // lock up front, waiting for the other connection's commit as any writer does.
     if (sql === 'begin') sql = 'begin immediate';
+    // SQLite ends a transaction itself on some errors (SQLITE_FULL, SQLITE_IOERR, ...). Kysely's
+    // rollback would then fail ("no transaction is active") and its error would replace the one
+    // that explains the failure (an unwritable audit log answering AUDIT_UNAVAILABLE, say).
+    if (sql === 'rollback' && !this.#db.isTransaction) return NO_OP;
     let stmt = this.#cache.get(sql);
     if (!stmt) {
       stmt = new NodeSqliteStatement(this.#db.prepare(sql));
@@ -38,6 +42,14 @@ class NodeSqliteDatabase implements SqliteDatabase {
 }
 
 type Param = null | number | bigint | string | Uint8Array;
+
+/** A statement that does nothing: the rollback of a transaction SQLite has already ended. */
+const NO_OP: SqliteStatement = {
+  reader: false,
+  all: () => [],
+  run: () => ({ changes: 0, lastInsertRowid: 0 }),
+  iterate: () => [][Symbol.iterator](),
+};
 
 class NodeSqliteStatement implements SqliteStatement {
   readonly reader: boolean;

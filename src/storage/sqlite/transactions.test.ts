@@ -1,0 +1,28 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { sql } from 'kysely';
+import { openStorage } from '../database.ts';
+
+test('a transaction SQLite ended by itself fails with the error that ended it, not with a failed rollback', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'keyhold-tx-'));
+  const storage = await openStorage({ url: `sqlite:${join(dir, 'keyhold.db')}` });
+  try {
+    const cause = new Error('the write that failed (SQLite rolled its transaction back)');
+    await assert.rejects(storage.db.transaction().execute(async (trx) => {
+      await trx.insertInto('system_meta').values({ key: 'tx-test', value: 'x' }).execute();
+      // What SQLite does on SQLITE_FULL or an I/O error: the transaction is over when the error arrives.
+      await sql`rollback`.execute(trx);
+      throw cause;
+    }), (err: unknown) => err === cause);
+    assert.equal(await storage.db.selectFrom('system_meta').select('key').where('key', '=', 'tx-test').executeTakeFirst(), undefined);
+    // The connection is usable afterwards.
+    await storage.db.transaction().execute((trx) => trx.insertInto('system_meta').values({ key: 'tx-after', value: 'y' }).execute());
+    assert.ok(await storage.db.selectFrom('system_meta').select('key').where('key', '=', 'tx-after').executeTakeFirst());
+  } finally {
+    await storage.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
