@@ -118,8 +118,11 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     db, dialect, sqlitePath, migrationsApplied, auditAppendOnly,
     onClose: (task) => void closing.push(task),
     async close() {
-      for (const task of closing.splice(0)) await task();
+      // Every task runs and the connection closes even if one fails; the first failure is reported.
+      const failures: unknown[] = [];
+      for (const task of closing.splice(0)) await task().catch((err: unknown) => void failures.push(err));
       await db.destroy();
+      if (failures.length > 0) throw failures[0];
     },
   };
 }

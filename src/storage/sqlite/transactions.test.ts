@@ -26,3 +26,18 @@ test('a transaction SQLite ended by itself fails with the error that ended it, n
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('closing the storage closes the database even when a close task fails, and reports the failure', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'keyhold-close-'));
+  const storage = await openStorage({ url: `sqlite:${join(dir, 'keyhold.db')}` });
+  let later = false;
+  storage.onClose(async () => { throw new Error('a sink failed to flush'); });
+  storage.onClose(async () => { later = true; });
+  try {
+    await assert.rejects(storage.close(), /a sink failed to flush/);
+    assert.equal(later, true, 'the tasks after the failing one ran');
+    await assert.rejects(storage.db.selectFrom('system_meta').selectAll().execute(), 'the connection is closed');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
