@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { addressBlock } from './addresses.ts';
+import { addressBlock, isForbiddenAddress } from './addresses.ts';
 
 test('a rate limit counts an IPv4 address alone and an IPv6 address by its /64, however it is spelled', () => {
   const cases: Array<[string, string]> = [
@@ -15,4 +15,16 @@ test('a rate limit counts an IPv4 address alone and an IPv6 address by its /64, 
     ['1:2:3:4:5:6:7:8', '1:2:3:4::/64'],
   ];
   for (const [address, block] of cases) assert.equal(addressBlock(address), block, address);
+});
+
+test('a metadata or link-local address is forbidden however an IPv6 literal carries or spells it', () => {
+  const forbidden = [
+    '169.254.169.254', '100.100.100.200', '0.0.0.0', '::', '0:0:0:0:0:0:0:0', 'fe80::1', 'FEBF::1', 'fe80::1%eth0', '[fe80::1]',
+    '::ffff:169.254.169.254', '::ffff:a9fe:a9fe', '0:0:0:0:0:ffff:a9fe:a9fe', '0:0:0:0:0:FFFF:169.254.169.254',
+    '::169.254.169.254', '64:ff9b::169.254.169.254', '64:ff9b::a9fe:a9fe', '64:ff9b:0:0:0:0:a9fe:a9fe',
+    'fd00:ec2::254', 'fd00:ec2:0:0:0:0:0:254', 'FD00:0EC2::0254',
+  ];
+  for (const address of forbidden) assert.equal(isForbiddenAddress(address), true, address);
+  const allowed = ['203.0.113.7', '10.0.0.1', '::1', '127.0.0.1', '2001:db8::1', '::ffff:203.0.113.7', '64:ff9b::203.0.113.7', 'fd00:ec2::253', 'fec0::1'];
+  for (const address of allowed) assert.equal(isForbiddenAddress(address), false, address);
 });

@@ -37,14 +37,33 @@ function embeddedV4(ip: string): string | null {
  * not refused: connectors legitimately reach internal APIs and databases.
  */
 export function isForbiddenAddress(address: string): boolean {
-  const ip = bare(address).toLowerCase();
-  const v4 = isIPv4(ip) ? ip : isIPv6(ip) ? embeddedV4(ip) : null;
+  const ip = bare(address).toLowerCase().replace(/%.*$/, '');
+  const v4 = isIPv4(ip) ? ip : isIPv6(ip) ? deliveredV4(ip) : null;
   if (v4 !== null) {
     const [a, b] = v4.split('.').map(Number) as [number, number];
     return (a === 169 && b === 254) || a === 0 || v4 === '100.100.100.200';
   }
   if (!isIPv6(ip)) return false;
-  return /^fe[89ab][0-9a-f]:/.test(ip) || ip === '::' || ip === 'fd00:ec2::254';
+  const g = ipv6Groups(ip);
+  return (g[0]! & 0xffc0) === 0xfe80 || g.every((x) => x === 0) || g.join(':') === AWS_V6_METADATA;
+}
+
+/** fd00:ec2::254 as its eight groups. */
+const AWS_V6_METADATA = [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254].join(':');
+
+/**
+ * The IPv4 address an IPv6 address reaches, in any spelling: IPv4-mapped (::ffff:0:0/96),
+ * IPv4-compatible (::/96, deprecated but still parsed) and the NAT64 well-known prefix
+ * (64:ff9b::/96, which a NAT64 gateway delivers to the IPv4 address it carries).
+ */
+function deliveredV4(ip: string): string | null {
+  const g = ipv6Groups(ip);
+  const zeros = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
+  const mapped = zeros(0, 5) && g[5] === 0xffff;
+  const compatible = zeros(0, 6) && (g[6] !== 0 || g[7]! > 1); // not :: or ::1
+  const nat64 = g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6);
+  if (!mapped && !compatible && !nat64) return null;
+  return `${g[6]! >> 8}.${g[6]! & 255}.${g[7]! >> 8}.${g[7]! & 255}`;
 }
 
 /** A hostname that is, or names, a metadata service or a forbidden address (no DNS lookup: see connectors/address-guard.ts for that). */
