@@ -307,3 +307,25 @@ test('migrate warns when the owner\'s password is on the command line, and never
   assert.doesNotMatch(quiet.stderr, /warning/);
   assert.equal(quiet.stderr.includes('owner-pw-93'), false);
 });
+
+test('a file or --input that is not JSON is refused naming where, never quoting the text (it may hold a secret)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'keyhold-badjson-'));
+  try {
+    const file = join(dir, 'input.json');
+    await writeFile(file, '{\n  "token": sk_live_pasted_secret_value_1234\n}');
+    const h = harness(() => ({ status: 200, body: {} }), { env: { KEYHOLD_ADDR: 'https://k:1', KEYHOLD_TOKEN: 't' } });
+    for (const argv of [
+      ['automations', 'run', 'flow', '--env', 'dev', '--input-file', file],
+      ['automations', 'run', 'flow', '--env', 'dev', '--input', '{"token": sk_live_pasted_secret_value_1234}'],
+      ['access-policy', 'apply', file],
+    ]) {
+      const r = await h.run(...argv);
+      assert.equal(r.code, 2, argv.join(' '));
+      assert.match(r.stderr, /not (valid )?JSON/);
+      assert.equal(r.stderr.includes('sk_live'), false, `${argv.join(' ')}: ${r.stderr}`);
+    }
+    assert.equal(h.sent.length, 0);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

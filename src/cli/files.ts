@@ -17,8 +17,22 @@ export async function readJson(path: string, what: string): Promise<unknown> {
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
-    throw new UsageError(`${what} ${path} is not valid JSON: ${(err as Error).message}`);
+    throw new UsageError(`${what} ${path} is not valid JSON: ${jsonProblem(err, text)}`);
   }
+}
+
+/**
+ * Why a text is not JSON, without the parser's own message: V8 quotes the text around the error
+ * ("..."{"token": sk_live_se"... is not valid JSON"), and the text may hold a secret.
+ */
+export function jsonProblem(err: unknown, text: string): string {
+  const message = err instanceof Error ? err.message : '';
+  const kind = /end of (JSON )?input|Unterminated/i.test(message) ? 'it ends too early' : 'an unexpected or missing character';
+  const at = /at position (\d+)/.exec(message);
+  if (!at) return kind;
+  const before = text.slice(0, Number(at[1]));
+  const line = before.split('\n').length;
+  return `${kind} at line ${line}, column ${before.length - before.lastIndexOf('\n')}`;
 }
 
 /**

@@ -3,6 +3,7 @@ import { parseWhole, positionals, required, str, UsageError } from '../args.ts';
 import { route } from '../client.ts';
 import type { Command, Group } from '../command.ts';
 import { fields, table, time } from '../output.ts';
+import { jsonProblem } from '../files.ts';
 
 /** The `reviews` group (break-glass follow-up) and the `access-policy` group (approval rules and groups, versioned). */
 
@@ -68,7 +69,7 @@ async function readDocument(path: string): Promise<unknown> {
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new UsageError(`${path} is not JSON: ${(err as Error).message}`);
+    throw new UsageError(`${path} is not JSON: ${jsonProblem(err, text)}`);
   }
 }
 
