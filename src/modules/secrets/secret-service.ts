@@ -173,8 +173,12 @@ export function createSecretService(deps: {
 
     async describe(ctx: TenantContext, name: string): Promise<SecretDetail> {
       const row = await load(ctx, name, { auditAs: 'secret.describe' });
-      await authorize(ctx, 'list', secretResource(row));
-      const states = await repo.listStates(ctx.tenantId, row.id);
+      const resource = secretResource(row);
+      await authorize(ctx, 'list', resource);
+      // Metadata is not per environment, but versions are: an environment the caller may not list
+      // in (a grant narrowed elsewhere, a credential bound elsewhere) is left out, as its history is refused.
+      const states: Awaited<ReturnType<typeof repo.listStates>> = [];
+      for (const s of await repo.listStates(ctx.tenantId, row.id)) if (await authz.allowed(ctx, 'list', resource, s.environment)) states.push(s);
       return {
         ...toSecretMeta(row),
         environments: states.map((s) => ({

@@ -173,6 +173,21 @@ describeEachDialect('secrets and versions', (dialect) => {
     assert.equal((await h.services.values.history(ctx, 'BIG_KEY', 'production')).length, 1);
   });
 
+  test('describe shows a secret\'s state only in the environments the caller may list there (narrowed grant or bound credential)', async () => {
+    await h.services.secrets.create(ctx, { name: 'NARROW_DESCRIBE', owner: 'ops' });
+    await h.services.values.write(ctx, 'NARROW_DESCRIBE', 'production', { value: 'prod-only-1' });
+    await h.services.values.write(ctx, 'NARROW_DESCRIBE', 'production', { value: 'prod-only-2' });
+    await h.services.values.write(ctx, 'NARROW_DESCRIBE', 'staging', { value: 'staging-1' });
+    const stager = await userContext(h, ctx.tenantId, 'stella-staging-viewer');
+    await h.services.grants.create(ctx, { principalType: 'user', principalId: stager.id, role: 'viewer', environments: ['staging'] });
+    await rejects(h.services.values.history(stager.ctx(), 'NARROW_DESCRIBE', 'production'), 'SECRET_NOT_FOUND');
+    const seen = await h.services.secrets.describe(stager.ctx(), 'NARROW_DESCRIBE');
+    assert.deepEqual(seen.environments.map((e) => [e.environment, e.currentVersion]), [['staging', 1]], 'nothing of production');
+    const bound: TenantContext = { ...ctx, actor: { ...ctx.actor, boundEnvironment: 'staging' } };
+    assert.deepEqual((await h.services.secrets.describe(bound, 'NARROW_DESCRIBE')).environments.map((e) => e.environment), ['staging']);
+    assert.deepEqual((await h.services.secrets.describe(ctx, 'NARROW_DESCRIBE')).environments.map((e) => e.environment), ['production', 'staging']);
+  });
+
   test('metadata updates are guarded by revision', async () => {
     const m = await h.services.secrets.create(ctx, { name: 'META_KEY', owner: 'ops' });
     const u = await h.services.secrets.update(ctx, 'META_KEY', { owner: 'security', classification: 'restricted', revision: m.revision });
