@@ -8,6 +8,7 @@ import type { Database } from '../../storage/schema.ts';
 import { createRetentionJob } from './retention.ts';
 import { createValueService } from './value-service.ts';
 import { createPendingVersions } from './pending-versions.ts';
+import { createSecretService } from './secret-service.ts';
 
 const settle = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string; name?: string }) => e.code ?? `${e.name}: ${String(e)}`);
 
@@ -131,6 +132,38 @@ describeEachDialect('destroy racing rollback and restore', (dialect) => {
     const target = { secretId: secret.id, name, environmentId: env.id, environment: 'production' };
     assert.equal(await settle(pending.write(h.ctx, target, 'staged-after-delete')), 'SECRET_NOT_FOUND');
     assert.deepEqual(await pending.labels(target), { current: null, pending: null, previous: null });
+  });
+
+  /** A secret service whose first transaction lets `interleave` commit first (after its checks). */
+  const secretsRacing = (interleave: () => Promise<unknown>) => createSecretService({
+    ...h.services, db: beforeFirstTransaction(h.storage.db, async () => void (await interleave())), clock: h.clock, maxNameLength: 128,
+  });
+  const allowedDeletes = (name: string) => h.storage.db.selectFrom('audit_events').select(['action', 'resource_id'])
+    .where('resource_name', '=', name).where('action', '=', 'secret.delete').where('outcome', '=', 'allowed').execute();
+
+  test('a soft delete racing the destruction of its secret is SECRET_NOT_FOUND and records no delete that did not happen', async () => {
+    const name = 'DELETE_VS_DESTROY';
+    await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+    const secrets = secretsRacing(async () => {
+      await h.services.secrets.remove(h.ctx, name);
+      await h.services.secrets.destroy(h.ctx, name);
+    });
+    assert.equal(await settle(secrets.remove(h.ctx, name)), 'SECRET_NOT_FOUND');
+    assert.equal((await allowedDeletes(name)).length, 1, 'only the delete that happened');
+  });
+
+  test('two soft deletes racing: one deletes, the other is SECRET_NOT_FOUND, and the deletion time stays the first one\'s', async () => {
+    const name = 'DELETE_VS_DELETE';
+    await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+    let first: string | null = null;
+    const secrets = secretsRacing(async () => {
+      first = (await h.services.secrets.remove(h.ctx, name)).deletedAt;
+      h.clock.advance(1000);
+    });
+    assert.equal(await settle(secrets.remove(h.ctx, name)), 'SECRET_NOT_FOUND');
+    const [now] = (await h.services.secrets.list(h.ctx, { includeDeleted: true, prefix: name })).items;
+    assert.equal(now!.deletedAt, first);
+    assert.equal((await allowedDeletes(name)).length, 1, 'one delete event');
   });
 
   // Last: they move the clock a whole rollback window on.

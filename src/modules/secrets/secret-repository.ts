@@ -94,6 +94,13 @@ export function createSecretRepository(db: Executor) {
       return (await q.executeTakeFirst()) !== undefined;
     },
 
+    /** Soft-deletes a live secret; false if it is deleted already (or gone): another delete or a destroy won. */
+    async softDeleteSecret(tenantId: string, id: string, now: number) {
+      const res = await db.updateTable('secrets').set((eb) => ({ deleted_at: now, updated_at: now, revision: eb('revision', '+', 1) }))
+        .where('tenant_id', '=', tenantId).where('id', '=', id).where('deleted_at', 'is', null).executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
+    },
+
     /** Restores a soft-deleted secret; false if it is not deleted (any more) or gone. */
     async restoreSecret(tenantId: string, id: string, now: number) {
       const res = await db.updateTable('secrets').set((eb) => ({ deleted_at: null, updated_at: now, revision: eb('revision', '+', 1) }))

@@ -239,7 +239,10 @@ export function createSecretService(deps: {
     async remove(ctx: TenantContext, name: string): Promise<SecretMeta> {
       const row = await load(ctx, name, { auditAs: 'secret.delete' });
       await authorize(ctx, 'delete', secretResource(row));
-      await audited(ctx, 'secret.delete', row, (r) => r.updateSecret(ctx.tenantId, row.id, { deleted_at: clock.now(), updated_at: clock.now() }));
+      // Guarded: another delete or a destroy may have won since the row was read; then nothing is written or recorded.
+      await audited(ctx, 'secret.delete', row, async (r) => {
+        if (!(await r.softDeleteSecret(ctx.tenantId, row.id, clock.now()))) notFound(name);
+      });
       rows.forgetSecret(ctx.tenantId, name);
       return toSecretMeta((await repo.findSecret(ctx.tenantId, name)) ?? fail('SECRET_NOT_FOUND', `secret "${name}" not found`));
     },
