@@ -112,6 +112,19 @@ describeEachDialect('reads that fail or are refused are audited without confirmi
     assert.equal((await refusal(h.services.values.write(dbViewer(), 'DB_PASSWORD', 'production', { value: 'viewer-write' }))).code, 'FORBIDDEN');
   });
 
+  test('a write or rollback that was allowed but did not happen is a failed event with its code', async () => {
+    await h.services.secrets.create(h.ctx, { name: 'CHANGE_FAILS', owner: 'ops' });
+    assert.equal((await refusal(h.services.values.rollback(h.ctx, 'CHANGE_FAILS', 'production'))).code, 'VALUE_NOT_SET');
+    await h.services.values.write(h.ctx, 'CHANGE_FAILS', 'production', { value: 'change-fails-value-1' });
+    assert.equal((await refusal(h.services.values.write(h.ctx, 'CHANGE_FAILS', 'production', { value: 'change-fails-value-2', cas: 7 }))).code, 'CAS_MISMATCH');
+    assert.equal((await refusal(h.services.values.rollback(h.ctx, 'CHANGE_FAILS', 'production'))).code, 'NO_PREVIOUS_VERSION');
+    const failed = [...await eventsOf(h, 'secret.write'), ...await eventsOf(h, 'secret.rollback')]
+      .filter((e) => e.resource_name === 'CHANGE_FAILS' && e.outcome === 'failed').map((e) => `${e.action} ${e.reason}`).sort();
+    assert.deepEqual(failed, ['secret.rollback NO_PREVIOUS_VERSION', 'secret.rollback VALUE_NOT_SET', 'secret.write CAS_MISMATCH']);
+    const all = JSON.stringify(await h.storage.db.selectFrom('audit_events').selectAll().where('resource_name', '=', 'CHANGE_FAILS').execute());
+    assert.equal(all.includes('change-fails-value-2'), false, 'the refused value is in no event');
+  });
+
   test('a read of a destroyed version is a failed event with VERSION_DESTROYED and the version', async () => {
     await h.services.secrets.destroy(h.ctx, 'STRIPE_KEY', { environment: 'production', versions: [1] });
     assert.equal((await refusal(h.services.values.read(h.ctx, 'STRIPE_KEY', 'production', { version: 1 }))).code, 'VERSION_DESTROYED');

@@ -114,6 +114,22 @@ export function createValueService(deps: {
   }
 
   /**
+   * A write or rollback that was allowed but did not happen (CAS_MISMATCH, NO_PREVIOUS_VERSION,
+   * VALUE_NOT_SET, the secret deleted meanwhile) is a `failed` event with the error's code, recorded
+   * after its transaction rolled back; then the error goes to the caller. A sealed server or an audit
+   * log that cannot record is not this change's failure, and a failure event could not be written anyway.
+   */
+  async function changeFailed(ctx: TenantContext, action: 'secret.write' | 'secret.rollback', at: { secretId: string; name: string; environment: string }, err: unknown): Promise<never> {
+    if (isKeyholdError(err) && err.code !== 'SEALED' && err.code !== 'AUDIT_UNAVAILABLE') {
+      await audit.record([{
+        ...auditFrom(ctx), action, resource: { type: 'secret', id: at.secretId, name: at.name }, environment: at.environment,
+        secretVersion: null, outcome: 'failed', reason: err.code,
+      }]);
+    }
+    throw err;
+  }
+
+  /**
    * A labelled read answered entirely from memory (environment, sealed row, remembered allow and
    * data key all cached): it awaits nothing but its audit event. Undefined when anything is
    * missing; `read` then takes the full path, which decides, loads and audits denials itself.
@@ -227,9 +243,9 @@ export function createValueService(deps: {
           ...(reason ? { context: { ...base.context, reason } } : {}),
         }]);
         return moved;
-      }));
+      })).catch((err: unknown) => changeFailed(ctx, 'secret.write', { secretId: secret.id, name, environment }, err))
+        .finally(() => plaintext.fill(0));
       rows.forgetSecret(ctx.tenantId, name);
-      plaintext.fill(0);
       return { name, environment, version: result.version, previousVersion: result.superseded };
     },
 
@@ -293,7 +309,7 @@ export function createValueService(deps: {
           environment, secretVersion: previous.version, outcome: 'allowed',
         }]);
         return { name, environment, version: previous.version, previousVersion: state.current_version };
-      });
+      }).catch((err: unknown) => changeFailed(ctx, 'secret.rollback', { secretId: secret.id, name, environment }, err));
       rows.forgetSecret(ctx.tenantId, name);
       return result;
     },
