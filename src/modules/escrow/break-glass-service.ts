@@ -7,6 +7,7 @@ import type { TenantContext } from '../shared/context.ts';
 import { groupRecipients, requestEvent, requesterRecipients, send } from './escrow-events.ts';
 import { createRequestStore, secretRowsOf, secretsOf, usernameOf } from './request-store.ts';
 import { checkTarget, type EscrowDeps, type RequestService } from './request-service.ts';
+import { assertPrintable } from './typed-text.ts';
 import { MAX_COMMENT, type AccessRequest, type BreakGlassReview, type FileRequestInput } from './types.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -107,6 +108,7 @@ export function createBreakGlassService(deps: EscrowDeps & { requests: Pick<Requ
     async review(ctx: TenantContext, id: string, input: { outcome: 'justified' | 'unjustified'; comment: string }): Promise<BreakGlassReview> {
       const typed = input.comment.trim();
       if (typed === '' || typed.length > MAX_COMMENT) fail('VALIDATION_FAILED', `a review needs a comment of 1 to ${MAX_COMMENT} characters`);
+      assertPrintable('comment', typed);
       const comment = await deps.maskText(ctx.tenantId, typed);
       const { review, request } = await reviewPair(ctx, id);
       if (ctx.actor.id === request.requester_id) fail('SELF_APPROVAL', 'the person who broke the glass cannot review it');
