@@ -101,6 +101,20 @@ describeEachDialect('escrow: break-glass, reviews, access policy versions, and t
     assert.equal(await codeOf(policies.get(h.ctx, 999)), 'ACCESS_POLICY_VERSION_NOT_FOUND');
   });
 
+  test('break-glass never outlasts the rule\'s maximum duration: the default is cut to it, and a longer one is refused', async () => {
+    const policies = h.services.escrow.accessPolicies;
+    const short = (breakGlass: object) => ({ ...ESCROW_POLICY, rules: ESCROW_POLICY.rules.map((r) => (r.id === 'prod-reveal' ? { ...r, maxDurationSeconds: 600, breakGlass } : r)) });
+    assert.equal(await codeOf(policies.put(h.ctx, { document: short({ users: ['oncall'], durationSeconds: 3600 }) })), 'ACCESS_POLICY_INVALID');
+    await policies.put(h.ctx, { document: short({ users: ['oncall'] }), comment: 'payment reveals last ten minutes' });
+    try {
+      const taken = await breakGlass(c.oncall.ctx());
+      assert.equal(Date.parse(taken.grant.expiresAt!), h.clock.now() + 600_000, 'ten minutes, not the default hour');
+      assert.equal(await codeOf(h.services.escrow.breakGlass.breakGlass(c.oncall.ctx(), { secrets: ['STRIPE_KEY'], environment: 'production', action: 'reveal', justification: why, durationSeconds: 601 })), 'VALIDATION_FAILED');
+    } finally {
+      await policies.put(h.ctx, { document: ESCROW_POLICY, comment: 'back' });
+    }
+  });
+
   test('over HTTP: an oversized justification is a 400 and writes nothing; another tenant gets 404 for a request id', async () => {
     const count = async () => Number((await h.storage.db.selectFrom('access_requests').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
     const before = await count();
