@@ -111,7 +111,11 @@ export function createBreakGlassService(deps: EscrowDeps & { requests: Pick<Requ
       assertPrintable('comment', typed);
       const comment = await deps.maskText(ctx.tenantId, typed);
       const { review, request } = await reviewPair(ctx, id);
-      if (ctx.actor.id === request.requester_id) fail('SELF_APPROVAL', 'the person who broke the glass cannot review it');
+      if (ctx.actor.id === request.requester_id) {
+        // Like a refused self-approval: the taker trying to clear their own break-glass is worth an auditor's look.
+        await audit.record([requestEvent(ctx, 'access-review.complete', request, { reviewId: review.id, reason: 'SELF_APPROVAL' }, 'denied')]);
+        fail('SELF_APPROVAL', 'the person who broke the glass cannot review it');
+      }
       // A review is a person's act with a second factor (the step-up policy binds people only): never a machine's,
       // which could be one the taker runs.
       if ((await usernameOf(db, ctx.tenantId, ctx.actor)) === null) fail('NOT_AN_APPROVER', 'only a person reviews a break-glass');
