@@ -72,6 +72,9 @@ export function checkAccessPolicy(doc: unknown): { ok: true; doc: AccessPolicyDo
   const ids = new Set<string>();
   for (const rule of doc.rules) {
     if (ids.has(rule.id)) errors.push(`rule "${rule.id}" is defined twice`);
+    // Break-glass skips the approvals, never the rule's bound on how long access lasts.
+    const maxSeconds = rule.maxDurationSeconds ?? DEFAULT_MAX_DURATION_SECONDS;
+    if ((rule.breakGlass?.durationSeconds ?? 0) > maxSeconds) errors.push(`rule "${rule.id}": break-glass lasts ${rule.breakGlass!.durationSeconds} s, longer than the rule's maximum of ${maxSeconds} s`);
     ids.add(rule.id);
     for (const p of rule.secrets ?? []) if (!NAME_PATTERN.test(p)) errors.push(`rule "${rule.id}": bad secret pattern "${p}" (letters, digits, _ . - and *)`);
     const people = new Set<string>();
@@ -119,12 +122,14 @@ export function matchRule(doc: AccessPolicyDocument, target: { action: string; s
 
 /** Fills in a rule's defaults; what a request records as the rule it was filed under. */
 export function resolveRule(rule: AccessRule): ResolvedRule {
+  const maxDurationMs = (rule.maxDurationSeconds ?? DEFAULT_MAX_DURATION_SECONDS) * 1000;
   return {
     id: rule.id,
     steps: rule.steps.map((s) => ({ groups: [...s.groups], approvals: s.approvals })),
-    maxDurationMs: (rule.maxDurationSeconds ?? DEFAULT_MAX_DURATION_SECONDS) * 1000,
+    maxDurationMs,
     requestExpiryMs: (rule.requestExpirySeconds ?? DEFAULT_REQUEST_EXPIRY_SECONDS) * 1000,
-    breakGlass: rule.breakGlass ? { users: [...rule.breakGlass.users], durationMs: (rule.breakGlass.durationSeconds ?? DEFAULT_BREAK_GLASS_SECONDS) * 1000 } : null,
+    // The default hour is cut to a shorter maximum (a longer explicit one is refused when the policy is applied).
+    breakGlass: rule.breakGlass ? { users: [...rule.breakGlass.users], durationMs: Math.min((rule.breakGlass.durationSeconds ?? DEFAULT_BREAK_GLASS_SECONDS) * 1000, maxDurationMs) } : null,
   };
 }
 

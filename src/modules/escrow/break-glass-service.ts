@@ -7,6 +7,7 @@ import type { TenantContext } from '../shared/context.ts';
 import { groupRecipients, requestEvent, requesterRecipients, send } from './escrow-events.ts';
 import { createRequestStore, secretRowsOf, secretsOf, usernameOf } from './request-store.ts';
 import { checkTarget, type EscrowDeps, type RequestService } from './request-service.ts';
+import { assertPrintable } from './typed-text.ts';
 import { MAX_COMMENT, type AccessRequest, type BreakGlassReview, type FileRequestInput } from './types.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -107,9 +108,14 @@ export function createBreakGlassService(deps: EscrowDeps & { requests: Pick<Requ
     async review(ctx: TenantContext, id: string, input: { outcome: 'justified' | 'unjustified'; comment: string }): Promise<BreakGlassReview> {
       const typed = input.comment.trim();
       if (typed === '' || typed.length > MAX_COMMENT) fail('VALIDATION_FAILED', `a review needs a comment of 1 to ${MAX_COMMENT} characters`);
+      assertPrintable('comment', typed);
       const comment = await deps.maskText(ctx.tenantId, typed);
       const { review, request } = await reviewPair(ctx, id);
-      if (ctx.actor.id === request.requester_id) fail('SELF_APPROVAL', 'the person who broke the glass cannot review it');
+      if (ctx.actor.id === request.requester_id) {
+        // Like a refused self-approval: the taker trying to clear their own break-glass is worth an auditor's look.
+        await audit.record([requestEvent(ctx, 'access-review.complete', request, { reviewId: review.id, reason: 'SELF_APPROVAL' }, 'denied')]);
+        fail('SELF_APPROVAL', 'the person who broke the glass cannot review it');
+      }
       // A review is a person's act with a second factor (the step-up policy binds people only): never a machine's,
       // which could be one the taker runs.
       if ((await usernameOf(db, ctx.tenantId, ctx.actor)) === null) fail('NOT_AN_APPROVER', 'only a person reviews a break-glass');

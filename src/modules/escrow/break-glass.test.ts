@@ -37,6 +37,8 @@ describeEachDialect('escrow: break-glass, reviews, access policy versions, and t
     const review = open.items.find((r) => r.requestId === taken.id)!;
     assert.equal(review.state, 'open');
     assert.equal(await codeOf(h.services.escrow.breakGlass.review(c.oncall.ctx(), review.id, { outcome: 'justified', comment: 'it was me' })), 'SELF_APPROVAL');
+    const selfReviews = (await h.services.audit.readAfter(0, 100_000)).filter((e) => e.action === 'access-review.complete' && e.outcome === 'denied');
+    assert.deepEqual(selfReviews.map((e) => [e.reason, e.actor.id, e.resource.id, e.context.reviewId]), [['SELF_APPROVAL', c.oncall.id, taken.id, review.id]], 'the taker\'s attempt to clear their own break-glass is audited, once');
     assert.equal(await codeOf(h.services.escrow.breakGlass.review(c.alice.stale(), review.id, { outcome: 'justified', comment: 'ok' })), 'STEP_UP_REQUIRED');
     const done = await h.services.escrow.breakGlass.review(c.alice.ctx(), review.id, { outcome: 'justified', comment: 'matches PAGE-99' });
     assert.deepEqual([done.state, done.reviewedBy, done.outcome], ['done', c.alice.id, 'justified']);
@@ -99,6 +101,20 @@ describeEachDialect('escrow: break-glass, reviews, access policy versions, and t
     assert.equal(await codeOf(h.services.values.read(c.builder.ctx(), 'STRIPE_KEY', 'staging')), 'APPROVAL_REQUIRED', 'the rollback took effect at once');
     assert.deepEqual((await policies.history(h.ctx)).map((v) => v.version).slice(0, 3), [before.version + 2, before.version + 1, before.version]);
     assert.equal(await codeOf(policies.get(h.ctx, 999)), 'ACCESS_POLICY_VERSION_NOT_FOUND');
+  });
+
+  test('break-glass never outlasts the rule\'s maximum duration: the default is cut to it, and a longer one is refused', async () => {
+    const policies = h.services.escrow.accessPolicies;
+    const short = (breakGlass: object) => ({ ...ESCROW_POLICY, rules: ESCROW_POLICY.rules.map((r) => (r.id === 'prod-reveal' ? { ...r, maxDurationSeconds: 600, breakGlass } : r)) });
+    assert.equal(await codeOf(policies.put(h.ctx, { document: short({ users: ['oncall'], durationSeconds: 3600 }) })), 'ACCESS_POLICY_INVALID');
+    await policies.put(h.ctx, { document: short({ users: ['oncall'] }), comment: 'payment reveals last ten minutes' });
+    try {
+      const taken = await breakGlass(c.oncall.ctx());
+      assert.equal(Date.parse(taken.grant.expiresAt!), h.clock.now() + 600_000, 'ten minutes, not the default hour');
+      assert.equal(await codeOf(h.services.escrow.breakGlass.breakGlass(c.oncall.ctx(), { secrets: ['STRIPE_KEY'], environment: 'production', action: 'reveal', justification: why, durationSeconds: 601 })), 'VALIDATION_FAILED');
+    } finally {
+      await policies.put(h.ctx, { document: ESCROW_POLICY, comment: 'back' });
+    }
   });
 
   test('over HTTP: an oversized justification is a 400 and writes nothing; another tenant gets 404 for a request id', async () => {

@@ -10,6 +10,7 @@ import { groupRecipients, requestEvent, requesterRecipients, send } from './escr
 import { createRequestStore, ruleOf, secretRowsOf, secretsOf, usernameOf, waitingStep } from './request-store.ts';
 import type { EscrowDeps, RequestService } from './request-service.ts';
 import { createQuorum } from './quorum.ts';
+import { assertPrintable } from './typed-text.ts';
 import { MAX_COMMENT, type AccessRequest } from './types.ts';
 
 /**
@@ -27,6 +28,7 @@ export function createDecisionService(deps: EscrowDeps & { requests: Pick<Reques
   /** Everything that can be checked before the transaction; the step is checked again inside it. */
   async function precheck(ctx: TenantContext, id: string, comment: string): Promise<{ row: AccessRequestsTable; username: string }> {
     if (comment.length > MAX_COMMENT) fail('VALIDATION_FAILED', `comment is at most ${MAX_COMMENT} characters`);
+    assertPrintable('comment', comment);
     const row = await requests.load(ctx, id);
     if (row.state === 'expired') fail('REQUEST_EXPIRED', 'the request expired unanswered; it can no longer be decided');
     if (row.state !== 'pending') fail('REQUEST_NOT_PENDING', `the request is already ${row.state}`);

@@ -238,4 +238,27 @@ describeEachDialect('escrow: requests, approvals, separation of duties, expiring
     assert.equal(stored.includes(pasted), false, 'no row and no audit event holds the value');
     assert.equal(JSON.stringify(h.notifications.sent).includes(pasted), false, 'no notification carries it');
   });
+  test('typed text that could redraw what an approver reads (terminal escapes, line breaks, bidi overrides) is refused, and nothing is recorded', async () => {
+    // Shown to approvers by the CLI as "Justification: …": an escape or a line break could paint "Environment: staging" over "production".
+    const tricks = ['INC-1 ok\u001b[1A\u001b[2KEnvironment:  staging', 'INC-1 ok\nEnvironment:  staging', 'INC-1 ok \u202enoitcudorp', 'INC-1 ok\r\u0007 bell'];
+    for (const t of tricks) {
+      assert.equal(await codeOf(h.services.escrow.requests.file(c.builder.ctx(), { secrets: ['STRIPE_KEY'], environment: 'production', action: 'reveal', justification: t })), 'VALIDATION_FAILED', JSON.stringify(t));
+      assert.equal(await codeOf(h.services.escrow.breakGlass.breakGlass(c.oncall.ctx(), { secrets: ['STRIPE_KEY'], environment: 'production', action: 'reveal', justification: t })), 'VALIDATION_FAILED', JSON.stringify(t));
+    }
+    const req = await file(c.builder.ctx(), ['STRIPE_KEY'], 'production');
+    for (const t of tricks) {
+      assert.equal(await codeOf(h.services.escrow.decisions.approve(c.alice.ctx(), req.id, { comment: t })), 'VALIDATION_FAILED', JSON.stringify(t));
+      assert.equal(await codeOf(h.services.escrow.decisions.deny(c.alice.ctx(), req.id, { comment: t })), 'VALIDATION_FAILED', JSON.stringify(t));
+    }
+    const shown = await h.services.escrow.requests.show(c.builder.ctx(), req.id);
+    assert.deepEqual([shown.state, shown.approvals.length], ['pending', 0], 'nothing was decided');
+    await approve(c.alice.ctx(), req.id);
+    await approve(c.bob.ctx(), req.id);
+    assert.equal(await codeOf(h.services.escrow.requests.revoke(c.alice.ctx(), req.id, { comment: tricks[0]! })), 'VALIDATION_FAILED');
+    assert.equal((await h.services.escrow.requests.show(c.builder.ctx(), req.id)).grant.state, 'active', 'the grant was not revoked by the refused call');
+    const glass = await h.services.escrow.breakGlass.breakGlass(c.oncall.ctx(), { secrets: ['STRIPE_KEY'], environment: 'production', action: 'reveal', justification: why });
+    const review = (await h.services.escrow.breakGlass.listReviews(c.alice.ctx())).items.find((r) => r.requestId === glass.id)!;
+    assert.equal(await codeOf(h.services.escrow.breakGlass.review(c.alice.ctx(), review.id, { outcome: 'justified', comment: tricks[1]! })), 'VALIDATION_FAILED');
+    assert.equal((await h.services.escrow.breakGlass.showReview(c.alice.ctx(), review.id)).state, 'open');
+  });
 });

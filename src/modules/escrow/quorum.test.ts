@@ -50,4 +50,23 @@ describeEachDialect('escrow: the quorum counts only approvers who still may appr
       }
     });
   }
+  test('a pending request whose secret was deleted after an approval still shows and lists; the approval does not count until it is restored', async () => {
+    const h = await createHarness(dialect);
+    try {
+      const c = await setUpEscrow(h, ['STRIPE_KEY', 'STRIPE_OTHER']);
+      const req = await h.services.escrow.requests.file(c.builder.ctx(), { secrets: ['STRIPE_KEY', 'STRIPE_OTHER'], environment: 'production', action: 'reveal', justification: why });
+      await h.services.escrow.decisions.approve(c.alice.ctx(), req.id, { comment: 'ok' });
+      await h.services.secrets.remove(h.ctx, 'STRIPE_OTHER');
+      // Every approver's queue and every admin's list hold this request: one deleted secret must not break them.
+      const queue = await h.services.escrow.requests.list(c.carol.ctx(), { scope: 'queue' });
+      assert.ok(queue.items.some((r) => r.id === req.id), 'still in the queue of those who could complete it');
+      assert.ok((await h.services.escrow.requests.list(h.ctx, { scope: 'all' })).items.some((r) => r.id === req.id));
+      const shown = await h.services.escrow.requests.show(c.builder.ctx(), req.id);
+      assert.deepEqual(shown.approvals.map((a) => a.counts), [false], 'nobody can approve a deleted secret');
+      await h.services.secrets.restore(h.ctx, 'STRIPE_OTHER');
+      assert.deepEqual((await h.services.escrow.requests.show(c.builder.ctx(), req.id)).approvals.map((a) => a.counts), [true], 'counts again once restored');
+    } finally {
+      await h.close();
+    }
+  });
 });

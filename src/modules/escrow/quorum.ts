@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { isKeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import type { AccessRequestsTable, Database } from '../../storage/schema.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
@@ -27,7 +28,13 @@ export function createQuorum(deps: { db: Kysely<Database>; authz: Pick<Authorize
       if (approvals.length === 0) return lapsed;
       const doc = opts.doc ?? (await currentAccessPolicy(db, row.tenant_id)).doc;
       const rule = ruleOf(row);
-      const secrets = await secretRowsOf(db, row);
+      // A secret deleted since the request was filed cannot be approved by anyone: no approval counts until it is restored.
+      // (Thrown, it would fail every list and queue that holds the request.)
+      const secrets = await secretRowsOf(db, row).catch((err: unknown) => {
+        if (isKeyholdError(err) && err.code === 'SECRET_NOT_FOUND') return null;
+        throw err;
+      });
+      if (secrets === null) return new Set(approvals.map((a) => a.approver_id));
       for (const a of approvals) {
         const name = await usernameOf(db, row.tenant_id, { type: 'user', id: a.approver_id });
         // Decided as that person now, with the factor they gave when approving taken as fresh.

@@ -14,6 +14,7 @@ import { currentAccessPolicy } from './access-policy-service.ts';
 import { groupRecipients, requestEvent, requesterRecipients, send } from './escrow-events.ts';
 import { createQuorum } from './quorum.ts';
 import { createRequestStore, ruleOf, secretRowsOf, usernameOf } from './request-store.ts';
+import { assertPrintable } from './typed-text.ts';
 import { MAX_JUSTIFICATION, MAX_SECRETS_PER_REQUEST, MIN_JUSTIFICATION, type AccessRequest, type FileRequestInput } from './types.ts';
 
 export interface EscrowDeps {
@@ -53,6 +54,7 @@ export async function checkTarget(deps: EscrowDeps, ctx: TenantContext, input: F
   if (justification.length < MIN_JUSTIFICATION || justification.length > MAX_JUSTIFICATION) {
     fail('VALIDATION_FAILED', `justification must be ${MIN_JUSTIFICATION} to ${MAX_JUSTIFICATION} characters`);
   }
+  assertPrintable('justification', justification);
   const names = [...new Set(input.secrets)];
   if (names.length === 0 || names.length > MAX_SECRETS_PER_REQUEST) fail('VALIDATION_FAILED', `name 1 to ${MAX_SECRETS_PER_REQUEST} secrets`);
   await deps.tenants.environment(ctx.tenantId, input.environment);
@@ -223,6 +225,7 @@ export function createRequestService(deps: EscrowDeps) {
       if (!own && !(await authz.allowed(ctx, 'admin', { type: 'tenant' }))) {
         for (const s of await secretRowsOf(db, row)) await authz.require(ctx, 'approve', secretResource(s), row.environment);
       }
+      if (opts.comment) assertPrintable('comment', opts.comment);
       const comment = opts.comment ? await deps.maskText(ctx.tenantId, opts.comment) : '';
       const now = clock.now();
       try {

@@ -1,0 +1,14 @@
+import { fail } from '../../errors/index.ts';
+
+/**
+ * Control characters (terminal escapes, line breaks, bell…) and the invisible direction marks and
+ * overrides. A justification or comment is shown to approvers as one line ("Justification: …"):
+ * any of these could redraw it, e.g. paint "Environment: staging" over the production a request is for.
+ */
+const UNPRINTABLE = /[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+
+/** Refuses typed text (`what` names the field) that holds a character that could change what a reader sees. */
+export function assertPrintable(what: string, text: string): void {
+  const bad = UNPRINTABLE.exec(text);
+  if (bad) fail('VALIDATION_FAILED', `${what} holds an unprintable character (U+${bad[0].codePointAt(0)!.toString(16).padStart(4, '0').toUpperCase()}) at offset ${bad.index}: write it on one line, without control characters`);
+}
