@@ -25,6 +25,6 @@ test('a metadata or link-local address is forbidden however an IPv6 literal carr
     'fd00:ec2::254', 'fd00:ec2:0:0:0:0:0:254', 'FD00:0EC2::0254',
   ];
   for (const address of forbidden) assert.equal(isForbiddenAddress(address), true, address);
-  const allowed = ['203.0.113.7', '10.0.0.1', '::1', '127.0.0.1', '2001:db8::1', '::ffff:203.0.113.7', '64:ff9b::203.0.113.7', 'fd00:ec2::253', 'fec0::1'];
+  const allowed = ['203.0.113.7', '10.0.0.1', '::1', '::2', '127.0.0.1', '2001:db8::1', '::ffff:203.0.113.7', '64:ff9b::203.0.113.7', 'fd00:ec2::253', 'fec0::1'];
   for (const address of allowed) assert.equal(isForbiddenAddress(address), false, address);
 });

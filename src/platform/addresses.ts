@@ -60,7 +60,8 @@ function deliveredV4(ip: string): string | null {
   const g = ipv6Groups(ip);
   const zeros = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
   const mapped = zeros(0, 5) && g[5] === 0xffff;
-  const compatible = zeros(0, 6) && (g[6] !== 0 || g[7]! > 1); // not :: or ::1
+  // ::a.b.c.d for a first octet of 1 or more: ::/104 (::, ::1, ::2, ...) are not IPv4 addresses.
+  const compatible = zeros(0, 6) && g[6]! >= 0x100;
   const nat64 = g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6);
   if (!mapped && !compatible && !nat64) return null;
   return `${g[6]! >> 8}.${g[6]! & 255}.${g[7]! >> 8}.${g[7]! & 255}`;
