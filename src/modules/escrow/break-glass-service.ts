@@ -9,6 +9,7 @@ import { createRequestStore, secretRowsOf, secretsOf, usernameOf } from './reque
 import { checkTarget, type EscrowDeps, type RequestService } from './request-service.ts';
 import { assertPrintable } from './typed-text.ts';
 import { MAX_COMMENT, type AccessRequest, type BreakGlassReview, type FileRequestInput } from './types.ts';
+import { isKeyholdError } from '../../errors/index.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -93,7 +94,12 @@ export function createBreakGlassService(deps: EscrowDeps & { requests: Pick<Requ
       if (state === 'done') q = q.where('reviewed_at', 'is not', null);
       const items: BreakGlassReview[] = [];
       for (const review of await q.orderBy('opened_at', 'desc').limit(500).execute()) {
-        const request = await requests.load(ctx, review.request_id).catch(() => null);
+        // A request the caller may not see is left out; any other failure (the database, an expiry
+        // the log cannot record) fails the list rather than pass for "nothing to review".
+        const request = await requests.load(ctx, review.request_id).catch((err: unknown) => {
+          if (isKeyholdError(err) && err.code === 'REQUEST_NOT_FOUND') return null;
+          throw err;
+        });
         if (request) items.push(toReview(review, request));
       }
       return { items };

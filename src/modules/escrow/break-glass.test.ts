@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { codeOf, ESCROW_POLICY, setUpEscrow, type EscrowCast } from '../../../test/helpers/escrow.ts';
+import { sql } from 'kysely';
 import { newId } from '../../platform/ids.ts';
 
 const why = 'PAGE-99: payouts down, the provider asks us to re-send with the live key';
@@ -141,6 +142,20 @@ describeEachDialect('escrow: break-glass, reviews, access policy versions, and t
     }
     const openapi = (await inject('GET', '/v1/openapi.json')).json();
     assert.ok(openapi.paths['/v1/requests/{id}/approve'] && openapi.paths['/v1/break-glass'] && openapi.paths['/v1/access-policies']);
+  });
+
+  test('a review list that cannot be read fails, and never passes for an empty one', async () => {
+    const taken = await breakGlass(c.oncall.ctx());
+    assert.ok((await h.services.escrow.breakGlass.listReviews(c.alice.ctx())).items.some((r) => r.requestId === taken.id));
+    // Past the grant's end, reading the request records its expiry: with the audit log unwritable, that fails.
+    h.clock.advance(3600_000 + 1000);
+    await sql`alter table audit_events rename to audit_events_gone`.execute(h.storage.db);
+    try {
+      assert.equal(await codeOf(h.services.escrow.breakGlass.listReviews(c.alice.ctx())), 'AUDIT_UNAVAILABLE');
+    } finally {
+      await sql`alter table audit_events_gone rename to audit_events`.execute(h.storage.db);
+    }
+    assert.ok((await h.services.escrow.breakGlass.listReviews(c.alice.ctx())).items.some((r) => r.requestId === taken.id));
   });
 });
 
