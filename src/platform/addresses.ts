@@ -20,15 +20,11 @@ export function isLoopbackHost(hostname: string): boolean {
 /** Names the cloud providers give their instance metadata services. */
 const METADATA_NAMES = new Set(['metadata', 'metadata.google.internal', 'metadata.goog', 'instance-data', 'instance-data.ec2.internal']);
 
-/** The IPv4 address an IPv6 literal embeds (::ffff:a.b.c.d, or its hex spelling), if any. */
-function embeddedV4(ip: string): string | null {
-  const dotted = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(ip);
-  if (dotted) return dotted[1]!;
-  const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(ip);
-  if (!hex) return null;
-  const [hi, lo] = [parseInt(hex[1]!, 16), parseInt(hex[2]!, 16)];
-  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
-}
+/** Whether eight IPv6 groups are IPv4-mapped (::ffff:0:0/96): the IPv4 host itself, as a dual-stack socket shows it. */
+const isMapped = (g: readonly number[]) => g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff;
+
+/** The IPv4 address in the last 32 bits of eight IPv6 groups, dotted. */
+const dottedTail = (g: readonly number[]) => `${g[6]! >> 8}.${g[6]! & 255}.${g[7]! >> 8}.${g[7]! & 255}`;
 
 /**
  * Addresses Keyhold never sends a request to on a caller's behalf: link-local ranges, where cloud
@@ -59,12 +55,10 @@ const AWS_V6_METADATA = [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254].join(':');
 function deliveredV4(ip: string): string | null {
   const g = ipv6Groups(ip);
   const zeros = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
-  const mapped = zeros(0, 5) && g[5] === 0xffff;
   // ::a.b.c.d for a first octet of 1 or more: ::/104 (::, ::1, ::2, ...) are not IPv4 addresses.
   const compatible = zeros(0, 6) && g[6]! >= 0x100;
   const nat64 = g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6);
-  if (!mapped && !compatible && !nat64) return null;
-  return `${g[6]! >> 8}.${g[6]! & 255}.${g[7]! >> 8}.${g[7]! & 255}`;
+  return isMapped(g) || compatible || nat64 ? dottedTail(g) : null;
 }
 
 /** A hostname that is, or names, a metadata service or a forbidden address (no DNS lookup: see connectors/address-guard.ts for that). */
@@ -97,5 +91,6 @@ function ipv6Groups(ip: string): number[] {
 export function addressBlock(address: string): string {
   const ip = bare(address).toLowerCase().replace(/%.*$/, '');
   if (!isIPv6(ip)) return ip;
-  return embeddedV4(ip) ?? `${ipv6Groups(ip).slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`;
+  const g = ipv6Groups(ip);
+  return isMapped(g) ? dottedTail(g) : `${g.slice(0, 4).map((x) => x.toString(16)).join(':')}::/64`;
 }
