@@ -2,10 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { errorResponses } from '../../http/schemas.ts';
-import { fail, isKeyholdError } from '../../errors/index.ts';
+import { isKeyholdError } from '../../errors/index.ts';
 import { addressBlock } from '../../platform/addresses.ts';
 import type { Clock } from '../../platform/clock.ts';
-import { createRateLimiter } from '../../platform/rate-limiter.ts';
+import { createAttemptGuard } from '../identity/users/attempts.ts';
 import type { SystemService } from './system-service.ts';
 
 const Status = Type.Object({
@@ -27,7 +27,8 @@ export const UNSEAL_ATTEMPTS_PER_MINUTE = 30;
 
 /** Init, unseal, seal, status, health: the only routes a sealed server answers. */
 export function systemRoutes(deps: { system: SystemService; clock: Clock }) {
-  const unsealAttempts = createRateLimiter({ limit: UNSEAL_ATTEMPTS_PER_MINUTE, windowMs: 60_000, clock: deps.clock });
+  const unsealAttempts = createAttemptGuard({ limit: UNSEAL_ATTEMPTS_PER_MINUTE, windowMs: 60_000 }, deps.clock,
+    'too many unseal submissions from this address; wait before trying again');
   return async function register(app: FastifyInstance): Promise<void> {
     const r = app.withTypeProvider<TypeBoxTypeProvider>();
 
@@ -58,8 +59,7 @@ export function systemRoutes(deps: { system: SystemService; clock: Clock }) {
         response: { 200: Status, ...errorResponses },
       },
     }, (req) => {
-      const { allowed, retryAfterMs } = unsealAttempts.hit(`unseal:ip:${addressBlock(req.ip)}`);
-      if (!allowed) fail('RATE_LIMITED', 'too many unseal submissions from this address; wait before trying again', { retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)) });
+      unsealAttempts.spend(`unseal:ip:${addressBlock(req.ip)}`);
       return deps.system.unseal(req.body.share);
     });
 

@@ -2,7 +2,7 @@ import { fail } from '../../../errors/index.ts';
 import type { Clock } from '../../../platform/clock.ts';
 import { createRateLimiter, type RateLimiter } from '../../../platform/rate-limiter.ts';
 
-interface Budget {
+export interface Budget {
   limit: number;
   windowMs: number;
 }
@@ -42,16 +42,21 @@ export interface AttemptGuard {
   forgive(key: string): void;
 }
 
-function guard(limiter: RateLimiter): AttemptGuard {
+function guard(limiter: RateLimiter, refusal = 'too many attempts; wait before trying again'): AttemptGuard {
   return {
     spend(key) {
       const { allowed, retryAfterMs } = limiter.hit(key);
       if (!allowed) {
-        fail('RATE_LIMITED', 'too many attempts; wait before trying again', { retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)) });
+        fail('RATE_LIMITED', refusal, { retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)) });
       }
     },
     forgive: (key) => limiter.reset(key),
   };
+}
+
+/** One attempt budget as a guard (`refusal`: the RATE_LIMITED message), for attempts outside sign-in (unseal submissions). */
+export function createAttemptGuard(budget: Budget, clock: Clock, refusal?: string): AttemptGuard {
+  return guard(createRateLimiter({ ...budget, clock }), refusal);
 }
 
 export function createAttemptGuards(limits: AttemptLimits, clock: Clock): Record<keyof AttemptLimits, AttemptGuard> {
