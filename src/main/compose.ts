@@ -105,8 +105,13 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const knownValues = deps.knownValues ?? createKnownValues();
   seal.onSeal(() => knownValues.clear());
   const redactors = createTenantRedactors({ db, keyring, clock, seal, known: knownValues });
-  // Text people type (justifications, comments) is stored, audited and sent with the tenant's values masked out.
-  const maskText = async (tenantId: string, text: string) => (text === '' ? text : (await redactors.forTenant(tenantId)).redact(text));
+  // The tenant's values masked out: of text people type (justifications, comments) before it is stored,
+  // audited or sent, and of every notification that leaves the process (the log masks its own lines).
+  const maskFor = async (tenantId: string) => {
+    const redactor = await redactors.forTenant(tenantId);
+    return (text: string) => redactor.redact(text);
+  };
+  const maskText = async (tenantId: string, text: string) => (text === '' ? text : (await maskFor(tenantId))(text));
   const policies = createPolicyService({ db, engine, authz, clock, audit, maskText });
   // A write here rebuilds the tenant's redactor on next use, so a new value is masked at once (other nodes: within its ttl).
   const values = trackKnownValues(createValueService({
@@ -120,11 +125,6 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const onNotifyError = (err: unknown) => deps.onBackgroundError?.(err);
   // Connector calls (proxy and health checks) and notification webhooks never reach link-local or cloud metadata addresses.
   const outboundFetch = guardedFetch(pinnedFetch());
-  // What leaves the process is masked with the tenant's values first (the log masks its own lines).
-  const maskFor = async (tenantId: string) => {
-    const redactor = await redactors.forTenant(tenantId);
-    return (text: string) => redactor.redact(text);
-  };
   const notifier = config.notify && (config.notify.webhook || config.notify.smtp)
     ? createFanoutNotifier([logNotifier, createMaskingNotifier(notifierFromSettings(config.notify, onNotifyError, outboundFetch), maskFor, onNotifyError)], onNotifyError)
     : logNotifier;
