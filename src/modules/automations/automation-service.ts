@@ -88,9 +88,14 @@ export function createAutomationService(deps: {
 
   /** The permission check behind save, delete and manual runs (see the service comment). */
   async function requireAuthoring(ctx: TenantContext, def: AutomationDefinition, environments: readonly string[], incoming: readonly IncomingConnector[] = []): Promise<void> {
+    await authoringOver(ctx, def, environments, await connectorsWith(ctx, incoming));
+  }
+
+  /** `requireAuthoring` over a connector list already read (a save reads it once for both its checks). */
+  async function authoringOver(ctx: TenantContext, def: AutomationDefinition, environments: readonly string[], seen: readonly IncomingConnector[]): Promise<void> {
     const names = new Set(secretsReferenced(def));
     const used = new Set(connectorsReferenced(def));
-    for (const c of await connectorsWith(ctx, incoming)) {
+    for (const c of seen) {
       if (used.has(c.name) && environments.includes(c.environment)) for (const n of Object.values(c.slots)) names.add(n);
     }
     const resources = await Promise.all([...names].map(async (n) => secretResource(await secrets.load(ctx, n))));
@@ -130,9 +135,9 @@ export function createAutomationService(deps: {
   async function validated(ctx: TenantContext, def: AutomationDefinition, incoming: readonly IncomingConnector[] = []): Promise<void> {
     checkShape(def);
     const catalog = await repo.catalog(ctx.tenantId);
-    const names = new Set((await connectorsWith(ctx, incoming)).map((c) => c.name));
-    checkDefinition(def, { ...catalog, secrets: await secretsVisibleTo(ctx, def, catalog.secrets), connectors: names }, detectCredentials);
-    await requireAuthoring(ctx, def, def.environments, incoming);
+    const seen = await connectorsWith(ctx, incoming);
+    checkDefinition(def, { ...catalog, secrets: await secretsVisibleTo(ctx, def, catalog.secrets), connectors: new Set(seen.map((c) => c.name)) }, detectCredentials);
+    await authoringOver(ctx, def, def.environments, seen);
   }
 
   const event = (ctx: TenantContext, action: string, row: Pick<AutomationsTable, 'id' | 'name' | 'revision'>) => [{
