@@ -71,7 +71,7 @@ export function toErrorBody(err: unknown, request: FastifyRequest): { status: nu
 export function sendError(reply: FastifyReply, err: unknown, format: (body: ErrorBody, err: unknown) => unknown = (body) => body): FastifyReply {
   const { status, body } = toErrorBody(err, reply.request);
   // RATE_LIMITED says when to come back (seconds), for clients that honour Retry-After.
-  const retryAfter = isKeyholdError(err) && (err.code === 'RATE_LIMITED' || err.code === 'AUTHZ_STATE_BUSY') ? err.details?.retryAfterSeconds : undefined;
+  const retryAfter = isKeyholdError(err) && err.code === 'RATE_LIMITED' ? err.details?.retryAfterSeconds : undefined;
   if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
   // The security headers again: fastify answers some errors (an undecodable path) before any hook of the server runs.
   return reply.code(status).headers(SECURITY_HEADERS).header('cache-control', 'no-store').send(format(body, err));

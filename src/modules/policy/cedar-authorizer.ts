@@ -1,5 +1,4 @@
 import type { Kysely } from 'kysely';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import type { Database } from '../../storage/schema.ts';
@@ -19,8 +18,6 @@ const GENERATION_TTL_MS = 2_000;
 const HOUR_MS = 3_600_000;
 /** Bound on remembered allows per resource object (principals x actions x environments x addresses). */
 const MAX_ALLOWS_PER_RESOURCE = 1_000;
-/** Loads of a tenant's state that a change in this process may overtake before one is kept (then: fail closed). */
-const MAX_LOAD_ATTEMPTS = 5;
 
 interface RememberedAllow {
   permit: AuthzPermit | undefined;
@@ -59,7 +56,7 @@ export function createCedarAuthorizer(deps: {
 
   /**
    * This process's `invalidate`s per tenant. A load that spans one may have read the generation
-   * before the change committed: it is neither installed nor kept, but loaded again.
+   * before the change committed: it decides only the request that made it, and is not kept.
    */
   const epochs = new Map<string, number>();
 
@@ -67,28 +64,30 @@ export function createCedarAuthorizer(deps: {
     const now = clock.now();
     const cached = tenants.get(tenantId);
     if (cached && now - cached.checkedAt < GENERATION_TTL_MS) return cached;
-    for (let attempt = 0; attempt < MAX_LOAD_ATTEMPTS; attempt++) {
-      // A burst of changes invalidates load after load: wait a little longer each time (1, 2, 4, 8 ms).
-      if (attempt > 0) await sleep(2 ** (attempt - 1));
-      const epoch = epochs.get(tenantId) ?? 0;
-      const row = await db.selectFrom('tenants').select(['authz_generation', 'policy_version']).where('id', '=', tenantId).executeTakeFirst();
-      if (!row) fail('TENANT_NOT_FOUND', 'tenant not found');
-      const state = tenants.get(tenantId);
-      if (state && state.generation === row.authz_generation && engine.installedGeneration(tenantId) === row.authz_generation) {
-        state.checkedAt = now;
-        return state;
-      }
-      const policies = await storedPolicies(tenantId, row.policy_version);
-      // Access rules and live escrow grants change only with the generation: loaded here, never per decision.
-      const escrow = await loadEscrowState(db, tenantId, now);
-      if ((epochs.get(tenantId) ?? 0) !== epoch) continue;
-      // No await from the check on: nothing this process commits can slip between it and the install.
-      engine.install(tenantId, row.authz_generation, policies);
-      const loaded: TenantAuthzState = { generation: row.authz_generation, checkedAt: now, grants: new Map(), escrow, allows: new WeakMap() };
-      tenants.set(tenantId, loaded);
+    const epoch = epochs.get(tenantId) ?? 0;
+    const row = await db.selectFrom('tenants').select(['authz_generation', 'policy_version']).where('id', '=', tenantId).executeTakeFirst();
+    if (!row) fail('TENANT_NOT_FOUND', 'tenant not found');
+    const state = tenants.get(tenantId);
+    if (state && state.generation === row.authz_generation && engine.installedGeneration(tenantId) === row.authz_generation) {
+      state.checkedAt = now;
+      return state;
+    }
+    const policies = await storedPolicies(tenantId, row.policy_version);
+    // Access rules and live escrow grants change only with the generation: loaded here, never per decision.
+    const escrow = await loadEscrowState(db, tenantId, now);
+    const loaded: TenantAuthzState = { generation: row.authz_generation, checkedAt: now, grants: new Map(), escrow, allows: new WeakMap() };
+    if ((epochs.get(tenantId) ?? 0) !== epoch) {
+      // A change in this process landed while this loaded, so the load may predate it. It still
+      // serves this decision, which overlapped the change, but it is neither kept nor allowed to
+      // replace a newer policy set: the next decision loads again.
+      const installed = engine.installedGeneration(tenantId);
+      if (installed === null || installed < row.authz_generation) engine.install(tenantId, row.authz_generation, policies);
       return loaded;
     }
-    return fail('AUTHZ_STATE_BUSY', 'the tenant\'s grants or policies kept changing while they loaded; try again', { retryAfterSeconds: 1 });
+    // No await from the check on: nothing this process commits can slip between it and the install.
+    engine.install(tenantId, row.authz_generation, policies);
+    tenants.set(tenantId, loaded);
+    return loaded;
   }
 
   /** The tenant policy set of a version (0: none), as it was validated before it took effect. */
