@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import type { KeyObject } from 'node:crypto';
 import { toKeyObject } from './aead.ts';
 import { randomKey } from './bytes.ts';
-import type { VersionBinding } from './envelope.ts';
+import { kekVersionOf, unwrapDek, valueAad, type VersionBinding } from './envelope.ts';
+import { aeadOpen } from './aead.ts';
+import { unwrapKek } from './root/root-key.ts';
 import { createKeyring } from './keyring.ts';
 import { fail, KeyholdError } from '../errors/index.ts';
 
@@ -48,6 +50,8 @@ async function setup() {
     forgetKek: (version: number) => void wrapped.delete(version),
     holdState: (hold: () => Promise<void>) => void (stateHold = hold),
     holdKek: (hold: () => Promise<void>) => void (kekHold = hold),
+    /** The raw KEK of a version, as an attacker who took it (and the root key) would hold it. */
+    stolenKek: (version: number) => toKeyObject(unwrapKek(rootKey!, TENANT, version, wrapped.get(version)!)),
     rotate: () => {
       wrapped.set(state.current + 1, keyring.newWrappedKek(TENANT, state.current + 1));
       state.current++;
@@ -183,4 +187,32 @@ test('a KEK missing although the minimum version never moved is not a race: the 
   t.rotate();
   t.forgetKek(1);
   assert.equal(await code(t.keyring.rewrapperFor(TENANT)), 'KEY_VERSION_RETIRED');
+});
+
+test('a resealer opens a value under any usable KEK and seals it under a fresh data key and the current KEK; the old data key opens nothing new', async () => {
+  const { keyring, sealed, rotate, stolenKek } = await setup();
+  const stolenDek = toKeyObject(unwrapDek(stolenKek(1), binding, sealed.wrappedDek));
+  rotate();
+  const resealed = (await keyring.resealerFor(TENANT))(binding, sealed.ciphertext, sealed.wrappedDek);
+  assert.equal(resealed.kekVersion, 2);
+  assert.equal(kekVersionOf(resealed.wrappedDek), 2);
+  assert.equal(resealed.ciphertext.equals(sealed.ciphertext), false);
+  assert.equal((await keyring.openValue(binding, resealed.ciphertext, resealed.wrappedDek)).toString(), 'sk_live_0123456789abcdef');
+  assert.equal(aeadOpen(stolenDek, sealed.ciphertext, valueAad(binding)).toString(), 'sk_live_0123456789abcdef', 'the stolen key did open the old blob');
+  assert.throws(() => aeadOpen(stolenDek, resealed.ciphertext, valueAad(binding)), { code: 'INTEGRITY_FAILURE' }, 'the stolen data key opens nothing resealed');
+  assert.throws(() => unwrapDek(stolenKek(1), binding, resealed.wrappedDek), { code: 'INTEGRITY_FAILURE' }, 'nor does the old KEK unwrap the new data key');
+  // A value already under the current KEK is resealed too: its data key may be one a rewrap moved there.
+  const again = (await keyring.resealerFor(TENANT))(binding, resealed.ciphertext, resealed.wrappedDek);
+  assert.equal(again.wrappedDek.equals(resealed.wrappedDek), false);
+});
+
+test('a resealer refuses a tampered value (INTEGRITY_FAILURE) and one under a KEK rotated to after it loaded (KEY_OPERATION_CONFLICT)', async () => {
+  const { keyring, sealed, rotate } = await setup();
+  const reseal = await keyring.resealerFor(TENANT);
+  const tampered = Buffer.from(sealed.ciphertext);
+  tampered[tampered.length - 1]! ^= 1;
+  assert.throws(() => reseal(binding, tampered, sealed.wrappedDek), { code: 'INTEGRITY_FAILURE' });
+  rotate();
+  const newer = (await keyring.sealerFor(TENANT))(binding, Buffer.from('written after the rotation'));
+  assert.throws(() => reseal(binding, newer.ciphertext, newer.wrappedDek), { code: 'KEY_OPERATION_CONFLICT' });
 });

@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { fail, isKeyholdError } from '../errors/index.ts';
 import { randomKey, wipe } from './bytes.ts';
 import { aeadOpenPrepared, headerAndAad, toKeyObject } from './aead.ts';
-import { kekVersionOf, rewrapDek, sealValue, unwrapDek, valueAad, type SealedValue, type VersionBinding } from './envelope.ts';
+import { kekVersionOf, openValue as openEnvelope, rewrapDek, sealValue, unwrapDek, valueAad, type SealedValue, type VersionBinding } from './envelope.ts';
 import { unwrapKek, wrapKek } from './root/root-key.ts';
 
 /** Where tenant KEKs are stored (wrapped by the root key). */
@@ -37,6 +37,11 @@ export interface Keyring {
   openCached(binding: VersionBinding, ciphertext: Uint8Array, wrappedDek: Uint8Array): Buffer | undefined;
   /** Loads every usable KEK of the tenant; the rewrapper moves a DEK to the current KEK, or returns null if it is there. */
   rewrapperFor(tenantId: string): Promise<(binding: VersionBinding, wrappedDek: Uint8Array) => { wrappedDek: Buffer; kekVersion: number } | null>;
+  /**
+   * Loads every usable KEK of the tenant; the resealer opens a value and seals it again under a
+   * fresh DEK wrapped by the current KEK (the re-encrypt after a suspected key compromise).
+   */
+  resealerFor(tenantId: string): Promise<(binding: VersionBinding, ciphertext: Uint8Array, wrappedDek: Uint8Array) => SealedValue>;
   /** Drops a tenant's cached data keys (after versions are destroyed: a shredded key must not linger). */
   forgetDeks(tenantId: string): void;
   /** Forgets cached state for a tenant (after rotate/rewrap, or a change seen from another node). */
@@ -161,6 +166,27 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
     }
   }
 
+  /** Every KEK of the tenant a data key may still be under (minimum to current), loaded together. */
+  async function usableKeks(tenantId: string): Promise<{ current: number; usable: Map<number, KeyObject> }> {
+    let { current, min } = await state(tenantId);
+    for (;;) {
+      try {
+        const usable = new Map<number, KeyObject>();
+        for (let v = min; v <= current; v++) usable.set(v, await kek(tenantId, v));
+        return { current, usable };
+      } catch (err) {
+        if (!isKeyholdError(err) || err.code !== 'KEY_VERSION_RETIRED') throw err;
+        // Counted usable by the state read, yet gone: a rewrap (here or on another node) retired it
+        // since, raising the minimum in the same commit. Go on from the state as it is now. Gone while
+        // the minimum stayed put, it was not retired but lost: that stays an error.
+        const now = (await store.loadState(tenantId)) ?? fail('TENANT_NOT_FOUND', 'tenant not found');
+        if (now.min <= min) throw err;
+        states.delete(tenantId);
+        ({ current, min } = now);
+      }
+    }
+  }
+
   return {
     newWrappedKek(tenantId, version) {
       const raw = randomKey(32);
@@ -203,30 +229,30 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
     },
 
     async rewrapperFor(tenantId) {
-      let { current, min } = await state(tenantId);
-      let usable: Map<number, KeyObject>;
-      for (;;) {
-        try {
-          usable = new Map();
-          for (let v = min; v <= current; v++) usable.set(v, await kek(tenantId, v));
-          break;
-        } catch (err) {
-          if (!isKeyholdError(err) || err.code !== 'KEY_VERSION_RETIRED') throw err;
-          // Counted usable by the state read, yet gone: a rewrap (here or on another node) retired it
-          // since, raising the minimum in the same commit. Go on from the state as it is now. Gone while
-          // the minimum stayed put, it was not retired but lost: that stays an error.
-          const now = (await store.loadState(tenantId)) ?? fail('TENANT_NOT_FOUND', 'tenant not found');
-          if (now.min <= min) throw err;
-          states.delete(tenantId);
-          ({ current, min } = now);
-        }
-      }
+      const { current, usable } = await usableKeks(tenantId);
       const to = usable.get(current)!;
       return (binding, wrappedDek) => {
         const from = kekVersionOf(wrappedDek);
         if (from >= current) return null; // there already, or under a version rotated to since (nothing to move)
         const fromKey = usable.get(from) ?? fail('KEY_VERSION_RETIRED', `value is wrapped under retired key version ${from}`);
         return { wrappedDek: rewrapDek(fromKey, to, current, binding, wrappedDek), kekVersion: current };
+      };
+    },
+
+    async resealerFor(tenantId) {
+      const { current, usable } = await usableKeks(tenantId);
+      const to = usable.get(current)!;
+      return (binding, ciphertext, wrappedDek) => {
+        const from = kekVersionOf(wrappedDek);
+        // Under a version rotated to since this loaded: a key operation is racing this one.
+        if (from > current) fail('KEY_OPERATION_CONFLICT', `the tenant's key was rotated to version ${from} meanwhile; run the re-encrypt again`);
+        const fromKey = usable.get(from) ?? fail('KEY_VERSION_RETIRED', `value is wrapped under retired key version ${from}`);
+        const plaintext = openEnvelope(fromKey, binding, ciphertext, wrappedDek);
+        try {
+          return sealValue(to, current, binding, plaintext);
+        } finally {
+          wipe(plaintext);
+        }
       };
     },
 

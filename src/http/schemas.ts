@@ -27,6 +27,7 @@ export const KeyStatusSchema = Type.Object({
   currentVersion: Type.Integer(),
   minDecryptionVersion: Type.Integer(),
   rewrapped: Type.Optional(Type.Integer()),
+  resealed: Type.Optional(Type.Integer()),
   versions: Type.Array(Type.Object({
     version: Type.Integer(), createdAt: Type.String(), retiredAt: Nullable(Type.String()), dataKeys: Type.Integer(),
   })),

@@ -146,6 +146,10 @@ test('the README tour: write, read, check-and-set, roll back, delete, restore an
   assert.equal(rewrapped.minDecryptionVersion, 2);
   assert.equal(rewrapped.rewrapped, 2);
   assert.equal(ok(await run(['secrets', 'get', 'PAYMENT_API_KEY', ...target]), 'get after rewrap').stdout, 'first-value\n');
+  const resealed = JSON.parse(ok(await run(['keys', 'reencrypt', '--json']), 'keys reencrypt').stdout) as { currentVersion: number; minDecryptionVersion: number; resealed: number };
+  assert.deepEqual([resealed.currentVersion, resealed.minDecryptionVersion, resealed.resealed], [3, 3, 2]);
+  assert.match(ok(await run(['keys', 'reencrypt']), 'keys reencrypt (text)').stdout, /^Resealed 2 value\(s\) under fresh data keys and key version 4; older versions are retired\./);
+  assert.equal(ok(await run(['secrets', 'get', 'PAYMENT_API_KEY', ...target]), 'get after reencrypt').stdout, 'first-value\n');
 });
 
 test('the CLI refuses what would go wrong: no owner for a new secret, a value as an argument, a server that is down', { timeout: 30_000 }, async () => {

@@ -174,7 +174,7 @@ describeEachDialect('canary', (dialect) => {
     assert.deepEqual(leaks(`canary-${'0'.repeat(32)} canary-test ${CANARY.slice(0, LEAK_WINDOW - 1)}`), []);
   });
 
-  test('the canary is really stored: every version, environment, rollback and KEK rewrap reads it back', async () => {
+  test('the canary is really stored: every version, environment, rollback, KEK rewrap and re-encrypt reads it back', async () => {
     const expected = new Map<string, Map<number, string>>(ENVIRONMENTS.map((env) => [env, new Map()]));
     const write = async (env: string, value: string) => {
       const res = await server.request('PUT', valuesPath(env), { body: { value } });
@@ -207,6 +207,11 @@ describeEachDialect('canary', (dialect) => {
     assert.equal(rewrapped.json.rewrapped, underKek1, 'every data key under the old KEK was rewrapped');
     assert.equal(rewrapped.json.minDecryptionVersion, 2);
     await write('development', `${CANARY}:after-rewrap`);
+    const all = [...expected.values()].reduce((n, versions) => n + versions.size, 0);
+    const reencrypted = await server.request('POST', '/v1/keys/reencrypt');
+    assert.equal(reencrypted.status, 200, reencrypted.text);
+    assert.equal(reencrypted.json.resealed, all, 'every stored value was resealed under a fresh data key');
+    assert.deepEqual([reencrypted.json.currentVersion, reencrypted.json.minDecryptionVersion], [3, 3]);
 
     for (const [env, versions] of expected) {
       for (const [version, value] of versions) {

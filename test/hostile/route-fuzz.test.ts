@@ -67,7 +67,7 @@ const REFUSED_AT_THE_DOOR = new Set(['VALIDATION_FAILED', 'UNKNOWN_FIELD', 'MALF
  * server's unsealed state, and the tenant-wide KEK operations (their races with each other have
  * suites of their own, src/modules/keys/*-races.test.ts).
  */
-const ALONE = new Set(['POST /v1/sys/seal', 'POST /v1/auth/logout', 'POST /v1/keys/rotate', 'POST /v1/keys/rewrap']);
+const ALONE = new Set(['POST /v1/sys/seal', 'POST /v1/auth/logout', 'POST /v1/keys/rotate', 'POST /v1/keys/rewrap', 'POST /v1/keys/reencrypt']);
 
 /**
  * Reads the OpenAPI document the server serves and sends every operation hostile variants of its

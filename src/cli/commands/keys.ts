@@ -8,6 +8,7 @@ interface KeyStatus {
   currentVersion: number;
   minDecryptionVersion: number;
   rewrapped?: number;
+  resealed?: number;
   versions: Array<{ version: number; createdAt: string; retiredAt: string | null; dataKeys: number }>;
 }
 
@@ -37,7 +38,7 @@ const stale = (k: KeyStatus) => k.versions.filter((v) => v.version < k.currentVe
 
 export const keysGroup: Group = {
   name: 'keys',
-  summary: "The tenant's key-encryption keys: status, rotate, rewrap",
+  summary: "The tenant's key-encryption keys: status, rotate, rewrap, reencrypt",
   commands: [
     keyCommand('status', 'Show key versions and how many data keys each wraps', 'GET', '/v1/keys', () => null),
     keyCommand('rotate', 'Create a new key version for new data keys', 'POST', '/v1/keys/rotate', (k) => (
@@ -46,6 +47,9 @@ export const keysGroup: Group = {
     )),
     keyCommand('rewrap', 'Rewrap every data key under the current key version, then retire older versions', 'POST', '/v1/keys/rewrap', (k) => (
       `Rewrapped ${k.rewrapped ?? 0} data key(s) under version ${k.currentVersion}; older versions are retired.`
+    )),
+    keyCommand('reencrypt', 'After a suspected key compromise: a new key version, every value resealed under a fresh data key, older versions retired', 'POST', '/v1/keys/reencrypt', (k) => (
+      `Resealed ${k.resealed ?? 0} value(s) under fresh data keys and key version ${k.currentVersion}; older versions are retired.`
     )),
   ],
 };

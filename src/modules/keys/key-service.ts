@@ -7,8 +7,9 @@ import type { TenantContext } from '../shared/context.ts';
 import { createKekRepository } from './kek-repository.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
 import type { SealedRowCache } from '../secrets/sealed-row-cache.ts';
-import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
+import { auditFrom, type AuditInput, type AuditLog } from '../audit/audit-log.ts';
 import { rewrapTotpSecrets } from '../identity/users/totp-rewrap.ts';
+import { resealValues, type ResealProgress } from './reseal-values.ts';
 
 export interface KeyStatus {
   currentVersion: number;
@@ -18,8 +19,8 @@ export interface KeyStatus {
 
 /**
  * Tenant KEK lifecycle: rotate (new version for new wraps), rewrap (every DEK moves to the current
- * version; values are not touched), then the minimum decryption version rises and old KEK
- * material is deleted.
+ * version; values are not touched) or re-encrypt (a new version, and every value resealed under a
+ * fresh DEK), then the minimum decryption version rises and old KEK material is deleted.
  */
 export function createKeyService(deps: {
   db: Kysely<Database>; keyring: Keyring; authz: Authorizer; clock: Clock; rows: Pick<SealedRowCache, 'forgetTenant'>; audit: Pick<AuditLog, 'appendInTx' | 'record'>;
@@ -51,6 +52,58 @@ export function createKeyService(deps: {
     };
   }
 
+  /** Creates KEK version n+1, current for new data keys from its commit on; returns n+1. */
+  async function newKekVersion(ctx: TenantContext): Promise<number> {
+    const version = await db.transaction().execute(async (trx) => {
+      const bumped = await trx.updateTable('tenants').set((eb) => ({ kek_version: eb('kek_version', '+', 1) }))
+        .where('id', '=', ctx.tenantId).returning('kek_version').executeTakeFirst();
+      if (!bumped) fail('TENANT_NOT_FOUND', 'tenant not found');
+      const wrapped = keyring.newWrappedKek(ctx.tenantId, bumped.kek_version);
+      await createKekRepository(trx).insertKek(ctx.tenantId, bumped.kek_version, wrapped, clock.now());
+      await audit.appendInTx(trx, keyEvent(ctx, 'key.rotate', { kekVersion: String(bumped.kek_version) }));
+      return bumped.kek_version;
+    });
+    keyring.invalidate(ctx.tenantId);
+    return version;
+  }
+
+  /**
+   * The end of a rewrap or re-encrypt, once every data key is under `version`: moves the TOTP
+   * seeds too, raises the minimum decryption version and deletes the material of older KEKs, with
+   * the operation's closing event (`closing`, given how many TOTP seeds moved) in that commit.
+   * Returns how many TOTP seeds moved.
+   */
+  async function retireBelow(ctx: TenantContext, version: number, closing: (totpMoved: number) => AuditInput[]): Promise<number> {
+    // Users' sealed TOTP secrets hang off the same KEKs: move them too, before the old KEKs go.
+    const totp = await rewrapTotpSecrets(db, ctx.tenantId, await keyring.rewrapperFor(ctx.tenantId));
+    const now = clock.now();
+    // Before the transaction: on SQLite's one connection, loading keys inside it would wait on itself.
+    const lateRewrap = await keyring.rewrapperFor(ctx.tenantId);
+    const moved = await db.transaction().execute(async (trx) => {
+      // The tenant row first: its lock waits out every write still proving its KEK current
+      // (keys/current-kek.ts), so the check below sees what they wrote. Never lowered: a rewrap
+      // to a later version may have finished while this one ran.
+      await trx.updateTable('tenants')
+        .set((eb) => ({ kek_min_version: eb.case().when('kek_min_version', '<', version).then(version).else(eb.ref('kek_min_version')).end() }))
+        .where('id', '=', ctx.tenantId).execute();
+      const stragglers = await trx.selectFrom('secret_versions').select('id')
+        .where('tenant_id', '=', ctx.tenantId).where('kek_version', '<', version).where('wrapped_dek', 'is not', null)
+        .limit(1).execute();
+      if (stragglers.length > 0) fail('KEY_OPERATION_CONFLICT', 'data keys were written under an old key version meanwhile; run it again');
+      // Again under the lock: a TOTP confirmation between the two column passes above can move a
+      // pending secret, still under the old KEK, into the column already done. Retiring that KEK
+      // would lock the user out; whatever is left moves here, in the same transaction.
+      const late = await rewrapTotpSecrets(trx, ctx.tenantId, lateRewrap);
+      await trx.updateTable('tenant_keks').set({ wrapped_key: null, retired_at: now })
+        .where('tenant_id', '=', ctx.tenantId).where('version', '<', version).where('retired_at', 'is', null).execute();
+      await audit.appendInTx(trx, closing(totp + late));
+      return totp + late;
+    });
+    keyring.invalidate(ctx.tenantId);
+    rows.forgetTenant(ctx.tenantId);
+    return moved;
+  }
+
   return {
     async status(ctx: TenantContext): Promise<KeyStatus> {
       await authz.require(ctx, 'admin', { type: 'tenant' });
@@ -60,15 +113,7 @@ export function createKeyService(deps: {
     /** Creates KEK version n+1 and makes it the one new data keys are wrapped with. */
     async rotate(ctx: TenantContext): Promise<KeyStatus> {
       await authz.require(ctx, 'admin', { type: 'tenant' });
-      await db.transaction().execute(async (trx) => {
-        const bumped = await trx.updateTable('tenants').set((eb) => ({ kek_version: eb('kek_version', '+', 1) }))
-          .where('id', '=', ctx.tenantId).returning('kek_version').executeTakeFirst();
-        if (!bumped) fail('TENANT_NOT_FOUND', 'tenant not found');
-        const wrapped = keyring.newWrappedKek(ctx.tenantId, bumped.kek_version);
-        await createKekRepository(trx).insertKek(ctx.tenantId, bumped.kek_version, wrapped, clock.now());
-        await audit.appendInTx(trx, keyEvent(ctx, 'key.rotate', { kekVersion: String(bumped.kek_version) }));
-      });
-      keyring.invalidate(ctx.tenantId);
+      await newKekVersion(ctx);
       return status(ctx);
     },
 
@@ -117,41 +162,48 @@ export function createKeyService(deps: {
             return moved;
           });
         }
-        // Users' sealed TOTP secrets hang off the same KEKs: move them too, before the old KEKs go.
-        const totp = await rewrapTotpSecrets(db, ctx.tenantId, await keyring.rewrapperFor(ctx.tenantId));
-        rewrapped += totp;
-        const now = clock.now();
-        // Before the transaction: on SQLite's one connection, loading keys inside it would wait on itself.
-        const lateRewrap = await keyring.rewrapperFor(ctx.tenantId);
-        await db.transaction().execute(async (trx) => {
-          // The tenant row first: its lock waits out every write still proving its KEK current
-          // (keys/current-kek.ts), so the check below sees what they wrote. Never lowered: a rewrap
-          // to a later version may have finished while this one ran.
-          await trx.updateTable('tenants')
-            .set((eb) => ({ kek_min_version: eb.case().when('kek_min_version', '<', state.current).then(state.current).else(eb.ref('kek_min_version')).end() }))
-            .where('id', '=', ctx.tenantId).execute();
-          const stragglers = await trx.selectFrom('secret_versions').select('id')
-            .where('tenant_id', '=', ctx.tenantId).where('kek_version', '<', state.current).where('wrapped_dek', 'is not', null)
-            .limit(1).execute();
-          if (stragglers.length > 0) fail('KEY_OPERATION_CONFLICT', 'data keys were written under an old key version during the rewrap; run it again');
-          // Again under the lock: a TOTP confirmation between the two column passes above can move a
-          // pending secret, still under the old KEK, into the column already done. Retiring that KEK
-          // would lock the user out; whatever is left moves here, in the same transaction.
-          const late = await rewrapTotpSecrets(trx, ctx.tenantId, lateRewrap);
-          rewrapped += late;
-          await trx.updateTable('tenant_keks').set({ wrapped_key: null, retired_at: now })
-            .where('tenant_id', '=', ctx.tenantId).where('version', '<', state.current).where('retired_at', 'is', null).execute();
-          await audit.appendInTx(trx, keyEvent(ctx, 'key.rewrap', { rewrapped: String(rewrapped), totpRewrapped: String(totp + late), batches: String(batches), minDecryptionVersion: toVersion }));
-        });
+        rewrapped += await retireBelow(ctx, state.current, (totp) => keyEvent(ctx, 'key.rewrap', {
+          rewrapped: String(rewrapped + totp), totpRewrapped: String(totp), batches: String(batches), minDecryptionVersion: toVersion,
+        }));
       } catch (err) {
         // Batches that committed stay committed (each with its event); the failure says how far it got.
         const reason = isKeyholdError(err) ? err.code : 'INTERNAL';
         await audit.record(keyEvent(ctx, 'key.rewrap', { toVersion, rewrapped: String(rewrapped), batches: String(batches) }, reason)).catch(() => {});
         throw err;
       }
-      keyring.invalidate(ctx.tenantId);
-      rows.forgetTenant(ctx.tenantId);
       return { ...(await status(ctx)), rewrapped };
+    },
+
+    /**
+     * After a suspected key compromise: a new KEK version, every value resealed under a fresh DEK
+     * wrapped by it (reseal-values.ts), TOTP seeds moved to it, then older KEKs retired as by a
+     * rewrap. A data key or KEK taken before opens nothing the tenant holds afterwards.
+     */
+    async reencrypt(ctx: TenantContext, opts: { batchSize?: number } = {}): Promise<KeyStatus & { resealed: number }> {
+      await authz.require(ctx, 'admin', { type: 'tenant' });
+      // Durable before anything changes: a re-encrypt the log cannot record does not start.
+      await audit.record(keyEvent(ctx, 'key.reencrypt-start', {}));
+      const progress: ResealProgress = { resealed: 0, batches: 0 };
+      try {
+        const version = await newKekVersion(ctx);
+        const toVersion = String(version);
+        await resealValues({ db, keyring }, ctx.tenantId, {
+          batchSize: opts.batchSize ?? 200,
+          progress,
+          onBatch: async (trx, resealed, batch) => {
+            await audit.appendInTx(trx, keyEvent(ctx, 'key.reencrypt-batch', { toVersion, batch: String(batch), resealed: String(resealed) }));
+          },
+        });
+        await retireBelow(ctx, version, (totp) => keyEvent(ctx, 'key.reencrypt', {
+          resealed: String(progress.resealed), totpRewrapped: String(totp), batches: String(progress.batches), minDecryptionVersion: toVersion,
+        }));
+      } catch (err) {
+        // Batches that committed stay committed (each with its event); the failure says how far it got.
+        const reason = isKeyholdError(err) ? err.code : 'INTERNAL';
+        await audit.record(keyEvent(ctx, 'key.reencrypt', { resealed: String(progress.resealed), batches: String(progress.batches) }, reason)).catch(() => {});
+        throw err;
+      }
+      return { ...(await status(ctx)), resealed: progress.resealed };
     },
   };
 }

@@ -4,7 +4,7 @@ import { tenantContextOf } from '../../http/auth.ts';
 import { KeyStatusSchema, errorResponses } from '../../http/schemas.ts';
 import type { KeyService } from './key-service.ts';
 
-/** Tenant key-encryption keys: status, rotate, rewrap. */
+/** Tenant key-encryption keys: status, rotate, rewrap, re-encrypt. */
 export function keyRoutes(deps: { keys: KeyService }) {
   return async function register(app: FastifyInstance): Promise<void> {
     const r = app.withTypeProvider<TypeBoxTypeProvider>();
@@ -20,5 +20,12 @@ export function keyRoutes(deps: { keys: KeyService }) {
       config: { auth: 'tenant' },
       schema: { tags: ['keys'], summary: 'Rewrap every data key under the current KEK, then retire older KEKs', response: { 200: KeyStatusSchema, ...errorResponses } },
     }, (req) => deps.keys.rewrap(tenantContextOf(req)));
+    r.post('/v1/keys/reencrypt', {
+      config: { auth: 'tenant' },
+      schema: {
+        tags: ['keys'], summary: 'After a suspected key compromise: a new KEK version, every value resealed under a fresh data key, older KEKs retired',
+        response: { 200: KeyStatusSchema, ...errorResponses },
+      },
+    }, (req) => deps.keys.reencrypt(tenantContextOf(req)));
   };
 }

@@ -1,0 +1,167 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { eventsOf } from '../../../test/helpers/connectors.ts';
+import type { TenantContext } from '../shared/context.ts';
+import { pauseAfterRead } from '../../../test/helpers/pause-after-read.ts';
+import { createKeyService } from './key-service.ts';
+
+const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+
+describeEachDialect('re-encrypt after a suspected key compromise', (dialect) => {
+  let h: Harness;
+  /** Every value written, by environment and version. */
+  const written = new Map<string, Map<number, string>>();
+  const write = async (env: string, value: string) => {
+    const { version } = await h.services.values.write(h.ctx, 'RESEALED', env, { value });
+    if (!written.has(env)) written.set(env, new Map());
+    written.get(env)!.set(version, value);
+  };
+  const snapshot = async () => new Map((await h.storage.db.selectFrom('secret_versions')
+    .select(['id', 'version', 'ciphertext', 'wrapped_dek', 'kek_version']).where('tenant_id', '=', h.ctx.tenantId).execute())
+    .map((r) => [r.id, r]));
+  const readsBack = async () => {
+    for (const [env, versions] of written) {
+      for (const [version, value] of versions) assert.equal((await h.services.values.read(h.ctx, 'RESEALED', env, { version })).value, value, `${env} v${version}`);
+    }
+  };
+  const lastSeq = async () => (await h.storage.db.selectFrom('audit_events').select('seq').orderBy('seq', 'desc').limit(1).executeTakeFirstOrThrow()).seq;
+
+  before(async () => {
+    h = await createHarness(dialect);
+    await h.services.secrets.create(h.ctx, { name: 'RESEALED', owner: 'ops' });
+    for (let i = 0; i < 4; i++) await write('production', `prod-value-${i}`);
+    await write('staging', 'staging-value');
+    await h.services.secrets.destroy(h.ctx, 'RESEALED', { environment: 'production', versions: [1] });
+    written.get('production')!.delete(1);
+  });
+  after(() => h.close());
+
+  test('every stored value gets a fresh data key under a new KEK, reads back unchanged, and older KEKs are retired', async () => {
+    const before = await snapshot();
+    const result = await h.services.keys.reencrypt(h.ctx, { batchSize: 2 });
+    const after = await snapshot();
+    assert.equal(result.resealed, 4, 'three live production versions and one in staging');
+    assert.deepEqual([result.currentVersion, result.minDecryptionVersion], [2, 2]);
+    for (const [id, row] of after) {
+      const old = before.get(id)!;
+      if (old.wrapped_dek === null) {
+        assert.deepEqual([row.ciphertext, row.wrapped_dek], [null, null], 'a destroyed version stays destroyed');
+        continue;
+      }
+      assert.equal(row.kek_version, 2);
+      assert.equal(Buffer.from(row.ciphertext!).equals(Buffer.from(old.ciphertext!)), false, `v${row.version}: a new ciphertext`);
+      assert.equal(Buffer.from(row.wrapped_dek!).equals(Buffer.from(old.wrapped_dek!)), false, `v${row.version}: a new data key`);
+    }
+    const keks = await h.storage.db.selectFrom('tenant_keks').selectAll().where('tenant_id', '=', h.ctx.tenantId).orderBy('version').execute();
+    assert.deepEqual(keks.map((k) => [k.version, k.wrapped_key === null, k.retired_at !== null]), [[1, true, true], [2, false, false]]);
+    await readsBack();
+
+    // A copy of a row taken before (ciphertext and wrapped data key) opens nothing any more.
+    const [id, stolen] = [...before].find(([, r]) => r.wrapped_dek !== null && r.version === 4)!;
+    const current = after.get(id)!;
+    await h.storage.db.updateTable('secret_versions').set({ ciphertext: stolen.ciphertext, wrapped_dek: stolen.wrapped_dek, kek_version: stolen.kek_version }).where('id', '=', id).execute();
+    try {
+      await assert.rejects(h.services.values.read(h.ctx, 'RESEALED', 'production', { version: 4 }), { code: 'KEY_VERSION_RETIRED' });
+    } finally {
+      await h.storage.db.updateTable('secret_versions').set({ ciphertext: current.ciphertext, wrapped_dek: current.wrapped_dek, kek_version: current.kek_version }).where('id', '=', id).execute();
+    }
+  });
+
+  test('it records its start, the rotation, each committed batch with its count and its end; versions and counts only', async () => {
+    const from = await lastSeq();
+    const result = await h.services.keys.reencrypt(h.ctx, { batchSize: 3 });
+    const events = (await h.storage.db.selectFrom('audit_events').select(['seq', 'action']).where('seq', '>', from).where('action', 'like', 'key.%').orderBy('seq').execute()).map((e) => e.action);
+    assert.deepEqual(events, ['key.reencrypt-start', 'key.rotate', 'key.reencrypt-batch', 'key.reencrypt-batch', 'key.reencrypt']);
+    const batches = (await eventsOf(h, 'key.reencrypt-batch')).filter((e) => e.seq > from);
+    assert.equal(batches.reduce((n, b) => n + Number(b.context.resealed), 0), result.resealed);
+    const [end] = (await eventsOf(h, 'key.reencrypt')).filter((e) => e.seq > from);
+    assert.deepEqual([end!.outcome, end!.context.resealed, end!.context.batches, end!.context.minDecryptionVersion], ['allowed', '4', '2', '3']);
+    for (const e of [...batches, end!]) {
+      for (const [key, value] of Object.entries(e.context)) {
+        if (!['requestId', 'sourceIp', 'userAgent', 'credentialId'].includes(key)) assert.match(value, /^\d+$/, `${key} is a count or a version`);
+      }
+    }
+  });
+
+  test('a tampered value stops it part way with INTEGRITY_FAILURE: committed batches stay, older KEKs stay usable, and a run after the repair finishes', async () => {
+    const from = await lastSeq();
+    const rows = [...(await snapshot()).values()].filter((r) => r.wrapped_dek !== null).sort((a, b) => a.id.localeCompare(b.id));
+    const victim = rows.at(-1)!; // the last in the walk's order: earlier batches commit first
+    const broken = Buffer.from(victim.ciphertext!);
+    broken[broken.length - 1]! ^= 0x01;
+    await h.storage.db.updateTable('secret_versions').set({ ciphertext: broken }).where('id', '=', victim.id).execute();
+    try {
+      assert.equal(await code(h.services.keys.reencrypt(h.ctx, { batchSize: 1 })), 'INTEGRITY_FAILURE');
+    } finally {
+      await h.storage.db.updateTable('secret_versions').set({ ciphertext: victim.ciphertext }).where('id', '=', victim.id).execute();
+    }
+    const [end] = (await eventsOf(h, 'key.reencrypt')).filter((e) => e.seq > from);
+    assert.deepEqual([end!.outcome, end!.reason, end!.context.resealed, end!.context.batches], ['failed', 'INTEGRITY_FAILURE', '3', '3']);
+    const status = await h.services.keys.status(h.ctx);
+    assert.deepEqual([status.currentVersion, status.minDecryptionVersion], [4, 3], 'rotated, but nothing retired');
+    await readsBack();
+    const done = await h.services.keys.reencrypt(h.ctx);
+    assert.deepEqual([done.resealed, done.currentVersion, done.minDecryptionVersion], [4, 5, 5]);
+    await readsBack();
+  });
+
+  /** Asserts every row stored in `before` (with a value) now has a new ciphertext and a new data key. */
+  const allResealed = async (before: Awaited<ReturnType<typeof snapshot>>) => {
+    const after = await snapshot();
+    for (const [id, old] of before) {
+      if (old.wrapped_dek === null) continue;
+      assert.equal(Buffer.from(after.get(id)!.wrapped_dek!).equals(Buffer.from(old.wrapped_dek)), false, `v${old.version} has a new data key`);
+      assert.equal(Buffer.from(after.get(id)!.ciphertext!).equals(Buffer.from(old.ciphertext!)), false, `v${old.version} has a new ciphertext`);
+    }
+  };
+
+  test('a rewrap that lands after its rotation moves old data keys under the new KEK: the walk still reseals them (and the row it had read)', async () => {
+    const before = await snapshot();
+    let rewrapped = -1;
+    const paused = pauseAfterRead('secret_versions', async () => {
+      rewrapped = (await h.services.keys.rewrap(h.ctx)).rewrapped;
+    });
+    const keys = createKeyService({ db: h.storage.db.withPlugin(paused), keyring: h.services.keyring, authz: h.services.authz, clock: h.clock, rows: h.services.rows, audit: h.services.audit });
+    const result = await keys.reencrypt(h.ctx, { batchSize: 1 });
+    assert.ok(paused.fired());
+    assert.equal(rewrapped, 4, 'the rewrap moved every old data key, unchanged, under the new KEK');
+    assert.equal(result.resealed, 4);
+    await allResealed(before);
+    await readsBack();
+  });
+
+  test('writes and readers racing it: no read fails, every value reads back, and every value stored before has a new data key', async () => {
+    const before = await snapshot();
+    let reading = true;
+    const reads: string[] = [];
+    const reader = (async () => {
+      while (reading) reads.push(await code(h.services.values.read(h.ctx, 'RESEALED', 'staging')));
+    })();
+    const [reencrypted] = await Promise.all([
+      code(h.services.keys.reencrypt(h.ctx, { batchSize: 1 })),
+      (async () => {
+        for (let i = 0; i < 6; i++) await write('development', `dev-during-${i}`);
+      })(),
+    ]);
+    reading = false;
+    await reader;
+    assert.equal(reencrypted, 'ok');
+    assert.ok(reads.length > 0);
+    assert.deepEqual([...new Set(reads)], ['ok'], 'no read failed while values were resealed');
+    await allResealed(before);
+    const status = await h.services.keys.status(h.ctx);
+    assert.equal(status.minDecryptionVersion, status.currentVersion, 'every older KEK retired');
+    await readsBack();
+  });
+
+  test('only admin may run it: a builder is refused and no key version is created', async () => {
+    const machine = await h.services.machines.create(h.ctx, { name: 'reencrypt-builder', kind: 'client_secret' });
+    await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role: 'builder' });
+    const ctx: TenantContext = { ...h.ctx, actor: { type: 'machine', id: machine.id, name: machine.name, homeTenantId: h.ctx.tenantId, credentialId: 'c' } };
+    const before = await h.services.keys.status(h.ctx);
+    assert.equal(await code(h.services.keys.reencrypt(ctx)), 'FORBIDDEN');
+    assert.equal((await h.services.keys.status(h.ctx)).currentVersion, before.currentVersion);
+  });
+});
