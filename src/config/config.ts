@@ -21,6 +21,8 @@ export interface Config {
   limits: Limits;
   rollbackWindowMs: number;
   retentionSweepMs: number;
+  /** How often every tenant KEK is self-tested while unsealed (SPEC §2). */
+  selfTestIntervalMs: number;
   identity: IdentitySettings;
   audit: AuditSettings;
   rotation: RotationSettings;
@@ -117,7 +119,7 @@ function int(setting: string, text: string, min: number, max: number): number {
 export function loadConfig(env: Record<string, string | undefined>, flags: { dev?: boolean } = {}): Readonly<Config> {
   const known = new Set([
     'KEYHOLD_DATA_DIR', 'KEYHOLD_DATABASE_URL', 'KEYHOLD_HOST', 'KEYHOLD_PORT', 'KEYHOLD_TLS_CERT', 'KEYHOLD_TLS_KEY',
-    'KEYHOLD_DEV', 'KEYHOLD_LOG_LEVEL', 'KEYHOLD_MAX_VALUE_BYTES', 'KEYHOLD_ROLLBACK_WINDOW', 'KEYHOLD_RETENTION_SWEEP',
+    'KEYHOLD_DEV', 'KEYHOLD_LOG_LEVEL', 'KEYHOLD_MAX_VALUE_BYTES', 'KEYHOLD_ROLLBACK_WINDOW', 'KEYHOLD_RETENTION_SWEEP', 'KEYHOLD_SELF_TEST_INTERVAL',
     'KEYHOLD_STEP_UP_WINDOW', 'KEYHOLD_SESSION_IDLE', 'KEYHOLD_SESSION_MAX', 'KEYHOLD_MACHINE_TOKEN_TTL', 'KEYHOLD_CREDENTIAL_GRACE',
     'KEYHOLD_ROTATION_LEASE', 'KEYHOLD_ROTATION_TICK', 'KEYHOLD_ROTATION_CHECK_CONCURRENCY',
     'KEYHOLD_NOTIFY_WEBHOOK', 'KEYHOLD_NOTIFY_WEBHOOK_SECRET', 'KEYHOLD_NOTIFY_SMTP', 'KEYHOLD_NOTIFY_SMTP_FROM',
@@ -181,6 +183,7 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
     }),
     rollbackWindowMs: parseDuration('KEYHOLD_ROLLBACK_WINDOW', env.KEYHOLD_ROLLBACK_WINDOW ?? '7d', RETENTION),
     retentionSweepMs: parseDuration('KEYHOLD_RETENTION_SWEEP', env.KEYHOLD_RETENTION_SWEEP ?? '1h', TIMER),
+    selfTestIntervalMs: parseDuration('KEYHOLD_SELF_TEST_INTERVAL', env.KEYHOLD_SELF_TEST_INTERVAL ?? '1h', TIMER),
     identity: Object.freeze(identitySettings(env)),
     audit: Object.freeze(auditSettings(env)),
     rotation: Object.freeze(rotationSettings(env)),

@@ -8,6 +8,7 @@ import { createAuthenticator } from '../modules/identity/principal.ts';
 import { createCredentialSweep } from '../modules/identity/credential-sweep.ts';
 import { createKekRepository } from '../modules/keys/kek-repository.ts';
 import { createKeyService } from '../modules/keys/key-service.ts';
+import { createKeySelfTest } from '../modules/keys/self-test.ts';
 import { keyRoutes } from '../modules/keys/routes.ts';
 import { createRetentionJob } from '../modules/secrets/retention.ts';
 import { secretRoutes } from '../modules/secrets/routes.ts';
@@ -119,6 +120,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   }), knownValues, (tenantId) => redactors.forget(tenantId));
   const versionChecks = createVersionCheckService({ db, tenants, authz, maxNameLength: config.limits.maxNameLength });
   const keys = createKeyService({ db, keyring, authz, clock, rows, audit });
+  const selfTest = createKeySelfTest({ db, keyring, audit, clock });
   // One notifier for every module: always the log (server.ts passes its own logger's), and the
   // KEYHOLD_NOTIFY_* channels when configured, so break-glass alerts and rotation news reach both.
   const logNotifier = deps.notifier ?? createLogNotifier({ logger: createLogger({ level: 'info' }) });
@@ -160,7 +162,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     notifier,
   });
   rotation.useDependents(dependentsFromConnectors(connectors));
-  return { clock, self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, macKeys, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, system, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
+  return { clock, self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, macKeys, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, selfTest, system, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -174,7 +176,7 @@ export async function createHttpApp(services: Services, opts: { logger: Logger; 
       tenantRoutes({ tenants: services.tenants, system: services.system }),
       secretRoutes({ secrets: services.secrets, values: services.values }),
       versionCheckRoutes({ versions: services.versionChecks }),
-      keyRoutes({ keys: services.keys }),
+      keyRoutes({ keys: services.keys, selfTest: services.selfTest }),
       machineRoutes({ machines: services.machines, exchange: services.tokenExchange, seal: services.seal }),
       grantRoutes({ grants: services.grants }),
       policyRoutes({ policies: services.policies }),

@@ -144,6 +144,18 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     }, config.audit.checkpointIntervalMs);
     checkpointTimer.unref();
 
+    // SPEC §2: every tenant KEK, unwrapped afresh, must open a canary sealed under it; at start and then periodically.
+    const selfTest = () => {
+      if (services.seal.isSealed()) return;
+      services.selfTest.run().then(
+        (report) => !report.ok && logger.error({ failures: report.failures }, 'key self-test failed: these KEK versions would not open values after a restart'),
+        (err) => logger.error({ err }, 'key self-test could not run'),
+      );
+    };
+    selfTest();
+    const selfTestTimer = setInterval(selfTest, config.selfTestIntervalMs);
+    selfTestTimer.unref();
+
     // Fold new use/reveal events into the usage summary, so "first and last use" stays a short read.
     // Answers are exact whenever this runs (the unfolded tail is read too); it only bounds that tail.
     let folding: Promise<unknown> | null = null;
@@ -169,6 +181,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       services.scheduler.stop();
       await services.runner.drain();
       clearInterval(checkpointTimer);
+      clearInterval(selfTestTimer);
       clearInterval(usageTimer);
       await folding;
       if (!services.seal.isSealed()) await services.checkpoints.checkpoint().catch(() => null);

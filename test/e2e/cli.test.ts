@@ -150,6 +150,9 @@ test('the README tour: write, read, check-and-set, roll back, delete, restore an
   assert.deepEqual([resealed.currentVersion, resealed.minDecryptionVersion, resealed.resealed], [3, 3, 2]);
   assert.match(ok(await run(['keys', 'reencrypt']), 'keys reencrypt (text)').stdout, /^Resealed 2 value\(s\) under fresh data keys and key version 4; older versions are retired\./);
   assert.equal(ok(await run(['secrets', 'get', 'PAYMENT_API_KEY', ...target]), 'get after reencrypt').stdout, 'first-value\n');
+  assert.match(ok(await run(['keys', 'self-test']), 'keys self-test').stdout, /^Passed at .*: 1 key version\(s\) of 1 tenant\(s\) tested, 0 failed\.\n$/);
+  const lastTest = JSON.parse(ok(await run(['keys', 'self-test', '--last', '--json']), 'keys self-test --last').stdout) as { last: { ok: boolean; keys: number } };
+  assert.deepEqual([lastTest.last.ok, lastTest.last.keys], [true, 1]);
 });
 
 test('the CLI refuses what would go wrong: no owner for a new secret, a value as an argument, a server that is down', { timeout: 30_000 }, async () => {

@@ -34,11 +34,45 @@ function keyCommand(name: string, summary: string, method: 'GET' | 'POST', path:
   return command;
 }
 
+interface SelfTestReport {
+  at: string;
+  ok: boolean;
+  tenants: number;
+  keys: number;
+  failures: Array<{ tenantId: string; version: number; reason: string }>;
+}
+
+function describeSelfTest(r: SelfTestReport): string {
+  const lead = `${r.ok ? 'Passed' : 'FAILED'} at ${time(r.at)}: ${r.keys} key version(s) of ${r.tenants} tenant(s) tested, ${r.failures.length} failed.`;
+  if (r.ok) return lead;
+  return [lead, 'These would not open their values after a restart; see docs/operations.md, "Keys".',
+    table(['TENANT', 'VERSION', 'REASON'], r.failures.map((f) => [f.tenantId, f.version, f.reason]))].join('\n');
+}
+
+/** Root only: every tenant's usable KEKs, unwrapped afresh, must open a canary. Exit code 1 when any fails. */
+const selfTest: Command = {
+  name: 'self-test',
+  summary: 'Test every tenant key now (root): exit code 1 if any would not open values; --last shows the last run',
+  usage: 'keys self-test [--last]',
+  options: { last: { type: 'boolean' } },
+  async run({ args, flags, api, out }) {
+    positionals(args, [], selfTest.usage);
+    if (flags.last === true) {
+      const { last } = await api.call<{ last: SelfTestReport | null }>('GET', '/v1/sys/self-test');
+      out.result({ last }, () => (last === null ? 'No self-test has run on this server since it started.' : describeSelfTest(last)));
+      return last === null || last.ok ? 0 : 1;
+    }
+    const report = await api.call<SelfTestReport>('POST', '/v1/sys/self-test');
+    out.result(report, () => describeSelfTest(report));
+    return report.ok ? 0 : 1;
+  },
+};
+
 const stale = (k: KeyStatus) => k.versions.filter((v) => v.version < k.currentVersion).reduce((n, v) => n + v.dataKeys, 0);
 
 export const keysGroup: Group = {
   name: 'keys',
-  summary: "The tenant's key-encryption keys: status, rotate, rewrap, reencrypt",
+  summary: "The tenant's key-encryption keys: status, rotate, rewrap, reencrypt, self-test",
   commands: [
     keyCommand('status', 'Show key versions and how many data keys each wraps', 'GET', '/v1/keys', () => null),
     keyCommand('rotate', 'Create a new key version for new data keys', 'POST', '/v1/keys/rotate', (k) => (
@@ -51,5 +85,6 @@ export const keysGroup: Group = {
     keyCommand('reencrypt', 'After a suspected key compromise: a new key version, every value resealed under a fresh data key, older versions retired', 'POST', '/v1/keys/reencrypt', (k) => (
       `Resealed ${k.resealed ?? 0} value(s) under fresh data keys and key version ${k.currentVersion}; older versions are retired.`
     )),
+    selfTest,
   ],
 };

@@ -2,10 +2,18 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { tenantContextOf } from '../../http/auth.ts';
 import { KeyStatusSchema, errorResponses } from '../../http/schemas.ts';
+import { Type } from 'typebox';
+import { Nullable } from '../../http/schemas.ts';
 import type { KeyService } from './key-service.ts';
+import type { KeySelfTest } from './self-test.ts';
 
-/** Tenant key-encryption keys: status, rotate, rewrap, re-encrypt. */
-export function keyRoutes(deps: { keys: KeyService }) {
+const SelfTestReportSchema = Type.Object({
+  at: Type.String(), ok: Type.Boolean(), tenants: Type.Integer(), keys: Type.Integer(),
+  failures: Type.Array(Type.Object({ tenantId: Type.String(), version: Type.Integer(), reason: Type.String() })),
+});
+
+/** Tenant key-encryption keys: status, rotate, rewrap, re-encrypt; and the KEK self-test across tenants (root). */
+export function keyRoutes(deps: { keys: KeyService; selfTest: KeySelfTest }) {
   return async function register(app: FastifyInstance): Promise<void> {
     const r = app.withTypeProvider<TypeBoxTypeProvider>();
     r.get('/v1/keys', {
@@ -27,5 +35,13 @@ export function keyRoutes(deps: { keys: KeyService }) {
         response: { 200: KeyStatusSchema, ...errorResponses },
       },
     }, (req) => deps.keys.reencrypt(tenantContextOf(req)));
+    r.get('/v1/sys/self-test', {
+      config: { auth: 'root' },
+      schema: { tags: ['sys'], summary: "The last KEK self-test's report (null before the first run)", response: { 200: Type.Object({ last: Nullable(SelfTestReportSchema) }), ...errorResponses } },
+    }, () => ({ last: deps.selfTest.last() }));
+    r.post('/v1/sys/self-test', {
+      config: { auth: 'root' },
+      schema: { tags: ['sys'], summary: 'Self-test every tenant KEK now: unwrapped afresh, it seals a canary the key in memory must open', response: { 200: SelfTestReportSchema, ...errorResponses } },
+    }, () => deps.selfTest.run());
   };
 }
