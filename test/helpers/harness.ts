@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { KyselyPlugin } from 'kysely';
 import { Writable } from 'node:stream';
 import { createServices, createHttpApp, type Services } from '../../src/main/compose.ts';
 import { identitySettings, type NotifySettings } from '../../src/config/config.ts';
@@ -52,9 +53,11 @@ export interface Harness {
 
 /** A fully initialised and unsealed Keyhold over a fresh database, with an in-process HTTP app. */
 /** `notify`: KEYHOLD_NOTIFY_* channels, beside the memory notifier that stands for the log. */
-export async function createHarness(dialect: DialectName, opts: { notify?: NotifySettings } = {}): Promise<Harness> {
+export async function createHarness(dialect: DialectName, opts: { notify?: NotifySettings; plugins?: KyselyPlugin[] } = {}): Promise<Harness> {
   const database = await createTestDatabase(dialect);
-  const storage = await database.open();
+  const opened = await database.open();
+  // Plugins (race tests' barriers and pauses) see every query the services make; the harness's own `storage.db` too.
+  const storage = { ...opened, db: (opts.plugins ?? []).reduce((db, plugin) => db.withPlugin(plugin), opened.db) };
   const clock = createManualClock(Date.UTC(2026, 5, 1));
   const notifications = createMemoryNotifier();
   const canaries = createCanaryRegistry();

@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../../test/helpers/harness.ts';
+import type { KyselyPlugin, OperationNode } from 'kysely';
 import { call, newUser, PASSWORD, sessionFor } from '../../../../test/helpers/users.ts';
 
 /** Password changes (SPEC §7: every deny is an event): each refusal the user caused is one denied event, never a password. */
@@ -58,23 +59,6 @@ describeEachDialect('password change events', (dialect) => {
     assertNoPassword(rows, [...guesses, 'brand-new-passphrase-42', PASSWORD]);
   });
 
-  test('of two changes racing from one session, the loser is one denied event and the winner one allowed event', async () => {
-    const { id, username } = await newUser(h, 'pw-race');
-    const token = await sessionFor(h, username);
-    const [a, b] = await Promise.all([
-      change(token, PASSWORD, 'first-racer-passphrase-1'),
-      change(token, PASSWORD, 'second-racer-passphrase-2'),
-    ]);
-    const replies = [a, b].sort((x, y) => x.status - y.status);
-    assert.equal(replies[0]!.status, 200, 'one change wins');
-    assert.deepEqual([replies[1]!.status, replies[1]!.body.error.code], [401, 'INVALID_CREDENTIALS']);
-    assert.match(replies[1]!.body.error.message, /changed meanwhile/, 'the loser was refused by the guarded write, not the password check');
-
-    const rows = await events(id);
-    assert.deepEqual(rows.map((e) => [e.outcome, e.reason]).sort(), [['allowed', null], ['denied', 'INVALID_CREDENTIALS']]);
-    assertNoPassword(rows, ['first-racer-passphrase-1', 'second-racer-passphrase-2', PASSWORD]);
-  });
-
   test('an accepted change is one allowed event; a weak new password is input validation and records nothing', async () => {
     const { id, username } = await newUser(h, 'pw-ok');
     const token = await sessionFor(h, username);
@@ -87,3 +71,67 @@ describeEachDialect('password change events', (dialect) => {
     assertNoPassword(rows, ['password1234', 'brand-new-passphrase-42', PASSWORD]);
   });
 });
+
+/**
+ * Two changes from one session, each past its password check before either writes: a barrier holds
+ * each read of the password hash until both have read it (over HTTP, without it, one request may
+ * start after the other committed and lose at the check instead, which is another test).
+ */
+describeEachDialect('password changes racing', (dialect) => {
+  const barrier = hashReadBarrier(2);
+  let h: Harness;
+  before(async () => {
+    h = await createHarness(dialect, { plugins: [barrier] });
+  });
+  after(() => h.close());
+
+  test('of two changes racing from one session, the loser is refused by the guarded write: one denied event and one allowed event', async () => {
+    const { id, username } = await newUser(h, 'pw-race');
+    const token = await sessionFor(h, username);
+    const change = (next: string) => call(h, 'POST', '/v1/auth/password', { token, body: { current: PASSWORD, new: next } });
+    barrier.arm();
+    const [a, b] = await Promise.all([change('first-racer-passphrase-1'), change('second-racer-passphrase-2')]);
+    assert.equal(barrier.met(), true, 'both read the old hash before either wrote');
+    const replies = [a, b].sort((x, y) => x.status - y.status);
+    assert.equal(replies[0]!.status, 200, 'one change wins');
+    assert.deepEqual([replies[1]!.status, replies[1]!.body.error.code], [401, 'INVALID_CREDENTIALS']);
+    assert.match(replies[1]!.body.error.message, /changed meanwhile/, 'the loser was refused by the guarded write, not the password check');
+
+    const rows = await h.storage.db.selectFrom('audit_events').selectAll().where('action', '=', 'auth.password-change').where('actor_id', '=', id).execute();
+    assert.deepEqual(rows.map((e) => [e.outcome, e.reason]).sort(), [['allowed', null], ['denied', 'INVALID_CREDENTIALS']]);
+    const text = JSON.stringify(rows);
+    for (const p of ['first-racer-passphrase-1', 'second-racer-passphrase-2', PASSWORD]) assert.ok(!text.includes(p), 'a password reached the audit log');
+  });
+});
+
+/** Once armed, holds each SELECT of `users.password_hash` after it returns until `n` of them have (or 5 s pass). */
+function hashReadBarrier(n: number): KyselyPlugin & { arm(): void; met(): boolean } {
+  const watched = new WeakSet<object>();
+  let armed = false;
+  let arrived = 0;
+  let open!: () => void;
+  let gate = Promise.resolve();
+  const readsHash = (node: OperationNode): boolean => node.kind === 'SelectQueryNode' && JSON.stringify(node).includes('"password_hash"');
+  return {
+    arm() {
+      armed = true;
+      arrived = 0;
+      gate = new Promise<void>((resolve) => (open = resolve));
+    },
+    met: () => arrived >= n,
+    transformQuery({ node, queryId }) {
+      if (armed && readsHash(node)) watched.add(queryId);
+      return node;
+    },
+    async transformResult({ result, queryId }) {
+      if (watched.has(queryId)) {
+        if (++arrived >= n) {
+          armed = false;
+          open();
+        }
+        await Promise.race([gate, new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
+      }
+      return result;
+    },
+  };
+}
