@@ -2,8 +2,6 @@ import { int, parseWhole, positionals, str, UsageError } from '../args.ts';
 import type { Command, Group } from '../command.ts';
 import { readText } from '../files.ts';
 import { table, time } from '../output.ts';
-import { createPolicyEngine } from '../../modules/policy/engine.ts';
-import { parsePolicyTestCases, runPolicyTests } from '../../modules/policy/policy-test-runner.ts';
 
 /** The `policy` group: the tenant's own Cedar policies, and an offline test runner for them. */
 
@@ -95,6 +93,9 @@ const test: Command = {
   options: { policies: { type: 'string' } },
   async run({ args, flags, out }) {
     const [file] = positionals(args, ['CASES.json'], test.usage) as [string];
+    // Loaded here, not at start: compiling Cedar's WebAssembly costs every other command ~100 ms.
+    const { createPolicyEngine } = await import('../../modules/policy/engine.ts');
+    const { parsePolicyTestCases, runPolicyTests } = await import('../../modules/policy/policy-test-runner.ts');
     let cases;
     try {
       cases = parsePolicyTestCases(JSON.parse(await readText(file, 'test file')));
