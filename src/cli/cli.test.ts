@@ -329,3 +329,28 @@ test('a file or --input that is not JSON is refused naming where, never quoting 
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('policy test runs a case file offline (no request) against a policy file: exit 0 when every case holds, 1 when one does not', async () => {
+  const h = harness(() => ({ status: 500, body: {} }));
+  const passing = await h.run('policy', 'test', 'docs/examples/tenant-policies.test.json', '--policies', 'docs/examples/tenant-policies.cedar');
+  assert.equal(passing.code, 0, passing.stderr);
+  const cases = (JSON.parse(readFileSync('docs/examples/tenant-policies.test.json', 'utf8')) as { cases: unknown[] }).cases.length;
+  assert.match(passing.stdout, new RegExp(`\\n${cases} passed, 0 failed\\n$`));
+  assert.deepEqual(h.sent, [], 'no server is asked');
+
+  // Without the tenant's policies, the cases that expect its forbids to deny now fail.
+  const without = await harness(() => ({ status: 500, body: {} })).run('policy', 'test', 'docs/examples/tenant-policies.test.json');
+  assert.equal(without.code, 1);
+  assert.match(without.stdout, /^FAIL {2}.*\(expected deny, got allow; /m);
+  assert.match(without.stdout, /\d+ passed, [1-9]\d* failed\n$/);
+
+  const dir = await mkdtemp(join(tmpdir(), 'keyhold-policy-test-'));
+  try {
+    await writeFile(join(dir, 'broken.cedar'), 'forbid(principal, action == Keyhold::Action::"nonsense", resource);');
+    const invalid = await harness(() => ({ status: 500, body: {} })).run('policy', 'test', 'docs/examples/tenant-policies.test.json', '--policies', join(dir, 'broken.cedar'));
+    assert.equal(invalid.code, 2, 'a policy file that does not validate is a usage error');
+    assert.match(invalid.stderr, /^error: /);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
