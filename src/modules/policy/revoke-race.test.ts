@@ -101,6 +101,24 @@ describeEachDialect('a policy change racing an in-flight load of the tenant stat
 
     h.clock.advance(1_000);
     assert.equal(await code(authz.require(ctx, 'use', resource, 'production')), 'FORBIDDEN');
+    await h.services.policies.put(h.ctx, { text: '', comment: 'lift it' });
+  });
+
+  test('an overtaken load finishing after a newer one was kept does not put its older policy set back into the engine', async () => {
+    const { machine, ctx, resource, authz, hit, release } = await raceRig(h, 'install-race-runner', 'tenants');
+    const inFlight = code(authz.require(ctx, 'use', resource, 'production'));
+    await hit; // the old generation was read; its policies are loaded after the release
+    const forbid = `@id("no-install-race-use")\nforbid(principal == Keyhold::Machine::"${machine.id}", action == Keyhold::Action::"use", resource);`;
+    await h.services.policies.put(h.ctx, { text: forbid, comment: 'forbid the runner' });
+    authz.invalidate(h.ctx.tenantId);
+    // A decision after the change loads the new generation, installs its policy set and keeps the state.
+    assert.equal(await code(authz.require(ctx, 'use', resource, 'production')), 'FORBIDDEN');
+    release();
+    await inFlight; // overtaken: it decides itself, and must leave the newer policy set installed
+
+    // Served from the kept state (within its 2 s): the engine's policy set must still be the new one.
+    assert.equal(await code(authz.require(ctx, 'use', resource, 'production')), 'FORBIDDEN');
+    await h.services.policies.put(h.ctx, { text: '', comment: 'lift it' });
   });
 });
 
