@@ -45,7 +45,8 @@ export interface Keyring {
   /**
    * The periodic self-test (SPEC §2), per KEK version still usable: unwraps the stored KEK afresh
    * with the root key, seals a random canary under it and opens it with the key this process
-   * holds. A failure means a restart would not read that tenant's values (or reads them wrongly).
+   * holds. A failure means a restart would not read that tenant's values (or reads them wrongly);
+   * a version retired while the test ran is left out.
    */
   selfTest(tenantId: string): Promise<KekCheck[]>;
   /** Drops a tenant's cached data keys (after versions are destroyed: a shredded key must not linger). */
@@ -275,7 +276,14 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
       const checks: KekCheck[] = [];
       for (let version = min; version <= current; version++) {
         try {
-          const wrapped = (await store.loadWrappedKek(tenantId, version)) ?? fail('KEY_VERSION_RETIRED', `key version ${version} is missing`);
+          const wrapped = await store.loadWrappedKek(tenantId, version);
+          if (!wrapped) {
+            // Gone since the state was read: a rewrap or re-encrypt (here or on another node) retired it,
+            // raising the minimum in the same commit. No value needs it now: not a failure, nor tested.
+            const now = await store.loadState(tenantId);
+            if (now && version < now.min) continue;
+            fail('KEY_VERSION_RETIRED', `key version ${version} is missing`);
+          }
           const raw = unwrapKek(root.rootKey(), tenantId, version, wrapped);
           const canary = randomKey(32);
           try {

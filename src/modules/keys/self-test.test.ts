@@ -3,6 +3,9 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { eventsOf } from '../../../test/helpers/connectors.ts';
+import { createKeyring, type KekStore } from '../../crypto/keyring.ts';
+import { createKekRepository } from './kek-repository.ts';
+import { createKeySelfTest } from './self-test.ts';
 
 describeEachDialect('the periodic KEK self-test (SPEC §2)', (dialect) => {
   let h: Harness;
@@ -107,4 +110,48 @@ describeEachDialect('the periodic KEK self-test (SPEC §2)', (dialect) => {
     const last = await h.app.inject({ method: 'GET', url: '/v1/sys/self-test', headers: root });
     assert.deepEqual(last.json(), { last: ran.json() });
   });
+  /** A self-test over its own keyring (nothing cached), whose store runs `onState` once a tenant's key state was read. */
+  function isolatedRun(onState: (tenantId: string) => Promise<void>) {
+    const repo = createKekRepository(h.storage.db);
+    const kekLoads: string[] = [];
+    const store: KekStore = {
+      async loadState(tenantId) {
+        const state = await repo.loadState(tenantId);
+        await onState(tenantId);
+        return state;
+      },
+      async loadWrappedKek(tenantId, version) {
+        kekLoads.push(`${tenantId}:${version}`);
+        return repo.loadWrappedKek(tenantId, version);
+      },
+    };
+    const keyring = createKeyring({ store, root: h.services.seal });
+    return { keyring, kekLoads, selfTest: createKeySelfTest({ db: h.storage.db, keyring, audit: h.services.audit, clock: h.clock }) };
+  }
+
+  test('a version a rewrap retires while the run reads it is not reported: no false alarm for a key no value needs any more', async () => {
+    const ctx = h.contextFor((await h.services.tenants.create('self-test-retiring')).id);
+    await h.services.keys.rotate(ctx); // versions 1 and 2 usable
+    let rewrapped = false;
+    const { selfTest } = isolatedRun(async (tenantId) => {
+      if (tenantId !== ctx.tenantId || rewrapped) return;
+      rewrapped = true;
+      await h.services.keys.rewrap(ctx); // version 1 retired (material deleted) after the run read 1..2 as usable
+    });
+    const seen = (await selfTestEvents()).length;
+    const report = await selfTest.run();
+    assert.ok(rewrapped);
+    assert.deepEqual(report.failures, []);
+    assert.equal(report.ok, true);
+    assert.deepEqual((await selfTestEvents()).slice(seen).map((e) => e.outcome), ['allowed']);
+    // A version whose material is gone while the minimum stayed put is still a failure.
+    const { wrapped_key: good } = await kekRow(ctx.tenantId, 2);
+    await setKek(ctx.tenantId, 2, null);
+    try {
+      assert.deepEqual((await isolatedRun(async () => {}).selfTest.run()).failures, [{ tenantId: ctx.tenantId, version: 2, reason: 'KEY_VERSION_RETIRED' }]);
+    } finally {
+      await setKek(ctx.tenantId, 2, good);
+    }
+  });
+
 });
