@@ -45,8 +45,8 @@ export interface Keyring {
   /**
    * The periodic self-test (SPEC §2), per KEK version still usable: unwraps the stored KEK afresh
    * with the root key, seals a random canary under it and opens it with the key this process
-   * holds. A failure means a restart would not read that tenant's values (or reads them wrongly);
-   * a version retired while the test ran is left out.
+   * holds (if it holds one; it caches none). A failure means a restart would not read that tenant's
+   * values (or reads them wrongly); a version retired while the test ran is left out.
    */
   selfTest(tenantId: string): Promise<KekCheck[]>;
   /** Drops a tenant's cached data keys (after versions are destroyed: a shredded key must not linger). */
@@ -287,9 +287,13 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
           const raw = unwrapKek(root.rootKey(), tenantId, version, wrapped);
           const canary = randomKey(32);
           try {
+            const fresh = toKeyObject(raw);
             const binding = { tenantId, environmentId: 'self-test', secretId: 'canary', version };
-            const sealed = sealValue(toKeyObject(raw), version, binding, canary);
-            const opened = openEnvelope(await kek(tenantId, version), binding, sealed.ciphertext, sealed.wrappedDek);
+            const sealed = sealValue(fresh, version, binding, canary);
+            // Opened with the key this process holds, if it holds one: a key it does not hold it would load
+            // from the same stored bytes. Never loaded into the cache here, or every node would keep every
+            // tenant's KEKs for the life of the unseal.
+            const opened = openEnvelope(keks.get(`${tenantId}\u0000${version}`) ?? fresh, binding, sealed.ciphertext, sealed.wrappedDek);
             if (!opened.equals(canary)) fail('INTEGRITY_FAILURE', 'the canary opened to other bytes');
             wipe(opened);
           } finally {

@@ -154,4 +154,15 @@ describeEachDialect('the periodic KEK self-test (SPEC §2)', (dialect) => {
     }
   });
 
+  test('a run reads each stored KEK once and leaves no key in memory that the node did not hold before', async () => {
+    const { keyring, kekLoads, selfTest } = isolatedRun(async () => {});
+    const report = await selfTest.run();
+    assert.equal(report.ok, true);
+    assert.equal(kekLoads.length, report.keys, 'one load per version tested');
+    assert.equal(new Set(kekLoads).size, kekLoads.length);
+    // Every tenant's KEKs held for the life of the unseal on every node would follow from caching them here.
+    kekLoads.length = 0;
+    await keyring.sealerFor(h.ctx.tenantId);
+    assert.deepEqual(kekLoads, [`${h.ctx.tenantId}:2`], 'the key was not cached by the run: the first use loads it');
+  });
 });
