@@ -8,7 +8,7 @@ import { createKekRepository } from './kek-repository.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
 import type { SealedRowCache } from '../secrets/sealed-row-cache.ts';
 import { auditFrom, type AuditInput, type AuditLog } from '../audit/audit-log.ts';
-import { rewrapTotpSecrets } from '../identity/users/totp-rewrap.ts';
+import { resealTotpSecrets, rewrapTotpSecrets } from '../identity/users/totp-rewrap.ts';
 import { resealValues, type ResealProgress } from './reseal-values.ts';
 
 export interface KeyStatus {
@@ -175,9 +175,9 @@ export function createKeyService(deps: {
     },
 
     /**
-     * After a suspected key compromise: a new KEK version, every value resealed under a fresh DEK
-     * wrapped by it (reseal-values.ts), TOTP seeds moved to it, then older KEKs retired as by a
-     * rewrap. A data key or KEK taken before opens nothing the tenant holds afterwards.
+     * After a suspected key compromise: a new KEK version, every value and every TOTP seed resealed
+     * under a fresh DEK wrapped by it (reseal-values.ts, totp-rewrap.ts), then older KEKs retired as
+     * by a rewrap. A data key or KEK taken before opens nothing the tenant holds afterwards.
      */
     async reencrypt(ctx: TenantContext, opts: { batchSize?: number } = {}): Promise<KeyStatus & { resealed: number }> {
       await authz.require(ctx, 'admin', { type: 'tenant' });
@@ -194,8 +194,10 @@ export function createKeyService(deps: {
             await audit.appendInTx(trx, keyEvent(ctx, 'key.reencrypt-batch', { toVersion, batch: String(batch), resealed: String(resealed) }));
           },
         });
+        // The keys loaded before the rows are read, as for values; outside any transaction (SQLite's one connection).
+        const totpResealed = await resealTotpSecrets(db, ctx.tenantId, await keyring.resealerFor(ctx.tenantId));
         await retireBelow(ctx, version, (totp) => keyEvent(ctx, 'key.reencrypt', {
-          resealed: String(progress.resealed), totpRewrapped: String(totp), batches: String(progress.batches), minDecryptionVersion: toVersion,
+          resealed: String(progress.resealed), totpResealed: String(totpResealed), totpRewrapped: String(totp), batches: String(progress.batches), minDecryptionVersion: toVersion,
         }));
       } catch (err) {
         // Batches that committed stay committed (each with its event); the failure says how far it got.

@@ -6,6 +6,11 @@ import { eventsOf } from '../../../test/helpers/connectors.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { pauseAfterRead } from '../../../test/helpers/pause-after-read.ts';
 import { createKeyService } from './key-service.ts';
+import { aeadOpen, toKeyObject } from '../../crypto/aead.ts';
+import { kekVersionOf, unwrapDek, valueAad } from '../../crypto/envelope.ts';
+import { unwrapKek } from '../../crypto/root/root-key.ts';
+import { decodeSealedTotp, totpBinding } from '../identity/users/totp.ts';
+import { call, codeAt, enrolTotp, login, newUser, nextStep, sessionFor, ticketFor } from '../../../test/helpers/users.ts';
 
 const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
@@ -163,5 +168,61 @@ describeEachDialect('re-encrypt after a suspected key compromise', (dialect) => 
     const before = await h.services.keys.status(h.ctx);
     assert.equal(await code(h.services.keys.reencrypt(ctx)), 'FORBIDDEN');
     assert.equal((await h.services.keys.status(h.ctx)).currentVersion, before.currentVersion);
+  });
+});
+
+/**
+ * TOTP seeds are sealed under the tenant KEK like values: a data key taken with the old KEK (or
+ * unwrapped from a stolen row) must open no seed the tenant holds after the re-encrypt either.
+ */
+describeEachDialect('re-encrypt and TOTP seeds', (dialect) => {
+  let h: Harness;
+  before(async () => {
+    h = await createHarness(dialect);
+  });
+  after(() => h.close());
+
+  test('confirmed and pending seeds get fresh data keys: the old ones open neither, and both factors still work', async () => {
+    const confirmedUser = await newUser(h, 'reseal-confirmed');
+    const confirmedSecret = await enrolTotp(h, await sessionFor(h, confirmedUser.username));
+    const pendingUser = await newUser(h, 'reseal-pending');
+    const pendingToken = await sessionFor(h, pendingUser.username);
+    const enrol = await call(h, 'POST', '/v1/auth/totp/enroll', { token: pendingToken, body: { ticket: await ticketFor(h, pendingUser.id) } });
+    assert.equal(enrol.status, 200, JSON.stringify(enrol.body));
+    const pendingSecret = enrol.body.secret as string;
+
+    const seeds = async () => {
+      const rows = await h.storage.db.selectFrom('users').select(['id', 'totp_secret', 'totp_pending_secret'])
+        .where('id', 'in', [confirmedUser.id, pendingUser.id]).execute();
+      const byId = new Map(rows.map((r) => [r.id, r]));
+      return [
+        { userId: confirmedUser.id, parts: decodeSealedTotp(byId.get(confirmedUser.id)!.totp_secret!)! },
+        { userId: pendingUser.id, parts: decodeSealedTotp(byId.get(pendingUser.id)!.totp_pending_secret!)! },
+      ];
+    };
+    const before = await seeds();
+    const { current } = await h.services.keys.status(h.ctx).then((s) => ({ current: s.currentVersion }));
+    const stolenKekRow = await h.storage.db.selectFrom('tenant_keks').select('wrapped_key')
+      .where('tenant_id', '=', h.ctx.tenantId).where('version', '=', current).executeTakeFirstOrThrow();
+    const stolenKek = toKeyObject(unwrapKek(h.services.seal.rootKey(), h.ctx.tenantId, current, stolenKekRow.wrapped_key!));
+
+    const result = await h.services.keys.reencrypt(h.ctx);
+    const after = await seeds();
+    for (const [i, old] of before.entries()) {
+      const now = after[i]!;
+      const binding = totpBinding(h.ctx.tenantId, old.userId);
+      assert.equal(kekVersionOf(now.parts.wrappedDek), result.currentVersion);
+      const stolenDek = toKeyObject(unwrapDek(stolenKek, binding, old.parts.wrappedDek));
+      assert.ok(aeadOpen(stolenDek, old.parts.ciphertext, valueAad(binding)).byteLength > 0, 'the stolen data key opened the seed before');
+      assert.throws(() => aeadOpen(stolenDek, now.parts.ciphertext, valueAad(binding)), { code: 'INTEGRITY_FAILURE' }, 'the stolen data key opens no seed held now');
+    }
+    const [end] = (await eventsOf(h, 'key.reencrypt')).slice(-1);
+    assert.equal(end!.context.totpResealed, '2');
+
+    nextStep(h);
+    const signIn = await login(h, { username: confirmedUser.username, totp: codeAt(confirmedSecret, h.clock.now()) });
+    assert.equal(signIn.status, 200, JSON.stringify(signIn.body));
+    const confirm = await call(h, 'POST', '/v1/auth/totp/confirm', { token: pendingToken, body: { code: codeAt(pendingSecret, h.clock.now()) } });
+    assert.equal(confirm.status, 200, JSON.stringify(confirm.body));
   });
 });

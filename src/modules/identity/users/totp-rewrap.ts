@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { VersionBinding } from '../../../crypto/envelope.ts';
+import { fail } from '../../../errors/index.ts';
 import type { Database } from '../../../storage/schema.ts';
 import { decodeSealedTotp, encodeSealedTotp, totpBinding } from './totp.ts';
 
@@ -31,4 +32,43 @@ export async function rewrapTotpSecrets(db: Kysely<Database>, tenantId: string, 
     }
   }
   return moved;
+}
+
+type Resealer = (binding: VersionBinding, ciphertext: Uint8Array, wrappedDek: Uint8Array) => { ciphertext: Uint8Array; wrappedDek: Uint8Array };
+
+/** Times one user's column is read again after a concurrent change won its guard, before giving up. */
+const MAX_RESEAL_ATTEMPTS = 3;
+
+/**
+ * Reseals every sealed TOTP secret of a tenant under a fresh DEK (the re-encrypt after a suspected
+ * key compromise), whatever KEK it names: a rewrap may have moved an old data key under the new KEK.
+ * Pending secrets first: a confirmation between the passes carries an already resealed secret into
+ * the confirmed column, where the second pass reseals it again; the other order would leave one
+ * under its old data key. Each update is guarded by the blob it replaces; a blob changed meanwhile
+ * (a rewrap, a re-enrolment) is read again and resealed. Returns how many secrets were resealed.
+ */
+export async function resealTotpSecrets(db: Kysely<Database>, tenantId: string, reseal: Resealer): Promise<number> {
+  let resealed = 0;
+  for (const column of ['totp_pending_secret', 'totp_secret'] as const) {
+    const rows = await db.selectFrom('users').select(['id', column]).where('tenant_id', '=', tenantId).where(column, 'is not', null).execute();
+    for (const row of rows) {
+      let blob = (row as Record<typeof column, Uint8Array | null>)[column];
+      for (let attempt = 0; ; attempt++) {
+        const parts = blob && decodeSealedTotp(blob);
+        if (!blob || !parts) break;
+        if (attempt === MAX_RESEAL_ATTEMPTS) fail('KEY_OPERATION_CONFLICT', 'a second-factor secret kept changing while it was resealed; run the re-encrypt again');
+        const next = reseal(totpBinding(tenantId, row.id), parts.ciphertext, parts.wrappedDek);
+        const res = await db.updateTable('users').set({ [column]: encodeSealedTotp(next.ciphertext, next.wrappedDek) })
+          .where('tenant_id', '=', tenantId).where('id', '=', row.id).where(column, '=', blob)
+          .executeTakeFirst();
+        if (Number(res.numUpdatedRows) === 1) {
+          resealed++;
+          break;
+        }
+        const now = await db.selectFrom('users').select(column).where('tenant_id', '=', tenantId).where('id', '=', row.id).executeTakeFirst();
+        blob = (now as Record<typeof column, Uint8Array | null> | undefined)?.[column] ?? null;
+      }
+    }
+  }
+  return resealed;
 }
