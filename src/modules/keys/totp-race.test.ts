@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Kysely } from 'kysely';
+import type { Kysely, KyselyPlugin } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { call, codeAt, enrolTotp, login, newUser, nextStep, sessionFor } from '../../../test/helpers/users.ts';
@@ -107,4 +107,60 @@ describeEachDialect('a re-encrypt racing a TOTP confirmation', (dialect) => {
     const signIn = await login(h, { username, totp: codeAt(newSecret, h.clock.now()) });
     assert.equal(signIn.status, 200, JSON.stringify(signIn.body));
   });
+});
+
+/** A plugin that runs `after[n]` once the n-th SELECT from users (1-based) has returned, before its caller sees the rows. */
+function afterUsersSelects(after: Record<number, () => Promise<void>>): KyselyPlugin {
+  let selects = 0;
+  const watched = new Map<object, number>();
+  return {
+    transformQuery({ node, queryId }) {
+      const froms = (node as { from?: { froms: Array<{ kind: string; table?: { identifier: { name: string } } }> } }).from?.froms ?? [];
+      if (node.kind === 'SelectQueryNode' && froms.some((f) => f.table?.identifier.name === 'users')) watched.set(queryId, ++selects);
+      return node;
+    },
+    async transformResult({ result, queryId }) {
+      const n = watched.get(queryId);
+      if (n !== undefined) await after[n]?.();
+      return result;
+    },
+  };
+}
+
+describeEachDialect('the last TOTP pass of a retire racing another key operation', (dialect) => {
+  let h: Harness;
+  before(async () => {
+    h = await createHarness(dialect);
+  });
+  after(() => h.close());
+
+  test('a seed another key operation rewrites between that pass reading it and moving it is read again and moved before its KEK is retired',
+    { skip: dialect !== 'postgres' && 'SQLite runs one transaction at a time: nothing lands inside the retire' }, async () => {
+      const { username } = await newUser(h, 'retire-racer');
+      const secret = await enrolTotp(h, await sessionFor(h, username));
+      const seed = async () => (await h.storage.db.selectFrom('users').select('totp_secret').where('username', '=', username).executeTakeFirstOrThrow()).totp_secret!;
+      const setSeed = async (blob: Uint8Array) => void await h.storage.db.updateTable('users').set({ totp_secret: blob }).where('username', '=', username).execute();
+      const underV1 = await seed();
+      await h.services.keys.rotate(h.ctx);
+      // The same seed under version 2, as a re-encrypt (or rewrap) to version 2 racing the one below writes it.
+      await rewrapTotpSecrets(h.storage.db, h.ctx.tenantId, await h.services.keyring.rewrapperFor(h.ctx.tenantId));
+      const underV2 = await seed();
+      await h.services.keys.rotate(h.ctx);
+
+      const keys = createKeyService({
+        db: h.storage.db.withPlugin(afterUsersSelects({
+          // After the first passes: an old blob the last pass (in the retiring transaction) will read...
+          2: () => setSeed(underV1),
+          // ...and, between its read and its guarded update, another operation's write under version 2.
+          3: () => setSeed(underV2),
+        })),
+        keyring: h.services.keyring, authz: h.services.authz, clock: h.clock, rows: h.services.rows, audit: h.services.audit,
+      });
+      const done = await keys.rewrap(h.ctx);
+      assert.equal(done.minDecryptionVersion, 3);
+      assert.equal(await rewrapTotpSecrets(h.storage.db, h.ctx.tenantId, await h.services.keyring.rewrapperFor(h.ctx.tenantId)), 0, 'nothing left under a retired KEK');
+      nextStep(h);
+      const signIn = await login(h, { username, totp: codeAt(secret, h.clock.now()) });
+      assert.equal(signIn.status, 200, JSON.stringify(signIn.body));
+    });
 });
