@@ -216,3 +216,31 @@ test('a resealer refuses a tampered value (INTEGRITY_FAILURE) and one under a KE
   const newer = (await keyring.sealerFor(TENANT))(binding, Buffer.from('written after the rotation'));
   assert.throws(() => reseal(binding, newer.ciphertext, newer.wrappedDek), { code: 'KEY_OPERATION_CONFLICT' });
 });
+
+test('a sweep drops expired data keys and the KEKs of tenants not re-read within the lifetime; what is still fresh stays', async () => {
+  const { keyring, sealed, advance } = await setup();
+  await keyring.openValue(binding, sealed.ciphertext, sealed.wrappedDek);
+  assert.deepEqual(keyring.held(), { keks: 1, deks: 1 });
+  keyring.sweep();
+  assert.deepEqual(keyring.held(), { keks: 1, deks: 1 }, 'nothing is due yet');
+  advance(TTL);
+  keyring.sweep();
+  assert.deepEqual(keyring.held(), { keks: 0, deks: 0 });
+  assert.equal(keyring.openCached(binding, sealed.ciphertext, sealed.wrappedDek), undefined);
+  assert.equal((await keyring.openValue(binding, sealed.ciphertext, sealed.wrappedDek)).toString(), 'sk_live_0123456789abcdef', 'loaded again on use');
+  assert.deepEqual(keyring.held(), { keks: 1, deks: 1 });
+});
+
+test('a KEK version retired on another node leaves this one at the next sweep after the lifetime, though this node never used the tenant again', async () => {
+  const { keyring, state, sealed, advance, rotate, forgetKek } = await setup();
+  rotate();
+  await keyring.rewrapperFor(TENANT); // holds versions 1 and 2
+  assert.equal(keyring.held().keks, 2);
+  // Another node rewraps and retires version 1; this node sees nothing of it and serves no request.
+  state.min = 2;
+  forgetKek(1);
+  advance(TTL);
+  keyring.sweep();
+  assert.equal(keyring.held().keks, 0, 'no KEK of the idle tenant is left in memory, the retired one included');
+  await assert.rejects(keyring.openValue(binding, sealed.ciphertext, sealed.wrappedDek), { code: 'KEY_VERSION_RETIRED' });
+});

@@ -49,6 +49,14 @@ export interface Keyring {
    * values (or reads them wrongly); a version retired while the test ran is left out.
    */
   selfTest(tenantId: string): Promise<KekCheck[]>;
+  /**
+   * Drops what outlived its bound: expired data keys, and the KEKs and key state of every tenant
+   * whose state this process has not re-read within the data-key lifetime, so a version retired on
+   * another node leaves memory here too, even for a tenant idle here. Called on a timer.
+   */
+  sweep(): void;
+  /** How much unwrapped key material this process holds now (diagnostics and tests). */
+  held(): { keks: number; deks: number };
   /** Drops a tenant's cached data keys (after versions are destroyed: a shredded key must not linger). */
   forgetDeks(tenantId: string): void;
   /** Forgets cached state for a tenant (after rotate/rewrap, or a change seen from another node). */
@@ -307,6 +315,24 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
         }
       }
       return checks;
+    },
+
+    sweep() {
+      const now = dekCache.now();
+      let expired = false;
+      for (const [key, entry] of deks) {
+        if (entry.until > now) continue;
+        deks.delete(key);
+        expired = true;
+      }
+      // `opened` holds the same keys but cannot be walked: replaced, it lets them go.
+      if (expired) opened = new WeakMap();
+      for (const [tenantId, s] of states) if (s.until <= now) states.delete(tenantId);
+      for (const key of keks.keys()) if (!states.has(key.slice(0, key.indexOf('\u0000')))) keks.delete(key);
+    },
+
+    held() {
+      return { keks: keks.size, deks: deks.size };
     },
 
     forgetDeks(tenantId) {

@@ -16,6 +16,8 @@ import { createKnownValues, logLineRedactor } from '../modules/redaction/index.t
 
 /** How often new use and reveal events are folded into the usage summary (audit/usage-summary.ts). */
 const USAGE_FOLD_MS = 5_000;
+/** How often expired unwrapped keys are dropped from memory (keyring.sweep). */
+const KEY_SWEEP_MS = 30_000;
 
 function devBanner(config: Config, address: string, created: boolean): string {
   const bar = '!'.repeat(78);
@@ -144,6 +146,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     }, config.audit.checkpointIntervalMs);
     checkpointTimer.unref();
 
+    // SPEC §2: unwrapped keys live a bounded time. Expired data keys, and the KEKs of tenants idle on this node (a
+    // version another node retired among them), leave memory within the data-key lifetime plus this period.
+    const keySweep = setInterval(() => services.keyring.sweep(), KEY_SWEEP_MS);
+    keySweep.unref();
+
     // SPEC §2: every tenant KEK, unwrapped afresh, must open a canary sealed under it; at start and then periodically.
     const selfTest = () => {
       if (services.seal.isSealed()) return;
@@ -182,6 +189,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       await services.runner.drain();
       clearInterval(checkpointTimer);
       clearInterval(selfTestTimer);
+      clearInterval(keySweep);
       clearInterval(usageTimer);
       await folding;
       if (!services.seal.isSealed()) await services.checkpoints.checkpoint().catch(() => null);
