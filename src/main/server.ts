@@ -151,7 +151,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     const keySweep = setInterval(() => services.keyring.sweep(), KEY_SWEEP_MS);
     keySweep.unref();
 
-    // SPEC §2: every tenant KEK, unwrapped afresh, must open a canary sealed under it; at start and then periodically.
+    // SPEC §2: every tenant KEK, unwrapped afresh, must open a canary sealed under it: at start, at each unseal, then periodically.
     const selfTest = () => {
       if (services.seal.isSealed()) return;
       services.selfTest.run().then(
@@ -160,6 +160,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       );
     };
     selfTest();
+    services.seal.onUnseal(selfTest);
     const selfTestTimer = setInterval(selfTest, config.selfTestIntervalMs);
     selfTestTimer.unref();
 

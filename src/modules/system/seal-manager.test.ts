@@ -77,3 +77,21 @@ test('a server initialised before share digests still checks the reconstructed k
     await cleanup();
   }
 });
+
+test('unseal listeners run once each time a root key goes live, and never for a share that only counts', async () => {
+  const { manager, shares, cleanup } = await sealedManager(3, 2);
+  try {
+    const live: boolean[] = [];
+    manager.onUnseal(() => live.push(manager.isSealed()));
+    await manager.submitShare(shares[0]!);
+    assert.deepEqual(live, [], 'one share of two: nothing is live');
+    await unsealWith(manager, [shares[1]!]);
+    assert.deepEqual(live, [false], 'called once, with the key already live');
+    assert.equal(manager.openStaged(), false);
+    manager.seal();
+    await unsealWith(manager, [shares[2]!, shares[0]!]);
+    assert.deepEqual(live, [false, false]);
+  } finally {
+    await cleanup();
+  }
+});

@@ -37,6 +37,8 @@ export interface SealManager extends RootKeyHolder {
   /** Seals: drops the live and any staged root key and the shares given so far. */
   seal(): void;
   isSealed(): boolean;
+  /** Runs `listener` each time a root key goes live (after its unseal event is durable). */
+  onUnseal(listener: () => void): void;
 }
 
 /**
@@ -51,6 +53,7 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
   let staged: KeyObject | null = null;
   let pending: Buffer[] = [];
   const sealListeners: Array<() => void> = [];
+  const unsealListeners: Array<() => void> = [];
   let configCache: SealConfig | null = null;
   /** An init in progress: a second would make its own key live while the first stores things under the first's. */
   let initializing = false;
@@ -82,6 +85,10 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
 
     onSeal(listener) {
       sealListeners.push(listener);
+    },
+
+    onUnseal(listener) {
+      unsealListeners.push(listener);
     },
 
     isSealed: () => root === null,
@@ -178,6 +185,7 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
       if (!staged) return false;
       root = staged;
       staged = null;
+      for (const listener of unsealListeners) listener();
       return true;
     },
 
