@@ -184,25 +184,28 @@ export function createKeyService(deps: {
       // Durable before anything changes: a re-encrypt the log cannot record does not start.
       await audit.record(keyEvent(ctx, 'key.reencrypt-start', {}));
       const progress: ResealProgress = { resealed: 0, batches: 0 };
+      let toVersion: string | null = null;
       try {
         const version = await newKekVersion(ctx);
-        const toVersion = String(version);
+        toVersion = String(version);
         await resealValues({ db, keyring }, ctx.tenantId, {
           batchSize: opts.batchSize ?? 200,
           progress,
           onBatch: async (trx, resealed, batch) => {
-            await audit.appendInTx(trx, keyEvent(ctx, 'key.reencrypt-batch', { toVersion, batch: String(batch), resealed: String(resealed) }));
+            await audit.appendInTx(trx, keyEvent(ctx, 'key.reencrypt-batch', { toVersion: String(version), batch: String(batch), resealed: String(resealed) }));
           },
         });
         // The keys loaded before the rows are read, as for values; outside any transaction (SQLite's one connection).
         const totpResealed = await resealTotpSecrets(db, ctx.tenantId, await keyring.resealerFor(ctx.tenantId));
         await retireBelow(ctx, version, (totp) => keyEvent(ctx, 'key.reencrypt', {
-          resealed: String(progress.resealed), totpResealed: String(totpResealed), totpRewrapped: String(totp), batches: String(progress.batches), minDecryptionVersion: toVersion,
+          resealed: String(progress.resealed), totpResealed: String(totpResealed), totpRewrapped: String(totp), batches: String(progress.batches), minDecryptionVersion: String(version),
         }));
       } catch (err) {
         // Batches that committed stay committed (each with its event); the failure says how far it got.
         const reason = isKeyholdError(err) ? err.code : 'INTERNAL';
-        await audit.record(keyEvent(ctx, 'key.reencrypt', { resealed: String(progress.resealed), batches: String(progress.batches) }, reason)).catch(() => {});
+        // The KEK version it created (if it got that far) stays current, older ones usable: a new run starts from it.
+        const context = { resealed: String(progress.resealed), batches: String(progress.batches), ...(toVersion !== null ? { toVersion } : {}) };
+        await audit.record(keyEvent(ctx, 'key.reencrypt', context, reason)).catch(() => {});
         throw err;
       }
       return { ...(await status(ctx)), resealed: progress.resealed };

@@ -103,7 +103,7 @@ describeEachDialect('re-encrypt after a suspected key compromise', (dialect) => 
       await h.storage.db.updateTable('secret_versions').set({ ciphertext: victim.ciphertext }).where('id', '=', victim.id).execute();
     }
     const [end] = (await eventsOf(h, 'key.reencrypt')).filter((e) => e.seq > from);
-    assert.deepEqual([end!.outcome, end!.reason, end!.context.resealed, end!.context.batches], ['failed', 'INTEGRITY_FAILURE', '3', '3']);
+    assert.deepEqual([end!.outcome, end!.reason, end!.context.resealed, end!.context.batches, end!.context.toVersion], ['failed', 'INTEGRITY_FAILURE', '3', '3', '4']);
     const status = await h.services.keys.status(h.ctx);
     assert.deepEqual([status.currentVersion, status.minDecryptionVersion], [4, 3], 'rotated, but nothing retired');
     await readsBack();
