@@ -8,6 +8,7 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { PG_URL, skipReason } from '../../test/helpers/databases.ts';
 import { createHarness, type Harness } from '../../test/helpers/harness.ts';
+import { waitUntilBlockedBy } from '../../test/helpers/pg-lock-waits.ts';
 import { isDataException, isTransactionConflict } from './db-errors.ts';
 
 const caught = (fn: () => unknown): unknown => {
@@ -58,6 +59,10 @@ describe('PostgreSQL: a deadlock in an audited write', async () => {
     await other.connect();
     try {
       await other.query(`set search_path to ${h.database.schema}`);
+      const otherPid = (await other.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+      // Only Keyhold's side looks for the cycle (after the server's 1 s): on a loaded machine the other side,
+      // which starts waiting a moment later, could otherwise look first and be the one rolled back.
+      await other.query(`set deadlock_timeout = '60s'`);
       await other.query('begin');
       await other.query('select seq from audit_head where id = 1 for update');
       // Keyhold's write: the tenant row first, then its event waits for the audit head `other` holds.
@@ -67,7 +72,8 @@ describe('PostgreSQL: a deadlock in an audited write', async () => {
           tenantId, actor: { type: 'system', id: 'system' }, action: 'test.deadlock', resource: { type: 'tenant', id: tenantId, name: null }, outcome: 'allowed',
         }]);
       }).then(() => null, (err: unknown) => err);
-      await new Promise((r) => setTimeout(r, 200));
+      // Keyhold's write holds the tenant row and waits (a sleep could end before it got there on a loaded machine).
+      await waitUntilBlockedBy(h.storage.db, [otherPid]);
       // The other order: PostgreSQL finds the cycle and rolls back the transaction that waited first, Keyhold's.
       const blocked = other.query('select id from tenants where id = $1 for update', [tenantId]).catch((err: unknown) => err);
       const err = await write;

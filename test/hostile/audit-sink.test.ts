@@ -56,9 +56,11 @@ describeEachDialect('a hung or failing audit sink never slows requests and catch
       const withHung = await reads(200);
       mode = 'fail';
       const withFailing = await reads(200);
-      // A generous bound: the point is that requests never wait on the sink (they would take seconds).
-      assert.ok(withHung < baseline * 3 + 200, `reads with a hung sink took ${withHung.toFixed(0)} ms vs ${baseline.toFixed(0)} ms`);
-      assert.ok(withFailing < baseline * 3 + 200, `reads with a failing sink took ${withFailing.toFixed(0)} ms vs ${baseline.toFixed(0)} ms`);
+      // A generous bound: the point is that requests never wait on the sink (they would take seconds, or for ever).
+      // Wall-clock times on a machine shared with other test processes and PostgreSQL: 3x and 200 ms were within its noise.
+      const bound = baseline * 4 + 1_000;
+      assert.ok(withHung < bound, `reads with a hung sink took ${withHung.toFixed(0)} ms vs ${baseline.toFixed(0)} ms`);
+      assert.ok(withFailing < bound, `reads with a failing sink took ${withFailing.toFixed(0)} ms vs ${baseline.toFixed(0)} ms`);
 
       mode = 'ok';
       for (const res of hanging.splice(0)) res.destroy();

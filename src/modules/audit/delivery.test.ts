@@ -165,14 +165,14 @@ describe('audit delivery', () => {
     await waitFor('idle', () => delivery.status()[0]!.state === 'idle');
     log.append(2);
     delivery.poke(2);
-    await waitFor('poked delivery', () => delivery.status()[0]!.cursor === 2, 500);
+    await waitFor('poked delivery', () => delivery.status()[0]!.cursor === 2, 10_000); // far below the 60 s poll
     await delivery.stop();
 
     const polled = createAuditDelivery(options({ source: log, sinks: [recordingSink('other').sink], pollMs: 20 }));
     polled.start();
     await waitFor('first read', () => polled.status()[0]!.cursor === 2);
     log.append(1);
-    await waitFor('polled delivery', () => polled.status()[0]!.cursor === 3, 1000);
+    await waitFor('polled delivery', () => polled.status()[0]!.cursor === 3, 3000); // below the default 5 s poll
     await polled.stop();
   });
 

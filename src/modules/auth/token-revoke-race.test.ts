@@ -20,11 +20,16 @@ describeEachDialect('a token revoked while its lookup is in flight', (dialect) =
   test('is not cached as live, and the next request is refused', async () => {
     let hold: Promise<void> | null = null;
     let release!: () => void;
+    let arrived!: () => void;
+    const held = new Promise<void>((r) => (arrived = r));
     // Delays the answer of any query while `hold` is set: the SELECT has run, its rows arrive late.
     const plugin: KyselyPlugin = {
       transformQuery: (a) => a.node,
       transformResult: async (a) => {
-        if (hold) await hold;
+        if (hold) {
+          arrived();
+          await hold;
+        }
         return a.result;
       },
     };
@@ -33,12 +38,13 @@ describeEachDialect('a token revoked while its lookup is in flight', (dialect) =
     const issued = await tokens.issue({ tenantId: h.ctx.tenantId, kind: 'machine', principalId: m.id, name: m.name, ttlMs: 900_000 });
     hold = new Promise<void>((r) => (release = r));
     const inFlight = tokens.lookup(issued.token);
-    await new Promise((r) => setTimeout(r, 50));
+    await held; // the lookup's SELECT has read the row (live); its answer is on its way
     hold = null;
     await tokens.revoke(issued.id, h.ctx.tenantId, h.storage.db);
     tokens.forgetToken(issued.id);
     release();
-    assert.ok(await inFlight, 'the in-flight lookup itself read the row while it was live');
+    const read = await inFlight;
+    assert.ok(read && 'principal' in read, 'the in-flight lookup itself read the row while it was live');
     assert.equal(tokens.cached(issued.token), undefined, 'a revoked token must not be served from the cache');
     assert.equal(await tokens.authenticate(issued.token), null);
     // Without any forget meanwhile, a lookup still caches (the cache keeps working).

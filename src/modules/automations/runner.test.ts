@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { runAsLock } from '../../../test/helpers/identities.ts';
+import { backendPid, waitUntilBlockedBy } from '../../../test/helpers/pg-lock-waits.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { createAutomationService } from './automation-service.ts';
 import { createRunner, type ProxyPort, type ScriptPort } from './runner.ts';
@@ -185,7 +186,8 @@ describeEachDialect('the automation runner', (dialect) => {
     await h.storage.db.transaction().execute(async (trx) => {
       await trx.selectFrom('machine_identities').select('id').where('id', '=', bot.id).forUpdate().execute();
       started = runner.start(ctx, 'raced', { environment: 'staging', trigger: 'manual', wait: true });
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      // The run has read the identity (live) and waits for its lock behind this disable.
+      await waitUntilBlockedBy(h.storage.db, [await backendPid(trx)]);
       await trx.updateTable('machine_identities').set({ disabled_at: h.clock.now() }).where('id', '=', bot.id).execute();
       await h.services.tokens.revokeAllFor(bot.id, trx);
     });

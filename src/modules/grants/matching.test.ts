@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { matchesPattern, rolesFor, type LiveGrant } from './matching.ts';
+import { cpuMs } from '../../../test/helpers/cpu-time.ts';
 
 test('name patterns: `*` is any run of characters (none included), everything else is literal and case-sensitive', () => {
   const cases: [pattern: string, name: string, matches: boolean][] = [
@@ -34,10 +35,10 @@ test('a hostile pattern cannot stall the process: matching is linear in pattern 
   // process's only thread: every tenant's decisions waited. An admin of any tenant could store it
   // in a grant or an access-policy rule and name a secret to match.
   const name = 'A'.repeat(128);
-  const start = performance.now();
-  for (const stars of [5, 20, 63]) assert.equal(matchesPattern(`${'*A'.repeat(stars)}*B`, name), false);
-  assert.equal(matchesPattern(`${'*A'.repeat(63)}*`, name), true);
-  const ms = performance.now() - start;
+  const { ms } = cpuMs(() => {
+    for (const stars of [5, 20, 63]) assert.equal(matchesPattern(`${'*A'.repeat(stars)}*B`, name), false);
+    assert.equal(matchesPattern(`${'*A'.repeat(63)}*`, name), true);
+  });
   assert.ok(ms < 1_000, `took ${ms.toFixed(0)} ms`);
 });
 

@@ -161,7 +161,8 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
   });
 
   test('a response over the size limit is cut and flagged; a slow or closed upstream gives UPSTREAM_TIMEOUT or UPSTREAM_UNREACHABLE', async () => {
-    const small = proxyFor(h, () => [], { maxResponseBytes: 1000, headersTimeoutMs: 300, totalTimeoutMs: 600 });
+    // Timeouts well above a loaded machine's stalls (a prompt answer must not time out), well below the slow upstream's 3 s.
+    const small = proxyFor(h, () => [], { maxResponseBytes: 1000, headersTimeoutMs: 1000, totalTimeoutMs: 2000 });
     const big = await small.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/v1/big', query: { bytes: '50000' } } });
     assert.equal(big.truncated, true);
     assert.equal((big.body as string).length, 1000);

@@ -124,15 +124,16 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
   test('a crash after staging (the node stops in verify) is rolled back by another node once the lease expires', async () => {
     const name = await secret('stays-current');
     const hang = fakeDependents({ connectors: { db: { password: name } }, check: () => new Promise(() => {}) });
-    const dead = rotationFor(h, { dependents: hang, leaseMs: 5000 });
+    // The dead node's heartbeats are real timers (every third of its lease): with an hour's lease none fires during
+    // the test, as none would from a dead process. A heartbeat landing after the clock moved would renew the lease.
+    const dead = rotationFor(h, { dependents: hang, leaseMs: 3_600_000 });
     await dead.service.setPolicy(h.ctx, name, ENV, { rotator: 'random' });
     void dead.service.rotate(h.ctx, name, ENV);
     while (hang.calls.length === 0) await new Promise((r) => setTimeout(r, 5));
     assert.equal((await labels(name)).pending, 2, 'the pending version is staged');
-    // The dead node's heartbeats are real timers: stop them counting by moving the clock past any lease they set.
     const survivor = rotationFor(h, { leaseMs: 5000 });
     assert.equal(await survivor.engine.recover(), 0, 'a live lease is not taken over');
-    h.clock.advance(60_000);
+    h.clock.advance(3_600_000 + 60_000);
     assert.equal(await survivor.engine.recover(), 1);
     const [last] = await survivor.service.history(h.ctx, name, ENV);
     assert.equal(last!.state, 'rolled_back');

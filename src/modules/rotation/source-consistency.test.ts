@@ -219,12 +219,17 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
     const gate = new Promise<void>((r) => (release = r));
     const deps = fakeDependents({ connectors: { db: { password: name } }, check: async () => { await gate; return { ok: true }; } });
     const src = scriptedRotator(`alive-${n}`, {});
-    const rot = rotationFor(h, { dependents: deps, rotators: [src], leaseMs: 5000 });
+    // An hour's lease: its real-timer heartbeat (every third of the lease) cannot renew it after the clock moves,
+    // which would leave nothing orphaned and the test passing without testing anything.
+    const rot = rotationFor(h, { dependents: deps, rotators: [src], leaseMs: 3_600_000 });
     await rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type });
     const running = rot.service.rotate(h.ctx, name, ENV);
     while (deps.calls.length === 0) await new Promise((r) => setTimeout(r, 5));
     // Its renewals failed for longer than the lease (a database failover, a stalled event loop): the lease looks orphaned.
-    h.clock.advance(60_000);
+    h.clock.advance(3_600_000 + 60_000);
+    const orphaned = await h.storage.db.selectFrom('rotations').select('id').where('secret_name', '=', name)
+      .where('state', '=', 'running').where('lease_until', '<', h.clock.now()).execute();
+    assert.equal(orphaned.length, 1, 'the rotation looks orphaned');
     let recovered = -1;
     try {
       recovered = await rot.engine.recover();

@@ -1,8 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, ROLLBACK_WINDOW_MS, type Harness } from '../../../test/helpers/harness.ts';
+import { backendPid, waitUntilBlockedBy } from '../../../test/helpers/pg-lock-waits.ts';
 import type { Kysely } from 'kysely';
 import type { Database } from '../../storage/schema.ts';
 import { createRetentionJob } from './retention.ts';
@@ -50,18 +50,19 @@ describeEachDialect('destroy racing rollback and restore', (dialect) => {
     // Hold the label row so both line up behind it: the rollback (to version 1) first, then the destroy of version 1.
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => (locked = r));
+    let locked!: (pid: number) => void;
+    const isLocked = new Promise<number>((r) => (locked = r));
     const locker = h.storage.db.transaction().execute(async (trx) => {
       await trx.selectFrom('secret_states').selectAll().where('secret_id', '=', secret.id).forUpdate().execute();
-      locked();
+      locked(await backendPid(trx));
       await held;
     });
-    await isLocked;
+    const lockerPid = await isLocked;
+    // Each one queued before the next starts (PostgreSQL grants a row lock in queue order), whatever the machine's load.
     const rollback = settle(h.services.values.rollback(h.ctx, name, 'production'));
-    await sleep(200);
+    const rollbackPid = await waitUntilBlockedBy(h.storage.db, [lockerPid]);
     const destroy = settle(h.services.secrets.destroy(h.ctx, name, { environment: 'production', versions: [1] }));
-    await sleep(200);
+    await waitUntilBlockedBy(h.storage.db, [lockerPid, rollbackPid]);
     release();
     await locker;
     assert.deepEqual(await Promise.all([rollback, destroy]), ['ok', 'VALIDATION_FAILED'], 'the rollback won; the destroy saw version 1 current');

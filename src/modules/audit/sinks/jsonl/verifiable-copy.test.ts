@@ -13,6 +13,8 @@ import { seqs, waitFor } from '../testing.ts';
 import { createJsonlSink } from './index.ts';
 
 const opts = { timeoutMs: 1000, batchSize: 200, backoff: { baseMs: 5, maxMs: 20 }, pollMs: 20 };
+/** Polled every 20 ms, so only a bound for a CI machine whose disk PostgreSQL keeps busy (each batch is fsynced). */
+const CAUGHT_UP_MS = 20_000;
 const seqsIn = async (path: string) =>
   (await readFile(path, 'utf8').catch(() => '')).split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { seq: number }).seq);
 
@@ -50,13 +52,13 @@ describeEachDialect('the JSON lines sink file is a verifiable copy of the log', 
     const dying: SinkCursorStore = { get: db.get, set: async () => { throw new Error('process killed'); } };
     const first = createAuditDelivery({ ...opts, source: h.services.audit, sinks: [createJsonlSink({ name: 'file', path, node: 'n1' })], cursors: dying, clock: h.clock });
     first.start();
-    await waitFor('first delivery', () => first.status()[0]!.delivered >= head);
+    await waitFor('first delivery', () => first.status()[0]!.delivered >= head, CAUGHT_UP_MS);
     await first.stop();
     assert.equal(await db.get(`file@n1:${path}`), 0, 'the cursor was never saved');
 
     const second = createAuditDelivery({ ...opts, source: h.services.audit, sinks: [createJsonlSink({ name: 'file', path, node: 'n1' })], cursors: db, clock: h.clock });
     second.start();
-    await waitFor('restarted delivery caught up', () => second.status()[0]!.cursor >= head);
+    await waitFor('restarted delivery caught up', () => second.status()[0]!.cursor >= head, CAUGHT_UP_MS);
     await second.stop();
 
     assert.equal(second.status()[0]!.delivered, 0, 'the restart resumed from the file, not from the stale cursor');
@@ -72,14 +74,14 @@ describeEachDialect('the JSON lines sink file is a verifiable copy of the log', 
     const path = join(dir, 'audit.jsonl');
     const nodeA = createAuditDelivery({ ...opts, source: h.services.audit, sinks: [createJsonlSink({ name: 'file', path, node: 'node-a' })], cursors, clock: h.clock });
     nodeA.start();
-    await waitFor('node A caught up', () => nodeA.status()[0]!.cursor >= head);
+    await waitFor('node A caught up', () => nodeA.status()[0]!.cursor >= head, CAUGHT_UP_MS);
     await nodeA.stop();
     await rename(path, join(dir, 'node-a.jsonl')); // node A's disk is not node B's
 
     // Node B: same KEYHOLD_AUDIT_FILE, same sink name, same database, its own (empty) disk.
     const nodeB = createAuditDelivery({ ...opts, source: h.services.audit, sinks: [createJsonlSink({ name: 'file', path, node: 'node-b' })], cursors, clock: h.clock });
     nodeB.start();
-    await waitFor('node B caught up', () => nodeB.status()[0]!.cursor >= head);
+    await waitFor('node B caught up', () => nodeB.status()[0]!.cursor >= head, CAUGHT_UP_MS);
     await nodeB.stop();
 
     assert.deepEqual(await seqsIn(path), seqs(head), "node B's file is missing the events node A delivered");
@@ -95,14 +97,14 @@ describeEachDialect('the JSON lines sink file is a verifiable copy of the log', 
     const cursors = createDbCursorStore(h.storage.db);
     const d = createAuditDelivery({ ...opts, source: h.services.audit, sinks: [createJsonlSink({ name: 'file', path })], cursors, clock: h.clock });
     d.start();
-    await waitFor('caught up', () => d.status()[0]!.cursor >= head);
+    await waitFor('caught up', () => d.status()[0]!.cursor >= head, CAUGHT_UP_MS);
     await rename(path, `${path}.1`); // logrotate
     await h.services.values.write(h.ctx, 'SINKED', 'production', { value: 'sink-canary-2' });
     await h.services.checkpoints.checkpoint();
     await h.services.values.read(h.ctx, 'SINKED', 'production');
     const now = await headSeq();
     d.poke(now);
-    await waitFor('rotated file written', () => d.status()[0]!.cursor >= now);
+    await waitFor('rotated file written', () => d.status()[0]!.cursor >= now, CAUGHT_UP_MS);
     await d.stop();
 
     const old = await seqsIn(`${path}.1`);
