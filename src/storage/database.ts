@@ -126,10 +126,3 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     },
   };
 }
-
-/** True when a driver error is a unique-constraint violation (both dialects). */
-export function isUniqueViolation(err: unknown): boolean {
-  const e = err as { code?: string; errcode?: number; message?: string };
-  if (e?.code === '23505') return true; // PostgreSQL unique_violation
-  return typeof e?.message === 'string' && /UNIQUE constraint failed/.test(e.message);
-}

@@ -8,6 +8,13 @@ export function isDataException(err: unknown): boolean {
   return typeof e?.severity === 'string' && typeof e.code === 'string' && /^22[0-9A-Z]{3}$/.test(e.code);
 }
 
+/** A unique-constraint violation (PostgreSQL's 23505, SQLite's "UNIQUE constraint failed"). */
+export function isUniqueViolation(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  if (e?.code === '23505') return true;
+  return typeof e?.message === 'string' && /UNIQUE constraint failed/.test(e.message);
+}
+
 /**
  * The transaction lost to a concurrent one and was rolled back, and nothing is wrong with the
  * database: PostgreSQL's class 40 (a deadlock, a serialization failure) or SQLite still busy or

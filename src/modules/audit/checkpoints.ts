@@ -4,7 +4,7 @@ import type { Clock } from '../../platform/clock.ts';
 import type { RootKeyHolder } from '../../crypto/keyring.ts';
 import { deriveFromRoot } from '../../crypto/root/root-key.ts';
 import { fail, KeyholdError } from '../../errors/index.ts';
-import { isUniqueViolation } from '../../storage/database.ts';
+import { isUniqueViolation } from '../../storage/db-errors.ts';
 import type { AuditCheckpointsTable, Database } from '../../storage/schema.ts';
 import { SYSTEM_ACTOR } from '../shared/context.ts';
 import type { AuditLog } from './audit-log.ts';

@@ -3,7 +3,7 @@ import { constantTimeEqual, randomToken } from '../../crypto/bytes.ts';
 import { fail, isKeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
-import { isUniqueViolation } from '../../storage/database.ts';
+import { isUniqueViolation } from '../../storage/db-errors.ts';
 import type { AutomationsTable, Database } from '../../storage/schema.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import { commitStaged, type StagedWrite } from '../audit/staged-write.ts';

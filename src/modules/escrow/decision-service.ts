@@ -1,6 +1,6 @@
 import { fail } from '../../errors/index.ts';
 import { newId } from '../../platform/ids.ts';
-import { isUniqueViolation } from '../../storage/database.ts';
+import { isUniqueViolation } from '../../storage/db-errors.ts';
 import type { AccessRequestsTable } from '../../storage/schema.ts';
 import { secretResource } from '../secrets/secret-service.ts';
 import type { TenantContext } from '../shared/context.ts';

@@ -1,7 +1,8 @@
 import type { Kysely } from 'kysely';
 import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
-import { isUniqueViolation, type Executor } from '../../storage/database.ts';
+import type { Executor } from '../../storage/database.ts';
+import { isUniqueViolation } from '../../storage/db-errors.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { Authorizer } from './authorizer.ts';

@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
-import { isUniqueViolation } from '../../storage/database.ts';
+import { isUniqueViolation } from '../../storage/db-errors.ts';
 import type { Database, RotationPoliciesTable, RotationsTable } from '../../storage/schema.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { PendingTarget } from '../secrets/pending-versions.ts';

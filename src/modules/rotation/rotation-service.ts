@@ -2,7 +2,7 @@ import type { Kysely, Transaction } from 'kysely';
 import { fail, isKeyholdError, KeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
-import { isUniqueViolation } from '../../storage/database.ts';
+import { isUniqueViolation } from '../../storage/db-errors.ts';
 import type { Database, RotationPoliciesTable } from '../../storage/schema.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { Authorizer } from '../policy/authorizer.ts';

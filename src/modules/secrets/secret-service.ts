@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import { fail, isKeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
-import { isUniqueViolation } from '../../storage/database.ts';
+import { isUniqueViolation } from '../../storage/db-errors.ts';
 import type { Database, SecretsTable } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { assertSecretName } from '../shared/names.ts';

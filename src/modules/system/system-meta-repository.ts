@@ -1,5 +1,5 @@
 import type { Executor } from '../../storage/database.ts';
-import { isUniqueViolation } from '../../storage/database.ts';
+import { isUniqueViolation } from '../../storage/db-errors.ts';
 
 export interface SealConfig {
   type: 'shamir' | 'dev';

@@ -4,7 +4,7 @@ import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import type { Database } from '../../storage/schema.ts';
-import { isUniqueViolation } from '../../storage/database.ts';
+import { isUniqueViolation } from '../../storage/db-errors.ts';
 import { createKekRepository } from '../keys/kek-repository.ts';
 import { assertSlug } from '../shared/names.ts';
 import type { Authorizer } from '../policy/authorizer.ts';

@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely';
 import { fail } from '../../../errors/index.ts';
 import type { Clock } from '../../../platform/clock.ts';
 import { newId } from '../../../platform/ids.ts';
-import { isUniqueViolation } from '../../../storage/database.ts';
+import { isUniqueViolation } from '../../../storage/db-errors.ts';
 import type { Database } from '../../../storage/schema.ts';
 import type { Authorizer } from '../../policy/authorizer.ts';
 import type { TenantContext } from '../../shared/context.ts';
