@@ -75,6 +75,10 @@ export interface KekCheck {
 /** Seals values under one KEK version (the tenant's current one when it was made), which it names. */
 export type Sealer = ((binding: VersionBinding, plaintext: Uint8Array) => SealedValue) & { readonly kekVersion: number };
 
+/** The KEK cache's key for one tenant's version; `tenantOfKey` reads the tenant back (any cache keyed "tenantId\0..."). */
+const kekCacheKey = (tenantId: string, version: number) => `${tenantId}\u0000${version}`;
+const tenantOfKey = (key: string) => key.slice(0, key.indexOf('\u0000'));
+
 /** Drops every entry of one tenant from a cache keyed "tenantId\0...". */
 function forgetTenantKeys(cache: Map<string, unknown>, tenantId: string): void {
   for (const key of cache.keys()) if (key.startsWith(`${tenantId}\u0000`)) cache.delete(key);
@@ -169,7 +173,7 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
   }
 
   async function kek(tenantId: string, version: number): Promise<KeyObject> {
-    const cacheKey = `${tenantId}\u0000${version}`;
+    const cacheKey = kekCacheKey(tenantId, version);
     const cached = keks.get(cacheKey);
     if (cached) return cached;
     root.rootKey();
@@ -301,7 +305,7 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
             // Opened with the key this process holds, if it holds one: a key it does not hold it would load
             // from the same stored bytes. Never loaded into the cache here, or every node would keep every
             // tenant's KEKs for the life of the unseal.
-            const opened = openEnvelope(keks.get(`${tenantId}\u0000${version}`) ?? fresh, binding, sealed.ciphertext, sealed.wrappedDek);
+            const opened = openEnvelope(keks.get(kekCacheKey(tenantId, version)) ?? fresh, binding, sealed.ciphertext, sealed.wrappedDek);
             if (!opened.equals(canary)) fail('INTEGRITY_FAILURE', 'the canary opened to other bytes');
             wipe(opened);
           } finally {
@@ -328,7 +332,7 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
       // `opened` holds the same keys but cannot be walked: replaced, it lets them go.
       if (expired) opened = new WeakMap();
       for (const [tenantId, s] of states) if (s.until <= now) states.delete(tenantId);
-      for (const key of keks.keys()) if (!states.has(key.slice(0, key.indexOf('\u0000')))) keks.delete(key);
+      for (const key of keks.keys()) if (!states.has(tenantOfKey(key))) keks.delete(key);
     },
 
     held() {

@@ -52,6 +52,16 @@ export function createKeyService(deps: {
     };
   }
 
+  /**
+   * A rewrap or re-encrypt that stopped part way: its closing event, failed with the error's code and
+   * how far it got (batches that committed stay committed, each with its event); then the error again.
+   */
+  async function recordFailure(ctx: TenantContext, action: string, context: Record<string, string>, err: unknown): Promise<never> {
+    const reason = isKeyholdError(err) ? err.code : 'INTERNAL';
+    await audit.record(keyEvent(ctx, action, context, reason)).catch(() => {});
+    throw err;
+  }
+
   /** Creates KEK version n+1, current for new data keys from its commit on; returns n+1. */
   async function newKekVersion(ctx: TenantContext): Promise<number> {
     const version = await db.transaction().execute(async (trx) => {
@@ -166,10 +176,7 @@ export function createKeyService(deps: {
           rewrapped: String(rewrapped + totp), totpRewrapped: String(totp), batches: String(batches), minDecryptionVersion: toVersion,
         }));
       } catch (err) {
-        // Batches that committed stay committed (each with its event); the failure says how far it got.
-        const reason = isKeyholdError(err) ? err.code : 'INTERNAL';
-        await audit.record(keyEvent(ctx, 'key.rewrap', { toVersion, rewrapped: String(rewrapped), batches: String(batches) }, reason)).catch(() => {});
-        throw err;
+        return recordFailure(ctx, 'key.rewrap', { toVersion, rewrapped: String(rewrapped), batches: String(batches) }, err);
       }
       return { ...(await status(ctx)), rewrapped };
     },
@@ -201,12 +208,8 @@ export function createKeyService(deps: {
           resealed: String(progress.resealed), totpResealed: String(totpResealed), totpRewrapped: String(totp), batches: String(progress.batches), minDecryptionVersion: String(version),
         }));
       } catch (err) {
-        // Batches that committed stay committed (each with its event); the failure says how far it got.
-        const reason = isKeyholdError(err) ? err.code : 'INTERNAL';
         // The KEK version it created (if it got that far) stays current, older ones usable: a new run starts from it.
-        const context = { resealed: String(progress.resealed), batches: String(progress.batches), ...(toVersion !== null ? { toVersion } : {}) };
-        await audit.record(keyEvent(ctx, 'key.reencrypt', context, reason)).catch(() => {});
-        throw err;
+        return recordFailure(ctx, 'key.reencrypt', { resealed: String(progress.resealed), batches: String(progress.batches), ...(toVersion !== null ? { toVersion } : {}) }, err);
       }
       return { ...(await status(ctx)), resealed: progress.resealed };
     },

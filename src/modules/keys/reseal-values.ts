@@ -14,6 +14,9 @@ interface SealedRow {
   wrapped_dek: Uint8Array | null;
 }
 
+/** What a reseal reads of a row: where it lives (its binding) and its sealed value. */
+const SEALED_COLUMNS = ['id', 'secret_id', 'environment_id', 'version', 'ciphertext', 'wrapped_dek'] as const;
+
 /** How far a walk got: counts of what committed, for the audit trail when it stops part way. */
 export interface ResealProgress {
   resealed: number;
@@ -44,7 +47,7 @@ export async function resealValues(
   for (;;) {
     // The keys before the rows, as in a rewrap: loaded first, they open every row the batch reads.
     const reseal = await keyring.resealerFor(tenantId);
-    const rows = await db.selectFrom('secret_versions').select(['id', 'secret_id', 'environment_id', 'version', 'ciphertext', 'wrapped_dek'])
+    const rows = await db.selectFrom('secret_versions').select(SEALED_COLUMNS)
       .where('tenant_id', '=', tenantId).where('wrapped_dek', 'is not', null).where('id', '>', cursor)
       .orderBy('id').limit(opts.batchSize).execute();
     if (rows.length === 0) return;
@@ -73,7 +76,7 @@ async function resealRow(trx: Transaction<Database>, reseal: Resealer, tenantId:
       .where('tenant_id', '=', tenantId).where('id', '=', row.id).where('wrapped_dek', '=', row.wrapped_dek)
       .executeTakeFirst();
     if (Number(res.numUpdatedRows) === 1) return 1;
-    row = await trx.selectFrom('secret_versions').select(['id', 'secret_id', 'environment_id', 'version', 'ciphertext', 'wrapped_dek'])
+    row = await trx.selectFrom('secret_versions').select(SEALED_COLUMNS)
       .where('tenant_id', '=', tenantId).where('id', '=', row.id).executeTakeFirst();
   }
   return fail('KEY_OPERATION_CONFLICT', 'a value kept changing while it was resealed; run the re-encrypt again');

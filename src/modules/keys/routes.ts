@@ -1,9 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { tenantContextOf } from '../../http/auth.ts';
-import { KeyStatusSchema, errorResponses } from '../../http/schemas.ts';
 import { Type } from 'typebox';
-import { Nullable } from '../../http/schemas.ts';
+import { KeyStatusSchema, Nullable, errorResponses } from '../../http/schemas.ts';
 import type { KeyService } from './key-service.ts';
 import type { KeySelfTest } from './self-test.ts';
 
