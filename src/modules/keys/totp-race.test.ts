@@ -1,8 +1,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Kysely, KyselyPlugin } from 'kysely';
+import type { Kysely } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { afterReads } from '../../../test/helpers/pause-after-read.ts';
 import { call, codeAt, enrolTotp, login, newUser, nextStep, sessionFor } from '../../../test/helpers/users.ts';
 import type { Database } from '../../storage/schema.ts';
 import { rewrapTotpSecrets } from '../identity/users/totp-rewrap.ts';
@@ -41,6 +42,33 @@ function interleaved(db: Kysely<Database>, interleave: () => Promise<void>): Kys
   });
 }
 
+/**
+ * A user with a confirmed factor and a re-enrolment awaiting confirmation, and a key service whose
+ * second read of users lets that confirmation land (`interleaved`); `confirmed()` is its HTTP status.
+ */
+async function confirmationMidway(h: Harness, name: string) {
+  const { username } = await newUser(h, name);
+  const oldSecret = await enrolTotp(h, await sessionFor(h, username));
+  const token = await sessionFor(h, username, { totp: codeAt(oldSecret, h.clock.now()) });
+  const newSecret = (await call(h, 'POST', '/v1/auth/totp/enroll', { token })).body.secret as string;
+  let confirmed = 0;
+  const keys = createKeyService({
+    db: interleaved(h.storage.db, async () => {
+      nextStep(h);
+      confirmed = (await call(h, 'POST', '/v1/auth/totp/confirm', { token, body: { code: codeAt(newSecret, h.clock.now()) } })).status;
+    }),
+    keyring: h.services.keyring, authz: h.services.authz, clock: h.clock, rows: h.services.rows, audit: h.services.audit,
+  });
+  return { username, newSecret, keys, confirmed: () => confirmed };
+}
+
+/** The user signs in with the factor `secret` at the next time step. */
+async function assertSignsIn(h: Harness, username: string, secret: string): Promise<void> {
+  nextStep(h);
+  const signIn = await login(h, { username, totp: codeAt(secret, h.clock.now()) });
+  assert.equal(signIn.status, 200, JSON.stringify(signIn.body));
+}
+
 describeEachDialect('a KEK rewrap racing a TOTP confirmation', (dialect) => {
   let h: Harness;
   before(async () => {
@@ -49,27 +77,13 @@ describeEachDialect('a KEK rewrap racing a TOTP confirmation', (dialect) => {
   after(() => h.close());
 
   test('a re-enrolment confirmed between the rewrap passes is still moved before the old KEK is retired: the user can sign in', async () => {
-    const { username } = await newUser(h, 'racer');
-    const oldSecret = await enrolTotp(h, await sessionFor(h, username));
-    const token = await sessionFor(h, username, { totp: codeAt(oldSecret, h.clock.now()) });
-    const newSecret = (await call(h, 'POST', '/v1/auth/totp/enroll', { token })).body.secret as string;
+    const { username, newSecret, keys, confirmed } = await confirmationMidway(h, 'racer');
     await h.services.keys.rotate(h.ctx);
-
-    let confirmed = 0;
-    const keys = createKeyService({
-      db: interleaved(h.storage.db, async () => {
-        nextStep(h);
-        confirmed = (await call(h, 'POST', '/v1/auth/totp/confirm', { token, body: { code: codeAt(newSecret, h.clock.now()) } })).status;
-      }),
-      keyring: h.services.keyring, authz: h.services.authz, clock: h.clock, rows: h.services.rows, audit: h.services.audit,
-    });
     await keys.rewrap(h.ctx);
-    assert.equal(confirmed, 200, 'the confirmation landed mid-rewrap');
+    assert.equal(confirmed(), 200, 'the confirmation landed mid-rewrap');
 
     assert.equal(await rewrapTotpSecrets(h.storage.db, h.ctx.tenantId, await h.services.keyring.rewrapperFor(h.ctx.tenantId)), 0, 'nothing left under an old KEK');
-    nextStep(h);
-    const signIn = await login(h, { username, totp: codeAt(newSecret, h.clock.now()) });
-    assert.equal(signIn.status, 200, JSON.stringify(signIn.body));
+    await assertSignsIn(h, username, newSecret);
   });
 });
 
@@ -81,51 +95,19 @@ describeEachDialect('a re-encrypt racing a TOTP confirmation', (dialect) => {
   after(() => h.close());
 
   test('a re-enrolment confirmed between the passes over pending and confirmed seeds still ends under a fresh data key', async () => {
-    const { username } = await newUser(h, 'reseal-racer');
-    const oldSecret = await enrolTotp(h, await sessionFor(h, username));
-    const token = await sessionFor(h, username, { totp: codeAt(oldSecret, h.clock.now()) });
-    const newSecret = (await call(h, 'POST', '/v1/auth/totp/enroll', { token })).body.secret as string;
+    const { username, newSecret, keys, confirmed } = await confirmationMidway(h, 'reseal-racer');
     const seed = (column: 'totp_secret' | 'totp_pending_secret') => h.storage.db.selectFrom('users').select(column)
       .where('username', '=', username).executeTakeFirstOrThrow().then((r) => (r as Record<typeof column, Uint8Array | null>)[column]);
     const pendingBefore = decodeSealedTotp((await seed('totp_pending_secret'))!)!;
-
-    let confirmed = 0;
-    const keys = createKeyService({
-      db: interleaved(h.storage.db, async () => {
-        nextStep(h);
-        confirmed = (await call(h, 'POST', '/v1/auth/totp/confirm', { token, body: { code: codeAt(newSecret, h.clock.now()) } })).status;
-      }),
-      keyring: h.services.keyring, authz: h.services.authz, clock: h.clock, rows: h.services.rows, audit: h.services.audit,
-    });
     await keys.reencrypt(h.ctx);
-    assert.equal(confirmed, 200, 'the confirmation landed mid-re-encrypt');
+    assert.equal(confirmed(), 200, 'the confirmation landed mid-re-encrypt');
 
     const now = decodeSealedTotp((await seed('totp_secret'))!)!;
     assert.equal(now.ciphertext.equals(pendingBefore.ciphertext), false, 'the confirmed seed was resealed, not only moved');
     assert.equal(now.wrappedDek.equals(pendingBefore.wrappedDek), false);
-    nextStep(h);
-    const signIn = await login(h, { username, totp: codeAt(newSecret, h.clock.now()) });
-    assert.equal(signIn.status, 200, JSON.stringify(signIn.body));
+    await assertSignsIn(h, username, newSecret);
   });
 });
-
-/** A plugin that runs `after[n]` once the n-th SELECT from users (1-based) has returned, before its caller sees the rows. */
-function afterUsersSelects(after: Record<number, () => Promise<void>>): KyselyPlugin {
-  let selects = 0;
-  const watched = new Map<object, number>();
-  return {
-    transformQuery({ node, queryId }) {
-      const froms = (node as { from?: { froms: Array<{ kind: string; table?: { identifier: { name: string } } }> } }).from?.froms ?? [];
-      if (node.kind === 'SelectQueryNode' && froms.some((f) => f.table?.identifier.name === 'users')) watched.set(queryId, ++selects);
-      return node;
-    },
-    async transformResult({ result, queryId }) {
-      const n = watched.get(queryId);
-      if (n !== undefined) await after[n]?.();
-      return result;
-    },
-  };
-}
 
 describeEachDialect('the last TOTP pass of a retire racing another key operation', (dialect) => {
   let h: Harness;
@@ -148,7 +130,7 @@ describeEachDialect('the last TOTP pass of a retire racing another key operation
       await h.services.keys.rotate(h.ctx);
 
       const keys = createKeyService({
-        db: h.storage.db.withPlugin(afterUsersSelects({
+        db: h.storage.db.withPlugin(afterReads('users', {
           // After the first passes: an old blob the last pass (in the retiring transaction) will read...
           2: () => setSeed(underV1),
           // ...and, between its read and its guarded update, another operation's write under version 2.
@@ -159,8 +141,6 @@ describeEachDialect('the last TOTP pass of a retire racing another key operation
       const done = await keys.rewrap(h.ctx);
       assert.equal(done.minDecryptionVersion, 3);
       assert.equal(await rewrapTotpSecrets(h.storage.db, h.ctx.tenantId, await h.services.keyring.rewrapperFor(h.ctx.tenantId)), 0, 'nothing left under a retired KEK');
-      nextStep(h);
-      const signIn = await login(h, { username, totp: codeAt(secret, h.clock.now()) });
-      assert.equal(signIn.status, 200, JSON.stringify(signIn.body));
+      await assertSignsIn(h, username, secret);
     });
 });
