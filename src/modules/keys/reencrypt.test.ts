@@ -161,6 +161,20 @@ describeEachDialect('re-encrypt after a suspected key compromise', (dialect) => 
     await readsBack();
   });
 
+  test("another tenant's values and keys are left exactly as they were", async () => {
+    const other = await h.services.tenants.create('reencrypt-other');
+    const otherCtx = h.contextFor(other.id);
+    await h.services.secrets.create(otherCtx, { name: 'RESEALED', owner: 'ops' });
+    await h.services.values.write(otherCtx, 'RESEALED', 'production', { value: 'other-tenant-value' });
+    const rowsOf = () => h.storage.db.selectFrom('secret_versions').select(['id', 'ciphertext', 'wrapped_dek', 'kek_version']).where('tenant_id', '=', other.id).execute();
+    const keksOf = () => h.storage.db.selectFrom('tenant_keks').select(['version', 'wrapped_key', 'retired_at']).where('tenant_id', '=', other.id).orderBy('version').execute();
+    const [rowsBefore, keksBefore] = [await rowsOf(), await keksOf()];
+    await h.services.keys.reencrypt(h.ctx);
+    assert.deepEqual(await rowsOf(), rowsBefore);
+    assert.deepEqual(await keksOf(), keksBefore);
+    assert.equal((await h.services.values.read(otherCtx, 'RESEALED', 'production')).value, 'other-tenant-value');
+  });
+
   test('only admin may run it: a builder is refused and no key version is created', async () => {
     const machine = await h.services.machines.create(h.ctx, { name: 'reencrypt-builder', kind: 'client_secret' });
     await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role: 'builder' });
