@@ -18,14 +18,27 @@ test("PostgreSQL's data exceptions (class 22) are the caller's input: 400 VALIDA
   }
 });
 
-test('a transaction that lost to a concurrent one (a PostgreSQL deadlock or serialization failure, SQLite busy) is 409 TRANSACTION_CONFLICT: retry', () => {
+test('a transaction that lost to a concurrent one (a PostgreSQL deadlock, serialization failure or lock timeout, SQLite busy) is 409 TRANSACTION_CONFLICT: retry', () => {
   for (const err of [
     Object.assign(new Error('deadlock detected'), { code: '40P01', severity: 'ERROR' }),
+    Object.assign(new Error('canceling statement due to lock timeout'), { code: '55P03', severity: 'ERROR' }),
     Object.assign(new Error('could not serialize access'), { code: '40001', severity: 'ERROR' }),
     Object.assign(new Error('database is locked'), { code: 'ERR_SQLITE_ERROR', errcode: 5 }),
   ]) {
     const { status, body } = toErrorBody(err, request);
     assert.deepEqual([status, body.error.code], [409, 'TRANSACTION_CONFLICT'], err.message);
-    assert.doesNotMatch(body.error.message, /deadlock|serialize|locked/, 'the driver message is not passed on');
+    assert.doesNotMatch(body.error.message, /deadlock|serialize|locked|lock timeout/, 'the driver message is not passed on');
   }
+});
+
+test('a statement PostgreSQL cancelled (57014, its statement timeout) is 503 DATABASE_TIMEOUT, never a 500, and is logged as a warning', () => {
+  const warnings: unknown[] = [];
+  const errors: unknown[] = [];
+  const logging = { id: 'req-2', log: { warn: (...a: unknown[]) => warnings.push(a), error: (...a: unknown[]) => errors.push(a) } } as unknown as FastifyRequest;
+  const err = Object.assign(new Error('canceling statement due to statement timeout'), { code: '57014', severity: 'ERROR' });
+  const { status, body } = toErrorBody(err, logging);
+  assert.deepEqual([status, body.error.code, body.error.requestId], [503, 'DATABASE_TIMEOUT', 'req-2']);
+  assert.doesNotMatch(body.error.message, /canceling/, 'the driver message is not passed on');
+  assert.equal(warnings.length, 1, 'operators see the database is slow');
+  assert.equal(errors.length, 0, 'not an unhandled error');
 });

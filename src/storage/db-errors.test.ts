@@ -9,7 +9,7 @@ import pg from 'pg';
 import { PG_URL, skipReason } from '../../test/helpers/databases.ts';
 import { createHarness, type Harness } from '../../test/helpers/harness.ts';
 import { waitUntilBlockedBy } from '../../test/helpers/pg-lock-waits.ts';
-import { isDataException, isTransactionConflict } from './db-errors.ts';
+import { isDataException, isStatementTimeout, isTransactionConflict } from './db-errors.ts';
 
 const caught = (fn: () => unknown): unknown => {
   try {
@@ -87,4 +87,48 @@ describe('PostgreSQL: a deadlock in an audited write', async () => {
       await other.end();
     }
   });
+});
+
+describe('PostgreSQL: a lock waited for too long, a statement run for too long', async () => {
+  const skip = await skipReason('postgres');
+  const clients: pg.Client[] = [];
+  const connect = async () => {
+    const c = new pg.Client({ connectionString: PG_URL });
+    await c.connect();
+    clients.push(c);
+    return c;
+  };
+  after(async () => {
+    for (const c of clients) await c.end().catch(() => {});
+  });
+
+  test('a lock not granted within lock_timeout (55P03) is a transaction conflict, not a statement timeout', { skip }, async () => {
+    const holder = await connect();
+    const waiter = await connect();
+    await holder.query('begin');
+    await holder.query('select pg_advisory_xact_lock(7140001)');
+    await waiter.query(`set lock_timeout = '100ms'`);
+    const err = await waiter.query('select pg_advisory_xact_lock(7140001)').then(() => assert.fail('the lock was held'), (e: unknown) => e);
+    await holder.query('rollback');
+    assert.equal((err as { code?: string }).code, '55P03', String(err));
+    assert.equal(isTransactionConflict(err), true);
+    assert.equal(isStatementTimeout(err), false);
+  });
+
+  test('a statement cancelled by statement_timeout (57014) is a statement timeout, not a conflict to retry at once', { skip }, async () => {
+    const c = await connect();
+    await c.query(`set statement_timeout = '100ms'`);
+    const err = await c.query('select pg_sleep(5)').then(() => assert.fail('the statement was not cancelled'), (e: unknown) => e);
+    assert.equal((err as { code?: string }).code, '57014', String(err));
+    assert.equal(isStatementTimeout(err), true);
+    assert.equal(isTransactionConflict(err), false);
+    assert.equal(isDataException(err), false);
+  });
+});
+
+test('only a driver error carries a SQLSTATE: the same code on anything else is neither', () => {
+  for (const code of ['55P03', '57014', '40P01']) {
+    assert.equal(isTransactionConflict(Object.assign(new Error('x'), { code })), false, code);
+    assert.equal(isStatementTimeout(Object.assign(new Error('x'), { code })), false, code);
+  }
 });

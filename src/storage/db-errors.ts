@@ -17,12 +17,23 @@ export function isUniqueViolation(err: unknown): boolean {
 
 /**
  * The transaction lost to a concurrent one and was rolled back, and nothing is wrong with the
- * database: PostgreSQL's class 40 (a deadlock, a serialization failure) or SQLite still busy or
- * locked after its timeout. Retrying the request is the answer.
+ * database: PostgreSQL's class 40 (a deadlock, a serialization failure) or a lock not granted within
+ * the pool's lock_timeout (55P03), or SQLite still busy or locked after its timeout. Retrying the
+ * request is the answer.
  */
 export function isTransactionConflict(err: unknown): boolean {
   const e = err as DriverError | null;
-  if (typeof e?.severity === 'string' && typeof e.code === 'string') return /^40[0-9A-Z]{3}$/.test(e.code);
+  if (typeof e?.severity === 'string' && typeof e.code === 'string') return /^40[0-9A-Z]{3}$/.test(e.code) || e.code === '55P03';
   // node:sqlite: SQLITE_BUSY (5) and SQLITE_LOCKED (6), extended codes included (the low byte).
   return e?.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number' && [5, 6].includes(e.errcode & 0xff);
+}
+
+/**
+ * PostgreSQL cancelled the statement (57014, query_canceled): it ran past the pool's
+ * statement_timeout (KEYHOLD_DB_STATEMENT_TIMEOUT), or an administrator cancelled it. Its
+ * transaction is rolled back; the database is slow or the query too broad, so not an instant retry.
+ */
+export function isStatementTimeout(err: unknown): boolean {
+  const e = err as DriverError | null;
+  return typeof e?.severity === 'string' && e.code === '57014';
 }
