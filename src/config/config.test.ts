@@ -97,3 +97,25 @@ test('SMTP notifications go over TLS: smtps:// is implicit TLS, smtp:// requires
   refused({ KEYHOLD_NOTIFY_SMTP: 'smtps://smtp.example.com?tls=none', KEYHOLD_NOTIFY_SMTP_FROM: 'k@example.com' }, /KEYHOLD_NOTIFY_SMTP takes only \?tls=none/);
   refused({ KEYHOLD_NOTIFY_SMTP: 'smtp://smtp.example.com?tls=maybe', KEYHOLD_NOTIFY_SMTP_FROM: 'k@example.com' }, /KEYHOLD_NOTIFY_SMTP takes only \?tls=none/);
 });
+
+test('PostgreSQL statement bounds: a 5 s lock wait and a 30 s statement by default, 0 for none, any duration in their range', () => {
+  assert.deepEqual(loadConfig({}).database, { lockTimeoutMs: 5_000, statementTimeoutMs: 30_000 });
+  assert.ok(Object.isFrozen(loadConfig({}).database));
+  assert.deepEqual(loadConfig({ KEYHOLD_DB_LOCK_TIMEOUT: '250ms', KEYHOLD_DB_STATEMENT_TIMEOUT: '2m' }).database, { lockTimeoutMs: 250, statementTimeoutMs: 120_000 });
+  assert.deepEqual(loadConfig({ KEYHOLD_DB_LOCK_TIMEOUT: '0', KEYHOLD_DB_STATEMENT_TIMEOUT: '0s' }).database, { lockTimeoutMs: 0, statementTimeoutMs: 0 });
+  // Without a statement bound any lock bound is meaningful, however long.
+  assert.deepEqual(loadConfig({ KEYHOLD_DB_LOCK_TIMEOUT: '1h', KEYHOLD_DB_STATEMENT_TIMEOUT: '0' }).database, { lockTimeoutMs: 3_600_000, statementTimeoutMs: 0 });
+});
+
+test('a bad PostgreSQL statement bound stops start-up naming the setting and what it takes', () => {
+  for (const setting of ['KEYHOLD_DB_LOCK_TIMEOUT', 'KEYHOLD_DB_STATEMENT_TIMEOUT']) {
+    for (const bad of ['5', 'five seconds', '-5s', '1.5s', '']) refused({ [setting]: bad }, new RegExp(`${setting} must be 0 \\(none\\) or a duration like`));
+  }
+  refused({ KEYHOLD_DB_LOCK_TIMEOUT: '50ms' }, /KEYHOLD_DB_LOCK_TIMEOUT must be 0 \(none\) or between 100ms and 1h \(got "50ms"\)/);
+  refused({ KEYHOLD_DB_LOCK_TIMEOUT: '2h', KEYHOLD_DB_STATEMENT_TIMEOUT: '0' }, /KEYHOLD_DB_LOCK_TIMEOUT must be 0 \(none\) or between 100ms and 1h/);
+  refused({ KEYHOLD_DB_STATEMENT_TIMEOUT: '500ms' }, /KEYHOLD_DB_STATEMENT_TIMEOUT must be 0 \(none\) or between 1s and 24h \(got "500ms"\)/);
+  refused({ KEYHOLD_DB_STATEMENT_TIMEOUT: '2d' }, /KEYHOLD_DB_STATEMENT_TIMEOUT must be 0 \(none\) or between 1s and 24h/);
+  // A lock wait is part of its statement: bounded at or past the statement, it never fires and a wait answers 503, not 409.
+  refused({ KEYHOLD_DB_LOCK_TIMEOUT: '30s' }, /KEYHOLD_DB_LOCK_TIMEOUT \(30s\) must be shorter than KEYHOLD_DB_STATEMENT_TIMEOUT \(30s\)/);
+  refused({ KEYHOLD_DB_LOCK_TIMEOUT: '10s', KEYHOLD_DB_STATEMENT_TIMEOUT: '5s' }, /KEYHOLD_DB_LOCK_TIMEOUT \(10s\) must be shorter than KEYHOLD_DB_STATEMENT_TIMEOUT \(5s\)/);
+});

@@ -27,6 +27,20 @@ export interface Config {
   audit: AuditSettings;
   rotation: RotationSettings;
   notify: NotifySettings;
+  database: DatabaseSettings;
+}
+
+/**
+ * Bounds on every statement of the server's PostgreSQL pool (KEYHOLD_DB_*), so a request waiting on
+ * a lock some hung session holds, or a runaway query, gives its connection back. 0: none set by
+ * Keyhold (PostgreSQL's own setting applies, off unless the role or database sets one). SQLite has
+ * its busy timeout instead and ignores these.
+ */
+export interface DatabaseSettings {
+  /** A statement waiting this long for a lock gives up: TRANSACTION_CONFLICT (409, retry). */
+  lockTimeoutMs: number;
+  /** A statement running this long is cancelled: DATABASE_TIMEOUT (503). */
+  statementTimeoutMs: number;
 }
 
 /** How rotations hold their leases and how often the rotation scheduler looks (KEYHOLD_ROTATION_*). */
@@ -123,6 +137,7 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
     'KEYHOLD_STEP_UP_WINDOW', 'KEYHOLD_SESSION_IDLE', 'KEYHOLD_SESSION_MAX', 'KEYHOLD_MACHINE_TOKEN_TTL', 'KEYHOLD_CREDENTIAL_GRACE',
     'KEYHOLD_ROTATION_LEASE', 'KEYHOLD_ROTATION_TICK', 'KEYHOLD_ROTATION_CHECK_CONCURRENCY',
     'KEYHOLD_NOTIFY_WEBHOOK', 'KEYHOLD_NOTIFY_WEBHOOK_SECRET', 'KEYHOLD_NOTIFY_SMTP', 'KEYHOLD_NOTIFY_SMTP_FROM',
+    'KEYHOLD_DB_LOCK_TIMEOUT', 'KEYHOLD_DB_STATEMENT_TIMEOUT',
     'KEYHOLD_AUDIT_FILE', 'KEYHOLD_AUDIT_SYSLOG', 'KEYHOLD_AUDIT_WEBHOOK', 'KEYHOLD_AUDIT_WEBHOOK_SECRET', 'KEYHOLD_AUDIT_CHECKPOINT_INTERVAL',
     // client-side settings read by the CLI, not the server (`keyhold migrate` reads the schema owner's URL):
     'KEYHOLD_ADDR', 'KEYHOLD_TOKEN', 'KEYHOLD_TENANT', 'KEYHOLD_MIGRATE_DATABASE_URL',
@@ -188,7 +203,33 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
     audit: Object.freeze(auditSettings(env)),
     rotation: Object.freeze(rotationSettings(env)),
     notify: Object.freeze(notifySettings(env)),
+    database: Object.freeze(databaseSettings(env)),
   });
+}
+
+/** A PostgreSQL timeout: 0 (or 0 with a unit) for none, else a duration within `bounds`. */
+function timeoutSetting(setting: string, text: string, bounds: DurationBounds): number {
+  if (text.trim() === '0') return 0;
+  if (!DURATION.test(text.trim())) throw new ConfigError(setting, `must be 0 (none) or a duration like 500ms, 5s, 1m (got "${text}")`);
+  const ms = parseDuration(setting, text);
+  if (ms !== 0 && !(ms >= bounds.min && ms <= bounds.max)) throw new ConfigError(setting, `must be 0 (none) or ${bounds.text} (got "${text}")`);
+  return ms;
+}
+
+/**
+ * PostgreSQL statement bounds: a lock waited for 5 s, a statement running 30 s. Each at most what
+ * PostgreSQL takes (2^31-1 ms) by far; a lock bound must be shorter than the statement bound, which
+ * would otherwise always fire first and turn every lock wait into a 503.
+ */
+export function databaseSettings(env: Record<string, string | undefined> = {}): DatabaseSettings {
+  const lockText = env.KEYHOLD_DB_LOCK_TIMEOUT ?? '5s';
+  const statementText = env.KEYHOLD_DB_STATEMENT_TIMEOUT ?? '30s';
+  const lockTimeoutMs = timeoutSetting('KEYHOLD_DB_LOCK_TIMEOUT', lockText, { min: 100, max: 3_600_000, text: 'between 100ms and 1h' });
+  const statementTimeoutMs = timeoutSetting('KEYHOLD_DB_STATEMENT_TIMEOUT', statementText, { min: SECOND, max: DAY, text: 'between 1s and 24h' });
+  if (lockTimeoutMs > 0 && statementTimeoutMs > 0 && lockTimeoutMs >= statementTimeoutMs) {
+    throw new ConfigError('KEYHOLD_DB_LOCK_TIMEOUT', `(${lockText}) must be shorter than KEYHOLD_DB_STATEMENT_TIMEOUT (${statementText}), or a lock wait ends as a statement timeout`);
+  }
+  return { lockTimeoutMs, statementTimeoutMs };
 }
 
 /** Rotation defaults: 30 s leases, a scheduler pass every 15 s, 32 health checks at once. */

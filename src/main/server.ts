@@ -71,7 +71,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   const logger = createLogger({ level: config.logLevel, filterLine: logLineRedactor(knownValues) });
   let storage: Storage;
   try {
-    storage = await openStorage({ url: config.databaseUrl });
+    storage = await openStorage({ url: config.databaseUrl, ...config.database });
   } catch (err) {
     // Not a crash: the operator runs the migration as the schema owner, then starts again.
     if (err instanceof MigrationsPendingError) {

@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { Kysely, PostgresAdapter, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
 import { createNodeSqliteDialect } from './sqlite/node-sqlite-dialect.ts';
-import { createPostgresDialect } from './postgres/postgres-dialect.ts';
+import { createPostgresDialect, type StatementBounds } from './postgres/postgres-dialect.ts';
 import { migrateToLatest, pendingMigrations } from './migrations/index.ts';
 import { appendOnlyReport, canApplyMigrations, whoAndWhere, type AppendOnlyReport } from './postgres/privileges.ts';
 
@@ -18,7 +18,8 @@ export function onPostgres(executor: Executor): boolean {
   return executor.getExecutor().adapter instanceof PostgresAdapter;
 }
 
-export interface StorageOptions {
+/** PostgreSQL only: the bounds (KEYHOLD_DB_*) on the pool's statements; migrations run without them. */
+export interface StorageOptions extends StatementBounds {
   /** `sqlite:<path>` (embedded default) or a `postgres://` connection string. */
   url: string;
   /** PostgreSQL only: the schema to use (tests isolate themselves with one each). */
@@ -64,7 +65,7 @@ export class MigrationsPendingError extends Error {
  * without touching the schema when nothing is pending, so a runtime role without DDL rights can run
  * the server; refuses when migrations are pending and this user cannot apply them.
  */
-async function migratePostgres(db: Kysely<unknown>): Promise<string[]> {
+async function migratePostgres(db: Kysely<unknown>, unbounded: () => Kysely<unknown>): Promise<string[]> {
   const { pending, unknown } = await pendingMigrations(db);
   if (unknown.length > 0) throw new Error(`the database was migrated by a newer Keyhold (migrations ${unknown.join(', ')} are unknown to this version)`);
   if (pending.length === 0) return [];
@@ -72,7 +73,14 @@ async function migratePostgres(db: Kysely<unknown>): Promise<string[]> {
     const { user, schema } = await whoAndWhere(db);
     throw new MigrationsPendingError(user, schema, pending);
   }
-  await migrateToLatest(db, 'postgres');
+  // Not under the pool's bounds: a migration rewrites whole tables and waits for every reader of
+  // them (an older node still serving), and cut off part way it would stop the start every time.
+  const migrator = unbounded();
+  try {
+    await migrateToLatest(migrator, 'postgres');
+  } finally {
+    await migrator.destroy();
+  }
   return pending;
 }
 
@@ -81,11 +89,13 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
   const dialect: DialectName = /^postgres(ql)?:\/\//.test(options.url) ? 'postgres' : 'sqlite';
   let db: Kysely<Database>;
   let sqlitePath: string | null = null;
+  const where = { connectionString: options.url, ...(options.schema ? { schema: options.schema } : {}) };
   if (dialect === 'postgres') {
     const { dialect: d } = createPostgresDialect({
-      connectionString: options.url,
-      ...(options.schema ? { schema: options.schema } : {}),
+      ...where,
       ...(options.poolSize ? { max: options.poolSize } : {}),
+      ...(options.lockTimeoutMs ? { lockTimeoutMs: options.lockTimeoutMs } : {}),
+      ...(options.statementTimeoutMs ? { statementTimeoutMs: options.statementTimeoutMs } : {}),
     });
     db = new Kysely<Database>({ dialect: d });
   } else {
@@ -104,7 +114,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
   let auditAppendOnly: AppendOnlyReport = { guarantee: 'trigger', reasons: ['SQLite has no privileges: whoever can write the file can drop the triggers'] };
   try {
     if (dialect === 'postgres') {
-      migrationsApplied = await migratePostgres(raw);
+      migrationsApplied = await migratePostgres(raw, () => new Kysely<unknown>({ dialect: createPostgresDialect({ ...where, max: 1 }).dialect }));
       auditAppendOnly = await appendOnlyReport(raw);
     } else {
       await migrateToLatest(raw, dialect);

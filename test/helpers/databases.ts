@@ -6,7 +6,8 @@ import { Kysely } from 'kysely';
 import pg from 'pg';
 import { openStorage, type DialectName, type Storage } from '../../src/storage/database.ts';
 import { migrateTo } from '../../src/storage/migrations/index.ts';
-import { createPostgresDialect } from '../../src/storage/postgres/postgres-dialect.ts';
+import { createPostgresDialect, type StatementBounds } from '../../src/storage/postgres/postgres-dialect.ts';
+import { databaseSettings } from '../../src/config/config.ts';
 import type { Database } from '../../src/storage/schema.ts';
 import { createNodeSqliteDialect } from '../../src/storage/sqlite/node-sqlite-dialect.ts';
 
@@ -46,7 +47,8 @@ export interface TestDatabase {
   url: string;
   schema?: string;
   dataDir: string;
-  open(): Promise<Storage>;
+  /** PostgreSQL: under the server's default statement bounds (KEYHOLD_DB_*) unless `bounds` says otherwise. */
+  open(bounds?: StatementBounds): Promise<Storage>;
   cleanup(): Promise<void>;
 }
 
@@ -68,7 +70,7 @@ export async function createTestDatabase(dialect: DialectName): Promise<TestData
   await admin.end();
   return {
     dialect, url: `${PG_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`, schema, dataDir,
-    open: () => openStorage({ url: PG_URL, schema, poolSize: 8 }),
+    open: (bounds = databaseSettings()) => openStorage({ url: PG_URL, schema, poolSize: 8, ...bounds }),
     cleanup: async () => {
       const c = new pg.Client({ connectionString: PG_URL });
       await c.connect();

@@ -6,11 +6,19 @@ const NUMERIC_OID = 1700;
 /** How long a session may sit idle inside an open transaction before PostgreSQL ends it. */
 export const IDLE_IN_TRANSACTION_MS = 60_000;
 
+/** Bounds on every statement of a pool, in milliseconds; 0 or absent: none set (PostgreSQL's own setting applies). */
+export interface StatementBounds {
+  /** lock_timeout: a statement waiting this long for a lock fails with 55P03 (a transaction conflict). */
+  lockTimeoutMs?: number;
+  /** statement_timeout: a statement running this long is cancelled with 57014. */
+  statementTimeoutMs?: number;
+}
+
 /**
  * A pg Pool as a Kysely dialect. Our bigints are epoch milliseconds and counters, well inside
  * 2^53, so int8 is parsed to a number here (per pool: no global type-parser mutation).
  */
-export function createPostgresDialect(options: { connectionString: string; schema?: string; max?: number }): {
+export function createPostgresDialect(options: { connectionString: string; schema?: string; max?: number } & StatementBounds): {
   dialect: PostgresDialect;
   pool: pg.Pool;
 } {
@@ -20,6 +28,10 @@ export function createPostgresDialect(options: { connectionString: string; schem
     // A transaction left open (a request that hung inside one) would hold its row locks, the audit
     // head's among them, for ever: PostgreSQL ends such a session after a minute, and its locks with it.
     idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+    // Sent at connect as the session's defaults, so every statement on every connection is bounded
+    // and a SET LOCAL inside a transaction (unbounded-read.ts) ends with it. pg sends no 0.
+    ...(options.lockTimeoutMs ? { lock_timeout: options.lockTimeoutMs } : {}),
+    ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
     ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
     types: {
       getTypeParser: ((oid: number, format?: 'text' | 'binary') => {

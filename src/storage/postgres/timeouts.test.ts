@@ -1,0 +1,121 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Kysely, sql } from 'kysely';
+import pg from 'pg';
+import { createTestDatabase, PG_URL, skipReason, type TestDatabase } from '../../../test/helpers/databases.ts';
+import { backendPid, waitUntilBlockedBy } from '../../../test/helpers/pg-lock-waits.ts';
+import { openStorage, type Storage } from '../database.ts';
+import { isStatementTimeout } from '../db-errors.ts';
+import { migrateTo } from '../migrations/index.ts';
+import type { Database } from '../schema.ts';
+import { createPostgresDialect } from './postgres-dialect.ts';
+import { withoutStatementTimeout } from '../unbounded-read.ts';
+
+/**
+ * The server's pool bounds how long a statement may wait for a lock and run (KEYHOLD_DB_LOCK_TIMEOUT,
+ * KEYHOLD_DB_STATEMENT_TIMEOUT); the work that must finish however long it takes does not run under them.
+ */
+
+const show = async (db: Kysely<Database>) => {
+  const lock = (await sql<{ lock_timeout: string }>`show lock_timeout`.execute(db)).rows[0]!.lock_timeout;
+  const statement = (await sql<{ statement_timeout: string }>`show statement_timeout`.execute(db)).rows[0]!.statement_timeout;
+  return [lock, statement];
+};
+
+/** A plain client in `schema`, outside Keyhold's pool: the "other session" holding locks. */
+async function otherSession(schema: string): Promise<{ client: pg.Client; pid: number }> {
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  await client.query(`set search_path to ${schema}`);
+  const pid = (await client.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+  return { client, pid };
+}
+
+describe('PostgreSQL: the pool bounds lock waits and statements', async () => {
+  const skip = await skipReason('postgres');
+  let database: TestDatabase;
+  before(async () => {
+    if (!skip) database = await createTestDatabase('postgres');
+  });
+  after(() => database?.cleanup());
+
+  test('every connection of the pool carries the configured bounds; by default 5 s for a lock and 30 s for a statement', { skip }, async () => {
+    const cases: Array<[{ lockTimeoutMs?: number; statementTimeoutMs?: number } | undefined, string[]]> = [
+      [undefined, ['5s', '30s']],
+      [{ lockTimeoutMs: 1234, statementTimeoutMs: 4321 }, ['1234ms', '4321ms']],
+      // 0: Keyhold sets none, PostgreSQL's own setting applies (none on the test server).
+      [{ lockTimeoutMs: 0, statementTimeoutMs: 0 }, ['0', '0']],
+    ];
+    for (const [bounds, expected] of cases) {
+      const storage = await database.open(bounds);
+      try {
+        // Two connections at once: the bounds are the pool's, not one session's.
+        const both = await Promise.all([0, 1].map(() => storage.db.connection().execute(async (conn) => {
+          const values = await show(conn);
+          await sql`select pg_sleep(0.05)`.execute(conn);
+          return { pid: await backendPid(conn), values };
+        })));
+        assert.notEqual(both[0]!.pid, both[1]!.pid, 'two connections');
+        for (const { values } of both) assert.deepEqual(values, expected, JSON.stringify(bounds));
+      } finally {
+        await storage.close();
+      }
+    }
+  });
+
+  test('migrations at start run on a connection of their own, not cut by the pool\'s bounds however long they wait', { skip }, async () => {
+    const fresh = await createTestDatabase('postgres');
+    const other = await otherSession(fresh.schema!);
+    let storage: Storage | null = null;
+    try {
+      const setup = new Kysely<Database>({ dialect: createPostgresDialect({ connectionString: PG_URL, schema: fresh.schema! }).dialect });
+      await migrateTo(setup as unknown as Kysely<unknown>, 'postgres', '021-factor-epochs');
+      await setup.destroy();
+      // A reader in the middle of a long transaction: 022's ALTER TABLE secrets must wait for it.
+      await other.client.query('begin');
+      await other.client.query('lock table secrets in access share mode');
+      const opening = openStorage({ url: PG_URL, schema: fresh.schema!, poolSize: 2, lockTimeoutMs: 200, statementTimeoutMs: 1000 })
+        .then((s) => (storage = s), (err: unknown) => err);
+      const watcher = new Kysely<Database>({ dialect: createPostgresDialect({ connectionString: PG_URL, max: 1 }).dialect });
+      try {
+        const migrating = await waitUntilBlockedBy(watcher, [other.pid]);
+        // The same wait on a connection bounded by the statement bound alone, started after the
+        // migration's: once it is cancelled, the migration has waited longer than either bound.
+        const bounded = new Kysely<Database>({ dialect: createPostgresDialect({ connectionString: PG_URL, schema: fresh.schema!, lockTimeoutMs: 0, statementTimeoutMs: 1000 }).dialect });
+        const control = await bounded.transaction().execute((trx) => sql`lock table secrets in access exclusive mode`.execute(trx)).then(() => null, (err: unknown) => err);
+        await bounded.destroy();
+        assert.equal(isStatementTimeout(control), true, `a bounded connection gives up: ${String(control)}`);
+        const still = await waitUntilBlockedBy(watcher, [other.pid], 0).catch(() => null);
+        assert.equal(still, migrating, 'the migration still waits (under the bounds it would have given up)');
+      } finally {
+        await watcher.destroy();
+      }
+      await other.client.query('commit');
+      const opened = await opening;
+      assert.ok(storage, `start-up failed: ${String(opened)}`);
+      assert.deepEqual((storage as Storage).migrationsApplied, ['022-secret-name-collation']);
+      assert.deepEqual(await show((storage as Storage).db), ['200ms', '1s'], 'the pool the server then runs on is bounded');
+    } finally {
+      await other.client.query('rollback').catch(() => {});
+      await other.client.end();
+      await (storage as Storage | null)?.close();
+      await fresh.cleanup();
+    }
+  });
+
+  test('a read run without the statement bound finishes past it; the same read on the pool is cancelled', { skip }, async () => {
+    const storage = await database.open({ lockTimeoutMs: 100, statementTimeoutMs: 1000 });
+    try {
+      const cut = await sql`select pg_sleep(1.5)`.execute(storage.db).then(() => null, (err: unknown) => err);
+      assert.equal(isStatementTimeout(cut), true, `the pool's bound applies: ${String(cut)}`);
+      const read = await withoutStatementTimeout(storage.db, async (db) => {
+        await sql`select pg_sleep(1.5)`.execute(db);
+        return show(db);
+      });
+      assert.deepEqual(read, ['100ms', '0'], 'the lock bound still applies inside');
+      assert.deepEqual(await show(storage.db), ['100ms', '1s'], 'the connection goes back to the pool bounded (SET LOCAL)');
+    } finally {
+      await storage.close();
+    }
+  });
+});
