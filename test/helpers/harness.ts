@@ -7,6 +7,7 @@ import { createManualClock } from '../../src/platform/clock.ts';
 import { createLogger } from '../../src/platform/logger.ts';
 import type { TenantContext } from '../../src/modules/shared/context.ts';
 import type { Storage, DialectName } from '../../src/storage/database.ts';
+import type { StatementBounds } from '../../src/storage/postgres/postgres-dialect.ts';
 import { createTestDatabase, type TestDatabase } from './databases.ts';
 import { createMemoryNotifier } from './notifications.ts';
 import { auditTexts, createCanaryRegistry, describeFindings, type CanaryRegistry } from './canaries.ts';
@@ -53,9 +54,10 @@ export interface Harness {
 
 /** A fully initialised and unsealed Keyhold over a fresh database, with an in-process HTTP app. */
 /** `notify`: KEYHOLD_NOTIFY_* channels, beside the memory notifier that stands for the log. */
-export async function createHarness(dialect: DialectName, opts: { notify?: NotifySettings; plugins?: KyselyPlugin[] } = {}): Promise<Harness> {
+/** `bounds`: PostgreSQL's lock and statement timeouts, if not the server's defaults (KEYHOLD_DB_*). */
+export async function createHarness(dialect: DialectName, opts: { notify?: NotifySettings; plugins?: KyselyPlugin[]; bounds?: StatementBounds } = {}): Promise<Harness> {
   const database = await createTestDatabase(dialect);
-  const opened = await database.open();
+  const opened = await database.open(opts.bounds);
   // Plugins (race tests' barriers and pauses) see every query the services make; the harness's own `storage.db` too.
   const storage = { ...opened, db: (opts.plugins ?? []).reduce((db, plugin) => db.withPlugin(plugin), opened.db) };
   const clock = createManualClock(Date.UTC(2026, 5, 1));

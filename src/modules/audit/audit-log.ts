@@ -13,6 +13,7 @@ import { mergeCheckpoints, verifyLog } from './log-verifier.ts';
 import type { AuditEvent } from './event.ts';
 import type { AuditAppender } from './sqlite-appender.ts';
 import { isTransactionConflict } from '../../storage/db-errors.ts';
+import { withoutStatementTimeout } from '../../storage/unbounded-read.ts';
 
 /** What a service says happened; the log adds sequence, time, id and the chain. */
 export interface AuditInput {
@@ -347,7 +348,8 @@ export function createAuditLog(deps: {
       // Taken before the head is read, so the head is at or past it (a commit moves both at once).
       const floors = { headSeq: committedFloor, ...(opts.checkpointFloor ? { checkpointSeq: opts.checkpointFloor } : {}) };
       const stored = await db.selectFrom('audit_checkpoints').selectAll().orderBy('seq').execute();
-      const published = await db.selectFrom('audit_events').select(['seq', 'action', 'context']).where('action', '=', CHECKPOINT_ACTION).execute();
+      // A scan of the whole log (no index on action): free of the statement timeout, which a large log would outlast.
+      const published = await withoutStatementTimeout(db, (on) => on.selectFrom('audit_events').select(['seq', 'action', 'context']).where('action', '=', CHECKPOINT_ACTION).execute());
       const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
       // A published checkpoint whose context cannot be read carries none: the walk names that event.
       const merged = mergeCheckpoints(stored, published.map((e) => ({ seq: e.seq, action: e.action, context: parseContext(e.context) ?? {} })), opts.trustedPublicKey ?? null);

@@ -3,6 +3,8 @@ import { sql, type Kysely } from 'kysely';
 import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import type { AuditEventsTable, Database } from '../../storage/schema.ts';
+import type { Executor } from '../../storage/database.ts';
+import { withoutStatementTimeout } from '../../storage/unbounded-read.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { auditFrom, fromRow, type AuditLog } from './audit-log.ts';
@@ -172,12 +174,12 @@ export function createAuditQueryService(deps: {
     return fail('FORBIDDEN', message);
   }
 
-  /** The filtered query; validates the filter at once, so an export fails before its first byte. */
+  /** The filtered query, on `db` or the given connection; validates the filter at once, so an export fails before its first byte. */
   function selection(ctx: TenantContext, f: AuditFilter) {
     const from = f.from === undefined ? undefined : timeOf(f.from, 'from');
     const to = f.to === undefined ? undefined : timeOf(f.to, 'to');
-    return () => {
-      let q = db.selectFrom('audit_events').selectAll();
+    return (on: Executor = db) => {
+      let q = on.selectFrom('audit_events').selectAll();
       if (!f.allTenants) q = q.where('tenant_id', '=', ctx.tenantId);
       if (from !== undefined) q = q.where('time', '>=', from);
       if (to !== undefined) q = q.where('time', '<', to);
@@ -194,14 +196,21 @@ export function createAuditQueryService(deps: {
     };
   }
 
-  /** Pages of matching rows past `after` in `order`; the first page sized for the caller, later ones full. */
-  async function* pages(query: ReturnType<typeof selection>, order: 'asc' | 'desc', after: number | undefined, first: number): AsyncGenerator<AuditEventsTable[]> {
+  /**
+   * Pages of matching rows past `after` in `order`; the first page sized for the caller, later ones
+   * full. `unbounded`: each page free of the statement timeout (an export: a narrow filter over a
+   * large log may read far to fill one page, and every page must come).
+   */
+  async function* pages(query: ReturnType<typeof selection>, order: 'asc' | 'desc', after: number | undefined, first: number, unbounded = false): AsyncGenerator<AuditEventsTable[]> {
     let cursor = after;
     let size = first;
     for (;;) {
-      let q = query();
-      if (cursor !== undefined) q = q.where('seq', order === 'asc' ? '>' : '<', cursor);
-      const rows = await q.orderBy('seq', order).limit(size).execute();
+      const page = (on: Executor) => {
+        let q = query(on);
+        if (cursor !== undefined) q = q.where('seq', order === 'asc' ? '>' : '<', cursor);
+        return q.orderBy('seq', order).limit(size).execute();
+      };
+      const rows = unbounded ? await withoutStatementTimeout(db, page) : await page(db);
       if (rows.length > 0) yield rows;
       if (rows.length < size) return;
       cursor = rows[rows.length - 1]!.seq;
@@ -264,7 +273,7 @@ export function createAuditQueryService(deps: {
       await recordEgress(ctx, 'audit.export', { format, ...(await recordedFilters(ctx, filter)) }, filter.allTenants === true);
       return (async function* () {
         if (format === 'csv') yield AUDIT_CSV_HEADER;
-        for await (const rows of pages(query, 'asc', undefined, MAX_PAGE)) {
+        for await (const rows of pages(query, 'asc', undefined, MAX_PAGE, true)) {
           const events = rows.map(fromRow);
           yield format === 'csv' ? events.map(auditCsvRecord).join('') : events.map((e) => JSON.stringify(e) + '\n').join('');
         }
