@@ -1,5 +1,7 @@
 import { sql, type Kysely } from 'kysely';
+import pg from 'pg';
 import type { Database } from '../../src/storage/schema.ts';
+import { PG_URL } from './databases.ts';
 
 /** The PostgreSQL backend (process id) serving `on`: a transaction, or a connection that stays the same. */
 export async function backendPid(on: Kysely<Database>): Promise<number> {
@@ -24,4 +26,16 @@ export async function waitUntilBlockedBy(db: Kysely<Database>, blockers: number[
     if (Date.now() > until) throw new Error(`no backend waited behind ${blockers.join(', ')} within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/**
+ * A plain client in `schema`, outside Keyhold's pool and its bounds, with its backend pid: the
+ * "other session" of lock tests (a hung transaction, an administrator in psql). The caller ends it.
+ */
+export async function otherSession(schema: string): Promise<{ client: pg.Client; pid: number }> {
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  await client.query(`set search_path to ${schema}`);
+  const pid = (await client.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+  return { client, pid };
 }

@@ -1,8 +1,7 @@
-import { after, before, describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
-import { PG_URL, skipReason } from '../helpers/databases.ts';
-import { createHarness, type Harness } from '../helpers/harness.ts';
+import type { Harness } from '../helpers/harness.ts';
+import { describeWithOtherSession } from '../helpers/other-session-suite.ts';
 import { waitUntilBlockedBy } from '../helpers/pg-lock-waits.ts';
 import type { StatementBounds } from '../../src/storage/postgres/postgres-dialect.ts';
 
@@ -16,58 +15,37 @@ const ENV = 'production';
 /** Far past every bound below, far short of the idle-transaction end (60 s) and the test timeout. */
 const UNBOUNDED_MS = 25_000;
 
-/** A server over PostgreSQL with `bounds`, a secret with one version, and a session of its own to hold locks with. */
+/** A server over PostgreSQL with `bounds`, and another session to hold locks with. */
 function withHeldLocks(bounds: StatementBounds, body: (s: {
   h: () => Harness;
   /** Holds `lockSql` (parameters `params`) in the other session while `during` runs, and asserts `during`'s request waited for it. */
   holding<T>(lockSql: string, params: unknown[], during: () => Promise<T>): Promise<{ result: T; ms: number }>;
 }) => void) {
-  describe(`lock ${bounds.lockTimeoutMs} ms, statement ${bounds.statementTimeoutMs} ms`, async () => {
-    const skip = await skipReason('postgres');
-    let h: Harness;
-    let other: pg.Client;
-    let otherPid: number;
-    before(async () => {
-      if (skip) return;
-      h = await createHarness('postgres', { bounds });
-      other = new pg.Client({ connectionString: PG_URL });
-      await other.connect();
-      await other.query(`set search_path to ${h.database.schema}`);
-      otherPid = (await other.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
-    });
-    after(async () => {
-      await other?.end();
-      await h?.close();
-    });
-    if (skip) {
-      test('skipped', { skip }, () => {});
-      return;
-    }
-    body({
-      h: () => h,
-      async holding(lockSql, params, during) {
-        await other.query('begin');
-        try {
-          await other.query(lockSql, params);
-          const started = Date.now();
-          const pending = during().then((result) => ({ result }), (err: unknown) => ({ err }));
-          // The request got as far as the lock and waits for it (not refused earlier for another reason).
-          await waitUntilBlockedBy(h.storage.db, [otherPid]);
-          // Unbounded, it would wait as long as the other session holds on: give up long before the test's own timeout.
-          let timer: NodeJS.Timeout | undefined;
-          const deadline = new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Error(`the request still waited after ${UNBOUNDED_MS} ms: nothing bounded it`)), UNBOUNDED_MS);
-          });
-          const outcome = await Promise.race([pending, deadline]).finally(() => clearTimeout(timer));
-          const ms = Date.now() - started;
-          if ('err' in outcome) throw outcome.err;
-          return { result: outcome.result, ms };
-        } finally {
-          await other.query('rollback');
-        }
-      },
-    });
-  });
+  describeWithOtherSession(`lock ${bounds.lockTimeoutMs} ms, statement ${bounds.statementTimeoutMs} ms`, bounds, ({ h, other }) => body({
+    h,
+    async holding(lockSql, params, during) {
+      const { client, pid } = other();
+      await client.query('begin');
+      try {
+        await client.query(lockSql, params);
+        const started = Date.now();
+        const pending = during().then((result) => ({ result }), (err: unknown) => ({ err }));
+        // The request got as far as the lock and waits for it (not refused earlier for another reason).
+        await waitUntilBlockedBy(h().storage.db, [pid]);
+        // Unbounded, it would wait as long as the other session holds on: give up long before the test's own timeout.
+        let timer: NodeJS.Timeout | undefined;
+        const deadline = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`the request still waited after ${UNBOUNDED_MS} ms: nothing bounded it`)), UNBOUNDED_MS);
+        });
+        const outcome = await Promise.race([pending, deadline]).finally(() => clearTimeout(timer));
+        const ms = Date.now() - started;
+        if ('err' in outcome) throw outcome.err;
+        return { result: outcome.result, ms };
+      } finally {
+        await client.query('rollback');
+      }
+    },
+  }));
 }
 
 /** The HTTP calls and checks every case needs. */
@@ -76,6 +54,12 @@ function api(h: Harness) {
   return {
     write: (name: string, value: string) => h.app.inject({ method: 'PUT', url: `/v1/secrets/${name}/values/${ENV}`, headers, payload: { value } }),
     read: (name: string) => h.app.inject({ method: 'GET', url: `/v1/secrets/${name}/values/${ENV}`, headers }),
+    /** A new secret with one version in ENV; what is stored of it. */
+    async seeded(name: string, value = 'first-value') {
+      await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+      assert.equal((await this.write(name, value)).statusCode, 200);
+      return this.stored(name);
+    },
     /** The versions stored, and the current one's value. */
     async stored(name: string) {
       const secret = (await h.storage.db.selectFrom('secrets').select('id').where('name', '=', name).executeTakeFirstOrThrow()).id;
@@ -100,9 +84,7 @@ const code = (res: { json: () => unknown }) => (res.json() as { error: { code: s
 withHeldLocks({ lockTimeoutMs: 1000, statementTimeoutMs: 30_000 }, ({ h, holding }) => {
   test('a write whose secret another session holds ends within the lock bound: 409 TRANSACTION_CONFLICT, nothing written, the log writable and verified', async () => {
     const a = api(h());
-    await h().services.secrets.create(h().ctx, { name: 'HELD_ROW', owner: 'ops' });
-    assert.equal((await a.write('HELD_ROW', 'first-value')).statusCode, 200);
-    const before = await a.stored('HELD_ROW');
+    const before = await a.seeded('HELD_ROW');
 
     const { result: res, ms } = await holding('select id from secrets where id = $1 for update', [before.secret], () => a.write('HELD_ROW', 'second-value'));
     assert.equal(res.statusCode, 409, res.body);
@@ -119,9 +101,7 @@ withHeldLocks({ lockTimeoutMs: 1000, statementTimeoutMs: 30_000 }, ({ h, holding
 
   test('an audited write that cannot take the audit chain head within the lock bound is a 409 conflict too: the write rolls back, the log stays writable', async () => {
     const a = api(h());
-    await h().services.secrets.create(h().ctx, { name: 'HELD_HEAD', owner: 'ops' });
-    assert.equal((await a.write('HELD_HEAD', 'first-value')).statusCode, 200);
-    const before = await a.stored('HELD_HEAD');
+    const before = await a.seeded('HELD_HEAD');
 
     const { result: res } = await holding('select seq from audit_head where id = 1 for update', [], () => a.write('HELD_HEAD', 'second-value'));
     assert.equal(res.statusCode, 409, res.body);
@@ -134,8 +114,7 @@ withHeldLocks({ lockTimeoutMs: 1000, statementTimeoutMs: 30_000 }, ({ h, holding
 
   test('a read whose event cannot take the head within the lock bound is refused (AUDIT_UNAVAILABLE): the value does not leave, and the log is writable again after', async () => {
     const a = api(h());
-    await h().services.secrets.create(h().ctx, { name: 'HELD_READ', owner: 'ops' });
-    assert.equal((await a.write('HELD_READ', 'read-me-value')).statusCode, 200);
+    await a.seeded('HELD_READ', 'read-me-value');
 
     const { result: res } = await holding('select seq from audit_head where id = 1 for update', [], () => a.read('HELD_READ'));
     assert.equal(res.statusCode, 503, res.body);
@@ -153,9 +132,7 @@ withHeldLocks({ lockTimeoutMs: 1000, statementTimeoutMs: 30_000 }, ({ h, holding
 withHeldLocks({ lockTimeoutMs: 0, statementTimeoutMs: 1000 }, ({ h, holding }) => {
   test('a write stuck past the statement bound is 503 DATABASE_TIMEOUT, never a 500: nothing written, the log writable and verified', async () => {
     const a = api(h());
-    await h().services.secrets.create(h().ctx, { name: 'SLOW_ROW', owner: 'ops' });
-    assert.equal((await a.write('SLOW_ROW', 'first-value')).statusCode, 200);
-    const before = await a.stored('SLOW_ROW');
+    const before = await a.seeded('SLOW_ROW');
 
     const { result: res, ms } = await holding('select id from secrets where id = $1 for update', [before.secret], () => a.write('SLOW_ROW', 'second-value'));
     assert.equal(res.statusCode, 503, res.body);
@@ -170,9 +147,7 @@ withHeldLocks({ lockTimeoutMs: 0, statementTimeoutMs: 1000 }, ({ h, holding }) =
 
   test('an audited write whose own event runs past the statement bound fails closed (AUDIT_UNAVAILABLE) with nothing written; the log is writable again after', async () => {
     const a = api(h());
-    await h().services.secrets.create(h().ctx, { name: 'SLOW_HEAD', owner: 'ops' });
-    assert.equal((await a.write('SLOW_HEAD', 'first-value')).statusCode, 200);
-    const before = await a.stored('SLOW_HEAD');
+    const before = await a.seeded('SLOW_HEAD');
 
     const { result: res } = await holding('select seq from audit_head where id = 1 for update', [], () => a.write('SLOW_HEAD', 'second-value'));
     assert.equal(res.statusCode, 503, res.body);

@@ -1,9 +1,7 @@
-import { after, before, describe, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
-import pg from 'pg';
-import { PG_URL, skipReason } from '../../../test/helpers/databases.ts';
-import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { describeWithOtherSession } from '../../../test/helpers/other-session-suite.ts';
 import { waitUntilBlockedBy } from '../../../test/helpers/pg-lock-waits.ts';
 import { isStatementTimeout } from '../../storage/db-errors.ts';
 
@@ -12,23 +10,9 @@ import { isStatementTimeout } from '../../storage/db-errors.ts';
  * timeout must not cut them. Here a statement is made long by holding the events table: the pool
  * has no lock bound, so only the statement bound could end the wait.
  */
-describe('PostgreSQL: verify and export outlast the statement bound', async () => {
-  const skip = await skipReason('postgres');
-  let h: Harness;
-  let other: pg.Client;
-  let otherPid: number;
+describeWithOtherSession('PostgreSQL: verify and export outlast the statement bound', { lockTimeoutMs: 0, statementTimeoutMs: 1000 }, ({ h, other }) => {
   before(async () => {
-    if (skip) return;
-    h = await createHarness('postgres', { bounds: { lockTimeoutMs: 0, statementTimeoutMs: 1000 } });
-    for (let i = 0; i < 3; i++) await h.services.secrets.create(h.ctx, { name: `LONG_READ_${i}`, owner: 'audit' });
-    other = new pg.Client({ connectionString: PG_URL });
-    await other.connect();
-    await other.query(`set search_path to ${h.database.schema}`);
-    otherPid = (await other.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
-  });
-  after(async () => {
-    await other?.end();
-    await h?.close();
+    for (let i = 0; i < 3; i++) await h().services.secrets.create(h().ctx, { name: `LONG_READ_${i}`, owner: 'audit' });
   });
 
   /**
@@ -37,34 +21,36 @@ describe('PostgreSQL: verify and export outlast the statement bound', async () =
    * finish when the table is let go.
    */
   async function outlastsTheBound<T>(read: () => Promise<T>): Promise<T> {
-    await other.query('begin');
+    const { client, pid } = other();
+    const db = h().storage.db;
+    await client.query('begin');
     try {
-      await other.query('lock table audit_events in access exclusive mode');
+      await client.query('lock table audit_events in access exclusive mode');
       const reading = read().then((value) => ({ value }), (err: unknown) => ({ err }));
-      const waiting = await waitUntilBlockedBy(h.storage.db, [otherPid]);
-      const control = await sql`select seq from audit_events limit 1`.execute(h.storage.db).then(() => null, (err: unknown) => err);
+      const waiting = await waitUntilBlockedBy(db, [pid]);
+      const control = await sql`select seq from audit_events limit 1`.execute(db).then(() => null, (err: unknown) => err);
       assert.equal(isStatementTimeout(control), true, `a bounded read is cancelled: ${String(control)}`);
-      const still = await waitUntilBlockedBy(h.storage.db, [otherPid], 0).catch(() => null);
+      const still = await waitUntilBlockedBy(db, [pid], 0).catch(() => null);
       assert.equal(still, waiting, 'the long read still waits (under the bound it would have been cancelled)');
-      await other.query('commit');
+      await client.query('commit');
       const outcome = await reading;
       if ('err' in outcome) throw outcome.err;
       return outcome.value;
     } finally {
-      await other.query('rollback').catch(() => {});
+      await client.query('rollback').catch(() => {});
     }
   }
 
-  test('verify scans the whole log for published checkpoints, however long that takes', { skip }, async () => {
-    await h.services.checkpoints.checkpoint();
-    const result = await outlastsTheBound(() => h.services.auditQueries.verify(h.ctx));
+  test('verify scans the whole log for published checkpoints, however long that takes', async () => {
+    await h().services.checkpoints.checkpoint();
+    const result = await outlastsTheBound(() => h().services.auditQueries.verify(h().ctx));
     assert.equal(result.ok, true, result.problem ?? '');
     assert.ok(result.events > 3 && result.checkpoints >= 1, JSON.stringify(result));
   });
 
-  test('an export reads its pages, however long each takes', { skip }, async () => {
+  test('an export reads its pages, however long each takes', async () => {
     // The export's own event is written before the stream is handed back; its pages are read as it is consumed.
-    const stream = await h.services.auditQueries.export(h.ctx, { action: 'secret.create' }, 'json');
+    const stream = await h().services.auditQueries.export(h().ctx, { action: 'secret.create' }, 'json');
     const lines = await outlastsTheBound(async () => {
       let text = '';
       for await (const chunk of stream) text += chunk;

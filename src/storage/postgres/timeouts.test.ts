@@ -1,9 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Kysely, sql } from 'kysely';
-import pg from 'pg';
 import { createTestDatabase, PG_URL, skipReason, type TestDatabase } from '../../../test/helpers/databases.ts';
-import { backendPid, waitUntilBlockedBy } from '../../../test/helpers/pg-lock-waits.ts';
+import { backendPid, otherSession, waitUntilBlockedBy } from '../../../test/helpers/pg-lock-waits.ts';
 import { openStorage, type Storage } from '../database.ts';
 import { isStatementTimeout } from '../db-errors.ts';
 import { migrateTo } from '../migrations/index.ts';
@@ -21,15 +20,6 @@ const show = async (db: Kysely<Database>) => {
   const statement = (await sql<{ statement_timeout: string }>`show statement_timeout`.execute(db)).rows[0]!.statement_timeout;
   return [lock, statement];
 };
-
-/** A plain client in `schema`, outside Keyhold's pool: the "other session" holding locks. */
-async function otherSession(schema: string): Promise<{ client: pg.Client; pid: number }> {
-  const client = new pg.Client({ connectionString: PG_URL });
-  await client.connect();
-  await client.query(`set search_path to ${schema}`);
-  const pid = (await client.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
-  return { client, pid };
-}
 
 describe('PostgreSQL: the pool bounds lock waits and statements', async () => {
   const skip = await skipReason('postgres');
