@@ -18,7 +18,7 @@ export function onPostgres(executor: Executor): boolean {
   return executor.getExecutor().adapter instanceof PostgresAdapter;
 }
 
-/** PostgreSQL only: the bounds (KEYHOLD_DB_*) on the pool's statements; migrations run without them. */
+/** Where the database is; on PostgreSQL also the bounds (KEYHOLD_DB_*) on the pool's statements, which migrations run without. */
 export interface StorageOptions extends StatementBounds {
   /** `sqlite:<path>` (embedded default) or a `postgres://` connection string. */
   url: string;
