@@ -1,7 +1,12 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import { isLoopbackHost } from '../platform/addresses.ts';
+import { ConfigError, DAY, LIFETIME, RETENTION, SECOND, TIMER, int, parseDuration, timeoutSetting } from './parse.ts';
+
+export { ConfigError } from './parse.ts';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+const LOG_LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export interface Limits {
   maxNameLength: number;
@@ -87,45 +92,6 @@ export interface IdentitySettings {
   credentialGraceMs: number;
 }
 
-export class ConfigError extends Error {
-  constructor(setting: string, problem: string) {
-    super(`invalid configuration: ${setting} ${problem}`);
-    this.name = 'ConfigError';
-  }
-}
-
-const LOG_LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-const DURATION = /^(\d+)(ms|s|m|h|d)$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** Bounds of a duration setting, in milliseconds, with how they read in an error. */
-interface DurationBounds { min: number; max: number; text: string }
-
-const SECOND = 1000;
-const DAY = 86_400_000;
-/** Intervals of timers: Node fires a timer longer than 2^31-1 ms (24.8 days) or shorter than 1 ms after 1 ms, in a loop. */
-const TIMER: DurationBounds = { min: 100, max: 24 * DAY, text: 'between 100ms and 24d' };
-/** Lifetimes and windows: beyond ten years, dates computed from them stop being dates. */
-const LIFETIME: DurationBounds = { min: SECOND, max: 3650 * DAY, text: 'between 1s and 3650d' };
-/** Lifetimes where zero means "not at all" (no rollback, no grace). */
-const RETENTION: DurationBounds = { min: 0, max: 3650 * DAY, text: 'between 0ms and 3650d' };
-
-/** Parses "7d", "90m", "500ms" into milliseconds, within `bounds` when given. */
-export function parseDuration(setting: string, text: string, bounds?: DurationBounds): number {
-  const m = DURATION.exec(text.trim());
-  if (!m) throw new ConfigError(setting, `must be a duration like 30s, 15m, 7d (got "${text}")`);
-  const ms = Number(m[1]) * UNIT_MS[m[2]!]!;
-  if (bounds && !(ms >= bounds.min && ms <= bounds.max)) throw new ConfigError(setting, `must be ${bounds.text} (got "${text}")`);
-  return ms;
-}
-
-function int(setting: string, text: string, min: number, max: number): number {
-  if (!/^\d+$/.test(text)) throw new ConfigError(setting, `must be a whole number (got "${text}")`);
-  const n = Number(text);
-  if (n < min || n > max) throw new ConfigError(setting, `must be between ${min} and ${max} (got ${n})`);
-  return n;
-}
-
 /**
  * Reads KEYHOLD_* settings. Unknown KEYHOLD_* variables are rejected so a typo never silently
  * falls back to a default.
@@ -205,15 +171,6 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
     notify: Object.freeze(notifySettings(env)),
     database: Object.freeze(databaseSettings(env)),
   });
-}
-
-/** A PostgreSQL timeout: 0 (or 0 with a unit) for none, else a duration within `bounds`. */
-function timeoutSetting(setting: string, text: string, bounds: DurationBounds): number {
-  if (text.trim() === '0') return 0;
-  if (!DURATION.test(text.trim())) throw new ConfigError(setting, `must be 0 (none) or a duration like 500ms, 5s, 1m (got "${text}")`);
-  const ms = parseDuration(setting, text);
-  if (ms !== 0 && !(ms >= bounds.min && ms <= bounds.max)) throw new ConfigError(setting, `must be 0 (none) or ${bounds.text} (got "${text}")`);
-  return ms;
 }
 
 /**
