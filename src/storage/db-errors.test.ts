@@ -9,7 +9,8 @@ import pg from 'pg';
 import { PG_URL, skipReason } from '../../test/helpers/databases.ts';
 import { createHarness, type Harness } from '../../test/helpers/harness.ts';
 import { waitUntilBlockedBy } from '../../test/helpers/pg-lock-waits.ts';
-import { isDataException, isStatementTimeout, isTransactionConflict } from './db-errors.ts';
+import { failureCode, isDataException, isStatementTimeout, isTransactionConflict } from './db-errors.ts';
+import { KeyholdError } from '../errors/index.ts';
 
 const caught = (fn: () => unknown): unknown => {
   try {
@@ -113,6 +114,7 @@ describe('PostgreSQL: a lock waited for too long, a statement run for too long',
     assert.equal((err as { code?: string }).code, '55P03', String(err));
     assert.equal(isTransactionConflict(err), true);
     assert.equal(isStatementTimeout(err), false);
+    assert.equal(failureCode(err), 'TRANSACTION_CONFLICT', 'a failure event records the code the caller got');
   });
 
   test('a statement cancelled by statement_timeout (57014) is a statement timeout, not a conflict to retry at once', { skip }, async () => {
@@ -123,6 +125,7 @@ describe('PostgreSQL: a lock waited for too long, a statement run for too long',
     assert.equal(isStatementTimeout(err), true);
     assert.equal(isTransactionConflict(err), false);
     assert.equal(isDataException(err), false);
+    assert.equal(failureCode(err), 'DATABASE_TIMEOUT');
   });
 });
 
@@ -130,5 +133,7 @@ test('only a driver error carries a SQLSTATE: the same code on anything else is 
   for (const code of ['55P03', '57014', '40P01']) {
     assert.equal(isTransactionConflict(Object.assign(new Error('x'), { code })), false, code);
     assert.equal(isStatementTimeout(Object.assign(new Error('x'), { code })), false, code);
+    assert.equal(failureCode(Object.assign(new Error('x'), { code })), 'INTERNAL', `a bare ${code} is recorded as INTERNAL, never as a driver's code`);
   }
+  assert.equal(failureCode(new KeyholdError('SECRET_NOT_FOUND', 'x')), 'SECRET_NOT_FOUND');
 });

@@ -1,3 +1,5 @@
+import { isKeyholdError, type ErrorCode } from '../errors/index.ts';
+
 /** What a database error means to the caller, for either dialect. */
 
 interface DriverError { code?: unknown; severity?: unknown; errcode?: unknown }
@@ -36,4 +38,16 @@ export function isTransactionConflict(err: unknown): boolean {
 export function isStatementTimeout(err: unknown): boolean {
   const e = err as DriverError | null;
   return typeof e?.severity === 'string' && e.code === '57014';
+}
+
+/**
+ * The catalogued code a failure is recorded under (audit events' `reason`): a Keyhold error's own,
+ * a lost transaction or a cancelled statement as the caller is told (TRANSACTION_CONFLICT,
+ * DATABASE_TIMEOUT), anything else INTERNAL. Never a driver's own code, which is not in the catalogue.
+ */
+export function failureCode(err: unknown): ErrorCode {
+  if (isKeyholdError(err)) return err.code;
+  if (isTransactionConflict(err)) return 'TRANSACTION_CONFLICT';
+  if (isStatementTimeout(err)) return 'DATABASE_TIMEOUT';
+  return 'INTERNAL';
 }

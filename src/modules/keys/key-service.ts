@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Keyring } from '../../crypto/keyring.ts';
-import { fail, isKeyholdError } from '../../errors/index.ts';
+import { fail } from '../../errors/index.ts';
+import { failureCode } from '../../storage/db-errors.ts';
 import type { Clock } from '../../platform/clock.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
@@ -57,7 +58,7 @@ export function createKeyService(deps: {
    * how far it got (batches that committed stay committed, each with its event); then the error again.
    */
   async function recordFailure(ctx: TenantContext, action: string, context: Record<string, string>, err: unknown): Promise<never> {
-    const reason = isKeyholdError(err) ? err.code : 'INTERNAL';
+    const reason = failureCode(err);
     await audit.record(keyEvent(ctx, action, context, reason)).catch(() => {});
     throw err;
   }

@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../platform/clock.ts';
 import type { Database, RotationPoliciesTable } from '../../storage/schema.ts';
+import { failureCode } from '../../storage/db-errors.ts';
 import { SYSTEM_ACTOR, type TenantContext } from '../shared/context.ts';
 import type { RotationEngine } from './engine.ts';
 import type { Leadership } from './leadership.ts';
@@ -48,7 +49,7 @@ export function createRotationScheduler(deps: {
       if ((err as { code?: string }).code === 'ROTATION_IN_PROGRESS') report.skipped++;
       else {
         deps.onError(err);
-        await repo.recordResult(p.tenant_id, p.secret_id, p.environment_id, { result: 'error', error: String((err as { code?: string }).code ?? 'INTERNAL'), at: clock.now() });
+        await repo.recordResult(p.tenant_id, p.secret_id, p.environment_id, { result: 'error', error: failureCode(err), at: clock.now() });
       }
     }
   }

@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Keyring } from '../../crypto/keyring.ts';
 import { fail, isKeyholdError, KeyholdError } from '../../errors/index.ts';
+import { failureCode } from '../../storage/db-errors.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import type { Database } from '../../storage/schema.ts';
@@ -108,7 +109,7 @@ export function createValueService(deps: {
     if (extra) Object.assign(base.context!, extra);
     await audit.record([{
       ...base, action: READ_EVENT[action], resource: { type: 'secret', id: at.secretId, name: at.name }, environment: at.environment,
-      secretVersion: at.version, outcome: 'failed', reason: isKeyholdError(err) ? err.code : 'INTERNAL',
+      secretVersion: at.version, outcome: 'failed', reason: failureCode(err),
     }]);
     throw err;
   }

@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Kysely } from 'kysely';
 import { fail, KeyholdError } from '../../errors/index.ts';
+import { failureCode } from '../../storage/db-errors.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { AppendOnlyGuarantee } from '../../storage/postgres/privileges.ts';
 import type { TokenService } from '../auth/token-service.ts';
@@ -86,7 +87,7 @@ export function createSystemService(deps: {
       try {
         status = await seal.submitShare(share);
       } catch (err) {
-        const code = (err as { code?: string }).code ?? 'INTERNAL';
+        const code = failureCode(err);
         await audit.record([systemEvent('system.unseal', code === 'UNSEAL_FAILED' ? 'denied' : 'failed', { reason: code })]).catch(() => {});
         throw err;
       }
