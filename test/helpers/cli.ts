@@ -33,19 +33,18 @@ export function injectFetch(app: FastifyInstance, onAnswered: (sent: CliExchange
   }) as typeof fetch;
 }
 
-/**
- * Runs `keyhold <argv>` in process against `app`, with its output captured. `token` is
- * KEYHOLD_TOKEN (null: none); `stdin` what the command reads; `env` further settings.
- */
-export async function runCli(app: FastifyInstance, argv: string[], opts: {
-  token: string | null; stdin?: string | string[]; env?: Record<string, string>; signal?: AbortSignal; onAnswered?: (sent: CliExchange) => void;
-}): Promise<{ code: number; stdout: string; stderr: string }> {
+interface CliRunOptions {
+  token: string | null; stdin?: string | string[]; env?: Record<string, string>; signal?: AbortSignal;
+}
+
+/** Runs the CLI in process over `fetch`, with its output captured. */
+async function runCliOver(fetch: typeof globalThis.fetch, argv: string[], opts: CliRunOptions): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
   let stderr = '';
   const stdin = opts.stdin === undefined ? [] : typeof opts.stdin === 'string' ? [Buffer.from(opts.stdin)] : opts.stdin;
   const cli = createCli({
     entries,
-    fetch: injectFetch(app, opts.onAnswered),
+    fetch,
     stdin: Readable.from(stdin),
     stdout: { write: (s: string) => (stdout += s) },
     stderr: { write: (s: string) => (stderr += s) },
@@ -53,4 +52,17 @@ export async function runCli(app: FastifyInstance, argv: string[], opts: {
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
   return { code: await cli.run(argv), stdout, stderr };
+}
+
+/**
+ * Runs `keyhold <argv>` in process against `app`, with its output captured. `token` is
+ * KEYHOLD_TOKEN (null: none); `stdin` what the command reads; `env` further settings.
+ */
+export function runCli(app: FastifyInstance, argv: string[], opts: CliRunOptions & { onAnswered?: (sent: CliExchange) => void }): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runCliOver(injectFetch(app, opts.onAnswered), argv, opts);
+}
+
+/** Runs `keyhold <argv>` in process against a server process listening at `address`, over real HTTP; as runCli otherwise. */
+export function runCliAt(address: string, argv: string[], opts: CliRunOptions): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runCliOver(globalThis.fetch, argv, { ...opts, env: { KEYHOLD_ADDR: address, ...opts.env } });
 }

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { describeEachDialect } from '../helpers/each-dialect.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/databases.ts';
 import { startServer, type ServerProcess } from '../helpers/server-process.ts';
+import { eachLimit } from '../helpers/each-limit.ts';
 
 const SECRETS = ['CRASH_A', 'CRASH_B', 'CRASH_C'];
 const ENVIRONMENTS = ['development', 'staging', 'production'];
@@ -26,14 +27,6 @@ interface Ack extends Target {
 const TARGETS: Target[] = SECRETS.flatMap((secret) => ENVIRONMENTS.map((env) => ({ secret, env })));
 const keyOf = (t: Target) => `${t.secret}/${t.env}`;
 const valuesPath = (t: Target) => `/v1/secrets/${t.secret}/values/${t.env}`;
-
-/** Runs fn over items with at most `limit` in flight. */
-async function eachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  }));
-}
 
 describeEachDialect('crash safety', (dialect) => {
   let database: TestDatabase;
