@@ -83,7 +83,7 @@ export function checkpointFromEvent(e: { action: string; context: Record<string,
  * recorded as an `audit.checkpoint` event, so it travels to every sink with the events it covers:
  * a copy outside the database that a rewrite of the database cannot reach (docs/audit.md).
  */
-export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHolder; clock: Clock; audit: Pick<AuditLog, 'record' | 'onCommitted'>; macKeys: Pick<EventMacKeys, 'current'> }) {
+export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHolder; clock: Clock; audit: Pick<AuditLog, 'appendInTx' | 'onCommitted'>; macKeys: Pick<EventMacKeys, 'current'> }) {
   const { db, root, clock, audit, macKeys } = deps;
   const signingCheck = createSigningCheck(db);
   audit.onCommitted((segment) => signingCheck.owned(segment));
@@ -156,7 +156,14 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
         public_key: publicKeyText(publicKey),
       };
       try {
-        await db.insertInto('audit_checkpoints').values(row).execute();
+        // The row and the event that publishes it commit together. Apart, a crash between them left a
+        // stored checkpoint no event carries; the next one names it (prev_seq), so every sink's copy
+        // of the log then failed offline verification as if that checkpoint had been removed.
+        // The head last, as every audited write takes it (appendInTx).
+        await db.transaction().execute(async (trx) => {
+          await trx.insertInto('audit_checkpoints').values(row).execute();
+          await audit.appendInTx(trx, [checkpointEvent(row)]);
+        });
       } catch (err) {
         // Another process checkpointed the same head first (on SQLite the no-replace trigger says so
         // before the key does); anything else is a real failure and is reported.
@@ -165,7 +172,6 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
       }
       highestSigned = Math.max(highestSigned, row.seq);
       tampered = false;
-      await audit.record([checkpointEvent(row)]);
       return row;
     },
   };
