@@ -6,6 +6,7 @@ import { errorCodes } from '../../src/errors/index.ts';
 import { describeEachDialect } from '../helpers/each-dialect.ts';
 import { createHarness, TEST_LIMITS, type Harness } from '../helpers/harness.ts';
 import { variantsOf, type OpenApiDocument, type Variant } from '../helpers/openapi-variants.ts';
+import { eachLimit } from '../helpers/each-limit.ts';
 
 interface Answer { status: number; headers: Record<string, string | string[] | undefined>; text: string }
 
@@ -49,14 +50,6 @@ function problemWith(a: Answer): string | null {
   if (a.headers['cache-control'] !== 'no-store') return `status ${a.status} ${String(code)} without cache-control: no-store`;
   if (a.headers['x-content-type-options'] !== 'nosniff') return `status ${a.status} ${String(code)} without x-content-type-options: nosniff`;
   return null;
-}
-
-/** Runs `work` over `items` with at most `width` at a time. */
-async function pool<T>(items: T[], width: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < items.length) await work(items[next++]!);
-  }));
 }
 
 /** Refusals made before any service ran: a second caller would get the same. */
@@ -108,13 +101,13 @@ describeEachDialect('every operation in the OpenAPI document answers hostile inp
     assert.ok(variants.length > 4000, `only ${variants.length} variants`);
     const problems: string[] = [];
     const pastTheDoor: Variant[] = [];
-    await pool(variants, 6, async (v) => {
+    await eachLimit(variants, 6, async (v) => {
       const answer = await send(agent, port, v, h.rootToken);
       const problem = problemWith(answer);
       if (problem) problems.push(`root: ${v.label}: ${problem}`);
       if (!REFUSED_AT_THE_DOOR.has(codeOf(answer) as string)) pastTheDoor.push(v);
     });
-    await pool(pastTheDoor, 6, async (v) => {
+    await eachLimit(pastTheDoor, 6, async (v) => {
       const problem = problemWith(await send(agent, port, v, tenantAdmin));
       if (problem) problems.push(`tenant admin: ${v.label}: ${problem}`);
     });
