@@ -47,3 +47,13 @@ test('a URL in use keeps its keys when other URLs fill the cache', async () => {
   assert.notEqual(cache.get('https://tenant0.example.test/jwks'), first, 'the least recently used set is the one dropped');
   assert.equal(calls.length, 0);
 });
+
+test('an answer of 200 that is not a key set counts as a failed fetch too (a web page, JSON without keys)', async () => {
+  for (const body of ['<html>hello</html>', '{}', '{"keys":"none"}']) {
+    const t = 1_000_000;
+    const { calls, fetch } = countingFetch(() => new Response(body, { status: 200, headers: { 'content-type': 'application/json' } }));
+    const cache = createJwksCache(OPTIONS, { fetch, now: () => t });
+    for (let i = 0; i < 3; i++) await assert.rejects(cache.get('https://idp.example.test/jwks')(HEADER));
+    assert.equal(calls.length, 1, body);
+  }
+});

@@ -43,11 +43,23 @@ function boundedFetch(outbound: typeof fetch) {
   };
 }
 
+/** Whether a (buffered) answer's body is a JSON Web Key Set as jose takes one: an object whose `keys` are objects. */
+async function holdsKeySet(res: Response): Promise<boolean> {
+  const isObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+  try {
+    const json: unknown = await res.clone().json();
+    return isObject(json) && Array.isArray((json as { keys?: unknown }).keys) && (json as { keys: unknown[] }).keys.every(isObject);
+  } catch {
+    return false;
+  }
+}
+
 /**
- * A fetch that, after a failure (an error or any answer but 200), refuses to call the URL again
- * until `cooldownMs` has passed. jose's own cooldown counts only from a successful fetch, so
- * without this every exchange naming an unreachable or failing JWKS URL would call it again: a
- * tenant could make Keyhold hammer a host, and time its answers, at the token endpoint's rate.
+ * A fetch that, after a failure (an error, any answer but 200, or a 200 that is not a key set),
+ * refuses to call the URL again until `cooldownMs` has passed. jose's own cooldown counts only
+ * from a fetch that gave it keys, so without this every exchange naming an unreachable or failing
+ * JWKS URL, or one that answers with a web page, would call it again: a tenant could make Keyhold
+ * hammer a host, and time its answers, at the token endpoint's rate.
  */
 function rememberingFailures(fetchKeys: ReturnType<typeof boundedFetch>, cooldownMs: number, now: () => number) {
   let failedAt: number | null = null;
@@ -55,6 +67,7 @@ function rememberingFailures(fetchKeys: ReturnType<typeof boundedFetch>, cooldow
     if (failedAt !== null && now() - failedAt < cooldownMs) throw new Error('JWKS fetch failed recently; not retried before the cooldown');
     try {
       const res = await fetchKeys(url, init);
+      if (res.status === 200 && !(await holdsKeySet(res))) throw new Error('JWKS response is not a JSON Web Key Set');
       failedAt = res.status === 200 ? null : now();
       return res;
     } catch (err) {
