@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createJwksCache } from './jwks-cache.ts';
 
 const OPTIONS = { cooldownMs: 30_000, cacheMaxAgeMs: 600_000, timeoutMs: 1_000 };
@@ -55,5 +57,84 @@ test('an answer of 200 that is not a key set counts as a failed fetch too (a web
     const cache = createJwksCache(OPTIONS, { fetch, now: () => t });
     for (let i = 0; i < 3; i++) await assert.rejects(cache.get('https://idp.example.test/jwks')(HEADER));
     assert.equal(calls.length, 1, body);
+  }
+});
+
+/** A JWKS host on loopback answering each request with `handler`, reached through the cache's default (guarded, pinned) fetch. */
+async function loopbackHost(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string; hits: () => number; close(): Promise<void> }> {
+  let hits = 0;
+  const server = createServer((req, res) => {
+    hits++;
+    handler(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/jwks.json`,
+    hits: () => hits,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+test('a JWKS host that redirects is refused, and the redirect is not followed', async () => {
+  const target = await loopbackHost((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"keys":[]}'));
+  const redirecting = await loopbackHost((_req, res) => res.writeHead(302, { location: target.url }).end());
+  try {
+    const cache = createJwksCache(OPTIONS);
+    await assert.rejects(cache.get(redirecting.url)(HEADER));
+    assert.equal(redirecting.hits(), 1);
+    assert.equal(target.hits(), 0, 'the redirect target was called');
+  } finally {
+    await redirecting.close();
+    await target.close();
+  }
+});
+
+test('a JWKS host that sends its answer slowly is cut off at the timeout', async () => {
+  const slow = await loopbackHost((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write('{"keys":[');
+    const drip = setInterval(() => res.write(' '), 50);
+    res.on('close', () => clearInterval(drip));
+  });
+  try {
+    const cache = createJwksCache({ ...OPTIONS, timeoutMs: 300 });
+    const started = performance.now();
+    await assert.rejects(cache.get(slow.url)(HEADER));
+    const took = performance.now() - started;
+    assert.ok(took >= 250 && took < 5_000, `gave up after ${took} ms`);
+  } finally {
+    await slow.close();
+  }
+});
+
+test('a JWKS answer larger than the bound is refused without being read to its end', async () => {
+  const TOTAL = 16 * 1024 * 1024;
+  let sent = 0;
+  const huge = await loopbackHost((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    const chunk = Buffer.alloc(64 * 1024, 0x20);
+    const pump = () => {
+      let flowing = true;
+      while (sent < TOTAL && flowing) {
+        sent += chunk.length;
+        flowing = res.write(chunk);
+      }
+      if (sent >= TOTAL) res.end();
+      else res.once('drain', pump);
+    };
+    res.on('close', () => res.removeAllListeners('drain'));
+    pump();
+  });
+  try {
+    // A timeout far beyond the test's run: only the size bound can end this.
+    const cache = createJwksCache({ ...OPTIONS, timeoutMs: 60_000 });
+    await assert.rejects(cache.get(huge.url)(HEADER));
+    assert.ok(sent < 4 * 1024 * 1024, `the server got to send ${sent} bytes`);
+  } finally {
+    await huge.close();
   }
 });
