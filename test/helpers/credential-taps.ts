@@ -48,7 +48,7 @@ function tap(obj: object, method: string, hooks: { before?: (args: any[]) => voi
 export function tapServices(services: Services, canaries: CanaryRegistry): void {
   const add = canaries.add;
   tap(services.tokens, 'issue', {
-    after: (r, [opts]) => add(opts.kind === 'root' ? 'root token' : String(opts.name).startsWith('run:') ? 'run token' : 'machine token', r.token),
+    after: (r, [opts]) => add(opts.kind === 'root' ? 'root token' : opts.environment !== undefined ? 'run token' : 'machine token', r.token),
   });
   tap(services.sessions, 'issue', { after: (r) => add('session token', r.token) });
   for (const m of ['create', 'rotateSecret']) tap(services.machines, m, { after: (r) => add('client secret', r.clientSecret) });

@@ -24,6 +24,7 @@ export interface IssueTokenOptions {
   kind: 'root' | 'machine';
   /** Machine tokens: the machine identity they speak for. */
   principalId?: string;
+  /** The principal's name as whoami and policies (`principal.name`) see it: a machine token carries its identity's own name. */
   name: string;
   ttlMs?: number;
   /** Binds the token to one environment of its tenant (automation runs): it admits nothing elsewhere. */

@@ -171,6 +171,30 @@ describeEachDialect('automation runs are bound to their environment', (dialect) 
     assert.equal(await code(h.services.values.read(ctx, 'DB_PASSWORD', 'production', { purpose: 'use' })), 'FORBIDDEN');
     assert.equal((await h.services.values.read(ctx, 'DB_PASSWORD', 'staging', { purpose: 'use' })).value, 'staging-db-password');
   });
+
+  // The schema gives a Machine its name and policy tests take one: a policy naming the run identity must
+  // hold for every request of a run, its script's (with the run token) as its proxy steps' (in process).
+  test('a tenant policy naming the run identity refuses its script as it refuses its proxy steps', async () => {
+    await h.services.policies.put(h.ctx, {
+      text: '@id("prod-bot-out-of-staging") forbid (principal is Keyhold::Machine, action == Keyhold::Action::"use", resource) '
+        + 'when { principal.name == "prod-bot" && context.environment == "staging" };',
+      comment: 'prod-bot stays out of staging',
+    });
+    await automations.create(h.ctx, scriptAutomation({
+      name: 'named', steps: [{ id: 'call', type: 'http', connector: '{{ connectors.api }}', method: 'GET', path: '/x' }, ...scriptAutomation().steps],
+    }));
+    extraProbes = [{ name: 'whoami', method: 'GET', url: '/v1/auth/whoami' }];
+    try {
+      await runner.start(h.ctx, 'named', { environment: 'staging', input: {}, trigger: 'manual', wait: true });
+      assert.equal(await code(h.services.values.read(proxied.at(-1)!, 'DB_PASSWORD', 'staging', { purpose: 'use' })), 'FORBIDDEN');
+    } finally {
+      extraProbes = [];
+      await h.services.policies.rollback(h.ctx, 0);
+    }
+    assert.deepEqual([seen['read staging']!.status, seen['read staging']!.body.error?.code], [403, 'FORBIDDEN'], JSON.stringify(seen['read staging']));
+    assert.ok(!JSON.stringify(seen).includes('staging-db-password'), 'the value reached the script');
+    assert.deepEqual([seen['whoami']!.body.type, seen['whoami']!.body.name], ['machine', 'prod-bot']);
+  });
 });
 
 describeEachDialect('authoring an automation needs the permissions of its run identity where it runs', (dialect) => {

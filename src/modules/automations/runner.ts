@@ -192,7 +192,8 @@ export function createRunner(deps: {
     const token = await db.transaction().execute(async (trx) => {
       await repo.insertRun(runRow, trx);
       const issued = !machine || !(await machines.lockLive(trx, machine.id)) ? null
-        : await tokens.issue({ tenantId: ctx.tenantId, kind: 'machine', principalId: machine.id, name: `run:${runId}`, environment: opts.environment, ttlMs: limits.runTimeoutMs + 60_000 }, trx);
+        // Under the identity's own name, as its proxy steps act and the run-as check asked: policies may name it.
+        : await tokens.issue({ tenantId: ctx.tenantId, kind: 'machine', principalId: machine.id, name: machine.name, environment: opts.environment, ttlMs: limits.runTimeoutMs + 60_000 }, trx);
       // The run's token id: every use by the run (proxy or a script's SDK) carries it as credentialId.
       await audit.appendInTx(trx, [{
         ...auditFrom(ctx), action: 'automation.run.start', resource: { type: 'automation', id: row.id, name: def.name }, environment: opts.environment,
