@@ -113,6 +113,13 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
         return `${head}.${b64({ ...claims, sub: 'repo:acme/app:ref:refs/heads/evil', iat: now(), exp: now() + 600 })}.${sig}`;
       }],
       ['not a JWT', 'ERR_JWS_INVALID', async () => 'not-a-jwt'],
+      // RFC 7515 §4.1.11: a critical extension the verifier does not understand makes the JWS invalid.
+      ['a critical header extension Keyhold does not know', 'ERR_JOSE_NOT_SUPPORTED', () =>
+        new SignJWT({ ...claims, iat: now(), exp: now() + 600 }).setProtectedHeader({ alg: 'RS256', kid: key.kid, crit: ['x-bound-to'], 'x-bound-to': 'a' } as never)
+          .sign(key.privateKey, { crit: { 'x-bound-to': true } })],
+      ['ES256 naming the RS256 key (alg does not match the key)', 'ERR_JWKS_NO_MATCHING_KEY', async () =>
+        idp.sign(claims, h.clock.now(), await idp.unpublishedKey('ES256'), { kid: key.kid })],
+      ['an audience list without the bound audience', 'aud: check_failed', () => valid({ aud: ['https://other.example', 'https://keyhold.example/'] })],
     ];
     for (const [what, reason, make] of cases) {
       const res = await exchange(await make());
@@ -120,6 +127,11 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
       assert.ok(h.logs.lines.at(-1)?.includes(reason), `${what}: refused for the wrong reason: ${h.logs.lines.at(-1)}`);
     }
     assert.equal((await exchange(await valid())).status, 200, 'and the binding still works');
+  });
+
+  test('an audience list naming the bound audience among others is accepted (RFC 7519 §4.1.3; Vault\'s bound_audiences does the same)', async () => {
+    const res = await exchange(await valid({ aud: ['https://other.example', AUDIENCE] }));
+    assert.equal(res.status, 200, JSON.stringify(res.body));
   });
 
   test('a valid JWT is refused for a client-secret identity, an unknown client and a disabled identity', async () => {
