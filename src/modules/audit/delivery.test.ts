@@ -222,7 +222,7 @@ describe('audit delivery', () => {
     let reads = 0;
     const sink: AuditSink = { ...rec.sink, cursorKey: 'file@n:/a', resumePoint: async () => {
       if (++reads === 1) throw new Error('EACCES');
-      return 5;
+      return { seq: 5, hash: log.events[4]!.hash };
     } };
     const d = createAuditDelivery(options({ source: log, sinks: [sink], cursors }));
     d.start();

@@ -72,7 +72,8 @@ interface Loop {
  * after the cursor, deliver it within `timeoutMs`, then advance and persist the cursor. A failed or
  * timed-out batch is retried with backoff and never skipped, so delivery is at least once: only a
  * batch that was not acknowledged can arrive twice. A sink that can read what it already holds
- * (`resumePoint`, the JSON lines file) resumes from that instead of its stored cursor. Nothing here
+ * (`resumePoint`, the JSON lines file) resumes from that instead of its stored cursor, once the log
+ * proves to hold the same event there (a copy of another log is refused, never resumed). Nothing here
  * blocks or throws into callers.
  *
  * @example
@@ -222,6 +223,20 @@ export function createAuditDelivery(opts: AuditDeliveryOptions): AuditDelivery {
     if (s.consecutiveFailures === 1) logger?.warn({ sink: s.sink, cursor: s.cursor, error: s.lastError }, 'audit sink delivery failing');
   }
 
+  /**
+   * What a sink says it holds must be this log's: a copy kept across a database restored from a
+   * backup, or started afresh, holds events this log does not have (or has others at those seqs).
+   * Resuming after it would skip every event of this log up to that seq, without a word.
+   */
+  async function provedHeld(held: { seq: number; hash: string }): Promise<void> {
+    const [at] = await source.readAfter(held.seq - 1, 1).catch((err: unknown) => {
+      throw new Error(`reading the audit log failed: ${describe(err)}`);
+    });
+    if (at?.seq === held.seq && at.hash === held.hash) return;
+    const why = at?.seq === held.seq ? `the log's event ${held.seq} is another` : 'the log ends before it';
+    throw new Error(`the sink holds event ${held.seq}, but ${why}: its copy is not of this log (a restored or replaced database?); move it aside`);
+  }
+
   async function run(loop: Loop): Promise<void> {
     const s = loop.status;
     s.state = 'starting';
@@ -234,7 +249,8 @@ export function createAuditDelivery(opts: AuditDeliveryOptions): AuditDelivery {
         const held = loop.sink.resumePoint ? await loop.sink.resumePoint().catch((err: unknown) => {
           throw new Error(`reading what the sink already holds failed: ${describe(err)}`);
         }) : null;
-        const seq = held ?? stored;
+        if (held !== null) await provedHeld(held);
+        const seq = held?.seq ?? stored;
         s.cursor = seq;
         loop.persisted = stored;
         if (s.headSeq < seq) s.headSeq = seq;

@@ -38,10 +38,11 @@ export interface AuditSink {
    */
   readonly cursorKey?: string;
   /**
-   * The highest seq the sink's own storage already holds, read from that storage; null when it holds
-   * nothing or cannot tell (a network sink). Delivery resumes after it instead of the stored cursor.
+   * The last event the sink's own storage already holds (its seq and hash), read from that storage;
+   * null when it holds nothing or cannot tell (a network sink). Delivery resumes after it instead of
+   * the stored cursor, once the log's event at that seq proves to be the same one (delivery.ts).
    */
-  resumePoint?(): Promise<number | null>;
+  resumePoint?(): Promise<{ seq: number; hash: string } | null>;
   /**
    * Delivers a batch in order. Resolves once the sink has accepted every event; rejects (or times
    * out) otherwise, and the same batch is offered again later: delivery is at least once.

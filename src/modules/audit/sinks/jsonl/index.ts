@@ -2,7 +2,7 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import type { AuditEvent, AuditSink } from '../../event.ts';
-import { readTail } from './tail.ts';
+import { readTail, type HeldEvent } from './tail.ts';
 
 export interface JsonlSinkOptions {
   /** Shown in status and logs. */
@@ -51,7 +51,7 @@ export function createJsonlSink(opts: JsonlSinkOptions): AuditSink {
         await opened.truncate(end.completeBytes);
         await opened.sync();
       }
-      if (end.lastSeq !== null) held = end.lastSeq;
+      if (end.last !== null) held = end.last.seq;
     } catch (err) {
       await opened.close().catch(() => {});
       throw err;
@@ -84,14 +84,14 @@ export function createJsonlSink(opts: JsonlSinkOptions): AuditSink {
     }
   }
 
-  async function lastInFile(): Promise<number | null> {
+  async function lastInFile(): Promise<HeldEvent | null> {
     const h = await open(path, 'r').catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return null;
       throw err;
     });
     if (!h) return null;
     try {
-      return (await readTail(h, path)).lastSeq;
+      return (await readTail(h, path)).last;
     } finally {
       await h.close();
     }

@@ -55,7 +55,7 @@ describe('JSON-lines audit sink', () => {
     await sink.close!();
     await appendFile(path, '{"seq":2,"id":"evt_0000'); // a write cut short, never acknowledged
     const restarted = createJsonlSink({ name: 'file', path });
-    assert.equal(await restarted.resumePoint!(), 1, 'the torn line does not count as held');
+    assert.equal((await restarted.resumePoint!())?.seq, 1, 'the torn line does not count as held');
     await restarted.deliver([auditEvent(2), auditEvent(3)], signal());
     await restarted.close!();
 
@@ -130,6 +130,42 @@ describe('JSON-lines audit sink', () => {
     assert.deepEqual((await readLines(path)).map((l) => (JSON.parse(l) as AuditEvent).seq), [6, 7]);
   });
 
+  test('a file copied from another log (a database restored from a backup, or started afresh) is refused loudly, not taken as held', async () => {
+    const path = join(dir, 'other-log.jsonl');
+    const old = createMemoryAuditLog();
+    old.append(5);
+    const first = createJsonlSink({ name: 'file', path, node: 'n1' });
+    await first.deliver(old.events, signal());
+    await first.close!();
+    const written = await readFile(path, 'utf8');
+
+    // The log the server now runs on is another one: behind the file, and with other events at the same seqs.
+    const log = createMemoryAuditLog();
+    log.append(3, { hash: 'b'.repeat(64) });
+    const cursors = createMemoryCursorStore();
+    const delivery = createAuditDelivery({ source: log, sinks: [createJsonlSink({ name: 'file', path, node: 'n1' })], cursors, clock: createManualClock(), timeoutMs: 1000, batchSize: 4, backoff: { baseMs: 5, maxMs: 20 } });
+    delivery.start();
+    try {
+      await waitFor('the file refused', () => delivery.status()[0]!.consecutiveFailures >= 2);
+      assert.match(delivery.status()[0]!.lastError ?? '', /holds event 5, but the log ends before it/);
+      // The log passes the file's last seq, with events of its own: still not what the file holds.
+      log.append(4, { hash: 'b'.repeat(64) });
+      delivery.poke(7);
+      const failures = delivery.status()[0]!.consecutiveFailures;
+      await waitFor('refused again', () => delivery.status()[0]!.consecutiveFailures >= failures + 2);
+      assert.match(delivery.status()[0]!.lastError ?? '', /holds event 5, but the log's event 5 is another/);
+      assert.equal(await readFile(path, 'utf8'), written, 'nothing written into the other log\'s file');
+      assert.deepEqual(cursors.snapshot(), {}, 'no cursor saved past events never written');
+
+      // Moved aside, as the error says: the new file gets this log from its first event.
+      await rename(path, `${path}.old`);
+      await waitFor('caught up in a new file', () => delivery.status()[0]!.cursor === 7);
+    } finally {
+      await delivery.stop();
+    }
+    assert.deepEqual((await readLines(path)).map((l) => (JSON.parse(l) as AuditEvent).seq), seqs(7));
+  });
+
   test('a file whose last line is not an audit event is left alone: the sink refuses to guess what it holds', async () => {
     const path = join(dir, 'foreign.jsonl');
     await writeFile(path, 'someone else wrote this\n');
@@ -147,7 +183,7 @@ describe('JSON-lines audit sink', () => {
     await sink.deliver([big(1), big(2)], signal());
     await sink.close!();
     await appendFile(path, JSON.stringify(big(3)).slice(0, 100_000));
-    assert.equal(await createJsonlSink({ name: 'file', path }).resumePoint!(), 2);
+    assert.deepEqual(await createJsonlSink({ name: 'file', path }).resumePoint!(), { seq: 2, hash: big(2).hash });
   });
 
   test('after log rotation renames the file, the next batch goes to a new file at the configured path', async () => {

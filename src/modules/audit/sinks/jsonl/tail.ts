@@ -9,14 +9,20 @@ export interface FileTail {
   /** Bytes up to and including the last newline; anything after them is a torn write. */
   completeBytes: number;
   size: number;
-  /** The seq of the last complete line; null when the file has no complete line. */
-  lastSeq: number | null;
+  /** The seq and hash of the last complete line's event; null when the file has no complete line. */
+  last: HeldEvent | null;
+}
+
+/** The last event a copy of the log holds: its seq, and its chain hash to tell which log it is a copy of. */
+export interface HeldEvent {
+  seq: number;
+  hash: string;
 }
 
 /**
- * Reads a sink file backwards to its last complete line and returns that event's seq. A last line
- * with no newline is a write cut short (a crash or a full disk before fsync, so never acknowledged):
- * it is reported in `completeBytes` and not counted. A last complete line that is not an audit event
+ * Reads a sink file backwards to its last complete line and returns that event's seq and hash. A
+ * last line with no newline is a write cut short (a crash or a full disk before fsync, so never
+ * acknowledged): it is reported in `completeBytes` and not counted. A last complete line that is not an audit event
  * throws: then nothing tells which events the file holds, and appending could duplicate or skip.
  */
 export async function readTail(h: FileHandle, path: string): Promise<FileTail> {
@@ -37,10 +43,10 @@ export async function readTail(h: FileHandle, path: string): Promise<FileTail> {
     const end = complete - 1 - pos; // index of the newline that ends the last complete line
     const before = end > 0 ? buf.lastIndexOf(0x0a, end - 1) : -1;
     if (before >= 0 || pos === 0) {
-      return { completeBytes: complete, size, lastSeq: seqOf(buf.subarray(before + 1, end).toString('utf8'), path) };
+      return { completeBytes: complete, size, last: eventOf(buf.subarray(before + 1, end).toString('utf8'), path) };
     }
   }
-  return { completeBytes: Math.max(complete, 0), size, lastSeq: null };
+  return { completeBytes: Math.max(complete, 0), size, last: null };
 }
 
 async function readAt(h: FileHandle, position: number, length: number): Promise<Buffer> {
@@ -54,14 +60,16 @@ async function readAt(h: FileHandle, position: number, length: number): Promise<
   return out.subarray(0, done);
 }
 
-function seqOf(line: string, path: string): number {
-  let seq: unknown;
+function eventOf(line: string, path: string): HeldEvent {
+  let event: { seq?: unknown; hash?: unknown } | null;
   try {
-    seq = (JSON.parse(line) as { seq?: unknown } | null)?.seq;
+    event = JSON.parse(line) as { seq?: unknown; hash?: unknown } | null;
   } catch {
-    seq = undefined;
+    event = null;
   }
-  if (typeof seq === 'number' && Number.isSafeInteger(seq) && seq >= 1) return seq;
+  const seq = event?.seq;
+  const hash = event?.hash;
+  if (typeof seq === 'number' && Number.isSafeInteger(seq) && seq >= 1 && typeof hash === 'string') return { seq, hash };
   // The line itself is not echoed: it is whatever someone else wrote into the file.
   throw new Error(`${path}: its last complete line is not an audit event, so the audit sink cannot tell which events it holds; move the file aside`);
 }

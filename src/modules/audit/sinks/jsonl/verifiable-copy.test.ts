@@ -121,4 +121,36 @@ describeEachDialect('the JSON lines sink file is a verifiable copy of the log', 
     const rotatedAway = await verifyExportFiles({ events: `${path}.1`, checkpoints: null }, key);
     assert.deepEqual([rotatedAway.ok, rotatedAway.firstSeq], [true, 1]);
   });
+
+  test('a file kept while the database is replaced (a restore, a fresh start) is refused, never resumed; moved aside, the new log is written from event 1', async () => {
+    const path = join(dir, 'replaced.jsonl');
+    const d = createAuditDelivery({ ...opts, source: h.services.audit, sinks: [createJsonlSink({ name: 'file', path, node: 'n1' })], cursors: createDbCursorStore(h.storage.db), clock: h.clock });
+    d.start();
+    await waitFor('caught up', () => d.status()[0]!.cursor >= head, CAUGHT_UP_MS);
+    await d.stop();
+    const written = await readFile(path, 'utf8');
+
+    const fresh = await createHarness(dialect);
+    try {
+      await fresh.storage.db.deleteFrom('audit_cursors').execute();
+      const cursors = createDbCursorStore(fresh.storage.db);
+      const again = createAuditDelivery({ ...opts, source: fresh.services.audit, sinks: [createJsonlSink({ name: 'file', path, node: 'n1' })], cursors, clock: fresh.clock });
+      again.start();
+      try {
+        await waitFor('the file refused', () => again.status()[0]!.consecutiveFailures >= 2, CAUGHT_UP_MS);
+        assert.match(again.status()[0]!.lastError ?? '', /the sink holds event \d+, but .*: its copy is not of this log/);
+        assert.equal(await readFile(path, 'utf8'), written, 'nothing of the new log is written after the old one');
+        assert.equal(await cursors.get(`file@n1:${path}`), 0, 'no cursor saved past events never written');
+        await rename(path, `${path}.before-restore`);
+        const now = (await fresh.storage.db.selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
+        await waitFor('the new log in a new file', () => again.status()[0]!.cursor >= now, CAUGHT_UP_MS);
+      } finally {
+        await again.stop();
+      }
+      const r = await verifyExportFiles({ events: path, checkpoints: null }, fresh.services.checkpoints.publicKey());
+      assert.deepEqual([r.ok, r.firstSeq], [true, 1], r.problem ?? '');
+    } finally {
+      await fresh.close();
+    }
+  });
 });
