@@ -6,8 +6,8 @@ import type { AuditEvent } from '../../modules/audit/event.ts';
 import { mergeCheckpoints, verifyAnswer, verifyLog, type VerifyAnswer } from '../../modules/audit/log-verifier.ts';
 import type { AuditCheckpointsTable } from '../../storage/schema.ts';
 
-/** The parsed lines of a JSON lines file, with their line numbers; a line that is not JSON ends the proof. */
-async function* jsonLines<T>(path: string, what: string): AsyncGenerator<{ line: number; value: T }> {
+/** The parsed lines of a JSON lines file, with their line numbers and text; a line that is not JSON ends the proof. */
+async function* jsonLines<T>(path: string, what: string): AsyncGenerator<{ line: number; value: T; text: string }> {
   const lines = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
   let n = 0;
   try {
@@ -20,7 +20,7 @@ async function* jsonLines<T>(path: string, what: string): AsyncGenerator<{ line:
       } catch {
         throw new OfflineInputError(`${what} line ${n} is not JSON`);
       }
-      yield { line: n, value };
+      yield { line: n, value, text };
     }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new UsageError(`${what}: no such file ${path}`);
@@ -45,6 +45,16 @@ const isCheckpoint = (c: unknown): c is AuditCheckpointsTable => {
   return typeof x === 'object' && x !== null && Number.isSafeInteger(x.seq) && typeof x.hash === 'string' && Number.isSafeInteger(x.time)
     && typeof x.signature === 'string' && typeof x.public_key === 'string' && (x.prev_seq === undefined || x.prev_seq === null || Number.isSafeInteger(x.prev_seq));
 };
+
+/**
+ * The event exactly as Keyhold writes it into an export or a sink's file (`fromRow` in audit-log.ts,
+ * then JSON.stringify): the hashed fields, in that order, and the two hashes; nothing else.
+ */
+const asWritten = (e: AuditEvent): AuditEvent => ({
+  seq: e.seq, id: e.id, time: e.time, tenantId: e.tenantId, actor: { type: e.actor.type, id: e.actor.id },
+  action: e.action, resource: { type: e.resource.type, id: e.resource.id, name: e.resource.name }, environment: e.environment,
+  secretVersion: e.secretVersion, outcome: e.outcome, reason: e.reason, context: e.context, prevHash: e.prevHash, hash: e.hash,
+});
 
 /**
  * The offline answer: the server's fields, and what only a file can have. `firstSeq` is the seq of
@@ -91,8 +101,14 @@ export async function verifyExportFiles(paths: { events: string; checkpoints: st
     if (!merged.ok) return failed(merged.seq, merged.problem);
     const checkpoints = merged.checkpoints;
     async function* events(): AsyncGenerator<AuditEvent> {
-      for await (const { line, value } of jsonLines<unknown>(paths.events, 'events')) {
+      for await (const { line, value, text } of jsonLines<unknown>(paths.events, 'events')) {
         if (!isEvent(value)) throw new OfflineInputError(`events line ${line} (after event ${lastSeq}) is not an audit event`);
+        // The hash covers the parsed values, not the text. JSON.parse keeps the last of two equal keys, while
+        // another reader may keep the first or both, and no hash covers an added field: the line must be the
+        // very text Keyhold wrote, or what it shows is not all proved.
+        if (JSON.stringify(asWritten(value)) !== text) {
+          throw new OfflineInputError(`events line ${line} (event ${value.seq}) is not the event as Keyhold writes it: a field repeated or added, or a value written another way, which its hash does not cover`);
+        }
         lastSeq = value.seq;
         yield value;
       }

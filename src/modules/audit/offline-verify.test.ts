@@ -57,6 +57,8 @@ describeEachDialect('audit export verified offline against the pinned key', (dia
     if (e.seq === seq) change(e);
     return JSON.stringify(e);
   });
+  /** Edits the text of line `n` as it is, where `withEvent` would parse and write it again. */
+  const atLine = (n: number, change: (line: string) => string) => (lines: string[]) => lines.map((l, i) => (i === n - 1 ? change(l) : l));
 
   test('the exports as they are verify offline, and match what the server says', async () => {
     const offline = await verifyExportFiles(paths(), publicKey);
@@ -85,6 +87,11 @@ describeEachDialect('audit export verified offline against the pinned key', (dia
       ['an earlier event moved later', (l) => [...l.slice(0, 2), ...l.slice(3, 6), l[2]!, ...l.slice(6)], /events 3\.\.3 are missing/, 4],
       ['a garbage line', (l) => [...l.slice(0, 2), 'not json', ...l.slice(2)], /line 3 is not JSON/, 3],
       ['an event whose context is null', withEvent(5, (e) => { e.context = null; }), /line 5 \(after event 4\) is not an audit event/, 5],
+      // JSON.parse keeps the last of two equal keys; a reader that keeps the first (or every one: a SIEM's multivalue
+      // field, a grep) sees the text put before it, which no hash covers. So does a field added beside the hashed ones.
+      ['a hashed field repeated before the real one', atLine(5, (x) => x.replace('{"seq":5,', '{"seq":5,"outcome":"denied","actor":{"type":"root","id":"someone-else"},')), /line 5 \(event 5\) is not the event as Keyhold writes it/, 5],
+      ['a key repeated inside the context', atLine(5, (x) => x.replace('"context":{"requestId":', '"context":{"requestId":"approved-by-the-ciso","requestId":')), /line 5 \(event 5\) is not the event as Keyhold writes it/, 5],
+      ['a field no hash covers', atLine(5, (x) => x.replace('{"seq":5,', '{"seq":5,"approvedBy":"ciso",')), /line 5 \(event 5\) is not the event as Keyhold writes it/, 5],
     ];
     for (const [what, edit, problem, firstBad] of cases) {
       const r = await verifyEdited(edit);
