@@ -1,17 +1,34 @@
 import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { UsageError } from '../args.ts';
 import { CHECKPOINT_ACTION } from '../../modules/audit/checkpoints.ts';
 import type { AuditEvent } from '../../modules/audit/event.ts';
 import { mergeCheckpoints, verifyAnswer, verifyLog, type VerifyAnswer } from '../../modules/audit/log-verifier.ts';
 import type { AuditCheckpointsTable } from '../../storage/schema.ts';
 
+/**
+ * The lines of a text file, ended by LF or CRLF only. Not node:readline, which also ends a line at
+ * U+2028 and U+2029: JSON.stringify leaves both as they are inside a string, so an event whose text
+ * holds one (a writer's reason) would be cut in two.
+ */
+async function* textLines(path: string): AsyncGenerator<string> {
+  let rest = '';
+  for await (const chunk of createReadStream(path, { encoding: 'utf8' }) as AsyncIterable<string>) {
+    rest += chunk;
+    let start = 0;
+    for (let nl = rest.indexOf('\n'); nl >= 0; nl = rest.indexOf('\n', start)) {
+      yield rest.slice(start, rest[nl - 1] === '\r' && nl > start ? nl - 1 : nl);
+      start = nl + 1;
+    }
+    rest = rest.slice(start);
+  }
+  if (rest !== '') yield rest;
+}
+
 /** The parsed lines of a JSON lines file, with their line numbers and text; a line that is not JSON ends the proof. */
 async function* jsonLines<T>(path: string, what: string): AsyncGenerator<{ line: number; value: T; text: string }> {
-  const lines = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
   let n = 0;
   try {
-    for await (const text of lines) {
+    for await (const text of textLines(path)) {
       n++;
       if (text === '') continue;
       let value: T;
@@ -25,8 +42,6 @@ async function* jsonLines<T>(path: string, what: string): AsyncGenerator<{ line:
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new UsageError(`${what}: no such file ${path}`);
     throw err;
-  } finally {
-    lines.close();
   }
 }
 

@@ -198,6 +198,23 @@ describeEachDialect('audit export verified offline against the pinned key', (dia
     assert.match((await verifyEdited((l) => l, (c) => c, otherKey)).problem!, /not signed by the trusted audit key/);
   });
 
+  test('text a writer typed with a Unicode line or paragraph separator in it still verifies: only a newline ends a line', async () => {
+    // JSON.stringify leaves U+2028 and U+2029 as they are (both are valid inside a JSON string); a reader that ends lines
+    // at them too (node:readline does) cut such an event in two, and the whole log failed as "not JSON".
+    await h.services.values.write(h.ctx, 'OFFLINE', 'production', { value: 'offline-canary-sep', reason: 'first line\u2028second\u2029third' });
+    await h.services.checkpoints.checkpoint();
+    const events = await h.app.inject({ method: 'GET', url: '/v1/audit/export?allTenants=true&format=json', headers: root });
+    const path = join(dir, 'separators.jsonl');
+    await writeFile(path, events.body);
+    assert.ok(events.body.includes('\u2028'), 'the export holds the separator as it was typed');
+    const r = await verifyExportFiles({ events: path, checkpoints: null }, publicKey);
+    assert.equal(r.ok, true, r.problem ?? '');
+    assert.equal(r.events, events.body.trim().split('\n').length);
+    // Windows line ends (CRLF) are line ends too.
+    await writeFile(path, events.body.replaceAll('\n', '\r\n'));
+    assert.equal((await verifyExportFiles({ events: path, checkpoints: null }, publicKey)).ok, true);
+  });
+
   test('checkpoints are root-only; the public key is for any auditor; neither for a plain user', async () => {
     const auditor = await userContext(h, h.ctx.tenantId, 'offline-auditor');
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: auditor.id, role: 'auditor' });
