@@ -107,6 +107,18 @@ describeEachDialect('audit export verified offline against the pinned key', (dia
     assert.equal(tailOnly.ok, true, 'the unsigned tail after the last checkpoint is all an export can lose unnoticed (docs/audit.md)');
   });
 
+  test('a file cut mid-line at its end (a crash mid-write) or with a byte-order mark in front is broken at that line, never intact', async () => {
+    const text = await readFile(paths().events, 'utf8');
+    const lines = text.trim().split('\n');
+    const path = join(dir, 'damaged.jsonl');
+    await writeFile(path, `${lines.slice(0, -1).join('\n')}\n${lines.at(-1)!.slice(0, 40)}`);
+    const torn = await verifyExportFiles({ events: path, checkpoints: paths().checkpoints }, publicKey);
+    assert.deepEqual([torn.ok, torn.firstBadSeq, torn.problem], [false, lines.length, `events line ${lines.length} is not JSON`]);
+    await writeFile(path, `\uFEFF${text}`);
+    const bom = await verifyExportFiles({ events: path, checkpoints: paths().checkpoints }, publicKey);
+    assert.deepEqual([bom.ok, bom.firstBadSeq, bom.problem], [false, 1, 'events line 1 is not JSON']);
+  });
+
   test('an exact repeat of an event (at-least-once delivery) is skipped and counted, wherever it comes back', async () => {
     const r = await verifyEdited((l) => [...l.slice(0, 6), ...l.slice(2, 6), l[5]!, ...l.slice(6)]);
     assert.equal(r.ok, true, r.problem ?? '');

@@ -7,7 +7,7 @@ import { createMemoryCursorStore } from '../../delivery-ports.ts';
 import { createAuditDelivery, type AuditDelivery } from '../../delivery.ts';
 import type { AuditEvent } from '../../event.ts';
 import { auditEvent, createMemoryAuditLog, seqs, waitFor } from '../testing.ts';
-import { formatSyslogMessage } from './format.ts';
+import { formatSyslogMessage, frameOctetCounted } from './format.ts';
 import { createSyslogSink, UDP_MAX_BYTES } from './index.ts';
 
 const FRAME = /^<(\d{1,3})>1 (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) ([\x21-\x7e]+) keyhold - AUDIT \[keyhold@32473 seq="(\d+)"(?: tenant="((?:[^"\\\]]|\\["\\\]])*)")?\] (\{[\x20-\x7e]*\})$/;
@@ -159,6 +159,22 @@ describe('syslog audit sink', () => {
       await delivery.stop();
       if (listener) await closeTcp(listener);
     }
+  });
+
+  test('text a caller chose (line breaks, NUL, a forged message, separators) stays inside its JSON string: one printable line per event, framed by its length', () => {
+    const forged = '\n<109>1 2026-01-01T00:00:00.000Z evil keyhold - AUDIT [keyhold@32473 seq="999"] {}\r\n';
+    const hostile = [
+      auditEvent(1, { context: { userAgent: `curl${forged}\u0000`, reason: 'a]"\\b' } }),
+      auditEvent(2, { resource: { type: 'secret', id: null, name: 'x\u2028y\u2029z\u0085' }, reason: '\u001b[31mRED' }),
+      auditEvent(3),
+    ];
+    const format = { facility: 13, hostname: 'kh', appName: 'keyhold', maxBytes: 65536 };
+    const messages = hostile.map((e) => formatSyslogMessage(e, format));
+    for (const m of messages) assert.ok(/^[\x20-\x7e]+$/.test(m.toString('latin1')), `only printable US-ASCII: ${m.toString('latin1').slice(0, 120)}`);
+    const received: string[] = [];
+    octetCountedParser((m) => received.push(m))(Buffer.concat(messages.map(frameOctetCounted)));
+    assert.deepEqual(received.map((m) => parse(m).seq), [1, 2, 3], 'as many frames as events, none forged');
+    assert.deepEqual(received.map((m) => parse(m).event), hostile, 'every field comes back as it was');
   });
 
   test('structured-data values escape quote, backslash and bracket; header fields drop spaces', () => {
