@@ -48,3 +48,15 @@ export function createMemoryCursorStore(initial: Record<string, number> = {}): S
     snapshot: () => Object.fromEntries(cursors),
   };
 }
+
+/**
+ * A sink's failure may say how long the receiver asked it to wait (an HTTP Retry-After): the error
+ * carries `retryAfterMs`. The wait is then the longer of that and the backoff, never past `maxMs`:
+ * a busy collector is not hit again before it asked, and a wrong or hostile hint cannot stop the
+ * stream for longer than any other failure does.
+ */
+export function retryDelay(err: unknown, failures: number, settings: BackoffSettings): number {
+  const hint = (err as { retryAfterMs?: unknown } | null)?.retryAfterMs;
+  const asked = typeof hint === 'number' && Number.isFinite(hint) && hint > 0 ? Math.min(hint, settings.maxMs) : 0;
+  return Math.max(backoffDelay(failures, settings), asked);
+}

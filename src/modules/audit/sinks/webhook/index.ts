@@ -36,7 +36,8 @@ export function signBody(secret: string | Uint8Array, body: Uint8Array): string 
 
 /**
  * POSTs each batch as a JSON array. Any 2xx acknowledges the batch; anything else (a redirect too:
- * none are followed) fails it. Error messages never include the URL, which may carry a token.
+ * none are followed) fails it, carrying the answer's Retry-After for the delivery loop when there is
+ * one. Error messages never include the URL, which may carry a token.
  */
 export function createWebhookSink(opts: WebhookSinkOptions): AuditSink {
   const names = opts.settingNames ?? { url: `audit sink ${opts.name} url`, secret: `audit sink ${opts.name} secret` };
@@ -67,8 +68,10 @@ export function createWebhookSink(opts: WebhookSinkOptions): AuditSink {
       req.on('response', (res) => {
         const status = res.statusCode ?? 0;
         discardBody(res);
-        if (status >= 200 && status < 300) resolve();
-        else reject(new Error(`webhook answered HTTP ${status}`));
+        if (status >= 200 && status < 300) return resolve();
+        const retryAfterMs = retryAfter(res.headers['retry-after'], Date.now());
+        if (retryAfterMs === null) return reject(new Error(`webhook answered HTTP ${status}`));
+        reject(Object.assign(new Error(`webhook answered HTTP ${status}, Retry-After ${Math.ceil(retryAfterMs / 1000)} s`), { retryAfterMs }));
       });
       req.end(body);
     });
@@ -82,6 +85,21 @@ export function createWebhookSink(opts: WebhookSinkOptions): AuditSink {
       agent = null;
     },
   };
+}
+
+/**
+ * A Retry-After header (RFC 9110 §10.2.3) in milliseconds from `now`: delay-seconds or an HTTP date;
+ * null when absent, malformed or already past. The delivery loop bounds it (delivery-ports.ts retryDelay).
+ * @example
+ * retryAfter('120', now);                              // 120_000
+ * retryAfter('Wed, 21 Oct 2026 07:28:00 GMT', now);   // ms until then, or null if past
+ */
+export function retryAfter(header: string | undefined, now: number): number | null {
+  const text = header?.trim();
+  if (!text) return null;
+  if (/^\d+$/.test(text)) return Number(text) > 0 ? Number(text) * 1000 : null;
+  const at = Date.parse(text);
+  return Number.isFinite(at) && at > now ? at - now : null;
 }
 
 /** Reads at most MAX_RESPONSE_BYTES (so a finished response can return its socket to the pool), never more. */

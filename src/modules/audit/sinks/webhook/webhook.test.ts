@@ -5,22 +5,22 @@ import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import { ConfigError } from '../../../../config/config.ts';
 import { createManualClock } from '../../../../platform/clock.ts';
-import { createMemoryCursorStore } from '../../delivery-ports.ts';
+import { createMemoryCursorStore, retryDelay } from '../../delivery-ports.ts';
 import { createAuditDelivery, type AuditDelivery } from '../../delivery.ts';
 import type { AuditEvent, AuditSink } from '../../event.ts';
 import { auditEvent, createMemoryAuditLog, seqs, waitFor } from '../testing.ts';
-import { createWebhookSink, SIGNATURE_HEADER } from './index.ts';
+import { createWebhookSink, retryAfter, SIGNATURE_HEADER } from './index.ts';
 import { isLoopbackHost } from '../../../../platform/addresses.ts';
 import { cpuMs } from '../../../../../test/helpers/cpu-time.ts';
 
 const SECRET = 'whsec_0123456789abcdef';
 
-type Answer = 'ok' | 'fail' | 'hang' | 'endless' | 'redirect';
+type Answer = 'ok' | 'fail' | 'hang' | 'endless' | 'redirect' | 'busy' | 'busy-for-an-hour';
 
 /** A SIEM collector on loopback; `answer` decides per request, `accepted` holds events from 2xx answers. */
 async function collector(answer: (n: number) => Answer) {
   const accepted: AuditEvent[] = [];
-  const requests: { answer: Answer; signatureOk: boolean; contentType: string | undefined }[] = [];
+  const requests: { answer: Answer; signatureOk: boolean; contentType: string | undefined; at: number }[] = [];
   const dropped = { endless: 0 };
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
@@ -29,9 +29,11 @@ async function collector(answer: (n: number) => Answer) {
       const body = Buffer.concat(chunks);
       const a = answer(requests.length + 1);
       const expected = `sha256=${createHmac('sha256', SECRET).update(body).digest('hex')}`;
-      requests.push({ answer: a, signatureOk: req.headers[SIGNATURE_HEADER] === expected, contentType: req.headers['content-type'] });
+      requests.push({ answer: a, signatureOk: req.headers[SIGNATURE_HEADER] === expected, contentType: req.headers['content-type'], at: performance.now() });
       if (a === 'hang') return; // never answers
       if (a === 'fail') return void res.writeHead(500).end('collector unavailable');
+      if (a === 'busy') return void res.writeHead(503, { 'retry-after': '1' }).end('busy');
+      if (a === 'busy-for-an-hour') return void res.writeHead(429, { 'retry-after': '3600' }).end('slow down');
       if (a === 'redirect') return void res.writeHead(302, { location: 'https://elsewhere.example/' }).end();
       accepted.push(...(JSON.parse(body.toString('utf8')) as AuditEvent[]));
       if (a === 'ok') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
@@ -57,7 +59,7 @@ async function collector(answer: (n: number) => Answer) {
   };
 }
 
-function deliveryFor(sink: AuditSink, log: ReturnType<typeof createMemoryAuditLog>, over: { timeoutMs?: number; batchSize?: number } = {}): AuditDelivery {
+function deliveryFor(sink: AuditSink, log: ReturnType<typeof createMemoryAuditLog>, over: { timeoutMs?: number; batchSize?: number; maxBackoffMs?: number } = {}): AuditDelivery {
   return createAuditDelivery({
     source: log,
     sinks: [sink],
@@ -65,7 +67,7 @@ function deliveryFor(sink: AuditSink, log: ReturnType<typeof createMemoryAuditLo
     clock: createManualClock(),
     timeoutMs: over.timeoutMs ?? 1000,
     batchSize: over.batchSize ?? 5,
-    backoff: { baseMs: 5, maxMs: 40, random: () => 0.5 },
+    backoff: { baseMs: 5, maxMs: over.maxBackoffMs ?? 40, random: () => 0.5 },
   });
 }
 
@@ -95,6 +97,42 @@ describe('webhook audit sink', () => {
       await delivery.stop();
       await siem.close();
     }
+  });
+
+  test('a collector that answers 503 with Retry-After is not asked again before it said; a longer wait than the backoff cap is cut to the cap', async () => {
+    const siem = await collector((n) => (n === 1 ? 'busy' : n === 2 ? 'busy-for-an-hour' : 'ok'));
+    const log = createMemoryAuditLog();
+    log.append(4);
+    const delivery = deliveryFor(createWebhookSink({ name: 'siem', url: siem.url, secret: SECRET }), log, { maxBackoffMs: 1500 });
+    try {
+      delivery.start();
+      await waitFor('the first refusal', () => delivery.status()[0]!.consecutiveFailures === 1);
+      assert.equal(delivery.status()[0]!.lastError, 'webhook answered HTTP 503, Retry-After 1 s');
+      await waitFor('all events', () => delivery.status()[0]!.cursor === 4, 10_000);
+      const [busy, hour, ok] = siem.requests.map((r) => r.at);
+      // Without the header the retry would come after the 5 ms backoff (the other tests here).
+      assert.ok(hour! - busy! >= 950, `asked again ${Math.round(hour! - busy!)} ms after a Retry-After of 1 s`);
+      // An hour asked, the cap (1.5 s) given: a hostile or wrong hint stops the stream no longer than any failure.
+      assert.ok(ok! - hour! >= 1400 && ok! - hour! < 5000, `asked again ${Math.round(ok! - hour!)} ms after a Retry-After of an hour, capped at 1.5 s`);
+      assert.deepEqual(siem.accepted.map((e) => e.seq), seqs(4));
+    } finally {
+      await delivery.stop();
+      await siem.close();
+    }
+  });
+
+  test('Retry-After is read as delay-seconds or an HTTP date; anything else, zero or a past date is no hint', () => {
+    const now = Date.parse('2026-12-06T12:00:00Z');
+    assert.equal(retryAfter('120', now), 120_000);
+    assert.equal(retryAfter(' 5 ', now), 5_000);
+    assert.equal(retryAfter('Sun, 06 Dec 2026 12:00:30 GMT', now), 30_000);
+    for (const none of [undefined, '', '0', '-1', '1.5', 'soon', 'Sun, 06 Dec 2026 11:59:00 GMT']) assert.equal(retryAfter(none, now), null, String(none));
+    const settings = { baseMs: 100, maxMs: 1000, random: () => 0 };
+    assert.equal(retryDelay(Object.assign(new Error('x'), { retryAfterMs: 600 }), 1, settings), 600, 'longer than the backoff: the hint');
+    assert.equal(retryDelay(Object.assign(new Error('x'), { retryAfterMs: 50 }), 1, settings), 100, 'shorter: the backoff');
+    assert.equal(retryDelay(Object.assign(new Error('x'), { retryAfterMs: 3_600_000 }), 1, settings), 1000, 'past the cap: the cap');
+    assert.equal(retryDelay(Object.assign(new Error('x'), { retryAfterMs: 'soon' }), 1, settings), 100, 'not a number: the backoff');
+    assert.equal(retryDelay(null, 1, settings), 100);
   });
 
   test('a collector that hangs is timed out and retried, callers stay fast, and everything arrives once it answers', async () => {
