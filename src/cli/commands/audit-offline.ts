@@ -77,7 +77,7 @@ const asWritten = (e: AuditEvent): AuditEvent => ({
  * file, or a cut head), whose events before it were not verified. `duplicates` counts lines skipped
  * because they repeat an event exactly (an at-least-once sink may write one).
  */
-export type OfflineVerifyAnswer = VerifyAnswer & { firstSeq: number | null; duplicates: number };
+export type OfflineVerifyAnswer = VerifyAnswer & { firstSeq: number | null; duplicates: number; checkpointBeyond: number | null };
 
 /**
  * `keyhold audit verify --events FILE [--checkpoints FILE] --public-key KEY`: the server's proof run
@@ -92,7 +92,7 @@ export async function verifyExportFiles(paths: { events: string; checkpoints: st
   let lastSeq = 0;
   let first: AuditEvent | null = null;
   const failed = (firstBadSeq: number, problem: string): OfflineVerifyAnswer => ({
-    ok: false, events: 0, headSeq: null, checkpoints: stored.length, lastSeq: null, firstBadSeq, problem, unsigned: null, firstSeq: first?.seq ?? null, duplicates: 0,
+    ok: false, events: 0, headSeq: null, checkpoints: stored.length, lastSeq: null, firstBadSeq, problem, unsigned: null, firstSeq: first?.seq ?? null, duplicates: 0, checkpointBeyond: null,
   });
   try {
     if (paths.checkpoints !== null) {
@@ -130,12 +130,14 @@ export async function verifyExportFiles(paths: { events: string; checkpoints: st
     }
     // A file that starts past seq 1 (rotated, or its head cut) is walked from its first line's link; the answer says so.
     const from = first && first.seq > 1 ? { seq: first.seq - 1, hash: first.prevHash } : undefined;
-    const r = await verifyLog({ events: events(), checkpoints, head: null, trustedPublicKey: publicKey, skipExactDuplicates: true, ...(from ? { from } : {}) });
+    const r = await verifyLog({
+      events: events(), checkpoints, head: null, trustedPublicKey: publicKey, skipExactDuplicates: true, openEnd: opts.partial === true, ...(from ? { from } : {}),
+    });
     // An emptied file proves nothing: every event of it was removed, however little a checkpoint covers.
     if (r.ok && first === null) return failed(1, 'the events file holds no audit event');
     // Unless the caller says the file is a part (a rotated sink file), a missing head is a removal like any other.
     if (r.ok && from && !opts.partial) return failed(1, `events 1..${from.seq} are missing: the file starts at #${from.seq + 1} (a rotated sink file? verify it with --partial)`);
-    return { ...verifyAnswer(r), firstSeq: first?.seq ?? null, duplicates: r.ok ? r.duplicates ?? 0 : 0 };
+    return { ...verifyAnswer(r), firstSeq: first?.seq ?? null, duplicates: r.ok ? r.duplicates ?? 0 : 0, checkpointBeyond: r.checkpointBeyond ?? null };
   } catch (err) {
     if (!(err instanceof OfflineInputError)) throw err;
     return failed(lastSeq + 1, err.message);

@@ -22,7 +22,7 @@ interface Usage { secret: string; actors: Array<{ actor: { type: string; id: str
 interface VerifyResult {
   ok: boolean; events: number; headSeq: number | null; checkpoints: number; lastSeq: number | null; firstBadSeq: number | null; problem: string | null; unsigned?: number | null;
   /** Offline only (audit-offline.ts). */
-  firstSeq?: number | null; duplicates?: number;
+  firstSeq?: number | null; duplicates?: number; checkpointBeyond?: number | null;
 }
 
 const POLL_MS = 1000;
@@ -222,7 +222,8 @@ const verify: Command = {
     '(audit checkpoints): the audit.checkpoint events inside the log are used as well. A cut tail is caught up to',
     'the last checkpoint known. A line repeating an event exactly is skipped. A file that starts past event 1 fails',
     '(its head was removed) unless --partial says it is a part, such as a rotated sink file: then it is proved from',
-    'its first line, and the answer names where it starts.',
+    'its first line, checkpoints past its last line are not held against it, and the answer names where it starts',
+    'and, when a checkpoint covers more, where it ends.',
   ],
   options: { events: { type: 'string' }, checkpoints: { type: 'string' }, 'public-key': { type: 'string' }, partial: { type: 'boolean' } },
   async run({ args, flags, api, out }) {
@@ -240,8 +241,11 @@ const verify: Command = {
     const start = r.firstSeq != null && r.firstSeq > 1
       ? ` The file starts at #${r.firstSeq}, not at #1: events before it are not in this file and were not verified.` : '';
     const repeats = r.duplicates ? ` ${r.duplicates} line(s) repeating an event exactly were skipped.` : '';
+    // A part may end before the log: what a later checkpoint signs is not in it, and the operator must see that too.
+    const end = r.checkpointBeyond != null
+      ? ` The file ends at #${r.lastSeq}; a signed checkpoint covers up to #${r.checkpointBeyond}: events after #${r.lastSeq} are not in this file and were not verified.` : '';
     out.result(r, () => (r.ok
-      ? `Audit log intact: ${r.events} events through #${r.lastSeq}, ${r.checkpoints} signed checkpoint(s) match.${unsigned}${start}${repeats}`
+      ? `Audit log intact: ${r.events} events through #${r.lastSeq}, ${r.checkpoints} signed checkpoint(s) match.${unsigned}${start}${end}${repeats}`
       : `Audit log BROKEN at event #${r.firstBadSeq}: ${r.problem}`));
     return r.ok ? 0 : 1;
   },

@@ -7,7 +7,11 @@ import { checkpointFromEvent, checkpointValid } from './checkpoints.ts';
  * `checkpoints`: those checked against the events (for a file that starts mid-chain, only those at or
  * after the event before its first line; the ones before are checked for their signature alone).
  */
-export type LogVerifyResult = VerifyResult & { headSeq: number | null; checkpoints: number; unsigned?: number };
+export type LogVerifyResult = VerifyResult & {
+  headSeq: number | null; checkpoints: number; unsigned?: number;
+  /** With `openEnd`: the newest signed checkpoint past the last event, whose events are not in this part (not compared). */
+  checkpointBeyond?: number;
+};
 
 /**
  * What the verifier may not see less of: the highest seq and checkpoint the running server itself
@@ -68,6 +72,12 @@ export async function verifyLog(input: {
   from?: { seq: number; hash: string };
   /** Offline: a line that repeats an accepted event exactly is skipped (chain.ts). */
   skipExactDuplicates?: boolean;
+  /**
+   * Offline, for a part of the log (a rotated sink file, `--partial`): it may end before the log
+   * does. Checkpoints past its last event cover events it does not hold: they are not compared, and
+   * the answer names the newest (`checkpointBeyond`) instead of calling the tail cut.
+   */
+  openEnd?: boolean;
   /** The server only: prove every event's MAC too (chain.ts). Offline there is no key. */
   macs?: ChainVerifierOptions['macs'];
 }): Promise<LogVerifyResult> {
@@ -105,7 +115,16 @@ export async function verifyLog(input: {
   }
   const result = verifier.result();
   if (!result.ok) return { ...result, ...meta };
-  const lastCheckpoint = checkpoints.reduce<AuditCheckpointsTable | null>((last, c) => (last === null || c.seq > last.seq ? c : last), null);
+  const newestOf = (list: AuditCheckpointsTable[]) => list.reduce<AuditCheckpointsTable | null>((last, c) => (last === null || c.seq > last.seq ? c : last), null);
+  if (input.openEnd) {
+    const within = checkpoints.filter((c) => c.seq <= result.lastSeq);
+    const beyond = newestOf(checkpoints.filter((c) => c.seq > result.lastSeq));
+    return {
+      ...result, ...meta, checkpoints: within.length, unsigned: result.lastSeq - Math.max(newestOf(within)?.seq ?? 0, from.seq),
+      ...(beyond ? { checkpointBeyond: beyond.seq } : {}),
+    };
+  }
+  const lastCheckpoint = newestOf(checkpoints);
   if (lastCheckpoint && lastCheckpoint.seq > result.lastSeq) {
     return bad(result.lastSeq + 1, `the log ends at ${result.lastSeq} but a signed checkpoint covers ${lastCheckpoint.seq}: events were removed from the end`, result.events);
   }

@@ -185,6 +185,25 @@ describeEachDialect('audit export verified offline against the pinned key', (dia
     assert.match(relinked.problem!, new RegExp(`does not link to the signed checkpoint at ${first.seq}`));
   });
 
+  test('a middle part (a rotated file between two others) verifies with --partial against the whole checkpoints export, and says where it ends', async () => {
+    const [, second, third] = (await readFile(paths().checkpoints, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { seq: number }) as [{ seq: number }, { seq: number }, { seq: number }];
+    // From the second round's write up to just before the third round's checkpoint: the third signs events not in the part.
+    const [start, end] = [second.seq, third.seq - 1];
+    const part = (l: string[]) => l.filter((x) => { const seq = JSON.parse(x).seq as number; return seq >= start && seq <= end; });
+    const whole = await verifyEdited(part);
+    assert.equal(whole.ok, false, 'without --partial a missing head or tail is a removal');
+    const r = await verifyEdited(part, (c) => c, publicKey, { partial: true });
+    assert.equal(r.ok, true, r.problem ?? '');
+    assert.deepEqual([r.firstSeq, r.lastSeq, r.checkpointBeyond], [start, end, third.seq], 'it names where the part starts and ends, and how far the checkpoints go');
+    assert.equal(r.checkpoints, 1, 'only the checkpoint inside the part is held against it');
+    assert.equal(r.unsigned, end - second.seq);
+
+    // Open at the end, not blind inside: an event of the part changed is still caught by the checkpoint it holds.
+    const changed = await verifyEdited((l) => part(withEvent(second.seq, (e) => { e.outcome = 'denied'; })(l)), (c) => c, publicKey, { partial: true });
+    assert.equal(changed.ok, false);
+    assert.equal(changed.firstBadSeq, second.seq);
+  });
+
   test('a rewritten history with recomputed hashes is caught by the checkpoints; a forged checkpoint or another key by the signature', async () => {
     // Re-hash everything from event 4 on after changing it, as a database owner could: only the signatures tell.
     const { chainHash } = await import('./chain.ts');
