@@ -43,6 +43,27 @@ describeEachDialect('proxy answers never reflect the injected credential, howeve
     assert.equal((res.json() as { body: { authorization: string } }).body.authorization, 'Bearer [REDACTED]');
   });
 
+  test('a \\u-escaped echo is masked where the JSON is not parsed: cut by the size limit, or not labelled JSON', async () => {
+    // The JSON parse decodes escapes only for a whole JSON answer; a caller decides both of the others (padding a
+    // request an echo returns past the limit; picking an endpoint or format that answers NDJSON or text).
+    const echoed = JSON.stringify({ authorization: `Bearer ${value}` }).replace(/[+]/g, '\\u002B');
+    const leaks = (text: string) => {
+      const decoded = text.replace(/\\u([0-9A-Fa-f]{4})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+      return [...Array(value.length - 7).keys()].map((i) => value.slice(i, i + 8)).filter((part) => decoded.includes(part));
+    };
+    for (const [label, type, maxResponseBytes] of [
+      ['cut after the value', undefined, echoed.length - 2],
+      ['NDJSON', 'application/x-ndjson', undefined],
+      ['text', 'text/plain', undefined],
+    ] as const) {
+      const proxy = proxyFor(h, () => [value], maxResponseBytes ? { maxResponseBytes } : {});
+      const res = await proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/v1/echo-auth', query: { style: 'dotnet', ...(type ? { type } : {}) } } });
+      const text = typeof res.body === 'string' ? res.body : JSON.stringify(res.body);
+      assert.ok(text.includes('Bearer '), `${label}: the echo came back (${text})`);
+      assert.deepEqual(leaks(text), [], `${label}: parts of the value came back: ${text}`);
+    }
+  });
+
   test('a credential straddling the response size cut is masked whole, not returned minus its tail', async () => {
     // {"authorization":"Bearer <value>",... : the caller picks the limit's position inside the value (here by limit,
     // against a 1 MiB limit by padding what the API echoes first).

@@ -28,6 +28,31 @@ export function createCallMasker(wire: Iterable<string>): (text: string) => stri
   };
 }
 
+// A UTF-16 surrogate pair written as two escapes (one character), any other escape, or a backslash before any character.
+const JSON_ESCAPE = /\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\(u[0-9a-fA-F]{4}|[^])/g;
+
+/**
+ * Text with every JSON escape rewritten as JSON.stringify writes it (`\u002B` is `+`, `\/` is `/`, `\u0022` is `\"`),
+ * all else untouched, so a value an encoder escaped its own way (.NET escapes `+`, PHP `/`, some encoders everything)
+ * is a form the masker knows. The JSON parse does this only for a whole JSON answer; a cut one or NDJSON needs it here.
+ */
+export function plainJsonEscapes(text: string): string {
+  return text.replace(JSON_ESCAPE, (whole, high?: string, low?: string, escape?: string) => {
+    if (high !== undefined) return JSON.stringify(String.fromCharCode(parseInt(high, 16), parseInt(low!, 16))).slice(1, -1);
+    if (escape!.length === 1) return escape === '/' ? '/' : whole;
+    return JSON.stringify(String.fromCharCode(parseInt(escape!.slice(1), 16))).slice(1, -1);
+  });
+}
+
+/** Masks `text`, and when a value only shows once its escapes are plain, the plain text masked (else `text` stays as sent). */
+function maskEscaped(mask: (text: string) => string, text: string): string {
+  const masked = mask(text);
+  const plain = plainJsonEscapes(masked);
+  if (plain === masked) return masked;
+  const again = mask(plain);
+  return again === plain ? masked : again;
+}
+
 /** A Location inside the connector's destination comes back as a path under it; anywhere else, only the mask. */
 function location(value: string, base: URL, dest: Destination): string {
   try {
@@ -40,20 +65,20 @@ function location(value: string, base: URL, dest: Destination): string {
 }
 
 /**
- * The upstream answer as the caller sees it: hop headers dropped, every header and the body masked, the body cut
- * at `maxBytes` only after masking (a value straddling the cut is masked whole), JSON parsed when whole and masked
- * again once decoded (its escapes, e.g. `\u002B`, may spell a value no encoded form matches).
+ * The upstream answer as the caller sees it: hop headers dropped, every header and the body masked (also as they
+ * read with their JSON escapes made plain: `plainJsonEscapes`), the body cut at `maxBytes` only after masking (a value
+ * straddling the cut is masked whole), JSON parsed when whole and masked again once decoded.
  */
 export function shapeResponse(upstream: { status: number; headers: Headers; body: Buffer; truncated: boolean }, ctx: { url: URL; dest: Destination; mask: (text: string) => string; maxBytes: number }): ProxyResponse {
   const headers: Record<string, string> = {};
   for (const [name, value] of upstream.headers) {
     if (DROPPED.has(name) || name === 'set-cookie') continue;
-    headers[name] = ctx.mask(name === 'location' ? location(value, ctx.url, ctx.dest) : value);
+    headers[name] = maskEscaped(ctx.mask, name === 'location' ? location(value, ctx.url, ctx.dest) : value);
   }
   const cookies = upstream.headers.getSetCookie();
-  if (cookies.length > 0) headers['set-cookie'] = ctx.mask(cookies.join('\n'));
+  if (cookies.length > 0) headers['set-cookie'] = maskEscaped(ctx.mask, cookies.join('\n'));
   const truncated = upstream.truncated || upstream.body.byteLength > ctx.maxBytes;
-  const masked = ctx.mask(upstream.body.toString('utf8'));
+  const masked = maskEscaped(ctx.mask, upstream.body.toString('utf8'));
   const text = truncated ? cutToBytes(masked, ctx.maxBytes).text : masked;
   let body: unknown = text === '' ? null : text;
   if (text !== '' && !truncated && /[/+]json\b/i.test(upstream.headers.get('content-type') ?? '')) {
