@@ -16,12 +16,18 @@ describeEachDialect('proxy answers never reflect the injected credential, howeve
   let api: FakePaymentApi;
   let token: string;
   // Base64-style, as many API keys are: '+' and '/' are what JSON encoders like to escape.
+  const basicUser = `u${randomBytes(2).toString('hex').slice(1)}`; // 4 characters: the password sits at byte 5, unaligned
+  const basicPass = `p${randomBytes(2).toString('hex')}`;
   const value = `tok+${randomBytes(12).toString('base64url')}/${randomBytes(12).toString('hex')}+k`;
 
   before(async () => {
     h = await createHarness(dialect);
     api = await startFakePaymentApi({ token: value });
     await seed(h, h.ctx, 'PAY_TOKEN', { production: value });
+    // HTTP Basic with short parts: each under the redactor's floor, so masked only as whole tokens, never inside base64.
+    await seed(h, h.ctx, 'BASIC_USER', { production: basicUser });
+    await seed(h, h.ctx, 'BASIC_PASS', { production: basicPass });
+    await h.services.connectors.create(h.ctx, 'production', { name: 'basic', type: 'http', owner: 'payments-team', settings: { baseUrl: api.url, auth: { kind: 'basic' } }, slots: { username: 'BASIC_USER', password: 'BASIC_PASS' } });
     await h.services.connectors.create(h.ctx, 'production', { name: 'payments', type: 'http', owner: 'payments-team', settings: { baseUrl: api.url, auth: { kind: 'bearer' } }, slots: { token: 'PAY_TOKEN' } });
     const root = { authorization: `Bearer ${h.rootToken}` };
     const machine = (await h.app.inject({ method: 'POST', url: '/v1/machines', headers: root, payload: { name: 'echo-runner', kind: 'client_secret' } })).json() as { id: string; clientId: string; clientSecret: string };
@@ -62,6 +68,16 @@ describeEachDialect('proxy answers never reflect the injected credential, howeve
       assert.ok(text.includes('Bearer '), `${label}: the echo came back (${text})`);
       assert.deepEqual(leaks(text), [], `${label}: parts of the value came back: ${text}`);
     }
+  });
+
+  test('HTTP Basic echoed as its bare base64 credentials (no "Basic ") is masked, even when each part is short', async () => {
+    const res = await h.app.inject({ method: 'POST', url: '/v1/proxy/production/basic', headers: { authorization: `Bearer ${token}` }, payload: { method: 'GET', path: '/v1/echo-auth', query: { style: 'parsed' } } });
+    assert.equal(res.statusCode, 200, res.body);
+    const sent = Buffer.from(`${basicUser}:${basicPass}`).toString('base64');
+    assert.equal(api.requests.at(-1)!.headers.authorization, `Basic ${sent}`, 'the API got the credentials');
+    const body = (res.json() as { body: { scheme: string; credentials: string } }).body;
+    assert.equal(body.scheme, 'Basic');
+    assert.ok(!res.body.includes(sent.slice(0, 8)), `the credentials came back: ${body.credentials}`);
   });
 
   test('a credential straddling the response size cut is masked whole, not returned minus its tail', async () => {
