@@ -1,8 +1,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { getPriority } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { getPriority, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { runScript, type RunScriptOptions, type ScriptRedactor } from './run-script.ts';
@@ -88,6 +90,36 @@ describe('script steps: the sandbox and its bounds', () => {
       assert.doesNotMatch(JSON.stringify(r), /canary-db-password/);
     } finally {
       delete process.env.KEYHOLD_DATABASE_URL;
+    }
+  });
+
+  test('the script cannot open or create a SQLite file: node:sqlite answers to no file permission, so it is not there', async () => {
+    // Keyhold's own SQLite database is such a file: reading it gives token hashes and the trail, writing it a grant.
+    const dir = mkdtempSync(join(tmpdir(), 'keyhold-sqlite-canary-'));
+    try {
+      const existing = join(dir, 'server.db');
+      const db = new DatabaseSync(existing);
+      db.exec("create table tokens (hash text); insert into tokens values ('sqlite-canary-hash')");
+      db.close();
+      const created = join(dir, 'planted.db');
+      const r = await run(`
+        import { createRequire } from 'node:module';
+        const attempt = async (fn) => { try { return 'allowed: ' + JSON.stringify(await fn()); } catch (e) { return e.code ?? e.message; } };
+        const open = (m, path) => new m.DatabaseSync(path);
+        export default async function ({ existing, created }) {
+          return {
+            importRead: await attempt(async () => open(await import('node:sqlite'), existing).prepare('select * from tokens').all()),
+            importCreate: await attempt(async () => open(await import('node:sqlite'), created).exec('create table t (x)')),
+            builtin: await attempt(() => open(process.getBuiltinModule('node:sqlite'), existing).prepare('select * from tokens').all()),
+            require: await attempt(() => open(createRequire(import.meta.url)('node:sqlite'), existing).prepare('select * from tokens').all()),
+          };
+        }`, { input: { existing, created } });
+      assert.equal(r.ok, true, r.error);
+      for (const [how, outcome] of Object.entries(r.output as Record<string, string>)) assert.doesNotMatch(outcome, /^allowed/, `${how}: ${outcome}`);
+      assert.doesNotMatch(JSON.stringify(r), /sqlite-canary-hash/);
+      assert.equal(existsSync(created), false, 'no file was created');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

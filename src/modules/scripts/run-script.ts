@@ -81,7 +81,7 @@ function collect(stream: Readable, limit: number, onOverflow: () => void): () =>
 /**
  * Runs a user's script in a child process of this Node binary with Node's permission model on:
  * it may read only the SDK and its own file, may not write files, spawn processes, start workers,
- * load addons or open the inspector. Its environment holds only `env` (never the server's own).
+ * load addons, open the inspector or load node:sqlite. Its environment holds only `env` (never the server's own).
  * Network access is not restricted by Node. See docs/sdk.md, "Script steps".
  */
 export async function runScript(opts: RunScriptOptions): Promise<ScriptResult> {
@@ -109,6 +109,9 @@ export async function runScript(opts: RunScriptOptions): Promise<ScriptResult> {
     const child = spawn(process.execPath, [
       '--disable-warning=ExperimentalWarning',
       '--permission', `--allow-fs-read=${SDK_DIR}`, `--allow-fs-read=${RUNNER}`, `--allow-fs-read=${scriptPath}`,
+      // node:sqlite opens and creates files with no permission check (Node 24): any database the server's user can
+      // reach, Keyhold's own included. Without this flag it is absent by every route (import, require, getBuiltinModule).
+      '--no-experimental-sqlite',
       `--max-old-space-size=${maxMemoryMb}`,
       RUNNER, scriptPath,
     ], { env, cwd: dir, detached: true, stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
