@@ -11,7 +11,7 @@ export interface EscrowGrant {
   environment: string;
   action: string;
   expiresAt: number;
-  /** User ids whose approvals made it (empty for break-glass). */
+  /** User ids whose approvals made it, and the machine identities they own (empty for break-glass). */
   approvers: string[];
 }
 
@@ -32,17 +32,29 @@ export interface EscrowContext {
   approvedRequest: boolean;
 }
 
-/** Loads the access policy in force and every live escrow grant of a tenant: two indexed queries. */
+/**
+ * Loads the access policy in force and every live escrow grant of a tenant: two indexed queries, and a
+ * third when a live grant has approvers (the machine identities they own; creating one moves the generation).
+ */
 export async function loadEscrowState(db: Executor, tenantId: string, now: number): Promise<EscrowAuthzState> {
   const { doc } = await currentAccessPolicy(db, tenantId);
   const rows = await db.selectFrom('access_grants')
     .select(['request_id', 'principal_id', 'secret_id', 'environment', 'action', 'expires_at', 'approvers'])
     .where('tenant_id', '=', tenantId).where('revoked_at', 'is', null).where('expires_at', '>', now).execute();
+  const approversOf = new Map(rows.map((r) => [r.request_id, JSON.parse(r.approvers) as string[]]));
+  // A machine identity is its owner for separation of duties, as for self-approval: an approver's own machine
+  // does not carry out what they approved either.
+  const people = [...new Set([...approversOf.values()].flat())];
+  const owned = people.length === 0 ? [] : await db.selectFrom('machine_identities').select(['id', 'owner_user_id'])
+    .where('tenant_id', '=', tenantId).where('owner_user_id', 'in', people).execute();
+  for (const [requestId, approvers] of approversOf) {
+    approversOf.set(requestId, [...approvers, ...owned.filter((m) => approvers.includes(m.owner_user_id!)).map((m) => m.id)]);
+  }
   const grantsBySecret = new Map<string, EscrowGrant[]>();
   for (const r of rows) {
     const grant: EscrowGrant = {
       requestId: r.request_id, principalId: r.principal_id, secretId: r.secret_id, environment: r.environment,
-      action: r.action, expiresAt: r.expires_at, approvers: JSON.parse(r.approvers) as string[],
+      action: r.action, expiresAt: r.expires_at, approvers: approversOf.get(r.request_id)!,
     };
     const list = grantsBySecret.get(r.secret_id);
     if (list) list.push(grant);
@@ -57,7 +69,7 @@ const NONE: EscrowContext & { requestId: null } = Object.freeze({ approvalRequir
  * The escrow part of one decision's context:
  * - `approvalRequired`: an access policy rule puts this action on this secret in this environment behind approval;
  * - `viaRequest`: the principal holds a live grant for exactly this secret, environment and action (and which request);
- * - `approvedRequest`: the principal approved someone else's live grant for exactly this (separation of duties).
+ * - `approvedRequest`: the principal (or a machine's owner) approved someone else's live grant for exactly this (separation of duties).
  * Root is outside escrow: it is the bootstrap credential, and could change the access policy anyway.
  */
 export function escrowContext(state: EscrowAuthzState | null, q: {

@@ -18,7 +18,7 @@ describeEachDialect('escrow: requests, approvals, separation of duties, expiring
 
   before(async () => {
     h = await createHarness(dialect);
-    c = await setUpEscrow(h, ['STRIPE_KEY', 'STRIPE_WEBHOOK', 'STRIPE_REVOKED', 'VAULT_ROOT', 'PAY_TOKEN', 'ROT_KEY']);
+    c = await setUpEscrow(h, ['STRIPE_KEY', 'STRIPE_WEBHOOK', 'STRIPE_REVOKED', 'VAULT_ROOT', 'PAY_TOKEN', 'ROT_KEY', 'ROT_OWNED']);
   });
   after(() => h.close());
 
@@ -168,6 +168,18 @@ describeEachDialect('escrow: requests, approvals, separation of duties, expiring
     assert.equal(await codeOf(h.services.values.rollback(c.carol.ctx(), 'ROT_KEY', 'production')), 'SEPARATION_OF_DUTIES');
     await h.services.escrow.requests.revoke(c.bob.ctx(), bobs.id);
     assert.equal(await codeOf(h.services.values.rollback(c.alice.ctx(), 'ROT_KEY', 'production')), 'ok', 'once that grant is gone, her own one works');
+  });
+
+  test('the approver of a rotate request cannot carry it out through a machine identity they own either', async () => {
+    const bobs = await file(c.bob.ctx(), ['ROT_OWNED'], 'production', 'rotate');
+    await approve(c.alice.ctx(), bobs.id);
+    // alice's runner gets a rotate grant of its own, approved by someone else (alice may not: SELF_APPROVAL).
+    const runners = await file(c.runner.ctx(), ['ROT_OWNED'], 'production', 'rotate');
+    await approve(c.carol.ctx(), runners.id);
+    assert.equal(await codeOf(h.services.values.rollback(c.runner.ctx(), 'ROT_OWNED', 'production')), 'SEPARATION_OF_DUTIES', 'the machine is alice, as it is for self-approval');
+    assert.equal(await codeOf(h.services.values.rollback(c.bob.ctx(), 'ROT_OWNED', 'production')), 'ok', 'the requester carries it out');
+    await h.services.escrow.requests.revoke(c.bob.ctx(), bobs.id);
+    assert.equal(await codeOf(h.services.values.rollback(c.runner.ctx(), 'ROT_OWNED', 'production')), 'ok', 'once the grant alice approved is gone, the machine\'s own grant works');
   });
 
   test('requests are filed only for what a rule covers, by identities that may see the secret, with a bounded justification', async () => {
