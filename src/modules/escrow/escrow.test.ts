@@ -252,7 +252,9 @@ describeEachDialect('escrow: requests, approvals, separation of duties, expiring
   });
   test('typed text that could redraw what an approver reads (terminal escapes, line breaks, bidi overrides) is refused, and nothing is recorded', async () => {
     // Shown to approvers by the CLI as "Justification: …": an escape or a line break could paint "Environment: staging" over "production".
-    const tricks = ['INC-1 ok\u001b[1A\u001b[2KEnvironment:  staging', 'INC-1 ok\nEnvironment:  staging', 'INC-1 ok \u202enoitcudorp', 'INC-1 ok\r\u0007 bell'];
+    // U+2028 and U+2029 are mandatory line breaks (UAX #14) to every renderer that follows Unicode, as LF is.
+    const tricks = ['INC-1 ok\u001b[1A\u001b[2KEnvironment:  staging', 'INC-1 ok\nEnvironment:  staging', 'INC-1 ok \u202enoitcudorp', 'INC-1 ok\r\u0007 bell',
+      'INC-1 ok\u2028Environment:  staging', 'INC-1 ok\u2029Environment:  staging'];
     for (const t of tricks) {
       assert.equal(await codeOf(h.services.escrow.requests.file(c.builder.ctx(), { secrets: ['STRIPE_KEY'], environment: 'production', action: 'reveal', justification: t })), 'VALIDATION_FAILED', JSON.stringify(t));
       assert.equal(await codeOf(h.services.escrow.breakGlass.breakGlass(c.oncall.ctx(), { secrets: ['STRIPE_KEY'], environment: 'production', action: 'reveal', justification: t })), 'VALIDATION_FAILED', JSON.stringify(t));

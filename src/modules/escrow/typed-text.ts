@@ -1,11 +1,12 @@
 import { fail } from '../../errors/index.ts';
 
 /**
- * Control characters (terminal escapes, line breaks, bell…) and the invisible direction marks and
- * overrides. A justification or comment is shown to approvers as one line ("Justification: …"):
+ * Control characters (terminal escapes, line breaks, bell…), the line and paragraph separators
+ * (U+2028, U+2029: mandatory breaks to a Unicode renderer, as LF is) and the invisible direction
+ * marks and overrides. A justification or comment is shown to approvers as one line ("Justification: …"):
  * any of these could redraw it, e.g. paint "Environment: staging" over the production a request is for.
  */
-const UNPRINTABLE = /[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+const UNPRINTABLE = /[\p{Cc}\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
 
 /** Refuses typed text (`what` names the field) that holds a character that could change what a reader sees. */
 export function assertPrintable(what: string, text: string): void {
