@@ -187,6 +187,11 @@ describeEachDialect('escrow: requests, approvals, separation of duties, expiring
     assert.equal(await ask(c.builder.ctx(), { environment: 'development' }), 'NO_APPROVAL_RULE');
     assert.equal(await ask(c.builder.ctx(), { justification: 'because' }), 'VALIDATION_FAILED');
     assert.equal(await ask(c.builder.ctx(), { justification: 'x'.repeat(1001) }), 'VALIDATION_FAILED');
+    // Invisible characters (zero-width space, word joiner, BOM, soft hyphen, Hangul filler) are no justification, however many.
+    for (const blank of ['\u200b'.repeat(12), `ok${'\u2060'.repeat(20)}`, `${'\ufeff\u00ad'.repeat(8)}INC`, '\u3164'.repeat(12)]) {
+      assert.equal(await ask(c.builder.ctx(), { justification: blank }), 'VALIDATION_FAILED', JSON.stringify(blank));
+      assert.equal(await codeOf(h.services.escrow.breakGlass.breakGlass(c.oncall.ctx(), { secrets: ['STRIPE_KEY'], environment: 'production', action: 'reveal', justification: blank })), 'VALIDATION_FAILED', `break-glass: ${JSON.stringify(blank)}`);
+    }
     assert.equal(await ask(c.builder.ctx(), { secrets: ['NOPE'] }), 'SECRET_NOT_FOUND');
     assert.equal(await ask(c.builder.ctx(), { environment: 'nowhere' }), 'ENVIRONMENT_NOT_FOUND');
     assert.equal(await ask(c.builder.ctx(), { secrets: ['STRIPE_KEY', 'VAULT_ROOT'] }), 'VALIDATION_FAILED', 'one rule per request');

@@ -14,7 +14,7 @@ import { currentAccessPolicy } from './access-policy-service.ts';
 import { groupRecipients, requestEvent, requesterRecipients, send } from './escrow-events.ts';
 import { createQuorum } from './quorum.ts';
 import { createRequestStore, ruleOf, secretRowsOf, usernameOf } from './request-store.ts';
-import { assertPrintable } from './typed-text.ts';
+import { assertPrintable, visibleLength } from './typed-text.ts';
 import { MAX_JUSTIFICATION, MAX_SECRETS_PER_REQUEST, MIN_JUSTIFICATION, type AccessRequest, type FileRequestInput } from './types.ts';
 
 export interface EscrowDeps {
@@ -51,8 +51,8 @@ export async function checkTarget(deps: EscrowDeps, ctx: TenantContext, input: F
   if (action === 'reveal' && ctx.actor.type !== 'user') fail('VALIDATION_FAILED', 'machine identities use values; only a person can request reveal');
   if (action === 'use' && ctx.actor.type !== 'machine') fail('VALIDATION_FAILED', 'people read values by reveal; request reveal instead of use');
   const justification = input.justification.trim();
-  if (justification.length < MIN_JUSTIFICATION || justification.length > MAX_JUSTIFICATION) {
-    fail('VALIDATION_FAILED', `justification must be ${MIN_JUSTIFICATION} to ${MAX_JUSTIFICATION} characters`);
+  if (visibleLength(justification) < MIN_JUSTIFICATION || justification.length > MAX_JUSTIFICATION) {
+    fail('VALIDATION_FAILED', `justification must be ${MIN_JUSTIFICATION} to ${MAX_JUSTIFICATION} characters, at least ${MIN_JUSTIFICATION} of them visible`);
   }
   assertPrintable('justification', justification);
   const names = [...new Set(input.secrets)];

@@ -13,3 +13,11 @@ export function assertPrintable(what: string, text: string): void {
   const bad = UNPRINTABLE.exec(text);
   if (bad) fail('VALIDATION_FAILED', `${what} holds an unprintable character (U+${bad[0].codePointAt(0)!.toString(16).padStart(4, '0').toUpperCase()}) at offset ${bad.index}: write it on one line, without control characters`);
 }
+
+/**
+ * How many characters of `text` a reader sees: without the default-ignorable ones (zero-width space, word
+ * joiner, BOM, soft hyphen, fillers), which render as nothing, so a minimum length cannot be met with them.
+ */
+export function visibleLength(text: string): number {
+  return text.replace(/\p{Default_Ignorable_Code_Point}/gu, '').trim().length;
+}
