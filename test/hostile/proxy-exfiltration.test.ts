@@ -79,6 +79,10 @@ describeEachDialect('proxy exfiltration attempts are refused, audited, and reach
     { name: 'setting Host', body: () => ({ method: 'GET', path: '/health', headers: { Host: `127.0.0.1:${E()}` } }), code: 'PROXY_HEADER_NOT_ALLOWED', refusal: 'hop_by_hop_header' },
     { name: 'setting Transfer-Encoding', body: () => ({ method: 'POST', path: '/charges', headers: { 'Transfer-Encoding': 'chunked' }, body: 'x' }), code: 'PROXY_HEADER_NOT_ALLOWED', refusal: 'hop_by_hop_header' },
     { name: 'setting Connection', body: () => ({ method: 'GET', path: '/health', headers: { Connection: 'close, Authorization' } }), code: 'PROXY_HEADER_NOT_ALLOWED', refusal: 'hop_by_hop_header' },
+    // An answer in pieces, or in a coding the proxy does not decode, would carry an echoed credential past the masking.
+    { name: 'asking for a Range of the answer', body: () => ({ method: 'GET', path: '/health', headers: { Range: 'bytes=0-3' } }), code: 'PROXY_HEADER_NOT_ALLOWED', refusal: 'unmaskable_answer' },
+    { name: 'asking for an If-Range answer', body: () => ({ method: 'GET', path: '/health', headers: { 'if-range': '"etag"' } }), code: 'PROXY_HEADER_NOT_ALLOWED', refusal: 'unmaskable_answer' },
+    { name: 'choosing the content coding of the answer', body: () => ({ method: 'GET', path: '/health', headers: { 'Accept-Encoding': 'compress' } }), code: 'PROXY_HEADER_NOT_ALLOWED', refusal: 'unmaskable_answer' },
     { name: 'a template of a secret the connector does not allow', body: () => ({ method: 'POST', path: '/charges', body: { memo: '{{ secrets.SIGNING_KEY }}' } }), code: 'TEMPLATE_NOT_ALLOWED', refusal: 'template_not_allowed' },
   ];
 

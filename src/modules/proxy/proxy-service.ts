@@ -7,7 +7,7 @@ import { sendOutbound, type OutboundLimits, type OutgoingRequest } from '../conn
 import type { ValueService } from '../secrets/value-service.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { checkRequest } from './request-guard.ts';
-import { createCallMasker, shapeResponse } from './response.ts';
+import { createCallMasker, decodedAnswer, shapeResponse } from './response.ts';
 import { filledBytes, fillTemplates } from './templates.ts';
 import type { ProxyRequest, ProxyResponse, Refusal, RunContext, TenantRedactorSource } from './types.ts';
 
@@ -106,6 +106,9 @@ export function createProxyService(deps: {
         if (result.reason === 'timeout') fail('UPSTREAM_TIMEOUT', `connector "${c.name}": the destination did not answer in time`);
         if (result.reason === 'forbidden_address') fail('DESTINATION_FORBIDDEN', `connector "${c.name}": the destination resolves to a link-local or cloud metadata address`);
         fail('UPSTREAM_UNREACHABLE', `connector "${c.name}": the destination could not be reached`);
+      }
+      if (!decodedAnswer(result.headers.get('content-encoding'))) {
+        fail('UPSTREAM_UNREADABLE', `connector "${c.name}": the destination answered in a content coding the proxy does not decode, so it could not be masked`);
       }
       const callMask = createCallMasker([...Object.values(ready.values), ...filled.values(), ...injected]);
       const tenantRedactor = await redactors.forTenant(ctx.tenantId);

@@ -109,6 +109,19 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     assert.equal((basic.body as { authorization: string }).authorization, '[REDACTED]', 'the whole Basic header is a value on the wire');
   });
 
+  test('an echo in a content coding is decoded and masked (gzip); one in a coding the proxy cannot decode is not passed back at all', async () => {
+    const gz = await proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/v1/echo-auth', query: { coding: 'gzip' } } });
+    assert.equal((gz.body as { authorization: string }).authorization, 'Bearer [REDACTED]', 'decoded, then masked');
+    assert.equal(gz.headers['content-encoding'], undefined, 'the body the caller gets is not encoded');
+    // Reversed bytes hold the credential in a form no mask looks for: the whole answer is refused instead.
+    const refused = await proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/v1/echo-auth', query: { coding: 'x-reverse' } } })
+      .then(() => assert.fail('an undecodable answer was passed back'), (e: { code?: string; message: string }) => e);
+    assert.equal(refused.code, 'UPSTREAM_UNREADABLE');
+    assert.ok(!refused.message.includes(values.prod) && !refused.message.includes([...values.prod].reverse().join('')), 'the refusal holds no form of the value');
+    // One unknown coding after gzip: the client decodes none of them, and the gzip inside would pass unmasked.
+    assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/v1/echo-auth', query: { coding: 'gzip, x-reverse' } } })), 'UPSTREAM_UNREADABLE');
+  });
+
   test('templates resolve server side, in the connector environment, only for secrets the connector allows', async () => {
     await proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'POST', path: '/v1/charges', headers: { 'X-Extra': '{{ secrets.EXTRA }}' }, body: { amount: 1, memo: 'ref {{secrets.EXTRA}}' } } });
     const got = api.requests.at(-1)!;

@@ -8,6 +8,12 @@ export type Checked = { ok: true; url: URL; query: Array<[string, string]>; head
 
 // Tab is allowed in header values (RFC 9110); every other control character, CR, LF and NUL are not.
 const BAD_VALUE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+/**
+ * What would have the answer come back in pieces or in a coding the proxy does not decode: masking looks for a
+ * whole value in text, so a credential the upstream echoes must arrive whole and readable. The proxy's client asks
+ * for the codings it decodes (gzip, deflate, br, zstd) itself.
+ */
+const UNMASKABLE_ANSWER = ['range', 'if-range', 'accept-encoding'];
 
 /**
  * Checks a proxied request against its connector before any value is resolved: the destination and
@@ -39,6 +45,7 @@ export function checkRequest(c: PreparedConnector, req: ProxyRequest): Checked {
     const name = rawName.toLowerCase();
     if (RESERVED_HEADERS.includes(name)) return refuse('PROXY_HEADER_NOT_ALLOWED', 'hop_by_hop_header', `header "${name}" is set by the proxy, never by the caller`);
     if (protectedHeaders.includes(name)) return refuse('PROXY_HEADER_NOT_ALLOWED', 'auth_override', `header "${name}" carries the injected credential; the caller cannot set it`);
+    if (UNMASKABLE_ANSWER.includes(name)) return refuse('PROXY_HEADER_NOT_ALLOWED', 'unmaskable_answer', `header "${name}" would have the answer come back in pieces or encoded, past the masking of credentials`);
     if (Object.hasOwn(headers, name)) return refuse('PROXY_HEADER_NOT_ALLOWED', 'duplicate_header', `header "${name}" is given twice`);
     headers[name] = value;
   }

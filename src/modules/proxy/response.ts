@@ -53,6 +53,24 @@ function maskEscaped(mask: (text: string) => string, text: string): string {
   return again === plain ? masked : again;
 }
 
+/** The content codings the proxy's client (undici's fetch) decodes; the header stays, the body arrives decoded. */
+const DECODED = new Set(['gzip', 'x-gzip', 'deflate', 'br', 'zstd']);
+
+/**
+ * Whether the body arrived as plain bytes the masking can read: no content coding, `identity` alone, or only codings
+ * the client decoded. One coding it does not know makes it decode none of them (a gzip inside it arrives as gzip),
+ * and masking compressed or transformed bytes finds nothing.
+ * @example
+ * decodedAnswer(null);            // true
+ * decodedAnswer('br, gzip');      // true
+ * decodedAnswer('gzip, compress'); // false
+ */
+export function decodedAnswer(contentEncoding: string | null): boolean {
+  const codings = (contentEncoding ?? '').split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== '');
+  if (codings.length === 0 || (codings.length === 1 && codings[0] === 'identity')) return true;
+  return codings.every((c) => DECODED.has(c));
+}
+
 /** A Location inside the connector's destination comes back as a path under it; anywhere else, only the mask. */
 function location(value: string, base: URL, dest: Destination): string {
   try {
