@@ -7,7 +7,7 @@ import type { TenantContext } from '../shared/context.ts';
 import { groupRecipients, requestEvent, requesterRecipients, send } from './escrow-events.ts';
 import { createRequestStore, secretRowsOf, secretsOf, usernameOf } from './request-store.ts';
 import { checkTarget, type EscrowDeps, type RequestService } from './request-service.ts';
-import { assertPrintable } from './typed-text.ts';
+import { assertPrintable, visibleLength } from './typed-text.ts';
 import { MAX_COMMENT, type AccessRequest, type BreakGlassReview, type FileRequestInput } from './types.ts';
 import { isKeyholdError } from '../../errors/index.ts';
 
@@ -113,7 +113,7 @@ export function createBreakGlassService(deps: EscrowDeps & { requests: Pick<Requ
     /** Completes a review: someone other than the person who broke the glass, allowed to approve its secrets (fresh factor). */
     async review(ctx: TenantContext, id: string, input: { outcome: 'justified' | 'unjustified'; comment: string }): Promise<BreakGlassReview> {
       const typed = input.comment.trim();
-      if (typed === '' || typed.length > MAX_COMMENT) fail('VALIDATION_FAILED', `a review needs a comment of 1 to ${MAX_COMMENT} characters`);
+      if (visibleLength(typed) === 0 || typed.length > MAX_COMMENT) fail('VALIDATION_FAILED', `a review needs a comment of 1 to ${MAX_COMMENT} characters, not all of them invisible`);
       assertPrintable('comment', typed);
       const comment = await deps.maskText(ctx.tenantId, typed);
       const { review, request } = await reviewPair(ctx, id);

@@ -41,6 +41,8 @@ describeEachDialect('escrow: break-glass, reviews, access policy versions, and t
     const selfReviews = (await h.services.audit.readAfter(0, 100_000)).filter((e) => e.action === 'access-review.complete' && e.outcome === 'denied');
     assert.deepEqual(selfReviews.map((e) => [e.reason, e.actor.id, e.resource.id, e.context.reviewId]), [['SELF_APPROVAL', c.oncall.id, taken.id, review.id]], 'the taker\'s attempt to clear their own break-glass is audited, once');
     assert.equal(await codeOf(h.services.escrow.breakGlass.review(c.alice.stale(), review.id, { outcome: 'justified', comment: 'ok' })), 'STEP_UP_REQUIRED');
+    // A comment of zero-width characters reads as none.
+    assert.equal(await codeOf(h.services.escrow.breakGlass.review(c.alice.ctx(), review.id, { outcome: 'justified', comment: '\u200b\u2060\ufeff' })), 'VALIDATION_FAILED');
     const done = await h.services.escrow.breakGlass.review(c.alice.ctx(), review.id, { outcome: 'justified', comment: 'matches PAGE-99' });
     assert.deepEqual([done.state, done.reviewedBy, done.outcome], ['done', c.alice.id, 'justified']);
     assert.equal(await codeOf(h.services.escrow.breakGlass.review(c.bob.ctx(), review.id, { outcome: 'unjustified', comment: 'late' })), 'REVIEW_ALREADY_DONE');

@@ -10,7 +10,7 @@ import { groupRecipients, requestEvent, requesterRecipients, send } from './escr
 import { createRequestStore, ruleOf, secretRowsOf, secretsOf, usernameOf, waitingStep } from './request-store.ts';
 import type { EscrowDeps, RequestService } from './request-service.ts';
 import { createQuorum } from './quorum.ts';
-import { assertPrintable } from './typed-text.ts';
+import { assertPrintable, visibleLength } from './typed-text.ts';
 import { MAX_COMMENT, type AccessRequest } from './types.ts';
 
 /**
@@ -128,8 +128,8 @@ export function createDecisionService(deps: EscrowDeps & { requests: Pick<Reques
       decide(ctx, id, 'approve', { comment: input.comment ?? '', ...(input.durationSeconds !== undefined ? { durationSeconds: input.durationSeconds } : {}) }),
 
     /** Denies: one eligible approver's denial ends the request. A comment is required. */
-    deny(ctx: TenantContext, id: string, input: { comment: string }) {
-      if (input.comment.trim() === '') fail('VALIDATION_FAILED', 'a denial needs a comment saying why');
+    async deny(ctx: TenantContext, id: string, input: { comment: string }): Promise<AccessRequest> {
+      if (visibleLength(input.comment) === 0) fail('VALIDATION_FAILED', 'a denial needs a comment saying why (one a reader can see)');
       return decide(ctx, id, 'deny', { comment: input.comment });
     },
   };

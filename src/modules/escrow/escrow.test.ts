@@ -107,6 +107,7 @@ describeEachDialect('escrow: requests, approvals, separation of duties, expiring
 
   test('a denied or an expired request cannot be approved afterwards', async () => {
     const denied = await file(c.builder.ctx(), ['STRIPE_KEY'], 'production');
+    assert.equal(await codeOf(h.services.escrow.decisions.deny(c.alice.ctx(), denied.id, { comment: '\u200b'.repeat(5) })), 'VALIDATION_FAILED', 'a denial says why in text a reader can see');
     assert.equal((await h.services.escrow.decisions.deny(c.alice.ctx(), denied.id, { comment: 'use the read replica instead' })).state, 'denied');
     assert.equal(await codeOf(approve(c.bob.ctx(), denied.id)), 'REQUEST_NOT_PENDING');
     assert.equal(await codeOf(h.services.escrow.decisions.deny(c.alice.ctx(), denied.id, { comment: 'again' })), 'REQUEST_NOT_PENDING');
