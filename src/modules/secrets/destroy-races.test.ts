@@ -109,6 +109,21 @@ describeEachDialect('destroy racing rollback and restore', (dialect) => {
     assert.equal((await h.services.values.read(h.ctx, name, 'production')).value, 'before-delete');
   });
 
+  test('a rollback racing the deletion of its secret is refused as SECRET_NOT_FOUND: no label moves in a deleted secret', async () => {
+    const name = 'ROLLBACK_VS_DELETE';
+    await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+    await h.services.values.write(h.ctx, name, 'production', { value: 'value-one' });
+    await h.services.values.write(h.ctx, name, 'production', { value: 'value-two' });
+    const values = writeRacing(() => h.services.secrets.remove(h.ctx, name));
+    assert.equal(await settle(values.rollback(h.ctx, name, 'production')), 'SECRET_NOT_FOUND');
+    const rollbacks = await h.storage.db.selectFrom('audit_events').select('outcome').where('resource_name', '=', name)
+      .where('action', '=', 'secret.rollback').execute();
+    assert.deepEqual(rollbacks.map((e) => e.outcome), ['failed'], 'no allowed rollback of a deleted secret');
+    await h.services.secrets.restore(h.ctx, name);
+    const read = await h.services.values.read(h.ctx, name, 'production');
+    assert.equal(`${read.version}:${read.value}`, '2:value-two', 'restored as it was deleted');
+  });
+
   test('a write racing the destruction of its secret is refused as SECRET_NOT_FOUND, not a foreign-key error (a 500)', async () => {
     const name = 'WRITE_VS_DESTROY';
     await h.services.secrets.create(h.ctx, { name, owner: 'ops' });

@@ -292,6 +292,8 @@ export function createValueService(deps: {
       const now = clock.now();
       const result = await db.transaction().execute(async (trx) => {
         const r = createSecretRepository(trx);
+        // Deleted or destroyed since it was loaded above: a deleted secret's labels stay as they were deleted.
+        if (!(await r.lockLiveSecret(ctx.tenantId, secret.id))) fail('SECRET_NOT_FOUND', `secret "${name}" does not exist`);
         const state = await r.findState(secret.id, env.id);
         if (!state || state.current_version === null) fail('VALUE_NOT_SET', `secret "${name}" has no value in ${environment}`);
         if (opts.cas !== undefined && state.current_version !== opts.cas) {
