@@ -192,6 +192,19 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
     }
   }
 
+  /**
+   * A KEK version that is missing and above the tenant's current one (read afresh: another node may
+   * have rotated) was never issued, so the wrapped key's header was altered: INTEGRITY_FAILURE, the
+   * code that says "treat it as an incident". A missing version below it stays KEY_VERSION_RETIRED.
+   */
+  async function neverIssued(tenantId: string, version: number, err: unknown): Promise<never> {
+    if (isKeyholdError(err) && err.code === 'KEY_VERSION_RETIRED') {
+      const now = await store.loadState(tenantId);
+      if (now && version > now.current) fail('INTEGRITY_FAILURE', 'stored wrapped data key names a key version that was never issued');
+    }
+    throw err;
+  }
+
   /** Every KEK of the tenant a data key may still be under (minimum to current), loaded together. */
   async function usableKeks(tenantId: string): Promise<{ current: number; usable: Map<number, KeyObject> }> {
     let { current, min } = await state(tenantId);
@@ -241,11 +254,13 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
       root.rootKey();
       const fence = generation;
       const version = kekVersionOf(wrappedDek);
+      // Too short to name a KEK version: cut or corrupted, which is not a key that was retired.
+      if (version < 0) fail('INTEGRITY_FAILURE', 'stored wrapped data key is malformed');
       const { min } = freshState(binding.tenantId) ?? (await state(binding.tenantId));
       if (version < min) fail('KEY_VERSION_RETIRED', `value is wrapped under retired key version ${version}`);
       const cached = openWithCachedKey(binding, ciphertext, wrappedDek);
       if (cached) return cached;
-      const kekKey = await kek(binding.tenantId, version);
+      const kekKey = await kek(binding.tenantId, version).catch((err: unknown) => neverIssued(binding.tenantId, version, err));
       root.rootKey();
       const remember = fence === generation;
       const dek = dekFor(kekKey, binding, wrappedDek, remember);

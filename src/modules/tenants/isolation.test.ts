@@ -106,4 +106,29 @@ describeEachDialect('tenant isolation and tampered storage', (dialect) => {
     }
     assert.equal((await h.services.values.read(a, 'SHARED_NAME', 'production')).value, 'value-of-a');
   });
+  test('a stored blob cut short, with an unknown algorithm byte or a key id no KEK ever had, is INTEGRITY_FAILURE, not a retired key', async () => {
+    const row = await versionRow(a, 'SHARED_NAME', 'production');
+    const withByte = (blob: Uint8Array, at: number, value: number) => Buffer.from(blob).fill(value, at, at + 1);
+    const relabelled = Buffer.from(row.wrapped_dek!);
+    relabelled.writeUInt32BE(99, 1); // the header's KEK version, authenticated: no KEK 99 exists
+    const cases: Array<[string, { ciphertext?: Uint8Array; wrapped_dek?: Uint8Array }]> = [
+      ['a ciphertext cut to its tag', { ciphertext: row.ciphertext!.subarray(row.ciphertext!.byteLength - 16) }],
+      ['a ciphertext with an unknown algorithm byte', { ciphertext: withByte(row.ciphertext!, 0, 0x7f) }],
+      ['a wrapped key cut inside its header', { wrapped_dek: row.wrapped_dek!.subarray(0, 3) }],
+      ['a wrapped key cut to its header', { wrapped_dek: row.wrapped_dek!.subarray(0, 5) }],
+      ['a wrapped key with an unknown algorithm byte', { wrapped_dek: withByte(row.wrapped_dek!, 0, 0x7f) }],
+      ['a wrapped key naming a KEK version that never existed', { wrapped_dek: relabelled }],
+    ];
+    for (const [what, patch] of cases) {
+      await h.storage.db.updateTable('secret_versions').set(patch).where('id', '=', row.id).execute();
+      past();
+      for (const opts of [{}, { version: 1 }]) {
+        const got = await h.services.values.read(a, 'SHARED_NAME', 'production', opts).then(() => 'opened', (e: { code?: string }) => e.code);
+        assert.equal(got, 'INTEGRITY_FAILURE', `${what} (${Object.keys(opts).length ? 'numbered' : 'labelled'} read)`);
+      }
+      await h.storage.db.updateTable('secret_versions').set({ ciphertext: row.ciphertext, wrapped_dek: row.wrapped_dek }).where('id', '=', row.id).execute();
+      past();
+    }
+    assert.equal((await h.services.values.read(a, 'SHARED_NAME', 'production')).value, 'value-of-a');
+  });
 });
