@@ -7,6 +7,7 @@ import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
 import { verifyExportFiles } from '../../cli/commands/audit-offline.ts';
+import { auditFrom } from './audit-log.ts';
 
 /**
  * Offline verification end to end: what the API exports (whole-log events, checkpoints, the public
@@ -232,7 +233,12 @@ describeEachDialect('audit export verified offline against the pinned key', (dia
   test('text a writer typed with a Unicode line or paragraph separator in it still verifies: only a newline ends a line', async () => {
     // JSON.stringify leaves U+2028 and U+2029 as they are (both are valid inside a JSON string); a reader that ends lines
     // at them too (node:readline does) cut such an event in two, and the whole log failed as "not JSON".
-    await h.services.values.write(h.ctx, 'OFFLINE', 'production', { value: 'offline-canary-sep', reason: 'first line\u2028second\u2029third' });
+    // A write's reason no longer takes them (value-service.ts, shared/typed-text.ts), but an event written before that, or
+    // text reaching an event another way, still holds them: recorded here as the value service recorded a reason.
+    await h.services.audit.record([{
+      ...auditFrom(h.ctx), action: 'secret.write', resource: { type: 'secret', id: null, name: 'OFFLINE' },
+      environment: 'production', outcome: 'allowed', context: { ...auditFrom(h.ctx).context, reason: 'first line\u2028second\u2029third' },
+    }]);
     await h.services.checkpoints.checkpoint();
     const events = await h.app.inject({ method: 'GET', url: '/v1/audit/export?allTenants=true&format=json', headers: root });
     const path = join(dir, 'separators.jsonl');

@@ -7,7 +7,7 @@ import type { TenantContext } from '../shared/context.ts';
 import { groupRecipients, requestEvent, requesterRecipients, send } from './escrow-events.ts';
 import { createRequestStore, secretRowsOf, secretsOf, usernameOf } from './request-store.ts';
 import { checkTarget, type EscrowDeps, type RequestService } from './request-service.ts';
-import { assertPrintable, visibleLength } from './typed-text.ts';
+import { assertPrintable, visibleLength } from '../shared/typed-text.ts';
 import { MAX_COMMENT, type AccessRequest, type BreakGlassReview, type FileRequestInput } from './types.ts';
 import { isKeyholdError } from '../../errors/index.ts';
 

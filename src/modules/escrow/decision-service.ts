@@ -10,7 +10,7 @@ import { groupRecipients, requestEvent, requesterRecipients, send } from './escr
 import { createRequestStore, ruleOf, secretRowsOf, secretsOf, usernameOf, waitingStep } from './request-store.ts';
 import type { EscrowDeps, RequestService } from './request-service.ts';
 import { createQuorum } from './quorum.ts';
-import { assertPrintable, visibleLength } from './typed-text.ts';
+import { assertPrintable, visibleLength } from '../shared/typed-text.ts';
 import { MAX_COMMENT, type AccessRequest } from './types.ts';
 
 /**

@@ -14,7 +14,7 @@ import { currentAccessPolicy } from './access-policy-service.ts';
 import { groupRecipients, requestEvent, requesterRecipients, send } from './escrow-events.ts';
 import { createQuorum } from './quorum.ts';
 import { createRequestStore, ruleOf, secretRowsOf, usernameOf } from './request-store.ts';
-import { assertPrintable, visibleLength } from './typed-text.ts';
+import { assertPrintable, visibleLength } from '../shared/typed-text.ts';
 import { MAX_JUSTIFICATION, MAX_SECRETS_PER_REQUEST, MIN_JUSTIFICATION, type AccessRequest, type FileRequestInput } from './types.ts';
 
 export interface EscrowDeps {

@@ -6,6 +6,7 @@ import { isUniqueViolation } from '../../storage/db-errors.ts';
 import type { Database, SecretsTable } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { assertSecretName } from '../shared/names.ts';
+import { assertPrintable } from '../shared/typed-text.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
 import type { Authorizer, AuthzPermit, SecretResource } from '../policy/authorizer.ts';
 import type { Action } from '../policy/actions.ts';
@@ -36,6 +37,12 @@ export function toSecretMeta(row: SecretsTable): SecretMeta {
     deletedAt: iso(row.deleted_at),
     revision: row.revision,
   };
+}
+
+/** Metadata people read as one line in listings and in `secrets show`: no character that could redraw them. */
+function assertPrintableMeta(input: UpdateSecretInput): void {
+  for (const field of ['label', 'owner', 'purpose'] as const) if (input[field] !== undefined) assertPrintable(field, input[field]);
+  for (const tag of input.tags ?? []) assertPrintable('a tag', tag);
 }
 
 function parseExpiry(value: string | null | undefined): number | null {
@@ -144,6 +151,7 @@ export function createSecretService(deps: {
 
     async create(ctx: TenantContext, input: CreateSecretInput): Promise<SecretMeta> {
       assertSecretName(input.name, maxNameLength);
+      assertPrintableMeta(input);
       const now = clock.now();
       const row: SecretsTable = {
         id: newId(),
@@ -206,6 +214,7 @@ export function createSecretService(deps: {
     },
 
     async update(ctx: TenantContext, name: string, patch: UpdateSecretInput): Promise<SecretMeta> {
+      assertPrintableMeta(patch);
       const row = await load(ctx, name, { auditAs: 'secret.update' });
       await authorize(ctx, 'write', secretResource(row));
       // Reclassifying is judged on the new metadata too, so nobody can move a secret out of their own reach.

@@ -31,6 +31,27 @@ describeEachDialect('secrets and versions', (dialect) => {
     }
   });
 
+  test('metadata and a write\'s reason holding terminal escapes, line breaks or direction overrides are refused and nothing is written (they are shown as one line in listings)', async () => {
+    await h.services.secrets.create(ctx, { name: 'HOSTILE_META', owner: 'ops', label: 'Hostile meta', purpose: 'billing', tags: ['ok'] });
+    await h.services.values.write(ctx, 'HOSTILE_META', 'production', { value: 'v1', reason: 'first' });
+    const hostile = ['ops\u001b[1A\u001b[2K', 'ops\nFAKE_KEY  ops  public', 'ops\r', 'ops\u202eevil', 'ops\u2028line', 'bell\u0007'];
+    for (const text of hostile) {
+      for (const field of ['owner', 'label', 'purpose', 'tags'] as const) {
+        const patch = field === 'tags' ? { tags: ['ok', text] } : { [field]: text };
+        await rejects(h.services.secrets.create(ctx, { name: 'HOSTILE_NEW', owner: 'ops', ...patch }), 'VALIDATION_FAILED');
+        await rejects(h.services.secrets.update(ctx, 'HOSTILE_META', patch), 'VALIDATION_FAILED');
+      }
+      await rejects(h.services.values.write(ctx, 'HOSTILE_META', 'production', { value: 'v2', reason: text }), 'VALIDATION_FAILED');
+    }
+    await rejects(h.services.secrets.describe(ctx, 'HOSTILE_NEW'), 'SECRET_NOT_FOUND');
+    const meta = await h.services.secrets.describe(ctx, 'HOSTILE_META');
+    assert.deepEqual([meta.owner, meta.label, meta.purpose, meta.tags, meta.revision], ['ops', 'Hostile meta', 'billing', ['ok'], 1]);
+    assert.deepEqual((await h.services.values.history(ctx, 'HOSTILE_META', 'production')).map((v) => v.reason), ['first']);
+    // Ordinary text, accents and emoji included, is untouched.
+    const fine = await h.services.secrets.update(ctx, 'HOSTILE_META', { owner: 'équipe paiements 💳', purpose: 'Tab\u00a0and non-ASCII: ß, 日本' });
+    assert.equal(fine.owner, 'équipe paiements 💳');
+  });
+
   test('writes create immutable versions; current and previous move together', async () => {
     await h.services.secrets.create(ctx, { name: 'DB_PASSWORD', owner: 'data' });
     const v1 = await h.services.values.write(ctx, 'DB_PASSWORD', 'production', { value: 'pw-one', reason: 'initial' });

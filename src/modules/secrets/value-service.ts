@@ -18,6 +18,7 @@ import { createReadViews } from './read-views.ts';
 import { withCurrentKek } from '../keys/current-kek.ts';
 import { openVersion, sealedParts, type SealedVersion } from './open-version.ts';
 import { createRedactor } from '../redaction/redactor.ts';
+import { assertPrintable } from '../shared/typed-text.ts';
 
 type ReadAction = 'use' | 'reveal';
 export interface ReadOptions {
@@ -216,6 +217,8 @@ export function createValueService(deps: {
       const plaintext = Buffer.from(input.value, 'utf8');
       if (plaintext.byteLength > maxValueBytes) fail('VALUE_TOO_LARGE', `values are at most ${maxValueBytes} bytes`);
       if (plaintext.byteLength === 0) fail('VALIDATION_FAILED', 'value must not be empty');
+      // Shown as the last cell of a version's history line; checked before masking, as it was typed.
+      if (input.reason !== undefined) assertPrintable('reason', input.reason);
       // The environment first: resolved after the secret, its miss would confirm the name to anyone.
       const env = await secrets.environmentFor(ctx, environment, { auditAs: 'secret.write', name });
       const secret = await secrets.load(ctx, name, { auditAs: 'secret.write', environment });

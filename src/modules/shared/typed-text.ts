@@ -3,8 +3,9 @@ import { fail } from '../../errors/index.ts';
 /**
  * Control characters (terminal escapes, line breaks, bell…), the line and paragraph separators
  * (U+2028, U+2029: mandatory breaks to a Unicode renderer, as LF is) and the invisible direction
- * marks and overrides. A justification or comment is shown to approvers as one line ("Justification: …"):
- * any of these could redraw it, e.g. paint "Environment: staging" over the production a request is for.
+ * marks and overrides. A justification or comment is shown to approvers as one line ("Justification: …"),
+ * a secret's owner, label, purpose, tags and a write's reason as cells of listings: any of these could
+ * redraw them, e.g. paint "Environment: staging" over the production a request is for, or a fake row.
  */
 const UNPRINTABLE = /[\p{Cc}\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
 
