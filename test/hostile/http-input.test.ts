@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { errorCodes } from '../../src/errors/index.ts';
 import { describeEachDialect } from '../helpers/each-dialect.ts';
-import { createHarness, type Harness } from '../helpers/harness.ts';
+import { createHarness, TEST_LIMITS, type Harness } from '../helpers/harness.ts';
 import { UNSEAL_ATTEMPTS_PER_MINUTE } from '../../src/modules/system/routes.ts';
 
 const CANARY = `canary-${randomBytes(8).toString('hex')}`;
@@ -71,6 +71,27 @@ describeEachDialect('HTTP: bad input is a clear 4xx with a stable code, never a 
       assert.deepEqual(await countRows(), before);
     });
   }
+
+  test('a value of exactly the size limit is written however its JSON escapes it (6 bytes a byte); one byte more is VALUE_TOO_LARGE, never BODY_TOO_LARGE, and writes nothing', async () => {
+    const max = TEST_LIMITS.maxValueBytes;
+    // Its own secret: the other tests here expect API_KEY to have no previous version.
+    await h.app.inject({ method: 'POST', url: '/v1/secrets', headers: auth, payload: { name: 'MAX_SIZE_KEY', owner: 'ops' } });
+    const put = (value: string) => h.app.inject({
+      method: 'PUT', url: '/v1/secrets/MAX_SIZE_KEY/values/production', headers: { ...auth, 'content-type': 'application/json' },
+      // Escaped as \u0001 by JSON.stringify: the largest a value's encoding can be; a maximal reason, all escaped too.
+      payload: `{"value":${JSON.stringify(value)},"reason":"${'\\u0072'.repeat(500)}"}`,
+    });
+    const at = await put('\u0001'.repeat(max));
+    assert.equal(at.statusCode, 200, at.body);
+    const before = await countRows();
+    const over = await put('\u0001'.repeat(max + 1));
+    assert.equal(over.statusCode, 413, over.body);
+    assert.equal((over.json() as { error: { code: string } }).error.code, 'VALUE_TOO_LARGE');
+    assert.deepEqual(await countRows(), before);
+    const read = await h.app.inject({ method: 'GET', url: '/v1/secrets/MAX_SIZE_KEY/values/production', headers: auth });
+    const got = read.json() as { version: number; value: string };
+    assert.deepEqual([got.version, Buffer.byteLength(got.value), got.value === '\u0001'.repeat(max)], [(at.json() as { version: number }).version, max, true]);
+  });
 
   test('random junk bodies never produce a 500', async () => {
     const junk = ['null', 'true', '"str"', '{"value":{}}', '{"value":[]}', '{"value":null}', '{"name":null,"owner":null}', '{"a":'.repeat(50), '\u0000', '{"value":"\\ud800"}', '1e999'];
