@@ -168,6 +168,18 @@ describeEachDialect('destroy racing rollback and restore', (dialect) => {
     assert.equal((await allowedDeletes(name)).length, 1, 'only the delete that happened');
   });
 
+  test('a metadata update racing the deletion of its secret is SECRET_NOT_FOUND: a deleted secret is restored as it was deleted', async () => {
+    const name = 'UPDATE_VS_DELETE';
+    await h.services.secrets.create(h.ctx, { name, owner: 'ops', tags: ['before'] });
+    const secrets = secretsRacing(() => h.services.secrets.remove(h.ctx, name));
+    assert.equal(await settle(secrets.update(h.ctx, name, { owner: 'someone-else', tags: ['after'] })), 'SECRET_NOT_FOUND');
+    const updates = await h.storage.db.selectFrom('audit_events').select('outcome').where('resource_name', '=', name)
+      .where('action', '=', 'secret.update').where('outcome', '=', 'allowed').execute();
+    assert.equal(updates.length, 0, 'no update recorded that did not happen');
+    const restored = await h.services.secrets.restore(h.ctx, name);
+    assert.deepEqual([restored.owner, restored.tags], ['ops', ['before']]);
+  });
+
   test('two soft deletes racing: one deletes, the other is SECRET_NOT_FOUND, and the deletion time stays the first one\'s', async () => {
     const name = 'DELETE_VS_DELETE';
     await h.services.secrets.create(h.ctx, { name, owner: 'ops' });

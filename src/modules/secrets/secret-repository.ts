@@ -45,9 +45,10 @@ export function createSecretRepository(db: Executor) {
       await db.insertInto('secrets').values(row).execute();
     },
 
+    /** Updates a live secret's metadata; false if the revision moved on, or it was deleted (or destroyed) meanwhile. */
     async updateSecret(tenantId: string, id: string, patch: Partial<SecretsTable>, expectedRevision?: number) {
       let q = db.updateTable('secrets').set((eb) => ({ ...patch, revision: eb('revision', '+', 1) }))
-        .where('tenant_id', '=', tenantId).where('id', '=', id);
+        .where('tenant_id', '=', tenantId).where('id', '=', id).where('deleted_at', 'is', null);
       if (expectedRevision !== undefined) q = q.where('revision', '=', expectedRevision);
       const res = await q.executeTakeFirst();
       return Number(res.numUpdatedRows) === 1;

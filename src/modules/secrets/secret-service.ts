@@ -237,6 +237,8 @@ export function createSecretService(deps: {
       if (patch.expiresAt !== undefined) changes.expires_at = parseExpiry(patch.expiresAt);
       await audited(ctx, 'secret.update', row, async (r) => {
         const updated = await r.updateSecret(ctx.tenantId, row.id, changes, expectedRevision);
+        // Deleted (or destroyed) since it was loaded: a deleted secret is restored as it was deleted.
+        if (!updated && (await r.findSecret(ctx.tenantId, name))?.deleted_at !== null) notFound(name);
         if (!updated) fail('CAS_MISMATCH', `secret "${name}" was changed by someone else (revision is no longer ${expectedRevision}); read it and try again`);
         return updated;
       }, { context: { fields: Object.keys(changes).filter((k) => k !== 'updated_at').join(',') } });
