@@ -75,6 +75,22 @@ describeEachDialect('remembered allows end exactly when a decision input changes
     assert.equal(await read(r.ctx()), 'ok');
   });
 
+  test('reclassifying the secret ends it at once: a policy keyed on the classification judges the next read', async () => {
+    await h.services.secrets.create(h.ctx, { name: 'MEMO_CLASS', owner: 'ops' });
+    await h.services.values.write(h.ctx, 'MEMO_CLASS', 'production', { value: 'reclassified-value' });
+    const forbid = '@id("no-restricted-use")\nforbid(principal, action == Keyhold::Action::"use", resource is Keyhold::Secret) when { resource.classification == "restricted" };';
+    await h.services.policies.put(h.ctx, { text: forbid, comment: 'machines never use restricted secrets' });
+    const r = await reader();
+    const readIt = () => code(h.services.values.read(r.ctx(), 'MEMO_CLASS', 'production'));
+    assert.equal(await readIt(), 'ok');
+    assert.equal(await readIt(), 'ok', 'remembered');
+    await h.services.secrets.update(h.ctx, 'MEMO_CLASS', { classification: 'restricted' });
+    assert.equal(await readIt(), 'FORBIDDEN');
+    await h.services.secrets.update(h.ctx, 'MEMO_CLASS', { classification: 'internal' });
+    assert.equal(await readIt(), 'ok');
+    await h.services.policies.put(h.ctx, { text: '', comment: 'lift it' });
+  });
+
   test('the next UTC hour is decided afresh (policies may read the hour)', async () => {
     const r = await reader();
     // Forbid this machine's use during the hour after the current one only.
