@@ -122,6 +122,9 @@ export function createRotationSteps(deps: StepDeps) {
           const gen = await rotator.generate(rc);
           const patch = { rotator_state: JSON.stringify(gen.state), from_version: labels.current };
           if (gen.value === null) {
+            // Supply and cancel reach only live rotations: a rehearsal waiting for a person would hold its key (and
+            // block policy changes) for ever. It ends here, having shown the rotation needs a person's value.
+            if (rehearsal) throw new StepFailure('ROTATOR_ERROR', 'this rotator waits for a person to supply the value, which a rehearsal cannot do; nothing was changed');
             await transact((trx) => change(trx, ctx, r, { ...patch, state: 'awaiting_value', lease_owner: null, lease_until: null, reminded_at: clock.now() }, 'rotation.step', { step: 'awaiting-value' }));
             announce({ ...r, ...patch }, 'manual-due', (await policyOf(r)).notify);
             return;
