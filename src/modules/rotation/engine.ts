@@ -115,8 +115,10 @@ export function createRotationEngine(deps: EngineDeps) {
           },
         });
       } catch (err) {
-        // A refused value (too large, empty) leaves the rotation waiting for a better one.
-        await db.updateTable('rotations').set({ state: 'awaiting_value', lease_owner: null, lease_until: null }).where('id', '=', r.id).execute();
+        // A refused value (too large, empty) leaves the rotation waiting for a better one; only while this call still
+        // holds it: a node stalled past its lease must not bring back a rotation another node abandoned or moved on.
+        await db.updateTable('rotations').set({ state: 'awaiting_value', lease_owner: null, lease_until: null })
+          .where('id', '=', r.id).where('state', '=', 'running').where('lease_owner', '=', nodeId).execute();
         throw err;
       }
       await drive(ctx, r.id);
