@@ -17,8 +17,8 @@ import type { Storage } from '../../src/storage/database.ts';
 const TENANT = 'vault';
 const SECRETS = Array.from({ length: 12 }, (_, i) => `KEYS_${i}`);
 const ENVIRONMENTS = ['development', 'staging', 'production'];
-/** Per secret and environment: 12 x 3 x 18 = 648 versions (one destroyed), so each operation runs several batches. */
-const VERSIONS = 18;
+/** Per secret and environment: 12 x 3 x 16 = 576 versions (one destroyed): past a rewrap's first batch by more than the 60 rows the stall needs. */
+const VERSIONS = 16;
 /** The batch sizes of the HTTP operations (key-service.ts): each stall below is placed inside a later batch. */
 const RESEAL_BATCH = 200;
 const REWRAP_BATCH = 500;
