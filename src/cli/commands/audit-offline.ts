@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { UsageError } from '../args.ts';
 import { CHECKPOINT_ACTION } from '../../modules/audit/checkpoints.ts';
-import type { AuditEvent } from '../../modules/audit/event.ts';
+import { asWritten, type AuditEvent } from '../../modules/audit/event.ts';
 import { mergeCheckpoints, verifyAnswer, verifyLog, type VerifyAnswer } from '../../modules/audit/log-verifier.ts';
 import type { AuditCheckpointsTable } from '../../storage/schema.ts';
 
@@ -60,16 +60,6 @@ const isCheckpoint = (c: unknown): c is AuditCheckpointsTable => {
   return typeof x === 'object' && x !== null && Number.isSafeInteger(x.seq) && typeof x.hash === 'string' && Number.isSafeInteger(x.time)
     && typeof x.signature === 'string' && typeof x.public_key === 'string' && (x.prev_seq === undefined || x.prev_seq === null || Number.isSafeInteger(x.prev_seq));
 };
-
-/**
- * The event exactly as Keyhold writes it into an export or a sink's file (`fromRow` in audit-log.ts,
- * then JSON.stringify): the hashed fields, in that order, and the two hashes; nothing else.
- */
-const asWritten = (e: AuditEvent): AuditEvent => ({
-  seq: e.seq, id: e.id, time: e.time, tenantId: e.tenantId, actor: { type: e.actor.type, id: e.actor.id },
-  action: e.action, resource: { type: e.resource.type, id: e.resource.id, name: e.resource.name }, environment: e.environment,
-  secretVersion: e.secretVersion, outcome: e.outcome, reason: e.reason, context: e.context, prevHash: e.prevHash, hash: e.hash,
-});
 
 /**
  * The offline answer: the server's fields, and what only a file can have. `firstSeq` is the seq of

@@ -10,7 +10,7 @@ import { commitMac, writtenWhileSealed, type EventMacKey, type EventMacKeys } fr
 import { macStart } from './keyed-from.ts';
 import { CHECKPOINT_ACTION } from './checkpoints.ts';
 import { mergeCheckpoints, verifyLog } from './log-verifier.ts';
-import type { AuditEvent } from './event.ts';
+import { asWritten, type AuditEvent } from './event.ts';
 import type { AuditAppender } from './sqlite-appender.ts';
 import { isTransactionConflict } from '../../storage/db-errors.ts';
 import { withoutStatementTimeout } from '../../storage/unbounded-read.ts';
@@ -79,12 +79,12 @@ const UNREADABLE = 'the stored context is not a JSON object: run audit verify';
 
 /** A stored row as an event. */
 export function fromRow(r: AuditEventsTable): AuditEvent {
-  return {
+  return asWritten({
     seq: r.seq, id: r.id, time: r.time, tenantId: r.tenant_id, actor: { type: r.actor_type as AuditEvent['actor']['type'], id: r.actor_id },
     action: r.action, resource: { type: r.resource_type, id: r.resource_id, name: r.resource_name }, environment: r.environment,
     secretVersion: r.secret_version, outcome: r.outcome as AuditEvent['outcome'], reason: r.reason,
     context: parseContext(r.context) ?? { unreadable: UNREADABLE }, prevHash: r.prev_hash, hash: r.hash,
-  };
+  });
 }
 
 /**

@@ -27,6 +27,19 @@ export interface AuditEvent {
   hash: string;
 }
 
+/**
+ * The event with exactly the fields an export or a sink's file holds, in the order written: the
+ * hashed fields and the two hashes, nothing else, so `JSON.stringify` of it is the line. Events read
+ * from the log are built through it (`fromRow`); offline verify holds each line to it.
+ */
+export function asWritten(e: AuditEvent): AuditEvent {
+  return {
+    seq: e.seq, id: e.id, time: e.time, tenantId: e.tenantId, actor: { type: e.actor.type, id: e.actor.id },
+    action: e.action, resource: { type: e.resource.type, id: e.resource.id, name: e.resource.name }, environment: e.environment,
+    secretVersion: e.secretVersion, outcome: e.outcome, reason: e.reason, context: e.context, prevHash: e.prevHash, hash: e.hash,
+  };
+}
+
 /** A destination events are streamed to from the durable log (file, syslog, webhook). */
 export interface AuditSink {
   /** Shown in status and logs; also the cursor key when `cursorKey` is absent. */
