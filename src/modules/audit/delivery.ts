@@ -1,5 +1,5 @@
 import type { Clock } from '../../platform/clock.ts';
-import { backoffDelay, retryDelay, type AuditEventSource, type BackoffSettings, type SinkCursorStore } from './delivery-ports.ts';
+import { retryDelay, type AuditEventSource, type BackoffSettings, type SinkCursorStore } from './delivery-ports.ts';
 import type { AuditEvent, AuditSink } from './event.ts';
 
 export type SinkState = 'stopped' | 'starting' | 'idle' | 'reading' | 'delivering' | 'backoff';
@@ -258,7 +258,7 @@ export function createAuditDelivery(opts: AuditDeliveryOptions): AuditDelivery {
       } catch (err) {
         failed(loop, err);
         s.state = 'backoff';
-        await wait(loop, backoffDelay(s.consecutiveFailures, backoff), false);
+        await wait(loop, retryDelay(err, s.consecutiveFailures, backoff), false);
       }
     }
     while (running()) {
