@@ -94,8 +94,8 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     const { dialect: d } = createPostgresDialect({
       ...where,
       ...(options.poolSize ? { max: options.poolSize } : {}),
-      ...(options.lockTimeoutMs ? { lockTimeoutMs: options.lockTimeoutMs } : {}),
-      ...(options.statementTimeoutMs ? { statementTimeoutMs: options.statementTimeoutMs } : {}),
+      // Absent or 0: none set (the dialect's own rule).
+      lockTimeoutMs: options.lockTimeoutMs, statementTimeoutMs: options.statementTimeoutMs,
     });
     db = new Kysely<Database>({ dialect: d });
   } else {
