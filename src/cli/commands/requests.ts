@@ -77,7 +77,7 @@ const file: Command = {
 const list: Command = {
   name: 'list',
   summary: 'Your requests (--queue: the ones waiting for you to decide; --all: every one you may see)',
-  usage: 'requests list [--queue | --all] [--state pending|approved|denied|expired|cancelled]',
+  usage: 'requests list [--queue | --all] [--state pending|approved|denied|expired|cancelled|superseded]',
   options: { queue: { type: 'boolean' }, all: { type: 'boolean' }, state: { type: 'string' } },
   async run({ args, flags, api, out }) {
     positionals(args, [], list.usage);

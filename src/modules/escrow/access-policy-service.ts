@@ -3,12 +3,15 @@ import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import type { Executor } from '../../storage/database.ts';
 import { isUniqueViolation } from '../../storage/db-errors.ts';
-import type { Database } from '../../storage/schema.ts';
+import type { AccessRequestsTable, Database } from '../../storage/schema.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
 import { lineDiff } from '../policy/diff.ts';
 import type { TenantContext } from '../shared/context.ts';
+import type { Notifier } from '../notifications/notifier.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
+import { groupRecipients, requesterRecipients, send } from './escrow-events.ts';
+import { supersedePending } from './supersede.ts';
 import { checkAccessPolicy, EMPTY_POLICY, environmentsIn, usernamesIn, type AccessPolicyDocument } from './access-policy.ts';
 
 export interface AccessPolicyVersion {
@@ -35,6 +38,8 @@ export async function currentAccessPolicy(db: Executor, tenantId: string): Promi
 export function createAccessPolicyService(deps: {
   db: Kysely<Database>; authz: Authorizer; clock: Clock; tenants: Pick<TenantService, 'environment'>; audit: Pick<AuditLog, 'appendInTx'>;
   maskText(tenantId: string, text: string): Promise<string>;
+  /** Requesters (and approvers) hear when a new policy supersedes a request still waiting. */
+  notifier: Notifier;
 }) {
   const { db, authz, clock, tenants, audit } = deps;
   const admin = (ctx: TenantContext) => authz.require(ctx, 'admin', { type: 'tenant' });
@@ -61,13 +66,16 @@ export function createAccessPolicyService(deps: {
 
   async function apply(ctx: TenantContext, doc: AccessPolicyDocument, comment: string): Promise<AccessPolicyVersion> {
     let version = 0;
+    let superseded: AccessRequestsTable[] = [];
+    const now = clock.now();
     try {
       await db.transaction().execute(async (trx) => {
         version = (await currentAccessPolicy(trx, ctx.tenantId)).version + 1;
         await trx.insertInto('access_policies').values({
-          tenant_id: ctx.tenantId, version, document: JSON.stringify(doc), comment, created_at: clock.now(), created_by: ctx.actor.id,
+          tenant_id: ctx.tenantId, version, document: JSON.stringify(doc), comment, created_at: now, created_by: ctx.actor.id,
         }).execute();
         await authz.bumpInTx(trx, ctx.tenantId);
+        superseded = await supersedePending(trx, audit, ctx, doc, version, now);
         const base = auditFrom(ctx);
         await audit.appendInTx(trx, [{
           ...base, action: 'access-policy.update', resource: { type: 'access-policy', id: ctx.tenantId, name: `version ${version}` }, outcome: 'allowed',
@@ -81,6 +89,12 @@ export function createAccessPolicyService(deps: {
       // Decisions read the rules: drop every cached one of this tenant, however the commit ended
       // (a commit whose answer was lost may still have landed; other nodes follow the generation).
       await authz.invalidate(ctx.tenantId);
+    }
+    for (const row of superseded) {
+      send(deps.notifier, row, {
+        type: 'escrow.request-superseded', recipients: [...requesterRecipients(row), ...groupRecipients(row)],
+        subject: `Access request ${row.id} was superseded by access policy version ${version}: file it again if it is still needed`,
+      });
     }
     return load(ctx.tenantId, version, version);
   }

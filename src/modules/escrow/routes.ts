@@ -89,7 +89,7 @@ export function escrowRoutes(deps: { escrow: EscrowModule }) {
         tags: ['escrow'], summary: 'Access requests: mine (default), my approval queue, or all I may see',
         querystring: Type.Object({
           scope: Type.Optional(Type.Union([Type.Literal('mine'), Type.Literal('queue'), Type.Literal('all')])),
-          state: Type.Optional(Type.Union(['pending', 'approved', 'denied', 'expired', 'cancelled'].map((s) => Type.Literal(s)))),
+          state: Type.Optional(Type.Union(['pending', 'approved', 'denied', 'expired', 'cancelled', 'superseded'].map((s) => Type.Literal(s)))),
           limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
         }, { additionalProperties: false }),
         response: { 200: Type.Object({ items: Type.Array(RequestSchema) }), ...errorResponses },

@@ -1,7 +1,10 @@
 import type { EscrowAction, ResolvedRule } from './access-policy.ts';
 
-/** A request's own life: pending → approved / denied / expired / cancelled. */
-export type RequestState = 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled';
+/**
+ * A request's own life: pending → approved / denied / expired / cancelled, or superseded when a new
+ * access policy changes the rule it waits under.
+ */
+export type RequestState = 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled' | 'superseded';
 /** What an approved request became: its grant, live until it expires or is revoked. */
 export type GrantState = 'none' | 'active' | 'expired' | 'revoked';
 

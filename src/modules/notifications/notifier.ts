@@ -11,6 +11,7 @@ export type NotificationType =
   | 'escrow.request-approved'
   | 'escrow.request-denied'
   | 'escrow.request-cancelled'
+  | 'escrow.request-superseded'
   | 'escrow.request-expired'
   | 'escrow.approval-recorded'
   | 'escrow.grant-revoked'
