@@ -128,9 +128,15 @@ export function createCedarAuthorizer(deps: {
     const mfaAt = actor.mfaAt ?? null;
     const fresh = mfaOverride ?? (type === 'user' && mfaAt !== null && now - mfaAt <= stepUpWindowMs);
     const date = new Date(now);
-    const { requestId: accessRequestId, ...escrow } = escrowContext(state?.escrow ?? null, {
+    let { requestId: accessRequestId, ...escrow } = escrowContext(state?.escrow ?? null, {
       now, principalType: type, principalId: actor.id, action, resource, environment,
     });
+    // An escrow grant holds only while its holder keeps the standing it needed to file the request:
+    // allowed to list the secret. Someone whose roles were taken away loses what they were granted too.
+    if (accessRequestId !== null && !engine.decide(await buildRequest(ctx, 'list', resource, undefined)).allowed) {
+      accessRequestId = null;
+      escrow = { ...escrow, viaRequest: false };
+    }
     return {
       accessRequestId,
       state,
