@@ -7,6 +7,7 @@ import type { Logger } from '../platform/logger.ts';
 import { sendError } from './errors.ts';
 import { SECURITY_HEADERS } from './security-headers.ts';
 import { validatorCompiler } from './validator.ts';
+import { lazySerializers } from './lazy-compilers.ts';
 import { clientErrorHandler, HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS } from './client-errors.ts';
 import { KeyholdError } from '../errors/index.ts';
 
@@ -28,6 +29,7 @@ export function serverOptions(opts: HttpOptions): FastifyServerOptions {
     // Per-request lines are off: the audit trail records every touch; the logger is for operations.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit,
+    schemaController: { compilersFactory: { buildSerializer: lazySerializers() } },
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     return503OnClosing: true,

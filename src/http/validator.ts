@@ -79,7 +79,8 @@ function looseSpelling(schema: TSchema, value: unknown): string | null {
  * and an empty query string. That conversion was a tenth of a secret read's CPU.
  */
 export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
-  const check = Compile(schema);
+  // Compiled when the route is first asked (as its serializers are: lazy-compilers.ts), not at start-up.
+  let compiled: ReturnType<typeof Compile<TSchema>> | null = null;
   const convertible = httpPart !== 'body' && !stringsOnly(schema);
   const nulAllowed = (schema as { 'x-nul-allowed'?: unknown })['x-nul-allowed'] === true;
   // `body: Type.Optional(...)`: a request with no body at all is valid (fastify hands a missing body
@@ -97,6 +98,7 @@ export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, http
     // Before the schema's check, so nothing walks a body nested past the limit.
     const bad = unstorable(converted, httpPart === 'body', !nulAllowed, 0);
     if (bad !== null) return { error: [{ instancePath: bad.at, message: bad.message }] as never };
+    const check = (compiled ??= Compile(schema));
     if (!check.Check(converted)) return { error: check.Errors(converted) as never };
     return { value: converted };
   };

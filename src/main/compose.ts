@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, RouteOptions } from 'fastify';
 import type { Config } from '../config/config.ts';
 import { createKeyring } from '../crypto/keyring.ts';
 import { registerAuth } from '../http/auth.ts';
@@ -167,8 +167,10 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
 
 export type Services = ReturnType<typeof createServices>;
 
-/** The HTTP application over a set of services. */
-export async function createHttpApp(services: Services, opts: { logger: Logger; bodyLimit: number; https?: { cert: Buffer; key: Buffer } | null }): Promise<FastifyInstance> {
+/** The HTTP application over a set of services. `onRoute` sees each route as it is registered, schemas as amended. */
+export async function createHttpApp(services: Services, opts: {
+  logger: Logger; bodyLimit: number; https?: { cert: Buffer; key: Buffer } | null; onRoute?: (route: RouteOptions) => void;
+}): Promise<FastifyInstance> {
   return buildHttpServer(
     opts,
     [
@@ -188,6 +190,9 @@ export async function createHttpApp(services: Services, opts: { logger: Logger; 
       proxyRoutes({ proxy: services.proxy }),
       rotationRoutes({ rotation: services.rotation.service }),
     ],
-    (app) => registerAuth(app, { authenticator: services.authenticator, tenants: services.tenants, seal: services.seal, audit: services.audit }),
+    (app) => {
+      if (opts.onRoute) app.addHook('onRoute', opts.onRoute);
+      registerAuth(app, { authenticator: services.authenticator, tenants: services.tenants, seal: services.seal, audit: services.audit });
+    },
   );
 }
