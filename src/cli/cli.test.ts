@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { entries } from './commands/index.ts';
 import { chainHash, GENESIS_HASH } from '../modules/audit/chain.ts';
-import { checkpointMessage } from '../modules/audit/checkpoints.ts';
+import { checkpointMessage } from '../modules/audit/checkpoint-format.ts';
 import { createCli } from './run.ts';
 
 /** The CLI in-process over a fake fetch: what it sends, what it prints, how it exits. */
@@ -352,5 +352,25 @@ test('policy test runs a case file offline (no request) against a policy file: e
     assert.match(invalid.stderr, /^error: /);
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a CLI command loads no database driver: every command is a new process, and offline verify needs only the chain and checkpoint format', async () => {
+  const { spawnSync } = await import('node:child_process');
+  // Lists every module the process loads, on exit, through a resolve hook.
+  const hook = `data:text/javascript,${encodeURIComponent(`
+    import { registerHooks } from 'node:module';
+    const seen = [];
+    registerHooks({ resolve(s, c, next) { const r = next(s, c); seen.push(r.url); return r; } });
+    process.on('exit', () => process.stderr.write('\\nLOADED ' + JSON.stringify(seen) + '\\n'));`)}`;
+  const cli = join(import.meta.dirname, '..', 'main', 'cli.ts');
+  for (const args of [['--help'], ['audit', 'verify', '--events', '/nonexistent/events.jsonl', '--public-key', 'AAAA']]) {
+    const run = spawnSync(process.execPath, ['--disable-warning=ExperimentalWarning', '--import', hook, cli, ...args], {
+      encoding: 'utf8', env: { ...process.env, KEYHOLD_ADDR: 'http://127.0.0.1:1', NODE_DISABLE_COMPILE_CACHE: '1' },
+    });
+    const loaded = JSON.parse(/LOADED (.*)/.exec(run.stderr)?.[1] ?? 'null') as string[] | null;
+    assert.ok(loaded && loaded.length > 10, `${args.join(' ')}: the hook saw the modules (${run.stderr.slice(0, 300)})`);
+    const drivers = loaded.filter((u) => /node_modules\/(kysely|pg|pg-pool|fastify|@cedar-policy)\//.test(u) || /\/src\/storage\//.test(u));
+    assert.deepEqual(drivers, [], `${args.join(' ')} loads none of the server's storage or HTTP stack`);
   }
 });

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { UsageError } from '../args.ts';
-import { CHECKPOINT_ACTION } from '../../modules/audit/checkpoints.ts';
+import { CHECKPOINT_ACTION } from '../../modules/audit/checkpoint-format.ts';
 import { asWritten, type AuditEvent } from '../../modules/audit/event.ts';
 import { mergeCheckpoints, verifyAnswer, verifyLog, type VerifyAnswer } from '../../modules/audit/log-verifier.ts';
 import type { AuditCheckpointsTable } from '../../storage/schema.ts';

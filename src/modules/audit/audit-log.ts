@@ -8,7 +8,7 @@ import type { RequestContext } from '../shared/context.ts';
 import { chainHash, type ChainSegment, type StoredEvent, type VerifyResult } from './chain.ts';
 import { commitMac, writtenWhileSealed, type EventMacKey, type EventMacKeys } from './event-mac.ts';
 import { macStart } from './keyed-from.ts';
-import { CHECKPOINT_ACTION } from './checkpoints.ts';
+import { CHECKPOINT_ACTION } from './checkpoint-format.ts';
 import { mergeCheckpoints, verifyLog } from './log-verifier.ts';
 import { asWritten, type AuditEvent } from './event.ts';
 import type { AuditAppender } from './sqlite-appender.ts';

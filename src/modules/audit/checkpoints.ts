@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, sign, type KeyObject } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Clock } from '../../platform/clock.ts';
 import type { RootKeyHolder } from '../../crypto/keyring.ts';
@@ -6,28 +6,14 @@ import { deriveFromRoot } from '../../crypto/root/root-key.ts';
 import { fail, KeyholdError } from '../../errors/index.ts';
 import { isUniqueViolation } from '../../storage/db-errors.ts';
 import type { AuditCheckpointsTable, Database } from '../../storage/schema.ts';
-import { SYSTEM_ACTOR } from '../shared/context.ts';
 import type { AuditLog } from './audit-log.ts';
+import { CHECKPOINT_ACTION, checkpointEvent, checkpointMessage, checkpointValid } from './checkpoint-format.ts';
 import { GENESIS_HASH } from './chain.ts';
 import type { EventMacKeys } from './event-mac.ts';
 import { createSigningCheck } from './signing-check.ts';
 
 /** PKCS#8 DER prefix of an Ed25519 private key; the 32-byte seed follows. */
 const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
-
-/** The action of the event that carries each checkpoint into the chain and out to the sinks. */
-export const CHECKPOINT_ACTION = 'audit.checkpoint';
-
-/**
- * The bytes a checkpoint signature covers. Since v2 they name the checkpoint before (0: none), so
- * one removed from the middle is missed by the next; checkpoints signed as v1 have no link (null).
- */
-export function checkpointMessage(seq: number, hash: string, time: number, prevSeq: number | null): Buffer {
-  const text = prevSeq === null
-    ? `keyhold-audit-checkpoint-v1\n${seq}\n${hash}\n${time}`
-    : `keyhold-audit-checkpoint-v2\n${seq}\n${hash}\n${time}\n${prevSeq}`;
-  return Buffer.from(text, 'utf8');
-}
 
 /**
  * The checkpoint signing key is derived from the root key, so it is never stored, only exists while
@@ -48,34 +34,6 @@ export function deriveSigningKey(root: KeyObject): { privateKey: KeyObject; publ
 
 export function publicKeyText(key: KeyObject): string {
   return key.export({ format: 'der', type: 'spki' }).toString('base64');
-}
-
-/** Checks one checkpoint against a trusted public key (SPKI DER base64). */
-export function checkpointValid(cp: AuditCheckpointsTable, trustedPublicKey: string): boolean {
-  if (cp.public_key !== trustedPublicKey) return false;
-  const key = createPublicKey({ key: Buffer.from(trustedPublicKey, 'base64'), format: 'der', type: 'spki' });
-  return verify(null, checkpointMessage(cp.seq, cp.hash, cp.time, cp.prev_seq ?? null), key, Buffer.from(cp.signature, 'base64'));
-}
-
-/** The event that publishes a checkpoint: everything a verifier needs, so a sink's copy of the log carries its own proof. */
-export function checkpointEvent(cp: AuditCheckpointsTable) {
-  return {
-    tenantId: null, actor: { type: SYSTEM_ACTOR.type, id: SYSTEM_ACTOR.id }, action: CHECKPOINT_ACTION,
-    resource: { type: 'audit-log', id: String(cp.seq), name: null }, outcome: 'allowed' as const,
-    context: { seq: String(cp.seq), hash: cp.hash, time: String(cp.time), prevSeq: String(cp.prev_seq ?? ''), signature: cp.signature, publicKey: cp.public_key },
-  };
-}
-
-/** The checkpoint an `audit.checkpoint` event carries, or null if it is not one (or is malformed). */
-export function checkpointFromEvent(e: { action: string; context: Record<string, string> }): AuditCheckpointsTable | null {
-  if (e.action !== CHECKPOINT_ACTION) return null;
-  const c = e.context;
-  const seq = Number(c.seq);
-  const time = Number(c.time);
-  const prevSeq = c.prevSeq === undefined || c.prevSeq === '' ? null : Number(c.prevSeq);
-  if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(time) || (prevSeq !== null && !Number.isSafeInteger(prevSeq))) return null;
-  if (typeof c.hash !== 'string' || typeof c.signature !== 'string' || typeof c.publicKey !== 'string') return null;
-  return { seq, hash: c.hash, time, signature: c.signature, public_key: c.publicKey, prev_seq: prevSeq };
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { AuditCheckpointsTable } from '../../storage/schema.ts';
 import { createChainVerifier, GENESIS_HASH, type ChainVerifierOptions, type StoredEvent, type VerifyResult } from './chain.ts';
-import { checkpointFromEvent, checkpointValid } from './checkpoints.ts';
+import { checkpointFromEvent, checkpointValid } from './checkpoint-format.ts';
 
 /**
  * `unsigned`: events after the last signed checkpoint, which only the chain (no signature) vouches for yet.

@@ -8,7 +8,8 @@ import { dropAuditGuards, rewriteChain } from '../../../test/helpers/audit-tampe
 import type { AuditEventsTable } from '../../storage/schema.ts';
 import { fromRow } from './audit-log.ts';
 import { chainHash } from './chain.ts';
-import { CHECKPOINT_ACTION, checkpointMessage, deriveSigningKey } from './checkpoints.ts';
+import { CHECKPOINT_ACTION, checkpointMessage } from './checkpoint-format.ts';
+import { deriveSigningKey } from './checkpoints.ts';
 import { verifyLog } from './log-verifier.ts';
 import { toKeyObject } from '../../crypto/aead.ts';
 import { randomKey } from '../../crypto/bytes.ts';

@@ -6,7 +6,8 @@ import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createUnmigratedDatabase } from '../../../test/helpers/databases.ts';
 import type { Database } from '../schema.ts';
 import { createAuditLog } from '../../modules/audit/audit-log.ts';
-import { checkpointMessage, deriveSigningKey, publicKeyText } from '../../modules/audit/checkpoints.ts';
+import { checkpointMessage } from '../../modules/audit/checkpoint-format.ts';
+import { deriveSigningKey, publicKeyText } from '../../modules/audit/checkpoints.ts';
 import { toKeyObject } from '../../crypto/aead.ts';
 import { randomKey } from '../../crypto/bytes.ts';
 
