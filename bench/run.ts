@@ -9,6 +9,7 @@ import { spawnServer } from './lib/spawn.ts';
 import { benchSdk } from './lib/sdk.ts';
 import { benchProxyOverhead } from './lib/proxy.ts';
 import { benchRotationFanout } from './lib/rotation.ts';
+import { benchStartup } from './lib/startup.ts';
 
 /**
  * `npm run bench`: every number in one run, each printed as `bench <name> <value> <unit>`;
@@ -65,6 +66,12 @@ async function main(): Promise<void> {
     bench('authz_decisions_per_s_cached', authz.cached, 'decisions/s');
     bench('authz_decisions_per_s_uncached', authz.uncached, 'decisions/s');
     note(`the decision cache answers ${(authz.cached / authz.uncached).toFixed(1)}x as fast as a Cedar evaluation`);
+
+    const startup = await benchStartup({ runs: 7, cleanup });
+    bench('cli_command_ms', startup.cliMs, 'ms');
+    note(`keyhold --help ${(startup.cliMs / startup.nodeMs).toFixed(1)}x a bare node start (${startup.nodeMs.toFixed(0)} ms); medians of 7 alternating runs`);
+    bench('server_start_ms', startup.serverMs, 'ms');
+    note(`a fresh dev server to its first read ${(startup.serverMs / startup.bareServerMs).toFixed(1)}x the bare fastify server to listening (${startup.bareServerMs.toFixed(0)} ms)`);
 
     const bare = await spawnServer({ label: 'bare server', script: 'bench/servers/bare.ts', env: process.env, readyMsg: 'bare listening', cleanup });
     const sqlite = await startKeyhold({ label: 'keyhold server (sqlite)', cleanup });
