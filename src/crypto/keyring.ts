@@ -192,6 +192,11 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
     }
   }
 
+  /** Too short to name a KEK version: cut or corrupted, which is not a key that was retired. */
+  function malformed(): never {
+    return fail('INTEGRITY_FAILURE', 'stored wrapped data key is malformed');
+  }
+
   /**
    * A KEK version that is missing and above the tenant's current one (read afresh: another node may
    * have rotated) was never issued, so the wrapped key's header was altered: INTEGRITY_FAILURE, the
@@ -254,8 +259,7 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
       root.rootKey();
       const fence = generation;
       const version = kekVersionOf(wrappedDek);
-      // Too short to name a KEK version: cut or corrupted, which is not a key that was retired.
-      if (version < 0) fail('INTEGRITY_FAILURE', 'stored wrapped data key is malformed');
+      if (version < 0) malformed();
       const { min } = freshState(binding.tenantId) ?? (await state(binding.tenantId));
       if (version < min) fail('KEY_VERSION_RETIRED', `value is wrapped under retired key version ${version}`);
       const cached = openWithCachedKey(binding, ciphertext, wrappedDek);
@@ -274,6 +278,7 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
       const to = usable.get(current)!;
       return (binding, wrappedDek) => {
         const from = kekVersionOf(wrappedDek);
+        if (from < 0) malformed();
         if (from >= current) return null; // there already, or under a version rotated to since (nothing to move)
         const fromKey = usable.get(from) ?? fail('KEY_VERSION_RETIRED', `value is wrapped under retired key version ${from}`);
         return { wrappedDek: rewrapDek(fromKey, to, current, binding, wrappedDek), kekVersion: current };
@@ -285,6 +290,7 @@ export function createKeyring(deps: { store: KekStore; root: RootKeyHolder; dekC
       const to = usable.get(current)!;
       return (binding, ciphertext, wrappedDek) => {
         const from = kekVersionOf(wrappedDek);
+        if (from < 0) malformed();
         // Under a version rotated to since this loaded: a key operation is racing this one.
         if (from > current) fail('KEY_OPERATION_CONFLICT', `the tenant's key was rotated to version ${from} meanwhile; run the re-encrypt again`);
         const fromKey = usable.get(from) ?? fail('KEY_VERSION_RETIRED', `value is wrapped under retired key version ${from}`);

@@ -123,4 +123,16 @@ describeEachDialect('KEK rotation and rewrap', (dialect) => {
     }
     assert.equal((await h.services.keys.rewrap(h.ctx)).minDecryptionVersion, 4);
   });
+
+  test('a wrapped data key cut too short to name its KEK version stops a rewrap and a re-encrypt with INTEGRITY_FAILURE, not KEY_VERSION_RETIRED', async () => {
+    await h.services.keys.rotate(h.ctx);
+    const victim = (await snapshot()).find((r) => r.version === 2)!;
+    await h.storage.db.updateTable('secret_versions').set({ wrapped_dek: Buffer.from(victim.wrapped_dek!).subarray(0, 3) }).where('id', '=', victim.id).execute();
+    try {
+      await assert.rejects(h.services.keys.rewrap(h.ctx, { batchSize: 1 }), { code: 'INTEGRITY_FAILURE' }, 'rewrap');
+      await assert.rejects(h.services.keys.reencrypt(h.ctx, { batchSize: 1 }), { code: 'INTEGRITY_FAILURE' }, 're-encrypt');
+    } finally {
+      await h.storage.db.updateTable('secret_versions').set({ wrapped_dek: victim.wrapped_dek }).where('id', '=', victim.id).execute();
+    }
+  });
 });
