@@ -26,7 +26,7 @@ export interface HealthResult {
   latencyMs: number;
   status?: number;
   detail: string;
-  /** Stable reason code: ok, http_status, timeout, unreachable, auth_failed, connect_failed, query_failed, slot_unresolved, destination_refused. */
+  /** Stable reason code: ok, http_status, timeout, unreachable, auth_failed, connect_failed, query_failed, slot_unresolved, destination_refused, unsendable_header. */
   reason: string;
 }
 

@@ -20,14 +20,28 @@ export interface OutboundLimits {
 
 export type OutboundResult =
   | { ok: true; status: number; headers: Headers; body: Buffer; truncated: boolean }
-  | { ok: false; reason: 'timeout' | 'unreachable' | 'forbidden_address' };
+  | { ok: false; reason: 'timeout' | 'unreachable' | 'forbidden_address' }
+  /** A header value (an injected credential, a filled template) HTTP cannot carry: nothing was sent. */
+  | { ok: false; reason: 'unsendable_header'; header: string };
+
+/** What a header value may hold (RFC 9110 field-value: visible ASCII, space, tab, obs-text): no control character, nothing past U+00FF. */
+const SENDABLE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/** The first header whose value could not be sent as it is, or null. */
+function unsendableHeader(headers: Record<string, string>): string | null {
+  for (const [name, value] of Object.entries(headers)) if (!SENDABLE.test(value)) return name;
+  return null;
+}
 
 /**
  * Sends one request with fetch: redirects are never followed, both timeouts abort the request, and the
- * body is streamed and cut at the size limit. Errors become a reason code only: fetch's messages can
+ * body is streamed and cut at the size limit. A header value with a control character is not sent at all. Errors become a reason code only: fetch's messages can
  * carry the URL, and with query-parameter auth the URL carries the credential.
  */
 export async function sendOutbound(fetchImpl: typeof fetch, req: OutgoingRequest, limits: OutboundLimits): Promise<OutboundResult> {
+  // fetch would refuse it too, as an error indistinguishable from an unreachable host.
+  const unsendable = unsendableHeader(req.headers);
+  if (unsendable !== null) return { ok: false, reason: 'unsendable_header', header: unsendable };
   const controller = new AbortController();
   let timedOut = false;
   const abort = () => {

@@ -103,6 +103,7 @@ export function createProxyService(deps: {
         maxResponseBytes: limits.maxResponseBytes + limits.maskLookaheadBytes,
       });
       if (!result.ok) {
+        if (result.reason === 'unsendable_header') fail('UNSENDABLE_HEADER', `connector "${c.name}": the value for header "${result.header}" holds a character HTTP cannot carry (a control character such as a line break); nothing was sent`);
         if (result.reason === 'timeout') fail('UPSTREAM_TIMEOUT', `connector "${c.name}": the destination did not answer in time`);
         if (result.reason === 'forbidden_address') fail('DESTINATION_FORBIDDEN', `connector "${c.name}": the destination resolves to a link-local or cloud metadata address`);
         fail('UPSTREAM_UNREACHABLE', `connector "${c.name}": the destination could not be reached`);

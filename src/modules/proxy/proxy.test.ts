@@ -173,6 +173,20 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     assert.equal(evil.requests.length, seen, 'the other port saw nothing');
   });
 
+  test('a stored value HTTP cannot carry in a header (a line break, a control character) is UNSENDABLE_HEADER naming the header, never the value; nothing is sent, and a health check says so too', async () => {
+    const broken = `${v('tok')}\r\nX-Injected: 1`;
+    await seed(h, h.ctx, 'BROKEN_TOKEN', { production: broken });
+    await h.services.connectors.create(h.ctx, 'production', { name: 'broken', type: 'http', owner: 'o', settings: { baseUrl: api.url, healthPath: '/health', auth: { kind: 'header', header: 'X-Api-Key' } }, slots: { value: 'BROKEN_TOKEN' } });
+    const sent = api.requests.length;
+    const err = await proxy.call(h.ctx, { environment: 'production', connector: 'broken', request: { method: 'GET', path: '/v1/charges' } }).then(() => null, (e: { code: string; status: number; message: string }) => e);
+    assert.deepEqual([err?.code, err?.status], ['UNSENDABLE_HEADER', 422]);
+    assert.match(err!.message, /"x-api-key"/);
+    assert.ok(!err!.message.includes(broken.slice(0, 10)), 'the message holds no part of the value');
+    const health = await h.services.connectors.test(h.ctx, 'production', 'broken');
+    assert.deepEqual([health.ok, health.reason], [false, 'unsendable_header']);
+    assert.equal(api.requests.length, sent, 'nothing left Keyhold');
+  });
+
   test('a response over the size limit is cut and flagged; a slow or closed upstream gives UPSTREAM_TIMEOUT or UPSTREAM_UNREACHABLE', async () => {
     // Timeouts well above a loaded machine's stalls (a prompt answer must not time out), well below the slow upstream's 3 s.
     const small = proxyFor(h, () => [], { maxResponseBytes: 1000, headersTimeoutMs: 1000, totalTimeoutMs: 2000 });

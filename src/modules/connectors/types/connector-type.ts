@@ -92,8 +92,9 @@ function printable(key: string): string {
 }
 
 /** The fixed wording of an HTTP health outcome: status and reason only, never the upstream body. */
-export function httpHealth(result: { ok: true; status: number } | { ok: false; reason: 'timeout' | 'unreachable' | 'forbidden_address' }, what: string): HealthOutcome {
+export function httpHealth(result: { ok: true; status: number } | { ok: false; reason: 'timeout' | 'unreachable' | 'forbidden_address' } | { ok: false; reason: 'unsendable_header'; header: string }, what: string): HealthOutcome {
   if (!result.ok) {
+    if (result.reason === 'unsendable_header') return { ok: false, reason: 'unsendable_header', detail: `the value for header "${result.header}" holds a character HTTP cannot carry (a control character such as a line break); nothing was sent` };
     if (result.reason === 'forbidden_address') return { ok: false, reason: 'forbidden_address', detail: `${what} resolves to a link-local or cloud metadata address, which Keyhold never calls` };
     return result.reason === 'timeout'
       ? { ok: false, reason: 'timeout', detail: `${what} did not answer within the timeout` }
