@@ -187,6 +187,16 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     assert.equal(api.requests.length, sent, 'nothing left Keyhold');
   });
 
+  test('a Basic username holding ":" (which Basic cannot carry: the API would split it into another user and password) is UNSENDABLE_HEADER too, and nothing is sent', async () => {
+    await seed(h, h.ctx, 'COLON_USER', { production: `${v('acct')}:sub` });
+    await h.services.connectors.create(h.ctx, 'production', { name: 'colon', type: 'http', owner: 'o', settings: { baseUrl: api.url, healthPath: '/health', auth: { kind: 'basic' } }, slots: { username: 'COLON_USER', password: 'BASIC_PASS' } });
+    const sent = api.requests.length;
+    assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'colon', request: { method: 'GET', path: '/v1/charges' } })), 'UNSENDABLE_HEADER');
+    const health = await h.services.connectors.test(h.ctx, 'production', 'colon');
+    assert.deepEqual([health.ok, health.reason], [false, 'unsendable_header']);
+    assert.equal(api.requests.length, sent, 'nothing left Keyhold');
+  });
+
   test('a response over the size limit is cut and flagged; a slow or closed upstream gives UPSTREAM_TIMEOUT or UPSTREAM_UNREACHABLE', async () => {
     // Timeouts well above a loaded machine's stalls (a prompt answer must not time out), well below the slow upstream's 3 s.
     const small = proxyFor(h, () => [], { maxResponseBytes: 1000, headersTimeoutMs: 1000, totalTimeoutMs: 2000 });

@@ -73,6 +73,8 @@ function authorize(req: OutgoingRequest, auth: HttpAuth, values: Readonly<Record
       req.headers.authorization = `Bearer ${values.token}`;
       return [];
     case 'basic': {
+      // RFC 7617: the user-id ends at the first ':', so the API would read another user and password.
+      if (values.username!.includes(':')) fail('UNSENDABLE_HEADER', 'the Basic username (slot username) holds ":", which Basic authentication cannot carry; nothing was sent');
       const credentials = Buffer.from(`${values.username}:${values.password}`, 'utf8').toString('base64');
       req.headers.authorization = `Basic ${credentials}`;
       // The credentials alone too: an echo may give them without the scheme, and with a part under the redactor's
