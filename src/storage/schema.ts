@@ -371,6 +371,8 @@ export interface AccessApprovalsTable {
   comment: string;
   duration_ms: number | null;
   created_at: number;
+  /** The address the decision was given from (null: recorded before migration 023). */
+  source_ip: string | null;
 }
 
 export interface AccessGrantsTable {

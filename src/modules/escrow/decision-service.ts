@@ -80,7 +80,7 @@ export function createDecisionService(deps: EscrowDeps & { requests: Pick<Reques
         }
         await trx.insertInto('access_approvals').values({
           request_id: id, tenant_id: ctx.tenantId, approver_id: ctx.actor.id, decision, step, comment,
-          duration_ms: input.durationSeconds === undefined ? null : durationMs, created_at: now,
+          duration_ms: input.durationSeconds === undefined ? null : durationMs, created_at: now, source_ip: ctx.sourceIp ?? null,
         }).execute();
         const events = [requestEvent(ctx, `access-request.${decision}`, fresh, { step: String(step + 1), comment, ...(input.durationSeconds !== undefined ? { durationSeconds: String(durationMs / 1000) } : {}) })];
         if (decision === 'deny') {

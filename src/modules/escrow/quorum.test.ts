@@ -50,6 +50,30 @@ describeEachDialect('escrow: the quorum counts only approvers who still may appr
       }
     });
   }
+  test('an approval is judged from where its approver gave it, not from where whoever looks at the request is', async () => {
+    const h = await createHarness(dialect);
+    try {
+      const c = await setUpEscrow(h, ['STRIPE_KEY']);
+      await h.services.policies.put(h.ctx, {
+        text: '@id("office-approvals")\nforbid (principal, action == Keyhold::Action::"approve", resource) unless { context.sourceIp.isInRange(ip("10.0.0.0/8")) };',
+        comment: 'approvals from the office network only',
+      });
+      const from = (ctx: ReturnType<EscrowCast['alice']['ctx']>, sourceIp: string) => ({ ...ctx, sourceIp });
+      const req = await h.services.escrow.requests.file(c.builder.ctx(), { secrets: ['STRIPE_KEY'], environment: 'production', action: 'reveal', justification: why });
+      await h.services.escrow.decisions.approve(from(c.alice.ctx(), '10.1.2.3'), req.id, { comment: 'ok, from the office' });
+      for (const [who, ctx] of [['the requester at home', from(c.builder.ctx(), '203.0.113.7')], ['an admin on the VPN', from(h.ctx, '10.9.9.9')]] as const) {
+        const shown = await h.services.escrow.requests.show(ctx, req.id);
+        assert.deepEqual(shown.approvals.map((a) => a.counts), [true], `${who} sees alice's approval counting`);
+      }
+      const queue = await h.services.escrow.requests.list(from(c.carol.ctx(), '198.51.100.4'), { scope: 'queue' });
+      assert.ok(queue.items.some((r) => r.id === req.id && r.approvals[0]!.counts), 'carol looking from outside sees the request waiting for one more approval');
+      const done = await h.services.escrow.decisions.approve(from(c.bob.ctx(), '10.4.5.6'), req.id, { comment: 'ok' });
+      assert.deepEqual([done.state, done.grant.state], ['approved', 'active']);
+    } finally {
+      await h.close();
+    }
+  });
+
   test('a pending request whose secret was deleted after an approval still shows and lists; the approval does not count until it is restored', async () => {
     const h = await createHarness(dialect);
     try {

@@ -37,8 +37,13 @@ export function createQuorum(deps: { db: Kysely<Database>; authz: Pick<Authorize
       if (secrets === null) return new Set(approvals.map((a) => a.approver_id));
       for (const a of approvals) {
         const name = await usernameOf(db, row.tenant_id, { type: 'user', id: a.approver_id });
-        // Decided as that person now, with the factor they gave when approving taken as fresh.
-        const as: TenantContext = { ...ctx, tenantId: row.tenant_id, actor: { type: 'user', id: a.approver_id, name: name ?? '', homeTenantId: row.tenant_id, mfaAt: clock.now() } };
+        // Decided as that person now, from where they approved (not from where the caller looks at it), with the
+        // factor they gave when approving taken as fresh. Approvals recorded before 023 have no address: the caller's.
+        const sourceIp = a.source_ip ?? ctx.sourceIp;
+        const as: TenantContext = {
+          tenantId: row.tenant_id, requestId: ctx.requestId, ...(sourceIp !== undefined ? { sourceIp } : {}),
+          actor: { type: 'user', id: a.approver_id, name: name ?? '', homeTenantId: row.tenant_id, mfaAt: clock.now() },
+        };
         const counts = name !== null && membersOf(doc, rule.steps[a.step]?.groups ?? []).has(name)
           && (await Promise.all(secrets.map((s) => authz.allowed(as, 'approve', secretResource(s), row.environment)))).every(Boolean);
         if (!counts) lapsed.add(a.approver_id);
