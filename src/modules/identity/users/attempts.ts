@@ -25,7 +25,10 @@ export interface AttemptLimits {
   accountTotal: Budget;
   /** Logins per source address (an IPv6 client's /64: platform/addresses.ts `addressBlock`). */
   ip: Budget;
-  /** Second-factor codes and current-password checks per signed-in user (step-up, TOTP confirm, password change). */
+  /**
+   * Per signed-in user: second-factor codes (step-up, TOTP confirm), and apart from them, with a count
+   * of their own, current-password checks (password change). A success forgives only its own count.
+   */
   factor: Budget;
 }
 

@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../../test/helpers/harness.ts';
-import { call, codeAt, enrolTotp, login, newUser, nextStep, sessionFor, ticketFor } from '../../../../test/helpers/users.ts';
+import { call, codeAt, enrolTotp, login, newUser, nextStep, PASSWORD, sessionFor, ticketFor } from '../../../../test/helpers/users.ts';
 import { sql } from 'kysely';
 import { decodeSealedTotp } from './totp.ts';
 
@@ -145,6 +145,23 @@ describeEachDialect('TOTP second factor and step-up', (dialect) => {
     const limited = await call(h, 'POST', '/v1/auth/step-up', { token: guesserToken, body: { code: codeAt(secret, h.clock.now()) } });
     assert.equal(limited.status, 429);
     assert.ok(Number(limited.headers['retry-after']) > 0);
+  });
+
+  test('a stolen session with the password cannot buy more code guesses: a right current password does not refill the code budget', async () => {
+    const victim = await newUser(h, 'refill');
+    const token = await sessionFor(h, victim.username);
+    await enrolTotp(h, token);
+    const stepUp = () => call(h, 'POST', '/v1/auth/step-up', { token, body: { code: '000000' } });
+    for (let i = 0; i < 4; i++) assert.equal((await stepUp()).status, 400);
+    // A right current password with a new one too weak to be stored: nothing changes, and no event is written.
+    const change = await call(h, 'POST', '/v1/auth/password', { token, body: { current: PASSWORD, new: 'password1234' } });
+    assert.equal(change.body.error.code, 'WEAK_PASSWORD');
+    const more = [(await stepUp()).status, (await stepUp()).status];
+    assert.deepEqual(more, [400, 429], 'the fifth wrong code spends the budget; the password check refilled nothing');
+    // And the other way round: spent password guesses are not refilled by anything but their own success.
+    const guesses: number[] = [];
+    for (let i = 0; i < 6; i++) guesses.push((await call(h, 'POST', '/v1/auth/password', { token, body: { current: `wrong-${i}-password`, new: 'violet-harbor-engine-9' } })).status);
+    assert.deepEqual(guesses, [401, 401, 401, 401, 401, 429]);
   });
 
   test('enrolled factors survive a KEK rotation and rewrap that retires the old key', async () => {

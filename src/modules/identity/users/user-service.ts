@@ -144,10 +144,13 @@ export function createUserService(deps: {
       const user = (await repo.credentialsById(actor.tenantId, actor.userId)) ?? fail('UNAUTHENTICATED', 'the session has ended');
       const subject = { id: actor.userId, username: user.username };
       const denied = (code: string) => userEvent(ctx, 'auth.password-change', subject, 'denied', code);
+      // A budget of its own, apart from the second-factor codes': a right password (which a thief holding
+      // a session may also have) forgives only password guesses, never buys more code guesses at step-up.
+      const budget = `password:${actor.userId}`;
       return recordingRefusals(audit, PASSWORD_REFUSALS, denied, async () => {
-        guard.spend(`factor:${actor.userId}`);
+        guard.spend(budget);
         if (!(await passwords.verify(user.password_hash, input.current))) fail('INVALID_CREDENTIALS', 'the current password is wrong');
-        guard.forgive(`factor:${actor.userId}`);
+        guard.forgive(budget);
         assertStrongPassword(input.new, user.username);
         const newHash = await passwords.hash(input.new);
         const revoked = await db.transaction().execute(async (trx) => {
