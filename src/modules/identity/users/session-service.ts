@@ -12,7 +12,9 @@ import { principalOf, type CredentialLookup, type CredentialSource, type Princip
 export const SESSION_PREFIX = 'khs_';
 /**
  * last_seen_at is written at most this often, so a busy session costs one write a minute, not one
- * per request. The idle clock therefore runs up to this much early, never late.
+ * per request. The idle clock therefore runs up to this much early, never late. With an idle time
+ * of two minutes or less, it is written at most every half idle time instead: a session used more
+ * often than that never idles out, whatever KEYHOLD_SESSION_IDLE says.
  */
 export const TOUCH_INTERVAL_MS = 60_000;
 
@@ -33,6 +35,7 @@ export function createSessionService(deps: {
   db: Kysely<Database>; dialect: DialectName; clock: Clock; settings: Pick<IdentitySettings, 'sessionIdleMs' | 'sessionAbsoluteMs'>;
 }) {
   const { db, dialect, clock, settings } = deps;
+  const touchEveryMs = Math.min(TOUCH_INTERVAL_MS, Math.floor(settings.sessionIdleMs / 2));
 
   const service = {
     prefix: SESSION_PREFIX,
@@ -68,7 +71,7 @@ export function createSessionService(deps: {
       const state = row.revoked_at !== null ? 'revoked' : row.disabled_at !== null ? 'disabled'
         : row.expires_at <= now || row.last_seen_at + settings.sessionIdleMs <= now ? 'expired' : null;
       if (state !== null) return { dead: { credentialId: row.id, tenantId: row.tenant_id, state } };
-      if (now - row.last_seen_at >= TOUCH_INTERVAL_MS) {
+      if (now - row.last_seen_at >= touchEveryMs) {
         await db.updateTable('sessions').set({ last_seen_at: now })
           .where('id', '=', row.id).where('revoked_at', 'is', null).where('last_seen_at', '<', now).execute();
       }

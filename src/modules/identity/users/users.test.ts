@@ -8,6 +8,7 @@ import { fail } from '../../../errors/index.ts';
 import { newId } from '../../../platform/ids.ts';
 import type { Authorizer } from '../../policy/authorizer.ts';
 import { createUserModule } from './index.ts';
+import { createSessionService } from './session-service.ts';
 
 const rejects = (p: Promise<unknown>, code: string) => assert.rejects(p, (err: { code?: string }) => {
   assert.equal(err.code, code);
@@ -112,6 +113,21 @@ describeEachDialect('human users and their sessions', (dialect) => {
     h.clock.advance(idle + 1);
     const res = await call(h, 'GET', '/v1/auth/whoami', { token });
     assert.deepEqual([res.status, res.body.error.code], [401, 'UNAUTHENTICATED']);
+  });
+
+  test('with an idle time shorter than a minute, use still keeps a session alive, and it idles out at the exact instant', async () => {
+    const idleMs = 30_000;
+    const sessions = createSessionService({ db: h.storage.db, dialect, clock: h.clock, settings: { sessionIdleMs: idleMs, sessionAbsoluteMs: 3_600_000 } });
+    const { id } = await newUser(h, 'short-idle');
+    const { token } = await sessions.issue({ id, tenantId: h.ctx.tenantId }, null);
+    for (let i = 0; i < 6; i++) {
+      h.clock.advance(20_000);
+      assert.ok(await sessions.authenticate(token), `use ${i}, 20 s after the last one`);
+    }
+    h.clock.advance(idleMs - 1);
+    assert.ok(await sessions.authenticate(token), 'a millisecond before the idle time');
+    h.clock.advance(idleMs);
+    assert.equal(await sessions.authenticate(token), null, 'the idle time after the last use');
   });
 
   test('a session ends at its absolute expiry however active it is', async () => {
