@@ -2,6 +2,7 @@ import type { Kysely, Transaction } from 'kysely';
 import { fail, isKeyholdError, KeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
+import { isMailAddress } from '../../platform/mail-address.ts';
 import { isUniqueViolation } from '../../storage/db-errors.ts';
 import type { Database, RotationPoliciesTable } from '../../storage/schema.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
@@ -114,6 +115,10 @@ export function createRotationService(deps: {
         fail('VALIDATION_FAILED', `rollbackWindowMs is at most the server's rollback window (KEYHOLD_ROLLBACK_WINDOW, ${deps.serverRollbackWindowMs} ms), after which superseded versions are destroyed`);
       }
       if ((input.notify ?? []).length > MAX_NOTIFY) fail('VALIDATION_FAILED', `notify lists at most ${MAX_NOTIFY} recipients`);
+      // One message goes to every address of the list: an address the relay cannot be given would stop it for all.
+      if ((input.notify ?? []).some((r) => r.kind === 'email' && !isMailAddress(r.id))) {
+        fail('VALIDATION_FAILED', 'an email recipient in notify must be a bare e-mail address (name@example.com: no display name, spaces or separators)');
+      }
       const now = clock.now();
       return db.transaction().execute(async (trx) => {
         const r = createRotationRepository(trx);

@@ -255,6 +255,11 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     for (const url of ['https://169.254.169.254/latest', 'https://metadata.google.internal/x', 'https://[fd00:ec2::254]/', 'https://[::ffff:169.254.169.254]/']) {
       assert.equal(await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'http', settings: { url } })), 'ROTATOR_UNAVAILABLE', url);
     }
+    // The mail goes to every address of the list at once: one the relay cannot take would stop it for all of them.
+    for (const id of ['ops team', 'Ops <ops@example.com>', 'ops@example.com, evil@example.com', 'ops', 'ops@example.com\r\nBcc: evil@example.com']) {
+      const notify = [{ kind: 'email' as const, id: 'ops@example.com' }, { kind: 'email' as const, id }];
+      assert.equal(await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', notify })), 'VALIDATION_FAILED', id);
+    }
     assert.equal(await code(rot.service.getPolicy(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND');
     assert.equal(await code(rot.service.rotate(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND');
   });

@@ -1,6 +1,7 @@
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { isLoopbackHost } from '../../../platform/addresses.ts';
+import { isMailAddress } from '../../../platform/mail-address.ts';
 
 export interface SmtpOptions {
   host: string;
@@ -30,7 +31,6 @@ export interface Mail {
   headers?: Record<string, string>;
 }
 
-const ADDRESS = /^[^\s@<>(),;:"]+@[^\s@<>(),;:"]+$/;
 /** A header value on one line: CR and LF would let text inject headers or end the message. */
 const oneLine = (s: string) => s.replace(/[\r\n]+/g, ' ');
 
@@ -90,7 +90,7 @@ function replies(socket: Socket) {
  * the credentials.
  */
 export async function sendMail(opts: SmtpOptions, mail: Mail): Promise<void> {
-  for (const a of [mail.from, ...mail.to]) if (!ADDRESS.test(a)) throw new Error('SMTP: an address is not a plain e-mail address');
+  for (const a of [mail.from, ...mail.to]) if (!isMailAddress(a)) throw new Error('SMTP: an address is not a plain e-mail address');
   if (mail.to.length === 0) throw new Error('SMTP: no recipients');
   const loopback = isLoopbackHost(opts.host);
   const starttls = opts.secure ? 'off' : (opts.starttls ?? (loopback ? 'if-offered' : 'required'));
