@@ -83,6 +83,10 @@ test('a notification channel that could never deliver stops start-up naming its 
   refused({ KEYHOLD_NOTIFY_SMTP: 'not a url', ...from }, /KEYHOLD_NOTIFY_SMTP must look like/);
   assert.doesNotThrow(() => loadConfig({ KEYHOLD_NOTIFY_SMTP: 'smtp://mail.example.com:25', ...from }));
   assert.equal(loadConfig({ KEYHOLD_NOTIFY_SMTP: 'smtp://mailer:pw@127.0.0.1:2525', ...from }).notify.smtp?.password, 'pw');
+  // A sender the client refuses (it goes into MAIL FROM and the From header) would fail every e-mail.
+  for (const sender of ['"keyhold"@example.com', 'keyhold(bot)@example.com', 'a;b@example.com', 'keyhold@example.com,x@example.com']) {
+    refused({ KEYHOLD_NOTIFY_SMTP: 'smtp://127.0.0.1:2525', KEYHOLD_NOTIFY_SMTP_FROM: sender }, /KEYHOLD_NOTIFY_SMTP_FROM must be an e-mail address/);
+  }
 });
 
 test('SMTP notifications go over TLS: smtps:// is implicit TLS, smtp:// requires STARTTLS unless told ?tls=none, and credentials never go plain off loopback', () => {

@@ -1,5 +1,6 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import { isLoopbackHost } from '../platform/addresses.ts';
+import { isMailAddress } from '../platform/mail-address.ts';
 import { ConfigError, DAY, LIFETIME, RETENTION, SECOND, TIMER, int, parseDuration, timeoutSetting } from './parse.ts';
 
 export { ConfigError } from './parse.ts';
@@ -238,7 +239,7 @@ export function notifySettings(env: Record<string, string | undefined> = {}): No
       throw new ConfigError('KEYHOLD_NOTIFY_SMTP', 'with ?tls=none may carry credentials only to a loopback relay');
     }
     const from = env.KEYHOLD_NOTIFY_SMTP_FROM;
-    if (!from || !/^[^\s@<>]+@[^\s@<>]+$/.test(from)) throw new ConfigError('KEYHOLD_NOTIFY_SMTP_FROM', 'must be an e-mail address when KEYHOLD_NOTIFY_SMTP is set');
+    if (!from || !isMailAddress(from)) throw new ConfigError('KEYHOLD_NOTIFY_SMTP_FROM', 'must be an e-mail address when KEYHOLD_NOTIFY_SMTP is set');
     smtp = {
       host: url.hostname.replace(/^\[|\]$/g, ''), port: int('KEYHOLD_NOTIFY_SMTP port', url.port || (secure ? '465' : '25'), 1, 65535),
       secure, starttls: secure || tls === 'none' ? 'off' : isLoopbackHost(url.hostname) ? 'if-offered' : 'required',
