@@ -77,6 +77,10 @@ test('a notification channel that could never deliver stops start-up naming its 
   refused({ KEYHOLD_NOTIFY_WEBHOOK: 'http://hooks.example.com/keyhold', ...secret }, /KEYHOLD_NOTIFY_WEBHOOK must use https unless it points at loopback/);
   refused({ KEYHOLD_NOTIFY_WEBHOOK: 'ftp://hooks.example.com/', ...secret }, /KEYHOLD_NOTIFY_WEBHOOK must be an http\(s\) URL/);
   assert.equal(loadConfig({ KEYHOLD_NOTIFY_WEBHOOK: 'http://127.0.0.1:9/hook', ...secret }).notify.webhook?.url, 'http://127.0.0.1:9/hook');
+  // fetch refuses a URL with credentials in it: every delivery would fail (as "TypeError") and none arrive.
+  for (const url of ['https://bot:hunter2@hooks.example.com/keyhold', 'https://bot@hooks.example.com/keyhold']) {
+    refused({ KEYHOLD_NOTIFY_WEBHOOK: url, ...secret }, /KEYHOLD_NOTIFY_WEBHOOK must not carry a user name or password/);
+  }
   // Without TLS a password would cross the network in the clear: the client would refuse every send.
   const from = { KEYHOLD_NOTIFY_SMTP_FROM: 'keyhold@example.com' };
   refused({ KEYHOLD_NOTIFY_SMTP: 'smtp://mailer:hunter2@mail.example.com:587?tls=none', ...from }, /KEYHOLD_NOTIFY_SMTP .*loopback/);

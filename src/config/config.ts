@@ -220,6 +220,9 @@ export function notifySettings(env: Record<string, string | undefined> = {}): No
     if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
       throw new ConfigError('KEYHOLD_NOTIFY_WEBHOOK', 'must use https unless it points at loopback (127.0.0.0/8, ::1, localhost)');
     }
+    if (url.username || url.password) {
+      throw new ConfigError('KEYHOLD_NOTIFY_WEBHOOK', 'must not carry a user name or password (fetch refuses such a URL; the receiver checks the signature made with KEYHOLD_NOTIFY_WEBHOOK_SECRET)');
+    }
     webhook = { url: env.KEYHOLD_NOTIFY_WEBHOOK, secret };
   }
   let smtp: NotifySettings['smtp'] = null;

@@ -133,6 +133,8 @@ test('webhook: 5xx is retried with backoff, a 4xx is not, and a failure is repor
   assert.equal(errors.length, 1);
   assert.doesNotMatch(String((errors as Error[])[0]?.message), /127\.0\.0\.1/, 'the URL is not in the message');
   assert.throws(() => createWebhookNotifier({ url: 'http://example.com/hook', secret: 'a-webhook-secret-of-32-characters' }), /https/);
+  assert.throws(() => createWebhookNotifier({ url: hook.url.replace('http://', 'http://bot:pw@'), secret: 'a-webhook-secret-of-32-characters' }), /user name or password/,
+    'fetch refuses such a URL: every delivery would fail');
 });
 
 test('webhook: a metadata or link-local address is refused, and the server sends through the guarded fetch that refuses names resolving to one', async () => {

@@ -41,6 +41,8 @@ export function createWebhookNotifier(opts: WebhookNotifierOptions): Notifier {
     throw new Error('notification webhook must be https (plain http only to loopback)');
   }
   if (isForbiddenHost(url.hostname)) throw new Error('notification webhook must not be a link-local or cloud metadata address');
+  // fetch refuses to build a request from such a URL: every delivery would fail.
+  if (url.username || url.password) throw new Error('notification webhook URL must not carry a user name or password');
   if (Buffer.byteLength(opts.secret) < 16) throw new Error('notification webhook secret must be at least 16 bytes');
   const doFetch = opts.fetch ?? fetch;
   const attempts = opts.attempts ?? 4;
