@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
@@ -106,7 +106,8 @@ test('export writes CSV to a file only once complete, or JSON lines to stdout', 
   assert.ok(csv.startsWith('seq,id,time,tenant_id,'));
   assert.ok(csv.includes('"{""requestId"":""test"",""reason"":""first, \\""initial\\"" load""}"'), 'the context column, quoted per RFC 4180');
   assert.equal(csv.includes('cli-canary'), false, 'no value');
-  assert.equal(existsSync(`${file}.partial`), false);
+  // The download goes to "<file>.<random>.partial" first: none may be left beside the export.
+  assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.partial')), [], 'no partial file left behind');
 
   const jsonl = await run(['audit', 'export', '--secret', 'PAY_KEY', '--outcome', 'denied']);
   assert.equal(jsonl.code, 0, jsonl.stderr);
@@ -118,7 +119,8 @@ test('export writes CSV to a file only once complete, or JSON lines to stdout', 
   const refused = await run(['audit', 'export', '--format', 'csv', '--out', refusedFile], { token: await sessionFor(h, person.username) });
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /FORBIDDEN/);
-  assert.equal(existsSync(refusedFile) || existsSync(`${refusedFile}.partial`), false, 'nothing written');
+  assert.equal(existsSync(refusedFile), false, 'no export');
+  assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('refused.csv')), [], 'nothing written, not even a partial file');
   assert.equal((await run(['audit', 'export', '--format', 'xml'])).code, 2);
 });
 
