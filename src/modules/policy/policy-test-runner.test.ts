@@ -95,3 +95,19 @@ test('a case the server can never decide is refused, never passed: tests must no
   assert.match(results[2]!.error!, /mfaFresh/);
   assert.match(results[3]!.error!, /escrow/);
 });
+
+test('a policy naming a secret entity by its name never fires on the server, so its test case cannot pass either', () => {
+  // The server's Secret entities are the secrets' ids (random UUIDs), never their names: this forbid
+  // never stops a reveal there. A runner that made the entity id the name would vouch for it.
+  const text = '@id("no-stripe-reveal") forbid (principal, action == Keyhold::Action::"reveal", resource == Keyhold::Secret::"STRIPE_KEY");\n'
+    + '@id("no-reveal-by-id") forbid (principal, action == Keyhold::Action::"reveal", resource == Keyhold::Secret::"0b6f1c3e-stripe-id");';
+  const base = { principal: { type: 'user' }, action: 'reveal', environment: 'production', roles: ['revealer'], mfaFresh: true, mfaAgeSeconds: 1 };
+  const [byName, byId, typo] = runPolicyTests(createPolicyEngine(), text, parsePolicyTestCases({ cases: [
+    { ...base, name: 'only the name', secret: { name: 'STRIPE_KEY' }, expect: 'deny' },
+    { ...base, name: 'the secret id as the server has it', secret: { name: 'STRIPE_KEY', id: '0b6f1c3e-stripe-id' }, expect: 'deny' },
+    { ...base, name: 'an id that is not text', secret: { name: 'K', id: 7 }, expect: 'deny' },
+  ] }));
+  assert.deepEqual([byName!.actual, byName!.pass], ['allow', false], JSON.stringify(byName));
+  assert.deepEqual([byId!.actual, byId!.pass, byId!.reasons], ['deny', true, ['tenant:no-reveal-by-id']], JSON.stringify(byId));
+  assert.deepEqual([typo!.actual, typo!.pass], ['error', false], JSON.stringify(typo));
+});

@@ -8,8 +8,11 @@ export interface PolicyTestCase {
   name: string;
   principal: { type: 'user' | 'machine'; id?: string; name?: string };
   action: Action;
-  /** A secret's metadata, or omitted for tenant-level actions. */
-  secret?: { name: string; classification?: string; owner?: string; tags?: string[] };
+  /**
+   * A secret's metadata, or omitted for tenant-level actions. `id` is its entity id, as the server
+   * has it (the secret's id, never its name); omitted, it is one no real secret has.
+   */
+  secret?: { name: string; id?: string; classification?: string; owner?: string; tags?: string[] };
   environment?: string;
   roles?: string[];
   mfaFresh?: boolean;
@@ -45,6 +48,7 @@ const FIELD_CHECKS: [string, (tc: PolicyTestCase) => unknown, (v: unknown) => bo
   ['principal.id', (tc) => tc.principal.id, isString, 'a string'],
   ['principal.name', (tc) => tc.principal.name, isString, 'a string'],
   ['secret.name', (tc) => tc.secret?.name, isString, 'a string'],
+  ['secret.id', (tc) => tc.secret?.id, isString, 'a string'],
   ['secret.classification', (tc) => tc.secret?.classification, isString, 'a string'],
   ['secret.owner', (tc) => tc.secret?.owner, isString, 'a string'],
   ['secret.tags', (tc) => tc.secret?.tags, (v) => Array.isArray(v) && v.every(isString), 'an array of strings'],
@@ -89,6 +93,8 @@ function impossibleContext(tc: PolicyTestCase): string | null {
 }
 
 const TEST_TENANT = 'policy-test-tenant';
+/** Prefix of a case's secret entity id when it names none: no real secret id (a UUID) has it. */
+const TEST_SECRET_ID = 'policy-test-secret:';
 
 /** Parses and checks a test file's cases; a malformed case is an error naming it, not a silent skip. */
 export function parsePolicyTestCases(json: unknown): PolicyTestCase[] {
@@ -126,7 +132,8 @@ export function runPolicyTests(engine: PolicyEngine, tenantPolicyText: string, c
       principal: { type: tc.principal.type, id: tc.principal.id ?? 'p', name: tc.principal.name ?? 'p', tenantId: TEST_TENANT },
       action: tc.action,
       resource: tc.secret
-        ? { type: 'secret', id: tc.secret.name, name: tc.secret.name, classification: tc.secret.classification ?? 'internal', owner: tc.secret.owner ?? '', tags: tc.secret.tags ?? [] }
+        // Never the name: the server's entity is the secret's id, so a policy naming `Keyhold::Secret::"NAME"` never fires there.
+        ? { type: 'secret', id: tc.secret.id ?? `${TEST_SECRET_ID}${tc.secret.name}`, name: tc.secret.name, classification: tc.secret.classification ?? 'internal', owner: tc.secret.owner ?? '', tags: tc.secret.tags ?? [] }
         : { type: 'tenant' },
       context: {
         environment: tc.environment ?? '',
