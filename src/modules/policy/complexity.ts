@@ -7,6 +7,8 @@
  * 300 and chains of 3,000 `+` crash; the limits here are an order of magnitude below.
  */
 export const MAX_NESTING = 32;
+/** Limit on a tenant policy file, so a policy set stays reviewable and cheap to evaluate. */
+export const MAX_POLICY_BYTES = 64 * 1024;
 /**
  * Operators, member accesses (`.`), index and call brackets: each one is a node of the expression
  * tree, and a chain of any of them nests (`context.a.a.a...`, `["a"]["a"]...`, `.isIpv4().isIpv4()`).

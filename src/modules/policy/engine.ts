@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import type { Action } from './actions.ts';
-import { complexityErrors } from './complexity.ts';
+import { complexityErrors, MAX_POLICY_BYTES } from './complexity.ts';
 
 const SCHEMA_TEXT = readFileSync(new URL('./schema.cedarschema', import.meta.url), 'utf8');
 const BUILTIN_TEXT = readFileSync(new URL('./builtin.cedar', import.meta.url), 'utf8');
@@ -186,6 +186,8 @@ export function createPolicyEngine(opts: { cacheSize?: number } = {}) {
   return {
     /** Checks a tenant policy file: it must parse and type-check against the schema, beside the built-ins. */
     validate(text: string, mode: 'new' | 'stored' = 'new'): ValidationResult {
+      // Here, not only where a version is applied: the dry run and `keyhold policy test` must refuse what apply would.
+      if (mode === 'new' && Buffer.byteLength(text) > MAX_POLICY_BYTES) return { ok: false, errors: [`policy files are at most ${MAX_POLICY_BYTES} bytes`] };
       if (text.trim() === '') return { ok: true, policies: {} };
       const split = splitPolicies(text, 'tenant:', mode);
       if (!split.ok) return split;

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import type { TenantContext } from '../shared/context.ts';
+import { createPolicyEngine } from './engine.ts';
+import { parsePolicyTestCases, runPolicyTests } from './policy-test-runner.ts';
 import { MAX_NESTING, MAX_OPERATORS_PER_POLICY, complexityErrors } from './complexity.ts';
 
 const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
@@ -49,6 +51,19 @@ describeEachDialect('hostile tenant policies', (dialect) => {
       h.clock.advance(1_000);
       assert.equal(await code(h.services.values.read({ ...reader, sourceIp: `127.0.1.${Object.keys(CRASHERS).indexOf(name) + 1}` }, 'PAY_KEY', 'production')), 'ok', name);
     }
+  });
+
+  test('a file over 64 KiB is refused by the dry run and the offline test runner as by apply: they never call valid what apply refuses', async () => {
+    // Under the route's 65,536-character bound, but over 64 KiB once encoded (two bytes a character).
+    const text = `// ${'é'.repeat(40_000)}\n@id("list") permit (principal, action == Keyhold::Action::"list", resource);`;
+    assert.ok(text.length < 65_536 && Buffer.byteLength(text) > 64 * 1024);
+    assert.equal(await code(h.services.policies.put(h.ctx, { text })), 'POLICY_INVALID');
+    const res = await h.app.inject({ method: 'POST', url: '/v1/policies/validate', headers: { authorization: `Bearer ${h.rootToken}` }, payload: { text } });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.json().valid, false, res.body);
+    assert.match(res.json().errors.join(), /at most 65536 bytes/);
+    const cases = parsePolicyTestCases({ cases: [{ name: 'list', principal: { type: 'user' }, action: 'list', secret: { name: 'K' }, expect: 'allow' }] });
+    assert.throws(() => runPolicyTests(createPolicyEngine(), text, cases), /at most 65536 bytes/);
   });
 
   test('a policy template is refused: nothing would ever link it, so it would be stored as active and never apply', async () => {

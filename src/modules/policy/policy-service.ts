@@ -19,9 +19,6 @@ export interface PolicyVersion {
   active: boolean;
 }
 
-/** Limit on a tenant policy file, so a policy set stays reviewable and cheap to evaluate. */
-const MAX_POLICY_BYTES = 64 * 1024;
-
 /**
  * A tenant's own Cedar policies, as versioned files. A new version is validated against the
  * schema (beside the built-ins) before it is stored; only then does it take effect. Rollback
@@ -46,7 +43,6 @@ export function createPolicyService(deps: {
   }
 
   function check(text: string): void {
-    if (Buffer.byteLength(text) > MAX_POLICY_BYTES) fail('POLICY_INVALID', `policy files are at most ${MAX_POLICY_BYTES} bytes`);
     const result = engine.validate(text);
     if (!result.ok) fail('POLICY_INVALID', `the policy set does not validate: ${result.errors.slice(0, 5).join('; ')}`);
   }
