@@ -259,8 +259,9 @@ export function createCedarAuthorizer(deps: {
         rememberAllow(state, ctx, action, resource, environment, permit);
         return permit;
       }
-      // Only say "step up" when a fresh second factor would actually make it allowed.
-      const stepUp = decision.reasons.includes('builtin:step-up') && engine.decide({ ...request, context: { ...request.context, mfaFresh: true } }).allowed;
+      // Only say "step up" when a fresh second factor would actually make it allowed: judged as right
+      // after one (age 0), so a tenant rule on the factor's age is not read with the stale age.
+      const stepUp = decision.reasons.includes('builtin:step-up') && engine.decide({ ...request, context: { ...request.context, mfaFresh: true, mfaAgeSeconds: 0 } }).allowed;
       // Escrow's forbids have codes of their own, so the caller knows to file a request (or that duties are separated).
       const code = stepUp ? 'STEP_UP_REQUIRED'
         : decision.reasons.includes('builtin:approver-cannot-rotate') ? 'SEPARATION_OF_DUTIES'

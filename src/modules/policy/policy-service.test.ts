@@ -134,3 +134,27 @@ describeEachDialect('tenant policies: validated before they take effect, version
     assert.equal(await code(h.services.policies.put(admin.ctx(), { text: '' })), 'STEP_UP_REQUIRED');
   });
 });
+
+describeEachDialect('a tenant policy that asks for a recent factor: the answer says when stepping up helps', (dialect) => {
+  test('a stale factor meeting a tenant rule on its age is STEP_UP_REQUIRED, since a step-up now satisfies both', async () => {
+    const h = await createHarness(dialect);
+    try {
+      await h.services.secrets.create(h.ctx, { name: 'PROD_KEY', owner: 'ops' });
+      await h.services.values.write(h.ctx, 'PROD_KEY', 'production', { value: 'prod-value' });
+      await h.services.policies.put(h.ctx, { text: EXAMPLE, comment: 'production reveals need a factor from the last 5 minutes' });
+      // 11 minutes: past the step-up window and the tenant's 5 minutes. A step-up makes the factor 0 seconds old.
+      const stale = await userContext(h, h.ctx.tenantId, 'stale', { mfaAgoMs: 11 * 60_000 });
+      await h.services.grants.create(h.ctx, { principalType: 'user', principalId: stale.id, role: 'revealer' });
+      assert.equal(await code(h.services.values.read(stale.ctx(), 'PROD_KEY', 'production')), 'STEP_UP_REQUIRED');
+      const steppedUp = await userContext(h, h.ctx.tenantId, 'stepped-up', { mfaAgoMs: 0 });
+      await h.services.grants.create(h.ctx, { principalType: 'user', principalId: steppedUp.id, role: 'revealer' });
+      assert.equal(await code(h.services.values.read(steppedUp.ctx(), 'PROD_KEY', 'production')), 'ok', 'what the answer promised');
+      // Where a step-up would not help (a builder never reveals), the answer stays FORBIDDEN.
+      const builder = await userContext(h, h.ctx.tenantId, 'builder', { mfaAgoMs: 11 * 60_000 });
+      await h.services.grants.create(h.ctx, { principalType: 'user', principalId: builder.id, role: 'builder' });
+      assert.equal(await code(h.services.values.read(builder.ctx(), 'PROD_KEY', 'production')), 'FORBIDDEN');
+    } finally {
+      await h.close();
+    }
+  });
+});
