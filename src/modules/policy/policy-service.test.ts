@@ -127,6 +127,14 @@ describeEachDialect('tenant policies: validated before they take effect, version
     assert.equal((await h.services.policies.history(h.ctx)).length, inForce + 1, 'nothing of the refused edit was written');
   });
 
+  test('a version number past what versions can be is refused alike on every route and dialect (400, never a lookup)', async () => {
+    for (const url of ['/v1/policies/versions/2147483648', '/v1/policies/diff?from=0&to=2147483648', '/v1/policies/diff?from=99999999999&to=0']) {
+      const res = await h.app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${h.rootToken}` } });
+      assert.deepEqual([res.statusCode, res.json().error.code], [400, 'VALIDATION_FAILED'], `${url}: ${res.body}`);
+      assert.match(res.json().error.message, /querystring|params/, url);
+    }
+  });
+
   test('only administrators with a fresh factor manage policies', async () => {
     assert.equal(await code(h.services.policies.put(revealer.ctx(), { text: '' })), 'FORBIDDEN');
     const admin = await userContext(h, h.ctx.tenantId, 'adm', { mfaAgoMs: 3_600_000 });

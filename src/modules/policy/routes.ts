@@ -8,7 +8,9 @@ import type { PolicyService } from './policy-service.ts';
 const Version = Type.Object({
   version: Type.Integer(), text: Type.String(), comment: Type.String(), createdAt: Type.String(), createdBy: Type.String(), active: Type.Boolean(),
 });
-const VersionParam = Type.Object({ version: Type.Integer({ minimum: 0, maximum: 2_147_483_647 }) }, { additionalProperties: false });
+/** A version number as the database stores it (a 32-bit integer); past it, every route answers 400 before any lookup. */
+const VersionNumber = Type.Integer({ minimum: 0, maximum: 2_147_483_647 });
+const VersionParam = Type.Object({ version: VersionNumber }, { additionalProperties: false });
 
 /** The tenant's own Cedar policies: versioned, validated before they take effect, diffable, rolled back. */
 export function policyRoutes(deps: { policies: PolicyService }) {
@@ -50,7 +52,7 @@ export function policyRoutes(deps: { policies: PolicyService }) {
       config: { auth: 'tenant' },
       schema: {
         tags: ['policies'], summary: 'Line diff between two versions (0 = built-ins only)',
-        querystring: Type.Object({ from: Type.Integer({ minimum: 0 }), to: Type.Integer({ minimum: 0 }) }, { additionalProperties: false }),
+        querystring: Type.Object({ from: VersionNumber, to: VersionNumber }, { additionalProperties: false }),
         response: { 200: Type.Object({ from: Type.Integer(), to: Type.Integer(), diff: Type.String() }), ...errorResponses },
       },
     }, (req) => deps.policies.diff(tenantContextOf(req), req.query.from, req.query.to));
@@ -59,7 +61,7 @@ export function policyRoutes(deps: { policies: PolicyService }) {
       config: { auth: 'tenant' },
       schema: {
         tags: ['policies'], summary: 'Re-apply an older version as a new version',
-        body: Type.Object({ version: Type.Integer({ minimum: 0, maximum: 2_147_483_647 }), cas: Type.Optional(Cas) }, { additionalProperties: false }),
+        body: Type.Object({ version: VersionNumber, cas: Type.Optional(Cas) }, { additionalProperties: false }),
         response: { 200: Version, ...errorResponses },
       },
     }, (req) => deps.policies.rollback(tenantContextOf(req), req.body.version, req.body.cas));
