@@ -111,3 +111,15 @@ test('a policy naming a secret entity by its name never fires on the server, so 
   assert.deepEqual([byId!.actual, byId!.pass, byId!.reasons], ['deny', true, ['tenant:no-reveal-by-id']], JSON.stringify(byId));
   assert.deepEqual([typo!.actual, typo!.pass], ['error', false], JSON.stringify(typo));
 });
+
+test('a case with a classification no secret can have is an error, never a pass: a typo would test a request the server never sees', () => {
+  // The example forbids machines using restricted secrets from outside 10.20.0.0/16; "Restricted" would slip past it.
+  const base = { principal: { type: 'machine' }, action: 'use', environment: 'staging', roles: ['builder'], sourceIp: '192.0.2.7' };
+  const [typo, known] = runPolicyTests(createPolicyEngine(), policies, parsePolicyTestCases({ cases: [
+    { ...base, name: 'a typo', secret: { name: 'DB_ROOT', classification: 'Restricted' }, expect: 'allow' },
+    { ...base, name: 'a classification there is', secret: { name: 'DB_ROOT', classification: 'confidential' }, expect: 'allow' },
+  ] }));
+  assert.deepEqual([typo!.actual, typo!.pass], ['error', false], JSON.stringify(typo));
+  assert.match(typo!.error!, /secret.classification must be one of public, internal, confidential, restricted/);
+  assert.deepEqual([known!.actual, known!.pass], ['allow', true], JSON.stringify(known));
+});

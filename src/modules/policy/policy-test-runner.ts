@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { ESCROW_ACTIONS } from '../escrow/actions.ts';
+import { CLASSIFICATIONS } from '../secrets/types.ts';
 import { ACTIONS, isRole, SECRET_ACTIONS, type Action } from './actions.ts';
 import type { DecisionRequest, PolicyEngine } from './engine.ts';
 
@@ -49,7 +50,8 @@ const FIELD_CHECKS: [string, (tc: PolicyTestCase) => unknown, (v: unknown) => bo
   ['principal.name', (tc) => tc.principal.name, isString, 'a string'],
   ['secret.name', (tc) => tc.secret?.name, isString, 'a string'],
   ['secret.id', (tc) => tc.secret?.id, isString, 'a string'],
-  ['secret.classification', (tc) => tc.secret?.classification, isString, 'a string'],
+  // A secret's classification is one of four (the server refuses any other): a typo would test a request that never happens.
+  ['secret.classification', (tc) => tc.secret?.classification, (v) => (CLASSIFICATIONS as readonly unknown[]).includes(v), `one of ${CLASSIFICATIONS.join(', ')}`],
   ['secret.owner', (tc) => tc.secret?.owner, isString, 'a string'],
   ['secret.tags', (tc) => tc.secret?.tags, (v) => Array.isArray(v) && v.every(isString), 'an array of strings'],
   ['environment', (tc) => tc.environment, isString, 'a string'],
