@@ -114,7 +114,7 @@ export function createCedarAuthorizer(deps: {
    * The decision's inputs, all read from one tenant state (`state`, null for root): grants and
    * escrow of one generation, and the state an allow may be remembered in (see rememberAllow).
    */
-  async function buildRequest(ctx: TenantContext, action: Action, resource: AuthzResource, environment: string | undefined, mfaOverride?: boolean): Promise<DecisionRequest & { accessRequestId: string | null; state: TenantAuthzState | null }> {
+  async function buildRequest(ctx: TenantContext, action: Action, resource: AuthzResource, environment: string | undefined): Promise<DecisionRequest & { accessRequestId: string | null; state: TenantAuthzState | null }> {
     const now = clock.now();
     const actor = ctx.actor;
     const type = actor.type === 'system' ? 'root' : actor.type;
@@ -126,7 +126,7 @@ export function createCedarAuthorizer(deps: {
       listOnly: action === 'list',
     });
     const mfaAt = actor.mfaAt ?? null;
-    const fresh = mfaOverride ?? (type === 'user' && mfaAt !== null && now - mfaAt <= stepUpWindowMs);
+    const fresh = type === 'user' && mfaAt !== null && now - mfaAt <= stepUpWindowMs;
     const date = new Date(now);
     let { requestId: accessRequestId, ...escrow } = escrowContext(state?.escrow ?? null, {
       now, principalType: type, principalId: actor.id, action, resource, environment,

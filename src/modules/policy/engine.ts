@@ -45,6 +45,12 @@ export type ValidationResult = { ok: true; policies: Record<string, string> } | 
 
 /** Longest `@id` a tenant may give a policy; ids appear in decisions and audit events. */
 const MAX_POLICY_ID_LENGTH = 100;
+/**
+ * What an `@id` may not hold: a comma (a denial's audit event lists the deciding ids comma-separated, so
+ * "mine,builtin:step-up" would read as a built-in refusal), control characters and invisible format
+ * characters (a line break or a direction override redraws what a reader of the trail sees).
+ */
+const MISLEADING_ID = /[,\p{Cc}\p{Cf}\u2028\u2029]/u;
 
 /**
  * Splits a policy file into id → text. Ids come from `@id("...")` annotations (read by Cedar's own
@@ -71,8 +77,8 @@ export function splitPolicies(text: string, idPrefix: string, mode: 'new' | 'sto
       return;
     }
     const explicit = json.json.annotations?.['id'];
-    if (mode === 'new' && explicit !== undefined && (explicit === null || explicit.length === 0 || explicit.length > MAX_POLICY_ID_LENGTH || explicit.startsWith('#'))) {
-      errors.push(`policy ${i + 1}: @id must be 1-${MAX_POLICY_ID_LENGTH} characters and must not start with "#" (reserved for unnamed policies)`);
+    if (mode === 'new' && explicit !== undefined && (explicit === null || explicit.length === 0 || explicit.length > MAX_POLICY_ID_LENGTH || explicit.startsWith('#') || MISLEADING_ID.test(explicit))) {
+      errors.push(`policy ${i + 1}: @id must be 1-${MAX_POLICY_ID_LENGTH} characters, hold no comma, control or invisible character, and not start with "#" (reserved for unnamed policies)`);
       return;
     }
     let id = `${idPrefix}${explicit ?? `#${i + 1}`}`;

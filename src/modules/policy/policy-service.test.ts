@@ -38,7 +38,7 @@ describeEachDialect('tenant policies: validated before they take effect, version
     assert.deepEqual((await h.services.policies.validate(h.ctx, 'permit (principal, action')).valid, false);
   });
 
-  test('a policy file that repeats an @id is refused whole (POLICY_INVALID, over the service and HTTP), and the version in force stays', async () => {
+  test('a policy file that repeats an @id, or gives one that could be misread, is refused whole (POLICY_INVALID, over the service and HTTP), and the version in force stays', async () => {
     const forbidReveal = 'forbid (principal, action == Keyhold::Action::"reveal", resource);';
     const permitList = 'permit (principal, action == Keyhold::Action::"list", resource);';
     const duplicates = [
@@ -46,6 +46,10 @@ describeEachDialect('tenant policies: validated before they take effect, version
       // An explicit id that looks like a position can no longer collide with an unnamed policy's id.
       `@id("#2") ${forbidReveal}\n${permitList}`,
       `@id("") ${forbidReveal}`,
+      // Decisions are audited as a comma-separated list of ids: one with a comma could pass for a built-in's refusal.
+      `@id("mine,builtin:step-up") ${forbidReveal}`,
+      `@id("line\\nbreak") ${forbidReveal}`,
+      `@id("\\u{202e}desrever") ${forbidReveal}`,
     ];
     for (const text of duplicates) {
       assert.equal(await code(h.services.policies.put(h.ctx, { text })), 'POLICY_INVALID', text);
