@@ -238,6 +238,8 @@ export interface UsersTable {
   created_at: number;
   password_changed_at: number;
   disabled_at: number | null;
+  /** Where notifications reach them (bare address, migration 024); null: none given. Personal data: never audited or logged. */
+  email: Generated<string | null>;
 }
 
 export interface SessionsTable {

@@ -8,7 +8,7 @@ import type { LoginService } from './login-service.ts';
 import { MAX_TICKET_LENGTH, MAX_TICKET_TTL_SECONDS, MIN_TICKET_TTL_SECONDS } from './enrolment-ticket.ts';
 import { MAX_PASSWORD_LENGTH } from './passwords.ts';
 import type { TotpService } from './totp-service.ts';
-import { MAX_USERNAME_LENGTH } from './types.ts';
+import { MAX_EMAIL_LENGTH, MAX_USERNAME_LENGTH } from './types.ts';
 import type { UserService } from './user-service.ts';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
@@ -17,7 +17,9 @@ const Code = Type.String({ minLength: 1, maxLength: 16, description: 'The 6-digi
 const UserSchema = Type.Object({
   id: Type.String(), username: Type.String(), totpEnabled: Type.Boolean(),
   createdAt: Type.String(), passwordChangedAt: Type.String(), disabledAt: Nullable(Type.String()),
+  email: Nullable(Type.String({ description: 'Where notifications reach them; null: none' })),
 });
+const Email = Type.String({ minLength: 1, maxLength: MAX_EMAIL_LENGTH, description: 'A bare address (ann@example.com) where notifications reach the user' });
 const Ticket = Type.String({ minLength: 1, maxLength: MAX_TICKET_LENGTH, description: 'The enrolment ticket (khe_...) an admin issued' });
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false });
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -121,7 +123,7 @@ export function userRoutes(deps: {
       config: tenant,
       schema: {
         tags: ['users'], summary: 'Create a user (tenant admin)',
-        body: Type.Object({ username: Type.String({ minLength: 1, maxLength: MAX_USERNAME_LENGTH }), password: Password }, { additionalProperties: false }),
+        body: Type.Object({ username: Type.String({ minLength: 1, maxLength: MAX_USERNAME_LENGTH }), password: Password, email: Type.Optional(Email) }, { additionalProperties: false }),
         response: { 201: UserSchema, ...errorResponses },
       },
     }, async (req, reply) => reply.code(201).send(await users.create(tenantContextOf(req), req.body)));
@@ -148,6 +150,16 @@ export function userRoutes(deps: {
         response: { 200: Type.Object({ ticket: Type.String({ description: 'Shown once: only its hash is stored' }), expiresAt: Type.String() }), ...errorResponses },
       },
     }, async (req, reply) => reply.header('cache-control', 'no-store').send(await users.issueTotpTicket(tenantContextOf(req), req.params.id, req.body ?? {})));
+
+    r.post('/v1/users/:id/email', {
+      config: tenant,
+      schema: {
+        tags: ['users'], summary: 'Set or clear (null) the user\'s e-mail address, where notifications reach them (tenant admin)',
+        params: IdParams,
+        body: Type.Object({ email: Nullable(Email) }, { additionalProperties: false }),
+        response: { 200: UserSchema, ...errorResponses },
+      },
+    }, (req) => users.setEmail(tenantContextOf(req), req.params.id, req.body.email));
 
     r.post('/v1/users/:id/disable', {
       config: tenant,

@@ -1,4 +1,5 @@
 import { fail } from '../../../errors/index.ts';
+import { isMailAddress } from '../../../platform/mail-address.ts';
 import type { TenantContext } from '../../shared/context.ts';
 
 /** A person in one tenant, as the API shows it (never the password hash or TOTP secret). */
@@ -9,6 +10,8 @@ export interface User {
   createdAt: string;
   passwordChangedAt: string;
   disabledAt: string | null;
+  /** Where notifications reach them (shown to tenant admins; never audited or logged). */
+  email: string | null;
 }
 
 export interface UserRow {
@@ -19,9 +22,10 @@ export interface UserRow {
   created_at: number;
   password_changed_at: number;
   disabled_at: number | null;
+  email: string | null;
 }
 
-export const USER_COLUMNS = ['id', 'tenant_id', 'username', 'totp_enabled', 'created_at', 'password_changed_at', 'disabled_at'] as const;
+export const USER_COLUMNS = ['id', 'tenant_id', 'username', 'totp_enabled', 'created_at', 'password_changed_at', 'disabled_at', 'email'] as const;
 
 export function toUser(row: UserRow): User {
   const iso = (ms: number) => new Date(ms).toISOString();
@@ -32,6 +36,7 @@ export function toUser(row: UserRow): User {
     createdAt: iso(row.created_at),
     passwordChangedAt: iso(row.password_changed_at),
     disabledAt: row.disabled_at === null ? null : iso(row.disabled_at),
+    email: row.email,
   };
 }
 
@@ -42,6 +47,16 @@ export const MAX_USERNAME_LENGTH = 64;
 export function assertUsername(username: string): void {
   if (username.length > MAX_USERNAME_LENGTH || !USERNAME.test(username)) {
     fail('VALIDATION_FAILED', `username: lower-case letters, digits and . _ -, starting with a letter, at most ${MAX_USERNAME_LENGTH} characters`);
+  }
+}
+
+/** The longest address SMTP carries (RFC 5321's path limit, less its brackets). */
+export const MAX_EMAIL_LENGTH = 254;
+
+/** An e-mail address for a user: a bare one the SMTP channel can send to (platform/mail-address.ts). Never echoed back: it is personal data. */
+export function assertUserEmail(email: string): void {
+  if (email.length > MAX_EMAIL_LENGTH || !isMailAddress(email)) {
+    fail('VALIDATION_FAILED', `email: a bare address such as ann@example.com (no display name, brackets or list), at most ${MAX_EMAIL_LENGTH} characters`);
   }
 }
 

@@ -54,6 +54,12 @@ export function createUserRepository(db: Kysely<Database>, dialect: DialectName)
       return (await q.executeTakeFirst()) !== undefined;
     },
 
+    /** Sets (or, with null, clears) the user's e-mail address; false when there is no such user. */
+    async setEmail(tenantId: string, id: string, email: string | null, executor: Executor = db): Promise<boolean> {
+      const res = await executor.updateTable('users').set({ email }).where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();
+      return Number(res.numUpdatedRows) > 0;
+    },
+
     /** Marks a live user disabled; false when there is no such live user. */
     async disable(tenantId: string, id: string, at: number, executor: Executor = db): Promise<boolean> {
       const res = await executor.updateTable('users').set({ disabled_at: at })

@@ -11,7 +11,7 @@ import type { AttemptGuard } from './attempts.ts';
 import { recordingRefusals } from './refusal-events.ts';
 import { assertStrongPassword, type PasswordHasher } from './passwords.ts';
 import type { SessionService } from './session-service.ts';
-import { assertUsername, sessionActorOf, toUser, type User } from './types.ts';
+import { assertUserEmail, assertUsername, sessionActorOf, toUser, type User } from './types.ts';
 import type { UserRepository } from './user-repository.ts';
 import { hashTicket, newTicket, ticketTtlMs } from './enrolment-ticket.ts';
 
@@ -48,20 +48,22 @@ export function createUserService(deps: {
   }
 
   return {
-    async create(ctx: TenantContext, input: { username: string; password: string }): Promise<User> {
+    /** Creates a user; `email` (optional) is where notifications reach them. Its event says one was given, never which. */
+    async create(ctx: TenantContext, input: { username: string; password: string; email?: string }): Promise<User> {
       await authz.require(ctx, 'admin', TENANT);
       assertUsername(input.username);
+      if (input.email !== undefined) assertUserEmail(input.email);
       assertStrongPassword(input.password, input.username);
       const now = clock.now();
       const row = {
         id: newId(), tenant_id: ctx.tenantId, username: input.username, password_hash: await passwords.hash(input.password),
-        totp_secret: null, totp_enabled: 0, totp_last_step: null, created_at: now, password_changed_at: now, disabled_at: null,
+        totp_secret: null, totp_enabled: 0, totp_last_step: null, created_at: now, password_changed_at: now, disabled_at: null, email: input.email ?? null,
       };
       try {
         await db.transaction().execute(async (trx) => {
           await trx.insertInto('users').values(row).execute();
           await authz.bumpInTx(trx, ctx.tenantId);
-          await audit.appendInTx(trx, userEvent(ctx, 'user.create', row));
+          await audit.appendInTx(trx, userEvent(ctx, 'user.create', row, 'allowed', undefined, row.email === null ? {} : { email: 'set' }));
         });
       } catch (err) {
         if (isUniqueViolation(err)) fail('USER_EXISTS', `a user named "${input.username}" already exists in this tenant`);
@@ -78,6 +80,21 @@ export function createUserService(deps: {
 
     async get(ctx: TenantContext, id: string): Promise<User> {
       await authz.require(ctx, 'admin', TENANT);
+      return toUser(await find(ctx, id));
+    },
+
+    /**
+     * Sets the user's e-mail address, or clears it (null). The address is personal data: the event
+     * (`user.update`) says only that one was set or cleared.
+     */
+    async setEmail(ctx: TenantContext, id: string, email: string | null): Promise<User> {
+      await authz.require(ctx, 'admin', TENANT);
+      if (email !== null) assertUserEmail(email);
+      const target = await find(ctx, id);
+      await db.transaction().execute(async (trx) => {
+        if (!(await repo.setEmail(ctx.tenantId, id, email, trx))) fail('USER_NOT_FOUND', 'no such user in this tenant');
+        await audit.appendInTx(trx, userEvent(ctx, 'user.update', target, 'allowed', undefined, { email: email === null ? 'cleared' : 'set' }));
+      });
       return toUser(await find(ctx, id));
     },
 

@@ -25,7 +25,7 @@ describeEachDialect('human users and their sessions', (dialect) => {
   test('a created user is stored with an argon2id hash, never the password, and shown without it', async () => {
     const created = await call(h, 'POST', '/v1/users', { token: h.rootToken, body: { username: 'ada.lovelace', password: PASSWORD } });
     assert.equal(created.status, 201);
-    assert.deepEqual(Object.keys(created.body).sort(), ['createdAt', 'disabledAt', 'id', 'passwordChangedAt', 'totpEnabled', 'username']);
+    assert.deepEqual(Object.keys(created.body).sort(), ['createdAt', 'disabledAt', 'email', 'id', 'passwordChangedAt', 'totpEnabled', 'username']);
     assert.equal(created.body.totpEnabled, false);
     const row = await h.storage.db.selectFrom('users').selectAll().where('id', '=', created.body.id).executeTakeFirstOrThrow();
     assert.match(row.password_hash, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
