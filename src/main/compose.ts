@@ -50,13 +50,15 @@ import { createRotationModule, rotationRoutes } from '../modules/rotation/index.
 import { dependentsFromConnectors } from '../modules/rotation/dependents.ts';
 import { notifierFromSettings } from '../modules/notifications/channels.ts';
 import { createMaskingNotifier } from '../modules/notifications/masking.ts';
+import { createRecipientResolver } from '../modules/notifications/recipients.ts';
+import { createPeopleDirectory } from '../modules/identity/people-directory.ts';
 import { createFanoutNotifier } from '../modules/notifications/fanout.ts';
 import { guardedFetch } from '../modules/connectors/address-guard.ts';
 import { pinnedFetch } from '../modules/connectors/pinned-fetch.ts';
 import type { Clock } from '../platform/clock.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Storage } from '../storage/database.ts';
-import { createEscrowModule, escrowRoutes } from '../modules/escrow/index.ts';
+import { approverGroupMembers, createEscrowModule, escrowRoutes } from '../modules/escrow/index.ts';
 import { automationRoutes, createAutomationModule } from '../modules/automations/index.ts';
 import { createKnownValues, createTenantRedactors, trackKnownValues, type KnownValues } from '../modules/redaction/index.ts';
 import { findCredentials } from '../modules/leaks/detectors.ts';
@@ -127,8 +129,10 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const onNotifyError = (err: unknown) => deps.onBackgroundError?.(err);
   // Connector calls (proxy and health checks) and notification webhooks never reach link-local or cloud metadata addresses.
   const outboundFetch = guardedFetch(pinnedFetch());
+  // The SMTP channel mails the people a notification names: users, machines' owners, approver groups' members.
+  const mailees = createRecipientResolver(createPeopleDirectory({ db, groupMembers: (tenantId, groups) => approverGroupMembers(db, tenantId, groups) }));
   const notifier = config.notify && (config.notify.webhook || config.notify.smtp)
-    ? createFanoutNotifier([logNotifier, createMaskingNotifier(notifierFromSettings(config.notify, onNotifyError, outboundFetch), maskFor, onNotifyError)], onNotifyError)
+    ? createFanoutNotifier([logNotifier, createMaskingNotifier(notifierFromSettings(config.notify, onNotifyError, outboundFetch, mailees), maskFor, onNotifyError)], onNotifyError)
     : logNotifier;
   const escrow = createEscrowModule({ db, authz, clock, tenants, secrets, audit, notifier, maskText });
   const system = createSystemService({

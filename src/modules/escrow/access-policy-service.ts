@@ -12,7 +12,7 @@ import type { Notifier } from '../notifications/notifier.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
 import { groupRecipients, requesterRecipients, send } from './escrow-events.ts';
 import { supersedePending } from './supersede.ts';
-import { checkAccessPolicy, EMPTY_POLICY, environmentsIn, usernamesIn, type AccessPolicyDocument } from './access-policy.ts';
+import { checkAccessPolicy, EMPTY_POLICY, environmentsIn, membersOf, usernamesIn, type AccessPolicyDocument } from './access-policy.ts';
 
 export interface AccessPolicyVersion {
   version: number;
@@ -28,6 +28,12 @@ export async function currentAccessPolicy(db: Executor, tenantId: string): Promi
   const row = await db.selectFrom('access_policies').select(['version', 'document']).where('tenant_id', '=', tenantId)
     .orderBy('version', 'desc').limit(1).executeTakeFirst();
   return row ? { version: row.version, doc: JSON.parse(row.document) as AccessPolicyDocument } : { version: 0, doc: EMPTY_POLICY };
+}
+
+/** The usernames in these approver groups of the tenant's access policy in force (whom a group's notification reaches). */
+export async function approverGroupMembers(db: Executor, tenantId: string, groups: readonly string[]): Promise<string[]> {
+  const { doc } = await currentAccessPolicy(db, tenantId);
+  return [...membersOf(doc, groups.filter((g) => Object.hasOwn(doc.groups, g)))];
 }
 
 /**

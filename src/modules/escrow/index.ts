@@ -4,6 +4,7 @@ import { createDecisionService } from './decision-service.ts';
 import { createRequestService, type EscrowDeps } from './request-service.ts';
 
 export { escrowRoutes } from './routes.ts';
+export { approverGroupMembers } from './access-policy-service.ts';
 
 /**
  * Escrow wired from its parts: `accessPolicies` (versioned approval rules and groups), `requests`

@@ -24,7 +24,10 @@ export type NotificationType =
   | 'rotation.manual-due'
   | 'rotation.manual-overdue';
 
-/** Who should hear it: an identity of the tenant (users are mailed, machines have webhooks), or a named approver group. */
+/**
+ * Who should hear it: an identity of the tenant, a named approver group, or an address. The SMTP channel mails
+ * users, machines' owners and groups' members at their addresses in the notification's tenant (recipients.ts).
+ */
 export interface Recipient {
   kind: 'user' | 'machine' | 'group' | 'email';
   /** User or machine id, the group name, or an e-mail address (`email`: rotation notify lists). */
