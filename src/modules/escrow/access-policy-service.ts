@@ -33,7 +33,7 @@ export async function currentAccessPolicy(db: Executor, tenantId: string): Promi
 /** The usernames in these approver groups of the tenant's access policy in force (whom a group's notification reaches). */
 export async function approverGroupMembers(db: Executor, tenantId: string, groups: readonly string[]): Promise<string[]> {
   const { doc } = await currentAccessPolicy(db, tenantId);
-  return [...membersOf(doc, groups.filter((g) => Object.hasOwn(doc.groups, g)))];
+  return [...membersOf(doc, groups)];
 }
 
 /**

@@ -82,7 +82,7 @@ export function checkAccessPolicy(doc: unknown): { ok: true; doc: AccessPolicyDo
     for (const [i, step] of rule.steps.entries()) {
       const members = new Set<string>();
       for (const g of step.groups) {
-        const group = doc.groups[g];
+        const group = groupOf(doc, g);
         if (!group) errors.push(`rule "${rule.id}" step ${i + 1}: no group "${g}"`);
         else for (const m of group) members.add(m);
       }
@@ -93,6 +93,11 @@ export function checkAccessPolicy(doc: unknown): { ok: true; doc: AccessPolicyDo
     if (people.size > 0 && people.size < needed) errors.push(`rule "${rule.id}": its steps need ${needed} distinct approvers but their groups have ${people.size} people`);
   }
   return errors.length > 0 ? { ok: false, errors } : { ok: true, doc };
+}
+
+/** A group the document defines, or undefined: never a property every object inherits ("constructor"). */
+function groupOf(doc: AccessPolicyDocument, name: string): string[] | undefined {
+  return Object.hasOwn(doc.groups, name) ? doc.groups[name] : undefined;
 }
 
 /** Every username a document names (group members and break-glass users), to check they exist. */
@@ -136,6 +141,6 @@ export function resolveRule(rule: AccessRule): ResolvedRule {
 /** The usernames in any of these groups of the document in force (a group removed since counts as empty). */
 export function membersOf(doc: AccessPolicyDocument, groups: readonly string[]): Set<string> {
   const members = new Set<string>();
-  for (const g of groups) for (const m of doc.groups[g] ?? []) members.add(m);
+  for (const g of groups) for (const m of groupOf(doc, g) ?? []) members.add(m);
   return members;
 }
