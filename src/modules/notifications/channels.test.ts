@@ -108,6 +108,22 @@ test('SMTP: a temporary failure is retried', async () => {
   assert.deepEqual(errors, []);
 });
 
+test('SMTP: a recipient the relay refuses (a mailbox gone) does not silence the others; the failure is reported without the address', async () => {
+  const errors: Error[] = [];
+  const n = createSmtpNotifier({ host: '127.0.0.1', port: smtp.port, from: 'keyhold@example.com', baseDelayMs: 1, onError: (e) => errors.push(e) });
+  smtp.refuse('left-the-company@example.com');
+  const before = smtp.received.length;
+  await n.notify({ ...note, recipients: [{ kind: 'email', id: 'left-the-company@example.com' }, { kind: 'email', id: 'oncall@example.com' }] });
+  assert.deepEqual(smtp.received.slice(before).map((m) => m.to), [['oncall@example.com']], 'one message, to the mailbox that exists, not retried');
+  assert.equal(errors.length, 1);
+  assert.match(errors[0]!.message, /1 of 2 recipients/);
+  assert.ok(!errors[0]!.message.includes('left-the-company'), 'the report names no address');
+
+  await n.notify({ ...note, recipients: [{ kind: 'email', id: 'left-the-company@example.com' }] });
+  assert.equal(smtp.received.length, before + 1, 'nobody left to mail: nothing sent');
+  assert.match(errors.at(-1)!.message, /refused every recipient/);
+});
+
 test('webhook: each delivery carries a timestamped HMAC-SHA256 signature the receiver can verify', async () => {
   const secret = 'a-webhook-secret-of-32-characters';
   await createWebhookNotifier({ url: hook.url, secret }).notify(note);

@@ -86,10 +86,11 @@ function replies(socket: Socket) {
 /**
  * Sends one message: EHLO, STARTTLS (see `starttls`) and EHLO again, AUTH PLAIN when credentials are
  * given (only over TLS or to loopback), MAIL FROM, RCPT TO per recipient, DATA (dot-stuffed), QUIT.
- * No dependency beyond node:net / node:tls. Throws with the failing command and reply code, never
- * the credentials.
+ * No dependency beyond node:net / node:tls. Recipients the relay refuses are left out and counted
+ * (`refused`); it throws when it refuses all of them or anything else fails, with the failing command
+ * and reply code, never the credentials or an address.
  */
-export async function sendMail(opts: SmtpOptions, mail: Mail): Promise<void> {
+export async function sendMail(opts: SmtpOptions, mail: Mail): Promise<{ refused: number }> {
   for (const a of [mail.from, ...mail.to]) if (!isMailAddress(a)) throw new Error('SMTP: an address is not a plain e-mail address');
   if (mail.to.length === 0) throw new Error('SMTP: no recipients');
   const loopback = isLoopbackHost(opts.host);
@@ -106,6 +107,7 @@ export async function sendMail(opts: SmtpOptions, mail: Mail): Promise<void> {
     return r;
   };
   const send = (line: string) => socket.write(`${line}\r\n`);
+  let refused = 0;
   try {
     await expect('greeting', [220]);
     send(`EHLO ${opts.clientName ?? 'keyhold'}`);
@@ -137,10 +139,17 @@ export async function sendMail(opts: SmtpOptions, mail: Mail): Promise<void> {
     }
     send(`MAIL FROM:<${mail.from}>`);
     await expect('MAIL FROM', [250]);
+    // A recipient the relay refuses (a mailbox gone, a 4xx it will not take now) is left out, and the
+    // others still get the message: one stale address must not silence an alert to everyone else.
+    let lastRefusal = 0;
     for (const to of mail.to) {
       send(`RCPT TO:<${to}>`);
-      await expect('RCPT TO', [250, 251]);
+      const r = await reader.next();
+      if (r.code === 250 || r.code === 251) continue;
+      refused++;
+      lastRefusal = r.code;
     }
+    if (refused === mail.to.length) throw new Error(`SMTP RCPT TO refused every recipient (${lastRefusal})`);
     send('DATA');
     await expect('DATA', [354]);
     const headers = {
@@ -157,6 +166,7 @@ export async function sendMail(opts: SmtpOptions, mail: Mail): Promise<void> {
     await expect('message', [250]);
     send('QUIT');
     await reader.next().catch(() => null);
+    return { refused };
   } finally {
     socket.end();
     socket.destroy();

@@ -36,10 +36,12 @@ export function createSmtpNotifier(opts: SmtpOptions & { from: string; attempts?
       for (let i = 0; i < attempts; i++) {
         if (i > 0) await sleep((opts.baseDelayMs ?? 1000) * 4 ** (i - 1));
         try {
-          await sendMail(opts, {
+          const { refused } = await sendMail(opts, {
             from: opts.from, to, subject: `[Keyhold] ${n.subject}`, text: n.body,
             headers: { To: listed.length > 0 ? listed.join(', ') : UNDISCLOSED, 'X-Keyhold-Type': n.type, 'X-Keyhold-Severity': n.severity },
           });
+          // Sent to the others; not retried (they would get it twice). Counted, never named.
+          if (refused > 0) opts.onError?.(new Error(`notification e-mail of ${n.type}: the relay refused ${refused} of ${to.length} recipients; the others were mailed`));
           return;
         } catch (err) {
           last = err as Error;
