@@ -326,9 +326,10 @@ export function createConnectorService(deps: {
         prepared = await prepare(ctx, environment, name, { ...(opts.overrides ? { overrides: opts.overrides } : {}), auditContext: { purpose: 'health-check' } });
         outcome = await prepared.kind.health(prepared.settings, prepared.values, { fetch: deps.fetch, limits, nowSeconds: () => Math.floor(clock.now() / 1000) });
       } catch (err) {
-        if (isKeyholdError(err) && err.code === 'UNSENDABLE_HEADER') outcome = { ok: false, reason: 'unsendable_header', detail: err.message };
-        else if (!isKeyholdError(err) || !['VALUE_NOT_SET', 'SECRET_NOT_FOUND', 'VERSION_DESTROYED'].includes(err.code)) throw err;
-        else outcome = { ok: false, reason: 'slot_unresolved', detail: err.message };
+        if (!isKeyholdError(err)) throw err;
+        if (err.code === 'UNSENDABLE_HEADER') outcome = { ok: false, reason: 'unsendable_header', detail: err.message };
+        else if (['VALUE_NOT_SET', 'SECRET_NOT_FOUND', 'VERSION_DESTROYED'].includes(err.code)) outcome = { ok: false, reason: 'slot_unresolved', detail: err.message };
+        else throw err;
       }
       const result: HealthResult = { ...outcome, latencyMs: Math.round(performance.now() - started) };
       const base = auditFrom(ctx);

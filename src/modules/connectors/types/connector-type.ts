@@ -1,7 +1,7 @@
 import { fail } from '../../../errors/index.ts';
 import type { Destination } from '../destination.ts';
 import type { HealthResult } from '../model.ts';
-import type { OutboundLimits, OutgoingRequest } from '../outbound.ts';
+import type { OutboundLimits, OutboundResult, OutgoingRequest } from '../outbound.ts';
 
 /** What a health check may touch: an outbound fetch with limits, and the time for signatures. */
 export interface HealthIo {
@@ -92,7 +92,7 @@ function printable(key: string): string {
 }
 
 /** The fixed wording of an HTTP health outcome: status and reason only, never the upstream body. */
-export function httpHealth(result: { ok: true; status: number } | { ok: false; reason: 'timeout' | 'unreachable' | 'forbidden_address' } | { ok: false; reason: 'unsendable_header'; header: string }, what: string): HealthOutcome {
+export function httpHealth(result: OutboundResult, what: string): HealthOutcome {
   if (!result.ok) {
     if (result.reason === 'unsendable_header') return { ok: false, reason: 'unsendable_header', detail: `the value for header "${result.header}" holds a character HTTP cannot carry (a control character such as a line break); nothing was sent` };
     if (result.reason === 'forbidden_address') return { ok: false, reason: 'forbidden_address', detail: `${what} resolves to a link-local or cloud metadata address, which Keyhold never calls` };
