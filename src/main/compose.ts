@@ -29,6 +29,8 @@ import { systemRoutes } from '../modules/system/routes.ts';
 import { createSealManager } from '../modules/system/seal-manager.ts';
 import { createSystemMetaRepository } from '../modules/system/system-meta-repository.ts';
 import { createSystemService } from '../modules/system/system-service.ts';
+import { createRootGeneration } from '../modules/system/root-generation.ts';
+import { generateRootRoutes } from '../modules/system/generate-root-routes.ts';
 import { tenantRoutes } from '../modules/tenants/routes.ts';
 import { createTenantService } from '../modules/tenants/tenant-service.ts';
 import { createJwksCache } from '../modules/identity/machines/jwks-cache.ts';
@@ -138,6 +140,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const system = createSystemService({
     db, seal, tenants, tokens, audit, dataDir: config.dataDir, auditAppendOnly: storage.auditAppendOnly.guarantee, auditTampered: () => checkpoints.tampered(),
   });
+  const rootGeneration = createRootGeneration({ db, clock, tokens, meta: createSystemMetaRepository(db), seal, audit });
   const retention = createRetentionJob({ db, clock, keyring, rows, rollbackWindowMs: config.rollbackWindowMs });
   const machineRepo = createMachineRepository(db, storage.dialect);
   const machines = createMachineService({ db, repo: machineRepo, clock, authz, tokens, audit, defaultTokenTtlMs: config.identity.machineTokenTtlMs });
@@ -166,7 +169,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     notifier,
   });
   rotation.useDependents(dependentsFromConnectors(connectors));
-  return { clock, self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, macKeys, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, selfTest, system, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
+  return { clock, self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, macKeys, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, selfTest, system, rootGeneration, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -179,6 +182,7 @@ export async function createHttpApp(services: Services, opts: {
     opts,
     [
       systemRoutes({ system: services.system, clock: services.clock }),
+      generateRootRoutes({ generation: services.rootGeneration, system: services.system, clock: services.clock }),
       tenantRoutes({ tenants: services.tenants, system: services.system }),
       secretRoutes({ secrets: services.secrets, values: services.values }),
       versionCheckRoutes({ versions: services.versionChecks }),

@@ -8,10 +8,11 @@ import type { Storage } from '../../src/storage/database.ts';
 
 export type CanaryKind =
   | 'secret value' | 'password' | 'client secret' | 'session token' | 'machine token' | 'run token' | 'root token'
-  | 'webhook token' | 'TOTP secret' | 'TOTP code' | 'unseal share' | 'webhook secret' | 'TOTP enrolment ticket';
+  | 'webhook token' | 'TOTP secret' | 'TOTP code' | 'unseal share' | 'webhook secret' | 'TOTP enrolment ticket'
+  | 'one-time key';
 
 /** Kinds whose values are random strings: a fragment of them is as telling as the whole (see `needlesOf`). */
-const RANDOM_KINDS = new Set<CanaryKind>(['client secret', 'session token', 'machine token', 'run token', 'root token', 'webhook token', 'TOTP secret', 'unseal share', 'TOTP enrolment ticket']);
+const RANDOM_KINDS = new Set<CanaryKind>(['client secret', 'session token', 'machine token', 'run token', 'root token', 'webhook token', 'TOTP secret', 'unseal share', 'TOTP enrolment ticket', 'one-time key']);
 /** Shorter values are skipped: they would match by chance (a secret value `prod`, a password `x`). */
 const MIN_LENGTH = 6;
 /** The fragment of a random credential that is looked for on its own, at its head and at its tail. */

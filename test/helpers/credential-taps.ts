@@ -64,6 +64,8 @@ export function tapServices(services: Services, canaries: CanaryRegistry): void 
   for (const m of ['confirm', 'stepUp']) tap(services.totp, m, { before: ([, code]) => add('TOTP code', code) });
   tap(services.system, 'initialize', { after: (r) => r.shares.forEach((s: string) => add('unseal share', s)) });
   tap(services.system, 'unseal', { before: ([share]) => add('unseal share', share) });
+  tap(services.rootGeneration, 'start', { after: (r) => add('one-time key', r.otp) });
+  tap(services.rootGeneration, 'submit', { before: ([, , share]) => add('unseal share', share) });
   for (const m of ['create', 'update', 'rotateWebhookToken']) tap(services.automations, m, { after: (r) => add('webhook token', r.webhookToken) });
 }
 

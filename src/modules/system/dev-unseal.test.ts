@@ -63,6 +63,12 @@ describeEachDialect('dev-mode unseal at start-up', (dialect) => {
     }
     assert.equal(await services.system.unsealFromDevKey(), true);
   });
+
+  test('has no shares to generate a root token from: its root token is in the data directory', async () => {
+    const source = { requestId: 'test', sourceIp: '127.0.0.1' };
+    await assert.rejects(services.rootGeneration.start(source), (err: { code?: string; message: string }) => err.code === 'VALIDATION_FAILED' && /dev-mode/.test(err.message));
+    assert.equal((await services.rootGeneration.status()).started, false);
+  });
 });
 
 describeEachDialect('dev-mode init', (dialect) => {

@@ -3,9 +3,10 @@ import { toKeyObject } from '../../crypto/aead.ts';
 import { randomKey, wipe } from '../../crypto/bytes.ts';
 import type { RootKeyHolder } from '../../crypto/keyring.ts';
 import { makeRootCheck, verifyRootCheck } from '../../crypto/root/root-key.ts';
-import { combineShares, isKnownShare, parseShare, shareDigest, splitRootKey } from '../../crypto/root/shamir/index.ts';
+import { parseShare, shareDigest, splitRootKey } from '../../crypto/root/shamir/index.ts';
 import { readDevRootKey, stageDevRootKey } from '../../crypto/root/dev/index.ts';
 import { fail } from '../../errors/index.ts';
+import { createShareCollector, type ShareCollector } from './share-collector.ts';
 import type { SealConfig, SystemMetaRepository } from './system-meta-repository.ts';
 
 export interface SealStatus {
@@ -51,7 +52,10 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
   let root: KeyObject | null = null;
   /** Verified, waiting for its unseal event (see submitShare). */
   let staged: KeyObject | null = null;
-  let pending: Buffer[] = [];
+  /** The shares given so far towards an unseal (made on the first). */
+  let pending: ShareCollector | null = null;
+  /** Moves on every seal: a reconstruction a seal overtook must not stage its key afterwards. */
+  let seals = 0;
   const sealListeners: Array<() => void> = [];
   const unsealListeners: Array<() => void> = [];
   let configCache: SealConfig | null = null;
@@ -65,8 +69,7 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
 
   /** Forgets the shares given so far, overwriting them: they are key material. */
   function dropPending(): void {
-    for (const p of pending) wipe(p);
-    pending = [];
+    pending?.drop();
   }
 
   function stage(candidate: Buffer, check: Uint8Array): boolean {
@@ -101,7 +104,7 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
         type: c?.type ?? null,
         threshold: c?.threshold ?? 0,
         shares: c?.shares ?? 0,
-        progress: pending.length,
+        progress: pending?.count ?? 0,
       };
     },
 
@@ -153,20 +156,13 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
       // Unsealed, or unsealing (another share completed the threshold; its event is being recorded).
       if (root || staged) return manager.status();
       if (c.type !== 'shamir') fail('VALIDATION_FAILED', 'this server is not sealed with Shamir shares');
-      const share = parseShare(text);
-      if (c.shareDigests && !isKnownShare(share, c.shareDigests)) {
-        wipe(share);
-        fail('INVALID_SHARE', "this is not one of this server's unseal shares (mistyped, altered, or from another server); it did not count");
-      }
-      if (pending.some((p) => p[p.length - 1] === share[share.length - 1])) {
-        fail('INVALID_SHARE', 'this share (or another with the same index) was already given');
-      }
-      pending.push(share);
-      if (pending.length >= c.threshold) {
-        const candidate = await combineShares(pending);
-        const ok = stage(candidate, Buffer.from(c.check, 'base64'));
-        dropPending();
-        if (!ok) fail('UNSEAL_FAILED', 'the shares do not reconstruct the root key (one is wrong or tampered); start again');
+      pending ??= createShareCollector(c);
+      if (pending.add(text)) {
+        const epoch = seals;
+        const key = await pending.combine();
+        if (epoch !== seals) fail('SEALED', 'the server was sealed while these shares were being combined; start again');
+        if (!key) fail('UNSEAL_FAILED', 'the shares do not reconstruct the root key (one is wrong or tampered); start again');
+        staged = key;
         return { ...(await manager.status()), sealed: false };
       }
       return manager.status();
@@ -185,11 +181,14 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
       if (!staged) return false;
       root = staged;
       staged = null;
+      // A share that came while the completing one was being combined counts towards nothing now.
+      dropPending();
       for (const listener of unsealListeners) listener();
       return true;
     },
 
     seal() {
+      seals++;
       root = null;
       staged = null;
       dropPending();

@@ -126,6 +126,15 @@ export function createSystemService(deps: {
       tokens.forgetToken(tokenId);
     },
 
+    /** Every root token, live or revoked (a revoked one is a record of who held the keys to everything), oldest first. */
+    async rootTokens(currentId: string | null) {
+      const rows = await db.selectFrom('tokens').select(['id', 'created_at', 'revoked_at']).where('kind', '=', 'root').orderBy('created_at').orderBy('id').execute();
+      return rows.map((t) => ({
+        id: t.id, createdAt: new Date(Number(t.created_at)).toISOString(),
+        revokedAt: t.revoked_at === null ? null : new Date(Number(t.revoked_at)).toISOString(), current: t.id === currentId,
+      }));
+    },
+
     /**
      * Seals, and records who sealed (the caller's token id). The event is recorded under the key the
      * seal drops (so it carries a MAC like any other), but sealing is the protective direction and

@@ -1,0 +1,146 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { decodeRootToken } from '../../crypto/root/otp.ts';
+import { GENERATE_ROOT_TTL_MS } from './root-generation.ts';
+
+type Reply = { status: number; body: Record<string, any> };
+
+describeEachDialect('a new root token from unseal shares (generate-root)', (dialect) => {
+  let h: Harness;
+  before(async () => {
+    h = await createHarness(dialect);
+  });
+  after(() => h.close());
+
+  async function call(method: 'GET' | 'POST' | 'DELETE', url: string, body?: object, token?: string): Promise<Reply> {
+    const res = await h.app.inject({ method, url, ...(body ? { payload: body } : {}), headers: token ? { authorization: `Bearer ${token}` } : {} });
+    return { status: res.statusCode, body: res.body ? res.json() : {} };
+  }
+  const start = () => call('POST', '/v1/sys/generate-root');
+  const give = (nonce: string, share: string) => call('POST', '/v1/sys/generate-root/share', { nonce, share });
+  const cancel = () => call('DELETE', '/v1/sys/generate-root');
+  const events = async (action: string) => (await h.storage.db.selectFrom('audit_events').selectAll().where('action', '=', action).orderBy('seq').execute());
+
+  test('a threshold of shares gives a root token only the starter can open; it works, and the old one can then be revoked', async () => {
+    const started = await start();
+    assert.equal(started.status, 200);
+    const { nonce, otp } = started.body;
+    assert.equal((await call('GET', '/v1/sys/generate-root')).body.progress, 0);
+
+    const first = await give(nonce, h.shares[0]!);
+    assert.deepEqual([first.status, first.body.complete, first.body.progress, first.body.threshold], [200, false, 1, 2]);
+    assert.equal(first.body.encodedToken, undefined);
+    const last = await give(nonce, h.shares[2]!);
+    assert.deepEqual([last.status, last.body.complete, last.body.progress], [200, true, 2]);
+    const encoded: string = last.body.encodedToken;
+    assert.ok(!encoded.includes('kh_'), 'the answer to the last share holder does not carry the token in the clear');
+    assert.throws(() => decodeRootToken(Buffer.alloc(32, 7).toString('base64url'), encoded), { code: 'INVALID_OTP' });
+    const token = decodeRootToken(otp, encoded);
+    assert.match(token, /^kh_/);
+
+    // The new token is root: it lists the root tokens (itself marked current) and may revoke the old one.
+    const listed = await call('GET', '/v1/sys/root-tokens', undefined, token);
+    assert.equal(listed.status, 200);
+    assert.equal(listed.body.items.length, 2);
+    const mine = listed.body.items.find((t: any) => t.current);
+    assert.equal(mine.id, last.body.tokenId);
+    const old = listed.body.items.find((t: any) => !t.current);
+    assert.equal((await call('DELETE', `/v1/tokens/${old.id}`, undefined, token)).status, 204);
+    assert.equal((await call('GET', '/v1/tenants', undefined, h.rootToken)).status, 401);
+    assert.equal((await call('GET', '/v1/tenants', undefined, token)).status, 200);
+    const after = (await call('GET', '/v1/sys/root-tokens', undefined, token)).body.items;
+    assert.ok(after.find((t: any) => t.id === old.id).revokedAt, 'the revoked root token stays on record');
+    h.rootToken = token;
+
+    // Every step is an event; the issue names the new token's id (never the token, the key or a share).
+    assert.equal((await events('system.generate-root-start')).at(-1)!.outcome, 'allowed');
+    assert.equal((await events('system.generate-root-share')).at(-1)!.context.includes('"progress":"1"'), true);
+    const issued = (await events('system.generate-root')).at(-1)!;
+    assert.deepEqual([issued.outcome, issued.resource_id], ['allowed', last.body.tokenId]);
+    // The attempt is over.
+    assert.equal((await call('GET', '/v1/sys/generate-root')).body.started, false);
+    assert.equal((await give(nonce, h.shares[1]!)).body.error?.code, 'GENERATE_ROOT_NOT_STARTED');
+  });
+
+  test('a share for another nonce, a foreign or repeated share, and junk are refused and do not count', async () => {
+    const { nonce } = (await start()).body;
+    try {
+      assert.equal((await give('not-the-nonce', h.shares[0]!)).body.error?.code, 'GENERATE_ROOT_NONCE_MISMATCH');
+      const other = await createHarness('sqlite');
+      try {
+        assert.equal((await give(nonce, other.shares[0]!)).body.error?.code, 'INVALID_SHARE');
+      } finally {
+        await other.close();
+      }
+      assert.equal((await give(nonce, h.shares[1]!)).body.progress, 1);
+      assert.equal((await give(nonce, h.shares[1]!)).body.error?.code, 'INVALID_SHARE');
+      const junk = await give(nonce, 'khs1.AAAA');
+      assert.deepEqual([junk.status, junk.body.error?.code], [400, 'INVALID_SHARE']);
+      assert.equal((await call('GET', '/v1/sys/generate-root')).body.progress, 1);
+      assert.equal((await events('system.generate-root-share')).at(-1)!.outcome, 'denied');
+    } finally {
+      assert.equal((await cancel()).status, 204);
+    }
+  });
+
+  test('one attempt at a time; cancel forgets its shares; a seal ends it; it expires after an hour', async () => {
+    const { nonce } = (await start()).body;
+    assert.equal((await start()).body.error?.code, 'GENERATE_ROOT_IN_PROGRESS');
+    await give(nonce, h.shares[0]!);
+    await cancel();
+    const status = (await call('GET', '/v1/sys/generate-root')).body;
+    assert.deepEqual([status.started, status.nonce, status.progress], [false, null, 0]);
+    assert.equal((await events('system.generate-root-cancel')).length >= 1, true);
+
+    const second = (await start()).body;
+    await give(second.nonce, h.shares[0]!);
+    h.clock.advance(GENERATE_ROOT_TTL_MS);
+    assert.equal((await give(second.nonce, h.shares[1]!)).body.error?.code, 'GENERATE_ROOT_NOT_STARTED');
+
+    const third = (await start()).body;
+    await give(third.nonce, h.shares[0]!);
+    await h.services.system.seal({ type: 'root', id: 'test-root' });
+    assert.equal((await give(third.nonce, h.shares[1]!)).body.error?.code, 'SEALED');
+    assert.equal((await start()).body.error?.code, 'SEALED');
+    for (const share of h.shares.slice(0, 2)) await h.services.system.unseal(share);
+    assert.equal((await call('GET', '/v1/sys/generate-root')).body.started, false, 'the seal dropped the attempt and its share');
+  });
+
+  test('two completing shares at once issue exactly one token', async () => {
+    const { nonce, otp } = (await start()).body;
+    await give(nonce, h.shares[0]!);
+    const before = (await call('GET', '/v1/sys/root-tokens', undefined, h.rootToken)).body.items.length;
+    const [a, b] = await Promise.all([give(nonce, h.shares[1]!), give(nonce, h.shares[2]!)]);
+    const done = [a, b].filter((r) => r.body.complete === true);
+    assert.equal(done.length, 1);
+    assert.equal([a, b].find((r) => r !== done[0])!.body.error?.code, 'GENERATE_ROOT_NOT_STARTED');
+    assert.match(decodeRootToken(otp, done[0]!.body.encodedToken), /^kh_/);
+    assert.equal((await call('GET', '/v1/sys/root-tokens', undefined, h.rootToken)).body.items.length, before + 1);
+  });
+
+  test('fails closed: no token is issued when its event cannot be recorded, and the attempt ends', async () => {
+    const { nonce } = (await start()).body;
+    await give(nonce, h.shares[0]!);
+    const before = (await call('GET', '/v1/sys/root-tokens', undefined, h.rootToken)).body.items.length;
+    const appendInTx = h.services.audit.appendInTx;
+    h.services.audit.appendInTx = async () => {
+      throw Object.assign(new Error('disk full'), { code: 'SQLITE_FULL' });
+    };
+    try {
+      const res = await give(nonce, h.shares[1]!);
+      assert.ok(res.status >= 400 && res.body.encodedToken === undefined);
+    } finally {
+      h.services.audit.appendInTx = appendInTx;
+    }
+    assert.equal((await call('GET', '/v1/sys/root-tokens', undefined, h.rootToken)).body.items.length, before);
+    assert.equal((await call('GET', '/v1/sys/generate-root')).body.started, false);
+  });
+
+  test('only root lists root tokens; the list never holds a token', async () => {
+    assert.equal((await call('GET', '/v1/sys/root-tokens')).status, 401);
+    const res = await call('GET', '/v1/sys/root-tokens', undefined, h.rootToken);
+    for (const item of res.body.items) assert.deepEqual(Object.keys(item).sort(), ['createdAt', 'current', 'id', 'revokedAt']);
+  });
+});
