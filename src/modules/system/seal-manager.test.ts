@@ -95,3 +95,25 @@ test('unseal listeners run once each time a root key goes live, and never for a 
     await cleanup();
   }
 });
+
+test('a seal at any moment of the completing share leaves no key staged to open afterwards', async () => {
+  const { manager, shares, cleanup } = await sealedManager(3, 2);
+  try {
+    // The seal lands k microtasks after the completing share is given: before it counts, while the
+    // shares are combined, or after; whichever it is, nothing the share reconstructed may open later.
+    for (let k = 0; k < 40; k++) {
+      manager.seal();
+      await manager.submitShare(shares[0]!);
+      const given = manager.submitShare(shares[1]!).catch((err: unknown) => code(err));
+      let wait = Promise.resolve();
+      for (let i = 0; i < k; i++) wait = wait.then(() => undefined);
+      await wait.then(() => manager.seal());
+      const outcome = await given;
+      assert.ok(outcome === 'SEALED' || typeof outcome === 'object', `k=${k}: ${String(outcome)}`);
+      assert.equal(manager.openStaged(), false, `k=${k}: a key staged after the seal`);
+      assert.equal(manager.isSealed(), true);
+    }
+  } finally {
+    await cleanup();
+  }
+});
