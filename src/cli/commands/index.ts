@@ -6,6 +6,7 @@ import { serverCommand } from './server.ts';
 import { migrateCommand } from './migrate.ts';
 import { systemCommands } from './system.ts';
 import { tenantsGroup } from './tenants.ts';
+import { generateRootGroup, rootTokensGroup } from './generate-root.ts';
 import { machinesGroup } from './machines.ts';
 import { tokenGroup } from './token.ts';
 import { grantsGroup } from './grants.ts';
@@ -20,4 +21,4 @@ import { connectorsGroup } from './connectors.ts';
 import { rotateCommand, rotationGroup } from './rotation.ts';
 
 /** Every top-level command and verb group, in the order help lists them. */
-export const entries: Entry[] = [...systemCommands, serverCommand, migrateCommand, secretsGroup, keysGroup, tenantsGroup, environmentsGroup, machinesGroup, tokenGroup, grantsGroup, policyGroup, auditGroup, ...authCommands, totpGroup, usersGroup, requestsGroup, breakGlassCommand, reviewsGroup, accessPolicyGroup, automationsGroup, runsGroup, connectorsGroup, rotateCommand, rotationGroup];
+export const entries: Entry[] = [...systemCommands, serverCommand, migrateCommand, secretsGroup, keysGroup, tenantsGroup, generateRootGroup, rootTokensGroup, environmentsGroup, machinesGroup, tokenGroup, grantsGroup, policyGroup, auditGroup, ...authCommands, totpGroup, usersGroup, requestsGroup, breakGlassCommand, reviewsGroup, accessPolicyGroup, automationsGroup, runsGroup, connectorsGroup, rotateCommand, rotationGroup];
