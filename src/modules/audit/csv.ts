@@ -1,4 +1,4 @@
-import type { AuditEvent } from './event.ts';
+import { isoTime, type AuditEvent } from './event.ts';
 
 /**
  * Leading characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection"):
@@ -58,10 +58,11 @@ export const AUDIT_CSV_HEADER = AUDIT_CSV_COLUMNS.join(',') + '\r\n';
 /**
  * One event as one CSV record (CRLF-terminated); the time is ISO 8601 UTC. `seq` and
  * `secret_version` are numbers; every other column is text, neutralized by `csvField`. The context
- * column is JSON (`contextField`): its values are written as stored.
+ * column is JSON (`contextField`): its values are written as stored. A time no date can hold (a row
+ * written by hand) is written as the stored number, as text.
  */
 export function auditCsvRecord(e: AuditEvent): string {
-  const text = [e.seq, e.id, new Date(e.time).toISOString(), e.tenantId, e.actor.type, e.actor.id, e.action, e.resource.type, e.resource.id,
+  const text = [e.seq, e.id, isoTime(e.time) ?? String(e.time), e.tenantId, e.actor.type, e.actor.id, e.action, e.resource.type, e.resource.id,
     e.resource.name, e.environment, e.secretVersion, e.outcome, e.reason].map(csvField);
   return [...text, contextField(e.context), csvField(e.prevHash), csvField(e.hash)].join(',') + '\r\n';
 }

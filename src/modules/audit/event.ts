@@ -63,3 +63,14 @@ export interface AuditSink {
   deliver(events: readonly AuditEvent[], signal: AbortSignal): Promise<void>;
   close?(): Promise<void>;
 }
+
+/**
+ * An event's time as ISO 8601 UTC, or null when no date can hold it: only a row written by hand can
+ * carry such a time (the column is a bigint, a date ends at ±8.64e15 ms). Sinks and exports show
+ * that row rather than fail on it, as they show an unreadable context: one forged row must not stop
+ * a sink or an export for good (verify names it).
+ */
+export function isoTime(time: number): string | null {
+  const date = new Date(time);
+  return Number.isNaN(date.getTime()) ? null : date.toISOString();
+}

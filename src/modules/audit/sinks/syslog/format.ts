@@ -1,4 +1,4 @@
-import type { AuditEvent } from '../../event.ts';
+import { isoTime, type AuditEvent } from '../../event.ts';
 
 /** RFC 5612 example enterprise number, as used in Keyhold's structured-data id. */
 export const SD_ID = 'keyhold@32473';
@@ -24,13 +24,15 @@ export function severityOf(event: AuditEvent): number {
  * One RFC 5424 message:
  * `<PRI>1 TIMESTAMP HOSTNAME APP-NAME - AUDIT [keyhold@32473 seq="…" tenant="…"] {json}`.
  * The JSON is escaped to ASCII, so any byte cut is a character cut. A message over `maxBytes` first
- * loses the event's context (and says `"truncated":true`); if it is still too long it is cut.
+ * loses the event's context (and says `"truncated":true`); if it is still too long it is cut. A time
+ * no date can hold (a row written by hand) is the nil TIMESTAMP `-`: the message still goes, and
+ * the stream does not stop at that row.
  */
 export function formatSyslogMessage(event: AuditEvent, f: SyslogFormat): Buffer {
   const pri = f.facility * 8 + severityOf(event);
   const params = [`seq="${event.seq}"`];
   if (event.tenantId !== null) params.push(`tenant="${escapeParam(event.tenantId)}"`);
-  const head = `<${pri}>1 ${new Date(event.time).toISOString()} ${headerField(f.hostname, 255)} ${headerField(f.appName, 48)} - AUDIT [${SD_ID} ${params.join(' ')}] `;
+  const head = `<${pri}>1 ${isoTime(event.time) ?? '-'} ${headerField(f.hostname, 255)} ${headerField(f.appName, 48)} - AUDIT [${SD_ID} ${params.join(' ')}] `;
   let text = head + asciiJson(event);
   if (Buffer.byteLength(text) > f.maxBytes) text = head + asciiJson({ ...event, context: {}, truncated: true });
   const bytes = Buffer.from(text, 'utf8');

@@ -177,6 +177,24 @@ describe('syslog audit sink', () => {
     assert.deepEqual(received.map((m) => parse(m).event), hostile, 'every field comes back as it was');
   });
 
+  test('an event whose time no date can hold (a row written by hand) is sent with a nil timestamp, and the events after it still arrive', async () => {
+    const listener = await udpListener();
+    const log = createMemoryAuditLog();
+    log.append(1);
+    log.events.push(auditEvent(2, { time: 8.64e15 + 1 }));
+    log.append(1);
+    const delivery = startDelivery(createSyslogSink({ name: 'syslog', transport: 'udp', host: '127.0.0.1', port: listener.port }), log);
+    try {
+      await waitFor('three datagrams', () => listener.messages.length === 3);
+      assert.match(listener.messages[1]!, /^<109>1 - \S+ keyhold - AUDIT \[keyhold@32473 seq="2" tenant="ten_acme"\] \{/);
+      assert.equal((JSON.parse(listener.messages[1]!.slice(listener.messages[1]!.indexOf('{'))) as AuditEvent).time, 8.64e15 + 1);
+      assert.deepEqual(listener.messages.map((m) => Number(/seq="(\d+)"/.exec(m)![1])), seqs(3));
+    } finally {
+      await delivery.stop();
+      listener.socket.close();
+    }
+  });
+
   test('structured-data values escape quote, backslash and bracket; header fields drop spaces', () => {
     const message = formatSyslogMessage(auditEvent(7, { tenantId: 'a"b\\c]d' }), { facility: 4, hostname: 'my host', appName: 'keyhold', maxBytes: 8192 }).toString();
     assert.ok(message.startsWith('<37>1 2026-01-01T00:00:07.000Z myhost keyhold - AUDIT [keyhold@32473 seq="7" tenant="a\\"b\\\\c\\]d"] {'));
