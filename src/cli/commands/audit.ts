@@ -38,7 +38,7 @@ const filterHelp = [
   '--actor ID      a user, machine or root id',
   '--secret NAME   events about one secret',
   '--outcome O     allowed, denied or failed',
-  '--from/--to T   a time range (ISO 8601, e.g. 2026-06-01 or 2026-06-01T12:00:00Z; --to is exclusive)',
+  '--from/--to T   a time range (ISO 8601, e.g. 2026-06-01 or 2026-06-01T12:00:00Z; --to is exclusive, after --from)',
   '--all-tenants   every tenant and the system events (root only)',
 ];
 

@@ -178,6 +178,8 @@ export function createAuditQueryService(deps: {
   function selection(ctx: TenantContext, f: AuditFilter) {
     const from = f.from === undefined ? undefined : timeOf(f.from, 'from');
     const to = f.to === undefined ? undefined : timeOf(f.to, 'to');
+    // An empty range is a mistake (dates swapped), not an answer: an empty page or export would read as "nothing happened".
+    if (from !== undefined && to !== undefined && to <= from) fail('VALIDATION_FAILED', 'to must be later than from (to is exclusive)');
     return (on: Executor = db) => {
       let q = on.selectFrom('audit_events').selectAll();
       if (!f.allTenants) q = q.where('tenant_id', '=', ctx.tenantId);

@@ -106,6 +106,11 @@ describeEachDialect('audit queries: auditors read the trail of their own tenant,
     assert.equal(await code(q.list(ctx, { from: 'yesterday' })), 'VALIDATION_FAILED');
     assert.equal(await code(q.export(ctx, { to: 'soon' }, 'csv')), 'VALIDATION_FAILED', 'before the first byte');
     assert.equal(await code(q.list(ctx, { limit: 1001 })), 'VALIDATION_FAILED');
+    // A range that cannot hold an event is a mistake (dates swapped), not an answer: an empty export would read as "nothing happened".
+    const exportsBefore = (await q.list(h.ctx, { action: 'audit.export', allTenants: true, limit: 1000 })).items.length;
+    assert.equal(await code(q.export(ctx, { from: hourLater, to: new Date(start).toISOString() }, 'json')), 'VALIDATION_FAILED', 'to before from');
+    assert.equal(await code(q.list(ctx, { from: hourLater, to: hourLater })), 'VALIDATION_FAILED', 'to is exclusive: an empty range');
+    assert.equal((await q.list(h.ctx, { action: 'audit.export', allTenants: true, limit: 1000 })).items.length, exportsBefore, 'a refused export is not recorded as taken');
   });
 
   test('pages in either order cover every event once, and tail follows from a sequence number', async () => {
