@@ -24,7 +24,8 @@ export interface JsonlSinkOptions {
  * resume from the file rather than from a cursor. A last line torn by a crash or a full disk was
  * never acknowledged: it is cut off (truncated) before anything else is written, so every line is a
  * whole event and the file verifies offline. A file renamed or removed by log rotation is noticed on
- * the next batch and a new one is created; it starts where the old one ended.
+ * the next batch and a new one is created; it starts where the old one ended. A failed fsync is final
+ * until restart, as it is for the appender (sqlite-appender-rounds.ts).
  */
 export function createJsonlSink(opts: JsonlSinkOptions): AuditSink {
   const { name, path } = opts;
@@ -34,6 +35,9 @@ export function createJsonlSink(opts: JsonlSinkOptions): AuditSink {
   let held: number | null = null;
   // The write or read in progress, if any: a retry must not interleave with a write still finishing.
   let running: Promise<unknown> | null = null;
+  // Set by a failed fsync, which is final: Linux may drop the pages of a failed writeback while reads still show
+  // them, and reports the error once, so a later fsync would succeed over lines that never reached the disk.
+  let syncFailed: Error | null = null;
 
   async function current(): Promise<FileHandle> {
     if (handle) {
@@ -74,8 +78,12 @@ export function createJsonlSink(opts: JsonlSinkOptions): AuditSink {
       const fresh = held === null ? events : events.filter((e) => e.seq > held!);
       signal.throwIfAborted();
       if (fresh.length > 0) await h.appendFile(fresh.map((e) => JSON.stringify(e)).join('\n') + '\n', 'utf8');
-      // Also when nothing was new: lines an earlier, failed attempt left behind are acknowledged now.
-      await h.sync();
+      // Also when nothing was new: lines an earlier attempt whose write failed left behind are acknowledged now
+      // (still dirty, so this fsync writes them). Never after a failed fsync: see syncFailed.
+      await h.sync().catch((err: NodeJS.ErrnoException) => {
+        syncFailed = new Error(`${path}: an fsync of the audit file failed (${err.code ?? err.message}): lines written before it may never reach the disk, and a later fsync would not say so; the sink writes and acknowledges nothing more until Keyhold is restarted (verify the file offline first, and move it aside if it is damaged)`);
+        throw err;
+      });
       if (fresh.length > 0) held = fresh[fresh.length - 1]!.seq;
     } catch (err) {
       // Reopen next time: the handle may be the reason (file system gone, descriptor broken).
@@ -104,6 +112,7 @@ export function createJsonlSink(opts: JsonlSinkOptions): AuditSink {
    * while one runs anything else is refused at once, and offered again after the backoff.
    */
   function alone<T>(work: () => Promise<T>): Promise<T> {
+    if (syncFailed) return Promise.reject(syncFailed);
     if (running) return Promise.reject(new Error(`${path}: an earlier write or read of the audit file has not finished (is its file system hanging?)`));
     // Cleared before the caller resumes, so its next call is not refused.
     const run = work().finally(() => {

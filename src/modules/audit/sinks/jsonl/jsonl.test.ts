@@ -237,6 +237,31 @@ describe('JSON-lines audit sink', () => {
     }
   });
 
+  test('after a failed fsync the sink acknowledges nothing more, not even the lines the failed batch left readable', async () => {
+    // A FIFO cannot be synced: the write lands, the fsync fails, as a disk's writeback error would. Linux may then drop
+    // those pages while reads still show them, and report the error once: a later fsync on a new descriptor succeeds.
+    const path = join(dir, 'sync-failed.jsonl');
+    execFileSync('mkfifo', [path]);
+    const sink = createJsonlSink({ name: 'file', path });
+    try {
+      await assert.rejects(sink.deliver([auditEvent(1)], signal()), { code: 'EINVAL' });
+      // What the page cache would show: the line, whole. Offered again, the batch must not pass for durable now.
+      await rm(path);
+      await writeFile(path, JSON.stringify(auditEvent(1)) + '\n');
+      await assert.rejects(sink.deliver([auditEvent(1)], signal()), /fsync of .* failed .* until Keyhold is restarted/);
+      await assert.rejects(sink.deliver([auditEvent(2)], signal()), /fsync of .* failed/);
+      await assert.rejects(sink.resumePoint!(), /fsync of .* failed/);
+      assert.deepEqual((await readLines(path)).map((l) => (JSON.parse(l) as AuditEvent).seq), [1], 'nothing more written');
+    } finally {
+      await sink.close!();
+    }
+    // A restarted sink (a new process) trusts the file again.
+    const restarted = createJsonlSink({ name: 'file', path });
+    await restarted.deliver([auditEvent(1), auditEvent(2)], signal());
+    await restarted.close!();
+    assert.deepEqual((await readLines(path)).map((l) => (JSON.parse(l) as AuditEvent).seq), [1, 2]);
+  });
+
   test('a file in a directory that does not exist fails the batch, and it succeeds once the directory exists', async () => {
     const path = join(dir, 'missing', 'audit.jsonl');
     const sink = createJsonlSink({ name: 'file', path });
