@@ -102,6 +102,11 @@ export async function verifyExportFiles(paths: { events: string; checkpoints: st
     } catch (err) {
       if (!(err instanceof OfflineInputError)) throw err;
     }
+    // A file that starts past seq 1 (rotated, or its head cut) is walked from its first line's link; the answer says so.
+    const from = first && first.seq > 1 ? { seq: first.seq - 1, hash: first.prevHash } : undefined;
+    // Unless the caller says the file is a part (a rotated sink file), a missing head is a removal like any other, and
+    // the first bad event, whatever else is wrong further on.
+    if (from && !opts.partial) return failed(1, `events 1..${from.seq} are missing: the file starts at #${from.seq + 1} (a rotated sink file? verify it with --partial)`);
     const merged = mergeCheckpoints(stored, published, publicKey);
     if (!merged.ok) return failed(merged.seq, merged.problem);
     const checkpoints = merged.checkpoints;
@@ -118,15 +123,11 @@ export async function verifyExportFiles(paths: { events: string; checkpoints: st
         yield value;
       }
     }
-    // A file that starts past seq 1 (rotated, or its head cut) is walked from its first line's link; the answer says so.
-    const from = first && first.seq > 1 ? { seq: first.seq - 1, hash: first.prevHash } : undefined;
     const r = await verifyLog({
       events: events(), checkpoints, head: null, trustedPublicKey: publicKey, skipExactDuplicates: true, openEnd: opts.partial === true, ...(from ? { from } : {}),
     });
     // An emptied file proves nothing: every event of it was removed, however little a checkpoint covers.
     if (r.ok && first === null) return failed(1, 'the events file holds no audit event');
-    // Unless the caller says the file is a part (a rotated sink file), a missing head is a removal like any other.
-    if (r.ok && from && !opts.partial) return failed(1, `events 1..${from.seq} are missing: the file starts at #${from.seq + 1} (a rotated sink file? verify it with --partial)`);
     return { ...verifyAnswer(r), firstSeq: first?.seq ?? null, duplicates: r.ok ? r.duplicates ?? 0 : 0, checkpointBeyond: r.checkpointBeyond ?? null };
   } catch (err) {
     if (!(err instanceof OfflineInputError)) throw err;

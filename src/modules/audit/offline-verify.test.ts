@@ -141,6 +141,10 @@ describeEachDialect('audit export verified offline against the pinned key', (dia
     const whole = await verifyEdited(headless, noCheckpoints);
     assert.deepEqual([whole.ok, whole.firstBadSeq], [false, 1]);
     assert.match(whole.problem!, new RegExp(`events 1\\.\\.${start - 1} are missing.*--partial`));
+    // Damage further on does not hide the missing head: that is the first bad event.
+    const alsoAltered = await verifyEdited((l) => withEvent(start + 1, (e) => { e.outcome = 'denied'; })(headless(l)), noCheckpoints);
+    assert.deepEqual([alsoAltered.ok, alsoAltered.firstBadSeq], [false, 1]);
+    assert.match(alsoAltered.problem!, new RegExp(`events 1\\.\\.${start - 1} are missing`));
     const r = await verifyEdited(headless, noCheckpoints, publicKey, { partial: true });
     assert.equal(r.ok, true, r.problem ?? '');
     assert.equal(r.firstSeq, start, 'the answer names where the file starts: its head is not there');
@@ -174,13 +178,15 @@ describeEachDialect('audit export verified offline against the pinned key', (dia
     assert.match(withoutSecond.problem!, new RegExp(`the checkpoint at ${second.seq} \\(named by the signed checkpoint at ${third.seq}\\) was removed`));
 
     // With the checkpoints export too: the one at the seq before the file must be the first line's link.
-    const relinked = await verifyEdited((l) => {
+    const relink = (l: string[]) => {
       const kept = l.filter((x) => JSON.parse(x).seq > first.seq);
       const e = JSON.parse(kept[0]!);
       e.prevHash = 'a'.repeat(64);
       e.hash = chainHash(e.prevHash, e);
       return [JSON.stringify(e), ...kept.slice(1)];
-    });
+    };
+    assert.equal((await verifyEdited(relink)).firstBadSeq, 1, 'not told it is a part: the missing head comes first');
+    const relinked = await verifyEdited(relink, (c) => c, publicKey, { partial: true });
     assert.equal(relinked.ok, false);
     assert.equal(relinked.firstBadSeq, first.seq + 1);
     assert.match(relinked.problem!, new RegExp(`does not link to the signed checkpoint at ${first.seq}`));
