@@ -43,6 +43,8 @@ const CHECK_BATCH = 100;
 // The naming rules of the server, checked here so no name can change the request path.
 const SECRET_NAME = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 const ENVIRONMENT = /^[a-z][a-z0-9-]{0,62}$/;
+/** Visible ASCII: anything else cannot go in a header, and fetch's refusal would quote the whole header, token and all. */
+const TOKEN = /^[\x21-\x7e]+$/;
 
 interface Entry {
   value: string;
@@ -89,12 +91,16 @@ export function createKeyhold(opts: KeyholdOptions = {}): Keyhold {
   const token = setting(opts, env, 'token');
   if (!addr) throw new KeyholdError('NOT_CONFIGURED', 'no server address: pass addr or set KEYHOLD_ADDR');
   if (!token) throw new KeyholdError('NOT_CONFIGURED', 'no token: pass token or set KEYHOLD_TOKEN');
+  // Neither is echoed: a token read from a file keeps its trailing newline, and the tenant sits next to it in the setup.
+  if (!TOKEN.test(token)) throw new KeyholdError('NOT_CONFIGURED', 'the token has a space, line break or non-ASCII character (a trailing newline from a file?)');
+  const tenant = setting(opts, env, 'tenant');
+  if (tenant !== null && !ENVIRONMENT.test(tenant)) throw new KeyholdError('NOT_CONFIGURED', 'the tenant name must be lower-case letters, digits and -');
   const origin = serverOrigin(addr);
   const defaultEnvironment = setting(opts, env, 'environment');
   const refreshMs = positive(opts.refreshMs, DEFAULT_REFRESH_MS, 'refreshMs');
   const clock = opts.clock ?? { now: () => Date.now() };
   const transport: Transport = createTransport({
-    addr: origin, token, tenant: setting(opts, env, 'tenant'),
+    addr: origin, token, tenant,
     timeoutMs: positive(opts.timeoutMs, DEFAULT_TIMEOUT_MS, 'timeoutMs'),
     // Bound now: a script that later replaces globalThis.fetch must not see the token.
     fetch: opts.fetch ?? globalThis.fetch.bind(globalThis),

@@ -44,6 +44,20 @@ test('refreshMs and timeoutMs beyond what a timer holds are refused, not turned 
   }
 });
 
+test('a token or tenant that cannot go in a header is refused without echoing it (a token read from a file ends in a newline)', async () => {
+  const bad = (opts: KeyholdOptions, what: string) => assert.throws(() => createKeyhold({ addr: 'http://127.0.0.1:1', environment: 'production', env: {}, ...opts }),
+    (err: KeyholdError) => err.code === 'NOT_CONFIGURED' && err.message.includes(what) && !err.message.includes('kh_file-token') && !err.message.includes('acme'), JSON.stringify(opts));
+  bad({ token: 'kh_file-token\n' }, 'token');
+  bad({ token: 'kh_file-token\u0100' }, 'token');
+  bad({ token: 'kh_file token' }, 'token');
+  bad({ token: 'kh_file-token', tenant: 'acme\r\nx-evil: 1' }, 'tenant');
+  bad({ token: 'kh_file-token', tenant: 'acme\u0100' }, 'tenant');
+  // Whatever fetch itself throws before connecting (here: a header it will not send), its message is not echoed.
+  const throwing: typeof fetch = () => Promise.reject(new TypeError('Headers.append: "Bearer kh_file-token" is an invalid header value.'));
+  await rejectsWith(createKeyhold({ addr: 'http://127.0.0.1:1', token: 'kh_file-token', environment: 'production', env: {}, fetch: throwing }).get('A'),
+    'UNREACHABLE', ['kh_file-token']);
+});
+
 describeEachDialect('keyhold/sdk against a real server on loopback', (dialect) => {
   let h: Harness;
   let addr: string;

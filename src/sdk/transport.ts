@@ -31,8 +31,9 @@ export function createTransport(opts: { addr: string; token: string; tenant: str
       } catch (err) {
         const name = (err as { name?: string }).name;
         if (name === 'TimeoutError' || name === 'AbortError') throw new KeyholdError('TIMEOUT', `Keyhold at ${addr} did not answer within ${timeoutMs} ms`);
-        const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-        throw new KeyholdError('UNREACHABLE', `cannot reach Keyhold at ${addr} (${cause})`);
+        // Only a network error code: what else fetch throws may quote the request's headers, the token among them.
+        const code = (err as { cause?: { code?: unknown } }).cause?.code;
+        throw new KeyholdError('UNREACHABLE', `cannot reach Keyhold at ${addr}${typeof code === 'string' && /^[A-Z0-9_]+$/.test(code) ? ` (${code})` : ''}`);
       }
       const text = await res.text();
       let parsed: unknown;
