@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { runAsLock, userContext } from '../../../test/helpers/identities.ts';
+import { createRedactor } from '../redaction/redactor.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { createAutomationService } from './automation-service.ts';
 import { createRunner, type ProxyPort } from './runner.ts';
@@ -78,7 +79,7 @@ describeEachDialect('automation runs are bound to their environment', (dialect) 
           return { ok: true, output: { upstream: `answer-from-${opts.env.KEYHOLD_ENVIRONMENT}` }, stdout: '', stderr: '', timedOut: false };
         },
       },
-      redactors: { forTenant: async () => ({ redact: (t: string) => t }) },
+      redactors: { forTenant: async () => createRedactor([]) },
       keyholdAddress: () => 'http://127.0.0.1:1',
     });
     await automations.create(h.ctx, scriptAutomation());

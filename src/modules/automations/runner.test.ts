@@ -4,6 +4,7 @@ import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { runAsLock } from '../../../test/helpers/identities.ts';
 import { backendPid, waitUntilBlockedBy } from '../../../test/helpers/pg-lock-waits.ts';
+import { createRedactor } from '../redaction/redactor.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { createAutomationService } from './automation-service.ts';
 import { createRunner, type ProxyPort, type ScriptPort } from './runner.ts';
@@ -43,7 +44,7 @@ describeEachDialect('the automation runner', (dialect) => {
       machines: runAsLock(h),
       proxy: { call: async (c, input) => { calls.push({ ctx: c, input }); return upstream(input); } },
       scripts: { run: async (opts) => { scriptCalls.push(opts); return { ok: true, output: { seen: opts.env.KEYHOLD_ENVIRONMENT }, stdout: `printed ${VALUE}`, stderr: '', timedOut: false }; } },
-      redactors: { forTenant: async () => ({ redact: (t: string) => t.split(VALUE).join('[REDACTED]') }) },
+      redactors: { forTenant: async () => createRedactor([VALUE]) },
       keyholdAddress: () => 'http://127.0.0.1:1',
     });
     upstream = (input) => ({ status: 200, headers: {}, body: { id: `ch_${input.run.step}`, echo: VALUE }, truncated: false });

@@ -5,7 +5,7 @@ import { newId } from '../../platform/ids.ts';
 import type { Executor } from '../../storage/database.ts';
 import type { AutomationRunsTable, Database } from '../../storage/schema.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
-import { redactDeepWith } from '../redaction/redactor.ts';
+import { redactDeepWith, type Redactor } from '../redaction/redactor.ts';
 import type { TokenService } from '../auth/token-service.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
@@ -33,9 +33,8 @@ export interface ScriptPort {
   }): Promise<{ ok: boolean; output: unknown; stdout: string; stderr: string; error?: string; timedOut: boolean }>;
 }
 
-export interface Redactor {
-  redact(text: string): string;
-}
+/** The tenant's redactor: script steps need the library's own (run-script.ts cuts output by where matches may start). */
+export type { Redactor };
 
 export interface RunnerLimits {
   runTimeoutMs: number;

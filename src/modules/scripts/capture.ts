@@ -21,6 +21,10 @@ export function createCapture(limit: number, lookahead: number) {
     get total(): number {
       return total;
     },
+    /** Whether every byte the stream carried was kept. */
+    get complete(): boolean {
+      return kept === total;
+    },
     /** Everything kept, decoded (a multi-byte character cut at the end becomes U+FFFD). */
     text(): string {
       return Buffer.concat(chunks).toString('utf8');

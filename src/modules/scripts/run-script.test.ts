@@ -7,11 +7,12 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { createRedactor } from '../redaction/redactor.ts';
 import { runScript, type RunScriptOptions, type ScriptRedactor } from './run-script.ts';
 
-/** A stand-in for the redaction library: masks the given values, literally. */
-function fakeRedactor(values: string[]): ScriptRedactor & { size: number } {
-  return { size: values.length, redact: (text) => values.reduce((t, v) => t.split(v).join('[MASKED]'), text) };
+/** The redaction library's redactor over `values`, with a mask of its own so a test can tell it from the default. */
+function fakeRedactor(values: string[]): ScriptRedactor {
+  return createRedactor(values, { mask: '[MASKED]' });
 }
 
 const OFFLINE_ENV = { KEYHOLD_ADDR: 'http://127.0.0.1:1', KEYHOLD_TOKEN: 'kh_offline-test-token', KEYHOLD_ENVIRONMENT: 'production' };
@@ -53,6 +54,19 @@ describe('script steps: the sandbox and its bounds', () => {
     assert.equal(Buffer.byteLength(r.stdout), 100_000);
     assert.ok(Buffer.byteLength(r.stderr) <= 100_000);
     assert.deepEqual(r.truncated, { stdout: true, stderr: true });
+  });
+
+  test('a value cut off where the kept output ends is not shown in part, however much masking shortened what came before', async () => {
+    // Masks are shorter than the value, so everything kept fits under the bound once masked: the last kept line,
+    // cut inside the value by the capture, would show most of it.
+    const value = 'sk_live_' + 'Q7wZ'.repeat(8);
+    const r = await run(`export default async function () {
+      for (let i = 0; i < 20_000; i++) process.stdout.write('key ${value}\\n');
+    }`, { redactor: fakeRedactor([value]), maxOutputBytes: 64 * 1024 });
+    assert.equal(r.ok, true, r.error);
+    assert.equal(r.truncated.stdout, true);
+    assert.ok(r.stdout.length > 30_000, 'the output up to the cut is kept');
+    assert.ok(!r.stdout.includes('sk_live_'), `no part of the value: ...${r.stdout.slice(-60)}`);
   });
 
   test('a result larger than the bound is refused', async () => {
@@ -233,7 +247,7 @@ describeEachDialect('script steps: secrets through the preloaded SDK', (dialect)
         export default async function (input, { secrets }) {
           const key = await secrets.get('PAYMENT_API_KEY');
           console.log('using key', key);
-          console.error('base64 is not this fake redactor\\'s job; the literal is:', key);
+          console.error('the literal is:', key);
           return { same: fromImport === secrets, echoed: key, [key]: 'as a key', token: process.env.KEYHOLD_TOKEN };
         }`,
       input: null, env, timeoutMs: 10_000, maxOutputBytes: 64 * 1024, redactor: fakeRedactor([VALUE]),
@@ -241,7 +255,7 @@ describeEachDialect('script steps: secrets through the preloaded SDK', (dialect)
     assert.equal(r.ok, true, r.error);
     assert.equal(r.stdout, 'using key [MASKED]\n');
     assert.match(r.stderr, /the literal is: \[MASKED\]/);
-    assert.deepEqual(r.output, { same: true, echoed: '[MASKED]', '[MASKED]': 'as a key', token: '[REDACTED]' });
+    assert.deepEqual(r.output, { same: true, echoed: '[MASKED]', '[MASKED]': 'as a key', token: '[MASKED]' });
     assert.doesNotMatch(JSON.stringify(r), new RegExp(VALUE));
     assert.ok(!JSON.stringify(r).includes(env.KEYHOLD_TOKEN), 'the run token is masked too');
     const uses = await h.storage.db.selectFrom('audit_events').select('action').where('resource_name', '=', 'PAYMENT_API_KEY').where('action', '=', 'secret.use').execute();

@@ -5,14 +5,16 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { fail } from '../../errors/index.ts';
-import { redactDeepWith } from '../redaction/redactor.ts';
+import { createRedactor, redactDeep, setsOf, unionRedactors, type Redactor } from '../redaction/redactor.ts';
+import { createStreamRedactor } from '../redaction/stream.ts';
 import { cutToBytes } from '../../platform/utf8.ts';
 import { createCapture } from './capture.ts';
 
-/** What runScript needs of the redaction library (src/modules/redaction's Redactor satisfies it). */
-export interface ScriptRedactor {
-  redact(text: string): string;
-}
+/**
+ * The tenant's redactor, built by src/modules/redaction: a plain `redact(text)` cannot tell whether kept output
+ * ends inside a value (the rest was dropped at the bound), and the stream redactor over it can.
+ */
+export type ScriptRedactor = Redactor;
 
 /** The only variables the child gets: its own server address, token, tenant and environment. */
 export interface ScriptEnv {
@@ -55,9 +57,19 @@ export interface ScriptResult {
 
 const RUNNER = fileURLToPath(new URL('./child-runner.ts', import.meta.url));
 const SDK_DIR = fileURLToPath(new URL('../../sdk/', import.meta.url));
-/** Kept past the cut so a value straddling it is still masked whole (values are at most 64 KiB; encodings grow ~4/3). */
+/** Kept past the cut so a value straddling it is still masked whole, and the bound filled when masks shortened the text. */
 const REDACTION_LOOKAHEAD = 96 * 1024;
-const TOKEN_MASK = '[REDACTED]';
+
+/**
+ * A stream's kept text, redacted and cut at `limit`. When the stream carried more than was kept, a tail that
+ * could still be the start of a value (or one of its forms) is dropped: the rest of it was never seen, so no
+ * mask would cover it, and masks earlier on may have shortened the text enough to bring it under the bound.
+ */
+function keptText(r: Redactor, capture: ReturnType<typeof createCapture>, limit: number) {
+  const stream = createStreamRedactor(r);
+  const decided = stream.push(capture.text());
+  return cutToBytes(capture.complete ? decided + stream.end() : decided, limit);
+}
 
 /** Collects a stream up to `limit` bytes; `onOverflow` runs once if it carries more. */
 function collect(stream: Readable, limit: number, onOverflow: () => void): () => Buffer | null {
@@ -90,8 +102,9 @@ export async function runScript(opts: RunScriptOptions): Promise<ScriptResult> {
   if (!Number.isInteger(maxOutputBytes) || maxOutputBytes <= 0) fail('VALIDATION_FAILED', 'maxOutputBytes must be a positive integer');
   const maxMemoryMb = opts.maxMemoryMb ?? 256;
   const token = opts.env.KEYHOLD_TOKEN;
-  // The run's own token is masked too: the script can read it, but must not publish it in a log.
-  const redact = (text: string) => opts.redactor.redact(token.length > 0 ? text.split(token).join(TOKEN_MASK) : text);
+  // The run's own token is masked too (in its encodings as well): the script can read it, but must not publish it in a log.
+  const masker = token.length > 0 ? unionRedactors([opts.redactor, createRedactor([token])], setsOf(opts.redactor).mask) : opts.redactor;
+  const redact = (text: string) => masker.redact(text);
   let inputJson: string;
   try {
     inputJson = JSON.stringify(opts.input ?? null);
@@ -146,8 +159,8 @@ export async function runScript(opts: RunScriptOptions): Promise<ScriptResult> {
       child.once('close', (code, sig) => resolve([code, sig]));
     }).finally(() => clearTimeout(timer));
 
-    const out = cutToBytes(redact(stdout.text()), maxOutputBytes);
-    const err = cutToBytes(redact(stderr.text()), maxOutputBytes);
+    const out = keptText(masker, stdout, maxOutputBytes);
+    const err = keptText(masker, stderr, maxOutputBytes);
     const base = {
       stdout: out.text, stderr: err.text, exitCode, timedOut, durationMs: Math.round(performance.now() - started),
       truncated: { stdout: out.cut || stdout.total > maxOutputBytes, stderr: err.cut || stderr.total > maxOutputBytes },
@@ -166,7 +179,7 @@ export async function runScript(opts: RunScriptOptions): Promise<ScriptResult> {
     } catch {
       return failed('the script wrote something other than its result to the result channel (fd 3)');
     }
-    if (message.ok === true && exitCode === 0) return { ok: true, output: redactDeepWith(redact, message.output ?? null), ...base };
+    if (message.ok === true && exitCode === 0) return { ok: true, output: redactDeep(masker, message.output ?? null), ...base };
     return failed(typeof message.error === 'string' ? message.error : `the script failed (exit code ${exitCode})`);
   } finally {
     await rm(dir, { recursive: true, force: true });
