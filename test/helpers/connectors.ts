@@ -1,16 +1,16 @@
 import { createProxyService, DEFAULT_PROXY_LIMITS, type ProxyLimits } from '../../src/modules/proxy/index.ts';
+import { createRedactor } from '../../src/modules/redaction/redactor.ts';
 import type { TenantContext } from '../../src/modules/shared/context.ts';
 import type { Harness } from './harness.ts';
 
 /** The mask the fake tenant redactor writes, distinct from the proxy's own `[REDACTED]`, so a test can tell which layer masked. */
 export const TENANT_MASK = '[MASKED]';
 
-/** A stand-in for the redaction module: masks exactly the values the test says the tenant holds. */
+/** A stand-in for the tenant redactors: the redaction library over exactly the values the test says the tenant holds. */
 export function fakeRedactors(known: () => Iterable<string>) {
   return {
     async forTenant(_tenantId: string) {
-      const values = [...known()].sort((a, b) => b.length - a.length);
-      return { redact: (text: string) => values.reduce((t, v) => t.split(v).join(TENANT_MASK), text) };
+      return createRedactor(known(), { mask: TENANT_MASK });
     },
   };
 }

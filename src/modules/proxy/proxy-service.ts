@@ -4,6 +4,7 @@ import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { IdentifierHasher } from '../audit/identifiers.ts';
 import type { ConnectorService, PreparedConnector } from '../connectors/connector-service.ts';
 import { sendOutbound, type OutboundLimits, type OutgoingRequest } from '../connectors/outbound.ts';
+import { createRedactor, unionRedactors } from '../redaction/redactor.ts';
 import type { ValueService } from '../secrets/value-service.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { checkRequest } from './request-guard.ts';
@@ -111,10 +112,13 @@ export function createProxyService(deps: {
       if (!decodedAnswer(result.headers.get('content-encoding'))) {
         fail('UPSTREAM_UNREADABLE', `connector "${c.name}": the destination answered in a content coding the proxy does not decode, so it could not be masked`);
       }
-      const callMask = createCallMasker([...Object.values(ready.values), ...filled.values(), ...injected]);
+      const wire = [...Object.values(ready.values), ...filled.values(), ...injected];
+      const callMask = createCallMasker(wire);
       const tenantRedactor = await redactors.forTenant(ctx.tenantId);
       const dest = c.kind.http.destinations(c.settings)[req.destination ?? '']!;
-      return shapeResponse(result, { url: checked.url, dest, mask: (text) => tenantRedactor.redact(callMask(text)), maxBytes: limits.maxResponseBytes });
+      return shapeResponse(result, { url: checked.url, dest, mask: (text) => tenantRedactor.redact(callMask(text)), maxBytes: limits.maxResponseBytes,
+        redactor: unionRedactors([tenantRedactor, createRedactor(wire, { floor: 4 })]),
+      });
     },
   };
 }

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { plainJsonEscapes } from './response.ts';
+import type { Destination } from '../connectors/destination.ts';
+import { createRedactor } from '../redaction/redactor.ts';
+import { createCallMasker, plainJsonEscapes, shapeResponse } from './response.ts';
 
 test('JSON escapes read as JSON.stringify writes them; an escaped backslash and other text stay as they are', () => {
   for (const [text, expected] of [
@@ -17,5 +19,23 @@ test('JSON escapes read as JSON.stringify writes them; an escaped backslash and 
     ['\\u00', '\\u00'],
   ] as const) {
     assert.equal(plainJsonEscapes(text), expected, JSON.stringify(text));
+  }
+});
+
+test('a cut answer whose masks shortened it under the limit does not end in the part of a value the cut left', () => {
+  // An API echoing the key in every record: masked, what was kept past the limit (the lookahead) moves under it,
+  // and with it the record the read stopped inside.
+  const value = 'sk_live_' + 'Q7wZ'.repeat(8);
+  const full = Buffer.from(`{"items":[${Array.from({ length: 200 }, () => `{"key":"${value}"}`).join(',')}]}`);
+  const tenant = createRedactor([value]);
+  const call = createCallMasker([value]);
+  for (let extra = 0; extra < 52; extra += 3) {
+    const res = shapeResponse({ status: 200, headers: new Headers({ 'content-type': 'application/json' }), body: full.subarray(0, 2_000 + extra), truncated: true }, {
+      url: new URL('https://api.example/v1/items'), dest: { origin: 'https://api.example', prefix: '' } as Destination,
+      mask: (text) => tenant.redact(call(text)), redactor: tenant, maxBytes: 1_000,
+    });
+    const text = String(res.body);
+    assert.ok(text.length > 500, 'the answer up to the cut is kept');
+    assert.ok(!text.includes('sk_'), `part of the value came back: ...${text.slice(-40)}`);
   }
 });

@@ -1,7 +1,8 @@
 import { cutToBytes } from '../../platform/utf8.ts';
 import type { Destination } from '../connectors/destination.ts';
 import { encodedForms } from '../redaction/forms.ts';
-import { redactDeepWith } from '../redaction/redactor.ts';
+import { redactDeepWith, type Redactor } from '../redaction/redactor.ts';
+import { createStreamRedactor } from '../redaction/stream.ts';
 import type { ProxyResponse } from './types.ts';
 
 export const MASK = '[REDACTED]';
@@ -85,9 +86,13 @@ function location(value: string, base: URL, dest: Destination): string {
 /**
  * The upstream answer as the caller sees it: hop headers dropped, every header and the body masked (also as they
  * read with their JSON escapes made plain: `plainJsonEscapes`), the body cut at `maxBytes` only after masking (a value
- * straddling the cut is masked whole), JSON parsed when whole and masked again once decoded.
+ * straddling the cut is masked whole, one the read stopped inside is dropped), JSON parsed when whole and masked again once decoded.
  */
-export function shapeResponse(upstream: { status: number; headers: Headers; body: Buffer; truncated: boolean }, ctx: { url: URL; dest: Destination; mask: (text: string) => string; maxBytes: number }): ProxyResponse {
+export function shapeResponse(upstream: { status: number; headers: Headers; body: Buffer; truncated: boolean }, ctx: {
+  url: URL; dest: Destination; mask: (text: string) => string; maxBytes: number;
+  /** Every value that may come back (the tenant's, this call's): where a cut answer may end inside one. */
+  redactor: Redactor;
+}): ProxyResponse {
   const headers: Record<string, string> = {};
   for (const [name, value] of upstream.headers) {
     if (DROPPED.has(name) || name === 'set-cookie') continue;
@@ -96,7 +101,10 @@ export function shapeResponse(upstream: { status: number; headers: Headers; body
   const cookies = upstream.headers.getSetCookie();
   if (cookies.length > 0) headers['set-cookie'] = maskEscaped(ctx.mask, cookies.join('\n'));
   const truncated = upstream.truncated || upstream.body.byteLength > ctx.maxBytes;
-  const masked = maskEscaped(ctx.mask, upstream.body.toString('utf8'));
+  // The read stopped inside the answer: a tail that may be the start of a value is dropped, as its rest was never
+  // seen and nothing would mask it (masks before it can shorten the text enough to bring it under the limit).
+  const raw = upstream.body.toString('utf8');
+  const masked = maskEscaped(ctx.mask, upstream.truncated ? createStreamRedactor(ctx.redactor).push(raw) : raw);
   const text = truncated ? cutToBytes(masked, ctx.maxBytes).text : masked;
   let body: unknown = text === '' ? null : text;
   if (text !== '' && !truncated && /[/+]json\b/i.test(upstream.headers.get('content-type') ?? '')) {

@@ -1,3 +1,4 @@
+import type { Redactor } from '../redaction/redactor.ts';
 /** A request the caller wants sent through a connector; the path is relative to the connector's destination root. */
 export interface ProxyRequest {
   method: string;
@@ -27,9 +28,9 @@ export interface RunContext {
   step: string;
 }
 
-/** Masks known values; the redaction module's TenantRedactors satisfies it. */
+/** Masks known values: the redaction module's TenantRedactors (its own redactors: a cut answer is checked for where a value may start). */
 export interface TenantRedactorSource {
-  forTenant(tenantId: string): Promise<{ redact(text: string): string }>;
+  forTenant(tenantId: string): Promise<Redactor>;
 }
 
 /** Why a proxied request was refused: the stable error code and the reason recorded in `proxy.refused`. */
