@@ -38,3 +38,24 @@ test('grants list shows revoked grants, with when they were revoked, only with -
   assert.match(table.stdout, /REVOKED/);
   assert.match(table.stdout, new RegExp(`${gone.id}.*\\d{4}-\\d\\d-\\d\\dT`));
 });
+
+test('grants list hides expired grants unless --include-expired, which shows each grant\'s state', async () => {
+  const bo = await userContext(h, h.ctx.tenantId, 'bo');
+  const lasting = await h.services.grants.create(h.ctx, { principalType: 'user', principalId: bo.id, role: 'viewer' });
+  const brief = await h.services.grants.create(h.ctx, { principalType: 'user', principalId: bo.id, role: 'builder', expiresAt: new Date(h.clock.now() + 60_000).toISOString() });
+  const before = await run(['grants', 'list', '--principal', bo.id]);
+  assert.match(before.stdout, new RegExp(brief.id), 'listed while it still counts');
+  h.clock.advance(60_000);
+
+  const plain = await run(['grants', 'list', '--principal', bo.id]);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.match(plain.stdout, new RegExp(lasting.id));
+  assert.doesNotMatch(plain.stdout, new RegExp(brief.id));
+
+  const all = await run(['grants', 'list', '--principal', bo.id, '--include-expired']);
+  assert.equal(all.code, 0, all.stderr);
+  assert.equal(urls.at(-1), `/v1/grants?principalId=${bo.id}&includeExpired=true`);
+  assert.match(all.stdout, /STATE/);
+  assert.match(all.stdout, new RegExp(`${brief.id}.*\\d{4}-\\d\\d-\\d\\dT\\S+\\s+expired`));
+  assert.match(all.stdout, new RegExp(`${lasting.id}.*live`));
+});

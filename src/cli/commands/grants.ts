@@ -8,6 +8,7 @@ import { table, time } from '../output.ts';
 interface Grant {
   id: string; principalType: string; principalId: string; role: string;
   environments: string[] | null; namePatterns: string[] | null; expiresAt: string | null; revokedAt: string | null;
+  state: 'live' | 'expired' | 'revoked';
 }
 
 const add: Command = {
@@ -41,18 +42,26 @@ const add: Command = {
 
 const list: Command = {
   name: 'list',
-  summary: 'List live grants (optionally of one principal; --include-revoked adds revoked ones)',
-  usage: 'grants list [--principal ID] [--include-revoked]',
-  options: { principal: { type: 'string' }, 'include-revoked': { type: 'boolean' } },
+  summary: 'List live grants (optionally of one principal; --include-revoked and --include-expired add those)',
+  usage: 'grants list [--principal ID] [--include-revoked] [--include-expired]',
+  help: [
+    'A grant is expired from its EXPIRES time on (it no longer counts in decisions); revoked grants show when they were revoked.',
+  ],
+  options: { principal: { type: 'string' }, 'include-revoked': { type: 'boolean' }, 'include-expired': { type: 'boolean' } },
   async run({ args, flags, api, out }) {
     positionals(args, [], list.usage);
     const principal = str(flags, 'principal');
     const includeRevoked = flags['include-revoked'] === true;
-    const query = new URLSearchParams({ ...(principal ? { principalId: principal } : {}), ...(includeRevoked ? { includeRevoked: 'true' } : {}) }).toString();
+    const includeExpired = flags['include-expired'] === true;
+    const query = new URLSearchParams({
+      ...(principal ? { principalId: principal } : {}), ...(includeRevoked ? { includeRevoked: 'true' } : {}), ...(includeExpired ? { includeExpired: 'true' } : {}),
+    }).toString();
     const res = await api.call<{ items: Grant[] }>('GET', `/v1/grants${query ? `?${query}` : ''}`);
-    out.result(res, () => table(['ID', 'ROLE', 'PRINCIPAL', 'ENVIRONMENTS', 'PATTERNS', 'EXPIRES', ...(includeRevoked ? ['REVOKED'] : [])], res.items.map((g) => [
+    // Only a listing that can hold more than live grants needs a column saying which each one is.
+    const withState = includeRevoked || includeExpired;
+    out.result(res, () => table(['ID', 'ROLE', 'PRINCIPAL', 'ENVIRONMENTS', 'PATTERNS', 'EXPIRES', ...(withState ? ['STATE'] : []), ...(includeRevoked ? ['REVOKED'] : [])], res.items.map((g) => [
       g.id, g.role, `${g.principalType}:${g.principalId}`, g.environments?.join(',') ?? '*', g.namePatterns?.join(',') ?? '*', time(g.expiresAt) ?? '-',
-      ...(includeRevoked ? [time(g.revokedAt) ?? '-'] : []),
+      ...(withState ? [g.state] : []), ...(includeRevoked ? [time(g.revokedAt) ?? '-'] : []),
     ])));
   },
 };

@@ -21,6 +21,17 @@ export interface Grant {
   createdAt: string;
   createdBy: string;
   revokedAt: string | null;
+  /** `revoked` once revoked (expired since or not); else `expired` from its expiry on, as decisions judge it; else `live`. */
+  state: GrantState;
+}
+
+export type GrantState = 'live' | 'expired' | 'revoked';
+
+/** Which grants a listing shows: live ones always; revoked and expired ones only when asked for. */
+export interface ListGrantsOptions {
+  principalId?: string;
+  includeRevoked?: boolean;
+  includeExpired?: boolean;
 }
 
 export interface CreateGrantInput {
@@ -34,7 +45,12 @@ export interface CreateGrantInput {
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-function toGrant(row: GrantsTable): Grant {
+function stateOf(row: GrantsTable, now: number): GrantState {
+  if (row.revoked_at !== null) return 'revoked';
+  return row.expires_at !== null && row.expires_at <= now ? 'expired' : 'live';
+}
+
+function toGrant(row: GrantsTable, now: number): Grant {
   return {
     id: row.id,
     principalType: row.principal_type as Grant['principalType'],
@@ -46,6 +62,7 @@ function toGrant(row: GrantsTable): Grant {
     createdAt: iso(row.created_at)!,
     createdBy: row.created_by,
     revokedAt: iso(row.revoked_at),
+    state: stateOf(row, now),
   };
 }
 
@@ -104,15 +121,19 @@ export function createGrantService(deps: { db: Kysely<Database>; authz: Authoriz
         await trx.insertInto('grants').values(row).execute();
         await audit.appendInTx(trx, grantEvent(ctx, 'grant.create', row));
       });
-      return toGrant(row);
+      return toGrant(row, clock.now());
     },
 
-    async list(ctx: TenantContext, opts: { principalId?: string; includeRevoked?: boolean } = {}): Promise<Grant[]> {
+    /** Live grants, plus revoked and expired ones on request; a grant expiring at `t` is expired from `t` on. */
+    async list(ctx: TenantContext, opts: ListGrantsOptions = {}): Promise<Grant[]> {
       await authz.require(ctx, 'admin', { type: 'tenant' });
+      const now = clock.now();
       let q = db.selectFrom('grants').selectAll().where('tenant_id', '=', ctx.tenantId);
       if (opts.principalId) q = q.where('principal_id', '=', opts.principalId);
       if (!opts.includeRevoked) q = q.where('revoked_at', 'is', null);
-      return (await q.orderBy('created_at').execute()).map(toGrant);
+      // Revoked grants are shown (or not) as revoked, whatever their expiry: only unrevoked ones are filtered by it.
+      if (!opts.includeExpired) q = q.where((eb) => eb.or([eb('revoked_at', 'is not', null), eb('expires_at', 'is', null), eb('expires_at', '>', now)]));
+      return (await q.orderBy('created_at').execute()).map((row) => toGrant(row, now));
     },
 
     async revoke(ctx: TenantContext, id: string): Promise<Grant> {
@@ -124,7 +145,7 @@ export function createGrantService(deps: { db: Kysely<Database>; authz: Authoriz
         const g = await trx.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
         await audit.appendInTx(trx, grantEvent(ctx, 'grant.revoke', g));
       });
-      return toGrant((await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst())!);
+      return toGrant((await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst())!, clock.now());
     },
   };
 }

@@ -61,6 +61,29 @@ describeEachDialect('grants: narrowed by environment and name, expiring, revocab
     assert.equal(await code(h.services.values.read(cy.ctx(), 'DB_PASSWORD', 'staging')), 'SECRET_NOT_FOUND');
   });
 
+  test('listing hides expired grants unless asked (includeExpired), and says which state each grant is in', async () => {
+    const gil = await userContext(h, h.ctx.tenantId, 'gil');
+    const expiresAt = new Date(h.clock.now() + 60_000).toISOString();
+    const lasting = await h.services.grants.create(h.ctx, { principalType: 'user', principalId: gil.id, role: 'viewer' });
+    const brief = await h.services.grants.create(h.ctx, { principalType: 'user', principalId: gil.id, role: 'builder', expiresAt });
+    const briefRevoked = await h.services.grants.create(h.ctx, { principalType: 'user', principalId: gil.id, role: 'revealer', expiresAt });
+    await h.services.grants.revoke(h.ctx, briefRevoked.id);
+    const states = async (opts: { includeRevoked?: boolean; includeExpired?: boolean }) =>
+      (await h.services.grants.list(h.ctx, { principalId: gil.id, ...opts })).map((g) => [g.role, g.state]);
+    assert.deepEqual(await states({}), [['viewer', 'live'], ['builder', 'live']]);
+    // At its expiry exactly the grant stops counting (as decisions judge it), so it leaves the default list then too.
+    h.clock.advance(60_000);
+    assert.deepEqual(await states({}), [['viewer', 'live']]);
+    assert.deepEqual(await states({ includeExpired: true }), [['viewer', 'live'], ['builder', 'expired']]);
+    // A revoked grant is listed as revoked (with includeRevoked), whether or not it has expired since.
+    assert.deepEqual(await states({ includeRevoked: true }), [['viewer', 'live'], ['revealer', 'revoked']]);
+    assert.deepEqual(await states({ includeRevoked: true, includeExpired: true }), [['viewer', 'live'], ['builder', 'expired'], ['revealer', 'revoked']]);
+    const res = await h.app.inject({ method: 'GET', url: `/v1/grants?principalId=${gil.id}`, headers: { authorization: `Bearer ${h.rootToken}` } });
+    assert.deepEqual(res.json().items.map((g: { id: string; state: string }) => [g.id, g.state]), [[lasting.id, 'live']]);
+    const all = await h.app.inject({ method: 'GET', url: `/v1/grants?principalId=${gil.id}&includeExpired=true`, headers: { authorization: `Bearer ${h.rootToken}` } });
+    assert.deepEqual(all.json().items.map((g: { id: string; state: string }) => [g.id, g.state]), [[lasting.id, 'live'], [brief.id, 'expired']]);
+  });
+
   test('revoking a grant takes effect on the very next request (the decision cache is invalidated)', async () => {
     const di = await userContext(h, h.ctx.tenantId, 'di');
     const grant = await h.services.grants.create(h.ctx, { principalType: 'user', principalId: di.id, role: 'builder' });

@@ -10,6 +10,7 @@ const GrantSchema = Type.Object({
   id: Type.String(), principalType: Type.String(), principalId: Type.String(), role: Type.String(),
   environments: Type.Union([Type.Array(Type.String()), Type.Null()]), namePatterns: Type.Union([Type.Array(Type.String()), Type.Null()]),
   expiresAt: Type.Union([Type.String(), Type.Null()]), createdAt: Type.String(), createdBy: Type.String(), revokedAt: Type.Union([Type.String(), Type.Null()]),
+  state: Type.Union([Type.Literal('live'), Type.Literal('expired'), Type.Literal('revoked')]),
 });
 
 /** Role grants of the caller's tenant (admin). */
@@ -35,8 +36,10 @@ export function grantRoutes(deps: { grants: GrantService }) {
     r.get('/v1/grants', {
       config: { auth: 'tenant' },
       schema: {
-        tags: ['grants'], summary: 'List grants',
-        querystring: Type.Object({ principalId: Type.Optional(Type.String({ maxLength: 64 })), includeRevoked: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+        tags: ['grants'], summary: 'List live grants; includeRevoked and includeExpired add revoked and expired ones',
+        querystring: Type.Object({
+          principalId: Type.Optional(Type.String({ maxLength: 64 })), includeRevoked: Type.Optional(Type.Boolean()), includeExpired: Type.Optional(Type.Boolean()),
+        }, { additionalProperties: false }),
         response: { 200: Type.Object({ items: Type.Array(GrantSchema) }), ...errorResponses },
       },
     }, async (req) => ({ items: await deps.grants.list(tenantContextOf(req), req.query) }));
