@@ -39,7 +39,7 @@ export const errorCatalogue = {
   ENVIRONMENT_NOT_FOUND: { status: 404, meaning: 'The environment does not exist in this tenant.' },
   SECRET_NOT_FOUND: { status: 404, meaning: 'The secret does not exist in this tenant (or is deleted).' },
   VALUE_NOT_SET: { status: 404, meaning: 'The secret exists but has no value in this environment.' },
-  TOKEN_NOT_FOUND: { status: 404, meaning: 'No live token with that id (never existed, or already revoked).' },
+  TOKEN_NOT_FOUND: { status: 404, meaning: 'No live token with that id (never existed, already revoked, or already expired).' },
   VERSION_NOT_FOUND: { status: 404, meaning: 'The requested version or label does not exist.' },
   VERSION_DESTROYED: { status: 410, meaning: 'The version existed but its data key was destroyed; the value is gone for good.' },
   TENANT_EXISTS: { status: 409, meaning: 'A tenant with this name already exists.' },

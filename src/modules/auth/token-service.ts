@@ -116,9 +116,14 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
       return principalOf(await service.lookup(token));
     },
 
-    /** Revokes one token. `tenantId` scopes the lookup (null: root may revoke any). Returns the token's tenant. */
+    /**
+     * Revokes one live token. `tenantId` scopes the lookup (null: root may revoke any). Returns the token's tenant.
+     * An expired token is not live: it stays recorded as expired (its later refusals say so), and this is TOKEN_NOT_FOUND.
+     */
     async revoke(tokenId: string, tenantId: string | null, executor: Executor = db): Promise<{ tenantId: string | null }> {
-      let q = executor.updateTable('tokens').set({ revoked_at: clock.now() }).where('id', '=', tokenId).where('revoked_at', 'is', null);
+      const now = clock.now();
+      let q = executor.updateTable('tokens').set({ revoked_at: now }).where('id', '=', tokenId).where('revoked_at', 'is', null)
+        .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]));
       if (tenantId !== null) q = q.where('tenant_id', '=', tenantId);
       const row = await q.returning('tenant_id').executeTakeFirst();
       if (!row) fail('TOKEN_NOT_FOUND', 'no live token with that id');
