@@ -31,7 +31,7 @@ export const errorCatalogue = {
   MACHINE_NOT_FOUND: { status: 404, meaning: 'No such machine identity in this tenant.' },
   MACHINE_EXISTS: { status: 409, meaning: 'A machine identity with this name already exists in the tenant.' },
   MACHINE_DISABLED: { status: 409, meaning: 'The machine identity is disabled; it can be read but not changed or used.' },
-  GRANT_NOT_FOUND: { status: 404, meaning: 'No such live grant in this tenant.' },
+  GRANT_NOT_FOUND: { status: 404, meaning: 'No such live grant in this tenant (never existed, already revoked, or already expired).' },
   POLICY_INVALID: { status: 400, meaning: 'The tenant policy set does not parse or does not validate against the Cedar schema; it did not take effect.' },
   POLICY_VERSION_NOT_FOUND: { status: 404, meaning: 'No tenant policy set with that version.' },
   ROUTE_NOT_FOUND: { status: 404, meaning: 'No endpoint exists at this method and path.' },

@@ -136,11 +136,14 @@ export function createGrantService(deps: { db: Kysely<Database>; authz: Authoriz
       return (await q.orderBy('created_at').execute()).map((row) => toGrant(row, now));
     },
 
+    /** Revokes a live grant; an expired one has nothing left to stop and stays recorded as expired (GRANT_NOT_FOUND). */
     async revoke(ctx: TenantContext, id: string): Promise<Grant> {
       await authz.require(ctx, 'admin', { type: 'tenant' });
       await changeAuthz(ctx.tenantId, async (trx) => {
-        const res = await trx.updateTable('grants').set({ revoked_at: clock.now() })
-          .where('tenant_id', '=', ctx.tenantId).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
+        const now = clock.now();
+        const res = await trx.updateTable('grants').set({ revoked_at: now })
+          .where('tenant_id', '=', ctx.tenantId).where('id', '=', id).where('revoked_at', 'is', null)
+          .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)])).executeTakeFirst();
         if (Number(res.numUpdatedRows) === 0) fail('GRANT_NOT_FOUND', 'no live grant with that id in this tenant');
         const g = await trx.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
         await audit.appendInTx(trx, grantEvent(ctx, 'grant.revoke', g));

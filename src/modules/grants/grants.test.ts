@@ -84,6 +84,18 @@ describeEachDialect('grants: narrowed by environment and name, expiring, revocab
     assert.deepEqual(all.json().items.map((g: { id: string; state: string }) => [g.id, g.state]), [[lasting.id, 'live'], [brief.id, 'expired']]);
   });
 
+  test('revoking a grant that has already expired is GRANT_NOT_FOUND, records nothing, and it stays expired', async () => {
+    const hal = await userContext(h, h.ctx.tenantId, 'hal');
+    const grant = await h.services.grants.create(h.ctx, { principalType: 'user', principalId: hal.id, role: 'viewer', expiresAt: new Date(h.clock.now() + 60_000).toISOString() });
+    h.clock.advance(60_000);
+    const revokes = async () => (await h.services.auditQueries.list(h.ctx, { action: 'grant.revoke' })).items.length;
+    const before = await revokes();
+    const res = await h.app.inject({ method: 'DELETE', url: `/v1/grants/${grant.id}`, headers: { authorization: `Bearer ${h.rootToken}` } });
+    assert.deepEqual([res.statusCode, res.json().error.code], [404, 'GRANT_NOT_FOUND']);
+    assert.equal(await revokes(), before);
+    assert.deepEqual((await h.services.grants.list(h.ctx, { principalId: hal.id, includeExpired: true, includeRevoked: true })).map((g) => [g.id, g.state]), [[grant.id, 'expired']]);
+  });
+
   test('revoking a grant takes effect on the very next request (the decision cache is invalidated)', async () => {
     const di = await userContext(h, h.ctx.tenantId, 'di');
     const grant = await h.services.grants.create(h.ctx, { principalType: 'user', principalId: di.id, role: 'builder' });
