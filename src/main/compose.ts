@@ -31,6 +31,7 @@ import { createSystemMetaRepository } from '../modules/system/system-meta-reposi
 import { createSystemService } from '../modules/system/system-service.ts';
 import { createRootGeneration } from '../modules/system/root-generation.ts';
 import { generateRootRoutes } from '../modules/system/generate-root-routes.ts';
+import { auditSinkRoutes, type AuditStreamingSlot } from '../modules/audit/sink-routes.ts';
 import { tenantRoutes } from '../modules/tenants/routes.ts';
 import { createTenantService } from '../modules/tenants/tenant-service.ts';
 import { createJwksCache } from '../modules/identity/machines/jwks-cache.ts';
@@ -157,6 +158,8 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   });
   // Where script steps reach this server: set by whoever makes it listen (server.ts, tests).
   const self = { address: null as string | null };
+  // Where audit streaming is left by whoever starts it (server.ts, tests), for GET /v1/audit/sinks.
+  const auditStreaming: AuditStreamingSlot = { delivery: null };
   const runtime = createAutomationModule({
     db, authz, clock, audit, tenants, secrets, tokens, machines: machineRepo, connectors, proxy, redactors, detectCredentials: findCredentials,
     scripts: { run: runScript }, keyholdAddress: () => self.address, onBackgroundError: deps.onBackgroundError ?? (() => undefined),
@@ -169,7 +172,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     notifier,
   });
   rotation.useDependents(dependentsFromConnectors(connectors));
-  return { clock, self, redactors, connectors, proxy, ...runtime, seal, keyring, audit, macKeys, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, selfTest, system, rootGeneration, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
+  return { clock, self, auditStreaming, redactors, connectors, proxy, ...runtime, seal, keyring, audit, macKeys, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, selfTest, system, rootGeneration, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -191,6 +194,7 @@ export async function createHttpApp(services: Services, opts: {
       grantRoutes({ grants: services.grants }),
       policyRoutes({ policies: services.policies }),
       auditRoutes({ queries: services.auditQueries }),
+      auditSinkRoutes({ streaming: services.auditStreaming }),
       userRoutes({ users: services.users, totp: services.totp, logins: services.logins, tenants: services.tenants }),
       escrowRoutes({ escrow: services.escrow }),
       automationRoutes({ ...services, isSealed: () => services.seal.isSealed() }),

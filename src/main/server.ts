@@ -139,6 +139,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     sweep.unref();
 
     const streaming = startAuditStreaming({ db: storage.db, log: services.audit, sinks, clock: systemClock, logger });
+    services.auditStreaming.delivery = streaming;
     // Sign the chain head periodically while unsealed, so a cut tail or rewritten history shows.
     const checkpointTimer = setInterval(() => {
       if (services.seal.isSealed()) return;

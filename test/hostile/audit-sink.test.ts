@@ -62,6 +62,22 @@ describeEachDialect('a hung or failing audit sink never slows requests and catch
       assert.ok(withHung < bound, `reads with a hung sink took ${withHung.toFixed(0)} ms vs ${baseline.toFixed(0)} ms`);
       assert.ok(withFailing < bound, `reads with a failing sink took ${withFailing.toFixed(0)} ms vs ${baseline.toFixed(0)} ms`);
 
+      // The operator sees the sink behind and failing (root only), without the sink's address in the error.
+      h.services.auditStreaming.delivery = delivery;
+      const sinks = async (token = h.rootToken) => h.app.inject({ method: 'GET', url: '/v1/audit/sinks', headers: { authorization: `Bearer ${token}` } });
+      let failing = (await sinks()).json().items[0];
+      for (const until = Date.now() + 10_000; failing.consecutiveFailures === 0 && Date.now() < until;) {
+        await new Promise((r) => setTimeout(r, 50));
+        failing = (await sinks()).json().items[0];
+      }
+      assert.equal(failing.sink, 'webhook');
+      assert.ok(failing.lag > 0 && failing.consecutiveFailures > 0 && failing.lastError && failing.lastErrorAt, JSON.stringify(failing));
+      assert.ok(!failing.lastError.includes(url), 'the status does not name where the sink is');
+      const machine = await h.services.machines.create(h.ctx, { name: 'not-root', kind: 'client_secret' });
+      await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role: 'tenant-admin' });
+      const token = (await h.services.tokens.issue({ tenantId: h.ctx.tenantId, kind: 'machine', principalId: machine.id, name: 'not-root' })).token;
+      assert.equal((await sinks(token)).statusCode, 403, "a tenant's admin does not see the sinks: they carry every tenant's events");
+
       mode = 'ok';
       for (const res of hanging.splice(0)) res.destroy();
       const head = (await h.storage.db.selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
@@ -69,6 +85,8 @@ describeEachDialect('a hung or failing audit sink never slows requests and catch
       while (new Set(received).size < head && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       assert.equal(new Set(received).size, head, 'every event up to the head was delivered');
       assert.deepEqual([...new Set(received)].sort((a, b) => a - b), Array.from({ length: head }, (_, i) => i + 1));
+      const caughtUp = (await sinks()).json().items[0];
+      assert.ok(caughtUp.cursor >= head && caughtUp.delivered >= head && caughtUp.lastDeliveredAt, JSON.stringify(caughtUp));
     } finally {
       await delivery.stop();
     }

@@ -162,3 +162,23 @@ test('verify exits 0 on an intact chain and 1 naming the first bad event', async
   const json = JSON.parse((await run(['audit', 'verify', '--json'])).stdout) as { ok: boolean; firstBadSeq: number };
   assert.deepEqual([json.ok, json.firstBadSeq], [false, seq]);
 });
+
+test('audit sinks shows each sink\'s cursor, lag and last failure, and says so when none is configured', async () => {
+  assert.match((await run(['audit', 'sinks'])).stdout, /No audit sinks are configured on this node/);
+  h.services.auditStreaming.delivery = {
+    status: () => [{
+      sink: 'syslog-tcp', state: 'backoff', cursor: 40, headSeq: 52, lag: 12, consecutiveFailures: 3,
+      lastError: 'ECONNREFUSED', lastErrorAt: Date.UTC(2026, 5, 1, 12), lastDeliveredAt: Date.UTC(2026, 5, 1, 11), delivered: 40,
+    }],
+  };
+  try {
+    const shown = await run(['audit', 'sinks']);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /SINK\s+STATE\s+CURSOR\s+LAG\s+FAILURES/);
+    assert.match(shown.stdout, /syslog-tcp\s+backoff\s+40\s+12\s+3\s+.*ECONNREFUSED/);
+    const json = JSON.parse((await run(['audit', 'sinks', '--json'])).stdout) as { items: Array<{ lastErrorAt: string }> };
+    assert.equal(json.items[0]!.lastErrorAt, '2026-06-01T12:00:00.000Z');
+  } finally {
+    h.services.auditStreaming.delivery = null;
+  }
+});

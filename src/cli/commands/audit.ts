@@ -8,6 +8,7 @@ import type { Command, Flags, Group } from '../command.ts';
 import { writePrivateFile } from '../files.ts';
 import { table, time } from '../output.ts';
 import { verifyExportFiles } from './audit-offline.ts';
+import { sinksCommand } from './audit-sinks.ts';
 
 /** The `audit` group: reading the trail needs audit:read (the auditor role, or root). */
 
@@ -254,5 +255,5 @@ const verify: Command = {
 export const auditGroup: Group = {
   name: 'audit',
   summary: 'The audit trail: list, tail, export, per-secret usage, verify, checkpoints, public-key (audit:read)',
-  commands: [list, tail, exportCommand, usage, verify, checkpointsCommand, publicKey],
+  commands: [list, tail, exportCommand, usage, verify, checkpointsCommand, publicKey, sinksCommand],
 };
