@@ -283,6 +283,8 @@ export function createSecretService(deps: {
      * current one). Without: the secret must be soft-deleted first, and everything goes, name included.
      */
     async destroy(ctx: TenantContext, name: string, opts: { environment?: string; versions?: number[] } = {}) {
+      // An environment names versions to shred: without them the call must not widen into destroying every environment's.
+      if (opts.environment !== undefined && !opts.versions?.length) fail('VALIDATION_FAILED', 'destroying versions in an environment needs the versions; to destroy the whole secret, name no environment');
       const row = await load(ctx, name, { allowDeleted: true, auditAs: 'secret.destroy', ...(opts.environment ? { environment: opts.environment } : {}) });
       await authorize(ctx, 'delete', secretResource(row), opts.versions?.length ? opts.environment : undefined);
       const now = clock.now();

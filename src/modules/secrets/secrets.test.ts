@@ -185,6 +185,19 @@ describeEachDialect('secrets and versions', (dialect) => {
     assert.equal((await h.services.values.read(ctx, 'PICK_KEY', 'production', { version: 1 })).value, 'p1');
   });
 
+  test('destroy naming an environment but no versions is refused and destroys nothing, not widened into destroying the whole secret', async () => {
+    await h.services.secrets.create(ctx, { name: 'NARROW_DESTROY', owner: 'ops' });
+    await h.services.values.write(ctx, 'NARROW_DESTROY', 'production', { value: 'p1' });
+    await h.services.values.write(ctx, 'NARROW_DESTROY', 'staging', { value: 's1' });
+    await h.services.secrets.remove(ctx, 'NARROW_DESTROY');
+    await rejects(h.services.secrets.destroy(ctx, 'NARROW_DESTROY', { environment: 'staging' }), 'VALIDATION_FAILED');
+    await rejects(h.services.secrets.destroy(ctx, 'NARROW_DESTROY', { environment: 'staging', versions: [] }), 'VALIDATION_FAILED');
+    const res = await h.app.inject({ method: 'POST', url: '/v1/secrets/NARROW_DESTROY/destroy', headers: { authorization: `Bearer ${h.rootToken}` }, payload: { environment: 'staging' } });
+    assert.equal(res.statusCode, 400, res.body);
+    await h.services.secrets.restore(ctx, 'NARROW_DESTROY');
+    assert.equal((await h.services.values.read(ctx, 'NARROW_DESTROY', 'production')).value, 'p1', 'the secret and its values are all still there');
+  });
+
   test('values are bounded in size', async () => {
     await h.services.secrets.create(ctx, { name: 'BIG_KEY', owner: 'ops' });
     await h.services.values.write(ctx, 'BIG_KEY', 'production', { value: 'x'.repeat(65_536) });
