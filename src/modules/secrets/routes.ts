@@ -114,7 +114,7 @@ export function secretRoutes(deps: { secrets: SecretService; values: ValueServic
     r.get('/v1/secrets/:name/values/:env', {
       config: tenant,
       schema: {
-        tags: ['values'], summary: 'Read (decrypt) a value: current by default, or a label or version', params: ValueParams,
+        tags: ['values'], summary: 'Read (decrypt) a value: current by default, or a label or a version (not both)', params: ValueParams,
         querystring: Type.Object({
           version: Type.Optional(VersionNumber),
           label: Type.Optional(Type.Union(LABELS.map((l) => Type.Literal(l)))),

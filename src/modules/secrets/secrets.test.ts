@@ -65,6 +65,16 @@ describeEachDialect('secrets and versions', (dialect) => {
     assert.equal(history[1]!.reason, 'initial');
   });
 
+  test('a read naming both a version and a label is refused, not answered with one of them', async () => {
+    await h.services.secrets.create(ctx, { name: 'BOTH_SELECTORS', owner: 'ops' });
+    await h.services.values.write(ctx, 'BOTH_SELECTORS', 'production', { value: 'one' });
+    await h.services.values.write(ctx, 'BOTH_SELECTORS', 'production', { value: 'two' });
+    await rejects(h.services.values.read(ctx, 'BOTH_SELECTORS', 'production', { version: 1, label: 'current' }), 'VALIDATION_FAILED');
+    const res = await h.app.inject({ method: 'GET', url: '/v1/secrets/BOTH_SELECTORS/values/production?version=1&label=current', headers: { authorization: `Bearer ${h.rootToken}` } });
+    assert.equal(res.statusCode, 400, res.body);
+    assert.equal(res.body.includes('one') || res.body.includes('two'), false);
+  });
+
   test('a value pasted into a write\'s reason, the tenant\'s or the one being written, is masked before it is stored, audited or shown', async () => {
     await h.services.secrets.create(ctx, { name: 'REASON_OTHER', owner: 'ops' });
     await h.services.secrets.create(ctx, { name: 'REASON_NEW', owner: 'ops' });

@@ -254,12 +254,14 @@ export function createValueService(deps: {
     },
 
     /**
-     * Decrypts the value at a label (default current) or a version number. `purpose: 'use'` is for
+     * Decrypts the value at a label (default current) or a version number (never both). `purpose: 'use'` is for
      * values that go on without anyone seeing them (the credential proxy injects them): it needs
      * `use`, even for a person; `auditContext` adds fields (connector, run, step) to the use event.
      */
     read(ctx: TenantContext, name: string, environment: string, opts: ReadOptions = {}): Promise<RevealedValue> {
       try {
+        // Answering with either one would hand back a value the caller did not ask for.
+        if (opts.version !== undefined && opts.label !== undefined) fail('VALIDATION_FAILED', 'give a version or a label, not both');
         return (opts.version === undefined ? readFromMemory(ctx, name, environment, opts) : undefined) ?? readFromStore(ctx, name, environment, opts);
       } catch (err) {
         return Promise.reject(err);
