@@ -6,7 +6,7 @@ import { isUniqueViolation } from '../../storage/db-errors.ts';
 import type { Database, SecretsTable } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { assertSecretName } from '../shared/names.ts';
-import { assertPrintable } from '../shared/typed-text.ts';
+import { assertPrintable, visibleLength } from '../shared/typed-text.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
 import type { Authorizer, AuthzPermit, SecretResource } from '../policy/authorizer.ts';
 import type { Action } from '../policy/actions.ts';
@@ -39,10 +39,35 @@ export function toSecretMeta(row: SecretsTable): SecretMeta {
   };
 }
 
-/** Metadata people read as one line in listings and in `secrets show`: no character that could redraw them. */
-function assertPrintableMeta(input: UpdateSecretInput): void {
+/**
+ * A tag as policies compare it: one that prints like another must be that other. Composed (NFC), and
+ * refused when it holds an invisible character (zero-width space, word joiner, soft hyphen, BOM) or
+ * surrounding spaces: `pci\u200b` reads as `pci` in every listing but would escape a rule on `pci`.
+ */
+function tagOf(tag: string): string {
+  const composed = tag.normalize('NFC');
+  if (/\p{Default_Ignorable_Code_Point}/u.test(composed) || composed.trim() !== composed || composed.length === 0) {
+    fail('VALIDATION_FAILED', 'a tag holds an invisible character or surrounding spaces: it would print like another tag');
+  }
+  return composed;
+}
+
+/**
+ * Metadata people read as one line in listings and in `secrets describe`: no character that could redraw
+ * them, an owner and label that show something (the owner is required: an invisible one is none),
+ * owner and tags composed (NFC) so text that prints alike compares alike, in policies too.
+ */
+function checkedMeta<T extends UpdateSecretInput>(input: T): T {
   for (const field of ['label', 'owner', 'purpose'] as const) if (input[field] !== undefined) assertPrintable(field, input[field]);
   for (const tag of input.tags ?? []) assertPrintable('a tag', tag);
+  for (const field of ['label', 'owner'] as const) {
+    if (input[field] !== undefined && visibleLength(input[field]) === 0) fail('VALIDATION_FAILED', `${field} shows nothing: give it visible characters`);
+  }
+  return {
+    ...input,
+    ...(input.owner !== undefined ? { owner: input.owner.normalize('NFC') } : {}),
+    ...(input.tags !== undefined ? { tags: input.tags.map(tagOf) } : {}),
+  };
 }
 
 function parseExpiry(value: string | null | undefined): number | null {
@@ -149,9 +174,9 @@ export function createSecretService(deps: {
     authorize,
     refused,
 
-    async create(ctx: TenantContext, input: CreateSecretInput): Promise<SecretMeta> {
-      assertSecretName(input.name, maxNameLength);
-      assertPrintableMeta(input);
+    async create(ctx: TenantContext, raw: CreateSecretInput): Promise<SecretMeta> {
+      assertSecretName(raw.name, maxNameLength);
+      const input = checkedMeta(raw);
       const now = clock.now();
       const row: SecretsTable = {
         id: newId(),
@@ -213,8 +238,8 @@ export function createSecretService(deps: {
       return { items: visible.map(toSecretMeta), next: rows.length === limit ? rows[rows.length - 1]!.name : null };
     },
 
-    async update(ctx: TenantContext, name: string, patch: UpdateSecretInput): Promise<SecretMeta> {
-      assertPrintableMeta(patch);
+    async update(ctx: TenantContext, name: string, raw: UpdateSecretInput): Promise<SecretMeta> {
+      const patch = checkedMeta(raw);
       const row = await load(ctx, name, { auditAs: 'secret.update' });
       await authorize(ctx, 'write', secretResource(row));
       // Reclassifying is judged on the new metadata too, so nobody can move a secret out of their own reach.

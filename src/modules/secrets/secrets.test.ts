@@ -52,6 +52,27 @@ describeEachDialect('secrets and versions', (dialect) => {
     assert.equal(fine.owner, 'équipe paiements 💳');
   });
 
+  test('an owner or label that shows nothing, and a tag that prints like another (invisible characters, padding, decomposed accents), are refused or made the one tag they look like', async () => {
+    const m = await h.services.secrets.create(ctx, { name: 'LOOKALIKE_META', owner: 'ops', tags: ['pci'] });
+    for (const owner of ['   ', '\u200b', '\u2060\u00ad']) {
+      await rejects(h.services.secrets.create(ctx, { name: 'BLANK_OWNER', owner }), 'VALIDATION_FAILED');
+      await rejects(h.services.secrets.update(ctx, 'LOOKALIKE_META', { owner }), 'VALIDATION_FAILED');
+      await rejects(h.services.secrets.update(ctx, 'LOOKALIKE_META', { label: owner }), 'VALIDATION_FAILED');
+    }
+    // A policy on the tag "pci" must see every tag a reader sees as "pci".
+    for (const tag of ['pci\u200b', '\u2060pci', 'p\u00adci', ' pci', 'pci ', '\ufeffpci']) {
+      await rejects(h.services.secrets.create(ctx, { name: 'LOOKALIKE_TAG', owner: 'ops', tags: [tag] }), 'VALIDATION_FAILED');
+      await rejects(h.services.secrets.update(ctx, 'LOOKALIKE_META', { tags: ['pci', tag] }), 'VALIDATION_FAILED');
+    }
+    await rejects(h.services.secrets.describe(ctx, 'BLANK_OWNER'), 'SECRET_NOT_FOUND');
+    await rejects(h.services.secrets.describe(ctx, 'LOOKALIKE_TAG'), 'SECRET_NOT_FOUND');
+    assert.equal((await h.services.secrets.describe(ctx, 'LOOKALIKE_META')).revision, m.revision, 'nothing of a refused update was written');
+    // Composed and decomposed accents print alike: both are stored composed (NFC), so they are one tag and one owner.
+    const nfd = await h.services.secrets.update(ctx, 'LOOKALIKE_META', { owner: 'e\u0301quipe', tags: ['caf\u00e9', 'cafe\u0301'] });
+    assert.deepEqual([nfd.owner, nfd.tags], ['\u00e9quipe', ['caf\u00e9']]);
+    assert.deepEqual((await h.services.secrets.describe(ctx, 'LOOKALIKE_META')).tags, ['caf\u00e9']);
+  });
+
   test('writes create immutable versions; current and previous move together', async () => {
     await h.services.secrets.create(ctx, { name: 'DB_PASSWORD', owner: 'data' });
     const v1 = await h.services.values.write(ctx, 'DB_PASSWORD', 'production', { value: 'pw-one', reason: 'initial' });
