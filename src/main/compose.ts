@@ -13,6 +13,7 @@ import { keyRoutes } from '../modules/keys/routes.ts';
 import { createRetentionJob } from '../modules/secrets/retention.ts';
 import { secretRoutes } from '../modules/secrets/routes.ts';
 import { createSecretService } from '../modules/secrets/secret-service.ts';
+import { createListCursors } from '../modules/secrets/list-cursor.ts';
 import { createValueService } from '../modules/secrets/value-service.ts';
 import { createSealedRowCache } from '../modules/secrets/sealed-row-cache.ts';
 import { createVersionCheckService } from '../modules/secrets/version-check.ts';
@@ -106,7 +107,8 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     macKey: () => macKeys.current()?.key ?? null, identifiers,
   });
   const grants = createGrantService({ db, authz, tenants, clock, audit });
-  const secrets = createSecretService({ db, tenants, authz, clock, keyring, rows, audit, identifiers, maxNameLength: config.limits.maxNameLength });
+  const cursors = createListCursors(seal);
+  const secrets = createSecretService({ db, tenants, authz, clock, keyring, rows, audit, identifiers, cursors, maxNameLength: config.limits.maxNameLength });
   // Values this process has seen, for masking its own log lines (the server's logger filters through it).
   const knownValues = deps.knownValues ?? createKnownValues();
   seal.onSeal(() => knownValues.clear());
@@ -172,7 +174,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     notifier,
   });
   rotation.useDependents(dependentsFromConnectors(connectors));
-  return { clock, self, auditStreaming, redactors, connectors, proxy, ...runtime, seal, keyring, audit, macKeys, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, selfTest, system, rootGeneration, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
+  return { clock, self, auditStreaming, redactors, cursors, connectors, proxy, ...runtime, seal, keyring, audit, macKeys, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, selfTest, system, rootGeneration, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
 }
 
 export type Services = ReturnType<typeof createServices>;

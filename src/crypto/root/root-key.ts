@@ -10,7 +10,7 @@ const CHECK_AAD = bindFields('keyhold/root-check/v1');
  * exists only while unsealed, is never stored, and no database writer can replace it. The caller
  * wipes the bytes once it has made its key from them.
  */
-export function deriveFromRoot(root: KeyObject, purpose: 'audit-event-mac' | 'audit-identifiers' | 'audit-checkpoint-signing'): Buffer {
+export function deriveFromRoot(root: KeyObject, purpose: 'audit-event-mac' | 'audit-identifiers' | 'audit-checkpoint-signing' | 'secret-list-cursor'): Buffer {
   return createHmac('sha256', root).update(`keyhold/${purpose}/v1`).digest();
 }
 

@@ -43,7 +43,7 @@ export function secretRoutes(deps: { secrets: SecretService; values: ValueServic
         querystring: Type.Object({
           includeDeleted: Type.Optional(Type.Boolean()),
           prefix: Type.Optional(Type.String({ maxLength: 128 })),
-          after: Type.Optional(Type.String({ maxLength: 128 })),
+          after: Type.Optional(Type.String({ maxLength: 256, description: 'A name to list after, or the `next` of the previous page' })),
           limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
         }, { additionalProperties: false }),
         response: { 200: Type.Object({ items: Type.Array(SecretMetaSchema), next: Type.Union([Type.String(), Type.Null()]) }), ...errorResponses },

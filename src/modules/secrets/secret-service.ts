@@ -15,8 +15,11 @@ import type { Keyring } from '../../crypto/keyring.ts';
 import type { SealedRowCache } from './sealed-row-cache.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import { createSecretRepository, type SecretRepository } from './secret-repository.ts';
+import type { ListCursors } from './list-cursor.ts';
 import { CLASSIFICATIONS, type CreateSecretInput, type SecretDetail, type SecretMeta, type UpdateSecretInput, type Classification } from './types.ts';
 
+/** Rows one listing request reads at most past secrets its caller may not list before it answers a partial page. */
+const MAX_SCANNED = 2000;
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 /** One answer for a secret that does not exist and one the caller may not know of. */
 const notFound = (name: string): never => fail('SECRET_NOT_FOUND', `secret "${name}" does not exist`);
@@ -95,8 +98,10 @@ export function createSecretService(deps: {
   audit: Pick<AuditLog, 'appendInTx' | 'record'>;
   /** A requested name that does not exist is recorded as its keyed HMAC: it may be a pasted value. */
   identifiers: Pick<IdentifierHasher, 'hash'>;
+  /** Listing pages that end on a secret the caller may not list resume from a sealed cursor. */
+  cursors: ListCursors;
 }) {
-  const { db, tenants, authz, clock, maxNameLength, keyring, rows, audit, identifiers } = deps;
+  const { db, tenants, authz, clock, maxNameLength, keyring, rows, audit, identifiers, cursors } = deps;
   const repo = createSecretRepository(db);
 
   /** Runs a change and its audit event in one transaction: both commit or neither. */
@@ -224,18 +229,34 @@ export function createSecretService(deps: {
       };
     },
 
+    /**
+     * A page of the secrets the caller may list, in name order. The scan goes on past secrets the
+     * caller may not list until the page is full; `next` is then the last listed name. A scan that
+     * stops on a hidden secret (after MAX_SCANNED rows) answers a sealed cursor: a page cursor must
+     * never name a secret its caller may not see.
+     */
     async list(ctx: TenantContext, opts: { includeDeleted?: boolean; after?: string; prefix?: string; limit?: number } = {}) {
       const limit = Math.min(Math.max(opts.limit ?? 100, 1), 1000);
-      const rows = await repo.listSecrets(ctx.tenantId, {
-        includeDeleted: opts.includeDeleted ?? false,
-        limit,
-        ...(opts.after ? { after: opts.after } : {}),
-        ...(opts.prefix ? { prefix: opts.prefix } : {}),
-      });
-      // The page cursor follows the unfiltered rows, so filtering never hides the next page.
+      const batch = Math.max(limit, 100);
+      let after = opts.after ? cursors.open(ctx.tenantId, opts.after) : undefined;
       const visible: SecretsTable[] = [];
-      for (const row of rows) if (await authz.allowed(ctx, 'list', secretResource(row))) visible.push(row);
-      return { items: visible.map(toSecretMeta), next: rows.length === limit ? rows[rows.length - 1]!.name : null };
+      for (let scanned = 0; ;) {
+        const rows = await repo.listSecrets(ctx.tenantId, {
+          includeDeleted: opts.includeDeleted ?? false,
+          limit: batch,
+          ...(after ? { after } : {}),
+          ...(opts.prefix ? { prefix: opts.prefix } : {}),
+        });
+        for (const row of rows) {
+          scanned++;
+          after = row.name;
+          if (!(await authz.allowed(ctx, 'list', secretResource(row)))) continue;
+          visible.push(row);
+          if (visible.length === limit) return { items: visible.map(toSecretMeta), next: row.name };
+        }
+        if (rows.length < batch) return { items: visible.map(toSecretMeta), next: null };
+        if (scanned >= MAX_SCANNED) return { items: visible.map(toSecretMeta), next: cursors.seal(ctx.tenantId, after!) };
+      }
     },
 
     async update(ctx: TenantContext, name: string, raw: UpdateSecretInput): Promise<SecretMeta> {

@@ -287,8 +287,8 @@ describeEachDialect('secrets and versions', (dialect) => {
     const pause = pauseAfterRead('secrets', async () => {
       await h.services.secrets.update(ctx, 'RACED_CLASS_KEY', { classification: 'restricted' });
     });
-    const { tenants, authz, keyring, rows, audit, identifiers } = h.services;
-    const secrets = createSecretService({ db: h.storage.db.withPlugin(pause), tenants, authz, clock: h.clock, keyring, rows, audit, identifiers, maxNameLength: 128 });
+    const { tenants, authz, keyring, rows, audit, identifiers, cursors } = h.services;
+    const secrets = createSecretService({ db: h.storage.db.withPlugin(pause), tenants, authz, clock: h.clock, keyring, rows, audit, identifiers, cursors, maxNameLength: 128 });
     // A form that sends the classification it showed, unchanged, beside the field it edits.
     await rejects(secrets.update(writer.ctx(), 'RACED_CLASS_KEY', { owner: 'team-b', classification: 'internal' }), 'CAS_MISMATCH');
     assert.ok(pause.fired());
