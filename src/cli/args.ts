@@ -1,5 +1,5 @@
 import type { ParseArgsOptionsConfig } from 'node:util';
-import { isLoopbackHost } from '../platform/addresses.ts';
+import { parseServerAddress, type ServerAddressProblem } from '../platform/server-address.ts';
 
 /** A mistake in how the CLI was called: exit code 2 and a hint, never a request. */
 export class UsageError extends Error {
@@ -29,31 +29,23 @@ export interface GlobalSettings {
   json: boolean;
 }
 
+/** What to do about a refused --addr, where the default hint (run 'keyhold help') does not say it. */
+const ADDR_HINTS: Partial<Record<ServerAddressProblem, (raw: string) => string>> = {
+  'not-url': () => 'use e.g. --addr http://127.0.0.1:8200',
+  credentials: () => 'give the token in KEYHOLD_TOKEN',
+  // Tokens, shares and values would cross the network in the clear (the server itself serves plain HTTP only on loopback).
+  'plain-http': (raw) => `use https://${new URL(raw).host}`,
+};
+
 type Flags = Record<string, string | boolean | Array<string | boolean> | undefined>;
 
 /** Flags win over the environment, the environment over the default. */
 export function globalSettings(flags: Flags, env: Record<string, string | undefined>): GlobalSettings {
   const raw = str(flags, 'addr') ?? nonEmpty(env.KEYHOLD_ADDR) ?? DEFAULT_ADDR;
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new UsageError(`--addr/KEYHOLD_ADDR is not a URL: "${raw}"`, 'use e.g. --addr http://127.0.0.1:8200');
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new UsageError(`--addr/KEYHOLD_ADDR must be an http:// or https:// URL (got "${raw}")`);
-  }
-  // Not echoed: whatever sits before the @ is a credential.
-  if (url.username !== '' || url.password !== '') {
-    throw new UsageError('--addr/KEYHOLD_ADDR must not carry a user name or password', 'give the token in KEYHOLD_TOKEN');
-  }
-  if (url.search !== '' || url.hash !== '') throw new UsageError(`--addr/KEYHOLD_ADDR must not carry a query or fragment (got "${raw}")`);
-  // Tokens, shares and values would cross the network in the clear (the server itself serves plain HTTP only on loopback).
-  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
-    throw new UsageError(`--addr/KEYHOLD_ADDR is ${url.origin}: plain http only to loopback (127.0.0.0/8, ::1, localhost)`, `use https://${url.host}`);
-  }
+  const parsed = parseServerAddress(raw);
+  if (!parsed.ok) throw new UsageError(`--addr/KEYHOLD_ADDR ${parsed.message}`, ADDR_HINTS[parsed.problem]?.(raw));
   return {
-    addr: url.href.replace(/\/+$/, ''),
+    addr: parsed.url.href.replace(/\/+$/, ''),
     token: str(flags, 'token') ?? nonEmpty(env.KEYHOLD_TOKEN) ?? null,
     tenant: str(flags, 'tenant') ?? nonEmpty(env.KEYHOLD_TENANT) ?? null,
     json: flags.json === true,
