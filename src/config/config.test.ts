@@ -38,9 +38,45 @@ test('bad values are refused naming the setting', () => {
 
 test('TLS allows any address; --dev wins over KEYHOLD_DEV', () => {
   const c = loadConfig({ KEYHOLD_HOST: '0.0.0.0', KEYHOLD_TLS_CERT: '/c.pem', KEYHOLD_TLS_KEY: '/k.pem' });
-  assert.deepEqual([c.host, c.tls, c.dev], ['0.0.0.0', { certFile: '/c.pem', keyFile: '/k.pem' }, false]);
+  assert.deepEqual([c.host, c.tls, c.dev], ['0.0.0.0', { certFile: '/c.pem', keyFile: '/k.pem', caFile: null }, false]);
   assert.equal(loadConfig({ KEYHOLD_DEV: 'false' }, { dev: true }).dev, true);
   assert.equal(loadConfig({ KEYHOLD_HOST: '::1', KEYHOLD_DEV: 'true' }).dev, true);
+});
+
+test('script steps trust KEYHOLD_TLS_CA when given, the certificate itself otherwise; a CA without a certificate is refused', () => {
+  const tls = { KEYHOLD_TLS_CERT: '/c.pem', KEYHOLD_TLS_KEY: '/k.pem' };
+  assert.equal(loadConfig(tls).tls?.caFile, null, 'null: the certificate is its own CA (self-signed)');
+  assert.equal(loadConfig({ ...tls, KEYHOLD_TLS_CA: '/ca.pem' }).tls?.caFile, '/ca.pem');
+  assert.equal(loadConfig({ ...tls, KEYHOLD_TLS_CA: '' }).tls?.caFile, null, 'an empty setting is an unset one');
+  refused({ KEYHOLD_TLS_CA: '/ca.pem' }, /KEYHOLD_TLS_CA is set without KEYHOLD_TLS_CERT and KEYHOLD_TLS_KEY/);
+});
+
+test('KEYHOLD_SCRIPT_ADDR: an https origin, or http only to loopback as for the CLI\'s --addr; unset, scripts use the listen address', () => {
+  assert.equal(loadConfig({}).scriptAddress, null);
+  const accepted: Array<[string, string]> = [
+    ['https://keyhold.internal:8200', 'https://keyhold.internal:8200'],
+    ['https://keyhold.internal:8200/', 'https://keyhold.internal:8200'],
+    ['https://10.0.0.5', 'https://10.0.0.5'],
+    ['http://127.0.0.1:8200', 'http://127.0.0.1:8200'],
+    ['http://localhost:8200', 'http://localhost:8200'],
+    ['http://[::1]:8200', 'http://[::1]:8200'],
+  ];
+  for (const [raw, origin] of accepted) assert.equal(loadConfig({ KEYHOLD_SCRIPT_ADDR: raw }).scriptAddress, origin, raw);
+  const bad: Array<[string, RegExp]> = [
+    ['keyhold.internal:8200', /KEYHOLD_SCRIPT_ADDR must be an http:\/\/ or https:\/\/ URL/],
+    ['not a url', /KEYHOLD_SCRIPT_ADDR is not a URL/],
+    ['ftp://keyhold.internal', /KEYHOLD_SCRIPT_ADDR must be an http:\/\/ or https:\/\/ URL/],
+    ['http://keyhold.internal:8200', /KEYHOLD_SCRIPT_ADDR is http:\/\/keyhold\.internal:8200: plain http only to loopback/],
+    ['http://10.0.0.5:8200', /plain http only to loopback/],
+    ['http://127.evil.example:8200', /plain http only to loopback/],
+    ['https://ops:hunter2-pw@keyhold.internal', /KEYHOLD_SCRIPT_ADDR must not carry a user name or password/],
+    ['https://keyhold.internal/?tenant=x', /KEYHOLD_SCRIPT_ADDR must not carry a query or fragment/],
+    ['https://keyhold.internal/keyhold', /KEYHOLD_SCRIPT_ADDR must be http\(s\):\/\/host\[:port\] with no path/],
+  ];
+  for (const [raw, message] of bad) {
+    refused({ KEYHOLD_SCRIPT_ADDR: raw }, message);
+    assert.throws(() => loadConfig({ KEYHOLD_SCRIPT_ADDR: raw }), (err: Error) => !err.message.includes('hunter2-pw'), 'a password is not echoed');
+  }
 });
 
 test('loopback is an address, not a spelling: a DNS name starting with 127. needs TLS', () => {

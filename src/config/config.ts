@@ -1,6 +1,7 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import { isLoopbackHost } from '../platform/addresses.ts';
 import { isMailAddress } from '../platform/mail-address.ts';
+import { parseServerAddress } from '../platform/server-address.ts';
 import { ConfigError, DAY, LIFETIME, RETENTION, SECOND, TIMER, int, parseDuration, timeoutSetting } from './parse.ts';
 
 export { ConfigError } from './parse.ts';
@@ -21,7 +22,10 @@ export interface Config {
   databaseUrl: string;
   host: string;
   port: number;
-  tls: { certFile: string; keyFile: string } | null;
+  /** `caFile`: the CA that issued the certificate (KEYHOLD_TLS_CA), which script steps trust; null: the certificate itself. */
+  tls: { certFile: string; keyFile: string; caFile: string | null } | null;
+  /** Where script steps reach this server (KEYHOLD_SCRIPT_ADDR, an origin); null: its own listen address. */
+  scriptAddress: string | null;
   dev: boolean;
   logLevel: LogLevel;
   limits: Limits;
@@ -99,7 +103,7 @@ export interface IdentitySettings {
  */
 export function loadConfig(env: Record<string, string | undefined>, flags: { dev?: boolean } = {}): Readonly<Config> {
   const known = new Set([
-    'KEYHOLD_DATA_DIR', 'KEYHOLD_DATABASE_URL', 'KEYHOLD_HOST', 'KEYHOLD_PORT', 'KEYHOLD_TLS_CERT', 'KEYHOLD_TLS_KEY',
+    'KEYHOLD_DATA_DIR', 'KEYHOLD_DATABASE_URL', 'KEYHOLD_HOST', 'KEYHOLD_PORT', 'KEYHOLD_TLS_CERT', 'KEYHOLD_TLS_KEY', 'KEYHOLD_TLS_CA', 'KEYHOLD_SCRIPT_ADDR',
     'KEYHOLD_DEV', 'KEYHOLD_LOG_LEVEL', 'KEYHOLD_MAX_VALUE_BYTES', 'KEYHOLD_ROLLBACK_WINDOW', 'KEYHOLD_RETENTION_SWEEP', 'KEYHOLD_SELF_TEST_INTERVAL',
     'KEYHOLD_STEP_UP_WINDOW', 'KEYHOLD_SESSION_IDLE', 'KEYHOLD_SESSION_MAX', 'KEYHOLD_MACHINE_TOKEN_TTL', 'KEYHOLD_CREDENTIAL_GRACE',
     'KEYHOLD_ROTATION_LEASE', 'KEYHOLD_ROTATION_TICK', 'KEYHOLD_ROTATION_CHECK_CONCURRENCY',
@@ -129,7 +133,9 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
   const cert = env.KEYHOLD_TLS_CERT;
   const key = env.KEYHOLD_TLS_KEY;
   if (Boolean(cert) !== Boolean(key)) throw new ConfigError('KEYHOLD_TLS_CERT/KEYHOLD_TLS_KEY', 'must be set together');
-  const tls = cert && key ? { certFile: cert, keyFile: key } : null;
+  const tls = cert && key ? { certFile: cert, keyFile: key, caFile: env.KEYHOLD_TLS_CA || null } : null;
+  // It names the issuer of the server's own certificate: without one it would silently do nothing.
+  if (!tls && env.KEYHOLD_TLS_CA) throw new ConfigError('KEYHOLD_TLS_CA', 'is set without KEYHOLD_TLS_CERT and KEYHOLD_TLS_KEY: it names the CA that issued the server certificate');
   // Loopback by address, not by spelling: "127.evil.example" is a DNS name that may resolve anywhere.
   if (!tls && !isLoopbackHost(host)) {
     throw new ConfigError('KEYHOLD_HOST', `is ${host}: plain HTTP is only allowed on loopback; set KEYHOLD_TLS_CERT and KEYHOLD_TLS_KEY`);
@@ -155,6 +161,7 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
     host,
     port,
     tls,
+    scriptAddress: scriptAddress(env.KEYHOLD_SCRIPT_ADDR),
     dev,
     logLevel,
     limits: Object.freeze({
@@ -172,6 +179,18 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
     notify: Object.freeze(notifySettings(env)),
     database: Object.freeze(databaseSettings(env)),
   });
+}
+
+/**
+ * KEYHOLD_SCRIPT_ADDR: an origin, held to the CLI's --addr rule (https, or http only to loopback) since a script's
+ * SDK sends its run token there, and with no path, which the SDK refuses (it takes http(s)://host[:port]).
+ */
+function scriptAddress(raw: string | undefined): string | null {
+  if (!raw) return null;
+  const parsed = parseServerAddress(raw);
+  if (!parsed.ok) throw new ConfigError('KEYHOLD_SCRIPT_ADDR', parsed.message);
+  if (parsed.url.pathname !== '/') throw new ConfigError('KEYHOLD_SCRIPT_ADDR', `must be http(s)://host[:port] with no path (got "${raw}")`);
+  return parsed.url.origin;
 }
 
 /**

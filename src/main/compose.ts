@@ -158,13 +158,13 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     connectors, values, audit, identifiers, clock, fetch: outboundFetch, redactors,
     limits: { ...DEFAULT_PROXY_LIMITS, maxRequestBytes: config.limits.maxBodyBytes, maskLookaheadBytes: Math.max(DEFAULT_PROXY_LIMITS.maskLookaheadBytes, 2 * config.limits.maxValueBytes) },
   });
-  // Where script steps reach this server: set by whoever makes it listen (server.ts, tests).
-  const self = { address: null as string | null };
+  // Where script steps reach this server, and the CA they trust for it (PEM): set by whoever makes it listen (server.ts, tests).
+  const self = { address: null as string | null, ca: null as string | null };
   // Where audit streaming is left by whoever starts it (server.ts, tests), for GET /v1/audit/sinks.
   const auditStreaming: AuditStreamingSlot = { delivery: null };
   const runtime = createAutomationModule({
     db, authz, clock, audit, tenants, secrets, tokens, machines: machineRepo, connectors, proxy, redactors, detectCredentials: findCredentials,
-    scripts: { run: runScript }, keyholdAddress: () => self.address, onBackgroundError: deps.onBackgroundError ?? (() => undefined),
+    scripts: { run: runScript }, keyholdAddress: () => self.address, keyholdCa: () => self.ca, onBackgroundError: deps.onBackgroundError ?? (() => undefined),
     isSealed: () => seal.isSealed(),
   });
   const rotation = createRotationModule({

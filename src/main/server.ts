@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from '../config/config.ts';
+import { certificateNames, readTlsFiles, type TlsFiles } from '../config/tls-files.ts';
 import { createLogger } from '../platform/logger.ts';
 import { warmUpNextTick } from '../platform/jit-warm-up.ts';
 import { systemClock } from '../platform/clock.ts';
@@ -39,26 +39,17 @@ function devBanner(config: Config, address: string, created: boolean): string {
   ].join('\n');
 }
 
-/** A file a setting names, or a ConfigError naming the setting (a raw ENOENT names neither). */
-function readSetting(setting: string, file: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (err) {
-    throw new ConfigError(setting, `names ${file}, which cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
-}
-
 /** Composition root of the server process: config, storage, services, HTTP, background jobs. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   const { values: flags } = parseArgs({ args: argv, options: { dev: { type: 'boolean' } }, strict: true });
   let config: Readonly<Config>;
   let sinks: AuditSink[];
-  let https: { cert: Buffer; key: Buffer } | null;
+  let tls: TlsFiles | null;
   try {
     config = loadConfig(env, flags.dev ? { dev: true } : {});
     // Built now, so a refused sink URL or secret stops start-up like any other bad setting.
     sinks = sinksFrom(config.audit);
-    https = config.tls ? { cert: readSetting('KEYHOLD_TLS_CERT', config.tls.certFile), key: readSetting('KEYHOLD_TLS_KEY', config.tls.keyFile) } : null;
+    tls = config.tls ? readTlsFiles(config.tls) : null;
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
@@ -99,7 +90,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       else logger.error({ cause: health.cause }, 'audit log cannot be written: every audited action is refused (AUDIT_UNAVAILABLE) until it can');
     });
 
-    app = await createHttpApp(services, { logger, bodyLimit: config.limits.maxBodyBytes, https });
+    app = await createHttpApp(services, { logger, bodyLimit: config.limits.maxBodyBytes, https: tls?.https ?? null });
     const server = app;
 
     let created = false;
@@ -114,8 +105,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     }
 
     const address = await server.listen({ host: config.host, port: config.port });
-    // Script steps reach this server over loopback with their run's token.
-    services.self.address = address;
+    // Script steps reach this server with their run's token: at its listen address unless told another (KEYHOLD_SCRIPT_ADDR),
+    // trusting the CA that issued its certificate, which a private CA's or a self-signed one needs.
+    services.self.address = config.scriptAddress ?? address;
+    services.self.ca = tls?.scriptCa ?? null;
+    if (tls && !config.scriptAddress && !certificateNames(tls.certificate, address)) {
+      logger.warn({ address }, 'the TLS certificate does not name the listen address, so script steps reaching it there fail the name check: set KEYHOLD_SCRIPT_ADDR to an https address the certificate names');
+    }
     const interrupted = await services.runner.recoverInterrupted();
     if (interrupted > 0) logger.warn({ runs: interrupted }, 'automation runs cut off by a restart were marked failed');
     await services.scheduler.start();

@@ -36,6 +36,7 @@ export function createAutomationModule(deps: {
   redactors: { forTenant(tenantId: string): Promise<Redactor> };
   detectCredentials: CredentialDetector;
   keyholdAddress: () => string | null;
+  keyholdCa?: () => string | null;
   limits?: Partial<RunnerLimits>;
   onBackgroundError: (err: unknown) => void;
   /** A sealed node claims no scheduled fire (an unsealed node runs it). */
@@ -47,7 +48,7 @@ export function createAutomationModule(deps: {
   const automations = createAutomationService({ db, authz, secrets: deps.secrets, connectors: directory, detectCredentials: deps.detectCredentials, audit, clock });
   const runner = createRunner({
     db, automations, tenants: deps.tenants, tokens: deps.tokens, machines: { lockLive: (trx, id) => deps.machines.lockLive(trx, id, null) }, proxy: deps.proxy, scripts: deps.scripts, redactors: deps.redactors,
-    keyholdAddress: deps.keyholdAddress, audit, clock, ...(deps.limits ? { limits: deps.limits } : {}), onBackgroundError: deps.onBackgroundError,
+    keyholdAddress: deps.keyholdAddress, ...(deps.keyholdCa ? { keyholdCa: deps.keyholdCa } : {}), audit, clock, ...(deps.limits ? { limits: deps.limits } : {}), onBackgroundError: deps.onBackgroundError,
   });
   const scheduler = createAutomationScheduler({ db, runner, clock, onError: deps.onBackgroundError, isSealed: deps.isSealed });
   automations.onChange(scheduler.listener);

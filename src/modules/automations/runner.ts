@@ -28,7 +28,7 @@ export interface ProxyPort {
 /** What the runner needs of the script sandbox (src/modules/scripts). */
 export interface ScriptPort {
   run(opts: {
-    source: string; input: unknown; timeoutMs: number; maxOutputBytes: number; redactor: Redactor;
+    source: string; input: unknown; timeoutMs: number; maxOutputBytes: number; redactor: Redactor; extraCa?: string;
     env: { KEYHOLD_ADDR: string; KEYHOLD_TOKEN: string; KEYHOLD_ENVIRONMENT: string };
   }): Promise<{ ok: boolean; output: unknown; stdout: string; stderr: string; error?: string; timedOut: boolean }>;
 }
@@ -74,6 +74,8 @@ export function createRunner(deps: {
   redactors: { forTenant(tenantId: string): Promise<Redactor> };
   /** Where scripts reach this server (null: not listening, script steps fail clearly). */
   keyholdAddress: () => string | null;
+  /** The CA certificates (PEM) scripts trust for that address besides Node's bundled ones: a TLS server's issuer. */
+  keyholdCa?: () => string | null;
   audit: Pick<AuditLog, 'appendInTx'>;
   clock: Clock;
   limits?: Partial<RunnerLimits>;
@@ -98,8 +100,9 @@ export function createRunner(deps: {
   async function scriptStep(step: ScriptStep, data: unknown, token: string, environment: string, redactor: Redactor, remainingMs: number) {
     const addr = keyholdAddress();
     if (!addr) return { ok: false, output: null, log: '', error: 'SCRIPT_UNAVAILABLE: script steps need the server to listen on an address' };
+    const ca = deps.keyholdCa?.() ?? null;
     const r = await scripts.run({
-      source: step.source, input: data, redactor, maxOutputBytes: limits.maxScriptOutputBytes,
+      source: step.source, input: data, redactor, maxOutputBytes: limits.maxScriptOutputBytes, ...(ca ? { extraCa: ca } : {}),
       timeoutMs: Math.min(step.timeoutMs ?? limits.scriptTimeoutMs, remainingMs),
       env: { KEYHOLD_ADDR: addr, KEYHOLD_TOKEN: token, KEYHOLD_ENVIRONMENT: environment },
     });

@@ -16,7 +16,7 @@ import { createCapture } from './capture.ts';
  */
 export type ScriptRedactor = Redactor;
 
-/** The only variables the child gets: its own server address, token, tenant and environment. */
+/** The child's KEYHOLD_* variables: its own server address, token, tenant and environment (with `extraCa`, one other: NODE_EXTRA_CA_CERTS). */
 export interface ScriptEnv {
   KEYHOLD_ADDR: string;
   KEYHOLD_TOKEN: string;
@@ -36,6 +36,8 @@ export interface RunScriptOptions {
   maxOutputBytes: number;
   /** Masks known values in stdout, stderr, the error and every string of the output. */
   redactor: ScriptRedactor;
+  /** CA certificates (PEM) the child trusts besides Node's bundled ones (NODE_EXTRA_CA_CERTS): the issuer of a TLS server's certificate. */
+  extraCa?: string;
   /** V8 heap limit of the child. Default 256. */
   maxMemoryMb?: number;
 }
@@ -93,7 +95,8 @@ function collect(stream: Readable, limit: number, onOverflow: () => void): () =>
 /**
  * Runs a user's script in a child process of this Node binary with Node's permission model on:
  * it may read only the SDK and its own file, may not write files, spawn processes, start workers,
- * load addons, open the inspector or load node:sqlite. Its environment holds only `env` (never the server's own).
+ * load addons, open the inspector or load node:sqlite. Its environment holds only `env` (never the server's own), and
+ * NODE_EXTRA_CA_CERTS when `extraCa` is given.
  * Network access is not restricted by Node. See docs/sdk.md, "Script steps".
  */
 export async function runScript(opts: RunScriptOptions): Promise<ScriptResult> {
@@ -119,6 +122,12 @@ export async function runScript(opts: RunScriptOptions): Promise<ScriptResult> {
     await writeFile(scriptPath, opts.source, { mode: 0o600 });
     const env: Record<string, string> = { KEYHOLD_ADDR: opts.env.KEYHOLD_ADDR, KEYHOLD_TOKEN: token, KEYHOLD_ENVIRONMENT: opts.env.KEYHOLD_ENVIRONMENT };
     if (opts.env.KEYHOLD_TENANT) env.KEYHOLD_TENANT = opts.env.KEYHOLD_TENANT;
+    if (opts.extraCa) {
+      // Node reads it at start-up, before the permission model applies, so it needs no --allow-fs-read.
+      const caPath = join(dir, 'ca.pem');
+      await writeFile(caPath, opts.extraCa, { mode: 0o600 });
+      env.NODE_EXTRA_CA_CERTS = caPath;
+    }
     const child = spawn(process.execPath, [
       '--disable-warning=ExperimentalWarning',
       '--permission', `--allow-fs-read=${SDK_DIR}`, `--allow-fs-read=${RUNNER}`, `--allow-fs-read=${scriptPath}`,
