@@ -16,6 +16,7 @@ import type { SealedRowCache } from './sealed-row-cache.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import { createSecretRepository, type SecretRepository } from './secret-repository.ts';
 import type { ListCursors } from './list-cursor.ts';
+import { widenedFor } from './metadata-guard.ts';
 import { CLASSIFICATIONS, type CreateSecretInput, type SecretDetail, type SecretMeta, type UpdateSecretInput, type Classification } from './types.ts';
 
 /** Rows one listing request reads at most past secrets its caller may not list before it answers a partial page. */
@@ -267,7 +268,11 @@ export function createSecretService(deps: {
       if (patch.classification !== undefined) await authz.require(ctx, 'write', secretResource({ ...row, classification: patch.classification }));
       // Classification is what approval rules and tenant policies key on: lowering it takes a secret out
       // of their protection, so it needs the tenant's administrator, not just a writer of the secret.
-      if (patch.classification !== undefined && CLASSIFICATIONS.indexOf(patch.classification) < CLASSIFICATIONS.indexOf(row.classification as Classification)) {
+      const lowered = patch.classification !== undefined && CLASSIFICATIONS.indexOf(patch.classification) < CLASSIFICATIONS.indexOf(row.classification as Classification);
+      // Owner and tags are keyed on by policies too: a change that would open the secret to its own author needs the admin as well.
+      const keyed = patch.owner !== undefined || patch.tags !== undefined || patch.classification !== undefined;
+      const after = secretResource({ ...row, owner: patch.owner ?? row.owner, classification: patch.classification ?? row.classification, tags: patch.tags ? JSON.stringify([...new Set(patch.tags)]) : row.tags });
+      if (lowered || (keyed && (await widenedFor(ctx, authz, secretResource(row), after, (await tenants.listEnvironments(ctx.tenantId)).map((e) => e.name), clock.now())))) {
         await authz.require(ctx, 'admin', { type: 'tenant' });
       }
       // Those checks judged this very row: a classification is written only onto it, never onto a
