@@ -39,7 +39,7 @@ describeEachDialect('a metadata change that would widen its author\'s own rights
     const denial = await h.storage.db.selectFrom('audit_events').select(['action', 'outcome']).where('actor_id', '=', dana.id).orderBy('seq', 'desc').executeTakeFirstOrThrow();
     assert.deepEqual([denial.action, denial.outcome], ['authz.admin', 'denied'], 'the refusal is an audited denial');
     const revealer = { ...dana.ctx(), actor: { ...dana.ctx().actor, mfaAt: h.clock.now() } };
-    assert.equal(await code(h.services.values.read(revealer, 'CARD_VAULT_KEY', 'production', { purpose: 'reveal' })), 'FORBIDDEN');
+    assert.equal(await code(h.services.values.read(revealer, 'CARD_VAULT_KEY', 'production')), 'FORBIDDEN');
   });
 
   test('re-owning a secret into a permit that would open it to its author is refused too', async () => {
