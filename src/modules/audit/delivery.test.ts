@@ -4,7 +4,7 @@ import { createManualClock } from '../../platform/clock.ts';
 import { backoffDelay, createMemoryCursorStore, type AuditEventSource, type SinkCursorStore } from './delivery-ports.ts';
 import { createAuditDelivery, type AuditDeliveryOptions } from './delivery.ts';
 import type { AuditEvent, AuditSink } from './event.ts';
-import { createMemoryAuditLog, seqs, waitFor } from './sinks/testing.ts';
+import { auditEvent, createMemoryAuditLog, seqs, waitFor } from './sinks/testing.ts';
 
 type Behaviour = 'ok' | 'fail' | 'ack-lost' | 'hang' | 'hang-deaf';
 
@@ -154,6 +154,22 @@ describe('audit delivery', () => {
     await waitFor('all six', () => delivery.status()[0]!.cursor === 6 && store.snapshot().file === 6);
     await delivery.stop();
     assert.deepEqual(rec.acknowledged, seqs(6), 'a batch whose cursor write failed is not sent again by the same process');
+    assert.equal(delivery.status()[0]!.consecutiveFailures, 0);
+  });
+
+  test('a row written by hand past the head is not delivered: the events the server writes up to it still all arrive', async () => {
+    const log = createMemoryAuditLog();
+    log.append(2);
+    log.events.push(auditEvent(1000));
+    const rec = recordingSink('file');
+    const delivery = createAuditDelivery(options({ source: log, sinks: [rec.sink], pollMs: 20 }));
+    delivery.start();
+    await waitFor('the first two', () => delivery.status()[0]!.cursor === 2);
+    log.events.splice(2, 0, ...Array.from({ length: 4 }, (_, i) => auditEvent(3 + i)));
+    delivery.poke(6);
+    await waitFor('the next four', () => delivery.status()[0]!.cursor === 6);
+    await delivery.stop();
+    assert.deepEqual(rec.acknowledged, seqs(6), 'the cursor never jumped to 1000');
     assert.equal(delivery.status()[0]!.consecutiveFailures, 0);
   });
 

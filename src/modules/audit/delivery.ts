@@ -154,12 +154,19 @@ export function createAuditDelivery(opts: AuditDeliveryOptions): AuditDelivery {
     }
   }
 
+  /**
+   * The events that follow the cursor without a gap. The log has none (seqs are taken under the head's
+   * lock), but a row inserted by hand past the head has one before it: delivered, it would move the
+   * cursor past every event the server writes until then, and the sink would never get them. It
+   * waits instead (verify names it).
+   */
   function normalise(batch: AuditEvent[], cursor: number): AuditEvent[] {
     const fresh = batch.filter((e) => e.seq > cursor);
     for (let i = 1; i < fresh.length; i++) {
       if (fresh[i]!.seq <= fresh[i - 1]!.seq) throw new Error('the audit log returned events out of order');
     }
-    return fresh;
+    const gap = fresh.findIndex((e, i) => e.seq !== cursor + 1 + i);
+    return gap < 0 ? fresh : fresh.slice(0, gap);
   }
 
   /** One unit of work; resolves only when it fully succeeded, throws with context otherwise. */
