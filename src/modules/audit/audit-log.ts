@@ -351,6 +351,9 @@ export function createAuditLog(deps: {
       // A scan of the whole log (no index on action): free of the statement timeout, which a large log would outlast.
       const published = await withoutStatementTimeout(db, (on) => on.selectFrom('audit_events').select(['seq', 'action', 'context']).where('action', '=', CHECKPOINT_ACTION).execute());
       const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+      // The walk starts at 1: a row below it (inserted by hand; seqs are any bigint) would be listed and exported, never walked.
+      const before = await db.selectFrom('audit_events').select('seq').where('seq', '<', 1).orderBy('seq').limit(1).executeTakeFirst();
+      if (before) return { ok: false, events: 0, firstBadSeq: before.seq, problem: `event ${before.seq} lies before the first event: it was not appended by a commit`, headSeq: head.seq, checkpoints: stored.length };
       // A published checkpoint whose context cannot be read carries none: the walk names that event.
       const merged = mergeCheckpoints(stored, published.map((e) => ({ seq: e.seq, action: e.action, context: parseContext(e.context) ?? {} })), opts.trustedPublicKey ?? null);
       if (!merged.ok) return { ok: false, events: 0, firstBadSeq: merged.seq, problem: merged.problem, headSeq: head.seq, checkpoints: stored.length };

@@ -204,6 +204,21 @@ describeEachDialect('event MACs: the log holds only what a server with the root 
     }
   });
 
+  test('a row inserted before the first event (seq 0 or below), which the walk from 1 never reaches, is named by verify', async () => {
+    const own = await createHarness(dialect);
+    const odb = own.storage.db;
+    try {
+      for (const seq of [0, -5]) await odb.insertInto('audit_events').values(revealRow(seq, '0'.repeat(64))).execute();
+      const r = await own.services.audit.verify({ trustedPublicKey: own.services.checkpoints.publicKey(), macKey: own.services.macKeys.current()!.key });
+      assert.equal(!r.ok && r.firstBadSeq, -5, JSON.stringify(r));
+      assert.match(!r.ok ? r.problem : '', /event -5 lies before the first event/);
+      await dropAuditGuards(odb, dialect);
+      await sql`delete from audit_events where seq < 1`.execute(odb);
+    } finally {
+      await own.close();
+    }
+  });
+
   test('unseal attempts, recorded with no key, are the only unkeyed events; the seal is MACed with the key it drops', async () => {
     const before = (await db().selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
     await h.services.system.seal({ type: 'root', id: 'test-root' });
