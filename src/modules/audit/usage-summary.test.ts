@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { dropAuditGuards } from '../../../test/helpers/audit-tampering.ts';
 import type { AuditInput } from './audit-log.ts';
 import type { AuditEvent } from './event.ts';
 import type { UsageRow, UsageSummary } from './usage-summary.ts';
@@ -126,6 +127,25 @@ describeEachDialect('audit usage summary: first and last use per secret and acto
     }
     assert.ok((await summary.foldAll()) >= 30);
     await assertExact('after the fold that followed');
+  });
+
+  test('a row inserted by hand past the head does not move the watermark over the events written up to it', async () => {
+    await summary.foldAll();
+    const head = Number((await h.storage.db.selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq);
+    const forged = { id: 'forged', time: h.clock.now(), tenant_id: tenants[0]!, actor_type: 'user', actor_id: 'intruder', action: 'secret.use',
+      resource_type: 'secret', resource_id: null, resource_name: 'PAY_KEY', environment: 'production', secret_version: 1, outcome: 'allowed',
+      reason: null, context: '{}', prev_hash: '0'.repeat(64), hash: 'f'.repeat(64) };
+    await h.storage.db.insertInto('audit_events').values({ ...forged, seq: head + 3 }).execute();
+    try {
+      await summary.foldAll();
+      const use = { tenantId: tenants[0]!, actor: ACTORS[0]!, action: 'secret.use', resource: { type: 'secret', id: null, name: 'PAY_KEY' }, outcome: 'allowed' } satisfies AuditInput;
+      await h.services.audit.record([use, use]);
+      await summary.foldAll();
+      await assertExact('with a row past the head');
+    } finally {
+      await dropAuditGuards(h.storage.db, dialect);
+      await sql`delete from audit_events where seq = ${head + 3}`.execute(h.storage.db);
+    }
   });
 
   test('usage through the audit API reads the summary: the same answer before and after a fold', async () => {

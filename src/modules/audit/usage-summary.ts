@@ -21,8 +21,8 @@ export interface UsageRow {
  * (audit_usage) in seq order, a chunk per transaction, and moves a watermark in the same
  * transaction; `usage` answers from the summary plus the events past the watermark, read in one
  * snapshot, so a fold committing meanwhile is seen wholly or not at all and nothing is counted
- * twice or missed. Seq ranges are safe to fold: appenders take seq numbers under the chain head's
- * lock and commit in that order, so once seq n is visible every seq below it is too.
+ * twice or missed. Seq ranges up to the head are safe to fold: appenders take seq numbers under the
+ * chain head's lock and commit in that order, so once seq n is visible every seq below it is too.
  *
  * @example
  * const summary = createUsageSummary({ db, dialect: 'sqlite' });
@@ -40,8 +40,11 @@ export function createUsageSummary(deps: { db: Kysely<Database>; dialect: Dialec
       const head = await trx.updateTable('audit_usage_head').set((eb) => ({ seq: eb.ref('seq') })).where('id', '=', 1)
         .returning('seq').executeTakeFirstOrThrow();
       const from = Number(head.seq);
+      // Never past the chain's head: a row inserted by hand beyond it would move the watermark over the
+      // events the server writes up to it, which would then be counted nowhere.
       const top = await trx.selectFrom('audit_events').select((eb) => eb.fn.max('seq').as('seq'))
-        .where('seq', '>', from).where('seq', '<=', from + limit).executeTakeFirst();
+        .where('seq', '>', from).where('seq', '<=', from + limit)
+        .where('seq', '<=', (eb) => eb.selectFrom('audit_head').select('seq').where('id', '=', 1)).executeTakeFirst();
       const to = top?.seq === null || top?.seq === undefined ? from : Number(top.seq);
       if (to === from) return 0;
       // "where true" is not needed: the SELECT has a WHERE, which keeps SQLite from reading ON CONFLICT as a join.
