@@ -51,6 +51,12 @@ const NO_OP: SqliteStatement = {
   iterate: () => [][Symbol.iterator](),
 };
 
+function bigintsAsNumbers(row: unknown): unknown {
+  const out = row as Record<string, unknown>;
+  for (const [k, v] of Object.entries(out)) if (typeof v === 'bigint') out[k] = Number(v);
+  return out;
+}
+
 class NodeSqliteStatement implements SqliteStatement {
   readonly reader: boolean;
   readonly #stmt: StatementSync;
@@ -60,8 +66,24 @@ class NodeSqliteStatement implements SqliteStatement {
     this.reader = stmt.columns().length > 0;
   }
 
+  /**
+   * node:sqlite refuses to read an integer past 2^53 as a number (ERR_OUT_OF_RANGE), which made a
+   * single such value, e.g. a time or seq in a hand-written audit row, fail every read that met it.
+   * A SELECT (nothing happens twice) is read again with bigints, and those become numbers as
+   * PostgreSQL's int8 parser makes them (postgres-dialect.ts): rounded, never a failure.
+   */
   all(parameters: ReadonlyArray<unknown>): unknown[] {
-    return this.#stmt.all(...(parameters as Param[]));
+    try {
+      return this.#stmt.all(...(parameters as Param[]));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ERR_OUT_OF_RANGE' || !/^\s*select\b/i.test(this.#stmt.sourceSQL)) throw err;
+      this.#stmt.setReadBigInts(true);
+      try {
+        return this.#stmt.all(...(parameters as Param[])).map(bigintsAsNumbers);
+      } finally {
+        this.#stmt.setReadBigInts(false);
+      }
+    }
   }
 
   run(parameters: ReadonlyArray<unknown>): { changes: number | bigint; lastInsertRowid: number | bigint } {

@@ -41,3 +41,22 @@ test('closing the storage closes the database even when a close task fails, and 
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('an integer past what a JS number holds reads as a rounded number, as on PostgreSQL, and a write returning one still fails', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'keyhold-bigint-'));
+  const storage = await openStorage({ url: `sqlite:${join(dir, 'keyhold.db')}` });
+  try {
+    await sql`create table big (n integer primary key, small integer)`.execute(storage.db);
+    await sql`insert into big values (9223372036854775807, 1)`.execute(storage.db);
+    await sql`insert into big values (5, 2)`.execute(storage.db);
+    const read = async (small: number) => (await sql<{ n: unknown }>`select n from big where small = ${small}`.execute(storage.db)).rows.map((r) => r.n);
+    assert.deepEqual(await read(1), [9223372036854775807]);
+    // The same (cached) statement reads numbers again afterwards: the bigint mode was for that read only.
+    assert.deepEqual(await read(2), [5]);
+    // Not retried: a statement that writes would write twice.
+    await assert.rejects(sql`insert into big values (9223372036854775806, 3) returning n`.execute(storage.db), /too large/);
+  } finally {
+    await storage.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
