@@ -1,4 +1,4 @@
-import { isoTime, type AuditEvent } from './event.ts';
+import { timeText, type AuditEvent } from './event.ts';
 
 /**
  * Leading characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection"):
@@ -62,7 +62,7 @@ export const AUDIT_CSV_HEADER = AUDIT_CSV_COLUMNS.join(',') + '\r\n';
  * written by hand) is written as the stored number, as text.
  */
 export function auditCsvRecord(e: AuditEvent): string {
-  const text = [e.seq, e.id, isoTime(e.time) ?? String(e.time), e.tenantId, e.actor.type, e.actor.id, e.action, e.resource.type, e.resource.id,
+  const text = [e.seq, e.id, timeText(e.time), e.tenantId, e.actor.type, e.actor.id, e.action, e.resource.type, e.resource.id,
     e.resource.name, e.environment, e.secretVersion, e.outcome, e.reason].map(csvField);
   return [...text, contextField(e.context), csvField(e.prevHash), csvField(e.hash)].join(',') + '\r\n';
 }

@@ -74,3 +74,8 @@ export function isoTime(time: number): string | null {
   const date = new Date(time);
   return Number.isNaN(date.getTime()) ? null : date.toISOString();
 }
+
+/** An event's time as ISO 8601 UTC, or the stored number as text when no date can hold it (see isoTime). */
+export function timeText(time: number): string {
+  return isoTime(time) ?? String(time);
+}

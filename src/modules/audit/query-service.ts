@@ -9,7 +9,7 @@ import type { Authorizer } from '../policy/authorizer.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { auditFrom, fromRow, type AuditLog } from './audit-log.ts';
 import { AUDIT_CSV_HEADER, auditCsvRecord } from './csv.ts';
-import type { AuditEvent } from './event.ts';
+import { timeText, type AuditEvent } from './event.ts';
 import type { IdentifierHasher } from './identifiers.ts';
 import type { UsageSummary } from './usage-summary.ts';
 import { createVerifyGate } from './verify-gate.ts';
@@ -67,8 +67,6 @@ const MAX_PAGE = 1000;
 const SYSTEM_ACTOR_IDS = new Set(['system', 'keyhold']);
 /** The form identifiers.ts gives a sensitive identifier. */
 const KEYED_IDENTIFIER = /^hmac-sha256:[0-9a-f]{32}$/;
-
-const iso = (ms: number) => new Date(ms).toISOString();
 
 /** The filters of an export, as event context (strings; absent filters left out). */
 function filterContext(f: AuditFilter): Record<string, string> {
@@ -324,10 +322,10 @@ export function createAuditQueryService(deps: {
         a.firstMs = Math.min(a.firstMs, first);
         a.lastMs = Math.max(a.lastMs, last);
         a.count += count;
-        a[r.action === 'secret.use' ? 'use' : 'reveal'] = { first: iso(first), last: iso(last), count };
+        a[r.action === 'secret.use' ? 'use' : 'reveal'] = { first: timeText(first), last: timeText(last), count };
       }
       const actors = [...byActor.values()].sort((x, y) => y.lastMs - x.lastMs)
-        .map(({ firstMs, lastMs, ...a }) => ({ ...a, first: iso(firstMs), last: iso(lastMs) }));
+        .map(({ firstMs, lastMs, ...a }) => ({ ...a, first: timeText(firstMs), last: timeText(lastMs) }));
       return { secret: secretName, actors };
     },
 

@@ -148,6 +148,22 @@ describeEachDialect('audit usage summary: first and last use per secret and acto
     }
   });
 
+  test('usage through the audit API shows a time no date can hold (a row written by hand) as the stored number, not a 500', async () => {
+    const head = Number((await h.storage.db.selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq);
+    await h.storage.db.insertInto('audit_events').values({
+      seq: head + 1000, id: 'forged', time: 9e15, tenant_id: h.ctx.tenantId, actor_type: 'user', actor_id: 'intruder', action: 'secret.use',
+      resource_type: 'secret', resource_id: null, resource_name: 'FORGED_USE', environment: 'production', secret_version: 1, outcome: 'allowed',
+      reason: null, context: '{}', prev_hash: '0'.repeat(64), hash: 'f'.repeat(64),
+    }).execute();
+    try {
+      const usage = await h.services.auditQueries.usage(h.ctx, 'FORGED_USE');
+      assert.deepEqual(usage.actors.map((a) => [a.actor.id, a.first, a.last, a.use?.last]), [['intruder', '9000000000000000', '9000000000000000', '9000000000000000']]);
+    } finally {
+      await dropAuditGuards(h.storage.db, dialect);
+      await sql`delete from audit_events where seq = ${head + 1000}`.execute(h.storage.db);
+    }
+  });
+
   test('usage through the audit API reads the summary: the same answer before and after a fold', async () => {
     await h.services.secrets.create(h.ctx, { name: 'API_USED', owner: 'ops' });
     await h.services.values.write(h.ctx, 'API_USED', 'production', { value: 'usage-summary-canary' });
