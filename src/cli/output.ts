@@ -1,3 +1,5 @@
+import { UNPRINTABLE } from '../modules/shared/typed-text.ts';
+
 /** Where the CLI writes: process.stdout/stderr in the binary, a buffer in tests. */
 export interface Writer {
   write(text: string): unknown;
@@ -48,4 +50,18 @@ export function fields(pairs: Array<[string, string | number | null | undefined]
 /** ISO timestamps without the milliseconds, easier to scan in a table. */
 export function time(iso: string | null | undefined): string | null {
   return iso ? iso.replace(/\.\d+Z$/, 'Z') : null;
+}
+
+const UNPRINTABLE_ALL = new RegExp(UNPRINTABLE.source, 'gu');
+
+/**
+ * Text the server returned but did not vouch for (an audit row inserted by hand can hold anything),
+ * as one inert line: every character that could move the cursor, recolour or redraw the terminal, or
+ * break the line is shown as a \uXXXX escape, and past `max` characters the rest is counted, not printed.
+ * @example
+ * printable('root\u001b[2J');   // 'root\\u001b[2J'
+ */
+export function printable(text: string, max = 200): string {
+  const shown = text.replace(UNPRINTABLE_ALL, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
+  return shown.length > max ? `${shown.slice(0, max)}… (${shown.length - max} more characters)` : shown;
 }

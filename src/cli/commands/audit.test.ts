@@ -145,6 +145,35 @@ test('usage lists first and last use or reveal per actor', async () => {
   assert.equal((await run(['audit', 'usage'])).code, 2);
 });
 
+test('a row inserted by hand with terminal escapes, a megabyte of text and a time no date can hold is printed inert, not obeyed', async () => {
+  const head = (await h.storage.db.selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
+  const esc = '\u001b[2J\u001b]0;owned\u0007\r\n\u202e';
+  await h.storage.db.insertInto('audit_events').values({
+    seq: head + 1000, id: 'forged', time: 9e15, tenant_id: h.ctx.tenantId, actor_type: 'user', actor_id: `intruder${esc}`, action: `secret.use${esc}`,
+    resource_type: 'secret', resource_id: null, resource_name: 'PAY_KEY', environment: `production${esc}`, secret_version: 1, outcome: 'allowed',
+    reason: 'r'.repeat(1 << 20), context: '{}', prev_hash: '0'.repeat(64), hash: 'f'.repeat(64),
+  }).execute();
+  // And one use that usage counts, whose actor is the same hostile text.
+  await h.storage.db.insertInto('audit_events').values({
+    seq: head + 1001, id: 'forged-use', time: 9e15, tenant_id: h.ctx.tenantId, actor_type: 'user', actor_id: `intruder${esc}`, action: 'secret.use',
+    resource_type: 'secret', resource_id: null, resource_name: 'PAY_KEY', environment: 'production', secret_version: 1, outcome: 'allowed',
+    reason: null, context: '{}', prev_hash: '0'.repeat(64), hash: 'f'.repeat(64),
+  }).execute();
+  try {
+    for (const argv of [['list', '--limit', '3'], ['tail'], ['usage', 'PAY_KEY']]) {
+      const res = await run(['audit', ...argv]);
+      assert.equal(res.code, 0, `${argv.join(' ')}: ${res.stderr}`);
+      assert.doesNotMatch(res.stdout.replaceAll('\n', ''), /[\p{Cc}\u202e]/u, `${argv.join(' ')} printed a control character`);
+      assert.match(res.stdout, /intruder\\u001b\[2J\\u001b\]0;owned\\u0007\\u000d\\u000a\\u202e/, argv.join(' '));
+      assert.ok(res.stdout.length < 4096, `${argv.join(' ')} printed ${res.stdout.length} characters`);
+    }
+    assert.match((await run(['audit', 'tail'])).stdout, /^9000000000000000 {2}#\d+ {2}allowed {2}secret\.use\\u001b/m, 'the time as stored');
+  } finally {
+    await sql`drop trigger if exists audit_events_no_delete`.execute(h.storage.db);
+    await sql`delete from audit_events where seq > ${head}`.execute(h.storage.db);
+  }
+});
+
 // Last: it tampers with the log (as a database owner could, with the guard dropped).
 test('verify exits 0 on an intact chain and 1 naming the first bad event', async () => {
   const ok = await run(['audit', 'verify']);

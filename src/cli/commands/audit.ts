@@ -6,7 +6,8 @@ import { int, positionals, str, UsageError } from '../args.ts';
 import type { Query } from '../client.ts';
 import type { Command, Flags, Group } from '../command.ts';
 import { writePrivateFile } from '../files.ts';
-import { table, time } from '../output.ts';
+import { printable, table, time } from '../output.ts';
+import { timeText } from '../../modules/audit/event.ts';
 import { verifyExportFiles } from './audit-offline.ts';
 import { sinksCommand } from './audit-sinks.ts';
 
@@ -61,17 +62,20 @@ function filterQuery(flags: Flags): Query {
   };
 }
 
-const at = (ms: number) => time(new Date(ms).toISOString());
-const who = (e: AuditEvent) => `${e.actor.type}:${e.actor.id}`;
-const what = (e: AuditEvent) => (e.resource.type === 'secret' ? e.resource.name : [e.resource.type, e.resource.name ?? e.resource.id].filter(Boolean).join(':'));
-const outcome = (e: AuditEvent & { repeat?: number }) => (e.repeat !== undefined && e.repeat > 1 ? `${e.outcome} x${e.repeat}` : e.outcome);
+// Human output prints every text field through printable(): a row inserted by hand into the log can hold
+// terminal escapes, line breaks or a megabyte in any of them, and a time no date can hold (shown as stored).
+const at = (ms: number) => time(timeText(ms));
+const who = (e: AuditEvent) => printable(`${e.actor.type}:${e.actor.id}`);
+const what = (e: AuditEvent) => printable((e.resource.type === 'secret' ? e.resource.name : [e.resource.type, e.resource.name ?? e.resource.id].filter(Boolean).join(':')) ?? '');
+const outcome = (e: AuditEvent & { repeat?: number }) => printable(e.repeat !== undefined && e.repeat > 1 ? `${e.outcome} x${e.repeat}` : e.outcome);
+const shown = (text: string | null) => (text === null ? null : printable(text));
 
 /** One event as one line, for streams where a table cannot be aligned in advance. */
 function eventLine(e: AuditEvent): string {
-  const where = e.environment ? `@${e.environment}` : '';
+  const where = e.environment ? `@${printable(e.environment)}` : '';
   const version = e.secretVersion !== null ? ` v${e.secretVersion}` : '';
-  const reason = e.reason ? ` (${e.reason})` : '';
-  return `${at(e.time)}  #${e.seq}  ${e.outcome.padEnd(7)}  ${e.action}  ${who(e)}  ${what(e) ?? '-'}${where}${version}${reason}`;
+  const reason = e.reason ? ` (${printable(e.reason)})` : '';
+  return `${at(e.time)}  #${e.seq}  ${outcome(e).padEnd(7)}  ${printable(e.action)}  ${who(e)}  ${what(e) || '-'}${where}${version}${reason}`;
 }
 
 const list: Command = {
@@ -87,7 +91,7 @@ const list: Command = {
     const page = await api.call<{ items: ListItem[]; next: number | null }>('GET', '/v1/audit/events', { query });
     out.result(page, () => (page.items.length === 0 ? 'No events.' : table(
       ['SEQ', 'TIME', 'OUTCOME', 'ACTION', 'ACTOR', 'RESOURCE', 'ENV', 'VERSION', 'REASON'],
-      page.items.map((e) => [e.seq, at(e.time), outcome(e), e.action, who(e), what(e), e.environment, e.secretVersion, e.reason]),
+      page.items.map((e) => [e.seq, at(e.time), outcome(e), printable(e.action), who(e), what(e), shown(e.environment), e.secretVersion, shown(e.reason)]),
     )));
     if (page.next !== null && !out.json) out.note(`More: add --after ${page.next}`);
   },
@@ -181,7 +185,7 @@ const usage: Command = {
     const res = await api.call<Usage>('GET', '/v1/audit/usage', { query: { secret: name } });
     out.result(res, () => (res.actors.length === 0 ? `No use or reveal of ${name} is recorded.` : table(
       ['ACTOR', 'FIRST', 'LAST', 'USES', 'REVEALS'],
-      res.actors.map((a) => [`${a.actor.type}:${a.actor.id}`, time(a.first), time(a.last), a.use?.count ?? 0, a.reveal?.count ?? 0]),
+      res.actors.map((a) => [printable(`${a.actor.type}:${a.actor.id}`), shown(time(a.first)), shown(time(a.last)), a.use?.count ?? 0, a.reveal?.count ?? 0]),
     )));
   },
 };

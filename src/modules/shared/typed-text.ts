@@ -7,7 +7,7 @@ import { fail } from '../../errors/index.ts';
  * a secret's owner, label, purpose, tags and a write's reason as cells of listings: any of these could
  * redraw them, e.g. paint "Environment: staging" over the production a request is for, or a fake row.
  */
-const UNPRINTABLE = /[\p{Cc}\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+export const UNPRINTABLE = /[\p{Cc}\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
 
 /** Refuses typed text (`what` names the field) that holds a character that could change what a reader sees. */
 export function assertPrintable(what: string, text: string): void {
