@@ -11,6 +11,7 @@ import { macStart } from './keyed-from.ts';
 import { CHECKPOINT_ACTION } from './checkpoint-format.ts';
 import { mergeCheckpoints, verifyLog } from './log-verifier.ts';
 import { asWritten, type AuditEvent } from './event.ts';
+import { mistypedColumn, typedRow } from './stored-values.ts';
 import type { AuditAppender } from './sqlite-appender.ts';
 import { isTransactionConflict } from '../../storage/db-errors.ts';
 import { withoutStatementTimeout } from '../../storage/unbounded-read.ts';
@@ -65,6 +66,8 @@ function parseContext(text: string): Record<string, string> | null {
  * instead of failing on it.
  */
 export function storedFromRow(r: AuditEventsTable): StoredEvent {
+  const mistyped = mistypedColumn(r);
+  if (mistyped !== null) return { ...fromRow({ ...typedRow(r), context: '{}' }), mac: r.mac, unreadable: mistyped };
   const context = parseContext(r.context);
   const event = { ...fromRow({ ...r, context: context === null ? '{}' : r.context }), mac: r.mac };
   return context === null ? { ...event, unreadable: 'its context is not a JSON object' } : event;
@@ -77,8 +80,13 @@ export function storedFromRow(r: AuditEventsTable): StoredEvent {
  */
 const UNREADABLE = 'the stored context is not a JSON object: run audit verify';
 
-/** A stored row as an event. */
+/** A stored row as an event; one holding a value not of its column's type is shown typed and marked (stored-values.ts). */
 export function fromRow(r: AuditEventsTable): AuditEvent {
+  const mistyped = mistypedColumn(r);
+  if (mistyped !== null) {
+    const event = fromRow(typedRow(r));
+    return { ...event, context: { ...event.context, unreadable: `the stored row is not as Keyhold writes it (${mistyped}): run audit verify` } };
+  }
   return asWritten({
     seq: r.seq, id: r.id, time: r.time, tenantId: r.tenant_id, actor: { type: r.actor_type as AuditEvent['actor']['type'], id: r.actor_id },
     action: r.action, resource: { type: r.resource_type, id: r.resource_id, name: r.resource_name }, environment: r.environment,
