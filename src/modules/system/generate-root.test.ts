@@ -138,6 +138,31 @@ describeEachDialect('a new root token from unseal shares (generate-root)', (dial
     assert.equal((await call('GET', '/v1/sys/generate-root')).body.started, false);
   });
 
+  test('a seal while the completing share makes its token issues nothing, even if the server is unsealed again at once', async () => {
+    const { nonce } = (await start()).body;
+    await give(nonce, h.shares[0]!);
+    const before = (await call('GET', '/v1/sys/root-tokens', undefined, h.rootToken)).body.items.length;
+    // The seal (and an unseal right after it) lands after the shares were taken and before the token is issued.
+    const issue = h.services.tokens.issue;
+    h.services.tokens.issue = async (...args: Parameters<typeof issue>) => {
+      h.services.tokens.issue = issue;
+      const seal = h.services.seal;
+      seal.seal();
+      for (const share of h.shares.slice(0, 2)) await seal.submitShare(share);
+      assert.equal(seal.openStaged(), true);
+      return issue(...args);
+    };
+    try {
+      const res = await give(nonce, h.shares[1]!);
+      assert.deepEqual([res.status, res.body.error?.code, res.body.encodedToken], [503, 'SEALED', undefined]);
+    } finally {
+      h.services.tokens.issue = issue;
+    }
+    assert.equal(h.services.seal.isSealed(), false);
+    assert.equal((await call('GET', '/v1/sys/root-tokens', undefined, h.rootToken)).body.items.length, before);
+    assert.equal((await events('system.generate-root')).at(-1)!.reason, 'SEALED');
+  });
+
   test('only root lists root tokens; the list never holds a token', async () => {
     assert.equal((await call('GET', '/v1/sys/root-tokens')).status, 401);
     const res = await call('GET', '/v1/sys/root-tokens', undefined, h.rootToken);

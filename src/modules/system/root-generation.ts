@@ -48,6 +48,8 @@ export function createRootGeneration(deps: {
 }) {
   const { db, clock, tokens, meta, seal, audit } = deps;
   let attempt: Attempt | null = null;
+  /** Moves on every seal: a completion a seal overtook must not issue its token, even if the server is unsealed again by then. */
+  let seals = 0;
 
   function end(): void {
     if (!attempt) return;
@@ -56,7 +58,10 @@ export function createRootGeneration(deps: {
     attempt = null;
   }
   // Sealing drops every key in memory; shares given towards a token go with them.
-  seal.onSeal(end);
+  seal.onSeal(() => {
+    seals++;
+    end();
+  });
 
   /** The live attempt, after ending one that ran out of time. */
   function live(): Attempt | null {
@@ -88,12 +93,18 @@ export function createRootGeneration(deps: {
 
   /** Issues the token in the transaction of its event, then seals it under the attempt's one-time key. */
   async function complete(source: RequestSource, a: Attempt, threshold: number) {
+    const epoch = seals;
+    const sealedMeanwhile = () => {
+      if (seals !== epoch) fail('SEALED', 'the server was sealed while the new root token was being made; unseal it and start again');
+    };
     try {
       const key = await a.shares.combine();
       if (!key) fail('UNSEAL_FAILED', 'the shares do not reconstruct the root key (one is wrong or tampered); start again');
       const issued = await db.transaction().execute(async (trx) => {
         const t = await tokens.issue({ tenantId: null, kind: 'root', name: 'root' }, trx);
         await audit.appendInTx(trx, [{ ...event(source, 'system.generate-root', 'allowed', { nonce: a.nonce, progress: String(threshold) }), resource: { type: 'token', id: t.id, name: null } }]);
+        // Last, before the commit: a seal at any await above rolls the token back.
+        sealedMeanwhile();
         return t;
       });
       return { started: false, nonce: a.nonce, progress: threshold, threshold, complete: true, tokenId: issued.id, encodedToken: encodeRootToken(a.otp, a.nonce, issued.token) };
