@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { decodeRootToken } from '../../crypto/root/otp.ts';
+import { KeyholdError } from '../../errors/index.ts';
 import { GENERATE_ROOT_TTL_MS } from './root-generation.ts';
 
 type Reply = { status: number; body: Record<string, any> };
@@ -135,6 +136,25 @@ describeEachDialect('a new root token from unseal shares (generate-root)', (dial
       h.services.audit.appendInTx = appendInTx;
     }
     assert.equal((await call('GET', '/v1/sys/root-tokens', undefined, h.rootToken)).body.items.length, before);
+    assert.equal((await call('GET', '/v1/sys/generate-root')).body.started, false);
+  });
+
+  test('a cancel whose event cannot be recorded still cancels, and its answer says so', async () => {
+    const { nonce } = (await start()).body;
+    await give(nonce, h.shares[0]!);
+    const record = h.services.audit.record;
+    // As the log answers when it cannot write: the action "was refused".
+    h.services.audit.record = async () => {
+      throw new KeyholdError('AUDIT_UNAVAILABLE', 'the audit log cannot record this action, so it was refused');
+    };
+    let res: Reply;
+    try {
+      res = await cancel();
+    } finally {
+      h.services.audit.record = record;
+    }
+    assert.deepEqual([res.status, res.body.error?.code], [503, 'AUDIT_UNAVAILABLE']);
+    assert.match(res.body.error.message, /is cancelled/);
     assert.equal((await call('GET', '/v1/sys/generate-root')).body.started, false);
   });
 

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import { randomKey, randomToken, wipe } from '../../crypto/bytes.ts';
 import { encodeRootToken } from '../../crypto/root/otp.ts';
-import { fail } from '../../errors/index.ts';
+import { fail, KeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { failureCode } from '../../storage/db-errors.ts';
 import type { Database } from '../../storage/schema.ts';
@@ -132,12 +132,20 @@ export function createRootGeneration(deps: {
       return { nonce: a.nonce, otp: a.otp.toString('base64url'), progress: 0, threshold: config.threshold, expiresAt: new Date(a.expiresAt).toISOString() };
     },
 
-    /** Ends the attempt and forgets its shares; false if there was none. */
+    /**
+     * Ends the attempt and forgets its shares; false if there was none. Like a seal, the protective
+     * direction does not wait on the audit log: if the event cannot be recorded the attempt is still
+     * over, and the AUDIT_UNAVAILABLE the caller gets says so (not that the cancel was refused).
+     */
     async cancel(source: RequestSource): Promise<boolean> {
       const a = live();
       if (!a) return false;
       end();
-      await audit.record([event(source, 'system.generate-root-cancel', 'allowed', { nonce: a.nonce })]);
+      try {
+        await audit.record([event(source, 'system.generate-root-cancel', 'allowed', { nonce: a.nonce })]);
+      } catch (err) {
+        throw new KeyholdError('AUDIT_UNAVAILABLE', 'the root token generation is cancelled, but the audit log could not record the cancel', { cause: (err as Error).message });
+      }
       return true;
     },
 
