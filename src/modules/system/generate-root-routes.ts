@@ -19,7 +19,8 @@ const Nonce = Type.String({ minLength: 1, maxLength: 64 });
 /**
  * A new root token from a threshold of unseal shares, and the root tokens there are (to revoke a
  * leaked one with DELETE /v1/tokens/:id). Starting, cancelling and giving shares need no token, as
- * unsealing does: the shares are the credential. Submissions share the unseal routes' per-address bound.
+ * unsealing does: the shares are the credential. Starts, cancels and shares count together against a
+ * per-address bound as large as the unseal route's, and apart from it.
  */
 export function generateRootRoutes(deps: { generation: RootGeneration; system: Pick<SystemService, 'rootTokens'>; clock: Clock }) {
   const attempts = createAttemptGuard({ limit: UNSEAL_ATTEMPTS_PER_MINUTE, windowMs: 60_000 }, deps.clock,
