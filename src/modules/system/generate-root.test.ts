@@ -139,6 +139,31 @@ describeEachDialect('a new root token from unseal shares (generate-root)', (dial
     assert.equal((await call('GET', '/v1/sys/generate-root')).body.started, false);
   });
 
+  test('a share whose event is still being written when the threshold is reached counts only once it is durable', async () => {
+    const { nonce } = (await start()).body;
+    const before = (await call('GET', '/v1/sys/root-tokens', undefined, h.rootToken)).body.items.length;
+    const record = h.services.audit.record;
+    let refuseFirst: ((err: Error) => void) | undefined;
+    h.services.audit.record = (inputs) => (inputs[0]!.action === 'system.generate-root-share' && inputs[0]!.outcome === 'allowed'
+      ? new Promise<void>((_, reject) => (refuseFirst = reject))
+      : record(inputs));
+    try {
+      const first = give(nonce, h.shares[0]!);
+      while (!refuseFirst) await new Promise((r) => setImmediate(r));
+      // The completing share arrives while the first share's event is unwritten; then that event fails.
+      const last = give(nonce, h.shares[1]!);
+      await Promise.race([last, new Promise((r) => setTimeout(r, 200))]);
+      refuseFirst(new KeyholdError('AUDIT_UNAVAILABLE', 'the audit log cannot record this action, so it was refused'));
+      assert.equal((await first).body.error?.code, 'AUDIT_UNAVAILABLE');
+      const res = await last;
+      assert.deepEqual([res.status, res.body.error?.code, res.body.encodedToken], [503, 'AUDIT_UNAVAILABLE', undefined]);
+    } finally {
+      h.services.audit.record = record;
+    }
+    assert.equal((await call('GET', '/v1/sys/root-tokens', undefined, h.rootToken)).body.items.length, before);
+    assert.equal((await call('GET', '/v1/sys/generate-root')).body.started, false);
+  });
+
   test('a cancel whose event cannot be recorded still cancels, and its answer says so', async () => {
     const { nonce } = (await start()).body;
     await give(nonce, h.shares[0]!);

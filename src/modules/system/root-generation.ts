@@ -30,6 +30,8 @@ interface Attempt {
   otp: Buffer;
   expiresAt: number;
   shares: ShareCollector;
+  /** The events of the shares counted so far: the completing share waits for them, as a share counts only once recorded. */
+  recorded: Array<Promise<void>>;
 }
 
 /**
@@ -100,6 +102,9 @@ export function createRootGeneration(deps: {
     try {
       const key = await a.shares.combine();
       if (!key) fail('UNSEAL_FAILED', 'the shares do not reconstruct the root key (one is wrong or tampered); start again');
+      if ((await Promise.allSettled(a.recorded)).some((r) => r.status === 'rejected')) {
+        fail('AUDIT_UNAVAILABLE', 'a share given to this generation could not be recorded, so the shares do not count; start again');
+      }
       const issued = await db.transaction().execute(async (trx) => {
         const t = await tokens.issue({ tenantId: null, kind: 'root', name: 'root' }, trx);
         await audit.appendInTx(trx, [{ ...event(source, 'system.generate-root', 'allowed', { nonce: a.nonce, progress: String(threshold) }), resource: { type: 'token', id: t.id, name: null } }]);
@@ -120,7 +125,7 @@ export function createRootGeneration(deps: {
     async start(source: RequestSource) {
       const config = await shamirConfig();
       if (live()) fail('GENERATE_ROOT_IN_PROGRESS', 'a root token generation is already in progress; finish or cancel it first');
-      const a: Attempt = { nonce: randomToken(16), otp: randomKey(32), expiresAt: clock.now() + GENERATE_ROOT_TTL_MS, shares: createShareCollector(config) };
+      const a: Attempt = { nonce: randomToken(16), otp: randomKey(32), expiresAt: clock.now() + GENERATE_ROOT_TTL_MS, shares: createShareCollector(config), recorded: [] };
       // Claimed before the event is written (no await since the check): a second start in the meantime is refused.
       attempt = a;
       try {
@@ -180,8 +185,10 @@ export function createRootGeneration(deps: {
         }
       }
       const progress = a.shares.count;
+      const recorded = audit.record([event(source, 'system.generate-root-share', 'allowed', { nonce, progress: String(progress) })]);
+      a.recorded.push(recorded);
       try {
-        await audit.record([event(source, 'system.generate-root-share', 'allowed', { nonce, progress: String(progress) })]);
+        await recorded;
       } catch (err) {
         if (attempt === a) end();
         throw err;
