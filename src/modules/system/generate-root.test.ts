@@ -164,6 +164,54 @@ describeEachDialect('a new root token from unseal shares (generate-root)', (dial
     assert.equal((await call('GET', '/v1/sys/generate-root')).body.started, false);
   });
 
+  test('a start a seal or a cancel overtakes before its event is durable answers an error, never a wiped one-time key', async () => {
+    const cases: Array<[string, () => Promise<unknown>, string]> = [
+      ['seal', async () => h.services.seal.seal(), 'SEALED'],
+      ['cancel', () => cancel(), 'GENERATE_ROOT_NOT_STARTED'],
+    ];
+    for (const [what, overtake, code] of cases) {
+      const record = h.services.audit.record;
+      // The start's event is queued (under the key) before the seal or cancel lands; it commits after.
+      h.services.audit.record = (inputs) => {
+        const recorded = record(inputs);
+        if (inputs[0]!.action !== 'system.generate-root-start') return recorded;
+        return overtake().then(() => recorded);
+      };
+      let res: Reply;
+      try {
+        res = await start();
+      } finally {
+        h.services.audit.record = record;
+      }
+      if (h.services.seal.isSealed()) for (const share of h.shares.slice(0, 2)) await h.services.system.unseal(share);
+      assert.deepEqual([res.status >= 400, res.body.error?.code, res.body.otp], [true, code, undefined], what);
+      assert.equal((await call('GET', '/v1/sys/generate-root')).body.started, false, what);
+    }
+  });
+
+  test('no share counts before the start of its attempt is durable', async () => {
+    const record = h.services.audit.record;
+    let letStart: (() => void) | undefined;
+    h.services.audit.record = (inputs) => (inputs[0]!.action === 'system.generate-root-start'
+      ? new Promise<void>((resolve) => (letStart = resolve)).then(() => record(inputs))
+      : record(inputs));
+    let settled = false;
+    const started = start().finally(() => (settled = true));
+    try {
+      while (!letStart && !settled) await new Promise((r) => setImmediate(r));
+    } finally {
+      h.services.audit.record = record;
+    }
+    assert.ok(letStart, 'the start is waiting for its event');
+    // Anyone can read the nonce; a share given with it now must wait for the start like everyone else.
+    const { nonce } = (await call('GET', '/v1/sys/generate-root')).body;
+    assert.equal((await give(nonce, h.shares[0]!)).body.error?.code, 'GENERATE_ROOT_NOT_STARTED');
+    letStart();
+    assert.equal((await started).status, 200);
+    assert.equal((await give(nonce, h.shares[0]!)).body.progress, 1);
+    assert.equal((await cancel()).status, 204);
+  });
+
   test('a cancel whose event cannot be recorded still cancels, and its answer says so', async () => {
     const { nonce } = (await start()).body;
     await give(nonce, h.shares[0]!);

@@ -29,6 +29,8 @@ interface Attempt {
   /** The one-time key the new token is sealed under; shown once, to whoever started the attempt. */
   otp: Buffer;
   expiresAt: number;
+  /** Whether its start event is durable: until then it takes no share (and holds the slot, so no other starts). */
+  open: boolean;
   shares: ShareCollector;
   /** The events of the shares counted so far: the completing share waits for them, as a share counts only once recorded. */
   recorded: Array<Promise<void>>;
@@ -125,7 +127,7 @@ export function createRootGeneration(deps: {
     async start(source: RequestSource) {
       const config = await shamirConfig();
       if (live()) fail('GENERATE_ROOT_IN_PROGRESS', 'a root token generation is already in progress; finish or cancel it first');
-      const a: Attempt = { nonce: randomToken(16), otp: randomKey(32), expiresAt: clock.now() + GENERATE_ROOT_TTL_MS, shares: createShareCollector(config), recorded: [] };
+      const a: Attempt = { nonce: randomToken(16), otp: randomKey(32), expiresAt: clock.now() + GENERATE_ROOT_TTL_MS, open: false, shares: createShareCollector(config), recorded: [] };
       // Claimed before the event is written (no await since the check): a second start in the meantime is refused.
       attempt = a;
       try {
@@ -134,6 +136,12 @@ export function createRootGeneration(deps: {
         if (attempt === a) end();
         throw err;
       }
+      // A seal or a cancel while the event was written ended it (and wiped its key): that is the answer.
+      if (attempt !== a) {
+        if (seal.isSealed()) fail('SEALED', 'the server was sealed while the generation was starting; unseal it and start again');
+        fail('GENERATE_ROOT_NOT_STARTED', 'the generation was cancelled while it was starting; start again');
+      }
+      a.open = true;
       return { nonce: a.nonce, otp: a.otp.toString('base64url'), progress: 0, threshold: config.threshold, expiresAt: new Date(a.expiresAt).toISOString() };
     },
 
@@ -162,7 +170,7 @@ export function createRootGeneration(deps: {
     async submit(source: RequestSource, nonce: string, share: string) {
       const config = await shamirConfig();
       const a = live();
-      if (!a) fail('GENERATE_ROOT_NOT_STARTED', 'no root token generation is in progress; start one first');
+      if (!a?.open) fail('GENERATE_ROOT_NOT_STARTED', 'no root token generation is in progress; start one first');
       if (a.nonce !== nonce) fail('GENERATE_ROOT_NONCE_MISMATCH', 'this nonce does not name the generation in progress; check it with whoever started it');
       let done: boolean;
       try {
