@@ -98,9 +98,6 @@ export function createRootGeneration(deps: {
   /** Issues the token in the transaction of its event, then seals it under the attempt's one-time key. */
   async function complete(source: RequestSource, a: Attempt, threshold: number) {
     const epoch = seals;
-    const sealedMeanwhile = () => {
-      if (seals !== epoch) fail('SEALED', 'the server was sealed while the new root token was being made; unseal it and start again');
-    };
     try {
       const key = await a.shares.combine();
       if (!key) fail('UNSEAL_FAILED', 'the shares do not reconstruct the root key (one is wrong or tampered); start again');
@@ -111,7 +108,7 @@ export function createRootGeneration(deps: {
         const t = await tokens.issue({ tenantId: null, kind: 'root', name: 'root' }, trx);
         await audit.appendInTx(trx, [{ ...event(source, 'system.generate-root', 'allowed', { nonce: a.nonce, progress: String(threshold) }), resource: { type: 'token', id: t.id, name: null } }]);
         // Last, before the commit: a seal at any await above rolls the token back.
-        sealedMeanwhile();
+        if (seals !== epoch) fail('SEALED', 'the server was sealed while the new root token was being made; unseal it and start again');
         return t;
       });
       return { started: false, nonce: a.nonce, progress: threshold, threshold, complete: true, tokenId: issued.id, encodedToken: encodeRootToken(a.otp, a.nonce, issued.token) };
