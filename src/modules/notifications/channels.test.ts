@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { decodeMail } from '../../../test/fixtures/mime-decode.ts';
 import { startSmtpServer } from '../../../test/fixtures/smtp-server.ts';
 import { guardedFetch } from '../connectors/address-guard.ts';
 import { pinnedFetch } from '../connectors/pinned-fetch.ts';
@@ -61,9 +62,10 @@ test('SMTP: a notification is mailed to its e-mail recipients with AUTH PLAIN, a
   const mail = smtp.received.at(-1)!;
   assert.equal(mail.auth, 'keyhold');
   assert.deepEqual(mail.to, ['ops@example.com'], 'only e-mail recipients; the smuggled Bcc is not a recipient');
-  assert.match(mail.data, /^Subject: \[Keyhold\] Rotation of DB in production failed Bcc: attacker@example\.com$/m);
-  assert.doesNotMatch(mail.data, /^Bcc:/m);
-  assert.match(mail.data, /Connector b: HTTP 401/, 'the body after a lone "." line arrived whole');
+  const read = decodeMail(mail.data);
+  assert.equal(read.header('Subject'), '[Keyhold] Rotation of DB in production failed Bcc: attacker@example.com');
+  assert.equal(read.header('Bcc'), undefined);
+  assert.equal(read.body, 'Failed step: verify\n.\nConnector b: HTTP 401', 'the body after a lone "." line arrived whole');
 });
 
 test('SMTP: a bare CR or LF in the body or a header never reaches the relay, so no "<CR>.<CR><LF>" can end the message early', async () => {
@@ -72,7 +74,7 @@ test('SMTP: a bare CR or LF in the body or a header never reaches the relay, so 
   const mail = smtp.received.at(-1)!;
   assert.ok(!mail.data.includes('\r'), 'every line break went out as CRLF');
   assert.match(mail.data, /^\.\nMAIL FROM:<evil@example\.com>\nsecond\nthird$/m, 'the lone dot was dot-stuffed (the relay un-stuffs it) and the rest is body');
-  assert.match(mail.data, /^Subject: \[Keyhold\] cr only$/m);
+  assert.equal(decodeMail(mail.data).header('Subject'), '[Keyhold] cr only');
 });
 
 test('SMTP: wrong credentials and non-addresses fail with a message that names no credential', async () => {

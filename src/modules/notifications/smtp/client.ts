@@ -2,6 +2,9 @@ import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { isLoopbackHost } from '../../../platform/addresses.ts';
 import { isMailAddress } from '../../../platform/mail-address.ts';
+import { formatMessage, type Mail } from './message.ts';
+
+export type { Mail } from './message.ts';
 
 export interface SmtpOptions {
   host: string;
@@ -21,18 +24,6 @@ export interface SmtpOptions {
   /** Trusted CA for a relay with a private CA. */
   ca?: string | Buffer;
 }
-
-export interface Mail {
-  from: string;
-  to: string[];
-  subject: string;
-  text: string;
-  /** Extra headers (Message-ID, Date are added). */
-  headers?: Record<string, string>;
-}
-
-/** A header value on one line: CR and LF would let text inject headers or end the message. */
-const oneLine = (s: string) => s.replace(/[\r\n]+/g, ' ');
 
 /** Reads SMTP replies (multi-line `250-...` then `250 ...`) from a socket, one at a time; `detach` stops it (before STARTTLS). */
 function replies(socket: Socket) {
@@ -85,7 +76,8 @@ function replies(socket: Socket) {
 
 /**
  * Sends one message: EHLO, STARTTLS (see `starttls`) and EHLO again, AUTH PLAIN when credentials are
- * given (only over TLS or to loopback), MAIL FROM, RCPT TO per recipient, DATA (dot-stuffed), QUIT.
+ * given (only over TLS or to loopback), MAIL FROM, RCPT TO per recipient, DATA (the message of
+ * `formatMessage`, 7-bit in short lines, dot-stuffed), QUIT.
  * No dependency beyond node:net / node:tls. Recipients the relay refuses are left out and counted
  * (`refused`); it throws when it refuses all of them or anything else fails, with the failing command
  * and reply code, never the credentials or an address.
@@ -93,6 +85,7 @@ function replies(socket: Socket) {
 export async function sendMail(opts: SmtpOptions, mail: Mail): Promise<{ refused: number }> {
   for (const a of [mail.from, ...mail.to]) if (!isMailAddress(a)) throw new Error('SMTP: an address is not a plain e-mail address');
   if (mail.to.length === 0) throw new Error('SMTP: no recipients');
+  const message = formatMessage(mail, new Date());
   const loopback = isLoopbackHost(opts.host);
   const starttls = opts.secure ? 'off' : (opts.starttls ?? (loopback ? 'if-offered' : 'required'));
   if (opts.username && !opts.secure && starttls === 'off' && !loopback) throw new Error('SMTP: refusing to send credentials without TLS to a non-loopback relay');
@@ -152,17 +145,12 @@ export async function sendMail(opts: SmtpOptions, mail: Mail): Promise<{ refused
     if (refused === mail.to.length) throw new Error(`SMTP RCPT TO refused every recipient (${lastRefusal})`);
     send('DATA');
     await expect('DATA', [354]);
-    const headers = {
-      From: mail.from, To: mail.to.join(', '), Subject: oneLine(mail.subject), Date: new Date().toUTCString(),
-      'Message-ID': `<${crypto.randomUUID()}@keyhold>`, 'MIME-Version': '1.0', 'Content-Type': 'text/plain; charset=utf-8',
-      'Content-Transfer-Encoding': '8bit', ...mail.headers,
-    };
-    const head = Object.entries(headers).map(([k, v]) => `${oneLine(k)}: ${oneLine(v)}`).join('\r\n');
-    // Every line break becomes CRLF (a bare CR or LF is one too: relays that read "<CR>.<CR><LF>" or
-    // "<LF>.<LF>" as the end of data would otherwise take the rest as a new message, SMTP smuggling),
-    // then dot-stuffing: a line that starts with "." gets another, so the text can never end the message early.
-    const body = mail.text.split(/\r\n|\r|\n/).map((l) => (l.startsWith('.') ? `.${l}` : l)).join('\r\n');
-    socket.write(`${head}\r\n\r\n${body}\r\n.\r\n`);
+    // Every line break goes out as CRLF (the message has no other, but this is where SMTP needs it: a bare
+    // CR or LF could let a relay that reads "<CR>.<CR><LF>" or "<LF>.<LF>" as the end of data take the rest
+    // as a new message, SMTP smuggling), then dot-stuffing: a line that starts with "." gets another, so
+    // the text can never end the message early.
+    const data = message.split(/\r\n|\r|\n/).map((l) => (l.startsWith('.') ? `.${l}` : l)).join('\r\n');
+    socket.write(`${data}\r\n.\r\n`);
     await expect('message', [250]);
     send('QUIT');
     await reader.next().catch(() => null);
