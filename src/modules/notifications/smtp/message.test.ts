@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { decodeMail, type DecodedMail } from '../../../../test/fixtures/mime-decode.ts';
 import { startSmtpServer } from '../../../../test/fixtures/smtp-server.ts';
 import { sendMail, type Mail } from './index.ts';
+import { formatMessage } from './message.ts';
 
 /** What a relay receives is 7-bit, in short lines, and reads back (as a mail client decodes it) as exactly what was sent. */
 
@@ -74,4 +75,9 @@ test('a long To list is folded between addresses, and the MIME headers cannot be
   assert.equal(got.header('Content-Type'), 'text/plain; charset=utf-8');
   assert.equal(got.body, 'héllo');
   assert.deepEqual(smtp.received.at(-1)!.to, listed);
+});
+
+test('the Date header has a numeric zone, as RFC 5322 asks of a sender ("GMT" is obsolete syntax)', () => {
+  const message = formatMessage({ from: 'a@example.com', to: ['b@example.com'], subject: 's', text: 't' }, new Date(Date.UTC(2026, 1, 3, 4, 5, 6)));
+  assert.equal(decodeMail(message.replaceAll('\r\n', '\n')).header('Date'), 'Tue, 03 Feb 2026 04:05:06 +0000');
 });

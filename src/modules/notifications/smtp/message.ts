@@ -20,7 +20,8 @@ export function formatMessage(mail: Mail, date: Date): string {
   set('From', mail.from);
   set('To', mail.to.join(', '));
   set('Subject', mail.subject);
-  set('Date', date.toUTCString());
+  // toUTCString ends in "GMT", an obsolete zone a sender must not write (RFC 5322 §4.3).
+  set('Date', date.toUTCString().replace(/GMT$/, '+0000'));
   set('Message-ID', `<${crypto.randomUUID()}@keyhold>`);
   for (const [name, value] of Object.entries(mail.headers ?? {})) set(name, value);
   set('MIME-Version', '1.0');
