@@ -1,9 +1,14 @@
 /**
  * A bare e-mail address (`local@domain`), as SMTP's MAIL FROM and RCPT TO and a To header carry it:
  * no display name, brackets, comments, list separators, quotes, white space or control characters,
- * any of which could end the command or the header early or add a recipient.
+ * any of which could end the command or the header early or add a recipient. Printable ASCII only
+ * (raw UTF-8 needs SMTPUTF8, which a relay may not offer: write an international domain in its
+ * xn-- form), within SMTP's lengths: 64 octets before the @, 254 in all.
  */
-const MAIL_ADDRESS = /^[^\s\p{Cc}@<>(),;:"]+@[^\s\p{Cc}@<>(),;:"]+$/u;
+const MAIL_ADDRESS = /^[!-~]{1,64}@[!-~]+$/;
+const SPECIALS = /[@<>(),;:"\\[\]]/;
+/** RFC 5321 §4.5.3.1.3: a path is at most 256 octets with its brackets. */
+const MAX_LENGTH = 254;
 
 /**
  * Whether `text` is a bare e-mail address the SMTP channel can send to. Configuration (the sender)
@@ -14,5 +19,7 @@ const MAIL_ADDRESS = /^[^\s\p{Cc}@<>(),;:"]+@[^\s\p{Cc}@<>(),;:"]+$/u;
  * isMailAddress('Ops <ops@example.com>');  // false
  */
 export function isMailAddress(text: string): boolean {
-  return MAIL_ADDRESS.test(text);
+  if (text.length > MAX_LENGTH || !MAIL_ADDRESS.test(text)) return false;
+  const at = text.indexOf('@');
+  return !SPECIALS.test(text.slice(0, at)) && !SPECIALS.test(text.slice(at + 1));
 }

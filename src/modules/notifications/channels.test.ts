@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { decodeMail } from '../../../test/fixtures/mime-decode.ts';
 import { startSmtpServer } from '../../../test/fixtures/smtp-server.ts';
 import { guardedFetch } from '../connectors/address-guard.ts';
@@ -98,6 +98,24 @@ test('SMTP: with STARTTLS required, a relay that does not offer it or whose cert
   const before = tlsSmtp.auths.length;
   await assert.rejects(sendMail({ ...opts, port: tlsSmtp.port }, mail), /self-signed|certificate/i, 'no CA given: the relay is not trusted');
   assert.equal(tlsSmtp.auths.length, before);
+});
+
+test('SMTP: a relay that answers a byte at a time cannot hold a send past its deadline', async () => {
+  // Greets one character every 200 ms: each well within the idle timeout, the greeting never complete.
+  const trickle = createTcpServer((socket) => {
+    const timer = setInterval(() => socket.write('2'), 200);
+    socket.on('close', () => clearInterval(timer));
+    socket.on('error', () => clearInterval(timer));
+  });
+  await new Promise<void>((resolve) => trickle.listen(0, '127.0.0.1', resolve));
+  const started = Date.now();
+  try {
+    await assert.rejects(sendMail({ host: '127.0.0.1', port: (trickle.address() as AddressInfo).port, timeoutMs: 1_000, deadlineMs: 1_500 },
+      { from: 'a@example.com', to: ['b@example.com'], subject: 's', text: 't' }), /SMTP took longer than/);
+    assert.ok(Date.now() - started < 5_000, `gave up after ${Date.now() - started} ms`);
+  } finally {
+    trickle.close();
+  }
 });
 
 test('SMTP: a temporary failure is retried', async () => {

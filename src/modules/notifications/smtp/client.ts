@@ -20,7 +20,10 @@ export interface SmtpOptions {
   password?: string | null;
   /** The name given in EHLO. */
   clientName?: string;
+  /** Longest silence from the relay (default 10 s). */
   timeoutMs?: number;
+  /** Longest a whole send may take (default 60 s): a relay trickling bytes never goes silent for long. */
+  deadlineMs?: number;
   /** Trusted CA for a relay with a private CA. */
   ca?: string | Buffer;
 }
@@ -93,6 +96,9 @@ export async function sendMail(opts: SmtpOptions, mail: Mail): Promise<{ refused
   let socket: Socket = opts.secure ? tlsConnect({ ...tlsOptions, port: opts.port }) : netConnect({ host: opts.host, port: opts.port });
   const arm = (s: Socket) => s.setTimeout(opts.timeoutMs ?? 10_000, () => s.destroy(new Error('SMTP timed out')));
   arm(socket);
+  const deadlineMs = opts.deadlineMs ?? 60_000;
+  // Ends whichever socket is current (plain, or TLS after STARTTLS).
+  const deadline = setTimeout(() => socket.destroy(new Error(`SMTP took longer than ${deadlineMs} ms`)), deadlineMs);
   let reader = replies(socket);
   const expect = async (what: string, ok: number[]) => {
     const r = await reader.next();
@@ -156,6 +162,7 @@ export async function sendMail(opts: SmtpOptions, mail: Mail): Promise<{ refused
     await reader.next().catch(() => null);
     return { refused };
   } finally {
+    clearTimeout(deadline);
     socket.end();
     socket.destroy();
   }
