@@ -145,7 +145,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
 
     // SPEC §2: unwrapped keys live a bounded time. Expired data keys, and the KEKs of tenants idle on this node (a
     // version another node retired among them), leave memory within the data-key lifetime plus this period.
-    const keySweep = setInterval(() => services.keyring.sweep(), KEY_SWEEP_MS);
+    const keySweep = setInterval(() => {
+      services.keyring.sweep();
+      services.rootGeneration.sweep();
+    }, KEY_SWEEP_MS);
     keySweep.unref();
 
     // SPEC §2: every tenant KEK, unwrapped afresh, must open a canary sealed under it: at start, at each unseal, then periodically.

@@ -120,6 +120,11 @@ export function createRootGeneration(deps: {
   return {
     status,
 
+    /** Ends an attempt that ran out of time even if nobody calls again (run with the key sweep): its shares leave memory. */
+    sweep(): void {
+      live();
+    },
+
     /** Starts an attempt: its nonce and one-time key (shown once). GENERATE_ROOT_IN_PROGRESS while one is live. */
     async start(source: RequestSource) {
       const config = await shamirConfig();
