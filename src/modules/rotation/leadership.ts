@@ -2,8 +2,12 @@ import { sql, type Kysely } from 'kysely';
 import type { DialectName } from '../../storage/database.ts';
 import type { Database } from '../../storage/schema.ts';
 
-/** Any 64-bit key, fixed: every Keyhold node asks for the same advisory lock. */
-const ADVISORY_KEY = 0x4b48_524f_54n; // "KHROT"
+/**
+ * The advisory lock's key: a hash of the schema and the leadership's name. Advisory locks are per
+ * database, not per schema, so a fixed key would make deployments that share a database (each in
+ * its own schema) wait on each other's leader; every node of one deployment computes the same key.
+ */
+const advisoryKey = (name: string) => sql<string>`hashtextextended('keyhold/leadership/' || current_schema() || '/' || ${name}, 0)`;
 
 export interface Leadership {
   /** True while this node leads; renews (or tries to take) leadership first. */
@@ -35,12 +39,12 @@ export function createLeadership(deps: { db: Kysely<Database>; dialect: DialectN
       let release!: () => void;
       const released = new Promise<void>((r) => (release = r));
       const done: Promise<void> = db.connection().execute(async (conn) => {
-        const got = (await sql<{ ok: boolean }>`select pg_try_advisory_lock(${ADVISORY_KEY}) as ok`.execute(conn)).rows[0]?.ok === true;
+        const got = (await sql<{ ok: boolean }>`select pg_try_advisory_lock(${advisoryKey(name)}) as ok`.execute(conn)).rows[0]?.ok === true;
         if (!got) return resolve(false);
         held = { release, done };
         resolve(true);
         await released;
-        await sql`select pg_advisory_unlock(${ADVISORY_KEY})`.execute(conn).catch(() => {});
+        await sql`select pg_advisory_unlock(${advisoryKey(name)})`.execute(conn).catch(() => {});
       }).catch((err: unknown) => {
         // The pinned connection died: leadership is gone with it; the next tick asks again.
         held = null;

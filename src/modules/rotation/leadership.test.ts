@@ -1,0 +1,41 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createTestDatabase, type TestDatabase } from '../../../test/helpers/databases.ts';
+import type { Storage } from '../../storage/database.ts';
+import { createLeadership } from './leadership.ts';
+
+describeEachDialect('scheduler leadership', (dialect) => {
+  const opened: Array<{ database: TestDatabase; storage: Storage }> = [];
+  const open = async () => {
+    const database = await createTestDatabase(dialect);
+    const storage = await database.open();
+    opened.push({ database, storage });
+    return storage;
+  };
+  let a: Storage;
+  let b: Storage;
+  before(async () => {
+    [a, b] = [await open(), await open()];
+  });
+  after(async () => {
+    for (const { database, storage } of opened) {
+      await storage.close();
+      await database.cleanup();
+    }
+  });
+  const leader = (s: Storage, owner: string) => createLeadership({ db: s.db, dialect, name: 'rotation-scheduler', owner, leaseMs: 60_000, now: () => Date.now() });
+
+  test('one leader per deployment; two deployments on one PostgreSQL database (each its own schema) each have their own', async () => {
+    const [first, second, elsewhere] = [leader(a, 'node-1'), leader(a, 'node-2'), leader(b, 'other-deployment')];
+    try {
+      assert.equal(await first.acquire(), true);
+      assert.equal(await second.acquire(), false, 'a second node of the same deployment waits');
+      assert.equal(await elsewhere.acquire(), true, "another deployment's scheduler is not held up by this one's lock");
+      await first.release();
+      assert.equal(await second.acquire(), true, 'released, it passes to the next node');
+    } finally {
+      for (const l of [first, second, elsewhere]) await l.release();
+    }
+  });
+});
