@@ -7,7 +7,7 @@ import type { TenantContext } from '../shared/context.ts';
 import { membersOf } from './access-policy.ts';
 import { currentAccessPolicy } from './access-policy-service.ts';
 import { groupRecipients, requestEvent, requesterRecipients, send } from './escrow-events.ts';
-import { createRequestStore, ruleOf, secretRowsOf, secretsOf, usernameOf, waitingStep } from './request-store.ts';
+import { createRequestStore, ruleOf, secretRowsOf, secretsOf, usernameOf, pendingStep, waitingStep } from './request-store.ts';
 import type { EscrowDeps, RequestService } from './request-service.ts';
 import { createQuorum } from './quorum.ts';
 import { assertPrintable, visibleLength } from '../shared/typed-text.ts';
@@ -66,7 +66,7 @@ export function createDecisionService(deps: EscrowDeps & { requests: Pick<Reques
         const all = await store.approvals(trx, id);
         if (all.some((a) => a.approver_id === ctx.actor.id)) fail('ALREADY_DECIDED', 'you already decided this request; one person counts once');
         const decisions = all.filter((a) => !lapsed.has(a.approver_id));
-        const step = waitingStep(rule, decisions);
+        const step = pendingStep(rule, decisions);
         const stepRule = rule.steps[step]!;
         if (!membersOf(doc, stepRule.groups).has(username)) {
           fail('NOT_AN_APPROVER', `the request waits for step ${step + 1} of ${rule.steps.length} (groups: ${stepRule.groups.join(', ')}), which you are not in`);
@@ -116,7 +116,7 @@ export function createDecisionService(deps: EscrowDeps & { requests: Pick<Reques
     if (outcome === 'approved') send(notifier, row, { type: 'escrow.request-approved', recipients: requesterRecipients(row), subject: `Approved: ${row.action} of ${names} in ${row.environment}` });
     else if (outcome === 'denied') send(notifier, row, { type: 'escrow.request-denied', recipients: requesterRecipients(row), subject: `Denied: ${row.action} of ${names} in ${row.environment}`, body: `Denied by ${username}: ${comment}` });
     else {
-      const next = waitingStep(rule, (await store.approvals(db, id)).filter((a) => !lapsed.has(a.approver_id)));
+      const next = pendingStep(rule, (await store.approvals(db, id)).filter((a) => !lapsed.has(a.approver_id)));
       send(notifier, row, { type: 'escrow.approval-recorded', recipients: [...requesterRecipients(row), ...groupRecipients(row, next)], subject: `Approval recorded on ${row.action} of ${names}; waiting for step ${next + 1}` });
     }
     return store.view(db, await store.find(db, ctx.tenantId, id), clock.now(), lapsed);

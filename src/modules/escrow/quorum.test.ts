@@ -50,6 +50,27 @@ describeEachDialect('escrow: the quorum counts only approvers who still may appr
       }
     });
   }
+  test('a request whose quorum is whole again (an approver who lapsed counts once more) can still be decided, and is in the queue', async () => {
+    const h = await createHarness(dialect);
+    try {
+      const c = await setUpEscrow(h, ['STRIPE_KEY']);
+      const withLeads = (leads: string[]) => ({ ...ESCROW_POLICY, groups: { ...ESCROW_POLICY.groups, leads } });
+      const req = await h.services.escrow.requests.file(c.builder.ctx(), { secrets: ['STRIPE_KEY'], environment: 'production', action: 'reveal', justification: why });
+      await h.services.escrow.decisions.approve(c.alice.ctx(), req.id, { comment: 'ok' });
+      await h.services.escrow.accessPolicies.put(h.ctx, { document: withLeads(['bob', 'carol', 'frank']), comment: 'alice on leave' });
+      assert.equal((await h.services.escrow.decisions.approve(c.bob.ctx(), req.id, { comment: 'ok' })).state, 'pending', 'alice does not count');
+      await h.services.escrow.accessPolicies.put(h.ctx, { document: ESCROW_POLICY, comment: 'alice is back' });
+      const shown = await h.services.escrow.requests.show(c.builder.ctx(), req.id);
+      assert.deepEqual([shown.state, shown.approvals.map((a) => a.counts)], ['pending', [true, true]], 'both approvals count again');
+      assert.equal(shown.waitingForStep, 1, 'it waits for its last step, which someone in it can complete');
+      assert.ok((await h.services.escrow.requests.list(c.carol.ctx(), { scope: 'queue' })).items.some((r) => r.id === req.id), 'in the queue of those who may complete it');
+      const done = await h.services.escrow.decisions.approve(c.carol.ctx(), req.id, { comment: 'ok' });
+      assert.deepEqual([done.state, done.grant.state], ['approved', 'active']);
+    } finally {
+      await h.close();
+    }
+  });
+
   test('an approval is judged from where its approver gave it, not from where whoever looks at the request is', async () => {
     const h = await createHarness(dialect);
     try {

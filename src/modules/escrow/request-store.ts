@@ -21,6 +21,16 @@ export function waitingStep(rule: ResolvedRule, approvals: Pick<AccessApprovalsT
   return -1;
 }
 
+/**
+ * The 0-based step a pending request waits for. Its approvals can satisfy every step while it is
+ * still pending (an approver who had lapsed counts again); it then waits for its last step: the
+ * grant is made by an approver's decision, with a fresh second factor, never by reading the request.
+ */
+export function pendingStep(rule: ResolvedRule, approvals: Pick<AccessApprovalsTable, 'decision' | 'step'>[]): number {
+  const step = waitingStep(rule, approvals);
+  return step === -1 ? rule.steps.length - 1 : step;
+}
+
 /** What an approved request's grants are now: they share one expiry and are revoked together. */
 export function grantState(grants: Pick<AccessGrantsTable, 'expires_at' | 'revoked_at'>[], now: number): GrantState {
   const g = grants[0];
@@ -74,7 +84,7 @@ export function createRequestStore() {
         db.selectFrom('access_reviews').select(['id', 'reviewed_at', 'outcome']).where('request_id', '=', row.id).executeTakeFirst(),
       ]);
       const rule = ruleOf(row);
-      const step = row.state === 'pending' ? waitingStep(rule, decisions.filter((a) => !lapsed.has(a.approver_id))) : -1;
+      const step = row.state === 'pending' ? pendingStep(rule, decisions.filter((a) => !lapsed.has(a.approver_id))) : -1;
       return {
         id: row.id,
         requester: { type: row.requester_type as 'user' | 'machine', id: row.requester_id, ownerId: row.requester_owner_id },
