@@ -139,7 +139,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const notifier = config.notify && (config.notify.webhook || config.notify.smtp)
     ? createFanoutNotifier([logNotifier, createMaskingNotifier(notifierFromSettings(config.notify, onNotifyError, outboundFetch, mailees), maskFor, onNotifyError)], onNotifyError)
     : logNotifier;
-  const escrow = createEscrowModule({ db, authz, clock, tenants, secrets, audit, notifier, maskText });
+  const escrow = createEscrowModule({ db, authz, clock, tenants, secrets, audit, notifier, maskText, stepUpWindowMs: config.identity.stepUpWindowMs });
   const system = createSystemService({
     db, seal, tenants, tokens, audit, dataDir: config.dataDir, auditAppendOnly: storage.auditAppendOnly.guarantee, auditTampered: () => checkpoints.tampered(),
   });

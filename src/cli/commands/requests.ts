@@ -171,7 +171,7 @@ export const breakGlassCommand: Command = {
   name: 'break-glass',
   summary: 'Take emergency access now (only people the access policy lists); alerts approvers and opens a review',
   usage: 'break-glass SECRET... --env E --justification TEXT [--action reveal] [--duration 30m]',
-  help: ['The grant is short (the rule\'s break-glass duration, default 1 h). Someone else must review it: keyhold reviews list.'],
+  help: ['Needs a fresh second factor (keyhold step-up). The grant is short (the rule\'s break-glass duration, default 1 h). Someone else must review it: keyhold reviews list.'],
   options: TARGET_OPTIONS,
   async run(ctx) {
     const res = await ctx.api.call<AccessRequest>('POST', '/v1/break-glass', { body: targetBody(ctx, breakGlassCommand.usage) });

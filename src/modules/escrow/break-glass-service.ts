@@ -23,7 +23,7 @@ function toReview(review: AccessReviewsTable, request: AccessRequestsTable): Bre
 }
 
 /**
- * Break-glass (SPEC §4): a person the covering rule lists takes access at once with a
+ * Break-glass (SPEC §4): a person the covering rule lists takes access at once, with a fresh second factor and a
  * justification. The grant is short (the rule's, default 1 h), the event is high severity, an
  * alert goes to every approver group, and a review by someone else stays open until done.
  */
@@ -44,16 +44,21 @@ export function createBreakGlassService(deps: EscrowDeps & { requests: Pick<Requ
       const target = await checkTarget(deps, ctx, input);
       const username = await usernameOf(db, ctx.tenantId, ctx.actor);
       const allowed = target.rule.breakGlass;
-      if (!allowed || username === null || !allowed.users.includes(username)) {
-        // A refused break-glass is itself worth an auditor's look.
+      // A refused break-glass is itself worth an auditor's look.
+      const refuse = async (reason: 'BREAK_GLASS_NOT_ALLOWED' | 'STEP_UP_REQUIRED', message: string): Promise<never> => {
         const base = auditFrom(ctx);
         await audit.record([{
-          ...base, action: 'access-request.break-glass', outcome: 'denied', reason: 'BREAK_GLASS_NOT_ALLOWED',
+          ...base, action: 'access-request.break-glass', outcome: 'denied', reason,
           resource: { type: 'access-request', id: null, name: target.secrets.map((s) => s.name).join(',') }, environment: target.environment,
           context: { ...base.context, requestedAction: target.action, justification: target.justification, severity: 'high', rule: target.rule.id },
         }]);
-        fail('BREAK_GLASS_NOT_ALLOWED', `rule "${target.rule.id}" does not list you for break-glass`);
-      }
+        return fail(reason, message);
+      };
+      if (!allowed || username === null || !allowed.users.includes(username)) return refuse('BREAK_GLASS_NOT_ALLOWED', `rule "${target.rule.id}" does not list you for break-glass`);
+      // It stands in for the approvals, each of which needs a fresh second factor: a session alone (a stolen one, or one
+      // that never gave a factor) must not take a `write` no step-up guards, or even a grant it cannot yet use.
+      const mfaAt = ctx.actor.mfaAt ?? null;
+      if (mfaAt === null || clock.now() - mfaAt > deps.stepUpWindowMs) return refuse('STEP_UP_REQUIRED', 'break-glass needs a second factor within the step-up window: POST /v1/auth/step-up');
       const durationMs = input.durationSeconds === undefined ? allowed.durationMs : input.durationSeconds * 1000;
       if (!Number.isInteger(durationMs) || durationMs < 1000 || durationMs > allowed.durationMs) {
         fail('VALIDATION_FAILED', `break-glass lasts at most ${allowed.durationMs / 1000} seconds under rule "${target.rule.id}"`);

@@ -78,6 +78,17 @@ describeEachDialect('escrow: break-glass, reviews, access policy versions, and t
     assert.equal(await codeOf(h.services.values.read(c.builder.ctx(), 'STRIPE_KEY', 'production')), 'APPROVAL_REQUIRED');
   });
 
+  test('break-glass is an approval the taker gives themselves: it needs a fresh second factor, and a refusal is audited and grants nothing', async () => {
+    const before = (await h.storage.db.selectFrom('access_requests').select('id').where('break_glass', '=', 1).execute()).length;
+    const alerts = h.notifications.ofType('escrow.break-glass').length;
+    const never = { ...c.oncall.ctx(), actor: { ...c.oncall.ctx().actor, mfaAt: null } };
+    for (const ctx of [c.oncall.stale(), never]) assert.equal(await codeOf(breakGlass(ctx)), 'STEP_UP_REQUIRED');
+    assert.equal((await h.storage.db.selectFrom('access_requests').select('id').where('break_glass', '=', 1).execute()).length, before, 'no request, no grant');
+    assert.equal(h.notifications.ofType('escrow.break-glass').length, alerts, 'no alert for access that was not taken');
+    const refused = (await h.services.audit.readAfter(0, 100_000)).filter((e) => e.action === 'access-request.break-glass' && e.reason === 'STEP_UP_REQUIRED');
+    assert.deepEqual(refused.map((e) => [e.outcome, e.actor.id, e.context.severity]), [['denied', c.oncall.id, 'high'], ['denied', c.oncall.id, 'high']]);
+  });
+
   test('access policies are versioned: history, diff and rollback; a bad document never takes effect', async () => {
     const policies = h.services.escrow.accessPolicies;
     const before = await policies.current(h.ctx);

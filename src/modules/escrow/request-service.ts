@@ -25,6 +25,8 @@ export interface EscrowDeps {
   secrets: Pick<SecretService, 'load' | 'authorize'>;
   audit: Pick<AuditLog, 'appendInTx' | 'record'>;
   notifier: Notifier;
+  /** How recent a person's second factor must be for a step-up (break-glass asks for one, as approving does). */
+  stepUpWindowMs: number;
   /**
    * The tenant's known values masked out of text people type (justifications, comments) before it is
    * stored, audited or sent: a value pasted there must not reach the trail, the API or a notification.
