@@ -71,6 +71,24 @@ describeEachDialect('escrow: the quorum counts only approvers who still may appr
     }
   });
 
+  test('an approver\'s queue holds what waits for them however many newer requests they filed themselves or may not decide', async () => {
+    const h = await createHarness(dialect);
+    try {
+      const c = await setUpEscrow(h, ['STRIPE_KEY', 'VAULT_KEY']);
+      const staging = (ctx: ReturnType<EscrowCast['alice']['ctx']>) => h.services.escrow.requests.file(ctx, { secrets: ['STRIPE_KEY'], environment: 'staging', action: 'reveal', justification: why });
+      const waiting = await staging(c.builder.ctx());
+      h.clock.advance(1000);
+      // Newer pending requests alice cannot decide: her own, and one waiting for the security step she is not in.
+      for (let i = 0; i < 3; i++) await staging(c.alice.ctx());
+      const vault = await h.services.escrow.requests.file(c.builder.ctx(), { secrets: ['VAULT_KEY'], environment: 'production', action: 'reveal', justification: why });
+      await h.services.escrow.decisions.approve(c.bob.ctx(), vault.id, { comment: 'ok' });
+      const queue = await h.services.escrow.requests.list(c.alice.ctx(), { scope: 'queue', limit: 2 });
+      assert.deepEqual(queue.items.map((r) => r.id), [waiting.id]);
+    } finally {
+      await h.close();
+    }
+  });
+
   test('an approval is judged from where its approver gave it, not from where whoever looks at the request is', async () => {
     const h = await createHarness(dialect);
     try {

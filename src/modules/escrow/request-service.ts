@@ -80,6 +80,9 @@ export async function checkTarget(deps: EscrowDeps, ctx: TenantContext, input: F
   return { action, environment: input.environment, secrets, rule: rule!, policyVersion: version, justification: await deps.maskText(ctx.tenantId, justification) };
 }
 
+/** Pending requests read at a time while filling an approver's queue. */
+const QUEUE_PAGE = 500;
+
 /** The audit and notification context for transitions the server makes on its own (expiry). */
 const systemContext = (ctx: TenantContext): TenantContext => ({ tenantId: ctx.tenantId, actor: SYSTEM_ACTOR, requestId: ctx.requestId });
 
@@ -140,6 +143,34 @@ export function createRequestService(deps: EscrowDeps) {
     return row;
   }
 
+  /**
+   * Up to `limit` pending requests, newest first, waiting for a step the caller is in, neither theirs nor decided by
+   * them. Read a page at a time until enough are found: most pending requests of a tenant may be other groups'.
+   */
+  async function queueOf(ctx: TenantContext, limit: number): Promise<AccessRequest[]> {
+    const username = await usernameOf(db, ctx.tenantId, ctx.actor);
+    if (username === null) return [];
+    const doc = (await currentAccessPolicy(db, ctx.tenantId)).doc;
+    const now = clock.now();
+    const items: AccessRequest[] = [];
+    for (let offset = 0; ; offset += QUEUE_PAGE) {
+      const rows = await db.selectFrom('access_requests').selectAll().where('tenant_id', '=', ctx.tenantId).where('state', '=', 'pending')
+        .where('requester_id', '!=', ctx.actor.id)
+        .where((eb) => eb.or([eb('requester_owner_id', 'is', null), eb('requester_owner_id', '!=', ctx.actor.id)]))
+        .where((eb) => eb.not(eb.exists(eb.selectFrom('access_approvals').select('request_id')
+          .whereRef('access_approvals.request_id', '=', 'access_requests.id').where('access_approvals.approver_id', '=', ctx.actor.id))))
+        .orderBy('created_at', 'desc').orderBy('id').limit(QUEUE_PAGE).offset(offset).execute();
+      for (const row of rows) {
+        if (!membersOf(doc, ruleOf(row).steps.flatMap((s) => s.groups)).has(username)) continue;
+        const view = await viewOf(ctx, row, now);
+        if (view.waitingForStep === null || !membersOf(doc, view.rule.steps[view.waitingForStep - 1]!.groups).has(username)) continue;
+        items.push(view);
+        if (items.length === limit) return items;
+      }
+      if (rows.length < QUEUE_PAGE) return items;
+    }
+  }
+
   return {
     expireDue,
     load,
@@ -182,26 +213,16 @@ export function createRequestService(deps: EscrowDeps) {
     async list(ctx: TenantContext, opts: { scope?: 'mine' | 'queue' | 'all'; state?: string; limit?: number } = {}): Promise<{ items: AccessRequest[] }> {
       await expireDue(ctx);
       const scope = opts.scope ?? 'mine';
+      const limit = Math.min(Math.max(opts.limit ?? 100, 1), 500);
+      if (scope === 'queue') return { items: await queueOf(ctx, limit) };
       let q = db.selectFrom('access_requests').selectAll().where('tenant_id', '=', ctx.tenantId);
       if (scope === 'mine') q = q.where((eb) => eb.or([eb('requester_id', '=', ctx.actor.id), eb('requester_owner_id', '=', ctx.actor.id)]));
-      if (scope === 'queue') q = q.where('state', '=', 'pending');
-      else if (opts.state) q = q.where('state', '=', opts.state);
-      const rows = await q.orderBy('created_at', 'desc').limit(Math.min(Math.max(opts.limit ?? 100, 1), 500)).execute();
+      if (opts.state) q = q.where('state', '=', opts.state);
+      const rows = await q.orderBy('created_at', 'desc').limit(limit).execute();
       const now = clock.now();
-      const username = await usernameOf(db, ctx.tenantId, ctx.actor);
-      const doc = (await currentAccessPolicy(db, ctx.tenantId)).doc;
       const items: AccessRequest[] = [];
       for (const row of rows) {
-        if (scope === 'queue') {
-          if (username === null || row.requester_id === ctx.actor.id || row.requester_owner_id === ctx.actor.id) continue;
-          const view = await viewOf(ctx, row, now);
-          const step = view.waitingForStep;
-          if (step === null || view.approvals.some((a) => a.approverId === ctx.actor.id)) continue;
-          if (!membersOf(doc, view.rule.steps[step - 1]!.groups).has(username)) continue;
-          items.push(view);
-        } else if (scope === 'mine' || (await visible(ctx, row))) {
-          items.push(await viewOf(ctx, row, now));
-        }
+        if (scope === 'mine' || (await visible(ctx, row))) items.push(await viewOf(ctx, row, now));
       }
       return { items };
     },
