@@ -109,7 +109,7 @@ export function createRotationService(deps: {
       rotator.validate(settings);
       const refs = rotator.secretRefs(settings);
       await requireUseOfRefs(secrets, ctx, refs, environment);
-      const schedule = parseSchedule(input);
+      const schedule = parseSchedule(input, clock.now());
       if (input.rollbackWindowMs !== undefined && input.rollbackWindowMs > deps.serverRollbackWindowMs) {
         // Retention shreds superseded versions after the server's window: a longer one would be a promise nothing keeps.
         fail('VALIDATION_FAILED', `rollbackWindowMs is at most the server's rollback window (KEYHOLD_ROLLBACK_WINDOW, ${deps.serverRollbackWindowMs} ms), after which superseded versions are destroyed`);

@@ -4,19 +4,27 @@ import { fail } from '../../errors/index.ts';
 /** The smallest interval a policy may ask for: rotations are heavy (a source change and every connector checked). */
 export const MIN_INTERVAL_MS = 60_000;
 
-/** Checks a schedule and returns its stored form. */
-export function parseSchedule(input: { intervalMs?: number; cron?: string }): { kind: 'interval' | 'cron' | 'manual'; schedule: string } {
+/** Checks a schedule (a cron must fire at least once after `now`) and returns its stored form. */
+export function parseSchedule(input: { intervalMs?: number; cron?: string }, now: number): { kind: 'interval' | 'cron' | 'manual'; schedule: string } {
   if (input.intervalMs !== undefined && input.cron !== undefined) fail('VALIDATION_FAILED', 'give intervalMs or cron, not both');
   if (input.intervalMs !== undefined) {
     if (!Number.isInteger(input.intervalMs) || input.intervalMs < MIN_INTERVAL_MS) fail('VALIDATION_FAILED', `intervalMs must be a whole number of at least ${MIN_INTERVAL_MS}`);
     return { kind: 'interval', schedule: String(input.intervalMs) };
   }
   if (input.cron !== undefined) {
+    let first: Date | null;
     try {
-      new Cron(input.cron, { timezone: 'UTC', paused: true }).stop();
+      first = new Cron(input.cron, { timezone: 'UTC', paused: true }).nextRun(new Date(now));
     } catch (err) {
       fail('VALIDATION_FAILED', `cron is not a valid expression: ${(err as Error).message}`);
     }
+    // Six or seven fields start with seconds: only one value there keeps runs a minute apart, as intervalMs must be.
+    const fields = input.cron.trim().split(/\s+/);
+    if (fields.length >= 6 && !/^\d{1,2}$/.test(fields[0]!)) {
+      fail('VALIDATION_FAILED', 'cron must fire at most once a minute: give its seconds field a single value (or use five fields)');
+    }
+    // Stored, it would be a policy whose scheduled runs silently never come (30 February, a year gone by).
+    if (first === null) fail('VALIDATION_FAILED', 'cron never fires (no such date, or only in the past)');
     return { kind: 'cron', schedule: input.cron };
   }
   return { kind: 'manual', schedule: '' };
