@@ -129,13 +129,19 @@ export function createRotationService(deps: {
           fail('CAS_MISMATCH', `the rotation policy of "${name}" in ${environment} is not at revision ${input.revision}`);
         }
         const changed = existing !== undefined && (existing.rotator !== input.rotator || existing.settings !== JSON.stringify(settings));
+        const sameSchedule = existing !== undefined && existing.schedule_kind === schedule.kind && existing.schedule === schedule.schedule;
+        // An edit of other fields (notify, catch-up) keeps the run already due: neither a policy-change run the
+        // scheduler has not reached yet is dropped, nor the next scheduled one pushed a period on by every edit.
+        const due = changed ? { next_run_at: now, due_trigger: 'policy-change' }
+          : existing?.due_trigger ? { next_run_at: existing.next_run_at, due_trigger: existing.due_trigger }
+            : { next_run_at: sameSchedule ? existing.next_run_at : nextRun(schedule.kind, schedule.schedule, now), due_trigger: null };
         const row: RotationPoliciesTable = {
           id: existing?.id ?? newId(), tenant_id: ctx.tenantId, secret_id: t.secretId, secret_name: name, environment_id: t.environmentId, environment,
           rotator: input.rotator, settings: JSON.stringify(settings), schedule_kind: schedule.kind, schedule: schedule.schedule,
           catch_up: input.catchUp ?? 'once', notify: JSON.stringify(input.notify ?? []),
           rollback_window_ms: input.rollbackWindowMs ?? deps.serverRollbackWindowMs, expiry_lead_ms: input.expiryLeadMs ?? null,
           rotator_state: existing?.rotator_state ?? '{}',
-          next_run_at: changed ? now : nextRun(schedule.kind, schedule.schedule, now), due_trigger: changed ? 'policy-change' : null,
+          ...due,
           last_run_at: existing?.last_run_at ?? null, last_result: existing?.last_result ?? null, last_error: existing?.last_error ?? null,
           failures: existing?.failures ?? 0, revision: (existing?.revision ?? 0) + 1,
           created_at: existing?.created_at ?? now, created_by: existing?.created_by ?? ctx.actor.id, updated_at: now, updated_by: ctx.actor.id,

@@ -244,6 +244,28 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     await rot.scheduler.stop();
   });
 
+  test('editing only who is notified neither drops a pending policy-change run nor postpones the scheduled one', async (t) => {
+    const name = await secret();
+    const rot = rotationFor(h);
+    const notify = [{ kind: 'email' as const, id: 'ops@example.com' }];
+    // Stopped whatever happens: a leader's pinned connection would keep the pool (and the suite) open.
+    t.after(() => rot.scheduler.stop());
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', settings: { length: 20 }, intervalMs: 86_400_000 });
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', settings: { length: 24 }, intervalMs: 86_400_000 });
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', settings: { length: 24 }, intervalMs: 86_400_000, notify });
+    await rot.scheduler.tick();
+    assert.equal((await labels(name)).current, 2, 'the changed settings still trigger a rotation');
+    assert.equal((await rot.service.history(h.ctx, name, ENV))[0]!.trigger, 'policy-change');
+
+    const due = (await rot.service.getPolicy(h.ctx, name, ENV)).nextRunAt;
+    h.clock.advance(20 * 3_600_000);
+    const edited = await rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', settings: { length: 24 }, intervalMs: 86_400_000, notify: [] });
+    assert.equal(edited.nextRunAt, due, 'the schedule did not change, so neither does its next run');
+    h.clock.advance(4 * 3_600_000);
+    await rot.scheduler.tick();
+    assert.equal((await labels(name)).current, 3, 'rotated on schedule');
+  });
+
   test('bad policies are refused with a stable code and nothing is written', async () => {
     const name = await secret();
     const rot = rotationFor(h);
