@@ -37,7 +37,7 @@ export function createRotationModule(deps: {
   clock: Clock;
   keyring: Pick<Keyring, 'sealerFor' | 'openValue' | 'forgetDeks' | 'invalidate'>;
   rows: Pick<SealedRowCache, 'forgetSecret'>;
-  audit: Pick<AuditLog, 'appendInTx'>;
+  audit: Pick<AuditLog, 'appendInTx' | 'record'>;
   authz: Authorizer;
   secrets: Pick<SecretService, 'load' | 'authorize'>;
   tenants: Pick<TenantService, 'environment'>;

@@ -3,7 +3,7 @@ import { fail, isKeyholdError, KeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import { isMailAddress } from '../../platform/mail-address.ts';
-import { isUniqueViolation } from '../../storage/db-errors.ts';
+import { failureCode, isUniqueViolation } from '../../storage/db-errors.ts';
 import type { Database, RotationPoliciesTable } from '../../storage/schema.ts';
 import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
@@ -21,6 +21,9 @@ import type { PolicyInput, Rotation, RotationPolicy, Trigger } from './types.ts'
 
 const MAX_NOTIFY = 32;
 const MAX_SETTINGS_BYTES = 8192;
+
+/** What the source holds after a rollback that moved no label (the failed event's `source`). */
+type RollbackSource = 'unchanged' | 'current-set-again' | 'holds-previous';
 
 /** The secret and environment a call is about, once authorized. */
 type Target = PendingTarget & { tenantId: string };
@@ -45,7 +48,7 @@ export function createRotationService(deps: {
   secrets: Pick<SecretService, 'load' | 'authorize'>;
   tenants: Pick<TenantService, 'environment'>;
   values: Pick<ValueService, 'rollback'>;
-  audit: Pick<AuditLog, 'appendInTx'>;
+  audit: Pick<AuditLog, 'appendInTx' | 'record'>;
   rotators: RotatorRegistry;
   engine: RotationEngine;
   /**
@@ -70,17 +73,28 @@ export function createRotationService(deps: {
     if (!p) fail('ROTATION_POLICY_NOT_FOUND', `secret "${t.name}" has no rotation policy in ${t.environment}`);
     return p;
   }
-  /** Sets the value current now at the source again; if that fails too, the caller is told the source needs a look. */
-  async function reapplyCurrent(t: Target, p: RotationPoliciesTable, cause: unknown): Promise<void> {
+  /**
+   * Sets the value current now at the source again (a rollback's labels did not move, but the source took the previous
+   * value). Answers what the source holds then, and the version it should hold (null: no value is current).
+   */
+  async function reapplyCurrent(t: Target, p: RotationPoliciesTable): Promise<{ source: RollbackSource; version: number | null }> {
     const now = await db.selectFrom('secret_states').select('current_version').where('secret_id', '=', t.secretId).where('environment_id', '=', t.environmentId).executeTakeFirst();
-    if (now?.current_version == null) return;
+    const version = now?.current_version ?? null;
+    if (version === null) return { source: 'holds-previous', version };
     try {
-      await engine.reapply(t, p, now.current_version);
+      await engine.reapply(t, p, version);
+      return { source: 'current-set-again', version };
     } catch {
-      // The rotator's own message stays out of the answer (it may name hosts); the stable code is the first failure's.
-      const why = isKeyholdError(cause) ? cause : new KeyholdError('INTERNAL', 'the rollback failed');
-      throw new KeyholdError(why.code, `${why.message}; setting the current version ${now.current_version} back at the source failed too: check the source`);
+      return { source: 'holds-previous', version };
     }
+  }
+  /**
+   * A rollback that moved no label, after the source was asked to change: the trail says so and what the source holds
+   * (never a value, nor the rotator's words). Best effort: the caller hears the rollback's own error either way.
+   */
+  async function rollbackFailed(ctx: TenantContext, t: Target, err: unknown, source: RollbackSource): Promise<void> {
+    const [event] = policyEvent(ctx, t, 'rotation.rollback', { source });
+    await audit.record([{ ...event!, outcome: 'failed', reason: failureCode(err) }]).catch(() => {});
   }
   /** A first policy; two racing to be first: the loser hears CAS_MISMATCH (its transaction rolls back whole). */
   async function insertPolicy(trx: Transaction<Database>, row: RotationPoliciesTable): Promise<void> {
@@ -212,17 +226,23 @@ export function createRotationService(deps: {
       try {
         await engine.reapply(t, p, states!.previous_version!);
       } catch (err) {
-        if (isKeyholdError(err)) throw err;
         // The rotator's own message stays out of the answer (it may name hosts); nothing moved in Keyhold.
-        fail('ROTATION_SOURCE_FAILED', `the ${p.rotator} rotator could not set version ${states!.previous_version} at the source; nothing was rolled back`);
+        const refused = isKeyholdError(err) ? err
+          : new KeyholdError('ROTATION_SOURCE_FAILED', `the ${p.rotator} rotator could not set version ${states!.previous_version} at the source; nothing was rolled back`);
+        await rollbackFailed(ctx, t, refused, 'unchanged');
+        throw refused;
       }
       try {
         return await values.rollback(ctx, name, environment, { cas: states!.current_version! });
       } catch (err) {
         // The labels did not move (a write or another rollback landed first, the window closed), but the
         // source now holds the previous value: give it back the value Keyhold hands out before answering.
-        await reapplyCurrent(t, p, err);
-        throw err;
+        const { source, version } = await reapplyCurrent(t, p);
+        await rollbackFailed(ctx, t, err, source);
+        if (source !== 'holds-previous' || version === null) throw err;
+        // The rotator's own message stays out of the answer (it may name hosts); the stable code is the first failure's.
+        const why = isKeyholdError(err) ? err : new KeyholdError('INTERNAL', 'the rollback failed');
+        throw new KeyholdError(why.code, `${why.message}; setting the current version ${version} back at the source failed too: check the source`);
       }
     },
 

@@ -97,6 +97,42 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
     assert.equal(await current(name), before, 'the labels did not move');
   });
 
+  test('a rollback that fails at the source leaves a failed event in the trail, and one that leaves the source holding the previous value says so', async () => {
+    const name = await secret('first-value-0003');
+    let mode: 'ok' | 'refuse' | 'race' = 'ok';
+    const src = scriptedRotator(`trail-${n}`, {
+      apply: async (rc) => {
+        if (rc.rotationId !== 'rollback') return;
+        if (mode === 'refuse') throw new Error('connect ECONNREFUSED db-7.internal.example:5432');
+        if (mode === 'race') {
+          // The previous value reaches the source, then a write beats the label swap and the source refuses the current one.
+          mode = 'refuse';
+          await h.services.values.write(h.ctx, name, ENV, { value: 'written-during-rollback' });
+        }
+      },
+    });
+    const rot = rotationFor(h, { rotators: [src] });
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type });
+    assert.equal((await rot.service.rotate(h.ctx, name, ENV)).state, 'succeeded');
+    const values = [await current(name), 'first-value-0003'];
+    const failures = async () => (await h.storage.db.selectFrom('audit_events').select(['action', 'outcome', 'reason', 'context'])
+      .where('resource_name', '=', name).where('action', '=', 'rotation.rollback').orderBy('seq').execute())
+      .map((e) => ({ outcome: e.outcome, reason: e.reason, ...(JSON.parse(e.context) as { source?: string }) }));
+
+    mode = 'refuse';
+    assert.equal(await code(rot.service.rollback(h.ctx, name, ENV)), 'ROTATION_SOURCE_FAILED');
+    mode = 'race';
+    assert.equal(await code(rot.service.rollback(h.ctx, name, ENV)), 'CAS_MISMATCH');
+    const trail = await failures();
+    assert.deepEqual(trail.map((e) => [e.outcome, e.reason, e.source]), [
+      ['failed', 'ROTATION_SOURCE_FAILED', 'unchanged'],
+      ['failed', 'CAS_MISMATCH', 'holds-previous'],
+    ]);
+    const text = JSON.stringify(trail);
+    for (const v of [...values, 'written-during-rollback']) assert.ok(!text.includes(v), 'no value in the trail');
+    assert.doesNotMatch(text, /db-7|ECONNREFUSED/);
+  });
+
   for (const landing of ['write', 'rollback'] as const) {
     test(`a ${landing} landing during a rotation wins, and the source is restored to the value Keyhold now hands out`, async () => {
       const name = await secret('older-value-0001');
