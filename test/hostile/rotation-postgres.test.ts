@@ -97,6 +97,25 @@ describeEachDialect('rotating a real PostgreSQL role', (dialect) => {
     assert.equal(await accepts(admin, b.role, first.password), true, 'and the previous one still works');
   });
 
+  test('alternating users: rolling back to a value written by hand sets the password of the role that value names, and no other', async () => {
+    const a = await newRole();
+    const b = await newRole();
+    await h.services.secrets.create(h.ctx, { name: 'PG_ALT_BACK', owner: 'dba' });
+    // Written by hand (no rotation recorded which role it is for): it names the second role.
+    await h.services.values.write(h.ctx, 'PG_ALT_BACK', ENV, { value: JSON.stringify({ username: b.role, password: b.password }) });
+    const rot = rotationFor(h);
+    await rot.service.setPolicy(h.ctx, 'PG_ALT_BACK', ENV, { rotator: 'postgres', settings: settings({ strategy: 'alternating', roles: [a.role, b.role] }) });
+    assert.equal((await rot.service.rotate(h.ctx, 'PG_ALT_BACK', ENV)).state, 'succeeded');
+    const rotated = JSON.parse((await h.services.values.read(h.ctx, 'PG_ALT_BACK', ENV)).value) as { username: string; password: string };
+    assert.equal(rotated.username, a.role);
+
+    await rot.service.rollback(h.ctx, 'PG_ALT_BACK', ENV);
+    assert.equal(JSON.parse((await h.services.values.read(h.ctx, 'PG_ALT_BACK', ENV)).value).username, b.role);
+    assert.equal(await accepts(admin, b.role, b.password), true, 'the role handed out again takes its password');
+    assert.equal(await accepts(admin, a.role, b.password), false, "the other role never gets the second role's password");
+    assert.equal(await accepts(admin, a.role, rotated.password), true, 'the credential handed out before the rollback keeps working for its window');
+  });
+
   test('a failing test step (the role may not log in) leaves current untouched and sets the old password back at the source', async () => {
     const { role, password } = await newRole({ login: false });
     await h.services.secrets.create(h.ctx, { name: 'PG_NOLOGIN', owner: 'dba' });

@@ -73,6 +73,16 @@ export function createPostgresRotator(): Rotator {
     c.query(`ALTER ROLE ${c.escapeIdentifier(role)} PASSWORD ${c.escapeLiteral(scramVerifier(password))}`);
 
   const target = (rc: RotatorContext, s: Settings) => (typeof rc.state.role === 'string' ? rc.state.role : s.roles[0]!);
+  /**
+   * The role whose password `value` is. An alternating value names it, and a rollback may apply one no rotation made
+   * (written by hand, so no state says which role): the name decides, and must be one of the two configured roles.
+   */
+  const roleFor = (rc: RotatorContext, s: Settings, value: string): { role: string; password: string } => {
+    const v = decode(s.strategy, value);
+    if (s.strategy === 'single') return { role: target(rc, s), password: v!.password };
+    if (!v || !s.roles.includes(v.username!)) throw new Error('the value is not {"username","password"} naming one of settings.roles');
+    return { role: v.username!, password: v.password };
+  };
 
   return {
     type: 'postgres',
@@ -91,13 +101,14 @@ export function createPostgresRotator(): Rotator {
     },
     async apply(rc, value) {
       const s = parse(rc.settings);
-      await admin(rc, s, (c) => setPassword(c, target(rc, s), decode(s.strategy, value)!.password));
+      const { role, password } = roleFor(rc, s, value);
+      await admin(rc, s, (c) => setPassword(c, role, password));
     },
     async test(rc, value) {
       const s = parse(rc.settings);
-      const role = target(rc, s);
+      const { role, password } = roleFor(rc, s, value);
       const client = new pg.Client({
-        host: s.host, port: s.port, database: s.database, user: role, password: decode(s.strategy, value)!.password,
+        host: s.host, port: s.port, database: s.database, user: role, password,
         connectionTimeoutMillis: s.timeoutMs, statement_timeout: s.timeoutMs,
       });
       client.on('error', () => {});
