@@ -70,6 +70,42 @@ describeEachDialect('proxy answers never reflect the injected credential, howeve
     }
   });
 
+  test('an echo in a character encoding the caller asked for (UTF-16) is read as that encoding and masked; one the proxy cannot read is refused', async () => {
+    // A server that honours `Accept: application/json;charset=UTF-16` (Spring does) answers in it: read as UTF-8, the
+    // value would come back whole, a NUL between each of its characters, and no mask would find it.
+    const leaks = (answer: unknown) => {
+      const text = (typeof answer === 'string' ? answer : JSON.stringify(answer)).replaceAll('\\u0000', '').replaceAll('\0', '');
+      return [...Array(value.length - 7).keys()].map((i) => value.slice(i, i + 8)).filter((part) => text.includes(part));
+    };
+    for (const charset of ['utf-16le', 'utf-16be', 'utf-16']) {
+      const res = await h.app.inject({ method: 'POST', url: '/v1/proxy/production/payments', headers: { authorization: `Bearer ${token}` }, payload: { method: 'GET', path: '/v1/echo-auth', query: { charset } } });
+      assert.equal(res.statusCode, 200, res.body);
+      assert.deepEqual(leaks((res.json() as { body: unknown }).body), [], `${charset}: parts of the value came back: ${res.body}`);
+      assert.equal((res.json() as { body: { authorization: string } }).body.authorization, 'Bearer [REDACTED]', charset);
+    }
+    const refused = await h.app.inject({ method: 'POST', url: '/v1/proxy/production/payments', headers: { authorization: `Bearer ${token}` }, payload: { method: 'GET', path: '/v1/echo-auth', query: { charset: 'utf-32le' } } });
+    assert.equal(refused.statusCode, 502, refused.body);
+    assert.equal((refused.json() as { error: { code: string } }).error.code, 'UPSTREAM_UNREADABLE');
+    assert.deepEqual(leaks(refused.body), []);
+  });
+
+  test('an echo whose label does not say its encoding is refused: UTF-8 labelled UTF-16 (read back it is the bytes), UTF-16 with no label', async () => {
+    // A caller who can pick the label (an endpoint that sets the Content-Type it is asked for) would otherwise get the
+    // UTF-8 echo read as UTF-16: text no mask matches, which turned back into its bytes is the value.
+    const leaks = (answer: unknown) => {
+      const text = typeof answer === 'string' ? answer : JSON.stringify(answer);
+      const readings = [text, Buffer.from(text, 'utf16le').toString('utf8'), Buffer.from(text, 'utf16le').swap16().toString('utf8'), text.replaceAll('\0', '')];
+      return [...Array(value.length - 7).keys()].map((i) => value.slice(i, i + 8)).filter((part) => readings.some((r) => r.includes(part)));
+    };
+    for (const [charset, label] of [['utf-8', 'utf-16le'], ['utf-8', 'utf-16be'], ['utf-16le', ''], ['utf-16le', 'utf-8'], ['utf-32le', '']]) {
+      const res = await h.app.inject({ method: 'POST', url: '/v1/proxy/production/payments', headers: { authorization: `Bearer ${token}` }, payload: { method: 'GET', path: '/v1/echo-auth', query: { charset: charset!, label: label! } } });
+      const answer = res.statusCode === 200 ? (res.json() as { body: unknown }).body : res.body;
+      assert.deepEqual(leaks(answer), [], `${charset} labelled "${label}": parts of the value came back: ${res.body}`);
+      assert.equal(res.statusCode, 502, `${charset} labelled "${label}": ${res.body}`);
+      assert.equal((res.json() as { error: { code: string } }).error.code, 'UPSTREAM_UNREADABLE');
+    }
+  });
+
   test('HTTP Basic echoed as its bare base64 credentials (no "Basic ") is masked, even when each part is short', async () => {
     const res = await h.app.inject({ method: 'POST', url: '/v1/proxy/production/basic', headers: { authorization: `Bearer ${token}` }, payload: { method: 'GET', path: '/v1/echo-auth', query: { style: 'parsed' } } });
     assert.equal(res.statusCode, 200, res.body);

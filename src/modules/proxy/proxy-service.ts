@@ -8,7 +8,8 @@ import { createRedactor, unionRedactors } from '../redaction/redactor.ts';
 import type { ValueService } from '../secrets/value-service.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { checkRequest } from './request-guard.ts';
-import { createCallMasker, decodedAnswer, shapeResponse } from './response.ts';
+import { answerEncoding, readAnswer } from './answer-text.ts';
+import { createCallMasker, decodedAnswer, maskEscaped, shapeResponse } from './response.ts';
 import { filledBytes, fillTemplates } from './templates.ts';
 import type { ProxyRequest, ProxyResponse, Refusal, RunContext, TenantRedactorSource } from './types.ts';
 
@@ -115,8 +116,12 @@ export function createProxyService(deps: {
       const wire = [...Object.values(ready.values), ...filled.values(), ...injected];
       const callMask = createCallMasker(wire);
       const tenantRedactor = await redactors.forTenant(ctx.tenantId);
+      const mask = (text: string) => tenantRedactor.redact(callMask(text));
+      const encoding = answerEncoding(result.headers.get('content-type'), result.body);
+      const text = encoding && readAnswer(result.body, encoding, (t) => maskEscaped(mask, t));
+      if (typeof text !== 'string') fail('UPSTREAM_UNREADABLE', `connector "${c.name}": the destination answered in a character encoding the proxy does not read, or labelled as another, so it could not be masked`);
       const dest = c.kind.http.destinations(c.settings)[req.destination ?? '']!;
-      return shapeResponse(result, { url: checked.url, dest, mask: (text) => tenantRedactor.redact(callMask(text)), maxBytes: limits.maxResponseBytes,
+      return shapeResponse(result, { url: checked.url, dest, text, mask, maxBytes: limits.maxResponseBytes,
         redactor: unionRedactors([tenantRedactor, createRedactor(wire, { floor: 4 })]),
       });
     },

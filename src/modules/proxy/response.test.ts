@@ -31,7 +31,7 @@ test('a cut answer whose masks shortened it under the limit does not end in the 
   const call = createCallMasker([value]);
   for (let extra = 0; extra < 52; extra += 3) {
     const res = shapeResponse({ status: 200, headers: new Headers({ 'content-type': 'application/json' }), body: full.subarray(0, 2_000 + extra), truncated: true }, {
-      url: new URL('https://api.example/v1/items'), dest: { origin: 'https://api.example', prefix: '' } as Destination,
+      url: new URL('https://api.example/v1/items'), text: full.subarray(0, 2_000 + extra).toString('utf8'), dest: { origin: 'https://api.example', prefix: '' } as Destination,
       mask: (text) => tenant.redact(call(text)), redactor: tenant, maxBytes: 1_000,
     });
     const text = String(res.body);

@@ -46,7 +46,7 @@ export function plainJsonEscapes(text: string): string {
 }
 
 /** Masks `text`, and when a value only shows once its escapes are plain, the plain text masked (else `text` stays as sent). */
-function maskEscaped(mask: (text: string) => string, text: string): string {
+export function maskEscaped(mask: (text: string) => string, text: string): string {
   const masked = mask(text);
   const plain = plainJsonEscapes(masked);
   if (plain === masked) return masked;
@@ -84,12 +84,14 @@ function location(value: string, base: URL, dest: Destination): string {
 }
 
 /**
- * The upstream answer as the caller sees it: hop headers dropped, every header and the body masked (also as they
+ * The upstream answer as the caller sees it: hop headers dropped, the body read in its own encoding, every header and the body masked (also as they
  * read with their JSON escapes made plain: `plainJsonEscapes`), the body cut at `maxBytes` only after masking (a value
  * straddling the cut is masked whole, one the read stopped inside is dropped), JSON parsed when whole and masked again once decoded.
  */
 export function shapeResponse(upstream: { status: number; headers: Headers; body: Buffer; truncated: boolean }, ctx: {
   url: URL; dest: Destination; mask: (text: string) => string; maxBytes: number;
+  /** The body as text (`readAnswer`: in its own encoding, or refused). */
+  text: string;
   /** Every value that may come back (the tenant's, this call's): where a cut answer may end inside one. */
   redactor: Redactor;
 }): ProxyResponse {
@@ -103,7 +105,7 @@ export function shapeResponse(upstream: { status: number; headers: Headers; body
   const truncated = upstream.truncated || upstream.body.byteLength > ctx.maxBytes;
   // The read stopped inside the answer: a tail that may be the start of a value is dropped, as its rest was never
   // seen and nothing would mask it (masks before it can shorten the text enough to bring it under the limit).
-  const raw = upstream.body.toString('utf8');
+  const raw = ctx.text;
   const masked = maskEscaped(ctx.mask, upstream.truncated ? createStreamRedactor(ctx.redactor).push(raw) : raw);
   const text = truncated ? cutToBytes(masked, ctx.maxBytes).text : masked;
   let body: unknown = text === '' ? null : text;
