@@ -61,6 +61,10 @@ test('every path that could leave the destination is refused with a stable reaso
     ['/%2e%2e/admin', 'encoded_separator'],
     ['/%2E%2E%2Fadmin', 'encoded_separator'],
     ['/%252e%252e/admin', 'encoded_separator'],
+    // Every depth, not the first four: a server (or a chain of them) decoding once more would read a dot segment.
+    ['/%252525252e%252525252e/admin', 'encoded_separator'],
+    ['/%25252525252525252f', 'encoded_separator'],
+    ['/a%252525250d%252525250aX', 'control_character'],
     ['/a%2fb', 'encoded_separator'],
     ['/a%5cb', 'encoded_separator'],
     ['/a%00b', 'control_character'],

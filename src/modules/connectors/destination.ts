@@ -61,8 +61,10 @@ export function resolvePath(dest: Destination, path: string): PathResult {
   if (path.includes('@')) return no('userinfo');
   if (/[\u0000-\u001f\u007f]/.test(path)) return no('control_character');
   if (!PATH_CHARS.test(path)) return no('forbidden_character');
+  // Decoded until no escape is left (each pass shortens the path, so this ends): a fixed number of passes would let
+  // one more level of %25 carry a dot segment or a separator past the checks.
   let level = path;
-  for (let depth = 0; depth < 4 && level.includes('%'); depth++) {
+  while (level.includes('%')) {
     if (/%(?![0-9A-Fa-f]{2})/.test(level)) return no('bad_percent_encoding');
     if (/%(2e|2f|5c)/i.test(level)) return no('encoded_separator');
     if (/%(0[0-9a-f]|1[0-9a-f]|7f)/i.test(level)) return no('control_character');
