@@ -120,6 +120,10 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     assert.ok(!refused.message.includes(values.prod) && !refused.message.includes([...values.prod].reverse().join('')), 'the refusal holds no form of the value');
     // One unknown coding after gzip: the client decodes none of them, and the gzip inside would pass unmasked.
     assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/v1/echo-auth', query: { coding: 'gzip, x-reverse' } } })), 'UPSTREAM_UNREADABLE');
+    // An empty entry (a stray comma) is a coding the client does not know either: it leaves the gzip undecoded.
+    for (const coding of ['gzip,', ', gzip', 'gzip,,gzip']) {
+      assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/v1/echo-auth', query: { coding } } })), 'UPSTREAM_UNREADABLE', coding);
+    }
   });
 
   test('templates resolve server side, in the connector environment, only for secrets the connector allows', async () => {

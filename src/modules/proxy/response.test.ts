@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Destination } from '../connectors/destination.ts';
 import { createRedactor } from '../redaction/redactor.ts';
-import { createCallMasker, plainJsonEscapes, shapeResponse } from './response.ts';
+import { createCallMasker, decodedAnswer, plainJsonEscapes, shapeResponse } from './response.ts';
 
 test('JSON escapes read as JSON.stringify writes them; an escaped backslash and other text stay as they are', () => {
   for (const [text, expected] of [
@@ -37,5 +37,14 @@ test('a cut answer whose masks shortened it under the limit does not end in the 
     const text = String(res.body);
     assert.ok(text.length > 500, 'the answer up to the cut is kept');
     assert.ok(!text.includes('sk_'), `part of the value came back: ...${text.slice(-40)}`);
+  }
+});
+
+test('an answer counts as decoded only when the client decoded every coding it names; an empty entry stops the client as an unknown coding does', () => {
+  for (const [header, expected] of [
+    [null, true], ['', true], ['identity', true], ['gzip', true], ['br, GZIP', true], ['x-gzip,deflate,zstd', true],
+    ['gzip, compress', false], ['identity, gzip', false], ['gzip,', false], [', gzip', false], ['gzip,,br', false],
+  ] as const) {
+    assert.equal(decodedAnswer(header), expected, JSON.stringify(header));
   }
 });

@@ -65,10 +65,13 @@ const DECODED = new Set(['gzip', 'x-gzip', 'deflate', 'br', 'zstd']);
  * decodedAnswer(null);            // true
  * decodedAnswer('br, gzip');      // true
  * decodedAnswer('gzip, compress'); // false
+ * decodedAnswer('gzip,');          // false
  */
 export function decodedAnswer(contentEncoding: string | null): boolean {
-  const codings = (contentEncoding ?? '').split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== '');
-  if (codings.length === 0 || (codings.length === 1 && codings[0] === 'identity')) return true;
+  if ((contentEncoding ?? '').trim() === '') return true;
+  // Empty entries stay: the client reads one (a stray comma) as a coding it does not know and decodes nothing.
+  const codings = contentEncoding!.split(',').map((c) => c.trim().toLowerCase());
+  if (codings.length === 1 && codings[0] === 'identity') return true;
   return codings.every((c) => DECODED.has(c));
 }
 
