@@ -27,6 +27,15 @@ const slashEscaped = (json: string) => json.replaceAll('/', '\\/');
 /** Go's encoding/json (and other HTML-safe encoders) write < > & and U+2028/U+2029 as \u escapes. */
 const htmlSafe = (json: string) => json.replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 
+/**
+ * HTML and XML character references, as an upstream that renders what it echoes into a page or an
+ * XML document writes them: & < > " always, and ' in each encoder's own way (Python's html.escape
+ * &#x27;, PHP's htmlspecialchars &#039;, React and lodash &#39;, XML serialisers &apos;).
+ */
+const HTML_BASE: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' };
+const htmlEscaped = (value: string) => ['&#x27;', '&#039;', '&#39;', '&apos;'].map((apos) =>
+  value.replace(/[&<>"']/g, (c) => (c === "'" ? apos : HTML_BASE[c]!)));
+
 const lowerPercent = (s: string) => s.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase());
 
 /** Shortest embedded-base64 form worth masking: fewer stable characters would match random base64 by chance. */
@@ -52,6 +61,7 @@ export function encodedForms(value: string, opts: { embedded: boolean }): string
   const json = JSON.stringify(value).slice(1, -1);
   forms.add(json).add(JSON.stringify(json).slice(1, -1)).add(asciiJson(value, false)).add(asciiJson(value, true));
   forms.add(slashEscaped(json)).add(slashEscaped(asciiJson(value, false))).add(htmlSafe(json));
+  if (/[&<>"']/.test(value)) for (const escaped of htmlEscaped(value)) forms.add(escaped);
   if (opts.embedded) {
     for (const offset of [0, 1, 2]) {
       for (const url of [false, true]) {

@@ -24,10 +24,13 @@ const FORMS: Array<[string, (v: string) => string]> = [
   // PHP's json_encode writes "/" as "\/" (and non-ASCII as \uXXXX); Go's encoding/json writes < > & as \u003c \u003e \u0026.
   ['JSON with escaped slashes (PHP)', (v) => JSON.stringify(v).slice(1, -1).replace(/\//g, '\\/').replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)],
   ['HTML-safe JSON (Go)', (v) => JSON.stringify(v).slice(1, -1).replace(/[<>&]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)],
+  // An upstream that renders an echo into a page or an XML document: each encoder writes ' its own way.
+  ...(['&#x27;', '&#039;', '&#39;', '&apos;'].map((apos) => [`HTML/XML character references (' as ${apos})`,
+    (v: string) => v.replace(/[&<>"']/g, (c) => (c === "'" ? apos : ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' } as Record<string, string>)[c]!))] as [string, (v: string) => string])),
 ];
 
 describe('redactor: every form of a value is masked', () => {
-  const values = [VALUE, UNICODE, 'a "quoted" value with spaces & symbols/+=?', 'wJalrXUtnFEMI/K7MDENG/<bPxRfiCY>'];
+  const values = [VALUE, UNICODE, 'a "quoted" value with spaces & symbols/+=?', 'wJalrXUtnFEMI/K7MDENG/<bPxRfiCY>', "pa'ss<w>o&rd\"x9"];
   const r = createRedactor(values);
   for (const value of values) {
     for (const [name, form] of FORMS) {
