@@ -78,8 +78,9 @@ describeEachDialect('escrow edges: the expiry instant, deny racing approve, gran
 
   test('a justification counts its visible characters: ten of them with a joiner among them is enough, fewer padded with invisible ones is not', async () => {
     const ask = (justification: string) => codeOf(h.services.escrow.requests.file(c.builder.ctx(), { secrets: ['STRIPE_EDGE'], environment: 'production', action: 'reveal', justification }));
-    assert.equal(await ask('INC-7\u200d: fix'), 'ok', 'a zero-width joiner (emoji, Indic and Persian text need them) is kept');
+    assert.equal(await ask('INC-77\u200d: fix'), 'ok', 'a zero-width joiner (emoji, Indic and Persian text need them) is kept');
     assert.equal(await ask(`INC-7${'\u200b'.repeat(10)}`), 'VALIDATION_FAILED');
+    assert.equal(await ask(`INC-7${' '.repeat(10)}.`), 'VALIDATION_FAILED', 'spaces pad it to length without saying anything');
   });
 
   test('over HTTP: another tenant asking for a break-glass review by id gets 404 REVIEW_NOT_FOUND, to read or to complete it', async () => {

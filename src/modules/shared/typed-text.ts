@@ -16,9 +16,11 @@ export function assertPrintable(what: string, text: string): void {
 }
 
 /**
- * How many characters of `text` a reader sees: without the default-ignorable ones (zero-width space, word
- * joiner, BOM, soft hyphen, fillers), which render as nothing, so a minimum length cannot be met with them.
+ * How many characters of `text` a reader sees: not the default-ignorable ones (zero-width space, word
+ * joiner, BOM, soft hyphen, Hangul fillers), which render as nothing, nor white space of any width or the
+ * blank Braille pattern (U+2800), which render as gaps; so a minimum length cannot be met with padding.
+ * Counted in code points: an emoji is one character, as a reader sees it.
  */
 export function visibleLength(text: string): number {
-  return text.replace(/\p{Default_Ignorable_Code_Point}/gu, '').trim().length;
+  return [...text.replace(/[\p{Default_Ignorable_Code_Point}\p{White_Space}\u2800]/gu, '')].length;
 }
