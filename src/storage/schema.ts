@@ -326,6 +326,8 @@ export interface AutomationRunsTable {
   finished_at: number | null;
   /** Step records as JSON, redacted before they are stored. */
   steps: string;
+  /** The steps without outputs and logs (JSON), written with `steps`; null on runs stored before migration 025. */
+  step_summary: string | null;
   error: string | null;
 }
 

@@ -118,7 +118,14 @@ test('a definition pasted with a real-looking API key is refused at save', async
 
 test('the export, every stored run, the audit trail and the server log hold no form of either key', async () => {
   const exported = (await server.request('GET', '/v1/automations/export?environment=production')).text;
-  const runs = (await server.request('GET', '/v1/runs?limit=100')).text;
+  // The list answers summaries (no outputs or logs): every run is read in full too, where upstream answers are kept.
+  const listed = await server.request('GET', '/v1/runs?limit=100');
+  const ids = (listed.json.items as Array<{ id: string }>).map((r) => r.id);
+  assert.ok(ids.length > 0, 'the scenario stored runs');
+  const shown: string[] = [];
+  for (const id of ids) shown.push((await server.request('GET', `/v1/runs/${id}`)).text);
+  assert.ok(shown.some((t) => t.includes('"output"')), 'the full runs hold step outputs');
+  const runs = [listed.text, ...shown].join('\n');
   const audit = (await server.request('GET', '/v1/audit/events?limit=1000')).text;
   assert.ok(exported.includes('PAYMENT_API_KEY') && exported.includes('"connectors"'));
   for (const v of [FIRST, SECOND]) {

@@ -9,7 +9,8 @@ import { fields, table, time } from '../output.ts';
 interface Automation { id: string; revision: number; updatedAt: string; definition: { name: string; runAs: string; environments: string[]; trigger: { type: string }; steps: unknown[] } }
 interface Saved { automation: Automation; webhookToken: string | null; webhookPath: string | null }
 interface StepRecord { id: string; type: string; status: string; durationMs: number; log: string; error: string | null; output: unknown }
-interface Run { id: string; automation: string; environment: string; trigger: string; status: string; startedAt: string; finishedAt: string | null; error: string | null; steps: StepRecord[] }
+interface RunFields { id: string; automation: string; environment: string; trigger: string; status: string; startedAt: string; finishedAt: string | null; error: string | null }
+interface Run extends RunFields { steps: StepRecord[] }
 
 const savedText = (verb: string, res: Saved) => [
   `${verb} automation ${res.automation.definition.name} (revision ${res.automation.revision}).`,
@@ -193,7 +194,8 @@ const runsList: Command = {
   options: { automation: { type: 'string' }, limit: { type: 'string' } },
   async run({ args, flags, api, out }) {
     positionals(args, [], runsList.usage);
-    const res = await api.call<{ items: Run[] }>('GET', '/v1/runs', { query: { automation: str(flags, 'automation'), limit: int(flags, 'limit', 1, 500) } });
+    // The list's steps carry no output or log (runs show has them); the table shows run columns only.
+    const res = await api.call<{ items: RunFields[] }>('GET', '/v1/runs', { query: { automation: str(flags, 'automation'), limit: int(flags, 'limit', 1, 500) } });
     out.result(res, () => table(['RUN', 'AUTOMATION', 'ENVIRONMENT', 'TRIGGER', 'STATUS', 'STARTED'], res.items.map((r) => [r.id, r.automation, r.environment, r.trigger, r.status, time(r.startedAt)])));
   },
 };

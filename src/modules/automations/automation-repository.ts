@@ -2,6 +2,13 @@ import type { Kysely } from 'kysely';
 import type { Executor } from '../../storage/database.ts';
 import type { AutomationRunsTable, AutomationsTable, Database } from '../../storage/schema.ts';
 
+/** A run as the list reads it: every column but `steps`, which may hold megabytes of outputs. */
+export type RunListRow = Omit<AutomationRunsTable, 'steps'>;
+const RUN_LIST_COLUMNS = [
+  'id', 'tenant_id', 'automation_id', 'automation_name', 'environment', 'trigger', 'status', 'revision',
+  'actor_type', 'actor_id', 'started_at', 'finished_at', 'step_summary', 'error',
+] as const satisfies ReadonlyArray<keyof RunListRow>;
+
 /** Queries over automations and their runs; every one is scoped by tenant. */
 export function createAutomationRepository(db: Kysely<Database>) {
   return {
@@ -45,7 +52,7 @@ export function createAutomationRepository(db: Kysely<Database>) {
       await executor.insertInto('automation_runs').values(row).execute();
     },
 
-    async finishRun(tenantId: string, id: string, patch: Pick<AutomationRunsTable, 'status' | 'finished_at' | 'steps' | 'error'>, executor: Executor = db): Promise<void> {
+    async finishRun(tenantId: string, id: string, patch: Pick<AutomationRunsTable, 'status' | 'finished_at' | 'steps' | 'step_summary' | 'error'>, executor: Executor = db): Promise<void> {
       await executor.updateTable('automation_runs').set(patch).where('tenant_id', '=', tenantId).where('id', '=', id).execute();
     },
 
@@ -53,11 +60,17 @@ export function createAutomationRepository(db: Kysely<Database>) {
       return db.selectFrom('automation_runs').selectAll().where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();
     },
 
-    /** Newest first, only in `environments`. */
-    listRuns(tenantId: string, opts: { environments: readonly string[]; automation?: string; limit: number }): Promise<AutomationRunsTable[]> {
-      let q = db.selectFrom('automation_runs').selectAll().where('tenant_id', '=', tenantId).where('environment', 'in', opts.environments);
+    /** Newest first, only in `environments`; without `steps` (the summary is `step_summary`). */
+    listRuns(tenantId: string, opts: { environments: readonly string[]; automation?: string; limit: number }): Promise<RunListRow[]> {
+      let q = db.selectFrom('automation_runs').select(RUN_LIST_COLUMNS).where('tenant_id', '=', tenantId).where('environment', 'in', opts.environments);
       if (opts.automation) q = q.where('automation_name', '=', opts.automation);
       return q.orderBy('started_at', 'desc').orderBy('id').limit(opts.limit).execute();
+    },
+
+    /** The `steps` of a run stored before `step_summary` existed (migration 025). */
+    async legacyRunSteps(tenantId: string, id: string): Promise<string | undefined> {
+      const row = await db.selectFrom('automation_runs').select('steps').where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();
+      return row?.steps;
     },
 
     /** The names the catalog of a definition may reference, in one pass per kind. */

@@ -20,15 +20,20 @@ const Saved = Type.Object({
   webhookToken: Type.Union([Type.String(), Type.Null()], { description: 'Shown once, when a webhook trigger is created' }),
   webhookPath: Type.Union([Type.String(), Type.Null()]),
 });
-const StepRecordSchema = Type.Object({
+const stepFields = {
   id: Type.String(), type: Type.String(), status: Type.String(), startedAt: Type.Union([Type.String(), Type.Null()]), durationMs: Type.Number(),
-  output: Type.Unknown(), log: Type.String(), error: Type.Union([Type.String(), Type.Null()]),
-});
-const RunSchema = Type.Object({
+  error: Type.Union([Type.String(), Type.Null()]),
+};
+const StepRecordSchema = Type.Object({ ...stepFields, output: Type.Unknown(), log: Type.String() });
+const StepSummarySchema = Type.Object(stepFields);
+const runFields = {
   id: Type.String(), automation: Type.String(), environment: Type.String(), trigger: Type.String(), status: Type.String(),
   startedAt: Type.String(), finishedAt: Type.Union([Type.String(), Type.Null()]), actor: Type.Object({ type: Type.String(), id: Type.String() }),
-  revision: Type.Integer(), steps: Type.Array(StepRecordSchema), error: Type.Union([Type.String(), Type.Null()]),
-});
+  revision: Type.Integer(), error: Type.Union([Type.String(), Type.Null()]),
+};
+const RunSchema = Type.Object({ ...runFields, steps: Type.Array(StepRecordSchema) });
+/** A listed run: its steps without output or log (`GET /v1/runs/:id` has those). */
+const RunSummarySchema = Type.Object({ ...runFields, steps: Type.Array(StepSummarySchema) });
 const NameParams = Type.Object({ name: Type.String({ maxLength: 64 }) }, { additionalProperties: false });
 const tenant = { auth: 'tenant' as const };
 const hookPath = (id: string) => `/v1/hooks/${id}/<token>`;
@@ -128,9 +133,9 @@ export function automationRoutes(deps: { automations: AutomationService; runner:
     r.get('/v1/runs', {
       config: tenant,
       schema: {
-        tags: ['automations'], summary: 'Recent runs, newest first',
+        tags: ['automations'], summary: 'Recent runs, newest first; each step without its output or log (read one run for those)',
         querystring: Type.Object({ automation: Type.Optional(Type.String({ maxLength: 64 })), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })) }, { additionalProperties: false }),
-        response: { 200: Type.Object({ items: Type.Array(RunSchema) }), ...errorResponses },
+        response: { 200: Type.Object({ items: Type.Array(RunSummarySchema) }), ...errorResponses },
       },
     }, async (req) => ({ items: await runs.list(tenantContextOf(req), req.query) }));
 

@@ -80,7 +80,8 @@ describeEachDialect('the automation runner', (dialect) => {
   });
 
   test('stored outputs and logs are redacted, and the run token stops working when the run ends', async () => {
-    const run = (await createRunQueries({ db: h.storage.db, authz: h.services.authz }).list(ctx, { automation: 'flow' }))[0]!;
+    const queries = createRunQueries({ db: h.storage.db, authz: h.services.authz });
+    const run = await queries.get(ctx, (await queries.list(ctx, { automation: 'flow' }))[0]!.id);
     const stored = JSON.stringify(await h.storage.db.selectFrom('automation_runs').selectAll().execute());
     assert.ok(!stored.includes(VALUE), 'no value in any stored run');
     assert.equal((run.steps[0]!.output as { body: { echo: string } }).body.echo, '[REDACTED]');

@@ -11,7 +11,7 @@ import type { TenantContext } from '../shared/context.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
 import { createAutomationRepository } from './automation-repository.ts';
 import { toAutomation, type AutomationService } from './automation-service.ts';
-import { toRun } from './runs.ts';
+import { summarizeSteps, toRun } from './runs.ts';
 import { substituteData, TemplateInjectionError } from './templates.ts';
 import type { AutomationDefinition, HttpStep, Run, RunTrigger, ScriptStep, StepRecord } from './types.ts';
 import { connectorOf } from './validate.ts';
@@ -159,7 +159,9 @@ export function createRunner(deps: {
     const status = outcome.failure === null ? 'succeeded' : 'failed';
     try {
       await db.transaction().execute(async (trx) => {
-        await repo.finishRun(tenantId, runId, { status, finished_at: clock.now(), steps: JSON.stringify(outcome.records), error: outcome.failure }, trx);
+        await repo.finishRun(tenantId, runId, {
+          status, finished_at: clock.now(), steps: JSON.stringify(outcome.records), step_summary: JSON.stringify(summarizeSteps(outcome.records)), error: outcome.failure,
+        }, trx);
         if (tokenId) await tokens.revoke(tokenId, tenantId, trx).catch(() => undefined);
         await audit.appendInTx(trx, [{
           ...auditFrom(actorCtx), action: 'automation.run.finish', resource: { type: 'automation', id: automation.id, name: automation.name },
@@ -189,7 +191,7 @@ export function createRunner(deps: {
     const machine = await repo.findMachineByName(ctx.tenantId, def.runAs);
     const runRow: AutomationRunsTable = {
       id: runId, tenant_id: ctx.tenantId, automation_id: row.id, automation_name: def.name, environment: opts.environment, trigger: opts.trigger,
-      status: 'running', revision, actor_type: ctx.actor.type, actor_id: ctx.actor.id, started_at: now, finished_at: null, steps: '[]', error: null,
+      status: 'running', revision, actor_type: ctx.actor.type, actor_id: ctx.actor.id, started_at: now, finished_at: null, steps: '[]', step_summary: '[]', error: null,
     };
     const token = await db.transaction().execute(async (trx) => {
       await repo.insertRun(runRow, trx);

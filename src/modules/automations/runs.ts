@@ -4,17 +4,33 @@ import type { AutomationRunsTable, Database } from '../../storage/schema.ts';
 import type { Authorizer } from '../policy/authorizer.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { createAutomationRepository } from './automation-repository.ts';
-import type { Run, RunStatus, RunTrigger, StepRecord } from './types.ts';
+import type { RunListRow } from './automation-repository.ts';
+import type { Run, RunStatus, RunSummary, RunTrigger, StepRecord, StepSummary } from './types.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-export function toRun(row: AutomationRunsTable): Run {
+/** What the run list keeps of each step: everything but its output and log. */
+export function summarizeSteps(records: readonly StepRecord[]): StepSummary[] {
+  return records.map(({ id, type, status, startedAt, durationMs, error }) => ({ id, type, status, startedAt, durationMs, error }));
+}
+
+function runFields(row: Omit<AutomationRunsTable, 'steps' | 'step_summary'>): Omit<Run, 'steps'> {
   return {
     id: row.id, automation: row.automation_name, environment: row.environment, trigger: row.trigger as RunTrigger,
     status: row.status as RunStatus, startedAt: iso(row.started_at)!, finishedAt: iso(row.finished_at),
-    actor: { type: row.actor_type, id: row.actor_id }, revision: row.revision,
-    steps: JSON.parse(row.steps) as StepRecord[], error: row.error,
+    actor: { type: row.actor_type, id: row.actor_id }, revision: row.revision, error: row.error,
   };
+}
+
+export function toRun(row: AutomationRunsTable): Run {
+  return { ...runFields(row), steps: JSON.parse(row.steps) as StepRecord[] };
+}
+
+/** A listed run; `legacySteps` is the `steps` column of a run stored before `step_summary` existed. */
+export function toRunSummary(row: RunListRow, legacySteps?: string): RunSummary {
+  const steps = row.step_summary !== null ? JSON.parse(row.step_summary) as StepSummary[]
+    : summarizeSteps(JSON.parse(legacySteps ?? '[]') as StepRecord[]);
+  return { ...runFields(row), steps };
 }
 
 /**
@@ -40,14 +56,19 @@ export function createRunQueries(deps: { db: Kysely<Database>; authz: Authorizer
       return toRun(row);
     },
 
-    async list(ctx: TenantContext, opts: { automation?: string; limit?: number }): Promise<Run[]> {
+    /** Newest first, as summaries: a run's outputs and logs are read with `get`, one run at a time. */
+    async list(ctx: TenantContext, opts: { automation?: string; limit?: number }): Promise<RunSummary[]> {
       await deps.authz.require(ctx, 'list', TENANT);
       const environments: string[] = [];
       for (const { name } of await repo.environments(ctx.tenantId)) {
         if (await deps.authz.allowed(ctx, 'list', TENANT, name)) environments.push(name);
       }
       if (environments.length === 0) return [];
-      return (await repo.listRuns(ctx.tenantId, { environments, ...(opts.automation ? { automation: opts.automation } : {}), limit: opts.limit ?? 50 })).map(toRun);
+      const rows = await repo.listRuns(ctx.tenantId, { environments, ...(opts.automation ? { automation: opts.automation } : {}), limit: opts.limit ?? 50 });
+      const out: RunSummary[] = [];
+      // A run stored before the summary column: its steps are read one run at a time, so the list never holds many at once.
+      for (const r of rows) out.push(toRunSummary(r, r.step_summary === null ? await repo.legacyRunSteps(ctx.tenantId, r.id) : undefined));
+      return out;
     },
   };
 }

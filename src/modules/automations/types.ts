@@ -88,6 +88,12 @@ export interface Run {
   error: string | null;
 }
 
+/** A step as the run list shows it: no output, no log (those are read one run at a time). */
+export type StepSummary = Pick<StepRecord, 'id' | 'type' | 'status' | 'startedAt' | 'durationMs' | 'error'>;
+
+/** A run as the run list shows it. */
+export type RunSummary = Omit<Run, 'steps'> & { steps: StepSummary[] };
+
 /** The versioned export document: references only, never values. */
 export const EXPORT_FORMAT = 'keyhold.automations';
 export const EXPORT_VERSION = 1;
