@@ -39,6 +39,9 @@ const BIG = 200 * 1024;
 describeEachDialect('the run list', (dialect) => {
   let h: Harness;
   let runner: ReturnType<typeof createRunner>;
+  let makeRunner: (limits?: Parameters<typeof createRunner>[0]['limits']) => ReturnType<typeof createRunner>;
+  let automations: ReturnType<typeof createAutomationService>;
+  let scriptInput: unknown = null;
   const tap = resultTap();
   const get = async (url: string) => {
     const res = await h.app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${h.rootToken}` } });
@@ -49,19 +52,27 @@ describeEachDialect('the run list', (dialect) => {
   before(async () => {
     h = await createHarness(dialect, { plugins: [tap.plugin] });
     await h.services.machines.create(h.ctx, { name: 'list-bot', kind: 'client_secret' });
-    const automations = createAutomationService({
+    automations = createAutomationService({
       db: h.storage.db, authz: h.services.authz, secrets: h.services.secrets, audit: h.services.audit, clock: h.clock,
       connectors: { list: async () => [{ name: 'api', environment: 'staging', type: 'http', slots: {}, personal: false }] },
       detectCredentials: () => [],
     });
-    runner = createRunner({
+    makeRunner = (limits) => createRunner({
       db: h.storage.db, automations, tenants: h.services.tenants, tokens: h.services.tokens, audit: h.services.audit, clock: h.clock,
-      machines: runAsLock(h),
-      proxy: { call: async (_c, input) => ({ status: input.run.step === 'last' ? 500 : 200, headers: {}, body: { blob: 'o'.repeat(BIG) }, truncated: false }) },
-      scripts: { run: async () => ({ ok: true, output: { blob: 'p'.repeat(BIG) }, stdout: 'l'.repeat(BIG), stderr: '', timedOut: false }) },
+      machines: runAsLock(h), ...(limits ? { limits } : {}),
+      proxy: { call: async (_c, input) => ({ status: input.run.step === 'last' ? 500 : 200, headers: {}, body: { blob: 'o'.repeat(BIG), step: input.run.step }, truncated: false }) },
+      scripts: {
+        run: async (opts) => {
+          scriptInput = opts.input;
+          return opts.source.includes('throw')
+            ? { ok: false, output: null, stdout: '', stderr: '', error: 'e'.repeat(BIG), timedOut: false }
+            : { ok: true, output: { blob: 'p'.repeat(BIG) }, stdout: 'l'.repeat(BIG), stderr: '', timedOut: false };
+        },
+      },
       redactors: { forTenant: async () => createRedactor([]) },
       keyholdAddress: () => 'http://127.0.0.1:1',
     });
+    runner = makeRunner();
     const def: AutomationDefinition = {
       name: 'bulky', runAs: 'list-bot', environments: ['staging'], trigger: { type: 'manual' },
       steps: [
@@ -114,5 +125,56 @@ describeEachDialect('the run list', (dialect) => {
     const relisted = (await get('/v1/runs?limit=500')).json.items as Array<{ id: string; steps: unknown }>;
     assert.deepEqual(relisted.find((r) => r.id === old!.id)!.steps, old!.steps);
     assert.ok(!JSON.stringify(relisted).includes('oooooooo'), 'no output in the list');
+  });
+
+  test('past the run record budget, later steps keep status and error but their output and log are replaced by a marker', async () => {
+    const small = makeRunner({ maxRunRecordBytes: BIG + 64 * 1024 });
+    await automations.create(h.ctx, {
+      name: 'over-budget', runAs: 'list-bot', environments: ['staging'], trigger: { type: 'manual' },
+      steps: [
+        { id: 'fetch', type: 'http', connector: '{{ connectors.api }}', method: 'GET', path: '/big' },
+        { id: 'shape', type: 'script', source: 'export default async (input) => input' },
+        { id: 'boom', type: 'script', source: 'export default async () => { throw new Error("x") }', continueOnError: true },
+        { id: 'last', type: 'http', connector: '{{ connectors.api }}', method: 'GET', path: '/fails' },
+      ],
+    });
+    const started = await small.start(h.ctx, 'over-budget', { environment: 'staging', input: {}, trigger: 'manual', wait: true });
+    await small.drain();
+    const run = (await get(`/v1/runs/${started.id}`)).json as { steps: Array<{ status: string; error: string | null; output: any; log: string }> };
+    assert.deepEqual(run.steps.map((s) => s.status), ['succeeded', 'succeeded', 'failed', 'failed']);
+    assert.equal(run.steps[0]!.output.body.blob.length, BIG, 'the first step fits and is kept whole');
+    for (const step of [run.steps[1]!, run.steps[3]!]) {
+      assert.equal(step.output.truncated, true);
+      assert.match(step.output.reason, /^RUN_RECORD_LIMIT/);
+      assert.match(step.log, /RUN_RECORD_LIMIT/);
+    }
+    assert.equal(run.steps[1]!.error, null);
+    assert.match(run.steps[3]!.error!, /^UPSTREAM_STATUS/, 'a cut step keeps its error');
+    // A script's error text is the script's to choose: clipped, it fits the budget and is kept.
+    assert.match(run.steps[2]!.error!, /^SCRIPT_FAILED: e+… \(error truncated\)$/);
+    assert.ok(run.steps[2]!.error!.length < 8192, 'a step error is clipped');
+    assert.deepEqual([run.steps[2]!.output, run.steps[2]!.log], [null, '']);
+    const stored = await h.storage.db.selectFrom('automation_runs').select(['steps', 'step_summary']).where('id', '=', started.id).executeTakeFirstOrThrow();
+    assert.ok(stored.steps.length < BIG + 96 * 1024, `the stored steps take ${stored.steps.length} bytes`);
+    assert.ok(stored.step_summary!.length < 16 * 1024, `the stored summary takes ${stored.step_summary!.length} bytes`);
+    assert.deepEqual(started.steps.map((s) => s.status), run.steps.map((s) => s.status));
+  });
+
+  test('a step still reads the whole output of an earlier step whose stored record was cut', async () => {
+    const tiny = makeRunner({ maxRunRecordBytes: 1024 });
+    await automations.create(h.ctx, {
+      name: 'reads-cut', runAs: 'list-bot', environments: ['staging'], trigger: { type: 'manual' },
+      steps: [
+        { id: 'fetch', type: 'http', connector: '{{ connectors.api }}', method: 'GET', path: '/big' },
+        { id: 'shape', type: 'script', source: 'export default async (input) => input' },
+      ],
+    });
+    const run = await tiny.start(h.ctx, 'reads-cut', { environment: 'staging', input: {}, trigger: 'manual', wait: true });
+    await tiny.drain();
+    assert.equal((run.steps[0]!.output as { truncated: boolean }).truncated, true, 'the first step\'s stored output was cut');
+    assert.equal((run.steps[1]!.output as { truncated: boolean }).truncated, true);
+    // The script saw the first step's whole answer: the budget changes what is kept, not what the run does.
+    assert.equal((scriptInput as { steps: { fetch: { output: { body: { blob: string } } } } }).steps.fetch.output.body.blob.length, BIG);
+    assert.equal(run.status, 'succeeded');
   });
 });

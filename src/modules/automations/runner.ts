@@ -11,6 +11,7 @@ import type { TenantContext } from '../shared/context.ts';
 import type { TenantService } from '../tenants/tenant-service.ts';
 import { createAutomationRepository } from './automation-repository.ts';
 import { toAutomation, type AutomationService } from './automation-service.ts';
+import { clipError, withinBudget } from './record-budget.ts';
 import { summarizeSteps, toRun } from './runs.ts';
 import { substituteData, TemplateInjectionError } from './templates.ts';
 import type { AutomationDefinition, HttpStep, Run, RunTrigger, ScriptStep, StepRecord } from './types.ts';
@@ -40,9 +41,11 @@ export interface RunnerLimits {
   runTimeoutMs: number;
   scriptTimeoutMs: number;
   maxScriptOutputBytes: number;
+  /** The JSON bytes a run's stored steps may take together; later steps keep status and error, not output or log. */
+  maxRunRecordBytes: number;
 }
 
-export const DEFAULT_RUNNER_LIMITS: RunnerLimits = { runTimeoutMs: 300_000, scriptTimeoutMs: 30_000, maxScriptOutputBytes: 1_048_576 };
+export const DEFAULT_RUNNER_LIMITS: RunnerLimits = { runTimeoutMs: 300_000, scriptTimeoutMs: 30_000, maxScriptOutputBytes: 1_048_576, maxRunRecordBytes: 8 * 1_048_576 };
 
 function describeError(err: unknown): string {
   if (isKeyholdError(err)) return `${err.code}: ${err.message}`;
@@ -119,6 +122,7 @@ export function createRunner(deps: {
     const deadline = clock.now() + limits.runTimeoutMs;
     const data = { input, steps: {} as Record<string, unknown> };
     const records: StepRecord[] = [];
+    let storedBytes = 2;
     let failure: string | null = null;
     for (const step of def.steps) {
       if (failure !== null) {
@@ -143,13 +147,17 @@ export function createRunner(deps: {
       }
       // A value written during the step (a rotation, a credential minted for the run) is known only to a redactor built since.
       redactor = await redactors.forTenant(tenantId);
-      const record: StepRecord = {
+      const full: StepRecord = {
         id: step.id, type: step.type, status: result.ok ? 'succeeded' : 'failed', startedAt: new Date(startedAt).toISOString(),
         durationMs: Math.round(performance.now() - t0), output: redactDeepWith((text) => redactor.redact(text), result.output ?? null),
-        log: redactor.redact(result.log), error: result.error === null ? null : redactor.redact(result.error),
+        log: redactor.redact(result.log), error: result.error === null ? null : clipError(redactor.redact(result.error)),
       };
+      // Later steps read the whole output; the stored record keeps it only within the run's budget.
+      const kept = withinBudget(full, storedBytes, limits.maxRunRecordBytes);
+      const record = kept.record;
+      storedBytes = kept.usedBytes;
       records.push(record);
-      data.steps[step.id] = { status: record.status, output: record.output };
+      data.steps[step.id] = { status: full.status, output: full.output };
       if (!result.ok && !step.continueOnError) failure = `step "${step.id}" failed: ${record.error}`;
     }
     return { records, failure };
