@@ -57,8 +57,9 @@ export function createMachineRepository(db: Kysely<Database>, dialect: DialectNa
     },
 
     /** Whether a user exists in the tenant (an identity's owner must be a real person of that tenant). */
-    async userExists(tenantId: string, userId: string): Promise<boolean> {
-      const row = await db.selectFrom('users').select('id').where('tenant_id', '=', tenantId).where('id', '=', userId).executeTakeFirst();
+    /** Whether `userId` is an enabled user of the tenant: a disabled person can own nothing (approve, be told). */
+    async enabledUserExists(tenantId: string, userId: string): Promise<boolean> {
+      const row = await db.selectFrom('users').select('id').where('tenant_id', '=', tenantId).where('id', '=', userId).where('disabled_at', 'is', null).executeTakeFirst();
       return row !== undefined;
     },
   };

@@ -68,8 +68,8 @@ export function createMachineService(deps: {
       const ttlMs = tokenTtlMs(input.tokenTtlSeconds, deps.defaultTokenTtlMs);
       if (input.kind === 'client_secret' && input.oidc !== undefined) fail('VALIDATION_FAILED', 'oidc applies only to identities of kind oidc');
       const binding = input.kind === 'oidc' ? parseOidcBinding(input.oidc) : null;
-      if (input.ownerUserId !== undefined && !(await repo.userExists(ctx.tenantId, input.ownerUserId))) {
-        fail('USER_NOT_FOUND', 'ownerUserId names no user of this tenant');
+      if (input.ownerUserId !== undefined && !(await repo.enabledUserExists(ctx.tenantId, input.ownerUserId))) {
+        fail('USER_NOT_FOUND', 'ownerUserId names no enabled user of this tenant');
       }
       const clientSecret = input.kind === 'client_secret' ? newClientSecret() : null;
       const row: MachineIdentitiesTable = {

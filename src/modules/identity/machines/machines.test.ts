@@ -1,5 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { newUser } from '../../../../test/helpers/users.ts';
 import { describeEachDialect } from '../../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../../test/helpers/harness.ts';
 import { DEFAULT_EXCHANGE_LIMITS } from './token-exchange.ts';
@@ -225,6 +226,11 @@ describeEachDialect('machine identities with client secrets', (dialect) => {
       assert.deepEqual([res.status, res.body.error.code], [status, code], JSON.stringify(body));
     }
     assert.equal((await call('GET', '/v1/machines')).body.items.some((m: Machine) => m.name === 'x'), false);
+    // A disabled person answers for nothing: notices would reach no one, and they approve nothing.
+    const gone = await newUser(h, 'gone');
+    await h.services.users.disable(h.ctx, gone.id);
+    const orphaned = await call('POST', '/v1/machines', { body: { name: 'x', kind: 'client_secret', ownerUserId: gone.id } });
+    assert.deepEqual([orphaned.status, orphaned.body.error.code], [404, 'USER_NOT_FOUND']);
     await createMachine('dup');
     assert.equal((await call('POST', '/v1/machines', { body: { name: 'dup', kind: 'client_secret' } })).body.error.code, 'MACHINE_EXISTS');
     assert.equal((await call('GET', '/v1/machines/no-such-id')).body.error.code, 'MACHINE_NOT_FOUND');
