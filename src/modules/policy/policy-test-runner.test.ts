@@ -123,3 +123,12 @@ test('a case with a classification no secret can have is an error, never a pass:
   assert.match(typo!.error!, /secret.classification must be one of public, internal, confidential, restricted/);
   assert.deepEqual([known!.actual, known!.pass], ['allow', true], JSON.stringify(known));
 });
+
+test('one engine running two policy files within one millisecond decides each case by its own file', (t) => {
+  t.mock.timers.enable({ apis: ['Date'], now: 1_700_000_000_000 });
+  const engine = createPolicyEngine();
+  const cases = parsePolicyTestCases({ cases: [{ name: 'list', principal: { type: 'user' }, action: 'list', secret: { name: 'K' }, roles: ['viewer'], expect: 'allow' }] });
+  const [forbidden] = runPolicyTests(engine, '@id("no-list") forbid (principal, action == Keyhold::Action::"list", resource);', cases);
+  const [builtins] = runPolicyTests(engine, '@id("other") forbid (principal, action == Keyhold::Action::"use", resource);', cases);
+  assert.deepEqual([forbidden!.actual, builtins!.actual, builtins!.reasons], ['deny', 'allow', ['role:viewer']]);
+});

@@ -125,7 +125,9 @@ export function parsePolicyTestCases(json: unknown): PolicyTestCase[] {
 export function runPolicyTests(engine: PolicyEngine, tenantPolicyText: string, cases: PolicyTestCase[]): PolicyTestResult[] {
   const checked = engine.validate(tenantPolicyText);
   if (!checked.ok) throw new Error(`the policy file does not validate: ${checked.errors.join('; ')}`);
-  engine.install(TEST_TENANT, Date.now(), checked.policies);
+  // A generation no earlier run on this engine used: decisions are cached by it, so a clock reading
+  // (two runs in one millisecond) would answer this file's cases from the previous file's decisions.
+  engine.install(TEST_TENANT, (engine.installedGeneration(TEST_TENANT) ?? 0) + 1, checked.policies);
   return cases.map((tc): PolicyTestResult => {
     const problem = caseProblem(tc);
     if (problem !== null) return { name: tc.name, expected: tc.expect, actual: 'error', reasons: [], pass: false, error: problem };
