@@ -350,6 +350,17 @@ test('policy test runs a case file offline (no request) against a policy file: e
     const invalid = await harness(() => ({ status: 500, body: {} })).run('policy', 'test', 'docs/examples/tenant-policies.test.json', '--policies', join(dir, 'broken.cedar'));
     assert.equal(invalid.code, 2, 'a policy file that does not validate is a usage error');
     assert.match(invalid.stderr, /^error: /);
+
+    // A policy naming the tenant is decided in the tenant the case file gives, as the server would.
+    await writeFile(join(dir, 'acme.cedar'), 'permit (principal in Keyhold::Tenant::"t-acme", action == Keyhold::Action::"list", resource);');
+    const listCase = { name: 'lists', principal: { type: 'user' }, action: 'list', secret: { name: 'K' }, expect: 'allow' };
+    await writeFile(join(dir, 'no-tenant.json'), JSON.stringify({ cases: [listCase] }));
+    await writeFile(join(dir, 'tenant.json'), JSON.stringify({ tenant: 't-acme', cases: [listCase] }));
+    const unnamed = await harness(() => ({ status: 500, body: {} })).run('policy', 'test', join(dir, 'no-tenant.json'), '--policies', join(dir, 'acme.cedar'));
+    assert.equal(unnamed.code, 2, unnamed.stdout);
+    assert.match(unnamed.stderr, /names the tenant "t-acme"/);
+    const named = await harness(() => ({ status: 500, body: {} })).run('policy', 'test', join(dir, 'tenant.json'), '--policies', join(dir, 'acme.cedar'));
+    assert.equal(named.code, 0, named.stdout + named.stderr);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

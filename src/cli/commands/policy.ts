@@ -95,10 +95,13 @@ const test: Command = {
     const [file] = positionals(args, ['CASES.json'], test.usage) as [string];
     // Loaded here, not at start: compiling Cedar's WebAssembly costs every other command ~100 ms.
     const { createPolicyEngine } = await import('../../modules/policy/engine.ts');
-    const { parsePolicyTestCases, runPolicyTests } = await import('../../modules/policy/policy-test-runner.ts');
+    const { parsePolicyTestCases, parsePolicyTestTenant, runPolicyTests } = await import('../../modules/policy/policy-test-runner.ts');
     let cases;
+    let tenant;
     try {
-      cases = parsePolicyTestCases(JSON.parse(await readText(file, 'test file')));
+      const json: unknown = JSON.parse(await readText(file, 'test file'));
+      cases = parsePolicyTestCases(json);
+      tenant = parsePolicyTestTenant(json);
     } catch (err) {
       if (err instanceof UsageError) throw err;
       throw new UsageError(`${file}: ${(err as Error).message}`);
@@ -107,7 +110,7 @@ const test: Command = {
     const text = policiesFile ? await readText(policiesFile, 'policy file') : '';
     let results;
     try {
-      results = runPolicyTests(createPolicyEngine(), text, cases);
+      results = runPolicyTests(createPolicyEngine(), text, cases, tenant);
     } catch (err) {
       throw new UsageError((err as Error).message);
     }

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createPolicyEngine } from './engine.ts';
-import { parsePolicyTestCases, runPolicyTests } from './policy-test-runner.ts';
+import { parsePolicyTestCases, parsePolicyTestTenant, runPolicyTests } from './policy-test-runner.ts';
 
 const policies = readFileSync(new URL('../../../docs/examples/tenant-policies.cedar', import.meta.url), 'utf8');
 const cases = parsePolicyTestCases(JSON.parse(readFileSync(new URL('../../../docs/examples/tenant-policies.test.json', import.meta.url), 'utf8')));
@@ -122,6 +122,30 @@ test('a case with a classification no secret can have is an error, never a pass:
   assert.deepEqual([typo!.actual, typo!.pass], ['error', false], JSON.stringify(typo));
   assert.match(typo!.error!, /secret.classification must be one of public, internal, confidential, restricted/);
   assert.deepEqual([known!.actual, known!.pass], ['allow', true], JSON.stringify(known));
+});
+
+test('a policy naming the tenant is tested in that tenant, as the server decides it, or the run stops', () => {
+  // On the server this permit lets everyone of tenant t-acme list every secret: a runner deciding in a tenant of its
+  // own would answer deny, and a case expecting deny would pass while the server allows.
+  const text = '@id("everyone-lists") permit (principal in Keyhold::Tenant::"t-acme", action == Keyhold::Action::"list", resource);';
+  const file = { tenant: 't-acme', cases: [{ name: 'no role, no listing', principal: { type: 'user' }, action: 'list', secret: { name: 'K' }, expect: 'deny' }] };
+  const server = createPolicyEngine();
+  const checked = server.validate(text);
+  assert.ok(checked.ok);
+  server.install('t-acme', 1, checked.policies);
+  const onServer = server.decide({
+    tenantId: 't-acme', principal: { type: 'user', id: 'u1', name: 'u1', tenantId: 't-acme' }, action: 'list',
+    resource: { type: 'secret', id: 's1', name: 'K', classification: 'internal', owner: '', tags: [] },
+    context: { environment: '', classification: 'internal', identityType: 'user', roles: [], mfaFresh: false, mfaAgeSeconds: -1, hour: 12, weekday: 2, sourceIp: '127.0.0.1' },
+  });
+  assert.equal(onServer.allowed, true);
+  const cases = parsePolicyTestCases(file);
+  assert.throws(() => runPolicyTests(createPolicyEngine(), text, cases), /names the tenant "t-acme": give your tenant's id as "tenant" in the test file/);
+  const [r] = runPolicyTests(createPolicyEngine(), text, cases, parsePolicyTestTenant(file));
+  assert.deepEqual([r!.actual, r!.pass, r!.reasons], ['allow', false, ['tenant:everyone-lists']]);
+  assert.equal(parsePolicyTestTenant({ cases: file.cases }), undefined);
+  assert.throws(() => parsePolicyTestTenant({ ...file, tenant: 7 }), /"tenant" must be your tenant's id/);
+  assert.throws(() => parsePolicyTestTenant({ ...file, tenant: '' }), /"tenant" must be your tenant's id/);
 });
 
 test('one engine running two policy files within one millisecond decides each case by its own file', (t) => {

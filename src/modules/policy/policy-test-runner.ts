@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import { ESCROW_ACTIONS } from '../escrow/actions.ts';
 import { CLASSIFICATIONS } from '../secrets/types.ts';
 import { ACTIONS, isRole, SECRET_ACTIONS, type Action } from './actions.ts';
@@ -98,6 +99,32 @@ const TEST_TENANT = 'policy-test-tenant';
 /** Prefix of a case's secret entity id when it names none: no real secret id (a UUID) has it. */
 const TEST_SECRET_ID = 'policy-test-secret:';
 
+/** The tenant a test file's cases are decided in (`"tenant"`: the tenant's id), if it names one. */
+export function parsePolicyTestTenant(json: unknown): string | undefined {
+  const tenant = (json as { tenant?: unknown })?.tenant;
+  if (tenant === undefined) return undefined;
+  if (typeof tenant !== 'string' || tenant.length === 0 || tenant.length > 128) throw new Error('"tenant" must be your tenant\'s id (1-128 characters), as policies name it in Keyhold::Tenant::"…"');
+  return tenant;
+}
+
+/** The ids of the `Keyhold::Tenant` entities a policy set names, read from Cedar's own form of each policy. */
+function namedTenants(policies: Record<string, string>): string[] {
+  const found = new Set<string>();
+  const walk = (node: unknown): void => {
+    if (Array.isArray(node)) node.forEach(walk);
+    else if (typeof node === 'object' && node !== null) {
+      const o = node as Record<string, unknown>;
+      if (o['type'] === 'Keyhold::Tenant' && typeof o['id'] === 'string') found.add(o['id']);
+      Object.values(o).forEach(walk);
+    }
+  };
+  for (const text of Object.values(policies)) {
+    const json = cedar.policyToJson(text);
+    if (json.type === 'success') walk(json.json);
+  }
+  return [...found];
+}
+
 /** Parses and checks a test file's cases; a malformed case is an error naming it, not a silent skip. */
 export function parsePolicyTestCases(json: unknown): PolicyTestCase[] {
   const cases = (json as { cases?: unknown })?.cases;
@@ -122,18 +149,23 @@ export function parsePolicyTestCases(json: unknown): PolicyTestCase[] {
  * Evaluates expected decisions against the built-in policies plus a tenant policy file, exactly as
  * the server would decide them. Tenants run this in their own CI (`keyhold policy test`).
  */
-export function runPolicyTests(engine: PolicyEngine, tenantPolicyText: string, cases: PolicyTestCase[]): PolicyTestResult[] {
+export function runPolicyTests(engine: PolicyEngine, tenantPolicyText: string, cases: PolicyTestCase[], tenantId?: string): PolicyTestResult[] {
   const checked = engine.validate(tenantPolicyText);
   if (!checked.ok) throw new Error(`the policy file does not validate: ${checked.errors.join('; ')}`);
+  // `principal in Keyhold::Tenant::"<id>"` holds on the server exactly when <id> is the tenant: decided in a
+  // tenant of the runner's own, a permit naming it would never fire, and a case expecting deny would pass.
+  const named = tenantId === undefined ? namedTenants(checked.policies) : [];
+  if (named.length > 0) throw new Error(`the policy file names the tenant ${named.map((t) => JSON.stringify(t)).join(', ')}: give your tenant's id as "tenant" in the test file, so cases are decided in it as on the server`);
+  const tenant = tenantId ?? TEST_TENANT;
   // A generation no earlier run on this engine used: decisions are cached by it, so a clock reading
   // (two runs in one millisecond) would answer this file's cases from the previous file's decisions.
-  engine.install(TEST_TENANT, (engine.installedGeneration(TEST_TENANT) ?? 0) + 1, checked.policies);
+  engine.install(tenant, (engine.installedGeneration(tenant) ?? 0) + 1, checked.policies);
   return cases.map((tc): PolicyTestResult => {
     const problem = caseProblem(tc);
     if (problem !== null) return { name: tc.name, expected: tc.expect, actual: 'error', reasons: [], pass: false, error: problem };
     const request: DecisionRequest = {
-      tenantId: TEST_TENANT,
-      principal: { type: tc.principal.type, id: tc.principal.id ?? 'p', name: tc.principal.name ?? 'p', tenantId: TEST_TENANT },
+      tenantId: tenant,
+      principal: { type: tc.principal.type, id: tc.principal.id ?? 'p', name: tc.principal.name ?? 'p', tenantId: tenant },
       action: tc.action,
       resource: tc.secret
         // Never the name: the server's entity is the secret's id, so a policy naming `Keyhold::Secret::"NAME"` never fires there.
