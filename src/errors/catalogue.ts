@@ -58,6 +58,7 @@ export const errorCatalogue = {
   GENERATE_ROOT_NOT_STARTED: { status: 409, meaning: 'No root token generation is in progress on this node (never started, cancelled, completed, expired after an hour, or ended by a seal); start one.' },
   GENERATE_ROOT_NONCE_MISMATCH: { status: 409, meaning: 'The nonce given with a share does not name the root token generation in progress; the share did not count.' },
   INVALID_OTP: { status: 400, meaning: 'The one-time key does not open the encoded root token (another attempt\'s key, or either was altered or mistyped).' },
+  POLICY_UNUSABLE: { status: 503, meaning: "The tenant's policy version in force no longer validates on this server (a schema change in an upgrade): every decision in the tenant is refused until root rolls it back or applies a fixed version." },
   INVALID_SHARE: { status: 400, meaning: 'An unseal share is malformed, repeats an index already given, or is not one of the shares this server was initialised with; it did not count.' },
   INVALID_REFERENCE: { status: 400, meaning: 'An automation references a secret, connector, step, environment or machine identity that does not exist, or uses a reference where it is not allowed; the message names the step and field.' },
   LITERAL_CREDENTIAL: { status: 400, meaning: 'An automation definition holds something that looks like a literal credential; store it as a secret and reference it as {{ secrets.NAME }}. The message names the field, never the value.' },

@@ -95,8 +95,9 @@ export function createCedarAuthorizer(deps: {
     if (version === 0) return {};
     const p = await db.selectFrom('tenant_policies').select('text').where('tenant_id', '=', tenantId).where('version', '=', version).executeTakeFirst();
     const checked = engine.validate(p?.text ?? '', 'stored');
-    // A stored set was validated before it took effect; if it no longer validates, fail closed.
-    if (!checked.ok) fail('INTERNAL', 'the tenant policy set in force does not validate');
+    // A stored set was validated before it took effect; if it no longer validates (a server upgrade changed the
+    // schema), fail closed, saying how out: root is decided by the built-ins alone and can roll back or apply a fix.
+    if (!checked.ok) fail('POLICY_UNUSABLE', `the tenant's policy version ${version} in force no longer validates on this server; every decision in the tenant is refused until root rolls it back or applies a fixed version (keyhold policy rollback|apply)`);
     return checked.policies;
   }
 
