@@ -46,12 +46,20 @@ export function encodeBatch(time: number, events: readonly AuditInput[]): string
 export function createSqliteAppender(opts: { path: string }): AuditAppender {
   /** `macGeneration`: the MAC key the worker holds (0: none). */
   let current: { worker: Worker; port: MessagePort; wake: ReturnType<typeof createWakeSignal>; macGeneration: number } | null = null;
-  const waiting = new Map<number, { resolve: (segment: ChainSegment) => void; reject: (err: Error) => void }>();
+  /** `worker`: the one the append was sent to, the only one whose end fails it. */
+  const waiting = new Map<number, { worker: Worker; resolve: (segment: ChainSegment) => void; reject: (err: Error) => void }>();
   let nextId = 1;
 
-  function failAll(err: Error): void {
-    for (const w of waiting.values()) w.reject(err);
-    waiting.clear();
+  /**
+   * Fails the appends sent to `worker`. Not every waiting one: a worker's 'exit' comes after its
+   * 'error', and an append in between already went to its successor, which may well commit it.
+   */
+  function failAll(worker: Worker, err: Error): void {
+    for (const [id, w] of waiting) {
+      if (w.worker !== worker) continue;
+      waiting.delete(id);
+      w.reject(err);
+    }
   }
 
   function settle(reply: AppendReply): void {
@@ -81,7 +89,7 @@ export function createSqliteAppender(opts: { path: string }): AuditAppender {
     const stopped = (err: Error) => {
       if (current === started) current = null;
       port1.close();
-      failAll(err);
+      failAll(worker, err);
     };
     worker.on('error', stopped);
     worker.on('exit', () => stopped(new Error('the audit writer stopped')));
@@ -93,7 +101,7 @@ export function createSqliteAppender(opts: { path: string }): AuditAppender {
       return new Promise<ChainSegment>((resolve, reject) => {
         current ??= start();
         const id = nextId++;
-        waiting.set(id, { resolve, reject });
+        waiting.set(id, { worker: current.worker, resolve, reject });
         current.worker.ref();
         current.port.ref();
         const generation = macKey?.generation ?? 0;
