@@ -122,12 +122,26 @@ function sealedRefusal(inputs: readonly AuditInput[]): KeyholdError | null {
   return inputs.every(writtenWhileSealed) ? null : new KeyholdError('SEALED', 'the server is sealed: the action cannot be recorded, so it was refused');
 }
 
+/**
+ * The context as it will be stored: without the fields left undefined (an optional field of a source
+ * object spread into it, which TypeScript lets through). JSON drops them from the stored text but
+ * the canonical form would hash them as null, and the event would then fail verify as altered. (The
+ * SQLite appender's batches cross to its worker as JSON, which drops them the same way.)
+ */
+function storedContext(context: Record<string, string> | undefined): Record<string, string> {
+  if (context === undefined) return {};
+  for (const key in context) {
+    if (context[key] === undefined) return Object.fromEntries(Object.entries(context).filter(([, v]) => v !== undefined));
+  }
+  return context;
+}
+
 /** An event with everything but its place in the chain. */
 function pending(input: AuditInput, now: number): Omit<AuditEvent, 'seq' | 'prevHash' | 'hash'> {
   return {
     id: timeOrderedId(now), time: now, tenantId: input.tenantId, actor: input.actor, action: input.action, resource: input.resource,
     environment: input.environment ?? null, secretVersion: input.secretVersion ?? null, outcome: input.outcome,
-    reason: input.reason ?? null, context: input.context ?? {},
+    reason: input.reason ?? null, context: storedContext(input.context),
   };
 }
 
