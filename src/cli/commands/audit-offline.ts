@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { UsageError } from '../args.ts';
 import { CHECKPOINT_ACTION } from '../../modules/audit/checkpoint-format.ts';
@@ -69,6 +70,16 @@ const isCheckpoint = (c: unknown): c is AuditCheckpointsTable => {
  */
 export type OfflineVerifyAnswer = VerifyAnswer & { firstSeq: number | null; duplicates: number; checkpointBeyond: number | null };
 
+/** Whether `text` is what `keyhold audit public-key` prints: an Ed25519 public key, SPKI DER in base64. */
+function isEd25519PublicKey(text: string): boolean {
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(text)) return false;
+  try {
+    return createPublicKey({ key: Buffer.from(text, 'base64'), format: 'der', type: 'spki' }).asymmetricKeyType === 'ed25519';
+  } catch {
+    return false;
+  }
+}
+
 /**
  * `keyhold audit verify --events FILE [--checkpoints FILE] --public-key KEY`: the server's proof run
  * over files, with no server: a whole-log JSON lines export (or a sink's file), the checkpoints
@@ -77,7 +88,7 @@ export type OfflineVerifyAnswer = VerifyAnswer & { firstSeq: number | null; dupl
  * not an event is reported as the first bad one, by its line number, like any other damage.
  */
 export async function verifyExportFiles(paths: { events: string; checkpoints: string | null }, publicKey: string, opts: { partial?: boolean } = {}): Promise<OfflineVerifyAnswer> {
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(publicKey)) throw new UsageError('--public-key must be the base64 key that `keyhold audit public-key` printed');
+  if (!isEd25519PublicKey(publicKey)) throw new UsageError('--public-key must be the base64 key that `keyhold audit public-key` printed');
   const stored: AuditCheckpointsTable[] = [];
   let lastSeq = 0;
   let first: AuditEvent | null = null;

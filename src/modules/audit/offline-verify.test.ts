@@ -236,6 +236,12 @@ describeEachDialect('audit export verified offline against the pinned key', (dia
     assert.match((await verifyEdited((l) => l, (c) => c, otherKey)).problem!, /not signed by the trusted audit key/);
   });
 
+  test('a --public-key that is base64 but no Ed25519 public key is a usage error, never a crypto failure or an ok', async () => {
+    for (const key of ['AAAA', Buffer.alloc(44, 7).toString('base64'), 'notakey']) {
+      await assert.rejects(verifyExportFiles(paths(), key), (err: Error) => err.name === 'UsageError' && /--public-key/.test(err.message), key);
+    }
+  });
+
   test('text a writer typed with a Unicode line or paragraph separator in it still verifies: only a newline ends a line', async () => {
     // JSON.stringify leaves U+2028 and U+2029 as they are (both are valid inside a JSON string); a reader that ends lines
     // at them too (node:readline does) cut such an event in two, and the whole log failed as "not JSON".
