@@ -40,7 +40,11 @@ export function createPostgresDialect(options: { connectionString: string; schem
       }) as typeof pg.types.getTypeParser,
     },
   });
-  // An idle client losing its connection must not crash the process; the next query reconnects.
+  // A client losing its connection must not crash the process. pg-pool listens for that only while
+  // a client is idle; handed out (a transaction, the leader's pinned session lock) the loss (a
+  // terminated backend, idle_in_transaction_session_timeout, a restart) was an 'error' event nobody
+  // heard. The work on the client fails instead, and the pool drops the client when it comes back.
   pool.on('error', () => {});
+  pool.on('connect', (client) => void client.on('error', () => {}));
   return { dialect: new PostgresDialect({ pool }), pool };
 }
