@@ -73,7 +73,7 @@ export const errorCatalogue = {
   ROTATION_NOT_AWAITING_VALUE: { status: 409, meaning: 'The rotation is not waiting for a person to supply a value (it is not a manual rotation, or it already moved on).' },
   ROTATION_SOURCE_FAILED: { status: 502, meaning: 'The rotator could not set the value at the source (the provider, database or endpoint refused or did not answer); nothing changed in Keyhold.' },
   ROTATOR_UNAVAILABLE: { status: 400, meaning: 'The rotation policy names a rotator type this server does not have, or settings it rejects; the message names the field.' },
-  DATABASE_TIMEOUT: { status: 503, meaning: 'A database statement ran past the server\'s statement timeout (KEYHOLD_DB_STATEMENT_TIMEOUT, PostgreSQL) and was cancelled; its transaction was rolled back and nothing was done. Retry later; narrow a broad audit listing filter.' },
+  DATABASE_TIMEOUT: { status: 503, meaning: 'A database statement ran past the server\'s statement timeout (KEYHOLD_DB_STATEMENT_TIMEOUT, PostgreSQL) and was cancelled, or no pooled connection came free or opened within 10 s; its transaction was rolled back and nothing was done. Retry later; narrow a broad audit listing filter.' },
   AUDIT_UNAVAILABLE: { status: 503, meaning: 'The audit log could not durably record the action, so the action was refused (fail closed).' },
   SEALED: { status: 503, meaning: 'The server is sealed; no secret operation is possible until it is unsealed.' },
   AUDIT_TAMPERED: { status: 500, meaning: 'The audit log holds an event that a server holding the root key did not write (no MAC, a wrong one, or a broken link), so no checkpoint was signed over it; run audit verify.' },

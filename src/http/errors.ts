@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { errorCatalogue, isKeyholdError, type ErrorCode } from '../errors/index.ts';
 import { SECURITY_HEADERS } from './security-headers.ts';
-import { isDataException, isStatementTimeout, isTransactionConflict } from '../storage/db-errors.ts';
+import { isDatabaseTimeout, isDataException, isTransactionConflict, PoolWaitTimeout } from '../storage/db-errors.ts';
 
 export interface ErrorBody {
   error: { code: ErrorCode; message: string; requestId: string };
@@ -58,9 +58,9 @@ export function toErrorBody(err: unknown, request: FastifyRequest): { status: nu
     mapped = { code: 'VALIDATION_FAILED', message: 'the request holds a value the database cannot store (a NUL character, or a number out of range)' };
   } else if (isTransactionConflict(err)) {
     mapped = { code: 'TRANSACTION_CONFLICT', message: 'a concurrent request changed the same data; nothing was done, try again' };
-  } else if (isStatementTimeout(err)) {
+  } else if (isDatabaseTimeout(err)) {
     // Not the caller's fault and not a bug, but an operator should see the database falling behind.
-    request.log.warn({ requestId }, 'a database statement ran past KEYHOLD_DB_STATEMENT_TIMEOUT and was cancelled (DATABASE_TIMEOUT)');
+    request.log.warn({ requestId }, err instanceof PoolWaitTimeout ? err.message : 'a database statement ran past KEYHOLD_DB_STATEMENT_TIMEOUT and was cancelled (DATABASE_TIMEOUT)');
     mapped = { code: 'DATABASE_TIMEOUT', message: 'the database took too long to answer; nothing was done, try again later' };
   }
   if (mapped) return { status: errorCatalogue[mapped.code].status, body: { error: { ...mapped, requestId } } };

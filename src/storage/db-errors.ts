@@ -41,13 +41,30 @@ export function isStatementTimeout(err: unknown): boolean {
 }
 
 /**
+ * No PostgreSQL pool connection came free, or a new one opened, within the pool's wait
+ * (postgres-dialect.ts, POOL_WAIT_MS): every connection is held (requests stuck inside transactions,
+ * a flood) or the database does not answer. Nothing ran; the caller is told DATABASE_TIMEOUT.
+ */
+export class PoolWaitTimeout extends Error {
+  constructor(waitedMs: number) {
+    super(`no database connection came free or opened within ${waitedMs} ms (every pool connection is held, or the database does not answer); nothing was done (DATABASE_TIMEOUT)`);
+    this.name = 'PoolWaitTimeout';
+  }
+}
+
+/** The database took too long: a statement cancelled by its timeout, or no pool connection in time. */
+export function isDatabaseTimeout(err: unknown): boolean {
+  return isStatementTimeout(err) || err instanceof PoolWaitTimeout;
+}
+
+/**
  * The catalogued code a failure is recorded under (audit events' `reason`): a Keyhold error's own,
- * a lost transaction or a cancelled statement as the caller is told (TRANSACTION_CONFLICT,
+ * a lost transaction or a cancelled statement or pool wait as the caller is told (TRANSACTION_CONFLICT,
  * DATABASE_TIMEOUT), anything else INTERNAL. Never a driver's own code, which is not in the catalogue.
  */
 export function failureCode(err: unknown): ErrorCode {
   if (isKeyholdError(err)) return err.code;
   if (isTransactionConflict(err)) return 'TRANSACTION_CONFLICT';
-  if (isStatementTimeout(err)) return 'DATABASE_TIMEOUT';
+  if (isDatabaseTimeout(err)) return 'DATABASE_TIMEOUT';
   return 'INTERNAL';
 }

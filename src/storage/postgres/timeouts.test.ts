@@ -1,13 +1,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { Kysely, sql } from 'kysely';
 import { createTestDatabase, PG_URL, skipReason, type TestDatabase } from '../../../test/helpers/databases.ts';
 import { backendPid, otherSession, waitUntilBlockedBy } from '../../../test/helpers/pg-lock-waits.ts';
 import { openStorage, type Storage } from '../database.ts';
-import { isStatementTimeout } from '../db-errors.ts';
+import { failureCode, isDatabaseTimeout, isStatementTimeout } from '../db-errors.ts';
 import { migrateTo } from '../migrations/index.ts';
 import type { Database } from '../schema.ts';
-import { createPostgresDialect } from './postgres-dialect.ts';
+import { createPostgresDialect, POOL_WAIT_MS } from './postgres-dialect.ts';
 import { withoutStatementTimeout } from '../unbounded-read.ts';
 
 /**
@@ -106,6 +107,48 @@ describe('PostgreSQL: the pool bounds lock waits and statements', async () => {
       assert.deepEqual(await show(storage.db), ['100ms', '1s'], 'the connection goes back to the pool bounded (SET LOCAL)');
     } finally {
       await storage.close();
+    }
+  });
+
+  test('a request finding every pool connection taken waits a bounded time, then answers DATABASE_TIMEOUT', { skip }, async () => {
+    assert.ok(POOL_WAIT_MS > 0 && POOL_WAIT_MS <= 30_000, 'the server\'s pool bounds the wait');
+    const pool = createPostgresDialect({ connectionString: PG_URL, schema: database.schema!, max: 1, poolWaitMs: 300 });
+    const db = new Kysely<Database>({ dialect: pool.dialect });
+    try {
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      // The only connection, held by a transaction that waits on something else (a hung request).
+      const holder = db.transaction().execute(async (trx) => {
+        await sql`select 1`.execute(trx);
+        await held;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const started = Date.now();
+      const err = await sql`select 1`.execute(db).then(() => null, (e: unknown) => e);
+      assert.ok(Date.now() - started < 5000, 'the waiter gave up');
+      assert.equal(isDatabaseTimeout(err), true, String(err));
+      assert.equal(failureCode(err), 'DATABASE_TIMEOUT');
+      release();
+      await holder;
+      assert.deepEqual((await sql<{ x: number }>`select 1 as x`.execute(db)).rows, [{ x: 1 }], 'the pool serves again once the connection is back');
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  test('a database that accepts the connection and never answers is a DATABASE_TIMEOUT after the pool\'s wait, not a hang', async () => {
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => void sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as AddressInfo;
+    const db = new Kysely<Database>({ dialect: createPostgresDialect({ connectionString: `postgres://nobody@127.0.0.1:${port}/none`, poolWaitMs: 300 }).dialect });
+    try {
+      const err = await sql`select 1`.execute(db).then(() => null, (e: unknown) => e);
+      assert.equal(isDatabaseTimeout(err), true, String(err));
+    } finally {
+      await db.destroy();
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => silent.close(resolve));
     }
   });
 });
