@@ -1,4 +1,5 @@
 import { after, before, test } from 'node:test';
+import { sql } from 'kysely';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createTestDatabase, type TestDatabase } from '../../../test/helpers/databases.ts';
@@ -36,6 +37,25 @@ describeEachDialect('scheduler leadership', (dialect) => {
       assert.equal(await second.acquire(), true, 'released, it passes to the next node');
     } finally {
       for (const l of [first, second, elsewhere]) await l.release();
+    }
+  });
+
+  test('a leader whose pinned connection died takes the lock again on a live one, rather than believing it still holds it', { skip: dialect !== 'postgres' }, async () => {
+    const leader = createLeadership({ db: a.db, dialect, name: 'lost-lock', owner: 'node-1', leaseMs: 60_000, now: () => Date.now() });
+    const held = async () => Number((await sql<{ n: string }>`select count(*) as n from pg_locks l where l.locktype = 'advisory' and l.granted
+      and ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('keyhold/leadership/' || current_schema() || '/lost-lock', 0)`.execute(a.db)).rows[0]!.n);
+    const holder = async () => (await sql<{ pid: number }>`select l.pid from pg_locks l where l.locktype = 'advisory' and l.granted
+      and ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('keyhold/leadership/' || current_schema() || '/lost-lock', 0)`.execute(a.db)).rows[0]?.pid;
+    try {
+      assert.equal(await leader.acquire(), true);
+      assert.equal(await held(), 1);
+      await sql`select pg_terminate_backend(${await holder()})`.execute(b.db);
+      for (let i = 0; i < 50 && (await held()) > 0; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(await held(), 0, 'the lock went with its connection');
+      assert.equal(await leader.acquire(), true);
+      assert.equal(await held(), 1, 'the leader holds the lock again, on a live connection');
+    } finally {
+      await leader.release();
     }
   });
 });

@@ -22,7 +22,7 @@ export interface Leadership {
  */
 export function createLeadership(deps: { db: Kysely<Database>; dialect: DialectName; name: string; owner: string; leaseMs: number; now: () => number }): Leadership {
   const { db, name, owner, leaseMs, now } = deps;
-  let held: { release: () => void; done: Promise<void> } | null = null;
+  let held: { release: () => void; done: Promise<void>; alive: () => Promise<boolean> } | null = null;
 
   async function lease(): Promise<boolean> {
     const t = now();
@@ -33,15 +33,22 @@ export function createLeadership(deps: { db: Kysely<Database>; dialect: DialectN
   }
 
   /** Pins one pooled connection for as long as the lock is held; resolves false if the lock is taken. */
-  function advisory(): Promise<boolean> {
-    if (held) return Promise.resolve(true);
+  async function advisory(): Promise<boolean> {
+    if (held) {
+      if (await held.alive()) return true;
+      // The pinned connection died (a failover, a terminated backend) and the lock went with it: ask afresh.
+      const h = held;
+      held = null;
+      h.release();
+      await h.done.catch(() => {});
+    }
     return new Promise<boolean>((resolve, reject) => {
       let release!: () => void;
       const released = new Promise<void>((r) => (release = r));
       const done: Promise<void> = db.connection().execute(async (conn) => {
         const got = (await sql<{ ok: boolean }>`select pg_try_advisory_lock(${advisoryKey(name)}) as ok`.execute(conn)).rows[0]?.ok === true;
         if (!got) return resolve(false);
-        held = { release, done };
+        held = { release, done, alive: () => sql`select 1`.execute(conn).then(() => true, () => false) };
         resolve(true);
         await released;
         await sql`select pg_advisory_unlock(${advisoryKey(name)})`.execute(conn).catch(() => {});
