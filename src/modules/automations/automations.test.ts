@@ -77,6 +77,14 @@ describeEachDialect('automations: definitions hold checked references only', (di
     assert.equal(await code(h.services.automations.create(ctx, inScript)), 'LITERAL_CREDENTIAL');
   });
 
+  test('a credential pasted as a body key is refused naming the object it sits in, never the key itself', async () => {
+    const key = 'sk_live_' + '9rT4mQ2xLw8ZpK3vB7nY1cHd';
+    const def = payments({ name: 'pasted-key', steps: [{ id: 'charge', type: 'http', connector: '{{ connectors.payments }}', method: 'POST', path: '/v1/charges', body: { auth: { [key]: true } } }] });
+    const text = await message(h.services.automations.create(ctx, def));
+    assert.match(text, /steps\[0\] \(charge\)\.body\.auth \(a key\) looks like a literal credential/);
+    assert.ok(!text.includes(key) && !text.includes('9rT4mQ2xLw8ZpK3vB7nY1cHd'), text);
+  });
+
   test('a literal pasted as the value of a credential-named header, query parameter or body field is refused', async () => {
     // The field's name is the key of the assignment: the value alone has no "password=" to give it away.
     const step = (over: Record<string, unknown>, name = 'pasted-field') => payments({ name, steps: [{ id: 'charge', type: 'http', connector: '{{ connectors.payments }}', method: 'POST', path: '/v1/charges', ...over }] });

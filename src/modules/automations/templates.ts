@@ -56,7 +56,7 @@ export interface LocatedString {
   key?: string;
 }
 
-/** Walks a JSON value and yields every string (keys included) with its field path. */
+/** Walks a JSON value and yields every string (keys included) with its field path; a key's path is its object's, marked `(a key)`. */
 export function* stringsIn(value: unknown, field: string, key?: string): Generator<LocatedString> {
   if (typeof value === 'string') {
     yield key === undefined ? { field, text: value } : { field, text: value, key };
@@ -64,7 +64,8 @@ export function* stringsIn(value: unknown, field: string, key?: string): Generat
     for (let i = 0; i < value.length; i++) yield* stringsIn(value[i], `${field}[${i}]`, key);
   } else if (value !== null && typeof value === 'object') {
     for (const [k, v] of Object.entries(value)) {
-      yield { field: `${field}.${k}`, text: k };
+      // A key is located by the object holding it: a credential pasted as a key must not reappear in the error naming it.
+      yield { field: `${field} (a key)`, text: k };
       yield* stringsIn(v, `${field}.${k}`, k);
     }
   }
