@@ -49,7 +49,6 @@ const POSITIVES: Array<[string, string, string]> = [
   ['slack-webhook', `${'https://hooks.slack.com/services/'}T${rand(8, upperDigits)}/B${rand(8, upperDigits)}/${rand(24)}`, ''],
   ['google-api-key', `?key=AIza${rand(35)}`, ''],
   ['sendgrid-api-key', `SG.${rand(22)}.${rand(43)}`, ''],
-  ['twilio-key', `AC${rand(32, hex)}`, ''],
   ['twilio-key', `"apiKey": "SK${rand(32, hex)}"`, ''],
   ['pem-private-key', JSON.stringify({ key: pem }), ''],
   ['pem-private-key', pem, ''],
@@ -65,6 +64,8 @@ const POSITIVES: Array<[string, string, string]> = [
   ['generic-secret-assignment', 'headers: { authorization: "Bearer a8Fk2Lq9Zx7Pw3Nm" }', 'a8Fk2Lq9Zx7Pw3Nm'],
   ['generic-secret-assignment', "{'apikey': 'Zq1-Xw2-Ec3-Rv4'}", 'Zq1-Xw2-Ec3-Rv4'],
   ['generic-secret-assignment', 'access_token=mF_9.B5f-4.1JqM&type=bearer', 'mF_9.B5f-4.1JqM'],
+  ['generic-secret-assignment', `https://acct.blob.core.windows.net/c/f.csv?sv=2022-11-02&sp=r&sig=${encodeURIComponent(azureKey.slice(0, 43) + '=')}`, encodeURIComponent(azureKey.slice(0, 43) + '=')],
+  ['url-basic-auth', 'postgres://app:p@ss-9xLq2w@db.internal:5432/main', 'p@ss-9xLq2w'],
 ];
 
 describe('credential detectors find literal credentials', () => {
@@ -128,12 +129,23 @@ const NEGATIVES: Array<[string, string]> = [
   ['a dotted version or host', 'service.example.com.v1.2.3 and node-24.1.0'],
   ['identifiers under credential keys', '{"token": "refreshToken", "secret": "clientSecret", "authorization": "required"}'],
   ['file paths under credential keys', 'secret: /run/secrets/db_password\ntoken: ./config/token.txt\napi_key: ~/.keys/api'],
+  // An Account SID is an identifier, and Twilio's API puts it in the request path (where no reference may go).
+  ['a Twilio Account SID in a request path', `/2010-04-01/Accounts/AC${randomBytes(16).toString('hex')}/Messages.json`],
+  ['AWS documentation example keys', 'aws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'],
+  ["Stripe's published test key", `Authorization: Bearer ${'sk_' + 'test_'}4eC39HqLyjWDarjtT1zdp7dc`],
 ];
 
 describe('credential detectors stay quiet on realistic non-secrets', () => {
   for (const [name, text] of NEGATIVES) {
     test(name, () => assert.deepEqual(findCredentials(text), []));
   }
+});
+
+test('an AWS secret access key given apart under a key that names AWS is found, however the key is cased', () => {
+  for (const key of ['aws_key', 'AwsSecret', 'AWS_SECRET_ACCESS_KEY']) {
+    assert.deepEqual(findCredentials(awsSecret, { key }).map((f) => [f.detector, f.index, f.length]).slice(0, 1).map((f) => f[1]), [0], key);
+  }
+  assert.equal(findCredentials(awsSecret, { key: 'aws_key' })[0]!.detector, 'aws-secret-access-key');
 });
 
 describe('credential detector helpers and hostile input', () => {
@@ -150,8 +162,16 @@ describe('credential detector helpers and hostile input', () => {
   });
 
   test('a megabyte of adversarial text is scanned without pathological backtracking', () => {
-    const texts = ['a'.repeat(1_000_000), 'a.'.repeat(500_000), `${'password'.repeat(50_000)}:`, `https://${'u'.repeat(200_000)}:${'p'.repeat(200_000)}`, 'eyJ'.repeat(300_000)];
-    for (const t of texts) assert.ok(Array.isArray(findCredentials(t)));
+    const texts = [
+      'a'.repeat(1_000_000), 'a.'.repeat(500_000), `${'password'.repeat(50_000)}:`, `https://${'u'.repeat(200_000)}:${'p'.repeat(200_000)}`, 'eyJ'.repeat(300_000),
+      `https://u:${'p@'.repeat(300_000)}`, 'https://u:p@'.repeat(80_000), '%41'.repeat(330_000), '%'.repeat(1_000_000), ` ${rand(39)}`.repeat(25_000),
+      Buffer.from(Buffer.from('password='.repeat(80_000)).toString('base64')).toString('base64'),
+    ];
+    for (const t of texts) {
+      const { result, ms } = cpuMs(() => findCredentials(t));
+      assert.ok(Array.isArray(result));
+      assert.ok(ms < 1_500, `${t.slice(0, 12)}…: took ${Math.round(ms)} ms`);
+    }
   });
 
   test('a megabyte of private-key headers with no end line is scanned in linear time, and each is still found', () => {

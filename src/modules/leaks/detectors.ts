@@ -25,10 +25,13 @@ export function shannonEntropy(text: string): number {
   return h;
 }
 
+/** Keys published in vendors' documentation as examples (AWS marks its own with EXAMPLE, see below). */
+const DOCUMENTED_EXAMPLES = new Set(['sk_test_4eC39HqLyjWDarjtT1zdp7dc', 'sk_test_BQokikJOvBiI2HlWgH4olfQ2', 'pk_test_TYooMQauvdEDq54NiTphI7jx']);
+
 /** Values that stand for a credential without being one: references, env vars, documentation placeholders. */
 export function isPlaceholder(value: string): boolean {
   const v = value.trim();
-  if (v.length === 0) return true;
+  if (v.length === 0 || DOCUMENTED_EXAMPLES.has(v) || /EXAMPLE/.test(v)) return true; // AKIAIOSFODNN7EXAMPLE, wJalr…EXAMPLEKEY
   if (/\{\{|\$\{|%\{|<%|\[\[/.test(v)) return true; // template references: {{ secrets.X }}, ${X}, %{X}, <%= x %>
   if (/^\$[A-Za-z_][A-Za-z0-9_]*$|^%[A-Za-z_][A-Za-z0-9_]*%$|^(?:process\.)?env[.:(\[]/i.test(v)) return true;
   if (/^<[^>]*>$|^\[[^\]]*\]$|^\(.*\)$/.test(v)) return true; // <your-key>, [api key]
@@ -44,8 +47,8 @@ type Span = { index: number; length: number };
 type Detector = { name: string } & (
   | {
     pattern: RegExp;
-    /** The span to report, from the match; null to drop it. */
-    accept?: (m: RegExpExecArray, text: string) => Span | null;
+    /** The span to report, from the match; null to drop it. `key` is the field the text is the value of, if given. */
+    accept?: (m: RegExpExecArray, text: string, key: string) => Span | null;
   }
   /** Candidate spans in text order, for what one linear regex cannot say. */
   | { scan: (text: string) => Span[] }
@@ -53,7 +56,7 @@ type Detector = { name: string } & (
 
 const whole = (m: RegExpExecArray) => ({ index: m.index, length: m[0].length });
 const regularBody = (prefix: number) => (m: RegExpExecArray) =>
-  tooRegular(m[0].slice(prefix)) || isPlaceholder(m[0].slice(prefix)) ? null : whole(m);
+  tooRegular(m[0].slice(prefix)) || isPlaceholder(m[0].slice(prefix)) || isPlaceholder(m[0]) ? null : whole(m);
 
 function jsonHeader(part: string): boolean {
   try {
@@ -98,9 +101,10 @@ const DETECTORS: Detector[] = [
   {
     name: 'aws-secret-access-key',
     pattern: /(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])/g,
-    accept: (m, text) => {
-      const before = text.slice(Math.max(0, m.index - 80), m.index);
-      return /aws|secret/i.test(before) && mixed(m[0]) && !tooRegular(m[0]) ? whole(m) : null;
+    accept: (m, text, key) => {
+      // Near the start of a field's value, the field's name is the context a pasted key has.
+      const before = (m.index < 80 ? `${key} ` : '') + text.slice(Math.max(0, m.index - 80), m.index);
+      return /aws|secret/i.test(before) && mixed(m[0]) && !tooRegular(m[0]) && !isPlaceholder(m[0]) ? whole(m) : null;
     },
   },
   { name: 'stripe-key', pattern: /(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,247}(?![A-Za-z0-9_])/g, accept: regularBody(8) },
@@ -116,7 +120,8 @@ const DETECTORS: Detector[] = [
   { name: 'openai-api-key', pattern: /(?<![A-Za-z0-9_-])sk-(?:(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,250}|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})(?![A-Za-z0-9_-])/g, accept: regularBody(8) },
   { name: 'google-api-key', pattern: /(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])/g, accept: regularBody(4) },
   { name: 'sendgrid-api-key', pattern: /(?<![A-Za-z0-9_-])SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{30,64}(?![A-Za-z0-9_-])/g, accept: regularBody(3) },
-  { name: 'twilio-key', pattern: /(?<![A-Za-z0-9])(?:AC|SK)[0-9a-f]{32}(?![A-Za-z0-9])/g, accept: regularBody(2) },
+  // API key SIDs only: an Account SID (AC…) is an identifier that Twilio's API puts in every request path.
+  { name: 'twilio-key', pattern: /(?<![A-Za-z0-9])SK[0-9a-f]{32}(?![A-Za-z0-9])/g, accept: regularBody(2) },
   {
     name: 'jwt',
     pattern: /(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{10,2000}\.[A-Za-z0-9_-]{10,8000}\.[A-Za-z0-9_-]{16,2000}(?![A-Za-z0-9_-])/g,
@@ -124,9 +129,10 @@ const DETECTORS: Detector[] = [
   },
   {
     // scheme://user:password@host (the user may be empty: redis://:password@host) — the password span is
-    // reported; references and placeholders pass.
+    // reported; references and placeholders pass. A password may hold a raw "@" (pasted unencoded): the host
+    // follows the last one.
     name: 'url-basic-auth',
-    pattern: /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,20}:\/\/[^\s:@/?#"'<>]{0,256}:([^\s@/?#"'<>]{1,256})@[A-Za-z0-9[\]._-]/g,
+    pattern: /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,20}:\/\/[^\s:@/?#"'<>]{0,256}:([^\s/?#"'<>]{1,256})@[A-Za-z0-9[\]._-]/g,
     accept: (m) => {
       const password = m[1]!;
       if (isPlaceholder(password) || password.length < 3) return null;
@@ -136,7 +142,7 @@ const DETECTORS: Detector[] = [
 ];
 
 /** Key names that say their value is a credential (JSON, YAML, env files, headers, query strings). */
-const CREDENTIAL_KEY = /(?:passw(?:or)?d|^pwd$|_pwd$|secret|token|api[-_.]?key|apikey|client[-_.]?secret|authorization|auth[-_.]?key|access[-_.]?key|account[-_.]?key|private[-_.]?key|credentials?$)/i;
+const CREDENTIAL_KEY = /(?:passw(?:or)?d|^pwd$|_pwd$|^sig$|secret|token|api[-_.]?key|apikey|client[-_.]?secret|authorization|auth[-_.]?key|access[-_.]?key|account[-_.]?key|private[-_.]?key|credentials?$)/i;
 /** Keys that name, point at or describe a credential rather than hold one. */
 const DESCRIPTIVE_KEY = /(?:name|names|id|ids|ref|reference|url|uri|endpoint|path|file|type|ttl|expiry|expires(?:_?at|_?in)?|length|policy|field|header|env|count|hint|label|description|version|format|kind|location)$/i;
 const KEY_VALUE = /(?<![A-Za-z0-9_.-])(["']?)([A-Za-z_][A-Za-z0-9_.-]{0,63})\1[ \t]*[:=][ \t]*(?:"((?:[^"\\\n]|\\.){0,1024})"|'([^'\n]{0,1024})'|([^\s"',;&}{\]]{1,1024}(?:[ \t]+[^\s"',;&}{\]]{1,1024})?))/g;
@@ -193,6 +199,10 @@ export const CREDENTIAL_DETECTORS = [...DETECTORS.map((d) => d.name), 'generic-s
  * @example findCredentials('Tr0ub4dor&3x', { key: 'password' }) // [{ detector: 'generic-secret-assignment', index: 0, length: 12 }]
  */
 export function findCredentials(text: string, opts: { key?: string } = {}): CredentialFinding[] {
+  return scan(text, opts.key);
+}
+
+function scan(text: string, key: string | undefined): CredentialFinding[] {
   let found: CredentialFinding[] = [];
   // Each detector's spans come in text order, and `found` stays sorted without overlaps, so one pointer walk
   // finds the claimed span a candidate may overlap: linear, however many findings (tens of thousands in 1 MB).
@@ -208,9 +218,9 @@ export function findCredentials(text: string, opts: { key?: string } = {}): Cred
     }
     found = mergeByIndex(found, fresh);
   };
-  for (const d of DETECTORS) claim(d.name, 'scan' in d ? d.scan(text) : [...text.matchAll(d.pattern)].map((m) => (d.accept ? d.accept(m, text) : whole(m))));
+  for (const d of DETECTORS) claim(d.name, 'scan' in d ? d.scan(text) : [...text.matchAll(d.pattern)].map((m) => (d.accept ? d.accept(m, text, key ?? '') : whole(m))));
   claim('generic-secret-assignment', genericFindings(text));
-  const assigned = opts.key === undefined ? null : assignedSecret(opts.key, text, true);
+  const assigned = key === undefined ? null : assignedSecret(key, text, true);
   if (assigned) claim('generic-secret-assignment', [{ index: assigned[0], length: assigned[1] }]);
   return found;
 }
