@@ -66,6 +66,13 @@ const POSITIVES: Array<[string, string, string]> = [
   ['generic-secret-assignment', 'access_token=mF_9.B5f-4.1JqM&type=bearer', 'mF_9.B5f-4.1JqM'],
   ['generic-secret-assignment', `https://acct.blob.core.windows.net/c/f.csv?sv=2022-11-02&sp=r&sig=${encodeURIComponent(azureKey.slice(0, 43) + '=')}`, encodeURIComponent(azureKey.slice(0, 43) + '=')],
   ['url-basic-auth', 'postgres://app:p@ss-9xLq2w@db.internal:5432/main', 'p@ss-9xLq2w'],
+  // Encoded: the whole encoded run is the span; the detector says what it decoded to.
+  ['base64(pem-private-key)', `{"tls": ${JSON.stringify(Buffer.from(pem).toString('base64'))}}`, Buffer.from(pem).toString('base64')],
+  ['base64(pem-private-key)', Buffer.from(JSON.stringify({ type: 'service_account', private_key: pem })).toString('base64'), ''],
+  ['base64(url-basic-auth)', Buffer.from('postgres://app:q8Zr!2xLw@db:5432/x').toString('base64url'), ''],
+  ['url-encoded(pem-private-key)', `k=${encodeURIComponent(pem)}`, ''],
+  ['url-encoded(url-basic-auth)', `https://app.example/cb?next=${encodeURIComponent('postgres://app:q8Zr2xLw@db:5432/x')}`, ''],
+  ['url-encoded(github-token)', `state=${encodeURIComponent('{"t":"' + 'ghp_' + rand(36) + '"}')}`, ''],
 ];
 
 describe('credential detectors find literal credentials', () => {
@@ -79,6 +86,11 @@ describe('credential detectors find literal credentials', () => {
       assert.deepEqual(Object.keys(f!).sort(), ['detector', 'index', 'length'], 'a finding never carries the text');
     });
   }
+
+  test('encoded credentials are each named for what they decode to', () => {
+    const text = `${Buffer.from(pem).toString('base64')} ${encodeURIComponent('https://u:Pw-9x7Q2z@h.example')} ${Buffer.from(`token=${'ghp_' + rand(36)}`).toString('base64')}`;
+    assert.deepEqual(findCredentials(text).map((f) => f.detector), ['base64(pem-private-key)', 'url-encoded(url-basic-auth)', 'base64(github-token)']);
+  });
 
   test('several credentials in one definition are each found, in order, without overlaps', () => {
     const text = JSON.stringify({ steps: [{ url: 'https://u:Pw-9x7Q2z@h.example' }, { headers: { Authorization: `Bearer ${jwt}` } }, { key: `AIza${rand(35)}` }] });
@@ -133,6 +145,9 @@ const NEGATIVES: Array<[string, string]> = [
   ['a Twilio Account SID in a request path', `/2010-04-01/Accounts/AC${randomBytes(16).toString('hex')}/Messages.json`],
   ['AWS documentation example keys', 'aws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'],
   ["Stripe's published test key", `Authorization: Bearer ${'sk_' + 'test_'}4eC39HqLyjWDarjtT1zdp7dc`],
+  ['base64 image data', `data:image/png;base64,${randomBytes(600).toString('base64')}`],
+  ['base64 of ordinary JSON', Buffer.from(JSON.stringify({ id: randomUUID(), token_type: 'Bearer', note: 'nothing secret in here at all' })).toString('base64')],
+  ['URL-encoded text without credentials', `https://api.example.com/search?q=${encodeURIComponent('password reset "token expired" a@b.com')}&redirect=${encodeURIComponent('https://app.example.com/a?b=c')}`],
 ];
 
 describe('credential detectors stay quiet on realistic non-secrets', () => {
@@ -166,6 +181,9 @@ describe('credential detector helpers and hostile input', () => {
       'a'.repeat(1_000_000), 'a.'.repeat(500_000), `${'password'.repeat(50_000)}:`, `https://${'u'.repeat(200_000)}:${'p'.repeat(200_000)}`, 'eyJ'.repeat(300_000),
       `https://u:${'p@'.repeat(300_000)}`, 'https://u:p@'.repeat(80_000), '%41'.repeat(330_000), '%'.repeat(1_000_000), ` ${rand(39)}`.repeat(25_000),
       Buffer.from(Buffer.from('password='.repeat(80_000)).toString('base64')).toString('base64'),
+      // Tens of thousands of encoded credentials, each decoded and scanned once.
+      Array.from({ length: 12_000 }, () => Buffer.from(`token=${'ghp_' + rand(36)}`).toString('base64')).join(' '),
+      Array.from({ length: 12_000 }, () => encodeURIComponent(`u:${rand(12)}@h`).replace(/^/, 'x://')).join(' '),
     ];
     for (const t of texts) {
       const { result, ms } = cpuMs(() => findCredentials(t));

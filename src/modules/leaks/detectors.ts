@@ -188,8 +188,47 @@ function genericFindings(text: string): Span[] {
   return out;
 }
 
-/** The credential detectors, by name (for docs and error messages). */
+/** The credential detectors, by name (for docs and error messages); an encoded find is named `base64(NAME)` or `url-encoded(NAME)`. */
 export const CREDENTIAL_DETECTORS = [...DETECTORS.map((d) => d.name), 'generic-secret-assignment'] as const;
+
+/** How many encodings deep a credential is looked for: base64 of a service-account JSON holding a PEM is two. */
+const DECODE_DEPTH = 2;
+const BASE64_RUN = /[A-Za-z0-9+/_-]{40,}={0,2}/g;
+const URL_RUN = /[^\s"'<>]+/g;
+const PERCENT = /%[0-9A-Fa-f]{2}/;
+
+/** Decoded bytes that read as text (a binary blob — an image, a DER body — holds no pasted credential to find). */
+function asText(bytes: Buffer): string | null {
+  if (bytes.length === 0) return null;
+  const text = bytes.toString('utf8');
+  if (text.includes('\uFFFD')) return null; // not UTF-8: random bytes pass a printable count too often
+  let printable = 0;
+  for (const b of bytes) if ((b >= 0x20 && b < 0x7f) || b === 0x09 || b === 0x0a || b === 0x0d || b >= 0x80) printable++;
+  return printable / bytes.length >= 0.95 ? text : null;
+}
+
+const percentDecoded = (run: string) => Buffer.from(run.replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1');
+
+/**
+ * Runs of base64 and of percent-encoding whose decoded text holds a credential: the run is the span. Every decoded
+ * text is shorter than its run, so each level costs at most the text's length again.
+ */
+function encodedFindings(text: string, depth: number): Map<string, Span[]> {
+  const byDetector = new Map<string, Span[]>();
+  const look = (encoding: string, runs: Iterable<RegExpMatchArray>, decode: (run: string) => Buffer) => {
+    for (const m of runs) {
+      const decoded = asText(decode(m[0]));
+      const first = decoded === null ? undefined : scan(decoded, depth - 1, undefined)[0];
+      if (!first) continue;
+      const detector = `${encoding}(${first.detector})`;
+      const spans = byDetector.get(detector) ?? byDetector.set(detector, []).get(detector)!;
+      spans.push({ index: m.index!, length: m[0].length });
+    }
+  };
+  look('base64', text.matchAll(BASE64_RUN), (run) => Buffer.from(run, 'base64'));
+  look('url-encoded', [...text.matchAll(URL_RUN)].filter((m) => PERCENT.test(m[0])), percentDecoded);
+  return byDetector;
+}
 
 /**
  * Every span of `text` that looks like a literal credential, in text order, without overlaps. With `key`, the text
@@ -199,10 +238,10 @@ export const CREDENTIAL_DETECTORS = [...DETECTORS.map((d) => d.name), 'generic-s
  * @example findCredentials('Tr0ub4dor&3x', { key: 'password' }) // [{ detector: 'generic-secret-assignment', index: 0, length: 12 }]
  */
 export function findCredentials(text: string, opts: { key?: string } = {}): CredentialFinding[] {
-  return scan(text, opts.key);
+  return scan(text, DECODE_DEPTH, opts.key);
 }
 
-function scan(text: string, key: string | undefined): CredentialFinding[] {
+function scan(text: string, depth: number, key: string | undefined): CredentialFinding[] {
   let found: CredentialFinding[] = [];
   // Each detector's spans come in text order, and `found` stays sorted without overlaps, so one pointer walk
   // finds the claimed span a candidate may overlap: linear, however many findings (tens of thousands in 1 MB).
@@ -222,6 +261,7 @@ function scan(text: string, key: string | undefined): CredentialFinding[] {
   claim('generic-secret-assignment', genericFindings(text));
   const assigned = key === undefined ? null : assignedSecret(key, text, true);
   if (assigned) claim('generic-secret-assignment', [{ index: assigned[0], length: assigned[1] }]);
+  if (depth > 0) for (const [detector, spans] of encodedFindings(text, depth)) claim(detector, spans);
   return found;
 }
 
