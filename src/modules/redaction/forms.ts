@@ -41,12 +41,44 @@ const lowerPercent = (s: string) => s.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerC
 /** Shortest embedded-base64 form worth masking: fewer stable characters would match random base64 by chance. */
 const MIN_INNER_FORM = 6;
 
+/** Shortest path of a URL value masked on its own: a webhook URL's secret is its path, and errors echo it without the host. */
+const MIN_URL_PATH = 16;
+
 /**
- * Every distinct form of `value`. `embedded` adds the base64 characters that survive when the value
- * sits inside a larger base64 blob (HTTP Basic `user:pass`), at each of the three byte alignments.
+ * Other spellings of a value that is an http(s) URL (a webhook URL that is itself the credential): as a URL
+ * parser writes it back (host lower-cased, default port dropped, characters percent-encoded), without a
+ * trailing slash, and its path onward alone, as a server or a client error prints it without the host.
+ */
+function urlVariants(value: string): string[] {
+  if (!/^https?:\/\//i.test(value)) return [];
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return [];
+  }
+  const trim = (s: string) => s.replace(/\/+$/, '');
+  const out = [url.href, trim(url.href), trim(value)];
+  for (const path of [url.pathname + url.search + url.hash, value.replace(/^https?:\/\/[^/]*/i, '')]) {
+    if (trim(path).length >= MIN_URL_PATH) out.push(path, trim(path));
+  }
+  return out.filter((v) => v !== value && v.length > 0);
+}
+
+/**
+ * Every distinct form of `value`, and of each spelling of it when it is a URL (`urlVariants`). `embedded` adds the
+ * base64 characters that survive when the value sits inside a larger base64 blob (HTTP Basic `user:pass`), at each
+ * of the three byte alignments.
  */
 export function encodedForms(value: string, opts: { embedded: boolean }): string[] {
-  const forms = new Set<string>([value]);
+  const forms = new Set<string>();
+  for (const variant of [value, ...urlVariants(value)]) addForms(forms, variant, opts);
+  forms.delete('');
+  return [...forms];
+}
+
+function addForms(forms: Set<string>, value: string, opts: { embedded: boolean }): void {
+  forms.add(value);
   const bytes = Buffer.from(value, 'utf8');
   const b64 = bytes.toString('base64');
   const b64url = bytes.toString('base64url');
@@ -70,6 +102,4 @@ export function encodedForms(value: string, opts: { embedded: boolean }): string
       }
     }
   }
-  forms.delete('');
-  return [...forms];
 }

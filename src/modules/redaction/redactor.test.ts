@@ -187,3 +187,18 @@ describe('redactDeep', () => {
     assert.deepEqual(redactDeep(r, a), { v: '[REDACTED]', when: '1970-01-01T00:00:00.000Z', self: '[Circular]' });
   });
 });
+
+test('a secret that is a webhook URL is masked however the URL is spelt back, and its path is masked without the host', () => {
+  const url = 'https://Hooks.Slack.com:443/services/T0AAA/B0BBB/xoxwebhook7Qz9K/';
+  const r = createRedactor([url]);
+  for (const [label, text] of [
+    ['as stored', `could not reach ${url}`],
+    ['as a URL parser writes it', `fetch failed: ${new URL(url).href}`],
+    ['without the trailing slash', 'POST https://hooks.slack.com/services/T0AAA/B0BBB/xoxwebhook7Qz9K failed'],
+    ['path only', 'no route for /services/T0AAA/B0BBB/xoxwebhook7Qz9K'],
+    ['path, URL-encoded', `next=${encodeURIComponent('/services/T0AAA/B0BBB/xoxwebhook7Qz9K/')}`],
+  ] as const) {
+    assert.ok(!r.redact(text).includes('xoxwebhook7Qz9K'), label);
+  }
+  assert.equal(createRedactor(['https://api.example.com/v1']).redact('GET /v1 200'), 'GET /v1 200', 'a short path is not a secret on its own');
+});
