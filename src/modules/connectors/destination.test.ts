@@ -90,3 +90,11 @@ test('a root destination accepts any plain path but never another origin', () =>
   assert.ok(resolvePath(root, '/anything').ok);
   assert.equal(resolvePath(root, '//127.0.0.1:8081/x').ok, false);
 });
+
+test('an @ is allowed in the path of a plainly written URL (Teams webhooks), never before it', () => {
+  const teams = 'https://contoso.webhook.office.com/webhookb2/1a2b@3c4d/IncomingWebhook/abc123/5e6f';
+  assert.deepEqual(parseDestination(teams, 'baseUrl'), { origin: 'https://contoso.webhook.office.com', prefix: '/webhookb2/1a2b@3c4d/IncomingWebhook/abc123/5e6f' });
+  for (const trick of ['https://u@evil.example/x@y', 'https:@evil.example/x@y', 'https:evil.example/x@y', 'https://@evil.example/x', 'HTTPS://good.example@evil.example/x']) {
+    assert.throws(() => parseDestination(trick, 'baseUrl'), /credentials/, trick);
+  }
+});

@@ -18,23 +18,73 @@ export type PathResult = { ok: true; url: URL } | { ok: false; reason: PathRefus
 const PATH_CHARS = /^[A-Za-z0-9\-._~!$&'()*+,;=:/%]*$/;
 const MAX_PATH = 2048;
 
-/** Parses a configured destination root. Settings are trusted more than requests, but still get no userinfo, query or fragment. */
-export function parseDestination(raw: unknown, field: string): Destination {
-  if (typeof raw !== 'string' || raw.length === 0 || raw.length > 2048) fail('VALIDATION_FAILED', `settings.${field} must be an http(s) URL`);
+/** Why a destination URL was refused; the text completes "settings.<field> ..." or "the URL in slot ...". */
+export type DestinationProblem = { reason: 'forbidden_host' | 'plain_http' | 'not_destination'; text: string };
+
+/** Checks a destination root against the rules of every destination; the problem, never the URL, otherwise. */
+export function checkDestination(raw: unknown): { ok: true; dest: Destination } | ({ ok: false } & DestinationProblem) {
+  const no = (reason: DestinationProblem['reason'], text: string) => ({ ok: false as const, reason, text });
+  if (typeof raw !== 'string' || raw.length === 0 || raw.length > 2048) return no('not_destination', 'must be an http(s) URL');
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    fail('VALIDATION_FAILED', `settings.${field} is not a URL`);
+    return no('not_destination', 'is not a URL');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail('VALIDATION_FAILED', `settings.${field} must use http or https`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return no('not_destination', 'must use http or https');
   // Credentials go in these requests: over plain http anyone on the path reads them.
-  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) fail('VALIDATION_FAILED', `settings.${field} must use https (plain http only to loopback)`);
-  if (isForbiddenHost(url.hostname)) fail('VALIDATION_FAILED', `settings.${field} is a link-local or cloud metadata address, which Keyhold never calls`);
-  if (url.username || url.password || raw.includes('@')) fail('VALIDATION_FAILED', `settings.${field} must not carry credentials: put them in a slot`);
-  if (url.search || url.hash || raw.includes('?') || raw.includes('#')) fail('VALIDATION_FAILED', `settings.${field} must not have a query or fragment`);
-  if (raw.includes('\\') || /%(2e|2f|5c)/i.test(raw) || /\/\.\.?(\/|$)/.test(raw)) fail('VALIDATION_FAILED', `settings.${field} must be a plain path without dot segments or encoded separators`);
-  return { origin: url.origin, prefix: url.pathname.replace(/\/+$/, '') };
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) return no('plain_http', 'must use https (plain http only to loopback)');
+  if (isForbiddenHost(url.hostname)) return no('forbidden_host', 'is a link-local or cloud metadata address, which Keyhold never calls');
+  if (url.username || url.password || hasUserinfoSign(raw, url)) return no('not_destination', 'must not carry credentials: put them in a slot');
+  if (url.search || url.hash || raw.includes('?') || raw.includes('#')) return no('not_destination', 'must not have a query or fragment');
+  if (raw.includes('\\') || /%(2e|2f|5c)/i.test(raw) || /\/\.\.?(\/|$)/.test(raw)) return no('not_destination', 'must be a plain path without dot segments or encoded separators');
+  return { ok: true, dest: { origin: url.origin, prefix: url.pathname.replace(/\/+$/, '') } };
+}
+
+/**
+ * An '@' before the path, however the parser read it, is a userinfo trick. In the path it is a character
+ * (Microsoft Teams webhook URLs carry one), allowed only where the text is plainly `scheme://host/...`.
+ */
+function hasUserinfoSign(raw: string, url: URL): boolean {
+  if (!raw.includes('@')) return false;
+  const scheme = `${url.protocol}//`;
+  if (raw.slice(0, scheme.length).toLowerCase() !== scheme) return true;
+  const authority = raw.slice(scheme.length).split('/')[0]!;
+  return authority.includes('@') || !url.pathname.includes('@');
+}
+
+/** A destination whose URL is the value of a slot's secret (a webhook URL that is itself the credential), read at each call. */
+export interface SlotDestination {
+  slot: string;
+}
+
+export type DestinationEntry = Destination | SlotDestination;
+
+export const isSlotDestination = (d: DestinationEntry): d is SlotDestination => 'slot' in d;
+
+/** What a path is checked against before a slot's URL is read: every rule but the prefix (checked again once it is known). */
+export const UNREAD_SLOT_DESTINATION: Destination = { origin: 'https://slot.invalid', prefix: '' };
+
+export type SlotDestinationResult =
+  | { ok: true; dest: Destination }
+  | { ok: false; code: 'DESTINATION_FORBIDDEN' | 'DESTINATION_NOT_ALLOWED'; reason: string; message: string };
+
+/**
+ * The destination a slot's URL names, held to every rule of a configured one; refused with a message that
+ * names the slot, never the URL (it is the credential). Nothing can check it when the connector is saved.
+ */
+export function slotDestination(value: string | undefined, slot: string): SlotDestinationResult {
+  const checked = checkDestination(value);
+  if (checked.ok) return checked;
+  const code = checked.reason === 'forbidden_host' ? 'DESTINATION_FORBIDDEN' : 'DESTINATION_NOT_ALLOWED';
+  return { ok: false, code, reason: `slot_url_${checked.reason}`, message: `the URL in slot "${slot}" ${checked.text}` };
+}
+
+/** Parses a configured destination root. Settings are trusted more than requests, but still get no userinfo, query or fragment. */
+export function parseDestination(raw: unknown, field: string): Destination {
+  const checked = checkDestination(raw);
+  if (!checked.ok) fail('VALIDATION_FAILED', `settings.${field} ${checked.text}`);
+  return checked.dest;
 }
 
 /** The canonical text of a destination, as stored in settings. */

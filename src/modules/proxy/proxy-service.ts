@@ -7,7 +7,8 @@ import { sendOutbound, type OutboundLimits, type OutgoingRequest } from '../conn
 import { createRedactor, unionRedactors } from '../redaction/redactor.ts';
 import type { ValueService } from '../secrets/value-service.ts';
 import type { TenantContext } from '../shared/context.ts';
-import { checkRequest } from './request-guard.ts';
+import { resolvePath, slotDestination, type Destination } from '../connectors/destination.ts';
+import { checkRequest, pathRefusal } from './request-guard.ts';
 import { answerEncoding, readAnswer } from './answer-text.ts';
 import { createCallMasker, decodedAnswer, maskEscaped, shapeResponse } from './response.ts';
 import { filledBytes, fillTemplates } from './templates.ts';
@@ -84,12 +85,24 @@ export function createProxyService(deps: {
           return [name, read.value] as const;
         })),
       ]);
+      // A slot's URL is known only now: held to the destination rules, then the path checked again under it.
+      let url = checked.url;
+      let dest: Destination;
+      if (checked.slot === undefined) dest = c.kind.http.destinations(c.settings)[req.destination ?? ''] as Destination;
+      else {
+        const found = slotDestination(ready.values[checked.slot], checked.slot);
+        if (!found.ok) return refuse(ctx, c, req, { code: found.code, reason: found.reason, message: `connector "${c.name}": ${found.message}` }, run);
+        const resolved = resolvePath(found.dest, req.path);
+        if (!resolved.ok) return refuse(ctx, c, req, { code: 'DESTINATION_NOT_ALLOWED', reason: resolved.reason, message: pathRefusal(resolved.reason, null) }, run);
+        ({ url } = resolved);
+        dest = found.dest;
+      }
       const filled = new Map(templateValues);
       if (filledBytes([checked.headers, checked.query, req.body ?? null], filled) > limits.maxRequestBytes) {
         fail('BODY_TOO_LARGE', `the proxied request is larger than ${limits.maxRequestBytes} bytes once its templates are filled`);
       }
       const headers = fillTemplates(checked.headers, filled);
-      for (const [key, value] of checked.query) checked.url.searchParams.append(key, fillTemplates(value, filled));
+      for (const [key, value] of checked.query) url.searchParams.append(key, fillTemplates(value, filled));
       let body: Uint8Array | undefined;
       if (req.body !== undefined) {
         const isText = typeof req.body === 'string';
@@ -97,7 +110,7 @@ export function createProxyService(deps: {
         headers['content-type'] ??= isText ? 'text/plain; charset=utf-8' : 'application/json';
         if (body.byteLength > limits.maxRequestBytes) fail('BODY_TOO_LARGE', `the proxied body is larger than ${limits.maxRequestBytes} bytes`);
       }
-      const out: OutgoingRequest = { method, url: checked.url, headers, body };
+      const out: OutgoingRequest = { method, url, headers, body };
       const injected = c.kind.http.authorize(out, ready.settings, ready.values, Math.floor(clock.now() / 1000));
       const timeout = typeof ready.settings.timeoutMs === 'number' ? ready.settings.timeoutMs : limits.totalTimeoutMs;
       const result = await sendOutbound(deps.fetch, out, {
@@ -120,8 +133,7 @@ export function createProxyService(deps: {
       const encoding = answerEncoding(result.headers.get('content-type'), result.body);
       const text = encoding && readAnswer(result.body, encoding, (t) => maskEscaped(mask, t));
       if (typeof text !== 'string') fail('UPSTREAM_UNREADABLE', `connector "${c.name}": the destination answered in a character encoding the proxy does not read, or labelled as another, so it could not be masked`);
-      const dest = c.kind.http.destinations(c.settings)[req.destination ?? '']!;
-      return shapeResponse(result, { url: checked.url, dest, text, mask, maxBytes: limits.maxResponseBytes,
+      return shapeResponse(result, { url, dest, text, mask, maxBytes: limits.maxResponseBytes,
         redactor: unionRedactors([tenantRedactor, createRedactor(wire, { floor: 4 })]),
       });
     },

@@ -1,10 +1,11 @@
 import type { PreparedConnector } from '../connectors/connector-service.ts';
-import { resolvePath } from '../connectors/destination.ts';
+import { isSlotDestination, type Destination, resolvePath, UNREAD_SLOT_DESTINATION } from '../connectors/destination.ts';
 import { HEADER_NAME, RESERVED_HEADERS } from '../connectors/types/connector-type.ts';
 import { templateNames } from './templates.ts';
 import type { ProxyRequest, Refusal } from './types.ts';
 
-export type Checked = { ok: true; url: URL; query: Array<[string, string]>; headers: Record<string, string>; templates: string[] } | { ok: false; refusal: Refusal };
+/** `slot`: the destination is that slot's URL, so `url` is only the checked path until the value is read (see `slotDestination`). */
+export type Checked = { ok: true; url: URL; slot?: string; query: Array<[string, string]>; headers: Record<string, string>; templates: string[] } | { ok: false; refusal: Refusal };
 
 // Tab is allowed in header values (RFC 9110); every other control character, CR, LF and NUL are not.
 const BAD_VALUE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
@@ -15,6 +16,11 @@ const BAD_VALUE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
  */
 const UNMASKABLE_ANSWER = ['range', 'if-range', 'accept-encoding'];
 
+/** The refusal of a path; a slot's URL is the credential, so it is never named, and neither is its path prefix. */
+export function pathRefusal(reason: string, dest: Destination | null): string {
+  return `the path was refused (${reason}): it must be a plain path under ${dest ? dest.origin + dest.prefix : 'the URL of the connector\'s slot'}, starting with /`;
+}
+
 /**
  * Checks a proxied request against its connector before any value is resolved: the destination and
  * path, every header and query parameter, and every template. The first problem refuses the whole request.
@@ -23,12 +29,12 @@ export function checkRequest(c: PreparedConnector, req: ProxyRequest): Checked {
   const http = c.kind.http!;
   const refuse = (code: Refusal['code'], reason: string, message: string): Checked => ({ ok: false, refusal: { code, reason, message } });
   const destinations = http.destinations(c.settings);
-  const dest = Object.hasOwn(destinations, req.destination ?? '') ? destinations[req.destination ?? ''] : undefined;
-  if (!dest) return refuse('DESTINATION_NOT_ALLOWED', 'unknown_destination', `connector "${c.name}" has no destination by that name`);
-  const resolved = resolvePath(dest, req.path);
-  if (!resolved.ok) {
-    return refuse('DESTINATION_NOT_ALLOWED', resolved.reason, `the path was refused (${resolved.reason}): it must be a plain path under ${dest.origin}${dest.prefix}, starting with /`);
-  }
+  const entry = Object.hasOwn(destinations, req.destination ?? '') ? destinations[req.destination ?? ''] : undefined;
+  if (!entry) return refuse('DESTINATION_NOT_ALLOWED', 'unknown_destination', `connector "${c.name}" has no destination by that name`);
+  const dest = isSlotDestination(entry) ? null : entry;
+  const slot = isSlotDestination(entry) ? entry.slot : undefined;
+  const resolved = resolvePath(dest ?? UNREAD_SLOT_DESTINATION, req.path);
+  if (!resolved.ok) return refuse('DESTINATION_NOT_ALLOWED', resolved.reason, pathRefusal(resolved.reason, dest));
   const url = resolved.url;
   const protectedQuery = http.protectedQuery(c.settings);
   const query: Array<[string, string]> = [];
@@ -55,5 +61,5 @@ export function checkRequest(c: PreparedConnector, req: ProxyRequest): Checked {
       return refuse('TEMPLATE_NOT_ALLOWED', 'template_not_allowed', `connector "${c.name}" does not allow secret "${name}" in templates (settings.templateSecrets)`);
     }
   }
-  return { ok: true, url, query, headers, templates: [...names] };
+  return { ok: true, url, ...(slot !== undefined ? { slot } : {}), query, headers, templates: [...names] };
 }

@@ -35,7 +35,7 @@ export interface TenantRedactorSource {
 
 /** Why a proxied request was refused: the stable error code and the reason recorded in `proxy.refused`. */
 export interface Refusal {
-  code: 'DESTINATION_NOT_ALLOWED' | 'PROXY_HEADER_NOT_ALLOWED' | 'TEMPLATE_NOT_ALLOWED';
+  code: 'DESTINATION_NOT_ALLOWED' | 'DESTINATION_FORBIDDEN' | 'PROXY_HEADER_NOT_ALLOWED' | 'TEMPLATE_NOT_ALLOWED';
   reason: string;
   message: string;
 }

@@ -1,5 +1,5 @@
 import { fail } from '../../../errors/index.ts';
-import type { Destination } from '../destination.ts';
+import type { DestinationEntry } from '../destination.ts';
 import type { HealthResult } from '../model.ts';
 import type { OutboundLimits, OutboundResult, OutgoingRequest } from '../outbound.ts';
 
@@ -14,8 +14,8 @@ export type HealthOutcome = Omit<HealthResult, 'latencyMs'>;
 
 /** How a type that speaks HTTP is reached through the credential proxy. */
 export interface HttpCapability<S> {
-  /** The default destination ('') and any named extra ones. */
-  destinations(settings: S): Record<string, Destination>;
+  /** The default destination ('') and any named extra ones; a slot destination is read from the slot's value at each call. */
+  destinations(settings: S): Record<string, DestinationEntry>;
   /** Request headers (lower-case) a caller may not set: the injected auth lives there. */
   protectedHeaders(settings: S): string[];
   /** Query parameters a caller may not set. */

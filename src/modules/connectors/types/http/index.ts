@@ -1,10 +1,11 @@
 import { fail } from '../../../../errors/index.ts';
-import { destinationText, parseDestination, resolvePath, type Destination } from '../../destination.ts';
+import { destinationText, parseDestination, resolvePath, slotDestination, UNREAD_SLOT_DESTINATION, type DestinationEntry } from '../../destination.ts';
 import { sendOutbound, type OutgoingRequest } from '../../outbound.ts';
 import { headerSetting, httpHealth, settingsReader, type ConnectorType } from '../connector-type.ts';
 import { signRequest } from './signing.ts';
 
 export type HttpAuth =
+  | { kind: 'none' }
   | { kind: 'bearer' }
   | { kind: 'basic' }
   | { kind: 'header'; header: string }
@@ -12,7 +13,8 @@ export type HttpAuth =
   | { kind: 'hmac'; signatureHeader: string; timestampHeader: string };
 
 export interface HttpSettings {
-  baseUrl: string;
+  /** Absent: the destination is the URL in the secret of slot `url` (a webhook URL that is itself the credential). */
+  baseUrl: string | undefined;
   /** Named extra destinations a request may pick with `destination`. */
   destinations: Record<string, string>;
   /** Path under baseUrl the health check GETs; '' is baseUrl itself. */
@@ -21,15 +23,18 @@ export interface HttpSettings {
   auth: HttpAuth;
 }
 
-const SLOTS: Record<HttpAuth['kind'], string[]> = { bearer: ['token'], basic: ['username', 'password'], header: ['value'], query: ['value'], hmac: ['signingKey'] };
+/** The slot whose secret holds the whole destination URL when there is no baseUrl. */
+export const URL_SLOT = 'url';
+const SLOTS: Record<HttpAuth['kind'], string[]> = { none: [], bearer: ['token'], basic: ['username', 'password'], header: ['value'], query: ['value'], hmac: ['signingKey'] };
 const DESTINATION_NAME = /^[a-z][a-z0-9-]{0,62}$/;
 const QUERY_PARAM = /^[A-Za-z0-9_.\-[\]]{1,128}$/;
 
 function parseAuth(raw: Record<string, unknown> | undefined): HttpAuth {
-  if (!raw) fail('VALIDATION_FAILED', 'settings.auth is required: {"kind": "bearer" | "basic" | "header" | "query" | "hmac", ...}');
+  if (!raw) fail('VALIDATION_FAILED', 'settings.auth is required: {"kind": "none" | "bearer" | "basic" | "header" | "query" | "hmac", ...}');
   const kind = raw.kind;
   const r = settingsReader(raw, ['kind', 'header', 'param', 'signatureHeader', 'timestampHeader']);
   switch (kind) {
+    case 'none':
     case 'bearer':
     case 'basic':
       settingsReader(raw, ['kind']);
@@ -48,12 +53,14 @@ function parseAuth(raw: Record<string, unknown> | undefined): HttpAuth {
       return { kind, signatureHeader, timestampHeader };
     }
     default:
-      fail('VALIDATION_FAILED', 'settings.auth.kind must be one of bearer, basic, header, query, hmac');
+      fail('VALIDATION_FAILED', 'settings.auth.kind must be one of none, bearer, basic, header, query, hmac');
   }
 }
 
 function protectedHeaders(auth: HttpAuth): string[] {
   switch (auth.kind) {
+    case 'none':
+      return [];
     case 'bearer':
     case 'basic':
       return ['authorization'];
@@ -69,6 +76,8 @@ function protectedHeaders(auth: HttpAuth): string[] {
 /** Injects the credential of each auth kind. */
 function authorize(req: OutgoingRequest, auth: HttpAuth, values: Readonly<Record<string, string>>, now: number): string[] {
   switch (auth.kind) {
+    case 'none':
+      return [];
     case 'bearer':
       req.headers.authorization = `Bearer ${values.token}`;
       return [];
@@ -94,18 +103,19 @@ function authorize(req: OutgoingRequest, auth: HttpAuth, values: Readonly<Record
   }
 }
 
-function allDestinations(s: HttpSettings): Record<string, Destination> {
-  const out: Record<string, Destination> = { '': parseDestination(s.baseUrl, 'baseUrl') };
+function allDestinations(s: HttpSettings): Record<string, DestinationEntry> {
+  const out: Record<string, DestinationEntry> = { '': s.baseUrl === undefined ? { slot: URL_SLOT } : parseDestination(s.baseUrl, 'baseUrl') };
   for (const [name, url] of Object.entries(s.destinations)) out[name] = parseDestination(url, `destinations.${name}`);
   return out;
 }
 
-/** A generic HTTP API: bearer, basic, custom header, query parameter or HMAC request signing. */
+/** A generic HTTP API: no auth but a secret URL, bearer, basic, custom header, query parameter or HMAC request signing. */
 export const httpType: ConnectorType<HttpSettings> = {
   name: 'http',
   parseSettings(raw) {
     const r = settingsReader(raw, ['baseUrl', 'destinations', 'healthPath', 'timeoutMs', 'auth']);
-    const baseUrl = destinationText(parseDestination(r.string('baseUrl', { required: true }), 'baseUrl'));
+    const rawBase = r.string('baseUrl');
+    const baseUrl = rawBase === undefined ? undefined : destinationText(parseDestination(rawBase, 'baseUrl'));
     const destinations: Record<string, string> = {};
     const extra = r.object('destinations') ?? {};
     if (Object.keys(extra).length > 16) fail('VALIDATION_FAILED', 'settings.destinations has at most 16 entries');
@@ -114,12 +124,18 @@ export const httpType: ConnectorType<HttpSettings> = {
       destinations[name] = destinationText(parseDestination(url, `destinations.${name}`));
     }
     const healthPath = r.string('healthPath', { max: 512, allowEmpty: true }) ?? '';
-    if (!resolvePath(parseDestination(baseUrl, 'baseUrl'), healthPath).ok) fail('VALIDATION_FAILED', 'settings.healthPath must be a plain path under baseUrl, starting with /');
-    return { baseUrl, destinations, healthPath, timeoutMs: r.int('timeoutMs', 100, 120_000, 10_000), auth: parseAuth(r.object('auth')) };
+    const root = baseUrl === undefined ? UNREAD_SLOT_DESTINATION : parseDestination(baseUrl, 'baseUrl');
+    if (!resolvePath(root, healthPath).ok) fail('VALIDATION_FAILED', 'settings.healthPath must be a plain path under baseUrl, starting with /');
+    const auth = parseAuth(r.object('auth'));
+    // The URL slot's secret is then the only credential: without it the connector would govern no secret at all.
+    if (auth.kind === 'none' && baseUrl !== undefined) fail('VALIDATION_FAILED', `settings.auth.kind "none" needs the destination in slot "${URL_SLOT}" (omit settings.baseUrl)`);
+    return { baseUrl, destinations, healthPath, timeoutMs: r.int('timeoutMs', 100, 120_000, 10_000), auth };
   },
-  slots: (s) => ({ required: SLOTS[s.auth.kind], optional: [] }),
+  slots: (s) => ({ required: [...(s.baseUrl === undefined ? [URL_SLOT] : []), ...SLOTS[s.auth.kind]], optional: [] }),
   async health(s, values, io) {
-    const resolved = resolvePath(parseDestination(s.baseUrl, 'baseUrl'), s.healthPath);
+    const root = s.baseUrl === undefined ? slotDestination(values[URL_SLOT], URL_SLOT) : { ok: true as const, dest: parseDestination(s.baseUrl, 'baseUrl') };
+    if (!root.ok) return root.code === 'DESTINATION_FORBIDDEN' ? { ok: false, reason: 'forbidden_address', detail: root.message } : { ok: false, reason: 'destination_refused', detail: root.message };
+    const resolved = resolvePath(root.dest, s.healthPath);
     if (!resolved.ok) return { ok: false, reason: 'destination_refused', detail: 'the health path is outside the destination' };
     const req: OutgoingRequest = { method: 'GET', url: resolved.url, headers: { accept: 'application/json' }, body: undefined };
     authorize(req, s.auth, values, io.nowSeconds());
