@@ -13,7 +13,7 @@ import { guardedFetch } from '../connectors/address-guard.ts';
 import { pinnedFetch } from '../connectors/pinned-fetch.ts';
 import { notifierFromSettings } from './channels.ts';
 import { createFanoutNotifier } from './fanout.ts';
-import type { Notification } from './notifier.ts';
+import type { Notification, Notifier } from './notifier.ts';
 import { createSmtpNotifier, sendMail } from './smtp/index.ts';
 import { createWebhookNotifier, DELIVERY_HEADER, signNotification, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook/index.ts';
 
@@ -224,3 +224,14 @@ test('fan-out: one failing channel does not stop the others', async () => {
   await fan.notify(note);
   assert.deepEqual(got, ['rotation.rolled-back']);
 });
+
+test('fan-out: a channel that throws before returning a promise neither stops the channels after it nor escapes', async () => {
+  const got: string[] = [];
+  const errors: unknown[] = [];
+  const throwsAtOnce: Notifier = { notify: () => { throw new Error('not configured'); } };
+  const fan = createFanoutNotifier([throwsAtOnce, { notify: async (n) => void got.push(n.type) }], (e) => errors.push(e));
+  await fan.notify(note);
+  assert.deepEqual(got, ['rotation.rolled-back']);
+  assert.deepEqual(errors.map((e) => (e as Error).message), ['not configured'], 'the failure is reported');
+});
+

@@ -4,7 +4,8 @@ import type { Notification, Notifier } from './notifier.ts';
 export function createFanoutNotifier(channels: Notifier[], onError: (err: unknown) => void = () => {}): Notifier {
   return {
     async notify(n: Notification): Promise<void> {
-      const results = await Promise.allSettled(channels.map((c) => c.notify(n)));
+      // An async wrapper turns a channel that throws before returning its promise into one more rejection.
+      const results = await Promise.allSettled(channels.map(async (c) => c.notify(n)));
       for (const r of results) if (r.status === 'rejected') onError(r.reason);
     },
   };
