@@ -204,6 +204,27 @@ test('webhook: every delivery has an id, the same on each retry and signed with 
   assert.notEqual(ids[1], ids[2], 'another notification is another delivery');
 });
 
+test('webhook: a receiver that redirects is not followed, not asked again, and the failure says why', async () => {
+  const errors: Error[] = [];
+  let asked = 0;
+  const redirecting = createServer((_req, res) => {
+    asked++;
+    res.writeHead(307, { location: hook.url }).end();
+  });
+  await new Promise<void>((r) => redirecting.listen(0, '127.0.0.1', r));
+  try {
+    const n = createWebhookNotifier({ url: `http://127.0.0.1:${(redirecting.address() as AddressInfo).port}/`, secret: 'a-webhook-secret-of-32-characters', baseDelayMs: 1, onError: (e) => errors.push(e) });
+    const start = hook.received.length;
+    await n.notify(note);
+    assert.equal(hook.received.length, start, 'the redirect target never got the notification');
+    assert.equal(asked, 1, 'a redirect will not change on retry');
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]!.message, /HTTP 307 \(redirects are not followed\)/);
+  } finally {
+    redirecting.closeAllConnections();
+    await new Promise<void>((r) => redirecting.close(() => r()));
+  }
+});
 test('webhook: a receiver that never answers times out instead of hanging the caller', async () => {
   const { createServer: create } = await import('node:net');
   const sockets: import('node:net').Socket[] = [];

@@ -67,9 +67,11 @@ export function createWebhookNotifier(opts: WebhookNotifierOptions): Notifier {
           });
           await res.body?.cancel().catch(() => {});
           if (res.status >= 200 && res.status < 300) return;
-          last = `HTTP ${res.status}`;
-          // A 4xx other than 408/429 will not get better by asking again.
-          if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) break;
+          // A redirect is never followed (it could point anywhere) and, like a 4xx other than 408/429,
+          // will not get better by asking again.
+          const redirect = res.status >= 300 && res.status < 400;
+          last = `HTTP ${res.status}${redirect ? ' (redirects are not followed)' : ''}`;
+          if (redirect || (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429)) break;
         } catch (err) {
           last = (err as Error).name;
         }
