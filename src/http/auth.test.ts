@@ -64,6 +64,31 @@ describeEachDialect('HTTP authentication', (dialect) => {
     assert.equal((await read('GET', { authorization: `Bearer ${brief}` })).statusCode, 401, 'at expiry');
   });
 
+  test('a tenant-scoped token naming another tenant gets one answer whether it exists or not, without that tenant being looked up', async () => {
+    await h.services.tenants.create('acme');
+    // The root token reads in acme first, so this process holds acme's name in memory: a lookup of it would answer faster
+    // than one of a name that does not exist, and the time of the answer would tell the two apart.
+    assert.equal((await h.app.inject({ method: 'GET', url: '/v1/environments', headers: { authorization: `Bearer ${h.rootToken}`, 'x-keyhold-tenant': 'acme' } })).statusCode, 200);
+    const tenants = h.services.tenants;
+    const original = tenants.findByName;
+    const looked: string[] = [];
+    tenants.findByName = (name) => (looked.push(name), original(name));
+    const machine = await h.services.machines.create(h.ctx, { name: 'tenant-prober', kind: 'client_secret' });
+    await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role: 'builder', environments: ['production'] });
+    const { token: probe } = await h.services.tokens.issue({ tenantId: h.ctx.tenantId, kind: 'machine', principalId: machine.id, name: 'prober', ttlMs: 60_000 });
+    try {
+      for (const tenant of ['acme', 'no-such-tenant']) {
+        const res = await read('GET', { authorization: `Bearer ${probe}`, 'x-keyhold-tenant': tenant });
+        assert.deepEqual([res.statusCode, res.json().error.code], [404, 'TENANT_NOT_FOUND'], tenant);
+      }
+      const own = (await h.services.tenants.findById(h.ctx.tenantId))!.name;
+      assert.equal((await read('GET', { authorization: `Bearer ${probe}`, 'x-keyhold-tenant': own })).statusCode, 200, 'its own tenant, named');
+      assert.deepEqual(looked.filter((n) => n !== own), [], 'no other name was looked up');
+    } finally {
+      tenants.findByName = original;
+    }
+  });
+
   test('routes that need no token answer without one', async () => {
     const res = await h.app.inject({ method: 'GET', url: '/v1/sys/status' });
     assert.ok(res.statusCode < 400, `${res.statusCode} ${res.body}`);

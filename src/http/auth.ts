@@ -65,7 +65,7 @@ export function rootContextOf(request: FastifyRequest): RequestContext {
 /**
  * Authenticates every route whose config asks for it, before the body is parsed. A sealed server
  * refuses everything but the sys endpoints. A tenant-scoped token naming another tenant gets
- * TENANT_NOT_FOUND: it must not learn whether that tenant exists.
+ * TENANT_NOT_FOUND: it must not learn whether that tenant exists, not even from the time the answer takes.
  *
  * A callback hook, finished synchronously when the credential and its tenant are known from
  * memory (the steady state of a machine reading secrets): no promise per request for the answer
@@ -135,9 +135,12 @@ export function registerAuth(app: FastifyInstance, deps: {
       });
     }
     if (requested !== null) {
-      return deps.tenants.findByName(requested).then((tenant) => {
-        if (!tenant || tenant.id !== principal.tenantId) fail('TENANT_NOT_FOUND', 'tenant not found');
-        enter(request, principal, tenant.id);
+      // Compared with the token's own tenant, never looked up: a name this process holds in memory
+      // would answer faster than an unknown one, and the timing would tell which tenants exist.
+      const own = principal.tenantId;
+      return deps.tenants.findById(own).then((tenant) => {
+        if (!tenant || tenant.name !== requested) fail('TENANT_NOT_FOUND', 'tenant not found');
+        enter(request, principal, own);
       });
     }
     enter(request, principal, principal.tenantId);

@@ -28,11 +28,12 @@ export interface Environment {
 /**
  * Tenants (the isolation boundary) and their environments. A tenant is born with its own KEK
  * (version 1, wrapped by the root key) and the default environments, in one transaction.
- * Name lookups are cached: they sit on every request's path and names never change.
+ * Lookups by name and id are cached: they sit on every request's path, and tenants are never renamed or removed.
  */
 export function createTenantService(deps: { db: Kysely<Database>; keyring: Keyring; authz: Authorizer; clock: Clock; audit: Pick<AuditLog, 'appendInTx'> }) {
   const { db, keyring, authz, clock, audit } = deps;
   const byName = new Map<string, Tenant>();
+  const byId = new Map<string, Tenant>();
   const envByName = new Map<string, Environment>();
   const envKey = (tenantId: string, name: string) => `${tenantId}\u0000${name}`;
 
@@ -87,9 +88,15 @@ export function createTenantService(deps: { db: Kysely<Database>; keyring: Keyri
       return tenant;
     },
 
+    /** Resolves a tenant by id; null when it does not exist. Cached like names: every request with a tenant header asks. */
     async findById(id: string): Promise<Tenant | null> {
+      const cached = byId.get(id);
+      if (cached) return cached;
       const row = await db.selectFrom('tenants').select(['id', 'name', 'created_at']).where('id', '=', id).executeTakeFirst();
-      return row ? toTenant(row) : null;
+      if (!row) return null;
+      const tenant = toTenant(row);
+      byId.set(id, tenant);
+      return tenant;
     },
 
     async listEnvironments(tenantId: string): Promise<Environment[]> {
