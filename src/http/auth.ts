@@ -22,6 +22,13 @@ declare module 'fastify' {
 
 export const TENANT_HEADER = 'x-keyhold-tenant';
 
+/** Refusals decided here, each a denied event: its action, and the message the caller gets. */
+const REFUSALS = {
+  UNAUTHENTICATED: { action: 'auth.refused', message: 'a valid token is required (Authorization: Bearer ...)' },
+  FORBIDDEN: { action: 'authz.root', message: 'this operation needs the root token' },
+  TENANT_NOT_FOUND: { action: 'auth.tenant', message: 'tenant not found' },
+} as const;
+
 function bearer(request: FastifyRequest): string | null {
   const header = request.headers.authorization;
   if (header && header.startsWith('Bearer ')) return header.slice(7).trim();
@@ -84,12 +91,12 @@ export function registerAuth(app: FastifyInstance, deps: {
    * secret name stays out of the event). Exactly one event per refused request: a flood of bad
    * tokens costs the log one row each, batched by the group commit, and nothing else.
    */
-  function refuse(request: FastifyRequest, code: 'UNAUTHENTICATED' | 'FORBIDDEN', principal: Principal | null, context: Record<string, string>, dead: DeadCredential | null = null): Promise<never> {
+  function refuse(request: FastifyRequest, code: keyof typeof REFUSALS, principal: Principal | null, context: Record<string, string>, dead: DeadCredential | null = null): Promise<never> {
     const event: AuditInput = {
       // A dead credential's refusal goes to its own tenant, where that tenant's auditors look.
       tenantId: principal?.tenantId ?? dead?.tenantId ?? null,
       actor: principal ? { type: principal.type, id: principal.id } : { type: 'anonymous', id: 'unknown' },
-      action: code === 'UNAUTHENTICATED' ? 'auth.refused' : 'authz.root',
+      action: REFUSALS[code].action,
       resource: { type: 'route', id: null, name: `${request.method} ${request.routeOptions.url ?? ''}` },
       outcome: 'denied', reason: code,
       context: {
@@ -98,9 +105,7 @@ export function registerAuth(app: FastifyInstance, deps: {
         ...(dead ? { credentialId: dead.credentialId, credentialState: dead.state } : {}), ...context,
       },
     };
-    return deps.audit.record([event]).then(() => code === 'UNAUTHENTICATED'
-      ? fail(code, 'a valid token is required (Authorization: Bearer ...)')
-      : fail(code, 'this operation needs the root token'));
+    return deps.audit.record([event]).then(() => fail(code, REFUSALS[code].message));
   }
 
   /** Completes authentication; a promise only when something has to be looked up. */
@@ -126,9 +131,9 @@ export function registerAuth(app: FastifyInstance, deps: {
     }
     const header = request.headers[TENANT_HEADER];
     const requested = typeof header === 'string' && header.length > 0 ? header : null;
-    // No tenant is named with a NUL (PostgreSQL could not even look one up).
-    if (requested?.includes('\u0000')) fail('TENANT_NOT_FOUND', 'tenant not found');
     if (principal.tenantId === null) {
+      // No tenant is named with a NUL (PostgreSQL could not even look one up).
+      if (requested?.includes('\u0000')) fail('TENANT_NOT_FOUND', 'tenant not found');
       return deps.tenants.findByName(requested ?? 'default').then((tenant) => {
         if (!tenant) fail('TENANT_NOT_FOUND', 'tenant not found');
         enter(request, principal, tenant.id);
@@ -138,8 +143,9 @@ export function registerAuth(app: FastifyInstance, deps: {
       // Compared with the token's own tenant, never looked up: a name this process holds in memory
       // would answer faster than an unknown one, and the timing would tell which tenants exist.
       const own = principal.tenantId;
+      // A miss is a credential reaching for another tenant: recorded in its own, without the name it tried.
       return deps.tenants.findById(own).then((tenant) => {
-        if (!tenant || tenant.name !== requested) fail('TENANT_NOT_FOUND', 'tenant not found');
+        if (!tenant || tenant.name !== requested) return refuse(request, 'TENANT_NOT_FOUND', principal, {});
         enter(request, principal, own);
       });
     }

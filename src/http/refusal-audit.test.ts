@@ -85,6 +85,21 @@ describeEachDialect('HTTP refusals are audited', (dialect) => {
       [h.ctx.tenantId, 'machine', auditor.machineId, 'denied', 'FORBIDDEN', 'POST /v1/tenants', auditor.id]);
   });
 
+  test("a tenant token naming another tenant is a denied auth.tenant event in its own tenant, without the name it tried", async () => {
+    await h.services.tenants.create('victim');
+    const before = (await eventsOf(h, 'auth.tenant')).length;
+    for (const tenant of ['victim', 'no-such-tenant']) {
+      const res = await h.app.inject({ method: 'GET', url: '/v1/secrets', headers: { authorization: `Bearer ${auditor.token}`, 'x-keyhold-tenant': tenant } });
+      assert.deepEqual([res.statusCode, res.json().error.code], [404, 'TENANT_NOT_FOUND'], tenant);
+    }
+    const events = (await eventsOf(h, 'auth.tenant')).slice(before);
+    assert.deepEqual(events.map((e) => [e.tenant_id, e.actor_type, e.actor_id, e.outcome, e.reason, e.resource_name, e.context.credentialId]), [
+      [h.ctx.tenantId, 'machine', auditor.machineId, 'denied', 'TENANT_NOT_FOUND', 'GET /v1/secrets', auditor.id],
+      [h.ctx.tenantId, 'machine', auditor.machineId, 'denied', 'TENANT_NOT_FOUND', 'GET /v1/secrets', auditor.id],
+    ], 'the same event whether the tenant exists or not');
+    assert.ok(!JSON.stringify(events).includes('victim'), 'the name tried would tell its auditors nothing they need, and confirms nothing');
+  });
+
   test('an auditor asking for every tenant, or for the checkpoint export, is refused and recorded', async () => {
     const headers = { authorization: `Bearer ${auditor.token}` };
     const before = (await eventsOf(h, 'authz.root')).length;
