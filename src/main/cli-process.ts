@@ -1,10 +1,11 @@
 import { entries } from '../cli/commands/index.ts';
 import { createCli } from '../cli/run.ts';
+import { loopbackDirect } from '../cli/loopback-fetch.ts';
 
 /** Composition root of the CLI process (started by cli.ts): real streams, fetch and environment; the server only on demand. */
 const cli = createCli({
   entries,
-  fetch: globalThis.fetch,
+  fetch: loopbackDirect(globalThis.fetch, process.env),
   stdin: process.stdin,
   stdout: process.stdout,
   stderr: process.stderr,
