@@ -147,6 +147,10 @@ test('a server address in plain http is refused unless it is loopback, and one c
     ['http://127.evil.example:8200', /plain http only to loopback/],
     ['https://ops:hunter2-pw@keyhold.example.com', /must not carry a user name or password/],
     ['https://keyhold.example.com/?tenant=x', /must not carry a query or fragment/],
+    // Mistyped: no scheme (the user name parses as one) or a broken one; the password is still not echoed.
+    ['ops:hunter2-pw@keyhold.example.com:8200', /must be an http:\/\/ or https:\/\/ URL/],
+    ['https//ops:hunter2-pw@keyhold.example.com', /is not a URL/],
+    ['ftp://ops:hunter2-pw@keyhold.example.com', /must be an http:\/\/ or https:\/\/ URL/],
   ];
   for (const [addr, message] of refused) {
     for (const env of [{}, { KEYHOLD_ADDR: addr }] as Array<Record<string, string>>) {

@@ -13,13 +13,21 @@ export function parseServerAddress(raw: string): { ok: true; url: URL } | { ok: 
   try {
     url = new URL(raw);
   } catch {
-    return { ok: false, problem: 'not-url', message: `is not a URL: "${raw}"` };
+    return { ok: false, problem: 'not-url', message: `is not a URL: "${withoutUserinfo(raw)}"` };
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return { ok: false, problem: 'not-http', message: `must be an http:// or https:// URL (got "${raw}")` };
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return { ok: false, problem: 'not-http', message: `must be an http:// or https:// URL (got "${withoutUserinfo(raw)}")` };
   if (url.username !== '' || url.password !== '') return { ok: false, problem: 'credentials', message: 'must not carry a user name or password' };
   if (url.search !== '' || url.hash !== '') return { ok: false, problem: 'query', message: `must not carry a query or fragment (got "${raw}")` };
   if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
     return { ok: false, problem: 'plain-http', message: `is ${url.origin}: plain http only to loopback (127.0.0.0/8, ::1, localhost)` };
   }
   return { ok: true, url };
+}
+
+/**
+ * The address as typed, with everything before its last @ (after any scheme://) shown as `…`: a mistyped address
+ * ("ops:pw@host" without a scheme, "https//ops:pw@host") is not a URL with a password, but still holds one.
+ */
+function withoutUserinfo(raw: string): string {
+  return raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^?#]*@/i, '$1…@');
 }
