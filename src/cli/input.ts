@@ -1,3 +1,4 @@
+import { StringDecoder } from 'node:string_decoder';
 import { UsageError } from './args.ts';
 import type { Writer } from './output.ts';
 
@@ -63,6 +64,8 @@ export function readHiddenLine(stdin: Input, stderr: Writer, prompt: string): Pr
   stdin.resume?.();
   return new Promise((resolve, reject) => {
     let chars: string[] = [];
+    // A read can end inside a character (a long paste): its first bytes wait for the rest, not become U+FFFD.
+    const decoder = new StringDecoder('utf8');
     const finish = (error: Error | null) => {
       off.call(stdin, 'data', onData);
       setRawMode.call(stdin, false);
@@ -72,7 +75,7 @@ export function readHiddenLine(stdin: Input, stderr: Writer, prompt: string): Pr
       else resolve(chars.join(''));
     };
     const onData = (chunk: Buffer | string) => {
-      for (const ch of typeof chunk === 'string' ? chunk : chunk.toString('utf8')) {
+      for (const ch of typeof chunk === 'string' ? chunk : decoder.write(chunk)) {
         if (ch === '\r' || ch === '\n' || ch === '\u0004') return finish(null);
         if (ch === '\u0003') return finish(new InterruptedError());
         if (ch === '\u007f' || ch === '\b') chars = chars.slice(0, -1);
