@@ -46,10 +46,21 @@ export function globalSettings(flags: Flags, env: Record<string, string | undefi
   if (!parsed.ok) throw new UsageError(`--addr/KEYHOLD_ADDR ${parsed.message}`, ADDR_HINTS[parsed.problem]?.(raw));
   return {
     addr: parsed.url.href.replace(/\/+$/, ''),
-    token: str(flags, 'token') ?? nonEmpty(env.KEYHOLD_TOKEN) ?? null,
-    tenant: str(flags, 'tenant') ?? nonEmpty(env.KEYHOLD_TENANT) ?? null,
+    token: headerSafe(str(flags, 'token') !== undefined ? '--token' : 'KEYHOLD_TOKEN', str(flags, 'token') ?? nonEmpty(env.KEYHOLD_TOKEN) ?? null),
+    tenant: headerSafe(str(flags, 'tenant') !== undefined ? '--tenant' : 'KEYHOLD_TENANT', str(flags, 'tenant') ?? nonEmpty(env.KEYHOLD_TENANT) ?? null),
     json: flags.json === true,
   };
+}
+
+/**
+ * A setting that goes in a request header: visible ASCII only. Anything else (a line break, a
+ * pasted "…") fetch refuses with a message quoting the whole header, and so the token, to stderr.
+ */
+function headerSafe(name: string, value: string | null): string | null {
+  if (value !== null && !/^[\x21-\x7e]+$/.test(value)) {
+    throw new UsageError(`${name} holds a space, line break or non-ASCII character, which cannot be sent in a header (not shown)`, `check how ${name} was set`);
+  }
+  return value;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -389,3 +389,23 @@ test('a CLI command loads no database driver: every command is a new process, an
     assert.deepEqual(drivers, [], `${args.join(' ')} loads none of the server's storage or HTTP stack`);
   }
 });
+
+test('a token or tenant that cannot go in a header is a usage error that never echoes it, not fetch quoting it', async () => {
+  const cases: Array<[Record<string, string>, string[], RegExp]> = [
+    [{ KEYHOLD_TOKEN: 'kh_tok\nen-canary' }, [], /KEYHOLD_TOKEN/],
+    [{}, ['--token', 'kh_tok\u2026en-canary'], /--token/],
+    [{ KEYHOLD_TOKEN: 'kh_good', KEYHOLD_TENANT: 'acme\r\nx-evil: 1' }, [], /KEYHOLD_TENANT/],
+  ];
+  for (const [env, flags, names] of cases) {
+    let stderr = '';
+    // The real fetch (its header checks are what quoted the token), to a loopback port nothing listens on.
+    const cli = createCli({
+      entries, fetch: globalThis.fetch, stdin: Readable.from([]), stdout: { write: () => true },
+      stderr: { write: (s: string) => (stderr += s) }, env: { KEYHOLD_ADDR: 'http://127.0.0.1:1', ...env },
+    });
+    const code = await cli.run(['status', ...flags]);
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, names);
+    assert.equal(/tok|en-canary|x-evil/.test(stderr.replace(/--token|KEYHOLD_TOKEN/g, '')), false, stderr);
+  }
+});
