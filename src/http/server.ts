@@ -51,16 +51,20 @@ const WITH_BODY = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
  * Unknown fields are rejected (SPEC §14), also where an endpoint takes none: a route without a
  * query string or body schema gets an empty one, so `POST /v1/keys/rotate {"tenant":"acme"}` is
  * UNKNOWN_FIELD rather than a rotation of the tenant the header named. No body, `{}` and JSON
- * null are still fine. Registered before the OpenAPI plugin, which reads the schemas as amended.
+ * null are still fine. A route that takes no token is documented with no security requirement.
+ * Registered before the OpenAPI plugin, which reads the schemas as amended.
  */
 function refuseWhatIsNotDocumented(app: FastifyInstance): void {
   app.addHook('onRoute', (route) => {
     const schema = route.schema ?? {};
     const methods = Array.isArray(route.method) ? route.method : [route.method];
+    // A route no auth hook guards (config.auth absent or "none": auth.ts) takes no token, and the document says so.
+    const anonymous = ((route.config as { auth?: string } | undefined)?.auth ?? 'none') === 'none';
     route.schema = {
       ...schema,
       querystring: schema.querystring ?? NO_QUERY,
       ...(schema.body === undefined && methods.some((m) => WITH_BODY.has(m)) ? { body: NO_BODY } : {}),
+      ...(anonymous && schema.security === undefined ? { security: [] } : {}),
     };
   });
 }
