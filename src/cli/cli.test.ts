@@ -5,6 +5,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { entries } from './commands/index.ts';
 import { chainHash, GENESIS_HASH } from '../modules/audit/chain.ts';
@@ -407,5 +409,40 @@ test('a token or tenant that cannot go in a header is a usage error that never e
     assert.equal(code, 2, stderr);
     assert.match(stderr, names);
     assert.equal(/tok|en-canary|x-evil/.test(stderr.replace(/--token|KEYHOLD_TOKEN/g, '')), false, stderr);
+  }
+});
+
+test('a redirect is not followed: a value is never sent on to wherever the answer points', async () => {
+  const { createServer } = await import('node:http');
+  const elsewhere: string[] = [];
+  const other = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString())).on('end', () => {
+      elsewhere.push(`${req.method} ${req.url} ${body}`);
+      res.end('{}');
+    });
+  });
+  other.listen(0, '127.0.0.1');
+  await once(other, 'listening');
+  const redirecting = createServer((req, res) => {
+    req.resume();
+    res.writeHead(307, { location: `http://127.0.0.1:${(other.address() as AddressInfo).port}${req.url}` }).end();
+  });
+  redirecting.listen(0, '127.0.0.1');
+  await once(redirecting, 'listening');
+  try {
+    let stderr = '';
+    const cli = createCli({
+      entries, fetch: globalThis.fetch, stdin: Readable.from([Buffer.from('redirect-canary-value')]), stdout: { write: () => true },
+      stderr: { write: (s: string) => (stderr += s) },
+      env: { KEYHOLD_ADDR: `http://127.0.0.1:${(redirecting.address() as AddressInfo).port}`, KEYHOLD_TOKEN: 'kh_tok' },
+    });
+    const code = await cli.run(['secrets', 'set', 'A', '--env', 'dev']);
+    assert.equal(code, 1);
+    assert.match(stderr, /redirect/);
+    assert.deepEqual(elsewhere, []);
+  } finally {
+    redirecting.close();
+    other.close();
   }
 });

@@ -74,11 +74,18 @@ export function createApiClient(deps: { fetch: typeof fetch; addr: string; token
     if (token) headers.authorization = `Bearer ${token}`;
     if (tenant) headers['x-keyhold-tenant'] = tenant;
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    let res: Response;
     try {
-      return await deps.fetch(url, { method, headers, ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}) });
+      // Never followed: a 307/308 would send the body (a value, a share) on to any origin, over plain http too.
+      res = await deps.fetch(url, { method, headers, redirect: 'manual', ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}) });
     } catch (err) {
       throw new UnreachableError(`cannot reach Keyhold at ${addr} (${describeCause(err)}); is the server running? Set --addr or KEYHOLD_ADDR`);
     }
+    // The API never redirects; whatever did is not Keyhold or sits in front of it.
+    if (res.status >= 300 && res.status < 400) {
+      throw new UnreachableError(`unexpected answer from ${addr}: HTTP ${res.status}, a redirect (not followed); set --addr or KEYHOLD_ADDR to the server's own address`);
+    }
+    return res;
   }
 
   async function send<T>(method: string, route: string, opts: { body?: unknown; query?: Query } = {}): Promise<Outcome<T>> {
