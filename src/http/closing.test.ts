@@ -1,0 +1,38 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, type AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createHarness } from '../../test/helpers/harness.ts';
+
+test('a request that reaches a closing server over a connection still open gets a catalogued answer with every header, then the connection ends', async () => {
+  const h = await createHarness('sqlite');
+  try {
+    await h.app.listen({ host: '127.0.0.1', port: 0 });
+    const socket = connect((h.app.server.address() as AddressInfo).port, '127.0.0.1');
+    let answer = '';
+    socket.on('data', (c: Buffer) => (answer += c.toString('utf8')));
+    const ended = new Promise((resolve) => socket.on('close', resolve));
+    // A request whose body is still arriving keeps its connection open while the server closes.
+    const body = JSON.stringify({ name: 'IN_FLIGHT', owner: 'ops' });
+    socket.write(`POST /v1/secrets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${h.rootToken}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`);
+    await sleep(100);
+    const closing = h.app.close();
+    await sleep(50);
+    // The rest of it, and a second request pipelined behind it.
+    socket.write(`${body.slice(5)}GET /v1/sys/status HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await Promise.race([ended, sleep(5_000)]);
+    socket.destroy();
+    await closing;
+    const second = answer.split(/(?=HTTP\/1\.1 )/)[1] ?? '';
+    const [head = '', text = ''] = second.split('\r\n\r\n');
+    assert.match(head.toLowerCase(), /x-content-type-options: nosniff/, second);
+    assert.match(head.toLowerCase(), /cache-control: no-store/);
+    assert.match(head.toLowerCase(), /connection: close/);
+    assert.match(head.toLowerCase(), /x-request-id: /);
+    const parsed = JSON.parse(text) as { error?: { code?: unknown } };
+    // fastify's own shutdown answer ({"error":"Service Unavailable",...}) is no Keyhold body; a route's answer or a catalogued error is.
+    assert.notEqual(typeof parsed.error, 'string', text);
+  } finally {
+    await h.close();
+  }
+});
