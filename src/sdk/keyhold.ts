@@ -46,6 +46,19 @@ const ENVIRONMENT = /^[a-z][a-z0-9-]{0,62}$/;
 /** Visible ASCII: anything else cannot go in a header, and fetch's refusal would quote the whole header, token and all. */
 const TOKEN = /^[\x21-\x7e]+$/;
 
+const isVersion = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 1;
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The body of `GET /v1/secrets/:name/values/:environment`. */
+function isValueAnswer(v: unknown): v is { value: string; version: number } {
+  return isObject(v) && typeof v.value === 'string' && isVersion(v.version);
+}
+
+/** The body of `POST /v1/secrets/versions`: a version or null per name. */
+function isVersionsAnswer(v: unknown): v is { versions: Record<string, number | null> } {
+  return isObject(v) && isObject(v.versions) && Object.values(v.versions).every((version) => version === null || isVersion(version));
+}
+
 interface Entry {
   value: string;
   version: number;
@@ -134,7 +147,7 @@ export function createKeyhold(opts: KeyholdOptions = {}): Keyhold {
     pending = (async () => {
       const sent = clock.now();
       const path = `/v1/secrets/${encodeURIComponent(name)}/values/${encodeURIComponent(environment)}`;
-      const read = await transport.json<{ value: string; version: number }>('GET', path).catch((err) => forgetOn(err, environment));
+      const read = await transport.json('GET', path, isValueAnswer).catch((err) => forgetOn(err, environment));
       const entry: Entry = { value: read.value, version: read.version, confirmedAt: sent };
       if (!closed) {
         cacheOf(environment).entries.set(name, entry);
@@ -155,7 +168,7 @@ export function createKeyhold(opts: KeyholdOptions = {}): Keyhold {
       const batches: string[][] = [];
       for (let i = 0; i < names.length; i += CHECK_BATCH) batches.push(names.slice(i, i + CHECK_BATCH));
       const answers = await Promise.all(batches.map((batch) =>
-        transport.json<{ versions: Record<string, number | null> }>('POST', '/v1/secrets/versions', { environment, names: batch })))
+        transport.json('POST', '/v1/secrets/versions', isVersionsAnswer, { environment, names: batch })))
         .catch((err) => forgetOn(err, environment));
       const versions = new Map<string, number | null>();
       for (const answer of answers) for (const [name, version] of Object.entries(answer.versions)) versions.set(name, version);

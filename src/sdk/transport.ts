@@ -4,8 +4,11 @@ import { KeyholdError } from './errors.ts';
 export const SDK_VERSION = '0.1.0';
 
 export interface Transport {
-  /** One JSON request; the server's error body becomes a KeyholdError with its code. */
-  json<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T>;
+  /**
+   * One JSON request; the server's error body becomes a KeyholdError with its code, and a success
+   * body that `accept` refuses (a proxy, a broken server) becomes BAD_RESPONSE.
+   */
+  json<T>(method: 'GET' | 'POST', path: string, accept: (parsed: unknown) => parsed is T, body?: unknown): Promise<T>;
 }
 
 /** JSON over fetch with the bearer token, the tenant header and a per-request timeout. */
@@ -19,7 +22,7 @@ export function createTransport(opts: { addr: string; token: string; tenant: str
   };
 
   return {
-    async json<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    async json<T>(method: 'GET' | 'POST', path: string, accept: (parsed: unknown) => parsed is T, body?: unknown): Promise<T> {
       let res: Response;
       try {
         res = await opts.fetch(addr + path, {
@@ -42,7 +45,11 @@ export function createTransport(opts: { addr: string; token: string; tenant: str
       } catch {
         throw new KeyholdError('BAD_RESPONSE', `unexpected answer from ${addr}: HTTP ${res.status}, not JSON`, { status: res.status });
       }
-      if (res.ok) return parsed as T;
+      if (res.ok) {
+        if (accept(parsed)) return parsed;
+        // The body is not quoted: it may hold a value.
+        throw new KeyholdError('BAD_RESPONSE', `unexpected answer from ${addr}: HTTP ${res.status}, not the shape a Keyhold server answers`, { status: res.status });
+      }
       const error = (parsed as { error?: { code?: unknown; message?: unknown; requestId?: unknown } } | null)?.error;
       if (!error || typeof error.code !== 'string') {
         throw new KeyholdError('BAD_RESPONSE', `unexpected answer from ${addr}: HTTP ${res.status} without a Keyhold error body`, { status: res.status });
