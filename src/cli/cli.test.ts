@@ -131,6 +131,11 @@ test('usage errors exit 2 before any request is sent', async () => {
     [['status', '--frobnicate'], /unknown option --frobnicate/],
     [['secrets', 'get', 'A', '--env', 'dev', '--file', 'x'], /Unknown option '--file'/],
     [['launch'], /unknown command "launch"/],
+    // A file is bounded like stdin, and read only up to the bound: /dev/zero never ends.
+    [['secrets', 'set', 'A', '--env', 'dev', '--file', '/dev/zero'], /--file \/dev\/zero is larger than 8388608 bytes/],
+    [['connectors', 'create', 'c', '--env', 'dev', '--file', '/dev/zero'], /--file \/dev\/zero is larger than/],
+    [['automations', 'create', '--file', '/dev/zero'], /definition \/dev\/zero is larger than/],
+    [['policy', 'validate', '/dev/zero'], /policy file \/dev\/zero is larger than/],
   ];
   for (const [argv, message] of cases) {
     const h = harness(() => wrote);

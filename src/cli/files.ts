@@ -1,14 +1,39 @@
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, rm } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import { UsageError } from './args.ts';
+import { MAX_INPUT_BYTES } from './input.ts';
 
-/** Reads a text file named on the command line; a missing or unreadable file is a usage error naming it. */
-export async function readText(path: string, what: string): Promise<string> {
+/**
+ * Reads a file named on the command line, bounded like stdin: reading stops one byte past the
+ * bound (a pipe or device reports no size, so the size is counted, not asked). A missing,
+ * unreadable or oversized file is a usage error naming it.
+ */
+export async function readBytes(path: string, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
   try {
-    return await readFile(path, 'utf8');
+    const handle = await open(path, 'r');
+    try {
+      for (;;) {
+        const { bytesRead, buffer } = await handle.read(Buffer.alloc(Math.min(64 * 1024, MAX_INPUT_BYTES + 1 - size)), 0, undefined, null);
+        if (bytesRead === 0) break;
+        size += bytesRead;
+        if (size > MAX_INPUT_BYTES) throw new UsageError(`${what} ${path} is larger than ${MAX_INPUT_BYTES} bytes`, 'the CLI reads at most 8 MiB from a file or stdin');
+        chunks.push(buffer.subarray(0, bytesRead));
+      }
+    } finally {
+      await handle.close();
+    }
   } catch (err) {
+    if (err instanceof UsageError) throw err;
     throw new UsageError(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
+  return Buffer.concat(chunks, size);
+}
+
+/** Reads a text file named on the command line (bounded, see readBytes). */
+export async function readText(path: string, what: string): Promise<string> {
+  return (await readBytes(path, what)).toString('utf8');
 }
 
 /** Reads and parses a JSON file named on the command line. */

@@ -20,7 +20,8 @@ export class InterruptedError extends Error {
   }
 }
 
-const MAX_INPUT_BYTES = 8 * 1024 * 1024;
+/** The most the CLI reads from stdin or a file named on the command line. */
+export const MAX_INPUT_BYTES = 8 * 1024 * 1024;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Decodes UTF-8 strictly: a binary file must not be stored mangled by replacement characters. */

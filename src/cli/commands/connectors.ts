@@ -1,8 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import { positionals, required, str, strings, UsageError } from '../args.ts';
 import { route } from '../client.ts';
 import type { Command, Flags, Group } from '../command.ts';
 import { decodeUtf8 } from '../input.ts';
+import { readBytes } from '../files.ts';
 import { fields, table, time } from '../output.ts';
 
 /** The `connectors` group: integration instances per environment (settings and slot → secret names, never values). */
@@ -55,7 +55,7 @@ async function definitionFrom(flags: Flags, base: Definition): Promise<Definitio
   if (file) {
     let parsed: unknown;
     try {
-      parsed = JSON.parse(decodeUtf8(await readFile(file), `--file ${file}`));
+      parsed = JSON.parse(decodeUtf8(await readBytes(file, '--file'), `--file ${file}`));
     } catch (err) {
       if (err instanceof UsageError) throw err;
       throw new UsageError(`cannot read --file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'not JSON'}`);

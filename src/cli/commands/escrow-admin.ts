@@ -1,9 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import { parseWhole, positionals, required, str, UsageError } from '../args.ts';
 import { route } from '../client.ts';
 import type { Command, Group } from '../command.ts';
 import { fields, table, time } from '../output.ts';
-import { jsonProblem } from '../files.ts';
+import { jsonProblem, readText } from '../files.ts';
 
 /** The `reviews` group (break-glass follow-up) and the `access-policy` group (approval rules and groups, versioned). */
 
@@ -60,12 +59,7 @@ const reviewComplete: Command = {
 export const reviewsGroup: Group = { name: 'reviews', summary: 'Post-hoc reviews of break-glass access', commands: [reviewList, reviewShow, reviewComplete] };
 
 async function readDocument(path: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new UsageError(`cannot read access policy file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
+  const text = await readText(path, 'access policy file');
   try {
     return JSON.parse(text);
   } catch (err) {

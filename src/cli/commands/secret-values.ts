@@ -1,8 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import { int, positionals, required, str, strings, UsageError } from '../args.ts';
 import { route, type ApiClient } from '../client.ts';
 import type { Command, CommandContext, Flags } from '../command.ts';
 import { decodeUtf8, readSecretInput } from '../input.ts';
+import { readBytes } from '../files.ts';
 import { table, time } from '../output.ts';
 
 /** Values of a secret per environment: set, get, history, rollback. Inventory lives in secrets.ts. */
@@ -19,13 +19,7 @@ const META_FLAGS = ['owner', 'label', 'purpose', 'classification', 'tag'] as con
 async function readValue(ctx: CommandContext, name: string): Promise<string> {
   const file = str(ctx.flags, 'file');
   if (file !== undefined) {
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(file);
-    } catch (err) {
-      throw new UsageError(`cannot read --file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-    return decodeUtf8(bytes, `--file ${file}`);
+    return decodeUtf8(await readBytes(file, '--file'), `--file ${file}`);
   }
   return readSecretInput(ctx.deps.stdin, ctx.deps.stderr, `Value for ${name} (input hidden): `);
 }
