@@ -204,6 +204,11 @@ test('help is printed for the CLI, a group and a command, and exits 0 when asked
   }
   const set = await harness(() => wrote).run('secrets', 'set', '--help');
   assert.match(set.stdout, /ONE trailing newline/);
+  assert.match((await harness(() => wrote).run('help')).stdout, /130 interrupted/, 'every exit code the CLI uses is listed');
+  const list = (await harness(() => wrote).run('audit', 'list', '--help')).stdout;
+  assert.match(list, /\[--after SEQ\] \[--oldest-first\]/);
+  assert.match(list, /^--after SEQ +\S/m, 'every option in the usage line is explained');
+  assert.match(list, /^--oldest-first +\S/m);
   assert.equal((await harness(() => wrote).run('secrets')).code, 2, 'a group without a verb is a usage error');
 });
 

@@ -12,7 +12,7 @@ const GLOBAL_HELP = [
 
 const FOOTER = [
   'Exit codes: 0 success; 1 an error from the server (printed as "error: CODE: message") or the',
-  'network; 2 a usage error.',
+  'network; 2 a usage error; 130 interrupted (Ctrl-C).',
 ];
 
 function columns(rows: Array<[string, string]>): string[] {

@@ -82,7 +82,13 @@ const list: Command = {
   name: 'list',
   summary: 'List events, newest first; identical denials within a minute show once with a count',
   usage: 'audit list [--action A] [--actor ID] [--secret NAME] [--outcome O] [--from T] [--to T] [--limit N] [--after SEQ] [--oldest-first]',
-  help: [...filterHelp, '--limit N       items per page (1-1000, default 100); the next page is named on stderr', 'With --json: {"items": [...], "next": SEQ | null}.'],
+  help: [
+    ...filterHelp,
+    '--limit N       items per page (1-1000, default 100); the next page is named on stderr',
+    '--after SEQ     the next page: events past SEQ in the listing order (older than SEQ; newer with --oldest-first)',
+    '--oldest-first  list the oldest events first (default: newest first)',
+    'With --json: {"items": [...], "next": SEQ | null}.',
+  ],
   options: { ...filterOptions, limit: { type: 'string' }, after: { type: 'string' }, 'oldest-first': { type: 'boolean' } },
   async run({ args, flags, api, out }) {
     positionals(args, [], list.usage);
