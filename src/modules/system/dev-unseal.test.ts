@@ -1,9 +1,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
-import { readdir, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEV_KEY_FILE } from '../../crypto/root/dev/index.ts';
+import { DEV_ROOT_TOKEN_FILE } from './system-service.ts';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createTestDatabase, type TestDatabase } from '../../../test/helpers/databases.ts';
 import { identitySettings, loadConfig } from '../../config/config.ts';
@@ -96,4 +97,39 @@ describeEachDialect('dev-mode init', (dialect) => {
       await database.cleanup();
     }
   });
+
+  // A data directory left from an earlier server (or written into by someone else) may already hold these names.
+  for (const [what, plant] of [
+    ['a link planted at its name is replaced, not written through', (file: string, elsewhere: string) => symlink(elsewhere, file)],
+    ['a file already at its name, readable by others, is replaced by one only the owner reads', (file: string) => writeFile(file, 'old\n', { mode: 0o644 })],
+  ] as const) {
+    test(`the root token file: ${what}`, async () => {
+      const database = await createTestDatabase(dialect);
+      const storage = await database.open();
+      const dataDir = join(database.dataDir, 'dev-data');
+      const elsewhere = join(database.dataDir, 'elsewhere');
+      await mkdir(dataDir, { mode: 0o700 });
+      await writeFile(elsewhere, 'untouched\n', { mode: 0o644 });
+      await plant(join(dataDir, DEV_ROOT_TOKEN_FILE), elsewhere);
+      try {
+        const services = createServices({
+          config: { dataDir, limits: loadConfig({}).limits, rollbackWindowMs: 86_400_000, identity: identitySettings() },
+          storage, clock: createManualClock(Date.UTC(2026, 5, 1)),
+        });
+        const { rootToken } = await services.system.initialize({ type: 'dev', shares: 1, threshold: 1 });
+        assert.equal(await readFile(elsewhere, 'utf8'), 'untouched\n', 'nothing written through the link');
+        const file = await lstat(join(dataDir, DEV_ROOT_TOKEN_FILE));
+        assert.deepEqual([file.isFile(), file.mode & 0o777], [true, 0o600]);
+        assert.equal(await readFile(join(dataDir, DEV_ROOT_TOKEN_FILE), 'utf8'), `${rootToken}\n`);
+        // The key file beside it: whole (a root key, 32 bytes), and only the owner's.
+        const key = await lstat(join(dataDir, DEV_KEY_FILE));
+        assert.deepEqual([key.isFile(), key.mode & 0o777], [true, 0o600]);
+        assert.equal(Buffer.from((await readFile(join(dataDir, DEV_KEY_FILE), 'utf8')).trim(), 'base64').length, 32);
+        assert.deepEqual((await readdir(dataDir)).sort(), [DEV_ROOT_TOKEN_FILE, DEV_KEY_FILE], 'no temporary file left beside them');
+      } finally {
+        await storage.close();
+        await database.cleanup();
+      }
+    });
+  }
 });

@@ -1,8 +1,7 @@
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Kysely } from 'kysely';
 import { fail, KeyholdError } from '../../errors/index.ts';
 import { failureCode } from '../../storage/db-errors.ts';
+import { writePrivateFile } from '../../platform/private-file.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { AppendOnlyGuarantee } from '../../storage/postgres/privileges.ts';
 import type { TokenService } from '../auth/token-service.ts';
@@ -68,7 +67,7 @@ export function createSystemService(deps: {
         await audit.appendInTx(trx, [systemEvent('system.init', 'allowed', { sealType: opts.type, shares: String(opts.shares), threshold: String(opts.threshold) })]);
       }));
       if (opts.type === 'dev') {
-        await writeFile(join(dataDir, DEV_ROOT_TOKEN_FILE), rootToken + '\n', { mode: 0o600 });
+        await writePrivateFile(dataDir, DEV_ROOT_TOKEN_FILE, rootToken + '\n');
       } else {
         seal.seal();
       }

@@ -1,6 +1,6 @@
-import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomToken } from '../../bytes.ts';
+import { stagePrivateFile, type StagedFile } from '../../../platform/private-file.ts';
 
 /**
  * Dev-mode root key storage: the unseal key sits in the data directory in the clear.
@@ -8,33 +8,14 @@ import { randomToken } from '../../bytes.ts';
  */
 export const DEV_KEY_FILE = 'dev-unseal.key';
 
-/** A key file written beside its final name, waiting for the init that uses the key to commit. */
-export interface StagedDevKey {
-  /** Gives the file its final name (after the init committed). */
-  commit(): Promise<string>;
-  /** Removes it (the init did not commit). */
-  discard(): Promise<void>;
-}
-
 /**
  * Writes the key to a file of its own before the init commits, so a key that cannot be written
  * stops the init (a committed dev init without its key file could never be unsealed again), and
- * an init that loses a race never replaces the winner's file.
+ * an init that loses a race never replaces the winner's file. `commit` once the init committed,
+ * `discard` if it did not.
  */
-export async function stageDevRootKey(dataDir: string, rootKey: Uint8Array): Promise<StagedDevKey> {
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const final = join(dataDir, DEV_KEY_FILE);
-  const temp = `${final}.${randomToken(6)}.tmp`;
-  await writeFile(temp, Buffer.from(rootKey).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
-  return {
-    async commit() {
-      await rename(temp, final);
-      return final;
-    },
-    async discard() {
-      await unlink(temp).catch(() => {});
-    },
-  };
+export function stageDevRootKey(dataDir: string, rootKey: Uint8Array): Promise<StagedFile> {
+  return stagePrivateFile(dataDir, DEV_KEY_FILE, Buffer.from(rootKey).toString('base64') + '\n');
 }
 
 export async function readDevRootKey(dataDir: string): Promise<Buffer | null> {

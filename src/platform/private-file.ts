@@ -1,0 +1,50 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** A file written in full beside its final name, waiting to be given that name. */
+export interface StagedFile {
+  /** Gives the file its final name, replacing whatever was there (a link is replaced, not followed); returns the path. */
+  commit(): Promise<string>;
+  /** Removes it. */
+  discard(): Promise<void>;
+}
+
+/**
+ * Writes `contents` to a new file only the owner can read, beside `name` in `dir` (made with mode 700
+ * if missing). The file is created exclusively, so neither a file already at the final name (whatever
+ * its mode) nor a link planted there is ever written through.
+ */
+export async function stagePrivateFile(dir: string, name: string, contents: string | Uint8Array): Promise<StagedFile> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const final = join(dir, name);
+  const temp = `${final}.${randomBytes(6).toString('hex')}.tmp`;
+  const discard = () => unlink(temp).catch(() => {});
+  const handle = await open(temp, 'wx', 0o600);
+  try {
+    await handle.writeFile(contents);
+  } catch (err) {
+    await handle.close().catch(() => {});
+    await discard();
+    throw err;
+  }
+  await handle.close();
+  return {
+    async commit() {
+      await rename(temp, final);
+      return final;
+    },
+    discard,
+  };
+}
+
+/** Stages and commits at once (see stagePrivateFile); a file that cannot be committed is removed. */
+export async function writePrivateFile(dir: string, name: string, contents: string | Uint8Array): Promise<string> {
+  const staged = await stagePrivateFile(dir, name, contents);
+  try {
+    return await staged.commit();
+  } catch (err) {
+    await staged.discard();
+    throw err;
+  }
+}
