@@ -13,7 +13,9 @@ export interface StagedFile {
 /**
  * Writes `contents` to a new file only the owner can read, beside `name` in `dir` (made with mode 700
  * if missing). The file is created exclusively, so neither a file already at the final name (whatever
- * its mode) nor a link planted there is ever written through.
+ * its mode) nor a link planted there is ever written through. The file is on disk before it can be
+ * renamed and the rename is on disk before commit returns, so a power cut never leaves the final name
+ * on an empty or partial file, nor loses a file something committed elsewhere (a database) relies on.
  */
 export async function stagePrivateFile(dir: string, name: string, contents: string | Uint8Array): Promise<StagedFile> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -23,15 +25,19 @@ export async function stagePrivateFile(dir: string, name: string, contents: stri
   const handle = await open(temp, 'wx', 0o600);
   try {
     await handle.writeFile(contents);
+    await handle.sync();
   } catch (err) {
     await handle.close().catch(() => {});
     await discard();
     throw err;
   }
   await handle.close();
+  // The staged file is durable before whatever it waits on (an init's transaction) commits.
+  await syncDirectory(dir);
   return {
     async commit() {
       await rename(temp, final);
+      await syncDirectory(dir);
       return final;
     },
     discard,
@@ -46,5 +52,15 @@ export async function writePrivateFile(dir: string, name: string, contents: stri
   } catch (err) {
     await staged.discard();
     throw err;
+  }
+}
+
+/** Makes a rename in `dir` durable: until the directory itself is on disk, a power cut can undo it. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
