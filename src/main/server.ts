@@ -6,7 +6,7 @@ import { createLogger } from '../platform/logger.ts';
 import { warmUpNextTick } from '../platform/jit-warm-up.ts';
 import { systemClock } from '../platform/clock.ts';
 import { MigrationsPendingError, openStorage, type Storage } from '../storage/database.ts';
-import { DEV_KEY_FILE } from '../crypto/root/dev/index.ts';
+import { DEV_KEY_FILE, DevKeyFileError } from '../crypto/root/dev/index.ts';
 import { DEV_ROOT_TOKEN_FILE } from '../modules/system/system-service.ts';
 import { createHttpApp, createServices } from './compose.ts';
 import { sinksFrom, startAuditStreaming } from '../modules/audit/streaming.ts';
@@ -205,6 +205,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   } catch (err) {
     await app?.close().catch(() => {});
     await storage.close().catch(() => {});
+    // Not a crash: the operator restores the key file (or starts a new dev server), then starts again.
+    if (err instanceof DevKeyFileError) {
+      process.stderr.write(`keyhold cannot start: ${err.message}\n`);
+      process.exit(2);
+    }
     throw err;
   }
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DEV_KEY_FILE } from '../../crypto/root/dev/index.ts';
+import { DEV_KEY_FILE, DevKeyFileError } from '../../crypto/root/dev/index.ts';
 import { DEV_ROOT_TOKEN_FILE } from './system-service.ts';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createTestDatabase, type TestDatabase } from '../../../test/helpers/databases.ts';
@@ -61,6 +61,27 @@ describeEachDialect('dev-mode unseal at start-up', (dialect) => {
       assert.equal(services.seal.isSealed(), true);
     } finally {
       await sql`alter table audit_events_gone rename to audit_events`.execute(storage.db);
+    }
+    assert.equal(await services.system.unsealFromDevKey(), true);
+  });
+
+  test('a key file that holds no root key stops start-up with an error naming the file and what is wrong with it', async () => {
+    const file = join(database.dataDir, DEV_KEY_FILE);
+    const key = await readFile(file, 'utf8');
+    try {
+      for (const [text, problem] of [
+        [Buffer.alloc(16, 7).toString('base64'), /16 bytes, not 32/],
+        ['', /empty/],
+        ['not base64 at all!', /not base64/],
+      ] as const) {
+        await writeFile(file, text + '\n');
+        services.seal.seal();
+        await assert.rejects(services.system.unsealFromDevKey(),
+          (err: Error) => err instanceof DevKeyFileError && err.message.startsWith(`${file}: `) && problem.test(err.message), text);
+        assert.equal(services.seal.isSealed(), true);
+      }
+    } finally {
+      await writeFile(file, key);
     }
     assert.equal(await services.system.unsealFromDevKey(), true);
   });
