@@ -24,16 +24,18 @@ export async function stagePrivateFile(dir: string, name: string, contents: stri
   const discard = () => unlink(temp).catch(() => {});
   const handle = await open(temp, 'wx', 0o600);
   try {
-    await handle.writeFile(contents);
-    await handle.sync();
+    try {
+      await handle.writeFile(contents);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    // The staged file is durable before whatever it waits on (an init's transaction) commits.
+    await syncDirectory(dir);
   } catch (err) {
-    await handle.close().catch(() => {});
     await discard();
     throw err;
   }
-  await handle.close();
-  // The staged file is durable before whatever it waits on (an init's transaction) commits.
-  await syncDirectory(dir);
   return {
     async commit() {
       await rename(temp, final);
