@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
+import { createPrivateFile } from '../platform/private-file.ts';
 import { UsageError } from './args.ts';
 import { MAX_INPUT_BYTES } from './input.ts';
 
@@ -69,14 +70,8 @@ export function jsonProblem(err: unknown, text: string): string {
  */
 export async function writePrivateFile(path: string, content: string | AsyncIterable<Uint8Array>): Promise<void> {
   const partial = `${path}.${randomBytes(6).toString('hex')}.partial`;
-  const handle = await open(partial, 'wx', 0o600);
+  await createPrivateFile(partial, content);
   try {
-    try {
-      await handle.writeFile(content);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
     await rename(partial, path);
   } catch (err) {
     await rm(partial, { force: true });

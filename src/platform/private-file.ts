@@ -22,14 +22,8 @@ export async function stagePrivateFile(dir: string, name: string, contents: stri
   const final = join(dir, name);
   const temp = `${final}.${randomBytes(6).toString('hex')}.tmp`;
   const discard = () => unlink(temp).catch(() => {});
-  const handle = await open(temp, 'wx', 0o600);
+  await createPrivateFile(temp, contents);
   try {
-    try {
-      await handle.writeFile(contents);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
     // The staged file is durable before whatever it waits on (an init's transaction) commits.
     await syncDirectory(dir);
   } catch (err) {
@@ -53,6 +47,26 @@ export async function writePrivateFile(dir: string, name: string, contents: stri
     return await staged.commit();
   } catch (err) {
     await staged.discard();
+    throw err;
+  }
+}
+
+/**
+ * Creates `path` exclusively (never through a file or link already there) with mode 600, writes
+ * `contents` and syncs it to disk. If writing, syncing or closing fails, the file it created is
+ * removed; a file that was already there is never touched.
+ */
+export async function createPrivateFile(path: string, contents: string | Uint8Array | AsyncIterable<Uint8Array>): Promise<void> {
+  const handle = await open(path, 'wx', 0o600);
+  try {
+    try {
+      await handle.writeFile(contents);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    await unlink(path).catch(() => {});
     throw err;
   }
 }
