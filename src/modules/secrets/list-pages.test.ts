@@ -5,11 +5,7 @@ import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
 import type { TenantContext } from '../shared/context.ts';
-
-const rejects = (p: Promise<unknown>, code: string) => assert.rejects(p, (err: { code?: string }) => {
-  assert.equal(err.code, code);
-  return true;
-});
+import { rejects } from '../../../test/helpers/rejects.ts';
 
 describeEachDialect('secret listing pages', (dialect) => {
   let h: Harness;

@@ -6,11 +6,7 @@ import { userContext } from '../../../test/helpers/identities.ts';
 import { pauseAfterRead } from '../../../test/helpers/pause-after-read.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { createSecretService } from './secret-service.ts';
-
-const rejects = (p: Promise<unknown>, code: string) => assert.rejects(p, (err: { code?: string }) => {
-  assert.equal(err.code, code);
-  return true;
-});
+import { rejects } from '../../../test/helpers/rejects.ts';
 
 describeEachDialect('secrets and versions', (dialect) => {
   let h: Harness;

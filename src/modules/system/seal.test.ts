@@ -4,11 +4,7 @@ import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { sql } from 'kysely';
 import { parseShare } from '../../crypto/root/shamir/index.ts';
-
-const rejects = (p: Promise<unknown>, code: string) => assert.rejects(p, (err: { code?: string }) => {
-  assert.equal(err.code, code);
-  return true;
-});
+import { rejects } from '../../../test/helpers/rejects.ts';
 
 describeEachDialect('seal and unseal', (dialect) => {
   let h: Harness;

@@ -3,11 +3,7 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import type { TenantContext } from '../shared/context.ts';
-
-const rejects = (p: Promise<unknown>, code: string) => assert.rejects(p, (err: { code?: string }) => {
-  assert.equal(err.code, code);
-  return true;
-});
+import { rejects } from '../../../test/helpers/rejects.ts';
 
 describeEachDialect('tenant isolation and tampered storage', (dialect) => {
   let h: Harness;

@@ -9,11 +9,7 @@ import { newId } from '../../../platform/ids.ts';
 import type { Authorizer } from '../../policy/authorizer.ts';
 import { createUserModule } from './index.ts';
 import { createSessionService } from './session-service.ts';
-
-const rejects = (p: Promise<unknown>, code: string) => assert.rejects(p, (err: { code?: string }) => {
-  assert.equal(err.code, code);
-  return true;
-});
+import { rejects } from '../../../../test/helpers/rejects.ts';
 
 describeEachDialect('human users and their sessions', (dialect) => {
   let h: Harness;

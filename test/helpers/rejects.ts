@@ -1,0 +1,7 @@
+import assert from 'node:assert/strict';
+
+/** Asserts that `p` rejects with a Keyhold error of `code`. */
+export const rejects = (p: Promise<unknown>, code: string) => assert.rejects(p, (err: { code?: string }) => {
+  assert.equal(err.code, code);
+  return true;
+});
