@@ -1,6 +1,6 @@
 import { createHmac, type KeyObject } from 'node:crypto';
-import { aeadOpen, aeadSeal } from '../aead.ts';
-import { bindFields } from '../bytes.ts';
+import { aeadOpen, aeadSeal, toKeyObject } from '../aead.ts';
+import { bindFields, wipe } from '../bytes.ts';
 
 const CHECK_PLAINTEXT = Buffer.from('keyhold root key check v1');
 const CHECK_AAD = bindFields('keyhold/root-check/v1');
@@ -28,6 +28,19 @@ export function verifyRootCheck(candidate: KeyObject, check: Uint8Array): boolea
     return aeadOpen(candidate, check, CHECK_AAD).equals(CHECK_PLAINTEXT);
   } catch {
     return false;
+  }
+}
+
+/**
+ * The root key made from `candidate` bytes (reconstructed from shares, or read from the dev key
+ * file), or null when it is not the key that produced `check`. The bytes are wiped either way.
+ */
+export function verifiedRootKey(candidate: Buffer, check: Uint8Array): KeyObject | null {
+  try {
+    const key = toKeyObject(candidate);
+    return verifyRootCheck(key, check) ? key : null;
+  } finally {
+    wipe(candidate);
   }
 }
 

@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { toKeyObject } from '../../crypto/aead.ts';
 import { randomKey, wipe } from '../../crypto/bytes.ts';
 import type { RootKeyHolder } from '../../crypto/keyring.ts';
-import { makeRootCheck, verifyRootCheck } from '../../crypto/root/root-key.ts';
+import { makeRootCheck, verifiedRootKey } from '../../crypto/root/root-key.ts';
 import { parseShare, shareDigest, splitRootKey } from '../../crypto/root/shamir/index.ts';
 import { readDevRootKey, stageDevRootKey } from '../../crypto/root/dev/index.ts';
 import { fail } from '../../errors/index.ts';
@@ -73,9 +73,8 @@ export function createSealManager(deps: { meta: Pick<SystemMetaRepository, 'getS
   }
 
   function stage(candidate: Buffer, check: Uint8Array): boolean {
-    const key = toKeyObject(candidate);
-    wipe(candidate);
-    if (!verifyRootCheck(key, check)) return false;
+    const key = verifiedRootKey(candidate, check);
+    if (!key) return false;
     staged = key;
     dropPending();
     return true;

@@ -1,7 +1,6 @@
 import type { KeyObject } from 'node:crypto';
-import { toKeyObject } from '../../crypto/aead.ts';
 import { wipe } from '../../crypto/bytes.ts';
-import { verifyRootCheck } from '../../crypto/root/root-key.ts';
+import { verifiedRootKey } from '../../crypto/root/root-key.ts';
 import { combineShares, isKnownShare, parseShare } from '../../crypto/root/shamir/index.ts';
 import { fail } from '../../errors/index.ts';
 import type { SealConfig } from './system-meta-repository.ts';
@@ -44,10 +43,7 @@ export function createShareCollector(config: SealConfig) {
       const shares = pending;
       pending = [];
       try {
-        const candidate = await combineShares(shares);
-        const key = toKeyObject(candidate);
-        wipe(candidate);
-        return verifyRootCheck(key, check) ? key : null;
+        return verifiedRootKey(await combineShares(shares), check);
       } finally {
         for (const s of shares) wipe(s);
       }
