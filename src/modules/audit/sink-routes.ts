@@ -3,13 +3,12 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { errorResponses, Nullable } from '../../http/schemas.ts';
 import type { AuditDelivery } from './delivery.ts';
+import { isoTime as iso } from '../../platform/clock.ts';
 
 /** Where the process that starts streaming (server.ts, tests) leaves its delivery, for the status route. */
 export interface AuditStreamingSlot {
   delivery: Pick<AuditDelivery, 'status'> | null;
 }
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 const SinkStatusSchema = Type.Object({
   sink: Type.String(),

@@ -6,8 +6,7 @@ import type { TenantContext } from '../shared/context.ts';
 import { createAutomationRepository } from './automation-repository.ts';
 import type { RunListRow } from './automation-repository.ts';
 import type { Run, RunStatus, RunSummary, RunTrigger, StepRecord, StepSummary } from './types.ts';
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+import { isoTime as iso } from '../../platform/clock.ts';
 
 /** What the run list keeps of each step: everything but its output and log. */
 export function summarizeSteps(records: readonly StepRecord[]): StepSummary[] {

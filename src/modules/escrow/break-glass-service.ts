@@ -10,8 +10,7 @@ import { checkTarget, type EscrowDeps, type RequestService } from './request-ser
 import { assertPrintable, visibleLength } from '../shared/typed-text.ts';
 import { MAX_COMMENT, type AccessRequest, type BreakGlassReview, type FileRequestInput } from './types.ts';
 import { isKeyholdError } from '../../errors/index.ts';
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+import { isoTime as iso } from '../../platform/clock.ts';
 
 function toReview(review: AccessReviewsTable, request: AccessRequestsTable): BreakGlassReview {
   return {

@@ -3,8 +3,7 @@ import type { Executor } from '../../storage/database.ts';
 import type { AccessApprovalsTable, AccessGrantsTable, AccessRequestsTable } from '../../storage/schema.ts';
 import type { EscrowAction, ResolvedRule } from './access-policy.ts';
 import type { AccessRequest, GrantState, RequestState } from './types.ts';
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+import { isoTime as iso } from '../../platform/clock.ts';
 
 export const ruleOf = (row: AccessRequestsTable) => JSON.parse(row.rule) as ResolvedRule;
 export const secretsOf = (row: AccessRequestsTable) => JSON.parse(row.secrets) as Array<{ id: string; name: string }>;

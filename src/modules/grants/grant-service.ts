@@ -1,6 +1,7 @@
 import type { Kysely, Transaction } from 'kysely';
 import { fail } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
+import { isoTime as iso } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import type { Database, GrantsTable } from '../../storage/schema.ts';
 import { isRole, type Role } from '../policy/actions.ts';
@@ -42,8 +43,6 @@ export interface CreateGrantInput {
   namePatterns?: string[];
   expiresAt?: string;
 }
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 function stateOf(row: GrantsTable, now: number): GrantState {
   if (row.revoked_at !== null) return 'revoked';

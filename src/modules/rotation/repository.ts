@@ -2,8 +2,7 @@ import type { Executor } from '../../storage/database.ts';
 import type { RotationPoliciesTable, RotationsTable } from '../../storage/schema.ts';
 import type { Recipient } from '../notifications/notifier.ts';
 import type { ConnectorCheck, Rotation, RotationPolicy, RotationState, RotationStep } from './types.ts';
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+import { isoTime as iso } from '../../platform/clock.ts';
 
 export function toPolicy(r: RotationPoliciesTable): RotationPolicy {
   return {

@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import { fail, isKeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
+import { isoTime as iso } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import { isUniqueViolation } from '../../storage/db-errors.ts';
 import type { Database, SecretsTable } from '../../storage/schema.ts';
@@ -21,7 +22,6 @@ import { CLASSIFICATIONS, type CreateSecretInput, type SecretDetail, type Secret
 
 /** Rows one listing request reads at most past secrets its caller may not list before it answers a partial page. */
 const MAX_SCANNED = 2000;
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 /** One answer for a secret that does not exist and one the caller may not know of. */
 const notFound = (name: string): never => fail('SECRET_NOT_FOUND', `secret "${name}" does not exist`);
 

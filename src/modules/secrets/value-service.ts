@@ -3,6 +3,7 @@ import type { Keyring } from '../../crypto/keyring.ts';
 import { fail, isKeyholdError, KeyholdError } from '../../errors/index.ts';
 import { failureCode } from '../../storage/db-errors.ts';
 import type { Clock } from '../../platform/clock.ts';
+import { isoTime as iso } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { TenantContext } from '../shared/context.ts';
@@ -30,7 +31,6 @@ export interface ReadOptions {
 
 const READ_EVENT = { use: 'secret.use', reveal: 'secret.reveal' } as const;
 const LABEL_COLUMN = { current: 'current_version', pending: 'pending_version', previous: 'previous_version' } as const;
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /**
  * Secret values: immutable versions per environment, labelled current/previous, written with

@@ -1,9 +1,8 @@
 import type { MachineIdentitiesTable } from '../../../storage/schema.ts';
 import type { MachineIdentity, MachineKind, OidcBinding } from './types.ts';
+import { isoTime as iso } from '../../../platform/clock.ts';
 
 /** Rows of machine_identities to the shapes the services hand out. */
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /** The stored OIDC binding of a row, or null for a client-secret identity. */
 export function bindingOf(row: MachineIdentitiesTable): OidcBinding | null {

@@ -10,6 +10,7 @@ import { MAX_PASSWORD_LENGTH } from './passwords.ts';
 import type { TotpService } from './totp-service.ts';
 import { MAX_EMAIL_LENGTH, MAX_USERNAME_LENGTH } from './types.ts';
 import type { UserService } from './user-service.ts';
+import { isoTime as iso } from '../../../platform/clock.ts';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 const Password = Type.String({ minLength: 1, maxLength: MAX_PASSWORD_LENGTH });
@@ -22,7 +23,6 @@ const UserSchema = Type.Object({
 const Email = Type.String({ minLength: 1, maxLength: MAX_EMAIL_LENGTH, description: 'A bare address (ann@example.com) where notifications reach the user' });
 const Ticket = Type.String({ minLength: 1, maxLength: MAX_TICKET_LENGTH, description: 'The enrolment ticket (khe_...) an admin issued' });
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false });
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /** Login and the signed-in user's own session under /v1/auth, and user administration under /v1/users. */
 export function userRoutes(deps: {
