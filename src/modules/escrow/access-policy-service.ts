@@ -80,8 +80,10 @@ export function createAccessPolicyService(deps: {
         await trx.insertInto('access_policies').values({
           tenant_id: ctx.tenantId, version, document: JSON.stringify(doc), comment, created_at: now, created_by: ctx.actor.id,
         }).execute();
-        await authz.bumpInTx(trx, ctx.tenantId);
+        // Requests first, then the tenant row: a decision locks its request, then bumps the tenant's generation, and
+        // the other order here deadlocked an approval racing a policy change (PostgreSQL 40P01).
         superseded = await supersedePending(trx, audit, ctx, doc, version, now);
+        await authz.bumpInTx(trx, ctx.tenantId);
         const base = auditFrom(ctx);
         await audit.appendInTx(trx, [{
           ...base, action: 'access-policy.update', resource: { type: 'access-policy', id: ctx.tenantId, name: `version ${version}` }, outcome: 'allowed',

@@ -36,7 +36,7 @@ export function supersededBy(doc: AccessPolicyDocument, row: AccessRequestsTable
  */
 export async function supersedePending(trx: Transaction<Database>, audit: Pick<AuditLog, 'appendInTx'>, ctx: TenantContext, doc: AccessPolicyDocument, version: number, now: number): Promise<AccessRequestsTable[]> {
   const pending = await trx.selectFrom('access_requests').selectAll().where('tenant_id', '=', ctx.tenantId)
-    .where('state', '=', 'pending').where('expires_at', '>', now).execute();
+    .where('state', '=', 'pending').where('expires_at', '>', now).orderBy('id').execute();
   if (pending.length === 0) return [];
   const ids = [...new Set(pending.flatMap((r) => secretsOf(r).map((s) => s.id)))];
   const rows = await trx.selectFrom('secrets').select(['id', 'name', 'classification']).where('tenant_id', '=', ctx.tenantId).where('id', 'in', ids).execute();
@@ -46,7 +46,8 @@ export async function supersedePending(trx: Transaction<Database>, audit: Pick<A
   for (const row of pending) {
     const reason = supersededBy(doc, row, secrets);
     if (reason === null) continue;
-    // Only while it still waits: a decision that committed first (it holds the row on PostgreSQL) stands.
+    // Only while it still waits: a decision that committed first (it holds the row on PostgreSQL) stands. Rows are
+    // taken in id order, so two policy changes at once take them in the same order.
     const res = await trx.updateTable('access_requests').set((eb) => ({ state: 'superseded', decided_at: now, decided_by: ctx.actor.id, revision: eb('revision', '+', 1) }))
       .where('id', '=', row.id).where('state', '=', 'pending').executeTakeFirst();
     if (Number(res.numUpdatedRows) === 0) continue;
