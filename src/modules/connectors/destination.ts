@@ -5,6 +5,11 @@ import { isForbiddenHost, isLoopbackHost } from '../../platform/addresses.ts';
 export interface Destination {
   origin: string;
   prefix: string;
+  /**
+   * A slot URL's own query (without '?'), sent as written on every call to it, before the caller's parameters:
+   * Teams Workflows and Logic Apps webhooks carry their signature there. Configured destinations have none.
+   */
+  query?: string;
 }
 
 /** Why a path was refused; each is a stable reason code in the `proxy.refused` audit event. */
@@ -21,13 +26,22 @@ const MAX_PATH = 2048;
 /** Why a destination URL was refused; the text completes "settings.<field> ..." or "the URL in slot ...". */
 export type DestinationProblem = { reason: 'forbidden_host' | 'plain_http' | 'not_destination'; text: string };
 
-/** Checks a destination root against the rules of every destination; the problem, never the URL, otherwise. */
-export function checkDestination(raw: unknown): { ok: true; dest: Destination } | ({ ok: false } & DestinationProblem) {
+// RFC 3986 query characters but "'" (a URL parser percent-encodes it in http(s) queries, changing a signed query).
+const QUERY_CHARS = /^[A-Za-z0-9\-._~!$&()*+,;=:@/?%]*$/;
+
+/**
+ * Checks a destination root against the rules of every destination; the problem, never the URL, otherwise.
+ * `query`: the URL may carry a query (a slot's webhook URL), kept exactly as written; configured roots may not.
+ */
+export function checkDestination(raw: unknown, opts: { query?: boolean } = {}): { ok: true; dest: Destination } | ({ ok: false } & DestinationProblem) {
   const no = (reason: DestinationProblem['reason'], text: string) => ({ ok: false as const, reason, text });
   if (typeof raw !== 'string' || raw.length === 0 || raw.length > 2048) return no('not_destination', 'must be an http(s) URL');
+  const cut = opts.query ? raw.indexOf('?') : -1;
+  const base = cut < 0 ? raw : raw.slice(0, cut);
+  const query = cut < 0 ? '' : raw.slice(cut + 1);
   let url: URL;
   try {
-    url = new URL(raw);
+    url = new URL(base);
   } catch {
     return no('not_destination', 'is not a URL');
   }
@@ -35,10 +49,19 @@ export function checkDestination(raw: unknown): { ok: true; dest: Destination } 
   // Credentials go in these requests: over plain http anyone on the path reads them.
   if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) return no('plain_http', 'must use https (plain http only to loopback)');
   if (isForbiddenHost(url.hostname)) return no('forbidden_host', 'is a link-local or cloud metadata address, which Keyhold never calls');
-  if (url.username || url.password || hasUserinfoSign(raw, url)) return no('not_destination', 'must not carry credentials: put them in a slot');
-  if (url.search || url.hash || raw.includes('?') || raw.includes('#')) return no('not_destination', 'must not have a query or fragment');
-  if (raw.includes('\\') || /%(2e|2f|5c)/i.test(raw) || /\/\.\.?(\/|$)/.test(raw)) return no('not_destination', 'must be a plain path without dot segments or encoded separators');
-  return { ok: true, dest: { origin: url.origin, prefix: url.pathname.replace(/\/+$/, '') } };
+  if (url.username || url.password || hasUserinfoSign(base, url)) return no('not_destination', 'must not carry credentials: put them in a slot');
+  if (url.search || url.hash || base.includes('?') || base.includes('#')) return no('not_destination', 'must not have a query or fragment');
+  if (base.includes('\\') || /%(2e|2f|5c)/i.test(base) || /\/\.\.?(\/|$)/.test(base)) return no('not_destination', 'must be a plain path without dot segments or encoded separators');
+  if (query.includes('#')) return no('not_destination', 'must not have a fragment');
+  if (!QUERY_CHARS.test(query) || /%(?![0-9A-Fa-f]{2})/.test(query)) return no('not_destination', 'has a query with characters outside RFC 3986 or a broken percent-encoding');
+  const dest: Destination = { origin: url.origin, prefix: url.pathname.replace(/\/+$/, '') };
+  if (query !== '') {
+    const sent = new URL(url.href);
+    sent.search = query;
+    if (sent.search !== `?${query}`) return no('not_destination', 'has a query a URL parser would rewrite');
+    dest.query = query;
+  }
+  return { ok: true, dest };
 }
 
 /**
@@ -74,7 +97,7 @@ export type SlotDestinationResult =
  * names the slot, never the URL (it is the credential). Nothing can check it when the connector is saved.
  */
 export function slotDestination(value: string | undefined, slot: string): SlotDestinationResult {
-  const checked = checkDestination(value);
+  const checked = checkDestination(value, { query: true });
   if (checked.ok) return checked;
   const code = checked.reason === 'forbidden_host' ? 'DESTINATION_FORBIDDEN' : 'DESTINATION_NOT_ALLOWED';
   return { ok: false, code, reason: `slot_url_${checked.reason}`, message: `the URL in slot "${slot}" ${checked.text}` };
@@ -137,5 +160,6 @@ export function resolvePath(dest: Destination, path: string): PathResult {
   // The URL parser must have changed nothing: same origin, same path, under the prefix.
   if (url.origin !== dest.origin || url.pathname !== (wanted === '' ? '/' : wanted) || url.search !== '' || url.hash !== '') return no('outside_prefix');
   if (dest.prefix !== '' && url.pathname !== dest.prefix && !url.pathname.startsWith(dest.prefix + '/')) return no('outside_prefix');
+  if (dest.query !== undefined) url.search = dest.query;
   return { ok: true, url };
 }

@@ -80,7 +80,9 @@ describeEachDialect('an http connector whose destination URL is a slot secret (i
     const cases: Array<[string, string, string, string]> = [
       ['META_HOOK', `https://169.254.169.254/latest/${token}`, 'DESTINATION_FORBIDDEN', 'slot_url_forbidden_host'],
       ['PLAIN_HOOK', `http://hooks.example.com/services/${token}`, 'DESTINATION_NOT_ALLOWED', 'slot_url_plain_http'],
-      ['QUERY_HOOK', `https://hooks.example.com/services?sig=${token}`, 'DESTINATION_NOT_ALLOWED', 'slot_url_not_destination'],
+      ['FRAGMENT_HOOK', `https://hooks.example.com/services?sig=${token}#x`, 'DESTINATION_NOT_ALLOWED', 'slot_url_not_destination'],
+      ['QUOTE_HOOK', `https://hooks.example.com/services?sig=${token}'`, 'DESTINATION_NOT_ALLOWED', 'slot_url_not_destination'],
+      ['ENCODED_HOOK', `https://hooks.example.com/services%2F${token}?a=b`, 'DESTINATION_NOT_ALLOWED', 'slot_url_not_destination'],
       ['USER_HOOK', `https://u:${token}@hooks.example.com/x`, 'DESTINATION_NOT_ALLOWED', 'slot_url_not_destination'],
     ];
     const sent = hook.requests.length;
@@ -133,6 +135,38 @@ describeEachDialect('an http connector whose destination URL is a slot secret (i
     assert.equal(run.json().status, 'succeeded', run.body);
     const record = (await inject('GET', `/v1/runs/${run.json().id}`)).body;
     assert.ok(record.includes('could not reach') && !record.includes(token), record);
+  });
+
+  test('a webhook URL with a signed query (Teams Workflows) is called with its query exactly as written, which callers cannot override', async () => {
+    const sig = `${randomBytes(24).toString('base64url')}%3D`;
+    h.canaries.add('secret value', sig);
+    h.canaries.add('secret value', decodeURIComponent(sig));
+    const path = `/workflows/${randomBytes(8).toString('hex')}/triggers/manual/paths/invoke`;
+    const query = `api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=${sig}`;
+    await seed(h, h.ctx, 'TEAMS_HOOK', { production: `${hook.url}${path}?${query}` });
+    await h.services.connectors.create(h.ctx, 'production', { name: 'teams', type: 'http', owner: 'ops', settings: { auth: { kind: 'none' } }, slots: { url: 'TEAMS_HOOK' } });
+
+    const sent = await proxy('teams');
+    assert.equal(sent.statusCode, 200, sent.body);
+    assert.equal(hook.requests.at(-1)!.url, `${path}?${query}`, 'the signed query arrives byte for byte');
+    for (const text of [sent.body, JSON.stringify(sent.json())]) assert.ok(!text.includes(sig) && !text.includes(decodeURIComponent(sig)), text);
+
+    const withOwn = await inject('POST', '/v1/proxy/production/teams', { method: 'POST', path: '/sub', query: { trace: 'a b~' }, body: {} });
+    assert.equal(withOwn.statusCode, 200, withOwn.body);
+    assert.equal(hook.requests.at(-1)!.url, `${path}/sub?${query}&trace=a+b%7E`, "the caller's parameters come after the URL's, which stay as written");
+
+    const before = hook.requests.length;
+    for (const name of ['sig', 'api-version']) {
+      const override = await inject('POST', '/v1/proxy/production/teams', { method: 'POST', path: '', query: { [name]: 'forged' }, body: {} });
+      assert.equal(override.json().error.code, 'PROXY_HEADER_NOT_ALLOWED', override.body);
+      assert.ok(!override.body.includes(sig), override.body);
+      assert.equal((await eventsOf(h, 'proxy.refused')).at(-1)!.context.refusal, 'auth_override');
+    }
+    assert.equal(hook.requests.length, before, 'nothing was sent for an override');
+
+    const health = (await inject('POST', '/v1/connectors/production/teams/test', {})).json();
+    assert.equal(health.ok, true, JSON.stringify(health));
+    assert.equal(hook.requests.at(-1)!.url, `${path}?${query}`);
   });
 
   test('auth "none" needs the URL slot, and a connector without baseUrl needs the slot', async () => {

@@ -8,6 +8,7 @@ import { createRedactor, unionRedactors } from '../redaction/redactor.ts';
 import type { ValueService } from '../secrets/value-service.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { resolvePath, slotDestination, type Destination } from '../connectors/destination.ts';
+import { appendQuery, queryNames } from '../connectors/query.ts';
 import { checkRequest, pathRefusal } from './request-guard.ts';
 import { answerEncoding, readAnswer } from './answer-text.ts';
 import { createCallMasker, decodedAnswer, maskEscaped, shapeResponse } from './response.ts';
@@ -94,6 +95,11 @@ export function createProxyService(deps: {
         if (!found.ok) return refuse(ctx, c, req, { code: found.code, reason: found.reason, message: `connector "${c.name}": ${found.message}` }, run);
         const resolved = resolvePath(found.dest, req.path);
         if (!resolved.ok) return refuse(ctx, c, req, { code: 'DESTINATION_NOT_ALLOWED', reason: resolved.reason, message: pathRefusal(resolved.reason, null) }, run);
+        // The URL's own parameters (a webhook's signature among them) are part of the credential: never overridden.
+        const own = queryNames(found.dest.query ?? '');
+        if (checked.query.some(([key]) => own.has(key))) {
+          return refuse(ctx, c, req, { code: 'PROXY_HEADER_NOT_ALLOWED', reason: 'auth_override', message: `connector "${c.name}": a query parameter would override one in the URL of slot "${checked.slot}"` }, run);
+        }
         ({ url } = resolved);
         dest = found.dest;
       }
@@ -102,7 +108,7 @@ export function createProxyService(deps: {
         fail('BODY_TOO_LARGE', `the proxied request is larger than ${limits.maxRequestBytes} bytes once its templates are filled`);
       }
       const headers = fillTemplates(checked.headers, filled);
-      for (const [key, value] of checked.query) url.searchParams.append(key, fillTemplates(value, filled));
+      appendQuery(url, checked.query.map(([key, value]) => [key, fillTemplates(value, filled)]));
       let body: Uint8Array | undefined;
       if (req.body !== undefined) {
         const isText = typeof req.body === 'string';

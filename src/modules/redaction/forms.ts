@@ -47,7 +47,8 @@ const MIN_URL_PATH = 16;
 /**
  * Other spellings of a value that is an http(s) URL (a webhook URL that is itself the credential): as a URL
  * parser writes it back (host lower-cased, default port dropped, characters percent-encoded), without a
- * trailing slash, and its path onward alone, as a server or a client error prints it without the host.
+ * trailing slash, its path onward alone, as a server or a client error prints it without the host, and each
+ * long query parameter value alone (a Teams Workflows URL's `sig=`), as written and decoded.
  */
 function urlVariants(value: string): string[] {
   if (!/^https?:\/\//i.test(value)) return [];
@@ -61,6 +62,13 @@ function urlVariants(value: string): string[] {
   const out = [url.href, trim(url.href), trim(value)];
   for (const path of [url.pathname + url.search + url.hash, value.replace(/^https?:\/\/[^/]*/i, '')]) {
     if (trim(path).length >= MIN_URL_PATH) out.push(path, trim(path));
+  }
+  const query = value.split('#')[0]!.split('?').slice(1).join('?');
+  for (const pair of query.split('&')) {
+    const written = pair.slice(pair.indexOf('=') + 1);
+    if (!pair.includes('=') || written.length < MIN_URL_PATH) continue;
+    out.push(written);
+    for (const decoded of new URLSearchParams(pair).values()) out.push(decoded);
   }
   return out.filter((v) => v !== value && v.length > 0);
 }

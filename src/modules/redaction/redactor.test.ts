@@ -202,3 +202,20 @@ test('a secret that is a webhook URL is masked however the URL is spelt back, an
   }
   assert.equal(createRedactor(['https://api.example.com/v1']).redact('GET /v1 200'), 'GET /v1 200', 'a short path is not a secret on its own');
 });
+
+test('a webhook URL with a signed query is masked as a whole, and its signature alone, as written or decoded', () => {
+  const sig = 'Zq3-x_9kT2pLm0NvB8cR4wYhA1sD6fGjK7eU5iO2aQ%3D';
+  const url = `https://prod-17.westus.logic.azure.com/workflows/0a1b2c3d/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=${sig}`;
+  const r = createRedactor([url]);
+  const decoded = decodeURIComponent(sig);
+  for (const [label, text] of [
+    ['as stored', `could not reach ${url}`],
+    ['path and query', `no route for ${url.slice(url.indexOf('/workflows'))}`],
+    ['the signature as written', `signature ${sig} rejected`],
+    ['the signature decoded', `signature ${decoded} rejected`],
+    ['the signature in JSON', JSON.stringify({ sig: decoded })],
+  ] as const) {
+    assert.ok(!r.redact(text).includes(decoded.slice(0, 20)), `${label}: ${r.redact(text)}`);
+  }
+  assert.equal(r.redact('api-version=2016-06-01 sv=1.0'), 'api-version=2016-06-01 sv=1.0', 'short parameters are not secrets on their own');
+});

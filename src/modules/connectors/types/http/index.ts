@@ -1,6 +1,7 @@
 import { fail } from '../../../../errors/index.ts';
 import { destinationText, parseDestination, resolvePath, slotDestination, UNREAD_SLOT_DESTINATION, type DestinationEntry } from '../../destination.ts';
 import { sendOutbound, type OutgoingRequest } from '../../outbound.ts';
+import { setQueryParam } from '../../query.ts';
 import { headerSetting, httpHealth, settingsReader, type ConnectorType } from '../connector-type.ts';
 import { signRequest } from './signing.ts';
 
@@ -94,7 +95,7 @@ function authorize(req: OutgoingRequest, auth: HttpAuth, values: Readonly<Record
       req.headers[auth.header] = values.value!;
       return [];
     case 'query':
-      req.url.searchParams.set(auth.param, values.value!);
+      setQueryParam(req.url, auth.param, values.value!);
       return [req.url.search];
     case 'hmac':
       req.headers[auth.timestampHeader] = String(now);
