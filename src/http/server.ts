@@ -1,4 +1,3 @@
-import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
@@ -7,6 +6,7 @@ import type { Logger } from '../platform/logger.ts';
 import { sendError } from './errors.ts';
 import { SECURITY_HEADERS } from './security-headers.ts';
 import { validatorCompiler } from './validator.ts';
+import { strictJsonBodies } from './json-body.ts';
 import { lazySerializers } from './lazy-compilers.ts';
 import { clientErrorHandler, HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS } from './client-errors.ts';
 import { KeyholdError } from '../errors/index.ts';
@@ -79,14 +79,7 @@ function refuseWhatIsNotDocumented(app: FastifyInstance): void {
 export async function buildHttpServer(opts: HttpOptions, modules: Array<(app: FastifyInstance) => Promise<void>>, beforeRoutes?: (app: FastifyInstance) => void): Promise<FastifyInstance> {
   const app = Fastify(serverOptions(opts));
   app.setValidatorCompiler(validatorCompiler);
-  // Fastify would decode invalid UTF-8 to U+FFFD and store a value the client never sent: refuse it.
-  // Parsing itself stays fastify's (prototype-poisoning keys are errors).
-  const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
-    if (!isUtf8(body as Buffer)) return done(new KeyholdError('MALFORMED_JSON', 'the body is not valid UTF-8'), undefined);
-    parseJson(request, (body as Buffer).toString('utf8'), done);
-  });
+  strictJsonBodies(app);
   // JSON only (the token endpoint's scope adds forms): fastify's text/plain parser would hand a string to every route.
   app.removeContentTypeParser('text/plain');
   refuseWhatIsNotDocumented(app);

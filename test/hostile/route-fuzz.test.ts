@@ -53,7 +53,7 @@ function problemWith(a: Answer): string | null {
 }
 
 /** Refusals made before any service ran: a second caller would get the same. */
-const REFUSED_AT_THE_DOOR = new Set(['VALIDATION_FAILED', 'UNKNOWN_FIELD', 'MALFORMED_JSON', 'UNSUPPORTED_MEDIA_TYPE', 'BODY_TOO_LARGE', 'ROUTE_NOT_FOUND']);
+const REFUSED_AT_THE_DOOR = new Set(['VALIDATION_FAILED', 'UNKNOWN_FIELD', 'MALFORMED_JSON', 'DUPLICATE_FIELD', 'UNSUPPORTED_MEDIA_TYPE', 'BODY_TOO_LARGE', 'ROUTE_NOT_FOUND']);
 
 /**
  * Operations run alone, each with a token of its own: those that end the caller's session or the

@@ -151,6 +151,7 @@ describeEachDialect('the token endpoint for standard OAuth 2.0 clients (form bod
       ['a repeated grant_type', `${form(ok)}&grant_type=client_credentials`, formCt, 400, 'DUPLICATE_PARAMETER'],
       ['a repeated client_secret, same value', `${form(ok)}&client_secret=${s}`, formCt, 400, 'DUPLICATE_PARAMETER'],
       ['a repeated client_id spelled with a percent-escape', `${form(ok)}&client%5Fid=${m.clientId}`, formCt, 400, 'DUPLICATE_PARAMETER'],
+      ['a repeated client_id in a JSON body, spelled with an escape', `{"grant_type":"client_credentials","client_id":"khc_other","client\\u005fid":"${m.clientId}","client_secret":"${s}"}`, { 'content-type': 'application/json' }, 400, 'DUPLICATE_FIELD'],
       ['an unknown parameter (scope)', `${form(ok)}&scope=all`, formCt, 400, 'UNKNOWN_FIELD'],
       ['a __proto__ parameter', `${form(ok)}&__proto__=x`, formCt, 400, 'UNKNOWN_FIELD'],
       ['a client_secret over 256 characters', form({ ...ok, client_secret: s + 'x'.repeat(256) }), formCt, 400, 'VALIDATION_FAILED'],
@@ -175,7 +176,7 @@ describeEachDialect('the token endpoint for standard OAuth 2.0 clients (form bod
       ['multipart/form-data', `--b\r\ncontent-disposition: form-data; name="client_secret"\r\n\r\n${s}\r\n--b--`, { 'content-type': 'multipart/form-data; boundary=b' }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
       ['application/xml', `<r>${s}</r>`, { 'content-type': 'application/xml' }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
       ['a body without a content type', Buffer.from(form(ok)), { 'content-length': String(form(ok).length) }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
-      ['JSON with a repeated field stays as it was (last one wins, then validated)', `{"grant_type":"client_credentials","client_id":"${m.clientId}","client_secret":"${s}","client_secret":{}}`, { 'content-type': 'application/json' }, 400, 'VALIDATION_FAILED'],
+      ['JSON with a repeated field, as a form with one is (neither wins)', `{"grant_type":"client_credentials","client_id":"${m.clientId}","client_secret":"${s}","client_secret":{}}`, { 'content-type': 'application/json' }, 400, 'DUPLICATE_FIELD'],
     ];
     for (const [what, payload, headers, status, code, oauth = 'invalid_request'] of cases) {
       const res = await post(payload, headers);
