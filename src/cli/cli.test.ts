@@ -346,6 +346,40 @@ test('a file or --input that is not JSON is refused naming where, never quoting 
   }
 });
 
+test('JSON the CLI reads (a file, --input, a --set or --claim value) that names a key twice is refused with where, never quoting the key', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'keyhold-dupjson-'));
+  try {
+    // The repeat is spelled with an escape: it is the same key once unescaped. The key looks like a credential.
+    const file = join(dir, 'dup.json');
+    await writeFile(file, '{\n  "ok": [{"sk_live_key_9876": 1}],\n  "nested": {"sk_live_key_9876": 1, "sk_live_key_98\\u0037\\u0036": 2}\n}');
+    const oidc = ['--oidc-issuer', 'https://i', '--jwks-url', 'https://i/jwks', '--audience', 'a'];
+    const h = harness(() => ({ status: 200, body: {} }), { env: { KEYHOLD_ADDR: 'https://k:1', KEYHOLD_TOKEN: 't' } });
+    const tries: Array<{ argv: string[]; where: RegExp }> = [
+      { argv: ['automations', 'run', 'flow', '--env', 'dev', '--input-file', file], where: /line 3, column 37/ },
+      { argv: ['automations', 'run', 'flow', '--env', 'dev', '--input', '{"sk_live_key_9876":1,"sk_live_key_9876":2}'], where: /--input .*column 23/ },
+      { argv: ['automations', 'create', '--file', file], where: /line 3/ },
+      { argv: ['automations', 'import', file], where: /line 3/ },
+      { argv: ['rotation', 'set', 'A', '--env', 'dev', '--file', file], where: /line 3/ },
+      { argv: ['access-policy', 'apply', file], where: /line 3/ },
+      { argv: ['access-policy', 'validate', file], where: /line 3/ },
+      { argv: ['policy', 'test', file], where: /line 3/ },
+      { argv: ['connectors', 'create', 'c', '--env', 'dev', '--type', 'http', '--owner', 'o', '--file', file], where: /line 3/ },
+      { argv: ['connectors', 'create', 'c', '--env', 'dev', '--type', 'http', '--owner', 'o', '--set', 'headers={"sk_live_key_9876":"a","sk_live_key_9876":"b"}'], where: /--set headers/ },
+      { argv: ['machines', 'create', 'm', ...oidc, '--claim', 'ref:={"sk_live_key_9876":1,"sk_live_key_9876":2}'], where: /--claim ref/ },
+    ];
+    for (const { argv, where } of tries) {
+      const r = await h.run(...argv);
+      assert.equal(r.code, 2, `${argv.join(' ')}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, /names the same key twice in one object/, argv.join(' '));
+      assert.match(r.stderr, where, argv.join(' '));
+      assert.equal(r.stderr.includes('sk_live'), false, `${argv.join(' ')}: ${r.stderr}`);
+    }
+    assert.equal(h.sent.length, 0, 'nothing was sent');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('policy test runs a case file offline (no request) against a policy file: exit 0 when every case holds, 1 when one does not', async () => {
   const h = harness(() => ({ status: 500, body: {} }));
   const passing = await h.run('policy', 'test', 'docs/examples/tenant-policies.test.json', '--policies', 'docs/examples/tenant-policies.cedar');

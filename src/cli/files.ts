@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { createPrivateFile } from '../platform/private-file.ts';
+import { firstDuplicateKey, lineAndColumn } from '../platform/json-duplicates.ts';
 import { UsageError } from './args.ts';
 import { MAX_INPUT_BYTES } from './input.ts';
 
@@ -37,14 +38,33 @@ export async function readText(path: string, what: string): Promise<string> {
   return (await readBytes(path, what)).toString('utf8');
 }
 
-/** Reads and parses a JSON file named on the command line. */
+/** Reads and parses a JSON file named on the command line (see parseUserJson). */
 export async function readJson(path: string, what: string): Promise<unknown> {
-  const text = await readText(path, what);
+  return parseUserJson(await readText(path, what), `${what} ${path}`);
+}
+
+/**
+ * Refuses JSON `text` (already parsed) where an object names a key twice: JSON.parse keeps the
+ * last, other tools the first, so the file may not say what its author or a reviewer read. The
+ * message gives the line and column, not the key (a key may be a credential).
+ */
+export function refuseDuplicateKeys(text: string, what: string): void {
+  const dup = firstDuplicateKey(text);
+  if (dup === null) return;
+  const { line, column } = lineAndColumn(text, dup.offset);
+  throw new UsageError(`${what} names the same key twice in one object (line ${line}, column ${column})`, 'JSON readers disagree on which one counts: keep one');
+}
+
+/** Parses JSON a user gave (a file's text, a flag's value): text that is not JSON, or names a key twice in one object, is a usage error saying where, never quoting it. */
+export function parseUserJson(text: string, what: string): unknown {
+  let value: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    value = JSON.parse(text) as unknown;
   } catch (err) {
-    throw new UsageError(`${what} ${path} is not valid JSON: ${jsonProblem(err, text)}`);
+    throw new UsageError(`${what} is not valid JSON: ${jsonProblem(err, text)}`);
   }
+  refuseDuplicateKeys(text, what);
+  return value;
 }
 
 /**
@@ -56,9 +76,8 @@ export function jsonProblem(err: unknown, text: string): string {
   const kind = /end of (JSON )?input|Unterminated/i.test(message) ? 'it ends too early' : 'an unexpected or missing character';
   const at = /at position (\d+)/.exec(message);
   if (!at) return kind;
-  const before = text.slice(0, Number(at[1]));
-  const line = before.split('\n').length;
-  return `${kind} at line ${line}, column ${before.length - before.lastIndexOf('\n')}`;
+  const { line, column } = lineAndColumn(text, Number(at[1]));
+  return `${kind} at line ${line}, column ${column}`;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { int, positionals, required, str, UsageError } from '../args.ts';
 import { route } from '../client.ts';
 import type { Command, Group } from '../command.ts';
-import { jsonProblem, readJson, writePrivateFile } from '../files.ts';
+import { parseUserJson, readJson, writePrivateFile } from '../files.ts';
 import { fields, table, time } from '../output.ts';
 
 /** The `automations` and `runs` groups: definitions that reference secrets by name, and what their runs did. */
@@ -101,13 +101,7 @@ const run: Command = {
     const inline = str(flags, 'input');
     const file = str(flags, 'input-file');
     if (inline && file) throw new UsageError('give --input or --input-file, not both');
-    let input: unknown;
-    try {
-      input = inline ? JSON.parse(inline) : file ? await readJson(file, 'input') : undefined;
-    } catch (err) {
-      if (err instanceof UsageError) throw err;
-      throw new UsageError(`--input is not valid JSON: ${jsonProblem(err, inline ?? '')}`);
-    }
+    const input = inline ? parseUserJson(inline, '--input') : file ? await readJson(file, 'input') : undefined;
     const wait = flags['no-wait'] !== true;
     const res = await api.call<Run>('POST', route`/v1/automations/${name}/runs`, { body: { environment, wait, ...(input !== undefined ? { input } : {}) } });
     out.result(res, () => (wait ? runText(res) : `Started run ${res.id}.`));

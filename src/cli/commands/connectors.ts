@@ -2,7 +2,7 @@ import { positionals, required, str, strings, UsageError } from '../args.ts';
 import { route } from '../client.ts';
 import type { Command, Flags, Group } from '../command.ts';
 import { decodeUtf8 } from '../input.ts';
-import { readBytes } from '../files.ts';
+import { parseUserJson, readBytes, refuseDuplicateKeys } from '../files.ts';
 import { fields, table, time } from '../output.ts';
 
 /** The `connectors` group: integration instances per environment (settings and slot → secret names, never values). */
@@ -37,6 +37,7 @@ export function applySet(settings: Record<string, unknown>, assignment: string):
     } catch {
       throw new UsageError(`--set ${path.join('.')}: the value looks like JSON but does not parse`);
     }
+    refuseDuplicateKeys(raw, `--set ${path.join('.')}`);
   }
   let node = settings;
   for (const key of path.slice(0, -1)) {
@@ -53,13 +54,7 @@ async function definitionFrom(flags: Flags, base: Definition): Promise<Definitio
   const def: Definition = structuredClone(base);
   const file = str(flags, 'file');
   if (file) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(decodeUtf8(await readBytes(file, '--file'), `--file ${file}`));
-    } catch (err) {
-      if (err instanceof UsageError) throw err;
-      throw new UsageError(`cannot read --file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'not JSON'}`);
-    }
+    const parsed = parseUserJson(decodeUtf8(await readBytes(file, '--file'), `--file ${file}`), `--file ${file}`);
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError(`--file ${file} must hold a JSON object`);
     const { type, owner, settings, slots, ...rest } = parsed as Record<string, unknown>;
     if (Object.keys(rest).length) throw new UsageError(`--file ${file}: unknown field(s) ${Object.keys(rest).join(', ')} (type, owner, settings, slots)`);

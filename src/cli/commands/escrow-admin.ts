@@ -2,7 +2,7 @@ import { parseWhole, positionals, required, str, UsageError } from '../args.ts';
 import { route } from '../client.ts';
 import type { Command, Group } from '../command.ts';
 import { fields, table, time } from '../output.ts';
-import { jsonProblem, readText } from '../files.ts';
+import { parseUserJson, readText } from '../files.ts';
 
 /** The `reviews` group (break-glass follow-up) and the `access-policy` group (approval rules and groups, versioned). */
 
@@ -59,12 +59,7 @@ const reviewComplete: Command = {
 export const reviewsGroup: Group = { name: 'reviews', summary: 'Post-hoc reviews of break-glass access', commands: [reviewList, reviewShow, reviewComplete] };
 
 async function readDocument(path: string): Promise<unknown> {
-  const text = await readText(path, 'access policy file');
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new UsageError(`${path} is not JSON: ${jsonProblem(err, text)}`);
-  }
+  return parseUserJson(await readText(path, 'access policy file'), path);
 }
 
 const VERSION_MAX = 2_147_483_647;

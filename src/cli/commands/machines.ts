@@ -1,5 +1,6 @@
 import { int, positionals, str, strings, UsageError } from '../args.ts';
 import { route } from '../client.ts';
+import { refuseDuplicateKeys } from '../files.ts';
 import type { Command, Flags, Group } from '../command.ts';
 import { fields, table, time } from '../output.ts';
 
@@ -25,6 +26,7 @@ export function parseClaims(raw: string[]): Record<string, unknown> {
       } catch {
         throw new UsageError(`--claim ${json[1]}:= needs a JSON value (got "${json[2]}")`, 'e.g. --claim run_attempt:=1 or --claim ref=refs/heads/main');
       }
+      refuseDuplicateKeys(json[2]!, `--claim ${json[1]}`);
     } else if (plain) {
       claims[plain[1]!] = plain[2]!;
     } else {

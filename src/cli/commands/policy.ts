@@ -1,6 +1,6 @@
 import { int, parseWhole, positionals, str, UsageError } from '../args.ts';
 import type { Command, Group } from '../command.ts';
-import { readText } from '../files.ts';
+import { parseUserJson, readText } from '../files.ts';
 import { table, time } from '../output.ts';
 
 /** The `policy` group: the tenant's own Cedar policies, and an offline test runner for them. */
@@ -99,7 +99,7 @@ const test: Command = {
     let cases;
     let tenant;
     try {
-      const json: unknown = JSON.parse(await readText(file, 'test file'));
+      const json = parseUserJson(await readText(file, 'test file'), `test file ${file}`);
       cases = parsePolicyTestCases(json);
       tenant = parsePolicyTestTenant(json);
     } catch (err) {
