@@ -26,6 +26,10 @@ test('a key named twice in one object is found, as JSON.parse compares keys, whe
     ['[1,"{\\"a\\":1,\\"a\\":2}",true,null]', null],
     ['"{\\"a\\":1,\\"a\\":2}"', null],
     ['{"a":1,"b":2,"c":3,"d":4,"b":5}', { key: 'b', path: [] }],
+    [`{${Array.from({ length: 30 }, (_, i) => `"k${i}":${i}`).join(',')}}`, null],
+    [`{${Array.from({ length: 30 }, (_, i) => `"k${i}":${i}`).join(',')},"k29":0}`, { key: 'k29', path: [] }],
+    [`{${Array.from({ length: 9 }, (_, i) => `"k${i}":${i}`).join(',')},"k0":0}`, { key: 'k0', path: [] }],
+    [`[{${Array.from({ length: 12 }, (_, i) => `"k${i}":${i}`).join(',')}},{"k0":1,"k1":{"k0":1}}]`, null],
   ];
   for (const [text, expected] of cases) {
     JSON.parse(text); // every case is valid JSON
@@ -54,7 +58,8 @@ function randomJson(rand: () => number, depth: number, path: Array<string | numb
   }
   const seen = new Set<string>();
   const members: string[] = [];
-  for (let i = Math.floor(rand() * 5); i > 0; i--) {
+  // Mostly small objects, some past the length where keys go from a list to a set.
+  for (let i = Math.floor(rand() < 0.15 ? 8 + rand() * 12 : rand() * 5); i > 0; i--) {
     const key = rand() < 0.97 ? pick(words) + pick(words) : (pick([...seen]) ?? 'x');
     // Keys before values: a repeat here is found before anything inside this member's value.
     if (seen.has(key) && first.dup === null) first.dup = { key, path };
@@ -96,11 +101,11 @@ test('nesting hundreds of thousands deep and objects of many keys take linear ti
   const escapes = (n: number) => `{"a":"${'\\\\'.repeat(n)}","a":1}`;
   for (const make of [deep, wide, escapes]) {
     time(make(1_000)); // warm up
-    const small = time(make(10_000));
-    const big = time(make(80_000));
+    const small = time(make(20_000));
+    const big = time(make(160_000));
     assert.ok(big.got !== null && small.got !== null);
     // Linear: eight times the input takes nowhere near the 64 times as long a quadratic scan would.
-    assert.ok(big.ms < small.ms * 32 + 20, `${make.name}: ${small.ms.toFixed(1)} ms for 10k, ${big.ms.toFixed(1)} ms for 80k`);
-    if (make === deep) assert.equal(big.got!.path.length, 160_000);
+    assert.ok(big.ms < small.ms * 32 + 20, `${make.name}: ${small.ms.toFixed(1)} ms for 20k, ${big.ms.toFixed(1)} ms for 160k`);
+    if (make === deep) assert.equal(big.got!.path.length, 320_000);
   }
 });

@@ -12,15 +12,21 @@ interface Frame {
   object: boolean;
   /** An array's current index. */
   index: number;
-  /** An object's first key, then (from its second key on) the set of all of them: most objects hold one key. */
+  /**
+   * An object's keys so far: its first; from the second, a list while the object is short (most
+   * are; the list is made once per depth and reused); past that, a set.
+   */
   first: string | undefined;
-  keys: Set<string> | null;
+  list: string[] | null;
+  set: Set<string> | null;
   /** An object's latest key: where the frame above sits in it. */
   last: string;
 }
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
+/** Up to this many keys an object's are compared one by one; past it, hashed. */
+const SHORT = 8;
 
 /** The index of the quote that closes the string opening at `start`. Walks back over the backslashes before each quote found; the walks never overlap, so it stays linear. */
 function stringEnd(text: string, start: number): number {
@@ -60,12 +66,15 @@ export function firstDuplicateKey(text: string): DuplicateKey | null {
         const raw = text.slice(i + 1, end);
         const key = raw.indexOf('\\') === -1 ? raw : (JSON.parse(text.slice(i, end + 1)) as string);
         if (top.first === undefined) top.first = key;
-        else if (top.keys === null) {
-          if (top.first === key) return found(frames, depth, key, i);
-          top.keys = new Set([top.first, key]);
+        else if (top.set !== null) {
+          if (top.set.has(key)) return found(frames, depth, key, i);
+          top.set.add(key);
         } else {
-          if (top.keys.has(key)) return found(frames, depth, key, i);
-          top.keys.add(key);
+          if (key === top.first) return found(frames, depth, key, i);
+          const list = (top.list ??= []);
+          for (let k = 0; k < list.length; k++) if (list[k] === key) return found(frames, depth, key, i);
+          list.push(key);
+          if (list.length >= SHORT) top.set = new Set([top.first, ...list]);
         }
         top.last = key;
         expectKey = false;
@@ -73,11 +82,12 @@ export function firstDuplicateKey(text: string): DuplicateKey | null {
       i = end;
     } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
       const object = c === 0x7b;
-      top = frames[depth] ??= { object, index: 0, first: undefined, keys: null, last: '' };
+      top = frames[depth] ??= { object, index: 0, first: undefined, list: null, set: null, last: '' };
       top.object = object;
       top.index = 0;
       top.first = undefined;
-      top.keys = null;
+      if (top.list !== null) top.list.length = 0;
+      top.set = null;
       depth++;
       expectKey = object;
     } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
