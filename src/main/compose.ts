@@ -90,7 +90,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   }
   // Every event written while unsealed carries a MAC under a root-derived key (audit/event-mac.ts).
   const macKeys = createEventMacKeys(seal);
-  const audit = createAuditLog({ db, clock, macKeys, ...(appender ? { appender } : {}) });
+  const audit = createAuditLog({ db, clock, macKeys, afterCommit: storage.afterCommit, ...(appender ? { appender } : {}) });
   const checkpoints = createCheckpointer({ db, root: seal, clock, audit, macKeys });
   const identifiers = createIdentifierHasher(seal);
   const engine = createPolicyEngine();

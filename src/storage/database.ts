@@ -1,10 +1,11 @@
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { Kysely, PostgresAdapter, type Transaction } from 'kysely';
+import { Kysely, PostgresAdapter, type Dialect, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
 import { createNodeSqliteDialect } from './sqlite/node-sqlite-dialect.ts';
 import { createPostgresDialect, type StatementBounds } from './postgres/postgres-dialect.ts';
 import { migrateToLatest, pendingMigrations } from './migrations/index.ts';
+import { withCommitHooks, type AfterCommit } from './commit-hooks.ts';
 import { appendOnlyReport, canApplyMigrations, whoAndWhere, type AppendOnlyReport } from './postgres/privileges.ts';
 
 export type DialectName = 'sqlite' | 'postgres';
@@ -36,6 +37,8 @@ export interface Storage {
   migrationsApplied: string[];
   /** What keeps the audit tables append-only against this connection's user (SQLite: its triggers). */
   auditAppendOnly: AppendOnlyReport;
+  /** Runs `task` right after `trx` commits (never if it rolls back): see commit-hooks.ts. */
+  afterCommit: AfterCommit;
   /** Runs `task` when the storage closes, before the database connection does. */
   onClose(task: () => Promise<void>): void;
   close(): Promise<void>;
@@ -87,8 +90,8 @@ async function migratePostgres(db: Kysely<unknown>, unbounded: () => Kysely<unkn
 /** Opens the database named by the URL and applies migrations (PostgreSQL: if this user can, see migratePostgres). */
 export async function openStorage(options: StorageOptions): Promise<Storage> {
   const dialect: DialectName = /^postgres(ql)?:\/\//.test(options.url) ? 'postgres' : 'sqlite';
-  let db: Kysely<Database>;
   let sqlitePath: string | null = null;
+  let base: Dialect;
   const where = { connectionString: options.url, ...(options.schema ? { schema: options.schema } : {}) };
   if (dialect === 'postgres') {
     const { dialect: d } = createPostgresDialect({
@@ -97,7 +100,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
       // Absent or 0: none set (the dialect's own rule).
       lockTimeoutMs: options.lockTimeoutMs, statementTimeoutMs: options.statementTimeoutMs,
     });
-    db = new Kysely<Database>({ dialect: d });
+    base = d;
   } else {
     const path = options.url.replace(/^sqlite:/, '');
     if (path !== ':memory:') {
@@ -107,8 +110,11 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
       closeSync(openSync(path, 'a', 0o600));
       sqlitePath = path;
     }
-    db = new Kysely<Database>({ dialect: createNodeSqliteDialect(path).dialect });
+    base = createNodeSqliteDialect(path).dialect;
   }
+  // Transactions that can say they committed: the audit log counts its in-transaction events then.
+  const { dialect: hooked, afterCommit } = withCommitHooks(base);
+  const db = new Kysely<Database>({ dialect: hooked });
   const raw = db as unknown as Kysely<unknown>;
   let migrationsApplied: string[] = [];
   let auditAppendOnly: AppendOnlyReport = { guarantee: 'trigger', reasons: ['SQLite has no privileges: whoever can write the file can drop the triggers'] };
@@ -125,7 +131,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
   }
   const closing: Array<() => Promise<void>> = [];
   return {
-    db, dialect, sqlitePath, migrationsApplied, auditAppendOnly,
+    db, dialect, sqlitePath, migrationsApplied, auditAppendOnly, afterCommit,
     onClose: (task) => void closing.push(task),
     async close() {
       // Every task runs and the connection closes even if one fails; the first failure is reported.

@@ -14,6 +14,8 @@ import { asWritten, type AuditEvent } from './event.ts';
 import { mistypedColumn, typedRow } from './stored-values.ts';
 import type { AuditAppender } from './sqlite-appender.ts';
 import { isTransactionConflict } from '../../storage/db-errors.ts';
+import type { AfterCommit } from '../../storage/commit-hooks.ts';
+import { createCommittedFloor, type CommittedEvent } from './committed-floor.ts';
 import { withoutStatementTimeout } from '../../storage/unbounded-read.ts';
 
 /** What a service says happened; the log adds sequence, time, id and the chain. */
@@ -163,8 +165,10 @@ export function createAuditLog(deps: {
   appender?: AuditAppender;
   /** The event MAC key while unsealed (event-mac.ts); without it (tests of the log alone) events go unkeyed. */
   macKeys?: Pick<EventMacKeys, 'current'>;
+  /** Tells when a write's transaction committed (Storage.afterCommit), so its events count as committed then. */
+  afterCommit?: AfterCommit;
 }) {
-  const { db, clock, appender, macKeys } = deps;
+  const { db, clock, appender, macKeys, afterCommit } = deps;
   const maxBatch = deps.maxBatch ?? 1000;
   /** Batches waiting for a commit, oldest first; only the last one still takes events. */
   const queue: Batch[] = [];
@@ -174,8 +178,8 @@ export function createAuditLog(deps: {
   const segmentListeners: Array<(segment: ChainSegment) => void> = [];
   const healthListeners: Array<(health: AuditHealth) => void> = [];
   let health: AuditHealth = { writable: true };
-  /** The highest seq this process knows to be committed: verify refuses a log that ends before it. */
-  let committedFloor = 0;
+  /** What this process knows to be committed: verify and the checkpointer refuse a log that lost it. */
+  const floor = createCommittedFloor();
 
   /** An append failed: the action is refused; the first failure of a streak is announced. */
   function unavailable(err: unknown): KeyholdError {
@@ -211,7 +215,7 @@ export function createAuditLog(deps: {
     let prevHash = head.hash;
     let seq = head.seq - inputs.length;
     // What was there before this transaction is committed (read under the head's lock); what it adds may still roll back.
-    if (seq > committedFloor) committedFloor = seq;
+    floor.headRead({ seq, hash: head.hash });
     const now = clock.now();
     const events: AuditEvent[] = inputs.map((input) => {
       const base = { ...pending(input, now), seq: ++seq };
@@ -260,7 +264,7 @@ export function createAuditLog(deps: {
         (segment) => {
           const lastSeq = segment.last;
           inFlight--;
-          if (lastSeq > committedFloor) committedFloor = lastSeq;
+          floor.committed(segment);
           appended();
           schedule();
           for (const b of batches) b.resolve();
@@ -296,6 +300,14 @@ export function createAuditLog(deps: {
       segmentListeners.push(listener);
     },
 
+    /**
+     * The events this process knows it committed, which the log must still hold as they were: the
+     * highest, and one found overwritten by a later commit (the tail was cut and appended to again).
+     */
+    committedEvents(): CommittedEvent[] {
+      return floor.known();
+    },
+
     /** Called after each group commit with the new last seq (streaming delivery wakes on it). */
     onAppended(listener: (lastSeq: number) => void): void {
       appendedListeners.push(listener);
@@ -314,6 +326,10 @@ export function createAuditLog(deps: {
       try {
         const events = await appendRows(trx, inputs, key);
         appended();
+        // Counted once the caller's transaction commits: until then they may still roll back.
+        const last = events[events.length - 1]!;
+        const segment = { first: events[0]!.seq, prevHash: events[0]!.prevHash, last: last.seq, lastHash: last.hash };
+        await afterCommit?.(trx, () => floor.committed(segment));
         return events;
       } catch (err) {
         // The caller's transaction lost to another (a deadlock, a lock timeout): nothing is wrong with the log.
@@ -368,7 +384,7 @@ export function createAuditLog(deps: {
     async verify(opts: { trustedPublicKey?: string | null; batch?: number; checkpointFloor?: number; macKey?: KeyObject | null } = {}): Promise<VerifyResult & { headSeq: number; checkpoints: number; unsigned?: number }> {
       const batch = opts.batch ?? 2000;
       // Taken before the head is read, so the head is at or past it (a commit moves both at once).
-      const floors = { headSeq: committedFloor, ...(opts.checkpointFloor ? { checkpointSeq: opts.checkpointFloor } : {}) };
+      const floors = { headSeq: floor.seq(), committed: floor.known(), ...(opts.checkpointFloor ? { checkpointSeq: opts.checkpointFloor } : {}) };
       const stored = await db.selectFrom('audit_checkpoints').selectAll().orderBy('seq').execute();
       // A scan of the whole log (no index on action): free of the statement timeout, which a large log would outlast.
       const published = await withoutStatementTimeout(db, (on) => on.selectFrom('audit_events').select(['seq', 'action', 'context']).where('action', '=', CHECKPOINT_ACTION).execute());

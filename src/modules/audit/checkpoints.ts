@@ -41,7 +41,7 @@ export function publicKeyText(key: KeyObject): string {
  * recorded as an `audit.checkpoint` event, so it travels to every sink with the events it covers:
  * a copy outside the database that a rewrite of the database cannot reach (docs/audit.md).
  */
-export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHolder; clock: Clock; audit: Pick<AuditLog, 'appendInTx' | 'onCommitted'>; macKeys: Pick<EventMacKeys, 'current'> }) {
+export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHolder; clock: Clock; audit: Pick<AuditLog, 'appendInTx' | 'onCommitted' | 'committedEvents'>; macKeys: Pick<EventMacKeys, 'current'> }) {
   const { db, root, clock, audit, macKeys } = deps;
   const signingCheck = createSigningCheck(db);
   audit.onCommitted((segment) => signingCheck.owned(segment));
@@ -79,7 +79,10 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
       const { privateKey, publicKey } = signingKeys();
       // The last checkpoint first, then the head: the head only moves forward, so it is never behind a checkpoint read before it.
       const last = await db.selectFrom('audit_checkpoints').selectAll().orderBy('seq', 'desc').limit(1).executeTakeFirst();
+      // Before the head, so the head is at or past it (the head only moves forward).
+      const committed = audit.committedEvents();
       const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+      const from = last ? { seq: last.seq, hash: last.hash } : { seq: 0, hash: GENESIS_HASH };
       try {
         // The proof starts from the last checkpoint: it must be one this key signed. Checked before
         // "nothing new", or a forged row past the head would stop every checkpoint without a word.
@@ -88,6 +91,11 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
         }
         if (last && (last.seq > head.seq || (last.seq === head.seq && last.hash !== head.hash))) {
           throw new KeyholdError('AUDIT_TAMPERED', `no checkpoint signed: the checkpoint at ${last.seq} covers events past the head (event ${head.seq}), or others: the end of the log was removed`);
+        }
+        // A signature on a log that lost what this server committed would vouch for the cut wherever it is copied.
+        const highest = committed.reduce((max, e) => Math.max(max, e.seq), 0);
+        if (highest > head.seq) {
+          throw new KeyholdError('AUDIT_TAMPERED', `no checkpoint signed: the head says event ${head.seq}, but this server has written up to ${highest}: events were removed from the end`);
         }
       } catch (err) {
         tampered = true;
@@ -101,7 +109,8 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
       }
       const macKey = macKeys.current() ?? fail('SEALED', 'the server is sealed');
       try {
-        lastProofReads = (await signingCheck.prove(macKey.key, last ? { seq: last.seq, hash: last.hash } : { seq: 0, hash: GENESIS_HASH }, head)).read;
+        // Each event this process committed past the last checkpoint must be there as committed (the proof compares them as it goes).
+        lastProofReads = (await signingCheck.prove(macKey.key, from, head, committed)).read;
       } catch (err) {
         if (err instanceof KeyholdError && err.code === 'AUDIT_TAMPERED') tampered = true;
         throw err;

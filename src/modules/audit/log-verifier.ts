@@ -21,6 +21,8 @@ export type LogVerifyResult = VerifyResult & {
 export interface VerifyFloors {
   headSeq?: number;
   checkpointSeq?: number;
+  /** Events the server committed, by seq: the log must hold each there unchanged (a cut tail grown back does not). */
+  committed?: ReadonlyArray<{ seq: number; hash: string }>;
 }
 
 /** A checkpoint to prove; `publishedBy` is the seq of the event that alone carries it (no stored row). */
@@ -103,6 +105,7 @@ export async function verifyLog(input: {
     return bad(newest + 1, `this server signed a checkpoint at ${floors.checkpointSeq}, but the newest stored is at ${newest}: checkpoints were removed`, 0);
   }
   const expected = new Map(checkpoints.map((c) => [c.seq, c.hash]));
+  const committed = new Map((floors.committed ?? []).map((e) => [e.seq, e.hash]));
   const seed = expected.get(from.seq);
   if (from.seq > 0 && seed !== undefined && seed !== from.hash) {
     return bad(from.seq + 1, `event ${from.seq + 1} does not link to the signed checkpoint at ${from.seq}`, 0);
@@ -112,6 +115,10 @@ export async function verifyLog(input: {
     if (!verifier.push(event)) break;
     const cp = expected.get(event.seq);
     if (cp !== undefined && cp !== event.hash) return bad(event.seq, `event ${event.seq} does not match the signed checkpoint at ${event.seq}`, verifier.result().events);
+    const mine = committed.get(event.seq);
+    if (mine !== undefined && mine !== event.hash) {
+      return bad(event.seq, `event ${event.seq} is not the event this server committed there: events were removed from the end and others appended in their place`, verifier.result().events);
+    }
   }
   const result = verifier.result();
   if (!result.ok) return { ...result, ...meta };

@@ -39,18 +39,23 @@ export function createSigningCheck(db: Kysely<Database>) {
   let commits: ChainSegment[] = [];
 
   const tampered = (problem: string) => new KeyholdError('AUDIT_TAMPERED', `no checkpoint signed: ${problem}`);
+  const notMine = (seq: number) => `event ${seq} is not the event this server committed there: events were removed from the end and others appended`;
 
   /**
    * Reads and proves the events after `from` up to `to` (a commit boundary) as verify does (chain.ts:
    * order, links, content against its hash, commit MACs); returns the last one.
    */
-  async function readThrough(key: KeyObject, macsFrom: number, from: Link, to: number): Promise<Link> {
+  async function readThrough(key: KeyObject, macsFrom: number, from: Link, to: number, mine: ReadonlyMap<number, string>): Promise<Link> {
     const verifier = createChainVerifier(from, { macs: { key, keyedFrom: macsFrom } });
     // Pages may end inside a commit: only the verdict at `to` (a commit boundary) counts an uncovered event.
     for (let after = from.seq, proving = true; proving && after < to;) {
       const rows = await db.selectFrom('audit_events').selectAll()
         .where('seq', '>', after).where('seq', '<=', to).orderBy('seq').limit(PAGE).execute();
-      for (const row of rows) if (!(proving = verifier.push(storedFromRow(row)))) break;
+      for (const row of rows) {
+        if (!(proving = verifier.push(storedFromRow(row)))) break;
+        const committed = mine.get(row.seq);
+        if (committed !== undefined && committed !== row.hash) throw tampered(notMine(row.seq));
+      }
       if (rows.length === 0) break;
       after = rows[rows.length - 1]!.seq;
     }
@@ -70,10 +75,11 @@ export function createSigningCheck(db: Kysely<Database>) {
 
     /**
      * Proves the events after `from` (the last signed checkpoint, or genesis) up to `head`. Throws
-     * AUDIT_TAMPERED naming the first event that is not the server's own; returns how many events it
-     * had to read back.
+     * AUDIT_TAMPERED naming the first event that is not the server's own, or not as this process
+     * committed it (`committed`: AuditLog.committedEvents); returns how many events it had to read back.
      */
-    async prove(key: KeyObject, from: Link, head: Link): Promise<{ read: number }> {
+    async prove(key: KeyObject, from: Link, head: Link, committed: readonly Link[] = []): Promise<{ read: number }> {
+      const expected = new Map(committed.map((e) => [e.seq, e.hash]));
       const start = await macStart(db, head.seq);
       if ('problem' in start) throw tampered(start.problem);
       const macsFrom = start.seq;
@@ -87,13 +93,15 @@ export function createSigningCheck(db: Kysely<Database>) {
         if (next && next.first === at.seq + 1 && next.last <= head.seq) {
           // Its own commit: it read this head under the write lock, so the link is all there is to check.
           if (next.prevHash !== at.hash) throw tampered(`event ${at.seq} is not the one this server's commit of ${next.first}..${next.last} followed`);
+          // Two commits never share a seq: one this process made that lies inside this commit, or ends where it ends with another hash, was cut off.
+          for (const [seq, hash] of expected) if (seq >= next.first && seq <= next.last && (seq < next.last || hash !== next.lastHash)) throw tampered(notMine(seq));
           at = { seq: next.last, hash: next.lastHash };
           i++;
           continue;
         }
         // Not its own (a write's transaction, another node, a forgery): read up to its next commit.
         const to = next && next.last <= head.seq ? next.first - 1 : head.seq;
-        const reached = await readThrough(key, macsFrom, at, to);
+        const reached = await readThrough(key, macsFrom, at, to, expected);
         if (reached.seq === at.seq) break; // rows missing: the check below names it
         read += reached.seq - at.seq;
         at = reached;
