@@ -15,6 +15,8 @@ export interface StartServerOptions {
   /** Further KEYHOLD_* settings for the child. */
   env?: Record<string, string>;
   startTimeoutMs?: number;
+  /** false: a production start (no --dev): it comes up uninitialised or sealed, and has no dev root token (`token` is ''). */
+  dev?: boolean;
 }
 
 export interface Exit {
@@ -44,7 +46,7 @@ export interface RequestOptions {
 export interface ServerProcess {
   /** e.g. http://127.0.0.1:41234 */
   readonly address: string;
-  /** The dev root token from the data directory. */
+  /** The dev root token from the data directory ('' when not started in dev mode). */
   readonly token: string;
   readonly pid: number;
   /** Everything the child printed so far: stdout, then stderr. */
@@ -102,7 +104,8 @@ function childEnv(opts: StartServerOptions): NodeJS.ProcessEnv {
  * await server.kill('SIGKILL');
  */
 export async function startServer(opts: StartServerOptions): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', SERVER_ENTRY, '--dev'], {
+  const dev = opts.dev ?? true;
+  const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', SERVER_ENTRY, ...(dev ? ['--dev'] : [])], {
     env: childEnv(opts),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -123,7 +126,7 @@ export async function startServer(opts: StartServerOptions): Promise<ServerProce
   let token: string;
   try {
     address = await waitForAddress();
-    token = (await readFile(join(opts.dataDir, 'dev-root-token'), 'utf8')).trim();
+    token = dev ? (await readFile(join(opts.dataDir, 'dev-root-token'), 'utf8')).trim() : '';
   } catch (error) {
     child.kill('SIGKILL');
     await exited;
