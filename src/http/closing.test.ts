@@ -36,3 +36,31 @@ test('a request that reaches a closing server over a connection still open gets 
     await h.close();
   }
 });
+
+test('a request in flight when the server starts closing is answered, and its keep-alive connection then ends so the close does not wait on an idle client', async () => {
+  const h = await createHarness('sqlite');
+  try {
+    await h.app.listen({ host: '127.0.0.1', port: 0 });
+    const socket = connect((h.app.server.address() as AddressInfo).port, '127.0.0.1');
+    let answer = '';
+    socket.on('data', (c: Buffer) => (answer += c.toString('utf8')));
+    const ended = new Promise((resolve) => socket.on('close', resolve));
+    const body = JSON.stringify({ name: 'IN_FLIGHT', owner: 'ops' });
+    socket.write(`POST /v1/secrets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${h.rootToken}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`);
+    await sleep(100);
+    const closing = h.app.close();
+    await sleep(50);
+    // The rest of the body; then the client keeps its connection, as a pooling client (a proxy, an SDK) does.
+    socket.write(body.slice(5));
+    const closed = await Promise.race([closing.then(() => 'closed'), sleep(3_000).then(() => 'still waiting')]);
+    const gone = await Promise.race([ended.then(() => 'ended'), sleep(1_000).then(() => 'still open')]);
+    socket.destroy();
+    assert.equal(closed, 'closed', `the close waited on a connection whose request had been answered:\n${answer}`);
+    assert.equal(gone, 'ended');
+    assert.match(answer, /^HTTP\/1\.1 201 /, answer);
+    assert.match(answer.toLowerCase(), /\r\nconnection: close\r\n/, 'the answer tells the client not to reuse the connection');
+    await closing;
+  } finally {
+    await h.close();
+  }
+});

@@ -10,6 +10,7 @@ import { strictJsonBodies } from './json-body.ts';
 import { lazySerializers } from './lazy-compilers.ts';
 import { clientErrorHandler, HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS } from './client-errors.ts';
 import { KeyholdError } from '../errors/index.ts';
+import { endConnectionsOnClose } from './draining.ts';
 
 const connectionLimits = { headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 1_000 };
 
@@ -87,8 +88,10 @@ export async function buildHttpServer(opts: HttpOptions, modules: Array<(app: Fa
   // The path is not echoed: a webhook's token is part of one.
   app.setNotFoundHandler((request, reply) => sendError(reply, new KeyholdError('ROUTE_NOT_FOUND', `no endpoint for ${request.method} at this path; see /v1/openapi.json`)));
   const hsts = opts.https ? 'max-age=31536000' : null;
+  const lastAnswerWhileClosing = endConnectionsOnClose(app);
   // Callback style: an async hook costs a promise on every response.
   app.addHook('onSend', (request, reply, payload, done) => {
+    if (lastAnswerWhileClosing(request.raw.socket)) reply.header('connection', 'close');
     reply.header('x-request-id', request.id);
     reply.headers(SECURITY_HEADERS);
     // Secure by default: an answer may carry a token or value, and no route's answer is meant to be cached.
