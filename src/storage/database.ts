@@ -64,13 +64,34 @@ export class MigrationsPendingError extends Error {
 }
 
 /**
+ * The schema was migrated by a newer Keyhold: it holds migrations this version does not know, so
+ * this version's queries may not fit it. Not a crash: the operator runs the newer version (or
+ * restores the database from before the upgrade).
+ */
+export class SchemaTooNewError extends Error {
+  readonly unknown: string[];
+  constructor(unknown: string[]) {
+    super(`the database was migrated by a newer Keyhold (migration(s) ${unknown.join(', ')} are unknown to this version): `
+      + 'run that version or a later one, or restore the database from a backup taken before the upgrade');
+    this.name = 'SchemaTooNewError';
+    this.unknown = unknown;
+  }
+}
+
+/** Refuses a schema a newer Keyhold migrated, before anything is applied to it. */
+async function refuseNewerSchema(db: Kysely<unknown>, dialect: DialectName): Promise<string[]> {
+  const { pending, unknown } = await pendingMigrations(db, dialect);
+  if (unknown.length > 0) throw new SchemaTooNewError(unknown);
+  return pending;
+}
+
+/**
  * PostgreSQL: applies pending migrations when this user can (the owner, as in development); starts
  * without touching the schema when nothing is pending, so a runtime role without DDL rights can run
  * the server; refuses when migrations are pending and this user cannot apply them.
  */
 async function migratePostgres(db: Kysely<unknown>, unbounded: () => Kysely<unknown>): Promise<string[]> {
-  const { pending, unknown } = await pendingMigrations(db);
-  if (unknown.length > 0) throw new Error(`the database was migrated by a newer Keyhold (migrations ${unknown.join(', ')} are unknown to this version)`);
+  const pending = await refuseNewerSchema(db, 'postgres');
   if (pending.length === 0) return [];
   if (!(await canApplyMigrations(db))) {
     const { user, schema } = await whoAndWhere(db);
@@ -123,6 +144,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
       migrationsApplied = await migratePostgres(raw, () => new Kysely<unknown>({ dialect: createPostgresDialect({ ...where, max: 1 }).dialect }));
       auditAppendOnly = await appendOnlyReport(raw);
     } else {
+      await refuseNewerSchema(raw, dialect);
       await migrateToLatest(raw, dialect);
     }
   } catch (err) {

@@ -74,9 +74,11 @@ export function migrationProvider(dialect: DialectName): MigrationProvider {
  * runtime role without DDL rights cannot do. `unknown`: applied migrations this version does not
  * know (the schema was migrated by a newer Keyhold).
  */
-export async function pendingMigrations(db: Kysely<unknown>): Promise<{ pending: string[]; unknown: string[] }> {
+export async function pendingMigrations(db: Kysely<unknown>, dialect: DialectName): Promise<{ pending: string[]; unknown: string[] }> {
   const known = Object.keys(migrations).sort();
-  const table = (await sql<{ name: string | null }>`select to_regclass(format('%I.kysely_migration', current_schema()))::text as name`.execute(db)).rows[0]?.name;
+  const table = dialect === 'postgres'
+    ? (await sql<{ name: string | null }>`select to_regclass(format('%I.kysely_migration', current_schema()))::text as name`.execute(db)).rows[0]?.name
+    : (await sql<{ name: string }>`select name from sqlite_master where type = 'table' and name = 'kysely_migration'`.execute(db)).rows[0]?.name;
   if (!table) return { pending: known, unknown: [] };
   const applied = new Set((await sql<{ name: string }>`select name from ${sql.raw(table)}`.execute(db)).rows.map((r) => r.name));
   return { pending: known.filter((n) => !applied.has(n)), unknown: [...applied].filter((n) => !(n in migrations)).sort() };
