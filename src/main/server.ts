@@ -5,7 +5,7 @@ import { certificateNames, readTlsFiles, type TlsFiles } from '../config/tls-fil
 import { createLogger } from '../platform/logger.ts';
 import { warmUpNextTick } from '../platform/jit-warm-up.ts';
 import { systemClock } from '../platform/clock.ts';
-import { MigrationsPendingError, openStorage, SchemaTooNewError, type Storage } from '../storage/database.ts';
+import { openStorage, StorageRefusal, type Storage } from '../storage/database.ts';
 import { DEV_KEY_FILE, DevKeyFileError } from '../crypto/root/dev/index.ts';
 import { DEV_ROOT_TOKEN_FILE } from '../modules/system/system-service.ts';
 import { createHttpApp, createServices } from './compose.ts';
@@ -64,8 +64,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
   try {
     storage = await openStorage({ url: config.databaseUrl, ...config.database });
   } catch (err) {
-    // Not a crash: the operator runs the migration as the schema owner (or the newer version), then starts again.
-    if (err instanceof MigrationsPendingError || err instanceof SchemaTooNewError) {
+    // Not a crash: the operator migrates as the schema owner, runs the newer version or creates the schema, then starts again.
+    if (err instanceof StorageRefusal) {
       process.stderr.write(`keyhold cannot start: KEYHOLD_DATABASE_URL: ${err.message}\n`);
       process.exit(2);
     }

@@ -1,6 +1,6 @@
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { Kysely, PostgresAdapter, type Dialect, type Transaction } from 'kysely';
+import { Kysely, PostgresAdapter, sql, type Dialect, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
 import { createNodeSqliteDialect } from './sqlite/node-sqlite-dialect.ts';
 import { createPostgresDialect, type StatementBounds } from './postgres/postgres-dialect.ts';
@@ -45,10 +45,19 @@ export interface Storage {
 }
 
 /**
+ * The database cannot be used as it is set up, and starting again will not change that: the operator
+ * must act (create the schema, migrate, run another version). Not a crash: the server names the
+ * setting and stops with exit code 2.
+ */
+export class StorageRefusal extends Error {
+  override name = 'StorageRefusal';
+}
+
+/**
  * The schema needs migrations that this connection's user cannot apply: it is not the owner of the
  * schema's tables (the production set-up, see `keyhold migrate`).
  */
-export class MigrationsPendingError extends Error {
+export class MigrationsPendingError extends StorageRefusal {
   readonly user: string;
   readonly schema: string | null;
   readonly pending: string[];
@@ -68,7 +77,7 @@ export class MigrationsPendingError extends Error {
  * this version's queries may not fit it. Not a crash: the operator runs the newer version (or
  * restores the database from before the upgrade).
  */
-export class SchemaTooNewError extends Error {
+export class SchemaTooNewError extends StorageRefusal {
   readonly unknown: string[];
   constructor(unknown: string[]) {
     super(`the database was migrated by a newer Keyhold (migration(s) ${unknown.join(', ')} are unknown to this version): `
@@ -91,10 +100,17 @@ async function refuseNewerSchema(db: Kysely<unknown>, dialect: DialectName): Pro
  * the server; refuses when migrations are pending and this user cannot apply them.
  */
 async function migratePostgres(db: Kysely<unknown>, unbounded: () => Kysely<unknown>): Promise<string[]> {
+  // PostgreSQL skips the search_path's schemas that do not exist or this user may not use: with none left, every
+  // statement below would fail with something like "null values cannot be formatted as an SQL identifier".
+  const { user, schema } = await whoAndWhere(db);
+  if (schema === null) {
+    const path = (await sql<{ path: string }>`select current_setting('search_path') as path`.execute(db)).rows[0]?.path ?? '';
+    throw new StorageRefusal(`no schema to use: database user "${user}" has search_path "${path}", and none of it exists or is usable `
+      + '(USAGE) by that user: create the schema as its owner (keyhold migrate then grants the server\'s role), or fix options=-c search_path=... in the URL');
+  }
   const pending = await refuseNewerSchema(db, 'postgres');
   if (pending.length === 0) return [];
   if (!(await canApplyMigrations(db))) {
-    const { user, schema } = await whoAndWhere(db);
     throw new MigrationsPendingError(user, schema, pending);
   }
   // Not under the pool's bounds: a migration rewrites whole tables and waits for every reader of
