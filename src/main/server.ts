@@ -5,7 +5,7 @@ import { certificateNames, readTlsFiles, type TlsFiles } from '../config/tls-fil
 import { createLogger } from '../platform/logger.ts';
 import { warmUpNextTick } from '../platform/jit-warm-up.ts';
 import { systemClock } from '../platform/clock.ts';
-import { openStorage, StorageRefusal, type Storage } from '../storage/database.ts';
+import { openStorage, StorageRefusal, withoutPassword, type Storage } from '../storage/database.ts';
 import { DEV_KEY_FILE, DevKeyFileError } from '../crypto/root/dev/index.ts';
 import { DEV_ROOT_TOKEN_FILE } from '../modules/system/system-service.ts';
 import { createHttpApp, createServices } from './compose.ts';
@@ -69,7 +69,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       process.stderr.write(`keyhold cannot start: KEYHOLD_DATABASE_URL: ${err.message}\n`);
       process.exit(2);
     }
-    throw err;
+    // Unreachable, refused, or a URL the driver cannot read: name the setting to look at (the data directory when the
+    // URL is the default inside it), and never the password, whatever the driver's message holds.
+    const setting = env.KEYHOLD_DATABASE_URL === undefined ? 'KEYHOLD_DATA_DIR' : 'KEYHOLD_DATABASE_URL';
+    process.stderr.write(`keyhold cannot start: ${setting}: the database cannot be opened: ${withoutPassword((err as Error).message, config.databaseUrl)}\n`);
+    process.exit(1);
   }
   if (storage.migrationsApplied.length > 0) logger.info({ migrations: storage.migrationsApplied }, 'database migrations applied');
   if (storage.dialect === 'postgres' && storage.auditAppendOnly.guarantee === 'trigger') {

@@ -124,6 +124,23 @@ async function migratePostgres(db: Kysely<unknown>, unbounded: () => Kysely<unkn
   return pending;
 }
 
+/**
+ * `text` with the password of a connection URL masked, as written and percent-decoded: for messages about
+ * a database that could not be opened, whatever the driver put in them. Read by pattern, not by URL
+ * parsing, since the URL may be one that does not parse.
+ */
+export function withoutPassword(text: string, url: string): string {
+  const password = /^[a-z]+:\/\/[^/@:]*:([^@]*)@/i.exec(url)?.[1];
+  if (!password) return text;
+  let decoded = password;
+  try {
+    decoded = decodeURIComponent(password);
+  } catch {
+    // Not percent-encoded throughout: the text as written is all there is to mask.
+  }
+  return text.split(password).join('***').split(decoded).join('***');
+}
+
 /** Opens the database named by the URL and applies migrations (PostgreSQL: if this user can, see migratePostgres). */
 export async function openStorage(options: StorageOptions): Promise<Storage> {
   const dialect: DialectName = /^postgres(ql)?:\/\//.test(options.url) ? 'postgres' : 'sqlite';
