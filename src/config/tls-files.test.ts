@@ -1,6 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
+import { promisify } from 'node:util';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,4 +62,13 @@ test('whether the server certificate (the first of KEYHOLD_TLS_CERT) names an ad
   assert.equal(certificateNames(ipCert, 'https://127.0.0.1:8200'), true);
   assert.equal(certificateNames(ipCert, 'https://[::1]:8200'), true);
   assert.equal(certificateNames(ipCert, 'https://localhost:8200'), false);
+});
+
+test('a key file that holds no usable key, an encrypted one, or the key of another certificate stops start-up naming KEYHOLD_TLS_KEY', async () => {
+  refused({ certFile: files.cert, keyFile: files.cert, caFile: null }, /KEYHOLD_TLS_KEY names .*server-cert\.pem, which holds no private key that can be read/);
+  const encrypted = join(dir, 'encrypted-key.pem');
+  await promisify(execFile)('openssl', ['pkey', '-in', files.key, '-aes256', '-passout', 'pass:not-read', '-out', encrypted]);
+  refused({ certFile: files.cert, keyFile: encrypted, caFile: null }, /KEYHOLD_TLS_KEY names .*encrypted-key\.pem, which holds an encrypted key: .*decrypt it/);
+  const other = await makeCertificates(dir, 'other', 'DNS:other.internal');
+  refused({ certFile: files.cert, keyFile: other.key, caFile: null }, /KEYHOLD_TLS_KEY names .*other-key\.pem, whose key is not the one of the certificate in KEYHOLD_TLS_CERT/);
 });

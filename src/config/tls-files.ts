@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { ConfigError } from './parse.ts';
 import type { Config } from './config.ts';
 
@@ -40,6 +40,27 @@ function certificatesOf(setting: string, file: string, pem: Buffer): X509Certifi
   });
 }
 
+/**
+ * The private key of a key file that the server certificate was issued for. Checked here so a wrong file stops
+ * start-up naming its setting, not with an OpenSSL code ("key values mismatch", "DECODER routines::unsupported").
+ */
+function privateKeyFor(file: string, pem: Buffer, certificate: X509Certificate): KeyObject {
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(pem);
+  } catch (err) {
+    // PKCS#8 or the older OpenSSL form; OpenSSL says only "interrupted or cancelled" (it asked for no passphrase).
+    if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(pem.toString('latin1'))) {
+      throw new ConfigError('KEYHOLD_TLS_KEY', `names ${file}, which holds an encrypted key: Keyhold reads no passphrase; decrypt it (openssl pkey) into a file only the server's user can read`);
+    }
+    throw new ConfigError('KEYHOLD_TLS_KEY', `names ${file}, which holds no private key that can be read (PEM or DER, unencrypted)`);
+  }
+  if (!certificate.checkPrivateKey(key)) {
+    throw new ConfigError('KEYHOLD_TLS_KEY', `names ${file}, whose key is not the one of the certificate in KEYHOLD_TLS_CERT (the first one, ${certificate.subject.replace(/\n/g, ', ')})`);
+  }
+  return key;
+}
+
 const pemOf = (certificates: X509Certificate[]) => certificates.map((c) => c.toString()).join('');
 
 /** Reads the certificate, key and CA files the TLS settings name; any unreadable one stops start-up naming its setting. */
@@ -47,6 +68,7 @@ export function readTlsFiles(tls: NonNullable<Config['tls']>): TlsFiles {
   const cert = readSetting('KEYHOLD_TLS_CERT', tls.certFile);
   const key = readSetting('KEYHOLD_TLS_KEY', tls.keyFile);
   const chain = certificatesOf('KEYHOLD_TLS_CERT', tls.certFile, cert);
+  privateKeyFor(tls.keyFile, key, chain[0]!);
   const scriptCa = tls.caFile === null ? chain : certificatesOf('KEYHOLD_TLS_CA', tls.caFile, readSetting('KEYHOLD_TLS_CA', tls.caFile));
   return { https: { cert, key }, certificate: chain[0]!, scriptCa: pemOf(scriptCa) };
 }
