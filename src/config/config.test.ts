@@ -22,6 +22,12 @@ test('an unknown KEYHOLD_* variable stops start-up; the CLI\'s and the SDK\'s ow
   assert.doesNotThrow(() => loadConfig({ OTHER_VARIABLE: 'x' }), 'only the KEYHOLD_ prefix is checked');
 });
 
+test('a setting spelt in the wrong case is refused naming the right spelling, not ignored', () => {
+  refused({ keyhold_port: '8300' }, /keyhold_port is not a known setting \(names are upper case: KEYHOLD_PORT\)/);
+  refused({ Keyhold_Database_Url: 'sqlite:/tmp/x.db' }, /Keyhold_Database_Url is not a known setting \(names are upper case: KEYHOLD_DATABASE_URL\)/);
+  refused({ keyhold_prot: '8300' }, /keyhold_prot is not a known setting$/);
+});
+
 test('bad values are refused naming the setting', () => {
   refused({ KEYHOLD_HOST: '0.0.0.0' }, /KEYHOLD_HOST is 0\.0\.0\.0: plain HTTP is only allowed on loopback/);
   refused({ KEYHOLD_TLS_CERT: '/etc/cert.pem' }, /KEYHOLD_TLS_CERT\/KEYHOLD_TLS_KEY must be set together/);

@@ -98,8 +98,8 @@ export interface IdentitySettings {
 }
 
 /**
- * Reads KEYHOLD_* settings. Unknown KEYHOLD_* variables are rejected so a typo never silently
- * falls back to a default.
+ * Reads KEYHOLD_* settings. Unknown KEYHOLD_* variables (in any case) are rejected so a typo never
+ * silently falls back to a default.
  */
 export function loadConfig(env: Record<string, string | undefined>, flags: { dev?: boolean } = {}): Readonly<Config> {
   const known = new Set([
@@ -115,8 +115,11 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
     // read by the SDK in scripts and services (keyhold/sdk), which may share a shell with a server:
     'KEYHOLD_ENVIRONMENT',
   ]);
+  // Any case: environment names are case-sensitive, so keyhold_port would otherwise be silently ignored.
   for (const key of Object.keys(env)) {
-    if (key.startsWith('KEYHOLD_') && !known.has(key)) throw new ConfigError(key, 'is not a known setting');
+    const upper = key.toUpperCase();
+    if (!upper.startsWith('KEYHOLD_') || known.has(key)) continue;
+    throw new ConfigError(key, known.has(upper) ? `is not a known setting (names are upper case: ${upper})` : 'is not a known setting');
   }
 
   const dataDir = resolve(env.KEYHOLD_DATA_DIR ?? '.keyhold-data');
