@@ -103,6 +103,9 @@ test('durations are bounded: timers fire between 100ms and 24 days apart, lifeti
     assert.doesNotThrow(() => loadConfig({ [setting]: '24d' }), setting);
   }
   refused({ KEYHOLD_ROTATION_LEASE: '2d' }, /KEYHOLD_ROTATION_LEASE must be between 1s and 1d/);
+  assert.equal(loadConfig({}).shutdownGraceMs, 10_000);
+  assert.equal(loadConfig({ KEYHOLD_SHUTDOWN_GRACE: '0s' }).shutdownGraceMs, 0);
+  refused({ KEYHOLD_SHUTDOWN_GRACE: '11m' }, /KEYHOLD_SHUTDOWN_GRACE must be between 0ms and 10m/);
   for (const setting of ['KEYHOLD_STEP_UP_WINDOW', 'KEYHOLD_SESSION_IDLE', 'KEYHOLD_SESSION_MAX', 'KEYHOLD_MACHINE_TOKEN_TTL']) {
     refused({ [setting]: '0ms' }, new RegExp(`${setting} must be between 1s and 3650d`));
     refused({ [setting]: '99999999999999999999d' }, new RegExp(`${setting} must be between 1s and 3650d`));

@@ -33,6 +33,8 @@ export interface Config {
   retentionSweepMs: number;
   /** How often every tenant KEK is self-tested while unsealed (SPEC §2). */
   selfTestIntervalMs: number;
+  /** At stop, how long requests still in flight are waited for before their connections are cut. */
+  shutdownGraceMs: number;
   identity: IdentitySettings;
   audit: AuditSettings;
   rotation: RotationSettings;
@@ -104,7 +106,7 @@ export interface IdentitySettings {
 export function loadConfig(env: Record<string, string | undefined>, flags: { dev?: boolean } = {}): Readonly<Config> {
   const known = new Set([
     'KEYHOLD_DATA_DIR', 'KEYHOLD_DATABASE_URL', 'KEYHOLD_HOST', 'KEYHOLD_PORT', 'KEYHOLD_TLS_CERT', 'KEYHOLD_TLS_KEY', 'KEYHOLD_TLS_CA', 'KEYHOLD_SCRIPT_ADDR',
-    'KEYHOLD_DEV', 'KEYHOLD_LOG_LEVEL', 'KEYHOLD_MAX_VALUE_BYTES', 'KEYHOLD_ROLLBACK_WINDOW', 'KEYHOLD_RETENTION_SWEEP', 'KEYHOLD_SELF_TEST_INTERVAL',
+    'KEYHOLD_DEV', 'KEYHOLD_LOG_LEVEL', 'KEYHOLD_MAX_VALUE_BYTES', 'KEYHOLD_ROLLBACK_WINDOW', 'KEYHOLD_RETENTION_SWEEP', 'KEYHOLD_SELF_TEST_INTERVAL', 'KEYHOLD_SHUTDOWN_GRACE',
     'KEYHOLD_STEP_UP_WINDOW', 'KEYHOLD_SESSION_IDLE', 'KEYHOLD_SESSION_MAX', 'KEYHOLD_MACHINE_TOKEN_TTL', 'KEYHOLD_CREDENTIAL_GRACE',
     'KEYHOLD_ROTATION_LEASE', 'KEYHOLD_ROTATION_TICK', 'KEYHOLD_ROTATION_CHECK_CONCURRENCY',
     'KEYHOLD_NOTIFY_WEBHOOK', 'KEYHOLD_NOTIFY_WEBHOOK_SECRET', 'KEYHOLD_NOTIFY_SMTP', 'KEYHOLD_NOTIFY_SMTP_FROM',
@@ -176,6 +178,8 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
     rollbackWindowMs: parseDuration('KEYHOLD_ROLLBACK_WINDOW', env.KEYHOLD_ROLLBACK_WINDOW ?? '7d', RETENTION),
     retentionSweepMs: parseDuration('KEYHOLD_RETENTION_SWEEP', env.KEYHOLD_RETENTION_SWEEP ?? '1h', TIMER),
     selfTestIntervalMs: parseDuration('KEYHOLD_SELF_TEST_INTERVAL', env.KEYHOLD_SELF_TEST_INTERVAL ?? '1h', TIMER),
+    // Below the usual stop timeouts (Kubernetes 30 s, systemd 90 s), which then end the process with SIGKILL.
+    shutdownGraceMs: parseDuration('KEYHOLD_SHUTDOWN_GRACE', env.KEYHOLD_SHUTDOWN_GRACE ?? '10s', { min: 0, max: 10 * 60_000, text: 'between 0ms and 10m' }),
     identity: Object.freeze(identitySettings(env)),
     audit: Object.freeze(auditSettings(env)),
     rotation: Object.freeze(rotationSettings(env)),

@@ -200,7 +200,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       if (!services.seal.isSealed()) await services.checkpoints.checkpoint().catch(() => null);
       await streaming?.stop();
       services.seal.seal();
+      // Sealed, a request still in flight can only be answered SEALED: past the grace its connection is cut, so a client
+      // that never finishes its request cannot hold the stop up to the request timeout (30 s), past a stop timeout.
+      const cutOff = setTimeout(() => server.server.closeAllConnections(), config.shutdownGraceMs);
+      cutOff.unref();
       await server.close();
+      clearTimeout(cutOff);
       await storage.close();
       process.exit(0);
     };

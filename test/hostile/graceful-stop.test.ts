@@ -1,4 +1,5 @@
 import { after, before, test } from 'node:test';
+import { connect } from 'node:net';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../helpers/each-dialect.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/databases.ts';
@@ -67,5 +68,21 @@ describeEachDialect('graceful stop', (dialect) => {
     const verified = await again.request('GET', '/v1/audit/verify');
     assert.equal(verified.json?.ok, true, verified.text);
     assert.deepEqual(await again.stop(), { code: 0, signal: null });
+  });
+
+  test('a client that never finishes its request holds SIGTERM no longer than KEYHOLD_SHUTDOWN_GRACE', async () => {
+    const live = (server = await startServer({ dataDir: database.dataDir, databaseUrl: database.url, logLevel: 'warn', env: { KEYHOLD_SHUTDOWN_GRACE: '1s' } }));
+    const { hostname, port } = new URL(live.address);
+    const socket = connect(Number(port), hostname);
+    socket.on('error', () => {});
+    const cut = new Promise((resolve) => socket.on('close', resolve));
+    // Headers and part of a body, then nothing: the request stays in flight until the server's 30 s request timeout.
+    socket.write(`PUT /v1/secrets/STOP_A/values/development HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${live.token}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"value":`);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const t0 = Date.now();
+    assert.deepEqual(await live.stop(), { code: 0, signal: null }, live.stderr());
+    const stoppedIn = Date.now() - t0;
+    assert.ok(stoppedIn < STOP_WITHIN_MS, `stopped in ${stoppedIn} ms`);
+    await cut;
   });
 });
