@@ -209,8 +209,21 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       await storage.close();
       process.exit(0);
     };
-    process.once('SIGINT', () => void shutdown('SIGINT'));
-    process.once('SIGTERM', () => void shutdown('SIGTERM'));
+    // The first SIGINT or SIGTERM stops gracefully; a second, of either kind, means the operator will not wait for
+    // what the stop still waits on (requests within the grace, automation runs): exit now, not 0. Every acknowledged
+    // write is already committed, and the audit chain stays whole (its tail is then covered by the next checkpoint).
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (!stopping) {
+        stopping = true;
+        void shutdown(signal);
+        return;
+      }
+      process.stderr.write(`keyhold: ${signal} during shutdown: exiting now, without waiting for the stop to finish\n`);
+      process.exit(1);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   } catch (err) {
     await app?.close().catch(() => {});
     await storage.close().catch(() => {});

@@ -85,4 +85,32 @@ describeEachDialect('graceful stop', (dialect) => {
     assert.ok(stoppedIn < STOP_WITHIN_MS, `stopped in ${stoppedIn} ms`);
     await cut;
   });
+  test('a second SIGINT or SIGTERM while the stop waits ends the process at once, and nothing acknowledged is lost', async () => {
+    const live = (server = await startServer({ dataDir: database.dataDir, databaseUrl: database.url, logLevel: 'warn', env: { KEYHOLD_SHUTDOWN_GRACE: '1m' } }));
+    assert.equal((await live.request('POST', '/v1/secrets', { body: { name: 'STOP_C', owner: 'ops' } })).status, 201);
+    const written = await live.request('PUT', '/v1/secrets/STOP_C/values/staging', { body: { value: 'before-the-stop' } });
+    assert.equal(written.status, 200, written.text);
+    const { hostname, port } = new URL(live.address);
+    const socket = connect(Number(port), hostname);
+    socket.on('error', () => {});
+    // A request that never finishes keeps the stop waiting for the whole grace.
+    socket.write(`PUT /v1/secrets/STOP_C/values/development HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${live.token}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"value":`);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    process.kill(live.pid, 'SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const t0 = Date.now();
+    process.kill(live.pid, 'SIGINT');
+    const exit = await Promise.race([live.exited, new Promise((resolve) => setTimeout(resolve, STOP_WITHIN_MS, 'still running'))]);
+    socket.destroy();
+    assert.notEqual(exit, 'still running', 'the second signal did not end the process');
+    assert.ok(Date.now() - t0 < STOP_WITHIN_MS);
+    assert.deepEqual(exit, { code: 1, signal: null }, 'not 0: the stop did not finish');
+    assert.match(live.stderr() + live.stdout(), /SIGINT during shutdown: exiting now/);
+
+    const again = await start();
+    const read = await again.request('GET', `/v1/secrets/STOP_C/values/staging?version=${written.json.version}`);
+    assert.equal(read.json?.value, 'before-the-stop', read.text);
+    assert.equal((await again.request('GET', '/v1/audit/verify')).json?.ok, true);
+    assert.deepEqual(await again.stop(), { code: 0, signal: null });
+  });
 });
