@@ -268,6 +268,8 @@ export interface MachineIdentitiesTable {
   oidc_audience: string | null;
   oidc_subject: string | null;
   oidc_claims: string | null;
+  /** Null: saved before identities had a max age; the default applies. */
+  oidc_max_age_ms: number | null;
   token_ttl_ms: number;
   owner_user_id: string | null;
   created_at: number;

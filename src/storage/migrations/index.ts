@@ -26,6 +26,7 @@ import * as m022 from './022-secret-name-collation.ts';
 import * as m023 from './023-approval-source.ts';
 import * as m024 from './024-user-email.ts';
 import * as m025 from './025-run-step-summary.ts';
+import * as m026 from './026-oidc-max-age.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -55,6 +56,7 @@ const migrations: Record<string, DialectMigration> = {
   '023-approval-source': m023,
   '024-user-email': m024,
   '025-run-step-summary': m025,
+  '026-oidc-max-age': m026,
 };
 
 /** Every migration of this version, for Kysely's migrator (tests upgrade from an older point with it). */

@@ -1,5 +1,5 @@
 import type { MachineIdentitiesTable } from '../../../storage/schema.ts';
-import type { MachineIdentity, MachineKind, OidcBinding } from './types.ts';
+import { DEFAULT_OIDC_MAX_AGE_SECONDS, type MachineIdentity, type MachineKind, type OidcBinding } from './types.ts';
 import { isoTime as iso } from '../../../platform/clock.ts';
 
 /** Rows of machine_identities to the shapes the services hand out. */
@@ -13,6 +13,8 @@ export function bindingOf(row: MachineIdentitiesTable): OidcBinding | null {
     audience: row.oidc_audience,
     subject: row.oidc_subject,
     claims: row.oidc_claims === null ? {} : (JSON.parse(row.oidc_claims) as Record<string, unknown>),
+    // Rows saved before identities had a max age (null) get the default.
+    maxAgeSeconds: row.oidc_max_age_ms === null ? DEFAULT_OIDC_MAX_AGE_SECONDS : Math.round(Number(row.oidc_max_age_ms) / 1000),
   };
 }
 

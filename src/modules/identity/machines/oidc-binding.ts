@@ -1,6 +1,6 @@
 import { fail } from '../../../errors/index.ts';
 import { isForbiddenHost, isLoopbackHost } from '../../../platform/addresses.ts';
-import type { CreateMachineInput, OidcBinding } from './types.ts';
+import { DEFAULT_OIDC_MAX_AGE_SECONDS, MAX_OIDC_MAX_AGE_SECONDS, MIN_OIDC_MAX_AGE_SECONDS, type CreateMachineInput, type OidcBinding } from './types.ts';
 
 const MAX_CLAIMS = 32;
 const MAX_CLAIMS_JSON_BYTES = 4096;
@@ -49,11 +49,16 @@ export function parseOidcBinding(input: CreateMachineInput['oidc']): OidcBinding
   if (!bindsCaller({ subject, claims })) {
     fail('VALIDATION_FAILED', 'an oidc identity must bind oidc.subject or at least one oidc.claims entry (e.g. repository), or any caller of a shared identity provider could use it');
   }
+  const maxAgeSeconds = input.maxAgeSeconds ?? DEFAULT_OIDC_MAX_AGE_SECONDS;
+  if (!Number.isInteger(maxAgeSeconds) || maxAgeSeconds < MIN_OIDC_MAX_AGE_SECONDS || maxAgeSeconds > MAX_OIDC_MAX_AGE_SECONDS) {
+    fail('VALIDATION_FAILED', `oidc.maxAgeSeconds must be a whole number from ${MIN_OIDC_MAX_AGE_SECONDS} to ${MAX_OIDC_MAX_AGE_SECONDS}`);
+  }
   return {
     issuer: input.issuer,
     jwksUrl,
     audience: input.audience,
     subject,
     claims,
+    maxAgeSeconds,
   };
 }

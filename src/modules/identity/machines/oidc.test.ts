@@ -65,7 +65,7 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
     assert.equal((await call('GET', '/v1/secrets', { token: res.body.access_token })).status, 200);
     const described = await call('GET', '/v1/machines');
     const m = described.body.items.find((x: { clientId: string }) => x.clientId === clientId);
-    assert.deepEqual(m.oidc, { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, subject: SUBJECT, claims: BOUND });
+    assert.deepEqual(m.oidc, { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, subject: SUBJECT, claims: BOUND, maxAgeSeconds: 3600 });
   });
 
   test('an issue time just inside the allowed clock skew is accepted', async () => {
@@ -98,7 +98,7 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
       ['expired', 'ERR_JWT_EXPIRED', () => idp.sign({ ...claims, exp: now() - 120 }, h.clock.now())],
       ['not yet valid', 'nbf: check_failed', () => idp.sign({ ...claims, nbf: now() + 120 }, h.clock.now())],
       ['issued in the future', 'iat: check_failed', () => idp.sign({ ...claims, iat: now() + 120, exp: now() + 600 }, h.clock.now())],
-      ['no expiry', 'exp: missing', () => new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: key.kid }).sign(key.privateKey)],
+      ['no expiry', 'exp: missing', () => new SignJWT({ ...claims, iat: now() }).setProtectedHeader({ alg: 'RS256', kid: key.kid }).sign(key.privateKey)],
       ['alg none', 'ERR_JOSE_ALG_NOT_ALLOWED', async () => `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ ...claims, iat: now(), exp: now() + 600 })}.`],
       ['HS256 keyed with the public key (algorithm confusion)', 'ERR_JOSE_ALG_NOT_ALLOWED', () =>
         new SignJWT({ ...claims, iat: now(), exp: now() + 600 }).setProtectedHeader({ alg: 'HS256', kid: key.kid }).sign(new TextEncoder().encode(pem))],
@@ -127,6 +127,31 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
       assert.ok(h.logs.lines.at(-1)?.includes(reason), `${what}: refused for the wrong reason: ${h.logs.lines.at(-1)}`);
     }
     assert.equal((await exchange(await valid())).status, 200, 'and the binding still works');
+  });
+
+  test('a JWT is accepted for an hour after its iat unless the identity says otherwise, whatever its exp, and never without an iat', async () => {
+    const secs = (ms: number) => Math.floor(ms / 1000);
+    // exchange() moves the clock a minute on before it verifies, so these are signed a minute before "now".
+    const farFuture = await idp.sign({ aud: AUDIENCE, sub: SUBJECT, ...BOUND, exp: secs(h.clock.now()) + 100 * 365 * 86_400 }, h.clock.now());
+    assert.equal((await exchange(farFuture)).status, 200, 'a fresh JWT is good, even with an absurd exp');
+    h.clock.advance(3_600_000);
+    assert.deepEqual(refusal(await exchange(farFuture)), REFUSED, 'but not an hour after it was issued');
+    assert.ok(h.logs.lines.at(-1)?.includes('iat: check_failed'), h.logs.lines.at(-1));
+
+    const old = await idp.sign({ aud: AUDIENCE, sub: SUBJECT, ...BOUND, iat: secs(h.clock.now()) - 3_600, exp: secs(h.clock.now()) + 600 }, h.clock.now());
+    assert.deepEqual(refusal(await exchange(old)), REFUSED, 'issued over an hour ago');
+    const noIat = await idp.sign({ aud: AUDIENCE, sub: SUBJECT, ...BOUND, iat: undefined, exp: secs(h.clock.now()) + 600 }, h.clock.now());
+    assert.deepEqual(refusal(await exchange(noIat)), REFUSED, 'no iat: its age cannot be known');
+    assert.ok(h.logs.lines.at(-1)?.includes('iat: missing'), h.logs.lines.at(-1));
+
+    // An IdP whose tokens live longer (EKS projects 24-hour service-account tokens) is trusted for as long as the admin says.
+    const longLived = await createOidcMachine('eks-pod', { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, subject: SUBJECT, maxAgeSeconds: 86_400 });
+    assert.equal((await call('GET', `/v1/machines/${longLived.id}`)).body.oidc.maxAgeSeconds, 86_400);
+    assert.equal((await exchange(old, longLived.clientId)).status, 200);
+    for (const maxAgeSeconds of [59, 86_401, 90.5]) {
+      const res = await call('POST', '/v1/machines', { body: { name: 'bad-age', kind: 'oidc', oidc: { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, subject: SUBJECT, maxAgeSeconds } } });
+      assert.deepEqual([res.status, res.body.error.code], [400, 'VALIDATION_FAILED'], String(maxAgeSeconds));
+    }
   });
 
   test('an audience list naming the bound audience among others is accepted (RFC 7519 §4.1.3; Vault\'s bound_audiences does the same)', async () => {

@@ -6,7 +6,7 @@ import { errorResponses } from '../../../http/schemas.ts';
 import type { MachineService } from './machine-service.ts';
 import type { TokenExchange } from './token-exchange.ts';
 import { tokenRoute } from './token-route.ts';
-import { MACHINE_KINDS, MAX_TOKEN_TTL_SECONDS, MIN_TOKEN_TTL_SECONDS } from './types.ts';
+import { MACHINE_KINDS, MAX_OIDC_MAX_AGE_SECONDS, MAX_TOKEN_TTL_SECONDS, MIN_OIDC_MAX_AGE_SECONDS, MIN_TOKEN_TTL_SECONDS } from './types.ts';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 const Text = (max: number) => Type.String({ minLength: 1, maxLength: max });
@@ -18,7 +18,7 @@ const MachineSchema = Type.Object({
   id: Type.String(), name: Type.String(), kind: Type.String(), clientId: Type.String(), tokenTtlSeconds: Type.Integer(),
   ownerUserId: Nullable(Type.String()),
   oidc: Nullable(Type.Object({
-    issuer: Type.String(), jwksUrl: Type.String(), audience: Type.String(), subject: Nullable(Type.String()), claims: Claims,
+    issuer: Type.String(), jwksUrl: Type.String(), audience: Type.String(), subject: Nullable(Type.String()), claims: Claims, maxAgeSeconds: Type.Integer(),
   })),
   createdAt: Type.String(), disabledAt: Nullable(Type.String()),
 });
@@ -52,6 +52,10 @@ export function machineRoutes(deps: { machines: MachineService; exchange: TokenE
             audience: Text(500),
             subject: Type.Optional(Text(500)),
             claims: Type.Optional(Claims),
+            maxAgeSeconds: Type.Optional(Type.Integer({
+              minimum: MIN_OIDC_MAX_AGE_SECONDS, maximum: MAX_OIDC_MAX_AGE_SECONDS,
+              description: 'How long after its iat a JWT is accepted, whatever its exp (default 3600)',
+            })),
           }, { additionalProperties: false })),
         }, { additionalProperties: false }),
         response: { 201: MachineWithSecretSchema, ...errorResponses },

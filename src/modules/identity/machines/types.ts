@@ -11,6 +11,8 @@ export interface OidcBinding {
   subject: string | null;
   /** Every entry must appear in the token with exactly this (JSON) value. */
   claims: Record<string, unknown>;
+  /** A token is accepted at most this long after its `iat`, whatever its `exp` says. */
+  maxAgeSeconds: number;
 }
 
 /** A machine identity as admins see it. Never carries the client secret or its hash. */
@@ -39,7 +41,7 @@ export interface CreateMachineInput {
   kind: MachineKind;
   tokenTtlSeconds?: number;
   ownerUserId?: string;
-  oidc?: { issuer: string; jwksUrl: string; audience: string; subject?: string; claims?: Record<string, unknown> };
+  oidc?: { issuer: string; jwksUrl: string; audience: string; subject?: string; claims?: Record<string, unknown>; maxAgeSeconds?: number };
 }
 
 /** The result of creating or rotating a client-secret identity: the secret, shown this once. */
@@ -65,3 +67,13 @@ export interface TokenResponse {
 /** Token lifetimes an admin may choose: at least a minute, at most a day (machine tokens are short-lived). */
 export const MIN_TOKEN_TTL_SECONDS = 60;
 export const MAX_TOKEN_TTL_SECONDS = 86_400;
+
+/**
+ * How long after its `iat` an identity provider's JWT may be exchanged, unless the identity says
+ * otherwise: an hour covers GitHub Actions, GitLab, GCP, Azure and Kubernetes' default projected
+ * tokens (refreshed within the hour); a stolen or leaked JWT with a far-off `exp` stops working an
+ * hour after it was issued. At most a day (EKS projects 24-hour tokens).
+ */
+export const DEFAULT_OIDC_MAX_AGE_SECONDS = 3_600;
+export const MIN_OIDC_MAX_AGE_SECONDS = 60;
+export const MAX_OIDC_MAX_AGE_SECONDS = 86_400;
