@@ -129,6 +129,20 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
     assert.equal((await exchange(await valid())).status, 200, 'and the binding still works');
   });
 
+  test('the Keyhold token of a JWT that expires before the identity\'s token TTL ends when Keyhold would stop taking the JWT', async () => {
+    const at = h.clock.now() + 60_001; // when exchange() verifies
+    const jwt = await idp.sign({ aud: AUDIENCE, sub: SUBJECT, ...BOUND, exp: Math.floor(at / 1000) + 120 }, at);
+    const res = await exchange(jwt);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    // The JWT's exp plus the 30 s of skew it was accepted with, not the identity's 900 s.
+    assert.ok(res.body.expires_in >= 149 && res.body.expires_in <= 150, `expires_in ${res.body.expires_in}`);
+    const token = res.body.access_token as string;
+    h.clock.advance(148_000);
+    assert.equal((await call('GET', '/v1/secrets', { token })).status, 200);
+    h.clock.advance(2_001);
+    assert.equal((await call('GET', '/v1/secrets', { token })).status, 401, 'the token outlived the JWT it was exchanged for');
+  });
+
   test('a JWT is accepted for an hour after its iat unless the identity says otherwise, whatever its exp, and never without an iat', async () => {
     const secs = (ms: number) => Math.floor(ms / 1000);
     // exchange() moves the clock a minute on before it verifies, so these are signed a minute before "now".

@@ -40,7 +40,8 @@ export type ExchangeResult =
   | { ok: false; reason: 'rate_limited'; retryAfterMs: number }
   | { ok: false; reason: 'invalid'; detail: string };
 
-type Check = { ok: true } | { ok: false; reason: string };
+/** `notAfter`: a bound on the token's expiry from the credential itself (a JWT's exp), if it has one. */
+type Check = { ok: true; notAfter?: number } | { ok: false; reason: string };
 
 function assertShape(request: TokenRequest): void {
   if (request.grant_type === CLIENT_CREDENTIALS_GRANT) {
@@ -99,7 +100,7 @@ export function createTokenExchange(deps: {
     if (!binding) return { ok: false, reason: 'assertion presented for a client-secret identity' };
     if (row.disabled_at !== null) return { ok: false, reason: 'identity disabled' };
     const verified = await oidc.verify(binding, assertion);
-    return verified.ok ? { ok: true } : { ok: false, reason: `assertion refused: ${verified.reason}` };
+    return verified.ok ? { ok: true, notAfter: verified.notAfter } : { ok: false, reason: `assertion refused: ${verified.reason}` };
   }
 
   return {
@@ -126,12 +127,17 @@ export function createTokenExchange(deps: {
         return { ok: false, reason: 'invalid', detail: check.ok ? 'unknown client' : check.reason };
       }
 
+      // A token from a JWT ends when the JWT would no longer be taken, if that is sooner than the identity's
+      // TTL: exchanging a short-lived assertion (GitHub's last minutes) must not stretch a stolen one into a day.
+      // Always > 0: the verifier refused a JWT whose exp (plus skew) had passed.
+      const ttlMs = check.notAfter === undefined ? row.token_ttl_ms : Math.min(row.token_ttl_ms, check.notAfter - clock.now());
+
       // Issue only if the identity is still live and its secret unchanged, under a lock a concurrent
       // disable or rotation must wait for (so a token can never outlive the disable that raced it).
       const issued = await db.transaction().execute(async (trx) => {
         const live = await repo.lockLive(trx, row.id, row.kind === 'client_secret' ? row.client_secret_hash : null);
         if (!live) return null;
-        const token = await tokens.issue({ tenantId: row.tenant_id, kind: 'machine', principalId: row.id, name: row.name, ttlMs: row.token_ttl_ms }, trx);
+        const token = await tokens.issue({ tenantId: row.tenant_id, kind: 'machine', principalId: row.id, name: row.name, ttlMs }, trx);
         await audit.appendInTx(trx, [{
           tenantId: row.tenant_id, actor: { type: 'machine', id: row.id }, action: 'auth.token', resource: { type: 'machine', id: row.id, name: row.name },
           outcome: 'allowed', context: signInContext(source, { grantType: request.grant_type, tokenId: token.id }, token.id),
@@ -143,7 +149,7 @@ export function createTokenExchange(deps: {
         return { ok: false, reason: 'invalid', detail: 'identity disabled or secret rotated during the exchange' };
       }
       byClient.reset(clientKey);
-      return { ok: true, token: { access_token: issued.token, token_type: 'Bearer', expires_in: Math.floor(row.token_ttl_ms / 1000) } };
+      return { ok: true, token: { access_token: issued.token, token_type: 'Bearer', expires_in: Math.floor(ttlMs / 1000) } };
     },
   };
 }
