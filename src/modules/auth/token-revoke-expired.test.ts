@@ -31,6 +31,17 @@ describeEachDialect('revoking a token that has already expired', (dialect) => {
     assert.deepEqual(seen && 'dead' in seen ? seen.dead.state : seen, 'expired');
   });
 
+  test('a token issued with no time left (a TTL of zero or less) is born expired, never without an expiry', async () => {
+    // The exchange gives a JWT's token what is left of the JWT, which a slow exchange can bring to nothing.
+    const m = await h.services.machines.create(h.ctx, { name: `no-time-${dialect}`, kind: 'client_secret' });
+    for (const ttlMs of [0, -5]) {
+      const issued = await h.services.tokens.issue({ tenantId: h.ctx.tenantId, kind: 'machine', principalId: m.id, name: m.name, ttlMs });
+      assert.equal(issued.expiresAt, h.clock.now() + ttlMs, `ttlMs ${ttlMs}`);
+      const seen = await h.services.tokens.lookup(issued.token);
+      assert.deepEqual(seen && 'dead' in seen ? seen.dead.state : seen, 'expired', `ttlMs ${ttlMs}`);
+    }
+  });
+
   test('a token one millisecond short of its expiry is still revoked', async () => {
     const m = await h.services.machines.create(h.ctx, { name: `almost-${dialect}`, kind: 'client_secret' });
     const issued = await h.services.tokens.issue({ tenantId: h.ctx.tenantId, kind: 'machine', principalId: m.id, name: m.name, ttlMs: 60_000 });

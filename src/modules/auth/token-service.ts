@@ -26,6 +26,7 @@ export interface IssueTokenOptions {
   principalId?: string;
   /** The principal's name as whoami and policies (`principal.name`) see it: a machine token carries its identity's own name. */
   name: string;
+  /** Omitted: the token never expires (root tokens only). Zero or less: it is issued already expired. */
   ttlMs?: number;
   /** Binds the token to one environment of its tenant (automation runs): it admits nothing elsewhere. */
   environment?: string;
@@ -67,7 +68,8 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
       const token = TOKEN_PREFIX + randomToken(32);
       const now = clock.now();
       const id = newId();
-      const expiresAt = opts.ttlMs ? now + opts.ttlMs : null;
+      // Only an absent TTL means no expiry (root tokens): a TTL that came to zero is no time left, not forever.
+      const expiresAt = opts.ttlMs === undefined ? null : now + opts.ttlMs;
       await executor.insertInto('tokens').values({
         id, tenant_id: opts.tenantId, token_hash: hashToken(token), name: opts.name, kind: opts.kind,
         principal_id: opts.principalId ?? null, environment: opts.environment ?? null, created_at: now, expires_at: expiresAt, revoked_at: null,
