@@ -16,11 +16,16 @@ const CLOCK_TOLERANCE_SECONDS = 30;
 /** `notAfter` (epoch ms): when Keyhold stops taking the JWT (its exp plus the skew), which a token exchanged for it must not outlive. */
 export type AssertionCheck = { ok: true; subject: string | null; notAfter: number } | { ok: false; reason: string };
 
-/** A reason for the operator's log: the kind of failure, never the token or its claims. */
-function reasonOf(err: unknown): string {
+/**
+ * A reason for the operator's log: the kind of failure, never the token or its claims. Anything
+ * else the key lookup threw is the JWKS fetch; anything else after it, jose refusing the key it
+ * found (an RSA key under 2048 bits), whose message names the key's flaw and nothing of the token.
+ */
+function reasonOf(err: unknown, inKeyLookup: boolean): string {
   if (err instanceof errors.JWTClaimValidationFailed || err instanceof errors.JWTExpired) return `${err.code} (${err.claim}: ${err.reason})`;
   if (err instanceof errors.JOSEError) return err.code;
-  return `jwks fetch failed (${(err as Error)?.name ?? 'error'})`;
+  if (inKeyLookup) return `jwks fetch failed (${(err as Error)?.name ?? 'error'})`;
+  return `key refused (${(err as Error)?.message ?? 'error'})`;
 }
 
 /**
@@ -34,8 +39,15 @@ export function createOidcVerifier(deps: { clock: Clock; jwks: JwksCache }) {
       // Saved before subjects or claims were required: it would admit every caller of the issuer.
       if (!bindsCaller(binding)) return { ok: false, reason: 'binding names no subject or claim' };
       let payload: Record<string, unknown>;
+      const keys = deps.jwks.get(binding.jwksUrl);
+      let inKeyLookup = false;
       try {
-        ({ payload } = await jwtVerify(assertion, deps.jwks.get(binding.jwksUrl), {
+        ({ payload } = await jwtVerify(assertion, async (header, token) => {
+          inKeyLookup = true;
+          const key = await keys(header, token);
+          inKeyLookup = false;
+          return key;
+        }, {
           issuer: binding.issuer,
           audience: binding.audience,
           algorithms: ALLOWED_ALGORITHMS,
@@ -48,7 +60,7 @@ export function createOidcVerifier(deps: { clock: Clock; jwks: JwksCache }) {
           maxTokenAge: binding.maxAgeSeconds,
         }));
       } catch (err) {
-        return { ok: false, reason: reasonOf(err) };
+        return { ok: false, reason: reasonOf(err, inKeyLookup) };
       }
       const subject = typeof payload.sub === 'string' ? payload.sub : null;
       if (binding.subject !== null && binding.subject !== '' && subject !== binding.subject) return { ok: false, reason: 'bound subject mismatch' };

@@ -20,6 +20,7 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
   let h: Harness;
   let idp: OidcProvider;
   let clientId: string;
+  let signWithWeakKey: ReturnType<OidcProvider['publishWeakRsaKey']>;
 
   async function call(method: string, url: string, opts: { token?: string; body?: unknown } = {}): Promise<Reply> {
     const token = opts.token ?? h.rootToken;
@@ -51,6 +52,7 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
   before(async () => {
     h = await createHarness(dialect);
     idp = await startOidcProvider();
+    signWithWeakKey = idp.publishWeakRsaKey();
     ({ clientId } = await createOidcMachine('github-deploy', { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, subject: SUBJECT, claims: BOUND }));
   });
   after(async () => {
@@ -119,6 +121,9 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
           .sign(key.privateKey, { crit: { 'x-bound-to': true } })],
       ['ES256 naming the RS256 key (alg does not match the key)', 'ERR_JWKS_NO_MATCHING_KEY', async () =>
         idp.sign(claims, h.clock.now(), await idp.unpublishedKey('ES256'), { kid: key.kid })],
+      // RFC 7518 §3.3: RSA keys of 2048 bits or more. Refused as the key it is, not blamed on the fetch.
+      ['signed by a published RSA key under 2048 bits', 'key refused (RS256 requires key modulusLength to be 2048 bits or larger)', async () =>
+        signWithWeakKey(claims, h.clock.now() + 60_001)],
       ['an audience list without the bound audience', 'aud: check_failed', () => valid({ aud: ['https://other.example', 'https://keyhold.example/'] })],
     ];
     for (const [what, reason, make] of cases) {
