@@ -9,10 +9,10 @@ import type { Storage } from '../../src/storage/database.ts';
 export type CanaryKind =
   | 'secret value' | 'password' | 'client secret' | 'session token' | 'machine token' | 'run token' | 'root token'
   | 'webhook token' | 'TOTP secret' | 'TOTP code' | 'unseal share' | 'webhook secret' | 'TOTP enrolment ticket'
-  | 'one-time key';
+  | 'one-time key' | 'JWT assertion';
 
 /** Kinds whose values are random strings: a fragment of them is as telling as the whole (see `needlesOf`). */
-const RANDOM_KINDS = new Set<CanaryKind>(['client secret', 'session token', 'machine token', 'run token', 'root token', 'webhook token', 'TOTP secret', 'unseal share', 'TOTP enrolment ticket', 'one-time key']);
+const RANDOM_KINDS = new Set<CanaryKind>(['client secret', 'session token', 'machine token', 'run token', 'root token', 'webhook token', 'TOTP secret', 'unseal share', 'TOTP enrolment ticket', 'one-time key', 'JWT assertion']);
 /** Shorter values are skipped: they would match by chance (a secret value `prod`, a password `x`). */
 const MIN_LENGTH = 6;
 /** The fragment of a random credential that is looked for on its own, at its head and at its tail. */
@@ -66,7 +66,8 @@ function needlesOf(kind: CanaryKind, value: string): Needle[] {
   // A lone surrogate has no URL encoding (encodeURIComponent throws): such a canary cannot appear URL-encoded either.
   if (value.isWellFormed()) forms.push(['url', encodeURIComponent(value)]);
   if (RANDOM_KINDS.has(kind)) {
-    const random = value.replace(PREFIXES, '');
+    // A JWT's header (and often its payload) is shared or public: its signature is the random part.
+    const random = kind === 'JWT assertion' ? value.slice(value.lastIndexOf('.') + 1) : value.replace(PREFIXES, '');
     if (random.length > FRAGMENT_LENGTH) forms.push(['head fragment', random.slice(0, FRAGMENT_LENGTH)], ['tail fragment', random.slice(-FRAGMENT_LENGTH)]);
   }
   const seen = new Set<string>();

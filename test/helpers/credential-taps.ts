@@ -53,7 +53,7 @@ export function tapServices(services: Services, canaries: CanaryRegistry): void 
   tap(services.sessions, 'issue', { after: (r) => add('session token', r.token) });
   for (const m of ['create', 'rotateSecret']) tap(services.machines, m, { after: (r) => add('client secret', r.clientSecret) });
   tap(services.tokenExchange, 'exchange', {
-    before: ([req]) => add('client secret', req.client_secret),
+    before: ([req]) => (add('client secret', req.client_secret), add('JWT assertion', req.assertion)),
     after: (r) => r.ok && add('machine token', r.token.access_token),
   });
   tap(services.users, 'create', { before: ([, input]) => add('password', input.password) });
@@ -97,6 +97,7 @@ function registerPayload(canaries: CanaryRegistry, url: string, payload: unknown
   canaries.add('TOTP code', b.totp);
   if (url.includes('/values/')) canaries.add('secret value', b.value);
   if (url.startsWith('/v1/auth/')) {
+    canaries.add('JWT assertion', b.assertion);
     canaries.add('TOTP code', b.code);
     canaries.add('TOTP enrolment ticket', b.ticket);
     canaries.add('password', b.current);

@@ -12,6 +12,7 @@ import { startServer, type RequestOptions, type ServerProcess } from '../helpers
 import { assertNoCredentialLeaked, createHarness, type Harness } from '../helpers/harness.ts';
 import { auditTexts, createCanaryRegistry, describeFindings } from '../helpers/canaries.ts';
 import { call, codeAt, enrolTotp, login, newUser, nextStep } from '../helpers/users.ts';
+import { startOidcProvider } from '../fixtures/oidc-provider.ts';
 
 const CANARY = `canary-${randomBytes(16).toString('hex')}`;
 const SECRET = 'CANARY_SECRET';
@@ -393,6 +394,28 @@ describeEachDialect('canaries across the whole traffic of a tenant', (dialect) =
     assert.equal((await exchange(machine.body.clientSecret)).status, 401, 'the old secret no longer works');
   });
 
+  test('machines exchange JWTs from their identity provider, and expired, forged or unbound ones are refused', async () => {
+    const idp = await startOidcProvider();
+    try {
+      const audience = 'https://keyhold.canary.example';
+      const oidc = { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience, subject: 'canary-ci' };
+      const machine = await call(h, 'POST', '/v1/machines', { token: h.rootToken, body: { name: 'canary-federated', kind: 'oidc', oidc } });
+      assert.equal(machine.status, 201, JSON.stringify(machine.body));
+      const exchange = (assertion: string) => call(h, 'POST', '/v1/auth/token', { body: { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', client_id: machine.body.clientId, assertion } });
+      const now = h.clock.now();
+      const refused = [
+        await idp.sign({ aud: audience, sub: 'canary-ci', exp: Math.floor(now / 1000) - 600 }, now - 3_600_000),
+        await idp.sign({ aud: audience, sub: 'canary-ci' }, now, await idp.unpublishedKey()),
+        await idp.sign({ aud: audience, sub: 'someone-else' }, now),
+      ];
+      for (const jwt of refused) assert.equal((await exchange(jwt)).status, 401, 'refused');
+      const ok = await exchange(await idp.sign({ aud: audience, sub: 'canary-ci' }, now));
+      assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    } finally {
+      await idp.close();
+    }
+  });
+
   test('the audit exports (JSON, CSV, events, checkpoints) are taken', async () => {
     await h.services.checkpoints.checkpoint();
     for (const url of ['/v1/audit/export?format=json', '/v1/audit/export?format=csv', '/v1/audit/events?limit=1000', '/v1/audit/checkpoints']) {
@@ -405,7 +428,7 @@ describeEachDialect('canaries across the whole traffic of a tenant', (dialect) =
 
   test('no canary of any kind is in any audit event or checkpoint, export, log line or error body', async () => {
     const counts = h.canaries.counts();
-    for (const kind of ['secret value', 'password', 'session token', 'machine token', 'root token', 'client secret', 'TOTP secret', 'TOTP code', 'unseal share', 'TOTP enrolment ticket'] as const) {
+    for (const kind of ['secret value', 'password', 'session token', 'machine token', 'root token', 'client secret', 'TOTP secret', 'TOTP code', 'unseal share', 'TOTP enrolment ticket', 'JWT assertion'] as const) {
       assert.ok((counts[kind] ?? 0) > 0, `the traffic registered a ${kind}`);
     }
     assert.ok(h.errorBodies.length >= 8, `the error bodies were captured (${h.errorBodies.length})`);
