@@ -46,7 +46,7 @@ test('an OIDC identity is created from flags, with string and JSON claims', asyn
   const res = await run([
     'machines', 'create', 'gh-deploy', '--oidc-issuer', 'https://token.actions.githubusercontent.com',
     '--jwks-url', 'https://token.actions.githubusercontent.com/.well-known/jwks', '--audience', 'keyhold',
-    '--subject', 'repo:acme/app:ref:refs/heads/main', '--claim', 'repository=acme/app', '--claim', 'run_attempt:=1', '--owner', 'nobody',
+    '--subject', 'repo:acme/app:ref:refs/heads/main', '--claim', 'repository=acme/app', '--claim', 'run_attempt:=1', '--max-age', '86400', '--owner', 'nobody',
   ]);
   assert.equal(res.code, 1, 'the owner must be a user of the tenant');
   assert.match(res.stderr, /USER_NOT_FOUND/);
@@ -54,7 +54,7 @@ test('an OIDC identity is created from flags, with string and JSON claims', asyn
     name: 'gh-deploy', kind: 'oidc', ownerUserId: 'nobody',
     oidc: {
       issuer: 'https://token.actions.githubusercontent.com', jwksUrl: 'https://token.actions.githubusercontent.com/.well-known/jwks',
-      audience: 'keyhold', subject: 'repo:acme/app:ref:refs/heads/main', claims: { repository: 'acme/app', run_attempt: 1 },
+      audience: 'keyhold', subject: 'repo:acme/app:ref:refs/heads/main', claims: { repository: 'acme/app', run_attempt: 1 }, maxAgeSeconds: 86_400,
     },
   });
   for (const argv of [
@@ -63,6 +63,8 @@ test('an OIDC identity is created from flags, with string and JSON claims', asyn
     ['machines', 'create', 'x', '--oidc-issuer', 'https://i', '--jwks-url', 'https://i/j', '--audience', 'a', '--claim', 'novalue'],
     ['machines', 'create', 'x', '--oidc-issuer', 'https://i', '--jwks-url', 'https://i/j', '--audience', 'a'],
     ['machines', 'create', 'x', '--ttl', '5'],
+    ['machines', 'create', 'x', '--oidc-issuer', 'https://i', '--jwks-url', 'https://i/j', '--audience', 'a', '--subject', 's', '--max-age', '30'],
+    ['machines', 'create', 'x', '--max-age', '600'],
   ]) {
     assert.equal((await run(argv)).code, 2, argv.join(' '));
   }

@@ -8,11 +8,11 @@ import { fields, table, time } from '../output.ts';
 
 interface Machine {
   id: string; name: string; kind: 'client_secret' | 'oidc'; clientId: string; tokenTtlSeconds: number; ownerUserId: string | null;
-  oidc: { issuer: string; jwksUrl: string; audience: string; subject: string | null; claims: Record<string, unknown> } | null;
+  oidc: { issuer: string; jwksUrl: string; audience: string; subject: string | null; claims: Record<string, unknown>; maxAgeSeconds: number } | null;
   createdAt: string; disabledAt: string | null; clientSecret?: string;
 }
 
-const OIDC_FLAGS = ['oidc-issuer', 'jwks-url', 'audience', 'subject', 'claim'] as const;
+const OIDC_FLAGS = ['oidc-issuer', 'jwks-url', 'audience', 'subject', 'claim', 'max-age'] as const;
 
 /** "k=v" binds the string v; "k:=JSON" binds a JSON value (a number, true, a list...). */
 export function parseClaims(raw: string[]): Record<string, unknown> {
@@ -52,7 +52,11 @@ function oidcBinding(flags: Flags) {
   if (subject === undefined && Object.keys(claims).length === 0) {
     throw new UsageError('an OIDC identity must be bound to --subject or at least one --claim K=V: issuer and audience alone admit every workload of a shared issuer');
   }
-  return { issuer, jwksUrl, audience, ...(subject !== undefined ? { subject } : {}), ...(Object.keys(claims).length > 0 ? { claims } : {}) };
+  const maxAge = int(flags, 'max-age', 60, 86_400);
+  return {
+    issuer, jwksUrl, audience, ...(subject !== undefined ? { subject } : {}), ...(Object.keys(claims).length > 0 ? { claims } : {}),
+    ...(maxAge !== undefined ? { maxAgeSeconds: maxAge } : {}),
+  };
 }
 
 function describeMachine(m: Machine): string {
@@ -61,7 +65,7 @@ function describeMachine(m: Machine): string {
     ['Owner', m.ownerUserId], ['Created', time(m.createdAt)], ['Disabled', time(m.disabledAt)],
     ...(m.oidc ? [
       ['Issuer', m.oidc.issuer], ['JWKS URL', m.oidc.jwksUrl], ['Audience', m.oidc.audience], ['Subject', m.oidc.subject],
-      ['Bound claims', Object.keys(m.oidc.claims).length === 0 ? null : JSON.stringify(m.oidc.claims)],
+      ['Bound claims', Object.keys(m.oidc.claims).length === 0 ? null : JSON.stringify(m.oidc.claims)], ['Max JWT age', `${m.oidc.maxAgeSeconds}s`],
     ] as Array<[string, string | null]> : []),
   ]);
 }
@@ -82,19 +86,20 @@ function secretOnce(m: Machine, verb: string): string {
 const create: Command = {
   name: 'create',
   summary: 'Create a machine identity: a client secret (shown once), or trust in an OIDC provider',
-  usage: 'machines create NAME [--oidc-issuer URL --jwks-url URL --audience A (--subject S | --claim K=V ...)] [--ttl SECONDS] [--owner USER_ID]',
+  usage: 'machines create NAME [--oidc-issuer URL --jwks-url URL --audience A (--subject S | --claim K=V ...) [--max-age SECONDS]] [--ttl SECONDS] [--owner USER_ID]',
   help: [
     'Without --oidc-issuer: a client-secret identity; its secret is printed ONCE.',
     'With --oidc-issuer, --jwks-url and --audience: the identity accepts JWTs from that provider (e.g. a CI',
     'system) signed by a key at the JWKS URL (https; http only on loopback), for that audience.',
     '--subject S      the JWT\'s sub must equal S',
     '--claim K=V      the JWT must carry claim K with the string V (repeatable); K:=JSON for other values',
-    '--ttl SECONDS    lifetime of the access tokens it gets (default: the server\'s, 15 minutes)',
+    '--max-age SECONDS  a JWT is accepted at most this long after its iat, whatever its exp (default 3600)',
+    '--ttl SECONDS    lifetime of the access tokens it gets (default: the server\'s, 15 minutes; a JWT\'s token ends with the JWT)',
     '--owner USER_ID  the person who owns this identity',
   ],
   options: {
     'oidc-issuer': { type: 'string' }, 'jwks-url': { type: 'string' }, audience: { type: 'string' }, subject: { type: 'string' },
-    claim: { type: 'string', multiple: true }, ttl: { type: 'string' }, owner: { type: 'string' },
+    claim: { type: 'string', multiple: true }, 'max-age': { type: 'string' }, ttl: { type: 'string' }, owner: { type: 'string' },
   },
   async run({ args, flags, api, out }) {
     const [name] = positionals(args, ['NAME'], create.usage) as [string];
