@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { generateKeyPairSync } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createJwksCache } from './jwks-cache.ts';
 
-const OPTIONS = { cooldownMs: 30_000, cacheMaxAgeMs: 600_000, timeoutMs: 1_000 };
+const OPTIONS = { cooldownMs: 30_000, cacheMaxAgeMs: 600_000, timeoutMs: 1_000, staleMaxAgeMs: 86_400_000 };
 const HEADER = { alg: 'RS256', kid: 'k1' };
 
 function countingFetch(answer: () => Response | Promise<Response>) {
@@ -33,6 +35,26 @@ test('an error status counts as a failed fetch too', async () => {
   const cache = createJwksCache(OPTIONS, { fetch, now: () => t });
   for (let i = 0; i < 3; i++) await assert.rejects(cache.get('https://idp.example.test/jwks')(HEADER));
   assert.equal(calls.length, 1);
+});
+
+test('when the provider cannot be reached to refresh stale keys, the keys last fetched still verify for a day, and an unknown kid is still refused', async () => {
+  const jwk = { ...generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }), kid: 'k1', alg: 'ES256', use: 'sig' };
+  let up = true;
+  let t = 1_000_000;
+  const { calls, fetch } = countingFetch(() => (up ? Response.json({ keys: [jwk] }) : new Response('unavailable', { status: 503 })));
+  // Keys go stale after 20 ms (jose judges that by Date.now()); the day is judged by Keyhold's clock.
+  const cache = createJwksCache({ ...OPTIONS, cacheMaxAgeMs: 20 }, { fetch, now: () => t });
+  const known = { alg: 'ES256', kid: 'k1' };
+  await cache.get('https://idp.example.test/jwks')(known);
+  up = false;
+  await sleep(40);
+  await cache.get('https://idp.example.test/jwks')(known);
+  assert.equal(calls.length, 2, 'the refresh was tried');
+  await cache.get('https://idp.example.test/jwks')(known);
+  assert.equal(calls.length, 2, 'and not again before the cooldown');
+  await assert.rejects(cache.get('https://idp.example.test/jwks')({ alg: 'ES256', kid: 'k2' }), 'an unknown kid');
+  t += 86_400_001;
+  await assert.rejects(cache.get('https://idp.example.test/jwks')(known), 'keys unconfirmed for over a day');
 });
 
 test('a URL in use keeps its keys when other URLs fill the cache', async () => {

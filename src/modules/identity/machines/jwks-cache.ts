@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, customFetch } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors } from 'jose';
 import { guardedFetch } from '../../connectors/address-guard.ts';
 import { pinnedFetch } from '../../connectors/pinned-fetch.ts';
 
@@ -9,14 +9,21 @@ export interface JwksCacheOptions {
   cacheMaxAgeMs: number;
   /** A JWKS fetch that takes longer fails (and so does the exchange). */
   timeoutMs: number;
+  /**
+   * While the JWKS cannot be fetched, keys fetched at most this long ago still verify: an outage at
+   * the IdP's key endpoint must not stop every exchange at the next refresh, but a key it retired
+   * is not trusted forever either.
+   */
+  staleMaxAgeMs: number;
 }
 
-export const DEFAULT_JWKS_OPTIONS: JwksCacheOptions = { cooldownMs: 30_000, cacheMaxAgeMs: 10 * 60_000, timeoutMs: 5_000 };
+export const DEFAULT_JWKS_OPTIONS: JwksCacheOptions = { cooldownMs: 30_000, cacheMaxAgeMs: 10 * 60_000, timeoutMs: 5_000, staleMaxAgeMs: 24 * 3_600_000 };
 
 const MAX_JWKS_BYTES = 256 * 1024;
 const MAX_SETS = 1_000;
 
-export type KeySet = ReturnType<typeof createRemoteJWKSet>;
+type RemoteKeySet = ReturnType<typeof createRemoteJWKSet>;
+export type KeySet = (...args: Parameters<RemoteKeySet>) => ReturnType<RemoteKeySet>;
 
 /**
  * Fetches a JWKS through `outbound` with a size cap: the URL is tenant-supplied and must not
@@ -61,7 +68,7 @@ async function holdsKeySet(res: Response): Promise<boolean> {
  * JWKS URL, or one that answers with a web page, would call it again: a tenant could make Keyhold
  * hammer a host, and time its answers, at the token endpoint's rate.
  */
-function rememberingFailures(fetchKeys: ReturnType<typeof boundedFetch>, cooldownMs: number, now: () => number) {
+function rememberingFailures(fetchKeys: ReturnType<typeof boundedFetch>, cooldownMs: number, now: () => number, fetched: { at: number | null }) {
   let failedAt: number | null = null;
   return async (url: string, init: RequestInit): Promise<Response> => {
     if (failedAt !== null && now() - failedAt < cooldownMs) throw new Error('JWKS fetch failed recently; not retried before the cooldown');
@@ -69,6 +76,7 @@ function rememberingFailures(fetchKeys: ReturnType<typeof boundedFetch>, cooldow
       const res = await fetchKeys(url, init);
       if (res.status === 200 && !(await holdsKeySet(res))) throw new Error('JWKS response is not a JSON Web Key Set');
       failedAt = res.status === 200 ? null : now();
+      if (res.status === 200) fetched.at = now();
       return res;
     } catch (err) {
       failedAt = now();
@@ -77,11 +85,32 @@ function rememberingFailures(fetchKeys: ReturnType<typeof boundedFetch>, cooldow
   };
 }
 
+/** Lookup failures that mean the keys are the wrong ones, not that they could not be refreshed. */
+const isKeyMismatch = (err: unknown) => err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys;
+
+/**
+ * jose refreshes stale keys before each use and, when that fetch fails, throws rather than use
+ * them: an outage at the IdP's JWKS endpoint would stop every exchange within `cacheMaxAgeMs`.
+ * Here a failed refresh falls back to the keys of the last good fetch while it is at most
+ * `staleMaxAgeMs` old. A kid those keys lack is still refused (the fallback finds no key either).
+ */
+function withStaleFallback(remote: RemoteKeySet, fetched: { at: number | null }, staleMaxAgeMs: number, now: () => number): KeySet {
+  return async (header, token) => {
+    try {
+      return await remote(header, token);
+    } catch (err) {
+      const last = remote.jwks();
+      if (isKeyMismatch(err) || !last || fetched.at === null || now() - fetched.at > staleMaxAgeMs) throw err;
+      return createLocalJWKSet(last)(header, token);
+    }
+  };
+}
+
 /**
  * One remote key set per JWKS URL, kept across requests so keys are fetched once, not per token.
  * jose refetches when the cache is stale or when a token names a `kid` the set lacks (key
  * rotation at the IdP), at most once per cooldown; a failed fetch is not retried within the
- * cooldown either. Keys are fetched through the connectors' outbound address guard by default: a
+ * cooldown either, and while refreshes fail the keys last fetched serve for up to `staleMaxAgeMs`. Keys are fetched through the connectors' outbound address guard by default: a
  * JWKS URL that is, or resolves to, a link-local or cloud metadata address is never called,
  * whatever it was saved as. At most `maxSets` sets are kept, the least recently used dropped
  * first, so many tenants' URLs cannot push every busy issuer's keys out at once.
@@ -98,12 +127,13 @@ export function createJwksCache(options: JwksCacheOptions = DEFAULT_JWKS_OPTIONS
         sets.delete(jwksUrl);
       } else {
         if (sets.size >= maxSets) sets.delete(sets.keys().next().value!);
-        set = createRemoteJWKSet(new URL(jwksUrl), {
+        const fetched = { at: null as number | null };
+        set = withStaleFallback(createRemoteJWKSet(new URL(jwksUrl), {
           cooldownDuration: options.cooldownMs,
           cacheMaxAge: options.cacheMaxAgeMs,
           timeoutDuration: options.timeoutMs,
-          [customFetch]: rememberingFailures(fetchKeys, options.cooldownMs, now),
-        });
+          [customFetch]: rememberingFailures(fetchKeys, options.cooldownMs, now, fetched),
+        }), fetched, options.staleMaxAgeMs, now);
       }
       sets.set(jwksUrl, set);
       return set;
