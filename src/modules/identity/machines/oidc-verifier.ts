@@ -13,8 +13,11 @@ export const ALLOWED_ALGORITHMS = ['RS256', 'ES256', 'EdDSA', 'PS256'];
 /** Skew allowed between the IdP's clock and ours when checking exp, nbf and iat. */
 const CLOCK_TOLERANCE_SECONDS = 30;
 
-/** `notAfter` (epoch ms): when Keyhold stops taking the JWT (its exp plus the skew), which a token exchanged for it must not outlive. */
-export type AssertionCheck = { ok: true; subject: string | null; notAfter: number } | { ok: false; reason: string };
+/**
+ * `notAfter` (epoch ms): when Keyhold stops taking the JWT (its exp plus the skew), which a token
+ * exchanged for it must not outlive. `subject` and `jwtId`: its `sub` and `jti`, when strings.
+ */
+export type AssertionCheck = { ok: true; subject: string | null; jwtId: string | null; notAfter: number } | { ok: false; reason: string };
 
 /**
  * A reason for the operator's log: the kind of failure, never the token or its claims. Anything
@@ -70,7 +73,8 @@ export function createOidcVerifier(deps: { clock: Clock; jwks: JwksCache }) {
         }
       }
       // exp is present and a number: jose required and checked it.
-      return { ok: true, subject, notAfter: ((payload.exp as number) + CLOCK_TOLERANCE_SECONDS) * 1000 };
+      const jwtId = typeof payload.jti === 'string' ? payload.jti : null;
+      return { ok: true, subject, jwtId, notAfter: ((payload.exp as number) + CLOCK_TOLERANCE_SECONDS) * 1000 };
     },
   };
 }

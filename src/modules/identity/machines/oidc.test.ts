@@ -148,6 +148,23 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
     assert.equal((await call('GET', '/v1/secrets', { token })).status, 401, 'the token outlived the JWT it was exchanged for');
   });
 
+  test('the audit event of an exchange names the workload the JWT speaks for (its sub and jti), never the JWT', async () => {
+    const lastGrant = async () => {
+      const row = await h.storage.db.selectFrom('audit_events').selectAll().where('action', '=', 'auth.token').where('outcome', '=', 'allowed').orderBy('seq', 'desc').executeTakeFirstOrThrow();
+      return JSON.parse(row.context) as Record<string, string>;
+    };
+    assert.equal((await exchange(await valid({ jti: 'run-42-attempt-1' }))).status, 200);
+    const context = await lastGrant();
+    assert.deepEqual([context.jwtSubject, context.jwtId], [SUBJECT, 'run-42-attempt-1']);
+    // Bound by claims alone, any subject of the repository may exchange: the event must say which. Long values are cut.
+    const byRepo = await createOidcMachine('any-branch', { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, claims: { repository: 'acme/app' } });
+    const longSub = `repo:acme/app:ref:refs/heads/${'b'.repeat(600)}`;
+    assert.equal((await exchange(await valid({ sub: longSub, jti: undefined }), byRepo.clientId)).status, 200);
+    const cut = await lastGrant();
+    assert.equal(cut.jwtSubject, `${longSub.slice(0, 256)}…`);
+    assert.equal(cut.jwtId, undefined);
+  });
+
   test('a JWT is accepted for an hour after its iat unless the identity says otherwise, whatever its exp, and never without an iat', async () => {
     const secs = (ms: number) => Math.floor(ms / 1000);
     // exchange() moves the clock a minute on before it verifies, so these are signed a minute before "now".

@@ -40,8 +40,15 @@ export type ExchangeResult =
   | { ok: false; reason: 'rate_limited'; retryAfterMs: number }
   | { ok: false; reason: 'invalid'; detail: string };
 
-/** `notAfter`: a bound on the token's expiry from the credential itself (a JWT's exp), if it has one. */
-type Check = { ok: true; notAfter?: number } | { ok: false; reason: string };
+/**
+ * `notAfter`: a bound on the token's expiry from the credential itself (a JWT's exp), if it has one.
+ * `workload`: what the credential says about who holds it (a JWT's sub and jti), for the audit event.
+ */
+type Check = { ok: true; notAfter?: number; workload?: Record<string, string> } | { ok: false; reason: string };
+
+/** Claims recorded in the audit event are the IdP's, but long: a few hundred characters identify a workload. */
+const MAX_AUDITED_CLAIM = 256;
+const audited = (value: string) => (value.length > MAX_AUDITED_CLAIM ? `${value.slice(0, MAX_AUDITED_CLAIM)}…` : value);
 
 function assertShape(request: TokenRequest): void {
   if (request.grant_type === CLIENT_CREDENTIALS_GRANT) {
@@ -100,7 +107,12 @@ export function createTokenExchange(deps: {
     if (!binding) return { ok: false, reason: 'assertion presented for a client-secret identity' };
     if (row.disabled_at !== null) return { ok: false, reason: 'identity disabled' };
     const verified = await oidc.verify(binding, assertion);
-    return verified.ok ? { ok: true, notAfter: verified.notAfter } : { ok: false, reason: `assertion refused: ${verified.reason}` };
+    if (!verified.ok) return { ok: false, reason: `assertion refused: ${verified.reason}` };
+    // An identity bound by claims alone (a repository) admits many subjects (its branches, its runs): the event says which.
+    const workload: Record<string, string> = {};
+    if (verified.subject !== null) workload.jwtSubject = audited(verified.subject);
+    if (verified.jwtId !== null) workload.jwtId = audited(verified.jwtId);
+    return { ok: true, notAfter: verified.notAfter, workload };
   }
 
   return {
@@ -140,7 +152,7 @@ export function createTokenExchange(deps: {
         const token = await tokens.issue({ tenantId: row.tenant_id, kind: 'machine', principalId: row.id, name: row.name, ttlMs }, trx);
         await audit.appendInTx(trx, [{
           tenantId: row.tenant_id, actor: { type: 'machine', id: row.id }, action: 'auth.token', resource: { type: 'machine', id: row.id, name: row.name },
-          outcome: 'allowed', context: signInContext(source, { grantType: request.grant_type, tokenId: token.id }, token.id),
+          outcome: 'allowed', context: signInContext(source, { grantType: request.grant_type, tokenId: token.id, ...check.workload }, token.id),
         }]);
         return token;
       });
