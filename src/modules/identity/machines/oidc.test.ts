@@ -121,6 +121,12 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
           .sign(key.privateKey, { crit: { 'x-bound-to': true } })],
       ['ES256 naming the RS256 key (alg does not match the key)', 'ERR_JWKS_NO_MATCHING_KEY', async () =>
         idp.sign(claims, h.clock.now(), await idp.unpublishedKey('ES256'), { kid: key.kid })],
+      // Keys come from the identity's JWKS URL only: a key or key URL the token names itself is ignored.
+      ['the forger\'s key embedded in a jwk header', 'ERR_JWKS_NO_MATCHING_KEY', () =>
+        new SignJWT({ ...claims, iat: now(), exp: now() + 600 }).setProtectedHeader({ alg: 'RS256', kid: forger.kid, jwk: forger.publicJwk }).sign(forger.privateKey)],
+      ['the forger\'s key set named in jku and x5u headers', 'ERR_JWKS_NO_MATCHING_KEY', () =>
+        new SignJWT({ ...claims, iat: now(), exp: now() + 600 })
+          .setProtectedHeader({ alg: 'RS256', kid: forger.kid, jku: 'http://127.0.0.1:9/forged-jwks.json', x5u: 'http://127.0.0.1:9/forged.pem' }).sign(forger.privateKey)],
       // RFC 7518 §3.3: RSA keys of 2048 bits or more. Refused as the key it is, not blamed on the fetch.
       ['signed by a published RSA key under 2048 bits', 'key refused (RS256 requires key modulusLength to be 2048 bits or larger)', async () =>
         signWithWeakKey(claims, h.clock.now() + 60_001)],
