@@ -25,6 +25,13 @@ export function recordingKnownValues(canaries: CanaryRegistry): KnownValues {
 type AnyMethod = (...args: any[]) => any;
 
 /**
+ * A jwt-bearer assertion, when it is one: a JWS in compact form with a signature. Anything else sent
+ * there (a fuzzer's string, 'not-a-jwt') is no credential, and fuzzers send the same strings elsewhere.
+ */
+const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{16,}$/;
+const assertionOf = (value: unknown) => (typeof value === 'string' && JWS_COMPACT.test(value) ? value : undefined);
+
+/**
  * Replaces `obj[method]` in place (the routes and other services hold the same object), calling
  * `before` with the arguments and `after` with the resolved result. A method that is not there fails
  * harness creation: a tap that silently stops registering would make the scan pass for nothing.
@@ -53,7 +60,7 @@ export function tapServices(services: Services, canaries: CanaryRegistry): void 
   tap(services.sessions, 'issue', { after: (r) => add('session token', r.token) });
   for (const m of ['create', 'rotateSecret']) tap(services.machines, m, { after: (r) => add('client secret', r.clientSecret) });
   tap(services.tokenExchange, 'exchange', {
-    before: ([req]) => (add('client secret', req.client_secret), add('JWT assertion', req.assertion)),
+    before: ([req]) => (add('client secret', req.client_secret), add('JWT assertion', assertionOf(req.assertion))),
     after: (r) => r.ok && add('machine token', r.token.access_token),
   });
   tap(services.users, 'create', { before: ([, input]) => add('password', input.password) });
@@ -97,7 +104,7 @@ function registerPayload(canaries: CanaryRegistry, url: string, payload: unknown
   canaries.add('TOTP code', b.totp);
   if (url.includes('/values/')) canaries.add('secret value', b.value);
   if (url.startsWith('/v1/auth/')) {
-    canaries.add('JWT assertion', b.assertion);
+    canaries.add('JWT assertion', assertionOf(b.assertion));
     canaries.add('TOTP code', b.code);
     canaries.add('TOTP enrolment ticket', b.ticket);
     canaries.add('password', b.current);
