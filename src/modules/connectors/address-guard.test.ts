@@ -67,3 +67,21 @@ test('an allowed name is remembered for 30 s (no DNS query per call), then asked
   for (let i = 0; i < 2; i++) await sendOutbound(f, get('https://meta.example/x'), limits);
   assert.deepEqual(looked, ['api.example', 'api.example', 'meta.example', 'meta.example']);
 });
+
+test('a lookup that does not answer is given up when the request\'s signal aborts: a JWKS or connector timeout covers DNS too', async () => {
+  let called = false;
+  const inner = (async () => {
+    called = true;
+    return new Response('ok');
+  }) as typeof fetch;
+  const silent: Lookup = () => new Promise(() => {}); // a resolver that never answers (a name server that drops queries)
+  const fetchGuarded = guardedFetch(inner, silent);
+  const started = performance.now();
+  const outcome = await Promise.race([
+    fetchGuarded('https://slow-dns.example/jwks', { signal: AbortSignal.timeout(100) }).then(() => 'answered', (err: Error) => err.name),
+    new Promise((resolve) => setTimeout(resolve, 3_000, 'still waiting after 3 s')),
+  ]);
+  assert.equal(outcome, 'TimeoutError');
+  assert.ok(performance.now() - started < 2_000);
+  assert.equal(called, false, 'nothing was fetched');
+});

@@ -30,6 +30,21 @@ const ALLOWED_TTL_MS = 30_000;
 const MAX_ALLOWED = 1_000;
 
 /**
+ * `work`, or the signal's reason once it aborts: getaddrinfo takes no signal, and a name server that
+ * does not answer would otherwise hold the caller past its own timeout (a JWKS fetch, and the token
+ * exchange waiting on it; a connector call). The lookup itself runs on until the resolver gives up.
+ */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | null | undefined): Promise<T> {
+  if (!signal) return work;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/**
  * Wraps fetch so a connector's request never reaches a cloud metadata service or a link-local
  * address, whatever its host is called: literal addresses and metadata names are refused at once,
  * other names are resolved first and refused if any address they resolve to is forbidden. A
@@ -45,10 +60,10 @@ export function guardedFetch(inner: typeof fetch, lookup: Lookup = systemLookup,
   // Names recently resolved to allowed addresses: a proxy call on a kept-alive connection should
   // not wait for a DNS query each time. Refusals are not cached (they are rare and cheap to repeat).
   const allowed = new Map<string, number>();
-  async function check(host: string): Promise<void> {
+  async function check(host: string, signal: AbortSignal | null | undefined): Promise<void> {
     const until = allowed.get(host);
     if (until !== undefined && until > now()) return;
-    const addresses = await lookup(host);
+    const addresses = await untilAborted(lookup(host), signal);
     if (addresses.some((a) => isForbiddenAddress(a.address))) throw new ForbiddenDestinationError();
     if (allowed.size >= MAX_ALLOWED) allowed.delete(allowed.keys().next().value!);
     allowed.set(host, now() + ttlMs);
@@ -57,7 +72,7 @@ export function guardedFetch(inner: typeof fetch, lookup: Lookup = systemLookup,
     const url = new URL(input instanceof Request ? input.url : String(input));
     if (isForbiddenHost(url.hostname)) throw new ForbiddenDestinationError();
     const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
-    if (isIP(host) === 0) await check(host);
+    if (isIP(host) === 0) await check(host, init?.signal ?? (input instanceof Request ? input.signal : undefined));
     return inner(input, init);
   }) as typeof fetch;
 }
