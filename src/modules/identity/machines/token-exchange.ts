@@ -141,7 +141,8 @@ export function createTokenExchange(deps: {
 
       // A token from a JWT ends when the JWT would no longer be taken, if that is sooner than the identity's
       // TTL: exchanging a short-lived assertion (GitHub's last minutes) must not stretch a stolen one into a day.
-      // Always > 0: the verifier refused a JWT whose exp (plus skew) had passed.
+      // Positive when verified (a JWT past exp plus skew was refused); a clock that moved on since can bring it
+      // to zero or less, and the token is then born expired (token-service), never without an expiry.
       const ttlMs = check.notAfter === undefined ? row.token_ttl_ms : Math.min(row.token_ttl_ms, check.notAfter - clock.now());
 
       // Issue only if the identity is still live and its secret unchanged, under a lock a concurrent
