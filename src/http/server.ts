@@ -34,8 +34,8 @@ export function serverOptions(opts: HttpOptions): FastifyServerOptions {
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     // Off: fastify's shutdown 503 is its own raw body, without a code, request id or the security headers. A request
-    // on a connection still open while the server closes is answered by its route (the node seals itself first, so
-    // that is SEALED) with Connection: close, which fastify adds either way.
+    // on a connection still open while the server closes is answered by its route, as any other (the node seals
+    // itself only once HTTP is closed), with Connection: close, which fastify adds either way.
     return503OnClosing: false,
     routerOptions: { maxParamLength: 200, ignoreTrailingSlash: false },
     // Slowloris: fastify leaves the whole-request timeout off. Node checks the deadlines every second.

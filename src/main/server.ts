@@ -191,21 +191,24 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       await services.rotation.scheduler.stop();
       clearInterval(sweep);
       services.scheduler.stop();
+      // Runs in progress finish first: their script steps read values through this server's HTTP port.
       await services.runner.drain();
+      // Then HTTP, still unsealed: no new connection, and a request in flight is answered as usual (a rolling restart
+      // must not look like an operator's seal), each connection ending after its answer. Past the grace the rest are
+      // cut, so a client that never finishes its request cannot hold the stop up to the request timeout (30 s).
+      const cutOff = setTimeout(() => server.server.closeAllConnections(), config.shutdownGraceMs);
+      cutOff.unref();
+      await server.close();
+      clearTimeout(cutOff);
       clearInterval(checkpointTimer);
       clearInterval(selfTestTimer);
       clearInterval(keySweep);
       clearInterval(usageTimer);
       await folding;
+      // After the last request: the checkpoint covers every event this node wrote.
       if (!services.seal.isSealed()) await services.checkpoints.checkpoint().catch(() => null);
       await streaming?.stop();
       services.seal.seal();
-      // Sealed, a request still in flight can only be answered SEALED: past the grace its connection is cut, so a client
-      // that never finishes its request cannot hold the stop up to the request timeout (30 s), past a stop timeout.
-      const cutOff = setTimeout(() => server.server.closeAllConnections(), config.shutdownGraceMs);
-      cutOff.unref();
-      await server.close();
-      clearTimeout(cutOff);
       await storage.close();
       process.exit(0);
     };

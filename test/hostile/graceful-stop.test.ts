@@ -55,8 +55,8 @@ describeEachDialect('graceful stop', (dialect) => {
     assert.ok(stopping, 'the server was stopped during the burst');
     assert.deepEqual(await stopping, { code: 0, signal: null }, live.stderr());
     assert.ok(stoppedIn < STOP_WITHIN_MS, `stopped in ${stoppedIn} ms`);
-    // Refused cleanly: a catalogued answer, never a 500.
-    assert.deepEqual(refused.filter((r) => !r.startsWith('503 SEALED')), []);
+    // A request the server took before the stop is answered as usual: the node seals only once HTTP is closed.
+    assert.deepEqual(refused, []);
 
     const again = await start();
     const lost: string[] = [];
