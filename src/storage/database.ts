@@ -117,11 +117,10 @@ async function migratePostgres(db: Kysely<unknown>, unbounded: () => Kysely<unkn
   // them (an older node still serving), and cut off part way it would stop the start every time.
   const migrator = unbounded();
   try {
-    await migrateToLatest(migrator, 'postgres');
+    return await migrateToLatest(migrator, 'postgres');
   } finally {
     await migrator.destroy();
   }
-  return pending;
 }
 
 /**
@@ -178,7 +177,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
       auditAppendOnly = await appendOnlyReport(raw);
     } else {
       await refuseNewerSchema(raw, dialect);
-      await migrateToLatest(raw, dialect);
+      migrationsApplied = await migrateToLatest(raw, dialect);
     }
   } catch (err) {
     await db.destroy().catch(() => {});

@@ -97,7 +97,9 @@ export async function createUnmigratedDatabase(dialect: DialectName): Promise<{
   });
   return {
     db,
-    upTo: (target) => migrateTo(db as unknown as Kysely<unknown>, dialect, target),
+    upTo: async (target) => {
+      await migrateTo(db as unknown as Kysely<unknown>, dialect, target);
+    },
     close: async () => {
       await db.destroy();
       await database.cleanup();

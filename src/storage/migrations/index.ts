@@ -59,6 +59,9 @@ const migrations: Record<string, DialectMigration> = {
   '026-oidc-max-age': m026,
 };
 
+/** The names of this version's migrations, in order. */
+export const migrationNames = (): string[] => Object.keys(migrations);
+
 /** Every migration of this version, for Kysely's migrator (tests upgrade from an older point with it). */
 export function migrationProvider(dialect: DialectName): MigrationProvider {
   return {
@@ -86,13 +89,16 @@ export async function pendingMigrations(db: Kysely<unknown>, dialect: DialectNam
   return { pending: known.filter((n) => !applied.has(n)), unknown: [...applied].filter((n) => !(n in migrations)).sort() };
 }
 
-/** Applies pending migrations; Kysely's migrator takes a lock so concurrent starts are safe. */
-export function migrateToLatest(db: Kysely<unknown>, dialect: DialectName): Promise<void> {
+/**
+ * Applies pending migrations; Kysely's migrator takes a lock so concurrent starts are safe. The names it applied
+ * (none when another node applied them while this one waited for the lock).
+ */
+export function migrateToLatest(db: Kysely<unknown>, dialect: DialectName): Promise<string[]> {
   return migrateTo(db, dialect, null);
 }
 
 /** Applies migrations up to and including `target` (null: all of them); upgrade tests start from an older point with it. */
-export async function migrateTo(db: Kysely<unknown>, dialect: DialectName, target: string | null): Promise<void> {
+export async function migrateTo(db: Kysely<unknown>, dialect: DialectName, target: string | null): Promise<string[]> {
   // Kysely looks for its migration tables in EVERY schema unless told which one: a database holding
   // another schema with them (a second Keyhold, a parallel test) would make it skip creating ours.
   const schema = dialect === 'postgres' ? (await sql<{ name: string }>`select current_schema() as name`.execute(db)).rows[0]?.name : undefined;
@@ -100,4 +106,5 @@ export async function migrateTo(db: Kysely<unknown>, dialect: DialectName, targe
   const { error, results } = await (target === null ? migrator.migrateToLatest() : migrator.migrateTo(target));
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String((error as Error)?.message ?? error)}`);
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }
