@@ -467,6 +467,17 @@ export interface RotationPoliciesTable {
   updated_at: number;
   /** The actor who last set the policy (null: set before this was recorded). */
   updated_by: string | null;
+  /** When a failed (or claimed and still unstarted) scheduler-driven run is tried again; null: none pending. */
+  retry_at: number | null;
+  /** The trigger that run had (schedule, expiry, policy-change). */
+  retry_trigger: string | null;
+  /** Scheduler-driven attempts in a row that failed since the last success. */
+  retry_attempts: number;
+  /** When the retries ran out (the policy needs a person); null after a success or a change of rotator or settings. */
+  gave_up_at: number | null;
+  last_succeeded_at: number | null;
+  /** The expiry due point (expires_at - lead) a scheduler claimed: one expiry run per due point. */
+  expiry_claimed_for: number | null;
 }
 
 export interface RotationsTable {

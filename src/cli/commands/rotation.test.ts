@@ -50,6 +50,21 @@ test('set a policy from a file, rotate, see it in status, roll back', async () =
   assert.match(history.stdout, /manual \(rehearsal\)\s+succeeded/);
 });
 
+test('status shows where a policy\'s retries stand, and says when Keyhold gave up', async () => {
+  await h.services.secrets.create(h.ctx, { name: 'RETRIED', owner: 'ops' });
+  await h.services.values.write(h.ctx, 'RETRIED', 'staging', { value: 'retried-value-1' });
+  const file = join(dir, 'retried.json');
+  writeFileSync(file, JSON.stringify({ rotator: 'random', intervalMs: 86_400_000 }));
+  assert.equal((await run(['rotation', 'set', 'RETRIED', '--env', 'staging', '--file', file])).code, 0);
+  const row = h.storage.db.updateTable('rotation_policies').where('secret_name', '=', 'RETRIED');
+  await row.set({ retry_attempts: 2, retry_at: Date.UTC(2030, 0, 1, 12, 0), retry_trigger: 'schedule' }).execute();
+  assert.match((await run(['rotation', 'status'])).stdout, /RETRIED\s+staging\s+random\s+\S+\s+-\s+0\s+2\/6, next 2030-01-01/);
+  await row.set({ retry_attempts: 6, retry_at: null, retry_trigger: null, gave_up_at: Date.UTC(2030, 0, 1) }).execute();
+  const status = (await run(['rotation', 'status'])).stdout;
+  assert.match(status, /RETRIED\s+staging\s+random\s+\S+\s+-\s+0\s+GAVE UP \(6\)/);
+  assert.match(status, /ATTENTION RETRIED in staging: retries exhausted/);
+});
+
 test('a manual rotation takes its value from stdin, never an argument; bad input is a clear error', async () => {
   await h.services.secrets.create(h.ctx, { name: 'VENDOR_KEY', owner: 'ops' });
   await h.services.values.write(h.ctx, 'VENDOR_KEY', 'staging', { value: 'vendor-old-value' });

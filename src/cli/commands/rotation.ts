@@ -15,7 +15,14 @@ interface Rotation {
 interface Status {
   secret: string; environment: string; rotator: string; nextRunAt: string | null; lastResult: string | null; lastError: string | null;
   failures: number; active: Rotation | null; overdue: boolean;
+  retry: { failedAttempts: number; maxAttempts: number; nextAttemptAt: string | null; gaveUpAt: string | null } | null;
+  attention: string[];
 }
+
+/** Where a policy's retries stand, in one cell. */
+const retryCell = (s: Status) => (!s.retry ? '-'
+  : s.retry.gaveUpAt ? `GAVE UP (${s.retry.failedAttempts})`
+    : `${s.retry.failedAttempts}/${s.retry.maxAttempts}${s.retry.nextAttemptAt ? `, next ${time(s.retry.nextAttemptAt)}` : ''}`);
 
 const env = (ctx: CommandContext, usage: string) => {
   const e = str(ctx.flags, 'env');
@@ -60,16 +67,16 @@ export const rotateCommand: Command = {
 
 const status: Command = {
   name: 'status',
-  summary: 'Every rotation policy: next run, last result, failures, live and overdue rotations',
+  summary: 'Every rotation policy: next run, last result, failures, retries, live and overdue rotations, what needs attention',
   usage: 'rotation status',
   options: {},
   async run({ args, api, out }) {
     positionals(args, [], status.usage);
     const res = await api.call<{ items: Status[] }>('GET', '/v1/rotations/status');
-    out.result(res, () => table(['SECRET', 'ENV', 'ROTATOR', 'NEXT RUN', 'LAST', 'FAILURES', 'NOW'], res.items.map((s) => [
-      s.secret, s.environment, s.rotator, time(s.nextRunAt) ?? '-', s.lastResult ?? '-', s.failures,
+    out.result(res, () => [table(['SECRET', 'ENV', 'ROTATOR', 'NEXT RUN', 'LAST', 'FAILURES', 'RETRY', 'NOW'], res.items.map((s) => [
+      s.secret, s.environment, s.rotator, time(s.nextRunAt) ?? '-', s.lastResult ?? '-', s.failures, retryCell(s),
       s.active ? `${s.active.state}${s.overdue ? ' (OVERDUE)' : ''}` : '-',
-    ])));
+    ])), ...res.items.flatMap((s) => s.attention.map((a) => `ATTENTION ${s.secret} in ${s.environment}: ${a}`))].join('\n'));
   },
 };
 

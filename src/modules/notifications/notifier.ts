@@ -21,6 +21,7 @@ export type NotificationType =
   | 'rotation.succeeded'
   | 'rotation.failed'
   | 'rotation.rolled-back'
+  | 'rotation.gave-up'
   | 'rotation.manual-due'
   | 'rotation.manual-overdue';
 

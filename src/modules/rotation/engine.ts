@@ -132,6 +132,8 @@ export function createRotationEngine(deps: EngineDeps) {
         const res = await trx.updateTable('rotations').set({ state: 'abandoned', step: 'done', active_key: null, finished_at: now, updated_at: now, error_code: 'ABANDONED', error_detail: why })
           .where('id', '=', r.id).where('state', '=', 'awaiting_value').executeTakeFirst();
         if (Number(res.numUpdatedRows) !== 1) fail('ROTATION_NOT_AWAITING_VALUE', 'this rotation is not waiting for a value');
+        // A person gave this run up: the scheduler does not start it again behind their back.
+        await createRotationRepository(trx).dropRetry(r.tenant_id, r.secret_id, r.environment_id);
         await audit.appendInTx(trx, event(ctx, r, 'rotation.abandoned', { why }));
       });
     },
@@ -151,7 +153,11 @@ export function createRotationEngine(deps: EngineDeps) {
         try {
           if (r.state === 'running' && (r.pending_version === null || r.rehearsal === 1)) {
             // Nothing staged in Keyhold (or a rehearsal, whose sandbox lived in the dead process's memory).
-            await transact((trx) => change(trx, ctx, r, { state: 'abandoned', step: 'done', active_key: null, finished_at: clock.now(), error_code: 'INTERRUPTED', error_step: r.step, error_detail: 'the node running it stopped before anything was staged' }, 'rotation.abandoned', { step: r.step }));
+            await transact(async (trx) => {
+              await change(trx, ctx, r, { state: 'abandoned', step: 'done', active_key: null, finished_at: clock.now(), error_code: 'INTERRUPTED', error_step: r.step, error_detail: 'the node running it stopped before anything was staged' }, 'rotation.abandoned', { step: r.step });
+              // A scheduled or expiry run cut short is a failed attempt like any other: it is tried again.
+              if (r.rehearsal === 0) await createRotationRepository(trx).recordResult(r.tenant_id, r.secret_id, r.environment_id, { result: 'abandoned', error: `${r.step}: INTERRUPTED`, at: clock.now(), trigger: r.trigger });
+            });
             continue;
           }
           if (r.state === 'running') {

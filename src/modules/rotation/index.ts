@@ -70,7 +70,7 @@ export function createRotationModule(deps: {
     audit: deps.audit, rotators, engine, serverRollbackWindowMs: deps.rollbackWindowMs,
   });
   const leadership = createLeadership({ db: deps.db, dialect: deps.dialect, name: 'rotation-scheduler', owner: nodeId, leaseMs: settings.leaseMs, now: () => deps.clock.now() });
-  const scheduler = createRotationScheduler({ db: deps.db, clock: deps.clock, leadership, service, engine, onError });
+  const scheduler = createRotationScheduler({ db: deps.db, clock: deps.clock, leadership, service, engine, notifier: deps.notifier ?? silentNotifier, holdMs: settings.leaseMs, onError });
   return {
     nodeId, pending, engine, service, scheduler, settings,
     /** Plugs in the connectors' port once they are composed. */

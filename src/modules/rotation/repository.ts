@@ -3,6 +3,7 @@ import type { RotationPoliciesTable, RotationsTable } from '../../storage/schema
 import type { Recipient } from '../notifications/notifier.ts';
 import type { ConnectorCheck, Rotation, RotationPolicy, RotationState, RotationStep } from './types.ts';
 import { isoTime as iso } from '../../platform/clock.ts';
+import { afterFailure, policyAttention, RETRIED_TRIGGERS, RETRY_LIMITS, type RetryOutcome } from './retries.ts';
 
 export function toPolicy(r: RotationPoliciesTable): RotationPolicy {
   return {
@@ -11,6 +12,10 @@ export function toPolicy(r: RotationPoliciesTable): RotationPolicy {
     catchUp: r.catch_up as RotationPolicy['catchUp'], notify: JSON.parse(r.notify) as Recipient[], rollbackWindowMs: r.rollback_window_ms,
     expiryLeadMs: r.expiry_lead_ms, nextRunAt: iso(r.next_run_at), lastRunAt: iso(r.last_run_at), lastResult: r.last_result,
     lastError: r.last_error, failures: r.failures, revision: r.revision, updatedAt: iso(r.updated_at)!, updatedBy: r.updated_by,
+    retry: r.retry_attempts > 0 || r.gave_up_at !== null
+      ? { trigger: r.retry_trigger, failedAttempts: r.retry_attempts, maxAttempts: RETRY_LIMITS.maxAttempts, nextAttemptAt: iso(r.retry_at), gaveUpAt: iso(r.gave_up_at) }
+      : null,
+    attention: policyAttention(r),
   };
 }
 
@@ -54,21 +59,70 @@ export function createRotationRepository(db: Executor) {
     },
     /**
      * Moves a policy's next run from `expected` to `next`: of several schedulers reading the same
-     * due row, exactly one matches (the no-double-run guarantee, with or without a leader).
+     * due row, exactly one matches (the no-double-run guarantee, with or without a leader). A run that
+     * will start (`inFlight`) is also marked for a retry at `inFlight.until` unless one is pending: a node
+     * dying before its rotation row exists leaves it to be tried again, not lost.
      */
-    async claimRun(id: string, expected: number, next: number | null, now: number) {
-      const res = await db.updateTable('rotation_policies').set({ next_run_at: next, due_trigger: null, updated_at: now })
-        .where('id', '=', id).where('next_run_at', '=', expected).executeTakeFirst();
+    async claimRun(id: string, expected: number, next: number | null, now: number, inFlight: { trigger: string; until: number } | null) {
+      const res = await db.updateTable('rotation_policies').set((eb) => ({
+        next_run_at: next, due_trigger: null, updated_at: now,
+        ...(inFlight ? { retry_at: eb.fn.coalesce('retry_at', eb.val(inFlight.until)), retry_trigger: eb.fn.coalesce('retry_trigger', eb.val(inFlight.trigger)) } : {}),
+      })).where('id', '=', id).where('next_run_at', '=', expected).executeTakeFirst();
       return Number(res.numUpdatedRows) === 1;
     },
-    async recordResult(tenantId: string, secretId: string, environmentId: string, patch: { result: string; error: string | null; at: number; rotatorState?: string }) {
+    /** Claims the expiry run for due point `dueAt` (one per due point, across schedulers), marked for a retry as claimRun does. */
+    async claimExpiry(id: string, expected: number | null, dueAt: number, until: number, now: number) {
+      const res = await db.updateTable('rotation_policies').set((eb) => ({
+        expiry_claimed_for: dueAt, updated_at: now,
+        retry_at: eb.fn.coalesce('retry_at', eb.val(until)), retry_trigger: eb.fn.coalesce('retry_trigger', eb.val('expiry')),
+      })).where('id', '=', id).where('expiry_claimed_for', expected === null ? 'is' : '=', expected).executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
+    },
+    /** Policies whose retry is due and which no live rotation holds, across tenants, deleted secrets left alone. */
+    retriesDue(now: number, limit: number) {
+      return db.selectFrom('rotation_policies')
+        .innerJoin('secrets', (j) => j.onRef('secrets.id', '=', 'rotation_policies.secret_id').onRef('secrets.tenant_id', '=', 'rotation_policies.tenant_id'))
+        .selectAll('rotation_policies').where('secrets.deleted_at', 'is', null).where('rotation_policies.retry_at', '<=', now)
+        .where((eb) => eb.not(eb.exists(eb.selectFrom('rotations').select('rotations.id').whereRef('rotations.tenant_id', '=', 'rotation_policies.tenant_id')
+          .whereRef('rotations.secret_id', '=', 'rotation_policies.secret_id').whereRef('rotations.environment_id', '=', 'rotation_policies.environment_id')
+          .where('rotations.active_key', 'is not', null).where('rotations.rehearsal', '=', 0))))
+        .orderBy('rotation_policies.retry_at').limit(limit).execute();
+    },
+    /** Takes a due retry (moving it to `until`, in case this node dies before the rotation starts); one scheduler matches. */
+    async claimRetry(id: string, expected: number, until: number, now: number) {
+      const res = await db.updateTable('rotation_policies').set({ retry_at: until, updated_at: now }).where('id', '=', id).where('retry_at', '=', expected).executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
+    },
+    /** A person gave up the run (cancelled a manual rotation): nothing is retried for it. */
+    async dropRetry(tenantId: string, secretId: string, environmentId: string) {
+      await db.updateTable('rotation_policies').set({ retry_at: null, retry_trigger: null }).where('tenant_id', '=', tenantId)
+        .where('secret_id', '=', secretId).where('environment_id', '=', environmentId).execute();
+    },
+    /**
+     * A run's outcome on its policy. A success clears the retries; a failure of a scheduler-driven trigger
+     * counts an attempt and sets the next one (or gives up), answering where the retries stand. Call it in the
+     * transaction that ends the run: the first write locks the policy's row, so the count cannot be lost.
+     */
+    async recordResult(tenantId: string, secretId: string, environmentId: string, patch: { result: string; error: string | null; at: number; rotatorState?: string; trigger?: string }): Promise<RetryOutcome | null> {
+      const failed = patch.result !== 'succeeded' && patch.result !== 'skipped';
+      const retried = failed && patch.trigger !== undefined && RETRIED_TRIGGERS.has(patch.trigger);
       await db.updateTable('rotation_policies')
         .set((eb) => ({
           last_result: patch.result, last_error: patch.error, last_run_at: patch.at,
           failures: patch.result === 'succeeded' ? 0 : patch.result === 'skipped' ? eb.ref('failures') : eb('failures', '+', 1),
           ...(patch.rotatorState !== undefined ? { rotator_state: patch.rotatorState } : {}),
+          ...(patch.result === 'succeeded' ? { last_succeeded_at: patch.at, retry_at: null, retry_trigger: null, retry_attempts: 0, gave_up_at: null } : {}),
+          ...(retried ? { retry_attempts: eb('retry_attempts', '+', 1) } : {}),
         }))
         .where('tenant_id', '=', tenantId).where('secret_id', '=', secretId).where('environment_id', '=', environmentId).execute();
+      if (!retried) return null;
+      const row = await db.selectFrom('rotation_policies').select('retry_attempts').where('tenant_id', '=', tenantId)
+        .where('secret_id', '=', secretId).where('environment_id', '=', environmentId).executeTakeFirst();
+      if (!row) return null;
+      const { outcome, patch: retry } = afterFailure(row.retry_attempts, patch.trigger!, patch.at);
+      await db.updateTable('rotation_policies').set(retry).where('tenant_id', '=', tenantId)
+        .where('secret_id', '=', secretId).where('environment_id', '=', environmentId).execute();
+      return outcome;
     },
     findRotation(tenantId: string, id: string) {
       return db.selectFrom('rotations').selectAll().where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();

@@ -158,6 +158,10 @@ export function createRotationService(deps: {
           ...due,
           last_run_at: existing?.last_run_at ?? null, last_result: existing?.last_result ?? null, last_error: existing?.last_error ?? null,
           failures: existing?.failures ?? 0, revision: (existing?.revision ?? 0) + 1,
+          // A changed rotator or settings is a fresh start (its run is due now): the retries of the old one end.
+          retry_at: changed ? null : existing?.retry_at ?? null, retry_trigger: changed ? null : existing?.retry_trigger ?? null,
+          retry_attempts: changed ? 0 : existing?.retry_attempts ?? 0, gave_up_at: changed ? null : existing?.gave_up_at ?? null,
+          last_succeeded_at: existing?.last_succeeded_at ?? null, expiry_claimed_for: existing?.expiry_claimed_for ?? null,
           created_at: existing?.created_at ?? now, created_by: existing?.created_by ?? ctx.actor.id, updated_at: now, updated_by: ctx.actor.id,
         };
         if (existing) await trx.updateTable('rotation_policies').set(row).where('id', '=', existing.id).execute();

@@ -23,6 +23,10 @@ const policyFields = {
   intervalMs: Nullable(Type.Integer()), cron: Nullable(Type.String()), catchUp: Type.String(), notify: Type.Array(Recipient),
   rollbackWindowMs: Type.Integer(), expiryLeadMs: Nullable(Type.Integer()), nextRunAt: Nullable(Type.String()), lastRunAt: Nullable(Type.String()),
   lastResult: Nullable(Type.String()), lastError: Nullable(Type.String()), failures: Type.Integer(), revision: Type.Integer(), updatedAt: Type.String(), updatedBy: Nullable(Type.String()),
+  retry: Nullable(Type.Object({
+    trigger: Nullable(Type.String()), failedAttempts: Type.Integer(), maxAttempts: Type.Integer(), nextAttemptAt: Nullable(Type.String()), gaveUpAt: Nullable(Type.String()),
+  })),
+  attention: Type.Array(Type.String()),
 };
 const PolicySchema = Type.Object(policyFields);
 const StatusSchema = Type.Object({ ...policyFields, active: Nullable(RotationSchema), last: Nullable(RotationSchema), overdue: Type.Boolean() });

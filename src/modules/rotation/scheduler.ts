@@ -9,6 +9,8 @@ import { createRotationRepository } from './repository.ts';
 import type { RotationService } from './rotation-service.ts';
 import { missedWholePeriod, nextRun } from './schedule.ts';
 import type { Trigger } from './types.ts';
+import { startFailedNotification } from './notify.ts';
+import type { Notifier } from '../notifications/notifier.ts';
 
 const DAY = 86_400_000;
 
@@ -17,6 +19,8 @@ export interface TickReport {
   recovered: number;
   started: number;
   skipped: number;
+  /** Failed runs tried again. */
+  retried: number;
   reminded: number;
 }
 
@@ -25,7 +29,8 @@ export interface TickReport {
  * each due run is claimed with a guarded UPDATE of its next-run time, so two schedulers never run
  * it twice even without a leader; leadership (lease row, and an advisory lock on PostgreSQL) keeps
  * the work on one node. Each tick also recovers rotations whose node died, starts rotations before
- * a secret's expiry, and reminds people of manual rotations waiting for a value.
+ * a secret's expiry, tries failed scheduler-driven runs again (retries.ts; the state is stored on the
+ * policy, claimed like a due run), and reminds people of manual rotations waiting for a value.
  */
 export function createRotationScheduler(deps: {
   db: Kysely<Database>;
@@ -33,9 +38,12 @@ export function createRotationScheduler(deps: {
   leadership: Leadership;
   service: Pick<RotationService, 'runScheduled'>;
   engine: Pick<RotationEngine, 'recover' | 'remind'>;
+  notifier: Notifier;
+  /** How long a claimed run may take to start before another pass tries it again (the rotation lease). */
+  holdMs: number;
   onError(err: unknown): void;
 }) {
-  const { db, clock, leadership, service, engine } = deps;
+  const { db, clock, leadership, service, engine, holdMs } = deps;
   const repo = createRotationRepository(db);
   let busy: Promise<TickReport> | null = null;
   let timer: NodeJS.Timeout | null = null;
@@ -46,39 +54,57 @@ export function createRotationScheduler(deps: {
       await service.runScheduled(ctxOf(p), p, trigger);
       report.started++;
     } catch (err) {
+      // Left marked for a retry: once the live rotation ends, a success clears it and anything else tries again.
       if ((err as { code?: string }).code === 'ROTATION_IN_PROGRESS') report.skipped++;
       else {
         deps.onError(err);
-        await repo.recordResult(p.tenant_id, p.secret_id, p.environment_id, { result: 'error', error: failureCode(err), at: clock.now() });
+        const at = clock.now();
+        const retry = await db.transaction().execute((trx) => createRotationRepository(trx)
+          .recordResult(p.tenant_id, p.secret_id, p.environment_id, { result: 'error', error: failureCode(err), at, trigger }));
+        void deps.notifier.notify(startFailedNotification(p, trigger, failureCode(err), retry)).catch(deps.onError);
       }
     }
   }
 
+  async function scheduled(p: RotationPoliciesTable, report: TickReport): Promise<void> {
+    const now = clock.now();
+    const trigger = (p.due_trigger ?? 'schedule') as Trigger;
+    const next = nextRun(p.schedule_kind, p.schedule, Math.max(now, p.next_run_at!));
+    const skip = trigger === 'schedule' && p.catch_up === 'skip' && missedWholePeriod(p.schedule_kind, p.schedule, p.next_run_at!, now);
+    if (!(await repo.claimRun(p.id, p.next_run_at!, next, now, skip ? null : { trigger, until: now + holdMs }))) return;
+    if (skip) {
+      await repo.recordResult(p.tenant_id, p.secret_id, p.environment_id, { result: 'skipped', error: 'missed while no scheduler ran (catch-up: skip)', at: now });
+      report.skipped++;
+      return;
+    }
+    await run(p, trigger, report);
+  }
+
+  /** One expiry run per due point (expiry minus lead), unless a rotation succeeded since that point. */
+  async function expiring(p: RotationPoliciesTable & { expires_at: number | null }, report: TickReport): Promise<void> {
+    const now = clock.now();
+    const dueAt = p.expires_at! - p.expiry_lead_ms!;
+    if (now < dueAt || (p.last_succeeded_at ?? -Infinity) >= dueAt || (p.expiry_claimed_for ?? -Infinity) >= dueAt) return;
+    if (!(await repo.claimExpiry(p.id, p.expiry_claimed_for, dueAt, now + holdMs, now))) return;
+    await run(p, 'expiry', report);
+  }
+
+  async function retry(p: RotationPoliciesTable, report: TickReport): Promise<void> {
+    const now = clock.now();
+    if (!(await repo.claimRetry(p.id, p.retry_at!, now + holdMs, now))) return;
+    report.retried++;
+    await run(p, (p.retry_trigger ?? 'schedule') as Trigger, report);
+  }
+
   async function tick(): Promise<TickReport> {
-    const report: TickReport = { leader: false, recovered: 0, started: 0, skipped: 0, reminded: 0 };
+    const report: TickReport = { leader: false, recovered: 0, started: 0, skipped: 0, retried: 0, reminded: 0 };
     if (!(await leadership.acquire())) return report;
     report.leader = true;
     report.recovered = await engine.recover();
 
-    for (const p of await repo.duePolicies(clock.now(), 50)) {
-      const now = clock.now();
-      const trigger = (p.due_trigger ?? 'schedule') as Trigger;
-      const next = nextRun(p.schedule_kind, p.schedule, Math.max(now, p.next_run_at!));
-      if (!(await repo.claimRun(p.id, p.next_run_at!, next, now))) continue;
-      if (trigger === 'schedule' && p.catch_up === 'skip' && missedWholePeriod(p.schedule_kind, p.schedule, p.next_run_at!, now)) {
-        await repo.recordResult(p.tenant_id, p.secret_id, p.environment_id, { result: 'skipped', error: 'missed while no scheduler ran (catch-up: skip)', at: now });
-        report.skipped++;
-        continue;
-      }
-      await run(p, trigger, report);
-    }
-
-    for (const p of await repo.expiringPolicies(clock.now())) {
-      const dueAt = p.expires_at! - p.expiry_lead_ms!;
-      if (clock.now() < dueAt || (p.last_run_at ?? 0) >= dueAt) continue;
-      if (await repo.activeRotation(p.tenant_id, p.secret_id, p.environment_id)) continue;
-      await run(p, 'expiry', report);
-    }
+    for (const p of await repo.duePolicies(clock.now(), 50)) await scheduled(p, report);
+    for (const p of await repo.expiringPolicies(clock.now())) await expiring(p, report);
+    for (const p of await repo.retriesDue(clock.now(), 50)) await retry(p, report);
 
     for (const r of await repo.awaitingValue()) {
       const p = await repo.findPolicy(r.tenant_id, r.secret_id, r.environment_id);

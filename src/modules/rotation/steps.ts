@@ -9,6 +9,7 @@ import { LeaseLost, systemCtx, targetOf, type RotationJournal } from './journal.
 import { rotationNotification } from './notify.ts';
 import { declaredResolver } from './secret-refs.ts';
 import { createRotationRepository, toRotation } from './repository.ts';
+import type { RetryOutcome } from './retries.ts';
 import type { RotatorRegistry } from './rotators/registry.ts';
 import type { RotatorContext, Sandbox } from './rotators/types.ts';
 import type { ConnectorCheck, RotationStep } from './types.ts';
@@ -103,8 +104,8 @@ export function createRotationSteps(deps: StepDeps) {
     return v;
   }
 
-  function announce(r: RotationsTable, kind: 'succeeded' | 'rolled-back' | 'manual-due' | 'manual-overdue', notify: string): void {
-    void notifier.notify(rotationNotification(r.tenant_id, toRotation(r), kind, JSON.parse(notify))).catch(deps.onError);
+  function announce(r: RotationsTable, kind: 'succeeded' | 'rolled-back' | 'manual-due' | 'manual-overdue', notify: string, retry: RetryOutcome | null = null): void {
+    void notifier.notify(rotationNotification(r.tenant_id, toRotation(r), kind, JSON.parse(notify), retry)).catch(deps.onError);
   }
 
   /** One protocol step of a `running` rotation; its failure moves the rotation to rolling_back. */
@@ -207,18 +208,19 @@ export function createRotationSteps(deps: StepDeps) {
       restored = await contextFor(r, controller.signal).then((rc) => rotator.restore(rc, value))
         .catch((err: Error) => ({ ok: false, detail: short(`restore failed: ${err.message}`) }));
     }
+    let retry: RetryOutcome | null = null;
     const finish = async (trx: Transaction<Database>) => {
       await change(trx, ctx, r, { state: 'rolled_back', step: 'done', active_key: null, finished_at: clock.now() }, 'rotation.rolled_back', {
         failedStep: r.error_step ?? '', code: r.error_code ?? '', sourceRestored: String(restored.ok), restore: short(restored.detail),
       });
       if (!r.rehearsal) {
-        await createRotationRepository(trx).recordResult(r.tenant_id, r.secret_id, r.environment_id, { result: 'rolled_back', error: `${r.error_step}: ${r.error_code}: ${r.error_detail}`, at: clock.now() });
+        retry = await createRotationRepository(trx).recordResult(r.tenant_id, r.secret_id, r.environment_id, { result: 'rolled_back', error: `${r.error_step}: ${r.error_code}: ${r.error_detail}`, at: clock.now(), trigger: r.trigger });
       }
     };
     if (r.pending_version !== null) await pending.discard(systemCtx(r), targetOf(r), r.pending_version, { context: { rotation: r.id }, inTx: finish });
     else await transact(finish);
     await cleanup(r);
-    announce(r, 'rolled-back', (await repo.findPolicy(r.tenant_id, r.secret_id, r.environment_id))?.notify ?? '[]');
+    announce(r, 'rolled-back', (await repo.findPolicy(r.tenant_id, r.secret_id, r.environment_id))?.notify ?? '[]', retry);
   }
 
   /** After promotion: retire the old value at the source (a failure is reported, never undoes the promotion). */

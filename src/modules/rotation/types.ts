@@ -49,6 +49,10 @@ export interface RotationPolicy {
   updatedAt: string;
   /** Who last set the policy (whose `use` of the secrets its settings name it relies on); null if unknown. */
   updatedBy: string | null;
+  /** Failed scheduler-driven attempts in a row and the next one (null: the last run did not fail, or none was retried). */
+  retry: { trigger: string | null; failedAttempts: number; maxAttempts: number; nextAttemptAt: string | null; gaveUpAt: string | null } | null;
+  /** Why the policy needs a person (retries exhausted, a stored schedule no longer allowed); empty when nothing does. */
+  attention: string[];
 }
 
 export interface ConnectorCheck {

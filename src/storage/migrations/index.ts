@@ -27,6 +27,7 @@ import * as m023 from './023-approval-source.ts';
 import * as m024 from './024-user-email.ts';
 import * as m025 from './025-run-step-summary.ts';
 import * as m026 from './026-oidc-max-age.ts';
+import * as m027 from './027-rotation-retries.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -57,6 +58,7 @@ const migrations: Record<string, DialectMigration> = {
   '024-user-email': m024,
   '025-run-step-summary': m025,
   '026-oidc-max-age': m026,
+  '027-rotation-retries': m027,
 };
 
 /** The names of this version's migrations, in order. */
