@@ -4,7 +4,9 @@ import type { DependentsPort } from '../../src/modules/rotation/dependents.ts';
 import { builtinRotators } from '../../src/modules/rotation/rotators/registry.ts';
 import type { Rotator } from '../../src/modules/rotation/rotators/types.ts';
 import type { TenantContext } from '../../src/modules/shared/context.ts';
-import type { Harness } from './harness.ts';
+import type { TestContext } from 'node:test';
+import type { DialectName } from '../../src/storage/database.ts';
+import { createHarness, type Harness } from './harness.ts';
 
 /** A notifier that keeps what it was asked to send. */
 export function recordingNotifier(): Notifier & { sent: Notification[] } {
@@ -70,4 +72,24 @@ export function scriptedRotator(type: string, overrides: Partial<Rotator>): Rota
     ...(overrides.finalize ? { finalize: overrides.finalize } : {}),
     ...(overrides.discard ? { discard: overrides.discard } : {}),
   };
+}
+
+/**
+ * A harness of its own for a scheduler test (the scheduler passes over every policy in the database), and `node` for
+ * a rotation module whose scheduler is stopped before the harness closes (a leader's pinned connection would hold the
+ * pool open).
+ */
+export async function schedulerHarness(dialect: DialectName, t: TestContext) {
+  const h = await createHarness(dialect);
+  const nodes: Array<ReturnType<typeof rotationFor>> = [];
+  t.after(async () => {
+    for (const n of nodes) await n.scheduler.stop();
+    await h.close();
+  });
+  const node = (opts: Parameters<typeof rotationFor>[1] = {}) => {
+    const n = rotationFor(h, opts);
+    nodes.push(n);
+    return n;
+  };
+  return { h, node };
 }

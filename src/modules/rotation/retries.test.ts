@@ -1,8 +1,8 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
-import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
-import { recordingNotifier, rotationFor, scriptedRotator } from '../../../test/helpers/rotation.ts';
+import type { Harness } from '../../../test/helpers/harness.ts';
+import { recordingNotifier, rotationFor, schedulerHarness, scriptedRotator } from '../../../test/helpers/rotation.ts';
 import { RETRY_LIMITS, retryDelay } from './retries.ts';
 
 const ENV = 'staging';
@@ -10,24 +10,7 @@ const DAY = 86_400_000;
 const settle = () => new Promise((r) => setImmediate(r));
 
 describeEachDialect('rotation: failed scheduler-driven runs are retried', (dialect) => {
-  /**
-   * A harness of its own per test (the scheduler passes over every policy in the database), and `node` for a rotation
-   * module whose scheduler is stopped before the harness closes (a leader's pinned connection would hold the pool open).
-   */
-  async function setup(t: TestContext) {
-    const h = await createHarness(dialect);
-    const nodes: Array<ReturnType<typeof rotationFor>> = [];
-    t.after(async () => {
-      for (const n of nodes) await n.scheduler.stop();
-      await h.close();
-    });
-    const node = (opts: Parameters<typeof rotationFor>[1] = {}) => {
-      const n = rotationFor(h, opts);
-      nodes.push(n);
-      return n;
-    };
-    return { h, node };
-  }
+  const setup = (t: TestContext) => schedulerHarness(dialect, t);
   async function secret(h: Harness, name: string, expiresInMs?: number) {
     await h.services.secrets.create(h.ctx, { name, owner: 'ops', ...(expiresInMs ? { expiresAt: new Date(h.clock.now() + expiresInMs).toISOString() } : {}) });
     await h.services.values.write(h.ctx, name, ENV, { value: 'initial-value-000' });

@@ -1,4 +1,5 @@
 import type { RotationPoliciesTable } from '../../storage/schema.ts';
+import { scheduleProblem } from './schedule.ts';
 import type { Trigger } from './types.ts';
 
 /**
@@ -33,8 +34,10 @@ export function afterFailure(failed: number, trigger: string, now: number) {
 }
 
 /** What about a policy needs a person (rotation status shows it): empty when nothing does. */
-export function policyAttention(p: Pick<RotationPoliciesTable, 'gave_up_at' | 'retry_attempts'>): string[] {
+export function policyAttention(p: Pick<RotationPoliciesTable, 'gave_up_at' | 'retry_attempts' | 'schedule_kind' | 'schedule'>): string[] {
   const out: string[] = [];
+  const schedule = scheduleProblem(p.schedule_kind, p.schedule);
+  if (schedule) out.push(schedule);
   if (p.gave_up_at !== null) out.push(`retries exhausted: ${p.retry_attempts} attempts in a row failed; fix the cause and rotate by hand`);
   return out;
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { nextRun, parseSchedule } from './schedule.ts';
+import { followingRun, nextRun, parseSchedule, scheduleProblem } from './schedule.ts';
 
 const NOW = Date.UTC(2030, 0, 1);
 const code = (fn: () => unknown) => {
@@ -36,4 +36,15 @@ test('cron schedules at most once a minute are kept as given', () => {
     assert.deepEqual(parseSchedule({ cron }, after), { kind: 'cron', schedule: cron });
     assert.equal(nextRun('cron', cron, after), next, cron);
   }
+});
+
+test('the run after a due one is the next slot, never within a minute of it, however late the pass or whatever is stored', () => {
+  const due = Date.UTC(2030, 0, 1, 12, 0, 0);
+  assert.equal(followingRun('cron', '* * * * *', due, due + 10_000), Date.UTC(2030, 0, 1, 12, 1, 0), 'a late pass loses no slot');
+  assert.equal(followingRun('cron', '* * * * * *', due, due + 10_000), Date.UTC(2030, 0, 1, 12, 1, 0), 'a stored every-second cron: once a minute');
+  assert.equal(followingRun('cron', '* * * * *', due, due + 3_600_000 + 5), Date.UTC(2030, 0, 1, 13, 1, 0), 'after downtime: the first slot after now');
+  assert.equal(followingRun('interval', '1000', due, due), due + 60_000, 'a stored one-second interval: once a minute');
+  assert.equal(scheduleProblem('cron', '* * * * *'), null);
+  assert.match(scheduleProblem('cron', '*/5 * * * * *')!, /more than once a minute/);
+  assert.match(scheduleProblem('interval', '1000')!, /shorter than a minute/);
 });

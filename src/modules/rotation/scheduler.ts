@@ -7,7 +7,7 @@ import type { RotationEngine } from './engine.ts';
 import type { Leadership } from './leadership.ts';
 import { createRotationRepository } from './repository.ts';
 import type { RotationService } from './rotation-service.ts';
-import { missedWholePeriod, nextRun } from './schedule.ts';
+import { followingRun, missedWholePeriod } from './schedule.ts';
 import type { Trigger } from './types.ts';
 import { startFailedNotification } from './notify.ts';
 import type { Notifier } from '../notifications/notifier.ts';
@@ -69,8 +69,18 @@ export function createRotationScheduler(deps: {
   async function scheduled(p: RotationPoliciesTable, report: TickReport): Promise<void> {
     const now = clock.now();
     const trigger = (p.due_trigger ?? 'schedule') as Trigger;
-    const next = nextRun(p.schedule_kind, p.schedule, Math.max(now, p.next_run_at!));
-    const skip = trigger === 'schedule' && p.catch_up === 'skip' && missedWholePeriod(p.schedule_kind, p.schedule, p.next_run_at!, now);
+    let next: number | null;
+    let skip: boolean;
+    try {
+      next = followingRun(p.schedule_kind, p.schedule, p.next_run_at!, now);
+      skip = trigger === 'schedule' && p.catch_up === 'skip' && missedWholePeriod(p.schedule_kind, p.schedule, p.next_run_at!, now);
+    } catch (err) {
+      // A stored schedule that no longer parses: it stops coming due (status says why) rather than failing every pass.
+      if (await repo.claimRun(p.id, p.next_run_at!, null, now, null)) {
+        await repo.recordResult(p.tenant_id, p.secret_id, p.environment_id, { result: 'error', error: `schedule: ${(err as Error).message}`.slice(0, 500), at: now });
+      }
+      return;
+    }
     if (!(await repo.claimRun(p.id, p.next_run_at!, next, now, skip ? null : { trigger, until: now + holdMs }))) return;
     if (skip) {
       await repo.recordResult(p.tenant_id, p.secret_id, p.environment_id, { result: 'skipped', error: 'missed while no scheduler ran (catch-up: skip)', at: now });

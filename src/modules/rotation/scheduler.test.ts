@@ -1,0 +1,54 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import type { Harness } from '../../../test/helpers/harness.ts';
+import { schedulerHarness } from '../../../test/helpers/rotation.ts';
+
+const ENV = 'staging';
+
+describeEachDialect('rotation scheduler: what is stored is not trusted to be sane', (dialect) => {
+  async function policy(h: Harness, node: Awaited<ReturnType<typeof schedulerHarness>>['node'], name: string) {
+    await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+    await h.services.values.write(h.ctx, name, ENV, { value: 'initial-value-000' });
+    const rot = node();
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', intervalMs: 86_400_000 });
+    return rot;
+  }
+  /** Writes a schedule straight into the row, as an older Keyhold (or a hand edit) may have left it. */
+  const store = (h: Harness, name: string, schedule: string) => h.storage.db.updateTable('rotation_policies')
+    .set({ schedule_kind: 'cron', schedule, next_run_at: h.clock.now() }).where('secret_name', '=', name).execute();
+
+  test('a cron stored before sub-minute crons were refused runs at most once a minute, and status says it needs attention', async (t) => {
+    const { h, node } = await schedulerHarness(dialect, t);
+    const rot = await policy(h, node, 'EVERY_SECOND');
+    await store(h, 'EVERY_SECOND', '* * * * * *');
+    // Three minutes of passes, one every five seconds.
+    for (let i = 0; i < 36; i++) {
+      await rot.scheduler.tick();
+      h.clock.advance(5000);
+    }
+    const runs = await rot.service.history(h.ctx, 'EVERY_SECOND', ENV);
+    assert.ok(runs.length >= 3 && runs.length <= 4, `${runs.length} rotations in three minutes`);
+    const started = runs.map((r) => Date.parse(r.startedAt)).sort();
+    for (let i = 1; i < started.length; i++) assert.ok(started[i]! - started[i - 1]! >= 60_000, 'a minute apart at least');
+    const [s] = (await rot.service.status(h.ctx)).filter((p) => p.secret === 'EVERY_SECOND');
+    assert.equal(s!.attention.length, 1);
+    assert.match(s!.attention[0]!, /more than once a minute/);
+  });
+
+  test('one policy whose stored cron no longer parses neither stops the pass nor keeps other policies from running', async (t) => {
+    const { h, node } = await schedulerHarness(dialect, t);
+    const bad = await policy(h, node, 'BAD_CRON');
+    await policy(h, node, 'FINE');
+    await store(h, 'BAD_CRON', 'every tuesday');
+    // Due before FINE, so it is met first in the pass.
+    await h.storage.db.updateTable('rotation_policies').set({ next_run_at: h.clock.now() - 1000 }).where('secret_name', '=', 'BAD_CRON').execute();
+    h.clock.advance(86_400_000);
+    const report = await bad.scheduler.tick();
+    assert.equal(report.started, 1);
+    assert.equal((await bad.service.history(h.ctx, 'FINE', ENV)).length, 1, 'the other policy ran');
+    assert.equal((await bad.service.history(h.ctx, 'BAD_CRON', ENV)).length, 0);
+    const [s] = (await bad.service.status(h.ctx)).filter((p) => p.secret === 'BAD_CRON');
+    assert.match(s!.attention.join('\n'), /cron is not a valid expression/);
+  });
+});
