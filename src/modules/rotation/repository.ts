@@ -78,6 +78,14 @@ export function createRotationRepository(db: Executor) {
       })).where('id', '=', id).where('expiry_claimed_for', expected === null ? 'is' : '=', expected).executeTakeFirst();
       return Number(res.numUpdatedRows) === 1;
     },
+    /** Policies last written by a clock ahead of `now` by more than `slackMs` (the scheduler's clock-jump repair). */
+    writtenAhead(now: number, slackMs: number, limit: number) {
+      return db.selectFrom('rotation_policies').selectAll().where('updated_at', '>', now + slackMs).limit(limit).execute();
+    },
+    /** Pulls times a clock that was ahead pushed out back to `patch` (only if the row is as read). */
+    async pullIn(id: string, expectedUpdatedAt: number, patch: { next_run_at: number | null; retry_at: number | null; updated_at: number }) {
+      await db.updateTable('rotation_policies').set(patch).where('id', '=', id).where('updated_at', '=', expectedUpdatedAt).execute();
+    },
     /** Policies whose retry is due and which no live rotation holds, across tenants, deleted secrets left alone. */
     retriesDue(now: number, limit: number) {
       return db.selectFrom('rotation_policies')

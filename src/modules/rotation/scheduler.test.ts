@@ -51,4 +51,18 @@ describeEachDialect('rotation scheduler: what is stored is not trusted to be san
     const [s] = (await bad.service.status(h.ctx)).filter((p) => p.secret === 'BAD_CRON');
     assert.match(s!.attention.join('\n'), /cron is not a valid expression/);
   });
+
+  test('a clock that ran a year ahead and was put right does not leave the schedule waiting a year', async (t) => {
+    const { h, node } = await schedulerHarness(dialect, t);
+    const rot = await policy(h, node, 'CLOCK_JUMP');
+    const start = h.clock.now();
+    h.clock.advance(365 * 86_400_000);
+    assert.equal((await rot.scheduler.tick()).started, 1, 'the wrong clock makes the run due');
+    h.clock.set(start + 3_600_000);
+    assert.equal((await rot.scheduler.tick()).started, 0);
+    const next = Date.parse((await rot.service.getPolicy(h.ctx, 'CLOCK_JUMP', ENV)).nextRunAt!);
+    assert.ok(next <= h.clock.now() + 86_400_000, `next run ${new Date(next).toISOString()} is within a period of now`);
+    h.clock.advance(86_400_000);
+    assert.equal((await rot.scheduler.tick()).started, 1, 'rotated a period later, not a year later');
+  });
 });

@@ -7,7 +7,8 @@ import type { RotationEngine } from './engine.ts';
 import type { Leadership } from './leadership.ts';
 import { createRotationRepository } from './repository.ts';
 import type { RotationService } from './rotation-service.ts';
-import { followingRun, missedWholePeriod } from './schedule.ts';
+import { followingRun, MIN_INTERVAL_MS, missedWholePeriod, nextRun } from './schedule.ts';
+import { RETRY_LIMITS } from './retries.ts';
 import type { Trigger } from './types.ts';
 import { startFailedNotification } from './notify.ts';
 import type { Notifier } from '../notifications/notifier.ts';
@@ -106,11 +107,32 @@ export function createRotationScheduler(deps: {
     await run(p, (p.retry_trigger ?? 'schedule') as Trigger, report);
   }
 
+  /**
+   * A clock that ran ahead (a node's, or this one's before it was put right) leaves next runs and retries as far in the
+   * future as it was wrong: each pass pulls those of rows written "in the future" back to where the schedule puts them
+   * from now. Nothing runs twice: a run is still claimed on its stored time.
+   */
+  async function pullInAfterClockJump(): Promise<void> {
+    const now = clock.now();
+    for (const p of await repo.writtenAhead(now, MIN_INTERVAL_MS, 100)) {
+      let next = p.next_run_at;
+      try {
+        const sane = nextRun(p.schedule_kind, p.schedule, now);
+        if (next !== null && sane !== null && next > sane) next = sane;
+      } catch {
+        // A stored schedule that does not parse: the due pass deals with it.
+      }
+      const retryAt = p.retry_at !== null && p.retry_at > now + RETRY_LIMITS.capMs + holdMs ? now : p.retry_at;
+      await repo.pullIn(p.id, p.updated_at, { next_run_at: next, retry_at: retryAt, updated_at: now });
+    }
+  }
+
   async function tick(): Promise<TickReport> {
     const report: TickReport = { leader: false, recovered: 0, started: 0, skipped: 0, retried: 0, reminded: 0 };
     if (!(await leadership.acquire())) return report;
     report.leader = true;
     report.recovered = await engine.recover();
+    await pullInAfterClockJump();
 
     for (const p of await repo.duePolicies(clock.now(), 50)) await scheduled(p, report);
     for (const p of await repo.expiringPolicies(clock.now())) await expiring(p, report);
