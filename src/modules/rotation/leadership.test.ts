@@ -58,4 +58,23 @@ describeEachDialect('scheduler leadership', (dialect) => {
       await leader.release();
     }
   });
+
+  test('a dead leader whose clock ran ahead does not keep the lead from live nodes until its wrong time comes', { skip: dialect !== 'postgres' }, async () => {
+    const YEAR = 365 * 86_400_000;
+    const ahead = createLeadership({ db: a.db, dialect, name: 'clock-ahead', owner: 'node-1', leaseMs: 60_000, now: () => Date.now() + YEAR });
+    const right = createLeadership({ db: a.db, dialect, name: 'clock-ahead', owner: 'node-2', leaseMs: 60_000, now: () => Date.now() });
+    const holder = async () => (await sql<{ pid: number }>`select l.pid from pg_locks l where l.locktype = 'advisory' and l.granted
+      and ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('keyhold/leadership/' || current_schema() || '/clock-ahead', 0)`.execute(a.db)).rows[0]?.pid;
+    try {
+      assert.equal(await ahead.acquire(), true);
+      assert.equal(await right.acquire(), false, 'while it lives, it leads');
+      // node-1 dies: the server drops its lock with its connection; its lease row says it leads for another year.
+      await sql`select pg_terminate_backend(${await holder()})`.execute(b.db);
+      for (let i = 0; i < 50 && (await holder()) !== undefined; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(await right.acquire(), true, 'the advisory lock is the authority: the live node takes the lead');
+    } finally {
+      await right.release();
+      await ahead.release().catch(() => {});
+    }
+  });
 });

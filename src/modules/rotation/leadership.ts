@@ -24,11 +24,16 @@ export function createLeadership(deps: { db: Kysely<Database>; dialect: DialectN
   const { db, name, owner, leaseMs, now } = deps;
   let held: { release: () => void; done: Promise<void>; alive: () => Promise<boolean> } | null = null;
 
-  async function lease(): Promise<boolean> {
+  /**
+   * Takes or renews the lease row. `authoritative`: this node holds the advisory lock, which no other node can while
+   * it does, so a lease left by another node is stale whatever its `until` says (a dead node whose clock ran ahead
+   * would otherwise keep the lead from every live one until its wrong time came).
+   */
+  async function lease(authoritative: boolean): Promise<boolean> {
     const t = now();
     await db.insertInto('leases').values({ name, owner, until: t + leaseMs }).onConflict((oc) => oc.column('name').doNothing()).execute();
-    const res = await db.updateTable('leases').set({ owner, until: t + leaseMs })
-      .where('name', '=', name).where((eb) => eb.or([eb('owner', '=', owner), eb('until', '<', t)])).executeTakeFirst();
+    const res = await db.updateTable('leases').set({ owner, until: t + leaseMs }).where('name', '=', name)
+      .$if(!authoritative, (q) => q.where((eb) => eb.or([eb('owner', '=', owner), eb('until', '<', t)]))).executeTakeFirst();
     return Number(res.numUpdatedRows) === 1;
   }
 
@@ -62,8 +67,8 @@ export function createLeadership(deps: { db: Kysely<Database>; dialect: DialectN
 
   return {
     async acquire() {
-      if (deps.dialect === 'postgres' && !(await advisory())) return false;
-      return lease();
+      if (deps.dialect === 'postgres') return (await advisory()) && lease(true);
+      return lease(false);
     },
     async release() {
       if (held) {
