@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Executor } from '../../storage/database.ts';
 import type { RotationPoliciesTable, RotationsTable } from '../../storage/schema.ts';
 import type { Recipient } from '../notifications/notifier.ts';
@@ -44,11 +45,14 @@ export function createRotationRepository(db: Executor) {
      * Policies whose next run is due, across tenants (the scheduler). A deleted secret's stay due
      * untouched: nothing is generated or issued for it, and restored, it catches up.
      */
-    duePolicies(now: number, limit: number) {
-      return db.selectFrom('rotation_policies')
+    duePolicies(now: number, limit: number, perTenant: number) {
+      const ranked = db.selectFrom('rotation_policies')
         .innerJoin('secrets', (j) => j.onRef('secrets.id', '=', 'rotation_policies.secret_id').onRef('secrets.tenant_id', '=', 'rotation_policies.tenant_id'))
-        .selectAll('rotation_policies').where('secrets.deleted_at', 'is', null)
-        .where('rotation_policies.next_run_at', '<=', now).orderBy('rotation_policies.next_run_at').limit(limit).execute();
+        .selectAll('rotation_policies')
+        // A tenant's share of one pass: a storm of its own (a bulk change, downtime) cannot hold every other tenant's back.
+        .select(sql<number>`row_number() over (partition by rotation_policies.tenant_id order by rotation_policies.next_run_at)`.as('tenant_rank'))
+        .where('secrets.deleted_at', 'is', null).where('rotation_policies.next_run_at', '<=', now);
+      return db.selectFrom(ranked.as('due')).selectAll().where('tenant_rank', '<=', perTenant).orderBy('next_run_at').limit(limit).execute();
     },
     /** Policies with an expiry lead time, joined with their secret's expiry (the scheduler). */
     expiringPolicies(now: number) {

@@ -65,4 +65,24 @@ describeEachDialect('rotation scheduler: what is stored is not trusted to be san
     h.clock.advance(86_400_000);
     assert.equal((await rot.scheduler.tick()).started, 1, 'rotated a period later, not a year later');
   });
+
+  test('a tenant with a storm of due rotations does not keep another tenant\'s due rotation waiting for later passes', async (t) => {
+    const { h, node } = await schedulerHarness(dialect, t);
+    const rot = node();
+    const storm = h.ctx;
+    for (let i = 0; i < 55; i++) {
+      await h.services.secrets.create(storm, { name: `STORM_${i}`, owner: 'ops' });
+      await h.services.values.write(storm, `STORM_${i}`, ENV, { value: 'initial-value-000' });
+      await rot.service.setPolicy(storm, `STORM_${i}`, ENV, { rotator: 'random', intervalMs: 86_400_000 });
+    }
+    const other = h.contextFor((await h.services.tenants.create('quiet-tenant')).id);
+    await h.services.secrets.create(other, { name: 'QUIET', owner: 'ops' });
+    await h.services.values.write(other, 'QUIET', ENV, { value: 'initial-value-000' });
+    await rot.service.setPolicy(other, 'QUIET', ENV, { rotator: 'random', intervalMs: 86_400_000 });
+    // The storm came due first (a bulk policy change, or the scheduler was down).
+    await h.storage.db.updateTable('rotation_policies').set({ next_run_at: h.clock.now() - 60_000 }).where('tenant_id', '=', storm.tenantId).execute();
+    await h.storage.db.updateTable('rotation_policies').set({ next_run_at: h.clock.now() }).where('tenant_id', '=', other.tenantId).execute();
+    await rot.scheduler.tick();
+    assert.equal((await rot.service.history(other, 'QUIET', ENV)).length, 1, 'the quiet tenant\'s rotation ran in the first pass');
+  });
 });

@@ -14,6 +14,8 @@ import { startFailedNotification } from './notify.ts';
 import type { Notifier } from '../notifications/notifier.ts';
 
 const DAY = 86_400_000;
+/** Due runs one tenant may start in one pass (of 50): the rest wait for the next pass, behind other tenants' first ones. */
+const PER_TENANT = 10;
 
 export interface TickReport {
   leader: boolean;
@@ -134,7 +136,7 @@ export function createRotationScheduler(deps: {
     report.recovered = await engine.recover();
     await pullInAfterClockJump();
 
-    for (const p of await repo.duePolicies(clock.now(), 50)) await scheduled(p, report);
+    for (const p of await repo.duePolicies(clock.now(), 50, PER_TENANT)) await scheduled(p, report);
     for (const p of await repo.expiringPolicies(clock.now())) await expiring(p, report);
     for (const p of await repo.retriesDue(clock.now(), 50)) await retry(p, report);
 
