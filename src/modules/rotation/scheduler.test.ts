@@ -2,7 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import type { Harness } from '../../../test/helpers/harness.ts';
-import { schedulerHarness } from '../../../test/helpers/rotation.ts';
+import { recordingNotifier, schedulerHarness } from '../../../test/helpers/rotation.ts';
+import { createLeadership } from './leadership.ts';
+import { createRotationScheduler } from './scheduler.ts';
 
 const ENV = 'staging';
 
@@ -84,5 +86,27 @@ describeEachDialect('rotation scheduler: what is stored is not trusted to be san
     await h.storage.db.updateTable('rotation_policies').set({ next_run_at: h.clock.now() }).where('tenant_id', '=', other.tenantId).execute();
     await rot.scheduler.tick();
     assert.equal((await rot.service.history(other, 'QUIET', ENV)).length, 1, 'the quiet tenant\'s rotation ran in the first pass');
+  });
+
+  test('a policy deleted between the claim of its due run and the start is not rotated, and nobody is alerted about it', async (t) => {
+    const { h, node } = await schedulerHarness(dialect, t);
+    const notifier = recordingNotifier();
+    const rot = await policy(h, node, 'DELETED_WHILE_DUE');
+    await rot.service.setPolicy(h.ctx, 'DELETED_WHILE_DUE', ENV, { rotator: 'random', intervalMs: 86_400_000, notify: [{ kind: 'email', id: 'ops@example.com' }] });
+    h.clock.advance(86_400_000);
+    const scheduler = createRotationScheduler({
+      db: h.storage.db, clock: h.clock, engine: rot.engine, notifier, holdMs: 30_000, onError: () => {},
+      leadership: createLeadership({ db: h.storage.db, dialect, name: 'deleted-while-due', owner: 'n', leaseMs: 30_000, now: () => h.clock.now() }),
+      // The owner deletes the policy just as the scheduler starts the run it claimed.
+      service: { runScheduled: async (ctx, p, trigger) => {
+        await rot.service.deletePolicy(h.ctx, 'DELETED_WHILE_DUE', ENV);
+        return rot.service.runScheduled(ctx, p, trigger);
+      } },
+    });
+    // Stopped here, before the harness closes: a leader's pinned connection would hold the pool open.
+    await scheduler.tick().finally(() => scheduler.stop());
+    await new Promise((r) => setImmediate(r));
+    assert.equal((await rot.service.history(h.ctx, 'DELETED_WHILE_DUE', ENV)).length, 0);
+    assert.deepEqual(notifier.sent.map((n) => n.type), []);
   });
 });

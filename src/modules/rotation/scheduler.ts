@@ -58,7 +58,10 @@ export function createRotationScheduler(deps: {
       report.started++;
     } catch (err) {
       // Left marked for a retry: once the live rotation ends, a success clears it and anything else tries again.
-      if ((err as { code?: string }).code === 'ROTATION_IN_PROGRESS') report.skipped++;
+      const code = (err as { code?: string }).code;
+      if (code === 'ROTATION_IN_PROGRESS') report.skipped++;
+      // Deleted since it was read: nothing is left to run, record or tell anyone about.
+      else if (code === 'ROTATION_POLICY_NOT_FOUND') report.skipped++;
       else {
         deps.onError(err);
         const at = clock.now();
