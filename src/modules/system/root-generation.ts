@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
-import { randomKey, randomToken, wipe } from '../../crypto/bytes.ts';
+import { randomUUID } from 'node:crypto';
+import { randomKey, wipe } from '../../crypto/bytes.ts';
 import { encodeRootToken } from '../../crypto/root/otp.ts';
 import { fail, KeyholdError } from '../../errors/index.ts';
 import type { Clock } from '../../platform/clock.ts';
@@ -129,7 +130,8 @@ export function createRootGeneration(deps: {
     async start(source: RequestSource) {
       const config = await shamirConfig();
       if (live()) fail('GENERATE_ROOT_IN_PROGRESS', 'a root token generation is already in progress; finish or cancel it first');
-      const a: Attempt = { nonce: randomToken(16), otp: randomKey(32), expiresAt: clock.now() + GENERATE_ROOT_TTL_MS, open: false, shares: createShareCollector(config), recorded: [] };
+      // A UUID, as Vault's: base64url could start with '-', which a command line reads as a flag (`--nonce -x…`).
+      const a: Attempt = { nonce: randomUUID(), otp: randomKey(32), expiresAt: clock.now() + GENERATE_ROOT_TTL_MS, open: false, shares: createShareCollector(config), recorded: [] };
       // Claimed before the event is written (no await since the check): a second start in the meantime is refused.
       attempt = a;
       try {
