@@ -35,7 +35,7 @@ export const migrateCommand: Command = {
     const role = str(flags, 'grant-to');
     if (role !== undefined && role.trim() === '') throw new UsageError('--grant-to needs a role name');
     // Imported here: every other command stays free of the database drivers.
-    const { openStorage, MigrationsPendingError } = await import('../../storage/database.ts');
+    const { openStorage, MigrationsPendingError, StorageRefusal } = await import('../../storage/database.ts');
     const { grantRuntimeRole, GrantError } = await import('../../storage/postgres/grants.ts');
     let storage;
     try {
@@ -43,6 +43,11 @@ export const migrateCommand: Command = {
     } catch (err) {
       if (err instanceof MigrationsPendingError) {
         out.note(`error: the --database-url user "${err.user}" cannot apply the pending migrations: it must own schema "${err.schema}" and its tables`);
+        return EXIT_USAGE;
+      }
+      // A schema a newer Keyhold migrated, or none to use: the operator's to fix, said in one line.
+      if (err instanceof StorageRefusal) {
+        out.note(`error: ${err.message}`);
         return EXIT_USAGE;
       }
       throw err;
@@ -59,6 +64,11 @@ export const migrateCommand: Command = {
       ].join('\n'));
     } catch (err) {
       if (err instanceof GrantError) {
+        out.note(`error: ${err.message}`);
+        return EXIT_USAGE;
+      }
+      // A schema a newer Keyhold migrated, or none to use: the operator's to fix, said in one line.
+      if (err instanceof StorageRefusal) {
         out.note(`error: ${err.message}`);
         return EXIT_USAGE;
       }

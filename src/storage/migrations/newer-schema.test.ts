@@ -4,8 +4,9 @@ import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createTestDatabase, type TestDatabase } from '../../../test/helpers/databases.ts';
 import { startServer } from '../../../test/helpers/server-process.ts';
+import { runCliAt } from '../../../test/helpers/cli.ts';
 
-const FUTURE = '026-from-a-newer-keyhold';
+const FUTURE = '999-from-a-newer-keyhold';
 
 describeEachDialect('a database migrated by a newer version', (dialect) => {
   let database: TestDatabase;
@@ -29,5 +30,13 @@ describeEachDialect('a database migrated by a newer version', (dialect) => {
     const storage = await database.open().catch((err: Error) => err);
     assert.ok(storage instanceof Error, 'opening it from code is refused too');
     assert.match(storage.message, new RegExp(FUTURE));
+  });
+
+  test('keyhold migrate refuses it too: one line naming the unknown migration, the usage exit (2), nothing applied', { skip: dialect !== 'postgres' && 'keyhold migrate is for PostgreSQL' }, async () => {
+    const res = await runCliAt('http://127.0.0.1:9', ['migrate', '--database-url', database.url], { token: null });
+    assert.equal(res.code, 2, res.stderr);
+    assert.match(res.stderr, new RegExp(`^error: the database was migrated by a newer Keyhold.*${FUTURE}`));
+    assert.equal(res.stderr.trim().split('\n').length, 1, res.stderr);
+    assert.equal(res.stdout, '');
   });
 });
