@@ -163,7 +163,10 @@ describeEachDialect('a new root token from unseal shares (generate-root)', (dial
       : record(inputs));
     try {
       const first = give(nonce, h.shares[0]!);
-      while (!refuseFirst) await new Promise((r) => setImmediate(r));
+      for (const until = Date.now() + 10_000; !refuseFirst;) {
+        assert.ok(Date.now() < until, 'the first share never reached its audit event');
+        await new Promise((r) => setImmediate(r));
+      }
       // The completing share arrives while the first share's event is unwritten; then that event fails.
       const last = give(nonce, h.shares[1]!);
       await Promise.race([last, new Promise((r) => setTimeout(r, 200))]);
@@ -212,7 +215,11 @@ describeEachDialect('a new root token from unseal shares (generate-root)', (dial
     let settled = false;
     const started = start().finally(() => (settled = true));
     try {
-      while (!letStart && !settled) await new Promise((r) => setImmediate(r));
+      // Bounded: a start that neither records nor settles would otherwise spin here after the test timed out.
+      for (const until = Date.now() + 10_000; !letStart && !settled;) {
+        assert.ok(Date.now() < until, 'the start neither recorded its event nor settled');
+        await new Promise((r) => setImmediate(r));
+      }
     } finally {
       h.services.audit.record = record;
     }
