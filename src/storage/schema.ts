@@ -270,6 +270,8 @@ export interface MachineIdentitiesTable {
   oidc_claims: string | null;
   /** Null: saved before identities had a max age; the default applies. */
   oidc_max_age_ms: number | null;
+  /** 'string' or 'glob'; null: saved before migration 028, bound values compared whole ('exact'). */
+  oidc_bound_claims_type: string | null;
   token_ttl_ms: number;
   owner_user_id: string | null;
   created_at: number;

@@ -28,6 +28,7 @@ import * as m024 from './024-user-email.ts';
 import * as m025 from './025-run-step-summary.ts';
 import * as m026 from './026-oidc-max-age.ts';
 import * as m027 from './027-rotation-retries.ts';
+import * as m028 from './028-oidc-bound-claims-type.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -59,6 +60,7 @@ const migrations: Record<string, DialectMigration> = {
   '025-run-step-summary': m025,
   '026-oidc-max-age': m026,
   '027-rotation-retries': m027,
+  '028-oidc-bound-claims-type': m028,
 };
 
 /** The names of this version's migrations, in order. */

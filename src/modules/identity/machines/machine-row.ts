@@ -14,6 +14,8 @@ export function bindingOf(row: MachineIdentitiesTable): OidcBinding | null {
     subject: row.oidc_subject,
     claims: row.oidc_claims === null ? {} : (JSON.parse(row.oidc_claims) as Record<string, unknown>),
     // Rows saved before identities had a max age (null) get the default.
+    // Rows saved before 028 (null) keep comparing each bound value whole, as they did when saved.
+    boundClaimsType: row.oidc_bound_claims_type === 'string' || row.oidc_bound_claims_type === 'glob' ? row.oidc_bound_claims_type : 'exact',
     maxAgeSeconds: row.oidc_max_age_ms === null ? DEFAULT_OIDC_MAX_AGE_SECONDS : Math.round(Number(row.oidc_max_age_ms) / 1000),
   };
 }

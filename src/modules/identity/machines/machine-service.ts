@@ -85,6 +85,7 @@ export function createMachineService(deps: {
         oidc_subject: binding?.subject ?? null,
         oidc_claims: binding ? JSON.stringify(binding.claims) : null,
         oidc_max_age_ms: binding ? binding.maxAgeSeconds * 1000 : null,
+        oidc_bound_claims_type: binding?.boundClaimsType ?? null,
         token_ttl_ms: ttlMs,
         owner_user_id: input.ownerUserId ?? null,
         created_at: clock.now(),

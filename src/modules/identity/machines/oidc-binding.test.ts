@@ -46,3 +46,31 @@ test('bound claims are a small JSON object of named values', () => {
     assert.throws(() => parseOidcBinding({ ...base, claims }), (err: { code?: string }) => err.code === 'VALIDATION_FAILED');
   }
 });
+
+test('the claims type is string unless glob is asked for; nothing else, and not the legacy exact, can be chosen', () => {
+  const base = { issuer: 'https://idp.example', jwksUrl: 'https://idp.example/jwks', audience: 'keyhold', claims: { sub: 'repo:acme/app:*' } };
+  assert.equal(parseOidcBinding(base).boundClaimsType, 'string');
+  assert.equal(parseOidcBinding({ ...base, boundClaimsType: 'glob' }).boundClaimsType, 'glob');
+  for (const boundClaimsType of ['exact', 'regex', 'GLOB', '']) {
+    assert.throws(() => parseOidcBinding({ ...base, boundClaimsType }), (err: { code?: string }) => err.code === 'VALIDATION_FAILED', boundClaimsType);
+  }
+});
+
+test('a bound value is a scalar or a short non-empty list of them, a string pattern under glob, and never only stars', () => {
+  const base = { issuer: 'https://idp.example', jwksUrl: 'https://idp.example/jwks', audience: 'keyhold' };
+  const ok: Array<[string, Record<string, unknown>]> = [
+    ['string', { ref: ['a', 'b'], n: [1, 2], ok: false }], ['glob', { sub: ['repo:a/b:*', 'repo:a/c:ref:refs/heads/main'], ref: '*/main' }],
+    ['string', { ref: '*' }], ['glob', { ref: '' }], ['string', { ref: Array.from({ length: 64 }, (_, i) => `r${i}`) }],
+  ];
+  for (const [boundClaimsType, claims] of ok) assert.deepEqual(parseOidcBinding({ ...base, boundClaimsType, claims }).claims, claims);
+  const refused: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['string', { ref: [] }, /empty list/], ['glob', { ref: [] }, /empty list/],
+    ['string', { ref: Array.from({ length: 65 }, (_, i) => `r${i}`) }, /at most 64/],
+    ['string', { ref: null }, /string, number or boolean/], ['string', { ref: { a: 1 } }, /string, number or boolean/], ['string', { ref: [['a']] }, /string, number or boolean/],
+    ['glob', { n: 1 }, /string pattern/], ['glob', { ok: [true] }, /string pattern/], ['glob', { sub: '*' }, /stars alone/], ['glob', { sub: ['repo:a/b:*', '***'] }, /stars alone/],
+  ];
+  for (const [boundClaimsType, claims, message] of refused) {
+    assert.throws(() => parseOidcBinding({ ...base, boundClaimsType, claims }),
+      (err: { code?: string; message?: string }) => err.code === 'VALIDATION_FAILED' && message.test(err.message ?? ''), JSON.stringify(claims));
+  }
+});

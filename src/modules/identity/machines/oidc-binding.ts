@@ -1,9 +1,30 @@
 import { fail } from '../../../errors/index.ts';
 import { isForbiddenHost, isLoopbackHost } from '../../../platform/addresses.ts';
+import { BOUND_CLAIMS_TYPES } from './claim-match.ts';
 import { DEFAULT_OIDC_MAX_AGE_SECONDS, MAX_OIDC_MAX_AGE_SECONDS, MIN_OIDC_MAX_AGE_SECONDS, type CreateMachineInput, type OidcBinding } from './types.ts';
 
 const MAX_CLAIMS = 32;
 const MAX_CLAIMS_JSON_BYTES = 4096;
+const MAX_ALLOWED_VALUES = 64;
+
+/**
+ * Checks one bound claim's value for its claims type: one allowed value or a non-empty list of them,
+ * each a string, number or boolean (a string under `glob`). A glob of stars alone would admit any
+ * string the issuer puts in that claim, so it is refused as binding nothing.
+ */
+function assertBoundValue(name: string, value: unknown, type: 'string' | 'glob'): void {
+  const allowed = Array.isArray(value) ? value : [value];
+  if (allowed.length === 0) fail('VALIDATION_FAILED', `oidc.claims.${name} is an empty list, which no token could match`);
+  if (allowed.length > MAX_ALLOWED_VALUES) fail('VALIDATION_FAILED', `oidc.claims.${name} may list at most ${MAX_ALLOWED_VALUES} values`);
+  for (const v of allowed) {
+    if (type === 'glob') {
+      if (typeof v !== 'string') fail('VALIDATION_FAILED', `oidc.claims.${name}: with boundClaimsType glob every value is a string pattern`);
+      if (/^\*+$/.test(v)) fail('VALIDATION_FAILED', `oidc.claims.${name}: a pattern of stars alone matches every value and binds nothing`);
+    } else if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
+      fail('VALIDATION_FAILED', `oidc.claims.${name}: a value is a string, number or boolean, or a list of them`);
+    }
+  }
+}
 
 /**
  * A JWKS URL Keyhold may fetch keys from: https, or plain http only on loopback (a local IdP or a
@@ -42,6 +63,9 @@ export function parseOidcBinding(input: CreateMachineInput['oidc']): OidcBinding
     if (key.length === 0 || key.length > 100) fail('VALIDATION_FAILED', 'oidc.claims names are 1 to 100 characters');
     if (claims[key] === undefined) fail('VALIDATION_FAILED', 'oidc.claims values must be JSON values');
   }
+  const boundClaimsType = input.boundClaimsType ?? 'string';
+  if (!(BOUND_CLAIMS_TYPES as readonly string[]).includes(boundClaimsType)) fail('VALIDATION_FAILED', 'oidc.boundClaimsType is string or glob');
+  for (const key of keys) assertBoundValue(key, claims[key], boundClaimsType as 'string' | 'glob');
   if (Buffer.byteLength(JSON.stringify(claims)) > MAX_CLAIMS_JSON_BYTES) fail('VALIDATION_FAILED', `oidc.claims is larger than ${MAX_CLAIMS_JSON_BYTES} bytes`);
   const subject = input.subject ?? null;
   // A shared issuer (GitHub Actions, a cloud's workload identity) signs tokens for everyone who uses
@@ -59,6 +83,7 @@ export function parseOidcBinding(input: CreateMachineInput['oidc']): OidcBinding
     audience: input.audience,
     subject,
     claims,
+    boundClaimsType: boundClaimsType as 'string' | 'glob',
     maxAgeSeconds,
   };
 }

@@ -1,7 +1,7 @@
-import { isDeepStrictEqual } from 'node:util';
 import { errors, jwtVerify } from 'jose';
 import type { Clock } from '../../../platform/clock.ts';
 import type { JwksCache } from './jwks-cache.ts';
+import { claimMatches } from './claim-match.ts';
 import { bindsCaller } from './oidc-binding.ts';
 import type { OidcBinding } from './types.ts';
 
@@ -34,7 +34,7 @@ function reasonOf(err: unknown, inKeyLookup: boolean): string {
 /**
  * Verifies a JWT from an identity provider against an OIDC identity's binding: signature by a key
  * from its JWKS, issuer, audience, time claims (by Keyhold's clock, so the whole server agrees on
- * "now"; at most the binding's max age after iat), then the bound subject and every bound claim, exactly.
+ * "now"; at most the binding's max age after iat), then the bound subject (exactly) and every bound claim (by the binding's claims type).
  */
 export function createOidcVerifier(deps: { clock: Clock; jwks: JwksCache }) {
   return {
@@ -68,7 +68,7 @@ export function createOidcVerifier(deps: { clock: Clock; jwks: JwksCache }) {
       const subject = typeof payload.sub === 'string' ? payload.sub : null;
       if (binding.subject !== null && binding.subject !== '' && subject !== binding.subject) return { ok: false, reason: 'bound subject mismatch' };
       for (const [claim, expected] of Object.entries(binding.claims)) {
-        if (!Object.hasOwn(payload, claim) || !isDeepStrictEqual(payload[claim], expected)) {
+        if (!Object.hasOwn(payload, claim) || !claimMatches(binding.boundClaimsType, expected, payload[claim])) {
           return { ok: false, reason: `bound claim mismatch (${claim})` };
         }
       }

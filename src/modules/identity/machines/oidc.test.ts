@@ -67,7 +67,7 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
     assert.equal((await call('GET', '/v1/secrets', { token: res.body.access_token })).status, 200);
     const described = await call('GET', '/v1/machines');
     const m = described.body.items.find((x: { clientId: string }) => x.clientId === clientId);
-    assert.deepEqual(m.oidc, { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, subject: SUBJECT, claims: BOUND, maxAgeSeconds: 3600 });
+    assert.deepEqual(m.oidc, { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, subject: SUBJECT, claims: BOUND, boundClaimsType: 'string', maxAgeSeconds: 3600 });
   });
 
   test('an issue time just inside the allowed clock skew is accepted', async () => {
@@ -199,6 +199,116 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
   test('an audience list naming the bound audience among others is accepted (RFC 7519 §4.1.3; Vault\'s bound_audiences does the same)', async () => {
     const res = await exchange(await valid({ aud: ['https://other.example', AUDIENCE] }));
     assert.equal(res.status, 200, JSON.stringify(res.body));
+  });
+
+  /** Exchanges each [label, claims, expected status] against one identity; a refusal must be for `reason`. */
+  async function expectExchanges(id: string, reason: string, cases: Array<[string, JWTPayload, 200 | 401]>): Promise<void> {
+    for (const [what, overrides, status] of cases) {
+      const res = await exchange(await valid(overrides), id);
+      assert.equal(res.status, status, `${what}: ${JSON.stringify(res.body)}`);
+      if (status === 401) assert.ok(h.logs.lines.at(-1)?.includes(reason), `${what}: refused for the wrong reason: ${h.logs.lines.at(-1)}`);
+    }
+  }
+
+  test('a glob-bound sub admits the branches it names and not a repository whose name merely starts the same', async () => {
+    const glob = await createOidcMachine('gh-any-branch', {
+      issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, boundClaimsType: 'glob', claims: { sub: 'repo:acme/app:ref:refs/heads/*' },
+    });
+    assert.equal((await call('GET', `/v1/machines/${glob.id}`)).body.oidc.boundClaimsType, 'glob');
+    await expectExchanges(glob.clientId, 'bound claim mismatch (sub)', [
+      ['main', { sub: 'repo:acme/app:ref:refs/heads/main' }, 200],
+      ['a nested branch', { sub: 'repo:acme/app:ref:refs/heads/feature/x' }, 200],
+      ['a sibling repository with the same prefix', { sub: 'repo:acme/app-evil:ref:refs/heads/main' }, 401],
+      ['a repository of another owner', { sub: 'repo:acme-evil/app:ref:refs/heads/main' }, 401],
+      ['a tag', { sub: 'repo:acme/app:ref:refs/tags/v1' }, 401],
+      ['a pull request', { sub: 'repo:acme/app:pull_request' }, 401],
+      ['another case', { sub: 'REPO:acme/app:ref:refs/heads/main' }, 401],
+      ['the pattern put in front of something else', { sub: 'x:repo:acme/app:ref:refs/heads/main' }, 401],
+      ['a sub that is a list of strings, one of which matches', { sub: ['repo:acme/app:ref:refs/heads/main'] as unknown as string }, 200],
+    ]);
+    // The same value under the default type is a literal, star and all.
+    const literal = await createOidcMachine('gh-literal-star', { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, claims: { sub: 'repo:acme/app:ref:refs/heads/*' } });
+    await expectExchanges(literal.clientId, 'bound claim mismatch (sub)', [
+      ['main against a literal star', { sub: 'repo:acme/app:ref:refs/heads/main' }, 401],
+      ['the star itself', { sub: 'repo:acme/app:ref:refs/heads/*' }, 200],
+    ]);
+  });
+
+  test('a bound list admits any one of its values, and a list claim in the token matches by any element', async () => {
+    const listed = await createOidcMachine('gh-release-branches', {
+      issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, claims: { repository: 'acme/app', ref: ['refs/heads/main', 'refs/heads/release'], groups: 'deployers' },
+    });
+    await expectExchanges(listed.clientId, 'bound claim mismatch', [
+      ['main', { groups: ['readers', 'deployers'] }, 200],
+      ['release', { ref: 'refs/heads/release', groups: 'deployers' }, 200],
+      ['a ref not listed', { ref: 'refs/heads/feature', groups: 'deployers' }, 401],
+      ['a ref claim that lists an allowed value among others', { ref: ['refs/heads/feature', 'refs/heads/main'], groups: 'deployers' }, 200],
+      ['groups without deployers', { groups: ['readers'] }, 401],
+      ['an empty groups list', { groups: [] }, 401],
+      ['groups missing', { groups: undefined }, 401],
+    ]);
+  });
+
+  test('claims of another JSON type than bound match nothing, under either claims type', async () => {
+    const stringly = await createOidcMachine('typed-string', {
+      issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, claims: { repository: ['acme/app'], run_attempt: [1, 2] },
+    });
+    await expectExchanges(stringly.clientId, 'bound claim mismatch', [
+      ['as bound', {}, 200],
+      ['a number as a string', { run_attempt: '1' }, 401],
+      ['a boolean', { run_attempt: true }, 401],
+      ['an object holding the value', { repository: { name: 'acme/app' } }, 401],
+      ['a list nested in a list', { repository: [['acme/app']] }, 401],
+      ['null', { repository: null }, 401],
+    ]);
+    const globbed = await createOidcMachine('typed-glob', {
+      issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, boundClaimsType: 'glob', claims: { repository: 'acme/*', run_attempt: '1*' },
+    });
+    await expectExchanges(globbed.clientId, 'bound claim mismatch', [
+      ['a number against a pattern', {}, 401],
+      ['a string that matches', { run_attempt: '12' }, 200],
+      ['an object whose string form would match', { repository: { toString: 'acme/app' }, run_attempt: '1' }, 401],
+    ]);
+  });
+
+  test('an identity saved before claim lists and globs compares each bound value whole, as it always did', async () => {
+    const legacy = await createOidcMachine('legacy-claims', {
+      issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, claims: { repository: 'acme/app', ref: ['refs/heads/main', 'refs/heads/release'] },
+    });
+    const legacyGlob = await createOidcMachine('legacy-glob-looking', {
+      issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, claims: { ref: 'refs/heads/*' },
+    });
+    // What rows saved before migration 028 hold.
+    await h.storage.db.updateTable('machine_identities').set({ oidc_bound_claims_type: null }).where('id', 'in', [legacy.id, legacyGlob.id]).execute();
+    assert.equal((await call('GET', `/v1/machines/${legacy.id}`)).body.oidc.boundClaimsType, 'exact');
+    await expectExchanges(legacy.clientId, 'bound claim mismatch (ref)', [
+      ['the same list in the same order', { ref: ['refs/heads/main', 'refs/heads/release'] }, 200],
+      ['one of the listed values', { ref: 'refs/heads/main' }, 401],
+      ['the list in another order', { ref: ['refs/heads/release', 'refs/heads/main'] }, 401],
+    ]);
+    await expectExchanges(legacyGlob.clientId, 'bound claim mismatch (ref)', [
+      ['a branch against a stored star', { ref: 'refs/heads/main' }, 401],
+      ['a list holding the bound value', { ref: ['refs/heads/*'] }, 401],
+    ]);
+  });
+
+  test('bound claims that could match nothing or everything, or an unknown claims type, are refused when saved', async () => {
+    const base = { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE };
+    const bad: Array<[string, Record<string, unknown>]> = [
+      ['an empty list', { claims: { ref: [] } }],
+      ['too long a list', { claims: { ref: Array.from({ length: 65 }, (_, i) => `r${i}`) } }],
+      ['an object value', { claims: { ref: { eq: 'main' } } }],
+      ['a null value', { claims: { ref: null } }],
+      ['a nested list', { claims: { ref: [['main']] } }],
+      ['a glob of stars alone', { boundClaimsType: 'glob', claims: { sub: '**' } }],
+      ['a number under glob', { boundClaimsType: 'glob', claims: { run_attempt: 1 } }],
+      ['a regex claims type', { boundClaimsType: 'regex', claims: { sub: '.*' } }],
+      ['the legacy type, which can be read but not chosen', { boundClaimsType: 'exact', claims: { sub: SUBJECT } }],
+    ];
+    for (const [what, extra] of bad) {
+      const res = await call('POST', '/v1/machines', { body: { name: 'bad-claims', kind: 'oidc', oidc: { ...base, ...extra } } });
+      assert.deepEqual([res.status, res.body.error?.code], [400, 'VALIDATION_FAILED'], what);
+    }
   });
 
   test('a valid JWT is refused for a client-secret identity, an unknown client and a disabled identity', async () => {

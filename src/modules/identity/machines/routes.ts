@@ -6,19 +6,22 @@ import { errorResponses } from '../../../http/schemas.ts';
 import type { MachineService } from './machine-service.ts';
 import type { TokenExchange } from './token-exchange.ts';
 import { tokenRoute } from './token-route.ts';
+import { BOUND_CLAIMS_TYPES } from './claim-match.ts';
 import { MACHINE_KINDS, MAX_OIDC_MAX_AGE_SECONDS, MAX_TOKEN_TTL_SECONDS, MIN_OIDC_MAX_AGE_SECONDS, MIN_TOKEN_TTL_SECONDS } from './types.ts';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 const Text = (max: number) => Type.String({ minLength: 1, maxLength: max });
 const Claims = Type.Record(Type.String(), Type.Unknown(), {
-  maxProperties: 32, description: 'Claims the token must carry, each with exactly this JSON value',
+  maxProperties: 32, description: 'Claims the token must carry: each one value or a list of allowed values (any one matches), compared as boundClaimsType says',
 });
 
 const MachineSchema = Type.Object({
   id: Type.String(), name: Type.String(), kind: Type.String(), clientId: Type.String(), tokenTtlSeconds: Type.Integer(),
   ownerUserId: Nullable(Type.String()),
   oidc: Nullable(Type.Object({
-    issuer: Type.String(), jwksUrl: Type.String(), audience: Type.String(), subject: Nullable(Type.String()), claims: Claims, maxAgeSeconds: Type.Integer(),
+    issuer: Type.String(), jwksUrl: Type.String(), audience: Type.String(), subject: Nullable(Type.String()), claims: Claims,
+    boundClaimsType: Type.Enum(['string', 'glob', 'exact'], { description: 'exact: saved before claim lists and globs; each bound value compared whole' }),
+    maxAgeSeconds: Type.Integer(),
   })),
   createdAt: Type.String(), disabledAt: Nullable(Type.String()),
 });
@@ -52,6 +55,9 @@ export function machineRoutes(deps: { machines: MachineService; exchange: TokenE
             audience: Text(500),
             subject: Type.Optional(Text(500)),
             claims: Type.Optional(Claims),
+            boundClaimsType: Type.Optional(Type.Enum([...BOUND_CLAIMS_TYPES], {
+              description: 'string (default): exact values; glob: * matches any run of characters, including : and /',
+            })),
             maxAgeSeconds: Type.Optional(Type.Integer({
               minimum: MIN_OIDC_MAX_AGE_SECONDS, maximum: MAX_OIDC_MAX_AGE_SECONDS,
               description: 'How long after its iat a JWT is accepted, whatever its exp (default 3600)',

@@ -1,3 +1,5 @@
+import type { BoundClaimsType } from './claim-match.ts';
+
 /** How a machine identity proves itself: a client secret it holds, or a JWT from an identity provider it trusts. */
 export const MACHINE_KINDS = ['client_secret', 'oidc'] as const;
 export type MachineKind = (typeof MACHINE_KINDS)[number];
@@ -9,8 +11,10 @@ export interface OidcBinding {
   audience: string;
   /** When set, the token's `sub` must equal it. */
   subject: string | null;
-  /** Every entry must appear in the token with exactly this (JSON) value. */
+  /** Every entry must appear in the token with a value that matches it (see `boundClaimsType`). */
   claims: Record<string, unknown>;
+  /** How claims compare: any of a list of exact values, `*` globs, or (saved before 028) whole JSON values. */
+  boundClaimsType: BoundClaimsType;
   /** A token is accepted at most this long after its `iat`, whatever its `exp` says. */
   maxAgeSeconds: number;
 }
@@ -41,7 +45,7 @@ export interface CreateMachineInput {
   kind: MachineKind;
   tokenTtlSeconds?: number;
   ownerUserId?: string;
-  oidc?: { issuer: string; jwksUrl: string; audience: string; subject?: string; claims?: Record<string, unknown>; maxAgeSeconds?: number };
+  oidc?: { issuer: string; jwksUrl: string; audience: string; subject?: string; claims?: Record<string, unknown>; boundClaimsType?: string; maxAgeSeconds?: number };
 }
 
 /** The result of creating or rotating a client-secret identity: the secret, shown this once. */
