@@ -70,6 +70,31 @@ test('an OIDC identity is created from flags, with string and JSON claims', asyn
   }
 });
 
+test('an OIDC identity binds a glob claims type and lists of allowed values from flags; a repeated --claim adds a value', async () => {
+  sent.length = 0;
+  const oidc = ['--oidc-issuer', 'https://token.actions.githubusercontent.com', '--jwks-url', 'https://token.actions.githubusercontent.com/.well-known/jwks', '--audience', 'keyhold'];
+  const res = await run([
+    'machines', 'create', 'gh-branches', ...oidc, '--bound-claims-type', 'glob',
+    '--claim', 'sub=repo:acme/app:ref:refs/heads/*', '--claim', 'sub=repo:acme/app:ref:refs/tags/v*', '--claim', 'environment:=["prod","staging"]', '--json',
+  ]);
+  assert.equal(res.code, 0, res.stderr);
+  assert.deepEqual((sent[0]!.body as { oidc: unknown }).oidc, {
+    issuer: 'https://token.actions.githubusercontent.com', jwksUrl: 'https://token.actions.githubusercontent.com/.well-known/jwks', audience: 'keyhold',
+    boundClaimsType: 'glob', claims: { sub: ['repo:acme/app:ref:refs/heads/*', 'repo:acme/app:ref:refs/tags/v*'], environment: ['prod', 'staging'] },
+  });
+  const m = JSON.parse(res.stdout) as { id: string };
+  assert.match((await run(['machines', 'describe', m.id])).stdout, /Claims type:\s+glob/);
+  for (const argv of [
+    ['machines', 'create', 'x', ...oidc, '--claim', 'sub=a', '--bound-claims-type', 'regex'],
+    ['machines', 'create', 'x', '--bound-claims-type', 'glob'],
+  ]) {
+    assert.equal((await run(argv)).code, 2, argv.join(' '));
+  }
+  const starsAlone = await run(['machines', 'create', 'x', ...oidc, '--bound-claims-type', 'glob', '--claim', 'sub=*']);
+  assert.equal(starsAlone.code, 1);
+  assert.match(starsAlone.stderr, /VALIDATION_FAILED/);
+});
+
 test('list, describe, tokens, revoke, rotate-secret and disable', async () => {
   const m = JSON.parse((await run(['machines', 'create', 'lifecycle', '--json'])).stdout) as { id: string; clientId: string; clientSecret: string };
   const token = (await run(['token', 'exchange', '--client-id', m.clientId], { stdin: m.clientSecret, token: '' })).stdout.trim();

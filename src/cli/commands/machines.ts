@@ -8,13 +8,27 @@ import { fields, table, time } from '../output.ts';
 
 interface Machine {
   id: string; name: string; kind: 'client_secret' | 'oidc'; clientId: string; tokenTtlSeconds: number; ownerUserId: string | null;
-  oidc: { issuer: string; jwksUrl: string; audience: string; subject: string | null; claims: Record<string, unknown>; maxAgeSeconds: number } | null;
+  oidc: { issuer: string; jwksUrl: string; audience: string; subject: string | null; claims: Record<string, unknown>; boundClaimsType: string; maxAgeSeconds: number } | null;
   createdAt: string; disabledAt: string | null; clientSecret?: string;
 }
 
-const OIDC_FLAGS = ['oidc-issuer', 'jwks-url', 'audience', 'subject', 'claim', 'max-age'] as const;
+const OIDC_FLAGS = ['oidc-issuer', 'jwks-url', 'audience', 'subject', 'claim', 'bound-claims-type', 'max-age'] as const;
+const CLAIMS_TYPES = ['string', 'glob'];
 
-/** "k=v" binds the string v; "k:=JSON" binds a JSON value (a number, true, a list...). */
+/** Binds one more allowed value of a claim: a second value (or a JSON list) makes the binding a list. */
+function addValue(claims: Record<string, unknown>, name: string, value: unknown): void {
+  if (!Object.hasOwn(claims, name)) {
+    claims[name] = value;
+    return;
+  }
+  const had = claims[name];
+  claims[name] = [...(Array.isArray(had) ? had : [had]), ...(Array.isArray(value) ? value : [value])];
+}
+
+/**
+ * "k=v" binds the string v; "k:=JSON" binds a JSON value (a number, true, a list of allowed values...).
+ * Naming k again adds an allowed value (any one then matches) rather than silently replacing the first.
+ */
 export function parseClaims(raw: string[]): Record<string, unknown> {
   const claims: Record<string, unknown> = {};
   for (const item of raw) {
@@ -22,13 +36,13 @@ export function parseClaims(raw: string[]): Record<string, unknown> {
     const plain = /^([^=]+)=(.*)$/s.exec(item);
     if (json) {
       try {
-        claims[json[1]!] = JSON.parse(json[2]!);
+        addValue(claims, json[1]!, JSON.parse(json[2]!));
       } catch {
         throw new UsageError(`--claim ${json[1]}:= needs a JSON value (got "${json[2]}")`, 'e.g. --claim run_attempt:=1 or --claim ref=refs/heads/main');
       }
       refuseDuplicateKeys(json[2]!, `--claim ${json[1]}`);
     } else if (plain) {
-      claims[plain[1]!] = plain[2]!;
+      addValue(claims, plain[1]!, plain[2]!);
     } else {
       throw new UsageError(`--claim takes NAME=VALUE or NAME:=JSON (got "${item}")`, 'e.g. --claim repository=acme/app');
     }
@@ -53,8 +67,11 @@ function oidcBinding(flags: Flags) {
     throw new UsageError('an OIDC identity must be bound to --subject or at least one --claim K=V: issuer and audience alone admit every workload of a shared issuer');
   }
   const maxAge = int(flags, 'max-age', 60, 86_400);
+  const claimsType = str(flags, 'bound-claims-type');
+  if (claimsType !== undefined && !CLAIMS_TYPES.includes(claimsType)) throw new UsageError(`--bound-claims-type is string or glob (got "${claimsType}")`);
   return {
-    issuer, jwksUrl, audience, ...(subject !== undefined ? { subject } : {}), ...(Object.keys(claims).length > 0 ? { claims } : {}),
+    issuer, jwksUrl, audience, ...(subject !== undefined ? { subject } : {}),
+    ...(claimsType !== undefined ? { boundClaimsType: claimsType } : {}), ...(Object.keys(claims).length > 0 ? { claims } : {}),
     ...(maxAge !== undefined ? { maxAgeSeconds: maxAge } : {}),
   };
 }
@@ -65,7 +82,8 @@ function describeMachine(m: Machine): string {
     ['Owner', m.ownerUserId], ['Created', time(m.createdAt)], ['Disabled', time(m.disabledAt)],
     ...(m.oidc ? [
       ['Issuer', m.oidc.issuer], ['JWKS URL', m.oidc.jwksUrl], ['Audience', m.oidc.audience], ['Subject', m.oidc.subject],
-      ['Bound claims', Object.keys(m.oidc.claims).length === 0 ? null : JSON.stringify(m.oidc.claims)], ['Max JWT age', `${m.oidc.maxAgeSeconds}s`],
+      ['Bound claims', Object.keys(m.oidc.claims).length === 0 ? null : JSON.stringify(m.oidc.claims)],
+      ['Claims type', m.oidc.boundClaimsType], ['Max JWT age', `${m.oidc.maxAgeSeconds}s`],
     ] as Array<[string, string | null]> : []),
   ]);
 }
@@ -86,20 +104,23 @@ function secretOnce(m: Machine, verb: string): string {
 const create: Command = {
   name: 'create',
   summary: 'Create a machine identity: a client secret (shown once), or trust in an OIDC provider',
-  usage: 'machines create NAME [--oidc-issuer URL --jwks-url URL --audience A (--subject S | --claim K=V ...) [--max-age SECONDS]] [--ttl SECONDS] [--owner USER_ID]',
+  usage: 'machines create NAME [--oidc-issuer URL --jwks-url URL --audience A (--subject S | --claim K=V ...) [--bound-claims-type string|glob] [--max-age SECONDS]] [--ttl SECONDS] [--owner USER_ID]',
   help: [
     'Without --oidc-issuer: a client-secret identity; its secret is printed ONCE.',
     'With --oidc-issuer, --jwks-url and --audience: the identity accepts JWTs from that provider (e.g. a CI',
     'system) signed by a key at the JWKS URL (https; http only on loopback), for that audience.',
     '--subject S      the JWT\'s sub must equal S',
-    '--claim K=V      the JWT must carry claim K with the string V (repeatable); K:=JSON for other values',
+    '--claim K=V      the JWT must carry claim K with the string V (repeatable); K:=JSON for other values;',
+    '                 naming K again, or K:=[...], allows any of the values (a list claim matches by any element)',
+    '--bound-claims-type string|glob  string (default): values match exactly; glob: * in a value matches any',
+    '                 run of characters, : and / included (end a prefix with its separator: repo:acme/app:*)',
     '--max-age SECONDS  a JWT is accepted at most this long after its iat, whatever its exp (default 3600)',
     '--ttl SECONDS    lifetime of the access tokens it gets (default: the server\'s, 15 minutes; a JWT\'s token ends with the JWT)',
     '--owner USER_ID  the person who owns this identity',
   ],
   options: {
     'oidc-issuer': { type: 'string' }, 'jwks-url': { type: 'string' }, audience: { type: 'string' }, subject: { type: 'string' },
-    claim: { type: 'string', multiple: true }, 'max-age': { type: 'string' }, ttl: { type: 'string' }, owner: { type: 'string' },
+    claim: { type: 'string', multiple: true }, 'bound-claims-type': { type: 'string' }, 'max-age': { type: 'string' }, ttl: { type: 'string' }, owner: { type: 'string' },
   },
   async run({ args, flags, api, out }) {
     const [name] = positionals(args, ['NAME'], create.usage) as [string];
