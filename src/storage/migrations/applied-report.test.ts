@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DIALECTS, createTestDatabase, skipReason } from '../../../test/helpers/databases.ts';
+import { DIALECTS, createTestDatabase, skipReason, type TestDatabase } from '../../../test/helpers/databases.ts';
+import { migrationsAppliedByRacingStarts } from '../../../test/helpers/start-in-worker.ts';
 import { migrationNames } from './index.ts';
 
 /**
@@ -13,18 +14,23 @@ for (const dialect of DIALECTS) {
     if (skip) return t.skip(skip);
     const database = await createTestDatabase(dialect);
     t.after(() => database.cleanup());
-    // PostgreSQL: at once, the second waits for the first's migration lock. SQLite in one thread cannot wait for its
-    // own lock (node:sqlite's busy wait blocks the thread holding it), so there the second start follows the first.
-    const both = dialect === 'postgres' ? await Promise.all([database.open(), database.open()]) : [await database.open(), await database.open()];
-    try {
-      const [a, b] = both.map((s) => s.migrationsApplied);
-      assert.deepEqual([...a!, ...b!].sort(), migrationNames().sort(), 'each migration applied exactly once');
-      assert.ok(a!.length === 0 || b!.length === 0, `one node applied them all: ${a!.length} and ${b!.length}`);
-      const again = await database.open();
-      assert.deepEqual(again.migrationsApplied, [], 'a start on an up-to-date database applied nothing');
-      await again.close();
-    } finally {
-      for (const s of both) await s.close();
-    }
+    // At once: the second waits for the first's migration lock. On SQLite each start runs in a worker thread, as a
+    // process would: in one thread, node:sqlite's busy wait would block the thread holding the lock it waits for.
+    const [a, b] = dialect === 'postgres' ? await racingStartsHere(database) : await migrationsAppliedByRacingStarts({ url: database.url }, 2);
+    assert.deepEqual([...a!, ...b!].sort(), migrationNames().sort(), 'each migration applied exactly once');
+    assert.ok(a!.length === 0 || b!.length === 0, `one node applied them all: ${a!.length} and ${b!.length}`);
+    const again = await database.open();
+    assert.deepEqual(again.migrationsApplied, [], 'a start on an up-to-date database applied nothing');
+    await again.close();
+  });
+}
+
+/** Two starts at once in this thread (PostgreSQL's driver waits without blocking it): what each applied; both closed again. */
+async function racingStartsHere(database: TestDatabase): Promise<string[][]> {
+  const starts = await Promise.allSettled([database.open(), database.open()]);
+  for (const s of starts) if (s.status === 'fulfilled') await s.value.close();
+  return starts.map((s) => {
+    if (s.status === 'rejected') throw s.reason;
+    return s.value.migrationsApplied;
   });
 }
