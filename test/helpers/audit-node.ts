@@ -1,5 +1,4 @@
 import type { KeyObject } from 'node:crypto';
-import { Worker } from 'node:worker_threads';
 import { createAuditLog, type AuditInput } from '../../src/modules/audit/audit-log.ts';
 import { createCheckpointer } from '../../src/modules/audit/checkpoints.ts';
 import { createEventMacKeys } from '../../src/modules/audit/event-mac.ts';
@@ -9,6 +8,7 @@ import { createSystemMetaRepository } from '../../src/modules/system/system-meta
 import { createManualClock } from '../../src/platform/clock.ts';
 import type { Storage, StorageOptions } from '../../src/storage/database.ts';
 import type { AuditCheckpointsTable } from '../../src/storage/schema.ts';
+import { startWorkerNode } from './worker-calls.ts';
 
 /** What a second server node does to the audit chain: its own connections, appender, MAC and signing keys. */
 export interface AuditNode {
@@ -59,55 +59,21 @@ export async function openAuditNode(storage: Storage, opts: AuditNodeOptions): P
   };
 }
 
-type Call = { [K in keyof AuditNode]: { id: number; op: K; args: Parameters<AuditNode[K]> } }[keyof AuditNode];
-export type AuditNodeRequest = Call;
-export type AuditNodeReply = { id: number; value?: unknown; error?: { message: string; code?: string } };
-
 /**
- * Node B in a worker thread of its own, as a second server process would run. node:sqlite is
- * synchronous: with both nodes' connections in one thread, a node waiting in SQLite's busy handler
- * for the other's write lock blocks the only thread, the holder never commits, and the wait ends
- * in "database is locked". Calls are sent as messages; each answers with its result or its error.
+ * Node B in a worker thread of its own, as a second server process would run (worker-calls.ts).
+ * node:sqlite is synchronous: with both nodes' connections in one thread, a node waiting in SQLite's
+ * busy handler for the other's write lock blocks the only thread, the holder never commits, and the
+ * wait ends in "database is locked".
  */
 export async function startAuditNodeWorker(storage: StorageOptions, opts: AuditNodeOptions): Promise<AuditNode> {
-  const worker = new Worker(new URL('./audit-node-worker.ts', import.meta.url), { workerData: { storage, opts } });
-  const waiting = new Map<number, { resolve: (value: unknown) => void; reject: (err: Error) => void }>();
-  let nextId = 1;
-  let stopped: Error | null = null;
-  const failAll = (err: Error) => {
-    stopped ??= err;
-    for (const w of waiting.values()) w.reject(err);
-    waiting.clear();
-  };
-  worker.on('message', (reply: AuditNodeReply) => {
-    const w = waiting.get(reply.id);
-    if (!w) return;
-    waiting.delete(reply.id);
-    if (reply.error) w.reject(Object.assign(new Error(`node B: ${reply.error.message}`), { code: reply.error.code }));
-    else w.resolve(reply.value);
-  });
-  worker.on('error', failAll);
-  worker.on('exit', (code) => failAll(new Error(`node B's worker exited (code ${code})`)));
-  const call = <K extends keyof AuditNode>(op: K, ...args: Parameters<AuditNode[K]>): Promise<Awaited<ReturnType<AuditNode[K]>>> =>
-    new Promise((resolve, reject) => {
-      if (stopped) return reject(stopped);
-      const id = nextId++;
-      waiting.set(id, { resolve: resolve as (value: unknown) => void, reject });
-      worker.postMessage({ id, op, args } as AuditNodeRequest);
-    });
-  await call('highestSigned'); // opened and unsealed, or the reason it did not
+  const node = await startWorkerNode(new URL('./audit-node-worker.ts', import.meta.url), { storage, opts });
   return {
-    record: (events) => call('record', events),
-    appendInTx: (events) => call('appendInTx', events),
-    checkpoint: () => call('checkpoint'),
-    highestSigned: () => call('highestSigned'),
-    tampered: () => call('tampered'),
-    verify: (verifyOpts) => call('verify', verifyOpts),
-    async close() {
-      if (stopped) return;
-      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-      await call('close');
-      await exited;
-    },
+    record: (events) => node.call('record', events),
+    appendInTx: (events) => node.call('appendInTx', events),
+    checkpoint: () => node.call('checkpoint'),
+    highestSigned: () => node.call('highestSigned'),
+    tampered: () => node.call('tampered'),
+    verify: (verifyOpts) => node.call('verify', verifyOpts),
+    close: () => node.close(),
   };
 }

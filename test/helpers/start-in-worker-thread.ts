@@ -1,15 +1,15 @@
-import { once } from 'node:events';
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { openStorage, type StorageOptions } from '../../src/storage/database.ts';
+import { serveCalls } from './worker-calls.ts';
 
-/** One start of migrationsAppliedByRacingStarts (start-in-worker.ts): loaded, it waits for 'go', then reports what it applied and closes. */
-const port = parentPort!;
-port.postMessage('ready');
-await once(port, 'message');
-const storage = await openStorage(workerData as StorageOptions);
-try {
-  port.postMessage(storage.migrationsApplied);
-} finally {
-  await storage.close();
-  port.close();
-}
+/** One start of migrationsAppliedByRacingStarts (start-in-worker.ts): opens the storage when told, reports what it applied, closes it. */
+serveCalls({
+  start: async () => {
+    const storage = await openStorage(workerData as StorageOptions);
+    try {
+      return storage.migrationsApplied;
+    } finally {
+      await storage.close();
+    }
+  },
+}, async () => {});

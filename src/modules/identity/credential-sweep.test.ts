@@ -4,11 +4,11 @@ import { randomBytes } from 'node:crypto';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { call, newUser, sessionFor } from '../../../test/helpers/users.ts';
+import { credentialSweepOver, startSweepNodeWorker, sweepNodeHere } from '../../../test/helpers/sweep-node.ts';
 import { ConfigError, identitySettings, loadConfig } from '../../config/config.ts';
-import { createTokenService, hashToken } from '../auth/token-service.ts';
+import { hashToken } from '../auth/token-service.ts';
 import type { Storage } from '../../storage/database.ts';
 import { createCredentialSweep, type PurgeableCredentials } from './credential-sweep.ts';
-import { createSessionService } from './users/session-service.ts';
 
 const HOUR = 3_600_000;
 const { credentialGraceMs: GRACE, sessionAbsoluteMs: SESSION_MAX } = identitySettings();
@@ -151,16 +151,11 @@ describeEachDialect('credential sweep', (dialect) => {
   test('two server processes sweeping one database at the same time both finish, and every dead row goes exactly once', async () => {
     await h.services.credentialSweep.sweep();
     await backlog(h.storage, 2_000, h.clock.now() - GRACE - 1);
-    const other = await h.database.open();
+    // On SQLite the other server sweeps from a worker thread, as a second process would (test/helpers/sweep-node.ts).
+    const here = credentialSweepOver(h.storage, h.clock);
+    const other = dialect === 'sqlite' ? await startSweepNodeWorker({ url: h.database.url }, h.clock.now()) : sweepNodeHere(await h.database.open(), h.clock);
     try {
-      const sweepers = [h.storage, other].map((storage) => createCredentialSweep({
-        tables: {
-          sessions: createSessionService({ db: storage.db, dialect: storage.dialect, clock: h.clock, settings: identitySettings() }),
-          tokens: createTokenService({ db: storage.db, dialect: storage.dialect, clock: h.clock }),
-        },
-        clock: h.clock, graceMs: GRACE,
-      }));
-      const results = await Promise.all([...sweepers, ...sweepers].map((s) => s.sweep(50)));
+      const results = await Promise.all([here.sweep(50), other.sweep(50), here.sweep(50), other.sweep(50)]);
       const total = (table: 'sessions' | 'tokens') => results.reduce((sum, r) => sum + r[table], 0);
       assert.deepEqual([total('sessions'), total('tokens')], [2_000, 2_000]);
       assert.deepEqual(await h.services.credentialSweep.sweep(), { sessions: 0, tokens: 0 });
