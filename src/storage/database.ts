@@ -33,7 +33,7 @@ export interface Storage {
   dialect: DialectName;
   /** SQLite: the database file, for a second connection (the audit appender); null otherwise or in memory. */
   sqlitePath: string | null;
-  /** PostgreSQL: the migrations this start applied (none when the schema was up to date). SQLite: always empty. */
+  /** The migrations this start applied: none when the schema was up to date or another node applied them first. */
   migrationsApplied: string[];
   /** What keeps the audit tables append-only against this connection's user (SQLite: its triggers). */
   auditAppendOnly: AppendOnlyReport;
