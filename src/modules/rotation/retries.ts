@@ -27,9 +27,10 @@ export interface RetryOutcome {
 /** The policy's retry fields after its `failed`-th failed attempt in a row, at `now`. */
 export function afterFailure(failed: number, trigger: string, now: number) {
   const gaveUp = failed >= RETRY_LIMITS.maxAttempts;
+  const retryAt = gaveUp ? null : now + retryDelay(failed);
   return {
-    outcome: { attempt: failed, maxAttempts: RETRY_LIMITS.maxAttempts, retryAt: gaveUp ? null : now + retryDelay(failed), gaveUp } satisfies RetryOutcome,
-    patch: { retry_attempts: failed, retry_at: gaveUp ? null : now + retryDelay(failed), retry_trigger: gaveUp ? null : trigger, gave_up_at: gaveUp ? now : null },
+    outcome: { attempt: failed, maxAttempts: RETRY_LIMITS.maxAttempts, retryAt, gaveUp } satisfies RetryOutcome,
+    patch: { retry_attempts: failed, retry_at: retryAt, retry_trigger: gaveUp ? null : trigger, gave_up_at: gaveUp ? now : null },
   };
 }
 
