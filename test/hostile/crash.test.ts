@@ -1,9 +1,9 @@
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describeEachDialect } from '../helpers/each-dialect.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/databases.ts';
-import { startServer, type ServerProcess } from '../helpers/server-process.ts';
+import type { ServerProcess } from '../helpers/server-process.ts';
+import { serverOnFreshDatabase } from '../helpers/server-database.ts';
 import { eachLimit } from '../helpers/each-limit.ts';
 
 const SECRETS = ['CRASH_A', 'CRASH_B', 'CRASH_C'];
@@ -29,20 +29,7 @@ const keyOf = (t: Target) => `${t.secret}/${t.env}`;
 const valuesPath = (t: Target) => `/v1/secrets/${t.secret}/values/${t.env}`;
 
 describeEachDialect('crash safety', (dialect) => {
-  let database: TestDatabase;
-  let server: ServerProcess | null = null;
-  before(async () => {
-    database = await createTestDatabase(dialect);
-  });
-  after(async () => {
-    await server?.kill('SIGKILL');
-    await database.cleanup();
-  });
-
-  const start = async () => {
-    server = await startServer({ dataDir: database.dataDir, databaseUrl: database.url, logLevel: 'warn' });
-    return server;
-  };
+  const { start } = serverOnFreshDatabase(dialect);
 
   test('a crash (kill -9) during a burst of writes leaves every acknowledged version decryptable', async (t) => {
     /** Every value ever sent per target, acknowledged or not: an unacknowledged write may or may not have committed. */

@@ -1,9 +1,8 @@
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { connect } from 'node:net';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../helpers/each-dialect.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/databases.ts';
-import { startServer, type ServerProcess } from '../helpers/server-process.ts';
+import { serverOnFreshDatabase } from '../helpers/server-database.ts';
 import { eachLimit } from '../helpers/each-limit.ts';
 
 const WRITERS = 8;
@@ -13,16 +12,7 @@ const MAX_WRITES_PER_WRITER = 200;
 const STOP_WITHIN_MS = 5_000;
 
 describeEachDialect('graceful stop', (dialect) => {
-  let database: TestDatabase;
-  let server: ServerProcess | null = null;
-  before(async () => {
-    database = await createTestDatabase(dialect);
-  });
-  after(async () => {
-    await server?.kill('SIGKILL');
-    await database.cleanup();
-  });
-  const start = async () => (server = await startServer({ dataDir: database.dataDir, databaseUrl: database.url, logLevel: 'warn' }));
+  const { start } = serverOnFreshDatabase(dialect);
 
   test('SIGTERM during a burst of writes from keep-alive clients exits 0 promptly; every acknowledged write reads back and the audit chain verifies', async () => {
     const live = await start();
@@ -71,7 +61,7 @@ describeEachDialect('graceful stop', (dialect) => {
   });
 
   test('a client that never finishes its request holds SIGTERM no longer than KEYHOLD_SHUTDOWN_GRACE', async () => {
-    const live = (server = await startServer({ dataDir: database.dataDir, databaseUrl: database.url, logLevel: 'warn', env: { KEYHOLD_SHUTDOWN_GRACE: '1s' } }));
+    const live = await start({ env: { KEYHOLD_SHUTDOWN_GRACE: '1s' } });
     const { hostname, port } = new URL(live.address);
     const socket = connect(Number(port), hostname);
     socket.on('error', () => {});
@@ -86,7 +76,7 @@ describeEachDialect('graceful stop', (dialect) => {
     await cut;
   });
   test('a second SIGINT or SIGTERM while the stop waits ends the process at once, and nothing acknowledged is lost', async () => {
-    const live = (server = await startServer({ dataDir: database.dataDir, databaseUrl: database.url, logLevel: 'warn', env: { KEYHOLD_SHUTDOWN_GRACE: '1m' } }));
+    const live = await start({ env: { KEYHOLD_SHUTDOWN_GRACE: '1m' } });
     assert.equal((await live.request('POST', '/v1/secrets', { body: { name: 'STOP_C', owner: 'ops' } })).status, 201);
     const written = await live.request('PUT', '/v1/secrets/STOP_C/values/staging', { body: { value: 'before-the-stop' } });
     assert.equal(written.status, 200, written.text);
