@@ -297,4 +297,48 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
       await rot.scheduler.stop();
     }
   });
+
+  /** Everything stored about rotations and the secret's events, as one text to search for values in. */
+  async function stored(name: string): Promise<string> {
+    const rotations = await h.storage.db.selectFrom('rotations').selectAll().execute();
+    const events = await h.storage.db.selectFrom('audit_events').selectAll().where('resource_name', '=', name).execute();
+    return JSON.stringify([rotations, events]);
+  }
+  // A credential document naming a field twice means one thing to one JSON reader and another to the next (JSON.parse keeps the last).
+  const [FIRST, SECOND] = ['cred_first_AAAAAAAAAAAAAAAA', 'cred_second_BBBBBBBBBBBBBBB'];
+
+  test('an /issue answer naming "value" twice fails generate: nothing is activated at the source, current stays, neither value is stored', async () => {
+    const name = await secret();
+    const rot = rotationFor(h);
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'http', settings: { url: source.url } });
+    source.answerIssueWith(`{"id":"c-amb","value":"${FIRST}","value":"${SECOND}"}`);
+    const calls = source.calls.length;
+    try {
+      const r = await rot.service.rotate(h.ctx, name, ENV);
+      assert.deepEqual([r.state, r.error?.code, r.error?.step], ['rolled_back', 'ROTATOR_ERROR', 'generate']);
+      assert.match(r.error!.detail, /\/issue answered JSON that names "value" twice/);
+    } finally {
+      source.answerIssueWith(null);
+    }
+    assert.deepEqual(source.calls.slice(calls), ['/issue'], 'no credential from the ambiguous answer was activated, tested or revoked');
+    assert.equal(await current(name), 'initial-value-000');
+    const text = await stored(name);
+    for (const v of [FIRST, SECOND]) assert.ok(!text.includes(v), 'neither value is stored');
+  });
+
+  test('an alternating PostgreSQL value naming "password" twice: generate refuses to pick a role from it, before reaching the database', async () => {
+    const ambiguous = `{"username":"kh_amb_a","password":"${FIRST}","password":"${SECOND}"}`;
+    const name = await secret(ambiguous);
+    const rot = rotationFor(h);
+    await rot.service.setPolicy(h.ctx, name, ENV, {
+      // Port 9 (discard): a step that got as far as connecting would fail with "cannot connect", not the reason asserted.
+      rotator: 'postgres', settings: { host: '127.0.0.1', port: 9, database: 'test', adminUser: 'postgres', strategy: 'alternating', roles: ['kh_amb_a', 'kh_amb_b'] },
+    });
+    const r = await rot.service.rotate(h.ctx, name, ENV);
+    assert.deepEqual([r.state, r.error?.code, r.error?.step], ['rolled_back', 'ROTATOR_ERROR', 'generate']);
+    assert.match(r.error!.detail, /the current value names "password" twice/);
+    assert.equal(await current(name), ambiguous, 'current untouched');
+    const text = await stored(name);
+    for (const v of [FIRST, SECOND]) assert.ok(!text.includes(v), 'neither password is stored outside the value');
+  });
 });

@@ -1,5 +1,6 @@
 import { fail } from '../../../../errors/index.ts';
 import { isForbiddenHost, isLoopbackHost } from '../../../../platform/addresses.ts';
+import { parseCredentialJson } from '../credential-json.ts';
 import { setting, type Rotator, type RotatorContext } from '../types.ts';
 
 const FIELDS = ['url', 'sandboxUrl', 'tokenSecret', 'timeoutMs'];
@@ -36,7 +37,8 @@ export function createHttpRotator(deps: { fetch?: typeof fetch } = {}): Rotator 
     return { url, sandboxUrl, tokenSecret, timeoutMs: setting.int(s, 'timeoutMs', 100, 120_000, 10_000) };
   };
 
-  async function call(rc: RotatorContext, path: string, body: unknown, bearer?: string): Promise<{ status: number; json: unknown }> {
+  /** Only /issue's answer is read (`text`); the others count by their status alone. */
+  async function call(rc: RotatorContext, path: string, body: unknown, bearer?: string): Promise<{ status: number; text: string }> {
     const p = parse(rc.settings);
     const base = rc.rehearsal ? p.sandboxUrl : p.url;
     if (!base) fail('ROTATOR_UNAVAILABLE', 'settings.sandboxUrl is required to rehearse an external HTTP rotation');
@@ -54,16 +56,17 @@ export function createHttpRotator(deps: { fetch?: typeof fetch } = {}): Rotator 
       // The URL may carry a provider account id; the message names only the step.
       throw new Error(`rotation endpoint ${path} did not answer (${(err as Error).name})`);
     }
-    const text = (await res.text()).slice(0, MAX_RESPONSE);
-    let json: unknown = null;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      // not JSON: fine for everything but /issue
-    }
-    return { status: res.status, json };
+    return { status: res.status, text: (await res.text()).slice(0, MAX_RESPONSE) };
   }
   const ok2xx = (status: number) => status >= 200 && status < 300;
+  /** /issue's answer. One naming a field twice is refused whole: not even its id is trusted to revoke what it may have issued. */
+  const issued = (text: string) => {
+    try {
+      return parseCredentialJson(text, 'rotation endpoint /issue answered JSON that', ['id', 'value']) as { id?: unknown; value?: unknown } | null | undefined;
+    } catch (err) {
+      throw new Error(`${(err as Error).message}; nothing was revoked at the source`);
+    }
+  };
   const idOf = (state: Record<string, unknown>) => (typeof state.id === 'string' ? state.id : null);
 
   const rotator: Rotator = {
@@ -75,7 +78,7 @@ export function createHttpRotator(deps: { fetch?: typeof fetch } = {}): Rotator 
     },
     async generate(rc) {
       const res = await call(rc, '/issue', { secret: rc.secretName, environment: rc.environment, rotation: rc.rotationId });
-      const j = res.json as { id?: unknown; value?: unknown } | null;
+      const j = ok2xx(res.status) ? issued(res.text) : undefined;
       if (!ok2xx(res.status) || typeof j?.id !== 'string' || typeof j.value !== 'string' || j.value.length === 0) {
         throw new Error(`rotation endpoint /issue answered HTTP ${res.status} without { id, value }`);
       }

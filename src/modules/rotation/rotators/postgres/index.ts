@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { fail } from '../../../../errors/index.ts';
+import { parseCredentialJson } from '../credential-json.ts';
 import { randomValue } from '../random/index.ts';
 import { setting, type Rotator, type RotatorContext } from '../types.ts';
 import { scramVerifier } from './scram.ts';
@@ -31,16 +32,15 @@ function parse(s: Record<string, unknown>): Settings {
   };
 }
 
-/** Alternating values are `{"username","password"}` JSON (dependents need to know which role); single ones the password. */
-function decode(strategy: Settings['strategy'], value: string | null): { username: string | null; password: string } | null {
+/**
+ * Alternating values are `{"username","password"}` JSON (dependents need to know which role); single ones the password.
+ * Null when an alternating value is not that; one naming a field twice throws (which role or password it means depends on the reader).
+ */
+function decode(strategy: Settings['strategy'], value: string | null, what = 'the value'): { username: string | null; password: string } | null {
   if (value === null) return null;
   if (strategy === 'single') return { username: null, password: value };
-  try {
-    const v = JSON.parse(value) as { username?: unknown; password?: unknown };
-    return typeof v.username === 'string' && typeof v.password === 'string' ? { username: v.username, password: v.password } : null;
-  } catch {
-    return null;
-  }
+  const v = parseCredentialJson(value, what, ['username', 'password']) as { username?: unknown; password?: unknown } | null | undefined;
+  return typeof v?.username === 'string' && typeof v.password === 'string' ? { username: v.username, password: v.password } : null;
 }
 
 /**
@@ -95,7 +95,7 @@ export function createPostgresRotator(): Rotator {
       const s = parse(rc.settings);
       const password = randomValue({ length: s.passwordLength, alphabet: ALNUM });
       if (s.strategy === 'single') return { value: password, state: { role: s.roles[0] } };
-      const live = decode('alternating', rc.current)?.username;
+      const live = decode('alternating', rc.current, 'the current value')?.username;
       const role = live === s.roles[0] ? s.roles[1]! : s.roles[0]!;
       return { value: JSON.stringify({ username: role, password }), state: { role } };
     },
