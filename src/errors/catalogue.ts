@@ -5,7 +5,7 @@
 export const errorCatalogue = {
   VALIDATION_FAILED: { status: 400, meaning: 'The request did not match the schema; the message names the field.' },
   UNKNOWN_FIELD: { status: 400, meaning: 'The request carried a field the endpoint does not accept.' },
-  MALFORMED_JSON: { status: 400, meaning: 'The request body is not valid JSON (or is empty where JSON is required).' },
+  MALFORMED_JSON: { status: 400, meaning: 'The request body is not valid JSON (or is empty where JSON is required), or names __proto__ (or a constructor holding prototype).' },
   DUPLICATE_FIELD: { status: 400, meaning: 'A JSON body names the same field twice in one object, at any depth (keys compared after unescaping); readers disagree on which one counts, so nothing is done.' },
   MALFORMED_FORM: { status: 400, meaning: 'A form-encoded (application/x-www-form-urlencoded) body is not valid UTF-8 or has a broken percent-encoding.' },
   DUPLICATE_PARAMETER: { status: 400, meaning: 'A form-encoded body names the same parameter more than once (RFC 6749 §3.2).' },

@@ -10,9 +10,21 @@ function duplicateMessage(dup: DuplicateKey): string {
   return `${where} names the field ${printableField(dup.key)} more than once; JSON readers disagree on which one counts, so send each field once`;
 }
 
+const PROTOTYPE_KEY = 'the body names "__proto__" (or a "constructor" holding "prototype"), which Keyhold refuses anywhere in a body: such a key could change what an object inherits';
+
+/** Whether JSON.parse takes `text` (after a BOM, which fastify's parser skips): when fastify's parser refused it, only its prototype-key check does that. */
+function parsesAsJson(text: string): boolean {
+  try {
+    JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Replaces fastify's JSON parser with a strict one. Parsing itself stays fastify's
- * (prototype-poisoning keys are errors); on top of it:
+ * (prototype-poisoning keys are errors, MALFORMED_JSON saying so, not "not valid JSON"); on top of it:
  * - invalid UTF-8 is refused (MALFORMED_JSON): fastify would decode it to U+FFFD and store a value
  *   the client never sent;
  * - an object naming a key twice, at any depth, is refused (DUPLICATE_FIELD): JSON.parse keeps the
@@ -27,7 +39,7 @@ export function strictJsonBodies(app: FastifyInstance): void {
     if (!isUtf8(body as Buffer)) return done(new KeyholdError('MALFORMED_JSON', 'the body is not valid UTF-8'), undefined);
     const text = (body as Buffer).toString('utf8');
     parseJson(request, text, (err, parsed) => {
-      if (err) return done(err, undefined);
+      if (err) return done(parsesAsJson(text) ? new KeyholdError('MALFORMED_JSON', PROTOTYPE_KEY) : err, undefined);
       const dup = firstDuplicateKey(text);
       if (dup !== null) return done(new KeyholdError('DUPLICATE_FIELD', duplicateMessage(dup)), undefined);
       done(null, parsed);

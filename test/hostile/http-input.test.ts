@@ -24,15 +24,16 @@ describeEachDialect('HTTP: bad input is a clear 4xx with a stable code, never a 
     versions: (await h.storage.db.selectFrom('secret_versions').select('id').execute()).length,
   });
 
-  type Case = { name: string; method: 'POST' | 'PUT' | 'PATCH' | 'GET'; url: string; body?: string; contentType?: string; status: number; code: string };
+  type Case = { name: string; method: 'POST' | 'PUT' | 'PATCH' | 'GET'; url: string; body?: string; contentType?: string; status: number; code: string; message?: RegExp };
   const json = (v: unknown) => JSON.stringify(v);
   const cases: Case[] = [
-    { name: 'malformed JSON', method: 'PUT', url: '/v1/secrets/API_KEY/values/production', body: `{"value": "${CANARY}"`, status: 400, code: 'MALFORMED_JSON' },
+    { name: 'malformed JSON', method: 'PUT', url: '/v1/secrets/API_KEY/values/production', body: `{"value": "${CANARY}"`, status: 400, code: 'MALFORMED_JSON', message: /^the body is not valid JSON$/ },
     { name: 'empty JSON body', method: 'POST', url: '/v1/secrets', body: '', status: 400, code: 'MALFORMED_JSON' },
     { name: 'JSON that is not an object', method: 'POST', url: '/v1/secrets', body: '[1,2]', status: 400, code: 'VALIDATION_FAILED' },
     { name: 'an unknown field next to the value', method: 'PUT', url: '/v1/secrets/API_KEY/values/production', body: json({ value: CANARY, valu: 'x' }), status: 400, code: 'UNKNOWN_FIELD' },
     { name: 'an unknown field on create', method: 'POST', url: '/v1/secrets', body: json({ name: 'NEW_ONE', owner: 'x', admin: true }), status: 400, code: 'UNKNOWN_FIELD' },
-    { name: 'a prototype-pollution key', method: 'POST', url: '/v1/secrets', body: '{"name":"PP","owner":"x","__proto__":{"admin":true}}', status: 400, code: 'MALFORMED_JSON' },
+    { name: 'a prototype-pollution key', method: 'POST', url: '/v1/secrets', body: '{"name":"PP","owner":"x","__proto__":{"admin":true}}', status: 400, code: 'MALFORMED_JSON', message: /names "__proto__"/ },
+    { name: 'a constructor.prototype key', method: 'POST', url: '/v1/secrets', body: '{"name":"PP","owner":"x","tags":[{"constructor":{"prototype":{"admin":true}}}]}', status: 400, code: 'MALFORMED_JSON', message: /"constructor" holding "prototype"/ },
     { name: 'a number where a string belongs (no coercion)', method: 'PUT', url: '/v1/secrets/API_KEY/values/production', body: json({ value: 12345 }), status: 400, code: 'VALIDATION_FAILED' },
     { name: 'a missing owner', method: 'POST', url: '/v1/secrets', body: json({ name: 'NO_OWNER' }), status: 400, code: 'VALIDATION_FAILED' },
     { name: 'an unknown classification', method: 'POST', url: '/v1/secrets', body: json({ name: 'CLS', owner: 'x', classification: 'secret' }), status: 400, code: 'VALIDATION_FAILED' },
@@ -67,6 +68,7 @@ describeEachDialect('HTTP: bad input is a clear 4xx with a stable code, never a 
       assert.equal(body.error.code, c.code);
       assert.ok(errorCodes.includes(body.error.code as never), 'the code is catalogued');
       assert.ok(body.error.requestId.length > 0 && body.error.message.length > 0);
+      if (c.message) assert.match(body.error.message, c.message);
       assert.equal(res.body.includes(CANARY), false, 'the error body never echoes the value');
       assert.deepEqual(await countRows(), before);
     });
