@@ -95,6 +95,28 @@ test('an OIDC identity binds a glob claims type and lists of allowed values from
   assert.match(starsAlone.stderr, /VALIDATION_FAILED/);
 });
 
+test('claim names that are Object.prototype members are sent as claims; __proto__ is refused before anything is sent', async () => {
+  const oidc = ['--oidc-issuer', 'https://token.actions.githubusercontent.com', '--jwks-url', 'https://token.actions.githubusercontent.com/.well-known/jwks', '--audience', 'keyhold'];
+  sent.length = 0;
+  const res = await run([
+    'machines', 'create', 'gh-odd-claims', ...oidc, '--claim', 'constructor=acme', '--claim', 'toString=x', '--claim', 'hasOwnProperty:=1',
+    '--claim', 'valueOf=a', '--claim', 'valueOf=b', '--json',
+  ]);
+  assert.equal(res.code, 0, res.stderr);
+  const claims = { constructor: 'acme', toString: 'x', hasOwnProperty: 1, valueOf: ['a', 'b'] };
+  assert.deepEqual(JSON.parse(JSON.stringify((sent[0]!.body as { oidc: { claims: unknown } }).oidc.claims)), claims);
+  assert.deepEqual(JSON.parse(JSON.stringify((JSON.parse(res.stdout) as { oidc: { claims: unknown } }).oidc.claims)), claims, 'and stored as sent');
+
+  sent.length = 0;
+  for (const claim of ['__proto__=x', '__proto__:={"polluted":true}', '__proto__:=null', '__proto__:=["a"]']) {
+    const refused = await run(['machines', 'create', 'x', ...oidc, '--subject', 's', '--claim', claim]);
+    assert.equal(refused.code, 2, claim);
+    assert.match(refused.stderr, /--claim __proto__: Keyhold refuses a claim named __proto__/, claim);
+  }
+  assert.deepEqual(sent, [], 'nothing was sent');
+  assert.equal(({} as { polluted?: unknown }).polluted, undefined);
+});
+
 test('list, describe, tokens, revoke, rotate-secret and disable', async () => {
   const m = JSON.parse((await run(['machines', 'create', 'lifecycle', '--json'])).stdout) as { id: string; clientId: string; clientSecret: string };
   const token = (await run(['token', 'exchange', '--client-id', m.clientId], { stdin: m.clientSecret, token: '' })).stdout.trim();

@@ -30,10 +30,15 @@ function addValue(claims: Record<string, unknown>, name: string, value: unknown)
  * Naming k again adds an allowed value (any one then matches) rather than silently replacing the first.
  */
 export function parseClaims(raw: string[]): Record<string, unknown> {
-  const claims: Record<string, unknown> = {};
+  // No prototype: a claim named like one of Object.prototype's members (constructor, toString) is just a key.
+  const claims: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   for (const item of raw) {
     const json = /^([^=:]+):=(.*)$/s.exec(item);
     const plain = /^([^=]+)=(.*)$/s.exec(item);
+    // On a plain object it would have been dropped or replaced the prototype; the server refuses it in any body.
+    if ((json ?? plain)?.[1] === '__proto__') {
+      throw new UsageError('--claim __proto__: Keyhold refuses a claim named __proto__ (the server refuses the name anywhere in a request body)', 'no identity provider issues such a claim; bind --subject or another claim');
+    }
     if (json) {
       try {
         addValue(claims, json[1]!, JSON.parse(json[2]!));

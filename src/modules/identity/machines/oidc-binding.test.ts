@@ -74,3 +74,14 @@ test('a bound value is a scalar or a short non-empty list of them, a string patt
       (err: { code?: string; message?: string }) => err.code === 'VALIDATION_FAILED' && message.test(err.message ?? ''), JSON.stringify(claims));
   }
 });
+
+test('claim names that are Object.prototype members bind like any other; a claim named __proto__ is refused, never dropped', () => {
+  const base = { issuer: 'https://idp.example', jwksUrl: 'https://idp.example/jwks', audience: 'keyhold' };
+  const odd = JSON.parse('{"constructor":"acme","toString":"x","hasOwnProperty":1}') as Record<string, unknown>;
+  assert.deepEqual(Object.entries(parseOidcBinding({ ...base, claims: odd }).claims), [['constructor', 'acme'], ['toString', 'x'], ['hasOwnProperty', 1]]);
+  // JSON.parse (as a stored row, or any reader but the HTTP body parser) makes "__proto__" an own key.
+  for (const text of ['{"__proto__":"x"}', '{"repository":"acme/app","__proto__":["a"]}']) {
+    assert.throws(() => parseOidcBinding({ ...base, claims: JSON.parse(text) as Record<string, unknown> }),
+      (err: { code?: string; message?: string }) => err.code === 'VALIDATION_FAILED' && /oidc\.claims may not bind a claim named __proto__/.test(err.message ?? ''), text);
+  }
+});

@@ -61,6 +61,8 @@ export function parseOidcBinding(input: CreateMachineInput['oidc']): OidcBinding
   if (keys.length > MAX_CLAIMS) fail('VALIDATION_FAILED', `oidc.claims may bind at most ${MAX_CLAIMS} claims`);
   for (const key of keys) {
     if (key.length === 0 || key.length > 100) fail('VALIDATION_FAILED', 'oidc.claims names are 1 to 100 characters');
+    // The HTTP body parser refuses it first; any other reader (JSON.parse) makes it an own key, which a copy by assignment would drop.
+    if (key === '__proto__') fail('VALIDATION_FAILED', 'oidc.claims may not bind a claim named __proto__: Keyhold refuses the name anywhere in a request body');
     if (claims[key] === undefined) fail('VALIDATION_FAILED', 'oidc.claims values must be JSON values');
   }
   const boundClaimsType = input.boundClaimsType ?? 'string';

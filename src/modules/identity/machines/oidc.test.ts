@@ -292,6 +292,29 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
     ]);
   });
 
+  test('a bound claim named like an Object.prototype member must be in the token itself; a body binding __proto__ is refused and names it', async () => {
+    const odd = await createOidcMachine('odd-claim-names', {
+      issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE, claims: { constructor: 'acme', toString: 'deploy' },
+    });
+    assert.deepEqual((await call('GET', `/v1/machines/${odd.id}`)).body.oidc.claims, { constructor: 'acme', toString: 'deploy' });
+    await expectExchanges(odd.clientId, 'bound claim mismatch', [
+      ['both claims', { constructor: 'acme', toString: 'deploy' }, 200],
+      ['constructor missing (the inherited one is not a claim)', { toString: 'deploy' }, 401],
+      ['another constructor', { constructor: 'other', toString: 'deploy' }, 401],
+    ]);
+    const before = (await call('GET', '/v1/machines')).body.items.length;
+    const base = JSON.stringify({ issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE });
+    for (const claims of ['{"__proto__":"acme"}', '{"repository":"acme/app","__proto__":{"admin":true}}']) {
+      const res = await h.app.inject({
+        method: 'POST', url: '/v1/machines', headers: { authorization: `Bearer ${h.rootToken}`, 'content-type': 'application/json' },
+        payload: `{"name":"proto-claim","kind":"oidc","oidc":${base.slice(0, -1)},"claims":${claims}}}`,
+      });
+      assert.equal(res.statusCode, 400, claims);
+      assert.match(res.json().error.message, /__proto__/, `the refusal says why: ${res.body}`);
+    }
+    assert.equal((await call('GET', '/v1/machines')).body.items.length, before, 'nothing was created');
+  });
+
   test('bound claims that could match nothing or everything, or an unknown claims type, are refused when saved', async () => {
     const base = { issuer: idp.issuer, jwksUrl: idp.jwksUrl, audience: AUDIENCE };
     const bad: Array<[string, Record<string, unknown>]> = [
