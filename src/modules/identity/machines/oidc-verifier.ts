@@ -14,8 +14,8 @@ export const ALLOWED_ALGORITHMS = ['RS256', 'ES256', 'EdDSA', 'PS256'];
 const CLOCK_TOLERANCE_SECONDS = 30;
 
 /**
- * `notAfter` (epoch ms): when Keyhold stops taking the JWT (its exp plus the skew), which a token
- * exchanged for it must not outlive. `subject` and `jwtId`: its `sub` and `jti`, when strings.
+ * `notAfter` (epoch ms): when Keyhold stops taking the JWT (its exp or the binding's max age after its
+ * iat, whichever is sooner, plus the skew), which a token exchanged for it must not outlive. `subject` and `jwtId`: its `sub` and `jti`, when strings.
  */
 export type AssertionCheck = { ok: true; subject: string | null; jwtId: string | null; notAfter: number } | { ok: false; reason: string };
 
@@ -72,9 +72,11 @@ export function createOidcVerifier(deps: { clock: Clock; jwks: JwksCache }) {
           return { ok: false, reason: `bound claim mismatch (${claim})` };
         }
       }
-      // exp is present and a number: jose required and checked it.
+      // exp and iat are present and numbers: jose required and checked both (iat because of the max age).
+      // A JWT with a distant exp stops being taken at its max age, and so must what it was exchanged for.
+      const lastTaken = Math.min(payload.exp as number, (payload.iat as number) + binding.maxAgeSeconds);
       const jwtId = typeof payload.jti === 'string' ? payload.jti : null;
-      return { ok: true, subject, jwtId, notAfter: ((payload.exp as number) + CLOCK_TOLERANCE_SECONDS) * 1000 };
+      return { ok: true, subject, jwtId, notAfter: (lastTaken + CLOCK_TOLERANCE_SECONDS) * 1000 };
     },
   };
 }

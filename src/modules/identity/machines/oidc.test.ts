@@ -154,6 +154,21 @@ describeEachDialect('machine identities federated with an OIDC provider', (diale
     assert.equal((await call('GET', '/v1/secrets', { token })).status, 401, 'the token outlived the JWT it was exchanged for');
   });
 
+  test('the Keyhold token of a JWT with a distant exp ends when the identity\'s max age would stop Keyhold taking the JWT', async () => {
+    const at = h.clock.now() + 60_001; // when exchange() verifies
+    const iat = Math.floor(at / 1000) - 3_300; // 300 s of the hour's max age left
+    const jwt = await idp.sign({ aud: AUDIENCE, sub: SUBJECT, ...BOUND, iat, exp: iat + 100 * 365 * 86_400 }, at);
+    const res = await exchange(jwt);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    // iat + max age + the 30 s of skew it was accepted with, not the identity's 900 s: by then the JWT itself is refused.
+    assert.ok(res.body.expires_in >= 329 && res.body.expires_in <= 330, `expires_in ${res.body.expires_in}`);
+    const token = res.body.access_token as string;
+    h.clock.advance(328_000);
+    assert.equal((await call('GET', '/v1/secrets', { token })).status, 200);
+    assert.deepEqual(refusal(await exchange(jwt)), REFUSED, 'the JWT itself is no longer taken');
+    assert.equal((await call('GET', '/v1/secrets', { token })).status, 401, 'the token outlived the JWT it was exchanged for');
+  });
+
   test('the audit event of an exchange names the workload the JWT speaks for (its sub and jti), never the JWT', async () => {
     const lastGrant = async () => {
       const row = await h.storage.db.selectFrom('audit_events').selectAll().where('action', '=', 'auth.token').where('outcome', '=', 'allowed').orderBy('seq', 'desc').executeTakeFirstOrThrow();

@@ -41,7 +41,7 @@ export type ExchangeResult =
   | { ok: false; reason: 'invalid'; detail: string };
 
 /**
- * `notAfter`: a bound on the token's expiry from the credential itself (a JWT's exp), if it has one.
+ * `notAfter`: a bound on the token's expiry from the credential itself (a JWT's exp, or its max age after its iat if sooner), if it has one.
  * `workload`: what the credential says about who holds it (a JWT's sub and jti), for the audit event.
  */
 type Check = { ok: true; notAfter?: number; workload?: Record<string, string> } | { ok: false; reason: string };
