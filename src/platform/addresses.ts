@@ -26,39 +26,53 @@ const isMapped = (g: readonly number[]) => g.slice(0, 5).every((x) => x === 0) &
 /** The IPv4 address in the last 32 bits of eight IPv6 groups, dotted. */
 const dottedTail = (g: readonly number[]) => `${g[6]! >> 8}.${g[6]! & 255}.${g[7]! >> 8}.${g[7]! & 255}`;
 
+/** Azure's WireServer: VM agent configuration and certificates, reachable from any Azure VM. */
+const AZURE_WIRESERVER = '168.63.129.16';
+
 /**
  * Addresses Keyhold never sends a request to on a caller's behalf: link-local ranges, where cloud
  * instance metadata services answer with the host's own credentials (169.254.169.254,
- * fd00:ec2::254, Alibaba's 100.100.100.200), and the unspecified addresses. Private networks are
- * not refused: connectors legitimately reach internal APIs and databases.
+ * fd00:ec2::254, Alibaba's 100.100.100.200), Azure's WireServer, and the unspecified addresses.
+ * Private networks are not refused: connectors legitimately reach internal APIs and databases.
  */
 export function isForbiddenAddress(address: string): boolean {
   const ip = bare(address).toLowerCase().replace(/%.*$/, '');
-  const v4 = isIPv4(ip) ? ip : isIPv6(ip) ? deliveredV4(ip) : null;
-  if (v4 !== null) {
-    const [a, b] = v4.split('.').map(Number) as [number, number];
-    return (a === 169 && b === 254) || a === 0 || v4 === '100.100.100.200';
-  }
+  if (isIPv4(ip)) return isForbiddenV4(ip);
   if (!isIPv6(ip)) return false;
   const g = ipv6Groups(ip);
+  if (deliveredV4(g).some(isForbiddenV4)) return true;
   return (g[0]! & 0xffc0) === 0xfe80 || g.every((x) => x === 0) || g.join(':') === AWS_V6_METADATA;
+}
+
+function isForbiddenV4(v4: string): boolean {
+  const [a, b] = v4.split('.').map(Number) as [number, number];
+  return (a === 169 && b === 254) || a === 0 || v4 === '100.100.100.200' || v4 === AZURE_WIRESERVER;
 }
 
 /** fd00:ec2::254 as its eight groups. */
 const AWS_V6_METADATA = [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254].join(':');
 
 /**
- * The IPv4 address an IPv6 address reaches, in any spelling: IPv4-mapped (::ffff:0:0/96),
- * IPv4-compatible (::/96, deprecated but still parsed) and the NAT64 well-known prefix
- * (64:ff9b::/96, which a NAT64 gateway delivers to the IPv4 address it carries).
+ * The IPv4 addresses an IPv6 address may reach, in any spelling: IPv4-mapped (::ffff:0:0/96),
+ * IPv4-translated (::ffff:0:0:0/96), IPv4-compatible (::/96, deprecated but still parsed), the
+ * NAT64 well-known prefix (64:ff9b::/96) and the local-use NAT64 prefix (64:ff9b:1::/48), whose
+ * networks may embed the IPv4 address at any of RFC 6052's positions for a /48 to /96 prefix, so
+ * each is a candidate (but 0.0.0.0/8, which is the zero padding of the other positions, and no
+ * destination a gateway translates to).
  */
-function deliveredV4(ip: string): string | null {
-  const g = ipv6Groups(ip);
+function deliveredV4(g: readonly number[]): string[] {
   const zeros = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
   // ::a.b.c.d for a first octet of 1 or more: ::/104 (::, ::1, ::2, ...) are not IPv4 addresses.
   const compatible = zeros(0, 6) && g[6]! >= 0x100;
-  const nat64 = g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6);
-  return isMapped(g) || compatible || nat64 ? dottedTail(g) : null;
+  const translated = zeros(0, 4) && g[4] === 0xffff && g[5] === 0;
+  const wellKnownNat64 = g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6);
+  if (isMapped(g) || compatible || translated || wellKnownNat64) return [dottedTail(g)];
+  if (g[0] === 0x64 && g[1] === 0xff9b && g[2] === 1) {
+    const bytes = g.flatMap((x) => [x >> 8, x & 255]);
+    const at = (...i: number[]) => i.map((n) => bytes[n]).join('.');
+    return [at(6, 7, 9, 10), at(7, 9, 10, 11), at(9, 10, 11, 12), at(12, 13, 14, 15)].filter((v4) => !v4.startsWith('0.'));
+  }
+  return [];
 }
 
 /** A hostname that is, or names, a metadata service or a forbidden address (no DNS lookup: see connectors/address-guard.ts for that). */
