@@ -40,7 +40,7 @@ export async function openAuditNode(storage: Storage, opts: AuditNodeOptions): P
   const clock = createManualClock(opts.now);
   const macKeys = createEventMacKeys(seal);
   const appender = storage.sqlitePath ? createSqliteAppender({ path: storage.sqlitePath }) : undefined;
-  const audit = createAuditLog({ db: storage.db, clock, macKeys, ...(appender ? { appender } : {}) });
+  const audit = createAuditLog({ db: storage.db, clock, macKeys, afterCommit: storage.afterCommit, ...(appender ? { appender } : {}) });
   const checkpoints = createCheckpointer({ db: storage.db, root: seal, clock, audit, macKeys });
   return {
     record: (events) => audit.record(events),

@@ -208,14 +208,16 @@ export function createAuditLog(deps: {
   }
 
   /** Appends `inputs` in `trx`, the last one carrying the run's MAC under `key` (event-mac.ts). */
-  async function appendRows(trx: Transaction<Database>, inputs: AuditInput[], key: KeyObject | null): Promise<AuditEvent[]> {
+  async function appendRows(trx: Transaction<Database>, inputs: AuditInput[], key: KeyObject | null, own: boolean): Promise<AuditEvent[]> {
     // Moving the head first takes its row lock (PostgreSQL), so concurrent appenders form one chain.
     const head = await trx.updateTable('audit_head').set((eb) => ({ seq: eb('seq', '+', inputs.length) }))
       .where('id', '=', 1).returning(['seq', 'hash']).executeTakeFirstOrThrow();
     let prevHash = head.hash;
     let seq = head.seq - inputs.length;
-    // What was there before this transaction is committed (read under the head's lock); what it adds may still roll back.
-    floor.headRead({ seq, hash: head.hash });
+    // Read under the head's lock: in the log's own transaction, what was there is committed. A write's transaction
+    // may have appended before and roll back yet: what it read shows only a head moved back (committed-floor.ts).
+    if (own) floor.headRead({ seq, hash: head.hash });
+    else floor.headReadInTx({ seq, hash: head.hash });
     const now = clock.now();
     const events: AuditEvent[] = inputs.map((input) => {
       const base = { ...pending(input, now), seq: ++seq };
@@ -236,7 +238,7 @@ export function createAuditLog(deps: {
   async function commitBatch(inputs: AuditInput[], macKey: EventMacKey | null): Promise<ChainSegment> {
     // Recorded before a seal, written after it: the worker uses the key for this batch and forgets it.
     if (appender) return appender.append(clock.now(), inputs, macKey, macKey === null || macKeys?.current() === macKey);
-    const events = await db.transaction().execute((trx) => appendRows(trx, inputs, macKey?.key ?? null));
+    const events = await db.transaction().execute((trx) => appendRows(trx, inputs, macKey?.key ?? null, true));
     const last = events[events.length - 1]!;
     return { first: events[0]!.seq, prevHash: events[0]!.prevHash, last: last.seq, lastHash: last.hash };
   }
@@ -324,7 +326,7 @@ export function createAuditLog(deps: {
       // Sealed meanwhile: the action is refused (SEALED), the log itself is fine.
       const key = keyFor(inputs)?.key ?? null;
       try {
-        const events = await appendRows(trx, inputs, key);
+        const events = await appendRows(trx, inputs, key, false);
         appended();
         // Counted once the caller's transaction commits: until then they may still roll back.
         const last = events[events.length - 1]!;

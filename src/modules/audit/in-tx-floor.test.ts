@@ -44,6 +44,22 @@ describeEachDialect('audit events appended in a write transaction count as commi
     assert.ok(await h.services.checkpoints.checkpoint());
   });
 
+  test('a transaction that appended twice and then rolled back is not taken for a cut log when others append in its place', async () => {
+    const selfTest = { tenantId: null, actor: { type: 'system' as const, id: 'keyhold' }, action: 'system.self-test', resource: { type: 'system', id: null, name: null }, outcome: 'allowed' as const };
+    // The second append reads the head the first one moved, inside the same (uncommitted) transaction.
+    await assert.rejects(db().transaction().execute(async (trx) => {
+      await h.services.audit.appendInTx(trx, [selfTest]);
+      await h.services.audit.appendInTx(trx, [selfTest]);
+      throw new Error('the rest of the write failed');
+    }), /the rest of the write failed/);
+    // Other events take the places the rolled-back ones had.
+    await h.services.audit.record([selfTest, selfTest]);
+    const r = await verify();
+    assert.equal(r.ok, true, problem(r));
+    assert.ok(await h.services.checkpoints.checkpoint());
+    assert.equal(h.services.checkpoints.tampered(), false);
+  });
+
   test('the events of the last write, cut off with the head rewound, are named as removed and no checkpoint signs the cut log', async () => {
     const before = await db().selectFrom('audit_head').select('seq').executeTakeFirstOrThrow();
     await h.services.values.write(h.ctx, 'IN_TX', 'production', { value: 'in-tx-canary-1' });
