@@ -77,6 +77,7 @@ export const errorCatalogue = {
   DATABASE_TIMEOUT: { status: 503, meaning: 'A database statement ran past the server\'s statement timeout (KEYHOLD_DB_STATEMENT_TIMEOUT, PostgreSQL) and was cancelled, or no pooled connection came free or opened within 10 s; its transaction was rolled back and nothing was done. Retry later; narrow a broad audit listing filter.' },
   AUDIT_UNAVAILABLE: { status: 503, meaning: 'The audit log could not durably record the action, so the action was refused (fail closed).' },
   SEALED: { status: 503, meaning: 'The server is sealed; no secret operation is possible until it is unsealed.' },
+  SHUTTING_DOWN: { status: 503, meaning: 'This node is stopping (SIGTERM/SIGINT): it lets the automation runs under way finish and starts no new one. Nothing was done; retry on another node.' },
   AUDIT_TAMPERED: { status: 500, meaning: 'The audit log holds an event that a server holding the root key did not write (no MAC, a wrong one, or a broken link), so no checkpoint was signed over it; run audit verify.' },
   INTEGRITY_FAILURE: { status: 500, meaning: 'Stored ciphertext failed authentication (tampered, moved or corrupted); nothing was returned.' },
   KEY_VERSION_RETIRED: { status: 500, meaning: 'A value is wrapped under a key version below the minimum decryption version.' },

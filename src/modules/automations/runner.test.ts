@@ -223,6 +223,29 @@ describeEachDialect('the automation runner', (dialect) => {
     assert.match(stored, /read \[REDACTED\]/);
   });
 
+  test('a drain waits for the runs under way and refuses new ones, so a stream of triggers cannot hold a stop open', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const draining = createRunner({
+      db: h.storage.db, automations, tenants: h.services.tenants, tokens: h.services.tokens, audit: h.services.audit, clock: h.clock,
+      machines: runAsLock(h), redactors: { forTenant: async () => createRedactor([VALUE]) }, keyholdAddress: () => 'http://127.0.0.1:1',
+      proxy: { call: async () => { await held; return { status: 200, headers: {}, body: {}, truncated: false }; } },
+      scripts: { run: async () => ({ ok: true, output: {}, stdout: '', stderr: '', timedOut: false }) },
+    });
+    await automations.create(ctx, def({ name: 'held', steps: [def().steps[0]!], trigger: { type: 'webhook', environment: 'staging' } }));
+    const first = await draining.start(ctx, 'held', { environment: 'staging', trigger: 'webhook', wait: false });
+    let drained = false;
+    const drain = draining.drain().then(() => (drained = true));
+    // A trigger arriving during the stop (the node still answers HTTP while its runs finish) starts nothing.
+    await assert.rejects(draining.start(ctx, 'held', { environment: 'staging', trigger: 'webhook', wait: false }), (err: { code?: string }) => err.code === 'SHUTTING_DOWN');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(drained, false, 'the drain did not wait for the run under way');
+    release();
+    await drain;
+    const stored = await h.storage.db.selectFrom('automation_runs').select(['id', 'status']).where('automation_name', '=', 'held').execute();
+    assert.deepEqual(stored.map((r) => [r.id, r.status]), [[first.id, 'succeeded']]);
+  });
+
   test('runs start and finish as audit events carrying the run id', async () => {
     const rows = await h.storage.db.selectFrom('audit_events').select(['action', 'context', 'outcome']).where('action', 'like', 'automation.run.%').execute();
     assert.ok(rows.some((r) => r.action === 'automation.run.start'));

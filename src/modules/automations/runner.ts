@@ -88,6 +88,8 @@ export function createRunner(deps: {
   const limits = { ...DEFAULT_RUNNER_LIMITS, ...deps.limits };
   const repo = createAutomationRepository(db);
   const inFlight = new Set<Promise<unknown>>();
+  /** Set by `drain`: the node is stopping, and no run starts any more. */
+  let draining = false;
 
   async function httpStep(machineCtx: TenantContext, step: HttpStep, data: Parameters<typeof substituteData>[1], run: { runId: string; automation: string; environment: string }) {
     const request = substituteData({ method: step.method, path: step.path, query: step.query, headers: step.headers, body: step.body }, data) as Parameters<ProxyPort['call']>[1]['request'];
@@ -187,6 +189,21 @@ export function createRunner(deps: {
   }
 
   async function startRun(ctx: TenantContext, name: string, opts: { environment: string; input?: unknown; trigger: RunTrigger; wait: boolean }): Promise<Run> {
+    // The node still answers HTTP while its runs finish: a trigger arriving then must not extend the stop without end.
+    if (draining) fail('SHUTTING_DOWN', 'this node is stopping and starts no new automation run; retry on another node');
+    // Waited for by a drain from here on: a start under way when it begins becomes a run it waits for.
+    let started!: () => void;
+    const starting = new Promise<void>((resolve) => (started = resolve));
+    inFlight.add(starting);
+    try {
+      return await begin(ctx, name, opts);
+    } finally {
+      inFlight.delete(starting);
+      started();
+    }
+  }
+
+  async function begin(ctx: TenantContext, name: string, opts: { environment: string; input?: unknown; trigger: RunTrigger; wait: boolean }): Promise<Run> {
     const row = await automations.load(ctx, name);
     const { definition: def, revision } = toAutomation(row);
     await tenants.environment(ctx.tenantId, opts.environment);
@@ -236,8 +253,9 @@ export function createRunner(deps: {
     /** Starts a run; with `wait` it resolves once the run has finished (manual runs from the CLI). */
     start: startRun,
 
-    /** Resolves when every run started so far has finished (shutdown, tests). */
+    /** Refuses new runs (SHUTTING_DOWN) and resolves when every run started so far has finished (shutdown, tests). */
     async drain(): Promise<void> {
+      draining = true;
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
     },
 
