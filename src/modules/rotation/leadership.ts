@@ -1,13 +1,7 @@
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { DialectName } from '../../storage/database.ts';
+import { advisoryKey, trySessionLock, type SessionLock } from '../../storage/postgres/session-lock.ts';
 import type { Database } from '../../storage/schema.ts';
-
-/**
- * The advisory lock's key: a hash of the schema and the leadership's name. Advisory locks are per
- * database, not per schema, so a fixed key would make deployments that share a database (each in
- * its own schema) wait on each other's leader; every node of one deployment computes the same key.
- */
-const advisoryKey = (name: string) => sql<string>`hashtextextended('keyhold/leadership/' || current_schema() || '/' || ${name}, 0)`;
 
 export interface Leadership {
   /** True while this node leads; renews (or tries to take) leadership first. */
@@ -22,7 +16,7 @@ export interface Leadership {
  */
 export function createLeadership(deps: { db: Kysely<Database>; dialect: DialectName; name: string; owner: string; leaseMs: number; now: () => number }): Leadership {
   const { db, name, owner, leaseMs, now } = deps;
-  let held: { release: () => void; done: Promise<void>; alive: () => Promise<boolean> } | null = null;
+  let held: SessionLock | null = null;
 
   /**
    * Takes or renews the lease row. `authoritative`: this node holds the advisory lock, which no other node can while
@@ -37,32 +31,17 @@ export function createLeadership(deps: { db: Kysely<Database>; dialect: DialectN
     return Number(res.numUpdatedRows) === 1;
   }
 
-  /** Pins one pooled connection for as long as the lock is held; resolves false if the lock is taken. */
+  /** Pins one pooled connection for as long as the lock is held; false if the lock is taken. */
   async function advisory(): Promise<boolean> {
     if (held) {
       if (await held.alive()) return true;
       // The pinned connection died (a failover, a terminated backend) and the lock went with it: ask afresh.
       const h = held;
       held = null;
-      h.release();
-      await h.done.catch(() => {});
+      await h.release().catch(() => {});
     }
-    return new Promise<boolean>((resolve, reject) => {
-      let release!: () => void;
-      const released = new Promise<void>((r) => (release = r));
-      const done: Promise<void> = db.connection().execute(async (conn) => {
-        const got = (await sql<{ ok: boolean }>`select pg_try_advisory_lock(${advisoryKey(name)}) as ok`.execute(conn)).rows[0]?.ok === true;
-        if (!got) return resolve(false);
-        held = { release, done, alive: () => sql`select 1`.execute(conn).then(() => true, () => false) };
-        resolve(true);
-        await released;
-        await sql`select pg_advisory_unlock(${advisoryKey(name)})`.execute(conn).catch(() => {});
-      }).catch((err: unknown) => {
-        // The pinned connection died: leadership is gone with it; the next tick asks again.
-        held = null;
-        reject(err);
-      });
-    });
+    held = await trySessionLock(db, advisoryKey('leadership', name));
+    return held !== null;
   }
 
   return {
@@ -74,8 +53,8 @@ export function createLeadership(deps: { db: Kysely<Database>; dialect: DialectN
       if (held) {
         const h = held;
         held = null;
-        h.release();
-        await h.done;
+        // A lock whose connection died went with it.
+        await h.release().catch(() => {});
       }
       await db.updateTable('leases').set({ until: 0 }).where('name', '=', name).where('owner', '=', owner).execute();
     },
