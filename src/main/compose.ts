@@ -31,6 +31,7 @@ import { createSealManager } from '../modules/system/seal-manager.ts';
 import { createSystemMetaRepository } from '../modules/system/system-meta-repository.ts';
 import { createSystemService } from '../modules/system/system-service.ts';
 import { createRootGeneration } from '../modules/system/root-generation.ts';
+import { createRootGenerationLedger } from '../modules/system/root-generation-ledger.ts';
 import { generateRootRoutes } from '../modules/system/generate-root-routes.ts';
 import { auditSinkRoutes, type AuditStreamingSlot } from '../modules/audit/sink-routes.ts';
 import { tenantRoutes } from '../modules/tenants/routes.ts';
@@ -143,7 +144,10 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const system = createSystemService({
     db, seal, tenants, tokens, audit, dataDir: config.dataDir, auditAppendOnly: storage.auditAppendOnly.guarantee, auditTampered: () => checkpoints.tampered(),
   });
-  const rootGeneration = createRootGeneration({ db, clock, tokens, meta: createSystemMetaRepository(db), seal, audit });
+  const rootGenerationLedger = createRootGenerationLedger({ db, dialect: storage.dialect, clock, audit });
+  const rootGeneration = createRootGeneration({ db, clock, tokens, meta: createSystemMetaRepository(db), seal, audit, ledger: rootGenerationLedger });
+  // Its locks pin connections (PostgreSQL): they go before the pool does.
+  storage.onClose(() => rootGeneration.release());
   const retention = createRetentionJob({ db, clock, keyring, rows, rollbackWindowMs: config.rollbackWindowMs });
   const machineRepo = createMachineRepository(db, storage.dialect);
   const machines = createMachineService({ db, repo: machineRepo, clock, authz, tokens, audit, defaultTokenTtlMs: config.identity.machineTokenTtlMs });
@@ -174,7 +178,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     notifier,
   });
   rotation.useDependents(dependentsFromConnectors(connectors));
-  return { clock, self, auditStreaming, redactors, cursors, connectors, proxy, ...runtime, seal, keyring, audit, macKeys, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, selfTest, system, rootGeneration, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
+  return { clock, self, auditStreaming, redactors, cursors, connectors, proxy, ...runtime, seal, keyring, audit, macKeys, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, selfTest, system, rootGeneration, rootGenerationLedger, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -149,9 +149,19 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
 
     // SPEC §2: unwrapped keys live a bounded time. Expired data keys, and the KEKs of tenants idle on this node (a
     // version another node retired among them), leave memory within the data-key lifetime plus this period.
+    // generate-root: an attempt out of time leaves memory too, and one a stopped process left open in the audit trail
+    // (its start with no end) is recorded as ended, here at start-up once unsealed, at each unseal and on each pass.
+    const rootGenerationSweep = () => {
+      services.rootGeneration.sweep().then(
+        (n) => n > 0 && logger.warn({ attempts: n }, 'generate-root attempts a stopped process left open were recorded as ended (system.generate-root-end, INTERRUPTED)'),
+        (err) => logger.error({ err }, 'generate-root sweep failed'),
+      );
+    };
+    rootGenerationSweep();
+    services.seal.onUnseal(rootGenerationSweep);
     const keySweep = setInterval(() => {
       services.keyring.sweep();
-      services.rootGeneration.sweep();
+      rootGenerationSweep();
     }, KEY_SWEEP_MS);
     keySweep.unref();
 
@@ -205,6 +215,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       clearInterval(keySweep);
       clearInterval(usageTimer);
       await folding;
+      // No request can reach it any more: the attempt in progress ends, and says so in the trail while the log takes it.
+      await services.rootGeneration.stop();
       // After the last request: the checkpoint covers every event this node wrote.
       if (!services.seal.isSealed()) await services.checkpoints.checkpoint().catch(() => null);
       await streaming?.stop();

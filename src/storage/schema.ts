@@ -37,6 +37,7 @@ export interface Database {
   rotation_policies: RotationPoliciesTable;
   rotations: RotationsTable;
   leases: LeasesTable;
+  root_generation_attempts: RootGenerationAttemptsTable;
 }
 
 export interface AuditCheckpointsTable {
@@ -523,4 +524,10 @@ export interface LeasesTable {
   name: string;
   owner: string;
   until: number;
+}
+
+/** A generate-root attempt whose start is in the audit log and whose end is not yet (migration 030). */
+export interface RootGenerationAttemptsTable {
+  nonce: string;
+  started_at: number;
 }

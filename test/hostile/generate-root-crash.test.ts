@@ -12,9 +12,11 @@ import type { Storage } from '../../src/storage/database.ts';
  * generate-root (SPEC §14): a kill -9 between shares or around the final one leaves no root token
  * nobody was given that is not listed (and revocable), no attempt that a later one can finish with
  * fewer new shares than the threshold, an audit chain that verifies, and no share, one-time key or
- * token in the server's logs.
+ * token in the server's logs. Every attempt's trail ends in exactly one event (SPEC §7): the token's,
+ * or, for one a kill cut off, a `system.generate-root-end` the next server records once unsealed; a
+ * graceful stop records its own.
  */
-describeEachDialect('generate-root survives kill -9', (dialect) => {
+describeEachDialect('generate-root survives kill -9 and a graceful stop', (dialect) => {
   let database: TestDatabase;
   let storage: Storage;
   let server: ServerProcess;
@@ -44,6 +46,25 @@ describeEachDialect('generate-root survives kill -9', (dialect) => {
     const exit = await server.kill('SIGKILL');
     assert.deepEqual(exit, { code: null, signal: 'SIGKILL' });
     logs.push(server.logs());
+  }
+
+  /** The `system.generate-root-end` events of the attempt `nonce`: actor, outcome and reason. */
+  async function endsOf(nonce: string): Promise<string[]> {
+    const rows = await storage.db.selectFrom('audit_events').select(['actor_type', 'actor_id', 'outcome', 'reason', 'context'])
+      .where('action', '=', 'system.generate-root-end').orderBy('seq').execute();
+    return rows.filter((r) => JSON.parse(r.context).nonce === nonce).map((r) => `${r.actor_type}/${r.actor_id}:${r.outcome}:${r.reason}`);
+  }
+  /** Attempts whose start is in the trail and whose end is not. */
+  const openAttempts = async () => (await storage.db.selectFrom('root_generation_attempts').select('nonce').execute()).map((r) => r.nonce);
+
+  /** The restarted server, once unsealed, ends the attempt the kill cut off: once, as `system`, and for good. */
+  async function endedOnceAfterRestart(nonce: string): Promise<void> {
+    for (const deadline = Date.now() + 45_000; (await endsOf(nonce)).length === 0;) {
+      assert.ok(Date.now() < deadline, 'the restarted server never recorded the end of the attempt the kill cut off');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.deepEqual(await endsOf(nonce), ['system/keyhold:allowed:INTERRUPTED']);
+    assert.deepEqual(await openAttempts(), []);
   }
 
   before(async () => {
@@ -110,9 +131,15 @@ describeEachDialect('generate-root survives kill -9', (dialect) => {
     await kill();
     await start();
     assert.deepEqual(await rootTokenIds(), tokensBefore);
-    assert.deepEqual(await events(since), ['system.generate-root-start:allowed', 'system.generate-root-share:allowed']);
+    await endedOnceAfterRestart(nonce);
+    assert.deepEqual(await events(since), ['system.generate-root-start:allowed', 'system.generate-root-share:allowed', 'system.generate-root-end:allowed']);
     await attemptGone(nonce);
     await auditIntact();
+    // Another restart finds nothing left open: no second end.
+    await kill();
+    await start();
+    await auditIntact();
+    assert.deepEqual(await endsOf(nonce), ['system/keyhold:allowed:INTERRUPTED']);
   });
 
   for (const [where, stall] of [
@@ -136,7 +163,8 @@ describeEachDialect('generate-root survives kill -9', (dialect) => {
         await start();
       }
       assert.deepEqual(await rootTokenIds(), tokensBefore, 'the token and its event commit together, or neither does');
-      assert.deepEqual(await events(since), ['system.generate-root-start:allowed', 'system.generate-root-share:allowed']);
+      await endedOnceAfterRestart(nonce);
+      assert.deepEqual(await events(since), ['system.generate-root-start:allowed', 'system.generate-root-share:allowed', 'system.generate-root-end:allowed']);
       await attemptGone(nonce);
       await auditIntact();
     });
@@ -162,6 +190,9 @@ describeEachDialect('generate-root survives kill -9', (dialect) => {
     assert.equal(created.length, 1, 'exactly one new root token');
     const issued = await storage.db.selectFrom('audit_events').select(['resource_id', 'outcome']).where('seq', '>', since).where('action', '=', 'system.generate-root').execute();
     assert.deepEqual(issued.map((e) => ({ ...e })), [{ resource_id: created[0], outcome: 'allowed' }], 'its event names it');
+    // The token's event ended the attempt, in the token's transaction: nothing is left for the restart to end.
+    assert.deepEqual(await openAttempts(), []);
+    assert.deepEqual(await events(since), ['system.generate-root-start:allowed', 'system.generate-root-share:allowed', 'system.generate-root:allowed']);
     const listed = ok(await call('GET', '/v1/sys/root-tokens')).items.find((t: { id: string }) => t.id === created[0]);
     assert.ok(listed && listed.revokedAt === null, 'the new token is listed, live');
     let token: string | null = null;
@@ -176,6 +207,21 @@ describeEachDialect('generate-root survives kill -9', (dialect) => {
     if (token) assert.equal((await server.request('GET', '/v1/sys/root-tokens', { token })).status, 401, 'revoked');
     await attemptGone(nonce);
     await auditIntact();
+  });
+
+  test('stopped gracefully (SIGTERM) during an attempt: the trail ends it before the process exits, and the next start adds nothing', async () => {
+    const since = await headSeq();
+    const { nonce } = await begin();
+    ok(await give(nonce, shares[0]!));
+    assert.deepEqual(await server.stop(), { code: 0, signal: null }, server.stderr());
+    logs.push(server.logs());
+    assert.deepEqual(await endsOf(nonce), ['system/keyhold:allowed:SHUTDOWN']);
+    assert.deepEqual(await openAttempts(), []);
+    assert.deepEqual(await events(since), ['system.generate-root-start:allowed', 'system.generate-root-share:allowed', 'system.generate-root-end:allowed']);
+    await start();
+    await attemptGone(nonce);
+    await auditIntact();
+    assert.deepEqual(await endsOf(nonce), ['system/keyhold:allowed:SHUTDOWN']);
   });
 
   test('after all of it: a whole new attempt issues a working token, and no share, one-time key or token was ever logged', async () => {

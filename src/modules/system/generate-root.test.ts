@@ -4,7 +4,10 @@ import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { decodeRootToken } from '../../crypto/root/otp.ts';
 import { KeyholdError } from '../../errors/index.ts';
-import { GENERATE_ROOT_TTL_MS } from './root-generation.ts';
+import { createRootGeneration, GENERATE_ROOT_TTL_MS } from './root-generation.ts';
+import { createRootGenerationLedger } from './root-generation-ledger.ts';
+import { createSystemMetaRepository } from './system-meta-repository.ts';
+import type { RequestSource } from '../identity/request-source.ts';
 
 type Reply = { status: number; body: Record<string, any> };
 
@@ -23,6 +26,15 @@ describeEachDialect('a new root token from unseal shares (generate-root)', (dial
   const give = (nonce: string, share: string) => call('POST', '/v1/sys/generate-root/share', { nonce, share });
   const cancel = () => call('DELETE', '/v1/sys/generate-root');
   const events = async (action: string) => (await h.storage.db.selectFrom('audit_events').selectAll().where('action', '=', action).orderBy('seq').execute());
+  /** The events of the attempt `nonce` after its start, as action/actor:outcome:reason. */
+  const trailOf = async (nonce: string) => (await h.storage.db.selectFrom('audit_events').selectAll().where('action', 'like', 'system.generate-root%').orderBy('seq').execute())
+    .filter((e) => JSON.parse(e.context).nonce === nonce && e.action !== 'system.generate-root-start')
+    .map((e) => `${e.action} ${e.actor_type}/${e.actor_id}:${e.outcome}:${e.reason ?? ''}`);
+  const openAttempts = async () => (await h.storage.db.selectFrom('root_generation_attempts').select('nonce').execute()).map((r) => r.nonce);
+  const unseal = async () => {
+    for (const share of h.shares.slice(0, 2)) await h.services.system.unseal(share);
+  };
+  const source: RequestSource = { requestId: 'test', sourceIp: '127.0.0.1' };
 
   test('a threshold of shares gives a root token only the starter can open; it works, and the old one can then be revoked', async () => {
     const started = await start();
@@ -182,36 +194,44 @@ describeEachDialect('a new root token from unseal shares (generate-root)', (dial
   });
 
   test('a start a seal or a cancel overtakes before its event is durable answers an error, never a wiped one-time key', async () => {
-    const cases: Array<[string, () => Promise<unknown>, string]> = [
-      ['seal', async () => h.services.seal.seal(), 'SEALED'],
-      ['cancel', () => cancel(), 'GENERATE_ROOT_NOT_STARTED'],
+    // Each lands in memory at once; what it records waits for the start's event (a cancel's answer, a seal's end).
+    let cancelled: Promise<boolean> | null = null;
+    const cases: Array<[string, () => void, string, string]> = [
+      ['seal', () => h.services.seal.seal(), 'SEALED', 'system.generate-root-end system/keyhold:allowed:SEALED'],
+      ['cancel', () => void (cancelled = h.services.rootGeneration.cancel(source)), 'GENERATE_ROOT_NOT_STARTED', 'system.generate-root-cancel anonymous/unknown:allowed:'],
     ];
-    for (const [what, overtake, code] of cases) {
-      const record = h.services.audit.record;
-      // The start's event is queued (under the key) before the seal or cancel lands; it commits after.
-      h.services.audit.record = (inputs) => {
-        const recorded = record(inputs);
-        if (inputs[0]!.action !== 'system.generate-root-start') return recorded;
-        return overtake().then(() => recorded);
+    for (const [what, overtake, code, end] of cases) {
+      const appendInTx = h.services.audit.appendInTx;
+      // The start's event is written (under the key) before the seal or cancel lands; it commits after.
+      h.services.audit.appendInTx = async (trx, inputs) => {
+        const appended = await appendInTx(trx, inputs);
+        if (inputs[0]!.action === 'system.generate-root-start') overtake();
+        return appended;
       };
       let res: Reply;
       try {
         res = await start();
       } finally {
-        h.services.audit.record = record;
+        h.services.audit.appendInTx = appendInTx;
       }
-      if (h.services.seal.isSealed()) for (const share of h.shares.slice(0, 2)) await h.services.system.unseal(share);
+      if (h.services.seal.isSealed()) await unseal();
       assert.deepEqual([res.status >= 400, res.body.error?.code, res.body.otp], [true, code, undefined], what);
       assert.equal((await call('GET', '/v1/sys/generate-root')).body.started, false, what);
+      // Its trail ends once: with the cancel, or (a sealed log takes no end) at the first sweep after the unseal.
+      if (cancelled) assert.equal(await cancelled, true);
+      await h.services.rootGeneration.sweep();
+      const nonce = (await events('system.generate-root-start')).at(-1)!.context;
+      assert.deepEqual(await trailOf(JSON.parse(nonce).nonce), [end], what);
     }
+    assert.deepEqual(await openAttempts(), []);
   });
 
   test('no share counts before the start of its attempt is durable', async () => {
-    const record = h.services.audit.record;
+    const ledger = h.services.rootGenerationLedger;
+    const open = ledger.open;
     let letStart: (() => void) | undefined;
-    h.services.audit.record = (inputs) => (inputs[0]!.action === 'system.generate-root-start'
-      ? new Promise<void>((resolve) => (letStart = resolve)).then(() => record(inputs))
-      : record(inputs));
+    // Held before its row and event are written (a transaction held open here would hold SQLite's one connection).
+    ledger.open = (nonce, event) => new Promise<void>((resolve) => (letStart = resolve)).then(() => open(nonce, event));
     let settled = false;
     const started = start().finally(() => (settled = true));
     try {
@@ -221,7 +241,7 @@ describeEachDialect('a new root token from unseal shares (generate-root)', (dial
         await new Promise((r) => setImmediate(r));
       }
     } finally {
-      h.services.audit.record = record;
+      ledger.open = open;
     }
     assert.ok(letStart, 'the start is waiting for its event');
     // Anyone can read the nonce; a share given with it now must wait for the start like everyone else.
@@ -236,20 +256,67 @@ describeEachDialect('a new root token from unseal shares (generate-root)', (dial
   test('a cancel whose event cannot be recorded still cancels, and its answer says so', async () => {
     const { nonce } = (await start()).body;
     await give(nonce, h.shares[0]!);
-    const record = h.services.audit.record;
+    const appendInTx = h.services.audit.appendInTx;
     // As the log answers when it cannot write: the action "was refused".
-    h.services.audit.record = async () => {
+    h.services.audit.appendInTx = async () => {
       throw new KeyholdError('AUDIT_UNAVAILABLE', 'the audit log cannot record this action, so it was refused');
     };
     let res: Reply;
     try {
       res = await cancel();
     } finally {
-      h.services.audit.record = record;
+      h.services.audit.appendInTx = appendInTx;
     }
     assert.deepEqual([res.status, res.body.error?.code], [503, 'AUDIT_UNAVAILABLE']);
     assert.match(res.body.error.message, /is cancelled/);
     assert.equal((await call('GET', '/v1/sys/generate-root')).body.started, false);
+    // The cancel is owed to the trail: the next sweep records it, once.
+    assert.deepEqual(await trailOf(nonce), ['system.generate-root-share anonymous/unknown:allowed:']);
+    await h.services.rootGeneration.sweep();
+    await h.services.rootGeneration.sweep();
+    assert.deepEqual(await trailOf(nonce), ['system.generate-root-share anonymous/unknown:allowed:', 'system.generate-root-cancel anonymous/unknown:allowed:']);
+    assert.deepEqual(await openAttempts(), []);
+  });
+
+  test('an attempt that runs out of time, or that a seal ends, ends in the trail once, by the system', async () => {
+    const first = (await start()).body;
+    h.clock.advance(GENERATE_ROOT_TTL_MS);
+    await h.services.rootGeneration.sweep();
+    assert.deepEqual(await trailOf(first.nonce), ['system.generate-root-end system/keyhold:allowed:EXPIRED']);
+
+    const second = (await start()).body;
+    await h.services.system.seal({ type: 'root', id: 'test-root' });
+    await h.services.rootGeneration.sweep();
+    assert.deepEqual(await trailOf(second.nonce), [], 'a sealed log takes no end');
+    await unseal();
+    await h.services.rootGeneration.sweep();
+    await h.services.rootGeneration.sweep();
+    assert.deepEqual(await trailOf(second.nonce), ['system.generate-root-end system/keyhold:allowed:SEALED']);
+    assert.deepEqual(await trailOf(first.nonce), ['system.generate-root-end system/keyhold:allowed:EXPIRED']);
+    assert.deepEqual(await openAttempts(), []);
+  });
+
+  test('an attempt a dead process left open is ended once, though two nodes find it at once; one a live process holds is left alone', async () => {
+    // Another node: its own ledger and generation over the same database.
+    const ledger = createRootGenerationLedger({ db: h.storage.db, dialect, clock: h.clock, audit: h.services.audit });
+    const other = createRootGeneration({
+      db: h.storage.db, clock: h.clock, tokens: h.services.tokens, meta: createSystemMetaRepository(h.storage.db), seal: h.services.seal, audit: h.services.audit, ledger,
+    });
+    const nonce = '00000000-0000-4000-8000-000000000001';
+    const claim = await ledger.open(nonce, {
+      tenantId: null, actor: { type: 'anonymous', id: 'unknown' }, action: 'system.generate-root-start', resource: { type: 'system', id: null, name: null }, outcome: 'allowed', context: { nonce },
+    });
+    if (dialect === 'postgres') {
+      // Its process lives (it holds the nonce's lock): no other node ends it.
+      assert.equal(await h.services.rootGeneration.sweep(), 0);
+      assert.deepEqual(await trailOf(nonce), []);
+    }
+    await claim.release(); // the process died: the server drops its lock
+    const closed = await Promise.all([h.services.rootGeneration.sweep(), other.sweep(), h.services.rootGeneration.sweep()]);
+    assert.equal(closed.reduce((a, b) => a + b, 0), 1);
+    assert.deepEqual(await trailOf(nonce), ['system.generate-root-end system/keyhold:allowed:INTERRUPTED']);
+    assert.equal(await other.sweep(), 0);
+    assert.deepEqual(await openAttempts(), []);
   });
 
   test('a seal while the completing share makes its token issues nothing, even if the server is unsealed again at once', async () => {

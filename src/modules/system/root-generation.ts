@@ -9,6 +9,7 @@ import type { Database } from '../../storage/schema.ts';
 import type { AuditInput, AuditLog } from '../audit/audit-log.ts';
 import type { TokenService } from '../auth/token-service.ts';
 import { signInContext, type RequestSource } from '../identity/request-source.ts';
+import type { AttemptClaim, RootGenerationLedger } from './root-generation-ledger.ts';
 import type { SealManager } from './seal-manager.ts';
 import { createShareCollector, type ShareCollector } from './share-collector.ts';
 import type { SystemMetaRepository } from './system-meta-repository.ts';
@@ -35,7 +36,14 @@ interface Attempt {
   shares: ShareCollector;
   /** The events of the shares counted so far: the completing share waits for them, as a share counts only once recorded. */
   recorded: Array<Promise<void>>;
+  /** Its row and start event being written (root-generation-ledger.ts): its claim once durable, null if they never were. */
+  opened: Promise<AttemptClaim | null>;
 }
+
+/** Why an attempt ended with no token and no cancel: the `reason` of its `system.generate-root-end`. */
+export type GenerateRootEndReason = 'EXPIRED' | 'SEALED' | 'SHUTDOWN' | 'AUDIT_UNAVAILABLE' | 'INTERRUPTED';
+
+const SYSTEM_ACTOR: AuditInput['actor'] = { type: 'system', id: 'keyhold' };
 
 /**
  * A new root token from a threshold of unseal shares (as Vault's generate-root): the way back
@@ -44,33 +52,79 @@ interface Attempt {
  * key; each holder gives a share naming the nonce; the share that completes the threshold gets
  * the new token sealed under that key, which only the starter can open (`keyhold generate-root
  * decode`). The server must be unsealed; every step is an event, durable before it counts, and
- * the token is issued in the transaction of its event.
+ * the token is issued in the transaction of its event. Every attempt's trail ends in exactly one
+ * event: the token's, a cancel, or `system.generate-root-end` (expiry, seal, stop, or found left
+ * open by a process that died), which the ledger keeps in step with the log.
  */
 export function createRootGeneration(deps: {
   db: Kysely<Database>; clock: Clock; tokens: Pick<TokenService, 'issue'>;
   meta: Pick<SystemMetaRepository, 'getSealConfig'>; seal: Pick<SealManager, 'isSealed' | 'onSeal'>;
   audit: Pick<AuditLog, 'record' | 'appendInTx'>;
+  ledger: Pick<RootGenerationLedger, 'open' | 'close' | 'remove' | 'closeAbandoned'>;
 }) {
-  const { db, clock, tokens, meta, seal, audit } = deps;
+  const { db, clock, tokens, meta, seal, audit, ledger } = deps;
   let attempt: Attempt | null = null;
   /** Moves on every seal: a completion a seal overtook must not issue its token, even if the server is unsealed again by then. */
   let seals = 0;
+  /** Nonces this process holds, from its start until its end is recorded: no sweep here takes them for leftovers. */
+  const held = new Set<string>();
+  /** Attempts ended in memory whose ending event is not recorded yet (sealed, log failing): each sweep tries again. */
+  const ending = new Map<string, { event: AuditInput; opened: Promise<AttemptClaim | null>; closing: Promise<void> | null }>();
 
-  function end(): void {
-    if (!attempt) return;
-    attempt.shares.drop();
-    wipe(attempt.otp);
-    attempt = null;
+  /** Records an ending this process owes; if it cannot yet, it stays owed (and the attempt held) for the next sweep. */
+  function settle(nonce: string): Promise<void> {
+    const owed = ending.get(nonce);
+    if (!owed) return Promise.resolve();
+    owed.closing ??= (async () => {
+      const claim = await owed.opened;
+      // False when another process found it left open and closed it first: it is closed either way.
+      if (claim) await ledger.close(nonce, owed.event);
+      ending.delete(nonce);
+      held.delete(nonce);
+      await claim?.release().catch(() => {});
+    })().finally(() => {
+      owed.closing = null;
+    });
+    return owed.closing;
   }
-  // Sealing drops every key in memory; shares given towards a token go with them.
+
+  /** Ends `a` in the trail with `event`, once its start is durable. */
+  function finish(a: Attempt, event: AuditInput): Promise<void> {
+    ending.set(a.nonce, { event, opened: a.opened, closing: null });
+    return settle(a.nonce);
+  }
+
+  /** Forgets the live attempt's shares and key; the caller records how it ended. */
+  function drop(): Attempt | null {
+    const a = attempt;
+    if (!a) return null;
+    a.shares.drop();
+    wipe(a.otp);
+    attempt = null;
+    return a;
+  }
+
+  const ended = (nonce: string, reason: GenerateRootEndReason): AuditInput => ({
+    tenantId: null, actor: SYSTEM_ACTOR, action: 'system.generate-root-end', resource: { type: 'system', id: null, name: null },
+    outcome: 'allowed', reason, context: { nonce },
+  });
+
+  /** Ends the live attempt with no token; its end is recorded now if the log takes it, else by a later sweep. */
+  function endLive(reason: GenerateRootEndReason): Promise<void> {
+    const a = drop();
+    return a ? finish(a, ended(a.nonce, reason)) : Promise.resolve();
+  }
+
+  // Sealing drops every key in memory; shares given towards a token go with them. A sealed log records nothing
+  // but unseals, so the end is recorded by the first sweep after the next unseal.
   seal.onSeal(() => {
     seals++;
-    end();
+    endLive('SEALED').catch(() => {});
   });
 
   /** The live attempt, after ending one that ran out of time. */
   function live(): Attempt | null {
-    if (attempt && attempt.expiresAt <= clock.now()) end();
+    if (attempt && attempt.expiresAt <= clock.now()) endLive('EXPIRED').catch(() => {});
     return attempt;
   }
 
@@ -106,12 +160,16 @@ export function createRootGeneration(deps: {
         fail('AUDIT_UNAVAILABLE', 'a share given to this generation could not be recorded, so the shares do not count; start again');
       }
       const issued = await db.transaction().execute(async (trx) => {
+        // Its end, with the token: gone only if another process found it left open and ended it.
+        if (!(await ledger.remove(trx, a.nonce))) fail('GENERATE_ROOT_NOT_STARTED', 'the generation was recorded as ended before its last share came; start again');
         const t = await tokens.issue({ tenantId: null, kind: 'root', name: 'root' }, trx);
         await audit.appendInTx(trx, [{ ...event(source, 'system.generate-root', 'allowed', { nonce: a.nonce, progress: String(threshold) }), resource: { type: 'token', id: t.id, name: null } }]);
         // Last, before the commit: a seal at any await above rolls the token back.
         if (seals !== epoch) fail('SEALED', 'the server was sealed while the new root token was being made; unseal it and start again');
         return t;
       });
+      held.delete(a.nonce);
+      await (await a.opened)?.release().catch(() => {});
       return { started: false, nonce: a.nonce, progress: threshold, threshold, complete: true, tokenId: issued.id, encodedToken: encodeRootToken(a.otp, a.nonce, issued.token) };
     } finally {
       wipe(a.otp);
@@ -121,9 +179,35 @@ export function createRootGeneration(deps: {
   return {
     status,
 
-    /** Ends an attempt that ran out of time even if nobody calls again (run with the key sweep): its shares leave memory. */
-    sweep(): void {
+    /**
+     * Ends an attempt that ran out of time even if nobody calls again (its shares leave memory), and, while unsealed,
+     * records the ends this process still owes and ends the attempts no live process holds (one a crash or kill -9
+     * cut off) with `INTERRUPTED`; how many of those. Run at unseal and with the key sweep.
+     */
+    async sweep(): Promise<number> {
       live();
+      if (seal.isSealed()) return 0;
+      await Promise.allSettled([...ending.keys()].map(settle));
+      return ledger.closeAbandoned((nonce) => held.has(nonce), (nonce) => ended(nonce, 'INTERRUPTED'));
+    },
+
+    /** A graceful stop: ends the attempt in progress (`SHUTDOWN`) and records the ends still owed, while the log is writable. */
+    async stop(): Promise<void> {
+      await endLive('SHUTDOWN').catch(() => {});
+      await Promise.allSettled([...ending.keys()].map(settle));
+    },
+
+    /**
+     * The storage is closing: lets go of every attempt this process holds, recording nothing, so no lock keeps a
+     * connection pinned. An end still owed is then recorded (`INTERRUPTED`) by the next process that finds it.
+     */
+    async release(): Promise<void> {
+      const claims = [...ending.values()].map((owed) => owed.opened);
+      const a = drop();
+      if (a) claims.push(a.opened);
+      ending.clear();
+      held.clear();
+      await Promise.all(claims.map(async (opened) => (await opened)?.release().catch(() => {})));
     },
 
     /** Starts an attempt: its nonce and one-time key (shown once). GENERATE_ROOT_IN_PROGRESS while one is live. */
@@ -131,16 +215,22 @@ export function createRootGeneration(deps: {
       const config = await shamirConfig();
       if (live()) fail('GENERATE_ROOT_IN_PROGRESS', 'a root token generation is already in progress; finish or cancel it first');
       // A UUID, as Vault's: base64url could start with '-', which a command line reads as a flag (`--nonce -x…`).
-      const a: Attempt = { nonce: randomUUID(), otp: randomKey(32), expiresAt: clock.now() + GENERATE_ROOT_TTL_MS, open: false, shares: createShareCollector(config), recorded: [] };
+      const nonce = randomUUID();
+      const expiresAt = clock.now() + GENERATE_ROOT_TTL_MS;
+      const opening = ledger.open(nonce, event(source, 'system.generate-root-start', 'allowed', { nonce, expiresAt: new Date(expiresAt).toISOString() }));
+      const opened = opening.then((claim) => claim, () => null);
       // Claimed before the event is written (no await since the check): a second start in the meantime is refused.
+      const a: Attempt = { nonce, otp: randomKey(32), expiresAt, open: false, shares: createShareCollector(config), recorded: [], opened };
       attempt = a;
+      held.add(nonce);
       try {
-        await audit.record([event(source, 'system.generate-root-start', 'allowed', { nonce: a.nonce, expiresAt: new Date(a.expiresAt).toISOString() })]);
+        await opening;
       } catch (err) {
-        if (attempt === a) end();
+        if (attempt === a) drop();
+        if (!ending.has(nonce)) held.delete(nonce);
         throw err;
       }
-      // A seal or a cancel while the event was written ended it (and wiped its key): that is the answer.
+      // A seal or a cancel while the event was written ended it (and wiped its key), and records its end: that is the answer.
       if (attempt !== a) {
         if (seal.isSealed()) fail('SEALED', 'the server was sealed while the generation was starting; unseal it and start again');
         fail('GENERATE_ROOT_NOT_STARTED', 'the generation was cancelled while it was starting; start again');
@@ -157,9 +247,9 @@ export function createRootGeneration(deps: {
     async cancel(source: RequestSource): Promise<boolean> {
       const a = live();
       if (!a) return false;
-      end();
+      drop();
       try {
-        await audit.record([event(source, 'system.generate-root-cancel', 'allowed', { nonce: a.nonce })]);
+        await finish(a, event(source, 'system.generate-root-cancel', 'allowed', { nonce: a.nonce }));
       } catch (err) {
         throw new KeyholdError('AUDIT_UNAVAILABLE', 'the root token generation is cancelled, but the audit log could not record the cancel', { cause: (err as Error).message });
       }
@@ -190,7 +280,7 @@ export function createRootGeneration(deps: {
           return await complete(source, a, config.threshold);
         } catch (err) {
           const code = failureCode(err);
-          await audit.record([event(source, 'system.generate-root', code === 'UNSEAL_FAILED' ? 'denied' : 'failed', { nonce }, code)]).catch(() => {});
+          await finish(a, event(source, 'system.generate-root', code === 'UNSEAL_FAILED' ? 'denied' : 'failed', { nonce }, code)).catch(() => {});
           throw err;
         } finally {
           a.shares.drop();
@@ -202,7 +292,7 @@ export function createRootGeneration(deps: {
       try {
         await recorded;
       } catch (err) {
-        if (attempt === a) end();
+        if (attempt === a) endLive('AUDIT_UNAVAILABLE').catch(() => {});
         throw err;
       }
       return { started: true, nonce, progress, threshold: config.threshold, complete: false };

@@ -29,6 +29,7 @@ import * as m025 from './025-run-step-summary.ts';
 import * as m026 from './026-oidc-max-age.ts';
 import * as m027 from './027-rotation-retries.ts';
 import * as m028 from './028-oidc-bound-claims-type.ts';
+import * as m030 from './030-root-generation-attempts.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -61,6 +62,7 @@ const migrations: Record<string, DialectMigration> = {
   '026-oidc-max-age': m026,
   '027-rotation-retries': m027,
   '028-oidc-bound-claims-type': m028,
+  '030-root-generation-attempts': m030,
 };
 
 /** The names of this version's migrations, in order. */
