@@ -217,8 +217,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
       await folding;
       // No request can reach it any more: the attempt in progress ends, and says so in the trail while the log takes it.
       await services.rootGeneration.stop();
-      // After the last request: the checkpoint covers every event this node wrote.
-      if (!services.seal.isSealed()) await services.checkpoints.checkpoint().catch(() => null);
+      // After the last request: the trail says the stop sealed this node, and the checkpoint covers every event it wrote.
+      if (!services.seal.isSealed()) {
+        await services.system.recordShutdownSeal(signal).catch((err: Error) => logger.warn({ err: err.message }, 'the seal at shutdown could not be recorded'));
+        await services.checkpoints.checkpoint().catch(() => null);
+      }
       await streaming?.stop();
       services.seal.seal();
       await storage.close();

@@ -57,6 +57,9 @@ describeEachDialect('graceful stop', (dialect) => {
     assert.deepEqual(lost, []);
     const verified = await again.request('GET', '/v1/audit/verify');
     assert.equal(verified.json?.ok, true, verified.text);
+    // The stop sealed the node, and the trail says so: by the system, why, and on which signal.
+    const seals = await again.request('GET', '/v1/audit/events?action=system.seal&allTenants=true');
+    assert.deepEqual(seals.json?.items?.map((e: any) => [e.actor.type, e.actor.id, e.outcome, e.context.reason, e.context.signal]), [['system', 'keyhold', 'allowed', 'SHUTDOWN', 'SIGTERM']], seals.text);
     assert.deepEqual(await again.stop(), { code: 0, signal: null });
   });
 

@@ -155,6 +155,16 @@ export function createSystemService(deps: {
         throw new KeyholdError('AUDIT_UNAVAILABLE', 'the server is sealed, but the audit log could not record the seal event', { cause: (err as Error).message });
       }
     },
+
+    /**
+     * Records that a graceful stop is about to seal this node (by the system, with the signal), for the
+     * stop to write before its last checkpoint so the checkpoint covers it. The stop seals whether or
+     * not this can be recorded: sealing is the protective direction.
+     */
+    async recordShutdownSeal(signal: string) {
+      if (seal.isSealed()) return;
+      await audit.record([systemEvent('system.seal', 'allowed', { reason: 'SHUTDOWN', signal })]);
+    },
   };
 }
 
