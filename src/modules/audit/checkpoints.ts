@@ -9,6 +9,7 @@ import type { AuditCheckpointsTable, Database } from '../../storage/schema.ts';
 import type { AuditLog } from './audit-log.ts';
 import { CHECKPOINT_ACTION, checkpointEvent, checkpointMessage, checkpointValid } from './checkpoint-format.ts';
 import { GENESIS_HASH } from './chain.ts';
+import { lockAuditHead } from './head-lock.ts';
 import type { EventMacKeys } from './event-mac.ts';
 import { createSigningCheck } from './signing-check.ts';
 
@@ -72,7 +73,8 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
 
     /**
      * Signs the current head unless nothing but checkpoint events came after the last checkpoint;
-     * returns the checkpoint, or null when there was nothing to sign or another node signed first.
+     * returns the checkpoint, or null when there was nothing to sign or another checkpointer (this node's
+     * or another's) signed since this one read the last checkpoint: checkpoints never fork.
      * Every event it would sign must be the server's own (signing-check.ts): otherwise AUDIT_TAMPERED.
      */
     async checkpoint(): Promise<AuditCheckpointsTable | null> {
@@ -126,14 +128,23 @@ export function createCheckpointer(deps: { db: Kysely<Database>; root: RootKeyHo
         // The row and the event that publishes it commit together. Apart, a crash between them left a
         // stored checkpoint no event carries; the next one names it (prev_seq), so every sink's copy
         // of the log then failed offline verification as if that checkpoint had been removed.
-        // The head last, as every audited write takes it (appendInTx).
-        await db.transaction().execute(async (trx) => {
+        const signed = await db.transaction().execute(async (trx) => {
+          // The head's lock first: every checkpointer takes it, so they commit one at a time, and under it
+          // the newest checkpoint is the last one committed. One signed since `last` was read (on this
+          // node or another): this one stands down, or both would chain from `last`, a fork of the
+          // checkpoints that no unique key stops when the two heads differ (the winner's event moved it).
+          await lockAuditHead(trx);
+          const newest = await trx.selectFrom('audit_checkpoints').select('seq').orderBy('seq', 'desc').limit(1).executeTakeFirst();
+          if (Number(newest?.seq ?? 0) !== prevSeq) return false;
           await trx.insertInto('audit_checkpoints').values(row).execute();
           await audit.appendInTx(trx, [checkpointEvent(row)]);
+          return true;
         });
+        if (!signed) return null;
       } catch (err) {
-        // Another process checkpointed the same head first (on SQLite the no-replace trigger says so
-        // before the key does); anything else is a real failure and is reported.
+        // A checkpoint of the same head written without the head's lock first (a node of an earlier
+        // version; on SQLite the no-replace trigger says so before the key does): the same as above.
+        // Anything else is a real failure and is reported.
         if (isUniqueViolation(err) || /append-only/.test(String((err as Error)?.message))) return null;
         throw err;
       }

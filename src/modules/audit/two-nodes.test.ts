@@ -45,6 +45,9 @@ describeEachDialect('two nodes appending to and checkpointing one audit chain', 
     const checkpointEvents = events.filter((e) => e.action === 'audit.checkpoint').length;
     assert.equal(events.length, 8 * 23 + checkpointEvents);
     assert.deepEqual(events.map((e) => Number(e.seq)), events.map((_, i) => before + 1 + i), 'no gap, no repeat');
+    // Each checkpoint names the one before it: two nodes never both chain from the same one.
+    const checkpoints = await h.storage.db.selectFrom('audit_checkpoints').select(['seq', 'prev_seq']).orderBy('seq').execute();
+    assert.deepEqual(checkpoints.map((c) => Number(c.prev_seq)), [0, ...checkpoints.slice(0, -1).map((c) => Number(c.seq))], 'one chain of checkpoints');
     // One more on each node, so each signs the other's events too.
     await h.services.values.read(h.ctx, 'SHARED', 'production');
     assert.ok(await b.checkpoint(), 'node B signs a head that holds node A\'s events');
