@@ -317,9 +317,10 @@ export function createAuditLog(deps: {
 
     /**
      * Appends inside the caller's transaction; a failure aborts the caller's action with it. Call it
-     * after the transaction's other locks (the tenant row's above all, which KEK rotation updates and
-     * secret writes read FOR SHARE): the head is every writer's lock, and a lock taken after it
-     * deadlocks on PostgreSQL against a writer that took that lock first.
+     * after the transaction's other locks (the tenant row's above all, which KEK rotation updates,
+     * secret writes read FOR SHARE and `bumpInTx` moves): the head is every writer's lock, and a lock
+     * taken after it deadlocks on PostgreSQL against a writer that took that lock first. The order
+     * is written down once, in docs/architecture.md ("Lock order").
      */
     async appendInTx(trx: Transaction<Database>, inputs: AuditInput[]): Promise<AuditEvent[]> {
       if (inputs.length === 0) return [];

@@ -80,12 +80,14 @@ export function createAccessPolicyService(deps: {
         await trx.insertInto('access_policies').values({
           tenant_id: ctx.tenantId, version, document: JSON.stringify(doc), comment, created_at: now, created_by: ctx.actor.id,
         }).execute();
-        // Requests first, then the tenant row: a decision locks its request, then bumps the tenant's generation, and
-        // the other order here deadlocked an approval racing a policy change (PostgreSQL 40P01).
-        superseded = await supersedePending(trx, audit, ctx, doc, version, now);
+        // Requests, then the tenant row, then the audit head (docs/architecture.md, "Lock order"): a decision
+        // locks its request, then bumps the tenant's generation; a KEK rotation updates the tenant row, then
+        // appends. Either other order here deadlocked one of them racing a policy change (PostgreSQL 40P01).
+        const pending = await supersedePending(trx, ctx, doc, version, now);
+        superseded = pending.rows;
         await authz.bumpInTx(trx, ctx.tenantId);
         const base = auditFrom(ctx);
-        await audit.appendInTx(trx, [{
+        await audit.appendInTx(trx, [...pending.events, {
           ...base, action: 'access-policy.update', resource: { type: 'access-policy', id: ctx.tenantId, name: `version ${version}` }, outcome: 'allowed',
           context: { ...base.context, version: String(version), comment, rules: doc.rules.map((r) => r.id).join(','), groups: Object.keys(doc.groups).join(',') },
         }]);

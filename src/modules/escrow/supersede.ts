@@ -1,6 +1,6 @@
 import type { Transaction } from 'kysely';
 import type { AccessRequestsTable, Database } from '../../storage/schema.ts';
-import type { AuditInput, AuditLog } from '../audit/audit-log.ts';
+import type { AuditInput } from '../audit/audit-log.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { matchRule, resolveRule, type AccessPolicyDocument, type EscrowAction, type ResolvedRule } from './access-policy.ts';
 import { requestEvent } from './escrow-events.ts';
@@ -31,13 +31,15 @@ export function supersededBy(doc: AccessPolicyDocument, row: AccessRequestsTable
 /**
  * Inside the transaction that applies a new access policy: every request still waiting whose rule
  * the new policy changes is superseded (approvals given under the old terms must not complete it
- * under the new ones, stricter or looser), each with its event. Returns those rows, for notices
- * once the change has committed. Requests past their expiry are left to expire.
+ * under the new ones, stricter or looser). Returns those rows, for notices once the change has
+ * committed, and their events, which the caller appends: only after it has taken the tenant row's
+ * lock, as the audit head is the last lock (docs/architecture.md, "Lock order"). Requests past
+ * their expiry are left to expire.
  */
-export async function supersedePending(trx: Transaction<Database>, audit: Pick<AuditLog, 'appendInTx'>, ctx: TenantContext, doc: AccessPolicyDocument, version: number, now: number): Promise<AccessRequestsTable[]> {
+export async function supersedePending(trx: Transaction<Database>, ctx: TenantContext, doc: AccessPolicyDocument, version: number, now: number): Promise<{ rows: AccessRequestsTable[]; events: AuditInput[] }> {
   const pending = await trx.selectFrom('access_requests').selectAll().where('tenant_id', '=', ctx.tenantId)
     .where('state', '=', 'pending').where('expires_at', '>', now).orderBy('id').execute();
-  if (pending.length === 0) return [];
+  if (pending.length === 0) return { rows: [], events: [] };
   const ids = [...new Set(pending.flatMap((r) => secretsOf(r).map((s) => s.id)))];
   const rows = await trx.selectFrom('secrets').select(['id', 'name', 'classification']).where('tenant_id', '=', ctx.tenantId).where('id', 'in', ids).execute();
   const secrets = new Map(rows.map((r) => [r.id, r]));
@@ -54,6 +56,5 @@ export async function supersedePending(trx: Transaction<Database>, audit: Pick<A
     events.push(requestEvent(ctx, 'access-request.supersede', row, { policyVersion: String(version), why: reason }));
     superseded.push(row);
   }
-  if (events.length > 0) await audit.appendInTx(trx, events);
-  return superseded;
+  return { rows: superseded, events };
 }

@@ -65,12 +65,13 @@ export function createPolicyService(deps: {
         const moved = await trx.updateTable('tenants').set({ policy_version: version }).where('id', '=', ctx.tenantId)
           .$if(cas !== undefined, (q) => q.where('policy_version', '=', cas!)).executeTakeFirst();
         if (Number(moved.numUpdatedRows) !== 1) fail('CAS_MISMATCH', `the policy version in force is not ${cas}; fetch it and try again`);
+        // The tenant row is held from the update above; the audit head is the last lock (docs/architecture.md, "Lock order").
+        await authz.bumpInTx(trx, ctx.tenantId);
         const base = auditFrom(ctx);
         await audit.appendInTx(trx, [{
           ...base, action: 'policy.update', resource: { type: 'policy', id: ctx.tenantId, name: `version ${version}` }, outcome: 'allowed',
           context: { ...base.context, version: String(version), comment },
         }]);
-        await authz.bumpInTx(trx, ctx.tenantId);
       });
     } catch (err) {
       if (isUniqueViolation(err)) fail('CAS_MISMATCH', 'another policy change landed first; fetch and try again');
