@@ -103,6 +103,10 @@ test('durations are bounded: timers fire between 100ms and 24 days apart, lifeti
     assert.doesNotThrow(() => loadConfig({ [setting]: '24d' }), setting);
   }
   refused({ KEYHOLD_ROTATION_LEASE: '2d' }, /KEYHOLD_ROTATION_LEASE must be between 1s and 1d/);
+  assert.equal(loadConfig({}).rotation.stepTimeoutMs, 60_000);
+  assert.equal(loadConfig({ KEYHOLD_ROTATION_STEP_TIMEOUT: '5m' }).rotation.stepTimeoutMs, 300_000);
+  refused({ KEYHOLD_ROTATION_STEP_TIMEOUT: '500ms' }, /KEYHOLD_ROTATION_STEP_TIMEOUT must be between 1s and 1h/);
+  refused({ KEYHOLD_ROTATION_STEP_TIMEOUT: '2h' }, /KEYHOLD_ROTATION_STEP_TIMEOUT must be between 1s and 1h/);
   assert.equal(loadConfig({}).shutdownGraceMs, 10_000);
   assert.equal(loadConfig({ KEYHOLD_SHUTDOWN_GRACE: '0s' }).shutdownGraceMs, 0);
   refused({ KEYHOLD_SHUTDOWN_GRACE: '11m' }, /KEYHOLD_SHUTDOWN_GRACE must be between 0ms and 10m/);

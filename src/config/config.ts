@@ -63,6 +63,8 @@ export interface RotationSettings {
   tickMs: number;
   /** Dependent connector health checks in flight at once. */
   checkConcurrency: number;
+  /** How long one rotator call (one protocol step, a restore, a finalize) may take before it is aborted and fails. */
+  stepTimeoutMs: number;
 }
 
 /** Notification channels (KEYHOLD_NOTIFY_*): a signed webhook and/or SMTP e-mail. */
@@ -108,7 +110,7 @@ export function loadConfig(env: Record<string, string | undefined>, flags: { dev
     'KEYHOLD_DATA_DIR', 'KEYHOLD_DATABASE_URL', 'KEYHOLD_HOST', 'KEYHOLD_PORT', 'KEYHOLD_TLS_CERT', 'KEYHOLD_TLS_KEY', 'KEYHOLD_TLS_CA', 'KEYHOLD_SCRIPT_ADDR',
     'KEYHOLD_DEV', 'KEYHOLD_LOG_LEVEL', 'KEYHOLD_MAX_VALUE_BYTES', 'KEYHOLD_ROLLBACK_WINDOW', 'KEYHOLD_RETENTION_SWEEP', 'KEYHOLD_SELF_TEST_INTERVAL', 'KEYHOLD_SHUTDOWN_GRACE',
     'KEYHOLD_STEP_UP_WINDOW', 'KEYHOLD_SESSION_IDLE', 'KEYHOLD_SESSION_MAX', 'KEYHOLD_MACHINE_TOKEN_TTL', 'KEYHOLD_CREDENTIAL_GRACE',
-    'KEYHOLD_ROTATION_LEASE', 'KEYHOLD_ROTATION_TICK', 'KEYHOLD_ROTATION_CHECK_CONCURRENCY',
+    'KEYHOLD_ROTATION_LEASE', 'KEYHOLD_ROTATION_TICK', 'KEYHOLD_ROTATION_CHECK_CONCURRENCY', 'KEYHOLD_ROTATION_STEP_TIMEOUT',
     'KEYHOLD_NOTIFY_WEBHOOK', 'KEYHOLD_NOTIFY_WEBHOOK_SECRET', 'KEYHOLD_NOTIFY_SMTP', 'KEYHOLD_NOTIFY_SMTP_FROM',
     'KEYHOLD_DB_LOCK_TIMEOUT', 'KEYHOLD_DB_STATEMENT_TIMEOUT',
     'KEYHOLD_AUDIT_FILE', 'KEYHOLD_AUDIT_SYSLOG', 'KEYHOLD_AUDIT_WEBHOOK', 'KEYHOLD_AUDIT_WEBHOOK_SECRET', 'KEYHOLD_AUDIT_CHECKPOINT_INTERVAL',
@@ -216,7 +218,7 @@ export function databaseSettings(env: Record<string, string | undefined> = {}): 
   return { lockTimeoutMs, statementTimeoutMs };
 }
 
-/** Rotation defaults: 30 s leases, a scheduler pass every 15 s, 32 health checks at once. */
+/** Rotation defaults: 30 s leases, a scheduler pass every 15 s, 32 health checks at once, 60 s for a rotator's step. */
 export function rotationSettings(env: Record<string, string | undefined> = {}): RotationSettings {
   // Renewed every third of it, so a day keeps that timer far inside Node's limit.
   const leaseMs = parseDuration('KEYHOLD_ROTATION_LEASE', env.KEYHOLD_ROTATION_LEASE ?? '30s', { min: SECOND, max: DAY, text: 'between 1s and 1d' });
@@ -224,6 +226,7 @@ export function rotationSettings(env: Record<string, string | undefined> = {}): 
     leaseMs,
     tickMs: parseDuration('KEYHOLD_ROTATION_TICK', env.KEYHOLD_ROTATION_TICK ?? '15s', TIMER),
     checkConcurrency: int('KEYHOLD_ROTATION_CHECK_CONCURRENCY', env.KEYHOLD_ROTATION_CHECK_CONCURRENCY ?? '32', 1, 512),
+    stepTimeoutMs: parseDuration('KEYHOLD_ROTATION_STEP_TIMEOUT', env.KEYHOLD_ROTATION_STEP_TIMEOUT ?? '60s', { min: SECOND, max: 3_600_000, text: 'between 1s and 1h' }),
   };
 }
 

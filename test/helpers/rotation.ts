@@ -38,13 +38,13 @@ export function fakeDependents(opts: {
 }
 
 /** A rotation module over the harness's services, with test ports (a second call is "another node"). */
-export function rotationFor(h: Harness, opts: { dependents?: DependentsPort; notifier?: Notifier; rotators?: Rotator[]; leaseMs?: number } = {}) {
+export function rotationFor(h: Harness, opts: { dependents?: DependentsPort; notifier?: Notifier; rotators?: Rotator[]; leaseMs?: number; stepTimeoutMs?: number } = {}) {
   const s = h.services;
   return createRotationModule({
     db: h.storage.db, dialect: h.storage.dialect, clock: h.clock, keyring: s.keyring, rows: s.rows,
     audit: s.audit, authz: s.authz, secrets: s.secrets, tenants: s.tenants, values: s.values,
     maxValueBytes: 65_536, rollbackWindowMs: 7 * 86_400_000,
-    settings: { leaseMs: opts.leaseMs ?? 30_000, tickMs: 1000, checkConcurrency: 8 },
+    settings: { leaseMs: opts.leaseMs ?? 30_000, tickMs: 1000, checkConcurrency: 8, stepTimeoutMs: opts.stepTimeoutMs ?? 60_000 },
     ...(opts.dependents ? { dependents: opts.dependents } : {}),
     ...(opts.notifier ? { notifier: opts.notifier } : {}),
     rotators: [...builtinRotators(), ...(opts.rotators ?? [])],

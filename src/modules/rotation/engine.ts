@@ -7,6 +7,7 @@ import type { Database, RotationPoliciesTable, RotationsTable } from '../../stor
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { PendingTarget } from '../secrets/pending-versions.ts';
 import { SYSTEM_ACTOR, type TenantContext } from '../shared/context.ts';
+import { withDeadline } from './deadline.ts';
 import { createRotationJournal, LeaseLost, systemCtx, targetOf } from './journal.ts';
 import { createRotationRepository, toRotation } from './repository.ts';
 import { declaredResolver } from './secret-refs.ts';
@@ -176,15 +177,15 @@ export function createRotationEngine(deps: EngineDeps) {
       const ctx: TenantContext = { tenantId: t.tenantId, actor: SYSTEM_ACTOR, requestId: 'rotation:rollback' };
       const value = await pending.open(ctx, t, version);
       const state = JSON.parse((await repo.rotationTo(t.tenantId, t.secretId, t.environmentId, version))?.rotator_state ?? '{}') as Record<string, unknown>;
-      const controller = new AbortController();
       const rotator = rotators.get(policy.rotator);
       const settings = JSON.parse(policy.settings) as Record<string, unknown>;
-      await rotator.apply({
+      // Bounded like a step: a source that never answers fails the rollback (ROTATION_SOURCE_FAILED) instead of holding the request.
+      await withDeadline(deps.stepTimeoutMs, new AbortController().signal, 'apply', (signal) => rotator.apply({
         tenantId: t.tenantId, secretName: t.name, environment: t.environment, rotationId: 'rollback',
         settings, currentState: state, state, current: value, previous: null,
         // As in every step: only the names the rotator declares for the stored settings resolve.
-        resolve: declaredResolver(rotator.secretRefs(settings), (name) => deps.resolve(ctx, name, t.environment)), rehearsal: false, signal: controller.signal,
-      }, value);
+        resolve: declaredResolver(rotator.secretRefs(settings), (name) => deps.resolve(ctx, name, t.environment)), rehearsal: false, signal,
+      }, value));
     },
 
     /** Reminder or overdue notice for a rotation waiting for a person. */

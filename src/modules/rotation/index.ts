@@ -60,6 +60,7 @@ export function createRotationModule(deps: {
   let dependents = deps.dependents ?? noDependents;
   const engine = createRotationEngine({
     db: deps.db, clock: deps.clock, pending, rotators, audit: deps.audit, nodeId, leaseMs: settings.leaseMs, checkConcurrency: settings.checkConcurrency,
+    stepTimeoutMs: settings.stepTimeoutMs,
     notifier: deps.notifier ?? silentNotifier, onError,
     // The port can be swapped after wiring (connectors are composed after rotation).
     dependents: { dependents: (...a) => dependents.dependents(...a), healthCheck: (...a) => dependents.healthCheck(...a) },

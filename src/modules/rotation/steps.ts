@@ -4,6 +4,7 @@ import type { Database, RotationPoliciesTable, RotationsTable } from '../../stor
 import type { Notifier } from '../notifications/notifier.ts';
 import type { PendingVersions } from '../secrets/pending-versions.ts';
 import type { TenantContext } from '../shared/context.ts';
+import { DeadlineExceeded, withDeadline } from './deadline.ts';
 import { checkDependents, type DependentsPort } from './dependents.ts';
 import { LeaseLost, systemCtx, targetOf, type RotationJournal } from './journal.ts';
 import { rotationNotification } from './notify.ts';
@@ -50,6 +51,8 @@ export interface StepDeps {
   nodeId: string;
   /** Dependent health checks in flight at once. */
   checkConcurrency: number;
+  /** How long one rotator call (or the dependents' checks) may take: past it, its signal aborts and the step fails STEP_TIMEOUT. */
+  stepTimeoutMs: number;
   onError(err: unknown): void;
 }
 
@@ -70,8 +73,8 @@ export function createRotationSteps(deps: StepDeps) {
     return p;
   }
 
-  /** The rotator's view of the rotation, from durable state (plus the sandbox of a rehearsal). */
-  async function contextFor(r: RotationsTable, signal: AbortSignal): Promise<RotatorContext> {
+  /** The rotator's view of the rotation, from durable state (plus the sandbox of a rehearsal); `call` adds the signal. */
+  async function contextFor(r: RotationsTable): Promise<Omit<RotatorContext, 'signal'>> {
     const policy = await policyOf(r);
     const t = targetOf(r);
     const memo = memos.get(r.id) ?? {};
@@ -94,9 +97,21 @@ export function createRotationSteps(deps: StepDeps) {
       current: memo.sandbox ? memo.sandbox.current : await open(beforeVersion),
       previous: memo.sandbox ? null : await open(olderVersion),
       resolve: declaredResolver(refs, (name) => deps.resolve(systemCtx(r), name, r.environment)),
-      rehearsal: r.rehearsal === 1, signal,
+      rehearsal: r.rehearsal === 1,
     };
   }
+
+  /**
+   * One rotator call under the step deadline: its context's signal aborts when `signal` does (the lease was lost) or
+   * the deadline passes, and the call fails with DeadlineExceeded then even if the rotator ignores its signal.
+   */
+  async function call<T>(what: string, r: RotationsTable, signal: AbortSignal, fn: (rc: RotatorContext) => Promise<T>, late?: (value: T, rc: RotatorContext) => void): Promise<T> {
+    const rc = { ...await contextFor(r), signal };
+    return withDeadline(deps.stepTimeoutMs, signal, what, (s) => fn({ ...rc, signal: s }), late && ((value) => late(value, rc)));
+  }
+
+  /** For undo, finish and clean-up calls, which no lease loss cuts short: only the deadline bounds them. */
+  const unbounded = () => new AbortController().signal;
 
   async function valueOf(r: RotationsTable): Promise<string> {
     const v = memos.get(r.id)?.value ?? (r.pending_version !== null ? await pending.open(systemCtx(r), targetOf(r), r.pending_version) : undefined);
@@ -117,10 +132,14 @@ export function createRotationSteps(deps: StepDeps) {
     try {
       switch (r.step) {
         case 'generate': {
-          if (rehearsal && !memo.sandbox) memo.sandbox = await rotator.sandbox(await contextFor(r, signal));
-          const rc = await contextFor(r, signal);
+          if (rehearsal && !memo.sandbox) memo.sandbox = await call('sandbox', r, signal, (rc) => rotator.sandbox(rc));
           const labels = await pending.labels(targetOf(r));
-          const gen = await rotator.generate(rc);
+          let rc!: RotatorContext;
+          // A credential the source issues after the deadline was given up on is undone there: no row will remember it.
+          const gen = await call('generate', r, signal, (c) => rotator.generate((rc = c)), (late, c) => {
+            if (late.value === null || !rotator.discard) return;
+            void withDeadline(deps.stepTimeoutMs, unbounded(), 'discard', (s) => rotator.discard!({ ...c, signal: s, state: late.state }, late.value!)).catch(deps.onError);
+          });
           const patch = { rotator_state: JSON.stringify(gen.state), from_version: labels.current };
           if (gen.value === null) {
             // Supply and cancel reach only live rotations: a rehearsal waiting for a person would hold its key (and
@@ -146,24 +165,29 @@ export function createRotationSteps(deps: StepDeps) {
           } catch (err) {
             // Nothing was staged (too large, the secret deleted, the lease lost), but a source that issues
             // credentials already holds this one, and no row remembers it: undo it there now.
-            const undone = await rotator.discard?.({ ...rc, state: gen.state }, gen.value).catch((e: Error) => ({ ok: false, detail: `discard failed: ${e.message}` }));
+            const undone = rotator.discard && await withDeadline(deps.stepTimeoutMs, unbounded(), 'discard', (s) => rotator.discard!({ ...rc, signal: s, state: gen.state }, gen.value!))
+              .catch((e: Error) => ({ ok: false, detail: `discard failed: ${e.message}` }));
             if (err instanceof LeaseLost) throw err;
             throw new StepFailure('ROTATOR_ERROR', short(`${(err as Error)?.message ?? String(err)}${undone ? ` (source: ${undone.detail})` : ''}`));
           }
           return;
         }
-        case 'apply':
-          await rotator.apply(await contextFor(r, signal), await valueOf(r));
+        case 'apply': {
+          const value = await valueOf(r);
+          await call('apply', r, signal, (rc) => rotator.apply(rc, value));
           break;
+        }
         case 'test': {
-          const result = await rotator.test(await contextFor(r, signal), await valueOf(r));
+          const value = await valueOf(r);
+          const result = await call('test', r, signal, (rc) => rotator.test(rc, value));
           if (!result.ok) throw new StepFailure('TEST_FAILED', short(result.detail));
           break;
         }
         case 'verify': {
           // A rehearsal's value only works in the sandbox, so dependents are checked with the value they use now.
           const value = rehearsal && r.from_version !== null ? await pending.open(systemCtx(r), targetOf(r), r.from_version) : await valueOf(r);
-          const checks = await checkDependents(dependents, systemCtx(r), r.secret_name, r.environment, value, { concurrency: deps.checkConcurrency, signal });
+          const checks = await withDeadline(deps.stepTimeoutMs, signal, 'verify (the dependents\' health checks)',
+            (s) => checkDependents(dependents, systemCtx(r), r.secret_name, r.environment, value, { concurrency: deps.checkConcurrency, signal: s }));
           const failed = checks.filter((c) => !c.ok);
           await transact((trx) => createRotationRepository(trx).update(r.id, nodeId, { checks: JSON.stringify(checks) }).then((ok) => { if (!ok) throw new LeaseLost(); }));
           if (failed.length > 0) throw new StepFailure('CONNECTOR_CHECK_FAILED', `${failed.length} of ${checks.length} dependent connectors failed their health check`, failed);
@@ -190,7 +214,9 @@ export function createRotationSteps(deps: StepDeps) {
       await transact((trx) => change(trx, ctx, r, { step: NEXT[r.step]! }, 'rotation.step', { step: r.step }));
     } catch (err) {
       if (err instanceof LeaseLost) throw err;
-      const f = err instanceof StepFailure ? err : new StepFailure('ROTATOR_ERROR', short((err as Error)?.message ?? String(err)));
+      const f = err instanceof StepFailure ? err
+        : err instanceof DeadlineExceeded ? new StepFailure('STEP_TIMEOUT', err.message)
+          : new StepFailure('ROTATOR_ERROR', short((err as Error)?.message ?? String(err)));
       await transact((trx) => change(trx, ctx, r, {
         state: 'rolling_back', error_code: f.code, error_step: r.step, error_detail: f.detail, failed_connectors: JSON.stringify(f.failed),
       }, 'rotation.failed', { step: r.step, code: f.code }, 'failed'));
@@ -204,8 +230,7 @@ export function createRotationSteps(deps: StepDeps) {
     const reached = r.error_step !== 'generate';
     const value = reached ? await valueOf(r).catch(() => null) : null;
     if (value !== null) {
-      const controller = new AbortController();
-      restored = await contextFor(r, controller.signal).then((rc) => rotator.restore(rc, value))
+      restored = await call('restore', r, unbounded(), (rc) => rotator.restore(rc, value))
         .catch((err: Error) => ({ ok: false, detail: short(`restore failed: ${err.message}`) }));
     }
     let retry: RetryOutcome | null = null;
@@ -227,8 +252,7 @@ export function createRotationSteps(deps: StepDeps) {
   async function finish(ctx: TenantContext, r: RotationsTable): Promise<void> {
     let warning: string | null = null;
     if (!r.rehearsal) {
-      const controller = new AbortController();
-      await contextFor(r, controller.signal).then((rc) => rotators.get(r.rotator).finalize(rc)).catch((err: Error) => {
+      await call('finalize', r, unbounded(), (rc) => rotators.get(r.rotator).finalize(rc)).catch((err: Error) => {
         warning = short(`finalize: ${err.message}`);
       });
     }
@@ -240,7 +264,7 @@ export function createRotationSteps(deps: StepDeps) {
   async function cleanup(r: RotationsTable): Promise<void> {
     const sandbox = memos.get(r.id)?.sandbox;
     memos.delete(r.id);
-    await sandbox?.cleanup().catch(deps.onError);
+    if (sandbox) await withDeadline(deps.stepTimeoutMs, unbounded(), 'sandbox cleanup', (s) => sandbox.cleanup(s)).catch(deps.onError);
   }
 
   return { step, undo, finish, announce };

@@ -90,7 +90,8 @@ export interface Sandbox {
   settings: Record<string, unknown>;
   currentState: Record<string, unknown>;
   current: string | null;
-  cleanup(): Promise<void>;
+  /** `signal` aborts when the clean-up runs past the step deadline. */
+  cleanup(signal: AbortSignal): Promise<void>;
 }
 
 /** Settings readers that fail with a message naming the field. */

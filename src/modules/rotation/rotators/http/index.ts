@@ -47,16 +47,20 @@ export function createHttpRotator(deps: { fetch?: typeof fetch } = {}): Rotator 
     if (token) headers.authorization = `Bearer ${token}`;
     const target = new URL(base.pathname.replace(/\/$/, '') + path, base);
     let res: Response;
+    let text: string;
     try {
+      // The signal (the step deadline, or the setting's own timeout) covers the body too: a source that sends
+      // headers and then stalls is cut off like one that never answers.
       res = await doFetch(target, {
         method: 'POST', headers, body: JSON.stringify(body), redirect: 'manual',
         signal: AbortSignal.any([rc.signal, AbortSignal.timeout(p.timeoutMs)]),
       });
+      text = (await res.text()).slice(0, MAX_RESPONSE);
     } catch (err) {
       // The URL may carry a provider account id; the message names only the step.
       throw new Error(`rotation endpoint ${path} did not answer (${(err as Error).name})`);
     }
-    return { status: res.status, text: (await res.text()).slice(0, MAX_RESPONSE) };
+    return { status: res.status, text };
   }
   const ok2xx = (status: number) => status >= 200 && status < 300;
   /** /issue's answer. One naming a field twice is refused whole: not even its id is trusted to revoke what it may have issued. */

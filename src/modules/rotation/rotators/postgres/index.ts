@@ -44,6 +44,27 @@ function decode(strategy: Settings['strategy'], value: string | null, what = 'th
 }
 
 /**
+ * Ties a client to the step's signal: on abort its socket is destroyed, which fails a connect (even one the server
+ * accepted and never answered) or a statement in flight at once. Answers how to untie it once the client is ended.
+ */
+function cutOffOnAbort(client: pg.Client, signal: AbortSignal): () => void {
+  signal.throwIfAborted();
+  const cut = () => client.connection.stream.destroy(new Error('aborted: the rotation step ran out of time'));
+  signal.addEventListener('abort', cut, { once: true });
+  return () => signal.removeEventListener('abort', cut);
+}
+
+/** A client of the policy's server as `user`: connect and each statement bounded by `timeoutMs` on this side too. */
+function clientFor(s: Settings, user: string, password: string | undefined): pg.Client {
+  const client = new pg.Client({
+    host: s.host, port: s.port, database: s.database, user, ...(password ? { password } : {}),
+    connectionTimeoutMillis: s.timeoutMs, statement_timeout: s.timeoutMs, query_timeout: s.timeoutMs,
+  });
+  client.on('error', () => {});
+  return client;
+}
+
+/**
  * PostgreSQL role password (SPEC §6). `single`: the role's password changes, so the old one stops
  * working at once. `alternating` (as AWS and Infisical do): two roles take turns; each rotation
  * sets a new password on the role not in use and hands that role out, so the role handed out last
@@ -53,20 +74,19 @@ function decode(strategy: Settings['strategy'], value: string | null, what = 'th
 export function createPostgresRotator(): Rotator {
   async function admin<T>(rc: RotatorContext, s: Settings, fn: (c: pg.Client) => Promise<T>): Promise<T> {
     const password = s.adminPasswordSecret ? await rc.resolve(s.adminPasswordSecret) : undefined;
-    const client = new pg.Client({
-      host: s.host, port: s.port, database: s.database, user: s.adminUser, ...(password ? { password } : {}),
-      connectionTimeoutMillis: s.timeoutMs, statement_timeout: s.timeoutMs,
-    });
-    client.on('error', () => {});
+    const client = clientFor(s, s.adminUser, password);
+    const untie = cutOffOnAbort(client, rc.signal);
     try {
-      await client.connect();
-    } catch (err) {
-      throw new Error(`cannot connect to PostgreSQL as the admin user (${(err as { code?: string }).code ?? (err as Error).name})`);
-    }
-    try {
+      try {
+        await client.connect();
+      } catch (err) {
+        throw new Error(`cannot connect to PostgreSQL as the admin user (${(err as { code?: string }).code ?? (err as Error).name})`);
+      }
       return await fn(client);
     } finally {
+      // Still tied while it ends: a server that never closes its side cannot hold the step either.
       await client.end().catch(() => {});
+      untie();
     }
   }
   const setPassword = (c: pg.Client, role: string, password: string) =>
@@ -107,11 +127,8 @@ export function createPostgresRotator(): Rotator {
     async test(rc, value) {
       const s = parse(rc.settings);
       const { role, password } = roleFor(rc, s, value);
-      const client = new pg.Client({
-        host: s.host, port: s.port, database: s.database, user: role, password,
-        connectionTimeoutMillis: s.timeoutMs, statement_timeout: s.timeoutMs,
-      });
-      client.on('error', () => {});
+      const client = clientFor(s, role, password);
+      const untie = cutOffOnAbort(client, rc.signal);
       try {
         await client.connect();
         await client.query('select 1');
@@ -120,6 +137,7 @@ export function createPostgresRotator(): Rotator {
         return { ok: false, detail: `login as ${role} failed (${(err as { code?: string }).code ?? (err as Error).name})` };
       } finally {
         await client.end().catch(() => {});
+        untie();
       }
     },
     async restore(rc) {
@@ -145,7 +163,7 @@ export function createPostgresRotator(): Rotator {
       return {
         settings, currentState: { role: scratch[0] },
         current: s.strategy === 'single' ? password : JSON.stringify({ username: scratch[0], password }),
-        cleanup: () => admin(rc, s, async (c) => {
+        cleanup: (signal) => admin({ ...rc, signal }, s, async (c) => {
           for (const r of scratch) await c.query(`DROP ROLE IF EXISTS ${c.escapeIdentifier(r)}`);
         }),
       };
