@@ -54,12 +54,22 @@ export function createRotationRepository(db: Executor) {
         .where('secrets.deleted_at', 'is', null).where('rotation_policies.next_run_at', '<=', now);
       return db.selectFrom(ranked.as('due')).selectAll().where('tenant_rank', '<=', perTenant).orderBy('next_run_at').limit(limit).execute();
     },
-    /** Policies with an expiry lead time, joined with their secret's expiry (the scheduler). */
-    expiringPolicies(now: number) {
-      return db.selectFrom('rotation_policies').innerJoin('secrets', 'secrets.id', 'rotation_policies.secret_id')
-        .selectAll('rotation_policies').select('secrets.expires_at')
+    /**
+     * Policies whose expiry run is due (the secret's expiry minus the lead time has passed) and neither rotated
+     * successfully nor claimed since that due point, across tenants, earliest due point first; `limit` and
+     * `perTenant` bound one pass as duePolicies does, so a backlog is worked through over passes.
+     */
+    expiringPolicies(now: number, limit: number, perTenant: number) {
+      const dueAt = sql<number>`secrets.expires_at - rotation_policies.expiry_lead_ms`;
+      const ranked = db.selectFrom('rotation_policies')
+        .innerJoin('secrets', (j) => j.onRef('secrets.id', '=', 'rotation_policies.secret_id').onRef('secrets.tenant_id', '=', 'rotation_policies.tenant_id'))
+        .selectAll('rotation_policies').select('secrets.expires_at').select(dueAt.as('due_at'))
+        .select(sql<number>`row_number() over (partition by rotation_policies.tenant_id order by secrets.expires_at - rotation_policies.expiry_lead_ms)`.as('tenant_rank'))
         .where('rotation_policies.expiry_lead_ms', 'is not', null).where('secrets.expires_at', 'is not', null)
-        .where('secrets.deleted_at', 'is', null).where('secrets.expires_at', '<=', now + 366 * 86_400_000).execute();
+        .where('secrets.deleted_at', 'is', null).where(dueAt, '<=', now)
+        .where((eb) => eb.or([eb('rotation_policies.last_succeeded_at', 'is', null), eb('rotation_policies.last_succeeded_at', '<', dueAt)]))
+        .where((eb) => eb.or([eb('rotation_policies.expiry_claimed_for', 'is', null), eb('rotation_policies.expiry_claimed_for', '<', dueAt)]));
+      return db.selectFrom(ranked.as('expiring')).selectAll().where('tenant_rank', '<=', perTenant).orderBy('due_at').limit(limit).execute();
     },
     /**
      * Moves a policy's next run from `expected` to `next`: of several schedulers reading the same

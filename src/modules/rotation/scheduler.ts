@@ -14,7 +14,7 @@ import { startFailedNotification } from './notify.ts';
 import type { Notifier } from '../notifications/notifier.ts';
 
 const DAY = 86_400_000;
-/** Due runs one tenant may start in one pass (of 50): the rest wait for the next pass, behind other tenants' first ones. */
+/** Due runs (and expiry runs) one tenant may start in one pass (of 50 each): the rest wait for the next pass, behind other tenants' first ones. */
 const PER_TENANT = 10;
 
 export interface TickReport {
@@ -96,12 +96,10 @@ export function createRotationScheduler(deps: {
     await run(p, trigger, report);
   }
 
-  /** One expiry run per due point (expiry minus lead), unless a rotation succeeded since that point. */
-  async function expiring(p: RotationPoliciesTable & { expires_at: number | null }, report: TickReport): Promise<void> {
+  /** One expiry run per due point (expiry minus lead; the query returns only those not rotated or claimed since). */
+  async function expiring(p: RotationPoliciesTable & { due_at: number }, report: TickReport): Promise<void> {
     const now = clock.now();
-    const dueAt = p.expires_at! - p.expiry_lead_ms!;
-    if (now < dueAt || (p.last_succeeded_at ?? -Infinity) >= dueAt || (p.expiry_claimed_for ?? -Infinity) >= dueAt) return;
-    if (!(await repo.claimExpiry(p.id, p.expiry_claimed_for, dueAt, now + holdMs, now))) return;
+    if (!(await repo.claimExpiry(p.id, p.expiry_claimed_for, p.due_at, now + holdMs, now))) return;
     await run(p, 'expiry', report);
   }
 
@@ -140,7 +138,7 @@ export function createRotationScheduler(deps: {
     await pullInAfterClockJump();
 
     for (const p of await repo.duePolicies(clock.now(), 50, PER_TENANT)) await scheduled(p, report);
-    for (const p of await repo.expiringPolicies(clock.now())) await expiring(p, report);
+    for (const p of await repo.expiringPolicies(clock.now(), 50, PER_TENANT)) await expiring(p, report);
     for (const p of await repo.retriesDue(clock.now(), 50)) await retry(p, report);
 
     for (const r of await repo.awaitingValue()) {
