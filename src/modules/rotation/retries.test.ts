@@ -139,6 +139,8 @@ describeEachDialect('rotation: failed scheduler-driven runs are retried', (diale
     h.clock.advance(3 * DAY + 1);
     const first = a.scheduler.tick();
     await inApply;
+    // a's pass runs SECOND beside the stuck FIRST; once it is done, the clock jump stands for a stalling on FIRST alone.
+    while ((await a.service.history(h.ctx, 'SECOND', ENV))[0]?.state !== 'succeeded') await new Promise((r) => setTimeout(r, 5));
     // a is stuck in FIRST's apply past its leadership lease (and FIRST's rotation lease): on SQLite b takes the
     // lead and does a pass of its own while a's goes on; on PostgreSQL a's advisory lock keeps b out.
     h.clock.advance(31_000);

@@ -12,10 +12,18 @@ import { RETRY_LIMITS } from './retries.ts';
 import type { Trigger } from './types.ts';
 import { startFailedNotification } from './notify.ts';
 import type { Notifier } from '../notifications/notifier.ts';
+import { runBounded } from '../../platform/run-bounded.ts';
 
 const DAY = 86_400_000;
 /** Due runs (and expiry runs) one tenant may start in one pass (of 50 each): the rest wait for the next pass, behind other tenants' first ones. */
 const PER_TENANT = 10;
+/**
+ * Rotations a pass runs at once, and of one tenant at once: a rotation whose source hangs holds one slot until its
+ * step deadline (KEYHOLD_ROTATION_STEP_TIMEOUT), and a tenant whose every source hangs holds half of them, while
+ * the other slots work through the other tenants' runs.
+ */
+const CONCURRENCY = 4;
+const TENANT_SLOTS = 2;
 
 export interface TickReport {
   leader: boolean;
@@ -137,9 +145,16 @@ export function createRotationScheduler(deps: {
     report.recovered = await engine.recover();
     await pullInAfterClockJump();
 
-    for (const p of await repo.duePolicies(clock.now(), 50, PER_TENANT)) await scheduled(p, report);
-    for (const p of await repo.expiringPolicies(clock.now(), 50, PER_TENANT)) await expiring(p, report);
-    for (const p of await repo.retriesDue(clock.now(), 50)) await retry(p, report);
+    const now = clock.now();
+    const runs: Array<{ p: RotationPoliciesTable; go: () => Promise<void> }> = [
+      ...(await repo.duePolicies(now, 50, PER_TENANT)).map((p) => ({ p, go: () => scheduled(p, report) })),
+      ...(await repo.expiringPolicies(now, 50, PER_TENANT)).map((p) => ({ p, go: () => expiring(p, report) })),
+      ...(await repo.retriesDue(now, 50)).map((p) => ({ p, go: () => retry(p, report) })),
+    ];
+    // One run per policy per pass (a due run before its expiry or retry): the next pass sees how this one ended.
+    const taken = new Set<string>();
+    const distinct = runs.filter(({ p }) => !taken.has(p.id) && Boolean(taken.add(p.id)));
+    await runBounded(distinct, { concurrency: CONCURRENCY, perKey: TENANT_SLOTS, keyOf: ({ p }) => p.tenant_id, onError: deps.onError }, ({ go }) => go());
 
     for (const r of await repo.awaitingValue()) {
       const p = await repo.findPolicy(r.tenant_id, r.secret_id, r.environment_id);
