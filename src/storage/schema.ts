@@ -526,7 +526,7 @@ export interface LeasesTable {
   until: number;
 }
 
-/** A generate-root attempt whose start is in the audit log and whose end is not yet (migration 030). */
+/** A generate-root attempt whose start is in the audit log and whose end is not yet (migration 029). */
 export interface RootGenerationAttemptsTable {
   nonce: string;
   started_at: number;

@@ -29,7 +29,7 @@ import * as m025 from './025-run-step-summary.ts';
 import * as m026 from './026-oidc-max-age.ts';
 import * as m027 from './027-rotation-retries.ts';
 import * as m028 from './028-oidc-bound-claims-type.ts';
-import * as m030 from './030-root-generation-attempts.ts';
+import * as m029 from './029-root-generation-attempts.ts';
 
 type DialectMigration = { up(db: Kysely<unknown>, dialect: DialectName): Promise<void> };
 
@@ -62,7 +62,7 @@ const migrations: Record<string, DialectMigration> = {
   '026-oidc-max-age': m026,
   '027-rotation-retries': m027,
   '028-oidc-bound-claims-type': m028,
-  '030-root-generation-attempts': m030,
+  '029-root-generation-attempts': m029,
 };
 
 /** The names of this version's migrations, in order. */
