@@ -413,7 +413,7 @@ export function createAuditLog(deps: {
         if ('problem' in start) return { ok: false, events: 0, firstBadSeq: start.firstBadSeq, problem: start.problem, headSeq: head.seq, checkpoints: stored.length };
         macs = { key: opts.macKey, keyedFrom: start.seq };
       }
-      const result = await verifyLog({ events: events(), checkpoints: merged.checkpoints, head, trustedPublicKey: opts.trustedPublicKey ?? null, floors, ...(macs ? { macs } : {}) });
+      const result = await verifyLog({ events: events(), checkpoints: merged.checkpoints, head, trustedPublicKey: opts.trustedPublicKey ?? null, floors, rows: 'table', ...(macs ? { macs } : {}) });
       if (!result.ok) return { ...result, headSeq: head.seq };
       // Rows past the head are events no commit appended (a commit moves the head with them): the
       // last row first, then the head, which by then is at or past every row committed before it.

@@ -1,5 +1,6 @@
 import type { AuditCheckpointsTable } from '../../storage/schema.ts';
 import { createChainVerifier, GENESIS_HASH, type ChainVerifierOptions, type StoredEvent, type VerifyResult } from './chain.ts';
+import { checkpointLinks, checkpointPublication, type ChainBreak } from './checkpoint-chain.ts';
 import { checkpointFromEvent, checkpointValid } from './checkpoint-format.ts';
 
 /**
@@ -25,36 +26,51 @@ export interface VerifyFloors {
   committed?: ReadonlyArray<{ seq: number; hash: string }>;
 }
 
-/** A checkpoint to prove; `publishedBy` is the seq of the event that alone carries it (no stored row). */
-export type MergedCheckpoint = AuditCheckpointsTable & { publishedBy?: number };
+/**
+ * A checkpoint to prove. `publishedBy`: the seq of the `audit.checkpoint` event that publishes it, when
+ * the log holds one. `stored`: false when no stored row (or export line) has it, only that event.
+ */
+export type MergedCheckpoint = AuditCheckpointsTable & { publishedBy?: number; stored?: boolean };
 
 /**
  * The checkpoints to prove: the stored ones and those the log's own `audit.checkpoint` events
  * carry (so deleting checkpoint rows loses nothing while their events remain). The same seq with
- * two different checkpoints is itself proof of tampering.
+ * two different checkpoints is itself proof of tampering, and so is one published by two events.
  */
 export function mergeCheckpoints(stored: readonly AuditCheckpointsTable[], events: Iterable<{ seq?: number; action: string; context: Record<string, string> }>, trustedPublicKey: string | null):
   { ok: true; checkpoints: MergedCheckpoint[] } | { ok: false; seq: number; problem: string } {
   const bySeq = new Map<number, MergedCheckpoint>();
-  for (const cp of stored) bySeq.set(cp.seq, { ...cp, prev_seq: cp.prev_seq ?? null });
+  for (const cp of stored) bySeq.set(cp.seq, { ...cp, prev_seq: cp.prev_seq ?? null, stored: true });
   for (const e of events) {
     const cp = checkpointFromEvent(e);
     if (!cp) continue;
     const known = bySeq.get(cp.seq);
-    if (!known) bySeq.set(cp.seq, e.seq === undefined ? cp : { ...cp, publishedBy: e.seq });
-    else if (known.hash !== cp.hash || known.signature !== cp.signature || known.time !== cp.time || known.prev_seq !== cp.prev_seq) {
+    if (!known) {
+      bySeq.set(cp.seq, e.seq === undefined ? { ...cp, stored: false } : { ...cp, stored: false, publishedBy: e.seq });
+      continue;
+    }
+    if (known.hash !== cp.hash || known.signature !== cp.signature || known.time !== cp.time || known.prev_seq !== cp.prev_seq) {
       // Name the forgery when the key can tell which of the two it is.
       const forged = trustedPublicKey !== null && (!checkpointValid(known, trustedPublicKey) || !checkpointValid(cp, trustedPublicKey));
       return { ok: false, seq: cp.seq, problem: forged ? `checkpoint at ${cp.seq} is not signed by the trusted audit key` : `the checkpoint at ${cp.seq} differs from the one its audit.checkpoint event published` };
     }
+    if (e.seq === undefined || known.publishedBy === e.seq) continue; // a line repeated exactly (a file)
+    if (known.publishedBy === undefined) {
+      known.publishedBy = e.seq;
+      continue;
+    }
+    // The server publishes each checkpoint once, in the transaction that stores it. Named by the later of the two events.
+    const [earlier, later] = [Math.min(known.publishedBy, e.seq), Math.max(known.publishedBy, e.seq)];
+    return { ok: false, seq: later, problem: `event ${later} publishes the checkpoint at ${cp.seq} again (event ${earlier} published it): each checkpoint is published once` };
   }
   return { ok: true, checkpoints: [...bySeq.values()].sort((a, b) => a.seq - b.seq) };
 }
 
 /**
- * Proves a whole log: every checkpoint signed by the trusted key (when one is given), the chain
- * event by event, each checkpoint's hash at its seq, and that the log reaches the last checkpoint
- * and, when known, the head. The server runs it over its tables (`AuditLog.verify`); `keyhold audit
+ * Proves a whole log: every checkpoint signed by the trusted key (when one is given), the checkpoints
+ * linked into one chain, the chain event by event, each checkpoint's hash at its seq, that the log
+ * reaches the last checkpoint and, when known, the head; then each stored checkpoint against the event
+ * that publishes it, and last a fork (checkpoint-chain.ts). The server runs it over its tables (`AuditLog.verify`); `keyhold audit
  * verify --events` runs it over an export, with no server (docs/audit.md, "Offline").
  *
  * `head` is null offline: an export carries no head row, so a cut tail is caught only up to the
@@ -82,6 +98,11 @@ export async function verifyLog(input: {
   openEnd?: boolean;
   /** The server only: prove every event's MAC too (chain.ts). Offline there is no key. */
   macs?: ChainVerifierOptions['macs'];
+  /**
+   * Where the stored checkpoints come from (checkpoint-chain.ts, `checkpointPublication`): `table`, the
+   * server's, where each row commits with its event; `export` (the default), a checkpoints export or none.
+   */
+  rows?: 'table' | 'export';
 }): Promise<LogVerifyResult> {
   const { head, trustedPublicKey, floors = {} } = input;
   const from = input.from ?? { seq: 0, hash: GENESIS_HASH };
@@ -93,13 +114,12 @@ export async function verifyLog(input: {
   if (trustedPublicKey) {
     const forged = input.checkpoints.find((c) => !checkpointValid(c, trustedPublicKey));
     // One only an event carries: that event is the bad one, not the event it claims to sign.
-    if (forged?.publishedBy !== undefined) return bad(forged.publishedBy, `event ${forged.publishedBy} publishes a checkpoint at ${forged.seq} that is not signed by the trusted audit key`, 0);
+    if (forged?.stored === false && forged.publishedBy !== undefined) return bad(forged.publishedBy, `event ${forged.publishedBy} publishes a checkpoint at ${forged.seq} that is not signed by the trusted audit key`, 0);
     if (forged) return bad(forged.seq, `checkpoint at ${forged.seq} is not signed by the trusted audit key`, 0);
   }
-  // Each checkpoint since v2 names the one before it: a signed link to a missing checkpoint means it was removed.
-  const present = new Set(checkpoints.map((c) => c.seq));
-  const orphan = checkpoints.find((c) => c.prev_seq !== null && c.prev_seq > from.seq && !present.has(c.prev_seq));
-  if (orphan) return bad(orphan.prev_seq!, `the checkpoint at ${orphan.prev_seq} (named by the signed checkpoint at ${orphan.seq}) was removed`, 0);
+  // Each checkpoint since v2 names the one before it, under its signature: a removal, insertion or reordering breaks a link.
+  const links = checkpointLinks(checkpoints, from.seq);
+  if (links.broken) return bad(links.broken.seq, links.broken.problem, 0);
   const newest = checkpoints.reduce((max, c) => Math.max(max, c.seq), 0);
   if (floors.checkpointSeq !== undefined && newest < floors.checkpointSeq) {
     return bad(newest + 1, `this server signed a checkpoint at ${floors.checkpointSeq}, but the newest stored is at ${newest}: checkpoints were removed`, 0);
@@ -123,7 +143,11 @@ export async function verifyLog(input: {
   const result = verifier.result();
   if (!result.ok) return { ...result, ...meta };
   const newestOf = (list: AuditCheckpointsTable[]) => list.reduce<AuditCheckpointsTable | null>((last, c) => (last === null || c.seq > last.seq ? c : last), null);
+  // Last, once the events prove every checkpoint: rows against their events, then a fork, which the server made itself.
+  const bookkeeping = (): ChainBreak | null => checkpointPublication(input.checkpoints, input.rows ?? 'export') ?? links.fork;
   if (input.openEnd) {
+    const broken = bookkeeping();
+    if (broken) return bad(broken.seq, broken.problem, result.events);
     const within = checkpoints.filter((c) => c.seq <= result.lastSeq);
     const beyond = newestOf(checkpoints.filter((c) => c.seq > result.lastSeq));
     return {
@@ -141,6 +165,8 @@ export async function verifyLog(input: {
   if (floors.headSeq !== undefined && result.lastSeq < floors.headSeq) {
     return bad(result.lastSeq + 1, `the log ends at ${result.lastSeq} but this server has written up to ${floors.headSeq}: events were removed from the end`, result.events);
   }
+  const broken = bookkeeping();
+  if (broken) return bad(broken.seq, broken.problem, result.events);
   return { ...result, ...meta, unsigned: result.lastSeq - Math.max(lastCheckpoint?.seq ?? 0, from.seq) };
 }
 

@@ -4,7 +4,7 @@ import { sign } from 'node:crypto';
 import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
-import { dropAuditGuards, rewriteChain } from '../../../test/helpers/audit-tampering.ts';
+import { dropAuditGuards, rewriteChain, snapshotAudit } from '../../../test/helpers/audit-tampering.ts';
 import type { AuditEventsTable } from '../../storage/schema.ts';
 import { fromRow } from './audit-log.ts';
 import { chainHash } from './chain.ts';
@@ -37,19 +37,7 @@ describeEachDialect('audit tamper evidence beyond the chain', (dialect) => {
   const refused = (q: { execute(d: typeof h.storage.db): Promise<unknown> }) =>
     q.execute(db()).then(() => 'done', (e: Error) => (/append-only/.test(e.message) ? 'refused' : e.message));
 
-  /** The log as it is, to put back after each tampering (guards already dropped then). */
-  async function snapshot() {
-    const events = await rows();
-    const checkpoints = await db().selectFrom('audit_checkpoints').selectAll().orderBy('seq').execute();
-    const head = await db().selectFrom('audit_head').selectAll().executeTakeFirstOrThrow();
-    return async () => {
-      await sql`delete from audit_events`.execute(db());
-      await sql`delete from audit_checkpoints`.execute(db());
-      await db().insertInto('audit_events').values(events).execute();
-      if (checkpoints.length > 0) await db().insertInto('audit_checkpoints').values(checkpoints).execute();
-      await db().updateTable('audit_head').set({ seq: head.seq, hash: head.hash }).where('id', '=', 1).execute();
-    };
-  }
+  const snapshot = () => snapshotAudit(db());
 
   const rewrite = (events: AuditEventsTable[]) => rewriteChain(db(), events);
 
