@@ -344,6 +344,83 @@ describeEachDialect('a new root token from unseal shares (generate-root)', (dial
     assert.equal((await events('system.generate-root')).at(-1)!.reason, 'SEALED');
   });
 
+  test('start and cancel pairs however fast hold one attempt at a time: a start waits until the end of the one before is recorded', async () => {
+    // Each attempt holds a claim until its end is recorded: on PostgreSQL a pinned pool connection with the nonce's lock,
+    // taken before the start's transaction needs another connection. Unbounded, a burst of anonymous start/cancel pairs
+    // pins the whole pool and each start then waits for a connection that never comes free.
+    const ledger = createRootGenerationLedger({ db: h.storage.db, dialect, clock: h.clock, audit: h.services.audit });
+    let claims = 0;
+    let most = 0;
+    const counted: typeof ledger = {
+      ...ledger,
+      async open(nonce, start) {
+        most = Math.max(most, ++claims);
+        let held = true;
+        const let_go = () => {
+          if (held) claims--;
+          held = false;
+        };
+        try {
+          const claim = await ledger.open(nonce, start);
+          return { release: () => (let_go(), claim.release()) };
+        } catch (err) {
+          let_go();
+          throw err;
+        }
+      },
+    };
+    // Its seal config at once (no query): every start of the burst reaches its claim in the same turn.
+    const config = await createSystemMetaRepository(h.storage.db).getSealConfig();
+    const generation = createRootGeneration({
+      db: h.storage.db, clock: h.clock, tokens: h.services.tokens, meta: { getSealConfig: async () => config }, seal: h.services.seal, audit: h.services.audit, ledger: counted,
+    });
+    const since = (await h.storage.db.selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
+    const outcomes: Array<Promise<string>> = [];
+    for (let i = 0; i < 6; i++) {
+      outcomes.push(generation.start(source).then((s) => s.nonce, (err: KeyholdError) => err.code));
+      for (let k = 0; k < 20 && !(await generation.status()).started; k++);
+      outcomes.push(generation.cancel(source).then(String, (err: KeyholdError) => err.code));
+    }
+    const answers = await Promise.all(outcomes);
+    await generation.cancel(source);
+    await generation.sweep();
+    assert.equal(most, 1, `claims held at once: ${most} (${answers.join(', ')})`);
+    // No start waited for a pool connection in vain (DATABASE_TIMEOUT); each recorded ends once, with its cancel.
+    assert.deepEqual(answers.filter((a) => !/^[0-9a-f-]{36}$/.test(a) && !['true', 'false', 'GENERATE_ROOT_IN_PROGRESS', 'GENERATE_ROOT_NOT_STARTED'].includes(a)), []);
+    const starts = (await events('system.generate-root-start')).filter((e) => e.seq > since);
+    assert.ok(starts.length >= 1);
+    for (const e of starts) assert.deepEqual(await trailOf(JSON.parse(e.context).nonce), ['system.generate-root-cancel anonymous/unknown:allowed:']);
+    assert.deepEqual(await openAttempts(), []);
+  });
+
+  test('while the end of an attempt is owed to the trail no other starts: a log that fails now and then cannot pile up open attempts', async () => {
+    const generation = h.services.rootGeneration;
+    const appendInTx = h.services.audit.appendInTx;
+    // The log takes the starts and fails each cancel: each cancelled attempt's end is owed (and its claim held).
+    h.services.audit.appendInTx = async (trx, inputs) => {
+      if (inputs.some((e) => e.action === 'system.generate-root-cancel')) throw new KeyholdError('AUDIT_UNAVAILABLE', 'the audit log cannot record this action, so it was refused');
+      return appendInTx(trx, inputs);
+    };
+    const answers: string[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        answers.push(await generation.start(source).then((s) => s.nonce, (err: KeyholdError) => err.code));
+        await generation.cancel(source).catch(() => {});
+      }
+    } finally {
+      h.services.audit.appendInTx = appendInTx;
+    }
+    const [first, ...rest] = answers;
+    assert.deepEqual(rest, ['AUDIT_UNAVAILABLE', 'AUDIT_UNAVAILABLE']);
+    assert.deepEqual(await openAttempts(), [first]);
+    // The log takes events again: the next start records the owed cancel first, then starts.
+    const next = await generation.start(source);
+    assert.deepEqual(await trailOf(first!), ['system.generate-root-cancel anonymous/unknown:allowed:']);
+    assert.deepEqual(await openAttempts(), [next.nonce]);
+    assert.equal(await generation.cancel(source), true);
+    assert.deepEqual(await openAttempts(), []);
+  });
+
   test('only root lists root tokens; the list never holds a token', async () => {
     assert.equal((await call('GET', '/v1/sys/root-tokens')).status, 401);
     const res = await call('GET', '/v1/sys/root-tokens', undefined, h.rootToken);
