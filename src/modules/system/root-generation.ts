@@ -210,10 +210,22 @@ export function createRootGeneration(deps: {
       await Promise.all(claims.map(async (opened) => (await opened)?.release().catch(() => {})));
     },
 
-    /** Starts an attempt: its nonce and one-time key (shown once). GENERATE_ROOT_IN_PROGRESS while one is live. */
+    /**
+     * Starts an attempt: its nonce and one-time key (shown once). GENERATE_ROOT_IN_PROGRESS while one is live;
+     * records the end still owed of the one before first (AUDIT_UNAVAILABLE if the log does not take it).
+     */
     async start(source: RequestSource) {
       const config = await shamirConfig();
       if (live()) fail('GENERATE_ROOT_IN_PROGRESS', 'a root token generation is already in progress; finish or cancel it first');
+      // One attempt at a time until its end is recorded: each holds a claim till then (PostgreSQL: a pinned pool
+      // connection), so a burst of anonymous start/cancel pairs, or a log that fails at each end, cannot pin the pool.
+      if (ending.size > 0) {
+        await Promise.allSettled([...ending.keys()].map(settle));
+        if (live()) fail('GENERATE_ROOT_IN_PROGRESS', 'a root token generation is already in progress; finish or cancel it first');
+        // Owed still: ended by another call meanwhile (being recorded now), or the log did not take it.
+        if ([...ending.values()].some((owed) => owed.closing)) fail('GENERATE_ROOT_IN_PROGRESS', 'the end of the previous root token generation is being recorded; try again');
+        if (ending.size > 0) fail('AUDIT_UNAVAILABLE', 'the end of the previous root token generation could not be recorded yet, so no other starts; try again once the audit log is writable');
+      }
       // A UUID, as Vault's: base64url could start with '-', which a command line reads as a flag (`--nonce -x…`).
       const nonce = randomUUID();
       const expiresAt = clock.now() + GENERATE_ROOT_TTL_MS;
