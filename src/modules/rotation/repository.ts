@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import type { Executor } from '../../storage/database.ts';
 import type { RotationPoliciesTable, RotationsTable } from '../../storage/schema.ts';
 import type { Recipient } from '../notifications/notifier.ts';
@@ -31,6 +31,14 @@ export function toRotation(r: RotationsTable): Rotation {
   };
 }
 
+/**
+ * A policy's place among its tenant's in a scheduler pass's query, in `order`: the passes keep the first few of each
+ * tenant (`tenant_rank <= perTenant`), so one tenant's backlog waits behind other tenants' first runs.
+ */
+function tenantRank(order: RawBuilder<unknown>) {
+  return sql<number>`row_number() over (partition by rotation_policies.tenant_id order by ${order})`.as('tenant_rank');
+}
+
 /** Queries over rotation policies and rotations. Every tenant query filters by tenant. */
 export function createRotationRepository(db: Executor) {
   return {
@@ -50,7 +58,7 @@ export function createRotationRepository(db: Executor) {
         .innerJoin('secrets', (j) => j.onRef('secrets.id', '=', 'rotation_policies.secret_id').onRef('secrets.tenant_id', '=', 'rotation_policies.tenant_id'))
         .selectAll('rotation_policies')
         // A tenant's share of one pass: a storm of its own (a bulk change, downtime) cannot hold every other tenant's back.
-        .select(sql<number>`row_number() over (partition by rotation_policies.tenant_id order by rotation_policies.next_run_at)`.as('tenant_rank'))
+        .select(tenantRank(sql`rotation_policies.next_run_at`))
         .where('secrets.deleted_at', 'is', null).where('rotation_policies.next_run_at', '<=', now);
       return db.selectFrom(ranked.as('due')).selectAll().where('tenant_rank', '<=', perTenant).orderBy('next_run_at').limit(limit).execute();
     },
@@ -64,7 +72,7 @@ export function createRotationRepository(db: Executor) {
       const ranked = db.selectFrom('rotation_policies')
         .innerJoin('secrets', (j) => j.onRef('secrets.id', '=', 'rotation_policies.secret_id').onRef('secrets.tenant_id', '=', 'rotation_policies.tenant_id'))
         .selectAll('rotation_policies').select('secrets.expires_at').select(dueAt.as('due_at'))
-        .select(sql<number>`row_number() over (partition by rotation_policies.tenant_id order by secrets.expires_at - rotation_policies.expiry_lead_ms)`.as('tenant_rank'))
+        .select(tenantRank(dueAt))
         .where('rotation_policies.expiry_lead_ms', 'is not', null).where('secrets.expires_at', 'is not', null)
         .where('secrets.deleted_at', 'is', null).where(dueAt, '<=', now)
         .where((eb) => eb.or([eb('rotation_policies.last_succeeded_at', 'is', null), eb('rotation_policies.last_succeeded_at', '<', dueAt)]))
@@ -100,15 +108,20 @@ export function createRotationRepository(db: Executor) {
     async pullIn(id: string, expectedUpdatedAt: number, patch: { next_run_at: number | null; retry_at: number | null; updated_at: number }) {
       await db.updateTable('rotation_policies').set(patch).where('id', '=', id).where('updated_at', '=', expectedUpdatedAt).execute();
     },
-    /** Policies whose retry is due and which no live rotation holds, across tenants, deleted secrets left alone. */
-    retriesDue(now: number, limit: number) {
-      return db.selectFrom('rotation_policies')
+    /**
+     * Policies whose retry is due and which no live rotation holds, across tenants, deleted secrets left alone, earliest
+     * first; `limit` and `perTenant` bound one pass as duePolicies does, so one tenant's failing rotations (a source
+     * down for all of them) cannot take every retry of a pass.
+     */
+    retriesDue(now: number, limit: number, perTenant: number) {
+      const ranked = db.selectFrom('rotation_policies')
         .innerJoin('secrets', (j) => j.onRef('secrets.id', '=', 'rotation_policies.secret_id').onRef('secrets.tenant_id', '=', 'rotation_policies.tenant_id'))
-        .selectAll('rotation_policies').where('secrets.deleted_at', 'is', null).where('rotation_policies.retry_at', '<=', now)
+        .selectAll('rotation_policies').select(tenantRank(sql`rotation_policies.retry_at`))
+        .where('secrets.deleted_at', 'is', null).where('rotation_policies.retry_at', '<=', now)
         .where((eb) => eb.not(eb.exists(eb.selectFrom('rotations').select('rotations.id').whereRef('rotations.tenant_id', '=', 'rotation_policies.tenant_id')
           .whereRef('rotations.secret_id', '=', 'rotation_policies.secret_id').whereRef('rotations.environment_id', '=', 'rotation_policies.environment_id')
-          .where('rotations.active_key', 'is not', null).where('rotations.rehearsal', '=', 0))))
-        .orderBy('rotation_policies.retry_at').limit(limit).execute();
+          .where('rotations.active_key', 'is not', null).where('rotations.rehearsal', '=', 0))));
+      return db.selectFrom(ranked.as('retries')).selectAll().where('tenant_rank', '<=', perTenant).orderBy('retry_at').limit(limit).execute();
     },
     /** Takes a due retry (moving it to `until`, in case this node dies before the rotation starts); one scheduler matches. */
     async claimRetry(id: string, expected: number, until: number, now: number) {

@@ -15,7 +15,7 @@ import type { Notifier } from '../notifications/notifier.ts';
 import { runBounded } from '../../platform/run-bounded.ts';
 
 const DAY = 86_400_000;
-/** Due runs (and expiry runs) one tenant may start in one pass (of 50 each): the rest wait for the next pass, behind other tenants' first ones. */
+/** Due runs (and expiry runs, and retries) one tenant may start in one pass (of 50 each): the rest wait for the next pass, behind other tenants' first ones. */
 const PER_TENANT = 10;
 /**
  * Rotations a pass runs at once, and of one tenant at once: a rotation whose source hangs holds one slot until its
@@ -149,7 +149,7 @@ export function createRotationScheduler(deps: {
     const runs: Array<{ p: RotationPoliciesTable; go: () => Promise<void> }> = [
       ...(await repo.duePolicies(now, 50, PER_TENANT)).map((p) => ({ p, go: () => scheduled(p, report) })),
       ...(await repo.expiringPolicies(now, 50, PER_TENANT)).map((p) => ({ p, go: () => expiring(p, report) })),
-      ...(await repo.retriesDue(now, 50)).map((p) => ({ p, go: () => retry(p, report) })),
+      ...(await repo.retriesDue(now, 50, PER_TENANT)).map((p) => ({ p, go: () => retry(p, report) })),
     ];
     // One run per policy per pass (a due run before its expiry or retry): the next pass sees how this one ended.
     const taken = new Set<string>();
