@@ -7,6 +7,8 @@ export interface Leadership {
   /** True while this node leads; renews (or tries to take) leadership first. */
   acquire(): Promise<boolean>;
   release(): Promise<void>;
+  /** How long a lease runs unless renewed. */
+  readonly leaseMs: number;
 }
 
 /**
@@ -45,6 +47,7 @@ export function createLeadership(deps: { db: Kysely<Database>; dialect: DialectN
   }
 
   return {
+    leaseMs,
     async acquire() {
       if (deps.dialect === 'postgres') return (await advisory()) && lease(true);
       return lease(false);
@@ -58,5 +61,43 @@ export function createLeadership(deps: { db: Kysely<Database>; dialect: DialectN
       }
       await db.updateTable('leases').set({ until: 0 }).where('name', '=', name).where('owner', '=', owner).execute();
     },
+  };
+}
+
+/**
+ * Keeps the lead while a scheduler pass runs: a pass may outlast the lease (a hung source holds a run for a step
+ * deadline, a minute by default), and a lease left to run out mid-pass would let another node lead and start a pass of
+ * its own beside this one, doubling the load on sources. Renews every third of the lease, like a rotation's lease.
+ * `leading()` renews now and answers whether this node still leads: once the lead is lost (this node stalled past its
+ * lease and another took it, or the advisory lock's connection died and another node took the lock) it stays lost for
+ * the pass, and the pass starts nothing more; the next pass asks afresh.
+ * @example
+ * const lead = keepLead(leadership, onError);
+ * try { for (const run of runs) if (await lead.leading()) await run(); } finally { lead.stop(); }
+ */
+export function keepLead(leadership: Leadership, onError: (err: unknown) => void) {
+  let lost = false;
+  // One renewal at a time, each begun after the last ended (two at once could pin two connections on PostgreSQL), so
+  // an answer is never one asked before the caller did.
+  let last: Promise<unknown> = Promise.resolve();
+  const renew = (): Promise<boolean> => {
+    const next = last.then(async () => {
+      if (lost) return false;
+      try {
+        lost = !(await leadership.acquire());
+      } catch (err) {
+        // A database that does not answer: the lead is not known lost, and any claim this node makes fails meanwhile.
+        onError(err);
+      }
+      return !lost;
+    });
+    last = next;
+    return next;
+  };
+  const beat = setInterval(() => void (lost || renew()), Math.max(50, Math.floor(leadership.leaseMs / 3)));
+  beat.unref();
+  return {
+    leading: (): Promise<boolean> => renew(),
+    stop: (): void => clearInterval(beat),
   };
 }

@@ -4,7 +4,7 @@ import type { Database, RotationPoliciesTable } from '../../storage/schema.ts';
 import { failureCode } from '../../storage/db-errors.ts';
 import { SYSTEM_ACTOR, type TenantContext } from '../shared/context.ts';
 import type { RotationEngine } from './engine.ts';
-import type { Leadership } from './leadership.ts';
+import { keepLead, type Leadership } from './leadership.ts';
 import { createRotationRepository } from './repository.ts';
 import type { RotationService } from './rotation-service.ts';
 import { followingRun, MIN_INTERVAL_MS, missedWholePeriod, nextRun } from './schedule.ts';
@@ -142,6 +142,17 @@ export function createRotationScheduler(deps: {
     const report: TickReport = { leader: false, recovered: 0, started: 0, skipped: 0, retried: 0, reminded: 0 };
     if (!(await leadership.acquire())) return report;
     report.leader = true;
+    const lead = keepLead(leadership, deps.onError);
+    try {
+      await pass(report, lead.leading);
+    } finally {
+      lead.stop();
+    }
+    return report;
+  }
+
+  /** The pass of a leader; `leading` renews the lead and says whether this node still has it (nothing starts once it is lost). */
+  async function pass(report: TickReport, leading: () => Promise<boolean>): Promise<void> {
     report.recovered = await engine.recover();
     await pullInAfterClockJump();
 
@@ -154,7 +165,10 @@ export function createRotationScheduler(deps: {
     // One run per policy per pass (a due run before its expiry or retry): the next pass sees how this one ended.
     const taken = new Set<string>();
     const distinct = runs.filter(({ p }) => !taken.has(p.id) && Boolean(taken.add(p.id)));
-    await runBounded(distinct, { concurrency: CONCURRENCY, perKey: TENANT_SLOTS, keyOf: ({ p }) => p.tenant_id, onError: deps.onError }, ({ go }) => go());
+    // A run waiting for a slot starts only while this node leads: one that lost the lead leaves it to the new leader.
+    await runBounded(distinct, { concurrency: CONCURRENCY, perKey: TENANT_SLOTS, keyOf: ({ p }) => p.tenant_id, onError: deps.onError },
+      async ({ go }) => { if (await leading()) await go(); });
+    if (!(await leading())) return;
 
     for (const r of await repo.awaitingValue()) {
       const p = await repo.findPolicy(r.tenant_id, r.secret_id, r.environment_id);
@@ -166,7 +180,6 @@ export function createRotationScheduler(deps: {
       engine.remind(r, p?.notify ?? '[]', now >= r.started_at + (settings.overdueMs ?? 7 * DAY));
       report.reminded++;
     }
-    return report;
   }
 
   /** Overlapping calls share the pass in flight. */
