@@ -4,6 +4,7 @@ import type { DependentsPort } from '../../src/modules/rotation/dependents.ts';
 import { builtinRotators } from '../../src/modules/rotation/rotators/registry.ts';
 import type { Rotator } from '../../src/modules/rotation/rotators/types.ts';
 import type { TenantContext } from '../../src/modules/shared/context.ts';
+import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import type { DialectName } from '../../src/storage/database.ts';
 import { createHarness, type Harness } from './harness.ts';
@@ -92,4 +93,33 @@ export async function schedulerHarness(dialect: DialectName, t: TestContext) {
     return n;
   };
   return { h, node };
+}
+
+/**
+ * A source whose apply hangs until the test releases it (the step deadline, a minute by default, is never met):
+ * `holding` names the secrets in it now. Make it before the harness: its after hook then releases the gate before the
+ * harness stops its schedulers, so a failed assertion does not leave a pass, and the close, waiting on it.
+ */
+export function heldSource(t: TestContext) {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const holding = new Set<string>();
+  const rotator = scriptedRotator('held', {
+    apply: async (rc) => {
+      holding.add(rc.secretName);
+      await gate;
+      holding.delete(rc.secretName);
+    },
+  });
+  t.after(() => release());
+  return { rotator, holding, release };
+}
+
+/** Waits for `done` (checked every 10 ms): the bound is only there to fail a broken build rather than hang it. */
+export async function until(what: string, done: () => Promise<boolean> | boolean, ms = 30_000): Promise<void> {
+  const by = performance.now() + ms;
+  while (!(await done())) {
+    if (performance.now() > by) assert.fail(`${what}: still not after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }

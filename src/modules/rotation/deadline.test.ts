@@ -1,8 +1,8 @@
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import type { Harness } from '../../../test/helpers/harness.ts';
-import { rotationFor, schedulerHarness, scriptedRotator } from '../../../test/helpers/rotation.ts';
+import { heldSource, rotationFor, schedulerHarness, scriptedRotator, until } from '../../../test/helpers/rotation.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { RotatorContext } from './rotators/types.ts';
 import { retryDelay } from './retries.ts';
@@ -39,33 +39,6 @@ function hungSources() {
       { name: 'a rotator that ignores its signal', rotator: scriptedRotator('deaf', { apply: (rc) => hang(rc, false) }) },
     ],
   };
-}
-
-/** A source whose apply hangs until the test releases it (the deadline, a minute, is never met): `holding` names the secrets in it now. */
-function heldSource(t: TestContext) {
-  let release!: () => void;
-  const gate = new Promise<void>((r) => (release = r));
-  const holding = new Set<string>();
-  const rotator = scriptedRotator('held', {
-    apply: async (rc) => {
-      holding.add(rc.secretName);
-      await gate;
-      holding.delete(rc.secretName);
-    },
-  });
-  // A failed assertion must not leave the pass, and so the harness's close, waiting on the gate: made before the
-  // harness, so this runs before the harness stops its schedulers.
-  t.after(() => release());
-  return { rotator, holding, release };
-}
-
-/** Waits for `done` (checked every 10 ms): the bound is only there to fail a broken build rather than hang it. */
-async function until(what: string, done: () => Promise<boolean> | boolean, ms = 30_000): Promise<void> {
-  const by = performance.now() + ms;
-  while (!(await done())) {
-    if (performance.now() > by) assert.fail(`${what}: still not after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 async function policy(h: Harness, rot: ReturnType<typeof rotationFor>, ctx: TenantContext, name: string, rotator: string) {

@@ -1,9 +1,9 @@
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import type { Harness } from '../../../test/helpers/harness.ts';
-import { rotationFor, schedulerHarness, scriptedRotator } from '../../../test/helpers/rotation.ts';
+import { heldSource, rotationFor, schedulerHarness, until } from '../../../test/helpers/rotation.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { createLeadership } from './leadership.ts';
 
@@ -11,31 +11,6 @@ const ENV = 'staging';
 const DAY = 86_400_000;
 /** The rotation and leadership leases of these nodes: renewed every 100 ms of real time, run out by moving the test clock. */
 const LEASE_MS = 300;
-
-/** A source whose apply hangs until the test releases it: `holding` names the secrets in it now. Made before the harness (see deadline.test.ts). */
-function heldSource(t: TestContext) {
-  let release!: () => void;
-  const gate = new Promise<void>((r) => (release = r));
-  const holding = new Set<string>();
-  const rotator = scriptedRotator('held', {
-    apply: async (rc) => {
-      holding.add(rc.secretName);
-      await gate;
-      holding.delete(rc.secretName);
-    },
-  });
-  t.after(() => release());
-  return { rotator, holding, release };
-}
-
-/** Waits for `done` (checked every 10 ms): the bound is only there to fail a broken build rather than hang it. */
-async function until(what: string, done: () => Promise<boolean> | boolean, ms = 30_000): Promise<void> {
-  const by = performance.now() + ms;
-  while (!(await done())) {
-    if (performance.now() > by) assert.fail(`${what}: still not after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 async function policy(h: Harness, rot: ReturnType<typeof rotationFor>, ctx: TenantContext, name: string, rotator: string) {
   await h.services.secrets.create(ctx, { name, owner: 'ops' });
