@@ -1,7 +1,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { until } from '../../../test/helpers/rotation.ts';
 import { decodeRootToken } from '../../crypto/root/otp.ts';
 import { KeyholdError } from '../../errors/index.ts';
 import { createRootGeneration, GENERATE_ROOT_TTL_MS } from './root-generation.ts';
@@ -168,11 +170,11 @@ describeEachDialect('a new root token from unseal shares (generate-root)', (dial
   test('a share whose event is still being written when the threshold is reached counts only once it is durable', async () => {
     const { nonce } = (await start()).body;
     const before = (await call('GET', '/v1/sys/root-tokens', undefined, h.rootToken)).body.items.length;
-    const record = h.services.audit.record;
+    const appendInTx = h.services.audit.appendInTx;
     let refuseFirst: ((err: Error) => void) | undefined;
-    h.services.audit.record = (inputs) => (inputs[0]!.action === 'system.generate-root-share' && inputs[0]!.outcome === 'allowed'
-      ? new Promise<void>((_, reject) => (refuseFirst = reject))
-      : record(inputs));
+    h.services.audit.appendInTx = (trx, inputs) => (inputs[0]!.action === 'system.generate-root-share' && inputs[0]!.outcome === 'allowed'
+      ? new Promise((_, reject) => (refuseFirst = reject))
+      : appendInTx(trx, inputs));
     try {
       const first = give(nonce, h.shares[0]!);
       for (const until = Date.now() + 10_000; !refuseFirst;) {
@@ -185,9 +187,12 @@ describeEachDialect('a new root token from unseal shares (generate-root)', (dial
       refuseFirst(new KeyholdError('AUDIT_UNAVAILABLE', 'the audit log cannot record this action, so it was refused'));
       assert.equal((await first).body.error?.code, 'AUDIT_UNAVAILABLE');
       const res = await last;
-      assert.deepEqual([res.status, res.body.error?.code, res.body.encodedToken], [503, 'AUDIT_UNAVAILABLE', undefined]);
+      // SQLite: a share's event is written in a transaction with the check its attempt is open, and SQLite's one
+      // connection makes the completing share's reads wait for it: it finds the attempt ended by then.
+      const refused = dialect === 'postgres' ? [503, 'AUDIT_UNAVAILABLE'] : [409, 'GENERATE_ROOT_NOT_STARTED'];
+      assert.deepEqual([res.status, res.body.error?.code, res.body.encodedToken], [...refused, undefined]);
     } finally {
-      h.services.audit.record = record;
+      h.services.audit.appendInTx = appendInTx;
     }
     assert.equal((await call('GET', '/v1/sys/root-tokens', undefined, h.rootToken)).body.items.length, before);
     assert.equal((await call('GET', '/v1/sys/generate-root')).body.started, false);
@@ -316,6 +321,39 @@ describeEachDialect('a new root token from unseal shares (generate-root)', (dial
     assert.equal(closed.reduce((a, b) => a + b, 0), 1);
     assert.deepEqual(await trailOf(nonce), ['system.generate-root-end system/keyhold:allowed:INTERRUPTED']);
     assert.equal(await other.sweep(), 0);
+    assert.deepEqual(await openAttempts(), []);
+  });
+
+  test('an attempt another node ended while its holder lives (its lock connection lost) takes no share after its end', async () => {
+    const other = createRootGeneration({
+      db: h.storage.db, clock: h.clock, tokens: h.services.tokens, meta: createSystemMetaRepository(h.storage.db), seal: h.services.seal, audit: h.services.audit,
+      ledger: createRootGenerationLedger({ db: h.storage.db, dialect, clock: h.clock, audit: h.services.audit }),
+    });
+    /** PostgreSQL: the backend holding the attempt's advisory lock (root-generation-ledger.ts). */
+    const holder = async (nonce: string) => (await sql<{ pid: number }>`select l.pid from pg_locks l where l.locktype = 'advisory' and l.granted
+      and ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('keyhold/generate-root/' || current_schema() || '/' || ${nonce}, 0)`.execute(h.storage.db)).rows[0]?.pid;
+    // A share that would count (the threshold is 2: a second one would complete, which was refused already), and junk.
+    for (const [what, share] of [['a share', h.shares[0]!], ['junk', 'khs1.AAAA']] as const) {
+      const { nonce } = (await start()).body;
+      if (dialect === 'postgres') {
+        assert.equal(await other.sweep(), 0, 'its holder\'s lock keeps it');
+        // Failover, a killed backend, idle_session_timeout: the lock goes with its connection, the holder lives on.
+        const pid = await holder(nonce);
+        assert.ok(pid !== undefined);
+        await sql`select pg_terminate_backend(${pid})`.execute(h.storage.db);
+        await until('the lock gone with its connection', async () => (await holder(nonce)) === undefined);
+      }
+      // SQLite: as a second process on the file would (docs/operations.md: one process serves a file).
+      assert.equal(await other.sweep(), 1);
+      const refused = await give(nonce, share);
+      assert.deepEqual([refused.status, refused.body.error?.code], [409, 'GENERATE_ROOT_NOT_STARTED'], what);
+      assert.deepEqual(await trailOf(nonce), ['system.generate-root-end system/keyhold:allowed:INTERRUPTED'], 'nothing after its end');
+      assert.equal((await call('GET', '/v1/sys/generate-root')).body.started, false, 'the holder forgot it');
+    }
+    // The holder is free for a new attempt, which completes.
+    const { nonce, otp } = (await start()).body;
+    await give(nonce, h.shares[0]!);
+    assert.match(decodeRootToken(otp, (await give(nonce, h.shares[1]!)).body.encodedToken), /^kh_/);
     assert.deepEqual(await openAttempts(), []);
   });
 

@@ -48,6 +48,15 @@ export function createRootGenerationLedger(deps: { db: Kysely<Database>; dialect
     remove,
     close,
 
+    /**
+     * Whether the attempt is still open, read in `trx` (its primary key). On PostgreSQL FOR SHARE: an end under way is
+     * waited for, then seen, and none removes the row before `trx` commits, so what `trx` appends comes before any end.
+     */
+    async isOpen(trx: Transaction<Database>, nonce: string): Promise<boolean> {
+      const row = trx.selectFrom('root_generation_attempts').select('nonce').where('nonce', '=', nonce);
+      return (await (dialect === 'postgres' ? row.forShare() : row).executeTakeFirst()) !== undefined;
+    },
+
     /** Claims `nonce` for this process and writes its row with the start event, in one transaction. */
     async open(nonce: string, start: AuditInput): Promise<AttemptClaim> {
       // The lock first: from the moment the row exists, another node must see it held.

@@ -59,8 +59,8 @@ const SYSTEM_ACTOR: AuditInput['actor'] = { type: 'system', id: 'keyhold' };
 export function createRootGeneration(deps: {
   db: Kysely<Database>; clock: Clock; tokens: Pick<TokenService, 'issue'>;
   meta: Pick<SystemMetaRepository, 'getSealConfig'>; seal: Pick<SealManager, 'isSealed' | 'onSeal'>;
-  audit: Pick<AuditLog, 'record' | 'appendInTx'>;
-  ledger: Pick<RootGenerationLedger, 'open' | 'close' | 'remove' | 'closeAbandoned'>;
+  audit: Pick<AuditLog, 'appendInTx'>;
+  ledger: Pick<RootGenerationLedger, 'open' | 'close' | 'remove' | 'isOpen' | 'closeAbandoned'>;
 }) {
   const { db, clock, tokens, meta, seal, audit, ledger } = deps;
   let attempt: Attempt | null = null;
@@ -102,6 +102,37 @@ export function createRootGeneration(deps: {
     wipe(a.otp);
     attempt = null;
     return a;
+  }
+
+  /**
+   * Lets go of `a` once another process has recorded its end (on PostgreSQL, after this one lost the connection of its
+   * lock): nothing is owed to its trail, and its claim, a lost lock, goes back.
+   */
+  function forget(a: Attempt): void {
+    if (attempt === a) drop();
+    // Ended here meanwhile: settle() finds it closed and lets go of it.
+    if (ending.has(a.nonce)) return;
+    held.delete(a.nonce);
+    a.opened.then((claim) => claim?.release()).catch(() => {});
+  }
+
+  const notStarted: () => never = () => fail('GENERATE_ROOT_NOT_STARTED', 'no root token generation is in progress; start one first');
+
+  /**
+   * Records an event of a share given to `a` in one transaction with the check that `a` is still open. A process
+   * that lost its lock (failover, a killed backend, idle_session_timeout) lives on, while another node ends its attempt
+   * `INTERRUPTED`: then no share is recorded after that end; `a` is forgotten and the share refused as for no attempt.
+   */
+  async function recordShare(a: Attempt, input: AuditInput): Promise<void> {
+    const open = await db.transaction().execute(async (trx) => {
+      if (!(await ledger.isOpen(trx, a.nonce))) return false;
+      await audit.appendInTx(trx, [input]);
+      return true;
+    });
+    if (!open) {
+      forget(a);
+      notStarted();
+    }
   }
 
   const ended = (nonce: string, reason: GenerateRootEndReason): AuditInput => ({
@@ -156,7 +187,10 @@ export function createRootGeneration(deps: {
     try {
       const key = await a.shares.combine();
       if (!key) fail('UNSEAL_FAILED', 'the shares do not reconstruct the root key (one is wrong or tampered); start again');
-      if ((await Promise.allSettled(a.recorded)).some((r) => r.status === 'rejected')) {
+      const unrecorded = (await Promise.allSettled(a.recorded)).find((r) => r.status === 'rejected');
+      if (unrecorded) {
+        // Ended by another node meanwhile: the answer for an attempt that is no more.
+        if (failureCode(unrecorded.reason) === 'GENERATE_ROOT_NOT_STARTED') throw unrecorded.reason;
         fail('AUDIT_UNAVAILABLE', 'a share given to this generation could not be recorded, so the shares do not count; start again');
       }
       const issued = await db.transaction().execute(async (trx) => {
@@ -271,19 +305,21 @@ export function createRootGeneration(deps: {
     /**
      * One share towards the attempt named by `nonce`. Counted only once its event is durable (if it
      * cannot be recorded the attempt ends). The share that completes the threshold ends the attempt
-     * and gets the new token, encoded; a set that does not reconstruct the root key ends it too.
+     * and gets the new token, encoded; a set that does not reconstruct the root key ends it too. One another node
+     * has ended (this one lost its lock's connection) is forgotten at its next share, refused as when there is none.
      */
     async submit(source: RequestSource, nonce: string, share: string) {
       const config = await shamirConfig();
       const a = live();
-      if (!a?.open) fail('GENERATE_ROOT_NOT_STARTED', 'no root token generation is in progress; start one first');
+      if (!a?.open) notStarted();
       if (a.nonce !== nonce) fail('GENERATE_ROOT_NONCE_MISMATCH', 'this nonce does not name the generation in progress; check it with whoever started it');
       let done: boolean;
       try {
         done = a.shares.add(share);
       } catch (err) {
-        await audit.record([event(source, 'system.generate-root-share', 'denied', { nonce }, failureCode(err))]).catch(() => {});
-        throw err;
+        // Refused either way; as for no attempt if it has ended meanwhile.
+        throw await recordShare(a, event(source, 'system.generate-root-share', 'denied', { nonce }, failureCode(err)))
+          .then(() => err, (unrecorded: unknown) => (failureCode(unrecorded) === 'GENERATE_ROOT_NOT_STARTED' ? unrecorded : err));
       }
       if (done) {
         // Taken whole before any await: no other share counts towards it from here.
@@ -299,12 +335,12 @@ export function createRootGeneration(deps: {
         }
       }
       const progress = a.shares.count;
-      const recorded = audit.record([event(source, 'system.generate-root-share', 'allowed', { nonce, progress: String(progress) })]);
+      const recorded = recordShare(a, event(source, 'system.generate-root-share', 'allowed', { nonce, progress: String(progress) }));
       a.recorded.push(recorded);
       try {
         await recorded;
       } catch (err) {
-        if (attempt === a) endLive('AUDIT_UNAVAILABLE').catch(() => {});
+        if (attempt === a && failureCode(err) !== 'GENERATE_ROOT_NOT_STARTED') endLive('AUDIT_UNAVAILABLE').catch(() => {});
         throw err;
       }
       return { started: true, nonce, progress, threshold: config.threshold, complete: false };
