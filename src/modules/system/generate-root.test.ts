@@ -324,27 +324,35 @@ describeEachDialect('a new root token from unseal shares (generate-root)', (dial
     assert.deepEqual(await openAttempts(), []);
   });
 
+  /** Another node: its own ledger and generation over the same database. */
+  const anotherNode = () => createRootGeneration({
+    db: h.storage.db, clock: h.clock, tokens: h.services.tokens, meta: createSystemMetaRepository(h.storage.db), seal: h.services.seal, audit: h.services.audit,
+    ledger: createRootGenerationLedger({ db: h.storage.db, dialect, clock: h.clock, audit: h.services.audit }),
+  });
+  /** PostgreSQL: the backend holding the attempt's advisory lock (root-generation-ledger.ts). */
+  const lockHolder = async (nonce: string) => (await sql<{ pid: number }>`select l.pid from pg_locks l where l.locktype = 'advisory' and l.granted
+    and ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('keyhold/generate-root/' || current_schema() || '/' || ${nonce}, 0)`.execute(h.storage.db)).rows[0]?.pid;
+  /** The holder of `nonce` lives on but loses its lock, and `other`'s sweep ends the attempt INTERRUPTED. */
+  async function endedElsewhere(other: ReturnType<typeof anotherNode>, nonce: string) {
+    if (dialect === 'postgres') {
+      assert.equal(await other.sweep(), 0, 'its holder\'s lock keeps it');
+      // Failover, a killed backend, idle_session_timeout: the lock goes with its connection, the holder lives on.
+      const pid = await lockHolder(nonce);
+      assert.ok(pid !== undefined);
+      await sql`select pg_terminate_backend(${pid})`.execute(h.storage.db);
+      await until('the lock gone with its connection', async () => (await lockHolder(nonce)) === undefined);
+    }
+    // SQLite: as a second process on the file would (docs/operations.md: one process serves a file).
+    assert.equal(await other.sweep(), 1);
+    assert.deepEqual(await trailOf(nonce), ['system.generate-root-end system/keyhold:allowed:INTERRUPTED']);
+  }
+
   test('an attempt another node ended while its holder lives (its lock connection lost) takes no share after its end', async () => {
-    const other = createRootGeneration({
-      db: h.storage.db, clock: h.clock, tokens: h.services.tokens, meta: createSystemMetaRepository(h.storage.db), seal: h.services.seal, audit: h.services.audit,
-      ledger: createRootGenerationLedger({ db: h.storage.db, dialect, clock: h.clock, audit: h.services.audit }),
-    });
-    /** PostgreSQL: the backend holding the attempt's advisory lock (root-generation-ledger.ts). */
-    const holder = async (nonce: string) => (await sql<{ pid: number }>`select l.pid from pg_locks l where l.locktype = 'advisory' and l.granted
-      and ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('keyhold/generate-root/' || current_schema() || '/' || ${nonce}, 0)`.execute(h.storage.db)).rows[0]?.pid;
+    const other = anotherNode();
     // A share that would count (the threshold is 2: a second one would complete, which was refused already), and junk.
     for (const [what, share] of [['a share', h.shares[0]!], ['junk', 'khs1.AAAA']] as const) {
       const { nonce } = (await start()).body;
-      if (dialect === 'postgres') {
-        assert.equal(await other.sweep(), 0, 'its holder\'s lock keeps it');
-        // Failover, a killed backend, idle_session_timeout: the lock goes with its connection, the holder lives on.
-        const pid = await holder(nonce);
-        assert.ok(pid !== undefined);
-        await sql`select pg_terminate_backend(${pid})`.execute(h.storage.db);
-        await until('the lock gone with its connection', async () => (await holder(nonce)) === undefined);
-      }
-      // SQLite: as a second process on the file would (docs/operations.md: one process serves a file).
-      assert.equal(await other.sweep(), 1);
+      await endedElsewhere(other, nonce);
       const refused = await give(nonce, share);
       assert.deepEqual([refused.status, refused.body.error?.code], [409, 'GENERATE_ROOT_NOT_STARTED'], what);
       assert.deepEqual(await trailOf(nonce), ['system.generate-root-end system/keyhold:allowed:INTERRUPTED'], 'nothing after its end');
@@ -354,6 +362,31 @@ describeEachDialect('a new root token from unseal shares (generate-root)', (dial
     const { nonce, otp } = (await start()).body;
     await give(nonce, h.shares[0]!);
     assert.match(decodeRootToken(otp, (await give(nonce, h.shares[1]!)).body.encodedToken), /^kh_/);
+    assert.deepEqual(await openAttempts(), []);
+  });
+
+  test('an attempt another node ended while its holder lives is let go by the holder\'s next sweep or start, unrecorded', async () => {
+    const other = anotherNode();
+    const trail = async () => (await h.storage.db.selectFrom('audit_events').select('seq').execute()).length;
+    for (const by of ['sweep', 'start'] as const) {
+      const stale = (await start()).body.nonce;
+      await endedElsewhere(other, stale);
+      // Until its holder looks (status reads nothing), it still shows the attempt.
+      assert.equal((await call('GET', '/v1/sys/generate-root')).body.nonce, stale);
+      const events = await trail();
+      if (by === 'sweep') {
+        assert.equal(await h.services.rootGeneration.sweep(), 0, by);
+        assert.equal(await trail(), events, `${by}: no event of its own`);
+        assert.deepEqual((await call('GET', '/v1/sys/generate-root')).body.started, false, `${by}: the holder let it go`);
+      }
+      const started = await start();
+      assert.equal(started.status, 200, by);
+      assert.deepEqual(await trailOf(stale), ['system.generate-root-end system/keyhold:allowed:INTERRUPTED'], `${by}: its end only`);
+      assert.equal(await trail(), events + 1, `${by}: the new start's event only`);
+      assert.deepEqual(await openAttempts(), [started.body.nonce], by);
+      if (dialect === 'postgres') assert.ok((await lockHolder(started.body.nonce)) !== undefined, `${by}: the new attempt holds its lock`);
+      assert.equal((await cancel()).status, 204);
+    }
     assert.deepEqual(await openAttempts(), []);
   });
 

@@ -116,6 +116,19 @@ export function createRootGeneration(deps: {
     a.opened.then((claim) => claim?.release()).catch(() => {});
   }
 
+  /**
+   * Lets go of the live attempt if another process has ended it (this one lost its lock's connection), so it is not
+   * shown, nor refuses a start, until a share, a cancel or its expiry. One read of its row, by the sweep and a start
+   * only: status() reads nothing. An attempt whose start is still being written has no row to read yet.
+   */
+  async function forgetIfEndedElsewhere(): Promise<void> {
+    const a = attempt;
+    if (!a?.open) return;
+    const open = await db.transaction().execute((trx) => ledger.isOpen(trx, a.nonce));
+    // Still live here after the read: no end of this process's removed its row, another one did.
+    if (!open && attempt === a) forget(a);
+  }
+
   const notStarted: () => never = () => fail('GENERATE_ROOT_NOT_STARTED', 'no root token generation is in progress; start one first');
 
   /**
@@ -215,13 +228,15 @@ export function createRootGeneration(deps: {
 
     /**
      * Ends an attempt that ran out of time even if nobody calls again (its shares leave memory), and, while unsealed,
-     * records the ends this process still owes and ends the attempts no live process holds (one a crash or kill -9
-     * cut off) with `INTERRUPTED`; how many of those. Run at unseal and with the key sweep.
+     * records the ends this process still owes, lets go of its own attempt if another process ended it, and ends the
+     * attempts no live process holds (one a crash or kill -9 cut off) with `INTERRUPTED`; how many of those. Run at
+     * unseal and with the key sweep.
      */
     async sweep(): Promise<number> {
       live();
       if (seal.isSealed()) return 0;
       await Promise.allSettled([...ending.keys()].map(settle));
+      await forgetIfEndedElsewhere();
       return ledger.closeAbandoned((nonce) => held.has(nonce), (nonce) => ended(nonce, 'INTERRUPTED'));
     },
 
@@ -245,12 +260,16 @@ export function createRootGeneration(deps: {
     },
 
     /**
-     * Starts an attempt: its nonce and one-time key (shown once). GENERATE_ROOT_IN_PROGRESS while one is live;
-     * records the end still owed of the one before first (AUDIT_UNAVAILABLE if the log does not take it).
+     * Starts an attempt: its nonce and one-time key (shown once). GENERATE_ROOT_IN_PROGRESS while one is live (not
+     * one another process has ended); records the end still owed of the one before first (AUDIT_UNAVAILABLE if the
+     * log does not take it).
      */
     async start(source: RequestSource) {
       const config = await shamirConfig();
-      if (live()) fail('GENERATE_ROOT_IN_PROGRESS', 'a root token generation is already in progress; finish or cancel it first');
+      if (live()) {
+        await forgetIfEndedElsewhere();
+        if (live()) fail('GENERATE_ROOT_IN_PROGRESS', 'a root token generation is already in progress; finish or cancel it first');
+      }
       // One attempt at a time until its end is recorded: each holds a claim till then (PostgreSQL: a pinned pool
       // connection), so a burst of anonymous start/cancel pairs, or a log that fails at each end, cannot pin the pool.
       if (ending.size > 0) {
