@@ -41,6 +41,10 @@ function tenantRank(order: RawBuilder<unknown>) {
 
 /** Queries over rotation policies and rotations. Every tenant query filters by tenant. */
 export function createRotationRepository(db: Executor) {
+  /** Policies joined with their secret, those of deleted secrets left out: what the scheduler's passes read. */
+  const ofLiveSecrets = () => db.selectFrom('rotation_policies')
+    .innerJoin('secrets', (j) => j.onRef('secrets.id', '=', 'rotation_policies.secret_id').onRef('secrets.tenant_id', '=', 'rotation_policies.tenant_id'))
+    .where('secrets.deleted_at', 'is', null);
   return {
     findPolicy(tenantId: string, secretId: string, environmentId: string) {
       return db.selectFrom('rotation_policies').selectAll().where('tenant_id', '=', tenantId)
@@ -54,12 +58,11 @@ export function createRotationRepository(db: Executor) {
      * untouched: nothing is generated or issued for it, and restored, it catches up.
      */
     duePolicies(now: number, limit: number, perTenant: number) {
-      const ranked = db.selectFrom('rotation_policies')
-        .innerJoin('secrets', (j) => j.onRef('secrets.id', '=', 'rotation_policies.secret_id').onRef('secrets.tenant_id', '=', 'rotation_policies.tenant_id'))
+      const ranked = ofLiveSecrets()
         .selectAll('rotation_policies')
         // A tenant's share of one pass: a storm of its own (a bulk change, downtime) cannot hold every other tenant's back.
         .select(tenantRank(sql`rotation_policies.next_run_at`))
-        .where('secrets.deleted_at', 'is', null).where('rotation_policies.next_run_at', '<=', now);
+        .where('rotation_policies.next_run_at', '<=', now);
       return db.selectFrom(ranked.as('due')).selectAll().where('tenant_rank', '<=', perTenant).orderBy('next_run_at').limit(limit).execute();
     },
     /**
@@ -69,12 +72,11 @@ export function createRotationRepository(db: Executor) {
      */
     expiringPolicies(now: number, limit: number, perTenant: number) {
       const dueAt = sql<number>`secrets.expires_at - rotation_policies.expiry_lead_ms`;
-      const ranked = db.selectFrom('rotation_policies')
-        .innerJoin('secrets', (j) => j.onRef('secrets.id', '=', 'rotation_policies.secret_id').onRef('secrets.tenant_id', '=', 'rotation_policies.tenant_id'))
+      const ranked = ofLiveSecrets()
         .selectAll('rotation_policies').select('secrets.expires_at').select(dueAt.as('due_at'))
         .select(tenantRank(dueAt))
         .where('rotation_policies.expiry_lead_ms', 'is not', null).where('secrets.expires_at', 'is not', null)
-        .where('secrets.deleted_at', 'is', null).where(dueAt, '<=', now)
+        .where(dueAt, '<=', now)
         .where((eb) => eb.or([eb('rotation_policies.last_succeeded_at', 'is', null), eb('rotation_policies.last_succeeded_at', '<', dueAt)]))
         .where((eb) => eb.or([eb('rotation_policies.expiry_claimed_for', 'is', null), eb('rotation_policies.expiry_claimed_for', '<', dueAt)]));
       return db.selectFrom(ranked.as('expiring')).selectAll().where('tenant_rank', '<=', perTenant).orderBy('due_at').limit(limit).execute();
@@ -114,10 +116,9 @@ export function createRotationRepository(db: Executor) {
      * down for all of them) cannot take every retry of a pass.
      */
     retriesDue(now: number, limit: number, perTenant: number) {
-      const ranked = db.selectFrom('rotation_policies')
-        .innerJoin('secrets', (j) => j.onRef('secrets.id', '=', 'rotation_policies.secret_id').onRef('secrets.tenant_id', '=', 'rotation_policies.tenant_id'))
+      const ranked = ofLiveSecrets()
         .selectAll('rotation_policies').select(tenantRank(sql`rotation_policies.retry_at`))
-        .where('secrets.deleted_at', 'is', null).where('rotation_policies.retry_at', '<=', now)
+        .where('rotation_policies.retry_at', '<=', now)
         .where((eb) => eb.not(eb.exists(eb.selectFrom('rotations').select('rotations.id').whereRef('rotations.tenant_id', '=', 'rotation_policies.tenant_id')
           .whereRef('rotations.secret_id', '=', 'rotation_policies.secret_id').whereRef('rotations.environment_id', '=', 'rotation_policies.environment_id')
           .where('rotations.active_key', 'is not', null).where('rotations.rehearsal', '=', 0))));
