@@ -12,7 +12,7 @@ import { declaredResolver } from './secret-refs.ts';
 import { createRotationRepository, toRotation } from './repository.ts';
 import type { RetryOutcome } from './retries.ts';
 import type { RotatorRegistry } from './rotators/registry.ts';
-import type { RotatorContext, Sandbox } from './rotators/types.ts';
+import type { CheckResult, Rotator, RotatorContext, Sandbox } from './rotators/types.ts';
 import type { ConnectorCheck, RotationStep } from './types.ts';
 
 /** An expected failure of one step: the rotation rolls back and says why. Never carries a value. */
@@ -113,6 +113,15 @@ export function createRotationSteps(deps: StepDeps) {
   /** For undo, finish and clean-up calls, which no lease loss cuts short: only the deadline bounds them. */
   const unbounded = () => new AbortController().signal;
 
+  /**
+   * Undoes at the source a credential `rotator` issued (a generate's value and state) that no row will remember;
+   * bounded by the deadline like any call. Null for a rotator that issues nothing to undo.
+   */
+  function discard(rotator: Rotator, rc: RotatorContext, issued: { value: string; state: Record<string, unknown> }): Promise<CheckResult> | null {
+    if (!rotator.discard) return null;
+    return withDeadline(deps.stepTimeoutMs, unbounded(), 'discard', (s) => rotator.discard!({ ...rc, signal: s, state: issued.state }, issued.value));
+  }
+
   async function valueOf(r: RotationsTable): Promise<string> {
     const v = memos.get(r.id)?.value ?? (r.pending_version !== null ? await pending.open(systemCtx(r), targetOf(r), r.pending_version) : undefined);
     if (v === undefined) throw new StepFailure('INTERRUPTED', 'the pending value is gone');
@@ -137,8 +146,7 @@ export function createRotationSteps(deps: StepDeps) {
           let rc!: RotatorContext;
           // A credential the source issues after the deadline was given up on is undone there: no row will remember it.
           const gen = await call('generate', r, signal, (c) => rotator.generate((rc = c)), (late, c) => {
-            if (late.value === null || !rotator.discard) return;
-            void withDeadline(deps.stepTimeoutMs, unbounded(), 'discard', (s) => rotator.discard!({ ...c, signal: s, state: late.state }, late.value!)).catch(deps.onError);
+            if (late.value !== null) void discard(rotator, c, { value: late.value, state: late.state })?.catch(deps.onError);
           });
           const patch = { rotator_state: JSON.stringify(gen.state), from_version: labels.current };
           if (gen.value === null) {
@@ -165,8 +173,8 @@ export function createRotationSteps(deps: StepDeps) {
           } catch (err) {
             // Nothing was staged (too large, the secret deleted, the lease lost), but a source that issues
             // credentials already holds this one, and no row remembers it: undo it there now.
-            const undone = rotator.discard && await withDeadline(deps.stepTimeoutMs, unbounded(), 'discard', (s) => rotator.discard!({ ...rc, signal: s, state: gen.state }, gen.value!))
-              .catch((e: Error) => ({ ok: false, detail: `discard failed: ${e.message}` }));
+            const undone = await discard(rotator, rc, { value: gen.value, state: gen.state })
+              ?.catch((e: Error) => ({ ok: false, detail: `discard failed: ${e.message}` }));
             if (err instanceof LeaseLost) throw err;
             throw new StepFailure('ROTATOR_ERROR', short(`${(err as Error)?.message ?? String(err)}${undone ? ` (source: ${undone.detail})` : ''}`));
           }
