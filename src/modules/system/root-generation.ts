@@ -130,6 +130,7 @@ export function createRootGeneration(deps: {
   }
 
   const notStarted: () => never = () => fail('GENERATE_ROOT_NOT_STARTED', 'no root token generation is in progress; start one first');
+  const inProgress: () => never = () => fail('GENERATE_ROOT_IN_PROGRESS', 'a root token generation is already in progress; finish or cancel it first');
 
   /**
    * Records an event of a share given to `a` in one transaction with the check that `a` is still open. A process
@@ -268,13 +269,13 @@ export function createRootGeneration(deps: {
       const config = await shamirConfig();
       if (live()) {
         await forgetIfEndedElsewhere();
-        if (live()) fail('GENERATE_ROOT_IN_PROGRESS', 'a root token generation is already in progress; finish or cancel it first');
+        if (live()) inProgress();
       }
       // One attempt at a time until its end is recorded: each holds a claim till then (PostgreSQL: a pinned pool
       // connection), so a burst of anonymous start/cancel pairs, or a log that fails at each end, cannot pin the pool.
       if (ending.size > 0) {
         await Promise.allSettled([...ending.keys()].map(settle));
-        if (live()) fail('GENERATE_ROOT_IN_PROGRESS', 'a root token generation is already in progress; finish or cancel it first');
+        if (live()) inProgress();
         // Owed still: ended by another call meanwhile (being recorded now), or the log did not take it.
         if ([...ending.values()].some((owed) => owed.closing)) fail('GENERATE_ROOT_IN_PROGRESS', 'the end of the previous root token generation is being recorded; try again');
         if (ending.size > 0) fail('AUDIT_UNAVAILABLE', 'the end of the previous root token generation could not be recorded yet, so no other starts; try again once the audit log is writable');
