@@ -123,3 +123,10 @@ export async function until(what: string, done: () => Promise<boolean> | boolean
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** Which of `names` have been rotated at least once in `environment` (their rotation history is not empty), in order. */
+export async function rotatedOf(rot: ReturnType<typeof rotationFor>, ctx: TenantContext, environment: string, names: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const n of names) if ((await rot.service.history(ctx, n, environment)).length > 0) out.push(n);
+  return out;
+}

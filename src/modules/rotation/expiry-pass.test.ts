@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import type { Harness } from '../../../test/helpers/harness.ts';
-import { rotationFor, schedulerHarness } from '../../../test/helpers/rotation.ts';
+import { rotatedOf, rotationFor, schedulerHarness } from '../../../test/helpers/rotation.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { createRotationRepository } from './repository.ts';
 
@@ -16,11 +16,7 @@ describeEachDialect('rotation scheduler: the expiry pass is bounded like the oth
     await h.services.values.write(ctx, name, ENV, { value: 'initial-value-000' });
     await rot.service.setPolicy(ctx, name, ENV, { rotator: 'random', expiryLeadMs: 7 * DAY });
   }
-  const rotated = async (rot: ReturnType<typeof rotationFor>, ctx: TenantContext, names: string[]) => {
-    const out: string[] = [];
-    for (const n of names) if ((await rot.service.history(ctx, n, ENV)).length > 0) out.push(n);
-    return out;
-  };
+  const rotated = (rot: ReturnType<typeof rotationFor>, ctx: TenantContext, names: string[]) => rotatedOf(rot, ctx, ENV, names);
 
   test('a backlog of expiry rotations is worked through over passes, at most 10 of one tenant a pass, earliest first, behind no other tenant', async (t) => {
     const { h, node } = await schedulerHarness(dialect, t);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import type { Harness } from '../../../test/helpers/harness.ts';
-import { rotationFor, schedulerHarness } from '../../../test/helpers/rotation.ts';
+import { rotatedOf, rotationFor, schedulerHarness } from '../../../test/helpers/rotation.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { createRotationRepository } from './repository.ts';
 
@@ -18,11 +18,7 @@ describeEachDialect('rotation scheduler: the retry pass is bounded per tenant li
     await h.storage.db.updateTable('rotation_policies').set({ retry_at: h.clock.now() - agoMs, retry_trigger: 'schedule', retry_attempts: 1 })
       .where('tenant_id', '=', ctx.tenantId).where('secret_name', '=', name).execute();
   }
-  const retried = async (rot: ReturnType<typeof rotationFor>, ctx: TenantContext, names: string[]) => {
-    const out: string[] = [];
-    for (const n of names) if ((await rot.service.history(ctx, n, ENV)).length > 0) out.push(n);
-    return out;
-  };
+  const retried = (rot: ReturnType<typeof rotationFor>, ctx: TenantContext, names: string[]) => rotatedOf(rot, ctx, ENV, names);
 
   test('a tenant with many failing rotations takes at most 10 retries of a pass, earliest first; another tenant\'s retry is not left for later passes', async (t) => {
     const { h, node } = await schedulerHarness(dialect, t);
