@@ -1,5 +1,9 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { SqliteAdapter, SqliteDialect, type DialectAdapter, type SqliteDatabase, type SqliteStatement } from 'kysely';
+import { enableWal } from './wal-mode.ts';
+
+/** How long a statement waits for another connection's lock (another process, the audit appender's thread). */
+const BUSY_TIMEOUT_MS = 5000;
 
 /**
  * Adapts node:sqlite's DatabaseSync to the better-sqlite3-like surface Kysely's SqliteDialect
@@ -116,8 +120,8 @@ class NodeSqliteDialect extends SqliteDialect {
 
 /** Opens a SQLite file (WAL, foreign keys on, a busy timeout for other processes) as a Kysely dialect. */
 export function createNodeSqliteDialect(path: string): { dialect: SqliteDialect; raw: DatabaseSync } {
-  const raw = new DatabaseSync(path, { timeout: 5000 });
-  raw.exec('PRAGMA journal_mode = WAL');
+  const raw = new DatabaseSync(path, { timeout: BUSY_TIMEOUT_MS });
+  enableWal((sql) => raw.exec(sql), BUSY_TIMEOUT_MS);
   raw.exec('PRAGMA synchronous = FULL');
   raw.exec('PRAGMA foreign_keys = ON');
   return { dialect: new NodeSqliteDialect({ database: new NodeSqliteDatabase(raw) }), raw };
