@@ -196,6 +196,18 @@ describeEachDialect('automation runs are bound to their environment', (dialect) 
     assert.ok(!JSON.stringify(seen).includes('staging-db-password'), 'the value reached the script');
     assert.deepEqual([seen['whoami']!.body.type, seen['whoami']!.body.name], ['machine', 'prod-bot']);
   });
+
+  test('a staging builder cannot run by hand an automation acting as a machine more capable than they are: no run, no token', async () => {
+    const kim = await userContext(h, h.ctx.tenantId, 'kim');
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: kim.id, role: 'builder', environments: ['staging'] });
+    const runsBefore = await h.storage.db.selectFrom('automation_runs').select('id').where('tenant_id', '=', h.ctx.tenantId).execute();
+    seen = {};
+    // prod-bot holds tenant-admin in staging; kim may list the automation but not make prod-bot act for her.
+    assert.equal(await code(runner.start(kim.ctx(), 'nightly-check', { environment: 'staging', input: {}, trigger: 'manual', wait: true })), 'FORBIDDEN');
+    const runsAfter = await h.storage.db.selectFrom('automation_runs').select('id').where('tenant_id', '=', h.ctx.tenantId).execute();
+    assert.equal(runsAfter.length, runsBefore.length, 'no run was started');
+    assert.deepEqual(seen, {}, 'the script never ran with the run token');
+  });
 });
 
 describeEachDialect('authoring an automation needs the permissions of its run identity where it runs', (dialect) => {
