@@ -48,3 +48,19 @@ test('an answer counts as decoded only when the client decoded every coding it n
     assert.equal(decodedAnswer(header), expected, JSON.stringify(header));
   }
 });
+
+test('a credential the upstream echoes in a response header or a Set-Cookie comes back masked, never as sent', () => {
+  const value = 'sk_live_' + 'Hd9x'.repeat(6);
+  const call = createCallMasker([value]);
+  const headers = new Headers({ 'content-type': 'text/plain', 'x-echo-auth': `Bearer ${value}`, 'www-authenticate': `Bearer realm="${value}"` });
+  headers.append('set-cookie', `session=${value}; Path=/`);
+  headers.append('set-cookie', 'theme=dark');
+  const res = shapeResponse({ status: 200, headers, body: Buffer.from('ok'), truncated: false }, {
+    url: new URL('https://api.example/v1/x'), text: 'ok', dest: { origin: 'https://api.example', prefix: '' } as Destination,
+    mask: call, redactor: createRedactor([value]), maxBytes: 1_000,
+  });
+  assert.equal(res.headers['x-echo-auth'], 'Bearer [REDACTED]');
+  assert.equal(res.headers['www-authenticate'], 'Bearer realm="[REDACTED]"');
+  assert.equal(res.headers['set-cookie'], 'session=[REDACTED]; Path=/\ntheme=dark');
+  assert.ok(!JSON.stringify(res.headers).includes(value.slice(8)), 'no part of the value in any header');
+});
