@@ -64,3 +64,10 @@ test('a credential the upstream echoes in a response header or a Set-Cookie come
   assert.equal(res.headers['set-cookie'], 'session=[REDACTED]; Path=/\ntheme=dark');
   assert.ok(!JSON.stringify(res.headers).includes(value.slice(8)), 'no part of the value in any header');
 });
+
+test('the call masker masks this call\'s values of 4 characters and more wherever they sit, not only as whole tokens', () => {
+  // Under the tenant redactor's floor (6) a value is masked only as a whole token; inside other text only this masker finds it.
+  const call = createCallMasker(['q7Zk', 'p9x2W', 'abc']);
+  assert.equal(call('user=xq7Zky&pin=00p9x2W00'), 'user=x[REDACTED]y&pin=00[REDACTED]00');
+  assert.equal(call('abcdef'), 'abcdef', 'a value under 4 characters is left to the tenant redactor');
+});
