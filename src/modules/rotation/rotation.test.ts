@@ -167,6 +167,20 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     await rot.scheduler.stop();
   });
 
+  test('two people supplying a value to one waiting rotation at once: one value is used, the other is refused', async () => {
+    const name = await secret();
+    const rot = rotationFor(h);
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'manual' });
+    assert.equal((await rot.service.rotate(h.ctx, name, ENV)).state, 'awaiting_value');
+    const versionsBefore = (await h.services.secrets.describe(h.ctx, name)).environments.find((e) => e.environment === ENV)!.currentVersion!;
+    const outcomes = await Promise.all(['first-person-value', 'second-person-value'].map((v) => code(rot.service.supply(h.ctx, name, ENV, v))));
+    assert.deepEqual([...outcomes].sort(), ['ROTATION_NOT_AWAITING_VALUE', 'ok']);
+    const winner = outcomes[0] === 'ok' ? 'first-person-value' : 'second-person-value';
+    assert.equal((await h.services.values.read(h.ctx, name, ENV)).value, winner);
+    assert.deepEqual(await labels(name), { current: versionsBefore + 1, pending: null, previous: versionsBefore }, 'one rotation, one new version');
+    await rot.scheduler.stop();
+  });
+
   test('rollback to previous works within the policy window and not after it', async () => {
     const name = await secret('the-old-one');
     const rot = rotationFor(h);
