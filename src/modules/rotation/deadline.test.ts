@@ -5,6 +5,7 @@ import type { Harness } from '../../../test/helpers/harness.ts';
 import { heldSource, rotationFor, schedulerHarness, scriptedRotator, until } from '../../../test/helpers/rotation.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { RotatorContext } from './rotators/types.ts';
+import { withDeadline } from './deadline.ts';
 import { retryDelay } from './retries.ts';
 import { LIVE_STATES } from './types.ts';
 
@@ -181,4 +182,25 @@ describeEachDialect('rotation steps have a deadline, and a hung source holds nei
     await until('the late credential discarded', () => discarded.length > 0);
     assert.deepEqual(discarded, ['cred-1:issued-too-late-0001']);
   });
+});
+
+test('a rotator call is aborted at once when the lease is lost (the parent signal), not only at the deadline', async () => {
+  const lease = new AbortController();
+  let seen: AbortSignal | null = null;
+  const started = performance.now();
+  const waiting = withDeadline(3_000, lease.signal, 'apply', (signal) => {
+    seen = signal;
+    return new Promise<never>(() => {}); // a source that never answers
+  });
+  const outcome = waiting.then(() => 'answered', (err: unknown) => err);
+  await new Promise((resolve) => setImmediate(resolve));
+  const lost = new Error('lease lost');
+  lease.abort(lost);
+  assert.equal(await outcome, lost, 'the wait ends with the lease\'s reason');
+  assert.equal(seen!.aborted, true, 'the rotator\'s own signal is aborted, so it stops talking to the source');
+  assert.ok(performance.now() - started < 2_000, 'before the deadline');
+  // Already lost before the call: the rotator gets an aborted signal and the wait ends at once.
+  const gone = new AbortController();
+  gone.abort(lost);
+  assert.equal(await withDeadline(3_000, gone.signal, 'apply', (signal) => (signal.aborted ? Promise.resolve('aborted') : new Promise<never>(() => {}))).catch((e: unknown) => e), lost);
 });
