@@ -85,6 +85,27 @@ describeEachDialect('tenant redactors: every live value of the tenant, fresh aft
     assert.equal((await redactors.forTenant(h.ctx.tenantId)).redact('pay-production-333333'), '[REDACTED]');
   });
 
+  test('a build that was under way when forget() was called is not cached: the value written meanwhile is masked at once', async () => {
+    let entered!: () => void;
+    const inOpen = new Promise<void>((resolve) => (entered = resolve));
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const keyring: typeof h.services.keyring = Object.create(h.services.keyring);
+    keyring.openValue = async (...args: Parameters<typeof h.services.keyring.openValue>) => {
+      entered();
+      await gate;
+      return h.services.keyring.openValue(...args);
+    };
+    const redactors = createTenantRedactors({ db: h.storage.db, keyring, clock: h.clock, seal: h.services.seal, ttlMs: 60_000 });
+    const stale = redactors.forTenant(h.ctx.tenantId);
+    await inOpen; // the build has read the versions; the next value is not among them
+    await h.services.values.write(h.ctx, 'PAYMENT_API_KEY', 'development', { value: 'pay-dev-late-777777' });
+    redactors.forget(h.ctx.tenantId);
+    release();
+    assert.equal((await stale).redact('pay-dev-late-777777'), 'pay-dev-late-777777', 'the build under way did not see it');
+    assert.equal((await redactors.forTenant(h.ctx.tenantId)).redact('pay-dev-late-777777'), '[REDACTED]');
+  });
+
   const rotateAndRewrap = async () => {
     await h.services.keys.rotate(h.ctx);
     await h.services.keys.rewrap(h.ctx);
