@@ -211,3 +211,12 @@ describe('credential detector helpers and hostile input', () => {
     assert.ok(ms < 1_000, `took ${Math.round(ms)} ms`);
   });
 });
+
+test('the generic rule\'s documented thresholds hold at their edges: 8 characters, two classes, 3 bits of entropy', () => {
+  // docs/redaction.md: at least 8 characters, at least two character classes, entropy >= 3 bits per character.
+  const found = (value: string) => findCredentials(value, { key: 'password' }).length > 0;
+  assert.equal(found('k9x2m4p7'), true, '8 characters, lower and digits, 8 distinct: exactly 3 bits');
+  assert.equal(found('k9x2m4p'), false, '7 characters');
+  assert.equal(found('k9x2k9x2'), false, 'two classes but 2 bits of entropy');
+  assert.equal(found('q7w3e9r1t5'), true, '10 characters, two classes');
+});
