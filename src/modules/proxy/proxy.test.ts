@@ -161,6 +161,15 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     assert.equal((await eventsOf(h, 'proxy.refused')).at(-1)!.context.destination, 'files', 'a destination the connector has is named');
   });
 
+  test('a refused path holding a tenant value is recorded masked: the refusal event never carries the value', async () => {
+    // A caller pasting a credential into a path (here one the proxy refuses for its dot segment) must not write it into the audit trail.
+    assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: `/v1/../${values.unrelated}` } })), 'DESTINATION_NOT_ALLOWED');
+    const refused = (await eventsOf(h, 'proxy.refused')).at(-1)!;
+    assert.equal(refused.context.refusal, 'dot_segment');
+    assert.equal(refused.context.path, `/v1/../${TENANT_MASK}`);
+    assert.ok(!JSON.stringify(await h.storage.db.selectFrom('audit_events').selectAll().execute()).includes(values.unrelated), 'the value is in no event');
+  });
+
   test('a staging connector resolves the staging value, never the production one', async () => {
     const res = await proxy.call(h.ctx, { environment: 'staging', connector: 'payments', request: { method: 'POST', path: '/v1/charges', body: { amount: 1 } } });
     assert.equal(res.status, 401, 'the API only knows the production token');
