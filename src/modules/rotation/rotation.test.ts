@@ -330,4 +330,29 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: op.id, role: 'rotation-operator' });
     assert.equal((await rot.service.rotate(op.ctx(), name, ENV)).state, 'succeeded');
   });
+
+  test('a builder, who may list but not rotate, can neither change a policy nor roll back, supply or cancel: each is FORBIDDEN and nothing moves, at the source either', async () => {
+    const rolled = await secret();
+    const waiting = await secret();
+    const source = scriptedRotator(`recorded-${n}`, {});
+    const rot = rotationFor(h, { rotators: [source] });
+    await rot.service.setPolicy(h.ctx, rolled, ENV, { rotator: source.type });
+    await rot.service.rotate(h.ctx, rolled, ENV);
+    const applied = source.applied.length;
+    await rot.service.setPolicy(h.ctx, waiting, ENV, { rotator: 'manual' });
+    assert.equal((await rot.service.rotate(h.ctx, waiting, ENV)).state, 'awaiting_value');
+    const bea = await userContext(h, h.ctx.tenantId, `lister-${n}`);
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: bea.id, role: 'builder' });
+    const before = { rolled: await labels(rolled), policy: await rot.service.getPolicy(h.ctx, rolled, ENV) };
+    assert.equal(await code(rot.service.setPolicy(bea.ctx(), rolled, ENV, { rotator: 'manual' })), 'FORBIDDEN');
+    assert.equal(await code(rot.service.deletePolicy(bea.ctx(), rolled, ENV)), 'FORBIDDEN');
+    assert.equal(await code(rot.service.rollback(bea.ctx(), rolled, ENV)), 'FORBIDDEN');
+    assert.equal(source.applied.length, applied, 'the refused rollback set nothing at the source');
+    assert.equal(await code(rot.service.supply(bea.ctx(), waiting, ENV, 'a-value-from-a-builder')), 'FORBIDDEN');
+    assert.equal(await code(rot.service.cancel(bea.ctx(), waiting, ENV)), 'FORBIDDEN');
+    assert.deepEqual({ rolled: await labels(rolled), policy: await rot.service.getPolicy(h.ctx, rolled, ENV) }, before);
+    const states = await h.storage.db.selectFrom('rotations').select('state').where('secret_name', '=', waiting).execute();
+    assert.deepEqual(states.map((r) => r.state), ['awaiting_value'], 'still waiting for a person who may rotate');
+    await rot.scheduler.stop();
+  });
 });
