@@ -96,6 +96,26 @@ describeEachDialect('automation schedules across nodes: each fire runs once', (d
     assert.equal(stale.nextRun(h.ctx.tenantId, 'made-elsewhere'), null);
   });
 
+  test('a schedule moved to another environment on another node never fires here in the old one', async () => {
+    const started: Array<{ name: string; environment: string }> = [];
+    const stale = createAutomationScheduler({
+      db: h.storage.db, clock: h.clock, nodeId: 'stale-env', onError: (err) => { throw err; }, isSealed: () => false,
+      runner: { start: async (_ctx, name, opts) => { started.push({ name, environment: opts.environment }); return {} as never; } },
+    });
+    nodes.push(stale);
+    await h.services.connectors.create(h.ctx, 'production', { name: 'ops', type: 'http', owner: 'ops', settings: { baseUrl: 'http://127.0.0.1:9', auth: { kind: 'bearer' } }, slots: { token: 'OPS_TOKEN' } });
+    const both = (environment: string): AutomationDefinition => ({ ...nightly('moved'), environments: ['staging', 'production'], trigger: { type: 'schedule', cron: '0 3 * * *', environment } });
+    await h.services.automations.create(h.ctx, both('production'));
+    await stale.start();
+    const current = await h.services.automations.get(h.ctx, 'moved');
+    await h.services.automations.update(h.ctx, 'moved', both('staging'), current.revision);
+    // Same cron, other environment: the job this node holds is stale and must not run the automation in production.
+    assert.equal(await stale.fire(h.ctx.tenantId, 'moved', at + 5 * 86_400_000), false);
+    assert.deepEqual(started, []);
+    assert.equal(await stale.fire(h.ctx.tenantId, 'moved', at + 6 * 86_400_000), true);
+    assert.deepEqual(started, [{ name: 'moved', environment: 'staging' }]);
+  });
+
   test('claims older than a week are deleted at a resync', async () => {
     const count = async () => Number((await h.storage.db.selectFrom('automation_fires').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
     assert.ok((await count()) >= 3);
