@@ -170,6 +170,23 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     assert.ok(!JSON.stringify(await h.storage.db.selectFrom('audit_events').selectAll().execute()).includes(values.unrelated), 'the value is in no event');
   });
 
+  test('refusals keep their stable reasons: a destination named like an object property, a control character in the query, a header given twice', async () => {
+    const sent = api.requests.length;
+    const refusal = async (request: Parameters<ProxyService['call']>[1]['request']) => {
+      assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'payments', request })), request.destination ? 'DESTINATION_NOT_ALLOWED' : 'PROXY_HEADER_NOT_ALLOWED');
+      return (await eventsOf(h, 'proxy.refused')).at(-1)!.context.refusal;
+    };
+    for (const destination of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+      assert.equal(await refusal({ method: 'GET', path: '/x', destination }), 'unknown_destination', destination);
+    }
+    const queries: Array<Record<string, string>> = [{ note: 'a\r\nX-Injected: 1' }, { 'n\u0000': 'v' }, { '': 'v' }, { ['k'.repeat(257)]: 'v' }];
+    for (const query of queries) {
+      assert.equal(await refusal({ method: 'GET', path: '/x', query }), 'bad_query', JSON.stringify(query).slice(0, 40));
+    }
+    assert.equal(await refusal({ method: 'GET', path: '/x', headers: { 'X-Trace': 'one', 'x-trace': 'two' } }), 'duplicate_header');
+    assert.equal(api.requests.length, sent, 'nothing was sent');
+  });
+
   test('a staging connector resolves the staging value, never the production one', async () => {
     const res = await proxy.call(h.ctx, { environment: 'staging', connector: 'payments', request: { method: 'POST', path: '/v1/charges', body: { amount: 1 } } });
     assert.equal(res.status, 401, 'the API only knows the production token');
