@@ -71,3 +71,15 @@ test('the call masker masks this call\'s values of 4 characters and more whereve
   assert.equal(call('user=xq7Zky&pin=00p9x2W00'), 'user=x[REDACTED]y&pin=00[REDACTED]00');
   assert.equal(call('abcdef'), 'abcdef', 'a value under 4 characters is left to the tenant redactor');
 });
+
+test('a Location under the destination comes back as a path under it; one on the same origin outside its prefix, or elsewhere, only as the mask', () => {
+  const dest = { origin: 'https://api.example', prefix: '/files' } as Destination;
+  const locationOf = (value: string) => shapeResponse({ status: 302, headers: new Headers({ location: value }), body: Buffer.alloc(0), truncated: false }, {
+    url: new URL('https://api.example/files/a'), text: '', dest, mask: (t) => t, redactor: createRedactor([]), maxBytes: 1_000,
+  }).headers.location;
+  assert.equal(locationOf('/files/b?x=1'), '/b?x=1');
+  assert.equal(locationOf('https://api.example/files'), '');
+  assert.equal(locationOf('/admin/export?sig=abc123'), '[REDACTED]', 'same origin, outside the prefix');
+  assert.equal(locationOf('/filesystem/x'), '[REDACTED]', 'a prefix is a path segment, not a string prefix');
+  assert.equal(locationOf('https://evil.example/files/b'), '[REDACTED]');
+});
