@@ -143,6 +143,24 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     assert.equal((await survivor.service.rotate(h.ctx, name, ENV)).state, 'succeeded', 'the next rotation runs normally');
   });
 
+  test('an orphaned rotation is taken over by one node only, and only once its lease has run out', async () => {
+    const name = await secret('stays-current');
+    const hang = fakeDependents({ connectors: { db: { password: name } }, check: () => new Promise(() => {}) });
+    const dead = rotationFor(h, { dependents: hang, leaseMs: 3_600_000 });
+    await dead.service.setPolicy(h.ctx, name, ENV, { rotator: 'random' });
+    void dead.service.rotate(h.ctx, name, ENV);
+    while (hang.calls.length === 0) await new Promise((r) => setTimeout(r, 5));
+    const [a, b] = [rotationFor(h, { leaseMs: 5000 }), rotationFor(h, { leaseMs: 5000 })];
+    h.clock.advance(3_600_000 - 1_000);
+    assert.deepEqual([await a.engine.recover(), await b.engine.recover()], [0, 0], 'a lease is honoured to its end');
+    h.clock.advance(1_001);
+    const taken = await Promise.all([a.engine.recover(), b.engine.recover()]);
+    assert.equal(taken[0]! + taken[1]!, 1, `one node takes it over, not both (${taken})`);
+    const [last] = await a.service.history(h.ctx, name, ENV);
+    assert.equal(last!.state, 'rolled_back');
+    assert.deepEqual(await labels(name), { current: 1, pending: null, previous: null });
+  });
+
   test('a manual rotation waits for a person, reminds, shows overdue, and continues once the value is supplied', async () => {
     const name = await secret();
     const notifier = recordingNotifier();
