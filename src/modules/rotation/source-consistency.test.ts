@@ -249,6 +249,30 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
     assert.equal(await current(name), 'kept-value-0001');
   });
 
+  test('a node that lost its lease to another writes nothing more to the rotation that node rolled back', async () => {
+    const name = await secret('stays-current');
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const deps = fakeDependents({ connectors: { db: { password: name } }, check: async () => { await gate; return { ok: true }; } });
+    const slow = rotationFor(h, { dependents: deps, leaseMs: 3_600_000 });
+    await slow.service.setPolicy(h.ctx, name, ENV, { rotator: 'random' });
+    const running = slow.service.rotate(h.ctx, name, ENV);
+    while (deps.calls.length === 0) await new Promise((r) => setTimeout(r, 5));
+    h.clock.advance(3_600_000 + 60_000);
+    const other = rotationFor(h, { leaseMs: 5_000 });
+    try {
+      assert.equal(await other.engine.recover(), 1, 'the other node takes it over and rolls it back');
+    } finally {
+      release();
+    }
+    await running;
+    const row = await h.storage.db.selectFrom('rotations').select(['state', 'step', 'checks']).where('secret_name', '=', name).executeTakeFirstOrThrow();
+    assert.deepEqual([row.state, row.step, row.checks], ['rolled_back', 'done', '[]'], 'the first node\'s late verify left no trace on the row');
+    const steps = await h.storage.db.selectFrom('audit_events').select('context').where('resource_name', '=', name).where('action', '=', 'rotation.step').execute();
+    assert.ok(!steps.some((e) => JSON.parse(e.context).step === 'verify'), 'and no step event');
+    assert.equal(await current(name), 'stays-current');
+  });
+
   test('a node whose lease ran out while it still drives a rotation does not take it over from itself', async () => {
     const name = await secret('stays-until-promoted');
     let release!: () => void;
