@@ -227,6 +227,18 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     assert.equal(deps.calls[0]!.overrides.key, 'initial-value-000', 'dependents are checked with the value they use now');
   });
 
+  test('a rehearsal never retires the old value at the source: finalize runs only for a live rotation', async () => {
+    const name = await secret();
+    const finalized: boolean[] = [];
+    const src = scriptedRotator(`finalizing-${n}`, { finalize: async (rc) => { finalized.push(rc.rehearsal); } });
+    const rot = rotationFor(h, { rotators: [src] });
+    await rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type });
+    assert.equal((await rot.service.rotate(h.ctx, name, ENV, { rehearse: true })).state, 'succeeded');
+    assert.deepEqual(finalized, [], 'the rehearsal finalized nothing');
+    assert.equal((await rot.service.rotate(h.ctx, name, ENV)).state, 'succeeded');
+    assert.deepEqual(finalized, [false], 'the live rotation did');
+  });
+
   test('the scheduler runs a due rotation exactly once across two nodes, and catch-up decides about missed runs', async () => {
     const name = await secret();
     const a = rotationFor(h);
