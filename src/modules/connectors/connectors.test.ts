@@ -87,6 +87,17 @@ describeEachDialect('connectors: per environment, naming secrets, guarded by the
     assert.deepEqual(await h.services.connectors.list(stranger.ctx()), [], 'listing hides what the caller may not list');
   });
 
+  test('a template secret counts as governed like a slot: who may not list or write it cannot read, list or delete the connector', async () => {
+    await seed(h, h.ctx, 'CARD_KEY', { production: 'card-key-production' });
+    await h.services.connectors.create(h.ctx, 'production', { name: 'templated', type: 'http', owner: 'o', settings: { ...bearer(), templateSecrets: ['CARD_KEY'] }, slots: { token: 'PAY_TOKEN' } });
+    const pat = await userContext(h, h.ctx.tenantId, 'pay-admin');
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: pat.id, role: 'secret-admin', environments: ['production'], namePatterns: ['PAY_*'] });
+    assert.equal(await code(h.services.connectors.get(pat.ctx(), 'production', 'templated')), 'FORBIDDEN');
+    assert.ok(!(await h.services.connectors.list(pat.ctx(), 'production')).some((c) => c.name === 'templated'), 'listing hides it');
+    assert.equal(await code(h.services.connectors.remove(pat.ctx(), 'production', 'templated')), 'FORBIDDEN');
+    assert.equal((await h.services.connectors.get(h.ctx, 'production', 'templated')).name, 'templated', 'still there');
+  });
+
   test('another tenant sees none of these connectors: names are 404 and lists are empty', async () => {
     const other = await h.services.tenants.create(`conn-other-${dialect}`);
     const ctx = h.contextFor(other.id);
