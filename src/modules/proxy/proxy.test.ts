@@ -267,6 +267,14 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     assert.equal(api.requests.length, seen);
   });
 
+  test('use on one of a connector\'s slot secrets is not enough: a malformed request is FORBIDDEN before the destination is named', async () => {
+    const half = await userContext(h, h.ctx.tenantId, 'half-user', { mfaAgoMs: null });
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: half.id, role: 'builder', environments: ['production'], namePatterns: ['BASIC_USER'] });
+    const refusals = (await eventsOf(h, 'proxy.refused')).length;
+    assert.equal(await code(proxy.call(half.ctx(), { environment: 'production', connector: 'basic', request: { method: 'GET', path: '/../admin', destination: 'nowhere' } })), 'FORBIDDEN');
+    assert.equal((await eventsOf(h, 'proxy.refused')).length, refusals, 'no refusal event names the connector\'s destinations to them');
+  });
+
   test('another tenant cannot reach a connector by name (404), and a PostgreSQL connector carries no HTTP', async () => {
     const other = await h.services.tenants.create(`proxy-other-${dialect}`);
     assert.equal(await code(proxy.call(h.contextFor(other.id), { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/health' } })), 'CONNECTOR_NOT_FOUND');
