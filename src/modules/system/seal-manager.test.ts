@@ -117,3 +117,19 @@ test('a seal at any moment of the completing share leaves no key staged to open 
     await cleanup();
   }
 });
+
+test('init refuses share counts that would hand a holder the whole key or no key at all, and stores nothing', async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'keyhold-seal-'));
+  try {
+    let persisted = 0;
+    const manager = createSealManager({ meta: { getSealConfig: async () => null }, dataDir });
+    // A threshold of 1 with several shares: every holder alone holds the root key.
+    for (const [shares, threshold] of [[3, 1], [2, 1], [2, 3], [17, 2], [1, 0]] as const) {
+      await assert.rejects(manager.initialize({ type: 'shamir', shares, threshold }, async () => { persisted++; }), (err: unknown) => code(err) === 'VALIDATION_FAILED', `${threshold} of ${shares}`);
+    }
+    assert.equal(persisted, 0, 'no refused init stored a config');
+    assert.equal(manager.isSealed(), true, 'no refused init left a root key live');
+  } finally {
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
