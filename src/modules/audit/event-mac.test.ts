@@ -8,7 +8,7 @@ import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { KeyholdError } from '../../errors/index.ts';
 import type { AuditEventsTable, Database } from '../../storage/schema.ts';
 import { createAuditLog, fromRow } from './audit-log.ts';
-import { chainHash } from './chain.ts';
+import { chainHash, createChainVerifier, GENESIS_HASH } from './chain.ts';
 import { commitMac, createEventMacKeys, createMacWalk } from './event-mac.ts';
 import { toKeyObject } from '../../crypto/aead.ts';
 import { randomKey } from '../../crypto/bytes.ts';
@@ -410,4 +410,35 @@ describeEachDialect('event MACs after an upgrade: the events before migration 01
       await other.close();
     }
   });
+});
+
+test('an unkeyed event slipped in just before a server commit is not vouched for by that commit\'s MAC, whose range starts after it', () => {
+  const key = toKeyObject(randomKey());
+  let prevHash = GENESIS_HASH;
+  /** Event `seq`, chained to the one before; `macFrom` makes it the last of a server commit starting there. */
+  const event = (seq: number, action: string, macFrom: number | null) => {
+    const base = {
+      seq, id: `e${seq}`, time: Date.UTC(2026, 5, 1), tenantId: 't1', actor: { type: 'user' as const, id: 'u1' }, action,
+      resource: { type: 'secret', id: 's1', name: 'PAYMENTS_KEY' }, environment: 'production', secretVersion: 1,
+      outcome: 'allowed' as const, reason: null, context: {},
+    };
+    const hash = chainHash(prevHash, base);
+    const e = { ...base, prevHash, hash, mac: macFrom === null ? null : commitMac(key, macFrom, seq, hash) };
+    prevHash = hash;
+    return e;
+  };
+  // 1: the server's commit; 2: appended with the database's rights alone; 3: the server's next commit (3..3), hashed over 2.
+  const events = [event(1, 'secret.write', 1), event(2, 'secret.reveal', null), event(3, 'secret.reveal', 3)];
+  const verifier = createChainVerifier(undefined, { macs: { key, keyedFrom: 0 } });
+  for (const e of events) verifier.push(e);
+  const r = verifier.result();
+  assert.equal(r.ok, false, 'the forged event is named');
+  assert.equal(!r.ok && r.firstBadSeq, 2);
+  assert.match(!r.ok ? r.problem : '', /event 2 carries no MAC/);
+  // Control: the same three events with the middle one inside the server's commit (2..3) verify.
+  prevHash = GENESIS_HASH;
+  const genuine = [event(1, 'secret.write', 1), event(2, 'secret.reveal', null), event(3, 'secret.reveal', 2)];
+  const control = createChainVerifier(undefined, { macs: { key, keyedFrom: 0 } });
+  for (const e of genuine) control.push(e);
+  assert.equal(control.result().ok, true);
 });
