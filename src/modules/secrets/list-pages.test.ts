@@ -45,6 +45,20 @@ describeEachDialect('secret listing pages', (dialect) => {
       ['PAGED_A1', 'PAGED_B_HIDDEN1', 'PAGED_B_HIDDEN2', 'PAGED_B_HIDDEN3', 'PAGED_C2', 'PAGED_D_HIDDEN4', 'PAGED_E3', 'PAGED_Z_LATE']);
   });
 
+  test('a tenant lists only its own secrets, live or deleted, though another tenant has secrets under the same prefix', async () => {
+    const other = await h.services.tenants.create('list-other');
+    const theirs = h.contextFor(other.id);
+    await h.services.secrets.create(theirs, { name: 'TENANTED_THEIRS', owner: 'ops' });
+    await h.services.secrets.create(theirs, { name: 'TENANTED_THEIRS_GONE', owner: 'ops' });
+    await h.services.secrets.remove(theirs, 'TENANTED_THEIRS_GONE');
+    await h.services.secrets.create(ctx, { name: 'TENANTED_MINE', owner: 'ops' });
+    for (const includeDeleted of [false, true]) {
+      const mine = await h.services.secrets.list(ctx, { prefix: 'TENANTED_', limit: 100, includeDeleted });
+      assert.deepEqual(mine.items.map((s) => s.name), ['TENANTED_MINE'], `includeDeleted ${includeDeleted}`);
+    }
+    assert.deepEqual((await h.services.secrets.list(theirs, { prefix: 'TENANTED_', limit: 100 })).items.map((s) => s.name), ['TENANTED_THEIRS']);
+  });
+
   test('a page that ends on a run of secrets the caller may not list resumes from a sealed cursor, which names none of them and opens only here', async () => {
     const hidden = Array.from({ length: 2100 }, (_, i) => `SCAN_H${String(i).padStart(4, '0')}`);
     const row = (name: string) => ({
