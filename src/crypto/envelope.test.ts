@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { toKeyObject } from './aead.ts';
-import { randomKey } from './bytes.ts';
-import { kekVersionOf, openValue, rewrapDek, sealValue, WRAPPED_DEK_HEADER_BYTES, type VersionBinding } from './envelope.ts';
+import { aeadOpen, aeadSeal, toKeyObject } from './aead.ts';
+import { bindFields, randomKey } from './bytes.ts';
+import { kekVersionOf, openValue, rewrapDek, sealValue, unwrapDek, valueAad, WRAPPED_DEK_HEADER_BYTES, type VersionBinding } from './envelope.ts';
 import { KeyholdError } from '../errors/index.ts';
 
 const kek = toKeyObject(randomKey());
@@ -90,4 +90,26 @@ test('the KEK version in the header is authenticated: relabelling it fails', () 
   const relabelled = Buffer.from(sealed.wrappedDek);
   relabelled.writeUInt32BE(2, 1);
   assertIntegrityFailure(() => openValue(kek, binding, sealed.ciphertext, relabelled));
+});
+
+// Each layer binds the location on its own, so neither rests on the other: a wrapped data key
+// moved elsewhere does not unwrap (nor can it be rewrapped there), and a value does not open elsewhere even with its own data key.
+for (const [where, change] of moves) {
+  test(`a wrapped data key alone, moved to ${where}, does not unwrap or rewrap; a value under the right data key does not open there either`, () => {
+    const sealed = sealValue(kek, 1, binding, plaintext);
+    const moved = { ...binding, ...change };
+    assertIntegrityFailure(() => unwrapDek(kek, moved, sealed.wrappedDek));
+    assertIntegrityFailure(() => rewrapDek(kek, toKeyObject(randomKey()), 2, moved, sealed.wrappedDek));
+    const dek = toKeyObject(unwrapDek(kek, binding, sealed.wrappedDek));
+    const value = aeadSeal(dek, plaintext, valueAad(binding));
+    assert.deepEqual(aeadOpen(dek, value, valueAad(binding)), plaintext);
+    assertIntegrityFailure(() => aeadOpen(dek, value, valueAad(moved)));
+  });
+}
+
+test('bound fields cannot slide into each other: ("t1", "0abc") and ("t10", "abc") bind different data', () => {
+  assert.notDeepEqual(bindFields('keyhold/value/v1', 't1', '0abc'), bindFields('keyhold/value/v1', 't10', 'abc'));
+  assert.notDeepEqual(bindFields('ab', 'c'), bindFields('a', 'bc'));
+  const sealed = sealValue(kek, 1, { ...binding, tenantId: 't1', environmentId: '0abc' }, plaintext);
+  assertIntegrityFailure(() => openValue(kek, { ...binding, tenantId: 't10', environmentId: 'abc' }, sealed.ciphertext, sealed.wrappedDek));
 });
