@@ -164,6 +164,20 @@ test('a minimum version raised elsewhere (another node\'s rewrap) is enforced he
   assert.equal(await code(t.keyring.openValue(binding, t.sealed.ciphertext, t.sealed.wrappedDek)), 'KEY_VERSION_RETIRED');
 });
 
+test('a data key cached after its tenant\'s state opens nothing from memory once a re-read state shows its KEK version retired elsewhere', async () => {
+  const t = await setup(); // the key state is cached now
+  const other = { ...binding, secretId: 's2' };
+  const otherSealed = (await t.keyring.sealerFor(TENANT))(other, Buffer.from('sk_live_other'));
+  t.advance(TTL / 2);
+  await t.keyring.openValue(binding, t.sealed.ciphertext, t.sealed.wrappedDek); // its data key cached until 1.5 TTL
+  t.state.current = 2;
+  t.state.min = 2; // another node's rewrap: nothing here is invalidated
+  t.advance(TTL / 2 + 1); // the state is stale, the data key is not
+  assert.equal(await code(t.keyring.openValue(other, otherSealed.ciphertext, otherSealed.wrappedDek)), 'KEY_VERSION_RETIRED'); // re-reads the state
+  assert.equal(t.keyring.openCached(binding, t.sealed.ciphertext, t.sealed.wrappedDek), undefined, 'the cached data key under version 1 is not used');
+  assert.equal(await code(t.keyring.openValue(binding, t.sealed.ciphertext, t.sealed.wrappedDek)), 'KEY_VERSION_RETIRED');
+});
+
 test('a rewrapper whose KEK a concurrent rewrap retired after the key state was read goes on from the new state, not KEY_VERSION_RETIRED', async () => {
   const t = await setup();
   t.rotate(); // version 2 current, 1 still usable
