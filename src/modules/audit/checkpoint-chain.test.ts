@@ -12,10 +12,12 @@ import { runCli } from '../../../test/helpers/cli.ts';
 import { verifyExportFiles } from '../../cli/commands/audit-offline.ts';
 import type { AuditCheckpointsTable } from '../../storage/schema.ts';
 import { createAuditLog, fromRow } from './audit-log.ts';
-import { CHECKPOINT_ACTION, checkpointEvent, checkpointMessage } from './checkpoint-format.ts';
+import { CHECKPOINT_ACTION, checkpointEvent, checkpointMessage, checkpointValid } from './checkpoint-format.ts';
 import { deriveSigningKey, publicKeyText } from './checkpoints.ts';
 import { mergeCheckpoints } from './log-verifier.ts';
 import { VERIFY_MAX_AGE_MS } from './verify-gate.ts';
+import { toKeyObject } from '../../crypto/aead.ts';
+import { randomKey } from '../../crypto/bytes.ts';
 
 /**
  * The checkpoints form one chain: the first names 0, each later one the checkpoint just before it,
@@ -203,4 +205,13 @@ test('a checkpoint published by two events is named at the later one; a line rep
   });
   const once = mergeCheckpoints([], [published(5), published(5)], null);
   assert.ok(once.ok && once.checkpoints.length === 1 && once.checkpoints[0]!.publishedBy === 5 && once.checkpoints[0]!.stored === false);
+});
+
+test('the link to the checkpoint before is under the signature: a row relinked past a removed checkpoint, or stripped to v1, no longer verifies', () => {
+  const { privateKey, publicKey } = deriveSigningKey(toKeyObject(randomKey()));
+  const cp: AuditCheckpointsTable = { seq: 40, hash: 'a'.repeat(64), time: Date.UTC(2026, 5, 1), prev_seq: 30, public_key: publicKeyText(publicKey), signature: '' };
+  cp.signature = sign(null, checkpointMessage(cp.seq, cp.hash, cp.time, cp.prev_seq ?? null), privateKey).toString('base64');
+  assert.equal(checkpointValid(cp, cp.public_key), true);
+  // Whoever removes the checkpoint at 30 would point this one at the one before it, or drop the link altogether.
+  for (const prev_seq of [20, 0, null]) assert.equal(checkpointValid({ ...cp, prev_seq }, cp.public_key), false, `prev_seq ${prev_seq}`);
 });
