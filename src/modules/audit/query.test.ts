@@ -344,6 +344,22 @@ describeEachDialect('audit queries: auditors read the trail of their own tenant,
     assert.equal(everything.includes(VALUE), false, 'the value is nowhere in the audit log');
   });
 
+  test('an export filtered by a secret name or actor id that exists only in another tenant records the keyed HMAC: the record says nothing of other tenants', async () => {
+    const exportEvent = async () => JSON.parse((await h.storage.db.selectFrom('audit_events').select('context').where('action', '=', 'audit.export')
+      .orderBy('seq', 'desc').executeTakeFirstOrThrow()).context) as Record<string, string>;
+    const other = await h.services.tenants.create('export-filter-other');
+    await h.services.secrets.create(h.contextFor(other.id), { name: 'THEIRS_ONLY_KEY', owner: 'ops' });
+    const stranger = await userContext(h, other.id, 'stranger');
+    await collect(await q.export(auditor.ctx(), { secret: 'THEIRS_ONLY_KEY' }, 'json'));
+    assert.match((await exportEvent()).secret!, /^hmac-sha256:[0-9a-f]{32}$/, 'another tenant\'s secret name is not confirmed');
+    await collect(await q.export(auditor.ctx(), { actor: stranger.id }, 'json'));
+    assert.match((await exportEvent()).actor!, /^hmac-sha256:[0-9a-f]{32}$/, 'another tenant\'s user id is not confirmed');
+    // Read across every tenant, both exist as they are.
+    await collect(await q.export(h.ctx, { secret: 'THEIRS_ONLY_KEY', actor: stranger.id, allTenants: true }, 'json'));
+    const everyTenant = await exportEvent();
+    assert.deepEqual([everyTenant.secret, everyTenant.actor], ['THEIRS_ONLY_KEY', stranger.id]);
+  });
+
   test('two revoked sessions tried from one address within a minute are two items in the list, not one', async () => {
     const victims = [await newUser(h, 'revoked-a'), await newUser(h, 'revoked-b')];
     const tokens = await Promise.all(victims.map((v) => sessionFor(h, v.username)));
