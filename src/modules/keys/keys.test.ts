@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { eventsOf } from '../../../test/helpers/connectors.ts';
+import { userContext } from '../../../test/helpers/identities.ts';
 
 describeEachDialect('KEK rotation and rewrap', (dialect) => {
   let h: Harness;
@@ -134,5 +135,16 @@ describeEachDialect('KEK rotation and rewrap', (dialect) => {
     } finally {
       await h.storage.db.updateTable('secret_versions').set({ wrapped_dek: victim.wrapped_dek }).where('id', '=', victim.id).execute();
     }
+  });
+
+  test('a secret admin, short of tenant admin, may not see, rotate, rewrap or re-encrypt the tenant\'s keys: FORBIDDEN, and the keys stay as they were', async () => {
+    const admin = await userContext(h, h.ctx.tenantId, 'sally-secret-admin-keys');
+    await h.services.grants.create(h.ctx, { principalType: 'user', principalId: admin.id, role: 'secret-admin' });
+    const keks = () => h.storage.db.selectFrom('tenant_keks').select(['version', 'retired_at']).where('tenant_id', '=', h.ctx.tenantId).orderBy('version').execute();
+    const before = await keks();
+    const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+    const ops = { status: () => h.services.keys.status(admin.ctx()), rotate: () => h.services.keys.rotate(admin.ctx()), rewrap: () => h.services.keys.rewrap(admin.ctx()), reencrypt: () => h.services.keys.reencrypt(admin.ctx()) };
+    for (const [name, op] of Object.entries(ops)) assert.equal(await code(op()), 'FORBIDDEN', name);
+    assert.deepEqual(await keks(), before);
   });
 });
