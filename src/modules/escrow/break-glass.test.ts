@@ -1,5 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { identitySettings } from '../../config/config.ts';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
@@ -87,6 +88,14 @@ describeEachDialect('escrow: break-glass, reviews, access policy versions, and t
     assert.equal(h.notifications.ofType('escrow.break-glass').length, alerts, 'no alert for access that was not taken');
     const refused = (await h.services.audit.readAfter(0, 100_000)).filter((e) => e.action === 'access-request.break-glass' && e.reason === 'STEP_UP_REQUIRED');
     assert.deepEqual(refused.map((e) => [e.outcome, e.actor.id, e.context.severity]), [['denied', c.oncall.id, 'high'], ['denied', c.oncall.id, 'high']]);
+  });
+
+  test('a second factor one millisecond older than the step-up window does not break the glass', async () => {
+    const before = (await h.storage.db.selectFrom('access_requests').select('id').where('break_glass', '=', 1).execute()).length;
+    const windowMs = identitySettings().stepUpWindowMs;
+    const justOut = { ...c.oncall.ctx(), actor: { ...c.oncall.ctx().actor, mfaAt: h.clock.now() - windowMs - 1 } };
+    assert.equal(await codeOf(breakGlass(justOut)), 'STEP_UP_REQUIRED');
+    assert.equal((await h.storage.db.selectFrom('access_requests').select('id').where('break_glass', '=', 1).execute()).length, before, 'no request, no grant');
   });
 
   test('access policies are versioned: history, diff and rollback; a bad document never takes effect', async () => {
