@@ -194,4 +194,15 @@ describeEachDialect('seal and unseal', (dialect) => {
     assert.equal((await h.services.values.read(h.ctx, 'SEALED_KEY', 'production')).value, 'behind-the-seal');
     assert.deepEqual((await events('system.unseal')).at(-1)!.context.includes('"sealed":"false"'), true);
   });
+
+  test('only root seals: a tenant admin\'s token on POST /v1/sys/seal is FORBIDDEN and the server stays unsealed', async () => {
+    assert.equal(h.services.seal.isSealed(), false);
+    const admin = await h.services.machines.create(h.ctx, { name: 'would-be-sealer', kind: 'client_secret' });
+    await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: admin.id, role: 'tenant-admin' });
+    const { token } = await h.services.tokens.issue({ tenantId: h.ctx.tenantId, kind: 'machine', principalId: admin.id, name: 'would-be-sealer', ttlMs: 60_000 });
+    const res = await h.app.inject({ method: 'POST', url: '/v1/sys/seal', headers: { authorization: `Bearer ${token}` } });
+    assert.deepEqual([res.statusCode, res.json().error?.code], [403, 'FORBIDDEN']);
+    assert.equal(h.services.seal.isSealed(), false, 'still unsealed');
+    assert.equal((await h.services.values.read(h.ctx, 'SEALED_KEY', 'production')).value, 'behind-the-seal');
+  });
 });
