@@ -212,6 +212,16 @@ describeEachDialect('secrets and versions', (dialect) => {
     assert.equal((await h.services.values.read(ctx, 'PICK_KEY', 'production', { version: 1 })).value, 'p1');
   });
 
+  test('a version destroyed right after it was read is not served afterwards from what that read left in memory', async () => {
+    await h.services.secrets.create(ctx, { name: 'SHRED_CACHED', owner: 'ops' });
+    for (const v of ['shred-1', 'shred-2']) await h.services.values.write(ctx, 'SHRED_CACHED', 'production', { value: v });
+    // Twice: the second read is answered from the cached row and data key.
+    for (let i = 0; i < 2; i++) assert.equal((await h.services.values.read(ctx, 'SHRED_CACHED', 'production', { label: 'previous' })).value, 'shred-1');
+    await h.services.secrets.destroy(ctx, 'SHRED_CACHED', { environment: 'production', versions: [1] });
+    await rejects(h.services.values.read(ctx, 'SHRED_CACHED', 'production', { label: 'previous' }), 'VERSION_NOT_FOUND');
+    await rejects(h.services.values.read(ctx, 'SHRED_CACHED', 'production', { version: 1 }), 'VERSION_DESTROYED');
+  });
+
   test('destroy naming an environment but no versions is refused and destroys nothing, not widened into destroying the whole secret', async () => {
     await h.services.secrets.create(ctx, { name: 'NARROW_DESTROY', owner: 'ops' });
     await h.services.values.write(ctx, 'NARROW_DESTROY', 'production', { value: 'p1' });
