@@ -202,6 +202,15 @@ describeEachDialect('secrets and versions', (dialect) => {
     await rejects(h.services.values.read(ctx, 'DEL_KEY', 'production'), 'VALUE_NOT_SET');
   });
 
+  test('a secret deleted right after it was read is not served afterwards from what that read left in memory', async () => {
+    await h.services.secrets.create(ctx, { name: 'DEL_CACHED', owner: 'ops' });
+    await h.services.values.write(ctx, 'DEL_CACHED', 'production', { value: 'del-cached-1' });
+    // Twice: the second read is answered from the cached row and data key.
+    for (let i = 0; i < 2; i++) assert.equal((await h.services.values.read(ctx, 'DEL_CACHED', 'production')).value, 'del-cached-1');
+    await h.services.secrets.remove(ctx, 'DEL_CACHED');
+    await rejects(h.services.values.read(ctx, 'DEL_CACHED', 'production'), 'SECRET_NOT_FOUND');
+  });
+
   test('destroying chosen versions shreds them but never the current one', async () => {
     await h.services.secrets.create(ctx, { name: 'PICK_KEY', owner: 'ops' });
     for (const v of ['p1', 'p2', 'p3']) await h.services.values.write(ctx, 'PICK_KEY', 'production', { value: v });
