@@ -310,4 +310,25 @@ describeEachDialect('secrets and versions', (dialect) => {
     const now = await h.services.secrets.describe(ctx, 'RACED_CLASS_KEY');
     assert.deepEqual([now.classification, now.owner], ['restricted', 'ops'], 'a secret-admin did not lower it, and nothing of the refused update was written');
   });
+
+  test('a classification raised right after a read decides the next read, not the classification that read left in memory', async () => {
+    await h.services.secrets.create(ctx, { name: 'RECLASSIFIED', owner: 'ops', classification: 'confidential' });
+    await h.services.values.write(ctx, 'RECLASSIFIED', 'production', { value: 'reclassified-1' });
+    const reader = await userContext(h, ctx.tenantId, 'rita-revealer');
+    await h.services.grants.create(ctx, { principalType: 'user', principalId: reader.id, role: 'revealer' });
+    await userContext(h, ctx.tenantId, 'lee-lead');
+    const policies = h.services.escrow.accessPolicies;
+    await policies.put(ctx, { comment: 'restricted needs approval', document: {
+      groups: { leads: ['lee-lead'] },
+      rules: [{ id: 'restricted-reveal', classifications: ['restricted'], environments: ['production'], actions: ['reveal'], steps: [{ groups: ['leads'], approvals: 1 }] }],
+    } });
+    try {
+      // Twice: the second read is answered from the cached row and the remembered allow.
+      for (let i = 0; i < 2; i++) assert.equal((await h.services.values.read(reader.ctx(), 'RECLASSIFIED', 'production')).value, 'reclassified-1');
+      await h.services.secrets.update(ctx, 'RECLASSIFIED', { classification: 'restricted' });
+      await rejects(h.services.values.read(reader.ctx(), 'RECLASSIFIED', 'production'), 'APPROVAL_REQUIRED');
+    } finally {
+      await policies.put(ctx, { comment: 'back to none', document: { groups: {}, rules: [] } });
+    }
+  });
 });
