@@ -258,6 +258,35 @@ describeEachDialect('event MACs: the log holds only what a server with the root 
     }
   });
 
+  test('an unkeyed unseal attempt rewritten after the server committed on top of it is never signed: the commit followed another hash', async () => {
+    const own = await createHarness(dialect);
+    const odb = own.storage.db;
+    try {
+      await own.services.secrets.create(own.ctx, { name: 'PAYMENTS_KEY', owner: 'ops' });
+      await own.services.values.write(own.ctx, 'PAYMENTS_KEY', 'production', { value: 'mac-canary-6' });
+      assert.ok(await own.services.checkpoints.checkpoint());
+      // An unseal attempt as another node records one while sealed, then this server's own group commit after it.
+      const attempt = await appendRow(odb, (seq, prev) => revealRow(seq, prev, UNSEAL_SHAPE));
+      await own.services.values.read(own.ctx, 'PAYMENTS_KEY', 'production');
+      // Rewritten in place (guards dropped, as only the owner could), still in the shape and hashing to its content.
+      const row = await odb.selectFrom('audit_events').selectAll().where('seq', '=', attempt).executeTakeFirstOrThrow();
+      const rewritten = { ...row, context: '{"reason":"UNSEAL_FAILED","sourceIp":"198.51.100.7"}' };
+      rewritten.hash = chainHash(row.prev_hash, fromRow(rewritten));
+      await dropAuditGuards(odb, dialect);
+      await sql`update audit_events set context = ${rewritten.context}, hash = ${rewritten.hash} where seq = ${attempt}`.execute(odb);
+      const signed = (await odb.selectFrom('audit_checkpoints').select('seq').execute()).length;
+      await assert.rejects(own.services.checkpoints.checkpoint(), (err: unknown) => {
+        assert.ok(err instanceof KeyholdError, String(err));
+        assert.equal(err.code, 'AUDIT_TAMPERED');
+        assert.match(err.message, new RegExp(`event ${attempt} is not the one this server's commit`));
+        return true;
+      });
+      assert.equal((await odb.selectFrom('audit_checkpoints').select('seq').execute()).length, signed, 'no checkpoint was written');
+    } finally {
+      await own.close();
+    }
+  });
+
   test('an event recorded just before a seal is written with the key it was recorded under; after the seal, actions are refused, not written unkeyed', async () => {
     const before = (await db().selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq;
     const reveal = { tenantId: h.ctx.tenantId, actor: { type: 'root' as const, id: 'test-root' }, action: 'secret.reveal', resource: { type: 'secret', id: null, name: 'PAYMENTS_KEY' }, outcome: 'allowed' as const };
