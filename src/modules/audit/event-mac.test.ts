@@ -421,6 +421,27 @@ describeEachDialect('event MACs after an upgrade: the events before migration 01
     assert.equal(!after.ok && after.firstBadSeq, 5);
   });
 
+  test('an event recorded just after an unseal, while an unseal attempt recorded sealed still waits to be written, is written with its MAC, not in the unkeyed batch', async () => {
+    const other = await createUnmigratedDatabase(dialect);
+    try {
+      await other.upTo(null);
+      const key = { key: toKeyObject(randomKey()), generation: 1 };
+      let current: typeof key | null = null; // sealed
+      const log = createAuditLog({ db: other.db, clock: { now: () => Date.UTC(2026, 5, 1) }, macKeys: { current: () => current } });
+      const attempt = { tenantId: null, actor: { type: 'system' as const, id: 'keyhold' }, action: 'system.unseal', resource: { type: 'system', id: null, name: null }, outcome: 'denied' as const, reason: 'UNSEAL_FAILED' };
+      const reveal = { tenantId: 't1', actor: { type: 'user' as const, id: 'u1' }, action: 'secret.reveal', resource: { type: 'secret', id: 's1', name: 'PAYMENTS_KEY' }, outcome: 'allowed' as const };
+      // Both recorded in one turn of the event loop, before either is written: the key goes live in between.
+      const sealedWrite = log.record([attempt]);
+      current = key;
+      const keyedWrite = log.record([reveal]);
+      await Promise.all([sealedWrite, keyedWrite]);
+      const rows = await other.db.selectFrom('audit_events').select(['action', 'mac']).where('action', 'in', ['system.unseal', 'secret.reveal']).orderBy('seq').execute();
+      assert.deepEqual(rows.map((r) => [r.action, r.mac === null]), [['system.unseal', true], ['secret.reveal', false]]);
+    } finally {
+      await other.close();
+    }
+  });
+
   test('the MAC start comes from the events, not the head the server\'s role can move: a moved head stops the upgrade', async () => {
     const other = await createUnmigratedDatabase(dialect);
     try {
