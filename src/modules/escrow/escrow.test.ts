@@ -159,6 +159,18 @@ describeEachDialect('escrow: requests, approvals, separation of duties, expiring
     assert.equal(await codeOf(h.services.escrow.requests.revoke(c.builder.ctx(), req.id)), 'REQUEST_NOT_ACTIVE');
   });
 
+  test('seeing a request is not enough to end it: only its requester or an admin cancels it, and revoking its grant needs approve on its secrets', async () => {
+    const req = await file(c.builder.ctx(), ['STRIPE_REVOKED'], 'staging');
+    // frank is in leads (so he sees the request) as a viewer; alice may approve it.
+    assert.equal((await h.services.escrow.requests.show(c.frank.ctx(), req.id)).id, req.id, 'frank sees it');
+    for (const who of [c.frank, c.alice]) assert.equal(await codeOf(h.services.escrow.requests.cancel(who.ctx(), req.id)), 'FORBIDDEN', who.name);
+    await approve(c.alice.ctx(), req.id);
+    assert.equal(await reveal(c.builder.ctx(), 'STRIPE_REVOKED', 'staging'), 'ok');
+    assert.equal(await codeOf(h.services.escrow.requests.revoke(c.frank.ctx(), req.id)), 'FORBIDDEN');
+    assert.equal((await h.services.escrow.requests.show(c.builder.ctx(), req.id)).grant.state, 'active', 'the grant was not revoked by the refused call');
+    assert.equal(await reveal(c.builder.ctx(), 'STRIPE_REVOKED', 'staging'), 'ok');
+  });
+
   test('the approver of a rotate request cannot carry out that rotation', async () => {
     const mine = await file(c.alice.ctx(), ['ROT_KEY'], 'production', 'rotate');
     await approve(c.carol.ctx(), mine.id);
