@@ -1,0 +1,41 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import type { Actor, TenantContext } from '../shared/context.ts';
+
+const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+
+/**
+ * What narrows an actor beyond its grants (the environment a run's token is bound to, the tenant
+ * it belongs to) holds on every path of the authorizer, the remembered allows included.
+ */
+describeEachDialect('the actor narrows what its grants allow', (dialect) => {
+  let h: Harness;
+  let seq = 0;
+  before(async () => {
+    h = await createHarness(dialect);
+    await h.services.secrets.create(h.ctx, { name: 'SCOPED', owner: 'ops' });
+    await h.services.values.write(h.ctx, 'SCOPED', 'production', { value: 'actor-scope-value' });
+  });
+  after(() => h.close());
+
+  async function machineWith(role: 'builder' | 'tenant-admin') {
+    const machine = await h.services.machines.create(h.ctx, { name: `scope-${++seq}`, kind: 'client_secret' });
+    await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role });
+    const ctx = (extra: Partial<Actor> = {}): TenantContext => ({
+      tenantId: h.ctx.tenantId, requestId: 'scope', sourceIp: '127.0.0.1',
+      actor: { type: 'machine', id: machine.id, name: machine.name, homeTenantId: h.ctx.tenantId, credentialId: 'scope-token', ...extra },
+    });
+    return ctx;
+  }
+
+  test("an allow remembered for a machine's own token is not served to its run token bound to another environment", async () => {
+    const ctx = await machineWith('builder');
+    const read = (c: TenantContext) => code(h.services.values.read(c, 'SCOPED', 'production'));
+    assert.equal(await read(ctx()), 'ok');
+    assert.equal(await read(ctx()), 'ok', 'now remembered for this machine, action, environment and address');
+    assert.equal(await read(ctx({ boundEnvironment: 'staging' })), 'FORBIDDEN');
+  });
+
+});
