@@ -38,4 +38,10 @@ describeEachDialect('the actor narrows what its grants allow', (dialect) => {
     assert.equal(await read(ctx({ boundEnvironment: 'staging' })), 'FORBIDDEN');
   });
 
+  test('a principal whose home tenant is not known is refused, whatever its grants in the tenant', async () => {
+    const ctx = await machineWith('tenant-admin');
+    assert.equal(await code(h.services.authz.require(ctx(), 'admin', { type: 'tenant' })), 'ok');
+    const { homeTenantId: _, ...homeless } = ctx().actor;
+    assert.equal(await code(h.services.authz.require({ ...ctx(), actor: homeless }, 'admin', { type: 'tenant' })), 'FORBIDDEN');
+  });
 });
