@@ -50,3 +50,16 @@ test('bound values may be one value or a list of them, and a list claim matches 
   ];
   for (const [type, bound, actual, expected] of t) assert.equal(claimMatches(type, bound, actual), expected, `${type} ${JSON.stringify(bound)} ~ ${JSON.stringify(actual)}`);
 });
+
+test('a piece between stars cannot borrow characters the pattern\'s end needs for itself', () => {
+  // Each needs the middle piece and then, after it, the whole tail: the text holds them only overlapping.
+  const cases: Array<[string, string]> = [
+    ['x*ab*b', 'xab'],
+    ['repo:acme/*:env:prod*:env:prod', 'repo:acme/app:env:prod'],
+    ['*-signed*-signed', 'v1-signed'],
+  ];
+  for (const [pattern, text] of cases) {
+    assert.equal(globMatch(pattern, text), false, `${pattern} ~ ${text}`);
+    assert.equal(globMatch(pattern, `${text}${text.slice(-pattern.split('*').at(-1)!.length)}`), true, `${pattern} with the tail repeated`);
+  }
+});
