@@ -1,0 +1,39 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import type { TenantContext } from '../shared/context.ts';
+import { createCedarAuthorizer } from './cedar-authorizer.ts';
+import { createPolicyEngine } from './engine.ts';
+
+const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+
+/**
+ * A node learns of another node's grant change only through the tenant's generation, which it
+ * re-reads after GENERATION_TTL_MS (2 s). Its remembered allows are bound to that re-read too: they
+ * may not outlive a revoke on another node until the hour ends.
+ */
+describeEachDialect('an allow remembered on one node and a revoke on another', (dialect) => {
+  let h: Harness;
+  before(async () => {
+    h = await createHarness(dialect);
+    await h.services.secrets.create(h.ctx, { name: 'ELSEWHERE', owner: 'ops' });
+  });
+  after(() => h.close());
+
+  test('the allow ends once the other node\'s generation is re-read', async () => {
+    const otherNode = createCedarAuthorizer({ db: h.storage.db, engine: createPolicyEngine(), clock: h.clock, stepUpWindowMs: 600_000, audit: h.services.audit, identifiers: h.services.identifiers });
+    const m = await h.services.machines.create(h.ctx, { name: 'two-nodes', kind: 'client_secret' });
+    const grant = await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: m.id, role: 'builder' });
+    const ctx: TenantContext = { tenantId: h.ctx.tenantId, requestId: 'nodes', sourceIp: '127.0.0.1', actor: { type: 'machine', id: m.id, name: m.name, homeTenantId: h.ctx.tenantId } };
+    const row = await h.services.secrets.load(h.ctx, 'ELSEWHERE');
+    // The read path hands the authorizer one frozen view of the row: only such views are remembered.
+    const secret = Object.freeze({ type: 'secret' as const, id: row.id, name: row.name, classification: row.classification, owner: row.owner, tags: Object.freeze([] as string[]) as string[] });
+    assert.equal(await code(otherNode.require(ctx, 'use', secret, 'production')), 'ok');
+    assert.ok(otherNode.cachedAllow?.(ctx, 'use', secret, 'production'), 'remembered on the other node');
+    await h.services.grants.revoke(h.ctx, grant.id); // on this node: the other node's cache is not told
+    h.clock.advance(2_001);
+    assert.equal(otherNode.cachedAllow?.(ctx, 'use', secret, 'production'), undefined);
+    assert.equal(await code(otherNode.require(ctx, 'use', secret, 'production')), 'FORBIDDEN');
+  });
+});
