@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { DatabaseSync } from 'node:sqlite';
 import pg from 'pg';
 import type { TestDatabase } from './databases.ts';
@@ -24,7 +25,6 @@ export interface WriteStall {
   remove(): Promise<void>;
 }
 
-const ADVISORY_KEY = 7_041_337;
 const ROWS = 1000;
 const POLL_MS = 20;
 
@@ -64,14 +64,17 @@ async function stallPostgres(database: TestDatabase, opts: StallAt): Promise<Wri
   const holder = new pg.Client({ connectionString: database.url });
   await holder.connect();
   const holderPid = (await holder.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
-  await holder.query('select pg_advisory_lock($1)', [ADVISORY_KEY]);
+  // Advisory locks are per database, and test files run side by side in one: a key of its own per stall,
+  // or one file's unlock could hand the lock to another's stalled server instead of its own.
+  const advisoryKey = randomInt(1, 2 ** 47);
+  await holder.query('select pg_advisory_lock($1)', [advisoryKey]);
   await holder.query(`
     create table crash_stall (n integer not null);
     insert into crash_stall values (0);
     create function crash_stall() returns trigger language plpgsql as $$
     begin
       update crash_stall set n = n + 1;
-      if (select n from crash_stall) = ${Number(opts.at)} then perform pg_advisory_xact_lock(${ADVISORY_KEY}); end if;
+      if (select n from crash_stall) = ${Number(opts.at)} then perform pg_advisory_xact_lock(${advisoryKey}); end if;
       return null;
     end $$;
     create trigger crash_stall ${triggerOn(opts)} execute function crash_stall();
@@ -90,7 +93,7 @@ async function stallPostgres(database: TestDatabase, opts: StallAt): Promise<Wri
     async remove() {
       // As when a real server dies: its backend goes on with the statement once the lock is free,
       // then finds the connection gone and rolls the transaction back.
-      await holder.query('select pg_advisory_unlock($1)', [ADVISORY_KEY]);
+      await holder.query('select pg_advisory_unlock($1)', [advisoryKey]);
       if (stalledPid !== null) {
         await until('the dead server\'s backend did not end', timeoutMs, async () =>
           (await holder.query('select 1 from pg_stat_activity where pid = $1', [stalledPid])).rowCount === 0);
