@@ -42,3 +42,13 @@ test('a statement PostgreSQL cancelled (57014, its statement timeout) is 503 DAT
   assert.equal(warnings.length, 1, 'operators see the database is slow');
   assert.equal(errors.length, 0, 'not an unhandled error');
 });
+
+test('any other error is 500 INTERNAL naming only the request id: its own message (a path, a query, a value) is logged, never sent', () => {
+  const logged: unknown[] = [];
+  const logging = { id: 'req-3', log: { error: (...a: unknown[]) => logged.push(a) } } as unknown as FastifyRequest;
+  const err = new Error('ENOENT /var/lib/keyhold/unseal.key: insert into secret_versions values ($1) [hunter2-value]');
+  const { status, body } = toErrorBody(err, logging);
+  assert.deepEqual([status, body.error.code, body.error.requestId], [500, 'INTERNAL', 'req-3']);
+  assert.doesNotMatch(JSON.stringify(body), /ENOENT|keyhold\/|secret_versions|hunter2/);
+  assert.deepEqual(logged, [[{ err }, 'unhandled error']], 'the whole error goes to the log');
+});
