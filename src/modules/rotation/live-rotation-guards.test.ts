@@ -10,7 +10,8 @@ const ENV = 'staging';
 /**
  * A live rotation owns its source until it ends: it applies, tests and may restore there, from the
  * policy it started with. Deleting that policy or rolling back under it would leave the source
- * holding a value Keyhold does not hand out; both are refused until the rotation ends.
+ * holding a value Keyhold does not hand out; both are refused until the rotation ends. Policy changes
+ * are also refused for a stale revision and for settings past their size bound.
  */
 describeEachDialect('rotation: what waits for a live rotation', (dialect) => {
   let h: Harness;
@@ -64,6 +65,16 @@ describeEachDialect('rotation: what waits for a live rotation', (dialect) => {
     assert.equal(await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', settings: { length: 32 }, revision: first.revision })), 'CAS_MISMATCH');
     const now = await rot.service.getPolicy(h.ctx, name, ENV);
     assert.deepEqual([now.revision, now.settings], [second.revision, { length: 24 }]);
+    await rot.scheduler.stop();
+  });
+
+  test('a policy whose settings are over 8 KB is VALIDATION_FAILED before its rotator reads them, and nothing is stored', async () => {
+    const name = 'SETTINGS_BOUND';
+    await h.services.secrets.create(h.ctx, { name, owner: 'ops' });
+    const rot = rotationFor(h);
+    const big = rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', settings: { length: 24, note: 'n'.repeat(8200) } });
+    await assert.rejects(big, (e: { code?: string; message?: string }) => e.code === 'VALIDATION_FAILED' && /8192 bytes/.test(e.message ?? ''));
+    assert.equal(await code(rot.service.getPolicy(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND');
     await rot.scheduler.stop();
   });
 });
