@@ -41,7 +41,7 @@ describeEachDialect('a signed audit checkpoint survives kill -9', (dialect) => {
     .map((e) => JSON.parse(e.context) as { seq: string; prevSeq: string });
   async function until(what: string, check: () => Promise<boolean>): Promise<void> {
     for (const deadline = Date.now() + 30_000; !(await check());) {
-      if (Date.now() > deadline) throw new Error(`${what}: not within 30 s`);
+      if (Date.now() > deadline) throw new Error(`${what}: not within 30 s\n${server.logs().slice(-4000)}`);
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
   }
