@@ -72,8 +72,3 @@ export async function setUpEscrow(h: Harness, secrets: string[]): Promise<Escrow
   await h.services.escrow.accessPolicies.put(h.ctx, { document: ESCROW_POLICY, comment: 'escrow suite' });
   return { ...cast, runner };
 }
-
-/** The error code a promise rejects with, or 'ok'. */
-export function codeOf(p: Promise<unknown>): Promise<string> {
-  return p.then(() => 'ok', (err: { code?: string }) => err.code ?? String(err));
-}

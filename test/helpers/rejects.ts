@@ -5,3 +5,8 @@ export const rejects = (p: Promise<unknown>, code: string) => assert.rejects(p, 
   assert.equal(err.code, code);
   return true;
 });
+
+/** The error code a promise rejects with, or 'ok'. */
+export function codeOf(p: Promise<unknown>): Promise<string> {
+  return p.then(() => 'ok', (err: { code?: string }) => err.code ?? String(err));
+}

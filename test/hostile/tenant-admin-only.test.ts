@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../helpers/harness.ts';
-import { codeOf } from '../helpers/escrow.ts';
+import { codeOf } from '../helpers/rejects.ts';
 import { PASSWORD } from '../helpers/users.ts';
 import type { TenantContext } from '../../src/modules/shared/context.ts';
 

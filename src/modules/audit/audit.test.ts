@@ -11,9 +11,9 @@ import { createAuditQueryService } from './query-service.ts';
 import { VERIFY_MAX_AGE_MS } from './verify-gate.ts';
 import { toKeyObject } from '../../crypto/aead.ts';
 import { randomKey } from '../../crypto/bytes.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
 const VALUE = 'audit-canary-7f3a9c21';
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
 describeEachDialect('audit log: chained, append-only, fail-closed, never holding a value', (dialect) => {
   let h: Harness;
@@ -32,7 +32,7 @@ describeEachDialect('audit log: chained, append-only, fail-closed, never holding
 
   test('writes, reads, rollbacks and denials are events with actor, resource, environment, version and outcome', async () => {
     const ann = await userContext(h, h.ctx.tenantId, 'ann');
-    assert.equal(await code(h.services.values.read(ann.ctx(), 'AUDITED', 'production')), 'SECRET_NOT_FOUND');
+    assert.equal(await codeOf(h.services.values.read(ann.ctx(), 'AUDITED', 'production')), 'SECRET_NOT_FOUND');
     const all = await events();
     assert.deepEqual(all.map((e) => [e.action, e.outcome, e.secret_version]), [
       ['tenant.create', 'allowed', null], ['system.init', 'allowed', null], ['system.unseal', 'allowed', null], ['system.unseal', 'allowed', null],
@@ -131,8 +131,8 @@ describeEachDialect('audit log: chained, append-only, fail-closed, never holding
     await sql`alter table audit_events rename to audit_events_gone`.execute(h.storage.db);
     try {
       h.clock.advance(5_000); // past the sealed-row cache: the read goes the whole way
-      assert.equal(await code(h.services.values.read(h.ctx, 'AUDITED', 'production')), 'AUDIT_UNAVAILABLE');
-      assert.equal(await code(h.services.values.write(h.ctx, 'AUDITED', 'production', { value: 'unaudited' })), 'AUDIT_UNAVAILABLE');
+      assert.equal(await codeOf(h.services.values.read(h.ctx, 'AUDITED', 'production')), 'AUDIT_UNAVAILABLE');
+      assert.equal(await codeOf(h.services.values.write(h.ctx, 'AUDITED', 'production', { value: 'unaudited' })), 'AUDIT_UNAVAILABLE');
       const status = await h.services.system.status();
       assert.equal(status.auditWritable, false, 'the status endpoint says so');
       assert.deepEqual(changes.map((c) => c.writable), [false], 'two refusals, one announcement');

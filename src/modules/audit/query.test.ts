@@ -11,10 +11,10 @@ import { AUDIT_CSV_COLUMNS, csvField } from './csv.ts';
 import { createChainVerifier } from './chain.ts';
 import type { AuditEvent } from './event.ts';
 import type { AuditQueryService } from './query-service.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
 const VALUE = 'query-canary-5b1e';
 const REASON = 'rotated, "by hand", after the incident';
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
 describeEachDialect('audit queries: auditors read the trail of their own tenant, never values', (dialect) => {
   let h: Harness;
@@ -44,22 +44,22 @@ describeEachDialect('audit queries: auditors read the trail of their own tenant,
       ['tenant.create', 'default', null], ['secret.create', 'PAY_KEY', null], ['secret.write', 'PAY_KEY', 1], ['secret.reveal', 'PAY_KEY', 1],
     ]);
     assert.equal(page.items[2]!.context.reason, REASON);
-    assert.equal(await code(h.services.values.read(auditor.ctx(), 'PAY_KEY', 'production')), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.values.read(auditor.ctx(), 'PAY_KEY', 'production')), 'FORBIDDEN');
     const everything = JSON.stringify([page, await collect(await q.export(auditor.ctx(), {}, 'json')), await collect(await q.export(auditor.ctx(), {}, 'csv'))]);
     assert.equal(everything.includes(VALUE), false, 'no value in any listing or export');
   });
 
   test('a user without audit:read is refused every query, and its denial is itself an event', async () => {
     const ctx = nobody.ctx();
-    const codes = await Promise.all([q.list(ctx), q.tail(ctx), q.export(ctx, {}, 'csv'), q.usage(ctx, 'PAY_KEY'), q.verify(ctx)].map(code));
+    const codes = await Promise.all([q.list(ctx), q.tail(ctx), q.export(ctx, {}, 'csv'), q.usage(ctx, 'PAY_KEY'), q.verify(ctx)].map(codeOf));
     assert.deepEqual(codes, Array(5).fill('FORBIDDEN'));
     const denials = await q.list(auditor.ctx(), { actor: nobody.id, action: 'authz.audit:read' });
     assert.deepEqual(denials.items.map((e) => [e.outcome, e.repeat]), [['denied', 5]], 'five refusals in the same second, listed once');
   });
 
   test('only the root principal reads every tenant, system events included', async () => {
-    assert.equal(await code(q.list(auditor.ctx(), { allTenants: true })), 'FORBIDDEN');
-    assert.equal(await code(q.tail(auditor.ctx(), { allTenants: true })), 'FORBIDDEN');
+    assert.equal(await codeOf(q.list(auditor.ctx(), { allTenants: true })), 'FORBIDDEN');
+    assert.equal(await codeOf(q.tail(auditor.ctx(), { allTenants: true })), 'FORBIDDEN');
     const all = await q.list(h.ctx, { allTenants: true, order: 'asc', limit: 3 });
     assert.deepEqual(all.items.map((e) => [e.action, e.tenantId]), [['tenant.create', tenantId], ['system.init', null], ['system.unseal', null]]);
     assert.ok((await q.list(h.ctx, {})).items.every((e) => e.tenantId === tenantId), 'root without allTenants sees the tenant it acts in');
@@ -82,7 +82,7 @@ describeEachDialect('audit queries: auditors read the trail of their own tenant,
     assert.deepEqual((await q.usage(bob.ctx(), 'PAY_KEY')).actors, [], "A's reveal of its own PAY_KEY is not B's usage");
     assert.ok((await q.list(auditor.ctx(), { limit: 1000 })).items.every((e) => e.tenantId === tenantId), 'nor the other way round');
     // A token of tenant A naming tenant B is refused before any query runs (the auth hook), so only the service scope matters here.
-    assert.equal(await code(q.list({ ...bob.ctx(), tenantId }, {})), 'FORBIDDEN', "B's auditor acting in A has no grant there");
+    assert.equal(await codeOf(q.list({ ...bob.ctx(), tenantId }, {})), 'FORBIDDEN', "B's auditor acting in A has no grant there");
   });
 
   test('filters: action exact and prefix, actor, secret, outcome, time range; bad input is refused', async () => {
@@ -103,13 +103,13 @@ describeEachDialect('audit queries: auditors read the trail of their own tenant,
     assert.deepEqual(await actions({ from: hourLater }), ['secret.reveal']);
     assert.deepEqual(await actions({ to: hourLater, secret: 'PAY_KEY' }), ['secret.create', 'secret.write', 'secret.reveal', 'authz.reveal'], 'to is exclusive: not the reveal at that instant');
 
-    assert.equal(await code(q.list(ctx, { from: 'yesterday' })), 'VALIDATION_FAILED');
-    assert.equal(await code(q.export(ctx, { to: 'soon' }, 'csv')), 'VALIDATION_FAILED', 'before the first byte');
-    assert.equal(await code(q.list(ctx, { limit: 1001 })), 'VALIDATION_FAILED');
+    assert.equal(await codeOf(q.list(ctx, { from: 'yesterday' })), 'VALIDATION_FAILED');
+    assert.equal(await codeOf(q.export(ctx, { to: 'soon' }, 'csv')), 'VALIDATION_FAILED', 'before the first byte');
+    assert.equal(await codeOf(q.list(ctx, { limit: 1001 })), 'VALIDATION_FAILED');
     // A range that cannot hold an event is a mistake (dates swapped), not an answer: an empty export would read as "nothing happened".
     const exportsBefore = (await q.list(h.ctx, { action: 'audit.export', allTenants: true, limit: 1000 })).items.length;
-    assert.equal(await code(q.export(ctx, { from: hourLater, to: new Date(start).toISOString() }, 'json')), 'VALIDATION_FAILED', 'to before from');
-    assert.equal(await code(q.list(ctx, { from: hourLater, to: hourLater })), 'VALIDATION_FAILED', 'to is exclusive: an empty range');
+    assert.equal(await codeOf(q.export(ctx, { from: hourLater, to: new Date(start).toISOString() }, 'json')), 'VALIDATION_FAILED', 'to before from');
+    assert.equal(await codeOf(q.list(ctx, { from: hourLater, to: hourLater })), 'VALIDATION_FAILED', 'to is exclusive: an empty range');
     assert.equal((await q.list(h.ctx, { action: 'audit.export', allTenants: true, limit: 1000 })).items.length, exportsBefore, 'a refused export is not recorded as taken');
   });
 
@@ -163,11 +163,11 @@ describeEachDialect('audit queries: auditors read the trail of their own tenant,
     await h.services.values.write(h.ctx, 'LOCKED', 'production', { value: 'x' });
     const denied = () => h.services.values.read(nobody.ctx(), 'LOCKED', 'production');
     for (let i = 0; i < 5; i++) {
-      assert.equal(await code(denied()), 'SECRET_NOT_FOUND');
+      assert.equal(await codeOf(denied()), 'SECRET_NOT_FOUND');
       h.clock.advance(10_000);
     }
     h.clock.advance(120_000);
-    assert.equal(await code(denied()), 'SECRET_NOT_FOUND');
+    assert.equal(await codeOf(denied()), 'SECRET_NOT_FOUND');
     await h.services.values.read(h.ctx, 'LOCKED', 'production');
     await h.services.values.read(h.ctx, 'LOCKED', 'production');
 
@@ -228,7 +228,7 @@ describeEachDialect('audit queries: auditors read the trail of their own tenant,
     }
     h.clock.advance(86_400_000);
     await h.services.values.read(h.ctx, 'USED', 'production');
-    assert.equal(await code(h.services.values.read(nobody.ctx(), 'USED', 'production')), 'SECRET_NOT_FOUND');
+    assert.equal(await codeOf(h.services.values.read(nobody.ctx(), 'USED', 'production')), 'SECRET_NOT_FOUND');
 
     const usage = await q.usage(auditor.ctx(), 'USED');
     const at = (ms: number) => new Date(ms).toISOString();
@@ -256,7 +256,7 @@ describeEachDialect('audit queries: auditors read the trail of their own tenant,
     for (const line of lines) verifier.push(JSON.parse(line) as AuditEvent);
     const head = await h.storage.db.selectFrom('audit_head').select(['seq', 'hash']).executeTakeFirstOrThrow();
     assert.deepEqual(verifier.result(), { ok: true, events: head.seq, lastSeq: head.seq, lastHash: head.hash });
-    assert.equal(await code(q.export(auditor.ctx(), { allTenants: true }, 'json')), 'FORBIDDEN');
+    assert.equal(await codeOf(q.export(auditor.ctx(), { allTenants: true }, 'json')), 'FORBIDDEN');
   });
 
   test('over HTTP: list, tail, export (JSON lines and CSV), usage and verify, with strict querystrings', async () => {

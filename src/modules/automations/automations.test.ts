@@ -5,8 +5,8 @@ import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { AutomationDefinition } from './types.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 const message = (p: Promise<unknown>) => p.then(() => '', (e: Error) => e.message);
 
 const payments = (over: Partial<AutomationDefinition> = {}): AutomationDefinition => ({
@@ -53,7 +53,7 @@ describeEachDialect('automations: definitions hold checked references only', (di
       [payments({ name: 'a7', steps: [{ id: 's', type: 'script', source: 'export default async (i, { secrets }) => secrets.get("MISSING_ONE")' }] }), /secrets\.get\("MISSING_ONE"\) names an unknown secret/],
     ];
     for (const [def, expected] of cases) {
-      assert.equal(await code(h.services.automations.create(ctx, def)), 'INVALID_REFERENCE', def.name);
+      assert.equal(await codeOf(h.services.automations.create(ctx, def)), 'INVALID_REFERENCE', def.name);
       assert.match(await message(h.services.automations.create(ctx, def)), expected);
     }
     const names = (await h.services.automations.list(ctx)).map((a) => a.definition.name);
@@ -68,13 +68,13 @@ describeEachDialect('automations: definitions hold checked references only', (di
   test('a definition pasted with a real-looking API key is refused at save, naming the field and never echoing the key', async () => {
     const key = 'sk_live_' + '4eC39HqLyjWDarjtT1zdp7dc';
     const def = payments({ name: 'pasted', steps: [{ id: 'charge', type: 'http', connector: '{{ connectors.payments }}', method: 'POST', path: '/v1/charges', headers: { Authorization: `Bearer ${key}` } }] });
-    assert.equal(await code(h.services.automations.create(ctx, def)), 'LITERAL_CREDENTIAL');
+    assert.equal(await codeOf(h.services.automations.create(ctx, def)), 'LITERAL_CREDENTIAL');
     const text = await message(h.services.automations.create(ctx, def));
     assert.match(text, /steps\[0\] \(charge\)\.headers\.Authorization looks like a literal credential/);
     assert.match(text, /store it as a secret/);
     assert.ok(!text.includes(key) && !text.includes('4eC39HqLyjWDarjtT1zdp7dc'));
     const inScript = payments({ name: 'pasted-script', steps: [{ id: 'run', type: 'script', source: `const k = "${key}"; export default async () => ({ k })` }] });
-    assert.equal(await code(h.services.automations.create(ctx, inScript)), 'LITERAL_CREDENTIAL');
+    assert.equal(await codeOf(h.services.automations.create(ctx, inScript)), 'LITERAL_CREDENTIAL');
   });
 
   test('a credential pasted as a body key is refused naming the object it sits in, never the key itself', async () => {
@@ -105,12 +105,12 @@ describeEachDialect('automations: definitions hold checked references only', (di
       { headers: { 'X-Api-Key': '{{ secrets.PAYMENT_API_KEY }}', Authorization: 'Bearer {{ secrets.PAYMENT_API_KEY }}' } },
       { body: { token_type: 'Bearer', password_policy: 'min-length-12', secret: 'changeme' }, query: { token: 'ch_3Nx' } },
     ];
-    for (const [i, over] of fine.entries()) assert.equal(await code(h.services.automations.create(ctx, step(over, `field-ok-${i}`))), 'ok', JSON.stringify(over));
+    for (const [i, over] of fine.entries()) assert.equal(await codeOf(h.services.automations.create(ctx, step(over, `field-ok-${i}`))), 'ok', JSON.stringify(over));
   });
 
   test('two editors saving against the same revision: exactly one wins, the other gets CAS_MISMATCH', async () => {
     await h.services.automations.create(ctx, payments({ name: 'raced' }));
-    const results = await Promise.all([1, 2].map((n) => code(h.services.automations.update(ctx, 'raced', payments({ name: 'raced', description: `editor ${n}` }), 1))));
+    const results = await Promise.all([1, 2].map((n) => codeOf(h.services.automations.update(ctx, 'raced', payments({ name: 'raced', description: `editor ${n}` }), 1))));
     assert.deepEqual(results.sort(), ['CAS_MISMATCH', 'ok']);
     assert.equal((await h.services.automations.get(ctx, 'raced')).revision, 2);
   });
@@ -118,26 +118,26 @@ describeEachDialect('automations: definitions hold checked references only', (di
   test('another tenant sees none of it: names and run ids give 404', async () => {
     const other = await h.services.tenants.create('other-co');
     const otherCtx = h.contextFor(other.id);
-    assert.equal(await code(h.services.automations.get(otherCtx, 'charge-customer')), 'AUTOMATION_NOT_FOUND');
-    assert.equal(await code(h.services.runs.get(otherCtx, '00000000-0000-0000-0000-000000000000')), 'RUN_NOT_FOUND');
+    assert.equal(await codeOf(h.services.automations.get(otherCtx, 'charge-customer')), 'AUTOMATION_NOT_FOUND');
+    assert.equal(await codeOf(h.services.runs.get(otherCtx, '00000000-0000-0000-0000-000000000000')), 'RUN_NOT_FOUND');
     assert.deepEqual(await h.services.automations.list(otherCtx), []);
   });
 
   test('a builder who may use a secret only in staging cannot save an automation that may run in production', async () => {
     const bea = await userContext(h, ctx.tenantId, 'bea');
     await h.services.grants.create(ctx, { principalType: 'user', principalId: bea.id, role: 'builder', environments: ['staging'] });
-    assert.equal(await code(h.services.automations.create(bea.ctx(), payments({ name: 'bea-prod' }))), 'FORBIDDEN');
-    assert.equal(await code(h.services.automations.create(bea.ctx(), payments({ name: 'bea-staging', environments: ['staging'] }))), 'ok');
+    assert.equal(await codeOf(h.services.automations.create(bea.ctx(), payments({ name: 'bea-prod' }))), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.automations.create(bea.ctx(), payments({ name: 'bea-staging', environments: ['staging'] }))), 'ok');
   });
 
   test('a caller who may not list the tenant is refused alike for an automation that exists and one that does not', async () => {
     const nobody = await userContext(h, ctx.tenantId, 'no-grants');
     await h.services.automations.create(ctx, payments({ name: 'probed' }));
     for (const name of ['probed', 'never-was']) {
-      assert.equal(await code(h.services.automations.get(nobody.ctx(), name)), 'FORBIDDEN', name);
-      assert.equal(await code(h.services.automations.update(nobody.ctx(), name, payments({ name }), 1)), 'FORBIDDEN', name);
-      assert.equal(await code(h.services.automations.remove(nobody.ctx(), name)), 'FORBIDDEN', name);
-      assert.equal(await code(h.services.automations.rotateWebhookToken(nobody.ctx(), name)), 'FORBIDDEN', name);
+      assert.equal(await codeOf(h.services.automations.get(nobody.ctx(), name)), 'FORBIDDEN', name);
+      assert.equal(await codeOf(h.services.automations.update(nobody.ctx(), name, payments({ name }), 1)), 'FORBIDDEN', name);
+      assert.equal(await codeOf(h.services.automations.remove(nobody.ctx(), name)), 'FORBIDDEN', name);
+      assert.equal(await codeOf(h.services.automations.rotateWebhookToken(nobody.ctx(), name)), 'FORBIDDEN', name);
     }
   });
 
@@ -145,13 +145,13 @@ describeEachDialect('automations: definitions hold checked references only', (di
     const vic = await userContext(h, ctx.tenantId, 'vic');
     await h.services.grants.create(ctx, { principalType: 'user', principalId: vic.id, role: 'viewer' });
     assert.equal((await h.services.automations.get(vic.ctx(), 'charge-customer')).definition.name, 'charge-customer');
-    assert.equal(await code(h.services.automations.create(vic.ctx(), payments({ name: 'vic' }))), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.automations.create(vic.ctx(), payments({ name: 'vic' }))), 'FORBIDDEN');
   });
 
   test('taking definitions out is the export permission: a viewer reads them but cannot export, a secret-admin can', async () => {
     const vera = await userContext(h, ctx.tenantId, 'vera');
     await h.services.grants.create(ctx, { principalType: 'user', principalId: vera.id, role: 'viewer' });
-    assert.equal(await code(h.services.exchange.export(vera.ctx(), { environment: 'production' })), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.exchange.export(vera.ctx(), { environment: 'production' })), 'FORBIDDEN');
     const sam = await userContext(h, ctx.tenantId, 'sam');
     await h.services.grants.create(ctx, { principalType: 'user', principalId: sam.id, role: 'secret-admin' });
     assert.ok((await h.services.exchange.export(sam.ctx(), { environment: 'production' })).automations.some((a) => a.name === 'charge-customer'));
@@ -163,7 +163,7 @@ describeEachDialect('automations: definitions hold checked references only', (di
     await h.services.tenants.createEnvironment(ctx, 'import-target');
     // The second connector points at the cloud metadata address: refused, but only when it is created.
     const badConnector = { ...doc, connectors: [connector('payments', 'http://127.0.0.1:9/api'), connector('metadata', 'https://169.254.169.254/latest')] };
-    assert.equal(await code(h.services.exchange.import(ctx, badConnector, { environment: 'import-target' })), 'VALIDATION_FAILED');
+    assert.equal(await codeOf(h.services.exchange.import(ctx, badConnector, { environment: 'import-target' })), 'VALIDATION_FAILED');
     // The automation overwrites one whose old definition this builder may not author (it runs in production).
     const bob = await userContext(h, ctx.tenantId, 'bob-importer');
     for (const role of ['builder', 'secret-admin']) await h.services.grants.create(ctx, { principalType: 'user', principalId: bob.id, role, environments: ['staging', 'import-target'] });
@@ -171,7 +171,7 @@ describeEachDialect('automations: definitions hold checked references only', (di
     await h.services.grants.create(ctx, { principalType: 'machine', principalId: prodRunner.id, role: 'builder', environments: ['production'] });
     await h.services.automations.create(ctx, payments({ name: 'prod-only-flow', runAs: 'prod-runner', environments: ['production'] }));
     const overwrite = { ...doc, connectors: [connector('payments', 'http://127.0.0.1:9/api')], automations: [payments({ name: 'imported-flow', environments: ['staging'] }), payments({ name: 'prod-only-flow', environments: ['staging'] })] };
-    assert.equal(await code(h.services.exchange.import(bob.ctx(), overwrite, { environment: 'import-target', overwrite: true })), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.exchange.import(bob.ctx(), overwrite, { environment: 'import-target', overwrite: true })), 'FORBIDDEN');
     assert.deepEqual((await h.services.connectors.list(ctx, 'import-target')).map((c) => c.name), [], 'no connector was written');
     assert.ok(!(await h.services.automations.list(ctx)).some((a) => a.definition.name === 'imported-flow'), 'no automation was written');
   });
@@ -202,9 +202,9 @@ describeEachDialect('automations: definitions hold checked references only', (di
       assert.match(res.json().error.message, expected);
     }
     const doc = { format: 'keyhold.automations', version: 1, exportedAt: new Date(0).toISOString(), environment: null, automations: [def(deep(5000))], connectors: [] };
-    assert.equal(await code(h.services.exchange.import(ctx, doc, {})), 'VALIDATION_FAILED');
-    assert.equal(await code(h.services.automations.get(ctx, 'deep')), 'AUTOMATION_NOT_FOUND');
-    assert.equal(await code(h.services.automations.create(ctx, def(deep(32)))), 'ok', 'the limit itself is allowed');
+    assert.equal(await codeOf(h.services.exchange.import(ctx, doc, {})), 'VALIDATION_FAILED');
+    assert.equal(await codeOf(h.services.automations.get(ctx, 'deep')), 'AUTOMATION_NOT_FOUND');
+    assert.equal(await codeOf(h.services.automations.create(ctx, def(deep(32)))), 'ok', 'the limit itself is allowed');
     await h.services.automations.remove(ctx, 'deep');
   });
 

@@ -8,8 +8,8 @@ import type { AutomationService } from './automation-service.ts';
 import { createConnectorExchange } from './connector-exchange.ts';
 import { createAutomationExchange } from './exchange.ts';
 import type { AutomationDefinition } from './types.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
 const flow = (name: string, connector: string, over: Partial<AutomationDefinition> = {}): AutomationDefinition => ({
   name, runAs: 'import-runner', environments: ['import-target'], trigger: { type: 'manual' },
@@ -86,7 +86,7 @@ describeEachDialect('automations: an import commits everything or nothing', (dia
     const doc = document('race-create');
     const exchange = racingAfterCheck('race-create-second', () => h.services.automations.create(ctx, flow('race-create-second', 'elsewhere')));
     notified.length = 0;
-    assert.equal(await code(exchange.import(ctx, doc, {})), 'AUTOMATION_EXISTS');
+    assert.equal(await codeOf(exchange.import(ctx, doc, {})), 'AUTOMATION_EXISTS');
     assert.deepEqual(await leftBy('race-create', ['race-create-second']), { connectors: [], automations: [], events: [] });
     assert.deepEqual(notified, ['race-create-second@1'], 'only the racing write was announced');
   });
@@ -95,7 +95,7 @@ describeEachDialect('automations: an import commits everything or nothing', (dia
     await h.services.automations.create(ctx, flow('race-change-second', 'elsewhere'));
     const doc = document('race-change');
     const exchange = racingAfterCheck('race-change-second', () => h.services.automations.update(ctx, 'race-change-second', flow('race-change-second', 'elsewhere', { environments: ['staging', 'import-target'] }), 1));
-    assert.equal(await code(exchange.import(ctx, doc, { overwrite: true })), 'CAS_MISMATCH');
+    assert.equal(await codeOf(exchange.import(ctx, doc, { overwrite: true })), 'CAS_MISMATCH');
     assert.deepEqual(await leftBy('race-change', ['race-change-second']), { connectors: [], automations: [], events: [] });
     assert.equal((await h.services.automations.get(ctx, 'race-change-second')).revision, 2, 'the racing change stands');
   });
@@ -103,7 +103,7 @@ describeEachDialect('automations: an import commits everything or nothing', (dia
   test('a connector created by someone else between the check and the write leaves no connector, automation or event of the import', async () => {
     const doc = document('race-conn');
     const exchange = racingConnectorAfterCheck('race-connpay', () => h.services.connectors.create(ctx, 'import-target', { ...doc.connectors[0]!, owner: 'someone-else' }));
-    assert.equal(await code(exchange.import(ctx, doc, {})), 'CONNECTOR_EXISTS');
+    assert.equal(await codeOf(exchange.import(ctx, doc, {})), 'CONNECTOR_EXISTS');
     const left = await leftBy('race-conn');
     assert.deepEqual(left.automations, []);
     assert.deepEqual(left.events, ['connector.create race-connpay'], 'only the racing write was audited');
@@ -114,7 +114,7 @@ describeEachDialect('automations: an import commits everything or nothing', (dia
     notified.length = 0;
     await sql`alter table audit_events rename to audit_events_gone`.execute(h.storage.db);
     try {
-      assert.equal(await code(h.services.exchange.import(ctx, document('unaudited'), {})), 'AUDIT_UNAVAILABLE');
+      assert.equal(await codeOf(h.services.exchange.import(ctx, document('unaudited'), {})), 'AUDIT_UNAVAILABLE');
     } finally {
       await sql`alter table audit_events_gone rename to audit_events`.execute(h.storage.db);
     }

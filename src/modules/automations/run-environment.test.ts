@@ -10,6 +10,7 @@ import { createRunner, type ProxyPort } from './runner.ts';
 import { createRunQueries } from './runs.ts';
 import { createInventory } from './inventory.ts';
 import type { AutomationDefinition } from './types.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
 /**
  * SPEC §1: an automation running in staging never resolves a production value, whatever it
@@ -17,7 +18,6 @@ import type { AutomationDefinition } from './types.ts';
  * rights of a more capable run identity (review finding: a staging builder's script read
  * production through a production-capable `runAs`).
  */
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
 interface Probe { name: string; method: 'GET' | 'PUT' | 'POST'; url: string; body?: unknown }
 type Seen = Record<string, { status: number; body: any }>;
@@ -149,7 +149,7 @@ describeEachDialect('automation runs are bound to their environment', (dialect) 
     const all = await runs.list(h.ctx, { limit: 500 });
     const production = all.find((r) => r.environment === 'production')!;
     const staging = all.find((r) => r.environment === 'staging')!;
-    assert.equal(await code(runs.get(vic.ctx(), production.id)), 'RUN_NOT_FOUND');
+    assert.equal(await codeOf(runs.get(vic.ctx(), production.id)), 'RUN_NOT_FOUND');
     assert.equal((await runs.get(vic.ctx(), staging.id)).id, staging.id);
     const listed = await runs.list(vic.ctx(), { limit: 500 });
     assert.deepEqual([...new Set(listed.map((r) => r.environment))], ['staging']);
@@ -169,7 +169,7 @@ describeEachDialect('automation runs are bound to their environment', (dialect) 
     await runner.start(h.ctx, 'proxied', { environment: 'staging', input: {}, trigger: 'manual', wait: true });
     const ctx = proxied.at(-1)!;
     assert.equal(ctx.actor.boundEnvironment, 'staging');
-    assert.equal(await code(h.services.values.read(ctx, 'DB_PASSWORD', 'production', { purpose: 'use' })), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.values.read(ctx, 'DB_PASSWORD', 'production', { purpose: 'use' })), 'FORBIDDEN');
     assert.equal((await h.services.values.read(ctx, 'DB_PASSWORD', 'staging', { purpose: 'use' })).value, 'staging-db-password');
   });
 
@@ -187,7 +187,7 @@ describeEachDialect('automation runs are bound to their environment', (dialect) 
     extraProbes = [{ name: 'whoami', method: 'GET', url: '/v1/auth/whoami' }];
     try {
       await runner.start(h.ctx, 'named', { environment: 'staging', input: {}, trigger: 'manual', wait: true });
-      assert.equal(await code(h.services.values.read(proxied.at(-1)!, 'DB_PASSWORD', 'staging', { purpose: 'use' })), 'FORBIDDEN');
+      assert.equal(await codeOf(h.services.values.read(proxied.at(-1)!, 'DB_PASSWORD', 'staging', { purpose: 'use' })), 'FORBIDDEN');
     } finally {
       extraProbes = [];
       await h.services.policies.rollback(h.ctx, 0);
@@ -203,7 +203,7 @@ describeEachDialect('automation runs are bound to their environment', (dialect) 
     const runsBefore = await h.storage.db.selectFrom('automation_runs').select('id').where('tenant_id', '=', h.ctx.tenantId).execute();
     seen = {};
     // prod-bot holds tenant-admin in staging; kim may list the automation but not make prod-bot act for her.
-    assert.equal(await code(runner.start(kim.ctx(), 'nightly-check', { environment: 'staging', input: {}, trigger: 'manual', wait: true })), 'FORBIDDEN');
+    assert.equal(await codeOf(runner.start(kim.ctx(), 'nightly-check', { environment: 'staging', input: {}, trigger: 'manual', wait: true })), 'FORBIDDEN');
     const runsAfter = await h.storage.db.selectFrom('automation_runs').select('id').where('tenant_id', '=', h.ctx.tenantId).execute();
     assert.equal(runsAfter.length, runsBefore.length, 'no run was started');
     assert.deepEqual(seen, {}, 'the script never ran with the run token');
@@ -232,12 +232,12 @@ describeEachDialect('authoring an automation needs the permissions of its run id
   test('a staging builder cannot make a staging automation run as a machine that may write there', async () => {
     const sam = await userContext(h, h.ctx.tenantId, 'sam');
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: sam.id, role: 'builder', environments: ['staging'] });
-    assert.equal(await code(automations.create(sam.ctx(), scriptAutomation({ name: 'borrow', runAs: 'writer-bot' }))), 'FORBIDDEN');
+    assert.equal(await codeOf(automations.create(sam.ctx(), scriptAutomation({ name: 'borrow', runAs: 'writer-bot' }))), 'FORBIDDEN');
     // Nothing more than sam holds in staging: allowed (the run's token is bound to staging).
-    assert.equal(await code(automations.create(sam.ctx(), scriptAutomation({ name: 'fine', runAs: 'prod-bot' }))), 'ok');
-    assert.equal(await code(automations.create(sam.ctx(), scriptAutomation({ name: 'idle', runAs: 'idle-bot' }))), 'ok');
+    assert.equal(await codeOf(automations.create(sam.ctx(), scriptAutomation({ name: 'fine', runAs: 'prod-bot' }))), 'ok');
+    assert.equal(await codeOf(automations.create(sam.ctx(), scriptAutomation({ name: 'idle', runAs: 'idle-bot' }))), 'ok');
     // Nor in an environment sam holds nothing in.
-    assert.equal(await code(automations.create(sam.ctx(), scriptAutomation({ name: 'wider', runAs: 'prod-bot', environments: ['staging', 'production'] }))), 'FORBIDDEN');
+    assert.equal(await codeOf(automations.create(sam.ctx(), scriptAutomation({ name: 'wider', runAs: 'prod-bot', environments: ['staging', 'production'] }))), 'FORBIDDEN');
     const names = (await automations.list(h.ctx)).map((a) => a.definition.name);
     assert.ok(!names.includes('borrow') && !names.includes('wider'));
   });
@@ -245,22 +245,22 @@ describeEachDialect('authoring an automation needs the permissions of its run id
   test('an update that points runAs at a more capable machine is refused, and the definition stays as it was', async () => {
     const sam = await h.storage.db.selectFrom('users').select('id').where('username', '=', 'sam').executeTakeFirstOrThrow();
     const ctx: TenantContext = { tenantId: h.ctx.tenantId, requestId: 't', actor: { type: 'user', id: sam.id, name: 'sam', homeTenantId: h.ctx.tenantId, mfaAt: h.clock.now() } };
-    assert.equal(await code(automations.update(ctx, 'fine', scriptAutomation({ name: 'fine', runAs: 'writer-bot' }), 1)), 'FORBIDDEN');
+    assert.equal(await codeOf(automations.update(ctx, 'fine', scriptAutomation({ name: 'fine', runAs: 'writer-bot' }), 1)), 'FORBIDDEN');
     const after = await automations.get(h.ctx, 'fine');
     assert.equal(after.revision, 1);
     assert.equal(after.definition.runAs, 'prod-bot');
     // Someone else's automation acting as a capable machine cannot be edited, deleted or run by hand by sam either.
     await automations.create(h.ctx, scriptAutomation({ name: 'admins', runAs: 'writer-bot' }));
-    assert.equal(await code(automations.update(ctx, 'admins', scriptAutomation({ name: 'admins', runAs: 'prod-bot' }), 1)), 'FORBIDDEN');
-    assert.equal(await code(automations.remove(ctx, 'admins')), 'FORBIDDEN');
+    assert.equal(await codeOf(automations.update(ctx, 'admins', scriptAutomation({ name: 'admins', runAs: 'prod-bot' }), 1)), 'FORBIDDEN');
+    assert.equal(await codeOf(automations.remove(ctx, 'admins')), 'FORBIDDEN');
   });
 
   test('without a script, the machine’s use of secrets the author may not use is still refused (name patterns count)', async () => {
     const pat = await userContext(h, h.ctx.tenantId, 'pat');
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: pat.id, role: 'builder', environments: ['staging'], namePatterns: ['API_*'] });
     const def = scriptAutomation({ name: 'http-only', steps: [{ id: 'call', type: 'http', connector: '{{ connectors.api }}', method: 'GET', path: '/x' }] });
-    assert.equal(await code(automations.create(pat.ctx(), def)), 'FORBIDDEN', 'prod-bot may use DB_PASSWORD in staging; pat may not');
-    assert.equal(await code(automations.create(pat.ctx(), { ...def, runAs: 'idle-bot' })), 'ok');
+    assert.equal(await codeOf(automations.create(pat.ctx(), def)), 'FORBIDDEN', 'prod-bot may use DB_PASSWORD in staging; pat may not');
+    assert.equal(await codeOf(automations.create(pat.ctx(), { ...def, runAs: 'idle-bot' })), 'ok');
   });
 
   test('a secret the author may not even list is answered exactly like one that does not exist (save, dependents)', async () => {
@@ -298,7 +298,7 @@ describeEachDialect('authoring an automation needs the permissions of its run id
       await automations.create(h.ctx, scriptAutomation({ name, runAs: 'idle-bot' }));
       meanwhile = () => automations.update(h.ctx, name, scriptAutomation({ name, runAs: 'writer-bot' }), 1);
       const attempt = name === 'raced-edit' ? racing.update(ctx, name, scriptAutomation({ name, runAs: 'idle-bot' }), 2) : racing.remove(ctx, name);
-      assert.notEqual(await code(attempt), 'ok', name);
+      assert.notEqual(await codeOf(attempt), 'ok', name);
       await (meanwhile as (() => Promise<unknown>) | null)?.(); // refused before it got that far: the admin's edit lands now
       const after = await automations.get(h.ctx, name);
       assert.equal(after.definition.runAs, 'writer-bot', `${name}: the admin's revision stands`);
@@ -310,7 +310,7 @@ describeEachDialect('authoring an automation needs the permissions of its run id
     const sam = await h.storage.db.selectFrom('users').select('id').where('username', '=', 'sam').executeTakeFirstOrThrow();
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: sam.id, role: 'secret-admin', environments: ['staging'] });
     const ctx: TenantContext = { tenantId: h.ctx.tenantId, requestId: 't', actor: { type: 'user', id: sam.id, name: 'sam', homeTenantId: h.ctx.tenantId, mfaAt: h.clock.now() } };
-    assert.equal(await code(automations.create(ctx, scriptAutomation({ name: 'borrow', runAs: 'writer-bot' }))), 'ok');
+    assert.equal(await codeOf(automations.create(ctx, scriptAutomation({ name: 'borrow', runAs: 'writer-bot' }))), 'ok');
     const denied = await h.storage.db.selectFrom('audit_events').select(['action', 'reason']).where('actor_id', '=', sam.id).where('outcome', '=', 'denied').execute();
     assert.ok(denied.some((e) => e.action === 'authz.write' && e.reason === 'FORBIDDEN'), JSON.stringify(denied));
   });

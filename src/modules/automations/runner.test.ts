@@ -10,13 +10,13 @@ import { createAutomationService } from './automation-service.ts';
 import { createRunner, type ProxyPort, type ScriptPort } from './runner.ts';
 import { createRunQueries } from './runs.ts';
 import type { AutomationDefinition } from './types.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
 /**
  * The runner against fake proxy and script ports: what it hands them, as whom, in which
  * environment, and what it stores. The real proxy and sandbox have their own suites, and the
  * end-to-end suite runs all of them together.
  */
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
 describeEachDialect('the automation runner', (dialect) => {
   let h: Harness;
@@ -134,8 +134,8 @@ describeEachDialect('the automation runner', (dialect) => {
 
   test('a run outside the automation environments is refused before anything runs', async () => {
     await h.services.tenants.createEnvironment(ctx, 'qa');
-    assert.equal(await code(runner.start(ctx, 'flow', { environment: 'qa', trigger: 'manual', wait: true })), 'ENVIRONMENT_NOT_ALLOWED');
-    assert.equal(await code(runner.start(ctx, 'flow', { environment: 'nowhere', trigger: 'manual', wait: true })), 'ENVIRONMENT_NOT_FOUND');
+    assert.equal(await codeOf(runner.start(ctx, 'flow', { environment: 'qa', trigger: 'manual', wait: true })), 'ENVIRONMENT_NOT_ALLOWED');
+    assert.equal(await codeOf(runner.start(ctx, 'flow', { environment: 'nowhere', trigger: 'manual', wait: true })), 'ENVIRONMENT_NOT_FOUND');
   });
 
   test('a disabled run identity fails the run clearly and issues no token', async () => {

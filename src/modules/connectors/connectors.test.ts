@@ -4,8 +4,8 @@ import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
 import { eventsOf, seed } from '../../../test/helpers/connectors.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 const bearer = (baseUrl = 'https://api.pay.example/v1') => ({ baseUrl, healthPath: '/health', auth: { kind: 'bearer' } });
 
 describeEachDialect('connectors: per environment, naming secrets, guarded by the secrets they carry', (dialect) => {
@@ -31,9 +31,9 @@ describeEachDialect('connectors: per environment, naming secrets, guarded by the
     const updated = await h.services.connectors.update(h.ctx, 'production', 'stripe', { settings: bearer('https://api.pay.example/v2'), revision: 1 });
     assert.equal(updated.revision, 2);
     assert.equal(updated.settings.baseUrl, 'https://api.pay.example/v2');
-    assert.equal(await code(h.services.connectors.update(h.ctx, 'production', 'stripe', { owner: 'x', revision: 1 })), 'CAS_MISMATCH');
+    assert.equal(await codeOf(h.services.connectors.update(h.ctx, 'production', 'stripe', { owner: 'x', revision: 1 })), 'CAS_MISMATCH');
     await h.services.connectors.remove(h.ctx, 'production', 'stripe');
-    assert.equal(await code(h.services.connectors.get(h.ctx, 'production', 'stripe')), 'CONNECTOR_NOT_FOUND');
+    assert.equal(await codeOf(h.services.connectors.get(h.ctx, 'production', 'stripe')), 'CONNECTOR_NOT_FOUND');
     const events = [...await eventsOf(h, 'connector.create'), ...await eventsOf(h, 'connector.update'), ...await eventsOf(h, 'connector.delete')].filter((e) => e.resource_name === 'stripe');
     assert.deepEqual(events.map((e) => e.action), ['connector.create', 'connector.update', 'connector.delete']);
     assert.equal(events[0]!.context.slots, 'token=PAY_TOKEN');
@@ -44,7 +44,7 @@ describeEachDialect('connectors: per environment, naming secrets, guarded by the
   test('the same name may exist once per environment; a second one in the same environment is CONNECTOR_EXISTS', async () => {
     await h.services.connectors.create(h.ctx, 'production', { name: 'dup', type: 'http', owner: 'o', settings: bearer(), slots: { token: 'PAY_TOKEN' } });
     await h.services.connectors.create(h.ctx, 'staging', { name: 'dup', type: 'http', owner: 'o', settings: bearer(), slots: { token: 'PAY_TOKEN' } });
-    assert.equal(await code(h.services.connectors.create(h.ctx, 'production', { name: 'dup', type: 'http', owner: 'o', settings: bearer(), slots: { token: 'PAY_TOKEN' } })), 'CONNECTOR_EXISTS');
+    assert.equal(await codeOf(h.services.connectors.create(h.ctx, 'production', { name: 'dup', type: 'http', owner: 'o', settings: bearer(), slots: { token: 'PAY_TOKEN' } })), 'CONNECTOR_EXISTS');
   });
 
   test('bad definitions are refused with a clear 4xx naming the problem, and nothing is written', async () => {
@@ -66,7 +66,7 @@ describeEachDialect('connectors: per environment, naming secrets, guarded by the
       const input = { name: 'broken', type: 'http', owner: 'o', settings: bearer(), slots: { token: 'PAY_TOKEN' }, ...patch };
       await assert.rejects(h.services.connectors.create(h.ctx, 'production', input), (e: { code?: string; message?: string }) => e.code === expected && message.test(e.message ?? ''), JSON.stringify(patch));
     }
-    assert.equal(await code(h.services.connectors.create(h.ctx, 'qa', { name: 'x', type: 'http', owner: 'o', settings: bearer(), slots: { token: 'PAY_TOKEN' } })), 'ENVIRONMENT_NOT_FOUND');
+    assert.equal(await codeOf(h.services.connectors.create(h.ctx, 'qa', { name: 'x', type: 'http', owner: 'o', settings: bearer(), slots: { token: 'PAY_TOKEN' } })), 'ENVIRONMENT_NOT_FOUND');
     assert.equal((await h.storage.db.selectFrom('connectors').selectAll().execute()).length, rowsBefore);
     assert.equal((await eventsOf(h, 'connector.create')).length, eventsBefore);
   });
@@ -74,16 +74,16 @@ describeEachDialect('connectors: per environment, naming secrets, guarded by the
   test('deciding where a credential goes needs write on its secret in that environment; reading needs list; a builder can do neither', async () => {
     const staging = await userContext(h, h.ctx.tenantId, 'sa-staging');
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: staging.id, role: 'secret-admin', environments: ['staging'] });
-    assert.equal(await code(h.services.connectors.create(staging.ctx(), 'staging', { name: 'sa-made', type: 'http', owner: 'o', settings: bearer(), slots: { token: 'PAY_TOKEN' } })), 'ok');
-    assert.equal(await code(h.services.connectors.create(staging.ctx(), 'production', { name: 'sa-made', type: 'http', owner: 'o', settings: bearer(), slots: { token: 'PAY_TOKEN' } })), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.connectors.create(staging.ctx(), 'staging', { name: 'sa-made', type: 'http', owner: 'o', settings: bearer(), slots: { token: 'PAY_TOKEN' } })), 'ok');
+    assert.equal(await codeOf(h.services.connectors.create(staging.ctx(), 'production', { name: 'sa-made', type: 'http', owner: 'o', settings: bearer(), slots: { token: 'PAY_TOKEN' } })), 'FORBIDDEN');
     const builder = await userContext(h, h.ctx.tenantId, 'builder-b');
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: builder.id, role: 'builder' });
-    assert.equal(await code(h.services.connectors.create(builder.ctx(), 'staging', { name: 'b-made', type: 'http', owner: 'o', settings: bearer(), slots: { token: 'PAY_TOKEN' } })), 'FORBIDDEN');
-    assert.equal(await code(h.services.connectors.update(builder.ctx(), 'staging', 'sa-made', { owner: 'me' })), 'FORBIDDEN');
-    assert.equal(await code(h.services.connectors.remove(builder.ctx(), 'staging', 'sa-made')), 'FORBIDDEN');
-    assert.equal(await code(h.services.connectors.get(builder.ctx(), 'staging', 'sa-made')), 'ok', 'a builder may list');
+    assert.equal(await codeOf(h.services.connectors.create(builder.ctx(), 'staging', { name: 'b-made', type: 'http', owner: 'o', settings: bearer(), slots: { token: 'PAY_TOKEN' } })), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.connectors.update(builder.ctx(), 'staging', 'sa-made', { owner: 'me' })), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.connectors.remove(builder.ctx(), 'staging', 'sa-made')), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.connectors.get(builder.ctx(), 'staging', 'sa-made')), 'ok', 'a builder may list');
     const stranger = await userContext(h, h.ctx.tenantId, 'no-grants');
-    assert.equal(await code(h.services.connectors.get(stranger.ctx(), 'staging', 'sa-made')), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.connectors.get(stranger.ctx(), 'staging', 'sa-made')), 'FORBIDDEN');
     assert.deepEqual(await h.services.connectors.list(stranger.ctx()), [], 'listing hides what the caller may not list');
   });
 
@@ -92,9 +92,9 @@ describeEachDialect('connectors: per environment, naming secrets, guarded by the
     await h.services.connectors.create(h.ctx, 'production', { name: 'templated', type: 'http', owner: 'o', settings: { ...bearer(), templateSecrets: ['CARD_KEY'] }, slots: { token: 'PAY_TOKEN' } });
     const pat = await userContext(h, h.ctx.tenantId, 'pay-admin');
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: pat.id, role: 'secret-admin', environments: ['production'], namePatterns: ['PAY_*'] });
-    assert.equal(await code(h.services.connectors.get(pat.ctx(), 'production', 'templated')), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.connectors.get(pat.ctx(), 'production', 'templated')), 'FORBIDDEN');
     assert.ok(!(await h.services.connectors.list(pat.ctx(), 'production')).some((c) => c.name === 'templated'), 'listing hides it');
-    assert.equal(await code(h.services.connectors.remove(pat.ctx(), 'production', 'templated')), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.connectors.remove(pat.ctx(), 'production', 'templated')), 'FORBIDDEN');
     assert.equal((await h.services.connectors.get(h.ctx, 'production', 'templated')).name, 'templated', 'still there');
   });
 
@@ -102,11 +102,11 @@ describeEachDialect('connectors: per environment, naming secrets, guarded by the
     const other = await h.services.tenants.create(`conn-other-${dialect}`);
     const ctx = h.contextFor(other.id);
     await h.services.connectors.create(h.ctx, 'production', { name: 'mine', type: 'http', owner: 'o', settings: bearer(), slots: { token: 'PAY_TOKEN' } });
-    assert.equal(await code(h.services.connectors.get(ctx, 'production', 'mine')), 'CONNECTOR_NOT_FOUND');
-    assert.equal(await code(h.services.connectors.test(ctx, 'production', 'mine')), 'CONNECTOR_NOT_FOUND');
-    assert.equal(await code(h.services.connectors.remove(ctx, 'production', 'mine')), 'CONNECTOR_NOT_FOUND');
+    assert.equal(await codeOf(h.services.connectors.get(ctx, 'production', 'mine')), 'CONNECTOR_NOT_FOUND');
+    assert.equal(await codeOf(h.services.connectors.test(ctx, 'production', 'mine')), 'CONNECTOR_NOT_FOUND');
+    assert.equal(await codeOf(h.services.connectors.remove(ctx, 'production', 'mine')), 'CONNECTOR_NOT_FOUND');
     assert.deepEqual(await h.services.connectors.list(ctx), []);
-    assert.equal(await code(h.services.connectors.create(ctx, 'production', { name: 'theirs', type: 'http', owner: 'o', settings: bearer(), slots: { token: 'PAY_TOKEN' } })), 'SLOT_UNRESOLVED', 'their tenant has no PAY_TOKEN');
+    assert.equal(await codeOf(h.services.connectors.create(ctx, 'production', { name: 'theirs', type: 'http', owner: 'o', settings: bearer(), slots: { token: 'PAY_TOKEN' } })), 'SLOT_UNRESOLVED', 'their tenant has no PAY_TOKEN');
   });
 
   test('inventory: dependents of a secret across environments, and connectors powered by a personal credential are flagged', async () => {
@@ -120,7 +120,7 @@ describeEachDialect('connectors: per environment, naming secrets, guarded by the
     assert.ok(deps.some((d) => d.environment === 'staging' && d.connector === 'dup' && d.slot === 'token'));
     assert.ok(deps.some((d) => d.environment === 'production' && d.connector === 'dup'));
     assert.deepEqual(await h.services.connectors.dependentsOf(h.ctx, 'ANNS_TOKEN'), [{ environment: 'production', connector: 'ann-powered', slot: 'token' }]);
-    assert.equal(await code(h.services.connectors.dependentsOf(h.ctx, 'NOPE')), 'SECRET_NOT_FOUND');
+    assert.equal(await codeOf(h.services.connectors.dependentsOf(h.ctx, 'NOPE')), 'SECRET_NOT_FOUND');
   });
 
   test('over HTTP: the routes, their schemas in the OpenAPI document, and strict input', async () => {

@@ -2,7 +2,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
-import { codeOf, setUpEscrow, type EscrowCast } from '../../../test/helpers/escrow.ts';
+import { setUpEscrow, type EscrowCast } from '../../../test/helpers/escrow.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 import type { TenantContext } from '../shared/context.ts';
 
 const why = 'INC-4711: reconcile the payout batch that failed last night';

@@ -6,8 +6,8 @@ import { userContext } from '../../../test/helpers/identities.ts';
 import { createCedarAuthorizer } from '../policy/cedar-authorizer.ts';
 import { createPolicyEngine } from '../policy/engine.ts';
 import { createGrantService } from './grant-service.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
 describeEachDialect('grants: narrowed by environment and name, expiring, revocable', (dialect) => {
   let h: Harness;
@@ -24,7 +24,7 @@ describeEachDialect('grants: narrowed by environment and name, expiring, revocab
     const ann = await userContext(h, h.ctx.tenantId, 'ann');
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: ann.id, role: 'revealer', environments: ['staging'] });
     assert.equal((await h.services.values.read(ann.ctx(), 'DB_PASSWORD', 'staging')).value, 'DB_PASSWORD-staging');
-    assert.equal(await code(h.services.values.read(ann.ctx(), 'DB_PASSWORD', 'production')), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.values.read(ann.ctx(), 'DB_PASSWORD', 'production')), 'FORBIDDEN');
   });
 
   test('an empty list of environments or name patterns is refused, never stored as a grant on everything', async () => {
@@ -37,7 +37,7 @@ describeEachDialect('grants: narrowed by environment and name, expiring, revocab
       });
       assert.deepEqual([res.statusCode, res.json().error.code], [400, 'VALIDATION_FAILED'], JSON.stringify(narrowing));
       // The service refuses it too, for callers that do not come through HTTP.
-      assert.equal(await code(h.services.grants.create(h.ctx, { principalType: 'machine', principalId: m.id, role: 'builder', ...narrowing })), 'VALIDATION_FAILED');
+      assert.equal(await codeOf(h.services.grants.create(h.ctx, { principalType: 'machine', principalId: m.id, role: 'builder', ...narrowing })), 'VALIDATION_FAILED');
     }
     assert.deepEqual(await h.services.grants.list(h.ctx, { principalId: m.id }), before, 'nothing was stored');
   });
@@ -46,7 +46,7 @@ describeEachDialect('grants: narrowed by environment and name, expiring, revocab
     const bob = await userContext(h, h.ctx.tenantId, 'bob');
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: bob.id, role: 'revealer', namePatterns: ['STRIPE_*'] });
     assert.equal((await h.services.values.read(bob.ctx(), 'STRIPE_TEST_KEY', 'production')).value, 'STRIPE_TEST_KEY-production');
-    assert.equal(await code(h.services.values.read(bob.ctx(), 'DB_PASSWORD', 'production')), 'SECRET_NOT_FOUND');
+    assert.equal(await codeOf(h.services.values.read(bob.ctx(), 'DB_PASSWORD', 'production')), 'SECRET_NOT_FOUND');
     assert.deepEqual((await h.services.secrets.list(bob.ctx())).items.map((s) => s.name), ['STRIPE_LIVE_KEY', 'STRIPE_TEST_KEY']);
   });
 
@@ -54,11 +54,11 @@ describeEachDialect('grants: narrowed by environment and name, expiring, revocab
     const cy = await userContext(h, h.ctx.tenantId, 'cy');
     const expiresAt = new Date(h.clock.now() + 3_600_000).toISOString();
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: cy.id, role: 'revealer', expiresAt });
-    assert.equal(await code(h.services.values.read(cy.ctx(), 'DB_PASSWORD', 'staging')), 'ok');
+    assert.equal(await codeOf(h.services.values.read(cy.ctx(), 'DB_PASSWORD', 'staging')), 'ok');
     h.clock.advance(3_600_000 - 1000);
-    assert.equal(await code(h.services.values.read(cy.ctx(), 'DB_PASSWORD', 'staging')), 'ok');
+    assert.equal(await codeOf(h.services.values.read(cy.ctx(), 'DB_PASSWORD', 'staging')), 'ok');
     h.clock.advance(2000);
-    assert.equal(await code(h.services.values.read(cy.ctx(), 'DB_PASSWORD', 'staging')), 'SECRET_NOT_FOUND');
+    assert.equal(await codeOf(h.services.values.read(cy.ctx(), 'DB_PASSWORD', 'staging')), 'SECRET_NOT_FOUND');
   });
 
   test('listing hides expired grants unless asked (includeExpired), and says which state each grant is in', async () => {
@@ -126,24 +126,24 @@ describeEachDialect('grants: narrowed by environment and name, expiring, revocab
   test('a person needs a fresh second factor to reveal: STEP_UP_REQUIRED, then allowed after step-up', async () => {
     const ed = await userContext(h, h.ctx.tenantId, 'ed', { mfaAgoMs: 11 * 60_000 });
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: ed.id, role: 'revealer' });
-    assert.equal(await code(h.services.values.read(ed.ctx(), 'DB_PASSWORD', 'staging')), 'STEP_UP_REQUIRED');
+    assert.equal(await codeOf(h.services.values.read(ed.ctx(), 'DB_PASSWORD', 'staging')), 'STEP_UP_REQUIRED');
     const fresh = await userContext(h, h.ctx.tenantId, 'ed2', { mfaAgoMs: 9 * 60_000 });
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: fresh.id, role: 'revealer' });
-    assert.equal(await code(h.services.values.read(fresh.ctx(), 'DB_PASSWORD', 'staging')), 'ok');
+    assert.equal(await codeOf(h.services.values.read(fresh.ctx(), 'DB_PASSWORD', 'staging')), 'ok');
     const never = await userContext(h, h.ctx.tenantId, 'ed3', { mfaAgoMs: null });
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: never.id, role: 'builder' });
-    assert.equal(await code(h.services.values.read(never.ctx(), 'DB_PASSWORD', 'staging')), 'FORBIDDEN', 'no step-up hint for what a factor would not allow');
+    assert.equal(await codeOf(h.services.values.read(never.ctx(), 'DB_PASSWORD', 'staging')), 'FORBIDDEN', 'no step-up hint for what a factor would not allow');
   });
 
   test('grants refuse unknown roles, principals of another tenant, unknown environments, bad patterns and past expiry', async () => {
     const other = await h.services.tenants.create('grant-other');
     const stranger = await userContext(h, other.id, 'stranger');
     const fi = await userContext(h, h.ctx.tenantId, 'fi');
-    assert.equal(await code(h.services.grants.create(h.ctx, { principalType: 'user', principalId: stranger.id, role: 'viewer' })), 'USER_NOT_FOUND');
-    assert.equal(await code(h.services.grants.create(h.ctx, { principalType: 'user', principalId: fi.id, role: 'god' })), 'VALIDATION_FAILED');
-    assert.equal(await code(h.services.grants.create(h.ctx, { principalType: 'user', principalId: fi.id, role: 'viewer', environments: ['qa'] })), 'ENVIRONMENT_NOT_FOUND');
-    assert.equal(await code(h.services.grants.create(h.ctx, { principalType: 'user', principalId: fi.id, role: 'viewer', namePatterns: ['a b'] })), 'VALIDATION_FAILED');
-    assert.equal(await code(h.services.grants.create(h.ctx, { principalType: 'user', principalId: fi.id, role: 'viewer', expiresAt: new Date(h.clock.now() - 1).toISOString() })), 'VALIDATION_FAILED');
+    assert.equal(await codeOf(h.services.grants.create(h.ctx, { principalType: 'user', principalId: stranger.id, role: 'viewer' })), 'USER_NOT_FOUND');
+    assert.equal(await codeOf(h.services.grants.create(h.ctx, { principalType: 'user', principalId: fi.id, role: 'god' })), 'VALIDATION_FAILED');
+    assert.equal(await codeOf(h.services.grants.create(h.ctx, { principalType: 'user', principalId: fi.id, role: 'viewer', environments: ['qa'] })), 'ENVIRONMENT_NOT_FOUND');
+    assert.equal(await codeOf(h.services.grants.create(h.ctx, { principalType: 'user', principalId: fi.id, role: 'viewer', namePatterns: ['a b'] })), 'VALIDATION_FAILED');
+    assert.equal(await codeOf(h.services.grants.create(h.ctx, { principalType: 'user', principalId: fi.id, role: 'viewer', expiresAt: new Date(h.clock.now() - 1).toISOString() })), 'VALIDATION_FAILED');
   });
 
   test('revoking another tenant\'s grant by its id over HTTP is 404 GRANT_NOT_FOUND, and that grant stays live', async () => {
@@ -159,7 +159,7 @@ describeEachDialect('grants: narrowed by environment and name, expiring, revocab
   test('only an administrator may grant: a revealer cannot grant itself more', async () => {
     const gus = await userContext(h, h.ctx.tenantId, 'gus');
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: gus.id, role: 'revealer' });
-    assert.equal(await code(h.services.grants.create(gus.ctx(), { principalType: 'user', principalId: gus.id, role: 'tenant-admin' })), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.grants.create(gus.ctx(), { principalType: 'user', principalId: gus.id, role: 'tenant-admin' })), 'FORBIDDEN');
   });
 });
 
@@ -171,8 +171,8 @@ describeEachDialect('a caller without rights in an environment learns nothing ab
       await h.services.values.write(h.ctx, 'ONLY_PROD', 'production', { value: 'p' });
       const ann = await userContext(h, h.ctx.tenantId, 'ann');
       await h.services.grants.create(h.ctx, { principalType: 'user', principalId: ann.id, role: 'revealer', environments: ['production'] });
-      assert.equal(await code(h.services.values.read(ann.ctx(), 'ONLY_PROD', 'staging')), 'FORBIDDEN');
-      assert.equal(await code(h.services.values.read(h.ctx, 'ONLY_PROD', 'staging')), 'VALUE_NOT_SET');
+      assert.equal(await codeOf(h.services.values.read(ann.ctx(), 'ONLY_PROD', 'staging')), 'FORBIDDEN');
+      assert.equal(await codeOf(h.services.values.read(h.ctx, 'ONLY_PROD', 'staging')), 'VALUE_NOT_SET');
     } finally {
       await h.close();
     }

@@ -4,6 +4,7 @@ import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { eventsOf } from '../../../test/helpers/connectors.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
 describeEachDialect('KEK rotation and rewrap', (dialect) => {
   let h: Harness;
@@ -142,9 +143,8 @@ describeEachDialect('KEK rotation and rewrap', (dialect) => {
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: admin.id, role: 'secret-admin' });
     const keks = () => h.storage.db.selectFrom('tenant_keks').select(['version', 'retired_at']).where('tenant_id', '=', h.ctx.tenantId).orderBy('version').execute();
     const before = await keks();
-    const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
     const ops = { status: () => h.services.keys.status(admin.ctx()), rotate: () => h.services.keys.rotate(admin.ctx()), rewrap: () => h.services.keys.rewrap(admin.ctx()), reencrypt: () => h.services.keys.reencrypt(admin.ctx()) };
-    for (const [name, op] of Object.entries(ops)) assert.equal(await code(op()), 'FORBIDDEN', name);
+    for (const [name, op] of Object.entries(ops)) assert.equal(await codeOf(op()), 'FORBIDDEN', name);
     assert.deepEqual(await keks(), before);
   });
 });

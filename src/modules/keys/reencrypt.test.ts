@@ -11,8 +11,8 @@ import { kekVersionOf, unwrapDek, valueAad } from '../../crypto/envelope.ts';
 import { unwrapKek } from '../../crypto/root/root-key.ts';
 import { decodeSealedTotp, totpBinding } from '../identity/users/totp.ts';
 import { call, codeAt, enrolTotp, login, newUser, nextStep, sessionFor, ticketFor } from '../../../test/helpers/users.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
 describeEachDialect('re-encrypt after a suspected key compromise', (dialect) => {
   let h: Harness;
@@ -98,7 +98,7 @@ describeEachDialect('re-encrypt after a suspected key compromise', (dialect) => 
     broken[broken.length - 1]! ^= 0x01;
     await h.storage.db.updateTable('secret_versions').set({ ciphertext: broken }).where('id', '=', victim.id).execute();
     try {
-      assert.equal(await code(h.services.keys.reencrypt(h.ctx, { batchSize: 1 })), 'INTEGRITY_FAILURE');
+      assert.equal(await codeOf(h.services.keys.reencrypt(h.ctx, { batchSize: 1 })), 'INTEGRITY_FAILURE');
     } finally {
       await h.storage.db.updateTable('secret_versions').set({ ciphertext: victim.ciphertext }).where('id', '=', victim.id).execute();
     }
@@ -142,10 +142,10 @@ describeEachDialect('re-encrypt after a suspected key compromise', (dialect) => 
     let reading = true;
     const reads: string[] = [];
     const reader = (async () => {
-      while (reading) reads.push(await code(h.services.values.read(h.ctx, 'RESEALED', 'staging')));
+      while (reading) reads.push(await codeOf(h.services.values.read(h.ctx, 'RESEALED', 'staging')));
     })();
     const [reencrypted] = await Promise.all([
-      code(h.services.keys.reencrypt(h.ctx, { batchSize: 1 })),
+      codeOf(h.services.keys.reencrypt(h.ctx, { batchSize: 1 })),
       (async () => {
         for (let i = 0; i < 6; i++) await write('development', `dev-during-${i}`);
       })(),
@@ -180,7 +180,7 @@ describeEachDialect('re-encrypt after a suspected key compromise', (dialect) => 
     await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role: 'builder' });
     const ctx: TenantContext = { ...h.ctx, actor: { type: 'machine', id: machine.id, name: machine.name, homeTenantId: h.ctx.tenantId, credentialId: 'c' } };
     const before = await h.services.keys.status(h.ctx);
-    assert.equal(await code(h.services.keys.reencrypt(ctx)), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.keys.reencrypt(ctx)), 'FORBIDDEN');
     assert.equal((await h.services.keys.status(h.ctx)).currentVersion, before.currentVersion);
   });
 });

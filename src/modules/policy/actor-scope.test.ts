@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import type { Actor, TenantContext } from '../shared/context.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
 /**
  * What narrows an actor beyond its grants (the environment a run's token is bound to, the tenant
@@ -32,7 +32,7 @@ describeEachDialect('the actor narrows what its grants allow', (dialect) => {
 
   test("an allow remembered for a machine's own token is not served to its run token bound to another environment", async () => {
     const ctx = await machineWith('builder');
-    const read = (c: TenantContext) => code(h.services.values.read(c, 'SCOPED', 'production'));
+    const read = (c: TenantContext) => codeOf(h.services.values.read(c, 'SCOPED', 'production'));
     assert.equal(await read(ctx()), 'ok');
     assert.equal(await read(ctx()), 'ok', 'now remembered for this machine, action, environment and address');
     assert.equal(await read(ctx({ boundEnvironment: 'staging' })), 'FORBIDDEN');
@@ -40,8 +40,8 @@ describeEachDialect('the actor narrows what its grants allow', (dialect) => {
 
   test('a principal whose home tenant is not known is refused, whatever its grants in the tenant', async () => {
     const ctx = await machineWith('tenant-admin');
-    assert.equal(await code(h.services.authz.require(ctx(), 'admin', { type: 'tenant' })), 'ok');
+    assert.equal(await codeOf(h.services.authz.require(ctx(), 'admin', { type: 'tenant' })), 'ok');
     const { homeTenantId: _, ...homeless } = ctx().actor;
-    assert.equal(await code(h.services.authz.require({ ...ctx(), actor: homeless }, 'admin', { type: 'tenant' })), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.authz.require({ ...ctx(), actor: homeless }, 'admin', { type: 'tenant' })), 'FORBIDDEN');
   });
 });

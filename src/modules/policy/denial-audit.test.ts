@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
 describeEachDialect('a denial names a secret only when it exists', (dialect) => {
   let h: Harness;
@@ -22,7 +22,7 @@ describeEachDialect('a denial names a secret only when it exists', (dialect) => 
 
   test('a refused create of a secret that does not exist records the requested name only as a keyed HMAC', async () => {
     const requested = 'PASTED_sk_live_51Hcanary';
-    assert.equal(await code(h.services.secrets.create(builder.ctx(), { name: requested, owner: 'ops' })), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.secrets.create(builder.ctx(), { name: requested, owner: 'ops' })), 'FORBIDDEN');
     const [event] = await denials(builder.id);
     assert.deepEqual([event?.action, event?.resource_type, event?.resource_id, event?.resource_name],
       ['authz.write', 'secret', null, h.services.identifiers.hash(requested)]);
@@ -32,7 +32,7 @@ describeEachDialect('a denial names a secret only when it exists', (dialect) => 
   });
 
   test('a refused action on a secret that exists still names it', async () => {
-    assert.equal(await code(h.services.values.write(builder.ctx(), 'EXISTING_KEY', 'production', { value: 'never-written' })), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.values.write(builder.ctx(), 'EXISTING_KEY', 'production', { value: 'never-written' })), 'FORBIDDEN');
     const last = (await denials(builder.id)).at(-1);
     assert.deepEqual([last?.action, last?.resource_name], ['authz.write', 'EXISTING_KEY']);
     assert.ok(last?.resource_id);

@@ -6,8 +6,8 @@ import type { TenantContext } from '../shared/context.ts';
 import { createPolicyEngine } from './engine.ts';
 import { parsePolicyTestCases, runPolicyTests } from './policy-test-runner.ts';
 import { MAX_NESTING, MAX_OPERATORS_PER_POLICY, complexityErrors } from './complexity.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 const when = (condition: string) => `permit (principal, action, resource) when { ${condition} };`;
 
 /** Texts that overflowed Cedar's wasm stack before the shape check: each broke every tenant's decisions. */
@@ -46,10 +46,10 @@ describeEachDialect('hostile tenant policies', (dialect) => {
       const dryRun = await h.services.policies.validate(mallory, text);
       assert.equal(dryRun.valid, false, name);
       assert.match(dryRun.errors.join(), /at most (32 levels|200 are allowed)|control character/, name);
-      assert.equal(await code(h.services.policies.put(mallory, { text })), 'POLICY_INVALID', name);
+      assert.equal(await codeOf(h.services.policies.put(mallory, { text })), 'POLICY_INVALID', name);
       // A fresh decision (new source address: not from any cache) in the victim tenant still works.
       h.clock.advance(1_000);
-      assert.equal(await code(h.services.values.read({ ...reader, sourceIp: `127.0.1.${Object.keys(CRASHERS).indexOf(name) + 1}` }, 'PAY_KEY', 'production')), 'ok', name);
+      assert.equal(await codeOf(h.services.values.read({ ...reader, sourceIp: `127.0.1.${Object.keys(CRASHERS).indexOf(name) + 1}` }, 'PAY_KEY', 'production')), 'ok', name);
     }
   });
 
@@ -57,7 +57,7 @@ describeEachDialect('hostile tenant policies', (dialect) => {
     // Under the route's 65,536-character bound, but over 64 KiB once encoded (two bytes a character).
     const text = `// ${'é'.repeat(40_000)}\n@id("list") permit (principal, action == Keyhold::Action::"list", resource);`;
     assert.ok(text.length < 65_536 && Buffer.byteLength(text) > 64 * 1024);
-    assert.equal(await code(h.services.policies.put(h.ctx, { text })), 'POLICY_INVALID');
+    assert.equal(await codeOf(h.services.policies.put(h.ctx, { text })), 'POLICY_INVALID');
     const res = await h.app.inject({ method: 'POST', url: '/v1/policies/validate', headers: { authorization: `Bearer ${h.rootToken}` }, payload: { text } });
     assert.equal(res.statusCode, 200, res.body);
     assert.equal(res.json().valid, false, res.body);
@@ -80,11 +80,11 @@ forbid (principal is Keyhold::Machine, action == Keyhold::Action::"use", resourc
 when { context.classification == "restricted" && context.weekday + 9223372036854775807 > 0 };`;
     assert.equal((await h.services.policies.put(h.ctx, { text, comment: 'block restricted use' })).active, true);
     assert.equal(new Date(h.clock.now()).getUTCDay(), 1, 'the fake clock is on a Monday');
-    assert.equal(await code(h.services.values.read({ ...reader, sourceIp: '127.0.2.1' }, 'PAY_KEY', 'production')), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.values.read({ ...reader, sourceIp: '127.0.2.1' }, 'PAY_KEY', 'production')), 'FORBIDDEN');
     const denial = await h.storage.db.selectFrom('audit_events').select(['context']).where('action', '=', 'authz.use').orderBy('seq', 'desc').executeTakeFirstOrThrow();
     assert.match(JSON.parse(denial.context).policies, /error:tenant:no-restricted-use/);
     await h.services.policies.put(h.ctx, { text: '' });
-    assert.equal(await code(h.services.values.read({ ...reader, sourceIp: '127.0.2.2' }, 'PAY_KEY', 'production')), 'ok');
+    assert.equal(await codeOf(h.services.values.read({ ...reader, sourceIp: '127.0.2.2' }, 'PAY_KEY', 'production')), 'ok');
   });
 });
 

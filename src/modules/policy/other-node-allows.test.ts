@@ -5,8 +5,8 @@ import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { createCedarAuthorizer } from './cedar-authorizer.ts';
 import { createPolicyEngine } from './engine.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
 /**
  * A node learns of another node's grant change only through the tenant's generation, which it
@@ -29,11 +29,11 @@ describeEachDialect('an allow remembered on one node and a revoke on another', (
     const row = await h.services.secrets.load(h.ctx, 'ELSEWHERE');
     // The read path hands the authorizer one frozen view of the row: only such views are remembered.
     const secret = Object.freeze({ type: 'secret' as const, id: row.id, name: row.name, classification: row.classification, owner: row.owner, tags: Object.freeze([] as string[]) as string[] });
-    assert.equal(await code(otherNode.require(ctx, 'use', secret, 'production')), 'ok');
+    assert.equal(await codeOf(otherNode.require(ctx, 'use', secret, 'production')), 'ok');
     assert.ok(otherNode.cachedAllow?.(ctx, 'use', secret, 'production'), 'remembered on the other node');
     await h.services.grants.revoke(h.ctx, grant.id); // on this node: the other node's cache is not told
     h.clock.advance(2_001);
     assert.equal(otherNode.cachedAllow?.(ctx, 'use', secret, 'production'), undefined);
-    assert.equal(await code(otherNode.require(ctx, 'use', secret, 'production')), 'FORBIDDEN');
+    assert.equal(await codeOf(otherNode.require(ctx, 'use', secret, 'production')), 'FORBIDDEN');
   });
 });

@@ -6,8 +6,8 @@ import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
 import { pauseAfterRead } from '../../../test/helpers/pause-after-read.ts';
 import { createPolicyService } from './policy-service.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 const EXAMPLE = readFileSync(new URL('../../../docs/examples/tenant-policies.cedar', import.meta.url), 'utf8');
 
 describeEachDialect('tenant policies: validated before they take effect, versioned, diffable, rolled back', (dialect) => {
@@ -23,15 +23,15 @@ describeEachDialect('tenant policies: validated before they take effect, version
   after(() => h.close());
 
   test('a tenant policy takes effect on the next request', async () => {
-    assert.equal(await code(h.services.values.read(revealer.ctx(), 'PROD_KEY', 'production')), 'ok');
+    assert.equal(await codeOf(h.services.values.read(revealer.ctx(), 'PROD_KEY', 'production')), 'ok');
     const v1 = await h.services.policies.put(h.ctx, { text: EXAMPLE, comment: 'stricter production reveals' });
     assert.equal(v1.version, 1);
-    assert.equal(await code(h.services.values.read(revealer.ctx(), 'PROD_KEY', 'production')), 'FORBIDDEN', 'MFA 7 minutes old is too old for this tenant');
+    assert.equal(await codeOf(h.services.values.read(revealer.ctx(), 'PROD_KEY', 'production')), 'FORBIDDEN', 'MFA 7 minutes old is too old for this tenant');
   });
 
   test('a policy that fails validation never takes effect, and the version in force stays', async () => {
     for (const bad of ['permit (principal, action, resource) when { context.nosuch == 1 };', 'permit (principal, action', 'permit (principal, action == Keyhold::Action::"fly", resource);']) {
-      assert.equal(await code(h.services.policies.put(h.ctx, { text: bad })), 'POLICY_INVALID');
+      assert.equal(await codeOf(h.services.policies.put(h.ctx, { text: bad })), 'POLICY_INVALID');
     }
     assert.equal((await h.services.policies.current(h.ctx)).version, 1);
     assert.equal((await h.services.policies.history(h.ctx)).length, 1);
@@ -52,7 +52,7 @@ describeEachDialect('tenant policies: validated before they take effect, version
       `@id("\\u{202e}desrever") ${forbidReveal}`,
     ];
     for (const text of duplicates) {
-      assert.equal(await code(h.services.policies.put(h.ctx, { text })), 'POLICY_INVALID', text);
+      assert.equal(await codeOf(h.services.policies.put(h.ctx, { text })), 'POLICY_INVALID', text);
       assert.equal((await h.services.policies.validate(h.ctx, text)).valid, false);
       const res = await h.app.inject({ method: 'PUT', url: '/v1/policies', headers: { authorization: `Bearer ${h.rootToken}` }, payload: { text } });
       assert.equal(res.statusCode, 400, res.body);
@@ -76,12 +76,12 @@ describeEachDialect('tenant policies: validated before they take effect, version
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: fresh.id, role: 'revealer' });
     for (const outsider of [revealer, fresh]) {
       const forged = { ...outsider.ctx(), tenantId: other.id };
-      assert.equal(await code(h.services.values.read(forged, 'THEIRS', 'production')), 'SECRET_NOT_FOUND');
-      assert.equal(await code(h.services.secrets.list(forged)), 'ok');
+      assert.equal(await codeOf(h.services.values.read(forged, 'THEIRS', 'production')), 'SECRET_NOT_FOUND');
+      assert.equal(await codeOf(h.services.secrets.list(forged)), 'ok');
       assert.deepEqual((await h.services.secrets.list(forged)).items, [], 'not even listed');
     }
     const stale = await userContext(h, h.ctx.tenantId, 'stale', { mfaAgoMs: 3_600_000 });
-    assert.equal(await code(h.services.values.read(stale.ctx(), 'PROD_KEY', 'production')), 'STEP_UP_REQUIRED');
+    assert.equal(await codeOf(h.services.values.read(stale.ctx(), 'PROD_KEY', 'production')), 'STEP_UP_REQUIRED');
   });
 
   test('versions are diffable and a rollback re-applies an older text as a new version', async () => {
@@ -91,19 +91,19 @@ describeEachDialect('tenant policies: validated before they take effect, version
     const back = await h.services.policies.rollback(h.ctx, 1);
     assert.deepEqual([back.version, back.comment, back.active], [3, 'rollback to version 1', true]);
     assert.equal((await h.services.policies.get(h.ctx, 3)).text, EXAMPLE);
-    assert.equal(await code(h.services.values.read(revealer.ctx(), 'PROD_KEY', 'production')), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.values.read(revealer.ctx(), 'PROD_KEY', 'production')), 'FORBIDDEN');
     const none = await h.services.policies.rollback(h.ctx, 0);
     assert.equal(none.text, '');
-    assert.equal(await code(h.services.values.read(revealer.ctx(), 'PROD_KEY', 'production')), 'ok');
-    assert.equal(await code(h.services.policies.get(h.ctx, 99)), 'POLICY_VERSION_NOT_FOUND');
+    assert.equal(await codeOf(h.services.values.read(revealer.ctx(), 'PROD_KEY', 'production')), 'ok');
+    assert.equal(await codeOf(h.services.policies.get(h.ctx, 99)), 'POLICY_VERSION_NOT_FOUND');
   });
 
   test('an editor working from an old version cannot silently replace a newer one (cas), over the service and HTTP', async () => {
     const inForce = (await h.services.policies.current(h.ctx)).version;
     const versions = async () => (await h.services.policies.history(h.ctx)).length;
     const before = await versions();
-    assert.equal(await code(h.services.policies.put(h.ctx, { text: EXAMPLE, cas: inForce - 1 })), 'CAS_MISMATCH');
-    assert.equal(await code(h.services.policies.rollback(h.ctx, 1, inForce + 1)), 'CAS_MISMATCH');
+    assert.equal(await codeOf(h.services.policies.put(h.ctx, { text: EXAMPLE, cas: inForce - 1 })), 'CAS_MISMATCH');
+    assert.equal(await codeOf(h.services.policies.rollback(h.ctx, 1, inForce + 1)), 'CAS_MISMATCH');
     assert.equal(await versions(), before, 'no version was written');
     assert.equal((await h.services.policies.current(h.ctx)).version, inForce);
     const res = await h.app.inject({ method: 'PUT', url: '/v1/policies', headers: { authorization: `Bearer ${h.rootToken}` }, payload: { text: EXAMPLE, cas: inForce - 1 } });
@@ -111,7 +111,7 @@ describeEachDialect('tenant policies: validated before they take effect, version
     const next = await h.services.policies.put(h.ctx, { text: EXAMPLE, comment: 'from the version in force', cas: inForce });
     assert.equal(next.version, inForce + 1);
     // Two editors from the same version: one lands, the other is told.
-    const raced = await Promise.all([1, 2].map((i) => code(h.services.policies.put(h.ctx, { text: `// editor ${i}\n${EXAMPLE}`, cas: next.version }))));
+    const raced = await Promise.all([1, 2].map((i) => codeOf(h.services.policies.put(h.ctx, { text: `// editor ${i}\n${EXAMPLE}`, cas: next.version }))));
     assert.deepEqual(raced.sort(), ['CAS_MISMATCH', 'ok']);
     assert.equal(await versions(), before + 2);
   });
@@ -124,7 +124,7 @@ describeEachDialect('tenant policies: validated before they take effect, version
     });
     const { engine, authz, audit } = h.services;
     const editor = createPolicyService({ db: h.storage.db.withPlugin(pause), engine, authz, clock: h.clock, audit, maskText: async (_tenant, text) => text });
-    assert.equal(await code(editor.put(h.ctx, { text: `// this editor, from ${inForce}\n${EXAMPLE}`, cas: inForce })), 'CAS_MISMATCH');
+    assert.equal(await codeOf(editor.put(h.ctx, { text: `// this editor, from ${inForce}\n${EXAMPLE}`, cas: inForce })), 'CAS_MISMATCH');
     assert.ok(pause.fired());
     const now = await h.services.policies.current(h.ctx);
     assert.deepEqual([now.version, now.text.split('\n')[0]], [inForce + 1, '// the other editor'], 'the newer version stays in force');
@@ -140,10 +140,10 @@ describeEachDialect('tenant policies: validated before they take effect, version
   });
 
   test('only administrators with a fresh factor manage policies', async () => {
-    assert.equal(await code(h.services.policies.put(revealer.ctx(), { text: '' })), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.policies.put(revealer.ctx(), { text: '' })), 'FORBIDDEN');
     const admin = await userContext(h, h.ctx.tenantId, 'adm', { mfaAgoMs: 3_600_000 });
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: admin.id, role: 'tenant-admin' });
-    assert.equal(await code(h.services.policies.put(admin.ctx(), { text: '' })), 'STEP_UP_REQUIRED');
+    assert.equal(await codeOf(h.services.policies.put(admin.ctx(), { text: '' })), 'STEP_UP_REQUIRED');
   });
 });
 
@@ -161,14 +161,14 @@ describeEachDialect('a tenant policy that asks for a recent factor: the answer s
         .where('tenant_id', '=', h.ctx.tenantId).where('version', '=', v2.version).execute();
       await h.storage.db.updateTable('tenants').set((eb) => ({ authz_generation: eb('authz_generation', '+', 1) })).where('id', '=', h.ctx.tenantId).execute();
       h.services.authz.invalidate(h.ctx.tenantId);
-      assert.equal(await code(h.services.secrets.list(reader.ctx(), {})), 'POLICY_UNUSABLE');
+      assert.equal(await codeOf(h.services.secrets.list(reader.ctx(), {})), 'POLICY_UNUSABLE');
       const session = await h.services.sessions.issue({ id: reader.id, tenantId: h.ctx.tenantId }, null);
       const res = await h.app.inject({ method: 'GET', url: '/v1/secrets', headers: { authorization: `Bearer ${session.token}` } });
       assert.deepEqual([res.statusCode, res.json().error.code], [503, 'POLICY_UNUSABLE']);
       assert.match(res.json().error.message, /root/);
       // Root is decided by the built-ins alone, so it can put the tenant back on a version that loads.
       await h.services.policies.rollback(h.ctx, v1.version);
-      assert.equal(await code(h.services.secrets.list(reader.ctx(), {})), 'ok');
+      assert.equal(await codeOf(h.services.secrets.list(reader.ctx(), {})), 'ok');
     } finally {
       await h.close();
     }
@@ -183,14 +183,14 @@ describeEachDialect('a tenant policy that asks for a recent factor: the answer s
       // 11 minutes: past the step-up window and the tenant's 5 minutes. A step-up makes the factor 0 seconds old.
       const stale = await userContext(h, h.ctx.tenantId, 'stale', { mfaAgoMs: 11 * 60_000 });
       await h.services.grants.create(h.ctx, { principalType: 'user', principalId: stale.id, role: 'revealer' });
-      assert.equal(await code(h.services.values.read(stale.ctx(), 'PROD_KEY', 'production')), 'STEP_UP_REQUIRED');
+      assert.equal(await codeOf(h.services.values.read(stale.ctx(), 'PROD_KEY', 'production')), 'STEP_UP_REQUIRED');
       const steppedUp = await userContext(h, h.ctx.tenantId, 'stepped-up', { mfaAgoMs: 0 });
       await h.services.grants.create(h.ctx, { principalType: 'user', principalId: steppedUp.id, role: 'revealer' });
-      assert.equal(await code(h.services.values.read(steppedUp.ctx(), 'PROD_KEY', 'production')), 'ok', 'what the answer promised');
+      assert.equal(await codeOf(h.services.values.read(steppedUp.ctx(), 'PROD_KEY', 'production')), 'ok', 'what the answer promised');
       // Where a step-up would not help (a builder never reveals), the answer stays FORBIDDEN.
       const builder = await userContext(h, h.ctx.tenantId, 'builder', { mfaAgoMs: 11 * 60_000 });
       await h.services.grants.create(h.ctx, { principalType: 'user', principalId: builder.id, role: 'builder' });
-      assert.equal(await code(h.services.values.read(builder.ctx(), 'PROD_KEY', 'production')), 'FORBIDDEN');
+      assert.equal(await codeOf(h.services.values.read(builder.ctx(), 'PROD_KEY', 'production')), 'FORBIDDEN');
     } finally {
       await h.close();
     }

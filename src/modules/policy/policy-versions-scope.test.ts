@@ -2,8 +2,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
 /** Policy versions are numbered per tenant: a version number names the caller's tenant's version only. */
 describeEachDialect('policy versions of another tenant', (dialect) => {
@@ -17,9 +17,9 @@ describeEachDialect('policy versions of another tenant', (dialect) => {
     const other = h.contextFor((await h.services.tenants.create('policies-elsewhere')).id);
     const text = '@id("elsewhere-only")\npermit (principal, action == Keyhold::Action::"list", resource) when { context.roles.contains("viewer") };';
     assert.equal((await h.services.policies.put(other, { text })).version, 1);
-    assert.equal(await code(h.services.policies.get(h.ctx, 1)), 'POLICY_VERSION_NOT_FOUND');
-    assert.equal(await code(h.services.policies.diff(h.ctx, 0, 1)), 'POLICY_VERSION_NOT_FOUND');
-    assert.equal(await code(h.services.policies.rollback(h.ctx, 1)), 'POLICY_VERSION_NOT_FOUND');
+    assert.equal(await codeOf(h.services.policies.get(h.ctx, 1)), 'POLICY_VERSION_NOT_FOUND');
+    assert.equal(await codeOf(h.services.policies.diff(h.ctx, 0, 1)), 'POLICY_VERSION_NOT_FOUND');
+    assert.equal(await codeOf(h.services.policies.rollback(h.ctx, 1)), 'POLICY_VERSION_NOT_FOUND');
     assert.equal((await h.services.policies.current(h.ctx)).version, 0, 'nothing of the other tenant was applied here');
   });
 });

@@ -4,8 +4,8 @@ import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 const HOUR = 3_600_000;
 
 /**
@@ -36,7 +36,7 @@ describeEachDialect('remembered allows end exactly when a decision input changes
     });
     return { machine, grant, ctx };
   }
-  const read = (ctx: TenantContext) => code(h.services.values.read(ctx, 'MEMO', 'production'));
+  const read = (ctx: TenantContext) => codeOf(h.services.values.read(ctx, 'MEMO', 'production'));
   const loadSecret = () => h.services.secrets.load(h.ctx, 'MEMO');
 
   test('an allow is remembered for the read path, and only for it (frozen resource views)', async () => {
@@ -81,7 +81,7 @@ describeEachDialect('remembered allows end exactly when a decision input changes
     const forbid = '@id("no-restricted-use")\nforbid(principal, action == Keyhold::Action::"use", resource is Keyhold::Secret) when { resource.classification == "restricted" };';
     await h.services.policies.put(h.ctx, { text: forbid, comment: 'machines never use restricted secrets' });
     const r = await reader();
-    const readIt = () => code(h.services.values.read(r.ctx(), 'MEMO_CLASS', 'production'));
+    const readIt = () => codeOf(h.services.values.read(r.ctx(), 'MEMO_CLASS', 'production'));
     assert.equal(await readIt(), 'ok');
     assert.equal(await readIt(), 'ok', 'remembered');
     await h.services.secrets.update(h.ctx, 'MEMO_CLASS', { classification: 'restricted' });

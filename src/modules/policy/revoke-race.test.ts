@@ -8,8 +8,8 @@ import { createCedarAuthorizer } from './cedar-authorizer.ts';
 import { createPolicyEngine } from './engine.ts';
 import type { TenantContext } from '../shared/context.ts';
 import type { SecretResource } from './authorizer.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
 /**
  * A machine of the tenant with `builder` in production, the frozen view of RACE the read path uses
@@ -55,7 +55,7 @@ describeEachDialect('a revoke racing an in-flight decision', (dialect) => {
 
   test('no later decision allows: the in-flight allow is not remembered in the new state', async () => {
     const { grant, ctx, resource, authz, hit, release } = await raceRig(h, 'race-runner', 'grants');
-    const inFlight = code(authz.require(ctx, 'use', resource, 'production'));
+    const inFlight = codeOf(authz.require(ctx, 'use', resource, 'production'));
     await hit; // the grants row was read while still live
     // The revoke commits; the grant service then drops this process's cache (its finally), as it does in production.
     await h.services.grants.revoke(h.ctx, grant.id);
@@ -66,11 +66,11 @@ describeEachDialect('a revoke racing an in-flight decision', (dialect) => {
     // Every later decision comes after the revoke committed and after invalidate: it must be a deny.
     h.clock.advance(1_000);
     const decisions: string[] = [];
-    decisions.push(await code(authz.require(ctx, 'use', resource, 'production')));
+    decisions.push(await codeOf(authz.require(ctx, 'use', resource, 'production')));
     // Half an hour later, still the same generation: a fresh decision refreshes the tenant state, and then...
     h.clock.advance(30 * 60_000);
-    decisions.push(await code(authz.require(ctx, 'use', resource, 'production')));
-    decisions.push(await code(authz.require(ctx, 'use', resource, 'production')));
+    decisions.push(await codeOf(authz.require(ctx, 'use', resource, 'production')));
+    decisions.push(await codeOf(authz.require(ctx, 'use', resource, 'production')));
     assert.deepEqual(decisions, ['FORBIDDEN', 'FORBIDDEN', 'FORBIDDEN'], 'a revoked grant must never allow again');
   });
 });
@@ -91,7 +91,7 @@ describeEachDialect('a policy change racing an in-flight load of the tenant stat
 
   test('the next decision after the change is decided under the new policies', async () => {
     const { machine, ctx, resource, authz, hit, release } = await raceRig(h, 'load-race-runner', 'tenants');
-    const inFlight = code(authz.require(ctx, 'use', resource, 'production'));
+    const inFlight = codeOf(authz.require(ctx, 'use', resource, 'production'));
     await hit; // the generation was read before the change
     const forbid = `@id("no-race-use")\nforbid(principal == Keyhold::Machine::"${machine.id}", action == Keyhold::Action::"use", resource);`;
     await h.services.policies.put(h.ctx, { text: forbid, comment: 'forbid the runner' });
@@ -100,24 +100,24 @@ describeEachDialect('a policy change racing an in-flight load of the tenant stat
     await inFlight; // raced the change: either answer is acceptable for it
 
     h.clock.advance(1_000);
-    assert.equal(await code(authz.require(ctx, 'use', resource, 'production')), 'FORBIDDEN');
+    assert.equal(await codeOf(authz.require(ctx, 'use', resource, 'production')), 'FORBIDDEN');
     await h.services.policies.put(h.ctx, { text: '', comment: 'lift it' });
   });
 
   test('an overtaken load finishing after a newer one was kept does not put its older policy set back into the engine', async () => {
     const { machine, ctx, resource, authz, hit, release } = await raceRig(h, 'install-race-runner', 'tenants');
-    const inFlight = code(authz.require(ctx, 'use', resource, 'production'));
+    const inFlight = codeOf(authz.require(ctx, 'use', resource, 'production'));
     await hit; // the old generation was read; its policies are loaded after the release
     const forbid = `@id("no-install-race-use")\nforbid(principal == Keyhold::Machine::"${machine.id}", action == Keyhold::Action::"use", resource);`;
     await h.services.policies.put(h.ctx, { text: forbid, comment: 'forbid the runner' });
     authz.invalidate(h.ctx.tenantId);
     // A decision after the change loads the new generation, installs its policy set and keeps the state.
-    assert.equal(await code(authz.require(ctx, 'use', resource, 'production')), 'FORBIDDEN');
+    assert.equal(await codeOf(authz.require(ctx, 'use', resource, 'production')), 'FORBIDDEN');
     release();
     await inFlight; // overtaken: it decides itself, and must leave the newer policy set installed
 
     // Served from the kept state (within its 2 s): the engine's policy set must still be the new one.
-    assert.equal(await code(authz.require(ctx, 'use', resource, 'production')), 'FORBIDDEN');
+    assert.equal(await codeOf(authz.require(ctx, 'use', resource, 'production')), 'FORBIDDEN');
     await h.services.policies.put(h.ctx, { text: '', comment: 'lift it' });
   });
 });
@@ -161,7 +161,7 @@ describeEachDialect('grant and policy changes during every load of the tenant st
   test('changes that never stop: every decision is still made, and none of those loads is kept', async () => {
     const rig = await churnRig('stream-runner', Number.POSITIVE_INFINITY);
     const before = rig.reads();
-    for (let i = 0; i < 20; i++) assert.equal(await code(rig.authz.require(rig.ctx, 'use', rig.resource, 'production')), 'ok');
+    for (let i = 0; i < 20; i++) assert.equal(await codeOf(rig.authz.require(rig.ctx, 'use', rig.resource, 'production')), 'ok');
     const perDecision = (rig.reads() - before) / 20;
     assert.ok(perDecision >= 1, 'each decision loaded the tenant state again: nothing overtaken was cached');
 
@@ -174,11 +174,11 @@ describeEachDialect('grant and policy changes during every load of the tenant st
 
   test('a change made while denials churn takes effect for the next decision', async () => {
     const rig = await churnRig('churn-then-forbid', Number.POSITIVE_INFINITY);
-    assert.equal(await code(rig.authz.require(rig.ctx, 'use', rig.resource, 'production')), 'ok');
+    assert.equal(await codeOf(rig.authz.require(rig.ctx, 'use', rig.resource, 'production')), 'ok');
     const forbid = `@id("no-churn-use")\nforbid(principal == Keyhold::Machine::"${rig.ctx.actor.id}", action == Keyhold::Action::"use", resource);`;
     await h.services.policies.put(h.ctx, { text: forbid, comment: 'forbid the runner' });
     rig.authz.invalidate(h.ctx.tenantId);
-    assert.equal(await code(rig.authz.require(rig.ctx, 'use', rig.resource, 'production')), 'FORBIDDEN');
+    assert.equal(await codeOf(rig.authz.require(rig.ctx, 'use', rig.resource, 'production')), 'FORBIDDEN');
     await h.services.policies.put(h.ctx, { text: '', comment: 'lift it' });
     rig.authz.invalidate(h.ctx.tenantId);
   });

@@ -10,8 +10,8 @@ import { signRequest } from '../connectors/types/http/signing.ts';
 import { signatureHeader } from '../connectors/types/webhook-signer/signature.ts';
 import type { ProxyService } from './proxy-service.ts';
 import { guardedFetch } from '../connectors/address-guard.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 const v = (label: string) => `${label}-${randomBytes(12).toString('hex')}`;
 
 describeEachDialect('credential proxy: injects the credential, forwards to the allowlisted destination, masks the answer', (dialect) => {
@@ -119,10 +119,10 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     assert.equal(refused.code, 'UPSTREAM_UNREADABLE');
     assert.ok(!refused.message.includes(values.prod) && !refused.message.includes([...values.prod].reverse().join('')), 'the refusal holds no form of the value');
     // One unknown coding after gzip: the client decodes none of them, and the gzip inside would pass unmasked.
-    assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/v1/echo-auth', query: { coding: 'gzip, x-reverse' } } })), 'UPSTREAM_UNREADABLE');
+    assert.equal(await codeOf(proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/v1/echo-auth', query: { coding: 'gzip, x-reverse' } } })), 'UPSTREAM_UNREADABLE');
     // An empty entry (a stray comma) is a coding the client does not know either: it leaves the gzip undecoded.
     for (const coding of ['gzip,', ', gzip', 'gzip,,gzip']) {
-      assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/v1/echo-auth', query: { coding } } })), 'UPSTREAM_UNREADABLE', coding);
+      assert.equal(await codeOf(proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/v1/echo-auth', query: { coding } } })), 'UPSTREAM_UNREADABLE', coding);
     }
   });
 
@@ -132,7 +132,7 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     assert.equal(got.headers['x-extra'], values.extra);
     assert.equal(JSON.parse(got.body).memo, `ref ${values.extra}`);
     const seen = api.requests.length;
-    assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'POST', path: '/v1/charges', body: { x: '{{ secrets.UNRELATED }}' } } })), 'TEMPLATE_NOT_ALLOWED');
+    assert.equal(await codeOf(proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'POST', path: '/v1/charges', body: { x: '{{ secrets.UNRELATED }}' } } })), 'TEMPLATE_NOT_ALLOWED');
     assert.equal(api.requests.length, seen, 'nothing was sent');
     assert.equal((await eventsOf(h, 'proxy.refused')).at(-1)!.context.refusal, 'template_not_allowed');
   });
@@ -142,7 +142,7 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     const many = '{{ secrets.EXTRA }}'.repeat(200); // 3,800 characters as sent, ~6,800 bytes once filled
     const seen = api.requests.length;
     for (const request of [{ headers: { 'X-Memo': many } }, { query: { memo: many } }, { body: { memo: many } }]) {
-      assert.equal(await code(small.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'POST', path: '/v1/charges', ...request } })), 'BODY_TOO_LARGE', JSON.stringify(Object.keys(request)));
+      assert.equal(await codeOf(small.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'POST', path: '/v1/charges', ...request } })), 'BODY_TOO_LARGE', JSON.stringify(Object.keys(request)));
     }
     assert.equal(api.requests.length, seen, 'nothing was sent');
   });
@@ -153,17 +153,17 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
       settings: { baseUrl: api.url, healthPath: '/health', auth: { kind: 'bearer' }, destinations: { files: `${api.url}/files` } },
     });
     const pasted = `sk_live_${randomBytes(12).toString('hex')}`;
-    assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'uploads', request: { method: 'GET', path: '/x', destination: pasted } })), 'DESTINATION_NOT_ALLOWED');
+    assert.equal(await codeOf(proxy.call(h.ctx, { environment: 'production', connector: 'uploads', request: { method: 'GET', path: '/x', destination: pasted } })), 'DESTINATION_NOT_ALLOWED');
     const unknown = (await eventsOf(h, 'proxy.refused')).at(-1)!;
     assert.deepEqual([unknown.context.refusal, unknown.context.destination], ['unknown_destination', h.services.identifiers.hash(pasted)]);
     assert.ok(!JSON.stringify(await h.storage.db.selectFrom('audit_events').selectAll().execute()).includes(pasted.slice(0, 16)), 'the text is in no event');
-    assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'uploads', request: { method: 'GET', path: '/../admin', destination: 'files' } })), 'DESTINATION_NOT_ALLOWED');
+    assert.equal(await codeOf(proxy.call(h.ctx, { environment: 'production', connector: 'uploads', request: { method: 'GET', path: '/../admin', destination: 'files' } })), 'DESTINATION_NOT_ALLOWED');
     assert.equal((await eventsOf(h, 'proxy.refused')).at(-1)!.context.destination, 'files', 'a destination the connector has is named');
   });
 
   test('a refused path holding a tenant value is recorded masked: the refusal event never carries the value', async () => {
     // A caller pasting a credential into a path (here one the proxy refuses for its dot segment) must not write it into the audit trail.
-    assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: `/v1/../${values.unrelated}` } })), 'DESTINATION_NOT_ALLOWED');
+    assert.equal(await codeOf(proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: `/v1/../${values.unrelated}` } })), 'DESTINATION_NOT_ALLOWED');
     const refused = (await eventsOf(h, 'proxy.refused')).at(-1)!;
     assert.equal(refused.context.refusal, 'dot_segment');
     assert.equal(refused.context.path, `/v1/../${TENANT_MASK}`);
@@ -173,7 +173,7 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
   test('refusals keep their stable reasons: a destination named like an object property, a control character in the query, a header given twice', async () => {
     const sent = api.requests.length;
     const refusal = async (request: Parameters<ProxyService['call']>[1]['request']) => {
-      assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'payments', request })), request.destination ? 'DESTINATION_NOT_ALLOWED' : 'PROXY_HEADER_NOT_ALLOWED');
+      assert.equal(await codeOf(proxy.call(h.ctx, { environment: 'production', connector: 'payments', request })), request.destination ? 'DESTINATION_NOT_ALLOWED' : 'PROXY_HEADER_NOT_ALLOWED');
       return (await eventsOf(h, 'proxy.refused')).at(-1)!.context.refusal;
     };
     for (const destination of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
@@ -191,8 +191,8 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     const res = await proxy.call(h.ctx, { environment: 'staging', connector: 'payments', request: { method: 'POST', path: '/v1/charges', body: { amount: 1 } } });
     assert.equal(res.status, 401, 'the API only knows the production token');
     assert.equal(api.requests.at(-1)!.headers.authorization, `Bearer ${values.staging}`);
-    assert.equal(await code(proxy.call(h.ctx, { environment: 'staging', connector: 'prod-only', request: { method: 'GET', path: '/health' } })), 'VALUE_NOT_SET');
-    assert.equal(await code(proxy.call(h.ctx, { environment: 'staging', connector: 'basic', request: { method: 'GET', path: '/health' } })), 'CONNECTOR_NOT_FOUND', 'a production connector is not reachable from staging');
+    assert.equal(await codeOf(proxy.call(h.ctx, { environment: 'staging', connector: 'prod-only', request: { method: 'GET', path: '/health' } })), 'VALUE_NOT_SET');
+    assert.equal(await codeOf(proxy.call(h.ctx, { environment: 'staging', connector: 'basic', request: { method: 'GET', path: '/health' } })), 'CONNECTOR_NOT_FOUND', 'a production connector is not reachable from staging');
   });
 
   test('a redirect comes back as is, not followed, with a Location outside the destination masked', async () => {
@@ -221,7 +221,7 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     await seed(h, h.ctx, 'COLON_USER', { production: `${v('acct')}:sub` });
     await h.services.connectors.create(h.ctx, 'production', { name: 'colon', type: 'http', owner: 'o', settings: { baseUrl: api.url, healthPath: '/health', auth: { kind: 'basic' } }, slots: { username: 'COLON_USER', password: 'BASIC_PASS' } });
     const sent = api.requests.length;
-    assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'colon', request: { method: 'GET', path: '/v1/charges' } })), 'UNSENDABLE_HEADER');
+    assert.equal(await codeOf(proxy.call(h.ctx, { environment: 'production', connector: 'colon', request: { method: 'GET', path: '/v1/charges' } })), 'UNSENDABLE_HEADER');
     const health = await h.services.connectors.test(h.ctx, 'production', 'colon');
     assert.deepEqual([health.ok, health.reason], [false, 'unsendable_header']);
     assert.equal(api.requests.length, sent, 'nothing left Keyhold');
@@ -234,7 +234,7 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     assert.equal(big.truncated, true);
     assert.equal((big.body as string).length, 1000);
     assert.equal((await small.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/v1/big', query: { bytes: '10' } } })).truncated, false);
-    assert.equal(await code(small.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/v1/slow', query: { ms: '3000' } } })), 'UPSTREAM_TIMEOUT');
+    assert.equal(await codeOf(small.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/v1/slow', query: { ms: '3000' } } })), 'UPSTREAM_TIMEOUT');
     await h.services.connectors.create(h.ctx, 'production', { name: 'closed', type: 'http', owner: 'ops', settings: { baseUrl: `http://127.0.0.1:${await closedPort()}`, auth: { kind: 'bearer' } }, slots: { token: 'PAY_TOKEN' } });
     const err = await small.call(h.ctx, { environment: 'production', connector: 'closed', request: { method: 'GET', path: '/x' } }).catch((e: Error) => e);
     assert.equal((err as { code?: string }).code, 'UPSTREAM_UNREACHABLE', String((err as Error).message));
@@ -249,7 +249,7 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     // The name passes the definition check (https, not a metadata name); only resolving it shows where it goes.
     const guarded = proxyFor(h, () => [], {}, guardedFetch(recording, async (host) => [{ address: host === 'billing.rebind.test' ? '169.254.169.254' : '203.0.113.9' }]));
     await h.services.connectors.create(h.ctx, 'production', { name: 'rebound', type: 'http', owner: 'ops', settings: { baseUrl: 'https://billing.rebind.test/v1', auth: { kind: 'bearer' } }, slots: { token: 'PAY_TOKEN' } });
-    assert.equal(await code(guarded.call(h.ctx, { environment: 'production', connector: 'rebound', request: { method: 'GET', path: '/latest/meta-data/iam' } })), 'DESTINATION_FORBIDDEN');
+    assert.equal(await codeOf(guarded.call(h.ctx, { environment: 'production', connector: 'rebound', request: { method: 'GET', path: '/latest/meta-data/iam' } })), 'DESTINATION_FORBIDDEN');
     assert.deepEqual(sent, []);
   });
 
@@ -259,11 +259,11 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     const res = await proxy.call(builder.ctx(), { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/health' } });
     assert.equal(res.status, 200);
     assert.equal((await eventsOf(h, 'secret.use')).at(-1)!.actor_id, builder.id);
-    assert.equal(await code(h.services.values.read(builder.ctx(), 'PAY_TOKEN', 'production')), 'FORBIDDEN', 'the same person cannot reveal it');
+    assert.equal(await codeOf(h.services.values.read(builder.ctx(), 'PAY_TOKEN', 'production')), 'FORBIDDEN', 'the same person cannot reveal it');
     const viewer = await userContext(h, h.ctx.tenantId, 'viewer-vi');
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: viewer.id, role: 'viewer' });
     const seen = api.requests.length;
-    assert.equal(await code(proxy.call(viewer.ctx(), { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/health' } })), 'FORBIDDEN');
+    assert.equal(await codeOf(proxy.call(viewer.ctx(), { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/health' } })), 'FORBIDDEN');
     assert.equal(api.requests.length, seen);
   });
 
@@ -271,15 +271,15 @@ describeEachDialect('credential proxy: injects the credential, forwards to the a
     const half = await userContext(h, h.ctx.tenantId, 'half-user', { mfaAgoMs: null });
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: half.id, role: 'builder', environments: ['production'], namePatterns: ['BASIC_USER'] });
     const refusals = (await eventsOf(h, 'proxy.refused')).length;
-    assert.equal(await code(proxy.call(half.ctx(), { environment: 'production', connector: 'basic', request: { method: 'GET', path: '/../admin', destination: 'nowhere' } })), 'FORBIDDEN');
+    assert.equal(await codeOf(proxy.call(half.ctx(), { environment: 'production', connector: 'basic', request: { method: 'GET', path: '/../admin', destination: 'nowhere' } })), 'FORBIDDEN');
     assert.equal((await eventsOf(h, 'proxy.refused')).length, refusals, 'no refusal event names the connector\'s destinations to them');
   });
 
   test('another tenant cannot reach a connector by name (404), and a PostgreSQL connector carries no HTTP', async () => {
     const other = await h.services.tenants.create(`proxy-other-${dialect}`);
-    assert.equal(await code(proxy.call(h.contextFor(other.id), { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/health' } })), 'CONNECTOR_NOT_FOUND');
-    assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'db', request: { method: 'GET', path: '/' } })), 'CONNECTOR_TYPE_MISMATCH');
-    assert.equal(await code(proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/', body: 'x' } })), 'VALIDATION_FAILED');
+    assert.equal(await codeOf(proxy.call(h.contextFor(other.id), { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/health' } })), 'CONNECTOR_NOT_FOUND');
+    assert.equal(await codeOf(proxy.call(h.ctx, { environment: 'production', connector: 'db', request: { method: 'GET', path: '/' } })), 'CONNECTOR_TYPE_MISMATCH');
+    assert.equal(await codeOf(proxy.call(h.ctx, { environment: 'production', connector: 'payments', request: { method: 'GET', path: '/', body: 'x' } })), 'VALIDATION_FAILED');
   });
 
   test('over HTTP: the proxy answers the contract shape; bad input is a 4xx and nothing is sent', async () => {

@@ -4,8 +4,8 @@ import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, ROLLBACK_WINDOW_MS, type Harness } from '../../../test/helpers/harness.ts';
 import { pauseAfterColumn } from '../../../test/helpers/pause-after-column.ts';
 import { createTenantRedactors } from './index.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
 describeEachDialect('tenant redactors: every live value of the tenant, fresh after changes, dropped on seal', (dialect) => {
   let h: Harness;
@@ -80,7 +80,7 @@ describeEachDialect('tenant redactors: every live value of the tenant, fresh aft
     assert.equal(h.services.knownValues.redactor().redact('pay-production-333333'), '[REDACTED]', 'the log registry knows the snapshot');
     h.services.seal.seal();
     assert.equal(h.services.knownValues.redactor().size, 0, 'known values dropped on seal');
-    assert.equal(await code(redactors.forTenant(h.ctx.tenantId)), 'SEALED');
+    assert.equal(await codeOf(redactors.forTenant(h.ctx.tenantId)), 'SEALED');
     for (const share of h.shares.slice(0, 2)) await h.services.system.unseal(share);
     assert.equal((await redactors.forTenant(h.ctx.tenantId)).redact('pay-production-333333'), '[REDACTED]');
   });
@@ -131,7 +131,7 @@ describeEachDialect('tenant redactors: every live value of the tenant, fresh aft
     const put = (r: typeof old) => h.storage.db.updateTable('secret_versions').set({ wrapped_dek: r.wrapped_dek, kek_version: r.kek_version }).where('id', '=', r.id).execute();
     await put(old);
     try {
-      assert.equal(await code(make().forTenant(h.ctx.tenantId)), 'KEY_VERSION_RETIRED');
+      assert.equal(await codeOf(make().forTenant(h.ctx.tenantId)), 'KEY_VERSION_RETIRED');
     } finally {
       await put(moved);
     }

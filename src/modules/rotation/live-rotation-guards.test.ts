@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { rotationFor, scriptedRotator } from '../../../test/helpers/rotation.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 const ENV = 'staging';
 
 /**
@@ -44,7 +44,7 @@ describeEachDialect('rotation: what waits for a live rotation', (dialect) => {
     const running = rot.service.rotate(h.ctx, name, ENV);
     await Promise.race([inApply, running]);
     const applied = src.applied.length;
-    const refusals = [await code(rot.service.deletePolicy(h.ctx, name, ENV)), await code(rot.service.rollback(h.ctx, name, ENV))];
+    const refusals = [await codeOf(rot.service.deletePolicy(h.ctx, name, ENV)), await codeOf(rot.service.rollback(h.ctx, name, ENV))];
     const appliedMeanwhile = src.applied.length - applied;
     release();
     assert.deepEqual(refusals, ['ROTATION_IN_PROGRESS', 'ROTATION_IN_PROGRESS']);
@@ -62,7 +62,7 @@ describeEachDialect('rotation: what waits for a live rotation', (dialect) => {
     const rot = rotationFor(h);
     const first = await rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', settings: { length: 20 } });
     const second = await rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', settings: { length: 24 }, revision: first.revision });
-    assert.equal(await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', settings: { length: 32 }, revision: first.revision })), 'CAS_MISMATCH');
+    assert.equal(await codeOf(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', settings: { length: 32 }, revision: first.revision })), 'CAS_MISMATCH');
     const now = await rot.service.getPolicy(h.ctx, name, ENV);
     assert.deepEqual([now.revision, now.settings], [second.revision, { length: 24 }]);
     await rot.scheduler.stop();
@@ -74,7 +74,7 @@ describeEachDialect('rotation: what waits for a live rotation', (dialect) => {
     const rot = rotationFor(h);
     const big = rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', settings: { length: 24, note: 'n'.repeat(8200) } });
     await assert.rejects(big, (e: { code?: string; message?: string }) => e.code === 'VALIDATION_FAILED' && /8192 bytes/.test(e.message ?? ''));
-    assert.equal(await code(rot.service.getPolicy(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND');
+    assert.equal(await codeOf(rot.service.getPolicy(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND');
     await rot.scheduler.stop();
   });
 });

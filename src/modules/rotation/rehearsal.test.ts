@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { recordingNotifier, rotationFor } from '../../../test/helpers/rotation.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 const ENV = 'staging';
 
 describeEachDialect('rotation: rehearsals end on their own', (dialect) => {
@@ -36,7 +36,7 @@ describeEachDialect('rotation: rehearsals end on their own', (dialect) => {
     h.clock.advance(3 * 3_600_000);
     assert.equal((await rot.scheduler.tick()).reminded, 0, 'nobody is reminded to supply a value for a rehearsal');
     assert.equal((await rot.service.rotate(h.ctx, name, ENV, { rehearse: true })).state, 'rolled_back');
-    assert.equal(await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'manual', settings: { reminderMs: 7_200_000 } })), 'ok');
+    assert.equal(await codeOf(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'manual', settings: { reminderMs: 7_200_000 } })), 'ok');
     assert.equal((await rot.service.rotate(h.ctx, name, ENV)).state, 'awaiting_value', 'a live manual rotation still waits for a person');
     assert.equal((await rot.service.supply(h.ctx, name, ENV, 'typed-in-by-a-person')).state, 'succeeded');
     assert.equal((await h.services.values.read(h.ctx, name, ENV)).value, 'typed-in-by-a-person');

@@ -4,8 +4,8 @@ import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
 import { rotationFor } from '../../../test/helpers/rotation.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 const ENV = 'staging';
 
 /**
@@ -34,9 +34,9 @@ describeEachDialect('rotation: who may see a policy and its rotations', (dialect
     const member = await userContext(h, h.ctx.tenantId, 'production-builder');
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: member.id, role: 'builder', environments: ['production'] });
     const ctx = member.ctx();
-    assert.equal(await code(rot.service.getPolicy(ctx, 'VISIBILITY_NARROWED', ENV)), 'SECRET_NOT_FOUND', 'policy');
-    assert.equal(await code(rot.service.history(ctx, 'VISIBILITY_NARROWED', ENV)), 'SECRET_NOT_FOUND', 'history');
-    assert.equal(await code(rot.service.get(ctx, rotation.id)), 'SECRET_NOT_FOUND', 'rotation by id');
+    assert.equal(await codeOf(rot.service.getPolicy(ctx, 'VISIBILITY_NARROWED', ENV)), 'SECRET_NOT_FOUND', 'policy');
+    assert.equal(await codeOf(rot.service.history(ctx, 'VISIBILITY_NARROWED', ENV)), 'SECRET_NOT_FOUND', 'history');
+    assert.equal(await codeOf(rot.service.get(ctx, rotation.id)), 'SECRET_NOT_FOUND', 'rotation by id');
     assert.deepEqual((await rot.service.status(ctx)).map((p) => p.secret), [], 'status');
     // The tenant's admin sees all of it: the refusals above are the member's grant, not a broken setup.
     assert.equal((await rot.service.get(h.ctx, rotation.id)).id, rotation.id);
@@ -49,7 +49,7 @@ describeEachDialect('rotation: who may see a policy and its rotations', (dialect
     const other = h.contextFor((await h.services.tenants.create('visibility-other')).id);
     await h.services.secrets.create(other, { name: 'VISIBILITY_SHARED_NAME', owner: 'ops' });
     assert.deepEqual(await rot.service.status(other), [], 'no policy of its own yet, and none of the other tenant');
-    assert.equal(await code(rot.service.getPolicy(other, 'VISIBILITY_SHARED_NAME', ENV)), 'ROTATION_POLICY_NOT_FOUND');
+    assert.equal(await codeOf(rot.service.getPolicy(other, 'VISIBILITY_SHARED_NAME', ENV)), 'ROTATION_POLICY_NOT_FOUND');
     assert.deepEqual(await rot.service.history(other, 'VISIBILITY_SHARED_NAME', ENV), []);
     await rot.scheduler.stop();
   });

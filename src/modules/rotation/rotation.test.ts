@@ -4,8 +4,8 @@ import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
 import { fakeDependents, recordingNotifier, rotationFor, scriptedRotator } from '../../../test/helpers/rotation.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 const ENV = 'staging';
 
 describeEachDialect('rotation: the staged protocol', (dialect) => {
@@ -102,9 +102,9 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     await rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'slow' });
     const first = rot.service.rotate(h.ctx, name, ENV);
     await inApply;
-    assert.equal(await code(rot.service.rotate(h.ctx, name, ENV)), 'ROTATION_IN_PROGRESS');
-    assert.equal(await code(rotationFor(h, { rotators: [slow] }).service.rotate(h.ctx, name, ENV)), 'ROTATION_IN_PROGRESS', 'another node is refused too');
-    assert.equal(await code(h.services.values.rollback(h.ctx, name, ENV)), 'NO_PREVIOUS_VERSION');
+    assert.equal(await codeOf(rot.service.rotate(h.ctx, name, ENV)), 'ROTATION_IN_PROGRESS');
+    assert.equal(await codeOf(rotationFor(h, { rotators: [slow] }).service.rotate(h.ctx, name, ENV)), 'ROTATION_IN_PROGRESS', 'another node is refused too');
+    assert.equal(await codeOf(h.services.values.rollback(h.ctx, name, ENV)), 'NO_PREVIOUS_VERSION');
     release();
     assert.equal((await first).state, 'succeeded');
   });
@@ -177,11 +177,11 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     assert.equal((await rot.service.status(h.ctx)).find((s) => s.secret === name)!.overdue, true);
     await new Promise((r) => setImmediate(r));
     assert.deepEqual(notifier.sent.map((x) => x.type), ['rotation.manual-due', 'rotation.manual-due', 'rotation.manual-overdue']);
-    assert.equal(await code(rot.service.supply(h.ctx, name, ENV, '')), 'VALIDATION_FAILED');
+    assert.equal(await codeOf(rot.service.supply(h.ctx, name, ENV, '')), 'VALIDATION_FAILED');
     const done = await rot.service.supply(h.ctx, name, ENV, 'typed-in-by-a-person');
     assert.equal(done.state, 'succeeded');
     assert.equal((await h.services.values.read(h.ctx, name, ENV)).value, 'typed-in-by-a-person');
-    assert.equal(await code(rot.service.supply(h.ctx, name, ENV, 'again-value')), 'ROTATION_NOT_AWAITING_VALUE');
+    assert.equal(await codeOf(rot.service.supply(h.ctx, name, ENV, 'again-value')), 'ROTATION_NOT_AWAITING_VALUE');
     await rot.scheduler.stop();
   });
 
@@ -191,7 +191,7 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     await rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'manual' });
     assert.equal((await rot.service.rotate(h.ctx, name, ENV)).state, 'awaiting_value');
     const versionsBefore = (await h.services.secrets.describe(h.ctx, name)).environments.find((e) => e.environment === ENV)!.currentVersion!;
-    const outcomes = await Promise.all(['first-person-value', 'second-person-value'].map((v) => code(rot.service.supply(h.ctx, name, ENV, v))));
+    const outcomes = await Promise.all(['first-person-value', 'second-person-value'].map((v) => codeOf(rot.service.supply(h.ctx, name, ENV, v))));
     assert.deepEqual([...outcomes].sort(), ['ROTATION_NOT_AWAITING_VALUE', 'ok']);
     const winner = outcomes[0] === 'ok' ? 'first-person-value' : 'second-person-value';
     assert.equal((await h.services.values.read(h.ctx, name, ENV)).value, winner);
@@ -209,7 +209,7 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     assert.equal((await h.services.values.read(h.ctx, name, ENV)).value, 'the-old-one');
     await rot.service.rotate(h.ctx, name, ENV);
     h.clock.advance(3_600_001);
-    assert.equal(await code(rot.service.rollback(h.ctx, name, ENV)), 'NO_PREVIOUS_VERSION');
+    assert.equal(await codeOf(rot.service.rollback(h.ctx, name, ENV)), 'NO_PREVIOUS_VERSION');
   });
 
   test('a rehearsal runs the protocol and writes no version anywhere', async () => {
@@ -313,21 +313,21 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
   test('bad policies are refused with a stable code and nothing is written', async () => {
     const name = await secret();
     const rot = rotationFor(h);
-    assert.equal(await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'nope' })), 'ROTATOR_UNAVAILABLE');
-    assert.equal(await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', settings: { length: 3 } })), 'ROTATOR_UNAVAILABLE');
-    assert.equal(await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', settings: { evil: true } })), 'ROTATOR_UNAVAILABLE');
-    assert.equal(await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', cron: 'not a cron' })), 'VALIDATION_FAILED');
-    assert.equal(await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'http', settings: { url: 'http://example.com/rotate' } })), 'ROTATOR_UNAVAILABLE');
+    assert.equal(await codeOf(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'nope' })), 'ROTATOR_UNAVAILABLE');
+    assert.equal(await codeOf(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', settings: { length: 3 } })), 'ROTATOR_UNAVAILABLE');
+    assert.equal(await codeOf(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', settings: { evil: true } })), 'ROTATOR_UNAVAILABLE');
+    assert.equal(await codeOf(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', cron: 'not a cron' })), 'VALIDATION_FAILED');
+    assert.equal(await codeOf(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'http', settings: { url: 'http://example.com/rotate' } })), 'ROTATOR_UNAVAILABLE');
     for (const url of ['https://169.254.169.254/latest', 'https://metadata.google.internal/x', 'https://[fd00:ec2::254]/', 'https://[::ffff:169.254.169.254]/']) {
-      assert.equal(await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'http', settings: { url } })), 'ROTATOR_UNAVAILABLE', url);
+      assert.equal(await codeOf(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'http', settings: { url } })), 'ROTATOR_UNAVAILABLE', url);
     }
     // The mail goes to every address of the list at once: one the relay cannot take would stop it for all of them.
     for (const id of ['ops team', 'Ops <ops@example.com>', 'ops@example.com, evil@example.com', 'ops', 'ops@example.com\r\nBcc: evil@example.com']) {
       const notify = [{ kind: 'email' as const, id: 'ops@example.com' }, { kind: 'email' as const, id }];
-      assert.equal(await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', notify })), 'VALIDATION_FAILED', id);
+      assert.equal(await codeOf(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', notify })), 'VALIDATION_FAILED', id);
     }
-    assert.equal(await code(rot.service.getPolicy(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND');
-    assert.equal(await code(rot.service.rotate(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND');
+    assert.equal(await codeOf(rot.service.getPolicy(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND');
+    assert.equal(await codeOf(rot.service.rotate(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND');
   });
 
   test('policy changes racing from the same revision are each applied on top of the last: none is lost, each event names its own revision', async () => {
@@ -350,12 +350,12 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     const r = await rot.service.rotate(h.ctx, name, ENV);
     const other = await h.services.tenants.create('rot-other');
     const octx = h.contextFor(other.id);
-    assert.equal(await code(rot.service.getPolicy(octx, name, ENV)), 'SECRET_NOT_FOUND');
-    assert.equal(await code(rot.service.get(octx, r.id)), 'ROTATION_NOT_FOUND');
+    assert.equal(await codeOf(rot.service.getPolicy(octx, name, ENV)), 'SECRET_NOT_FOUND');
+    assert.equal(await codeOf(rot.service.get(octx, r.id)), 'ROTATION_NOT_FOUND');
     assert.deepEqual(await rot.service.status(octx), []);
     const bea = await userContext(h, h.ctx.tenantId, `builder-${n}`);
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: bea.id, role: 'builder' });
-    assert.equal(await code(rot.service.rotate(bea.ctx(), name, ENV)), 'FORBIDDEN');
+    assert.equal(await codeOf(rot.service.rotate(bea.ctx(), name, ENV)), 'FORBIDDEN');
     const op = await userContext(h, h.ctx.tenantId, `operator-${n}`);
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: op.id, role: 'rotation-operator' });
     assert.equal((await rot.service.rotate(op.ctx(), name, ENV)).state, 'succeeded');
@@ -374,12 +374,12 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     const bea = await userContext(h, h.ctx.tenantId, `lister-${n}`);
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: bea.id, role: 'builder' });
     const before = { rolled: await labels(rolled), policy: await rot.service.getPolicy(h.ctx, rolled, ENV) };
-    assert.equal(await code(rot.service.setPolicy(bea.ctx(), rolled, ENV, { rotator: 'manual' })), 'FORBIDDEN');
-    assert.equal(await code(rot.service.deletePolicy(bea.ctx(), rolled, ENV)), 'FORBIDDEN');
-    assert.equal(await code(rot.service.rollback(bea.ctx(), rolled, ENV)), 'FORBIDDEN');
+    assert.equal(await codeOf(rot.service.setPolicy(bea.ctx(), rolled, ENV, { rotator: 'manual' })), 'FORBIDDEN');
+    assert.equal(await codeOf(rot.service.deletePolicy(bea.ctx(), rolled, ENV)), 'FORBIDDEN');
+    assert.equal(await codeOf(rot.service.rollback(bea.ctx(), rolled, ENV)), 'FORBIDDEN');
     assert.equal(source.applied.length, applied, 'the refused rollback set nothing at the source');
-    assert.equal(await code(rot.service.supply(bea.ctx(), waiting, ENV, 'a-value-from-a-builder')), 'FORBIDDEN');
-    assert.equal(await code(rot.service.cancel(bea.ctx(), waiting, ENV)), 'FORBIDDEN');
+    assert.equal(await codeOf(rot.service.supply(bea.ctx(), waiting, ENV, 'a-value-from-a-builder')), 'FORBIDDEN');
+    assert.equal(await codeOf(rot.service.cancel(bea.ctx(), waiting, ENV)), 'FORBIDDEN');
     assert.deepEqual({ rolled: await labels(rolled), policy: await rot.service.getPolicy(h.ctx, rolled, ENV) }, before);
     const states = await h.storage.db.selectFrom('rotations').select('state').where('secret_name', '=', waiting).execute();
     assert.deepEqual(states.map((r) => r.state), ['awaiting_value'], 'still waiting for a person who may rotate');

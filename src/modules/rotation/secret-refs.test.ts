@@ -6,8 +6,8 @@ import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
 import { rotationFor, scriptedRotator } from '../../../test/helpers/rotation.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 const ENV = 'production';
 const CROWN_JEWEL = 'sk_live_crown_jewel_4242';
 
@@ -78,8 +78,8 @@ describeEachDialect('rotation: secrets named in rotator settings', (dialect) => 
       const err = await rotation().setPolicy(op.ctx(), name, ENV, { rotator: c.rotator, settings: settingsOf(c, 'PAYMENT_PROCESSOR_API_KEY') }).then(() => null, (e: Error & { code: string }) => e);
       assert.equal(err?.code, 'SECRET_NOT_FOUND', 'the operator may not even list the payment key: its existence is not confirmed');
       assert.match(err!.message, new RegExp(`^settings\\.${c.field}: `), 'the message names the setting');
-      assert.equal(await code(rotation().getPolicy(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND', 'no policy was stored');
-      assert.equal(await code(rotation().rotate(op.ctx(), name, ENV)), 'ROTATION_POLICY_NOT_FOUND');
+      assert.equal(await codeOf(rotation().getPolicy(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND', 'no policy was stored');
+      assert.equal(await codeOf(rotation().rotate(op.ctx(), name, ENV)), 'ROTATION_POLICY_NOT_FOUND');
       assert.deepEqual(seen, [], 'nothing reached the endpoint');
       const [denial] = await events({ actorId: op.id, action: 'authz.use' });
       assert.deepEqual([denial?.outcome, denial?.resource_name, denial?.environment], ['denied', 'PAYMENT_PROCESSOR_API_KEY', ENV], 'the refusal is an audit event');
@@ -90,7 +90,7 @@ describeEachDialect('rotation: secrets named in rotator settings', (dialect) => 
   test('an operator who may list but not use the named secret is refused with FORBIDDEN, audited', async () => {
     const op = await operator([{ role: 'viewer', namePatterns: ['PAYMENT_*'] }]);
     const name = await teamSecret();
-    assert.equal(await code(rotation().setPolicy(op.ctx(), name, ENV, { rotator: 'http', settings: { url, tokenSecret: 'PAYMENT_PROCESSOR_API_KEY' } })), 'FORBIDDEN');
+    assert.equal(await codeOf(rotation().setPolicy(op.ctx(), name, ENV, { rotator: 'http', settings: { url, tokenSecret: 'PAYMENT_PROCESSOR_API_KEY' } })), 'FORBIDDEN');
     const [denial] = await events({ actorId: op.id, action: 'authz.use' });
     assert.equal(denial?.outcome, 'denied');
     assert.deepEqual(seen, []);
@@ -110,8 +110,8 @@ describeEachDialect('rotation: secrets named in rotator settings', (dialect) => 
   test('use of the named secret in another environment does not count for this one', async () => {
     const op = await operator([{ role: 'builder', namePatterns: ['PAYMENT_*'], environments: ['staging'] }]);
     const name = await teamSecret();
-    assert.equal(await code(rotation().setPolicy(op.ctx(), name, ENV, { rotator: 'http', settings: { url, tokenSecret: 'PAYMENT_PROCESSOR_API_KEY' } })), 'FORBIDDEN');
-    assert.equal(await code(rotation().getPolicy(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND');
+    assert.equal(await codeOf(rotation().setPolicy(op.ctx(), name, ENV, { rotator: 'http', settings: { url, tokenSecret: 'PAYMENT_PROCESSOR_API_KEY' } })), 'FORBIDDEN');
+    assert.equal(await codeOf(rotation().getPolicy(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND');
     const [denial] = await events({ actorId: op.id, action: 'authz.use' });
     assert.deepEqual([denial?.outcome, denial?.environment], ['denied', ENV]);
   });
@@ -121,7 +121,7 @@ describeEachDialect('rotation: secrets named in rotator settings', (dialect) => 
     const name = await teamSecret();
     const token = await teamSecret();
     const first = await rotation().setPolicy(op.ctx(), name, ENV, { rotator: 'http', settings: { url, tokenSecret: token } });
-    assert.equal(await code(rotation().setPolicy(op.ctx(), name, ENV, { rotator: 'http', settings: { url, tokenSecret: 'PAYMENT_PROCESSOR_API_KEY' }, revision: first.revision })), 'SECRET_NOT_FOUND');
+    assert.equal(await codeOf(rotation().setPolicy(op.ctx(), name, ENV, { rotator: 'http', settings: { url, tokenSecret: 'PAYMENT_PROCESSOR_API_KEY' }, revision: first.revision })), 'SECRET_NOT_FOUND');
     const now = await rotation().getPolicy(h.ctx, name, ENV);
     assert.deepEqual([now.revision, now.settings.tokenSecret], [first.revision, token]);
   });
@@ -156,7 +156,7 @@ describeEachDialect('rotation: secrets named in rotator settings', (dialect) => 
     await h.services.secrets.create(otherCtx, { name: 'OTHER_TENANT_TOKEN', owner: 'ops' });
     await h.services.values.write(otherCtx, 'OTHER_TENANT_TOKEN', ENV, { value: 'other-tenant-token' });
     const name = await teamSecret();
-    assert.equal(await code(rotation().setPolicy(h.ctx, name, ENV, { rotator: 'http', settings: { url, tokenSecret: 'OTHER_TENANT_TOKEN' } })), 'SECRET_NOT_FOUND');
+    assert.equal(await codeOf(rotation().setPolicy(h.ctx, name, ENV, { rotator: 'http', settings: { url, tokenSecret: 'OTHER_TENANT_TOKEN' } })), 'SECRET_NOT_FOUND');
     assert.deepEqual(seen, []);
   });
 

@@ -4,8 +4,8 @@ import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { fakeDependents, rotationFor, scriptedRotator } from '../../../test/helpers/rotation.ts';
 import { startRotationSource, type RotationSource } from '../../../test/fixtures/rotation-source.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 const ENV = 'staging';
 const DAY = 86_400_000;
 
@@ -40,7 +40,7 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
     const rot = rotationFor(h);
     const refused = rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', rollbackWindowMs: 30 * DAY });
     await assert.rejects(refused, (e: { code?: string; message?: string }) => e.code === 'VALIDATION_FAILED' && /rollbackWindowMs/.test(e.message ?? ''));
-    assert.equal(await code(rot.service.getPolicy(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND', 'nothing was stored');
+    assert.equal(await codeOf(rot.service.getPolicy(h.ctx, name, ENV)), 'ROTATION_POLICY_NOT_FOUND', 'nothing was stored');
     assert.equal((await rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random', rollbackWindowMs: 7 * DAY })).rollbackWindowMs, 7 * DAY);
   });
 
@@ -54,7 +54,7 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
     assert.equal((await rot.service.rotate(h.ctx, name, ENV)).state, 'succeeded');
     const rotated = await current(name);
     h.clock.advance(8 * DAY);
-    assert.equal(await code(rot.service.rollback(h.ctx, name, ENV)), 'NO_PREVIOUS_VERSION');
+    assert.equal(await codeOf(rot.service.rollback(h.ctx, name, ENV)), 'NO_PREVIOUS_VERSION');
     assert.deepEqual(src.applied, [rotated], 'the previous value was never set at the source again');
     assert.equal(await current(name), rotated);
   });
@@ -73,7 +73,7 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
     await rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type });
     assert.equal((await rot.service.rotate(h.ctx, name, ENV)).state, 'succeeded');
     race = true;
-    assert.equal(await code(rot.service.rollback(h.ctx, name, ENV)), 'CAS_MISMATCH');
+    assert.equal(await codeOf(rot.service.rollback(h.ctx, name, ENV)), 'CAS_MISMATCH');
     assert.equal(await current(name), 'written-during-rollback');
     assert.equal(src.applied.at(-1), 'written-during-rollback', 'the source was set back to the current value, not left at the previous one');
   });
@@ -120,9 +120,9 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
       .map((e) => ({ outcome: e.outcome, reason: e.reason, ...(JSON.parse(e.context) as { source?: string }) }));
 
     mode = 'refuse';
-    assert.equal(await code(rot.service.rollback(h.ctx, name, ENV)), 'ROTATION_SOURCE_FAILED');
+    assert.equal(await codeOf(rot.service.rollback(h.ctx, name, ENV)), 'ROTATION_SOURCE_FAILED');
     mode = 'race';
-    assert.equal(await code(rot.service.rollback(h.ctx, name, ENV)), 'CAS_MISMATCH');
+    assert.equal(await codeOf(rot.service.rollback(h.ctx, name, ENV)), 'CAS_MISMATCH');
     const trail = await failures();
     assert.deepEqual(trail.map((e) => [e.outcome, e.reason, e.source]), [
       ['failed', 'ROTATION_SOURCE_FAILED', 'unchanged'],
@@ -183,9 +183,9 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
     const running = rot.service.rotate(h.ctx, name, ENV);
     await Promise.race([inApply, running]);
     const edits = [
-      await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type, settings: { host: 'db-b' } })),
-      await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random' })),
-      await code(rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type, settings: { host: 'db-a' }, notify: [{ kind: 'email', id: 'ops@example.com' }] })),
+      await codeOf(rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type, settings: { host: 'db-b' } })),
+      await codeOf(rot.service.setPolicy(h.ctx, name, ENV, { rotator: 'random' })),
+      await codeOf(rot.service.setPolicy(h.ctx, name, ENV, { rotator: src.type, settings: { host: 'db-a' }, notify: [{ kind: 'email', id: 'ops@example.com' }] })),
     ];
     release();
     assert.deepEqual(edits, ['ROTATION_IN_PROGRESS', 'ROTATION_IN_PROGRESS', 'ok'], 'only a change that leaves the source alone is taken');
@@ -236,7 +236,7 @@ describeEachDialect('rotation: the source stays consistent with what Keyhold han
       generate: async () => ({ value: 'pending-value-01', state: {} }),
       test: async () => {
         // An admin tidying up versions while the rotation tests its value at the source.
-        destroyed = await code(h.services.secrets.destroy(h.ctx, name, { environment: ENV, versions: [2] }));
+        destroyed = await codeOf(h.services.secrets.destroy(h.ctx, name, { environment: ENV, versions: [2] }));
         return { ok: false, detail: 'login refused' };
       },
     });

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
 
 /**
  * Tenant policies key on owner and tags (SPEC §3): someone who may write a secret's metadata must
@@ -34,19 +34,19 @@ describeEachDialect('a metadata change that would widen its author\'s own rights
   after(() => h.close());
 
   test('removing the tag a forbid keys on is refused to a writer (stale factor or not), and the value stays unrevealed', async () => {
-    assert.equal(await code(h.services.secrets.update(dana.ctx(), 'CARD_VAULT_KEY', { tags: ['team-pay'] })), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.secrets.update(dana.ctx(), 'CARD_VAULT_KEY', { tags: ['team-pay'] })), 'FORBIDDEN');
     assert.deepEqual((await h.services.secrets.describe(h.ctx, 'CARD_VAULT_KEY')).tags, ['pci', 'team-pay']);
     const denial = await h.storage.db.selectFrom('audit_events').select(['action', 'outcome']).where('actor_id', '=', dana.id).orderBy('seq', 'desc').executeTakeFirstOrThrow();
     assert.deepEqual([denial.action, denial.outcome], ['authz.admin', 'denied'], 'the refusal is an audited denial');
     const revealer = { ...dana.ctx(), actor: { ...dana.ctx().actor, mfaAt: h.clock.now() } };
-    assert.equal(await code(h.services.values.read(revealer, 'CARD_VAULT_KEY', 'production')), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.values.read(revealer, 'CARD_VAULT_KEY', 'production')), 'FORBIDDEN');
   });
 
   test('re-owning a secret into a permit that would open it to its author is refused too', async () => {
     const machine = await h.services.machines.create(h.ctx, { name: 'ci-bot', kind: 'client_secret' });
     await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role: 'secret-admin', environments: ['staging'] });
     const bot = { tenantId: h.ctx.tenantId, requestId: 'r', sourceIp: '127.0.0.1', actor: { type: 'machine' as const, id: machine.id, name: 'ci-bot', homeTenantId: h.ctx.tenantId, credentialId: 't' } };
-    assert.equal(await code(h.services.secrets.update(bot, 'BLOG_API_KEY', { owner: 'shared' })), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.secrets.update(bot, 'BLOG_API_KEY', { owner: 'shared' })), 'FORBIDDEN');
     assert.equal((await h.services.secrets.describe(h.ctx, 'BLOG_API_KEY')).owner, 'marketing');
   });
 

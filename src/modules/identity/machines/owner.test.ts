@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../../test/helpers/harness.ts';
-import { codeOf } from '../../../../test/helpers/escrow.ts';
+import { codeOf } from '../../../../test/helpers/rejects.ts';
 import { PASSWORD } from '../../../../test/helpers/users.ts';
 
 /** A machine identity's owner (who approves for it, who is told about it) is a person of its own tenant. */
