@@ -17,6 +17,16 @@ export function isUniqueViolation(err: unknown): boolean {
   return typeof e?.message === 'string' && /UNIQUE constraint failed/.test(e.message);
 }
 
+/** SQLite's primary result codes for another connection holding the lock, and for a table locked within one. */
+export const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
+
+/** node:sqlite's primary result code of `err` (extended codes keep it in the low byte); null for any other error. */
+export function sqliteResultCode(err: unknown): number | null {
+  const e = err as DriverError | null;
+  return e?.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number' ? e.errcode & 0xff : null;
+}
+
 /**
  * The transaction lost to a concurrent one and was rolled back, and nothing is wrong with the
  * database: PostgreSQL's class 40 (a deadlock, a serialization failure) or a lock not granted within
@@ -26,8 +36,8 @@ export function isUniqueViolation(err: unknown): boolean {
 export function isTransactionConflict(err: unknown): boolean {
   const e = err as DriverError | null;
   if (typeof e?.severity === 'string' && typeof e.code === 'string') return /^40[0-9A-Z]{3}$/.test(e.code) || e.code === '55P03';
-  // node:sqlite: SQLITE_BUSY (5) and SQLITE_LOCKED (6), extended codes included (the low byte).
-  return e?.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number' && [5, 6].includes(e.errcode & 0xff);
+  const sqlite = sqliteResultCode(err);
+  return sqlite === SQLITE_BUSY || sqlite === SQLITE_LOCKED;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { DatabaseSync } from 'node:sqlite';
 import pg from 'pg';
+import { SQLITE_BUSY, sqliteResultCode } from '../../src/storage/db-errors.ts';
 import type { TestDatabase } from './databases.ts';
 
 /** Where to hold the server: the `at`-th row (counting from 1) of `table` written as below. */
@@ -133,7 +134,7 @@ async function stallSqlite(database: TestDatabase, opts: StallAt): Promise<Write
       db.exec('rollback');
       return false;
     } catch (err) {
-      if (((err as { errcode?: number }).errcode ?? 0) % 256 === 5) return true; // SQLITE_BUSY
+      if (sqliteResultCode(err) === SQLITE_BUSY) return true;
       throw err;
     }
   };

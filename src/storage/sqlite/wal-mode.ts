@@ -1,8 +1,6 @@
-/** SQLite's primary result code for "another connection holds the lock" (extended codes keep it in the low byte). */
-const SQLITE_BUSY = 5;
-const RETRY_MS = 10;
+import { SQLITE_BUSY, sqliteResultCode } from '../db-errors.ts';
 
-const isBusy = (err: unknown) => typeof (err as { errcode?: unknown }).errcode === 'number' && ((err as { errcode: number }).errcode & 0xff) === SQLITE_BUSY;
+const RETRY_MS = 10;
 
 /**
  * Runs `exec('PRAGMA journal_mode = WAL')`, tried again for up to `timeoutMs` while SQLite answers busy. Two
@@ -17,7 +15,7 @@ export function enableWal(exec: (sql: string) => void, timeoutMs: number): void 
       exec('PRAGMA journal_mode = WAL');
       return;
     } catch (err) {
-      if (!isBusy(err) || Date.now() >= deadline) throw err;
+      if (sqliteResultCode(err) !== SQLITE_BUSY || Date.now() >= deadline) throw err;
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, RETRY_MS);
     }
   }
