@@ -23,6 +23,20 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     const s = d.environments.find((e) => e.environment === ENV)!;
     return { current: s.currentVersion, pending: s.pendingVersion, previous: s.previousVersion };
   };
+  /**
+   * A secret whose rotation stopped in verify, its pending version staged, on a node that then "died": its connector
+   * check never answers. Its lease is an hour: the dead node's heartbeats are real timers (every third of its lease), so
+   * none fires during a test, as none would from a dead process; one landing after the clock moved would renew the lease.
+   */
+  async function diesInVerify(): Promise<string> {
+    const name = await secret('stays-current');
+    const hang = fakeDependents({ connectors: { db: { password: name } }, check: () => new Promise(() => {}) });
+    const dead = rotationFor(h, { dependents: hang, leaseMs: 3_600_000 });
+    await dead.service.setPolicy(h.ctx, name, ENV, { rotator: 'random' });
+    void dead.service.rotate(h.ctx, name, ENV);
+    while (hang.calls.length === 0) await new Promise((r) => setTimeout(r, 5));
+    return name;
+  }
   const actions = async (name: string) => (await h.storage.db.selectFrom('audit_events').select('action').where('resource_name', '=', name)
     .where('action', 'like', 'rotation.%').orderBy('seq').execute()).map((e) => e.action);
 
@@ -122,14 +136,7 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
   });
 
   test('a crash after staging (the node stops in verify) is rolled back by another node once the lease expires', async () => {
-    const name = await secret('stays-current');
-    const hang = fakeDependents({ connectors: { db: { password: name } }, check: () => new Promise(() => {}) });
-    // The dead node's heartbeats are real timers (every third of its lease): with an hour's lease none fires during
-    // the test, as none would from a dead process. A heartbeat landing after the clock moved would renew the lease.
-    const dead = rotationFor(h, { dependents: hang, leaseMs: 3_600_000 });
-    await dead.service.setPolicy(h.ctx, name, ENV, { rotator: 'random' });
-    void dead.service.rotate(h.ctx, name, ENV);
-    while (hang.calls.length === 0) await new Promise((r) => setTimeout(r, 5));
+    const name = await diesInVerify();
     assert.equal((await labels(name)).pending, 2, 'the pending version is staged');
     const survivor = rotationFor(h, { leaseMs: 5000 });
     assert.equal(await survivor.engine.recover(), 0, 'a live lease is not taken over');
@@ -144,12 +151,7 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
   });
 
   test('an orphaned rotation is taken over by one node only, and only once its lease has run out', async () => {
-    const name = await secret('stays-current');
-    const hang = fakeDependents({ connectors: { db: { password: name } }, check: () => new Promise(() => {}) });
-    const dead = rotationFor(h, { dependents: hang, leaseMs: 3_600_000 });
-    await dead.service.setPolicy(h.ctx, name, ENV, { rotator: 'random' });
-    void dead.service.rotate(h.ctx, name, ENV);
-    while (hang.calls.length === 0) await new Promise((r) => setTimeout(r, 5));
+    const name = await diesInVerify();
     const [a, b] = [rotationFor(h, { leaseMs: 5000 }), rotationFor(h, { leaseMs: 5000 })];
     h.clock.advance(3_600_000 - 1_000);
     assert.deepEqual([await a.engine.recover(), await b.engine.recover()], [0, 0], 'a lease is honoured to its end');
