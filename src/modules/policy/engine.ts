@@ -96,9 +96,26 @@ export function splitPolicies(text: string, idPrefix: string, mode: 'new' | 'sto
   return errors.length > 0 ? { ok: false, errors } : { ok: true, policies };
 }
 
+function validateSet(policies: Record<string, string>): string[] {
+  const answer = cedar.validate({ schema: SCHEMA_TEXT, policies: { staticPolicies: policies }, validationSettings: { mode: 'strict' } });
+  if (answer.type === 'failure') return answer.errors.map((e) => e.message);
+  return answer.validationErrors.map((e) => `${e.policyId}: ${e.error.message}`);
+}
+
+/**
+ * The built-in policies, checked against the schema and loaded, with the schema, into Cedar's store
+ * once per process: the store is the process's one wasm instance, shared by every engine in it, and
+ * neither text changes while it runs. A server (or a test's second node) builds engines many times.
+ */
 const BUILTIN = (() => {
   const split = splitPolicies(BUILTIN_TEXT, '');
   if (!split.ok) throw new Error(`built-in policies do not parse: ${split.errors.join('; ')}`);
+  const schemaCheck = cedar.preparseSchema(SCHEMA_NAME, SCHEMA_TEXT);
+  if (schemaCheck.type === 'failure') throw new Error(`Cedar schema does not parse: ${schemaCheck.errors.map((e) => e.message).join('; ')}`);
+  const builtinCheck = cedar.preparsePolicySet('builtin', { staticPolicies: split.policies });
+  if (builtinCheck.type === 'failure') throw new Error('built-in policies do not parse');
+  const validation = validateSet(split.policies);
+  if (validation.length > 0) throw new Error(`built-in policies do not validate: ${validation.join('; ')}`);
   return split.policies;
 })();
 
@@ -122,19 +139,6 @@ export function createPolicyEngine(opts: { cacheSize?: number } = {}) {
   const cache = new Map<string, Decision>();
   /** tenant id → { set id in the wasm store, generation } */
   const sets = new Map<string, { setId: string; generation: number }>();
-
-  const schemaCheck = cedar.preparseSchema(SCHEMA_NAME, SCHEMA_TEXT);
-  if (schemaCheck.type === 'failure') throw new Error(`Cedar schema does not parse: ${schemaCheck.errors.map((e) => e.message).join('; ')}`);
-  const builtinCheck = cedar.preparsePolicySet('builtin', { staticPolicies: BUILTIN });
-  if (builtinCheck.type === 'failure') throw new Error('built-in policies do not parse');
-  const builtinValidation = validateSet(BUILTIN);
-  if (builtinValidation.length > 0) throw new Error(`built-in policies do not validate: ${builtinValidation.join('; ')}`);
-
-  function validateSet(policies: Record<string, string>): string[] {
-    const answer = cedar.validate({ schema: SCHEMA_TEXT, policies: { staticPolicies: policies }, validationSettings: { mode: 'strict' } });
-    if (answer.type === 'failure') return answer.errors.map((e) => e.message);
-    return answer.validationErrors.map((e) => `${e.policyId}: ${e.error.message}`);
-  }
 
   function uid(type: string, id: string) {
     return { type: `${NS}::${type}`, id };
