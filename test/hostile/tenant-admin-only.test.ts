@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../helpers/harness.ts';
+import { machineContext } from '../helpers/identities.ts';
 import { codeOf } from '../helpers/rejects.ts';
 import { PASSWORD } from '../helpers/users.ts';
 import type { TenantContext } from '../../src/modules/shared/context.ts';
@@ -16,9 +17,7 @@ describeEachDialect('tenant administration is for tenant admins only', (dialect)
   let builder: TenantContext;
   before(async () => {
     h = await createHarness(dialect);
-    const m = await h.services.machines.create(h.ctx, { name: 'just-a-builder', kind: 'client_secret' });
-    await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: m.id, role: 'builder' });
-    builder = { tenantId: h.ctx.tenantId, requestId: 'admin-only', sourceIp: '127.0.0.1', actor: { type: 'machine', id: m.id, name: m.name, homeTenantId: h.ctx.tenantId, credentialId: 'builder-token' } };
+    builder = (await machineContext(h, 'just-a-builder', { role: 'builder' })).ctx();
   });
   after(() => h.close());
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { eventsOf } from '../../../test/helpers/connectors.ts';
-import type { TenantContext } from '../shared/context.ts';
+import { machineContext } from '../../../test/helpers/identities.ts';
 import { pauseAfterRead } from '../../../test/helpers/pause-after-read.ts';
 import { createKeyService } from './key-service.ts';
 import { aeadOpen, toKeyObject } from '../../crypto/aead.ts';
@@ -176,9 +176,7 @@ describeEachDialect('re-encrypt after a suspected key compromise', (dialect) => 
   });
 
   test('only admin may run it: a builder is refused and no key version is created', async () => {
-    const machine = await h.services.machines.create(h.ctx, { name: 'reencrypt-builder', kind: 'client_secret' });
-    await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role: 'builder' });
-    const ctx: TenantContext = { ...h.ctx, actor: { type: 'machine', id: machine.id, name: machine.name, homeTenantId: h.ctx.tenantId, credentialId: 'c' } };
+    const ctx = (await machineContext(h, 'reencrypt-builder', { role: 'builder' })).ctx();
     const before = await h.services.keys.status(h.ctx);
     assert.equal(await codeOf(h.services.keys.reencrypt(ctx)), 'FORBIDDEN');
     assert.equal((await h.services.keys.status(h.ctx)).currentVersion, before.currentVersion);

@@ -2,9 +2,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
-import type { Actor, TenantContext } from '../shared/context.ts';
+import { machineContext } from '../../../test/helpers/identities.ts';
+import type { TenantContext } from '../shared/context.ts';
 import { codeOf } from '../../../test/helpers/rejects.ts';
-
 
 /**
  * What narrows an actor beyond its grants (the environment a run's token is bound to, the tenant
@@ -20,22 +20,14 @@ describeEachDialect('the actor narrows what its grants allow', (dialect) => {
   });
   after(() => h.close());
 
-  async function machineWith(role: 'builder' | 'tenant-admin') {
-    const machine = await h.services.machines.create(h.ctx, { name: `scope-${++seq}`, kind: 'client_secret' });
-    await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role });
-    const ctx = (extra: Partial<Actor> = {}): TenantContext => ({
-      tenantId: h.ctx.tenantId, requestId: 'scope', sourceIp: '127.0.0.1',
-      actor: { type: 'machine', id: machine.id, name: machine.name, homeTenantId: h.ctx.tenantId, credentialId: 'scope-token', ...extra },
-    });
-    return ctx;
-  }
+  const machineWith = async (role: 'builder' | 'tenant-admin') => (await machineContext(h, `scope-${++seq}`, { role })).ctx;
 
   test("an allow remembered for a machine's own token is not served to its run token bound to another environment", async () => {
     const ctx = await machineWith('builder');
     const read = (c: TenantContext) => codeOf(h.services.values.read(c, 'SCOPED', 'production'));
     assert.equal(await read(ctx()), 'ok');
     assert.equal(await read(ctx()), 'ok', 'now remembered for this machine, action, environment and address');
-    assert.equal(await read(ctx({ boundEnvironment: 'staging' })), 'FORBIDDEN');
+    assert.equal(await read(ctx({ actor: { boundEnvironment: 'staging' } })), 'FORBIDDEN');
   });
 
   test('a principal whose home tenant is not known is refused, whatever its grants in the tenant', async () => {

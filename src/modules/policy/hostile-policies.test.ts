@@ -6,6 +6,7 @@ import type { TenantContext } from '../shared/context.ts';
 import { createPolicyEngine } from './engine.ts';
 import { parsePolicyTestCases, runPolicyTests } from './policy-test-runner.ts';
 import { MAX_NESTING, MAX_OPERATORS_PER_POLICY, complexityErrors } from './complexity.ts';
+import { machineContext } from '../../../test/helpers/identities.ts';
 import { codeOf } from '../../../test/helpers/rejects.ts';
 
 const when = (condition: string) => `permit (principal, action, resource) when { ${condition} };`;
@@ -32,9 +33,7 @@ describeEachDialect('hostile tenant policies', (dialect) => {
     h = await createHarness(dialect);
     await h.services.secrets.create(h.ctx, { name: 'PAY_KEY', owner: 'ops', classification: 'restricted' });
     await h.services.values.write(h.ctx, 'PAY_KEY', 'production', { value: 'pay-key-value' });
-    const m = await h.services.machines.create(h.ctx, { name: 'runner', kind: 'client_secret' });
-    await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: m.id, role: 'builder', environments: ['production'] });
-    reader = { tenantId: h.ctx.tenantId, requestId: 'r', sourceIp: '127.0.0.1', actor: { type: 'machine', id: m.id, name: m.name, homeTenantId: h.ctx.tenantId, credentialId: 't' } };
+    reader = (await machineContext(h, 'runner', { role: 'builder', environments: ['production'] })).ctx();
   });
   after(() => h.close());
 

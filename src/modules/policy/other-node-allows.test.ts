@@ -2,7 +2,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
-import type { TenantContext } from '../shared/context.ts';
+import { machineContext } from '../../../test/helpers/identities.ts';
+import { frozenResource } from '../secrets/read-views.ts';
 import { createCedarAuthorizer } from './cedar-authorizer.ts';
 import { createPolicyEngine } from './engine.ts';
 import { codeOf } from '../../../test/helpers/rejects.ts';
@@ -23,12 +24,10 @@ describeEachDialect('an allow remembered on one node and a revoke on another', (
 
   test('the allow ends once the other node\'s generation is re-read', async () => {
     const otherNode = createCedarAuthorizer({ db: h.storage.db, engine: createPolicyEngine(), clock: h.clock, stepUpWindowMs: 600_000, audit: h.services.audit, identifiers: h.services.identifiers });
-    const m = await h.services.machines.create(h.ctx, { name: 'two-nodes', kind: 'client_secret' });
-    const grant = await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: m.id, role: 'builder' });
-    const ctx: TenantContext = { tenantId: h.ctx.tenantId, requestId: 'nodes', sourceIp: '127.0.0.1', actor: { type: 'machine', id: m.id, name: m.name, homeTenantId: h.ctx.tenantId } };
-    const row = await h.services.secrets.load(h.ctx, 'ELSEWHERE');
+    const { grant, ctx: actingAs } = await machineContext(h, 'two-nodes', { role: 'builder' });
+    const ctx = actingAs();
     // The read path hands the authorizer one frozen view of the row: only such views are remembered.
-    const secret = Object.freeze({ type: 'secret' as const, id: row.id, name: row.name, classification: row.classification, owner: row.owner, tags: Object.freeze([] as string[]) as string[] });
+    const secret = frozenResource(await h.services.secrets.load(h.ctx, 'ELSEWHERE'));
     assert.equal(await codeOf(otherNode.require(ctx, 'use', secret, 'production')), 'ok');
     assert.ok(otherNode.cachedAllow?.(ctx, 'use', secret, 'production'), 'remembered on the other node');
     await h.services.grants.revoke(h.ctx, grant.id); // on this node: the other node's cache is not told

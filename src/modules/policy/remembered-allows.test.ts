@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import type { TenantContext } from '../shared/context.ts';
-import { userContext } from '../../../test/helpers/identities.ts';
+import { machineContext, userContext } from '../../../test/helpers/identities.ts';
+import { frozenResource } from '../secrets/read-views.ts';
 import { codeOf } from '../../../test/helpers/rejects.ts';
 
 const HOUR = 3_600_000;
@@ -23,19 +24,10 @@ describeEachDialect('remembered allows end exactly when a decision input changes
   });
   after(() => h.close());
 
-  /** A fresh machine with `builder` in production (optionally expiring), acting from `sourceIp`. */
-  async function reader(opts: { expiresAt?: number } = {}) {
-    const machine = await h.services.machines.create(h.ctx, { name: `memo-${++seq}`, kind: 'client_secret' });
-    const grant = await h.services.grants.create(h.ctx, {
-      principalType: 'machine', principalId: machine.id, role: 'builder', environments: ['production'],
-      ...(opts.expiresAt ? { expiresAt: new Date(opts.expiresAt).toISOString() } : {}),
-    });
-    const ctx = (sourceIp = '127.0.0.1'): TenantContext => ({
-      tenantId: h.ctx.tenantId, requestId: 'memo', sourceIp,
-      actor: { type: 'machine', id: machine.id, name: machine.name, homeTenantId: h.ctx.tenantId, credentialId: 'memo-token' },
-    });
-    return { machine, grant, ctx };
-  }
+  /** A fresh machine with `builder` in production (optionally expiring). */
+  const reader = (opts: { expiresAt?: number } = {}) => machineContext(h, `memo-${++seq}`, {
+    role: 'builder', environments: ['production'], ...(opts.expiresAt ? { expiresAt: new Date(opts.expiresAt).toISOString() } : {}),
+  });
   const read = (ctx: TenantContext) => codeOf(h.services.values.read(ctx, 'MEMO', 'production'));
   const loadSecret = () => h.services.secrets.load(h.ctx, 'MEMO');
 
@@ -113,9 +105,9 @@ describeEachDialect('remembered allows end exactly when a decision input changes
     const text = `@id("office-only")\nforbid(principal == Keyhold::Machine::"${r.machine.id}", action, resource) unless { context.sourceIp.isInRange(ip("127.0.0.0/8")) };`;
     await h.services.policies.put(h.ctx, { text, comment: 'loopback only' });
     try {
-      assert.equal(await read(r.ctx('127.0.0.1')), 'ok');
-      assert.equal(await read(r.ctx('10.1.2.3')), 'SECRET_NOT_FOUND');
-      assert.equal(await read(r.ctx('127.0.0.1')), 'ok');
+      assert.equal(await read(r.ctx({ sourceIp: '127.0.0.1' })), 'ok');
+      assert.equal(await read(r.ctx({ sourceIp: '10.1.2.3' })), 'SECRET_NOT_FOUND');
+      assert.equal(await read(r.ctx({ sourceIp: '127.0.0.1' })), 'ok');
     } finally {
       await h.services.policies.put(h.ctx, { text: '', comment: 'lift it' });
     }
@@ -134,7 +126,7 @@ describeEachDialect('remembered allows end exactly when a decision input changes
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: person.id, role: 'revealer', environments: ['production'] });
     assert.equal(await read(person.ctx()), 'ok');
     const secret = await loadSecret();
-    const frozen = Object.freeze({ type: 'secret' as const, id: secret.id, name: secret.name, classification: secret.classification, owner: secret.owner, tags: Object.freeze([]) as unknown as string[] });
+    const frozen = frozenResource(secret);
     await h.services.authz.require(person.ctx(), 'reveal', frozen, 'production');
     assert.equal(h.services.authz.cachedAllow?.(person.ctx(), 'reveal', frozen, 'production'), undefined);
   });

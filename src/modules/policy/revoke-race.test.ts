@@ -6,8 +6,8 @@ import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { pauseAfterRead } from '../../../test/helpers/pause-after-read.ts';
 import { createCedarAuthorizer } from './cedar-authorizer.ts';
 import { createPolicyEngine } from './engine.ts';
-import type { TenantContext } from '../shared/context.ts';
-import type { SecretResource } from './authorizer.ts';
+import { machineContext } from '../../../test/helpers/identities.ts';
+import { frozenResource } from '../secrets/read-views.ts';
 import { codeOf } from '../../../test/helpers/rejects.ts';
 
 
@@ -17,14 +17,9 @@ import { codeOf } from '../../../test/helpers/rejects.ts';
  * (an in-flight query, as on a busy PostgreSQL pool).
  */
 async function raceRig(h: Harness, machineName: string, table: string) {
-  const machine = await h.services.machines.create(h.ctx, { name: machineName, kind: 'client_secret' });
-  const grant = await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role: 'builder', environments: ['production'] });
-  const ctx: TenantContext = {
-    tenantId: h.ctx.tenantId, requestId: 'race', sourceIp: '127.0.0.1',
-    actor: { type: 'machine', id: machine.id, name: machine.name, homeTenantId: h.ctx.tenantId, credentialId: 'race-token' },
-  };
-  const s = await h.services.secrets.load(h.ctx, 'RACE');
-  const resource: SecretResource = Object.freeze({ type: 'secret', id: s.id, name: s.name, classification: s.classification, owner: s.owner, tags: Object.freeze([]) as unknown as string[] });
+  const { machine, grant, ctx: actingAs } = await machineContext(h, machineName, { role: 'builder', environments: ['production'] });
+  const ctx = actingAs();
+  const resource = frozenResource(await h.services.secrets.load(h.ctx, 'RACE'));
   let release!: () => void;
   let reached!: () => void;
   const released = new Promise<void>((r) => (release = r));

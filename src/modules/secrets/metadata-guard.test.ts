@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
-import { userContext } from '../../../test/helpers/identities.ts';
+import { machineContext, userContext } from '../../../test/helpers/identities.ts';
 import { codeOf } from '../../../test/helpers/rejects.ts';
 
 
@@ -43,9 +43,7 @@ describeEachDialect('a metadata change that would widen its author\'s own rights
   });
 
   test('re-owning a secret into a permit that would open it to its author is refused too', async () => {
-    const machine = await h.services.machines.create(h.ctx, { name: 'ci-bot', kind: 'client_secret' });
-    await h.services.grants.create(h.ctx, { principalType: 'machine', principalId: machine.id, role: 'secret-admin', environments: ['staging'] });
-    const bot = { tenantId: h.ctx.tenantId, requestId: 'r', sourceIp: '127.0.0.1', actor: { type: 'machine' as const, id: machine.id, name: 'ci-bot', homeTenantId: h.ctx.tenantId, credentialId: 't' } };
+    const bot = (await machineContext(h, 'ci-bot', { role: 'secret-admin', environments: ['staging'] })).ctx();
     assert.equal(await codeOf(h.services.secrets.update(bot, 'BLOG_API_KEY', { owner: 'shared' })), 'FORBIDDEN');
     assert.equal((await h.services.secrets.describe(h.ctx, 'BLOG_API_KEY')).owner, 'marketing');
   });

@@ -10,8 +10,9 @@ export interface ReadView {
   createdAt: string;
 }
 
-/** Frozen down to its tags, so the authorizer may remember decisions about it (cedar-authorizer.ts). */
-function deepFreeze(resource: SecretResource): SecretResource {
+/** A secret row's policy view, frozen down to its tags, so the authorizer may remember decisions about it (cedar-authorizer.ts). */
+export function frozenResource(row: Parameters<typeof secretResource>[0]): SecretResource {
+  const resource = secretResource(row);
   Object.freeze(resource.tags);
   return Object.freeze(resource);
 }
@@ -28,7 +29,7 @@ export function createReadViews() {
       const cached = views.get(row);
       if (cached && cached.binding.tenantId === tenantId && cached.binding.environmentId === environmentId) return cached;
       const view: ReadView = Object.freeze({
-        resource: deepFreeze(secretResource({ ...row, id: row.secret_id })),
+        resource: frozenResource({ ...row, id: row.secret_id }),
         binding: Object.freeze({ tenantId, environmentId, secretId: row.secret_id, version: row.version }),
         createdAt: new Date(row.created_at).toISOString(),
       });
