@@ -105,7 +105,7 @@ function validateSet(policies: Record<string, string>): string[] {
 /**
  * The built-in policies, checked against the schema and loaded, with the schema, into Cedar's store
  * once per process: the store is the process's one wasm instance, shared by every engine in it, and
- * neither text changes while it runs. A server (or a test's second node) builds engines many times.
+ * neither text changes while it runs. A server builds one engine; a test process, one per harness or node.
  */
 const BUILTIN = (() => {
   const split = splitPolicies(BUILTIN_TEXT, '');
