@@ -37,6 +37,11 @@ export async function machineContext(h: Harness, name: string, grant: Omit<Creat
   return { machine, grant: granted, ctx };
 }
 
+/** The unrevoked token rows of an identity, expired or not: what a revocation must leave empty. */
+export function unrevokedTokens(h: Harness, principalId: string): Promise<Array<{ id: string }>> {
+  return h.storage.db.selectFrom('tokens').select('id').where('principal_id', '=', principalId).where('revoked_at', 'is', null).execute();
+}
+
 /** The runner's run-identity lock, as the server wires it (the machine repository's `lockLive`). */
 export function runAsLock(h: Harness): { lockLive(executor: Executor, machineId: string): Promise<boolean> } {
   const repo = createMachineRepository(h.storage.db, h.storage.dialect);

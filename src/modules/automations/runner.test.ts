@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
-import { runAsLock } from '../../../test/helpers/identities.ts';
+import { runAsLock, unrevokedTokens } from '../../../test/helpers/identities.ts';
 import { backendPid, waitUntilBlockedBy } from '../../../test/helpers/pg-lock-waits.ts';
 import { createRedactor } from '../redaction/redactor.ts';
 import type { TenantContext } from '../shared/context.ts';
@@ -196,8 +196,7 @@ describeEachDialect('the automation runner', (dialect) => {
     const run = await started as { status: string; error: string | null };
     assert.equal(run.status, 'failed');
     assert.match(run.error!, /^MACHINE_DISABLED/);
-    const live = await h.storage.db.selectFrom('tokens').select('id').where('principal_id', '=', bot.id).where('revoked_at', 'is', null).execute();
-    assert.deepEqual(live, [], 'no token outlived the disable');
+    assert.deepEqual(await unrevokedTokens(h, bot.id), [], 'no token outlived the disable');
   });
 
   test('a value written while the run is under way (a rotation mid-run) is masked in what the run stores', async () => {

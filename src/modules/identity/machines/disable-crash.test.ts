@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../../test/helpers/harness.ts';
+import { unrevokedTokens } from '../../../../test/helpers/identities.ts';
 
 /**
  * A token lookup never reads its identity's row, so a disabled identity's tokens stop working only
@@ -31,8 +32,7 @@ describeEachDialect('disabling a machine identity, then stopping', (dialect) => 
     } finally {
       tokens.revokeAllFor = revokeAllFor;
     }
-    const live = await h.storage.db.selectFrom('tokens').select('id').where('principal_id', '=', m.id).where('revoked_at', 'is', null).execute();
-    assert.deepEqual(live, []);
+    assert.deepEqual(await unrevokedTokens(h, m.id), []);
     for (const t of [a, b]) assert.equal(await h.services.tokens.authenticate(t.token), null);
   });
 });

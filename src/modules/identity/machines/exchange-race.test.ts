@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { describeEachDialect } from '../../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../../test/helpers/harness.ts';
+import { unrevokedTokens } from '../../../../test/helpers/identities.ts';
 import { afterReads } from '../../../../test/helpers/pause-after-read.ts';
 import { CLIENT_CREDENTIALS_GRANT } from './types.ts';
 
@@ -34,19 +35,18 @@ describeEachDialect('a token exchange racing a change to its identity', (dialect
     assert.ok(ran, 'the change ran between the read and the issue');
     return result;
   }
-  const liveTokens = (id: string) => h.storage.db.selectFrom('tokens').select('id').where('principal_id', '=', id).where('revoked_at', 'is', null).execute();
 
   test('a disable that commits after the read: no token', async () => {
     const m = await h.services.machines.create(h.ctx, { name: 'race-disable', kind: 'client_secret' });
     const result = await exchangeWith(m, () => h.services.machines.disable(h.ctx, m.id));
     assert.deepEqual([result.ok, !result.ok && result.reason], [false, 'invalid']);
-    assert.deepEqual(await liveTokens(m.id), []);
+    assert.deepEqual(await unrevokedTokens(h, m.id), []);
   });
 
   test('a rotation that commits after the read: the old secret gets no token', async () => {
     const m = await h.services.machines.create(h.ctx, { name: 'race-rotate', kind: 'client_secret' });
     const result = await exchangeWith(m, () => h.services.machines.rotateSecret(h.ctx, m.id));
     assert.deepEqual([result.ok, !result.ok && result.reason], [false, 'invalid']);
-    assert.deepEqual(await liveTokens(m.id), []);
+    assert.deepEqual(await unrevokedTokens(h, m.id), []);
   });
 });

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { newUser } from '../../../../test/helpers/users.ts';
 import { describeEachDialect } from '../../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../../test/helpers/harness.ts';
+import { unrevokedTokens } from '../../../../test/helpers/identities.ts';
 import { DEFAULT_EXCHANGE_LIMITS } from './token-exchange.ts';
 import { CLIENT_CREDENTIALS_GRANT } from './types.ts';
 
@@ -158,8 +159,7 @@ describeEachDialect('machine identities with client secrets', (dialect) => {
       ]);
       assert.ok(replies.every((r) => r.status < 500), JSON.stringify(replies.map((r) => r.status)));
       for (const r of replies) if (r.body?.access_token) assert.equal((await listSecrets(r.body.access_token)).status, 401, `round ${round}`);
-      const live = await h.storage.db.selectFrom('tokens').select('id').where('principal_id', '=', m.id).where('revoked_at', 'is', null).execute();
-      assert.equal(live.length, 0, `round ${round}: every token the identity got is revoked`);
+      assert.equal((await unrevokedTokens(h, m.id)).length, 0, `round ${round}: every token the identity got is revoked`);
     }
   });
 
