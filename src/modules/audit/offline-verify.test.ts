@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
+import { codeOf } from '../../../test/helpers/rejects.ts';
 import { verifyExportFiles } from '../../cli/commands/audit-offline.ts';
 import { auditFrom } from './audit-log.ts';
 
@@ -268,9 +269,8 @@ describeEachDialect('audit export verified offline against the pinned key', (dia
     const auditor = await userContext(h, h.ctx.tenantId, 'offline-auditor');
     await h.services.grants.create(h.ctx, { principalType: 'user', principalId: auditor.id, role: 'auditor' });
     const nobody = await userContext(h, h.ctx.tenantId, 'offline-nobody');
-    const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code);
-    assert.equal(await code(h.services.auditQueries.checkpoints(auditor.ctx())), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.auditQueries.checkpoints(auditor.ctx())), 'FORBIDDEN');
     assert.equal((await h.services.auditQueries.publicKey(auditor.ctx())).publicKey, publicKey);
-    assert.equal(await code(h.services.auditQueries.publicKey(nobody.ctx())), 'FORBIDDEN');
+    assert.equal(await codeOf(h.services.auditQueries.publicKey(nobody.ctx())), 'FORBIDDEN');
   });
 });
