@@ -25,17 +25,31 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
   };
   /**
    * A secret whose rotation stopped in verify, its pending version staged, on a node that then "died": its connector
-   * check never answers. Its lease is an hour: the dead node's heartbeats are real timers (every third of its lease), so
-   * none fires during a test, as none would from a dead process; one landing after the clock moved would renew the lease.
+   * check does not answer until the test is over. Its lease is an hour: the dead node's heartbeats are real timers (every
+   * third of its lease), so none fires during a test, as none would from a dead process; one landing after the clock moved
+   * would renew the lease. Its step deadline (a minute) is real time too: `wakeTheDead` ends the check first.
    */
+  const theDead: Array<{ name: string; wake: () => void; rotation: Promise<unknown> }> = [];
   async function diesInVerify(): Promise<string> {
     const name = await secret('stays-current');
-    const hang = fakeDependents({ connectors: { db: { password: name } }, check: () => new Promise(() => {}) });
+    let wake!: () => void;
+    const asleep = new Promise<{ ok: boolean; detail: string }>((r) => (wake = () => r({ ok: true, detail: 'woke up late' })));
+    const hang = fakeDependents({ connectors: { db: { password: name } }, check: () => asleep });
     const dead = rotationFor(h, { dependents: hang, leaseMs: 3_600_000 });
     await dead.service.setPolicy(h.ctx, name, ENV, { rotator: 'random' });
-    void dead.service.rotate(h.ctx, name, ENV);
+    const rotation = dead.service.rotate(h.ctx, name, ENV).catch((e: unknown) => e);
+    theDead.push({ name, wake, rotation });
     while (hang.calls.length === 0) await new Promise((r) => setTimeout(r, 5));
     return name;
+  }
+  /** A node that comes back after another took its rotation over (a long GC pause, a partition) must change nothing. */
+  async function wakeTheDead(): Promise<void> {
+    for (const dead of theDead.splice(0)) {
+      const before = await labels(dead.name);
+      dead.wake();
+      await dead.rotation;
+      assert.deepEqual(await labels(dead.name), before, `the woken node left ${dead.name} as the survivor did`);
+    }
   }
   const actions = async (name: string) => (await h.storage.db.selectFrom('audit_events').select('action').where('resource_name', '=', name)
     .where('action', 'like', 'rotation.%').orderBy('seq').execute()).map((e) => e.action);
@@ -43,7 +57,10 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
   before(async () => {
     h = await createHarness(dialect);
   });
-  after(() => h.close());
+  after(async () => {
+    await wakeTheDead();
+    await h.close();
+  });
 
   test('a random rotation promotes a new value: the old one becomes previous, every step is audited, owners are told', async () => {
     const name = await secret();
@@ -148,6 +165,7 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     assert.equal(last!.error?.step, 'verify');
     assert.deepEqual(await labels(name), { current: 1, pending: null, previous: null });
     assert.equal((await survivor.service.rotate(h.ctx, name, ENV)).state, 'succeeded', 'the next rotation runs normally');
+    await wakeTheDead();
   });
 
   test('an orphaned rotation is taken over by one node only, and only once its lease has run out', async () => {
@@ -160,7 +178,7 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     assert.equal(taken[0]! + taken[1]!, 1, `one node takes it over, not both (${taken})`);
     const [last] = await a.service.history(h.ctx, name, ENV);
     assert.equal(last!.state, 'rolled_back');
-    assert.deepEqual(await labels(name), { current: 1, pending: null, previous: null });
+    assert.deepEqual(await labels(name), { current: 1, pending: null, previous: null });    await wakeTheDead();
   });
 
   test('a manual rotation waits for a person, reminds, shows overdue, and continues once the value is supplied', async () => {
