@@ -93,7 +93,9 @@ describeEachDialect('graceful stop', (dialect) => {
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     const t0 = Date.now();
     process.kill(live.pid, 'SIGINT');
-    const exit = await Promise.race([live.exited, new Promise((resolve) => setTimeout(resolve, STOP_WITHIN_MS, 'still running'))]);
+    let deadline: NodeJS.Timeout | undefined;
+    const exit = await Promise.race([live.exited, new Promise((resolve) => (deadline = setTimeout(resolve, STOP_WITHIN_MS, 'still running')))]);
+    clearTimeout(deadline);
     socket.destroy();
     assert.notEqual(exit, 'still running', 'the second signal did not end the process');
     assert.ok(Date.now() - t0 < STOP_WITHIN_MS);
