@@ -1,0 +1,106 @@
+import { spawn } from 'node:child_process';
+import { globSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+
+/**
+ * `npm run test:only [-- FILES or GLOBS]`: every test file, in batches run by WORKERS test processes at once. A batch is
+ * one `node --test --test-isolation=none` process running its files one after another, not one child process per file:
+ * importing the server's modules and building its Cedar engine cost about a second per process, and with 200-odd
+ * files that was a third of the suite's time (docs/benchmarks.md, "Test suite time"). Files in a batch share nothing
+ * but the process, which the code base allows: no module keeps state (STYLE.md), and each suite makes its own
+ * database, clock and servers.
+ *
+ * Batches shrink as the queue empties (each takes a 2·WORKERS-th of what is left), so no worker is left running a
+ * long batch while the others are done, without keeping a record of how long each file takes. The cross-module
+ * suites (test/: end-to-end and hostile, which start servers and crash them) are the longest files, up to a minute
+ * each: they go first, one per process (a second of imports is little beside them), so the queue ends on short ones.
+ *
+ * Sharing a process makes one thing stricter: work a test leaves running can outlive it and fail in a later test's
+ * time (node reports it as an error and the batch fails), and a timer or socket left open would keep the batch from
+ * ever exiting: test/open-handles.ts stops and fails the batch instead.
+ */
+
+const DEFAULT_FILES = ['src/**/*.test.ts', 'test/**/*.test.ts'];
+/** Tests wait on I/O (PostgreSQL, servers, workers) for part of their time: one process more than cores keeps them busy. */
+const WORKERS = Number(process.env.KEYHOLD_TEST_WORKERS ?? availableParallelism() + 1);
+const TEST_TIMEOUT_MS = 120_000;
+const OPEN_HANDLES = new URL('./open-handles.ts', import.meta.url).pathname;
+
+interface BatchResult {
+  files: string[];
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  output: string;
+  seconds: number;
+}
+
+/** `ℹ tests 1278` → 1278, from the spec reporter's closing summary. */
+function summaryCount(output: string, name: string): number {
+  const m = new RegExp(`^ℹ ${name} (\\d+)$`, 'm').exec(output);
+  return m ? Number(m[1]) : 0;
+}
+
+function runBatch(files: string[]): Promise<BatchResult> {
+  const started = performance.now();
+  const args = [
+    '--disable-warning=ExperimentalWarning', '--test', '--test-isolation=none', `--test-timeout=${TEST_TIMEOUT_MS}`,
+    '--test-reporter=spec', '--test-reporter-destination=stdout', `--test-reporter=${OPEN_HANDLES}`, '--test-reporter-destination=stderr', ...files,
+  ];
+  // Without NODE_TEST_CONTEXT: set when this runner itself runs under node --test (its own test), it would make the
+  // batch report in the parent runner's binary protocol instead of the spec reporter's text.
+  const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const chunks: Buffer[] = [];
+  child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
+  child.stderr.on('data', (chunk: Buffer) => chunks.push(chunk));
+  return new Promise((resolve) => {
+    child.on('close', (code, signal) => {
+      const output = Buffer.concat(chunks).toString('utf8');
+      resolve({ files, code, signal, output, seconds: (performance.now() - started) / 1000 });
+    });
+  });
+}
+
+function failure(r: BatchResult): string | null {
+  if (r.signal) return `signal ${r.signal}`;
+  return r.code === 0 ? null : `exit code ${r.code}`;
+}
+
+function report(r: BatchResult): void {
+  const why = failure(r);
+  process.stdout.write(`\n── ${r.files.length} files in ${r.seconds.toFixed(0)} s${why ? `: FAILED, ${why}` : ''} ──\n`
+    + `${r.files.map((f) => `   ${f}\n`).join('')}${r.output}`);
+}
+
+async function worker(queue: string[], results: BatchResult[]): Promise<void> {
+  while (queue.length > 0) {
+    const batch = isLong(queue[0]!) ? queue.splice(0, 1) : queue.splice(0, Math.max(1, Math.ceil(queue.length / (2 * WORKERS))));
+    const r = await runBatch(batch);
+    report(r);
+    results.push(r);
+  }
+}
+
+const isLong = (file: string) => file.startsWith('test/');
+const longestFirst = (a: string, b: string) => Number(isLong(b)) - Number(isLong(a)) || a.localeCompare(b);
+
+async function main(): Promise<number> {
+  if (!Number.isInteger(WORKERS) || WORKERS < 1) throw new Error(`KEYHOLD_TEST_WORKERS must be a positive integer, not ${process.env.KEYHOLD_TEST_WORKERS}`);
+  const patterns = process.argv.length > 2 ? process.argv.slice(2) : DEFAULT_FILES;
+  const queue = [...new Set(globSync(patterns))].sort(longestFirst);
+  if (queue.length === 0) {
+    process.stdout.write(`no test file matches ${patterns.join(' ')}\n`);
+    return 1;
+  }
+  const started = performance.now();
+  const results: BatchResult[] = [];
+  await Promise.all(Array.from({ length: WORKERS }, () => worker(queue, results)));
+  const total = (name: string) => results.reduce((n, r) => n + summaryCount(r.output, name), 0);
+  const failed = results.filter((r) => failure(r) !== null);
+  process.stdout.write(`\ntests ${total('tests')}, pass ${total('pass')}, fail ${total('fail')}, cancelled ${total('cancelled')}, `
+    + `skipped ${total('skipped')}; ${results.length} batches in ${WORKERS} processes at once, ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
+  for (const r of failed) process.stdout.write(`FAILED (${failure(r)}): ${r.files.join(' ')}\n`);
+  return failed.length === 0 && total('tests') > 0 ? 0 : 1;
+}
+
+process.exitCode = await main();
