@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { connect, type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createHarness, type Harness } from '../../test/helpers/harness.ts';
+import { within } from '../../test/helpers/deadline.ts';
 
 /**
  * A harness listening on loopback, and a raw connection carrying a POST whose body has only begun to arrive
@@ -29,7 +30,7 @@ test('a request that reaches a closing server over a connection still open gets 
     const { socket, ended, closing, rest, answer } = await closingWithRequestInFlight(h);
     // The rest of it, and a second request pipelined behind it.
     socket.write(`${rest}GET /v1/sys/status HTTP/1.1\r\nHost: x\r\n\r\n`);
-    await Promise.race([ended, sleep(5_000)]);
+    await within(ended, 5_000, undefined);
     socket.destroy();
     await closing;
     const second = answer().split(/(?=HTTP\/1\.1 )/)[1] ?? '';
@@ -52,8 +53,8 @@ test('a request in flight when the server starts closing is answered, and its ke
     const { socket, ended, closing, rest, answer: read } = await closingWithRequestInFlight(h);
     // The rest of the body; then the client keeps its connection, as a pooling client (a proxy, an SDK) does.
     socket.write(rest);
-    const closed = await Promise.race([closing.then(() => 'closed'), sleep(3_000).then(() => 'still waiting')]);
-    const gone = await Promise.race([ended.then(() => 'ended'), sleep(1_000).then(() => 'still open')]);
+    const closed = await within(closing.then(() => 'closed'), 3_000, 'still waiting');
+    const gone = await within(ended.then(() => 'ended'), 1_000, 'still open');
     socket.destroy();
     const answer = read();
     assert.equal(closed, 'closed', `the close waited on a connection whose request had been answered:\n${answer}`);

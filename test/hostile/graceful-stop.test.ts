@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describeEachDialect } from '../helpers/each-dialect.ts';
 import { serverOnFreshDatabase } from '../helpers/server-database.ts';
 import { eachLimit } from '../helpers/each-limit.ts';
+import { within } from '../helpers/deadline.ts';
 
 const WRITERS = 8;
 const STOP_AFTER_ACKS = 100;
@@ -93,9 +94,7 @@ describeEachDialect('graceful stop', (dialect) => {
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     const t0 = Date.now();
     process.kill(live.pid, 'SIGINT');
-    let deadline: NodeJS.Timeout | undefined;
-    const exit = await Promise.race([live.exited, new Promise((resolve) => (deadline = setTimeout(resolve, STOP_WITHIN_MS, 'still running')))]);
-    clearTimeout(deadline);
+    const exit = await within(live.exited, STOP_WITHIN_MS, 'still running');
     socket.destroy();
     assert.notEqual(exit, 'still running', 'the second signal did not end the process');
     assert.ok(Date.now() - t0 < STOP_WITHIN_MS);

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { guardedFetch, type Lookup } from './address-guard.ts';
 import { sendOutbound } from './outbound.ts';
+import { within } from '../../../test/helpers/deadline.ts';
 
 /** No real DNS and no real request: a lookup table and a fetch that records what it was asked. */
 function rig(table: Record<string, string[]>) {
@@ -77,10 +78,10 @@ test('a lookup that does not answer is given up when the request\'s signal abort
   const silent: Lookup = () => new Promise(() => {}); // a resolver that never answers (a name server that drops queries)
   const fetchGuarded = guardedFetch(inner, silent);
   const started = performance.now();
-  const outcome = await Promise.race([
+  const outcome = await within(
     fetchGuarded('https://slow-dns.example/jwks', { signal: AbortSignal.timeout(100) }).then(() => 'answered', (err: Error) => err.name),
-    new Promise((resolve) => setTimeout(resolve, 3_000, 'still waiting after 3 s')),
-  ]);
+    3_000, 'still waiting after 3 s',
+  );
   assert.equal(outcome, 'TimeoutError');
   assert.ok(performance.now() - started < 2_000);
   assert.equal(called, false, 'nothing was fetched');

@@ -5,6 +5,7 @@ import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { eventsOf } from '../../../test/helpers/connectors.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
 import { codeOf } from '../../../test/helpers/rejects.ts';
+import { within } from '../../../test/helpers/deadline.ts';
 
 describeEachDialect('KEK rotation and rewrap', (dialect) => {
   let h: Harness;
@@ -115,10 +116,10 @@ describeEachDialect('KEK rotation and rewrap', (dialect) => {
     // The header says 4 (current), the column 3: every pass selects the row, and nothing moves it.
     await h.storage.db.updateTable('secret_versions').set({ kek_version: 3 }).where('id', '=', row.id).execute();
     try {
-      const outcome = await Promise.race([
+      const outcome = await within(
         h.services.keys.rewrap(h.ctx, { batchSize: 10 }).then(() => 'finished', (err: { code?: string }) => err.code),
-        new Promise((resolve) => setTimeout(resolve, 10_000, 'still looping after 10 s')),
-      ]);
+        10_000, 'still looping after 10 s',
+      );
       assert.equal(outcome, 'INTEGRITY_FAILURE');
     } finally {
       await h.storage.db.updateTable('secret_versions').set({ kek_version: 4 }).where('id', '=', row.id).execute();

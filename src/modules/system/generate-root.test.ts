@@ -10,6 +10,7 @@ import { createRootGeneration, GENERATE_ROOT_TTL_MS } from './root-generation.ts
 import { createRootGenerationLedger } from './root-generation-ledger.ts';
 import { createSystemMetaRepository } from './system-meta-repository.ts';
 import type { RequestSource } from '../identity/request-source.ts';
+import { within } from '../../../test/helpers/deadline.ts';
 
 type Reply = { status: number; body: Record<string, any> };
 
@@ -183,7 +184,7 @@ describeEachDialect('a new root token from unseal shares (generate-root)', (dial
       }
       // The completing share arrives while the first share's event is unwritten; then that event fails.
       const last = give(nonce, h.shares[1]!);
-      await Promise.race([last, new Promise((r) => setTimeout(r, 200))]);
+      await within(last, 200, undefined);
       refuseFirst(new KeyholdError('AUDIT_UNAVAILABLE', 'the audit log cannot record this action, so it was refused'));
       assert.equal((await first).body.error?.code, 'AUDIT_UNAVAILABLE');
       const res = await last;

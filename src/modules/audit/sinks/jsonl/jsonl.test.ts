@@ -11,6 +11,7 @@ import { createAuditDelivery } from '../../delivery.ts';
 import type { AuditEvent } from '../../event.ts';
 import { auditEvent, createMemoryAuditLog, seqs, waitFor } from '../testing.ts';
 import { createJsonlSink } from './index.ts';
+import { within } from '../../../../../test/helpers/deadline.ts';
 
 const signal = () => new AbortController().signal;
 
@@ -215,9 +216,7 @@ describe('JSON-lines audit sink', () => {
     execFileSync('mkfifo', [path]);
     const sink = createJsonlSink({ name: 'file', path });
     const huge = (seq: number) => auditEvent(seq, { context: { pad: 'x'.repeat(2_000_000) } });
-    const settled = (p: Promise<unknown>, ms: number) => Promise.race([
-      p.then(() => 'delivered', (e: Error) => e.message), new Promise<string>((resolve) => setTimeout(() => resolve('still waiting'), ms)),
-    ]);
+    const settled = (p: Promise<unknown>, ms: number) => within(p.then(() => 'delivered', (e: Error) => e.message), ms, 'still waiting');
     // No deadline on the first: on a loaded machine opening the file could outlast a short one, and the
     // batch would be refused before its write began. The hang, not the signal, is what is under test.
     const stuck = sink.deliver([huge(1)], new AbortController().signal);
