@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { globSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -82,4 +82,14 @@ test('patterns that match no file fail the run rather than pass it empty', async
   const r = await runOver({});
   assert.equal(r.code, 1);
   assert.match(r.out, /^no test file matches /m);
+});
+
+test('no test file has hooks outside a describe: in a shared process they would run once for the whole batch', () => {
+  // node --test-isolation=none makes a file's top-level before/after hooks the batch's: every file's `before` runs
+  // before the batch's first test and every `after` after its last, so servers and databases pile up, and the
+  // open-handle check (open-handles.ts) sees what the late `after` hooks have not closed yet.
+  const topLevelHook = /^(before|after|beforeEach|afterEach)\(/m;
+  const offenders = globSync(['src/**/*.test.ts', 'test/**/*.test.ts'], { cwd: new URL('..', import.meta.url).pathname })
+    .filter((file) => topLevelHook.test(readFileSync(new URL(`../${file}`, import.meta.url), 'utf8')));
+  assert.deepEqual(offenders, [], 'wrap these files\' tests and hooks in a describe');
 });

@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpsRequest } from 'node:https';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -80,39 +80,41 @@ type Started = Awaited<ReturnType<typeof serverWith>>;
 let good: Started;
 let wrongCa: Started;
 let listenAddress: Started;
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'keyhold-script-tls-'));
-  files = await makeCertificates(dir, 'keyhold', 'DNS:localhost');
-  const other = await makeCertificates(dir, 'other', 'DNS:localhost');
-  [good, wrongCa, listenAddress] = await Promise.all([
-    serverWith((port) => ({ KEYHOLD_TLS_CA: files.ca, KEYHOLD_SCRIPT_ADDR: `https://localhost:${port}` })),
-    serverWith((port) => ({ KEYHOLD_TLS_CA: other.ca, KEYHOLD_SCRIPT_ADDR: `https://localhost:${port}` })),
-    serverWith(() => ({ KEYHOLD_TLS_CA: files.ca })),
-  ]);
-});
-after(async () => {
-  await Promise.all(servers.map((s) => s.stop()));
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+describe('script steps over TLS end to end', () => {
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'keyhold-script-tls-'));
+    files = await makeCertificates(dir, 'keyhold', 'DNS:localhost');
+    const other = await makeCertificates(dir, 'other', 'DNS:localhost');
+    [good, wrongCa, listenAddress] = await Promise.all([
+      serverWith((port) => ({ KEYHOLD_TLS_CA: files.ca, KEYHOLD_SCRIPT_ADDR: `https://localhost:${port}` })),
+      serverWith((port) => ({ KEYHOLD_TLS_CA: other.ca, KEYHOLD_SCRIPT_ADDR: `https://localhost:${port}` })),
+      serverWith(() => ({ KEYHOLD_TLS_CA: files.ca })),
+    ]);
+  });
+  after(async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
 
-test('a script step reads a secret through the SDK over TLS, trusting KEYHOLD_TLS_CA at KEYHOLD_SCRIPT_ADDR', async () => {
-  const r = await run(good);
-  assert.equal(r.status, 200, JSON.stringify(r.json));
-  assert.equal(r.json.status, 'succeeded', JSON.stringify(r.json));
-  assert.deepEqual(r.json.steps[0].output, { length: VALUE.length });
-  assert.doesNotMatch(good.server.logs(), /does not name the listen address/, 'no warning: scripts use an address the certificate names');
-});
+  test('a script step reads a secret through the SDK over TLS, trusting KEYHOLD_TLS_CA at KEYHOLD_SCRIPT_ADDR', async () => {
+    const r = await run(good);
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.equal(r.json.status, 'succeeded', JSON.stringify(r.json));
+    assert.deepEqual(r.json.steps[0].output, { length: VALUE.length });
+    assert.doesNotMatch(good.server.logs(), /does not name the listen address/, 'no warning: scripts use an address the certificate names');
+  });
 
-test('told a CA that did not issue the certificate, the run fails as the script could not reach the server, not with a 500', async () => {
-  const r = await run(wrongCa);
-  assert.equal(r.status, 200, JSON.stringify(r.json));
-  assert.equal(r.json.status, 'failed');
-  assert.match(r.json.steps[0].error, /^SCRIPT_FAILED: .*cannot reach Keyhold at https:\/\/localhost:\d+ \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)/);
-});
+  test('told a CA that did not issue the certificate, the run fails as the script could not reach the server, not with a 500', async () => {
+    const r = await run(wrongCa);
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.equal(r.json.status, 'failed');
+    assert.match(r.json.steps[0].error, /^SCRIPT_FAILED: .*cannot reach Keyhold at https:\/\/localhost:\d+ \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)/);
+  });
 
-test('left at a listen address the certificate does not name, the server warns at start-up and script steps fail the name check', async () => {
-  assert.match(listenAddress.server.logs(), /the TLS certificate does not name the listen address.*KEYHOLD_SCRIPT_ADDR/);
-  const r = await run(listenAddress);
-  assert.equal(r.json.status, 'failed', JSON.stringify(r.json));
-  assert.match(r.json.steps[0].error, /^SCRIPT_FAILED: .*cannot reach Keyhold at https:\/\/127\.0\.0\.1:\d+ \(ERR_TLS_CERT_ALTNAME_INVALID\)/);
+  test('left at a listen address the certificate does not name, the server warns at start-up and script steps fail the name check', async () => {
+    assert.match(listenAddress.server.logs(), /the TLS certificate does not name the listen address.*KEYHOLD_SCRIPT_ADDR/);
+    const r = await run(listenAddress);
+    assert.equal(r.json.status, 'failed', JSON.stringify(r.json));
+    assert.match(r.json.steps[0].error, /^SCRIPT_FAILED: .*cannot reach Keyhold at https:\/\/127\.0\.0\.1:\d+ \(ERR_TLS_CERT_ALTNAME_INVALID\)/);
+  });
 });

@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startSmtpServer } from '../../../../test/fixtures/smtp-server.ts';
 import type { Notification, Recipient } from '../notifier.ts';
@@ -30,43 +30,45 @@ const directory: PeopleDirectory & { calls: string[] } = {
 };
 
 let smtp: Awaited<ReturnType<typeof startSmtpServer>>;
-before(async () => {
-  smtp = await startSmtpServer();
-});
-after(() => smtp.close());
+describe('SMTP recipients', () => {
+  before(async () => {
+    smtp = await startSmtpServer();
+  });
+  after(() => smtp.close());
 
-const channel = (people: RecipientResolver, onError?: (err: Error) => void) =>
-  createSmtpNotifier({ host: '127.0.0.1', port: smtp.port, from: 'keyhold@example.com', attempts: 1, people, ...(onError ? { onError } : {}) });
+  const channel = (people: RecipientResolver, onError?: (err: Error) => void) =>
+    createSmtpNotifier({ host: '127.0.0.1', port: smtp.port, from: 'keyhold@example.com', attempts: 1, people, ...(onError ? { onError } : {}) });
 
-test('users, machine owners and group members are mailed once each, on the envelope only; e-mail recipients stay in To', async () => {
-  await channel(createRecipientResolver(directory)).notify(note([
-    { kind: 'group', id: 'leads' }, { kind: 'machine', id: 'm1' }, { kind: 'user', id: 'u-bob' }, { kind: 'email', id: 'bob@example.com' }, { kind: 'email', id: 'ops@example.com' },
-  ]));
-  const mail = smtp.received.at(-1)!;
-  assert.deepEqual(mail.to, ['bob@example.com', 'ops@example.com', 'ann@example.com']);
-  assert.match(mail.data, /^To: bob@example\.com, ops@example\.com$/m);
-  assert.ok(!mail.data.includes('ann@example.com'), "a person's address is not in a header");
+  test('users, machine owners and group members are mailed once each, on the envelope only; e-mail recipients stay in To', async () => {
+    await channel(createRecipientResolver(directory)).notify(note([
+      { kind: 'group', id: 'leads' }, { kind: 'machine', id: 'm1' }, { kind: 'user', id: 'u-bob' }, { kind: 'email', id: 'bob@example.com' }, { kind: 'email', id: 'ops@example.com' },
+    ]));
+    const mail = smtp.received.at(-1)!;
+    assert.deepEqual(mail.to, ['bob@example.com', 'ops@example.com', 'ann@example.com']);
+    assert.match(mail.data, /^To: bob@example\.com, ops@example\.com$/m);
+    assert.ok(!mail.data.includes('ann@example.com'), "a person's address is not in a header");
 
-  await channel(createRecipientResolver(directory)).notify(note([{ kind: 'user', id: 'u-ann' }]));
-  assert.deepEqual(smtp.received.at(-1)!.to, ['ann@example.com']);
-  assert.ok(smtp.received.at(-1)!.data.includes(`To: ${UNDISCLOSED}`));
-});
+    await channel(createRecipientResolver(directory)).notify(note([{ kind: 'user', id: 'u-ann' }]));
+    assert.deepEqual(smtp.received.at(-1)!.to, ['ann@example.com']);
+    assert.ok(smtp.received.at(-1)!.data.includes(`To: ${UNDISCLOSED}`));
+  });
 
-test("recipients resolve only in the notification's tenant, and nobody resolved means nothing is sent", async () => {
-  const before = smtp.received.length;
-  await channel(createRecipientResolver(directory)).notify({ ...note([{ kind: 'group', id: 'leads' }, { kind: 'user', id: 'u-ann' }, { kind: 'machine', id: 'm1' }]), tenantId: 't2' });
-  await channel(createRecipientResolver(directory)).notify(note([{ kind: 'user', id: 'u-cy' }, { kind: 'user', id: 'u-ann2' }, { kind: 'group', id: 'nobody' }]));
-  assert.equal(smtp.received.length, before);
-  directory.calls.length = 0;
-  await channel(createRecipientResolver(directory)).notify(note([{ kind: 'group', id: 'nobody' }]));
-  assert.deepEqual(directory.calls, [], 'an empty group asks for no addresses');
-});
+  test("recipients resolve only in the notification's tenant, and nobody resolved means nothing is sent", async () => {
+    const before = smtp.received.length;
+    await channel(createRecipientResolver(directory)).notify({ ...note([{ kind: 'group', id: 'leads' }, { kind: 'user', id: 'u-ann' }, { kind: 'machine', id: 'm1' }]), tenantId: 't2' });
+    await channel(createRecipientResolver(directory)).notify(note([{ kind: 'user', id: 'u-cy' }, { kind: 'user', id: 'u-ann2' }, { kind: 'group', id: 'nobody' }]));
+    assert.equal(smtp.received.length, before);
+    directory.calls.length = 0;
+    await channel(createRecipientResolver(directory)).notify(note([{ kind: 'group', id: 'nobody' }]));
+    assert.deepEqual(directory.calls, [], 'an empty group asks for no addresses');
+  });
 
-test('a failed lookup is reported without an address, and the e-mail recipients are still mailed', async () => {
-  const errors: Error[] = [];
-  const broken: RecipientResolver = { addressesOf: async () => { throw new Error('database unavailable'); } };
-  await channel(broken, (e) => errors.push(e)).notify(note([{ kind: 'user', id: 'u-ann' }, { kind: 'email', id: 'ops@example.com' }]));
-  assert.deepEqual(smtp.received.at(-1)!.to, ['ops@example.com']);
-  assert.equal(errors.length, 1);
-  assert.match(errors[0]!.message, /escrow\.request-filed: the recipients' addresses could not be looked up: database unavailable/);
+  test('a failed lookup is reported without an address, and the e-mail recipients are still mailed', async () => {
+    const errors: Error[] = [];
+    const broken: RecipientResolver = { addressesOf: async () => { throw new Error('database unavailable'); } };
+    await channel(broken, (e) => errors.push(e)).notify(note([{ kind: 'user', id: 'u-ann' }, { kind: 'email', id: 'ops@example.com' }]));
+    assert.deepEqual(smtp.received.at(-1)!.to, ['ops@example.com']);
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]!.message, /escrow\.request-filed: the recipients' addresses could not be looked up: database unavailable/);
+  });
 });
