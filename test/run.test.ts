@@ -10,12 +10,12 @@ import { promisify } from 'node:util';
 
 const RUNNER = new URL('./run.ts', import.meta.url).pathname;
 
-async function runOver(files: Record<string, string>): Promise<{ code: number; out: string }> {
+async function runOver(files: Record<string, string>, options: string[] = []): Promise<{ code: number; out: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'keyhold-runner-'));
   try {
     for (const [name, body] of Object.entries(files)) writeFileSync(join(dir, name), `import { test } from 'node:test';\n${body}\n`);
     const env = { ...process.env, KEYHOLD_TEST_WORKERS: '2' };
-    const args = ['--disable-warning=ExperimentalWarning', RUNNER, join(dir, '*.test.ts')];
+    const args = ['--disable-warning=ExperimentalWarning', RUNNER, ...options, join(dir, '*.test.ts')];
     try {
       const { stdout } = await promisify(execFile)(process.execPath, args, { env, timeout: 60_000 });
       return { code: 0, out: stdout };
@@ -37,6 +37,15 @@ test('passing files, several in one process: exit 0 and the totals of every batc
   });
   assert.equal(r.code, 0, r.out);
   assert.match(r.out, /^tests 5, pass 4, fail 0, cancelled 0, skipped 1; \d+ batches in 2 processes at once/m);
+});
+
+test('node --test options on the command line reach every batch: a name pattern runs only the tests it names', async () => {
+  const r = await runOver({
+    'a.test.ts': `test('rotation one', () => {});\ntest('other', () => { throw new Error('not selected, yet run'); });`,
+    'b.test.ts': `test('rotation two', () => {});`,
+  }, ['--test-name-pattern=^rotation']);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /^tests 2, pass 2, fail 0/m);
 });
 
 test('a failing test fails the run and names its batch\'s files', async () => {

@@ -3,7 +3,7 @@ import { globSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 
 /**
- * `npm run test:only [-- FILES or GLOBS]`: every test file, in batches run by WORKERS test processes at once. A batch is
+ * `npm run test:only [-- [--test-name-pattern=RE ...] FILES or GLOBS]`: every test file, in batches run by WORKERS test processes at once. A batch is
  * one `node --test --test-isolation=none` process running its files one after another, not one child process per file:
  * importing the server's modules and building its Cedar engine cost about a second per process, and with 200-odd
  * files that was a third of the suite's time (docs/benchmarks.md, "Test suite time"). Files in a batch share nothing
@@ -40,11 +40,15 @@ function summaryCount(output: string, name: string): number {
   return m ? Number(m[1]) : 0;
 }
 
+/** node --test options given on the command line (`--test-name-pattern=...`), passed to every batch. */
+const passedOptions = process.argv.slice(2).filter((arg) => arg.startsWith('--'));
+const patterns = process.argv.slice(2).filter((arg) => !arg.startsWith('--'));
+
 function runBatch(files: string[]): Promise<BatchResult> {
   const started = performance.now();
   const args = [
     '--disable-warning=ExperimentalWarning', '--test', '--test-isolation=none', `--test-timeout=${TEST_TIMEOUT_MS}`,
-    '--test-reporter=spec', '--test-reporter-destination=stdout', `--test-reporter=${OPEN_HANDLES}`, '--test-reporter-destination=stderr', ...files,
+    '--test-reporter=spec', '--test-reporter-destination=stdout', `--test-reporter=${OPEN_HANDLES}`, '--test-reporter-destination=stderr', ...passedOptions, ...files,
   ];
   // Without NODE_TEST_CONTEXT: set when this runner itself runs under node --test (its own test), it would make the
   // batch report in the parent runner's binary protocol instead of the spec reporter's text.
@@ -86,10 +90,10 @@ const longestFirst = (a: string, b: string) => Number(isLong(b)) - Number(isLong
 
 async function main(): Promise<number> {
   if (!Number.isInteger(WORKERS) || WORKERS < 1) throw new Error(`KEYHOLD_TEST_WORKERS must be a positive integer, not ${process.env.KEYHOLD_TEST_WORKERS}`);
-  const patterns = process.argv.length > 2 ? process.argv.slice(2) : DEFAULT_FILES;
-  const queue = [...new Set(globSync(patterns))].sort(longestFirst);
+  const files = patterns.length > 0 ? patterns : DEFAULT_FILES;
+  const queue = [...new Set(globSync(files))].sort(longestFirst);
   if (queue.length === 0) {
-    process.stdout.write(`no test file matches ${patterns.join(' ')}\n`);
+    process.stdout.write(`no test file matches ${files.join(' ')}\n`);
     return 1;
   }
   const started = performance.now();
