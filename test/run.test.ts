@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { globSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, globSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -85,6 +85,31 @@ test('a test that closes what it opened leaves nothing behind', async () => {
   });` });
   assert.equal(r.code, 0, r.out);
   assert.doesNotMatch(r.out, /still open/);
+});
+
+test('a runner stopped by SIGTERM (a CI timeout) stops its batches too', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'keyhold-runner-'));
+  try {
+    const pidFile = join(dir, 'batch.pid');
+    writeFileSync(join(dir, 'long.test.ts'), `import { test } from 'node:test';\nimport { writeFileSync } from 'node:fs';\n`
+      + `test('runs for a minute', async () => { writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); await new Promise((r) => setTimeout(r, 60_000)); });\n`);
+    const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+    const runner = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', RUNNER, join(dir, '*.test.ts')], { env, stdio: 'ignore' });
+    const exited = new Promise<number | null>((resolve) => runner.once('exit', (code) => resolve(code)));
+    let pid = 0;
+    for (let i = 0; i < 200 && !pid; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      pid = Number(existsSync(pidFile) ? readFileSync(pidFile, 'utf8') : 0);
+    }
+    assert.ok(pid > 0, 'the batch started its test');
+    runner.kill('SIGTERM');
+    assert.equal(await exited, 143);
+    const alive = () => { try { process.kill(pid, 0); return true; } catch { return false; } };
+    for (let i = 0; i < 100 && alive(); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(alive(), false, 'the batch process was stopped with its runner');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('patterns that match no file fail the run rather than pass it empty', async () => {

@@ -44,6 +44,15 @@ function summaryCount(output: string, name: string): number {
 const passedOptions = process.argv.slice(2).filter((arg) => arg.startsWith('--'));
 const patterns = process.argv.slice(2).filter((arg) => !arg.startsWith('--'));
 
+/** The batches running now: stopped with the runner, so a runner killed by a timeout or Ctrl-C leaves none behind. */
+const running = new Set<ReturnType<typeof spawn>>();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    for (const child of running) child.kill(signal);
+    process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+  });
+}
+
 function runBatch(files: string[]): Promise<BatchResult> {
   const started = performance.now();
   const args = [
@@ -54,11 +63,13 @@ function runBatch(files: string[]): Promise<BatchResult> {
   // batch report in the parent runner's binary protocol instead of the spec reporter's text.
   const { NODE_TEST_CONTEXT: _, ...env } = process.env;
   const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
   const chunks: Buffer[] = [];
   child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
   child.stderr.on('data', (chunk: Buffer) => chunks.push(chunk));
   return new Promise((resolve) => {
     child.on('close', (code, signal) => {
+      running.delete(child);
       const output = Buffer.concat(chunks).toString('utf8');
       resolve({ files, code, signal, output, seconds: (performance.now() - started) / 1000 });
     });
