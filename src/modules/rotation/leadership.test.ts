@@ -40,7 +40,7 @@ describeEachDialect('scheduler leadership', (dialect) => {
     }
   });
 
-  test('a leader whose pinned connection died takes the lock again on a live one, rather than believing it still holds it', { skip: dialect !== 'postgres' }, async () => {
+  test('a leader whose pinned connection died takes the lock again on a live one, rather than believing it still holds it', { skip: dialect !== 'postgres' && 'only PostgreSQL has session advisory locks (SQLite runs one server per file: the lease row alone)' }, async () => {
     const leader = createLeadership({ db: a.db, dialect, name: 'lost-lock', owner: 'node-1', leaseMs: 60_000, now: () => Date.now() });
     const held = async () => Number((await sql<{ n: string }>`select count(*) as n from pg_locks l where l.locktype = 'advisory' and l.granted
       and ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('keyhold/leadership/' || current_schema() || '/lost-lock', 0)`.execute(a.db)).rows[0]!.n);
@@ -59,7 +59,7 @@ describeEachDialect('scheduler leadership', (dialect) => {
     }
   });
 
-  test('a dead leader whose clock ran ahead does not keep the lead from live nodes until its wrong time comes', { skip: dialect !== 'postgres' }, async () => {
+  test('a dead leader whose clock ran ahead does not keep the lead from live nodes until its wrong time comes', { skip: dialect !== 'postgres' && 'only PostgreSQL has session advisory locks (SQLite runs one server per file: the lease row alone)' }, async () => {
     const YEAR = 365 * 86_400_000;
     const ahead = createLeadership({ db: a.db, dialect, name: 'clock-ahead', owner: 'node-1', leaseMs: 60_000, now: () => Date.now() + YEAR });
     const right = createLeadership({ db: a.db, dialect, name: 'clock-ahead', owner: 'node-2', leaseMs: 60_000, now: () => Date.now() });
