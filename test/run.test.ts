@@ -87,6 +87,12 @@ test('a test that closes what it opened leaves nothing behind', async () => {
   assert.doesNotMatch(r.out, /still open/);
 });
 
+test('a batch that exits 0 before its tests are done (process.exit in code under test) fails the run', async () => {
+  const r = await runOver({ 'exits.test.ts': `test('calls process.exit', () => { process.exit(0); });\ntest('never runs', () => {});` });
+  assert.equal(r.code, 1, r.out);
+  assert.match(r.out, /^FAILED \(it ended without its summary, so not every test ran\): .*exits\.test\.ts/m);
+});
+
 test('a runner stopped by SIGTERM (a CI timeout) stops its batches too', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'keyhold-runner-'));
   try {

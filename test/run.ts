@@ -78,7 +78,9 @@ function runBatch(files: string[]): Promise<BatchResult> {
 
 function failure(r: BatchResult): string | null {
   if (r.signal) return `signal ${r.signal}`;
-  return r.code === 0 ? null : `exit code ${r.code}`;
+  if (r.code !== 0) return `exit code ${r.code}`;
+  // Something called process.exit(0) in the middle: the tests after it never ran, and exit code 0 would hide it.
+  return /^ℹ duration_ms /m.test(r.output) ? null : 'it ended without its summary, so not every test ran';
 }
 
 function report(r: BatchResult): void {
