@@ -3,8 +3,9 @@ import { globSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 
 /**
- * `npm run test:only [-- [--test-name-pattern=RE ...] FILES or GLOBS]`: every test file, in batches run by WORKERS test processes at once. A batch is
- * one `node --test --test-isolation=none` process running its files one after another, not one child process per file:
+ * `npm run test:only [-- [--test-name-pattern=RE ...] FILES or GLOBS]`: every test file, in batches, WORKERS of them
+ * at once. A batch is one `node --test --test-isolation=none` process running its files one after another, not one
+ * child process per file:
  * importing the server's modules and building its Cedar engine cost about a second per process, and with 200-odd
  * files that was a third of the suite's time (docs/benchmarks.md, "Test suite time"). Files in a batch share nothing
  * but the process, which the code base allows: no module keeps state (STYLE.md), and each suite makes its own
