@@ -178,7 +178,8 @@ describeEachDialect('rotation: the staged protocol', (dialect) => {
     assert.equal(taken[0]! + taken[1]!, 1, `one node takes it over, not both (${taken})`);
     const [last] = await a.service.history(h.ctx, name, ENV);
     assert.equal(last!.state, 'rolled_back');
-    assert.deepEqual(await labels(name), { current: 1, pending: null, previous: null });    await wakeTheDead();
+    assert.deepEqual(await labels(name), { current: 1, pending: null, previous: null });
+    await wakeTheDead();
   });
 
   test('a manual rotation waits for a person, reminds, shows overdue, and continues once the value is supplied', async () => {
