@@ -99,8 +99,7 @@ test('a runner stopped by SIGTERM (a CI timeout) stops its batches too', async (
     const pidFile = join(dir, 'batch.pid');
     writeFileSync(join(dir, 'long.test.ts'), `import { test } from 'node:test';\nimport { writeFileSync } from 'node:fs';\n`
       + `test('runs for a minute', async () => { writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); await new Promise((r) => setTimeout(r, 60_000)); });\n`);
-    const { NODE_TEST_CONTEXT: _, ...env } = process.env;
-    const runner = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', RUNNER, join(dir, '*.test.ts')], { env, stdio: 'ignore' });
+    const runner = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', RUNNER, join(dir, '*.test.ts')], { stdio: 'ignore' });
     const exited = new Promise<number | null>((resolve) => runner.once('exit', (code) => resolve(code)));
     let pid = 0;
     for (let i = 0; i < 200 && !pid; i++) {

@@ -5,9 +5,8 @@ import { availableParallelism } from 'node:os';
 /**
  * `npm run test:only [-- [--test-name-pattern=RE ...] FILES or GLOBS]`: every test file, in batches, WORKERS of them
  * at once. A batch is one `node --test --test-isolation=none` process running its files one after another, not one
- * child process per file:
- * importing the server's modules and building its Cedar engine cost about a second per process, and with 200-odd
- * files that was a third of the suite's time (docs/benchmarks.md, "Test suite time"). Files in a batch share nothing
+ * child process per file: importing the server's modules and building its Cedar engine cost about a second per
+ * process, and with 200-odd files that was a third of the suite's time (docs/benchmarks.md, "Test suite time"). Files in a batch share nothing
  * but the process, which the code base allows: no module keeps state (STYLE.md), and each suite makes its own
  * database, clock and servers.
  *
@@ -33,6 +32,8 @@ interface BatchResult {
   signal: NodeJS.Signals | null;
   output: string;
   seconds: number;
+  /** Why the batch failed, or null. */
+  failure: string | null;
 }
 
 /** `ℹ tests 1278` → 1278, from the spec reporter's closing summary. */
@@ -71,13 +72,13 @@ function runBatch(files: string[]): Promise<BatchResult> {
   return new Promise((resolve) => {
     child.on('close', (code, signal) => {
       running.delete(child);
-      const output = Buffer.concat(chunks).toString('utf8');
-      resolve({ files, code, signal, output, seconds: (performance.now() - started) / 1000 });
+      const batch = { files, code, signal, output: Buffer.concat(chunks).toString('utf8'), seconds: (performance.now() - started) / 1000 };
+      resolve({ ...batch, failure: failure(batch) });
     });
   });
 }
 
-function failure(r: BatchResult): string | null {
+function failure(r: Omit<BatchResult, 'failure'>): string | null {
   if (r.signal) return `signal ${r.signal}`;
   if (r.code !== 0) return `exit code ${r.code}`;
   // Something called process.exit(0) in the middle: the tests after it never ran, and exit code 0 would hide it.
@@ -85,8 +86,7 @@ function failure(r: BatchResult): string | null {
 }
 
 function report(r: BatchResult): void {
-  const why = failure(r);
-  process.stdout.write(`\n── ${r.files.length} files in ${r.seconds.toFixed(0)} s${why ? `: FAILED, ${why}` : ''} ──\n`
+  process.stdout.write(`\n── ${r.files.length} files in ${r.seconds.toFixed(0)} s${r.failure ? `: FAILED, ${r.failure}` : ''} ──\n`
     + `${r.files.map((f) => `   ${f}\n`).join('')}${r.output}`);
 }
 
@@ -114,10 +114,10 @@ async function main(): Promise<number> {
   const results: BatchResult[] = [];
   await Promise.all(Array.from({ length: WORKERS }, () => worker(queue, results)));
   const total = (name: string) => results.reduce((n, r) => n + summaryCount(r.output, name), 0);
-  const failed = results.filter((r) => failure(r) !== null);
+  const failed = results.filter((r) => r.failure !== null);
   process.stdout.write(`\ntests ${total('tests')}, pass ${total('pass')}, fail ${total('fail')}, cancelled ${total('cancelled')}, `
     + `skipped ${total('skipped')}; ${results.length} batches in ${WORKERS} processes at once, ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
-  for (const r of failed) process.stdout.write(`FAILED (${failure(r)}): ${r.files.join(' ')}\n`);
+  for (const r of failed) process.stdout.write(`FAILED (${r.failure}): ${r.files.join(' ')}\n`);
   return failed.length === 0 && total('tests') > 0 ? 0 : 1;
 }
 
