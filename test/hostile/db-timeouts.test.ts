@@ -4,6 +4,7 @@ import type { Harness } from '../helpers/harness.ts';
 import { describeWithOtherSession } from '../helpers/other-session-suite.ts';
 import { waitUntilBlockedBy } from '../helpers/pg-lock-waits.ts';
 import type { StatementBounds } from '../../src/storage/postgres/postgres-dialect.ts';
+import { within } from '../helpers/deadline.ts';
 
 /**
  * Another PostgreSQL session holds a lock Keyhold needs and does not let go (a hung transaction, an
@@ -33,11 +34,8 @@ function withHeldLocks(bounds: StatementBounds, body: (s: {
         // The request got as far as the lock and waits for it (not refused earlier for another reason).
         await waitUntilBlockedBy(h().storage.db, [pid]);
         // Unbounded, it would wait as long as the other session holds on: give up long before the test's own timeout.
-        let timer: NodeJS.Timeout | undefined;
-        const deadline = new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`the request still waited after ${UNBOUNDED_MS} ms: nothing bounded it`)), UNBOUNDED_MS);
-        });
-        const outcome = await Promise.race([pending, deadline]).finally(() => clearTimeout(timer));
+        const outcome = await within(pending, UNBOUNDED_MS, null);
+        if (outcome === null) throw new Error(`the request still waited after ${UNBOUNDED_MS} ms: nothing bounded it`);
         const ms = Date.now() - started;
         if ('err' in outcome) throw outcome.err;
         return { result: outcome.result, ms };
