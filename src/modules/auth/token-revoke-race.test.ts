@@ -8,7 +8,7 @@ import { createTokenService } from './token-service.ts';
 /**
  * A lookup reads a token's row; a revoke commits and forgets the token while that read's answer is
  * still on its way. The lookup may answer "live" (it raced the revoke) but must not cache it: the
- * revoked token would then authenticate from the cache for CACHE_TTL_MS.
+ * revoked token would then authenticate from the cache for TOKEN_CACHE_TTL_MS.
  */
 describeEachDialect('a token revoked while its lookup is in flight', (dialect) => {
   let h: Harness;

@@ -11,7 +11,7 @@ import { principalOf, type CredentialLookup, type CredentialSource, type Princip
 /** Root and machine access tokens share this prefix; user sessions have their own. */
 export const TOKEN_PREFIX = 'kh_';
 /** How long a positive lookup is trusted before the database is asked again (revocation on other nodes). */
-const CACHE_TTL_MS = 5_000;
+export const TOKEN_CACHE_TTL_MS = 5_000;
 
 /** Tokens are 256-bit random strings; a plain SHA-256 is enough to store them (no guessing to slow down). */
 export function hashToken(token: string): string {
@@ -35,7 +35,7 @@ export interface IssueTokenOptions {
 /**
  * Bearer tokens for root and machine identities: issued once (only the hash is stored), looked up
  * per request through a short cache, revoked one by one or all at once for an identity. Revocation
- * in this process takes effect at once; other nodes see it within CACHE_TTL_MS. Dead machine
+ * in this process takes effect at once; other nodes see it within TOKEN_CACHE_TTL_MS. Dead machine
  * tokens are deleted by the credential sweep; a deleted token answers like a revoked one.
  */
 export function createTokenService(deps: { db: Kysely<Database>; dialect: DialectName; clock: Clock }) {
@@ -44,7 +44,7 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
   /**
    * Moves on every forget. A lookup caches what it read only if no forget ran while it read: a
    * revoke that committed (and forgot) between the read and its answer must not leave the token
-   * cached as live for CACHE_TTL_MS.
+   * cached as live for TOKEN_CACHE_TTL_MS.
    */
   let forgets = 0;
 
@@ -82,7 +82,7 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
       return wellFormed(token) ? liveCached(hashToken(token), clock.now()) : undefined;
     },
 
-    /** A presented token: live (cached for CACHE_TTL_MS), revoked or expired (named, for the refusal's event), or unknown. */
+    /** A presented token: live (cached for TOKEN_CACHE_TTL_MS), revoked or expired (named, for the refusal's event), or unknown. */
     async lookup(token: string): Promise<CredentialLookup> {
       if (!wellFormed(token)) return null;
       const tokenHash = hashToken(token);
@@ -108,7 +108,7 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
       };
       if (epoch === forgets) {
         if (cache.size > 10_000) cache.clear();
-        cache.set(tokenHash, { principal, until: now + CACHE_TTL_MS });
+        cache.set(tokenHash, { principal, until: now + TOKEN_CACHE_TTL_MS });
       }
       return { principal };
     },
@@ -160,7 +160,7 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
       if (dialect === 'postgres') victims = victims.forUpdate().skipLocked();
       const gone = await db.deleteFrom('tokens').where('id', 'in', victims).returning('id').execute();
       // A missing row already authenticates as nothing. The cache may still hold a token revoked on
-      // another node less than CACHE_TTL_MS ago (with a grace that short): dropping the swept ids
+      // another node less than TOKEN_CACHE_TTL_MS ago (with a grace that short): dropping the swept ids
       // ends those here at once, as a revocation in this process would, and frees expired entries.
       if (gone.length > 0) {
         const ids = new Set(gone.map((r) => r.id));
