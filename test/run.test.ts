@@ -5,6 +5,7 @@ import { existsSync, globSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { DEFAULT_TEST_FILES } from './test-files.ts';
 
 /** The suite's runner (test/run.ts) over small test files written for the occasion: what it must count, and what it must fail. */
 
@@ -128,7 +129,7 @@ test('no test file has hooks outside a describe: in a shared process they would 
   // before the batch's first test and every `after` after its last, so servers and databases pile up, and the
   // open-handle check (open-handles.ts) sees what the late `after` hooks have not closed yet.
   const topLevelHook = /^(before|after|beforeEach|afterEach)\(/m;
-  const offenders = globSync(['src/**/*.test.ts', 'test/**/*.test.ts'], { cwd: new URL('..', import.meta.url).pathname })
+  const offenders = globSync(DEFAULT_TEST_FILES, { cwd: new URL('..', import.meta.url).pathname })
     .filter((file) => topLevelHook.test(readFileSync(new URL(`../${file}`, import.meta.url), 'utf8')));
   assert.deepEqual(offenders, [], 'wrap these files\' tests and hooks in a describe');
 });

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { globSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { DEFAULT_TEST_FILES } from './test-files.ts';
 
 /**
  * `npm run test:only [-- [--test-name-pattern=RE ...] FILES or GLOBS]`: every test file, in batches, WORKERS of them
@@ -20,7 +21,6 @@ import { availableParallelism } from 'node:os';
  * ever exiting: test/open-handles.ts stops and fails the batch instead.
  */
 
-const DEFAULT_FILES = ['src/**/*.test.ts', 'test/**/*.test.ts'];
 /** Tests wait on I/O (PostgreSQL, servers, workers) for part of their time: one process more than cores keeps them busy. */
 const WORKERS = Number(process.env.KEYHOLD_TEST_WORKERS ?? availableParallelism() + 1);
 const TEST_TIMEOUT_MS = 120_000;
@@ -104,7 +104,7 @@ const longestFirst = (a: string, b: string) => Number(isLong(b)) - Number(isLong
 
 async function main(): Promise<number> {
   if (!Number.isInteger(WORKERS) || WORKERS < 1) throw new Error(`KEYHOLD_TEST_WORKERS must be a positive integer, not ${process.env.KEYHOLD_TEST_WORKERS}`);
-  const files = patterns.length > 0 ? patterns : DEFAULT_FILES;
+  const files = patterns.length > 0 ? patterns : DEFAULT_TEST_FILES;
   const queue = [...new Set(globSync(files))].sort(longestFirst);
   if (queue.length === 0) {
     process.stdout.write(`no test file matches ${files.join(' ')}\n`);
