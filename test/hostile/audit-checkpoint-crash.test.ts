@@ -37,6 +37,14 @@ describeEachDialect('a signed audit checkpoint survives kill -9', (dialect) => {
   });
 
   const lastEvent = () => storage.db.selectFrom('audit_events').select(['seq', 'action', 'context']).orderBy('seq', 'desc').limit(1).executeTakeFirstOrThrow();
+  /** The key self-test the server runs as it starts has recorded its event, and (the checkpointer's own rule, checkpoints.ts) nothing but checkpoint events came after the newest checkpoint. */
+  async function checkpointedToTheEnd(): Promise<boolean> {
+    if (!(await storage.db.selectFrom('audit_events').select('seq').where('action', '=', 'system.self-test').executeTakeFirst())) return false;
+    const newest = await storage.db.selectFrom('audit_checkpoints').select('seq').orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    if (!newest) return false;
+    const since = await storage.db.selectFrom('audit_events').select('seq').where('seq', '>', newest.seq).where('action', '<>', 'audit.checkpoint').limit(1).executeTakeFirst();
+    return since === undefined;
+  }
   const published = async () => (await storage.db.selectFrom('audit_events').select('context').where('action', '=', 'audit.checkpoint').execute())
     .map((e) => JSON.parse(e.context) as { seq: string; prevSeq: string });
   async function until(what: string, check: () => Promise<boolean>): Promise<void> {
@@ -48,8 +56,11 @@ describeEachDialect('a signed audit checkpoint survives kill -9', (dialect) => {
 
   test('killed while a checkpoint is published: no checkpoint is left without its event, and the log verifies on the server and offline from an export', async () => {
     const { publicKey } = ok(await server.request('GET', '/v1/audit/public-key'));
-    // Idle first (the newest event publishes a checkpoint), so the next checkpoint is the one this test makes due.
-    await until('the log was never checkpointed up to its end', async () => (await lastEvent()).action === 'audit.checkpoint');
+    // Idle first, so the next checkpoint is the one this test makes due: the start's work done (its key
+    // self-test runs beside the first checkpoint and may record its event after it) and checkpointed. A log
+    // whose newest event was a checkpoint was not enough: the self-test's event could still come, the next
+    // checkpoint then fell due before the POST, and the server stalled on it (SQLite: before the POST was served).
+    await until('the start\'s events were never checkpointed', checkpointedToTheEnd);
     const stall = await stallWrite(database, { table: 'audit_events', when: "new.action = 'audit.checkpoint'", at: 1 });
     // Not awaited: the checkpoint can fall due before the answer is sent, and on SQLite the stall then
     // holds the very thread that would send it.
