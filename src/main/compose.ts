@@ -4,6 +4,7 @@ import { createKeyring } from '../crypto/keyring.ts';
 import { registerAuth } from '../http/auth.ts';
 import { buildHttpServer } from '../http/server.ts';
 import { createTokenService } from '../modules/auth/token-service.ts';
+import { createInvalidationBus } from '../modules/invalidation/bus.ts';
 import { createAuthenticator } from '../modules/identity/principal.ts';
 import { createCredentialSweep } from '../modules/identity/credential-sweep.ts';
 import { createKekRepository } from '../modules/keys/kek-repository.ts';
@@ -94,10 +95,12 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const audit = createAuditLog({ db, clock, macKeys, afterCommit: storage.afterCommit, ...(appender ? { appender } : {}) });
   const checkpoints = createCheckpointer({ db, root: seal, clock, audit, macKeys });
   const identifiers = createIdentifierHasher(seal);
+  // Revocations and authorization changes reach the other nodes as they commit (PostgreSQL; started by server.ts).
+  const peers = createInvalidationBus({ notifications: storage.notifications, onError: (err) => deps.onBackgroundError?.(err) });
   const engine = createPolicyEngine();
-  const authz = createCedarAuthorizer({ db, engine, clock, audit, identifiers, stepUpWindowMs: config.identity.stepUpWindowMs });
+  const authz = createCedarAuthorizer({ db, engine, clock, audit, identifiers, peers, stepUpWindowMs: config.identity.stepUpWindowMs });
   const tenants = createTenantService({ db, keyring, authz, clock, audit });
-  const tokens = createTokenService({ db, dialect: storage.dialect, clock });
+  const tokens = createTokenService({ db, dialect: storage.dialect, clock, peers });
   const people = createUserModule({ db, dialect: storage.dialect, keyring, tenants, authz, clock, audit, identifiers, identity: config.identity });
   const authenticator = createAuthenticator([tokens, people.sessions]);
   const credentialSweep = createCredentialSweep({ tables: { sessions: people.sessions, tokens }, clock, graceMs: config.identity.credentialGraceMs });
@@ -178,7 +181,7 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
     notifier,
   });
   rotation.useDependents(dependentsFromConnectors(connectors));
-  return { clock, self, auditStreaming, redactors, cursors, connectors, proxy, ...runtime, seal, keyring, audit, macKeys, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, selfTest, system, rootGeneration, rootGenerationLedger, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
+  return { clock, self, peers, auditStreaming, redactors, cursors, connectors, proxy, ...runtime, seal, keyring, audit, macKeys, auditQueries, auditUsage, checkpoints, identifiers, tenants, tokens, authenticator, engine, authz, grants, policies, secrets, values, keys, selfTest, system, rootGeneration, rootGenerationLedger, retention, credentialSweep, machines, tokenExchange, ...people, versionChecks, escrow, rotation, rows, notifier, knownValues };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -138,6 +138,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void
     }, config.retentionSweepMs);
     sweep.unref();
 
+    // SPEC §13: other nodes' revocations and authorization changes, heard as they commit (PostgreSQL).
+    services.peers.start();
+
     const streaming = startAuditStreaming({ db: storage.db, log: services.audit, sinks, clock: systemClock, logger });
     services.auditStreaming.delivery = streaming;
     // Sign the chain head periodically while unsealed, so a cut tail or rewritten history shows.

@@ -3,10 +3,11 @@ import { dirname } from 'node:path';
 import { Kysely, PostgresAdapter, sql, type Dialect, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
 import { createNodeSqliteDialect } from './sqlite/node-sqlite-dialect.ts';
-import { createPostgresDialect, type StatementBounds } from './postgres/postgres-dialect.ts';
+import { createPostgresDialect, POOL_WAIT_MS, type StatementBounds } from './postgres/postgres-dialect.ts';
 import { migrateToLatest, pendingMigrations } from './migrations/index.ts';
 import { withCommitHooks, type AfterCommit } from './commit-hooks.ts';
 import { appendOnlyReport, canApplyMigrations, whoAndWhere, type AppendOnlyReport } from './postgres/privileges.ts';
+import { createPgNotifications, type Notifications } from './postgres/notifications.ts';
 
 export type DialectName = 'sqlite' | 'postgres';
 export type Executor = Kysely<Database> | Transaction<Database>;
@@ -39,6 +40,8 @@ export interface Storage {
   auditAppendOnly: AppendOnlyReport;
   /** Runs `task` right after `trx` commits (never if it rolls back): see commit-hooks.ts. */
   afterCommit: AfterCommit;
+  /** Messages to the other nodes on this database (PostgreSQL's LISTEN/NOTIFY); null on SQLite, which has one node. */
+  notifications: Notifications | null;
   /** Runs `task` when the storage closes, before the database connection does. */
   onClose(task: () => Promise<void>): void;
   close(): Promise<void>;
@@ -184,8 +187,16 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     throw err;
   }
   const closing: Array<() => Promise<void>> = [];
+  let notifications: Notifications | null = null;
+  if (dialect === 'postgres') {
+    const listening = createPgNotifications({
+      db, clientConfig: { connectionString: options.url, connectionTimeoutMillis: POOL_WAIT_MS, ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}) },
+    });
+    closing.push(() => listening.close());
+    notifications = listening;
+  }
   return {
-    db, dialect, sqlitePath, migrationsApplied, auditAppendOnly, afterCommit,
+    db, dialect, sqlitePath, migrationsApplied, auditAppendOnly, afterCommit, notifications,
     onClose: (task) => void closing.push(task),
     async close() {
       // Every task runs and the connection closes even if one fails; the first failure is reported.

@@ -7,6 +7,7 @@ import { newId } from '../../platform/ids.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { DialectName, Executor } from '../../storage/database.ts';
 import { principalOf, type CredentialLookup, type CredentialSource, type Principal } from '../identity/principal.ts';
+import type { InvalidationBus } from '../invalidation/bus.ts';
 
 /** Root and machine access tokens share this prefix; user sessions have their own. */
 export const TOKEN_PREFIX = 'kh_';
@@ -35,11 +36,16 @@ export interface IssueTokenOptions {
 /**
  * Bearer tokens for root and machine identities: issued once (only the hash is stored), looked up
  * per request through a short cache, revoked one by one or all at once for an identity. Revocation
- * in this process takes effect at once; other nodes see it within TOKEN_CACHE_TTL_MS. Dead machine
+ * in this process takes effect at once; other nodes hear of it as it commits (`peers`), and see it
+ * within TOKEN_CACHE_TTL_MS whatever happens to that message. Dead machine
  * tokens are deleted by the credential sweep; a deleted token answers like a revoked one.
  */
-export function createTokenService(deps: { db: Kysely<Database>; dialect: DialectName; clock: Clock }) {
-  const { db, dialect, clock } = deps;
+export function createTokenService(deps: {
+  db: Kysely<Database>; dialect: DialectName; clock: Clock;
+  /** Other nodes: told of revocations made here once they commit, and heard of theirs (SPEC §13). */
+  peers?: Pick<InvalidationBus, 'publish' | 'subscribe'>;
+}) {
+  const { db, dialect, clock, peers } = deps;
   const cache = new Map<string, { principal: Principal; until: number }>();
   /**
    * Moves on every forget. A lookup caches what it read only if no forget ran while it read: a
@@ -60,6 +66,17 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
     forgets++;
     for (const [hash, entry] of cache) if (predicate(entry.principal)) cache.delete(hash);
   }
+
+  peers?.subscribe({
+    onMessage(m) {
+      if (m.kind === 'token') forget((p) => p.credentialId === m.id);
+      else if (m.kind === 'principal') forget((p) => p.id === m.id);
+    },
+    onGap() {
+      forgets++;
+      cache.clear();
+    },
+  });
 
   const service = {
     prefix: TOKEN_PREFIX,
@@ -130,12 +147,15 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
       const row = await q.returning('tenant_id').executeTakeFirst();
       if (!row) fail('TOKEN_NOT_FOUND', 'no live token with that id');
       forget((p) => p.credentialId === tokenId);
+      // Inside a transaction the other nodes hear of it from forgetToken, once it has committed.
+      if (executor === db) peers?.publish({ kind: 'token', id: tokenId });
       return { tenantId: row.tenant_id };
     },
 
-    /** Drops a token from the lookup cache; call after the transaction that revoked it commits. */
+    /** Drops a token from the lookup cache, here and on the other nodes; call after the transaction that revoked it commits. */
     forgetToken(tokenId: string): void {
       forget((p) => p.credentialId === tokenId);
+      peers?.publish({ kind: 'token', id: tokenId });
     },
 
     /** Revokes every live token of a machine identity (disabling it must kill its tokens at once). */
@@ -143,6 +163,8 @@ export function createTokenService(deps: { db: Kysely<Database>; dialect: Dialec
       await executor.updateTable('tokens').set({ revoked_at: clock.now() })
         .where('principal_id', '=', principalId).where('revoked_at', 'is', null).execute();
       forget((p) => p.id === principalId);
+      // Inside a transaction the caller runs this again once it has committed (machine-service.ts): that pass tells the other nodes.
+      if (executor === db) peers?.publish({ kind: 'principal', id: principalId });
     },
 
     /**

@@ -11,6 +11,7 @@ import { auditFrom, type AuditLog } from '../audit/audit-log.ts';
 import type { IdentifierHasher } from '../audit/identifiers.ts';
 import { escrowContext, loadEscrowState, type EscrowAuthzState } from '../escrow/escrow-authz.ts';
 import { outsideBinding } from './environment-binding.ts';
+import type { InvalidationBus } from '../invalidation/bus.ts';
 
 
 /** How long a node trusts its copy of a tenant's authorization generation before re-reading it (other nodes' changes). */
@@ -38,7 +39,8 @@ interface TenantAuthzState {
  * Every authorization decision: grants → roles for this environment and secret → Cedar (built-in
  * role policies + the tenant's own) → allow, FORBIDDEN, or STEP_UP_REQUIRED. Grants and the
  * tenant's installed policy set are cached per tenant and dropped on `invalidate` (this process,
- * at once) or when the tenant's generation in the database moves (other processes, within 2 s).
+ * at once; other nodes when its message reaches them) or when the tenant's generation in the
+ * database moves (other nodes, within 2 s, whatever became of the message).
  * Every change moves the generation in its own transaction (`bumpInTx`). An actor bound to one
  * environment (a run's token) is refused outside it before any of that is consulted.
  */
@@ -48,10 +50,12 @@ export function createCedarAuthorizer(deps: {
   audit: Pick<AuditLog, 'record'>;
   /** A denied request for a secret that does not exist is audited with its name as a keyed HMAC (it may be sensitive). */
   identifiers: Pick<IdentifierHasher, 'hash'>;
+  /** Other nodes: told of each `invalidate` here, and heard of theirs (SPEC §13). */
+  peers?: Pick<InvalidationBus, 'publish' | 'subscribe'>;
 }): Authorizer & {
   loadTenant(tenantId: string): Promise<void>;
 } {
-  const { db, engine, clock, stepUpWindowMs, audit, identifiers } = deps;
+  const { db, engine, clock, stepUpWindowMs, audit, identifiers, peers } = deps;
   const tenants = new Map<string, TenantAuthzState>();
 
   /**
@@ -59,12 +63,30 @@ export function createCedarAuthorizer(deps: {
    * before the change committed: it decides only the request that made it, and is not kept.
    */
   const epochs = new Map<string, number>();
+  /** Moves when everything is dropped at once (messages from other nodes may have been missed). */
+  let resets = 0;
+
+  function dropTenant(tenantId: string): void {
+    epochs.set(tenantId, (epochs.get(tenantId) ?? 0) + 1);
+    tenants.delete(tenantId);
+  }
+
+  peers?.subscribe({
+    onMessage(m) {
+      if (m.kind === 'authz') dropTenant(m.tenantId);
+    },
+    onGap() {
+      resets++;
+      tenants.clear();
+    },
+  });
 
   async function tenantState(tenantId: string): Promise<TenantAuthzState> {
     const now = clock.now();
     const cached = tenants.get(tenantId);
     if (cached && now - cached.checkedAt < GENERATION_TTL_MS) return cached;
     const epoch = epochs.get(tenantId) ?? 0;
+    const reset = resets;
     const row = await db.selectFrom('tenants').select(['authz_generation', 'policy_version']).where('id', '=', tenantId).executeTakeFirst();
     if (!row) fail('TENANT_NOT_FOUND', 'tenant not found');
     const state = tenants.get(tenantId);
@@ -76,7 +98,7 @@ export function createCedarAuthorizer(deps: {
     // Access rules and live escrow grants change only with the generation: loaded here, never per decision.
     const escrow = await loadEscrowState(db, tenantId, now);
     const loaded: TenantAuthzState = { generation: row.authz_generation, checkedAt: now, grants: new Map(), escrow, allows: new WeakMap() };
-    if ((epochs.get(tenantId) ?? 0) !== epoch) {
+    if ((epochs.get(tenantId) ?? 0) !== epoch || resets !== reset) {
       // A change in this process landed while this loaded, so the load may predate it. It still
       // serves this decision, which overlapped the change, but it is neither kept nor allowed to
       // replace a newer policy set: the next decision loads again.
@@ -280,8 +302,8 @@ export function createCedarAuthorizer(deps: {
     },
 
     invalidate(tenantId) {
-      epochs.set(tenantId, (epochs.get(tenantId) ?? 0) + 1);
-      tenants.delete(tenantId);
+      dropTenant(tenantId);
+      peers?.publish({ kind: 'authz', tenantId });
     },
 
     async loadTenant(tenantId) {

@@ -1,0 +1,134 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { sql } from 'kysely';
+import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
+import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
+import { userContext } from '../../../test/helpers/identities.ts';
+import { createTokenService } from '../auth/token-service.ts';
+import { createCedarAuthorizer } from '../policy/cedar-authorizer.ts';
+import { createPolicyEngine } from '../policy/engine.ts';
+import type { Storage } from '../../storage/database.ts';
+import { createInvalidationBus, type InvalidationBus } from './bus.ts';
+
+/** How long a message may take from one node to the other here; far below the caches' own bounds, which the fake clock never reaches. */
+const DELIVERY_MS = 5_000;
+
+async function until(what: string, check: () => boolean | Promise<boolean>): Promise<void> {
+  for (const deadline = Date.now() + DELIVERY_MS; !(await check());) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${DELIVERY_MS} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** A bus, and a promise for its next gap (listening started or restarted). */
+function busOn(storage: Storage, errors: unknown[]): { bus: InvalidationBus; gaps: () => number } {
+  const bus = createInvalidationBus({ notifications: storage.notifications, onError: (err) => void errors.push(err) });
+  let gaps = 0;
+  bus.subscribe({ onMessage: () => {}, onGap: () => void gaps++ });
+  return { bus, gaps: () => gaps };
+}
+
+/**
+ * SPEC §13: caches invalidated across nodes. Node A is the harness; node B is a second token
+ * service and authorizer over its own connections to the same schema, each with a bus. The fake
+ * clock never moves in these tests, so no cache entry runs out: whatever B stops admitting, it
+ * stops admitting because A's message reached it.
+ */
+describeEachDialect('caches invalidated across nodes', (dialect) => {
+  let h: Harness;
+  let storageB: Storage;
+  let a: ReturnType<typeof busOn>;
+  let b: ReturnType<typeof busOn>;
+  const errors: unknown[] = [];
+  let nodeB: { tokens: ReturnType<typeof createTokenService>; authz: ReturnType<typeof createCedarAuthorizer> };
+
+  before(async () => {
+    h = await createHarness(dialect);
+    storageB = await h.database.open();
+    // The harness's own services already subscribe to theirs: node A listens through it.
+    a = { bus: h.services.peers, gaps: (() => { let n = 0; h.services.peers.subscribe({ onMessage: () => {}, onGap: () => void n++ }); return () => n; })() };
+    b = busOn(storageB, errors);
+    nodeB = {
+      tokens: createTokenService({ db: storageB.db, dialect, clock: h.clock, peers: b.bus }),
+      authz: createCedarAuthorizer({
+        db: storageB.db, engine: createPolicyEngine(), clock: h.clock, stepUpWindowMs: 600_000, audit: h.services.audit, identifiers: h.services.identifiers, peers: b.bus,
+      }),
+    };
+    a.bus.start();
+    b.bus.start();
+    if (dialect === 'postgres') await until('both nodes listening', () => a.gaps() > 0 && b.gaps() > 0);
+  });
+  after(async () => {
+    await storageB?.close();
+    await h?.close();
+  });
+
+  async function liveTokenOnB(name: string) {
+    const m = await h.services.machines.create(h.ctx, { name: `${name}-${dialect}`, kind: 'client_secret' });
+    const issued = await h.services.tokens.issue({ tenantId: h.ctx.tenantId, kind: 'machine', principalId: m.id, name: m.name, ttlMs: 3_600_000 });
+    assert.ok(await nodeB.tokens.authenticate(issued.token));
+    assert.ok(nodeB.tokens.cached(issued.token), 'node B holds the token in its cache');
+    return { machine: m, issued };
+  }
+
+  if (dialect === 'sqlite') {
+    test('SQLite has one node: no notifications, and the caches keep their time bounds alone', () => {
+      assert.equal(h.storage.notifications, null);
+      assert.equal(storageB.notifications, null);
+    });
+    return;
+  }
+
+  describe('a change on node A reaches node B at once, not when its cache entry runs out', () => {
+    test('a revoked token', async () => {
+      const { issued } = await liveTokenOnB('revoked-b');
+      await h.services.machines.revokeToken(h.ctx, issued.id);
+      await until('node B dropped the revoked token', () => nodeB.tokens.cached(issued.token) === undefined);
+      assert.equal(await nodeB.tokens.authenticate(issued.token), null);
+    });
+
+    test('every token of a disabled identity', async () => {
+      const { machine, issued } = await liveTokenOnB('disabled-b');
+      const second = await h.services.tokens.issue({ tenantId: h.ctx.tenantId, kind: 'machine', principalId: machine.id, name: machine.name, ttlMs: 3_600_000 });
+      assert.ok(await nodeB.tokens.authenticate(second.token));
+      await h.services.machines.disable(h.ctx, machine.id);
+      await until('node B dropped the identity\'s tokens', () => [issued, second].every((t) => nodeB.tokens.cached(t.token) === undefined));
+      for (const t of [issued, second]) assert.equal(await nodeB.tokens.authenticate(t.token), null);
+    });
+
+    test('a revoked grant: node B\'s cached decision goes with it', async () => {
+      const gus = await userContext(h, h.ctx.tenantId, `gus-${dialect}`);
+      const grant = await h.services.grants.create(h.ctx, { principalType: 'user', principalId: gus.id, role: 'builder' });
+      const tenant = { type: 'tenant' } as const;
+      assert.equal(await nodeB.authz.allowed(gus.ctx(), 'list', tenant), true, 'node B decides from the live grant, and remembers');
+      await h.services.grants.revoke(h.ctx, grant.id);
+      await until('node B refuses', async () => !(await nodeB.authz.allowed(gus.ctx(), 'list', tenant)));
+    });
+
+    test('a tenant policy that forbids: node B applies it without waiting for its generation check', async () => {
+      const ida = await userContext(h, h.ctx.tenantId, `ida-${dialect}`);
+      await h.services.grants.create(h.ctx, { principalType: 'user', principalId: ida.id, role: 'builder' });
+      const tenant = { type: 'tenant' } as const;
+      assert.equal(await nodeB.authz.allowed(ida.ctx(), 'list', tenant), true);
+      await h.services.policies.put(h.ctx, { text: 'forbid (principal, action == Keyhold::Action::"list", resource);', comment: 'no listing' });
+      await until('node B applies the new policy', async () => !(await nodeB.authz.allowed(ida.ctx(), 'list', tenant)));
+    });
+  });
+
+  test('a node whose listening connection drops drops its caches when it listens again, and hears the next change', async () => {
+    const { issued } = await liveTokenOnB('gap-b');
+    const channel = (await sql<{ c: string }>`select 'keyhold_' || left(md5(current_schema()), 24) as c`.execute(storageB.db)).rows[0]!.c;
+    const gapsBefore = b.gaps();
+    // Both nodes' listeners, and only theirs: other test files listen on channels of their own schemas.
+    const killed = await sql<{ pid: number }>`select pg_terminate_backend(pid) as ok, pid from pg_stat_activity where query = ${`listen ${channel}`}`.execute(storageB.db);
+    assert.equal(killed.rows.length, 2, 'one listener per node');
+    await until('node B listens again', () => b.gaps() > gapsBefore);
+    assert.equal(nodeB.tokens.cached(issued.token), undefined, 'what it cached before the gap is dropped: messages may have been missed');
+    assert.ok(errors.length > 0, 'the lost connection was reported');
+    // Listening again: the next revocation arrives as before.
+    assert.ok(await nodeB.tokens.authenticate(issued.token));
+    await until('node A listens again', () => a.gaps() > 1);
+    await h.services.machines.revokeToken(h.ctx, issued.id);
+    await until('node B heard the revocation after reconnecting', () => nodeB.tokens.cached(issued.token) === undefined);
+  });
+});
