@@ -5,6 +5,7 @@ import { registerAuth } from '../http/auth.ts';
 import { buildHttpServer } from '../http/server.ts';
 import { createTokenService } from '../modules/auth/token-service.ts';
 import { createInvalidationBus } from '../modules/invalidation/bus.ts';
+import { sharedSealedRows } from '../modules/invalidation/sealed-rows.ts';
 import { createAuthenticator } from '../modules/identity/principal.ts';
 import { createCredentialSweep } from '../modules/identity/credential-sweep.ts';
 import { createKekRepository } from '../modules/keys/kek-repository.ts';
@@ -81,8 +82,10 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const db = storage.db;
   const seal = createSealManager({ meta: createSystemMetaRepository(db), dataDir: config.dataDir });
   const keyring = createKeyring({ store: createKekRepository(db), root: seal, dekCache: { ttlMs: 60_000, maxEntries: 10_000, now: () => clock.now() } });
-  // Sealed rows only (never plaintext); other nodes' changes are seen within ttlMs (SPEC §13 adds push invalidation).
-  const rows = createSealedRowCache({ clock, ttlMs: 1_000, maxEntries: 50_000 });
+  // Revocations, authorization changes and value changes reach the other nodes as they commit (PostgreSQL; started by server.ts).
+  const peers = createInvalidationBus({ notifications: storage.notifications, onError: (err) => deps.onBackgroundError?.(err) });
+  // Sealed rows only (never plaintext); other nodes drop theirs when told, and within ttlMs if a message is lost.
+  const rows = sharedSealedRows(createSealedRowCache({ clock, ttlMs: 1_000, maxEntries: 50_000 }), peers, (tenantId) => redactors.forget(tenantId));
   seal.onSeal(() => rows.clear());
   // On SQLite, group commits are written off the event loop (node:sqlite blocks while it commits).
   const appender = storage.sqlitePath ? createSqliteAppender({ path: storage.sqlitePath }) : undefined;
@@ -95,8 +98,6 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const audit = createAuditLog({ db, clock, macKeys, afterCommit: storage.afterCommit, ...(appender ? { appender } : {}) });
   const checkpoints = createCheckpointer({ db, root: seal, clock, audit, macKeys });
   const identifiers = createIdentifierHasher(seal);
-  // Revocations and authorization changes reach the other nodes as they commit (PostgreSQL; started by server.ts).
-  const peers = createInvalidationBus({ notifications: storage.notifications, onError: (err) => deps.onBackgroundError?.(err) });
   const engine = createPolicyEngine();
   const authz = createCedarAuthorizer({ db, engine, clock, audit, identifiers, peers, stepUpWindowMs: config.identity.stepUpWindowMs });
   const tenants = createTenantService({ db, keyring, authz, clock, audit });

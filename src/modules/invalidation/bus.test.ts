@@ -6,7 +6,7 @@ import type { Notifications } from '../../storage/postgres/notifications.ts';
 const SELF = 'node-self';
 
 test('a message from another node is read back as sent; one naming this node is its own echo and is dropped', () => {
-  const sent: Invalidation[] = [{ kind: 'token', id: 't-1' }, { kind: 'principal', id: 'm-1' }, { kind: 'authz', tenantId: 'ten-1' }];
+  const sent: Invalidation[] = [{ kind: 'token', id: 't-1' }, { kind: 'principal', id: 'm-1' }, { kind: 'authz', tenantId: 'ten-1' }, { kind: 'values', tenantId: 'ten-1' }];
   for (const m of sent) {
     assert.deepEqual(parseInvalidation(JSON.stringify({ node: 'node-other', ...m }), SELF), m);
     assert.equal(parseInvalidation(JSON.stringify({ node: SELF, ...m }), SELF), null);
@@ -23,6 +23,7 @@ test('anything else on the channel (anyone may NOTIFY on the database) is ignore
     JSON.stringify({ node: 'n', kind: 'token', id: '' }),
     JSON.stringify({ node: 'n', kind: 'token', id: 'x'.repeat(201) }),
     JSON.stringify({ node: 'n', kind: 'authz', id: 'ten-1' }),
+    JSON.stringify({ node: 'n', kind: 'values', name: 'DB_PASSWORD' }),
     JSON.stringify({ node: 'n', kind: 'authz', tenantId: { $ne: null } }),
     JSON.stringify({ node: 'n'.repeat(201), kind: 'token', id: 't' }),
     JSON.stringify({ node: 'n', kind: '__proto__', id: 't' }),

@@ -11,7 +11,9 @@ export type Invalidation =
   /** Every token of an identity was revoked (the identity was disabled). */
   | { kind: 'principal'; id: string }
   /** A tenant's grants, policies, identities or access rules changed (its authorization generation moved). */
-  | { kind: 'authz'; tenantId: string };
+  | { kind: 'authz'; tenantId: string }
+  /** A tenant's secrets or values changed (its sealed rows, and the values its redactor masks). */
+  | { kind: 'values'; tenantId: string };
 
 export interface InvalidationHandlers {
   /** Another node's message. */
@@ -22,7 +24,7 @@ export interface InvalidationHandlers {
 
 /**
  * Cache invalidation between nodes. Nothing depends on it for correctness: every cache keeps its
- * own time bound (tokens 5 s, authorization 2 s), which is what a node falls back to while a
+ * own time bound (tokens 5 s, authorization 2 s, sealed rows and redactors 1 s), which is what a node falls back to while a
  * message is lost or the bus is down. A message can only make a node read the database again, so
  * one forged by anyone who may NOTIFY on the database costs reads, never trust.
  */
@@ -34,7 +36,8 @@ export interface InvalidationBus {
   start(): void;
 }
 
-const KINDS = new Set(['token', 'principal', 'authz']);
+const KINDS = new Set(['token', 'principal', 'authz', 'values']);
+const TENANT_KINDS = new Set(['authz', 'values']);
 const MAX_ID_LENGTH = 200;
 
 const isId = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= MAX_ID_LENGTH;
@@ -50,7 +53,7 @@ export function parseInvalidation(payload: string, self: string): Invalidation |
   if (typeof m !== 'object' || m === null) return null;
   const { node, kind, id, tenantId } = m as Record<string, unknown>;
   if (!isId(node) || node === self || typeof kind !== 'string' || !KINDS.has(kind)) return null;
-  if (kind === 'authz') return isId(tenantId) ? { kind, tenantId } : null;
+  if (TENANT_KINDS.has(kind)) return isId(tenantId) ? { kind: kind as 'authz' | 'values', tenantId } : null;
   return isId(id) ? { kind: kind as 'token' | 'principal', id } : null;
 }
 

@@ -8,7 +8,9 @@ import { createTokenService } from '../auth/token-service.ts';
 import { createCedarAuthorizer } from '../policy/cedar-authorizer.ts';
 import { createPolicyEngine } from '../policy/engine.ts';
 import type { Storage } from '../../storage/database.ts';
+import { createSealedRowCache, type SealedRow } from '../secrets/sealed-row-cache.ts';
 import { createInvalidationBus, type InvalidationBus } from './bus.ts';
+import { sharedSealedRows } from './sealed-rows.ts';
 
 /** How long a message may take from one node to the other here; far below the caches' own bounds, which the fake clock never reaches. */
 const DELIVERY_MS = 5_000;
@@ -40,6 +42,9 @@ describeEachDialect('caches invalidated across nodes', (dialect) => {
   let a: ReturnType<typeof busOn>;
   let b: ReturnType<typeof busOn>;
   const errors: unknown[] = [];
+  /** Every payload on the schema's channel, as any role on the database could LISTEN to it. */
+  const wire: string[] = [];
+  let storageTap: Storage;
   let nodeB: { tokens: ReturnType<typeof createTokenService>; authz: ReturnType<typeof createCedarAuthorizer> };
 
   before(async () => {
@@ -54,11 +59,15 @@ describeEachDialect('caches invalidated across nodes', (dialect) => {
         db: storageB.db, engine: createPolicyEngine(), clock: h.clock, stepUpWindowMs: 600_000, audit: h.services.audit, identifiers: h.services.identifiers, peers: b.bus,
       }),
     };
+    storageTap = await h.database.open();
+    let tapping = false;
+    storageTap.notifications?.listen({ onMessage: (p) => void wire.push(p), onGap: () => void (tapping = true), onError: () => {} });
     a.bus.start();
     b.bus.start();
-    if (dialect === 'postgres') await until('both nodes listening', () => a.gaps() > 0 && b.gaps() > 0);
+    if (dialect === 'postgres') await until('both nodes and the tap listening', () => a.gaps() > 0 && b.gaps() > 0 && tapping);
   });
   after(async () => {
+    await storageTap?.close();
     await storageB?.close();
     await h?.close();
   });
@@ -105,6 +114,22 @@ describeEachDialect('caches invalidated across nodes', (dialect) => {
       await until('node B refuses', async () => !(await nodeB.authz.allowed(gus.ctx(), 'list', tenant)));
     });
 
+    test('a value written: node B drops the tenant\'s sealed rows and its redactor, and does not tell anyone the secret\'s name', async () => {
+      const droppedRedactors: string[] = [];
+      const rowsB = sharedSealedRows(createSealedRowCache({ clock: h.clock, ttlMs: 60_000, maxEntries: 100 }), b.bus, (tenantId) => void droppedRedactors.push(tenantId));
+      const other = await h.services.tenants.create(`values-other-${dialect}`);
+      const row = { secret_id: 's', name: 'WRITTEN_ON_A', version: 1 } as SealedRow;
+      rowsB.set(h.ctx.tenantId, 'env', 'WRITTEN_ON_A', 'current', row, rowsB.stamp(h.ctx.tenantId, 'WRITTEN_ON_A'));
+      rowsB.set(other.id, 'env', 'ELSEWHERE', 'current', row, rowsB.stamp(other.id, 'ELSEWHERE'));
+      await h.services.secrets.create(h.ctx, { name: 'WRITTEN_ON_A', owner: 'ops' });
+      await h.services.values.write(h.ctx, 'WRITTEN_ON_A', 'production', { value: 'cross-node-value' });
+      await until('node B dropped the tenant\'s rows', () => rowsB.get(h.ctx.tenantId, 'env', 'WRITTEN_ON_A', 'current') === undefined);
+      assert.ok(droppedRedactors.includes(h.ctx.tenantId), 'and its redactor');
+      assert.ok(rowsB.get(other.id, 'env', 'ELSEWHERE', 'current'), 'another tenant\'s rows stay');
+      await until('the wire tap heard the write\'s message', () => wire.some((p) => p.includes('"values"')));
+      assert.deepEqual(wire.filter((p) => /WRITTEN_ON_A|cross-node-value/.test(p)), [], 'no name or value on the wire');
+    });
+
     test('a tenant policy that forbids: node B applies it without waiting for its generation check', async () => {
       const ida = await userContext(h, h.ctx.tenantId, `ida-${dialect}`);
       await h.services.grants.create(h.ctx, { principalType: 'user', principalId: ida.id, role: 'builder' });
@@ -121,7 +146,7 @@ describeEachDialect('caches invalidated across nodes', (dialect) => {
     const gapsBefore = b.gaps();
     // Both nodes' listeners, and only theirs: other test files listen on channels of their own schemas.
     const killed = await sql<{ pid: number }>`select pg_terminate_backend(pid) as ok, pid from pg_stat_activity where query = ${`listen ${channel}`}`.execute(storageB.db);
-    assert.equal(killed.rows.length, 2, 'one listener per node');
+    assert.equal(killed.rows.length, 3, 'one listener per node, and the tap');
     await until('node B listens again', () => b.gaps() > gapsBefore);
     assert.equal(nodeB.tokens.cached(issued.token), undefined, 'what it cached before the gap is dropped: messages may have been missed');
     assert.ok(errors.length > 0, 'the lost connection was reported');
@@ -130,5 +155,11 @@ describeEachDialect('caches invalidated across nodes', (dialect) => {
     await until('node A listens again', () => a.gaps() > 1);
     await h.services.machines.revokeToken(h.ctx, issued.id);
     await until('node B heard the revocation after reconnecting', () => nodeB.tokens.cached(issued.token) === undefined);
+  });
+
+  test('nothing any of that sent on the wire is a credential or value this node saw', () => {
+    assert.ok(wire.length >= 5, `the tap heard the messages (${wire.length})`);
+    const findings = h.canaries.findIn(wire.map((text, i) => ({ where: `payload ${i + 1}`, text })));
+    assert.deepEqual(findings, []);
   });
 });
