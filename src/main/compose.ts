@@ -6,6 +6,7 @@ import { buildHttpServer } from '../http/server.ts';
 import { createTokenService } from '../modules/auth/token-service.ts';
 import { createInvalidationBus } from '../modules/invalidation/bus.ts';
 import { sharedSealedRows } from '../modules/invalidation/sealed-rows.ts';
+import { sharedKeyring } from '../modules/invalidation/keyring.ts';
 import { createAuthenticator } from '../modules/identity/principal.ts';
 import { createCredentialSweep } from '../modules/identity/credential-sweep.ts';
 import { createKekRepository } from '../modules/keys/kek-repository.ts';
@@ -81,9 +82,9 @@ export function createServices(deps: { config: KeyholdConfig; storage: Storage; 
   const { config, storage, clock } = deps;
   const db = storage.db;
   const seal = createSealManager({ meta: createSystemMetaRepository(db), dataDir: config.dataDir });
-  const keyring = createKeyring({ store: createKekRepository(db), root: seal, dekCache: { ttlMs: 60_000, maxEntries: 10_000, now: () => clock.now() } });
-  // Revocations, authorization changes and value changes reach the other nodes as they commit (PostgreSQL; started by server.ts).
+  // Revocations, authorization, value and key changes reach the other nodes as they commit (PostgreSQL; started by server.ts).
   const peers = createInvalidationBus({ notifications: storage.notifications, onError: (err) => deps.onBackgroundError?.(err) });
+  const keyring = sharedKeyring(createKeyring({ store: createKekRepository(db), root: seal, dekCache: { ttlMs: 60_000, maxEntries: 10_000, now: () => clock.now() } }), peers);
   // Sealed rows only (never plaintext); other nodes drop theirs when told, and within ttlMs if a message is lost.
   const rows = sharedSealedRows(createSealedRowCache({ clock, ttlMs: 1_000, maxEntries: 50_000 }), peers, (tenantId) => redactors.forget(tenantId));
   seal.onSeal(() => rows.clear());

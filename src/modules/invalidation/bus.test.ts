@@ -6,7 +6,7 @@ import type { Notifications } from '../../storage/postgres/notifications.ts';
 const SELF = 'node-self';
 
 test('a message from another node is read back as sent; one naming this node is its own echo and is dropped', () => {
-  const sent: Invalidation[] = [{ kind: 'token', id: 't-1' }, { kind: 'principal', id: 'm-1' }, { kind: 'authz', tenantId: 'ten-1' }, { kind: 'values', tenantId: 'ten-1' }];
+  const sent: Invalidation[] = [{ kind: 'token', id: 't-1' }, { kind: 'principal', id: 'm-1' }, { kind: 'authz', tenantId: 'ten-1' }, { kind: 'values', tenantId: 'ten-1' }, { kind: 'keys', tenantId: 'ten-1' }];
   for (const m of sent) {
     assert.deepEqual(parseInvalidation(JSON.stringify({ node: 'node-other', ...m }), SELF), m);
     assert.equal(parseInvalidation(JSON.stringify({ node: SELF, ...m }), SELF), null);

@@ -13,7 +13,9 @@ export type Invalidation =
   /** A tenant's grants, policies, identities or access rules changed (its authorization generation moved). */
   | { kind: 'authz'; tenantId: string }
   /** A tenant's secrets or values changed (its sealed rows, and the values its redactor masks). */
-  | { kind: 'values'; tenantId: string };
+  | { kind: 'values'; tenantId: string }
+  /** A tenant's keys changed (KEK rotated or rewrapped, versions destroyed): its unwrapped keys go. */
+  | { kind: 'keys'; tenantId: string };
 
 export interface InvalidationHandlers {
   /** Another node's message. */
@@ -36,8 +38,8 @@ export interface InvalidationBus {
   start(): void;
 }
 
-const KINDS = new Set(['token', 'principal', 'authz', 'values']);
-const TENANT_KINDS = new Set(['authz', 'values']);
+const KINDS = new Set(['token', 'principal', 'authz', 'values', 'keys']);
+const TENANT_KINDS = new Set(['authz', 'values', 'keys']);
 const MAX_ID_LENGTH = 200;
 
 const isId = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= MAX_ID_LENGTH;
@@ -53,7 +55,7 @@ export function parseInvalidation(payload: string, self: string): Invalidation |
   if (typeof m !== 'object' || m === null) return null;
   const { node, kind, id, tenantId } = m as Record<string, unknown>;
   if (!isId(node) || node === self || typeof kind !== 'string' || !KINDS.has(kind)) return null;
-  if (TENANT_KINDS.has(kind)) return isId(tenantId) ? { kind: kind as 'authz' | 'values', tenantId } : null;
+  if (TENANT_KINDS.has(kind)) return isId(tenantId) ? { kind: kind as 'authz' | 'values' | 'keys', tenantId } : null;
   return isId(id) ? { kind: kind as 'token' | 'principal', id } : null;
 }
 

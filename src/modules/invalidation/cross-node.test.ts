@@ -11,6 +11,9 @@ import type { Storage } from '../../storage/database.ts';
 import { createSealedRowCache, type SealedRow } from '../secrets/sealed-row-cache.ts';
 import { createInvalidationBus, type InvalidationBus } from './bus.ts';
 import { sharedSealedRows } from './sealed-rows.ts';
+import { sharedKeyring } from './keyring.ts';
+import { createKeyring } from '../../crypto/keyring.ts';
+import { createKekRepository } from '../keys/kek-repository.ts';
 
 /** How long a message may take from one node to the other here; far below the caches' own bounds, which the fake clock never reaches. */
 const DELIVERY_MS = 5_000;
@@ -128,6 +131,22 @@ describeEachDialect('caches invalidated across nodes', (dialect) => {
       assert.ok(rowsB.get(other.id, 'env', 'ELSEWHERE', 'current'), 'another tenant\'s rows stay');
       await until('the wire tap heard the write\'s message', () => wire.some((p) => p.includes('"values"')));
       assert.deepEqual(wire.filter((p) => /WRITTEN_ON_A|cross-node-value/.test(p)), [], 'no name or value on the wire');
+    });
+
+    test('a KEK rotated: node B drops the tenant\'s unwrapped keys at once, not when their lifetime ends', async () => {
+      const keyringB = sharedKeyring(createKeyring({
+        store: createKekRepository(storageB.db), root: h.services.seal, dekCache: { ttlMs: 60_000, maxEntries: 100, now: () => h.clock.now() },
+      }), b.bus);
+      await h.services.secrets.create(h.ctx, { name: 'KEYED_ON_A', owner: 'ops' });
+      await h.services.values.write(h.ctx, 'KEYED_ON_A', 'production', { value: 'keyed-on-a-value' });
+      const v = await storageB.db.selectFrom('secret_versions').innerJoin('secrets', 'secrets.id', 'secret_versions.secret_id')
+        .select(['secret_versions.tenant_id', 'secret_versions.environment_id', 'secret_versions.secret_id', 'secret_versions.version', 'secret_versions.ciphertext', 'secret_versions.wrapped_dek'])
+        .where('secrets.tenant_id', '=', h.ctx.tenantId).where('secrets.name', '=', 'KEYED_ON_A').executeTakeFirstOrThrow();
+      const opened = await keyringB.openValue({ tenantId: v.tenant_id, environmentId: v.environment_id, secretId: v.secret_id, version: v.version }, v.ciphertext!, v.wrapped_dek!);
+      assert.equal(opened.toString('utf8'), 'keyed-on-a-value');
+      assert.ok(keyringB.held().keks > 0 && keyringB.held().deks > 0, 'node B holds the tenant\'s KEK and the value\'s data key');
+      await h.services.keys.rotate(h.ctx);
+      await until('node B dropped them', () => keyringB.held().keks === 0 && keyringB.held().deks === 0);
     });
 
     test('a tenant policy that forbids: node B applies it without waiting for its generation check', async () => {
