@@ -62,6 +62,11 @@ test('the bus hands other nodes\' messages and gaps to every subscriber, and a f
   bus.publish({ kind: 'token', id: 'fail' });
   await new Promise((resolve) => setImmediate(resolve));
   assert.equal(errors.length, 1);
+  const [err] = errors as Error[];
+  assert.match(err!.message, /could not tell the other nodes of a change \(they fall back to their caches' time bounds\): connection refused/);
+  assert.equal((err!.cause as Error).message, 'connection refused');
+  h.onError(new Error('terminating connection due to administrator command'));
+  assert.match((errors[1] as Error).message, /^not listening for the other nodes' changes, reconnecting .*: terminating connection/);
 });
 
 test('without notifications (SQLite: one node) publishing goes nowhere and starting listens to nothing', () => {

@@ -63,6 +63,10 @@ export function parseInvalidation(payload: string, self: string): Invalidation |
 export function createInvalidationBus(deps: { notifications: Notifications | null; onError: (err: unknown) => void }): InvalidationBus {
   const { notifications, onError } = deps;
   const self = randomUUID();
+  /** The adapter's error, saying what it means for this node (the original kept as the cause). */
+  const report = (what: string) => (err: unknown) =>
+    onError(new Error(`${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
+  const publishFailed = report('could not tell the other nodes of a change (they fall back to their caches\' time bounds)');
   const subscribers: InvalidationHandlers[] = [];
   /** Each subscriber on its own: one that throws must not keep the others from dropping their caches. */
   const each = (call: (s: InvalidationHandlers) => void) => {
@@ -70,13 +74,13 @@ export function createInvalidationBus(deps: { notifications: Notifications | nul
       try {
         call(s);
       } catch (err) {
-        onError(err);
+        onError(new Error('a cache could not drop what another node changed', { cause: err }));
       }
     }
   };
   return {
     publish(message) {
-      notifications?.publish(JSON.stringify({ node: self, ...message })).catch(onError);
+      notifications?.publish(JSON.stringify({ node: self, ...message })).catch(publishFailed);
     },
     subscribe(handlers) {
       subscribers.push(handlers);
@@ -90,7 +94,7 @@ export function createInvalidationBus(deps: { notifications: Notifications | nul
         onGap() {
           each((s) => s.onGap());
         },
-        onError,
+        onError: report('not listening for the other nodes\' changes, reconnecting (this node\'s caches keep their time bounds meanwhile)'),
       });
     },
   };
