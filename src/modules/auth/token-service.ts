@@ -8,6 +8,7 @@ import type { Database } from '../../storage/schema.ts';
 import type { DialectName, Executor } from '../../storage/database.ts';
 import { principalOf, type CredentialLookup, type CredentialSource, type Principal } from '../identity/principal.ts';
 import type { InvalidationBus } from '../invalidation/bus.ts';
+import { createTokenCache } from './token-cache.ts';
 
 /** Root and machine access tokens share this prefix; user sessions have their own. */
 export const TOKEN_PREFIX = 'kh_';
@@ -46,7 +47,7 @@ export function createTokenService(deps: {
   peers?: Pick<InvalidationBus, 'publish' | 'subscribe'>;
 }) {
   const { db, dialect, clock, peers } = deps;
-  const cache = new Map<string, { principal: Principal; until: number }>();
+  const cache = createTokenCache();
   /**
    * Moves on every forget. A lookup caches what it read only if no forget ran while it read: a
    * revoke that committed (and forgot) between the read and its answer must not leave the token
@@ -62,15 +63,18 @@ export function createTokenService(deps: {
     return hit && hit.until > now && (hit.principal.expiresAt === null || hit.principal.expiresAt > now) ? hit.principal : undefined;
   }
 
-  function forget(predicate: (p: Principal) => boolean): void {
+  /** Drops tokens from the cache; a lookup in flight meanwhile will not cache what it read. */
+  function forget(drop: () => void): void {
     forgets++;
-    for (const [hash, entry] of cache) if (predicate(entry.principal)) cache.delete(hash);
+    drop();
   }
+  const forgetToken = (tokenId: string) => forget(() => cache.forgetCredential(tokenId));
+  const forgetPrincipal = (principalId: string) => forget(() => cache.forgetPrincipal(principalId));
 
   peers?.subscribe({
     onMessage(m) {
-      if (m.kind === 'token') forget((p) => p.credentialId === m.id);
-      else if (m.kind === 'principal') forget((p) => p.id === m.id);
+      if (m.kind === 'token') forgetToken(m.id);
+      else if (m.kind === 'principal') forgetPrincipal(m.id);
     },
     onGap() {
       forgets++;
@@ -124,8 +128,7 @@ export function createTokenService(deps: {
         ...(row.environment !== null ? { boundEnvironment: row.environment } : {}),
       };
       if (epoch === forgets) {
-        if (cache.size > 10_000) cache.clear();
-        cache.set(tokenHash, { principal, until: now + TOKEN_CACHE_TTL_MS });
+        cache.set(tokenHash, principal, now + TOKEN_CACHE_TTL_MS);
       }
       return { principal };
     },
@@ -146,7 +149,7 @@ export function createTokenService(deps: {
       if (tenantId !== null) q = q.where('tenant_id', '=', tenantId);
       const row = await q.returning('tenant_id').executeTakeFirst();
       if (!row) fail('TOKEN_NOT_FOUND', 'no live token with that id');
-      forget((p) => p.credentialId === tokenId);
+      forgetToken(tokenId);
       // Inside a transaction the other nodes hear of it from forgetToken, once it has committed.
       if (executor === db) peers?.publish({ kind: 'token', id: tokenId });
       return { tenantId: row.tenant_id };
@@ -154,7 +157,7 @@ export function createTokenService(deps: {
 
     /** Drops a token from the lookup cache, here and on the other nodes; call after the transaction that revoked it commits. */
     forgetToken(tokenId: string): void {
-      forget((p) => p.credentialId === tokenId);
+      forgetToken(tokenId);
       peers?.publish({ kind: 'token', id: tokenId });
     },
 
@@ -162,7 +165,7 @@ export function createTokenService(deps: {
     async revokeAllFor(principalId: string, executor: Executor = db) {
       await executor.updateTable('tokens').set({ revoked_at: clock.now() })
         .where('principal_id', '=', principalId).where('revoked_at', 'is', null).execute();
-      forget((p) => p.id === principalId);
+      forgetPrincipal(principalId);
       // Inside a transaction the caller runs this again once it has committed (machine-service.ts): that pass tells the other nodes.
       if (executor === db) peers?.publish({ kind: 'principal', id: principalId });
     },
@@ -185,8 +188,9 @@ export function createTokenService(deps: {
       // another node less than TOKEN_CACHE_TTL_MS ago (with a grace that short): dropping the swept ids
       // ends those here at once, as a revocation in this process would, and frees expired entries.
       if (gone.length > 0) {
-        const ids = new Set(gone.map((r) => r.id));
-        forget((p) => ids.has(p.credentialId));
+        forget(() => {
+          for (const r of gone) cache.forgetCredential(r.id);
+        });
       }
       return gone.length;
     },
