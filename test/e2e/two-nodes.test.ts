@@ -2,6 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { createTestDatabase, skipReason, type TestDatabase } from '../helpers/databases.ts';
+import { until } from '../helpers/deadline.ts';
 import { startServer, type HttpResult, type ServerProcess } from '../helpers/server-process.ts';
 
 /**
@@ -49,10 +50,7 @@ describe('two servers on one PostgreSQL schema', async () => {
   }
 
   test('each server listens for the other\'s changes', async () => {
-    for (const deadline = Date.now() + 10_000; (await listeners()) < 2;) {
-      if (Date.now() > deadline) assert.fail(`two listeners expected, saw ${await listeners()}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await until('two listeners', async () => (await listeners()) >= 2, 10_000);
   });
 
   test('a token revoked through one server is refused by the other before its cache entry would run out', async () => {

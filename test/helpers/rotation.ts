@@ -4,7 +4,6 @@ import type { DependentsPort } from '../../src/modules/rotation/dependents.ts';
 import { builtinRotators } from '../../src/modules/rotation/rotators/registry.ts';
 import type { Rotator } from '../../src/modules/rotation/rotators/types.ts';
 import type { TenantContext } from '../../src/modules/shared/context.ts';
-import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import type { DialectName } from '../../src/storage/database.ts';
 import { createHarness, type Harness } from './harness.ts';
@@ -113,15 +112,6 @@ export function heldSource(t: TestContext) {
   });
   t.after(() => release());
   return { rotator, holding, release };
-}
-
-/** Waits for `done` (checked every 10 ms): the bound is only there to fail a broken build rather than hang it. */
-export async function until(what: string, done: () => Promise<boolean> | boolean, ms = 30_000): Promise<void> {
-  const by = performance.now() + ms;
-  while (!(await done())) {
-    if (performance.now() > by) assert.fail(`${what}: still not after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** Which of `names` have been rotated at least once in `environment` (their rotation history is not empty), in order. */

@@ -1,6 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
+import { until } from '../../../test/helpers/deadline.ts';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
 import { userContext } from '../../../test/helpers/identities.ts';
@@ -18,16 +19,10 @@ import { createKekRepository } from '../keys/kek-repository.ts';
 /** How long a message may take from one node to the other here; far below the caches' own bounds, which the fake clock never reaches. */
 const DELIVERY_MS = 5_000;
 
-async function until(what: string, check: () => boolean | Promise<boolean>): Promise<void> {
-  for (const deadline = Date.now() + DELIVERY_MS; !(await check());) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${DELIVERY_MS} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+const delivered = (what: string, check: () => boolean | Promise<boolean>) => until(what, check, DELIVERY_MS);
 
-/** A bus, and a promise for its next gap (listening started or restarted). */
-function busOn(storage: Storage, errors: unknown[]): { bus: InvalidationBus; gaps: () => number } {
-  const bus = createInvalidationBus({ notifications: storage.notifications, onError: (err) => void errors.push(err) });
+/** `bus`, and how many gaps it has reported so far (listening started or restarted). */
+function counted(bus: InvalidationBus): { bus: InvalidationBus; gaps: () => number } {
   let gaps = 0;
   bus.subscribe({ onMessage: () => {}, onGap: () => void gaps++ });
   return { bus, gaps: () => gaps };
@@ -42,8 +37,8 @@ function busOn(storage: Storage, errors: unknown[]): { bus: InvalidationBus; gap
 describeEachDialect('caches invalidated across nodes', (dialect) => {
   let h: Harness;
   let storageB: Storage;
-  let a: ReturnType<typeof busOn>;
-  let b: ReturnType<typeof busOn>;
+  let a: ReturnType<typeof counted>;
+  let b: ReturnType<typeof counted>;
   const errors: unknown[] = [];
   /** Every payload on the schema's channel, as any role on the database could LISTEN to it. */
   const wire: string[] = [];
@@ -54,8 +49,8 @@ describeEachDialect('caches invalidated across nodes', (dialect) => {
     h = await createHarness(dialect);
     storageB = await h.database.open();
     // The harness's own services already subscribe to theirs: node A listens through it.
-    a = { bus: h.services.peers, gaps: (() => { let n = 0; h.services.peers.subscribe({ onMessage: () => {}, onGap: () => void n++ }); return () => n; })() };
-    b = busOn(storageB, errors);
+    a = counted(h.services.peers);
+    b = counted(createInvalidationBus({ notifications: storageB.notifications, onError: (err) => void errors.push(err) }));
     nodeB = {
       tokens: createTokenService({ db: storageB.db, dialect, clock: h.clock, peers: b.bus }),
       authz: createCedarAuthorizer({
@@ -67,7 +62,7 @@ describeEachDialect('caches invalidated across nodes', (dialect) => {
     storageTap.notifications?.listen({ onMessage: (p) => void wire.push(p), onGap: () => void (tapping = true), onError: () => {} });
     a.bus.start();
     b.bus.start();
-    if (dialect === 'postgres') await until('both nodes and the tap listening', () => a.gaps() > 0 && b.gaps() > 0 && tapping);
+    if (dialect === 'postgres') await delivered('both nodes and the tap listening', () => a.gaps() > 0 && b.gaps() > 0 && tapping);
   });
   after(async () => {
     await storageTap?.close();
@@ -95,7 +90,7 @@ describeEachDialect('caches invalidated across nodes', (dialect) => {
     test('a revoked token', async () => {
       const { issued } = await liveTokenOnB('revoked-b');
       await h.services.machines.revokeToken(h.ctx, issued.id);
-      await until('node B dropped the revoked token', () => nodeB.tokens.cached(issued.token) === undefined);
+      await delivered('node B dropped the revoked token', () => nodeB.tokens.cached(issued.token) === undefined);
       assert.equal(await nodeB.tokens.authenticate(issued.token), null);
     });
 
@@ -104,7 +99,7 @@ describeEachDialect('caches invalidated across nodes', (dialect) => {
       const second = await h.services.tokens.issue({ tenantId: h.ctx.tenantId, kind: 'machine', principalId: machine.id, name: machine.name, ttlMs: 3_600_000 });
       assert.ok(await nodeB.tokens.authenticate(second.token));
       await h.services.machines.disable(h.ctx, machine.id);
-      await until('node B dropped the identity\'s tokens', () => [issued, second].every((t) => nodeB.tokens.cached(t.token) === undefined));
+      await delivered('node B dropped the identity\'s tokens', () => [issued, second].every((t) => nodeB.tokens.cached(t.token) === undefined));
       for (const t of [issued, second]) assert.equal(await nodeB.tokens.authenticate(t.token), null);
     });
 
@@ -114,7 +109,7 @@ describeEachDialect('caches invalidated across nodes', (dialect) => {
       const tenant = { type: 'tenant' } as const;
       assert.equal(await nodeB.authz.allowed(gus.ctx(), 'list', tenant), true, 'node B decides from the live grant, and remembers');
       await h.services.grants.revoke(h.ctx, grant.id);
-      await until('node B refuses', async () => !(await nodeB.authz.allowed(gus.ctx(), 'list', tenant)));
+      await delivered('node B refuses', async () => !(await nodeB.authz.allowed(gus.ctx(), 'list', tenant)));
     });
 
     test('a value written: node B drops the tenant\'s sealed rows and its redactor, and does not tell anyone the secret\'s name', async () => {
@@ -126,10 +121,10 @@ describeEachDialect('caches invalidated across nodes', (dialect) => {
       rowsB.set(other.id, 'env', 'ELSEWHERE', 'current', row, rowsB.stamp(other.id, 'ELSEWHERE'));
       await h.services.secrets.create(h.ctx, { name: 'WRITTEN_ON_A', owner: 'ops' });
       await h.services.values.write(h.ctx, 'WRITTEN_ON_A', 'production', { value: 'cross-node-value' });
-      await until('node B dropped the tenant\'s rows', () => rowsB.get(h.ctx.tenantId, 'env', 'WRITTEN_ON_A', 'current') === undefined);
+      await delivered('node B dropped the tenant\'s rows', () => rowsB.get(h.ctx.tenantId, 'env', 'WRITTEN_ON_A', 'current') === undefined);
       assert.ok(droppedRedactors.includes(h.ctx.tenantId), 'and its redactor');
       assert.ok(rowsB.get(other.id, 'env', 'ELSEWHERE', 'current'), 'another tenant\'s rows stay');
-      await until('the wire tap heard the write\'s message', () => wire.some((p) => p.includes('"values"')));
+      await delivered('the wire tap heard the write\'s message', () => wire.some((p) => p.includes('"values"')));
       assert.deepEqual(wire.filter((p) => /WRITTEN_ON_A|cross-node-value/.test(p)), [], 'no name or value on the wire');
     });
 
@@ -146,7 +141,7 @@ describeEachDialect('caches invalidated across nodes', (dialect) => {
       assert.equal(opened.toString('utf8'), 'keyed-on-a-value');
       assert.ok(keyringB.held().keks > 0 && keyringB.held().deks > 0, 'node B holds the tenant\'s KEK and the value\'s data key');
       await h.services.keys.rotate(h.ctx);
-      await until('node B dropped them', () => keyringB.held().keks === 0 && keyringB.held().deks === 0);
+      await delivered('node B dropped them', () => keyringB.held().keks === 0 && keyringB.held().deks === 0);
     });
 
     test('a tenant policy that forbids: node B applies it without waiting for its generation check', async () => {
@@ -155,7 +150,7 @@ describeEachDialect('caches invalidated across nodes', (dialect) => {
       const tenant = { type: 'tenant' } as const;
       assert.equal(await nodeB.authz.allowed(ida.ctx(), 'list', tenant), true);
       await h.services.policies.put(h.ctx, { text: 'forbid (principal, action == Keyhold::Action::"list", resource);', comment: 'no listing' });
-      await until('node B applies the new policy', async () => !(await nodeB.authz.allowed(ida.ctx(), 'list', tenant)));
+      await delivered('node B applies the new policy', async () => !(await nodeB.authz.allowed(ida.ctx(), 'list', tenant)));
     });
   });
 
@@ -166,14 +161,14 @@ describeEachDialect('caches invalidated across nodes', (dialect) => {
     // Both nodes' listeners, and only theirs: other test files listen on channels of their own schemas.
     const killed = await sql<{ pid: number }>`select pg_terminate_backend(pid) as ok, pid from pg_stat_activity where query = ${`listen ${channel}`}`.execute(storageB.db);
     assert.equal(killed.rows.length, 3, 'one listener per node, and the tap');
-    await until('node B listens again', () => b.gaps() > gapsBefore);
+    await delivered('node B listens again', () => b.gaps() > gapsBefore);
     assert.equal(nodeB.tokens.cached(issued.token), undefined, 'what it cached before the gap is dropped: messages may have been missed');
     assert.ok(errors.length > 0, 'the lost connection was reported');
     // Listening again: the next revocation arrives as before.
     assert.ok(await nodeB.tokens.authenticate(issued.token));
-    await until('node A listens again', () => a.gaps() > 1);
+    await delivered('node A listens again', () => a.gaps() > 1);
     await h.services.machines.revokeToken(h.ctx, issued.id);
-    await until('node B heard the revocation after reconnecting', () => nodeB.tokens.cached(issued.token) === undefined);
+    await delivered('node B heard the revocation after reconnecting', () => nodeB.tokens.cached(issued.token) === undefined);
   });
 
   test('nothing any of that sent on the wire is a credential or value this node saw', () => {

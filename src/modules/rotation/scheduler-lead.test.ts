@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import type { Harness } from '../../../test/helpers/harness.ts';
-import { heldSource, rotationFor, schedulerHarness, until } from '../../../test/helpers/rotation.ts';
+import { heldSource, rotationFor, schedulerHarness } from '../../../test/helpers/rotation.ts';
+import { until } from '../../../test/helpers/deadline.ts';
 import type { TenantContext } from '../shared/context.ts';
 import { createLeadership } from './leadership.ts';
 

@@ -3,14 +3,13 @@ import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { describeEachDialect } from '../../../test/helpers/each-dialect.ts';
 import { createHarness, type Harness } from '../../../test/helpers/harness.ts';
-import { until } from '../../../test/helpers/rotation.ts';
 import { decodeRootToken } from '../../crypto/root/otp.ts';
 import { KeyholdError } from '../../errors/index.ts';
 import { createRootGeneration, GENERATE_ROOT_TTL_MS } from './root-generation.ts';
 import { createRootGenerationLedger } from './root-generation-ledger.ts';
 import { createSystemMetaRepository } from './system-meta-repository.ts';
 import type { RequestSource } from '../identity/request-source.ts';
-import { within } from '../../../test/helpers/deadline.ts';
+import { until, within } from '../../../test/helpers/deadline.ts';
 
 type Reply = { status: number; body: Record<string, any> };
 

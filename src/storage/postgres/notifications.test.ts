@@ -2,16 +2,11 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createTestDatabase, skipReason, type TestDatabase } from '../../../test/helpers/databases.ts';
-import { within } from '../../../test/helpers/deadline.ts';
+import { until, within } from '../../../test/helpers/deadline.ts';
 import type { Storage } from '../database.ts';
 import { createPgNotifications, type Notifications } from './notifications.ts';
 
-async function until(what: string, check: () => boolean): Promise<void> {
-  for (const deadline = Date.now() + 5_000; !check();) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within 5 s`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+const soon = (what: string, check: () => boolean) => until(what, check, 5_000);
 
 /** Listens on `n`, recording what arrives. */
 function listener(n: Notifications) {
@@ -47,20 +42,20 @@ describe('PostgreSQL notifications between the nodes of one deployment', async (
     const b = await open(one);
     const other = await open(two);
     const heard = [listener(a.notifications!), listener(b.notifications!), listener(other.notifications!)];
-    await until('all three listening', () => heard.every((h) => h.gaps === 1));
+    await soon('all three listening', () => heard.every((h) => h.gaps === 1));
     await a.notifications!.publish('{"hello":1}');
     await other.notifications!.publish('{"elsewhere":1}');
-    await until('both nodes of the first schema heard it', () => heard[0]!.messages.length === 1 && heard[1]!.messages.length === 1);
+    await soon('both nodes of the first schema heard it', () => heard[0]!.messages.length === 1 && heard[1]!.messages.length === 1);
     assert.deepEqual(heard[0]!.messages, ['{"hello":1}']);
     assert.deepEqual(heard[1]!.messages, ['{"hello":1}']);
-    await until('the other schema heard its own', () => heard[2]!.messages.length === 1);
+    await soon('the other schema heard its own', () => heard[2]!.messages.length === 1);
     assert.deepEqual(heard[2]!.messages, ['{"elsewhere":1}'], 'and nothing of the first schema\'s');
   });
 
   test('a database that is not there: listening retries and reports, and close() ends it at once', async () => {
     const n = createPgNotifications({ db: storages[0]!.db, clientConfig: { connectionString: 'postgres://postgres@127.0.0.1:1/test', connectionTimeoutMillis: 10_000 } });
     const got = listener(n);
-    await until('two failed attempts reported', () => got.errors.length >= 2);
+    await soon('two failed attempts reported', () => got.errors.length >= 2);
     assert.equal(got.gaps, 0);
     assert.equal(await within(n.close().then(() => 'closed'), 2_000, 'still closing'), 'closed');
     const reported = got.errors.length;
@@ -76,7 +71,7 @@ describe('PostgreSQL notifications between the nodes of one deployment', async (
     try {
       const n = createPgNotifications({ db: storages[0]!.db, clientConfig: { connectionString: `postgres://postgres@127.0.0.1:${port}/test`, connectionTimeoutMillis: 10_000 } });
       listener(n);
-      await until('the attempt connected', () => sockets.length === 1);
+      await soon('the attempt connected', () => sockets.length === 1);
       assert.equal(await within(n.close().then(() => 'closed'), 2_000, 'still closing'), 'closed');
     } finally {
       for (const s of sockets) s.destroy();
