@@ -1,9 +1,10 @@
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type pg from 'pg';
 import { Kysely, PostgresAdapter, sql, type Dialect, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
 import { createNodeSqliteDialect } from './sqlite/node-sqlite-dialect.ts';
-import { createPostgresDialect, POOL_WAIT_MS, type StatementBounds } from './postgres/postgres-dialect.ts';
+import { createPostgresDialect, type StatementBounds } from './postgres/postgres-dialect.ts';
 import { migrateToLatest, pendingMigrations } from './migrations/index.ts';
 import { withCommitHooks, type AfterCommit } from './commit-hooks.ts';
 import { appendOnlyReport, canApplyMigrations, whoAndWhere, type AppendOnlyReport } from './postgres/privileges.ts';
@@ -148,15 +149,18 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
   const dialect: DialectName = /^postgres(ql)?:\/\//.test(options.url) ? 'postgres' : 'sqlite';
   let sqlitePath: string | null = null;
   let base: Dialect;
+  /** PostgreSQL: how the pool opens its connections, for the one that listens for other nodes. */
+  let clientConfig: pg.ClientConfig | null = null;
   const where = { connectionString: options.url, ...(options.schema ? { schema: options.schema } : {}) };
   if (dialect === 'postgres') {
-    const { dialect: d } = createPostgresDialect({
+    const { dialect: d, pool } = createPostgresDialect({
       ...where,
       ...(options.poolSize ? { max: options.poolSize } : {}),
       // Absent or 0: none set (the dialect's own rule).
       lockTimeoutMs: options.lockTimeoutMs, statementTimeoutMs: options.statementTimeoutMs,
     });
     base = d;
+    clientConfig = pool.options;
   } else {
     const path = options.url.replace(/^sqlite:/, '');
     if (path !== ':memory:') {
@@ -188,10 +192,8 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
   }
   const closing: Array<() => Promise<void>> = [];
   let notifications: Notifications | null = null;
-  if (dialect === 'postgres') {
-    const listening = createPgNotifications({
-      db, clientConfig: { connectionString: options.url, connectionTimeoutMillis: POOL_WAIT_MS, ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}) },
-    });
+  if (clientConfig) {
+    const listening = createPgNotifications({ db, clientConfig });
     closing.push(() => listening.close());
     notifications = listening;
   }

@@ -76,10 +76,7 @@ export function createTokenService(deps: {
       if (m.kind === 'token') forgetToken(m.id);
       else if (m.kind === 'principal') forgetPrincipal(m.id);
     },
-    onGap() {
-      forgets++;
-      cache.clear();
-    },
+    onGap: () => forget(() => cache.clear()),
   });
 
   const service = {

@@ -38,7 +38,7 @@ export interface InvalidationBus {
   start(): void;
 }
 
-const KINDS = new Set(['token', 'principal', 'authz', 'values', 'keys']);
+const ID_KINDS = new Set(['token', 'principal']);
 const TENANT_KINDS = new Set(['authz', 'values', 'keys']);
 const MAX_ID_LENGTH = 200;
 
@@ -54,9 +54,10 @@ export function parseInvalidation(payload: string, self: string): Invalidation |
   }
   if (typeof m !== 'object' || m === null) return null;
   const { node, kind, id, tenantId } = m as Record<string, unknown>;
-  if (!isId(node) || node === self || typeof kind !== 'string' || !KINDS.has(kind)) return null;
+  if (!isId(node) || node === self || typeof kind !== 'string') return null;
   if (TENANT_KINDS.has(kind)) return isId(tenantId) ? { kind: kind as 'authz' | 'values' | 'keys', tenantId } : null;
-  return isId(id) ? { kind: kind as 'token' | 'principal', id } : null;
+  if (ID_KINDS.has(kind)) return isId(id) ? { kind: kind as 'token' | 'principal', id } : null;
+  return null;
 }
 
 /** The bus over the storage's notifications; without them (SQLite, one node) publishing goes nowhere. */
